@@ -1,0 +1,14 @@
+// skyrelay._core: the private extension module. Thin and C++-shaped; the Python package owns
+// the public API.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace skyrelay::bindings {
+void register_server(py::module_& m);
+}
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "skyrelay's C++ core (private; use the skyrelay package)";
+  skyrelay::bindings::register_server(m);
+}

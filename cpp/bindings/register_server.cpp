@@ -1,0 +1,192 @@
+// Bindings for the server, the hub operations and the JSON validator.
+#include <nlohmann/json.hpp>
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <memory>
+
+#include "skyrelay/core/errors.hpp"
+#include "skyrelay/net/server.hpp"
+#include "skyrelay/proto/json_protocol.hpp"
+#include "skyrelay/proto/utf8.hpp"
+
+namespace py = pybind11;
+
+namespace skyrelay::bindings {
+
+namespace {
+
+using ms = std::chrono::milliseconds;
+
+// Calls a Python hook from a dispatcher thread: takes the GIL, and reports (never propagates)
+// an exception, since there is no Python caller to hand it to.
+template <class... Args>
+void call_hook(const py::object& fn, Args&&... args) {
+  py::gil_scoped_acquire gil;
+  try {
+    fn(std::forward<Args>(args)...);
+  } catch (py::error_already_set& e) {
+    e.discard_as_unraisable("skyrelay hook");
+  }
+}
+
+// Python callables must be released with the GIL held, whatever thread drops the last copy.
+struct gil_object {
+  py::object obj;
+  explicit gil_object(py::object o) : obj(std::move(o)) {}
+  ~gil_object() {
+    py::gil_scoped_acquire gil;
+    obj = py::object();
+  }
+};
+
+class py_server {
+ public:
+  py_server(const py::dict& options, py::object on_connect, py::object on_message,
+            py::object on_disconnect) {
+    server_config cfg;
+    auto get = [&](const char* key, auto& field) {
+      if (options.contains(key)) field = options[key].cast<std::decay_t<decltype(field)>>();
+    };
+    auto get_ms = [&](const char* key, ms& field) {
+      if (options.contains(key)) field = ms(options[key].cast<long long>());
+    };
+    get("host", cfg.host);
+    get("port", cfg.port);
+    get("io_threads", cfg.io_threads);
+    get("static_dir", cfg.static_dir);
+    get("max_message_size", cfg.max_message_size);
+    get("max_header_size", cfg.max_header_size);
+    get("max_body_size", cfg.max_body_size);
+    get_ms("handshake_timeout_ms", cfg.handshake_timeout);
+    get_ms("heartbeat_interval_ms", cfg.heartbeat_interval);
+    get_ms("heartbeat_timeout_ms", cfg.heartbeat_timeout);
+    get_ms("drain_timeout_ms", cfg.drain_timeout);
+    get("outbox_max_bytes", cfg.outbox_max_bytes);
+    get("outbox_max_frames", cfg.outbox_max_frames);
+    get("dispatch_queue_max", cfg.dispatch_queue_max);
+
+    app_hooks hooks;
+    if (!on_connect.is_none()) {
+      auto fn = std::make_shared<gil_object>(std::move(on_connect));
+      hooks.on_connect = [fn](const connect_info& info) {
+        py::gil_scoped_acquire gil;
+        py::list headers;
+        for (const auto& [k, v] : info.headers) headers.append(py::make_tuple(k, v));
+        call_hook(fn->obj, info.sid, info.path, info.query, info.remote, headers);
+      };
+    }
+    if (!on_message.is_none()) {
+      auto fn = std::make_shared<gil_object>(std::move(on_message));
+      hooks.on_message = [fn](const std::string& sid, const std::string& event,
+                              const std::string& data, const std::string& id) {
+        call_hook(fn->obj, sid, event, data, id);
+      };
+    }
+    if (!on_disconnect.is_none()) {
+      auto fn = std::make_shared<gil_object>(std::move(on_disconnect));
+      hooks.on_disconnect = [fn](const std::string& sid, disconnect_reason why) {
+        call_hook(fn->obj, sid, std::string(to_string(why)));
+      };
+    }
+    server_ = std::make_unique<server>(std::move(cfg), std::move(hooks));
+  }
+
+  ~py_server() {
+    py::gil_scoped_release release;
+    server_.reset();
+  }
+
+  server& get() { return *server_; }
+
+ private:
+  std::unique_ptr<server> server_;
+};
+
+std::optional<overflow_policy> to_policy(int p) {
+  if (p < 0) return std::nullopt;
+  return p == 1 ? overflow_policy::drop_oldest : overflow_policy::disconnect;
+}
+
+}  // namespace
+
+void register_server(py::module_& m) {
+  m.def("is_valid_json", [](const std::string& s) {
+    return proto::is_valid_utf8(s) && nlohmann::json::accept(s);
+  }, "True when the bytes are one valid UTF-8 JSON text.");
+
+  py::class_<py_server>(m, "Server")
+      .def(py::init<const py::dict&, py::object, py::object, py::object>(), py::arg("options"),
+           py::arg("on_connect"), py::arg("on_message"), py::arg("on_disconnect"))
+      .def("start", [](py_server& s) {
+        py::gil_scoped_release release;
+        s.get().start();
+      })
+      .def("stop", [](py_server& s) {
+        py::gil_scoped_release release;
+        s.get().stop();
+      })
+      .def_property_readonly("running", [](py_server& s) { return s.get().running(); })
+      .def_property_readonly("port", [](py_server& s) { return s.get().port(); })
+      .def("emit",
+           [](py_server& s, std::string event, std::string data, std::vector<std::string> to,
+              std::vector<std::string> skip, int policy) {
+             publication p{std::move(event), std::move(data), std::move(to), std::move(skip),
+                           to_policy(policy)};
+             py::gil_scoped_release release;
+             return s.get().publish(p);
+           },
+           py::arg("event"), py::arg("data"), py::arg("to"), py::arg("skip"), py::arg("policy"))
+      .def("accept", [](py_server& s, const std::string& sid) { return s.get().accept(sid); },
+           py::call_guard<py::gil_scoped_release>())
+      .def("refuse",
+           [](py_server& s, const std::string& sid, unsigned status, std::string message) {
+             return s.get().refuse(sid, status, std::move(message));
+           },
+           py::call_guard<py::gil_scoped_release>())
+      .def("respond",
+           [](py_server& s, const std::string& sid, const std::string& id, bool ok,
+              const std::string& data_or_code, const std::string& message) {
+             return s.get().respond(sid, id, ok, data_or_code, message);
+           },
+           py::call_guard<py::gil_scoped_release>())
+      .def("send_error",
+           [](py_server& s, const std::string& sid, const std::string& code,
+              const std::string& message) {
+             return s.get().send_error(sid, code, message);
+           },
+           py::call_guard<py::gil_scoped_release>())
+      .def("disconnect",
+           [](py_server& s, const std::string& sid, std::uint16_t code, std::string reason) {
+             return s.get().disconnect(sid, code, std::move(reason));
+           },
+           py::call_guard<py::gil_scoped_release>())
+      .def("join", [](py_server& s, const std::string& sid, const std::string& room) {
+             return s.get().get_hub().join(sid, room);
+           }, py::call_guard<py::gil_scoped_release>())
+      .def("leave", [](py_server& s, const std::string& sid, const std::string& room) {
+             return s.get().get_hub().leave(sid, room);
+           }, py::call_guard<py::gil_scoped_release>())
+      .def("rooms", [](py_server& s, const std::string& sid) {
+             return s.get().get_hub().rooms_of(sid);
+           })
+      .def("set_room_policy", [](py_server& s, const std::string& room, int policy) {
+             s.get().get_hub().set_room_policy(room, to_policy(policy));
+           })
+      .def("room_size", [](py_server& s, const std::string& room) {
+             return s.get().get_hub().room_size(room);
+           })
+      .def("has_connection", [](py_server& s, const std::string& sid) {
+             return s.get().get_hub().find(sid) != nullptr;
+           })
+      .def_property_readonly("connection_count",
+                             [](py_server& s) { return s.get().get_hub().connection_count(); })
+      .def_property_readonly("room_count",
+                             [](py_server& s) { return s.get().get_hub().room_count(); })
+      .def("health_json", [](py_server& s) { return s.get().health_json(); })
+      .def("metrics_text", [](py_server& s) { return s.get().metrics_text(); });
+}
+
+}  // namespace skyrelay::bindings

@@ -1,0 +1,30 @@
+// Server configuration with the documented defaults (docs/architecture.md, design section 5).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace skyrelay {
+
+struct server_config {
+  std::string host{"127.0.0.1"};
+  std::uint16_t port{8000};      // 0 picks a free port; server::port() reports it
+  unsigned io_threads{0};        // 0: one per core
+  std::string static_dir;        // empty: no static files
+
+  std::size_t max_message_size{64 * 1024};  // inbound WebSocket message; larger closes with 1009
+  std::size_t max_header_size{16 * 1024};   // HTTP request header bytes
+  std::size_t max_body_size{1000 * 1000};   // HTTP request body bytes
+  std::chrono::milliseconds handshake_timeout{10'000};
+  std::chrono::milliseconds heartbeat_interval{30'000};  // server ping when the peer is quiet
+  std::chrono::milliseconds heartbeat_timeout{20'000};   // extra silence before the peer is dead
+  std::chrono::milliseconds drain_timeout{2'000};        // graceful stop: wait for close handshakes
+
+  std::size_t outbox_max_bytes{1024 * 1024};
+  std::size_t outbox_max_frames{1024};
+  std::size_t dispatch_queue_max{65'536};  // inbound events waiting for the Python dispatcher
+};
+
+}  // namespace skyrelay

@@ -1,0 +1,30 @@
+// One thing to publish, and where it goes.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "skyrelay/hub/subscriber.hpp"
+
+namespace skyrelay {
+
+struct publication {
+  std::string event;              // event name
+  std::string data;               // payload as JSON text (validated by the caller)
+  std::vector<std::string> to;    // room names or sids; empty means every connection
+  std::vector<std::string> skip;  // sids that must not receive it
+  std::optional<overflow_policy> policy;  // overrides the room's policy
+};
+
+// Per-delivery metadata the hub fixes when it routes a publication.
+struct publish_meta {
+  std::string_view topic;  // the room when the publication targets exactly one room, else empty
+  std::uint64_t seq{0};    // that room's sequence number (from 1), 0 when there is no topic
+  std::string ts;          // ISO-8601 UTC publication time
+  std::int64_t publish_ns{0};
+};
+
+}  // namespace skyrelay

@@ -1,0 +1,41 @@
+// What the hub delivers to: one connection of any transport.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "skyrelay/core/frame.hpp"
+
+namespace skyrelay {
+
+// Overflow policy of a bounded outbox; see net/outbox.hpp.
+enum class overflow_policy : std::uint8_t {
+  disconnect,   // close the connection with close_code::slow_consumer (the default)
+  drop_oldest,  // drop the oldest droppable queued frames; for volatile streams
+};
+
+// Wire formats the hub can encode a publication into. Each publication is encoded at most once
+// per format, and only for formats that have a subscriber among its recipients.
+enum class wire_format : std::uint8_t { json_ws = 0, count_ };
+
+class subscriber {
+ public:
+  subscriber(std::string sid, wire_format fmt) : sid_(std::move(sid)), format_(fmt) {}
+  virtual ~subscriber() = default;
+  subscriber(const subscriber&) = delete;
+  subscriber& operator=(const subscriber&) = delete;
+
+  const std::string& sid() const noexcept { return sid_; }
+  wire_format format() const noexcept { return format_; }
+
+  // Queue a frame for sending. Called from any thread, possibly many at once; must not block on
+  // I/O and must not call back into the hub (the hub may hold no lock here, but the caller may be
+  // in the middle of a fan-out loop).
+  virtual void deliver(const frame_ptr& f, overflow_policy policy) = 0;
+
+ private:
+  const std::string sid_;
+  const wire_format format_;
+};
+
+}  // namespace skyrelay

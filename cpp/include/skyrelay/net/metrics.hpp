@@ -1,0 +1,71 @@
+// Server counters and the publish-to-write latency histogram, exposed as Prometheus text.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "skyrelay/core/errors.hpp"
+
+namespace skyrelay {
+
+enum class drop_reason : std::uint8_t {
+  drop_oldest,        // a volatile frame evicted (or refused) by the drop_oldest policy
+  slow_consumer,      // frames lost with a connection closed for overflow
+  dispatch_overflow,  // an inbound event refused because the dispatcher queue was full
+  count_
+};
+
+// Counters live in per-thread shards (one per I/O thread plus one shared by all other threads)
+// so that the hot path increments an uncontended cache line. Reads sum the shards; they are
+// consistent per counter, not across counters.
+class metrics {
+ public:
+  // Upper bounds of the latency buckets, in nanoseconds (+Inf is implicit).
+  static constexpr std::array<std::int64_t, 14> latency_bounds_ns{
+      50'000, 100'000, 250'000, 500'000, 1'000'000, 2'500'000, 5'000'000, 10'000'000,
+      25'000'000, 50'000'000, 100'000'000, 250'000'000, 500'000'000, 1'000'000'000};
+
+  struct alignas(64) shard {
+    std::atomic<std::uint64_t> connections_opened{0}, connections_closed{0};
+    std::atomic<std::uint64_t> handshakes_rejected{0}, http_requests{0};
+    std::atomic<std::uint64_t> messages_in{0}, bytes_in{0};
+    std::atomic<std::uint64_t> messages_out{0}, frames_out{0}, bytes_out{0}, writes{0};
+    std::atomic<std::uint64_t> publications{0}, deliveries{0};
+    std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(drop_reason::count_)> drops{};
+    std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(error_code::count_)> errors{};
+    std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(disconnect_reason::count_)>
+        disconnects{};
+    std::array<std::atomic<std::uint64_t>, latency_bounds_ns.size() + 1> latency_buckets{};
+    std::atomic<std::uint64_t> latency_sum_ns{0};
+  };
+
+  explicit metrics(unsigned io_threads);
+
+  // The calling thread's shard. I/O thread i must call bind_thread(i) once at start.
+  shard& local() noexcept;
+  static void bind_thread(unsigned index) noexcept;
+
+  static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.fetch_add(n, std::memory_order_relaxed);
+  }
+  void drop(drop_reason r, std::uint64_t n = 1) noexcept;
+  void error(error_code c) noexcept;
+  void disconnect(disconnect_reason r) noexcept;
+  void observe_latency(shard& s, std::int64_t ns) noexcept;
+
+  std::uint64_t total(std::atomic<std::uint64_t> shard::*field) const noexcept;
+
+  // Prometheus text exposition (version 0.0.4). `gauges` are extra name/value pairs.
+  std::string prometheus(std::size_t connections, std::size_t rooms, std::size_t dispatch_queue,
+                         double uptime_s) const;
+
+ private:
+  std::vector<std::unique_ptr<shard>> shards_;  // io threads, then the shared one
+};
+
+}  // namespace skyrelay

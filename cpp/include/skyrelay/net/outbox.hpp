@@ -1,0 +1,65 @@
+// A connection's bounded queue of frames waiting to be written.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <vector>
+
+#include "skyrelay/core/frame.hpp"
+#include "skyrelay/hub/subscriber.hpp"
+
+namespace skyrelay {
+
+// Thread-safe: any thread pushes, the connection's own executor takes. The outbox also tracks
+// whether the write loop is active, so that exactly one push after an idle period asks the
+// caller to start it (one post per idle-to-busy transition, not one per frame).
+//
+// Bounds: `max_bytes` and `max_frames` of queued (not yet taken) frames. A push that would go
+// over them applies the push's policy:
+//   drop_oldest - drop queued frames that were themselves pushed with drop_oldest, oldest first,
+//                 until the new frame fits; if that is not enough the new frame is dropped.
+//                 Frames pushed with disconnect (responses, control frames) are never dropped.
+//   disconnect  - refuse the frame; the caller closes the connection (slow consumer).
+// A frame always fits into an empty queue, whatever its size.
+class outbox {
+ public:
+  struct limits {
+    std::size_t max_bytes;
+    std::size_t max_frames;
+  };
+  struct push_result {
+    bool accepted{false};      // the frame is queued
+    bool overflow{false};      // refused under the disconnect policy
+    bool start_writer{false};  // the caller must schedule the write loop
+    std::size_t dropped{0};    // frames dropped to make room (or the new frame itself)
+  };
+
+  explicit outbox(limits l) : limits_(l) {}
+
+  push_result push(frame_ptr f, overflow_policy policy);
+
+  // Moves every queued frame into `out` (appending). Returns false, and marks the write loop
+  // idle, when nothing is queued; the next push will then ask for a new start.
+  bool take(std::vector<frame_ptr>& out);
+
+  // Refuses all further pushes and drops what is queued (the connection is closing).
+  void close();
+
+  std::size_t queued_bytes() const;
+  std::size_t queued_frames() const;
+
+ private:
+  struct entry {
+    frame_ptr f;
+    bool droppable;
+  };
+  const limits limits_;
+  mutable std::mutex mu_;
+  std::deque<entry> q_;
+  std::size_t bytes_{0};
+  bool writer_active_{false};
+  bool closed_{false};
+};
+
+}  // namespace skyrelay

@@ -1,0 +1,120 @@
+// The server: I/O threads, the listener, the session registry, and the seams to the application.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "skyrelay/core/config.hpp"
+#include "skyrelay/core/errors.hpp"
+#include "skyrelay/hub/dispatcher.hpp"
+#include "skyrelay/hub/hub.hpp"
+#include "skyrelay/net/aliases.hpp"
+#include "skyrelay/net/metrics.hpp"
+
+namespace skyrelay {
+
+class listener;
+class ws_session;
+
+// What the application learns about a WebSocket handshake.
+struct connect_info {
+  std::string sid;
+  std::string path;
+  std::string query;
+  std::string remote;  // "ip:port"
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Application callbacks. Each runs on the dispatcher thread, never on an I/O thread, one at a
+// time and in the order the events happened for a given connection.
+struct app_hooks {
+  // When set, every handshake waits for server::accept(sid) or server::refuse(sid, ...), which
+  // the callback (or code it schedules) must call. When unset, handshakes are accepted at once.
+  std::function<void(const connect_info&)> on_connect;
+  // An "event" (request_id empty) or "request" (request_id is the JSON text of its id). For
+  // requests the application must answer with server::respond.
+  std::function<void(const std::string& sid, const std::string& event, const std::string& data,
+                     const std::string& request_id)>
+      on_message;
+  // A connection that was accepted has ended.
+  std::function<void(const std::string& sid, disconnect_reason reason)> on_disconnect;
+};
+
+class server {
+ public:
+  server(server_config cfg, app_hooks hooks);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  // Binds, listens and starts the I/O threads and the dispatcher. Throws std::system_error when
+  // the address cannot be bound.
+  void start();
+  // Graceful stop: no new connections, close frames with 1001 to every connection, wait up to
+  // drain_timeout for them to finish, then cut what is left and join every thread. Must not be
+  // called from an I/O or dispatcher thread. Idempotent.
+  void stop();
+  bool running() const noexcept { return running_; }
+
+  std::uint16_t port() const noexcept { return port_; }
+  const server_config& config() const noexcept { return cfg_; }
+  hub& get_hub() noexcept { return hub_; }
+  metrics& get_metrics() noexcept { return metrics_; }
+  dispatcher& get_dispatcher() noexcept { return dispatcher_; }
+  const app_hooks& hooks() const noexcept { return hooks_; }
+
+  // Publishes through the broker (today: straight to the hub). Thread-safe; never blocks on I/O.
+  std::size_t publish(const publication& p);
+
+  // Answers to the application's decisions and requests; thread-safe. False if the sid is gone.
+  bool accept(const std::string& sid);
+  bool refuse(const std::string& sid, unsigned status, std::string message);
+  bool respond(const std::string& sid, const std::string& request_id, bool ok,
+               const std::string& data_or_code, const std::string& message);
+  bool disconnect(const std::string& sid, std::uint16_t code, std::string reason);
+  // Sends an error frame ({"type":"error",...}, ref null) to one connection.
+  bool send_error(const std::string& sid, const std::string& code, const std::string& message);
+
+  std::string health_json() const;
+  std::string metrics_text() const;
+  double uptime_seconds() const;
+
+  // Session registry (used by sessions themselves).
+  void register_session(const std::shared_ptr<ws_session>& s);
+  void unregister_session(const std::string& sid);
+  std::shared_ptr<ws_session> find_session(const std::string& sid) const;
+  std::size_t session_count() const;
+
+  // The executor for the next accepted connection (round-robin over the I/O contexts).
+  asio::io_context& next_context() noexcept;
+
+ private:
+  server_config cfg_;
+  app_hooks hooks_;
+  hub hub_;
+  metrics metrics_;
+  dispatcher dispatcher_;
+
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+  std::shared_ptr<listener> listener_;
+  std::atomic<std::size_t> next_context_{0};
+  std::atomic<bool> running_{false};
+  std::uint16_t port_{0};
+  std::chrono::steady_clock::time_point started_at_;
+
+  mutable std::mutex sessions_mu_;
+  std::unordered_map<std::string, std::weak_ptr<ws_session>> sessions_;
+};
+
+}  // namespace skyrelay

@@ -1,0 +1,101 @@
+// One WebSocket connection speaking the skyrelay JSON protocol, after Beast parsed its HTTP
+// upgrade request. It frames its own output (ws_frame.hpp) so that every byte it writes, data
+// and control frames alike, goes through one write loop that gathers all queued frames into a
+// single write.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "skyrelay/core/errors.hpp"
+#include "skyrelay/hub/subscriber.hpp"
+#include "skyrelay/net/aliases.hpp"
+#include "skyrelay/net/outbox.hpp"
+#include "skyrelay/proto/json_protocol.hpp"
+#include "skyrelay/proto/ws_frame.hpp"
+
+namespace skyrelay {
+
+class server;
+
+class ws_session : public subscriber, public std::enable_shared_from_this<ws_session> {
+ public:
+  // `handshake_response` is the 101 response to write first; `leftover` holds bytes the client
+  // sent after its request; `topic` (may be empty) is joined on acceptance.
+  ws_session(tcp::socket socket, server& srv, std::string sid, std::string handshake_response,
+             std::string leftover, std::string topic);
+  ~ws_session() override;
+
+  // Registers the session with the hub and the server. Accepts at once unless the application
+  // has a connect hook, in which case it waits for accept() or refuse().
+  void start(const std::string& path, const std::string& query,
+             std::vector<std::pair<std::string, std::string>> headers);
+
+  // Thread-safe; each posts to the session's executor.
+  void accept();
+  void refuse(unsigned status, std::string message);
+  void close(std::uint16_t code, std::string reason, disconnect_reason why);
+  // Queues a text payload (a response or an error) that must not be dropped.
+  void send_text(std::string_view payload);
+
+  void deliver(const frame_ptr& f, overflow_policy policy) override;
+
+  // Ends the session at once, without a close handshake. Only for server::stop() once the I/O
+  // threads have been joined.
+  void terminate() { finish(disconnect_reason::server_shutdown); }
+
+ private:
+  enum class state : std::uint8_t { pending, open, closing, closed };
+
+  void on_accept();
+  void do_read();
+  void on_readable(boost::system::error_code ec);
+  // Feeds bytes to the parser; false when the session finished meanwhile.
+  bool consume(char* data, std::size_t n);
+  bool on_frame(const ws::inbound& in);
+  void on_text(std::string_view text);
+  void reply_error(error_code code, std::string_view message, std::string_view ref);
+  void push_control(std::string bytes);
+
+  void schedule_flush();
+  void flush();
+  void on_write(boost::system::error_code ec, std::size_t bytes);
+
+  void arm_timer();
+  void on_timer(boost::system::error_code ec);
+  void begin_close(std::uint16_t code, std::string_view reason, disconnect_reason why,
+                   bool drop_queued);
+  void finish(disconnect_reason why);
+
+  tcp::socket socket_;
+  server& server_;
+  outbox outbox_;
+  ws::parser parser_;
+  asio::steady_timer timer_;
+
+  std::string prefix_;  // bytes to write before the outbox (the 101 response, welcome, close)
+  std::string topic_;   // subscribed on acceptance (/ws/<topic>)
+  std::vector<frame_ptr> inflight_;
+  std::vector<asio::const_buffer> buffers_;
+  std::string inflight_prefix_;
+  std::string early_bytes_;               // sent by the client before we accepted
+  std::vector<frame_ptr> final_frames_;   // queued frames still to send before the close frame
+  std::string close_frame_;
+
+  state state_{state::pending};
+  bool writing_{false};
+  bool close_sent_{false};
+  bool close_received_{false};
+  bool finished_{false};
+  bool opened_{false};       // accepted: on_disconnect is due when it ends
+  bool refused_{false};      // the handshake was refused with an HTTP response
+  bool read_broken_{false};  // a framing error: further input is discarded
+  disconnect_reason close_reason_{disconnect_reason::transport_error};
+  std::chrono::steady_clock::time_point last_heard_;
+  bool pinged_{false};
+};
+
+}  // namespace skyrelay

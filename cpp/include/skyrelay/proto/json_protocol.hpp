@@ -1,0 +1,54 @@
+// The skyrelay JSON protocol (docs/protocol.md): decoding client messages and encoding server
+// messages. Pure functions, no I/O. Every string returned is one text frame's payload.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "skyrelay/core/errors.hpp"
+
+namespace skyrelay::proto {
+
+inline constexpr std::size_t max_topic_length = 256;
+inline constexpr std::size_t max_topics_per_message = 64;
+
+enum class client_type : std::uint8_t { subscribe, unsubscribe, ping, event, request };
+
+struct client_message {
+  client_type type{client_type::ping};
+  std::vector<std::string> topics;  // subscribe / unsubscribe
+  bool topics_as_list{false};       // the client used "topics": reply the same way
+  std::optional<std::uint64_t> since;
+  std::string event;                // event / request
+  std::string data{"null"};         // JSON text of "data"
+  std::string id;                   // JSON text of "id" (a string or an integer), empty if absent
+};
+
+struct decode_error {
+  error_code code;
+  std::string message;
+  std::string ref;  // JSON text of the message's "id" when it could be read, else empty
+};
+
+std::variant<client_message, decode_error> decode(std::string_view text);
+
+// Server messages. `id` arguments are JSON text as kept in client_message::id (may be empty).
+std::string welcome(std::string_view sid, std::int64_t heartbeat_ms);
+std::string subscribed(const client_message& m);
+std::string unsubscribed(const client_message& m);
+std::string pong(std::string_view ts, std::string_view id);
+// `topic` may be empty (no topic and no seq); `data` is JSON text.
+std::string event(std::string_view name, std::string_view topic, std::uint64_t seq,
+                  std::string_view ts, std::string_view data);
+std::string response_ok(std::string_view id, std::string_view data);
+std::string response_error(std::string_view id, std::string_view code, std::string_view message);
+std::string error(std::string_view code, std::string_view message, std::string_view ref);
+
+// Appends `s` as a JSON string literal (quotes and escapes).
+void append_json_string(std::string& out, std::string_view s);
+
+}  // namespace skyrelay::proto

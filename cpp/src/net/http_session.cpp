@@ -1,0 +1,238 @@
+#include "skyrelay/net/http_session.hpp"
+
+#include <openssl/evp.h>
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <optional>
+
+#include "skyrelay/core/random.hpp"
+#include "skyrelay/net/server.hpp"
+#include "skyrelay/net/static_files.hpp"
+#include "skyrelay/net/ws_session.hpp"
+#include "skyrelay/proto/json_protocol.hpp"
+
+namespace skyrelay {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+namespace {
+
+std::string websocket_accept_key(std::string_view key) {
+  static constexpr std::string_view guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  std::string input(key);
+  input += guid;
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha1(), nullptr);
+  unsigned char out[64];
+  int n = EVP_EncodeBlock(out, digest, static_cast<int>(len));
+  return std::string(reinterpret_cast<char*>(out), static_cast<std::size_t>(n));
+}
+
+// Sec-WebSocket-Key must be the base64 form of 16 bytes (RFC 6455 4.2.1).
+bool valid_client_key(std::string_view key) {
+  if (key.size() != 24 || key.substr(22) != "==") return false;
+  for (char c : key.substr(0, 22))
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '/') return false;
+  return true;
+}
+
+std::string error_body(std::string_view code, std::string_view message) {
+  std::string body = "{\"error\":";
+  proto::append_json_string(body, code);
+  body += ",\"message\":";
+  proto::append_json_string(body, message);
+  body += "}";
+  return body;
+}
+
+class http_session : public std::enable_shared_from_this<http_session> {
+ public:
+  http_session(tcp::socket socket, server& srv) : stream_(std::move(socket)), server_(srv) {}
+
+  void run() { do_read(); }
+
+ private:
+  using request = http::request<http::string_body>;
+
+  void do_read() {
+    const auto& cfg = server_.config();
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(cfg.max_header_size));
+    parser_->body_limit(cfg.max_body_size);
+    stream_.expires_after(cfg.handshake_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->on_read(ec);
+                     });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == boost::asio::error::connection_reset || ec == boost::asio::error::eof) {
+      return close();
+    }
+    if (ec == http::error::header_limit)
+      return send_error(http::status::request_header_fields_too_large, "header_too_large",
+                        "the request header is larger than the limit", false);
+    if (ec == http::error::body_limit)
+      return send_error(http::status::payload_too_large, "body_too_large",
+                        "the request body is larger than the limit", false);
+    if (ec) return send_error(http::status::bad_request, "bad_request", ec.message(), false);
+
+    request req = parser_->release();
+    auto& m = server_.get_metrics();
+    std::string_view target = req.target();
+    std::string_view path = target.substr(0, target.find('?'));
+    std::string_view query =
+        target.find('?') == std::string_view::npos ? "" : target.substr(target.find('?') + 1);
+
+    if (path == "/ws" || path.starts_with("/ws/")) return upgrade(std::move(req), path, query);
+    m.add(m.local().http_requests);
+    if (beast::websocket::is_upgrade(req))
+      return send_error(http::status::not_found, "not_found", "no WebSocket endpoint here",
+                        req.keep_alive());
+    if (req.method() != http::verb::get && req.method() != http::verb::head)
+      return send_error(http::status::method_not_allowed, "method_not_allowed",
+                        "only GET and HEAD are served here", req.keep_alive());
+    if (path == "/health") return send_text(req, "application/json", server_.health_json());
+    if (path == "/metrics")
+      return send_text(req, "text/plain; version=0.0.4; charset=utf-8", server_.metrics_text());
+    return serve_static(req, path);
+  }
+
+  void upgrade(request req, std::string_view path, std::string_view query) {
+    auto& m = server_.get_metrics();
+    auto reject = [&](http::status status, std::string_view code, std::string_view msg) {
+      m.add(m.local().handshakes_rejected);
+      send_error(status, code, msg, false);
+    };
+    if (!beast::websocket::is_upgrade(req))
+      return reject(http::status::upgrade_required, "upgrade_required",
+                    "this endpoint speaks WebSocket only");
+    if (req[http::field::sec_websocket_version] != "13") {
+      m.add(m.local().handshakes_rejected);
+      http::response<http::string_body> res{http::status::upgrade_required, req.version()};
+      res.set(http::field::sec_websocket_version, "13");
+      res.set(http::field::content_type, "application/json");
+      res.body() = error_body("unsupported_version", "Sec-WebSocket-Version must be 13");
+      return write(std::move(res), false);
+    }
+    std::string_view key = req[http::field::sec_websocket_key];
+    if (!valid_client_key(key))
+      return reject(http::status::bad_request, "bad_handshake", "invalid Sec-WebSocket-Key");
+    std::string topic;
+    if (path.size() > 4) {
+      auto decoded = url_decode(path.substr(4));
+      if (!decoded || decoded->empty() || decoded->size() > proto::max_topic_length)
+        return reject(http::status::bad_request, "bad_topic", "invalid topic in the path");
+      topic = std::move(*decoded);
+    }
+
+    std::string response =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: " + websocket_accept_key(key) + "\r\n\r\n";
+    std::vector<std::pair<std::string, std::string>> headers;
+    for (const auto& field : req)
+      headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+
+    stream_.expires_never();
+    boost::system::error_code ec;
+    tcp::socket socket = stream_.release_socket();
+    socket.set_option(tcp::no_delay(true), ec);
+    auto session = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
+                                                std::move(response), std::move(leftover),
+                                                std::move(topic));
+    session->start(std::string(path), std::string(query), std::move(headers));
+  }
+
+  void serve_static(const request& req, std::string_view path) {
+    const auto& root = server_.config().static_dir;
+    std::optional<std::string> file;
+    if (!root.empty()) file = resolve_static(root, path);
+    if (!file)
+      return send_error(http::status::not_found, "not_found", "no such resource",
+                        req.keep_alive());
+    http::file_body::value_type body;
+    beast::error_code ec;
+    body.open(file->c_str(), beast::file_mode::scan, ec);
+    if (ec)
+      return send_error(http::status::not_found, "not_found", "no such resource",
+                        req.keep_alive());
+    const auto size = body.size();
+    if (req.method() == http::verb::head) {
+      http::response<http::empty_body> res{http::status::ok, req.version()};
+      res.set(http::field::content_type, mime_type(*file));
+      res.content_length(size);
+      res.keep_alive(req.keep_alive());
+      return write(std::move(res), req.keep_alive());
+    }
+    http::response<http::file_body> res{std::piecewise_construct, std::make_tuple(std::move(body)),
+                                        std::make_tuple(http::status::ok, req.version())};
+    res.set(http::field::content_type, mime_type(*file));
+    res.set(http::field::cache_control, "no-cache");
+    res.content_length(size);
+    res.keep_alive(req.keep_alive());
+    write(std::move(res), req.keep_alive());
+  }
+
+  void send_text(const request& req, std::string_view type, std::string body) {
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.set(http::field::content_type, type);
+    res.set(http::field::cache_control, "no-store");
+    res.keep_alive(req.keep_alive());
+    if (req.method() == http::verb::head) {
+      res.content_length(body.size());
+      return write(std::move(res), req.keep_alive());
+    }
+    res.body() = std::move(body);
+    res.prepare_payload();
+    write(std::move(res), req.keep_alive());
+  }
+
+  void send_error(http::status status, std::string_view code, std::string_view message,
+                  bool keep_alive) {
+    http::response<http::string_body> res{status, 11};
+    res.set(http::field::content_type, "application/json");
+    res.keep_alive(keep_alive);
+    res.body() = error_body(code, message);
+    res.prepare_payload();
+    write(std::move(res), keep_alive);
+  }
+
+  template <class Body>
+  void write(http::response<Body> res, bool keep_alive) {
+    auto sp = std::make_shared<http::response<Body>>(std::move(res));
+    if (!keep_alive) sp->keep_alive(false);
+    stream_.expires_after(server_.config().handshake_timeout);
+    http::async_write(stream_, *sp,
+                      [self = shared_from_this(), sp, keep_alive](beast::error_code ec,
+                                                                  std::size_t) {
+                        if (ec || !keep_alive) return self->close();
+                        self->do_read();
+                      });
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.socket().close(ec);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  server& server_;
+};
+
+}  // namespace
+
+void start_http_session(tcp::socket socket, server& srv) {
+  std::make_shared<http_session>(std::move(socket), srv)->run();
+}
+
+}  // namespace skyrelay

@@ -1,0 +1,150 @@
+#include "skyrelay/net/metrics.hpp"
+
+#include <cstdio>
+
+namespace skyrelay {
+
+namespace {
+thread_local int tls_shard = -1;
+
+const char* drop_name(std::size_t i) {
+  switch (static_cast<drop_reason>(i)) {
+    case drop_reason::drop_oldest: return "drop_oldest";
+    case drop_reason::slow_consumer: return "slow_consumer";
+    case drop_reason::dispatch_overflow: return "dispatch_overflow";
+    default: return "unknown";
+  }
+}
+
+void line(std::string& out, const char* name, const char* help, const char* type) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+void value(std::string& out, const std::string& name, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, " %.15g\n", v);
+  out += name;
+  out += buf;
+}
+}  // namespace
+
+metrics::metrics(unsigned io_threads) {
+  for (unsigned i = 0; i < io_threads + 1; ++i) shards_.push_back(std::make_unique<shard>());
+}
+
+void metrics::bind_thread(unsigned index) noexcept { tls_shard = static_cast<int>(index); }
+
+metrics::shard& metrics::local() noexcept {
+  const int i = tls_shard;
+  if (i >= 0 && static_cast<std::size_t>(i) + 1 < shards_.size()) return *shards_[i];
+  return *shards_.back();
+}
+
+void metrics::drop(drop_reason r, std::uint64_t n) noexcept {
+  add(local().drops[static_cast<std::size_t>(r)], n);
+}
+void metrics::error(error_code c) noexcept { add(local().errors[static_cast<std::size_t>(c)]); }
+void metrics::disconnect(disconnect_reason r) noexcept {
+  add(local().disconnects[static_cast<std::size_t>(r)]);
+}
+
+void metrics::observe_latency(shard& s, std::int64_t ns) noexcept {
+  if (ns < 0) ns = 0;
+  std::size_t b = 0;
+  while (b < latency_bounds_ns.size() && ns > latency_bounds_ns[b]) ++b;
+  add(s.latency_buckets[b]);
+  add(s.latency_sum_ns, static_cast<std::uint64_t>(ns));
+}
+
+std::uint64_t metrics::total(std::atomic<std::uint64_t> shard::*field) const noexcept {
+  std::uint64_t n = 0;
+  for (const auto& s : shards_) n += ((*s).*field).load(std::memory_order_relaxed);
+  return n;
+}
+
+std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
+                                std::size_t dispatch_queue, double uptime_s) const {
+  std::string out;
+  out.reserve(4096);
+  auto counter = [&](const char* name, const char* help, std::atomic<std::uint64_t> shard::*f) {
+    line(out, name, help, "counter");
+    value(out, name, static_cast<double>(total(f)));
+  };
+  auto gauge = [&](const char* name, const char* help, double v) {
+    line(out, name, help, "gauge");
+    value(out, name, v);
+  };
+  auto sum_array = [&](auto member, std::size_t i) {
+    std::uint64_t n = 0;
+    for (const auto& s : shards_) n += ((*s).*member)[i].load(std::memory_order_relaxed);
+    return n;
+  };
+
+  gauge("skyrelay_uptime_seconds", "Seconds since the server started.", uptime_s);
+  gauge("skyrelay_connections", "Open WebSocket connections.", static_cast<double>(connections));
+  gauge("skyrelay_rooms", "Rooms with at least one member.", static_cast<double>(rooms));
+  gauge("skyrelay_dispatch_queue", "Inbound events waiting for the application.",
+        static_cast<double>(dispatch_queue));
+  counter("skyrelay_connections_opened_total", "WebSocket connections accepted.",
+          &shard::connections_opened);
+  counter("skyrelay_connections_closed_total", "WebSocket connections closed.",
+          &shard::connections_closed);
+  counter("skyrelay_handshakes_rejected_total", "WebSocket handshakes refused.",
+          &shard::handshakes_rejected);
+  counter("skyrelay_http_requests_total", "Plain HTTP requests served.", &shard::http_requests);
+  counter("skyrelay_messages_in_total", "Data messages received from clients.", &shard::messages_in);
+  counter("skyrelay_bytes_in_total", "Bytes received on WebSocket connections.", &shard::bytes_in);
+  counter("skyrelay_messages_out_total", "Data messages written to clients.", &shard::messages_out);
+  counter("skyrelay_frames_out_total", "Frames written to clients, control frames included.",
+          &shard::frames_out);
+  counter("skyrelay_bytes_out_total", "Bytes written on WebSocket connections.", &shard::bytes_out);
+  counter("skyrelay_write_calls_total",
+          "Gathered socket writes; frames_out / write_calls is the batching factor.",
+          &shard::writes);
+  counter("skyrelay_publications_total", "Publications routed by the hub.", &shard::publications);
+  counter("skyrelay_deliveries_total", "Frames queued to connections by publications.",
+          &shard::deliveries);
+
+  line(out, "skyrelay_drops_total", "Frames or messages dropped, by reason.", "counter");
+  for (std::size_t i = 0; i < static_cast<std::size_t>(drop_reason::count_); ++i)
+    value(out, std::string("skyrelay_drops_total{reason=\"") + drop_name(i) + "\"}",
+          static_cast<double>(sum_array(&shard::drops, i)));
+  line(out, "skyrelay_errors_total", "Error frames sent to clients, by code.", "counter");
+  for (std::size_t i = 0; i < static_cast<std::size_t>(error_code::count_); ++i)
+    value(out,
+          "skyrelay_errors_total{code=\"" + std::string(to_string(static_cast<error_code>(i))) +
+              "\"}",
+          static_cast<double>(sum_array(&shard::errors, i)));
+  line(out, "skyrelay_disconnects_total", "Closed connections, by reason.", "counter");
+  for (std::size_t i = 0; i < static_cast<std::size_t>(disconnect_reason::count_); ++i)
+    value(out,
+          "skyrelay_disconnects_total{reason=\"" +
+              std::string(to_string(static_cast<disconnect_reason>(i))) + "\"}",
+          static_cast<double>(sum_array(&shard::disconnects, i)));
+
+  const char* h = "skyrelay_publish_to_write_seconds";
+  line(out, h, "Time from publication to the socket write that carried it.", "histogram");
+  std::uint64_t cumulative = 0;
+  for (std::size_t b = 0; b <= latency_bounds_ns.size(); ++b) {
+    cumulative += sum_array(&shard::latency_buckets, b);
+    char le[32];
+    if (b < latency_bounds_ns.size())
+      std::snprintf(le, sizeof le, "%g", static_cast<double>(latency_bounds_ns[b]) / 1e9);
+    else
+      std::snprintf(le, sizeof le, "+Inf");
+    value(out, std::string(h) + "_bucket{le=\"" + le + "\"}", static_cast<double>(cumulative));
+  }
+  value(out, std::string(h) + "_sum", static_cast<double>(total(&shard::latency_sum_ns)) / 1e9);
+  value(out, std::string(h) + "_count", static_cast<double>(cumulative));
+  return out;
+}
+
+}  // namespace skyrelay

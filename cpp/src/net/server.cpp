@@ -1,0 +1,194 @@
+#include "skyrelay/net/server.hpp"
+
+#include "skyrelay/core/clock.hpp"
+#include "skyrelay/net/listener.hpp"
+#include "skyrelay/net/ws_session.hpp"
+#include "skyrelay/proto/json_protocol.hpp"
+#include "skyrelay/proto/ws_frame.hpp"
+
+namespace skyrelay {
+
+namespace {
+unsigned thread_count(unsigned configured) {
+  if (configured) return configured;
+  unsigned n = std::thread::hardware_concurrency();
+  return n ? n : 1;
+}
+
+frame_ptr encode_json_ws(const publication& p, const publish_meta& meta) {
+  std::string payload = proto::event(p.event, meta.topic, meta.seq, meta.ts, p.data);
+  std::string bytes;
+  bytes.reserve(payload.size() + 10);
+  ws::append_header(bytes, ws::opcode::text, payload.size());
+  bytes += payload;
+  return make_frame(std::move(bytes), meta.publish_ns, true);
+}
+}  // namespace
+
+server::server(server_config cfg, app_hooks hooks)
+    : cfg_(std::move(cfg)),
+      hooks_(std::move(hooks)),
+      metrics_(thread_count(cfg_.io_threads)),
+      dispatcher_(cfg_.dispatch_queue_max) {
+  hub_.set_encoder(wire_format::json_ws, encode_json_ws);
+}
+
+server::~server() { stop(); }
+
+void server::start() {
+  if (running_) return;
+  const unsigned n = thread_count(cfg_.io_threads);
+  contexts_.clear();
+  guards_.clear();
+  for (unsigned i = 0; i < n; ++i) {
+    contexts_.push_back(std::make_unique<asio::io_context>(1));
+    guards_.push_back(asio::make_work_guard(*contexts_.back()));
+  }
+  auto address = asio::ip::make_address(cfg_.host);
+  listener_ = std::make_shared<listener>(*contexts_[0], tcp::endpoint(address, cfg_.port), *this);
+  port_ = listener_->port();
+  dispatcher_.start();
+  started_at_ = std::chrono::steady_clock::now();
+  for (unsigned i = 0; i < n; ++i) {
+    threads_.emplace_back([this, i] {
+      metrics::bind_thread(i);
+      contexts_[i]->run();
+    });
+  }
+  listener_->run();
+  running_ = true;
+}
+
+void server::stop() {
+  if (!running_.exchange(false)) return;
+  listener_->close();
+  std::vector<std::shared_ptr<ws_session>> open;
+  {
+    std::lock_guard lock(sessions_mu_);
+    for (auto& [sid, weak] : sessions_)
+      if (auto s = weak.lock()) open.push_back(std::move(s));
+  }
+  for (auto& s : open) s->close(close_code::going_away, "server shutdown",
+                                disconnect_reason::server_shutdown);
+  open.clear();
+  const auto deadline = std::chrono::steady_clock::now() + cfg_.drain_timeout;
+  while (session_count() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // Whatever did not finish its close handshake in time is cut when its context stops.
+  guards_.clear();
+  for (auto& c : contexts_) c->stop();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  {
+    // No I/O thread runs now, so sessions can be ended from here. They must be gone (out of the
+    // hub, sockets closed) before their contexts are destroyed.
+    std::vector<std::shared_ptr<ws_session>> left;
+    {
+      std::lock_guard lock(sessions_mu_);
+      for (auto& [sid, weak] : sessions_)
+        if (auto s = weak.lock()) left.push_back(std::move(s));
+    }
+    for (auto& s : left) s->terminate();
+  }
+  listener_.reset();
+  contexts_.clear();  // destroys pending handlers, and with them the remaining sessions
+  dispatcher_.stop();
+  std::lock_guard lock(sessions_mu_);
+  sessions_.clear();
+}
+
+asio::io_context& server::next_context() noexcept {
+  return *contexts_[next_context_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+}
+
+std::size_t server::publish(const publication& p) {
+  // The broker seam: the in-memory broker hands publications straight to the hub. A cluster
+  // broker (Redis, later) will publish here and deliver what comes back through hub_.publish.
+  const std::size_t n = hub_.publish(p);
+  auto& shard = metrics_.local();
+  metrics_.add(shard.publications);
+  metrics_.add(shard.deliveries, n);
+  return n;
+}
+
+bool server::accept(const std::string& sid) {
+  auto s = find_session(sid);
+  if (!s) return false;
+  s->accept();
+  return true;
+}
+
+bool server::refuse(const std::string& sid, unsigned status, std::string message) {
+  auto s = find_session(sid);
+  if (!s) return false;
+  s->refuse(status, std::move(message));
+  return true;
+}
+
+bool server::respond(const std::string& sid, const std::string& request_id, bool ok,
+                     const std::string& data_or_code, const std::string& message) {
+  auto s = find_session(sid);
+  if (!s) return false;
+  if (ok) {
+    s->send_text(proto::response_ok(request_id, data_or_code));
+  } else {
+    s->send_text(proto::response_error(request_id, data_or_code, message));
+  }
+  return true;
+}
+
+bool server::disconnect(const std::string& sid, std::uint16_t code, std::string reason) {
+  auto s = find_session(sid);
+  if (!s) return false;
+  s->close(code, std::move(reason), disconnect_reason::server_disconnect);
+  return true;
+}
+
+bool server::send_error(const std::string& sid, const std::string& code,
+                        const std::string& message) {
+  auto s = find_session(sid);
+  if (!s) return false;
+  s->send_text(proto::error(code, message, ""));
+  return true;
+}
+
+double server::uptime_seconds() const {
+  if (!running_) return 0.0;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
+}
+
+std::string server::health_json() const {
+  char buf[160];
+  std::snprintf(buf, sizeof buf,
+                "{\"status\":\"ok\",\"uptime_s\":%.3f,\"connections\":%zu,\"rooms\":%zu}",
+                uptime_seconds(), hub_.connection_count(), hub_.room_count());
+  return buf;
+}
+
+std::string server::metrics_text() const {
+  return metrics_.prometheus(hub_.connection_count(), hub_.room_count(), dispatcher_.queued(),
+                             uptime_seconds());
+}
+
+void server::register_session(const std::shared_ptr<ws_session>& s) {
+  std::lock_guard lock(sessions_mu_);
+  sessions_[s->sid()] = s;
+}
+
+void server::unregister_session(const std::string& sid) {
+  std::lock_guard lock(sessions_mu_);
+  sessions_.erase(sid);
+}
+
+std::shared_ptr<ws_session> server::find_session(const std::string& sid) const {
+  std::lock_guard lock(sessions_mu_);
+  auto it = sessions_.find(sid);
+  return it == sessions_.end() ? nullptr : it->second.lock();
+}
+
+std::size_t server::session_count() const {
+  std::lock_guard lock(sessions_mu_);
+  return sessions_.size();
+}
+
+}  // namespace skyrelay

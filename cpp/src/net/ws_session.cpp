@@ -1,0 +1,410 @@
+#include "skyrelay/net/ws_session.hpp"
+
+#include <array>
+
+#include "skyrelay/core/clock.hpp"
+#include "skyrelay/net/server.hpp"
+
+namespace skyrelay {
+
+namespace {
+// Reads land in one buffer per I/O thread: an idle connection holds no read buffer at all.
+thread_local std::array<char, 64 * 1024> tls_read_buffer;
+constexpr int max_reads_per_turn = 8;  // then yield to other connections on this thread
+constexpr auto close_wait = std::chrono::seconds(2);  // for the peer's close frame
+
+std::string http_refusal(unsigned status, const std::string& message) {
+  std::string body = "{\"error\":\"connection_refused\",\"message\":";
+  proto::append_json_string(body, message);
+  body += '}';
+  std::string reason = status == 401 ? "Unauthorized" : status == 503 ? "Service Unavailable"
+                                                                       : "Forbidden";
+  return "HTTP/1.1 " + std::to_string(status) + " " + reason +
+         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\nConnection: close\r\n\r\n" + body;
+}
+}  // namespace
+
+ws_session::ws_session(tcp::socket socket, server& srv, std::string sid,
+                       std::string handshake_response, std::string leftover, std::string topic)
+    : subscriber(std::move(sid), wire_format::json_ws),
+      socket_(std::move(socket)),
+      server_(srv),
+      outbox_(outbox::limits{srv.config().outbox_max_bytes, srv.config().outbox_max_frames}),
+      parser_(srv.config().max_message_size),
+      timer_(socket_.get_executor()),
+      prefix_(std::move(handshake_response)),
+      topic_(std::move(topic)) {
+  if (!leftover.empty()) early_bytes_ = std::move(leftover);
+}
+
+ws_session::~ws_session() = default;
+
+void ws_session::start(const std::string& path, const std::string& query,
+                       std::vector<std::pair<std::string, std::string>> headers) {
+  auto self = shared_from_this();
+  server_.register_session(self);
+  server_.get_hub().add(self);
+  const auto& hooks = server_.hooks();
+  if (!hooks.on_connect) {
+    asio::post(socket_.get_executor(), [self] { self->on_accept(); });
+    return;
+  }
+  connect_info info;
+  info.sid = sid();
+  info.path = path;
+  info.query = query;
+  boost::system::error_code ec;
+  auto ep = socket_.remote_endpoint(ec);
+  if (!ec) info.remote = ep.address().to_string() + ":" + std::to_string(ep.port());
+  info.headers = std::move(headers);
+  // Hold the handshake until the application decides; bound the wait like any handshake.
+  timer_.expires_after(server_.config().handshake_timeout);
+  timer_.async_wait([self](boost::system::error_code ec) {
+    if (!ec && self->state_ == state::pending) self->finish(disconnect_reason::transport_error);
+  });
+  server* srv = &server_;
+  if (!server_.get_dispatcher().post([srv, info = std::move(info)] { srv->hooks().on_connect(info); }))
+    refuse(503, "server busy");
+}
+
+void ws_session::accept() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->on_accept(); });
+}
+
+void ws_session::refuse(unsigned status, std::string message) {
+  asio::post(socket_.get_executor(),
+             [self = shared_from_this(), status, message = std::move(message)] {
+               if (self->state_ != state::pending) return;
+               self->state_ = state::closing;
+               self->refused_ = true;
+               self->prefix_ = http_refusal(status, message);
+               self->server_.get_metrics().add(self->server_.get_metrics().local().handshakes_rejected);
+               self->flush();
+             });
+}
+
+void ws_session::close(std::uint16_t code, std::string reason, disconnect_reason why) {
+  asio::post(socket_.get_executor(),
+             [self = shared_from_this(), code, reason = std::move(reason), why] {
+               if (self->state_ == state::pending) {
+                 self->finish(why);
+                 return;
+               }
+               self->begin_close(code, reason, why, why != disconnect_reason::server_shutdown);
+             });
+}
+
+void ws_session::send_text(std::string_view payload) {
+  deliver(make_frame(ws::encode(ws::opcode::text, payload)), overflow_policy::disconnect);
+}
+
+void ws_session::deliver(const frame_ptr& f, overflow_policy policy) {
+  auto r = outbox_.push(f, policy);
+  if (r.dropped) {
+    server_.get_metrics().drop(drop_reason::drop_oldest, r.dropped);
+  }
+  if (r.overflow) {
+    server_.get_metrics().drop(drop_reason::slow_consumer);
+    close(close_code::slow_consumer, "slow consumer: outbox full", disconnect_reason::slow_consumer);
+    return;
+  }
+  if (r.start_writer) schedule_flush();
+}
+
+void ws_session::schedule_flush() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->flush(); });
+}
+
+void ws_session::on_accept() {
+  if (state_ != state::pending) return;
+  state_ = state::open;
+  opened_ = true;
+  auto& m = server_.get_metrics();
+  m.add(m.local().connections_opened);
+  prefix_ += ws::encode(ws::opcode::text,
+                        proto::welcome(sid(), server_.config().heartbeat_interval.count()));
+  if (!topic_.empty() && server_.get_hub().join(sid(), topic_)) {
+    proto::client_message m2;
+    m2.topics.push_back(topic_);
+    prefix_ += ws::encode(ws::opcode::text, proto::subscribed(m2));
+  }
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec);
+  last_heard_ = std::chrono::steady_clock::now();
+  timer_.cancel();
+  arm_timer();
+  if (!early_bytes_.empty()) {
+    std::string bytes = std::move(early_bytes_);
+    if (!consume(bytes.data(), bytes.size())) return;
+  }
+  do_read();
+  flush();
+}
+
+void ws_session::do_read() {
+  socket_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this()](boost::system::error_code ec) {
+                       self->on_readable(ec);
+                     });
+}
+
+void ws_session::on_readable(boost::system::error_code ec) {
+  if (state_ == state::closed) return;
+  if (ec) {
+    finish(state_ == state::closing ? close_reason_ : disconnect_reason::transport_error);
+    return;
+  }
+  for (int i = 0; i < max_reads_per_turn; ++i) {
+    std::size_t n = socket_.read_some(asio::buffer(tls_read_buffer), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+    if (ec) {
+      finish(state_ == state::closing ? close_reason_ : disconnect_reason::transport_error);
+      return;
+    }
+    auto& m = server_.get_metrics();
+    m.add(m.local().bytes_in, n);
+    last_heard_ = std::chrono::steady_clock::now();
+    pinged_ = false;
+    if (!consume(tls_read_buffer.data(), n)) return;
+    if (n < tls_read_buffer.size()) break;  // drained for now
+  }
+  do_read();
+}
+
+bool ws_session::consume(char* data, std::size_t n) {
+  if (read_broken_) return true;
+  std::uint16_t code = parser_.feed(data, n, [this](const ws::inbound& in) { return on_frame(in); });
+  if (state_ == state::closed) return false;
+  if (code) {
+    read_broken_ = true;
+    const bool too_big = code == close_code::message_too_big;
+    begin_close(code, too_big ? "message too big" : code == 1007 ? "invalid UTF-8" : "protocol error",
+                too_big ? disconnect_reason::message_too_big : disconnect_reason::protocol_error,
+                true);
+    // Nothing more will be read as data; wait for the close handshake or the timer.
+  }
+  return state_ != state::closed;
+}
+
+bool ws_session::on_frame(const ws::inbound& in) {
+  switch (in.op) {
+    case ws::opcode::text:
+      if (state_ == state::open) on_text(in.payload);
+      return true;
+    case ws::opcode::binary:
+      if (state_ == state::open) {
+        auto& m = server_.get_metrics();
+        m.add(m.local().messages_in);
+        reply_error(error_code::binary_not_supported,
+                    "the JSON protocol carries text frames only", "");
+      }
+      return true;
+    case ws::opcode::ping:
+      if (state_ == state::open) push_control(ws::encode(ws::opcode::pong, in.payload));
+      return true;
+    case ws::opcode::pong:
+      return true;
+    case ws::opcode::close: {
+      close_received_ = true;
+      if (state_ == state::closing) {
+        if (close_sent_ && !writing_) finish(close_reason_);
+        return false;
+      }
+      std::uint16_t code = close_code::normal;
+      if (in.payload.size() >= 2)
+        code = static_cast<std::uint16_t>((static_cast<unsigned char>(in.payload[0]) << 8) |
+                                          static_cast<unsigned char>(in.payload[1]));
+      begin_close(code, "", disconnect_reason::client_close, true);
+      return false;
+    }
+    case ws::opcode::continuation:
+      break;
+  }
+  return true;
+}
+
+void ws_session::on_text(std::string_view text) {
+  auto& m = server_.get_metrics();
+  m.add(m.local().messages_in);
+  auto decoded = proto::decode(text);
+  if (auto* err = std::get_if<proto::decode_error>(&decoded)) {
+    reply_error(err->code, err->message, err->ref);
+    return;
+  }
+  auto& msg = std::get<proto::client_message>(decoded);
+  auto& hub = server_.get_hub();
+  switch (msg.type) {
+    case proto::client_type::subscribe:
+      for (const auto& t : msg.topics) hub.join(sid(), t);
+      send_text(proto::subscribed(msg));
+      return;
+    case proto::client_type::unsubscribe:
+      for (const auto& t : msg.topics) hub.leave(sid(), t);
+      send_text(proto::unsubscribed(msg));
+      return;
+    case proto::client_type::ping:
+      send_text(proto::pong(utc_now_iso8601(), msg.id));
+      return;
+    case proto::client_type::event:
+    case proto::client_type::request:
+      break;
+  }
+  const auto& hooks = server_.hooks();
+  if (!hooks.on_message) {
+    if (msg.type == proto::client_type::request)
+      send_text(proto::response_error(msg.id, to_string(error_code::unknown_event),
+                                      "no handler for event \"" + msg.event + "\""));
+    return;
+  }
+  server* srv = &server_;
+  std::string id = msg.type == proto::client_type::request ? msg.id : std::string();
+  bool queued = server_.get_dispatcher().post(
+      [srv, sid = sid(), event = std::move(msg.event), data = std::move(msg.data), id] {
+        srv->hooks().on_message(sid, event, data, id);
+      });
+  if (!queued) {
+    m.drop(drop_reason::dispatch_overflow);
+    if (id.empty())
+      reply_error(error_code::overloaded, "the server is overloaded; the event was not handled", "");
+    else
+      send_text(proto::response_error(id, to_string(error_code::overloaded),
+                                      "the server is overloaded; the request was not handled"));
+  }
+}
+
+void ws_session::reply_error(error_code code, std::string_view message, std::string_view ref) {
+  server_.get_metrics().error(code);
+  send_text(proto::error(to_string(code), message, ref));
+}
+
+void ws_session::push_control(std::string bytes) {
+  deliver(make_frame(std::move(bytes), 0, false), overflow_policy::disconnect);
+}
+
+void ws_session::flush() {
+  if (writing_ || state_ == state::pending || state_ == state::closed) return;
+  inflight_.clear();
+  buffers_.clear();
+  inflight_prefix_.clear();
+  inflight_prefix_.swap(prefix_);
+  if (!refused_) {
+    if (state_ == state::closing) {
+      inflight_.swap(final_frames_);
+    } else {
+      outbox_.take(inflight_);
+    }
+  }
+  if (!inflight_prefix_.empty()) buffers_.emplace_back(asio::buffer(inflight_prefix_));
+  for (const auto& f : inflight_) buffers_.emplace_back(asio::buffer(f->bytes));
+  if (state_ == state::closing && !refused_ && !close_sent_) {
+    close_sent_ = true;
+    buffers_.emplace_back(asio::buffer(close_frame_));
+  }
+  if (buffers_.empty()) return;
+  writing_ = true;
+  asio::async_write(socket_, buffers_,
+                    [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                      self->on_write(ec, n);
+                    });
+}
+
+void ws_session::on_write(boost::system::error_code ec, std::size_t bytes) {
+  writing_ = false;
+  auto& m = server_.get_metrics();
+  auto& shard = m.local();
+  m.add(shard.writes);
+  m.add(shard.bytes_out, bytes);
+  if (!inflight_.empty()) {
+    const std::int64_t now = steady_ns();
+    std::uint64_t data_frames = 0;
+    for (const auto& f : inflight_) {
+      if (f->is_data) ++data_frames;
+      if (f->publish_ns) m.observe_latency(shard, now - f->publish_ns);
+    }
+    m.add(shard.frames_out, inflight_.size());
+    m.add(shard.messages_out, data_frames);
+  }
+  inflight_.clear();
+  if (ec) {
+    finish(state_ == state::closing ? close_reason_ : disconnect_reason::transport_error);
+    return;
+  }
+  if (refused_ || (close_sent_ && close_received_)) {
+    finish(close_reason_);
+    return;
+  }
+  flush();
+}
+
+void ws_session::arm_timer() {
+  const auto& cfg = server_.config();
+  auto deadline = last_heard_ + cfg.heartbeat_interval + (pinged_ ? cfg.heartbeat_timeout
+                                                                  : std::chrono::milliseconds(0));
+  timer_.expires_at(deadline);
+  timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->on_timer(ec);
+  });
+}
+
+void ws_session::on_timer(boost::system::error_code) {
+  if (state_ == state::closed) return;
+  if (state_ == state::closing) {
+    finish(close_reason_);
+    return;
+  }
+  const auto& cfg = server_.config();
+  const auto silent = std::chrono::steady_clock::now() - last_heard_;
+  if (silent >= cfg.heartbeat_interval + cfg.heartbeat_timeout) {
+    begin_close(close_code::heartbeat_timeout, "heartbeat timeout",
+                disconnect_reason::heartbeat_timeout, true);
+    return;
+  }
+  if (silent >= cfg.heartbeat_interval && !pinged_) {
+    pinged_ = true;
+    push_control(ws::encode(ws::opcode::ping, {}));
+  }
+  arm_timer();
+}
+
+void ws_session::begin_close(std::uint16_t code, std::string_view reason, disconnect_reason why,
+                             bool drop_queued) {
+  if (state_ == state::closing || state_ == state::closed) return;
+  state_ = state::closing;
+  close_reason_ = why;
+  final_frames_.clear();
+  if (!drop_queued) outbox_.take(final_frames_);
+  if (why == disconnect_reason::slow_consumer)
+    server_.get_metrics().drop(drop_reason::slow_consumer, outbox_.queued_frames());
+  outbox_.close();
+  close_frame_ = ws::encode_close(code, reason);
+  timer_.expires_after(close_wait);
+  timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->on_timer(ec);
+  });
+  flush();
+}
+
+void ws_session::finish(disconnect_reason why) {
+  if (finished_) return;
+  finished_ = true;
+  state_ = state::closed;
+  boost::system::error_code ec;
+  timer_.cancel();
+  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  outbox_.close();
+  server_.get_hub().remove(sid());
+  server_.unregister_session(sid());
+  if (!opened_) return;
+  auto& m = server_.get_metrics();
+  m.add(m.local().connections_closed);
+  m.disconnect(why);
+  if (server_.hooks().on_disconnect) {
+    server* srv = &server_;
+    server_.get_dispatcher().post_always(
+        [srv, sid = sid(), why] { srv->hooks().on_disconnect(sid, why); });
+  }
+}
+
+}  // namespace skyrelay

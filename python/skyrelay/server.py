@@ -1,0 +1,484 @@
+"""The public server API: configuration, handlers, connections and emit."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import enum
+import inspect
+import json
+import logging
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, Union
+
+from . import _core
+from .errors import ConnectionRefused, RequestError
+
+log = logging.getLogger("skyrelay")
+
+Handler = Callable[..., Any]
+Target = Union[str, "Connection", Iterable[Union[str, "Connection"]], None]
+
+_POLICIES = {None: -1, "disconnect": 0, "drop_oldest": 1}
+
+# Close code the server uses when the application disconnects a client (docs/protocol.md).
+CLOSE_SERVER_DISCONNECT = 4002
+
+
+def _json_fallback(obj: Any) -> Any:
+    """Turns the usual non-JSON types into JSON ones; raises TypeError for the rest."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
+        return obj.isoformat()
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars, without importing numpy
+        return obj.tolist()
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def encode_json(data: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """Serializes a payload once, as the server sends it.
+
+    ``bytes``-like data is taken as already-encoded JSON (and checked); everything else goes
+    through :func:`json.dumps` with ``default`` (then the built-in fallbacks for dataclasses,
+    datetimes, enums, sets, UUIDs and numpy values). NaN and infinities are refused because they
+    are not JSON.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
+        if not _core.is_valid_json(raw):
+            raise ValueError("a bytes payload must be one valid UTF-8 JSON text")
+        return raw
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        data = dataclasses.asdict(data)
+    if default is None:
+        hook = _json_fallback
+    else:
+        def hook(obj: Any) -> Any:
+            try:
+                return default(obj)
+            except TypeError:
+                return _json_fallback(obj)
+    text = json.dumps(data, default=hook, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+    return text.encode("utf-8")
+
+
+def _names(target: Target) -> list[str]:
+    if target is None:
+        return []
+    if isinstance(target, (str, Connection)):
+        target = [target]
+    return [t.sid if isinstance(t, Connection) else str(t) for t in target]
+
+
+class Connection:
+    """One client connection, as handlers see it.
+
+    ``path``, ``query``, ``remote`` and ``headers`` describe the handshake; they are filled in
+    when the server has a connect handler (the handshake then passes through Python) and are
+    empty otherwise. ``state`` is a dict for the application's own per-connection data.
+    """
+
+    __slots__ = ("_server", "sid", "path", "query", "remote", "headers", "state")
+
+    def __init__(self, server: Server, sid: str, path: str = "", query: str = "",
+                 remote: str = "", headers: Iterable[tuple[str, str]] = ()) -> None:
+        self._server = server
+        self.sid = sid
+        self.path = path
+        self.query = query
+        self.remote = remote
+        self.headers = {k.lower(): v for k, v in headers}
+        self.state: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<skyrelay.Connection sid={self.sid!r}>"
+
+    @property
+    def rooms(self) -> list[str]:
+        """The rooms this connection is in, sorted."""
+        return self._server.rooms(self.sid)
+
+    def join(self, room: str) -> bool:
+        return self._server.join(self.sid, room)
+
+    def leave(self, room: str) -> bool:
+        return self._server.leave(self.sid, room)
+
+    def emit(self, event: str, data: Any = None, *,
+             default: Callable[[Any], Any] | None = None) -> int:
+        """Sends an event to this connection only."""
+        return self._server.emit(event, data, to=self.sid, default=default)
+
+    def disconnect(self, reason: str = "disconnected by the server") -> bool:
+        return self._server.disconnect(self.sid, reason)
+
+    @property
+    def connected(self) -> bool:
+        return self._server._has_connection(self.sid)
+
+
+class Server:
+    """A skyrelay server: one port for WebSocket, /health, /metrics and static files.
+
+    Durations are in seconds. ``port=0`` picks a free port; read it from :attr:`port` after
+    :meth:`start`. Handlers run on the server's dispatcher thread (sync functions) or on an
+    asyncio loop (coroutine functions): ``loop`` if given, else the loop that is running when
+    :meth:`start` is called, else one the server starts in a thread of its own.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        static_dir: str | None = None,
+        io_threads: int = 0,
+        max_message_size: int = 64 * 1024,
+        max_header_size: int = 16 * 1024,
+        max_body_size: int = 1_000_000,
+        handshake_timeout: float = 10.0,
+        heartbeat_interval: float = 30.0,
+        heartbeat_timeout: float = 20.0,
+        drain_timeout: float = 2.0,
+        outbox_max_bytes: int = 1024 * 1024,
+        outbox_max_frames: int = 1024,
+        dispatch_queue_max: int = 65536,
+        json_default: Callable[[Any], Any] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        def ms(seconds: float) -> int:
+            return max(1, int(round(seconds * 1000)))
+
+        self.host = host
+        self._options: dict[str, Any] = {
+            "host": host,
+            "port": int(port),
+            "io_threads": int(io_threads),
+            "static_dir": str(static_dir) if static_dir else "",
+            "max_message_size": int(max_message_size),
+            "max_header_size": int(max_header_size),
+            "max_body_size": int(max_body_size),
+            "handshake_timeout_ms": ms(handshake_timeout),
+            "heartbeat_interval_ms": ms(heartbeat_interval),
+            "heartbeat_timeout_ms": ms(heartbeat_timeout),
+            "drain_timeout_ms": ms(drain_timeout),
+            "outbox_max_bytes": int(outbox_max_bytes),
+            "outbox_max_frames": int(outbox_max_frames),
+            "dispatch_queue_max": int(dispatch_queue_max),
+        }
+        self._json_default = json_default
+        self._handlers: dict[str, Handler] = {}
+        self._connect_handler: Handler | None = None
+        self._disconnect_handler: Handler | None = None
+        self._connections: dict[str, Connection] = {}
+        self._core: _core.Server | None = None
+        self._loop = loop
+        self._own_loop: asyncio.AbstractEventLoop | None = None
+        self._own_loop_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._dispatch_ident: int | None = None
+
+    # -- registration -------------------------------------------------------------------------
+
+    def on(self, event: str, handler: Handler | None = None) -> Any:
+        """Registers ``handler(conn, data)`` for an event; usable as a decorator.
+
+        ``"connect"`` and ``"disconnect"`` register the connection handlers instead (see
+        :meth:`on_connect` and :meth:`on_disconnect`). For a request, the handler's return value
+        (or its awaited result) is the response; raising :class:`RequestError` answers with your
+        own error code.
+        """
+        def register(fn: Handler) -> Handler:
+            if event == "connect":
+                self._connect_handler = fn
+            elif event == "disconnect":
+                self._disconnect_handler = fn
+            else:
+                self._handlers[event] = fn
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def on_connect(self, fn: Handler) -> Handler:
+        """Registers ``fn(conn)``, called for every handshake before it completes.
+
+        Return ``False`` or raise :class:`ConnectionRefused` to refuse it. Register it before
+        :meth:`start`: without one, handshakes complete in C++ without calling Python.
+        """
+        self._connect_handler = fn
+        return fn
+
+    def on_disconnect(self, fn: Handler) -> Handler:
+        """Registers ``fn(conn, reason)``; ``reason`` is one of the documented strings."""
+        self._disconnect_handler = fn
+        return fn
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Server:
+        """Binds and starts serving in background threads; returns at once."""
+        with self._lock:
+            if self._core is not None and self._core.running:
+                return self
+            if self._loop is None:
+                try:
+                    self._loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    pass
+            self._core = _core.Server(
+                self._options,
+                self._hook_connect if self._connect_handler is not None else None,
+                self._hook_message,
+                self._hook_disconnect,
+            )
+            self._core.start()
+        log.info("skyrelay listening on http://%s:%d", self.host, self.port)
+        return self
+
+    def stop(self) -> None:
+        """Graceful stop: close frames (1001) to every client, a bounded drain, then exit."""
+        with self._lock:
+            core = self._core
+        if core is None:
+            return
+        if threading.get_ident() == self._dispatch_ident:
+            # Called from a handler: the dispatcher cannot join itself, so stop from elsewhere.
+            threading.Thread(target=core.stop, name="skyrelay-stop").start()
+            return
+        core.stop()
+        self._connections.clear()
+        if self._own_loop is not None:
+            self._own_loop.call_soon_threadsafe(self._own_loop.stop)
+            if self._own_loop_thread is not None:
+                self._own_loop_thread.join(timeout=5)
+            self._own_loop = None
+            self._own_loop_thread = None
+
+    def run(self) -> None:
+        """Starts and blocks until SIGINT or SIGTERM, then stops gracefully."""
+        self.start()
+        print(f"skyrelay serving on http://{self.host}:{self.port} (WebSocket at "
+              f"ws://{self.host}:{self.port}/ws); press Ctrl+C to stop", flush=True)
+        done = threading.Event()
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda *_: done.set())
+        try:
+            while not done.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.stop()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._core is not None and self._core.running
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one picked by the OS when configured as 0)."""
+        if self._core is None:
+            return int(self._options["port"])
+        return self._core.port
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL of the JSON protocol endpoint."""
+        return f"ws://{self.host}:{self.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- publishing and rooms -----------------------------------------------------------------
+
+    def emit(self, event: str, data: Any = None, *, to: Target = None, skip: Target = None,
+             policy: str | None = None, default: Callable[[Any], Any] | None = None) -> int:
+        """Publishes an event; safe from any thread and from asyncio; never blocks on sockets.
+
+        ``to`` is a room, a sid, a :class:`Connection` or a list of them (rooms are looked up
+        first); omit it to reach every connection. ``skip`` lists sids (or connections) to leave
+        out. ``policy`` overrides the outbox overflow policy: ``"drop_oldest"`` for volatile
+        streams or ``"disconnect"``. Returns the number of connections it was queued for.
+        """
+        if policy not in _POLICIES:
+            raise ValueError(f"policy must be 'drop_oldest' or 'disconnect', not {policy!r}")
+        payload = encode_json(data, default or self._json_default)
+        core = self._require_core()
+        return core.emit(event, payload, _names(to), _names(skip), _POLICIES[policy])
+
+    def set_room_policy(self, room: str, policy: str | None) -> None:
+        """Sets the default overflow policy of a room's publications (None resets it)."""
+        if policy not in _POLICIES:
+            raise ValueError(f"policy must be 'drop_oldest' or 'disconnect', not {policy!r}")
+        self._require_core().set_room_policy(room, _POLICIES[policy])
+
+    def join(self, sid: str, room: str) -> bool:
+        return self._require_core().join(sid, room)
+
+    def leave(self, sid: str, room: str) -> bool:
+        return self._require_core().leave(sid, room)
+
+    def rooms(self, sid: str) -> list[str]:
+        return self._require_core().rooms(sid)
+
+    def room_size(self, room: str) -> int:
+        return self._require_core().room_size(room)
+
+    def disconnect(self, sid: str, reason: str = "disconnected by the server") -> bool:
+        """Closes a connection with close code 4002 and ``reason``."""
+        return self._require_core().disconnect(sid, CLOSE_SERVER_DISCONNECT, reason)
+
+    @property
+    def connection_count(self) -> int:
+        return self._core.connection_count if self._core is not None else 0
+
+    def health(self) -> dict[str, Any]:
+        return json.loads(self._require_core().health_json())
+
+    def metrics_text(self) -> str:
+        return self._require_core().metrics_text()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _require_core(self) -> _core.Server:
+        core = self._core
+        if core is None:
+            raise RuntimeError("the server is not started; call start() first")
+        return core
+
+    def _has_connection(self, sid: str) -> bool:
+        return self._core is not None and self._core.has_connection(sid)
+
+    def _connection(self, sid: str) -> Connection:
+        conn = self._connections.get(sid)
+        if conn is None:
+            conn = self._connections[sid] = Connection(self, sid)
+        return conn
+
+    def _async_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            return loop
+        if self._own_loop is None:
+            self._own_loop = asyncio.new_event_loop()
+            self._own_loop_thread = threading.Thread(
+                target=self._own_loop.run_forever, name="skyrelay-asyncio", daemon=True)
+            self._own_loop_thread.start()
+        return self._own_loop
+
+    def _call(self, fn: Handler, args: tuple[Any, ...],
+              done: Callable[[Any, BaseException | None], None]) -> None:
+        """Runs a handler, sync or async, and passes (result, exception) to ``done``."""
+        if inspect.iscoroutinefunction(fn):
+            future = asyncio.run_coroutine_threadsafe(fn(*args), self._async_loop())
+
+            def finished(f: Any) -> None:
+                exc = f.exception()
+                done(None if exc else f.result(), exc)
+
+            future.add_done_callback(finished)
+            return
+        try:
+            result = fn(*args)
+        except Exception as exc:  # reported through `done`, never lost
+            done(None, exc)
+            return
+        done(result, None)
+
+    def _hook_connect(self, sid: str, path: str, query: str, remote: str,
+                      headers: list[tuple[str, str]]) -> None:
+        self._dispatch_ident = threading.get_ident()
+        conn = Connection(self, sid, path, query, remote, headers)
+        self._connections[sid] = conn
+        core = self._core
+        assert core is not None and self._connect_handler is not None
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is None and result is not False:
+                core.accept(sid)
+                return
+            self._connections.pop(sid, None)
+            if isinstance(exc, ConnectionRefused):
+                core.refuse(sid, exc.status, exc.message)
+            elif exc is not None:
+                log.error("connect handler failed", exc_info=exc)
+                core.refuse(sid, 500, "connect handler failed")
+            else:
+                core.refuse(sid, 403, "connection refused")
+
+        self._call(self._connect_handler, (conn,), done)
+
+    def _hook_message(self, sid: str, event: str, data: str, request_id: str) -> None:
+        self._dispatch_ident = threading.get_ident()
+        core = self._core
+        assert core is not None
+        handler = self._handlers.get(event)
+        if handler is None:
+            message = f'no handler for event "{event}"'
+            if request_id:
+                core.respond(sid, request_id, False, "unknown_event", message)
+            else:
+                core.send_error(sid, "unknown_event", message)
+            return
+        conn = self._connection(sid)
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                if isinstance(exc, RequestError):
+                    if request_id:
+                        core.respond(sid, request_id, False, exc.code, exc.message)
+                    return
+                log.error("handler for %r failed", event, exc_info=exc)
+                if request_id:
+                    core.respond(sid, request_id, False, "handler_error",
+                                 f"{type(exc).__name__}: {exc}")
+                return
+            if request_id:
+                try:
+                    body = encode_json(result, self._json_default).decode("utf-8")
+                except (TypeError, ValueError) as err:
+                    log.error("response of %r is not JSON serializable", event, exc_info=err)
+                    core.respond(sid, request_id, False, "handler_error",
+                                 f"the response is not JSON serializable: {err}")
+                    return
+                core.respond(sid, request_id, True, body, "")
+
+        self._call(handler, (conn, json.loads(data)), done)
+
+    def _hook_disconnect(self, sid: str, reason: str) -> None:
+        self._dispatch_ident = threading.get_ident()
+        conn = self._connections.pop(sid, None)
+        handler = self._disconnect_handler
+        if handler is None:
+            return
+        if conn is None:
+            conn = Connection(self, sid)
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                log.error("disconnect handler failed", exc_info=exc)
+
+        self._call(handler, (conn, reason), done)
