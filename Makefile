@@ -1,0 +1,73 @@
+# skyrelay: `make demo` runs the live demo, `make test` runs every test. Both install what is
+# missing first: Debian packages with apt-get, Python packages into .venv.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+BUILD_LOCK := /tmp/skyrelay-build-$(shell id -u).lock
+JOBS ?= $(shell nproc)
+
+APT_PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev \
+	nlohmann-json3-dev libssl-dev libgtest-dev python3 python3-venv python3-dev \
+	util-linux procps
+PY_BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.13"
+PY_TEST_DEPS := "pytest>=7" "pytest-timeout" "websockets>=13"
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help deps venv install demo test test-cpp test-cpp-asan test-python bench clean
+
+help:
+	@echo "make demo   - build and run the live demo on http://127.0.0.1:8000/"
+	@echo "make test   - build and run every test (C++ plain and ASan+UBSan, Python)"
+	@echo "make bench  - run the fan-out benchmark against python websockets"
+
+# Debian packages, installed only when missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.stamp: Makefile | deps
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q $(PY_BUILD_DEPS) $(PY_TEST_DEPS)
+	touch $@
+
+venv: $(VENV)/.stamp
+
+# Builds the extension (incrementally, in build/<wheel tag>) and installs the package.
+install: venv
+	flock $(BUILD_LOCK) $(VPY) -m pip install -q --no-build-isolation .
+
+demo: install
+	$(VENV)/bin/skyrelay demo --host 127.0.0.1 --port 8000
+
+test: test-cpp test-cpp-asan test-python
+
+test-cpp: deps
+	cmake -S . -B build/cpp-tests -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKYRELAY_BUILD_TESTS=ON >/dev/null
+	cmake --build build/cpp-tests -j $(JOBS) --target skyrelay_tests
+	ctest --test-dir build/cpp-tests --output-on-failure -j $(JOBS)
+
+test-cpp-asan: deps
+	cmake -S . -B build/cpp-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSKYRELAY_BUILD_TESTS=ON -DSKYRELAY_SANITIZE=ON >/dev/null
+	cmake --build build/cpp-asan -j $(JOBS) --target skyrelay_tests
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir build/cpp-asan --output-on-failure -j $(JOBS)
+
+test-python: install
+	$(VPY) -m pytest -q -p no:cacheprovider tests/python
+
+bench: install
+	$(VPY) bench/run_fanout.py
+
+clean:
+	rm -rf build
