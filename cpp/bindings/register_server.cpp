@@ -7,6 +7,8 @@
 #include <chrono>
 #include <memory>
 
+#include <boost/system/system_error.hpp>
+
 #include "skyrelay/core/errors.hpp"
 #include "skyrelay/net/server.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
@@ -113,6 +115,17 @@ std::optional<overflow_policy> to_policy(int p) {
 }  // namespace
 
 void register_server(py::module_& m) {
+  // Socket errors (an address in use, a bad host) surface as OSError with the errno set.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const boost::system::system_error& e) {
+      py::object err = py::module_::import("builtins").attr("OSError")(e.code().value(),
+                                                                      e.code().message());
+      PyErr_SetObject(PyExc_OSError, err.ptr());
+    }
+  });
+
   m.def("is_valid_json", [](const std::string& s) {
     return proto::is_valid_utf8(s) && nlohmann::json::accept(s);
   }, "True when the bytes are one valid UTF-8 JSON text.");

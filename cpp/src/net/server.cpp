@@ -44,8 +44,15 @@ void server::start() {
     contexts_.push_back(std::make_unique<asio::io_context>(1));
     guards_.push_back(asio::make_work_guard(*contexts_.back()));
   }
-  auto address = asio::ip::make_address(cfg_.host);
-  listener_ = std::make_shared<listener>(*contexts_[0], tcp::endpoint(address, cfg_.port), *this);
+  // An IP literal, else a host name such as "localhost" (its first address).
+  boost::system::error_code ec;
+  tcp::endpoint endpoint(asio::ip::make_address(cfg_.host, ec), cfg_.port);
+  if (ec) {
+    tcp::resolver resolver(*contexts_[0]);
+    auto results = resolver.resolve(cfg_.host, std::to_string(cfg_.port));
+    endpoint = results.begin()->endpoint();
+  }
+  listener_ = std::make_shared<listener>(*contexts_[0], endpoint, *this);
   port_ = listener_->port();
   dispatcher_.start();
   started_at_ = std::chrono::steady_clock::now();
