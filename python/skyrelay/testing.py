@@ -185,6 +185,8 @@ def connect(url: str, *, headers: Mapping[str, str] | None = None,
     """Opens a JSON-protocol connection and waits for the welcome frame."""
     from websockets.sync.client import connect as ws_connect
 
+    # Entering the context gives the connection on every websockets version (17 made the
+    # plain call a context-manager factory); Client.close() ends it.
     ws = ws_connect(url, additional_headers=dict(headers or {}), open_timeout=timeout,
-                    compression=None, max_size=None, **kwargs)
+                    compression=None, max_size=None, **kwargs).__enter__()
     return Client(ws, timeout)

@@ -1,0 +1,106 @@
+"""Every example app runs and does what its README says."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+import skyrelay
+from skyrelay.testing import ResponseError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def load(name: str, module: str = "app"):
+    path = EXAMPLES / name / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}_{module}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def telemetry(skyrelay_server_factory):
+    mod = load("well_telemetry")
+    holder = {}
+
+    def configure(server):
+        holder["app"] = mod.TelemetryApp(server, wells=2, rate_hz=20.0)
+
+    server = skyrelay_server_factory(configure)
+    app = holder["app"]
+    app.start()
+    yield server, app
+    app.stop()
+
+
+def test_well_telemetry_streams_and_accepts_commands(telemetry, skyrelay_client):
+    server, app = telemetry
+    client = skyrelay_client(server, path="/ws/WELL-002")
+    client.expect_frame("subscribed")
+    first = client.expect_event("telemetry_update", timeout=5)
+    assert first["topic"] == "WELL-002"
+    assert first["data"]["well"] == "WELL-002"
+    assert {"flow_rate_m3d", "intake_pressure_kpa", "motor_current_a", "motor_temp_c",
+            "vibration_mm_s", "vsd_frequency_hz"} <= set(first["data"])
+
+    assert client.request("list_wells") == ["WELL-001", "WELL-002"]
+    assert client.request("set_frequency", {"well": "WELL-002", "hz": 60}) == {
+        "well": "WELL-002", "vsd_frequency_hz": 60.0}
+    # Later samples reflect the command, in increasing seq order.
+    seq = first["seq"]
+    for _ in range(100):
+        frame = client.expect_event("telemetry_update", timeout=5)
+        assert frame["seq"] > seq
+        seq = frame["seq"]
+        if frame["data"]["vsd_frequency_hz"] == 60.0:
+            break
+    else:
+        pytest.fail("the new frequency never showed up in telemetry")
+
+    with pytest.raises(ResponseError) as err:
+        client.request("set_frequency", {"well": "WELL-002", "hz": 500})
+    assert err.value.code == "out_of_range"
+    with pytest.raises(ResponseError) as err:
+        client.request("set_frequency", {"well": "WELL-404", "hz": 50})
+    assert err.value.code == "unknown_well"
+
+
+def test_well_telemetry_raises_alerts(telemetry, skyrelay_client):
+    server, app = telemetry
+    client = skyrelay_client(server, path="/ws/alerts")
+    client.expect_frame("subscribed")
+    # 65 Hz drives the simulated motor temperature well over the limit.
+    for name in app.wells:
+        client.request("set_frequency", {"well": name, "hz": 65})
+    alert = client.expect("alert", timeout=10)
+    assert alert["kind"] == "motor_temp_high"
+    assert alert["value"] > alert["limit"]
+
+
+def test_demo_serves_page_and_metrics(skyrelay_client):
+    import urllib.request
+
+    from skyrelay.demo import MetricsPublisher, build_demo
+
+    server = build_demo(port=0)
+    server.start()
+    publisher = MetricsPublisher(server, 0.05)
+    publisher.start()
+    try:
+        page = urllib.request.urlopen(f"{server.http_url}/", timeout=5).read().decode()
+        assert "/ws/metrics" in page
+        client = skyrelay_client(server, path="/ws/metrics")
+        first = client.expect("server_metrics", timeout=5)
+        assert first["connections"] >= 1
+        assert client.request("say", {"text": "hello"}) == {"delivered": 1}
+        assert client.expect("chat")["text"] == "hello"
+        with pytest.raises(ResponseError):
+            client.request("say", {"text": "   "})
+    finally:
+        publisher.stop()
+        server.stop()
