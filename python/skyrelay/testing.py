@@ -58,7 +58,8 @@ class Client:
         except ConnectionClosed:
             pass
         finally:
-            rcvd = getattr(self._ws, "close_rcvd", None)
+            # The close frame the server sent (None when the TCP connection just ended).
+            rcvd = getattr(getattr(self._ws, "protocol", None), "close_rcvd", None)
             with self._cond:
                 self._closed = True
                 if rcvd is not None:

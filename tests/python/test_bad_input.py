@@ -1,0 +1,188 @@
+"""Bad input gets a clear error, never a crash, and never disturbs other clients."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+
+import pytest
+
+from wsraw import RawClient, frame
+
+
+@pytest.fixture
+def bystander(skyrelay_server, skyrelay_client):
+    """A well-behaved client in room "calm" that must receive every event, in order."""
+    c = skyrelay_client()
+    c.subscribe("calm")
+    return c
+
+
+def check_bystander(server, client, n=20):
+    for i in range(n):
+        server.emit("calm_event", i, to="calm")
+    assert [client.expect("calm_event") for _ in range(n)] == list(range(n))
+
+
+@pytest.mark.parametrize("text, code", [
+    ("not json", "bad_json"),
+    ("{\"type\": \"subscribe\", ", "bad_json"),
+    ("[1, 2]", "bad_message"),
+    ("42", "bad_message"),
+    ('{"topic": "x"}', "unknown_type"),
+    ('{"type": "teleport"}', "unknown_type"),
+    ('{"type": "subscribe", "topic": 5}', "bad_message"),
+    ('{"type": "subscribe", "topic": ""}', "bad_message"),
+    ('{"type": "subscribe", "topic": "' + "t" * 257 + '"}', "bad_message"),
+    ('{"type": "request", "event": "x"}', "bad_message"),
+    ('{"type": "event", "event": 3}', "bad_message"),
+])
+def test_bad_messages_get_error_frames(skyrelay_server, skyrelay_client, bystander, text, code):
+    c = skyrelay_client()
+    c.send(text)
+    err = c.expect_frame("error")
+    assert err["code"] == code
+    assert err["message"]
+    assert c.ping()["type"] == "pong"  # still usable
+    check_bystander(skyrelay_server, bystander)
+    assert f'skyrelay_errors_total{{code="{code}"}}' in skyrelay_server.metrics_text()
+
+
+def test_error_ref_carries_request_id(skyrelay_server, skyrelay_client):
+    c = skyrelay_client()
+    c.send({"type": "teleport", "id": "abc"})
+    assert c.expect_frame("error")["ref"] == "abc"
+
+
+def test_binary_frame_is_refused_but_connection_stays(skyrelay_server, skyrelay_client, bystander):
+    c = skyrelay_client()
+    c.send(b"\x00\x01\x02")
+    assert c.expect_frame("error")["code"] == "binary_not_supported"
+    assert c.ping()["type"] == "pong"
+    check_bystander(skyrelay_server, bystander)
+
+
+def test_oversized_frame_closes_1009(skyrelay_server, skyrelay_client, bystander):
+    c = skyrelay_client()
+    c.send("x" * (64 * 1024 + 1))
+    assert c.expect_closed()[0] == 1009
+    check_bystander(skyrelay_server, bystander)
+
+
+def test_configured_message_limit(skyrelay_server_factory, skyrelay_client):
+    server = skyrelay_server_factory(max_message_size=1024)
+    ok = skyrelay_client(server)
+    ok.send(json.dumps({"type": "ping", "pad": "x" * 900}))
+    assert ok.expect_frame("pong")
+    big = skyrelay_client(server)
+    big.send(json.dumps({"type": "ping", "pad": "x" * 1100}))
+    assert big.expect_closed()[0] == 1009
+
+
+@pytest.mark.parametrize("name, data, code", [
+    ("invalid utf-8", frame(0x1, b"\xc0\xaf"), 1007),
+    ("unmasked", frame(0x1, b"{}", masked=False), 1002),
+    ("rsv bits", frame(0x1, b"{}", rsv=0x40), 1002),
+    ("unknown opcode", frame(0x3, b""), 1002),
+    ("continuation first", frame(0x0, b"x"), 1002),
+    ("fragmented ping", frame(0x9, b"", fin=False), 1002),
+])
+def test_framing_violations_close_with_code(skyrelay_server, bystander, name, data, code):
+    raw = RawClient(skyrelay_server.port)
+    assert raw.status == 101
+    raw.send(data)
+    got, frames = raw.read_until_close()
+    raw.close()
+    assert got == code, (name, frames)
+    check_bystander(skyrelay_server, bystander)
+
+
+def test_client_ping_frames_get_pongs(skyrelay_server):
+    raw = RawClient(skyrelay_server.port)
+    raw.send(frame(0x9, b"hi"))
+    for _ in range(5):
+        f = raw.read_frame()
+        assert f is not None
+        if f[0] == 0xA:
+            assert f[1] == b"hi"
+            break
+    else:
+        pytest.fail("no pong")
+    raw.close()
+
+
+def http_request(port: int, raw: bytes) -> tuple[int, dict, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(raw)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if b"\r\n\r\n" in data:
+                head, body = data.split(b"\r\n\r\n", 1)
+                length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")]
+                if length and len(body) >= length[0]:
+                    break
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    headers = {k.strip().lower().decode(): v.strip().decode()
+               for k, v in (line.split(b":", 1) for line in lines[1:])}
+    return int(lines[0].split(b" ")[1]), headers, body
+
+
+def upgrade_request(path="/ws", key="dGhlIHNhbXBsZSBub25jZQ==", version="13"):
+    lines = [f"GET {path} HTTP/1.1", "Host: x", "Upgrade: websocket", "Connection: Upgrade"]
+    if key:
+        lines.append(f"Sec-WebSocket-Key: {key}")
+    lines.append(f"Sec-WebSocket-Version: {version}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_http_errors_are_json(skyrelay_server, bystander):
+    port = skyrelay_server.port
+    status, _, body = http_request(port, upgrade_request(key=None))
+    assert status == 400 and json.loads(body)["error"] == "bad_handshake"
+    status, headers, body = http_request(port, upgrade_request(version="8"))
+    assert status == 426 and headers["sec-websocket-version"] == "13"
+    assert json.loads(body)["error"] == "unsupported_version"
+    status, _, body = http_request(port, upgrade_request(path="/elsewhere"))
+    assert status == 404 and "error" in json.loads(body)
+    status, _, body = http_request(port, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 426 and json.loads(body)["error"] == "upgrade_required"
+    status, _, body = http_request(port, b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    assert status == 405 and json.loads(body)["error"] == "method_not_allowed"
+    status, _, body = http_request(port, b"BLAH\x01 / nonsense\r\n\r\n")
+    assert status == 400 and "error" in json.loads(body)
+    big = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+    status, _, body = http_request(port, big)
+    assert status == 431 and json.loads(body)["error"] == "header_too_large"
+    check_bystander(skyrelay_server, bystander)
+
+
+def test_refused_handshake_bodies(skyrelay_server_factory):
+    import skyrelay
+
+    def configure(server):
+        @server.on_connect
+        def connect(conn):
+            if conn.query == "token=ok":
+                return None
+            if conn.query == "token=expired":
+                raise skyrelay.ConnectionRefused("token expired", status=401)
+            return False
+
+    server = skyrelay_server_factory(configure)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    status, _, body = http_request(server.port, upgrade_request(path="/ws?token=expired"))
+    assert status == 401
+    assert json.loads(body) == {"error": "connection_refused", "message": "token expired"}
+    status, _, _ = http_request(server.port, upgrade_request(path="/ws?token=nope"))
+    assert status == 403
+    raw = RawClient(server.port, "/ws?token=ok")
+    assert raw.status == 101
+    raw.close()
+    conn.close()
