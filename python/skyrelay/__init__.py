@@ -12,10 +12,40 @@ registers handlers and publishes events::
         return data  # a request's return value is its response
 
     server.run()
+
+The public names load on first use (PEP 562), so importing a submodule such as the pytest
+plugin does not load the C++ extension.
 """
 
-from .errors import ConnectionRefused, RequestError
-from .server import Connection, Server
+from __future__ import annotations
 
-__all__ = ["Connection", "ConnectionRefused", "RequestError", "Server", "__version__"]
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+__all__ = ["Connection", "ConnectionRefused", "RequestError", "Server", "__version__"]
+
+_LAZY = {
+    "Server": "server",
+    "Connection": "server",
+    "ConnectionRefused": "errors",
+    "RequestError": "errors",
+}
+
+if TYPE_CHECKING:
+    from .errors import ConnectionRefused, RequestError
+    from .server import Connection, Server
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skyrelay' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
