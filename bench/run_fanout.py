@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Fan-out benchmark: skyrelay against python `websockets` broadcast(), side by side in one run.
+
+For each scenario and round (interleaved: skyrelay, websockets, skyrelay, ...), a server runs
+pinned to CPU 1 and the C++ load client (bench/loadclient) to CPU 0, with 1,000 subscribers.
+The server publishes ~100-byte JSON messages at a fixed rate; the client counts deliveries and
+the publish-to-receive latency carried in each payload. Server CPU time comes from
+/proc/<pid>/stat over the measured window. Reported: medians over the rounds.
+
+    .venv/bin/python bench/run_fanout.py            # or: make bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PYTHON = sys.executable
+LOADCLIENT = HERE / "build" / "loadclient" / "loadclient"
+TICK = os.sysconf("SC_CLK_TCK")
+
+SERVERS = {
+    "skyrelay": HERE / "servers" / "skyrelay_server.py",
+    "websockets": HERE / "servers" / "websockets_server.py",
+}
+
+
+def build_loadclient() -> None:
+    build = HERE / "build" / "loadclient"
+    subprocess.run(["cmake", "-S", str(HERE / "loadclient"), "-B", str(build), "-G", "Ninja",
+                    "-DCMAKE_BUILD_TYPE=Release"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "--build", str(build)], check=True, stdout=subprocess.DEVNULL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def wait_line(proc: subprocess.Popen, prefix: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith(prefix):
+            return line
+        if not line and proc.poll() is not None:
+            raise RuntimeError(f"server exited before {prefix!r}; see bench/results/*-server.log")
+    raise TimeoutError(f"no {prefix!r} within {timeout}s")
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def run_once(name: str, rate: float, clients: int, warmup: float, duration: float) -> dict:
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(HERE / "servers"))
+    server = client = None
+    try:
+        # stderr goes to a file: an unread pipe could fill up and stall the server under test.
+        log = open(HERE / "results" / f"{name}-server.log", "w")
+        server = subprocess.Popen(
+            ["taskset", "-c", "1", PYTHON, str(SERVERS[name]), "--port", str(port),
+             "--clients", str(clients), "--rate", str(rate),
+             "--seconds", str(warmup + duration + 1.5)],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+        time.sleep(0.5 if name == "skyrelay" else 0.8)  # let it bind
+        client = subprocess.Popen(
+            ["taskset", "-c", "0", str(LOADCLIENT), "--port", str(port), "--path", "/ws/bench",
+             "--clients", str(clients), "--warmup", str(warmup), "--duration", str(duration)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_line(server, "PUBLISHING", 60)
+        time.sleep(warmup)
+        cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+        time.sleep(duration)
+        cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
+        out, err = client.communicate(timeout=duration + 60)
+        result = json.loads(out.strip().splitlines()[-1])
+        server_cpu = cpu1 - cpu0
+        result.update(
+            server=name, rate=rate, server_cpu_s=round(server_cpu, 3),
+            server_cpu_util=round(server_cpu / (t1 - t0), 3),
+            deliveries_per_cpu_s=round(result["deliveries"] / server_cpu, 1) if server_cpu else None,
+            client_bound=result["client_cpu_s"] >= 0.9 * result["duration_s"],
+            demanded_per_s=rate * clients,
+        )
+        return result
+    finally:
+        stop(client)
+        stop(server)
+
+
+def median(runs: list[dict], key: str) -> float:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--duration", type=float, default=6.0)
+    p.add_argument("--quick", action="store_true", help="1 round, short windows (smoke test)")
+    p.add_argument("--skyrelay-rate", type=float, default=1000.0,
+                   help="saturation scenario: skyrelay messages/s (x subscribers = demand)")
+    p.add_argument("--websockets-rate", type=float, default=200.0,
+                   help="saturation scenario: websockets messages/s")
+    args = p.parse_args()
+    if args.quick:
+        args.rounds, args.warmup, args.duration = 1, 1.0, 2.0
+    build_loadclient()
+    (HERE / "results").mkdir(exist_ok=True)
+    # Saturation: each server is offered more than it can deliver (messages/s x 1,000
+    # subscribers). Latency: the same moderate load for both.
+    scenarios = [
+        ("saturation", {"skyrelay": args.skyrelay_rate, "websockets": args.websockets_rate}),
+        ("latency at 10k deliveries/s", {"skyrelay": 10.0, "websockets": 10.0}),
+    ]
+    results: dict[str, dict[str, list[dict]]] = {}
+    for scenario, rates in scenarios:
+        results[scenario] = {name: [] for name in SERVERS}
+        for rnd in range(args.rounds):
+            for name in SERVERS:
+                r = run_once(name, rates[name], args.clients, args.warmup, args.duration)
+                results[scenario][name].append(r)
+                print(f"[{scenario}] round {rnd + 1} {name}: {r['deliveries_per_s']:.0f}/s, "
+                      f"{r['deliveries_per_cpu_s']}/cpu-s, p50 {r['p50_us']} us, "
+                      f"p99 {r['p99_us']} us, server cpu {r['server_cpu_util']:.2f}, "
+                      f"client-bound={r['client_bound']}", flush=True)
+
+    lines = ["| scenario | server | deliveries/s | deliveries per server-CPU-s | p50 | p99 | "
+             "server CPU | client-bound runs |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    summary = {}
+    for scenario, by_server in results.items():
+        for name, runs in by_server.items():
+            row = {k: median(runs, k) for k in
+                   ("deliveries_per_s", "deliveries_per_cpu_s", "p50_us", "p99_us",
+                    "server_cpu_util")}
+            row["client_bound_runs"] = sum(r["client_bound"] for r in runs)
+            summary.setdefault(scenario, {})[name] = row
+            lines.append(
+                f"| {scenario} | {name} | {row['deliveries_per_s']:,.0f} | "
+                f"{row['deliveries_per_cpu_s']:,.0f} | {row['p50_us']/1000:.2f} ms | "
+                f"{row['p99_us']/1000:.2f} ms | {row['server_cpu_util']:.0%} | "
+                f"{row['client_bound_runs']}/{len(runs)} |")
+    sat = summary["saturation"]
+    ratio = sat["skyrelay"]["deliveries_per_cpu_s"] / sat["websockets"]["deliveries_per_cpu_s"]
+    lines.append("")
+    lines.append(f"skyrelay / websockets, deliveries per server-CPU-second at saturation: "
+                 f"**{ratio:.1f}x**")
+    table = "\n".join(lines)
+    print()
+    print(table)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"fanout-{stamp}.json").write_text(json.dumps(
+        {"args": vars(args), "summary": summary, "runs": results}, indent=2))
+    (out / f"fanout-{stamp}.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""What every benchmark server shares: arguments, the payload, and the paced publisher loop.
+
+Each message is ~100 bytes of JSON: {"t": <CLOCK_MONOTONIC ns at publish>, "seq": n, "pad": ...}.
+The publisher sends in 1 ms ticks, so a rate above what the server can deliver saturates it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+PAD = "x" * 60
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--rate", type=float, required=True, help="messages per second")
+    p.add_argument("--seconds", type=float, required=True, help="publishing time (bounded)")
+    p.add_argument("--connect-timeout", type=float, default=60.0)
+    args = p.parse_args()
+    args.seconds = min(args.seconds, 120.0)
+    return args
+
+
+def payload(seq: int) -> str:
+    return json.dumps({"t": time.monotonic_ns(), "seq": seq, "pad": PAD}, separators=(",", ":"))
+
+
+def announce(what: str) -> None:
+    print(what, flush=True)
+
+
+def paced(rate: float, seconds: float):
+    """Yields how many messages to send at each 1 ms tick, for `seconds`."""
+    start = time.monotonic()
+    sent = 0
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= seconds:
+            return
+        due = int(rate * elapsed) + 1
+        if due > sent:
+            yield due - sent
+            sent = due
+        # Sleep to the next tick; when behind, go straight on.
+        nxt = start + (int(elapsed * 1000) + 1) / 1000
+        delay = nxt - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def fail(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+    sys.exit(1)

@@ -1,0 +1,48 @@
+"""python `websockets` (asyncio) with websockets.broadcast(): the peer we compare against."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from websockets.asyncio.server import broadcast, serve
+
+from common import announce, fail, parse_args, payload
+
+args = parse_args()
+clients: set = set()
+
+
+async def handler(ws):
+    clients.add(ws)
+    try:
+        await ws.wait_closed()
+    finally:
+        clients.discard(ws)
+
+
+async def publisher():
+    deadline = time.monotonic() + args.connect_timeout
+    while len(clients) < args.clients:
+        if time.monotonic() > deadline:
+            fail(f"only {len(clients)} clients connected")
+        await asyncio.sleep(0.05)
+    announce("PUBLISHING")
+    start = time.monotonic()
+    seq = 0
+    while (elapsed := time.monotonic() - start) < args.seconds:
+        due = int(args.rate * elapsed) + 1
+        while seq < due:
+            broadcast(clients, payload(seq))
+            seq += 1
+        await asyncio.sleep(max(0.0, start + (int(elapsed * 1000) + 1) / 1000 - time.monotonic()))
+    announce(f"DONE {seq}")
+
+
+async def main():
+    async with serve(handler, "127.0.0.1", args.port, compression=None, max_queue=None,
+                     ping_interval=None):
+        await publisher()
+
+
+asyncio.run(main())
