@@ -272,3 +272,18 @@ def test_static_files(tmp_path, skyrelay_server_factory):
     assert get(f"{base}/missing.css")[0] == 404
     assert get(f"{base}/%2e%2e/secret.txt")[0] == 404
     assert get(f"{base}/sub")[0] == 404  # a directory without index.html
+
+
+def test_installed_package_ships_stubs_and_private_core():
+    from importlib import resources
+
+    import skyrelay._core as core
+
+    files = resources.files("skyrelay")
+    assert (files / "py.typed").is_file()
+    stub = (files / "_core.pyi").read_text()
+    # Every public name of the extension is declared in the stub.
+    for name in ("Server", "is_valid_json"):
+        assert hasattr(core, name) and name in stub
+    for method in ("emit", "join", "leave", "rooms", "respond", "refuse", "metrics_text"):
+        assert hasattr(core.Server, method) and f"def {method}(" in stub
