@@ -15,6 +15,27 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0,
+               interval: float = 0.02) -> bool:
+    """Polls ``predicate`` until it is true or ``timeout`` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def metric(server: Any, sample: str) -> float:
+    """The value of one sample of the server's /metrics text, such as
+    ``'skyrelay_drops_total{reason="slow_consumer"}'``; 0.0 when it is absent."""
+    prefix = sample + " "
+    for line in server.metrics_text().splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):])
+    return 0.0
+
+
 class ExpectationTimeout(AssertionError):
     """Raised when an expected frame did not arrive in time."""
 

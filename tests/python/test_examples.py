@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import skyrelay
 from skyrelay.testing import ResponseError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

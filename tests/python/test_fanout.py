@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-import time
 
 import pytest
 import websockets
+
+from skyrelay.testing import wait_until
 
 CLIENTS = 1000
 BROADCASTS = 50
@@ -23,14 +24,6 @@ def enough_file_descriptors():
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
-
-def wait_until(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 async def open_clients(url: str, n: int):

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
 import pytest
 
 import skyrelay
-from skyrelay.testing import connect
-from wsraw import RawClient, frame
+from skyrelay.testing import connect, metric, wait_until
+from wsraw import RawClient
 
 
-def metric(server, name: str) -> float:
-    m = re.search(rf"^{re.escape(name)} (\S+)$", server.metrics_text(), re.M)
-    return float(m.group(1)) if m else 0.0
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 class Reasons:

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
-import threading
 import time
 
 import pytest
 
+from skyrelay.testing import metric, wait_until
 from wsraw import RawClient
 
 EVENTS = 600
 PAYLOAD = {"pad": "x" * 16000}  # enough to fill the kernel socket buffers (several MB)
 
 
-def metric(server, name: str) -> float:
-    m = re.search(rf"^{re.escape(name)} (\S+)$", server.metrics_text(), re.M)
-    return float(m.group(1)) if m else 0.0
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture
