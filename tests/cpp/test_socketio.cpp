@@ -1,0 +1,94 @@
+#include <gtest/gtest.h>
+
+#include "skyrelay/proto/socketio.hpp"
+
+namespace sio = skyrelay::sio;
+
+namespace {
+sio::packet ok(std::string_view s) {
+  auto r = sio::decode(s);
+  EXPECT_TRUE(std::holds_alternative<sio::packet>(r)) << s;
+  return std::holds_alternative<sio::packet>(r) ? std::get<sio::packet>(r) : sio::packet{};
+}
+bool bad(std::string_view s) { return std::holds_alternative<std::string>(sio::decode(s)); }
+}  // namespace
+
+TEST(SocketIo, DecodeConnect) {
+  auto a = ok("0");
+  EXPECT_EQ(a.type, sio::packet_type::connect);
+  EXPECT_EQ(a.nsp, "/");
+  EXPECT_TRUE(a.data.empty());
+  auto b = ok("0{\"token\":\"123\"}");
+  EXPECT_EQ(b.data, "{\"token\":\"123\"}");
+  auto c = ok("0/custom,{\"token\":\"abc\"}");
+  EXPECT_EQ(c.nsp, "/custom");
+  EXPECT_EQ(c.data, "{\"token\":\"abc\"}");
+  EXPECT_EQ(ok("0/custom").nsp, "/custom");   // no trailing comma
+  EXPECT_EQ(ok("0/custom,").nsp, "/custom");  // with one
+  EXPECT_TRUE(bad("0[1]"));
+  EXPECT_TRUE(bad("0\"x\""));
+}
+
+TEST(SocketIo, DecodeEventsAndAcks) {
+  auto e = ok("2[\"message\",1,\"2\",{\"3\":[true]}]");
+  EXPECT_EQ(e.type, sio::packet_type::event);
+  EXPECT_FALSE(e.id);
+  auto w = ok("2456[\"message-with-ack\",1]");
+  EXPECT_EQ(w.id, 456u);
+  auto n = ok("2/chat,12[\"x\"]");
+  EXPECT_EQ(n.nsp, "/chat");
+  EXPECT_EQ(n.id, 12u);
+  auto a = ok("3456[1,\"2\"]");
+  EXPECT_EQ(a.type, sio::packet_type::ack);
+  EXPECT_EQ(a.id, 456u);
+  auto be = ok("52-[\"message\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]");
+  EXPECT_EQ(be.type, sio::packet_type::binary_event);
+  EXPECT_EQ(be.attachments, 2u);
+  auto ba = ok("62-789[{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]");
+  EXPECT_EQ(ba.type, sio::packet_type::binary_ack);
+  EXPECT_EQ(ba.id, 789u);
+  EXPECT_EQ(ok("1").type, sio::packet_type::disconnect);
+  EXPECT_EQ(ok("1/custom,").nsp, "/custom");
+}
+
+TEST(SocketIo, RejectsInvalidPackets) {
+  EXPECT_TRUE(bad(""));
+  EXPECT_TRUE(bad("abc"));            // unknown type
+  EXPECT_TRUE(bad("7[]"));
+  EXPECT_TRUE(bad("2{}"));            // payload not an array
+  EXPECT_TRUE(bad("2abc[\"x\"]"));    // invalid ack id
+  EXPECT_TRUE(bad("2[]"));            // no event name
+  EXPECT_TRUE(bad("2[1]"));           // name not a string
+  EXPECT_TRUE(bad("2[\"x\""));        // broken JSON
+  EXPECT_TRUE(bad("3[1]"));           // ack without id
+  EXPECT_TRUE(bad("1{}"));            // disconnect with payload
+  EXPECT_TRUE(bad("4{\"message\":\"x\"}"));  // server-only type
+  EXPECT_TRUE(bad("5[\"x\"]"));       // binary without count
+  EXPECT_TRUE(bad("50-[\"x\"]"));     // zero attachments
+  EXPECT_TRUE(bad("5999-[\"x\"]"));   // too many attachments
+  EXPECT_TRUE(bad("299999999999999999999[\"x\"]"));  // id overflow
+}
+
+TEST(SocketIo, EncodeServerPackets) {
+  EXPECT_EQ(sio::connect_ok("/", "abc"), "0{\"sid\":\"abc\"}");
+  EXPECT_EQ(sio::connect_ok("/custom", "abc"), "0/custom,{\"sid\":\"abc\"}");
+  EXPECT_EQ(sio::connect_ok("/", "a", "p"), "0{\"sid\":\"a\",\"pid\":\"p\"}");
+  EXPECT_EQ(sio::connect_error("/random", "Invalid namespace"),
+            "4/random,{\"message\":\"Invalid namespace\"}");
+  EXPECT_EQ(sio::connect_error("/", "no", "{\"code\":1}"), "4{\"message\":\"no\",\"data\":{\"code\":1}}");
+  EXPECT_EQ(sio::event("/", "auth", "{}"), "2[\"auth\",{}]");
+  EXPECT_EQ(sio::event("/custom", "auth", "{\"token\":\"abc\"}"),
+            "2/custom,[\"auth\",{\"token\":\"abc\"}]");
+  EXPECT_EQ(sio::event("/", "ping", ""), "2[\"ping\"]");
+  EXPECT_EQ(sio::event("/", "m", "{\"_placeholder\":true,\"num\":0}", 1, 7),
+            "51-7[\"m\",{\"_placeholder\":true,\"num\":0}]");
+  sio::packet ack{sio::packet_type::ack, "/", 0, 456, "[1,\"2\"]"};
+  EXPECT_EQ(sio::encode(ack), "3456[1,\"2\"]");
+  sio::packet back{sio::packet_type::binary_ack, "/x", 2, 789, "[]"};
+  EXPECT_EQ(sio::encode(back), "62-/x,789[]");
+  // Encoding then decoding gives the same packet.
+  auto round = std::get<sio::packet>(sio::decode(sio::event("/chat", "n\"q", "1,2", 0, 3)));
+  EXPECT_EQ(round.nsp, "/chat");
+  EXPECT_EQ(round.id, 3u);
+  EXPECT_EQ(round.data, "[\"n\\\"q\",1,2]");
+}
