@@ -47,7 +47,8 @@ struct gil_object {
 class py_server {
  public:
   py_server(const py::dict& options, py::object on_connect, py::object on_message,
-            py::object on_disconnect) {
+            py::object on_disconnect, py::object on_sio_connect, py::object on_sio_event,
+            py::object on_sio_ack) {
     server_config cfg;
     auto get = [&](const char* key, auto& field) {
       if (options.contains(key)) field = options[key].cast<std::decay_t<decltype(field)>>();
@@ -69,6 +70,11 @@ class py_server {
     get("outbox_max_bytes", cfg.outbox_max_bytes);
     get("outbox_max_frames", cfg.outbox_max_frames);
     get("dispatch_queue_max", cfg.dispatch_queue_max);
+    get("socketio_path", cfg.socketio_path);
+    get_ms("eio_ping_interval_ms", cfg.eio_ping_interval);
+    get_ms("eio_ping_timeout_ms", cfg.eio_ping_timeout);
+    get_ms("sio_connect_timeout_ms", cfg.sio_connect_timeout);
+    get("sio_namespaces", cfg.sio_namespaces);
 
     app_hooks hooks;
     if (!on_connect.is_none()) {
@@ -91,6 +97,39 @@ class py_server {
       auto fn = std::make_shared<gil_object>(std::move(on_disconnect));
       hooks.on_disconnect = [fn](const std::string& sid, disconnect_reason why) {
         call_hook(fn->obj, sid, std::string(to_string(why)));
+      };
+    }
+    if (!on_sio_connect.is_none()) {
+      auto fn = std::make_shared<gil_object>(std::move(on_sio_connect));
+      hooks.on_sio_connect = [fn](const sio_connect_info& info) {
+        py::gil_scoped_acquire gil;
+        py::list headers;
+        for (const auto& [k, v] : info.headers) headers.append(py::make_tuple(k, v));
+        call_hook(fn->obj, info.sid, info.nsp, info.auth, info.eio_sid, info.remote, info.query,
+                  headers);
+      };
+    }
+    auto as_bytes = [](const std::vector<std::string>& parts) {
+      py::list out;
+      for (const auto& p : parts) out.append(py::bytes(p));
+      return out;
+    };
+    if (!on_sio_event.is_none()) {
+      auto fn = std::make_shared<gil_object>(std::move(on_sio_event));
+      hooks.on_sio_event = [fn, as_bytes](const std::string& sid, const std::string& event,
+                                          const std::string& args, std::int64_t id,
+                                          const std::vector<std::string>& attachments) {
+        py::gil_scoped_acquire gil;
+        call_hook(fn->obj, sid, event, args, id, as_bytes(attachments));
+      };
+    }
+    if (!on_sio_ack.is_none()) {
+      auto fn = std::make_shared<gil_object>(std::move(on_sio_ack));
+      hooks.on_sio_ack = [fn, as_bytes](const std::string& sid, std::uint64_t id,
+                                        const std::string& args,
+                                        const std::vector<std::string>& attachments) {
+        py::gil_scoped_acquire gil;
+        call_hook(fn->obj, sid, id, args, as_bytes(attachments));
       };
     }
     server_ = std::make_unique<server>(std::move(cfg), std::move(hooks));
@@ -131,8 +170,11 @@ void register_server(py::module_& m) {
   }, "True when the bytes are one valid UTF-8 JSON text.");
 
   py::class_<py_server>(m, "Server")
-      .def(py::init<const py::dict&, py::object, py::object, py::object>(), py::arg("options"),
-           py::arg("on_connect"), py::arg("on_message"), py::arg("on_disconnect"))
+      .def(py::init<const py::dict&, py::object, py::object, py::object, py::object, py::object,
+                    py::object>(),
+           py::arg("options"), py::arg("on_connect"), py::arg("on_message"),
+           py::arg("on_disconnect"), py::arg("on_sio_connect") = py::none(),
+           py::arg("on_sio_event") = py::none(), py::arg("on_sio_ack") = py::none())
       .def("start", [](py_server& s) {
         py::gil_scoped_release release;
         s.get().start();
@@ -145,13 +187,35 @@ void register_server(py::module_& m) {
       .def_property_readonly("port", [](py_server& s) { return s.get().port(); })
       .def("emit",
            [](py_server& s, std::string event, std::string data, std::vector<std::string> to,
-              std::vector<std::string> skip, int policy) {
+              std::vector<std::string> skip, int policy, std::string nsp) {
              publication p{std::move(event), std::move(data), std::move(to), std::move(skip),
-                           to_policy(policy)};
+                           to_policy(policy), std::move(nsp)};
              py::gil_scoped_release release;
              return s.get().publish(p);
            },
-           py::arg("event"), py::arg("data"), py::arg("to"), py::arg("skip"), py::arg("policy"))
+           py::arg("event"), py::arg("data"), py::arg("to"), py::arg("skip"), py::arg("policy"),
+           py::arg("nsp") = "/")
+      .def("sio_accept", [](py_server& s, const std::string& sid) { return s.get().sio_accept(sid); },
+           py::call_guard<py::gil_scoped_release>())
+      .def("sio_refuse",
+           [](py_server& s, const std::string& sid, const std::string& message,
+              const std::string& data) { return s.get().sio_refuse(sid, message, data); },
+           py::call_guard<py::gil_scoped_release>())
+      .def("sio_emit",
+           [](py_server& s, const std::string& sid, const std::string& event,
+              const std::string& args, std::vector<std::string> attachments, std::int64_t id) {
+             return s.get().sio_emit(sid, event, args, std::move(attachments), id);
+           },
+           py::call_guard<py::gil_scoped_release>())
+      .def("sio_ack",
+           [](py_server& s, const std::string& sid, std::uint64_t id, const std::string& args,
+              std::vector<std::string> attachments) {
+             return s.get().sio_ack(sid, id, args, std::move(attachments));
+           },
+           py::call_guard<py::gil_scoped_release>())
+      .def("sio_disconnect",
+           [](py_server& s, const std::string& sid) { return s.get().sio_disconnect(sid); },
+           py::call_guard<py::gil_scoped_release>())
       .def("accept", [](py_server& s, const std::string& sid) { return s.get().accept(sid); },
            py::call_guard<py::gil_scoped_release>())
       .def("refuse",

@@ -6,14 +6,17 @@ from __future__ import annotations
 class ConnectionRefused(Exception):
     """Raise from a connect handler to refuse the WebSocket handshake.
 
-    The client gets an HTTP error (``status``, 403 by default) with a JSON body
-    ``{"error": "connection_refused", "message": ...}``.
+    A WebSocket client of the JSON protocol gets an HTTP error (``status``, 403 by default)
+    with a JSON body ``{"error": "connection_refused", "message": ...}``; a Socket.IO client
+    gets ``connect_error`` with ``message`` and ``data``.
     """
 
-    def __init__(self, message: str = "connection refused", status: int = 403) -> None:
+    def __init__(self, message: str = "connection refused", status: int = 403,
+                 data: object = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.data = data  # Socket.IO: sent as connect_error's "data"
 
 
 class RequestError(Exception):

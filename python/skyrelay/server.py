@@ -17,6 +17,7 @@ from typing import Any, Union
 
 from . import _core
 from .errors import ConnectionRefused, RequestError
+from .socketio import SocketIOBridge, room_key
 
 log = logging.getLogger("skyrelay")
 
@@ -85,15 +86,19 @@ def _names(target: Target) -> list[str]:
 class Connection:
     """One client connection, as handlers see it.
 
-    ``path``, ``query``, ``remote`` and ``headers`` describe the handshake; they are filled in
-    when the server has a connect handler (the handshake then passes through Python) and are
-    empty otherwise. ``state`` is a dict for the application's own per-connection data.
+    For the JSON protocol ``transport`` is ``"websocket"``; for Socket.IO it is ``"socket.io"``
+    and the connection is one namespace of the client (``namespace``, with the CONNECT payload
+    in ``auth``). ``path``, ``query``, ``remote`` and ``headers`` describe the handshake; for the
+    JSON protocol they are filled in when the server has a connect handler. ``state`` is a dict
+    for the application's own per-connection data.
     """
 
-    __slots__ = ("_server", "sid", "path", "query", "remote", "headers", "state")
+    __slots__ = ("_server", "sid", "path", "query", "remote", "headers", "state", "namespace",
+                 "auth", "transport")
 
     def __init__(self, server: Server, sid: str, path: str = "", query: str = "",
-                 remote: str = "", headers: Iterable[tuple[str, str]] = ()) -> None:
+                 remote: str = "", headers: Iterable[tuple[str, str]] = (), *,
+                 namespace: str = "/", auth: Any = None, transport: str = "websocket") -> None:
         self._server = server
         self.sid = sid
         self.path = path
@@ -101,25 +106,33 @@ class Connection:
         self.remote = remote
         self.headers = {k.lower(): v for k, v in headers}
         self.state: dict[str, Any] = {}
+        self.namespace = namespace
+        self.auth = auth
+        self.transport = transport
 
     def __repr__(self) -> str:
-        return f"<skyrelay.Connection sid={self.sid!r}>"
+        return f"<skyrelay.Connection sid={self.sid!r} {self.transport} {self.namespace}>"
 
     @property
     def rooms(self) -> list[str]:
         """The rooms this connection is in, sorted."""
-        return self._server.rooms(self.sid)
+        return self._server.rooms(self.sid, namespace=self.namespace)
 
     def join(self, room: str) -> bool:
-        return self._server.join(self.sid, room)
+        return self._server.join(self.sid, room, namespace=self.namespace)
 
     def leave(self, room: str) -> bool:
-        return self._server.leave(self.sid, room)
+        return self._server.leave(self.sid, room, namespace=self.namespace)
 
     def emit(self, event: str, data: Any = None, *,
              default: Callable[[Any], Any] | None = None) -> int:
-        """Sends an event to this connection only."""
-        return self._server.emit(event, data, to=self.sid, default=default)
+        """Sends an event to this connection only. For Socket.IO, ``bytes`` anywhere in
+        ``data`` travel as binary attachments."""
+        if self.transport == "socket.io":
+            args = () if data is None else (data,)
+            return int(self._server._socketio.emit(self.sid, event, args))
+        return self._server.emit(event, data, to=self.sid, namespace=self.namespace,
+                                 default=default)
 
     def disconnect(self, reason: str = "disconnected by the server") -> bool:
         return self._server.disconnect(self.sid, reason)
@@ -157,6 +170,11 @@ class Server:
         dispatch_queue_max: int = 65536,
         json_default: Callable[[Any], Any] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        socketio_path: str = "/socket.io/",
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        connect_timeout: float = 45.0,
+        namespaces: Iterable[str] | str | None = None,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -177,11 +195,19 @@ class Server:
             "outbox_max_bytes": int(outbox_max_bytes),
             "outbox_max_frames": int(outbox_max_frames),
             "dispatch_queue_max": int(dispatch_queue_max),
+            "socketio_path": socketio_path if socketio_path.endswith("/") else socketio_path + "/",
+            "eio_ping_interval_ms": ms(ping_interval),
+            "eio_ping_timeout_ms": ms(ping_timeout),
+            "sio_connect_timeout_ms": ms(connect_timeout),
         }
+        self.socketio_path = self._options["socketio_path"]
+        self._namespaces = [namespaces] if isinstance(namespaces, str) else \
+            list(namespaces) if namespaces is not None else None
         self._json_default = json_default
-        self._handlers: dict[str, Handler] = {}
-        self._connect_handler: Handler | None = None
-        self._disconnect_handler: Handler | None = None
+        self._handlers: dict[tuple[str, str], Handler] = {}  # by (namespace, event)
+        self._connect_handlers: dict[str, Handler] = {}       # by namespace
+        self._disconnect_handlers: dict[str, Handler] = {}
+        self._socketio = SocketIOBridge(self)
         self._connections: dict[str, Connection] = {}
         self._core: _core.Server | None = None
         self._loop = loop
@@ -192,21 +218,26 @@ class Server:
 
     # -- registration -------------------------------------------------------------------------
 
-    def on(self, event: str, handler: Handler | None = None) -> Any:
+    def on(self, event: str, handler: Handler | None = None, *,
+           namespace: str | None = None) -> Any:
         """Registers ``handler(conn, data)`` for an event; usable as a decorator.
 
         ``"connect"`` and ``"disconnect"`` register the connection handlers instead (see
-        :meth:`on_connect` and :meth:`on_disconnect`). For a request, the handler's return value
-        (or its awaited result) is the response; raising :class:`RequestError` answers with your
-        own error code.
+        :meth:`on_connect` and :meth:`on_disconnect`). For a request (or a Socket.IO event that
+        asks for an ack), the handler's return value, or its awaited result, is the answer;
+        raising :class:`RequestError` answers with your own error code. ``namespace`` is the
+        Socket.IO namespace; ``"/"`` (the default) is shared with the JSON protocol. The event
+        ``"*"`` catches Socket.IO events with no handler of their own: it gets ``[name, *args]``.
         """
+        nsp = namespace or "/"
+
         def register(fn: Handler) -> Handler:
             if event == "connect":
-                self._connect_handler = fn
+                self._connect_handlers[nsp] = fn
             elif event == "disconnect":
-                self._disconnect_handler = fn
+                self._disconnect_handlers[nsp] = fn
             else:
-                self._handlers[event] = fn
+                self._handlers[(nsp, event)] = fn
             return fn
 
         return register(handler) if handler is not None else register
@@ -217,12 +248,12 @@ class Server:
         Return ``False`` or raise :class:`ConnectionRefused` to refuse it. Register it before
         :meth:`start`: without one, handshakes complete in C++ without calling Python.
         """
-        self._connect_handler = fn
+        self._connect_handlers["/"] = fn
         return fn
 
     def on_disconnect(self, fn: Handler) -> Handler:
         """Registers ``fn(conn, reason)``; ``reason`` is one of the documented strings."""
-        self._disconnect_handler = fn
+        self._disconnect_handlers["/"] = fn
         return fn
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -237,11 +268,20 @@ class Server:
                     self._loop = asyncio.get_running_loop()
                 except RuntimeError:
                     pass
+            namespaces = self._namespaces
+            if namespaces is None:
+                namespaces = sorted({"/"} | {nsp for nsp, _ in self._handlers}
+                                    | set(self._connect_handlers))
+            options = dict(self._options, sio_namespaces=namespaces)
+            bridge = self._socketio
             self._core = _core.Server(
-                self._options,
-                self._hook_connect if self._connect_handler is not None else None,
+                options,
+                self._hook_connect if "/" in self._connect_handlers else None,
                 self._hook_message,
                 self._hook_disconnect,
+                bridge.on_connect,
+                bridge.on_event,
+                bridge.on_ack,
             )
             self._core.start()
         log.info("skyrelay listening on http://%s:%d", self.host, self.port)
@@ -315,19 +355,36 @@ class Server:
     # -- publishing and rooms -----------------------------------------------------------------
 
     def emit(self, event: str, data: Any = None, *, to: Target = None, skip: Target = None,
-             policy: str | None = None, default: Callable[[Any], Any] | None = None) -> int:
+             policy: str | None = None, default: Callable[[Any], Any] | None = None,
+             namespace: str | None = None) -> int:
         """Publishes an event; safe from any thread and from asyncio; never blocks on sockets.
 
         ``to`` is a room, a sid, a :class:`Connection` or a list of them (rooms are looked up
         first); omit it to reach every connection. ``skip`` lists sids (or connections) to leave
         out. ``policy`` overrides the outbox overflow policy: ``"drop_oldest"`` for volatile
-        streams or ``"disconnect"``. Returns the number of connections it was queued for.
+        streams or ``"disconnect"``. ``namespace`` is the Socket.IO namespace (default ``"/"``,
+        which JSON-protocol clients share). Returns the number of connections it was queued for.
         """
         if policy not in _POLICIES:
             raise ValueError(f"policy must be 'drop_oldest' or 'disconnect', not {policy!r}")
         payload = encode_json(data, default or self._json_default)
         core = self._require_core()
-        return core.emit(event, payload, _names(to), _names(skip), _POLICIES[policy])
+        return core.emit(event, payload, _names(to), _names(skip), _POLICIES[policy],
+                         namespace or "/")
+
+    def call(self, event: str, data: Any = None, *, to: str | Connection,
+             timeout: float = 60.0) -> Any:
+        """Emits to one Socket.IO connection and blocks until it acknowledges; returns the ack's
+        argument (a list when the client sent several). Raises TimeoutError. Not from a sync
+        handler: use :meth:`acall` in an async one."""
+        sid = to.sid if isinstance(to, Connection) else to
+        return self._socketio.call(sid, event, () if data is None else (data,), timeout)
+
+    async def acall(self, event: str, data: Any = None, *, to: str | Connection,
+                    timeout: float = 60.0) -> Any:
+        """The awaitable form of :meth:`call`."""
+        sid = to.sid if isinstance(to, Connection) else to
+        return await self._socketio.acall(sid, event, () if data is None else (data,), timeout)
 
     def set_room_policy(self, room: str, policy: str | None) -> None:
         """Sets the default overflow policy of a room's publications (None resets it)."""
@@ -335,21 +392,30 @@ class Server:
             raise ValueError(f"policy must be 'drop_oldest' or 'disconnect', not {policy!r}")
         self._require_core().set_room_policy(room, _POLICIES[policy])
 
-    def join(self, sid: str, room: str) -> bool:
-        return self._require_core().join(sid, room)
+    def join(self, sid: str, room: str, *, namespace: str = "/") -> bool:
+        return self._require_core().join(sid, room_key(namespace, room))
 
-    def leave(self, sid: str, room: str) -> bool:
-        return self._require_core().leave(sid, room)
+    def leave(self, sid: str, room: str, *, namespace: str = "/") -> bool:
+        return self._require_core().leave(sid, room_key(namespace, room))
 
-    def rooms(self, sid: str) -> list[str]:
-        return self._require_core().rooms(sid)
+    def rooms(self, sid: str, *, namespace: str = "/") -> list[str]:
+        rooms = self._require_core().rooms(sid)
+        if namespace == "/":
+            return rooms
+        prefix = f"{namespace}#"
+        return [r[len(prefix):] for r in rooms if r.startswith(prefix)]
 
-    def room_size(self, room: str) -> int:
-        return self._require_core().room_size(room)
+    def room_size(self, room: str, *, namespace: str = "/") -> int:
+        return self._require_core().room_size(room_key(namespace, room))
 
     def disconnect(self, sid: str, reason: str = "disconnected by the server") -> bool:
-        """Closes a connection with close code 4002 and ``reason``."""
-        return self._require_core().disconnect(sid, CLOSE_SERVER_DISCONNECT, reason)
+        """Closes a JSON-protocol connection with close code 4002 and ``reason``, or disconnects
+        a Socket.IO connection from its namespace (the client sees "io server disconnect")."""
+        core = self._require_core()
+        conn = self._connections.get(sid)
+        if conn is not None and conn.transport == "socket.io":
+            return core.sio_disconnect(sid)
+        return core.disconnect(sid, CLOSE_SERVER_DISCONNECT, reason) or core.sio_disconnect(sid)
 
     @property
     def connection_count(self) -> int:
@@ -362,6 +428,9 @@ class Server:
         return self._require_core().metrics_text()
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _log_error(self, what: str, exc: BaseException) -> None:
+        log.error(what, exc_info=exc)
 
     def _require_core(self) -> _core.Server:
         core = self._core
@@ -414,7 +483,8 @@ class Server:
         conn = Connection(self, sid, path, query, remote, headers)
         self._connections[sid] = conn
         core = self._core
-        assert core is not None and self._connect_handler is not None
+        handler = self._connect_handlers.get("/")
+        assert core is not None and handler is not None
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is None and result is not False:
@@ -424,18 +494,18 @@ class Server:
             if isinstance(exc, ConnectionRefused):
                 core.refuse(sid, exc.status, exc.message)
             elif exc is not None:
-                log.error("connect handler failed", exc_info=exc)
+                self._log_error("connect handler failed", exc)
                 core.refuse(sid, 500, "connect handler failed")
             else:
                 core.refuse(sid, 403, "connection refused")
 
-        self._call(self._connect_handler, (conn,), done)
+        self._call(handler, (conn,), done)
 
     def _hook_message(self, sid: str, event: str, data: str, request_id: str) -> None:
         self._dispatch_ident = threading.get_ident()
         core = self._core
         assert core is not None
-        handler = self._handlers.get(event)
+        handler = self._handlers.get(("/", event))
         if handler is None:
             message = f'no handler for event "{event}"'
             if request_id:
@@ -471,7 +541,9 @@ class Server:
     def _hook_disconnect(self, sid: str, reason: str) -> None:
         self._dispatch_ident = threading.get_ident()
         conn = self._connections.pop(sid, None)
-        handler = self._disconnect_handler
+        if conn is not None and conn.transport == "socket.io":
+            self._socketio.forget_connection(sid)
+        handler = self._disconnect_handlers.get(conn.namespace if conn is not None else "/")
         if handler is None:
             return
         if conn is None:

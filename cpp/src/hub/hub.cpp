@@ -168,13 +168,15 @@ std::size_t hub::publish(const publication& p) {
   } else {
     for (const auto& name : p.to) {
       {
-        auto& rs = room_shards_[shard_of(name)];
+        // Rooms of a Socket.IO namespace other than "/" live under "<nsp>#<room>".
+        const std::string key = p.nsp == "/" ? name : p.nsp + "#" + name;
+        auto& rs = room_shards_[shard_of(key)];
         std::lock_guard lock(rs.mu);
-        auto it = rs.rooms.find(name);
+        auto it = rs.rooms.find(key);
         if (it != rs.rooms.end() && it->second.members && !it->second.members->empty()) {
           lists.push_back(it->second.members);
           if (p.to.size() == 1) {
-            meta.topic = name;
+            meta.topic = name;  // the room as the application named it
             meta.seq = ++it->second.seq;
             room_policy = it->second.policy;
           }
@@ -192,7 +194,9 @@ std::size_t hub::publish(const publication& p) {
     if (!frames[idx] && encoders_[idx]) frames[idx] = encoders_[idx](p, meta);
     return frames[idx];
   };
+  const bool everyone = p.to.empty();
   auto skipped = [&](const subscriber& s) {
+    if (everyone && s.nsp() != p.nsp) return true;
     return !p.skip.empty() && std::find(p.skip.begin(), p.skip.end(), s.sid()) != p.skip.end();
   };
 

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "skyrelay/core/random.hpp"
+#include "skyrelay/net/eio_session.hpp"
 #include "skyrelay/net/server.hpp"
 #include "skyrelay/net/static_files.hpp"
 #include "skyrelay/net/ws_session.hpp"
@@ -47,6 +48,20 @@ std::string error_body(std::string_view code, std::string_view message) {
   proto::append_json_string(body, message);
   body += "}";
   return body;
+}
+
+// The value of `key` in a query string (percent-decoded), or nullopt.
+std::optional<std::string> query_param(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) == key)
+      return eq == std::string_view::npos ? std::string() : url_decode(pair.substr(eq + 1)).value_or("");
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
 }
 
 class http_session : public std::enable_shared_from_this<http_session> {
@@ -91,6 +106,10 @@ class http_session : public std::enable_shared_from_this<http_session> {
         target.find('?') == std::string_view::npos ? "" : target.substr(target.find('?') + 1);
 
     if (path == "/ws" || path.starts_with("/ws/")) return upgrade(std::move(req), path, query);
+    if (path == server_.config().socketio_path ||
+        path == std::string_view(server_.config().socketio_path).substr(
+                    0, server_.config().socketio_path.size() - 1))
+      return engineio(std::move(req), query);
     m.add(m.local().http_requests);
     if (beast::websocket::is_upgrade(req))
       return send_error(http::status::not_found, "not_found", "no WebSocket endpoint here",
@@ -148,6 +167,114 @@ class http_session : public std::enable_shared_from_this<http_session> {
                                                 std::move(response), std::move(leftover),
                                                 std::move(topic));
     session->start(std::string(path), std::string(query), std::move(headers));
+  }
+
+  // Engine.IO v4 (Socket.IO's transport): handshake, polling GET/POST, WebSocket and upgrade.
+  void engineio(request req, std::string_view query) {
+    auto& m = server_.get_metrics();
+    const bool keep = req.keep_alive();
+    auto eio_error = [&](eio::error_code code, http::status status = http::status::bad_request) {
+      m.add(m.local().handshakes_rejected);
+      http::response<http::string_body> res{status, req.version()};
+      res.set(http::field::content_type, "application/json");
+      res.keep_alive(keep);
+      res.body() = eio::error_body(code);
+      res.prepare_payload();
+      write(std::move(res), keep);
+    };
+    auto eio_version = query_param(query, "EIO");
+    if (!eio_version || *eio_version != "4")
+      return eio_error(eio::error_code::unsupported_protocol_version);
+    auto transport = query_param(query, "transport");
+    if (!transport || (*transport != "polling" && *transport != "websocket"))
+      return eio_error(eio::error_code::unknown_transport);
+    auto sid = query_param(query, "sid");
+    const bool is_ws = beast::websocket::is_upgrade(req);
+
+    if (is_ws) {
+      if (*transport != "websocket") return eio_error(eio::error_code::bad_request);
+      std::string_view key = req[http::field::sec_websocket_key];
+      if (req[http::field::sec_websocket_version] != "13" || !valid_client_key(key))
+        return eio_error(eio::error_code::bad_request);
+      std::shared_ptr<eio_session> session;
+      if (sid) {
+        session = server_.find_eio(*sid);
+        if (!session) return eio_error(eio::error_code::unknown_sid);
+      }
+      std::string response =
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          "Sec-WebSocket-Accept: " + websocket_accept_key(key) + "\r\n\r\n";
+      std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+      stream_.expires_never();
+      boost::system::error_code ec;
+      tcp::socket socket = stream_.release_socket();
+      socket.set_option(tcp::no_delay(true), ec);
+      auto& ctx = static_cast<asio::io_context&>(socket.get_executor().context());
+      const std::string remote = remote_of(socket);
+      auto ws = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
+                                             std::move(response), std::move(leftover), "");
+      if (session) {
+        ws->start_with(session, "");
+        session->attach_probe(ws);
+        return;
+      }
+      session = std::make_shared<eio_session>(server_, ctx, new_sid(),
+                                              eio_session::transport::websocket, remote,
+                                              header_list(req), std::string(query));
+      server_.register_eio(session);
+      session->attach_websocket(ws);
+      ws->start_with(session, session->open_packet());
+      session->start();
+      return;
+    }
+
+    if (*transport != "polling") return eio_error(eio::error_code::bad_request);
+    auto reply = [self = shared_from_this(), version = req.version(), keep](unsigned status,
+                                                                           std::string body) {
+      // Answers may come from another thread (a parked poll released by a publisher).
+      asio::post(self->stream_.get_executor(), [self, version, keep, status,
+                                                body = std::move(body)]() mutable {
+        http::response<http::string_body> res{static_cast<http::status>(status), version};
+        res.set(http::field::content_type,
+                status == 200 ? "text/plain; charset=UTF-8" : "application/json");
+        res.keep_alive(keep);
+        res.body() = std::move(body);
+        res.prepare_payload();
+        self->write(std::move(res), keep);
+      });
+    };
+    if (!sid) {
+      if (req.method() != http::verb::get) return eio_error(eio::error_code::bad_handshake_method);
+      auto& ctx = static_cast<asio::io_context&>(stream_.socket().get_executor().context());
+      auto session = std::make_shared<eio_session>(server_, ctx, new_sid(),
+                                                   eio_session::transport::polling,
+                                                   remote_of(stream_.socket()), header_list(req),
+                                                   std::string(query));
+      server_.register_eio(session);
+      session->start();
+      return reply(200, session->open_packet());
+    }
+    auto session = server_.find_eio(*sid);
+    if (!session) return eio_error(eio::error_code::unknown_sid);
+    if (req.method() == http::verb::get) {
+      stream_.expires_never();  // a poll may wait up to a ping interval
+      return session->poll(std::move(reply));
+    }
+    if (req.method() == http::verb::post) return session->post(req.body(), std::move(reply));
+    return eio_error(eio::error_code::bad_request);
+  }
+
+  static std::string remote_of(const tcp::socket& socket) {
+    boost::system::error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    return ec ? std::string() : ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+
+  static std::vector<std::pair<std::string, std::string>> header_list(const request& req) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& field : req)
+      out.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    return out;
   }
 
   void serve_static(const request& req, std::string_view path) {

@@ -1,9 +1,11 @@
 #include "skyrelay/net/server.hpp"
 
 #include "skyrelay/core/clock.hpp"
+#include "skyrelay/net/eio_session.hpp"
 #include "skyrelay/net/listener.hpp"
 #include "skyrelay/net/ws_session.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
+#include "skyrelay/proto/socketio.hpp"
 #include "skyrelay/proto/ws_frame.hpp"
 
 namespace skyrelay {
@@ -13,6 +15,11 @@ unsigned thread_count(unsigned configured) {
   if (configured) return configured;
   unsigned n = std::thread::hardware_concurrency();
   return n ? n : 1;
+}
+
+// The Engine.IO message carrying a Socket.IO EVENT with the publication as its one argument.
+frame_ptr encode_socketio(const publication& p, const publish_meta& meta) {
+  return make_message("4" + sio::event(p.nsp, p.event, p.data), 1, meta.publish_ns, true);
 }
 
 frame_ptr encode_json_ws(const publication& p, const publish_meta& meta) {
@@ -31,6 +38,7 @@ server::server(server_config cfg, app_hooks hooks)
       metrics_(thread_count(cfg_.io_threads)),
       dispatcher_(cfg_.dispatch_queue_max) {
   hub_.set_encoder(wire_format::json_ws, encode_json_ws);
+  hub_.set_encoder(wire_format::socketio, encode_socketio);
 }
 
 server::~server() { stop(); }
@@ -75,6 +83,13 @@ void server::stop() {
     for (auto& [sid, weak] : sessions_)
       if (auto s = weak.lock()) open.push_back(std::move(s));
   }
+  std::vector<std::shared_ptr<eio_session>> eio_open;
+  {
+    std::lock_guard lock(sessions_mu_);
+    for (auto& [sid, s] : eio_sessions_) eio_open.push_back(s);
+  }
+  for (auto& s : eio_open) s->close(disconnect_reason::server_shutdown);
+  eio_open.clear();
   for (auto& s : open) s->close(close_code::going_away, "server shutdown",
                                 disconnect_reason::server_shutdown);
   open.clear();
@@ -102,6 +117,8 @@ void server::stop() {
   dispatcher_.stop();
   std::lock_guard lock(sessions_mu_);
   sessions_.clear();
+  eio_sessions_.clear();
+  sockets_.clear();
 }
 
 asio::io_context& server::next_context() noexcept {
@@ -157,6 +174,112 @@ bool server::send_error(const std::string& sid, const std::string& code,
   if (!s) return false;
   s->send_text(proto::error(code, message, ""));
   return true;
+}
+
+bool server::sio_accept(const std::string& sid) {
+  auto s = find_socket(sid);
+  return s && s->accept();
+}
+
+bool server::sio_refuse(const std::string& sid, const std::string& message,
+                        const std::string& data_json) {
+  auto s = find_socket(sid);
+  if (!s) return false;
+  auto session = s->session();
+  s->mark_closed();
+  hub_.remove(sid);
+  {
+    std::lock_guard lock(sessions_mu_);
+    sockets_.erase(sid);
+  }
+  if (session) {
+    session->forget_socket(s->nsp());
+    session->send(make_message("4" + sio::connect_error(s->nsp(), message, data_json), 1, 0,
+                               false));
+  }
+  return true;
+}
+
+bool server::sio_send(const std::string& sid, std::string packet,
+                      std::vector<std::string> attachments) {
+  auto s = find_socket(sid);
+  if (!s) return false;
+  std::vector<frame_ptr> frames;
+  frames.reserve(attachments.size() + 1);
+  frames.push_back(make_message("4" + packet, 1, steady_ns(), true));
+  for (auto& a : attachments) frames.push_back(make_message(std::move(a), 2, 0, true));
+  s->deliver_all(std::move(frames));
+  return true;
+}
+
+bool server::sio_emit(const std::string& sid, const std::string& event, const std::string& args,
+                      std::vector<std::string> attachments, std::int64_t ack_id) {
+  auto s = find_socket(sid);
+  if (!s) return false;
+  std::optional<std::uint64_t> id;
+  if (ack_id >= 0) id = static_cast<std::uint64_t>(ack_id);
+  // Build the packet first: the vector is moved into the call below.
+  std::string packet = sio::event(s->nsp(), event, args, attachments.size(), id);
+  return sio_send(sid, std::move(packet), std::move(attachments));
+}
+
+bool server::sio_ack(const std::string& sid, std::uint64_t id, const std::string& args,
+                     std::vector<std::string> attachments) {
+  auto s = find_socket(sid);
+  if (!s) return false;
+  sio::packet p{attachments.empty() ? sio::packet_type::ack : sio::packet_type::binary_ack,
+                s->nsp(), attachments.size(), id, args};
+  std::string packet = sio::encode(p);
+  return sio_send(sid, std::move(packet), std::move(attachments));
+}
+
+bool server::sio_disconnect(const std::string& sid) {
+  auto s = find_socket(sid);
+  if (!s) return false;
+  if (auto session = s->session()) session->disconnect_socket(s->nsp());
+  return true;
+}
+
+void server::end_socket(const std::shared_ptr<sio_socket>& s, disconnect_reason why) {
+  const bool was_connected = s->connected();
+  s->mark_closed();
+  hub_.remove(s->sid());
+  {
+    std::lock_guard lock(sessions_mu_);
+    sockets_.erase(s->sid());
+  }
+  if (!was_connected) return;
+  metrics_.disconnect(why);
+  if (hooks_.on_disconnect) {
+    dispatcher_.post_always([this, sid = s->sid(), why] { hooks_.on_disconnect(sid, why); });
+  }
+}
+
+void server::register_eio(const std::shared_ptr<eio_session>& s) {
+  std::lock_guard lock(sessions_mu_);
+  eio_sessions_[s->sid()] = s;
+}
+
+void server::unregister_eio(const std::string& sid) {
+  std::lock_guard lock(sessions_mu_);
+  eio_sessions_.erase(sid);
+}
+
+std::shared_ptr<eio_session> server::find_eio(const std::string& sid) const {
+  std::lock_guard lock(sessions_mu_);
+  auto it = eio_sessions_.find(sid);
+  return it == eio_sessions_.end() ? nullptr : it->second;
+}
+
+void server::register_socket(const std::shared_ptr<sio_socket>& s) {
+  std::lock_guard lock(sessions_mu_);
+  sockets_[s->sid()] = s;
+}
+
+std::shared_ptr<sio_socket> server::find_socket(const std::string& sid) const {
+  std::lock_guard lock(sessions_mu_);
+  auto it = sockets_.find(sid);
+  return it == sockets_.end() ? nullptr : it->second.lock();
 }
 
 double server::uptime_seconds() const {

@@ -68,6 +68,17 @@ void ws_session::start(const std::string& path, const std::string& query,
     refuse(503, "server busy");
 }
 
+void ws_session::start_with(std::weak_ptr<ws_handler> handler, std::string first) {
+  handler_ = std::move(handler);
+  has_handler_ = true;
+  auto self = shared_from_this();
+  server_.register_session(self);
+  asio::post(socket_.get_executor(), [self, first = std::move(first)]() mutable {
+    if (!first.empty()) self->prefix_ += ws::encode(ws::opcode::text, first);
+    self->on_accept();
+  });
+}
+
 void ws_session::accept() {
   asio::post(socket_.get_executor(), [self = shared_from_this()] { self->on_accept(); });
 }
@@ -122,9 +133,10 @@ void ws_session::on_accept() {
   opened_ = true;
   auto& m = server_.get_metrics();
   m.add(m.local().connections_opened);
-  prefix_ += ws::encode(ws::opcode::text,
-                        proto::welcome(sid(), server_.config().heartbeat_interval.count()));
-  if (!topic_.empty() && server_.get_hub().join(sid(), topic_)) {
+  if (!has_handler_)
+    prefix_ += ws::encode(ws::opcode::text,
+                          proto::welcome(sid(), server_.config().heartbeat_interval.count()));
+  if (!has_handler_ && !topic_.empty() && server_.get_hub().join(sid(), topic_)) {
     proto::client_message m2;
     m2.topics.push_back(topic_);
     prefix_ += ws::encode(ws::opcode::text, proto::subscribed(m2));
@@ -190,9 +202,22 @@ bool ws_session::consume(char* data, std::size_t n) {
 bool ws_session::on_frame(const ws::inbound& in) {
   switch (in.op) {
     case ws::opcode::text:
-      if (state_ == state::open) on_text(in.payload);
-      return true;
+      if (state_ != state::open) return true;
+      if (has_handler_) {
+        auto& m = server_.get_metrics();
+        m.add(m.local().messages_in);
+        if (auto h = handler_.lock()) h->on_ws_text(in.payload);
+      } else {
+        on_text(in.payload);
+      }
+      return state_ != state::closed;
     case ws::opcode::binary:
+      if (state_ == state::open && has_handler_) {
+        auto& m = server_.get_metrics();
+        m.add(m.local().messages_in);
+        if (auto h = handler_.lock()) h->on_ws_binary(in.payload);
+        return state_ != state::closed;
+      }
       if (state_ == state::open) {
         auto& m = server_.get_metrics();
         m.add(m.local().messages_in);
@@ -296,7 +321,19 @@ void ws_session::flush() {
     }
   }
   if (!inflight_prefix_.empty()) buffers_.emplace_back(asio::buffer(inflight_prefix_));
-  for (const auto& f : inflight_) buffers_.emplace_back(asio::buffer(f->bytes));
+  headers_.clear();
+  headers_.reserve(inflight_.size());  // buffers point into it: no reallocation below
+  for (const auto& f : inflight_) {
+    if (f->ws_opcode) {
+      // A bare message: its header is made here, its payload stays shared.
+      std::string h;
+      ws::append_header(h, static_cast<ws::opcode>(f->ws_opcode), f->bytes.size());
+      auto& slot = headers_.emplace_back();
+      std::copy(h.begin(), h.end(), slot.begin());
+      buffers_.emplace_back(asio::buffer(slot.data(), h.size()));
+    }
+    buffers_.emplace_back(asio::buffer(f->bytes));
+  }
   if (state_ == state::closing && !refused_ && !close_sent_) {
     close_sent_ = true;
     buffers_.emplace_back(asio::buffer(close_frame_));
@@ -394,12 +431,16 @@ void ws_session::finish(disconnect_reason why) {
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   socket_.close(ec);
   outbox_.close();
-  server_.get_hub().remove(sid());
   server_.unregister_session(sid());
+  if (!has_handler_) server_.get_hub().remove(sid());
   if (!opened_) return;
   auto& m = server_.get_metrics();
   m.add(m.local().connections_closed);
   m.disconnect(why);
+  if (has_handler_) {
+    if (auto h = handler_.lock()) h->on_ws_closed(why);
+    return;
+  }
   if (server_.hooks().on_disconnect) {
     server* srv = &server_;
     server_.get_dispatcher().post_always(

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace skyrelay {
 
@@ -25,6 +26,13 @@ struct server_config {
   std::size_t outbox_max_bytes{1024 * 1024};
   std::size_t outbox_max_frames{1024};
   std::size_t dispatch_queue_max{65'536};  // inbound events waiting for the Python dispatcher
+
+  // Socket.IO v5 over Engine.IO v4 (defaults as in the reference implementation).
+  std::string socketio_path{"/socket.io/"};
+  std::chrono::milliseconds eio_ping_interval{25'000};
+  std::chrono::milliseconds eio_ping_timeout{20'000};
+  std::chrono::milliseconds sio_connect_timeout{45'000};  // Engine.IO open to Socket.IO CONNECT
+  std::vector<std::string> sio_namespaces{"/"};           // "*" accepts any namespace
 };
 
 }  // namespace skyrelay

@@ -17,6 +17,7 @@ struct publication {
   std::vector<std::string> to;    // room names or sids; empty means every connection
   std::vector<std::string> skip;  // sids that must not receive it
   std::optional<overflow_policy> policy;  // overrides the room's policy
+  std::string nsp{"/"};  // Socket.IO namespace; a broadcast to everyone stays inside it
 };
 
 // Per-delivery metadata the hub fixes when it routes a publication.

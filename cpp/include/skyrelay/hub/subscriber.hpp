@@ -16,17 +16,25 @@ enum class overflow_policy : std::uint8_t {
 
 // Wire formats the hub can encode a publication into. Each publication is encoded at most once
 // per format, and only for formats that have a subscriber among its recipients.
-enum class wire_format : std::uint8_t { json_ws = 0, count_ };
+enum class wire_format : std::uint8_t {
+  json_ws = 0,   // a complete WebSocket frame of the JSON protocol's event message
+  socketio = 1,  // a bare Engine.IO message carrying a Socket.IO EVENT (see frame::ws_opcode)
+  count_
+};
 
 class subscriber {
  public:
-  subscriber(std::string sid, wire_format fmt) : sid_(std::move(sid)), format_(fmt) {}
+  // `nsp` is the Socket.IO namespace; JSON-protocol connections are in "/". Broadcasts to
+  // every connection reach only the subscribers of the publication's namespace.
+  subscriber(std::string sid, wire_format fmt, std::string nsp = "/")
+      : sid_(std::move(sid)), format_(fmt), nsp_(std::move(nsp)) {}
   virtual ~subscriber() = default;
   subscriber(const subscriber&) = delete;
   subscriber& operator=(const subscriber&) = delete;
 
   const std::string& sid() const noexcept { return sid_; }
   wire_format format() const noexcept { return format_; }
+  const std::string& nsp() const noexcept { return nsp_; }
 
   // Queue a frame for sending. Called from any thread, possibly many at once; must not block on
   // I/O and must not call back into the hub (the hub may hold no lock here, but the caller may be
@@ -36,6 +44,7 @@ class subscriber {
  private:
   const std::string sid_;
   const wire_format format_;
+  const std::string nsp_;
 };
 
 }  // namespace skyrelay

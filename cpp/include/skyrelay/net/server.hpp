@@ -24,6 +24,8 @@ namespace skyrelay {
 
 class listener;
 class ws_session;
+class eio_session;
+class sio_socket;
 
 // What the application learns about a WebSocket handshake.
 struct connect_info {
@@ -31,6 +33,17 @@ struct connect_info {
   std::string path;
   std::string query;
   std::string remote;  // "ip:port"
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// What the application learns about a Socket.IO CONNECT.
+struct sio_connect_info {
+  std::string sid;   // the new socket's id
+  std::string nsp;
+  std::string auth;  // JSON text of the CONNECT payload ("{}" when none)
+  std::string eio_sid;
+  std::string remote;
+  std::string query;
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
@@ -47,6 +60,18 @@ struct app_hooks {
       on_message;
   // A connection that was accepted has ended.
   std::function<void(const std::string& sid, disconnect_reason reason)> on_disconnect;
+
+  // Socket.IO. When on_sio_connect is set, a CONNECT waits for sio_accept or sio_refuse.
+  std::function<void(const sio_connect_info&)> on_sio_connect;
+  // An EVENT: `args` is the JSON array of arguments after the name; `ack_id` is -1 when the
+  // client wants no acknowledgement; `attachments` are the binary parts, in placeholder order.
+  std::function<void(const std::string& sid, const std::string& event, const std::string& args,
+                     std::int64_t ack_id, const std::vector<std::string>& attachments)>
+      on_sio_event;
+  // An ACK answering a server emit that asked for one.
+  std::function<void(const std::string& sid, std::uint64_t id, const std::string& args,
+                     const std::vector<std::string>& attachments)>
+      on_sio_ack;
 };
 
 class server {
@@ -84,6 +109,20 @@ class server {
   // Sends an error frame ({"type":"error",...}, ref null) to one connection.
   bool send_error(const std::string& sid, const std::string& code, const std::string& message);
 
+  // Socket.IO: thread-safe; false when the socket is gone.
+  bool sio_accept(const std::string& sid);
+  bool sio_refuse(const std::string& sid, const std::string& message, const std::string& data_json);
+  // Sends a Socket.IO packet (its text, without the Engine.IO type) and its binary attachments.
+  bool sio_send(const std::string& sid, std::string packet, std::vector<std::string> attachments);
+  bool sio_disconnect(const std::string& sid);
+  // An EVENT to one socket, in its namespace: `args` is the JSON text of the arguments after the
+  // name (without brackets); `ack_id` >= 0 asks the client for an acknowledgement.
+  bool sio_emit(const std::string& sid, const std::string& event, const std::string& args,
+                std::vector<std::string> attachments, std::int64_t ack_id);
+  // The ACK for a client's EVENT: `args` is a JSON array.
+  bool sio_ack(const std::string& sid, std::uint64_t id, const std::string& args,
+               std::vector<std::string> attachments);
+
   std::string health_json() const;
   std::string metrics_text() const;
   double uptime_seconds() const;
@@ -93,6 +132,15 @@ class server {
   void unregister_session(const std::string& sid);
   std::shared_ptr<ws_session> find_session(const std::string& sid) const;
   std::size_t session_count() const;
+
+  // Engine.IO sessions and Socket.IO sockets (used by the sessions themselves).
+  void register_eio(const std::shared_ptr<eio_session>& s);
+  void unregister_eio(const std::string& sid);
+  std::shared_ptr<eio_session> find_eio(const std::string& sid) const;
+  void register_socket(const std::shared_ptr<sio_socket>& s);
+  std::shared_ptr<sio_socket> find_socket(const std::string& sid) const;
+  // A socket ended: out of the hub and the registry, and on_disconnect if it was connected.
+  void end_socket(const std::shared_ptr<sio_socket>& s, disconnect_reason why);
 
   // The executor for the next accepted connection (round-robin over the I/O contexts).
   asio::io_context& next_context() noexcept;
@@ -115,6 +163,8 @@ class server {
 
   mutable std::mutex sessions_mu_;
   std::unordered_map<std::string, std::weak_ptr<ws_session>> sessions_;
+  std::unordered_map<std::string, std::shared_ptr<eio_session>> eio_sessions_;
+  std::unordered_map<std::string, std::weak_ptr<sio_socket>> sockets_;
 };
 
 }  // namespace skyrelay

@@ -4,6 +4,7 @@
 // single write.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -21,6 +22,17 @@ namespace skyrelay {
 
 class server;
 
+// Takes over a ws_session's messages for another protocol on top of WebSocket (Engine.IO).
+// Every call comes from the session's own executor.
+class ws_handler {
+ public:
+  virtual ~ws_handler() = default;
+  virtual void on_ws_text(std::string_view text) = 0;
+  virtual void on_ws_binary(std::string_view bytes) = 0;
+  // The session ended (after its close handshake, or abruptly).
+  virtual void on_ws_closed(disconnect_reason why) = 0;
+};
+
 class ws_session : public subscriber, public std::enable_shared_from_this<ws_session> {
  public:
   // `handshake_response` is the 101 response to write first; `leftover` holds bytes the client
@@ -33,6 +45,10 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   // has a connect hook, in which case it waits for accept() or refuse().
   void start(const std::string& path, const std::string& query,
              std::vector<std::pair<std::string, std::string>> headers);
+  // Starts the session for another protocol: no JSON-protocol welcome, not in the hub, and
+  // every message goes to `handler` (held weakly; the handler owns the session's lifetime
+  // in its protocol). `first` (may be empty) is written right after the 101 response.
+  void start_with(std::weak_ptr<ws_handler> handler, std::string first);
 
   // Thread-safe; each posts to the session's executor.
   void accept();
@@ -83,6 +99,9 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   std::string inflight_prefix_;
   std::string early_bytes_;               // sent by the client before we accepted
   std::vector<frame_ptr> final_frames_;   // queued frames still to send before the close frame
+  std::vector<std::array<unsigned char, 10>> headers_;  // per-write headers of bare messages
+  std::weak_ptr<ws_handler> handler_;
+  bool has_handler_{false};
   std::string close_frame_;
 
   state state_{state::pending};

@@ -1,0 +1,133 @@
+// One Engine.IO v4 session and the Socket.IO v5 sockets (one per namespace) multiplexed on it.
+//
+// A session lives across HTTP requests and transports: long-polling (GET waits for packets,
+// POST delivers them) and WebSocket, with the upgrade from one to the other. Its state is
+// guarded by one mutex, because its requests may arrive on different connections and so on
+// different I/O threads; no I/O and no callback runs under that mutex.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "skyrelay/core/errors.hpp"
+#include "skyrelay/core/frame.hpp"
+#include "skyrelay/hub/subscriber.hpp"
+#include "skyrelay/net/aliases.hpp"
+#include "skyrelay/net/ws_session.hpp"
+#include "skyrelay/proto/engineio.hpp"
+#include "skyrelay/proto/socketio.hpp"
+
+namespace skyrelay {
+
+class server;
+class eio_session;
+
+// A Socket.IO socket: one namespace of one Engine.IO session; what the hub delivers to.
+class sio_socket : public subscriber, public std::enable_shared_from_this<sio_socket> {
+ public:
+  sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_session> session);
+
+  // Queues frames until the socket is accepted, then passes them to the session.
+  void deliver(const frame_ptr& f, overflow_policy policy) override;
+  // Several frames that must stay together (a binary packet and its attachments).
+  void deliver_all(std::vector<frame_ptr> frames);
+  // Sends the CONNECT reply, then what was queued meanwhile. False if already decided.
+  bool accept();
+  bool connected() const;
+  void mark_closed();
+  std::shared_ptr<eio_session> session() const { return session_.lock(); }
+
+ private:
+  mutable std::mutex mu_;
+  std::weak_ptr<eio_session> session_;
+  std::vector<frame_ptr> pending_;
+  bool connected_{false};
+  bool closed_{false};
+};
+
+class eio_session : public ws_handler, public std::enable_shared_from_this<eio_session> {
+ public:
+  enum class transport : std::uint8_t { polling, websocket };
+  // Answers a polling request: HTTP status and body.
+  using reply_fn = std::function<void(unsigned status, std::string body)>;
+
+  eio_session(server& srv, asio::io_context& ctx, std::string sid, transport t,
+              std::string remote, std::vector<std::pair<std::string, std::string>> headers,
+              std::string query);
+  ~eio_session() override;
+
+  const std::string& sid() const noexcept { return sid_; }
+  // The open packet ("0{...}"); the caller sends it as the first packet of the transport.
+  std::string open_packet() const;
+  void start();
+
+  // Long-polling.
+  void poll(reply_fn reply);
+  void post(std::string_view body, reply_fn reply);
+
+  // WebSocket: `ws` was started with this session as its handler.
+  void attach_websocket(std::shared_ptr<ws_session> ws);  // a session opened over WebSocket
+  void attach_probe(std::shared_ptr<ws_session> ws);      // an upgrade attempt from polling
+
+  // Sends frames (bare messages, see frame::ws_opcode) in order; thread-safe.
+  void send(const frame_ptr& f, overflow_policy policy = overflow_policy::disconnect);
+  void send_all(const std::vector<frame_ptr>& frames);
+
+  // Ends the session: every socket gets on_disconnect with `why`.
+  void close(disconnect_reason why);
+  // Ends one namespace socket (server-side disconnect): sends DISCONNECT, keeps the session.
+  void disconnect_socket(const std::string& nsp);
+  // Drops a socket from the session without telling the client (a refused CONNECT).
+  std::shared_ptr<sio_socket> forget_socket(const std::string& nsp);
+
+  // ws_handler
+  void on_ws_text(std::string_view text) override;
+  void on_ws_binary(std::string_view bytes) override;
+  void on_ws_closed(disconnect_reason why) override;
+
+ private:
+  void on_packet(const eio::packet& p, ws_session* via);
+  void on_sio_text(std::string_view text);
+  void on_sio_binary(std::string_view bytes);
+  void dispatch(const sio::packet& p, std::vector<std::string> attachments);
+  void on_connect_packet(const sio::packet& p);
+  bool namespace_allowed(const std::string& nsp) const;
+  void send_packet_text(std::string text);
+  void arm_ping(std::chrono::milliseconds after);
+  void on_ping_timer();
+  // Called with mu_ held: takes what a parked GET should answer with, if anything.
+  std::optional<std::string> take_polling_body_locked();
+  void release_parked(std::string body);
+
+  server& server_;
+  const std::string sid_;
+  const std::string remote_;
+  const std::vector<std::pair<std::string, std::string>> headers_;
+  const std::string query_;
+  asio::steady_timer ping_timer_;
+  asio::steady_timer connect_timer_;
+
+  mutable std::mutex mu_;
+  transport transport_;
+  std::shared_ptr<ws_session> ws_;     // the active WebSocket transport
+  std::shared_ptr<ws_session> probe_;  // an upgrade in progress
+  bool upgrading_{false};
+  std::deque<frame_ptr> queue_;  // polling: packets waiting for a GET
+  std::size_t queue_bytes_{0};
+  reply_fn parked_;              // polling: a GET waiting for packets
+  bool closed_{false};
+  bool awaiting_pong_{false};
+  std::map<std::string, std::shared_ptr<sio_socket>> sockets_;  // by namespace
+  std::optional<sio::packet> partial_;  // a binary packet waiting for its attachments
+  std::vector<std::string> attachments_;
+};
+
+}  // namespace skyrelay

@@ -1,0 +1,539 @@
+#include "skyrelay/net/eio_session.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "skyrelay/core/random.hpp"
+#include "skyrelay/net/server.hpp"
+
+namespace skyrelay {
+
+namespace {
+constexpr char record_separator = '\x1e';
+
+frame_ptr text_packet(std::string text) { return make_message(std::move(text), 1, 0, false); }
+}  // namespace
+
+// ---- sio_socket -------------------------------------------------------------------------
+
+sio_socket::sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_session> session)
+    : subscriber(std::move(sid), wire_format::socketio, std::move(nsp)),
+      session_(std::move(session)) {}
+
+void sio_socket::deliver(const frame_ptr& f, overflow_policy policy) {
+  std::shared_ptr<eio_session> s;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    if (!connected_) {
+      pending_.push_back(f);
+      return;
+    }
+    s = session_.lock();
+  }
+  if (s) s->send(f, policy);
+}
+
+void sio_socket::deliver_all(std::vector<frame_ptr> frames) {
+  std::lock_guard lock(mu_);  // keeps the group together against concurrent deliveries
+  if (closed_) return;
+  if (!connected_) {
+    pending_.insert(pending_.end(), frames.begin(), frames.end());
+    return;
+  }
+  if (auto s = session_.lock()) s->send_all(frames);
+}
+
+bool sio_socket::accept() {
+  std::lock_guard lock(mu_);
+  if (connected_ || closed_) return false;
+  connected_ = true;
+  std::vector<frame_ptr> frames;
+  frames.reserve(pending_.size() + 1);
+  frames.push_back(text_packet("4" + sio::connect_ok(nsp(), sid())));
+  for (auto& f : pending_) frames.push_back(std::move(f));
+  pending_.clear();
+  if (auto s = session_.lock()) s->send_all(frames);
+  return true;
+}
+
+bool sio_socket::connected() const {
+  std::lock_guard lock(mu_);
+  return connected_ && !closed_;
+}
+
+void sio_socket::mark_closed() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  pending_.clear();
+}
+
+// ---- eio_session ------------------------------------------------------------------------
+
+eio_session::eio_session(server& srv, asio::io_context& ctx, std::string sid, transport t,
+                         std::string remote,
+                         std::vector<std::pair<std::string, std::string>> headers,
+                         std::string query)
+    : server_(srv),
+      sid_(std::move(sid)),
+      remote_(std::move(remote)),
+      headers_(std::move(headers)),
+      query_(std::move(query)),
+      ping_timer_(ctx),
+      connect_timer_(ctx),
+      transport_(t) {}
+
+eio_session::~eio_session() = default;
+
+std::string eio_session::open_packet() const {
+  const auto& cfg = server_.config();
+  return "0" + eio::open_packet(sid_, transport_ == transport::polling,
+                                cfg.eio_ping_interval.count(), cfg.eio_ping_timeout.count(),
+                                cfg.max_body_size);
+}
+
+void eio_session::start() {
+  arm_ping(server_.config().eio_ping_interval);
+  connect_timer_.expires_after(server_.config().sio_connect_timeout);
+  connect_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    bool any;
+    {
+      std::lock_guard lock(self->mu_);
+      any = !self->sockets_.empty();
+    }
+    if (!any) self->close(disconnect_reason::heartbeat_timeout);
+  });
+}
+
+void eio_session::arm_ping(std::chrono::milliseconds after) {
+  ping_timer_.expires_after(after);
+  ping_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->on_ping_timer();
+  });
+}
+
+void eio_session::on_ping_timer() {
+  bool timed_out = false;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    if (awaiting_pong_) {
+      timed_out = true;
+    } else {
+      awaiting_pong_ = true;
+    }
+  }
+  if (timed_out) {
+    close(disconnect_reason::heartbeat_timeout);
+    return;
+  }
+  send(text_packet("2"));
+  arm_ping(server_.config().eio_ping_timeout);
+}
+
+// Polling --------------------------------------------------------------------------------
+
+std::optional<std::string> eio_session::take_polling_body_locked() {
+  if (queue_.empty()) return std::nullopt;
+  std::string body;
+  for (std::size_t i = 0; i < queue_.size(); ++i) {
+    if (i) body += record_separator;
+    const auto& f = queue_[i];
+    if (f->ws_opcode == 2) {
+      body += 'b';  // binary goes over polling as base64
+      body += eio::base64_encode(f->bytes);
+    } else {
+      body += f->bytes;  // a text packet, type character included
+    }
+  }
+  queue_.clear();
+  queue_bytes_ = 0;
+  return body;
+}
+
+void eio_session::poll(reply_fn reply) {
+  reply_fn previous;
+  std::optional<std::string> body;
+  bool duplicate = false, dead = false;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_ || transport_ != transport::polling) {
+      dead = true;
+    } else if (parked_) {
+      duplicate = true;
+      previous = std::move(parked_);
+      parked_ = nullptr;
+    } else if (upgrading_) {
+      body = "6";  // release the poll so the client can finish the upgrade
+    } else {
+      body = take_polling_body_locked();
+      if (!body) parked_ = std::move(reply);
+    }
+  }
+  if (dead) return reply(400, eio::error_body(eio::error_code::unknown_sid));
+  if (duplicate) {
+    // Two GETs at once break the protocol: end the session.
+    previous(200, "1");
+    reply(400, eio::error_body(eio::error_code::bad_request));
+    close(disconnect_reason::protocol_error);
+    return;
+  }
+  if (body) reply(200, std::move(*body));
+}
+
+void eio_session::release_parked(std::string body) {
+  reply_fn r;
+  {
+    std::lock_guard lock(mu_);
+    r = std::move(parked_);
+    parked_ = nullptr;
+  }
+  if (r) r(200, std::move(body));
+}
+
+void eio_session::post(std::string_view body, reply_fn reply) {
+  {
+    std::lock_guard lock(mu_);
+    if (closed_ || transport_ != transport::polling)
+      return reply(400, eio::error_body(eio::error_code::unknown_sid));
+  }
+  auto packets = eio::decode_payload(body);
+  if (!packets) {
+    reply(400, eio::error_body(eio::error_code::bad_request));
+    close(disconnect_reason::protocol_error);
+    return;
+  }
+  reply(200, "ok");
+  for (const auto& p : *packets) on_packet(p, nullptr);
+}
+
+// WebSocket ------------------------------------------------------------------------------
+
+void eio_session::attach_websocket(std::shared_ptr<ws_session> ws) {
+  std::lock_guard lock(mu_);
+  ws_ = std::move(ws);
+}
+
+void eio_session::attach_probe(std::shared_ptr<ws_session> ws) {
+  bool refuse = false;
+  {
+    std::lock_guard lock(mu_);
+    refuse = closed_ || transport_ != transport::polling || probe_;
+    if (!refuse) probe_ = ws;
+  }
+  // A second WebSocket for an upgraded (or dead) session is closed at once.
+  if (refuse) ws->close(close_code::policy_violation, "session already upgraded",
+                        disconnect_reason::protocol_error);
+}
+
+void eio_session::on_ws_text(std::string_view text) {
+  auto p = eio::decode_text(text);
+  if (!p) {
+    close(disconnect_reason::protocol_error);
+    return;
+  }
+  on_packet(*p, nullptr);
+}
+
+void eio_session::on_ws_binary(std::string_view bytes) {
+  on_packet(eio::packet{eio::packet_type::message, true, std::string(bytes)}, nullptr);
+}
+
+void eio_session::on_ws_closed(disconnect_reason why) {
+  bool was_probe = false;
+  {
+    std::lock_guard lock(mu_);
+    // A failed probe leaves the polling transport in place.
+    if (probe_ && (!ws_ || transport_ == transport::polling)) {
+      probe_.reset();
+      upgrading_ = false;
+      was_probe = true;
+    }
+  }
+  if (!was_probe) close(why);
+}
+
+// Packets --------------------------------------------------------------------------------
+
+void eio_session::on_packet(const eio::packet& p, ws_session*) {
+  switch (p.type) {
+    case eio::packet_type::pong: {
+      std::lock_guard lock(mu_);
+      awaiting_pong_ = false;
+      return;
+    }
+    case eio::packet_type::ping: {
+      // "2probe" on an upgrade candidate: answer on that socket and release the poll.
+      std::shared_ptr<ws_session> probe;
+      {
+        std::lock_guard lock(mu_);
+        if (p.data == "probe" && probe_) {
+          probe = probe_;
+          upgrading_ = true;
+        }
+      }
+      if (probe) {
+        probe->deliver(text_packet("3probe"), overflow_policy::disconnect);
+        release_parked("6");
+      } else {
+        send(text_packet("3" + p.data));
+      }
+      return;
+    }
+    case eio::packet_type::upgrade: {
+      std::vector<frame_ptr> rest;
+      std::shared_ptr<ws_session> ws;
+      {
+        std::lock_guard lock(mu_);
+        if (!probe_) return;
+        ws_ = std::move(probe_);
+        probe_.reset();
+        transport_ = transport::websocket;
+        upgrading_ = false;
+        rest.assign(queue_.begin(), queue_.end());
+        queue_.clear();
+        queue_bytes_ = 0;
+        ws = ws_;
+      }
+      release_parked("6");
+      for (auto& f : rest) ws->deliver(f, overflow_policy::disconnect);
+      return;
+    }
+    case eio::packet_type::message:
+      if (p.binary) {
+        on_sio_binary(p.data);
+      } else {
+        on_sio_text(p.data);
+      }
+      return;
+    case eio::packet_type::close:
+      close(disconnect_reason::client_close);
+      return;
+    case eio::packet_type::noop:
+      return;
+    case eio::packet_type::open:
+      close(disconnect_reason::protocol_error);
+      return;
+  }
+}
+
+bool eio_session::namespace_allowed(const std::string& nsp) const {
+  for (const auto& n : server_.config().sio_namespaces)
+    if (n == "*" || n == nsp) return true;
+  return false;
+}
+
+void eio_session::on_sio_text(std::string_view text) {
+  bool interrupted = false;
+  {
+    std::lock_guard lock(mu_);
+    interrupted = partial_.has_value();  // a text packet while attachments were expected
+  }
+  auto decoded = sio::decode(text);
+  if (interrupted || std::holds_alternative<std::string>(decoded)) {
+    close(disconnect_reason::protocol_error);
+    return;
+  }
+  auto& p = std::get<sio::packet>(decoded);
+  if (p.attachments) {
+    std::lock_guard lock(mu_);
+    partial_ = std::move(p);
+    attachments_.clear();
+    return;
+  }
+  dispatch(p, {});
+}
+
+void eio_session::on_sio_binary(std::string_view bytes) {
+  std::optional<sio::packet> complete;
+  std::vector<std::string> parts;
+  bool unexpected = false;
+  {
+    std::lock_guard lock(mu_);
+    if (!partial_) {
+      unexpected = true;
+    } else {
+      attachments_.emplace_back(bytes);
+      if (attachments_.size() == partial_->attachments) {
+        complete = std::move(partial_);
+        partial_.reset();
+        parts = std::move(attachments_);
+        attachments_.clear();
+      }
+    }
+  }
+  if (unexpected) return close(disconnect_reason::protocol_error);
+  if (complete) dispatch(*complete, std::move(parts));
+}
+
+void eio_session::on_connect_packet(const sio::packet& p) {
+  if (!namespace_allowed(p.nsp)) {
+    send_packet_text("4" + sio::connect_error(p.nsp, "Invalid namespace"));
+    return;
+  }
+  std::shared_ptr<sio_socket> sock;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_ || sockets_.count(p.nsp)) return;  // already connected to that namespace
+    sock = std::make_shared<sio_socket>(new_sid(), p.nsp, weak_from_this());
+    sockets_[p.nsp] = sock;
+  }
+  connect_timer_.cancel();
+  server_.register_socket(sock);
+  server_.get_hub().add(sock);
+  const auto& hooks = server_.hooks();
+  if (!hooks.on_sio_connect) {
+    server_.sio_accept(sock->sid());
+    return;
+  }
+  sio_connect_info info{sock->sid(), p.nsp, p.data.empty() ? std::string("{}") : p.data, sid_,
+                        remote_, query_, headers_};
+  server* srv = &server_;
+  if (!server_.get_dispatcher().post([srv, info = std::move(info)] { srv->hooks().on_sio_connect(info); }))
+    server_.sio_refuse(sock->sid(), "server busy", "");
+}
+
+void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attachments) {
+  if (p.type == sio::packet_type::connect) return on_connect_packet(p);
+  std::shared_ptr<sio_socket> sock;
+  {
+    std::lock_guard lock(mu_);
+    auto it = sockets_.find(p.nsp);
+    if (it != sockets_.end()) sock = it->second;
+  }
+  if (!sock || !sock->connected()) return;  // not connected to that namespace: ignored
+  const auto& hooks = server_.hooks();
+  server* srv = &server_;
+  switch (p.type) {
+    case sio::packet_type::disconnect: {
+      {
+        std::lock_guard lock(mu_);
+        sockets_.erase(p.nsp);
+      }
+      server_.end_socket(sock, disconnect_reason::client_close);
+      return;
+    }
+    case sio::packet_type::event:
+    case sio::packet_type::binary_event: {
+      if (!hooks.on_sio_event) return;
+      // Split ["name", args...] into the name and the JSON text of the args array.
+      auto j = nlohmann::json::parse(p.data, nullptr, false);
+      std::string name = j[0].get<std::string>();
+      j.erase(j.begin());
+      std::int64_t id = p.id ? static_cast<std::int64_t>(*p.id) : -1;
+      bool queued = server_.get_dispatcher().post(
+          [srv, sid = sock->sid(), name = std::move(name), args = j.dump(), id,
+           attachments = std::move(attachments)] {
+            srv->hooks().on_sio_event(sid, name, args, id, attachments);
+          });
+      if (!queued) server_.get_metrics().drop(drop_reason::dispatch_overflow);
+      return;
+    }
+    case sio::packet_type::ack:
+    case sio::packet_type::binary_ack: {
+      if (!hooks.on_sio_ack) return;
+      server_.get_dispatcher().post([srv, sid = sock->sid(), id = *p.id, args = p.data,
+                                     attachments = std::move(attachments)] {
+        srv->hooks().on_sio_ack(sid, id, args, attachments);
+      });
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+// Sending --------------------------------------------------------------------------------
+
+void eio_session::send_packet_text(std::string text) { send(text_packet(std::move(text))); }
+
+void eio_session::send(const frame_ptr& f, overflow_policy policy) {
+  send_all({f});
+  (void)policy;
+}
+
+void eio_session::send_all(const std::vector<frame_ptr>& frames) {
+  std::shared_ptr<ws_session> ws;
+  reply_fn parked;
+  std::string body;
+  bool overflow = false;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    if (transport_ == transport::websocket) {
+      ws = ws_;
+    } else {
+      const auto& cfg = server_.config();
+      for (const auto& f : frames) {
+        queue_.push_back(f);
+        queue_bytes_ += f->bytes.size();
+      }
+      overflow = queue_.size() > cfg.outbox_max_frames || queue_bytes_ > cfg.outbox_max_bytes;
+      if (!overflow && parked_ && !upgrading_) {
+        parked = std::move(parked_);
+        parked_ = nullptr;
+        body = *take_polling_body_locked();
+      }
+    }
+  }
+  if (ws) {
+    for (const auto& f : frames) ws->deliver(f, overflow_policy::disconnect);
+    return;
+  }
+  if (overflow) {
+    server_.get_metrics().drop(drop_reason::slow_consumer);
+    close(disconnect_reason::slow_consumer);
+    return;
+  }
+  if (parked) parked(200, std::move(body));
+}
+
+std::shared_ptr<sio_socket> eio_session::forget_socket(const std::string& nsp) {
+  std::lock_guard lock(mu_);
+  auto it = sockets_.find(nsp);
+  if (it == sockets_.end()) return nullptr;
+  auto sock = it->second;
+  sockets_.erase(it);
+  return sock;
+}
+
+void eio_session::disconnect_socket(const std::string& nsp) {
+  std::shared_ptr<sio_socket> sock;
+  {
+    std::lock_guard lock(mu_);
+    auto it = sockets_.find(nsp);
+    if (it == sockets_.end()) return;
+    sock = it->second;
+    sockets_.erase(it);
+  }
+  send_packet_text("4" + sio::encode(sio::packet{sio::packet_type::disconnect, nsp, 0, {}, {}}));
+  server_.end_socket(sock, disconnect_reason::server_disconnect);
+}
+
+void eio_session::close(disconnect_reason why) {
+  std::map<std::string, std::shared_ptr<sio_socket>> sockets;
+  std::shared_ptr<ws_session> ws, probe;
+  reply_fn parked;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    closed_ = true;
+    sockets.swap(sockets_);
+    ws = std::move(ws_);
+    probe = std::move(probe_);
+    parked = std::move(parked_);
+    parked_ = nullptr;
+    queue_.clear();
+  }
+  boost::system::error_code ec;
+  ping_timer_.cancel();
+  connect_timer_.cancel();
+  if (parked) parked(200, "1");  // tell a waiting poll that the session is over
+  const bool by_client = why == disconnect_reason::client_close;
+  if (ws) ws->close(by_client ? close_code::normal : close_code::going_away, "", why);
+  if (probe) probe->close(close_code::going_away, "", why);
+  for (auto& [nsp, sock] : sockets) server_.end_socket(sock, why);
+  server_.unregister_eio(sid_);
+}
+
+}  // namespace skyrelay

@@ -1,0 +1,209 @@
+"""Socket.IO v5 on the skyrelay server: the Python half.
+
+The C++ core speaks Engine.IO and Socket.IO, keeps the namespaces, rooms and fan-out. This module
+turns its callbacks into handler calls: it restores binary attachments, answers acks with
+handler return values, and waits for the client's acks when the server ``call``s a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConnectionRefused
+
+if TYPE_CHECKING:
+    from .server import Connection, Server
+
+
+def room_key(namespace: str, room: str) -> str:
+    """The hub's name for a room of a namespace (the C++ hub uses the same rule)."""
+    return room if namespace == "/" else f"{namespace}#{room}"
+
+
+def unpack_binary(value: Any, attachments: list[bytes]) -> Any:
+    """Replaces {"_placeholder": true, "num": i} with the i-th attachment, recursively."""
+    if isinstance(value, dict):
+        if value.get("_placeholder") is True and isinstance(value.get("num"), int) \
+                and len(value) == 2 and 0 <= value["num"] < len(attachments):
+            return attachments[value["num"]]
+        return {k: unpack_binary(v, attachments) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unpack_binary(v, attachments) for v in value]
+    return value
+
+
+def pack_binary(value: Any, attachments: list[bytes]) -> Any:
+    """Replaces bytes with placeholders, appending them to ``attachments``, recursively."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        attachments.append(bytes(value))
+        return {"_placeholder": True, "num": len(attachments) - 1}
+    if isinstance(value, dict):
+        return {k: pack_binary(v, attachments) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [pack_binary(v, attachments) for v in value]
+    return value
+
+
+def encode_args(args: list[Any] | tuple[Any, ...], default: Callable[[Any], Any] | None
+                ) -> tuple[str, list[bytes]]:
+    """A list of arguments as JSON text (with placeholders) and its binary attachments."""
+    from .server import encode_json
+
+    attachments: list[bytes] = []
+    packed = [pack_binary(a, attachments) for a in args]
+    return encode_json(packed, default).decode("utf-8"), attachments
+
+
+def handler_args(args: list[Any]) -> Any:
+    """What the ``data`` parameter of a handler receives: the one argument, None for none, or
+    the list of arguments when the client sent several."""
+    if not args:
+        return None
+    return args[0] if len(args) == 1 else args
+
+
+class SocketIOBridge:
+    """Receives the core's Socket.IO callbacks (on the dispatcher thread) for one Server."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self._calls: dict[tuple[str, int], Callable[[list[Any]], None]] = {}
+        self._lock = threading.Lock()
+        self._next_id = 0
+
+    # -- callbacks from the core ----------------------------------------------------------
+
+    def on_connect(self, sid: str, nsp: str, auth: str, eio_sid: str, remote: str, query: str,
+                   headers: list[tuple[str, str]]) -> None:
+        from .server import Connection
+
+        server = self.server
+        server._dispatch_ident = threading.get_ident()
+        conn = Connection(server, sid, server.socketio_path, query, remote, headers,
+                          namespace=nsp, auth=json.loads(auth), transport="socket.io")
+        server._connections[sid] = conn
+        core = server._core
+        handler = server._connect_handlers.get(nsp)
+        if handler is None:
+            core.sio_accept(sid)
+            return
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is None and result is not False:
+                core.sio_accept(sid)
+                return
+            server._connections.pop(sid, None)
+            if isinstance(exc, ConnectionRefused):
+                data = "" if exc.data is None else json.dumps(exc.data)
+                core.sio_refuse(sid, exc.message, data)
+            else:
+                if exc is not None:
+                    server._log_error("connect handler failed", exc)
+                core.sio_refuse(sid, "Connection refused", "")
+
+        server._call(handler, (conn,), done)
+
+    def on_event(self, sid: str, event: str, args_json: str, ack_id: int,
+                 attachments: list[bytes]) -> None:
+        server = self.server
+        server._dispatch_ident = threading.get_ident()
+        conn = server._connection(sid)
+        args = unpack_binary(json.loads(args_json), attachments)
+        handler = server._handlers.get((conn.namespace, event))
+        if handler is None:
+            handler = server._handlers.get((conn.namespace, "*"))
+            if handler is not None:
+                args = [event, *args]
+        if handler is None:
+            return  # Socket.IO has no error reply for unknown events
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                server._log_error(f"handler for {event!r} failed", exc)
+                return
+            if ack_id < 0:
+                return
+            values = [] if result is None else list(result) if isinstance(result, tuple) \
+                else [result]
+            self.ack(sid, ack_id, values)
+
+        server._call(handler, (conn, handler_args(args)), done)
+
+    def on_ack(self, sid: str, ack_id: int, args_json: str, attachments: list[bytes]) -> None:
+        with self._lock:
+            resolve = self._calls.pop((sid, ack_id), None)
+        if resolve is not None:
+            resolve(unpack_binary(json.loads(args_json), attachments))
+
+    # -- sending --------------------------------------------------------------------------
+
+    def ack(self, sid: str, ack_id: int, values: list[Any]) -> None:
+        text, attachments = encode_args(values, self.server._json_default)
+        self.server._require_core().sio_ack(sid, ack_id, text, attachments)
+
+    def emit(self, sid: str, event: str, args: list[Any] | tuple[Any, ...],
+             ack: Callable[[list[Any]], None] | None = None) -> bool:
+        """Sends an event to one socket; ``ack`` gets the client's acknowledgement arguments."""
+        text, attachments = encode_args(list(args), self.server._json_default)
+        inner = text[1:-1]  # the arguments without the array brackets
+        ack_id = -1
+        if ack is not None:
+            with self._lock:
+                ack_id = self._next_id
+                self._next_id += 1
+                self._calls[(sid, ack_id)] = ack
+        sent = self.server._require_core().sio_emit(sid, event, inner, attachments, ack_id)
+        if not sent and ack is not None:
+            with self._lock:
+                self._calls.pop((sid, ack_id), None)
+        return sent
+
+    def call(self, sid: str, event: str, args: tuple[Any, ...], timeout: float) -> Any:
+        """Emits and blocks until the client acknowledges; returns its ack arguments."""
+        if threading.get_ident() == self.server._dispatch_ident:
+            raise RuntimeError("call() would block the dispatcher thread that delivers the ack; "
+                               "use `await server.acall(...)` in an async handler instead")
+        done = threading.Event()
+        box: list[Any] = []
+
+        def resolve(values: list[Any]) -> None:
+            box.append(values)
+            done.set()
+
+        if not self.emit(sid, event, args, resolve):
+            raise KeyError(f"no Socket.IO connection {sid!r}")
+        if not done.wait(timeout):
+            self._forget(sid, resolve)
+            raise TimeoutError(f"no acknowledgement from {sid} within {timeout}s")
+        return handler_args(box[0])
+
+    async def acall(self, sid: str, event: str, args: tuple[Any, ...], timeout: float) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def resolve(values: list[Any]) -> None:
+            loop.call_soon_threadsafe(
+                lambda: future.done() or future.set_result(handler_args(values)))
+
+        if not self.emit(sid, event, args, resolve):
+            raise KeyError(f"no Socket.IO connection {sid!r}")
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            self._forget(sid, resolve)
+            raise TimeoutError(f"no acknowledgement from {sid} within {timeout}s") from None
+
+    def _forget(self, sid: str, resolve: Callable[[list[Any]], None]) -> None:
+        with self._lock:
+            for key, fn in list(self._calls.items()):
+                if key[0] == sid and fn is resolve:
+                    del self._calls[key]
+
+    def forget_connection(self, sid: str) -> None:
+        with self._lock:
+            for key in [k for k in self._calls if k[0] == sid]:
+                del self._calls[key]
