@@ -1,0 +1,199 @@
+"""Socket.IO v5 with the real python-socketio client, over each transport."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import pytest
+import socketio
+
+import skyrelay
+from skyrelay.testing import connect, wait_until
+
+TRANSPORTS = {
+    "websocket": ["websocket"],
+    "polling": ["polling"],
+    "upgrade": ["polling", "websocket"],
+}
+
+
+class Recorder:
+    """Collects what a python-socketio client receives, with blocking waits."""
+
+    def __init__(self, client: socketio.Client) -> None:
+        self.client = client
+        self.events: queue.Queue = queue.Queue()
+
+    def listen(self, event: str, namespace: str = "/") -> None:
+        self.client.on(event, lambda *args: self.events.put((namespace, event, args)),
+                       namespace=namespace)
+
+    def next(self, timeout: float = 5.0):
+        return self.events.get(timeout=timeout)
+
+
+@pytest.fixture
+def sio_server(skyrelay_server_factory):
+    log = {"disconnects": queue.Queue()}
+
+    def configure(server: skyrelay.Server) -> None:
+        @server.on("connect")
+        def on_connect(conn):
+            token = (conn.auth or {}).get("token")
+            if token == "bad":
+                raise skyrelay.ConnectionRefused("invalid token", data={"code": 401})
+            conn.state["token"] = token
+            conn.emit("auth", conn.auth)
+
+        @server.on("message")
+        def message(conn, data):
+            conn.emit("message-back", data)
+
+        @server.on("echo_ack")
+        def echo_ack(conn, data):
+            return data
+
+        @server.on("join")
+        def join(conn, room):
+            conn.join(room)
+            return conn.rooms
+
+        @server.on("disconnect")
+        def on_disconnect(conn, reason):
+            log["disconnects"].put((conn.sid, conn.transport, reason))
+
+        @server.on("connect", namespace="/custom")
+        def custom_connect(conn):
+            conn.emit("auth", conn.auth)
+
+        @server.on("ping_custom", namespace="/custom")
+        def ping_custom(conn, data):
+            return {"nsp": conn.namespace, "got": data}
+
+    server = skyrelay_server_factory(configure, ping_interval=1.0, ping_timeout=1.0)
+    server.log = log
+    return server
+
+
+@pytest.fixture
+def make_client(sio_server):
+    clients = []
+
+    def make(transport: str, auth=None, namespaces=("/",)):
+        client = socketio.Client(reconnection=False)
+        rec = Recorder(client)
+        for nsp in namespaces:
+            for event in ("auth", "message-back", "news", "question"):
+                rec.listen(event, nsp)
+        client.connect(f"http://127.0.0.1:{sio_server.port}", transports=TRANSPORTS[transport],
+                       auth=auth, namespaces=list(namespaces), wait_timeout=10)
+        clients.append(client)
+        return client, rec
+
+    yield make
+    for client in clients:
+        client.disconnect()
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_events_acks_and_binary(sio_server, make_client, transport):
+    client, rec = make_client(transport, auth={"token": "123"})
+    assert rec.next() == ("/", "auth", ({"token": "123"},))
+    client.emit("message", {"x": [1, "2", {"3": True}]})
+    assert rec.next() == ("/", "message-back", ({"x": [1, "2", {"3": True}]},))
+    # Binary both ways, nested inside JSON.
+    client.emit("message", {"blob": b"\x00\x01\xff", "more": [b"\x02"]})
+    assert rec.next() == ("/", "message-back", ({"blob": b"\x00\x01\xff", "more": [b"\x02"]},))
+    # Client-to-server ack with the handler's return value.
+    assert client.call("echo_ack", {"n": 5}, timeout=5) == {"n": 5}
+    assert client.call("echo_ack", b"\x09\x08", timeout=5) == b"\x09\x08"
+    if transport == "upgrade":
+        assert wait_until(lambda: client.transport() == "websocket", timeout=5)
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_server_calls_client_and_gets_ack(sio_server, make_client, transport):
+    client, rec = make_client(transport)
+    rec.next()  # auth
+    client.on("question", lambda n: n * 2)
+    sid = client.get_sid("/")
+    assert sio_server.call("question", 21, to=sid, timeout=5) == 42
+    # A client that answers too late: the call times out and the late ack is ignored.
+    import time
+
+    client.on("slow", lambda n: time.sleep(1.0) or n)
+    with pytest.raises(TimeoutError):
+        sio_server.call("slow", 1, to=sid, timeout=0.3)
+    assert sio_server.call("question", 2, to=sid, timeout=5) == 4
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_namespaces_and_refusals(sio_server, make_client, transport):
+    client, rec = make_client(transport, auth={"token": "abc"}, namespaces=("/", "/custom"))
+    got = {rec.next()[:2] for _ in range(2)}
+    assert got == {("/", "auth"), ("/custom", "auth")}
+    assert client.call("ping_custom", 7, namespace="/custom", timeout=5) == {
+        "nsp": "/custom", "got": 7}
+
+    refused = socketio.Client(reconnection=False)
+    errors = queue.Queue()
+    refused.on("connect_error", lambda data: errors.put(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        refused.connect(f"http://127.0.0.1:{sio_server.port}",
+                        transports=TRANSPORTS[transport], auth={"token": "bad"},
+                        wait_timeout=5)
+    assert errors.get(timeout=5) == {"message": "invalid token", "data": {"code": 401}}
+
+    unknown = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        unknown.connect(f"http://127.0.0.1:{sio_server.port}", namespaces=["/nowhere"],
+                        transports=TRANSPORTS[transport], wait_timeout=5)
+
+
+def test_one_hub_for_both_protocols(sio_server, make_client):
+    """A single emit to a room reaches JSON-protocol and Socket.IO members alike."""
+    sio_client, rec = make_client("websocket")
+    rec.next()
+    assert sio_client.call("join", "ops", timeout=5) == ["ops"]
+    with connect(f"ws://127.0.0.1:{sio_server.port}/ws") as ws_client:
+        ws_client.subscribe("ops")
+        assert sio_server.room_size("ops") == 2
+        assert sio_server.emit("news", {"headline": "both"}, to="ops") == 2
+        assert ws_client.expect("news") == {"headline": "both"}
+        assert rec.next() == ("/", "news", ({"headline": "both"},))
+        # A broadcast to everyone in "/" reaches both as well.
+        assert sio_server.emit("news", "all") == 2
+        assert ws_client.expect("news") == "all"
+        assert rec.next() == ("/", "news", ("all",))
+
+
+def test_namespace_isolation(sio_server, make_client):
+    client, rec = make_client("websocket", namespaces=("/", "/custom"))
+    rec.next(), rec.next()
+    # Rooms and broadcasts of another namespace do not leak into "/custom".
+    assert sio_server.emit("news", "root only") == 1
+    assert rec.next() == ("/", "news", ("root only",))
+    assert sio_server.emit("news", "custom only", namespace="/custom") == 1
+    assert rec.next() == ("/custom", "news", ("custom only",))
+    with pytest.raises(queue.Empty):
+        rec.next(timeout=0.3)
+
+
+def test_disconnect_reasons(sio_server, make_client):
+    client, rec = make_client("websocket")
+    rec.next()
+    sid = client.get_sid("/")
+    client.disconnect()
+    assert sio_server.log["disconnects"].get(timeout=5) == (sid, "socket.io", "client_close")
+
+    client2, rec2 = make_client("polling")
+    rec2.next()
+    gone = threading.Event()
+    client2.on("disconnect", lambda *a: gone.set())
+    sid2 = client2.get_sid("/")
+    assert sio_server.disconnect(sid2)
+    assert gone.wait(5)
+    assert sio_server.log["disconnects"].get(timeout=5) == (sid2, "socket.io",
+                                                            "server_disconnect")
+    assert wait_until(lambda: sio_server.connection_count == 0)
