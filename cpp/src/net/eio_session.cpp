@@ -116,7 +116,7 @@ void eio_session::on_ping_timer() {
   bool timed_out = false;
   {
     std::lock_guard lock(mu_);
-    if (closed_) return;
+    if (closed_ || lingering_) return;
     if (awaiting_pong_) {
       timed_out = true;
     } else {
@@ -159,6 +159,8 @@ void eio_session::poll(reply_fn reply) {
     std::lock_guard lock(mu_);
     if (closed_ || transport_ != transport::polling) {
       dead = true;
+    } else if (lingering_) {
+      body = "6";  // the session is closing: release this poll, then end it
     } else if (parked_) {
       duplicate = true;
       previous = std::move(parked_);
@@ -179,6 +181,12 @@ void eio_session::poll(reply_fn reply) {
     return;
   }
   if (body) reply(200, std::move(*body));
+  bool linger_done;
+  {
+    std::lock_guard lock(mu_);
+    linger_done = lingering_;
+  }
+  if (linger_done) close(disconnect_reason::client_close);
 }
 
 void eio_session::release_parked(std::string body) {
@@ -306,9 +314,31 @@ void eio_session::on_packet(const eio::packet& p, ws_session*) {
         on_sio_text(p.data);
       }
       return;
-    case eio::packet_type::close:
-      close(disconnect_reason::client_close);
+    case eio::packet_type::close: {
+      // Over polling, a client closes with a POST while its GET is (or is about to be)
+      // pending. That GET must be answered with a noop, so when it has not arrived yet, the
+      // session lingers briefly for it instead of vanishing under it.
+      bool linger = false;
+      {
+        std::lock_guard lock(mu_);
+        if (transport_ == transport::polling && !parked_ && !closed_) {
+          lingering_ = true;
+          linger = true;
+        }
+      }
+      if (!linger) {
+        close(disconnect_reason::client_close);
+        return;
+      }
+      // Timers are touched only on their own executor (requests arrive on any I/O thread).
+      asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
+        self->ping_timer_.expires_after(std::chrono::milliseconds(100));
+        self->ping_timer_.async_wait([self](boost::system::error_code ec) {
+          if (!ec) self->close(disconnect_reason::client_close);
+        });
+      });
       return;
+    }
     case eio::packet_type::noop:
       return;
     case eio::packet_type::open:
@@ -378,7 +408,9 @@ void eio_session::on_connect_packet(const sio::packet& p) {
     sock = std::make_shared<sio_socket>(new_sid(), p.nsp, weak_from_this());
     sockets_[p.nsp] = sock;
   }
-  connect_timer_.cancel();
+  asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
+    self->connect_timer_.cancel();
+  });
   server_.register_socket(sock);
   server_.get_hub().add(sock);
   const auto& hooks = server_.hooks();
@@ -525,10 +557,11 @@ void eio_session::close(disconnect_reason why) {
     parked_ = nullptr;
     queue_.clear();
   }
-  boost::system::error_code ec;
-  ping_timer_.cancel();
-  connect_timer_.cancel();
-  if (parked) parked(200, "1");  // tell a waiting poll that the session is over
+  asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
+    self->ping_timer_.cancel();
+    self->connect_timer_.cancel();
+  });
+  if (parked) parked(200, "6");  // release a waiting poll; its next request gets 400
   const bool by_client = why == disconnect_reason::client_close;
   if (ws) ws->close(by_client ? close_code::normal : close_code::going_away, "", why);
   if (probe) probe->close(close_code::going_away, "", why);

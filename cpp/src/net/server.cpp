@@ -111,6 +111,10 @@ void server::stop() {
         if (auto s = weak.lock()) left.push_back(std::move(s));
     }
     for (auto& s : left) s->terminate();
+    // Engine.IO sessions hold timers of these contexts: drop them before the contexts go.
+    std::lock_guard lock(sessions_mu_);
+    eio_sessions_.clear();
+    sockets_.clear();
   }
   listener_.reset();
   contexts_.clear();  // destroys pending handlers, and with them the remaining sessions

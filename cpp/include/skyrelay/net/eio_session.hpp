@@ -125,6 +125,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   reply_fn parked_;              // polling: a GET waiting for packets
   bool closed_{false};
   bool awaiting_pong_{false};
+  bool lingering_{false};  // polling: closed by a POSTed close packet, waiting for a GET
   std::map<std::string, std::shared_ptr<sio_socket>> sockets_;  // by namespace
   std::optional<sio::packet> partial_;  // a binary packet waiting for its attachments
   std::vector<std::string> attachments_;
