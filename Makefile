@@ -17,7 +17,7 @@ PY_TEST_DEPS := "pytest>=7" "pytest-timeout" "websockets>=13" "python-socketio[c
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv install demo test test-cpp test-cpp-asan test-python bench clean
+.PHONY: help deps node-deps venv install demo test test-cpp test-cpp-asan test-python test-js bench clean
 
 help:
 	@echo "make demo   - build and run the live demo on http://127.0.0.1:8000/"
@@ -35,6 +35,17 @@ deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Node.js for the JavaScript clients (Debian's nodejs when none is installed), and the npm
+# packages of package-lock.json in ./node_modules.
+node-deps:
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+
+node_modules/.stamp: package.json package-lock.json | node-deps
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 $(VENV)/.stamp: Makefile | deps
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
@@ -50,7 +61,7 @@ install: venv
 demo: install
 	$(VENV)/bin/skyrelay demo --host 127.0.0.1 --port 8000
 
-test: test-cpp test-cpp-asan test-python
+test: test-cpp test-cpp-asan test-python test-js
 
 test-cpp: deps
 	cmake -S . -B build/cpp-tests -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKYRELAY_BUILD_TESTS=ON >/dev/null
@@ -65,6 +76,9 @@ test-cpp-asan: deps
 
 test-python: install
 	$(VPY) -m pytest -q -p no:cacheprovider tests/python
+
+test-js: install node_modules/.stamp
+	node --test tests/js/
 
 bench: install
 	$(VPY) bench/run_fanout.py

@@ -1,0 +1,55 @@
+"""The Socket.IO app that tests/js/*.test.mjs run against: prints "PORT <n>", serves until its
+standard input closes (so it never outlives the test process that started it)."""
+
+from __future__ import annotations
+
+import sys
+
+import skyrelay
+
+server = skyrelay.Server("127.0.0.1", 0, namespaces=["/", "/admin"])
+
+
+@server.on("connect")
+def on_connect(conn):
+    if (conn.auth or {}).get("token") == "bad":
+        raise skyrelay.ConnectionRefused("invalid token", data={"code": "auth_failed"})
+    conn.emit("welcome", {"sid": conn.sid, "auth": conn.auth})
+
+
+@server.on("echo")
+def echo(conn, data):
+    conn.emit("echo", data)
+
+
+@server.on("sum")
+def add(conn, data):
+    return sum(data)
+
+
+@server.on("blob")
+def blob(conn, data):
+    return {"size": len(data), "reversed": bytes(reversed(data))}
+
+
+@server.on("ask_me")
+async def ask_me(conn, data):
+    answer = await server.acall("question", data, to=conn, timeout=5)
+    return {"client_said": answer}
+
+
+@server.on("connect", namespace="/admin")
+def admin_connect(conn):
+    if (conn.auth or {}).get("role") != "admin":
+        return False
+
+
+@server.on("stats", namespace="/admin")
+def stats(conn, data):
+    return {"namespace": conn.namespace, "connections": server.connection_count}
+
+
+server.start()
+print(f"PORT {server.port}", flush=True)
+sys.stdin.read()
+server.stop()
