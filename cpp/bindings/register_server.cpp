@@ -75,6 +75,9 @@ class py_server {
     get_ms("eio_ping_timeout_ms", cfg.eio_ping_timeout);
     get_ms("sio_connect_timeout_ms", cfg.sio_connect_timeout);
     get("sio_namespaces", cfg.sio_namespaces);
+    get("cors_allowed_origins", cfg.cors_allowed_origins);
+    get("cors_credentials", cfg.cors_credentials);
+    get("eio_cookie", cfg.eio_cookie);
 
     app_hooks hooks;
     if (!on_connect.is_none()) {

@@ -175,6 +175,9 @@ class Server:
         ping_timeout: float = 20.0,
         connect_timeout: float = 45.0,
         namespaces: Iterable[str] | str | None = None,
+        cors_allowed_origins: Iterable[str] | str | None = None,
+        cors_credentials: bool = True,
+        cookie: str | bool | None = None,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -199,6 +202,10 @@ class Server:
             "eio_ping_interval_ms": ms(ping_interval),
             "eio_ping_timeout_ms": ms(ping_timeout),
             "sio_connect_timeout_ms": ms(connect_timeout),
+            "cors_allowed_origins": [cors_allowed_origins]
+            if isinstance(cors_allowed_origins, str) else list(cors_allowed_origins or []),
+            "cors_credentials": bool(cors_credentials),
+            "eio_cookie": "io" if cookie is True else (cookie or ""),
         }
         self.socketio_path = self._options["socketio_path"]
         self._namespaces = [namespaces] if isinstance(namespaces, str) else \

@@ -197,3 +197,77 @@ def test_disconnect_reasons(sio_server, make_client):
     assert sio_server.log["disconnects"].get(timeout=5) == (sid2, "socket.io",
                                                             "server_disconnect")
     assert wait_until(lambda: sio_server.connection_count == 0)
+
+
+def polling_handshake(port: int, origin: str | None = None, path: str = "/socket.io/"):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    headers = {"Origin": origin} if origin else {}
+    conn.request("GET", f"{path}?EIO=4&transport=polling&t=x1", headers=headers)
+    res = conn.getresponse()
+    body = res.read()
+    conn.close()
+    return res.status, {k.lower(): v for k, v in res.getheaders()}, body
+
+
+def test_engineio_http_errors(sio_server):
+    import http.client
+    import json as _json
+
+    port = sio_server.port
+    for query, code in [("EIO=3&transport=polling", 5), ("transport=polling", 5),
+                        ("EIO=4&transport=carrier-pigeon", 0),
+                        ("EIO=4&transport=polling&sid=nope", 1)]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", f"/socket.io/?{query}")
+        res = conn.getresponse()
+        assert res.status == 400, query
+        assert _json.loads(res.read())["code"] == code, query
+        conn.close()
+    status, _, body = polling_handshake(port)
+    assert status == 200 and body.startswith(b'0{"sid":')
+    open_packet = _json.loads(body[1:])
+    assert set(open_packet) == {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"}
+    assert open_packet["upgrades"] == ["websocket"]
+    assert open_packet["pingInterval"] == 1000 and open_packet["maxPayload"] == 1_000_000
+
+
+def test_cors_allowlist_and_cookie(skyrelay_server_factory):
+    server = skyrelay_server_factory(cors_allowed_origins=["https://app.example.com"],
+                                     cookie=True)
+    status, headers, body = polling_handshake(server.port, "https://app.example.com")
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "https://app.example.com"
+    assert headers["access-control-allow-credentials"] == "true"
+    sid = json_sid(body)
+    assert headers["set-cookie"].startswith(f"io={sid};")
+    for bad in ("https://evil.example.com", "https://app.example.com.evil.net", "null",
+                "http://app.example.com"):
+        assert polling_handshake(server.port, bad)[0] == 403, bad
+    # No Origin (a non-browser client) and the server's own origin are always fine.
+    assert polling_handshake(server.port)[0] == 200
+    assert polling_handshake(server.port, f"http://127.0.0.1:{server.port}")[0] == 200
+
+    star = skyrelay_server_factory(cors_allowed_origins="*", cors_credentials=False)
+    status, headers, _ = polling_handshake(star.port, "https://anywhere.example")
+    assert status == 200 and headers["access-control-allow-origin"] == "*"
+    assert "set-cookie" not in headers
+
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.request("OPTIONS", "/socket.io/?EIO=4&transport=polling",
+                 headers={"Origin": "https://app.example.com",
+                          "Access-Control-Request-Headers": "x-token"})
+    res = conn.getresponse()
+    res.read()
+    assert res.status == 204
+    assert res.getheader("Access-Control-Allow-Headers") == "x-token"
+    assert "POST" in res.getheader("Access-Control-Allow-Methods")
+    conn.close()
+
+
+def json_sid(body: bytes) -> str:
+    import json as _json
+
+    return _json.loads(body[1:])["sid"]

@@ -173,15 +173,28 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void engineio(request req, std::string_view query) {
     auto& m = server_.get_metrics();
     const bool keep = req.keep_alive();
+    const auto cors = cors_headers(req);
     auto eio_error = [&](eio::error_code code, http::status status = http::status::bad_request) {
       m.add(m.local().handshakes_rejected);
       http::response<http::string_body> res{status, req.version()};
       res.set(http::field::content_type, "application/json");
+      for (const auto& [k, v] : cors) res.set(k, v);
       res.keep_alive(keep);
       res.body() = eio::error_body(code);
       res.prepare_payload();
       write(std::move(res), keep);
     };
+    if (!origin_allowed(req)) return eio_error(eio::error_code::forbidden, http::status::forbidden);
+    if (req.method() == http::verb::options) {
+      // CORS preflight (browsers send one when the client sets extra headers).
+      http::response<http::empty_body> res{http::status::no_content, req.version()};
+      for (const auto& [k, v] : cors) res.set(k, v);
+      res.set(http::field::access_control_allow_methods, "GET, POST, OPTIONS");
+      if (auto h = req[http::field::access_control_request_headers]; !h.empty())
+        res.set(http::field::access_control_allow_headers, h);
+      res.keep_alive(keep);
+      return write(std::move(res), keep);
+    }
     auto eio_version = query_param(query, "EIO");
     if (!eio_version || *eio_version != "4")
       return eio_error(eio::error_code::unsupported_protocol_version);
@@ -229,14 +242,22 @@ class http_session : public std::enable_shared_from_this<http_session> {
     }
 
     if (*transport != "polling") return eio_error(eio::error_code::bad_request);
-    auto reply = [self = shared_from_this(), version = req.version(), keep](unsigned status,
-                                                                           std::string body) {
+    auto reply = [self = shared_from_this(), version = req.version(), keep, cors](
+                     unsigned status, std::string body) {
       // Answers may come from another thread (a parked poll released by a publisher).
-      asio::post(self->stream_.get_executor(), [self, version, keep, status,
+      asio::post(self->stream_.get_executor(), [self, version, keep, status, cors,
                                                 body = std::move(body)]() mutable {
         http::response<http::string_body> res{static_cast<http::status>(status), version};
         res.set(http::field::content_type,
                 status == 200 ? "text/plain; charset=UTF-8" : "application/json");
+        for (const auto& [k, v] : cors) res.set(k, v);
+        if (body.size() > 1 && body[0] == '0' && body[1] == '{' &&
+            !self->server_.config().eio_cookie.empty()) {
+          // The handshake: the sticky-session cookie carries the Engine.IO sid.
+          auto sid = open_packet_sid(body);
+          res.set(http::field::set_cookie, self->server_.config().eio_cookie + "=" + sid +
+                                               "; Path=/; HttpOnly; SameSite=Lax");
+        }
         res.keep_alive(keep);
         res.body() = std::move(body);
         res.prepare_payload();
@@ -262,6 +283,47 @@ class http_session : public std::enable_shared_from_this<http_session> {
     }
     if (req.method() == http::verb::post) return session->post(req.body(), std::move(reply));
     return eio_error(eio::error_code::bad_request);
+  }
+
+  // The Origin a request came from, unless it is the server's own (scheme-less compare).
+  static bool same_origin(std::string_view origin, std::string_view host) {
+    auto pos = origin.find("://");
+    return pos != std::string_view::npos && origin.substr(pos + 3) == host;
+  }
+
+  bool origin_allowed(const request& req) const {
+    std::string_view origin = req[http::field::origin];
+    if (origin.empty() || same_origin(origin, req[http::field::host])) return true;
+    for (const auto& o : server_.config().cors_allowed_origins)
+      if (o == "*" || o == origin) return true;  // exact match only: no suffix tricks
+    return false;
+  }
+
+  // CORS response headers for an allowed cross-origin request (none for same-origin ones).
+  std::vector<std::pair<http::field, std::string>> cors_headers(const request& req) const {
+    std::vector<std::pair<http::field, std::string>> out;
+    std::string_view origin = req[http::field::origin];
+    const auto& cfg = server_.config();
+    if (origin.empty() || cfg.cors_allowed_origins.empty() || !origin_allowed(req)) return out;
+    const bool any = std::find(cfg.cors_allowed_origins.begin(), cfg.cors_allowed_origins.end(),
+                               "*") != cfg.cors_allowed_origins.end();
+    if (any && !cfg.cors_credentials) {
+      out.emplace_back(http::field::access_control_allow_origin, "*");
+    } else {
+      out.emplace_back(http::field::access_control_allow_origin, std::string(origin));
+      out.emplace_back(http::field::vary, "Origin");
+    }
+    if (cfg.cors_credentials)
+      out.emplace_back(http::field::access_control_allow_credentials, "true");
+    return out;
+  }
+
+  // The sid of an open packet body "0{"sid":"...",...}".
+  static std::string open_packet_sid(const std::string& body) {
+    auto start = body.find("\"sid\":\"");
+    if (start == std::string::npos) return {};
+    start += 7;
+    return body.substr(start, body.find('"', start) - start);
   }
 
   static std::string remote_of(const tcp::socket& socket) {

@@ -33,6 +33,11 @@ struct server_config {
   std::chrono::milliseconds eio_ping_timeout{20'000};
   std::chrono::milliseconds sio_connect_timeout{45'000};  // Engine.IO open to Socket.IO CONNECT
   std::vector<std::string> sio_namespaces{"/"};           // "*" accepts any namespace
+  // Origins allowed to use Engine.IO from another origin ("*": any). Empty: same origin only.
+  // Requests without an Origin header (non-browser clients) are always allowed.
+  std::vector<std::string> cors_allowed_origins;
+  bool cors_credentials{true};  // echo the exact origin and allow credentials
+  std::string eio_cookie;       // name of the sticky-session cookie ("io"); empty: none
 };
 
 }  // namespace skyrelay
