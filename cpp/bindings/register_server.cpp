@@ -48,7 +48,7 @@ class py_server {
  public:
   py_server(const py::dict& options, py::object on_connect, py::object on_message,
             py::object on_disconnect, py::object on_sio_connect, py::object on_sio_event,
-            py::object on_sio_ack) {
+            py::object on_sio_ack, py::object on_http) {
     server_config cfg;
     auto get = [&](const char* key, auto& field) {
       if (options.contains(key)) field = options[key].cast<std::decay_t<decltype(field)>>();
@@ -135,6 +135,15 @@ class py_server {
         call_hook(fn->obj, sid, id, args, as_bytes(attachments));
       };
     }
+    if (!on_http.is_none()) {
+      auto fn = std::make_shared<gil_object>(std::move(on_http));
+      hooks.on_http = [fn](const http_request_info& r) {
+        py::gil_scoped_acquire gil;
+        py::list headers;
+        for (const auto& [k, v] : r.headers) headers.append(py::make_tuple(k, v));
+        call_hook(fn->obj, r.id, r.method, r.target, r.remote, headers, py::bytes(r.body));
+      };
+    }
     server_ = std::make_unique<server>(std::move(cfg), std::move(hooks));
   }
 
@@ -174,10 +183,17 @@ void register_server(py::module_& m) {
 
   py::class_<py_server>(m, "Server")
       .def(py::init<const py::dict&, py::object, py::object, py::object, py::object, py::object,
-                    py::object>(),
+                    py::object, py::object>(),
            py::arg("options"), py::arg("on_connect"), py::arg("on_message"),
            py::arg("on_disconnect"), py::arg("on_sio_connect") = py::none(),
-           py::arg("on_sio_event") = py::none(), py::arg("on_sio_ack") = py::none())
+           py::arg("on_sio_event") = py::none(), py::arg("on_sio_ack") = py::none(),
+           py::arg("on_http") = py::none())
+      .def("http_reply",
+           [](py_server& s, std::uint64_t id, unsigned status,
+              std::vector<std::pair<std::string, std::string>> headers, std::string body) {
+             return s.get().http_reply(id, status, std::move(headers), std::move(body));
+           },
+           py::call_guard<py::gil_scoped_release>())
       .def("start", [](py_server& s) {
         py::gil_scoped_release release;
         s.get().start();

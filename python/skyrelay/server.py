@@ -178,6 +178,7 @@ class Server:
         cors_allowed_origins: Iterable[str] | str | None = None,
         cors_credentials: bool = True,
         cookie: str | bool | None = None,
+        wsgi_app: Callable[..., Any] | None = None,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -215,6 +216,9 @@ class Server:
         self._connect_handlers: dict[str, Handler] = {}       # by namespace
         self._disconnect_handlers: dict[str, Handler] = {}
         self._socketio = SocketIOBridge(self)
+        self._wsgi = None
+        if wsgi_app is not None:
+            self.mount_wsgi(wsgi_app)
         self._connections: dict[str, Connection] = {}
         self._core: _core.Server | None = None
         self._loop = loop
@@ -248,6 +252,13 @@ class Server:
             return fn
 
         return register(handler) if handler is not None else register
+
+    def mount_wsgi(self, app: Callable[..., Any], workers: int = 8) -> None:
+        """Serves a WSGI app (Flask, Django...) for every request that no built-in route
+        takes, on the same port. Call before :meth:`start`."""
+        from .wsgi import WSGIBridge
+
+        self._wsgi = WSGIBridge(app, self.host, lambda: self.port, workers)
 
     def on_connect(self, fn: Handler) -> Handler:
         """Registers ``fn(conn)``, called for every handshake before it completes.
@@ -289,7 +300,10 @@ class Server:
                 bridge.on_connect,
                 bridge.on_event,
                 bridge.on_ack,
+                self._wsgi.handle if self._wsgi is not None else None,
             )
+            if self._wsgi is not None:
+                self._wsgi.reply = self._core.http_reply
             self._core.start()
         log.info("skyrelay listening on http://%s:%d", self.host, self.port)
         return self

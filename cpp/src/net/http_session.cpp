@@ -114,9 +114,11 @@ class http_session : public std::enable_shared_from_this<http_session> {
     if (beast::websocket::is_upgrade(req))
       return send_error(http::status::not_found, "not_found", "no WebSocket endpoint here",
                         req.keep_alive());
-    if (req.method() != http::verb::get && req.method() != http::verb::head)
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      if (server_.hooks().on_http) return to_application(req);
       return send_error(http::status::method_not_allowed, "method_not_allowed",
                         "only GET and HEAD are served here", req.keep_alive());
+    }
     if (path == "/health") return send_text(req, "application/json", server_.health_json());
     if (path == "/metrics")
       return send_text(req, "text/plain; version=0.0.4; charset=utf-8", server_.metrics_text());
@@ -326,6 +328,41 @@ class http_session : public std::enable_shared_from_this<http_session> {
     return body.substr(start, body.find('"', start) - start);
   }
 
+  // Hands the request to the application (a WSGI app) and answers when it replies.
+  void to_application(const request& req) {
+    const bool keep = req.keep_alive();
+    const unsigned version = req.version();
+    const bool head = req.method() == http::verb::head;
+    stream_.expires_never();  // the application decides how long it takes
+    auto id = server_.park_http([self = shared_from_this(), keep, version, head](
+                                    unsigned status,
+                                    std::vector<std::pair<std::string, std::string>> headers,
+                                    std::string body) {
+      asio::post(self->stream_.get_executor(), [self, keep, version, head, status,
+                                                headers = std::move(headers),
+                                                body = std::move(body)]() mutable {
+        http::response<http::string_body> res{static_cast<http::status>(status), version};
+        for (const auto& [k, v] : headers) {
+          // Framing is ours to set: the body is complete here.
+          if (beast::iequals(k, "content-length") || beast::iequals(k, "transfer-encoding"))
+            continue;
+          res.insert(k, v);
+        }
+        res.keep_alive(keep);
+        const auto size = body.size();
+        if (!head) res.body() = std::move(body);
+        res.content_length(size);
+        self->write(std::move(res), keep);
+      });
+    });
+    http_request_info info{id, std::string(req.method_string()), std::string(req.target()),
+                           remote_of(stream_.socket()), header_list(req), req.body()};
+    server* srv = &server_;
+    if (!server_.get_dispatcher().post([srv, info = std::move(info)] { srv->hooks().on_http(info); }))
+      server_.http_reply(id, 503, {{"Content-Type", "application/json"}},
+                         error_body("overloaded", "the server is busy"));
+  }
+
   static std::string remote_of(const tcp::socket& socket) {
     boost::system::error_code ec;
     auto ep = socket.remote_endpoint(ec);
@@ -343,9 +380,11 @@ class http_session : public std::enable_shared_from_this<http_session> {
     const auto& root = server_.config().static_dir;
     std::optional<std::string> file;
     if (!root.empty()) file = resolve_static(root, path);
-    if (!file)
+    if (!file) {
+      if (server_.hooks().on_http) return to_application(req);
       return send_error(http::status::not_found, "not_found", "no such resource",
                         req.keep_alive());
+    }
     http::file_body::value_type body;
     beast::error_code ec;
     body.open(file->c_str(), beast::file_mode::scan, ec);

@@ -115,6 +115,7 @@ void server::stop() {
     std::lock_guard lock(sessions_mu_);
     eio_sessions_.clear();
     sockets_.clear();
+    http_waiting_.clear();
   }
   listener_.reset();
   contexts_.clear();  // destroys pending handlers, and with them the remaining sessions
@@ -257,6 +258,28 @@ void server::end_socket(const std::shared_ptr<sio_socket>& s, disconnect_reason 
   if (hooks_.on_disconnect) {
     dispatcher_.post_always([this, sid = s->sid(), why] { hooks_.on_disconnect(sid, why); });
   }
+}
+
+std::uint64_t server::park_http(http_reply_fn reply) {
+  std::lock_guard lock(sessions_mu_);
+  const std::uint64_t id = next_http_id_++;
+  http_waiting_.emplace(id, std::move(reply));
+  return id;
+}
+
+bool server::http_reply(std::uint64_t id, unsigned status,
+                        std::vector<std::pair<std::string, std::string>> headers,
+                        std::string body) {
+  http_reply_fn reply;
+  {
+    std::lock_guard lock(sessions_mu_);
+    auto it = http_waiting_.find(id);
+    if (it == http_waiting_.end()) return false;
+    reply = std::move(it->second);
+    http_waiting_.erase(it);
+  }
+  reply(status, std::move(headers), std::move(body));
+  return true;
 }
 
 void server::register_eio(const std::shared_ptr<eio_session>& s) {

@@ -47,6 +47,16 @@ struct sio_connect_info {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
+// A plain HTTP request handed to the application.
+struct http_request_info {
+  std::uint64_t id;
+  std::string method;
+  std::string target;  // path and query
+  std::string remote;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
 // Application callbacks. Each runs on the dispatcher thread, never on an I/O thread, one at a
 // time and in the order the events happened for a given connection.
 struct app_hooks {
@@ -72,6 +82,10 @@ struct app_hooks {
   std::function<void(const std::string& sid, std::uint64_t id, const std::string& args,
                      const std::vector<std::string>& attachments)>
       on_sio_ack;
+
+  // Plain HTTP requests that no built-in route serves (a WSGI app behind the same port). The
+  // application answers with server::http_reply(id, ...).
+  std::function<void(const http_request_info&)> on_http;
 };
 
 class server {
@@ -123,6 +137,14 @@ class server {
   bool sio_ack(const std::string& sid, std::uint64_t id, const std::string& args,
                std::vector<std::string> attachments);
 
+  // HTTP requests waiting for the application (on_http): thread-safe.
+  using http_reply_fn = std::function<void(unsigned status,
+                                           std::vector<std::pair<std::string, std::string>> headers,
+                                           std::string body)>;
+  std::uint64_t park_http(http_reply_fn reply);
+  bool http_reply(std::uint64_t id, unsigned status,
+                  std::vector<std::pair<std::string, std::string>> headers, std::string body);
+
   std::string health_json() const;
   std::string metrics_text() const;
   double uptime_seconds() const;
@@ -165,6 +187,8 @@ class server {
   std::unordered_map<std::string, std::weak_ptr<ws_session>> sessions_;
   std::unordered_map<std::string, std::shared_ptr<eio_session>> eio_sessions_;
   std::unordered_map<std::string, std::weak_ptr<sio_socket>> sockets_;
+  std::unordered_map<std::uint64_t, http_reply_fn> http_waiting_;
+  std::uint64_t next_http_id_{1};
 };
 
 }  // namespace skyrelay
