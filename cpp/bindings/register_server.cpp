@@ -271,6 +271,9 @@ void register_server(py::module_& m) {
       .def("set_room_policy", [](py_server& s, const std::string& room, int policy) {
              s.get().get_hub().set_room_policy(room, to_policy(policy));
            })
+      .def("room_members", [](py_server& s, const std::string& room) {
+             return s.get().get_hub().room_members(room);
+           })
       .def("room_size", [](py_server& s, const std::string& room) {
              return s.get().get_hub().room_size(room);
            })

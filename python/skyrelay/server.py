@@ -426,6 +426,10 @@ class Server:
         prefix = f"{namespace}#"
         return [r[len(prefix):] for r in rooms if r.startswith(prefix)]
 
+    def room_members(self, room: str, *, namespace: str = "/") -> list[str]:
+        """The sids in a room."""
+        return self._require_core().room_members(room_key(namespace, room))
+
     def room_size(self, room: str, *, namespace: str = "/") -> int:
         return self._require_core().room_size(room_key(namespace, room))
 
@@ -557,7 +561,10 @@ class Server:
                     return
                 core.respond(sid, request_id, True, body, "")
 
-        self._call(handler, (conn, json.loads(data)), done)
+        value = json.loads(data)
+        if getattr(handler, "_skyrelay_args", False):  # facade handlers take an argument list
+            value = [] if value is None else [value]
+        self._call(handler, (conn, value), done)
 
     def _hook_disconnect(self, sid: str, reason: str) -> None:
         self._dispatch_ident = threading.get_ident()

@@ -131,7 +131,9 @@ class SocketIOBridge:
                 else [result]
             self.ack(sid, ack_id, values)
 
-        server._call(handler, (conn, handler_args(args)), done)
+        # Handlers marked with `_skyrelay_args` (the Flask-SocketIO facade) get the raw list.
+        data = args if getattr(handler, "_skyrelay_args", False) else handler_args(args)
+        server._call(handler, (conn, data), done)
 
     def on_ack(self, sid: str, ack_id: int, args_json: str, attachments: list[bytes]) -> None:
         with self._lock:

@@ -142,6 +142,21 @@ std::size_t hub::room_size(const std::string& room) const {
   return it == rs.rooms.end() || !it->second.members ? 0 : it->second.members->size();
 }
 
+std::vector<std::string> hub::room_members(const std::string& room) const {
+  std::shared_ptr<const member_list> members;
+  {
+    const auto& rs = room_shards_[shard_of(room)];
+    std::lock_guard lock(rs.mu);
+    auto it = rs.rooms.find(room);
+    if (it == rs.rooms.end() || !it->second.members) return {};
+    members = it->second.members;
+  }
+  std::vector<std::string> out;
+  out.reserve(members->size());
+  for (const auto& m : *members) out.push_back(m->sid());
+  return out;
+}
+
 void hub::set_room_policy(const std::string& room, std::optional<overflow_policy> policy) {
   auto& rs = room_shards_[shard_of(room)];
   std::lock_guard lock(rs.mu);

@@ -50,6 +50,7 @@ class hub {
   std::size_t connection_count() const;
   std::size_t room_count() const;
   std::size_t room_size(const std::string& room) const;
+  std::vector<std::string> room_members(const std::string& room) const;  // sids, unordered
 
   // Sets (or with nullopt, clears) a room's default overflow policy.
   void set_room_policy(const std::string& room, std::optional<overflow_policy> policy);
