@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConnectionRefused
 
 if TYPE_CHECKING:
-    from .server import Connection, Server
+    from .server import Server
 
 
 def room_key(namespace: str, room: str) -> str:
