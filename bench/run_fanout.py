@@ -29,8 +29,8 @@ LOADCLIENT = HERE / "build" / "loadclient" / "loadclient"
 TICK = os.sysconf("SC_CLK_TCK")
 
 SERVERS = {
-    "skyrelay": HERE / "servers" / "skyrelay_server.py",
-    "websockets": HERE / "servers" / "websockets_server.py",
+    "skyrelay": [PYTHON, str(HERE / "servers" / "skyrelay_server.py")],
+    "websockets": [PYTHON, str(HERE / "servers" / "websockets_server.py")],
 }
 
 
@@ -52,6 +52,20 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Waits until the server under test accepts connections."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited; see bench/results/*-server.log")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
 
 
 def wait_line(proc: subprocess.Popen, prefix: str, timeout: float) -> str:
@@ -76,7 +90,9 @@ def stop(proc: subprocess.Popen | None) -> None:
         proc.wait(timeout=5)
 
 
-def run_once(name: str, rate: float, clients: int, warmup: float, duration: float) -> dict:
+def run_once(name: str, rate: float, clients: int, warmup: float, duration: float,
+             servers: dict[str, list[str]] = SERVERS, path: str = "/ws/bench",
+             protocol: str = "ws") -> dict:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(HERE / "servers"))
     server = client = None
@@ -84,14 +100,15 @@ def run_once(name: str, rate: float, clients: int, warmup: float, duration: floa
         # stderr goes to a file: an unread pipe could fill up and stall the server under test.
         log = open(HERE / "results" / f"{name}-server.log", "w")
         server = subprocess.Popen(
-            ["taskset", "-c", "1", PYTHON, str(SERVERS[name]), "--port", str(port),
+            ["taskset", "-c", "1", *servers[name], "--port", str(port),
              "--clients", str(clients), "--rate", str(rate),
              "--seconds", str(warmup + duration + 1.5)],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-        time.sleep(0.5 if name == "skyrelay" else 0.8)  # let it bind
+        wait_port(port, server)
         client = subprocess.Popen(
-            ["taskset", "-c", "0", str(LOADCLIENT), "--port", str(port), "--path", "/ws/bench",
-             "--clients", str(clients), "--warmup", str(warmup), "--duration", str(duration)],
+            ["taskset", "-c", "0", str(LOADCLIENT), "--port", str(port), "--path", path,
+             "--protocol", protocol, "--clients", str(clients), "--warmup", str(warmup),
+             "--duration", str(duration)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_line(server, "PUBLISHING", 60)
         time.sleep(warmup)

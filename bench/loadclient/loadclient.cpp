@@ -77,6 +77,7 @@ struct options {
   int clients = 1000;
   double duration = 8;
   double warmup = 2;
+  bool socketio = false;  // Engine.IO v4 / Socket.IO v5 over WebSocket instead of plain frames
 };
 
 options parse(int argc, char** argv) {
@@ -88,6 +89,7 @@ options parse(int argc, char** argv) {
     else if (k == "--clients") o.clients = std::atoi(v.c_str());
     else if (k == "--duration") o.duration = std::atof(v.c_str());
     else if (k == "--warmup") o.warmup = std::atof(v.c_str());
+    else if (k == "--protocol") o.socketio = v == "socketio";
     else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); std::exit(2); }
   }
   if (!o.port) { std::fprintf(stderr, "--port is required\n"); std::exit(2); }
@@ -103,6 +105,8 @@ void raise_fd_limit(int need) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
 }
+
+void send_masked(int fd, unsigned char opcode, std::string_view payload);
 
 // Blocking connect and WebSocket handshake; returns the fd and any bytes after the response.
 int open_ws(const options& o, std::string& leftover) {
@@ -130,6 +134,7 @@ int open_ws(const options& o, std::string& leftover) {
   }
   if (resp.compare(0, 12, "HTTP/1.1 101") != 0) { close(fd); return -1; }
   leftover = resp.substr(resp.find("\r\n\r\n") + 4);
+  if (o.socketio) send_masked(fd, 0x1, "40");  // Socket.IO CONNECT to "/"
   tv = {0, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   return fd;
@@ -199,6 +204,7 @@ std::size_t consume(conn& c, const char* data, std::size_t n, stats& st) {
           st.latency.add((now - t) / 1000);
         }
       }
+      else if (payload == "2") send_masked(c.fd, 0x1, "3");  // Engine.IO ping -> pong
     } else if (op == 0x9) {
       send_masked(c.fd, 0xA, payload);
     } else if (op == 0x8) {

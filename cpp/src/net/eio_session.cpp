@@ -480,8 +480,18 @@ void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attach
 void eio_session::send_packet_text(std::string text) { send(text_packet(std::move(text))); }
 
 void eio_session::send(const frame_ptr& f, overflow_policy policy) {
+  if (policy == overflow_policy::drop_oldest) {
+    // Volatile frames take the WebSocket outbox's drop_oldest path; polling queues keep the
+    // session-level bound.
+    std::shared_ptr<ws_session> ws;
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) return;
+      if (transport_ == transport::websocket) ws = ws_;
+    }
+    if (ws) return ws->deliver(f, policy);
+  }
   send_all({f});
-  (void)policy;
 }
 
 void eio_session::send_all(const std::vector<frame_ptr>& frames) {
