@@ -117,7 +117,7 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
   for (std::size_t i = 0; i < static_cast<std::size_t>(drop_reason::count_); ++i)
     value(out, std::string("skyrelay_drops_total{reason=\"") + drop_name(i) + "\"}",
           static_cast<double>(sum_array(&shard::drops, i)));
-  line(out, "skyrelay_errors_total", "Error frames sent to clients, by code.", "counter");
+  line(out, "skyrelay_errors_total", "Error frames and failed responses sent to clients, by code.", "counter");
   for (std::size_t i = 0; i < static_cast<std::size_t>(error_code::count_); ++i)
     value(out,
           "skyrelay_errors_total{code=\"" + std::string(to_string(static_cast<error_code>(i))) +

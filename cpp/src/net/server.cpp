@@ -17,6 +17,13 @@ unsigned thread_count(unsigned configured) {
   return n ? n : 1;
 }
 
+// Counts an error frame or failed response sent on the application's behalf, when its code is
+// one of ours (an application's own RequestError codes are not).
+void count_error(metrics& m, std::string_view code) {
+  for (std::size_t i = 0; i < static_cast<std::size_t>(error_code::count_); ++i)
+    if (to_string(static_cast<error_code>(i)) == code) return m.error(static_cast<error_code>(i));
+}
+
 // The Engine.IO message carrying a Socket.IO EVENT with the publication as its one argument.
 frame_ptr encode_socketio(const publication& p, const publish_meta& meta) {
   return make_message("4" + sio::event(p.nsp, p.event, p.data), 1, meta.publish_ns, true);
@@ -161,6 +168,7 @@ bool server::respond(const std::string& sid, const std::string& request_id, bool
   if (ok) {
     s->send_text(proto::response_ok(request_id, data_or_code));
   } else {
+    count_error(metrics_, data_or_code);
     s->send_text(proto::response_error(request_id, data_or_code, message));
   }
   return true;
@@ -177,6 +185,7 @@ bool server::send_error(const std::string& sid, const std::string& code,
                         const std::string& message) {
   auto s = find_session(sid);
   if (!s) return false;
+  count_error(metrics_, code);
   s->send_text(proto::error(code, message, ""));
   return true;
 }

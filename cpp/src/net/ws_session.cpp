@@ -1,6 +1,7 @@
 #include "skyrelay/net/ws_session.hpp"
 
 #include <array>
+#include <boost/beast/http/status.hpp>
 
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/net/server.hpp"
@@ -17,8 +18,10 @@ std::string http_refusal(unsigned status, const std::string& message) {
   std::string body = "{\"error\":\"connection_refused\",\"message\":";
   proto::append_json_string(body, message);
   body += '}';
-  std::string reason = status == 401 ? "Unauthorized" : status == 503 ? "Service Unavailable"
-                                                                       : "Forbidden";
+  const auto known = boost::beast::http::int_to_status(status);
+  std::string reason = known == boost::beast::http::status::unknown
+                           ? std::string("Refused")
+                           : std::string(boost::beast::http::obsolete_reason(known));
   return "HTTP/1.1 " + std::to_string(status) + " " + reason +
          "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
          "\r\nConnection: close\r\n\r\n" + body;
@@ -290,11 +293,13 @@ void ws_session::on_text(std::string_view text) {
       });
   if (!queued) {
     m.drop(drop_reason::dispatch_overflow);
-    if (id.empty())
+    if (id.empty()) {
       reply_error(error_code::overloaded, "the server is overloaded; the event was not handled", "");
-    else
+    } else {
+      server_.get_metrics().error(error_code::overloaded);
       send_text(proto::response_error(id, to_string(error_code::overloaded),
                                       "the server is overloaded; the request was not handled"));
+    }
   }
 }
 
