@@ -179,6 +179,7 @@ class Server:
         cors_credentials: bool = True,
         cookie: str | bool | None = None,
         wsgi_app: Callable[..., Any] | None = None,
+        engineio_echo_path: str = "",
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -207,6 +208,8 @@ class Server:
             if isinstance(cors_allowed_origins, str) else list(cors_allowed_origins or []),
             "cors_credentials": bool(cors_credentials),
             "eio_cookie": "io" if cookie is True else (cookie or ""),
+            # Test-only: a raw Engine.IO echo endpoint for the official conformance suite.
+            "engineio_echo_path": engineio_echo_path,
         }
         self.socketio_path = self._options["socketio_path"]
         self._namespaces = [namespaces] if isinstance(namespaces, str) else \
@@ -338,7 +341,8 @@ class Server:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: done.set())
         try:
-            while not done.wait(0.5):
+            # Also returns when stop() is called elsewhere (another thread, a handler).
+            while not done.wait(0.5) and self.running:
                 pass
         except KeyboardInterrupt:
             pass
