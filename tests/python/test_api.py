@@ -6,7 +6,13 @@ import asyncio
 import dataclasses
 import datetime
 import enum
+import http
 import json
+import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -15,7 +21,7 @@ import uuid
 import pytest
 
 import skyrelay
-from skyrelay.testing import connect
+from skyrelay.testing import connect, metric, wait_until
 
 
 def get(url: str) -> tuple[int, str, bytes]:
@@ -287,3 +293,341 @@ def test_installed_package_ships_stubs_and_private_core():
         assert hasattr(core, name) and name in stub
     for method in ("emit", "join", "leave", "rooms", "respond", "refuse", "metrics_text"):
         assert hasattr(core.Server, method) and f"def {method}(" in stub
+
+
+def test_run_in_a_thread_returns_when_stopped():
+    server = skyrelay.Server(port=0)
+    runner = threading.Thread(target=server.run, name="run-under-test", daemon=True)
+    runner.start()
+    try:
+        assert wait_until(lambda: server.running, timeout=10)
+        with connect(server.url) as c:
+            assert c.ping()["type"] == "pong"
+            server.stop()
+            assert c.expect_closed()[0] == 1001
+        runner.join(timeout=10)
+        assert not runner.is_alive(), "run() kept blocking after stop()"
+    finally:
+        server.stop()
+
+
+def test_run_stops_gracefully_on_sigint(tmp_path):
+    script = tmp_path / "serve.py"
+    script.write_text(
+        "import skyrelay\n"
+        "server = skyrelay.Server(port=0)\n"
+        "server.on('hello', lambda conn, data: 'hi')\n"
+        "server.run()\n"
+        "print('RUN RETURNED', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()  # "skyrelay serving on http://127.0.0.1:PORT ..."
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        with connect(f"ws://127.0.0.1:{match.group(1)}/ws") as c:
+            assert c.request("hello") == "hi"
+            proc.send_signal(signal.SIGINT)
+            assert c.expect_closed(timeout=10)[0] == 1001
+        out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0, out
+        assert "RUN RETURNED" in out and "Traceback" not in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_async_handlers_run_on_the_given_loop(skyrelay_client):
+    loop = asyncio.new_event_loop()
+    loop_thread = threading.Thread(target=loop.run_forever, name="caller-loop", daemon=True)
+    loop_thread.start()
+    seen = []
+    server = skyrelay.Server(port=0, loop=loop)
+
+    @server.on("where")
+    async def where(conn, data):
+        await asyncio.sleep(0)
+        seen.append((asyncio.get_running_loop(), threading.current_thread().name))
+        return data * 2
+
+    @server.on("sync_where")
+    def sync_where(conn, data):
+        seen.append((None, threading.current_thread().name))
+        return data
+
+    server.start()
+    try:
+        c = skyrelay_client(server)
+        assert c.request("where", 21) == 42
+        assert c.request("sync_where", 1) == 1
+        assert seen[0] == (loop, "caller-loop")
+        assert seen[1][1] not in ("caller-loop", threading.current_thread().name)
+    finally:
+        server.stop()
+        loop.call_soon_threadsafe(loop.stop)
+        loop_thread.join(timeout=5)
+        loop.close()
+
+
+def test_async_handler_without_a_loop_gets_the_servers_own(skyrelay_server, skyrelay_client):
+    @skyrelay_server.on("aio")
+    async def aio(conn, data):
+        await asyncio.sleep(0.01)
+        if data == "fail":
+            raise skyrelay.RequestError("nope", "async refusal")
+        return threading.current_thread().name
+
+    c = skyrelay_client()
+    assert c.request("aio") == "skyrelay-asyncio"
+    with pytest.raises(skyrelay.testing.ResponseError) as err:
+        c.request("aio", "fail")
+    assert (err.value.code, err.value.message) == ("nope", "async refusal")
+
+
+def test_refusals_status_body_and_no_trace(skyrelay_server_factory, skyrelay_client):
+    import websockets
+
+    disconnects = []
+
+    def configure(server):
+        @server.on_connect
+        def on_connect(conn):
+            if conn.query == "mode=false":
+                return False
+            if conn.query == "mode=401":
+                raise skyrelay.ConnectionRefused("nope", 401)
+            if conn.query == "mode=429":
+                raise skyrelay.ConnectionRefused("slow down", status=429)
+            if conn.query == "mode=crash":
+                raise KeyError("oops")
+            return True
+
+        @server.on_disconnect
+        def on_disconnect(conn, reason):
+            disconnects.append((conn.sid, reason))
+
+    server = skyrelay_server_factory(configure)
+    calm = skyrelay_client(server)
+    calm.subscribe("calm")
+    expected = {"false": (403, "connection refused"), "401": (401, "nope"),
+                "429": (429, "slow down"), "crash": (500, "connect handler failed")}
+    for mode, (status, message) in expected.items():
+        with pytest.raises(websockets.exceptions.InvalidStatus) as err:
+            skyrelay_client(server, path=f"/ws?mode={mode}")
+        response = err.value.response
+        assert response.status_code == status, mode
+        assert json.loads(bytes(response.body)) == {"error": "connection_refused",
+                                                     "message": message}
+        assert response.headers["Content-Type"] == "application/json"
+        # The reason phrase matches the status (not "Forbidden" for everything).
+        assert response.reason_phrase == http.HTTPStatus(status).phrase, mode
+    assert server.connection_count == 1
+    assert server.health()["connections"] == 1
+    assert server.emit("e", 1) == 1  # refused clients are not in the hub
+    assert calm.expect("e") == 1
+    assert disconnects == []  # the refused never connected, so they never disconnect
+    calm.close()
+    assert wait_until(lambda: disconnects == [(calm.sid, "client_close")])
+    assert server.connection_count == 0
+
+
+def test_disconnect_reasons_and_4002(skyrelay_server, skyrelay_client):
+    reasons = {}
+    conns = {}
+
+    @skyrelay_server.on_disconnect
+    def gone(conn, reason):
+        reasons[conn.sid] = reason
+
+    @skyrelay_server.on("hello")
+    def hello(conn, data):
+        conns[conn.sid] = conn
+
+    leaving, kicked = skyrelay_client(), skyrelay_client()
+    for c in (leaving, kicked):
+        c.emit("hello")
+    assert wait_until(lambda: len(conns) == 2)
+    leaving.close()
+    assert wait_until(lambda: reasons.get(leaving.sid) == "client_close")
+    conn = conns[kicked.sid]
+    assert conn.connected
+    assert conn.disconnect("go away") is True
+    assert kicked.expect_closed() == (4002, "go away")
+    assert wait_until(lambda: reasons.get(kicked.sid) == "server_disconnect")
+    assert not conn.connected
+    assert conn.disconnect() is False  # already gone
+    assert skyrelay_server.disconnect("no-such-sid") is False
+    assert skyrelay_server.connection_count == 0
+
+
+def test_server_join_leave_and_room_size(skyrelay_server, skyrelay_client):
+    a, b = skyrelay_client(), skyrelay_client()
+    assert skyrelay_server.join(a.sid, "x") and skyrelay_server.join(b.sid, "x")
+    assert skyrelay_server.room_size("x") == 2
+    assert skyrelay_server.join("no-such-sid", "x") is False
+    assert skyrelay_server.emit("e", "both", to="x") == 2
+    assert skyrelay_server.leave(b.sid, "x") is True
+    assert skyrelay_server.leave(b.sid, "x") is False
+    assert skyrelay_server.room_size("x") == 1
+    assert skyrelay_server.emit("e", "a only", to="x") == 1
+    assert [a.expect("e") for _ in range(2)] == ["both", "a only"]
+    assert b.expect("e") == "both"
+    b.expect_nothing(0.2, "event")
+    a.close()
+    assert wait_until(lambda: skyrelay_server.room_size("x") == 0)
+    assert skyrelay_server.rooms(a.sid) == []
+
+
+def test_emit_to_connections_and_mixed_lists(skyrelay_server, skyrelay_client):
+    conns = {}
+
+    @skyrelay_server.on("hello")
+    def hello(conn, data):
+        conns[data] = conn
+        return True
+
+    a, b, c = skyrelay_client(), skyrelay_client(), skyrelay_client()
+    for name, client in (("a", a), ("b", b), ("c", c)):
+        assert client.request("hello", name)
+    c.subscribe("room")
+    b.subscribe("room")
+    assert skyrelay_server.emit("e", "conn", to=conns["a"]) == 1
+    assert skyrelay_server.emit("e", "mixed", to=["room", conns["a"], b.sid]) == 3
+    assert skyrelay_server.emit("e", "skip conn", to="room", skip=conns["c"]) == 1
+    assert skyrelay_server.emit("e", "skip list", skip=[conns["a"], c.sid]) == 1
+    assert [a.expect("e") for _ in range(2)] == ["conn", "mixed"]
+    assert [b.expect("e") for _ in range(3)] == ["mixed", "skip conn", "skip list"]
+    assert [c.expect("e") for _ in range(1)] == ["mixed"]
+    for client in (a, b, c):
+        client.expect_nothing(0.1, "event")
+
+
+def test_emit_from_asyncio_tasks(skyrelay_server, skyrelay_client):
+    c = skyrelay_client()
+    c.subscribe("aio")
+
+    async def producer(k):
+        for i in range(50):
+            skyrelay_server.emit("t", [k, i], to="aio")
+            await asyncio.sleep(0)
+
+    async def main():
+        await asyncio.gather(*(asyncio.create_task(producer(k)) for k in range(4)))
+
+    asyncio.run(main())
+    got = [c.expect("t") for _ in range(200)]
+    for k in range(4):
+        assert [i for kk, i in got if kk == k] == list(range(50))
+    c.expect_nothing(0.1, "event")
+
+
+def test_emit_argument_errors(skyrelay_server):
+    with pytest.raises(ValueError):
+        skyrelay_server.emit("e", float("inf"))
+    with pytest.raises(ValueError):
+        skyrelay_server.emit("e", {"x": [float("nan")]})
+    with pytest.raises(ValueError):
+        skyrelay_server.emit("e", b"\xff\xfe")  # not UTF-8
+    with pytest.raises(ValueError):
+        skyrelay_server.emit("e", bytearray(b"[1, 2"))
+    assert skyrelay_server.emit("e", bytearray(b"[1, 2]")) == 0
+    assert skyrelay_server.emit("e", memoryview(b'"x"')) == 0
+
+
+def test_counters_move(skyrelay_server, skyrelay_client):
+    def value(sample):
+        return metric(skyrelay_server, sample)
+
+    @skyrelay_server.on("fail")
+    def fail(conn, data):
+        raise RuntimeError("boom")
+
+    c = skyrelay_client()
+    in0, out0 = value("skyrelay_messages_in_total"), value("skyrelay_messages_out_total")
+    bytes_in0 = value("skyrelay_bytes_in_total")
+    for _ in range(5):
+        c.ping()
+    assert value("skyrelay_messages_in_total") == in0 + 5
+    assert wait_until(lambda: value("skyrelay_messages_out_total") >= out0 + 5)
+    assert value("skyrelay_bytes_in_total") > bytes_in0
+    assert value('skyrelay_errors_total{code="bad_json"}') == 0
+    c.send("{oops")
+    c.expect_frame("error")
+    assert value('skyrelay_errors_total{code="bad_json"}') == 1
+    c.emit("nobody_listens")
+    c.expect_frame("error")
+    assert value('skyrelay_errors_total{code="unknown_event"}') == 1
+    with pytest.raises(skyrelay.testing.ResponseError):
+        c.request("fail")
+    assert value('skyrelay_errors_total{code="handler_error"}') == 1
+    c.close()
+    assert wait_until(lambda: value('skyrelay_disconnects_total{reason="client_close"}') == 1)
+    assert value("skyrelay_connections") == 0
+
+
+def test_health_tracks_connections(skyrelay_server, skyrelay_client):
+    clients = [skyrelay_client() for _ in range(3)]
+    clients[0].subscribe("a", "b")
+    health = json.loads(get(f"{skyrelay_server.http_url}/health")[2])
+    assert (health["connections"], health["rooms"]) == (3, 2)
+    assert skyrelay_server.health()["connections"] == 3
+    clients[0].close()
+    assert wait_until(lambda: skyrelay_server.health()["connections"] == 2
+                      and skyrelay_server.health()["rooms"] == 0)
+    health = json.loads(get(f"{skyrelay_server.http_url}/health")[2])
+    assert (health["status"], health["connections"], health["rooms"]) == ("ok", 2, 0)
+    assert skyrelay_server.connection_count == 2
+
+
+def raw_http(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        if not request.startswith(b"HEAD"):
+            while len(body) < length:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+        return int(lines[0].split()[1]), headers, body
+
+
+def test_static_content_types_head_and_escapes(tmp_path, skyrelay_server_factory):
+    root = tmp_path / "www"
+    (root / "sub").mkdir(parents=True)
+    (root / "style.css").write_text("body{}")
+    (root / "data.json").write_text("[1]")
+    (root / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (root / "sub" / "index.html").write_text("sub index")
+    (tmp_path / "secret.txt").write_text("secret")
+    (root / "link.txt").symlink_to(tmp_path / "secret.txt")
+    server = skyrelay_server_factory(static_dir=str(root))
+    base = server.http_url
+    for name, ctype in (("style.css", "text/css; charset=utf-8"),
+                        ("data.json", "application/json"), ("logo.png", "image/png")):
+        status, got_type, body = get(f"{base}/{name}")
+        assert (status, got_type, body) == (200, ctype, (root / name).read_bytes())
+    assert get(f"{base}/sub/") == (200, "text/html; charset=utf-8", b"sub index")
+    status, ctype, body = get(f"{base}/")  # no index.html at the root
+    assert (status, ctype) == (404, "application/json") and "error" in json.loads(body)
+    assert "error" in json.loads(get(f"{base}/nothing.html")[2])
+    status, headers, body = raw_http(server.port, b"HEAD /style.css HTTP/1.1\r\nHost: x\r\n"
+                                                  b"Connection: close\r\n\r\n")
+    assert (status, headers["content-length"], body) == (200, "6", b"")
+    for path in ("/../secret.txt", "/sub/../../secret.txt", "/%2e%2e/secret.txt",
+                 "/..%2fsecret.txt", "/sub/%2E%2E/%2E%2E/secret.txt", "/link.txt",
+                 "//etc/passwd", "/%00", "/%zz"):
+        status, _, body = raw_http(server.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n"
+                                                f"Connection: close\r\n\r\n".encode())
+        assert status in (400, 404), path
+        assert b"secret" not in body and b"root:" not in body, path

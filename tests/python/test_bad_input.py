@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import struct
+import threading
 
 import pytest
 
@@ -37,6 +39,25 @@ def check_bystander(server, client, n=20):
     ('{"type": "subscribe", "topic": "' + "t" * 257 + '"}', "bad_message"),
     ('{"type": "request", "event": "x"}', "bad_message"),
     ('{"type": "event", "event": 3}', "bad_message"),
+    ("", "bad_json"),
+    ("null", "bad_message"),
+    ('"subscribe"', "bad_message"),
+    ('{"type": 5}', "unknown_type"),
+    ('{"type": null}', "unknown_type"),
+    ('{"type": "subscribe"}', "bad_message"),
+    ('{"type": "subscribe", "topics": []}', "bad_message"),
+    ('{"type": "subscribe", "topics": "a"}', "bad_message"),
+    ('{"type": "subscribe", "topics": ["a", 2]}', "bad_message"),
+    ('{"type": "subscribe", "topics": [' + ",".join(['"t"'] * 65) + "]}", "bad_message"),
+    ('{"type": "subscribe", "topic": "a", "since": -1}', "bad_message"),
+    ('{"type": "subscribe", "topic": "a", "since": "3"}', "bad_message"),
+    ('{"type": "unsubscribe", "topic": null}', "bad_message"),
+    ('{"type": "ping", "id": {"x": 1}}', "bad_message"),
+    ('{"type": "ping", "id": 1.5}', "bad_message"),
+    ('{"type": "request", "id": "1"}', "bad_message"),
+    ('{"type": "request", "id": "1", "event": ""}', "bad_message"),
+    ('{"type": "event"}', "bad_message"),
+    ('{"type": "event", "event": ["x"]}', "bad_message"),
 ])
 def test_bad_messages_get_error_frames(skyrelay_server, skyrelay_client, bystander, text, code):
     c = skyrelay_client()
@@ -186,3 +207,172 @@ def test_refused_handshake_bodies(skyrelay_server_factory):
     assert raw.status == 101
     raw.close()
     conn.close()
+
+
+def test_error_ref_is_null_without_id_and_carries_integer_ids(skyrelay_server, skyrelay_client):
+    c = skyrelay_client()
+    c.send({"type": "subscribe", "topic": 5, "id": 12})
+    assert c.expect_frame("error")["ref"] == 12
+    c.send({"type": "request", "event": "x"})  # a request without an id
+    err = c.expect_frame("error")
+    assert (err["code"], err["ref"]) == ("bad_message", None)
+    c.send("nonsense")
+    assert c.expect_frame("error")["ref"] is None
+
+
+def test_rejected_subscribe_joins_nothing(skyrelay_server, skyrelay_client):
+    c = skyrelay_client()
+    c.send({"type": "subscribe", "topics": ["fine", ""]})
+    assert c.expect_frame("error")["code"] == "bad_message"
+    assert skyrelay_server.rooms(c.sid) == []
+    assert skyrelay_server.emit("e", 1, to="fine") == 0
+
+
+def test_longest_topic_is_accepted(skyrelay_server, skyrelay_client):
+    c = skyrelay_client()
+    topic = "t" * 256
+    assert c.subscribe(topic) == {"type": "subscribed", "topic": topic}
+    skyrelay_server.emit("e", 1, to=topic)
+    assert c.expect_event("e")["topic"] == topic
+
+
+def test_message_at_the_limit_passes_one_byte_more_closes(skyrelay_server_factory,
+                                                         skyrelay_client):
+    server = skyrelay_server_factory(max_message_size=1024)
+    calm = skyrelay_client(server)
+    calm.subscribe("calm")
+
+    def ping_of_size(n):
+        text = json.dumps({"type": "ping", "pad": ""})
+        return text.replace('""', '"' + "x" * (n - len(text)) + '"')
+
+    ok = skyrelay_client(server)
+    ok.send(ping_of_size(1024))
+    assert ok.expect_frame("pong")
+    big = skyrelay_client(server)
+    big.send(ping_of_size(1025))
+    code, _ = big.expect_closed()
+    assert code == 1009
+    big.expect_nothing(0.1, "pong")
+    assert ok.ping()
+    check_bystander(server, calm)
+
+
+def test_default_limit_is_64_kib(skyrelay_server, skyrelay_client, bystander):
+    c = skyrelay_client()
+    c.send(json.dumps({"type": "ping", "pad": "x" * (64 * 1024 - 40)}))
+    assert c.expect_frame("pong")
+    c.send("x" * (64 * 1024 + 1))
+    assert c.expect_closed()[0] == 1009
+    check_bystander(skyrelay_server, bystander)
+
+
+def test_fragments_count_towards_the_limit(skyrelay_server_factory, skyrelay_client):
+    server = skyrelay_server_factory(max_message_size=1024)
+    calm = skyrelay_client(server)
+    calm.subscribe("calm")
+    raw = RawClient(server.port)
+    try:
+        raw.send(frame(0x1, b'{"type":"ping","pad":"' + b"x" * 600, fin=False))
+        raw.send(frame(0x0, b"y" * 600 + b'"}'))
+        code, frames = raw.read_until_close()
+        assert code == 1009, frames
+    finally:
+        raw.close()
+    check_bystander(server, calm)
+
+
+def test_huge_declared_length_closes_before_any_payload(skyrelay_server, bystander):
+    raw = RawClient(skyrelay_server.port)
+    try:
+        # A header announcing 1 GiB and no payload: refused on the header alone.
+        raw.send(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 1 << 30) + b"\x00\x00\x00\x00")
+        code, _ = raw.read_until_close()
+        assert code == 1009
+    finally:
+        raw.close()
+    check_bystander(skyrelay_server, bystander)
+
+
+def test_fragmented_text_is_reassembled(skyrelay_server):
+    raw = RawClient(skyrelay_server.port)
+    try:
+        assert json.loads(raw.read_frame()[1])["type"] == "welcome"
+        raw.send(frame(0x1, b'{"type":"pi', fin=False))
+        raw.send(frame(0x9, b"mid"))  # a control frame may come between fragments
+        raw.send(frame(0x0, b'ng","id":', fin=False))
+        raw.send(frame(0x0, b'"frag"}'))
+        got = [raw.read_frame() for _ in range(2)]
+        assert got[0] == (0xA, b"mid")
+        pong = json.loads(got[1][1])
+        assert (pong["type"], pong["id"]) == ("pong", "frag")
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("name, frames, code", [
+    ("invalid utf-8 across fragments",
+     [frame(0x1, b'"\xe2\x82', fin=False), frame(0x0, b'\x28"')], 1007),
+    ("close reason not utf-8", [frame(0x8, struct.pack("!H", 1000) + b"\xff")], 1007),
+    ("close payload of one byte", [frame(0x8, b"\x03")], 1002),
+    ("reserved close code", [frame(0x8, struct.pack("!H", 1005))], 1002),
+    ("control frame too long", [frame(0x9, b"p" * 126)], 1002),
+    ("new message inside a fragmented one",
+     [frame(0x1, b"{", fin=False), frame(0x1, b"}")], 1002),
+    ("non-minimal length", [bytes([0x81, 0x80 | 126, 0, 5]) + b"\x00" * 4 + b"hello"], 1002),
+])
+def test_more_framing_violations(skyrelay_server, bystander, name, frames, code):
+    raw = RawClient(skyrelay_server.port)
+    try:
+        for f in frames:
+            raw.send(f)
+        got, seen = raw.read_until_close()
+        assert got == code, (name, seen)
+    finally:
+        raw.close()
+    check_bystander(skyrelay_server, bystander)
+
+
+def test_close_codes_map_to_disconnect_reasons(skyrelay_server):
+    reasons = {}
+    done = threading.Event()
+
+    @skyrelay_server.on_disconnect
+    def gone(conn, reason):
+        reasons[conn.sid] = reason
+        if len(reasons) == 3:
+            done.set()
+
+    sids = []
+    for data, expected in ((b"x" * (64 * 1024 + 1), 1009), (b"\xc0\xaf", 1007),
+                           (b"", 1002)):
+        raw = RawClient(skyrelay_server.port)
+        sids.append(json.loads(raw.read_frame()[1])["sid"])
+        raw.send(frame(0x1, data, masked=expected != 1002))
+        assert raw.read_until_close()[0] == expected
+        raw.close()  # the server then ends the connection, keeping the reason it gave
+    assert done.wait(10), reasons
+    assert [reasons[sid] for sid in sids] == [
+        "message_too_big", "protocol_error", "protocol_error"]
+
+
+@pytest.mark.parametrize("path", ["/ws/%ZZ", "/ws/bad%0", "/ws/%00", "/ws/" + "t" * 257])
+def test_bad_topic_in_path_is_400(skyrelay_server, path):
+    status, _, body = http_request(skyrelay_server.port, upgrade_request(path=path))
+    assert status == 400 and json.loads(body)["error"] == "bad_topic"
+
+
+def test_more_http_errors(skyrelay_server, bystander):
+    port = skyrelay_server.port
+    status, _, body = http_request(port, b"GET /no/such/page HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 404 and json.loads(body)["error"] == "not_found"
+    status, _, body = http_request(port, upgrade_request(key="short"))
+    assert status == 400 and json.loads(body)["error"] == "bad_handshake"
+    big = upgrade_request().replace(b"\r\n\r\n", b"\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n")
+    status, _, body = http_request(port, big)
+    assert status == 431 and "error" in json.loads(body)
+    status, _, body = http_request(port, b"DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 405 and "error" in json.loads(body)
+    status, _, body = http_request(port, b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n")
+    assert status == 400 and "error" in json.loads(body)
+    check_bystander(skyrelay_server, bystander)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 
 import pytest
 
@@ -146,3 +147,178 @@ def test_event_frames_topic_seq_and_ts(skyrelay_server, skyrelay_client):
         f = c.expect_event(name)
         assert "topic" not in f and "seq" not in f, f
     c.expect_nothing(0.2, "event")  # "multi" arrived once although c is in both rooms
+
+
+def test_single_topic_forms_echo_ids_and_are_idempotent(skyrelay_server, skyrelay_client):
+    c = skyrelay_client()
+    c.send({"type": "subscribe", "topic": "A", "id": "s-1"})
+    assert c.expect_frame("subscribed") == {"type": "subscribed", "topic": "A", "id": "s-1"}
+    c.send({"type": "subscribe", "topic": "A", "id": 2})  # again: still one membership
+    assert c.expect_frame("subscribed") == {"type": "subscribed", "topic": "A", "id": 2}
+    assert skyrelay_server.room_size("A") == 1
+    assert skyrelay_server.emit("once", "x", to="A") == 1
+    assert c.expect("once") == "x"
+    c.expect_nothing(0.2, "event")
+    c.send({"type": "unsubscribe", "topic": "A", "id": "u-1"})
+    assert c.expect_frame("unsubscribed") == {"type": "unsubscribed", "topic": "A", "id": "u-1"}
+    assert skyrelay_server.room_size("A") == 0
+    assert skyrelay_server.emit("gone", "x", to="A") == 0
+    assert c.ping()["type"] == "pong"
+    c.expect_nothing(0.2, "event")
+
+
+def test_subscribe_with_since_is_accepted(skyrelay_server, skyrelay_client):
+    c = skyrelay_client()
+    assert c.subscribe("hist", since=0) == {"type": "subscribed", "topic": "hist"}
+    skyrelay_server.emit("after", 1, to="hist")
+    assert c.expect("after") == 1
+
+
+def test_events_stop_after_unsubscribe_but_other_members_keep_them(skyrelay_server,
+                                                                   skyrelay_client):
+    leaver, stayer = skyrelay_client(), skyrelay_client()
+    leaver.subscribe("feed")
+    stayer.subscribe("feed")
+    for i in range(3):
+        skyrelay_server.emit("f", i, to="feed")
+    assert [leaver.expect("f") for _ in range(3)] == [0, 1, 2]
+    leaver.unsubscribe("feed")
+    for i in range(3, 6):
+        skyrelay_server.emit("f", i, to="feed")
+    assert [stayer.expect("f") for _ in range(6)] == list(range(6))
+    assert leaver.ping()["type"] == "pong"  # sent after the emits, answered after them too
+    leaver.expect_nothing(0.2, "event")
+
+
+def test_pong_ts_is_iso8601_utc(skyrelay_server, skyrelay_client):
+    c = skyrelay_client()
+    ts = c.ping()["ts"]
+    # e.g. 2026-11-22T13:15:25.249Z: date, "T", time with milliseconds, "Z".
+    date, _, clock = ts.partition("T")
+    assert len(date) == 10 and clock.endswith("Z") and len(clock) == len("13:15:25.249Z"), ts
+    assert iso(ts).tzinfo == datetime.timezone.utc
+
+
+def test_handler_gets_connection_and_data_in_arrival_order(skyrelay_server, skyrelay_client):
+    got = []
+
+    @skyrelay_server.on("n")
+    def n(conn, data):
+        got.append((conn.sid, data))
+
+    @skyrelay_server.on("done")
+    def done(conn, data):
+        return len(got)
+
+    a, b = skyrelay_client(), skyrelay_client()
+    for i in range(20):
+        a.emit("n", i)
+    b.emit("n", None)  # "data" omitted or null both arrive as None
+    b.send({"type": "event", "event": "n"})
+    assert a.request("done") >= 20
+    assert b.request("done") == 22
+    assert [d for sid, d in got if sid == a.sid] == list(range(20))
+    assert [d for sid, d in got if sid == b.sid] == [None, None]
+
+
+def test_handler_sees_the_same_connection_object_each_time(skyrelay_server, skyrelay_client):
+    conns = []
+
+    @skyrelay_server.on("who")
+    def who(conn, data):
+        conns.append(conn)
+        conn.state["calls"] = conn.state.get("calls", 0) + 1
+        return conn.state["calls"]
+
+    c = skyrelay_client()
+    assert [c.request("who") for _ in range(3)] == [1, 2, 3]
+    assert conns[0] is conns[1] is conns[2]
+    assert conns[0].sid == c.sid
+
+
+def test_event_handler_errors_send_nothing_and_keep_the_connection(skyrelay_server,
+                                                                   skyrelay_client):
+    @skyrelay_server.on("boom")
+    def boom(conn, data):
+        raise RuntimeError("ignored for plain events")
+
+    c = skyrelay_client()
+    c.emit("boom", 1)
+    assert c.ping()["type"] == "pong"
+    c.expect_nothing(0.2)
+
+
+def test_request_ids_and_errors_in_responses(skyrelay_server, skyrelay_client):
+    @skyrelay_server.on("refuse")
+    def refuse(conn, data):
+        raise skyrelay.RequestError("out_of_range", f"azimuth {data} is out of range")
+
+    c = skyrelay_client()
+    c.send({"type": "request", "id": "r-7", "event": "refuse", "data": 400})
+    assert c.expect_frame("response") == {
+        "type": "response", "id": "r-7", "ok": False,
+        "error": {"code": "out_of_range", "message": "azimuth 400 is out of range"}}
+    c.send({"type": "request", "id": 8, "event": "missing"})
+    frame = c.expect_frame("response")
+    assert frame["id"] == 8 and frame["ok"] is False
+    assert frame["error"]["code"] == "unknown_event" and "missing" in frame["error"]["message"]
+    c.expect_nothing(0.2, "error")  # a failed request gets a response, not an error frame
+
+
+def test_unknown_event_error_frame_has_null_ref(skyrelay_server, skyrelay_client):
+    c = skyrelay_client()
+    c.emit("nobody_listens", {})
+    err = c.expect_frame("error")
+    assert err["code"] == "unknown_event"
+    assert err["ref"] is None
+    assert "nobody_listens" in err["message"]
+
+
+@pytest.mark.parametrize("path, topic", [
+    ("/ws/plain", "plain"),
+    ("/ws/caf%C3%A9", "café"),
+    ("/ws/a%2Fb", "a/b"),
+    ("/ws/sat%3Aiss?x=1", "sat:iss"),
+])
+def test_path_topics_are_percent_decoded(skyrelay_server, skyrelay_client, path, topic):
+    c = skyrelay_client(path=path)
+    assert c.expect_frame("subscribed") == {"type": "subscribed", "topic": topic}
+    assert skyrelay_server.rooms(c.sid) == [topic]
+    skyrelay_server.emit("hi", topic, to=topic)
+    assert c.expect_event("hi")["topic"] == topic
+
+
+def test_path_topic_subscribed_follows_welcome(skyrelay_server):
+    from wsraw import RawClient
+
+    raw = RawClient(skyrelay_server.port, "/ws/first")
+    try:
+        frames = [raw.read_frame() for _ in range(2)]
+        assert [json.loads(f[1])["type"] for f in frames] == ["welcome", "subscribed"]
+    finally:
+        raw.close()
+
+
+def test_seq_is_per_room_and_shared_by_members(skyrelay_server, skyrelay_client):
+    a, b = skyrelay_client(), skyrelay_client()
+    a.subscribe("r1", "r2")
+    b.subscribe("r1")
+    for room in ("r1", "r1", "r2", "r1", "r2"):
+        skyrelay_server.emit("tick", room, to=room)
+    skyrelay_server.emit("tick", "list-of-one", to=["r2"])
+    got = [a.expect_event("tick") for _ in range(6)]
+    assert [(f["topic"], f["seq"]) for f in got] == [
+        ("r1", 1), ("r1", 2), ("r2", 1), ("r1", 3), ("r2", 2), ("r2", 3)]
+    assert [(f["topic"], f["seq"]) for f in (b.expect_event("tick") for _ in range(3))] == [
+        ("r1", 1), ("r1", 2), ("r1", 3)]
+
+
+def test_event_ts_is_the_publish_time_in_utc(skyrelay_server, skyrelay_client):
+    c = skyrelay_client()
+    before = datetime.datetime.now(datetime.timezone.utc)
+    skyrelay_server.emit("now", None)
+    after = datetime.datetime.now(datetime.timezone.utc)
+    ts = iso(c.expect_event("now")["ts"])
+    # Millisecond resolution: allow for the truncation, and for clock granularity.
+    slack = datetime.timedelta(milliseconds=50)
+    assert before - slack <= ts <= after + slack
