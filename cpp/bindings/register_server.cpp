@@ -78,6 +78,7 @@ class py_server {
     get("cors_allowed_origins", cfg.cors_allowed_origins);
     get("cors_credentials", cfg.cors_credentials);
     get("eio_cookie", cfg.eio_cookie);
+    get("engineio_echo_path", cfg.engineio_echo_path);
 
     app_hooks hooks;
     if (!on_connect.is_none()) {

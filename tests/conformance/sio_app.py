@@ -4,7 +4,8 @@ socket.io-protocol test suite expects (see docs/socketio.md, "Conformance").
     .venv/bin/python tests/conformance/sio_app.py --port 3000
 
 Timers as the suite requires (pingInterval 300 ms, pingTimeout 200 ms, connectTimeout 1 s),
-connection state recovery off, and the suite's handlers on "/" and "/custom".
+connection state recovery off, and the suite's handlers on "/" and "/custom". The raw
+Engine.IO echo endpoint at /engine.io/ serves the engine.io-protocol suite.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import skyrelay
 
 def build(port: int) -> skyrelay.Server:
     server = skyrelay.Server("127.0.0.1", port, ping_interval=0.3, ping_timeout=0.2,
-                             connect_timeout=1.0, namespaces=["/", "/custom"])
+                             connect_timeout=1.0, namespaces=["/", "/custom"],
+                             engineio_echo_path="/engine.io/")
 
     @server.on("connect")
     def on_connect(conn):

@@ -72,14 +72,16 @@ void sio_socket::mark_closed() {
 eio_session::eio_session(server& srv, asio::io_context& ctx, std::string sid, transport t,
                          std::string remote,
                          std::vector<std::pair<std::string, std::string>> headers,
-                         std::string query)
+                         std::string query, bool echo)
     : server_(srv),
       sid_(std::move(sid)),
       remote_(std::move(remote)),
       headers_(std::move(headers)),
       query_(std::move(query)),
+      echo_(echo),
       ping_timer_(ctx),
       connect_timer_(ctx),
+      upgrade_timer_(ctx),
       transport_(t) {}
 
 eio_session::~eio_session() = default;
@@ -93,6 +95,7 @@ std::string eio_session::open_packet() const {
 
 void eio_session::start() {
   arm_ping(server_.config().eio_ping_interval);
+  if (echo_) return;  // no Socket.IO CONNECT is expected
   connect_timer_.expires_after(server_.config().sio_connect_timeout);
   connect_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (ec) return;
@@ -127,6 +130,10 @@ void eio_session::on_ping_timer() {
     close(disconnect_reason::heartbeat_timeout);
     return;
   }
+  {
+    std::lock_guard lock(mu_);
+    pong_deadline_ = std::chrono::steady_clock::now() + server_.config().eio_ping_timeout;
+  }
   send(text_packet("2"));
   arm_ping(server_.config().eio_ping_timeout);
 }
@@ -154,10 +161,13 @@ std::optional<std::string> eio_session::take_polling_body_locked() {
 void eio_session::poll(reply_fn reply) {
   reply_fn previous;
   std::optional<std::string> body;
-  bool duplicate = false, dead = false;
+  bool duplicate = false, dead = false, expired = false, hold = false;
   {
     std::lock_guard lock(mu_);
-    if (closed_ || transport_ != transport::polling) {
+    // A poll that comes after the pong deadline finds the session dead, even when the timer
+    // that closes it has not run yet.
+    expired = !closed_ && awaiting_pong_ && std::chrono::steady_clock::now() >= pong_deadline_;
+    if (expired || closed_ || transport_ != transport::polling) {
       dead = true;
     } else if (lingering_) {
       body = "6";  // the session is closing: release this poll, then end it
@@ -166,18 +176,35 @@ void eio_session::poll(reply_fn reply) {
       previous = std::move(parked_);
       parked_ = nullptr;
     } else if (upgrading_) {
-      body = "6";  // release the poll so the client can finish the upgrade
+      // Mid-upgrade: the client's "5" may be in flight on the WebSocket (another connection,
+      // maybe another thread). Hold the poll briefly: if the upgrade completes it gets 400 like
+      // any poll after an upgrade, else a noop.
+      parked_ = std::move(reply);
+      hold = true;
     } else {
       body = take_polling_body_locked();
       if (!body) parked_ = std::move(reply);
     }
   }
-  if (dead) return reply(400, eio::error_body(eio::error_code::unknown_sid));
+  if (dead) {
+    reply(400, eio::error_body(eio::error_code::unknown_sid));
+    if (expired) close(disconnect_reason::heartbeat_timeout);
+    return;
+  }
   if (duplicate) {
     // Two GETs at once break the protocol: end the session.
     previous(200, "1");
     reply(400, eio::error_body(eio::error_code::bad_request));
     close(disconnect_reason::protocol_error);
+    return;
+  }
+  if (hold) {
+    asio::post(upgrade_timer_.get_executor(), [self = shared_from_this()] {
+      self->upgrade_timer_.expires_after(std::chrono::milliseconds(50));
+      self->upgrade_timer_.async_wait([self](boost::system::error_code ec) {
+        if (!ec) self->release_parked("6");
+      });
+    });
     return;
   }
   if (body) reply(200, std::move(*body));
@@ -234,31 +261,37 @@ void eio_session::attach_probe(std::shared_ptr<ws_session> ws) {
                         disconnect_reason::protocol_error);
 }
 
-void eio_session::on_ws_text(std::string_view text) {
+bool eio_session::ours(const ws_session& ws) const {
+  std::lock_guard lock(mu_);
+  return ws_.get() == &ws || probe_.get() == &ws;
+}
+
+void eio_session::on_ws_text(ws_session& from, std::string_view text) {
+  if (!ours(from)) return;
   auto p = eio::decode_text(text);
   if (!p) {
     close(disconnect_reason::protocol_error);
     return;
   }
-  on_packet(*p, nullptr);
+  on_packet(*p, &from);
 }
 
-void eio_session::on_ws_binary(std::string_view bytes) {
-  on_packet(eio::packet{eio::packet_type::message, true, std::string(bytes)}, nullptr);
+void eio_session::on_ws_binary(ws_session& from, std::string_view bytes) {
+  if (!ours(from)) return;
+  on_packet(eio::packet{eio::packet_type::message, true, std::string(bytes)}, &from);
 }
 
-void eio_session::on_ws_closed(disconnect_reason why) {
-  bool was_probe = false;
+void eio_session::on_ws_closed(ws_session& from, disconnect_reason why) {
   {
     std::lock_guard lock(mu_);
-    // A failed probe leaves the polling transport in place.
-    if (probe_ && (!ws_ || transport_ == transport::polling)) {
+    if (probe_.get() == &from) {  // a failed upgrade leaves the polling transport in place
       probe_.reset();
       upgrading_ = false;
-      was_probe = true;
+      return;
     }
+    if (ws_.get() != &from) return;  // a refused duplicate
   }
-  if (!was_probe) close(why);
+  close(why);
 }
 
 // Packets --------------------------------------------------------------------------------
@@ -303,11 +336,24 @@ void eio_session::on_packet(const eio::packet& p, ws_session*) {
         queue_bytes_ = 0;
         ws = ws_;
       }
-      release_parked("6");
+      {
+        // A poll held during the upgrade is now a poll after it.
+        reply_fn held;
+        {
+          std::lock_guard lock(mu_);
+          held = std::move(parked_);
+          parked_ = nullptr;
+        }
+        if (held) held(400, eio::error_body(eio::error_code::unknown_sid));
+      }
       for (auto& f : rest) ws->deliver(f, overflow_policy::disconnect);
       return;
     }
     case eio::packet_type::message:
+      if (echo_) {
+        send(p.binary ? make_message(p.data, 2) : text_packet("4" + p.data));
+        return;
+      }
       if (p.binary) {
         on_sio_binary(p.data);
       } else {
@@ -570,6 +616,7 @@ void eio_session::close(disconnect_reason why) {
   asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
     self->ping_timer_.cancel();
     self->connect_timer_.cancel();
+    self->upgrade_timer_.cancel();
   });
   if (parked) parked(200, "6");  // release a waiting poll; its next request gets 400
   const bool by_client = why == disconnect_reason::client_close;

@@ -110,6 +110,11 @@ class http_session : public std::enable_shared_from_this<http_session> {
         path == std::string_view(server_.config().socketio_path).substr(
                     0, server_.config().socketio_path.size() - 1))
       return engineio(std::move(req), query);
+    if (!server_.config().engineio_echo_path.empty() &&
+        (path == server_.config().engineio_echo_path ||
+         path == std::string_view(server_.config().engineio_echo_path)
+                     .substr(0, server_.config().engineio_echo_path.size() - 1)))
+      return engineio(std::move(req), query, true);
     m.add(m.local().http_requests);
     if (beast::websocket::is_upgrade(req))
       return send_error(http::status::not_found, "not_found", "no WebSocket endpoint here",
@@ -172,7 +177,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
   }
 
   // Engine.IO v4 (Socket.IO's transport): handshake, polling GET/POST, WebSocket and upgrade.
-  void engineio(request req, std::string_view query) {
+  void engineio(request req, std::string_view query, bool echo = false) {
     auto& m = server_.get_metrics();
     const bool keep = req.keep_alive();
     const auto cors = cors_headers(req);
@@ -235,7 +240,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
       }
       session = std::make_shared<eio_session>(server_, ctx, new_sid(),
                                               eio_session::transport::websocket, remote,
-                                              header_list(req), std::string(query));
+                                              header_list(req), std::string(query), echo);
       server_.register_eio(session);
       session->attach_websocket(ws);
       ws->start_with(session, session->open_packet());
@@ -272,7 +277,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
       auto session = std::make_shared<eio_session>(server_, ctx, new_sid(),
                                                    eio_session::transport::polling,
                                                    remote_of(stream_.socket()), header_list(req),
-                                                   std::string(query));
+                                                   std::string(query), echo);
       server_.register_eio(session);
       session->start();
       return reply(200, session->open_packet());

@@ -209,7 +209,7 @@ bool ws_session::on_frame(const ws::inbound& in) {
       if (has_handler_) {
         auto& m = server_.get_metrics();
         m.add(m.local().messages_in);
-        if (auto h = handler_.lock()) h->on_ws_text(in.payload);
+        if (auto h = handler_.lock()) h->on_ws_text(*this, in.payload);
       } else {
         on_text(in.payload);
       }
@@ -218,7 +218,7 @@ bool ws_session::on_frame(const ws::inbound& in) {
       if (state_ == state::open && has_handler_) {
         auto& m = server_.get_metrics();
         m.add(m.local().messages_in);
-        if (auto h = handler_.lock()) h->on_ws_binary(in.payload);
+        if (auto h = handler_.lock()) h->on_ws_binary(*this, in.payload);
         return state_ != state::closed;
       }
       if (state_ == state::open) {
@@ -443,7 +443,7 @@ void ws_session::finish(disconnect_reason why) {
   m.add(m.local().connections_closed);
   m.disconnect(why);
   if (has_handler_) {
-    if (auto h = handler_.lock()) h->on_ws_closed(why);
+    if (auto h = handler_.lock()) h->on_ws_closed(*this, why);
     return;
   }
   if (server_.hooks().on_disconnect) {

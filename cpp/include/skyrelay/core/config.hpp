@@ -38,6 +38,9 @@ struct server_config {
   std::vector<std::string> cors_allowed_origins;
   bool cors_credentials{true};  // echo the exact origin and allow credentials
   std::string eio_cookie;       // name of the sticky-session cookie ("io"); empty: none
+  // Test-only: a raw Engine.IO endpoint that echoes every message (the official Engine.IO
+  // conformance suite needs one). Empty: none.
+  std::string engineio_echo_path;
 };
 
 }  // namespace skyrelay

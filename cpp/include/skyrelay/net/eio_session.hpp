@@ -61,7 +61,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
 
   eio_session(server& srv, asio::io_context& ctx, std::string sid, transport t,
               std::string remote, std::vector<std::pair<std::string, std::string>> headers,
-              std::string query);
+              std::string query, bool echo = false);
   ~eio_session() override;
 
   const std::string& sid() const noexcept { return sid_; }
@@ -89,12 +89,14 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   std::shared_ptr<sio_socket> forget_socket(const std::string& nsp);
 
   // ws_handler
-  void on_ws_text(std::string_view text) override;
-  void on_ws_binary(std::string_view bytes) override;
-  void on_ws_closed(disconnect_reason why) override;
+  void on_ws_text(ws_session& from, std::string_view text) override;
+  void on_ws_binary(ws_session& from, std::string_view bytes) override;
+  void on_ws_closed(ws_session& from, disconnect_reason why) override;
 
  private:
   void on_packet(const eio::packet& p, ws_session* via);
+  // Whether `ws` is this session's transport or its upgrade probe (not a refused duplicate).
+  bool ours(const ws_session& ws) const;
   void on_sio_text(std::string_view text);
   void on_sio_binary(std::string_view bytes);
   void dispatch(const sio::packet& p, std::vector<std::string> attachments);
@@ -112,8 +114,10 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   const std::string remote_;
   const std::vector<std::pair<std::string, std::string>> headers_;
   const std::string query_;
+  const bool echo_;  // a raw Engine.IO echo session (conformance testing), no Socket.IO
   asio::steady_timer ping_timer_;
   asio::steady_timer connect_timer_;
+  asio::steady_timer upgrade_timer_;  // holds a poll that arrives mid-upgrade
 
   mutable std::mutex mu_;
   transport transport_;
@@ -125,7 +129,8 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   reply_fn parked_;              // polling: a GET waiting for packets
   bool closed_{false};
   bool awaiting_pong_{false};
-  bool lingering_{false};  // polling: closed by a POSTed close packet, waiting for a GET
+  bool lingering_{false};
+  std::chrono::steady_clock::time_point pong_deadline_{};  // polling: closed by a POSTed close packet, waiting for a GET
   std::map<std::string, std::shared_ptr<sio_socket>> sockets_;  // by namespace
   std::optional<sio::packet> partial_;  // a binary packet waiting for its attachments
   std::vector<std::string> attachments_;

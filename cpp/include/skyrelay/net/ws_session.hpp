@@ -21,16 +21,19 @@
 namespace skyrelay {
 
 class server;
+class ws_session;
 
 // Takes over a ws_session's messages for another protocol on top of WebSocket (Engine.IO).
 // Every call comes from the session's own executor.
 class ws_handler {
  public:
   virtual ~ws_handler() = default;
-  virtual void on_ws_text(std::string_view text) = 0;
-  virtual void on_ws_binary(std::string_view bytes) = 0;
+  // `from` tells which session spoke: one handler may see several (an upgrade probe, a
+  // refused duplicate).
+  virtual void on_ws_text(ws_session& from, std::string_view text) = 0;
+  virtual void on_ws_binary(ws_session& from, std::string_view bytes) = 0;
   // The session ended (after its close handshake, or abruptly).
-  virtual void on_ws_closed(disconnect_reason why) = 0;
+  virtual void on_ws_closed(ws_session& from, disconnect_reason why) = 0;
 };
 
 class ws_session : public subscriber, public std::enable_shared_from_this<ws_session> {
