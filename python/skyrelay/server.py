@@ -463,8 +463,8 @@ class Server:
 
     def _require_core(self) -> _core.Server:
         core = self._core
-        if core is None:
-            raise RuntimeError("the server is not started; call start() first")
+        if core is None or not core.running:
+            raise RuntimeError("the server is not running; call start() first")
         return core
 
     def _has_connection(self, sid: str) -> bool:

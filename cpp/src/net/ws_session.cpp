@@ -372,7 +372,9 @@ void ws_session::on_write(boost::system::error_code ec, std::size_t bytes) {
     finish(state_ == state::closing ? close_reason_ : disconnect_reason::transport_error);
     return;
   }
-  if (refused_ || (close_sent_ && close_received_)) {
+  // After a framing error nothing the peer sends can be trusted, its close frame included:
+  // end the connection as soon as our close frame is out (RFC 6455 7.1.7).
+  if (refused_ || (close_sent_ && (close_received_ || read_broken_))) {
     finish(close_reason_);
     return;
   }
