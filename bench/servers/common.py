@@ -53,6 +53,26 @@ def paced(rate: float, seconds: float):
             time.sleep(delay)
 
 
+def wait_for_clients(count, wanted: int, timeout: float) -> None:
+    """Blocks until ``count()`` reaches ``wanted`` (exits with an error after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while count() < wanted:
+        if time.monotonic() > deadline:
+            fail(f"only {count()} of {wanted} clients connected")
+        time.sleep(0.05)
+
+
+async def await_clients(count, wanted: int, timeout: float) -> None:
+    """The asyncio form of wait_for_clients."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while count() < wanted:
+        if time.monotonic() > deadline:
+            fail(f"only {count()} of {wanted} clients connected")
+        await asyncio.sleep(0.05)
+
+
 def fail(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
     sys.exit(1)

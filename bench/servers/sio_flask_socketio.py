@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-
 from flask import Flask
 from flask_socketio import SocketIO
 
-from common import announce, fail, parse_args, paced, payload
+from common import announce, parse_args, paced, payload, wait_for_clients
 
 args = parse_args()
 app = Flask(__name__)
@@ -27,11 +25,7 @@ def connect(auth=None):
 
 
 def publisher():
-    deadline = time.monotonic() + args.connect_timeout
-    while len(connected) < args.clients:
-        if time.monotonic() > deadline:
-            fail(f"only {len(connected)} clients connected")
-        time.sleep(0.05)
+    wait_for_clients(lambda: len(connected), args.clients, args.connect_timeout)
     announce("PUBLISHING")
     seq = 0
     for n in paced(args.rate, args.seconds):

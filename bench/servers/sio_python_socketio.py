@@ -9,7 +9,7 @@ import time
 import socketio
 import uvicorn
 
-from common import announce, fail, parse_args, payload
+from common import announce, await_clients, parse_args, payload
 
 args = parse_args()
 sio = socketio.AsyncServer(async_mode="asgi", ping_interval=25, ping_timeout=20)
@@ -27,11 +27,7 @@ async def disconnect(sid, reason=None):
 
 
 async def publisher(server: uvicorn.Server):
-    deadline = time.monotonic() + args.connect_timeout
-    while len(connected) < args.clients:
-        if time.monotonic() > deadline:
-            fail(f"only {len(connected)} clients connected")
-        await asyncio.sleep(0.05)
+    await await_clients(lambda: len(connected), args.clients, args.connect_timeout)
     announce("PUBLISHING")
     start, seq = time.monotonic(), 0
     while (elapsed := time.monotonic() - start) < args.seconds:

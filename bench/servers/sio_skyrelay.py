@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import skyrelay
-from common import announce, fail, parse_args, paced, payload
+from common import announce, parse_args, paced, payload, wait_for_clients
 
 args = parse_args()
 server = skyrelay.Server("127.0.0.1", args.port, io_threads=1)
 server.start()
-deadline = time.monotonic() + args.connect_timeout
-while server.connection_count < args.clients:
-    if time.monotonic() > deadline:
-        fail(f"only {server.connection_count} clients connected")
-    time.sleep(0.05)
+wait_for_clients(lambda: server.connection_count, args.clients, args.connect_timeout)
 announce("PUBLISHING")
 seq = 0
 for n in paced(args.rate, args.seconds):

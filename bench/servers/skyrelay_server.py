@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 import skyrelay
-from common import announce, fail, parse_args, paced, payload
+from common import announce, parse_args, paced, payload, wait_for_clients
 
 args = parse_args()
 server = skyrelay.Server("127.0.0.1", args.port, io_threads=1)
@@ -13,11 +11,7 @@ server.start()
 # A benchmark topic is a volatile stream: under overload drop stale frames (counted) rather than
 # disconnect subscribers, so the run measures sustained delivery.
 server.set_room_policy("bench", "drop_oldest")
-deadline = time.monotonic() + args.connect_timeout
-while server.room_size("bench") < args.clients:
-    if time.monotonic() > deadline:
-        fail(f"only {server.room_size('bench')} clients subscribed")
-    time.sleep(0.05)
+wait_for_clients(lambda: server.room_size("bench"), args.clients, args.connect_timeout)
 announce("PUBLISHING")
 seq = 0
 for n in paced(args.rate, args.seconds):

@@ -7,7 +7,7 @@ import time
 
 from websockets.asyncio.server import broadcast, serve
 
-from common import announce, fail, parse_args, payload
+from common import announce, await_clients, parse_args, payload
 
 args = parse_args()
 clients: set = set()
@@ -22,11 +22,7 @@ async def handler(ws):
 
 
 async def publisher():
-    deadline = time.monotonic() + args.connect_timeout
-    while len(clients) < args.clients:
-        if time.monotonic() > deadline:
-            fail(f"only {len(clients)} clients connected")
-        await asyncio.sleep(0.05)
+    await await_clients(lambda: len(clients), args.clients, args.connect_timeout)
     announce("PUBLISHING")
     start = time.monotonic()
     seq = 0
