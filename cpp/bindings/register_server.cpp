@@ -79,6 +79,7 @@ class py_server {
     get("cors_credentials", cfg.cors_credentials);
     get("eio_cookie", cfg.eio_cookie);
     get("engineio_echo_path", cfg.engineio_echo_path);
+    get_ms("sio_recovery_window_ms", cfg.sio_recovery_window);
 
     app_hooks hooks;
     if (!on_connect.is_none()) {

@@ -180,6 +180,7 @@ class Server:
         cookie: str | bool | None = None,
         wsgi_app: Callable[..., Any] | None = None,
         engineio_echo_path: str = "",
+        recovery_window: float = 0.0,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -210,6 +211,8 @@ class Server:
             "eio_cookie": "io" if cookie is True else (cookie or ""),
             # Test-only: a raw Engine.IO echo endpoint for the official conformance suite.
             "engineio_echo_path": engineio_echo_path,
+            # Socket.IO connection state recovery (seconds a dropped socket waits; 0: off).
+            "sio_recovery_window_ms": int(round(recovery_window * 1000)),
         }
         self.socketio_path = self._options["socketio_path"]
         self._namespaces = [namespaces] if isinstance(namespaces, str) else \

@@ -4,10 +4,29 @@ standard input closes (so it never outlives the test process that started it).""
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 import skyrelay
 
-server = skyrelay.Server("127.0.0.1", 0, namespaces=["/", "/admin"])
+# --recovery: connection state recovery on (a dropped client comes back to the same socket).
+RECOVERY = "--recovery" in sys.argv
+server = skyrelay.Server("127.0.0.1", 0, namespaces=["/", "/admin"],
+                         recovery_window=5.0 if RECOVERY else 0.0)
+
+
+@server.on("join_ticks")
+def join_ticks(conn, count):
+    """Joins "ticks" and starts publishing `count` numbered ticks there, one per 20 ms."""
+    conn.join("ticks")
+
+    def publish():
+        for n in range(count):
+            server.emit("tick", {"n": n}, to="ticks")
+            time.sleep(0.02)
+
+    threading.Thread(target=publish, daemon=True).start()
+    return "started"
 
 
 @server.on("connect")

@@ -168,6 +168,7 @@ void hub::set_room_policy(const std::string& room, std::optional<overflow_policy
 std::size_t hub::publish(const publication& p) {
   publish_meta meta;
   meta.publish_ns = steady_ns();
+  meta.id = next_id();
   meta.ts = utc_now_iso8601();
 
   // Snapshot recipients: one shared_ptr copy per target under its shard's lock.

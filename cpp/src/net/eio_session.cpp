@@ -15,9 +15,40 @@ frame_ptr text_packet(std::string text) { return make_message(std::move(text), 1
 
 // ---- sio_socket -------------------------------------------------------------------------
 
-sio_socket::sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_session> session)
+sio_socket::sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_session> session,
+                       std::size_t recovery_frames)
     : subscriber(std::move(sid), wire_format::socketio, std::move(nsp)),
-      session_(std::move(session)) {}
+      session_(std::move(session)),
+      recovery_frames_(recovery_frames),
+      pid_(recovery_frames ? new_sid() : std::string()) {}
+
+void sio_socket::remember_locked(const frame_ptr& f) {
+  if (!recovery_frames_ || !f->offset) return;
+  recent_.push_back(f);
+  if (recent_.size() > recovery_frames_) {
+    evicted_offset_ = recent_.front()->offset;
+    recent_.pop_front();
+  }
+}
+
+void sio_socket::detach() {
+  std::lock_guard lock(mu_);
+  detached_ = true;
+  session_.reset();
+}
+
+bool sio_socket::reattach(std::weak_ptr<eio_session> session, std::uint64_t offset) {
+  std::lock_guard lock(mu_);
+  if (!detached_ || closed_ || evicted_offset_ > offset) return false;
+  detached_ = false;
+  session_ = std::move(session);
+  std::vector<frame_ptr> frames;
+  frames.push_back(make_message("4" + sio::connect_ok(nsp(), sid(), pid_), 1, 0, false));
+  for (const auto& f : recent_)
+    if (f->offset > offset) frames.push_back(f);
+  if (auto s = session_.lock()) s->send_all(frames);
+  return true;
+}
 
 void sio_socket::deliver(const frame_ptr& f, overflow_policy policy) {
   std::shared_ptr<eio_session> s;
@@ -28,6 +59,8 @@ void sio_socket::deliver(const frame_ptr& f, overflow_policy policy) {
       pending_.push_back(f);
       return;
     }
+    remember_locked(f);
+    if (detached_) return;  // kept in recent_ for the client's return
     s = session_.lock();
   }
   if (s) s->send(f, policy);
@@ -40,6 +73,8 @@ void sio_socket::deliver_all(std::vector<frame_ptr> frames) {
     pending_.insert(pending_.end(), frames.begin(), frames.end());
     return;
   }
+  for (const auto& f : frames) remember_locked(f);
+  if (detached_) return;
   if (auto s = session_.lock()) s->send_all(frames);
 }
 
@@ -49,16 +84,21 @@ bool sio_socket::accept() {
   connected_ = true;
   std::vector<frame_ptr> frames;
   frames.reserve(pending_.size() + 1);
-  frames.push_back(text_packet("4" + sio::connect_ok(nsp(), sid())));
+  frames.push_back(text_packet("4" + sio::connect_ok(nsp(), sid(), pid_)));
   for (auto& f : pending_) frames.push_back(std::move(f));
   pending_.clear();
   if (auto s = session_.lock()) s->send_all(frames);
   return true;
 }
 
-bool sio_socket::connected() const {
+bool sio_socket::accepted() const {
   std::lock_guard lock(mu_);
   return connected_ && !closed_;
+}
+
+bool sio_socket::connected() const {
+  std::lock_guard lock(mu_);
+  return connected_ && !closed_ && !detached_;
 }
 
 void sio_socket::mark_closed() {
@@ -447,11 +487,44 @@ void eio_session::on_connect_packet(const sio::packet& p) {
     send_packet_text("4" + sio::connect_error(p.nsp, "Invalid namespace"));
     return;
   }
+  const bool recovery = server_.config().sio_recovery_window.count() > 0;
+  if (recovery && !p.data.empty()) {
+    // A returning client presents {"pid": ..., "offset": ...} in its CONNECT payload.
+    auto auth = nlohmann::json::parse(p.data, nullptr, false);
+    if (auth.is_object() && auth.contains("pid") && auth["pid"].is_string() &&
+        auth.contains("offset") && auth["offset"].is_string()) {
+      std::uint64_t offset = 0;
+      const auto& text = auth["offset"].get_ref<const std::string&>();
+      bool numeric = !text.empty() && text.size() < 20;
+      for (char c : text) numeric = numeric && c >= '0' && c <= '9';
+      if (numeric) offset = std::stoull(text);
+      if (numeric) {
+        if (auto sock = server_.take_detached(auth["pid"].get<std::string>(), p.nsp)) {
+          {
+            std::lock_guard lock(mu_);
+            sockets_[p.nsp] = sock;
+          }
+          if (sock->reattach(weak_from_this(), offset)) {
+            asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
+              self->connect_timer_.cancel();
+            });
+            return;
+          }
+          {
+            std::lock_guard lock(mu_);
+            sockets_.erase(p.nsp);
+          }
+          server_.end_socket(sock, disconnect_reason::transport_error);  // too late to resume
+        }
+      }
+    }
+  }
   std::shared_ptr<sio_socket> sock;
   {
     std::lock_guard lock(mu_);
     if (closed_ || sockets_.count(p.nsp)) return;  // already connected to that namespace
-    sock = std::make_shared<sio_socket>(new_sid(), p.nsp, weak_from_this());
+    sock = std::make_shared<sio_socket>(new_sid(), p.nsp, weak_from_this(),
+                                        recovery ? server_.config().outbox_max_frames : 0);
     sockets_[p.nsp] = sock;
   }
   asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
@@ -622,7 +695,15 @@ void eio_session::close(disconnect_reason why) {
   const bool by_client = why == disconnect_reason::client_close;
   if (ws) ws->close(by_client ? close_code::normal : close_code::going_away, "", why);
   if (probe) probe->close(close_code::going_away, "", why);
-  for (auto& [nsp, sock] : sockets) server_.end_socket(sock, why);
+  // A lost transport (not a goodbye) keeps recoverable sockets for the recovery window.
+  const bool lost = why == disconnect_reason::transport_error ||
+                    why == disconnect_reason::heartbeat_timeout;
+  for (auto& [nsp, sock] : sockets) {
+    if (lost && !sock->pid().empty() && sock->connected())
+      server_.detach_socket(sock, why);
+    else
+      server_.end_socket(sock, why);
+  }
   server_.unregister_eio(sid_);
 }
 

@@ -24,10 +24,6 @@ void count_error(metrics& m, std::string_view code) {
     if (to_string(static_cast<error_code>(i)) == code) return m.error(static_cast<error_code>(i));
 }
 
-// The Engine.IO message carrying a Socket.IO EVENT with the publication as its one argument.
-frame_ptr encode_socketio(const publication& p, const publish_meta& meta) {
-  return make_message("4" + sio::event(p.nsp, p.event, p.data), 1, meta.publish_ns, true);
-}
 
 frame_ptr encode_json_ws(const publication& p, const publish_meta& meta) {
   std::string payload = proto::event(p.event, meta.topic, meta.seq, meta.ts, p.data);
@@ -45,7 +41,15 @@ server::server(server_config cfg, app_hooks hooks)
       metrics_(thread_count(cfg_.io_threads)),
       dispatcher_(cfg_.dispatch_queue_max) {
   hub_.set_encoder(wire_format::json_ws, encode_json_ws);
-  hub_.set_encoder(wire_format::socketio, encode_socketio);
+  // The Engine.IO message carrying a Socket.IO EVENT with the publication as its one argument
+  // (and, with recovery on, the publication id as the offset argument).
+  hub_.set_encoder(wire_format::socketio, [this](const publication& p, const publish_meta& meta) {
+    if (cfg_.sio_recovery_window.count() == 0)
+      return make_message("4" + sio::event(p.nsp, p.event, p.data), 1, meta.publish_ns, true);
+    std::string args = p.data + ",\"" + std::to_string(meta.id) + "\"";
+    return make_message("4" + sio::event(p.nsp, p.event, args), 1, meta.publish_ns, true,
+                        meta.id);
+  });
 }
 
 server::~server() { stop(); }
@@ -97,6 +101,12 @@ void server::stop() {
   }
   for (auto& s : eio_open) s->close(disconnect_reason::server_shutdown);
   eio_open.clear();
+  std::unordered_map<std::string, std::shared_ptr<sio_socket>> waiting;
+  {
+    std::lock_guard lock(sessions_mu_);
+    waiting.swap(detached_);
+  }
+  for (auto& [pid, s] : waiting) end_socket(s, disconnect_reason::server_shutdown);
   for (auto& s : open) s->close(close_code::going_away, "server shutdown",
                                 disconnect_reason::server_shutdown);
   open.clear();
@@ -233,8 +243,19 @@ bool server::sio_emit(const std::string& sid, const std::string& event, const st
   std::optional<std::uint64_t> id;
   if (ack_id >= 0) id = static_cast<std::uint64_t>(ack_id);
   // Build the packet first: the vector is moved into the call below.
-  std::string packet = sio::event(s->nsp(), event, args, attachments.size(), id);
-  return sio_send(sid, std::move(packet), std::move(attachments));
+  std::uint64_t offset = 0;
+  std::string full = args;
+  if (cfg_.sio_recovery_window.count() > 0 && !s->pid().empty()) {
+    offset = hub_.next_id();
+    full += (full.empty() ? "\"" : ",\"") + std::to_string(offset) + "\"";
+  }
+  std::string packet = sio::event(s->nsp(), event, full, attachments.size(), id);
+  std::vector<frame_ptr> frames;
+  frames.reserve(attachments.size() + 1);
+  frames.push_back(make_message("4" + packet, 1, steady_ns(), true, offset));
+  for (auto& a : attachments) frames.push_back(make_message(std::move(a), 2, 0, true));
+  s->deliver_all(std::move(frames));
+  return true;
 }
 
 bool server::sio_ack(const std::string& sid, std::uint64_t id, const std::string& args,
@@ -255,7 +276,7 @@ bool server::sio_disconnect(const std::string& sid) {
 }
 
 void server::end_socket(const std::shared_ptr<sio_socket>& s, disconnect_reason why) {
-  const bool was_connected = s->connected();
+  const bool was_connected = s->accepted();
   s->mark_closed();
   hub_.remove(s->sid());
   {
@@ -289,6 +310,37 @@ bool server::http_reply(std::uint64_t id, unsigned status,
   }
   reply(status, std::move(headers), std::move(body));
   return true;
+}
+
+void server::detach_socket(const std::shared_ptr<sio_socket>& s, disconnect_reason why) {
+  s->detach();
+  {
+    std::lock_guard lock(sessions_mu_);
+    detached_[s->pid()] = s;
+  }
+  auto timer = std::make_shared<asio::steady_timer>(next_context(), cfg_.sio_recovery_window);
+  timer->async_wait([this, timer, s, why](boost::system::error_code ec) {
+    if (ec) return;
+    bool expired = false;
+    {
+      std::lock_guard lock(sessions_mu_);
+      auto it = detached_.find(s->pid());
+      if (it != detached_.end() && it->second == s) {
+        detached_.erase(it);
+        expired = true;
+      }
+    }
+    if (expired) end_socket(s, why);
+  });
+}
+
+std::shared_ptr<sio_socket> server::take_detached(const std::string& pid, const std::string& nsp) {
+  std::lock_guard lock(sessions_mu_);
+  auto it = detached_.find(pid);
+  if (it == detached_.end() || it->second->nsp() != nsp) return nullptr;
+  auto s = it->second;
+  detached_.erase(it);
+  return s;
 }
 
 void server::register_eio(const std::shared_ptr<eio_session>& s) {

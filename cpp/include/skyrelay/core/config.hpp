@@ -41,6 +41,9 @@ struct server_config {
   // Test-only: a raw Engine.IO endpoint that echoes every message (the official Engine.IO
   // conformance suite needs one). Empty: none.
   std::string engineio_echo_path;
+  // Socket.IO connection state recovery: how long a socket whose transport dropped is kept
+  // (in its rooms, buffering) for the client to come back with its pid and offset. 0: off.
+  std::chrono::milliseconds sio_recovery_window{0};
 };
 
 }  // namespace skyrelay

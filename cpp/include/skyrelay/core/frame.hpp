@@ -18,18 +18,23 @@ struct frame {
   // under a header with this opcode and a polling transport sends as it is. The header is made
   // per write, so the payload is still shared.
   std::uint8_t ws_opcode{0};
+  // Socket.IO connection state recovery: the publication id carried as the event's offset
+  // (0 when the frame has none).
+  std::uint64_t offset{0};
 };
 
 using frame_ptr = std::shared_ptr<const frame>;
 
 inline frame_ptr make_frame(std::string bytes, std::int64_t publish_ns = 0, bool is_data = true) {
-  return std::make_shared<const frame>(frame{std::move(bytes), publish_ns, is_data, 0});
+  return std::make_shared<const frame>(frame{std::move(bytes), publish_ns, is_data, 0, 0});
 }
 
 // A bare message (see frame::ws_opcode): 1 for text, 2 for binary.
 inline frame_ptr make_message(std::string bytes, std::uint8_t ws_opcode,
-                              std::int64_t publish_ns = 0, bool is_data = true) {
-  return std::make_shared<const frame>(frame{std::move(bytes), publish_ns, is_data, ws_opcode});
+                              std::int64_t publish_ns = 0, bool is_data = true,
+                              std::uint64_t offset = 0) {
+  return std::make_shared<const frame>(
+      frame{std::move(bytes), publish_ns, is_data, ws_opcode, offset});
 }
 
 }  // namespace skyrelay

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -60,6 +61,9 @@ class hub {
   // per wire format. Returns the number of deliveries queued.
   std::size_t publish(const publication& p);
 
+  // The next publication id; also used for events sent to one connection.
+  std::uint64_t next_id() noexcept { return next_id_.fetch_add(1, std::memory_order_relaxed) + 1; }
+
  private:
   struct room_entry {
     std::shared_ptr<const member_list> members;
@@ -88,6 +92,7 @@ class hub {
   bool room_remove(const std::string& room, const subscriber* s);
 
   std::array<encoder_fn, static_cast<std::size_t>(wire_format::count_)> encoders_;
+  std::atomic<std::uint64_t> next_id_{0};
   std::array<room_shard, shard_count> room_shards_;
   std::array<conn_shard, shard_count> conn_shards_;
 };

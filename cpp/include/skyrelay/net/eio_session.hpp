@@ -33,7 +33,10 @@ class eio_session;
 // A Socket.IO socket: one namespace of one Engine.IO session; what the hub delivers to.
 class sio_socket : public subscriber, public std::enable_shared_from_this<sio_socket> {
  public:
-  sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_session> session);
+  // `recovery_frames` > 0 turns on connection state recovery for this socket: it gets a pid,
+  // remembers that many of its latest event frames, and can outlive its session (detach).
+  sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_session> session,
+             std::size_t recovery_frames = 0);
 
   // Queues frames until the socket is accepted, then passes them to the session.
   void deliver(const frame_ptr& f, overflow_policy policy) override;
@@ -41,16 +44,32 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   void deliver_all(std::vector<frame_ptr> frames);
   // Sends the CONNECT reply, then what was queued meanwhile. False if already decided.
   bool accept();
-  bool connected() const;
+  bool connected() const;  // accepted, and not detached
+  bool accepted() const;   // accepted (detached or not), and not closed
   void mark_closed();
   std::shared_ptr<eio_session> session() const { return session_.lock(); }
 
+  // Recovery. The pid the client presents to resume ("" when recovery is off).
+  const std::string& pid() const noexcept { return pid_; }
+  // The transport dropped: keep buffering in memory, send nothing.
+  void detach();
+  // The client came back on `session` having seen events up to `offset`: resumes and replays
+  // what came after it. False (and nothing sent) when those events are no longer all here.
+  bool reattach(std::weak_ptr<eio_session> session, std::uint64_t offset);
+
  private:
+  void remember_locked(const frame_ptr& f);
+
   mutable std::mutex mu_;
   std::weak_ptr<eio_session> session_;
   std::vector<frame_ptr> pending_;
   bool connected_{false};
   bool closed_{false};
+  bool detached_{false};
+  const std::size_t recovery_frames_;
+  std::string pid_;
+  std::deque<frame_ptr> recent_;     // latest event frames (recovery on)
+  std::uint64_t evicted_offset_{0};  // highest offset that fell out of recent_
 };
 
 class eio_session : public ws_handler, public std::enable_shared_from_this<eio_session> {

@@ -163,6 +163,11 @@ class server {
   std::shared_ptr<sio_socket> find_socket(const std::string& sid) const;
   // A socket ended: out of the hub and the registry, and on_disconnect if it was connected.
   void end_socket(const std::shared_ptr<sio_socket>& s, disconnect_reason why);
+  // Recovery: keeps a socket whose transport dropped for the recovery window; ends it (with
+  // `why`) if its client has not come back by then.
+  void detach_socket(const std::shared_ptr<sio_socket>& s, disconnect_reason why);
+  // The detached socket with this pid in namespace `nsp`, removed from the waiting list.
+  std::shared_ptr<sio_socket> take_detached(const std::string& pid, const std::string& nsp);
 
   // The executor for the next accepted connection (round-robin over the I/O contexts).
   asio::io_context& next_context() noexcept;
@@ -188,6 +193,7 @@ class server {
   std::unordered_map<std::string, std::shared_ptr<eio_session>> eio_sessions_;
   std::unordered_map<std::string, std::weak_ptr<sio_socket>> sockets_;
   std::unordered_map<std::uint64_t, http_reply_fn> http_waiting_;
+  std::unordered_map<std::string, std::shared_ptr<sio_socket>> detached_;  // by pid
   std::uint64_t next_http_id_{1};
 };
 
