@@ -86,6 +86,17 @@ TEST(Outbox, DropOldestDropsNewFrameWhenNothingDroppable) {
   EXPECT_EQ(take_all(o), (std::vector<std::string>{"r1", "r2"}));
 }
 
+TEST(Outbox, ReplyEvictsDroppableInsteadOfOverflowing) {
+  outbox o({1 << 20, 2});
+  o.push(frame_of("v1"), overflow_policy::drop_oldest);
+  o.push(frame_of("v2"), overflow_policy::drop_oldest);
+  auto r = o.push(frame_of("pong"), overflow_policy::disconnect);
+  EXPECT_TRUE(r.accepted);
+  EXPECT_FALSE(r.overflow);
+  EXPECT_EQ(r.dropped, 1u);
+  EXPECT_EQ(take_all(o), (std::vector<std::string>{"v2", "pong"}));
+}
+
 TEST(Outbox, DropOldestByBytes) {
   outbox o({10, 100});
   o.push(frame_of("aaaa"), overflow_policy::drop_oldest);

@@ -11,10 +11,8 @@ outbox::push_result outbox::push(frame_ptr f, overflow_policy policy) {
     return !q_.empty() && (bytes_ + size > limits_.max_bytes || q_.size() + 1 > limits_.max_frames);
   };
   if (over()) {
-    if (policy == overflow_policy::disconnect) {
-      r.overflow = true;
-      return r;
-    }
+    // Droppable frames make room for any frame, so that a reply or a ping to a drop_oldest
+    // subscriber costs stale frames rather than the connection.
     for (auto it = q_.begin(); it != q_.end() && over();) {
       if (it->droppable) {
         bytes_ -= it->f->bytes.size();
@@ -25,6 +23,10 @@ outbox::push_result outbox::push(frame_ptr f, overflow_policy policy) {
       }
     }
     if (over()) {
+      if (policy == overflow_policy::disconnect) {
+        r.overflow = true;
+        return r;
+      }
       ++r.dropped;  // nothing droppable left to evict: the new frame is the one dropped
       return r;
     }

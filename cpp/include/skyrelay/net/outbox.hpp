@@ -16,9 +16,10 @@ namespace skyrelay {
 // caller to start it (one post per idle-to-busy transition, not one per frame).
 //
 // Bounds: `max_bytes` and `max_frames` of queued (not yet taken) frames. A push that would go
-// over them applies the push's policy:
-//   drop_oldest - drop queued frames that were themselves pushed with drop_oldest, oldest first,
-//                 until the new frame fits; if that is not enough the new frame is dropped.
+// over them first drops queued frames that were themselves pushed with drop_oldest, oldest
+// first, until the new frame fits (whatever the new frame's policy). If that is not enough, the
+// push's policy applies:
+//   drop_oldest - the new frame is dropped.
 //                 Frames pushed with disconnect (responses, control frames) are never dropped.
 //   disconnect  - refuse the frame; the caller closes the connection (slow consumer).
 // A frame always fits into an empty queue, whatever its size.
