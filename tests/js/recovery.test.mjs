@@ -31,14 +31,20 @@ after(async () => {
   clearTimeout(timer);
 });
 
-// WebSocket: the test can cut the TCP connection under the client. (A polling client that
-// vanishes is only noticed by the server at its ping timeout.)
-for (const transports of [["websocket"]]) {
+// The client's WebSocket is cut under it (the TCP connection destroyed, no goodbye), both when
+// it opened over WebSocket and when it upgraded from polling. (Polling-only clients cannot
+// lose their transport silently from inside the client: closing it sends a goodbye.)
+for (const transports of [["websocket"], ["polling", "websocket"]]) {
   test(`${transports[0]}: recovery replays exactly the missed events`, async () => {
-    const socket = io(url, { transports, forceNew: true, reconnectionDelay: 100,
-                             reconnectionDelayMax: 200, timeout: 5000 });
+    const socket = io(url, { transports, forceNew: true, reconnectionDelay: 1000,
+                             reconnectionDelayMax: 1000, randomizationFactor: 0, timeout: 5000 });
     await once(socket, "connect");
     assert.equal(socket.recovered, false);
+    if (transports.length === 2) {  // wait for the upgrade, so the cut hits the WebSocket
+      for (let i = 0; i < 50 && socket.io.engine.transport.name !== "websocket"; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.equal(socket.io.engine.transport.name, "websocket");
+    }
     const firstId = socket.id;
     const total = 60;
     const seen = [];

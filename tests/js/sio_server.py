@@ -11,8 +11,10 @@ import skyrelay
 
 # --recovery: connection state recovery on (a dropped client comes back to the same socket).
 RECOVERY = "--recovery" in sys.argv
+# Short pings with recovery, so a client that vanishes is noticed (and detached) quickly.
+timers = {"ping_interval": 0.3, "ping_timeout": 0.3} if RECOVERY else {}
 server = skyrelay.Server("127.0.0.1", 0, namespaces=["/", "/admin"],
-                         recovery_window=5.0 if RECOVERY else 0.0)
+                         recovery_window=5.0 if RECOVERY else 0.0, **timers)
 
 
 @server.on("join_ticks")
