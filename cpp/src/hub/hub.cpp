@@ -175,6 +175,7 @@ std::size_t hub::publish(const publication& p) {
   std::vector<std::shared_ptr<const member_list>> lists;
   std::vector<std::shared_ptr<subscriber>> singles;
   std::optional<overflow_policy> room_policy;
+  std::shared_ptr<room_order> order;
   if (p.to.empty()) {
     lists.reserve(shard_count);
     for (auto& cs : conn_shards_) {
@@ -194,6 +195,8 @@ std::size_t hub::publish(const publication& p) {
           if (p.to.size() == 1) {
             meta.topic = name;  // the room as the application named it
             meta.seq = ++it->second.seq;
+            if (!it->second.order) it->second.order = std::make_shared<room_order>();
+            order = it->second.order;
             room_policy = it->second.policy;
           }
           continue;
@@ -215,6 +218,26 @@ std::size_t hub::publish(const publication& p) {
     if (everyone && s.nsp() != p.nsp) return true;
     return !p.skip.empty() && std::find(p.skip.begin(), p.skip.end(), s.sid()) != p.skip.end();
   };
+
+  // A concurrent publication to the same room may have taken the previous seq but not handed
+  // it out yet: wait for it, so that every subscriber gets the room's frames in seq order.
+  struct in_turn {
+    std::shared_ptr<room_order> order;
+    std::uint64_t seq;
+    in_turn(std::shared_ptr<room_order> o, std::uint64_t s) : order(std::move(o)), seq(s) {
+      if (!order) return;
+      std::unique_lock lock(order->mu);
+      order->cv.wait(lock, [this] { return order->delivered + 1 == seq; });
+    }
+    ~in_turn() {
+      if (!order) return;
+      {
+        std::lock_guard lock(order->mu);
+        order->delivered = seq;
+      }
+      order->cv.notify_all();
+    }
+  } turn(std::move(order), meta.seq);
 
   std::size_t delivered = 0;
   auto send = [&](const std::shared_ptr<subscriber>& s) {

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -65,9 +66,17 @@ class hub {
   std::uint64_t next_id() noexcept { return next_id_.fetch_add(1, std::memory_order_relaxed) + 1; }
 
  private:
+  // Publications numbered by one room are handed to subscribers in `seq` order: each waits
+  // (holding no hub lock) until the one before it has been handed to every member.
+  struct room_order {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::uint64_t delivered{0};  // the last seq handed to every member
+  };
   struct room_entry {
     std::shared_ptr<const member_list> members;
     std::uint64_t seq{0};
+    std::shared_ptr<room_order> order;
     std::optional<overflow_policy> policy;
   };
   struct room_shard {
