@@ -92,3 +92,14 @@ TEST(SocketIo, EncodeServerPackets) {
   EXPECT_EQ(round.id, 3u);
   EXPECT_EQ(round.data, "[\"n\\\"q\",1,2]");
 }
+
+TEST(SocketIo, DeeplyNestedPayloadIsRefused) {
+  // Event arguments are re-serialized by the server; a payload of brackets must be an error
+  // value, not a stack overflow.
+  const std::string deep = "2[\"e\"," + std::string(100000, '[') + std::string(100000, ']') + "]";
+  EXPECT_TRUE(bad(deep));
+  const std::string deep_ack = "31" + std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_TRUE(bad(deep_ack));
+  const std::string fine = "2[\"e\"," + std::string(100, '[') + std::string(100, ']') + "]";
+  EXPECT_FALSE(bad(fine));
+}

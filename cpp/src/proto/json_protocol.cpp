@@ -77,6 +77,8 @@ std::variant<client_message, decode_error> decode(std::string_view text) {
       return fail(error_code::bad_message, "\"id\" must be a string or an integer");
     m.id = it->dump();
   }
+  if (!json_depth_within(text, max_json_depth))
+    return fail(error_code::bad_message, "the message nests deeper than 128 levels", m.id);
   auto type_it = obj.find("type");
   if (type_it == obj.end() || !type_it->is_string())
     return fail(error_code::unknown_type, "\"type\" is required and must be a string", m.id);
@@ -133,6 +135,25 @@ void append_json_string(std::string& out, std::string_view s) {
     }
   }
   out.push_back('"');
+}
+
+bool json_depth_within(std::string_view text, std::size_t max_depth) noexcept {
+  std::size_t depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;  // the escaped character cannot end the string
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
 }
 
 std::string welcome(std::string_view sid, std::int64_t heartbeat_ms) {

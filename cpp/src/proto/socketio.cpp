@@ -70,6 +70,9 @@ std::variant<packet, std::string> decode(std::string_view s) {
   if (!p.data.empty()) {
     j = nlohmann::json::parse(p.data, nullptr, false);
     if (j.is_discarded()) return std::string("invalid payload");
+    // The server re-serializes event arguments, which recurses once per level.
+    if (!proto::json_depth_within(p.data, proto::max_json_depth))
+      return std::string("payload nested too deeply");
   }
   switch (p.type) {
     case packet_type::connect:

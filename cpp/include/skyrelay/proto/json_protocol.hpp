@@ -15,6 +15,10 @@ namespace skyrelay::proto {
 
 inline constexpr std::size_t max_topic_length = 256;
 inline constexpr std::size_t max_topics_per_message = 64;
+// Deepest nesting of arrays and objects accepted in a client message, the message itself
+// counting as one. Re-serializing a value (to hand "data" on as JSON text) recurses once per
+// level, so a 64 KiB message of brackets would otherwise overflow the stack.
+inline constexpr std::size_t max_json_depth = 128;
 
 enum class client_type : std::uint8_t { subscribe, unsubscribe, ping, event, request };
 
@@ -50,5 +54,9 @@ std::string error(std::string_view code, std::string_view message, std::string_v
 
 // Appends `s` as a JSON string literal (quotes and escapes).
 void append_json_string(std::string& out, std::string_view s);
+
+// True when the arrays and objects of the JSON text `text` nest at most `max_depth` deep. A
+// linear scan that skips string contents; call it on text the parser has accepted.
+bool json_depth_within(std::string_view text, std::size_t max_depth) noexcept;
 
 }  // namespace skyrelay::proto
