@@ -1,33 +1,58 @@
+// The hub (connections, rooms, fan-out) and the dispatcher.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <future>
+#include <map>
+#include <memory>
 #include <mutex>
+#include <ostream>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "skyrelay/hub/dispatcher.hpp"
 #include "skyrelay/hub/hub.hpp"
 
-using namespace skyrelay;
+using skyrelay::dispatcher;
+using skyrelay::frame_ptr;
+using skyrelay::hub;
+using skyrelay::overflow_policy;
+using skyrelay::publication;
+using skyrelay::publish_meta;
+using skyrelay::subscriber;
+using skyrelay::wire_format;
 
 namespace {
 
-// Records what the hub delivers.
+// What the test encoder put into a frame, read back.
+struct decoded {
+  std::string format;
+  std::string event;
+  std::string topic;
+  std::uint64_t seq;
+  std::string data;
+  bool operator==(const decoded&) const = default;
+  friend void PrintTo(const decoded& d, std::ostream* os) {
+    *os << d.format << "|" << d.event << "|" << d.topic << "|" << d.seq << "|" << d.data;
+  }
+};
+
+// A subscriber that records every delivery; deliver() may be called from many threads at once.
 class recorder : public subscriber {
  public:
-  explicit recorder(std::string sid) : subscriber(std::move(sid), wire_format::json_ws) {}
+  explicit recorder(std::string sid, wire_format fmt = wire_format::json_ws, std::string nsp = "/")
+      : subscriber(std::move(sid), fmt, std::move(nsp)) {}
+
   void deliver(const frame_ptr& f, overflow_policy policy) override {
     std::lock_guard lock(mu_);
     frames_.push_back(f);
     policies_.push_back(policy);
   }
-  std::vector<std::string> payloads() const {
-    std::lock_guard lock(mu_);
-    std::vector<std::string> out;
-    for (auto& f : frames_) out.push_back(f->bytes);
-    return out;
-  }
+
   std::vector<frame_ptr> frames() const {
     std::lock_guard lock(mu_);
     return frames_;
@@ -36,6 +61,11 @@ class recorder : public subscriber {
     std::lock_guard lock(mu_);
     return policies_;
   }
+  std::size_t count() const {
+    std::lock_guard lock(mu_);
+    return frames_.size();
+  }
+  std::vector<decoded> got() const;
 
  private:
   mutable std::mutex mu_;
@@ -43,200 +73,608 @@ class recorder : public subscriber {
   std::vector<overflow_policy> policies_;
 };
 
+// Frame bytes: format|event|topic|seq|data. Fields in these tests contain no '|'.
+decoded parse(const std::string& bytes) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  for (;;) {
+    auto bar = bytes.find('|', start);
+    parts.push_back(bytes.substr(start, bar - start));
+    if (bar == std::string::npos) break;
+    start = bar + 1;
+  }
+  EXPECT_EQ(parts.size(), 5u) << bytes;
+  parts.resize(5);
+  return decoded{parts[0], parts[1], parts[2], parts[3].empty() ? 0 : std::stoull(parts[3]), parts[4]};
+}
+
+std::vector<decoded> recorder::got() const {
+  std::vector<decoded> out;
+  for (const auto& f : frames()) out.push_back(parse(f->bytes));
+  return out;
+}
+
+// A hub with an encoder per wire format that counts its calls.
 struct fixture {
   hub h;
-  std::atomic<int> encodes{0};
+  std::atomic<int> json_encodes{0};
+  std::atomic<int> sio_encodes{0};
+
   fixture() {
     h.set_encoder(wire_format::json_ws, [this](const publication& p, const publish_meta& m) {
-      encodes.fetch_add(1);
-      return make_frame(p.event + "|" + std::string(m.topic) + "|" + std::to_string(m.seq) + "|" + p.data,
-                        m.publish_ns);
+      json_encodes.fetch_add(1);
+      return encode("json", p, m);
+    });
+    h.set_encoder(wire_format::socketio, [this](const publication& p, const publish_meta& m) {
+      sio_encodes.fetch_add(1);
+      return encode("sio", p, m);
     });
   }
-  std::shared_ptr<recorder> add(const std::string& sid) {
-    auto r = std::make_shared<recorder>(sid);
-    EXPECT_TRUE(h.add(r));
+  static frame_ptr encode(const std::string& fmt, const publication& p, const publish_meta& m) {
+    return skyrelay::make_frame(fmt + "|" + p.event + "|" + std::string(m.topic) + "|" +
+                                    std::to_string(m.seq) + "|" + p.data,
+                                m.publish_ns);
+  }
+  int encodes() const { return json_encodes.load() + sio_encodes.load(); }
+
+  std::shared_ptr<recorder> add(const std::string& sid, wire_format fmt = wire_format::json_ws,
+                                const std::string& nsp = "/") {
+    auto r = std::make_shared<recorder>(sid, fmt, nsp);
+    EXPECT_TRUE(h.add(r)) << sid;
     return r;
   }
-  std::size_t publish(std::string event, std::vector<std::string> to = {},
-                      std::vector<std::string> skip = {},
-                      std::optional<overflow_policy> policy = std::nullopt) {
-    return h.publish(publication{std::move(event), "{}", std::move(to), std::move(skip), policy});
+  std::size_t emit(const std::string& event, std::vector<std::string> to = {},
+                   std::vector<std::string> skip = {},
+                   std::optional<overflow_policy> policy = std::nullopt, std::string data = "{}") {
+    publication p;
+    p.event = event;
+    p.data = std::move(data);
+    p.to = std::move(to);
+    p.skip = std::move(skip);
+    p.policy = policy;
+    return h.publish(p);
   }
 };
 
-}  // namespace
+using sids = std::vector<std::string>;
 
-TEST(Hub, AddRejectsDuplicateSid) {
-  fixture f;
-  f.add("a");
-  EXPECT_FALSE(f.h.add(std::make_shared<recorder>("a")));
-  EXPECT_EQ(f.h.connection_count(), 1u);
+sids sorted(sids v) {
+  std::sort(v.begin(), v.end());
+  return v;
 }
 
-TEST(Hub, JoinLeaveRooms) {
-  fixture f;
-  f.add("a");
-  EXPECT_TRUE(f.h.join("a", "r1"));
-  EXPECT_TRUE(f.h.join("a", "r2"));
-  EXPECT_TRUE(f.h.join("a", "r1"));  // idempotent
-  EXPECT_FALSE(f.h.join("nobody", "r1"));
-  EXPECT_EQ(f.h.rooms_of("a"), (std::vector<std::string>{"r1", "r2"}));
-  EXPECT_EQ(f.h.room_size("r1"), 1u);
-  EXPECT_TRUE(f.h.leave("a", "r1"));
-  EXPECT_FALSE(f.h.leave("a", "r1"));
-  EXPECT_EQ(f.h.room_size("r1"), 0u);
-  EXPECT_EQ(f.h.room_count(), 1u);
+}  // namespace
+
+// ---- connections and rooms ------------------------------------------------------------------
+
+TEST(Hub, AddRefusesADuplicateSid) {
+  fixture t;
+  auto first = t.add("a");
+  auto second = std::make_shared<recorder>("a");
+  EXPECT_FALSE(t.h.add(second));
+  EXPECT_EQ(t.h.connection_count(), 1u);
+  EXPECT_EQ(t.h.find("a"), first);  // the original stays
+  EXPECT_EQ(t.emit("x"), 1u);
+  EXPECT_EQ(first->count(), 1u);
+  EXPECT_EQ(second->count(), 0u);
+}
+
+TEST(Hub, FindAndCounts) {
+  fixture t;
+  EXPECT_EQ(t.h.connection_count(), 0u);
+  EXPECT_EQ(t.h.room_count(), 0u);
+  EXPECT_EQ(t.h.find("nobody"), nullptr);
+  auto a = t.add("a");
+  t.add("b");
+  EXPECT_EQ(t.h.find("a"), a);
+  EXPECT_EQ(t.h.connection_count(), 2u);
+}
+
+TEST(Hub, JoinLeaveAndRoomsOf) {
+  fixture t;
+  t.add("a");
+  t.add("b");
+  EXPECT_TRUE(t.h.join("a", "r2"));
+  EXPECT_TRUE(t.h.join("a", "r1"));
+  EXPECT_TRUE(t.h.join("a", "r1"));  // already a member: still true, no duplicate
+  EXPECT_TRUE(t.h.join("b", "r1"));
+  EXPECT_FALSE(t.h.join("ghost", "r1"));
+  EXPECT_EQ(t.h.rooms_of("a"), (sids{"r1", "r2"}));  // sorted
+  EXPECT_EQ(t.h.rooms_of("b"), sids{"r1"});
+  EXPECT_TRUE(t.h.rooms_of("ghost").empty());
+  EXPECT_EQ(t.h.room_size("r1"), 2u);
+  EXPECT_EQ(sorted(t.h.room_members("r1")), (sids{"a", "b"}));
+  EXPECT_EQ(t.h.room_count(), 2u);
+
+  EXPECT_TRUE(t.h.leave("a", "r1"));
+  EXPECT_FALSE(t.h.leave("a", "r1"));     // no longer a member
+  EXPECT_FALSE(t.h.leave("a", "never"));  // never was
+  EXPECT_FALSE(t.h.leave("ghost", "r1"));
+  EXPECT_EQ(t.h.room_members("r1"), sids{"b"});
+  EXPECT_EQ(t.h.rooms_of("a"), sids{"r2"});
+  EXPECT_TRUE(t.h.leave("a", "r2"));
+  EXPECT_EQ(t.h.room_size("r2"), 0u);
+  EXPECT_EQ(t.h.room_count(), 1u);  // an empty room is not counted
+  EXPECT_TRUE(t.h.room_members("r2").empty());
 }
 
 TEST(Hub, RemoveCleansEveryRoom) {
-  fixture f;
-  auto a = f.add("a");
-  f.add("b");
-  f.h.join("a", "r1");
-  f.h.join("a", "r2");
-  f.h.join("b", "r2");
-  f.h.remove("a");
-  f.h.remove("a");  // idempotent
-  EXPECT_EQ(f.h.connection_count(), 1u);
-  EXPECT_EQ(f.h.room_size("r1"), 0u);
-  EXPECT_EQ(f.h.room_size("r2"), 1u);
-  EXPECT_EQ(f.h.room_count(), 1u);
-  EXPECT_EQ(f.publish("x"), 1u);
-  EXPECT_TRUE(a->payloads().empty());
+  fixture t;
+  auto a = t.add("a");
+  t.add("b");
+  for (auto room : {"r1", "r2", "r3"}) t.h.join("a", room);
+  t.h.join("b", "r3");
+  EXPECT_EQ(t.h.room_count(), 3u);
+
+  t.h.remove("a");
+  EXPECT_EQ(t.h.connection_count(), 1u);
+  EXPECT_EQ(t.h.find("a"), nullptr);
+  EXPECT_TRUE(t.h.rooms_of("a").empty());
+  EXPECT_EQ(t.h.room_size("r1"), 0u);
+  EXPECT_EQ(t.h.room_size("r2"), 0u);
+  EXPECT_EQ(t.h.room_members("r3"), sids{"b"});
+  EXPECT_EQ(t.h.room_count(), 1u);
+  EXPECT_FALSE(t.h.join("a", "r1"));
+
+  t.h.remove("a");      // idempotent
+  t.h.remove("ghost");  // unknown
+  EXPECT_EQ(t.h.connection_count(), 1u);
+
+  // Nothing reaches a removed connection, whichever way it is addressed.
+  EXPECT_EQ(t.emit("all"), 1u);
+  EXPECT_EQ(t.emit("room", {"r1"}), 0u);
+  EXPECT_EQ(t.emit("sid", {"a"}), 0u);
+  EXPECT_EQ(a->count(), 0u);
+
+  // The sid can be used again, starting with no rooms.
+  auto again = t.add("a");
+  EXPECT_TRUE(t.h.rooms_of("a").empty());
+  EXPECT_EQ(t.emit("room", {"r3"}), 1u);
+  EXPECT_EQ(again->count(), 0u);
 }
 
-TEST(Hub, PublishToEveryone) {
-  fixture f;
+// ---- publishing -----------------------------------------------------------------------------
+
+TEST(Hub, PublishToEveryoneEncodesOnce) {
+  fixture t;
   std::vector<std::shared_ptr<recorder>> all;
-  for (int i = 0; i < 50; ++i) all.push_back(f.add("s" + std::to_string(i)));
-  EXPECT_EQ(f.publish("hello"), 50u);
-  for (auto& r : all) EXPECT_EQ(r->payloads(), (std::vector<std::string>{"hello||0|{}"}));
-  EXPECT_EQ(f.encodes.load(), 1);  // one encoding shared by every connection
-  // Literally the same frame object.
-  EXPECT_EQ(all[0]->frames()[0].get(), all[49]->frames()[0].get());
+  for (int i = 0; i < 100; ++i) all.push_back(t.add("s" + std::to_string(i)));
+  t.h.join("s3", "some-room");
+  EXPECT_EQ(t.emit("hello", {}, {}, std::nullopt, R"({"n":1})"), 100u);
+  EXPECT_EQ(t.json_encodes.load(), 1);
+  for (const auto& r : all) {
+    ASSERT_EQ(r->count(), 1u);
+    EXPECT_EQ(r->got()[0], (decoded{"json", "hello", "", 0, R"({"n":1})"}));
+    EXPECT_EQ(r->frames()[0].get(), all[0]->frames()[0].get());  // one shared frame
+  }
+  EXPECT_EQ(t.emit("again"), 100u);
+  EXPECT_EQ(t.json_encodes.load(), 2);  // one per publication
 }
 
-TEST(Hub, RoomPublicationsCarryTopicAndSequence) {
-  fixture f;
-  auto a = f.add("a");
-  auto b = f.add("b");
-  f.h.join("a", "r");
-  EXPECT_EQ(f.publish("e", {"r"}), 1u);
-  EXPECT_EQ(f.publish("e", {"r"}), 1u);
-  f.h.join("b", "other");
-  EXPECT_EQ(f.publish("e", {"other"}), 1u);
-  EXPECT_EQ(a->payloads(), (std::vector<std::string>{"e|r|1|{}", "e|r|2|{}"}));
-  EXPECT_EQ(b->payloads(), (std::vector<std::string>{"e|other|1|{}"}));
+TEST(Hub, EncodedOncePerFormatAmongRecipients) {
+  fixture t;
+  std::vector<std::shared_ptr<recorder>> js, io;
+  for (int i = 0; i < 10; ++i) {
+    js.push_back(t.add("j" + std::to_string(i), wire_format::json_ws));
+    io.push_back(t.add("i" + std::to_string(i), wire_format::socketio));
+    t.h.join("j" + std::to_string(i), "mixed");
+    t.h.join("i" + std::to_string(i), "mixed");
+    t.h.join("j" + std::to_string(i), "json-only");
+  }
+  EXPECT_EQ(t.emit("e", {"mixed"}), 20u);
+  EXPECT_EQ(t.json_encodes.load(), 1);
+  EXPECT_EQ(t.sio_encodes.load(), 1);
+  EXPECT_EQ(js[4]->got()[0].format, "json");
+  EXPECT_EQ(io[7]->got()[0].format, "sio");
+  // A format with no recipient is not encoded at all.
+  EXPECT_EQ(t.emit("e", {"json-only"}), 10u);
+  EXPECT_EQ(t.json_encodes.load(), 2);
+  EXPECT_EQ(t.sio_encodes.load(), 1);
 }
 
-TEST(Hub, SeveralRoomsDeliverOnceWithoutTopic) {
-  fixture f;
-  auto a = f.add("a");
-  auto b = f.add("b");
-  auto c = f.add("c");
-  f.h.join("a", "r1");
-  f.h.join("a", "r2");
-  f.h.join("b", "r2");
-  EXPECT_EQ(f.publish("m", {"r1", "r2", "missing"}), 2u);
-  EXPECT_EQ(a->payloads(), (std::vector<std::string>{"m||0|{}"}));
-  EXPECT_EQ(b->payloads().size(), 1u);
-  EXPECT_TRUE(c->payloads().empty());
+TEST(Hub, PublishToAnEmptyTargetReturnsZero) {
+  fixture t;
+  EXPECT_EQ(t.emit("nobody home"), 0u);  // no connections at all
+  t.add("a");
+  t.h.join("a", "r");
+  t.h.leave("a", "r");
+  EXPECT_EQ(t.emit("e", {"r"}), 0u);            // a room that emptied
+  EXPECT_EQ(t.emit("e", {"no-such-thing"}), 0u);  // neither room nor sid
+  EXPECT_EQ(t.emit("e", {"x", "y", "z"}), 0u);
+  EXPECT_EQ(t.emit("e", {}, {"a"}), 0u);  // everyone, but everyone is skipped
+  EXPECT_EQ(t.encodes(), 0);  // nothing to send, nothing encoded
 }
 
-TEST(Hub, SidTargetsAndSkipList) {
-  fixture f;
-  auto a = f.add("a");
-  auto b = f.add("b");
-  auto c = f.add("c");
-  f.h.join("a", "r");
-  f.h.join("b", "r");
-  EXPECT_EQ(f.publish("direct", {"c"}), 1u);
-  EXPECT_EQ(c->payloads(), (std::vector<std::string>{"direct||0|{}"}));
-  EXPECT_EQ(f.publish("room", {"r"}, {"a"}), 1u);
-  EXPECT_TRUE(a->payloads().empty());
-  EXPECT_EQ(b->payloads().size(), 1u);
-  EXPECT_EQ(f.publish("all", {}, {"a", "b"}), 1u);
-  EXPECT_EQ(c->payloads().size(), 2u);
-  EXPECT_EQ(f.publish("nowhere", {"no-such-room"}), 0u);
+TEST(Hub, RoomPublicationsCarryTopicAndPerRoomSequence) {
+  fixture t;
+  auto a = t.add("a");
+  auto b = t.add("b");
+  t.h.join("a", "WELL-001");
+  t.h.join("b", "WELL-001");
+  t.h.join("b", "WELL-002");
+  EXPECT_EQ(t.emit("tick", {"WELL-001"}), 2u);
+  EXPECT_EQ(t.emit("tick", {"WELL-002"}), 1u);
+  EXPECT_EQ(t.emit("tick", {"WELL-001"}), 2u);
+  EXPECT_EQ(t.emit("tick", {"WELL-001"}), 2u);
+  EXPECT_EQ(t.emit("tick", {"WELL-002"}), 1u);
+
+  auto seqs = [](const recorder& r, const std::string& topic) {
+    std::vector<std::uint64_t> out;
+    for (const auto& d : r.got())
+      if (d.topic == topic) out.push_back(d.seq);
+    return out;
+  };
+  EXPECT_EQ(seqs(*a, "WELL-001"), (std::vector<std::uint64_t>{1, 2, 3}));
+  EXPECT_EQ(seqs(*b, "WELL-001"), (std::vector<std::uint64_t>{1, 2, 3}));
+  EXPECT_EQ(seqs(*b, "WELL-002"), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(a->count(), 3u);
+  EXPECT_EQ(b->count(), 5u);
 }
 
-TEST(Hub, PolicyPrecedence) {
-  fixture f;
-  auto a = f.add("a");
-  f.h.join("a", "volatile");
-  f.h.join("a", "plain");
-  f.h.set_room_policy("volatile", overflow_policy::drop_oldest);
-  f.publish("x", {"volatile"});
-  f.publish("x", {"plain"});
-  f.publish("x", {"volatile"}, {}, overflow_policy::disconnect);
-  f.publish("x", {"plain"}, {}, overflow_policy::drop_oldest);
-  EXPECT_EQ(a->policies(), (std::vector<overflow_policy>{
-                               overflow_policy::drop_oldest, overflow_policy::disconnect,
-                               overflow_policy::disconnect, overflow_policy::drop_oldest}));
-  // A policy survives the room emptying; clearing it forgets the empty room.
-  f.h.leave("a", "volatile");
-  f.h.join("a", "volatile");
-  f.publish("x", {"volatile"});
-  EXPECT_EQ(a->policies().back(), overflow_policy::drop_oldest);
+TEST(Hub, SeveralRoomsDeliverOnceToOverlappingMembers) {
+  fixture t;
+  auto a = t.add("a");
+  auto b = t.add("b");
+  auto c = t.add("c");
+  auto d = t.add("d");
+  t.h.join("a", "r1");
+  t.h.join("a", "r2");
+  t.h.join("a", "r3");
+  t.h.join("b", "r2");
+  t.h.join("c", "r3");
+  // Rooms, a sid that is also a member of one of them, and a name that is nothing.
+  EXPECT_EQ(t.emit("m", {"r1", "r2", "r3", "b", "missing"}), 3u);
+  EXPECT_EQ(a->count(), 1u);
+  EXPECT_EQ(b->count(), 1u);
+  EXPECT_EQ(c->count(), 1u);
+  EXPECT_EQ(d->count(), 0u);
+  EXPECT_EQ(t.json_encodes.load(), 1);
+  // Not a single topic: no topic and no sequence number.
+  EXPECT_EQ(a->got()[0], (decoded{"json", "m", "", 0, "{}"}));
+  // The same room named twice is still once.
+  EXPECT_EQ(t.emit("twice", {"r2", "r2"}), 2u);
+  EXPECT_EQ(b->count(), 2u);
+  // A multi-room publication is not part of any room's sequence.
+  t.emit("single", {"r1"});
+  EXPECT_EQ(a->got().back(), (decoded{"json", "single", "r1", 1, "{}"}));
 }
 
-TEST(Hub, ConcurrentJoinLeavePublish) {
-  fixture f;
-  constexpr int conns = 64;
-  std::vector<std::shared_ptr<recorder>> rs;
-  for (int i = 0; i < conns; ++i) rs.push_back(f.add("c" + std::to_string(i)));
-  std::atomic<bool> stop{false};
+TEST(Hub, SidTargets) {
+  fixture t;
+  auto a = t.add("a");
+  auto b = t.add("b");
+  EXPECT_EQ(t.emit("direct", {"b"}), 1u);
+  EXPECT_EQ(a->count(), 0u);
+  ASSERT_EQ(b->count(), 1u);
+  EXPECT_EQ(b->got()[0], (decoded{"json", "direct", "", 0, "{}"}));
+  EXPECT_EQ(t.emit("both", {"a", "b"}), 2u);
+  EXPECT_EQ(t.emit("dup", {"a", "a"}), 1u);
+  EXPECT_EQ(a->count(), 2u);
+  // A room with the same name as a sid wins.
+  t.h.join("b", "a");
+  EXPECT_EQ(t.emit("named", {"a"}), 1u);
+  EXPECT_EQ(b->got().back(), (decoded{"json", "named", "a", 1, "{}"}));
+  EXPECT_EQ(a->count(), 2u);
+}
+
+TEST(Hub, SkipList) {
+  fixture t;
+  auto a = t.add("a");
+  auto b = t.add("b");
+  auto c = t.add("c");
+  t.h.join("a", "r");
+  t.h.join("b", "r");
+  EXPECT_EQ(t.emit("room", {"r"}, {"a"}), 1u);
+  EXPECT_EQ(t.emit("all", {}, {"a", "c", "not-connected"}), 1u);
+  EXPECT_EQ(t.emit("sid", {"c"}, {"c"}), 0u);
+  EXPECT_EQ(t.emit("rooms", {"r", "c"}, {"b"}), 2u);
+  EXPECT_EQ(a->count(), 1u);
+  EXPECT_EQ(b->count(), 2u);
+  EXPECT_EQ(c->count(), 1u);
+  EXPECT_EQ(a->got()[0].event, "rooms");
+}
+
+TEST(Hub, BroadcastStaysInItsNamespace) {
+  fixture t;
+  auto root = t.add("root", wire_format::json_ws, "/");
+  auto chat = t.add("chat", wire_format::socketio, "/chat");
+  EXPECT_EQ(t.emit("hi"), 1u);
+  EXPECT_EQ(root->count(), 1u);
+  EXPECT_EQ(chat->count(), 0u);
+  publication p;
+  p.event = "hey";
+  p.data = "1";
+  p.nsp = "/chat";
+  EXPECT_EQ(t.h.publish(p), 1u);
+  EXPECT_EQ(chat->got()[0], (decoded{"sio", "hey", "", 0, "1"}));
+  // Rooms of another namespace live under "<nsp>#<room>" and report the plain name as topic.
+  t.h.join("chat", "/chat#lobby");
+  p.to = {"lobby"};
+  EXPECT_EQ(t.h.publish(p), 1u);
+  EXPECT_EQ(chat->got().back(), (decoded{"sio", "hey", "lobby", 1, "1"}));
+}
+
+TEST(Hub, PolicyPassedToDeliver) {
+  fixture t;
+  auto a = t.add("a");
+  t.h.join("a", "volatile");
+  t.h.join("a", "plain");
+  t.h.set_room_policy("volatile", overflow_policy::drop_oldest);
+
+  t.emit("x", {"volatile"});                                  // the room's policy
+  t.emit("x", {"plain"});                                     // the default
+  t.emit("x", {"volatile"}, {}, overflow_policy::disconnect);  // the emit's policy wins
+  t.emit("x", {"plain"}, {}, overflow_policy::drop_oldest);
+  t.emit("x", {}, {}, overflow_policy::drop_oldest);          // broadcast with a policy
+  t.emit("x");                                                // broadcast without
+  t.emit("x", {"a"}, {}, overflow_policy::drop_oldest);        // sid target
+  using P = overflow_policy;
+  EXPECT_EQ(a->policies(), (std::vector<P>{P::drop_oldest, P::disconnect, P::disconnect,
+                                           P::drop_oldest, P::drop_oldest, P::disconnect,
+                                           P::drop_oldest}));
+}
+
+TEST(Hub, RoomPolicyOutlivesMembersUntilCleared) {
+  fixture t;
+  auto a = t.add("a");
+  t.h.set_room_policy("positions", overflow_policy::drop_oldest);  // before anyone joins
+  t.h.join("a", "positions");
+  t.emit("p", {"positions"});
+  t.h.leave("a", "positions");
+  t.h.join("a", "positions");
+  t.emit("p", {"positions"});
+  t.h.set_room_policy("positions", std::nullopt);
+  t.emit("p", {"positions"});
+  EXPECT_EQ(a->policies(), (std::vector<overflow_policy>{overflow_policy::drop_oldest,
+                                                          overflow_policy::drop_oldest,
+                                                          overflow_policy::disconnect}));
+  EXPECT_EQ(t.h.room_count(), 1u);
+  t.h.leave("a", "positions");
+  EXPECT_EQ(t.h.room_count(), 0u);
+}
+
+TEST(Hub, EncoderReturningNothingDeliversNothing) {
+  hub h;
+  h.set_encoder(wire_format::json_ws, [](const publication&, const publish_meta&) { return frame_ptr{}; });
+  auto a = std::make_shared<recorder>("a");
+  auto s = std::make_shared<recorder>("s", wire_format::socketio);  // no encoder at all
+  h.add(a);
+  h.add(s);
+  EXPECT_EQ(h.publish(publication{"e", "{}"}), 0u);
+  EXPECT_EQ(a->count(), 0u);
+  EXPECT_EQ(s->count(), 0u);
+}
+
+TEST(Hub, MetaHasTimestamps) {
+  hub h;
+  std::vector<std::pair<std::string, std::int64_t>> seen;  // ts, publish_ns
+  h.set_encoder(wire_format::json_ws, [&](const publication&, const publish_meta& m) {
+    seen.emplace_back(m.ts, m.publish_ns);
+    return skyrelay::make_frame("x");
+  });
+  h.add(std::make_shared<recorder>("a"));
+  for (int i = 0; i < 3; ++i) h.publish(publication{"e", "{}"});
+  ASSERT_EQ(seen.size(), 3u);
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    const auto& ts = seen[i].first;
+    // ISO-8601 UTC, such as 2026-01-01T00:00:00.000Z
+    ASSERT_GE(ts.size(), 20u) << ts;
+    EXPECT_EQ(ts[4], '-') << ts;
+    EXPECT_EQ(ts[10], 'T') << ts;
+    EXPECT_EQ(ts.back(), 'Z') << ts;
+    if (i) EXPECT_GE(seen[i].second, seen[i - 1].second);
+  }
+}
+
+// ---- concurrency ----------------------------------------------------------------------------
+
+// Connections join, leave, come and go while publishers fan out. Each room has one publisher
+// thread, and each connection may only ever join rooms of its own parity. Checked afterwards:
+// nothing was delivered outside the allowed rooms, each connection saw each room's sequence
+// strictly increasing, every delivery publish() counted arrived, and the membership views of
+// rooms and connections agree.
+TEST(Hub, ConcurrentMembershipAndPublishing) {
+  fixture t;
+  constexpr int conns = 48;
+  constexpr int rooms = 8;
+  constexpr int churn_threads = 4;
+  constexpr int churn_iterations = 4000;
+  constexpr int publishes_per_room = 1500;
+
+  auto sid_of = [](int i) { return "c" + std::to_string(i); };
+  auto room_of = [](int r) { return "room" + std::to_string(r); };
+
+  std::mutex all_mu;
+  std::vector<std::shared_ptr<recorder>> everyone;  // every recorder ever added
+  auto remember = [&](std::shared_ptr<recorder> r) {
+    std::lock_guard lock(all_mu);
+    everyone.push_back(std::move(r));
+  };
+  for (int i = 0; i < conns; ++i) remember(t.add(sid_of(i)));
+
+  std::atomic<std::size_t> counted{0};
   std::vector<std::thread> threads;
-  for (int t = 0; t < 3; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 3000; ++i) {
-        std::string sid = "c" + std::to_string((i * 7 + t) % conns);
-        std::string room = "room" + std::to_string(i % 5);
-        if (i % 2) f.h.join(sid, room); else f.h.leave(sid, room);
+  for (int w = 0; w < churn_threads; ++w) {
+    threads.emplace_back([&, w] {
+      unsigned state = 12345u + static_cast<unsigned>(w);
+      auto rnd = [&state] {
+        state = state * 1103515245u + 12345u;
+        return (state >> 8) & 0xFFFF;
+      };
+      for (int i = 0; i < churn_iterations; ++i) {
+        const int c = static_cast<int>(rnd() % conns);
+        const int r = static_cast<int>(rnd() % (rooms / 2)) * 2 + c % 2;  // same parity as c
+        switch (rnd() % 10) {
+          case 0: {  // reconnect under the same sid
+            t.h.remove(sid_of(c));
+            auto fresh = std::make_shared<recorder>(sid_of(c));
+            if (t.h.add(fresh)) remember(fresh);
+            break;
+          }
+          case 1:
+            counted += t.emit("direct", {sid_of(c)});
+            break;
+          case 2:
+          case 3:
+          case 4:
+            t.h.leave(sid_of(c), room_of(r));
+            break;
+          default:
+            t.h.join(sid_of(c), room_of(r));
+        }
       }
     });
   }
-  std::thread publisher([&] {
-    for (int i = 0; i < 2000 && !stop; ++i) f.publish("p", {"room" + std::to_string(i % 5)});
+  for (int r = 0; r < rooms; ++r) {
+    threads.emplace_back([&, r] {
+      for (int i = 0; i < publishes_per_room; ++i) counted += t.emit("tick", {room_of(r)});
+    });
+  }
+  threads.emplace_back([&] {
+    for (int i = 0; i < 300; ++i) counted += t.emit("all");
   });
-  for (auto& t : threads) t.join();
-  stop = true;
-  publisher.join();
-  // Membership seen by rooms matches membership seen by connections.
-  std::size_t by_conn = 0, by_room = 0;
-  for (int i = 0; i < conns; ++i) by_conn += f.h.rooms_of("c" + std::to_string(i)).size();
-  for (int r = 0; r < 5; ++r) by_room += f.h.room_size("room" + std::to_string(r));
+  for (auto& th : threads) th.join();
+
+  std::size_t received = 0;
+  for (const auto& rec : everyone) {
+    const int c = std::stoi(rec->sid().substr(1));
+    std::map<std::string, std::uint64_t> last_seq;
+    for (const auto& d : rec->got()) {
+      ++received;
+      if (d.event != "tick") continue;
+      const int r = std::stoi(d.topic.substr(4));
+      EXPECT_EQ(r % 2, c % 2) << rec->sid() << " got " << d.topic;
+      EXPECT_GT(d.seq, last_seq[d.topic]) << rec->sid() << " " << d.topic;
+      last_seq[d.topic] = d.seq;
+    }
+  }
+  EXPECT_EQ(received, counted.load());
+
+  // Both views of membership agree.
+  std::map<std::string, std::set<std::string>> by_conn, by_room;
+  for (int i = 0; i < conns; ++i)
+    for (const auto& room : t.h.rooms_of(sid_of(i))) by_conn[room].insert(sid_of(i));
+  for (int r = 0; r < rooms; ++r) {
+    auto members = t.h.room_members(room_of(r));
+    EXPECT_EQ(members.size(), t.h.room_size(room_of(r)));
+    if (!members.empty()) by_room[room_of(r)] = std::set<std::string>(members.begin(), members.end());
+    EXPECT_EQ(std::set<std::string>(members.begin(), members.end()).size(), members.size())
+        << "duplicate member in " << room_of(r);
+  }
   EXPECT_EQ(by_conn, by_room);
-  for (int i = 0; i < conns; ++i) f.h.remove("c" + std::to_string(i));
-  EXPECT_EQ(f.h.room_count(), 0u);
-  EXPECT_EQ(f.h.connection_count(), 0u);
+  EXPECT_EQ(t.h.connection_count(), static_cast<std::size_t>(conns));
+
+  for (int i = 0; i < conns; ++i) t.h.remove(sid_of(i));
+  EXPECT_EQ(t.h.connection_count(), 0u);
+  EXPECT_EQ(t.h.room_count(), 0u);
+  for (int r = 0; r < rooms; ++r) EXPECT_EQ(t.h.room_size(room_of(r)), 0u);
 }
 
-TEST(Dispatcher, RunsInOrderAndBounds) {
-  dispatcher d(2);
-  std::mutex mu;
-  std::condition_variable cv;
-  bool release = false;
-  std::vector<int> order;
+// ---- dispatcher -----------------------------------------------------------------------------
+
+TEST(Dispatcher, RunsJobsInPostingOrderOnOneThread) {
+  dispatcher d(10000);
   d.start();
-  ASSERT_TRUE(d.post([&] {
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return release; });
-    order.push_back(0);
-  }));
-  // Wait until the worker picked up job 0, so the queue is empty again.
-  for (int i = 0; i < 1000 && d.queued() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  EXPECT_TRUE(d.post([&] { std::lock_guard l(mu); order.push_back(1); }));
-  EXPECT_TRUE(d.post([&] { std::lock_guard l(mu); order.push_back(2); }));
-  EXPECT_FALSE(d.post([&] { std::lock_guard l(mu); order.push_back(99); }));  // full
-  EXPECT_TRUE(d.post_always([&] { std::lock_guard l(mu); order.push_back(3); }));
-  {
-    std::lock_guard lock(mu);
-    release = true;
+  std::vector<int> order;  // touched only by the worker until stop() joins it
+  std::set<std::thread::id> workers;
+  for (int i = 0; i < 5000; ++i) {
+    ASSERT_TRUE(d.post([&, i] {
+      order.push_back(i);
+      workers.insert(std::this_thread::get_id());
+    }));
   }
-  cv.notify_all();
-  d.stop();  // runs what is queued first
-  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3}));
-  EXPECT_FALSE(d.post([] {}));
+  d.stop();
+  ASSERT_EQ(order.size(), 5000u);
+  for (int i = 0; i < 5000; ++i) ASSERT_EQ(order[i], i);
+  EXPECT_EQ(workers.size(), 1u);
+  EXPECT_EQ(workers.count(std::this_thread::get_id()), 0u);
+}
+
+TEST(Dispatcher, BoundWhileTheWorkerIsBlocked) {
+  dispatcher d(3);
+  d.start();
+  std::promise<void> running;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::vector<std::string> ran;  // worker only, read after stop()
+  ASSERT_TRUE(d.post([&] {
+    running.set_value();
+    released.wait();
+    ran.push_back("blocker");
+  }));
+  running.get_future().wait();  // the worker holds the blocker: the queue is empty
+  EXPECT_EQ(d.queued(), 0u);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(d.post([&, i] { ran.push_back("q" + std::to_string(i)); })) << i;
+  EXPECT_EQ(d.queued(), 3u);
+  EXPECT_FALSE(d.post([&] { ran.push_back("refused"); }));
+  EXPECT_FALSE(d.post([&] { ran.push_back("refused"); }));
+  // post_always ignores the bound, and the bound still holds for post afterwards.
+  EXPECT_TRUE(d.post_always([&] { ran.push_back("always1"); }));
+  EXPECT_TRUE(d.post_always([&] { ran.push_back("always2"); }));
+  EXPECT_EQ(d.queued(), 5u);
+  EXPECT_FALSE(d.post([&] { ran.push_back("refused"); }));
+  release.set_value();
+  d.stop();
+  EXPECT_EQ(ran, (std::vector<std::string>{"blocker", "q0", "q1", "q2", "always1", "always2"}));
+}
+
+TEST(Dispatcher, StopRunsWhatIsQueuedThenRefuses) {
+  std::atomic<int> ran{0};
+  dispatcher d(100);
+  d.start();
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  d.post([released] { released.wait(); });
+  for (int i = 0; i < 50; ++i) d.post([&] { ran.fetch_add(1); });
+  std::thread stopper([&] { d.stop(); });
+  release.set_value();
+  stopper.join();
+  EXPECT_EQ(ran.load(), 50);
+  EXPECT_EQ(d.queued(), 0u);
+  EXPECT_FALSE(d.post([&] { ran.fetch_add(100); }));
+  EXPECT_FALSE(d.post_always([&] { ran.fetch_add(100); }));
+  d.stop();  // idempotent
+  EXPECT_EQ(ran.load(), 50);
+}
+
+TEST(Dispatcher, RefusesBeforeStartAndCanRestart) {
+  std::atomic<int> ran{0};
+  dispatcher d(4);
+  EXPECT_FALSE(d.post([&] { ran.fetch_add(1); }));
+  EXPECT_FALSE(d.post_always([&] { ran.fetch_add(1); }));
+  d.stop();  // stopping what never started is harmless
+  d.start();
+  d.start();  // starting twice is harmless
+  EXPECT_TRUE(d.post([&] { ran.fetch_add(1); }));
+  d.stop();
+  EXPECT_EQ(ran.load(), 1);
+  d.start();
+  EXPECT_TRUE(d.post([&] { ran.fetch_add(10); }));
+  d.stop();
+  EXPECT_EQ(ran.load(), 11);
+}
+
+TEST(Dispatcher, DestructorRunsQueuedJobs) {
+  std::atomic<int> ran{0};
+  {
+    dispatcher d(100);
+    d.start();
+    for (int i = 0; i < 20; ++i) d.post([&] { ran.fetch_add(1); });
+  }
+  EXPECT_EQ(ran.load(), 20);
+}
+
+TEST(Dispatcher, ManyPostersLoseNothingWithinTheBound) {
+  dispatcher d(1 << 20);
+  d.start();
+  std::atomic<int> ran{0};
+  std::vector<std::thread> posters;
+  for (int p = 0; p < 4; ++p)
+    posters.emplace_back([&] {
+      for (int i = 0; i < 5000; ++i)
+        if (!d.post([&] { ran.fetch_add(1); })) ADD_FAILURE() << "refused under the bound";
+    });
+  for (auto& th : posters) th.join();
+  d.stop();
+  EXPECT_EQ(ran.load(), 20000);
 }

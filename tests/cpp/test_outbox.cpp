@@ -1,7 +1,10 @@
+// The per-connection bounded outbox: writer hand-off, limits and overflow policies.
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <map>
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -13,139 +16,326 @@ using skyrelay::outbox;
 using skyrelay::overflow_policy;
 
 namespace {
-frame_ptr frame_of(std::string s) { return make_frame(std::move(s)); }
 
-std::vector<std::string> take_all(outbox& o) {
+constexpr auto keep = overflow_policy::disconnect;  // never evicted
+constexpr auto drop = overflow_policy::drop_oldest;
+
+frame_ptr f(std::string bytes) { return make_frame(std::move(bytes)); }
+
+// Takes everything queued; empty when take() reported nothing.
+std::vector<std::string> drain(outbox& o) {
   std::vector<frame_ptr> frames;
-  o.take(frames);
+  if (!o.take(frames)) return {};
   std::vector<std::string> out;
-  for (auto& f : frames) out.push_back(f->bytes);
+  for (const auto& fr : frames) out.push_back(fr->bytes);
   return out;
 }
+
+using strings = std::vector<std::string>;
+
 }  // namespace
 
-TEST(Outbox, StartWriterOnlyOnIdleToBusy) {
+// ---- writer hand-off ------------------------------------------------------------------------
+
+TEST(Outbox, FirstPushAfterIdleStartsTheWriter) {
   outbox o({1024, 16});
-  auto r1 = o.push(frame_of("a"), overflow_policy::disconnect);
-  EXPECT_TRUE(r1.accepted);
-  EXPECT_TRUE(r1.start_writer);
-  auto r2 = o.push(frame_of("b"), overflow_policy::disconnect);
-  EXPECT_TRUE(r2.accepted);
-  EXPECT_FALSE(r2.start_writer);
-  EXPECT_EQ(take_all(o), (std::vector<std::string>{"a", "b"}));
-  // Still active until a take finds the queue empty.
-  EXPECT_FALSE(o.push(frame_of("c"), overflow_policy::disconnect).start_writer);
-  EXPECT_EQ(take_all(o), (std::vector<std::string>{"c"}));
+  const auto a = o.push(f("a"), keep);
+  EXPECT_TRUE(a.accepted);
+  EXPECT_TRUE(a.start_writer);
+  EXPECT_FALSE(a.overflow);
+  EXPECT_EQ(a.dropped, 0u);
+  // Busy: more pushes queue without another start.
+  EXPECT_FALSE(o.push(f("b"), keep).start_writer);
+  EXPECT_FALSE(o.push(f("c"), drop).start_writer);
+  EXPECT_EQ(o.queued_frames(), 3u);
+  EXPECT_EQ(o.queued_bytes(), 3u);
+}
+
+TEST(Outbox, TakeMovesEverythingInOrderAndStaysBusy) {
+  outbox o({1024, 16});
+  o.push(f("1"), keep);
+  o.push(f("22"), drop);
+  o.push(f("333"), keep);
+  std::vector<frame_ptr> out;
+  out.push_back(f("already there"));
+  ASSERT_TRUE(o.take(out));
+  ASSERT_EQ(out.size(), 4u);  // appended, not replaced
+  EXPECT_EQ(out[1]->bytes, "1");
+  EXPECT_EQ(out[2]->bytes, "22");
+  EXPECT_EQ(out[3]->bytes, "333");
+  EXPECT_EQ(o.queued_frames(), 0u);
+  EXPECT_EQ(o.queued_bytes(), 0u);
+  // The writer is still running (its write is in flight): a push now must not start another.
+  EXPECT_FALSE(o.push(f("4"), keep).start_writer);
+  EXPECT_EQ(drain(o), strings{"4"});
+}
+
+TEST(Outbox, EmptyTakeMarksIdle) {
+  outbox o({1024, 16});
+  o.push(f("a"), keep);
+  EXPECT_EQ(drain(o), strings{"a"});
   std::vector<frame_ptr> none;
   EXPECT_FALSE(o.take(none));
-  EXPECT_TRUE(o.push(frame_of("d"), overflow_policy::disconnect).start_writer);
+  EXPECT_TRUE(none.empty());
+  // Idle again: the next push asks for a start, exactly once.
+  EXPECT_TRUE(o.push(f("b"), keep).start_writer);
+  EXPECT_FALSE(o.push(f("c"), keep).start_writer);
+  // An empty take on an idle outbox keeps it idle.
+  outbox fresh({1024, 16});
+  EXPECT_FALSE(fresh.take(none));
+  EXPECT_FALSE(fresh.take(none));
+  EXPECT_TRUE(fresh.push(f("x"), keep).start_writer);
 }
 
-TEST(Outbox, DisconnectPolicyOverflowsOnFrames) {
+TEST(Outbox, SharedFramesAreNotCopied) {
+  outbox o({1024, 16});
+  auto shared = f("payload");
+  o.push(shared, keep);
+  std::vector<frame_ptr> out;
+  ASSERT_TRUE(o.take(out));
+  EXPECT_EQ(out[0].get(), shared.get());
+}
+
+// ---- limits under the disconnect policy -----------------------------------------------------
+
+TEST(Outbox, FrameLimitIsInclusive) {
   outbox o({1 << 20, 3});
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(o.push(frame_of("x"), overflow_policy::disconnect).accepted);
-  auto r = o.push(frame_of("y"), overflow_policy::disconnect);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(o.push(f("x"), keep).accepted) << i;
+  const auto r = o.push(f("y"), keep);
   EXPECT_FALSE(r.accepted);
   EXPECT_TRUE(r.overflow);
+  EXPECT_FALSE(r.start_writer);
+  EXPECT_EQ(r.dropped, 0u);
   EXPECT_EQ(o.queued_frames(), 3u);
+  EXPECT_EQ(drain(o), (strings{"x", "x", "x"}));
 }
 
-TEST(Outbox, DisconnectPolicyOverflowsOnBytes) {
+TEST(Outbox, ByteLimitIsInclusive) {
   outbox o({10, 100});
-  EXPECT_TRUE(o.push(frame_of("12345678"), overflow_policy::disconnect).accepted);
-  EXPECT_TRUE(o.push(frame_of("12345678"), overflow_policy::disconnect).overflow);
-  EXPECT_EQ(o.queued_bytes(), 8u);
-}
-
-TEST(Outbox, OversizedFrameFitsEmptyQueue) {
-  outbox o({4, 100});
-  auto r = o.push(frame_of(std::string(100, 'z')), overflow_policy::disconnect);
-  EXPECT_TRUE(r.accepted);
-  EXPECT_EQ(o.queued_bytes(), 100u);
-}
-
-TEST(Outbox, DropOldestEvictsOnlyDroppableOldestFirst) {
-  outbox o({1 << 20, 3});
-  o.push(frame_of("keep"), overflow_policy::disconnect);   // a reply: never dropped
-  o.push(frame_of("v1"), overflow_policy::drop_oldest);
-  o.push(frame_of("v2"), overflow_policy::drop_oldest);
-  auto r = o.push(frame_of("v3"), overflow_policy::drop_oldest);
-  EXPECT_TRUE(r.accepted);
-  EXPECT_EQ(r.dropped, 1u);
-  EXPECT_EQ(take_all(o), (std::vector<std::string>{"keep", "v2", "v3"}));
-}
-
-TEST(Outbox, DropOldestDropsNewFrameWhenNothingDroppable) {
-  outbox o({1 << 20, 2});
-  o.push(frame_of("r1"), overflow_policy::disconnect);
-  o.push(frame_of("r2"), overflow_policy::disconnect);
-  auto r = o.push(frame_of("v"), overflow_policy::drop_oldest);
+  EXPECT_TRUE(o.push(f("123456"), keep).accepted);
+  EXPECT_TRUE(o.push(f("7890"), keep).accepted);  // exactly 10
+  EXPECT_EQ(o.queued_bytes(), 10u);
+  const auto r = o.push(f("!"), keep);
+  EXPECT_TRUE(r.overflow);
   EXPECT_FALSE(r.accepted);
-  EXPECT_FALSE(r.overflow);
-  EXPECT_EQ(r.dropped, 1u);
-  EXPECT_EQ(take_all(o), (std::vector<std::string>{"r1", "r2"}));
+  EXPECT_EQ(o.queued_bytes(), 10u);
+  // Taking frees the room again.
+  drain(o);
+  EXPECT_TRUE(o.push(f("0123456789"), keep).accepted);
 }
 
-TEST(Outbox, ReplyEvictsDroppableInsteadOfOverflowing) {
+TEST(Outbox, OversizedFrameAlwaysFitsAnEmptyQueue) {
+  outbox o({8, 4});
+  const auto r = o.push(f(std::string(1000, 'z')), keep);
+  EXPECT_TRUE(r.accepted);
+  EXPECT_TRUE(r.start_writer);
+  EXPECT_EQ(o.queued_bytes(), 1000u);
+  // But nothing else fits behind it.
+  EXPECT_TRUE(o.push(f("a"), keep).overflow);
+  ASSERT_EQ(drain(o).size(), 1u);
+  EXPECT_TRUE(o.push(f(std::string(1000, 'z')), keep).accepted);
+  // With drop_oldest too, even when that means evicting everything queued.
+  outbox d({8, 4});
+  d.push(f("aaaa"), drop);
+  d.push(f("bbbb"), drop);
+  const auto big = d.push(f(std::string(50, 'q')), drop);
+  EXPECT_TRUE(big.accepted);
+  EXPECT_EQ(big.dropped, 2u);
+  EXPECT_EQ(drain(d), strings{std::string(50, 'q')});
+}
+
+// A reply or control frame (pushed with disconnect) that finds the outbox full first makes room
+// by evicting drop_oldest frames: a pong must not cost a volatile subscriber its connection.
+TEST(Outbox, ReplyEvictsDroppableFramesBeforeOverflowing) {
   outbox o({1 << 20, 2});
-  o.push(frame_of("v1"), overflow_policy::drop_oldest);
-  o.push(frame_of("v2"), overflow_policy::drop_oldest);
-  auto r = o.push(frame_of("pong"), overflow_policy::disconnect);
+  o.push(f("v1"), drop);
+  o.push(f("v2"), drop);
+  const auto r = o.push(f("pong"), keep);
   EXPECT_TRUE(r.accepted);
   EXPECT_FALSE(r.overflow);
   EXPECT_EQ(r.dropped, 1u);
-  EXPECT_EQ(take_all(o), (std::vector<std::string>{"v2", "pong"}));
+  EXPECT_EQ(drain(o), (strings{"v2", "pong"}));
 }
 
-TEST(Outbox, DropOldestByBytes) {
-  outbox o({10, 100});
-  o.push(frame_of("aaaa"), overflow_policy::drop_oldest);
-  o.push(frame_of("bbbb"), overflow_policy::drop_oldest);
-  auto r = o.push(frame_of("cccccc"), overflow_policy::drop_oldest);
+TEST(Outbox, ReplyOverflowsWhenEvictionIsNotEnough) {
+  outbox o({1 << 20, 2});
+  o.push(f("r1"), keep);
+  o.push(f("r2"), keep);
+  const auto r = o.push(f("r3"), keep);
+  EXPECT_FALSE(r.accepted);
+  EXPECT_TRUE(r.overflow);
+  EXPECT_EQ(r.dropped, 0u);
+  EXPECT_EQ(drain(o), (strings{"r1", "r2"}));
+
+  // Bytes: the kept frame alone leaves no room for the reply, with or without the droppable one.
+  outbox b({10, 100});
+  b.push(f("KKKKKKKK"), keep);
+  b.push(f("d"), drop);
+  const auto rb = b.push(f("rep"), keep);
+  EXPECT_FALSE(rb.accepted);
+  EXPECT_TRUE(rb.overflow);
+  const auto left = drain(b);
+  ASSERT_FALSE(left.empty());
+  EXPECT_EQ(left.front(), "KKKKKKKK");
+  EXPECT_EQ(rb.dropped, 2u - left.size());  // whatever was evicted was counted
+}
+
+// ---- drop_oldest ----------------------------------------------------------------------------
+
+TEST(Outbox, DropOldestEvictsOldestDroppableFirst) {
+  outbox o({1 << 20, 4});
+  o.push(f("k1"), keep);
+  o.push(f("d1"), drop);
+  o.push(f("k2"), keep);
+  o.push(f("d2"), drop);
+  auto r = o.push(f("d3"), drop);
   EXPECT_TRUE(r.accepted);
+  EXPECT_FALSE(r.overflow);
   EXPECT_EQ(r.dropped, 1u);
-  EXPECT_EQ(take_all(o), (std::vector<std::string>{"bbbb", "cccccc"}));
+  r = o.push(f("d4"), drop);
+  EXPECT_EQ(r.dropped, 1u);
+  // d1 then d2 went; the kept frames stay in place, order preserved.
+  EXPECT_EQ(drain(o), (strings{"k1", "k2", "d3", "d4"}));
 }
 
-TEST(Outbox, CloseRefusesAndClears) {
+TEST(Outbox, DropOldestEvictsAsManyAsNeededForBytes) {
+  outbox o({12, 100});
+  o.push(f("aaa"), drop);
+  o.push(f("bbb"), drop);
+  o.push(f("ccc"), drop);
+  o.push(f("ddd"), drop);  // 12 bytes: full
+  const auto r = o.push(f("eeeeeee"), drop);  // 7 bytes: three of the four must go
+  EXPECT_TRUE(r.accepted);
+  EXPECT_EQ(r.dropped, 3u);
+  EXPECT_EQ(o.queued_bytes(), 10u);
+  EXPECT_EQ(drain(o), (strings{"ddd", "eeeeeee"}));
+}
+
+TEST(Outbox, DropOldestDropsTheNewFrameWhenNothingDroppableRemains) {
+  outbox o({1 << 20, 2});
+  o.push(f("r1"), keep);
+  o.push(f("r2"), keep);
+  const auto r = o.push(f("volatile"), drop);
+  EXPECT_FALSE(r.accepted);
+  EXPECT_FALSE(r.overflow);  // dropping is the policy, not a reason to disconnect
+  EXPECT_FALSE(r.start_writer);
+  EXPECT_EQ(r.dropped, 1u);  // the new frame itself
+  EXPECT_EQ(drain(o), (strings{"r1", "r2"}));
+}
+
+TEST(Outbox, DropOldestCountsEvictedAndNewWhenEvictionIsNotEnough) {
+  // Non-droppable frames fill the byte budget; evicting the one droppable frame does not make
+  // room, so it and the new frame are both gone, and both are counted.
+  outbox o({10, 100});
+  o.push(f("KKKKKKKK"), keep);
+  o.push(f("d"), drop);
+  const auto r = o.push(f("new"), drop);
+  EXPECT_FALSE(r.accepted);
+  EXPECT_GE(r.dropped, 1u);
+  const auto left = drain(o);
+  EXPECT_EQ(left.front(), "KKKKKKKK");
+  EXPECT_EQ(r.dropped, 1u + (2u - left.size()));  // every frame that vanished was counted
+}
+
+TEST(Outbox, DropCountsAddUp) {
+  // Pushing N volatile frames into a queue of 5 drops exactly N - 5, all counted.
+  outbox o({1 << 20, 5});
+  std::size_t dropped = 0, accepted = 0;
+  for (int i = 0; i < 100; ++i) {
+    const auto r = o.push(f("pos" + std::to_string(i)), drop);
+    dropped += r.dropped;
+    accepted += r.accepted;
+  }
+  EXPECT_EQ(accepted, 100u);
+  EXPECT_EQ(dropped, 95u);
+  EXPECT_EQ(drain(o), (strings{"pos95", "pos96", "pos97", "pos98", "pos99"}));
+}
+
+// ---- close ----------------------------------------------------------------------------------
+
+TEST(Outbox, CloseDropsQueuedAndRefusesMore) {
   outbox o({1024, 16});
-  o.push(frame_of("a"), overflow_policy::disconnect);
+  EXPECT_TRUE(o.push(f("a"), keep).start_writer);
   o.close();
   EXPECT_EQ(o.queued_frames(), 0u);
-  auto r = o.push(frame_of("b"), overflow_policy::disconnect);
-  EXPECT_FALSE(r.accepted);
-  EXPECT_FALSE(r.start_writer);
+  EXPECT_EQ(o.queued_bytes(), 0u);
+  for (auto policy : {keep, drop}) {
+    const auto r = o.push(f("b"), policy);
+    EXPECT_FALSE(r.accepted);
+    EXPECT_FALSE(r.start_writer);
+    EXPECT_FALSE(r.overflow) << "a closing connection is not a slow one";
+  }
+  std::vector<frame_ptr> out;
+  EXPECT_FALSE(o.take(out));
+  EXPECT_TRUE(out.empty());
+  o.close();  // idempotent
+  EXPECT_FALSE(o.push(f("c"), keep).accepted);
 }
 
-TEST(Outbox, ConcurrentProducersLoseNothingAndKeepOrder) {
-  constexpr int producers = 4, per_producer = 5000;
-  outbox o({1 << 30, 1 << 20});
-  std::atomic<int> done{0};
+// ---- threads --------------------------------------------------------------------------------
+
+// Several producers push while one writer drains, following the outbox's hand-off contract: the
+// writer runs only after a push said start_writer, and keeps taking until take() says idle.
+// Nothing may be lost or duplicated, each producer's frames stay in order, and every start is
+// matched by exactly one writer run.
+TEST(Outbox, ConcurrentProducersAndWriter) {
+  constexpr int producers = 6;
+  constexpr int per_producer = 20000;
+  outbox o({std::size_t{1} << 40, std::size_t{1} << 30});
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::size_t starts = 0;
+  std::size_t producers_done = 0;
+
   std::vector<std::thread> threads;
   for (int p = 0; p < producers; ++p) {
     threads.emplace_back([&, p] {
-      for (int i = 0; i < per_producer; ++i)
-        o.push(frame_of(std::to_string(p) + ":" + std::to_string(i)), overflow_policy::disconnect);
-      done.fetch_add(1);
+      for (int i = 0; i < per_producer; ++i) {
+        const auto r = o.push(f(std::to_string(p) + ":" + std::to_string(i)), keep);
+        if (!r.accepted) ADD_FAILURE() << "refused " << p << ":" << i;
+        if (r.start_writer) {
+          std::lock_guard lock(mu);
+          ++starts;
+          cv.notify_one();
+        }
+      }
+      std::lock_guard lock(mu);
+      ++producers_done;
+      cv.notify_one();
     });
   }
-  std::map<int, int> next;
-  int total = 0;
-  for (int spins = 0; spins < 10'000'000 && total < producers * per_producer; ++spins) {
-    std::vector<frame_ptr> frames;
-    o.take(frames);
-    for (auto& f : frames) {
-      auto colon = f->bytes.find(':');
-      int p = std::stoi(f->bytes.substr(0, colon));
-      int i = std::stoi(f->bytes.substr(colon + 1));
-      ASSERT_EQ(i, next[p]) << "producer " << p;
-      next[p] = i + 1;
-      ++total;
+
+  std::vector<int> next(producers, 0);
+  std::size_t received = 0, runs = 0, bad_order = 0;
+  for (;;) {
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return starts > runs || producers_done == producers; });
+      if (starts == runs) break;  // every producer finished and no start is pending
+    }
+    ++runs;
+    std::vector<frame_ptr> batch;
+    while (o.take(batch)) {
+      for (const auto& fr : batch) {
+        const auto colon = fr->bytes.find(':');
+        const int p = std::stoi(fr->bytes.substr(0, colon));
+        const int i = std::stoi(fr->bytes.substr(colon + 1));
+        if (i != next[p]) ++bad_order;
+        next[p] = i + 1;
+        ++received;
+      }
+      batch.clear();
     }
   }
   for (auto& t : threads) t.join();
-  std::vector<frame_ptr> rest;
-  o.take(rest);
-  EXPECT_TRUE(rest.empty());
-  EXPECT_EQ(total, producers * per_producer);
+
+  EXPECT_EQ(bad_order, 0u);
+  EXPECT_EQ(received, std::size_t{producers} * per_producer);
+  for (int p = 0; p < producers; ++p) EXPECT_EQ(next[p], per_producer) << p;
+  EXPECT_EQ(runs, starts);
+  EXPECT_GE(runs, 1u);
+  EXPECT_EQ(o.queued_frames(), 0u);
+  // The last run ended with an empty take, so the outbox is idle.
+  EXPECT_TRUE(o.push(f("after"), keep).start_writer);
 }
