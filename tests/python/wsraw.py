@@ -5,6 +5,7 @@ clients never send (bad frames, no pong replies) and for reading exactly what th
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import struct
@@ -55,6 +56,15 @@ class RawClient:
 
     def send_text(self, text: str) -> None:
         self.send(frame(0x1, text.encode()))
+
+    def send_json(self, message: dict) -> None:
+        self.send_text(json.dumps(message))
+
+    def send_pong(self, payload: bytes = b"") -> None:
+        self.send(frame(0xA, payload))
+
+    def send_close(self, code: int = 1000, reason: str = "") -> None:
+        self.send(frame(0x8, struct.pack("!H", code) + reason.encode()))
 
     def _fill(self, n: int, deadline: float) -> bool:
         while len(self.buf) < n:
@@ -110,3 +120,9 @@ class RawClient:
             self.sock.close()
         except OSError:
             pass
+
+    def __enter__(self) -> "RawClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
