@@ -54,6 +54,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def busy_seconds() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine (all cores), from /proc/stat. Busy
+    excludes idle, iowait and steal (time the hypervisor gave to other guests)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(v) - v[3] - v[4] - v[7]) / TICK, v[7] / TICK
+
+
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
     """Waits until the server under test accepts connections."""
     deadline = time.monotonic() + timeout
@@ -112,9 +120,9 @@ def run_once(name: str, rate: float, clients: int, warmup: float, duration: floa
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_line(server, "PUBLISHING", 60)
         time.sleep(warmup)
-        cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+        cpu0, t0, busy0 = cpu_seconds(server.pid), time.monotonic(), busy_seconds()
         time.sleep(duration)
-        cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
+        cpu1, t1, busy1 = cpu_seconds(server.pid), time.monotonic(), busy_seconds()
         out, err = client.communicate(timeout=duration + 60)
         result = json.loads(out.strip().splitlines()[-1])
         server_cpu = cpu1 - cpu0
@@ -123,6 +131,13 @@ def run_once(name: str, rate: float, clients: int, warmup: float, duration: floa
             server_cpu_util=round(server_cpu / (t1 - t0), 3),
             deliveries_per_cpu_s=round(result["deliveries"] / server_cpu, 1) if server_cpu else None,
             client_bound=result["client_cpu_s"] >= 0.9 * result["duration_s"],
+            # CPU used by anything else on the machine during the window (the client's window
+            # is its own, so this is approximate): above 15% of a core the run was disturbed.
+            other_cpu_s=round(busy1[0] - busy0[0] - server_cpu - result["client_cpu_s"], 3),
+            steal_s=round(busy1[1] - busy0[1], 3),
+            disturbed=busy1[0] - busy0[0] - server_cpu - result["client_cpu_s"] > 0.15 * (t1 - t0),
+            # published_per_s comes from the client (span of the payloads' "seq" in its window):
+            # a publisher that cannot keep up with the offered rate shows as published < rate.
             demanded_per_s=rate * clients,
         )
         return result
@@ -143,6 +158,8 @@ def main() -> int:
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--duration", type=float, default=6.0)
     p.add_argument("--quick", action="store_true", help="1 round, short windows (smoke test)")
+    p.add_argument("--scenarios", default="saturation,10k,50k",
+                   help="comma-separated subset of: saturation, 10k, 50k")
     p.add_argument("--skyrelay-rate", type=float, default=1000.0,
                    help="saturation scenario: skyrelay messages/s (x subscribers = demand)")
     p.add_argument("--websockets-rate", type=float, default=200.0,
@@ -154,42 +171,64 @@ def main() -> int:
     (HERE / "results").mkdir(exist_ok=True)
     # Saturation: each server is offered more than it can deliver (messages/s x 1,000
     # subscribers). Latency: the same moderate load for both.
-    scenarios = [
-        ("saturation", {"skyrelay": args.skyrelay_rate, "websockets": args.websockets_rate}),
-        ("latency at 10k deliveries/s", {"skyrelay": 10.0, "websockets": 10.0}),
-    ]
+    all_scenarios = {
+        "saturation": ("saturation",
+                       {"skyrelay": args.skyrelay_rate, "websockets": args.websockets_rate}),
+        "10k": ("latency at 10k deliveries/s", {"skyrelay": 10.0, "websockets": 10.0}),
+        # ~70% of what websockets sustains on one core here: the highest common load.
+        "50k": ("latency at 50k deliveries/s", {"skyrelay": 50.0, "websockets": 50.0}),
+    }
+    scenarios = [all_scenarios[k.strip()] for k in args.scenarios.split(",") if k.strip()]
     results: dict[str, dict[str, list[dict]]] = {}
+    started = time.monotonic()
     for scenario, rates in scenarios:
         results[scenario] = {name: [] for name in SERVERS}
         for rnd in range(args.rounds):
             for name in SERVERS:
-                r = run_once(name, rates[name], args.clients, args.warmup, args.duration)
+                # A run disturbed by other work on the machine is repeated (at most twice, and
+                # only while the whole benchmark is under 4 minutes, to keep it bounded).
+                for attempt in range(3):
+                    r = run_once(name, rates[name], args.clients, args.warmup, args.duration)
+                    r["attempt"] = attempt + 1
+                    if not r["disturbed"] or attempt == 2 or time.monotonic() - started > 240:
+                        break
+                    print(f"[{scenario}] round {rnd + 1} {name}: disturbed (other cpu "
+                          f"{r['other_cpu_s']} s), repeating", flush=True)
+                    time.sleep(3)
                 results[scenario][name].append(r)
                 print(f"[{scenario}] round {rnd + 1} {name}: {r['deliveries_per_s']:.0f}/s, "
                       f"{r['deliveries_per_cpu_s']}/cpu-s, p50 {r['p50_us']} us, "
                       f"p99 {r['p99_us']} us, server cpu {r['server_cpu_util']:.2f}, "
-                      f"client-bound={r['client_bound']}", flush=True)
+                      f"client-bound={r['client_bound']}, other cpu {r['other_cpu_s']} s", flush=True)
 
-    lines = ["| scenario | server | deliveries/s | deliveries per server-CPU-s | p50 | p99 | "
-             "server CPU | client-bound runs |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| scenario | server | published msg/s | deliveries/s | deliveries per server-CPU-s "
+             "| p50 | p99 | server CPU | client-bound runs | disturbed runs |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     summary = {}
     for scenario, by_server in results.items():
         for name, runs in by_server.items():
             row = {k: median(runs, k) for k in
-                   ("deliveries_per_s", "deliveries_per_cpu_s", "p50_us", "p99_us",
-                    "server_cpu_util")}
+                   ("published_per_s", "deliveries_per_s", "deliveries_per_cpu_s", "p50_us",
+                    "p99_us", "server_cpu_util")}
             row["client_bound_runs"] = sum(r["client_bound"] for r in runs)
+            row["disturbed_runs"] = sum(r["disturbed"] for r in runs)
             summary.setdefault(scenario, {})[name] = row
             lines.append(
-                f"| {scenario} | {name} | {row['deliveries_per_s']:,.0f} | "
+                f"| {scenario} | {name} | {row['published_per_s']:,.0f} | "
+                f"{row['deliveries_per_s']:,.0f} | "
                 f"{row['deliveries_per_cpu_s']:,.0f} | {row['p50_us']/1000:.2f} ms | "
                 f"{row['p99_us']/1000:.2f} ms | {row['server_cpu_util']:.0%} | "
-                f"{row['client_bound_runs']}/{len(runs)} |")
-    sat = summary["saturation"]
-    ratio = sat["skyrelay"]["deliveries_per_cpu_s"] / sat["websockets"]["deliveries_per_cpu_s"]
-    lines.append("")
-    lines.append(f"skyrelay / websockets, deliveries per server-CPU-second at saturation: "
-                 f"**{ratio:.1f}x**")
+                f"{row['client_bound_runs']}/{len(runs)} | {row['disturbed_runs']}/{len(runs)} |")
+    if "saturation" in summary:
+        sat = summary["saturation"]
+        ratio = sat["skyrelay"]["deliveries_per_cpu_s"] / sat["websockets"]["deliveries_per_cpu_s"]
+        per_round = [a["deliveries_per_cpu_s"] / b["deliveries_per_cpu_s"]
+                     for a, b in zip(results["saturation"]["skyrelay"],
+                                     results["saturation"]["websockets"])]
+        lines.append("")
+        lines.append(f"skyrelay / websockets, deliveries per server-CPU-second at saturation: "
+                     f"**{ratio:.1f}x** (per round: {', '.join(f'{x:.1f}x' for x in per_round)})")
+        summary["ratio_deliveries_per_cpu_s"] = round(ratio, 2)
     table = "\n".join(lines)
     print()
     print(table)

@@ -4,6 +4,7 @@
 // servers it measures.
 //
 // Usage: loadclient --port P [--path /ws/bench] [--clients 1000] [--duration 8] [--warmup 2]
+//                   [--expect N]   (stop once every connection has N timestamped messages)
 // Prints one JSON line with the results.
 
 #include <arpa/inet.h>
@@ -40,25 +41,36 @@ double cpu_seconds() {
   return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-// Latency histogram: 1 us buckets up to 200 ms, then one overflow bucket.
+// Latency histogram: 1 us buckets up to 200 ms, then 1 ms buckets up to 120 s (overload runs
+// queue for longer than 200 ms; their percentiles stay meaningful, only coarser).
 struct histogram {
-  static constexpr std::size_t limit_us = 200'000;
-  std::vector<std::uint64_t> buckets = std::vector<std::uint64_t>(limit_us + 1, 0);
+  static constexpr std::int64_t fine_us = 200'000;
+  static constexpr std::int64_t limit_us = 120'000'000;
+  std::vector<std::uint64_t> buckets =
+      std::vector<std::uint64_t>(std::size_t(fine_us + (limit_us - fine_us) / 1000 + 1), 0);
   std::uint64_t count = 0;
   std::int64_t max_us = 0;
+  static std::size_t index(std::int64_t us) {
+    if (us < fine_us) return std::size_t(us);
+    return std::size_t(fine_us + (std::min(us, limit_us) - fine_us) / 1000);
+  }
+  static double value(std::size_t i) {
+    if (std::int64_t(i) < fine_us) return double(i);
+    return double(fine_us + (std::int64_t(i) - fine_us) * 1000);
+  }
   void add(std::int64_t us) {
     if (us < 0) us = 0;
-    buckets[std::min<std::size_t>(us, limit_us)]++;
+    buckets[index(us)]++;
     ++count;
     max_us = std::max(max_us, us);
   }
   double percentile(double p) const {
     if (!count) return 0;
-    const auto target = static_cast<std::uint64_t>(p * (count - 1)) + 1;
+    const auto target = static_cast<std::uint64_t>(p * double(count - 1)) + 1;
     std::uint64_t seen = 0;
     for (std::size_t i = 0; i < buckets.size(); ++i) {
       seen += buckets[i];
-      if (seen >= target) return double(i);
+      if (seen >= target) return std::min(value(i), double(max_us));
     }
     return double(max_us);
   }
@@ -77,6 +89,7 @@ struct options {
   int clients = 1000;
   double duration = 8;
   double warmup = 2;
+  std::uint64_t expect = 0;  // timestamped messages per connection; 0 = run the full window
   bool socketio = false;  // Engine.IO v4 / Socket.IO v5 over WebSocket instead of plain frames
 };
 
@@ -89,6 +102,7 @@ options parse(int argc, char** argv) {
     else if (k == "--clients") o.clients = std::atoi(v.c_str());
     else if (k == "--duration") o.duration = std::atof(v.c_str());
     else if (k == "--warmup") o.warmup = std::atof(v.c_str());
+    else if (k == "--expect") o.expect = std::strtoull(v.c_str(), nullptr, 10);
     else if (k == "--protocol") o.socketio = v == "socketio";
     else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); std::exit(2); }
   }
@@ -140,11 +154,11 @@ int open_ws(const options& o, std::string& leftover) {
   return fd;
 }
 
-// Finds `"t":<digits>` (not "ts") and returns the number, or -1.
-std::int64_t find_t(std::string_view payload) {
-  std::size_t pos = 0;
-  while ((pos = payload.find("\"t\":", pos)) != std::string_view::npos) {
-    pos += 4;
+// Finds `<token><digits>` at or after `pos` and returns the number, or -1; `pos` ends after the
+// digits. The token includes its quotes and colon, so `"t":` does not match `"ts":`.
+std::int64_t find_number(std::string_view payload, std::string_view token, std::size_t& pos) {
+  while ((pos = payload.find(token, pos)) != std::string_view::npos) {
+    pos += token.size();
     std::int64_t v = 0;
     bool any = false;
     while (pos < payload.size() && payload[pos] >= '0' && payload[pos] <= '9') {
@@ -153,6 +167,7 @@ std::int64_t find_t(std::string_view payload) {
     }
     if (any) return v;
   }
+  pos = payload.size();
   return -1;
 }
 
@@ -171,6 +186,9 @@ struct stats {
   std::uint64_t deliveries = 0;
   histogram latency;
   std::int64_t first_ns = 0;
+  std::uint64_t expect = 0;
+  int complete = 0;  // connections that have received `expect` messages
+  std::int64_t seq_lo = INT64_MAX, seq_hi = -1;  // publication numbers seen in the window
 };
 
 // Consumes complete frames from `data`; returns the bytes used.
@@ -194,20 +212,30 @@ std::size_t consume(conn& c, const char* data, std::size_t n, stats& st) {
     const unsigned op = p[0] & 0x0F;
     std::string_view payload(data + used + head, std::size_t(len));
     if (op == 0x1) {
-      std::int64_t t = find_t(payload);
+      std::size_t pos = 0;
+      const std::int64_t t = find_number(payload, "\"t\":", pos);
       if (t > 0) {
         const std::int64_t now = now_ns();
         if (!st.first_ns) st.first_ns = now;
-        ++c.received;
+        if (++c.received == st.expect) ++st.complete;
         if (st.measuring) {
           ++st.deliveries;
           st.latency.add((now - t) / 1000);
+          // The payload's "seq" (after "t") numbers publications: its span over the window is
+          // how many messages the server published in it, delivered to this client or not.
+          const std::int64_t seq = find_number(payload, "\"seq\":", pos);
+          if (seq >= 0) {
+            st.seq_lo = std::min(st.seq_lo, seq);
+            st.seq_hi = std::max(st.seq_hi, seq);
+          }
         }
       }
       else if (payload == "2") send_masked(c.fd, 0x1, "3");  // Engine.IO ping -> pong
     } else if (op == 0x9) {
       send_masked(c.fd, 0xA, payload);
     } else if (op == 0x8) {
+      // Answer the close handshake with the status code echoed; the server then closes TCP.
+      if (!c.closed) send_masked(c.fd, 0x8, payload.substr(0, std::min<std::size_t>(payload.size(), 2)));
       c.closed = true;
     }
     used += head + std::size_t(len);
@@ -223,6 +251,7 @@ int main(int argc, char** argv) {
   std::vector<conn> conns(std::size_t(o.clients));
   int epfd = epoll_create1(0);
   stats st;
+  st.expect = o.expect;
   int connected = 0;
   std::vector<char> buf(1 << 20);
   for (int i = 0; i < o.clients; ++i) {
@@ -253,7 +282,8 @@ int main(int argc, char** argv) {
       cpu_at_start = cpu_seconds();
       st.measuring = true;
     }
-    if (measure_start && now >= measure_start + std::int64_t(o.duration * 1e9)) {
+    const bool all_done = st.expect && connected && st.complete >= connected;
+    if (all_done || (measure_start && now >= measure_start + std::int64_t(o.duration * 1e9))) {
       measure_end = now;
       cpu_at_end = cpu_seconds();
       break;
@@ -291,13 +321,18 @@ int main(int argc, char** argv) {
     if (c.fd >= 0) close(c.fd);
   }
   const double window = measure_start ? (measure_end - measure_start) / 1e9 : 0.0;
+  const std::int64_t published = st.seq_hi >= 0 ? st.seq_hi - st.seq_lo + 1 : 0;
   std::printf(
       "{\"clients\":%d,\"connected\":%d,\"closed_by_server\":%d,\"deliveries\":%llu,"
       "\"duration_s\":%.3f,\"deliveries_per_s\":%.1f,\"p50_us\":%.0f,\"p99_us\":%.0f,"
-      "\"p999_us\":%.0f,\"max_us\":%lld,\"client_cpu_s\":%.3f,\"client_cpu_total_s\":%.3f}\n",
+      "\"p999_us\":%.0f,\"max_us\":%lld,\"client_cpu_s\":%.3f,\"client_cpu_total_s\":%.3f,"
+      "\"expect\":%llu,\"complete_clients\":%d,\"published_in_window\":%lld,"
+      "\"published_per_s\":%.1f}\n",
       o.clients, connected, closed, (unsigned long long)st.deliveries, window,
       window > 0 ? st.deliveries / window : 0.0, st.latency.percentile(0.50),
       st.latency.percentile(0.99), st.latency.percentile(0.999), (long long)st.latency.max_us,
-      cpu_at_end - cpu_at_start, cpu_seconds() - cpu_start_total);
+      cpu_at_end - cpu_at_start, cpu_seconds() - cpu_start_total,
+      (unsigned long long)o.expect, st.complete, (long long)published,
+      window > 0 ? published / window : 0.0);
   return connected == o.clients ? 0 : 1;
 }
