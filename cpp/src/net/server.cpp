@@ -210,12 +210,7 @@ bool server::sio_refuse(const std::string& sid, const std::string& message,
   auto s = find_socket(sid);
   if (!s) return false;
   auto session = s->session();
-  s->mark_closed();
-  hub_.remove(sid);
-  {
-    std::lock_guard lock(sessions_mu_);
-    sockets_.erase(sid);
-  }
+  end_socket(s, disconnect_reason::server_disconnect);  // never accepted: no on_disconnect
   if (session) {
     session->forget_socket(s->nsp());
     session->send(make_message("4" + sio::connect_error(s->nsp(), message, data_json), 1, 0,
