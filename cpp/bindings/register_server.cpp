@@ -80,6 +80,8 @@ class py_server {
     get("eio_cookie", cfg.eio_cookie);
     get("engineio_echo_path", cfg.engineio_echo_path);
     get_ms("sio_recovery_window_ms", cfg.sio_recovery_window);
+    get("history_max_events", cfg.history_max_events);
+    get_ms("history_max_age_ms", cfg.history_max_age);
 
     app_hooks hooks;
     if (!on_connect.is_none()) {

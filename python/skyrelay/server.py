@@ -181,6 +181,8 @@ class Server:
         wsgi_app: Callable[..., Any] | None = None,
         engineio_echo_path: str = "",
         recovery_window: float = 0.0,
+        history_size: int = 1000,
+        history_ttl: float = 120.0,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -213,7 +215,17 @@ class Server:
             "engineio_echo_path": engineio_echo_path,
             # Socket.IO connection state recovery (seconds a dropped socket waits; 0: off).
             "sio_recovery_window_ms": int(round(recovery_window * 1000)),
+            # Replay history per topic (and per namespace for broadcasts to everyone).
+            "history_max_events": int(history_size),
+            "history_max_age_ms": ms(history_ttl),
         }
+        if history_size < 0 or history_ttl <= 0:
+            raise ValueError("history_size must be >= 0 and history_ttl > 0")
+        if recovery_window > 0 and (history_size == 0 or recovery_window > history_ttl):
+            raise ValueError(
+                f"recovery_window={recovery_window} needs history that lasts at least as long: "
+                f"history_size > 0 and history_ttl >= recovery_window (history_size="
+                f"{history_size}, history_ttl={history_ttl})")
         self.socketio_path = self._options["socketio_path"]
         self._namespaces = [namespaces] if isinstance(namespaces, str) else \
             list(namespaces) if namespaces is not None else None

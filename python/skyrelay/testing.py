@@ -149,7 +149,10 @@ class Client:
         """Sends a frame: a dict as JSON text, a str as text, bytes as a binary frame."""
         self._ws.send(json.dumps(message) if isinstance(message, Mapping) else message)
 
-    def subscribe(self, *topics: str, since: int | None = None) -> dict[str, Any]:
+    def subscribe(self, *topics: str, since: int | None = None,
+                  epoch: str | None = None) -> dict[str, Any]:
+        """Subscribes and returns the ``subscribed`` reply. To resume one topic, pass the
+        ``seq`` you last saw as ``since`` and the ``epoch`` of an earlier reply."""
         msg: dict[str, Any] = {"type": "subscribe"}
         if len(topics) == 1:
             msg["topic"] = topics[0]
@@ -157,6 +160,8 @@ class Client:
             msg["topics"] = list(topics)
         if since is not None:
             msg["since"] = since
+        if epoch is not None:
+            msg["epoch"] = epoch
         self.send(msg)
         return self.expect_frame("subscribed")
 

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <optional>
 #include <atomic>
 #include <condition_variable>
 #include <future>
@@ -111,9 +113,11 @@ struct fixture {
     });
   }
   static frame_ptr encode(const std::string& fmt, const publication& p, const publish_meta& m) {
-    return skyrelay::make_frame(fmt + "|" + p.event + "|" + std::string(m.topic) + "|" +
-                                    std::to_string(m.seq) + "|" + p.data,
-                                m.publish_ns);
+    // The publication id rides in frame::offset, as the Socket.IO encoder puts it there.
+    return std::make_shared<const skyrelay::frame>(
+        skyrelay::frame{fmt + "|" + p.event + "|" + std::string(m.topic) + "|" +
+                            std::to_string(m.seq) + "|" + p.data,
+                        m.publish_ns, true, 0, m.id});
   }
   int encodes() const { return json_encodes.load() + sio_encodes.load(); }
 
@@ -568,6 +572,286 @@ TEST(Hub, ConcurrentMembershipAndPublishing) {
   EXPECT_EQ(t.h.connection_count(), 0u);
   EXPECT_EQ(t.h.room_count(), 0u);
   for (int r = 0; r < rooms; ++r) EXPECT_EQ(t.h.room_size(room_of(r)), 0u);
+}
+
+// ---- history and replay ---------------------------------------------------------------------
+
+namespace {
+
+// What a JSON-protocol subscribe got: the outcome and the replayed events as decoded.
+struct subscribed_result {
+  bool ok{false};
+  skyrelay::subscribe_outcome outcome;
+  std::vector<decoded> replay;
+};
+
+subscribed_result subscribe(hub& h, const std::string& sid, std::vector<std::string> topics,
+                            std::optional<std::uint64_t> since = std::nullopt,
+                            const std::string& epoch = {}) {
+  subscribed_result r;
+  r.ok = h.subscribe(sid, topics, since, epoch, [&](skyrelay::subscribe_outcome& o) {
+    r.outcome = o;
+    for (const auto& f : o.replay) r.replay.push_back(parse(f->bytes));
+  });
+  return r;
+}
+
+std::vector<std::uint64_t> seqs_of(const std::vector<decoded>& ds) {
+  std::vector<std::uint64_t> out;
+  for (const auto& d : ds) out.push_back(d.seq);
+  return out;
+}
+
+// Resumes `sid` after `offset`; the replayed frames' events, or nullopt when refused.
+std::optional<std::vector<std::string>> resume(hub& h, const std::string& sid,
+                                               std::uint64_t offset,
+                                               std::vector<std::uint64_t>* ids = nullptr) {
+  std::vector<std::string> events;
+  bool ok = h.resume(sid, offset, [&](std::vector<frame_ptr>& frames) {
+    for (const auto& f : frames) {
+      events.push_back(parse(f->bytes).event);
+      if (ids) ids->push_back(f->offset);
+    }
+    return true;
+  });
+  if (!ok) return std::nullopt;
+  return events;
+}
+
+std::uint64_t last_offset(const recorder& r) {
+  auto frames = r.frames();
+  return frames.empty() ? 0 : frames.back()->offset;
+}
+
+}  // namespace
+
+TEST(History, SubscribeReportsEachTopicsPosition) {
+  fixture t;
+  t.add("a");
+  t.emit("e", {"x"});  // nobody in x yet: kept for later
+  t.emit("e", {"x"});
+  auto r = subscribe(t.h, "a", {"x", "fresh"});
+  ASSERT_TRUE(r.ok);
+  ASSERT_EQ(r.outcome.positions.size(), 2u);
+  EXPECT_EQ(r.outcome.positions[0].seq, 2u);
+  EXPECT_EQ(r.outcome.positions[1].seq, 0u);
+  EXPECT_FALSE(r.outcome.positions[0].epoch.empty());
+  EXPECT_NE(r.outcome.positions[0].epoch, r.outcome.positions[1].epoch);
+  EXPECT_FALSE(r.outcome.resumed);
+  EXPECT_TRUE(r.replay.empty());
+  // Subscribing again reports the same epoch; an unknown sid subscribes nothing.
+  EXPECT_EQ(subscribe(t.h, "a", {"x"}).outcome.positions[0].epoch, r.outcome.positions[0].epoch);
+  EXPECT_FALSE(subscribe(t.h, "nobody", {"x"}).ok);
+  EXPECT_EQ(t.h.room_size("x"), 1u);
+}
+
+TEST(History, SinceReplaysExactlyTheMissedEventsInOrder) {
+  fixture t;
+  auto a = t.add("a");
+  t.add("b");
+  const auto first = subscribe(t.h, "a", {"w"});
+  const std::string epoch = first.outcome.positions[0].epoch;
+  for (int i = 1; i <= 6; ++i) t.emit("e" + std::to_string(i), {"w"}, i == 4 ? sids{"b"} : sids{});
+  t.emit("other", {"v"});
+  t.emit("both", {"w", "v"});  // several rooms: no seq, not part of w's sequence
+  ASSERT_EQ(a->count(), 7u);   // 6 on w, and the two-room one
+
+  // b comes back having seen seq 2 of w: gets 3..6 except the one that skipped it.
+  auto r = subscribe(t.h, "b", {"w"}, 2, epoch);
+  ASSERT_TRUE(r.ok);
+  EXPECT_TRUE(r.outcome.resumed);
+  EXPECT_TRUE(r.outcome.recovered) << r.outcome.reset;
+  EXPECT_EQ(seqs_of(r.replay), (std::vector<std::uint64_t>{3, 5, 6}));
+  EXPECT_EQ(r.replay[0], (decoded{"json", "e3", "w", 3, "{}"}));
+  EXPECT_EQ(r.outcome.positions[0].seq, 6u);
+  // Up to date: recovered, nothing to replay. From 0: everything kept.
+  auto now = subscribe(t.h, "b", {"w"}, 6, epoch);
+  EXPECT_TRUE(now.outcome.recovered);
+  EXPECT_TRUE(now.replay.empty());
+  EXPECT_EQ(seqs_of(subscribe(t.h, "a", {"w"}, 0, epoch).replay),
+            (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6}));
+}
+
+TEST(History, SinceThatCannotBeHonouredIsAResetWithAReason) {
+  fixture t;
+  t.h.set_history(3, std::chrono::minutes(2));
+  t.add("a");
+  const std::string epoch = subscribe(t.h, "a", {"w"}).outcome.positions[0].epoch;
+  for (int i = 0; i < 5; ++i) t.emit("e", {"w"});  // 1, 2 fall out; 3, 4, 5 kept
+
+  auto gap = subscribe(t.h, "a", {"w"}, 1, epoch);
+  EXPECT_TRUE(gap.outcome.resumed);
+  EXPECT_FALSE(gap.outcome.recovered);
+  EXPECT_EQ(gap.outcome.reset, "history_gap");
+  EXPECT_TRUE(gap.replay.empty());
+  // seq 2 was the last one dropped: from 2 on, everything is still there.
+  auto edge = subscribe(t.h, "a", {"w"}, 2, epoch);
+  EXPECT_TRUE(edge.outcome.recovered);
+  EXPECT_EQ(seqs_of(edge.replay), (std::vector<std::uint64_t>{3, 4, 5}));
+
+  EXPECT_EQ(subscribe(t.h, "a", {"w"}, 6, epoch).outcome.reset, "ahead");
+  EXPECT_EQ(subscribe(t.h, "a", {"w"}, 3, epoch + "x").outcome.reset, "epoch_changed");
+}
+
+TEST(History, EntriesExpireByAge) {
+  fixture t;
+  t.h.set_history(100, std::chrono::milliseconds(40));
+  t.add("a");
+  const std::string epoch = subscribe(t.h, "a", {"w"}).outcome.positions[0].epoch;
+  t.emit("old", {"w"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  t.emit("new", {"w"});  // the old one is past the age bound
+  EXPECT_EQ(subscribe(t.h, "a", {"w"}, 0, epoch).outcome.reset, "history_gap");
+  auto r = subscribe(t.h, "a", {"w"}, 1, epoch);
+  ASSERT_TRUE(r.outcome.recovered);
+  EXPECT_EQ(r.replay, (std::vector<decoded>{{"json", "new", "w", 2, "{}"}}));
+  EXPECT_EQ(t.h.history_entries(), 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  t.h.sweep();  // expiry without a publication
+  EXPECT_EQ(t.h.history_entries(), 0u);
+  EXPECT_EQ(subscribe(t.h, "a", {"w"}, 1, epoch).outcome.reset, "history_gap");
+}
+
+TEST(History, OffDropsEverythingButKeepsTheSequence) {
+  fixture t;
+  t.h.set_history(0, std::chrono::minutes(2));
+  t.add("a");
+  const std::string epoch = subscribe(t.h, "a", {"w"}).outcome.positions[0].epoch;
+  t.emit("e", {"w"});
+  t.emit("e", {"w"});
+  EXPECT_EQ(t.h.history_entries(), 0u);
+  EXPECT_EQ(t.h.position("w").seq, 2u);
+  EXPECT_EQ(subscribe(t.h, "a", {"w"}, 1, epoch).outcome.reset, "history_gap");
+  EXPECT_TRUE(subscribe(t.h, "a", {"w"}, 2, epoch).outcome.recovered);
+  EXPECT_EQ(t.emit("e", {"nobody-here"}), 0u);  // no history, nobody: nothing
+  EXPECT_EQ(t.h.position("nobody-here").seq, 0u);
+}
+
+TEST(History, AnIdleTopicIsForgottenAndComesBackWithANewEpoch) {
+  fixture t;
+  t.h.set_history(10, std::chrono::milliseconds(30));
+  t.add("a");
+  const std::string epoch = subscribe(t.h, "a", {"w"}).outcome.positions[0].epoch;
+  t.emit("e", {"w"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  t.h.sweep();
+  EXPECT_EQ(t.h.position("w").epoch, epoch);  // a member keeps the topic and its seq
+  EXPECT_EQ(t.h.position("w").seq, 1u);
+  t.h.leave("a", "w");
+  t.h.sweep();
+  EXPECT_EQ(t.h.position("w").epoch, "");  // no member, no history: forgotten
+  auto back = subscribe(t.h, "a", {"w"}, 1, epoch);
+  EXPECT_EQ(back.outcome.reset, "epoch_changed");
+  EXPECT_NE(back.outcome.positions[0].epoch, epoch);
+  EXPECT_EQ(back.outcome.positions[0].seq, 0u);
+}
+
+TEST(History, EveryConnectionGetsPublicationsInIdOrder) {
+  fixture t;
+  constexpr int rooms = 4, per_thread = 400;
+  std::vector<std::shared_ptr<recorder>> subs;
+  for (int i = 0; i < 8; ++i) {
+    subs.push_back(t.add("s" + std::to_string(i)));
+    for (int r = 0; r < rooms; ++r)
+      if ((i + r) % 2 == 0 || i == 0) t.h.join(subs.back()->sid(), "r" + std::to_string(r));
+  }
+  std::vector<std::thread> publishers;
+  for (int r = 0; r < rooms; ++r)
+    publishers.emplace_back([&t, r] {
+      for (int k = 0; k < per_thread; ++k)
+        t.emit("e", k % 5 == 0 ? sids{} : sids{"r" + std::to_string(r)});
+    });
+  for (auto& p : publishers) p.join();
+  for (const auto& s : subs) {
+    std::uint64_t last = 0;
+    for (const auto& f : s->frames()) {
+      ASSERT_GT(f->offset, last) << s->sid();
+      last = f->offset;
+    }
+  }
+  EXPECT_EQ(subs[0]->count(), static_cast<std::size_t>(rooms * per_thread));
+}
+
+TEST(History, ResumeReplaysRoomsBroadcastsInIdOrderOnce) {
+  fixture t;
+  auto a = t.add("a", wire_format::socketio, "/chat");
+  auto b = t.add("b", wire_format::socketio, "/chat");
+  auto other = t.add("o", wire_format::socketio, "/");
+  t.h.join("a", "/chat#r1");
+  t.h.join("a", "/chat#r2");
+  t.h.join("b", "/chat#r1");
+  auto emit = [&](const std::string& ev, sids to, const std::string& nsp = "/chat",
+                  sids skip = {}) {
+    publication p;
+    p.event = ev;
+    p.data = "{}";
+    p.to = std::move(to);
+    p.skip = std::move(skip);
+    p.nsp = nsp;
+    t.h.publish(p);
+  };
+  emit("seen", {"r1"});
+  const std::uint64_t offset = last_offset(*a);  // a's client saw up to here, then dropped
+  emit("m1", {"r1"});
+  emit("m2", {"r2"});
+  emit("m3", {"r1", "r2"});                // both of a's rooms: once
+  emit("m4", {});                          // everyone in /chat
+  emit("not-mine", {"r3"});                // a room a is not in
+  emit("other-nsp", {}, "/");              // everyone in "/"
+  emit("skipped", {"r1"}, "/chat", {"a"});  // a is skipped
+  emit("to-b", {"b"});                      // b alone
+  std::vector<std::uint64_t> ids;
+  auto got = resume(t.h, "a", offset, &ids);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, (std::vector<std::string>{"m1", "m2", "m3", "m4"}));
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  // What a received live is exactly what the replay holds (the hub still delivered to it).
+  std::vector<std::string> live;
+  for (const auto& d : a->got())
+    if (d.event != "seen") live.push_back(d.event);
+  EXPECT_EQ(live, *got);
+  EXPECT_EQ(other->count(), 1u);
+  EXPECT_FALSE(resume(t.h, "nobody", 0));
+  // The callback's answer is resume's answer.
+  EXPECT_FALSE(t.h.resume("a", offset, [](std::vector<frame_ptr>&) { return false; }));
+}
+
+TEST(History, ResumeSkipsWhatCameBeforeAJoinOrTheConnection) {
+  fixture t;
+  t.add("a", wire_format::socketio);
+  t.emit("before-connect", {});
+  t.emit("before-join", {"r"});
+  t.emit("before-join", {"r"});
+  // a joins r now; its client has seen nothing yet (offset 0).
+  auto late = t.add("late", wire_format::socketio);
+  t.h.join("late", "r");
+  t.emit("after", {"r"});
+  auto got = resume(t.h, "late", 0);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, (std::vector<std::string>{"after"}));
+}
+
+TEST(History, ResumeRefusedWhenHistoryLostSomething) {
+  fixture t;
+  t.h.set_history(2, std::chrono::minutes(2));
+  auto a = t.add("a", wire_format::socketio);
+  t.h.join("a", "r");
+  t.emit("seen", {"r"});
+  const auto offset = last_offset(*a);
+  t.emit("m1", {"r"});
+  t.emit("m2", {"r"});
+  ASSERT_TRUE(resume(t.h, "a", offset));  // two kept, two missed
+  t.emit("m3", {"r"});                    // m1 falls out
+  EXPECT_FALSE(resume(t.h, "a", offset));
+  EXPECT_TRUE(resume(t.h, "a", offset + 1));  // a client that saw m1 can still come back
+  // Broadcasts count too.
+  auto b = t.add("b", wire_format::socketio);
+  t.emit("seen-b", {});
+  const auto boff = last_offset(*b);
+  t.emit("x", {});
+  t.emit("y", {});
+  t.emit("z", {});
+  EXPECT_FALSE(resume(t.h, "b", boff));
 }
 
 // ---- dispatcher -----------------------------------------------------------------------------

@@ -58,13 +58,18 @@ TEST(JsonDecode, SubscribeOneTopic) {
 
 TEST(JsonDecode, SubscribeTopicListAndSince) {
   proto::client_message m;
-  ASSERT_TRUE(decodes(R"({"since":0,"topics":["a","b","a"],"type":"subscribe"})", m));
+  ASSERT_TRUE(decodes(R"({"topics":["a","b","a"],"type":"subscribe"})", m));
   EXPECT_EQ(m.topics, (std::vector<std::string>{"a", "b", "a"}));
   EXPECT_TRUE(m.topics_as_list);
+  EXPECT_FALSE(m.since);
+
+  ASSERT_TRUE(decodes(R"({"since":0,"epoch":"e.1","topic":"a","type":"subscribe"})", m));
   ASSERT_TRUE(m.since);
   EXPECT_EQ(*m.since, 0u);
+  EXPECT_EQ(m.epoch, "e.1");
 
-  ASSERT_TRUE(decodes(R"({"type":"subscribe","topic":"x","since":18446744073709551615})", m));
+  ASSERT_TRUE(
+      decodes(R"({"type":"subscribe","topic":"x","since":18446744073709551615,"epoch":"E"})", m));
   EXPECT_EQ(m.since, UINT64_MAX);
 
   // A one-element list is still answered as a list.
@@ -237,9 +242,21 @@ TEST(JsonDecode, TopicCountLimit) {
 TEST(JsonDecode, BadSince) {
   for (std::string_view since : {"-1", "1.0", "\"5\"", "null", "[1]", "true", "1e3",
                                  "18446744073709551616"}) {
-    std::string t = R"({"type":"subscribe","topic":"x","since":)" + std::string(since) + "}";
+    std::string t =
+        R"({"type":"subscribe","topic":"x","epoch":"E","since":)" + std::string(since) + "}";
     EXPECT_EQ(code_of(t), error_code::bad_message) << since;
   }
+  // A resume names one topic and the epoch its seq belongs to.
+  for (std::string_view t : {R"({"type":"subscribe","topics":["x"],"since":1,"epoch":"E"})",
+                             R"({"type":"subscribe","topic":"x","since":1})",
+                             R"({"type":"subscribe","topic":"x","since":1,"epoch":""})",
+                             R"({"type":"subscribe","topic":"x","since":1,"epoch":7})",
+                             R"({"type":"subscribe","topic":"x","since":1,"epoch":null})"})
+    EXPECT_EQ(code_of(t), error_code::bad_message) << t;
+  // Without since, an epoch means nothing and is ignored.
+  proto::client_message m;
+  ASSERT_TRUE(decodes(R"({"type":"subscribe","topic":"x","epoch":5})", m));
+  EXPECT_FALSE(m.since);
 }
 
 TEST(JsonDecode, EventAndRequestNeedAnEventName) {
@@ -292,17 +309,22 @@ TEST(JsonEncode, Welcome) {
 TEST(JsonEncode, SubscribedAndUnsubscribedMirrorTheRequest) {
   proto::client_message m;
   m.topics = {"WELL-001"};
-  EXPECT_EQ(json::parse(proto::subscribed(m)), json({{"type", "subscribed"}, {"topic", "WELL-001"}}));
+  EXPECT_EQ(json::parse(proto::subscribed(m, {{17, "ep.3"}})),
+            json({{"type", "subscribed"}, {"topic", "WELL-001"}, {"seq", 17}, {"epoch", "ep.3"}}));
   EXPECT_EQ(json::parse(proto::unsubscribed(m)), json({{"type", "unsubscribed"}, {"topic", "WELL-001"}}));
 
   m.topics = {"a", "b\"", "\xc3\xa9"};
   m.topics_as_list = true;
   m.id = "12";
-  const auto s = json::parse(proto::subscribed(m));
+  const auto s = json::parse(proto::subscribed(m, {{1, "e.1"}, {0, "e\"2"}, {5, "e.3"}}));
   EXPECT_EQ(s["type"], "subscribed");
   EXPECT_EQ(s["topics"], json({"a", "b\"", "\xc3\xa9"}));
   EXPECT_FALSE(s.contains("topic"));
+  EXPECT_FALSE(s.contains("seq"));
+  EXPECT_EQ(s["positions"], json::parse(R"({"a":{"seq":1,"epoch":"e.1"},"b\"":{"seq":0,"epoch":"e\"2"},
+                                            "\u00e9":{"seq":5,"epoch":"e.3"}})"));
   EXPECT_EQ(s["id"], 12);
+  EXPECT_FALSE(s.contains("recovered"));
 
   m.id = R"("u-7")";
   const auto u = json::parse(proto::unsubscribed(m));
@@ -312,8 +334,22 @@ TEST(JsonEncode, SubscribedAndUnsubscribedMirrorTheRequest) {
   // A decoded message goes straight back out.
   proto::client_message d;
   ASSERT_TRUE(decodes(R"({"type":"subscribe","topics":["x","y"],"id":"q"})", d));
-  EXPECT_EQ(json::parse(proto::subscribed(d)),
-            json::parse(R"({"type":"subscribed","topics":["x","y"],"id":"q"})"));
+  EXPECT_EQ(json::parse(proto::subscribed(d, {{2, "a"}, {3, "b"}})),
+            json::parse(R"({"type":"subscribed","topics":["x","y"],"id":"q",
+                            "positions":{"x":{"seq":2,"epoch":"a"},"y":{"seq":3,"epoch":"b"}}})"));
+}
+
+TEST(JsonEncode, SubscribedAnswersAResume) {
+  proto::client_message m;
+  ASSERT_TRUE(decodes(R"({"type":"subscribe","topic":"t","since":3,"epoch":"E","id":1})", m));
+  proto::resume_state ok{true, {}};
+  EXPECT_EQ(json::parse(proto::subscribed(m, {{9, "E"}}, &ok)),
+            json::parse(R"({"type":"subscribed","topic":"t","seq":9,"epoch":"E","id":1,
+                            "recovered":true})"));
+  proto::resume_state gap{false, "history_gap"};
+  EXPECT_EQ(json::parse(proto::subscribed(m, {{9, "E"}}, &gap)),
+            json::parse(R"({"type":"subscribed","topic":"t","seq":9,"epoch":"E","id":1,
+                            "recovered":false,"reset":"history_gap"})"));
 }
 
 TEST(JsonEncode, PongWithAndWithoutId) {
@@ -408,5 +444,6 @@ TEST(JsonEncode, NamesAndTopicsAreEscapedInEveryMessage) {
   EXPECT_EQ(err["message"], nasty);
   proto::client_message m;
   m.topics = {nasty};
-  EXPECT_EQ(json::parse(proto::subscribed(m))["topic"], nasty);
+  EXPECT_EQ(json::parse(proto::subscribed(m, {{0, nasty}}))["topic"], nasty);
+  EXPECT_EQ(json::parse(proto::subscribed(m, {{0, nasty}}))["epoch"], nasty);
 }

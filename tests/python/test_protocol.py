@@ -11,6 +11,12 @@ import skyrelay
 from skyrelay.testing import ResponseError
 
 
+def without_position(reply):
+    """A subscribed reply without its seq and epoch, which other tests check."""
+    assert isinstance(reply.get("seq"), int) and isinstance(reply.get("epoch"), str), reply
+    return {k: v for k, v in reply.items() if k not in ("seq", "epoch")}
+
+
 def iso(ts: str) -> datetime.datetime:
     assert ts.endswith("Z"), ts
     return datetime.datetime.fromisoformat(ts[:-1] + "+00:00")
@@ -27,9 +33,14 @@ def test_welcome_is_first_and_sids_are_unique(skyrelay_server, skyrelay_client):
 
 def test_subscribe_unsubscribe_forms_and_id_echo(skyrelay_server, skyrelay_client):
     c = skyrelay_client()
-    assert c.subscribe("A") == {"type": "subscribed", "topic": "A"}
+    a = c.subscribe("A")
+    assert a == {"type": "subscribed", "topic": "A", "seq": 0, "epoch": a["epoch"]}
     c.send({"type": "subscribe", "topics": ["B", "C"], "id": 7})
-    assert c.expect_frame("subscribed") == {"type": "subscribed", "topics": ["B", "C"], "id": 7}
+    bc = c.expect_frame("subscribed")
+    assert bc == {"type": "subscribed", "topics": ["B", "C"], "id": 7,
+                  "positions": {"B": {"seq": 0, "epoch": bc["positions"]["B"]["epoch"]},
+                                "C": {"seq": 0, "epoch": bc["positions"]["C"]["epoch"]}}}
+    assert len({a["epoch"], bc["positions"]["B"]["epoch"], bc["positions"]["C"]["epoch"]}) == 3
     assert skyrelay_server.rooms(c.sid) == ["A", "B", "C"]
 
     skyrelay_server.emit("e", 1, to="B")
@@ -124,7 +135,8 @@ def test_async_handler(skyrelay_server, skyrelay_client):
 
 def test_path_topic_subscribes_on_connect(skyrelay_server, skyrelay_client):
     c = skyrelay_client(path="/ws/WELL%20001")
-    assert c.expect_frame("subscribed") == {"type": "subscribed", "topic": "WELL 001"}
+    assert without_position(c.expect_frame("subscribed")) == {"type": "subscribed",
+                                                              "topic": "WELL 001"}
     skyrelay_server.emit("telemetry_update", {"flow": 1}, to="WELL 001")
     frame = c.expect_event("telemetry_update")
     assert frame["topic"] == "WELL 001"
@@ -152,9 +164,12 @@ def test_event_frames_topic_seq_and_ts(skyrelay_server, skyrelay_client):
 def test_single_topic_forms_echo_ids_and_are_idempotent(skyrelay_server, skyrelay_client):
     c = skyrelay_client()
     c.send({"type": "subscribe", "topic": "A", "id": "s-1"})
-    assert c.expect_frame("subscribed") == {"type": "subscribed", "topic": "A", "id": "s-1"}
+    first = c.expect_frame("subscribed")
+    assert without_position(first) == {"type": "subscribed", "topic": "A", "id": "s-1"}
     c.send({"type": "subscribe", "topic": "A", "id": 2})  # again: still one membership
-    assert c.expect_frame("subscribed") == {"type": "subscribed", "topic": "A", "id": 2}
+    again = c.expect_frame("subscribed")
+    assert without_position(again) == {"type": "subscribed", "topic": "A", "id": 2}
+    assert again["epoch"] == first["epoch"]
     assert skyrelay_server.room_size("A") == 1
     assert skyrelay_server.emit("once", "x", to="A") == 1
     assert c.expect("once") == "x"
@@ -167,11 +182,15 @@ def test_single_topic_forms_echo_ids_and_are_idempotent(skyrelay_server, skyrela
     c.expect_nothing(0.2, "event")
 
 
-def test_subscribe_with_since_is_accepted(skyrelay_server, skyrelay_client):
+def test_subscribe_reports_the_topics_position(skyrelay_server, skyrelay_client):
     c = skyrelay_client()
-    assert c.subscribe("hist", since=0) == {"type": "subscribed", "topic": "hist"}
-    skyrelay_server.emit("after", 1, to="hist")
-    assert c.expect("after") == 1
+    skyrelay_server.emit("before", 1, to="hist")  # nobody subscribed yet: kept in history
+    skyrelay_server.emit("before", 2, to="hist")
+    reply = c.subscribe("hist")
+    assert reply["seq"] == 2 and reply["epoch"]
+    assert "recovered" not in reply
+    skyrelay_server.emit("after", 3, to="hist")
+    assert c.expect_event("after")["seq"] == 3
 
 
 def test_events_stop_after_unsubscribe_but_other_members_keep_them(skyrelay_server,
@@ -282,7 +301,8 @@ def test_unknown_event_error_frame_has_null_ref(skyrelay_server, skyrelay_client
 ])
 def test_path_topics_are_percent_decoded(skyrelay_server, skyrelay_client, path, topic):
     c = skyrelay_client(path=path)
-    assert c.expect_frame("subscribed") == {"type": "subscribed", "topic": topic}
+    assert without_position(c.expect_frame("subscribed")) == {"type": "subscribed",
+                                                              "topic": topic}
     assert skyrelay_server.rooms(c.sid) == [topic]
     skyrelay_server.emit("hi", topic, to=topic)
     assert c.expect_event("hi")["topic"] == topic

@@ -3,15 +3,22 @@
 #include <algorithm>
 
 #include "skyrelay/core/clock.hpp"
+#include "skyrelay/core/random.hpp"
 
 namespace skyrelay {
 
-hub::hub() {
+hub::hub() : epoch_prefix_(new_sid().substr(0, 8)) {
   for (auto& s : conn_shards_) s.all = std::make_shared<const member_list>();
 }
 
 void hub::set_encoder(wire_format fmt, encoder_fn fn) {
   encoders_[static_cast<std::size_t>(fmt)] = std::move(fn);
+}
+
+void hub::set_history(std::size_t max_events, std::chrono::milliseconds max_age) {
+  std::lock_guard lock(publish_mu_);
+  history_max_ = max_events;
+  history_age_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(max_age).count();
 }
 
 std::size_t hub::shard_of(std::string_view key) noexcept {
@@ -42,13 +49,14 @@ bool hub::add(std::shared_ptr<subscriber> s) {
   auto [it, inserted] = shard.conns.try_emplace(s->sid());
   if (!inserted) return false;
   it->second.sub = s;
+  it->second.added_id = last_id_.load();
   shard.all = with(shard.all, std::move(s));
   return true;
 }
 
 void hub::remove(const std::string& sid) {
   std::shared_ptr<subscriber> sub;
-  std::unordered_set<std::string> rooms;
+  std::unordered_map<std::string, std::uint64_t> rooms;
   {
     auto& shard = conn_shards_[shard_of(sid)];
     std::lock_guard lock(shard.mu);
@@ -59,15 +67,20 @@ void hub::remove(const std::string& sid) {
     shard.conns.erase(it);
     shard.all = without(shard.all, sub.get());
   }
-  for (const auto& room : rooms) room_remove(room, sub.get());
+  for (const auto& [room, since] : rooms) room_remove(room, sub.get());
 }
 
 bool hub::join(const std::string& sid, const std::string& room) {
+  std::lock_guard order(publish_mu_);
+  return join_locked(sid, room);
+}
+
+bool hub::join_locked(const std::string& sid, const std::string& room) {
   auto& cs = conn_shards_[shard_of(sid)];
   std::lock_guard lock(cs.mu);
   auto it = cs.conns.find(sid);
   if (it == cs.conns.end()) return false;
-  if (!it->second.rooms.insert(room).second) return true;  // already a member
+  if (!it->second.rooms.try_emplace(room, last_id_.load()).second) return true;  // a member
   auto& rs = room_shards_[shard_of(room)];
   std::lock_guard room_lock(rs.mu);
   auto& entry = rs.rooms[room];
@@ -104,7 +117,9 @@ std::vector<std::string> hub::rooms_of(const std::string& sid) const {
   std::lock_guard lock(cs.mu);
   auto it = cs.conns.find(sid);
   if (it == cs.conns.end()) return {};
-  std::vector<std::string> out(it->second.rooms.begin(), it->second.rooms.end());
+  std::vector<std::string> out;
+  out.reserve(it->second.rooms.size());
+  for (const auto& [room, since] : it->second.rooms) out.push_back(room);
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -165,44 +180,106 @@ void hub::set_room_policy(const std::string& room, std::optional<overflow_policy
   if (!policy && (!entry.members || entry.members->empty())) rs.rooms.erase(room);
 }
 
+
+std::shared_ptr<const hub::member_list> hub::members_of(const std::string& key) const {
+  const auto& rs = room_shards_[shard_of(key)];
+  std::lock_guard lock(rs.mu);
+  auto it = rs.rooms.find(key);
+  return it == rs.rooms.end() ? nullptr : it->second.members;
+}
+
+hub::topic_log& hub::topic_locked(const std::string& key) {
+  auto [it, inserted] = topics_.try_emplace(key);
+  if (inserted) it->second.epoch = epoch_prefix_ + "." + std::to_string(++epochs_made_);
+  return it->second;
+}
+
+void hub::expire_locked(topic_log& log, std::int64_t now_ns) {
+  while (!log.entries.empty() && now_ns - log.entries.front()->publish_ns > history_age_ns_) {
+    const auto& e = *log.entries.front();
+    log.evicted_id = e.id;
+    if (e.seq) log.evicted_seq = e.seq;
+    log.entries.pop_front();
+  }
+}
+
+void hub::record_locked(topic_log& log, const std::shared_ptr<const history_entry>& e) {
+  log.entries.push_back(e);
+  while (log.entries.size() > history_max_) {
+    const auto& old = *log.entries.front();
+    log.evicted_id = old.id;
+    if (old.seq) log.evicted_seq = old.seq;
+    log.entries.pop_front();
+  }
+  expire_locked(log, e->publish_ns);
+}
+
 std::size_t hub::publish(const publication& p) {
+  std::lock_guard order(publish_mu_);
   publish_meta meta;
   meta.publish_ns = steady_ns();
-  meta.id = next_id();
+  meta.id = last_id_.load(std::memory_order_relaxed) + 1;
+  last_id_.store(meta.id, std::memory_order_relaxed);
   meta.ts = utc_now_iso8601();
 
   // Snapshot recipients: one shared_ptr copy per target under its shard's lock.
   std::vector<std::shared_ptr<const member_list>> lists;
   std::vector<std::shared_ptr<subscriber>> singles;
+  std::vector<topic_log*> logs;  // where history records it
   std::optional<overflow_policy> room_policy;
-  std::shared_ptr<room_order> order;
   if (p.to.empty()) {
     lists.reserve(shard_count);
     for (auto& cs : conn_shards_) {
       std::lock_guard lock(cs.mu);
       lists.push_back(cs.all);
     }
+    logs.push_back(&broadcasts_[p.nsp]);
   } else {
+    const bool single = p.to.size() == 1;
     for (const auto& name : p.to) {
+      // Rooms of a Socket.IO namespace other than "/" live under "<nsp>#<room>".
+      const std::string key = p.nsp == "/" ? name : p.nsp + "#" + name;
+      std::shared_ptr<const member_list> members;
+      std::optional<overflow_policy> policy;
       {
-        // Rooms of a Socket.IO namespace other than "/" live under "<nsp>#<room>".
-        const std::string key = p.nsp == "/" ? name : p.nsp + "#" + name;
         auto& rs = room_shards_[shard_of(key)];
         std::lock_guard lock(rs.mu);
-        auto it = rs.rooms.find(key);
-        if (it != rs.rooms.end() && it->second.members && !it->second.members->empty()) {
-          lists.push_back(it->second.members);
-          if (p.to.size() == 1) {
-            meta.topic = name;  // the room as the application named it
-            meta.seq = ++it->second.seq;
-            if (!it->second.order) it->second.order = std::make_shared<room_order>();
-            order = it->second.order;
-            room_policy = it->second.policy;
-          }
-          continue;
+        if (auto it = rs.rooms.find(key); it != rs.rooms.end()) {
+          members = it->second.members;
+          policy = it->second.policy;
         }
       }
-      if (auto s = find(name)) singles.push_back(std::move(s));
+      const bool has_members = members && !members->empty();
+      auto known = topics_.find(key);
+      // A name is a room when it has members or a history; else a connection's sid; else a
+      // room that nobody is in right now, whose history keeps the event for those who return.
+      if (!has_members && known == topics_.end()) {
+        if (auto s = find(name)) {
+          singles.push_back(std::move(s));
+          continue;
+        }
+        if (history_max_ == 0) continue;
+      }
+      topic_log& log = known != topics_.end() ? known->second : topic_locked(key);
+      if (has_members) lists.push_back(std::move(members));
+      if (single) {
+        meta.topic = name;  // the room as the application named it
+        meta.seq = ++log.seq;
+        room_policy = policy;
+      }
+      logs.push_back(&log);
+    }
+  }
+  if (!logs.empty()) {
+    if (history_max_ == 0) {
+      for (auto* log : logs) {
+        log->evicted_id = meta.id;
+        if (meta.seq) log->evicted_seq = meta.seq;
+      }
+    } else {
+      auto entry = std::make_shared<const history_entry>(history_entry{
+          p, std::string(meta.topic), meta.seq, meta.id, meta.ts, meta.publish_ns});
+      for (auto* log : logs) record_locked(*log, entry);
     }
   }
   const overflow_policy policy = p.policy.value_or(room_policy.value_or(overflow_policy::disconnect));
@@ -219,31 +296,12 @@ std::size_t hub::publish(const publication& p) {
     return !p.skip.empty() && std::find(p.skip.begin(), p.skip.end(), s.sid()) != p.skip.end();
   };
 
-  // A concurrent publication to the same room may have taken the previous seq but not handed
-  // it out yet: wait for it, so that every subscriber gets the room's frames in seq order.
-  struct in_turn {
-    std::shared_ptr<room_order> order;
-    std::uint64_t seq;
-    in_turn(std::shared_ptr<room_order> o, std::uint64_t s) : order(std::move(o)), seq(s) {
-      if (!order) return;
-      std::unique_lock lock(order->mu);
-      order->cv.wait(lock, [this] { return order->delivered + 1 == seq; });
-    }
-    ~in_turn() {
-      if (!order) return;
-      {
-        std::lock_guard lock(order->mu);
-        order->delivered = seq;
-      }
-      order->cv.notify_all();
-    }
-  } turn(std::move(order), meta.seq);
-
   std::size_t delivered = 0;
-  auto send = [&](const std::shared_ptr<subscriber>& s) {
+  auto send = [&](const std::shared_ptr<subscriber>& s, bool direct) {
     if (skipped(*s)) return;
     if (const auto& f = frame_for(*s)) {
-      s->deliver(f, policy);
+      if (direct) s->deliver_direct(f, policy);
+      else s->deliver(f, policy);
       ++delivered;
     }
   };
@@ -251,18 +309,151 @@ std::size_t hub::publish(const publication& p) {
   const bool may_overlap = lists.size() + singles.size() > 1 && !p.to.empty();
   if (!may_overlap) {
     for (const auto& list : lists)
-      for (const auto& s : *list) send(s);
-    for (const auto& s : singles) send(s);
+      for (const auto& s : *list) send(s, false);
+    for (const auto& s : singles) send(s, true);
     return delivered;
   }
   // Several targets can share members: deliver to each subscriber once.
   std::vector<std::shared_ptr<subscriber>> all;
   for (const auto& list : lists) all.insert(all.end(), list->begin(), list->end());
-  all.insert(all.end(), singles.begin(), singles.end());
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
-  for (const auto& s : all) send(s);
+  for (const auto& s : all) send(s, false);
+  std::sort(singles.begin(), singles.end());
+  singles.erase(std::unique(singles.begin(), singles.end()), singles.end());
+  for (const auto& s : singles)
+    if (!std::binary_search(all.begin(), all.end(), s)) send(s, true);
   return delivered;
+}
+
+namespace {
+bool skips(const history_entry& e, const std::string& sid) {
+  return std::find(e.pub.skip.begin(), e.pub.skip.end(), sid) != e.pub.skip.end();
+}
+}  // namespace
+
+bool hub::subscribe(const std::string& sid, const std::vector<std::string>& topics,
+                    std::optional<std::uint64_t> since, std::string_view epoch,
+                    const std::function<void(subscribe_outcome&)>& send) {
+  std::lock_guard order(publish_mu_);
+  auto sub = find(sid);
+  if (!sub) return false;
+  subscribe_outcome out;
+  out.positions.reserve(topics.size());
+  for (const auto& t : topics) {
+    if (!join_locked(sid, t)) return false;
+    const auto& log = topic_locked(t);  // the JSON protocol's topics are rooms of namespace "/"
+    out.positions.push_back({log.seq, log.epoch});
+  }
+  if (since && topics.size() == 1) {
+    auto& log = topics_.at(topics.front());
+    expire_locked(log, steady_ns());
+    out.resumed = true;
+    if (epoch != log.epoch) {
+      out.reset = "epoch_changed";
+    } else if (*since > log.seq) {
+      out.reset = "ahead";
+    } else if (log.evicted_seq > *since) {
+      out.reset = "history_gap";
+    } else {
+      out.recovered = true;
+      const auto& encode = encoders_[static_cast<std::size_t>(sub->format())];
+      for (const auto& e : log.entries) {
+        if (e->seq <= *since || skips(*e, sid) || !encode) continue;
+        publish_meta meta;
+        meta.topic = e->topic;
+        meta.seq = e->seq;
+        meta.ts = e->ts;
+        meta.id = e->id;
+        if (auto f = encode(e->pub, meta)) out.replay.push_back(std::move(f));
+      }
+    }
+  }
+  send(out);
+  return true;
+}
+
+bool hub::resume(const std::string& sid, std::uint64_t offset,
+                 const std::function<bool(std::vector<frame_ptr>&)>& send) {
+  std::lock_guard order(publish_mu_);
+  std::shared_ptr<subscriber> sub;
+  std::vector<std::pair<std::string, std::uint64_t>> rooms;
+  std::uint64_t added_id = 0;
+  {
+    auto& cs = conn_shards_[shard_of(sid)];
+    std::lock_guard lock(cs.mu);
+    auto it = cs.conns.find(sid);
+    if (it == cs.conns.end()) return false;
+    sub = it->second.sub;
+    rooms.assign(it->second.rooms.begin(), it->second.rooms.end());
+    added_id = it->second.added_id;
+  }
+  const std::int64_t now = steady_ns();
+  std::vector<std::shared_ptr<const history_entry>> missed;
+  auto take = [&](topic_log& log, std::uint64_t after) {
+    expire_locked(log, now);
+    if (log.evicted_id > after) return false;
+    for (const auto& e : log.entries)
+      if (e->id > after && !skips(*e, sid)) missed.push_back(e);
+    return true;
+  };
+  // A room without a log has had no publication since the socket joined (a room keeps its log
+  // while it has members).
+  for (const auto& [room, joined] : rooms)
+    if (auto it = topics_.find(room); it != topics_.end())
+      if (!take(it->second, std::max(offset, joined))) return false;
+  if (auto it = broadcasts_.find(sub->nsp()); it != broadcasts_.end())
+    if (!take(it->second, std::max(offset, added_id))) return false;
+  std::sort(missed.begin(), missed.end(), [](const auto& a, const auto& b) { return a->id < b->id; });
+  missed.erase(std::unique(missed.begin(), missed.end()), missed.end());
+  std::vector<frame_ptr> frames;
+  frames.reserve(missed.size());
+  if (const auto& encode = encoders_[static_cast<std::size_t>(sub->format())]) {
+    for (const auto& e : missed) {
+      publish_meta meta;
+      meta.topic = e->topic;
+      meta.seq = e->seq;
+      meta.ts = e->ts;
+      meta.id = e->id;
+      if (auto f = encode(e->pub, meta)) frames.push_back(std::move(f));
+    }
+  }
+  return send(frames);
+}
+
+void hub::ordered(const std::function<void(std::uint64_t id)>& fn) {
+  std::lock_guard order(publish_mu_);
+  const std::uint64_t id = last_id_.load(std::memory_order_relaxed) + 1;
+  last_id_.store(id, std::memory_order_relaxed);
+  fn(id);
+}
+
+void hub::sweep() {
+  std::lock_guard order(publish_mu_);
+  const std::int64_t now = steady_ns();
+  for (auto it = topics_.begin(); it != topics_.end();) {
+    expire_locked(it->second, now);
+    auto members = it->second.entries.empty() ? members_of(it->first) : nullptr;
+    if (it->second.entries.empty() && (!members || members->empty()))
+      it = topics_.erase(it);
+    else
+      ++it;
+  }
+  for (auto& [nsp, log] : broadcasts_) expire_locked(log, now);
+}
+
+std::size_t hub::history_entries() const {
+  std::lock_guard order(publish_mu_);
+  std::size_t n = 0;
+  for (const auto& [key, log] : topics_) n += log.entries.size();
+  for (const auto& [key, log] : broadcasts_) n += log.entries.size();
+  return n;
+}
+
+topic_position hub::position(const std::string& room) const {
+  std::lock_guard order(publish_mu_);
+  auto it = topics_.find(room);
+  return it == topics_.end() ? topic_position{} : topic_position{it->second.seq, it->second.epoch};
 }
 
 }  // namespace skyrelay

@@ -22,12 +22,12 @@ sio_socket::sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_sessi
       recovery_frames_(recovery_frames),
       pid_(recovery_frames ? new_sid() : std::string()) {}
 
-void sio_socket::remember_locked(const frame_ptr& f) {
-  if (!recovery_frames_ || !f->offset) return;
-  recent_.push_back(f);
-  if (recent_.size() > recovery_frames_) {
-    evicted_offset_ = recent_.front()->offset;
-    recent_.pop_front();
+void sio_socket::remember_locked(const frame_ptr* first, std::size_t n) {
+  if (!recovery_frames_ || n == 0 || !first[0]->offset) return;  // only events carry offsets
+  direct_.emplace_back(first, first + n);
+  if (direct_.size() > recovery_frames_) {
+    evicted_offset_ = direct_.front().front()->offset;
+    direct_.pop_front();
   }
 }
 
@@ -37,15 +37,24 @@ void sio_socket::detach() {
   session_.reset();
 }
 
-bool sio_socket::reattach(std::weak_ptr<eio_session> session, std::uint64_t offset) {
+bool sio_socket::reattach(std::weak_ptr<eio_session> session, std::uint64_t offset,
+                          std::vector<frame_ptr>& missed) {
   std::lock_guard lock(mu_);
   if (!detached_ || closed_ || evicted_offset_ > offset) return false;
   detached_ = false;
   session_ = std::move(session);
+  // Merge the two id-ordered lists; a direct group stays together.
   std::vector<frame_ptr> frames;
+  frames.reserve(missed.size() + 1);
   frames.push_back(make_message("4" + sio::connect_ok(nsp(), sid(), pid_), 1, 0, false));
-  for (const auto& f : recent_)
-    if (f->offset > offset) frames.push_back(f);
+  auto next = missed.begin();
+  for (const auto& group : direct_) {
+    const std::uint64_t id = group.front()->offset;
+    if (id <= offset) continue;
+    for (; next != missed.end() && (*next)->offset < id; ++next) frames.push_back(*next);
+    frames.insert(frames.end(), group.begin(), group.end());
+  }
+  frames.insert(frames.end(), next, missed.end());
   if (auto s = session_.lock()) s->send_all(frames);
   return true;
 }
@@ -59,8 +68,23 @@ void sio_socket::deliver(const frame_ptr& f, overflow_policy policy) {
       pending_.push_back(f);
       return;
     }
-    remember_locked(f);
-    if (detached_) return;  // kept in recent_ for the client's return
+    if (detached_) return;  // the hub's history has it for the client's return
+    s = session_.lock();
+  }
+  if (s) s->send(f, policy);
+}
+
+void sio_socket::deliver_direct(const frame_ptr& f, overflow_policy policy) {
+  std::shared_ptr<eio_session> s;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    if (!connected_) {
+      pending_.push_back(f);
+      return;
+    }
+    remember_locked(&f, 1);
+    if (detached_) return;  // kept in direct_ for the client's return
     s = session_.lock();
   }
   if (s) s->send(f, policy);
@@ -73,7 +97,7 @@ void sio_socket::deliver_all(std::vector<frame_ptr> frames) {
     pending_.insert(pending_.end(), frames.begin(), frames.end());
     return;
   }
-  for (const auto& f : frames) remember_locked(f);
+  remember_locked(frames.data(), frames.size());
   if (detached_) return;
   if (auto s = session_.lock()) s->send_all(frames);
 }
@@ -504,7 +528,11 @@ void eio_session::on_connect_packet(const sio::packet& p) {
             std::lock_guard lock(mu_);
             sockets_[p.nsp] = sock;
           }
-          if (sock->reattach(weak_from_this(), offset)) {
+          const bool resumed = server_.get_hub().resume(
+              sock->sid(), offset, [&](std::vector<frame_ptr>& missed) {
+                return sock->reattach(weak_from_this(), offset, missed);
+              });
+          if (resumed) {
             asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
               self->connect_timer_.cancel();
             });

@@ -71,7 +71,8 @@ std::uint64_t metrics::total(std::atomic<std::uint64_t> shard::*field) const noe
 }
 
 std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
-                                std::size_t dispatch_queue, double uptime_s) const {
+                                std::size_t dispatch_queue, double uptime_s,
+                                std::size_t history_entries) const {
   std::string out;
   out.reserve(4096);
   auto counter = [&](const char* name, const char* help, std::atomic<std::uint64_t> shard::*f) {
@@ -93,6 +94,8 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
   gauge("skyrelay_rooms", "Rooms with at least one member.", static_cast<double>(rooms));
   gauge("skyrelay_dispatch_queue", "Inbound events waiting for the application.",
         static_cast<double>(dispatch_queue));
+  gauge("skyrelay_history_entries", "Publications held for replay, summed over rooms.",
+        static_cast<double>(history_entries));
   counter("skyrelay_connections_opened_total", "WebSocket connections accepted.",
           &shard::connections_opened);
   counter("skyrelay_connections_closed_total", "WebSocket connections closed.",

@@ -1,5 +1,7 @@
 #include "skyrelay/net/server.hpp"
 
+#include <stdexcept>
+
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/net/eio_session.hpp"
 #include "skyrelay/net/listener.hpp"
@@ -40,6 +42,12 @@ server::server(server_config cfg, app_hooks hooks)
       hooks_(std::move(hooks)),
       metrics_(thread_count(cfg_.io_threads)),
       dispatcher_(cfg_.dispatch_queue_max) {
+  if (cfg_.sio_recovery_window.count() > 0 &&
+      (cfg_.history_max_events == 0 || cfg_.sio_recovery_window > cfg_.history_max_age))
+    throw std::invalid_argument(
+        "the Socket.IO recovery window needs history that lasts at least as long "
+        "(history_max_events > 0 and history_max_age >= the recovery window)");
+  hub_.set_history(cfg_.history_max_events, cfg_.history_max_age);
   hub_.set_encoder(wire_format::json_ws, encode_json_ws);
   // The Engine.IO message carrying a Socket.IO EVENT with the publication as its one argument
   // (and, with recovery on, the publication id as the offset argument).
@@ -82,12 +90,24 @@ void server::start() {
     });
   }
   listener_->run();
+  sweep_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
+  sweep_later();
   running_ = true;
+}
+
+void server::sweep_later() {
+  sweep_timer_->expires_after(std::chrono::seconds(1));
+  sweep_timer_->async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    hub_.sweep();
+    sweep_later();
+  });
 }
 
 void server::stop() {
   if (!running_.exchange(false)) return;
   listener_->close();
+  asio::post(*contexts_[0], [this] { sweep_timer_->cancel(); });
   std::vector<std::shared_ptr<ws_session>> open;
   {
     std::lock_guard lock(sessions_mu_);
@@ -135,6 +155,7 @@ void server::stop() {
     http_waiting_.clear();
   }
   listener_.reset();
+  sweep_timer_.reset();
   contexts_.clear();  // destroys pending handlers, and with them the remaining sessions
   dispatcher_.stop();
   std::lock_guard lock(sessions_mu_);
@@ -237,19 +258,22 @@ bool server::sio_emit(const std::string& sid, const std::string& event, const st
   if (!s) return false;
   std::optional<std::uint64_t> id;
   if (ack_id >= 0) id = static_cast<std::uint64_t>(ack_id);
-  // Build the packet first: the vector is moved into the call below.
-  std::uint64_t offset = 0;
-  std::string full = args;
-  if (cfg_.sio_recovery_window.count() > 0 && !s->pid().empty()) {
-    offset = hub_.next_id();
-    full += (full.empty() ? "\"" : ",\"") + std::to_string(offset) + "\"";
-  }
-  std::string packet = sio::event(s->nsp(), event, full, attachments.size(), id);
-  std::vector<frame_ptr> frames;
-  frames.reserve(attachments.size() + 1);
-  frames.push_back(make_message("4" + packet, 1, steady_ns(), true, offset));
-  for (auto& a : attachments) frames.push_back(make_message(std::move(a), 2, 0, true));
-  s->deliver_all(std::move(frames));
+  auto send = [&](std::uint64_t offset) {
+    std::string full = args;
+    if (offset) full += (full.empty() ? "\"" : ",\"") + std::to_string(offset) + "\"";
+    std::string packet = sio::event(s->nsp(), event, full, attachments.size(), id);
+    std::vector<frame_ptr> frames;
+    frames.reserve(attachments.size() + 1);
+    frames.push_back(make_message("4" + packet, 1, steady_ns(), true, offset));
+    for (auto& a : attachments) frames.push_back(make_message(std::move(a), 2, 0, true));
+    s->deliver_all(std::move(frames));
+  };
+  // With recovery, the event carries a publication id as its offset, taken in order with
+  // publications so that the client's last offset tells exactly what it has seen.
+  if (cfg_.sio_recovery_window.count() > 0 && !s->pid().empty())
+    hub_.ordered(send);
+  else
+    send(0);
   return true;
 }
 
@@ -380,7 +404,7 @@ std::string server::health_json() const {
 
 std::string server::metrics_text() const {
   return metrics_.prometheus(hub_.connection_count(), hub_.room_count(), dispatcher_.queued(),
-                             uptime_seconds());
+                             uptime_seconds(), hub_.history_entries());
 }
 
 void server::register_session(const std::shared_ptr<ws_session>& s) {

@@ -109,6 +109,14 @@ void ws_session::close(std::uint16_t code, std::string reason, disconnect_reason
              });
 }
 
+bool ws_session::replay_fits(const std::vector<frame_ptr>& frames) const {
+  const auto& cfg = server_.config();
+  std::size_t bytes = 0;
+  for (const auto& f : frames) bytes += f->bytes.size();
+  // The outbox, less a margin for what is already queued and what comes live meanwhile.
+  return frames.size() + 16 <= cfg.outbox_max_frames && bytes + 64 * 1024 <= cfg.outbox_max_bytes;
+}
+
 void ws_session::send_text(std::string_view payload) {
   deliver(make_frame(ws::encode(ws::opcode::text, payload)), overflow_policy::disconnect);
 }
@@ -139,10 +147,13 @@ void ws_session::on_accept() {
   if (!has_handler_)
     prefix_ += ws::encode(ws::opcode::text,
                           proto::welcome(sid(), server_.config().heartbeat_interval.count()));
-  if (!has_handler_ && !topic_.empty() && server_.get_hub().join(sid(), topic_)) {
+  if (!has_handler_ && !topic_.empty()) {
     proto::client_message m2;
     m2.topics.push_back(topic_);
-    prefix_ += ws::encode(ws::opcode::text, proto::subscribed(m2));
+    server_.get_hub().subscribe(sid(), m2.topics, std::nullopt, {}, [&](subscribe_outcome& o) {
+      const auto& p = o.positions.front();
+      prefix_ += ws::encode(ws::opcode::text, proto::subscribed(m2, {{p.seq, p.epoch}}));
+    });
   }
   boost::system::error_code ec;
   socket_.non_blocking(true, ec);
@@ -264,8 +275,20 @@ void ws_session::on_text(std::string_view text) {
   auto& hub = server_.get_hub();
   switch (msg.type) {
     case proto::client_type::subscribe:
-      for (const auto& t : msg.topics) hub.join(sid(), t);
-      send_text(proto::subscribed(msg));
+      // The reply and any replay are queued under the hub's publish lock, so they come before
+      // every live event of these topics and nothing falls between the two.
+      hub.subscribe(sid(), msg.topics, msg.since, msg.epoch, [&](subscribe_outcome& o) {
+        std::vector<proto::topic_state> states;
+        states.reserve(o.positions.size());
+        for (const auto& p : o.positions) states.push_back({p.seq, p.epoch});
+        proto::resume_state resume{o.recovered, o.reset};
+        if (o.recovered && !replay_fits(o.replay)) {
+          resume = {false, "history_gap"};  // more than the outbox could hold at once
+          o.replay.clear();
+        }
+        send_text(proto::subscribed(msg, states, o.resumed ? &resume : nullptr));
+        for (const auto& f : o.replay) deliver(f, overflow_policy::disconnect);
+      });
       return;
     case proto::client_type::unsubscribe:
       for (const auto& t : msg.topics) hub.leave(sid(), t);

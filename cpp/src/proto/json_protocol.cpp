@@ -90,7 +90,17 @@ std::variant<client_message, decode_error> decode(std::string_view text) {
     if (auto it = obj.find("since"); it != obj.end() && m.type == client_type::subscribe) {
       if (!it->is_number_unsigned())
         return fail(error_code::bad_message, "\"since\" must be a non-negative integer", m.id);
+      if (m.topics_as_list)
+        return fail(error_code::bad_message,
+                    "\"since\" resumes one topic: use \"topic\", not \"topics\"", m.id);
+      auto ep = obj.find("epoch");
+      if (ep == obj.end() || !ep->is_string() || ep->get_ref<const std::string&>().empty() ||
+          ep->get_ref<const std::string&>().size() > max_topic_length)
+        return fail(error_code::bad_message,
+                    "\"since\" needs the \"epoch\" string from the topic's subscribed reply",
+                    m.id);
       m.since = it->get<std::uint64_t>();
+      m.epoch = ep->get<std::string>();
     }
     return m;
   }
@@ -165,7 +175,37 @@ std::string welcome(std::string_view sid, std::int64_t heartbeat_ms) {
   return out;
 }
 
-std::string subscribed(const client_message& m) { return topics_reply("subscribed", m); }
+std::string subscribed(const client_message& m, const std::vector<topic_state>& positions,
+                       const resume_state* resume) {
+  std::string out = topics_reply("subscribed", m);
+  out.pop_back();  // the closing brace
+  auto append_position = [&out](const topic_state& p) {
+    out += "\"seq\":";
+    out += std::to_string(p.seq);
+    out += ",\"epoch\":";
+    append_json_string(out, p.epoch);
+  };
+  if (m.topics_as_list) {
+    out += ",\"positions\":{";
+    for (std::size_t i = 0; i < positions.size() && i < m.topics.size(); ++i) {
+      if (i) out += ',';
+      append_json_string(out, m.topics[i]);
+      out += ":{";
+      append_position(positions[i]);
+      out += '}';
+    }
+    out += '}';
+  } else if (!positions.empty()) {
+    out += ',';
+    append_position(positions.front());
+  }
+  if (resume) {
+    out += resume->recovered ? ",\"recovered\":true" : ",\"recovered\":false,\"reset\":";
+    if (!resume->recovered) append_json_string(out, resume->reset);
+  }
+  out += '}';
+  return out;
+}
 std::string unsubscribed(const client_message& m) { return topics_reply("unsubscribed", m); }
 
 std::string pong(std::string_view ts, std::string_view id) {

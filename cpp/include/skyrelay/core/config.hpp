@@ -42,8 +42,13 @@ struct server_config {
   // conformance suite needs one). Empty: none.
   std::string engineio_echo_path;
   // Socket.IO connection state recovery: how long a socket whose transport dropped is kept
-  // (in its rooms, buffering) for the client to come back with its pid and offset. 0: off.
+  // (in its rooms) for the client to come back with its pid and offset; what it missed is
+  // replayed from history, so the window may not exceed history_max_age. 0: off.
   std::chrono::milliseconds sio_recovery_window{0};
+
+  // History per room (and per namespace for broadcasts), for replay on reconnect.
+  std::size_t history_max_events{1000};            // 0: no history
+  std::chrono::milliseconds history_max_age{120'000};
 };
 
 }  // namespace skyrelay

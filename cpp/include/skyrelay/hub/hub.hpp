@@ -3,8 +3,9 @@
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <cstddef>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -24,10 +25,47 @@ namespace skyrelay {
 // Turns a publication into the frame of one wire format.
 using encoder_fn = std::function<frame_ptr(const publication&, const publish_meta&)>;
 
+// A publication as the history keeps it, for replay.
+struct history_entry {
+  publication pub;
+  std::string topic;     // the room when it targeted exactly one room, else empty
+  std::uint64_t seq{0};  // that room's seq, 0 when there is no topic
+  std::uint64_t id{0};   // publication id
+  std::string ts;
+  std::int64_t publish_ns{0};
+};
+
+// Where a topic stands: its last seq and the epoch of its sequence. A topic's epoch changes
+// when its sequence restarts (its history was forgotten, or the server restarted), so a seq is
+// only meaningful together with its epoch.
+struct topic_position {
+  std::uint64_t seq{0};
+  std::string epoch;
+};
+
+// The outcome of a subscribe, handed to the caller under the publish lock so that its reply and
+// replay go out before any live publication to the topic.
+struct subscribe_outcome {
+  std::vector<topic_position> positions;  // one per requested topic
+  bool resumed{false};                    // `since` was given
+  bool recovered{false};                  // ... and every event after it is replayed below
+  std::string reset;  // when not recovered: history_gap, epoch_changed or ahead
+  std::vector<frame_ptr> replay;  // the missed events, in seq order (recovered only)
+};
+
 // Rooms and connections are split over shards by hash, each with its own mutex. Member lists are
-// copy-on-write snapshots, so a publish takes one shared_ptr copy under the lock and fans out with
-// no lock held. Lock order: a connection shard may be held while taking a room shard, never the
-// reverse. All methods are thread-safe.
+// copy-on-write snapshots, so a publish takes one shared_ptr copy under a shard lock.
+//
+// Publications are totally ordered: the publish lock is held while a publication gets its id
+// and seq, is recorded in history and is handed to every recipient, so each connection receives
+// publications in increasing id order (and each room's in seq order). Joins, subscribes and
+// resumes take the same lock, which makes "what was sent before I joined" exact. Lock order:
+// publish lock, then a connection shard, then a room shard. Subscribers' deliver() must not
+// call publish, join, subscribe, resume, ordered or sweep (they may call remove and leave).
+//
+// History: each room keeps its latest publications (bounded by count and age) for replay by
+// seq (JSON protocol `since`, SSE) or by id (Socket.IO connection state recovery); so does
+// each namespace for its broadcasts to everyone. All methods are thread-safe.
 class hub {
  public:
   static constexpr std::size_t shard_count = 16;
@@ -37,6 +75,8 @@ class hub {
 
   // Installs the encoder of a wire format. Call before any publish.
   void set_encoder(wire_format fmt, encoder_fn fn);
+  // History bounds per room: `max_events` 0 turns history off. Call before any publish.
+  void set_history(std::size_t max_events, std::chrono::milliseconds max_age);
 
   // Registers a connection; false if its sid is taken.
   bool add(std::shared_ptr<subscriber> s);
@@ -44,6 +84,7 @@ class hub {
   void remove(const std::string& sid);
 
   // Room membership by sid; false when the sid is unknown (or, for leave, not a member).
+  // A member receives the room's publications with ids after its join.
   bool join(const std::string& sid, const std::string& room);
   bool leave(const std::string& sid, const std::string& room);
   std::vector<std::string> rooms_of(const std::string& sid) const;
@@ -62,21 +103,44 @@ class hub {
   // per wire format. Returns the number of deliveries queued.
   std::size_t publish(const publication& p);
 
-  // The next publication id; also used for events sent to one connection.
-  std::uint64_t next_id() noexcept { return next_id_.fetch_add(1, std::memory_order_relaxed) + 1; }
+  // Joins `sid` to each topic (JSON protocol subscribe) and reports each topic's position.
+  // With `since` (one topic only), also works out the replay: the events after seq `since`, or
+  // a reset when history no longer holds them all or `epoch` (when not empty) is not the
+  // topic's. `send` runs under the publish lock; it must only queue frames. False when the
+  // sid is unknown (and `send` is not called).
+  bool subscribe(const std::string& sid, const std::vector<std::string>& topics,
+                 std::optional<std::uint64_t> since, std::string_view epoch,
+                 const std::function<void(subscribe_outcome&)>& send);
+
+  // Socket.IO connection state recovery: `sid` (still registered, in its rooms) saw everything
+  // up to publication id `offset`. Collects the publications it missed since then (those to its
+  // rooms after it joined and its namespace's broadcasts), in id order, and passes them to
+  // `send` under the publish lock. False (and `send` not called) when history lost some of
+  // them; otherwise what `send` returns.
+  bool resume(const std::string& sid, std::uint64_t offset,
+              const std::function<bool(std::vector<frame_ptr>&)>& send);
+
+  // Runs `fn` under the publish lock with a fresh publication id: for frames sent to one
+  // connection outside publish() that must be ordered with publications (they carry the id).
+  void ordered(const std::function<void(std::uint64_t id)>& fn);
+
+  // Drops history entries older than the age bound and forgets idle topics. The server calls
+  // this every second.
+  void sweep();
+  // Entries held in history, over every room and namespace.
+  std::size_t history_entries() const;
+  topic_position position(const std::string& room) const;
 
  private:
-  // Publications numbered by one room are handed to subscribers in `seq` order: each waits
-  // (holding no hub lock) until the one before it has been handed to every member.
-  struct room_order {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::uint64_t delivered{0};  // the last seq handed to every member
+  struct topic_log {
+    std::string epoch;
+    std::uint64_t seq{0};  // last seq assigned
+    std::deque<std::shared_ptr<const history_entry>> entries;
+    std::uint64_t evicted_id{0};   // highest publication id dropped from `entries`
+    std::uint64_t evicted_seq{0};  // highest seq dropped from `entries`
   };
   struct room_entry {
     std::shared_ptr<const member_list> members;
-    std::uint64_t seq{0};
-    std::shared_ptr<room_order> order;
     std::optional<overflow_policy> policy;
   };
   struct room_shard {
@@ -85,7 +149,8 @@ class hub {
   };
   struct conn_entry {
     std::shared_ptr<subscriber> sub;
-    std::unordered_set<std::string> rooms;
+    std::unordered_map<std::string, std::uint64_t> rooms;  // room -> last id before the join
+    std::uint64_t added_id{0};  // last id before the connection was registered
   };
   struct conn_shard {
     mutable std::mutex mu;
@@ -99,9 +164,23 @@ class hub {
   static std::shared_ptr<const member_list> without(const std::shared_ptr<const member_list>& list,
                                                     const subscriber* s);
   bool room_remove(const std::string& room, const subscriber* s);
+  bool join_locked(const std::string& sid, const std::string& room);
+  std::shared_ptr<const member_list> members_of(const std::string& key) const;
+  topic_log& topic_locked(const std::string& key);
+  void record_locked(topic_log& log, const std::shared_ptr<const history_entry>& e);
+  void expire_locked(topic_log& log, std::int64_t now_ns);
 
   std::array<encoder_fn, static_cast<std::size_t>(wire_format::count_)> encoders_;
-  std::atomic<std::uint64_t> next_id_{0};
+  std::atomic<std::uint64_t> last_id_{0};
+
+  // Guarded by publish_mu_.
+  mutable std::mutex publish_mu_;
+  std::size_t history_max_{1000};
+  std::int64_t history_age_ns_{120'000'000'000};
+  std::string epoch_prefix_;
+  std::uint64_t epochs_made_{0};
+  std::unordered_map<std::string, topic_log> topics_;      // by room key
+  std::unordered_map<std::string, topic_log> broadcasts_;  // by namespace
   std::array<room_shard, shard_count> room_shards_;
   std::array<conn_shard, shard_count> conn_shards_;
 };

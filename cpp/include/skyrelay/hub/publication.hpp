@@ -26,7 +26,7 @@ struct publish_meta {
   std::uint64_t seq{0};    // that room's sequence number (from 1), 0 when there is no topic
   std::string ts;          // ISO-8601 UTC publication time
   std::int64_t publish_ns{0};
-  std::uint64_t id{0};     // unique, increasing publication id (Socket.IO recovery offsets)
+  std::uint64_t id{0};     // unique publication id, increasing in delivery order (offsets)
 };
 
 }  // namespace skyrelay

@@ -40,6 +40,10 @@ class subscriber {
   // I/O and must not call back into the hub (the hub may hold no lock here, but the caller may be
   // in the middle of a fan-out loop).
   virtual void deliver(const frame_ptr& f, overflow_policy policy) = 0;
+  // A publication addressed to this connection itself (by sid) rather than to a room or to
+  // everyone. Same contract as deliver(); the hub's history does not keep these, so a
+  // subscriber that can be resumed keeps them itself.
+  virtual void deliver_direct(const frame_ptr& f, overflow_policy policy) { deliver(f, policy); }
 
  private:
   const std::string sid_;

@@ -34,13 +34,16 @@ class eio_session;
 class sio_socket : public subscriber, public std::enable_shared_from_this<sio_socket> {
  public:
   // `recovery_frames` > 0 turns on connection state recovery for this socket: it gets a pid,
-  // remembers that many of its latest event frames, and can outlive its session (detach).
+  // can outlive its session (detach), and keeps up to that many of the latest events sent to it
+  // alone; events to its rooms and namespace are replayed from the hub's history.
   sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_session> session,
              std::size_t recovery_frames = 0);
 
   // Queues frames until the socket is accepted, then passes them to the session.
   void deliver(const frame_ptr& f, overflow_policy policy) override;
-  // Several frames that must stay together (a binary packet and its attachments).
+  void deliver_direct(const frame_ptr& f, overflow_policy policy) override;
+  // Several frames for this socket alone that must stay together (a binary packet and its
+  // attachments).
   void deliver_all(std::vector<frame_ptr> frames);
   // Sends the CONNECT reply, then what was queued meanwhile. False if already decided.
   bool accept();
@@ -51,14 +54,18 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
 
   // Recovery. The pid the client presents to resume ("" when recovery is off).
   const std::string& pid() const noexcept { return pid_; }
-  // The transport dropped: keep buffering in memory, send nothing.
+  // The transport dropped: stay in the rooms, send nothing; history keeps what comes.
   void detach();
-  // The client came back on `session` having seen events up to `offset`: resumes and replays
-  // what came after it. False (and nothing sent) when those events are no longer all here.
-  bool reattach(std::weak_ptr<eio_session> session, std::uint64_t offset);
+  // The client came back on `session` having seen events up to `offset`; `missed` are the
+  // publications after it from the hub's history (see hub::resume). Sends CONNECT, then those
+  // and the events sent to this socket alone since `offset`, in id order. False (and nothing
+  // sent) when the latter are no longer all here.
+  bool reattach(std::weak_ptr<eio_session> session, std::uint64_t offset,
+                std::vector<frame_ptr>& missed);
 
  private:
-  void remember_locked(const frame_ptr& f);
+  // Keeps a group of frames to this socket alone (an event and its binary attachments).
+  void remember_locked(const frame_ptr* first, std::size_t n);
 
   mutable std::mutex mu_;
   std::weak_ptr<eio_session> session_;
@@ -68,8 +75,8 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   bool detached_{false};
   const std::size_t recovery_frames_;
   std::string pid_;
-  std::deque<frame_ptr> recent_;     // latest event frames (recovery on)
-  std::uint64_t evicted_offset_{0};  // highest offset that fell out of recent_
+  std::deque<std::vector<frame_ptr>> direct_;  // latest events to this socket alone
+  std::uint64_t evicted_offset_{0};  // highest offset that fell out of direct_
 };
 
 class eio_session : public ws_handler, public std::enable_shared_from_this<eio_session> {

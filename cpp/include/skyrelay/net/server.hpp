@@ -173,6 +173,8 @@ class server {
   asio::io_context& next_context() noexcept;
 
  private:
+  void sweep_later();  // runs hub::sweep every second on the first I/O context
+
   server_config cfg_;
   app_hooks hooks_;
   hub hub_;
@@ -186,6 +188,7 @@ class server {
   std::atomic<std::size_t> next_context_{0};
   std::atomic<bool> running_{false};
   std::uint16_t port_{0};
+  std::unique_ptr<asio::steady_timer> sweep_timer_;  // history expiry, every second
   std::chrono::steady_clock::time_point started_at_;
 
   mutable std::mutex sessions_mu_;

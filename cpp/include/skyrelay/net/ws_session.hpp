@@ -59,6 +59,8 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   void close(std::uint16_t code, std::string reason, disconnect_reason why);
   // Queues a text payload (a response or an error) that must not be dropped.
   void send_text(std::string_view payload);
+  // Whether a replay this big can be queued at once without overflowing the outbox.
+  bool replay_fits(const std::vector<frame_ptr>& frames) const;
 
   void deliver(const frame_ptr& f, overflow_policy policy) override;
 

@@ -26,7 +26,8 @@ struct client_message {
   client_type type{client_type::ping};
   std::vector<std::string> topics;  // subscribe / unsubscribe
   bool topics_as_list{false};       // the client used "topics": reply the same way
-  std::optional<std::uint64_t> since;
+  std::optional<std::uint64_t> since;  // subscribe: resume after this seq (one topic only)
+  std::string epoch;                    // ... of this epoch (required with since)
   std::string event;                // event / request
   std::string data{"null"};         // JSON text of "data"
   std::string id;                   // JSON text of "id" (a string or an integer), empty if absent
@@ -42,7 +43,17 @@ std::variant<client_message, decode_error> decode(std::string_view text);
 
 // Server messages. `id` arguments are JSON text as kept in client_message::id (may be empty).
 std::string welcome(std::string_view sid, std::int64_t heartbeat_ms);
-std::string subscribed(const client_message& m);
+// Where a topic stands (see hub::topic_position); `recovered`/`reset` answer a `since`.
+struct topic_state {
+  std::uint64_t seq{0};
+  std::string_view epoch;
+};
+struct resume_state {
+  bool recovered{false};
+  std::string_view reset;  // the reason when not recovered
+};
+std::string subscribed(const client_message& m, const std::vector<topic_state>& positions,
+                       const resume_state* resume = nullptr);
 std::string unsubscribed(const client_message& m);
 std::string pong(std::string_view ts, std::string_view id);
 // `topic` may be empty (no topic and no seq); `data` is JSON text.
