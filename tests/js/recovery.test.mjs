@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
+import net from "node:net";
 import { io } from "socket.io-client";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -32,10 +33,10 @@ after(async () => {
 });
 
 // The client's WebSocket is cut under it (the TCP connection destroyed, no goodbye), both when
-// it opened over WebSocket and when it upgraded from polling. (Polling-only clients cannot
-// lose their transport silently from inside the client: closing it sends a goodbye.)
+// it opened over WebSocket and when it upgraded from polling. (A polling-only client closing
+// its transport sends a goodbye; the test below cuts it from outside instead.)
 for (const transports of [["websocket"], ["polling", "websocket"]]) {
-  test(`${transports[0]}: recovery replays exactly the missed events`, async () => {
+  test(`${transports.join("+")}: recovery replays exactly the missed events`, async () => {
     const socket = io(url, { transports, forceNew: true, reconnectionDelay: 1000,
                              reconnectionDelayMax: 1000, randomizationFactor: 0, timeout: 5000 });
     await once(socket, "connect");
@@ -69,5 +70,88 @@ for (const transports of [["websocket"], ["polling", "websocket"]]) {
     assert.equal(socket.id, firstId);
     assert.deepEqual(seen, [...Array(total).keys()]);  // every tick once, in order
     socket.disconnect();
+  });
+}
+
+// A TCP proxy in front of the server that can cut every connection through it and refuse new
+// ones for a while: the network failing under a client, whatever its transport.
+async function startProxy(target) {
+  const open = new Set();
+  let refusing = false;
+  const proxy = net.createServer((client) => {
+    if (refusing) return client.destroy();
+    const upstream = net.connect(target, "127.0.0.1");
+    open.add(client);
+    open.add(upstream);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      open.delete(client);
+      open.delete(upstream);
+    };
+    for (const s of [client, upstream]) {
+      s.on("error", end);
+      s.on("close", end);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  proxy.listen(0, "127.0.0.1");
+  await once(proxy, "listening");
+  return {
+    port: proxy.address().port,
+    cut(refuseMs) {
+      refusing = true;
+      for (const s of open) s.destroy();
+      setTimeout(() => { refusing = false; }, refuseMs);
+    },
+    close() {
+      for (const s of open) s.destroy();
+      proxy.close();
+    },
+  };
+}
+
+// Events to the client's room, to everyone and to the client alone, interleaved: after the
+// network fails under it and comes back, it has every one once and in order, over polling only
+// and over WebSocket.
+for (const transports of [["polling"], ["websocket"]]) {
+  test(`${transports[0]}: recovery after the network fails replays rooms, broadcasts and direct events in order`, async () => {
+    const proxy = await startProxy(Number(new URL(url).port));
+    const socket = io(`http://127.0.0.1:${proxy.port}`, {
+      transports, forceNew: true, reconnectionDelay: 1500, reconnectionDelayMax: 1500,
+      randomizationFactor: 0, timeout: 5000 });
+    try {
+      await once(socket, "connect");
+      const firstId = socket.id;
+      const total = 90;
+      const seen = [];
+      let cut = false;
+      const done = new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`only ${seen.length} ticks: ${seen}`)), 20000);
+        socket.on("tick", ({ n }) => {
+          seen.push(n);
+          if (seen.length === 12 && !cut) {
+            cut = true;
+            proxy.cut(800);  // the server notices by its ping timeout (0.3 + 0.3 s)
+          }
+          if (n === total - 1) { clearTimeout(t); resolve(); }
+        });
+      });
+      const disconnected = new Promise((resolve) => socket.once("disconnect", resolve));
+      const reconnected = new Promise((resolve) => socket.io.once("reconnect", resolve));
+      assert.equal(await socket.timeout(5000).emitWithAck("join_mixed", total), "started");
+      done.catch(() => {});  // awaited below; keeps an early failure from going unhandled
+      // Polling sees a failed request ("transport error"), WebSocket a closed socket.
+      assert.ok(["transport error", "transport close"].includes(await disconnected));
+      await reconnected;
+      await done;
+      assert.equal(socket.recovered, true);
+      assert.equal(socket.id, firstId);
+      assert.deepEqual(seen, [...Array(total).keys()]);
+    } finally {
+      socket.disconnect();
+      proxy.close();
+    }
   });
 }

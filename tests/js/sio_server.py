@@ -31,6 +31,28 @@ def join_ticks(conn, count):
     return "started"
 
 
+@server.on("join_mixed")
+def join_mixed(conn, count):
+    """Joins "ticks" and publishes `count` numbered "tick"s, one per 20 ms, cycling through the
+    three kinds of target recovery must replay: the room, everyone in the namespace, and the
+    connection alone."""
+    conn.join("ticks")
+
+    def publish():
+        for n in range(count):
+            kind = n % 3
+            if kind == 0:
+                server.emit("tick", {"n": n}, to="ticks")
+            elif kind == 1:
+                server.emit("tick", {"n": n})
+            else:
+                conn.emit("tick", {"n": n})
+            time.sleep(0.02)
+
+    threading.Thread(target=publish, daemon=True).start()
+    return "started"
+
+
 @server.on("connect")
 def on_connect(conn):
     if (conn.auth or {}).get("token") == "bad":
