@@ -271,3 +271,40 @@ def json_sid(body: bytes) -> str:
     import json as _json
 
     return _json.loads(body[1:])["sid"]
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_python_client_reconnects_after_the_network_fails(sio_server, transport):
+    """python-socketio reconnects by itself: a new socket (its client has no connection state
+    recovery, so there is nothing to resume), the connect handler runs again with the same
+    auth, and events and acks work again. The server reports the old socket's loss."""
+    from tcpproxy import Proxy
+
+    proxy = Proxy(sio_server.port)
+    client = socketio.Client(reconnection=True, reconnection_delay=0.5,
+                             reconnection_delay_max=0.5, randomization_factor=0)
+    rec = Recorder(client)
+    rec.listen("auth")
+    rec.listen("message-back")
+    connects = queue.Queue()
+    client.on("connect", lambda: connects.put(client.get_sid()))
+    try:
+        client.connect(f"http://127.0.0.1:{proxy.port}", transports=TRANSPORTS[transport],
+                       auth={"token": "t-1"}, wait_timeout=10)
+        first = connects.get(timeout=5)
+        assert rec.next() == ("/", "auth", ({"token": "t-1"},))
+        if transport == "upgrade":
+            wait_until(lambda: client.transport() == "websocket", timeout=10)
+        proxy.cut(refuse_for=0.3)
+        second = connects.get(timeout=15)
+        assert second != first
+        assert rec.next(timeout=10) == ("/", "auth", ({"token": "t-1"},))
+        sid, _, reason = sio_server.log["disconnects"].get(timeout=10)
+        assert sid == first
+        assert reason in ("transport_error", "heartbeat_timeout"), reason
+        client.emit("message", {"after": "reconnect"})
+        assert rec.next() == ("/", "message-back", ({"after": "reconnect"},))
+        assert client.call("echo_ack", [1, 2], timeout=5) == [1, 2]
+    finally:
+        client.disconnect()
+        proxy.close()
