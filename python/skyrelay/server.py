@@ -9,6 +9,7 @@ import enum
 import inspect
 import json
 import logging
+import re
 import signal
 import threading
 import uuid
@@ -174,7 +175,7 @@ class Server:
         ping_interval: float = 25.0,
         ping_timeout: float = 20.0,
         connect_timeout: float = 45.0,
-        namespaces: Iterable[str] | str | None = None,
+        namespaces: Iterable[str | re.Pattern[str]] | str | re.Pattern[str] | None = None,
         cors_allowed_origins: Iterable[str] | str | None = None,
         cors_credentials: bool = True,
         cookie: str | bool | None = None,
@@ -227,8 +228,13 @@ class Server:
                 f"history_size > 0 and history_ttl >= recovery_window (history_size="
                 f"{history_size}, history_ttl={history_ttl})")
         self.socketio_path = self._options["socketio_path"]
-        self._namespaces = [namespaces] if isinstance(namespaces, str) else \
+        self._namespaces: list[str | re.Pattern[str]] | None = \
+            [namespaces] if isinstance(namespaces, (str, re.Pattern)) else \
             list(namespaces) if namespaces is not None else None
+        for spec in self._namespaces or []:
+            if not isinstance(spec, re.Pattern) and not (spec == "*" or spec.startswith("/")):
+                raise ValueError(f"a namespace is '*', a path starting with '/' or a compiled "
+                                 f"regular expression, not {spec!r}")
         self._json_default = json_default
         self._handlers: dict[tuple[str, str], Handler] = {}  # by (namespace, event)
         self._connect_handlers: dict[str, Handler] = {}       # by namespace
@@ -244,11 +250,12 @@ class Server:
         self._own_loop_thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._dispatch_ident: int | None = None
+        self._ns_patterns: list[re.Pattern[str]] = []
 
     # -- registration -------------------------------------------------------------------------
 
     def on(self, event: str, handler: Handler | None = None, *,
-           namespace: str | None = None) -> Any:
+           namespace: str | re.Pattern[str] | None = None) -> Any:
         """Registers ``handler(conn, data)`` for an event; usable as a decorator.
 
         ``"connect"`` and ``"disconnect"`` register the connection handlers instead (see
@@ -257,6 +264,10 @@ class Server:
         raising :class:`RequestError` answers with your own error code. ``namespace`` is the
         Socket.IO namespace; ``"/"`` (the default) is shared with the JSON protocol. The event
         ``"*"`` catches Socket.IO events with no handler of their own: it gets ``[name, *args]``.
+
+        ``namespace`` may also be ``"*"`` or a compiled regular expression: the handler then
+        serves every namespace it matches (the whole name, ``re.fullmatch``) that has no handler
+        of its own for the event; ``conn.namespace`` tells which one.
         """
         nsp = namespace or "/"
 
@@ -270,6 +281,28 @@ class Server:
             return fn
 
         return register(handler) if handler is not None else register
+
+    def _namespace_handler(self, table: dict[Any, Handler], nsp: str,
+                           event: str | None = None) -> Handler | None:
+        """The handler for `nsp` (and `event`): the namespace's own, else that of the first
+        pattern (in registration order) that matches it, else the ``"*"`` namespace's."""
+        key = (lambda n: n) if event is None else (lambda n: (n, event))
+        found = table.get(key(nsp))
+        if found is not None:
+            return found
+        for spec in table:
+            name = spec if event is None else spec[0]
+            if isinstance(name, re.Pattern) and (event is None or spec[1] == event) \
+                    and name.fullmatch(nsp):
+                return table[spec]
+        return table.get(key("*"))
+
+    def _namespace_allowed(self, nsp: str) -> bool:
+        return any(p.fullmatch(nsp) for p in self._ns_patterns) or \
+            nsp in (self._namespaces if self._namespaces is not None else
+                    {"/", *(n for n, _ in self._handlers), *self._connect_handlers,
+                     *self._disconnect_handlers}) or \
+            "*" in (self._namespaces or ())
 
     def mount_wsgi(self, app: Callable[..., Any], workers: int = 8) -> None:
         """Serves a WSGI app (Flask, Django...) for every request that no built-in route
@@ -304,11 +337,17 @@ class Server:
                     self._loop = asyncio.get_running_loop()
                 except RuntimeError:
                     pass
-            namespaces = self._namespaces
-            if namespaces is None:
-                namespaces = sorted({"/"} | {nsp for nsp, _ in self._handlers}
-                                    | set(self._connect_handlers))
-            options = dict(self._options, sio_namespaces=namespaces)
+            specs = self._namespaces
+            if specs is None:
+                specs = [nsp for nsp, _ in self._handlers] + list(self._connect_handlers) + \
+                    list(self._disconnect_handlers)
+                specs = ["/", *dict.fromkeys(specs)]
+            # Static names are checked in C++. With patterns, C++ lets every name through and
+            # the connect callback checks them with Python's own regular expressions.
+            self._ns_patterns = [spec for spec in specs if isinstance(spec, re.Pattern)]
+            static = sorted({spec for spec in specs if isinstance(spec, str)})
+            options = dict(self._options,
+                           sio_namespaces=static + ["*"] if self._ns_patterns else static)
             bridge = self._socketio
             self._core = _core.Server(
                 options,
@@ -590,7 +629,8 @@ class Server:
         conn = self._connections.pop(sid, None)
         if conn is not None and conn.transport == "socket.io":
             self._socketio.forget_connection(sid)
-        handler = self._disconnect_handlers.get(conn.namespace if conn is not None else "/")
+        handler = self._namespace_handler(self._disconnect_handlers,
+                                          conn.namespace if conn is not None else "/")
         if handler is None:
             return
         if conn is None:

@@ -85,9 +85,12 @@ class SocketIOBridge:
         server._dispatch_ident = threading.get_ident()
         conn = Connection(server, sid, server.socketio_path, query, remote, headers,
                           namespace=nsp, auth=json.loads(auth), transport="socket.io")
-        server._connections[sid] = conn
         core = server._core
-        handler = server._connect_handlers.get(nsp)
+        if server._ns_patterns and not server._namespace_allowed(nsp):
+            core.sio_refuse(sid, "Invalid namespace", "")  # as the reference server words it
+            return
+        server._connections[sid] = conn
+        handler = server._namespace_handler(server._connect_handlers, nsp)
         if handler is None:
             core.sio_accept(sid)
             return
@@ -113,9 +116,9 @@ class SocketIOBridge:
         server._dispatch_ident = threading.get_ident()
         conn = server._connection(sid)
         args = unpack_binary(json.loads(args_json), attachments)
-        handler = server._handlers.get((conn.namespace, event))
+        handler = server._namespace_handler(server._handlers, conn.namespace, event)
         if handler is None:
-            handler = server._handlers.get((conn.namespace, "*"))
+            handler = server._namespace_handler(server._handlers, conn.namespace, "*")
             if handler is not None:
                 args = [event, *args]
         if handler is None:

@@ -308,3 +308,82 @@ def test_python_client_reconnects_after_the_network_fails(sio_server, transport)
     finally:
         client.disconnect()
         proxy.close()
+
+
+def test_namespace_patterns_and_catch_all_handlers(skyrelay_server_factory):
+    """Namespaces given as regular expressions admit every name they fully match; handlers
+    registered for a pattern (or "*") serve each such namespace, and its rooms stay its own."""
+    import re
+
+    wells = re.compile(r"/well-\d+")
+    seen = queue.Queue()
+
+    def configure(server):
+        @server.on("connect", namespace=wells)
+        def well_connect(conn):
+            if conn.namespace == "/well-13":
+                raise skyrelay.ConnectionRefused("unlucky well", data={"code": 13})
+            conn.join("operators")
+            seen.put(("connect", conn.namespace))
+
+        @server.on("reading", namespace=wells)
+        def reading(conn, data):
+            return {"nsp": conn.namespace, "value": data}
+
+        @server.on("reading", namespace="/well-7")  # a namespace's own handler wins
+        def reading_seven(conn, data):
+            return {"special": data}
+
+        @server.on("*", namespace="*")
+        def anything(conn, data):
+            return {"caught": data, "nsp": conn.namespace}
+
+    server = skyrelay_server_factory(configure, namespaces=["/", wells, "/extra"])
+    url = f"http://127.0.0.1:{server.port}"
+    clients = []
+    try:
+        for name in ("/well-1", "/well-7"):
+            c = socketio.Client(reconnection=False)
+            rec = Recorder(c)
+            rec.listen("alarm", name)
+            c.connect(url, namespaces=[name], transports=["websocket"], wait_timeout=5)
+            clients.append((c, rec, name))
+        assert {seen.get(timeout=5), seen.get(timeout=5)} == {("connect", "/well-1"),
+                                                              ("connect", "/well-7")}
+        c1, rec1, _ = clients[0]
+        c7, rec7, _ = clients[1]
+        assert c1.call("reading", 3.5, namespace="/well-1", timeout=5) == {
+            "nsp": "/well-1", "value": 3.5}
+        assert c7.call("reading", 1, namespace="/well-7", timeout=5) == {"special": 1}
+        assert c1.call("other", "x", namespace="/well-1", timeout=5) == {
+            "caught": ["other", "x"], "nsp": "/well-1"}
+        # Each namespace has its own "operators" room.
+        assert server.emit("alarm", "low", to="operators", namespace="/well-7") == 1
+        assert rec7.next() == ("/well-7", "alarm", ("low",))
+        with pytest.raises(queue.Empty):
+            rec1.next(timeout=0.3)
+
+        # Names the pattern does not fully match, and a refusal from the pattern's handler.
+        for name, message in (("/well-", "Invalid namespace"), ("/well-1x", "Invalid namespace"),
+                              ("/xwell-1", "Invalid namespace"),
+                              ("/well-13", "unlucky well")):
+            bad = socketio.Client(reconnection=False)
+            errors = queue.Queue()
+            bad.on("connect_error", errors.put, namespace=name)
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                bad.connect(url, namespaces=[name], transports=["websocket"], wait_timeout=3)
+            assert errors.get(timeout=5)["message"] == message, name
+        # A static namespace next to the pattern still works.
+        extra = socketio.Client(reconnection=False)
+        extra.connect(url, namespaces=["/extra"], transports=["polling"], wait_timeout=5)
+        clients.append((extra, None, "/extra"))
+        assert extra.call("ping", 1, namespace="/extra", timeout=5) == {
+            "caught": ["ping", 1], "nsp": "/extra"}
+    finally:
+        for c, _, _ in clients:
+            c.disconnect()
+
+
+def test_bad_namespace_spec_is_refused():
+    with pytest.raises(ValueError, match="namespace"):
+        skyrelay.Server(port=0, namespaces=["admin"])
