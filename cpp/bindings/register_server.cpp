@@ -210,14 +210,19 @@ void register_server(py::module_& m) {
       .def_property_readonly("port", [](py_server& s) { return s.get().port(); })
       .def("emit",
            [](py_server& s, std::string event, std::string data, std::vector<std::string> to,
-              std::vector<std::string> skip, int policy, std::string nsp) {
+              std::vector<std::string> skip, int policy, std::string nsp,
+              std::optional<std::string> sio_args, std::vector<std::string> attachments) {
              publication p{std::move(event), std::move(data), std::move(to), std::move(skip),
-                           to_policy(policy), std::move(nsp)};
+                           to_policy(policy), std::move(nsp), std::move(sio_args), nullptr};
+             if (!attachments.empty())
+               p.attachments =
+                   std::make_shared<const std::vector<std::string>>(std::move(attachments));
              py::gil_scoped_release release;
              return s.get().publish(p);
            },
            py::arg("event"), py::arg("data"), py::arg("to"), py::arg("skip"), py::arg("policy"),
-           py::arg("nsp") = "/")
+           py::arg("nsp") = "/", py::arg("sio_args") = py::none(),
+           py::arg("attachments") = std::vector<std::string>{})
       .def("sio_accept", [](py_server& s, const std::string& sid) { return s.get().sio_accept(sid); },
            py::call_guard<py::gil_scoped_release>())
       .def("sio_refuse",

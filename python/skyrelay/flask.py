@@ -224,16 +224,19 @@ class SocketIO:
             else list(skip_sid)
         if not include_self and getattr(_local, "conn", None) is not None:
             skip.append(_local.conn.sid)
-        single_socket = isinstance(target, str) and target in server._connections and \
-            server._connections[target].transport == "socket.io"
-        if single_socket and (callback is not None or len(args) > 1 or _has_bytes(args)):
-            ack = (lambda values: callback(*values)) if callback is not None else None
-            server._socketio.emit(target, event, args, ack)
-            return
         if callback is not None:
-            raise ValueError("callbacks are only supported when emitting to one client")
-        data = args[0] if len(args) == 1 else list(args) if args else None
-        server.emit(event, data, to=target, skip=skip or None, namespace=nsp)
+            single_socket = isinstance(target, str) and target in server._connections and \
+                server._connections[target].transport == "socket.io"
+            if not single_socket:
+                raise ValueError("callbacks are only supported when emitting to one client")
+            server._socketio.emit(target, event, args, lambda values: callback(*values))
+            return
+        # One argument as data (JSON clients get it as it is); otherwise, or for top-level
+        # bytes (binary, not pre-encoded JSON), as an argument list.
+        if len(args) == 1 and not isinstance(args[0], (bytes, bytearray, memoryview)):
+            server.emit(event, args[0], to=target, skip=skip or None, namespace=nsp)
+        else:
+            server.emit(event, args=args, to=target, skip=skip or None, namespace=nsp)
 
     def send(self, data: Any, json: bool = False, namespace: str | None = None,
              to: Any = None, callback: Callable[..., Any] | None = None,
@@ -290,16 +293,6 @@ class SocketIO:
         if self.server is None or not self.server.running:
             raise RuntimeError("the Socket.IO server is not running (call socketio.run(app))")
         return self.server
-
-
-def _has_bytes(value: Any) -> bool:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return True
-    if isinstance(value, dict):
-        return any(_has_bytes(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_bytes(v) for v in value)
-    return False
 
 
 class Namespace:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import datetime
 import enum
@@ -31,6 +32,22 @@ _POLICIES = {None: -1, "disconnect": 0, "drop_oldest": 1}
 CLOSE_SERVER_DISCONNECT = 4002
 
 
+class _NestedBytes(TypeError):
+    """Raised by the JSON fallback for bytes inside a payload: Socket.IO sends those as binary
+    attachments (see Server.emit)."""
+
+
+def _base64_bytes(value: Any) -> Any:
+    """The JSON-protocol form of a payload with bytes in it: each bytes value as base64."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {k: _base64_bytes(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_base64_bytes(v) for v in value]
+    return value
+
+
 def _json_fallback(obj: Any) -> Any:
     """Turns the usual non-JSON types into JSON ones; raises TypeError for the rest."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -45,6 +62,8 @@ def _json_fallback(obj: Any) -> Any:
         return str(obj)
     if hasattr(obj, "tolist"):  # numpy arrays and scalars, without importing numpy
         return obj.tolist()
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        raise _NestedBytes("bytes inside a payload are not JSON")
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
@@ -435,7 +454,7 @@ class Server:
 
     def emit(self, event: str, data: Any = None, *, to: Target = None, skip: Target = None,
              policy: str | None = None, default: Callable[[Any], Any] | None = None,
-             namespace: str | None = None) -> int:
+             namespace: str | None = None, args: Iterable[Any] | None = None) -> int:
         """Publishes an event; safe from any thread and from asyncio; never blocks on sockets.
 
         ``to`` is a room, a sid, a :class:`Connection` or a list of them (rooms are looked up
@@ -443,13 +462,35 @@ class Server:
         out. ``policy`` overrides the outbox overflow policy: ``"drop_oldest"`` for volatile
         streams or ``"disconnect"``. ``namespace`` is the Socket.IO namespace (default ``"/"``,
         which JSON-protocol clients share). Returns the number of connections it was queued for.
+
+        ``args`` (instead of ``data``) sends several arguments: Socket.IO clients get them as
+        separate arguments, JSON-protocol clients as a list. ``bytes`` inside ``data`` or
+        ``args`` travel to Socket.IO clients as binary attachments, and to JSON-protocol
+        clients as base64 strings. (``bytes`` as the whole ``data`` is already-encoded JSON.)
         """
         if policy not in _POLICIES:
             raise ValueError(f"policy must be 'drop_oldest' or 'disconnect', not {policy!r}")
-        payload = encode_json(data, default or self._json_default)
+        if args is not None and data is not None:
+            raise ValueError("pass either data or args, not both")
+        hook = default or self._json_default
+        values = list(args) if args is not None else None
+        sio_args: str | None = None
+        attachments: list[bytes] = []
+        try:
+            payload = encode_json(values if values is not None else data, hook)
+        except _NestedBytes:
+            payload = None
+        if values is not None or payload is None:
+            from .socketio import encode_args
+
+            text, attachments = encode_args(values if values is not None else [data], hook)
+            sio_args = text[1:-1]  # the arguments without the array's brackets
+            if payload is None:
+                payload = encode_json(_base64_bytes(values if values is not None else data),
+                                      hook)
         core = self._require_core()
         return core.emit(event, payload, _names(to), _names(skip), _POLICIES[policy],
-                         namespace or "/")
+                         namespace or "/", sio_args, attachments)
 
     def call(self, event: str, data: Any = None, *, to: str | Connection,
              timeout: float = 60.0) -> Any:

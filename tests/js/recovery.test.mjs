@@ -129,7 +129,9 @@ for (const transports of [["polling"], ["websocket"]]) {
       let cut = false;
       const done = new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`only ${seen.length} ticks: ${seen}`)), 20000);
-        socket.on("tick", ({ n }) => {
+        socket.on("tick", ({ n, blob }) => {
+          if (n % 3 === 0 && !(Buffer.isBuffer(blob) && blob.equals(Buffer.from([n, n, n]))))
+            return reject(new Error(`tick ${n} came without its attachment: ${blob}`));
           seen.push(n);
           if (seen.length === 12 && !cut) {
             cut = true;

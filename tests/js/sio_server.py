@@ -41,8 +41,8 @@ def join_mixed(conn, count):
     def publish():
         for n in range(count):
             kind = n % 3
-            if kind == 0:
-                server.emit("tick", {"n": n}, to="ticks")
+            if kind == 0:  # binary too: the attachment must be replayed with its packet
+                server.emit("tick", {"n": n, "blob": bytes([n % 256]) * 3}, to="ticks")
             elif kind == 1:
                 server.emit("tick", {"n": n})
             else:

@@ -43,6 +43,12 @@ def handle_unsubscribe(symbol):
     leave_room(symbol)
 
 
+@socketio.on("share")
+def handle_share(symbol, name, blob):
+    """Several arguments and binary, to everyone else in a room."""
+    emit("shared", name, blob, {"from": request.sid}, to=symbol, include_self=False)
+
+
 @socketio.event
 def add(a, b):
     return a + b

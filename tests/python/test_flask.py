@@ -62,6 +62,37 @@ def test_test_client_flow(chat):
     assert chat.online == set()
 
 
+def test_several_arguments_and_binary_to_a_room(chat):
+    alice = chat.socketio.test_client(chat.app, auth={"token": "secret"})
+    bob = chat.socketio.test_client(chat.app, auth={"token": "secret"})
+    for c in (alice, bob):
+        c.emit("subscribe", "AAPL", callback=True)
+        c.get_received()
+    blob = bytes(range(256)) * 4
+    alice.emit("share", "AAPL", "chart.png", blob)
+    deadline = time.monotonic() + 5
+    got = []
+    while not got and time.monotonic() < deadline:
+        got = bob.get_received()
+        time.sleep(0.02)
+    assert len(got) == 1 and (got[0]["name"], got[0]["namespace"]) == ("shared", "/")
+    name, data, meta = got[0]["args"]
+    assert (name, data) == ("chart.png", blob)
+    assert isinstance(meta["from"], str) and len(meta["from"]) == 16
+    assert alice.get_received() == []  # include_self=False
+    # The server-level form, with several arguments, to the room.
+    chat.socketio.emit("quote", "AAPL", 190.25, b"\x01\x02", to="AAPL")
+    for c in (alice, bob):
+        deadline = time.monotonic() + 5
+        got = []
+        while not got and time.monotonic() < deadline:
+            got = c.get_received()
+            time.sleep(0.02)
+        assert got == [{"name": "quote", "namespace": "/", "args": ["AAPL", 190.25, b"\x01\x02"]}]
+    alice.disconnect()
+    bob.disconnect()
+
+
 def test_refused_connection_and_namespace_class(chat):
     with pytest.raises(Exception):
         chat.socketio.test_client(chat.app, auth={"token": "wrong"})

@@ -387,3 +387,35 @@ def test_namespace_patterns_and_catch_all_handlers(skyrelay_server_factory):
 def test_bad_namespace_spec_is_refused():
     with pytest.raises(ValueError, match="namespace"):
         skyrelay.Server(port=0, namespaces=["admin"])
+
+
+def test_several_arguments_and_binary_to_rooms_reach_both_protocols(sio_server, make_client):
+    """server.emit(args=...) and bytes inside data: Socket.IO members get separate arguments
+    and binary attachments, JSON-protocol members a list and base64 strings."""
+    import base64
+
+    clients = {t: make_client(t) for t in ("websocket", "polling")}
+    for client, rec in clients.values():
+        rec.next()  # the connect handler's "auth"
+        rec.listen("multi")
+        rec.listen("blob")
+        assert client.call("join", "desk", timeout=5) == ["desk"]
+    with connect(f"ws://127.0.0.1:{sio_server.port}/ws") as ws_client:
+        ws_client.subscribe("desk")
+        payload = bytes(range(256))
+        assert sio_server.emit("multi", args=("a", 2, {"three": [3]}), to="desk") == 3
+        assert sio_server.emit("blob", {"name": "x.bin", "body": payload, "more": [b"\x00"]},
+                               to="desk") == 3
+        assert sio_server.emit("multi", args=(), to="desk") == 3
+        for client, rec in clients.values():
+            assert rec.next() == ("/", "multi", ("a", 2, {"three": [3]}))
+            assert rec.next() == ("/", "blob", ({"name": "x.bin", "body": payload,
+                                                 "more": [b"\x00"]},))
+            assert rec.next() == ("/", "multi", ())
+        assert ws_client.expect("multi") == ["a", 2, {"three": [3]}]
+        assert ws_client.expect("blob") == {"name": "x.bin",
+                                            "body": base64.b64encode(payload).decode(),
+                                            "more": ["AA=="]}
+        assert ws_client.expect("multi") == []
+    with pytest.raises(ValueError, match="either"):
+        sio_server.emit("x", 1, args=(2,))

@@ -11,6 +11,12 @@ namespace {
 constexpr char record_separator = '\x1e';
 
 frame_ptr text_packet(std::string text) { return make_message(std::move(text), 1, 0, false); }
+
+// Appends `f` and the frames that must follow it (a binary event's attachments).
+void append_group(std::vector<frame_ptr>& out, const frame_ptr& f) {
+  out.push_back(f);
+  out.insert(out.end(), f->followers.begin(), f->followers.end());
+}
 }  // namespace
 
 // ---- sio_socket -------------------------------------------------------------------------
@@ -51,10 +57,10 @@ bool sio_socket::reattach(std::weak_ptr<eio_session> session, std::uint64_t offs
   for (const auto& group : direct_) {
     const std::uint64_t id = group.front()->offset;
     if (id <= offset) continue;
-    for (; next != missed.end() && (*next)->offset < id; ++next) frames.push_back(*next);
+    for (; next != missed.end() && (*next)->offset < id; ++next) append_group(frames, *next);
     frames.insert(frames.end(), group.begin(), group.end());
   }
-  frames.insert(frames.end(), next, missed.end());
+  for (; next != missed.end(); ++next) append_group(frames, *next);
   if (auto s = session_.lock()) s->send_all(frames);
   return true;
 }
@@ -71,7 +77,11 @@ void sio_socket::deliver(const frame_ptr& f, overflow_policy policy) {
     if (detached_) return;  // the hub's history has it for the client's return
     s = session_.lock();
   }
-  if (s) s->send(f, policy);
+  if (!s) return;
+  if (f->followers.empty()) return s->send(f, policy);
+  std::vector<frame_ptr> group;
+  append_group(group, f);
+  s->send_all(group);
 }
 
 void sio_socket::deliver_direct(const frame_ptr& f, overflow_policy policy) {
@@ -83,11 +93,17 @@ void sio_socket::deliver_direct(const frame_ptr& f, overflow_policy policy) {
       pending_.push_back(f);
       return;
     }
-    remember_locked(&f, 1);
+    std::vector<frame_ptr> group;
+    append_group(group, f);
+    remember_locked(group.data(), group.size());
     if (detached_) return;  // kept in direct_ for the client's return
     s = session_.lock();
   }
-  if (s) s->send(f, policy);
+  if (!s) return;
+  if (f->followers.empty()) return s->send(f, policy);
+  std::vector<frame_ptr> group;
+  append_group(group, f);
+  s->send_all(group);
 }
 
 void sio_socket::deliver_all(std::vector<frame_ptr> frames) {
@@ -109,7 +125,7 @@ bool sio_socket::accept() {
   std::vector<frame_ptr> frames;
   frames.reserve(pending_.size() + 1);
   frames.push_back(text_packet("4" + sio::connect_ok(nsp(), sid(), pid_)));
-  for (auto& f : pending_) frames.push_back(std::move(f));
+  for (const auto& f : pending_) append_group(frames, f);
   pending_.clear();
   if (auto s = session_.lock()) s->send_all(frames);
   return true;

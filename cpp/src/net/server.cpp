@@ -52,11 +52,17 @@ server::server(server_config cfg, app_hooks hooks)
   // The Engine.IO message carrying a Socket.IO EVENT with the publication as its one argument
   // (and, with recovery on, the publication id as the offset argument).
   hub_.set_encoder(wire_format::socketio, [this](const publication& p, const publish_meta& meta) {
-    if (cfg_.sio_recovery_window.count() == 0)
-      return make_message("4" + sio::event(p.nsp, p.event, p.data), 1, meta.publish_ns, true);
-    std::string args = p.data + ",\"" + std::to_string(meta.id) + "\"";
-    return make_message("4" + sio::event(p.nsp, p.event, args), 1, meta.publish_ns, true,
-                        meta.id);
+    std::string args = p.sio_args ? *p.sio_args : p.data;
+    const bool recovery = cfg_.sio_recovery_window.count() > 0;
+    if (recovery) args += (args.empty() ? "\"" : ",\"") + std::to_string(meta.id) + "\"";
+    const std::size_t n = p.attachments ? p.attachments->size() : 0;
+    frame f{"4" + sio::event(p.nsp, p.event, args, n), meta.publish_ns, true, 1,
+            recovery ? meta.id : 0, {}};
+    if (n) {
+      f.followers.reserve(n);
+      for (const auto& a : *p.attachments) f.followers.push_back(make_message(a, 2, 0, true));
+    }
+    return std::make_shared<const frame>(std::move(f));
   });
 }
 

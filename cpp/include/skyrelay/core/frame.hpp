@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace skyrelay {
 
@@ -21,12 +22,15 @@ struct frame {
   // Socket.IO connection state recovery: the publication id carried as the event's offset
   // (0 when the frame has none).
   std::uint64_t offset{0};
+  // Frames that must follow this one, with nothing in between: the binary attachments of a
+  // Socket.IO BINARY_EVENT published through the hub.
+  std::vector<std::shared_ptr<const frame>> followers;
 };
 
 using frame_ptr = std::shared_ptr<const frame>;
 
 inline frame_ptr make_frame(std::string bytes, std::int64_t publish_ns = 0, bool is_data = true) {
-  return std::make_shared<const frame>(frame{std::move(bytes), publish_ns, is_data, 0, 0});
+  return std::make_shared<const frame>(frame{std::move(bytes), publish_ns, is_data, 0, 0, {}});
 }
 
 // A bare message (see frame::ws_opcode): 1 for text, 2 for binary.
@@ -34,7 +38,7 @@ inline frame_ptr make_message(std::string bytes, std::uint8_t ws_opcode,
                               std::int64_t publish_ns = 0, bool is_data = true,
                               std::uint64_t offset = 0) {
   return std::make_shared<const frame>(
-      frame{std::move(bytes), publish_ns, is_data, ws_opcode, offset});
+      frame{std::move(bytes), publish_ns, is_data, ws_opcode, offset, {}});
 }
 
 }  // namespace skyrelay

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,11 @@ struct publication {
   std::vector<std::string> skip;  // sids that must not receive it
   std::optional<overflow_policy> policy;  // overrides the room's policy
   std::string nsp{"/"};  // Socket.IO namespace; a broadcast to everyone stays inside it
+  // Socket.IO only: the event's arguments as JSON texts joined by commas, when they are not
+  // just `data` (several arguments, or binary placeholders); and the binary attachments the
+  // placeholders refer to. JSON-protocol recipients get `data`.
+  std::optional<std::string> sio_args;
+  std::shared_ptr<const std::vector<std::string>> attachments;
 };
 
 // Per-delivery metadata the hub fixes when it routes a publication.
