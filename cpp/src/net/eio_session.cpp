@@ -255,11 +255,13 @@ void eio_session::poll(reply_fn reply) {
       duplicate = true;
       previous = std::move(parked_);
       parked_ = nullptr;
-    } else if (upgrading_) {
-      // Mid-upgrade: the client's "5" may be in flight on the WebSocket (another connection,
-      // maybe another thread). Hold the poll briefly: if the upgrade completes it gets 400 like
-      // any poll after an upgrade, else a noop.
+    } else if (upgrading_ || probe_) {
+      // Mid-upgrade: the client's "2probe" and "5" may be in flight on the WebSocket (another
+      // connection, maybe another thread, so this poll can overtake them). Hold the poll
+      // briefly: if the upgrade completes it gets 400 like any poll after an upgrade, else a
+      // noop.
       parked_ = std::move(reply);
+      held_ = true;
       hold = true;
     } else {
       body = take_polling_body_locked();
@@ -302,6 +304,7 @@ void eio_session::release_parked(std::string body) {
     std::lock_guard lock(mu_);
     r = std::move(parked_);
     parked_ = nullptr;
+    held_ = false;
   }
   if (r) r(200, std::move(body));
 }
@@ -386,16 +389,21 @@ void eio_session::on_packet(const eio::packet& p, ws_session*) {
     case eio::packet_type::ping: {
       // "2probe" on an upgrade candidate: answer on that socket and release the poll.
       std::shared_ptr<ws_session> probe;
+      reply_fn waiting;  // a poll parked before the upgrade began; a held one waits for "5"
       {
         std::lock_guard lock(mu_);
         if (p.data == "probe" && probe_) {
           probe = probe_;
           upgrading_ = true;
+          if (!held_) {
+            waiting = std::move(parked_);
+            parked_ = nullptr;
+          }
         }
       }
       if (probe) {
         probe->deliver(text_packet("3probe"), overflow_policy::disconnect);
-        release_parked("6");
+        if (waiting) waiting(200, "6");
       } else {
         send(text_packet("3" + p.data));
       }
@@ -417,14 +425,17 @@ void eio_session::on_packet(const eio::packet& p, ws_session*) {
         ws = ws_;
       }
       {
-        // A poll held during the upgrade is now a poll after it.
+        // A poll held during the upgrade is now a poll after it. Answer it after the
+        // WebSocket's pending flush, so the client has "3probe" before this answer.
         reply_fn held;
         {
           std::lock_guard lock(mu_);
           held = std::move(parked_);
           parked_ = nullptr;
+          held_ = false;
         }
-        if (held) held(400, eio::error_body(eio::error_code::unknown_sid));
+        if (held)
+          ws->post([held = std::move(held)] { held(400, eio::error_body(eio::error_code::unknown_sid)); });
       }
       for (auto& f : rest) ws->deliver(f, overflow_policy::disconnect);
       return;

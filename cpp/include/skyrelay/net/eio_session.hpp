@@ -153,6 +153,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   std::deque<frame_ptr> queue_;  // polling: packets waiting for a GET
   std::size_t queue_bytes_{0};
   reply_fn parked_;              // polling: a GET waiting for packets
+  bool held_{false};             // ... held for an upgrade in progress (see poll())
   bool closed_{false};
   bool awaiting_pong_{false};
   bool lingering_{false};

@@ -7,6 +7,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,6 +64,9 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   bool replay_fits(const std::vector<frame_ptr>& frames) const;
 
   void deliver(const frame_ptr& f, overflow_policy policy) override;
+  // Runs `fn` on the session's executor, after the work already posted there (such as the
+  // flush of what was just delivered).
+  void post(std::function<void()> fn) { asio::post(socket_.get_executor(), std::move(fn)); }
 
   // Ends the session at once, without a close handshake. Only for server::stop() once the I/O
   // threads have been joined.
