@@ -1,0 +1,369 @@
+// skyrelay.js, the browser client of the JSON protocol, run in Node with the `ws` package's
+// WebSocket against a real skyrelay server (tests/js/json_server.py) started from Python.
+import { test, describe, after, afterEach } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import net from "node:net";
+import WebSocket, { WebSocketServer } from "ws";
+import { SkyRelay, SkyRelayError, connect, STATES, CLIENT_EVENTS }
+  from "../../python/skyrelay/web/skyrelay.js";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// -- helpers ----------------------------------------------------------------------------------
+
+const servers = new Set();
+const clients = new Set();
+const proxies = new Set();
+
+/** Starts tests/js/json_server.py with `args`; resolves once it prints its port. */
+async function startServer(args = []) {
+  const child = spawn(path.join(root, ".venv/bin/python"),
+                      [path.join(root, "tests/js/json_server.py"), ...args],
+                      { stdio: ["pipe", "pipe", "inherit"] });
+  const exited = once(child, "exit");
+  const server = {
+    child,
+    async stop() {
+      if (!servers.delete(server)) return;
+      child.stdin.end();
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+  servers.add(server);
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20000);
+  let out = "";
+  for await (const chunk of child.stdout) {
+    out += chunk;
+    const m = out.match(/PORT (\d+)\n/);
+    if (m) { server.port = Number(m[1]); break; }
+  }
+  clearTimeout(timer);
+  assert.ok(server.port, "the server did not start");
+  server.url = `ws://127.0.0.1:${server.port}/ws`;
+  return server;
+}
+
+/** A client with the ws package's WebSocket, closed after the test. */
+function client(url, options = {}) {
+  const c = new SkyRelay(url, { WebSocket, ...options });
+  clients.add(c);
+  return c;
+}
+
+/** Resolves with the arguments of the next `name` event of `c` that `accept` takes. */
+function next(c, name, { timeout = 5000, accept = () => true } = {}) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { off(); reject(new Error(`no "${name}" within ${timeout} ms`)); },
+                             timeout);
+    const off = c.on(name, (...args) => {
+      if (!accept(...args)) return;
+      clearTimeout(timer);
+      off();
+      resolve(args);
+    });
+  });
+}
+
+/** Polls `predicate` until it holds. */
+async function until(predicate, what, timeout = 5000) {
+  const deadline = Date.now() + timeout;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+async function connected(c) {
+  if (c.state !== "connected") await next(c, "connected");
+}
+
+/** Records every state change of `c`. */
+function stateLog(c) {
+  const log = [];
+  c.on("state", (state) => log.push(state));
+  return log;
+}
+
+/** A TCP proxy in front of a port: cut() destroys every connection and refuses new ones until
+ * allow(); freeze() stops carrying bytes on the open connections (a peer gone silent) while
+ * new connections work. */
+async function startProxy(target) {
+  const pairs = new Set();
+  let refusing = false;
+  const proxy = net.createServer((downstream) => {
+    if (refusing) return downstream.destroy();
+    const upstream = net.connect(target, "127.0.0.1");
+    const pair = { downstream, upstream };
+    pairs.add(pair);
+    const end = () => {
+      downstream.destroy();
+      upstream.destroy();
+      pairs.delete(pair);
+    };
+    for (const s of [downstream, upstream]) s.on("error", end).on("close", end);
+    downstream.pipe(upstream);
+    upstream.pipe(downstream);
+  });
+  proxy.listen(0, "127.0.0.1");
+  await once(proxy, "listening");
+  const handle = {
+    url: `ws://127.0.0.1:${proxy.address().port}/ws`,
+    get open() { return pairs.size; },
+    cut() {
+      refusing = true;
+      for (const { downstream, upstream } of pairs) { downstream.destroy(); upstream.destroy(); }
+    },
+    allow() { refusing = false; },
+    freeze() {
+      for (const { downstream, upstream } of pairs) {
+        downstream.unpipe(upstream);
+        upstream.unpipe(downstream);
+        downstream.pause();
+        upstream.pause();
+      }
+    },
+    close() {
+      proxies.delete(handle);
+      handle.cut();
+      proxy.close();
+    },
+  };
+  proxies.add(handle);
+  return handle;
+}
+
+/** A WebSocket class for the client that records when each socket is made and what it sends. */
+function recordingWebSocket() {
+  const made = [];
+  const sent = [];
+  class Recording extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      made.push(Date.now());
+    }
+    send(text, ...rest) {
+      sent.push(JSON.parse(text));
+      return super.send(text, ...rest);
+    }
+  }
+  return { Recording, made, sent };
+}
+
+afterEach(() => {
+  for (const c of clients) c.close();
+  clients.clear();
+  for (const p of [...proxies]) p.close();
+});
+
+after(async () => {
+  await Promise.all([...servers].map((s) => s.stop()));
+});
+
+// -- a server for the tests that don't stop it -------------------------------------------------
+
+let shared;
+const sharedServer = async () => (shared ??= await startServer());
+
+// -- connection and states --------------------------------------------------------------------
+
+describe("connection", () => {
+  test("states go connecting then connected, with per-state events; close() stops for good", async () => {
+    const { url } = await sharedServer();
+    const c = client(url);
+    const log = stateLog(c);
+    const transitions = [];
+    c.on("state", (state, previous) => transitions.push([previous, state]));
+    const [info] = await next(c, "connected");
+    assert.deepEqual(transitions, [["disconnected", "connecting"], ["connecting", "connected"]]);
+    assert.equal(c.state, "connected");
+    assert.match(info.sid, /^[A-Za-z0-9_-]{16}$/);
+    assert.equal(info.heartbeatMs, 30000);
+    const me = await c.request("whoami");
+    assert.equal(me.sid, c.sid);
+
+    const closed = next(c, "disconnected");
+    c.close();
+    assert.equal(c.state, "disconnected");
+    await closed;
+    await sleep(300);  // no retry follows a close()
+    assert.deepEqual(log, ["connecting", "connected", "disconnected"]);
+    assert.deepEqual(STATES, ["disconnected", "connecting", "connected", "reconnecting"]);
+  });
+
+  test("connect() helper, http:// URLs and autoConnect: false", async () => {
+    const { port } = await sharedServer();
+    const c = connect(`http://127.0.0.1:${port}/ws`, { WebSocket });
+    clients.add(c);
+    assert.equal(c.url, `ws://127.0.0.1:${port}/ws`);
+    await connected(c);
+
+    const idle = client(`ws://127.0.0.1:${port}/ws`, { autoConnect: false });
+    await sleep(100);
+    assert.equal(idle.state, "disconnected");
+    idle.open();
+    assert.equal(idle.state, "connecting");
+    await connected(idle);
+    assert.throws(() => new SkyRelay("/ws", { WebSocket }), TypeError);  // no page to be relative to
+    assert.throws(() => new SkyRelay("ftp://x/ws", { WebSocket }), TypeError);
+  });
+
+  test("the token goes as the `token` query parameter; a refused one never connects", async () => {
+    const server = await startServer(["--token", "s3cret"]);
+    const good = client(server.url, { token: "s3cret" });
+    assert.equal((await good.request("whoami")).token, "s3cret");
+    const asked = client(server.url, { token: async () => "s3cret" });
+    assert.equal((await asked.request("whoami")).token, "s3cret");
+
+    const bad = client(server.url, { token: "wrong", backoff: { base: 30, max: 30, jitter: 0 } });
+    const log = stateLog(bad);
+    await next(bad, "retry", { accept: ({ attempt }) => attempt === 3 });
+    assert.equal(bad.state, "reconnecting");
+    assert.deepEqual(log, ["connecting", "reconnecting"]);  // never connected
+    await server.stop();
+  });
+
+  test("the application's disconnect (4002) ends the connection without retries", async () => {
+    const { url } = await sharedServer();
+    const c = client(url, { backoff: { base: 20, jitter: 0 } });
+    const control = client(url);
+    await connected(c);
+    const retries = [];
+    c.on("retry", (r) => retries.push(r));
+    const gone = next(c, "disconnected");
+    assert.equal(await control.request("kick", c.sid), true);
+    const [info] = await gone;
+    assert.equal(info.code, 4002);
+    assert.equal(info.reason, "kicked");
+    await sleep(200);
+    assert.equal(c.state, "disconnected");
+    assert.deepEqual(retries, []);
+  });
+});
+
+// -- subscriptions, events, requests ---------------------------------------------------------
+
+describe("messages", () => {
+  test("subscribe: the handler, on(event) and onAny() get the topic's events in order", async () => {
+    const { url } = await sharedServer();
+    const c = client(url);
+    const control = client(url);
+    const got = [];
+    const byName = [];
+    const any = [];
+    const other = [];
+    const position = await c.subscribe("sub-a", (data, meta) => got.push([data.n, meta.seq, meta.topic]));
+    assert.equal(position.topic, "sub-a");
+    assert.equal(position.seq, 0);
+    assert.equal(typeof position.epoch, "string");
+    assert.equal(position.recovered, false);
+    c.subscribe("sub-b", (data) => other.push(data.n));
+    c.on("tick", (data, meta) => byName.push(`${meta.topic}:${data.n}`));
+    c.onAny((event, data, meta) => any.push(`${event}:${meta.topic}:${data.n}`));
+    await c.request("echo", null);  // sub-b's subscribe was handled before this was read
+
+    await control.request("publish", { topic: "sub-a", count: 3 });
+    await control.request("publish", { topic: "sub-b", count: 1, start: 7 });
+    await until(() => got.length === 3 && other.length === 1, "the events");
+    assert.deepEqual(got, [[0, 1, "sub-a"], [1, 2, "sub-a"], [2, 3, "sub-a"]]);
+    assert.deepEqual(other, [7]);
+    assert.deepEqual(byName, ["sub-a:0", "sub-a:1", "sub-a:2", "sub-b:7"]);
+    assert.deepEqual(any, ["tick:sub-a:0", "tick:sub-a:1", "tick:sub-a:2", "tick:sub-b:7"]);
+    assert.deepEqual(c.position("sub-a"), { seq: 3, epoch: position.epoch });
+    assert.deepEqual(c.topics.sort(), ["sub-a", "sub-b"]);
+
+    // A second subscribe to the same topic only adds a handler and answers from what it knows.
+    const again = await c.subscribe("sub-a", () => {});
+    assert.equal(again.epoch, position.epoch);
+
+    // Unsubscribed: the server stops sending (its publish reaches nobody) and the handler is off.
+    c.unsubscribe("sub-a");
+    await c.request("echo", null);
+    assert.deepEqual(await control.request("publish", { topic: "sub-a", count: 1 }), [0]);
+    assert.equal(c.position("sub-a"), undefined);
+  });
+
+  test("events without a topic reach on(event); reserved names reach onAny() only", async () => {
+    const { url } = await sharedServer();
+    const c = client(url);
+    const news = next(c, "news");
+    const states = [];
+    c.on("state", (...args) => states.push(args));
+    const any = [];
+    c.onAny((event, data) => any.push([event, data]));
+    await connected(c);
+    states.length = 0;
+    await c.request("broadcast", { event: "state", data: "from the server" });
+    await c.request("broadcast", { event: "news", data: { headline: "launch" } });
+    const [data, meta] = await news;
+    assert.deepEqual(states, []);  // "state" is the client's: the server's went to onAny only
+    assert.deepEqual(any, [["state", "from the server"], ["news", { headline: "launch" }]]);
+    assert.deepEqual(data, { headline: "launch" });
+    assert.equal(meta.event, "news");
+    assert.equal(meta.topic, undefined);
+    assert.equal(meta.seq, undefined);
+    assert.match(meta.ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.ok(CLIENT_EVENTS.includes("state") && CLIENT_EVENTS.includes("reset"));
+  });
+
+  test("request() resolves with the handler's answer", async () => {
+    const { url } = await sharedServer();
+    const c = client(url);
+    assert.deepEqual(await c.request("echo", { a: [1, 2, { b: "ü" }] }), { a: [1, 2, { b: "ü" }] });
+    assert.equal(await c.request("echo", "text"), "text");
+    assert.equal(await c.request("echo"), null);
+    const many = await Promise.all([...Array(20).keys()].map((n) => c.request("echo", n)));
+    assert.deepEqual(many, [...Array(20).keys()]);
+  });
+
+  test("request() rejects with the code: handler error, the app's own code, unknown event", async () => {
+    const { url } = await sharedServer();
+    const c = client(url);
+    await assert.rejects(c.request("fail", 1), (err) => {
+      assert.ok(err instanceof SkyRelayError && err instanceof Error);
+      assert.equal(err.code, "handler_error");
+      assert.match(err.message, /ValueError: bad azimuth/);
+      return true;
+    });
+    await assert.rejects(c.request("refuse"), { code: "not_allowed", message: "you may not" });
+    await assert.rejects(c.request("no_such_event"), { code: "unknown_event" });
+  });
+
+  test("request() times out with code `timeout`; the late answer is ignored", async () => {
+    const { url } = await sharedServer();
+    const c = client(url, { requestTimeout: 150 });
+    await connected(c);
+    let started = Date.now();
+    await assert.rejects(c.request("slow", 0.6), { code: "timeout" });
+    let took = Date.now() - started;
+    assert.ok(took >= 145 && took < 550, `timed out after ${took} ms`);
+    started = Date.now();
+    await assert.rejects(c.request("slow", 0.6, { timeout: 50 }), { code: "timeout" });
+    took = Date.now() - started;
+    assert.ok(took >= 45 && took < 550, `timed out after ${took} ms`);
+    await sleep(700);  // both late answers arrive now
+    assert.equal(await c.request("slow", 0), "late");
+    assert.equal(c.state, "connected");
+  });
+
+  test("emit() reaches the handler in order; an unknown event comes back as an error event", async () => {
+    const { url } = await sharedServer();
+    const c = client(url);
+    for (let n = 0; n < 10; n++) c.emit("record", { key: "emit-order", n });
+    await connected(c);
+    for (let n = 10; n < 20; n++) c.emit("record", { key: "emit-order", n });
+    const recorded = await c.request("recorded", "emit-order");
+    assert.deepEqual(recorded, [...Array(20).keys()]);
+
+    const error = next(c, "error");
+    c.emit("no_such_event", {});
+    const [err] = await error;
+    assert.equal(err.code, "unknown_event");
+  });
+});
