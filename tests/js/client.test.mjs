@@ -367,3 +367,163 @@ describe("messages", () => {
     assert.equal(err.code, "unknown_event");
   });
 });
+
+// -- reconnecting, the offline queue, heartbeats ------------------------------------------------
+
+describe("reconnect", () => {
+  test("after a server restart on the same port: reconnecting, backoff delays, then connected with the subscriptions back", async () => {
+    let server = await startServer();
+    const { port, url } = server;
+    const { Recording, made } = recordingWebSocket();
+    const c = client(url, { WebSocket: Recording, backoff: { base: 50, max: 400, jitter: 0 } });
+    const got = [];
+    await c.subscribe("restart", (data) => got.push(data.n));
+    const control = client(url, { backoff: { base: 50, max: 50, jitter: 0 } });
+    await control.request("publish", { topic: "restart", count: 1 });
+    await until(() => got.length === 1, "the first event");
+    const log = stateLog(c);
+    const retries = [];
+    c.on("retry", (r) => retries.push({ ...r, at: Date.now() }));
+
+    const lost = next(c, "reconnecting");
+    await server.stop();
+    const [info] = await lost;
+    assert.equal(info.code, 1001);  // server shutdown
+    await until(() => retries.length >= 6, "six retries");
+    // Each failed attempt doubles the wait, capped at max; nothing reconnects early.
+    assert.deepEqual(retries.slice(0, 6).map((r) => [r.attempt, r.delay]),
+                     [[1, 50], [2, 100], [3, 200], [4, 400], [5, 400], [6, 400]]);
+    for (let i = 1; i < 6; i++) {
+      // The socket for attempt i was made no sooner than its delay after the retry was planned.
+      const attemptAt = made.find((t) => t >= retries[i - 1].at + retries[i - 1].delay - 2);
+      assert.ok(attemptAt !== undefined && attemptAt <= retries[i].at,
+                `attempt ${i} was not made in its slot`);
+    }
+
+    const resubscribed = next(c, "subscribed", { accept: (s) => s.topic === "restart" });
+    const reset = next(c, "reset");
+    server = await startServer(["--port", String(port)]);
+    await next(c, "connected", { timeout: 3000 });
+    const [sub] = await resubscribed;
+    // A restarted server numbers its topics afresh: the client is told to reload the topic.
+    assert.equal(sub.recovered, false);
+    assert.deepEqual((await reset)[0], { topic: "restart", reason: "epoch_changed", seq: 0,
+                                          epoch: sub.epoch });
+    assert.deepEqual(log, ["reconnecting", "connected"]);
+    await connected(control);
+    await control.request("publish", { topic: "restart", count: 2, start: 10 });
+    await until(() => got.length === 3, "events after the restart");
+    assert.deepEqual(got, [0, 10, 11]);
+    assert.deepEqual(c.position("restart"), { seq: 2, epoch: sub.epoch });
+    await server.stop();
+  });
+
+  test("while offline, emits and requests wait in a bounded queue: oldest dropped, the rest flushed in order", async () => {
+    const { url: direct, port } = await sharedServer();
+    const proxy = await startProxy(port);
+    const c = client(proxy.url, { maxQueue: 5, backoff: { base: 50, max: 50, jitter: 0 } });
+    await connected(c);
+    const dropped = [];
+    c.on("dropped", (d) => dropped.push(d));
+
+    const lost = next(c, "reconnecting");
+    proxy.cut();
+    await lost;
+    const early = c.request("echo", "early");
+    for (let n = 0; n < 6; n++) c.emit("record", { key: "queue", n });
+    const late = c.request("echo", "late");
+    assert.equal(c.queued, 5);
+    // The queue holds 5: the early request and records 0 and 1 made room, oldest first.
+    await assert.rejects(early, { code: "queue_full" });
+    assert.deepEqual(dropped.map((d) => [d.type, d.event, d.data, d.reason]), [
+      ["request", "echo", "early", "queue_full"],
+      ["event", "record", { key: "queue", n: 0 }, "queue_full"],
+      ["event", "record", { key: "queue", n: 1 }, "queue_full"],
+    ]);
+    await sleep(150);  // several refused attempts: the queue stays as it was
+    assert.equal(c.queued, 5);
+
+    proxy.allow();
+    assert.equal(await late, "late");
+    assert.equal(c.queued, 0);
+    const control = client(direct);
+    assert.deepEqual(await control.request("recorded", "queue"), [2, 3, 4, 5]);
+  });
+
+  test("a request whose connection drops before the answer rejects with `disconnected`", async () => {
+    const { port } = await sharedServer();
+    const proxy = await startProxy(port);
+    const c = client(proxy.url, { backoff: { base: 50, max: 50, jitter: 0 } });
+    await connected(c);
+    const pending = c.request("slow", 1);
+    await sleep(50);
+    proxy.cut();
+    await assert.rejects(pending, { code: "disconnected" });
+    proxy.allow();
+    await next(c, "connected");
+    const closing = c.request("slow", 1);
+    c.close();
+    await assert.rejects(closing, { code: "closed" });
+  });
+});
+
+describe("heartbeat", () => {
+  test("an idle live connection is pinged and stays up", async () => {
+    const { url } = await sharedServer();
+    const { Recording, sent } = recordingWebSocket();
+    const c = client(url, { WebSocket: Recording, heartbeatInterval: 50, heartbeatTimeout: 200 });
+    await connected(c);
+    const sid = c.sid;
+    const log = stateLog(c);
+    await sleep(600);
+    const pings = sent.filter((m) => m.type === "ping").length;
+    assert.ok(pings >= 5, `only ${pings} pings in 600 ms`);
+    assert.deepEqual(log, []);
+    assert.equal(c.sid, sid);
+  });
+
+  test("a server that stops answering is found dead by the heartbeat, and the client reconnects", async () => {
+    const { port } = await sharedServer();
+    const proxy = await startProxy(port);
+    const c = client(proxy.url, { heartbeatInterval: 100, heartbeatTimeout: 200,
+                                  backoff: { base: 50, max: 50, jitter: 0 } });
+    await connected(c);
+    const sid = c.sid;
+    const lost = next(c, "reconnecting");
+    const frozenAt = Date.now();
+    proxy.freeze();  // the TCP connection stays open, but nothing comes back any more
+    const [info] = await lost;
+    const took = Date.now() - frozenAt;
+    assert.equal(info.reason, "heartbeat timeout");
+    // Detected within an interval (to notice the silence) plus the pong timeout, and no sooner
+    // than the timeout.
+    assert.ok(took >= 190 && took < 1500, `dead after ${took} ms`);
+    await next(c, "connected");
+    assert.notEqual(c.sid, sid);
+  });
+
+  test("a server that accepts TCP and never answers the handshake hits the connect timeout", async () => {
+    const silent = net.createServer(() => {});
+    const held = new Set();
+    silent.on("connection", (s) => held.add(s));
+    silent.listen(0, "127.0.0.1");
+    await once(silent, "listening");
+    try {
+      const c = client(`ws://127.0.0.1:${silent.address().port}/ws`,
+                       { connectTimeout: 200, backoff: { base: 50, max: 50, jitter: 0 } });
+      const log = stateLog(c);
+      const started = Date.now();
+      const [info] = await next(c, "reconnecting");
+      const took = Date.now() - started;
+      assert.equal(info.reason, "connect timeout");
+      assert.ok(took >= 190 && took < 1500, `gave up after ${took} ms`);
+      await next(c, "retry", { accept: (r) => r.attempt === 2 });
+      assert.deepEqual(log, ["connecting", "reconnecting"]);
+      assert.ok(held.size >= 2, "the client did not try again");
+      c.close();
+    } finally {
+      for (const s of held) s.destroy();
+      silent.close();
+    }
+  });
+});

@@ -370,7 +370,8 @@ export class SkyRelay {
     if (idle < interval) return this._armHeartbeat(interval - idle);
     this._pingSentAt = t;
     this._send({ text: '{"type":"ping"}' });
-    this._armHeartbeat(timeout);
+    // Wake again by the deadline, or sooner to keep the pace of one ping per idle interval.
+    this._armHeartbeat(Math.min(interval, timeout));
   }
 
   // -- subscriptions -------------------------------------------------------------------------
