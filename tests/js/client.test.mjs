@@ -527,3 +527,177 @@ describe("heartbeat", () => {
     }
   });
 });
+
+// -- resuming from the last seq ---------------------------------------------------------------
+
+describe("resume", () => {
+  /** A client through a proxy, subscribed to `topic`, recording what it gets. */
+  async function resumable(port, topic, options = {}) {
+    const proxy = await startProxy(port);
+    const { Recording, sent } = recordingWebSocket();
+    const c = client(proxy.url, { WebSocket: Recording, backoff: { base: 50, max: 50, jitter: 0 },
+                                  ...options });
+    const got = [];
+    const resets = [];
+    const gaps = [];
+    c.on("reset", (r) => resets.push(r));
+    c.on("gap", (g) => gaps.push(g));
+    const first = await c.subscribe(topic, (data, meta) => got.push([data.n, meta.seq]));
+    return { proxy, c, got, resets, gaps, sent, first };
+  }
+
+  test("after a drop the client gets exactly the missed events, once each, then live ones", async () => {
+    const { port, url } = await sharedServer();
+    const control = client(url);
+    const { proxy, c, got, resets, gaps, sent, first } = await resumable(port, "resume-ok");
+    await control.request("publish", { topic: "resume-ok", count: 5 });
+    await until(() => got.length === 5, "the first five");
+
+    const lost = next(c, "reconnecting");
+    proxy.cut();
+    await lost;
+    await control.request("publish", { topic: "resume-ok", count: 10, start: 5 });  // missed
+    const resubscribed = next(c, "subscribed");
+    proxy.allow();
+    const [info] = await resubscribed;
+    assert.deepEqual(info, { topic: "resume-ok", seq: 15, epoch: first.epoch, recovered: true });
+    const resume = sent.filter((m) => m.type === "subscribe").at(-1);
+    assert.deepEqual({ ...resume, id: undefined },
+                     { type: "subscribe", topic: "resume-ok", since: 5, epoch: first.epoch, id: undefined });
+    await control.request("publish", { topic: "resume-ok", count: 5, start: 15 });  // live
+    await until(() => got.length >= 20, "twenty events");
+    await sleep(100);  // room for a duplicate to show up
+    assert.deepEqual(got, [...Array(20).keys()].map((n) => [n, n + 1]));
+    assert.deepEqual(resets, []);
+    assert.deepEqual(gaps, []);
+    assert.deepEqual(c.position("resume-ok"), { seq: 20, epoch: first.epoch });
+  });
+
+  test("when history no longer covers the drop, the client emits `reset` and goes on live", async () => {
+    const server = await startServer(["--history", "5"]);
+    const control = client(server.url);
+    const { proxy, c, got, resets, gaps, first } = await resumable(server.port, "resume-gap");
+    await control.request("publish", { topic: "resume-gap", count: 3 });
+    await until(() => got.length === 3, "the first three");
+
+    const lost = next(c, "reconnecting");
+    proxy.cut();
+    await lost;
+    await control.request("publish", { topic: "resume-gap", count: 20, start: 3 });  // 15 too many
+    const reset = next(c, "reset");
+    proxy.allow();
+    assert.deepEqual((await reset)[0],
+                     { topic: "resume-gap", reason: "history_gap", seq: 23, epoch: first.epoch });
+    await control.request("publish", { topic: "resume-gap", count: 2, start: 23 });
+    await until(() => got.length >= 5, "the live events");
+    await sleep(100);
+    assert.deepEqual(got, [[0, 1], [1, 2], [2, 3], [23, 24], [24, 25]]);
+    assert.equal(resets.length, 1);
+    assert.deepEqual(gaps, []);  // the reset accounts for the jump
+    await server.stop();
+  });
+
+  test("frames the server drops under drop_oldest show up as `gap` events", async () => {
+    const server = await startServer(["--outbox-frames", "8"]);
+    const control = client(server.url);
+    const c = client(server.url);
+    const seqs = [];
+    const gaps = [];
+    c.on("gap", (g) => gaps.push(g));
+    await c.subscribe("gappy", (data, meta) => seqs.push(meta.seq));
+    // The client stops reading, so the server's outbox fills and drop_oldest makes room.
+    c._socket._socket.pause();
+    await control.request("publish", { topic: "gappy", count: 300, pad: 60000,
+                                       policy: "drop_oldest" }, { timeout: 20000 });
+    c._socket._socket.resume();
+    await until(() => seqs.at(-1) === 300, "the last event", 10000);
+    assert.ok(seqs.length < 300, "nothing was dropped: the test did not fill the outbox");
+    assert.ok(gaps.length >= 1);
+    // Every jump in what was delivered is reported, with what was expected and what came.
+    const jumps = [];
+    let last = 0;
+    for (const seq of seqs) {
+      assert.ok(seq > last, "seq went backwards");
+      if (seq > last + 1) jumps.push({ topic: "gappy", expected: last + 1, received: seq });
+      last = seq;
+    }
+    assert.deepEqual(gaps, jumps);
+    await server.stop();
+  });
+
+  test("topics subscribed while offline go out in one message and resolve from `positions`", async () => {
+    const { url } = await sharedServer();
+    const control = client(url);
+    await control.request("publish", { topic: "batch-b", count: 4 });
+    const { Recording, sent } = recordingWebSocket();
+    const c = client(url, { WebSocket: Recording, autoConnect: false });
+    const subs = ["batch-a", "batch-b", "batch-c"].map((t) => c.subscribe(t));
+    c.open();
+    const [a, b, cc] = await Promise.all(subs);
+    assert.deepEqual(sent.filter((m) => m.type === "subscribe").map((m) => m.topics),
+                     [["batch-a", "batch-b", "batch-c"]]);
+    assert.equal(a.seq, 0);
+    assert.equal(b.seq, 4);
+    assert.equal(cc.seq, 0);
+    for (const p of [a, b, cc]) assert.equal(typeof p.epoch, "string");
+  });
+});
+
+// A scripted server (ws in this process) for what a correct skyrelay server never sends:
+// duplicates and a jump on a live stream, and the exact resume message that follows.
+describe("resume against a scripted server", () => {
+  test("duplicates are dropped, a jump is a gap, and the resume asks from the last seq seen", async () => {
+    const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+    await once(wss, "listening");
+    const received = [];
+    const connections = [];
+    wss.on("connection", (ws) => {
+      const mine = [];
+      received.push(mine);
+      connections.push(ws);
+      ws.on("message", (raw) => mine.push(JSON.parse(raw)));
+      ws.send(JSON.stringify({ type: "welcome", sid: `scripted${connections.length}`, heartbeat_ms: 30000 }));
+    });
+    try {
+      const c = client(`ws://127.0.0.1:${wss.address().port}/ws`,
+                       { backoff: { base: 20, max: 20, jitter: 0 } });
+      const got = [];
+      const gaps = [];
+      c.on("gap", (g) => gaps.push(g));
+      const subscribed = c.subscribe("s", (data, meta) => got.push(meta.seq));
+      await until(() => received[0]?.length === 1, "the subscribe");
+      const [subscribe] = received[0];
+      assert.deepEqual(subscribe, { type: "subscribe", topic: "s", id: subscribe.id });
+      const ws = connections[0];
+      const event = (seq) => JSON.stringify({ type: "event", event: "e", topic: "s", seq,
+                                              ts: "2026-01-01T00:00:00.000Z", data: { seq } });
+      // An event that overtakes the reply is older than the reply's seq: delivered as live.
+      ws.send(event(3));
+      ws.send(JSON.stringify({ type: "subscribed", topic: "s", seq: 3, epoch: "E1", id: subscribe.id }));
+      for (const seq of [4, 5, 5, 4, 3, 8, 9, 9]) ws.send(event(seq));
+      assert.equal((await subscribed).seq, 3);
+      await until(() => got.at(-1) === 9, "the stream");
+      await sleep(50);
+      assert.deepEqual(got, [3, 4, 5, 8, 9]);
+      assert.deepEqual(gaps, [{ topic: "s", expected: 6, received: 8 }]);
+
+      ws.terminate();
+      await until(() => received[1]?.length === 1, "the resume");
+      const resume = received[1][0];
+      assert.deepEqual(resume, { type: "subscribe", topic: "s", since: 9, epoch: "E1", id: resume.id });
+      // Events held back until the reply: with recovered they come again in the replay, once.
+      const again = connections[1];
+      again.send(event(10));
+      again.send(JSON.stringify({ type: "subscribed", topic: "s", seq: 11, epoch: "E1",
+                                  recovered: true, id: resume.id }));
+      for (const seq of [10, 11, 12]) again.send(event(seq));
+      await until(() => got.at(-1) === 12, "the replay");
+      await sleep(50);
+      assert.deepEqual(got, [3, 4, 5, 8, 9, 10, 11, 12]);
+      assert.equal(gaps.length, 1);
+    } finally {
+      for (const ws of connections) ws.terminate();
+      wss.close();
+    }
+  });
+});
