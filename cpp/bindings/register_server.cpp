@@ -60,6 +60,7 @@ class py_server {
     get("port", cfg.port);
     get("io_threads", cfg.io_threads);
     get("static_dir", cfg.static_dir);
+    get("client_dir", cfg.client_dir);
     get("max_message_size", cfg.max_message_size);
     get("max_header_size", cfg.max_header_size);
     get("max_body_size", cfg.max_body_size);
@@ -81,6 +82,8 @@ class py_server {
     get("engineio_echo_path", cfg.engineio_echo_path);
     get_ms("sio_recovery_window_ms", cfg.sio_recovery_window);
     get("history_max_events", cfg.history_max_events);
+    get_ms("sse_keepalive_ms", cfg.sse_keepalive);
+    get_ms("sse_retry_ms", cfg.sse_retry);
     get_ms("history_max_age_ms", cfg.history_max_age);
 
     app_hooks hooks;

@@ -15,6 +15,7 @@ import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Union
 
 from . import _core
@@ -106,9 +107,9 @@ def _names(target: Target) -> list[str]:
 class Connection:
     """One client connection, as handlers see it.
 
-    For the JSON protocol ``transport`` is ``"websocket"``; for Socket.IO it is ``"socket.io"``
-    and the connection is one namespace of the client (``namespace``, with the CONNECT payload
-    in ``auth``). ``path``, ``query``, ``remote`` and ``headers`` describe the handshake; for the
+    ``transport`` is ``"websocket"`` for the JSON protocol, ``"sse"`` for an event stream and
+    ``"socket.io"`` for Socket.IO, where the connection is one namespace of the client
+    (``namespace``, with the CONNECT payload in ``auth``). ``path``, ``query``, ``remote`` and ``headers`` describe the handshake; for the
     JSON protocol they are filled in when the server has a connect handler. ``state`` is a dict
     for the application's own per-connection data.
     """
@@ -203,6 +204,8 @@ class Server:
         recovery_window: float = 0.0,
         history_size: int = 1000,
         history_ttl: float = 120.0,
+        sse_keepalive: float = 15.0,
+        sse_retry: float = 3.0,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -213,6 +216,8 @@ class Server:
             "port": int(port),
             "io_threads": int(io_threads),
             "static_dir": str(static_dir) if static_dir else "",
+            # The browser client (skyrelay.js) ships in the package and is served built in.
+            "client_dir": str(Path(__file__).with_name("web")),
             "max_message_size": int(max_message_size),
             "max_header_size": int(max_header_size),
             "max_body_size": int(max_body_size),
@@ -238,6 +243,9 @@ class Server:
             # Replay history per topic (and per namespace for broadcasts to everyone).
             "history_max_events": int(history_size),
             "history_max_age_ms": ms(history_ttl),
+            # Server-Sent Events: keep-alive comment period and the browser's retry delay.
+            "sse_keepalive_ms": ms(sse_keepalive),
+            "sse_retry_ms": ms(sse_retry),
         }
         if history_size < 0 or history_ttl <= 0:
             raise ValueError("history_size must be >= 0 and history_ttl > 0")
@@ -604,7 +612,9 @@ class Server:
     def _hook_connect(self, sid: str, path: str, query: str, remote: str,
                       headers: list[tuple[str, str]]) -> None:
         self._dispatch_ident = threading.get_ident()
-        conn = Connection(self, sid, path, query, remote, headers)
+        sse = path == "/sse" or path.startswith("/sse/")
+        conn = Connection(self, sid, path, query, remote, headers,
+                          transport="sse" if sse else "websocket")
         self._connections[sid] = conn
         core = self._core
         handler = self._connect_handlers.get("/")

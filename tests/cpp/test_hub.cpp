@@ -856,6 +856,98 @@ TEST(History, ResumeRefusedWhenHistoryLostSomething) {
 
 // ---- dispatcher -----------------------------------------------------------------------------
 
+namespace {
+
+// An SSE-style resume: the events replayed after `last_event_id`, or the reset reason.
+struct after_result {
+  std::vector<std::string> events;
+  std::string reset;
+  std::uint64_t last{0};
+};
+
+after_result subscribe_after(hub& h, const std::string& sid, std::vector<std::string> topics,
+                             const std::string& last_event_id) {
+  after_result r;
+  EXPECT_TRUE(h.subscribe_after(sid, topics, last_event_id,
+                                [&](std::vector<frame_ptr>& frames, std::string_view reset,
+                                    std::uint64_t last) {
+                                  for (const auto& f : frames) r.events.push_back(parse(f->bytes).event);
+                                  r.reset = std::string(reset);
+                                  r.last = last;
+                                }));
+  return r;
+}
+
+}  // namespace
+
+TEST(History, SubscribeAfterAnEventIdReplaysTopicsAndBroadcasts) {
+  fixture t;
+  auto a = t.add("a");
+  auto first = subscribe_after(t.h, "a", {"w", "v"}, "");
+  EXPECT_TRUE(first.events.empty());
+  EXPECT_EQ(first.reset, "");
+  EXPECT_EQ(t.h.room_size("w"), 1u);
+  t.emit("seen", {"w"});
+  const std::string from = t.h.event_id(last_offset(*a));
+  t.h.remove("a");  // the stream dropped
+  t.emit("m1", {"v"});
+  t.emit("m2", {});
+  t.emit("not-mine", {"z"});
+  t.emit("m3", {"w", "z"});
+  t.add("b");
+  auto r = subscribe_after(t.h, "b", {"w", "v"}, from);
+  EXPECT_EQ(r.reset, "");
+  EXPECT_EQ(r.events, (std::vector<std::string>{"m1", "m2", "m3"}));
+  EXPECT_EQ(t.h.event_id(r.last), t.h.event_id(last_offset(*a) + 4));
+}
+
+TEST(History, SubscribeAfterResetsWithAReason) {
+  fixture t;
+  t.h.set_history(2, std::chrono::minutes(2));
+  auto a = t.add("a");
+  subscribe_after(t.h, "a", {"w"}, "");
+  t.emit("e", {"w"});
+  const std::uint64_t seen = last_offset(*a);
+  for (int i = 0; i < 3; ++i) t.emit("e", {"w"});
+  t.add("b");
+  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, t.h.event_id(seen)).reset, "history_gap");
+  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, t.h.event_id(seen + 2)).reset, "");
+  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, t.h.event_id(seen + 99)).reset, "ahead");
+  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, "another-" + std::to_string(seen)).reset,
+            "epoch_changed");
+  for (const char* bad : {"nonsense", "x-", "x-1y", "-", "x-123456789012345678901"})
+    EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, bad).reset, "bad_id") << bad;
+  auto gap = subscribe_after(t.h, "b", {"w"}, t.h.event_id(seen));
+  EXPECT_TRUE(gap.events.empty());
+  EXPECT_EQ(gap.last, seen + 3);
+}
+
+TEST(History, ATopicForgottenWhileNobodyListenedIsAGap) {
+  fixture t;
+  t.h.set_history(10, std::chrono::milliseconds(30));
+  auto a = t.add("a");
+  subscribe_after(t.h, "a", {"w"}, "");
+  t.emit("seen", {"w"});
+  const std::string from = t.h.event_id(last_offset(*a));
+  t.h.remove("a");
+  t.emit("missed", {"w"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  t.h.sweep();  // w expired and had no member: forgotten
+  EXPECT_EQ(t.h.position("w").epoch, "");
+  t.add("b");
+  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, from).reset, "history_gap");
+  // Used again, the topic still remembers that it lost events.
+  t.emit("new", {"w"});
+  t.add("c");
+  EXPECT_EQ(subscribe_after(t.h, "c", {"w"}, from).reset, "history_gap");
+  // A stream that saw the latest event is fine.
+  auto b = t.h.find("b");
+  ASSERT_TRUE(b);
+  const auto latest = static_cast<recorder&>(*b).frames().back()->offset;
+  t.add("d");
+  EXPECT_EQ(subscribe_after(t.h, "d", {"w"}, t.h.event_id(latest)).reset, "");
+}
+
 TEST(Dispatcher, RunsJobsInPostingOrderOnOneThread) {
   dispatcher d(10000);
   d.start();

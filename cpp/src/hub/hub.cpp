@@ -190,8 +190,26 @@ std::shared_ptr<const hub::member_list> hub::members_of(const std::string& key) 
 
 hub::topic_log& hub::topic_locked(const std::string& key) {
   auto [it, inserted] = topics_.try_emplace(key);
-  if (inserted) it->second.epoch = epoch_prefix_ + "." + std::to_string(++epochs_made_);
+  if (inserted) {
+    it->second.epoch = epoch_prefix_ + "." + std::to_string(++epochs_made_);
+    // A topic used again after it was forgotten: what it held then is lost for good.
+    if (auto f = forgotten_.find(key); f != forgotten_.end()) {
+      it->second.evicted_id = f->second;
+      forgotten_.erase(f);  // its name stays in forgotten_order_ until the bound drops it
+    }
+  }
   return it->second;
+}
+
+frame_ptr hub::replay_frame(const history_entry& e, wire_format fmt) const {
+  const auto& encode = encoders_[static_cast<std::size_t>(fmt)];
+  if (!encode) return nullptr;
+  publish_meta meta;  // publish_ns stays 0: a replay is not a latency sample
+  meta.topic = e.topic;
+  meta.seq = e.seq;
+  meta.ts = e.ts;
+  meta.id = e.id;
+  return encode(e.pub, meta);
 }
 
 void hub::expire_locked(topic_log& log, std::int64_t now_ns) {
@@ -357,15 +375,9 @@ bool hub::subscribe(const std::string& sid, const std::vector<std::string>& topi
       out.reset = "history_gap";
     } else {
       out.recovered = true;
-      const auto& encode = encoders_[static_cast<std::size_t>(sub->format())];
       for (const auto& e : log.entries) {
-        if (e->seq <= *since || skips(*e, sid) || !encode) continue;
-        publish_meta meta;
-        meta.topic = e->topic;
-        meta.seq = e->seq;
-        meta.ts = e->ts;
-        meta.id = e->id;
-        if (auto f = encode(e->pub, meta)) out.replay.push_back(std::move(f));
+        if (e->seq <= *since || skips(*e, sid)) continue;
+        if (auto f = replay_frame(*e, sub->format())) out.replay.push_back(std::move(f));
       }
     }
   }
@@ -408,17 +420,67 @@ bool hub::resume(const std::string& sid, std::uint64_t offset,
   missed.erase(std::unique(missed.begin(), missed.end()), missed.end());
   std::vector<frame_ptr> frames;
   frames.reserve(missed.size());
-  if (const auto& encode = encoders_[static_cast<std::size_t>(sub->format())]) {
-    for (const auto& e : missed) {
-      publish_meta meta;
-      meta.topic = e->topic;
-      meta.seq = e->seq;
-      meta.ts = e->ts;
-      meta.id = e->id;
-      if (auto f = encode(e->pub, meta)) frames.push_back(std::move(f));
+  for (const auto& e : missed)
+    if (auto f = replay_frame(*e, sub->format())) frames.push_back(std::move(f));
+  return send(frames);
+}
+
+bool hub::subscribe_after(const std::string& sid, const std::vector<std::string>& topics,
+                          std::string_view last_event_id, const replay_fn& send) {
+  std::lock_guard order(publish_mu_);
+  auto sub = find(sid);
+  if (!sub) return false;
+  for (const auto& t : topics)
+    if (!join_locked(sid, t)) return false;
+  std::vector<frame_ptr> frames;
+  const std::uint64_t last = last_id_.load(std::memory_order_relaxed);
+  if (last_event_id.empty()) {
+    send(frames, {}, last);
+    return true;
+  }
+  // "<epoch>-<id>": an id of another epoch (another server process) means nothing here.
+  const auto dash = last_event_id.rfind('-');
+  std::uint64_t after = 0;
+  bool numeric = dash != std::string_view::npos && dash + 1 < last_event_id.size() &&
+                 last_event_id.size() - dash - 1 < 20;
+  if (numeric)
+    for (char c : last_event_id.substr(dash + 1)) {
+      if (c < '0' || c > '9') numeric = false;
+      else after = after * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+  std::string_view reset;
+  if (!numeric) reset = "bad_id";
+  else if (last_event_id.substr(0, dash) != epoch_prefix_) reset = "epoch_changed";
+  else if (after > last) reset = "ahead";
+  std::vector<std::shared_ptr<const history_entry>> missed;
+  const std::int64_t now = steady_ns();
+  auto take = [&](topic_log& log) {
+    expire_locked(log, now);
+    if (log.evicted_id > after) return false;
+    for (const auto& e : log.entries)
+      if (e->id > after && !skips(*e, sid)) missed.push_back(e);
+    return true;
+  };
+  for (const auto& t : topics) {
+    if (!reset.empty()) break;
+    if (auto it = topics_.find(t); it != topics_.end()) {
+      if (!take(it->second)) reset = "history_gap";
+    } else if (auto f = forgotten_.find(t); f != forgotten_.end() ? f->second > after
+                                                                    : after < forgotten_floor_) {
+      reset = "history_gap";  // its events expired while nobody was subscribed
     }
   }
-  return send(frames);
+  if (reset.empty())
+    if (auto it = broadcasts_.find(sub->nsp()); it != broadcasts_.end() && !take(it->second))
+      reset = "history_gap";
+  if (reset.empty()) {
+    std::sort(missed.begin(), missed.end(), [](const auto& a, const auto& b) { return a->id < b->id; });
+    missed.erase(std::unique(missed.begin(), missed.end()), missed.end());
+    for (const auto& e : missed)
+      if (auto f = replay_frame(*e, sub->format())) frames.push_back(std::move(f));
+  }
+  send(frames, reset, last);
+  return true;
 }
 
 void hub::ordered(const std::function<void(std::uint64_t id)>& fn) {
@@ -434,10 +496,23 @@ void hub::sweep() {
   for (auto it = topics_.begin(); it != topics_.end();) {
     expire_locked(it->second, now);
     auto members = it->second.entries.empty() ? members_of(it->first) : nullptr;
-    if (it->second.entries.empty() && (!members || members->empty()))
+    if (it->second.entries.empty() && (!members || members->empty())) {
+      if (it->second.evicted_id) {
+        auto [t, fresh] = forgotten_.insert_or_assign(it->first, it->second.evicted_id);
+        if (fresh) forgotten_order_.push_back(it->first);
+        while (forgotten_order_.size() > max_forgotten) {
+          auto old = forgotten_.find(forgotten_order_.front());
+          if (old != forgotten_.end()) {
+            forgotten_floor_ = std::max(forgotten_floor_, old->second);
+            forgotten_.erase(old);
+          }
+          forgotten_order_.pop_front();
+        }
+      }
       it = topics_.erase(it);
-    else
+    } else {
       ++it;
+    }
   }
   for (auto& [nsp, log] : broadcasts_) expire_locked(log, now);
 }

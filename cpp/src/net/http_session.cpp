@@ -50,18 +50,25 @@ std::string error_body(std::string_view code, std::string_view message) {
   return body;
 }
 
-// The value of `key` in a query string (percent-decoded), or nullopt.
-std::optional<std::string> query_param(std::string_view query, std::string_view key) {
+// The raw (still percent-encoded) value of `key` in a query string, or nullopt.
+std::optional<std::string_view> raw_query_param(std::string_view query, std::string_view key) {
   while (!query.empty()) {
     auto amp = query.find('&');
     auto pair = query.substr(0, amp);
     auto eq = pair.find('=');
     if (pair.substr(0, eq) == key)
-      return eq == std::string_view::npos ? std::string() : url_decode(pair.substr(eq + 1)).value_or("");
+      return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
   return std::nullopt;
+}
+
+// The value of `key` in a query string (percent-decoded), or nullopt.
+std::optional<std::string> query_param(std::string_view query, std::string_view key) {
+  auto raw = raw_query_param(query, key);
+  if (!raw) return std::nullopt;
+  return url_decode(*raw).value_or("");
 }
 
 class http_session : public std::enable_shared_from_this<http_session> {
@@ -124,6 +131,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
       return send_error(http::status::method_not_allowed, "method_not_allowed",
                         "only GET and HEAD are served here", req.keep_alive());
     }
+    if (path == "/sse" || path.starts_with("/sse/")) return sse(std::move(req), path, query);
     if (path == "/health") return send_text(req, "application/json", server_.health_json());
     if (path == "/metrics")
       return send_text(req, "text/plain; version=0.0.4; charset=utf-8", server_.metrics_text());
@@ -173,6 +181,67 @@ class http_session : public std::enable_shared_from_this<http_session> {
     auto session = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
                                                 std::move(response), std::move(leftover),
                                                 std::move(topic));
+    session->start(std::string(path), std::string(query), std::move(headers));
+  }
+
+  // Server-Sent Events: GET /sse/<topic> and/or ?topics=a,b (each percent-decoded); resumes
+  // after the Last-Event-ID header or the last_event_id query parameter.
+  void sse(request req, std::string_view path, std::string_view query) {
+    auto& m = server_.get_metrics();
+    auto reject = [&](http::status status, std::string_view code, std::string_view msg) {
+      m.add(m.local().handshakes_rejected);
+      send_error(status, code, msg, false);
+    };
+    if (req.method() != http::verb::get)
+      return reject(http::status::method_not_allowed, "method_not_allowed",
+                    "an event stream is opened with GET");
+    if (!origin_allowed(req))
+      return reject(http::status::forbidden, "origin_not_allowed",
+                    "this origin may not open an event stream here");
+    std::vector<std::string> topics;
+    auto add_topic = [&](std::optional<std::string> t) {
+      if (!t || t->empty() || t->size() > proto::max_topic_length) return false;
+      if (std::find(topics.begin(), topics.end(), *t) == topics.end())
+        topics.push_back(std::move(*t));
+      return true;
+    };
+    if (path.size() > 5 && !add_topic(url_decode(path.substr(5))))
+      return reject(http::status::bad_request, "bad_topic", "invalid topic in the path");
+    if (auto list = raw_query_param(query, "topics")) {
+      for (std::string_view rest = *list; !rest.empty();) {
+        auto comma = rest.find(',');
+        if (!add_topic(url_decode(rest.substr(0, comma))))
+          return reject(http::status::bad_request, "bad_topic",
+                        "topics must be a comma-separated list of 1 to 256-byte names");
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+      }
+    }
+    if (topics.size() > proto::max_topics_per_message)
+      return reject(http::status::bad_request, "too_many_topics", "at most 64 topics per stream");
+    std::string last_id(req["Last-Event-ID"]);
+    if (last_id.empty()) last_id = query_param(query, "last_event_id").value_or("");
+    if (last_id.size() > 64)
+      return reject(http::status::bad_request, "bad_last_event_id", "Last-Event-ID is too long");
+
+    std::string head =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+        "Cache-Control: no-cache, no-transform\r\nX-Accel-Buffering: no\r\n"
+        "Transfer-Encoding: chunked\r\n";
+    for (const auto& [k, v] : cors_headers(req)) {
+      head += std::string(http::to_string(k));
+      head += ": " + v + "\r\n";
+    }
+    head += "\r\n";
+    std::vector<std::pair<std::string, std::string>> headers;
+    for (const auto& field : req)
+      headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    stream_.expires_never();
+    boost::system::error_code ec;
+    tcp::socket socket = stream_.release_socket();
+    socket.set_option(tcp::no_delay(true), ec);
+    auto session = ws_session::make_sse(std::move(socket), server_, new_sid(), std::move(head),
+                                        std::move(topics), std::move(last_id));
     session->start(std::string(path), std::string(query), std::move(headers));
   }
 
@@ -382,9 +451,12 @@ class http_session : public std::enable_shared_from_this<http_session> {
   }
 
   void serve_static(const request& req, std::string_view path) {
-    const auto& root = server_.config().static_dir;
+    const auto& cfg = server_.config();
     std::optional<std::string> file;
-    if (!root.empty()) file = resolve_static(root, path);
+    // The browser client, built in: /skyrelay.js and its type declarations.
+    if (!cfg.client_dir.empty() && (path == "/skyrelay.js" || path == "/skyrelay.d.ts"))
+      file = resolve_static(cfg.client_dir, path);
+    if (!file && !cfg.static_dir.empty()) file = resolve_static(cfg.static_dir, path);
     if (!file) {
       if (server_.hooks().on_http) return to_application(req);
       return send_error(http::status::not_found, "not_found", "no such resource",

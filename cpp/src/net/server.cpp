@@ -27,6 +27,30 @@ void count_error(metrics& m, std::string_view code) {
 }
 
 
+// A Server-Sent Events block. Line breaks cannot appear inside a field, so the event name's are
+// replaced by spaces and the data's (JSON allows them as whitespace) start new data lines,
+// which the browser joins back with "\n".
+frame_ptr encode_sse(const std::string& id, const publication& p, const publish_meta& meta) {
+  std::string out;
+  out.reserve(p.data.size() + p.event.size() + id.size() + 24);
+  out += "id: ";
+  out += id;
+  out += "\nevent: ";
+  for (char c : p.event) out += (c == '\n' || c == '\r') ? ' ' : c;
+  out += "\ndata: ";
+  for (std::size_t i = 0; i < p.data.size(); ++i) {
+    const char c = p.data[i];
+    if (c == '\r' || c == '\n') {
+      if (c == '\r' && i + 1 < p.data.size() && p.data[i + 1] == '\n') ++i;
+      out += "\ndata: ";
+    } else {
+      out += c;
+    }
+  }
+  out += "\n\n";
+  return make_frame(std::move(out), meta.publish_ns, true);
+}
+
 frame_ptr encode_json_ws(const publication& p, const publish_meta& meta) {
   std::string payload = proto::event(p.event, meta.topic, meta.seq, meta.ts, p.data);
   std::string bytes;
@@ -49,6 +73,9 @@ server::server(server_config cfg, app_hooks hooks)
         "(history_max_events > 0 and history_max_age >= the recovery window)");
   hub_.set_history(cfg_.history_max_events, cfg_.history_max_age);
   hub_.set_encoder(wire_format::json_ws, encode_json_ws);
+  hub_.set_encoder(wire_format::sse, [this](const publication& p, const publish_meta& meta) {
+    return encode_sse(hub_.event_id(meta.id), p, meta);
+  });
   // The Engine.IO message carrying a Socket.IO EVENT with the publication as its one argument
   // (and, with recovery on, the publication id as the offset argument).
   hub_.set_encoder(wire_format::socketio, [this](const publication& p, const publish_meta& meta) {

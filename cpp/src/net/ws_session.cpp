@@ -1,6 +1,7 @@
 #include "skyrelay/net/ws_session.hpp"
 
 #include <array>
+#include <cstdio>
 #include <boost/beast/http/status.hpp>
 
 #include "skyrelay/core/clock.hpp"
@@ -29,8 +30,9 @@ std::string http_refusal(unsigned status, const std::string& message) {
 }  // namespace
 
 ws_session::ws_session(tcp::socket socket, server& srv, std::string sid,
-                       std::string handshake_response, std::string leftover, std::string topic)
-    : subscriber(std::move(sid), wire_format::json_ws),
+                       std::string handshake_response, std::string leftover, std::string topic,
+                       wire_format format)
+    : subscriber(std::move(sid), format),
       socket_(std::move(socket)),
       server_(srv),
       outbox_(outbox::limits{srv.config().outbox_max_bytes, srv.config().outbox_max_frames}),
@@ -42,6 +44,50 @@ ws_session::ws_session(tcp::socket socket, server& srv, std::string sid,
 }
 
 ws_session::~ws_session() = default;
+
+std::shared_ptr<ws_session> ws_session::make_sse(tcp::socket socket, server& srv, std::string sid,
+                                                 std::string response_head,
+                                                 std::vector<std::string> topics,
+                                                 std::string last_event_id) {
+  auto s = std::make_shared<ws_session>(std::move(socket), srv, std::move(sid), std::string(),
+                                        std::string(), std::string(), wire_format::sse);
+  s->sse_ = true;
+  s->sse_head_ = std::move(response_head);
+  s->sse_topics_ = std::move(topics);
+  s->sse_last_id_ = std::move(last_event_id);
+  return s;
+}
+
+void ws_session::open_sse() {
+  auto& hub = server_.get_hub();
+  const auto& cfg = server_.config();
+  prefix_ += "retry: " + std::to_string(cfg.sse_retry.count()) + "\n\n";
+  std::string welcome = "{\"sid\":";
+  proto::append_json_string(welcome, sid());
+  welcome += ",\"topics\":[";
+  for (std::size_t i = 0; i < sse_topics_.size(); ++i) {
+    if (i) welcome += ',';
+    proto::append_json_string(welcome, sse_topics_[i]);
+  }
+  welcome += "],\"keepalive_ms\":" + std::to_string(cfg.sse_keepalive.count()) + "}";
+  // Under the publish lock: the welcome (or reset) and the replay come before any live event.
+  hub.subscribe_after(sid(), sse_topics_, sse_last_id_,
+                      [&](std::vector<frame_ptr>& replay, std::string_view reset,
+                          std::uint64_t last) {
+    // A fresh stream (or one whose history is gone) starts from here, so the welcome or the
+    // reset carries the current position as its id: the browser resumes from it. A stream
+    // that resumes keeps its own id until the replayed events move it on.
+    const bool resumed = !sse_last_id_.empty() && reset.empty();
+    if (!resumed) prefix_ += "id: " + hub.event_id(last) + "\n";
+    prefix_ += "event: welcome\ndata: " + welcome + "\n\n";
+    if (!reset.empty()) {
+      prefix_ += "event: reset\ndata: {\"reason\":";
+      proto::append_json_string(prefix_, reset);
+      prefix_ += "}\n\n";
+    }
+    for (const auto& f : replay) deliver(f, overflow_policy::disconnect);
+  });
+}
 
 void ws_session::start(const std::string& path, const std::string& query,
                        std::vector<std::pair<std::string, std::string>> headers) {
@@ -144,9 +190,10 @@ void ws_session::on_accept() {
   opened_ = true;
   auto& m = server_.get_metrics();
   m.add(m.local().connections_opened);
-  if (!has_handler_)
+  if (!has_handler_ && !sse_)
     prefix_ += ws::encode(ws::opcode::text,
                           proto::welcome(sid(), server_.config().heartbeat_interval.count()));
+  if (sse_) open_sse();
   if (!has_handler_ && !topic_.empty()) {
     proto::client_message m2;
     m2.topics.push_back(topic_);
@@ -185,7 +232,11 @@ void ws_session::on_readable(boost::system::error_code ec) {
     std::size_t n = socket_.read_some(asio::buffer(tls_read_buffer), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) break;
     if (ec) {
-      finish(state_ == state::closing ? close_reason_ : disconnect_reason::transport_error);
+      // An SSE client leaves by closing its connection: that is its goodbye.
+      const bool goodbye = sse_ && ec == asio::error::eof;
+      finish(state_ == state::closing ? close_reason_
+             : goodbye               ? disconnect_reason::client_close
+                                     : disconnect_reason::transport_error);
       return;
     }
     auto& m = server_.get_metrics();
@@ -199,7 +250,7 @@ void ws_session::on_readable(boost::system::error_code ec) {
 }
 
 bool ws_session::consume(char* data, std::size_t n) {
-  if (read_broken_) return true;
+  if (read_broken_ || sse_) return true;  // an SSE client has nothing to say after its request
   std::uint16_t code = parser_.feed(data, n, [this](const ws::inbound& in) { return on_frame(in); });
   if (state_ == state::closed) return false;
   if (code) {
@@ -362,6 +413,23 @@ void ws_session::flush() {
     }
     buffers_.emplace_back(asio::buffer(f->bytes));
   }
+  if (sse_ && !refused_) {
+    // One HTTP chunk per write; the response header goes first, once, outside any chunk.
+    std::size_t size = 0;
+    for (const auto& b : buffers_) size += b.size();
+    std::size_t at = 0;
+    if (!sse_head_.empty()) {
+      inflight_head_.swap(sse_head_);
+      buffers_.insert(buffers_.begin(), asio::buffer(inflight_head_));
+      at = 1;
+    }
+    if (size) {
+      char hex[24];
+      chunk_head_.assign(hex, static_cast<std::size_t>(std::snprintf(hex, sizeof hex, "%zx\r\n", size)));
+      buffers_.insert(buffers_.begin() + static_cast<std::ptrdiff_t>(at), asio::buffer(chunk_head_));
+      buffers_.emplace_back(asio::buffer("\r\n", 2));
+    }
+  }
   if (state_ == state::closing && !refused_ && !close_sent_) {
     close_sent_ = true;
     buffers_.emplace_back(asio::buffer(close_frame_));
@@ -397,7 +465,7 @@ void ws_session::on_write(boost::system::error_code ec, std::size_t bytes) {
   }
   // After a framing error nothing the peer sends can be trusted, its close frame included:
   // end the connection as soon as our close frame is out (RFC 6455 7.1.7).
-  if (refused_ || (close_sent_ && (close_received_ || read_broken_))) {
+  if (refused_ || (close_sent_ && (close_received_ || read_broken_ || sse_))) {
     finish(close_reason_);
     return;
   }
@@ -406,6 +474,18 @@ void ws_session::on_write(boost::system::error_code ec, std::size_t bytes) {
 
 void ws_session::arm_timer() {
   const auto& cfg = server_.config();
+  if (sse_) {  // a keep-alive comment every sse_keepalive; a dead peer shows as a write error
+    timer_.expires_after(cfg.sse_keepalive);
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->state_ != state::open) {
+        if (!ec && self->state_ == state::closing) self->finish(self->close_reason_);
+        return;
+      }
+      self->push_control(": keep-alive\n\n");
+      self->arm_timer();
+    });
+    return;
+  }
   auto deadline = last_heard_ + cfg.heartbeat_interval + (pinged_ ? cfg.heartbeat_timeout
                                                                   : std::chrono::milliseconds(0));
   timer_.expires_at(deadline);
@@ -444,7 +524,7 @@ void ws_session::begin_close(std::uint16_t code, std::string_view reason, discon
   if (why == disconnect_reason::slow_consumer)
     server_.get_metrics().drop(drop_reason::slow_consumer, outbox_.queued_frames());
   outbox_.close();
-  close_frame_ = ws::encode_close(code, reason);
+  close_frame_ = sse_ ? std::string("0\r\n\r\n") : ws::encode_close(code, reason);
   timer_.expires_after(close_wait);
   timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (!ec) self->on_timer(ec);

@@ -14,6 +14,7 @@ struct server_config {
   std::uint16_t port{8000};      // 0 picks a free port; server::port() reports it
   unsigned io_threads{0};        // 0: one per core
   std::string static_dir;        // empty: no static files
+  std::string client_dir;        // holds skyrelay.js (served at /skyrelay.js); empty: none
 
   std::size_t max_message_size{64 * 1024};  // inbound WebSocket message; larger closes with 1009
   std::size_t max_header_size{16 * 1024};   // HTTP request header bytes
@@ -45,6 +46,11 @@ struct server_config {
   // (in its rooms) for the client to come back with its pid and offset; what it missed is
   // replayed from history, so the window may not exceed history_max_age. 0: off.
   std::chrono::milliseconds sio_recovery_window{0};
+
+  // Server-Sent Events: a keep-alive comment this often, and the reconnection delay the
+  // browser is told to use (the `retry:` field).
+  std::chrono::milliseconds sse_keepalive{15'000};
+  std::chrono::milliseconds sse_retry{3'000};
 
   // History per room (and per namespace for broadcasts), for replay on reconnect.
   std::size_t history_max_events{1000};            // 0: no history

@@ -120,6 +120,18 @@ class hub {
   bool resume(const std::string& sid, std::uint64_t offset,
               const std::function<bool(std::vector<frame_ptr>&)>& send);
 
+  // Server-Sent Events: joins `sid` to `topics` and, when `last_event_id` (as sent in an SSE
+  // `id:` line, see event_id) is not empty, collects what it missed after that id: the topics'
+  // publications and the namespace "/" broadcasts, in id order. `send` gets those (encoded for
+  // the subscriber) and, when they cannot all be had, an empty list and the reason
+  // (history_gap, epoch_changed, ahead, bad_id), and the id of the last publication so far.
+  // `send` runs under the publish lock. False when the sid is unknown.
+  using replay_fn = std::function<void(std::vector<frame_ptr>&, std::string_view, std::uint64_t)>;
+  bool subscribe_after(const std::string& sid, const std::vector<std::string>& topics,
+                       std::string_view last_event_id, const replay_fn& send);
+  // The SSE event id of publication `id`: "<epoch>-<id>", unique across server restarts.
+  std::string event_id(std::uint64_t id) const { return epoch_prefix_ + "-" + std::to_string(id); }
+
   // Runs `fn` under the publish lock with a fresh publication id: for frames sent to one
   // connection outside publish() that must be ordered with publications (they carry the id).
   void ordered(const std::function<void(std::uint64_t id)>& fn);
@@ -167,6 +179,8 @@ class hub {
   bool join_locked(const std::string& sid, const std::string& room);
   std::shared_ptr<const member_list> members_of(const std::string& key) const;
   topic_log& topic_locked(const std::string& key);
+  // A history entry encoded again for one wire format (nullptr without an encoder).
+  frame_ptr replay_frame(const history_entry& e, wire_format fmt) const;
   void record_locked(topic_log& log, const std::shared_ptr<const history_entry>& e);
   void expire_locked(topic_log& log, std::int64_t now_ns);
 
@@ -181,6 +195,13 @@ class hub {
   std::uint64_t epochs_made_{0};
   std::unordered_map<std::string, topic_log> topics_;      // by room key
   std::unordered_map<std::string, topic_log> broadcasts_;  // by namespace
+  // Topics forgotten by sweep(), with the last publication id they held, so that a resume
+  // by id knows it missed their events. Bounded; `forgotten_floor_` is the highest id among
+  // the tombstones dropped to keep the bound (a resume from before it is refused).
+  std::unordered_map<std::string, std::uint64_t> forgotten_;
+  std::deque<std::string> forgotten_order_;
+  std::uint64_t forgotten_floor_{0};
+  static constexpr std::size_t max_forgotten = 100'000;
   std::array<room_shard, shard_count> room_shards_;
   std::array<conn_shard, shard_count> conn_shards_;
 };

@@ -19,6 +19,7 @@ enum class overflow_policy : std::uint8_t {
 enum class wire_format : std::uint8_t {
   json_ws = 0,   // a complete WebSocket frame of the JSON protocol's event message
   socketio = 1,  // a bare Engine.IO message carrying a Socket.IO EVENT (see frame::ws_opcode)
+  sse = 2,       // a Server-Sent Events block: id, event and data lines
   count_
 };
 

@@ -2,6 +2,9 @@
 // upgrade request. It frames its own output (ws_frame.hpp) so that every byte it writes, data
 // and control frames alike, goes through one write loop that gathers all queued frames into a
 // single write.
+//
+// The same class serves a Server-Sent Events stream (make_sse): a chunked HTTP response whose
+// frames are SSE blocks, with keep-alive comments instead of pings and no inbound messages.
 #pragma once
 
 #include <array>
@@ -42,7 +45,14 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   // `handshake_response` is the 101 response to write first; `leftover` holds bytes the client
   // sent after its request; `topic` (may be empty) is joined on acceptance.
   ws_session(tcp::socket socket, server& srv, std::string sid, std::string handshake_response,
-             std::string leftover, std::string topic);
+             std::string leftover, std::string topic,
+             wire_format format = wire_format::json_ws);
+  // A Server-Sent Events stream: `response_head` is the HTTP response header block; it joins
+  // `topics` on acceptance and replays what came after `last_event_id` (may be empty).
+  static std::shared_ptr<ws_session> make_sse(tcp::socket socket, server& srv, std::string sid,
+                                              std::string response_head,
+                                              std::vector<std::string> topics,
+                                              std::string last_event_id);
   ~ws_session() override;
 
   // Registers the session with the hub and the server. Accepts at once unless the application
@@ -90,6 +100,7 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   void on_write(boost::system::error_code ec, std::size_t bytes);
 
   void arm_timer();
+  void open_sse();  // on acceptance: welcome, topics, replay or reset
   void on_timer(boost::system::error_code ec);
   void begin_close(std::uint16_t code, std::string_view reason, disconnect_reason why,
                    bool drop_queued);
@@ -106,6 +117,7 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   std::vector<frame_ptr> inflight_;
   std::vector<asio::const_buffer> buffers_;
   std::string inflight_prefix_;
+  std::string inflight_head_;  // SSE: the response header while it is being written
   std::string early_bytes_;               // sent by the client before we accepted
   std::vector<frame_ptr> final_frames_;   // queued frames still to send before the close frame
   std::vector<std::array<unsigned char, 10>> headers_;  // per-write headers of bare messages
@@ -122,6 +134,12 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   bool refused_{false};      // the handshake was refused with an HTTP response
   bool read_broken_{false};  // a framing error: further input is discarded
   disconnect_reason close_reason_{disconnect_reason::transport_error};
+  // Server-Sent Events mode.
+  bool sse_{false};
+  std::vector<std::string> sse_topics_;
+  std::string sse_last_id_;
+  std::string sse_head_;       // the HTTP response header, written once before the first chunk
+  std::string chunk_head_;     // "<size>\r\n" of the chunk in flight
   std::chrono::steady_clock::time_point last_heard_;
   bool pinged_{false};
 };

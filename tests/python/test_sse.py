@@ -1,0 +1,318 @@
+"""Server-Sent Events at /sse/<topic>: headers, ids, names, keep-alives, the welcome, token
+checks through the connect handler, and replay after Last-Event-ID (exactly the missed events,
+or an explicit reset)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+import skyrelay
+from skyrelay.testing import wait_until
+
+
+class Stream:
+    """An SSE client on a thread (httpx + httpx-sse), collecting events into a queue."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self.events: queue.Queue = queue.Queue()
+        self.status: int | None = None
+        self.headers: httpx.Headers | None = None
+        self._client = httpx.Client(timeout=httpx.Timeout(10.0, read=30.0))
+        self._socket: socket.socket | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(headers or {},), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10), "the stream did not open"
+
+    def _run(self, headers: dict[str, str]) -> None:
+        try:
+            with connect_sse(self._client, "GET", self.url, headers=headers) as source:
+                self.status = source.response.status_code
+                self.headers = source.response.headers
+                stream = source.response.extensions.get("network_stream")
+                self._socket = stream.get_extra_info("socket") if stream else None
+                self._ready.set()
+                for sse in source.iter_sse():
+                    self.events.put(sse)
+        except (httpx.HTTPError, RuntimeError):
+            pass
+        finally:
+            self._ready.set()
+            self.events.put(None)  # the stream ended
+
+    def next(self, timeout: float = 5.0):
+        sse = self.events.get(timeout=timeout)
+        assert sse is not None, "the stream ended"
+        return sse
+
+    def next_event(self, name: str, timeout: float = 5.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            sse = self.next(max(0.01, deadline - time.monotonic()))
+            if sse.event == name:
+                return sse
+
+    def close(self) -> None:
+        """Hangs up: shuts the socket down under the reading thread, as a browser tab closing."""
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(5)
+        self._client.close()
+
+
+@pytest.fixture
+def streams():
+    opened: list[Stream] = []
+
+    def open_stream(server, path: str = "/sse/a", headers=None) -> Stream:
+        s = Stream(f"http://127.0.0.1:{server.port}{path}", headers)
+        opened.append(s)
+        return s
+
+    yield open_stream
+    for s in opened:
+        s.close()
+
+
+def raw_get(port: int, target: str, headers: str = "") -> bytes:
+    """One HTTP request on a raw socket; returns what arrives in 0.5 s (or until close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
+        sock.settimeout(0.5)
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except TimeoutError:
+            pass
+        return data
+
+
+def test_stream_headers_welcome_and_chunked_framing(skyrelay_server):
+    data = raw_get(skyrelay_server.port, "/sse/WELL%20001")
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 200 OK"
+    fields = dict(line.split(": ", 1) for line in lines[1:])
+    assert fields["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert fields["Cache-Control"] == "no-cache, no-transform"
+    assert fields["X-Accel-Buffering"] == "no"
+    assert fields["Transfer-Encoding"] == "chunked"
+    # One chunk: its size line, then exactly that many bytes, then CRLF.
+    size_line, _, rest = body.partition(b"\r\n")
+    size = int(size_line, 16)
+    chunk = rest[:size]
+    assert rest[size:size + 2] == b"\r\n"
+    text = chunk.decode()
+    assert text.startswith("retry: 3000\n\n")
+    block = text.split("\n\n")[1].split("\n")
+    assert block[0].startswith("id: ") and block[1] == "event: welcome"
+    welcome = json.loads(block[2].removeprefix("data: "))
+    assert welcome["topics"] == ["WELL 001"] and welcome["keepalive_ms"] == 15000
+    assert len(welcome["sid"]) == 16
+
+
+def test_events_of_the_streams_topics_and_broadcasts(skyrelay_server, streams):
+    s = streams(skyrelay_server, "/sse/a?topics=b,c%2Cd")
+    welcome = s.next_event("welcome")
+    assert json.loads(welcome.data)["topics"] == ["a", "b", "c,d"]
+    wait_until(lambda: skyrelay_server.room_size("c,d") == 1)
+    skyrelay_server.emit("tick", {"n": 1}, to="a")
+    skyrelay_server.emit("tick", {"n": 2}, to="c,d")
+    skyrelay_server.emit("elsewhere", 0, to="z")   # not one of its topics
+    skyrelay_server.emit("everyone", [1, 2])       # a broadcast reaches every stream
+    skyrelay_server.emit("chat", 1, namespace="/chat")  # but not another namespace's
+    got = [s.next() for _ in range(3)]
+    assert [(e.event, json.loads(e.data)) for e in got] == [
+        ("tick", {"n": 1}), ("tick", {"n": 2}), ("everyone", [1, 2])]
+    epoch, first = got[0].id.rsplit("-", 1)
+    assert [e.id for e in got[1:]] == [f"{epoch}-{int(first) + 1}", f"{epoch}-{int(first) + 3}"]
+    with pytest.raises(queue.Empty):
+        s.next(timeout=0.3)
+
+
+def test_multiline_data_and_hostile_event_names(skyrelay_server, streams):
+    s = streams(skyrelay_server)
+    s.next_event("welcome")
+    wait_until(lambda: skyrelay_server.room_size("a") == 1)
+    skyrelay_server.emit("pretty", b'{\n  "x": 1,\r\n  "y": [\r2]\n}', to="a")
+    skyrelay_server.emit("evil\nevent: injected\ndata: x", {"ok": True}, to="a")
+    pretty = s.next()
+    assert pretty.event == "pretty"
+    assert json.loads(pretty.data) == {"x": 1, "y": [2]}
+    evil = s.next()
+    assert evil.event == "evil event: injected data: x"  # one field: no injected event
+    assert json.loads(evil.data) == {"ok": True}
+
+
+def test_keepalive_comments(skyrelay_server_factory):
+    server = skyrelay_server_factory(sse_keepalive=0.2)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /sse/a HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        deadline = time.monotonic() + 5
+        while data.count(b": keep-alive\n\n") < 2 and time.monotonic() < deadline:
+            data += sock.recv(65536)
+        assert data.count(b": keep-alive\n\n") >= 2
+
+
+def test_resume_after_last_event_id_replays_exactly_the_missed(skyrelay_server, streams):
+    s = streams(skyrelay_server, "/sse/w?topics=v")
+    s.next_event("welcome")
+    wait_until(lambda: skyrelay_server.room_size("v") == 1)
+    for i in range(3):
+        skyrelay_server.emit("t", i, to="w")
+    seen = [s.next() for _ in range(3)]
+    s.close()
+    wait_until(lambda: skyrelay_server.room_size("w") == 0)
+    for i in range(3, 7):  # while it is away
+        skyrelay_server.emit("t", i, to="w" if i % 2 else "v")
+    skyrelay_server.emit("x", "broadcast")
+    skyrelay_server.emit("t", 99, to="elsewhere")
+    back = streams(skyrelay_server, "/sse/w?topics=v", headers={"Last-Event-ID": seen[-1].id})
+    welcome = back.next_event("welcome")
+    assert welcome.id == ""  # a resumed stream keeps the id it had
+    replay = [back.next() for _ in range(5)]
+    assert [json.loads(e.data) for e in replay] == [3, 4, 5, 6, "broadcast"]
+    ids = [int(e.id.rsplit("-", 1)[1]) for e in replay]
+    assert ids == sorted(ids) and ids[0] > int(seen[-1].id.rsplit("-", 1)[1])
+    skyrelay_server.emit("t", 7, to="w")
+    assert json.loads(back.next().data) == 7  # live follows the replay, nothing repeated
+    # The query parameter works as the header does (EventSource cannot set headers).
+    again = streams(skyrelay_server, f"/sse/w?topics=v&last_event_id={replay[2].id}")
+    again.next_event("welcome")
+    assert [json.loads(again.next().data) for _ in range(3)] == [6, "broadcast", 7]
+
+
+def test_the_welcome_id_covers_a_drop_before_the_first_event(skyrelay_server, streams):
+    s = streams(skyrelay_server, "/sse/w")
+    welcome = s.next_event("welcome")
+    assert welcome.id
+    s.close()
+    skyrelay_server.emit("t", "missed", to="w")
+    back = streams(skyrelay_server, "/sse/w", headers={"Last-Event-ID": welcome.id})
+    back.next_event("welcome")
+    assert json.loads(back.next().data) == "missed"
+
+
+@pytest.mark.parametrize("last_id, reason", [
+    ("gap", "history_gap"), ("other-epoch", "epoch_changed"), ("future", "ahead"),
+    ("garbage", "bad_id")])
+def test_a_resume_that_cannot_be_honoured_is_a_reset(skyrelay_server_factory, streams,
+                                                     last_id, reason):
+    server = skyrelay_server_factory(history_size=3)
+    s = streams(server, "/sse/w")
+    welcome = s.next_event("welcome")
+    epoch, start = welcome.id.rsplit("-", 1)
+    s.close()
+    for i in range(10):
+        server.emit("t", i, to="w")
+    header = {"gap": welcome.id, "other-epoch": f"zzzzzzzz-{start}",
+              "future": f"{epoch}-{int(start) + 1000}", "garbage": "not an id"}[last_id]
+    back = streams(server, "/sse/w", headers={"Last-Event-ID": header})
+    w = back.next_event("welcome")
+    reset = back.next()
+    assert reset.event == "reset" and json.loads(reset.data) == {"reason": reason}
+    current = f"{epoch}-{int(start) + 10}"
+    assert w.id == current  # the position to go on from, after reloading
+    server.emit("t", 10, to="w")
+    live = back.next()
+    assert json.loads(live.data) == 10 and live.id == f"{epoch}-{int(start) + 11}"
+
+
+def test_bad_requests_get_4xx_with_a_message(skyrelay_server_factory):
+    server = skyrelay_server_factory(cors_allowed_origins=["https://app.example"])
+    base = f"http://127.0.0.1:{server.port}"
+    cases = [
+        ("POST", "/sse/a", {}, 405, "method_not_allowed"),
+        ("GET", "/sse/a?topics=b,,c", {}, 400, "bad_topic"),
+        ("GET", "/sse/" + "x" * 257, {}, 400, "bad_topic"),
+        ("GET", "/sse?topics=" + ",".join(f"t{i}" for i in range(65)), {}, 400,
+         "too_many_topics"),
+        ("GET", "/sse/a", {"Origin": "https://evil.example"}, 403, "origin_not_allowed"),
+        ("GET", "/sse/a", {"Origin": "null"}, 403, "origin_not_allowed"),
+        ("GET", "/sse/a", {"Last-Event-ID": "x" * 65}, 400, "bad_last_event_id"),
+    ]
+    for method, path, headers, status, code in cases:
+        r = httpx.request(method, base + path, headers=headers, timeout=5)
+        assert r.status_code == status, (path, r.text)
+        assert r.json()["error"] == code and r.json()["message"]
+    # An allowed origin gets its CORS header.
+    with httpx.stream("GET", base + "/sse/a", headers={"Origin": "https://app.example"},
+                      timeout=5) as r:
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+    assert server.connection_count == 0 or wait_until(lambda: server.connection_count == 0)
+
+
+def test_connect_handler_guards_streams_and_sees_them_go(skyrelay_server_factory, streams):
+    gone = queue.Queue()
+
+    def configure(server):
+        @server.on_connect
+        def check(conn):
+            if "token=good" not in conn.query:
+                raise skyrelay.ConnectionRefused("a token is required", status=401)
+            assert conn.transport == "sse" and conn.path == "/sse/private"
+
+        @server.on_disconnect
+        def left(conn, reason):
+            gone.put((conn.transport, reason))
+
+    server = skyrelay_server_factory(configure)
+    r = httpx.get(f"http://127.0.0.1:{server.port}/sse/private?token=bad", timeout=5)
+    assert r.status_code == 401 and r.json()["message"] == "a token is required"
+    s = streams(server, "/sse/private?token=good")
+    s.next_event("welcome")
+    wait_until(lambda: server.room_size("private") == 1)
+    s.close()
+    assert gone.get(timeout=5) == ("sse", "client_close")
+    wait_until(lambda: server.room_size("private") == 0)
+
+
+def test_a_stream_that_stops_reading_does_not_hold_up_others(skyrelay_server_factory, streams):
+    server = skyrelay_server_factory(outbox_max_frames=64)
+    fast = streams(server, "/sse/feed")
+    fast.next_event("welcome")
+    stalled = socket.create_connection(("127.0.0.1", server.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(b"GET /sse/feed HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        wait_until(lambda: server.room_size("feed") == 2)
+        # Paced in batches that the reading stream keeps up with; the stalled one's kernel
+        # buffers fill, then its outbox, and it is cut.
+        payload = "x" * 16000
+        got = []
+        for batch in range(40):
+            for i in range(batch * 50, batch * 50 + 50):
+                server.emit("t", {"i": i, "pad": payload}, to="feed")
+            got += [json.loads(fast.next().data)["i"] for _ in range(50)]
+        assert got == list(range(2000))
+        wait_until(lambda: server.room_size("feed") == 1)  # the stalled one was cut (4001)
+    finally:
+        stalled.close()
+
+
+def test_server_stop_ends_streams_cleanly(skyrelay_server_factory):
+    server = skyrelay_server_factory()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /sse/a HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert b"event: welcome" in first
+        server.stop()
+        rest = b""
+        while chunk := sock.recv(65536):
+            rest += chunk
+        assert (first + rest).endswith(b"0\r\n\r\n")  # the terminating chunk, then close
