@@ -278,6 +278,13 @@ describe("messages", () => {
     assert.deepEqual(c.position("sub-a"), { seq: 3, epoch: position.epoch });
     assert.deepEqual(c.topics.sort(), ["sub-a", "sub-b"]);
 
+    // A topic the server refuses rejects with its code and is not retried.
+    const errors = [];
+    c.on("error", (err) => errors.push(err.code));
+    await assert.rejects(c.subscribe("x".repeat(300)), { code: "bad_message" });
+    assert.equal(c.topics.length, 2);
+    assert.deepEqual(errors, ["bad_message"]);
+
     // A second subscribe to the same topic only adds a handler and answers from what it knows.
     const again = await c.subscribe("sub-a", () => {});
     assert.equal(again.epoch, position.epoch);
@@ -448,6 +455,24 @@ describe("reconnect", () => {
     assert.equal(c.queued, 0);
     const control = client(direct);
     assert.deepEqual(await control.request("recorded", "queue"), [2, 3, 4, 5]);
+  });
+
+  test("open() while waiting for a retry connects at once", async () => {
+    const { port } = await sharedServer();
+    const proxy = await startProxy(port);
+    const c = client(proxy.url, { backoff: { base: 60000, max: 60000, jitter: 0 } });
+    await connected(c);
+    const retry = next(c, "retry");
+    proxy.cut();
+    assert.equal((await retry)[0].delay, 60000);
+    proxy.allow();
+    const started = Date.now();
+    const back = next(c, "connected", { timeout: 2000 });
+    c.open();
+    await back;
+    assert.ok(Date.now() - started < 2000);
+    c.open();  // connected: nothing happens
+    assert.equal(c.state, "connected");
   });
 
   test("a request whose connection drops before the answer rejects with `disconnected`", async () => {
