@@ -214,6 +214,24 @@ describe("connection", () => {
     assert.throws(() => new SkyRelay("ftp://x/ws", { WebSocket }), TypeError);
   });
 
+  test("the server serves this module at /skyrelay.js (and its types), and it works as served", async () => {
+    const { port, url } = await sharedServer();
+    const res = await fetch(`http://127.0.0.1:${port}/skyrelay.js`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type"), /javascript/);
+    const served = await res.text();
+    const { readFile } = await import("node:fs/promises");
+    assert.equal(served, await readFile(path.join(root, "python/skyrelay/web/skyrelay.js"), "utf8"),
+                 "the installed package serves another skyrelay.js: run make install");
+    const types = await fetch(`http://127.0.0.1:${port}/skyrelay.d.ts`);
+    assert.equal(types.status, 200);
+    await types.text();
+    const mod = await import(`data:text/javascript;base64,${Buffer.from(served).toString("base64")}`);
+    const c = new mod.SkyRelay(url, { WebSocket });
+    clients.add(c);
+    assert.equal(await c.request("echo", "served"), "served");
+  });
+
   test("the token goes as the `token` query parameter; a refused one never connects", async () => {
     const server = await startServer(["--token", "s3cret"]);
     const good = client(server.url, { token: "s3cret" });

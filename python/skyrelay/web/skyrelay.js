@@ -121,7 +121,13 @@ export class SkyRelay {
     for (const sub of this._topics.values()) this._settleWaiters(sub, null, closed());
     const socket = this._socket;
     this._teardown();
-    if (socket) socket.close(code, reason);
+    if (socket) {
+      try {
+        socket.close(code, reason);
+      } catch {
+        socket.close();  // browsers accept only 1000 and 3000-4999 from a client
+      }
+    }
     this._setState("disconnected", { code, reason });
     return this;
   }
