@@ -61,6 +61,7 @@ class py_server {
     get("io_threads", cfg.io_threads);
     get("static_dir", cfg.static_dir);
     get("client_dir", cfg.client_dir);
+    get("publish_token", cfg.publish_token);
     get("max_message_size", cfg.max_message_size);
     get("max_header_size", cfg.max_header_size);
     get("max_body_size", cfg.max_body_size);

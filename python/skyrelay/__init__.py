@@ -22,17 +22,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Connection", "ConnectionRefused", "RequestError", "Server", "__version__"]
+__all__ = ["AsyncProducer", "Connection", "ConnectionRefused", "Producer", "PublishError",
+           "Published", "RequestError", "Server", "__version__"]
 
 _LAZY = {
     "Server": "server",
     "Connection": "server",
     "ConnectionRefused": "errors",
     "RequestError": "errors",
+    "Producer": "producer",
+    "AsyncProducer": "producer",
+    "PublishError": "producer",
+    "Published": "producer",
 }
 
 if TYPE_CHECKING:
     from .errors import ConnectionRefused, RequestError
+    from .producer import AsyncProducer, Producer, PublishError, Published
     from .server import Connection, Server
 
 

@@ -61,6 +61,13 @@ def _json_fallback(obj: Any) -> Any:
         return list(obj)
     if isinstance(obj, uuid.UUID):
         return str(obj)
+    if type(obj).__module__.partition(".")[0] == "pandas":  # without importing pandas
+        if type(obj).__name__ == "DataFrame":
+            return obj.to_dict(orient="records")  # a list of row dicts
+        if hasattr(obj, "to_dict"):  # a Series, such as a row from df.iloc[i]
+            return obj.to_dict()
+        if hasattr(obj, "isoformat"):  # Timedelta and friends
+            return obj.isoformat()
     if hasattr(obj, "tolist"):  # numpy arrays and scalars, without importing numpy
         return obj.tolist()
     if isinstance(obj, (bytes, bytearray, memoryview)):
@@ -206,6 +213,7 @@ class Server:
         history_ttl: float = 120.0,
         sse_keepalive: float = 15.0,
         sse_retry: float = 3.0,
+        publish_token: str | None = None,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -246,6 +254,8 @@ class Server:
             # Server-Sent Events: keep-alive comment period and the browser's retry delay.
             "sse_keepalive_ms": ms(sse_keepalive),
             "sse_retry_ms": ms(sse_retry),
+            # POST /api/publish takes "Authorization: Bearer <publish_token>"; None: API off.
+            "publish_token": publish_token or "",
         }
         if history_size < 0 or history_ttl <= 0:
             raise ValueError("history_size must be >= 0 and history_ttl > 0")

@@ -232,7 +232,7 @@ void hub::record_locked(topic_log& log, const std::shared_ptr<const history_entr
   expire_locked(log, e->publish_ns);
 }
 
-std::size_t hub::publish(const publication& p) {
+std::size_t hub::publish(const publication& p, publish_meta* meta_out) {
   std::lock_guard order(publish_mu_);
   publish_meta meta;
   meta.publish_ns = steady_ns();
@@ -300,6 +300,7 @@ std::size_t hub::publish(const publication& p) {
       for (auto* log : logs) record_locked(*log, entry);
     }
   }
+  if (meta_out) *meta_out = meta;
   const overflow_policy policy = p.policy.value_or(room_policy.value_or(overflow_policy::disconnect));
 
   std::array<frame_ptr, static_cast<std::size_t>(wire_format::count_)> frames;

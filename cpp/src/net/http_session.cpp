@@ -1,5 +1,6 @@
 #include "skyrelay/net/http_session.hpp"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include <boost/beast/core.hpp>
@@ -11,6 +12,7 @@
 #include "skyrelay/net/eio_session.hpp"
 #include "skyrelay/net/server.hpp"
 #include "skyrelay/net/static_files.hpp"
+#include "skyrelay/proto/publish_api.hpp"
 #include "skyrelay/net/ws_session.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 
@@ -123,6 +125,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
                      .substr(0, server_.config().engineio_echo_path.size() - 1)))
       return engineio(std::move(req), query, true);
     m.add(m.local().http_requests);
+    if (path == "/api/publish") return publish_api(req);
     if (beast::websocket::is_upgrade(req))
       return send_error(http::status::not_found, "not_found", "no WebSocket endpoint here",
                         req.keep_alive());
@@ -182,6 +185,84 @@ class http_session : public std::enable_shared_from_this<http_session> {
                                                 std::move(response), std::move(leftover),
                                                 std::move(topic));
     session->start(std::string(path), std::string(query), std::move(headers));
+  }
+
+  // POST /api/publish: one event or a batch, token-protected, with optional idempotency.
+  void publish_api(const request& req) {
+    const bool keep = req.keep_alive();
+    const auto& cfg = server_.config();
+    server_.get_metrics().add(server_.get_metrics().local().publish_api_requests);
+    auto fail = [&](http::status status, std::string_view code, std::string_view message) {
+      server_.get_metrics().add(server_.get_metrics().local().publish_api_refused);
+      send_error(status, code, message, keep);
+    };
+    if (req.method() != http::verb::post)
+      return fail(http::status::method_not_allowed, "method_not_allowed",
+                  "publish with POST and a JSON body");
+    if (cfg.publish_token.empty())
+      return fail(http::status::forbidden, "publish_disabled",
+                  "the publish API is off: start the server with a publish_token");
+    std::string_view auth = req[http::field::authorization];
+    constexpr std::string_view bearer = "Bearer ";
+    const bool token_ok = auth.size() == bearer.size() + cfg.publish_token.size() &&
+                          auth.starts_with(bearer) &&
+                          CRYPTO_memcmp(auth.data() + bearer.size(), cfg.publish_token.data(),
+                                        cfg.publish_token.size()) == 0;
+    if (!token_ok) {
+      http::response<http::string_body> res{http::status::unauthorized, req.version()};
+      res.set(http::field::www_authenticate, "Bearer");
+      res.set(http::field::content_type, "application/json");
+      res.body() = error_body("unauthorized", auth.empty()
+                                                  ? "an Authorization: Bearer <token> header is required"
+                                                  : "the token is not valid");
+      res.keep_alive(keep);
+      res.prepare_payload();
+      server_.get_metrics().add(server_.get_metrics().local().publish_api_refused);
+      return write(std::move(res), keep);
+    }
+    std::string_view type = req[http::field::content_type];
+    if (!type.starts_with("application/json"))
+      return fail(http::status::unsupported_media_type, "unsupported_media_type",
+                  "the body must be application/json");
+    auto decoded = proto::decode_publish(req.body(), req["Idempotency-Key"]);
+    if (auto* err = std::get_if<proto::publish_error>(&decoded))
+      return fail(http::status::bad_request, err->code, err->message);
+    auto& pr = std::get<proto::publish_request>(decoded);
+    const std::string& key = pr.idempotency_key;
+    if (!key.empty()) {
+      if (auto earlier = server_.begin_idempotent(key)) {
+        if (earlier->empty())
+          return fail(http::status::conflict, "in_progress",
+                      "a request with this idempotency key is being handled; retry later");
+        // A repeat: publish nothing, answer as the first time, marked as a duplicate.
+        constexpr std::string_view first = ",\"duplicate\":false}";
+        std::string body = std::move(*earlier);
+        body.resize(body.size() - first.size());
+        body += ",\"duplicate\":true}";
+        return send_json(req, http::status::ok, std::move(body));
+      }
+    }
+    std::vector<proto::publish_receipt_view> receipts;
+    receipts.reserve(pr.events.size());
+    auto& hub = server_.get_hub();
+    for (const auto& p : pr.events) {
+      publish_meta meta;
+      const std::size_t n = server_.publish(p, &meta);
+      receipts.push_back({hub.event_id(meta.id), meta.topic, meta.seq, n});
+    }
+    std::string body = proto::encode_published(receipts, pr.batch, false);
+    if (!key.empty()) server_.finish_idempotent(key, body);
+    send_json(req, http::status::ok, std::move(body));
+  }
+
+  void send_json(const request& req, http::status status, std::string body) {
+    http::response<http::string_body> res{status, req.version()};
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::cache_control, "no-store");
+    res.keep_alive(req.keep_alive());
+    res.body() = std::move(body);
+    res.prepare_payload();
+    write(std::move(res), req.keep_alive());
   }
 
   // Server-Sent Events: GET /sse/<topic> and/or ?topics=a,b (each percent-decoded); resumes

@@ -103,6 +103,10 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
   counter("skyrelay_handshakes_rejected_total", "WebSocket handshakes refused.",
           &shard::handshakes_rejected);
   counter("skyrelay_http_requests_total", "Plain HTTP requests served.", &shard::http_requests);
+  counter("skyrelay_publish_api_requests_total", "POST /api/publish requests.",
+          &shard::publish_api_requests);
+  counter("skyrelay_publish_api_refused_total",
+          "POST /api/publish requests answered with an error status.", &shard::publish_api_refused);
   counter("skyrelay_messages_in_total", "Data messages received from clients.", &shard::messages_in);
   counter("skyrelay_bytes_in_total", "Bytes received on WebSocket connections.", &shard::bytes_in);
   counter("skyrelay_messages_out_total", "Data messages written to clients.", &shard::messages_out);

@@ -201,14 +201,36 @@ asio::io_context& server::next_context() noexcept {
   return *contexts_[next_context_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
 }
 
-std::size_t server::publish(const publication& p) {
+std::size_t server::publish(const publication& p, publish_meta* meta) {
   // The broker seam: the in-memory broker hands publications straight to the hub. A cluster
   // broker (Redis, later) will publish here and deliver what comes back through hub_.publish.
-  const std::size_t n = hub_.publish(p);
+  const std::size_t n = hub_.publish(p, meta);
   auto& shard = metrics_.local();
   metrics_.add(shard.publications);
   metrics_.add(shard.deliveries, n);
   return n;
+}
+
+std::optional<std::string> server::begin_idempotent(const std::string& key) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(idem_mu_);
+  // Forget expired keys, and the oldest beyond the bound.
+  while (!idem_order_.empty() &&
+         (idem_order_.front().first <= now || idem_.size() > max_idempotency_keys)) {
+    auto it = idem_.find(idem_order_.front().second);
+    if (it != idem_.end() && it->second.expires == idem_order_.front().first) idem_.erase(it);
+    idem_order_.pop_front();
+  }
+  auto [it, fresh] = idem_.try_emplace(key);
+  if (!fresh) return it->second.answer;
+  it->second.expires = now + idempotency_window;
+  idem_order_.emplace_back(it->second.expires, key);
+  return std::nullopt;
+}
+
+void server::finish_idempotent(const std::string& key, std::string answer) {
+  std::lock_guard lock(idem_mu_);
+  if (auto it = idem_.find(key); it != idem_.end()) it->second.answer = std::move(answer);
 }
 
 bool server::accept(const std::string& sid) {

@@ -47,6 +47,10 @@ struct server_config {
   // replayed from history, so the window may not exceed history_max_age. 0: off.
   std::chrono::milliseconds sio_recovery_window{0};
 
+  // The HTTP publish API (POST /api/publish) takes "Authorization: Bearer <publish_token>".
+  // Empty: the API is off (403).
+  std::string publish_token;
+
   // Server-Sent Events: a keep-alive comment this often, and the reconnection delay the
   // browser is told to use (the `retry:` field).
   std::chrono::milliseconds sse_keepalive{15'000};

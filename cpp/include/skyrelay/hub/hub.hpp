@@ -101,7 +101,8 @@ class hub {
   // Routes a publication: each name in `to` is a room if one exists by that name, else a sid.
   // Every recipient gets it once, even when it is in several target rooms. Encodes at most once
   // per wire format. Returns the number of deliveries queued.
-  std::size_t publish(const publication& p);
+  // `meta`, when given, receives what the publication was given (id, topic, seq, ts).
+  std::size_t publish(const publication& p, publish_meta* meta_out = nullptr);
 
   // Joins `sid` to each topic (JSON protocol subscribe) and reports each topic's position.
   // With `since` (one topic only), also works out the replay: the events after seq `since`, or

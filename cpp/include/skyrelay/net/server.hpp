@@ -4,6 +4,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <optional>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -112,7 +114,13 @@ class server {
   const app_hooks& hooks() const noexcept { return hooks_; }
 
   // Publishes through the broker (today: straight to the hub). Thread-safe; never blocks on I/O.
-  std::size_t publish(const publication& p);
+  std::size_t publish(const publication& p, publish_meta* meta = nullptr);
+
+  // Idempotency keys of the publish API (kept 5 minutes, at most 100,000). begin_idempotent
+  // returns nullopt when the key is new (and marks it in progress), else the stored answer
+  // (empty while the first request with that key is still being handled).
+  std::optional<std::string> begin_idempotent(const std::string& key);
+  void finish_idempotent(const std::string& key, std::string answer);
 
   // Answers to the application's decisions and requests; thread-safe. False if the sid is gone.
   bool accept(const std::string& sid);
@@ -198,6 +206,16 @@ class server {
   std::unordered_map<std::uint64_t, http_reply_fn> http_waiting_;
   std::unordered_map<std::string, std::shared_ptr<sio_socket>> detached_;  // by pid
   std::uint64_t next_http_id_{1};
+
+  static constexpr auto idempotency_window = std::chrono::minutes(5);
+  static constexpr std::size_t max_idempotency_keys = 100'000;
+  struct idempotent_entry {
+    std::chrono::steady_clock::time_point expires;
+    std::string answer;  // empty while in progress
+  };
+  std::mutex idem_mu_;
+  std::unordered_map<std::string, idempotent_entry> idem_;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> idem_order_;
 };
 
 }  // namespace skyrelay

@@ -1,0 +1,45 @@
+// The HTTP publish API (POST /api/publish, docs/protocol.md): decoding request bodies and
+// encoding answers. Pure functions, no I/O.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "skyrelay/hub/publication.hpp"
+
+namespace skyrelay::proto {
+
+inline constexpr std::size_t max_publish_batch = 1000;
+inline constexpr std::size_t max_idempotency_key = 200;
+
+struct publish_request {
+  std::vector<publication> events;
+  bool batch{false};            // the body had "events": answer with a list
+  std::string idempotency_key;  // empty: none
+};
+
+struct publish_error {
+  std::string code;  // bad_json or bad_request
+  std::string message;
+};
+
+// `header_key` is the Idempotency-Key header (may be empty); a key in the body must agree.
+std::variant<publish_request, publish_error> decode_publish(std::string_view body,
+                                                            std::string_view header_key);
+
+// What one publication got: its id (as SSE writes it), its topic's seq (0: none) and the
+// number of connections it was queued for.
+struct publish_receipt_view {
+  std::string id;
+  std::string_view topic;
+  std::uint64_t seq{0};
+  std::size_t delivered{0};
+};
+std::string encode_published(const std::vector<publish_receipt_view>& receipts, bool batch,
+                             bool duplicate);
+
+}  // namespace skyrelay::proto
