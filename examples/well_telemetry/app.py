@@ -7,7 +7,9 @@ when the motor temperature crosses its limit. Operators change a well's VSD freq
 ``set_frequency`` request, which is validated and acknowledged.
 
 Run it:  .venv/bin/python examples/well_telemetry/app.py --port 8000
-Watch:   connect a WebSocket client to ws://127.0.0.1:8000/ws/WELL-001
+Watch:   connect a WebSocket client to ws://127.0.0.1:8000/ws/WELL-001, or open the event
+         stream http://127.0.0.1:8000/sse/WELL-001?topics=alerts
+From another process: stream_telemetry.py publishes through the HTTP publish API.
 """
 
 from __future__ import annotations
@@ -99,9 +101,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--wells", type=int, default=3)
+    parser.add_argument("--wells", type=int, default=3,
+                        help="wells simulated in this process (0: only relay what producers send)")
+    parser.add_argument("--publish-token", default=None,
+                        help="accept POST /api/publish with this bearer token "
+                             "(see stream_telemetry.py)")
     args = parser.parse_args()
-    server = skyrelay.Server(args.host, args.port)
+    server = skyrelay.Server(args.host, args.port, publish_token=args.publish_token)
     app = TelemetryApp(server, args.wells)
     server.start()
     app.start()

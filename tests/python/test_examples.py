@@ -103,3 +103,45 @@ def test_demo_serves_page_and_metrics(skyrelay_client):
     finally:
         publisher.stop()
         server.stop()
+
+
+def test_stream_telemetry_producer_script(skyrelay_server_factory, skyrelay_client):
+    """The producer script in another process: steady telemetry to each well's room, alerts on
+    a rising edge, seen over the JSON protocol and over SSE."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    server = skyrelay_server_factory(publish_token="s3cret")
+    ws = skyrelay_client(server)
+    ws.subscribe("WELL-002", "alerts")
+    script = Path(__file__).parents[2] / "examples" / "well_telemetry" / "stream_telemetry.py"
+    with httpx.stream("GET", f"http://127.0.0.1:{server.port}/sse/WELL-001?topics=alerts",
+                      timeout=10) as sse:
+        lines = sse.iter_lines()
+        assert next(lines) == "retry: 3000"
+        # Start hot (at 63 Hz the motor runs at 112-120 °C, over the 110 limit): one alert each.
+        done = subprocess.run(
+            [sys.executable, str(script), "--url", f"http://127.0.0.1:{server.port}",
+             "--token", "s3cret", "--wells", "2", "--rate", "40", "--count", "30",
+             "--start-hz", "63", "--drift", "0", "--seed", "1"],
+            capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        stats = dict(kv.split("=") for kv in done.stdout.split())
+        assert (stats["ticks"], stats["samples"], stats["alerts"]) == ("30", "60", "2")
+        events = []
+        for line in lines:
+            if line.startswith("event: "):
+                events.append(line[7:])
+            if events.count("telemetry_update") == 30:
+                break
+        assert events.count("alert") == 2  # WELL-001's own, and WELL-002's through "alerts"
+    frames = [ws.expect_frame("event") for _ in range(32)]
+    telemetry = [f for f in frames if f["event"] == "telemetry_update"]
+    assert [f["seq"] for f in telemetry] == list(range(1, 31))
+    assert {"flow_rate_m3d", "intake_pressure_kpa", "motor_current_a", "motor_temp_c",
+            "vibration_mm_s", "vsd_frequency_hz"} <= set(telemetry[0]["data"])
+    alerts = [f["data"] for f in frames if f["event"] == "alert"]
+    assert sorted(a["well"] for a in alerts) == ["WELL-001", "WELL-002"]
+    assert all(a["value"] > a["limit"] == 110.0 for a in alerts)
