@@ -74,7 +74,7 @@ test-cpp-asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir build/cpp-asan --output-on-failure -j $(JOBS)
 
-test-python: install
+test-python: install node_modules/.stamp
 	$(VPY) -m pytest -q -p no:cacheprovider tests/python
 
 test-js: install node_modules/.stamp

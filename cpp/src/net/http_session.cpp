@@ -161,6 +161,11 @@ class http_session : public std::enable_shared_from_this<http_session> {
     std::string_view key = req[http::field::sec_websocket_key];
     if (!valid_client_key(key))
       return reject(http::status::bad_request, "bad_handshake", "invalid Sec-WebSocket-Key");
+    // A browser page of another origin may not open a connection that carries the user's
+    // cookies (cross-site WebSocket hijacking): exact matches of cors_allowed_origins only.
+    if (!origin_allowed(req))
+      return reject(http::status::forbidden, "origin_not_allowed",
+                    "this origin may not open a WebSocket here");
     std::string topic;
     if (path.size() > 4) {
       auto decoded = url_decode(path.substr(4));
