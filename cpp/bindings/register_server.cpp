@@ -62,6 +62,9 @@ class py_server {
     get("static_dir", cfg.static_dir);
     get("client_dir", cfg.client_dir);
     get("publish_token", cfg.publish_token);
+    get("max_connections", cfg.max_connections);
+    get("max_connections_per_ip", cfg.max_connections_per_ip);
+    get("max_rooms_per_connection", cfg.max_rooms_per_connection);
     get("max_message_size", cfg.max_message_size);
     get("max_header_size", cfg.max_header_size);
     get("max_body_size", cfg.max_body_size);

@@ -214,6 +214,9 @@ class Server:
         sse_keepalive: float = 15.0,
         sse_retry: float = 3.0,
         publish_token: str | None = None,
+        max_connections: int = 100_000,
+        max_connections_per_ip: int = 1_000,
+        max_rooms_per_connection: int = 1_000,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -256,6 +259,10 @@ class Server:
             "sse_retry_ms": ms(sse_retry),
             # POST /api/publish takes "Authorization: Bearer <publish_token>"; None: API off.
             "publish_token": publish_token or "",
+            # Limits (0: none): TCP connections in total and per IP, rooms per connection.
+            "max_connections": int(max_connections),
+            "max_connections_per_ip": int(max_connections_per_ip),
+            "max_rooms_per_connection": int(max_rooms_per_connection),
         }
         if history_size < 0 or history_ttl <= 0:
             raise ValueError("history_size must be >= 0 and history_ttl > 0")

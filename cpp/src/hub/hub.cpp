@@ -80,7 +80,10 @@ bool hub::join_locked(const std::string& sid, const std::string& room) {
   std::lock_guard lock(cs.mu);
   auto it = cs.conns.find(sid);
   if (it == cs.conns.end()) return false;
-  if (!it->second.rooms.try_emplace(room, last_id_.load()).second) return true;  // a member
+  if (it->second.rooms.count(room)) return true;  // already a member
+  const std::size_t limit = max_rooms_.load(std::memory_order_relaxed);
+  if (limit && it->second.rooms.size() >= limit) return false;
+  it->second.rooms.emplace(room, last_id_.load());
   auto& rs = room_shards_[shard_of(room)];
   std::lock_guard room_lock(rs.mu);
   auto& entry = rs.rooms[room];
@@ -358,6 +361,25 @@ bool hub::subscribe(const std::string& sid, const std::vector<std::string>& topi
   auto sub = find(sid);
   if (!sub) return false;
   subscribe_outcome out;
+  if (const std::size_t limit = max_rooms_.load(std::memory_order_relaxed)) {
+    // All or nothing: count the topics that would be new for this connection.
+    std::size_t have = 0, fresh = 0;
+    {
+      auto& cs = conn_shards_[shard_of(sid)];
+      std::lock_guard lock(cs.mu);
+      if (auto it = cs.conns.find(sid); it != cs.conns.end()) {
+        have = it->second.rooms.size();
+        std::unordered_set<std::string_view> distinct;
+        for (const auto& t : topics)
+          if (!it->second.rooms.count(t) && distinct.insert(t).second) ++fresh;
+      }
+    }
+    if (have + fresh > limit) {
+      out.refused = true;
+      send(out);
+      return true;
+    }
+  }
   out.positions.reserve(topics.size());
   for (const auto& t : topics) {
     if (!join_locked(sid, t)) return false;

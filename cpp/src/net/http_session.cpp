@@ -75,7 +75,8 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
 
 class http_session : public std::enable_shared_from_this<http_session> {
  public:
-  http_session(tcp::socket socket, server& srv) : stream_(std::move(socket)), server_(srv) {}
+  http_session(tcp::socket socket, server& srv, std::shared_ptr<void> slot)
+      : stream_(std::move(socket)), server_(srv), slot_(std::move(slot)) {}
 
   void run() { do_read(); }
 
@@ -189,6 +190,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     auto session = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
                                                 std::move(response), std::move(leftover),
                                                 std::move(topic));
+    session->hold(std::move(slot_));
     session->start(std::string(path), std::string(query), std::move(headers));
   }
 
@@ -328,6 +330,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     socket.set_option(tcp::no_delay(true), ec);
     auto session = ws_session::make_sse(std::move(socket), server_, new_sid(), std::move(head),
                                         std::move(topics), std::move(last_id));
+    session->hold(std::move(slot_));
     session->start(std::string(path), std::string(query), std::move(headers));
   }
 
@@ -388,6 +391,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
       const std::string remote = remote_of(socket);
       auto ws = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
                                              std::move(response), std::move(leftover), "");
+      ws->hold(std::move(slot_));
       if (session) {
         ws->start_with(session, "");
         session->attach_probe(ws);
@@ -618,12 +622,13 @@ class http_session : public std::enable_shared_from_this<http_session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   server& server_;
+  std::shared_ptr<void> slot_;  // the connection's admission, passed on when it upgrades
 };
 
 }  // namespace
 
-void start_http_session(tcp::socket socket, server& srv) {
-  std::make_shared<http_session>(std::move(socket), srv)->run();
+void start_http_session(tcp::socket socket, server& srv, std::shared_ptr<void> slot) {
+  std::make_shared<http_session>(std::move(socket), srv, std::move(slot))->run();
 }
 
 }  // namespace skyrelay

@@ -103,6 +103,12 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
   counter("skyrelay_handshakes_rejected_total", "WebSocket handshakes refused.",
           &shard::handshakes_rejected);
   counter("skyrelay_http_requests_total", "Plain HTTP requests served.", &shard::http_requests);
+  line(out, "skyrelay_connections_refused_total",
+       "TCP connections refused at accept because a connection limit was reached.", "counter");
+  value(out, "skyrelay_connections_refused_total{limit=\"total\"}",
+        static_cast<double>(total(&shard::refused_total_limit)));
+  value(out, "skyrelay_connections_refused_total{limit=\"per_ip\"}",
+        static_cast<double>(total(&shard::refused_ip_limit)));
   counter("skyrelay_publish_api_requests_total", "POST /api/publish requests.",
           &shard::publish_api_requests);
   counter("skyrelay_publish_api_refused_total",

@@ -72,6 +72,7 @@ server::server(server_config cfg, app_hooks hooks)
         "the Socket.IO recovery window needs history that lasts at least as long "
         "(history_max_events > 0 and history_max_age >= the recovery window)");
   hub_.set_history(cfg_.history_max_events, cfg_.history_max_age);
+  hub_.set_max_rooms(cfg_.max_rooms_per_connection);
   hub_.set_encoder(wire_format::json_ws, encode_json_ws);
   hub_.set_encoder(wire_format::sse, [this](const publication& p, const publish_meta& meta) {
     return encode_sse(hub_.event_id(meta.id), p, meta);
@@ -209,6 +210,28 @@ std::size_t server::publish(const publication& p, publish_meta* meta) {
   metrics_.add(shard.publications);
   metrics_.add(shard.deliveries, n);
   return n;
+}
+
+server::connection_slot server::admit(const std::string& ip, bool& per_ip) {
+  per_ip = false;
+  if (cfg_.max_connections && tcp_total_.load() >= cfg_.max_connections) return nullptr;
+  {
+    std::lock_guard lock(ip_mu_);
+    auto& n = per_ip_[ip];
+    if (cfg_.max_connections_per_ip && n >= cfg_.max_connections_per_ip) {
+      per_ip = true;
+      return nullptr;
+    }
+    ++n;
+  }
+  ++tcp_total_;
+  // The deleter gives the slot back; the server outlives every connection (stop() ends them).
+  return connection_slot(static_cast<void*>(this), [this, ip](void*) {
+    --tcp_total_;
+    std::lock_guard lock(ip_mu_);
+    auto it = per_ip_.find(ip);
+    if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
+  });
 }
 
 std::optional<std::string> server::begin_idempotent(const std::string& key) {

@@ -329,6 +329,13 @@ void ws_session::on_text(std::string_view text) {
       // The reply and any replay are queued under the hub's publish lock, so they come before
       // every live event of these topics and nothing falls between the two.
       hub.subscribe(sid(), msg.topics, msg.since, msg.epoch, [&](subscribe_outcome& o) {
+        if (o.refused) {
+          reply_error(error_code::too_many_rooms,
+                      "this subscribe would take the connection past " +
+                          std::to_string(server_.config().max_rooms_per_connection) + " topics",
+                      msg.id);
+          return;
+        }
         std::vector<proto::topic_state> states;
         states.reserve(o.positions.size());
         for (const auto& p : o.positions) states.push_back({p.seq, p.epoch});

@@ -24,6 +24,13 @@ struct server_config {
   std::chrono::milliseconds heartbeat_timeout{20'000};   // extra silence before the peer is dead
   std::chrono::milliseconds drain_timeout{2'000};        // graceful stop: wait for close handshakes
 
+  // TCP connections at once (any endpoint), in total and from one IP address; over either,
+  // a new connection gets a 503 answer and is closed. 0: no limit.
+  std::size_t max_connections{100'000};
+  std::size_t max_connections_per_ip{1'000};
+  // Rooms one connection may be in; a JSON-protocol subscribe beyond it gets too_many_rooms.
+  std::size_t max_rooms_per_connection{1'000};
+
   std::size_t outbox_max_bytes{1024 * 1024};
   std::size_t outbox_max_frames{1024};
   std::size_t dispatch_queue_max{65'536};  // inbound events waiting for the Python dispatcher

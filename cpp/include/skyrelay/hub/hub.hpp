@@ -47,6 +47,7 @@ struct topic_position {
 // replay go out before any live publication to the topic.
 struct subscribe_outcome {
   std::vector<topic_position> positions;  // one per requested topic
+  bool refused{false};  // over the room limit: nothing was joined (positions empty)
   bool resumed{false};                    // `since` was given
   bool recovered{false};                  // ... and every event after it is replayed below
   std::string reset;  // when not recovered: history_gap, epoch_changed or ahead
@@ -77,6 +78,8 @@ class hub {
   void set_encoder(wire_format fmt, encoder_fn fn);
   // History bounds per room: `max_events` 0 turns history off. Call before any publish.
   void set_history(std::size_t max_events, std::chrono::milliseconds max_age);
+  // Rooms one connection may be in (0: no limit); a join past it fails.
+  void set_max_rooms(std::size_t n) { max_rooms_ = n; }
 
   // Registers a connection; false if its sid is taken.
   bool add(std::shared_ptr<subscriber> s);
@@ -187,6 +190,7 @@ class hub {
 
   std::array<encoder_fn, static_cast<std::size_t>(wire_format::count_)> encoders_;
   std::atomic<std::uint64_t> last_id_{0};
+  std::atomic<std::size_t> max_rooms_{0};
 
   // Guarded by publish_mu_.
   mutable std::mutex publish_mu_;

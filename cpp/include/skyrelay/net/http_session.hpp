@@ -12,6 +12,8 @@ class server;
 
 // Starts serving an accepted socket. Defined in http_session.cpp, the only translation unit that
 // includes Beast's HTTP headers.
-void start_http_session(tcp::socket socket, server& srv);
+// `slot` is the connection's admission (server::admit); it is held for as long as the
+// connection lives, whatever it becomes.
+void start_http_session(tcp::socket socket, server& srv, std::shared_ptr<void> slot);
 
 }  // namespace skyrelay

@@ -20,6 +20,8 @@ class listener : public std::enable_shared_from_this<listener> {
  private:
   void do_accept();
   void on_accept(boost::system::error_code ec, tcp::socket socket);
+  // Answers 503 and closes: a connection limit is reached (per IP when `per_ip`).
+  void refuse(tcp::socket socket, bool per_ip);
 
   asio::io_context& ioc_;
   tcp::acceptor acceptor_;

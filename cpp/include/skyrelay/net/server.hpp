@@ -177,6 +177,13 @@ class server {
   // The detached socket with this pid in namespace `nsp`, removed from the waiting list.
   std::shared_ptr<sio_socket> take_detached(const std::string& pid, const std::string& nsp);
 
+  // Admission of a new TCP connection from `ip`: a slot that releases itself when the last
+  // holder drops it (the HTTP session, then the WebSocket or stream it became), or nullptr
+  // when a limit is reached (`per_ip` tells which).
+  using connection_slot = std::shared_ptr<void>;
+  connection_slot admit(const std::string& ip, bool& per_ip);
+  std::size_t tcp_connections() const noexcept { return tcp_total_.load(); }
+
   // The executor for the next accepted connection (round-robin over the I/O contexts).
   asio::io_context& next_context() noexcept;
 
@@ -206,6 +213,10 @@ class server {
   std::unordered_map<std::uint64_t, http_reply_fn> http_waiting_;
   std::unordered_map<std::string, std::shared_ptr<sio_socket>> detached_;  // by pid
   std::uint64_t next_http_id_{1};
+
+  std::atomic<std::size_t> tcp_total_{0};
+  std::mutex ip_mu_;
+  std::unordered_map<std::string, std::size_t> per_ip_;
 
   static constexpr auto idempotency_window = std::chrono::minutes(5);
   static constexpr std::size_t max_idempotency_keys = 100'000;

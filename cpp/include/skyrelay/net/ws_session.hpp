@@ -74,6 +74,8 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   bool replay_fits(const std::vector<frame_ptr>& frames) const;
 
   void deliver(const frame_ptr& f, overflow_policy policy) override;
+  // Keeps the connection's admission slot (server::admit) for as long as the session lives.
+  void hold(std::shared_ptr<void> slot) { slot_ = std::move(slot); }
   // Runs `fn` on the session's executor, after the work already posted there (such as the
   // flush of what was just delivered).
   void post(std::function<void()> fn) { asio::post(socket_.get_executor(), std::move(fn)); }
@@ -135,6 +137,7 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   bool read_broken_{false};  // a framing error: further input is discarded
   disconnect_reason close_reason_{disconnect_reason::transport_error};
   // Server-Sent Events mode.
+  std::shared_ptr<void> slot_;
   bool sse_{false};
   std::vector<std::string> sse_topics_;
   std::string sse_last_id_;

@@ -1,0 +1,98 @@
+"""Connection and room limits: each refusal is a clear answer (HTTP 503 with a JSON body, or a
+too_many_rooms error frame), is counted, and frees nothing it should not; slots come back when
+connections end."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from skyrelay.testing import connect, metric, wait_until
+
+
+def refused_answer(port: int) -> tuple[int, dict, dict]:
+    """Opens a raw TCP connection and reads what the server says without being asked."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), fields, json.loads(body)
+
+
+def test_connections_per_ip(skyrelay_server_factory):
+    server = skyrelay_server_factory(max_connections_per_ip=4)
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    clients = [connect(url) for _ in range(4)]
+    try:
+        with pytest.raises(InvalidStatus) as err:
+            connect(url)
+        assert err.value.response.status_code == 503
+        status, fields, body = refused_answer(server.port)
+        assert status == 503 and fields["Retry-After"] == "1"
+        assert body == {"error": "too_many_connections",
+                        "message": "too many connections from this address"}
+        assert metric(server, 'skyrelay_connections_refused_total{limit="per_ip"}') == 2
+        for c in clients:  # the admitted ones are untouched
+            assert c.ping()["type"] == "pong"
+        clients.pop().close()
+        wait_until(lambda: server.connection_count == 3)
+        clients.append(connect(url))  # the slot came back
+        assert clients[-1].ping()["type"] == "pong"
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_total_connections_count_every_kind(skyrelay_server_factory):
+    server = skyrelay_server_factory(max_connections=3)
+    ws = connect(f"ws://127.0.0.1:{server.port}/ws")
+    sse = socket.create_connection(("127.0.0.1", server.port))
+    sse.sendall(b"GET /sse/a HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"event: welcome" in sse.recv(65536)
+    idle_http = socket.create_connection(("127.0.0.1", server.port))  # no request yet
+    try:
+        # (No /metrics request while full: it would be a connection too.)
+        wait_until(lambda: server.connection_count == 2)
+        status, _, body = refused_answer(server.port)
+        assert status == 503 and body["message"] == "the server is at its connection limit"
+        sse.close()  # its slot comes back: a new connection is admitted
+
+        def admitted():
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return s.recv(65536).startswith(b"HTTP/1.1 200")
+        wait_until(admitted)
+        idle_http.close()
+        assert ws.ping()["type"] == "pong"
+        assert metric(server, 'skyrelay_connections_refused_total{limit="total"}') >= 1
+    finally:
+        ws.close()
+        sse.close()
+        idle_http.close()
+
+
+def test_rooms_per_connection(skyrelay_server_factory, skyrelay_client):
+    server = skyrelay_server_factory(max_rooms_per_connection=3)
+    c = skyrelay_client(server)
+    c.subscribe("a", "b")
+    c.send({"type": "subscribe", "topics": ["c", "d"], "id": 7})  # all or nothing
+    err = c.expect_frame("error")
+    assert (err["code"], err["ref"]) == ("too_many_rooms", 7)
+    assert "3 topics" in err["message"]
+    assert server.rooms(c.sid) == ["a", "b"]
+    c.subscribe("c")
+    c.subscribe("a", "b", "c")  # nothing new: fine
+    c.send({"type": "subscribe", "topic": "d"})
+    assert c.expect_frame("error")["code"] == "too_many_rooms"
+    assert server.join(c.sid, "d") is False  # the application's joins obey it too
+    c.unsubscribe("a")
+    assert server.join(c.sid, "d") is True
+    assert server.rooms(c.sid) == ["b", "c", "d"]
+    assert c.ping()["type"] == "pong"
