@@ -11,13 +11,14 @@ JOBS ?= $(shell nproc)
 
 APT_PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev \
 	nlohmann-json3-dev libssl-dev libgtest-dev python3 python3-venv python3-dev \
-	util-linux procps
+	util-linux procps clang libclang-rt-14-dev
 PY_BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.13"
 PY_TEST_DEPS := "pytest>=7" "pytest-timeout" "websockets>=13" "python-socketio[client]>=5.11" "requests" "websocket-client" "flask>=2.3" "fastapi" "uvicorn" "httpx" "httpx-sse" "numpy" "pandas"
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps node-deps venv install demo test test-cpp test-cpp-asan test-python test-js bench clean
+.PHONY: help deps node-deps venv install demo test test-cpp test-cpp-asan test-python test-js bench clean \
+	fuzz fuzz-build test-fuzz
 
 help:
 	@echo "make demo   - build and run the live demo on http://127.0.0.1:8000/"
@@ -61,7 +62,7 @@ install: venv
 demo: install
 	$(VENV)/bin/skyrelay demo --host 127.0.0.1 --port 8000
 
-test: test-cpp test-cpp-asan test-python test-js
+test: test-cpp test-cpp-asan test-fuzz test-python test-js
 
 test-cpp: deps
 	cmake -S . -B build/cpp-tests -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKYRELAY_BUILD_TESTS=ON >/dev/null
@@ -82,6 +83,36 @@ test-js: install node_modules/.stamp
 
 bench: install
 	$(VPY) bench/run_fanout.py
+
+# libFuzzer targets (fuzz/*.cpp) built with clang, ASan and UBSan. `make fuzz` runs each for
+# FUZZ_SECONDS on a working corpus in build/fuzz-corpus (seeded from fuzz/corpus, which is
+# committed); `make test` runs each briefly. A crash fails the run and leaves its input in
+# build/fuzz/artifacts/.
+FUZZ_TARGETS := json_protocol engineio socketio publish_api ws_frame
+FUZZ_SECONDS ?= 300
+FUZZ_TEST_SECONDS ?= 10
+
+fuzz-build: deps
+	CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKYRELAY_FUZZ=ON >/dev/null
+	cmake --build build/fuzz -j $(JOBS)
+
+define run_fuzzers
+	@mkdir -p build/fuzz/artifacts
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz-corpus/$$t; \
+	  echo "fuzz $$t: $(1) s"; \
+	  build/fuzz/fuzz_$$t -max_total_time=$(1) -max_len=8192 -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix=build/fuzz/artifacts/$$t- build/fuzz-corpus/$$t fuzz/corpus/$$t \
+	    2>&1 | grep -E "^(Done|stat::number_of_executed_units|==[0-9]+==|SUMMARY)" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+endef
+
+fuzz: fuzz-build
+	$(call run_fuzzers,$(FUZZ_SECONDS))
+
+test-fuzz: fuzz-build
+	$(call run_fuzzers,$(FUZZ_TEST_SECONDS))
 
 clean:
 	rm -rf build
