@@ -419,3 +419,17 @@ def test_several_arguments_and_binary_to_rooms_reach_both_protocols(sio_server, 
         assert ws_client.expect("multi") == []
     with pytest.raises(ValueError, match="either"):
         sio_server.emit("x", 1, args=(2,))
+
+
+def test_a_socketio_disconnect_is_counted_once(sio_server, make_client):
+    """One socket over a WebSocket transport ends: one disconnect, not one for the transport
+    as well."""
+    from skyrelay.testing import metric
+
+    before = metric(sio_server, 'skyrelay_disconnects_total{reason="client_close"}')
+    client, rec = make_client("websocket")
+    rec.next()
+    client.disconnect()
+    sio_server.log["disconnects"].get(timeout=5)
+    wait_until(lambda: sio_server.connection_count == 0)
+    assert metric(sio_server, 'skyrelay_disconnects_total{reason="client_close"}') == before + 1

@@ -136,7 +136,9 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
           "skyrelay_errors_total{code=\"" + std::string(to_string(static_cast<error_code>(i))) +
               "\"}",
           static_cast<double>(sum_array(&shard::errors, i)));
-  line(out, "skyrelay_disconnects_total", "Closed connections, by reason.", "counter");
+  line(out, "skyrelay_disconnects_total",
+       "Ended connections by reason: JSON-protocol WebSockets, SSE streams and Socket.IO sockets "
+       "(one per namespace; not their Engine.IO transports).", "counter");
   for (std::size_t i = 0; i < static_cast<std::size_t>(disconnect_reason::count_); ++i)
     value(out,
           "skyrelay_disconnects_total{reason=\"" +

@@ -553,11 +553,12 @@ void ws_session::finish(disconnect_reason why) {
   if (!opened_) return;
   auto& m = server_.get_metrics();
   m.add(m.local().connections_closed);
-  m.disconnect(why);
   if (has_handler_) {
+    // An Engine.IO transport: its Socket.IO sockets count their own disconnects.
     if (auto h = handler_.lock()) h->on_ws_closed(*this, why);
     return;
   }
+  m.disconnect(why);
   if (server_.hooks().on_disconnect) {
     server* srv = &server_;
     server_.get_dispatcher().post_always(
