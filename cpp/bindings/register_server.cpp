@@ -65,6 +65,13 @@ class py_server {
     get("max_connections", cfg.max_connections);
     get("max_connections_per_ip", cfg.max_connections_per_ip);
     get("max_rooms_per_connection", cfg.max_rooms_per_connection);
+    if (options.contains("inbound_rate")) cfg.inbound_limit.rate = options["inbound_rate"].cast<double>();
+    if (options.contains("inbound_burst")) cfg.inbound_limit.burst = options["inbound_burst"].cast<double>();
+    if (options.contains("event_limits"))
+      for (auto [event, spec] : options["event_limits"].cast<py::dict>()) {
+        auto pair = spec.cast<std::pair<double, double>>();
+        cfg.event_limits[event.cast<std::string>()] = rate_spec{pair.first, pair.second};
+      }
     get("max_message_size", cfg.max_message_size);
     get("max_header_size", cfg.max_header_size);
     get("max_body_size", cfg.max_body_size);

@@ -217,6 +217,8 @@ class Server:
         max_connections: int = 100_000,
         max_connections_per_ip: int = 1_000,
         max_rooms_per_connection: int = 1_000,
+        inbound_rate: float = 10.0,
+        inbound_burst: float = 20.0,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -263,6 +265,9 @@ class Server:
             "max_connections": int(max_connections),
             "max_connections_per_ip": int(max_connections_per_ip),
             "max_rooms_per_connection": int(max_rooms_per_connection),
+            # Inbound messages per connection (token bucket; rate 0: no limit).
+            "inbound_rate": float(inbound_rate),
+            "inbound_burst": float(inbound_burst),
         }
         if history_size < 0 or history_ttl <= 0:
             raise ValueError("history_size must be >= 0 and history_ttl > 0")
@@ -295,11 +300,13 @@ class Server:
         self._lock = threading.Lock()
         self._dispatch_ident: int | None = None
         self._ns_patterns: list[re.Pattern[str]] = []
+        self._event_limits: dict[str, tuple[float, float]] = {}
 
     # -- registration -------------------------------------------------------------------------
 
     def on(self, event: str, handler: Handler | None = None, *,
-           namespace: str | re.Pattern[str] | None = None) -> Any:
+           namespace: str | re.Pattern[str] | None = None,
+           rate: tuple[float, float] | None = None) -> Any:
         """Registers ``handler(conn, data)`` for an event; usable as a decorator.
 
         ``"connect"`` and ``"disconnect"`` register the connection handlers instead (see
@@ -312,7 +319,16 @@ class Server:
         ``namespace`` may also be ``"*"`` or a compiled regular expression: the handler then
         serves every namespace it matches (the whole name, ``re.fullmatch``) that has no handler
         of its own for the event; ``conn.namespace`` tells which one.
+
+        ``rate=(per_second, burst)`` gives the event its own inbound limit per connection,
+        instead of the server's ``inbound_rate``/``inbound_burst`` (JSON protocol; set it
+        before :meth:`start`).
         """
+        if rate is not None:
+            per_second, burst = rate
+            if per_second < 0 or burst < 1:
+                raise ValueError("rate is (messages per second >= 0, burst >= 1)")
+            self._event_limits[event] = (float(per_second), float(burst))
         nsp = namespace or "/"
 
         def register(fn: Handler) -> Handler:
@@ -391,7 +407,8 @@ class Server:
             self._ns_patterns = [spec for spec in specs if isinstance(spec, re.Pattern)]
             static = sorted({spec for spec in specs if isinstance(spec, str)})
             options = dict(self._options,
-                           sio_namespaces=static + ["*"] if self._ns_patterns else static)
+                           sio_namespaces=static + ["*"] if self._ns_patterns else static,
+                           event_limits=dict(self._event_limits))
             bridge = self._socketio
             self._core = _core.Server(
                 options,

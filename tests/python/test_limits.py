@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from skyrelay.testing import connect, metric, wait_until
+from skyrelay.testing import ResponseError, connect, metric, wait_until
 
 
 def refused_answer(port: int) -> tuple[int, dict, dict]:
@@ -96,3 +97,57 @@ def test_rooms_per_connection(skyrelay_server_factory, skyrelay_client):
     assert server.join(c.sid, "d") is True
     assert server.rooms(c.sid) == ["b", "c", "d"]
     assert c.ping()["type"] == "pong"
+
+
+def test_inbound_rate_per_connection(skyrelay_server_factory, skyrelay_client):
+    """The default token bucket (10 messages/s, burst 20): the 21st message in a burst is
+    refused with rate_limited (a request gets it as its response), pings are never limited,
+    tokens come back with time, and other connections are not affected."""
+    server = skyrelay_server_factory()
+    got = []
+    server.on("n", lambda conn, data: got.append(data))
+    server.on("ask", lambda conn, data: data)
+    a, b = skyrelay_client(server), skyrelay_client(server)
+    for i in range(20):
+        a.emit("n", i)
+    a.send({"type": "event", "event": "n", "data": 20, "id": "over"})
+    err = a.expect_frame("error")
+    assert (err["code"], err["ref"]) == ("rate_limited", "over")
+    assert "retry in" in err["message"]
+    with pytest.raises(ResponseError) as refused:
+        a.request("ask", 1)
+    assert refused.value.code == "rate_limited"
+    assert a.ping()["type"] == "pong"  # pings are free
+    assert b.request("ask", "b") == "b"  # the limit is per connection
+    wait_until(lambda: len(got) == 20)
+    assert got == list(range(20))
+    time.sleep(0.25)  # 10/s: two tokens back
+    assert a.request("ask", 2) == 2
+    assert metric(server, 'skyrelay_drops_total{reason="rate_limited"}') == 2
+
+
+def test_an_event_can_have_its_own_rate(skyrelay_server_factory, skyrelay_client):
+    def configure(server):
+        server.on("telemetry", lambda conn, data: None, rate=(1000, 500))
+        server.on("ask", lambda conn, data: data)
+
+    server = skyrelay_server_factory(configure, inbound_rate=1, inbound_burst=2)
+    c = skyrelay_client(server)
+    for i in range(300):  # far past the connection's own limit, within the event's
+        c.emit("telemetry", i)
+    assert c.request("ask", 1) == 1
+    assert c.request("ask", 2) == 2
+    with pytest.raises(ResponseError):
+        c.request("ask", 3)  # the connection's bucket (burst 2) is spent
+    c.expect_nothing(0.2, "error")  # no telemetry event was refused
+
+
+def test_no_inbound_limit(skyrelay_server_factory, skyrelay_client):
+    server = skyrelay_server_factory(inbound_rate=0)
+    server.on("ask", lambda conn, data: data)
+    c = skyrelay_client(server)
+    for i in range(100):
+        c.emit("ask", i)
+    assert c.request("ask", "last") == "last"
+    with pytest.raises(ValueError):
+        server.on("x", lambda conn, data: None, rate=(1, 0))

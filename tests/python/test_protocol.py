@@ -218,7 +218,10 @@ def test_pong_ts_is_iso8601_utc(skyrelay_server, skyrelay_client):
     assert iso(ts).tzinfo == datetime.timezone.utc
 
 
-def test_handler_gets_connection_and_data_in_arrival_order(skyrelay_server, skyrelay_client):
+def test_handler_gets_connection_and_data_in_arrival_order(skyrelay_server_factory,
+                                                           skyrelay_client):
+    # 21 messages at once from one connection: more than the default burst of 20.
+    skyrelay_server = skyrelay_server_factory(inbound_burst=100)
     got = []
 
     @skyrelay_server.on("n")
@@ -229,7 +232,7 @@ def test_handler_gets_connection_and_data_in_arrival_order(skyrelay_server, skyr
     def done(conn, data):
         return len(got)
 
-    a, b = skyrelay_client(), skyrelay_client()
+    a, b = skyrelay_client(skyrelay_server), skyrelay_client(skyrelay_server)
     for i in range(20):
         a.emit("n", i)
     b.emit("n", None)  # "data" omitted or null both arrive as None

@@ -12,6 +12,7 @@ const char* drop_name(std::size_t i) {
     case drop_reason::drop_oldest: return "drop_oldest";
     case drop_reason::slow_consumer: return "slow_consumer";
     case drop_reason::dispatch_overflow: return "dispatch_overflow";
+    case drop_reason::rate_limited: return "rate_limited";
     default: return "unknown";
   }
 }

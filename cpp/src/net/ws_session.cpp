@@ -39,7 +39,8 @@ ws_session::ws_session(tcp::socket socket, server& srv, std::string sid,
       parser_(srv.config().max_message_size),
       timer_(socket_.get_executor()),
       prefix_(std::move(handshake_response)),
-      topic_(std::move(topic)) {
+      topic_(std::move(topic)),
+      limit_(srv.config().inbound_limit, &srv.config().event_limits, steady_ns()) {
   if (!leftover.empty()) early_bytes_ = std::move(leftover);
 }
 
@@ -323,6 +324,21 @@ void ws_session::on_text(std::string_view text) {
     return;
   }
   auto& msg = std::get<proto::client_message>(decoded);
+  if (msg.type != proto::client_type::ping) {
+    std::int64_t wait_ns = 0;
+    if (!limit_.take(msg.event, steady_ns(), wait_ns)) {
+      server_.get_metrics().drop(drop_reason::rate_limited);
+      const std::string text = "over the connection's message rate; retry in " +
+                               std::to_string(wait_ns / 1'000'000 + 1) + " ms";
+      if (msg.type == proto::client_type::request) {
+        server_.get_metrics().error(error_code::rate_limited);
+        send_text(proto::response_error(msg.id, to_string(error_code::rate_limited), text));
+      } else {
+        reply_error(error_code::rate_limited, text, msg.id);
+      }
+      return;
+    }
+  }
   auto& hub = server_.get_hub();
   switch (msg.type) {
     case proto::client_type::subscribe:

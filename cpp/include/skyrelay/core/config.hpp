@@ -5,7 +5,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
+
+#include "skyrelay/core/inbound_limit.hpp"
 
 namespace skyrelay {
 
@@ -28,6 +31,10 @@ struct server_config {
   // a new connection gets a 503 answer and is closed. 0: no limit.
   std::size_t max_connections{100'000};
   std::size_t max_connections_per_ip{1'000};
+  // Inbound messages per connection (subscribe, unsubscribe, events and requests; not pings):
+  // a token bucket. Over it a message is refused with rate_limited. rate 0: no limit.
+  rate_spec inbound_limit{10.0, 20.0};
+  std::unordered_map<std::string, rate_spec> event_limits;  // an event's own bucket
   // Rooms one connection may be in; a JSON-protocol subscribe beyond it gets too_many_rooms.
   std::size_t max_rooms_per_connection{1'000};
 

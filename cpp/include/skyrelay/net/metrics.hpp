@@ -17,6 +17,7 @@ enum class drop_reason : std::uint8_t {
   drop_oldest,        // a volatile frame evicted (or refused) by the drop_oldest policy
   slow_consumer,      // frames lost with a connection closed for overflow
   dispatch_overflow,  // an inbound event refused because the dispatcher queue was full
+  rate_limited,       // an inbound message refused by the connection's rate limit
   count_
 };
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "skyrelay/core/errors.hpp"
+#include "skyrelay/core/inbound_limit.hpp"
 #include "skyrelay/hub/subscriber.hpp"
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/outbox.hpp"
@@ -138,6 +139,7 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   disconnect_reason close_reason_{disconnect_reason::transport_error};
   // Server-Sent Events mode.
   std::shared_ptr<void> slot_;
+  inbound_limit limit_;
   bool sse_{false};
   std::vector<std::string> sse_topics_;
   std::string sse_last_id_;
