@@ -433,3 +433,32 @@ def test_a_socketio_disconnect_is_counted_once(sio_server, make_client):
     sio_server.log["disconnects"].get(timeout=5)
     wait_until(lambda: sio_server.connection_count == 0)
     assert metric(sio_server, 'skyrelay_disconnects_total{reason="client_close"}') == before + 1
+
+
+def test_socketio_events_have_the_inbound_rate_limit(skyrelay_server_factory):
+    """Over the socket's limit an event is dropped (no handler, no ack) and the client gets a
+    rate_limited event; other sockets are not affected."""
+    handled = queue.Queue()
+
+    def configure(server):
+        server.on("n", lambda conn, data: handled.put(data) or data)
+
+    server = skyrelay_server_factory(configure, inbound_rate=1, inbound_burst=3)
+    client = socketio.Client(reconnection=False)
+    limited = queue.Queue()
+    client.on("rate_limited", limited.put)
+    client.connect(f"http://127.0.0.1:{server.port}", transports=["websocket"], wait_timeout=5)
+    try:
+        for i in range(5):
+            client.emit("n", i)
+        info = limited.get(timeout=5)
+        assert info["event"] == "n" and info["retry_after_ms"] > 0
+        assert limited.get(timeout=5)["event"] == "n"  # the 5th too
+        assert [handled.get(timeout=5) for _ in range(3)] == [0, 1, 2]
+        assert handled.empty()
+        other = socketio.Client(reconnection=False)
+        other.connect(f"http://127.0.0.1:{server.port}", transports=["polling"], wait_timeout=5)
+        assert other.call("n", "other", timeout=5) == "other"
+        other.disconnect()
+    finally:
+        client.disconnect()

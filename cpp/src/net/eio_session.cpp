@@ -2,7 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "skyrelay/core/clock.hpp"
 #include "skyrelay/core/random.hpp"
+#include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/net/server.hpp"
 
 namespace skyrelay {
@@ -35,6 +37,18 @@ void sio_socket::remember_locked(const frame_ptr* first, std::size_t n) {
     evicted_offset_ = direct_.front().front()->offset;
     direct_.pop_front();
   }
+}
+
+bool sio_socket::take_token(std::string_view event, std::int64_t& wait_ns) {
+  std::lock_guard lock(mu_);
+  const std::int64_t now = steady_ns();
+  if (!limit_) {
+    auto s = session_.lock();
+    if (!s) return true;
+    const auto& cfg = s->config();
+    limit_.emplace(cfg.inbound_limit, &cfg.event_limits, now);
+  }
+  return limit_->take(event, now, wait_ns);
 }
 
 void sio_socket::detach() {
@@ -165,6 +179,8 @@ eio_session::eio_session(server& srv, asio::io_context& ctx, std::string sid, tr
       transport_(t) {}
 
 eio_session::~eio_session() = default;
+
+const server_config& eio_session::config() const noexcept { return server_.config(); }
 
 std::string eio_session::open_packet() const {
   const auto& cfg = server_.config();
@@ -625,6 +641,17 @@ void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attach
       // Split ["name", args...] into the name and the JSON text of the args array.
       auto j = nlohmann::json::parse(p.data, nullptr, false);
       std::string name = j[0].get<std::string>();
+      std::int64_t wait_ns = 0;
+      if (!sock->take_token(name, wait_ns)) {
+        // Over the socket's inbound rate: the event is dropped (its ack never comes) and the
+        // client is told with a "rate_limited" event.
+        server_.get_metrics().drop(drop_reason::rate_limited);
+        std::string info = "{\"event\":";
+        proto::append_json_string(info, name);
+        info += ",\"retry_after_ms\":" + std::to_string(wait_ns / 1'000'000 + 1) + "}";
+        server_.sio_emit(sock->sid(), "rate_limited", info, {}, -1);
+        return;
+      }
       j.erase(j.begin());
       std::int64_t id = p.id ? static_cast<std::int64_t>(*p.id) : -1;
       bool queued = server_.get_dispatcher().post(

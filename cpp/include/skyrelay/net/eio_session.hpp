@@ -17,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "skyrelay/core/config.hpp"
 #include "skyrelay/core/errors.hpp"
+#include "skyrelay/core/inbound_limit.hpp"
 #include "skyrelay/core/frame.hpp"
 #include "skyrelay/hub/subscriber.hpp"
 #include "skyrelay/net/aliases.hpp"
@@ -52,6 +54,10 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   void mark_closed();
   std::shared_ptr<eio_session> session() const { return session_.lock(); }
 
+  // The socket's inbound limit (server_config::inbound_limit, event_limits): false when the
+  // event is over it, with the wait until a token is back. Thread-safe.
+  bool take_token(std::string_view event, std::int64_t& wait_ns);
+
   // Recovery. The pid the client presents to resume ("" when recovery is off).
   const std::string& pid() const noexcept { return pid_; }
   // The transport dropped: stay in the rooms, send nothing; history keeps what comes.
@@ -77,6 +83,7 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   std::string pid_;
   std::deque<std::vector<frame_ptr>> direct_;  // latest events to this socket alone
   std::uint64_t evicted_offset_{0};  // highest offset that fell out of direct_
+  std::optional<inbound_limit> limit_;  // made on first use, from the server's config
 };
 
 class eio_session : public ws_handler, public std::enable_shared_from_this<eio_session> {
@@ -91,6 +98,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   ~eio_session() override;
 
   const std::string& sid() const noexcept { return sid_; }
+  const server_config& config() const noexcept;
   // The open packet ("0{...}"); the caller sends it as the first packet of the transport.
   std::string open_packet() const;
   void start();
