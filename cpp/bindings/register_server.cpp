@@ -65,6 +65,11 @@ class py_server {
     get("max_connections", cfg.max_connections);
     get("max_connections_per_ip", cfg.max_connections_per_ip);
     get("max_rooms_per_connection", cfg.max_rooms_per_connection);
+    get("limit_loopback", cfg.limit_loopback);
+    if (options.contains("new_connections_per_ip")) {
+      auto pair = options["new_connections_per_ip"].cast<std::pair<double, double>>();
+      cfg.new_connections_per_ip = rate_spec{pair.first, pair.second};
+    }
     if (options.contains("inbound_rate")) cfg.inbound_limit.rate = options["inbound_rate"].cast<double>();
     if (options.contains("inbound_burst")) cfg.inbound_limit.burst = options["inbound_burst"].cast<double>();
     if (options.contains("event_limits"))

@@ -219,6 +219,8 @@ class Server:
         max_rooms_per_connection: int = 1_000,
         inbound_rate: float = 10.0,
         inbound_burst: float = 20.0,
+        new_connections_per_ip: tuple[float, float] = (50.0, 100.0),
+        limit_loopback: bool = False,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -268,6 +270,11 @@ class Server:
             # Inbound messages per connection (token bucket; rate 0: no limit).
             "inbound_rate": float(inbound_rate),
             "inbound_burst": float(inbound_burst),
+            # New TCP connections per second from one IP (rate, burst); rate 0: no limit.
+            "new_connections_per_ip": (float(new_connections_per_ip[0]),
+                                       float(new_connections_per_ip[1])),
+            # Per-IP limits skip 127.0.0.0/8 and ::1 unless set (a proxy on the same host).
+            "limit_loopback": bool(limit_loopback),
         }
         if history_size < 0 or history_ttl <= 0:
             raise ValueError("history_size must be >= 0 and history_ttl > 0")

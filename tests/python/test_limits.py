@@ -9,7 +9,6 @@ import socket
 import time
 
 import pytest
-from websockets.exceptions import InvalidStatus
 
 from skyrelay.testing import ResponseError, connect, metric, wait_until
 
@@ -28,18 +27,17 @@ def refused_answer(port: int) -> tuple[int, dict, dict]:
 
 
 def test_connections_per_ip(skyrelay_server_factory):
-    server = skyrelay_server_factory(max_connections_per_ip=4)
+    server = skyrelay_server_factory(max_connections_per_ip=4, limit_loopback=True)
     url = f"ws://127.0.0.1:{server.port}/ws"
     clients = [connect(url) for _ in range(4)]
     try:
-        with pytest.raises(InvalidStatus) as err:
-            connect(url)
-        assert err.value.response.status_code == 503
+        # (Read with a raw socket: the answer comes before the request is read, which the
+        # websockets client sometimes trips over while it is still sending its handshake.)
         status, fields, body = refused_answer(server.port)
         assert status == 503 and fields["Retry-After"] == "1"
         assert body == {"error": "too_many_connections",
                         "message": "too many connections from this address"}
-        assert metric(server, 'skyrelay_connections_refused_total{limit="per_ip"}') == 2
+        assert metric(server, 'skyrelay_connections_refused_total{limit="per_ip"}') == 1
         for c in clients:  # the admitted ones are untouched
             assert c.ping()["type"] == "pong"
         clients.pop().close()
@@ -151,3 +149,27 @@ def test_no_inbound_limit(skyrelay_server_factory, skyrelay_client):
     assert c.request("ask", "last") == "last"
     with pytest.raises(ValueError):
         server.on("x", lambda conn, data: None, rate=(1, 0))
+
+
+def test_new_connections_per_second_per_ip(skyrelay_server_factory):
+    server = skyrelay_server_factory(new_connections_per_ip=(2, 5), limit_loopback=True)
+    for _ in range(5):  # the burst
+        with connect(f"ws://127.0.0.1:{server.port}/ws") as c:
+            assert c.ping()["type"] == "pong"
+    status, _, body = refused_answer(server.port)
+    assert status == 503 and "slow down" in body["message"]
+    time.sleep(0.6)  # 2 per second: one back
+    with connect(f"ws://127.0.0.1:{server.port}/ws") as c:
+        assert c.ping()["type"] == "pong"
+    assert metric(server, 'skyrelay_connections_refused_total{limit="new_per_ip"}') == 1
+
+
+def test_loopback_is_exempt_from_per_ip_limits_by_default(skyrelay_server_factory):
+    """Behind a reverse proxy on the same host every client comes from 127.0.0.1."""
+    server = skyrelay_server_factory(max_connections_per_ip=2, new_connections_per_ip=(1, 1))
+    clients = [connect(f"ws://127.0.0.1:{server.port}/ws") for _ in range(5)]
+    try:
+        assert all(c.ping()["type"] == "pong" for c in clients)
+    finally:
+        for c in clients:
+            c.close()

@@ -1,5 +1,7 @@
 #include "skyrelay/net/listener.hpp"
 
+#include <array>
+
 #include "skyrelay/net/http_session.hpp"
 #include "skyrelay/net/server.hpp"
 
@@ -34,24 +36,59 @@ void listener::do_accept() {
                          });
 }
 
-void listener::refuse(tcp::socket socket, bool per_ip) {
+void listener::refuse(tcp::socket socket, connection_refusal why) {
   auto& m = server_.get_metrics();
-  m.add(per_ip ? m.local().refused_ip_limit : m.local().refused_total_limit);
+  m.add(why == connection_refusal::per_ip ? m.local().refused_ip_limit
+        : why == connection_refusal::rate ? m.local().refused_rate_limit
+                                       : m.local().refused_total_limit);
   // A short HTTP answer, written without reading the request, then the connection is closed.
   static const std::string total_body =
       R"({"error":"too_many_connections","message":"the server is at its connection limit"})";
   static const std::string ip_body =
       R"({"error":"too_many_connections","message":"too many connections from this address"})";
-  const std::string& body = per_ip ? ip_body : total_body;
+  static const std::string rate_body =
+      R"({"error":"too_many_connections","message":"too many new connections from this address; slow down"})";
+  const std::string& body = why == connection_refusal::per_ip ? ip_body
+                            : why == connection_refusal::rate ? rate_body
+                                                           : total_body;
   auto text = std::make_shared<std::string>(
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1"
       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
       body);
-  auto s = std::make_shared<tcp::socket>(std::move(socket));
-  asio::async_write(*s, asio::buffer(*text), [s, text](boost::system::error_code, std::size_t) {
-    boost::system::error_code ec;
-    s->shutdown(tcp::socket::shutdown_send, ec);
-    s->close(ec);
+  // Lingering close: after the answer, read (and discard) what the client still sends until it
+  // closes or a second passes. Closing with unread input would reset the connection, and the
+  // client could lose the answer.
+  struct refused {
+    tcp::socket socket;
+    asio::steady_timer timer;
+    std::string text;
+    std::array<char, 1024> sink{};
+    explicit refused(tcp::socket s, std::string t)
+        : socket(std::move(s)), timer(socket.get_executor()), text(std::move(t)) {}
+    void drain(std::shared_ptr<refused> self) {
+      socket.async_read_some(asio::buffer(sink), [self](boost::system::error_code ec, std::size_t) {
+        if (ec) {
+          self->timer.cancel();
+          boost::system::error_code ignored;
+          self->socket.close(ignored);
+          return;
+        }
+        self->drain(self);
+      });
+    }
+  };
+  auto r = std::make_shared<refused>(std::move(socket), std::move(*text));
+  asio::async_write(r->socket, asio::buffer(r->text), [r](boost::system::error_code ec, std::size_t) {
+    boost::system::error_code ignored;
+    if (ec) return r->socket.close(ignored);
+    // No half-close: some clients take an early end of stream for a failed handshake before
+    // they read the answer. "Connection: close" tells them to hang up.
+    r->timer.expires_after(std::chrono::seconds(1));
+    r->timer.async_wait([r](boost::system::error_code ec) {
+      boost::system::error_code ignored;
+      if (!ec) r->socket.close(ignored);
+    });
+    r->drain(r);
   });
 }
 
@@ -60,10 +97,10 @@ void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
   if (!ec) {
     boost::system::error_code ep_ec;
     const auto ep = socket.remote_endpoint(ep_ec);
-    bool per_ip = false;
-    auto slot = ep_ec ? nullptr : server_.admit(ep.address().to_string(), per_ip);
+    connection_refusal why = connection_refusal::total;
+    auto slot = ep_ec ? nullptr : server_.admit(ep.address().to_string(), why);
     if (!slot) {
-      refuse(std::move(socket), per_ip);
+      refuse(std::move(socket), why);
     } else {
       // Hand off on the socket's own context.
       auto& ctx = static_cast<asio::io_context&>(socket.get_executor().context());

@@ -110,6 +110,8 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
         static_cast<double>(total(&shard::refused_total_limit)));
   value(out, "skyrelay_connections_refused_total{limit=\"per_ip\"}",
         static_cast<double>(total(&shard::refused_ip_limit)));
+  value(out, "skyrelay_connections_refused_total{limit=\"new_per_ip\"}",
+        static_cast<double>(total(&shard::refused_rate_limit)));
   counter("skyrelay_publish_api_requests_total", "POST /api/publish requests.",
           &shard::publish_api_requests);
   counter("skyrelay_publish_api_refused_total",

@@ -212,14 +212,37 @@ std::size_t server::publish(const publication& p, publish_meta* meta) {
   return n;
 }
 
-server::connection_slot server::admit(const std::string& ip, bool& per_ip) {
-  per_ip = false;
-  if (cfg_.max_connections && tcp_total_.load() >= cfg_.max_connections) return nullptr;
+server::connection_slot server::admit(const std::string& ip, connection_refusal& why) {
+  why = connection_refusal::none;
+  if (cfg_.max_connections && tcp_total_.load() >= cfg_.max_connections) {
+    why = connection_refusal::total;
+    return nullptr;
+  }
+  const bool loopback = ip.starts_with("127.") || ip == "::1" || ip.starts_with("::ffff:127.");
+  if (loopback && !cfg_.limit_loopback) {
+    ++tcp_total_;
+    return connection_slot(static_cast<void*>(this), [this](void*) { --tcp_total_; });
+  }
   {
     std::lock_guard lock(ip_mu_);
+    if (cfg_.new_connections_per_ip.rate > 0) {
+      const std::int64_t now = steady_ns();
+      auto [b, fresh] = new_per_ip_.try_emplace(ip, cfg_.new_connections_per_ip, now);
+      std::int64_t wait_ns = 0;
+      if (!b->second.take(now, wait_ns)) {
+        why = connection_refusal::rate;
+        return nullptr;
+      }
+      // Forget buckets that have filled up again, a few at a time, so the map stays small.
+      if (new_per_ip_.size() > 1024) {
+        std::size_t checked = 0;
+        for (auto it = new_per_ip_.begin(); it != new_per_ip_.end() && checked < 64; ++checked)
+          it = it->second.full(now) ? new_per_ip_.erase(it) : std::next(it);
+      }
+    }
     auto& n = per_ip_[ip];
     if (cfg_.max_connections_per_ip && n >= cfg_.max_connections_per_ip) {
-      per_ip = true;
+      why = connection_refusal::per_ip;
       return nullptr;
     }
     ++n;

@@ -31,6 +31,11 @@ struct server_config {
   // a new connection gets a 503 answer and is closed. 0: no limit.
   std::size_t max_connections{100'000};
   std::size_t max_connections_per_ip{1'000};
+  // New connections per second from one IP address (a token bucket); over it, 503. rate 0: off.
+  rate_spec new_connections_per_ip{50.0, 100.0};
+  // Per-IP limits skip loopback addresses unless this is set: behind a reverse proxy on the same
+  // host every client arrives from 127.0.0.1 (limit per client at the proxy then).
+  bool limit_loopback{false};
   // Inbound messages per connection (subscribe, unsubscribe, events and requests; not pings):
   // a token bucket. Over it a message is refused with rate_limited. rate 0: no limit.
   rate_spec inbound_limit{10.0, 20.0};

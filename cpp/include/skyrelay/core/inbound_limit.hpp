@@ -34,6 +34,10 @@ class token_bucket {
     wait_ns = static_cast<std::int64_t>((1.0 - tokens_) / spec_.rate * 1e9) + 1;
     return false;
   }
+  // Whether the bucket would be full at `now_ns` (it can then be forgotten and made anew).
+  bool full(std::int64_t now_ns) const {
+    return spec_.rate <= 0 || tokens_ + (now_ns - at_) * 1e-9 * spec_.rate >= spec_.burst;
+  }
 
  private:
   rate_spec spec_;

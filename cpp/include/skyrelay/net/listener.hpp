@@ -1,11 +1,15 @@
 // Accepts TCP connections and hands each to an http_session on the next I/O context.
 #pragma once
 
+#include <cstdint>
+
 #include <memory>
 
 #include "skyrelay/net/aliases.hpp"
 
 namespace skyrelay {
+
+enum class connection_refusal : std::uint8_t;
 
 class server;
 
@@ -20,8 +24,8 @@ class listener : public std::enable_shared_from_this<listener> {
  private:
   void do_accept();
   void on_accept(boost::system::error_code ec, tcp::socket socket);
-  // Answers 503 and closes: a connection limit is reached (per IP when `per_ip`).
-  void refuse(tcp::socket socket, bool per_ip);
+  // Answers 503 and closes: a connection limit is reached.
+  void refuse(tcp::socket socket, connection_refusal why);
 
   asio::io_context& ioc_;
   tcp::acceptor acceptor_;

@@ -24,6 +24,9 @@
 
 namespace skyrelay {
 
+// Why a new connection was not admitted (server::admit).
+enum class connection_refusal : std::uint8_t { none, total, per_ip, rate };
+
 class listener;
 class ws_session;
 class eio_session;
@@ -181,7 +184,7 @@ class server {
   // holder drops it (the HTTP session, then the WebSocket or stream it became), or nullptr
   // when a limit is reached (`per_ip` tells which).
   using connection_slot = std::shared_ptr<void>;
-  connection_slot admit(const std::string& ip, bool& per_ip);
+  connection_slot admit(const std::string& ip, connection_refusal& why);
   std::size_t tcp_connections() const noexcept { return tcp_total_.load(); }
 
   // The executor for the next accepted connection (round-robin over the I/O contexts).
@@ -217,6 +220,7 @@ class server {
   std::atomic<std::size_t> tcp_total_{0};
   std::mutex ip_mu_;
   std::unordered_map<std::string, std::size_t> per_ip_;
+  std::unordered_map<std::string, token_bucket> new_per_ip_;  // forgotten once full again
 
   static constexpr auto idempotency_window = std::chrono::minutes(5);
   static constexpr std::size_t max_idempotency_keys = 100'000;
