@@ -79,27 +79,16 @@ bool sio_socket::reattach(std::weak_ptr<eio_session> session, std::uint64_t offs
   return true;
 }
 
-void sio_socket::deliver(const frame_ptr& f, overflow_policy policy) {
-  std::shared_ptr<eio_session> s;
-  {
-    std::lock_guard lock(mu_);
-    if (closed_) return;
-    if (!connected_) {
-      pending_.push_back(f);
-      return;
-    }
-    if (detached_) return;  // the hub's history has it for the client's return
-    s = session_.lock();
-  }
-  if (!s) return;
-  if (f->followers.empty()) return s->send(f, policy);
-  std::vector<frame_ptr> group;
-  append_group(group, f);
-  s->send_all(group);
-}
+void sio_socket::deliver(const frame_ptr& f, overflow_policy policy) { pass_on(f, policy, false); }
 
 void sio_socket::deliver_direct(const frame_ptr& f, overflow_policy policy) {
+  pass_on(f, policy, true);
+}
+
+void sio_socket::pass_on(const frame_ptr& f, overflow_policy policy, bool direct) {
   std::shared_ptr<eio_session> s;
+  std::vector<frame_ptr> group;  // the frame and its attachments
+  append_group(group, f);
   {
     std::lock_guard lock(mu_);
     if (closed_) return;
@@ -107,16 +96,13 @@ void sio_socket::deliver_direct(const frame_ptr& f, overflow_policy policy) {
       pending_.push_back(f);
       return;
     }
-    std::vector<frame_ptr> group;
-    append_group(group, f);
-    remember_locked(group.data(), group.size());
-    if (detached_) return;  // kept in direct_ for the client's return
+    // Events to this socket alone are kept for its return; the hub's history has the rest.
+    if (direct) remember_locked(group.data(), group.size());
+    if (detached_) return;
     s = session_.lock();
   }
   if (!s) return;
-  if (f->followers.empty()) return s->send(f, policy);
-  std::vector<frame_ptr> group;
-  append_group(group, f);
+  if (group.size() == 1) return s->send(f, policy);
   s->send_all(group);
 }
 

@@ -70,6 +70,9 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
                 std::vector<frame_ptr>& missed);
 
  private:
+  // deliver and deliver_direct: queue before acceptance, keep direct events for recovery,
+  // send nothing while detached.
+  void pass_on(const frame_ptr& f, overflow_policy policy, bool direct);
   // Keeps a group of frames to this socket alone (an event and its binary attachments).
   void remember_locked(const frame_ptr* first, std::size_t n);
 
