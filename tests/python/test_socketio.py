@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 
@@ -462,3 +463,38 @@ def test_socketio_events_have_the_inbound_rate_limit(skyrelay_server_factory):
         other.disconnect()
     finally:
         client.disconnect()
+
+
+def test_a_polling_client_that_stops_polling_is_cut_not_deadlocked(skyrelay_server_factory):
+    """Direct emits to a Socket.IO polling session that never polls overflow its queue: the
+    session ends as a slow consumer (the emitting thread must not hang on the socket's own
+    lock while the session closes), and other clients are served."""
+    import httpx
+
+    reasons = queue.Queue()
+    connected = queue.Queue()
+
+    def configure(server):
+        server.on("connect", lambda conn: connected.put(conn) or None)
+        server.on("disconnect", lambda conn, reason: reasons.put(reason))
+
+    server = skyrelay_server_factory(configure, outbox_max_frames=50)
+    base = f"http://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=polling"
+    open_packet = httpx.get(base, timeout=5).text
+    sid = json.loads(open_packet[1:])["sid"]
+    assert httpx.post(f"{base}&sid={sid}", content="40", timeout=5).text == "ok"
+    conn = connected.get(timeout=5)
+    done = threading.Event()
+
+    def flood():
+        for i in range(500):
+            conn.emit("x", {"i": i, "blob": b"\x00" * 10})  # binary: a packet and its attachment
+        done.set()
+
+    t = threading.Thread(target=flood, daemon=True)
+    t.start()
+    assert done.wait(10), "the emitting thread hung"
+    assert reasons.get(timeout=5) == "slow_consumer"
+    other = socketio.Client(reconnection=False)
+    other.connect(f"http://127.0.0.1:{server.port}", transports=["websocket"], wait_timeout=5)
+    other.disconnect()

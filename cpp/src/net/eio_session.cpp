@@ -688,7 +688,7 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
   bool overflow = false;
   {
     std::lock_guard lock(mu_);
-    if (closed_) return;
+    if (closed_ || overflowed_) return;
     if (transport_ == transport::websocket) {
       ws = ws_;
     } else {
@@ -698,6 +698,7 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
         queue_bytes_ += f->bytes.size();
       }
       overflow = queue_.size() > cfg.outbox_max_frames || queue_bytes_ > cfg.outbox_max_bytes;
+      overflowed_ = overflow;
       if (!overflow && parked_ && !upgrading_) {
         parked = std::move(parked_);
         parked_ = nullptr;
@@ -710,8 +711,12 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
     return;
   }
   if (overflow) {
+    // Closed from the session's executor, not here: the caller may hold a socket's lock
+    // (a Socket.IO socket sends under its own mutex), and closing ends its sockets.
     server_.get_metrics().drop(drop_reason::slow_consumer);
-    close(disconnect_reason::slow_consumer);
+    asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
+      self->close(disconnect_reason::slow_consumer);
+    });
     return;
   }
   if (parked) parked(200, std::move(body));

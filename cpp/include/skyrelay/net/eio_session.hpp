@@ -165,6 +165,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   std::size_t queue_bytes_{0};
   reply_fn parked_;              // polling: a GET waiting for packets
   bool held_{false};             // ... held for an upgrade in progress (see poll())
+  bool overflowed_{false};       // the polling queue overflowed; the session is being closed
   bool closed_{false};
   bool awaiting_pong_{false};
   bool lingering_{false};
