@@ -13,11 +13,40 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
+
+    passes = sub.add_parser("passes", help="predict satellite passes over a ground station")
+    passes.add_argument("--tle", required=True, help="TLE file (two- or three-line sets, or gpredict .dat)")
+    passes.add_argument("--station", required=True, metavar="LAT,LON[,ALT]",
+                        help="degrees north, degrees east, metres above the ellipsoid")
+    passes.add_argument("--start", help="ISO-8601 UTC start (default: now)")
+    passes.add_argument("--hours", type=float, default=24.0)
+    passes.add_argument("--min-elevation", type=float, default=0.0, help="mask in degrees")
+    passes.add_argument("--satellite", action="append", default=[],
+                        help="only satellites whose name or number contains this (repeatable)")
+
+    prop = sub.add_parser("propagate", help="print satellite positions")
+    prop.add_argument("--tle", required=True, help="TLE file (two- or three-line sets, or gpredict .dat)")
+    prop.add_argument("--start", help="ISO-8601 UTC start (default: now)")
+    prop.add_argument("--minutes", type=float, default=90.0, help="span to cover")
+    prop.add_argument("--step", type=float, default=10.0, help="minutes between rows")
+    prop.add_argument("--satellite", action="append", default=[],
+                      help="only satellites whose name or number contains this (repeatable)")
+
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run_demo
 
         return run_demo(args.host, args.port, args.interval)
+    if args.command in ("passes", "propagate"):
+        from . import _orbit_cli
+
+        try:
+            if args.command == "passes":
+                return _orbit_cli.passes(args)
+            return _orbit_cli.propagate(args)
+        except _orbit_cli.UsageError as exc:
+            print(f"skyrelay {args.command}: error: {exc}", file=sys.stderr)
+            return 2
     return 2
 
 

@@ -1,0 +1,330 @@
+// Bindings for the orbit module: element parsing, SGP4 propagation over numpy arrays, frames,
+// look angles and pass search. Everything that loops runs without the GIL.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "skyrelay/orbit/elements.hpp"
+#include "skyrelay/orbit/frames.hpp"
+#include "skyrelay/orbit/passes.hpp"
+#include "skyrelay/orbit/sgp4.hpp"
+
+namespace py = pybind11;
+
+namespace skyrelay::bindings {
+namespace {
+
+using namespace skyrelay::orbit;
+using darray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+gravity_model gravity_of(const std::string& name) {
+  if (name == "wgs72") return gravity_model::wgs72;
+  if (name == "wgs72old") return gravity_model::wgs72old;
+  if (name == "wgs84") return gravity_model::wgs84;
+  throw py::value_error("gravity must be 'wgs72', 'wgs72old' or 'wgs84', not '" + name + "'");
+}
+
+opsmode opsmode_of(const std::string& name) {
+  if (name == "i" || name == "improved") return opsmode::improved;
+  if (name == "a" || name == "afspc") return opsmode::afspc;
+  throw py::value_error("opsmode must be 'i' (improved) or 'a' (afspc), not '" + name + "'");
+}
+
+// Runs f(i) for i in [0, n) on up to `threads` threads (0: all cores).
+template <class F>
+void parallel_for(std::size_t n, unsigned threads, F&& f) {
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  threads = static_cast<unsigned>(std::min<std::size_t>(threads, n));
+  if (threads <= 1) {
+    for (std::size_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  std::vector<std::thread> pool;
+  for (unsigned k = 0; k < threads; ++k)
+    pool.emplace_back([&] {
+      for (std::size_t i; (i = next.fetch_add(1)) < n;) f(i);
+    });
+  for (auto& t : pool) t.join();
+}
+
+void check_times(const darray& jd, const darray& fr) {
+  if (jd.ndim() != 1 || fr.ndim() != 1 || jd.shape(0) != fr.shape(0))
+    throw py::value_error("jd and fr must be one-dimensional arrays of the same length");
+}
+
+py::dict elements_dict(const elements& e) {
+  py::dict d;
+  d["name"] = e.name;
+  d["satnum"] = e.satnum;
+  d["catalog_number"] = e.catalog_number;
+  d["classification"] = std::string(1, e.classification);
+  d["intl_designator"] = e.intl_designator;
+  d["epoch_year"] = e.epoch_year;
+  d["epoch_days"] = e.epoch_days;
+  d["epoch_jd"] = e.epoch_jd;
+  d["epoch_fr"] = e.epoch_fr;
+  d["ndot"] = e.ndot;
+  d["nddot"] = e.nddot;
+  d["bstar"] = e.bstar;
+  d["ephemeris_type"] = e.ephemeris_type;
+  d["element_number"] = e.element_number;
+  d["inclination_deg"] = e.inclination_deg;
+  d["raan_deg"] = e.raan_deg;
+  d["eccentricity"] = e.eccentricity;
+  d["arg_perigee_deg"] = e.arg_perigee_deg;
+  d["mean_anomaly_deg"] = e.mean_anomaly_deg;
+  d["mean_motion"] = e.mean_motion;
+  d["rev_number"] = e.rev_number;
+  return d;
+}
+
+// A propagator with the elements it came from.
+struct py_sgp4 {
+  elements el;
+  sgp4 prop;
+  py_sgp4(const elements& e, const std::string& g, const std::string& m)
+      : el(e), prop(e, gravity_of(g), opsmode_of(m)) {}
+};
+
+py::tuple propagate_many(const std::vector<std::shared_ptr<py_sgp4>>& sats, const darray& jd,
+                         const darray& fr, unsigned threads) {
+  check_times(jd, fr);
+  const std::size_t n = sats.size(), m = static_cast<std::size_t>(jd.shape(0));
+  py::array_t<double> r({n, m, std::size_t{3}}), v({n, m, std::size_t{3}});
+  py::array_t<std::int8_t> err({n, m});
+  const double* pj = jd.data();
+  const double* pf = fr.data();
+  double* pr = r.mutable_data();
+  double* pv = v.mutable_data();
+  std::int8_t* pe = err.mutable_data();
+  std::vector<const sgp4*> props;
+  for (const auto& s : sats) props.push_back(&s->prop);
+  {
+    py::gil_scoped_release nogil;
+    parallel_for(n, threads, [&](std::size_t i) {
+      resonance_state rs;
+      for (std::size_t j = 0; j < m; ++j) {
+        state_vector sv;
+        const auto e = props[i]->propagate_jd(pj[j], pf[j], sv, &rs);
+        const std::size_t k = (i * m + j) * 3;
+        const double nan = std::numeric_limits<double>::quiet_NaN();
+        for (int c = 0; c < 3; ++c) {
+          pr[k + c] = e == sgp4_error::none ? sv.r[c] : nan;
+          pv[k + c] = e == sgp4_error::none ? sv.v[c] : nan;
+        }
+        pe[i * m + j] = static_cast<std::int8_t>(e);
+      }
+    });
+  }
+  return py::make_tuple(r, v, err);
+}
+
+// TEME positions (..., 3) at times (the leading shape's last axis) to geodetic arrays.
+py::tuple teme_to_geodetic(const darray& r, const darray& jd, const darray& fr, double dut1) {
+  check_times(jd, fr);
+  if (r.ndim() < 2 || r.shape(r.ndim() - 1) != 3 || r.shape(r.ndim() - 2) != jd.shape(0))
+    throw py::value_error("positions must have shape (..., len(times), 3)");
+  const std::size_t m = static_cast<std::size_t>(jd.shape(0));
+  const std::size_t total = static_cast<std::size_t>(r.size() / 3);
+  std::vector<py::ssize_t> shape(r.shape(), r.shape() + r.ndim() - 1);
+  py::array_t<double> lat(shape), lon(shape), alt(shape);
+  const double* pr = r.data();
+  const double* pj = jd.data();
+  const double* pf = fr.data();
+  double *pa = lat.mutable_data(), *po = lon.mutable_data(), *ph = alt.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    std::vector<double> theta(m);
+    for (std::size_t j = 0; j < m; ++j) theta[j] = gmst82(ut1_jd(pj[j], pf[j], dut1));
+    for (std::size_t i = 0; i < total; ++i) {
+      state_vector teme{{pr[3 * i], pr[3 * i + 1], pr[3 * i + 2]}, {0, 0, 0}}, ecef;
+      teme_to_ecef(teme, theta[i % m], ecef);
+      const geodetic g = ecef_to_geodetic(ecef.r);
+      pa[i] = g.latitude_rad * 180.0 / M_PI;
+      po[i] = g.longitude_rad * 180.0 / M_PI;
+      ph[i] = g.altitude_km;
+    }
+  }
+  return py::make_tuple(lat, lon, alt);
+}
+
+py::tuple teme_to_ecef_arrays(const darray& r, const darray& v, const darray& jd, const darray& fr, double dut1) {
+  check_times(jd, fr);
+  if (r.ndim() != 2 || r.shape(1) != 3 || r.shape(0) != jd.shape(0) || v.ndim() != 2 || v.shape(0) != r.shape(0) ||
+      v.shape(1) != 3)
+    throw py::value_error("positions and velocities must have shape (len(times), 3)");
+  const std::size_t m = static_cast<std::size_t>(jd.shape(0));
+  py::array_t<double> ro({m, std::size_t{3}}), vo({m, std::size_t{3}});
+  const double *pr = r.data(), *pv = v.data(), *pj = jd.data(), *pf = fr.data();
+  double *qr = ro.mutable_data(), *qv = vo.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    for (std::size_t j = 0; j < m; ++j) {
+      state_vector teme{{pr[3 * j], pr[3 * j + 1], pr[3 * j + 2]}, {pv[3 * j], pv[3 * j + 1], pv[3 * j + 2]}}, ecef;
+      teme_to_ecef(teme, gmst82(ut1_jd(pj[j], pf[j], dut1)), ecef);
+      for (int c = 0; c < 3; ++c) {
+        qr[3 * j + c] = ecef.r[c];
+        qv[3 * j + c] = ecef.v[c];
+      }
+    }
+  }
+  return py::make_tuple(ro, vo);
+}
+
+py::tuple look_angles_arrays(const darray& r, const darray& v, const darray& jd, const darray& fr, double lat,
+                             double lon, double alt, double dut1) {
+  const py::tuple converted = teme_to_ecef_arrays(r, v, jd, fr, dut1);
+  const auto re = converted[0].cast<darray>();
+  const auto ve = converted[1].cast<darray>();
+  const std::size_t m = static_cast<std::size_t>(jd.shape(0));
+  py::array_t<double> az(m), el(m), range(m), rate(m);
+  const double *pr = re.data(), *pv = ve.data();
+  double *qa = az.mutable_data(), *qe = el.mutable_data(), *qr = range.mutable_data(), *qd = rate.mutable_data();
+  const site s = make_site(lat, lon, alt);
+  {
+    py::gil_scoped_release nogil;
+    for (std::size_t j = 0; j < m; ++j) {
+      state_vector ecef{{pr[3 * j], pr[3 * j + 1], pr[3 * j + 2]}, {pv[3 * j], pv[3 * j + 1], pv[3 * j + 2]}};
+      const look_angles la = look_from(s, ecef);
+      qa[j] = la.azimuth_rad * 180.0 / M_PI;
+      qe[j] = la.elevation_rad * 180.0 / M_PI;
+      qr[j] = la.range_km;
+      qd[j] = la.range_rate_km_s;
+    }
+  }
+  return py::make_tuple(az, el, range, rate);
+}
+
+py::list passes(const std::vector<std::shared_ptr<py_sgp4>>& sats, const std::vector<std::tuple<double, double, double, double>>& stations,
+                double start, double end, double dut1, unsigned threads) {
+  std::vector<const sgp4*> props;
+  for (const auto& s : sats) props.push_back(&s->prop);
+  std::vector<site> sites;
+  for (const auto& [lat, lon, alt, mask] : stations) sites.push_back(make_site(lat, lon, alt, mask));
+  std::vector<pass_window> found;
+  {
+    py::gil_scoped_release nogil;
+    found = find_passes(props, sites, start, end, {dut1, threads});
+  }
+  py::list out;
+  for (const auto& p : found)
+    out.append(py::make_tuple(p.satellite, p.station, p.aos, p.culmination, p.los, p.max_elevation_deg,
+                              p.aos_azimuth_deg, p.culmination_azimuth_deg, p.los_azimuth_deg,
+                              p.culmination_range_km, p.duration_s, p.quality, p.starts_before, p.ends_after));
+  return out;
+}
+
+}  // namespace
+
+void register_orbit(py::module_& m) {
+  auto o = m.def_submodule("orbit", "SGP4/SDP4, frames and pass prediction");
+
+  o.def("parse_tle",
+        [](const std::string& l1, const std::string& l2, const std::string& name) {
+          auto r = parse_tle(l1, l2, name);
+          if (!r.value) throw py::value_error(r.error);
+          return py::make_tuple(elements_dict(*r.value), r.checksum_ok[0], r.checksum_ok[1]);
+        },
+        py::arg("line1"), py::arg("line2"), py::arg("name") = "");
+  o.def("parse_tle_text",
+        [](const std::string& text) {
+          tle_file f;
+          {
+            py::gil_scoped_release nogil;
+            f = parse_tle_text(text);
+          }
+          py::list sets;
+          for (const auto& e : f.sets) sets.append(elements_dict(e));
+          return py::make_tuple(sets, f.errors, f.checksum_warnings);
+        },
+        py::arg("text"));
+  o.def("load_tle_text",
+        [](const std::string& text, const std::string& gravity, const std::string& mode) {
+          tle_file f;
+          {
+            py::gil_scoped_release nogil;
+            f = parse_tle_text(text);
+          }
+          std::vector<std::shared_ptr<py_sgp4>> sats;
+          for (const auto& e : f.sets) sats.push_back(std::make_shared<py_sgp4>(e, gravity, mode));
+          return py::make_tuple(sats, f.errors, f.checksum_warnings);
+        },
+        py::arg("text"), py::arg("gravity") = "wgs72", py::arg("opsmode") = "i");
+  o.def("parse_omm",
+        [](const std::string& json) {
+          auto r = parse_omm(json);
+          if (!r.value) throw py::value_error(r.error);
+          return elements_dict(*r.value);
+        },
+        py::arg("json"));
+  o.def("gmst82", [](const darray& jd) {
+    auto out = py::array_t<double>(jd.request().shape);
+    const double* p = jd.data();
+    double* q = out.mutable_data();
+    for (py::ssize_t i = 0; i < jd.size(); ++i) q[i] = gmst82(p[i]);
+    return out;
+  });
+
+  py::class_<py_sgp4, std::shared_ptr<py_sgp4>>(o, "Sgp4")
+      .def(py::init([](const std::string& l1, const std::string& l2, const std::string& name,
+                       const std::string& gravity, const std::string& mode) {
+             auto r = parse_tle(l1, l2, name);
+             if (!r.value) throw py::value_error(r.error);
+             return std::make_shared<py_sgp4>(*r.value, gravity, mode);
+           }),
+           py::arg("line1"), py::arg("line2"), py::arg("name") = "", py::arg("gravity") = "wgs72",
+           py::arg("opsmode") = "i")
+      .def_static("from_omm",
+                  [](const std::string& json, const std::string& gravity, const std::string& mode) {
+                    auto r = parse_omm(json);
+                    if (!r.value) throw py::value_error(r.error);
+                    return std::make_shared<py_sgp4>(*r.value, gravity, mode);
+                  },
+                  py::arg("json"), py::arg("gravity") = "wgs72", py::arg("opsmode") = "i")
+      .def_property_readonly("elements", [](const py_sgp4& s) { return elements_dict(s.el); })
+      .def_property_readonly("init_error", [](const py_sgp4& s) { return static_cast<int>(s.prop.init_error()); })
+      .def_property_readonly("deep_space", [](const py_sgp4& s) { return s.prop.deep_space(); })
+      .def_property_readonly("mean_motion_rad_min", [](const py_sgp4& s) { return s.prop.mean_motion_rad_min(); })
+      .def("propagate_tsince",
+           [](const py_sgp4& s, double t) {
+             state_vector sv;
+             const int e = static_cast<int>(s.prop.propagate(t, sv));
+             return py::make_tuple(e, py::make_tuple(sv.r[0], sv.r[1], sv.r[2]),
+                                   py::make_tuple(sv.v[0], sv.v[1], sv.v[2]));
+           },
+           py::arg("tsince"))
+      .def("propagate",
+           [](const std::shared_ptr<py_sgp4>& s, const darray& jd, const darray& fr) {
+             auto t = propagate_many({s}, jd, fr, 1);
+             auto r = t[0].cast<py::array_t<double>>();
+             auto v = t[1].cast<py::array_t<double>>();
+             auto e = t[2].cast<py::array_t<std::int8_t>>();
+             const py::ssize_t m = jd.shape(0);
+             return py::make_tuple(r.reshape({m, py::ssize_t{3}}), v.reshape({m, py::ssize_t{3}}), e.reshape({m}));
+           },
+           py::arg("jd"), py::arg("fr"));
+
+  o.def("propagate_many", &propagate_many, py::arg("satellites"), py::arg("jd"), py::arg("fr"),
+        py::arg("threads") = 0);
+  o.def("teme_to_geodetic", &teme_to_geodetic, py::arg("r"), py::arg("jd"), py::arg("fr"), py::arg("dut1") = 0.0);
+  o.def("teme_to_ecef", &teme_to_ecef_arrays, py::arg("r"), py::arg("v"), py::arg("jd"), py::arg("fr"),
+        py::arg("dut1") = 0.0);
+  o.def("look_angles", &look_angles_arrays, py::arg("r"), py::arg("v"), py::arg("jd"), py::arg("fr"),
+        py::arg("latitude"), py::arg("longitude"), py::arg("altitude_km"), py::arg("dut1") = 0.0);
+  o.def("find_passes", &passes, py::arg("satellites"), py::arg("stations"), py::arg("start"), py::arg("end"),
+        py::arg("dut1") = 0.0, py::arg("threads") = 0);
+  o.def("describe_error", [](int code) { return std::string(describe(static_cast<sgp4_error>(code))); });
+}
+
+}  // namespace skyrelay::bindings
