@@ -13,11 +13,11 @@ APT_PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev \
 	nlohmann-json3-dev libssl-dev libgtest-dev python3 python3-venv python3-dev \
 	util-linux procps clang libclang-rt-14-dev
 PY_BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.13"
-PY_TEST_DEPS := "pytest>=7" "pytest-timeout" "websockets>=13" "python-socketio[client]>=5.11" "requests" "websocket-client" "flask>=2.3" "fastapi" "uvicorn" "httpx" "httpx-sse" "numpy" "pandas"
+PY_TEST_DEPS := "pytest>=7" "pytest-timeout" "websockets>=13" "python-socketio[client]>=5.11" "requests" "websocket-client" "flask>=2.3" "fastapi" "uvicorn" "httpx" "httpx-sse" "numpy" "pandas" "sgp4" "skyfield"
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps node-deps venv install demo test test-cpp test-cpp-asan test-python test-js bench clean \
+.PHONY: help deps node-deps venv install demo test gpredict-data test-cpp test-cpp-asan test-python test-js bench clean \
 	fuzz fuzz-build test-fuzz
 
 help:
@@ -75,11 +75,24 @@ test-cpp-asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir build/cpp-asan --output-on-failure -j $(JOBS)
 
-test-python: install node_modules/.stamp
+test-python: install node_modules/.stamp gpredict-data
 	$(VPY) -m pytest -q -p no:cacheprovider tests/python
 
 test-js: install node_modules/.stamp
 	node --test tests/js/
+
+# The 979-satellite catalogue that Debian's gpredict package ships (the orbit tests, the
+# benchmark and the demo's full-scale mode read it). Only the package file is fetched and
+# unpacked into build/; gpredict itself is not installed.
+GPREDICT_DATA := build/gpredict/usr/share/gpredict/data/satdata/satellites.dat
+$(GPREDICT_DATA): | deps
+	mkdir -p build/gpredict/deb
+	cd build/gpredict/deb && { apt-get download gpredict 2>/dev/null || \
+	  { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get download gpredict; }; }
+	dpkg -x $$(ls build/gpredict/deb/gpredict_*.deb | head -1) build/gpredict
+	test -f $@ && touch $@
+
+gpredict-data: $(GPREDICT_DATA)
 
 bench: install
 	$(VPY) bench/run_fanout.py

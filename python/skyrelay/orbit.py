@@ -88,7 +88,7 @@ def _datetime64_ns(value: Any) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype.kind == "M":
         return array.astype("datetime64[ns]").reshape(-1)
-    if array.dtype == object:
+    if array.dtype.kind in "US" or array.dtype == object:
         return np.concatenate([_datetime64_ns(v) for v in array.reshape(-1)])
     raise TypeError(f"cannot read times from {type(value).__name__}")
 
