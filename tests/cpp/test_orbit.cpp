@@ -1,0 +1,190 @@
+// Orbit module units: TLE/OMM parsing, calendar, frames and look angles. The propagator itself
+// is checked against the reference output in tests/python/test_orbit.py.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numbers>
+
+#include "skyrelay/orbit/elements.hpp"
+#include "skyrelay/orbit/frames.hpp"
+#include "skyrelay/orbit/passes.hpp"
+#include "skyrelay/orbit/sgp4.hpp"
+
+using namespace skyrelay::orbit;
+
+namespace {
+constexpr const char* l1 = "1 25544U 98067A   18020.89808844  .00002078  00000-0  38550-4 0  9992";
+constexpr const char* l2 = "2 25544  51.6424  32.9776 0003646  28.7227  39.5332 15.54190080 95614";
+constexpr double deg = std::numbers::pi / 180.0;
+}  // namespace
+
+TEST(Tle, ReadsEveryField) {
+  auto r = parse_tle(l1, l2, "0 ISS (ZARYA)");
+  ASSERT_TRUE(r.value) << r.error;
+  const elements& e = *r.value;
+  EXPECT_EQ(e.name, "ISS (ZARYA)");
+  EXPECT_EQ(e.satnum, "25544");
+  EXPECT_EQ(e.intl_designator, "98067A");
+  EXPECT_EQ(e.epoch_year, 2018);
+  EXPECT_DOUBLE_EQ(e.epoch_days, 20.89808844);
+  EXPECT_DOUBLE_EQ(e.ndot, 0.00002078);
+  EXPECT_DOUBLE_EQ(e.bstar, 0.38550e-4);
+  EXPECT_DOUBLE_EQ(e.eccentricity, 0.0003646);
+  EXPECT_DOUBLE_EQ(e.mean_motion, 15.54190080);
+  EXPECT_EQ(e.rev_number, 9561);
+  EXPECT_TRUE(r.checksum_ok[0]);
+  EXPECT_TRUE(r.checksum_ok[1]);
+  // 2018-01-20 is JD 2458138.5 at 0h.
+  EXPECT_DOUBLE_EQ(e.epoch_jd, 2458138.5);
+  EXPECT_NEAR(e.epoch_fr, 0.89808844, 1e-14);
+}
+
+TEST(Tle, ChecksumIsReportedNotEnforced) {
+  std::string bad = l1;
+  bad.back() = '1';  // the right digit is 2
+  auto r = parse_tle(bad, l2);
+  ASSERT_TRUE(r.value);
+  EXPECT_FALSE(r.checksum_ok[0]);
+  EXPECT_TRUE(r.checksum_ok[1]);
+}
+
+TEST(Tle, ErrorsNameLineAndColumns) {
+  std::string bad = l2;
+  bad.replace(8, 8, " 51.x424");
+  auto r = parse_tle(l1, bad);
+  EXPECT_FALSE(r.value);
+  EXPECT_NE(r.error.find("line 2: bad inclination (columns 9-16)"), std::string::npos) << r.error;
+  EXPECT_NE(parse_tle("1 2", l2).error.find("too short"), std::string::npos);
+  EXPECT_NE(parse_tle(l2, l1).error.find("must start with '1 '"), std::string::npos);
+  std::string other = l2;
+  other.replace(2, 5, "11111");
+  EXPECT_NE(parse_tle(l1, other).error.find("differs"), std::string::npos);
+}
+
+TEST(Tle, ImpliedDecimalsAndAlpha5) {
+  std::string a = l1, b = l2;
+  a.replace(2, 5, "Z9999");
+  b.replace(2, 5, "Z9999");
+  a.replace(53, 8, "-11606-4");
+  auto r = parse_tle(a, b);
+  ASSERT_TRUE(r.value) << r.error;
+  EXPECT_EQ(r.value->catalog_number, 339999);  // Z is the 24th Alpha-5 letter (I and O skipped)
+  EXPECT_DOUBLE_EQ(r.value->bstar, -0.11606e-4);
+}
+
+TEST(Tle, FileWithTitlesCommentsAndErrors) {
+  std::string text = std::string("# comment\nISS\n") + l1 + "\n" + l2 + "\r\n\nORPHAN\n" + l1 + "\n" + l1 + "\n" + l2 + "\n";
+  auto f = parse_tle_text(text);
+  ASSERT_EQ(f.sets.size(), 2u);
+  EXPECT_EQ(f.sets[0].name, "ISS");
+  EXPECT_EQ(f.sets[1].name, "");
+  ASSERT_EQ(f.errors.size(), 1u);
+  EXPECT_EQ(f.errors[0].rfind("line 7:", 0), 0u) << f.errors[0];
+}
+
+TEST(Omm, ReadsNumbersAndStrings) {
+  auto r = parse_omm(R"j({"OBJECT_NAME":"ISS (ZARYA)","NORAD_CAT_ID":"25544","EPOCH":"2018-01-20T12:42:59.999904",
+    "MEAN_MOTION":15.5425374,"ECCENTRICITY":"0.0003381","INCLINATION":51.6418,"RA_OF_ASC_NODE":48.3856,
+    "ARG_OF_PERICENTER":340.5367,"MEAN_ANOMALY":101.7005,"BSTAR":4.0768e-5})j");
+  ASSERT_TRUE(r.value) << r.error;
+  EXPECT_EQ(r.value->catalog_number, 25544);
+  EXPECT_DOUBLE_EQ(r.value->epoch_jd, 2458138.5);
+  EXPECT_NEAR(r.value->epoch_fr, 0.52986111, 1e-11);
+  EXPECT_FALSE(parse_omm("{}").value);
+  EXPECT_NE(parse_omm(R"({"NORAD_CAT_ID":1,"EPOCH":"2018-13-01T00:00:00"})").error.find("EPOCH"), std::string::npos);
+  EXPECT_NE(parse_omm("[").error.find("not a JSON object"), std::string::npos);
+}
+
+TEST(Calendar, JulianDates) {
+  double jd, fr;
+  julian_date(2000, 1, 1, 12, 0, 0.0, jd, fr);
+  EXPECT_DOUBLE_EQ(jd + fr, 2451545.0);
+  julian_date(1957, 10, 4, 19, 28, 34.0, jd, fr);  // Sputnik 1
+  EXPECT_DOUBLE_EQ(jd, 2436115.5);
+  EXPECT_NEAR(fr, (19 * 3600 + 28 * 60 + 34) / 86400.0, 1e-15);
+}
+
+TEST(Frames, GmstAtJ2000AndGeodeticRoundTrip) {
+  // GMST at 2000-01-01 12:00 UT1 is 280.46061837 degrees (IAU 1982).
+  EXPECT_NEAR(gmst82(2451545.0) / deg, 280.46061837, 1e-8);
+  for (double lat : {-89.9, -45.0, 0.0, 33.3, 89.99}) {
+    for (double alt : {0.0, 1.2, 420.0, 35786.0}) {
+      geodetic g{lat * deg, 123.4 * deg, alt};
+      double r[3];
+      geodetic_to_ecef(g, r);
+      geodetic back = ecef_to_geodetic(r);
+      EXPECT_NEAR(back.latitude_rad / deg, lat, 1e-10);
+      EXPECT_NEAR(back.longitude_rad / deg, 123.4, 1e-10);
+      EXPECT_NEAR(back.altitude_km, alt, 1e-8);
+    }
+  }
+}
+
+TEST(Frames, LookAnglesOfAPointStraightUpAndDueEast) {
+  site s = make_site(40.0, -105.0, 1.6);
+  geodetic above = s.where;
+  above.altitude_km += 500.0;
+  state_vector sv{};
+  geodetic_to_ecef(above, sv.r);
+  look_angles la = look_from(s, sv);
+  EXPECT_NEAR(la.elevation_rad / deg, 90.0, 1e-9);
+  EXPECT_NEAR(la.range_km, 500.0, 1e-9);
+  // A point displaced east along the local east vector, rising at 1 km/s.
+  const double east[3] = {-s.sin_lon, s.cos_lon, 0.0};
+  const double up[3] = {s.cos_lat * s.cos_lon, s.cos_lat * s.sin_lon, s.sin_lat};
+  for (int i = 0; i < 3; ++i) {
+    sv.r[i] = s.ecef[i] + 100.0 * east[i];
+    sv.v[i] = up[i];
+  }
+  la = look_from(s, sv);
+  EXPECT_NEAR(la.azimuth_rad / deg, 90.0, 1e-9);
+  EXPECT_NEAR(la.elevation_rad / deg, 0.0, 1e-9);
+  EXPECT_NEAR(la.elevation_rate_rad_s, 1.0 / 100.0, 1e-12);
+  EXPECT_NEAR(la.range_rate_km_s, 0.0, 1e-12);
+}
+
+TEST(Sgp4, DeepSpaceChosenByPeriodAndErrorsAreData) {
+  auto iss = parse_tle(l1, l2);
+  sgp4 near(*iss.value);
+  EXPECT_FALSE(near.deep_space());
+  EXPECT_EQ(near.init_error(), sgp4_error::none);
+  elements geo = *iss.value;
+  geo.mean_motion = 1.00270;
+  geo.eccentricity = 0.0002;
+  EXPECT_TRUE(sgp4(geo).deep_space());
+  elements bad = *iss.value;
+  bad.eccentricity = 0.9999;
+  bad.mean_motion = 16.0;  // perigee far inside the earth
+  state_vector sv;
+  EXPECT_NE(sgp4(bad).propagate(0.0, sv), sgp4_error::none);
+  EXPECT_STREQ(describe(sgp4_error::decayed), "satellite has decayed (radius below one earth radius)");
+}
+
+TEST(Passes, QualityIsMonotoneAndBounded) {
+  EXPECT_DOUBLE_EQ(pass_quality(90 * deg, 0, 900), 1.0);
+  EXPECT_DOUBLE_EQ(pass_quality(0, 0, 0), 0.0);
+  EXPECT_LT(pass_quality(20 * deg, 0, 300), pass_quality(40 * deg, 0, 300));
+  EXPECT_LT(pass_quality(40 * deg, 0, 300), pass_quality(40 * deg, 0, 600));
+  EXPECT_DOUBLE_EQ(pass_quality(10 * deg, 10 * deg, 0), 0.0);
+}
+
+TEST(Passes, FindsTheIssOverCopenhagenInOrder) {
+  auto iss = parse_tle(l1, l2);
+  sgp4 prop(*iss.value);
+  const sgp4* sats[] = {&prop};
+  const site stations[] = {make_site(55.68, 12.57, 0.01, 10.0)};
+  const double start = 1516492800.0;  // 2018-01-21T00:00:00Z
+  auto found = find_passes(sats, stations, start, start + 86400.0, {0.0, 1});
+  ASSERT_GE(found.size(), 3u);
+  for (std::size_t i = 0; i < found.size(); ++i) {
+    const auto& p = found[i];
+    EXPECT_LT(p.aos, p.culmination);
+    EXPECT_LT(p.culmination, p.los);
+    EXPECT_GE(p.max_elevation_deg, 10.0);
+    if (i) EXPECT_LT(found[i - 1].los, p.aos);
+  }
+  auto threaded = find_passes(sats, stations, start, start + 86400.0, {0.0, 2});
+  ASSERT_EQ(threaded.size(), found.size());
+  EXPECT_DOUBLE_EQ(threaded[0].aos, found[0].aos);
+  EXPECT_TRUE(find_passes(sats, stations, start, start, {}).empty());
+}
