@@ -1,0 +1,138 @@
+"""Orbit benchmark, side by side in one run on gpredict's 979-satellite catalogue:
+
+* propagations per second: skyrelay.orbit.SatelliteArray against python-sgp4's SatrecArray
+  (its C++ extension), one thread and all cores, catalogue x 1,440 one-minute steps;
+* pass search time per satellite-station-day: skyrelay.orbit.passes against Skyfield's
+  EarthSatellite.find_events, on a sample of the catalogue, three stations, one day.
+
+Each number is the median of --rounds runs. Accuracy is checked in the same run (largest
+position difference from python-sgp4; pass count agreement with Skyfield).
+
+    make gpredict-data && .venv/bin/python bench/run_orbit.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests/python"))
+
+from orbit_data import gpredict_catalogue  # noqa: E402
+
+from skyrelay import orbit  # noqa: E402
+
+
+def median_time(fn, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=1440, help="one-minute steps per satellite")
+    ap.add_argument("--pass-sample", type=int, default=10, help="every Nth satellite for Skyfield")
+    args = ap.parse_args()
+
+    from sgp4.api import SatrecArray, Satrec, accelerated
+    from skyfield.api import EarthSatellite, load, wgs84
+
+    cat = gpredict_catalogue()
+    ours = orbit.SatelliteArray(orbit.Satellite.from_tle(l1, l2, n) for n, l1, l2 in cat)
+    theirs = SatrecArray([Satrec.twoline2rv(l1, l2) for _, l1, l2 in cat])
+    times = np.datetime64("2018-01-22") + np.arange(args.steps) * np.timedelta64(1, "m")
+    jd, fr = orbit.julian_dates(times)
+    n_props = len(cat) * args.steps
+    cores = os.cpu_count() or 1
+
+    results: dict = {"satellites": len(cat), "steps": args.steps, "cores": cores,
+                     "python_sgp4_accelerated": bool(accelerated), "machine": platform.processor()}
+    t_ours_1 = median_time(lambda: ours.propagate((jd, fr), threads=1), args.rounds)
+    t_ours_n = median_time(lambda: ours.propagate((jd, fr), threads=cores), args.rounds)
+    t_theirs = median_time(lambda: theirs.sgp4(jd, fr), args.rounds)
+    r1 = ours.propagate((jd, fr)).position
+    e2, r2, _ = theirs.sgp4(jd, fr)
+    ok = ~np.isnan(r1).any(axis=2) & (e2 == 0)
+    results["propagation"] = {
+        "skyrelay_1_thread_per_s": n_props / t_ours_1,
+        "skyrelay_all_cores_per_s": n_props / t_ours_n,
+        "python_sgp4_satrecarray_per_s": n_props / t_theirs,
+        "ratio_1_thread": t_theirs / t_ours_1,
+        "ratio_all_cores": t_theirs / t_ours_n,
+        "max_position_difference_km": float(np.abs(r1[ok] - r2[ok]).max()),
+    }
+
+    stations = [orbit.GroundStation("Copenhagen", 55.6167, 12.65, 0.005, 0.0),
+                orbit.GroundStation("Cape Town", -33.92, 18.42, 0.0, 10.0),
+                orbit.GroundStation("Fairbanks", 64.84, -147.72, 0.2, 5.0)]
+    sample = cat[:: args.pass_sample]
+    sample_sats = [orbit.Satellite.from_tle(l1, l2, n) for n, l1, l2 in sample]
+    start, hours = "2018-01-22T00:00:00Z", 24
+    pairs = len(sample) * len(stations)
+    t_pass_1 = median_time(lambda: orbit.passes(sample_sats, stations, start, hours=hours, threads=1), args.rounds)
+    t_pass_n = median_time(lambda: orbit.passes(ours, stations, start, hours=hours, threads=cores), args.rounds)
+    found = orbit.passes(sample_sats, stations, start, hours=hours, threads=1)
+
+    ts = load.timescale(builtin=True, delta_t=69.184)
+    t0, t1 = ts.utc(2018, 1, 22), ts.utc(2018, 1, 23)
+    sky = [EarthSatellite(l1, l2, n, ts) for n, l1, l2 in sample]
+    tops = [wgs84.latlon(s.latitude, s.longitude, s.altitude_km * 1000) for s in stations]
+
+    def skyfield_all():
+        count = 0
+        for es in sky:
+            for st, topo in zip(stations, tops):
+                _, events = es.find_events(topo, t0, t1, altitude_degrees=st.min_elevation)
+                count += int((events == 0).sum())
+        return count
+
+    t_sky = median_time(skyfield_all, max(1, args.rounds - 2))
+    sky_rises = skyfield_all()
+    ours_rises = sum(not p.starts_before for p in found)
+    results["passes"] = {
+        "pairs_sampled": pairs,
+        "skyrelay_1_thread_us_per_sat_station_day": t_pass_1 / pairs * 1e6,
+        "skyrelay_all_cores_full_catalogue_us_per_sat_station_day": t_pass_n / (len(cat) * len(stations)) * 1e6,
+        "skyfield_ms_per_sat_station_day": t_sky / pairs * 1e3,
+        "ratio_1_thread": t_sky / t_pass_1,
+        "ratio_all_cores": (t_sky / pairs) / (t_pass_n / (len(cat) * len(stations))),
+        "rises_skyrelay": ours_rises,
+        "rises_skyfield": sky_rises,
+    }
+    out = ROOT / "bench/results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"orbit-{stamp}.json").write_text(json.dumps(results, indent=2))
+    p, q = results["propagation"], results["passes"]
+    print(f"propagation, {len(cat)} satellites x {args.steps} steps (medians of {args.rounds}):")
+    print(f"  skyrelay   1 thread {p['skyrelay_1_thread_per_s'] / 1e6:6.2f} M/s   {cores} threads "
+          f"{p['skyrelay_all_cores_per_s'] / 1e6:6.2f} M/s")
+    print(f"  python-sgp4 SatrecArray {p['python_sgp4_satrecarray_per_s'] / 1e6:6.2f} M/s "
+          f"(accelerated={accelerated})")
+    print(f"  ratio 1 thread {p['ratio_1_thread']:.2f}x, all cores {p['ratio_all_cores']:.2f}x; "
+          f"largest position difference {p['max_position_difference_km']:.1e} km")
+    print(f"pass search, {len(sample)} satellites x {len(stations)} stations x 1 day:")
+    print(f"  skyrelay 1 thread {q['skyrelay_1_thread_us_per_sat_station_day']:.1f} us per sat-station-day; "
+          f"all cores on the full catalogue {q['skyrelay_all_cores_full_catalogue_us_per_sat_station_day']:.1f} us")
+    print(f"  Skyfield find_events {q['skyfield_ms_per_sat_station_day']:.2f} ms per sat-station-day")
+    print(f"  ratio 1 thread {q['ratio_1_thread']:.0f}x, all cores {q['ratio_all_cores']:.0f}x; "
+          f"rises found: skyrelay {ours_rises}, Skyfield {sky_rises}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
