@@ -33,6 +33,7 @@ from skyrelay import orbit  # noqa: E402
 
 
 def median_time(fn, rounds: int) -> float:
+    fn()  # warm-up: first-call costs (imports, page faults of a first allocation) are not measured
     times = []
     for _ in range(rounds):
         t = time.perf_counter()
@@ -43,7 +44,7 @@ def median_time(fn, rounds: int) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=1440, help="one-minute steps per satellite")
     ap.add_argument("--pass-sample", type=int, default=10, help="every Nth satellite for Skyfield")
     args = ap.parse_args()

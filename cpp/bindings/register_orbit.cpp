@@ -113,18 +113,10 @@ py::tuple propagate_many(const std::vector<std::shared_ptr<py_sgp4>>& sats, cons
   {
     py::gil_scoped_release nogil;
     parallel_for(n, threads, [&](std::size_t i) {
-      resonance_state rs;
-      for (std::size_t j = 0; j < m; ++j) {
-        state_vector sv;
-        const auto e = props[i]->propagate_jd(pj[j], pf[j], sv, &rs);
-        const std::size_t k = (i * m + j) * 3;
-        const double nan = std::numeric_limits<double>::quiet_NaN();
-        for (int c = 0; c < 3; ++c) {
-          pr[k + c] = e == sgp4_error::none ? sv.r[c] : nan;
-          pv[k + c] = e == sgp4_error::none ? sv.v[c] : nan;
-        }
-        pe[i * m + j] = static_cast<std::int8_t>(e);
-      }
+      const sgp4& p = *props[i];
+      std::vector<double> tsince(m);
+      for (std::size_t j = 0; j < m; ++j) tsince[j] = p.minutes_since_epoch(pj[j], pf[j]);
+      p.propagate_batch(tsince.data(), m, pr + i * m * 3, pv + i * m * 3, pe + i * m);
     });
   }
   return py::make_tuple(r, v, err);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <numbers>
+#include <vector>
 
 #include "skyrelay/orbit/elements.hpp"
 #include "skyrelay/orbit/frames.hpp"
@@ -187,4 +188,36 @@ TEST(Passes, FindsTheIssOverCopenhagenInOrder) {
   ASSERT_EQ(threaded.size(), found.size());
   EXPECT_DOUBLE_EQ(threaded[0].aos, found[0].aos);
   EXPECT_TRUE(find_passes(sats, stations, start, start, {}).empty());
+}
+
+TEST(Sgp4, BatchPathMatchesScalarNearAndDeep) {
+  auto iss = parse_tle(l1, l2);
+  elements molniya = *iss.value;  // a 12-hour resonant orbit
+  molniya.mean_motion = 2.00613;
+  molniya.eccentricity = 0.72;
+  molniya.inclination_deg = 63.4;
+  molniya.arg_perigee_deg = 270.0;
+  elements geo = *iss.value;      // a 24-hour resonant, low-inclination orbit (Lyddane terms)
+  geo.mean_motion = 1.00271;
+  geo.eccentricity = 0.0002;
+  geo.inclination_deg = 0.05;
+  geo.bstar = 0.0;
+  for (const elements& e : {*iss.value, molniya, geo}) {
+    sgp4 p(e);
+    std::vector<double> ts;
+    for (double t = -3000.0; t < 9000.0; t += 7.3) ts.push_back(t);
+    std::vector<double> r(ts.size() * 3), v(ts.size() * 3);
+    std::vector<std::int8_t> err(ts.size());
+    p.propagate_batch(ts.data(), ts.size(), r.data(), v.data(), err.data());
+    for (std::size_t i = 0; i < ts.size(); ++i) {
+      state_vector sv;
+      const auto code = p.propagate(ts[i], sv);
+      ASSERT_EQ(static_cast<int>(code), err[i]) << e.mean_motion << " t=" << ts[i];
+      if (code != sgp4_error::none) continue;
+      for (int c = 0; c < 3; ++c) {
+        EXPECT_NEAR(r[3 * i + c], sv.r[c], 1e-6) << e.mean_motion << " t=" << ts[i];
+        EXPECT_NEAR(v[3 * i + c], sv.v[c], 1e-9) << e.mean_motion << " t=" << ts[i];
+      }
+    }
+  }
 }
