@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <numbers>
 #include <thread>
 
@@ -12,136 +13,178 @@ namespace {
 
 constexpr double pi = std::numbers::pi;
 constexpr double deg = pi / 180.0;
-constexpr double margin = 1.0 * deg;          // covers the ellipsoid's tilt of "up" (< 0.2 deg)
-                                              // and short-period wobble of the orbital plane
-constexpr double fine_angle = 6.0 * deg;      // sampling step near a station, as angle travelled
-                                              // (short enough that a step holds at most one
-                                              // culmination or low point)
+constexpr double margin = 1.0 * deg;       // the ellipsoid's tilt of "up" (< 0.2 deg) and more
+constexpr double grid_angle = 0.12;        // rad the satellite may turn between grid points
 constexpr double root_tolerance_s = 1e-3;
 
-struct sample {
-  double t{0};
-  bool ok{false};
-  double f{0};     // elevation minus mask, rad
-  double g{0};     // elevation rate, rad/s
-  double az{0}, el{0}, range{0};
-  double skip{0};  // seconds the satellite provably stays out of sight (<= 0: near)
+// One satellite's earth-fixed states on an even grid of times, shared by every station. Between
+// grid points the state is a cubic Hermite interpolant of positions and velocities: with at most
+// 0.06 rad of motion per step its error is below a metre (about 1e-4 s along track), so rises,
+// sets and culminations found on it agree with exact propagation to a millisecond.
+struct track {
+  double t0{0}, h{0};
+  std::size_t n{0};      // usable points: up to the first propagation error
+  bool failed{false};    // propagation failed before the window's end
+  // Arrays left uninitialised on purpose (every element is written before it is read).
+  std::unique_ptr<double[]> r, v, rn;
+  double r_max{0};
 };
 
-// One satellite over one station.
+track build_track(const sgp4& sat, double start, double end, double dut1) {
+  track tr;
+  const double n = sat.mean_motion_rad_min() / 60.0;  // rad/s
+  const double e = std::min(sat.eccentricity() + 0.03, 0.99);
+  // Fastest angular motion in the earth-fixed frame (at perigee), with room for perturbations.
+  const double omega = 1.1 * n * std::sqrt(1.0 + e) / std::pow(1.0 - e, 1.5) + earth_rotation_rad_s;
+  tr.h = std::clamp(grid_angle / omega, 1.0, 900.0);
+  tr.t0 = start;
+  const std::size_t count = static_cast<std::size_t>(std::ceil((end - start) / tr.h)) + 1;
+  std::unique_ptr<double[]> ts(new double[count]);
+  double jd0, fr0;
+  unix_to_jd(start, jd0, fr0);
+  const double base = sat.minutes_since_epoch(jd0, fr0);
+  for (std::size_t i = 0; i < count; ++i) ts[i] = base + static_cast<double>(i) * tr.h / 60.0;
+  std::unique_ptr<double[]> r(new double[3 * count]), v(new double[3 * count]);
+  std::unique_ptr<std::int8_t[]> err(new std::int8_t[count]);
+  sat.propagate_batch(ts.get(), count, r.get(), v.get(), err.get());
+  std::size_t valid = 0;
+  while (valid < count && err[valid] == 0) ++valid;
+  tr.n = valid;
+  tr.failed = valid < count;
+  // GMST advances linearly to far better than a microradian over any window a pass search
+  // covers; step its sine and cosine by rotation, re-anchored every 256 points.
+  const double theta0 = gmst82(ut1_jd(jd0, fr0, dut1));
+  // d(GMST)/dt from the IAU-82 polynomial at the window's start, in rad/s.
+  const double tut1 = (ut1_jd(jd0, fr0, dut1) - 2451545.0) / 36525.0;
+  const double dsec_dcentury = 876600.0 * 3600.0 + 8640184.812866 + 2.0 * 0.093104 * tut1 - 3.0 * 6.2e-6 * tut1 * tut1;
+  const double omega_gmst = dsec_dcentury / (36525.0 * 86400.0) * (deg / 240.0);
+  tr.r.reset(new double[3 * valid + 3]);
+  tr.v.reset(new double[3 * valid + 3]);
+  tr.rn.reset(new double[valid + 1]);
+  double c = 0, s = 0;
+  const double dc = std::cos(omega_gmst * tr.h), ds = std::sin(omega_gmst * tr.h);
+  for (std::size_t i = 0; i < valid; ++i) {
+    if (i % 256 == 0) {
+      const double th = theta0 + omega_gmst * tr.h * static_cast<double>(i);
+      c = std::cos(th);
+      s = std::sin(th);
+    } else {
+      const double c2 = c * dc - s * ds;
+      s = s * dc + c * ds;
+      c = c2;
+    }
+    state_vector teme{{r[3 * i], r[3 * i + 1], r[3 * i + 2]}, {v[3 * i], v[3 * i + 1], v[3 * i + 2]}};
+    // teme_to_ecef with the rotation's sine and cosine given
+    const double x = c * teme.r[0] + s * teme.r[1], y = -s * teme.r[0] + c * teme.r[1];
+    tr.r[3 * i] = x;
+    tr.r[3 * i + 1] = y;
+    tr.r[3 * i + 2] = teme.r[2];
+    tr.v[3 * i] = c * teme.v[0] + s * teme.v[1] + earth_rotation_rad_s * y;
+    tr.v[3 * i + 1] = -s * teme.v[0] + c * teme.v[1] - earth_rotation_rad_s * x;
+    tr.v[3 * i + 2] = teme.v[2];
+    tr.rn[i] = std::sqrt(x * x + y * y + teme.r[2] * teme.r[2]);
+    tr.r_max = std::max(tr.r_max, tr.rn[i]);
+  }
+  return tr;
+}
+
+// Root finding works on the sine of the elevation (u / range, no atan2): it crosses the sine of
+// the mask exactly when the elevation crosses the mask, and its rate vanishes exactly where the
+// elevation's does.
+struct sample {
+  double t{0};
+  double f{0};     // sin(elevation) - sin(mask)
+  double g{0};     // d sin(elevation) / dt, 1/s
+  double az{0}, el{0}, range{0};
+};
+
+// One satellite's track over one station.
 class pair_search {
  public:
-  pair_search(const sgp4& sat, const site& st, double dut1) : sat_(sat), st_(st), dut1_(dut1) {
-    const auto& k = sat.constants();
-    const double n = sat.mean_motion_rad_min() / 60.0;  // rad/s
-    const double e = std::min(sat.eccentricity() + 0.03, 0.99);
-    const double a = k.radius_km * std::pow(k.xke / sat.mean_motion_rad_min(), 2.0 / 3.0);
-    // Fastest angular motion of the sub-satellite direction in the earth-fixed frame (at
-    // perigee), with room for drag and perturbations.
-    omega_psi_ = 1.1 * n * std::sqrt(1.0 + e) / std::pow(1.0 - e, 1.5) + earth_rotation_rad_s;
-    // The station moves across the orbital plane no faster than the earth turns; the plane
-    // itself precesses slowly.
-    omega_delta_ = earth_rotation_rad_s + std::fabs(sat.nodedot()) / 60.0 + 2e-6;
-    const double r_max = a * (1.0 + e) + 100.0;
-    const double rs = std::sqrt(st.ecef[0] * st.ecef[0] + st.ecef[1] * st.ecef[1] + st.ecef[2] * st.ecef[2]);
-    const double m = st.min_elevation_rad - margin;
-    const double c = std::clamp(rs / r_max * std::cos(m), -1.0, 1.0);
-    lambda_ = std::acos(c) - m + margin;  // visibility circle, as seen from the earth's centre
-    for (int i = 0; i < 3; ++i) s_unit_[i] = st.ecef[i] / rs;
-    fine_step_ = std::clamp(fine_angle / omega_psi_, 5.0, 1800.0);
-  }
-
-  void run(double start, double end, std::size_t si, std::size_t gi, std::vector<pass_window>& out);
+  pair_search(const track& tr, const site& st, double end)
+      : tr_(tr), st_(st), end_(end), sin_mask_(std::sin(st.min_elevation_rad)) {}
+  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out);
 
  private:
-  sample eval(double t, bool bounds);
-  double refine(double ta, double va, double tb, double vb, bool on_rate);
+  sample at_point(std::size_t i) const;
+  sample at(double t, bool azimuth) const;
+  double refine(double ta, double va, double tb, double vb, bool on_rate) const;
   void interval(const sample& a, const sample& b);
   void monotone(const sample& a, const sample& b);
   void open_at(const sample& s, bool clipped);
   void close_at(const sample& s, bool clipped);
   void consider_max(const sample& s);
+  sample from_state(double t, const state_vector& sv, bool azimuth) const;
 
-  const sgp4& sat_;
+  const track& tr_;
   const site& st_;
-  double dut1_;
-  double omega_psi_, omega_delta_, lambda_, fine_step_;
-  double s_unit_[3];
-  resonance_state rs_{};
-  bool failed_{false};
-  // the pass being built
+  double end_;
+  double sin_mask_;
   bool open_{false};
   pass_window cur_{};
   std::vector<pass_window>* out_{nullptr};
   std::size_t si_{0}, gi_{0};
 };
 
-sample pair_search::eval(double t, bool bounds) {
+// Elevation, its rate and range (and azimuth when asked: root finding does not need it).
+sample pair_search::from_state(double t, const state_vector& sv, bool azimuth) const {
+  const double dx = sv.r[0] - st_.ecef[0], dy = sv.r[1] - st_.ecef[1], dz = sv.r[2] - st_.ecef[2];
+  const double e = -st_.sin_lon * dx + st_.cos_lon * dy;
+  const double n = -st_.sin_lat * st_.cos_lon * dx - st_.sin_lat * st_.sin_lon * dy + st_.cos_lat * dz;
+  const double u = st_.cos_lat * st_.cos_lon * dx + st_.cos_lat * st_.sin_lon * dy + st_.sin_lat * dz;
+  const double ve = -st_.sin_lon * sv.v[0] + st_.cos_lon * sv.v[1];
+  const double vn = -st_.sin_lat * st_.cos_lon * sv.v[0] - st_.sin_lat * st_.sin_lon * sv.v[1] + st_.cos_lat * sv.v[2];
+  const double vu = st_.cos_lat * st_.cos_lon * sv.v[0] + st_.cos_lat * st_.sin_lon * sv.v[1] + st_.sin_lat * sv.v[2];
+  const double rho = std::sqrt(e * e + n * n + u * u);
+  const double rate = (e * ve + n * vn + u * vu) / rho;
   sample s;
   s.t = t;
-  double jd, fr;
-  unix_to_jd(t, jd, fr);
-  state_vector teme, ecef;
-  if (sat_.propagate_jd(jd, fr, teme, &rs_) != sgp4_error::none) return s;
-  const double theta = gmst82(ut1_jd(jd, fr, dut1_));
-  teme_to_ecef(teme, theta, ecef);
-  const look_angles la = look_from(st_, ecef);
-  s.ok = true;
-  s.el = la.elevation_rad;
-  s.az = la.azimuth_rad;
-  s.range = la.range_km;
-  s.f = la.elevation_rad - st_.min_elevation_rad;
-  s.g = la.elevation_rate_rad_s;
-  if (!bounds) return s;
-  // Angle between the satellite and the station seen from the earth's centre.
-  const double cx = ecef.r[1] * s_unit_[2] - ecef.r[2] * s_unit_[1];
-  const double cy = ecef.r[2] * s_unit_[0] - ecef.r[0] * s_unit_[2];
-  const double cz = ecef.r[0] * s_unit_[1] - ecef.r[1] * s_unit_[0];
-  const double dot = ecef.r[0] * s_unit_[0] + ecef.r[1] * s_unit_[1] + ecef.r[2] * s_unit_[2];
-  const double psi = std::atan2(std::sqrt(cx * cx + cy * cy + cz * cz), dot);
-  // Station's angular distance from the orbital plane (inertial angular momentum direction,
-  // station rotated into TEME).
-  const double hx = teme.r[1] * teme.v[2] - teme.r[2] * teme.v[1];
-  const double hy = teme.r[2] * teme.v[0] - teme.r[0] * teme.v[2];
-  const double hz = teme.r[0] * teme.v[1] - teme.r[1] * teme.v[0];
-  const double hn = std::sqrt(hx * hx + hy * hy + hz * hz);
-  const double c = std::cos(theta), sn = std::sin(theta);
-  const double sx = c * s_unit_[0] - sn * s_unit_[1], sy = sn * s_unit_[0] + c * s_unit_[1], sz = s_unit_[2];
-  const double sh = (hx * sx + hy * sy + hz * sz) / hn;
-  const double delta = std::asin(std::clamp(sh, -1.0, 1.0));
-  // How far ahead of the satellite, along its direction of motion, the station's projection on
-  // the orbital plane lies: the satellite must cover that arc, less the visibility circle,
-  // before it can be seen (it cannot be seen while the station is more than the circle ahead).
-  const double rn = std::sqrt(teme.r[0] * teme.r[0] + teme.r[1] * teme.r[1] + teme.r[2] * teme.r[2]);
-  const double px = teme.r[0] / rn, py = teme.r[1] / rn, pz = teme.r[2] / rn;
-  const double qx = (hy * pz - hz * py) / hn, qy = (hz * px - hx * pz) / hn, qz = (hx * py - hy * px) / hn;
-  double ahead = std::atan2(sx * qx + sy * qy + sz * qz, sx * px + sy * py + sz * pz);
-  if (ahead < 0) ahead += 2.0 * pi;
-  // The projection's angle moves with the satellite and, as the earth turns, by up to
-  // omega_e / cos(delta): the bound holds while |delta| stays below delta_cap, so a skip is
-  // also kept short enough that delta cannot get there. A station just behind the satellite
-  // (within the circle) gives no bound at all.
-  double along = 0.0;
-  const double delta_cap = std::fabs(delta) + 30.0 * deg;
-  if (ahead < 2.0 * pi - lambda_ && delta_cap < 85.0 * deg) {
-    const double rate = omega_psi_ - earth_rotation_rad_s + omega_delta_ / std::cos(delta_cap);
-    along = std::min((ahead - lambda_) / rate, 30.0 * deg / omega_delta_);
+  s.f = u / rho - sin_mask_;
+  s.g = (vu * rho - u * rate) / (rho * rho);
+  s.range = rho;
+  if (azimuth) {  // the values a pass reports
+    s.el = std::asin(std::clamp(u / rho, -1.0, 1.0));
+    s.az = std::atan2(e, n);
+    if (s.az < 0) s.az += 2.0 * pi;
   }
-  s.skip = std::max({(psi - lambda_) / omega_psi_, (std::fabs(delta) - lambda_) / omega_delta_, along});
   return s;
+}
+
+sample pair_search::at_point(std::size_t i) const {
+  state_vector sv{{tr_.r[3 * i], tr_.r[3 * i + 1], tr_.r[3 * i + 2]},
+                  {tr_.v[3 * i], tr_.v[3 * i + 1], tr_.v[3 * i + 2]}};
+  return from_state(tr_.t0 + static_cast<double>(i) * tr_.h, sv, true);
+}
+
+sample pair_search::at(double t, bool azimuth) const {
+  const double x = (t - tr_.t0) / tr_.h;
+  std::size_t i = static_cast<std::size_t>(std::clamp(std::floor(x), 0.0, static_cast<double>(tr_.n - 2)));
+  const double s = x - static_cast<double>(i), h = tr_.h;
+  // Cubic Hermite basis and its derivative.
+  const double s2 = s * s, s3 = s2 * s;
+  const double h00 = 2 * s3 - 3 * s2 + 1, h10 = s3 - 2 * s2 + s, h01 = -2 * s3 + 3 * s2, h11 = s3 - s2;
+  const double d00 = 6 * s2 - 6 * s, d10 = 3 * s2 - 4 * s + 1, d01 = -6 * s2 + 6 * s, d11 = 3 * s2 - 2 * s;
+  state_vector sv;
+  const double* p0 = &tr_.r[3 * i];
+  const double* p1 = &tr_.r[3 * i + 3];
+  const double* v0 = &tr_.v[3 * i];
+  const double* v1 = &tr_.v[3 * i + 3];
+  for (int c = 0; c < 3; ++c) {
+    sv.r[c] = h00 * p0[c] + h10 * h * v0[c] + h01 * p1[c] + h11 * h * v1[c];
+    sv.v[c] = (d00 * p0[c] + d01 * p1[c]) / h + d10 * v0[c] + d11 * v1[c];
+  }
+  return from_state(t, sv, azimuth);
 }
 
 // Illinois (modified regula falsi) on elevation-above-mask or on elevation rate; the bracket
 // [ta, tb] has values of opposite sign.
-double pair_search::refine(double ta, double va, double tb, double vb, bool on_rate) {
+double pair_search::refine(double ta, double va, double tb, double vb, bool on_rate) const {
   int side = 0;
   for (int i = 0; i < 60 && tb - ta > root_tolerance_s; ++i) {
     double t = (ta * vb - tb * va) / (vb - va);
-    // Keep away from the ends so a flat side cannot stall the bracket.
     const double w = tb - ta;
-    t = std::clamp(t, ta + 0.01 * w, tb - 0.01 * w);
-    const sample s = eval(t, false);
-    if (!s.ok) { failed_ = true; return t; }
+    t = std::clamp(t, ta + 0.01 * w, tb - 0.01 * w);  // a flat side cannot stall the bracket
+    const sample s = at(t, false);
     const double v = on_rate ? s.g : s.f;
     if ((v < 0) == (va < 0)) {
       ta = t;
@@ -190,27 +233,37 @@ void pair_search::close_at(const sample& s, bool clipped) {
   out_->push_back(cur_);
 }
 
-// Between two samples where the elevation is monotone: at most one crossing of the mask.
+// Between two samples where the elevation is monotone: at most one crossing of the mask, found
+// by Newton's method on the elevation with its rate as the derivative, kept inside the bracket
+// (a step that would leave it bisects instead).
 void pair_search::monotone(const sample& a, const sample& b) {
   if ((a.f < 0) == (b.f < 0)) return;
-  const double t = refine(a.t, a.f, b.t, b.f, false);
-  sample x = eval(t, false);
-  if (!x.ok) return;
-  if (a.f < 0) {
-    open_at(x, false);
-  } else {
-    close_at(x, false);
+  double lo = a.t, hi = b.t;
+  const bool rising = a.f < 0;
+  double t = a.t + (b.t - a.t) * a.f / (a.f - b.f);
+  sample x = at(t, false);
+  for (int i = 0; i < 40; ++i) {
+    if ((x.f < 0) == rising) lo = t; else hi = t;
+    double next = x.g != 0.0 ? t - x.f / x.g : 0.5 * (lo + hi);
+    if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+    const bool done = std::fabs(next - t) < root_tolerance_s;
+    t = next;
+    x = at(t, false);
+    if (done) break;
   }
+  x = at(t, true);
+  if (rising)
+    open_at(x, false);
+  else
+    close_at(x, false);
 }
 
-// Two consecutive samples; the step is short enough that at most one extremum lies between.
+// Two consecutive samples; a grid step is short enough that at most one extremum lies between.
 void pair_search::interval(const sample& a, const sample& b) {
   if ((a.g > 0 && b.g <= 0) || (a.g < 0 && b.g >= 0)) {
     const bool is_max = a.g > 0;
+    const sample x = at(refine(a.t, a.g, b.t, b.g, true), true);
     // A maximum below the mask, between two samples below it, cannot matter.
-    const double t = refine(a.t, a.g, b.t, b.g, true);
-    sample x = eval(t, false);
-    if (!x.ok) return;
     if (is_max && x.f < 0 && a.f < 0 && b.f < 0) return;
     monotone(a, x);
     if (is_max) consider_max(x);
@@ -220,31 +273,45 @@ void pair_search::interval(const sample& a, const sample& b) {
   }
 }
 
-void pair_search::run(double start, double end, std::size_t si, std::size_t gi, std::vector<pass_window>& out) {
+void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out) {
   out_ = &out;
   si_ = si;
   gi_ = gi;
-  sample prev = eval(start, true);
-  if (!prev.ok) return;
-  if (prev.f >= 0) open_at(prev, true);
-  bool fine = prev.skip < fine_step_;
-  double t = start;
-  while (t < end && !failed_) {
-    const double step = fine ? fine_step_ : prev.skip;
-    t = std::min(t + step, end);
-    sample s = eval(t, true);
-    if (!s.ok) {
-      failed_ = true;
-      break;
-    }
-    // After a jump the whole stretch was out of sight (and so is s); only samples taken while
-    // near are compared pairwise.
-    if (fine) interval(prev, s);
-    else consider_max(s);
-    fine = s.skip < fine_step_;
-    prev = s;
+  if (tr_.n < 2) return;
+  // Which grid points are near enough that the satellite could be in view within one step of
+  // them: the visibility circle (seen from the earth's centre, at the track's greatest radius)
+  // widened by the most the satellite turns in a step.
+  const double rs = std::sqrt(st_.ecef[0] * st_.ecef[0] + st_.ecef[1] * st_.ecef[1] + st_.ecef[2] * st_.ecef[2]);
+  const double m = st_.min_elevation_rad - margin;
+  const double lambda = std::acos(std::clamp(rs / (tr_.r_max + 1.0) * std::cos(m), -1.0, 1.0)) - m + margin;
+  const double threshold = std::cos(std::min(lambda + grid_angle * 1.2, pi));
+  const double sx = st_.ecef[0] / rs, sy = st_.ecef[1] / rs, sz = st_.ecef[2] / rs;
+  const std::size_t n = tr_.n;
+  std::unique_ptr<unsigned char[]> near(new unsigned char[n]);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double* p = &tr_.r[3 * i];
+    near[i] = (p[0] * sx + p[1] * sy + p[2] * sz) >= threshold * tr_.rn[i];
   }
-  if (open_) close_at(prev, true);
+  sample prev = at_point(0);
+  bool have_prev = true;
+  if (prev.f >= 0) open_at(prev, true);
+  for (std::size_t i = 0; i + 1 < n && tr_.t0 + static_cast<double>(i) * tr_.h < end_; ++i) {
+    if (!near[i] && !near[i + 1]) {
+      have_prev = false;  // out of sight for the whole step (so no pass can be open)
+      continue;
+    }
+    const double tb = tr_.t0 + static_cast<double>(i + 1) * tr_.h;
+    const sample a = have_prev ? prev : at_point(i);
+    const sample b = tb <= end_ ? at_point(i + 1) : at(end_, true);
+    interval(a, b);
+    prev = b;
+    have_prev = true;
+  }
+  if (open_) {
+    // Still in view at the window's end, or at the last good state before a propagation error.
+    const double last = std::min(end_, tr_.t0 + static_cast<double>(n - 1) * tr_.h);
+    close_at(last == prev.t ? prev : at(last, true), true);
+  }
 }
 
 }  // namespace
@@ -260,20 +327,21 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
                                      double start, double end, const pass_options& options) {
   std::vector<pass_window> all;
   if (!(end > start) || satellites.empty() || stations.empty()) return all;
-  const std::size_t pairs = satellites.size() * stations.size();
   unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
-  threads = static_cast<unsigned>(std::min<std::size_t>(threads, pairs));
+  threads = static_cast<unsigned>(std::min<std::size_t>(threads, satellites.size()));
   std::vector<std::vector<pass_window>> parts(threads);
   std::atomic<std::size_t> next{0};
   auto work = [&](unsigned id) {
     for (;;) {
-      const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= pairs) break;
-      const std::size_t si = i / stations.size(), gi = i % stations.size();
+      const std::size_t si = next.fetch_add(1, std::memory_order_relaxed);
+      if (si >= satellites.size()) break;
       const sgp4* sat = satellites[si];
       if (!sat || sat->init_error() != sgp4_error::none) continue;
-      pair_search search(*sat, stations[gi], options.dut1_s);
-      search.run(start, end, si, gi, parts[id]);
+      const track tr = build_track(*sat, start, end, options.dut1_s);
+      for (std::size_t gi = 0; gi < stations.size(); ++gi) {
+        pair_search search(tr, stations[gi], end);
+        search.run(si, gi, parts[id]);
+      }
     }
   };
   if (threads <= 1) {
