@@ -217,6 +217,59 @@ py::list passes(const std::vector<std::shared_ptr<py_sgp4>>& sats, const std::ve
   return out;
 }
 
+// The same passes as columns (numpy arrays), for many satellites and stations at once.
+py::dict pass_columns(const std::vector<std::shared_ptr<py_sgp4>>& sats,
+                      const std::vector<std::tuple<double, double, double, double>>& stations, double start, double end,
+                      double dut1, unsigned threads) {
+  std::vector<const sgp4*> props;
+  for (const auto& s : sats) props.push_back(&s->prop);
+  std::vector<site> sites;
+  for (const auto& [lat, lon, alt, mask] : stations) sites.push_back(make_site(lat, lon, alt, mask));
+  std::vector<pass_window> found;
+  {
+    py::gil_scoped_release nogil;
+    found = find_passes(props, sites, start, end, {dut1, threads});
+  }
+  const std::size_t n = found.size();
+  py::array_t<std::int64_t> sat(n), sta(n);
+  py::array_t<double> aos(n), tca(n), los(n), el(n), aaz(n), taz(n), laz(n), rng(n), dur(n), q(n);
+  py::array_t<bool> before(n), after(n);
+  auto* p_sat = sat.mutable_data();
+  auto* p_sta = sta.mutable_data();
+  double* cols[] = {aos.mutable_data(), tca.mutable_data(), los.mutable_data(), el.mutable_data(),
+                    aaz.mutable_data(), taz.mutable_data(), laz.mutable_data(), rng.mutable_data(),
+                    dur.mutable_data(), q.mutable_data()};
+  bool* p_before = before.mutable_data();
+  bool* p_after = after.mutable_data();
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& p = found[i];
+    p_sat[i] = static_cast<std::int64_t>(p.satellite);
+    p_sta[i] = static_cast<std::int64_t>(p.station);
+    const double values[] = {p.aos, p.culmination, p.los, p.max_elevation_deg, p.aos_azimuth_deg,
+                             p.culmination_azimuth_deg, p.los_azimuth_deg, p.culmination_range_km, p.duration_s,
+                             p.quality};
+    for (int c = 0; c < 10; ++c) cols[c][i] = values[c];
+    p_before[i] = p.starts_before;
+    p_after[i] = p.ends_after;
+  }
+  py::dict d;
+  d["satellite"] = sat;
+  d["ground_station"] = sta;
+  d["aos"] = aos;
+  d["culmination"] = tca;
+  d["los"] = los;
+  d["max_elevation"] = el;
+  d["aos_azimuth"] = aaz;
+  d["culmination_azimuth"] = taz;
+  d["los_azimuth"] = laz;
+  d["culmination_range_km"] = rng;
+  d["duration_s"] = dur;
+  d["quality"] = q;
+  d["starts_before"] = before;
+  d["ends_after"] = after;
+  return d;
+}
+
 }  // namespace
 
 void register_orbit(py::module_& m) {
@@ -316,6 +369,8 @@ void register_orbit(py::module_& m) {
         py::arg("latitude"), py::arg("longitude"), py::arg("altitude_km"), py::arg("dut1") = 0.0);
   o.def("find_passes", &passes, py::arg("satellites"), py::arg("stations"), py::arg("start"), py::arg("end"),
         py::arg("dut1") = 0.0, py::arg("threads") = 0);
+  o.def("find_pass_columns", &pass_columns, py::arg("satellites"), py::arg("stations"), py::arg("start"),
+        py::arg("end"), py::arg("dut1") = 0.0, py::arg("threads") = 0);
   o.def("describe_error", [](int code) { return std::string(describe(static_cast<sgp4_error>(code))); });
 }
 

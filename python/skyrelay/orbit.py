@@ -34,7 +34,7 @@ from ._core import orbit as _orbit
 
 __all__ = [
     "GroundStation", "Geodetic", "LookAngles", "Pass", "Propagation", "Satellite",
-    "SatelliteArray", "TLEError", "describe_error", "julian_dates", "load_tle", "passes",
+    "SatelliteArray", "TLEError", "describe_error", "julian_dates", "load_tle", "pass_table", "passes",
 ]
 
 _UNIX_JD = 2440587.5
@@ -125,8 +125,11 @@ def _unix_seconds(value: Any) -> float:
     return float((jd[0] - _UNIX_JD) * 86400.0 + fr[0] * 86400.0)
 
 
+_UTC = _dt.timezone.utc
+
+
 def _to_datetime(unix: float) -> _dt.datetime:
-    return _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(seconds=unix)
+    return _dt.datetime.fromtimestamp(unix, _UTC)
 
 
 @dataclass(frozen=True)
@@ -341,12 +344,7 @@ class Pass(NamedTuple):
         return self.duration_s / 60.0
 
 
-def passes(satellites: Iterable[Satellite], stations: Iterable[GroundStation], start: Any,
-           end: Any = None, *, hours: float | None = None, min_elevation: float | None = None,
-           dut1: float = 0.0, threads: int | None = None) -> list[Pass]:
-    """Every pass of every satellite over every station between ``start`` and ``end`` (or
-    ``start + hours``), sorted by AOS. Each station's own ``min_elevation`` is its mask unless
-    ``min_elevation`` is given for all. AOS, LOS and culmination are found to a millisecond."""
+def _pass_arguments(satellites, stations, start, end, hours, min_elevation):
     sats = list(satellites)
     sites = list(stations)
     for s in sites:
@@ -365,14 +363,39 @@ def passes(satellites: Iterable[Satellite], stations: Iterable[GroundStation], s
         raise ValueError("end must be after start")
     if min_elevation is not None and not -10.0 <= min_elevation < 90.0:
         raise ValueError(f"min_elevation must be within [-10, 90), not {min_elevation}")
-    rows = _orbit.find_passes(
-        [s._core for s in sats],
-        [(g.latitude, g.longitude, g.altitude_km,
-          g.min_elevation if min_elevation is None else min_elevation) for g in sites],
-        t0, t1, dut1, threads or 0)
-    out = []
-    for (si, gi, aos, tca, los, max_el, aos_az, tca_az, los_az, rng, dur, quality, before, after) in rows:
-        out.append(Pass(sats[si].name, sites[gi].name, _to_datetime(aos), _to_datetime(tca),
-                        _to_datetime(los), max_el, aos_az, tca_az, los_az, rng, dur, quality,
-                        before, after))
-    return out
+    masks = [(g.latitude, g.longitude, g.altitude_km,
+              g.min_elevation if min_elevation is None else min_elevation) for g in sites]
+    return sats, sites, [s._core for s in sats], masks, t0, t1
+
+
+def passes(satellites: Iterable[Satellite], stations: Iterable[GroundStation], start: Any,
+           end: Any = None, *, hours: float | None = None, min_elevation: float | None = None,
+           dut1: float = 0.0, threads: int | None = None) -> list[Pass]:
+    """Every pass of every satellite over every station between ``start`` and ``end`` (or
+    ``start + hours``), sorted by AOS, as ``Pass`` records (``pandas.DataFrame(result)`` makes a
+    table of them). Each station's own ``min_elevation`` is its mask unless ``min_elevation`` is
+    given for all. AOS, LOS and culmination are found to a millisecond. For very many passes,
+    ``pass_table`` returns the same as numpy columns, without a Python object per pass."""
+    sats, sites, cores, masks, t0, t1 = _pass_arguments(satellites, stations, start, end, hours, min_elevation)
+    rows = _orbit.find_passes(cores, masks, t0, t1, dut1, threads or 0)
+    sat_names = [s.name for s in sats]
+    site_names = [g.name for g in sites]
+    stamp = _dt.datetime.fromtimestamp
+    return [Pass(sat_names[si], site_names[gi], stamp(aos, _UTC), stamp(tca, _UTC), stamp(los, _UTC),
+                 max_el, aos_az, tca_az, los_az, rng, dur, quality, before, after)
+            for (si, gi, aos, tca, los, max_el, aos_az, tca_az, los_az, rng, dur, quality, before, after)
+            in rows]
+
+
+def pass_table(satellites: Iterable[Satellite], stations: Iterable[GroundStation], start: Any,
+               end: Any = None, *, hours: float | None = None, min_elevation: float | None = None,
+               dut1: float = 0.0, threads: int | None = None) -> dict[str, np.ndarray]:
+    """``passes`` as columns: a dict of numpy arrays with the fields of ``Pass`` (times as
+    ``datetime64[ns]`` UTC, names as object arrays), ready for ``pandas.DataFrame(...)``."""
+    sats, sites, cores, masks, t0, t1 = _pass_arguments(satellites, stations, start, end, hours, min_elevation)
+    cols = _orbit.find_pass_columns(cores, masks, t0, t1, dut1, threads or 0)
+    cols["satellite"] = np.array([s.name for s in sats], dtype=object)[cols["satellite"]]
+    cols["ground_station"] = np.array([g.name for g in sites], dtype=object)[cols["ground_station"]]
+    for key in ("aos", "culmination", "los"):
+        cols[key] = (np.round(cols[key] * 1e9).astype(np.int64)).astype("datetime64[ns]")
+    return {field: cols[field] for field in Pass._fields}

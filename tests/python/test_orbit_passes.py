@@ -188,3 +188,21 @@ def test_masks_per_station_and_overrides():
         orbit.passes([sat], [low], START, "2018-01-21T00:00Z")
     with pytest.raises(ValueError, match="give end or hours"):
         orbit.passes([sat], [low], START)
+
+
+def test_pass_table_holds_the_same_passes_as_columns(computed):
+    import pandas as pd
+
+    _, cat, _, ours = computed
+    sats = [orbit.Satellite.from_tle(l1, l2, n) for n, l1, l2 in cat]
+    table = orbit.pass_table(sats, STATIONS, START, hours=24 * DAYS)
+    assert list(table) == list(orbit.Pass._fields)
+    frame = pd.DataFrame(table)
+    records = pd.DataFrame(ours)
+    assert len(frame) == len(records) > 1000
+    assert (frame["satellite"] == records["satellite"]).all()
+    assert (frame["ground_station"] == records["ground_station"]).all()
+    for key in ("aos", "culmination", "los"):
+        gap = (frame[key].dt.tz_localize("UTC") - records[key]).abs().max()
+        assert gap < pd.Timedelta(microseconds=2), key
+    assert np.allclose(frame["max_elevation"], records["max_elevation"])

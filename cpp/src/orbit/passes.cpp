@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <cstring>
 #include <memory>
 #include <numbers>
 #include <thread>
@@ -25,8 +26,9 @@ struct track {
   double t0{0}, h{0};
   std::size_t n{0};      // usable points: up to the first propagation error
   bool failed{false};    // propagation failed before the window's end
-  // Arrays left uninitialised on purpose (every element is written before it is read).
-  std::unique_ptr<double[]> r, v, rn;
+  // Structure of arrays (the station scan vectorises over them), left uninitialised on purpose:
+  // every element is written before it is read.
+  std::unique_ptr<double[]> x, y, z, vx, vy, vz, rn;
   double r_max{0};
 };
 
@@ -58,9 +60,7 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
   const double tut1 = (ut1_jd(jd0, fr0, dut1) - 2451545.0) / 36525.0;
   const double dsec_dcentury = 876600.0 * 3600.0 + 8640184.812866 + 2.0 * 0.093104 * tut1 - 3.0 * 6.2e-6 * tut1 * tut1;
   const double omega_gmst = dsec_dcentury / (36525.0 * 86400.0) * (deg / 240.0);
-  tr.r.reset(new double[3 * valid + 3]);
-  tr.v.reset(new double[3 * valid + 3]);
-  tr.rn.reset(new double[valid + 1]);
+  for (auto* a : {&tr.x, &tr.y, &tr.z, &tr.vx, &tr.vy, &tr.vz, &tr.rn}) a->reset(new double[valid + 1]);
   double c = 0, s = 0;
   const double dc = std::cos(omega_gmst * tr.h), ds = std::sin(omega_gmst * tr.h);
   for (std::size_t i = 0; i < valid; ++i) {
@@ -76,12 +76,12 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
     state_vector teme{{r[3 * i], r[3 * i + 1], r[3 * i + 2]}, {v[3 * i], v[3 * i + 1], v[3 * i + 2]}};
     // teme_to_ecef with the rotation's sine and cosine given
     const double x = c * teme.r[0] + s * teme.r[1], y = -s * teme.r[0] + c * teme.r[1];
-    tr.r[3 * i] = x;
-    tr.r[3 * i + 1] = y;
-    tr.r[3 * i + 2] = teme.r[2];
-    tr.v[3 * i] = c * teme.v[0] + s * teme.v[1] + earth_rotation_rad_s * y;
-    tr.v[3 * i + 1] = -s * teme.v[0] + c * teme.v[1] - earth_rotation_rad_s * x;
-    tr.v[3 * i + 2] = teme.v[2];
+    tr.x[i] = x;
+    tr.y[i] = y;
+    tr.z[i] = teme.r[2];
+    tr.vx[i] = c * teme.v[0] + s * teme.v[1] + earth_rotation_rad_s * y;
+    tr.vy[i] = -s * teme.v[0] + c * teme.v[1] - earth_rotation_rad_s * x;
+    tr.vz[i] = teme.v[2];
     tr.rn[i] = std::sqrt(x * x + y * y + teme.r[2] * teme.r[2]);
     tr.r_max = std::max(tr.r_max, tr.rn[i]);
   }
@@ -95,7 +95,7 @@ struct sample {
   double t{0};
   double f{0};     // sin(elevation) - sin(mask)
   double g{0};     // d sin(elevation) / dt, 1/s
-  double az{0}, el{0}, range{0};
+  double e{0}, n{0}, u{0}, range{0};  // east, north, up (km): azimuth and elevation when reported
 };
 
 // One satellite's track over one station.
@@ -107,56 +107,59 @@ class pair_search {
 
  private:
   sample at_point(std::size_t i) const;
-  sample at(double t, bool azimuth) const;
+  sample at(double t) const;
   double refine(double ta, double va, double tb, double vb, bool on_rate) const;
   void interval(const sample& a, const sample& b);
   void monotone(const sample& a, const sample& b);
   void open_at(const sample& s, bool clipped);
   void close_at(const sample& s, bool clipped);
   void consider_max(const sample& s);
-  sample from_state(double t, const state_vector& sv, bool azimuth) const;
+  sample from_state(double t, const state_vector& sv) const;
 
   const track& tr_;
   const site& st_;
   double end_;
   double sin_mask_;
+  double best_f_{-2.0};
   bool open_{false};
   pass_window cur_{};
   std::vector<pass_window>* out_{nullptr};
   std::size_t si_{0}, gi_{0};
 };
 
-// Elevation, its rate and range (and azimuth when asked: root finding does not need it).
-sample pair_search::from_state(double t, const state_vector& sv, bool azimuth) const {
+// The sine of the elevation, its rate and the range; azimuth and elevation themselves are
+// computed only for the samples a pass reports.
+sample pair_search::from_state(double t, const state_vector& sv) const {
   const double dx = sv.r[0] - st_.ecef[0], dy = sv.r[1] - st_.ecef[1], dz = sv.r[2] - st_.ecef[2];
-  const double e = -st_.sin_lon * dx + st_.cos_lon * dy;
-  const double n = -st_.sin_lat * st_.cos_lon * dx - st_.sin_lat * st_.sin_lon * dy + st_.cos_lat * dz;
-  const double u = st_.cos_lat * st_.cos_lon * dx + st_.cos_lat * st_.sin_lon * dy + st_.sin_lat * dz;
+  sample s;
+  s.e = -st_.sin_lon * dx + st_.cos_lon * dy;
+  s.n = -st_.sin_lat * st_.cos_lon * dx - st_.sin_lat * st_.sin_lon * dy + st_.cos_lat * dz;
+  s.u = st_.cos_lat * st_.cos_lon * dx + st_.cos_lat * st_.sin_lon * dy + st_.sin_lat * dz;
   const double ve = -st_.sin_lon * sv.v[0] + st_.cos_lon * sv.v[1];
   const double vn = -st_.sin_lat * st_.cos_lon * sv.v[0] - st_.sin_lat * st_.sin_lon * sv.v[1] + st_.cos_lat * sv.v[2];
   const double vu = st_.cos_lat * st_.cos_lon * sv.v[0] + st_.cos_lat * st_.sin_lon * sv.v[1] + st_.sin_lat * sv.v[2];
-  const double rho = std::sqrt(e * e + n * n + u * u);
-  const double rate = (e * ve + n * vn + u * vu) / rho;
-  sample s;
+  const double rho = std::sqrt(s.e * s.e + s.n * s.n + s.u * s.u);
+  const double rate = (s.e * ve + s.n * vn + s.u * vu) / rho;
   s.t = t;
-  s.f = u / rho - sin_mask_;
-  s.g = (vu * rho - u * rate) / (rho * rho);
+  s.f = s.u / rho - sin_mask_;
+  s.g = (vu * rho - s.u * rate) / (rho * rho);
   s.range = rho;
-  if (azimuth) {  // the values a pass reports
-    s.el = std::asin(std::clamp(u / rho, -1.0, 1.0));
-    s.az = std::atan2(e, n);
-    if (s.az < 0) s.az += 2.0 * pi;
-  }
   return s;
 }
 
-sample pair_search::at_point(std::size_t i) const {
-  state_vector sv{{tr_.r[3 * i], tr_.r[3 * i + 1], tr_.r[3 * i + 2]},
-                  {tr_.v[3 * i], tr_.v[3 * i + 1], tr_.v[3 * i + 2]}};
-  return from_state(tr_.t0 + static_cast<double>(i) * tr_.h, sv, true);
+double elevation_deg(const sample& s) { return std::asin(std::clamp(s.u / s.range, -1.0, 1.0)) / deg; }
+
+double azimuth_deg(const sample& s) {
+  const double a = std::atan2(s.e, s.n) / deg;
+  return a < 0 ? a + 360.0 : a;
 }
 
-sample pair_search::at(double t, bool azimuth) const {
+sample pair_search::at_point(std::size_t i) const {
+  state_vector sv{{tr_.x[i], tr_.y[i], tr_.z[i]}, {tr_.vx[i], tr_.vy[i], tr_.vz[i]}};
+  return from_state(tr_.t0 + static_cast<double>(i) * tr_.h, sv);
+}
+
+sample pair_search::at(double t) const {
   const double x = (t - tr_.t0) / tr_.h;
   std::size_t i = static_cast<std::size_t>(std::clamp(std::floor(x), 0.0, static_cast<double>(tr_.n - 2)));
   const double s = x - static_cast<double>(i), h = tr_.h;
@@ -164,16 +167,14 @@ sample pair_search::at(double t, bool azimuth) const {
   const double s2 = s * s, s3 = s2 * s;
   const double h00 = 2 * s3 - 3 * s2 + 1, h10 = s3 - 2 * s2 + s, h01 = -2 * s3 + 3 * s2, h11 = s3 - s2;
   const double d00 = 6 * s2 - 6 * s, d10 = 3 * s2 - 4 * s + 1, d01 = -6 * s2 + 6 * s, d11 = 3 * s2 - 2 * s;
+  const double* cols[6] = {tr_.x.get(), tr_.y.get(), tr_.z.get(), tr_.vx.get(), tr_.vy.get(), tr_.vz.get()};
   state_vector sv;
-  const double* p0 = &tr_.r[3 * i];
-  const double* p1 = &tr_.r[3 * i + 3];
-  const double* v0 = &tr_.v[3 * i];
-  const double* v1 = &tr_.v[3 * i + 3];
   for (int c = 0; c < 3; ++c) {
-    sv.r[c] = h00 * p0[c] + h10 * h * v0[c] + h01 * p1[c] + h11 * h * v1[c];
-    sv.v[c] = (d00 * p0[c] + d01 * p1[c]) / h + d10 * v0[c] + d11 * v1[c];
+    const double p0 = cols[c][i], p1 = cols[c][i + 1], v0 = cols[c + 3][i], v1 = cols[c + 3][i + 1];
+    sv.r[c] = h00 * p0 + h10 * h * v0 + h01 * p1 + h11 * h * v1;
+    sv.v[c] = (d00 * p0 + d01 * p1) / h + d10 * v0 + d11 * v1;
   }
-  return from_state(t, sv, azimuth);
+  return from_state(t, sv);
 }
 
 // Illinois (modified regula falsi) on elevation-above-mask or on elevation rate; the bracket
@@ -184,7 +185,7 @@ double pair_search::refine(double ta, double va, double tb, double vb, bool on_r
     double t = (ta * vb - tb * va) / (vb - va);
     const double w = tb - ta;
     t = std::clamp(t, ta + 0.01 * w, tb - 0.01 * w);  // a flat side cannot stall the bracket
-    const sample s = at(t, false);
+    const sample s = at(t);
     const double v = on_rate ? s.g : s.f;
     if ((v < 0) == (va < 0)) {
       ta = t;
@@ -207,17 +208,18 @@ void pair_search::open_at(const sample& s, bool clipped) {
   cur_.satellite = si_;
   cur_.station = gi_;
   cur_.aos = s.t;
-  cur_.aos_azimuth_deg = s.az / deg;
+  cur_.aos_azimuth_deg = azimuth_deg(s);
   cur_.starts_before = clipped;
-  cur_.max_elevation_deg = -90.0;
+  best_f_ = -2.0;
   consider_max(s);
 }
 
 void pair_search::consider_max(const sample& s) {
-  if (!open_ || s.el / deg <= cur_.max_elevation_deg) return;
-  cur_.max_elevation_deg = s.el / deg;
+  if (!open_ || s.f <= best_f_) return;
+  best_f_ = s.f;
+  cur_.max_elevation_deg = elevation_deg(s);
   cur_.culmination = s.t;
-  cur_.culmination_azimuth_deg = s.az / deg;
+  cur_.culmination_azimuth_deg = azimuth_deg(s);
   cur_.culmination_range_km = s.range;
 }
 
@@ -226,7 +228,7 @@ void pair_search::close_at(const sample& s, bool clipped) {
   consider_max(s);
   open_ = false;
   cur_.los = s.t;
-  cur_.los_azimuth_deg = s.az / deg;
+  cur_.los_azimuth_deg = azimuth_deg(s);
   cur_.ends_after = clipped;
   cur_.duration_s = cur_.los - cur_.aos;
   cur_.quality = pass_quality(cur_.max_elevation_deg * deg, st_.min_elevation_rad, cur_.duration_s);
@@ -241,17 +243,17 @@ void pair_search::monotone(const sample& a, const sample& b) {
   double lo = a.t, hi = b.t;
   const bool rising = a.f < 0;
   double t = a.t + (b.t - a.t) * a.f / (a.f - b.f);
-  sample x = at(t, false);
+  sample x = at(t);
   for (int i = 0; i < 40; ++i) {
     if ((x.f < 0) == rising) lo = t; else hi = t;
     double next = x.g != 0.0 ? t - x.f / x.g : 0.5 * (lo + hi);
     if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
     const bool done = std::fabs(next - t) < root_tolerance_s;
     t = next;
-    x = at(t, false);
+    x = at(t);
     if (done) break;
   }
-  x = at(t, true);
+  x = at(t);
   if (rising)
     open_at(x, false);
   else
@@ -262,7 +264,7 @@ void pair_search::monotone(const sample& a, const sample& b) {
 void pair_search::interval(const sample& a, const sample& b) {
   if ((a.g > 0 && b.g <= 0) || (a.g < 0 && b.g >= 0)) {
     const bool is_max = a.g > 0;
-    const sample x = at(refine(a.t, a.g, b.t, b.g, true), true);
+    const sample x = at(refine(a.t, a.g, b.t, b.g, true));
     // A maximum below the mask, between two samples below it, cannot matter.
     if (is_max && x.f < 0 && a.f < 0 && b.f < 0) return;
     monotone(a, x);
@@ -278,39 +280,51 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
   si_ = si;
   gi_ = gi;
   if (tr_.n < 2) return;
-  // Which grid points are near enough that the satellite could be in view within one step of
-  // them: the visibility circle (seen from the earth's centre, at the track's greatest radius)
-  // widened by the most the satellite turns in a step.
+  // Which grid points are near enough that the satellite could be in view within half a step of
+  // them (every moment of a step is within half a step of one of its ends): the visibility
+  // circle, seen from the earth's centre at the track's greatest radius, widened by the most the
+  // satellite turns in half a step, with a fifth more for safety.
   const double rs = std::sqrt(st_.ecef[0] * st_.ecef[0] + st_.ecef[1] * st_.ecef[1] + st_.ecef[2] * st_.ecef[2]);
   const double m = st_.min_elevation_rad - margin;
   const double lambda = std::acos(std::clamp(rs / (tr_.r_max + 1.0) * std::cos(m), -1.0, 1.0)) - m + margin;
-  const double threshold = std::cos(std::min(lambda + grid_angle * 1.2, pi));
+  const double threshold = std::cos(std::min(lambda + grid_angle * 0.6, pi));
   const double sx = st_.ecef[0] / rs, sy = st_.ecef[1] / rs, sz = st_.ecef[2] / rs;
   const std::size_t n = tr_.n;
-  std::unique_ptr<unsigned char[]> near(new unsigned char[n]);
-  for (std::size_t i = 0; i < n; ++i) {
-    const double* p = &tr_.r[3 * i];
-    near[i] = (p[0] * sx + p[1] * sy + p[2] * sz) >= threshold * tr_.rn[i];
+  std::unique_ptr<unsigned char[]> near(new unsigned char[n + 1]);
+  {
+    const double *x = tr_.x.get(), *y = tr_.y.get(), *z = tr_.z.get(), *rn = tr_.rn.get();
+    unsigned char* out = near.get();
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] = static_cast<unsigned char>((x[i] * sx + y[i] * sy + z[i] * sz - threshold * rn[i]) >= 0.0);
+    out[n] = 0;
   }
+  // Intervals [i, i + 1] that start before the window's end.
+  const std::size_t last = std::min(n - 1, static_cast<std::size_t>(std::ceil((end_ - tr_.t0) / tr_.h)));
   sample prev = at_point(0);
   bool have_prev = true;
   if (prev.f >= 0) open_at(prev, true);
-  for (std::size_t i = 0; i + 1 < n && tr_.t0 + static_cast<double>(i) * tr_.h < end_; ++i) {
+  std::size_t i = 0;
+  while (i < last) {
     if (!near[i] && !near[i + 1]) {
-      have_prev = false;  // out of sight for the whole step (so no pass can be open)
+      // Out of sight for the whole step (so no pass can be open): jump to the next near point.
+      const void* hit = std::memchr(near.get() + i + 1, 1, last - i);
+      if (!hit) break;
+      i = static_cast<std::size_t>(static_cast<const unsigned char*>(hit) - near.get()) - 1;
+      have_prev = false;
       continue;
     }
     const double tb = tr_.t0 + static_cast<double>(i + 1) * tr_.h;
     const sample a = have_prev ? prev : at_point(i);
-    const sample b = tb <= end_ ? at_point(i + 1) : at(end_, true);
+    const sample b = tb <= end_ ? at_point(i + 1) : at(end_);
     interval(a, b);
     prev = b;
     have_prev = true;
+    ++i;
   }
   if (open_) {
     // Still in view at the window's end, or at the last good state before a propagation error.
-    const double last = std::min(end_, tr_.t0 + static_cast<double>(n - 1) * tr_.h);
-    close_at(last == prev.t ? prev : at(last, true), true);
+    const double t_last = std::min(end_, tr_.t0 + static_cast<double>(n - 1) * tr_.h);
+    close_at(t_last == prev.t ? prev : at(t_last), true);
   }
 }
 
