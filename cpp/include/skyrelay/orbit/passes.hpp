@@ -1,12 +1,12 @@
 // Pass prediction: when each satellite rises above and sets below each ground station's
 // elevation mask in a time window, with the time and value of maximum elevation.
 //
-// The search is exact about visibility, not sampled blindly: while a satellite is provably out
-// of sight (its angular distance from the station, or the station's distance from its orbital
-// plane, exceeds the visibility circle by more than the satellite can close in the next step)
-// it jumps ahead by that bound; near the station it samples elevation and elevation rate and
-// refines rises, sets and culminations by root finding to a millisecond. Times are Unix seconds
-// (UTC, leap seconds not counted, as time_t).
+// Each satellite is propagated once (the batch path) on an even grid with at most 0.12 rad of
+// motion per step, and every station searches that track: a dot product per grid point rules out
+// the steps where the satellite cannot be within the station's visibility circle; in the others
+// the elevation and its rate, on a cubic Hermite interpolant of the track (error of a few metres),
+// locate culminations (sign changes of the rate) and rises and sets (Newton on the sine of the
+// elevation), to a millisecond. Times are Unix seconds (UTC, leap seconds not counted, as time_t).
 #pragma once
 
 #include <cstddef>
