@@ -1,6 +1,6 @@
-// libFuzzer target: TLE text and OMM JSON parsing, then propagation of whatever parsed (the
-// propagator must return error codes, never crash or trip UBSan, for any elements a parser
-// accepts).
+// libFuzzer target: TLE text and OMM JSON parsing, then propagation of whatever parsed, on the
+// scalar and the batch paths (the propagator must return error codes, never crash or trip
+// UBSan, for any elements a parser accepts).
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -24,6 +24,11 @@ void exercise(const elements& e) {
         (void)ecef_to_geodetic(ecef.r);
       }
     }
+    // The vectorised path over the same times (it must not crash where the scalar one errs).
+    const double ts[] = {0.0, 90.0, -1440.0, 10080.0, 1e5};
+    double r[15], v[15];
+    std::int8_t err[5];
+    p.propagate_batch(ts, 5, r, v, err);
   }
 }
 }  // namespace
