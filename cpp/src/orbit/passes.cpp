@@ -181,7 +181,9 @@ sample pair_search::at(double t) const {
 // [ta, tb] has values of opposite sign.
 double pair_search::refine(double ta, double va, double tb, double vb, bool on_rate) const {
   int side = 0;
-  for (int i = 0; i < 60 && tb - ta > root_tolerance_s; ++i) {
+  // A culmination's time matters to within a second; its elevation is flat there.
+  const double tolerance = on_rate ? 10 * root_tolerance_s : root_tolerance_s;
+  for (int i = 0; i < 60 && tb - ta > tolerance; ++i) {
     double t = (ta * vb - tb * va) / (vb - va);
     const double w = tb - ta;
     t = std::clamp(t, ta + 0.01 * w, tb - 0.01 * w);  // a flat side cannot stall the bracket
@@ -244,16 +246,16 @@ void pair_search::monotone(const sample& a, const sample& b) {
   const bool rising = a.f < 0;
   double t = a.t + (b.t - a.t) * a.f / (a.f - b.f);
   sample x = at(t);
-  for (int i = 0; i < 40; ++i) {
+  for (int i = 0; i < 40 && x.f != 0.0; ++i) {
     if ((x.f < 0) == rising) lo = t; else hi = t;
     double next = x.g != 0.0 ? t - x.f / x.g : 0.5 * (lo + hi);
     if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
-    const bool done = std::fabs(next - t) < root_tolerance_s;
+    // Newton converges quadratically here: once a step is under the tolerance, the sample just
+    // taken is already within it.
+    if (std::fabs(next - t) < root_tolerance_s) break;
     t = next;
     x = at(t);
-    if (done) break;
   }
-  x = at(t);
   if (rising)
     open_at(x, false);
   else
@@ -264,6 +266,21 @@ void pair_search::monotone(const sample& a, const sample& b) {
 void pair_search::interval(const sample& a, const sample& b) {
   if ((a.g > 0 && b.g <= 0) || (a.g < 0 && b.g >= 0)) {
     const bool is_max = a.g > 0;
+    // A low point between two samples below the mask stays below it.
+    if (!is_max && a.f < 0 && b.f < 0) return;
+    // A high point between two samples below the mask matters only if it could reach the mask.
+    // The cubic through both samples' values and rates estimates it to well under 0.01 in the
+    // sine of the elevation over one step; a deficit of 0.05 (about 3 degrees) rules it out.
+    if (is_max && a.f < 0 && b.f < 0) {
+      const double w = b.t - a.t;
+      double top = std::max(a.f, b.f);
+      for (int k = 1; k < 16; ++k) {
+        const double s1 = k / 16.0, s2 = s1 * s1, s3 = s2 * s1;
+        top = std::max(top, (2 * s3 - 3 * s2 + 1) * a.f + (s3 - 2 * s2 + s1) * w * a.g +
+                                (-2 * s3 + 3 * s2) * b.f + (s3 - s2) * w * b.g);
+      }
+      if (top < -0.05) return;
+    }
     const sample x = at(refine(a.t, a.g, b.t, b.g, true));
     // A maximum below the mask, between two samples below it, cannot matter.
     if (is_max && x.f < 0 && a.f < 0 && b.f < 0) return;
