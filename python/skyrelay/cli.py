@@ -9,10 +9,20 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="skyrelay", description="skyrelay real-time push engine")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the live demo (server metrics pushed to a page)")
+    demo = sub.add_parser("demo", help="run the live satellite tracker demo")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
+    demo.add_argument("--tle", help="TLE file, gpredict .dat file or http(s) URL (default: the bundled set)")
+    demo.add_argument("--rebase", dest="rebase", action="store_true", default=None,
+                      help="move the elements' epochs to now (default for the bundled set)")
+    demo.add_argument("--no-rebase", dest="rebase", action="store_false",
+                      help="keep the elements' own epochs")
+    demo.add_argument("--station", action="append", default=[], metavar="NAME=LAT,LON[,ALT_M[,MASK]]",
+                      help="a ground station (repeatable; default: eight sites on every continent)")
+    demo.add_argument("--positions-every", type=float, default=10.0, help="seconds between positions")
+    demo.add_argument("--windows-every", type=float, default=60.0, help="seconds between window updates")
+    demo.add_argument("--lookahead-hours", type=float, default=6.0, help="window search horizon")
+    demo.add_argument("--status-every", type=float, default=30.0, help="seconds between server_status")
 
     passes = sub.add_parser("passes", help="predict satellite passes over a ground station")
     passes.add_argument("--tle", required=True, help="TLE file (two- or three-line sets, or gpredict .dat)")
@@ -35,8 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run_demo
+        from .tracker import parse_station
 
-        return run_demo(args.host, args.port, args.interval)
+        try:
+            stations = [parse_station(s) for s in args.station] or None
+            return run_demo(args.host, args.port, tle=args.tle, rebase=args.rebase, stations=stations,
+                            position_interval=args.positions_every, window_interval=args.windows_every,
+                            lookahead_hours=args.lookahead_hours, status_interval=args.status_every)
+        except ValueError as exc:
+            print(f"skyrelay demo: error: {exc}", file=sys.stderr)
+            return 2
     if args.command in ("passes", "propagate"):
         from . import _orbit_cli
 

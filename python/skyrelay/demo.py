@@ -1,9 +1,10 @@
-"""The live demo behind ``make demo``: server metrics pushed to a page every second.
+"""The live demo behind ``make demo``: the satellite tracker (``/``) and the engine's own
+metrics page (``/metrics.html``).
 
-It shows the engine end to end: a browser subscribes over the JSON protocol to the topic
-``metrics``, Python publishes a snapshot per interval with ``server.emit``, and the page's chat
-box sends a request whose handler fans a message out to every open page. The satellite tracker
-replaces this demo once the orbit module exists.
+The tracker (skyrelay.tracker) propagates the satellites with the orbit module and pushes
+positions, communication windows and server status over the JSON protocol and Socket.IO. The
+metrics page subscribes to the topic ``metrics``, which gets a snapshot of the server's counters
+every second, and has a chat box whose request handler fans a message out to every open page.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 from .server import Connection, Server
+from .tracker import DEFAULT_STATIONS, Tracker
 
 TOPIC = "metrics"
 _COUNTERS = (
@@ -64,6 +66,8 @@ class MetricsPublisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-metrics", daemon=True)
         self._last: tuple[float, dict[str, float], float] | None = None
+        #: the last snapshot published (the tracker's server_status carries it)
+        self.latest: dict[str, Any] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -102,13 +106,48 @@ class MetricsPublisher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.server.emit("server_metrics", self.snapshot(), to=TOPIC, policy="drop_oldest")
+            self.latest = self.snapshot()
+            self.server.emit("server_metrics", self.latest, to=TOPIC, policy="drop_oldest")
 
 
-def build_demo(host: str = "127.0.0.1", port: int = 8000, **options: Any) -> Server:
-    """The demo server, not yet started (tests start it on port 0)."""
-    static_dir = resources.files("skyrelay") / "web" / "demo"
+class Demo:
+    """The demo's parts: ``server`` (not yet started), ``tracker`` and ``metrics``."""
+
+    def __init__(self, server: Server, tracker: Tracker, metrics: MetricsPublisher) -> None:
+        self.server = server
+        self.tracker = tracker
+        self.metrics = metrics
+
+    def start(self) -> Demo:
+        self.server.start()
+        self.metrics.start()
+        self.tracker.start()
+        return self
+
+    def stop(self) -> None:
+        self.tracker.stop()
+        self.metrics.stop()
+        self.server.stop()
+
+
+def build_demo(host: str = "127.0.0.1", port: int = 8000, *, satellites: Any = None,
+               stations: Any = DEFAULT_STATIONS, elements_note: str = "",
+               position_interval: float = 10.0, window_interval: float = 60.0,
+               lookahead_hours: float = 6.0, status_interval: float = 30.0,
+               metrics_interval: float = 1.0, **options: Any) -> Demo:
+    """The demo, not yet started (tests start it on port 0). Without ``satellites`` it uses the
+    bundled element sets re-based to now."""
+    from .tracker import bundled_satellites
+
+    if satellites is None:
+        satellites, elements_note = bundled_satellites()
+    static_dir = resources.files("skyrelay") / "web" / "tracker"
     server = Server(host, port, static_dir=str(static_dir), **options)
+    metrics = MetricsPublisher(server, metrics_interval)
+    tracker = Tracker(server, satellites, stations, position_interval=position_interval,
+                      window_interval=window_interval, lookahead_hours=lookahead_hours,
+                      status_interval=status_interval, elements_note=elements_note,
+                      metrics=lambda: metrics.latest).install()
 
     @server.on("say")
     def say(conn: Connection, data: Any) -> dict[str, Any]:
@@ -120,18 +159,53 @@ def build_demo(host: str = "127.0.0.1", port: int = 8000, **options: Any) -> Ser
         delivered = server.emit("chat", {"from": conn.sid[:6], "text": text}, to=TOPIC)
         return {"delivered": delivered}
 
-    return server
+    return Demo(server, tracker, metrics)
 
 
-def run_demo(host: str, port: int, interval: float) -> int:
-    server = build_demo(host, port)
-    publisher = MetricsPublisher(server, interval)
-    server.start()
-    publisher.start()
-    print(f"skyrelay demo: open http://{host}:{server.port}/ in a browser "
-          f"(metrics every {interval:g} s; Ctrl+C to stop)", flush=True)
+def load_elements(source: str) -> Any:
+    """A TLE file, gpredict .dat file or http(s) URL of TLE text."""
+    from . import orbit
+
+    if source.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(source, timeout=20) as reply:  # the user's own network
+                text = reply.read().decode("utf-8", errors="replace")
+        except OSError as exc:
+            raise ValueError(f"could not fetch {source}: {exc}") from None
+        sats = orbit.load_tle(text)
+    else:
+        if not os.path.exists(source):
+            raise ValueError(f"no such file: {source}")
+        sats = orbit.load_tle(source)
+    usable = [s for s in sats if s.error == 0]
+    if not usable:
+        raise ValueError(f"no usable element sets in {source}" + (f" ({sats.errors[0]})" if sats.errors else ""))
+    return usable
+
+
+def run_demo(host: str = "127.0.0.1", port: int = 8000, *, tle: str | None = None, rebase: bool | None = None,
+             stations: Any = None, **intervals: Any) -> int:
+    from .tracker import bundled_satellites, rebase_by_days
+
+    if tle:
+        satellites = load_elements(tle)
+        note = f"elements from {tle}"
+        if rebase:
+            satellites = list(rebase_by_days(satellites))
+            note += ", their epochs moved forward by whole days to the day before now"
+    else:
+        satellites, note = bundled_satellites(rebase=rebase is not False)
+    demo = build_demo(host, port, satellites=satellites, stations=stations or DEFAULT_STATIONS,
+                      elements_note=note, **intervals)
+    demo.start()
+    print(f"skyrelay demo: the satellite tracker is at http://{host}:{demo.server.port}/ "
+          f"({len(demo.tracker.satellites)} satellites, {len(demo.tracker.stations)} ground stations; "
+          f"{note}). Ctrl+C to stop.", flush=True)
     try:
-        server.run()
+        demo.server.run()
     finally:
-        publisher.stop()
+        demo.tracker.stop()
+        demo.metrics.stop()
     return 0

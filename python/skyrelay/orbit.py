@@ -236,6 +236,24 @@ class Satellite:
         return LookAngles(*_orbit.look_angles(r, v, jd, fr, station.latitude, station.longitude,
                                               station.altitude_km, dut1))
 
+    def with_epoch(self, epoch: Any) -> Satellite:
+        """The same mean elements at another epoch: a plausible orbit for demos and tests when
+        only old elements are at hand (the satellite will not be where the real one is)."""
+        import json
+
+        el = self.elements
+        when = _to_datetime(_unix_seconds(epoch))
+        omm = {"OBJECT_NAME": el["name"], "OBJECT_ID": el["intl_designator"],
+               "NORAD_CAT_ID": el["catalog_number"],
+               "EPOCH": when.strftime("%Y-%m-%dT%H:%M:%S.%f"), "MEAN_MOTION": el["mean_motion"],
+               "ECCENTRICITY": el["eccentricity"], "INCLINATION": el["inclination_deg"],
+               "RA_OF_ASC_NODE": el["raan_deg"], "ARG_OF_PERICENTER": el["arg_perigee_deg"],
+               "MEAN_ANOMALY": el["mean_anomaly_deg"], "BSTAR": el["bstar"],
+               "MEAN_MOTION_DOT": el["ndot"], "MEAN_MOTION_DDOT": el["nddot"],
+               "EPHEMERIS_TYPE": el["ephemeris_type"], "ELEMENT_SET_NO": el["element_number"],
+               "REV_AT_EPOCH": el["rev_number"], "CLASSIFICATION_TYPE": el["classification"]}
+        return Satellite(_orbit.Sgp4.from_omm(json.dumps(omm), "wgs72", "i"))
+
     def __repr__(self) -> str:
         return f"Satellite({self.name!r}, satnum={self.satnum!r}, epoch={self.epoch.isoformat()})"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import importlib.util
 import sys
 from pathlib import Path
@@ -84,15 +86,18 @@ def test_well_telemetry_raises_alerts(telemetry, skyrelay_client):
 def test_demo_serves_page_and_metrics(skyrelay_client):
     import urllib.request
 
-    from skyrelay.demo import MetricsPublisher, build_demo
+    from skyrelay.demo import build_demo
 
-    server = build_demo(port=0)
-    server.start()
-    publisher = MetricsPublisher(server, 0.05)
-    publisher.start()
+    demo = build_demo(port=0, metrics_interval=0.05)
+    demo.start()
+    server = demo.server
     try:
-        page = urllib.request.urlopen(f"{server.http_url}/", timeout=5).read().decode()
+        page = urllib.request.urlopen(f"{server.http_url}/metrics.html", timeout=5).read().decode()
         assert "/ws/metrics" in page
+        tracker_page = urllib.request.urlopen(f"{server.http_url}/", timeout=5).read().decode()
+        assert "live satellite tracker" in tracker_page and 'src="app.js"' in tracker_page
+        land = json.loads(urllib.request.urlopen(f"{server.http_url}/land.json", timeout=5).read())
+        assert len(land["rings"]) > 100
         client = skyrelay_client(server, path="/ws/metrics")
         first = client.expect("server_metrics", timeout=5)
         assert first["connections"] >= 1
@@ -100,9 +105,11 @@ def test_demo_serves_page_and_metrics(skyrelay_client):
         assert client.expect("chat")["text"] == "hello"
         with pytest.raises(ResponseError):
             client.request("say", {"text": "   "})
+        # The tracker's server_status carries the metrics snapshot.
+        status = client.expect("server_status", timeout=10)
+        assert status["satellites"] == 26 and "metrics" in status
     finally:
-        publisher.stop()
-        server.stop()
+        demo.stop()
 
 
 def test_stream_telemetry_producer_script(skyrelay_server_factory, skyrelay_client):

@@ -1,0 +1,169 @@
+"""The satellite tracker's events over the JSON protocol and Socket.IO, with real clients."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import socketio
+from websockets.sync.client import connect
+
+from skyrelay import Server, orbit
+from skyrelay.tracker import DEFAULT_STATIONS, Tracker, bundled_satellites, parse_station
+
+
+def _t(stamp: str) -> float:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.fixture
+def tracker():
+    sats, note = bundled_satellites()
+    server = Server(port=0)
+    trk = Tracker(server, sats, position_interval=0.5, window_interval=2.0, status_interval=1.0,
+                  elements_note=note).install()
+    server.start()
+    trk.start()
+    yield trk
+    trk.stop()
+    server.stop()
+
+
+class JsonClient:
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.next_id = 0
+
+    def recv_until(self, pred, timeout: float = 10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no matching frame")
+            msg = json.loads(self.ws.recv(timeout=left))
+            if pred(msg):
+                return msg
+
+    def event(self, name: str, timeout: float = 10.0):
+        return self.recv_until(lambda m: m.get("type") == "event" and m.get("event") == name, timeout)
+
+    def request(self, event: str, data=None):
+        self.next_id += 1
+        rid = str(self.next_id)
+        self.ws.send(json.dumps({"type": "request", "id": rid, "event": event, "data": data}))
+        return self.recv_until(lambda m: m.get("type") == "response" and m.get("id") == rid)
+
+
+def test_json_client_gets_status_then_positions_that_move(tracker):
+    with connect(tracker.server.url, open_timeout=5) as ws:
+        client = JsonClient(ws)
+        status = client.event("server_status")["data"]
+        assert status["available_subscriptions"] == ["satellites", "windows"]
+        assert status["connected_clients"] >= 1 and status["satellites"] == 26
+        assert "moved forward by whole days" in status["elements"]
+        answer = client.request("subscribe_satellites")
+        assert answer["ok"] and answer["data"]["subscribed"] == "satellites"
+        snap = answer["data"]["snapshot"]
+        assert snap["count"] == len(snap["satellites"]) == 26
+        first = client.event("satellite_positions")["data"]  # the snapshot, also as an event
+        later = client.event("satellite_positions")["data"]
+        while later["timestamp"] == first["timestamp"]:
+            later = client.event("satellite_positions")["data"]
+        assert _t(later["timestamp"]) > _t(first["timestamp"])
+        a = {s["name"]: s["position"] for s in first["satellites"]}
+        b = {s["name"]: s["position"] for s in later["satellites"]}
+        iss_a, iss_b = a["ISS (ZARYA)"], b["ISS (ZARYA)"]
+        assert (iss_a["latitude"], iss_a["longitude"]) != (iss_b["latitude"], iss_b["longitude"])
+        # Positions are the orbit module's, at the snapshot's time.
+        sat = [s for s in tracker.satellites if s.name == "ISS (ZARYA)"][0]
+        when = np.datetime64(later["timestamp"].rstrip("Z"), "ms")
+        geo = sat.subpoint(when)
+        assert abs(geo.latitude[0] - iss_b["latitude"]) < 1e-3
+        assert abs(geo.altitude_km[0] - iss_b["altitude_km"]) < 0.01
+        # A status after the subscription counts the subscriber.
+        status = client.event("server_status")["data"]
+        assert status["subscribers"]["satellites"] == 1
+        # Unsubscribed, no more positions: none computed after the answer arrives.
+        assert client.request("unsubscribe_satellites")["data"] == {"unsubscribed": "satellites"}
+        left = time.time()
+        with pytest.raises(TimeoutError):
+            client.recv_until(lambda m: m.get("event") == "satellite_positions" and
+                              _t(m["data"]["timestamp"]) > left + 0.05, timeout=1.5)
+
+
+def test_windows_are_future_passes_over_the_stations(tracker):
+    with connect(tracker.server.url, open_timeout=5) as ws:
+        client = JsonClient(ws)
+        snap = client.request("subscribe_windows")["data"]["snapshot"]
+        now = _t(snap["timestamp"])
+        windows = snap["windows"]
+        assert snap["count"] == len(windows) > 10 and snap["total"] >= snap["count"]
+        names = {g.name for g in DEFAULT_STATIONS}
+        starts = [_t(w["start_time"]) for w in windows]
+        assert starts == sorted(starts)
+        for w in windows:
+            start, end = _t(w["start_time"]), _t(w["end_time"])
+            assert end > now and start < end <= now + 6 * 3600 + 1
+            assert w["ground_station"] in names
+            assert abs((end - start) / 60 - w["duration_minutes"]) < 0.02
+            assert 5.0 <= w["max_elevation"] <= 90 and 0 <= w["quality_score"] <= 1
+        pushed = client.event("communication_windows", timeout=5)["data"]
+        assert pushed["count"] > 10
+
+
+def test_socketio_client_gets_the_same_events(tracker):
+    sio = socketio.Client(reconnection=False)
+    statuses: list = []
+    positions: list = []
+    got_status = threading.Event()
+    got_positions = threading.Event()
+
+    @sio.on("server_status")
+    def on_status(data):
+        statuses.append(data)
+        got_status.set()
+
+    @sio.on("satellite_positions")
+    def on_positions(data):
+        positions.append(data)
+        if len(positions) >= 2:
+            got_positions.set()
+
+    sio.connect(tracker.server.http_url, transports=["websocket"], wait_timeout=5)
+    try:
+        assert got_status.wait(5)
+        assert statuses[0]["satellites"] == 26
+        answer = sio.call("subscribe_satellites", timeout=5)
+        assert answer["subscribed"] == "satellites" and answer["snapshot"]["count"] == 26
+        assert got_positions.wait(5)
+        windows = sio.call("subscribe_windows", timeout=5)
+        assert windows["snapshot"]["count"] > 10
+    finally:
+        sio.disconnect()
+
+
+def test_bundled_elements_rebase_and_station_parsing():
+    t = dt.datetime(2030, 5, 1, 12, 0, 20, tzinfo=dt.timezone.utc).timestamp()
+    sats, note = bundled_satellites(t)
+    old, old_note = bundled_satellites(t, rebase=False)
+    for new, orig in zip(sats, old):
+        assert t - 86400 < new.epoch.timestamp() <= t
+        # moved by whole days (to the microsecond the OMM epoch keeps)
+        shift = new.epoch.timestamp() - orig.epoch.timestamp()
+        assert abs(shift / 86400 - round(shift / 86400)) < 1e-9
+    assert "moved forward by whole days" in note
+    note = old_note
+    assert old[0].epoch.year == 2018 and "not re-based" in note
+    # Same orbit shape: the mean motion is unchanged.
+    assert sats[0].elements["mean_motion"] == old[0].elements["mean_motion"]
+    g = parse_station("Kiruna=67.86,20.96,390,10")
+    assert (g.name, g.latitude, g.altitude_km, g.min_elevation) == ("Kiruna", 67.86, 0.39, 10.0)
+    for bad in ("Kiruna", "=1,2", "K=1", "K=a,b", "K=95,0"):
+        with pytest.raises(ValueError):
+            parse_station(bad)
+    with pytest.raises(ValueError, match="position_interval"):
+        Tracker(Server(port=0), sats, position_interval=0)
