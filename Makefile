@@ -59,7 +59,7 @@ venv: $(VENV)/.stamp
 install: venv
 	flock $(BUILD_LOCK) $(VPY) -m pip install -q --no-build-isolation .
 
-demo: install
+demo: install node_modules/.stamp
 	$(VENV)/bin/skyrelay demo --host 127.0.0.1 --port 8000
 
 test: test-cpp test-cpp-asan test-fuzz test-python test-js

@@ -130,18 +130,51 @@ class Demo:
         self.server.stop()
 
 
+def find_socketio_client(start: str | None = None) -> str | None:
+    """socket.io-client's browser bundle from an npm install: ``node_modules`` in the given
+    directory or the current one, or one of their parents."""
+    here = os.path.abspath(start or os.getcwd())
+    while True:
+        candidate = os.path.join(here, "node_modules", "socket.io-client", "dist", "socket.io.min.js")
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def _vendor_app(bundle: str | None) -> Any:
+    """A WSGI app for /vendor/socket.io.min.js (the demo's Socket.IO page)."""
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ.get("PATH_INFO") == "/vendor/socket.io.min.js" and bundle:
+            with open(bundle, "rb") as f:
+                body = f.read()
+            start_response("200 OK", [("Content-Type", "text/javascript; charset=utf-8"),
+                                      ("Cache-Control", "max-age=3600")])
+            return [body]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"not found\n"]
+
+    return app
+
+
 def build_demo(host: str = "127.0.0.1", port: int = 8000, *, satellites: Any = None,
                stations: Any = DEFAULT_STATIONS, elements_note: str = "",
                position_interval: float = 10.0, window_interval: float = 60.0,
                lookahead_hours: float = 6.0, status_interval: float = 30.0,
-               metrics_interval: float = 1.0, **options: Any) -> Demo:
+               metrics_interval: float = 1.0, socketio_client: str | None = None,
+               **options: Any) -> Demo:
     """The demo, not yet started (tests start it on port 0). Without ``satellites`` it uses the
-    bundled element sets re-based to now."""
+    bundled element sets moved forward to now. ``socketio_client`` is the path of
+    socket.io-client's ``socket.io.min.js`` for the Socket.IO page (default: found in
+    ``node_modules``)."""
     from .tracker import bundled_satellites
 
     if satellites is None:
         satellites, elements_note = bundled_satellites()
     static_dir = resources.files("skyrelay") / "web" / "tracker"
+    options.setdefault("wsgi_app", _vendor_app(socketio_client or find_socketio_client()))
     server = Server(host, port, static_dir=str(static_dir), **options)
     metrics = MetricsPublisher(server, metrics_interval)
     tracker = Tracker(server, satellites, stations, position_interval=position_interval,

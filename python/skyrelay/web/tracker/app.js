@@ -1,30 +1,11 @@
-// The tracker dashboard: skyrelay.js (JSON protocol) in, a canvas map and two panels out.
+// The tracker dashboard over skyrelay's JSON protocol (skyrelay.js).
 import { SkyRelay } from "/skyrelay.js";
+import { applyPositions, applyStatus, applyWindows, onReconnect, setState, view } from "./dashboard.js";
 
-const TRAIL = 120;            // positions kept per satellite for its ground track
-const $ = (id) => document.getElementById(id);
 const client = new SkyRelay("/ws");
-
-const view = {
-  state: client.state,
-  updates: 0,
-  positionsAt: null,          // timestamp of the last satellite_positions
-  satellites: new Map(),      // name -> {lat, lon, alt, trail: [[lon, lat], ...]}
-  windows: [],
-  stations: [],
-  land: [],
-  status: null,
-};
-window.__tracker = view;      // read by the browser test
-
-// -- connection ---------------------------------------------------------------------------
-
-client.on("state", (state) => {
-  view.state = state;
-  const badge = $("badge");
-  badge.className = state;
-  badge.textContent = state;
-});
+view.transport = "skyrelay.js";
+setState(client.state);
+client.on("state", (state) => setState(state));
 
 client.on("connected", async () => {
   // A new connection has no rooms: subscribe again; each answer carries the current snapshot.
@@ -38,7 +19,7 @@ client.on("connected", async () => {
   }
 });
 
-$("reconnect").addEventListener("click", () => {
+onReconnect(() => {
   if (client.state === "connected") client.close();
   client.open();
 });
@@ -46,152 +27,3 @@ $("reconnect").addEventListener("click", () => {
 client.on("satellite_positions", (data) => applyPositions(data));
 client.on("communication_windows", (data) => applyWindows(data));
 client.on("server_status", (data) => applyStatus(data));
-
-// -- data ---------------------------------------------------------------------------------
-
-function applyPositions(snapshot) {
-  if (!snapshot || snapshot.timestamp === view.positionsAt) return;
-  view.positionsAt = snapshot.timestamp;
-  view.updates += 1;
-  for (const s of snapshot.satellites) {
-    let sat = view.satellites.get(s.name);
-    if (!sat) view.satellites.set(s.name, (sat = { trail: [] }));
-    sat.lat = s.position.latitude;
-    sat.lon = s.position.longitude;
-    sat.alt = s.position.altitude_km;
-    sat.trail.push([sat.lon, sat.lat]);
-    if (sat.trail.length > TRAIL) sat.trail.shift();
-  }
-  $("st-updates").textContent = String(view.updates);
-  $("st-sats").textContent = String(snapshot.count);
-  scheduleDraw();
-}
-
-function applyWindows(snapshot) {
-  if (!snapshot) return;
-  view.windows = snapshot.windows.map((w) => ({
-    ...w, start: Date.parse(w.start_time), end: Date.parse(w.end_time),
-  }));
-  $("window-count").textContent = `(${snapshot.count} of ${snapshot.total} in the next ${snapshot.lookahead_hours} h)`;
-  renderWindows();
-  scheduleDraw();
-}
-
-function applyStatus(status) {
-  view.status = status;
-  view.stations = status.ground_stations || [];
-  $("st-clients").textContent = String(status.connected_clients);
-  const subs = status.subscribers || {};
-  $("st-subs").textContent = Object.entries(subs).map(([k, v]) => `${k} ${v}`).join(" · ");
-  const m = status.metrics || {};
-  $("st-rate").textContent = m.messages_out_per_s ?? "–";
-  $("st-cpu").textContent = m.cpu_percent ?? "–";
-  $("st-rss").textContent = m.rss_mib ?? "–";
-  $("st-uptime").textContent = m.uptime_s != null ? `${Math.round(m.uptime_s)} s` : "–";
-  $("elements").textContent = status.elements || "";
-  scheduleDraw();
-}
-
-// -- windows table --------------------------------------------------------------------------
-
-function fmtIn(ms) {
-  if (ms <= 0) return "now";
-  const s = Math.round(ms / 1000);
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
-  return h ? `${h}h ${m}m` : `${m}m ${s % 60}s`;
-}
-
-function renderWindows() {
-  const now = Date.now();
-  const rows = view.windows.filter((w) => w.end > now).slice(0, 14);
-  const body = $("windows").tBodies[0];
-  body.replaceChildren(...rows.map((w) => {
-    const tr = document.createElement("tr");
-    if (w.start <= now) tr.className = "now";
-    const cells = [w.satellite, w.ground_station, w.start_time.slice(11, 19), fmtIn(w.start - now),
-      w.duration_minutes.toFixed(1), `${w.max_elevation.toFixed(1)}°`];
-    for (const text of cells) {
-      const td = document.createElement("td");
-      td.textContent = text;
-      tr.append(td);
-    }
-    const q = document.createElement("td");
-    const bar = document.createElement("span");
-    bar.className = "bar";
-    bar.style.width = `${Math.round(w.quality_score * 60)}px`;
-    q.append(bar, ` ${w.quality_score.toFixed(2)}`);
-    tr.append(q);
-    return tr;
-  }));
-}
-
-// -- map ----------------------------------------------------------------------------------
-
-const canvas = $("map");
-const ctx = canvas.getContext("2d");
-const X = (lon) => ((lon + 180) / 360) * canvas.width;
-const Y = (lat) => ((90 - lat) / 180) * canvas.height;
-let pending = false;
-
-function scheduleDraw() {
-  if (pending) return;
-  pending = true;
-  requestAnimationFrame(() => { pending = false; draw(); });
-}
-
-function draw() {
-  const { width: w, height: h } = canvas;
-  ctx.fillStyle = "#0b1a2a";
-  ctx.fillRect(0, 0, w, h);
-  ctx.strokeStyle = "#15314a";
-  ctx.lineWidth = 1;
-  for (let lon = -150; lon <= 150; lon += 30) { ctx.beginPath(); ctx.moveTo(X(lon), 0); ctx.lineTo(X(lon), h); ctx.stroke(); }
-  for (let lat = -60; lat <= 60; lat += 30) { ctx.beginPath(); ctx.moveTo(0, Y(lat)); ctx.lineTo(w, Y(lat)); ctx.stroke(); }
-  ctx.fillStyle = "#1f3a2c";
-  ctx.strokeStyle = "#2f5a43";
-  for (const ring of view.land) {
-    // A ring that runs along the antimeridian jumps from +180 to -180: move there, do not draw
-    // a line across the whole map.
-    ctx.beginPath();
-    for (let i = 0; i < ring.length; i += 2) {
-      const jump = i && Math.abs(ring[i] - ring[i - 2]) > 180;
-      (i === 0 || jump ? ctx.moveTo : ctx.lineTo).call(ctx, X(ring[i]), Y(ring[i + 1]));
-    }
-    ctx.fill();
-    ctx.stroke();
-  }
-  const now = Date.now();
-  const inView = new Set(view.windows.filter((x) => x.start <= now && now <= x.end).map((x) => x.satellite));
-  ctx.lineWidth = 1.5;
-  for (const [, sat] of view.satellites) {
-    ctx.strokeStyle = "rgba(255, 209, 102, 0.45)";
-    ctx.beginPath();
-    sat.trail.forEach(([lon, lat], i) => {
-      const jump = i && Math.abs(lon - sat.trail[i - 1][0]) > 180;  // wrapped at the antimeridian
-      (i === 0 || jump ? ctx.moveTo : ctx.lineTo).call(ctx, X(lon), Y(lat));
-    });
-    ctx.stroke();
-  }
-  ctx.font = "12px system-ui, sans-serif";
-  for (const [name, sat] of view.satellites) {
-    const x = X(sat.lon), y = Y(sat.lat);
-    ctx.fillStyle = inView.has(name) ? "#3fb950" : "#ffd166";
-    ctx.beginPath(); ctx.arc(x, y, 4, 0, 2 * Math.PI); ctx.fill();
-    if (view.satellites.size <= 60) { ctx.fillStyle = "#c9d4e0"; ctx.fillText(name, x + 6, y - 4); }
-  }
-  for (const g of view.stations) {
-    const x = X(g.longitude), y = Y(g.latitude);
-    ctx.fillStyle = "#ff6b9a";
-    ctx.beginPath(); ctx.moveTo(x, y - 7); ctx.lineTo(x - 6, y + 5); ctx.lineTo(x + 6, y + 5); ctx.closePath(); ctx.fill();
-    ctx.fillStyle = "#ffb3cb";
-    ctx.fillText(g.name, x + 8, y + 4);
-  }
-}
-
-setInterval(() => {
-  $("clock").textContent = new Date().toISOString().slice(11, 19) + " UTC";
-  renderWindows();
-}, 1000);
-
-fetch("land.json").then((r) => r.json()).then((d) => { view.land = d.rings; scheduleDraw(); });
-scheduleDraw();

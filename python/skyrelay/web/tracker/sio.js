@@ -1,0 +1,32 @@
+// The tracker dashboard over Socket.IO, with the official socket.io-client (served by the demo
+// at /vendor/socket.io.min.js from the npm package).
+import { applyPositions, applyStatus, applyWindows, onReconnect, setState, view } from "./dashboard.js";
+
+if (!window.io) {
+  document.getElementById("elements").textContent =
+    "socket.io-client was not found: run `npm ci` in the skyrelay checkout (make demo does) or start the demo with --socketio-client.";
+  throw new Error("socket.io-client missing");
+}
+const socket = window.io({ reconnectionDelay: 1000, reconnectionDelayMax: 30000 });
+view.transport = "socket.io-client";
+setState("connecting");
+
+socket.on("connect", () => {
+  setState("connected");
+  // Rooms do not survive a new connection: subscribe again; the ack carries the snapshot.
+  socket.timeout(10000).emit("subscribe_satellites", (err, answer) => { if (!err) applyPositions(answer.snapshot); });
+  socket.timeout(10000).emit("subscribe_windows", (err, answer) => { if (!err) applyWindows(answer.snapshot); });
+});
+socket.on("disconnect", () => setState(socket.active ? "reconnecting" : "disconnected"));
+socket.io.on("reconnect_attempt", () => setState("reconnecting"));
+socket.on("connect_error", () => setState(socket.active ? "reconnecting" : "disconnected"));
+
+onReconnect(() => {
+  socket.disconnect();
+  setState("connecting");
+  socket.connect();
+});
+
+socket.on("satellite_positions", (data) => applyPositions(data));
+socket.on("communication_windows", (data) => applyWindows(data));
+socket.on("server_status", (data) => applyStatus(data));
