@@ -40,20 +40,24 @@ opsmode opsmode_of(const std::string& name) {
   throw py::value_error("opsmode must be 'i' (improved) or 'a' (afspc), not '" + name + "'");
 }
 
-// Runs f(i) for i in [0, n) on up to `threads` threads (0: all cores).
+// Runs f(i) for i in [0, n) on up to `threads` threads (0: all cores). `work` is the number of
+// elementary steps in all (propagations, say): below about 100,000 a thread costs more to start
+// than it saves, so the call stays on the caller's thread. Threads take indices in chunks.
 template <class F>
-void parallel_for(std::size_t n, unsigned threads, F&& f) {
+void parallel_for(std::size_t n, unsigned threads, F&& f, std::size_t work = SIZE_MAX) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  threads = static_cast<unsigned>(std::min<std::size_t>(threads, n));
+  threads = static_cast<unsigned>(std::min<std::size_t>({threads, n, std::max<std::size_t>(1, work / 100000)}));
   if (threads <= 1) {
     for (std::size_t i = 0; i < n; ++i) f(i);
     return;
   }
+  constexpr std::size_t chunk = 8;
   std::atomic<std::size_t> next{0};
   std::vector<std::thread> pool;
   for (unsigned k = 0; k < threads; ++k)
     pool.emplace_back([&] {
-      for (std::size_t i; (i = next.fetch_add(1)) < n;) f(i);
+      for (std::size_t i; (i = next.fetch_add(chunk)) < n;)
+        for (std::size_t j = i; j < std::min(n, i + chunk); ++j) f(j);
     });
   for (auto& t : pool) t.join();
 }
@@ -112,12 +116,15 @@ py::tuple propagate_many(const std::vector<std::shared_ptr<py_sgp4>>& sats, cons
   for (const auto& s : sats) props.push_back(&s->prop);
   {
     py::gil_scoped_release nogil;
-    parallel_for(n, threads, [&](std::size_t i) {
-      const sgp4& p = *props[i];
-      std::vector<double> tsince(m);
-      for (std::size_t j = 0; j < m; ++j) tsince[j] = p.minutes_since_epoch(pj[j], pf[j]);
-      p.propagate_batch(tsince.data(), m, pr + i * m * 3, pv + i * m * 3, pe + i * m);
-    });
+    parallel_for(
+        n, threads,
+        [&](std::size_t i) {
+          const sgp4& p = *props[i];
+          std::vector<double> tsince(m);
+          for (std::size_t j = 0; j < m; ++j) tsince[j] = p.minutes_since_epoch(pj[j], pf[j]);
+          p.propagate_batch(tsince.data(), m, pr + i * m * 3, pv + i * m * 3, pe + i * m);
+        },
+        n * m);
   }
   return py::make_tuple(r, v, err);
 }

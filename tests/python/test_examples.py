@@ -98,6 +98,10 @@ def test_demo_serves_page_and_metrics(skyrelay_client):
         assert "live satellite tracker" in tracker_page and 'src="app.js"' in tracker_page
         land = json.loads(urllib.request.urlopen(f"{server.http_url}/land.json", timeout=5).read())
         assert len(land["rings"]) > 100
+        sio_page = urllib.request.urlopen(f"{server.http_url}/sio.html", timeout=5).read().decode()
+        assert "/vendor/socket.io.min.js" in sio_page
+        bundle = urllib.request.urlopen(f"{server.http_url}/vendor/socket.io.min.js", timeout=5).read()
+        assert b"io" in bundle and len(bundle) > 10_000  # socket.io-client from node_modules
         client = skyrelay_client(server, path="/ws/metrics")
         first = client.expect("server_metrics", timeout=5)
         assert first["connections"] >= 1

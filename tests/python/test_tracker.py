@@ -167,3 +167,42 @@ def test_bundled_elements_rebase_and_station_parsing():
             parse_station(bad)
     with pytest.raises(ValueError, match="position_interval"):
         Tracker(Server(port=0), sats, position_interval=0)
+
+
+def test_whole_gpredict_catalogue_at_one_update_per_second():
+    """979 satellites, positions every second: every tick arrives, on time, complete."""
+    from orbit_data import GPREDICT
+
+    from skyrelay.tracker import rebase_by_days
+
+    sats = rebase_by_days([s for s in orbit.load_tle(str(GPREDICT)) if s.error == 0])
+    assert len(sats) >= 970
+    server = Server(port=0)
+    trk = Tracker(server, sats, position_interval=1.0, window_interval=60.0, status_interval=30.0).install()
+    server.start()
+    trk.start()
+    try:
+        with connect(server.url, open_timeout=5, max_size=2**24) as ws:
+            client = JsonClient(ws)
+            first = client.request("subscribe_satellites")["data"]["snapshot"]
+            # (a satellite whose elements fail at this time, decayed say, is left out)
+            assert len(sats) - 5 <= first["count"] <= len(sats)
+            stamps = []
+            deadline = time.monotonic() + 6.5
+            while time.monotonic() < deadline:
+                try:
+                    msg = client.event("satellite_positions", timeout=max(0.1, deadline - time.monotonic()))
+                except TimeoutError:
+                    break
+                data = msg["data"]
+                assert data["count"] == first["count"]
+                stamps.append(_t(data["timestamp"]))
+                # Not falling behind: each tick reaches the client well within its second.
+                assert time.time() - stamps[-1] < 1.0
+            ticks = sorted(set(stamps))
+            assert len(ticks) >= 5
+            gaps = np.diff(ticks)
+            assert gaps.max() < 1.5 and gaps.min() > 0.5, gaps
+    finally:
+        trk.stop()
+        server.stop()
