@@ -1,0 +1,130 @@
+// The satellite tracker demo in real Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core): positions move between updates, the windows table fills, the connection
+// badge turns to reconnecting when the server restarts and back to connected afterwards, and the
+// Socket.IO page shows the same data through the official client. Screenshots go to
+// test-artifacts/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import fs from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const artifacts = path.join(root, "test-artifacts");
+const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                       "--disable-background-networking", "--disable-component-update",
+                       "--disable-sync"];
+let server, port, browser;
+
+/** Starts tests/js/tracker_server.py on `wanted` (0: any port); resolves with its port. */
+async function startServer(wanted = 0) {
+  const child = spawn(path.join(root, ".venv/bin/python"),
+                      [path.join(root, "tests/js/tracker_server.py"), "--port", String(wanted)],
+                      { stdio: ["pipe", "pipe", "inherit"] });
+  const killer = setTimeout(() => child.kill("SIGKILL"), 30000);
+  let out = "";
+  let found = 0;
+  for await (const chunk of child.stdout) {
+    out += chunk;
+    const m = out.match(/PORT (\d+)\n/);
+    if (m) { found = Number(m[1]); break; }
+  }
+  clearTimeout(killer);
+  assert.ok(found, "the tracker server did not start");
+  server = child;
+  return found;
+}
+
+async function stopServer() {
+  if (!server || server.exitCode !== null) return;
+  const exited = once(server, "exit");
+  server.stdin.end();
+  const timer = setTimeout(() => server.kill("SIGKILL"), 10000);
+  await exited;
+  clearTimeout(timer);
+}
+
+before(async () => {
+  port = await startServer(0);
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true,
+                                    args: CHROMIUM_ARGS, timeout: 30000 });
+  fs.mkdirSync(artifacts, { recursive: true });
+});
+
+after(async () => {
+  if (browser) {
+    let timer;
+    await Promise.race([browser.close(), new Promise((r) => { timer = setTimeout(r, 10000); })]);
+    clearTimeout(timer);
+  }
+  await stopServer();
+});
+
+const issPosition = () => {
+  const s = window.__tracker.satellites.get("ISS (ZARYA)");
+  return s ? [s.lat, s.lon] : null;
+};
+
+test("the dashboard moves satellites, fills the windows table and reconnects after a restart",
+  { timeout: 90000 }, async () => {
+    const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+    const page = await context.newPage();
+    try {
+      await page.goto(`http://127.0.0.1:${port}/`, { timeout: 15000 });
+      await page.waitForFunction(() => window.__tracker && window.__tracker.state === "connected",
+                                 null, { timeout: 15000 });
+      assert.equal(await page.locator("#badge").textContent(), "connected");
+      await page.waitForFunction(() => window.__tracker.satellites.size >= 20, null, { timeout: 15000 });
+      const first = await page.evaluate(issPosition);
+      await page.waitForFunction((p) => {
+        const s = window.__tracker.satellites.get("ISS (ZARYA)");
+        return s && (s.lat !== p[0] || s.lon !== p[1]);
+      }, first, { timeout: 10000 });
+      const second = await page.evaluate(issPosition);
+      assert.notDeepEqual(second, first);
+      await page.waitForFunction(() => document.querySelectorAll("#windows tbody tr").length > 0,
+                                 null, { timeout: 15000 });
+      const rows = await page.locator("#windows tbody tr").count();
+      assert.ok(rows > 0);
+      const firstRow = await page.locator("#windows tbody tr").first().locator("td").allTextContents();
+      assert.equal(firstRow.length, 7);
+      await page.waitForFunction(() => window.__tracker.status && window.__tracker.status.satellites === 26,
+                                 null, { timeout: 10000 });
+      await page.screenshot({ path: path.join(artifacts, "tracker.png") });
+
+      // The server goes away: the badge turns to reconnecting; a new server on the same port:
+      // back to connected, and positions flow again.
+      await stopServer();
+      await page.waitForFunction(() => window.__tracker.state === "reconnecting", null, { timeout: 10000 });
+      assert.equal(await page.locator("#badge").getAttribute("class"), "reconnecting");
+      await page.screenshot({ path: path.join(artifacts, "tracker-reconnecting.png") });
+      await startServer(port);
+      await page.waitForFunction(() => window.__tracker.state === "connected", null, { timeout: 30000 });
+      const updates = await page.evaluate(() => window.__tracker.updates);
+      await page.waitForFunction((n) => window.__tracker.updates > n, updates, { timeout: 10000 });
+      assert.equal(await page.locator("#badge").textContent(), "connected");
+    } finally {
+      await context.close();
+    }
+  });
+
+test("the Socket.IO page shows the same data through socket.io-client", { timeout: 60000 }, async () => {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  const page = await context.newPage();
+  try {
+    await page.goto(`http://127.0.0.1:${port}/sio.html`, { timeout: 15000 });
+    await page.waitForFunction(() => window.__tracker && window.__tracker.state === "connected",
+                               null, { timeout: 15000 });
+    assert.equal(await page.evaluate(() => window.__tracker.transport), "socket.io-client");
+    await page.waitForFunction(() => window.__tracker.updates >= 2 && window.__tracker.windows.length > 0,
+                               null, { timeout: 15000 });
+    await page.waitForFunction(() => document.querySelectorAll("#windows tbody tr").length > 0,
+                               null, { timeout: 10000 });
+    await page.screenshot({ path: path.join(artifacts, "tracker-socketio.png") });
+  } finally {
+    await context.close();
+  }
+});
