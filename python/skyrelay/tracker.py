@@ -14,7 +14,8 @@ Events (all times ISO-8601 UTC, angles in degrees on WGS-84, distances in kilome
   connects: connected clients, subscriber counts, available subscriptions, server metrics.
 
 Requests (JSON protocol) or events (Socket.IO, with or without an ack): ``subscribe_satellites``,
-``unsubscribe_satellites``, ``subscribe_windows``, ``unsubscribe_windows``. A subscribe joins the
+``unsubscribe_satellites``, ``subscribe_windows``, ``unsubscribe_windows``, and
+``get_ground_tracks`` (``{names?}``: paths over the ground from 45 minutes back to 90 ahead). A subscribe joins the
 room and answers at once with the current snapshot (``{subscribed, snapshot}``); the snapshot
 also arrives as the ordinary event, so clients that only listen to events need no special case.
 """
@@ -153,6 +154,29 @@ class Tracker:
         return {"windows": windows, "count": len(windows), "total": int(len(current)),
                 "lookahead_hours": self.lookahead_hours, "timestamp": iso(t)}
 
+    def ground_tracks(self, now: float | None = None, *, before_minutes: float = 45.0,
+                      after_minutes: float = 90.0, step_s: float = 60.0,
+                      names: Iterable[str] | None = None, limit: int = 200) -> dict[str, Any]:
+        """Each satellite's path over the ground from ``before_minutes`` ago to ``after_minutes``
+        ahead: ``{tracks: [{name, points: [[latitude, longitude], ...]}], start, step_s,
+        timestamp}``, for at most ``limit`` satellites (``names`` picks which)."""
+        t = self._clock() if now is None else now
+        wanted = set(names) if names is not None else None
+        chosen = [s for s in self.satellites if wanted is None or s.name in wanted][:limit]
+        start = t - before_minutes * 60.0
+        count = int((before_minutes + after_minutes) * 60.0 // step_s) + 1
+        stamps = (np.round((start + np.arange(count) * step_s) * 1e9)).astype(np.int64).astype("datetime64[ns]")
+        tracks = []
+        if chosen:
+            geo = orbit.SatelliteArray(chosen).subpoints(stamps)
+            lat = np.round(geo.latitude, 3)
+            lon = np.round(geo.longitude, 3)
+            for i, sat in enumerate(chosen):
+                ok = ~np.isnan(lat[i])
+                tracks.append({"name": sat.name,
+                               "points": np.stack([lat[i][ok], lon[i][ok]], axis=1).tolist()})
+        return {"tracks": tracks, "start": iso(start), "step_s": step_s, "timestamp": iso(t)}
+
     def status_snapshot(self) -> dict[str, Any]:
         srv = self.server
         status = {
@@ -232,6 +256,15 @@ class Tracker:
                 return {"unsubscribed": room}
 
             return subscribe, unsubscribe
+
+        @srv.on("get_ground_tracks")
+        def get_ground_tracks(conn: Connection, data: Any = None) -> dict[str, Any]:
+            names = data.get("names") if isinstance(data, dict) else None
+            if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                from .errors import RequestError
+
+                raise RequestError("bad_request", "names must be a list of satellite names")
+            return self.ground_tracks(names=names)
 
         for room, event, current in ((ROOM_SATELLITES, "satellite_positions", self.current_positions),
                                      (ROOM_WINDOWS, "communication_windows", self.current_windows)):

@@ -93,6 +93,10 @@ test("the dashboard moves satellites, fills the windows table and reconnects aft
       assert.equal(firstRow.length, 7);
       await page.waitForFunction(() => window.__tracker.status && window.__tracker.status.satellites === 26,
                                  null, { timeout: 10000 });
+      // Ground tracks for every satellite, 45 minutes back to 90 ahead at one-minute steps.
+      await page.waitForFunction(() => window.__tracker.tracks.length === 26, null, { timeout: 10000 });
+      const points = await page.evaluate(() => window.__tracker.tracks[0].points.length);
+      assert.ok(points > 100, `${points} points`);
       await page.screenshot({ path: path.join(artifacts, "tracker.png") });
 
       // The server goes away: the badge turns to reconnecting; a new server on the same port:

@@ -206,3 +206,20 @@ def test_whole_gpredict_catalogue_at_one_update_per_second():
     finally:
         trk.stop()
         server.stop()
+
+
+def test_ground_tracks_follow_the_orbit(tracker):
+    with connect(tracker.server.url, open_timeout=5) as ws:
+        client = JsonClient(ws)
+        answer = client.request("get_ground_tracks", {"names": ["ISS (ZARYA)", "GOES 16"]})["data"]
+        assert [t["name"] for t in answer["tracks"]] == ["ISS (ZARYA)", "GOES 16"]
+        iss, goes = (t["points"] for t in answer["tracks"])
+        assert len(iss) == 136 and answer["step_s"] == 60.0
+        sat = [s for s in tracker.satellites if s.name == "ISS (ZARYA)"][0]
+        start = np.datetime64(answer["start"].rstrip("Z"), "ms")
+        geo = sat.subpoint(start + np.arange(136) * np.timedelta64(60, "s"))
+        assert np.allclose([p[0] for p in iss], geo.latitude, atol=2e-3)
+        assert max(abs(p[0]) for p in iss) > 45  # the ISS swings to 51.6 degrees
+        assert max(abs(p[0]) for p in goes) < 1  # a geostationary satellite stays on the equator
+        bad = client.request("get_ground_tracks", {"names": "ISS"})
+        assert not bad["ok"] and bad["error"]["code"] == "bad_request"

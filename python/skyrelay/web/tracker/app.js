@@ -1,6 +1,6 @@
 // The tracker dashboard over skyrelay's JSON protocol (skyrelay.js).
 import { SkyRelay } from "/skyrelay.js";
-import { applyPositions, applyStatus, applyWindows, onReconnect, setState, view } from "./dashboard.js";
+import { applyPositions, applyStatus, applyTracks, applyWindows, onReconnect, setState, view } from "./dashboard.js";
 
 const client = new SkyRelay("/ws");
 view.transport = "skyrelay.js";
@@ -14,6 +14,7 @@ client.on("connected", async () => {
     applyPositions(positions.snapshot);
     const windows = await client.request("subscribe_windows", null, { timeout: 10000 });
     applyWindows(windows.snapshot);
+    if (view.satellites.size <= 200) applyTracks(await client.request("get_ground_tracks", null, { timeout: 10000 }));
   } catch (err) {
     console.warn("subscribe failed", err);
   }
@@ -27,3 +28,9 @@ onReconnect(() => {
 client.on("satellite_positions", (data) => applyPositions(data));
 client.on("communication_windows", (data) => applyWindows(data));
 client.on("server_status", (data) => applyStatus(data));
+
+// Ground tracks: 45 minutes back, 90 ahead; refreshed every 10 minutes.
+setInterval(async () => {
+  if (client.state !== "connected" || view.satellites.size > 200) return;
+  try { applyTracks(await client.request("get_ground_tracks", null, { timeout: 10000 })); } catch { /* next time */ }
+}, 600000);

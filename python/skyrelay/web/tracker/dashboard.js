@@ -10,6 +10,7 @@ export const view = {
   positionsAt: null,          // timestamp of the last satellite_positions
   satellites: new Map(),      // name -> {lat, lon, alt, trail: [[lon, lat], ...]}
   windows: [],
+  tracks: [],                 // [{name, points: [[lat, lon], ...]}]: 45 min back to 90 ahead
   stations: [],
   land: [],
   status: null,
@@ -57,6 +58,12 @@ export function applyWindows(snapshot) {
   }));
   $("window-count").textContent = `(${snapshot.count} of ${snapshot.total} in the next ${snapshot.lookahead_hours} h)`;
   renderWindows();
+  scheduleDraw();
+}
+
+export function applyTracks(answer) {
+  if (!answer) return;
+  view.tracks = answer.tracks;
   scheduleDraw();
 }
 
@@ -141,6 +148,16 @@ function draw() {
       (i === 0 || jump ? ctx.moveTo : ctx.lineTo).call(ctx, X(ring[i]), Y(ring[i + 1]));
     }
     ctx.fill();
+    ctx.stroke();
+  }
+  ctx.lineWidth = 1;
+  ctx.strokeStyle = "rgba(120, 170, 230, 0.35)";
+  for (const track of view.tracks) {
+    ctx.beginPath();
+    track.points.forEach(([lat, lon], i) => {
+      const jump = i && Math.abs(lon - track.points[i - 1][1]) > 180;
+      (i === 0 || jump ? ctx.moveTo : ctx.lineTo).call(ctx, X(lon), Y(lat));
+    });
     ctx.stroke();
   }
   const now = Date.now();

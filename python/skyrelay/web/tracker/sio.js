@@ -1,6 +1,6 @@
 // The tracker dashboard over Socket.IO, with the official socket.io-client (served by the demo
 // at /vendor/socket.io.min.js from the npm package).
-import { applyPositions, applyStatus, applyWindows, onReconnect, setState, view } from "./dashboard.js";
+import { applyPositions, applyStatus, applyTracks, applyWindows, onReconnect, setState, view } from "./dashboard.js";
 
 if (!window.io) {
   document.getElementById("elements").textContent =
@@ -16,6 +16,7 @@ socket.on("connect", () => {
   // Rooms do not survive a new connection: subscribe again; the ack carries the snapshot.
   socket.timeout(10000).emit("subscribe_satellites", (err, answer) => { if (!err) applyPositions(answer.snapshot); });
   socket.timeout(10000).emit("subscribe_windows", (err, answer) => { if (!err) applyWindows(answer.snapshot); });
+  socket.timeout(10000).emit("get_ground_tracks", null, (err, answer) => { if (!err) applyTracks(answer); });
 });
 socket.on("disconnect", () => setState(socket.active ? "reconnecting" : "disconnected"));
 socket.io.on("reconnect_attempt", () => setState("reconnecting"));
@@ -30,3 +31,6 @@ onReconnect(() => {
 socket.on("satellite_positions", (data) => applyPositions(data));
 socket.on("communication_windows", (data) => applyWindows(data));
 socket.on("server_status", (data) => applyStatus(data));
+setInterval(() => {
+  if (socket.connected) socket.timeout(10000).emit("get_ground_tracks", null, (err, answer) => { if (!err) applyTracks(answer); });
+}, 600000);
