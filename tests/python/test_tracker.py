@@ -223,3 +223,48 @@ def test_ground_tracks_follow_the_orbit(tracker):
         assert max(abs(p[0]) for p in goes) < 1  # a geostationary satellite stays on the equator
         bad = client.request("get_ground_tracks", {"names": "ISS"})
         assert not bad["ok"] and bad["error"]["code"] == "bad_request"
+
+
+def test_demo_elements_from_a_file_or_url_and_clear_errors(tmp_path):
+    import http.server
+    import subprocess
+    import sys
+
+    from skyrelay.demo import load_elements
+
+    from orbit_data import gpredict_catalogue
+
+    name, l1, l2 = gpredict_catalogue()[0]
+    path = tmp_path / "one.tle"
+    path.write_text(f"{name}\n{l1}\n{l2}\n")
+    assert [s.name for s in load_elements(str(path))] == [name]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = path.read_bytes() if self.path == "/gp.tle" else b""
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        assert [s.name for s in load_elements(f"{url}/gp.tle")] == [name]
+        with pytest.raises(ValueError, match="could not fetch"):
+            load_elements(f"{url}/missing.tle")
+    finally:
+        httpd.shutdown()
+    bad = tmp_path / "bad.tle"
+    bad.write_text("nothing here\n")
+    for args, message in [(["--tle", str(tmp_path / "none.tle")], "no such file"),
+                          (["--tle", str(bad)], "no usable element sets"),
+                          (["--station", "Nowhere=95,0"], "latitude")]:
+        done = subprocess.run([sys.executable, "-m", "skyrelay.cli", "demo", "--port", "0", *args],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
