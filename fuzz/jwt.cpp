@@ -96,7 +96,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else {
     const auto nl = rest.find('\n');
     const std::string_view header = rest.substr(0, nl);
-    const std::string_view payload = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    const std::string_view payload =
+        nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
     token = auth::base64url_encode(header) + "." + auth::base64url_encode(payload);
     const EVP_MD* md = ((control >> 3) & 3) == 1 ? EVP_sha384()
                        : ((control >> 3) & 3) == 2 ? EVP_sha512()

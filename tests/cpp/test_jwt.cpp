@@ -251,7 +251,8 @@ TEST(Jwt, Rfc7515AppendixA1) {
   v.add_key(must(auth::jwt_key::hmac("", k, {"HS256"})));
   const std::string token =
       "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9"
-      ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+      ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb2"
+      "90Ijp0cnVlfQ"
       ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
   auto c = accepted(v, token, 1300819380 - 60);
   EXPECT_EQ(c.exp, 1300819380);
@@ -290,7 +291,8 @@ TEST(Jwt, AcceptsRs256) {
   // A signature over other bytes, and a truncated one.
   auto parts = segments(make_token({{"alg", "RS256"}}, claims({{"sub", "bob"}}),
                                    rs256_signer(rsa_key().pkey.get())));
-  auto good = segments(make_token({{"alg", "RS256"}}, claims(), rs256_signer(rsa_key().pkey.get())));
+  auto good =
+      segments(make_token({{"alg", "RS256"}}, claims(), rs256_signer(rsa_key().pkey.get())));
   EXPECT_JWT_ERROR(v, join({good[0], good[1], parts[2]}), jwt_error::bad_signature);
   std::string sig;
   ASSERT_TRUE(auth::base64url_decode(good[2], sig));
@@ -335,8 +337,8 @@ TEST(Jwt, AlgNoneIsAlwaysRefused) {
                               auth::base64url_encode(claims().dump());
     EXPECT_JWT_ERROR(v, input + ".", jwt_error::alg_none) << alg;
     // Even with a signature that an HS256 key would accept.
-    EXPECT_JWT_ERROR(v, input + "." + auth::base64url_encode(hmac_signer(EVP_sha256(), secret64)(input)),
-                     jwt_error::alg_none)
+    const std::string mac = hmac_signer(EVP_sha256(), secret64)(input);
+    EXPECT_JWT_ERROR(v, input + "." + auth::base64url_encode(mac), jwt_error::alg_none)
         << alg;
   }
   // A key cannot list it either.
@@ -396,8 +398,9 @@ TEST(Jwt, BadAndEmptySignatures) {
                    jwt_error::bad_signature);
   EXPECT_JWT_ERROR(v, join({parts[0], parts[1], auth::base64url_encode(sig + "x")}),
                    jwt_error::bad_signature);
-  EXPECT_JWT_ERROR(v, make_token({{"alg", "HS256"}}, claims(), hmac_signer(EVP_sha256(), other_secret64)),
-                   jwt_error::bad_signature);
+  EXPECT_JWT_ERROR(
+      v, make_token({{"alg", "HS256"}}, claims(), hmac_signer(EVP_sha256(), other_secret64)),
+      jwt_error::bad_signature);
   // The signature covers the payload: a changed payload under the old signature fails.
   auto changed = segments(hs256(claims({{"sub", "mallory"}})));
   EXPECT_JWT_ERROR(v, join({parts[0], changed[1], parts[2]}), jwt_error::bad_signature);
@@ -411,7 +414,8 @@ TEST(Jwt, ExactlyThreeSegments) {
   auto parts = segments(hs256(claims()));
   for (const std::string& token :
        {std::string(), std::string("."), std::string(".."), std::string("..."),
-        join({parts[0], parts[1]}), join({parts[0]}), join({parts[0], parts[1], parts[2], parts[2]}),
+        join({parts[0], parts[1]}), join({parts[0]}),
+        join({parts[0], parts[1], parts[2], parts[2]}),
         join({parts[0], parts[1], parts[2], ""}), join({"", parts[1], parts[2]}),
         join({parts[0], "", parts[2]})})
     EXPECT_JWT_ERROR(v, token, jwt_error::malformed) << token;
@@ -590,7 +594,9 @@ TEST(Jwt, KidChoosesTheKey) {
   accepted(v, make_token({{"alg", "HS256"}}, claims(), with_a));
   accepted(v, make_token({{"alg", "HS256"}}, claims(), with_b));
   accepted(v, es256(claims()));
-  EXPECT_JWT_ERROR(v, make_token({{"alg", "HS256"}}, claims(), hmac_signer(EVP_sha256(), std::string(64, 'x'))),
+  EXPECT_JWT_ERROR(v,
+                   make_token({{"alg", "HS256"}}, claims(),
+                              hmac_signer(EVP_sha256(), std::string(64, 'x'))),
                    jwt_error::bad_signature);
   EXPECT_JWT_ERROR(v, make_token({{"alg", "HS512"}}, claims(), hmac_signer(EVP_sha512(), secret64)),
                    jwt_error::alg_not_allowed);
@@ -629,7 +635,8 @@ TEST(Jwt, KeyUrlAndEmbeddedKeyHeadersAreIgnored) {
   with_kid["kid"] = "ec1";
   EXPECT_JWT_ERROR(v, make_token(with_kid, claims(), es256_signer(attacker)),
                    jwt_error::bad_signature);
-  json hs_jwk = {{"alg", "HS256"}, {"jwk", {{"kty", "oct"}, {"k", auth::base64url_encode(other_secret64)}}}};
+  const json hs_jwk = {{"alg", "HS256"},
+                       {"jwk", {{"kty", "oct"}, {"k", auth::base64url_encode(other_secret64)}}}};
   EXPECT_JWT_ERROR(v, make_token(hs_jwk, claims(), hmac_signer(EVP_sha256(), other_secret64)),
                    jwt_error::alg_not_allowed);
   auto hv = hmac_verifier();

@@ -170,7 +170,8 @@ std::variant<jwt_key, std::string> jwt_key::public_pem(std::string id, std::stri
     return std::string("unsupported public key type (RSA or EC P-256 only)");
   }
   for (const auto& alg : algorithms)
-    if (alg != wanted) return "this key takes only " + std::string(wanted) + ", not \"" + alg + "\"";
+    if (alg != wanted)
+      return "this key takes only " + std::string(wanted) + ", not \"" + alg + "\"";
 
   jwt_key key;
   key.id = std::move(id);
@@ -249,7 +250,8 @@ bool check_es256(EVP_PKEY* pkey, std::string_view input, std::string_view sig) {
 
 bool check_signature(const jwt_key& key, std::string_view alg, std::string_view input,
                      std::string_view sig) {
-  if (const EVP_MD* md = hmac_digest(alg)) return !key.secret.empty() && check_hmac(md, key.secret, input, sig);
+  if (const EVP_MD* md = hmac_digest(alg))
+    return !key.secret.empty() && check_hmac(md, key.secret, input, sig);
   if (!key.public_key) return false;
   if (alg == "RS256") return check_rs256(key.public_key.get(), input, sig);
   if (alg == "ES256") return check_es256(key.public_key.get(), input, sig);
@@ -446,9 +448,9 @@ jwt_result jwt_verifier::verify(std::string_view token, std::int64_t now_unix) c
 
   if (const auto it = p.find("iss"); it != p.end()) {
     if (!it->is_string()) return fail(jwt_error::bad_claim, "\"iss\" is not a string");
-    if (!policy_.issuers.empty() && !contains(policy_.issuers, it->get_ref<const std::string&>()))
-      return fail(jwt_error::wrong_issuer, "issuer \"" + printable(it->get_ref<const std::string&>()) +
-                                               "\" is not trusted");
+    const std::string& iss = it->get_ref<const std::string&>();
+    if (!policy_.issuers.empty() && !contains(policy_.issuers, iss))
+      return fail(jwt_error::wrong_issuer, "issuer \"" + printable(iss) + "\" is not trusted");
   } else if (!policy_.issuers.empty()) {
     return fail(jwt_error::wrong_issuer, "token has no \"iss\"");
   }
