@@ -151,6 +151,43 @@ def median(runs: list[dict], key: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def summarize(results: dict, peers: list[str]) -> tuple[list[str], dict]:
+    """A run's markdown table (medians per scenario and server) and summary, with skyrelay's
+    ratio to each peer in deliveries per server-CPU-second at saturation."""
+    lines = ["| scenario | server | published msg/s | deliveries/s | deliveries per server-CPU-s "
+             "| p50 | p99 | server CPU | client-bound runs | disturbed runs |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    summary: dict = {}
+    for scenario, by_server in results.items():
+        for name, runs in by_server.items():
+            if not runs:
+                lines.append(f"| {scenario} | {name} | failed | | | | | | | |")
+                continue
+            row = {k: median(runs, k) for k in
+                   ("published_per_s", "deliveries_per_s", "deliveries_per_cpu_s", "p50_us",
+                    "p99_us", "server_cpu_util")}
+            row["client_bound_runs"] = sum(r["client_bound"] for r in runs)
+            row["disturbed_runs"] = sum(r["disturbed"] for r in runs)
+            summary.setdefault(scenario, {})[name] = row
+            lines.append(
+                f"| {scenario} | {name} | {row['published_per_s']:,.0f} | "
+                f"{row['deliveries_per_s']:,.0f} | {row['deliveries_per_cpu_s']:,.0f} | "
+                f"{row['p50_us'] / 1000:.2f} ms | {row['p99_us'] / 1000:.2f} ms | "
+                f"{row['server_cpu_util']:.0%} | {row['client_bound_runs']}/{len(runs)} | "
+                f"{row['disturbed_runs']}/{len(runs)} |")
+    sat = summary.get("saturation", {})
+    if "skyrelay" in sat:
+        lines.append("")
+        for peer in (p for p in peers if p in sat):
+            ratio = sat["skyrelay"]["deliveries_per_cpu_s"] / sat[peer]["deliveries_per_cpu_s"]
+            per_round = [a["deliveries_per_cpu_s"] / b["deliveries_per_cpu_s"]
+                         for a, b in zip(results["saturation"]["skyrelay"], results["saturation"][peer])]
+            summary[f"ratio_vs_{peer}"] = round(ratio, 2)
+            lines.append(f"skyrelay / {peer}, deliveries per server-CPU-second at saturation: "
+                         f"**{ratio:.1f}x** (per round: {', '.join(f'{x:.1f}x' for x in per_round)})")
+    return lines, summary
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=1000)
@@ -201,34 +238,7 @@ def main() -> int:
                       f"p99 {r['p99_us']} us, server cpu {r['server_cpu_util']:.2f}, "
                       f"client-bound={r['client_bound']}, other cpu {r['other_cpu_s']} s", flush=True)
 
-    lines = ["| scenario | server | published msg/s | deliveries/s | deliveries per server-CPU-s "
-             "| p50 | p99 | server CPU | client-bound runs | disturbed runs |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    summary = {}
-    for scenario, by_server in results.items():
-        for name, runs in by_server.items():
-            row = {k: median(runs, k) for k in
-                   ("published_per_s", "deliveries_per_s", "deliveries_per_cpu_s", "p50_us",
-                    "p99_us", "server_cpu_util")}
-            row["client_bound_runs"] = sum(r["client_bound"] for r in runs)
-            row["disturbed_runs"] = sum(r["disturbed"] for r in runs)
-            summary.setdefault(scenario, {})[name] = row
-            lines.append(
-                f"| {scenario} | {name} | {row['published_per_s']:,.0f} | "
-                f"{row['deliveries_per_s']:,.0f} | "
-                f"{row['deliveries_per_cpu_s']:,.0f} | {row['p50_us']/1000:.2f} ms | "
-                f"{row['p99_us']/1000:.2f} ms | {row['server_cpu_util']:.0%} | "
-                f"{row['client_bound_runs']}/{len(runs)} | {row['disturbed_runs']}/{len(runs)} |")
-    if "saturation" in summary:
-        sat = summary["saturation"]
-        ratio = sat["skyrelay"]["deliveries_per_cpu_s"] / sat["websockets"]["deliveries_per_cpu_s"]
-        per_round = [a["deliveries_per_cpu_s"] / b["deliveries_per_cpu_s"]
-                     for a, b in zip(results["saturation"]["skyrelay"],
-                                     results["saturation"]["websockets"])]
-        lines.append("")
-        lines.append(f"skyrelay / websockets, deliveries per server-CPU-second at saturation: "
-                     f"**{ratio:.1f}x** (per round: {', '.join(f'{x:.1f}x' for x in per_round)})")
-        summary["ratio_deliveries_per_cpu_s"] = round(ratio, 2)
+    lines, summary = summarize(results, ["websockets"])
     table = "\n".join(lines)
     print()
     print(table)

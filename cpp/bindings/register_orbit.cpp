@@ -205,17 +205,23 @@ py::tuple look_angles_arrays(const darray& r, const darray& v, const darray& jd,
   return py::make_tuple(az, el, range, rate);
 }
 
-py::list passes(const std::vector<std::shared_ptr<py_sgp4>>& sats, const std::vector<std::tuple<double, double, double, double>>& stations,
-                double start, double end, double dut1, unsigned threads) {
+using station_spec = std::tuple<double, double, double, double>;  // lat, lon, alt km, mask deg
+
+// The pass search without the GIL.
+std::vector<pass_window> search(const std::vector<std::shared_ptr<py_sgp4>>& sats,
+                                const std::vector<station_spec>& stations, double start, double end,
+                                double dut1, unsigned threads) {
   std::vector<const sgp4*> props;
   for (const auto& s : sats) props.push_back(&s->prop);
   std::vector<site> sites;
   for (const auto& [lat, lon, alt, mask] : stations) sites.push_back(make_site(lat, lon, alt, mask));
-  std::vector<pass_window> found;
-  {
-    py::gil_scoped_release nogil;
-    found = find_passes(props, sites, start, end, {dut1, threads});
-  }
+  py::gil_scoped_release nogil;
+  return find_passes(props, sites, start, end, {dut1, threads});
+}
+
+py::list passes(const std::vector<std::shared_ptr<py_sgp4>>& sats, const std::vector<station_spec>& stations,
+                double start, double end, double dut1, unsigned threads) {
+  const std::vector<pass_window> found = search(sats, stations, start, end, dut1, threads);
   py::list out;
   for (const auto& p : found)
     out.append(py::make_tuple(p.satellite, p.station, p.aos, p.culmination, p.los, p.max_elevation_deg,
@@ -225,18 +231,9 @@ py::list passes(const std::vector<std::shared_ptr<py_sgp4>>& sats, const std::ve
 }
 
 // The same passes as columns (numpy arrays), for many satellites and stations at once.
-py::dict pass_columns(const std::vector<std::shared_ptr<py_sgp4>>& sats,
-                      const std::vector<std::tuple<double, double, double, double>>& stations, double start, double end,
-                      double dut1, unsigned threads) {
-  std::vector<const sgp4*> props;
-  for (const auto& s : sats) props.push_back(&s->prop);
-  std::vector<site> sites;
-  for (const auto& [lat, lon, alt, mask] : stations) sites.push_back(make_site(lat, lon, alt, mask));
-  std::vector<pass_window> found;
-  {
-    py::gil_scoped_release nogil;
-    found = find_passes(props, sites, start, end, {dut1, threads});
-  }
+py::dict pass_columns(const std::vector<std::shared_ptr<py_sgp4>>& sats, const std::vector<station_spec>& stations,
+                      double start, double end, double dut1, unsigned threads) {
+  const std::vector<pass_window> found = search(sats, stations, start, end, dut1, threads);
   const std::size_t n = found.size();
   py::array_t<std::int64_t> sat(n), sta(n);
   py::array_t<double> aos(n), tca(n), los(n), el(n), aaz(n), taz(n), laz(n), rng(n), dur(n), q(n);

@@ -5,62 +5,30 @@
 // Chromium is Debian's (/usr/bin/chromium), driven by playwright-core; no browser is downloaded.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { randomBytes } from "node:crypto";
-import { fileURLToPath } from "node:url";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { artifacts, closeChromium, launchChromium, startPythonServer, stopPythonServer } from "./browser.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const artifacts = path.join(root, "test-artifacts");
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const publishToken = randomBytes(12).toString("hex");
 const streamToken = randomBytes(12).toString("hex");
-// Flags for Chromium as root without network: no sandbox (root), and nothing that tries to
-// reach the internet in the background (which makes runs slow and flaky). Playwright gives
-// each launch a fresh temporary profile (--user-data-dir) and removes it on close.
-const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                       "--disable-background-networking", "--disable-component-update",
-                       "--disable-sync"];
-
 let server, base, browser;
 
 before(async () => {
-  server = spawn(path.join(root, ".venv/bin/python"),
-                 [path.join(root, "tests/js/sse_server.py"), "--publish-token", publishToken,
-                  "--stream-token", streamToken, "--retry", "0.5"],
-                 { stdio: ["pipe", "pipe", "inherit"] });
-  const killer = setTimeout(() => server.kill("SIGKILL"), 20000);
-  let out = "";
-  for await (const chunk of server.stdout) {
-    out += chunk;
-    const m = out.match(/PORT (\d+)\n/);
-    if (m) { base = `http://127.0.0.1:${m[1]}`; break; }
-  }
-  clearTimeout(killer);
-  assert.ok(base, "the server did not start");
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true,
-                                    args: CHROMIUM_ARGS, timeout: 30000 });
+  const started = await startPythonServer("tests/js/sse_server.py",
+    ["--publish-token", publishToken, "--stream-token", streamToken, "--retry", "0.5"]);
+  server = started.child;
+  base = `http://127.0.0.1:${started.port}`;
+  browser = await launchChromium();
   fs.mkdirSync(artifacts, { recursive: true });
 });
 
 after(async () => {
-  if (browser) {
-    // close() ends the Chromium process tree that launch() started (bounded: 10 s).
-    let timer;
-    await Promise.race([browser.close(), new Promise((r) => { timer = setTimeout(r, 10000); })]);
-    clearTimeout(timer);
-  }
-  if (server && server.exitCode === null) {
-    const exited = once(server, "exit");
-    server.stdin.end();  // the server script stops when its standard input closes
-    const timer = setTimeout(() => server.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
+  await closeChromium(browser);
+  await stopPythonServer(server);
 });
 
 /** POST /api/publish; resolves with what the server gave each event (id, delivered, ...). */

@@ -5,61 +5,28 @@
 // test-artifacts/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { fileURLToPath } from "node:url";
 import fs from "node:fs";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { artifacts, closeChromium, launchChromium, startPythonServer, stopPythonServer } from "./browser.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const artifacts = path.join(root, "test-artifacts");
-const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                       "--disable-background-networking", "--disable-component-update",
-                       "--disable-sync"];
 let server, port, browser;
 
-/** Starts tests/js/tracker_server.py on `wanted` (0: any port); resolves with its port. */
 async function startServer(wanted = 0) {
-  const child = spawn(path.join(root, ".venv/bin/python"),
-                      [path.join(root, "tests/js/tracker_server.py"), "--port", String(wanted)],
-                      { stdio: ["pipe", "pipe", "inherit"] });
-  const killer = setTimeout(() => child.kill("SIGKILL"), 30000);
-  let out = "";
-  let found = 0;
-  for await (const chunk of child.stdout) {
-    out += chunk;
-    const m = out.match(/PORT (\d+)\n/);
-    if (m) { found = Number(m[1]); break; }
-  }
-  clearTimeout(killer);
-  assert.ok(found, "the tracker server did not start");
-  server = child;
-  return found;
+  const started = await startPythonServer("tests/js/tracker_server.py", ["--port", String(wanted)]);
+  server = started.child;
+  return started.port;
 }
 
-async function stopServer() {
-  if (!server || server.exitCode !== null) return;
-  const exited = once(server, "exit");
-  server.stdin.end();
-  const timer = setTimeout(() => server.kill("SIGKILL"), 10000);
-  await exited;
-  clearTimeout(timer);
-}
+const stopServer = () => stopPythonServer(server);
 
 before(async () => {
   port = await startServer(0);
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true,
-                                    args: CHROMIUM_ARGS, timeout: 30000 });
+  browser = await launchChromium();
   fs.mkdirSync(artifacts, { recursive: true });
 });
 
 after(async () => {
-  if (browser) {
-    let timer;
-    await Promise.race([browser.close(), new Promise((r) => { timer = setTimeout(r, 10000); })]);
-    clearTimeout(timer);
-  }
+  await closeChromium(browser);
   await stopServer();
 });
 

@@ -1,6 +1,8 @@
 // The tracker dashboard over skyrelay's JSON protocol (skyrelay.js).
 import { SkyRelay } from "/skyrelay.js";
-import { applyPositions, applyStatus, applyTracks, applyWindows, onReconnect, setState, view } from "./dashboard.js";
+import { applyPositions, applyStatus, applyTracks, applyWindows, mount, onReconnect, setState, view } from "./dashboard.js";
+
+mount({ footer: `Positions, windows and status arrive over the skyrelay JSON protocol (<code>/skyrelay.js</code>); the same events over Socket.IO: <a href="sio.html">sio.html</a>.` });
 
 const client = new SkyRelay("/ws");
 view.transport = "skyrelay.js";

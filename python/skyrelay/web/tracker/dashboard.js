@@ -117,14 +117,14 @@ function renderWindows() {
 
 // -- map ----------------------------------------------------------------------------------
 
-const canvas = $("map");
-const ctx = canvas.getContext("2d");
+let canvas = null;
+let ctx = null;
 const X = (lon) => ((lon + 180) / 360) * canvas.width;
 const Y = (lat) => ((90 - lat) / 180) * canvas.height;
 let pending = false;
 
 function scheduleDraw() {
-  if (pending) return;
+  if (pending || !ctx) return;
   pending = true;
   requestAnimationFrame(() => { pending = false; draw(); });
 }
@@ -188,10 +188,53 @@ function draw() {
   }
 }
 
-setInterval(() => {
-  $("clock").textContent = new Date().toISOString().slice(11, 19) + " UTC";
-  renderWindows();
-}, 1000);
+// The page: both HTML files are shells and this writes their body, so the two transports show
+// exactly the same dashboard. `subtitle` goes after the title; `footer` is HTML.
+const bodyHtml = (subtitle, footer) => `<header>
+  <h1>skyrelay · live satellite tracker<span class="muted small">${subtitle}</span></h1>
+  <span id="badge" class="disconnected" data-testid="badge">disconnected</span>
+  <button id="reconnect" type="button">reconnect</button>
+  <span id="clock" class="muted"></span>
+</header>
+<main>
+  <section class="card map-card">
+    <canvas id="map" width="1440" height="720" aria-label="world map with satellites and ground stations"></canvas>
+    <div class="legend"><span class="dot sat"></span> satellite (yellow: positions seen; blue: ground track 45 min back to 90 ahead) <span class="tri"></span> ground station <span class="dot vis"></span> in view of a station now</div>
+  </section>
+  <section class="card">
+    <h2>upcoming communication windows <span id="window-count" class="muted"></span></h2>
+    <table id="windows" data-testid="windows">
+      <thead><tr><th>satellite</th><th>station</th><th>start (UTC)</th><th>in</th><th>min</th><th>max el</th><th>quality</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
+  <section class="card">
+    <h2>server</h2>
+    <dl id="status">
+      <dt>clients</dt><dd id="st-clients">–</dd>
+      <dt>subscribers</dt><dd id="st-subs">–</dd>
+      <dt>messages out / s</dt><dd id="st-rate">–</dd>
+      <dt>CPU %</dt><dd id="st-cpu">–</dd>
+      <dt>RSS MiB</dt><dd id="st-rss">–</dd>
+      <dt>uptime</dt><dd id="st-uptime">–</dd>
+      <dt>satellites</dt><dd id="st-sats">–</dd>
+      <dt>updates</dt><dd id="st-updates">0</dd>
+    </dl>
+    <p id="elements" class="muted small"></p>
+  </section>
+</main>
+<footer class="muted small">${footer}
+Land: Natural Earth 1:110m (public domain). <a href="/metrics">Prometheus metrics</a> ·
+<a href="metrics.html">engine metrics page</a></footer>`;
 
-fetch("land.json").then((r) => r.json()).then((d) => { view.land = d.rings; scheduleDraw(); });
-scheduleDraw();
+export function mount({ subtitle = "", footer = "" } = {}) {
+  document.body.insertAdjacentHTML("afterbegin", bodyHtml(subtitle, footer));
+  canvas = $("map");
+  ctx = canvas.getContext("2d");
+  setInterval(() => {
+    $("clock").textContent = new Date().toISOString().slice(11, 19) + " UTC";
+    renderWindows();
+  }, 1000);
+  fetch("land.json").then((r) => r.json()).then((d) => { view.land = d.rings; scheduleDraw(); });
+  scheduleDraw();
+}

@@ -1,6 +1,8 @@
 // The tracker dashboard over Socket.IO, with the official socket.io-client (served by the demo
 // at /vendor/socket.io.min.js from the npm package).
-import { applyPositions, applyStatus, applyTracks, applyWindows, onReconnect, setState, view } from "./dashboard.js";
+import { applyPositions, applyStatus, applyTracks, applyWindows, mount, onReconnect, setState, view } from "./dashboard.js";
+
+mount({ subtitle: " over Socket.IO", footer: `The same events as <a href="/">the main page</a>, here through the official socket.io-client (Engine.IO polling, then WebSocket).` });
 
 if (!window.io) {
   document.getElementById("elements").textContent =
