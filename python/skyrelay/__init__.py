@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = ["AsyncProducer", "Connection", "ConnectionRefused", "Producer", "PublishError",
-           "Published", "RequestError", "Server", "__version__"]
+           "Published", "RateLimiter", "RequestError", "Server", "__version__"]
 
 _LAZY = {
     "Server": "server",
@@ -34,11 +34,13 @@ _LAZY = {
     "AsyncProducer": "producer",
     "PublishError": "producer",
     "Published": "producer",
+    "RateLimiter": "ratelimit",
 }
 
 if TYPE_CHECKING:
     from .errors import ConnectionRefused, RequestError
     from .producer import AsyncProducer, Producer, PublishError, Published
+    from .ratelimit import RateLimiter
     from .server import Connection, Server
 
 
