@@ -23,6 +23,14 @@ std::int64_t unix_now() {
       .count();
 }
 
+std::chrono::milliseconds time_left(const identity& id) {
+  using namespace std::chrono;
+  const long long now_ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+  const long long cap_s = now_ms / 1000 + 10LL * 365 * 24 * 3600;
+  const long long end_ms = std::min(id.ends_at, cap_s) * 1000;
+  return milliseconds(std::max(0LL, end_ms - now_ms));
+}
+
 std::optional<std::string_view> bearer_token(std::string_view authorization) {
   constexpr std::string_view scheme = "bearer";
   if (authorization.size() <= scheme.size() ||

@@ -9,6 +9,7 @@
 // never publishes.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -63,5 +64,9 @@ std::optional<std::string_view> bearer_token(std::string_view authorization);
 
 // Seconds since the epoch, now.
 std::int64_t unix_now();
+
+// How long until the identity's connection ends (ends_at), from now on the wall clock; zero
+// when that is past, at most ten years.
+std::chrono::milliseconds time_left(const identity& id);
 
 }  // namespace skyrelay::auth
