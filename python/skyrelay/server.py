@@ -639,7 +639,8 @@ class Server:
     def _connection(self, sid: str) -> Connection:
         conn = self._connections.get(sid)
         if conn is None:
-            claims = self._core.claims(sid) if self._core is not None else None
+            claims = self._core.claims(sid) \
+                if self.jwt is not None and self._core is not None else None
             conn = self._connections[sid] = Connection(self, sid, claims=claims)
         return conn
 

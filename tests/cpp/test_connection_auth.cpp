@@ -6,6 +6,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <climits>
+
 #include <nlohmann/json.hpp>
 
 #include "skyrelay/auth/connection_auth.hpp"
@@ -121,6 +123,19 @@ TEST(ConnectionAuth, ExpiryWithoutLeewayEndsAtExp) {
   auto r = auth::authenticate(cfg, sign_hs256(claims("connect")), auth::token_use::connect, now);
   ASSERT_TRUE(std::holds_alternative<auth::identity_ptr>(r));
   EXPECT_EQ(std::get<auth::identity_ptr>(r)->ends_at, now + 60);
+}
+
+TEST(ConnectionAuth, TimeLeftIsBoundedAndNeverNegative) {
+  auth::identity id;
+  const std::int64_t t = auth::unix_now();
+  id.ends_at = t - 100;
+  EXPECT_EQ(auth::time_left(id).count(), 0);
+  id.ends_at = t + 60;
+  EXPECT_GT(auth::time_left(id).count(), 58'000);
+  EXPECT_LE(auth::time_left(id).count(), 60'000);
+  id.ends_at = LLONG_MAX;  // a token that never expires in practice: capped, no overflow
+  EXPECT_GT(auth::time_left(id), std::chrono::hours(24 * 365 * 9));
+  EXPECT_LE(auth::time_left(id), std::chrono::hours(24 * 366 * 10));
 }
 
 TEST(ConnectionAuth, BearerHeader) {
