@@ -18,6 +18,7 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sse_client import Stream
+from wsraw import RawClient
 
 import skyrelay
 from skyrelay.testing import connect, metric, wait_until
@@ -359,6 +360,56 @@ def test_socketio_socket_is_disconnected_when_the_token_expires(auth_server, sio
     assert event == "disconnect"
     assert time.monotonic() - opened < 4.5
     assert server.seen["disconnects"].get(timeout=5) == ("socket.io", "ada", "token_expired")
+
+
+def test_socketio_recovery_gives_a_socket_back_only_to_the_same_user(skyrelay_server_factory):
+    """Connection state recovery with tokens: a dropped socket is resumed (same sid) by a
+    CONNECT whose token has the same sub, and never handed to another user."""
+    server = skyrelay_server_factory(jwt=jwt_auth(), recovery_window=30)
+    path = "/socket.io/?EIO=4&transport=websocket"
+
+    def sio_connect(payload: dict[str, Any]) -> tuple[RawClient, dict[str, Any]]:
+        c = RawClient(server.port, path)
+        op, data = c.read_frame()
+        assert data.startswith(b"0{"), data
+        c.send_text("40" + json.dumps(payload))
+        op, data = c.read_frame()
+        assert data.startswith(b"40{"), data
+        return c, json.loads(data[2:])
+
+    def connected_then_dropped(sub: str) -> tuple[str, str, str]:
+        """(sid, pid, offset of the last event seen) of a socket whose TCP connection died."""
+        c, hello = sio_connect({"token": token(sub=sub)})
+        assert wait_until(lambda: server.connection_count >= 1)
+        server.emit("tick", 1)
+        op, data = c.read_frame()
+        assert data.startswith(b'42["tick",1,'), data
+        offset = json.loads(data[2:])[2]
+        closed = metric(server, "skyrelay_connections_closed_total")
+        c.sock.shutdown(2)  # no goodbye: the transport is lost, the socket kept for recovery
+        c.close()
+        assert wait_until(lambda: metric(server, "skyrelay_connections_closed_total") > closed)
+        time.sleep(0.2)
+        return hello["sid"], hello["pid"], offset
+
+    # Another user presenting the pid gets a fresh socket; the dropped one is ended.
+    sid, pid, offset = connected_then_dropped("ada")
+    thief, hello = sio_connect({"token": token(sub="mallory"), "pid": pid, "offset": offset})
+    assert hello["sid"] != sid
+    thief.close()
+    # The same user, with a new token, resumes the socket.
+    sid, pid, offset = connected_then_dropped("ada")
+    back, hello = sio_connect({"token": token(sub="ada"), "pid": pid, "offset": offset})
+    assert hello["sid"] == sid
+    back.close()
+    # A resume without a valid token is refused like any CONNECT.
+    sid, pid, offset = connected_then_dropped("ada")
+    c = RawClient(server.port, path)
+    c.read_frame()
+    c.send_text("40" + json.dumps({"pid": pid, "offset": offset, "token": token(exp_in=-60)}))
+    op, data = c.read_frame()
+    assert data.startswith(b"44") and json.loads(data[2:])["data"] == {"code": "expired"}
+    c.close()
 
 
 # -- the publish API ----------------------------------------------------------------------
