@@ -9,6 +9,7 @@
 
 #include <boost/system/system_error.hpp>
 
+#include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/errors.hpp"
 #include "skyrelay/net/server.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
@@ -43,6 +44,37 @@ struct gil_object {
     obj = py::object();
   }
 };
+
+// The claims of a connection's token as Python sees them: the payload's JSON text, or None.
+py::object claims_of(const auth::identity_ptr& id) {
+  if (!id) return py::none();
+  return py::str(id->claims_json);
+}
+
+// The server's JWT settings from the options' "jwt" dict (skyrelay.JWTAuth._options()).
+// Raises ValueError for a key that does not fit its algorithms.
+std::shared_ptr<const auth::auth_config> jwt_config(const py::dict& o) {
+  auth::jwt_policy policy;
+  policy.issuers = o["issuers"].cast<std::vector<std::string>>();
+  policy.audiences = o["audiences"].cast<std::vector<std::string>>();
+  policy.leeway_s = o["leeway_s"].cast<long>();
+  auto cfg = std::make_shared<auth::auth_config>(auth::auth_config{auth::jwt_verifier(policy)});
+  cfg->kind_claim = o["kind_claim"].cast<std::string>();
+  cfg->connect_kind = o["connect_kind"].cast<std::string>();
+  cfg->publish_kind = o["publish_kind"].cast<std::string>();
+  cfg->required = o["required"].cast<bool>();
+  cfg->require_kind = o["require_kind"].cast<bool>();
+  for (auto item : o["keys"].cast<py::list>()) {
+    auto [type, id, material, algorithms] =
+        item.cast<std::tuple<std::string, std::string, std::string, std::vector<std::string>>>();
+    auto key = type == "hmac" ? auth::jwt_key::hmac(id, material, algorithms)
+                              : auth::jwt_key::public_pem(id, material, algorithms);
+    if (auto* error = std::get_if<std::string>(&key))
+      throw py::value_error("JWT key \"" + id + "\": " + *error);
+    cfg->verifier.add_key(std::get<auth::jwt_key>(std::move(key)));
+  }
+  return cfg;
+}
 
 class py_server {
  public:
@@ -101,6 +133,8 @@ class py_server {
     get_ms("sse_keepalive_ms", cfg.sse_keepalive);
     get_ms("sse_retry_ms", cfg.sse_retry);
     get_ms("history_max_age_ms", cfg.history_max_age);
+    if (options.contains("jwt") && !options["jwt"].is_none())
+      cfg.jwt = jwt_config(options["jwt"].cast<py::dict>());
 
     app_hooks hooks;
     if (!on_connect.is_none()) {
@@ -109,7 +143,8 @@ class py_server {
         py::gil_scoped_acquire gil;
         py::list headers;
         for (const auto& [k, v] : info.headers) headers.append(py::make_tuple(k, v));
-        call_hook(fn->obj, info.sid, info.path, info.query, info.remote, headers);
+        call_hook(fn->obj, info.sid, info.path, info.query, info.remote, headers,
+                  claims_of(info.identity));
       };
     }
     if (!on_message.is_none()) {
@@ -121,8 +156,10 @@ class py_server {
     }
     if (!on_disconnect.is_none()) {
       auto fn = std::make_shared<gil_object>(std::move(on_disconnect));
-      hooks.on_disconnect = [fn](const std::string& sid, disconnect_reason why) {
-        call_hook(fn->obj, sid, std::string(to_string(why)));
+      hooks.on_disconnect = [fn](const std::string& sid, disconnect_reason why,
+                                 const auth::identity_ptr& id) {
+        py::gil_scoped_acquire gil;
+        call_hook(fn->obj, sid, std::string(to_string(why)), claims_of(id));
       };
     }
     if (!on_sio_connect.is_none()) {
@@ -132,7 +169,7 @@ class py_server {
         py::list headers;
         for (const auto& [k, v] : info.headers) headers.append(py::make_tuple(k, v));
         call_hook(fn->obj, info.sid, info.nsp, info.auth, info.eio_sid, info.remote, info.query,
-                  headers);
+                  headers, claims_of(info.identity));
       };
     }
     auto as_bytes = [](const std::vector<std::string>& parts) {
@@ -203,6 +240,9 @@ void register_server(py::module_& m) {
   m.def("is_valid_json", [](const std::string& s) {
     return proto::is_valid_utf8(s) && nlohmann::json::accept(s);
   }, "True when the bytes are one valid UTF-8 JSON text.");
+
+  m.def("check_jwt", [](const py::dict& options) { jwt_config(options); },
+        "Raises ValueError when a key of the JWT options does not fit its algorithms.");
 
   py::class_<py_server>(m, "Server")
       .def(py::init<const py::dict&, py::object, py::object, py::object, py::object, py::object,
@@ -304,6 +344,14 @@ void register_server(py::module_& m) {
            })
       .def("room_size", [](py_server& s, const std::string& room) {
              return s.get().get_hub().room_size(room);
+           })
+      .def("claims", [](py_server& s, const std::string& sid) {
+             auth::identity_ptr id;
+             {
+               py::gil_scoped_release release;
+               id = s.get().identity_of(sid);
+             }
+             return claims_of(id);
            })
       .def("has_connection", [](py_server& s, const std::string& sid) {
              return s.get().get_hub().find(sid) != nullptr;

@@ -22,13 +22,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AsyncProducer", "Connection", "ConnectionRefused", "Producer", "PublishError",
-           "Published", "RateLimiter", "RequestError", "Server", "__version__"]
+__all__ = ["AsyncProducer", "Connection", "ConnectionRefused", "JWTAuth", "JWTKey", "Producer",
+           "PublishError", "Published", "RateLimiter", "RequestError", "Server", "__version__"]
 
 _LAZY = {
     "Server": "server",
     "Connection": "server",
     "ConnectionRefused": "errors",
+    "JWTAuth": "auth",
+    "JWTKey": "auth",
     "RequestError": "errors",
     "Producer": "producer",
     "AsyncProducer": "producer",
@@ -38,6 +40,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .auth import JWTAuth, JWTKey
     from .errors import ConnectionRefused, RequestError
     from .producer import AsyncProducer, Producer, PublishError, Published
     from .ratelimit import RateLimiter

@@ -2,15 +2,18 @@
 from typing import Any, Callable
 
 def is_valid_json(data: bytes) -> bool: ...
+def check_jwt(options: dict[str, Any]) -> None: ...
 
 class Server:
     def __init__(
         self,
         options: dict[str, Any],
-        on_connect: Callable[[str, str, str, str, list[tuple[str, str]]], None] | None,
+        on_connect: Callable[[str, str, str, str, list[tuple[str, str]], str | None], None]
+        | None,
         on_message: Callable[[str, str, str, str], None] | None,
-        on_disconnect: Callable[[str, str], None] | None,
-        on_sio_connect: Callable[[str, str, str, str, str, str, list[tuple[str, str]]], None]
+        on_disconnect: Callable[[str, str, str | None], None] | None,
+        on_sio_connect: Callable[[str, str, str, str, str, str, list[tuple[str, str]],
+                                  str | None], None]
         | None = None,
         on_sio_event: Callable[[str, str, str, int, list[bytes]], None] | None = None,
         on_sio_ack: Callable[[str, int, str, list[bytes]], None] | None = None,
@@ -43,6 +46,7 @@ class Server:
     def room_members(self, room: str) -> list[str]: ...
     def http_reply(self, id: int, status: int, headers: list[tuple[str, str]],
                    body: bytes) -> bool: ...
+    def claims(self, sid: str) -> str | None: ...
     def has_connection(self, sid: str) -> bool: ...
     @property
     def connection_count(self) -> int: ...

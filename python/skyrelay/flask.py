@@ -56,7 +56,8 @@ class _Reasons:
 _REASONS = {"client_close": _Reasons.CLIENT_DISCONNECT,
             "server_disconnect": _Reasons.SERVER_DISCONNECT,
             "heartbeat_timeout": _Reasons.PING_TIMEOUT,
-            "server_shutdown": _Reasons.TRANSPORT_CLOSE}
+            "server_shutdown": _Reasons.TRANSPORT_CLOSE,
+            "token_expired": _Reasons.SERVER_DISCONNECT}
 
 
 def _accepts_argument(fn: Callable[..., Any]) -> bool:

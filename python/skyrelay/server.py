@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from . import _core
+from .auth import JWTAuth
 from .errors import ConnectionRefused, RequestError
 from .socketio import SocketIOBridge, room_key
 
@@ -31,6 +32,8 @@ _POLICIES = {None: -1, "disconnect": 0, "drop_oldest": 1}
 
 # Close code the server uses when the application disconnects a client (docs/protocol.md).
 CLOSE_SERVER_DISCONNECT = 4002
+# Close code of a JSON-protocol connection whose token expired.
+CLOSE_TOKEN_EXPIRED = 4003
 
 
 class _NestedBytes(TypeError):
@@ -119,14 +122,19 @@ class Connection:
     (``namespace``, with the CONNECT payload in ``auth``). ``path``, ``query``, ``remote`` and ``headers`` describe the handshake; for the
     JSON protocol they are filled in when the server has a connect handler. ``state`` is a dict
     for the application's own per-connection data.
+
+    With ``Server(jwt=...)``, ``claims`` is the payload of the token the connection was opened
+    with (verified in C++ before any handler ran), ``user`` its ``sub`` and ``roles`` its
+    ``roles``; without a token they are ``{}``, ``None`` and ``[]``.
     """
 
     __slots__ = ("_server", "sid", "path", "query", "remote", "headers", "state", "namespace",
-                 "auth", "transport")
+                 "auth", "transport", "claims", "user", "roles")
 
     def __init__(self, server: Server, sid: str, path: str = "", query: str = "",
                  remote: str = "", headers: Iterable[tuple[str, str]] = (), *,
-                 namespace: str = "/", auth: Any = None, transport: str = "websocket") -> None:
+                 namespace: str = "/", auth: Any = None, transport: str = "websocket",
+                 claims: str | dict[str, Any] | None = None) -> None:
         self._server = server
         self.sid = sid
         self.path = path
@@ -137,6 +145,12 @@ class Connection:
         self.namespace = namespace
         self.auth = auth
         self.transport = transport
+        if isinstance(claims, str):
+            claims = json.loads(claims)
+        self.claims: dict[str, Any] = claims or {}
+        sub = self.claims.get("sub")
+        self.user: str | None = sub if isinstance(sub, str) else None
+        self.roles: list[str] = list(self.claims.get("roles") or [])
 
     def __repr__(self) -> str:
         return f"<skyrelay.Connection sid={self.sid!r} {self.transport} {self.namespace}>"
@@ -221,6 +235,7 @@ class Server:
         inbound_burst: float = 20.0,
         new_connections_per_ip: tuple[float, float] = (50.0, 100.0),
         limit_loopback: bool = False,
+        jwt: JWTAuth | None = None,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -275,7 +290,14 @@ class Server:
                                        float(new_connections_per_ip[1])),
             # Per-IP limits skip 127.0.0.0/8 and ::1 unless set (a proxy on the same host).
             "limit_loopback": bool(limit_loopback),
+            # JWT verification at every handshake and for the publish API (docs/api.md).
+            "jwt": jwt._options() if isinstance(jwt, JWTAuth) else None,
         }
+        if jwt is not None and not isinstance(jwt, JWTAuth):
+            raise TypeError(f"jwt must be a skyrelay.JWTAuth, not {type(jwt).__name__}")
+        if jwt is not None:
+            _core.check_jwt(self._options["jwt"])  # a key that does not fit: ValueError now
+        self.jwt = jwt
         if history_size < 0 or history_ttl <= 0:
             raise ValueError("history_size must be >= 0 and history_ttl > 0")
         if recovery_window > 0 and (history_size == 0 or recovery_window > history_ttl):
@@ -617,7 +639,9 @@ class Server:
     def _connection(self, sid: str) -> Connection:
         conn = self._connections.get(sid)
         if conn is None:
-            conn = self._connections[sid] = Connection(self, sid)
+            claims = self._core.claims(sid) \
+                if self.jwt is not None and self._core is not None else None
+            conn = self._connections[sid] = Connection(self, sid, claims=claims)
         return conn
 
     def _async_loop(self) -> asyncio.AbstractEventLoop:
@@ -651,11 +675,11 @@ class Server:
         done(result, None)
 
     def _hook_connect(self, sid: str, path: str, query: str, remote: str,
-                      headers: list[tuple[str, str]]) -> None:
+                      headers: list[tuple[str, str]], claims: str | None = None) -> None:
         self._dispatch_ident = threading.get_ident()
         sse = path == "/sse" or path.startswith("/sse/")
         conn = Connection(self, sid, path, query, remote, headers,
-                          transport="sse" if sse else "websocket")
+                          transport="sse" if sse else "websocket", claims=claims)
         self._connections[sid] = conn
         core = self._core
         handler = self._connect_handlers.get("/")
@@ -716,7 +740,7 @@ class Server:
             value = [] if value is None else [value]
         self._call(handler, (conn, value), done)
 
-    def _hook_disconnect(self, sid: str, reason: str) -> None:
+    def _hook_disconnect(self, sid: str, reason: str, claims: str | None = None) -> None:
         self._dispatch_ident = threading.get_ident()
         conn = self._connections.pop(sid, None)
         if conn is not None and conn.transport == "socket.io":
@@ -726,7 +750,7 @@ class Server:
         if handler is None:
             return
         if conn is None:
-            conn = Connection(self, sid)
+            conn = Connection(self, sid, claims=claims)
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is not None:

@@ -78,13 +78,14 @@ class SocketIOBridge:
     # -- callbacks from the core ----------------------------------------------------------
 
     def on_connect(self, sid: str, nsp: str, auth: str, eio_sid: str, remote: str, query: str,
-                   headers: list[tuple[str, str]]) -> None:
+                   headers: list[tuple[str, str]], claims: str | None = None) -> None:
         from .server import Connection
 
         server = self.server
         server._dispatch_ident = threading.get_ident()
         conn = Connection(server, sid, server.socketio_path, query, remote, headers,
-                          namespace=nsp, auth=json.loads(auth), transport="socket.io")
+                          namespace=nsp, auth=json.loads(auth), transport="socket.io",
+                          claims=claims)
         core = server._core
         if server._ns_patterns and not server._namespace_allowed(nsp):
             core.sio_refuse(sid, "Invalid namespace", "")  # as the reference server words it

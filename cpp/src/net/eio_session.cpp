@@ -142,9 +142,52 @@ bool sio_socket::connected() const {
 }
 
 void sio_socket::mark_closed() {
+  std::shared_ptr<asio::steady_timer> expiry;
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    pending_.clear();
+    expiry = std::move(expiry_);
+  }
+  if (expiry) asio::post(expiry->get_executor(), [expiry] { expiry->cancel(); });
+}
+
+void sio_socket::set_identity(auth::identity_ptr id) {
   std::lock_guard lock(mu_);
-  closed_ = true;
-  pending_.clear();
+  identity_ = std::move(id);
+}
+
+auth::identity_ptr sio_socket::identity() const {
+  std::lock_guard lock(mu_);
+  return identity_;
+}
+
+void sio_socket::arm_expiry(asio::any_io_executor ex, server& srv) {
+  if (!identity()) return;
+  // Made and started on its executor, where its cancellation runs too.
+  asio::post(ex, [weak = weak_from_this(), ex, srv = &srv] {
+    auto self = weak.lock();
+    if (!self) return;
+    std::shared_ptr<asio::steady_timer> timer, old;
+    {
+      std::lock_guard lock(self->mu_);
+      if (self->closed_ || !self->identity_) return;
+      old = std::move(self->expiry_);
+      timer = std::make_shared<asio::steady_timer>(ex, auth::time_left(*self->identity_));
+      self->expiry_ = timer;
+    }
+    if (old) asio::post(old->get_executor(), [old] { old->cancel(); });
+    timer->async_wait([timer, weak, srv](boost::system::error_code ec) {
+      if (ec) return;
+      auto s = weak.lock();
+      if (!s) return;
+      {
+        std::lock_guard lock(s->mu_);
+        if (s->expiry_ != timer) return;  // replaced by a later token
+      }
+      srv->expire_socket(s);
+    });
+  });
 }
 
 // ---- eio_session ------------------------------------------------------------------------
@@ -540,6 +583,39 @@ void eio_session::on_connect_packet(const sio::packet& p) {
     send_packet_text("4" + sio::connect_error(p.nsp, "Invalid namespace"));
     return;
   }
+  // The token, before anything else: {"token": "..."} in the CONNECT payload.
+  auth::identity_ptr identity;
+  if (const auto& jwt = server_.config().jwt) {
+    auto payload = nlohmann::json::parse(p.data.empty() ? std::string_view("{}") : p.data,
+                                         nullptr, false);
+    std::string token;
+    std::optional<auth::auth_refusal> refusal;
+    if (payload.is_object()) {
+      if (auto it = payload.find("token"); it != payload.end()) {
+        if (it->is_string())
+          token = it->get<std::string>();
+        else
+          refusal = auth::auth_refusal{"malformed", "\"token\" must be a string"};
+      }
+    }
+    if (!refusal && (!token.empty() || jwt->required)) {
+      auto r = auth::authenticate(*jwt, token, auth::token_use::connect, auth::unix_now());
+      if (auto* f = std::get_if<auth::auth_refusal>(&r))
+        refusal = std::move(*f);
+      else
+        identity = std::get<auth::identity_ptr>(r);
+    }
+    if (refusal) {
+      auto& m = server_.get_metrics();
+      m.add(m.local().auth_refused);
+      m.add(m.local().handshakes_rejected);
+      std::string data = "{\"code\":";
+      proto::append_json_string(data, refusal->code);
+      data += '}';
+      send_packet_text("4" + sio::connect_error(p.nsp, refusal->message, data));
+      return;
+    }
+  }
   const bool recovery = server_.config().sio_recovery_window.count() > 0;
   if (recovery && !p.data.empty()) {
     // A returning client presents {"pid": ..., "offset": ...} in its CONNECT payload.
@@ -552,7 +628,20 @@ void eio_session::on_connect_packet(const sio::packet& p) {
       for (char c : text) numeric = numeric && c >= '0' && c <= '9';
       if (numeric) offset = std::stoull(text);
       if (numeric) {
-        if (auto sock = server_.take_detached(auth["pid"].get<std::string>(), p.nsp)) {
+        auto sock = server_.take_detached(auth["pid"].get<std::string>(), p.nsp);
+        if (sock && server_.config().jwt) {
+          // Only the same user takes a socket back; its new token replaces the old one.
+          const auto old = sock->identity();
+          const bool same = old && identity ? old->subject == identity->subject
+                                            : old == identity;
+          if (!same) {
+            server_.end_socket(sock, disconnect_reason::transport_error);
+            sock.reset();
+          } else {
+            sock->set_identity(identity);
+          }
+        }
+        if (sock) {
           {
             std::lock_guard lock(mu_);
             sockets_[p.nsp] = sock;
@@ -562,6 +651,7 @@ void eio_session::on_connect_packet(const sio::packet& p) {
                 return sock->reattach(weak_from_this(), offset, missed);
               });
           if (resumed) {
+            sock->arm_expiry(connect_timer_.get_executor(), server_);
             asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
               self->connect_timer_.cancel();
             });
@@ -587,15 +677,17 @@ void eio_session::on_connect_packet(const sio::packet& p) {
   asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
     self->connect_timer_.cancel();
   });
+  sock->set_identity(identity);
   server_.register_socket(sock);
   server_.get_hub().add(sock);
+  sock->arm_expiry(connect_timer_.get_executor(), server_);
   const auto& hooks = server_.hooks();
   if (!hooks.on_sio_connect) {
     server_.sio_accept(sock->sid());
     return;
   }
   sio_connect_info info{sock->sid(), p.nsp, p.data.empty() ? std::string("{}") : p.data, sid_,
-                        remote_, query_, headers_};
+                        remote_, query_, headers_, identity};
   server* srv = &server_;
   if (!server_.get_dispatcher().post([srv, info = std::move(info)] { srv->hooks().on_sio_connect(info); }))
     server_.sio_refuse(sock->sid(), "server busy", "");
@@ -731,17 +823,18 @@ std::shared_ptr<sio_socket> eio_session::forget_socket(const std::string& nsp) {
   return sock;
 }
 
-void eio_session::disconnect_socket(const std::string& nsp) {
+void eio_session::disconnect_socket(const std::string& nsp, disconnect_reason why,
+                                    const sio_socket* only) {
   std::shared_ptr<sio_socket> sock;
   {
     std::lock_guard lock(mu_);
     auto it = sockets_.find(nsp);
-    if (it == sockets_.end()) return;
+    if (it == sockets_.end() || (only && it->second.get() != only)) return;
     sock = it->second;
     sockets_.erase(it);
   }
   send_packet_text("4" + sio::encode(sio::packet{sio::packet_type::disconnect, nsp, 0, {}, {}}));
-  server_.end_socket(sock, disconnect_reason::server_disconnect);
+  server_.end_socket(sock, why);
 }
 
 void eio_session::close(disconnect_reason why) {

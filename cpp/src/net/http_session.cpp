@@ -8,6 +8,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <optional>
 
+#include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/random.hpp"
 #include "skyrelay/net/eio_session.hpp"
 #include "skyrelay/net/server.hpp"
@@ -48,6 +49,16 @@ std::string error_body(std::string_view code, std::string_view message) {
   proto::append_json_string(body, code);
   body += ",\"message\":";
   proto::append_json_string(body, message);
+  body += "}";
+  return body;
+}
+
+// The body of a 401 for a token: {"error":"unauthorized","code":...,"message":...}.
+std::string auth_error_body(const auth::auth_refusal& f) {
+  std::string body = "{\"error\":\"unauthorized\",\"code\":";
+  proto::append_json_string(body, f.code);
+  body += ",\"message\":";
+  proto::append_json_string(body, f.message);
   body += "}";
   return body;
 }
@@ -174,6 +185,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
         return reject(http::status::bad_request, "bad_topic", "invalid topic in the path");
       topic = std::move(*decoded);
     }
+    auth::identity_ptr identity;
+    if (!check_token(req, query, identity)) return;
 
     std::string response =
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -191,7 +204,47 @@ class http_session : public std::enable_shared_from_this<http_session> {
                                                 std::move(response), std::move(leftover),
                                                 std::move(topic));
     session->hold(std::move(slot_));
+    session->set_identity(std::move(identity));
     session->start(std::string(path), std::string(query), std::move(headers));
+  }
+
+  // The token of a WebSocket or SSE handshake, when the server checks tokens: the
+  // "Authorization: Bearer" header, else the `token` query parameter. True when the handshake
+  // may go on, with `id` set (null: no token, and none is required); else the 401 is written.
+  bool check_token(const request& req, std::string_view query, auth::identity_ptr& id) {
+    const auto& jwt = server_.config().jwt;
+    if (!jwt) return true;
+    std::string token;
+    if (auto bearer = auth::bearer_token(req[http::field::authorization]))
+      token = std::string(*bearer);
+    else if (auto param = query_param(query, "token"))
+      token = std::move(*param);
+    if (token.empty() && !jwt->required) return true;
+    auto r = auth::authenticate(*jwt, token, auth::token_use::connect, auth::unix_now());
+    if (auto* f = std::get_if<auth::auth_refusal>(&r)) {
+      auto& m = server_.get_metrics();
+      m.add(m.local().handshakes_rejected);
+      unauthorized(req, *f, false);
+      return false;
+    }
+    id = std::get<auth::identity_ptr>(std::move(r));
+    return true;
+  }
+
+  // 401 with WWW-Authenticate (RFC 6750 3) and {"error":"unauthorized","code":...}.
+  void unauthorized(const request& req, const auth::auth_refusal& f, bool keep) {
+    auto& m = server_.get_metrics();
+    m.add(m.local().auth_refused);
+    http::response<http::string_body> res{http::status::unauthorized, req.version()};
+    res.set(http::field::www_authenticate, f.code == auth::token_required
+                                               ? R"(Bearer realm="skyrelay")"
+                                               : R"(Bearer realm="skyrelay", error="invalid_token")");
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::cache_control, "no-store");
+    res.body() = auth_error_body(f);
+    res.keep_alive(keep);
+    res.prepare_payload();
+    write(std::move(res), keep);
   }
 
   // POST /api/publish: one event or a batch, token-protected, with optional idempotency.
@@ -206,15 +259,28 @@ class http_session : public std::enable_shared_from_this<http_session> {
     if (req.method() != http::verb::post)
       return fail(http::status::method_not_allowed, "method_not_allowed",
                   "publish with POST and a JSON body");
-    if (cfg.publish_token.empty())
+    if (cfg.publish_token.empty() && !cfg.jwt)
       return fail(http::status::forbidden, "publish_disabled",
-                  "the publish API is off: start the server with a publish_token");
+                  "the publish API is off: start the server with a publish_token or jwt");
+    // The static publish_token is compared first: when it matches, no JWT is verified.
+    // Otherwise, with JWT on, the bearer must be a publish token.
     std::string_view auth = req[http::field::authorization];
     constexpr std::string_view bearer = "Bearer ";
-    const bool token_ok = auth.size() == bearer.size() + cfg.publish_token.size() &&
-                          auth.starts_with(bearer) &&
-                          CRYPTO_memcmp(auth.data() + bearer.size(), cfg.publish_token.data(),
-                                        cfg.publish_token.size()) == 0;
+    bool token_ok = !cfg.publish_token.empty() &&
+                    auth.size() == bearer.size() + cfg.publish_token.size() &&
+                    auth.starts_with(bearer) &&
+                    CRYPTO_memcmp(auth.data() + bearer.size(), cfg.publish_token.data(),
+                                  cfg.publish_token.size()) == 0;
+    if (!token_ok && cfg.jwt) {
+      const auto token = auth::bearer_token(auth);
+      auto r = auth::authenticate(*cfg.jwt, token.value_or(std::string_view()),
+                                  auth::token_use::publish, auth::unix_now());
+      if (auto* f = std::get_if<auth::auth_refusal>(&r)) {
+        server_.get_metrics().add(server_.get_metrics().local().publish_api_refused);
+        return unauthorized(req, *f, keep);
+      }
+      token_ok = true;
+    }
     if (!token_ok) {
       http::response<http::string_body> res{http::status::unauthorized, req.version()};
       res.set(http::field::www_authenticate, "Bearer");
@@ -311,6 +377,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
     if (last_id.empty()) last_id = query_param(query, "last_event_id").value_or("");
     if (last_id.size() > 64)
       return reject(http::status::bad_request, "bad_last_event_id", "Last-Event-ID is too long");
+    auth::identity_ptr identity;
+    if (!check_token(req, query, identity)) return;
 
     std::string head =
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
@@ -331,6 +399,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     auto session = ws_session::make_sse(std::move(socket), server_, new_sid(), std::move(head),
                                         std::move(topics), std::move(last_id));
     session->hold(std::move(slot_));
+    session->set_identity(std::move(identity));
     session->start(std::string(path), std::string(query), std::move(headers));
   }
 

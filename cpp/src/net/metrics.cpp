@@ -103,6 +103,9 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
           &shard::connections_closed);
   counter("skyrelay_handshakes_rejected_total", "WebSocket handshakes refused.",
           &shard::handshakes_rejected);
+  counter("skyrelay_auth_refused_total",
+          "Handshakes and publish requests refused for their token (missing or not valid).",
+          &shard::auth_refused);
   counter("skyrelay_http_requests_total", "Plain HTTP requests served.", &shard::http_requests);
   line(out, "skyrelay_connections_refused_total",
        "TCP connections refused at accept because a connection limit was reached.", "counter");

@@ -395,6 +395,43 @@ bool server::sio_disconnect(const std::string& sid) {
   return true;
 }
 
+auth::identity_ptr server::identity_of(const std::string& sid) const {
+  if (auto s = find_session(sid)) return s->identity();
+  if (auto s = find_socket(sid)) return s->identity();
+  return nullptr;
+}
+
+void server::expire_socket(const std::shared_ptr<sio_socket>& s) {
+  auto session = s->session();
+  if (!session) {
+    // Detached, waiting for its client to come back: it will not.
+    bool waiting = false;
+    {
+      std::lock_guard lock(sessions_mu_);
+      auto it = detached_.find(s->pid());
+      if (it != detached_.end() && it->second == s) {
+        detached_.erase(it);
+        waiting = true;
+      }
+    }
+    if (waiting) end_socket(s, disconnect_reason::token_expired);
+    return;
+  }
+  if (!s->accepted()) {
+    // Still waiting for the connect hook: refused, as a CONNECT with this token would be now.
+    sio_refuse(s->sid(), "token expired", R"({"code":"expired"})");
+    return;
+  }
+  // The client learns why (a "token_expired" event), then gets DISCONNECT.
+  std::vector<frame_ptr> frames;
+  frames.push_back(make_message(
+      "4" + sio::event(s->nsp(), "token_expired",
+                       R"({"code":"token_expired","message":"token expired"})"),
+      1, steady_ns(), false));
+  s->deliver_all(std::move(frames));
+  session->disconnect_socket(s->nsp(), disconnect_reason::token_expired, s.get());
+}
+
 void server::end_socket(const std::shared_ptr<sio_socket>& s, disconnect_reason why) {
   const bool was_connected = s->accepted();
   s->mark_closed();
@@ -406,7 +443,9 @@ void server::end_socket(const std::shared_ptr<sio_socket>& s, disconnect_reason 
   if (!was_connected) return;
   metrics_.disconnect(why);
   if (hooks_.on_disconnect) {
-    dispatcher_.post_always([this, sid = s->sid(), why] { hooks_.on_disconnect(sid, why); });
+    dispatcher_.post_always([this, sid = s->sid(), why, id = s->identity()] {
+      hooks_.on_disconnect(sid, why, id);
+    });
   }
 }
 

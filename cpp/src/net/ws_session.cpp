@@ -38,6 +38,7 @@ ws_session::ws_session(tcp::socket socket, server& srv, std::string sid,
       outbox_(outbox::limits{srv.config().outbox_max_bytes, srv.config().outbox_max_frames}),
       parser_(srv.config().max_message_size),
       timer_(socket_.get_executor()),
+      expiry_timer_(socket_.get_executor()),
       prefix_(std::move(handshake_response)),
       topic_(std::move(topic)),
       limit_(srv.config().inbound_limit, &srv.config().event_limits, steady_ns()) {
@@ -108,6 +109,7 @@ void ws_session::start(const std::string& path, const std::string& query,
   auto ep = socket_.remote_endpoint(ec);
   if (!ec) info.remote = ep.address().to_string() + ":" + std::to_string(ep.port());
   info.headers = std::move(headers);
+  info.identity = identity_;
   // Hold the handshake until the application decides; bound the wait like any handshake.
   timer_.expires_after(server_.config().handshake_timeout);
   timer_.async_wait([self](boost::system::error_code ec) {
@@ -208,6 +210,7 @@ void ws_session::on_accept() {
   last_heard_ = std::chrono::steady_clock::now();
   timer_.cancel();
   arm_timer();
+  arm_expiry();
   if (!early_bytes_.empty()) {
     std::string bytes = std::move(early_bytes_);
     if (!consume(bytes.data(), bytes.size())) return;
@@ -537,6 +540,26 @@ void ws_session::on_timer(boost::system::error_code) {
   arm_timer();
 }
 
+void ws_session::arm_expiry() {
+  if (!identity_ || has_handler_) return;
+  expiry_timer_.expires_after(auth::time_left(*identity_));
+  expiry_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) self->on_expired();
+  });
+}
+
+void ws_session::on_expired() {
+  if (state_ != state::open) return;
+  if (sse_) {
+    // The stream says why before it ends, so a client can tell this end from a failure.
+    push_control("event: token_expired\ndata: {\"code\":\"token_expired\",\"message\":"
+                 "\"token expired\"}\n\n");
+  }
+  begin_close(close_code::token_expired, "token expired", disconnect_reason::token_expired,
+              false);
+}
+
 void ws_session::begin_close(std::uint16_t code, std::string_view reason, disconnect_reason why,
                              bool drop_queued) {
   if (state_ == state::closing || state_ == state::closed) return;
@@ -561,6 +584,7 @@ void ws_session::finish(disconnect_reason why) {
   state_ = state::closed;
   boost::system::error_code ec;
   timer_.cancel();
+  expiry_timer_.cancel();
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   socket_.close(ec);
   outbox_.close();
@@ -578,7 +602,7 @@ void ws_session::finish(disconnect_reason why) {
   if (server_.hooks().on_disconnect) {
     server* srv = &server_;
     server_.get_dispatcher().post_always(
-        [srv, sid = sid(), why] { srv->hooks().on_disconnect(sid, why); });
+        [srv, sid = sid(), why, id = identity_] { srv->hooks().on_disconnect(sid, why, id); });
   }
 }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -11,6 +12,10 @@
 #include "skyrelay/core/inbound_limit.hpp"
 
 namespace skyrelay {
+
+namespace auth {
+struct auth_config;  // skyrelay/auth/connection_auth.hpp
+}
 
 struct server_config {
   std::string host{"127.0.0.1"};
@@ -69,6 +74,11 @@ struct server_config {
   // The HTTP publish API (POST /api/publish) takes "Authorization: Bearer <publish_token>".
   // Empty: the API is off (403).
   std::string publish_token;
+
+  // JWT authentication (docs/api.md "Authentication"): when set, every handshake (JSON-protocol
+  // WebSocket, SSE, Socket.IO CONNECT) verifies its token before any application hook runs,
+  // and the publish API also takes publish tokens. Null: no token checks.
+  std::shared_ptr<const auth::auth_config> jwt;
 
   // Server-Sent Events: a keep-alive comment this often, and the reconnection delay the
   // browser is told to use (the `retry:` field).

@@ -36,6 +36,7 @@ inline constexpr std::uint16_t internal_error = 1011;
 inline constexpr std::uint16_t heartbeat_timeout = 4000;  // nothing heard from the peer in time
 inline constexpr std::uint16_t slow_consumer = 4001;      // outbox overflow with policy disconnect
 inline constexpr std::uint16_t server_disconnect = 4002;  // the application called disconnect()
+inline constexpr std::uint16_t token_expired = 4003;      // the connection's token expired
 }  // namespace close_code
 
 // Why a connection ended; passed to on_disconnect and counted in /metrics.
@@ -48,6 +49,7 @@ enum class disconnect_reason : std::uint8_t {
   message_too_big,
   protocol_error,
   server_shutdown,
+  token_expired,      // the token the connection was opened with expired
   count_
 };
 

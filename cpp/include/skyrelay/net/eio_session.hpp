@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/config.hpp"
 #include "skyrelay/core/errors.hpp"
 #include "skyrelay/core/inbound_limit.hpp"
@@ -69,6 +70,14 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   bool reattach(std::weak_ptr<eio_session> session, std::uint64_t offset,
                 std::vector<frame_ptr>& missed);
 
+  // The verified token of its CONNECT (null without one; a resumed socket takes the token of
+  // the CONNECT that resumed it). Thread-safe.
+  void set_identity(auth::identity_ptr id);
+  auth::identity_ptr identity() const;
+  // (Re)starts the timer that ends the socket when its token expires (server::expire_socket),
+  // on `ex`, the executor of the session it is on; replaces any earlier one.
+  void arm_expiry(asio::any_io_executor ex, server& srv);
+
  private:
   // deliver and deliver_direct: queue before acceptance, keep direct events for recovery,
   // send nothing while detached.
@@ -87,6 +96,8 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   std::deque<std::vector<frame_ptr>> direct_;  // latest events to this socket alone
   std::uint64_t evicted_offset_{0};  // highest offset that fell out of direct_
   std::optional<inbound_limit> limit_;  // made on first use, from the server's config
+  auth::identity_ptr identity_;
+  std::shared_ptr<asio::steady_timer> expiry_;  // cancelled on its own executor
 };
 
 class eio_session : public ws_handler, public std::enable_shared_from_this<eio_session> {
@@ -121,7 +132,10 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   // Ends the session: every socket gets on_disconnect with `why`.
   void close(disconnect_reason why);
   // Ends one namespace socket (server-side disconnect): sends DISCONNECT, keeps the session.
-  void disconnect_socket(const std::string& nsp);
+  // With `only`, nothing happens unless that is the namespace's socket.
+  void disconnect_socket(const std::string& nsp,
+                         disconnect_reason why = disconnect_reason::server_disconnect,
+                         const sio_socket* only = nullptr);
   // Drops a socket from the session without telling the client (a refused CONNECT).
   std::shared_ptr<sio_socket> forget_socket(const std::string& nsp);
 

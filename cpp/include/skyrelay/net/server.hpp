@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/config.hpp"
 #include "skyrelay/core/errors.hpp"
 #include "skyrelay/hub/dispatcher.hpp"
@@ -39,6 +40,7 @@ struct connect_info {
   std::string query;
   std::string remote;  // "ip:port"
   std::vector<std::pair<std::string, std::string>> headers;
+  auth::identity_ptr identity;  // the verified token's identity; null without a token
 };
 
 // What the application learns about a Socket.IO CONNECT.
@@ -50,6 +52,7 @@ struct sio_connect_info {
   std::string remote;
   std::string query;
   std::vector<std::pair<std::string, std::string>> headers;
+  auth::identity_ptr identity;  // the verified token's identity; null without a token
 };
 
 // A plain HTTP request handed to the application.
@@ -73,8 +76,10 @@ struct app_hooks {
   std::function<void(const std::string& sid, const std::string& event, const std::string& data,
                      const std::string& request_id)>
       on_message;
-  // A connection that was accepted has ended.
-  std::function<void(const std::string& sid, disconnect_reason reason)> on_disconnect;
+  // A connection that was accepted has ended; `identity` is its token's (null without one).
+  std::function<void(const std::string& sid, disconnect_reason reason,
+                     const auth::identity_ptr& identity)>
+      on_disconnect;
 
   // Socket.IO. When on_sio_connect is set, a CONNECT waits for sio_accept or sio_refuse.
   std::function<void(const sio_connect_info&)> on_sio_connect;
@@ -140,6 +145,12 @@ class server {
   // Sends a Socket.IO packet (its text, without the Engine.IO type) and its binary attachments.
   bool sio_send(const std::string& sid, std::string packet, std::vector<std::string> attachments);
   bool sio_disconnect(const std::string& sid);
+  // The identity of a connection's token (JSON protocol, SSE or Socket.IO); null when the
+  // connection is gone or was opened without a token. Thread-safe.
+  auth::identity_ptr identity_of(const std::string& sid) const;
+  // A Socket.IO socket's token expired: it is disconnected (or, still waiting for the connect
+  // hook, refused) with disconnect_reason::token_expired.
+  void expire_socket(const std::shared_ptr<sio_socket>& s);
   // An EVENT to one socket, in its namespace: `args` is the JSON text of the arguments after the
   // name (without brackets); `ack_id` >= 0 asks the client for an acknowledgement.
   bool sio_emit(const std::string& sid, const std::string& event, const std::string& args,

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/errors.hpp"
 #include "skyrelay/core/inbound_limit.hpp"
 #include "skyrelay/hub/subscriber.hpp"
@@ -75,6 +76,11 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   bool replay_fits(const std::vector<frame_ptr>& frames) const;
 
   void deliver(const frame_ptr& f, overflow_policy policy) override;
+  // The verified token of the handshake (JSON protocol or SSE); set before start(). Once the
+  // session is open, a timer ends it when the token expires (identity::ends_at): close code
+  // 4003 "token expired", or for SSE a `token_expired` event and the end of the stream.
+  void set_identity(auth::identity_ptr id) { identity_ = std::move(id); }
+  const auth::identity_ptr& identity() const noexcept { return identity_; }
   // Keeps the connection's admission slot (server::admit) for as long as the session lives.
   void hold(std::shared_ptr<void> slot) { slot_ = std::move(slot); }
   // Runs `fn` on the session's executor, after the work already posted there (such as the
@@ -105,6 +111,8 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   void arm_timer();
   void open_sse();  // on acceptance: welcome, topics, replay or reset
   void on_timer(boost::system::error_code ec);
+  void arm_expiry();  // on acceptance, when the handshake carried a token
+  void on_expired();
   void begin_close(std::uint16_t code, std::string_view reason, disconnect_reason why,
                    bool drop_queued);
   void finish(disconnect_reason why);
@@ -114,6 +122,8 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   outbox outbox_;
   ws::parser parser_;
   asio::steady_timer timer_;
+  asio::steady_timer expiry_timer_;  // the token's end (identity_->ends_at)
+  auth::identity_ptr identity_;
 
   std::string prefix_;  // bytes to write before the outbox (the 101 response, welcome, close)
   std::string topic_;   // subscribed on acceptance (/ws/<topic>)
