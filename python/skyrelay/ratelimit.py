@@ -120,10 +120,10 @@ class RateLimiter:
         ``key(request)`` names the bucket (default: the client address, ``remote_addr``);
         returning None lets the request through unlimited. Put it below ``@app.route``."""
 
+        import flask
+
         def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
             def check() -> Any:
-                import flask
-
                 request = flask.request
                 k = key(request) if key is not None else (request.remote_addr or "unknown")
                 if k is None:

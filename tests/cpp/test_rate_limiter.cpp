@@ -40,6 +40,7 @@ TEST(RateLimiter, RejectsBadArguments) {
   EXPECT_THROW(rate_limiter(-1, 1), std::invalid_argument);
   EXPECT_THROW(rate_limiter(NAN, 1), std::invalid_argument);
   EXPECT_THROW(rate_limiter(INFINITY, 1), std::invalid_argument);
+  EXPECT_THROW(rate_limiter(1e-320, 1), std::invalid_argument);  // 1e9 / rate overflows
   EXPECT_THROW(rate_limiter(1, 0), std::invalid_argument);
   EXPECT_THROW(rate_limiter(1, INFINITY), std::invalid_argument);
   EXPECT_THROW(rate_limiter(1, 1, 0), std::invalid_argument);
@@ -49,6 +50,21 @@ TEST(RateLimiter, RejectsBadArguments) {
   EXPECT_THROW(rl.acquire("k", NAN, t0), std::invalid_argument);
   EXPECT_EQ(rl.size(), 0u);  // nothing was made for a rejected call
   EXPECT_TRUE(rl.acquire("k", 3, t0).allowed);  // exactly the burst is fine
+}
+
+TEST(RateLimiter, ExtremeRatesStayFiniteAndCapTheWait) {
+  rate_limiter slow(1e-290, 2);  // a token every 1e299 ns: the wait is capped, not overflowed
+  ASSERT_TRUE(slow.acquire("k", 2, t0).allowed);
+  const rate_decision d = slow.acquire("k", 1, t0);
+  EXPECT_FALSE(d.allowed);
+  EXPECT_GT(d.retry_after_ns, std::int64_t{3'000'000'000'000'000'000});
+  EXPECT_FALSE(slow.acquire("k", 1, t0 + 1'000'000 * sec).allowed);
+  rate_limiter fast(1e12, 1);  // a token every picosecond
+  ASSERT_TRUE(fast.acquire("k", 1, t0).allowed);
+  const rate_decision f = fast.acquire("k", 1, t0);
+  EXPECT_FALSE(f.allowed);
+  EXPECT_EQ(f.retry_after_ns, 1);
+  EXPECT_TRUE(fast.acquire("k", 1, t0 + 1).allowed);
 }
 
 // ---- burst and refill -------------------------------------------------------------------------

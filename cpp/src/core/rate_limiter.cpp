@@ -22,6 +22,8 @@ rate_limiter::rate_limiter(double rate, double burst, std::size_t max_keys)
     throw std::invalid_argument("burst must be a positive number of tokens");
   if (max_keys == 0) throw std::invalid_argument("max_keys must be at least 1");
   ns_per_token_ = 1e9 / rate;
+  if (!std::isfinite(ns_per_token_))
+    throw std::invalid_argument("rate is too small: a token must come within 1e300 ns");
   const std::size_t n = std::min(max_shards, max_keys);
   shards_.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
