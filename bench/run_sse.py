@@ -17,7 +17,7 @@ import json
 import sys
 import time
 
-from run_fanout import HERE, PYTHON, build_loadclient, busy_seconds, median, run_once
+from run_fanout import HERE, PYTHON, build_loadclient, busy_seconds, run_once, summarize
 
 PEER = str(HERE / "servers" / "sse_starlette_server.py")
 SERVERS = {
@@ -110,39 +110,7 @@ def main() -> int:
                       f"closed {r['closed_by_server']}, other cpu {r['other_cpu_s']} s",
                       flush=True)
 
-    lines = ["| scenario | server | published msg/s | deliveries/s | deliveries per server-CPU-s "
-             "| p50 | p99 | server CPU | client-bound runs | disturbed runs |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    summary: dict = {}
-    for scenario, by_server in results.items():
-        for name, runs in by_server.items():
-            if not runs:
-                lines.append(f"| {scenario} | {name} | failed | | | | | | | |")
-                continue
-            row = {k: median(runs, k) for k in
-                   ("published_per_s", "deliveries_per_s", "deliveries_per_cpu_s", "p50_us",
-                    "p99_us", "server_cpu_util")}
-            row["client_bound_runs"] = sum(r["client_bound"] for r in runs)
-            row["disturbed_runs"] = sum(r["disturbed"] for r in runs)
-            summary.setdefault(scenario, {})[name] = row
-            lines.append(
-                f"| {scenario} | {name} | {row['published_per_s']:,.0f} | "
-                f"{row['deliveries_per_s']:,.0f} | {row['deliveries_per_cpu_s']:,.0f} | "
-                f"{row['p50_us'] / 1000:.2f} ms | {row['p99_us'] / 1000:.2f} ms | "
-                f"{row['server_cpu_util']:.0%} | {row['client_bound_runs']}/{len(runs)} | "
-                f"{row['disturbed_runs']}/{len(runs)} |")
-    sat = summary.get("saturation", {})
-    if "skyrelay" in sat:
-        lines.append("")
-        for peer in (n for n in SERVERS if n != "skyrelay" and n in sat):
-            ratio = sat["skyrelay"]["deliveries_per_cpu_s"] / sat[peer]["deliveries_per_cpu_s"]
-            per_round = [a["deliveries_per_cpu_s"] / b["deliveries_per_cpu_s"]
-                         for a, b in zip(results["saturation"]["skyrelay"],
-                                         results["saturation"][peer])]
-            summary[f"ratio_vs_{peer}"] = round(ratio, 2)
-            lines.append(f"skyrelay / {peer}, deliveries per server-CPU-second at saturation: "
-                         f"**{ratio:.1f}x** (per round: "
-                         f"{', '.join(f'{x:.1f}x' for x in per_round)})")
+    lines, summary = summarize(results, [n for n in SERVERS if n != "skyrelay"])
     table = "\n".join(lines)
     print("\n" + table)
     stamp = time.strftime("%Y%m%d-%H%M%S")

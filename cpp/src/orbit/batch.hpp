@@ -14,7 +14,7 @@ namespace skyrelay::orbit {
 struct batch_coefficients {
   double mo, mdot, argpo, argpdot, nodeo, nodedot, nodecf, cc1, cc4, cc5, bstar, t2cof;
   double omgcof, eta, xmcof, delmo, d2, d3, d4, sinmao, t3cof, t4cof, t5cof;
-  double a0, cbrt0, no, ecco, inclo, aycof, xlcof, xke, j2, j3oj2, con41, x1mth2, x7thm1, sinio, cosio;
+  double a0, cbrt0, no, ecco, inclo, aycof, xlcof, xke, j2, j3oj2, sinio, cosio;
   double radius, vkmpersec, gsto;
   int kepler_steps;
   bool afspc;

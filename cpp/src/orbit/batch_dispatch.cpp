@@ -59,7 +59,6 @@ void sgp4::propagate_batch(const double* tsince, std::size_t n, double* r, doubl
   k.cbrt0 = std::cbrt(k_.xke / no_unkozai_);
   k.no = no_unkozai_; k.ecco = ecco_; k.inclo = inclo_; k.aycof = aycof_; k.xlcof = xlcof_;
   k.xke = k_.xke; k.j2 = k_.j2; k.j3oj2 = k_.j3oj2;
-  k.con41 = con41_; k.x1mth2 = x1mth2_; k.x7thm1 = x7thm1_;
   k.sinio = std::sin(inclo_); k.cosio = std::cos(inclo_);
   k.radius = k_.radius_km; k.vkmpersec = k_.radius_km * k_.xke / 60.0; k.gsto = gsto_;
   k.afspc = mode_ == opsmode::afspc;

@@ -25,7 +25,6 @@ constexpr double root_tolerance_s = 1e-3;
 struct track {
   double t0{0}, h{0};
   std::size_t n{0};      // usable points: up to the first propagation error
-  bool failed{false};    // propagation failed before the window's end
   // Structure of arrays (the station scan vectorises over them), left uninitialised on purpose:
   // every element is written before it is read.
   std::unique_ptr<double[]> x, y, z, vx, vy, vz, rn;
@@ -52,7 +51,6 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
   std::size_t valid = 0;
   while (valid < count && err[valid] == 0) ++valid;
   tr.n = valid;
-  tr.failed = valid < count;
   // GMST advances linearly to far better than a microradian over any window a pass search
   // covers; step its sine and cosine by rotation, re-anchored every 256 points.
   const double theta0 = gmst82(ut1_jd(jd0, fr0, dut1));
