@@ -6,9 +6,12 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <tuple>
 
 #include <boost/system/system_error.hpp>
 
+#include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/errors.hpp"
 #include "skyrelay/net/server.hpp"
@@ -49,6 +52,28 @@ struct gil_object {
 py::object claims_of(const auth::identity_ptr& id) {
   if (!id) return py::none();
   return py::str(id->claims_json);
+}
+
+// Role requirements from the options' "access" dict (Server._access_options()): lists of
+// (namespace, roles), (namespace, room pattern, roles) and (namespace, event, roles). Raises
+// ValueError for an empty name or role list.
+std::shared_ptr<const auth::access_policy> access_config(const py::dict& o) {
+  using roles = std::vector<std::string>;
+  auto policy = std::make_shared<auth::access_policy>();
+  for (auto item : o["namespaces"].cast<py::list>()) {
+    auto [nsp, r] = item.cast<std::pair<std::string, roles>>();
+    policy->require_namespace(std::move(nsp), std::move(r));
+  }
+  for (auto item : o["rooms"].cast<py::list>()) {
+    auto [nsp, pattern, r] = item.cast<std::tuple<std::string, std::string, roles>>();
+    policy->require_room(std::move(nsp), std::move(pattern), std::move(r));
+  }
+  for (auto item : o["events"].cast<py::list>()) {
+    auto [nsp, event, r] = item.cast<std::tuple<std::string, std::string, roles>>();
+    policy->require_event(std::move(nsp), std::move(event), std::move(r));
+  }
+  if (policy->empty()) return nullptr;
+  return policy;
 }
 
 // The server's JWT settings from the options' "jwt" dict (skyrelay.JWTAuth._options()).
@@ -135,6 +160,8 @@ class py_server {
     get_ms("history_max_age_ms", cfg.history_max_age);
     if (options.contains("jwt") && !options["jwt"].is_none())
       cfg.jwt = jwt_config(options["jwt"].cast<py::dict>());
+    if (options.contains("access") && !options["access"].is_none())
+      cfg.access = access_config(options["access"].cast<py::dict>());
 
     app_hooks hooks;
     if (!on_connect.is_none()) {
@@ -329,6 +356,22 @@ void register_server(py::module_& m) {
            py::call_guard<py::gil_scoped_release>())
       .def("join", [](py_server& s, const std::string& sid, const std::string& room) {
              return s.get().get_hub().join(sid, room);
+           }, py::call_guard<py::gil_scoped_release>())
+      // A join the application makes for a connection, held to the room's role requirement
+      // (`room` of namespace `nsp`; `key` is the hub's name for it): (joined, refusal message).
+      .def("join_checked", [](py_server& s, const std::string& sid, const std::string& key,
+                              const std::string& nsp, const std::string& room) {
+             server& srv = s.get();
+             if (const auto& policy = srv.config().access; policy && policy->has_room_rules()) {
+               const auto id = srv.identity_of(sid);
+               if (auto refusal = policy->check_room(nsp, room, auth::connection_roles(id.get()))) {
+                 auto& m = srv.get_metrics();
+                 m.add(m.local().forbidden_room);
+                 return std::pair<bool, std::optional<std::string>>(false, std::move(refusal->message));
+               }
+             }
+             return std::pair<bool, std::optional<std::string>>(srv.get_hub().join(sid, key),
+                                                                std::nullopt);
            }, py::call_guard<py::gil_scoped_release>())
       .def("leave", [](py_server& s, const std::string& sid, const std::string& room) {
              return s.get().get_hub().leave(sid, room);

@@ -22,13 +22,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AsyncProducer", "Connection", "ConnectionRefused", "JWTAuth", "JWTKey", "Producer",
-           "PublishError", "Published", "RateLimiter", "RequestError", "Server", "__version__"]
+__all__ = ["AsyncProducer", "Connection", "ConnectionRefused", "Forbidden", "JWTAuth", "JWTKey",
+           "Producer", "PublishError", "Published", "RateLimiter", "RequestError", "Server",
+           "__version__"]
 
 _LAZY = {
     "Server": "server",
     "Connection": "server",
     "ConnectionRefused": "errors",
+    "Forbidden": "errors",
     "JWTAuth": "auth",
     "JWTKey": "auth",
     "RequestError": "errors",
@@ -41,7 +43,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .auth import JWTAuth, JWTKey
-    from .errors import ConnectionRefused, RequestError
+    from .errors import ConnectionRefused, Forbidden, RequestError
     from .producer import AsyncProducer, Producer, PublishError, Published
     from .ratelimit import RateLimiter
     from .server import Connection, Server

@@ -26,3 +26,11 @@ class RequestError(Exception):
         super().__init__(f"{code}: {message}" if message else code)
         self.code = code
         self.message = message
+
+
+class Forbidden(RequestError):
+    """The connection lacks a role that a room requires (``Server.join``). Uncaught in a
+    request handler, it answers the request with code ``forbidden``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("forbidden", message)

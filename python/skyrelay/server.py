@@ -14,13 +14,13 @@ import re
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Union
 
 from . import _core
 from .auth import JWTAuth
-from .errors import ConnectionRefused, RequestError
+from .errors import ConnectionRefused, Forbidden, RequestError
 from .socketio import SocketIOBridge, room_key
 
 log = logging.getLogger("skyrelay")
@@ -236,6 +236,8 @@ class Server:
         new_connections_per_ip: tuple[float, float] = (50.0, 100.0),
         limit_loopback: bool = False,
         jwt: JWTAuth | None = None,
+        namespace_roles: Mapping[str, Iterable[str]] | None = None,
+        room_roles: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -330,12 +332,21 @@ class Server:
         self._dispatch_ident: int | None = None
         self._ns_patterns: list[re.Pattern[str]] = []
         self._event_limits: dict[str, tuple[float, float]] = {}
+        # Role requirements (docs/api.md "Authorization"), passed to C++ at start().
+        self._namespace_roles: dict[str, list[str]] = {}
+        self._room_roles: list[tuple[str, str, list[str]]] = []
+        self._event_roles: dict[tuple[str, str], list[str]] = {}
+        for nsp, roles in (namespace_roles or {}).items():
+            self.require_roles(roles, namespace=nsp)
+        for pattern, roles in (room_roles or {}).items():
+            self.require_roles(roles, room=pattern)
 
     # -- registration -------------------------------------------------------------------------
 
     def on(self, event: str, handler: Handler | None = None, *,
            namespace: str | re.Pattern[str] | None = None,
-           rate: tuple[float, float] | None = None) -> Any:
+           rate: tuple[float, float] | None = None,
+           roles: Iterable[str] | None = None) -> Any:
         """Registers ``handler(conn, data)`` for an event; usable as a decorator.
 
         ``"connect"`` and ``"disconnect"`` register the connection handlers instead (see
@@ -352,7 +363,19 @@ class Server:
         ``rate=(per_second, burst)`` gives the event its own inbound limit per connection,
         instead of the server's ``inbound_rate``/``inbound_burst`` (JSON protocol; set it
         before :meth:`start`).
+
+        ``roles=[...]`` lets only connections holding one of these roles send the event: the
+        check runs in C++ before the handler is queued, and a refusal answers ``forbidden``
+        (see :meth:`require_roles`). Set it before :meth:`start`.
         """
+        if roles is not None:
+            if isinstance(namespace, re.Pattern) or namespace == "*":
+                raise ValueError("roles= needs a namespace name, not a pattern: register the "
+                                 "event for each namespace, or check conn.roles in the handler")
+            if event in ("connect", "disconnect"):
+                raise ValueError(f"roles= does not apply to {event!r}: use "
+                                 f"require_roles(roles, namespace=...) for a namespace")
+            self.require_roles(roles, event=event, namespace=namespace or "/")
         if rate is not None:
             per_second, burst = rate
             if per_second < 0 or burst < 1:
@@ -370,6 +393,54 @@ class Server:
             return fn
 
         return register(handler) if handler is not None else register
+
+    def require_roles(self, roles: Iterable[str], *, namespace: str = "/",
+                      room: str | None = None, event: str | None = None) -> None:
+        """Requires one of ``roles`` (from the token's ``roles`` claim) for a namespace, a
+        room or an event, checked in C++ before anything reaches Python.
+
+        - Neither ``room`` nor ``event``: connecting to ``namespace`` (a Socket.IO CONNECT;
+          for ``"/"`` also every JSON-protocol WebSocket and SSE stream). Refused with
+          ``connect_error`` ``{"code": "forbidden"}`` or HTTP 403.
+        - ``room``: a pattern in which ``*`` matches any run of characters (``"well:*"``).
+          Every rule that matches a room must be met. Checked for subscriptions
+          (``subscribe``, ``/ws/<topic>``, SSE topics) and for :meth:`join`.
+        - ``event``: the event's messages (JSON protocol events and requests, Socket.IO
+          events): an ``error`` frame or response with code ``forbidden``; for Socket.IO the
+          ack, if asked for, else a ``forbidden`` event, carries ``{"error": {...}}``.
+
+        Call before :meth:`start`.
+        """
+        if isinstance(roles, str):
+            roles = [roles]
+        roles = [str(r) for r in roles]
+        if not roles or any(not r for r in roles):
+            raise ValueError("roles must name at least one role, and no role may be empty")
+        if room is not None and event is not None:
+            raise ValueError("a rule is for a room or an event, not both")
+        if not isinstance(namespace, str) or not namespace.startswith("/"):
+            raise ValueError(f"namespace must be a name starting with '/', not {namespace!r}")
+        if self._core is not None:
+            raise RuntimeError("set role requirements before start()")
+        if room is not None:
+            if not room:
+                raise ValueError("room pattern must not be empty")
+            self._room_roles.append((namespace, room, roles))
+        elif event is not None:
+            if not event:
+                raise ValueError("event name must not be empty")
+            self._event_roles[(namespace, event)] = roles
+        else:
+            self._namespace_roles[namespace] = roles
+
+    def _access_options(self) -> dict[str, Any] | None:
+        if not (self._namespace_roles or self._room_roles or self._event_roles):
+            return None
+        return {
+            "namespaces": list(self._namespace_roles.items()),
+            "rooms": list(self._room_roles),
+            "events": [(nsp, ev, r) for (nsp, ev), r in self._event_roles.items()],
+        }
 
     def _namespace_handler(self, table: dict[Any, Handler], nsp: str,
                            event: str | None = None) -> Handler | None:
@@ -437,7 +508,8 @@ class Server:
             static = sorted({spec for spec in specs if isinstance(spec, str)})
             options = dict(self._options,
                            sio_namespaces=static + ["*"] if self._ns_patterns else static,
-                           event_limits=dict(self._event_limits))
+                           event_limits=dict(self._event_limits),
+                           access=self._access_options())
             bridge = self._socketio
             self._core = _core.Server(
                 options,
@@ -584,7 +656,15 @@ class Server:
         self._require_core().set_room_policy(room, _POLICIES[policy])
 
     def join(self, sid: str, room: str, *, namespace: str = "/") -> bool:
-        return self._require_core().join(sid, room_key(namespace, room))
+        """Puts a connection in a room. False when the connection is gone or already in
+        ``max_rooms_per_connection`` rooms; raises :class:`Forbidden` when the connection lacks
+        a role the room requires (:meth:`require_roles`). Raised in a request handler, that
+        answers the request with code ``forbidden``."""
+        joined, refusal = self._require_core().join_checked(sid, room_key(namespace, room),
+                                                            namespace, room)
+        if refusal is not None:
+            raise Forbidden(refusal)
+        return bool(joined)
 
     def leave(self, sid: str, room: str, *, namespace: str = "/") -> bool:
         return self._require_core().leave(sid, room_key(namespace, room))
@@ -719,6 +799,8 @@ class Server:
                 if isinstance(exc, RequestError):
                     if request_id:
                         core.respond(sid, request_id, False, exc.code, exc.message)
+                    else:
+                        core.send_error(sid, exc.code, exc.message)
                     return
                 log.error("handler for %r failed", event, exc_info=exc)
                 if request_id:

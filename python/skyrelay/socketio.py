@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConnectionRefused
+from .errors import ConnectionRefused, Forbidden, RequestError
 
 if TYPE_CHECKING:
     from .server import Server
@@ -126,6 +126,15 @@ class SocketIOBridge:
             return  # Socket.IO has no error reply for unknown events
 
         def done(result: Any, exc: BaseException | None) -> None:
+            if isinstance(exc, RequestError):
+                # The same answer the server gives for a refused event: the ack when the client
+                # asked for one, else (for Forbidden) a "forbidden" event.
+                error = {"error": {"code": exc.code, "message": exc.message, "event": event}}
+                if ack_id >= 0:
+                    self.ack(sid, ack_id, [error])
+                elif isinstance(exc, Forbidden):
+                    self.emit(sid, "forbidden", [error])
+                return
             if exc is not None:
                 server._log_error(f"handler for {event!r} failed", exc)
                 return

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/core/random.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
@@ -616,6 +617,16 @@ void eio_session::on_connect_packet(const sio::packet& p) {
       return;
     }
   }
+  // The namespace's role requirement, checked against the token just verified.
+  if (const auto& policy = server_.config().access) {
+    if (auto refusal = policy->check_namespace(p.nsp, auth::connection_roles(identity.get()))) {
+      auto& m = server_.get_metrics();
+      m.add(m.local().forbidden_namespace);
+      m.add(m.local().handshakes_rejected);
+      send_packet_text("4" + sio::connect_error(p.nsp, refusal->message, R"({"code":"forbidden"})"));
+      return;
+    }
+  }
   const bool recovery = server_.config().sio_recovery_window.count() > 0;
   if (recovery && !p.data.empty()) {
     // A returning client presents {"pid": ..., "offset": ...} in its CONNECT payload.
@@ -730,8 +741,26 @@ void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attach
         server_.sio_emit(sock->sid(), "rate_limited", info, {}, -1);
         return;
       }
-      j.erase(j.begin());
       std::int64_t id = p.id ? static_cast<std::int64_t>(*p.id) : -1;
+      if (const auto& policy = server_.config().access) {
+        if (auto refusal = policy->check_event(p.nsp, name, auth::connection_roles(sock->identity().get()))) {
+          // Not handled. The client learns why: in the ack it asked for, else in a "forbidden"
+          // event; both carry {"error": {"code": "forbidden", "message": ..., "event": ...}}.
+          server_.get_metrics().add(server_.get_metrics().local().forbidden_event);
+          server_.get_metrics().error(error_code::forbidden);
+          std::string info = R"({"error":{"code":"forbidden","message":)";
+          proto::append_json_string(info, refusal->message);
+          info += ",\"event\":";
+          proto::append_json_string(info, name);
+          info += "}}";
+          if (id >= 0)
+            server_.sio_ack(sock->sid(), static_cast<std::uint64_t>(id), "[" + info + "]", {});
+          else
+            server_.sio_emit(sock->sid(), "forbidden", info, {}, -1);
+          return;
+        }
+      }
+      j.erase(j.begin());
       bool queued = server_.get_dispatcher().post(
           [srv, sid = sock->sid(), name = std::move(name), args = j.dump(), id,
            attachments = std::move(attachments)] {

@@ -8,6 +8,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <optional>
 
+#include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/random.hpp"
 #include "skyrelay/net/eio_session.hpp"
@@ -187,6 +188,9 @@ class http_session : public std::enable_shared_from_this<http_session> {
     }
     auth::identity_ptr identity;
     if (!check_token(req, query, identity)) return;
+    if (!check_access(req, identity, topic.empty() ? std::vector<std::string>{}
+                                                   : std::vector<std::string>{topic}))
+      return;
 
     std::string response =
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -229,6 +233,34 @@ class http_session : public std::enable_shared_from_this<http_session> {
     }
     id = std::get<auth::identity_ptr>(std::move(r));
     return true;
+  }
+
+  // The role requirements of a JSON-protocol or SSE handshake: the "/" namespace's, and each
+  // room's in `rooms`. True when they are met; else a 403 {"error":"forbidden",...} is written.
+  bool check_access(const request& req, const auth::identity_ptr& id,
+                    const std::vector<std::string>& rooms) {
+    const auto& policy = server_.config().access;
+    if (!policy) return true;
+    auto& m = server_.get_metrics();
+    const auto& roles = auth::connection_roles(id.get());
+    auto refusal = policy->check_namespace("/", roles);
+    if (refusal) {
+      m.add(m.local().forbidden_namespace);
+    } else {
+      for (const auto& room : rooms)
+        if ((refusal = policy->check_room("/", room, roles))) break;
+      if (!refusal) return true;
+      m.add(m.local().forbidden_room);
+    }
+    m.add(m.local().handshakes_rejected);
+    http::response<http::string_body> res{http::status::forbidden, req.version()};
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::cache_control, "no-store");
+    res.body() = error_body("forbidden", refusal->message);
+    res.keep_alive(false);
+    res.prepare_payload();
+    write(std::move(res), false);
+    return false;
   }
 
   // 401 with WWW-Authenticate (RFC 6750 3) and {"error":"unauthorized","code":...}.
@@ -379,6 +411,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
       return reject(http::status::bad_request, "bad_last_event_id", "Last-Event-ID is too long");
     auth::identity_ptr identity;
     if (!check_token(req, query, identity)) return;
+    if (!check_access(req, identity, topics)) return;
 
     std::string head =
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"

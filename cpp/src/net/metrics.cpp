@@ -106,6 +106,15 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
   counter("skyrelay_auth_refused_total",
           "Handshakes and publish requests refused for their token (missing or not valid).",
           &shard::auth_refused);
+  line(out, "skyrelay_forbidden_total",
+       "Connections, subscriptions, joins and events refused for a missing role, by what "
+       "required the role.", "counter");
+  value(out, "skyrelay_forbidden_total{scope=\"namespace\"}",
+        static_cast<double>(total(&shard::forbidden_namespace)));
+  value(out, "skyrelay_forbidden_total{scope=\"room\"}",
+        static_cast<double>(total(&shard::forbidden_room)));
+  value(out, "skyrelay_forbidden_total{scope=\"event\"}",
+        static_cast<double>(total(&shard::forbidden_event)));
   counter("skyrelay_http_requests_total", "Plain HTTP requests served.", &shard::http_requests);
   line(out, "skyrelay_connections_refused_total",
        "TCP connections refused at accept because a connection limit was reached.", "counter");

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <boost/beast/http/status.hpp>
 
+#include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/net/server.hpp"
 
@@ -338,6 +339,28 @@ void ws_session::on_text(std::string_view text) {
         send_text(proto::response_error(msg.id, to_string(error_code::rate_limited), text));
       } else {
         reply_error(error_code::rate_limited, text, msg.id);
+      }
+      return;
+    }
+  }
+  // Role requirements of the topics or the event, before anything else happens.
+  if (const auto& policy = server_.config().access;
+      policy && msg.type != proto::client_type::ping && msg.type != proto::client_type::unsubscribe) {
+    const auto& roles = auth::connection_roles(identity_.get());
+    std::optional<auth::access_denial> refusal;
+    if (msg.type == proto::client_type::subscribe) {
+      for (const auto& t : msg.topics)
+        if ((refusal = policy->check_room("/", t, roles))) break;
+      if (refusal) m.add(m.local().forbidden_room);
+    } else if ((refusal = policy->check_event("/", msg.event, roles))) {
+      m.add(m.local().forbidden_event);
+    }
+    if (refusal) {
+      if (msg.type == proto::client_type::request) {
+        m.error(error_code::forbidden);
+        send_text(proto::response_error(msg.id, to_string(error_code::forbidden), refusal->message));
+      } else {
+        reply_error(error_code::forbidden, refusal->message, msg.id);
       }
       return;
     }

@@ -14,7 +14,8 @@
 namespace skyrelay {
 
 namespace auth {
-struct auth_config;  // skyrelay/auth/connection_auth.hpp
+struct auth_config;    // skyrelay/auth/connection_auth.hpp
+class access_policy;   // skyrelay/auth/access_policy.hpp
 }
 
 struct server_config {
@@ -79,6 +80,9 @@ struct server_config {
   // WebSocket, SSE, Socket.IO CONNECT) verifies its token before any application hook runs,
   // and the publish API also takes publish tokens. Null: no token checks.
   std::shared_ptr<const auth::auth_config> jwt;
+  // Role requirements per namespace, room pattern and event (docs/api.md "Authorization"),
+  // checked before any application hook runs; refusals are "forbidden". Null: none.
+  std::shared_ptr<const auth::access_policy> access;
 
   // Server-Sent Events: a keep-alive comment this often, and the reconnection delay the
   // browser is told to use (the `retry:` field).

@@ -19,6 +19,7 @@ enum class error_code : std::uint8_t {
   not_found,            // a request refers to something that does not exist
   too_many_rooms,       // a subscribe would take the connection past max_rooms_per_connection
   rate_limited,         // over the connection's inbound message rate; the message was dropped
+  forbidden,            // the connection lacks a role the topic or event requires
   count_
 };
 

@@ -1,0 +1,112 @@
+#include "skyrelay/auth/access_policy.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "skyrelay/auth/connection_auth.hpp"
+
+namespace skyrelay::auth {
+
+namespace {
+
+void validate(const std::string& what, const std::string& name,
+              const std::vector<std::string>& roles) {
+  if (name.empty()) throw std::invalid_argument(what + " name must not be empty");
+  if (roles.empty())
+    throw std::invalid_argument(what + " \"" + name + "\": give at least one role");
+  for (const auto& r : roles)
+    if (r.empty()) throw std::invalid_argument(what + " \"" + name + "\": a role is empty");
+}
+
+bool meets(const std::vector<std::string>& needed, const std::vector<std::string>& held) {
+  for (const auto& r : needed)
+    if (std::find(held.begin(), held.end(), r) != held.end()) return true;
+  return false;
+}
+
+access_denial denial(std::string_view what, std::string_view name,
+                     const std::vector<std::string>& needed) {
+  std::string m(what);
+  m += " \"";
+  m += name;
+  m += needed.size() == 1 ? "\" requires the role " : "\" requires one of the roles: ";
+  for (std::size_t i = 0; i < needed.size(); ++i) {
+    if (i) m += ", ";
+    m += needed[i];
+  }
+  return {std::move(m)};
+}
+
+}  // namespace
+
+bool glob_match(std::string_view pattern, std::string_view text) noexcept {
+  // Greedy matching with one backtrack point: the last `*` seen and where its run ends.
+  std::size_t p = 0, t = 0;
+  std::size_t star = std::string_view::npos, resume = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      resume = t;
+    } else if (p < pattern.size() && pattern[p] == text[t]) {
+      ++p;
+      ++t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+void access_policy::require_namespace(std::string nsp, std::vector<std::string> roles) {
+  validate("namespace", nsp, roles);
+  namespaces_[std::move(nsp)] = std::move(roles);
+}
+
+void access_policy::require_room(std::string nsp, std::string pattern,
+                                 std::vector<std::string> roles) {
+  validate("room", pattern, roles);
+  if (nsp.empty()) throw std::invalid_argument("namespace name must not be empty");
+  rooms_.push_back({std::move(nsp), std::move(pattern), std::move(roles)});
+}
+
+void access_policy::require_event(std::string nsp, std::string event,
+                                  std::vector<std::string> roles) {
+  validate("event", event, roles);
+  if (nsp.empty()) throw std::invalid_argument("namespace name must not be empty");
+  events_[std::move(nsp)][std::move(event)] = std::move(roles);
+}
+
+std::optional<access_denial> access_policy::check_namespace(
+    std::string_view nsp, const std::vector<std::string>& roles) const {
+  auto it = namespaces_.find(nsp);
+  if (it == namespaces_.end() || meets(it->second, roles)) return std::nullopt;
+  return denial("namespace", nsp, it->second);
+}
+
+std::optional<access_denial> access_policy::check_room(
+    std::string_view nsp, std::string_view room, const std::vector<std::string>& roles) const {
+  for (const auto& rule : rooms_)
+    if (rule.nsp == nsp && glob_match(rule.pattern, room) && !meets(rule.roles, roles))
+      return denial("room", room, rule.roles);
+  return std::nullopt;
+}
+
+std::optional<access_denial> access_policy::check_event(
+    std::string_view nsp, std::string_view event, const std::vector<std::string>& roles) const {
+  auto ns = events_.find(nsp);
+  if (ns == events_.end()) return std::nullopt;
+  auto it = ns->second.find(event);
+  if (it == ns->second.end() || meets(it->second, roles)) return std::nullopt;
+  return denial("event", event, it->second);
+}
+
+const std::vector<std::string>& connection_roles(const identity* id) noexcept {
+  static const std::vector<std::string> none;
+  return id ? id->roles : none;
+}
+
+}  // namespace skyrelay::auth
