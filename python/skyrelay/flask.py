@@ -76,7 +76,7 @@ class SocketIO:
         self.app: flask.Flask | None = None
         self.server: Server | None = None
         self.server_options: dict[str, Any] = dict(kwargs)
-        self._registrations: list[tuple[str, str, Callable[..., Any]]] = []
+        self._registrations: list[tuple[str, str, Callable[..., Any], list[str] | None]] = []
         self._error_handlers: dict[str, Callable[[Exception], Any]] = {}
         self._default_error_handler: Callable[[Exception], Any] | None = None
         if app is not None:
@@ -92,9 +92,12 @@ class SocketIO:
 
     # -- registration ---------------------------------------------------------------------
 
-    def on(self, message: str, namespace: str | None = None) -> Callable[..., Any]:
+    def on(self, message: str, namespace: str | None = None, *,
+           roles: list[str] | None = None) -> Callable[..., Any]:
+        """As Flask-SocketIO's; ``roles`` (skyrelay's own) lets only connections whose token
+        holds one of them send the event (``Server.on(..., roles=)``)."""
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.on_event(message, fn, namespace)
+            self.on_event(message, fn, namespace, roles=roles)
             return fn
 
         return decorator
@@ -109,11 +112,11 @@ class SocketIO:
         return decorator
 
     def on_event(self, message: str, handler: Callable[..., Any],
-                 namespace: str | None = None) -> None:
+                 namespace: str | None = None, *, roles: list[str] | None = None) -> None:
         nsp = namespace or "/"
-        self._registrations.append((message, nsp, handler))
+        self._registrations.append((message, nsp, handler, roles))
         if self.server is not None:
-            self._register(self.server, message, nsp, handler)
+            self._register(self.server, message, nsp, handler, roles)
 
     def on_error(self, namespace: str | None = None) -> Callable[..., Any]:
         def decorator(fn: Callable[[Exception], Any]) -> Callable[[Exception], Any]:
@@ -165,17 +168,17 @@ class SocketIO:
             raise RuntimeError("call init_app(app) or pass the app to SocketIO() first")
         server = Server(host, port, wsgi_app=self.app.wsgi_app, **self._server_kwargs())
         # Internal: lets the test client wait until everything sent before has arrived.
-        for nsp in {"/"} | {n for _, n, _ in self._registrations}:
+        for nsp in {"/"} | {n for _, n, _, _ in self._registrations}:
             server.on("__skyrelay_sync__", lambda conn, data: True, namespace=nsp)
-        for message, nsp, handler in self._registrations:
-            self._register(server, message, nsp, handler)
+        for message, nsp, handler, roles in self._registrations:
+            self._register(server, message, nsp, handler, roles)
         self.server = server
         return server
 
     def _register(self, server: Server, message: str, nsp: str,
-                  handler: Callable[..., Any]) -> None:
+                  handler: Callable[..., Any], roles: list[str] | None = None) -> None:
         kind = message if message in ("connect", "disconnect") else "event"
-        server.on(message, self._wrap(handler, kind, nsp, message), namespace=nsp)
+        server.on(message, self._wrap(handler, kind, nsp, message), namespace=nsp, roles=roles)
 
     def _wrap(self, fn: Callable[..., Any], kind: str, nsp: str, message: str):
         takes_arg = _accepts_argument(fn)

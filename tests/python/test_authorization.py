@@ -322,3 +322,42 @@ def test_rules_are_checked_when_they_are_set():
             server.require_roles(["a"], room="late")
     finally:
         server.stop()
+
+
+# -- the Flask-SocketIO facade --------------------------------------------------------------
+
+def test_flask_socketio_facade_takes_roles(sio):
+    import flask
+
+    from skyrelay.flask import SocketIO, join_room
+
+    app = flask.Flask(__name__)
+    socketio = SocketIO(app, jwt=skyrelay.JWTAuth(
+        keys=[skyrelay.JWTKey.hmac("k", SECRET, ["HS256"])], require_kind=False),
+        room_roles={"well:*": ["operator"]})
+
+    @socketio.on("announce", roles=["admin"])
+    def announce(text):
+        return f"announced {text}"
+
+    @socketio.on("watch")
+    def watch(room):
+        join_room(room)
+        return "watching"
+
+    helper = socketio.test_client(app)  # builds and starts the server
+    try:
+        url = f"http://127.0.0.1:{socketio.server.port}"
+        viewer, admin = sio(), sio()
+        viewer.connect(url, auth={"token": VIEWER}, transports=["websocket"], wait_timeout=5)
+        admin.connect(url, auth={"token": token("admin", "operator")},
+                      transports=["websocket"], wait_timeout=5)
+        assert viewer.call("announce", "x", timeout=5)["error"]["code"] == "forbidden"
+        assert admin.call("announce", "x", timeout=5) == "announced x"
+        assert viewer.call("watch", "well:2", timeout=5)["error"]["code"] == "forbidden"
+        assert viewer.call("watch", "lobby", timeout=5) == "watching"
+        assert admin.call("watch", "well:2", timeout=5) == "watching"
+        assert socketio.server.room_size("well:2") == 1
+    finally:
+        helper.disconnect()
+        socketio.stop()
