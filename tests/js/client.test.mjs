@@ -7,6 +7,7 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import net from "node:net";
+import crypto from "node:crypto";
 import WebSocket, { WebSocketServer } from "ws";
 import { SkyRelay, SkyRelayError, connect, STATES, CLIENT_EVENTS }
   from "../../python/skyrelay/web/skyrelay.js";
@@ -262,6 +263,46 @@ describe("connection", () => {
     await sleep(200);
     assert.equal(c.state, "disconnected");
     assert.deepEqual(retries, []);
+  });
+});
+
+// -- roles -------------------------------------------------------------------------------------
+
+/** An HS256 JSON Web Token for `payload`, signed with `secret`. */
+function hs256(secret, payload) {
+  const part = (obj) => Buffer.from(JSON.stringify(obj)).toString("base64url");
+  const signed = `${part({ alg: "HS256", typ: "JWT" })}.${part(payload)}`;
+  return `${signed}.${crypto.createHmac("sha256", secret).update(signed).digest("base64url")}`;
+}
+
+describe("roles", () => {
+  const secret = "a-secret-of-at-least-thirty-two-bytes";
+  const tokenFor = (...roles) =>
+    hs256(secret, { sub: roles[0] ?? "nobody", roles, exp: Math.floor(Date.now() / 1000) + 300 });
+
+  test("a topic the token's roles do not open rejects subscribe() with `forbidden`; the others of the same batch still subscribe", async () => {
+    const server = await startServer(["--jwt-secret", secret]);
+    // Subscribed before the connection opens: both go to the server in one batched subscribe.
+    const viewer = client(server.url, { token: tokenFor("viewer"), autoConnect: false });
+    const news = viewer.subscribe("news");
+    const well = viewer.subscribe("well:1");
+    const errors = [];
+    viewer.on("error", (err) => errors.push(err.code));
+    viewer.open();
+    await assert.rejects(well, (err) => err instanceof SkyRelayError && err.code === "forbidden" &&
+      /requires the role operator/.test(err.message));
+    assert.equal((await news).topic, "news");
+    assert.deepEqual(viewer.topics, ["news"]);  // the refused topic is not retried
+    assert.deepEqual(errors, ["forbidden"]);
+    await assert.rejects(viewer.request("purge"), (err) => err.code === "forbidden");
+
+    const operator = client(server.url, { token: tokenFor("operator") });
+    const got = [];
+    await operator.subscribe("well:1", (data) => got.push(data));
+    await operator.request("publish", { topic: "well:1", count: 2 });
+    await until(() => got.length === 2, "the operator's events");
+    assert.deepEqual(got, [{ n: 0 }, { n: 1 }]);
+    await server.stop();
   });
 });
 

@@ -7,6 +7,8 @@ outlives the test process that started it. Options:
   --history N       events kept per topic for resuming (Server's history_size)
   --outbox-frames N outbox bound per connection, to make drop_oldest drop early
   --token T         refuse handshakes whose `token` query parameter is not T (HTTP 401)
+  --jwt-secret S    verify HS256 tokens signed with S; rooms `well:*` need the role operator,
+                    and the event `purge` the role admin
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ parser.add_argument("--port", type=int, default=0)
 parser.add_argument("--history", type=int, default=1000)
 parser.add_argument("--outbox-frames", type=int, default=1024)
 parser.add_argument("--token", default=None)
+parser.add_argument("--jwt-secret", default=None)
 args = parser.parse_args()
 
 # The "fail" handler raises on purpose; the test asserts what the client gets, so the server's
@@ -34,8 +37,17 @@ logging.getLogger("skyrelay").addFilter(
 
 # The client tests fire bursts (20 requests at once, queued messages flushed on reconnect)
 # that the default inbound limit (10/s, burst 20) would refuse; the limit has its own tests.
+roles: dict = {}
+if args.jwt_secret is not None:
+    roles = dict(jwt=skyrelay.JWTAuth(keys=[skyrelay.JWTKey.hmac("k", args.jwt_secret.encode())],
+                                      require_kind=False),
+                 room_roles={"well:*": ["operator"]})
 server = skyrelay.Server("127.0.0.1", args.port, history_size=args.history,
-                         outbox_max_frames=args.outbox_frames, inbound_burst=1000)
+                         outbox_max_frames=args.outbox_frames, inbound_burst=1000, **roles)
+if args.jwt_secret is not None:
+    @server.on("purge", roles=["admin"])
+    def purge(conn, data):
+        return "purged"
 
 # What clients sent with "record" events, by key, in arrival order.
 recorded: dict[str, list] = {}

@@ -338,8 +338,14 @@ export class SkyRelay {
     const err = new SkyRelayError(msg.code ?? "error", msg.message);
     const ref = msg.ref == null ? null : String(msg.ref);
     if (ref !== null && this._requests.has(ref)) return this._settle(ref, null, err);
-    for (const [topic, sub] of this._topics) {
-      if (ref === null || sub.id !== ref) continue;
+    const refused = ref === null ? [] : [...this._topics].filter(([, sub]) => sub.id === ref);
+    if (refused.length > 1 && err.code === "forbidden") {
+      // A batched subscribe (made on connect) fails whole when one topic needs a role the
+      // token lacks: ask again one topic at a time, so only the forbidden ones fail.
+      for (const [topic, sub] of refused) this._sendSubscribe([topic], sub.since ?? null);
+      return;
+    }
+    for (const [topic, sub] of refused) {
       this._topics.delete(topic);  // the server refused it: no point retrying on reconnect
       this._settleWaiters(sub, null, err);
     }
