@@ -10,20 +10,53 @@ Run it:  .venv/bin/python examples/well_telemetry/app.py --port 8000
 Watch:   connect a WebSocket client to ws://127.0.0.1:8000/ws/WELL-001, or open the event
          stream http://127.0.0.1:8000/sse/WELL-001?topics=alerts
 From another process: stream_telemetry.py publishes through the HTTP publish API.
+Secured:  --jwt-secret S makes every client present an HS256 token signed with S; well rooms
+         need the role viewer or operator, set_frequency the role operator. --print-token
+         ROLE prints a token for trying it out.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
+import json
 import math
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import skyrelay
 
 MOTOR_TEMP_LIMIT_C = 110.0
+
+# Who may do what when the server checks tokens (docs/api.md "Authorization"): the rooms of
+# the wells need one of ROOM_ROLES; changing a drive's frequency needs COMMAND_ROLES.
+ROOM_ROLES = {"WELL-*": ["viewer", "operator"]}
+COMMAND_ROLES = ["operator"]
+
+
+def secured_options(secret: str) -> dict:
+    """Server options for a deployment where every client presents a token signed with
+    `secret`, and the well rooms need a role."""
+    key = skyrelay.JWTKey.hmac("wells", secret.encode(), ["HS256"])
+    return {"jwt": skyrelay.JWTAuth(keys=[key], required=True, require_kind=False),
+            "room_roles": ROOM_ROLES}
+
+
+def make_token(secret: str, user: str, roles: list[str], hours: float = 8.0) -> str:
+    """An HS256 token for trying the secured mode out (a real deployment gets its tokens
+    from its identity provider)."""
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    claims = {"sub": user, "roles": roles, "exp": int(time.time() + hours * 3600)}
+    signed = part(b'{"alg":"HS256","typ":"JWT"}') + "." + part(json.dumps(claims).encode())
+    mac = hmac.new(secret.encode(), signed.encode(), hashlib.sha256).digest()
+    return signed + "." + part(mac)
 
 
 @dataclass
@@ -49,14 +82,17 @@ class Well:
 
 
 class TelemetryApp:
-    def __init__(self, server: skyrelay.Server, wells: int = 3, rate_hz: float = 2.0) -> None:
+    def __init__(self, server: skyrelay.Server, wells: int = 3, rate_hz: float = 2.0,
+                 command_roles: list[str] | None = None) -> None:
         self.server = server
         self.wells = {f"WELL-{i:03d}": Well(f"WELL-{i:03d}") for i in range(1, wells + 1)}
         self.period = 1.0 / rate_hz
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="telemetry", daemon=True)
         self._lock = threading.Lock()
-        server.on("set_frequency", self.set_frequency)
+        # With command_roles, the server refuses set_frequency from anyone else (forbidden)
+        # before this handler is ever called.
+        server.on("set_frequency", self.set_frequency, roles=command_roles)
         server.on("list_wells", lambda conn, data: sorted(self.wells))
 
     def set_frequency(self, conn: skyrelay.Connection, data: dict) -> dict:
@@ -106,9 +142,20 @@ def main() -> None:
     parser.add_argument("--publish-token", default=None,
                         help="accept POST /api/publish with this bearer token "
                              "(see stream_telemetry.py)")
+    parser.add_argument("--jwt-secret", default=None,
+                        help="require HS256 tokens signed with this secret, and roles")
+    parser.add_argument("--print-token", metavar="ROLE", default=None,
+                        help="print a token with this role (needs --jwt-secret) and exit")
     args = parser.parse_args()
-    server = skyrelay.Server(args.host, args.port, publish_token=args.publish_token)
-    app = TelemetryApp(server, args.wells)
+    if args.print_token:
+        if not args.jwt_secret:
+            parser.error("--print-token needs --jwt-secret")
+        print(make_token(args.jwt_secret, args.print_token, [args.print_token]))
+        return
+    secured = secured_options(args.jwt_secret) if args.jwt_secret else {}
+    server = skyrelay.Server(args.host, args.port, publish_token=args.publish_token, **secured)
+    app = TelemetryApp(server, args.wells,
+                       command_roles=COMMAND_ROLES if args.jwt_secret else None)
     server.start()
     app.start()
     try:

@@ -156,3 +156,45 @@ def test_stream_telemetry_producer_script(skyrelay_server_factory, skyrelay_clie
     alerts = [f["data"] for f in frames if f["event"] == "alert"]
     assert sorted(a["well"] for a in alerts) == ["WELL-001", "WELL-002"]
     assert all(a["value"] > a["limit"] == 110.0 for a in alerts)
+
+
+def test_well_telemetry_secured_with_roles(skyrelay_server_factory):
+    """--jwt-secret: the wells' rooms need viewer or operator, set_frequency needs operator."""
+    from websockets.exceptions import InvalidStatus
+
+    from skyrelay.testing import connect
+
+    mod = load("well_telemetry")
+    secret = "a-deployment-secret-of-32-bytes!"
+    holder = {}
+
+    def configure(server):
+        holder["app"] = mod.TelemetryApp(server, wells=1, rate_hz=20.0,
+                                         command_roles=mod.COMMAND_ROLES)
+
+    server = skyrelay_server_factory(configure, **mod.secured_options(secret))
+    holder["app"].start()
+    try:
+        url = f"ws://127.0.0.1:{server.port}/ws"
+        with pytest.raises(InvalidStatus) as refused:
+            with connect(url):
+                pass
+        assert refused.value.response.status_code == 401
+        with pytest.raises(InvalidStatus) as refused:
+            with connect(f"{url}/WELL-001?token={mod.make_token(secret, 'eve', ['guest'])}"):
+                pass
+        assert refused.value.response.status_code == 403
+
+        viewer = mod.make_token(secret, "vic", ["viewer"])
+        with connect(f"{url}/WELL-001?token={viewer}") as client:
+            client.expect_frame("subscribed")
+            assert client.expect_event("telemetry_update", timeout=5)["topic"] == "WELL-001"
+            with pytest.raises(ResponseError) as err:
+                client.request("set_frequency", {"well": "WELL-001", "hz": 55})
+            assert err.value.code == "forbidden"
+        operator = mod.make_token(secret, "olga", ["operator"])
+        with connect(f"{url}?token={operator}") as client:
+            assert client.request("set_frequency", {"well": "WELL-001", "hz": 55}) == {
+                "well": "WELL-001", "vsd_frequency_hz": 55.0}
+    finally:
+        holder["app"].stop()
