@@ -270,9 +270,14 @@ class SocketIO:
             port: int | None = None, **kwargs: Any) -> None:
         """Serves the Socket.IO endpoint and the Flask app's routes on one port until Ctrl+C.
         Werkzeug options (debug, use_reloader, allow_unsafe_werkzeug...) are accepted and
-        ignored: there is no Werkzeug server here."""
+        ignored: there is no Werkzeug server here. ``certfile`` and ``keyfile`` serve TLS."""
         if app is not None and self.app is None:
             self.init_app(app)
+        # TLS: Flask-SocketIO's certfile/keyfile, or skyrelay's own ssl_certfile/ssl_keyfile.
+        for key, option in (("certfile", "ssl_certfile"), ("keyfile", "ssl_keyfile"),
+                            ("ssl_certfile", "ssl_certfile"), ("ssl_keyfile", "ssl_keyfile")):
+            if kwargs.get(key):
+                self.server_options[option] = kwargs[key]
         server = self._build(host or "127.0.0.1", 5000 if port is None else port)
         server.run()
 

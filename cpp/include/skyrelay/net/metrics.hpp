@@ -40,6 +40,7 @@ class metrics {
     std::atomic<std::uint64_t> publish_api_requests{0}, publish_api_refused{0};
     std::atomic<std::uint64_t> auth_refused{0};  // handshakes and publishes refused for a token
     std::atomic<std::uint64_t> refused_total_limit{0}, refused_ip_limit{0}, refused_rate_limit{0};
+    std::atomic<std::uint64_t> tls_handshakes_failed{0};  // bad, plain-text or too slow
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(drop_reason::count_)> drops{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(error_code::count_)> errors{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(disconnect_reason::count_)>
