@@ -4,6 +4,7 @@ CA made here; plain HTTP, silent and untrusting clients fail cleanly and are cou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import socket
@@ -14,6 +15,7 @@ import httpx
 import pytest
 import requests
 import socketio
+import websockets
 from httpx_sse import connect_sse
 from tlscerts import PKI
 from websockets.sync.client import connect as ws_connect
@@ -255,3 +257,65 @@ def test_plain_server_is_unchanged(skyrelay_server):
     assert skyrelay_server.url.startswith("ws://")
     assert httpx.get(skyrelay_server.http_url + "/health", timeout=5).status_code == 200
     assert metric(skyrelay_server, "skyrelay_tls_handshakes_failed_total") == 0
+
+
+def test_fan_out_to_many_wss_clients_and_graceful_stop(skyrelay_server_factory, pki):
+    server = skyrelay_server_factory(ssl_certfile=pki.cert, ssl_keyfile=pki.key)
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(ws_connect(f"wss://127.0.0.1:{server.port}/ws/fan",
+                                                  ssl=pki.client_context(), open_timeout=10))
+                   for _ in range(30)]
+        for ws in clients:
+            for _ in range(2):  # welcome, subscribed
+                ws.recv(timeout=5)
+        for i in range(300):
+            server.emit("tick", {"i": i}, to="fan")
+        for ws in clients:
+            assert [json.loads(ws.recv(timeout=10))["data"]["i"] for _ in range(300)] == \
+                list(range(300))
+        # Batching survives TLS: far fewer writes than frames.
+        frames = metric(server, "skyrelay_frames_out_total")
+        writes = metric(server, "skyrelay_write_calls_total")
+        assert frames >= 30 * 300 and writes < frames
+        start = time.monotonic()
+        server.stop()
+        assert time.monotonic() - start < 3
+        for ws in clients:
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    ws.recv(timeout=5)
+            assert ws.close_code == 1001
+
+
+def test_connection_limit_closes_tls_connections(skyrelay_server_factory, pki):
+    server = skyrelay_server_factory(ssl_certfile=pki.cert, ssl_keyfile=pki.key,
+                                     max_connections=1)
+    with ws_connect(f"wss://127.0.0.1:{server.port}/ws", ssl=pki.client_context(),
+                    open_timeout=5) as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "welcome"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(https(server) + "/health", verify=pki.client_context(), timeout=5)
+        assert metric(server, 'skyrelay_connections_refused_total{limit="total"}') >= 1
+        ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(ws.recv(timeout=5))["type"] == "pong"
+
+
+def test_abrupt_tls_disconnects_leave_the_server_serving(server, pki):
+    # Clients that vanish mid-handshake, mid-request and mid-stream.
+    for cut in range(3):
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        if cut == 0:
+            raw.sendall(b"\x16\x03\x01\x00\x05garbage")
+            raw.close()
+            continue
+        tls = pki.client_context().wrap_socket(raw, server_hostname="127.0.0.1")
+        if cut == 1:
+            tls.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # no end of header
+        else:
+            tls.sendall(b"GET /sse/cut HTTP/1.1\r\nHost: x\r\n\r\n")
+            tls.recv(100)
+        raw.close()
+    for i in range(50):
+        server.emit("e", i, to="cut")
+    assert httpx.get(https(server) + "/health", verify=pki.client_context(),
+                     timeout=5).json()["status"] == "ok"
