@@ -394,7 +394,10 @@ class SocketIOTestClient:
         self.socketio = socketio
         self.queue: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self.client = sio_client.Client(reconnection=False)
+        # With TLS the test client talks to its own server over loopback: no certificate check
+        # (a test certificate is rarely one the client could verify).
+        tls = socketio.server is not None and socketio.server.tls
+        self.client = sio_client.Client(reconnection=False, ssl_verify=not tls)
         self.connected: dict[str, bool] = {}
         self._query = query_string
         self._headers = headers or {}
@@ -413,7 +416,7 @@ class SocketIOTestClient:
         nsp = namespace or "/"
         server = self.socketio._require_server()
         self.client.on("*", self._record(nsp), namespace=nsp)
-        url = f"http://127.0.0.1:{server.port}"
+        url = f"{'https' if server.tls else 'http'}://127.0.0.1:{server.port}"
         qs = query_string or self._query
         if qs:
             url += "?" + qs.lstrip("?")

@@ -369,3 +369,47 @@ def test_abrupt_tls_disconnects_leave_the_server_serving(server, pki):
         server.emit("e", i, to="cut")
     assert httpx.get(https(server) + "/health", verify=pki.client_context(),
                      timeout=5).json()["status"] == "ok"
+
+
+def test_refused_handshake_over_wss(skyrelay_server_factory, pki):
+    def configure(server: skyrelay.Server) -> None:
+        @server.on("connect")
+        def on_connect(conn):
+            raise skyrelay.ConnectionRefused("not today", status=403)
+
+    server = skyrelay_server_factory(configure, ssl_certfile=pki.cert, ssl_keyfile=pki.key)
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        ws_connect(f"wss://127.0.0.1:{server.port}/ws", ssl=pki.client_context())
+    assert refused.value.response.status_code == 403
+    assert metric(server, "skyrelay_handshakes_rejected_total") == 1
+
+
+def test_flask_facade_over_tls(pki):
+    flask = pytest.importorskip("flask")
+    from skyrelay.flask import SocketIO
+    from skyrelay.flask import emit as flask_emit
+
+    app = flask.Flask(__name__)
+
+    @app.get("/scheme")
+    def scheme():
+        return flask.request.scheme
+
+    socketio = SocketIO(app, ssl_certfile=str(pki.cert), ssl_keyfile=str(pki.key))
+
+    @socketio.on("ping_me")
+    def ping_me(data):
+        flask_emit("pong_you", data)
+
+    client = socketio.test_client(app)
+    try:
+        client.emit("ping_me", {"n": 1})
+        assert wait_until(lambda: any(m["name"] == "pong_you" for m in client.queue.get("/", [])),
+                          5)
+        server = socketio.server
+        assert server.tls and server.http_url.startswith("https://")
+        r = httpx.get(server.http_url + "/scheme", verify=pki.client_context(), timeout=5)
+        assert r.text == "https"
+    finally:
+        client.disconnect()
+        socketio.stop()
