@@ -118,6 +118,8 @@ class py_server {
     get("io_threads", cfg.io_threads);
     get("static_dir", cfg.static_dir);
     get("client_dir", cfg.client_dir);
+    get("tls_cert_file", cfg.tls_cert_file);
+    get("tls_key_file", cfg.tls_key_file);
     get("publish_token", cfg.publish_token);
     get("max_connections", cfg.max_connections);
     get("max_connections_per_ip", cfg.max_connections_per_ip);

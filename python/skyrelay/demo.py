@@ -233,7 +233,7 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, *, tle: str | None = Non
     demo = build_demo(host, port, satellites=satellites, stations=stations or DEFAULT_STATIONS,
                       elements_note=note, **intervals)
     demo.start()
-    print(f"skyrelay demo: the satellite tracker is at http://{host}:{demo.server.port}/ "
+    print(f"skyrelay demo: the satellite tracker is at {demo.server.http_url}/ "
           f"({len(demo.tracker.satellites)} satellites, {len(demo.tracker.stations)} ground stations; "
           f"{note}). Ctrl+C to stop.", flush=True)
     try:

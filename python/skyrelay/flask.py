@@ -273,9 +273,14 @@ class SocketIO:
             port: int | None = None, **kwargs: Any) -> None:
         """Serves the Socket.IO endpoint and the Flask app's routes on one port until Ctrl+C.
         Werkzeug options (debug, use_reloader, allow_unsafe_werkzeug...) are accepted and
-        ignored: there is no Werkzeug server here."""
+        ignored: there is no Werkzeug server here. ``certfile`` and ``keyfile`` serve TLS."""
         if app is not None and self.app is None:
             self.init_app(app)
+        # TLS: Flask-SocketIO's certfile/keyfile, or skyrelay's own ssl_certfile/ssl_keyfile.
+        for key, option in (("certfile", "ssl_certfile"), ("keyfile", "ssl_keyfile"),
+                            ("ssl_certfile", "ssl_certfile"), ("ssl_keyfile", "ssl_keyfile")):
+            if kwargs.get(key):
+                self.server_options[option] = kwargs[key]
         server = self._build(host or "127.0.0.1", 5000 if port is None else port)
         server.run()
 
@@ -392,7 +397,10 @@ class SocketIOTestClient:
         self.socketio = socketio
         self.queue: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self.client = sio_client.Client(reconnection=False)
+        # With TLS the test client talks to its own server over loopback: no certificate check
+        # (a test certificate is rarely one the client could verify).
+        tls = socketio.server is not None and socketio.server.tls
+        self.client = sio_client.Client(reconnection=False, ssl_verify=not tls)
         self.connected: dict[str, bool] = {}
         self._query = query_string
         self._headers = headers or {}
@@ -411,7 +419,7 @@ class SocketIOTestClient:
         nsp = namespace or "/"
         server = self.socketio._require_server()
         self.client.on("*", self._record(nsp), namespace=nsp)
-        url = f"http://127.0.0.1:{server.port}"
+        url = f"{'https' if server.tls else 'http'}://127.0.0.1:{server.port}"
         qs = query_string or self._query
         if qs:
             url += "?" + qs.lstrip("?")

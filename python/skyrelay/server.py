@@ -7,9 +7,11 @@ import base64
 import dataclasses
 import datetime
 import enum
+import errno
 import inspect
 import json
 import logging
+import os
 import re
 import signal
 import threading
@@ -191,6 +193,10 @@ class Server:
     :meth:`start`. Handlers run on the server's dispatcher thread (sync functions) or on an
     asyncio loop (coroutine functions): ``loop`` if given, else the loop that is running when
     :meth:`start` is called, else one the server starts in a thread of its own.
+
+    With ``ssl_certfile`` and ``ssl_keyfile`` (PEM; the certificate file may hold the chain)
+    the port serves TLS only: https and wss. A file that will not load, or a key that does not
+    match the certificate, raises at :meth:`start`.
     """
 
     def __init__(
@@ -238,6 +244,8 @@ class Server:
         jwt: JWTAuth | None = None,
         namespace_roles: Mapping[str, Iterable[str]] | None = None,
         room_roles: Mapping[str, Iterable[str]] | None = None,
+        ssl_certfile: str | os.PathLike[str] | None = None,
+        ssl_keyfile: str | os.PathLike[str] | None = None,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -294,7 +302,17 @@ class Server:
             "limit_loopback": bool(limit_loopback),
             # JWT verification at every handshake and for the publish API (docs/api.md).
             "jwt": jwt._options() if isinstance(jwt, JWTAuth) else None,
+            # TLS on the same port (https, wss): PEM certificate (chain) and key files.
+            "tls_cert_file": os.fspath(ssl_certfile) if ssl_certfile else "",
+            "tls_key_file": os.fspath(ssl_keyfile) if ssl_keyfile else "",
         }
+        if bool(ssl_certfile) != bool(ssl_keyfile):
+            raise ValueError("TLS needs both ssl_certfile and ssl_keyfile")
+        for what, path in (("certificate", ssl_certfile), ("key", ssl_keyfile)):
+            if path and not os.path.isfile(path):
+                raise FileNotFoundError(errno.ENOENT, f"TLS {what} file not found",
+                                        os.fspath(path))
+        self.tls = bool(ssl_certfile)
         if jwt is not None and not isinstance(jwt, JWTAuth):
             raise TypeError(f"jwt must be a skyrelay.JWTAuth, not {type(jwt).__name__}")
         if jwt is not None:
@@ -469,7 +487,8 @@ class Server:
         takes, on the same port. Call before :meth:`start`."""
         from .wsgi import WSGIBridge
 
-        self._wsgi = WSGIBridge(app, self.host, lambda: self.port, workers)
+        self._wsgi = WSGIBridge(app, self.host, lambda: self.port, workers,
+                                url_scheme="https" if self.tls else "http")
 
     def on_connect(self, fn: Handler) -> Handler:
         """Registers ``fn(conn)``, called for every handshake before it completes.
@@ -524,7 +543,7 @@ class Server:
             if self._wsgi is not None:
                 self._wsgi.reply = self._core.http_reply
             self._core.start()
-        log.info("skyrelay listening on http://%s:%d", self.host, self.port)
+        log.info("skyrelay listening on %s", self.http_url)
         return self
 
     def stop(self) -> None:
@@ -549,8 +568,8 @@ class Server:
     def run(self) -> None:
         """Starts and blocks until SIGINT or SIGTERM, then stops gracefully."""
         self.start()
-        print(f"skyrelay serving on http://{self.host}:{self.port} (WebSocket at "
-              f"ws://{self.host}:{self.port}/ws); press Ctrl+C to stop", flush=True)
+        print(f"skyrelay serving on {self.http_url} (WebSocket at {self.url}); "
+              f"press Ctrl+C to stop", flush=True)
         done = threading.Event()
         previous = {}
         if threading.current_thread() is threading.main_thread():
@@ -587,11 +606,11 @@ class Server:
     @property
     def url(self) -> str:
         """The WebSocket URL of the JSON protocol endpoint."""
-        return f"ws://{self.host}:{self.port}/ws"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}/ws"
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     # -- publishing and rooms -----------------------------------------------------------------
 

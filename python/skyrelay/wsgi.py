@@ -21,8 +21,9 @@ WSGIApp = Callable[[dict, Callable[..., Any]], Any]
 
 class WSGIBridge:
     def __init__(self, app: WSGIApp, host: str, port_fn: Callable[[], int],
-                 workers: int = 8) -> None:
+                 workers: int = 8, url_scheme: str = "http") -> None:
         self.app = app
+        self.url_scheme = url_scheme
         self.host = host
         self.port_fn = port_fn
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skyrelay-wsgi")
@@ -50,7 +51,7 @@ class WSGIBridge:
             "REMOTE_ADDR": addr,
             "REMOTE_PORT": rport,
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
+            "wsgi.url_scheme": self.url_scheme,
             "wsgi.input": io.BytesIO(body),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,

@@ -13,6 +13,18 @@ import skyrelay
 RECOVERY = "--recovery" in sys.argv
 # Short pings with recovery, so a client that vanishes is noticed (and detached) quickly.
 timers = {"ping_interval": 0.3, "ping_timeout": 0.3} if RECOVERY else {}
+# --tls: serve https/wss with a certificate made now; prints "CA <path>" (the CA to trust) first.
+TLS = "--tls" in sys.argv
+if TLS:
+    import tempfile
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+    from tlscerts import PKI
+
+    pki = PKI(Path(tempfile.mkdtemp(prefix="skyrelay-tls-")))
+    timers.update(ssl_certfile=pki.cert, ssl_keyfile=pki.key)
+    print(f"CA {pki.ca}", flush=True)
 server = skyrelay.Server("127.0.0.1", 0, namespaces=["/", "/admin"],
                          recovery_window=5.0 if RECOVERY else 0.0, **timers)
 
@@ -96,3 +108,7 @@ server.start()
 print(f"PORT {server.port}", flush=True)
 sys.stdin.read()
 server.stop()
+if TLS:
+    import shutil
+
+    shutil.rmtree(pki.ca.parent, ignore_errors=True)

@@ -14,6 +14,7 @@
 #include "skyrelay/net/eio_session.hpp"
 #include "skyrelay/net/server.hpp"
 #include "skyrelay/net/static_files.hpp"
+#include "skyrelay/net/stream.hpp"
 #include "skyrelay/proto/publish_api.hpp"
 #include "skyrelay/net/ws_session.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
@@ -24,6 +25,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 
 namespace {
+
+// How long a TLS connection that ends waits for the peer's close_notify.
+constexpr std::chrono::milliseconds tls_close_wait{1000};
 
 std::string websocket_accept_key(std::string_view key) {
   static constexpr std::string_view guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -88,9 +92,28 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
 class http_session : public std::enable_shared_from_this<http_session> {
  public:
   http_session(tcp::socket socket, server& srv, std::shared_ptr<void> slot)
-      : stream_(std::move(socket)), server_(srv), slot_(std::move(slot)) {}
+      : stream_(srv.tls_context() ? net::stream(std::move(socket), *srv.tls_context())
+                                  : net::stream(std::move(socket))),
+        deadline_(stream_.get_executor()),
+        server_(srv),
+        slot_(std::move(slot)) {}
 
-  void run() { do_read(); }
+  void run() {
+    if (!stream_.is_tls()) return do_read();
+    // TLS first, bounded like the request that follows: a client that connects and never
+    // completes the handshake (or speaks plain HTTP) is dropped and counted.
+    expires_after(server_.config().handshake_timeout);
+    stream_.async_handshake([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec) {
+        auto& m = self->server_.get_metrics();
+        m.add(m.local().tls_handshakes_failed);
+        self->expires_never();
+        self->stream_.close();
+        return;
+      }
+      self->do_read();
+    });
+  }
 
  private:
   using request = http::request<http::string_body>;
@@ -100,7 +123,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(cfg.max_header_size));
     parser_->body_limit(cfg.max_body_size);
-    stream_.expires_after(cfg.handshake_timeout);
+    expires_after(cfg.handshake_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        self->on_read(ec);
@@ -109,7 +132,9 @@ class http_session : public std::enable_shared_from_this<http_session> {
 
   void on_read(beast::error_code ec) {
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == boost::asio::error::connection_reset || ec == boost::asio::error::eof) {
+        ec == boost::asio::error::connection_reset || ec == boost::asio::error::eof ||
+        ec == boost::asio::error::operation_aborted || ec == ssl::error::stream_truncated ||
+        !stream_.socket().is_open()) {
       return close();
     }
     if (ec == http::error::header_limit)
@@ -200,10 +225,10 @@ class http_session : public std::enable_shared_from_this<http_session> {
       headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
     std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
 
-    stream_.expires_never();
+    expires_never();
     boost::system::error_code ec;
-    tcp::socket socket = stream_.release_socket();
-    socket.set_option(tcp::no_delay(true), ec);
+    net::stream socket = std::move(stream_);
+    socket.socket().set_option(tcp::no_delay(true), ec);
     auto session = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
                                                 std::move(response), std::move(leftover),
                                                 std::move(topic));
@@ -425,10 +450,10 @@ class http_session : public std::enable_shared_from_this<http_session> {
     std::vector<std::pair<std::string, std::string>> headers;
     for (const auto& field : req)
       headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    stream_.expires_never();
+    expires_never();
     boost::system::error_code ec;
-    tcp::socket socket = stream_.release_socket();
-    socket.set_option(tcp::no_delay(true), ec);
+    net::stream socket = std::move(stream_);
+    socket.socket().set_option(tcp::no_delay(true), ec);
     auto session = ws_session::make_sse(std::move(socket), server_, new_sid(), std::move(head),
                                         std::move(topics), std::move(last_id));
     session->hold(std::move(slot_));
@@ -485,12 +510,12 @@ class http_session : public std::enable_shared_from_this<http_session> {
           "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
           "Sec-WebSocket-Accept: " + websocket_accept_key(key) + "\r\n\r\n";
       std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-      stream_.expires_never();
+      expires_never();
       boost::system::error_code ec;
-      tcp::socket socket = stream_.release_socket();
-      socket.set_option(tcp::no_delay(true), ec);
+      net::stream socket = std::move(stream_);
+      socket.socket().set_option(tcp::no_delay(true), ec);
       auto& ctx = static_cast<asio::io_context&>(socket.get_executor().context());
-      const std::string remote = remote_of(socket);
+      const std::string remote = remote_of(socket.socket());
       auto ws = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
                                              std::move(response), std::move(leftover), "");
       ws->hold(std::move(slot_));
@@ -546,7 +571,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     auto session = server_.find_eio(*sid);
     if (!session) return eio_error(eio::error_code::unknown_sid);
     if (req.method() == http::verb::get) {
-      stream_.expires_never();  // a poll may wait up to a ping interval
+      expires_never();  // a poll may wait up to a ping interval
       return session->poll(std::move(reply));
     }
     if (req.method() == http::verb::post) return session->post(req.body(), std::move(reply));
@@ -599,7 +624,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     const bool keep = req.keep_alive();
     const unsigned version = req.version();
     const bool head = req.method() == http::verb::head;
-    stream_.expires_never();  // the application decides how long it takes
+    expires_never();  // the application decides how long it takes
     auto id = server_.park_http([self = shared_from_this(), keep, version, head](
                                     unsigned status,
                                     std::vector<std::pair<std::string, std::string>> headers,
@@ -705,7 +730,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void write(http::response<Body> res, bool keep_alive) {
     auto sp = std::make_shared<http::response<Body>>(std::move(res));
     if (!keep_alive) sp->keep_alive(false);
-    stream_.expires_after(server_.config().handshake_timeout);
+    expires_after(server_.config().handshake_timeout);
     http::async_write(stream_, *sp,
                       [self = shared_from_this(), sp, keep_alive](beast::error_code ec,
                                                                   std::size_t) {
@@ -715,12 +740,31 @@ class http_session : public std::enable_shared_from_this<http_session> {
   }
 
   void close() {
+    expires_never();
+    if (stream_.is_tls()) return stream_.close_gracefully(shared_from_this(), tls_close_wait);
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.socket().close(ec);
   }
 
-  beast::tcp_stream stream_;
+  // The time the next read or write may take; when it passes, the socket is closed, which
+  // ends the pending operation with an error.
+  void expires_after(std::chrono::milliseconds limit) {
+    const auto generation = ++deadline_generation_;
+    deadline_.expires_after(limit);
+    deadline_.async_wait([self = shared_from_this(), generation](boost::system::error_code ec) {
+      if (ec || generation != self->deadline_generation_) return;
+      self->stream_.close();
+    });
+  }
+  void expires_never() {
+    ++deadline_generation_;
+    deadline_.cancel();
+  }
+
+  net::stream stream_;
+  asio::steady_timer deadline_;
+  std::uint64_t deadline_generation_{0};
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   server& server_;

@@ -41,6 +41,12 @@ void listener::refuse(tcp::socket socket, connection_refusal why) {
   m.add(why == connection_refusal::per_ip ? m.local().refused_ip_limit
         : why == connection_refusal::rate ? m.local().refused_rate_limit
                                        : m.local().refused_total_limit);
+  if (server_.tls_context()) {
+    // A TLS client cannot read a plain answer, and a handshake is what the limit saves: close.
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    return;
+  }
   // A short HTTP answer, written without reading the request, then the connection is closed.
   static const std::string total_body =
       R"({"error":"too_many_connections","message":"the server is at its connection limit"})";

@@ -116,6 +116,9 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
   value(out, "skyrelay_forbidden_total{scope=\"event\"}",
         static_cast<double>(total(&shard::forbidden_event)));
   counter("skyrelay_http_requests_total", "Plain HTTP requests served.", &shard::http_requests);
+  counter("skyrelay_tls_handshakes_failed_total",
+          "TLS handshakes that failed or did not finish within the handshake timeout.",
+          &shard::tls_handshakes_failed);
   line(out, "skyrelay_connections_refused_total",
        "TCP connections refused at accept because a connection limit was reached.", "counter");
   value(out, "skyrelay_connections_refused_total{limit=\"total\"}",

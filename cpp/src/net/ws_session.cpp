@@ -15,6 +15,7 @@ namespace {
 thread_local std::array<char, 64 * 1024> tls_read_buffer;
 constexpr int max_reads_per_turn = 8;  // then yield to other connections on this thread
 constexpr auto close_wait = std::chrono::seconds(2);  // for the peer's close frame
+constexpr std::chrono::milliseconds tls_close_wait{1000};  // for the peer's close_notify
 
 std::string http_refusal(unsigned status, const std::string& message) {
   std::string body = "{\"error\":\"connection_refused\",\"message\":";
@@ -30,7 +31,7 @@ std::string http_refusal(unsigned status, const std::string& message) {
 }
 }  // namespace
 
-ws_session::ws_session(tcp::socket socket, server& srv, std::string sid,
+ws_session::ws_session(net::stream socket, server& srv, std::string sid,
                        std::string handshake_response, std::string leftover, std::string topic,
                        wire_format format)
     : subscriber(std::move(sid), format),
@@ -48,7 +49,7 @@ ws_session::ws_session(tcp::socket socket, server& srv, std::string sid,
 
 ws_session::~ws_session() = default;
 
-std::shared_ptr<ws_session> ws_session::make_sse(tcp::socket socket, server& srv, std::string sid,
+std::shared_ptr<ws_session> ws_session::make_sse(net::stream socket, server& srv, std::string sid,
                                                  std::string response_head,
                                                  std::vector<std::string> topics,
                                                  std::string last_event_id) {
@@ -207,7 +208,7 @@ void ws_session::on_accept() {
     });
   }
   boost::system::error_code ec;
-  socket_.non_blocking(true, ec);
+  if (auto* plain = socket_.plain()) plain->non_blocking(true, ec);
   last_heard_ = std::chrono::steady_clock::now();
   timer_.cancel();
   arm_timer();
@@ -221,7 +222,16 @@ void ws_session::on_accept() {
 }
 
 void ws_session::do_read() {
-  socket_.async_wait(tcp::socket::wait_read,
+  if (socket_.is_tls()) {
+    if (!tls_buffer_) tls_buffer_ = std::make_unique<std::array<char, 8 * 1024>>();
+    socket_.async_read_some(asio::buffer(*tls_buffer_),
+                            [self = shared_from_this()](boost::system::error_code ec,
+                                                        std::size_t n) {
+                              self->on_tls_read(ec, n);
+                            });
+    return;
+  }
+  socket_.plain()->async_wait(tcp::socket::wait_read,
                      [self = shared_from_this()](boost::system::error_code ec) {
                        self->on_readable(ec);
                      });
@@ -234,16 +244,9 @@ void ws_session::on_readable(boost::system::error_code ec) {
     return;
   }
   for (int i = 0; i < max_reads_per_turn; ++i) {
-    std::size_t n = socket_.read_some(asio::buffer(tls_read_buffer), ec);
+    std::size_t n = socket_.plain()->read_some(asio::buffer(tls_read_buffer), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) break;
-    if (ec) {
-      // An SSE client leaves by closing its connection: that is its goodbye.
-      const bool goodbye = sse_ && ec == asio::error::eof;
-      finish(state_ == state::closing ? close_reason_
-             : goodbye               ? disconnect_reason::client_close
-                                     : disconnect_reason::transport_error);
-      return;
-    }
+    if (ec) return on_read_error(ec);
     auto& m = server_.get_metrics();
     m.add(m.local().bytes_in, n);
     last_heard_ = std::chrono::steady_clock::now();
@@ -251,6 +254,27 @@ void ws_session::on_readable(boost::system::error_code ec) {
     if (!consume(tls_read_buffer.data(), n)) return;
     if (n < tls_read_buffer.size()) break;  // drained for now
   }
+  do_read();
+}
+
+void ws_session::on_read_error(boost::system::error_code ec) {
+  // An SSE client leaves by closing its connection: that is its goodbye (over TLS, with or
+  // without a close_notify first).
+  const bool goodbye =
+      sse_ && (ec == asio::error::eof || ec == ssl::error::stream_truncated);
+  finish(state_ == state::closing ? close_reason_
+         : goodbye               ? disconnect_reason::client_close
+                                 : disconnect_reason::transport_error);
+}
+
+void ws_session::on_tls_read(boost::system::error_code ec, std::size_t n) {
+  if (state_ == state::closed) return;
+  if (ec) return on_read_error(ec);
+  auto& m = server_.get_metrics();
+  m.add(m.local().bytes_in, n);
+  last_heard_ = std::chrono::steady_clock::now();
+  pinged_ = false;
+  if (!consume(tls_buffer_->data(), n)) return;
   do_read();
 }
 
@@ -485,10 +509,15 @@ void ws_session::flush() {
   }
   if (buffers_.empty()) return;
   writing_ = true;
-  asio::async_write(socket_, buffers_,
-                    [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-                      self->on_write(ec, n);
-                    });
+  auto done = [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+    self->on_write(ec, n);
+  };
+  // Plain TCP writes the gathered buffers straight to the socket (writev); TLS goes through
+  // the stream, whose flat_stream layer packs them into records.
+  if (auto* plain = socket_.plain())
+    asio::async_write(*plain, buffers_, std::move(done));
+  else
+    asio::async_write(socket_, buffers_, std::move(done));
 }
 
 void ws_session::on_write(boost::system::error_code ec, std::size_t bytes) {
@@ -605,11 +634,12 @@ void ws_session::finish(disconnect_reason why) {
   if (finished_) return;
   finished_ = true;
   state_ = state::closed;
-  boost::system::error_code ec;
   timer_.cancel();
   expiry_timer_.cancel();
-  socket_.shutdown(tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
+  if (socket_.is_tls())
+    socket_.close_gracefully(weak_from_this().lock(), tls_close_wait);
+  else
+    socket_.close();
   outbox_.close();
   server_.unregister_session(sid());
   if (!has_handler_) server_.get_hub().remove(sid());

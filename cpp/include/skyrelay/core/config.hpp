@@ -24,6 +24,10 @@ struct server_config {
   unsigned io_threads{0};        // 0: one per core
   std::string static_dir;        // empty: no static files
   std::string client_dir;        // holds skyrelay.js (served at /skyrelay.js); empty: none
+  // TLS on the one port (https and wss): PEM files, the certificate file may hold the chain
+  // after the server's own certificate. Both empty: plain TCP. Loaded once, at construction.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 
   std::size_t max_message_size{64 * 1024};  // inbound WebSocket message; larger closes with 1009
   std::size_t max_header_size{16 * 1024};   // HTTP request header bytes

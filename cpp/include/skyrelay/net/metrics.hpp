@@ -42,6 +42,7 @@ class metrics {
     // Refused for a missing role (auth::access_policy), by what required it.
     std::atomic<std::uint64_t> forbidden_namespace{0}, forbidden_room{0}, forbidden_event{0};
     std::atomic<std::uint64_t> refused_total_limit{0}, refused_ip_limit{0}, refused_rate_limit{0};
+    std::atomic<std::uint64_t> tls_handshakes_failed{0};  // bad, plain-text or too slow
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(drop_reason::count_)> drops{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(error_code::count_)> errors{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(disconnect_reason::count_)>

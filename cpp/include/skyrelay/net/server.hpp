@@ -23,6 +23,10 @@
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/metrics.hpp"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace skyrelay {
 
 // Why a new connection was not admitted (server::admit).
@@ -200,6 +204,8 @@ class server {
 
   // The executor for the next accepted connection (round-robin over the I/O contexts).
   asio::io_context& next_context() noexcept;
+  // The TLS context shared by every connection, or null for plain TCP (no tls_cert_file).
+  boost::asio::ssl::context* tls_context() noexcept { return tls_.get(); }
 
  private:
   void sweep_later();  // runs hub::sweep every second on the first I/O context
@@ -209,6 +215,7 @@ class server {
   hub hub_;
   metrics metrics_;
   dispatcher dispatcher_;
+  std::unique_ptr<boost::asio::ssl::context> tls_;  // outlives every connection (declared first)
 
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;

@@ -21,6 +21,7 @@
 #include "skyrelay/hub/subscriber.hpp"
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/outbox.hpp"
+#include "skyrelay/net/stream.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/ws_frame.hpp"
 
@@ -46,12 +47,12 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
  public:
   // `handshake_response` is the 101 response to write first; `leftover` holds bytes the client
   // sent after its request; `topic` (may be empty) is joined on acceptance.
-  ws_session(tcp::socket socket, server& srv, std::string sid, std::string handshake_response,
+  ws_session(net::stream socket, server& srv, std::string sid, std::string handshake_response,
              std::string leftover, std::string topic,
              wire_format format = wire_format::json_ws);
   // A Server-Sent Events stream: `response_head` is the HTTP response header block; it joins
   // `topics` on acceptance and replays what came after `last_event_id` (may be empty).
-  static std::shared_ptr<ws_session> make_sse(tcp::socket socket, server& srv, std::string sid,
+  static std::shared_ptr<ws_session> make_sse(net::stream socket, server& srv, std::string sid,
                                               std::string response_head,
                                               std::vector<std::string> topics,
                                               std::string last_event_id);
@@ -97,6 +98,8 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   void on_accept();
   void do_read();
   void on_readable(boost::system::error_code ec);
+  void on_tls_read(boost::system::error_code ec, std::size_t n);  // TLS: one decrypted read
+  void on_read_error(boost::system::error_code ec);
   // Feeds bytes to the parser; false when the session finished meanwhile.
   bool consume(char* data, std::size_t n);
   bool on_frame(const ws::inbound& in);
@@ -117,7 +120,10 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
                    bool drop_queued);
   void finish(disconnect_reason why);
 
-  tcp::socket socket_;
+  net::stream socket_;
+  // TLS only: decrypted bytes land here (a TLS read cannot wait for readiness first, so it
+  // needs a buffer of its own); plain TCP reads use the per-thread buffer.
+  std::unique_ptr<std::array<char, 8 * 1024>> tls_buffer_;
   server& server_;
   outbox outbox_;
   ws::parser parser_;
