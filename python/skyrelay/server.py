@@ -355,8 +355,8 @@ class Server:
         of its own for the event; ``conn.namespace`` tells which one.
 
         ``rate=(per_second, burst)`` gives the event its own inbound limit per connection,
-        instead of the server's ``inbound_rate``/``inbound_burst`` (JSON protocol; set it
-        before :meth:`start`).
+        instead of the server's ``inbound_rate``/``inbound_burst`` (JSON protocol and Socket.IO;
+        set it before :meth:`start`).
         """
         if rate is not None:
             per_second, burst = rate
