@@ -315,7 +315,8 @@ def test_each_limit_moves_its_metric(skyrelay_server_factory, limit, offend):
         if other != limit:
             k = f'skyrelay_limit_hits_total{{limit="{other}"}}'
             assert after[k] == before[k], (limit, other)
-    assert connect(f"ws://127.0.0.1:{server.port}/ws").ping()["type"] == "pong"
+    with connect(f"ws://127.0.0.1:{server.port}/ws") as c:  # and the server serves on
+        assert c.ping()["type"] == "pong"
 
 
 def test_a_silent_websocket_is_closed_at_idle_timeout_with_4004(skyrelay_server_factory):
