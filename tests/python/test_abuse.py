@@ -164,6 +164,8 @@ def test_the_server_shrugs_off_abuse_and_loses_nothing(skyrelay_server_factory):
     http_answers: dict[str, list] = {"431": [], "413": [], "eio_400": [], "eio_413": []}
     mute_closed: list[bool] = []
     stalled_gone: list[bool] = []
+    flood_refused: list[int] = []
+    flood_served: list[bool] = []
 
     def abuse():
         rounds = 0
@@ -235,12 +237,20 @@ def test_the_server_shrugs_off_abuse_and_loses_nothing(skyrelay_server_factory):
         stream.close()
 
     def flood():
+        # As fast as the server answers: batches of 100 events, each followed by a ping whose
+        # pong says every reply before it arrived (a flooder that does not read its
+        # rate_limited replies is cut as a slow consumer instead, as any non-reader is).
         with connect(f"ws://127.0.0.1:{port}/ws") as c:
-            for i in range(20_000):
-                c.send({"type": "event", "event": "noop", "data": i})
+            for batch in range(200):
+                for i in range(100):
+                    c.send({"type": "event", "event": "noop", "data": i})
+                c.send({"type": "ping"})
+                c.expect_frame("pong", timeout=10)
+                flood_refused.append(sum(1 for f in c.received()
+                                         if f.get("code") == "rate_limited"))
                 if stop.is_set():
                     break
-            assert c.ping()["type"] == "pong"  # still served after its own flood
+            flood_served.append(c.ping()["type"] == "pong")  # still served after its flood
 
     def leave_half_open():
         for _ in range(50):  # handshake, then silence: no reads, no pongs
@@ -277,8 +287,10 @@ def test_the_server_shrugs_off_abuse_and_loses_nothing(skyrelay_server_factory):
         assert http_answers["eio_413"] and set(http_answers["eio_413"]) == {413}
         assert mute_closed == [True] * 20
         assert stalled_gone == [True]
-        # The flood met the inbound rate limit (and was still served afterwards, above).
-        assert metric(server, 'skyrelay_limit_hits_total{limit="inbound_rate"}') > 0
+        # The flood met the inbound rate limit, was told so, and was still served afterwards.
+        assert flood_served == [True] and sum(flood_refused) > 1000, sum(flood_refused)
+        assert metric(server, 'skyrelay_limit_hits_total{limit="inbound_rate"}') == \
+            sum(flood_refused)
         for limit in ("message_size", "header_size", "body_size", "handshake_timeout", "outbox"):
             assert metric(server, f'skyrelay_limit_hits_total{{limit="{limit}"}}') > 0, limit
         assert metric(server, 'skyrelay_disconnects_total{reason="slow_consumer"}') == 2
