@@ -45,11 +45,11 @@ def eio_status(server, origin: str | None) -> int:
 def eio_ws_status(server, origin: str | None) -> int:
     """The status of an Engine.IO WebSocket-transport upgrade (raw: 101 or the refusal)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-        s.sendall(f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
-                  f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  f"Sec-WebSocket-Version: 13\r\n"
-                  + (f"Origin: {origin}\r\n" if origin is not None else "") + "\r\n")
+        s.sendall((f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                   f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   f"Sec-WebSocket-Version: 13\r\n"
+                   + (f"Origin: {origin}\r\n" if origin is not None else "") + "\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = s.recv(4096)
