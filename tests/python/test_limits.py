@@ -387,3 +387,14 @@ def test_a_request_begun_after_keep_alive_still_has_only_the_handshake_timeout(
 def test_idle_timeout_zero_is_off():
     assert Server(idle_timeout=0)._options["idle_timeout_ms"] == 0
     assert Server()._options["idle_timeout_ms"] == 120_000
+
+
+def test_a_connect_decision_that_takes_too_long_is_a_handshake_timeout(skyrelay_server_factory):
+    """The handshake timeout also bounds the wait for the application's connect handler."""
+    def configure(server):
+        server.on("connect", lambda conn: time.sleep(1.0))
+
+    server = skyrelay_server_factory(configure, handshake_timeout=0.3)
+    with pytest.raises(ConnectionError):
+        RawClient(server.port)  # closed during the handshake, without an answer
+    wait_until(lambda: hits(server.port, "handshake_timeout") == 1)
