@@ -140,6 +140,7 @@ class py_server {
     get("max_header_size", cfg.max_header_size);
     get("max_body_size", cfg.max_body_size);
     get_ms("handshake_timeout_ms", cfg.handshake_timeout);
+    get_ms("idle_timeout_ms", cfg.idle_timeout);
     get_ms("heartbeat_interval_ms", cfg.heartbeat_interval);
     get_ms("heartbeat_timeout_ms", cfg.heartbeat_timeout);
     get_ms("drain_timeout_ms", cfg.drain_timeout);

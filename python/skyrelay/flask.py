@@ -57,7 +57,8 @@ _REASONS = {"client_close": _Reasons.CLIENT_DISCONNECT,
             "server_disconnect": _Reasons.SERVER_DISCONNECT,
             "heartbeat_timeout": _Reasons.PING_TIMEOUT,
             "server_shutdown": _Reasons.TRANSPORT_CLOSE,
-            "token_expired": _Reasons.SERVER_DISCONNECT}
+            "token_expired": _Reasons.SERVER_DISCONNECT,
+            "idle_timeout": _Reasons.PING_TIMEOUT}
 
 
 def _accepts_argument(fn: Callable[..., Any]) -> bool:

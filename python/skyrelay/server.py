@@ -36,6 +36,8 @@ _POLICIES = {None: -1, "disconnect": 0, "drop_oldest": 1}
 CLOSE_SERVER_DISCONNECT = 4002
 # Close code of a JSON-protocol connection whose token expired.
 CLOSE_TOKEN_EXPIRED = 4003
+# Close code of a WebSocket from which nothing at all arrived for idle_timeout.
+CLOSE_IDLE_TIMEOUT = 4004
 
 
 class _NestedBytes(TypeError):
@@ -210,6 +212,7 @@ class Server:
         max_header_size: int = 16 * 1024,
         max_body_size: int = 1_000_000,
         handshake_timeout: float = 10.0,
+        idle_timeout: float = 120.0,
         heartbeat_interval: float = 30.0,
         heartbeat_timeout: float = 20.0,
         drain_timeout: float = 2.0,
@@ -262,6 +265,8 @@ class Server:
             "max_header_size": int(max_header_size),
             "max_body_size": int(max_body_size),
             "handshake_timeout_ms": ms(handshake_timeout),
+            # Inbound silence: keep-alive HTTP between requests, WebSockets (close 4004); 0: none.
+            "idle_timeout_ms": ms(idle_timeout) if idle_timeout > 0 else 0,
             "heartbeat_interval_ms": ms(heartbeat_interval),
             "heartbeat_timeout_ms": ms(heartbeat_timeout),
             "drain_timeout_ms": ms(drain_timeout),
@@ -379,8 +384,8 @@ class Server:
         of its own for the event; ``conn.namespace`` tells which one.
 
         ``rate=(per_second, burst)`` gives the event its own inbound limit per connection,
-        instead of the server's ``inbound_rate``/``inbound_burst`` (JSON protocol; set it
-        before :meth:`start`).
+        instead of the server's ``inbound_rate``/``inbound_burst`` (JSON protocol and Socket.IO;
+        set it before :meth:`start`).
 
         ``roles=[...]`` lets only connections holding one of these roles send the event: the
         check runs in C++ before the handler is queued, and a refusal answers ``forbidden``

@@ -4,6 +4,8 @@ non-browser client). Foreign, `null` and lookalike origins get 403."""
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -40,12 +42,28 @@ def eio_status(server, origin: str | None) -> int:
     return r.status_code
 
 
-@pytest.mark.parametrize("probe", [ws_status, sse_status, eio_status],
-                         ids=["websocket", "sse", "engine.io"])
+def eio_ws_status(server, origin: str | None) -> int:
+    """The status of an Engine.IO WebSocket-transport upgrade (raw: 101 or the refusal)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall((f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                   f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   f"Sec-WebSocket-Version: 13\r\n"
+                   + (f"Origin: {origin}\r\n" if origin is not None else "") + "\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            assert chunk, "closed without an answer"
+            head += chunk
+    return int(head.split(b" ")[1])
+
+
+@pytest.mark.parametrize("probe", [ws_status, sse_status, eio_status, eio_ws_status],
+                         ids=["websocket", "sse", "engine.io", "engine.io websocket"])
 def test_origin_allowlist_is_exact(skyrelay_server_factory, probe):
     server = skyrelay_server_factory(cors_allowed_origins=[ALLOWED])
     own = f"http://127.0.0.1:{server.port}"
-    ok = 101 if probe is ws_status else 200
+    ok = 101 if probe in (ws_status, eio_ws_status) else 200
     assert probe(server, None) == ok           # not a browser
     assert probe(server, ALLOWED) == ok
     assert probe(server, own) == ok            # the server's own pages

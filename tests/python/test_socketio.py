@@ -10,7 +10,7 @@ import pytest
 import socketio
 
 import skyrelay
-from skyrelay.testing import connect, wait_until
+from skyrelay.testing import connect, metric, wait_until
 
 TRANSPORTS = {
     "websocket": ["websocket"],
@@ -461,6 +461,34 @@ def test_socketio_events_have_the_inbound_rate_limit(skyrelay_server_factory):
         other.connect(f"http://127.0.0.1:{server.port}", transports=["polling"], wait_timeout=5)
         assert other.call("n", "other", timeout=5) == "other"
         other.disconnect()
+    finally:
+        client.disconnect()
+
+
+def test_socketio_events_can_have_their_own_rate(skyrelay_server_factory):
+    """server.on(event, rate=...) applies to Socket.IO events as to JSON-protocol ones: the
+    event has its own bucket, far past the socket's; other events keep the socket's bucket."""
+    handled = queue.Queue()
+
+    def configure(server):
+        server.on("telemetry", lambda conn, data: handled.put(data), rate=(1000, 100))
+        server.on("ask", lambda conn, data: data)
+
+    server = skyrelay_server_factory(configure, inbound_rate=0.01, inbound_burst=2)
+    client = socketio.Client(reconnection=False)
+    limited = queue.Queue()
+    client.on("rate_limited", limited.put)
+    client.connect(f"http://127.0.0.1:{server.port}", transports=["websocket"], wait_timeout=5)
+    try:
+        for i in range(50):  # 25 times the socket's burst, within the event's
+            client.emit("telemetry", i)
+        assert [handled.get(timeout=5) for _ in range(50)] == list(range(50))
+        assert client.call("ask", 1, timeout=5) == 1
+        assert client.call("ask", 2, timeout=5) == 2
+        client.emit("ask", 3)  # the socket's bucket (burst 2) is spent
+        assert limited.get(timeout=5)["event"] == "ask"
+        assert limited.empty()  # no telemetry event was refused
+        assert metric(server, 'skyrelay_limit_hits_total{limit="inbound_rate"}') == 1
     finally:
         client.disconnect()
 

@@ -31,6 +31,7 @@ std::string_view to_string(disconnect_reason r) noexcept {
     case disconnect_reason::protocol_error: return "protocol_error";
     case disconnect_reason::server_shutdown: return "server_shutdown";
     case disconnect_reason::token_expired: return "token_expired";
+    case disconnect_reason::idle_timeout: return "idle_timeout";
     case disconnect_reason::count_: break;
   }
   return "unknown";

@@ -834,6 +834,7 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
   if (overflow) {
     // Closed from the session's executor, not here: the caller may hold a socket's lock
     // (a Socket.IO socket sends under its own mutex), and closing ends its sockets.
+    server_.get_metrics().limit_hit(limit_kind::outbox);
     server_.get_metrics().drop(drop_reason::slow_consumer);
     asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
       self->close(disconnect_reason::slow_consumer);
@@ -892,7 +893,8 @@ void eio_session::close(disconnect_reason why) {
   if (probe) probe->close(close_code::going_away, "", why);
   // A lost transport (not a goodbye) keeps recoverable sockets for the recovery window.
   const bool lost = why == disconnect_reason::transport_error ||
-                    why == disconnect_reason::heartbeat_timeout;
+                    why == disconnect_reason::heartbeat_timeout ||
+                    why == disconnect_reason::idle_timeout;
   for (auto& [nsp, sock] : sockets) {
     if (lost && !sock->pid().empty() && sock->connected())
       server_.detach_socket(sock, why);

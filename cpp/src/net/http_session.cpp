@@ -130,19 +130,44 @@ class http_session : public std::enable_shared_from_this<http_session> {
                      });
   }
 
+  // Between keep-alive requests: wait up to idle_timeout for the next request's first bytes,
+  // then do_read gives the rest of it handshake_timeout, so a trickled header stays bounded.
+  void await_request() {
+    if (buffer_.size() > 0) return do_read();  // a pipelined request is already here
+    const auto idle = server_.config().idle_timeout;
+    if (idle.count() > 0)
+      stream_.expires_after(idle);
+    else
+      stream_.expires_never();
+    stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](
+                                                       beast::error_code ec, std::size_t n) {
+      if (ec == beast::error::timeout)
+        self->server_.get_metrics().limit_hit(limit_kind::idle_timeout);
+      if (ec) return self->close();
+      self->buffer_.commit(n);
+      self->do_read();
+    });
+  }
+
   void on_read(beast::error_code ec) {
+    if (ec == beast::error::timeout)
+      server_.get_metrics().limit_hit(limit_kind::handshake_timeout);
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == boost::asio::error::connection_reset || ec == boost::asio::error::eof ||
         ec == boost::asio::error::operation_aborted || ec == ssl::error::stream_truncated ||
         !stream_.socket().is_open()) {
       return close();
     }
-    if (ec == http::error::header_limit)
+    if (ec == http::error::header_limit) {
+      server_.get_metrics().limit_hit(limit_kind::header_size);
       return send_error(http::status::request_header_fields_too_large, "header_too_large",
                         "the request header is larger than the limit", false);
-    if (ec == http::error::body_limit)
+    }
+    if (ec == http::error::body_limit) {
+      server_.get_metrics().limit_hit(limit_kind::body_size);
       return send_error(http::status::payload_too_large, "body_too_large",
                         "the request body is larger than the limit", false);
+    }
     if (ec) return send_error(http::status::bad_request, "bad_request", ec.message(), false);
 
     request req = parser_->release();
@@ -735,7 +760,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
                       [self = shared_from_this(), sp, keep_alive](beast::error_code ec,
                                                                   std::size_t) {
                         if (ec || !keep_alive) return self->close();
-                        self->do_read();
+                        self->await_request();
                       });
   }
 

@@ -17,6 +17,18 @@ const char* drop_name(std::size_t i) {
   }
 }
 
+const char* limit_name(std::size_t i) {
+  switch (static_cast<limit_kind>(i)) {
+    case limit_kind::message_size: return "message_size";
+    case limit_kind::header_size: return "header_size";
+    case limit_kind::body_size: return "body_size";
+    case limit_kind::handshake_timeout: return "handshake_timeout";
+    case limit_kind::idle_timeout: return "idle_timeout";
+    case limit_kind::outbox: return "outbox";
+    default: return "unknown";
+  }
+}
+
 void line(std::string& out, const char* name, const char* help, const char* type) {
   out += "# HELP ";
   out += name;
@@ -51,6 +63,9 @@ metrics::shard& metrics::local() noexcept {
 
 void metrics::drop(drop_reason r, std::uint64_t n) noexcept {
   add(local().drops[static_cast<std::size_t>(r)], n);
+}
+void metrics::limit_hit(limit_kind l) noexcept {
+  add(local().limits[static_cast<std::size_t>(l)]);
 }
 void metrics::error(error_code c) noexcept { add(local().errors[static_cast<std::size_t>(c)]); }
 void metrics::disconnect(disconnect_reason r) noexcept {
@@ -162,6 +177,24 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
           "skyrelay_disconnects_total{reason=\"" +
               std::string(to_string(static_cast<disconnect_reason>(i))) + "\"}",
           static_cast<double>(sum_array(&shard::disconnects, i)));
+
+  // One family with every configured limit, so that a dashboard needs one query. The last five
+  // are the same counts as the refusal, drop and error series named in their comments.
+  line(out, "skyrelay_limit_hits_total",
+       "Times a configured limit was hit, by limit (docs/architecture.md, Limits and defaults).",
+       "counter");
+  auto hits = [&](const char* name, double v) {
+    value(out, std::string("skyrelay_limit_hits_total{limit=\"") + name + "\"}", v);
+  };
+  for (std::size_t i = 0; i < static_cast<std::size_t>(limit_kind::count_); ++i)
+    hits(limit_name(i), static_cast<double>(sum_array(&shard::limits, i)));
+  hits("connections_total", static_cast<double>(total(&shard::refused_total_limit)));
+  hits("connections_per_ip", static_cast<double>(total(&shard::refused_ip_limit)));
+  hits("new_connections_per_ip", static_cast<double>(total(&shard::refused_rate_limit)));
+  hits("rooms_per_connection",  // skyrelay_errors_total{code="too_many_rooms"}
+       static_cast<double>(sum_array(&shard::errors, static_cast<std::size_t>(error_code::too_many_rooms))));
+  hits("inbound_rate",  // skyrelay_drops_total{reason="rate_limited"}
+       static_cast<double>(sum_array(&shard::drops, static_cast<std::size_t>(drop_reason::rate_limited))));
 
   const char* h = "skyrelay_publish_to_write_seconds";
   line(out, h, "Time from publication to the socket write that carried it.", "histogram");

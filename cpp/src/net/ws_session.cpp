@@ -1,5 +1,6 @@
 #include "skyrelay/net/ws_session.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <boost/beast/http/status.hpp>
@@ -115,7 +116,9 @@ void ws_session::start(const std::string& path, const std::string& query,
   // Hold the handshake until the application decides; bound the wait like any handshake.
   timer_.expires_after(server_.config().handshake_timeout);
   timer_.async_wait([self](boost::system::error_code ec) {
-    if (!ec && self->state_ == state::pending) self->finish(disconnect_reason::transport_error);
+    if (ec || self->state_ != state::pending) return;
+    self->server_.get_metrics().limit_hit(limit_kind::handshake_timeout);
+    self->finish(disconnect_reason::transport_error);
   });
   server* srv = &server_;
   if (!server_.get_dispatcher().post([srv, info = std::move(info)] { srv->hooks().on_connect(info); }))
@@ -174,6 +177,7 @@ void ws_session::send_text(std::string_view payload) {
 
 void ws_session::deliver(const frame_ptr& f, overflow_policy policy) {
   auto r = outbox_.push(f, policy);
+  if (r.dropped || r.overflow) server_.get_metrics().limit_hit(limit_kind::outbox);
   if (r.dropped) {
     server_.get_metrics().drop(drop_reason::drop_oldest, r.dropped);
   }
@@ -285,6 +289,7 @@ bool ws_session::consume(char* data, std::size_t n) {
   if (code) {
     read_broken_ = true;
     const bool too_big = code == close_code::message_too_big;
+    if (too_big) server_.get_metrics().limit_hit(limit_kind::message_size);
     begin_close(code, too_big ? "message too big" : code == 1007 ? "invalid UTF-8" : "protocol error",
                 too_big ? disconnect_reason::message_too_big : disconnect_reason::protocol_error,
                 true);
@@ -566,6 +571,7 @@ void ws_session::arm_timer() {
   }
   auto deadline = last_heard_ + cfg.heartbeat_interval + (pinged_ ? cfg.heartbeat_timeout
                                                                   : std::chrono::milliseconds(0));
+  if (cfg.idle_timeout.count() > 0) deadline = std::min(deadline, last_heard_ + cfg.idle_timeout);
   timer_.expires_at(deadline);
   timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (!ec) self->on_timer(ec);
@@ -580,6 +586,11 @@ void ws_session::on_timer(boost::system::error_code) {
   }
   const auto& cfg = server_.config();
   const auto silent = std::chrono::steady_clock::now() - last_heard_;
+  if (cfg.idle_timeout.count() > 0 && silent >= cfg.idle_timeout) {
+    server_.get_metrics().limit_hit(limit_kind::idle_timeout);
+    begin_close(close_code::idle_timeout, "idle timeout", disconnect_reason::idle_timeout, true);
+    return;
+  }
   if (silent >= cfg.heartbeat_interval + cfg.heartbeat_timeout) {
     begin_close(close_code::heartbeat_timeout, "heartbeat timeout",
                 disconnect_reason::heartbeat_timeout, true);

@@ -33,6 +33,11 @@ struct server_config {
   std::size_t max_header_size{16 * 1024};   // HTTP request header bytes
   std::size_t max_body_size{1000 * 1000};   // HTTP request body bytes
   std::chrono::milliseconds handshake_timeout{10'000};
+  // Inbound silence: a keep-alive HTTP connection with no new request for this long is closed;
+  // a WebSocket (JSON protocol or Engine.IO transport) from which nothing at all arrives, not
+  // even a pong, is closed with 4004. SSE streams are exempt (their clients never send).
+  // It caps what the heartbeat allows (heartbeat_interval + heartbeat_timeout). 0: none.
+  std::chrono::milliseconds idle_timeout{120'000};
   std::chrono::milliseconds heartbeat_interval{30'000};  // server ping when the peer is quiet
   std::chrono::milliseconds heartbeat_timeout{20'000};   // extra silence before the peer is dead
   std::chrono::milliseconds drain_timeout{2'000};        // graceful stop: wait for close handshakes

@@ -38,6 +38,7 @@ inline constexpr std::uint16_t heartbeat_timeout = 4000;  // nothing heard from 
 inline constexpr std::uint16_t slow_consumer = 4001;      // outbox overflow with policy disconnect
 inline constexpr std::uint16_t server_disconnect = 4002;  // the application called disconnect()
 inline constexpr std::uint16_t token_expired = 4003;      // the connection's token expired
+inline constexpr std::uint16_t idle_timeout = 4004;       // nothing at all heard for idle_timeout
 }  // namespace close_code
 
 // Why a connection ended; passed to on_disconnect and counted in /metrics.
@@ -51,6 +52,7 @@ enum class disconnect_reason : std::uint8_t {
   protocol_error,
   server_shutdown,
   token_expired,      // the token the connection was opened with expired
+  idle_timeout,       // nothing at all arrived from the peer for idle_timeout
   count_
 };
 

@@ -21,6 +21,18 @@ enum class drop_reason : std::uint8_t {
   count_
 };
 
+// Limits hit that have no counter elsewhere (skyrelay_limit_hits_total{limit} also shows the
+// connection refusals, rate_limited drops and too_many_rooms errors counted by other families).
+enum class limit_kind : std::uint8_t {
+  message_size,       // an inbound WebSocket message over max_message_size (close 1009)
+  header_size,        // an HTTP request header over max_header_size (431)
+  body_size,          // an HTTP request body over max_body_size (413)
+  handshake_timeout,  // a request (or a pending connect decision) not complete in time
+  idle_timeout,       // a keep-alive HTTP connection or a WebSocket silent for idle_timeout
+  outbox,             // a connection's outbox full: a frame evicted, or the connection closed
+  count_
+};
+
 // Counters live in per-thread shards (one per I/O thread plus one shared by all other threads)
 // so that the hot path increments an uncontended cache line. Reads sum the shards; they are
 // consistent per counter, not across counters.
@@ -44,6 +56,7 @@ class metrics {
     std::atomic<std::uint64_t> refused_total_limit{0}, refused_ip_limit{0}, refused_rate_limit{0};
     std::atomic<std::uint64_t> tls_handshakes_failed{0};  // bad, plain-text or too slow
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(drop_reason::count_)> drops{};
+    std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(limit_kind::count_)> limits{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(error_code::count_)> errors{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(disconnect_reason::count_)>
         disconnects{};
@@ -63,6 +76,7 @@ class metrics {
   void drop(drop_reason r, std::uint64_t n = 1) noexcept;
   void error(error_code c) noexcept;
   void disconnect(disconnect_reason r) noexcept;
+  void limit_hit(limit_kind l) noexcept;
   void observe_latency(shard& s, std::int64_t ns) noexcept;
 
   std::uint64_t total(std::atomic<std::uint64_t> shard::*field) const noexcept;
