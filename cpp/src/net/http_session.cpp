@@ -136,13 +136,11 @@ class http_session : public std::enable_shared_from_this<http_session> {
     if (buffer_.size() > 0) return do_read();  // a pipelined request is already here
     const auto idle = server_.config().idle_timeout;
     if (idle.count() > 0)
-      stream_.expires_after(idle);
+      expires_after(idle, limit_kind::idle_timeout);
     else
-      stream_.expires_never();
+      expires_never();
     stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](
                                                        beast::error_code ec, std::size_t n) {
-      if (ec == beast::error::timeout)
-        self->server_.get_metrics().limit_hit(limit_kind::idle_timeout);
       if (ec) return self->close();
       self->buffer_.commit(n);
       self->do_read();
@@ -150,8 +148,6 @@ class http_session : public std::enable_shared_from_this<http_session> {
   }
 
   void on_read(beast::error_code ec) {
-    if (ec == beast::error::timeout)
-      server_.get_metrics().limit_hit(limit_kind::handshake_timeout);
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == boost::asio::error::connection_reset || ec == boost::asio::error::eof ||
         ec == boost::asio::error::operation_aborted || ec == ssl::error::stream_truncated ||
@@ -772,13 +768,15 @@ class http_session : public std::enable_shared_from_this<http_session> {
     stream_.socket().close(ec);
   }
 
-  // The time the next read or write may take; when it passes, the socket is closed, which
-  // ends the pending operation with an error.
-  void expires_after(std::chrono::milliseconds limit) {
+  // The time the next read or write may take; when it passes, the limit is counted and the
+  // socket is closed, which ends the pending operation with an error.
+  void expires_after(std::chrono::milliseconds limit,
+                     limit_kind kind = limit_kind::handshake_timeout) {
     const auto generation = ++deadline_generation_;
     deadline_.expires_after(limit);
-    deadline_.async_wait([self = shared_from_this(), generation](boost::system::error_code ec) {
+    deadline_.async_wait([self = shared_from_this(), generation, kind](boost::system::error_code ec) {
       if (ec || generation != self->deadline_generation_) return;
+      self->server_.get_metrics().limit_hit(kind);
       self->stream_.close();
     });
   }
