@@ -165,6 +165,7 @@ class py_server {
       cfg.jwt = jwt_config(options["jwt"].cast<py::dict>());
     if (options.contains("access") && !options["access"].is_none())
       cfg.access = access_config(options["access"].cast<py::dict>());
+    get("roles_from_connect", cfg.roles_from_connect);
 
     app_hooks hooks;
     if (!on_connect.is_none()) {
@@ -312,8 +313,11 @@ void register_server(py::module_& m) {
            py::arg("event"), py::arg("data"), py::arg("to"), py::arg("skip"), py::arg("policy"),
            py::arg("nsp") = "/", py::arg("sio_args") = py::none(),
            py::arg("attachments") = std::vector<std::string>{})
-      .def("sio_accept", [](py_server& s, const std::string& sid) { return s.get().sio_accept(sid); },
-           py::call_guard<py::gil_scoped_release>())
+      .def("sio_accept",
+           [](py_server& s, const std::string& sid, std::optional<std::vector<std::string>> roles) {
+             return s.get().sio_accept(sid, std::move(roles));
+           },
+           py::arg("sid"), py::arg("roles") = py::none(), py::call_guard<py::gil_scoped_release>())
       .def("sio_refuse",
            [](py_server& s, const std::string& sid, const std::string& message,
               const std::string& data) { return s.get().sio_refuse(sid, message, data); },
@@ -333,8 +337,11 @@ void register_server(py::module_& m) {
       .def("sio_disconnect",
            [](py_server& s, const std::string& sid) { return s.get().sio_disconnect(sid); },
            py::call_guard<py::gil_scoped_release>())
-      .def("accept", [](py_server& s, const std::string& sid) { return s.get().accept(sid); },
-           py::call_guard<py::gil_scoped_release>())
+      .def("accept",
+           [](py_server& s, const std::string& sid, std::optional<std::vector<std::string>> roles) {
+             return s.get().accept(sid, std::move(roles));
+           },
+           py::arg("sid"), py::arg("roles") = py::none(), py::call_guard<py::gil_scoped_release>())
       .def("refuse",
            [](py_server& s, const std::string& sid, unsigned status, std::string message) {
              return s.get().refuse(sid, status, std::move(message));
@@ -366,8 +373,7 @@ void register_server(py::module_& m) {
                               const std::string& nsp, const std::string& room) {
              server& srv = s.get();
              if (const auto& policy = srv.config().access; policy && policy->has_room_rules()) {
-               const auto id = srv.identity_of(sid);
-               if (auto refusal = policy->check_room(nsp, room, auth::connection_roles(id.get()))) {
+               if (auto refusal = policy->check_room(nsp, room, srv.roles_of(sid))) {
                  auto& m = srv.get_metrics();
                  m.add(m.local().forbidden_room);
                  return std::pair<bool, std::optional<std::string>>(false, std::move(refusal->message));

@@ -247,6 +247,7 @@ class Server:
         jwt: JWTAuth | None = None,
         namespace_roles: Mapping[str, Iterable[str]] | None = None,
         room_roles: Mapping[str, Iterable[str]] | None = None,
+        roles_from_connect: bool = False,
         ssl_certfile: str | os.PathLike[str] | None = None,
         ssl_keyfile: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -355,7 +356,10 @@ class Server:
         self._dispatch_ident: int | None = None
         self._ns_patterns: list[re.Pattern[str]] = []
         self._event_limits: dict[str, tuple[float, float]] = {}
-        # Role requirements (docs/api.md "Authorization"), passed to C++ at start().
+        # Role requirements (docs/api.md "Authorization"), passed to C++ at start(). With
+        # roles_from_connect, a connect handler's conn.roles replace the token's, and the
+        # namespace and handshake-room checks wait for the handler.
+        self._options["roles_from_connect"] = bool(roles_from_connect)
         self._namespace_roles: dict[str, list[str]] = {}
         self._room_roles: list[tuple[str, str, list[str]]] = []
         self._event_roles: dict[tuple[str, str], list[str]] = {}
@@ -791,7 +795,8 @@ class Server:
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is None and result is not False:
-                core.accept(sid)
+                if not core.accept(sid, self._granted_roles(conn)):
+                    self._connections.pop(sid, None)  # gone, or refused for its roles
                 return
             self._connections.pop(sid, None)
             if isinstance(exc, ConnectionRefused):
@@ -803,6 +808,23 @@ class Server:
                 core.refuse(sid, 403, "connection refused")
 
         self._call(handler, (conn,), done)
+
+    def _granted_roles(self, conn: Connection) -> list[str] | None:
+        """The roles a connect handler left in ``conn.roles`` when they are not the token's:
+        passed to C++ with ``roles_from_connect``, else ignored with a warning."""
+        token_roles = list(conn.claims.get("roles") or [])
+        roles = conn.roles
+        if isinstance(roles, str) or not isinstance(roles, (list, tuple)):
+            roles = [roles]
+        roles = [str(r) for r in roles]
+        if roles == token_roles:
+            return None
+        if not self._options["roles_from_connect"]:
+            log.warning("conn.roles set by a connect handler is not used for role checks "
+                        "unless the server has roles_from_connect=True")
+            return None
+        conn.roles = roles
+        return roles
 
     def _hook_message(self, sid: str, event: str, data: str, request_id: str) -> None:
         self._dispatch_ident = threading.get_ident()

@@ -93,12 +93,14 @@ class SocketIOBridge:
         server._connections[sid] = conn
         handler = server._namespace_handler(server._connect_handlers, nsp)
         if handler is None:
-            core.sio_accept(sid)
+            if not core.sio_accept(sid):
+                server._connections.pop(sid, None)
             return
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is None and result is not False:
-                core.sio_accept(sid)
+                if not core.sio_accept(sid, server._granted_roles(conn)):
+                    server._connections.pop(sid, None)  # gone, or refused for its roles
                 return
             server._connections.pop(sid, None)
             if isinstance(exc, ConnectionRefused):

@@ -10,6 +10,7 @@ import queue
 import re
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import jwt as pyjwt
@@ -361,3 +362,111 @@ def test_flask_socketio_facade_takes_roles(sio):
     finally:
         helper.disconnect()
         socketio.stop()
+
+
+# -- roles from the connect handler ----------------------------------------------------------
+
+KEYS = {"op-key": ["operator"], "admin-key": ["admin", "operator"]}
+
+
+@pytest.fixture
+def keyed(skyrelay_server_factory):
+    """No JWT: the app's connect handlers look API keys up and set conn.roles from them."""
+    seen: queue.Queue = queue.Queue()
+
+    def configure(server: skyrelay.Server) -> None:
+        @server.on("connect")
+        def connect_json(conn):
+            key = parse_qs(conn.query).get("key", [""])[0]
+            conn.roles = KEYS.get(key, [])
+            seen.put(("connect", conn.transport, key))
+
+        @server.on("connect", namespace="/admin")
+        def connect_admin(conn):
+            conn.roles = KEYS.get((conn.auth or {}).get("key"), [])
+            seen.put(("connect", "/admin", conn.roles))
+
+        @server.on("purge", roles=["admin"])
+        def purge(conn, data):
+            return "purged"
+
+        @server.on("purge", namespace="/admin", roles=["admin"])
+        def purge_admin(conn, data):
+            return "purged"
+
+        @server.on("join")
+        def join(conn, room):
+            return conn.join(room)
+
+    server = skyrelay_server_factory(configure, roles_from_connect=True,
+                                     namespace_roles={"/admin": ["admin"]},
+                                     room_roles={"well:*": ["operator"]})
+    server.seen = seen
+    return server
+
+
+def test_a_connect_handler_gives_roles_with_roles_from_connect(keyed):
+    assert ws_refusal(keyed, None, "/ws/well:1?key=nope") == (
+        403, {"error": "forbidden",
+              "message": 'room "well:1" requires the role operator'})
+    assert keyed.seen.get(timeout=5) == ("connect", "websocket", "nope")  # the handler ran first
+    wait_until(lambda: not keyed._connections)  # the refused connection is forgotten
+    with ws(keyed, None, "/ws/well:1?key=op-key") as op, ws(keyed, None, "/ws?key=admin-key") as admin:
+        op.expect_frame("subscribed")
+        keyed.emit("reading", 1, to="well:1")
+        assert op.expect("reading") == 1
+        with pytest.raises(ResponseError) as info:
+            op.request("purge")
+        assert info.value.code == "forbidden"
+        assert admin.request("purge") == "purged"
+        assert admin.request("join", "well:2") is True
+        assert admin.subscribe("well:3")["topic"] == "well:3"
+    r = httpx.get(f"http://127.0.0.1:{keyed.port}/sse/well:1?key=nope", timeout=5)
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    assert forbidden("room", keyed) == 2
+
+
+def test_a_socketio_connect_handler_gives_roles_with_roles_from_connect(keyed, sio):
+    url = f"http://127.0.0.1:{keyed.port}"
+    guest = sio()
+    errors: list[Any] = []
+    guest.on("connect_error", lambda data: errors.append(data), namespace="/admin")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        guest.connect(url, namespaces=["/admin"], auth={"key": "op-key"},
+                      transports=["websocket"], wait_timeout=5)
+    assert errors == [{"message": 'namespace "/admin" requires the role admin',
+                       "data": {"code": "forbidden"}}]
+    wait_until(lambda: not keyed._connections)
+    admin = sio()
+    admin.connect(url, namespaces=["/admin"], auth={"key": "admin-key"},
+                  transports=["websocket"], wait_timeout=5)
+    assert admin.call("purge", None, namespace="/admin", timeout=5) == "purged"
+    assert forbidden("namespace", keyed) == 1
+
+
+def test_without_roles_from_connect_the_token_decides_before_the_handler(skyrelay_server_factory,
+                                                                         caplog):
+    ran: list[str] = []
+
+    def configure(server: skyrelay.Server) -> None:
+        @server.on("connect")
+        def on_connect(conn):
+            ran.append(conn.transport)
+            conn.roles = ["operator"]  # ignored: the server does not take roles from here
+
+        @server.on("whoami")
+        def whoami(conn, data):
+            return conn.roles
+
+    server = skyrelay_server_factory(
+        configure, jwt=skyrelay.JWTAuth(keys=[skyrelay.JWTKey.hmac("k", SECRET, ["HS256"])],
+                                        require_kind=False),
+        room_roles={"well:*": ["operator"]})
+    assert ws_refusal(server, VIEWER, "/ws/well:1")[0] == 403
+    assert ran == []  # refused before the connect handler
+    with caplog.at_level("WARNING", logger="skyrelay"):
+        with ws(server, VIEWER) as viewer:
+            viewer.send({"type": "subscribe", "topic": "well:1"})
+            assert viewer.expect_frame("error")["code"] == "forbidden"
+    assert ran == ["websocket"]
+    assert "roles_from_connect" in caplog.text

@@ -163,6 +163,17 @@ auth::identity_ptr sio_socket::identity() const {
   return identity_;
 }
 
+void sio_socket::grant_roles(std::vector<std::string> roles) {
+  std::lock_guard lock(mu_);
+  granted_roles_ = std::move(roles);
+}
+
+std::vector<std::string> sio_socket::roles() const {
+  std::lock_guard lock(mu_);
+  if (granted_roles_) return *granted_roles_;
+  return identity_ ? identity_->roles : std::vector<std::string>{};
+}
+
 void sio_socket::arm_expiry(asio::any_io_executor ex, server& srv) {
   if (!identity()) return;
   // Made and started on its executor, where its cancellation runs too.
@@ -617,8 +628,10 @@ void eio_session::on_connect_packet(const sio::packet& p) {
       return;
     }
   }
-  // The namespace's role requirement, checked against the token just verified.
-  if (const auto& policy = server_.config().access) {
+  // The namespace's role requirement, checked against the token just verified (or, when the
+  // connect hook may grant roles, in sio_accept after it).
+  if (const auto& policy = server_.config().access;
+      policy && !(server_.config().roles_from_connect && server_.hooks().on_sio_connect)) {
     if (auto refusal = policy->check_namespace(p.nsp, auth::connection_roles(identity.get()))) {
       auto& m = server_.get_metrics();
       m.add(m.local().forbidden_namespace);
@@ -743,7 +756,7 @@ void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attach
       }
       std::int64_t id = p.id ? static_cast<std::int64_t>(*p.id) : -1;
       if (const auto& policy = server_.config().access) {
-        if (auto refusal = policy->check_event(p.nsp, name, auth::connection_roles(sock->identity().get()))) {
+        if (auto refusal = policy->check_event(p.nsp, name, sock->roles())) {
           // Not handled. The client learns why: in the ack it asked for, else in a "forbidden"
           // event; both carry {"error": {"code": "forbidden", "message": ..., "event": ...}}.
           server_.get_metrics().add(server_.get_metrics().local().forbidden_event);

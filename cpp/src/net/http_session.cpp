@@ -283,21 +283,22 @@ class http_session : public std::enable_shared_from_this<http_session> {
 
   // The role requirements of a JSON-protocol or SSE handshake: the "/" namespace's, and each
   // room's in `rooms`. True when they are met; else a 403 {"error":"forbidden",...} is written.
+  // With a connect hook, which may grant roles, a refusal waits for its decision instead (the
+  // session checks again on acceptance).
   bool check_access(const request& req, const auth::identity_ptr& id,
                     const std::vector<std::string>& rooms) {
     const auto& policy = server_.config().access;
     if (!policy) return true;
-    auto& m = server_.get_metrics();
     const auto& roles = auth::connection_roles(id.get());
     auto refusal = policy->check_namespace("/", roles);
-    if (refusal) {
-      m.add(m.local().forbidden_namespace);
-    } else {
+    const bool for_namespace = refusal.has_value();
+    if (!refusal)
       for (const auto& room : rooms)
         if ((refusal = policy->check_room("/", room, roles))) break;
-      if (!refusal) return true;
-      m.add(m.local().forbidden_room);
-    }
+    if (!refusal || (server_.config().roles_from_connect && server_.hooks().on_connect))
+      return true;
+    auto& m = server_.get_metrics();
+    m.add(for_namespace ? m.local().forbidden_namespace : m.local().forbidden_room);
     m.add(m.local().handshakes_rejected);
     http::response<http::string_body> res{http::status::forbidden, req.version()};
     res.set(http::field::content_type, "application/json");

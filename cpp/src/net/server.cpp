@@ -7,6 +7,7 @@
 
 #include <boost/asio/ssl/context.hpp>
 
+#include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/net/eio_session.hpp"
 #include "skyrelay/net/listener.hpp"
@@ -340,9 +341,18 @@ void server::finish_idempotent(const std::string& key, std::string answer) {
   if (auto it = idem_.find(key); it != idem_.end()) it->second.answer = std::move(answer);
 }
 
-bool server::accept(const std::string& sid) {
+bool server::accept(const std::string& sid, std::optional<std::vector<std::string>> roles) {
   auto s = find_session(sid);
   if (!s) return false;
+  if (roles && cfg_.roles_from_connect) s->grant_roles(std::move(*roles));
+  // The namespace's and the handshake topics' requirements, on the roles the hook left (when
+  // it may not grant any, the handshake met them already before the hook).
+  if (cfg_.roles_from_connect) {
+    if (auto refusal = s->role_refusal()) {
+      s->refuse_forbidden(std::move(refusal->message));
+      return false;
+    }
+  }
   s->accept();
   return true;
 }
@@ -383,9 +393,20 @@ bool server::send_error(const std::string& sid, const std::string& code,
   return true;
 }
 
-bool server::sio_accept(const std::string& sid) {
+bool server::sio_accept(const std::string& sid, std::optional<std::vector<std::string>> roles) {
   auto s = find_socket(sid);
-  return s && s->accept();
+  if (!s) return false;
+  if (roles && cfg_.roles_from_connect) s->grant_roles(std::move(*roles));
+  if (cfg_.access) {
+    if (auto refusal = cfg_.access->check_namespace(s->nsp(), s->roles())) {
+      auto& m = metrics_;
+      m.add(m.local().forbidden_namespace);
+      m.add(m.local().handshakes_rejected);
+      sio_refuse(sid, refusal->message, R"({"code":"forbidden"})");
+      return false;
+    }
+  }
+  return s->accept();
 }
 
 bool server::sio_refuse(const std::string& sid, const std::string& message,
@@ -460,6 +481,12 @@ auth::identity_ptr server::identity_of(const std::string& sid) const {
   if (auto s = find_session(sid)) return s->identity();
   if (auto s = find_socket(sid)) return s->identity();
   return nullptr;
+}
+
+std::vector<std::string> server::roles_of(const std::string& sid) const {
+  if (auto s = find_session(sid)) return *s->roles();
+  if (auto s = find_socket(sid)) return s->roles();
+  return {};
 }
 
 void server::expire_socket(const std::shared_ptr<sio_socket>& s) {

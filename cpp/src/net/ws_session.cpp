@@ -18,8 +18,11 @@ constexpr int max_reads_per_turn = 8;  // then yield to other connections on thi
 constexpr auto close_wait = std::chrono::seconds(2);  // for the peer's close frame
 constexpr std::chrono::milliseconds tls_close_wait{1000};  // for the peer's close_notify
 
-std::string http_refusal(unsigned status, const std::string& message) {
-  std::string body = "{\"error\":\"connection_refused\",\"message\":";
+std::string http_refusal(unsigned status, const std::string& message,
+                         std::string_view error = "connection_refused") {
+  std::string body = "{\"error\":";
+  proto::append_json_string(body, error);
+  body += ",\"message\":";
   proto::append_json_string(body, message);
   body += '}';
   const auto known = boost::beast::http::int_to_status(status);
@@ -133,6 +136,51 @@ void ws_session::start_with(std::weak_ptr<ws_handler> handler, std::string first
   asio::post(socket_.get_executor(), [self, first = std::move(first)]() mutable {
     if (!first.empty()) self->prefix_ += ws::encode(ws::opcode::text, first);
     self->on_accept();
+  });
+}
+
+void ws_session::grant_roles(std::vector<std::string> roles) {
+  granted_roles_.store(std::make_shared<const std::vector<std::string>>(std::move(roles)));
+}
+
+std::shared_ptr<const std::vector<std::string>> ws_session::roles() const {
+  if (auto granted = granted_roles_.load()) return granted;
+  static const std::vector<std::string> none;
+  if (!identity_) return {std::shared_ptr<void>(), &none};
+  return {identity_, &identity_->roles};
+}
+
+std::optional<auth::access_denial> ws_session::role_refusal() const {
+  const auto& policy = server_.config().access;
+  if (!policy || has_handler_) return std::nullopt;
+  const auto held = roles();
+  auto& m = server_.get_metrics();
+  if (auto refusal = policy->check_namespace("/", *held)) {
+    m.add(m.local().forbidden_namespace);
+    return refusal;
+  }
+  auto check = [&](const std::string& t) -> std::optional<auth::access_denial> {
+    auto refusal = policy->check_room("/", t, *held);
+    if (refusal) m.add(m.local().forbidden_room);
+    return refusal;
+  };
+  if (sse_) {
+    for (const auto& t : sse_topics_)
+      if (auto refusal = check(t)) return refusal;
+  } else if (!topic_.empty()) {
+    return check(topic_);
+  }
+  return std::nullopt;
+}
+
+void ws_session::refuse_forbidden(std::string message) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), message = std::move(message)] {
+    if (self->state_ != state::pending) return;
+    self->state_ = state::closing;
+    self->refused_ = true;
+    self->prefix_ = http_refusal(403, message, "forbidden");
+    self->server_.get_metrics().add(self->server_.get_metrics().local().handshakes_rejected);
+    self->flush();
   });
 }
 
@@ -375,7 +423,8 @@ void ws_session::on_text(std::string_view text) {
   // Role requirements of the topics or the event, before anything else happens.
   if (const auto& policy = server_.config().access;
       policy && msg.type != proto::client_type::ping && msg.type != proto::client_type::unsubscribe) {
-    const auto& roles = auth::connection_roles(identity_.get());
+    const auto held = this->roles();
+    const auto& roles = *held;
     std::optional<auth::access_denial> refusal;
     if (msg.type == proto::client_type::subscribe) {
       for (const auto& t : msg.topics)

@@ -92,6 +92,10 @@ struct server_config {
   // Role requirements per namespace, room pattern and event (docs/api.md "Authorization"),
   // checked before any application hook runs; refusals are "forbidden". Null: none.
   std::shared_ptr<const auth::access_policy> access;
+  // When set, the application's connect hook may give a connection its roles (server::accept
+  // with roles, in place of the token's), and the namespace and handshake-room requirements
+  // are checked after the hook instead of before it.
+  bool roles_from_connect{false};
 
   // Server-Sent Events: a keep-alive comment this often, and the reconnection delay the
   // browser is told to use (the `retry:` field).

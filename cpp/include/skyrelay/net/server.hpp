@@ -135,7 +135,10 @@ class server {
   void finish_idempotent(const std::string& key, std::string answer);
 
   // Answers to the application's decisions and requests; thread-safe. False if the sid is gone.
-  bool accept(const std::string& sid);
+  // With `roles` (server_config::roles_from_connect), the connection's roles become those, in
+  // place of its token's, before its role requirements are checked.
+  bool accept(const std::string& sid,
+              std::optional<std::vector<std::string>> roles = std::nullopt);
   bool refuse(const std::string& sid, unsigned status, std::string message);
   bool respond(const std::string& sid, const std::string& request_id, bool ok,
                const std::string& data_or_code, const std::string& message);
@@ -144,7 +147,10 @@ class server {
   bool send_error(const std::string& sid, const std::string& code, const std::string& message);
 
   // Socket.IO: thread-safe; false when the socket is gone.
-  bool sio_accept(const std::string& sid);
+  // Accepts a CONNECT unless the namespace's role requirement refuses it (then connect_error
+  // with data {"code":"forbidden"}); `roles` as for accept().
+  bool sio_accept(const std::string& sid,
+                  std::optional<std::vector<std::string>> roles = std::nullopt);
   bool sio_refuse(const std::string& sid, const std::string& message, const std::string& data_json);
   // Sends a Socket.IO packet (its text, without the Engine.IO type) and its binary attachments.
   bool sio_send(const std::string& sid, std::string packet, std::vector<std::string> attachments);
@@ -152,6 +158,8 @@ class server {
   // The identity of a connection's token (JSON protocol, SSE or Socket.IO); null when the
   // connection is gone or was opened without a token. Thread-safe.
   auth::identity_ptr identity_of(const std::string& sid) const;
+  // The roles a connection's role requirements are checked against (empty when it is gone).
+  std::vector<std::string> roles_of(const std::string& sid) const;
   // A Socket.IO socket's token expired: it is disconnected (or, still waiting for the connect
   // hook, refused) with disconnect_reason::token_expired.
   void expire_socket(const std::shared_ptr<sio_socket>& s);

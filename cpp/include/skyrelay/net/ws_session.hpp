@@ -7,6 +7,8 @@
 // frames are SSE blocks, with keep-alive comments instead of pings and no inbound messages.
 #pragma once
 
+#include <atomic>
+
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -15,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/errors.hpp"
 #include "skyrelay/core/inbound_limit.hpp"
@@ -82,6 +85,17 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   // 4003 "token expired", or for SSE a `token_expired` event and the end of the stream.
   void set_identity(auth::identity_ptr id) { identity_ = std::move(id); }
   const auth::identity_ptr& identity() const noexcept { return identity_; }
+  // Roles the application's connect hook gave the connection (server::accept), in place of
+  // its token's. Thread-safe; call before accept().
+  void grant_roles(std::vector<std::string> roles);
+  // The roles role requirements are checked against: the granted ones, else the token's.
+  // Thread-safe.
+  std::shared_ptr<const std::vector<std::string>> roles() const;
+  // Whether the handshake's role requirements (the "/" namespace, and its topics) refuse the
+  // connection's roles; counted in skyrelay_forbidden_total. Thread-safe.
+  std::optional<auth::access_denial> role_refusal() const;
+  // Refuses the pending handshake with 403 {"error":"forbidden","message":...}. Thread-safe.
+  void refuse_forbidden(std::string message);
   // Keeps the connection's admission slot (server::admit) for as long as the session lives.
   void hold(std::shared_ptr<void> slot) { slot_ = std::move(slot); }
   // Runs `fn` on the session's executor, after the work already posted there (such as the
@@ -130,6 +144,7 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   asio::steady_timer timer_;
   asio::steady_timer expiry_timer_;  // the token's end (identity_->ends_at)
   auth::identity_ptr identity_;
+  std::atomic<std::shared_ptr<const std::vector<std::string>>> granted_roles_;
 
   std::string prefix_;  // bytes to write before the outbox (the 101 response, welcome, close)
   std::string topic_;   // subscribed on acceptance (/ws/<topic>)
