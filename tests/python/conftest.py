@@ -5,5 +5,24 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 # Let tests import helper modules that live next to them (wsraw.py).
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture
+def sio_clients():
+    """Makes python-socketio clients (no reconnection), disconnected after the test."""
+    import socketio
+
+    clients: list[socketio.Client] = []
+
+    def make() -> socketio.Client:
+        client = socketio.Client(reconnection=False)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.disconnect()

@@ -117,20 +117,6 @@ def auth_server(skyrelay_server_factory):
 
 
 @pytest.fixture
-def sio_clients():
-    clients: list[socketio.Client] = []
-
-    def make() -> socketio.Client:
-        client = socketio.Client(reconnection=False)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.disconnect()
-
-
-@pytest.fixture
 def streams():
     opened: list[Stream] = []
 

@@ -205,24 +205,10 @@ def test_sse_topics_are_checked_before_the_stream_opens(wells):
 
 # -- Socket.IO --------------------------------------------------------------------------------
 
-@pytest.fixture
-def sio():
-    clients: list[socketio.Client] = []
-
-    def make() -> socketio.Client:
-        client = socketio.Client(reconnection=False)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.disconnect()
-
-
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
-def test_a_namespace_needs_one_of_its_roles(wells, sio, transport):
+def test_a_namespace_needs_one_of_its_roles(wells, sio_clients, transport):
     url = f"http://127.0.0.1:{wells.port}"
-    client = sio()
+    client = sio_clients()
     errors: list[Any] = []
     client.on("connect_error", lambda data: errors.append(data), namespace="/admin")
     with pytest.raises(socketio.exceptions.ConnectionError):
@@ -230,7 +216,7 @@ def test_a_namespace_needs_one_of_its_roles(wells, sio, transport):
                        transports=[transport], wait_timeout=5)
     assert errors == [{"message": 'namespace "/admin" requires the role admin',
                        "data": {"code": "forbidden"}}]
-    admin = sio()
+    admin = sio_clients()
     admin.connect(url, namespaces=["/admin"], auth={"token": ADMIN}, transports=[transport],
                   wait_timeout=5)
     assert wells.handled.get(timeout=5) == ("admin_connect", "root", None)
@@ -238,9 +224,9 @@ def test_a_namespace_needs_one_of_its_roles(wells, sio, transport):
     assert forbidden("namespace", wells) == 1
 
 
-def test_socketio_events_with_roles_answer_in_the_ack_or_with_a_forbidden_event(wells, sio):
+def test_socketio_events_with_roles_answer_in_the_ack_or_with_a_forbidden_event(wells, sio_clients):
     url = f"http://127.0.0.1:{wells.port}"
-    viewer = sio()
+    viewer = sio_clients()
     refused: queue.Queue = queue.Queue()
     viewer.on("forbidden", lambda data: refused.put(data))
     viewer.connect(url, auth={"token": VIEWER}, transports=["websocket"], wait_timeout=5)
@@ -252,7 +238,7 @@ def test_socketio_events_with_roles_answer_in_the_ack_or_with_a_forbidden_event(
     assert refused.get(timeout=5)["error"]["code"] == "forbidden"
     assert viewer.call("chat", "hi", timeout=5) == "ok"
 
-    admin = sio()
+    admin = sio_clients()
     admin.connect(url, auth={"token": ADMIN}, transports=["websocket"], wait_timeout=5)
     assert admin.call("broadcast_announcement", "drill", timeout=5) == {"announced": "drill"}
     handled = [wells.handled.get(timeout=5) for _ in range(2)]
@@ -260,9 +246,9 @@ def test_socketio_events_with_roles_answer_in_the_ack_or_with_a_forbidden_event(
     assert forbidden("event", wells) == 2
 
 
-def test_event_rules_belong_to_their_namespace(wells, sio):
+def test_event_rules_belong_to_their_namespace(wells, sio_clients):
     url = f"http://127.0.0.1:{wells.port}"
-    operator = sio()
+    operator = sio_clients()
     operator.connect(url, namespaces=["/", "/ops"], auth={"token": OPERATOR},
                      transports=["websocket"], wait_timeout=5)
     # In /ops, announcements are for operators; in "/", for admins.
@@ -273,7 +259,7 @@ def test_event_rules_belong_to_their_namespace(wells, sio):
 
 # -- joins made by the application --------------------------------------------------------------
 
-def test_server_join_holds_the_connection_to_the_room_rules(wells, sio):
+def test_server_join_holds_the_connection_to_the_room_rules(wells, sio_clients):
     with ws(wells, VIEWER) as viewer, ws(wells, OPERATOR) as operator:
         with pytest.raises(ResponseError) as info:
             viewer.request("join", "well:3")
@@ -286,7 +272,7 @@ def test_server_join_holds_the_connection_to_the_room_rules(wells, sio):
         viewer.emit("join", "well:4")
         assert viewer.expect_frame("error")["code"] == "forbidden"
 
-    client = sio()
+    client = sio_clients()
     client.connect(f"http://127.0.0.1:{wells.port}", auth={"token": VIEWER},
                    transports=["websocket"], wait_timeout=5)
     answer = client.call("join", "well:3", timeout=5)
@@ -327,7 +313,7 @@ def test_rules_are_checked_when_they_are_set():
 
 # -- the Flask-SocketIO facade --------------------------------------------------------------
 
-def test_flask_socketio_facade_takes_roles(sio):
+def test_flask_socketio_facade_takes_roles(sio_clients):
     import flask
 
     from skyrelay.flask import SocketIO, join_room
@@ -349,7 +335,7 @@ def test_flask_socketio_facade_takes_roles(sio):
     helper = socketio.test_client(app)  # builds and starts the server
     try:
         url = f"http://127.0.0.1:{socketio.server.port}"
-        viewer, admin = sio(), sio()
+        viewer, admin = sio_clients(), sio_clients()
         viewer.connect(url, auth={"token": VIEWER}, transports=["websocket"], wait_timeout=5)
         admin.connect(url, auth={"token": token("admin", "operator")},
                       transports=["websocket"], wait_timeout=5)
@@ -426,9 +412,9 @@ def test_a_connect_handler_gives_roles_with_roles_from_connect(keyed):
     assert forbidden("room", keyed) == 2
 
 
-def test_a_socketio_connect_handler_gives_roles_with_roles_from_connect(keyed, sio):
+def test_a_socketio_connect_handler_gives_roles_with_roles_from_connect(keyed, sio_clients):
     url = f"http://127.0.0.1:{keyed.port}"
-    guest = sio()
+    guest = sio_clients()
     errors: list[Any] = []
     guest.on("connect_error", lambda data: errors.append(data), namespace="/admin")
     with pytest.raises(socketio.exceptions.ConnectionError):
@@ -437,7 +423,7 @@ def test_a_socketio_connect_handler_gives_roles_with_roles_from_connect(keyed, s
     assert errors == [{"message": 'namespace "/admin" requires the role admin',
                        "data": {"code": "forbidden"}}]
     wait_until(lambda: not keyed._connections)
-    admin = sio()
+    admin = sio_clients()
     admin.connect(url, namespaces=["/admin"], auth={"key": "admin-key"},
                   transports=["websocket"], wait_timeout=5)
     assert admin.call("purge", None, namespace="/admin", timeout=5) == "purged"
