@@ -484,3 +484,27 @@ def test_keys_that_do_not_fit_are_refused_at_construction():
         skyrelay.JWTAuth([])
     with pytest.raises(TypeError):
         skyrelay.Server(port=0, jwt={"keys": []})
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+def test_socketio_takes_the_token_from_an_authorization_header_too(auth_server, sio_clients,
+                                                                   transports):
+    """Non-browser clients may send the token as a header of the Engine.IO handshake; a token
+    in the CONNECT payload wins over it."""
+    server = auth_server()
+    client = sio_clients()
+    client.connect(f"http://127.0.0.1:{server.port}", headers=bearer(token(sub="hdr")),
+                   transports=transports, wait_timeout=10)
+    assert client.call("whoami", None, timeout=5)["user"] == "hdr"
+    both = sio_clients()
+    both.connect(f"http://127.0.0.1:{server.port}", headers=bearer(token(sub="hdr")),
+                 auth={"token": token(sub="payload")}, transports=transports, wait_timeout=10)
+    assert both.call("whoami", None, timeout=5)["user"] == "payload"
+    refused = sio_clients()
+    errors: list[Any] = []
+    refused.on("connect_error", lambda data: errors.append(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        refused.connect(f"http://127.0.0.1:{server.port}",
+                        headers=bearer(token(exp_in=-60)), transports=transports,
+                        wait_timeout=5)
+    assert errors[0]["data"] == {"code": "expired"}

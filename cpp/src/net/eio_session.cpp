@@ -1,6 +1,7 @@
 #include "skyrelay/net/eio_session.hpp"
 
 #include <nlohmann/json.hpp>
+#include <boost/beast/core/string.hpp>
 
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/core/clock.hpp"
@@ -608,6 +609,15 @@ void eio_session::on_connect_packet(const sio::packet& p) {
           token = it->get<std::string>();
         else
           refusal = auth::auth_refusal{"malformed", "\"token\" must be a string"};
+      }
+    }
+    // Non-browser clients may send the token as a header of the Engine.IO handshake instead
+    // (python-socketio's headers=, socket.io-client's extraHeaders); the payload's wins.
+    if (token.empty() && !refusal) {
+      for (const auto& [name, value] : headers_) {
+        if (!boost::beast::iequals(name, "authorization")) continue;
+        if (auto bearer = auth::bearer_token(value)) token = std::string(*bearer);
+        break;
       }
     }
     if (!refusal && (!token.empty() || jwt->required)) {
