@@ -814,9 +814,7 @@ class Server:
         passed to C++ with ``roles_from_connect``, else ignored with a warning."""
         token_roles = list(conn.claims.get("roles") or [])
         roles = conn.roles
-        if isinstance(roles, str) or not isinstance(roles, (list, tuple)):
-            roles = [roles]
-        roles = [str(r) for r in roles]
+        roles = [str(r) for r in ([roles] if isinstance(roles, str) else list(roles or []))]
         if roles == token_roles:
             return None
         if not self._options["roles_from_connect"]:

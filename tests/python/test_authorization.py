@@ -369,8 +369,8 @@ def keyed(skyrelay_server_factory):
 
         @server.on("connect", namespace="/admin")
         def connect_admin(conn):
-            conn.roles = KEYS.get((conn.auth or {}).get("key"), [])
-            seen.put(("connect", "/admin", conn.roles))
+            conn.roles = set(KEYS.get((conn.auth or {}).get("key"), []))  # any iterable
+            seen.put(("connect", "/admin", sorted(conn.roles)))
 
         @server.on("purge", roles=["admin"])
         def purge(conn, data):
