@@ -10,6 +10,7 @@ time in a temporary directory (skyrelay: Server(ssl_certfile=, ssl_keyfile=); we
 serve(ssl=ssl.SSLContext)). The client verifies it (it is its own CA).
 
     .venv/bin/python bench/run_tls.py [--rounds 3] [--quick] [--wait-quiet 600] [--no-plain]
+                                      [--scenarios saturation,equal,tls-cost]
 """
 
 from __future__ import annotations
@@ -86,6 +87,12 @@ def main() -> int:
     p.add_argument("--websockets-rate", type=float, default=200.0)
     # One equal load for latency, the same for all.
     p.add_argument("--latency-rate", type=float, default=10.0)
+    # TLS cost below saturation: skyrelay over wss and over plain ws at one load that both
+    # deliver in full, so the CPU per delivery compares like with like (at saturation it also
+    # carries the work for frames that the outboxes drop).
+    p.add_argument("--tls-cost-rate", type=float, default=300.0)
+    p.add_argument("--scenarios", default="saturation,equal,tls-cost",
+                   help="comma-separated subset of: saturation, equal, tls-cost")
     p.add_argument("--no-plain", action="store_true",
                    help="skip the plain-ws runs of both servers (no TLS-cost figures)")
     p.add_argument("--quick", action="store_true", help="1 round, short windows (smoke test)")
@@ -114,8 +121,14 @@ def main() -> int:
         return args.skyrelay_rate if name.startswith("skyrelay") else args.websockets_rate
 
     equal = f"{args.latency_rate:g} msg/s x {args.clients:,}"
-    scenarios = [("saturation", {n: rate_of(n) for n in servers}),
-                 (equal, {n: args.latency_rate for n in servers if n.endswith("wss")})]
+    cost = f"{args.tls_cost_rate:g} msg/s x {args.clients:,}"
+    wanted = {k.strip() for k in args.scenarios.split(",") if k.strip()}
+    scenarios = [s for k, s in [
+        ("saturation", ("saturation", {n: rate_of(n) for n in servers})),
+        ("equal", (equal, {n: args.latency_rate for n in servers if n.endswith("wss")})),
+        ("tls-cost", (cost, {n: args.tls_cost_rate for n in servers
+                             if n.startswith("skyrelay")})),
+    ] if k in wanted]
     results: dict[str, dict[str, list[dict]]] = {}
     waiter = QuietWaiter(args.wait_quiet)
     started = time.monotonic()
@@ -162,7 +175,8 @@ def main() -> int:
                            ("saturation", "skyrelay wss", "skyrelay ws"),
                            ("saturation", "websockets wss", "websockets ws"),
                            ("saturation", "skyrelay ws", "websockets ws"),
-                           (equal, "skyrelay wss", "websockets wss")]:
+                           (equal, "skyrelay wss", "websockets wss"),
+                           (cost, "skyrelay wss", "skyrelay ws")]:
         got = ratio_line(results, scenario, a, b)
         if got:
             lines.append(got[0])
