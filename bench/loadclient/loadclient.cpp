@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -230,7 +231,10 @@ bool open_conn(const options& o, SSL_CTX* tls, conn& c, std::string& leftover, b
   if (tls) {
     c.ssl = SSL_new(tls);
     if (!c.ssl || SSL_set_fd(c.ssl, fd) != 1 || SSL_connect(c.ssl) != 1) {
-      ERR_print_errors_fp(stderr);
+      static bool told = false;  // the first failure says why; the count comes at the end
+      if (!told) ERR_print_errors_fp(stderr);
+      ERR_clear_error();
+      told = true;
       close_conn(c);
       return false;
     }
@@ -633,6 +637,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string tls_version, tls_cipher;  // as negotiated on the first connection
+  // OpenSSL writes to the socket with write(2), not send(MSG_NOSIGNAL): a pong or close echo
+  // to a server that has just closed must fail with EPIPE, not end the client.
+  if (tls) std::signal(SIGPIPE, SIG_IGN);
   stats st;
   st.expect = o.expect;
   int connected = 0;
