@@ -126,7 +126,9 @@ def main() -> int:
     wanted = {k.strip() for k in args.scenarios.split(",") if k.strip()}
     scenarios = [s for k, s in [
         ("saturation", ("saturation", {n: rate_of(n) for n in servers})),
-        ("equal", (equal, {n: args.latency_rate for n in servers if n.endswith("wss")})),
+        # The wss pair, and skyrelay over plain ws: its TLS cost at light load, side by side.
+        ("equal", (equal, {n: args.latency_rate for n in servers
+                           if n.endswith("wss") or n == "skyrelay ws"})),
         ("tls-cost", (cost, {n: args.tls_cost_rate for n in servers
                              if n.startswith("skyrelay")})),
     ] if k in wanted]
@@ -177,6 +179,7 @@ def main() -> int:
                            ("saturation", "websockets wss", "websockets ws"),
                            ("saturation", "skyrelay ws", "websockets ws"),
                            (equal, "skyrelay wss", "websockets wss"),
+                           (equal, "skyrelay wss", "skyrelay ws"),
                            (cost, "skyrelay wss", "skyrelay ws")]:
         got = ratio_line(results, scenario, a, b)
         if got:
