@@ -100,7 +100,7 @@ def stop(proc: subprocess.Popen | None) -> None:
 
 def run_once(name: str, rate: float, clients: int, warmup: float, duration: float,
              servers: dict[str, list[str]] = SERVERS, path: str = "/ws/bench",
-             protocol: str = "ws") -> dict:
+             protocol: str = "ws", client_args: tuple[str, ...] = ()) -> dict:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(HERE / "servers"))
     server = client = None
@@ -116,7 +116,7 @@ def run_once(name: str, rate: float, clients: int, warmup: float, duration: floa
         client = subprocess.Popen(
             ["taskset", "-c", "0", str(LOADCLIENT), "--port", str(port), "--path", path,
              "--protocol", protocol, "--clients", str(clients), "--warmup", str(warmup),
-             "--duration", str(duration)],
+             "--duration", str(duration), *client_args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_line(server, "PUBLISHING", 60)
         time.sleep(warmup)

@@ -21,7 +21,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rate", type=float, required=True, help="messages per second")
     p.add_argument("--seconds", type=float, required=True, help="publishing time (bounded)")
     p.add_argument("--connect-timeout", type=float, default=60.0)
+    # TLS (wss / https), for run_tls.py: a PEM certificate (chain) and its unencrypted key.
+    p.add_argument("--certfile", help="serve TLS with this PEM certificate (chain)")
+    p.add_argument("--keyfile", help="the certificate's PEM key (with --certfile)")
     args = p.parse_args()
+    if bool(args.certfile) != bool(args.keyfile):
+        p.error("--certfile and --keyfile go together")
     args.seconds = min(args.seconds, 120.0)
     return args
 

@@ -6,7 +6,9 @@ import skyrelay
 from common import announce, parse_args, paced, payload, wait_for_clients
 
 args = parse_args()
-server = skyrelay.Server("127.0.0.1", args.port, io_threads=1)
+# With --certfile/--keyfile the one port serves TLS only (wss, https), terminated by skyrelay.
+server = skyrelay.Server("127.0.0.1", args.port, io_threads=1,
+                         ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
 server.start()
 # A benchmark topic is a volatile stream: under overload drop stale frames (counted) rather than
 # disconnect subscribers, so the run measures sustained delivery.

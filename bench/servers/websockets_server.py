@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 
 from websockets.asyncio.server import broadcast, serve
@@ -35,9 +36,19 @@ async def publisher():
     announce(f"DONE {seq}")
 
 
+def tls_context() -> ssl.SSLContext | None:
+    """With --certfile/--keyfile: Python's server-side TLS context (TLS 1.2 and 1.3, the
+    ssl module's defaults otherwise), as one would hand to websockets for wss."""
+    if not args.certfile:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.certfile, args.keyfile)
+    return ctx
+
+
 async def main():
     async with serve(handler, "127.0.0.1", args.port, compression=None, max_queue=None,
-                     ping_interval=None):
+                     ping_interval=None, ssl=tls_context()):
         await publisher()
 
 
