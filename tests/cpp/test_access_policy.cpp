@@ -109,3 +109,18 @@ TEST(AccessPolicy, RolesOfAConnection) {
   id.roles = {"admin"};
   EXPECT_EQ(skyrelay::auth::connection_roles(&id), Roles{"admin"});
 }
+
+TEST(AccessPolicy, ConnectChecksTheNamespaceThenEachRoom) {
+  access_policy p;
+  p.require_room("/", "well:*", {"operator"});
+  EXPECT_FALSE(p.check_connect("/", {"news", "well:1"}, Roles{"operator"}));
+  auto d = p.check_connect("/", {"news", "well:1"}, Roles{"viewer"});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->scope, skyrelay::auth::access_scope::room);
+  EXPECT_EQ(d->message, "room \"well:1\" requires the role operator");
+  p.require_namespace("/", {"member"});
+  d = p.check_connect("/", {"well:1"}, Roles{"viewer"});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->scope, skyrelay::auth::access_scope::namespace_);
+  EXPECT_FALSE(p.check_event("/", "x", Roles{}));
+}

@@ -24,8 +24,11 @@ bool meets(const std::vector<std::string>& needed, const std::vector<std::string
   return false;
 }
 
-access_denial denial(std::string_view what, std::string_view name,
+access_denial denial(access_scope scope, std::string_view name,
                      const std::vector<std::string>& needed) {
+  const std::string_view what = scope == access_scope::namespace_ ? "namespace"
+                                : scope == access_scope::room     ? "room"
+                                                                  : "event";
   std::string m(what);
   m += " \"";
   m += name;
@@ -34,7 +37,7 @@ access_denial denial(std::string_view what, std::string_view name,
     if (i) m += ", ";
     m += needed[i];
   }
-  return {std::move(m)};
+  return {std::move(m), scope};
 }
 
 }  // namespace
@@ -84,14 +87,14 @@ std::optional<access_denial> access_policy::check_namespace(
     std::string_view nsp, const std::vector<std::string>& roles) const {
   auto it = namespaces_.find(nsp);
   if (it == namespaces_.end() || meets(it->second, roles)) return std::nullopt;
-  return denial("namespace", nsp, it->second);
+  return denial(access_scope::namespace_, nsp, it->second);
 }
 
 std::optional<access_denial> access_policy::check_room(
     std::string_view nsp, std::string_view room, const std::vector<std::string>& roles) const {
   for (const auto& rule : rooms_)
     if (rule.nsp == nsp && glob_match(rule.pattern, room) && !meets(rule.roles, roles))
-      return denial("room", room, rule.roles);
+      return denial(access_scope::room, room, rule.roles);
   return std::nullopt;
 }
 
@@ -101,7 +104,16 @@ std::optional<access_denial> access_policy::check_event(
   if (ns == events_.end()) return std::nullopt;
   auto it = ns->second.find(event);
   if (it == ns->second.end() || meets(it->second, roles)) return std::nullopt;
-  return denial("event", event, it->second);
+  return denial(access_scope::event, event, it->second);
+}
+
+std::optional<access_denial> access_policy::check_connect(
+    std::string_view nsp, const std::vector<std::string>& rooms,
+    const std::vector<std::string>& roles) const {
+  if (auto refusal = check_namespace(nsp, roles)) return refusal;
+  for (const auto& room : rooms)
+    if (auto refusal = check_room(nsp, room, roles)) return refusal;
+  return std::nullopt;
 }
 
 const std::vector<std::string>& connection_roles(const identity* id) noexcept {

@@ -165,14 +165,17 @@ auth::identity_ptr sio_socket::identity() const {
 }
 
 void sio_socket::grant_roles(std::vector<std::string> roles) {
+  auto granted = std::make_shared<const std::vector<std::string>>(std::move(roles));
   std::lock_guard lock(mu_);
-  granted_roles_ = std::move(roles);
+  granted_roles_ = std::move(granted);
 }
 
-std::vector<std::string> sio_socket::roles() const {
+std::shared_ptr<const std::vector<std::string>> sio_socket::roles() const {
+  static const std::vector<std::string> none;
   std::lock_guard lock(mu_);
-  if (granted_roles_) return *granted_roles_;
-  return identity_ ? identity_->roles : std::vector<std::string>{};
+  if (granted_roles_) return granted_roles_;
+  if (!identity_) return {std::shared_ptr<void>(), &none};
+  return {identity_, &identity_->roles};
 }
 
 void sio_socket::arm_expiry(asio::any_io_executor ex, server& srv) {
@@ -766,7 +769,7 @@ void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attach
       }
       std::int64_t id = p.id ? static_cast<std::int64_t>(*p.id) : -1;
       if (const auto& policy = server_.config().access) {
-        if (auto refusal = policy->check_event(p.nsp, name, sock->roles())) {
+        if (auto refusal = policy->check_event(p.nsp, name, *sock->roles())) {
           // Not handled. The client learns why: in the ack it asked for, else in a "forbidden"
           // event; both carry {"error": {"code": "forbidden", "message": ..., "event": ...}}.
           server_.get_metrics().add(server_.get_metrics().local().forbidden_event);

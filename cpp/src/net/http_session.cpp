@@ -289,16 +289,12 @@ class http_session : public std::enable_shared_from_this<http_session> {
                     const std::vector<std::string>& rooms) {
     const auto& policy = server_.config().access;
     if (!policy) return true;
-    const auto& roles = auth::connection_roles(id.get());
-    auto refusal = policy->check_namespace("/", roles);
-    const bool for_namespace = refusal.has_value();
-    if (!refusal)
-      for (const auto& room : rooms)
-        if ((refusal = policy->check_room("/", room, roles))) break;
+    auto refusal = policy->check_connect("/", rooms, auth::connection_roles(id.get()));
     if (!refusal || (server_.config().roles_from_connect && server_.hooks().on_connect))
       return true;
     auto& m = server_.get_metrics();
-    m.add(for_namespace ? m.local().forbidden_namespace : m.local().forbidden_room);
+    m.add(refusal->scope == auth::access_scope::namespace_ ? m.local().forbidden_namespace
+                                                           : m.local().forbidden_room);
     m.add(m.local().handshakes_rejected);
     http::response<http::string_body> res{http::status::forbidden, req.version()};
     res.set(http::field::content_type, "application/json");

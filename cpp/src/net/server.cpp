@@ -398,7 +398,7 @@ bool server::sio_accept(const std::string& sid, std::optional<std::vector<std::s
   if (!s) return false;
   if (roles && cfg_.roles_from_connect) s->grant_roles(std::move(*roles));
   if (cfg_.access) {
-    if (auto refusal = cfg_.access->check_namespace(s->nsp(), s->roles())) {
+    if (auto refusal = cfg_.access->check_namespace(s->nsp(), *s->roles())) {
       auto& m = metrics_;
       m.add(m.local().forbidden_namespace);
       m.add(m.local().handshakes_rejected);
@@ -485,7 +485,7 @@ auth::identity_ptr server::identity_of(const std::string& sid) const {
 
 std::vector<std::string> server::roles_of(const std::string& sid) const {
   if (auto s = find_session(sid)) return *s->roles();
-  if (auto s = find_socket(sid)) return s->roles();
+  if (auto s = find_socket(sid)) return *s->roles();
   return {};
 }
 

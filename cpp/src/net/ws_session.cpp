@@ -153,24 +153,15 @@ std::shared_ptr<const std::vector<std::string>> ws_session::roles() const {
 std::optional<auth::access_denial> ws_session::role_refusal() const {
   const auto& policy = server_.config().access;
   if (!policy || has_handler_) return std::nullopt;
-  const auto held = roles();
-  auto& m = server_.get_metrics();
-  if (auto refusal = policy->check_namespace("/", *held)) {
-    m.add(m.local().forbidden_namespace);
-    return refusal;
+  auto refusal = policy->check_connect(
+      "/", sse_ ? sse_topics_ : topic_.empty() ? std::vector<std::string>{} : std::vector{topic_},
+      *roles());
+  if (refusal) {
+    auto& m = server_.get_metrics();
+    m.add(refusal->scope == auth::access_scope::namespace_ ? m.local().forbidden_namespace
+                                                           : m.local().forbidden_room);
   }
-  auto check = [&](const std::string& t) -> std::optional<auth::access_denial> {
-    auto refusal = policy->check_room("/", t, *held);
-    if (refusal) m.add(m.local().forbidden_room);
-    return refusal;
-  };
-  if (sse_) {
-    for (const auto& t : sse_topics_)
-      if (auto refusal = check(t)) return refusal;
-  } else if (!topic_.empty()) {
-    return check(topic_);
-  }
-  return std::nullopt;
+  return refusal;
 }
 
 void ws_session::refuse_forbidden(std::string message) {
@@ -429,11 +420,12 @@ void ws_session::on_text(std::string_view text) {
     if (msg.type == proto::client_type::subscribe) {
       for (const auto& t : msg.topics)
         if ((refusal = policy->check_room("/", t, roles))) break;
-      if (refusal) m.add(m.local().forbidden_room);
-    } else if ((refusal = policy->check_event("/", msg.event, roles))) {
-      m.add(m.local().forbidden_event);
+    } else {
+      refusal = policy->check_event("/", msg.event, roles);
     }
     if (refusal) {
+      m.add(refusal->scope == auth::access_scope::room ? m.local().forbidden_room
+                                                       : m.local().forbidden_event);
       if (msg.type == proto::client_type::request) {
         m.error(error_code::forbidden);
         send_text(proto::response_error(msg.id, to_string(error_code::forbidden), refusal->message));

@@ -13,6 +13,7 @@
 // (shared with Socket.IO's default namespace).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -28,9 +29,13 @@ struct identity;
 // Linear in the lengths for patterns with one `*`; at worst O(|pattern| * |text|).
 bool glob_match(std::string_view pattern, std::string_view text) noexcept;
 
+// Which kind of requirement refused (skyrelay_forbidden_total{scope}).
+enum class access_scope : std::uint8_t { namespace_, room, event };
+
 // What was refused, for the error the client gets ("forbidden").
 struct access_denial {
   std::string message;  // e.g. `room "well:7" requires one of the roles: operator, admin`
+  access_scope scope;
 };
 
 class access_policy {
@@ -52,6 +57,11 @@ class access_policy {
                                           const std::vector<std::string>& roles) const;
   std::optional<access_denial> check_event(std::string_view nsp, std::string_view event,
                                            const std::vector<std::string>& roles) const;
+  // A handshake that connects to `nsp` and joins `rooms` at once: the namespace's requirement,
+  // then each room's.
+  std::optional<access_denial> check_connect(std::string_view nsp,
+                                             const std::vector<std::string>& rooms,
+                                             const std::vector<std::string>& roles) const;
 
  private:
   struct room_rule {

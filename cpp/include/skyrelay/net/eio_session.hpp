@@ -77,7 +77,7 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   // Roles the connect hook gave the socket, in place of its token's (server::sio_accept).
   void grant_roles(std::vector<std::string> roles);
   // The roles its role requirements are checked against: granted ones, else the token's.
-  std::vector<std::string> roles() const;
+  std::shared_ptr<const std::vector<std::string>> roles() const;
   // (Re)starts the timer that ends the socket when its token expires (server::expire_socket),
   // on `ex`, the executor of the session it is on; replaces any earlier one.
   void arm_expiry(asio::any_io_executor ex, server& srv);
@@ -101,7 +101,7 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   std::uint64_t evicted_offset_{0};  // highest offset that fell out of direct_
   std::optional<inbound_limit> limit_;  // made on first use, from the server's config
   auth::identity_ptr identity_;
-  std::optional<std::vector<std::string>> granted_roles_;
+  std::shared_ptr<const std::vector<std::string>> granted_roles_;
   std::shared_ptr<asio::steady_timer> expiry_;  // cancelled on its own executor
 };
 
