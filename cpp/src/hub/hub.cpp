@@ -66,13 +66,14 @@ void hub::remove(const std::string& sid) {
     std::lock_guard lock(shard.mu);
     auto it = shard.conns.find(sid);
     if (it == shard.conns.end()) return;
+    // Closed before it leaves the registry, so that publish never finds the sid in neither.
+    closed_.add(sid, steady_ns());
     sub = std::move(it->second.sub);
     rooms = std::move(it->second.rooms);
     shard.conns.erase(it);
     shard.all = without(shard.all, sub.get());
   }
   for (const auto& [room, since] : rooms) room_remove(room, sub.get());
-  closed_.add(sid, steady_ns());
 }
 
 bool hub::join(const std::string& sid, const channel& room) {

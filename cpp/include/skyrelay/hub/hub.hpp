@@ -64,8 +64,9 @@ struct subscribe_outcome {
 // and seq, is recorded in history and is handed to every recipient, so each connection receives
 // publications in increasing id order (and each room's in seq order). Joins, subscribes and
 // resumes take the same lock, which makes "what was sent before I joined" exact. Lock order:
-// publish lock, then a connection shard, then a room shard. Subscribers' deliver() must not
-// call publish, join, subscribe, resume, ordered or sweep (they may call remove and leave).
+// publish lock, then a connection shard, then a room shard; the closed-sid set is a leaf, taken
+// last. Subscribers' deliver() must not call publish, join, subscribe, resume, ordered or sweep
+// (they may call remove and leave).
 //
 // History: each room keeps its latest publications (bounded by count and age) for replay by
 // seq (JSON protocol `since`, SSE) or by id (Socket.IO connection state recovery); so does
