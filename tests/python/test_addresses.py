@@ -24,7 +24,7 @@ from websockets.exceptions import InvalidStatus
 from wsraw import RawClient
 
 import skyrelay
-from skyrelay.testing import connect, wait_until
+from skyrelay.testing import connect, metric, wait_until
 
 SECRET = "for-the-admins-only"
 MARKER = "done"  # every attacker subscribes to it as well
@@ -259,6 +259,7 @@ def test_a_topic_named_like_a_json_clients_sid_takes_none_of_its_messages(poke_s
         count = server.connection_count
         victim.close()
         assert wait_until(lambda: server.connection_count == count - 1)
+        assert metric(server, "skyrelay_closed_sids") >= 1
         assert server.emit("private", "after-close", to=victim.sid) == 0
         for got in everything_before_marker(server, attackers):
             assert got == []

@@ -632,7 +632,7 @@ std::string server::health_json() const {
 
 std::string server::metrics_text() const {
   return metrics_.prometheus(hub_.connection_count(), hub_.room_count(), dispatcher_.queued(),
-                             uptime_seconds(), hub_.history_entries());
+                             uptime_seconds(), hub_.history_entries(), hub_.closed_sid_count());
 }
 
 void server::register_session(const std::shared_ptr<ws_session>& s) {
