@@ -66,7 +66,7 @@ void hub::remove(const std::string& sid) {
     std::lock_guard lock(shard.mu);
     auto it = shard.conns.find(sid);
     if (it == shard.conns.end()) return;
-    // Closed before it leaves the registry, so that publish never finds the sid in neither.
+    // Recorded as closed before it leaves the registry: publish always finds it in one of them.
     closed_.add(sid, steady_ns());
     sub = std::move(it->second.sub);
     rooms = std::move(it->second.rooms);
