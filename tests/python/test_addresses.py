@@ -213,12 +213,17 @@ def test_a_spelled_topic_gets_none_of_another_namespaces_history(admin_server, s
 
 @pytest.fixture
 def poke_server(skyrelay_server_factory):
-    """`poke` answers the sender through Connection.emit, in "/" and in "/ns"."""
+    """`poke` answers the sender through Connection.emit, `poke_server` through
+    server.emit(to=<Connection>), in "/" and in "/ns"."""
     def configure(server: skyrelay.Server) -> None:
         for nsp in ("/", "/ns"):
             @server.on("poke", namespace=nsp)
             def poke(conn, data):
                 conn.emit("private", {"via": "conn.emit", "secret": data})
+
+            @server.on("poke_server", namespace=nsp)
+            def poke_server(conn, data):
+                server.emit("private", {"via": "server.emit", "secret": data}, to=conn)
 
         @server.on("connect", namespace="/ns")
         def ns_connect(conn):
@@ -245,6 +250,8 @@ def test_a_topic_named_like_a_json_clients_sid_takes_none_of_its_messages(poke_s
         assert server.room_size(victim.sid) == 4
         victim.emit("poke", "one")
         assert victim.expect("private") == {"via": "conn.emit", "secret": "one"}
+        victim.emit("poke_server", "one")
+        assert victim.expect("private") == {"via": "server.emit", "secret": "one"}
         assert server.emit("private", {"via": "server.emit", "secret": "two"},
                            to=victim.sid) == 1
         assert victim.expect("private") == {"via": "server.emit", "secret": "two"}
@@ -291,12 +298,23 @@ def test_a_topic_named_like_a_socketio_sid_or_pid_takes_none_of_its_messages(pok
         victim.emit("poke", "b", namespace="/ns")
         assert got["/"].get(timeout=5) == {"via": "conn.emit", "secret": "a"}
         assert got["/ns"].get(timeout=5) == {"via": "conn.emit", "secret": "b"}
+        victim.emit("poke_server", "a", namespace="/")
+        victim.emit("poke_server", "b", namespace="/ns")  # the Connection's own namespace
+        assert got["/"].get(timeout=5) == {"via": "server.emit", "secret": "a"}
+        assert got["/ns"].get(timeout=5) == {"via": "server.emit", "secret": "b"}
         assert server.emit("private", "c", to=sid) == 1
         assert server.emit("private", "d", to=ns_sid, namespace="/ns") == 1
         assert server.emit("private", "e", to=ns_sid) == 0  # a sid of /ns, emitted in "/"
         assert got["/"].get(timeout=5) == "c"
         assert got["/ns"].get(timeout=5) == "d"
         assert server.emit("private", "f", to=hello["sid"]) == 1
+        # Rooms by (namespace, name) through the Python API.
+        assert server.join(ns_sid, "r", namespace="/ns")
+        assert server.rooms(ns_sid, namespace="/ns") == ["r"]
+        assert server.rooms(ns_sid) == [] and server.room_size("r") == 0
+        assert server.room_members("r", namespace="/ns") == [ns_sid]
+        assert server.leave(ns_sid, "r", namespace="/ns")
+        assert server.room_size("r", namespace="/ns") == 0
         op, data = raw.read_frame()
         assert data.startswith(b'42["private","f"'), data
         for gotten in everything_before_marker(server, attackers):
