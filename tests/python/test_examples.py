@@ -81,6 +81,9 @@ def test_well_telemetry_raises_alerts(telemetry, skyrelay_client):
     alert = client.expect("alert", timeout=10)
     assert alert["kind"] == "motor_temp_high"
     assert alert["value"] > alert["limit"]
+    # Only the wells' rooms and alerts are open to clients (the README says so).
+    client.send({"type": "subscribe", "topic": "operators", "id": "other"})
+    assert client.expect_frame("error")["code"] == "forbidden"
 
 
 def test_demo_serves_page_and_metrics(skyrelay_client):
@@ -109,6 +112,9 @@ def test_demo_serves_page_and_metrics(skyrelay_client):
         assert client.expect("chat")["text"] == "hello"
         with pytest.raises(ResponseError):
             client.request("say", {"text": "   "})
+        # The tracker's rooms are joined by its handlers, never by name.
+        client.send({"type": "subscribe", "topic": "satellites", "id": "by-name"})
+        assert client.expect_frame("error")["code"] == "forbidden"
         # The tracker's server_status carries the metrics snapshot.
         status = client.expect("server_status", timeout=10)
         assert status["satellites"] == 26 and "metrics" in status
