@@ -291,7 +291,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
   // (client_topics). True when they are; else a 403 {"error":"forbidden",...} is written.
   bool check_client_topics(const request& req, const auth::identity_ptr& id,
                            const std::vector<std::string>& topics) {
-    auto refusal = auth::check_client_topics(server_.config().client_topics.get(), topics, id.get());
+    auto refusal =
+        auth::check_client_topics(server_.config().client_topics.get(), topics, id.get());
     if (!refusal) return true;
     auto& m = server_.get_metrics();
     m.add(m.local().forbidden_client_topic);

@@ -632,7 +632,8 @@ std::string server::health_json() const {
   out += ",\"transports\":[";
   const char* sep = "";
   for (auto [on, name] : {std::pair{cfg_.json_protocol, "\"json_protocol\""},
-                          std::pair{cfg_.sse, "\"sse\""}, std::pair{cfg_.socketio, "\"socketio\""}}) {
+                          std::pair{cfg_.sse, "\"sse\""},
+                          std::pair{cfg_.socketio, "\"socketio\""}}) {
     if (!on) continue;
     out += sep;
     out += name;
