@@ -23,7 +23,8 @@ double hits(const metrics& m, const std::string& limit) {
 const char* const all_limits[] = {
     "message_size", "header_size", "body_size", "handshake_timeout", "idle_timeout", "outbox",
     "connections_total", "connections_per_ip", "new_connections_per_ip",
-    "rooms_per_connection", "inbound_rate"};
+    "rooms_per_connection", "inbound_rate", "sessions_total", "sessions_per_ip",
+    "new_sessions_per_ip", "attachments", "attachment_bytes"};
 
 TEST(Metrics, EveryLimitHasASeriesFromZero) {
   metrics m(1);
@@ -35,6 +36,7 @@ TEST(Metrics, EachLimitMovesItsOwnSeries) {
   m.limit_hit(limit_kind::idle_timeout);
   m.limit_hit(limit_kind::idle_timeout);
   m.limit_hit(limit_kind::body_size);
+  m.limit_hit(limit_kind::attachment_bytes);
   metrics::add(m.local().refused_rate_limit);
   m.error(error_code::too_many_rooms);
   m.drop(drop_reason::rate_limited, 3);
@@ -43,7 +45,7 @@ TEST(Metrics, EachLimitMovesItsOwnSeries) {
     const std::string name = l;
     const double want = name == "idle_timeout" ? 2
                         : name == "body_size" || name == "new_connections_per_ip" ||
-                                  name == "rooms_per_connection"
+                                  name == "rooms_per_connection" || name == "attachment_bytes"
                             ? 1
                         : name == "inbound_rate" ? 3
                                                  : 0;
