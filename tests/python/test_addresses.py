@@ -6,7 +6,10 @@ Real clients on 127.0.0.1: websockets (JSON protocol, `/ws/<topic>`), httpx + ht
 python-socketio, and raw Socket.IO over WebSocket where the private id (pid) is needed. Absence
 is checked without timing: after the events under test, a marker goes to a topic the attacker
 also holds, and since every connection receives publications in publication order, whatever
-the attacker was going to get arrives before the marker."""
+the attacker was going to get arrives before the marker.
+
+Every server here opens all topics to clients (`client_topics="*"`): the worst case, where a
+client may subscribe to any name it can spell, and addresses alone must keep it out."""
 
 from __future__ import annotations
 
@@ -127,7 +130,7 @@ def admin_server(skyrelay_server_factory):
         def admin_connect(conn):
             conn.join("alerts")
 
-    return skyrelay_server_factory(configure, history_size=100)
+    return skyrelay_server_factory(configure, history_size=100, client_topics="*")
 
 
 def admin_client(server: skyrelay.Server, sio_clients) -> queue.Queue:
@@ -230,7 +233,7 @@ def poke_server(skyrelay_server_factory):
             pass
 
     return skyrelay_server_factory(configure, history_size=100, recovery_window=30,
-                                   inbound_rate=0)
+                                   inbound_rate=0, client_topics="*")
 
 
 def sid_attackers(server: skyrelay.Server, names: list[str]) -> list[Any]:
@@ -331,7 +334,7 @@ def test_the_flask_facades_replies_reach_only_the_sender(skyrelay_server_factory
     from skyrelay.flask import SocketIO, emit
 
     app = flask.Flask(__name__)
-    sio = SocketIO(app)
+    sio = SocketIO(app, client_topics="*")
 
     @sio.on("ask")
     def ask(data):
