@@ -25,6 +25,7 @@ const char* limit_name(std::size_t i) {
     case limit_kind::handshake_timeout: return "handshake_timeout";
     case limit_kind::idle_timeout: return "idle_timeout";
     case limit_kind::outbox: return "outbox";
+    case limit_kind::write_timeout: return "write_timeout";
     default: return "unknown";
   }
 }
