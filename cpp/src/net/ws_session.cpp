@@ -609,7 +609,8 @@ void ws_session::arm_write_timer(std::chrono::steady_clock::time_point deadline)
   write_timer_.expires_at(deadline);
   write_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     self->write_timer_armed_ = false;
-    if (ec || self->finished_ || !self->writing_) return;
+    // A closing session has its own deadline (close_wait) and keeps its close reason.
+    if (ec || self->state_ != state::open || !self->writing_) return;
     const auto deadline = self->write_started_ + self->server_.config().write_timeout;
     if (std::chrono::steady_clock::now() < deadline) return self->arm_write_timer(deadline);
     self->on_write_timeout();
