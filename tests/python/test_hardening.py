@@ -267,7 +267,37 @@ class StalledSSE:
         self.sock.close()
 
 
-@pytest.mark.parametrize("transport", ["websocket", "sse"])
+class StalledSocketIO:
+    """A Socket.IO client over WebSocket that connects to "/", then reads nothing more."""
+
+    def __init__(self, port: int) -> None:
+        self.raw = RawClient(port, "/socket.io/?EIO=4&transport=websocket", rcvbuf=4096,
+                             timeout=10)
+        assert self.raw.status == 101
+        assert self.raw.read_frame()[1].startswith(b"0{")  # Engine.IO open
+        self.raw.send_text("40")
+        assert self.raw.read_frame()[1].startswith(b"40{")  # Socket.IO CONNECT answered
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def pump_until_cut(server, fast, reasons, **emit) -> int:
+    """Publishes batches of BATCH events until a connection has ended; after each batch the
+    fast client must have received exactly that batch. Returns the number of events sent."""
+    sent = 0
+    deadline = time.monotonic() + 60
+    while not reasons:
+        assert time.monotonic() < deadline and sent < 100_000, "the stalled client stayed"
+        for _ in range(BATCH):
+            server.emit("tick", {"i": sent, "pad": PAD}, **emit)
+            sent += 1
+        got = [fast.expect_event("tick", timeout=30) for _ in range(BATCH)]
+        assert [f["data"]["i"] for f in got] == list(range(sent - BATCH, sent))
+    return sent
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse", "socket.io"])
 def test_a_write_pending_past_write_timeout_cuts_the_slow_consumer(skyrelay_server_factory,
                                                                    skyrelay_client, transport):
     reasons: dict[str, str] = {}
@@ -278,27 +308,25 @@ def test_a_write_pending_past_write_timeout_cuts_the_slow_consumer(skyrelay_serv
     server = skyrelay_server_factory(configure, write_timeout=1.0)
     # drop_oldest keeps the stalled client's outbox from overflowing: only the write deadline
     # can end it.
-    server.set_room_policy("feed", "drop_oldest")
-    slow = RawClient(server.port, "/ws/feed", rcvbuf=4096, timeout=10) \
-        if transport == "websocket" else StalledSSE(server.port, "feed")
+    if transport == "socket.io":
+        slow = StalledSocketIO(server.port)
+        emit = {"policy": "drop_oldest"}  # to everyone in "/"
+    else:
+        server.set_room_policy("feed", "drop_oldest")
+        slow = RawClient(server.port, "/ws/feed", rcvbuf=4096, timeout=10) \
+            if transport == "websocket" else StalledSSE(server.port, "feed")
+        emit = {"to": "feed"}
+        assert wait_until(lambda: server.room_size("feed") == 1)
     fast = skyrelay_client(server, path="/ws/feed", timeout=30)
     assert fast.expect_frame("subscribed")["topic"] == "feed"
-    assert wait_until(lambda: server.room_size("feed") == 2)
 
-    sent = 0
-    deadline = time.monotonic() + 60
-    while server.room_size("feed") == 2:
-        assert time.monotonic() < deadline and sent < 100_000, "the stalled client stayed"
-        for _ in range(BATCH):
-            server.emit("tick", {"i": sent, "pad": PAD}, to="feed")
-            sent += 1
-        got = [fast.expect_event("tick", timeout=30) for _ in range(BATCH)]
-        assert [f["data"]["i"] for f in got] == list(range(sent - BATCH, sent))
+    sent = pump_until_cut(server, fast, reasons, **emit)
     # The stalled one was cut for its write, counted as a slow consumer; the fast one is fine.
     assert wait_until(lambda: list(reasons.values()) == ["slow_consumer"]), reasons
+    assert fast.sid not in reasons
     assert metric(server, 'skyrelay_limit_hits_total{limit="write_timeout"}') == 1
     assert metric(server, 'skyrelay_disconnects_total{reason="slow_consumer"}') == 1
-    assert server.emit("tick", {"i": sent}, to="feed") == 1
+    assert server.emit("tick", {"i": sent}, **emit) == 1
     assert fast.expect("tick")["i"] == sent
     assert fast.ping()["type"] == "pong"
     slow.close()
