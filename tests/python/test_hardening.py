@@ -241,6 +241,22 @@ def test_a_response_header_that_could_split_the_response_is_a_500(wsgi_server, t
     assert fields["x-fine"] == ["tab\tinside, caf\u00e9".encode().decode("latin-1")]
 
 
+def test_the_core_refuses_a_splitting_header_the_bridge_let_through(wsgi_server, monkeypatch):
+    """The last line: with the bridge's own check switched off, http_reply still never writes
+    a header with CR or LF, nor a 1xx status."""
+    import skyrelay.wsgi
+
+    monkeypatch.setattr(skyrelay.wsgi, "check_response",
+                        lambda status, headers: (int(str(status).split()[0]), list(headers)))
+    for target in ("/raw?v=a%0D%0ASet-Cookie:%20evil%3D1", "/header?name=X-A%0D%0AX-B"):
+        response = get(wsgi_server.port, target)
+        status, fields, body = parse(response)
+        assert status == 500, response
+        assert response.count(b"HTTP/1.1") == 1 and b"evil" not in response
+        assert "x-b" not in fields and "x-raw" not in fields
+        assert json.loads(body)["error"] == "bad_response"
+
+
 # -- write timeout ------------------------------------------------------------------------------
 
 PAD = "x" * 700
