@@ -467,6 +467,19 @@ def test_flask_facade_takes_debug():
             socketio.stop()
 
 
+def test_flask_run_debug_sets_it_unless_the_constructor_said(monkeypatch):
+    flask = pytest.importorskip("flask")
+    from skyrelay.flask import SocketIO
+
+    monkeypatch.setattr(skyrelay.Server, "run", lambda self: None)  # not serve until Ctrl+C
+    for options, run_debug, expected in (({}, True, True), ({}, False, False),
+                                         ({"debug": False}, True, False), ({}, None, False)):
+        socketio = SocketIO(flask.Flask(__name__), **options)
+        kwargs = {} if run_debug is None else {"debug": run_debug}
+        socketio.run(port=0, **kwargs)
+        assert socketio.server.debug is expected, (options, run_debug)
+
+
 def test_fastapi_integration_takes_debug():
     pytest.importorskip("fastapi")
     from fastapi import FastAPI
