@@ -129,6 +129,12 @@ class py_server {
       auto pair = options["new_connections_per_ip"].cast<std::pair<double, double>>();
       cfg.new_connections_per_ip = rate_spec{pair.first, pair.second};
     }
+    if (options.contains("new_sessions_per_ip")) {
+      auto pair = options["new_sessions_per_ip"].cast<std::pair<double, double>>();
+      cfg.new_sessions_per_ip = rate_spec{pair.first, pair.second};
+    }
+    get("max_attachments", cfg.max_attachments);
+    get("max_attachment_bytes", cfg.max_attachment_bytes);
     if (options.contains("inbound_rate")) cfg.inbound_limit.rate = options["inbound_rate"].cast<double>();
     if (options.contains("inbound_burst")) cfg.inbound_limit.burst = options["inbound_burst"].cast<double>();
     if (options.contains("event_limits"))
@@ -201,7 +207,7 @@ class py_server {
         py::list headers;
         for (const auto& [k, v] : info.headers) headers.append(py::make_tuple(k, v));
         call_hook(fn->obj, info.sid, info.nsp, info.auth, info.eio_sid, info.remote, info.query,
-                  headers, claims_of(info.identity));
+                  headers, claims_of(info.identity), info.recovered);
       };
     }
     auto as_bytes = [](const std::vector<std::string>& parts) {

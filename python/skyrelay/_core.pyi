@@ -13,7 +13,7 @@ class Server:
         on_message: Callable[[str, str, str, str], None] | None,
         on_disconnect: Callable[[str, str, str | None], None] | None,
         on_sio_connect: Callable[[str, str, str, str, str, str, list[tuple[str, str]],
-                                  str | None], None]
+                                  str | None, bool], None]
         | None = None,
         on_sio_event: Callable[[str, str, str, int, list[bytes]], None] | None = None,
         on_sio_ack: Callable[[str, int, str, list[bytes]], None] | None = None,

@@ -132,10 +132,13 @@ class Connection:
     With ``Server(jwt=...)``, ``claims`` is the payload of the token the connection was opened
     with (verified in C++ before any handler ran), ``user`` its ``sub`` and ``roles`` its
     ``roles``; without a token they are ``{}``, ``None`` and ``[]``.
+
+    ``recovered`` is True in the connect handler of a Socket.IO connection state recovery: the
+    socket (same ``sid``, its rooms and ``state``) comes back only if the handler accepts it.
     """
 
     __slots__ = ("_server", "sid", "path", "query", "remote", "headers", "state", "namespace",
-                 "auth", "transport", "claims", "user", "roles")
+                 "auth", "transport", "claims", "user", "roles", "recovered")
 
     def __init__(self, server: Server, sid: str, path: str = "", query: str = "",
                  remote: str = "", headers: Iterable[tuple[str, str]] = (), *,
@@ -157,6 +160,7 @@ class Connection:
         sub = self.claims.get("sub")
         self.user: str | None = sub if isinstance(sub, str) else None
         self.roles: list[str] = list(self.claims.get("roles") or [])
+        self.recovered = False
 
     def __repr__(self) -> str:
         return f"<skyrelay.Connection sid={self.sid!r} {self.transport} {self.namespace}>"
@@ -246,6 +250,9 @@ class Server:
         inbound_rate: float = 10.0,
         inbound_burst: float = 20.0,
         new_connections_per_ip: tuple[float, float] = (50.0, 100.0),
+        new_sessions_per_ip: tuple[float, float] = (10.0, 20.0),
+        max_attachments: int = 16,
+        max_attachment_bytes: int = 1024 * 1024,
         limit_loopback: bool = False,
         jwt: JWTAuth | None = None,
         namespace_roles: Mapping[str, Iterable[str]] | None = None,
@@ -312,6 +319,12 @@ class Server:
             # New TCP connections per second from one IP (rate, burst); rate 0: no limit.
             "new_connections_per_ip": (float(new_connections_per_ip[0]),
                                        float(new_connections_per_ip[1])),
+            # New Engine.IO polling sessions per second from one IP (rate, burst); 0: no limit.
+            "new_sessions_per_ip": (float(new_sessions_per_ip[0]),
+                                    float(new_sessions_per_ip[1])),
+            # Binary attachments of one Socket.IO packet: how many, and their bytes in all.
+            "max_attachments": int(max_attachments),
+            "max_attachment_bytes": int(max_attachment_bytes),
             # Per-IP limits skip 127.0.0.0/8 and ::1 unless set (a proxy on the same host).
             "limit_loopback": bool(limit_loopback),
             # JWT verification at every handshake and for the publish API (docs/api.md).

@@ -83,7 +83,8 @@ class SocketIOBridge:
     # -- callbacks from the core ----------------------------------------------------------
 
     def on_connect(self, sid: str, nsp: str, auth: str, eio_sid: str, remote: str, query: str,
-                   headers: list[tuple[str, str]], claims: str | None = None) -> None:
+                   headers: list[tuple[str, str]], claims: str | None = None,
+                   recovered: bool = False) -> None:
         from .server import Connection
 
         server = self.server
@@ -91,23 +92,34 @@ class SocketIOBridge:
         conn = Connection(server, sid, server.socketio_path, query, remote, headers,
                           namespace=nsp, auth=json.loads(auth), transport="socket.io",
                           claims=claims)
+        conn.recovered = recovered
+        previous = server._connections.get(sid) if recovered else None
+        if previous is not None:
+            conn.state = previous.state  # the application's data comes back with the socket
         core = server._core
         if server._ns_patterns and not server._namespace_allowed(nsp):
             core.sio_refuse(sid, "Invalid namespace", "")  # as the reference server words it
             return
         server._connections[sid] = conn
+
+        def forget() -> None:
+            # A refused recovery ends a socket that was connected: the core reports its
+            # disconnect, which forgets it (and runs the disconnect handler) then.
+            if not recovered:
+                server._connections.pop(sid, None)
+
         handler = server._namespace_handler(server._connect_handlers, nsp)
         if handler is None:
             if not core.sio_accept(sid):
-                server._connections.pop(sid, None)
+                forget()
             return
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is None and result is not False:
                 if not core.sio_accept(sid, server._granted_roles(conn)):
-                    server._connections.pop(sid, None)  # gone, or refused for its roles
+                    forget()  # gone, or refused for its roles
                 return
-            server._connections.pop(sid, None)
+            forget()
             if isinstance(exc, ConnectionRefused):
                 data = "" if exc.data is None else json.dumps(exc.data)
                 core.sio_refuse(sid, exc.message, data)

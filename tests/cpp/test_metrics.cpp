@@ -24,7 +24,8 @@ const char* const all_limits[] = {
     "message_size", "header_size", "body_size", "handshake_timeout", "idle_timeout", "outbox",
     "write_timeout",
     "connections_total", "connections_per_ip", "new_connections_per_ip",
-    "rooms_per_connection", "inbound_rate"};
+    "rooms_per_connection", "inbound_rate", "sessions_total", "sessions_per_ip",
+    "new_sessions_per_ip", "attachments", "attachment_bytes"};
 
 TEST(Metrics, EveryLimitHasASeriesFromZero) {
   metrics m(1);
@@ -36,6 +37,7 @@ TEST(Metrics, EachLimitMovesItsOwnSeries) {
   m.limit_hit(limit_kind::idle_timeout);
   m.limit_hit(limit_kind::idle_timeout);
   m.limit_hit(limit_kind::body_size);
+  m.limit_hit(limit_kind::attachment_bytes);
   metrics::add(m.local().refused_rate_limit);
   m.error(error_code::too_many_rooms);
   m.drop(drop_reason::rate_limited, 3);
@@ -44,7 +46,7 @@ TEST(Metrics, EachLimitMovesItsOwnSeries) {
     const std::string name = l;
     const double want = name == "idle_timeout" ? 2
                         : name == "body_size" || name == "new_connections_per_ip" ||
-                                  name == "rooms_per_connection"
+                                  name == "rooms_per_connection" || name == "attachment_bytes"
                             ? 1
                         : name == "inbound_rate" ? 3
                                                  : 0;

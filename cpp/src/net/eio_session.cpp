@@ -81,6 +81,22 @@ bool sio_socket::reattach(std::weak_ptr<eio_session> session, std::uint64_t offs
   return true;
 }
 
+bool sio_socket::begin_resume(std::weak_ptr<eio_session> session, resume_request r) {
+  std::lock_guard lock(mu_);
+  if (!detached_ || closed_) return false;
+  session_ = std::move(session);  // for sio_refuse's answer; nothing is sent while detached
+  resume_ = std::move(r);
+  granted_roles_.reset();  // the connect hook grants them anew, or the new token's apply
+  return true;
+}
+
+std::optional<sio_socket::resume_request> sio_socket::take_resume() {
+  std::lock_guard lock(mu_);
+  auto r = std::move(resume_);
+  resume_.reset();
+  return r;
+}
+
 void sio_socket::deliver(const frame_ptr& f, overflow_policy policy) { pass_on(f, policy, false); }
 
 void sio_socket::deliver_direct(const frame_ptr& f, overflow_policy policy) {
@@ -224,6 +240,11 @@ eio_session::eio_session(server& srv, asio::io_context& ctx, std::string sid, tr
       transport_(t) {}
 
 eio_session::~eio_session() = default;
+
+void eio_session::hold(std::shared_ptr<void> slot) {
+  std::lock_guard lock(mu_);
+  slot_ = std::move(slot);
+}
 
 const server_config& eio_session::config() const noexcept { return server_.config(); }
 
@@ -383,7 +404,11 @@ void eio_session::post(std::string_view body, reply_fn reply) {
     return;
   }
   reply(200, "ok");
-  for (const auto& p : *packets) on_packet(p, nullptr);
+  for (const auto& p : *packets) {
+    on_packet(p, nullptr);
+    std::lock_guard lock(mu_);
+    if (closed_) break;  // e.g. over an attachment limit: the rest is not looked at
+  }
 }
 
 // WebSocket ------------------------------------------------------------------------------
@@ -473,6 +498,7 @@ void eio_session::on_packet(const eio::packet& p, ws_session*) {
     case eio::packet_type::upgrade: {
       std::vector<frame_ptr> rest;
       std::shared_ptr<ws_session> ws;
+      std::shared_ptr<void> slot;
       {
         std::lock_guard lock(mu_);
         if (!probe_) return;
@@ -484,7 +510,9 @@ void eio_session::on_packet(const eio::packet& p, ws_session*) {
         queue_.clear();
         queue_bytes_ = 0;
         ws = ws_;
+        slot = std::move(slot_);  // the WebSocket's connection slot counts the session now
       }
+      slot.reset();
       {
         // A poll held during the upgrade is now a poll after it. Answer it after the
         // WebSocket's pending flush, so the client has "3probe" before this answer.
@@ -564,9 +592,15 @@ void eio_session::on_sio_text(std::string_view text) {
   }
   auto& p = std::get<sio::packet>(decoded);
   if (p.attachments) {
+    if (p.attachments > server_.config().max_attachments) {
+      server_.get_metrics().limit_hit(limit_kind::attachments);
+      close(disconnect_reason::message_too_big);
+      return;
+    }
     std::lock_guard lock(mu_);
     partial_ = std::move(p);
     attachments_.clear();
+    attachment_bytes_ = 0;
     return;
   }
   dispatch(p, {});
@@ -575,12 +609,16 @@ void eio_session::on_sio_text(std::string_view text) {
 void eio_session::on_sio_binary(std::string_view bytes) {
   std::optional<sio::packet> complete;
   std::vector<std::string> parts;
-  bool unexpected = false;
+  bool unexpected = false, too_big = false;
   {
     std::lock_guard lock(mu_);
+    if (closed_) return;
     if (!partial_) {
       unexpected = true;
+    } else if (attachment_bytes_ + bytes.size() > server_.config().max_attachment_bytes) {
+      too_big = true;  // refused before it is copied
     } else {
+      attachment_bytes_ += bytes.size();
       attachments_.emplace_back(bytes);
       if (attachments_.size() == partial_->attachments) {
         complete = std::move(partial_);
@@ -591,56 +629,17 @@ void eio_session::on_sio_binary(std::string_view bytes) {
     }
   }
   if (unexpected) return close(disconnect_reason::protocol_error);
+  if (too_big) {
+    server_.get_metrics().limit_hit(limit_kind::attachment_bytes);
+    return close(disconnect_reason::message_too_big);
+  }
   if (complete) dispatch(*complete, std::move(parts));
 }
 
 void eio_session::on_connect_packet(const sio::packet& p) {
-  if (!namespace_allowed(p.nsp)) {
-    send_packet_text("4" + sio::connect_error(p.nsp, "Invalid namespace"));
-    return;
-  }
-  // The token, before anything else: {"token": "..."} in the CONNECT payload.
+  if (!admit_connect(p.nsp)) return;
   auth::identity_ptr identity;
-  if (const auto& jwt = server_.config().jwt) {
-    auto payload = nlohmann::json::parse(p.data.empty() ? std::string_view("{}") : p.data,
-                                         nullptr, false);
-    std::string token;
-    std::optional<auth::auth_refusal> refusal;
-    if (payload.is_object()) {
-      if (auto it = payload.find("token"); it != payload.end()) {
-        if (it->is_string())
-          token = it->get<std::string>();
-        else
-          refusal = auth::auth_refusal{"malformed", "\"token\" must be a string"};
-      }
-    }
-    // Non-browser clients may send the token as a header of the Engine.IO handshake instead
-    // (python-socketio's headers=, socket.io-client's extraHeaders); the payload's wins.
-    if (token.empty() && !refusal) {
-      for (const auto& [name, value] : headers_) {
-        if (!boost::beast::iequals(name, "authorization")) continue;
-        if (auto bearer = auth::bearer_token(value)) token = std::string(*bearer);
-        break;
-      }
-    }
-    if (!refusal && (!token.empty() || jwt->required)) {
-      auto r = auth::authenticate(*jwt, token, auth::token_use::connect, auth::unix_now());
-      if (auto* f = std::get_if<auth::auth_refusal>(&r))
-        refusal = std::move(*f);
-      else
-        identity = std::get<auth::identity_ptr>(r);
-    }
-    if (refusal) {
-      auto& m = server_.get_metrics();
-      m.add(m.local().auth_refused);
-      m.add(m.local().handshakes_rejected);
-      std::string data = "{\"code\":";
-      proto::append_json_string(data, refusal->code);
-      data += '}';
-      send_packet_text("4" + sio::connect_error(p.nsp, refusal->message, data));
-      return;
-    }
-  }
+  if (!verify_connect(p, identity)) return;
   // The namespace's role requirement, checked against the token just verified (or, when the
   // connect hook may grant roles, in sio_accept after it).
   if (const auto& policy = server_.config().access;
@@ -653,63 +652,149 @@ void eio_session::on_connect_packet(const sio::packet& p) {
       return;
     }
   }
-  const bool recovery = server_.config().sio_recovery_window.count() > 0;
-  if (recovery && !p.data.empty()) {
-    // A returning client presents {"pid": ..., "offset": ...} in its CONNECT payload.
-    auto auth = nlohmann::json::parse(p.data, nullptr, false);
-    if (auth.is_object() && auth.contains("pid") && auth["pid"].is_string() &&
-        auth.contains("offset") && auth["offset"].is_string()) {
-      std::uint64_t offset = 0;
-      const auto& text = auth["offset"].get_ref<const std::string&>();
-      bool numeric = !text.empty() && text.size() < 20;
-      for (char c : text) numeric = numeric && c >= '0' && c <= '9';
-      if (numeric) offset = std::stoull(text);
-      if (numeric) {
-        auto sock = server_.take_detached(auth["pid"].get<std::string>(), p.nsp);
-        if (sock && server_.config().jwt) {
-          // Only the same user takes a socket back; its new token replaces the old one.
-          const auto old = sock->identity();
-          const bool same = old && identity ? old->subject == identity->subject
-                                            : old == identity;
-          if (!same) {
-            server_.end_socket(sock, disconnect_reason::transport_error);
-            sock.reset();
-          } else {
-            sock->set_identity(identity);
-          }
-        }
-        if (sock) {
-          {
-            std::lock_guard lock(mu_);
-            sockets_[p.nsp] = sock;
-          }
-          const bool resumed = server_.get_hub().resume(
-              sock->sid(), offset, [&](std::vector<frame_ptr>& missed) {
-                return sock->reattach(weak_from_this(), offset, missed);
-              });
-          if (resumed) {
-            sock->arm_expiry(connect_timer_.get_executor(), server_);
-            asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
-              self->connect_timer_.cancel();
-            });
-            return;
-          }
-          {
-            std::lock_guard lock(mu_);
-            sockets_.erase(p.nsp);
-          }
-          server_.end_socket(sock, disconnect_reason::transport_error);  // too late to resume
-        }
-      }
+  if (server_.config().sio_recovery_window.count() > 0 && try_resume(p, identity)) return;
+  open_socket(p.nsp, p.data.empty() ? std::string("{}") : p.data, std::move(identity));
+}
+
+bool eio_session::admit_connect(const std::string& nsp) {
+  const std::int64_t now = steady_ns();
+  std::int64_t wait_ns = 0;
+  bool limited = false, duplicate = false;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return false;
+    if (!connect_limit_) connect_limit_.emplace(server_.config().inbound_limit, now);
+    limited = !connect_limit_->take(now, wait_ns);
+    duplicate = sockets_.count(nsp) > 0;
+  }
+  if (limited) {
+    // CONNECTs count against the inbound rate like events: a flood costs no verification.
+    server_.get_metrics().drop(drop_reason::rate_limited);
+    send_packet_text("4" + sio::connect_error(nsp, "rate limited",
+                                              "{\"code\":\"rate_limited\",\"retry_after_ms\":" +
+                                                  std::to_string(wait_ns / 1'000'000 + 1) + "}"));
+    return false;
+  }
+  if (!namespace_allowed(nsp)) {
+    send_packet_text("4" + sio::connect_error(nsp, "Invalid namespace"));
+    return false;
+  }
+  if (duplicate) {
+    // As python-socketio does: CONNECT_ERROR "Unable to connect", the socket already there
+    // stays connected. Its token is not looked at.
+    send_packet_text("4" + sio::connect_error(nsp, "Unable to connect",
+                                              R"({"code":"already_connected"})"));
+    return false;
+  }
+  return true;
+}
+
+bool eio_session::verify_connect(const sio::packet& p, auth::identity_ptr& identity) {
+  const auto& jwt = server_.config().jwt;
+  if (!jwt) return true;
+  // The token, before anything else: {"token": "..."} in the CONNECT payload.
+  auto payload = nlohmann::json::parse(p.data.empty() ? std::string_view("{}") : p.data,
+                                       nullptr, false);
+  std::string token;
+  std::optional<auth::auth_refusal> refusal;
+  if (payload.is_object()) {
+    if (auto it = payload.find("token"); it != payload.end()) {
+      if (it->is_string())
+        token = it->get<std::string>();
+      else
+        refusal = auth::auth_refusal{"malformed", "\"token\" must be a string"};
     }
   }
+  // Non-browser clients may send the token as a header of the Engine.IO handshake instead
+  // (python-socketio's headers=, socket.io-client's extraHeaders); the payload's wins.
+  if (token.empty() && !refusal) {
+    for (const auto& [name, value] : headers_) {
+      if (!boost::beast::iequals(name, "authorization")) continue;
+      if (auto bearer = auth::bearer_token(value)) token = std::string(*bearer);
+      break;
+    }
+  }
+  if (!refusal && (!token.empty() || jwt->required)) {
+    auto r = auth::authenticate(*jwt, token, auth::token_use::connect, auth::unix_now());
+    if (auto* f = std::get_if<auth::auth_refusal>(&r))
+      refusal = std::move(*f);
+    else
+      identity = std::get<auth::identity_ptr>(r);
+  }
+  if (!refusal) return true;
+  auto& m = server_.get_metrics();
+  m.add(m.local().auth_refused);
+  m.add(m.local().handshakes_rejected);
+  std::string data = "{\"code\":";
+  proto::append_json_string(data, refusal->code);
+  data += '}';
+  send_packet_text("4" + sio::connect_error(p.nsp, refusal->message, data));
+  return false;
+}
+
+bool eio_session::try_resume(const sio::packet& p, const auth::identity_ptr& identity) {
+  if (p.data.empty()) return false;
+  // A returning client presents {"pid": ..., "offset": ...} in its CONNECT payload.
+  auto auth = nlohmann::json::parse(p.data, nullptr, false);
+  if (!auth.is_object() || !auth.contains("pid") || !auth["pid"].is_string() ||
+      !auth.contains("offset") || !auth["offset"].is_string())
+    return false;
+  const auto& text = auth["offset"].get_ref<const std::string&>();
+  bool numeric = !text.empty() && text.size() < 20;
+  for (char c : text) numeric = numeric && c >= '0' && c <= '9';
+  if (!numeric) return false;
+  auto sock = server_.take_detached(auth["pid"].get<std::string>(), p.nsp);
+  if (!sock) return false;
+  if (server_.config().jwt) {
+    // Only the same user takes a socket back; its new token replaces the old one.
+    const auto old = sock->identity();
+    const bool same = old && identity ? old->subject == identity->subject : old == identity;
+    if (!same) {
+      server_.end_socket(sock, disconnect_reason::transport_error);
+      return false;
+    }
+  }
+  bool placed = false;
+  {
+    std::lock_guard lock(mu_);
+    if (!closed_ && !sockets_.count(p.nsp)) {
+      sockets_[p.nsp] = sock;
+      placed = true;
+    }
+  }
+  if (!placed || !sock->begin_resume(weak_from_this(), {std::stoull(text), p.data})) {
+    if (placed) forget_socket(p.nsp);
+    server_.end_socket(sock, disconnect_reason::transport_error);
+    return false;  // a new socket, then (unless the session is gone)
+  }
+  sock->set_identity(identity);
+  asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
+    self->connect_timer_.cancel();
+  });
+  // Like a new connection (and as the reference server re-runs its middleware), a recovery
+  // goes through the connect hook and the role checks; only their acceptance resumes it.
+  if (!server_.hooks().on_sio_connect) {
+    server_.sio_accept(sock->sid());
+    return true;
+  }
+  sio_connect_info info{sock->sid(), p.nsp, p.data, sid_, remote_, query_, headers_, identity,
+                        true};
+  server* srv = &server_;
+  if (!server_.get_dispatcher().post([srv, info = std::move(info)] { srv->hooks().on_sio_connect(info); }))
+    server_.sio_refuse(sock->sid(), "server busy", "");
+  return true;
+}
+
+void eio_session::open_socket(const std::string& nsp, std::string auth,
+                              auth::identity_ptr identity) {
+  const bool recovery = server_.config().sio_recovery_window.count() > 0;
   std::shared_ptr<sio_socket> sock;
   {
     std::lock_guard lock(mu_);
-    if (closed_ || sockets_.count(p.nsp)) return;  // already connected to that namespace
-    sock = std::make_shared<sio_socket>(new_sid(), p.nsp, weak_from_this(),
+    if (closed_ || sockets_.count(nsp)) return;  // already connected to that namespace
+    sock = std::make_shared<sio_socket>(new_sid(), nsp, weak_from_this(),
                                         recovery ? server_.config().outbox_max_frames : 0);
-    sockets_[p.nsp] = sock;
+    sockets_[nsp] = sock;
   }
   asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
     self->connect_timer_.cancel();
@@ -723,8 +808,8 @@ void eio_session::on_connect_packet(const sio::packet& p) {
     server_.sio_accept(sock->sid());
     return;
   }
-  sio_connect_info info{sock->sid(), p.nsp, p.data.empty() ? std::string("{}") : p.data, sid_,
-                        remote_, query_, headers_, identity};
+  sio_connect_info info{sock->sid(), nsp, std::move(auth), sid_, remote_, query_, headers_,
+                        std::move(identity), false};
   server* srv = &server_;
   if (!server_.get_dispatcher().post([srv, info = std::move(info)] { srv->hooks().on_sio_connect(info); }))
     server_.sio_refuse(sock->sid(), "server busy", "");
@@ -896,6 +981,7 @@ void eio_session::disconnect_socket(const std::string& nsp, disconnect_reason wh
 void eio_session::close(disconnect_reason why) {
   std::map<std::string, std::shared_ptr<sio_socket>> sockets;
   std::shared_ptr<ws_session> ws, probe;
+  std::shared_ptr<void> slot;
   reply_fn parked;
   {
     std::lock_guard lock(mu_);
@@ -907,7 +993,11 @@ void eio_session::close(disconnect_reason why) {
     parked = std::move(parked_);
     parked_ = nullptr;
     queue_.clear();
+    partial_.reset();
+    attachments_.clear();
+    slot = std::move(slot_);
   }
+  slot.reset();  // the admission slot is free from now on
   asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
     self->ping_timer_.cancel();
     self->connect_timer_.cancel();
@@ -915,7 +1005,12 @@ void eio_session::close(disconnect_reason why) {
   });
   if (parked) parked(200, "6");  // release a waiting poll; its next request gets 400
   const bool by_client = why == disconnect_reason::client_close;
-  if (ws) ws->close(by_client ? close_code::normal : close_code::going_away, "", why);
+  if (ws) {
+    const std::uint16_t code = by_client ? close_code::normal
+                               : why == disconnect_reason::message_too_big ? close_code::message_too_big
+                                                                           : close_code::going_away;
+    ws->close(code, "", why);
+  }
   if (probe) probe->close(close_code::going_away, "", why);
   // A lost transport (not a goodbye) keeps recoverable sockets for the recovery window.
   const bool lost = why == disconnect_reason::transport_error ||

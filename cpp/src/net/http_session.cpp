@@ -565,9 +565,10 @@ class http_session : public std::enable_shared_from_this<http_session> {
         session->attach_probe(ws);
         return;
       }
+      // A session opened over WebSocket is counted by its connection's slot (held by `ws`).
       session = std::make_shared<eio_session>(server_, ctx, new_sid(),
                                               eio_session::transport::websocket, remote,
-                                              header_list(req), std::string(query), echo);
+                                              session_headers(req), std::string(query), echo);
       server_.register_eio(session);
       session->attach_websocket(ws);
       ws->start_with(session, session->open_packet());
@@ -600,11 +601,17 @@ class http_session : public std::enable_shared_from_this<http_session> {
     };
     if (!sid) {
       if (req.method() != http::verb::get) return eio_error(eio::error_code::bad_handshake_method);
+      // The session outlives this request (and this connection): it takes its own admission
+      // slot, which it gives back when it ends.
+      connection_refusal why = connection_refusal::none;
+      auto slot = server_.admit(remote_ip(stream_.socket()), why, true);
+      if (!slot) return refuse_session(req, why, cors);
       auto& ctx = static_cast<asio::io_context&>(stream_.socket().get_executor().context());
       auto session = std::make_shared<eio_session>(server_, ctx, new_sid(),
                                                    eio_session::transport::polling,
-                                                   remote_of(stream_.socket()), header_list(req),
-                                                   std::string(query), echo);
+                                                   remote_of(stream_.socket()),
+                                                   session_headers(req), std::string(query), echo);
+      session->hold(std::move(slot));
       server_.register_eio(session);
       session->start();
       return reply(200, session->open_packet());
@@ -718,6 +725,48 @@ class http_session : public std::enable_shared_from_this<http_session> {
     boost::system::error_code ec;
     auto ep = socket.remote_endpoint(ec);
     return ec ? std::string() : ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+
+  // An Engine.IO handshake over an admission limit (server::admit): 503 for the connection
+  // limits, 429 for the new-session rate, with a JSON message; the connection stays open.
+  void refuse_session(const request& req, connection_refusal why,
+                      const std::vector<std::pair<http::field, std::string>>& cors) {
+    auto& m = server_.get_metrics();
+    m.add(m.local().handshakes_rejected);
+    const bool rate = why == connection_refusal::rate;
+    m.limit_hit(rate ? limit_kind::new_sessions_per_ip
+                : why == connection_refusal::per_ip ? limit_kind::sessions_per_ip
+                                                    : limit_kind::sessions_total);
+    http::response<http::string_body> res{
+        rate ? http::status::too_many_requests : http::status::service_unavailable, req.version()};
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::retry_after, "1");
+    for (const auto& [k, v] : cors) res.set(k, v);
+    res.keep_alive(req.keep_alive());
+    res.body() = rate ? error_body("rate_limited",
+                                   "too many new sessions from this address; slow down")
+                 : why == connection_refusal::per_ip
+                     ? error_body("too_many_connections", "too many connections from this address")
+                     : error_body("too_many_connections", "the server is at its connection limit");
+    res.prepare_payload();
+    write(std::move(res), req.keep_alive());
+  }
+
+  static std::string remote_ip(const tcp::socket& socket) {
+    boost::system::error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    return ec ? std::string() : ep.address().to_string();
+  }
+
+  // What an Engine.IO session keeps of its handshake's headers: all of them when the app's
+  // Socket.IO connect hook will be shown them, else only Authorization (a CONNECT's token may
+  // come from it). At most max_header_size bytes either way.
+  std::vector<std::pair<std::string, std::string>> session_headers(const request& req) const {
+    if (server_.hooks().on_sio_connect) return header_list(req);
+    std::vector<std::pair<std::string, std::string>> out;
+    if (auto it = req.find(http::field::authorization); it != req.end())
+      out.emplace_back(std::string(it->name_string()), std::string(it->value()));
+    return out;
   }
 
   static std::vector<std::pair<std::string, std::string>> header_list(const request& req) {

@@ -274,7 +274,8 @@ std::size_t server::publish(const publication& p, publish_meta* meta) {
   return n;
 }
 
-server::connection_slot server::admit(const std::string& ip, connection_refusal& why) {
+server::connection_slot server::admit(const std::string& ip, connection_refusal& why,
+                                      bool session) {
   why = connection_refusal::none;
   if (cfg_.max_connections && tcp_total_.load() >= cfg_.max_connections) {
     why = connection_refusal::total;
@@ -287,19 +288,21 @@ server::connection_slot server::admit(const std::string& ip, connection_refusal&
   }
   {
     std::lock_guard lock(ip_mu_);
-    if (cfg_.new_connections_per_ip.rate > 0) {
+    const rate_spec& rate = session ? cfg_.new_sessions_per_ip : cfg_.new_connections_per_ip;
+    auto& buckets = session ? new_sessions_per_ip_ : new_per_ip_;
+    if (rate.rate > 0) {
       const std::int64_t now = steady_ns();
-      auto [b, fresh] = new_per_ip_.try_emplace(ip, cfg_.new_connections_per_ip, now);
+      auto [b, fresh] = buckets.try_emplace(ip, rate, now);
       std::int64_t wait_ns = 0;
       if (!b->second.take(now, wait_ns)) {
         why = connection_refusal::rate;
         return nullptr;
       }
       // Forget buckets that have filled up again, a few at a time, so the map stays small.
-      if (new_per_ip_.size() > 1024) {
+      if (buckets.size() > 1024) {
         std::size_t checked = 0;
-        for (auto it = new_per_ip_.begin(); it != new_per_ip_.end() && checked < 64; ++checked)
-          it = it->second.full(now) ? new_per_ip_.erase(it) : std::next(it);
+        for (auto it = buckets.begin(); it != buckets.end() && checked < 64; ++checked)
+          it = it->second.full(now) ? buckets.erase(it) : std::next(it);
       }
     }
     auto& n = per_ip_[ip];
@@ -384,7 +387,45 @@ bool server::sio_accept(const std::string& sid, std::optional<std::vector<std::s
       return false;
     }
   }
+  if (auto r = s->take_resume()) return resume_socket(s, r->offset, std::move(r->auth));
   return s->accept();
+}
+
+bool server::resume_socket(const std::shared_ptr<sio_socket>& s, std::uint64_t offset,
+                           std::string auth) {
+  auto session = s->session();
+  if (!session) {
+    end_socket(s, disconnect_reason::transport_error);
+    return false;
+  }
+  recheck_rooms(*s);  // before the replay, so that nothing of a room it left is replayed
+  const bool resumed = hub_.resume(s->sid(), offset, [&](std::vector<frame_ptr>& missed) {
+    return s->reattach(session, offset, missed);
+  });
+  if (resumed) {
+    s->arm_expiry(session->executor(), *this);
+    return true;
+  }
+  // Too late: history lost some of what it missed. It ends, and the client gets a new socket
+  // for the same CONNECT (the hook runs again, for that one).
+  session->forget_socket(s->nsp());
+  end_socket(s, disconnect_reason::transport_error);
+  session->open_socket(s->nsp(), std::move(auth), s->identity());
+  return false;
+}
+
+void server::recheck_rooms(const sio_socket& s) {
+  if (!cfg_.access || !cfg_.access->has_room_rules()) return;
+  const auto roles = s.roles();
+  // The hub files a room of namespace "/x" as "/x#room" and a room of "/" by its name.
+  const std::string prefix = s.nsp() == "/" ? std::string() : s.nsp() + "#";
+  for (const auto& key : hub_.rooms_of(s.sid())) {
+    if (!key.starts_with(prefix)) continue;
+    const std::string_view room = std::string_view(key).substr(prefix.size());
+    if (!cfg_.access->check_room(s.nsp(), room, *roles)) continue;
+    hub_.leave(s.sid(), key);
+    metrics_.add(metrics_.local().forbidden_room);
+  }
 }
 
 bool server::sio_refuse(const std::string& sid, const std::string& message,

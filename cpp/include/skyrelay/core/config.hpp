@@ -43,11 +43,19 @@ struct server_config {
   std::chrono::milliseconds drain_timeout{2'000};        // graceful stop: wait for close handshakes
 
   // TCP connections at once (any endpoint), in total and from one IP address; over either,
-  // a new connection gets a 503 answer and is closed. 0: no limit.
+  // a new connection gets a 503 answer and is closed. An Engine.IO polling session counts as
+  // one more from its handshake to its end (over either, the handshake gets 503). 0: no limit.
   std::size_t max_connections{100'000};
   std::size_t max_connections_per_ip{1'000};
   // New connections per second from one IP address (a token bucket); over it, 503. rate 0: off.
   rate_spec new_connections_per_ip{50.0, 100.0};
+  // New Engine.IO sessions per second from one IP address (a token bucket), counted at the
+  // polling handshake; over it, 429. Each session holds memory for up to sio_connect_timeout
+  // before any CONNECT, so this is tighter than new_connections_per_ip: a page load opens one
+  // session and socket.io-client reconnects after >= 1 s, so 20 at once and 10/s are more
+  // than honest clients behind one address need. rate 0: off. (A session opened over
+  // WebSocket is its TCP connection, already counted by new_connections_per_ip.)
+  rate_spec new_sessions_per_ip{10.0, 20.0};
   // Per-IP limits skip loopback addresses unless this is set: behind a reverse proxy on the same
   // host every client arrives from 127.0.0.1 (limit per client at the proxy then).
   bool limit_loopback{false};
@@ -83,6 +91,12 @@ struct server_config {
   // Test-only: a raw Engine.IO endpoint that echoes every message (the official Engine.IO
   // conformance suite needs one). Empty: none.
   std::string engineio_echo_path;
+  // Binary attachments of one Socket.IO packet (the `x` of "45x-"), buffered until the last
+  // arrives: at most this many (the protocol sets no bound; ours decodes up to 64), and at most
+  // this many bytes in all. Over either the session is closed (WebSocket: 1009). 16 covers any
+  // argument list an app sends; 1 MiB is what one polling POST can carry (max_body_size).
+  std::size_t max_attachments{16};
+  std::size_t max_attachment_bytes{1024 * 1024};
   // Socket.IO connection state recovery: how long a socket whose transport dropped is kept
   // (in its rooms) for the client to come back with its pid and offset; what it missed is
   // replayed from history, so the window may not exceed history_max_age. 0: off.

@@ -69,6 +69,16 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   // sent) when the latter are no longer all here.
   bool reattach(std::weak_ptr<eio_session> session, std::uint64_t offset,
                 std::vector<frame_ptr>& missed);
+  // A recovery CONNECT for this detached socket arrived on `session`: it stays detached (sends
+  // nothing) and loses the roles a connect hook granted it, until server::sio_accept resumes it
+  // (take_resume) or server::sio_refuse ends it. False when it was closed meanwhile.
+  struct resume_request {
+    std::uint64_t offset{0};
+    std::string auth;  // the CONNECT payload, for a fresh CONNECT when resuming is too late
+  };
+  bool begin_resume(std::weak_ptr<eio_session> session, resume_request r);
+  // The pending recovery (and forgets it), if begin_resume started one.
+  std::optional<resume_request> take_resume();
 
   // The verified token of its CONNECT (null without one; a resumed socket takes the token of
   // the CONNECT that resumed it). Thread-safe.
@@ -103,6 +113,7 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   auth::identity_ptr identity_;
   std::shared_ptr<const std::vector<std::string>> granted_roles_;
   std::shared_ptr<asio::steady_timer> expiry_;  // cancelled on its own executor
+  std::optional<resume_request> resume_;        // a recovery waiting for its connect decision
 };
 
 class eio_session : public ws_handler, public std::enable_shared_from_this<eio_session> {
@@ -118,6 +129,11 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
 
   const std::string& sid() const noexcept { return sid_; }
   const server_config& config() const noexcept;
+  // The executor of the session's timers (where its sockets' expiry timers run).
+  asio::any_io_executor executor() { return connect_timer_.get_executor(); }
+  // A polling session's admission slot (server::admit); given back when the session ends or
+  // upgrades to WebSocket (whose connection holds its own slot).
+  void hold(std::shared_ptr<void> slot);
   // The open packet ("0{...}"); the caller sends it as the first packet of the transport.
   std::string open_packet() const;
   void start();
@@ -143,6 +159,9 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
                          const sio_socket* only = nullptr);
   // Drops a socket from the session without telling the client (a refused CONNECT).
   std::shared_ptr<sio_socket> forget_socket(const std::string& nsp);
+  // A new socket in `nsp` for a CONNECT that passed every check: registered, then accepted at
+  // once or handed to the connect hook. `auth` is the JSON text of the CONNECT payload.
+  void open_socket(const std::string& nsp, std::string auth, auth::identity_ptr identity);
 
   // ws_handler
   void on_ws_text(ws_session& from, std::string_view text) override;
@@ -157,6 +176,14 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   void on_sio_binary(std::string_view bytes);
   void dispatch(const sio::packet& p, std::vector<std::string> attachments);
   void on_connect_packet(const sio::packet& p);
+  // The checks a CONNECT meets before any token is verified: the session's CONNECT rate, the
+  // namespace, and not a namespace the session is already in. False: refused (answered).
+  bool admit_connect(const std::string& nsp);
+  // The CONNECT's token (payload, else the Authorization header); false: refused (answered).
+  bool verify_connect(const sio::packet& p, auth::identity_ptr& identity);
+  // A CONNECT with {"pid", "offset"} for a detached socket of the same user: true when it is
+  // taken to be resumed (after the connect hook and role checks, see server::sio_accept).
+  bool try_resume(const sio::packet& p, const auth::identity_ptr& identity);
   bool namespace_allowed(const std::string& nsp) const;
   void send_packet_text(std::string text);
   void arm_ping(std::chrono::milliseconds after);
@@ -192,6 +219,9 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   std::map<std::string, std::shared_ptr<sio_socket>> sockets_;  // by namespace
   std::optional<sio::packet> partial_;  // a binary packet waiting for its attachments
   std::vector<std::string> attachments_;
+  std::size_t attachment_bytes_{0};     // in attachments_ (max_attachment_bytes)
+  std::optional<token_bucket> connect_limit_;  // CONNECT packets (server_config::inbound_limit)
+  std::shared_ptr<void> slot_;          // the admission slot of a polling session
 };
 
 }  // namespace skyrelay

@@ -31,6 +31,11 @@ enum class limit_kind : std::uint8_t {
   idle_timeout,       // a keep-alive HTTP connection or a WebSocket silent for idle_timeout
   outbox,             // a connection's outbox full: a frame evicted, or the connection closed
   write_timeout,      // a WebSocket or SSE write pending for write_timeout: cut, slow consumer
+  sessions_total,     // an Engine.IO handshake over max_connections (503)
+  sessions_per_ip,    // an Engine.IO handshake over max_connections_per_ip (503)
+  new_sessions_per_ip,  // an Engine.IO handshake over new_sessions_per_ip (429)
+  attachments,        // a Socket.IO packet announcing more than max_attachments (closed)
+  attachment_bytes,   // a packet's attachments over max_attachment_bytes (closed)
   count_
 };
 

@@ -57,6 +57,10 @@ struct sio_connect_info {
   std::string query;
   std::vector<std::pair<std::string, std::string>> headers;
   auth::identity_ptr identity;  // the verified token's identity; null without a token
+  // A connection state recovery: `sid` is the socket that asked to resume (still in its
+  // rooms). Accepting it resumes it (or, when history no longer has what it missed, ends it
+  // and opens a new socket, which goes through the hook again); refusing it ends it.
+  bool recovered{false};
 };
 
 // A plain HTTP request handed to the application.
@@ -145,7 +149,9 @@ class server {
 
   // Socket.IO: thread-safe; false when the socket is gone.
   // Accepts a CONNECT unless the namespace's role requirement refuses it (then connect_error
-  // with data {"code":"forbidden"}); `roles` as for accept().
+  // with data {"code":"forbidden"}); `roles` as for accept(). A recovering socket
+  // (sio_connect_info::recovered) also leaves the rooms its roles no longer allow, then gets
+  // what it missed; false when that was too late (it ended, a new socket was opened).
   bool sio_accept(const std::string& sid,
                   std::optional<std::vector<std::string>> roles = std::nullopt);
   bool sio_refuse(const std::string& sid, const std::string& message, const std::string& data_json);
@@ -202,9 +208,11 @@ class server {
 
   // Admission of a new TCP connection from `ip`: a slot that releases itself when the last
   // holder drops it (the HTTP session, then the WebSocket or stream it became), or nullptr
-  // when a limit is reached (`per_ip` tells which).
+  // when a limit is reached (`why` tells which). With `session`, the slot is for an Engine.IO
+  // polling session instead: it counts against the same max_connections and
+  // max_connections_per_ip, and its rate is new_sessions_per_ip. Thread-safe.
   using connection_slot = std::shared_ptr<void>;
-  connection_slot admit(const std::string& ip, connection_refusal& why);
+  connection_slot admit(const std::string& ip, connection_refusal& why, bool session = false);
   std::size_t tcp_connections() const noexcept { return tcp_total_.load(); }
 
   // The executor for the next accepted connection (round-robin over the I/O contexts).
@@ -214,6 +222,11 @@ class server {
 
  private:
   void sweep_later();  // runs hub::sweep every second on the first I/O context
+  // sio_accept for a socket that asked to resume from `offset` (see sio_accept).
+  bool resume_socket(const std::shared_ptr<sio_socket>& s, std::uint64_t offset, std::string auth);
+  // Leaves the rooms whose role requirement (access_policy room rules) the socket's roles no
+  // longer meet.
+  void recheck_rooms(const sio_socket& s);
 
   server_config cfg_;
   app_hooks hooks_;
@@ -244,6 +257,7 @@ class server {
   std::mutex ip_mu_;
   std::unordered_map<std::string, std::size_t> per_ip_;
   std::unordered_map<std::string, token_bucket> new_per_ip_;  // forgotten once full again
+  std::unordered_map<std::string, token_bucket> new_sessions_per_ip_;  // the same, for sessions
 
   idempotency_store idem_{std::chrono::minutes(5), 100'000};
 };
