@@ -7,7 +7,8 @@ from common import announce, parse_args, paced, payload, wait_for_clients
 
 args = parse_args()
 # With --certfile/--keyfile the one port serves TLS only (wss, https), terminated by skyrelay.
-server = skyrelay.Server("127.0.0.1", args.port, io_threads=1,
+# The load clients subscribe by name (/ws/bench, /sse/bench): that one topic is open to them.
+server = skyrelay.Server("127.0.0.1", args.port, io_threads=1, client_topics=["bench"],
                          ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
 server.start()
 # A benchmark topic is a volatile stream: under overload drop stale frames (counted) rather than

@@ -173,6 +173,13 @@ class py_server {
     if (options.contains("access") && !options["access"].is_none())
       cfg.access = access_config(options["access"].cast<py::dict>());
     get("roles_from_connect", cfg.roles_from_connect);
+    // A list of patterns (Server._options()["client_topics"]); None: no topic open.
+    if (options.contains("client_topics") && !options["client_topics"].is_none())
+      cfg.client_topics = std::make_shared<const auth::client_topic_policy>(
+          options["client_topics"].cast<std::vector<std::string>>());
+    get("json_protocol", cfg.json_protocol);
+    get("sse", cfg.sse);
+    get("socketio", cfg.socketio);
 
     app_hooks hooks;
     if (!on_connect.is_none()) {

@@ -33,6 +33,10 @@ import skyrelay
 
 MOTOR_TEMP_LIMIT_C = 110.0
 
+# The topics dashboards may subscribe to by name (docs/api.md "Client topics"): each well's
+# room and the alerts. Anything else the server publishes is not reachable by name.
+CLIENT_TOPICS = ["WELL-*", "alerts"]
+
 # Who may do what when the server checks tokens (docs/api.md "Authorization"): the rooms of
 # the wells need one of ROOM_ROLES; changing a drive's frequency needs COMMAND_ROLES.
 ROOM_ROLES = {"WELL-*": ["viewer", "operator"]}
@@ -153,7 +157,8 @@ def main() -> None:
         print(make_token(args.jwt_secret, args.print_token, [args.print_token]))
         return
     secured = secured_options(args.jwt_secret) if args.jwt_secret else {}
-    server = skyrelay.Server(args.host, args.port, publish_token=args.publish_token, **secured)
+    server = skyrelay.Server(args.host, args.port, publish_token=args.publish_token,
+                             client_topics=CLIENT_TOPICS, **secured)
     app = TelemetryApp(server, args.wells,
                        command_roles=COMMAND_ROLES if args.jwt_secret else None)
     server.start()

@@ -175,6 +175,9 @@ def build_demo(host: str = "127.0.0.1", port: int = 8000, *, satellites: Any = N
         satellites, elements_note = bundled_satellites()
     static_dir = resources.files("skyrelay") / "web" / "tracker"
     options.setdefault("wsgi_app", _vendor_app(socketio_client or find_socketio_client()))
+    # The metrics page subscribes to its topic by name (/ws/metrics); the tracker's pages are
+    # joined to their rooms by the subscribe_* handlers, so no other topic is open.
+    options.setdefault("client_topics", [TOPIC])
     server = Server(host, port, static_dir=str(static_dir), **options)
     metrics = MetricsPublisher(server, metrics_interval)
     tracker = Tracker(server, satellites, stations, position_interval=position_interval,

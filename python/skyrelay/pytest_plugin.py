@@ -3,9 +3,11 @@
 Inert unless used: importing it loads neither the C++ core nor the websockets package.
 
 * ``skyrelay_server`` - a started :class:`skyrelay.Server` on 127.0.0.1 and a free port,
-  stopped after the test. Register handlers on it inside the test (sync handlers are looked up
-  per event, so registering after start works; a connect handler must be registered before
-  start, so use ``skyrelay_server_factory`` for that).
+  stopped after the test, with every topic open to clients (``client_topics="*"``: it has no
+  app to decide which; the factory's servers take your app's ``client_topics``). Register
+  handlers on it inside the test (sync handlers are looked up per event, so registering after
+  start works; a connect handler must be registered before start, so use
+  ``skyrelay_server_factory`` for that).
 * ``skyrelay_server_factory`` - ``factory(configure=None, **options)`` builds, configures and
   starts servers; all are stopped after the test.
 * ``skyrelay_client`` - ``connect(server_or_url=None, path="/ws", headers=None, timeout=5)``
@@ -41,7 +43,7 @@ def skyrelay_server_factory() -> Iterator[Callable[..., Any]]:
 
 @pytest.fixture
 def skyrelay_server(skyrelay_server_factory: Callable[..., Any]) -> Any:
-    return skyrelay_server_factory()
+    return skyrelay_server_factory(client_topics="*")
 
 
 @pytest.fixture

@@ -112,6 +112,20 @@ def encode_json(data: Any, default: Callable[[Any], Any] | None = None) -> bytes
     return text.encode("utf-8")
 
 
+def _topic_patterns(spec: str | Iterable[str] | None) -> list[str] | None:
+    """The ``client_topics`` option as a list of patterns (None: no topic is open)."""
+    if spec is None:
+        return None
+    if callable(spec):
+        raise TypeError("client_topics takes patterns, not a function (it would run Python on "
+                        "the I/O threads): let a handler check and call conn.join(room)")
+    patterns = [spec] if isinstance(spec, str) else list(spec)
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern:
+            raise ValueError(f"a client_topics pattern is a non-empty string, not {pattern!r}")
+    return patterns
+
+
 def _names(target: Target) -> list[str]:
     if target is None:
         return []
@@ -205,6 +219,14 @@ class Server:
     With ``ssl_certfile`` and ``ssl_keyfile`` (PEM; the certificate file may hold the chain)
     the port serves TLS only: https and wss. A file that will not load, or a key that does not
     match the certificate, raises at :meth:`start`.
+
+    ``client_topics`` says which topics clients may subscribe to by name (a JSON-protocol
+    ``subscribe``, ``/ws/<topic>``, ``/sse/<topic>``, ``?topics=``): glob patterns in which
+    ``*`` matches any run of characters and ``{sub}`` the subject of the connection's token
+    (``["news", "well:*", "user:{sub}"]``), or ``"*"`` for every topic. The default, None,
+    opens none: clients then get what the server addresses to them (broadcasts, direct emits,
+    rooms a handler joins them to). ``json_protocol``, ``sse`` and ``socketio`` set to False
+    turn that transport's endpoint off.
     """
 
     def __init__(
@@ -258,6 +280,10 @@ class Server:
         namespace_roles: Mapping[str, Iterable[str]] | None = None,
         room_roles: Mapping[str, Iterable[str]] | None = None,
         roles_from_connect: bool = False,
+        client_topics: str | Iterable[str] | None = None,
+        json_protocol: bool = True,
+        sse: bool = True,
+        socketio: bool = True,
         ssl_certfile: str | os.PathLike[str] | None = None,
         ssl_keyfile: str | os.PathLike[str] | None = None,
         debug: bool = False,
@@ -329,6 +355,13 @@ class Server:
             "limit_loopback": bool(limit_loopback),
             # JWT verification at every handshake and for the publish API (docs/api.md).
             "jwt": jwt._options() if isinstance(jwt, JWTAuth) else None,
+            # Topics of "/" that clients may subscribe to by name (docs/api.md "Client
+            # topics"): glob patterns, `{sub}` for the token's subject; None: none.
+            "client_topics": _topic_patterns(client_topics),
+            # Transports: False turns the endpoint off (an unknown path, 404).
+            "json_protocol": bool(json_protocol),
+            "sse": bool(sse),
+            "socketio": bool(socketio),
             # TLS on the same port (https, wss): PEM certificate (chain) and key files.
             "tls_cert_file": os.fspath(ssl_certfile) if ssl_certfile else "",
             "tls_key_file": os.fspath(ssl_keyfile) if ssl_keyfile else "",

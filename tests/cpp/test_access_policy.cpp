@@ -124,3 +124,76 @@ TEST(AccessPolicy, ConnectChecksTheNamespaceThenEachRoom) {
   EXPECT_EQ(d->scope, skyrelay::auth::access_scope::namespace_);
   EXPECT_FALSE(p.check_event("/", "x", Roles{}));
 }
+
+using skyrelay::auth::glob_match_subject;
+
+TEST(GlobMatchSubject, SubStandsForExactlyTheSubject) {
+  EXPECT_TRUE(glob_match_subject("user:{sub}", "user:alice", "alice"));
+  EXPECT_FALSE(glob_match_subject("user:{sub}", "user:bob", "alice"));
+  EXPECT_FALSE(glob_match_subject("user:{sub}", "user:alice2", "alice"));
+  EXPECT_FALSE(glob_match_subject("user:{sub}", "user:alic", "alice"));
+  EXPECT_FALSE(glob_match_subject("user:{sub}", "user:", "alice"));
+  EXPECT_TRUE(glob_match_subject("user:{sub}:*", "user:alice:inbox", "alice"));
+  EXPECT_FALSE(glob_match_subject("user:{sub}:*", "user:bob:inbox", "alice"));
+  EXPECT_TRUE(glob_match_subject("*:{sub}", "a:b:alice", "alice"));
+  EXPECT_TRUE(glob_match_subject("{sub}{sub}", "abab", "ab"));
+  EXPECT_FALSE(glob_match_subject("{sub}{sub}", "aba", "ab"));
+  // After a failed try the star takes one more character and the subject is compared again.
+  EXPECT_TRUE(glob_match_subject("*{sub}", "aab", "ab"));
+  // Without {sub} it is glob_match.
+  EXPECT_TRUE(glob_match_subject("well:*", "well:7", "alice"));
+  EXPECT_FALSE(glob_match_subject("well:?", "well:7", "alice"));
+}
+
+TEST(GlobMatchSubject, TheSubjectIsLiteral) {
+  // A subject with a star opens no other topic: it is compared character for character.
+  EXPECT_FALSE(glob_match_subject("user:{sub}", "user:bob", "*"));
+  EXPECT_TRUE(glob_match_subject("user:{sub}", "user:*", "*"));
+  EXPECT_FALSE(glob_match_subject("user:{sub}", "user:a{sub}", "a"));
+  EXPECT_TRUE(glob_match_subject("user:{sub}", "user:{sub}", "{sub}"));
+}
+
+TEST(GlobMatchSubject, NoSubjectMatchesNoPatternWithSub) {
+  EXPECT_FALSE(glob_match_subject("user:{sub}", "user:", ""));
+  EXPECT_FALSE(glob_match_subject("{sub}", "", ""));
+  EXPECT_FALSE(glob_match_subject("*{sub}*", "anything", ""));
+  EXPECT_TRUE(glob_match_subject("news", "news", ""));
+  // In a room rule (glob_match) `{sub}` is five literal characters.
+  EXPECT_TRUE(glob_match("user:{sub}", "user:{sub}"));
+  EXPECT_FALSE(glob_match("user:{sub}", "user:alice"));
+}
+
+TEST(ClientTopics, NullPolicyOpensNothing) {
+  using skyrelay::auth::check_client_topics;
+  EXPECT_FALSE(check_client_topics(nullptr, {}, nullptr));
+  auto d = check_client_topics(nullptr, {"news"}, nullptr);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->scope, skyrelay::auth::access_scope::client_topic);
+  EXPECT_NE(d->message.find("\"news\""), std::string::npos);
+  EXPECT_NE(d->message.find("client_topics"), std::string::npos);
+}
+
+TEST(ClientTopics, PatternsAndTheConnectionsSubject) {
+  using skyrelay::auth::check_client_topics;
+  skyrelay::auth::client_topic_policy p({"news", "well:*", "user:{sub}"});
+  skyrelay::auth::identity alice;
+  alice.subject = "alice";
+  EXPECT_FALSE(check_client_topics(&p, {"news", "well:7", "user:alice"}, &alice));
+  auto d = check_client_topics(&p, {"news", "user:bob"}, &alice);
+  ASSERT_TRUE(d);
+  EXPECT_NE(d->message.find("\"user:bob\""), std::string::npos);
+  EXPECT_NE(d->message.find("client_topics"), std::string::npos);
+  EXPECT_TRUE(check_client_topics(&p, {"newsx"}, &alice));
+  EXPECT_TRUE(check_client_topics(&p, {"wells:7"}, &alice));
+  // Without a token (or a token without sub) no {sub} pattern matches.
+  EXPECT_TRUE(check_client_topics(&p, {"user:"}, nullptr));
+  skyrelay::auth::identity anonymous;
+  EXPECT_TRUE(check_client_topics(&p, {"user:"}, &anonymous));
+  EXPECT_FALSE(check_client_topics(&p, {"news"}, nullptr));
+  EXPECT_THROW(skyrelay::auth::client_topic_policy({"ok", ""}), std::invalid_argument);
+}
+
+TEST(ClientTopics, StarOpensEverything) {
+  skyrelay::auth::client_topic_policy p({"*"});
+  EXPECT_FALSE(skyrelay::auth::check_client_topics(&p, {"admins", "/x#y", "a"}, nullptr));
+}

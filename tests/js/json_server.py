@@ -42,8 +42,11 @@ if args.jwt_secret is not None:
     roles = dict(jwt=skyrelay.JWTAuth(keys=[skyrelay.JWTKey.hmac("k", args.jwt_secret.encode())],
                                       require_kind=False),
                  room_roles={"well:*": ["operator"]})
+# skyrelay.js subscribes to many topics by name: every topic is open (client_topics is tested
+# in tests/python/test_client_topics.py).
 server = skyrelay.Server("127.0.0.1", args.port, history_size=args.history,
-                         outbox_max_frames=args.outbox_frames, inbound_burst=1000, **roles)
+                         outbox_max_frames=args.outbox_frames, inbound_burst=1000,
+                         client_topics="*", **roles)
 if args.jwt_secret is not None:
     @server.on("purge", roles=["admin"])
     def purge(conn, data):

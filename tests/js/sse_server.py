@@ -26,8 +26,11 @@ parser.add_argument("--retry", type=float, default=0.5,
                     help="the reconnection delay the streams tell the browser (seconds)")
 args = parser.parse_args()
 
+# The pages open streams of many topics by name; which ones clients may open is not what these
+# tests are about (tests/python/test_client_topics.py is), so every topic is open.
 server = skyrelay.Server("127.0.0.1", 0, static_dir=str(Path(__file__).with_name("sse_page")),
-                         publish_token=args.publish_token, sse_retry=args.retry)
+                         publish_token=args.publish_token, sse_retry=args.retry,
+                         client_topics="*")
 
 
 @server.on_connect

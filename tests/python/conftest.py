@@ -12,6 +12,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture
+def skyrelay_server_factory(skyrelay_server_factory):
+    """The plugin's factory, with every topic open to clients unless a test says otherwise
+    (``client_topics=None`` for the default): most tests subscribe by name to exercise something
+    else. test_client_topics.py covers the setting itself."""
+
+    def factory(configure=None, **options):
+        options.setdefault("client_topics", "*")
+        return skyrelay_server_factory(configure, **options)
+
+    return factory
+
+
+@pytest.fixture
 def sio_clients():
     """Makes python-socketio clients (no reconnection), disconnected after the test."""
     import socketio

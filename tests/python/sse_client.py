@@ -64,3 +64,9 @@ class Stream:
                 pass
         self._thread.join(5)
         self._client.close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -32,7 +32,7 @@ def telemetry(skyrelay_server_factory):
     def configure(server):
         holder["app"] = mod.TelemetryApp(server, wells=2, rate_hz=20.0)
 
-    server = skyrelay_server_factory(configure)
+    server = skyrelay_server_factory(configure, client_topics=mod.CLIENT_TOPICS)
     app = holder["app"]
     app.start()
     yield server, app
@@ -81,6 +81,9 @@ def test_well_telemetry_raises_alerts(telemetry, skyrelay_client):
     alert = client.expect("alert", timeout=10)
     assert alert["kind"] == "motor_temp_high"
     assert alert["value"] > alert["limit"]
+    # Only the wells' rooms and alerts are open to clients (the README says so).
+    client.send({"type": "subscribe", "topic": "operators", "id": "other"})
+    assert client.expect_frame("error")["code"] == "forbidden"
 
 
 def test_demo_serves_page_and_metrics(skyrelay_client):
@@ -109,6 +112,9 @@ def test_demo_serves_page_and_metrics(skyrelay_client):
         assert client.expect("chat")["text"] == "hello"
         with pytest.raises(ResponseError):
             client.request("say", {"text": "   "})
+        # The tracker's rooms are joined by its handlers, never by name.
+        client.send({"type": "subscribe", "topic": "satellites", "id": "by-name"})
+        assert client.expect_frame("error")["code"] == "forbidden"
         # The tracker's server_status carries the metrics snapshot.
         status = client.expect("server_status", timeout=10)
         assert status["satellites"] == 26 and "metrics" in status
@@ -124,7 +130,8 @@ def test_stream_telemetry_producer_script(skyrelay_server_factory, skyrelay_clie
 
     import httpx
 
-    server = skyrelay_server_factory(publish_token="s3cret")
+    mod = load("well_telemetry")
+    server = skyrelay_server_factory(publish_token="s3cret", client_topics=mod.CLIENT_TOPICS)
     ws = skyrelay_client(server)
     ws.subscribe("WELL-002", "alerts")
     script = Path(__file__).parents[2] / "examples" / "well_telemetry" / "stream_telemetry.py"
@@ -172,7 +179,8 @@ def test_well_telemetry_secured_with_roles(skyrelay_server_factory):
         holder["app"] = mod.TelemetryApp(server, wells=1, rate_hz=20.0,
                                          command_roles=mod.COMMAND_ROLES)
 
-    server = skyrelay_server_factory(configure, **mod.secured_options(secret))
+    server = skyrelay_server_factory(configure, client_topics=mod.CLIENT_TOPICS,
+                                     **mod.secured_options(secret))
     holder["app"].start()
     try:
         url = f"ws://127.0.0.1:{server.port}/ws"

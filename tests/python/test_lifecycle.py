@@ -249,7 +249,7 @@ def _os_threads() -> int:
 
 def test_repeated_start_stop_leaks_no_threads():
     def cycle(i):
-        server = skyrelay.Server(port=0, io_threads=2, drain_timeout=1)
+        server = skyrelay.Server(port=0, io_threads=2, drain_timeout=1, client_topics="*")
         seen = []
 
         @server.on("echo")

@@ -40,19 +40,22 @@ access_denial denial(access_scope scope, std::string_view name,
   return {std::move(m), scope};
 }
 
-}  // namespace
+constexpr std::string_view subject_token = "{sub}";
 
-bool glob_match(std::string_view pattern, std::string_view text) noexcept {
-  // Greedy matching with one backtrack point: the last `*` seen and where its run ends.
+// Greedy matching with one backtrack point: the last `*` seen and where its run ends. With a
+// subject, each `{sub}` of the pattern is one literal step that compares the whole subject.
+bool match(std::string_view pattern, std::string_view text, const std::string_view* subject) {
   std::size_t p = 0, t = 0;
   std::size_t star = std::string_view::npos, resume = 0;
   while (t < text.size()) {
+    const bool at_subject = subject && pattern.substr(p).starts_with(subject_token);
     if (p < pattern.size() && pattern[p] == '*') {
       star = p++;
       resume = t;
-    } else if (p < pattern.size() && pattern[p] == text[t]) {
-      ++p;
-      ++t;
+    } else if (at_subject ? text.substr(t).starts_with(*subject)
+                          : p < pattern.size() && pattern[p] == text[t]) {
+      p += at_subject ? subject_token.size() : 1;
+      t += at_subject ? subject->size() : 1;
     } else if (star != std::string_view::npos) {
       p = star + 1;
       t = ++resume;
@@ -62,6 +65,18 @@ bool glob_match(std::string_view pattern, std::string_view text) noexcept {
   }
   while (p < pattern.size() && pattern[p] == '*') ++p;
   return p == pattern.size();
+}
+
+}  // namespace
+
+bool glob_match(std::string_view pattern, std::string_view text) noexcept {
+  return match(pattern, text, nullptr);
+}
+
+bool glob_match_subject(std::string_view pattern, std::string_view text,
+                        std::string_view subject) noexcept {
+  if (subject.empty() && pattern.find(subject_token) != std::string_view::npos) return false;
+  return match(pattern, text, &subject);
 }
 
 void access_policy::require_namespace(std::string nsp, std::vector<std::string> roles) {
@@ -113,6 +128,33 @@ std::optional<access_denial> access_policy::check_connect(
   if (auto refusal = check_namespace(nsp, roles)) return refusal;
   for (const auto& room : rooms)
     if (auto refusal = check_room(nsp, room, roles)) return refusal;
+  return std::nullopt;
+}
+
+client_topic_policy::client_topic_policy(std::vector<std::string> patterns)
+    : patterns_(std::move(patterns)) {
+  for (const auto& p : patterns_)
+    if (p.empty()) throw std::invalid_argument("a client_topics pattern must not be empty");
+}
+
+bool client_topic_policy::allows(std::string_view topic, std::string_view subject) const noexcept {
+  for (const auto& p : patterns_)
+    if (glob_match_subject(p, topic, subject)) return true;
+  return false;
+}
+
+std::optional<access_denial> check_client_topics(const client_topic_policy* policy,
+                                                 const std::vector<std::string>& topics,
+                                                 const identity* id) {
+  const std::string_view subject = id ? std::string_view(id->subject) : std::string_view();
+  for (const auto& topic : topics) {
+    if (policy && policy->allows(topic, subject)) continue;
+    std::string m = "topic \"";
+    m += topic;
+    m += policy ? "\" is not open to clients: no pattern of the server's client_topics matches it"
+                : "\" is not open to clients: the server's client_topics setting opens no topic";
+    return access_denial{std::move(m), access_scope::client_topic};
+  }
   return std::nullopt;
 }
 

@@ -176,10 +176,14 @@ class http_session : public std::enable_shared_from_this<http_session> {
     std::string_view query =
         target.find('?') == std::string_view::npos ? "" : target.substr(target.find('?') + 1);
 
-    if (path == "/ws" || path.starts_with("/ws/")) return upgrade(std::move(req), path, query);
-    if (path == server_.config().socketio_path ||
-        path == std::string_view(server_.config().socketio_path).substr(
-                    0, server_.config().socketio_path.size() - 1))
+    // A transport that is turned off is an unknown path: its requests go on to the routes
+    // below (a 404, or the WSGI app), and no connection is made.
+    const auto& cfg = server_.config();
+    if (cfg.json_protocol && (path == "/ws" || path.starts_with("/ws/")))
+      return upgrade(std::move(req), path, query);
+    if (cfg.socketio && (path == cfg.socketio_path ||
+                         path == std::string_view(cfg.socketio_path)
+                                     .substr(0, cfg.socketio_path.size() - 1)))
       return engineio(std::move(req), query);
     if (!server_.config().engineio_echo_path.empty() &&
         (path == server_.config().engineio_echo_path ||
@@ -196,7 +200,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
       return send_error(http::status::method_not_allowed, "method_not_allowed",
                         "only GET and HEAD are served here", req.keep_alive());
     }
-    if (path == "/sse" || path.starts_with("/sse/")) return sse(std::move(req), path, query);
+    if (cfg.sse && (path == "/sse" || path.starts_with("/sse/")))
+      return sse(std::move(req), path, query);
     if (path == "/health") return send_text(req, "application/json", server_.health_json());
     if (path == "/metrics")
       return send_text(req, "text/plain; version=0.0.4; charset=utf-8", server_.metrics_text());
@@ -237,9 +242,10 @@ class http_session : public std::enable_shared_from_this<http_session> {
     }
     auth::identity_ptr identity;
     if (!check_token(req, query, identity)) return;
-    if (!check_access(req, identity, topic.empty() ? std::vector<std::string>{}
-                                                   : std::vector<std::string>{topic}))
-      return;
+    std::vector<std::string> topics;
+    if (!topic.empty()) topics.push_back(topic);
+    if (!check_client_topics(req, identity, topics)) return;
+    if (!check_access(req, identity, topics)) return;
 
     std::string response =
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -284,6 +290,31 @@ class http_session : public std::enable_shared_from_this<http_session> {
     return true;
   }
 
+  // The topics a JSON-protocol or SSE handshake subscribes to by name must be open to clients
+  // (client_topics). True when they are; else a 403 {"error":"forbidden",...} is written.
+  bool check_client_topics(const request& req, const auth::identity_ptr& id,
+                           const std::vector<std::string>& topics) {
+    auto refusal =
+        auth::check_client_topics(server_.config().client_topics.get(), topics, id.get());
+    if (!refusal) return true;
+    auto& m = server_.get_metrics();
+    m.add(m.local().forbidden_client_topic);
+    m.add(m.local().handshakes_rejected);
+    forbidden(req, refusal->message);
+    return false;
+  }
+
+  // 403 {"error":"forbidden","message":...}; the connection closes after it.
+  void forbidden(const request& req, const std::string& message) {
+    http::response<http::string_body> res{http::status::forbidden, req.version()};
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::cache_control, "no-store");
+    res.body() = error_body("forbidden", message);
+    res.keep_alive(false);
+    res.prepare_payload();
+    write(std::move(res), false);
+  }
+
   // The role requirements of a JSON-protocol or SSE handshake: the "/" namespace's, and each
   // room's in `rooms`. True when they are met; else a 403 {"error":"forbidden",...} is written.
   // With a connect hook, which may grant roles, a refusal waits for its decision instead (the
@@ -299,13 +330,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     m.add(refusal->scope == auth::access_scope::namespace_ ? m.local().forbidden_namespace
                                                            : m.local().forbidden_room);
     m.add(m.local().handshakes_rejected);
-    http::response<http::string_body> res{http::status::forbidden, req.version()};
-    res.set(http::field::content_type, "application/json");
-    res.set(http::field::cache_control, "no-store");
-    res.body() = error_body("forbidden", refusal->message);
-    res.keep_alive(false);
-    res.prepare_payload();
-    write(std::move(res), false);
+    forbidden(req, refusal->message);
     return false;
   }
 
@@ -477,6 +502,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
       return reject(http::status::bad_request, "bad_last_event_id", "Last-Event-ID is too long");
     auth::identity_ptr identity;
     if (!check_token(req, query, identity)) return;
+    if (!check_client_topics(req, identity, topics)) return;
     if (!check_access(req, identity, topics)) return;
 
     std::string head =

@@ -129,13 +129,16 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
           &shard::auth_refused);
   line(out, "skyrelay_forbidden_total",
        "Connections, subscriptions, joins and events refused for a missing role, by what "
-       "required the role.", "counter");
+       "required the role; client_topic: subscriptions to a topic the server does not open "
+       "to clients.", "counter");
   value(out, "skyrelay_forbidden_total{scope=\"namespace\"}",
         static_cast<double>(total(&shard::forbidden_namespace)));
   value(out, "skyrelay_forbidden_total{scope=\"room\"}",
         static_cast<double>(total(&shard::forbidden_room)));
   value(out, "skyrelay_forbidden_total{scope=\"event\"}",
         static_cast<double>(total(&shard::forbidden_event)));
+  value(out, "skyrelay_forbidden_total{scope=\"client_topic\"}",
+        static_cast<double>(total(&shard::forbidden_client_topic)));
   counter("skyrelay_http_requests_total", "Plain HTTP requests served.", &shard::http_requests);
   counter("skyrelay_tls_handshakes_failed_total",
           "TLS handshakes that failed or did not finish within the handshake timeout.",

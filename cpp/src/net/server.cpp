@@ -644,9 +644,22 @@ double server::uptime_seconds() const {
 std::string server::health_json() const {
   char buf[160];
   std::snprintf(buf, sizeof buf,
-                "{\"status\":\"ok\",\"uptime_s\":%.3f,\"connections\":%zu,\"rooms\":%zu}",
+                "{\"status\":\"ok\",\"uptime_s\":%.3f,\"connections\":%zu,\"rooms\":%zu",
                 uptime_seconds(), hub_.connection_count(), hub_.room_count());
-  return buf;
+  // The transports whose endpoints are on, by their option names.
+  std::string out = buf;
+  out += ",\"transports\":[";
+  const char* sep = "";
+  for (auto [on, name] : {std::pair{cfg_.json_protocol, "\"json_protocol\""},
+                          std::pair{cfg_.sse, "\"sse\""},
+                          std::pair{cfg_.socketio, "\"socketio\""}}) {
+    if (!on) continue;
+    out += sep;
+    out += name;
+    sep = ",";
+  }
+  out += "]}";
+  return out;
 }
 
 std::string server::metrics_text() const {

@@ -413,6 +413,16 @@ void ws_session::on_text(std::string_view text) {
       return;
     }
   }
+  // A subscribe names topics: each must be open to clients (client_topics) before its role
+  // requirements are looked at; a refusal joins none of them.
+  if (msg.type == proto::client_type::subscribe) {
+    if (auto refusal = auth::check_client_topics(server_.config().client_topics.get(),
+                                                 msg.topics, identity_.get())) {
+      m.add(m.local().forbidden_client_topic);
+      reply_error(error_code::forbidden, refusal->message, msg.id);
+      return;
+    }
+  }
   // Role requirements of the topics or the event, before anything else happens.
   if (const auto& policy = server_.config().access;
       policy && msg.type != proto::client_type::ping && msg.type != proto::client_type::unsubscribe) {

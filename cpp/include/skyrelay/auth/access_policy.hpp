@@ -29,8 +29,14 @@ struct identity;
 // Linear in the lengths for patterns with one `*`; at worst O(|pattern| * |text|).
 bool glob_match(std::string_view pattern, std::string_view text) noexcept;
 
+// glob_match, where each `{sub}` in `pattern` also stands for exactly the text of `subject`
+// (a `*` in the subject is a literal character there). With an empty subject a pattern that
+// has `{sub}` matches nothing.
+bool glob_match_subject(std::string_view pattern, std::string_view text,
+                        std::string_view subject) noexcept;
+
 // Which kind of requirement refused (skyrelay_forbidden_total{scope}).
-enum class access_scope : std::uint8_t { namespace_, room, event };
+enum class access_scope : std::uint8_t { namespace_, room, event, client_topic };
 
 // What was refused, for the error the client gets ("forbidden").
 struct access_denial {
@@ -74,6 +80,33 @@ class access_policy {
   using role_map = std::map<std::string, std::vector<std::string>, std::less<>>;
   std::map<std::string, role_map, std::less<>> events_;  // namespace -> event -> roles
 };
+
+// Which topics of the "/" namespace a client may subscribe to by name (Server(client_topics=...),
+// docs/api.md "Client topics"): a JSON-protocol subscribe, /ws/<topic>, /sse/<topic> and the
+// SSE `topics` query. Nothing else is governed here: a connection still receives broadcasts,
+// its direct emits and the rooms the application joins it to. Role requirements
+// (access_policy) apply on top: a subscription needs both.
+//
+// A topic is open when one pattern matches it (glob_match_subject, with the subject of the
+// connection's token). No pattern: no topic is open. Immutable once built; any thread.
+class client_topic_policy {
+ public:
+  // Throws std::invalid_argument for an empty pattern.
+  explicit client_topic_policy(std::vector<std::string> patterns);
+
+  // Whether `topic` is open to a connection whose token's subject is `subject` ("": none).
+  bool allows(std::string_view topic, std::string_view subject) const noexcept;
+
+ private:
+  std::vector<std::string> patterns_;
+};
+
+// The first of `topics` that `policy` does not open to a connection with identity `id` (null:
+// no token), as a denial of scope client_topic whose message names the setting; nullopt when
+// every one is open. A null policy opens no topic.
+std::optional<access_denial> check_client_topics(const client_topic_policy* policy,
+                                                 const std::vector<std::string>& topics,
+                                                 const identity* id);
 
 // The roles of a connection's identity (an empty list without one).
 const std::vector<std::string>& connection_roles(const identity* id) noexcept;

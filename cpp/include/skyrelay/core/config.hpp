@@ -16,6 +16,7 @@ namespace skyrelay {
 namespace auth {
 struct auth_config;    // skyrelay/auth/connection_auth.hpp
 class access_policy;   // skyrelay/auth/access_policy.hpp
+class client_topic_policy;  // skyrelay/auth/access_policy.hpp
 }
 
 struct server_config {
@@ -117,6 +118,16 @@ struct server_config {
   // with roles, in place of the token's), and the namespace and handshake-room requirements
   // are checked after the hook instead of before it.
   bool roles_from_connect{false};
+  // Which topics of "/" clients may subscribe to by name (a JSON-protocol subscribe,
+  // /ws/<topic>, SSE topics); a refusal is "forbidden". Null: none (the server addresses
+  // connections itself: broadcasts, direct emits, rooms it joins them to).
+  std::shared_ptr<const auth::client_topic_policy> client_topics;
+
+  // The endpoints of each transport; one turned off answers as an unknown path (404) and
+  // never creates a connection: /ws and /ws/<topic>, /sse and /sse/<topic>, socketio_path.
+  bool json_protocol{true};
+  bool sse{true};
+  bool socketio{true};
 
   // Server-Sent Events: a keep-alive comment this often, and the reconnection delay the
   // browser is told to use (the `retry:` field).

@@ -57,8 +57,10 @@ class metrics {
     std::atomic<std::uint64_t> publications{0}, deliveries{0};
     std::atomic<std::uint64_t> publish_api_requests{0}, publish_api_refused{0};
     std::atomic<std::uint64_t> auth_refused{0};  // handshakes and publishes refused for a token
-    // Refused for a missing role (auth::access_policy), by what required it.
+    // Refused for a missing role (auth::access_policy), by what required it, or for a topic
+    // that the server does not open to clients (auth::client_topic_policy).
     std::atomic<std::uint64_t> forbidden_namespace{0}, forbidden_room{0}, forbidden_event{0};
+    std::atomic<std::uint64_t> forbidden_client_topic{0};
     std::atomic<std::uint64_t> refused_total_limit{0}, refused_ip_limit{0}, refused_rate_limit{0};
     std::atomic<std::uint64_t> tls_handshakes_failed{0};  // bad, plain-text or too slow
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(drop_reason::count_)> drops{};
