@@ -120,6 +120,7 @@ class py_server {
     get("client_dir", cfg.client_dir);
     get("tls_cert_file", cfg.tls_cert_file);
     get("tls_key_file", cfg.tls_key_file);
+    get("broker", cfg.broker);
     get("publish_token", cfg.publish_token);
     get("max_connections", cfg.max_connections);
     get("max_connections_per_ip", cfg.max_connections_per_ip);

@@ -93,7 +93,9 @@ bool hub::join_locked(const std::string& sid, const channel& room) {
   auto& rs = room_shards_[shard_of(room)];
   std::lock_guard room_lock(rs.mu);
   auto& entry = rs.rooms[room];
+  const bool first = !entry.members || entry.members->empty();
   entry.members = with(entry.members, it->second.sub);
+  if (first && channel_listener_) channel_listener_(room, true);
   return true;
 }
 
@@ -115,7 +117,10 @@ bool hub::room_remove(const channel& room, const subscriber* s) {
   std::lock_guard lock(rs.mu);
   auto it = rs.rooms.find(room);
   if (it == rs.rooms.end() || !it->second.members) return false;
+  const std::size_t before = it->second.members->size();
   it->second.members = without(it->second.members, s);
+  const bool last = before != 0 && it->second.members->empty();
+  if (last && channel_listener_) channel_listener_(room, false);
   // An empty room without a configured policy is forgotten, so per-request rooms do not pile up.
   if (it->second.members->empty() && !it->second.policy) rs.rooms.erase(it);
   return true;

@@ -169,6 +169,14 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
   counter("skyrelay_publications_total", "Publications routed by the hub.", &shard::publications);
   counter("skyrelay_deliveries_total", "Frames queued to connections by publications.",
           &shard::deliveries);
+  counter("skyrelay_broker_publications_total", "Publications handed to the broker.",
+          &shard::broker_publications);
+  counter("skyrelay_broker_subscribes_total",
+          "Channels that gained their first local member (the broker was told to subscribe).",
+          &shard::broker_subscribes);
+  counter("skyrelay_broker_unsubscribes_total",
+          "Channels that lost their last local member (the broker was told to unsubscribe).",
+          &shard::broker_unsubscribes);
 
   line(out, "skyrelay_drops_total", "Frames or messages dropped, by reason.", "counter");
   for (std::size_t i = 0; i < static_cast<std::size_t>(drop_reason::count_); ++i)

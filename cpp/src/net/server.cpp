@@ -133,6 +133,18 @@ server::server(server_config cfg, app_hooks hooks)
         "the Socket.IO recovery window needs history that lasts at least as long "
         "(history_max_events > 0 and history_max_age >= the recovery window)");
   tls_ = make_tls_context(cfg_);
+  broker_ = make_broker(cfg_.broker, hub_);
+  // Under the hub's room lock: count and pass on, nothing else (see broker.hpp).
+  hub_.set_channel_listener([this](const channel& room, bool has_members) {
+    auto& shard = metrics_.local();
+    if (has_members) {
+      metrics_.add(shard.broker_subscribes);
+      broker_->subscribe(room);
+    } else {
+      metrics_.add(shard.broker_unsubscribes);
+      broker_->unsubscribe(room);
+    }
+  });
   hub_.set_history(cfg_.history_max_events, cfg_.history_max_age);
   hub_.set_max_rooms(cfg_.max_rooms_per_connection);
   hub_.set_encoder(wire_format::json_ws, encode_json_ws);
@@ -265,10 +277,11 @@ asio::io_context& server::next_context() noexcept {
 }
 
 std::size_t server::publish(const publication& p, publish_meta* meta) {
-  // The broker seam: the in-memory broker hands publications straight to the hub. A cluster
-  // broker (Redis, later) will publish here and deliver what comes back through hub_.publish.
-  const std::size_t n = hub_.publish(p, meta);
+  // The memory broker hands publications straight to the hub; a cluster broker (Redis, issue
+  // 15) carries them to every node and delivers what comes back through hub_.publish.
+  const std::size_t n = broker_->publish(p, meta);
   auto& shard = metrics_.local();
+  metrics_.add(shard.broker_publications);
   metrics_.add(shard.publications);
   metrics_.add(shard.deliveries, n);
   return n;

@@ -29,6 +29,9 @@ struct server_config {
   // after the server's own certificate. Both empty: plain TCP. Loaded once, at construction.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // Where publications travel (hub/broker.hpp): empty or "memory" is the in-memory broker of
+  // one process. Any other value is refused at construction ("unknown broker URL scheme").
+  std::string broker;
 
   std::size_t max_message_size{64 * 1024};  // inbound WebSocket message; larger closes with 1009
   std::size_t max_header_size{16 * 1024};   // HTTP request header bytes

@@ -46,6 +46,29 @@ struct topic_position {
   std::string epoch;
 };
 
+// A history read for recovery: what a channel published after a point the reader names.
+// The point is either a seq of the channel with its epoch (the JSON protocol's `since`) or a
+// publication id (SSE Last-Event-ID, Socket.IO offsets). A stream store (a Redis stream,
+// later) answers both: by entry position, and by the id carried in each entry.
+struct history_request {
+  channel ch;
+  bool broadcasts{false};  // the namespace ch.nsp's broadcasts to everyone instead of ch.room
+  // With a value: entries with seq > since_seq, checked against `epoch` (when not empty).
+  // Without: entries with publication id > after_id.
+  std::optional<std::uint64_t> since_seq;
+  std::string epoch;
+  std::uint64_t after_id{0};
+};
+
+struct history_result {
+  topic_position position;  // the channel's last seq and epoch (zero and empty: never used)
+  // True when `entries` holds every publication after the point; false and `reset` says why
+  // (history_gap, epoch_changed or ahead) when some are no longer held.
+  bool complete{false};
+  std::string reset;
+  std::vector<std::shared_ptr<const history_entry>> entries;  // oldest first
+};
+
 // The outcome of a subscribe, handed to the caller under the publish lock so that its reply and
 // replay go out before any live publication to the topic.
 struct subscribe_outcome {
@@ -84,6 +107,12 @@ class hub {
   void set_history(std::size_t max_events, std::chrono::milliseconds max_age);
   // Rooms one connection may be in (0: no limit); a join past it fails.
   void set_max_rooms(std::size_t n) { max_rooms_ = n; }
+  // Called when a room gains its first member (`has_members` true) or loses its last one
+  // (false), for the broker's subscribe/unsubscribe. It runs under the room's shard lock, so
+  // the calls for one room alternate and come in order; it must not block and must not call
+  // into the hub. Call before any join.
+  using channel_listener = std::function<void(const channel& room, bool has_members)>;
+  void set_channel_listener(channel_listener fn) { channel_listener_ = std::move(fn); }
 
   // Registers a connection; false if its sid is taken.
   bool add(std::shared_ptr<subscriber> s);
@@ -157,6 +186,9 @@ class hub {
   // Drops history entries older than the age bound and forgets idle topics. The server calls
   // this every second.
   void sweep();
+  // What a room (or a namespace's broadcasts) published after the request's point, from
+  // history: the memory broker's history read. Takes the publish lock.
+  history_result read_history(const history_request& q);
   // Entries held in history, over every room and namespace.
   std::size_t history_entries() const;
   topic_position position(const channel& room) const;
@@ -203,6 +235,7 @@ class hub {
   void record_locked(topic_log& log, const std::shared_ptr<const history_entry>& e);
   void expire_locked(topic_log& log, std::int64_t now_ns);
 
+  channel_listener channel_listener_;
   std::array<encoder_fn, static_cast<std::size_t>(wire_format::count_)> encoders_;
   std::atomic<std::uint64_t> last_id_{0};
   std::atomic<std::size_t> max_rooms_{0};

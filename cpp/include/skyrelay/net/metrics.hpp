@@ -55,6 +55,8 @@ class metrics {
     std::atomic<std::uint64_t> messages_in{0}, bytes_in{0};
     std::atomic<std::uint64_t> messages_out{0}, frames_out{0}, bytes_out{0}, writes{0};
     std::atomic<std::uint64_t> publications{0}, deliveries{0};
+    // Publications handed to the broker; channels it was told of (first member in / last out).
+    std::atomic<std::uint64_t> broker_publications{0}, broker_subscribes{0}, broker_unsubscribes{0};
     std::atomic<std::uint64_t> publish_api_requests{0}, publish_api_refused{0};
     std::atomic<std::uint64_t> auth_refused{0};  // handshakes and publishes refused for a token
     // Refused for a missing role (auth::access_policy), by what required it, or for a topic

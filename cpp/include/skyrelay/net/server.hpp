@@ -17,6 +17,7 @@
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/config.hpp"
 #include "skyrelay/core/errors.hpp"
+#include "skyrelay/hub/broker.hpp"
 #include "skyrelay/hub/dispatcher.hpp"
 #include "skyrelay/hub/hub.hpp"
 #include "skyrelay/net/aliases.hpp"
@@ -125,11 +126,13 @@ class server {
   std::uint16_t port() const noexcept { return port_; }
   const server_config& config() const noexcept { return cfg_; }
   hub& get_hub() noexcept { return hub_; }
+  broker& get_broker() noexcept { return *broker_; }
   metrics& get_metrics() noexcept { return metrics_; }
   dispatcher& get_dispatcher() noexcept { return dispatcher_; }
   const app_hooks& hooks() const noexcept { return hooks_; }
 
-  // Publishes through the broker (today: straight to the hub). Thread-safe; never blocks on I/O.
+  // Publishes through the broker (server_config::broker; the memory broker hands it straight
+  // to the hub). Every publication takes this path. Thread-safe; never blocks on I/O.
   std::size_t publish(const publication& p, publish_meta* meta = nullptr);
 
   // Idempotency keys of the publish API (kept 5 minutes, at most 100,000). Thread-safe.
@@ -232,6 +235,7 @@ class server {
   app_hooks hooks_;
   hub hub_;
   metrics metrics_;
+  std::unique_ptr<broker> broker_;  // delivers to hub_; told of hub_'s channel transitions
   dispatcher dispatcher_;
   std::unique_ptr<boost::asio::ssl::context> tls_;  // outlives every connection (declared first)
 
