@@ -53,7 +53,8 @@ def test_every_kind_of_publication_passes_through_the_broker(server, skyrelay_cl
 
     # A publish-API request with a batch of two: two publications.
     r = httpx.post(f"http://127.0.0.1:{server.port}/api/publish", timeout=5,
-                   headers={"Authorization": f"Bearer {TOKEN}"},
+                   headers={"Authorization": f"Bearer {TOKEN}",
+                            "Content-Type": "application/json"},
                    content=json.dumps({"events": [{"event": "news", "data": 2, "to": "hall"},
                                                   {"event": "news", "data": 3, "to": "hall"}]}))
     assert r.status_code == 200, r.text
