@@ -148,10 +148,11 @@ def test_rooms_per_connection(skyrelay_server_factory, skyrelay_client):
 
 
 def test_inbound_rate_per_connection(skyrelay_server_factory, skyrelay_client):
-    """The default token bucket (10 messages/s, burst 20): the 21st message in a burst is
-    refused with rate_limited (a request gets it as its response), pings are never limited,
-    tokens come back with time, and other connections are not affected."""
-    server = skyrelay_server_factory()
+    """A token bucket of burst 20: the 21st message in a burst is refused with rate_limited (a
+    request gets it as its response), pings are never limited, tokens come back with time, and
+    other connections are not affected. (At 1 message/s rather than the default 10: the burst
+    and the refused request, two round trips, must fit between two refills on a busy machine.)"""
+    server = skyrelay_server_factory(inbound_rate=1, inbound_burst=20)
     got = []
     server.on("n", lambda conn, data: got.append(data))
     server.on("ask", lambda conn, data: data)
@@ -169,7 +170,7 @@ def test_inbound_rate_per_connection(skyrelay_server_factory, skyrelay_client):
     assert b.request("ask", "b") == "b"  # the limit is per connection
     wait_until(lambda: len(got) == 20)
     assert got == list(range(20))
-    time.sleep(0.25)  # 10/s: two tokens back
+    time.sleep(1.05)  # 1/s: one token back
     assert a.request("ask", 2) == 2
     assert metric(server, 'skyrelay_drops_total{reason="rate_limited"}') == 2
 
@@ -202,13 +203,14 @@ def test_no_inbound_limit(skyrelay_server_factory, skyrelay_client):
 
 
 def test_new_connections_per_second_per_ip(skyrelay_server_factory):
-    server = skyrelay_server_factory(new_connections_per_ip=(2, 5), limit_loopback=True)
+    # 1 per second: the burst of five and the refused one must fit between two refills.
+    server = skyrelay_server_factory(new_connections_per_ip=(1, 5), limit_loopback=True)
     for _ in range(5):  # the burst
         with connect(f"ws://127.0.0.1:{server.port}/ws") as c:
             assert c.ping()["type"] == "pong"
     status, _, body = refused_answer(server.port)
     assert status == 503 and "slow down" in body["message"]
-    time.sleep(0.6)  # 2 per second: one back
+    time.sleep(1.05)  # 1 per second: one back
     with connect(f"ws://127.0.0.1:{server.port}/ws") as c:
         assert c.ping()["type"] == "pong"
     assert metric(server, 'skyrelay_connections_refused_total{limit="new_per_ip"}') == 1
