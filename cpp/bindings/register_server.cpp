@@ -150,6 +150,7 @@ class py_server {
     get_ms("heartbeat_interval_ms", cfg.heartbeat_interval);
     get_ms("heartbeat_timeout_ms", cfg.heartbeat_timeout);
     get_ms("drain_timeout_ms", cfg.drain_timeout);
+    get_ms("write_timeout_ms", cfg.write_timeout);
     get("outbox_max_bytes", cfg.outbox_max_bytes);
     get("outbox_max_frames", cfg.outbox_max_frames);
     get("dispatch_queue_max", cfg.dispatch_queue_max);

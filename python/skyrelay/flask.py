@@ -150,7 +150,7 @@ class SocketIO:
                                         ).strip("/") + "/"
         origins = opts.pop("cors_allowed_origins", None)
         kw["cors_allowed_origins"] = "*" if origins == [] else origins  # [] disables checks
-        kw["cors_credentials"] = opts.pop("cors_credentials", True)
+        kw["cors_credentials"] = opts.pop("cors_credentials", None)  # never with "*"
         if "cookie" in opts:
             kw["cookie"] = opts.pop("cookie")
         if "namespaces" in opts and opts["namespaces"] is not None:
@@ -273,10 +273,14 @@ class SocketIO:
     def run(self, app: flask.Flask | None = None, host: str | None = None,
             port: int | None = None, **kwargs: Any) -> None:
         """Serves the Socket.IO endpoint and the Flask app's routes on one port until Ctrl+C.
-        Werkzeug options (debug, use_reloader, allow_unsafe_werkzeug...) are accepted and
-        ignored: there is no Werkzeug server here. ``certfile`` and ``keyfile`` serve TLS."""
+        Werkzeug options (use_reloader, allow_unsafe_werkzeug...) are accepted and ignored:
+        there is no Werkzeug server here. ``debug=True`` sends a failed handler's exception text
+        to the client (``Server(debug=True)``, for development), unless ``SocketIO(debug=...)``
+        said otherwise. ``certfile`` and ``keyfile`` serve TLS."""
         if app is not None and self.app is None:
             self.init_app(app)
+        if "debug" in kwargs:
+            self.server_options.setdefault("debug", bool(kwargs["debug"]))
         # TLS: Flask-SocketIO's certfile/keyfile, or skyrelay's own ssl_certfile/ssl_keyfile.
         for key, option in (("certfile", "ssl_certfile"), ("keyfile", "ssl_keyfile"),
                             ("ssl_certfile", "ssl_certfile"), ("ssl_keyfile", "ssl_keyfile")):

@@ -166,6 +166,8 @@ class Producer:
                 return [Published(p["id"], p["delivered"], p.get("topic"), p.get("seq"), dup)
                         for p in result["published"]]
             retryable = status is None or status in _RETRY_STATUSES
+            if status == 409 and b"idempotency_key_reused" in answer:
+                retryable = False  # the key went with another body: retrying cannot help
             if not retryable or attempt >= self.retries:
                 if status is None:
                     raise PublishError(f"cannot reach the server: {error}")

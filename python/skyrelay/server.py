@@ -38,6 +38,8 @@ CLOSE_SERVER_DISCONNECT = 4002
 CLOSE_TOKEN_EXPIRED = 4003
 # Close code of a WebSocket from which nothing at all arrived for idle_timeout.
 CLOSE_IDLE_TIMEOUT = 4004
+# What a client is told when a handler raises (unless Server(debug=True)).
+HANDLER_ERROR_MESSAGE = "the handler failed; the server log has the details"
 
 
 class _NestedBytes(TypeError):
@@ -242,6 +244,7 @@ class Server:
         heartbeat_interval: float = 30.0,
         heartbeat_timeout: float = 20.0,
         drain_timeout: float = 2.0,
+        write_timeout: float = 30.0,
         outbox_max_bytes: int = 1024 * 1024,
         outbox_max_frames: int = 1024,
         dispatch_queue_max: int = 65536,
@@ -253,7 +256,7 @@ class Server:
         connect_timeout: float = 45.0,
         namespaces: Iterable[str | re.Pattern[str]] | str | re.Pattern[str] | None = None,
         cors_allowed_origins: Iterable[str] | str | None = None,
-        cors_credentials: bool = True,
+        cors_credentials: bool | None = None,
         cookie: str | bool | None = None,
         wsgi_app: Callable[..., Any] | None = None,
         engineio_echo_path: str = "",
@@ -283,6 +286,7 @@ class Server:
         socketio: bool = True,
         ssl_certfile: str | os.PathLike[str] | None = None,
         ssl_keyfile: str | os.PathLike[str] | None = None,
+        debug: bool = False,
     ) -> None:
         def ms(seconds: float) -> int:
             return max(1, int(round(seconds * 1000)))
@@ -304,6 +308,8 @@ class Server:
             "heartbeat_interval_ms": ms(heartbeat_interval),
             "heartbeat_timeout_ms": ms(heartbeat_timeout),
             "drain_timeout_ms": ms(drain_timeout),
+            # A WebSocket or SSE write pending this long cuts the connection (slow consumer).
+            "write_timeout_ms": ms(write_timeout) if write_timeout > 0 else 0,
             "outbox_max_bytes": int(outbox_max_bytes),
             "outbox_max_frames": int(outbox_max_frames),
             "dispatch_queue_max": int(dispatch_queue_max),
@@ -311,9 +317,11 @@ class Server:
             "eio_ping_interval_ms": ms(ping_interval),
             "eio_ping_timeout_ms": ms(ping_timeout),
             "sio_connect_timeout_ms": ms(connect_timeout),
+            # Origins besides the server's own for /ws, /sse and /socket.io (docs/api.md).
             "cors_allowed_origins": [cors_allowed_origins]
             if isinstance(cors_allowed_origins, str) else list(cors_allowed_origins or []),
-            "cors_credentials": bool(cors_credentials),
+            # Credentialed CORS for listed origins only: never with "*" (checked below).
+            "cors_credentials": cors_credentials is not False,
             "eio_cookie": "io" if cookie is True else (cookie or ""),
             # Test-only: a raw Engine.IO echo endpoint for the official conformance suite.
             "engineio_echo_path": engineio_echo_path,
@@ -358,6 +366,10 @@ class Server:
             "tls_cert_file": os.fspath(ssl_certfile) if ssl_certfile else "",
             "tls_key_file": os.fspath(ssl_keyfile) if ssl_keyfile else "",
         }
+        if "*" in self._options["cors_allowed_origins"] and cors_credentials:
+            raise ValueError("cors_credentials=True cannot be combined with "
+                             "cors_allowed_origins='*': any site could then read what a "
+                             "user's cookies unlock; list the origins that may send them")
         if bool(ssl_certfile) != bool(ssl_keyfile):
             raise ValueError("TLS needs both ssl_certfile and ssl_keyfile")
         for what, path in (("certificate", ssl_certfile), ("key", ssl_keyfile)):
@@ -386,6 +398,9 @@ class Server:
                 raise ValueError(f"a namespace is '*', a path starting with '/' or a compiled "
                                  f"regular expression, not {spec!r}")
         self._json_default = json_default
+        # Whether clients see a failed handler's exception text (development only); the server
+        # log gets the traceback either way.
+        self.debug = bool(debug)
         self._handlers: dict[tuple[str, str], Handler] = {}  # by (namespace, event)
         self._connect_handlers: dict[str, Handler] = {}       # by namespace
         self._disconnect_handlers: dict[str, Handler] = {}
@@ -781,6 +796,13 @@ class Server:
     def _log_error(self, what: str, exc: BaseException) -> None:
         log.error(what, exc_info=exc)
 
+    def _handler_error(self, what: str, exc: BaseException) -> str:
+        """Logs a failed handler with its traceback and returns the ``handler_error`` message
+        for the client: the exception text with ``debug=True``, else a generic message (an
+        exception's text may hold paths, queries or secrets)."""
+        log.error(what, exc_info=exc)
+        return f"{type(exc).__name__}: {exc}" if self.debug else HANDLER_ERROR_MESSAGE
+
     def _require_core(self) -> _core.Server:
         core = self._core
         if core is None or not core.running:
@@ -892,18 +914,18 @@ class Server:
                     else:
                         core.send_error(sid, exc.code, exc.message)
                     return
-                log.error("handler for %r failed", event, exc_info=exc)
+                # A plain event has no answer to carry the error: only the log hears of it.
+                message = self._handler_error(f"handler for {event!r} failed", exc)
                 if request_id:
-                    core.respond(sid, request_id, False, "handler_error",
-                                 f"{type(exc).__name__}: {exc}")
+                    core.respond(sid, request_id, False, "handler_error", message)
                 return
             if request_id:
                 try:
                     body = encode_json(result, self._json_default).decode("utf-8")
                 except (TypeError, ValueError) as err:
-                    log.error("response of %r is not JSON serializable", event, exc_info=err)
-                    core.respond(sid, request_id, False, "handler_error",
-                                 f"the response is not JSON serializable: {err}")
+                    message = self._handler_error(
+                        f"response of {event!r} is not JSON serializable", err)
+                    core.respond(sid, request_id, False, "handler_error", message)
                     return
                 core.respond(sid, request_id, True, body, "")
 

@@ -66,6 +66,11 @@ def handler_args(args: list[Any]) -> Any:
     return args[0] if len(args) == 1 else args
 
 
+def handler_error(message: str, event: str) -> dict[str, Any]:
+    """The ack argument for a handler that raised: the shape of a RequestError's."""
+    return {"error": {"code": "handler_error", "message": message, "event": event}}
+
+
 class SocketIOBridge:
     """Receives the core's Socket.IO callbacks (on the dispatcher thread) for one Server."""
 
@@ -150,13 +155,23 @@ class SocketIOBridge:
                     self.emit(sid, "forbidden", [error])
                 return
             if exc is not None:
-                server._log_error(f"handler for {event!r} failed", exc)
+                # The client that asked for an ack gets handler_error (generic unless debug),
+                # shaped like a RequestError's, instead of waiting for nothing.
+                message = server._handler_error(f"handler for {event!r} failed", exc)
+                if ack_id >= 0:
+                    self.ack(sid, ack_id, [handler_error(message, event)])
                 return
             if ack_id < 0:
                 return
             values = [] if result is None else list(result) if isinstance(result, tuple) \
                 else [result]
-            self.ack(sid, ack_id, values)
+            try:
+                text, attachments = encode_args(values, server._json_default)
+            except (TypeError, ValueError) as err:
+                message = server._handler_error(f"ack of {event!r} is not JSON serializable", err)
+                self.ack(sid, ack_id, [handler_error(message, event)])
+                return
+            server._require_core().sio_ack(sid, ack_id, text, attachments)
 
         # Handlers marked with `_skyrelay_args` (the Flask-SocketIO facade) get the raw list.
         data = args if getattr(handler, "_skyrelay_args", False) else handler_args(args)

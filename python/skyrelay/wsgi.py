@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -17,6 +18,30 @@ from urllib.parse import unquote
 log = logging.getLogger("skyrelay")
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Any]
+
+# RFC 9110 5: a field name is a token; a value holds no control character but HTAB.
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class BadResponse(ValueError):
+    """The app's status or headers could split the response or cannot be written."""
+
+
+def check_response(status: Any, headers: Any) -> tuple[int, list[tuple[str, str]]]:
+    """The status code and headers of a ``start_response`` call, checked: a status is three
+    digits from 200 up, a header name a token, a value free of CR, LF and other controls
+    (HTAB aside). Anything else raises :class:`BadResponse` (the bridge answers 500)."""
+    code, _, reason = str(status).partition(" ")
+    if not (len(code) == 3 and code.isdigit() and code >= "200") or _BAD_VALUE.search(reason):
+        raise BadResponse(f"invalid status {status!r}")
+    out = []
+    for name, value in headers:
+        name, value = str(name), str(value)
+        if not _FIELD_NAME.fullmatch(name) or _BAD_VALUE.search(value):
+            raise BadResponse(f"invalid response header {name!r}: {value!r}")
+        out.append((name, value))
+    return int(code), out
 
 
 class WSGIBridge:
@@ -60,6 +85,10 @@ class WSGIBridge:
             "CONTENT_LENGTH": str(len(body)),
         }
         for name, value in headers:
+            # "X_Forwarded_For" would land on HTTP_X_FORWARDED_FOR too and pass for the header a
+            # proxy sets: names with "_" are dropped, as nginx and Werkzeug do.
+            if "_" in name:
+                continue
             key = name.upper().replace("-", "_")
             if key == "CONTENT_TYPE":
                 env["CONTENT_TYPE"] = value
@@ -86,10 +115,12 @@ class WSGIBridge:
             finally:
                 if hasattr(result, "close"):
                     result.close()
-            status = int(str(status_headers[0]).split(" ", 1)[0])
-            out_headers = [(str(k), str(v)) for k, v in status_headers[1]]
+            if not status_headers:
+                raise BadResponse("the app never called start_response")
+            status, out_headers = check_response(*status_headers)
             payload = b"".join(chunks)
         except Exception:
+            # Also a header with CR or LF: a 500, never a split response.
             log.exception("WSGI app failed on %s %s", method, target)
             status, out_headers, payload = 500, [("Content-Type", "text/plain")], \
                 b"Internal Server Error"

@@ -22,6 +22,7 @@ double hits(const metrics& m, const std::string& limit) {
 
 const char* const all_limits[] = {
     "message_size", "header_size", "body_size", "handshake_timeout", "idle_timeout", "outbox",
+    "write_timeout",
     "connections_total", "connections_per_ip", "new_connections_per_ip",
     "rooms_per_connection", "inbound_rate", "sessions_total", "sessions_per_ip",
     "new_sessions_per_ip", "attachments", "attachment_bytes"};

@@ -91,3 +91,29 @@ TEST(PublishApi, AnswersOneOrAList) {
             json::parse(R"({"published":[{"id":"E-7","topic":"room","seq":3,"delivered":2},
                                          {"id":"E-8","delivered":5}],"duplicate":true})"));
 }
+
+TEST(PublishApi, FingerprintIgnoresSpellingButNotMeaning) {
+  auto fp = [](std::string_view body, std::string_view header_key = {}) {
+    return proto::publish_fingerprint(ok(body, header_key));
+  };
+  const auto base = fp(R"({"event":"e","data":{"a":1,"b":[2,3]},"to":["r1","r2"]})");
+  // The same request spelled otherwise: whitespace, key order, the key's place.
+  EXPECT_EQ(fp(R"({ "to" : ["r1","r2"], "data": {"b":[2, 3], "a":1}, "event":"e" })"), base);
+  EXPECT_EQ(fp(R"({"event":"e","data":{"a":1,"b":[2,3]},"to":["r1","r2"],"idempotency_key":"k"})"),
+            fp(R"({"event":"e","data":{"a":1,"b":[2,3]},"to":["r1","r2"]})", "k"));
+  EXPECT_EQ(fp(R"({"event":"e"})"), fp(R"({"event":"e","data":null})"));
+  // Anything that changes what is published changes it.
+  for (std::string_view other :
+       {R"({"event":"f","data":{"a":1,"b":[2,3]},"to":["r1","r2"]})",
+        R"({"event":"e","data":{"a":2,"b":[2,3]},"to":["r1","r2"]})",
+        R"({"event":"e","data":{"a":1,"b":[3,2]},"to":["r1","r2"]})",
+        R"({"event":"e","data":{"a":1,"b":[2,3]},"to":["r2","r1"]})",
+        R"({"event":"e","data":{"a":1,"b":[2,3]},"to":["r1r2"]})",
+        R"({"event":"e","data":{"a":1,"b":[2,3]},"to":["r1","r2"],"skip":"s"})",
+        R"({"event":"e","data":{"a":1,"b":[2,3]},"to":["r1","r2"],"namespace":"/x"})",
+        R"({"event":"e","data":{"a":1,"b":[2,3]},"to":["r1","r2"],"policy":"drop_oldest"})",
+        R"({"events":[{"event":"e","data":{"a":1,"b":[2,3]},"to":["r1","r2"]}]})"})
+    EXPECT_NE(fp(other), base) << other;
+  EXPECT_NE(fp(R"({"events":[{"event":"a"},{"event":"b"}]})"),
+            fp(R"({"events":[{"event":"b"},{"event":"a"}]})"));
+}

@@ -9,6 +9,7 @@
 #include "skyrelay/net/static_files.hpp"
 
 namespace fs = std::filesystem;
+using skyrelay::hidden_path;
 using skyrelay::mime_type;
 using skyrelay::resolve_static;
 using skyrelay::url_decode;
@@ -103,7 +104,6 @@ TEST_F(StaticFiles, RegularFiles) {
   EXPECT_EQ(resolve("/app.js"), real(www_ / "app.js"));
   EXPECT_EQ(resolve("/sub/page.html"), real(www_ / "sub" / "page.html"));
   EXPECT_EQ(resolve("/a%20b.txt"), real(www_ / "a b.txt"));
-  EXPECT_EQ(resolve("/sub/./page.html"), real(www_ / "sub" / "page.html"));
   // The root may be given in any spelling.
   EXPECT_EQ(resolve_static((www_ / "sub" / "..").string(), "/app.js"), real(www_ / "app.js"));
 }
@@ -146,6 +146,33 @@ TEST_F(StaticFiles, SymlinksMustStayInsideTheRoot) {
   EXPECT_FALSE(resolve("/out-dir").has_value());
   // A sibling directory whose name starts with the root's name is still outside.
   EXPECT_FALSE(resolve("/sibling-link").has_value());
+}
+
+TEST(HiddenPath, AnySegmentStartingWithADot) {
+  for (std::string_view p : {"/.env", "/.git/config", "/a/.hidden/x.txt", "/a/b/.c", "/.",
+                             "/..", "/sub/./page.html", "/sub/../x", ".env", "/a//.b", "/a/.b/"})
+    EXPECT_TRUE(hidden_path(p)) << p;
+  for (std::string_view p : {"/", "", "/index.html", "/a.b/c.d", "/a/b./c", "/x.", "//",
+                             "/a//b", "/env.", "/a/b/"})
+    EXPECT_FALSE(hidden_path(p)) << p;
+}
+
+TEST_F(StaticFiles, DotfilesAndDotFoldersAreNotServed) {
+  fs::create_directories(www_ / ".git");
+  fs::create_directories(www_ / "a" / ".hidden");
+  write(www_ / ".env", "SECRET=1");
+  write(www_ / ".git" / "config", "[core]");
+  write(www_ / ".git" / "index.html", "git");
+  write(www_ / "a" / ".hidden" / "x.txt", "x");
+  write(www_ / "a" / "shown.txt", "shown");
+  fs::create_symlink(".env", www_ / "env-link");
+  fs::create_directory_symlink(".git", www_ / "git-link");
+  EXPECT_EQ(resolve("/a/shown.txt"), real(www_ / "a" / "shown.txt"));
+  for (std::string_view t :
+       {"/.env", "/.git/config", "/.git", "/.git/", "/a/.hidden/x.txt", "/%2eenv", "/%2Eenv",
+        "/%2egit/config", "/a/%2ehidden/x.txt", "/a%2f.hidden%2fx.txt", "/sub/./page.html",
+        "/sub/%2e/page.html", "/a/.hidden/../shown.txt", "/env-link", "/git-link/config"})
+    EXPECT_FALSE(resolve(t).has_value()) << t;
 }
 
 TEST_F(StaticFiles, RootReachedThroughASymlink) {

@@ -21,7 +21,7 @@ from skyrelay.testing import ResponseError, connect, metric, wait_until
 LIMITS = ("message_size", "header_size", "body_size", "handshake_timeout", "idle_timeout",
           "outbox", "connections_total", "connections_per_ip", "new_connections_per_ip",
           "rooms_per_connection", "inbound_rate", "sessions_total", "sessions_per_ip",
-          "new_sessions_per_ip", "attachments", "attachment_bytes")
+          "new_sessions_per_ip", "attachments", "attachment_bytes", "write_timeout")
 
 
 def scrape(port: int) -> dict[str, float]:

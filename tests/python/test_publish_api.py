@@ -88,6 +88,83 @@ def test_a_repeated_idempotency_key_publishes_nothing(server, skyrelay_client):
     assert c.expect("e") == 1
 
 
+def test_the_same_key_with_another_request_is_409(server, skyrelay_client):
+    c = skyrelay_client(server)
+    c.subscribe("a")
+    first = post(server, {"event": "e", "data": {"x": 1, "y": 2}, "to": "a"},
+                 headers={"Idempotency-Key": "k-body"})
+    assert first.status_code == 200 and c.expect("e") == {"x": 1, "y": 2}
+    # Spelled otherwise, it is the same request: a duplicate.
+    same = post(server, '{ "to":"a", "data":{"y":2,"x":1}, "event":"e", '
+                        '"idempotency_key":"k-body" }')
+    assert same.status_code == 200 and same.json() == {**first.json(), "duplicate": True}
+    for other in ({"event": "e", "data": {"x": 1, "y": 3}, "to": "a"},
+                  {"event": "e", "data": {"x": 1, "y": 2}, "to": "b"},
+                  {"events": [{"event": "e", "data": {"x": 1, "y": 2}, "to": "a"}]}):
+        r = post(server, other, headers={"Idempotency-Key": "k-body"})
+        assert r.status_code == 409, r.text
+        assert r.json()["error"] == "idempotency_key_reused"
+        assert "different body" in r.json()["message"]
+    c.expect_nothing(0.2, "event")
+    # The Producer does not retry it: retrying cannot help.
+    with Producer(f"http://127.0.0.1:{server.port}", token=TOKEN, retries=3) as producer:
+        with pytest.raises(PublishError) as err:
+            producer.emit("e", {"x": 9}, to="a", idempotency_key="k-body")
+    assert (err.value.status, err.value.code) == (409, "idempotency_key_reused")
+    assert metric(server, "skyrelay_publish_api_requests_total") == 6
+
+
+def test_a_refused_request_leaves_its_key_free(server, skyrelay_client):
+    c = skyrelay_client(server)
+    c.subscribe("a")
+    key = {"Idempotency-Key": "k-retry"}
+    good = {"event": "e", "data": 1, "to": "a"}
+    assert post(server, {"event": "e", "to": ""}, headers=key).status_code == 400
+    assert post(server, {"events": [good, {"event": 5}]}, headers=key).status_code == 400
+    assert post(server, good, token="wrong", headers=key).status_code == 401
+    assert post(server, good, headers=key, content_type="text/plain").status_code == 415
+    c.expect_nothing(0.1, "event")
+    r = post(server, good, headers=key)
+    assert r.status_code == 200 and r.json()["duplicate"] is False
+    assert c.expect("e") == 1
+
+
+def test_keys_are_scoped_to_the_publisher(skyrelay_server_factory, skyrelay_client):
+    jwt = pytest.importorskip("jwt")
+    secret = b"publisher-scope-secret-" * 2
+
+    def publish_token(**claims):
+        payload = {"typ": "publish", "exp": int(__import__("time").time()) + 300, **claims}
+        return jwt.encode(payload, secret, algorithm="HS256", headers={"kid": "k"})
+
+    server = skyrelay_server_factory(
+        publish_token=TOKEN,
+        jwt=skyrelay.JWTAuth(keys=[skyrelay.JWTKey.hmac("k", secret, ["HS256"])]))
+    c = skyrelay_client(server)
+    c.subscribe("a")
+    key = {"Idempotency-Key": "shared-key"}
+    alice, bob = publish_token(sub="alice"), publish_token(sub="bob")
+    anon1, anon2 = publish_token(jti="1"), publish_token(jti="2")  # no sub
+    answers = {}
+    for name, token in (("static", TOKEN), ("alice", alice), ("bob", bob), ("anon1", anon1),
+                        ("anon2", anon2)):
+        r = post(server, {"event": "e", "data": name, "to": "a"}, token=token, headers=key)
+        assert r.status_code == 200, (name, r.text)
+        assert r.json()["duplicate"] is False, name
+        assert c.expect("e") == name
+        answers[name] = r.json()
+    # Each publisher's repeat is its own duplicate; a new token of the same sub is the same
+    # publisher.
+    for name, token in (("static", TOKEN), ("alice", publish_token(sub="alice", jti="x")),
+                        ("bob", bob), ("anon1", anon1)):
+        r = post(server, {"event": "e", "data": name, "to": "a"}, token=token, headers=key)
+        assert r.json() == {**answers[name], "duplicate": True}, name
+    c.expect_nothing(0.2, "event")
+    # Alice cannot read Bob's answer by replaying his key and body: hers is a conflict.
+    r = post(server, {"event": "e", "data": "bob", "to": "a"}, token=alice, headers=key)
+    assert r.status_code == 409 and r.json()["error"] == "idempotency_key_reused"
+
+
 @pytest.mark.parametrize("body, code, fragment", [
     (b"{not json", "bad_json", "not valid JSON"),
     ([1, 2], "bad_request", "object"),

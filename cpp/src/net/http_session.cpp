@@ -15,6 +15,7 @@
 #include "skyrelay/net/server.hpp"
 #include "skyrelay/net/static_files.hpp"
 #include "skyrelay/net/stream.hpp"
+#include "skyrelay/proto/http_fields.hpp"
 #include "skyrelay/proto/publish_api.hpp"
 #include "skyrelay/net/ws_session.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
@@ -28,6 +29,8 @@ namespace {
 
 // How long a TLS connection that ends waits for the peer's close_notify.
 constexpr std::chrono::milliseconds tls_close_wait{1000};
+
+constexpr std::string_view nosniff_field = "X-Content-Type-Options";
 
 std::string websocket_accept_key(std::string_view key) {
   static constexpr std::string_view guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -371,6 +374,9 @@ class http_session : public std::enable_shared_from_this<http_session> {
                     auth.starts_with(bearer) &&
                     CRYPTO_memcmp(auth.data() + bearer.size(), cfg.publish_token.data(),
                                   cfg.publish_token.size()) == 0;
+    // Who publishes, for the scope of idempotency keys: the static token, else the JWT's sub,
+    // else (a token without sub) that very token.
+    std::string publisher = "publish_token";
     if (!token_ok && cfg.jwt) {
       const auto token = auth::bearer_token(auth);
       auto r = auth::authenticate(*cfg.jwt, token.value_or(std::string_view()),
@@ -378,6 +384,13 @@ class http_session : public std::enable_shared_from_this<http_session> {
       if (auto* f = std::get_if<auth::auth_refusal>(&r)) {
         server_.get_metrics().add(server_.get_metrics().local().publish_api_refused);
         return unauthorized(req, *f, keep);
+      }
+      const auto& sub = std::get<auth::identity_ptr>(r)->subject;
+      if (!sub.empty()) {
+        publisher = "sub:" + sub;
+      } else {
+        const auto d = idempotency_store::digest_of(*token);
+        publisher = "token:" + std::string(d.begin(), d.end());
       }
       token_ok = true;
     }
@@ -401,19 +414,29 @@ class http_session : public std::enable_shared_from_this<http_session> {
     if (auto* err = std::get_if<proto::publish_error>(&decoded))
       return fail(http::status::bad_request, err->code, err->message);
     auto& pr = std::get<proto::publish_request>(decoded);
-    const std::string& key = pr.idempotency_key;
-    if (!key.empty()) {
-      if (auto earlier = server_.begin_idempotent(key)) {
-        if (earlier->empty())
-          return fail(http::status::conflict, "in_progress",
-                      "a request with this idempotency key is being handled; retry later");
+    // Held until the answer is stored: a publish that ends any other way frees its key.
+    idempotency_store::reservation reserved;
+    if (!pr.idempotency_key.empty()) {
+      auto r = server_.idempotency().begin(
+          publisher, pr.idempotency_key,
+          idempotency_store::digest_of(proto::publish_fingerprint(pr)));
+      using status = idempotency_store::status;
+      if (r.what == status::conflict)
+        return fail(http::status::conflict, "idempotency_key_reused",
+                    "this idempotency key was used with a different body; a new request "
+                    "needs a new key");
+      if (r.what == status::in_progress)
+        return fail(http::status::conflict, "in_progress",
+                    "a request with this idempotency key is being handled; retry later");
+      if (r.what == status::replay) {
         // A repeat: publish nothing, answer as the first time, marked as a duplicate.
         constexpr std::string_view first = ",\"duplicate\":false}";
-        std::string body = std::move(*earlier);
+        std::string body = std::move(r.answer);
         body.resize(body.size() - first.size());
         body += ",\"duplicate\":true}";
         return send_json(req, http::status::ok, std::move(body));
       }
+      reserved = std::move(r.hold);
     }
     std::vector<proto::publish_receipt_view> receipts;
     receipts.reserve(pr.events.size());
@@ -424,7 +447,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
       receipts.push_back({hub.event_id(meta.id), meta.topic, meta.seq, n});
     }
     std::string body = proto::encode_published(receipts, pr.batch, false);
-    if (!key.empty()) server_.finish_idempotent(key, body);
+    reserved.finish(body);
     send_json(req, http::status::ok, std::move(body));
   }
 
@@ -485,7 +508,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     std::string head =
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
         "Cache-Control: no-cache, no-transform\r\nX-Accel-Buffering: no\r\n"
-        "Transfer-Encoding: chunked\r\n";
+        "X-Content-Type-Options: nosniff\r\nTransfer-Encoding: chunked\r\n";
     for (const auto& [k, v] : cors_headers(req)) {
       head += std::string(http::to_string(k));
       head += ": " + v + "\r\n";
@@ -644,6 +667,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
   }
 
   // CORS response headers for an allowed cross-origin request (none for same-origin ones).
+  // "*" answers "*" and never allows credentials, whatever cors_credentials says: echoing any
+  // origin with credentials would let every site read the user's cookie-authenticated stream.
   std::vector<std::pair<http::field, std::string>> cors_headers(const request& req) const {
     std::vector<std::pair<http::field, std::string>> out;
     std::string_view origin = req[http::field::origin];
@@ -651,12 +676,12 @@ class http_session : public std::enable_shared_from_this<http_session> {
     if (origin.empty() || cfg.cors_allowed_origins.empty() || !origin_allowed(req)) return out;
     const bool any = std::find(cfg.cors_allowed_origins.begin(), cfg.cors_allowed_origins.end(),
                                "*") != cfg.cors_allowed_origins.end();
-    if (any && !cfg.cors_credentials) {
+    if (any) {
       out.emplace_back(http::field::access_control_allow_origin, "*");
-    } else {
-      out.emplace_back(http::field::access_control_allow_origin, std::string(origin));
-      out.emplace_back(http::field::vary, "Origin");
+      return out;
     }
+    out.emplace_back(http::field::access_control_allow_origin, std::string(origin));
+    out.emplace_back(http::field::vary, "Origin");
     if (cfg.cors_credentials)
       out.emplace_back(http::field::access_control_allow_credentials, "true");
     return out;
@@ -683,6 +708,13 @@ class http_session : public std::enable_shared_from_this<http_session> {
       asio::post(self->stream_.get_executor(), [self, keep, version, head, status,
                                                 headers = std::move(headers),
                                                 body = std::move(body)]() mutable {
+        if (!valid_app_response(status, headers)) {
+          // A CR or LF would end the header block early and split the response: refuse it
+          // whole. (The Python bridge checks first and logs; this is the last line.)
+          status = 500;
+          headers = {{"Content-Type", "application/json"}};
+          body = error_body("bad_response", "the application's response has an invalid header");
+        }
         http::response<http::string_body> res{static_cast<http::status>(status), version};
         for (const auto& [k, v] : headers) {
           // Framing is ours to set: the body is complete here.
@@ -703,6 +735,16 @@ class http_session : public std::enable_shared_from_this<http_session> {
     if (!server_.get_dispatcher().post([srv, info = std::move(info)] { srv->hooks().on_http(info); }))
       server_.http_reply(id, 503, {{"Content-Type", "application/json"}},
                          error_body("overloaded", "the server is busy"));
+  }
+
+  // A final status Beast can write (three digits) and header fields that cannot split the
+  // response.
+  static bool valid_app_response(unsigned status,
+                                 const std::vector<std::pair<std::string, std::string>>& headers) {
+    if (status < 200 || status > 999) return false;  // a 1xx is never a final answer
+    for (const auto& [k, v] : headers)
+      if (!proto::valid_field_name(k) || !proto::valid_field_value(v)) return false;
+    return true;
   }
 
   static std::string remote_of(const tcp::socket& socket) {
@@ -819,10 +861,13 @@ class http_session : public std::enable_shared_from_this<http_session> {
     write(std::move(res), keep_alive);
   }
 
+  // Every response of this connection goes out here: built-in ones and the WSGI app's.
   template <class Body>
   void write(http::response<Body> res, bool keep_alive) {
     auto sp = std::make_shared<http::response<Body>>(std::move(res));
     if (!keep_alive) sp->keep_alive(false);
+    // Browsers must take Content-Type as given: an upload or a JSON error never runs as script.
+    if (sp->find(nosniff_field) == sp->end()) sp->set(nosniff_field, "nosniff");
     expires_after(server_.config().handshake_timeout);
     http::async_write(stream_, *sp,
                       [self = shared_from_this(), sp, keep_alive](beast::error_code ec,

@@ -59,6 +59,7 @@ void listener::refuse(tcp::socket socket, connection_refusal why) {
                                                            : total_body;
   auto text = std::make_shared<std::string>(
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1"
+      "\r\nX-Content-Type-Options: nosniff"
       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
       body);
   // Lingering close: after the answer, read (and discard) what the client still sends until it

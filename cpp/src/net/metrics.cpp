@@ -25,6 +25,7 @@ const char* limit_name(std::size_t i) {
     case limit_kind::handshake_timeout: return "handshake_timeout";
     case limit_kind::idle_timeout: return "idle_timeout";
     case limit_kind::outbox: return "outbox";
+    case limit_kind::write_timeout: return "write_timeout";
     case limit_kind::sessions_total: return "sessions_total";
     case limit_kind::sessions_per_ip: return "sessions_per_ip";
     case limit_kind::new_sessions_per_ip: return "new_sessions_per_ip";

@@ -322,28 +322,6 @@ server::connection_slot server::admit(const std::string& ip, connection_refusal&
   });
 }
 
-std::optional<std::string> server::begin_idempotent(const std::string& key) {
-  const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(idem_mu_);
-  // Forget expired keys, and the oldest beyond the bound.
-  while (!idem_order_.empty() &&
-         (idem_order_.front().first <= now || idem_.size() > max_idempotency_keys)) {
-    auto it = idem_.find(idem_order_.front().second);
-    if (it != idem_.end() && it->second.expires == idem_order_.front().first) idem_.erase(it);
-    idem_order_.pop_front();
-  }
-  auto [it, fresh] = idem_.try_emplace(key);
-  if (!fresh) return it->second.answer;
-  it->second.expires = now + idempotency_window;
-  idem_order_.emplace_back(it->second.expires, key);
-  return std::nullopt;
-}
-
-void server::finish_idempotent(const std::string& key, std::string answer) {
-  std::lock_guard lock(idem_mu_);
-  if (auto it = idem_.find(key); it != idem_.end()) it->second.answer = std::move(answer);
-}
-
 bool server::accept(const std::string& sid, std::optional<std::vector<std::string>> roles) {
   auto s = find_session(sid);
   if (!s) return false;

@@ -30,13 +30,23 @@ std::optional<std::string> url_decode(std::string_view s) {
   return out;
 }
 
+bool hidden_path(std::string_view path) {
+  for (std::size_t at = 0; at < path.size();) {
+    const auto slash = path.find('/', at);
+    if (path[at] == '.') return true;  // "." and ".." included
+    if (slash == std::string_view::npos) break;
+    at = slash + 1;
+  }
+  return false;
+}
+
 std::optional<std::string> resolve_static(const std::string& root, std::string_view target) {
   auto decoded = url_decode(target);
   if (!decoded || decoded->empty() || (*decoded)[0] != '/') return std::nullopt;
-  // Reject any ".." segment outright instead of trusting normalisation.
+  // Dotfiles and dot-folders (.env, .git/, ..) are never served: checked on the decoded path
+  // before normalisation could remove a segment, and again on the file it resolves to.
+  if (hidden_path(*decoded)) return std::nullopt;
   fs::path rel = fs::path(decoded->substr(1)).lexically_normal();
-  for (const auto& part : rel)
-    if (part == "..") return std::nullopt;
   std::error_code ec;
   fs::path base = fs::canonical(root, ec);
   if (ec) return std::nullopt;
@@ -47,6 +57,8 @@ std::optional<std::string> resolve_static(const std::string& root, std::string_v
   // Symlinks must not lead out of the root either.
   auto [b, r] = std::mismatch(base.begin(), base.end(), real.begin(), real.end());
   if (b != base.end()) return std::nullopt;
+  for (; r != real.end(); ++r)  // nor may they lead to a hidden file inside it
+    if (r->native().starts_with('.')) return std::nullopt;
   return real.string();
 }
 

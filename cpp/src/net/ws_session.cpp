@@ -30,7 +30,8 @@ std::string http_refusal(unsigned status, const std::string& message,
                            ? std::string("Refused")
                            : std::string(boost::beast::http::obsolete_reason(known));
   return "HTTP/1.1 " + std::to_string(status) + " " + reason +
-         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff"
+         "\r\nContent-Length: " + std::to_string(body.size()) +
          "\r\nConnection: close\r\n\r\n" + body;
 }
 }  // namespace
@@ -45,6 +46,7 @@ ws_session::ws_session(net::stream socket, server& srv, std::string sid,
       parser_(srv.config().max_message_size),
       timer_(socket_.get_executor()),
       expiry_timer_(socket_.get_executor()),
+      write_timer_(socket_.get_executor()),
       prefix_(std::move(handshake_response)),
       topic_(std::move(topic)),
       limit_(srv.config().inbound_limit, &srv.config().event_limits, steady_ns()) {
@@ -565,6 +567,9 @@ void ws_session::flush() {
   }
   if (buffers_.empty()) return;
   writing_ = true;
+  write_started_ = std::chrono::steady_clock::now();
+  if (!write_timer_armed_ && server_.config().write_timeout.count() > 0)
+    arm_write_timer(write_started_ + server_.config().write_timeout);
   auto done = [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
     self->on_write(ec, n);
   };
@@ -604,6 +609,31 @@ void ws_session::on_write(boost::system::error_code ec, std::size_t bytes) {
     return;
   }
   flush();
+}
+
+// One timer watches every write: armed by the first write, it fires at that write's deadline;
+// a write that has finished by then lets it lapse, a newer one re-arms it for its own deadline.
+// So a busy connection arms it at most once per write_timeout, not once per write.
+void ws_session::arm_write_timer(std::chrono::steady_clock::time_point deadline) {
+  write_timer_armed_ = true;
+  write_timer_.expires_at(deadline);
+  write_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    self->write_timer_armed_ = false;
+    // A closing session has its own deadline (close_wait) and keeps its close reason.
+    if (ec || self->state_ != state::open || !self->writing_) return;
+    const auto deadline = self->write_started_ + self->server_.config().write_timeout;
+    if (std::chrono::steady_clock::now() < deadline) return self->arm_write_timer(deadline);
+    self->on_write_timeout();
+  });
+}
+
+void ws_session::on_write_timeout() {
+  // The peer has not taken a byte of this write for write_timeout: a slow consumer. A close
+  // frame could not get past the bytes it left unread, so the connection is cut at once.
+  auto& m = server_.get_metrics();
+  m.limit_hit(limit_kind::write_timeout);
+  m.drop(drop_reason::slow_consumer, outbox_.queued_frames() + inflight_.size());
+  finish(disconnect_reason::slow_consumer);
 }
 
 void ws_session::arm_timer() {
@@ -698,6 +728,7 @@ void ws_session::finish(disconnect_reason why) {
   state_ = state::closed;
   timer_.cancel();
   expiry_timer_.cancel();
+  write_timer_.cancel();
   if (socket_.is_tls())
     socket_.close_gracefully(weak_from_this().lock(), tls_close_wait);
   else

@@ -111,6 +111,29 @@ std::variant<publish_request, publish_error> decode_publish(std::string_view bod
   return req;
 }
 
+std::string publish_fingerprint(const publish_request& req) {
+  std::string out = req.batch ? "batch" : "one";
+  auto field = [&out](std::string_view v) {
+    out += std::to_string(v.size());
+    out += ':';
+    out += v;
+  };
+  auto names = [&](const std::vector<std::string>& list) {
+    out += '[' + std::to_string(list.size());
+    for (const auto& n : list) field(n);
+  };
+  for (const auto& p : req.events) {
+    out += "|e";
+    field(p.event);
+    field(p.data);  // re-serialized by the decoder: keys sorted, no whitespace
+    names(p.to);
+    names(p.skip);
+    field(p.nsp);
+    out += !p.policy ? '-' : *p.policy == overflow_policy::drop_oldest ? 'o' : 'd';
+  }
+  return out;
+}
+
 std::string encode_published(const std::vector<publish_receipt_view>& receipts, bool batch,
                              bool duplicate) {
   auto one = [](std::string& out, const publish_receipt_view& r) {

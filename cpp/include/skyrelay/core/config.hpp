@@ -67,6 +67,10 @@ struct server_config {
   // Rooms one connection may be in; a JSON-protocol subscribe beyond it gets too_many_rooms.
   std::size_t max_rooms_per_connection{1'000};
 
+  // A WebSocket or SSE write the peer leaves pending this long (it stopped reading and the
+  // socket buffers are full) ends the connection as a slow consumer, whatever the outbox
+  // policy: drop_oldest keeps the outbox bounded, but a peer that reads nothing is gone. 0: none.
+  std::chrono::milliseconds write_timeout{30'000};
   std::size_t outbox_max_bytes{1024 * 1024};
   std::size_t outbox_max_frames{1024};
   std::size_t dispatch_queue_max{65'536};  // inbound events waiting for the Python dispatcher
@@ -77,10 +81,13 @@ struct server_config {
   std::chrono::milliseconds eio_ping_timeout{20'000};
   std::chrono::milliseconds sio_connect_timeout{45'000};  // Engine.IO open to Socket.IO CONNECT
   std::vector<std::string> sio_namespaces{"/"};           // "*" accepts any namespace
-  // Origins allowed to use Engine.IO from another origin ("*": any). Empty: same origin only.
-  // Requests without an Origin header (non-browser clients) are always allowed.
+  // Origins other than the server's own that may open a JSON-protocol WebSocket, an SSE stream
+  // or an Engine.IO session (polling or WebSocket), exact matches ("*": any). Empty: same
+  // origin only. Requests without an Origin header (non-browser clients) are always allowed.
+  // SSE and Engine.IO polling answers carry the CORS headers; other endpoints carry none.
   std::vector<std::string> cors_allowed_origins;
-  bool cors_credentials{true};  // echo the exact origin and allow credentials
+  // For listed origins: echo the exact origin and allow credentials. Never with "*".
+  bool cors_credentials{true};
   std::string eio_cookie;       // name of the sticky-session cookie ("io"); empty: none
   // Test-only: a raw Engine.IO endpoint that echoes every message (the official Engine.IO
   // conformance suite needs one). Empty: none.

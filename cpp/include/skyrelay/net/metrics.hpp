@@ -30,6 +30,7 @@ enum class limit_kind : std::uint8_t {
   handshake_timeout,  // a request (or a pending connect decision) not complete in time
   idle_timeout,       // a keep-alive HTTP connection or a WebSocket silent for idle_timeout
   outbox,             // a connection's outbox full: a frame evicted, or the connection closed
+  write_timeout,      // a WebSocket or SSE write pending for write_timeout: cut, slow consumer
   sessions_total,     // an Engine.IO handshake over max_connections (503)
   sessions_per_ip,    // an Engine.IO handshake over max_connections_per_ip (503)
   new_sessions_per_ip,  // an Engine.IO handshake over new_sessions_per_ip (429)

@@ -4,7 +4,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <functional>
 #include <memory>
@@ -21,6 +20,7 @@
 #include "skyrelay/hub/dispatcher.hpp"
 #include "skyrelay/hub/hub.hpp"
 #include "skyrelay/net/aliases.hpp"
+#include "skyrelay/net/idempotency_store.hpp"
 #include "skyrelay/net/metrics.hpp"
 
 namespace boost::asio::ssl {
@@ -132,11 +132,8 @@ class server {
   // Publishes through the broker (today: straight to the hub). Thread-safe; never blocks on I/O.
   std::size_t publish(const publication& p, publish_meta* meta = nullptr);
 
-  // Idempotency keys of the publish API (kept 5 minutes, at most 100,000). begin_idempotent
-  // returns nullopt when the key is new (and marks it in progress), else the stored answer
-  // (empty while the first request with that key is still being handled).
-  std::optional<std::string> begin_idempotent(const std::string& key);
-  void finish_idempotent(const std::string& key, std::string answer);
+  // Idempotency keys of the publish API (kept 5 minutes, at most 100,000). Thread-safe.
+  idempotency_store& idempotency() noexcept { return idem_; }
 
   // Answers to the application's decisions and requests; thread-safe. False if the sid is gone.
   // With `roles` (server_config::roles_from_connect), the connection's roles become those, in
@@ -262,15 +259,7 @@ class server {
   std::unordered_map<std::string, token_bucket> new_per_ip_;  // forgotten once full again
   std::unordered_map<std::string, token_bucket> new_sessions_per_ip_;  // the same, for sessions
 
-  static constexpr auto idempotency_window = std::chrono::minutes(5);
-  static constexpr std::size_t max_idempotency_keys = 100'000;
-  struct idempotent_entry {
-    std::chrono::steady_clock::time_point expires;
-    std::string answer;  // empty while in progress
-  };
-  std::mutex idem_mu_;
-  std::unordered_map<std::string, idempotent_entry> idem_;
-  std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> idem_order_;
+  idempotency_store idem_{std::chrono::minutes(5), 100'000};
 };
 
 }  // namespace skyrelay

@@ -124,6 +124,8 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   void schedule_flush();
   void flush();
   void on_write(boost::system::error_code ec, std::size_t bytes);
+  void arm_write_timer(std::chrono::steady_clock::time_point deadline);
+  void on_write_timeout();  // a write pending for write_timeout: cut as a slow consumer
 
   void arm_timer();
   void open_sse();  // on acceptance: welcome, topics, replay or reset
@@ -143,6 +145,9 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   ws::parser parser_;
   asio::steady_timer timer_;
   asio::steady_timer expiry_timer_;  // the token's end (identity_->ends_at)
+  asio::steady_timer write_timer_;   // the pending write's deadline (write_timeout)
+  std::chrono::steady_clock::time_point write_started_;
+  bool write_timer_armed_{false};
   auth::identity_ptr identity_;
   std::atomic<std::shared_ptr<const std::vector<std::string>>> granted_roles_;
 

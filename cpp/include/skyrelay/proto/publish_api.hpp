@@ -31,6 +31,11 @@ struct publish_error {
 std::variant<publish_request, publish_error> decode_publish(std::string_view body,
                                                             std::string_view header_key);
 
+// What a request asks for, whatever its JSON spelling (whitespace, key order, the idempotency
+// key in the header or the body): its events with every field, in order, length-prefixed.
+// Idempotency keys are bound to a digest of it.
+std::string publish_fingerprint(const publish_request& req);
+
 // What one publication got: its id (as SSE writes it), its topic's seq (0: none) and the
 // number of connections it was queued for.
 struct publish_receipt_view {
