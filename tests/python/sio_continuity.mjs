@@ -41,7 +41,10 @@ socket.on("e", ({ n }) => {
   result.events++;
   if (result.events % 500 === 0) console.error(`AT ${n}`);  // progress, for the producer's gate
   if (n === last) finish();
-  if (++sinceDrop >= dropAfter && socket.io.engine?.transport?.ws?._socket) {
+  // Frames read before a cut are still delivered after it: cut only a live connection, so that
+  // every drop is one lost transport (and one reconnect).
+  const tcp = socket.io.engine?.transport?.ws?._socket;
+  if (++sinceDrop >= dropAfter && socket.connected && tcp && !tcp.destroyed) {
     sinceDrop = 0;
     dropAfter = 500 + Math.floor(random() * 5000);
     result.drops++;
