@@ -315,9 +315,11 @@ void register_server(py::module_& m) {
       .def("emit",
            [](py_server& s, std::string event, std::string data, std::vector<std::string> to,
               std::vector<std::string> skip, int policy, std::string nsp,
-              std::optional<std::string> sio_args, std::vector<std::string> attachments) {
-             publication p{std::move(event), std::move(data), std::move(to), std::move(skip),
-                           to_policy(policy), std::move(nsp), std::move(sio_args), nullptr};
+              std::optional<std::string> sio_args, std::vector<std::string> attachments,
+              std::vector<std::string> to_conns) {
+             publication p{std::move(event), std::move(data), std::move(to),
+                           std::move(to_conns), std::move(skip), to_policy(policy),
+                           std::move(nsp), std::move(sio_args), nullptr};
              if (!attachments.empty())
                p.attachments =
                    std::make_shared<const std::vector<std::string>>(std::move(attachments));
@@ -326,7 +328,8 @@ void register_server(py::module_& m) {
            },
            py::arg("event"), py::arg("data"), py::arg("to"), py::arg("skip"), py::arg("policy"),
            py::arg("nsp") = "/", py::arg("sio_args") = py::none(),
-           py::arg("attachments") = std::vector<std::string>{})
+           py::arg("attachments") = std::vector<std::string>{},
+           py::arg("to_conns") = std::vector<std::string>{})
       .def("sio_accept",
            [](py_server& s, const std::string& sid, std::optional<std::vector<std::string>> roles) {
              return s.get().sio_accept(sid, std::move(roles));
@@ -378,13 +381,13 @@ void register_server(py::module_& m) {
              return s.get().disconnect(sid, code, std::move(reason));
            },
            py::call_guard<py::gil_scoped_release>())
-      .def("join", [](py_server& s, const std::string& sid, const std::string& room) {
-             return s.get().get_hub().join(sid, room);
+      .def("join", [](py_server& s, const std::string& sid, std::string nsp, std::string room) {
+             return s.get().get_hub().join(sid, channel{std::move(nsp), std::move(room)});
            }, py::call_guard<py::gil_scoped_release>())
-      // A join the application makes for a connection, held to the room's role requirement
-      // (`room` of namespace `nsp`; `key` is the hub's name for it): (joined, refusal message).
-      .def("join_checked", [](py_server& s, const std::string& sid, const std::string& key,
-                              const std::string& nsp, const std::string& room) {
+      // A join the application makes for a connection, held to the role requirement of `room`
+      // of namespace `nsp`: (joined, refusal message).
+      .def("join_checked", [](py_server& s, const std::string& sid, const std::string& nsp,
+                              const std::string& room) {
              server& srv = s.get();
              if (const auto& policy = srv.config().access; policy && policy->has_room_rules()) {
                if (auto refusal = policy->check_room(nsp, room, srv.roles_of(sid))) {
@@ -393,23 +396,28 @@ void register_server(py::module_& m) {
                  return std::pair<bool, std::optional<std::string>>(false, std::move(refusal->message));
                }
              }
-             return std::pair<bool, std::optional<std::string>>(srv.get_hub().join(sid, key),
-                                                                std::nullopt);
+             return std::pair<bool, std::optional<std::string>>(
+                 srv.get_hub().join(sid, channel{nsp, room}), std::nullopt);
            }, py::call_guard<py::gil_scoped_release>())
-      .def("leave", [](py_server& s, const std::string& sid, const std::string& room) {
-             return s.get().get_hub().leave(sid, room);
+      .def("leave", [](py_server& s, const std::string& sid, std::string nsp, std::string room) {
+             return s.get().get_hub().leave(sid, channel{std::move(nsp), std::move(room)});
            }, py::call_guard<py::gil_scoped_release>())
-      .def("rooms", [](py_server& s, const std::string& sid) {
-             return s.get().get_hub().rooms_of(sid);
+      // The rooms of namespace `nsp` that the connection is in, sorted.
+      .def("rooms", [](py_server& s, const std::string& sid, const std::string& nsp) {
+             std::vector<std::string> out;
+             for (auto& c : s.get().get_hub().rooms_of(sid))
+               if (c.nsp == nsp) out.push_back(std::move(c.room));
+             return out;
            })
-      .def("set_room_policy", [](py_server& s, const std::string& room, int policy) {
-             s.get().get_hub().set_room_policy(room, to_policy(policy));
+      .def("set_room_policy", [](py_server& s, std::string nsp, std::string room, int policy) {
+             s.get().get_hub().set_room_policy(channel{std::move(nsp), std::move(room)},
+                                               to_policy(policy));
            })
-      .def("room_members", [](py_server& s, const std::string& room) {
-             return s.get().get_hub().room_members(room);
+      .def("room_members", [](py_server& s, std::string nsp, std::string room) {
+             return s.get().get_hub().room_members(channel{std::move(nsp), std::move(room)});
            })
-      .def("room_size", [](py_server& s, const std::string& room) {
-             return s.get().get_hub().room_size(room);
+      .def("room_size", [](py_server& s, std::string nsp, std::string room) {
+             return s.get().get_hub().room_size(channel{std::move(nsp), std::move(room)});
            })
       .def("claims", [](py_server& s, const std::string& sid) {
              auth::identity_ptr id;

@@ -230,11 +230,12 @@ class SocketIO:
         if not include_self and getattr(_local, "conn", None) is not None:
             skip.append(_local.conn.sid)
         if callback is not None:
-            single_socket = isinstance(target, str) and target in server._connections and \
-                server._connections[target].transport == "socket.io"
+            sid = target.sid if isinstance(target, Connection) else target
+            single_socket = isinstance(sid, str) and sid in server._connections and \
+                server._connections[sid].transport == "socket.io"
             if not single_socket:
                 raise ValueError("callbacks are only supported when emitting to one client")
-            server._socketio.emit(target, event, args, lambda values: callback(*values))
+            server._socketio.emit(sid, event, args, lambda values: callback(*values))
             return
         # One argument as data (JSON clients get it as it is); otherwise, or for top-level
         # bytes (binary, not pre-encoded JSON), as an argument list.
@@ -349,7 +350,7 @@ def emit(event: str, *args: Any, to: Any = None, room: Any = None, broadcast: bo
     socketio, conn = _context()
     target = to if to is not None else room
     if target is None and not broadcast:
-        target = conn.sid
+        target = conn  # the sender itself, through the connection registry, never a room
     socketio.emit(event, *args, to=target, include_self=include_self, skip_sid=skip_sid,
                   namespace=namespace or conn.namespace, callback=callback)
 

@@ -23,7 +23,7 @@ from typing import Any, Union
 from . import _core
 from .auth import JWTAuth
 from .errors import ConnectionRefused, Forbidden, RequestError
-from .socketio import SocketIOBridge, room_key
+from .socketio import SocketIOBridge
 
 log = logging.getLogger("skyrelay")
 
@@ -126,12 +126,26 @@ def _topic_patterns(spec: str | Iterable[str] | None) -> list[str] | None:
     return patterns
 
 
-def _names(target: Target) -> list[str]:
+def _targets(target: Target) -> tuple[list[str], list[str]]:
+    """Splits ``to`` into names (rooms or sids, resolved by the hub) and the sids of
+    :class:`Connection` objects (delivered through the connection registry only)."""
     if target is None:
-        return []
+        return [], []
     if isinstance(target, (str, Connection)):
         target = [target]
-    return [t.sid if isinstance(t, Connection) else str(t) for t in target]
+    names: list[str] = []
+    conns: list[str] = []
+    for t in target:
+        if isinstance(t, Connection):
+            conns.append(t.sid)
+        else:
+            names.append(str(t))
+    return names, conns
+
+
+def _names(target: Target) -> list[str]:
+    names, conns = _targets(target)
+    return names + conns
 
 
 class Connection:
@@ -197,7 +211,7 @@ class Connection:
         if self.transport == "socket.io":
             args = () if data is None else (data,)
             return int(self._server._socketio.emit(self.sid, event, args))
-        return self._server.emit(event, data, to=self.sid, namespace=self.namespace,
+        return self._server.emit(event, data, to=self, namespace=self.namespace,
                                  default=default)
 
     def disconnect(self, reason: str = "disconnected by the server") -> bool:
@@ -689,11 +703,16 @@ class Server:
              namespace: str | None = None, args: Iterable[Any] | None = None) -> int:
         """Publishes an event; safe from any thread and from asyncio; never blocks on sockets.
 
-        ``to`` is a room, a sid, a :class:`Connection` or a list of them (rooms are looked up
-        first); omit it to reach every connection. ``skip`` lists sids (or connections) to leave
-        out. ``policy`` overrides the outbox overflow policy: ``"drop_oldest"`` for volatile
+        ``to`` is a room, a sid, a :class:`Connection` or a list of them; omit it to reach every
+        connection of the namespace. A :class:`Connection` is reached through the connection
+        registry only. A string is the sid of a live connection of ``namespace`` when there is
+        one (that connection, never a room of the same name); nothing when it is the sid of a
+        connection of another namespace or of one closed in the last 10 minutes; else the room
+        of that name in ``namespace``. ``skip`` lists sids (or connections) to leave out.
+        ``policy`` overrides the outbox overflow policy: ``"drop_oldest"`` for volatile
         streams or ``"disconnect"``. ``namespace`` is the Socket.IO namespace (default ``"/"``,
-        which JSON-protocol clients share). Returns the number of connections it was queued for.
+        which JSON-protocol and SSE clients share; when ``to`` is one :class:`Connection`, its
+        namespace). Returns the number of connections it was queued for.
 
         ``args`` (instead of ``data``) sends several arguments: Socket.IO clients get them as
         separate arguments, JSON-protocol clients as a list. ``bytes`` inside ``data`` or
@@ -721,8 +740,11 @@ class Server:
                 payload = encode_json(_base64_bytes(values if values is not None else data),
                                       hook)
         core = self._require_core()
-        return core.emit(event, payload, _names(to), _names(skip), _POLICIES[policy],
-                         namespace or "/", sio_args, attachments)
+        if namespace is None:
+            namespace = to.namespace if isinstance(to, Connection) else "/"
+        names, conns = _targets(to)
+        return core.emit(event, payload, names, _names(skip), _POLICIES[policy],
+                         namespace, sio_args, attachments, conns)
 
     def call(self, event: str, data: Any = None, *, to: str | Connection,
              timeout: float = 60.0) -> Any:
@@ -738,39 +760,35 @@ class Server:
         sid = to.sid if isinstance(to, Connection) else to
         return await self._socketio.acall(sid, event, () if data is None else (data,), timeout)
 
-    def set_room_policy(self, room: str, policy: str | None) -> None:
+    def set_room_policy(self, room: str, policy: str | None, *, namespace: str = "/") -> None:
         """Sets the default overflow policy of a room's publications (None resets it)."""
         if policy not in _POLICIES:
             raise ValueError(f"policy must be 'drop_oldest' or 'disconnect', not {policy!r}")
-        self._require_core().set_room_policy(room, _POLICIES[policy])
+        self._require_core().set_room_policy(namespace, room, _POLICIES[policy])
 
     def join(self, sid: str, room: str, *, namespace: str = "/") -> bool:
         """Puts a connection in a room. False when the connection is gone or already in
         ``max_rooms_per_connection`` rooms; raises :class:`Forbidden` when the connection lacks
         a role the room requires (:meth:`require_roles`). Raised in a request handler, that
         answers the request with code ``forbidden``."""
-        joined, refusal = self._require_core().join_checked(sid, room_key(namespace, room),
-                                                            namespace, room)
+        joined, refusal = self._require_core().join_checked(sid, namespace, room)
         if refusal is not None:
             raise Forbidden(refusal)
         return bool(joined)
 
     def leave(self, sid: str, room: str, *, namespace: str = "/") -> bool:
-        return self._require_core().leave(sid, room_key(namespace, room))
+        return self._require_core().leave(sid, namespace, room)
 
     def rooms(self, sid: str, *, namespace: str = "/") -> list[str]:
-        rooms = self._require_core().rooms(sid)
-        if namespace == "/":
-            return rooms
-        prefix = f"{namespace}#"
-        return [r[len(prefix):] for r in rooms if r.startswith(prefix)]
+        """The rooms of ``namespace`` the connection is in, sorted."""
+        return self._require_core().rooms(sid, namespace)
 
     def room_members(self, room: str, *, namespace: str = "/") -> list[str]:
         """The sids in a room."""
-        return self._require_core().room_members(room_key(namespace, room))
+        return self._require_core().room_members(namespace, room)
 
     def room_size(self, room: str, *, namespace: str = "/") -> int:
-        return self._require_core().room_size(room_key(namespace, room))
+        return self._require_core().room_size(namespace, room)
 
     def disconnect(self, sid: str, reason: str = "disconnected by the server") -> bool:
         """Closes a JSON-protocol connection with close code 4002 and ``reason``, or disconnects

@@ -19,11 +19,6 @@ if TYPE_CHECKING:
     from .server import Server
 
 
-def room_key(namespace: str, room: str) -> str:
-    """The hub's name for a room of a namespace (the C++ hub uses the same rule)."""
-    return room if namespace == "/" else f"{namespace}#{room}"
-
-
 def unpack_binary(value: Any, attachments: list[bytes]) -> Any:
     """Replaces {"_placeholder": true, "num": i} with the i-th attachment, recursively."""
     if isinstance(value, dict):

@@ -142,6 +142,17 @@ struct fixture {
 
 using sids = std::vector<std::string>;
 
+skyrelay::channel ch(std::string room, std::string nsp = "/") {
+  return {std::move(nsp), std::move(room)};
+}
+
+// The room names of a rooms_of() answer, in its order.
+sids names(const std::vector<skyrelay::channel>& rooms) {
+  sids out;
+  for (const auto& c : rooms) out.push_back(c.room);
+  return out;
+}
+
 sids sorted(sids v) {
   std::sort(v.begin(), v.end());
   return v;
@@ -178,47 +189,47 @@ TEST(Hub, JoinLeaveAndRoomsOf) {
   fixture t;
   t.add("a");
   t.add("b");
-  EXPECT_TRUE(t.h.join("a", "r2"));
-  EXPECT_TRUE(t.h.join("a", "r1"));
-  EXPECT_TRUE(t.h.join("a", "r1"));  // already a member: still true, no duplicate
-  EXPECT_TRUE(t.h.join("b", "r1"));
-  EXPECT_FALSE(t.h.join("ghost", "r1"));
-  EXPECT_EQ(t.h.rooms_of("a"), (sids{"r1", "r2"}));  // sorted
-  EXPECT_EQ(t.h.rooms_of("b"), sids{"r1"});
-  EXPECT_TRUE(t.h.rooms_of("ghost").empty());
-  EXPECT_EQ(t.h.room_size("r1"), 2u);
-  EXPECT_EQ(sorted(t.h.room_members("r1")), (sids{"a", "b"}));
+  EXPECT_TRUE(t.h.join("a", ch("r2")));
+  EXPECT_TRUE(t.h.join("a", ch("r1")));
+  EXPECT_TRUE(t.h.join("a", ch("r1")));  // already a member: still true, no duplicate
+  EXPECT_TRUE(t.h.join("b", ch("r1")));
+  EXPECT_FALSE(t.h.join("ghost", ch("r1")));
+  EXPECT_EQ(names(t.h.rooms_of("a")), (sids{"r1", "r2"}));  // sorted
+  EXPECT_EQ(names(t.h.rooms_of("b")), sids{"r1"});
+  EXPECT_TRUE(names(t.h.rooms_of("ghost")).empty());
+  EXPECT_EQ(t.h.room_size(ch("r1")), 2u);
+  EXPECT_EQ(sorted(t.h.room_members(ch("r1"))), (sids{"a", "b"}));
   EXPECT_EQ(t.h.room_count(), 2u);
 
-  EXPECT_TRUE(t.h.leave("a", "r1"));
-  EXPECT_FALSE(t.h.leave("a", "r1"));     // no longer a member
-  EXPECT_FALSE(t.h.leave("a", "never"));  // never was
-  EXPECT_FALSE(t.h.leave("ghost", "r1"));
-  EXPECT_EQ(t.h.room_members("r1"), sids{"b"});
-  EXPECT_EQ(t.h.rooms_of("a"), sids{"r2"});
-  EXPECT_TRUE(t.h.leave("a", "r2"));
-  EXPECT_EQ(t.h.room_size("r2"), 0u);
+  EXPECT_TRUE(t.h.leave("a", ch("r1")));
+  EXPECT_FALSE(t.h.leave("a", ch("r1")));     // no longer a member
+  EXPECT_FALSE(t.h.leave("a", ch("never")));  // never was
+  EXPECT_FALSE(t.h.leave("ghost", ch("r1")));
+  EXPECT_EQ(t.h.room_members(ch("r1")), sids{"b"});
+  EXPECT_EQ(names(t.h.rooms_of("a")), sids{"r2"});
+  EXPECT_TRUE(t.h.leave("a", ch("r2")));
+  EXPECT_EQ(t.h.room_size(ch("r2")), 0u);
   EXPECT_EQ(t.h.room_count(), 1u);  // an empty room is not counted
-  EXPECT_TRUE(t.h.room_members("r2").empty());
+  EXPECT_TRUE(t.h.room_members(ch("r2")).empty());
 }
 
 TEST(Hub, RemoveCleansEveryRoom) {
   fixture t;
   auto a = t.add("a");
   t.add("b");
-  for (auto room : {"r1", "r2", "r3"}) t.h.join("a", room);
-  t.h.join("b", "r3");
+  for (auto room : {"r1", "r2", "r3"}) t.h.join("a", ch(room));
+  t.h.join("b", ch("r3"));
   EXPECT_EQ(t.h.room_count(), 3u);
 
   t.h.remove("a");
   EXPECT_EQ(t.h.connection_count(), 1u);
   EXPECT_EQ(t.h.find("a"), nullptr);
-  EXPECT_TRUE(t.h.rooms_of("a").empty());
-  EXPECT_EQ(t.h.room_size("r1"), 0u);
-  EXPECT_EQ(t.h.room_size("r2"), 0u);
-  EXPECT_EQ(t.h.room_members("r3"), sids{"b"});
+  EXPECT_TRUE(names(t.h.rooms_of("a")).empty());
+  EXPECT_EQ(t.h.room_size(ch("r1")), 0u);
+  EXPECT_EQ(t.h.room_size(ch("r2")), 0u);
+  EXPECT_EQ(t.h.room_members(ch("r3")), sids{"b"});
   EXPECT_EQ(t.h.room_count(), 1u);
-  EXPECT_FALSE(t.h.join("a", "r1"));
+  EXPECT_FALSE(t.h.join("a", ch("r1")));
 
   t.h.remove("a");      // idempotent
   t.h.remove("ghost");  // unknown
@@ -232,7 +243,7 @@ TEST(Hub, RemoveCleansEveryRoom) {
 
   // The sid can be used again, starting with no rooms.
   auto again = t.add("a");
-  EXPECT_TRUE(t.h.rooms_of("a").empty());
+  EXPECT_TRUE(names(t.h.rooms_of("a")).empty());
   EXPECT_EQ(t.emit("room", {"r3"}), 1u);
   EXPECT_EQ(again->count(), 0u);
 }
@@ -243,7 +254,7 @@ TEST(Hub, PublishToEveryoneEncodesOnce) {
   fixture t;
   std::vector<std::shared_ptr<recorder>> all;
   for (int i = 0; i < 100; ++i) all.push_back(t.add("s" + std::to_string(i)));
-  t.h.join("s3", "some-room");
+  t.h.join("s3", ch("some-room"));
   EXPECT_EQ(t.emit("hello", {}, {}, std::nullopt, R"({"n":1})"), 100u);
   EXPECT_EQ(t.json_encodes.load(), 1);
   for (const auto& r : all) {
@@ -261,9 +272,9 @@ TEST(Hub, EncodedOncePerFormatAmongRecipients) {
   for (int i = 0; i < 10; ++i) {
     js.push_back(t.add("j" + std::to_string(i), wire_format::json_ws));
     io.push_back(t.add("i" + std::to_string(i), wire_format::socketio));
-    t.h.join("j" + std::to_string(i), "mixed");
-    t.h.join("i" + std::to_string(i), "mixed");
-    t.h.join("j" + std::to_string(i), "json-only");
+    t.h.join("j" + std::to_string(i), ch("mixed"));
+    t.h.join("i" + std::to_string(i), ch("mixed"));
+    t.h.join("j" + std::to_string(i), ch("json-only"));
   }
   EXPECT_EQ(t.emit("e", {"mixed"}), 20u);
   EXPECT_EQ(t.json_encodes.load(), 1);
@@ -280,8 +291,8 @@ TEST(Hub, PublishToAnEmptyTargetReturnsZero) {
   fixture t;
   EXPECT_EQ(t.emit("nobody home"), 0u);  // no connections at all
   t.add("a");
-  t.h.join("a", "r");
-  t.h.leave("a", "r");
+  t.h.join("a", ch("r"));
+  t.h.leave("a", ch("r"));
   EXPECT_EQ(t.emit("e", {"r"}), 0u);            // a room that emptied
   EXPECT_EQ(t.emit("e", {"no-such-thing"}), 0u);  // neither room nor sid
   EXPECT_EQ(t.emit("e", {"x", "y", "z"}), 0u);
@@ -293,9 +304,9 @@ TEST(Hub, RoomPublicationsCarryTopicAndPerRoomSequence) {
   fixture t;
   auto a = t.add("a");
   auto b = t.add("b");
-  t.h.join("a", "WELL-001");
-  t.h.join("b", "WELL-001");
-  t.h.join("b", "WELL-002");
+  t.h.join("a", ch("WELL-001"));
+  t.h.join("b", ch("WELL-001"));
+  t.h.join("b", ch("WELL-002"));
   EXPECT_EQ(t.emit("tick", {"WELL-001"}), 2u);
   EXPECT_EQ(t.emit("tick", {"WELL-002"}), 1u);
   EXPECT_EQ(t.emit("tick", {"WELL-001"}), 2u);
@@ -321,11 +332,11 @@ TEST(Hub, SeveralRoomsDeliverOnceToOverlappingMembers) {
   auto b = t.add("b");
   auto c = t.add("c");
   auto d = t.add("d");
-  t.h.join("a", "r1");
-  t.h.join("a", "r2");
-  t.h.join("a", "r3");
-  t.h.join("b", "r2");
-  t.h.join("c", "r3");
+  t.h.join("a", ch("r1"));
+  t.h.join("a", ch("r2"));
+  t.h.join("a", ch("r3"));
+  t.h.join("b", ch("r2"));
+  t.h.join("c", ch("r3"));
   // Rooms, a sid that is also a member of one of them, and a name that is nothing.
   EXPECT_EQ(t.emit("m", {"r1", "r2", "r3", "b", "missing"}), 3u);
   EXPECT_EQ(a->count(), 1u);
@@ -354,11 +365,159 @@ TEST(Hub, SidTargets) {
   EXPECT_EQ(t.emit("both", {"a", "b"}), 2u);
   EXPECT_EQ(t.emit("dup", {"a", "a"}), 1u);
   EXPECT_EQ(a->count(), 2u);
-  // A room with the same name as a sid wins.
-  t.h.join("b", "a");
+  // A live connection's sid wins over a room of the same name (see RoomNamedLikeASid...).
+  t.h.join("b", ch("a"));
   EXPECT_EQ(t.emit("named", {"a"}), 1u);
-  EXPECT_EQ(b->got().back(), (decoded{"json", "named", "a", 1, "{}"}));
-  EXPECT_EQ(a->count(), 2u);
+  EXPECT_EQ(a->got().back(), (decoded{"json", "named", "", 0, "{}"}));
+  EXPECT_EQ(b->count(), 2u);  // "direct" and "both" only
+}
+
+// ---- addresses that cannot collide ----------------------------------------------------------
+
+namespace {
+publication to_room(std::string nsp, std::vector<std::string> to, std::string event = "e") {
+  publication p;
+  p.event = std::move(event);
+  p.data = "1";
+  p.nsp = std::move(nsp);
+  p.to = std::move(to);
+  return p;
+}
+}  // namespace
+
+TEST(HubAddresses, SameRoomNameInTwoNamespacesIsTwoRooms) {
+  fixture t;
+  auto admin = t.add("adm", wire_format::socketio, "/admin");
+  auto plain = t.add("pln", wire_format::json_ws, "/");
+  auto spelled = t.add("spl", wire_format::json_ws, "/");
+  ASSERT_TRUE(t.h.join("adm", ch("alerts", "/admin")));
+  ASSERT_TRUE(t.h.join("pln", ch("alerts")));
+  ASSERT_TRUE(t.h.join("spl", ch("/admin#alerts")));  // what a client could spell
+  EXPECT_EQ(t.h.room_size(ch("alerts", "/admin")), 1u);
+  EXPECT_EQ(t.h.room_members(ch("alerts", "/admin")), sids{"adm"});
+  EXPECT_EQ(t.h.room_members(ch("alerts")), sids{"pln"});
+  EXPECT_EQ(t.h.room_members(ch("/admin#alerts")), sids{"spl"});
+  EXPECT_EQ(t.h.rooms_of("adm"), (std::vector<skyrelay::channel>{ch("alerts", "/admin")}));
+
+  EXPECT_EQ(t.h.publish(to_room("/admin", {"alerts"}, "secret")), 1u);
+  EXPECT_EQ(t.h.publish(to_room("/admin", {"alerts"}, "secret")), 1u);
+  EXPECT_EQ(t.h.publish(to_room("/", {"alerts"}, "open")), 1u);
+  ASSERT_EQ(admin->count(), 2u);
+  EXPECT_EQ(admin->got()[1], (decoded{"sio", "secret", "alerts", 2, "1"}));
+  ASSERT_EQ(plain->count(), 1u);
+  EXPECT_EQ(plain->got()[0], (decoded{"json", "open", "alerts", 1, "1"}));  // its own seq
+  EXPECT_EQ(spelled->count(), 0u);
+
+  // History and positions are per (namespace, room) too: no replay of /admin's events.
+  EXPECT_EQ(t.h.position(ch("alerts", "/admin")).seq, 2u);
+  EXPECT_EQ(t.h.position(ch("alerts")).seq, 1u);
+  EXPECT_EQ(t.h.position(ch("/admin#alerts")).seq, 0u);
+  t.add("late");
+  std::vector<frame_ptr> replay;
+  ASSERT_TRUE(t.h.subscribe("late", {"/admin#alerts"}, 0, "", [&](skyrelay::subscribe_outcome& o) {
+    replay = o.replay;
+    EXPECT_EQ(o.positions.front().seq, 0u);
+  }));
+  EXPECT_TRUE(replay.empty());
+  std::vector<frame_ptr> sse;
+  t.add("sse", wire_format::json_ws);
+  ASSERT_TRUE(t.h.subscribe_after("sse", {"/admin#alerts"}, t.h.event_id(0),
+                                  [&](std::vector<frame_ptr>& f, std::string_view, std::uint64_t) {
+                                    sse = f;
+                                  }));
+  EXPECT_TRUE(sse.empty());
+  EXPECT_NE(t.h.position(ch("/admin#alerts")).epoch, t.h.position(ch("alerts", "/admin")).epoch);
+}
+
+TEST(HubAddresses, RoomNamedLikeALiveSidTakesNoneOfItsDirectMessages) {
+  fixture t;
+  auto victim = t.add("victim");
+  auto thief = t.add("thief");
+  auto sio = t.add("sio-victim", wire_format::socketio, "/chat");
+  t.h.subscribe("thief", {"victim", "sio-victim"}, std::nullopt, "",
+                [](skyrelay::subscribe_outcome&) {});
+  ASSERT_EQ(t.h.room_size(ch("victim")), 1u);
+  // By name: the registry wins over the room.
+  EXPECT_EQ(t.emit("by-name", {"victim"}), 1u);
+  // Through the registry only.
+  publication p = to_room("/", {});
+  p.event = "by-conn";
+  p.to_conns = {"victim"};
+  EXPECT_EQ(t.h.publish(p), 1u);
+  ASSERT_EQ(victim->count(), 2u);
+  EXPECT_EQ(victim->got()[0].event, "by-name");
+  EXPECT_EQ(victim->got()[1].event, "by-conn");
+  // A Socket.IO socket's sid, addressed in its namespace, and from "/" (another namespace).
+  EXPECT_EQ(t.h.publish(to_room("/chat", {"sio-victim"}, "mine")), 1u);
+  EXPECT_EQ(t.emit("not-yours", {"sio-victim"}), 0u);
+  p.to_conns = {"sio-victim"};
+  EXPECT_EQ(t.h.publish(p), 0u);  // to_conns also stays inside the namespace
+  ASSERT_EQ(sio->count(), 1u);
+  EXPECT_EQ(sio->got()[0].event, "mine");
+  EXPECT_EQ(thief->count(), 0u);
+  // Nothing of it went into the room's history either.
+  EXPECT_EQ(t.h.position(ch("victim")).seq, 0u);
+  EXPECT_EQ(t.h.position(ch("sio-victim")).seq, 0u);
+}
+
+TEST(HubAddresses, ToConnsIsNeverARoom) {
+  fixture t;
+  auto member = t.add("m");
+  t.h.join("m", ch("room-not-conn"));
+  publication p = to_room("/", {});
+  p.to_conns = {"room-not-conn", "nobody"};
+  EXPECT_EQ(t.h.publish(p), 0u);
+  EXPECT_EQ(member->count(), 0u);
+  EXPECT_EQ(t.h.position(ch("room-not-conn")).seq, 0u);
+  // Both lists: the room and the connection, each recipient once.
+  p.to = {"room-not-conn"};
+  p.to_conns = {"m"};
+  EXPECT_EQ(t.h.publish(p), 1u);
+  EXPECT_EQ(member->count(), 1u);
+}
+
+TEST(HubAddresses, ARecentlyClosedSidIsNotARoom) {
+  fixture t;
+  auto gone = t.add("gone");
+  auto thief = t.add("thief");
+  EXPECT_EQ(t.h.closed_sid_count(), 0u);
+  t.h.remove("gone");
+  EXPECT_EQ(t.h.closed_sid_count(), 1u);
+  // Subscribed after the victim left: still no room by that name for publish.
+  t.h.subscribe("thief", {"gone"}, std::nullopt, "", [](skyrelay::subscribe_outcome&) {});
+  EXPECT_EQ(t.emit("for-gone", {"gone"}), 0u);
+  EXPECT_EQ(thief->count(), 0u);
+  EXPECT_EQ(gone->count(), 0u);
+  EXPECT_EQ(t.h.position(ch("gone")).seq, 0u);  // and no history kept under it
+  // A name that never was a sid is a room as usual.
+  EXPECT_EQ(t.emit("for-room", {"never-a-sid"}), 0u);
+  EXPECT_EQ(t.h.position(ch("never-a-sid")).seq, 1u);
+  t.h.sweep();  // within the ttl: kept
+  EXPECT_EQ(t.h.closed_sid_count(), 1u);
+}
+
+TEST(ClosedSids, ExpireAfterTheTtlAndStayBounded) {
+  using skyrelay::closed_sids;
+  closed_sids c;
+  const std::int64_t ttl =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(closed_sids::ttl).count();
+  c.add("a", 1000);
+  c.add("a", 5000);  // keeps its first time
+  c.add("b", 2000);
+  EXPECT_TRUE(c.contains("a"));
+  EXPECT_EQ(c.size(), 2u);
+  c.expire(1000 + ttl);
+  EXPECT_TRUE(c.contains("a"));
+  c.expire(1001 + ttl);
+  EXPECT_FALSE(c.contains("a"));
+  EXPECT_TRUE(c.contains("b"));
+  c.expire(2001 + ttl);
+  EXPECT_EQ(c.size(), 0u);
+  for (std::size_t i = 0; i < closed_sids::max_count + 5; ++i)
+    c.add("s" + std::to_string(i), 10'000);
+  EXPECT_EQ(c.size(), closed_sids::max_count);
+  EXPECT_FALSE(c.contains("s4"));  // the oldest went first
+  EXPECT_TRUE(c.contains("s5"));
 }
 
 TEST(Hub, SkipList) {
@@ -366,8 +525,8 @@ TEST(Hub, SkipList) {
   auto a = t.add("a");
   auto b = t.add("b");
   auto c = t.add("c");
-  t.h.join("a", "r");
-  t.h.join("b", "r");
+  t.h.join("a", ch("r"));
+  t.h.join("b", ch("r"));
   EXPECT_EQ(t.emit("room", {"r"}, {"a"}), 1u);
   EXPECT_EQ(t.emit("all", {}, {"a", "c", "not-connected"}), 1u);
   EXPECT_EQ(t.emit("sid", {"c"}, {"c"}), 0u);
@@ -391,8 +550,8 @@ TEST(Hub, BroadcastStaysInItsNamespace) {
   p.nsp = "/chat";
   EXPECT_EQ(t.h.publish(p), 1u);
   EXPECT_EQ(chat->got()[0], (decoded{"sio", "hey", "", 0, "1"}));
-  // Rooms of another namespace live under "<nsp>#<room>" and report the plain name as topic.
-  t.h.join("chat", "/chat#lobby");
+  // Rooms of another namespace report their plain name as topic.
+  t.h.join("chat", ch("lobby", "/chat"));
   p.to = {"lobby"};
   EXPECT_EQ(t.h.publish(p), 1u);
   EXPECT_EQ(chat->got().back(), (decoded{"sio", "hey", "lobby", 1, "1"}));
@@ -401,9 +560,9 @@ TEST(Hub, BroadcastStaysInItsNamespace) {
 TEST(Hub, PolicyPassedToDeliver) {
   fixture t;
   auto a = t.add("a");
-  t.h.join("a", "volatile");
-  t.h.join("a", "plain");
-  t.h.set_room_policy("volatile", overflow_policy::drop_oldest);
+  t.h.join("a", ch("volatile"));
+  t.h.join("a", ch("plain"));
+  t.h.set_room_policy(ch("volatile"), overflow_policy::drop_oldest);
 
   t.emit("x", {"volatile"});                                  // the room's policy
   t.emit("x", {"plain"});                                     // the default
@@ -421,19 +580,19 @@ TEST(Hub, PolicyPassedToDeliver) {
 TEST(Hub, RoomPolicyOutlivesMembersUntilCleared) {
   fixture t;
   auto a = t.add("a");
-  t.h.set_room_policy("positions", overflow_policy::drop_oldest);  // before anyone joins
-  t.h.join("a", "positions");
+  t.h.set_room_policy(ch("positions"), overflow_policy::drop_oldest);  // before anyone joins
+  t.h.join("a", ch("positions"));
   t.emit("p", {"positions"});
-  t.h.leave("a", "positions");
-  t.h.join("a", "positions");
+  t.h.leave("a", ch("positions"));
+  t.h.join("a", ch("positions"));
   t.emit("p", {"positions"});
-  t.h.set_room_policy("positions", std::nullopt);
+  t.h.set_room_policy(ch("positions"), std::nullopt);
   t.emit("p", {"positions"});
   EXPECT_EQ(a->policies(), (std::vector<overflow_policy>{overflow_policy::drop_oldest,
                                                           overflow_policy::drop_oldest,
                                                           overflow_policy::disconnect}));
   EXPECT_EQ(t.h.room_count(), 1u);
-  t.h.leave("a", "positions");
+  t.h.leave("a", ch("positions"));
   EXPECT_EQ(t.h.room_count(), 0u);
 }
 
@@ -521,10 +680,10 @@ TEST(Hub, ConcurrentMembershipAndPublishing) {
           case 2:
           case 3:
           case 4:
-            t.h.leave(sid_of(c), room_of(r));
+            t.h.leave(sid_of(c), ch(room_of(r)));
             break;
           default:
-            t.h.join(sid_of(c), room_of(r));
+            t.h.join(sid_of(c), ch(room_of(r)));
         }
       }
     });
@@ -557,10 +716,10 @@ TEST(Hub, ConcurrentMembershipAndPublishing) {
   // Both views of membership agree.
   std::map<std::string, std::set<std::string>> by_conn, by_room;
   for (int i = 0; i < conns; ++i)
-    for (const auto& room : t.h.rooms_of(sid_of(i))) by_conn[room].insert(sid_of(i));
+    for (const auto& room : names(t.h.rooms_of(sid_of(i)))) by_conn[room].insert(sid_of(i));
   for (int r = 0; r < rooms; ++r) {
-    auto members = t.h.room_members(room_of(r));
-    EXPECT_EQ(members.size(), t.h.room_size(room_of(r)));
+    auto members = t.h.room_members(ch(room_of(r)));
+    EXPECT_EQ(members.size(), t.h.room_size(ch(room_of(r))));
     if (!members.empty()) by_room[room_of(r)] = std::set<std::string>(members.begin(), members.end());
     EXPECT_EQ(std::set<std::string>(members.begin(), members.end()).size(), members.size())
         << "duplicate member in " << room_of(r);
@@ -571,7 +730,7 @@ TEST(Hub, ConcurrentMembershipAndPublishing) {
   for (int i = 0; i < conns; ++i) t.h.remove(sid_of(i));
   EXPECT_EQ(t.h.connection_count(), 0u);
   EXPECT_EQ(t.h.room_count(), 0u);
-  for (int r = 0; r < rooms; ++r) EXPECT_EQ(t.h.room_size(room_of(r)), 0u);
+  for (int r = 0; r < rooms; ++r) EXPECT_EQ(t.h.room_size(ch(room_of(r))), 0u);
 }
 
 // ---- history and replay ---------------------------------------------------------------------
@@ -642,7 +801,7 @@ TEST(History, SubscribeReportsEachTopicsPosition) {
   // Subscribing again reports the same epoch; an unknown sid subscribes nothing.
   EXPECT_EQ(subscribe(t.h, "a", {"x"}).outcome.positions[0].epoch, r.outcome.positions[0].epoch);
   EXPECT_FALSE(subscribe(t.h, "nobody", {"x"}).ok);
-  EXPECT_EQ(t.h.room_size("x"), 1u);
+  EXPECT_EQ(t.h.room_size(ch("x")), 1u);
 }
 
 TEST(History, SinceReplaysExactlyTheMissedEventsInOrder) {
@@ -720,11 +879,11 @@ TEST(History, OffDropsEverythingButKeepsTheSequence) {
   t.emit("e", {"w"});
   t.emit("e", {"w"});
   EXPECT_EQ(t.h.history_entries(), 0u);
-  EXPECT_EQ(t.h.position("w").seq, 2u);
+  EXPECT_EQ(t.h.position(ch("w")).seq, 2u);
   EXPECT_EQ(subscribe(t.h, "a", {"w"}, 1, epoch).outcome.reset, "history_gap");
   EXPECT_TRUE(subscribe(t.h, "a", {"w"}, 2, epoch).outcome.recovered);
   EXPECT_EQ(t.emit("e", {"nobody-here"}), 0u);  // no history, nobody: nothing
-  EXPECT_EQ(t.h.position("nobody-here").seq, 0u);
+  EXPECT_EQ(t.h.position(ch("nobody-here")).seq, 0u);
 }
 
 TEST(History, AnIdleTopicIsForgottenAndComesBackWithANewEpoch) {
@@ -735,11 +894,11 @@ TEST(History, AnIdleTopicIsForgottenAndComesBackWithANewEpoch) {
   t.emit("e", {"w"});
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
   t.h.sweep();
-  EXPECT_EQ(t.h.position("w").epoch, epoch);  // a member keeps the topic and its seq
-  EXPECT_EQ(t.h.position("w").seq, 1u);
-  t.h.leave("a", "w");
+  EXPECT_EQ(t.h.position(ch("w")).epoch, epoch);  // a member keeps the topic and its seq
+  EXPECT_EQ(t.h.position(ch("w")).seq, 1u);
+  t.h.leave("a", ch("w"));
   t.h.sweep();
-  EXPECT_EQ(t.h.position("w").epoch, "");  // no member, no history: forgotten
+  EXPECT_EQ(t.h.position(ch("w")).epoch, "");  // no member, no history: forgotten
   auto back = subscribe(t.h, "a", {"w"}, 1, epoch);
   EXPECT_EQ(back.outcome.reset, "epoch_changed");
   EXPECT_NE(back.outcome.positions[0].epoch, epoch);
@@ -753,7 +912,7 @@ TEST(History, EveryConnectionGetsPublicationsInIdOrder) {
   for (int i = 0; i < 8; ++i) {
     subs.push_back(t.add("s" + std::to_string(i)));
     for (int r = 0; r < rooms; ++r)
-      if ((i + r) % 2 == 0 || i == 0) t.h.join(subs.back()->sid(), "r" + std::to_string(r));
+      if ((i + r) % 2 == 0 || i == 0) t.h.join(subs.back()->sid(), ch("r" + std::to_string(r)));
   }
   std::vector<std::thread> publishers;
   for (int r = 0; r < rooms; ++r)
@@ -777,9 +936,9 @@ TEST(History, ResumeReplaysRoomsBroadcastsInIdOrderOnce) {
   auto a = t.add("a", wire_format::socketio, "/chat");
   auto b = t.add("b", wire_format::socketio, "/chat");
   auto other = t.add("o", wire_format::socketio, "/");
-  t.h.join("a", "/chat#r1");
-  t.h.join("a", "/chat#r2");
-  t.h.join("b", "/chat#r1");
+  t.h.join("a", ch("r1", "/chat"));
+  t.h.join("a", ch("r2", "/chat"));
+  t.h.join("b", ch("r1", "/chat"));
   auto emit = [&](const std::string& ev, sids to, const std::string& nsp = "/chat",
                   sids skip = {}) {
     publication p;
@@ -824,7 +983,7 @@ TEST(History, ResumeSkipsWhatCameBeforeAJoinOrTheConnection) {
   t.emit("before-join", {"r"});
   // a joins r now; its client has seen nothing yet (offset 0).
   auto late = t.add("late", wire_format::socketio);
-  t.h.join("late", "r");
+  t.h.join("late", ch("r"));
   t.emit("after", {"r"});
   auto got = resume(t.h, "late", 0);
   ASSERT_TRUE(got);
@@ -835,7 +994,7 @@ TEST(History, ResumeRefusedWhenHistoryLostSomething) {
   fixture t;
   t.h.set_history(2, std::chrono::minutes(2));
   auto a = t.add("a", wire_format::socketio);
-  t.h.join("a", "r");
+  t.h.join("a", ch("r"));
   t.emit("seen", {"r"});
   const auto offset = last_offset(*a);
   t.emit("m1", {"r"});
@@ -886,7 +1045,7 @@ TEST(History, SubscribeAfterAnEventIdReplaysTopicsAndBroadcasts) {
   auto first = subscribe_after(t.h, "a", {"w", "v"}, "");
   EXPECT_TRUE(first.events.empty());
   EXPECT_EQ(first.reset, "");
-  EXPECT_EQ(t.h.room_size("w"), 1u);
+  EXPECT_EQ(t.h.room_size(ch("w")), 1u);
   t.emit("seen", {"w"});
   const std::string from = t.h.event_id(last_offset(*a));
   t.h.remove("a");  // the stream dropped
@@ -933,7 +1092,7 @@ TEST(History, ATopicForgottenWhileNobodyListenedIsAGap) {
   t.emit("missed", {"w"});
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
   t.h.sweep();  // w expired and had no member: forgotten
-  EXPECT_EQ(t.h.position("w").epoch, "");
+  EXPECT_EQ(t.h.position(ch("w")).epoch, "");
   t.add("b");
   EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, from).reset, "history_gap");
   // Used again, the topic still remembers that it lost events.

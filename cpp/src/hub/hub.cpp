@@ -21,8 +21,12 @@ void hub::set_history(std::size_t max_events, std::chrono::milliseconds max_age)
   history_age_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(max_age).count();
 }
 
-std::size_t hub::shard_of(std::string_view key) noexcept {
-  return std::hash<std::string_view>{}(key) % shard_count;
+std::size_t hub::shard_of(std::string_view sid) noexcept {
+  return std::hash<std::string_view>{}(sid) % shard_count;
+}
+
+std::size_t hub::shard_of(const channel& room) noexcept {
+  return channel_hash{}(room) % shard_count;
 }
 
 std::shared_ptr<const hub::member_list> hub::with(const std::shared_ptr<const member_list>& list,
@@ -56,12 +60,14 @@ bool hub::add(std::shared_ptr<subscriber> s) {
 
 void hub::remove(const std::string& sid) {
   std::shared_ptr<subscriber> sub;
-  std::unordered_map<std::string, std::uint64_t> rooms;
+  std::unordered_map<channel, std::uint64_t, channel_hash> rooms;
   {
     auto& shard = conn_shards_[shard_of(sid)];
     std::lock_guard lock(shard.mu);
     auto it = shard.conns.find(sid);
     if (it == shard.conns.end()) return;
+    // Recorded as closed before it leaves the registry: publish always finds it in one of them.
+    closed_.add(sid, steady_ns());
     sub = std::move(it->second.sub);
     rooms = std::move(it->second.rooms);
     shard.conns.erase(it);
@@ -70,12 +76,12 @@ void hub::remove(const std::string& sid) {
   for (const auto& [room, since] : rooms) room_remove(room, sub.get());
 }
 
-bool hub::join(const std::string& sid, const std::string& room) {
+bool hub::join(const std::string& sid, const channel& room) {
   std::lock_guard order(publish_mu_);
   return join_locked(sid, room);
 }
 
-bool hub::join_locked(const std::string& sid, const std::string& room) {
+bool hub::join_locked(const std::string& sid, const channel& room) {
   auto& cs = conn_shards_[shard_of(sid)];
   std::lock_guard lock(cs.mu);
   auto it = cs.conns.find(sid);
@@ -91,7 +97,7 @@ bool hub::join_locked(const std::string& sid, const std::string& room) {
   return true;
 }
 
-bool hub::leave(const std::string& sid, const std::string& room) {
+bool hub::leave(const std::string& sid, const channel& room) {
   std::shared_ptr<subscriber> sub;
   {
     auto& cs = conn_shards_[shard_of(sid)];
@@ -104,7 +110,7 @@ bool hub::leave(const std::string& sid, const std::string& room) {
   }
 }
 
-bool hub::room_remove(const std::string& room, const subscriber* s) {
+bool hub::room_remove(const channel& room, const subscriber* s) {
   auto& rs = room_shards_[shard_of(room)];
   std::lock_guard lock(rs.mu);
   auto it = rs.rooms.find(room);
@@ -115,12 +121,12 @@ bool hub::room_remove(const std::string& room, const subscriber* s) {
   return true;
 }
 
-std::vector<std::string> hub::rooms_of(const std::string& sid) const {
+std::vector<channel> hub::rooms_of(const std::string& sid) const {
   const auto& cs = conn_shards_[shard_of(sid)];
   std::lock_guard lock(cs.mu);
   auto it = cs.conns.find(sid);
   if (it == cs.conns.end()) return {};
-  std::vector<std::string> out;
+  std::vector<channel> out;
   out.reserve(it->second.rooms.size());
   for (const auto& [room, since] : it->second.rooms) out.push_back(room);
   std::sort(out.begin(), out.end());
@@ -153,14 +159,14 @@ std::size_t hub::room_count() const {
   return n;
 }
 
-std::size_t hub::room_size(const std::string& room) const {
+std::size_t hub::room_size(const channel& room) const {
   const auto& rs = room_shards_[shard_of(room)];
   std::lock_guard lock(rs.mu);
   auto it = rs.rooms.find(room);
   return it == rs.rooms.end() || !it->second.members ? 0 : it->second.members->size();
 }
 
-std::vector<std::string> hub::room_members(const std::string& room) const {
+std::vector<std::string> hub::room_members(const channel& room) const {
   std::shared_ptr<const member_list> members;
   {
     const auto& rs = room_shards_[shard_of(room)];
@@ -175,7 +181,7 @@ std::vector<std::string> hub::room_members(const std::string& room) const {
   return out;
 }
 
-void hub::set_room_policy(const std::string& room, std::optional<overflow_policy> policy) {
+void hub::set_room_policy(const channel& room, std::optional<overflow_policy> policy) {
   auto& rs = room_shards_[shard_of(room)];
   std::lock_guard lock(rs.mu);
   auto& entry = rs.rooms[room];
@@ -184,14 +190,14 @@ void hub::set_room_policy(const std::string& room, std::optional<overflow_policy
 }
 
 
-std::shared_ptr<const hub::member_list> hub::members_of(const std::string& key) const {
-  const auto& rs = room_shards_[shard_of(key)];
+std::shared_ptr<const hub::member_list> hub::members_of(const channel& room) const {
+  const auto& rs = room_shards_[shard_of(room)];
   std::lock_guard lock(rs.mu);
-  auto it = rs.rooms.find(key);
+  auto it = rs.rooms.find(room);
   return it == rs.rooms.end() ? nullptr : it->second.members;
 }
 
-hub::topic_log& hub::topic_locked(const std::string& key) {
+hub::topic_log& hub::topic_locked(const channel& key) {
   auto [it, inserted] = topics_.try_emplace(key);
   if (inserted) {
     it->second.epoch = epoch_prefix_ + "." + std::to_string(++epochs_made_);
@@ -248,7 +254,8 @@ std::size_t hub::publish(const publication& p, publish_meta* meta_out) {
   std::vector<std::shared_ptr<subscriber>> singles;
   std::vector<topic_log*> logs;  // where history records it
   std::optional<overflow_policy> room_policy;
-  if (p.to.empty()) {
+  const bool everyone = p.to.empty() && p.to_conns.empty();
+  if (everyone) {
     lists.reserve(shard_count);
     for (auto& cs : conn_shards_) {
       std::lock_guard lock(cs.mu);
@@ -256,32 +263,36 @@ std::size_t hub::publish(const publication& p, publish_meta* meta_out) {
     }
     logs.push_back(&broadcasts_[p.nsp]);
   } else {
-    const bool single = p.to.size() == 1;
+    // Direct targets come from the connection registry only, and only inside the namespace.
+    auto direct = [&](const std::string& sid) {
+      auto s = find(sid);
+      if (!s) return false;
+      if (s->nsp() == p.nsp) singles.push_back(std::move(s));
+      return true;
+    };
+    for (const auto& sid : p.to_conns) direct(sid);
+    const bool single = p.to.size() == 1 && p.to_conns.empty();
     for (const auto& name : p.to) {
-      // Rooms of a Socket.IO namespace other than "/" live under "<nsp>#<room>".
-      const std::string key = p.nsp == "/" ? name : p.nsp + "#" + name;
+      // A live connection's sid is that connection, whatever room shares the name; a closed
+      // one's is nobody's (not a room someone could have subscribed to meanwhile).
+      if (direct(name) || closed_.contains(name)) continue;
+      const channel room{p.nsp, name};
       std::shared_ptr<const member_list> members;
       std::optional<overflow_policy> policy;
       {
-        auto& rs = room_shards_[shard_of(key)];
+        auto& rs = room_shards_[shard_of(room)];
         std::lock_guard lock(rs.mu);
-        if (auto it = rs.rooms.find(key); it != rs.rooms.end()) {
+        if (auto it = rs.rooms.find(room); it != rs.rooms.end()) {
           members = it->second.members;
           policy = it->second.policy;
         }
       }
       const bool has_members = members && !members->empty();
-      auto known = topics_.find(key);
-      // A name is a room when it has members or a history; else a connection's sid; else a
-      // room that nobody is in right now, whose history keeps the event for those who return.
-      if (!has_members && known == topics_.end()) {
-        if (auto s = find(name)) {
-          singles.push_back(std::move(s));
-          continue;
-        }
-        if (history_max_ == 0) continue;
-      }
-      topic_log& log = known != topics_.end() ? known->second : topic_locked(key);
+      auto known = topics_.find(room);
+      // A room that nobody is in right now still gets the event in its history, for those
+      // who come back with `since` or Last-Event-ID.
+      if (!has_members && known == topics_.end() && history_max_ == 0) continue;
+      topic_log& log = known != topics_.end() ? known->second : topic_locked(room);
       if (has_members) lists.push_back(std::move(members));
       if (single) {
         meta.topic = name;  // the room as the application named it
@@ -312,7 +323,6 @@ std::size_t hub::publish(const publication& p, publish_meta* meta_out) {
     if (!frames[idx] && encoders_[idx]) frames[idx] = encoders_[idx](p, meta);
     return frames[idx];
   };
-  const bool everyone = p.to.empty();
   auto skipped = [&](const subscriber& s) {
     if (everyone && s.nsp() != p.nsp) return true;
     return !p.skip.empty() && std::find(p.skip.begin(), p.skip.end(), s.sid()) != p.skip.end();
@@ -328,7 +338,7 @@ std::size_t hub::publish(const publication& p, publish_meta* meta_out) {
     }
   };
 
-  const bool may_overlap = lists.size() + singles.size() > 1 && !p.to.empty();
+  const bool may_overlap = lists.size() + singles.size() > 1 && !everyone;
   if (!may_overlap) {
     for (const auto& list : lists)
       for (const auto& s : *list) send(s, false);
@@ -371,7 +381,7 @@ bool hub::subscribe(const std::string& sid, const std::vector<std::string>& topi
         have = it->second.rooms.size();
         std::unordered_set<std::string_view> distinct;
         for (const auto& t : topics)
-          if (!it->second.rooms.count(t) && distinct.insert(t).second) ++fresh;
+          if (!it->second.rooms.count(channel{"/", t}) && distinct.insert(t).second) ++fresh;
       }
     }
     if (have + fresh > limit) {
@@ -382,12 +392,13 @@ bool hub::subscribe(const std::string& sid, const std::vector<std::string>& topi
   }
   out.positions.reserve(topics.size());
   for (const auto& t : topics) {
-    if (!join_locked(sid, t)) return false;
-    const auto& log = topic_locked(t);  // the JSON protocol's topics are rooms of namespace "/"
+    const channel room{"/", t};  // a client's topic is a room of "/", never anything else
+    if (!join_locked(sid, room)) return false;
+    const auto& log = topic_locked(room);
     out.positions.push_back({log.seq, log.epoch});
   }
   if (since && topics.size() == 1) {
-    auto& log = topics_.at(topics.front());
+    auto& log = topics_.at(channel{"/", topics.front()});
     expire_locked(log, steady_ns());
     out.resumed = true;
     if (epoch != log.epoch) {
@@ -412,7 +423,7 @@ bool hub::resume(const std::string& sid, std::uint64_t offset,
                  const std::function<bool(std::vector<frame_ptr>&)>& send) {
   std::lock_guard order(publish_mu_);
   std::shared_ptr<subscriber> sub;
-  std::vector<std::pair<std::string, std::uint64_t>> rooms;
+  std::vector<std::pair<channel, std::uint64_t>> rooms;
   std::uint64_t added_id = 0;
   {
     auto& cs = conn_shards_[shard_of(sid)];
@@ -453,8 +464,11 @@ bool hub::subscribe_after(const std::string& sid, const std::vector<std::string>
   std::lock_guard order(publish_mu_);
   auto sub = find(sid);
   if (!sub) return false;
-  for (const auto& t : topics)
-    if (!join_locked(sid, t)) return false;
+  std::vector<channel> rooms;
+  rooms.reserve(topics.size());
+  for (const auto& t : topics) rooms.push_back({"/", t});  // a client's topic is a room of "/"
+  for (const auto& room : rooms)
+    if (!join_locked(sid, room)) return false;
   std::vector<frame_ptr> frames;
   const std::uint64_t last = last_id_.load(std::memory_order_relaxed);
   if (last_event_id.empty()) {
@@ -484,11 +498,11 @@ bool hub::subscribe_after(const std::string& sid, const std::vector<std::string>
       if (e->id > after && !skips(*e, sid)) missed.push_back(e);
     return true;
   };
-  for (const auto& t : topics) {
+  for (const auto& room : rooms) {
     if (!reset.empty()) break;
-    if (auto it = topics_.find(t); it != topics_.end()) {
+    if (auto it = topics_.find(room); it != topics_.end()) {
       if (!take(it->second)) reset = "history_gap";
-    } else if (auto f = forgotten_.find(t); f != forgotten_.end() ? f->second > after
+    } else if (auto f = forgotten_.find(room); f != forgotten_.end() ? f->second > after
                                                                     : after < forgotten_floor_) {
       reset = "history_gap";  // its events expired while nobody was subscribed
     }
@@ -538,6 +552,7 @@ void hub::sweep() {
     }
   }
   for (auto& [nsp, log] : broadcasts_) expire_locked(log, now);
+  closed_.expire(now);
 }
 
 std::size_t hub::history_entries() const {
@@ -548,7 +563,7 @@ std::size_t hub::history_entries() const {
   return n;
 }
 
-topic_position hub::position(const std::string& room) const {
+topic_position hub::position(const channel& room) const {
   std::lock_guard order(publish_mu_);
   auto it = topics_.find(room);
   return it == topics_.end() ? topic_position{} : topic_position{it->second.seq, it->second.epoch};

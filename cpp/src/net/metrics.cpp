@@ -94,7 +94,7 @@ std::uint64_t metrics::total(std::atomic<std::uint64_t> shard::*field) const noe
 
 std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
                                 std::size_t dispatch_queue, double uptime_s,
-                                std::size_t history_entries) const {
+                                std::size_t history_entries, std::size_t closed_sids) const {
   std::string out;
   out.reserve(4096);
   auto counter = [&](const char* name, const char* help, std::atomic<std::uint64_t> shard::*f) {
@@ -118,6 +118,8 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
         static_cast<double>(dispatch_queue));
   gauge("skyrelay_history_entries", "Publications held for replay, summed over rooms.",
         static_cast<double>(history_entries));
+  gauge("skyrelay_closed_sids", "Sids of recently closed connections, kept unaddressable.",
+        static_cast<double>(closed_sids));
   counter("skyrelay_connections_opened_total", "WebSocket connections accepted.",
           &shard::connections_opened);
   counter("skyrelay_connections_closed_total", "WebSocket connections closed.",

@@ -417,13 +417,9 @@ bool server::resume_socket(const std::shared_ptr<sio_socket>& s, std::uint64_t o
 void server::recheck_rooms(const sio_socket& s) {
   if (!cfg_.access || !cfg_.access->has_room_rules()) return;
   const auto roles = s.roles();
-  // The hub files a room of namespace "/x" as "/x#room" and a room of "/" by its name.
-  const std::string prefix = s.nsp() == "/" ? std::string() : s.nsp() + "#";
-  for (const auto& key : hub_.rooms_of(s.sid())) {
-    if (!key.starts_with(prefix)) continue;
-    const std::string_view room = std::string_view(key).substr(prefix.size());
-    if (!cfg_.access->check_room(s.nsp(), room, *roles)) continue;
-    hub_.leave(s.sid(), key);
+  for (const auto& room : hub_.rooms_of(s.sid())) {
+    if (!cfg_.access->check_room(room.nsp, room.room, *roles)) continue;
+    hub_.leave(s.sid(), room);
     metrics_.add(metrics_.local().forbidden_room);
   }
 }
@@ -664,7 +660,7 @@ std::string server::health_json() const {
 
 std::string server::metrics_text() const {
   return metrics_.prometheus(hub_.connection_count(), hub_.room_count(), dispatcher_.queued(),
-                             uptime_seconds(), hub_.history_entries());
+                             uptime_seconds(), hub_.history_entries(), hub_.closed_sid_count());
 }
 
 void server::register_session(const std::shared_ptr<ws_session>& s) {

@@ -480,7 +480,7 @@ void ws_session::on_text(std::string_view text) {
       });
       return;
     case proto::client_type::unsubscribe:
-      for (const auto& t : msg.topics) hub.leave(sid(), t);
+      for (const auto& t : msg.topics) hub.leave(sid(), channel{"/", t});  // rooms of "/"
       send_text(proto::unsubscribed(msg));
       return;
     case proto::client_type::ping:

@@ -15,8 +15,11 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
+#include "skyrelay/hub/channel.hpp"
+#include "skyrelay/hub/closed_sids.hpp"
 #include "skyrelay/hub/publication.hpp"
 #include "skyrelay/hub/subscriber.hpp"
 
@@ -61,8 +64,9 @@ struct subscribe_outcome {
 // and seq, is recorded in history and is handed to every recipient, so each connection receives
 // publications in increasing id order (and each room's in seq order). Joins, subscribes and
 // resumes take the same lock, which makes "what was sent before I joined" exact. Lock order:
-// publish lock, then a connection shard, then a room shard. Subscribers' deliver() must not
-// call publish, join, subscribe, resume, ordered or sweep (they may call remove and leave).
+// publish lock, then a connection shard, then a room shard; the closed-sid set is a leaf, taken
+// last. Subscribers' deliver() must not call publish, join, subscribe, resume, ordered or sweep
+// (they may call remove and leave).
 //
 // History: each room keeps its latest publications (bounded by count and age) for replay by
 // seq (JSON protocol `since`, SSE) or by id (Socket.IO connection state recovery); so does
@@ -83,30 +87,40 @@ class hub {
 
   // Registers a connection; false if its sid is taken.
   bool add(std::shared_ptr<subscriber> s);
-  // Unregisters a connection and removes it from every room. Idempotent.
+  // Unregisters a connection and removes it from every room. Idempotent. Its sid is kept
+  // among the recently closed ones (see publish and closed_sids).
   void remove(const std::string& sid);
 
   // Room membership by sid; false when the sid is unknown (or, for leave, not a member).
   // A member receives the room's publications with ids after its join.
-  bool join(const std::string& sid, const std::string& room);
-  bool leave(const std::string& sid, const std::string& room);
-  std::vector<std::string> rooms_of(const std::string& sid) const;
+  bool join(const std::string& sid, const channel& room);
+  bool leave(const std::string& sid, const channel& room);
+  std::vector<channel> rooms_of(const std::string& sid) const;  // sorted
 
   std::shared_ptr<subscriber> find(const std::string& sid) const;
   std::size_t connection_count() const;
   std::size_t room_count() const;
-  std::size_t room_size(const std::string& room) const;
-  std::vector<std::string> room_members(const std::string& room) const;  // sids, unordered
+  std::size_t room_size(const channel& room) const;
+  std::vector<std::string> room_members(const channel& room) const;  // sids, unordered
 
   // Sets (or with nullopt, clears) a room's default overflow policy.
-  void set_room_policy(const std::string& room, std::optional<overflow_policy> policy);
+  void set_room_policy(const channel& room, std::optional<overflow_policy> policy);
 
-  // Routes a publication: each name in `to` is a room if one exists by that name, else a sid.
-  // Every recipient gets it once, even when it is in several target rooms. Encodes at most once
+  // Routes a publication. Each sid in `p.to_conns` is looked up in the connection registry
+  // only. Each name in `p.to` is, in this order: the connection with that sid when it is in
+  // `p.nsp` (a direct delivery, whatever room has that name); nothing when it is the sid of a
+  // connection of another namespace or of one closed recently (such a name is never taken for
+  // a room); else the room (p.nsp, name). Both lists empty: every connection of `p.nsp`.
+  // Every recipient gets it once, even when it is in several targets. Encodes at most once
   // per wire format. Returns the number of deliveries queued.
   // `meta`, when given, receives what the publication was given (id, topic, seq, ts).
   std::size_t publish(const publication& p, publish_meta* meta_out = nullptr);
 
+  // Sids of connections removed recently (kept as closed_sids::ttl and max_count say).
+  std::size_t closed_sid_count() const { return closed_.size(); }
+
+  // The topics of subscribe() and subscribe_after() are chosen by clients: they are always
+  // rooms of namespace "/" (the JSON protocol's and SSE's connections are in "/").
   // Joins `sid` to each topic (JSON protocol subscribe) and reports each topic's position.
   // With `since` (one topic only), also works out the replay: the events after seq `since`, or
   // a reset when history no longer holds them all or `epoch` (when not empty) is not the
@@ -145,7 +159,7 @@ class hub {
   void sweep();
   // Entries held in history, over every room and namespace.
   std::size_t history_entries() const;
-  topic_position position(const std::string& room) const;
+  topic_position position(const channel& room) const;
 
  private:
   struct topic_log {
@@ -161,11 +175,11 @@ class hub {
   };
   struct room_shard {
     mutable std::mutex mu;
-    std::unordered_map<std::string, room_entry> rooms;
+    std::unordered_map<channel, room_entry, channel_hash> rooms;
   };
   struct conn_entry {
     std::shared_ptr<subscriber> sub;
-    std::unordered_map<std::string, std::uint64_t> rooms;  // room -> last id before the join
+    std::unordered_map<channel, std::uint64_t, channel_hash> rooms;  // -> last id before the join
     std::uint64_t added_id{0};  // last id before the connection was registered
   };
   struct conn_shard {
@@ -174,15 +188,16 @@ class hub {
     std::shared_ptr<const member_list> all;  // snapshot of this shard's connections
   };
 
-  static std::size_t shard_of(std::string_view key) noexcept;
+  static std::size_t shard_of(std::string_view sid) noexcept;
+  static std::size_t shard_of(const channel& room) noexcept;
   static std::shared_ptr<const member_list> with(const std::shared_ptr<const member_list>& list,
                                                  std::shared_ptr<subscriber> s);
   static std::shared_ptr<const member_list> without(const std::shared_ptr<const member_list>& list,
                                                     const subscriber* s);
-  bool room_remove(const std::string& room, const subscriber* s);
-  bool join_locked(const std::string& sid, const std::string& room);
-  std::shared_ptr<const member_list> members_of(const std::string& key) const;
-  topic_log& topic_locked(const std::string& key);
+  bool room_remove(const channel& room, const subscriber* s);
+  bool join_locked(const std::string& sid, const channel& room);
+  std::shared_ptr<const member_list> members_of(const channel& room) const;
+  topic_log& topic_locked(const channel& room);
   // A history entry encoded again for one wire format (nullptr without an encoder).
   frame_ptr replay_frame(const history_entry& e, wire_format fmt) const;
   void record_locked(topic_log& log, const std::shared_ptr<const history_entry>& e);
@@ -198,16 +213,17 @@ class hub {
   std::int64_t history_age_ns_{120'000'000'000};
   std::string epoch_prefix_;
   std::uint64_t epochs_made_{0};
-  std::unordered_map<std::string, topic_log> topics_;      // by room key
+  std::unordered_map<channel, topic_log, channel_hash> topics_;
   std::unordered_map<std::string, topic_log> broadcasts_;  // by namespace
   // Topics forgotten by sweep(), with the last publication id they held, so that a resume
   // by id knows it missed their events. Bounded; `forgotten_floor_` is the highest id among
   // the tombstones dropped to keep the bound (a resume from before it is refused).
-  std::unordered_map<std::string, std::uint64_t> forgotten_;
-  std::deque<std::string> forgotten_order_;
+  std::unordered_map<channel, std::uint64_t, channel_hash> forgotten_;
+  std::deque<channel> forgotten_order_;
   std::uint64_t forgotten_floor_{0};
   static constexpr std::size_t max_forgotten = 100'000;
   std::array<room_shard, shard_count> room_shards_;
+  closed_sids closed_;  // sids of connections removed recently
   std::array<conn_shard, shard_count> conn_shards_;
 };
 

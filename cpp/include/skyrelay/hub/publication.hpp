@@ -15,7 +15,13 @@ namespace skyrelay {
 struct publication {
   std::string event;              // event name
   std::string data;               // payload as JSON text (validated by the caller)
-  std::vector<std::string> to;    // room names or sids; empty means every connection
+  // Names in `nsp`, each resolved by hub::publish: the sid of a live connection of `nsp`
+  // (direct), else nothing when it is a connection's sid (of another namespace, or recently
+  // closed), else the room (nsp, name).
+  std::vector<std::string> to;
+  // Sids for direct delivery through the connection registry only, never taken for a room; a
+  // connection outside `nsp` or gone gets nothing. `to` and `to_conns` both empty: everyone.
+  std::vector<std::string> to_conns;
   std::vector<std::string> skip;  // sids that must not receive it
   std::optional<overflow_policy> policy;  // overrides the room's policy
   std::string nsp{"/"};  // Socket.IO namespace; a broadcast to everyone stays inside it

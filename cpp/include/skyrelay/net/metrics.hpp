@@ -91,7 +91,8 @@ class metrics {
 
   // Prometheus text exposition (version 0.0.4). `gauges` are extra name/value pairs.
   std::string prometheus(std::size_t connections, std::size_t rooms, std::size_t dispatch_queue,
-                         double uptime_s, std::size_t history_entries = 0) const;
+                         double uptime_s, std::size_t history_entries = 0,
+                         std::size_t closed_sids = 0) const;
 
  private:
   std::vector<std::unique_ptr<shard>> shards_;  // io threads, then the shared one
