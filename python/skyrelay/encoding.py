@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import enum
 import json
+import math
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -74,13 +75,22 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_number(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999: a JSON number that no double holds, refused as the core does
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def is_json_text(raw: bytes) -> bool:
     """True when ``raw`` is one valid UTF-8 JSON text (NaN and infinities are not JSON).
 
     The pure-Python check; the server uses the C++ core's instead, which also refuses escaped
-    lone surrogates. Either way the server checks what it receives again."""
+    lone surrogates and accepts nesting deeper than Python's recursion limit. Either way the
+    server checks what it receives again."""
     try:
-        json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant,
+                   parse_float=_finite_number, parse_int=_finite_number)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return False
     return True

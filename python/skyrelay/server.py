@@ -20,7 +20,8 @@ from .auth import JWTAuth
 from .encoding import NestedBytes, encode_args, encode_base64
 from .encoding import encode_json as _encode_json
 from .errors import ConnectionRefused, Forbidden, RequestError
-from .handlers import HANDLER_ERROR_MESSAGE, Handler, HandlerRegistry
+from .handlers import HANDLER_ERROR_MESSAGE as HANDLER_ERROR_MESSAGE  # re-exported
+from .handlers import Handler, HandlerRegistry
 from .socketio import SocketIOBridge
 
 log = logging.getLogger("skyrelay")

@@ -82,7 +82,8 @@ def test_a_producer_without_the_extension_publishes_to_a_running_server(
 @pytest.mark.parametrize("raw", [
     b'{"a": 1}', b"[1, 2.5e3, null, true]", b' "text" ', b"0", "\"\u00e9\"".encode(),
     b"", b"{", b"[1,]", b"NaN", b"[Infinity]", b"{} {}", b"\xff", b"'x'", b"[1] x",
-    b'{"a": 01}', b"\"\xc3\x28\"",
+    b'{"a": 01}', b"\"\xc3\x28\"", b"[1e999]", b"-1e308", b"[1.5e-400]",
+    b"1" * 400, b"[" * 100 + b"]" * 100, b"\t[true]\r\n",
 ])
 def test_the_python_json_check_agrees_with_the_core(raw):
     assert encoding.is_json_text(raw) is core.is_valid_json(raw)
