@@ -4,10 +4,79 @@ from typing import Any, Callable
 def is_valid_json(data: bytes | str, /) -> bool: ...
 def check_jwt(options: dict[str, Any], /) -> None: ...
 
+class ServerConfig:
+    """The C++ server_config; skyrelay.Server fills it from its keyword arguments."""
+
+    host: str
+    port: int
+    io_threads: int
+    static_dir: str
+    client_dir: str
+    tls_cert_file: str
+    tls_key_file: str
+    publish_token: str
+    max_connections: int
+    max_connections_per_ip: int
+    max_rooms_per_connection: int
+    limit_loopback: bool
+    max_attachments: int
+    max_attachment_bytes: int
+    max_message_size: int
+    max_header_size: int
+    max_body_size: int
+    outbox_max_bytes: int
+    outbox_max_frames: int
+    dispatch_queue_max: int
+    socketio_path: str
+    sio_namespaces: list[str]
+    cors_allowed_origins: list[str]
+    cors_credentials: bool
+    eio_cookie: str
+    engineio_echo_path: str
+    history_max_events: int
+    roles_from_connect: bool
+    json_protocol: bool
+    sse: bool
+    socketio: bool
+    # Durations in integer milliseconds.
+    handshake_timeout_ms: int
+    idle_timeout_ms: int
+    heartbeat_interval_ms: int
+    heartbeat_timeout_ms: int
+    drain_timeout_ms: int
+    write_timeout_ms: int
+    eio_ping_interval_ms: int
+    eio_ping_timeout_ms: int
+    sio_connect_timeout_ms: int
+    sio_recovery_window_ms: int
+    sse_keepalive_ms: int
+    sse_retry_ms: int
+    history_max_age_ms: int
+    # Rates as (tokens per second, burst).
+    new_connections_per_ip: tuple[float, float]
+    new_sessions_per_ip: tuple[float, float]
+    inbound_rate: float
+    inbound_burst: float
+    event_limits: dict[str, tuple[float, float]]
+    def __init__(self) -> None: ...
+    # Set from the options dicts (or None); read back as whether they are set.
+    @property
+    def jwt(self) -> bool: ...
+    @jwt.setter
+    def jwt(self, value: dict[str, Any] | None) -> None: ...
+    @property
+    def access(self) -> bool: ...
+    @access.setter
+    def access(self, value: dict[str, Any] | None) -> None: ...
+    @property
+    def client_topics(self) -> bool: ...
+    @client_topics.setter
+    def client_topics(self, value: list[str] | None) -> None: ...
+
 class Server:
     def __init__(
         self,
-        options: dict[str, Any],
+        config: ServerConfig,
         on_connect: Callable[[str, str, str, str, list[tuple[str, str]], str | None], None]
         | None,
         on_message: Callable[[str, str, str, str], None] | None,

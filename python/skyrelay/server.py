@@ -44,6 +44,14 @@ def encode_json(data: Any, default: Callable[[Any], Any] | None = None) -> bytes
     return _encode_json(data, default, check=_core.is_valid_json)
 
 
+def _server_config(options: Mapping[str, Any]) -> _core.ServerConfig:
+    """The C++ server_config, set field by field from the options (they have its names)."""
+    config = _core.ServerConfig()
+    for key, value in options.items():
+        setattr(config, key, value)
+    return config
+
+
 def _topic_patterns(spec: str | Iterable[str] | None) -> list[str] | None:
     """The ``client_topics`` option as a list of patterns (None: no topic is open)."""
     if spec is None:
@@ -490,7 +498,7 @@ class Server:
                            access=registry.access_options())
             bridge = self._socketio
             self._core = _core.Server(
-                options,
+                _server_config(options),
                 self._hook_connect if "/" in self._connect_handlers else None,
                 self._hook_message,
                 self._hook_disconnect,

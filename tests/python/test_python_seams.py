@@ -99,3 +99,29 @@ def test_one_encoding_for_both_wire_forms():
     assert attachments == [b"\x01", b"\x02"]
     assert encoding.unpack_binary(json.loads(text), attachments) == \
         [{"when": [b"\x01", {"deep": b"\x02"}], "n": 3}, "x"]
+
+
+def test_every_server_option_lands_in_the_typed_config():
+    from skyrelay.server import Server, _server_config
+
+    server = Server(port=0, idle_timeout=7.5, inbound_rate=3, inbound_burst=4,
+                    new_connections_per_ip=(5, 6), publish_token="p", history_size=9,
+                    client_topics=["a:*"], cors_allowed_origins=["https://x.example"])
+    options = dict(server._options, sio_namespaces=["/", "/chat"],
+                   event_limits={"move": (1.0, 2.0)},
+                   access={"namespaces": [("/chat", ["admin"])], "rooms": [], "events": []})
+    config = _server_config(options)
+    for key, value in options.items():
+        got = getattr(config, key)
+        if key in ("jwt", "access", "client_topics"):
+            assert got is (value is not None), key  # policies read back as "is set"
+        elif isinstance(value, (tuple, list)) and key.endswith("_per_ip"):
+            assert got == tuple(value), key
+        else:
+            assert got == value, key
+    assert (config.idle_timeout_ms, config.history_max_events) == (7500, 9)
+    # A name that is not a field fails loudly (the dict parser used to skip it).
+    with pytest.raises(AttributeError):
+        config.no_such_option = 1  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        config.port = "8000"  # type: ignore[assignment]
