@@ -529,15 +529,17 @@ class Server:
 
     def run(self) -> None:
         """Starts and blocks until SIGINT or SIGTERM, then stops gracefully."""
-        self.start()
-        print(f"skyrelay serving on {self.http_url} (WebSocket at {self.url}); "
-              f"press Ctrl+C to stop", flush=True)
         done = threading.Event()
         previous = {}
+        # The handlers go in before the server starts and says so: a signal sent as soon as
+        # "serving on" is read must still stop it gracefully.
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: done.set())
         try:
+            self.start()
+            print(f"skyrelay serving on {self.http_url} (WebSocket at {self.url}); "
+                  f"press Ctrl+C to stop", flush=True)
             # Also returns when stop() is called elsewhere (another thread, a handler).
             while not done.wait(0.5) and self.running:
                 pass
