@@ -14,7 +14,7 @@ APT_PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev \
 	util-linux procps clang libclang-rt-14-dev chromium
 PY_BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.13"
 PY_TEST_DEPS := "pytest>=7" "pytest-timeout" "websockets>=13" "python-socketio[client]>=5.11" "requests" "websocket-client" "flask>=2.3" "fastapi" "uvicorn" "httpx" "httpx-sse" "numpy" "pandas" \
-	"sgp4" "skyfield" "sse-starlette" "uvloop" "httptools" "pyjwt[crypto]"
+	"sgp4" "skyfield" "sse-starlette" "uvloop" "httptools" "pyjwt[crypto]" "mypy"
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

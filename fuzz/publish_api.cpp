@@ -1,4 +1,5 @@
-// libFuzzer target: the HTTP publish API's body decoder (first byte chooses a header key).
+// libFuzzer target: the HTTP publish API's body decoder (first byte chooses a header key), and
+// the fingerprint idempotency keys are bound to: the same body must always give the same one.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -18,6 +19,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       receipts.push_back({"E-1", topic, 1, 0});
     }
     (void)proto::encode_published(receipts, r->batch, false);
+    auto again = proto::decode_publish(body, key);
+    auto* r2 = std::get_if<proto::publish_request>(&again);
+    if (!r2 || proto::publish_fingerprint(*r2) != proto::publish_fingerprint(*r)) __builtin_trap();
   }
   return 0;
 }

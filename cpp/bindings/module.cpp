@@ -5,6 +5,7 @@
 namespace py = pybind11;
 
 namespace skyrelay::bindings {
+void register_config(py::module_& m);
 void register_server(py::module_& m);
 void register_orbit(py::module_& m);
 void register_ratelimit(py::module_& m);
@@ -12,6 +13,7 @@ void register_ratelimit(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "skyrelay's C++ core (private; use the skyrelay package)";
+  skyrelay::bindings::register_config(m);
   skyrelay::bindings::register_server(m);
   skyrelay::bindings::register_orbit(m);
   skyrelay::bindings::register_ratelimit(m);

@@ -22,9 +22,11 @@ namespace py = pybind11;
 
 namespace skyrelay::bindings {
 
-namespace {
+// register_config.cpp: the JWT settings from skyrelay.JWTAuth._options(); ValueError for a
+// key that does not fit its algorithms.
+std::shared_ptr<const auth::auth_config> jwt_config(const py::dict& o);
 
-using ms = std::chrono::milliseconds;
+namespace {
 
 // Calls a Python hook from a dispatcher thread: takes the GIL, and reports (never propagates)
 // an exception, since there is no Python caller to hand it to.
@@ -54,134 +56,11 @@ py::object claims_of(const auth::identity_ptr& id) {
   return py::str(id->claims_json);
 }
 
-// Role requirements from the options' "access" dict (Server._access_options()): lists of
-// (namespace, roles), (namespace, room pattern, roles) and (namespace, event, roles). Raises
-// ValueError for an empty name or role list.
-std::shared_ptr<const auth::access_policy> access_config(const py::dict& o) {
-  using roles = std::vector<std::string>;
-  auto policy = std::make_shared<auth::access_policy>();
-  for (auto item : o["namespaces"].cast<py::list>()) {
-    auto [nsp, r] = item.cast<std::pair<std::string, roles>>();
-    policy->require_namespace(std::move(nsp), std::move(r));
-  }
-  for (auto item : o["rooms"].cast<py::list>()) {
-    auto [nsp, pattern, r] = item.cast<std::tuple<std::string, std::string, roles>>();
-    policy->require_room(std::move(nsp), std::move(pattern), std::move(r));
-  }
-  for (auto item : o["events"].cast<py::list>()) {
-    auto [nsp, event, r] = item.cast<std::tuple<std::string, std::string, roles>>();
-    policy->require_event(std::move(nsp), std::move(event), std::move(r));
-  }
-  if (policy->empty()) return nullptr;
-  return policy;
-}
-
-// The server's JWT settings from the options' "jwt" dict (skyrelay.JWTAuth._options()).
-// Raises ValueError for a key that does not fit its algorithms.
-std::shared_ptr<const auth::auth_config> jwt_config(const py::dict& o) {
-  auth::jwt_policy policy;
-  policy.issuers = o["issuers"].cast<std::vector<std::string>>();
-  policy.audiences = o["audiences"].cast<std::vector<std::string>>();
-  policy.leeway_s = o["leeway_s"].cast<long>();
-  auto cfg = std::make_shared<auth::auth_config>(auth::auth_config{auth::jwt_verifier(policy)});
-  cfg->kind_claim = o["kind_claim"].cast<std::string>();
-  cfg->connect_kind = o["connect_kind"].cast<std::string>();
-  cfg->publish_kind = o["publish_kind"].cast<std::string>();
-  cfg->required = o["required"].cast<bool>();
-  cfg->require_kind = o["require_kind"].cast<bool>();
-  for (auto item : o["keys"].cast<py::list>()) {
-    auto [type, id, material, algorithms] =
-        item.cast<std::tuple<std::string, std::string, std::string, std::vector<std::string>>>();
-    auto key = type == "hmac" ? auth::jwt_key::hmac(id, material, algorithms)
-                              : auth::jwt_key::public_pem(id, material, algorithms);
-    if (auto* error = std::get_if<std::string>(&key))
-      throw py::value_error("JWT key \"" + id + "\": " + *error);
-    cfg->verifier.add_key(std::get<auth::jwt_key>(std::move(key)));
-  }
-  return cfg;
-}
-
 class py_server {
  public:
-  py_server(const py::dict& options, py::object on_connect, py::object on_message,
+  py_server(server_config cfg, py::object on_connect, py::object on_message,
             py::object on_disconnect, py::object on_sio_connect, py::object on_sio_event,
             py::object on_sio_ack, py::object on_http) {
-    server_config cfg;
-    auto get = [&](const char* key, auto& field) {
-      if (options.contains(key)) field = options[key].cast<std::decay_t<decltype(field)>>();
-    };
-    auto get_ms = [&](const char* key, ms& field) {
-      if (options.contains(key)) field = ms(options[key].cast<long long>());
-    };
-    get("host", cfg.host);
-    get("port", cfg.port);
-    get("io_threads", cfg.io_threads);
-    get("static_dir", cfg.static_dir);
-    get("client_dir", cfg.client_dir);
-    get("tls_cert_file", cfg.tls_cert_file);
-    get("tls_key_file", cfg.tls_key_file);
-    get("broker", cfg.broker);
-    get("publish_token", cfg.publish_token);
-    get("max_connections", cfg.max_connections);
-    get("max_connections_per_ip", cfg.max_connections_per_ip);
-    get("max_rooms_per_connection", cfg.max_rooms_per_connection);
-    get("limit_loopback", cfg.limit_loopback);
-    if (options.contains("new_connections_per_ip")) {
-      auto pair = options["new_connections_per_ip"].cast<std::pair<double, double>>();
-      cfg.new_connections_per_ip = rate_spec{pair.first, pair.second};
-    }
-    if (options.contains("new_sessions_per_ip")) {
-      auto pair = options["new_sessions_per_ip"].cast<std::pair<double, double>>();
-      cfg.new_sessions_per_ip = rate_spec{pair.first, pair.second};
-    }
-    get("max_attachments", cfg.max_attachments);
-    get("max_attachment_bytes", cfg.max_attachment_bytes);
-    if (options.contains("inbound_rate")) cfg.inbound_limit.rate = options["inbound_rate"].cast<double>();
-    if (options.contains("inbound_burst")) cfg.inbound_limit.burst = options["inbound_burst"].cast<double>();
-    if (options.contains("event_limits"))
-      for (auto [event, spec] : options["event_limits"].cast<py::dict>()) {
-        auto pair = spec.cast<std::pair<double, double>>();
-        cfg.event_limits[event.cast<std::string>()] = rate_spec{pair.first, pair.second};
-      }
-    get("max_message_size", cfg.max_message_size);
-    get("max_header_size", cfg.max_header_size);
-    get("max_body_size", cfg.max_body_size);
-    get_ms("handshake_timeout_ms", cfg.handshake_timeout);
-    get_ms("idle_timeout_ms", cfg.idle_timeout);
-    get_ms("heartbeat_interval_ms", cfg.heartbeat_interval);
-    get_ms("heartbeat_timeout_ms", cfg.heartbeat_timeout);
-    get_ms("drain_timeout_ms", cfg.drain_timeout);
-    get_ms("write_timeout_ms", cfg.write_timeout);
-    get("outbox_max_bytes", cfg.outbox_max_bytes);
-    get("outbox_max_frames", cfg.outbox_max_frames);
-    get("dispatch_queue_max", cfg.dispatch_queue_max);
-    get("socketio_path", cfg.socketio_path);
-    get_ms("eio_ping_interval_ms", cfg.eio_ping_interval);
-    get_ms("eio_ping_timeout_ms", cfg.eio_ping_timeout);
-    get_ms("sio_connect_timeout_ms", cfg.sio_connect_timeout);
-    get("sio_namespaces", cfg.sio_namespaces);
-    get("cors_allowed_origins", cfg.cors_allowed_origins);
-    get("cors_credentials", cfg.cors_credentials);
-    get("eio_cookie", cfg.eio_cookie);
-    get("engineio_echo_path", cfg.engineio_echo_path);
-    get_ms("sio_recovery_window_ms", cfg.sio_recovery_window);
-    get("history_max_events", cfg.history_max_events);
-    get_ms("sse_keepalive_ms", cfg.sse_keepalive);
-    get_ms("sse_retry_ms", cfg.sse_retry);
-    get_ms("history_max_age_ms", cfg.history_max_age);
-    if (options.contains("jwt") && !options["jwt"].is_none())
-      cfg.jwt = jwt_config(options["jwt"].cast<py::dict>());
-    if (options.contains("access") && !options["access"].is_none())
-      cfg.access = access_config(options["access"].cast<py::dict>());
-    get("roles_from_connect", cfg.roles_from_connect);
-    // A list of patterns (Server._options()["client_topics"]); None: no topic open.
-    if (options.contains("client_topics") && !options["client_topics"].is_none())
-      cfg.client_topics = std::make_shared<const auth::client_topic_policy>(
-          options["client_topics"].cast<std::vector<std::string>>());
-    get("json_protocol", cfg.json_protocol);
-    get("sse", cfg.sse);
-    get("socketio", cfg.socketio);
-
     app_hooks hooks;
     if (!on_connect.is_none()) {
       auto fn = std::make_shared<gil_object>(std::move(on_connect));
@@ -291,9 +170,9 @@ void register_server(py::module_& m) {
         "Raises ValueError when a key of the JWT options does not fit its algorithms.");
 
   py::class_<py_server>(m, "Server")
-      .def(py::init<const py::dict&, py::object, py::object, py::object, py::object, py::object,
+      .def(py::init<server_config, py::object, py::object, py::object, py::object, py::object,
                     py::object, py::object>(),
-           py::arg("options"), py::arg("on_connect"), py::arg("on_message"),
+           py::arg("config"), py::arg("on_connect"), py::arg("on_message"),
            py::arg("on_disconnect"), py::arg("on_sio_connect") = py::none(),
            py::arg("on_sio_event") = py::none(), py::arg("on_sio_ack") = py::none(),
            py::arg("on_http") = py::none())

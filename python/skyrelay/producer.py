@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .server import _base64_bytes, _NestedBytes, encode_json
+from .encoding import encode_base64
 
 __all__ = ["AsyncBatch", "AsyncProducer", "Batch", "Producer", "PublishError", "Published"]
 
@@ -128,10 +128,7 @@ class Producer:
                     policy: str | None) -> str:
         if not isinstance(event, str) or not event:
             raise ValueError("event must be a non-empty string")
-        try:
-            payload = encode_json(data, self._default)
-        except _NestedBytes:
-            payload = encode_json(_base64_bytes(data), self._default)
+        payload = encode_base64(data, self._default)
         parts = ['{"event":', json.dumps(event), ',"data":', payload.decode("utf-8")]
         for name, value in (("to", to), ("skip", skip)):
             if value is not None:

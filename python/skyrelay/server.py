@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import dataclasses
-import datetime
-import enum
 import errno
-import inspect
+import functools
 import json
 import logging
 import os
 import re
 import signal
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Union
 
 from . import _core
 from .auth import JWTAuth
+from .encoding import NestedBytes, encode_args, encode_base64
+from .encoding import encode_json as _encode_json
 from .errors import ConnectionRefused, Forbidden, RequestError
+from .handlers import HANDLER_ERROR_MESSAGE as HANDLER_ERROR_MESSAGE  # re-exported
+from .handlers import Handler, HandlerRegistry
 from .socketio import SocketIOBridge
 
 log = logging.getLogger("skyrelay")
 
-Handler = Callable[..., Any]
 Target = Union[str, "Connection", Iterable[Union[str, "Connection"]], None]
 
 _POLICIES = {None: -1, "disconnect": 0, "drop_oldest": 1}
@@ -38,78 +36,20 @@ CLOSE_SERVER_DISCONNECT = 4002
 CLOSE_TOKEN_EXPIRED = 4003
 # Close code of a WebSocket from which nothing at all arrived for idle_timeout.
 CLOSE_IDLE_TIMEOUT = 4004
-# What a client is told when a handler raises (unless Server(debug=True)).
-HANDLER_ERROR_MESSAGE = "the handler failed; the server log has the details"
-
-
-class _NestedBytes(TypeError):
-    """Raised by the JSON fallback for bytes inside a payload: Socket.IO sends those as binary
-    attachments (see Server.emit)."""
-
-
-def _base64_bytes(value: Any) -> Any:
-    """The JSON-protocol form of a payload with bytes in it: each bytes value as base64."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, dict):
-        return {k: _base64_bytes(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_base64_bytes(v) for v in value]
-    return value
-
-
-def _json_fallback(obj: Any) -> Any:
-    """Turns the usual non-JSON types into JSON ones; raises TypeError for the rest."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
-        return obj.isoformat()
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    if isinstance(obj, uuid.UUID):
-        return str(obj)
-    if type(obj).__module__.partition(".")[0] == "pandas":  # without importing pandas
-        if type(obj).__name__ == "DataFrame":
-            return obj.to_dict(orient="records")  # a list of row dicts
-        if hasattr(obj, "to_dict"):  # a Series, such as a row from df.iloc[i]
-            return obj.to_dict()
-        if hasattr(obj, "isoformat"):  # Timedelta and friends
-            return obj.isoformat()
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars, without importing numpy
-        return obj.tolist()
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        raise _NestedBytes("bytes inside a payload are not JSON")
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
 def encode_json(data: Any, default: Callable[[Any], Any] | None = None) -> bytes:
-    """Serializes a payload once, as the server sends it.
+    """Serializes a payload once, as the server sends it: :func:`skyrelay.encoding.encode_json`
+    with the C++ core's check of a ``bytes`` payload (one valid UTF-8 JSON text)."""
+    return _encode_json(data, default, check=_core.is_valid_json)
 
-    ``bytes``-like data is taken as already-encoded JSON (and checked); everything else goes
-    through :func:`json.dumps` with ``default`` (then the built-in fallbacks for dataclasses,
-    datetimes, enums, sets, UUIDs and numpy values). NaN and infinities are refused because they
-    are not JSON.
-    """
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        raw = bytes(data)
-        if not _core.is_valid_json(raw):
-            raise ValueError("a bytes payload must be one valid UTF-8 JSON text")
-        return raw
-    if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        data = dataclasses.asdict(data)
-    if default is None:
-        hook = _json_fallback
-    else:
-        def hook(obj: Any) -> Any:
-            try:
-                return default(obj)
-            except TypeError:
-                return _json_fallback(obj)
-    text = json.dumps(data, default=hook, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
-    return text.encode("utf-8")
+
+def _server_config(options: Mapping[str, Any]) -> _core.ServerConfig:
+    """The C++ server_config, set field by field from the options (they have its names)."""
+    config = _core.ServerConfig()
+    for key, value in options.items():
+        setattr(config, key, value)
+    return config
 
 
 def _topic_patterns(spec: str | Iterable[str] | None) -> list[str] | None:
@@ -404,40 +344,30 @@ class Server:
                 f"history_size > 0 and history_ttl >= recovery_window (history_size="
                 f"{history_size}, history_ttl={history_ttl})")
         self.socketio_path = self._options["socketio_path"]
-        self._namespaces: list[str | re.Pattern[str]] | None = \
+        specs: list[str | re.Pattern[str]] | None = \
             [namespaces] if isinstance(namespaces, (str, re.Pattern)) else \
             list(namespaces) if namespaces is not None else None
-        for spec in self._namespaces or []:
+        for spec in specs or []:
             if not isinstance(spec, re.Pattern) and not (spec == "*" or spec.startswith("/")):
                 raise ValueError(f"a namespace is '*', a path starting with '/' or a compiled "
                                  f"regular expression, not {spec!r}")
-        self._json_default = json_default
-        # Whether clients see a failed handler's exception text (development only); the server
-        # log gets the traceback either way.
-        self.debug = bool(debug)
-        self._handlers: dict[tuple[str, str], Handler] = {}  # by (namespace, event)
-        self._connect_handlers: dict[str, Handler] = {}       # by namespace
-        self._disconnect_handlers: dict[str, Handler] = {}
-        self._socketio = SocketIOBridge(self)
+        # Handlers, namespaces, role requirements (docs/api.md "Authorization", passed to C++
+        # at start()) and the connection table; the Socket.IO bridge reaches them through it.
+        # With roles_from_connect, a connect handler's conn.roles replace the token's, and the
+        # namespace and handshake-room checks wait for the handler.
+        self._options["roles_from_connect"] = bool(roles_from_connect)
+        self._registry = HandlerRegistry(specs, json_default, bool(debug),
+                                         bool(roles_from_connect), loop, self._new_connection)
+        # The same objects under the names the facades and tests use.
+        self._connections = self._registry.connections
+        self._connect_handlers = self._registry.connect_handlers
+        self._core: _core.Server | None = None
+        self._socketio = SocketIOBridge(self._registry, lambda: self._core,
+                                        functools.partial(Connection, self), self.socketio_path)
         self._wsgi = None
         if wsgi_app is not None:
             self.mount_wsgi(wsgi_app)
-        self._connections: dict[str, Connection] = {}
-        self._core: _core.Server | None = None
-        self._loop = loop
-        self._own_loop: asyncio.AbstractEventLoop | None = None
-        self._own_loop_thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._dispatch_ident: int | None = None
-        self._ns_patterns: list[re.Pattern[str]] = []
-        self._event_limits: dict[str, tuple[float, float]] = {}
-        # Role requirements (docs/api.md "Authorization"), passed to C++ at start(). With
-        # roles_from_connect, a connect handler's conn.roles replace the token's, and the
-        # namespace and handshake-room checks wait for the handler.
-        self._options["roles_from_connect"] = bool(roles_from_connect)
-        self._namespace_roles: dict[str, list[str]] = {}
-        self._room_roles: list[tuple[str, str, list[str]]] = []
-        self._event_roles: dict[tuple[str, str], list[str]] = {}
         for nsp, roles in (namespace_roles or {}).items():
             self.require_roles(roles, namespace=nsp)
         for pattern, roles in (room_roles or {}).items():
@@ -482,17 +412,11 @@ class Server:
             per_second, burst = rate
             if per_second < 0 or burst < 1:
                 raise ValueError("rate is (messages per second >= 0, burst >= 1)")
-            self._event_limits[event] = (float(per_second), float(burst))
+            self._registry.event_limits[event] = (float(per_second), float(burst))
         nsp = namespace or "/"
 
         def register(fn: Handler) -> Handler:
-            if event == "connect":
-                self._connect_handlers[nsp] = fn
-            elif event == "disconnect":
-                self._disconnect_handlers[nsp] = fn
-            else:
-                self._handlers[(nsp, event)] = fn
-            return fn
+            return self._registry.register(event, nsp, fn)
 
         return register(handler) if handler is not None else register
 
@@ -524,47 +448,14 @@ class Server:
             raise ValueError(f"namespace must be a name starting with '/', not {namespace!r}")
         if self._core is not None:
             raise RuntimeError("set role requirements before start()")
-        if room is not None:
-            if not room:
-                raise ValueError("room pattern must not be empty")
-            self._room_roles.append((namespace, room, roles))
-        elif event is not None:
-            if not event:
-                raise ValueError("event name must not be empty")
-            self._event_roles[(namespace, event)] = roles
-        else:
-            self._namespace_roles[namespace] = roles
+        if room is not None and not room:
+            raise ValueError("room pattern must not be empty")
+        if event is not None and not event:
+            raise ValueError("event name must not be empty")
+        self._registry.add_roles(roles, namespace, room, event)
 
     def _access_options(self) -> dict[str, Any] | None:
-        if not (self._namespace_roles or self._room_roles or self._event_roles):
-            return None
-        return {
-            "namespaces": list(self._namespace_roles.items()),
-            "rooms": list(self._room_roles),
-            "events": [(nsp, ev, r) for (nsp, ev), r in self._event_roles.items()],
-        }
-
-    def _namespace_handler(self, table: dict[Any, Handler], nsp: str,
-                           event: str | None = None) -> Handler | None:
-        """The handler for `nsp` (and `event`): the namespace's own, else that of the first
-        pattern (in registration order) that matches it, else the ``"*"`` namespace's."""
-        key = (lambda n: n) if event is None else (lambda n: (n, event))
-        found = table.get(key(nsp))
-        if found is not None:
-            return found
-        for spec in table:
-            name = spec if event is None else spec[0]
-            if isinstance(name, re.Pattern) and (event is None or spec[1] == event) \
-                    and name.fullmatch(nsp):
-                return table[spec]
-        return table.get(key("*"))
-
-    def _namespace_allowed(self, nsp: str) -> bool:
-        return any(p.fullmatch(nsp) for p in self._ns_patterns) or \
-            nsp in (self._namespaces if self._namespaces is not None else
-                    {"/", *(n for n, _ in self._handlers), *self._connect_handlers,
-                     *self._disconnect_handlers}) or \
-            "*" in (self._namespaces or ())
+        return self._registry.access_options()
 
     def mount_wsgi(self, app: Callable[..., Any], workers: int = 8) -> None:
         """Serves a WSGI app (Flask, Django...) for every request that no built-in route
@@ -580,13 +471,11 @@ class Server:
         Return ``False`` or raise :class:`ConnectionRefused` to refuse it. Register it before
         :meth:`start`: without one, handshakes complete in C++ without calling Python.
         """
-        self._connect_handlers["/"] = fn
-        return fn
+        return self._registry.register("connect", "/", fn)
 
     def on_disconnect(self, fn: Handler) -> Handler:
         """Registers ``fn(conn, reason)``; ``reason`` is one of the documented strings."""
-        self._disconnect_handlers["/"] = fn
-        return fn
+        return self._registry.register("disconnect", "/", fn)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -595,27 +484,21 @@ class Server:
         with self._lock:
             if self._core is not None and self._core.running:
                 return self
-            if self._loop is None:
+            registry = self._registry
+            if registry.loop is None:
                 try:
-                    self._loop = asyncio.get_running_loop()
+                    registry.loop = asyncio.get_running_loop()
                 except RuntimeError:
                     pass
-            specs = self._namespaces
-            if specs is None:
-                specs = [nsp for nsp, _ in self._handlers] + list(self._connect_handlers) + \
-                    list(self._disconnect_handlers)
-                specs = ["/", *dict.fromkeys(specs)]
             # Static names are checked in C++. With patterns, C++ lets every name through and
             # the connect callback checks them with Python's own regular expressions.
-            self._ns_patterns = [spec for spec in specs if isinstance(spec, re.Pattern)]
-            static = sorted({spec for spec in specs if isinstance(spec, str)})
             options = dict(self._options,
-                           sio_namespaces=static + ["*"] if self._ns_patterns else static,
-                           event_limits=dict(self._event_limits),
-                           access=self._access_options())
+                           sio_namespaces=registry.namespace_specs(),
+                           event_limits=dict(registry.event_limits),
+                           access=registry.access_options())
             bridge = self._socketio
             self._core = _core.Server(
-                options,
+                _server_config(options),
                 self._hook_connect if "/" in self._connect_handlers else None,
                 self._hook_message,
                 self._hook_disconnect,
@@ -636,30 +519,27 @@ class Server:
             core = self._core
         if core is None:
             return
-        if threading.get_ident() == self._dispatch_ident:
+        if self._registry.on_dispatcher():
             # Called from a handler: the dispatcher cannot join itself, so stop from elsewhere.
             threading.Thread(target=core.stop, name="skyrelay-stop").start()
             return
         core.stop()
         self._connections.clear()
-        if self._own_loop is not None:
-            self._own_loop.call_soon_threadsafe(self._own_loop.stop)
-            if self._own_loop_thread is not None:
-                self._own_loop_thread.join(timeout=5)
-            self._own_loop = None
-            self._own_loop_thread = None
+        self._registry.stop_loop()
 
     def run(self) -> None:
         """Starts and blocks until SIGINT or SIGTERM, then stops gracefully."""
-        self.start()
-        print(f"skyrelay serving on {self.http_url} (WebSocket at {self.url}); "
-              f"press Ctrl+C to stop", flush=True)
         done = threading.Event()
         previous = {}
+        # The handlers go in before the server starts and says so: a signal sent as soon as
+        # "serving on" is read must still stop it gracefully.
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: done.set())
         try:
+            self.start()
+            print(f"skyrelay serving on {self.http_url} (WebSocket at {self.url}); "
+                  f"press Ctrl+C to stop", flush=True)
             # Also returns when stop() is called elsewhere (another thread, a handler).
             while not done.wait(0.5) and self.running:
                 pass
@@ -723,22 +603,21 @@ class Server:
             raise ValueError(f"policy must be 'drop_oldest' or 'disconnect', not {policy!r}")
         if args is not None and data is not None:
             raise ValueError("pass either data or args, not both")
-        hook = default or self._json_default
+        hook = default or self._registry.json_default
         values = list(args) if args is not None else None
         sio_args: str | None = None
         attachments: list[bytes] = []
         try:
             payload = encode_json(values if values is not None else data, hook)
-        except _NestedBytes:
+        except NestedBytes:
             payload = None
         if values is not None or payload is None:
-            from .socketio import encode_args
-
+            # Socket.IO clients get the bytes as attachments, JSON-protocol clients as base64.
             text, attachments = encode_args(values if values is not None else [data], hook)
             sio_args = text[1:-1]  # the arguments without the array's brackets
             if payload is None:
-                payload = encode_json(_base64_bytes(values if values is not None else data),
-                                      hook)
+                payload = encode_base64(values if values is not None else data, hook,
+                                        check=_core.is_valid_json)
         core = self._require_core()
         if namespace is None:
             namespace = to.namespace if isinstance(to, Connection) else "/"
@@ -811,15 +690,18 @@ class Server:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _log_error(self, what: str, exc: BaseException) -> None:
-        log.error(what, exc_info=exc)
+    @property
+    def debug(self) -> bool:
+        """Whether clients see a failed handler's exception text (development only); the
+        server log gets the traceback either way."""
+        return self._registry.debug
 
-    def _handler_error(self, what: str, exc: BaseException) -> str:
-        """Logs a failed handler with its traceback and returns the ``handler_error`` message
-        for the client: the exception text with ``debug=True``, else a generic message (an
-        exception's text may hold paths, queries or secrets)."""
-        log.error(what, exc_info=exc)
-        return f"{type(exc).__name__}: {exc}" if self.debug else HANDLER_ERROR_MESSAGE
+    @debug.setter
+    def debug(self, value: bool) -> None:
+        self._registry.debug = bool(value)
+
+    def _log_error(self, what: str, exc: BaseException) -> None:
+        self._registry.log_error(what, exc)
 
     def _require_core(self) -> _core.Server:
         core = self._core
@@ -830,47 +712,15 @@ class Server:
     def _has_connection(self, sid: str) -> bool:
         return self._core is not None and self._core.has_connection(sid)
 
-    def _connection(self, sid: str) -> Connection:
-        conn = self._connections.get(sid)
-        if conn is None:
-            claims = self._core.claims(sid) \
-                if self.jwt is not None and self._core is not None else None
-            conn = self._connections[sid] = Connection(self, sid, claims=claims)
-        return conn
-
-    def _async_loop(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            return loop
-        if self._own_loop is None:
-            self._own_loop = asyncio.new_event_loop()
-            self._own_loop_thread = threading.Thread(
-                target=self._own_loop.run_forever, name="skyrelay-asyncio", daemon=True)
-            self._own_loop_thread.start()
-        return self._own_loop
-
-    def _call(self, fn: Handler, args: tuple[Any, ...],
-              done: Callable[[Any, BaseException | None], None]) -> None:
-        """Runs a handler, sync or async, and passes (result, exception) to ``done``."""
-        if inspect.iscoroutinefunction(fn):
-            future = asyncio.run_coroutine_threadsafe(fn(*args), self._async_loop())
-
-            def finished(f: Any) -> None:
-                exc = f.exception()
-                done(None if exc else f.result(), exc)
-
-            future.add_done_callback(finished)
-            return
-        try:
-            result = fn(*args)
-        except Exception as exc:  # reported through `done`, never lost
-            done(None, exc)
-            return
-        done(result, None)
+    def _new_connection(self, sid: str) -> Connection:
+        """The Connection of a sid the table does not hold yet, with its token's claims."""
+        claims = self._core.claims(sid) \
+            if self.jwt is not None and self._core is not None else None
+        return Connection(self, sid, claims=claims)
 
     def _hook_connect(self, sid: str, path: str, query: str, remote: str,
                       headers: list[tuple[str, str]], claims: str | None = None) -> None:
-        self._dispatch_ident = threading.get_ident()
+        self._registry.entered()
         sse = path == "/sse" or path.startswith("/sse/")
         conn = Connection(self, sid, path, query, remote, headers,
                           transport="sse" if sse else "websocket", claims=claims)
@@ -881,7 +731,7 @@ class Server:
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is None and result is not False:
-                if not core.accept(sid, self._granted_roles(conn)):
+                if not core.accept(sid, self._registry.granted_roles(conn)):
                     self._connections.pop(sid, None)  # gone, or refused for its roles
                 return
             self._connections.pop(sid, None)
@@ -893,28 +743,13 @@ class Server:
             else:
                 core.refuse(sid, 403, "connection refused")
 
-        self._call(handler, (conn,), done)
-
-    def _granted_roles(self, conn: Connection) -> list[str] | None:
-        """The roles a connect handler left in ``conn.roles`` when they are not the token's:
-        passed to C++ with ``roles_from_connect``, else ignored with a warning."""
-        token_roles = list(conn.claims.get("roles") or [])
-        roles = conn.roles
-        roles = [str(r) for r in ([roles] if isinstance(roles, str) else list(roles or []))]
-        if roles == token_roles:
-            return None
-        if not self._options["roles_from_connect"]:
-            log.warning("conn.roles set by a connect handler is not used for role checks "
-                        "unless the server has roles_from_connect=True")
-            return None
-        conn.roles = roles
-        return roles
+        self._registry.call(handler, (conn,), done)
 
     def _hook_message(self, sid: str, event: str, data: str, request_id: str) -> None:
-        self._dispatch_ident = threading.get_ident()
+        self._registry.entered()
         core = self._core
         assert core is not None
-        handler = self._handlers.get(("/", event))
+        handler = self._registry.handlers.get(("/", event))
         if handler is None:
             message = f'no handler for event "{event}"'
             if request_id:
@@ -922,7 +757,7 @@ class Server:
             else:
                 core.send_error(sid, "unknown_event", message)
             return
-        conn = self._connection(sid)
+        conn = self._registry.connection(sid)
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is not None:
@@ -933,15 +768,15 @@ class Server:
                         core.send_error(sid, exc.code, exc.message)
                     return
                 # A plain event has no answer to carry the error: only the log hears of it.
-                message = self._handler_error(f"handler for {event!r} failed", exc)
+                message = self._registry.handler_error(f"handler for {event!r} failed", exc)
                 if request_id:
                     core.respond(sid, request_id, False, "handler_error", message)
                 return
             if request_id:
                 try:
-                    body = encode_json(result, self._json_default).decode("utf-8")
+                    body = encode_json(result, self._registry.json_default).decode("utf-8")
                 except (TypeError, ValueError) as err:
-                    message = self._handler_error(
+                    message = self._registry.handler_error(
                         f"response of {event!r} is not JSON serializable", err)
                     core.respond(sid, request_id, False, "handler_error", message)
                     return
@@ -950,15 +785,16 @@ class Server:
         value = json.loads(data)
         if getattr(handler, "_skyrelay_args", False):  # facade handlers take an argument list
             value = [] if value is None else [value]
-        self._call(handler, (conn, value), done)
+        self._registry.call(handler, (conn, value), done)
 
     def _hook_disconnect(self, sid: str, reason: str, claims: str | None = None) -> None:
-        self._dispatch_ident = threading.get_ident()
+        self._registry.entered()
         conn = self._connections.pop(sid, None)
         if conn is not None and conn.transport == "socket.io":
             self._socketio.forget_connection(sid)
-        handler = self._namespace_handler(self._disconnect_handlers,
-                                          conn.namespace if conn is not None else "/")
+        registry = self._registry
+        handler = registry.namespace_handler(registry.disconnect_handlers,
+                                             conn.namespace if conn is not None else "/")
         if handler is None:
             return
         if conn is None:
@@ -968,4 +804,4 @@ class Server:
             if exc is not None:
                 log.error("disconnect handler failed", exc_info=exc)
 
-        self._call(handler, (conn, reason), done)
+        self._registry.call(handler, (conn, reason), done)

@@ -13,44 +13,13 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .encoding import encode_args, unpack_binary
 from .errors import ConnectionRefused, Forbidden, RequestError
 
 if TYPE_CHECKING:
-    from .server import Server
-
-
-def unpack_binary(value: Any, attachments: list[bytes]) -> Any:
-    """Replaces {"_placeholder": true, "num": i} with the i-th attachment, recursively."""
-    if isinstance(value, dict):
-        if value.get("_placeholder") is True and isinstance(value.get("num"), int) \
-                and len(value) == 2 and 0 <= value["num"] < len(attachments):
-            return attachments[value["num"]]
-        return {k: unpack_binary(v, attachments) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unpack_binary(v, attachments) for v in value]
-    return value
-
-
-def pack_binary(value: Any, attachments: list[bytes]) -> Any:
-    """Replaces bytes with placeholders, appending them to ``attachments``, recursively."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        attachments.append(bytes(value))
-        return {"_placeholder": True, "num": len(attachments) - 1}
-    if isinstance(value, dict):
-        return {k: pack_binary(v, attachments) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [pack_binary(v, attachments) for v in value]
-    return value
-
-
-def encode_args(args: list[Any] | tuple[Any, ...], default: Callable[[Any], Any] | None
-                ) -> tuple[str, list[bytes]]:
-    """A list of arguments as JSON text (with placeholders) and its binary attachments."""
-    from .server import encode_json
-
-    attachments: list[bytes] = []
-    packed = [pack_binary(a, attachments) for a in args]
-    return encode_json(packed, default).decode("utf-8"), attachments
+    from . import _core
+    from .handlers import HandlerRegistry
+    from .server import Connection
 
 
 def handler_args(args: list[Any]) -> Any:
@@ -67,10 +36,19 @@ def handler_error(message: str, event: str) -> dict[str, Any]:
 
 
 class SocketIOBridge:
-    """Receives the core's Socket.IO callbacks (on the dispatcher thread) for one Server."""
+    """Receives the core's Socket.IO callbacks (on the dispatcher thread) for one Server.
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    It reaches the handlers through ``registry``, the running core through ``core`` (None
+    before start), and makes each socket's :class:`Connection` with ``make_connection(sid,
+    path, query, remote, headers, namespace=, auth=, transport=, claims=)``.
+    """
+
+    def __init__(self, registry: HandlerRegistry, core: Callable[[], _core.Server | None],
+                 make_connection: Callable[..., Connection], path: str) -> None:
+        self.registry = registry
+        self._core = core
+        self._make_connection = make_connection
+        self.path = path
         self._calls: dict[tuple[str, int], Callable[[list[Any]], None]] = {}
         self._lock = threading.Lock()
         self._next_id = 0
@@ -80,30 +58,30 @@ class SocketIOBridge:
     def on_connect(self, sid: str, nsp: str, auth: str, eio_sid: str, remote: str, query: str,
                    headers: list[tuple[str, str]], claims: str | None = None,
                    recovered: bool = False) -> None:
-        from .server import Connection
-
-        server = self.server
-        server._dispatch_ident = threading.get_ident()
-        conn = Connection(server, sid, server.socketio_path, query, remote, headers,
-                          namespace=nsp, auth=json.loads(auth), transport="socket.io",
-                          claims=claims)
+        registry = self.registry
+        registry.entered()
+        conn = self._make_connection(sid, self.path, query, remote, headers,
+                                     namespace=nsp, auth=json.loads(auth), transport="socket.io",
+                                     claims=claims)
         conn.recovered = recovered
-        previous = server._connections.get(sid) if recovered else None
+        connections = registry.connections
+        previous = connections.get(sid) if recovered else None
         if previous is not None:
             conn.state = previous.state  # the application's data comes back with the socket
-        core = server._core
-        if server._ns_patterns and not server._namespace_allowed(nsp):
+        core = self._core()
+        assert core is not None  # it is calling us
+        if registry.ns_patterns and not registry.namespace_allowed(nsp):
             core.sio_refuse(sid, "Invalid namespace", "")  # as the reference server words it
             return
-        server._connections[sid] = conn
+        connections[sid] = conn
 
         def forget() -> None:
             # A refused recovery ends a socket that was connected: the core reports its
             # disconnect, which forgets it (and runs the disconnect handler) then.
             if not recovered:
-                server._connections.pop(sid, None)
+                connections.pop(sid, None)
 
-        handler = server._namespace_handler(server._connect_handlers, nsp)
+        handler = registry.namespace_handler(registry.connect_handlers, nsp)
         if handler is None:
             if not core.sio_accept(sid):
                 forget()
@@ -111,7 +89,7 @@ class SocketIOBridge:
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is None and result is not False:
-                if not core.sio_accept(sid, server._granted_roles(conn)):
+                if not core.sio_accept(sid, registry.granted_roles(conn)):
                     forget()  # gone, or refused for its roles
                 return
             forget()
@@ -120,20 +98,20 @@ class SocketIOBridge:
                 core.sio_refuse(sid, exc.message, data)
             else:
                 if exc is not None:
-                    server._log_error("connect handler failed", exc)
+                    registry.log_error("connect handler failed", exc)
                 core.sio_refuse(sid, "Connection refused", "")
 
-        server._call(handler, (conn,), done)
+        registry.call(handler, (conn,), done)
 
     def on_event(self, sid: str, event: str, args_json: str, ack_id: int,
                  attachments: list[bytes]) -> None:
-        server = self.server
-        server._dispatch_ident = threading.get_ident()
-        conn = server._connection(sid)
+        registry = self.registry
+        registry.entered()
+        conn = registry.connection(sid)
         args = unpack_binary(json.loads(args_json), attachments)
-        handler = server._namespace_handler(server._handlers, conn.namespace, event)
+        handler = registry.namespace_handler(registry.handlers, conn.namespace, event)
         if handler is None:
-            handler = server._namespace_handler(server._handlers, conn.namespace, "*")
+            handler = registry.namespace_handler(registry.handlers, conn.namespace, "*")
             if handler is not None:
                 args = [event, *args]
         if handler is None:
@@ -152,7 +130,7 @@ class SocketIOBridge:
             if exc is not None:
                 # The client that asked for an ack gets handler_error (generic unless debug),
                 # shaped like a RequestError's, instead of waiting for nothing.
-                message = server._handler_error(f"handler for {event!r} failed", exc)
+                message = registry.handler_error(f"handler for {event!r} failed", exc)
                 if ack_id >= 0:
                     self.ack(sid, ack_id, [handler_error(message, event)])
                 return
@@ -161,16 +139,16 @@ class SocketIOBridge:
             values = [] if result is None else list(result) if isinstance(result, tuple) \
                 else [result]
             try:
-                text, attachments = encode_args(values, server._json_default)
+                text, attachments = encode_args(values, registry.json_default)
             except (TypeError, ValueError) as err:
-                message = server._handler_error(f"ack of {event!r} is not JSON serializable", err)
+                message = registry.handler_error(f"ack of {event!r} is not JSON serializable", err)
                 self.ack(sid, ack_id, [handler_error(message, event)])
                 return
-            server._require_core().sio_ack(sid, ack_id, text, attachments)
+            self._require_core().sio_ack(sid, ack_id, text, attachments)
 
         # Handlers marked with `_skyrelay_args` (the Flask-SocketIO facade) get the raw list.
         data = args if getattr(handler, "_skyrelay_args", False) else handler_args(args)
-        server._call(handler, (conn, data), done)
+        registry.call(handler, (conn, data), done)
 
     def on_ack(self, sid: str, ack_id: int, args_json: str, attachments: list[bytes]) -> None:
         with self._lock:
@@ -181,13 +159,13 @@ class SocketIOBridge:
     # -- sending --------------------------------------------------------------------------
 
     def ack(self, sid: str, ack_id: int, values: list[Any]) -> None:
-        text, attachments = encode_args(values, self.server._json_default)
-        self.server._require_core().sio_ack(sid, ack_id, text, attachments)
+        text, attachments = encode_args(values, self.registry.json_default)
+        self._require_core().sio_ack(sid, ack_id, text, attachments)
 
     def emit(self, sid: str, event: str, args: list[Any] | tuple[Any, ...],
              ack: Callable[[list[Any]], None] | None = None) -> bool:
         """Sends an event to one socket; ``ack`` gets the client's acknowledgement arguments."""
-        text, attachments = encode_args(list(args), self.server._json_default)
+        text, attachments = encode_args(list(args), self.registry.json_default)
         inner = text[1:-1]  # the arguments without the array brackets
         ack_id = -1
         if ack is not None:
@@ -195,7 +173,7 @@ class SocketIOBridge:
                 ack_id = self._next_id
                 self._next_id += 1
                 self._calls[(sid, ack_id)] = ack
-        sent = self.server._require_core().sio_emit(sid, event, inner, attachments, ack_id)
+        sent = self._require_core().sio_emit(sid, event, inner, attachments, ack_id)
         if not sent and ack is not None:
             with self._lock:
                 self._calls.pop((sid, ack_id), None)
@@ -203,7 +181,7 @@ class SocketIOBridge:
 
     def call(self, sid: str, event: str, args: tuple[Any, ...], timeout: float) -> Any:
         """Emits and blocks until the client acknowledges; returns its ack arguments."""
-        if threading.get_ident() == self.server._dispatch_ident:
+        if self.registry.on_dispatcher():
             raise RuntimeError("call() would block the dispatcher thread that delivers the ack; "
                                "use `await server.acall(...)` in an async handler instead")
         done = threading.Event()
@@ -235,6 +213,12 @@ class SocketIOBridge:
         except asyncio.TimeoutError:
             self._forget(sid, resolve)
             raise TimeoutError(f"no acknowledgement from {sid} within {timeout}s") from None
+
+    def _require_core(self) -> _core.Server:
+        core = self._core()
+        if core is None or not core.running:
+            raise RuntimeError("the server is not running; call start() first")
+        return core
 
     def _forget(self, sid: str, resolve: Callable[[list[Any]], None]) -> None:
         with self._lock:

@@ -339,3 +339,68 @@ TEST(Outbox, ConcurrentProducersAndWriter) {
   // The last run ended with an empty take, so the outbox is idle.
   EXPECT_TRUE(o.push(f("after"), keep).start_writer);
 }
+
+// ---- groups (a Socket.IO binary event and its attachments) ----------------------------------
+
+TEST(Outbox, GroupsFromConcurrentPushersStayContiguous) {
+  // Two threads push three-frame groups while a third pushes single frames: in the queue, every
+  // group's frames are back to back, whatever the interleaving of the pushes.
+  constexpr int rounds = 5000;
+  outbox o({std::size_t{1} << 40, std::size_t{1} << 30});
+  std::vector<std::thread> threads;
+  for (int p = 0; p < 2; ++p) {
+    threads.emplace_back([&, p] {
+      for (int i = 0; i < rounds; ++i) {
+        const std::string id = std::to_string(p) + "." + std::to_string(i);
+        const auto r = o.push_group({f("g" + id + "/0"), f("g" + id + "/1"), f("g" + id + "/2")},
+                                    keep);
+        if (!r.accepted) ADD_FAILURE() << "refused group " << id;
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int i = 0; i < rounds * 3; ++i) o.push(f("s" + std::to_string(i)), keep);
+  });
+  for (auto& t : threads) t.join();
+  const auto all = drain(o);
+  ASSERT_EQ(all.size(), std::size_t{rounds} * 2 * 3 + rounds * 3);
+  std::size_t groups = 0;
+  for (std::size_t k = 0; k < all.size(); ++k) {
+    if (all[k][0] != 'g') continue;
+    ASSERT_EQ(all[k].substr(all[k].size() - 2), "/0") << "an attachment out of its group";
+    const std::string id = all[k].substr(0, all[k].size() - 2);
+    ASSERT_LT(k + 2, all.size());
+    EXPECT_EQ(all[k + 1], id + "/1");
+    EXPECT_EQ(all[k + 2], id + "/2");
+    k += 2;
+    ++groups;
+  }
+  EXPECT_EQ(groups, std::size_t{rounds} * 2);
+}
+
+TEST(Outbox, GroupCountsAsItsTotalAgainstTheBounds) {
+  outbox o({1024, 4});
+  EXPECT_TRUE(o.push(f("a"), keep).accepted);
+  EXPECT_TRUE(o.push(f("b"), drop).accepted);
+  // Three more frames would make five: the droppable "b" goes, then the group fits (four).
+  const auto r = o.push_group({f("c"), f("d"), f("e")}, keep);
+  EXPECT_TRUE(r.accepted);
+  EXPECT_EQ(r.dropped, 1u);
+  EXPECT_EQ(drain(o), (strings{"a", "c", "d", "e"}));
+  // Over the bound with nothing droppable: disconnect refuses the whole group...
+  outbox full({1024, 2});
+  full.push(f("x"), keep);
+  const auto refused = full.push_group({f("y"), f("z")}, keep);
+  EXPECT_TRUE(refused.overflow);
+  EXPECT_FALSE(refused.accepted);
+  // ...and drop_oldest drops the whole group, counted frame by frame.
+  const auto dropped = full.push_group({f("y"), f("z")}, drop);
+  EXPECT_FALSE(dropped.accepted);
+  EXPECT_EQ(dropped.dropped, 2u);
+  EXPECT_EQ(drain(full), (strings{"x"}));
+  // A group always fits an empty queue, and an empty group does nothing.
+  outbox empty({1, 1});
+  EXPECT_TRUE(empty.push_group({f("big"), f("bigger")}, keep).accepted);
+  EXPECT_FALSE(empty.push_group({}, keep).accepted);
+  EXPECT_EQ(empty.queued_frames(), 2u);
+}

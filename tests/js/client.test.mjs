@@ -407,14 +407,15 @@ describe("messages", () => {
     const c = client(url, { requestTimeout: 150 });
     await connected(c);
     let started = Date.now();
-    await assert.rejects(c.request("slow", 0.6), { code: "timeout" });
+    // The answers come after 2 s: a loaded machine may fire the timers late, never that late.
+    await assert.rejects(c.request("slow", 2), { code: "timeout" });
     let took = Date.now() - started;
-    assert.ok(took >= 145 && took < 550, `timed out after ${took} ms`);
+    assert.ok(took >= 145 && took < 1900, `timed out after ${took} ms`);
     started = Date.now();
-    await assert.rejects(c.request("slow", 0.6, { timeout: 50 }), { code: "timeout" });
+    await assert.rejects(c.request("slow", 2, { timeout: 50 }), { code: "timeout" });
     took = Date.now() - started;
-    assert.ok(took >= 45 && took < 550, `timed out after ${took} ms`);
-    await sleep(700);  // both late answers arrive now
+    assert.ok(took >= 45 && took < 1900, `timed out after ${took} ms`);
+    await sleep(2300);  // both late answers arrive now
     assert.equal(await c.request("slow", 0), "late");
     assert.equal(c.state, "connected");
   });
@@ -556,13 +557,14 @@ describe("heartbeat", () => {
   test("an idle live connection is pinged and stays up", async () => {
     const { url } = await sharedServer();
     const { Recording, sent } = recordingWebSocket();
-    const c = client(url, { WebSocket: Recording, heartbeatInterval: 50, heartbeatTimeout: 200 });
+    // A pong may take a second on a busy machine: this test is about staying up, not about
+    // how fast a dead server is found (the next test).
+    const c = client(url, { WebSocket: Recording, heartbeatInterval: 50, heartbeatTimeout: 1000 });
     await connected(c);
     const sid = c.sid;
     const log = stateLog(c);
-    await sleep(600);
-    const pings = sent.filter((m) => m.type === "ping").length;
-    assert.ok(pings >= 5, `only ${pings} pings in 600 ms`);
+    const pings = () => sent.filter((m) => m.type === "ping").length;
+    await until(() => pings() >= 5, "five pings");
     assert.deepEqual(log, []);
     assert.equal(c.sid, sid);
   });

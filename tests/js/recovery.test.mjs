@@ -25,6 +25,15 @@ before(async () => {
   assert.ok(url, "the server did not start");
 });
 
+// Resolves or rejects as `promise` does, or rejects with `what` after `ms`.
+function withDeadline(promise, ms, what) {
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(what)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 after(async () => {
   server.stdin.end();
   const timer = setTimeout(() => server.kill("SIGKILL"), 5000);
@@ -41,29 +50,38 @@ for (const transports of [["websocket"], ["polling", "websocket"]]) {
                              reconnectionDelayMax: 1000, randomizationFactor: 0, timeout: 5000 });
     await once(socket, "connect");
     assert.equal(socket.recovered, false);
-    if (transports.length === 2) {  // wait for the upgrade, so the cut hits the WebSocket
-      for (let i = 0; i < 50 && socket.io.engine.transport.name !== "websocket"; i++)
-        await new Promise((r) => setTimeout(r, 100));
-      assert.equal(socket.io.engine.transport.name, "websocket");
+    if (transports.length === 2 && socket.io.engine.transport.name !== "websocket") {
+      // Wait for the upgrade, so that the cut hits the WebSocket.
+      await withDeadline(once(socket.io.engine, "upgrade"), 15000, "no upgrade");
     }
+    assert.equal(socket.io.engine.transport.name, "websocket");
     const firstId = socket.id;
     const total = 60;
     const seen = [];
+    let acked = false;
     let dropped = false;
+    // The cut comes after the 10th tick and after the ack: an ack is not replayed by recovery
+    // (nor by the reference server), and a loaded machine may deliver it after a few ticks.
+    const cutIfDue = () => {
+      if (dropped || !acked || seen.length < 10) return;
+      dropped = true;
+      // Cut the connection under the client, without a goodbye: a lost transport.
+      socket.io.engine.transport.ws._socket.destroy();
+    };
     const done = new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`only ${seen.length} ticks`)), 15000);
+      const t = setTimeout(() => reject(new Error(`only ${seen.length} ticks`)), 20000);
       socket.on("tick", ({ n }) => {
         seen.push(n);
-        if (seen.length === 10 && !dropped) {
-          dropped = true;
-          // Cut the connection under the client, without a goodbye: a lost transport.
-          socket.io.engine.transport.ws._socket.destroy();
-        }
+        cutIfDue();
         if (n === total - 1) { clearTimeout(t); resolve(); }
       });
     });
+    done.catch(() => {});  // awaited below; keeps an early failure from going unhandled
     const reconnected = new Promise((resolve) => socket.io.once("reconnect", resolve));
-    assert.equal(await socket.timeout(5000).emitWithAck("join_ticks", total), "started");
+    assert.equal(await socket.timeout(10000).emitWithAck("join_ticks", total), "started");
+    acked = true;
+    cutIfDue();
+    assert.ok(dropped || seen.length < total, "every tick came before the ack: nothing to cut");
     await reconnected;
     await done;
     assert.equal(socket.recovered, true);
@@ -118,32 +136,47 @@ async function startProxy(target) {
 for (const transports of [["polling"], ["websocket"]]) {
   test(`${transports[0]}: recovery after the network fails replays rooms, broadcasts and direct events in order`, async () => {
     const proxy = await startProxy(Number(new URL(url).port));
+    // The client retries every 300 ms while the proxy refuses.
     const socket = io(`http://127.0.0.1:${proxy.port}`, {
-      transports, forceNew: true, reconnectionDelay: 1500, reconnectionDelayMax: 1500,
+      transports, forceNew: true, reconnectionDelay: 300, reconnectionDelayMax: 300,
       randomizationFactor: 0, timeout: 5000 });
+    const handshake = new Promise((resolve) => socket.io.engine.once("handshake", resolve));
     try {
       await once(socket, "connect");
+      // A polling session whose client vanished is let go by the server after at most one
+      // ping interval and one ping timeout (from the handshake). The network stays down that
+      // long and a second more, so that the client comes back to a detached socket.
+      const { pingInterval, pingTimeout } = await handshake;
+      const refuseMs = pingInterval + pingTimeout + 1000;
       const firstId = socket.id;
       const total = 90;
       const seen = [];
+      let acked = false;
       let cut = false;
+      // After the 12th tick and the ack (an ack is not replayed, and may come after a few ticks).
+      const cutIfDue = () => {
+        if (cut || !acked || seen.length < 12) return;
+        cut = true;
+        proxy.cut(refuseMs);
+      };
       const done = new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`only ${seen.length} ticks: ${seen}`)), 20000);
+        const t = setTimeout(() => reject(new Error(`only ${seen.length} ticks: ${seen}`)),
+                             20000 + refuseMs);
         socket.on("tick", ({ n, blob }) => {
           if (n % 3 === 0 && !(Buffer.isBuffer(blob) && blob.equals(Buffer.from([n, n, n]))))
             return reject(new Error(`tick ${n} came without its attachment: ${blob}`));
           seen.push(n);
-          if (seen.length === 12 && !cut) {
-            cut = true;
-            proxy.cut(800);  // the server notices by its ping timeout (0.3 + 0.3 s)
-          }
+          cutIfDue();
           if (n === total - 1) { clearTimeout(t); resolve(); }
         });
       });
+      done.catch(() => {});  // awaited below; keeps an early failure from going unhandled
       const disconnected = new Promise((resolve) => socket.once("disconnect", resolve));
       const reconnected = new Promise((resolve) => socket.io.once("reconnect", resolve));
-      assert.equal(await socket.timeout(5000).emitWithAck("join_mixed", total), "started");
-      done.catch(() => {});  // awaited below; keeps an early failure from going unhandled
+      assert.equal(await socket.timeout(10000).emitWithAck("join_mixed", total), "started");
+      acked = true;
+      cutIfDue();
+      assert.ok(cut || seen.length < total, "every tick came before the ack: nothing to cut");
       // Polling sees a failed request ("transport error"), WebSocket a closed socket.
       assert.ok(["transport error", "transport close"].includes(await disconnected));
       await reconnected;

@@ -3,6 +3,7 @@
 // (the TCP connection destroyed under it, no goodbye). It checks continuity itself: between
 // two explicit resets (a reconnect with socket.recovered === false) every n follows the one
 // before, and no n ever comes twice. Prints one JSON line with what it saw.
+// On standard error: READY once connected, then AT <n> every 500 events.
 // Usage: node sio_continuity.mjs <url> <last> <seed>
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -22,8 +23,13 @@ let sinceDrop = 0;
 let dropAfter = 500 + Math.floor(random() * 5000);
 const seen = new Set();
 
+let connected = false;
 socket.on("connect", () => {
-  if (prev === null) return;  // the first connection
+  if (!connected) {  // the first connection: the server has joined it to "stream"
+    connected = true;
+    console.error("READY");
+    return;
+  }
   if (socket.recovered) result.recovered++;
   else { result.resets++; prev = null; }  // an explicit reset: continuity restarts here
 });
@@ -33,8 +39,12 @@ socket.on("e", ({ n }) => {
   if (prev !== null && n !== prev + 1) result.errors.push(`gap ${prev} -> ${n}`);
   prev = n;
   result.events++;
+  if (result.events % 500 === 0) console.error(`AT ${n}`);  // progress, for the producer's gate
   if (n === last) finish();
-  if (++sinceDrop >= dropAfter && socket.io.engine?.transport?.ws?._socket) {
+  // Frames read before a cut are still delivered after it: cut only a live connection, so that
+  // every drop is one lost transport (and one reconnect).
+  const tcp = socket.io.engine?.transport?.ws?._socket;
+  if (++sinceDrop >= dropAfter && socket.connected && tcp && !tcp.destroyed) {
     sinceDrop = 0;
     dropAfter = 500 + Math.floor(random() * 5000);
     result.drops++;
@@ -49,4 +59,3 @@ function finish() {
   socket.disconnect();
   process.exit(0);
 }
-console.error("READY");

@@ -286,6 +286,18 @@ def test_sse_stream_ends_when_the_token_expires(auth_server, streams):
 
 # -- Socket.IO ------------------------------------------------------------------------------
 
+def write_loop_idle(client: socketio.Client) -> bool:
+    """Whether the python-engineio client's write loop is parked waiting for packets to send.
+
+    Over polling, that client's `disconnect()` queues its goodbye and leaves the `connected`
+    state at once; a write loop still busy with an earlier POST then sees the state change and
+    ends without sending the goodbye (python-engineio 4.x), so the server only learns of the
+    disconnect by its ping timeout. A test that asserts a polling client's goodbye waits first
+    for the write loop to be idle (the stdlib queue keeps its waiting getters in `_waiters`).
+    """
+    return len(client.eio.queue.not_empty._waiters) > 0
+
+
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
 def test_socketio_accepts_a_valid_token_in_the_connect_payload(auth_server, sio_clients,
                                                                transports):
@@ -297,6 +309,7 @@ def test_socketio_accepts_a_valid_token_in_the_connect_payload(auth_server, sio_
     assert (transport, user, roles) == ("socket.io", "linus", ["ops", "dev"])
     me = client.call("whoami", None, timeout=5)
     assert me["user"] == "linus" and me["claims"]["typ"] == "connect"
+    assert wait_until(lambda: write_loop_idle(client), 10)
     client.disconnect()
     assert server.seen["disconnects"].get(timeout=5) == ("socket.io", "linus", "client_close")
 

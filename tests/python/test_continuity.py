@@ -17,12 +17,17 @@ from pathlib import Path
 import pytest
 from sse_client import Stream
 
-from skyrelay.testing import connect, metric
+from skyrelay.testing import connect, metric, wait_until
 
 TOTAL = 100_000
 HISTORY = 60_000
 LAG = 70_000
 LAST = TOTAL - 1
+BATCH = 1000
+# The producer stays at most this far ahead of the slowest subscriber that is not away on
+# purpose: a third of what history holds, so that reading slowly on a busy machine is never
+# taken for a long absence.
+AHEAD = 20_000
 TOKEN = "continuity"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,6 +37,8 @@ PRODUCER = textwrap.dedent("""
     url, total = sys.argv[1], int(sys.argv[2])
     with Producer(url, token="continuity", batch_size=1000) as producer:
         for start in range(0, total, 1000):
+            if not sys.stdin.readline():  # the test grants each batch
+                sys.exit("no grant for the batch at %d" % start)
             with producer.batch() as batch:
                 for n in range(start, min(total, start + 1000)):
                     batch.emit("e", {"n": n}, to="stream")
@@ -51,6 +58,9 @@ class Record:
         self.resets: list[str] = []
         self.errors: list[str] = []
         self.done = False
+        self.at = -1  # the last n read, whatever came before: the subscriber's progress
+        self.away = False  # staying away on purpose (the producer does not wait for it then)
+        self.ready = threading.Event()  # subscribed for the first time
 
     def event(self, n: int) -> None:
         if n in self.seen:
@@ -59,6 +69,7 @@ class Record:
         if self.prev is not None and n != self.prev + 1:
             self.errors.append(f"silent gap {self.prev} -> {n}")
         self.prev = n
+        self.at = n
         self.events += 1
         self.done = n == LAST
 
@@ -83,6 +94,7 @@ def json_subscriber(server, rec: Record, rng: random.Random, lag_at: int | None)
         with connect(url, timeout=30) as c:
             if seq is None:
                 epoch = c.subscribe("stream")["epoch"]
+                rec.ready.set()
             else:
                 reply = c.subscribe("stream", since=seq, epoch=epoch)
                 if not reply["recovered"]:
@@ -100,8 +112,10 @@ def json_subscriber(server, rec: Record, rng: random.Random, lag_at: int | None)
         if not lagged and rec.prev is not None and rec.prev >= lag_at:
             lagged = True
             # Away while more events go by than history holds.
-            while published(server) < min(start + LAG, TOTAL) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            rec.away = True
+            wait_until(lambda: published(server) >= min(start + LAG, TOTAL),
+                       deadline - time.monotonic(), 0.05)
+            rec.away = False
 
 
 def sse_subscriber(server, rec: Record, rng: random.Random, lag_at: int | None) -> None:
@@ -114,6 +128,7 @@ def sse_subscriber(server, rec: Record, rng: random.Random, lag_at: int | None) 
         stream = Stream(f"http://127.0.0.1:{server.port}/sse/stream", headers)
         try:
             welcome = stream.next_event("welcome", timeout=30)
+            rec.ready.set()
             if welcome.id:
                 last_id = welcome.id
             budget = rng.randint(500, 6000)
@@ -132,8 +147,10 @@ def sse_subscriber(server, rec: Record, rng: random.Random, lag_at: int | None) 
             stream.close()
         if not lagged and rec.prev is not None and rec.prev >= lag_at:
             lagged = True
-            while published(server) < min(start + LAG, TOTAL) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            rec.away = True
+            wait_until(lambda: published(server) >= min(start + LAG, TOTAL),
+                       deadline - time.monotonic(), 0.05)
+            rec.away = False
 
 
 @pytest.mark.timeout(240)
@@ -170,21 +187,52 @@ def test_hundred_thousand_events_with_subscribers_coming_and_going(skyrelay_serv
     node = subprocess.Popen(["node", str(ROOT / "tests/python/sio_continuity.mjs"), url,
                              str(LAST), "7"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    sio_at = [-1]
+    sio_err_lines: list[str] = []
+
+    def read_node_progress() -> None:
+        for line in node.stderr:
+            if line.startswith("AT "):
+                sio_at[0] = int(line[3:])
+            else:
+                sio_err_lines.append(line)
+
+    def slowest() -> int:
+        present = [r.at for r in records.values() if not r.away]
+        return min(present + [sio_at[0]])
+
+    producer = None
     try:
-        assert node.stderr.readline().strip() == "READY"
+        assert node.stderr.readline().strip() == "READY"  # connected, in "stream"
+        progress = threading.Thread(target=read_node_progress, daemon=True)
+        progress.start()
         for t in threads:
             t.start()
-        time.sleep(0.5)  # everyone subscribed before the first event
-        producer = subprocess.run([sys.executable, "-c", PRODUCER, url, str(TOTAL)],
-                                  capture_output=True, text=True, timeout=180)
-        assert producer.returncode == 0, producer.stderr
+        # Everyone subscribed before the first event.
+        for rec in records.values():
+            assert rec.ready.wait(30), (rec.name, errors)
+        producer = subprocess.Popen([sys.executable, "-c", PRODUCER, url, str(TOTAL)],
+                                    stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for start in range(0, TOTAL, BATCH):
+            if not wait_until(lambda: slowest() >= start - AHEAD, 60, 0.01):
+                errors.append(AssertionError(f"no subscriber progress at {start}: "
+                                             f"{slowest()}, sio at {sio_at[0]}"))
+                break
+            producer.stdin.write("go\n")
+            producer.stdin.flush()
+        producer.stdin.close()
+        assert producer.wait(timeout=60) == 0, producer.stderr.read()
         for t in threads:
             t.join(150)
-        sio_out, sio_err = node.communicate(timeout=150)
+        sio_out = node.stdout.read()
+        node.wait(timeout=30)
+        progress.join(10)
+        sio_err = "".join(sio_err_lines)
     finally:
-        if node.poll() is None:
-            node.kill()
-            node.wait()
+        for proc in (node, producer):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert not errors, (errors, [(r.name, r.events, r.prev, r.resets, r.drops)
                                  for r in records.values()])
     assert published(server) == TOTAL

@@ -939,7 +939,9 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
     }
   }
   if (ws) {
-    for (const auto& f : frames) ws->deliver(f, overflow_policy::disconnect);
+    // One push: a binary event's attachments must follow it with nothing between them (a
+    // reply or another event sent by another thread meanwhile breaks the client's decoder).
+    ws->deliver_group(frames, overflow_policy::disconnect);
     return;
   }
   if (overflow) {

@@ -3,12 +3,25 @@
 namespace skyrelay {
 
 outbox::push_result outbox::push(frame_ptr f, overflow_policy policy) {
+  return push_range(&f, 1, policy);  // no vector on the one-frame path (every fan-out)
+}
+
+outbox::push_result outbox::push_group(const std::vector<frame_ptr>& group,
+                                       overflow_policy policy) {
+  return push_range(group.data(), group.size(), policy);
+}
+
+outbox::push_result outbox::push_range(const frame_ptr* first, std::size_t count,
+                                       overflow_policy policy) {
   push_result r;
-  const std::size_t size = f->bytes.size();
+  if (count == 0) return r;
+  std::size_t size = 0;
+  for (std::size_t i = 0; i < count; ++i) size += first[i]->bytes.size();
   std::lock_guard lock(mu_);
   if (closed_) return r;
   auto over = [&] {
-    return !q_.empty() && (bytes_ + size > limits_.max_bytes || q_.size() + 1 > limits_.max_frames);
+    return !q_.empty() &&
+           (bytes_ + size > limits_.max_bytes || q_.size() + count > limits_.max_frames);
   };
   if (over()) {
     // Droppable frames make room for any frame, so that a reply or a ping to a drop_oldest
@@ -27,12 +40,13 @@ outbox::push_result outbox::push(frame_ptr f, overflow_policy policy) {
         r.overflow = true;
         return r;
       }
-      ++r.dropped;  // nothing droppable left to evict: the new frame is the one dropped
+      r.dropped += count;  // nothing droppable left to evict: the new frames are dropped
       return r;
     }
   }
   bytes_ += size;
-  q_.push_back(entry{std::move(f), policy == overflow_policy::drop_oldest});
+  for (std::size_t i = 0; i < count; ++i)
+    q_.push_back(entry{first[i], policy == overflow_policy::drop_oldest});
   r.accepted = true;
   if (!writer_active_) {
     writer_active_ = true;

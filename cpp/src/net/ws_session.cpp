@@ -217,7 +217,14 @@ void ws_session::send_text(std::string_view payload) {
 }
 
 void ws_session::deliver(const frame_ptr& f, overflow_policy policy) {
-  auto r = outbox_.push(f, policy);
+  on_pushed(outbox_.push(f, policy));
+}
+
+void ws_session::deliver_group(const std::vector<frame_ptr>& group, overflow_policy policy) {
+  on_pushed(outbox_.push_group(group, policy));
+}
+
+void ws_session::on_pushed(const outbox::push_result& r) {
   if (r.dropped || r.overflow) server_.get_metrics().limit_hit(limit_kind::outbox);
   if (r.dropped) {
     server_.get_metrics().drop(drop_reason::drop_oldest, r.dropped);

@@ -40,6 +40,12 @@ class outbox {
 
   push_result push(frame_ptr f, overflow_policy policy);
 
+  // Pushes `group` (a Socket.IO binary event and its attachments) as one: every frame queued
+  // back to back, with no frame of a concurrent push between them, or none queued. The bounds
+  // apply to the group's total as to one frame; `dropped` counts the whole group when it is the
+  // one dropped. An empty group is a no-op.
+  push_result push_group(const std::vector<frame_ptr>& group, overflow_policy policy);
+
   // Moves every queued frame into `out` (appending). Returns false, and marks the write loop
   // idle, when nothing is queued; the next push will then ask for a new start.
   bool take(std::vector<frame_ptr>& out);
@@ -51,6 +57,8 @@ class outbox {
   std::size_t queued_frames() const;
 
  private:
+  push_result push_range(const frame_ptr* first, std::size_t count, overflow_policy policy);
+
   struct entry {
     frame_ptr f;
     bool droppable;

@@ -80,6 +80,9 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   bool replay_fits(const std::vector<frame_ptr>& frames) const;
 
   void deliver(const frame_ptr& f, overflow_policy policy) override;
+  // Delivers `group` as one (outbox::push_group): nothing another thread delivers meanwhile
+  // comes between its frames. Any thread.
+  void deliver_group(const std::vector<frame_ptr>& group, overflow_policy policy);
   // The verified token of the handshake (JSON protocol or SSE); set before start(). Once the
   // session is open, a timer ends it when the token expires (identity::ends_at): close code
   // 4003 "token expired", or for SSE a `token_expired` event and the end of the stream.
@@ -122,6 +125,8 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   void push_control(std::string bytes);
 
   void schedule_flush();
+  // Counts a push's drops, closes on overflow, starts the writer when asked.
+  void on_pushed(const outbox::push_result& r);
   void flush();
   void on_write(boost::system::error_code ec, std::size_t bytes);
   void arm_write_timer(std::chrono::steady_clock::time_point deadline);

@@ -1,0 +1,206 @@
+// Bindings for server_config: one typed class (skyrelay._core.ServerConfig) that Python fills
+// attribute by attribute (skyrelay.Server.start), instead of a dict parsed key by key.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "skyrelay/auth/access_policy.hpp"
+#include "skyrelay/auth/connection_auth.hpp"
+#include "skyrelay/core/config.hpp"
+
+namespace py = pybind11;
+
+namespace skyrelay::bindings {
+
+std::shared_ptr<const auth::auth_config> jwt_config(const py::dict& o);
+
+namespace {
+
+using ms = std::chrono::milliseconds;
+using config_class = py::class_<server_config>;
+
+// Role requirements from Server._access_options(): lists of (namespace, roles), (namespace,
+// room pattern, roles) and (namespace, event, roles). Raises ValueError for an empty name or
+// role list.
+std::shared_ptr<const auth::access_policy> access_config(const py::dict& o) {
+  using roles = std::vector<std::string>;
+  auto policy = std::make_shared<auth::access_policy>();
+  for (auto item : o["namespaces"].cast<py::list>()) {
+    auto [nsp, r] = item.cast<std::pair<std::string, roles>>();
+    policy->require_namespace(std::move(nsp), std::move(r));
+  }
+  for (auto item : o["rooms"].cast<py::list>()) {
+    auto [nsp, pattern, r] = item.cast<std::tuple<std::string, std::string, roles>>();
+    policy->require_room(std::move(nsp), std::move(pattern), std::move(r));
+  }
+  for (auto item : o["events"].cast<py::list>()) {
+    auto [nsp, event, r] = item.cast<std::tuple<std::string, std::string, roles>>();
+    policy->require_event(std::move(nsp), std::move(event), std::move(r));
+  }
+  if (policy->empty()) return nullptr;
+  return policy;
+}
+
+// A duration field as an integer number of milliseconds, under `name` (which ends in _ms).
+void def_ms(config_class& c, const char* name, ms server_config::*field) {
+  c.def_property(
+      name, [field](const server_config& cfg) { return (cfg.*field).count(); },
+      [field](server_config& cfg, long long value) { cfg.*field = ms(value); });
+}
+
+// A rate_spec field as a (rate, burst) tuple.
+void def_rate(config_class& c, const char* name, rate_spec server_config::*field) {
+  c.def_property(
+      name,
+      [field](const server_config& cfg) {
+        return std::make_pair((cfg.*field).rate, (cfg.*field).burst);
+      },
+      [field](server_config& cfg, std::pair<double, double> value) {
+        cfg.*field = rate_spec{value.first, value.second};
+      });
+}
+
+void def_plain_fields(config_class& c) {
+  c.def_readwrite("host", &server_config::host)
+      .def_readwrite("port", &server_config::port)
+      .def_readwrite("io_threads", &server_config::io_threads)
+      .def_readwrite("static_dir", &server_config::static_dir)
+      .def_readwrite("client_dir", &server_config::client_dir)
+      .def_readwrite("tls_cert_file", &server_config::tls_cert_file)
+      .def_readwrite("tls_key_file", &server_config::tls_key_file)
+      .def_readwrite("broker", &server_config::broker)
+      .def_readwrite("publish_token", &server_config::publish_token)
+      .def_readwrite("max_connections", &server_config::max_connections)
+      .def_readwrite("max_connections_per_ip", &server_config::max_connections_per_ip)
+      .def_readwrite("max_rooms_per_connection", &server_config::max_rooms_per_connection)
+      .def_readwrite("limit_loopback", &server_config::limit_loopback)
+      .def_readwrite("max_attachments", &server_config::max_attachments)
+      .def_readwrite("max_attachment_bytes", &server_config::max_attachment_bytes)
+      .def_readwrite("max_message_size", &server_config::max_message_size)
+      .def_readwrite("max_header_size", &server_config::max_header_size)
+      .def_readwrite("max_body_size", &server_config::max_body_size)
+      .def_readwrite("outbox_max_bytes", &server_config::outbox_max_bytes)
+      .def_readwrite("outbox_max_frames", &server_config::outbox_max_frames)
+      .def_readwrite("dispatch_queue_max", &server_config::dispatch_queue_max)
+      .def_readwrite("socketio_path", &server_config::socketio_path)
+      .def_readwrite("sio_namespaces", &server_config::sio_namespaces)
+      .def_readwrite("cors_allowed_origins", &server_config::cors_allowed_origins)
+      .def_readwrite("cors_credentials", &server_config::cors_credentials)
+      .def_readwrite("eio_cookie", &server_config::eio_cookie)
+      .def_readwrite("engineio_echo_path", &server_config::engineio_echo_path)
+      .def_readwrite("history_max_events", &server_config::history_max_events)
+      .def_readwrite("roles_from_connect", &server_config::roles_from_connect)
+      .def_readwrite("json_protocol", &server_config::json_protocol)
+      .def_readwrite("sse", &server_config::sse)
+      .def_readwrite("socketio", &server_config::socketio);
+}
+
+void def_durations(config_class& c) {
+  def_ms(c, "handshake_timeout_ms", &server_config::handshake_timeout);
+  def_ms(c, "idle_timeout_ms", &server_config::idle_timeout);
+  def_ms(c, "heartbeat_interval_ms", &server_config::heartbeat_interval);
+  def_ms(c, "heartbeat_timeout_ms", &server_config::heartbeat_timeout);
+  def_ms(c, "drain_timeout_ms", &server_config::drain_timeout);
+  def_ms(c, "write_timeout_ms", &server_config::write_timeout);
+  def_ms(c, "eio_ping_interval_ms", &server_config::eio_ping_interval);
+  def_ms(c, "eio_ping_timeout_ms", &server_config::eio_ping_timeout);
+  def_ms(c, "sio_connect_timeout_ms", &server_config::sio_connect_timeout);
+  def_ms(c, "sio_recovery_window_ms", &server_config::sio_recovery_window);
+  def_ms(c, "sse_keepalive_ms", &server_config::sse_keepalive);
+  def_ms(c, "sse_retry_ms", &server_config::sse_retry);
+  def_ms(c, "history_max_age_ms", &server_config::history_max_age);
+}
+
+// The fields whose Python form is not the C++ one: rates, and the policies built from the
+// options of JWTAuth, require_roles and client_topics (write-only: they hold C++ objects).
+void def_converted_fields(config_class& c) {
+  def_rate(c, "new_connections_per_ip", &server_config::new_connections_per_ip);
+  def_rate(c, "new_sessions_per_ip", &server_config::new_sessions_per_ip);
+  c.def_property(
+       "inbound_rate", [](const server_config& cfg) { return cfg.inbound_limit.rate; },
+       [](server_config& cfg, double v) { cfg.inbound_limit.rate = v; })
+      .def_property(
+          "inbound_burst", [](const server_config& cfg) { return cfg.inbound_limit.burst; },
+          [](server_config& cfg, double v) { cfg.inbound_limit.burst = v; })
+      .def_property(
+          "event_limits",
+          [](const server_config& cfg) {
+            py::dict out;
+            for (const auto& [event, spec] : cfg.event_limits)
+              out[py::str(event)] = py::make_tuple(spec.rate, spec.burst);
+            return out;
+          },
+          [](server_config& cfg, const py::dict& limits) {
+            cfg.event_limits.clear();
+            for (auto [event, spec] : limits) {
+              auto pair = spec.cast<std::pair<double, double>>();
+              cfg.event_limits[event.cast<std::string>()] = rate_spec{pair.first, pair.second};
+            }
+          })
+      .def_property(
+          "jwt", [](const server_config& cfg) { return cfg.jwt != nullptr; },
+          [](server_config& cfg, const py::object& o) {
+            cfg.jwt = o.is_none() ? nullptr : jwt_config(o.cast<py::dict>());
+          })
+      .def_property(
+          "access", [](const server_config& cfg) { return cfg.access != nullptr; },
+          [](server_config& cfg, const py::object& o) {
+            cfg.access = o.is_none() ? nullptr : access_config(o.cast<py::dict>());
+          })
+      .def_property(
+          "client_topics", [](const server_config& cfg) { return cfg.client_topics != nullptr; },
+          [](server_config& cfg, const py::object& o) {
+            cfg.client_topics =
+                o.is_none() ? nullptr
+                            : std::make_shared<const auth::client_topic_policy>(
+                                  o.cast<std::vector<std::string>>());
+          });
+}
+
+}  // namespace
+
+// The server's JWT settings from skyrelay.JWTAuth._options(). Raises ValueError for a key
+// that does not fit its algorithms.
+std::shared_ptr<const auth::auth_config> jwt_config(const py::dict& o) {
+  auth::jwt_policy policy;
+  policy.issuers = o["issuers"].cast<std::vector<std::string>>();
+  policy.audiences = o["audiences"].cast<std::vector<std::string>>();
+  policy.leeway_s = o["leeway_s"].cast<long>();
+  auto cfg = std::make_shared<auth::auth_config>(auth::auth_config{auth::jwt_verifier(policy)});
+  cfg->kind_claim = o["kind_claim"].cast<std::string>();
+  cfg->connect_kind = o["connect_kind"].cast<std::string>();
+  cfg->publish_kind = o["publish_kind"].cast<std::string>();
+  cfg->required = o["required"].cast<bool>();
+  cfg->require_kind = o["require_kind"].cast<bool>();
+  for (auto item : o["keys"].cast<py::list>()) {
+    auto [type, id, material, algorithms] =
+        item.cast<std::tuple<std::string, std::string, std::string, std::vector<std::string>>>();
+    auto key = type == "hmac" ? auth::jwt_key::hmac(id, material, algorithms)
+                              : auth::jwt_key::public_pem(id, material, algorithms);
+    if (auto* error = std::get_if<std::string>(&key))
+      throw py::value_error("JWT key \"" + id + "\": " + *error);
+    cfg->verifier.add_key(std::get<auth::jwt_key>(std::move(key)));
+  }
+  return cfg;
+}
+
+void register_config(py::module_& m) {
+  config_class c(m, "ServerConfig",
+                 "The C++ server_config, filled by skyrelay.Server from its keyword arguments. "
+                 "Durations are integer milliseconds (the _ms names), rates (rate, burst). jwt, "
+                 "access and client_topics take the options dicts (or None) and read back "
+                 "whether they are set.");
+  c.def(py::init<>());
+  def_plain_fields(c);
+  def_durations(c);
+  def_converted_fields(c);
+}
+
+}  // namespace skyrelay::bindings

@@ -1,0 +1,167 @@
+"""Event encoding, shared by the server, the Socket.IO bridge and the HTTP producer.
+
+Pure Python: importing it loads no C++ extension, so ``skyrelay.producer`` runs without
+``skyrelay._core``. One payload has two wire forms:
+
+- JSON text (:func:`encode_json`), where ``bytes`` nested in the payload are refused with
+  :class:`NestedBytes`; :func:`encode_base64` is the JSON-protocol form that turns them into
+  base64 strings instead;
+- Socket.IO arguments (:func:`encode_args`): a JSON array with ``{"_placeholder": true,
+  "num": i}`` in place of each ``bytes`` value, plus the list of binary attachments.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import enum
+import json
+import math
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["NestedBytes", "base64_bytes", "encode_args", "encode_base64", "encode_json",
+           "is_json_text", "json_fallback", "pack_binary", "unpack_binary"]
+
+_BYTES = (bytes, bytearray, memoryview)
+
+
+class NestedBytes(TypeError):
+    """Raised by the JSON fallback for bytes inside a payload: Socket.IO sends those as binary
+    attachments, the JSON protocol as base64 strings (see Server.emit)."""
+
+
+def base64_bytes(value: Any) -> Any:
+    """The JSON-protocol form of a payload with bytes in it: each bytes value as base64."""
+    if isinstance(value, _BYTES):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {k: base64_bytes(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [base64_bytes(v) for v in value]
+    return value
+
+
+def json_fallback(obj: Any) -> Any:
+    """Turns the usual non-JSON types into JSON ones; raises NestedBytes for bytes and
+    TypeError for the rest."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
+        return obj.isoformat()
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if type(obj).__module__.partition(".")[0] == "pandas":  # without importing pandas
+        if type(obj).__name__ == "DataFrame":
+            return obj.to_dict(orient="records")  # a list of row dicts
+        if hasattr(obj, "to_dict"):  # a Series, such as a row from df.iloc[i]
+            return obj.to_dict()
+        if hasattr(obj, "isoformat"):  # Timedelta and friends
+            return obj.isoformat()
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars, without importing numpy
+        return obj.tolist()
+    if isinstance(obj, _BYTES):
+        raise NestedBytes("bytes inside a payload are not JSON")
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_number(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999: a JSON number that no double holds, refused as the core does
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def is_json_text(raw: bytes) -> bool:
+    """True when ``raw`` is one valid UTF-8 JSON text (NaN and infinities are not JSON).
+
+    The pure-Python check; the server uses the C++ core's instead, which also refuses escaped
+    lone surrogates and accepts nesting deeper than Python's recursion limit. Either way the
+    server checks what it receives again."""
+    try:
+        json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant,
+                   parse_float=_finite_number, parse_int=_finite_number)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def encode_json(data: Any, default: Callable[[Any], Any] | None = None, *,
+                check: Callable[[bytes], bool] = is_json_text) -> bytes:
+    """Serializes a payload once, as the server sends it.
+
+    ``bytes``-like data is taken as already-encoded JSON (and checked with ``check``);
+    everything else goes through :func:`json.dumps` with ``default`` (then the built-in
+    fallbacks for dataclasses, datetimes, enums, sets, UUIDs and numpy values). NaN and
+    infinities are refused because they are not JSON; bytes nested in the payload raise
+    :class:`NestedBytes` (a TypeError).
+    """
+    if isinstance(data, _BYTES):
+        raw = bytes(data)
+        if not check(raw):
+            raise ValueError("a bytes payload must be one valid UTF-8 JSON text")
+        return raw
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        data = dataclasses.asdict(data)
+    if default is None:
+        hook = json_fallback
+    else:
+        def hook(obj: Any) -> Any:
+            try:
+                return default(obj)
+            except TypeError:
+                return json_fallback(obj)
+    text = json.dumps(data, default=hook, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+    return text.encode("utf-8")
+
+
+def encode_base64(data: Any, default: Callable[[Any], Any] | None = None, *,
+                  check: Callable[[bytes], bool] = is_json_text) -> bytes:
+    """:func:`encode_json`, with nested bytes as base64 strings (the JSON protocol's form)."""
+    try:
+        return encode_json(data, default, check=check)
+    except NestedBytes:
+        return encode_json(base64_bytes(data), default, check=check)
+
+
+def unpack_binary(value: Any, attachments: list[bytes]) -> Any:
+    """Replaces {"_placeholder": true, "num": i} with the i-th attachment, recursively."""
+    if isinstance(value, dict):
+        if value.get("_placeholder") is True and isinstance(value.get("num"), int) \
+                and len(value) == 2 and 0 <= value["num"] < len(attachments):
+            return attachments[value["num"]]
+        return {k: unpack_binary(v, attachments) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unpack_binary(v, attachments) for v in value]
+    return value
+
+
+def pack_binary(value: Any, attachments: list[bytes]) -> Any:
+    """Replaces bytes with placeholders, appending them to ``attachments``, recursively."""
+    if isinstance(value, _BYTES):
+        attachments.append(bytes(value))
+        return {"_placeholder": True, "num": len(attachments) - 1}
+    if isinstance(value, dict):
+        return {k: pack_binary(v, attachments) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [pack_binary(v, attachments) for v in value]
+    return value
+
+
+def encode_args(args: list[Any] | tuple[Any, ...], default: Callable[[Any], Any] | None
+                ) -> tuple[str, list[bytes]]:
+    """A list of arguments as JSON text (with placeholders) and its binary attachments."""
+    attachments: list[bytes] = []
+    packed = [pack_binary(a, attachments) for a in args]
+    return encode_json(packed, default).decode("utf-8"), attachments

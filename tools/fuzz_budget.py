@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Runs the libFuzzer targets until each has had a CPU budget, across sessions.
+
+Each run of a target lasts --chunk seconds of wall time on the working corpus in
+build/fuzz-corpus/<target> (seeded from fuzz/corpus/<target>) and appends one line to
+fuzz/runs.jsonl: the target, the CPU seconds it used, its executions, libFuzzer's coverage at
+the end, the date and the commit. The target with the least CPU so far goes next, until every
+target has --minutes of CPU or --until passes. A crash stops the run and leaves its input in
+build/fuzz/artifacts/. Build the targets first: `make fuzz-build`.
+
+    tools/fuzz_budget.py --minutes 30 --until 04:40     # fuzz, niced, until 04:40 at the latest
+    tools/fuzz_budget.py --report                       # the totals, as docs/security.md shows
+    tools/fuzz_budget.py --merge                        # keep inputs that add coverage in fuzz/corpus
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LEDGER = ROOT / "fuzz" / "runs.jsonl"
+BUILD = ROOT / "build" / "fuzz"
+
+
+def targets() -> list[str]:
+    """The targets `make fuzz` runs, read from the Makefile so the two never disagree."""
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith("FUZZ_TARGETS :="):
+            return line.split(":=", 1)[1].split()
+    raise SystemExit("FUZZ_TARGETS not found in the Makefile")
+
+
+def totals() -> dict[str, dict]:
+    out: dict[str, dict] = collections.defaultdict(lambda: {"cpu": 0.0, "execs": 0, "last": None})
+    if LEDGER.exists():
+        for line in LEDGER.read_text().splitlines():
+            run = json.loads(line)
+            t = out[run["target"]]
+            t["cpu"] += run["cpu"]
+            t["execs"] += run["execs"] or 0
+            t["last"] = run
+    return out
+
+
+def run_once(target: str, chunk: int) -> dict:
+    corpus = ROOT / "build" / "fuzz-corpus" / target
+    corpus.mkdir(parents=True, exist_ok=True)
+    (BUILD / "artifacts").mkdir(parents=True, exist_ok=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(
+        ["nice", "-n", "19", str(BUILD / f"fuzz_{target}"), f"-max_total_time={chunk}",
+         "-max_len=8192", "-timeout=10", "-print_final_stats=1",
+         f"-artifact_prefix={BUILD / 'artifacts'}/{target}-", str(corpus),
+         str(ROOT / "fuzz" / "corpus" / target)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    execs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", proc.stdout)
+    cov = re.findall(r"cov: (\d+) ft: (\d+)", proc.stdout)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    run = {"target": target,
+           "cpu": round(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, 1),
+           "execs": int(execs[-1]) if execs else None,
+           "cov": int(cov[-1][0]) if cov else None, "ft": int(cov[-1][1]) if cov else None,
+           "rc": proc.returncode, "date": datetime.date.today().isoformat(), "commit": commit}
+    if proc.returncode != 0:
+        sys.stdout.write(proc.stdout[-4000:])
+    return run
+
+
+def report() -> None:
+    print("| target | CPU minutes | executions | coverage (edges / features) |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, t in sorted(totals().items()):
+        last = t["last"]
+        print(f"| `{name}` | {t['cpu'] / 60:.1f} | {t['execs'] / 1e6:.1f} M "
+              f"| {last['cov']} / {last['ft']} |")
+
+
+def merge() -> None:
+    for target in targets():
+        work = ROOT / "build" / "fuzz-corpus" / target
+        if not work.is_dir():
+            continue
+        subprocess.run([str(BUILD / f"fuzz_{target}"), "-merge=1", "-max_len=8192",
+                        str(ROOT / "fuzz" / "corpus" / target), str(work)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        print(target, len(os.listdir(ROOT / "fuzz" / "corpus" / target)), "inputs")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=30.0, help="CPU minutes per target")
+    ap.add_argument("--chunk", type=int, default=300, help="wall seconds per run")
+    ap.add_argument("--until", help="stop starting runs after this time of day, HH:MM")
+    ap.add_argument("--report", action="store_true", help="print the totals and exit")
+    ap.add_argument("--merge", action="store_true",
+                    help="merge the working corpora into fuzz/corpus and exit")
+    args = ap.parse_args()
+    if args.report:
+        return report()
+    if args.merge:
+        return merge()
+    deadline = float("inf")
+    if args.until:
+        hh, mm = map(int, args.until.split(":"))
+        now = datetime.datetime.now()
+        deadline = now.replace(hour=hh, minute=mm, second=0).timestamp()
+    while time.time() + args.chunk <= deadline:
+        done = totals()
+        todo = [t for t in targets() if done[t]["cpu"] < args.minutes * 60]
+        if not todo:
+            break
+        target = min(todo, key=lambda t: done[t]["cpu"])
+        run = run_once(target, args.chunk)
+        with LEDGER.open("a") as f:
+            f.write(json.dumps(run) + "\n")
+        print(json.dumps(run), flush=True)
+        if run["rc"] != 0:
+            raise SystemExit(f"fuzz_{target} failed; its input is in {BUILD / 'artifacts'}")
+
+
+if __name__ == "__main__":
+    main()
