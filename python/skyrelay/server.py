@@ -181,6 +181,10 @@ class Server:
     opens none: clients then get what the server addresses to them (broadcasts, direct emits,
     rooms a handler joins them to). ``json_protocol``, ``sse`` and ``socketio`` set to False
     turn that transport's endpoint off.
+
+    ``broker`` names the broker every publication passes through: None or ``"memory"`` (the
+    default) delivers in this process only. Any other URL raises ValueError at :meth:`start`,
+    naming the scheme (a Redis broker is planned).
     """
 
     def __init__(
@@ -240,6 +244,7 @@ class Server:
         socketio: bool = True,
         ssl_certfile: str | os.PathLike[str] | None = None,
         ssl_keyfile: str | os.PathLike[str] | None = None,
+        broker: str | None = None,
         debug: bool = False,
     ) -> None:
         def ms(seconds: float) -> int:
@@ -319,7 +324,12 @@ class Server:
             # TLS on the same port (https, wss): PEM certificate (chain) and key files.
             "tls_cert_file": os.fspath(ssl_certfile) if ssl_certfile else "",
             "tls_key_file": os.fspath(ssl_keyfile) if ssl_keyfile else "",
+            # The broker publications pass through: "" (None) or "memory" is this process
+            # only; C++ refuses any other URL when the server is built, at start().
+            "broker": broker or "",
         }
+        if broker is not None and not isinstance(broker, str):
+            raise TypeError(f"broker must be a URL string, not {type(broker).__name__}")
         if "*" in self._options["cors_allowed_origins"] and cors_credentials:
             raise ValueError("cors_credentials=True cannot be combined with "
                              "cors_allowed_origins='*': any site could then read what a "

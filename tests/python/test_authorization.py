@@ -281,6 +281,53 @@ def test_server_join_holds_the_connection_to_the_room_rules(wells, sio_clients):
     assert forbidden("room", wells) == 3
 
 
+# -- the rate limit comes first ------------------------------------------------------------------
+
+@pytest.fixture
+def guarded(skyrelay_server_factory):
+    """A burst of 3 inbound messages and almost no refill (one token per 1000 s): a role-gated
+    event and an open one, both recording the calls that reach them."""
+    handled: queue.Queue = queue.Queue()
+
+    def configure(server: skyrelay.Server) -> None:
+        server.on("secret", lambda conn, data: handled.put(("secret", data)), roles=["admin"])
+        server.on("open", lambda conn, data: handled.put(("open", data)) or "ok")
+
+    server = skyrelay_server_factory(configure, inbound_rate=0.001, inbound_burst=3)
+    server.handled = handled
+    return server
+
+
+def test_a_forbidden_event_uses_up_a_rate_limit_token(guarded):
+    with ws(guarded) as anonymous:
+        for i in range(3):
+            anonymous.send({"type": "event", "event": "secret", "data": i, "id": f"s{i}"})
+            err = anonymous.expect_frame("error")
+            assert (err["code"], err["ref"]) == ("forbidden", f"s{i}")
+        anonymous.send({"type": "event", "event": "open", "data": 3, "id": "o"})
+        err = anonymous.expect_frame("error")
+        assert (err["code"], err["ref"]) == ("rate_limited", "o")
+    assert guarded.handled.empty()  # neither handler ran
+    assert forbidden("event", guarded) == 3
+    assert metric(guarded, 'skyrelay_drops_total{reason="rate_limited"}') == 1
+
+
+def test_a_forbidden_socketio_event_uses_up_a_rate_limit_token(guarded, sio_clients):
+    client = sio_clients()
+    limited: queue.Queue = queue.Queue()
+    client.on("rate_limited", lambda data: limited.put(data))
+    client.connect(f"http://127.0.0.1:{guarded.port}", transports=["websocket"],
+                   wait_timeout=5)
+    for i in range(3):
+        assert client.call("secret", i, timeout=5)["error"]["code"] == "forbidden"
+    client.emit("open", 3)
+    refused = limited.get(timeout=5)
+    assert refused["event"] == "open" and refused["retry_after_ms"] > 0
+    assert guarded.handled.empty()
+    assert forbidden("event", guarded) == 3
+    assert metric(guarded, 'skyrelay_drops_total{reason="rate_limited"}') == 1
+
+
 # -- configuration ------------------------------------------------------------------------------
 
 def test_rules_are_checked_when_they_are_set():

@@ -109,3 +109,22 @@ def test_the_broker_hears_of_first_and_last_members_per_namespace(server, skyrel
     # The last of the three members gone (each close ends asynchronously): one unsubscribe.
     assert wait_until(lambda: metric(server, UNSUBS) == unsubs + 2)
     assert metric(server, SUBS) == subs + 2
+
+
+def test_the_memory_broker_can_be_named(skyrelay_server_factory, skyrelay_client):
+    server = skyrelay_server_factory(broker="memory")
+    ws = skyrelay_client(server)
+    ws.subscribe("hall")
+    assert server.emit("news", {"n": 1}, to="hall") == 1
+    assert ws.expect("news") == {"n": 1}
+    assert metric(server, PUBS) == 1
+
+
+def test_an_unknown_broker_url_is_refused_with_its_scheme():
+    server = skyrelay.Server(port=0, broker="redis://127.0.0.1:1/0")
+    with pytest.raises(ValueError, match=r'unknown broker URL scheme in broker="redis://'):
+        server.start()
+    assert not server.running
+    server.stop()  # nothing to stop: it never started
+    with pytest.raises(TypeError, match="broker must be a URL string"):
+        skyrelay.Server(port=0, broker=b"memory")  # type: ignore[arg-type]
