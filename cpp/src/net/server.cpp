@@ -11,6 +11,7 @@
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/net/eio_session.hpp"
 #include "skyrelay/net/listener.hpp"
+#include "skyrelay/net/sio_socket.hpp"
 #include "skyrelay/net/ws_session.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/socketio.hpp"
