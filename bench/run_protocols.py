@@ -4,9 +4,11 @@ this checkout and (with --before) from another one, all in one run.
 
 Same method as run_fanout.py (server on CPU 1, the C++ load client on CPU 0, 1,000 clients,
 ~100-byte events, every round runs each server in turn, medians of the rounds, deliveries per
-server-CPU-second). Each server is offered more than it sustains (saturation), so what is
-compared is the work a delivery costs. --before names a checkout with its own .venv (made by
-`make install` there); its servers run with its Python and its bench/servers scripts:
+server-CPU-second). Two offered loads: saturation (1,000 msg/s x 1,000 clients, more than
+any of them sends, so what is compared is the work a delivery costs at full batching) and a
+load every server sustains (50 msg/s x 1,000), where nothing is dropped and a busy client
+core matters less. --before names a checkout with its own .venv (made by `make install`
+there); its servers run with its Python and its bench/servers scripts:
 
     .venv/bin/python bench/run_protocols.py --before ../base [--rounds 3] [--duration 6]
 """
@@ -45,19 +47,21 @@ def servers(before: Path | None) -> dict[str, tuple[list[str], str, str]]:
     return out
 
 
-def table(results: dict[str, list[dict]]) -> list[str]:
-    lines = ["| server | published msg/s | deliveries/s | deliveries per server-CPU-s | p50 | p99 "
-             "| server CPU | disturbed runs |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, runs in results.items():
-        if not runs:
-            lines.append(f"| {name} | failed | | | | | | |")
-            continue
-        row = {k: median(runs, k) for k in KEYS}
-        lines.append(
-            f"| {name} | {row['published_per_s']:,.0f} | {row['deliveries_per_s']:,.0f} | "
-            f"{row['deliveries_per_cpu_s']:,.0f} | {row['p50_us'] / 1000:.1f} ms | "
-            f"{row['p99_us'] / 1000:.1f} ms | {row['server_cpu_util']:.0%} | "
-            f"{sum(r['disturbed'] for r in runs)}/{len(runs)} |")
+def table(results: dict[str, dict[str, list[dict]]]) -> list[str]:
+    lines = ["| load | server | published msg/s | deliveries/s | deliveries per server-CPU-s "
+             "| p50 | p99 | server CPU | disturbed runs |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for load, by_server in results.items():
+        for name, runs in by_server.items():
+            if not runs:
+                lines.append(f"| {load} | {name} | failed | | | | | | |")
+                continue
+            row = {k: median(runs, k) for k in KEYS}
+            lines.append(
+                f"| {load} | {name} | {row['published_per_s']:,.0f} | "
+                f"{row['deliveries_per_s']:,.0f} | {row['deliveries_per_cpu_s']:,.0f} | "
+                f"{row['p50_us'] / 1000:.1f} ms | {row['p99_us'] / 1000:.1f} ms | "
+                f"{row['server_cpu_util']:.0%} | {sum(r['disturbed'] for r in runs)}/{len(runs)} |")
     return lines
 
 
@@ -79,42 +83,48 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--duration", type=float, default=6.0)
-    p.add_argument("--rate", type=float, default=1000.0,
-                   help="messages/s offered to every server (x clients = demand)")
+    p.add_argument("--rates", default="1000,50",
+                   help="offered loads, messages/s (x clients = demand), comma-separated")
     args = p.parse_args()
     named = servers(args.before.resolve() if args.before else None)
     build_loadclient()
     (HERE / "results").mkdir(exist_ok=True)
     commands = {name: cmd for name, (cmd, _, _) in named.items()}
-    results: dict[str, list[dict]] = {name: [] for name in named}
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    results: dict[str, dict[str, list[dict]]] = {}
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    for rnd in range(args.rounds):
-        for name, (_, path, client) in named.items():
-            try:
-                r = run_once(name, args.rate, args.clients, args.warmup, args.duration,
-                             commands, path, client)
-            except Exception as exc:  # reported, not hidden; the other servers still run
-                print(f"round {rnd + 1} {name}: failed: {exc}", flush=True)
-                continue
-            results[name].append(r)
-            print(f"round {rnd + 1} {name}: {r['deliveries_per_s']:.0f}/s, "
-                  f"{r['deliveries_per_cpu_s']}/cpu-s, cpu {r['server_cpu_util']:.2f}, "
-                  f"connected {r['connected']}, other cpu {r['other_cpu_s']} s", flush=True)
+    for rate in rates:
+        load = f"{rate:g} msg/s"
+        results[load] = {name: [] for name in named}
+        for rnd in range(args.rounds):
+            for name, (_, path, client) in named.items():
+                try:
+                    r = run_once(name, rate, args.clients, args.warmup, args.duration,
+                                 commands, path, client)
+                except Exception as exc:  # reported, not hidden; the others still run
+                    print(f"[{load}] round {rnd + 1} {name}: failed: {exc}", flush=True)
+                    continue
+                results[load][name].append(r)
+                print(f"[{load}] round {rnd + 1} {name}: {r['deliveries_per_s']:.0f}/s, "
+                      f"{r['deliveries_per_cpu_s']}/cpu-s, cpu {r['server_cpu_util']:.2f}, "
+                      f"connected {r['connected']}, other cpu {r['other_cpu_s']} s", flush=True)
     lines = table(results)
-    lines.append("")
-    for build in ("after", "before"):
-        line = ratio(results, f"Socket.IO, {build}", f"JSON protocol, {build}")
-        if line:
-            lines.append(f"- {line}")
-    for proto in PROTOCOLS:
-        line = ratio(results, f"{proto}, after", f"{proto}, before")
-        if line:
-            lines.append(f"- {line}")
+    for load, by_server in results.items():
+        lines.append(f"\n{load}, deliveries per server-CPU-second:\n")
+        for build in ("after", "before"):
+            line = ratio(by_server, f"Socket.IO, {build}", f"JSON protocol, {build}")
+            if line:
+                lines.append(f"- {line}")
+        for proto in PROTOCOLS:
+            line = ratio(by_server, f"{proto}, after", f"{proto}, before")
+            if line:
+                lines.append(f"- {line}")
     text = "\n".join(lines)
     print(f"\n{started}, {args.rounds} rounds of {args.duration:g} s, {args.clients} clients\n")
     print(text)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    summary = {name: {k: median(runs, k) for k in KEYS} for name, runs in results.items() if runs}
+    summary = {load: {name: {k: median(runs, k) for k in KEYS}
+                      for name, runs in by.items() if runs} for load, by in results.items()}
     (HERE / "results" / f"protocols-{stamp}.json").write_text(json.dumps(
         {"started": started, "args": {k: str(v) for k, v in vars(args).items()},
          "summary": summary, "runs": results}, indent=2))

@@ -65,28 +65,27 @@ write_loop::write_loop(stream& s, owner& o, metrics& m, std::chrono::millisecond
     : stream_(s), owner_(o), metrics_(m), timeout_(timeout), timer_(s.get_executor()) {}
 
 void write_loop::run() {
-  for (int batches = 0; !busy_; ++batches) {
-    if (batches == max_batches_per_turn) {
-      if (continuing_) return;
-      continuing_ = true;
-      asio::post(stream_.get_executor(), [this, keep = owner_.keep_alive()] {
-        continuing_ = false;
-        run();
-      });
-      return;
-    }
-    batch_.clear();
-    owner_.fill(batch_);
-    if (batch_.empty()) return;
-    gather();
-    busy_ = true;
-    written_ = 0;
-    ec_.clear();
-    started_ = std::chrono::steady_clock::now();
-    if (stream_.is_tls()) return write_tls();
-    if (!send_now()) return wait_writable();
-    complete();  // may run() again from written(); the loop test above sees that
-  }
+  if (busy_) return;
+  batch_.clear();
+  owner_.fill(batch_);
+  if (batch_.empty()) return;
+  gather();
+  busy_ = true;
+  written_ = 0;
+  ec_.clear();
+  started_ = std::chrono::steady_clock::now();
+  if (stream_.is_tls()) return write_tls();
+  if (!send_now()) return wait_writable();
+  complete();
+  // Written at once. The next batch waits for a turn of the event loop, as it does after a
+  // write that had to wait: what other connections on this thread have to do runs first, and
+  // frames that arrive meanwhile join the batch, which keeps batches large under load.
+  if (busy_ || continuing_) return;  // written() may have run the loop again
+  continuing_ = true;
+  asio::post(stream_.get_executor(), [this, keep = owner_.keep_alive()] {
+    continuing_ = false;
+    run();
+  });
 }
 
 void write_loop::gather() {

@@ -91,10 +91,10 @@ class write_loop {
   write_loop(const write_loop&) = delete;
   write_loop& operator=(const write_loop&) = delete;
 
-  // Writes batches while the owner fills them. Returns at once when a write is in flight
-  // (written() will come and the loop goes on from there), when fill() adds nothing, or after a
-  // few batches in one turn (the rest continues in a turn posted to the executor, so that one
-  // busy connection does not hold up the others on its thread). On the stream's executor.
+  // Writes the next batch if the loop is idle and fill() adds anything. A batch the socket
+  // takes at once is done before run() returns, and the loop goes on in a turn posted to the
+  // executor; one that must wait goes on from its completion. Either way the loop keeps going
+  // until fill() adds nothing. On the stream's executor.
   void run();
   // Cancels the write timer (the owner is finishing); a pending write ends when the stream is
   // closed.
@@ -105,8 +105,7 @@ class write_loop {
   std::size_t inflight_frames() const noexcept { return busy_ ? batch_.frames_.size() : 0; }
 
  private:
-  static constexpr int max_batches_per_turn = 8;
-  static constexpr int max_sends_per_turn = 16;
+  static constexpr int max_sends_per_turn = 16;  // then wait for writability (fairness)
 
   void gather();
   // Plain TCP: writes what the socket takes now. True when the batch is done (ec_ tells how),
