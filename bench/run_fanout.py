@@ -12,15 +12,27 @@ the publish-to-receive latency carried in each payload. Server CPU time comes fr
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import harness
-from harness import Peer, server
+from harness import HERE, PYTHON, Peer, build_loadclient, median, server  # noqa: F401
 
 SERVERS = {
     "skyrelay": Peer(server("skyrelay_server.py")),
     "websockets": Peer(server("websockets_server.py")),
 }
+
+
+def run_once(name: str, rate: float, clients: int, warmup: float, duration: float,
+             servers: dict[str, list[str]], path: str = "/ws/bench", protocol: str = "ws",
+             client_args: tuple[str, ...] = ()) -> dict:
+    """One run, as run_fanout.run_once was called before bench/harness.py: kept, with the
+    names imported above, for drivers written against it (bench/run_protocols.py). New
+    drivers use harness.Fanout."""
+    args = argparse.Namespace(clients=clients, warmup=warmup, duration=duration)
+    peers = {name: Peer(servers[name], tuple(client_args))}
+    return harness.Fanout(peers, args, path=path, protocol=protocol).run_once(name, rate)
 
 
 def main() -> int:
