@@ -224,7 +224,8 @@ bool eio_session::try_resume(const sio::packet& p, const auth::identity_ptr& ide
   sio_connect_info info{sock->sid(), p.nsp, p.data, sid_, remote_, query_, headers_, identity,
                         true};
   const app_hooks* app = &context_.hooks();
-  if (!context_.get_dispatcher().post([app, info = std::move(info)] { app->on_sio_connect(info); }))
+  if (!context_.get_dispatcher().post(
+          [app, info = std::move(info)] { app->on_sio_connect(info); }))
     context_.sio().refuse(sock->sid(), "server busy", "");
   return true;
 }
@@ -255,7 +256,8 @@ void eio_session::open_socket(const std::string& nsp, std::string auth,
   sio_connect_info info{sock->sid(), nsp, std::move(auth), sid_, remote_, query_, headers_,
                         std::move(identity), false};
   const app_hooks* app = &context_.hooks();
-  if (!context_.get_dispatcher().post([app, info = std::move(info)] { app->on_sio_connect(info); }))
+  if (!context_.get_dispatcher().post(
+          [app, info = std::move(info)] { app->on_sio_connect(info); }))
     context_.sio().refuse(sock->sid(), "server busy", "");
 }
 
@@ -269,7 +271,7 @@ void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attach
   }
   if (!sock || !sock->connected()) return;  // not connected to that namespace: ignored
   const auto& hooks = context_.hooks();
-  const app_hooks* app = &context_.hooks();
+  const app_hooks* app = &hooks;
   switch (p.type) {
     case sio::packet_type::disconnect: {
       {

@@ -134,8 +134,8 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   bool overflowed_{false};       // the polling queue overflowed; the session is being closed
   bool closed_{false};
   bool awaiting_pong_{false};
-  bool lingering_{false};
-  std::chrono::steady_clock::time_point pong_deadline_{};  // polling: closed by a POSTed close packet, waiting for a GET
+  bool lingering_{false};  // polling: closed by a POSTed close packet, waiting for a GET
+  std::chrono::steady_clock::time_point pong_deadline_{};  // while awaiting_pong_
   std::map<std::string, std::shared_ptr<sio_socket>> sockets_;  // by namespace
   std::optional<sio::packet> partial_;  // a binary packet waiting for its attachments
   std::vector<std::string> attachments_;
