@@ -122,13 +122,14 @@ class server {
     return sio_.find_eio(sid);
   }
 
-  // The executor for the next accepted connection (round-robin over the I/O contexts).
-  asio::io_context& next_context() noexcept;
   // The TLS context shared by every connection, or null for plain TCP (no tls_cert_file).
   boost::asio::ssl::context* tls_context() noexcept { return tls_.get(); }
 
  private:
   void sweep_later();  // runs hub::sweep every second on the first I/O context
+  // The I/O context for the next connection or timer (round-robin; session_context and
+  // sio_server pick through it).
+  asio::io_context& next_context() noexcept;
 
   server_config cfg_;
   app_hooks hooks_;
