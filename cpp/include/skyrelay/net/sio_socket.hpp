@@ -81,8 +81,9 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   void grant_roles(std::vector<std::string> roles);
   // The roles its role requirements are checked against: granted ones, else the token's.
   std::shared_ptr<const std::vector<std::string>> roles() const;
-  // (Re)starts the timer that ends the socket when its token expires (sio_server::expire_socket),
-  // on `ex`, the executor of the session it is on; replaces any earlier one.
+  // (Re)starts the timer that ends the socket when its token expires
+  // (sio_server::expire_socket), on `ex`, the executor of the session it is on; replaces any
+  // earlier one. `sio` outlives the socket.
   void arm_expiry(asio::any_io_executor ex, sio_server& sio);
 
  private:
