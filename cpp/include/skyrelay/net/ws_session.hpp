@@ -20,7 +20,7 @@
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/errors.hpp"
-#include "skyrelay/core/inbound_limit.hpp"
+#include "skyrelay/limits/inbound_limit.hpp"
 #include "skyrelay/hub/subscriber.hpp"
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/outbox.hpp"
