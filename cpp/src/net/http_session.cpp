@@ -261,7 +261,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     socket.socket().set_option(tcp::no_delay(true), ec);
     auto session = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
                                                 std::move(response), std::move(leftover),
-                                                std::move(topic));
+                                                std::move(topic), server_.encoders().json_ws);
     session->hold(std::move(slot_));
     session->set_identity(std::move(identity));
     session->start(std::string(path), std::string(query), std::move(headers));
@@ -584,7 +584,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
       auto& ctx = static_cast<asio::io_context&>(socket.get_executor().context());
       const std::string remote = remote_of(socket.socket());
       auto ws = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
-                                             std::move(response), std::move(leftover), "");
+                                             std::move(response), std::move(leftover), "",
+                                             server_.encoders().json_ws);
       ws->hold(std::move(slot_));
       if (session) {
         ws->start_with(session, "");

@@ -107,6 +107,14 @@ struct app_hooks {
   std::function<void(const http_request_info&)> on_http;
 };
 
+// The hub's ids of this server's encoders, one per transport, registered when the server is
+// made: each connection names its transport's (subscriber::encoder).
+struct transport_encoders {
+  encoder_id json_ws{0};   // a complete WebSocket frame of the JSON protocol's event message
+  encoder_id socketio{0};  // a bare Engine.IO message carrying a Socket.IO EVENT (frame::ws_opcode)
+  encoder_id sse{0};       // a Server-Sent Events block: id, event and data lines
+};
+
 class server {
  public:
   server(server_config cfg, app_hooks hooks);
@@ -127,6 +135,7 @@ class server {
   const server_config& config() const noexcept { return cfg_; }
   hub& get_hub() noexcept { return hub_; }
   broker& get_broker() noexcept { return *broker_; }
+  const transport_encoders& encoders() const noexcept { return encoders_; }
   metrics& get_metrics() noexcept { return metrics_; }
   dispatcher& get_dispatcher() noexcept { return dispatcher_; }
   const app_hooks& hooks() const noexcept { return hooks_; }
@@ -234,6 +243,7 @@ class server {
   server_config cfg_;
   app_hooks hooks_;
   hub hub_;
+  transport_encoders encoders_;  // set in the constructor, before any connection
   metrics metrics_;
   std::unique_ptr<broker> broker_;  // delivers to hub_; told of hub_'s channel transitions
   dispatcher dispatcher_;
