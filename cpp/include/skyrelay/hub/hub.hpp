@@ -111,7 +111,9 @@ class hub {
   // publication that started before does not use the new encoder). A subscriber whose encoder
   // id is not registered receives nothing.
   encoder_id add_encoder(encoder_fn fn);
-  std::size_t encoder_count() const noexcept { return encoder_count_.load(std::memory_order_acquire); }
+  std::size_t encoder_count() const noexcept {
+    return encoder_count_.load(std::memory_order_acquire);
+  }
   // History bounds per room: `max_events` 0 turns history off. Call before any publish.
   void set_history(std::size_t max_events, std::chrono::milliseconds max_age);
   // Rooms one connection may be in (0: no limit); a join past it fails.
