@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "skyrelay/core/rate_limiter.hpp"
+#include "skyrelay/limits/rate_limiter.hpp"
 
 namespace py = pybind11;
 

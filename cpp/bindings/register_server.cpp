@@ -15,6 +15,7 @@
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/errors.hpp"
 #include "skyrelay/net/server.hpp"
+#include "skyrelay/net/sio_server.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/utf8.hpp"
 
@@ -211,27 +212,27 @@ void register_server(py::module_& m) {
            py::arg("to_conns") = std::vector<std::string>{})
       .def("sio_accept",
            [](py_server& s, const std::string& sid, std::optional<std::vector<std::string>> roles) {
-             return s.get().sio_accept(sid, std::move(roles));
+             return s.get().sio().accept(sid, std::move(roles));
            },
            py::arg("sid"), py::arg("roles") = py::none(), py::call_guard<py::gil_scoped_release>())
       .def("sio_refuse",
            [](py_server& s, const std::string& sid, const std::string& message,
-              const std::string& data) { return s.get().sio_refuse(sid, message, data); },
+              const std::string& data) { return s.get().sio().refuse(sid, message, data); },
            py::call_guard<py::gil_scoped_release>())
       .def("sio_emit",
            [](py_server& s, const std::string& sid, const std::string& event,
               const std::string& args, std::vector<std::string> attachments, std::int64_t id) {
-             return s.get().sio_emit(sid, event, args, std::move(attachments), id);
+             return s.get().sio().emit(sid, event, args, std::move(attachments), id);
            },
            py::call_guard<py::gil_scoped_release>())
       .def("sio_ack",
            [](py_server& s, const std::string& sid, std::uint64_t id, const std::string& args,
               std::vector<std::string> attachments) {
-             return s.get().sio_ack(sid, id, args, std::move(attachments));
+             return s.get().sio().ack(sid, id, args, std::move(attachments));
            },
            py::call_guard<py::gil_scoped_release>())
       .def("sio_disconnect",
-           [](py_server& s, const std::string& sid) { return s.get().sio_disconnect(sid); },
+           [](py_server& s, const std::string& sid) { return s.get().sio().disconnect(sid); },
            py::call_guard<py::gil_scoped_release>())
       .def("accept",
            [](py_server& s, const std::string& sid, std::optional<std::vector<std::string>> roles) {

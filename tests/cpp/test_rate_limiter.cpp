@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "skyrelay/core/clock.hpp"
-#include "skyrelay/core/rate_limiter.hpp"
+#include "skyrelay/limits/rate_limiter.hpp"
 
 using skyrelay::rate_decision;
 using skyrelay::rate_limiter;

@@ -3,7 +3,8 @@
 // CONNECT checks, namespace sockets, dispatch) is in eio_session_sio.cpp.
 #include "skyrelay/net/eio_session.hpp"
 
-#include "skyrelay/net/server.hpp"
+#include "skyrelay/net/session_context.hpp"
+#include "skyrelay/net/sio_server.hpp"
 
 namespace skyrelay {
 
@@ -13,19 +14,19 @@ constexpr char record_separator = '\x1e';
 frame_ptr text_packet(std::string text) { return make_message(std::move(text), 1, 0, false); }
 }  // namespace
 
-eio_session::eio_session(server& srv, asio::io_context& ctx, std::string sid, transport t,
-                         std::string remote,
+eio_session::eio_session(session_context& context, asio::io_context& ioc, std::string sid,
+                         transport t, std::string remote,
                          std::vector<std::pair<std::string, std::string>> headers,
                          std::string query, bool echo)
-    : server_(srv),
+    : context_(context),
       sid_(std::move(sid)),
       remote_(std::move(remote)),
       headers_(std::move(headers)),
       query_(std::move(query)),
       echo_(echo),
-      ping_timer_(ctx),
-      connect_timer_(ctx),
-      upgrade_timer_(ctx),
+      ping_timer_(ioc),
+      connect_timer_(ioc),
+      upgrade_timer_(ioc),
       transport_(t) {}
 
 eio_session::~eio_session() = default;
@@ -35,19 +36,19 @@ void eio_session::hold(std::shared_ptr<void> slot) {
   slot_ = std::move(slot);
 }
 
-const server_config& eio_session::config() const noexcept { return server_.config(); }
+const server_config& eio_session::config() const noexcept { return context_.config(); }
 
 std::string eio_session::open_packet() const {
-  const auto& cfg = server_.config();
+  const auto& cfg = context_.config();
   return "0" + eio::open_packet(sid_, transport_ == transport::polling,
                                 cfg.eio_ping_interval.count(), cfg.eio_ping_timeout.count(),
                                 cfg.max_body_size);
 }
 
 void eio_session::start() {
-  arm_ping(server_.config().eio_ping_interval);
+  arm_ping(context_.config().eio_ping_interval);
   if (echo_) return;  // no Socket.IO CONNECT is expected
-  connect_timer_.expires_after(server_.config().sio_connect_timeout);
+  connect_timer_.expires_after(context_.config().sio_connect_timeout);
   connect_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (ec) return;
     bool any;
@@ -83,10 +84,10 @@ void eio_session::on_ping_timer() {
   }
   {
     std::lock_guard lock(mu_);
-    pong_deadline_ = std::chrono::steady_clock::now() + server_.config().eio_ping_timeout;
+    pong_deadline_ = std::chrono::steady_clock::now() + context_.config().eio_ping_timeout;
   }
   send(text_packet("2"));
-  arm_ping(server_.config().eio_ping_timeout);
+  arm_ping(context_.config().eio_ping_timeout);
 }
 
 // Polling --------------------------------------------------------------------------------
@@ -392,7 +393,7 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
     if (transport_ == transport::websocket) {
       ws = ws_;
     } else {
-      const auto& cfg = server_.config();
+      const auto& cfg = context_.config();
       for (const auto& f : frames) {
         queue_.push_back(f);
         queue_bytes_ += f->bytes.size();
@@ -415,8 +416,8 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
   if (overflow) {
     // Closed from the session's executor, not here: the caller may hold a socket's lock
     // (a Socket.IO socket sends under its own mutex), and closing ends its sockets.
-    server_.get_metrics().limit_hit(limit_kind::outbox);
-    server_.get_metrics().drop(drop_reason::slow_consumer);
+    context_.get_metrics().limit_hit(limit_kind::outbox);
+    context_.get_metrics().drop(drop_reason::slow_consumer);
     asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
       self->close(disconnect_reason::slow_consumer);
     });
@@ -465,11 +466,11 @@ void eio_session::close(disconnect_reason why) {
                     why == disconnect_reason::idle_timeout;
   for (auto& [nsp, sock] : sockets) {
     if (lost && !sock->pid().empty() && sock->connected())
-      server_.detach_socket(sock, why);
+      context_.sio().detach_socket(sock, why);
     else
-      server_.end_socket(sock, why);
+      context_.sio().end_socket(sock, why);
   }
-  server_.unregister_eio(sid_);
+  context_.sio().unregister_eio(sid_);
 }
 
 }  // namespace skyrelay

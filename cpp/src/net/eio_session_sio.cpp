@@ -12,12 +12,13 @@
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/core/random.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
-#include "skyrelay/net/server.hpp"
+#include "skyrelay/net/session_context.hpp"
+#include "skyrelay/net/sio_server.hpp"
 
 namespace skyrelay {
 
 bool eio_session::namespace_allowed(const std::string& nsp) const {
-  for (const auto& n : server_.config().sio_namespaces)
+  for (const auto& n : context_.config().sio_namespaces)
     if (n == "*" || n == nsp) return true;
   return false;
 }
@@ -35,8 +36,8 @@ void eio_session::on_sio_text(std::string_view text) {
   }
   auto& p = std::get<sio::packet>(decoded);
   if (p.attachments) {
-    if (p.attachments > server_.config().max_attachments) {
-      server_.get_metrics().limit_hit(limit_kind::attachments);
+    if (p.attachments > context_.config().max_attachments) {
+      context_.get_metrics().limit_hit(limit_kind::attachments);
       close(disconnect_reason::message_too_big);
       return;
     }
@@ -58,7 +59,7 @@ void eio_session::on_sio_binary(std::string_view bytes) {
     if (closed_) return;
     if (!partial_) {
       unexpected = true;
-    } else if (attachment_bytes_ + bytes.size() > server_.config().max_attachment_bytes) {
+    } else if (attachment_bytes_ + bytes.size() > context_.config().max_attachment_bytes) {
       too_big = true;  // refused before it is copied
     } else {
       attachment_bytes_ += bytes.size();
@@ -73,7 +74,7 @@ void eio_session::on_sio_binary(std::string_view bytes) {
   }
   if (unexpected) return close(disconnect_reason::protocol_error);
   if (too_big) {
-    server_.get_metrics().limit_hit(limit_kind::attachment_bytes);
+    context_.get_metrics().limit_hit(limit_kind::attachment_bytes);
     return close(disconnect_reason::message_too_big);
   }
   if (complete) dispatch(*complete, std::move(parts));
@@ -85,17 +86,17 @@ void eio_session::on_connect_packet(const sio::packet& p) {
   if (!verify_connect(p, identity)) return;
   // The namespace's role requirement, checked against the token just verified (or, when the
   // connect hook may grant roles, in sio_accept after it).
-  if (const auto& policy = server_.config().access;
-      policy && !(server_.config().roles_from_connect && server_.hooks().on_sio_connect)) {
+  if (const auto& policy = context_.config().access;
+      policy && !(context_.config().roles_from_connect && context_.hooks().on_sio_connect)) {
     if (auto refusal = policy->check_namespace(p.nsp, auth::connection_roles(identity.get()))) {
-      auto& m = server_.get_metrics();
+      auto& m = context_.get_metrics();
       m.add(m.local().forbidden_namespace);
       m.add(m.local().handshakes_rejected);
       send_packet_text("4" + sio::connect_error(p.nsp, refusal->message, R"({"code":"forbidden"})"));
       return;
     }
   }
-  if (server_.config().sio_recovery_window.count() > 0 && try_resume(p, identity)) return;
+  if (context_.config().sio_recovery_window.count() > 0 && try_resume(p, identity)) return;
   open_socket(p.nsp, p.data.empty() ? std::string("{}") : p.data, std::move(identity));
 }
 
@@ -106,13 +107,13 @@ bool eio_session::admit_connect(const std::string& nsp) {
   {
     std::lock_guard lock(mu_);
     if (closed_) return false;
-    if (!connect_limit_) connect_limit_.emplace(server_.config().inbound_limit, now);
+    if (!connect_limit_) connect_limit_.emplace(context_.config().inbound_limit, now);
     limited = !connect_limit_->take(now, wait_ns);
     duplicate = sockets_.count(nsp) > 0;
   }
   if (limited) {
     // CONNECTs count against the inbound rate like events: a flood costs no verification.
-    server_.get_metrics().drop(drop_reason::rate_limited);
+    context_.get_metrics().drop(drop_reason::rate_limited);
     send_packet_text("4" + sio::connect_error(nsp, "rate limited",
                                               "{\"code\":\"rate_limited\",\"retry_after_ms\":" +
                                                   std::to_string(wait_ns / 1'000'000 + 1) + "}"));
@@ -133,7 +134,7 @@ bool eio_session::admit_connect(const std::string& nsp) {
 }
 
 bool eio_session::verify_connect(const sio::packet& p, auth::identity_ptr& identity) {
-  const auto& jwt = server_.config().jwt;
+  const auto& jwt = context_.config().jwt;
   if (!jwt) return true;
   // The token, before anything else: {"token": "..."} in the CONNECT payload.
   auto payload = nlohmann::json::parse(p.data.empty() ? std::string_view("{}") : p.data,
@@ -165,7 +166,7 @@ bool eio_session::verify_connect(const sio::packet& p, auth::identity_ptr& ident
       identity = std::get<auth::identity_ptr>(r);
   }
   if (!refusal) return true;
-  auto& m = server_.get_metrics();
+  auto& m = context_.get_metrics();
   m.add(m.local().auth_refused);
   m.add(m.local().handshakes_rejected);
   std::string data = "{\"code\":";
@@ -186,14 +187,14 @@ bool eio_session::try_resume(const sio::packet& p, const auth::identity_ptr& ide
   bool numeric = !text.empty() && text.size() < 20;
   for (char c : text) numeric = numeric && c >= '0' && c <= '9';
   if (!numeric) return false;
-  auto sock = server_.take_detached(auth["pid"].get<std::string>(), p.nsp);
+  auto sock = context_.sio().take_detached(auth["pid"].get<std::string>(), p.nsp);
   if (!sock) return false;
-  if (server_.config().jwt) {
+  if (context_.config().jwt) {
     // Only the same user takes a socket back; its new token replaces the old one.
     const auto old = sock->identity();
     const bool same = old && identity ? old->subject == identity->subject : old == identity;
     if (!same) {
-      server_.end_socket(sock, disconnect_reason::transport_error);
+      context_.sio().end_socket(sock, disconnect_reason::transport_error);
       return false;
     }
   }
@@ -207,7 +208,7 @@ bool eio_session::try_resume(const sio::packet& p, const auth::identity_ptr& ide
   }
   if (!placed || !sock->begin_resume(weak_from_this(), {std::stoull(text), p.data})) {
     if (placed) forget_socket(p.nsp);
-    server_.end_socket(sock, disconnect_reason::transport_error);
+    context_.sio().end_socket(sock, disconnect_reason::transport_error);
     return false;  // a new socket, then (unless the session is gone)
   }
   sock->set_identity(identity);
@@ -216,47 +217,49 @@ bool eio_session::try_resume(const sio::packet& p, const auth::identity_ptr& ide
   });
   // Like a new connection (and as the reference server re-runs its middleware), a recovery
   // goes through the connect hook and the role checks; only their acceptance resumes it.
-  if (!server_.hooks().on_sio_connect) {
-    server_.sio_accept(sock->sid());
+  if (!context_.hooks().on_sio_connect) {
+    context_.sio().accept(sock->sid());
     return true;
   }
   sio_connect_info info{sock->sid(), p.nsp, p.data, sid_, remote_, query_, headers_, identity,
                         true};
-  server* srv = &server_;
-  if (!server_.get_dispatcher().post([srv, info = std::move(info)] { srv->hooks().on_sio_connect(info); }))
-    server_.sio_refuse(sock->sid(), "server busy", "");
+  const app_hooks* app = &context_.hooks();
+  if (!context_.get_dispatcher().post(
+          [app, info = std::move(info)] { app->on_sio_connect(info); }))
+    context_.sio().refuse(sock->sid(), "server busy", "");
   return true;
 }
 
 void eio_session::open_socket(const std::string& nsp, std::string auth,
                               auth::identity_ptr identity) {
-  const bool recovery = server_.config().sio_recovery_window.count() > 0;
+  const bool recovery = context_.config().sio_recovery_window.count() > 0;
   std::shared_ptr<sio_socket> sock;
   {
     std::lock_guard lock(mu_);
     if (closed_ || sockets_.count(nsp)) return;  // already connected to that namespace
     sock = std::make_shared<sio_socket>(new_sid(), nsp, weak_from_this(),
-                                        server_.encoders().socketio,
-                                        recovery ? server_.config().outbox_max_frames : 0);
+                                        context_.encoders().socketio,
+                                        recovery ? context_.config().outbox_max_frames : 0);
     sockets_[nsp] = sock;
   }
   asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
     self->connect_timer_.cancel();
   });
   sock->set_identity(identity);
-  server_.register_socket(sock);
-  server_.get_hub().add(sock);
-  sock->arm_expiry(connect_timer_.get_executor(), server_);
-  const auto& hooks = server_.hooks();
+  context_.sio().register_socket(sock);
+  context_.get_hub().add(sock);
+  sock->arm_expiry(connect_timer_.get_executor(), context_.sio());
+  const auto& hooks = context_.hooks();
   if (!hooks.on_sio_connect) {
-    server_.sio_accept(sock->sid());
+    context_.sio().accept(sock->sid());
     return;
   }
   sio_connect_info info{sock->sid(), nsp, std::move(auth), sid_, remote_, query_, headers_,
                         std::move(identity), false};
-  server* srv = &server_;
-  if (!server_.get_dispatcher().post([srv, info = std::move(info)] { srv->hooks().on_sio_connect(info); }))
-    server_.sio_refuse(sock->sid(), "server busy", "");
+  const app_hooks* app = &context_.hooks();
+  if (!context_.get_dispatcher().post(
+          [app, info = std::move(info)] { app->on_sio_connect(info); }))
+    context_.sio().refuse(sock->sid(), "server busy", "");
 }
 
 void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attachments) {
@@ -268,15 +271,15 @@ void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attach
     if (it != sockets_.end()) sock = it->second;
   }
   if (!sock || !sock->connected()) return;  // not connected to that namespace: ignored
-  const auto& hooks = server_.hooks();
-  server* srv = &server_;
+  const auto& hooks = context_.hooks();
+  const app_hooks* app = &hooks;
   switch (p.type) {
     case sio::packet_type::disconnect: {
       {
         std::lock_guard lock(mu_);
         sockets_.erase(p.nsp);
       }
-      server_.end_socket(sock, disconnect_reason::client_close);
+      context_.sio().end_socket(sock, disconnect_reason::client_close);
       return;
     }
     case sio::packet_type::event:
@@ -289,47 +292,47 @@ void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attach
       if (!sock->take_token(name, wait_ns)) {
         // Over the socket's inbound rate: the event is dropped (its ack never comes) and the
         // client is told with a "rate_limited" event.
-        server_.get_metrics().drop(drop_reason::rate_limited);
+        context_.get_metrics().drop(drop_reason::rate_limited);
         std::string info = "{\"event\":";
         proto::append_json_string(info, name);
         info += ",\"retry_after_ms\":" + std::to_string(wait_ns / 1'000'000 + 1) + "}";
-        server_.sio_emit(sock->sid(), "rate_limited", info, {}, -1);
+        context_.sio().emit(sock->sid(), "rate_limited", info, {}, -1);
         return;
       }
       std::int64_t id = p.id ? static_cast<std::int64_t>(*p.id) : -1;
-      if (const auto& policy = server_.config().access) {
+      if (const auto& policy = context_.config().access) {
         if (auto refusal = policy->check_event(p.nsp, name, *sock->roles())) {
           // Not handled. The client learns why: in the ack it asked for, else in a "forbidden"
           // event; both carry {"error": {"code": "forbidden", "message": ..., "event": ...}}.
-          server_.get_metrics().add(server_.get_metrics().local().forbidden_event);
-          server_.get_metrics().error(error_code::forbidden);
+          context_.get_metrics().add(context_.get_metrics().local().forbidden_event);
+          context_.get_metrics().error(error_code::forbidden);
           std::string info = R"({"error":{"code":"forbidden","message":)";
           proto::append_json_string(info, refusal->message);
           info += ",\"event\":";
           proto::append_json_string(info, name);
           info += "}}";
           if (id >= 0)
-            server_.sio_ack(sock->sid(), static_cast<std::uint64_t>(id), "[" + info + "]", {});
+            context_.sio().ack(sock->sid(), static_cast<std::uint64_t>(id), "[" + info + "]", {});
           else
-            server_.sio_emit(sock->sid(), "forbidden", info, {}, -1);
+            context_.sio().emit(sock->sid(), "forbidden", info, {}, -1);
           return;
         }
       }
       j.erase(j.begin());
-      bool queued = server_.get_dispatcher().post(
-          [srv, sid = sock->sid(), name = std::move(name), args = j.dump(), id,
+      bool queued = context_.get_dispatcher().post(
+          [app, sid = sock->sid(), name = std::move(name), args = j.dump(), id,
            attachments = std::move(attachments)] {
-            srv->hooks().on_sio_event(sid, name, args, id, attachments);
+            app->on_sio_event(sid, name, args, id, attachments);
           });
-      if (!queued) server_.get_metrics().drop(drop_reason::dispatch_overflow);
+      if (!queued) context_.get_metrics().drop(drop_reason::dispatch_overflow);
       return;
     }
     case sio::packet_type::ack:
     case sio::packet_type::binary_ack: {
       if (!hooks.on_sio_ack) return;
-      server_.get_dispatcher().post([srv, sid = sock->sid(), id = *p.id, args = p.data,
+      context_.get_dispatcher().post([app, sid = sock->sid(), id = *p.id, args = p.data,
                                      attachments = std::move(attachments)] {
-        srv->hooks().on_sio_ack(sid, id, args, attachments);
+        app->on_sio_ack(sid, id, args, attachments);
       });
       return;
     }
@@ -358,7 +361,7 @@ void eio_session::disconnect_socket(const std::string& nsp, disconnect_reason wh
     sockets_.erase(it);
   }
   send_packet_text("4" + sio::encode(sio::packet{sio::packet_type::disconnect, nsp, 0, {}, {}}));
-  server_.end_socket(sock, why);
+  context_.sio().end_socket(sock, why);
 }
 
 }  // namespace skyrelay

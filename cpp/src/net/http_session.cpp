@@ -593,7 +593,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
         return;
       }
       // A session opened over WebSocket is counted by its connection's slot (held by `ws`).
-      session = std::make_shared<eio_session>(server_, ctx, new_sid(),
+      session = std::make_shared<eio_session>(server_.context(), ctx, new_sid(),
                                               eio_session::transport::websocket, remote,
                                               session_headers(req), std::string(query), echo);
       server_.register_eio(session);
@@ -634,7 +634,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
       auto slot = server_.admit(remote_ip(stream_.socket()), why, true);
       if (!slot) return refuse_session(req, why, cors);
       auto& ctx = static_cast<asio::io_context&>(stream_.socket().get_executor().context());
-      auto session = std::make_shared<eio_session>(server_, ctx, new_sid(),
+      auto session = std::make_shared<eio_session>(server_.context(), ctx, new_sid(),
                                                    eio_session::transport::polling,
                                                    remote_of(stream_.socket()),
                                                    session_headers(req), std::string(query), echo);

@@ -2,13 +2,13 @@
 
 #include <array>
 
-#include "skyrelay/net/http_session.hpp"
-#include "skyrelay/net/server.hpp"
+#include "skyrelay/net/session_context.hpp"
 
 namespace skyrelay {
 
-listener::listener(asio::io_context& ioc, tcp::endpoint ep, server& srv)
-    : ioc_(ioc), acceptor_(ioc), server_(srv) {
+listener::listener(asio::io_context& ioc, tcp::endpoint ep, session_context& ctx,
+                   handoff_fn handoff)
+    : ioc_(ioc), acceptor_(ioc), ctx_(ctx), handoff_(std::move(handoff)) {
   acceptor_.open(ep.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
   acceptor_.bind(ep);
@@ -29,7 +29,7 @@ void listener::close() {
 void listener::do_accept() {
   // Each connection lives on the next I/O context; a context is run by one thread, so a
   // connection's handlers never run concurrently.
-  acceptor_.async_accept(server_.next_context(),
+  acceptor_.async_accept(ctx_.next_context(),
                          [self = shared_from_this()](boost::system::error_code ec,
                                                      tcp::socket socket) {
                            self->on_accept(ec, std::move(socket));
@@ -37,11 +37,11 @@ void listener::do_accept() {
 }
 
 void listener::refuse(tcp::socket socket, connection_refusal why) {
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   m.add(why == connection_refusal::per_ip ? m.local().refused_ip_limit
         : why == connection_refusal::rate ? m.local().refused_rate_limit
                                        : m.local().refused_total_limit);
-  if (server_.tls_context()) {
+  if (ctx_.tls_context()) {
     // A TLS client cannot read a plain answer, and a handshake is what the limit saves: close.
     boost::system::error_code ignored;
     socket.close(ignored);
@@ -105,14 +105,15 @@ void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
     boost::system::error_code ep_ec;
     const auto ep = socket.remote_endpoint(ep_ec);
     connection_refusal why = connection_refusal::total;
-    auto slot = ep_ec ? nullptr : server_.admit(ep.address().to_string(), why);
+    auto slot = ep_ec ? nullptr : ctx_.get_admission().admit(ep.address().to_string(), why);
     if (!slot) {
       refuse(std::move(socket), why);
     } else {
       // Hand off on the socket's own context.
       auto& ctx = static_cast<asio::io_context&>(socket.get_executor().context());
-      asio::post(ctx, [s = std::move(socket), srv = &server_, slot = std::move(slot)]() mutable {
-        start_http_session(std::move(s), *srv, std::move(slot));
+      asio::post(ctx, [s = std::move(socket), handoff = handoff_,
+                       slot = std::move(slot)]() mutable {
+        handoff(std::move(s), std::move(slot));
       });
     }
   } else if (ec == asio::error::no_descriptors) {

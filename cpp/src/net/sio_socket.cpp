@@ -5,7 +5,7 @@
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/core/random.hpp"
 #include "skyrelay/net/eio_session.hpp"
-#include "skyrelay/net/server.hpp"
+#include "skyrelay/net/sio_server.hpp"
 #include "skyrelay/proto/socketio.hpp"
 
 namespace skyrelay {
@@ -189,10 +189,10 @@ std::shared_ptr<const std::vector<std::string>> sio_socket::roles() const {
   return {identity_, &identity_->roles};
 }
 
-void sio_socket::arm_expiry(asio::any_io_executor ex, server& srv) {
+void sio_socket::arm_expiry(asio::any_io_executor ex, sio_server& sio) {
   if (!identity()) return;
   // Made and started on its executor, where its cancellation runs too.
-  asio::post(ex, [weak = weak_from_this(), ex, srv = &srv] {
+  asio::post(ex, [weak = weak_from_this(), ex, sio = &sio] {
     auto self = weak.lock();
     if (!self) return;
     std::shared_ptr<asio::steady_timer> timer, old;
@@ -204,7 +204,7 @@ void sio_socket::arm_expiry(asio::any_io_executor ex, server& srv) {
       self->expiry_ = timer;
     }
     if (old) asio::post(old->get_executor(), [old] { old->cancel(); });
-    timer->async_wait([timer, weak, srv](boost::system::error_code ec) {
+    timer->async_wait([timer, weak, sio](boost::system::error_code ec) {
       if (ec) return;
       auto s = weak.lock();
       if (!s) return;
@@ -212,7 +212,7 @@ void sio_socket::arm_expiry(asio::any_io_executor ex, server& srv) {
         std::lock_guard lock(s->mu_);
         if (s->expiry_ != timer) return;  // replaced by a later token
       }
-      srv->expire_socket(s);
+      sio->expire_socket(s);
     });
   });
 }

@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "skyrelay/core/inbound_limit.hpp"
+#include "skyrelay/core/rate_spec.hpp"
 
 namespace skyrelay {
 

@@ -21,7 +21,7 @@
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/config.hpp"
 #include "skyrelay/core/errors.hpp"
-#include "skyrelay/core/inbound_limit.hpp"
+#include "skyrelay/limits/inbound_limit.hpp"
 #include "skyrelay/core/frame.hpp"
 #include "skyrelay/hub/subscriber.hpp"
 #include "skyrelay/net/aliases.hpp"
@@ -32,7 +32,7 @@
 
 namespace skyrelay {
 
-class server;
+class session_context;
 
 class eio_session : public ws_handler, public std::enable_shared_from_this<eio_session> {
  public:
@@ -40,7 +40,9 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   // Answers a polling request: HTTP status and body.
   using reply_fn = std::function<void(unsigned status, std::string body)>;
 
-  eio_session(server& srv, asio::io_context& ctx, std::string sid, transport t,
+  // `context` (the server's, see session_context.hpp) outlives the session; its timers run on
+  // `ioc`.
+  eio_session(session_context& context, asio::io_context& ioc, std::string sid, transport t,
               std::string remote, std::vector<std::pair<std::string, std::string>> headers,
               std::string query, bool echo = false);
   ~eio_session() override;
@@ -49,7 +51,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   const server_config& config() const noexcept;
   // The executor of the session's timers (where its sockets' expiry timers run).
   asio::any_io_executor executor() { return connect_timer_.get_executor(); }
-  // A polling session's admission slot (server::admit); given back when the session ends or
+  // A polling session's admission slot (admission::admit); given back when the session ends or
   // upgrades to WebSocket (whose connection holds its own slot).
   void hold(std::shared_ptr<void> slot);
   // The open packet ("0{...}"); the caller sends it as the first packet of the transport.
@@ -100,7 +102,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   // The CONNECT's token (payload, else the Authorization header); false: refused (answered).
   bool verify_connect(const sio::packet& p, auth::identity_ptr& identity);
   // A CONNECT with {"pid", "offset"} for a detached socket of the same user: true when it is
-  // taken to be resumed (after the connect hook and role checks, see server::sio_accept).
+  // taken to be resumed (after the connect hook and role checks, see sio_server::accept).
   bool try_resume(const sio::packet& p, const auth::identity_ptr& identity);
   bool namespace_allowed(const std::string& nsp) const;
   void send_packet_text(std::string text);
@@ -110,7 +112,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   std::optional<std::string> take_polling_body_locked();
   void release_parked(std::string body);
 
-  server& server_;
+  session_context& context_;
   const std::string sid_;
   const std::string remote_;
   const std::vector<std::pair<std::string, std::string>> headers_;
@@ -132,8 +134,8 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   bool overflowed_{false};       // the polling queue overflowed; the session is being closed
   bool closed_{false};
   bool awaiting_pong_{false};
-  bool lingering_{false};
-  std::chrono::steady_clock::time_point pong_deadline_{};  // polling: closed by a POSTed close packet, waiting for a GET
+  bool lingering_{false};  // polling: closed by a POSTed close packet, waiting for a GET
+  std::chrono::steady_clock::time_point pong_deadline_{};  // while awaiting_pong_
   std::map<std::string, std::shared_ptr<sio_socket>> sockets_;  // by namespace
   std::optional<sio::packet> partial_;  // a binary packet waiting for its attachments
   std::vector<std::string> attachments_;

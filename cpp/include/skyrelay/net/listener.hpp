@@ -1,22 +1,26 @@
-// Accepts TCP connections and hands each to an http_session on the next I/O context.
+// Accepts TCP connections, admits them (limits/admission.hpp) and hands each to the server's
+// handoff (an http_session) on the next I/O context.
 #pragma once
 
 #include <cstdint>
-
+#include <functional>
 #include <memory>
 
+#include "skyrelay/limits/admission.hpp"
 #include "skyrelay/net/aliases.hpp"
 
 namespace skyrelay {
 
-enum class connection_refusal : std::uint8_t;
-
-class server;
+class session_context;
 
 class listener : public std::enable_shared_from_this<listener> {
  public:
-  // Binds and listens; throws std::system_error on failure.
-  listener(asio::io_context& ioc, tcp::endpoint ep, server& srv);
+  // Takes an admitted connection, on the connection's own I/O context.
+  using handoff_fn = std::function<void(tcp::socket socket, admission::slot slot)>;
+
+  // Binds and listens; throws std::system_error on failure. Accepted connections go to
+  // ctx.next_context(), are admitted by ctx.get_admission(), then handed to `handoff`.
+  listener(asio::io_context& ioc, tcp::endpoint ep, session_context& ctx, handoff_fn handoff);
   void run();
   void close();  // thread-safe
   unsigned short port() const;
@@ -29,7 +33,8 @@ class listener : public std::enable_shared_from_this<listener> {
 
   asio::io_context& ioc_;
   tcp::acceptor acceptor_;
-  server& server_;
+  session_context& ctx_;
+  handoff_fn handoff_;
 };
 
 }  // namespace skyrelay

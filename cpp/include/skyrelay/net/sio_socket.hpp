@@ -17,13 +17,13 @@
 
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/frame.hpp"
-#include "skyrelay/core/inbound_limit.hpp"
+#include "skyrelay/limits/inbound_limit.hpp"
 #include "skyrelay/hub/subscriber.hpp"
 #include "skyrelay/net/aliases.hpp"
 
 namespace skyrelay {
 
-class server;
+class sio_server;
 class eio_session;
 
 // A Socket.IO socket: one namespace of one Engine.IO session; what the hub delivers to.
@@ -32,7 +32,7 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   // `recovery_frames` > 0 turns on connection state recovery for this socket: it gets a pid,
   // can outlive its session (detach), and keeps up to that many of the latest events sent to it
   // alone; events to its rooms and namespace are replayed from the hub's history. `encoder` is
-  // the hub's id of the Socket.IO encoder (server::encoders).
+  // the hub's id of the Socket.IO encoder (session_context::encoders).
   sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_session> session,
              encoder_id encoder, std::size_t recovery_frames = 0);
 
@@ -64,8 +64,8 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   bool reattach(std::weak_ptr<eio_session> session, std::uint64_t offset,
                 std::vector<frame_ptr>& missed);
   // A recovery CONNECT for this detached socket arrived on `session`: it stays detached (sends
-  // nothing) and loses the roles a connect hook granted it, until server::sio_accept resumes it
-  // (take_resume) or server::sio_refuse ends it. False when it was closed meanwhile.
+  // nothing) and loses the roles a connect hook granted it, until sio_server::accept resumes
+  // it (take_resume) or sio_server::refuse ends it. False when it was closed meanwhile.
   struct resume_request {
     std::uint64_t offset{0};
     std::string auth;  // the CONNECT payload, for a fresh CONNECT when resuming is too late
@@ -78,13 +78,14 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   // the CONNECT that resumed it). Thread-safe.
   void set_identity(auth::identity_ptr id);
   auth::identity_ptr identity() const;
-  // Roles the connect hook gave the socket, in place of its token's (server::sio_accept).
+  // Roles the connect hook gave the socket, in place of its token's (sio_server::accept).
   void grant_roles(std::vector<std::string> roles);
   // The roles its role requirements are checked against: granted ones, else the token's.
   std::shared_ptr<const std::vector<std::string>> roles() const;
-  // (Re)starts the timer that ends the socket when its token expires (server::expire_socket),
-  // on `ex`, the executor of the session it is on; replaces any earlier one.
-  void arm_expiry(asio::any_io_executor ex, server& srv);
+  // (Re)starts the timer that ends the socket when its token expires
+  // (sio_server::expire_socket), on `ex`, the executor of the session it is on; replaces any
+  // earlier one. `sio` outlives the socket.
+  void arm_expiry(asio::any_io_executor ex, sio_server& sio);
 
  private:
   // deliver and deliver_direct: queue before acceptance, keep direct events for recovery,

@@ -20,7 +20,7 @@
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/errors.hpp"
-#include "skyrelay/core/inbound_limit.hpp"
+#include "skyrelay/limits/inbound_limit.hpp"
 #include "skyrelay/hub/subscriber.hpp"
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/outbox.hpp"
@@ -50,7 +50,7 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
  public:
   // `handshake_response` is the 101 response to write first; `leftover` holds bytes the client
   // sent after its request; `topic` (may be empty) is joined on acceptance. `encoder` is the
-  // hub's id of its transport's encoder (server::encoders).
+  // hub's id of its transport's encoder (session_context::encoders).
   ws_session(net::stream socket, server& srv, std::string sid, std::string handshake_response,
              std::string leftover, std::string topic, encoder_id encoder);
   // A Server-Sent Events stream: `response_head` is the HTTP response header block; it joins

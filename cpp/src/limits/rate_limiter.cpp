@@ -1,4 +1,4 @@
-#include "skyrelay/core/rate_limiter.hpp"
+#include "skyrelay/limits/rate_limiter.hpp"
 
 #include <algorithm>
 #include <cmath>

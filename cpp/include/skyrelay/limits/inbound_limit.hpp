@@ -9,12 +9,9 @@
 #include <string_view>
 #include <unordered_map>
 
-namespace skyrelay {
+#include "skyrelay/core/rate_spec.hpp"
 
-struct rate_spec {
-  double rate{0};   // tokens per second; 0: unlimited
-  double burst{0};  // bucket size
-};
+namespace skyrelay {
 
 class token_bucket {
  public:

@@ -1,0 +1,84 @@
+// What a connection needs of the server, and nothing more: the configuration, the application's
+// hooks, metrics, the hub and its transports' encoder ids, the dispatcher, admission, the
+// Socket.IO server, the TLS context and the I/O contexts. The server owns every part and outlives every session; a session holds a
+// session_context& instead of the whole server (Beast's chat-multi `shared_state`).
+//
+// Thread-safe as its parts are: it only hands out references.
+#pragma once
+
+#include <functional>
+
+#include "skyrelay/core/config.hpp"
+#include "skyrelay/core/encoder.hpp"
+#include "skyrelay/hub/dispatcher.hpp"
+#include "skyrelay/hub/hub.hpp"
+#include "skyrelay/limits/admission.hpp"
+#include "skyrelay/net/aliases.hpp"
+#include "skyrelay/net/app_hooks.hpp"
+#include "skyrelay/net/metrics.hpp"
+
+namespace boost::asio::ssl {
+class context;
+}
+
+namespace skyrelay {
+
+class sio_server;
+
+// The hub's ids of the server's encoders, one per transport, registered when the server is
+// made (hub::add_encoder): each connection names its transport's (subscriber::encoder).
+struct transport_encoders {
+  encoder_id json_ws{0};   // a complete WebSocket frame of the JSON protocol's event message
+  encoder_id socketio{0};  // a bare Engine.IO message carrying a Socket.IO EVENT (frame::ws_opcode)
+  encoder_id sse{0};       // a Server-Sent Events block: id, event and data lines
+};
+
+class session_context {
+ public:
+  // The I/O context for the next connection or timer (round-robin).
+  using context_picker = std::function<asio::io_context&()>;
+
+  // Keeps references to every part (and the pointer `tls`, null for plain TCP); each must
+  // outlive the context.
+  session_context(const server_config& cfg, const app_hooks& hooks, metrics& m, hub& h,
+                  dispatcher& d, admission& a, sio_server& sio, boost::asio::ssl::context* tls,
+                  context_picker next_context, const transport_encoders& encoders)
+      : cfg_(cfg),
+        hooks_(hooks),
+        metrics_(m),
+        hub_(h),
+        dispatcher_(d),
+        admission_(a),
+        sio_(sio),
+        tls_(tls),
+        next_context_(std::move(next_context)),
+        encoders_(encoders) {}
+  session_context(const session_context&) = delete;
+  session_context& operator=(const session_context&) = delete;
+
+  const server_config& config() const noexcept { return cfg_; }
+  const app_hooks& hooks() const noexcept { return hooks_; }
+  metrics& get_metrics() const noexcept { return metrics_; }
+  hub& get_hub() const noexcept { return hub_; }
+  dispatcher& get_dispatcher() const noexcept { return dispatcher_; }
+  admission& get_admission() const noexcept { return admission_; }
+  sio_server& sio() const noexcept { return sio_; }
+  // The TLS context shared by every connection, or null for plain TCP.
+  boost::asio::ssl::context* tls_context() const noexcept { return tls_; }
+  asio::io_context& next_context() const { return next_context_(); }
+  const transport_encoders& encoders() const noexcept { return encoders_; }
+
+ private:
+  const server_config& cfg_;
+  const app_hooks& hooks_;
+  metrics& metrics_;
+  hub& hub_;
+  dispatcher& dispatcher_;
+  admission& admission_;
+  sio_server& sio_;
+  boost::asio::ssl::context* tls_;
+  context_picker next_context_;
+  const transport_encoders& encoders_;
+};
+
+}  // namespace skyrelay
