@@ -15,18 +15,17 @@ position difference from python-sgp4; pass count agreement with Skyfield).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests/python"))
+import harness
+
+sys.path.insert(0, str(harness.ROOT / "tests/python"))
 
 from orbit_data import GPREDICT, gpredict_catalogue  # noqa: E402
 
@@ -127,10 +126,7 @@ def main() -> int:
         "rises_skyrelay": ours_rises,
         "rises_skyfield": sky_rises,
     }
-    out = ROOT / "bench/results"
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"orbit-{stamp}.json").write_text(json.dumps(results, indent=2))
+    harness.save("orbit", results)
     p, q = results["propagation"], results["passes"]
     print(f"propagation, {len(cat)} satellites x {args.steps} steps (medians of {args.rounds}):")
     print(f"  skyrelay   1 thread {p['skyrelay_1_thread_per_s'] / 1e6:6.2f} M/s   {cores} threads "

@@ -9,10 +9,10 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests/python"))
+import harness
+
+sys.path.insert(0, str(harness.ROOT / "tests/python"))
 
 from orbit_data import GPREDICT  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""What every benchmark server shares: arguments, the payload, and the paced publisher loop.
+"""What every benchmark server shares: arguments, the payload, and the paced publisher loop
+(publish() on a thread, publish_async() on an asyncio loop).
 
 Each message is ~100 bytes of JSON: {"t": <CLOCK_MONOTONIC ns at publish>, "seq": n, "pad": ...}.
 The publisher sends in 1 ms ticks, so a rate above what the server can deliver saturates it.
@@ -39,23 +40,52 @@ def announce(what: str) -> None:
     print(what, flush=True)
 
 
-def paced(rate: float, seconds: float):
-    """Yields how many messages to send at each 1 ms tick, for `seconds`."""
+def ticks(rate: float, seconds: float):
+    """For `seconds`, at each 1 ms tick: yields how many messages are due in all by then (at
+    `rate` per second) and the monotonic time of the next tick (when behind, one goes straight
+    on)."""
     start = time.monotonic()
-    sent = 0
-    while True:
-        elapsed = time.monotonic() - start
-        if elapsed >= seconds:
-            return
-        due = int(rate * elapsed) + 1
-        if due > sent:
-            yield due - sent
-            sent = due
-        # Sleep to the next tick; when behind, go straight on.
-        nxt = start + (int(elapsed * 1000) + 1) / 1000
-        delay = nxt - time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        yield int(rate * elapsed) + 1, start + (int(elapsed * 1000) + 1) / 1000
+
+
+def publish(send, count, args: argparse.Namespace) -> int:
+    """Waits until ``count()`` reaches --clients, says PUBLISHING, then calls ``send(seq)`` at
+    --rate for --seconds, sleeping between the ticks, and says DONE; returns how many it sent.
+    A server whose publisher runs on a thread of its own uses this."""
+    wait_for_clients(count, args.clients, args.connect_timeout)
+    announce("PUBLISHING")
+    seq = 0
+    for due, next_tick in ticks(args.rate, args.seconds):
+        while seq < due:
+            send(seq)
+            seq += 1
+        delay = next_tick - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+    announce(f"DONE {seq}")
+    return seq
+
+
+async def publish_async(send, count, args: argparse.Namespace) -> int:
+    """publish() on an asyncio loop: it awaits between the ticks (even when behind), so the
+    loop serves the connections in between. ``send`` may be a coroutine function."""
+    import asyncio
+
+    awaited = asyncio.iscoroutinefunction(send)
+    await await_clients(count, args.clients, args.connect_timeout)
+    announce("PUBLISHING")
+    seq = 0
+    for due, next_tick in ticks(args.rate, args.seconds):
+        while seq < due:
+            if awaited:
+                await send(seq)
+            else:
+                send(seq)
+            seq += 1
+        await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+    announce(f"DONE {seq}")
+    return seq
 
 
 def wait_for_clients(count, wanted: int, timeout: float) -> None:

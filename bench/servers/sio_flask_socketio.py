@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+
 from flask import Flask
 from flask_socketio import SocketIO
 
-from common import announce, parse_args, paced, payload, wait_for_clients
+from common import parse_args, payload, publish
 
 args = parse_args()
 app = Flask(__name__)
@@ -25,16 +27,8 @@ def connect(auth=None):
 
 
 def publisher():
-    wait_for_clients(lambda: len(connected), args.clients, args.connect_timeout)
-    announce("PUBLISHING")
-    seq = 0
-    for n in paced(args.rate, args.seconds):
-        for _ in range(n):
-            socketio.emit("tick", json.loads(payload(seq)))
-            seq += 1
-    announce(f"DONE {seq}")
-    import os
-
+    publish(lambda seq: socketio.emit("tick", json.loads(payload(seq))),
+            lambda: len(connected), args)
     os._exit(0)
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import socketio
 import uvicorn
 
-from common import announce, await_clients, parse_args, payload
+from common import parse_args, payload, publish_async
 
 args = parse_args()
 sio = socketio.AsyncServer(async_mode="asgi", ping_interval=25, ping_timeout=20)
@@ -27,16 +26,10 @@ async def disconnect(sid, reason=None):
 
 
 async def publisher(server: uvicorn.Server):
-    await await_clients(lambda: len(connected), args.clients, args.connect_timeout)
-    announce("PUBLISHING")
-    start, seq = time.monotonic(), 0
-    while (elapsed := time.monotonic() - start) < args.seconds:
-        due = int(args.rate * elapsed) + 1
-        while seq < due:
-            await sio.emit("tick", json.loads(payload(seq)))
-            seq += 1
-        await asyncio.sleep(max(0.0, start + (int(elapsed * 1000) + 1) / 1000 - time.monotonic()))
-    announce(f"DONE {seq}")
+    async def send(seq: int) -> None:
+        await sio.emit("tick", json.loads(payload(seq)))
+
+    await publish_async(send, lambda: len(connected), args)
     server.should_exit = True
 
 

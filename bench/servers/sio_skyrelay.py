@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import skyrelay
-from common import announce, parse_args, paced, payload, wait_for_clients
+from common import parse_args, payload, publish
 
 args = parse_args()
 server = skyrelay.Server("127.0.0.1", args.port, io_threads=1)
 server.start()
-wait_for_clients(lambda: server.connection_count, args.clients, args.connect_timeout)
-announce("PUBLISHING")
-seq = 0
-for n in paced(args.rate, args.seconds):
-    for _ in range(n):
-        server.emit("tick", payload(seq).encode(), policy="drop_oldest")
-        seq += 1
-announce(f"DONE {seq}")
+publish(lambda seq: server.emit("tick", payload(seq).encode(), policy="drop_oldest"),
+        lambda: server.connection_count, args)
 server.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import skyrelay
-from common import announce, parse_args, paced, payload, wait_for_clients
+from common import parse_args, payload, publish
 
 args = parse_args()
 # With --certfile/--keyfile the one port serves TLS only (wss, https), terminated by skyrelay.
@@ -14,12 +14,6 @@ server.start()
 # A benchmark topic is a volatile stream: under overload drop stale frames (counted) rather than
 # disconnect subscribers, so the run measures sustained delivery.
 server.set_room_policy("bench", "drop_oldest")
-wait_for_clients(lambda: server.room_size("bench"), args.clients, args.connect_timeout)
-announce("PUBLISHING")
-seq = 0
-for n in paced(args.rate, args.seconds):
-    for _ in range(n):
-        server.emit("tick", payload(seq).encode(), to="bench")
-        seq += 1
-announce(f"DONE {seq}")
+publish(lambda seq: server.emit("tick", payload(seq).encode(), to="bench"),
+        lambda: server.room_size("bench"), args)
 server.stop()

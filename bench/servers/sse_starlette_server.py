@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 
 import uvicorn
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from common import announce, await_clients, parse_args, payload
+from common import parse_args, payload, publish_async
 
 QUEUE_MAX = 1024
 
@@ -50,25 +49,19 @@ async def bench_stream(request):
     return EventSourceResponse(events())
 
 
-async def publisher(server: uvicorn.Server) -> None:
+def fan_out(seq: int) -> None:
+    """Puts message `seq` into every stream's queue, dropping the oldest of a full one."""
     global dropped
-    await await_clients(lambda: len(queues), args.clients, args.connect_timeout)
-    announce("PUBLISHING")
-    # The same 1 ms-tick pacing as common.paced(), with asyncio.sleep so the loop serves the
-    # streams in between.
-    start, seq = time.monotonic(), 0
-    while (elapsed := time.monotonic() - start) < args.seconds:
-        due = int(args.rate * elapsed) + 1
-        while seq < due:
-            item = (seq, payload(seq))
-            for q in queues:
-                if q.full():
-                    q.get_nowait()
-                    dropped += 1
-                q.put_nowait(item)
-            seq += 1
-        await asyncio.sleep(max(0.0, start + (int(elapsed * 1000) + 1) / 1000 - time.monotonic()))
-    announce(f"DONE {seq}")
+    item = (seq, payload(seq))
+    for q in queues:
+        if q.full():
+            q.get_nowait()
+            dropped += 1
+        q.put_nowait(item)
+
+
+async def publisher(server: uvicorn.Server) -> None:
+    await publish_async(fan_out, lambda: len(queues), args)
     print(f"sse-starlette: {dropped} messages dropped from full queues", file=sys.stderr,
           flush=True)
     server.should_exit = True

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 
 from websockets.asyncio.server import broadcast, serve
 
-from common import announce, await_clients, parse_args, payload
+from common import parse_args, payload, publish_async
 
 args = parse_args()
 clients: set = set()
@@ -20,20 +19,6 @@ async def handler(ws):
         await ws.wait_closed()
     finally:
         clients.discard(ws)
-
-
-async def publisher():
-    await await_clients(lambda: len(clients), args.clients, args.connect_timeout)
-    announce("PUBLISHING")
-    start = time.monotonic()
-    seq = 0
-    while (elapsed := time.monotonic() - start) < args.seconds:
-        due = int(args.rate * elapsed) + 1
-        while seq < due:
-            broadcast(clients, payload(seq))
-            seq += 1
-        await asyncio.sleep(max(0.0, start + (int(elapsed * 1000) + 1) / 1000 - time.monotonic()))
-    announce(f"DONE {seq}")
 
 
 def tls_context() -> ssl.SSLContext | None:
@@ -49,7 +34,8 @@ def tls_context() -> ssl.SSLContext | None:
 async def main():
     async with serve(handler, "127.0.0.1", args.port, compression=None, max_queue=None,
                      ping_interval=None, ssl=tls_context()):
-        await publisher()
+        await publish_async(lambda seq: broadcast(clients, payload(seq)), lambda: len(clients),
+                            args)
 
 
 asyncio.run(main())

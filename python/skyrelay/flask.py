@@ -188,7 +188,7 @@ class SocketIO:
             app = self.app
             assert app is not None
             with app.app_context(), app.test_request_context(self._path()):
-                req = flask.request._get_current_object()
+                req = flask.request._get_current_object()  # type: ignore[attr-defined]
                 req.sid = conn.sid  # type: ignore[attr-defined]
                 req.namespace = conn.namespace  # type: ignore[attr-defined]
                 req.event = {"message": message, "args": data}  # type: ignore[attr-defined]
@@ -398,7 +398,7 @@ class SocketIOTestClient:
 
     def __init__(self, socketio: SocketIO, namespace: str | None, query_string: str | None,
                  headers: dict[str, str] | None, auth: Any) -> None:
-        import socketio as sio_client
+        import socketio as sio_client  # type: ignore[import-untyped]
 
         self.socketio = socketio
         self.queue: dict[str, list[dict[str, Any]]] = {}

@@ -280,7 +280,7 @@ class SatelliteArray(Sequence[Satellite]):
         return array
 
     @classmethod
-    def from_gpredict(cls, path: str | os.PathLike) -> SatelliteArray:
+    def from_gpredict(cls, path: str | os.PathLike[str]) -> SatelliteArray:
         """gpredict's ``satellites.dat`` (INI sections with NAME, TLE1 and TLE2)."""
         parser = configparser.ConfigParser(interpolation=None)
         parser.optionxform = str  # type: ignore[assignment]

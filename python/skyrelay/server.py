@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from . import _core
 from .auth import JWTAuth
@@ -23,6 +23,9 @@ from .errors import ConnectionRefused, Forbidden, RequestError
 from .handlers import HANDLER_ERROR_MESSAGE as HANDLER_ERROR_MESSAGE  # re-exported
 from .handlers import Handler, HandlerRegistry
 from .socketio import SocketIOBridge
+
+if TYPE_CHECKING:
+    from .wsgi import WSGIBridge
 
 log = logging.getLogger("skyrelay")
 
@@ -122,9 +125,8 @@ class Connection:
         self.namespace = namespace
         self.auth = auth
         self.transport = transport
-        if isinstance(claims, str):
-            claims = json.loads(claims)
-        self.claims: dict[str, Any] = claims or {}
+        parsed = json.loads(claims) if isinstance(claims, str) else claims
+        self.claims: dict[str, Any] = parsed or {}
         sub = self.claims.get("sub")
         self.user: str | None = sub if isinstance(sub, str) else None
         self.roles: list[str] = list(self.claims.get("roles") or [])
@@ -374,7 +376,7 @@ class Server:
         self._core: _core.Server | None = None
         self._socketio = SocketIOBridge(self._registry, lambda: self._core,
                                         functools.partial(Connection, self), self.socketio_path)
-        self._wsgi = None
+        self._wsgi: WSGIBridge | None = None
         if wsgi_app is not None:
             self.mount_wsgi(wsgi_app)
         self._lock = threading.Lock()

@@ -203,8 +203,11 @@ class SocketIOBridge:
         future: asyncio.Future[Any] = loop.create_future()
 
         def resolve(values: list[Any]) -> None:
-            loop.call_soon_threadsafe(
-                lambda: future.done() or future.set_result(handler_args(values)))
+            def settle() -> None:  # on the loop; a timed-out call's future is already done
+                if not future.done():
+                    future.set_result(handler_args(values))
+
+            loop.call_soon_threadsafe(settle)
 
         if not self.emit(sid, event, args, resolve):
             raise KeyError(f"no Socket.IO connection {sid!r}")

@@ -308,9 +308,10 @@ class Tracker:
 
     def _run(self) -> None:
         due = {"positions": 0.0, "windows": 0.0, "status": time.monotonic() + self.status_interval}
-        tasks = {"positions": (self.position_interval, self._publish_positions),
-                 "windows": (self.window_interval, self._publish_windows),
-                 "status": (self.status_interval, self.publish_status)}
+        tasks: dict[str, tuple[float, Callable[[], object]]] = {
+            "positions": (self.position_interval, self._publish_positions),
+            "windows": (self.window_interval, self._publish_windows),
+            "status": (self.status_interval, self.publish_status)}
         while not self._stop.is_set():
             now = time.monotonic()
             for name, (interval, action) in tasks.items():

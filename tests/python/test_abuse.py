@@ -18,6 +18,7 @@ import time
 
 import httpx
 import pytest
+from httpraw import read_head
 from sse_client import Stream
 from wsraw import RawClient, frame
 
@@ -126,16 +127,6 @@ def memory_bound() -> int:
     return 64 * 1024 * 1024 + MAX_CONNECTIONS_AT_ONCE * per_connection + history
 
 
-def read_http_head(s: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 @pytest.mark.timeout(150)
 def test_the_server_shrugs_off_abuse_and_loses_nothing(skyrelay_server_factory):
     server = skyrelay_server_factory(**LIMITS)
@@ -190,10 +181,10 @@ def test_the_server_shrugs_off_abuse_and_loses_nothing(skyrelay_server_factory):
         for _ in range(20):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 8000 + b"\r\n\r\n")
-                http_answers["431"].append(read_http_head(s).split(b" ")[1])
+                http_answers["431"].append(read_head(s).split(b" ")[1])
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.sendall(b"POST /anything HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-                http_answers["413"].append(read_http_head(s).split(b" ")[1])
+                http_answers["413"].append(read_head(s).split(b" ")[1])
             # Engine.IO: a session, then a malformed polling payload and one over the body limit.
             url = f"http://127.0.0.1:{port}/socket.io/?EIO=4&transport=polling"
             sid = json.loads(httpx.get(url, timeout=5).text[1:])["sid"]
@@ -203,7 +194,7 @@ def test_the_server_shrugs_off_abuse_and_loses_nothing(skyrelay_server_factory):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.sendall(f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
                           f"Host: x\r\nContent-Length: 10000\r\n\r\n".encode())
-                http_answers["eio_413"].append(int(read_http_head(s).split(b" ")[1]))
+                http_answers["eio_413"].append(int(read_head(s).split(b" ")[1]))
             if stop.is_set():
                 break
 

@@ -19,6 +19,7 @@ import urllib.request
 import uuid
 
 import pytest
+from httpraw import read_head
 
 import skyrelay
 from skyrelay.testing import connect, metric, wait_until
@@ -586,13 +587,7 @@ def test_health_tracks_connections(skyrelay_server, skyrelay_client):
 def raw_http(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
+        head, _, body = read_head(s).partition(b"\r\n\r\n")
         lines = head.decode().split("\r\n")
         headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
         length = int(headers.get("content-length", "0"))

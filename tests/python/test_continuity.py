@@ -49,8 +49,10 @@ PRODUCER = textwrap.dedent("""
 class Record:
     """What one subscriber saw: checked for continuity as it goes."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, lag_at: int | None = None) -> None:
         self.name = name
+        # Once past this n the subscriber stays away, once, for longer than history covers.
+        self.lag_at = lag_at
         self.prev: int | None = None
         self.seen: set[int] = set()
         self.events = 0
@@ -77,18 +79,29 @@ class Record:
         self.resets.append(reason)
         self.prev = None  # continuity restarts after an explicit reset
 
+    def lag_once(self, server, since: float, deadline: float) -> None:
+        """Past `lag_at` (the first time only): away while more events go by than history
+        holds, LAG after `since` publications."""
+        if self.lag_at is None or self.prev is None or self.prev < self.lag_at:
+            return
+        self.lag_at = None
+        self.away = True
+        wait_until(lambda: published(server) >= min(since + LAG, TOTAL),
+                   deadline - time.monotonic(), 0.05)
+        self.away = False
+
 
 def published(server) -> float:
     return metric(server, "skyrelay_publications_total")
 
 
-def json_subscriber(server, rec: Record, rng: random.Random, lag_at: int | None) -> None:
+def json_subscriber(server, rec: Record, rng: random.Random) -> None:
     """Subscribes to "stream" over the JSON protocol, drops every few thousand events, and
-    resumes with since + epoch. With `lag_at`, stays away once for longer than history covers."""
+    resumes with since + epoch. With the record's `lag_at`, stays away once for longer than
+    history covers."""
     url = f"ws://127.0.0.1:{server.port}/ws"
     epoch: str | None = None
     seq: int | None = None
-    lagged = lag_at is None
     deadline = time.monotonic() + 120
     while not rec.done and time.monotonic() < deadline:
         with connect(url, timeout=30) as c:
@@ -109,19 +122,12 @@ def json_subscriber(server, rec: Record, rng: random.Random, lag_at: int | None)
                     return
             rec.drops += 1
             start = published(server)
-        if not lagged and rec.prev is not None and rec.prev >= lag_at:
-            lagged = True
-            # Away while more events go by than history holds.
-            rec.away = True
-            wait_until(lambda: published(server) >= min(start + LAG, TOTAL),
-                       deadline - time.monotonic(), 0.05)
-            rec.away = False
+        rec.lag_once(server, start, deadline)
 
 
-def sse_subscriber(server, rec: Record, rng: random.Random, lag_at: int | None) -> None:
+def sse_subscriber(server, rec: Record, rng: random.Random) -> None:
     """The same over Server-Sent Events, resuming with Last-Event-ID."""
     last_id: str | None = None
-    lagged = lag_at is None
     deadline = time.monotonic() + 120
     while not rec.done and time.monotonic() < deadline:
         headers = {"Last-Event-ID": last_id} if last_id else {}
@@ -145,12 +151,7 @@ def sse_subscriber(server, rec: Record, rng: random.Random, lag_at: int | None) 
             start = published(server)
         finally:
             stream.close()
-        if not lagged and rec.prev is not None and rec.prev >= lag_at:
-            lagged = True
-            rec.away = True
-            wait_until(lambda: published(server) >= min(start + LAG, TOTAL),
-                       deadline - time.monotonic(), 0.05)
-            rec.away = False
+        rec.lag_once(server, start, deadline)
 
 
 @pytest.mark.timeout(240)
@@ -167,7 +168,8 @@ def test_hundred_thousand_events_with_subscribers_coming_and_going(skyrelay_serv
                                      history_ttl=120, recovery_window=60,
                                      outbox_max_frames=65536, outbox_max_bytes=32 << 20)
     url = f"http://127.0.0.1:{server.port}"
-    records = {name: Record(name) for name in ("json", "json-laggard", "sse", "sse-laggard")}
+    records = {name: Record(name, lag_at=0 if name.endswith("laggard") else None)
+               for name in ("json", "json-laggard", "sse", "sse-laggard")}
     errors: list[BaseException] = []
 
     def guarded(fn, *args):
@@ -179,10 +181,10 @@ def test_hundred_thousand_events_with_subscribers_coming_and_going(skyrelay_serv
         return threading.Thread(target=run, daemon=True)
 
     threads = [
-        guarded(json_subscriber, server, records["json"], random.Random(1), None),
-        guarded(json_subscriber, server, records["json-laggard"], random.Random(2), 0),
-        guarded(sse_subscriber, server, records["sse"], random.Random(3), None),
-        guarded(sse_subscriber, server, records["sse-laggard"], random.Random(4), 0),
+        guarded(json_subscriber, server, records["json"], random.Random(1)),
+        guarded(json_subscriber, server, records["json-laggard"], random.Random(2)),
+        guarded(sse_subscriber, server, records["sse"], random.Random(3)),
+        guarded(sse_subscriber, server, records["sse-laggard"], random.Random(4)),
     ]
     node = subprocess.Popen(["node", str(ROOT / "tests/python/sio_continuity.mjs"), url,
                              str(LAST), "7"], cwd=ROOT, stdout=subprocess.PIPE,

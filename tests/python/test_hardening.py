@@ -20,28 +20,14 @@ import socketio as sio_client
 
 import skyrelay
 from skyrelay.testing import metric, wait_until
+from httpraw import read_to_close
 from wsraw import RawClient
 
 ORIGIN = "https://app.example"
 
 
-def raw_http(port: int, request: bytes, timeout: float = 5.0) -> bytes:
-    """Sends one request (which should ask for Connection: close) and returns every byte the
-    server wrote until it closed the connection."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(request)
-        data = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return data
-
-
 def get(port: int, target: str, headers: str = "", method: str = "GET") -> bytes:
-    return raw_http(port, (f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    return read_to_close(port, (f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                            f"{headers}Connection: close\r\n\r\n").encode("latin-1"))
 
 
@@ -548,8 +534,8 @@ def test_every_response_says_nosniff(static_server):
         "405": get(port, "/health", method="DELETE"),
         "health": get(port, "/health"),
         "metrics": get(port, "/metrics"),
-        "publish 200": raw_http(port, publish),
-        "publish 401": raw_http(port, publish.replace(b"Bearer tok", b"Bearer bad")),
+        "publish 200": read_to_close(port, publish),
+        "publish 401": read_to_close(port, publish.replace(b"Bearer tok", b"Bearer bad")),
         "eio handshake": get(port, "/socket.io/?EIO=4&transport=polling"),
         "eio error": get(port, "/socket.io/?EIO=3&transport=polling"),
         "ws refused": get(port, "/ws", "Origin: https://evil.example\r\nUpgrade: websocket\r\n"

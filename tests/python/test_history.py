@@ -27,6 +27,17 @@ def drain_seqs(client, event, until_seq, timeout=10.0):
     return seqs
 
 
+def left_while(server, skyrelay_client, missed: int):
+    """A client subscribes to "w" and leaves; `missed` events "t" go to "w" while it is away.
+    Returns a new client (not subscribed yet) and the epoch the first one was given."""
+    c = skyrelay_client(server)
+    epoch = c.subscribe("w")["epoch"]
+    c.close()
+    for i in range(missed):
+        server.emit("t", i, to="w")
+    return skyrelay_client(server), epoch
+
+
 def test_coming_back_replays_exactly_the_missed_events(skyrelay_server, skyrelay_client):
     first = skyrelay_client()
     reply = first.subscribe("well")
@@ -65,12 +76,7 @@ def test_up_to_date_client_gets_no_replay(skyrelay_server, skyrelay_client):
 
 def test_lost_history_is_an_explicit_reset(skyrelay_server_factory, skyrelay_client):
     server = skyrelay_server_factory(history_size=5)
-    c = skyrelay_client(server)
-    epoch = c.subscribe("w")["epoch"]
-    c.close()
-    for i in range(20):
-        server.emit("t", i, to="w")
-    back = skyrelay_client(server)
+    back, epoch = left_while(server, skyrelay_client, missed=20)
     reply = back.subscribe("w", since=0, epoch=epoch)
     assert reply["recovered"] is False
     assert reply["reset"] == "history_gap"
@@ -125,12 +131,7 @@ def test_a_seq_from_the_future_is_a_reset(skyrelay_server, skyrelay_client):
 
 def test_replay_larger_than_the_outbox_is_a_reset(skyrelay_server_factory, skyrelay_client):
     server = skyrelay_server_factory(outbox_max_frames=64)
-    c = skyrelay_client(server)
-    epoch = c.subscribe("w")["epoch"]
-    c.close()
-    for i in range(100):
-        server.emit("t", i, to="w")
-    back = skyrelay_client(server)
+    back, epoch = left_while(server, skyrelay_client, missed=100)
     reply = back.subscribe("w", since=0, epoch=epoch)
     assert (reply["recovered"], reply["reset"]) == (False, "history_gap")
     assert back.ping()["type"] == "pong"  # still connected, not cut as a slow consumer

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from httpraw import read_to_close
 from wsraw import RawClient, frame
 
 from skyrelay import Server
@@ -26,12 +27,8 @@ LIMITS = ("message_size", "header_size", "body_size", "handshake_timeout", "idle
 
 def scrape(port: int) -> dict[str, float]:
     """Every sample of GET /metrics, by name with its labels."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    head, _, body = read_to_close(port, request).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
     samples = {}
     for line in body.decode().splitlines():
@@ -63,12 +60,8 @@ def http_exchange(s: socket.socket, request: bytes) -> bytes:
 
 def refused_answer(port: int) -> tuple[int, dict, dict]:
     """Opens a raw TCP connection and reads what the server says without being asked."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    head, _, body = read_to_close(port, request).partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     fields = dict(line.split(": ", 1) for line in lines[1:])
     return int(lines[0].split()[1]), fields, json.loads(body)

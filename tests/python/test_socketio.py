@@ -436,7 +436,17 @@ def test_a_socketio_disconnect_is_counted_once(sio_server, make_client):
     assert metric(sio_server, 'skyrelay_disconnects_total{reason="client_close"}') == before + 1
 
 
-def test_socketio_events_have_the_inbound_rate_limit(skyrelay_server_factory):
+def connect_watching_limits(sio_clients, port: int) -> tuple[socketio.Client, queue.Queue]:
+    """A Socket.IO client over WebSocket, connected to "/", whose rate_limited events land in
+    the queue returned with it."""
+    client = sio_clients()
+    limited: queue.Queue = queue.Queue()
+    client.on("rate_limited", limited.put)
+    client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=5)
+    return client, limited
+
+
+def test_socketio_events_have_the_inbound_rate_limit(skyrelay_server_factory, sio_clients):
     """Over the socket's limit an event is dropped (no handler, no ack) and the client gets a
     rate_limited event; other sockets are not affected."""
     handled = queue.Queue()
@@ -445,27 +455,20 @@ def test_socketio_events_have_the_inbound_rate_limit(skyrelay_server_factory):
         server.on("n", lambda conn, data: handled.put(data) or data)
 
     server = skyrelay_server_factory(configure, inbound_rate=1, inbound_burst=3)
-    client = socketio.Client(reconnection=False)
-    limited = queue.Queue()
-    client.on("rate_limited", limited.put)
-    client.connect(f"http://127.0.0.1:{server.port}", transports=["websocket"], wait_timeout=5)
-    try:
-        for i in range(5):
-            client.emit("n", i)
-        info = limited.get(timeout=5)
-        assert info["event"] == "n" and info["retry_after_ms"] > 0
-        assert limited.get(timeout=5)["event"] == "n"  # the 5th too
-        assert [handled.get(timeout=5) for _ in range(3)] == [0, 1, 2]
-        assert handled.empty()
-        other = socketio.Client(reconnection=False)
-        other.connect(f"http://127.0.0.1:{server.port}", transports=["polling"], wait_timeout=5)
-        assert other.call("n", "other", timeout=5) == "other"
-        other.disconnect()
-    finally:
-        client.disconnect()
+    client, limited = connect_watching_limits(sio_clients, server.port)
+    for i in range(5):
+        client.emit("n", i)
+    info = limited.get(timeout=5)
+    assert info["event"] == "n" and info["retry_after_ms"] > 0
+    assert limited.get(timeout=5)["event"] == "n"  # the 5th too
+    assert [handled.get(timeout=5) for _ in range(3)] == [0, 1, 2]
+    assert handled.empty()
+    other = sio_clients()
+    other.connect(f"http://127.0.0.1:{server.port}", transports=["polling"], wait_timeout=5)
+    assert other.call("n", "other", timeout=5) == "other"
 
 
-def test_socketio_events_can_have_their_own_rate(skyrelay_server_factory):
+def test_socketio_events_can_have_their_own_rate(skyrelay_server_factory, sio_clients):
     """server.on(event, rate=...) applies to Socket.IO events as to JSON-protocol ones: the
     event has its own bucket, far past the socket's; other events keep the socket's bucket."""
     handled = queue.Queue()
@@ -475,22 +478,16 @@ def test_socketio_events_can_have_their_own_rate(skyrelay_server_factory):
         server.on("ask", lambda conn, data: data)
 
     server = skyrelay_server_factory(configure, inbound_rate=0.01, inbound_burst=2)
-    client = socketio.Client(reconnection=False)
-    limited = queue.Queue()
-    client.on("rate_limited", limited.put)
-    client.connect(f"http://127.0.0.1:{server.port}", transports=["websocket"], wait_timeout=5)
-    try:
-        for i in range(50):  # 25 times the socket's burst, within the event's
-            client.emit("telemetry", i)
-        assert [handled.get(timeout=5) for _ in range(50)] == list(range(50))
-        assert client.call("ask", 1, timeout=5) == 1
-        assert client.call("ask", 2, timeout=5) == 2
-        client.emit("ask", 3)  # the socket's bucket (burst 2) is spent
-        assert limited.get(timeout=5)["event"] == "ask"
-        assert limited.empty()  # no telemetry event was refused
-        assert metric(server, 'skyrelay_limit_hits_total{limit="inbound_rate"}') == 1
-    finally:
-        client.disconnect()
+    client, limited = connect_watching_limits(sio_clients, server.port)
+    for i in range(50):  # 25 times the socket's burst, within the event's
+        client.emit("telemetry", i)
+    assert [handled.get(timeout=5) for _ in range(50)] == list(range(50))
+    assert client.call("ask", 1, timeout=5) == 1
+    assert client.call("ask", 2, timeout=5) == 2
+    client.emit("ask", 3)  # the socket's bucket (burst 2) is spent
+    assert limited.get(timeout=5)["event"] == "ask"
+    assert limited.empty()  # no telemetry event was refused
+    assert metric(server, 'skyrelay_limit_hits_total{limit="inbound_rate"}') == 1
 
 
 def test_a_polling_client_that_stops_polling_is_cut_not_deadlocked(skyrelay_server_factory):
