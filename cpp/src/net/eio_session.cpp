@@ -100,9 +100,9 @@ std::optional<std::string> eio_session::take_polling_body_locked() {
     const auto& f = queue_[i];
     if (f->ws_opcode == 2) {
       body += 'b';  // binary goes over polling as base64
-      body += eio::base64_encode(f->bytes);
+      body += eio::base64_encode(f->payload());
     } else {
-      body += f->bytes;  // a text packet, type character included
+      body += f->payload();  // a text packet, type character included
     }
   }
   queue_.clear();

@@ -108,8 +108,8 @@ server::server(server_config cfg, app_hooks hooks)
     const bool recovery = cfg_.sio_recovery_window.count() > 0;
     if (recovery) args += (args.empty() ? "\"" : ",\"") + std::to_string(meta.id) + "\"";
     const std::size_t n = p.binary ? p.binary->size() : 0;
-    frame f{"4" + sio::event(p.nsp, p.event, args, n), meta.publish_ns, true, 1,
-            recovery ? meta.id : 0, {}};
+    frame f = message_frame("4" + sio::event(p.nsp, p.event, args, n), 1, meta.publish_ns, true,
+                            recovery ? meta.id : 0);
     if (n) {
       f.followers.reserve(n);
       for (const auto& a : *p.binary) f.followers.push_back(make_message(a, 2, 0, true));

@@ -100,8 +100,11 @@ void sio_socket::deliver_direct(const frame_ptr& f, overflow_policy policy) {
 
 void sio_socket::pass_on(const frame_ptr& f, overflow_policy policy, bool direct) {
   std::shared_ptr<eio_session> s;
-  std::vector<frame_ptr> group;  // the frame and its attachments
-  append_group(group, f);
+  // The frame and its attachments; a frame without any (the fan-out's case) needs no copy.
+  std::vector<frame_ptr> group;
+  if (!f->followers.empty()) append_group(group, f);
+  const frame_ptr* first = group.empty() ? &f : group.data();
+  const std::size_t n = group.empty() ? 1 : group.size();
   {
     std::lock_guard lock(mu_);
     if (closed_) return;
@@ -110,12 +113,12 @@ void sio_socket::pass_on(const frame_ptr& f, overflow_policy policy, bool direct
       return;
     }
     // Events to this socket alone are kept for its return; the hub's history has the rest.
-    if (direct) remember_locked(group.data(), group.size());
+    if (direct) remember_locked(first, n);
     if (detached_) return;
     s = session_.lock();
   }
   if (!s) return;
-  if (group.size() == 1) return s->send(f, policy);
+  if (n == 1) return s->send(f, policy);
   s->send_all(group);
 }
 

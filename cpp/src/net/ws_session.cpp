@@ -46,7 +46,7 @@ ws_session::ws_session(net::stream socket, server& srv, std::string sid,
       parser_(srv.config().max_message_size),
       timer_(socket_.get_executor()),
       expiry_timer_(socket_.get_executor()),
-      write_timer_(socket_.get_executor()),
+      writer_(socket_, *this, srv.get_metrics(), srv.config().write_timeout),
       prefix_(std::move(handshake_response)),
       topic_(std::move(topic)),
       limit_(srv.config().inbound_limit, &srv.config().event_limits, steady_ns()) {
@@ -380,7 +380,7 @@ bool ws_session::on_frame(const ws::inbound& in) {
     case ws::opcode::close: {
       close_received_ = true;
       if (state_ == state::closing) {
-        if (close_sent_ && !writing_) finish(close_reason_);
+        if (close_sent_ && !writer_.busy()) finish(close_reason_);
         return false;
       }
       std::uint16_t code = close_code::normal;
@@ -524,124 +524,59 @@ void ws_session::push_control(std::string bytes) {
   deliver(make_frame(std::move(bytes), 0, false), overflow_policy::disconnect);
 }
 
-void ws_session::flush() {
-  if (writing_ || state_ == state::pending || state_ == state::closed) return;
-  inflight_.clear();
-  buffers_.clear();
-  inflight_prefix_.clear();
-  inflight_prefix_.swap(prefix_);
+void ws_session::flush() { writer_.run(); }
+
+void ws_session::fill(net::write_batch& b) {
+  if (state_ == state::pending || state_ == state::closed) return;
   if (!refused_) {
     if (state_ == state::closing) {
-      inflight_.swap(final_frames_);
+      b.frames().swap(final_frames_);
     } else {
-      outbox_.take(inflight_);
+      outbox_.take(b.frames());
     }
-  }
-  if (!inflight_prefix_.empty()) buffers_.emplace_back(asio::buffer(inflight_prefix_));
-  headers_.clear();
-  headers_.reserve(inflight_.size());  // buffers point into it: no reallocation below
-  for (const auto& f : inflight_) {
-    if (f->ws_opcode) {
-      // A bare message: its header is made here, its payload stays shared.
-      std::string h;
-      ws::append_header(h, static_cast<ws::opcode>(f->ws_opcode), f->bytes.size());
-      auto& slot = headers_.emplace_back();
-      std::copy(h.begin(), h.end(), slot.begin());
-      buffers_.emplace_back(asio::buffer(slot.data(), h.size()));
-    }
-    buffers_.emplace_back(asio::buffer(f->bytes));
   }
   if (sse_ && !refused_) {
     // One HTTP chunk per write; the response header goes first, once, outside any chunk.
-    std::size_t size = 0;
-    for (const auto& b : buffers_) size += b.size();
-    std::size_t at = 0;
-    if (!sse_head_.empty()) {
-      inflight_head_.swap(sse_head_);
-      buffers_.insert(buffers_.begin(), asio::buffer(inflight_head_));
-      at = 1;
-    }
+    b.before(sse_head_);
+    const std::size_t size = prefix_.size() + b.frame_bytes();
     if (size) {
       char hex[24];
       chunk_head_.assign(hex, static_cast<std::size_t>(std::snprintf(hex, sizeof hex, "%zx\r\n", size)));
-      buffers_.insert(buffers_.begin() + static_cast<std::ptrdiff_t>(at), asio::buffer(chunk_head_));
-      buffers_.emplace_back(asio::buffer("\r\n", 2));
+      b.before(chunk_head_);
+      b.before(prefix_);
+      b.after_view("\r\n");
     }
+  } else {
+    b.before(prefix_);
   }
   if (state_ == state::closing && !refused_ && !close_sent_) {
     close_sent_ = true;
-    buffers_.emplace_back(asio::buffer(close_frame_));
+    b.after_view(close_frame_);  // set once by begin_close, untouched since
   }
-  if (buffers_.empty()) return;
-  writing_ = true;
-  write_started_ = std::chrono::steady_clock::now();
-  if (!write_timer_armed_ && server_.config().write_timeout.count() > 0)
-    arm_write_timer(write_started_ + server_.config().write_timeout);
-  auto done = [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-    self->on_write(ec, n);
-  };
-  // Plain TCP writes the gathered buffers straight to the socket (writev); TLS goes through
-  // the stream, whose flat_stream layer packs them into records.
-  if (auto* plain = socket_.plain())
-    asio::async_write(*plain, buffers_, std::move(done));
-  else
-    asio::async_write(socket_, buffers_, std::move(done));
 }
 
-void ws_session::on_write(boost::system::error_code ec, std::size_t bytes) {
-  writing_ = false;
-  auto& m = server_.get_metrics();
-  auto& shard = m.local();
-  m.add(shard.writes);
-  m.add(shard.bytes_out, bytes);
-  if (!inflight_.empty()) {
-    const std::int64_t now = steady_ns();
-    std::uint64_t data_frames = 0;
-    for (const auto& f : inflight_) {
-      if (f->is_data) ++data_frames;
-      if (f->publish_ns) m.observe_latency(shard, now - f->publish_ns);
-    }
-    m.add(shard.frames_out, inflight_.size());
-    m.add(shard.messages_out, data_frames);
-  }
-  inflight_.clear();
+void ws_session::written(boost::system::error_code ec) {
   if (ec) {
     finish(state_ == state::closing ? close_reason_ : disconnect_reason::transport_error);
     return;
   }
   // After a framing error nothing the peer sends can be trusted, its close frame included:
   // end the connection as soon as our close frame is out (RFC 6455 7.1.7).
-  if (refused_ || (close_sent_ && (close_received_ || read_broken_ || sse_))) {
-    finish(close_reason_);
-    return;
-  }
-  flush();
+  if (refused_ || (close_sent_ && (close_received_ || read_broken_ || sse_))) finish(close_reason_);
 }
 
-// One timer watches every write: armed by the first write, it fires at that write's deadline;
-// a write that has finished by then lets it lapse, a newer one re-arms it for its own deadline.
-// So a busy connection arms it at most once per write_timeout, not once per write.
-void ws_session::arm_write_timer(std::chrono::steady_clock::time_point deadline) {
-  write_timer_armed_ = true;
-  write_timer_.expires_at(deadline);
-  write_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-    self->write_timer_armed_ = false;
-    // A closing session has its own deadline (close_wait) and keeps its close reason.
-    if (ec || self->state_ != state::open || !self->writing_) return;
-    const auto deadline = self->write_started_ + self->server_.config().write_timeout;
-    if (std::chrono::steady_clock::now() < deadline) return self->arm_write_timer(deadline);
-    self->on_write_timeout();
-  });
-}
-
-void ws_session::on_write_timeout() {
+void ws_session::write_timed_out() {
+  // A closing session has its own deadline (close_wait) and keeps its close reason.
+  if (state_ != state::open) return;
   // The peer has not taken a byte of this write for write_timeout: a slow consumer. A close
   // frame could not get past the bytes it left unread, so the connection is cut at once.
   auto& m = server_.get_metrics();
   m.limit_hit(limit_kind::write_timeout);
-  m.drop(drop_reason::slow_consumer, outbox_.queued_frames() + inflight_.size());
+  m.drop(drop_reason::slow_consumer, outbox_.queued_frames() + writer_.inflight_frames());
   finish(disconnect_reason::slow_consumer);
 }
+
+std::shared_ptr<void> ws_session::keep_alive() { return shared_from_this(); }
 
 void ws_session::arm_timer() {
   const auto& cfg = server_.config();
@@ -735,7 +670,7 @@ void ws_session::finish(disconnect_reason why) {
   state_ = state::closed;
   timer_.cancel();
   expiry_timer_.cancel();
-  write_timer_.cancel();
+  writer_.stop();
   if (socket_.is_tls())
     socket_.close_gracefully(weak_from_this().lock(), tls_close_wait);
   else

@@ -2,6 +2,26 @@
 
 #include <cstring>
 
+#include "skyrelay/core/frame.hpp"
+
+namespace skyrelay {
+
+frame message_frame(std::string_view payload, std::uint8_t ws_opcode, std::int64_t publish_ns,
+                    bool is_data, std::uint64_t offset) {
+  frame f;
+  f.bytes.reserve(payload.size() + 10);
+  ws::append_header(f.bytes, static_cast<ws::opcode>(ws_opcode), payload.size());
+  f.payload_at = static_cast<std::uint8_t>(f.bytes.size());
+  f.bytes.append(payload);
+  f.publish_ns = publish_ns;
+  f.is_data = is_data;
+  f.ws_opcode = ws_opcode;
+  f.offset = offset;
+  return f;
+}
+
+}  // namespace skyrelay
+
 namespace skyrelay::ws {
 
 void append_header(std::string& out, opcode op, std::size_t len) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace skyrelay {
@@ -14,10 +15,11 @@ struct frame {
   std::string bytes;           // wire bytes (see ws_opcode)
   std::int64_t publish_ns{0};  // steady-clock time of publication, for the publish-to-write histogram
   bool is_data{true};          // data frames count as messages out; control frames do not
-  // 0: `bytes` is complete as it is (a whole WebSocket frame, say). 1 (text) or 2 (binary):
-  // `bytes` is a bare message, such as an Engine.IO packet, that a WebSocket transport sends
-  // under a header with this opcode and a polling transport sends as it is. The header is made
-  // per write, so the payload is still shared.
+  // 0: a frame of one transport only, complete as it is (a JSON-protocol WebSocket frame, an
+  // SSE block). 1 (text) or 2 (binary): a message, such as an Engine.IO packet, that more than
+  // one transport can carry: `bytes` is its whole WebSocket frame (a header with this opcode,
+  // then the message), which a WebSocket transport writes as it is, and payload() is the bare
+  // message, which the Engine.IO long-polling transport sends.
   std::uint8_t ws_opcode{0};
   // Socket.IO connection state recovery: the publication id carried as the event's offset
   // (0 when the frame has none).
@@ -25,20 +27,32 @@ struct frame {
   // Frames that must follow this one, with nothing in between: the binary attachments of a
   // Socket.IO BINARY_EVENT published through the hub.
   std::vector<std::shared_ptr<const frame>> followers;
+  // Where the bare message starts in `bytes`: the size of the WebSocket header in front of it
+  // (2 to 10 bytes; 0 when ws_opcode is 0).
+  std::uint8_t payload_at{0};
+
+  // The bare message (see ws_opcode); `bytes` whole when there is no header in front.
+  std::string_view payload() const noexcept {
+    return std::string_view(bytes).substr(payload_at);
+  }
 };
 
 using frame_ptr = std::shared_ptr<const frame>;
 
 inline frame_ptr make_frame(std::string bytes, std::int64_t publish_ns = 0, bool is_data = true) {
-  return std::make_shared<const frame>(frame{std::move(bytes), publish_ns, is_data, 0, 0, {}});
+  return std::make_shared<const frame>(frame{std::move(bytes), publish_ns, is_data, 0, 0, {}, 0});
 }
 
-// A bare message (see frame::ws_opcode): 1 for text, 2 for binary.
-inline frame_ptr make_message(std::string bytes, std::uint8_t ws_opcode,
+// A message (see frame::ws_opcode; 1 for text, 2 for binary): `payload` is copied once behind
+// its WebSocket header. Defined with the RFC 6455 framing, in proto/ws_frame.cpp.
+frame message_frame(std::string_view payload, std::uint8_t ws_opcode, std::int64_t publish_ns = 0,
+                    bool is_data = true, std::uint64_t offset = 0);
+
+inline frame_ptr make_message(std::string_view payload, std::uint8_t ws_opcode,
                               std::int64_t publish_ns = 0, bool is_data = true,
                               std::uint64_t offset = 0) {
   return std::make_shared<const frame>(
-      frame{std::move(bytes), publish_ns, is_data, ws_opcode, offset, {}});
+      message_frame(payload, ws_opcode, publish_ns, is_data, offset));
 }
 
 }  // namespace skyrelay

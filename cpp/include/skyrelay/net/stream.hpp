@@ -1,6 +1,6 @@
 // A connection's byte stream: a plain TCP socket, or TLS over one. Sessions hold a net::stream
 // and never care which it is, except on the two hot paths that stay specialised for plain TCP
-// (ws_session's readiness-based reads and its gathered writes straight to the socket).
+// (ws_session's readiness-based reads, and write_loop's sendmsg straight on the socket).
 //
 // It meets Asio's AsyncReadStream and AsyncWriteStream requirements, so Beast's HTTP reader and
 // writer and asio::async_write take it as they take a socket. TLS uses Beast's ssl_stream, whose

@@ -1,7 +1,7 @@
 // One WebSocket connection speaking the skyrelay JSON protocol, after Beast parsed its HTTP
 // upgrade request. It frames its own output (ws_frame.hpp) so that every byte it writes, data
-// and control frames alike, goes through one write loop that gathers all queued frames into a
-// single write.
+// and control frames alike, goes through one write loop (net::write_loop) that gathers all
+// queued frames into a single write.
 //
 // The same class serves a Server-Sent Events stream (make_sse): a chunked HTTP response whose
 // frames are SSE blocks, with keep-alive comments instead of pings and no inbound messages.
@@ -25,6 +25,7 @@
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/outbox.hpp"
 #include "skyrelay/net/stream.hpp"
+#include "skyrelay/net/write_loop.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/ws_frame.hpp"
 
@@ -46,7 +47,9 @@ class ws_handler {
   virtual void on_ws_closed(ws_session& from, disconnect_reason why) = 0;
 };
 
-class ws_session : public subscriber, public std::enable_shared_from_this<ws_session> {
+class ws_session : public subscriber,
+                   public std::enable_shared_from_this<ws_session>,
+                   private net::write_loop::owner {
  public:
   // `handshake_response` is the 101 response to write first; `leftover` holds bytes the client
   // sent after its request; `topic` (may be empty) is joined on acceptance. `encoder` is the
@@ -127,10 +130,12 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   void schedule_flush();
   // Counts a push's drops, closes on overflow, starts the writer when asked.
   void on_pushed(const outbox::push_result& r);
-  void flush();
-  void on_write(boost::system::error_code ec, std::size_t bytes);
-  void arm_write_timer(std::chrono::steady_clock::time_point deadline);
-  void on_write_timeout();  // a write pending for write_timeout: cut as a slow consumer
+  void flush();  // runs the write loop
+  // net::write_loop::owner
+  void fill(net::write_batch& b) override;
+  void written(boost::system::error_code ec) override;
+  void write_timed_out() override;  // a write pending for write_timeout: cut as a slow consumer
+  std::shared_ptr<void> keep_alive() override;
 
   void arm_timer();
   void open_sse();  // on acceptance: welcome, topics, replay or reset
@@ -150,27 +155,19 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   ws::parser parser_;
   asio::steady_timer timer_;
   asio::steady_timer expiry_timer_;  // the token's end (identity_->ends_at)
-  asio::steady_timer write_timer_;   // the pending write's deadline (write_timeout)
-  std::chrono::steady_clock::time_point write_started_;
-  bool write_timer_armed_{false};
+  net::write_loop writer_;
   auth::identity_ptr identity_;
   std::atomic<std::shared_ptr<const std::vector<std::string>>> granted_roles_;
 
   std::string prefix_;  // bytes to write before the outbox (the 101 response, welcome, close)
   std::string topic_;   // subscribed on acceptance (/ws/<topic>)
-  std::vector<frame_ptr> inflight_;
-  std::vector<asio::const_buffer> buffers_;
-  std::string inflight_prefix_;
-  std::string inflight_head_;  // SSE: the response header while it is being written
   std::string early_bytes_;               // sent by the client before we accepted
   std::vector<frame_ptr> final_frames_;   // queued frames still to send before the close frame
-  std::vector<std::array<unsigned char, 10>> headers_;  // per-write headers of bare messages
   std::weak_ptr<ws_handler> handler_;
   bool has_handler_{false};
   std::string close_frame_;
 
   state state_{state::pending};
-  bool writing_{false};
   bool close_sent_{false};
   bool close_received_{false};
   bool finished_{false};
@@ -185,7 +182,7 @@ class ws_session : public subscriber, public std::enable_shared_from_this<ws_ses
   std::vector<std::string> sse_topics_;
   std::string sse_last_id_;
   std::string sse_head_;       // the HTTP response header, written once before the first chunk
-  std::string chunk_head_;     // "<size>\r\n" of the chunk in flight
+  std::string chunk_head_;     // "<size>\r\n" of the next chunk
   std::chrono::steady_clock::time_point last_heard_;
   bool pinged_{false};
 };

@@ -1,0 +1,138 @@
+// The write loop every streaming transport shares (WebSocket, Engine.IO over WebSocket, SSE):
+// one write in flight per connection, and everything queued meanwhile goes out together in the
+// next write.
+//
+// A write carries a batch: a few bytes of the session's own (an HTTP response head, a chunk
+// size, a close frame) and the frames taken from its outbox, each shared with every other
+// connection that sends it. Plain TCP writes the batch with non-blocking `sendmsg` calls of up
+// to IOV_MAX buffers each, straight on the socket's handle, and waits for writability
+// (async_wait) only when the socket is full. TLS passes the same buffers to asio::async_write
+// on the stream, whose flat_stream layer packs them into as few TLS records as fit (16 KiB
+// each) instead of one record per frame.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <sys/uio.h>
+
+#include "skyrelay/core/frame.hpp"
+#include "skyrelay/net/aliases.hpp"
+#include "skyrelay/net/stream.hpp"
+
+namespace skyrelay {
+
+class metrics;
+
+namespace net {
+
+// What one write carries, in this order: the `before` pieces, the frames, the `after` pieces.
+// Only the write loop makes and clears it; its owner fills it in write_loop::owner::fill.
+class write_batch {
+ public:
+  static constexpr std::size_t max_pieces = 4;  // on each side of the frames
+
+  // The frames to write, in order; the owner appends to it (outbox::take does).
+  std::vector<frame_ptr>& frames() noexcept { return frames_; }
+  // Moves `bytes` into the batch, after the `before` pieces added so far. `bytes` comes back
+  // empty (with the capacity of an earlier batch's piece, so a session's buffers are reused).
+  // Empty bytes add nothing. At most max_pieces on each side, owned and viewed together.
+  void before(std::string& bytes);
+  void after(std::string& bytes);
+  // Bytes the batch only points to: a literal, or a member the owner leaves untouched until
+  // the write completes.
+  void after_view(std::string_view bytes);
+
+  bool empty() const noexcept { return n_before_ == 0 && n_after_ == 0 && frames_.empty(); }
+  // The bytes of the frames alone.
+  std::size_t frame_bytes() const noexcept;
+
+ private:
+  friend class write_loop;
+  std::string& own(std::string& bytes);
+  void clear() noexcept;
+
+  std::array<std::string, 2 * max_pieces> owned_;
+  std::size_t n_owned_{0};
+  std::array<std::string_view, max_pieces> before_{}, after_{};
+  std::size_t n_before_{0}, n_after_{0};
+  std::vector<frame_ptr> frames_;
+};
+
+class write_loop {
+ public:
+  // The session the loop writes for. Every call comes from the stream's executor.
+  class owner {
+   public:
+    // Adds what to write next to `b`; adding nothing ends the loop until the next run().
+    virtual void fill(write_batch& b) = 0;
+    // The batch has been written, or the write failed with `ec` (the peer went away, or the
+    // stream was closed under it). The loop is idle again, the write counted in the metrics,
+    // and its frames released. The loop calls fill() again after this returns.
+    virtual void written(boost::system::error_code ec) = 0;
+    // A write has been pending for the write timeout: the peer is not reading. The write is
+    // still pending; the owner closes the stream (which completes it with an error) or not.
+    virtual void write_timed_out() = 0;
+    // Keeps the owner (and so the loop it holds) alive while a step is pending.
+    virtual std::shared_ptr<void> keep_alive() = 0;
+
+   protected:
+    ~owner() = default;
+  };
+
+  // `timeout` 0 means no write timeout. The loop lives inside `o`, which outlives it.
+  write_loop(stream& s, owner& o, metrics& m, std::chrono::milliseconds timeout);
+
+  write_loop(const write_loop&) = delete;
+  write_loop& operator=(const write_loop&) = delete;
+
+  // Writes the next batch if the loop is idle and fill() adds anything. A batch the socket
+  // takes at once is done before run() returns, and the loop goes on in a turn posted to the
+  // executor; one that must wait goes on from its completion. Either way the loop keeps going
+  // until fill() adds nothing. On the stream's executor.
+  void run();
+  // Cancels the write timer (the owner is finishing); a pending write ends when the stream is
+  // closed.
+  void stop();
+
+  bool busy() const noexcept { return busy_; }
+  // Frames of the write in flight (0 when idle).
+  std::size_t inflight_frames() const noexcept { return busy_ ? batch_.frames_.size() : 0; }
+
+ private:
+  static constexpr int max_sends_per_turn = 16;  // then wait for writability (fairness)
+
+  void gather();
+  // Plain TCP: writes what the socket takes now. True when the batch is done (ec_ tells how),
+  // false when the rest must wait for writability.
+  bool send_now();
+  void advance(std::size_t n);
+  void wait_writable();
+  void write_tls();
+  void complete();
+  void arm_timer(std::chrono::steady_clock::time_point deadline);
+
+  stream& stream_;
+  owner& owner_;
+  metrics& metrics_;
+  std::chrono::milliseconds timeout_;
+  asio::steady_timer timer_;
+  write_batch batch_;
+  std::vector<iovec> iov_;  // the batch's buffers; the first `next_` are written
+  std::size_t next_{0};
+  std::vector<asio::const_buffer> tls_buffers_;
+  std::size_t written_{0};  // bytes of the batch written so far
+  boost::system::error_code ec_;
+  std::chrono::steady_clock::time_point started_;
+  bool busy_{false};
+  bool timer_armed_{false};
+  bool continuing_{false};  // a run() is posted
+};
+
+}  // namespace net
+}  // namespace skyrelay

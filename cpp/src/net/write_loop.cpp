@@ -1,0 +1,206 @@
+#include "skyrelay/net/write_loop.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <climits>
+
+#include <sys/socket.h>
+
+#include "skyrelay/core/clock.hpp"
+#include "skyrelay/net/metrics.hpp"
+
+namespace skyrelay::net {
+
+namespace {
+#ifdef IOV_MAX
+constexpr std::size_t iov_max = IOV_MAX;
+#else
+constexpr std::size_t iov_max = 1024;  // Linux's value; POSIX guarantees at least 16
+#endif
+}  // namespace
+
+// write_batch ---------------------------------------------------------------------------------
+
+std::string& write_batch::own(std::string& bytes) {
+  assert(n_owned_ < owned_.size());
+  auto& slot = owned_[n_owned_++];
+  slot.swap(bytes);  // `bytes` takes the slot's emptied buffer
+  return slot;
+}
+
+void write_batch::before(std::string& bytes) {
+  if (bytes.empty()) return;
+  assert(n_before_ < max_pieces);
+  before_[n_before_++] = own(bytes);
+}
+
+void write_batch::after(std::string& bytes) {
+  if (bytes.empty()) return;
+  assert(n_after_ < max_pieces);
+  after_[n_after_++] = own(bytes);
+}
+
+void write_batch::after_view(std::string_view bytes) {
+  if (bytes.empty()) return;
+  assert(n_after_ < max_pieces);
+  after_[n_after_++] = bytes;
+}
+
+std::size_t write_batch::frame_bytes() const noexcept {
+  std::size_t n = 0;
+  for (const auto& f : frames_) n += f->bytes.size();
+  return n;
+}
+
+void write_batch::clear() noexcept {
+  for (std::size_t i = 0; i < n_owned_; ++i) owned_[i].clear();  // keeps the capacity
+  n_owned_ = n_before_ = n_after_ = 0;
+  frames_.clear();
+}
+
+// write_loop ----------------------------------------------------------------------------------
+
+write_loop::write_loop(stream& s, owner& o, metrics& m, std::chrono::milliseconds timeout)
+    : stream_(s), owner_(o), metrics_(m), timeout_(timeout), timer_(s.get_executor()) {}
+
+void write_loop::run() {
+  if (busy_) return;
+  batch_.clear();
+  owner_.fill(batch_);
+  if (batch_.empty()) return;
+  gather();
+  busy_ = true;
+  written_ = 0;
+  ec_.clear();
+  started_ = std::chrono::steady_clock::now();
+  if (stream_.is_tls()) return write_tls();
+  if (!send_now()) return wait_writable();
+  complete();
+  // Written at once. The next batch waits for a turn of the event loop, as it does after a
+  // write that had to wait: what other connections on this thread have to do runs first, and
+  // frames that arrive meanwhile join the batch, which keeps batches large under load.
+  if (busy_ || continuing_) return;  // written() may have run the loop again
+  continuing_ = true;
+  asio::post(stream_.get_executor(), [this, keep = owner_.keep_alive()] {
+    continuing_ = false;
+    run();
+  });
+}
+
+void write_loop::gather() {
+  iov_.clear();
+  next_ = 0;
+  iov_.reserve(batch_.n_before_ + batch_.frames_.size() + batch_.n_after_);
+  auto add = [this](std::string_view b) {
+    if (!b.empty()) iov_.push_back(iovec{const_cast<char*>(b.data()), b.size()});
+  };
+  for (std::size_t i = 0; i < batch_.n_before_; ++i) add(batch_.before_[i]);
+  for (const auto& f : batch_.frames_) add(f->bytes);
+  for (std::size_t i = 0; i < batch_.n_after_; ++i) add(batch_.after_[i]);
+}
+
+bool write_loop::send_now() {
+  const int fd = stream_.socket().native_handle();
+  for (int i = 0; i < max_sends_per_turn && next_ < iov_.size(); ++i) {
+    msghdr msg{};
+    msg.msg_iov = iov_.data() + next_;
+    msg.msg_iovlen = std::min(iov_.size() - next_, iov_max);
+    // MSG_DONTWAIT whatever the socket's mode: a refusal is written before the session has
+    // made its socket non-blocking. MSG_NOSIGNAL: a peer that left is an error, not SIGPIPE.
+    const ssize_t n = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+      ec_.assign(errno, boost::system::system_category());
+      return true;
+    }
+    advance(static_cast<std::size_t>(n));
+  }
+  return next_ == iov_.size();
+}
+
+// Moves past `n` written bytes; a buffer written in part keeps its unwritten tail.
+void write_loop::advance(std::size_t n) {
+  written_ += n;
+  while (n) {
+    assert(next_ < iov_.size());
+    iovec& v = iov_[next_];
+    if (n < v.iov_len) {
+      v.iov_base = static_cast<char*>(v.iov_base) + n;
+      v.iov_len -= n;
+      return;
+    }
+    n -= v.iov_len;
+    ++next_;
+  }
+}
+
+void write_loop::wait_writable() {
+  if (!timer_armed_ && timeout_.count() > 0) arm_timer(started_ + timeout_);
+  stream_.socket().async_wait(tcp::socket::wait_write,
+                              [this, keep = owner_.keep_alive()](boost::system::error_code ec) {
+                                if (ec) {
+                                  ec_ = ec;
+                                } else if (!send_now()) {
+                                  return wait_writable();
+                                }
+                                complete();
+                                run();
+                              });
+}
+
+void write_loop::write_tls() {
+  if (!timer_armed_ && timeout_.count() > 0) arm_timer(started_ + timeout_);
+  tls_buffers_.clear();
+  tls_buffers_.reserve(iov_.size());
+  for (const auto& v : iov_) tls_buffers_.emplace_back(v.iov_base, v.iov_len);
+  asio::async_write(stream_, tls_buffers_,
+                    [this, keep = owner_.keep_alive()](boost::system::error_code ec,
+                                                       std::size_t n) {
+                      written_ = n;
+                      ec_ = ec;
+                      complete();
+                      run();
+                    });
+}
+
+void write_loop::complete() {
+  busy_ = false;
+  auto& m = metrics_;
+  auto& shard = m.local();
+  m.add(shard.writes);
+  m.add(shard.bytes_out, written_);
+  const auto& frames = batch_.frames_;
+  if (!frames.empty()) {
+    const std::int64_t now = steady_ns();
+    std::uint64_t data_frames = 0;
+    for (const auto& f : frames) {
+      if (f->is_data) ++data_frames;
+      if (f->publish_ns) m.observe_latency(shard, now - f->publish_ns);
+    }
+    m.add(shard.frames_out, frames.size());
+    m.add(shard.messages_out, data_frames);
+  }
+  batch_.frames_.clear();
+  owner_.written(ec_);
+}
+
+// One timer watches every write: armed by the first write that has to wait, it fires at that
+// write's deadline; a write that has finished by then lets it lapse, a newer one re-arms it for
+// its own deadline. So a busy connection arms it at most once per timeout, not once per write.
+void write_loop::arm_timer(std::chrono::steady_clock::time_point deadline) {
+  timer_armed_ = true;
+  timer_.expires_at(deadline);
+  timer_.async_wait([this, keep = owner_.keep_alive()](boost::system::error_code ec) {
+    timer_armed_ = false;
+    if (ec || !busy_) return;
+    const auto due = started_ + timeout_;
+    if (std::chrono::steady_clock::now() < due) return arm_timer(due);
+    owner_.write_timed_out();
+  });
+}
+
+void write_loop::stop() { timer_.cancel(); }
+
+}  // namespace skyrelay::net

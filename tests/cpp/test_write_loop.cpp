@@ -1,0 +1,209 @@
+// net::write_loop over real loopback TCP connections: batches of more frames than one sendmsg
+// takes (IOV_MAX), written through a small send buffer so that writes stop part-way through a
+// buffer, arrive whole and in order; the write timeout and a peer that leaves end a write with
+// an error; messages carry their WebSocket header in front and their bare payload behind it.
+#include <gtest/gtest.h>
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <deque>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "skyrelay/net/metrics.hpp"
+#include "skyrelay/net/write_loop.hpp"
+#include "skyrelay/proto/ws_frame.hpp"
+
+namespace skyrelay {
+namespace {
+
+using namespace std::chrono_literals;
+
+// What one batch carries: own bytes before and after the frames.
+struct planned_batch {
+  std::string before, after;
+  std::vector<frame_ptr> frames;
+};
+
+class writer : public net::write_loop::owner, public std::enable_shared_from_this<writer> {
+ public:
+  writer(tcp::socket s, metrics& m, std::chrono::milliseconds timeout)
+      : stream_(std::move(s)), loop_(stream_, *this, m, timeout) {}
+
+  void fill(net::write_batch& b) override {
+    if (plan_.empty()) return;
+    auto& next = plan_.front();
+    b.before(next.before);
+    b.frames() = std::move(next.frames);
+    b.after(next.after);
+    plan_.pop_front();
+  }
+  void written(boost::system::error_code ec) override {
+    ++written_;
+    if (ec) error_ = ec;
+  }
+  void write_timed_out() override {
+    timed_out_ = true;
+    stream_.close();  // completes the pending write with an error
+  }
+  std::shared_ptr<void> keep_alive() override { return shared_from_this(); }
+
+  std::deque<planned_batch> plan_;
+  net::stream stream_;
+  net::write_loop loop_;
+  int written_{0};
+  boost::system::error_code error_;
+  bool timed_out_{false};
+};
+
+// A connected pair on 127.0.0.1: the server side for the writer, the client side for a reader.
+struct connection {
+  asio::io_context ioc;
+  tcp::socket server{ioc}, client{ioc};
+
+  // Small buffers make a big write stop part-way (the kernel may round them up). No Nagle, as
+  // on the server's sockets: small windows would otherwise wait for delayed ACKs.
+  explicit connection(bool small_buffers = false) {
+    tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    if (small_buffers) {  // before connecting, so that the window is small from the start
+      client.open(tcp::v4());
+      client.set_option(asio::socket_base::receive_buffer_size(64 * 1024));
+    }
+    client.connect(acceptor.local_endpoint());
+    acceptor.accept(server);
+    server.set_option(tcp::no_delay(true));
+    if (small_buffers) server.set_option(asio::socket_base::send_buffer_size(16 * 1024));
+  }
+};
+
+std::string pattern(std::size_t index, std::size_t size) {
+  std::string s(size, '\0');
+  for (std::size_t j = 0; j < size; ++j) s[j] = static_cast<char>((index * 131 + j * 7) % 251);
+  return s;
+}
+
+// Reads until `want` bytes, end of stream or 20 s without a byte, in small reads.
+std::string read_all(tcp::socket& s, std::size_t want) {
+  std::string got;
+  std::array<char, 1500> buf;
+  const int fd = s.native_handle();
+  for (int idle_polls = 0; got.size() < want && idle_polls < 200;) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) {
+      ++idle_polls;
+      continue;
+    }
+    const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+    if (n <= 0) break;
+    idle_polls = 0;
+    got.append(buf.data(), static_cast<std::size_t>(n));
+  }
+  return got;
+}
+
+TEST(WriteLoop, PartialWritesOfMoreThanIovMaxFramesArriveWholeAndInOrder) {
+  connection c(true);
+  metrics m(1);
+  auto w = std::make_shared<writer>(std::move(c.server), m, 0ms);
+  std::string expected;
+  std::size_t frames = 0;
+  for (std::size_t batch = 0; batch < 2; ++batch) {
+    planned_batch b;
+    b.before = "head" + std::to_string(batch);
+    expected += b.before;
+    // More frames than one sendmsg takes, with sizes that end writes anywhere in a buffer.
+    const std::size_t count = batch == 0 ? 3 * IOV_MAX + 17 : 1500;
+    for (std::size_t i = 0; i < count; ++i, ++frames) {
+      auto bytes = pattern(frames, 1 + (frames * 37) % 900);
+      expected += bytes;
+      b.frames.push_back(make_frame(std::move(bytes)));
+    }
+    b.after = "tail" + std::to_string(batch);
+    expected += b.after;
+    w->plan_.push_back(std::move(b));
+  }
+  w->loop_.run();
+  // The first batch is far bigger than both socket buffers: nothing reads yet, so it waits.
+  ASSERT_TRUE(w->loop_.busy());
+  EXPECT_EQ(w->loop_.inflight_frames(), 3 * IOV_MAX + 17);
+  std::string got;
+  std::thread reader([&] { got = read_all(c.client, expected.size()); });
+  c.ioc.run_for(30s);  // ends when the loop has nothing left to wait for
+  reader.join();
+  EXPECT_EQ(w->written_, 2);
+  EXPECT_FALSE(w->error_) << w->error_.message();
+  EXPECT_FALSE(w->loop_.busy());
+  ASSERT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected) << "bytes out of order or damaged";
+  EXPECT_EQ(m.total(&metrics::shard::writes), 2u);
+  EXPECT_EQ(m.total(&metrics::shard::frames_out), frames);
+  EXPECT_EQ(m.total(&metrics::shard::messages_out), frames);
+  EXPECT_EQ(m.total(&metrics::shard::bytes_out), expected.size());
+}
+
+TEST(WriteLoop, NothingToWriteWritesNothing) {
+  connection c;
+  metrics m(1);
+  auto w = std::make_shared<writer>(std::move(c.server), m, 0ms);
+  w->loop_.run();
+  EXPECT_FALSE(w->loop_.busy());
+  c.ioc.run_for(50ms);
+  EXPECT_EQ(w->written_, 0);
+  EXPECT_EQ(m.total(&metrics::shard::writes), 0u);
+}
+
+TEST(WriteLoop, AWriteThePeerDoesNotReadTimesOut) {
+  connection c(true);
+  metrics m(1);
+  auto w = std::make_shared<writer>(std::move(c.server), m, 200ms);
+  planned_batch b;
+  for (std::size_t i = 0; i < 64; ++i) b.frames.push_back(make_frame(pattern(i, 64 * 1024)));
+  w->plan_.push_back(std::move(b));
+  w->loop_.run();
+  ASSERT_TRUE(w->loop_.busy());
+  c.ioc.run_for(10s);  // ends once the timeout has closed the stream and the write is done
+  EXPECT_TRUE(w->timed_out_);
+  EXPECT_EQ(w->written_, 1);
+  EXPECT_TRUE(w->error_);
+  EXPECT_FALSE(w->loop_.busy());
+}
+
+TEST(WriteLoop, APeerThatLeavesEndsTheWriteWithAnError) {
+  connection c(true);
+  metrics m(1);
+  auto w = std::make_shared<writer>(std::move(c.server), m, 0ms);
+  c.client.close();
+  planned_batch b;
+  for (std::size_t i = 0; i < 64; ++i) b.frames.push_back(make_frame(pattern(i, 64 * 1024)));
+  w->plan_.push_back(std::move(b));
+  w->loop_.run();
+  c.ioc.run_for(10s);
+  EXPECT_EQ(w->written_, 1);
+  EXPECT_TRUE(w->error_);  // EPIPE or ECONNRESET, and no SIGPIPE
+  EXPECT_FALSE(w->loop_.busy());
+}
+
+TEST(MessageFrame, CarriesItsWebSocketHeaderInFrontOfTheBarePayload) {
+  for (std::size_t size : {0, 1, 125, 126, 65535, 65536}) {
+    const std::string payload = pattern(size, size);
+    const auto text = make_message(payload, 1, 5, true, 9);
+    EXPECT_EQ(text->bytes, ws::encode(ws::opcode::text, payload)) << size;
+    EXPECT_EQ(text->payload(), payload) << size;
+    EXPECT_EQ(text->ws_opcode, 1);
+    EXPECT_EQ(text->publish_ns, 5);
+    EXPECT_EQ(text->offset, 9u);
+    const auto binary = make_message(payload, 2);
+    EXPECT_EQ(binary->bytes, ws::encode(ws::opcode::binary, payload)) << size;
+    EXPECT_EQ(binary->payload(), payload) << size;
+  }
+  const auto plain = make_frame("abc");
+  EXPECT_EQ(plain->payload(), "abc");
+}
+
+}  // namespace
+}  // namespace skyrelay
