@@ -38,8 +38,8 @@ std::string http_refusal(unsigned status, const std::string& message,
 
 ws_session::ws_session(net::stream socket, server& srv, std::string sid,
                        std::string handshake_response, std::string leftover, std::string topic,
-                       wire_format format)
-    : subscriber(std::move(sid), format),
+                       encoder_id encoder)
+    : subscriber(std::move(sid), encoder),
       socket_(std::move(socket)),
       server_(srv),
       outbox_(outbox::limits{srv.config().outbox_max_bytes, srv.config().outbox_max_frames}),
@@ -60,7 +60,7 @@ std::shared_ptr<ws_session> ws_session::make_sse(net::stream socket, server& srv
                                                  std::vector<std::string> topics,
                                                  std::string last_event_id) {
   auto s = std::make_shared<ws_session>(std::move(socket), srv, std::move(sid), std::string(),
-                                        std::string(), std::string(), wire_format::sse);
+                                        std::string(), std::string(), srv.encoders().sse);
   s->sse_ = true;
   s->sse_head_ = std::move(response_head);
   s->sse_topics_ = std::move(topics);

@@ -52,10 +52,10 @@ class ws_session : public subscriber,
                    private net::write_loop::owner {
  public:
   // `handshake_response` is the 101 response to write first; `leftover` holds bytes the client
-  // sent after its request; `topic` (may be empty) is joined on acceptance.
+  // sent after its request; `topic` (may be empty) is joined on acceptance. `encoder` is the
+  // hub's id of its transport's encoder (session_context::encoders).
   ws_session(net::stream socket, server& srv, std::string sid, std::string handshake_response,
-             std::string leftover, std::string topic,
-             wire_format format = wire_format::json_ws);
+             std::string leftover, std::string topic, encoder_id encoder);
   // A Server-Sent Events stream: `response_head` is the HTTP response header block; it joins
   // `topics` on acceptance and replays what came after `last_event_id` (may be empty).
   static std::shared_ptr<ws_session> make_sse(net::stream socket, server& srv, std::string sid,
