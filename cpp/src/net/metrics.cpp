@@ -97,20 +97,10 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
                                 std::size_t history_entries, std::size_t closed_sids) const {
   std::string out;
   out.reserve(4096);
-  auto counter = [&](const char* name, const char* help, std::atomic<std::uint64_t> shard::*f) {
-    line(out, name, help, "counter");
-    value(out, name, static_cast<double>(total(f)));
-  };
   auto gauge = [&](const char* name, const char* help, double v) {
     line(out, name, help, "gauge");
     value(out, name, v);
   };
-  auto sum_array = [&](auto member, std::size_t i) {
-    std::uint64_t n = 0;
-    for (const auto& s : shards_) n += ((*s).*member)[i].load(std::memory_order_relaxed);
-    return n;
-  };
-
   gauge("skyrelay_uptime_seconds", "Seconds since the server started.", uptime_s);
   gauge("skyrelay_connections", "Open WebSocket connections.", static_cast<double>(connections));
   gauge("skyrelay_rooms", "Rooms with at least one member.", static_cast<double>(rooms));
@@ -120,6 +110,19 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
         static_cast<double>(history_entries));
   gauge("skyrelay_closed_sids", "Sids of recently closed connections, kept unaddressable.",
         static_cast<double>(closed_sids));
+  write_counters(out);
+  write_refusals(out);
+  write_by_reason(out);
+  write_limit_hits(out);
+  write_latency(out);
+  return out;
+}
+
+void metrics::write_counters(std::string& out) const {
+  auto counter = [&](const char* name, const char* help, std::atomic<std::uint64_t> shard::*f) {
+    line(out, name, help, "counter");
+    value(out, name, static_cast<double>(total(f)));
+  };
   counter("skyrelay_connections_opened_total", "WebSocket connections accepted.",
           &shard::connections_opened);
   counter("skyrelay_connections_closed_total", "WebSocket connections closed.",
@@ -129,30 +132,10 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
   counter("skyrelay_auth_refused_total",
           "Handshakes and publish requests refused for their token (missing or not valid).",
           &shard::auth_refused);
-  line(out, "skyrelay_forbidden_total",
-       "Connections, subscriptions, joins and events refused for a missing role, by what "
-       "required the role; client_topic: subscriptions to a topic the server does not open "
-       "to clients.", "counter");
-  value(out, "skyrelay_forbidden_total{scope=\"namespace\"}",
-        static_cast<double>(total(&shard::forbidden_namespace)));
-  value(out, "skyrelay_forbidden_total{scope=\"room\"}",
-        static_cast<double>(total(&shard::forbidden_room)));
-  value(out, "skyrelay_forbidden_total{scope=\"event\"}",
-        static_cast<double>(total(&shard::forbidden_event)));
-  value(out, "skyrelay_forbidden_total{scope=\"client_topic\"}",
-        static_cast<double>(total(&shard::forbidden_client_topic)));
   counter("skyrelay_http_requests_total", "Plain HTTP requests served.", &shard::http_requests);
   counter("skyrelay_tls_handshakes_failed_total",
           "TLS handshakes that failed or did not finish within the handshake timeout.",
           &shard::tls_handshakes_failed);
-  line(out, "skyrelay_connections_refused_total",
-       "TCP connections refused at accept because a connection limit was reached.", "counter");
-  value(out, "skyrelay_connections_refused_total{limit=\"total\"}",
-        static_cast<double>(total(&shard::refused_total_limit)));
-  value(out, "skyrelay_connections_refused_total{limit=\"per_ip\"}",
-        static_cast<double>(total(&shard::refused_ip_limit)));
-  value(out, "skyrelay_connections_refused_total{limit=\"new_per_ip\"}",
-        static_cast<double>(total(&shard::refused_rate_limit)));
   counter("skyrelay_publish_api_requests_total", "POST /api/publish requests.",
           &shard::publish_api_requests);
   counter("skyrelay_publish_api_refused_total",
@@ -177,17 +160,43 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
   counter("skyrelay_broker_unsubscribes_total",
           "Channels that lost their last local member (the broker was told to unsubscribe).",
           &shard::broker_unsubscribes);
+}
 
+// The labelled families of refusals: by the role's scope, and by the connection limit.
+void metrics::write_refusals(std::string& out) const {
+  line(out, "skyrelay_forbidden_total",
+       "Connections, subscriptions, joins and events refused for a missing role, by what "
+       "required the role; client_topic: subscriptions to a topic the server does not open "
+       "to clients.", "counter");
+  value(out, "skyrelay_forbidden_total{scope=\"namespace\"}",
+        static_cast<double>(total(&shard::forbidden_namespace)));
+  value(out, "skyrelay_forbidden_total{scope=\"room\"}",
+        static_cast<double>(total(&shard::forbidden_room)));
+  value(out, "skyrelay_forbidden_total{scope=\"event\"}",
+        static_cast<double>(total(&shard::forbidden_event)));
+  value(out, "skyrelay_forbidden_total{scope=\"client_topic\"}",
+        static_cast<double>(total(&shard::forbidden_client_topic)));
+  line(out, "skyrelay_connections_refused_total",
+       "TCP connections refused at accept because a connection limit was reached.", "counter");
+  value(out, "skyrelay_connections_refused_total{limit=\"total\"}",
+        static_cast<double>(total(&shard::refused_total_limit)));
+  value(out, "skyrelay_connections_refused_total{limit=\"per_ip\"}",
+        static_cast<double>(total(&shard::refused_ip_limit)));
+  value(out, "skyrelay_connections_refused_total{limit=\"new_per_ip\"}",
+        static_cast<double>(total(&shard::refused_rate_limit)));
+}
+
+void metrics::write_by_reason(std::string& out) const {
   line(out, "skyrelay_drops_total", "Frames or messages dropped, by reason.", "counter");
   for (std::size_t i = 0; i < static_cast<std::size_t>(drop_reason::count_); ++i)
     value(out, std::string("skyrelay_drops_total{reason=\"") + drop_name(i) + "\"}",
-          static_cast<double>(sum_array(&shard::drops, i)));
+          static_cast<double>(total_at(&shard::drops, i)));
   line(out, "skyrelay_errors_total", "Error frames and failed responses sent to clients, by code.", "counter");
   for (std::size_t i = 0; i < static_cast<std::size_t>(error_code::count_); ++i)
     value(out,
           "skyrelay_errors_total{code=\"" + std::string(to_string(static_cast<error_code>(i))) +
               "\"}",
-          static_cast<double>(sum_array(&shard::errors, i)));
+          static_cast<double>(total_at(&shard::errors, i)));
   line(out, "skyrelay_disconnects_total",
        "Ended connections by reason: JSON-protocol WebSockets, SSE streams and Socket.IO sockets "
        "(one per namespace; not their Engine.IO transports).", "counter");
@@ -195,8 +204,10 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
     value(out,
           "skyrelay_disconnects_total{reason=\"" +
               std::string(to_string(static_cast<disconnect_reason>(i))) + "\"}",
-          static_cast<double>(sum_array(&shard::disconnects, i)));
+          static_cast<double>(total_at(&shard::disconnects, i)));
+}
 
+void metrics::write_limit_hits(std::string& out) const {
   // One family with every configured limit, so that a dashboard needs one query. The last five
   // are the same counts as the refusal, drop and error series named in their comments.
   line(out, "skyrelay_limit_hits_total",
@@ -206,20 +217,22 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
     value(out, std::string("skyrelay_limit_hits_total{limit=\"") + name + "\"}", v);
   };
   for (std::size_t i = 0; i < static_cast<std::size_t>(limit_kind::count_); ++i)
-    hits(limit_name(i), static_cast<double>(sum_array(&shard::limits, i)));
+    hits(limit_name(i), static_cast<double>(total_at(&shard::limits, i)));
   hits("connections_total", static_cast<double>(total(&shard::refused_total_limit)));
   hits("connections_per_ip", static_cast<double>(total(&shard::refused_ip_limit)));
   hits("new_connections_per_ip", static_cast<double>(total(&shard::refused_rate_limit)));
   hits("rooms_per_connection",  // skyrelay_errors_total{code="too_many_rooms"}
-       static_cast<double>(sum_array(&shard::errors, static_cast<std::size_t>(error_code::too_many_rooms))));
+       static_cast<double>(total_at(&shard::errors, static_cast<std::size_t>(error_code::too_many_rooms))));
   hits("inbound_rate",  // skyrelay_drops_total{reason="rate_limited"}
-       static_cast<double>(sum_array(&shard::drops, static_cast<std::size_t>(drop_reason::rate_limited))));
+       static_cast<double>(total_at(&shard::drops, static_cast<std::size_t>(drop_reason::rate_limited))));
+}
 
+void metrics::write_latency(std::string& out) const {
   const char* h = "skyrelay_publish_to_write_seconds";
   line(out, h, "Time from publication to the socket write that carried it.", "histogram");
   std::uint64_t cumulative = 0;
   for (std::size_t b = 0; b <= latency_bounds_ns.size(); ++b) {
-    cumulative += sum_array(&shard::latency_buckets, b);
+    cumulative += total_at(&shard::latency_buckets, b);
     char le[32];
     if (b < latency_bounds_ns.size())
       std::snprintf(le, sizeof le, "%g", static_cast<double>(latency_bounds_ns[b]) / 1e9);
@@ -229,7 +242,6 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
   }
   value(out, std::string(h) + "_sum", static_cast<double>(total(&shard::latency_sum_ns)) / 1e9);
   value(out, std::string(h) + "_count", static_cast<double>(cumulative));
-  return out;
 }
 
 }  // namespace skyrelay

@@ -97,6 +97,20 @@ class metrics {
                          std::size_t closed_sids = 0) const;
 
  private:
+  // The parts of prometheus(), in the order they appear.
+  void write_counters(std::string& out) const;
+  void write_refusals(std::string& out) const;
+  void write_by_reason(std::string& out) const;
+  void write_limit_hits(std::string& out) const;
+  void write_latency(std::string& out) const;
+  // The sum over shards of element `i` of a per-shard array of counters.
+  template <class Array>
+  std::uint64_t total_at(Array shard::*member, std::size_t i) const noexcept {
+    std::uint64_t n = 0;
+    for (const auto& s : shards_) n += ((*s).*member)[i].load(std::memory_order_relaxed);
+    return n;
+  }
+
   std::vector<std::unique_ptr<shard>> shards_;  // io threads, then the shared one
 };
 
