@@ -149,22 +149,11 @@ std::optional<overflow_policy> to_policy(int p) {
 
 }  // namespace
 
-void register_server(py::module_& m) {
-  m.def("is_valid_json", [](const std::string& s) {
-    return proto::is_valid_utf8(s) && nlohmann::json::accept(s);
-  }, "True when the bytes are one valid UTF-8 JSON text.");
+using server_class = py::class_<py_server>;
 
-  m.def("check_jwt", [](const py::dict& options) { jwt_config(options); },
-        "Raises ValueError when a key of the JWT options does not fit its algorithms.");
-
-  py::class_<py_server>(m, "Server")
-      .def(py::init<server_config, py::object, py::object, py::object, py::object, py::object,
-                    py::object, py::object>(),
-           py::arg("config"), py::arg("on_connect"), py::arg("on_message"),
-           py::arg("on_disconnect"), py::arg("on_sio_connect") = py::none(),
-           py::arg("on_sio_event") = py::none(), py::arg("on_sio_ack") = py::none(),
-           py::arg("on_http") = py::none())
-      .def("http_reply",
+// Start, stop, and the answers to parked HTTP requests.
+void def_lifecycle(server_class& cls) {
+  cls.def("http_reply",
            [](py_server& s, std::uint64_t id, unsigned status,
               std::vector<std::pair<std::string, std::string>> headers, std::string body) {
              return s.get().http_reply(id, status, std::move(headers), std::move(body));
@@ -179,8 +168,12 @@ void register_server(py::module_& m) {
         s.get().stop();
       })
       .def_property_readonly("running", [](py_server& s) { return s.get().running(); })
-      .def_property_readonly("port", [](py_server& s) { return s.get().port(); })
-      .def("emit",
+      .def_property_readonly("port", [](py_server& s) { return s.get().port(); });
+}
+
+// Publishing: every publication goes through server::publish (the broker).
+void def_emit(server_class& cls) {
+  cls.def("emit",
            [](py_server& s, std::string event, std::string data, std::vector<std::string> to,
               std::vector<std::string> skip, int policy, std::string nsp,
               std::optional<std::string> args, std::vector<std::string> binary,
@@ -196,8 +189,12 @@ void register_server(py::module_& m) {
            py::arg("event"), py::arg("data"), py::arg("to"), py::arg("skip"), py::arg("policy"),
            py::arg("nsp") = "/", py::arg("args") = py::none(),
            py::arg("binary") = std::vector<std::string>{},
-           py::arg("to_conns") = std::vector<std::string>{})
-      .def("sio_accept",
+           py::arg("to_conns") = std::vector<std::string>{});
+}
+
+// The Socket.IO server's control: accept or refuse a CONNECT, emit, ack, disconnect.
+void def_socketio(server_class& cls) {
+  cls.def("sio_accept",
            [](py_server& s, const std::string& sid, std::optional<std::vector<std::string>> roles) {
              return s.get().sio().accept(sid, std::move(roles));
            },
@@ -220,8 +217,12 @@ void register_server(py::module_& m) {
            py::call_guard<py::gil_scoped_release>())
       .def("sio_disconnect",
            [](py_server& s, const std::string& sid) { return s.get().sio().disconnect(sid); },
-           py::call_guard<py::gil_scoped_release>())
-      .def("accept",
+           py::call_guard<py::gil_scoped_release>());
+}
+
+// The JSON-protocol connections' control: accept, refuse, respond, errors, disconnect.
+void def_connections(server_class& cls) {
+  cls.def("accept",
            [](py_server& s, const std::string& sid, std::optional<std::vector<std::string>> roles) {
              return s.get().accept(sid, std::move(roles));
            },
@@ -247,8 +248,12 @@ void register_server(py::module_& m) {
            [](py_server& s, const std::string& sid, std::uint16_t code, std::string reason) {
              return s.get().disconnect(sid, code, std::move(reason));
            },
-           py::call_guard<py::gil_scoped_release>())
-      .def("join", [](py_server& s, const std::string& sid, std::string nsp, std::string room) {
+           py::call_guard<py::gil_scoped_release>());
+}
+
+// Room membership and sizes, by (namespace, room).
+void def_rooms(server_class& cls) {
+  cls.def("join", [](py_server& s, const std::string& sid, std::string nsp, std::string room) {
              return s.get().get_hub().join(sid, channel{std::move(nsp), std::move(room)});
            }, py::call_guard<py::gil_scoped_release>())
       // A join the application makes for a connection, held to the role requirement of `room`
@@ -285,8 +290,12 @@ void register_server(py::module_& m) {
            })
       .def("room_size", [](py_server& s, std::string nsp, std::string room) {
              return s.get().get_hub().room_size(channel{std::move(nsp), std::move(room)});
-           })
-      .def("claims", [](py_server& s, const std::string& sid) {
+           });
+}
+
+// What the application may read of connections and of the server.
+void def_introspection(server_class& cls) {
+  cls.def("claims", [](py_server& s, const std::string& sid) {
              auth::identity_ptr id;
              {
                py::gil_scoped_release release;
@@ -303,6 +312,29 @@ void register_server(py::module_& m) {
                              [](py_server& s) { return s.get().get_hub().room_count(); })
       .def("health_json", [](py_server& s) { return s.get().health_json(); })
       .def("metrics_text", [](py_server& s) { return s.get().metrics_text(); });
+}
+
+void register_server(py::module_& m) {
+  m.def("is_valid_json", [](const std::string& s) {
+    return proto::is_valid_utf8(s) && nlohmann::json::accept(s);
+  }, "True when the bytes are one valid UTF-8 JSON text.");
+
+  m.def("check_jwt", [](const py::dict& options) { jwt_config(options); },
+        "Raises ValueError when a key of the JWT options does not fit its algorithms.");
+
+  server_class cls(m, "Server");
+  cls.def(py::init<server_config, py::object, py::object, py::object, py::object, py::object,
+                   py::object, py::object>(),
+          py::arg("config"), py::arg("on_connect"), py::arg("on_message"),
+          py::arg("on_disconnect"), py::arg("on_sio_connect") = py::none(),
+          py::arg("on_sio_event") = py::none(), py::arg("on_sio_ack") = py::none(),
+          py::arg("on_http") = py::none());
+  def_lifecycle(cls);
+  def_emit(cls);
+  def_socketio(cls);
+  def_connections(cls);
+  def_rooms(cls);
+  def_introspection(cls);
 }
 
 }  // namespace skyrelay::bindings
