@@ -259,7 +259,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     boost::system::error_code ec;
     net::stream socket = std::move(stream_);
     socket.socket().set_option(tcp::no_delay(true), ec);
-    auto session = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
+    auto session = std::make_shared<ws_session>(std::move(socket), server_.context(), new_sid(),
                                                 std::move(response), std::move(leftover),
                                                 std::move(topic));
     session->hold(std::move(slot_));
@@ -521,7 +521,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     boost::system::error_code ec;
     net::stream socket = std::move(stream_);
     socket.socket().set_option(tcp::no_delay(true), ec);
-    auto session = ws_session::make_sse(std::move(socket), server_, new_sid(), std::move(head),
+    auto session = ws_session::make_sse(std::move(socket), server_.context(), new_sid(), std::move(head),
                                         std::move(topics), std::move(last_id));
     session->hold(std::move(slot_));
     session->set_identity(std::move(identity));
@@ -583,7 +583,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
       socket.socket().set_option(tcp::no_delay(true), ec);
       auto& ctx = static_cast<asio::io_context&>(socket.get_executor().context());
       const std::string remote = remote_of(socket.socket());
-      auto ws = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
+      auto ws = std::make_shared<ws_session>(std::move(socket), server_.context(), new_sid(),
                                              std::move(response), std::move(leftover), "");
       ws->hold(std::move(slot_));
       if (session) {

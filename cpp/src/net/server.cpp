@@ -117,6 +117,8 @@ server::server(server_config cfg, app_hooks hooks)
                                            sio_, tls_.get(), [this]() -> asio::io_context& {
                                              return next_context();
                                            });
+  ctx_->set_sessions({[this](const std::shared_ptr<ws_session>& s) { register_session(s); },
+                      [this](const std::string& sid) { unregister_session(sid); }});
 }
 
 server::~server() { stop(); }

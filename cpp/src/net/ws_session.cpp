@@ -7,7 +7,7 @@
 
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/core/clock.hpp"
-#include "skyrelay/net/server.hpp"
+#include "skyrelay/net/session_context.hpp"
 
 namespace skyrelay {
 
@@ -36,30 +36,30 @@ std::string http_refusal(unsigned status, const std::string& message,
 }
 }  // namespace
 
-ws_session::ws_session(net::stream socket, server& srv, std::string sid,
+ws_session::ws_session(net::stream socket, session_context& ctx, std::string sid,
                        std::string handshake_response, std::string leftover, std::string topic,
                        wire_format format)
     : subscriber(std::move(sid), format),
       socket_(std::move(socket)),
-      server_(srv),
-      outbox_(outbox::limits{srv.config().outbox_max_bytes, srv.config().outbox_max_frames}),
-      parser_(srv.config().max_message_size),
+      ctx_(ctx),
+      outbox_(outbox::limits{ctx.config().outbox_max_bytes, ctx.config().outbox_max_frames}),
+      parser_(ctx.config().max_message_size),
       timer_(socket_.get_executor()),
       expiry_timer_(socket_.get_executor()),
-      writer_(socket_, *this, srv.get_metrics(), srv.config().write_timeout),
+      writer_(socket_, *this, ctx.get_metrics(), ctx.config().write_timeout),
       prefix_(std::move(handshake_response)),
       topic_(std::move(topic)),
-      limit_(srv.config().inbound_limit, &srv.config().event_limits, steady_ns()) {
+      limit_(ctx.config().inbound_limit, &ctx.config().event_limits, steady_ns()) {
   if (!leftover.empty()) early_bytes_ = std::move(leftover);
 }
 
 ws_session::~ws_session() = default;
 
-std::shared_ptr<ws_session> ws_session::make_sse(net::stream socket, server& srv, std::string sid,
+std::shared_ptr<ws_session> ws_session::make_sse(net::stream socket, session_context& ctx, std::string sid,
                                                  std::string response_head,
                                                  std::vector<std::string> topics,
                                                  std::string last_event_id) {
-  auto s = std::make_shared<ws_session>(std::move(socket), srv, std::move(sid), std::string(),
+  auto s = std::make_shared<ws_session>(std::move(socket), ctx, std::move(sid), std::string(),
                                         std::string(), std::string(), wire_format::sse);
   s->sse_ = true;
   s->sse_head_ = std::move(response_head);
@@ -69,8 +69,8 @@ std::shared_ptr<ws_session> ws_session::make_sse(net::stream socket, server& srv
 }
 
 void ws_session::open_sse() {
-  auto& hub = server_.get_hub();
-  const auto& cfg = server_.config();
+  auto& hub = ctx_.get_hub();
+  const auto& cfg = ctx_.config();
   prefix_ += "retry: " + std::to_string(cfg.sse_retry.count()) + "\n\n";
   std::string welcome = "{\"sid\":";
   proto::append_json_string(welcome, sid());
@@ -102,9 +102,9 @@ void ws_session::open_sse() {
 void ws_session::start(const std::string& path, const std::string& query,
                        std::vector<std::pair<std::string, std::string>> headers) {
   auto self = shared_from_this();
-  server_.register_session(self);
-  server_.get_hub().add(self);
-  const auto& hooks = server_.hooks();
+  ctx_.sessions().add(self);
+  ctx_.get_hub().add(self);
+  const auto& hooks = ctx_.hooks();
   if (!hooks.on_connect) {
     asio::post(socket_.get_executor(), [self] { self->on_accept(); });
     return;
@@ -119,14 +119,14 @@ void ws_session::start(const std::string& path, const std::string& query,
   info.headers = std::move(headers);
   info.identity = identity_;
   // Hold the handshake until the application decides; bound the wait like any handshake.
-  timer_.expires_after(server_.config().handshake_timeout);
+  timer_.expires_after(ctx_.config().handshake_timeout);
   timer_.async_wait([self](boost::system::error_code ec) {
     if (ec || self->state_ != state::pending) return;
-    self->server_.get_metrics().limit_hit(limit_kind::handshake_timeout);
+    self->ctx_.get_metrics().limit_hit(limit_kind::handshake_timeout);
     self->finish(disconnect_reason::transport_error);
   });
-  server* srv = &server_;
-  if (!server_.get_dispatcher().post([srv, info = std::move(info)] { srv->hooks().on_connect(info); }))
+  const session_context* ctx = &ctx_;
+  if (!ctx_.get_dispatcher().post([ctx, info = std::move(info)] { ctx->hooks().on_connect(info); }))
     refuse(503, "server busy");
 }
 
@@ -134,7 +134,7 @@ void ws_session::start_with(std::weak_ptr<ws_handler> handler, std::string first
   handler_ = std::move(handler);
   has_handler_ = true;
   auto self = shared_from_this();
-  server_.register_session(self);
+  ctx_.sessions().add(self);
   asio::post(socket_.get_executor(), [self, first = std::move(first)]() mutable {
     if (!first.empty()) self->prefix_ += ws::encode(ws::opcode::text, first);
     self->on_accept();
@@ -153,13 +153,13 @@ std::shared_ptr<const std::vector<std::string>> ws_session::roles() const {
 }
 
 std::optional<auth::access_denial> ws_session::role_refusal() const {
-  const auto& policy = server_.config().access;
+  const auto& policy = ctx_.config().access;
   if (!policy || has_handler_) return std::nullopt;
   auto refusal = policy->check_connect(
       "/", sse_ ? sse_topics_ : topic_.empty() ? std::vector<std::string>{} : std::vector{topic_},
       *roles());
   if (refusal) {
-    auto& m = server_.get_metrics();
+    auto& m = ctx_.get_metrics();
     m.add(refusal->scope == auth::access_scope::namespace_ ? m.local().forbidden_namespace
                                                            : m.local().forbidden_room);
   }
@@ -172,7 +172,7 @@ void ws_session::refuse_forbidden(std::string message) {
     self->state_ = state::closing;
     self->refused_ = true;
     self->prefix_ = http_refusal(403, message, "forbidden");
-    self->server_.get_metrics().add(self->server_.get_metrics().local().handshakes_rejected);
+    self->ctx_.get_metrics().add(self->ctx_.get_metrics().local().handshakes_rejected);
     self->flush();
   });
 }
@@ -188,7 +188,7 @@ void ws_session::refuse(unsigned status, std::string message) {
                self->state_ = state::closing;
                self->refused_ = true;
                self->prefix_ = http_refusal(status, message);
-               self->server_.get_metrics().add(self->server_.get_metrics().local().handshakes_rejected);
+               self->ctx_.get_metrics().add(self->ctx_.get_metrics().local().handshakes_rejected);
                self->flush();
              });
 }
@@ -205,7 +205,7 @@ void ws_session::close(std::uint16_t code, std::string reason, disconnect_reason
 }
 
 bool ws_session::replay_fits(const std::vector<frame_ptr>& frames) const {
-  const auto& cfg = server_.config();
+  const auto& cfg = ctx_.config();
   std::size_t bytes = 0;
   for (const auto& f : frames) bytes += f->bytes.size();
   // The outbox, less a margin for what is already queued and what comes live meanwhile.
@@ -225,12 +225,12 @@ void ws_session::deliver_group(const std::vector<frame_ptr>& group, overflow_pol
 }
 
 void ws_session::on_pushed(const outbox::push_result& r) {
-  if (r.dropped || r.overflow) server_.get_metrics().limit_hit(limit_kind::outbox);
+  if (r.dropped || r.overflow) ctx_.get_metrics().limit_hit(limit_kind::outbox);
   if (r.dropped) {
-    server_.get_metrics().drop(drop_reason::drop_oldest, r.dropped);
+    ctx_.get_metrics().drop(drop_reason::drop_oldest, r.dropped);
   }
   if (r.overflow) {
-    server_.get_metrics().drop(drop_reason::slow_consumer);
+    ctx_.get_metrics().drop(drop_reason::slow_consumer);
     close(close_code::slow_consumer, "slow consumer: outbox full", disconnect_reason::slow_consumer);
     return;
   }
@@ -245,16 +245,16 @@ void ws_session::on_accept() {
   if (state_ != state::pending) return;
   state_ = state::open;
   opened_ = true;
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   m.add(m.local().connections_opened);
   if (!has_handler_ && !sse_)
     prefix_ += ws::encode(ws::opcode::text,
-                          proto::welcome(sid(), server_.config().heartbeat_interval.count()));
+                          proto::welcome(sid(), ctx_.config().heartbeat_interval.count()));
   if (sse_) open_sse();
   if (!has_handler_ && !topic_.empty()) {
     proto::client_message m2;
     m2.topics.push_back(topic_);
-    server_.get_hub().subscribe(sid(), m2.topics, std::nullopt, {}, [&](subscribe_outcome& o) {
+    ctx_.get_hub().subscribe(sid(), m2.topics, std::nullopt, {}, [&](subscribe_outcome& o) {
       const auto& p = o.positions.front();
       prefix_ += ws::encode(ws::opcode::text, proto::subscribed(m2, {{p.seq, p.epoch}}));
     });
@@ -299,7 +299,7 @@ void ws_session::on_readable(boost::system::error_code ec) {
     std::size_t n = socket_.plain()->read_some(asio::buffer(tls_read_buffer), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) break;
     if (ec) return on_read_error(ec);
-    auto& m = server_.get_metrics();
+    auto& m = ctx_.get_metrics();
     m.add(m.local().bytes_in, n);
     last_heard_ = std::chrono::steady_clock::now();
     pinged_ = false;
@@ -322,7 +322,7 @@ void ws_session::on_read_error(boost::system::error_code ec) {
 void ws_session::on_tls_read(boost::system::error_code ec, std::size_t n) {
   if (state_ == state::closed) return;
   if (ec) return on_read_error(ec);
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   m.add(m.local().bytes_in, n);
   last_heard_ = std::chrono::steady_clock::now();
   pinged_ = false;
@@ -337,7 +337,7 @@ bool ws_session::consume(char* data, std::size_t n) {
   if (code) {
     read_broken_ = true;
     const bool too_big = code == close_code::message_too_big;
-    if (too_big) server_.get_metrics().limit_hit(limit_kind::message_size);
+    if (too_big) ctx_.get_metrics().limit_hit(limit_kind::message_size);
     begin_close(code, too_big ? "message too big" : code == 1007 ? "invalid UTF-8" : "protocol error",
                 too_big ? disconnect_reason::message_too_big : disconnect_reason::protocol_error,
                 true);
@@ -351,7 +351,7 @@ bool ws_session::on_frame(const ws::inbound& in) {
     case ws::opcode::text:
       if (state_ != state::open) return true;
       if (has_handler_) {
-        auto& m = server_.get_metrics();
+        auto& m = ctx_.get_metrics();
         m.add(m.local().messages_in);
         if (auto h = handler_.lock()) h->on_ws_text(*this, in.payload);
       } else {
@@ -360,13 +360,13 @@ bool ws_session::on_frame(const ws::inbound& in) {
       return state_ != state::closed;
     case ws::opcode::binary:
       if (state_ == state::open && has_handler_) {
-        auto& m = server_.get_metrics();
+        auto& m = ctx_.get_metrics();
         m.add(m.local().messages_in);
         if (auto h = handler_.lock()) h->on_ws_binary(*this, in.payload);
         return state_ != state::closed;
       }
       if (state_ == state::open) {
-        auto& m = server_.get_metrics();
+        auto& m = ctx_.get_metrics();
         m.add(m.local().messages_in);
         reply_error(error_code::binary_not_supported,
                     "the JSON protocol carries text frames only", "");
@@ -397,7 +397,7 @@ bool ws_session::on_frame(const ws::inbound& in) {
 }
 
 void ws_session::on_text(std::string_view text) {
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   m.add(m.local().messages_in);
   auto decoded = proto::decode(text);
   if (auto* err = std::get_if<proto::decode_error>(&decoded)) {
@@ -408,11 +408,11 @@ void ws_session::on_text(std::string_view text) {
   if (msg.type != proto::client_type::ping) {
     std::int64_t wait_ns = 0;
     if (!limit_.take(msg.event, steady_ns(), wait_ns)) {
-      server_.get_metrics().drop(drop_reason::rate_limited);
+      ctx_.get_metrics().drop(drop_reason::rate_limited);
       const std::string text = "over the connection's message rate; retry in " +
                                std::to_string(wait_ns / 1'000'000 + 1) + " ms";
       if (msg.type == proto::client_type::request) {
-        server_.get_metrics().error(error_code::rate_limited);
+        ctx_.get_metrics().error(error_code::rate_limited);
         send_text(proto::response_error(msg.id, to_string(error_code::rate_limited), text));
       } else {
         reply_error(error_code::rate_limited, text, msg.id);
@@ -423,7 +423,7 @@ void ws_session::on_text(std::string_view text) {
   // A subscribe names topics: each must be open to clients (client_topics) before its role
   // requirements are looked at; a refusal joins none of them.
   if (msg.type == proto::client_type::subscribe) {
-    if (auto refusal = auth::check_client_topics(server_.config().client_topics.get(),
+    if (auto refusal = auth::check_client_topics(ctx_.config().client_topics.get(),
                                                  msg.topics, identity_.get())) {
       m.add(m.local().forbidden_client_topic);
       reply_error(error_code::forbidden, refusal->message, msg.id);
@@ -431,7 +431,7 @@ void ws_session::on_text(std::string_view text) {
     }
   }
   // Role requirements of the topics or the event, before anything else happens.
-  if (const auto& policy = server_.config().access;
+  if (const auto& policy = ctx_.config().access;
       policy && msg.type != proto::client_type::ping && msg.type != proto::client_type::unsubscribe) {
     const auto held = this->roles();
     const auto& roles = *held;
@@ -454,7 +454,7 @@ void ws_session::on_text(std::string_view text) {
       return;
     }
   }
-  auto& hub = server_.get_hub();
+  auto& hub = ctx_.get_hub();
   switch (msg.type) {
     case proto::client_type::subscribe:
       // The reply and any replay are queued under the hub's publish lock, so they come before
@@ -463,7 +463,7 @@ void ws_session::on_text(std::string_view text) {
         if (o.refused) {
           reply_error(error_code::too_many_rooms,
                       "this subscribe would take the connection past " +
-                          std::to_string(server_.config().max_rooms_per_connection) + " topics",
+                          std::to_string(ctx_.config().max_rooms_per_connection) + " topics",
                       msg.id);
           return;
         }
@@ -490,25 +490,25 @@ void ws_session::on_text(std::string_view text) {
     case proto::client_type::request:
       break;
   }
-  const auto& hooks = server_.hooks();
+  const auto& hooks = ctx_.hooks();
   if (!hooks.on_message) {
     if (msg.type == proto::client_type::request)
       send_text(proto::response_error(msg.id, to_string(error_code::unknown_event),
                                       "no handler for event \"" + msg.event + "\""));
     return;
   }
-  server* srv = &server_;
+  const session_context* ctx = &ctx_;
   std::string id = msg.type == proto::client_type::request ? msg.id : std::string();
-  bool queued = server_.get_dispatcher().post(
-      [srv, sid = sid(), event = std::move(msg.event), data = std::move(msg.data), id] {
-        srv->hooks().on_message(sid, event, data, id);
+  bool queued = ctx_.get_dispatcher().post(
+      [ctx, sid = sid(), event = std::move(msg.event), data = std::move(msg.data), id] {
+        ctx->hooks().on_message(sid, event, data, id);
       });
   if (!queued) {
     m.drop(drop_reason::dispatch_overflow);
     if (id.empty()) {
       reply_error(error_code::overloaded, "the server is overloaded; the event was not handled", "");
     } else {
-      server_.get_metrics().error(error_code::overloaded);
+      ctx_.get_metrics().error(error_code::overloaded);
       send_text(proto::response_error(id, to_string(error_code::overloaded),
                                       "the server is overloaded; the request was not handled"));
     }
@@ -516,7 +516,7 @@ void ws_session::on_text(std::string_view text) {
 }
 
 void ws_session::reply_error(error_code code, std::string_view message, std::string_view ref) {
-  server_.get_metrics().error(code);
+  ctx_.get_metrics().error(code);
   send_text(proto::error(to_string(code), message, ref));
 }
 
@@ -570,7 +570,7 @@ void ws_session::write_timed_out() {
   if (state_ != state::open) return;
   // The peer has not taken a byte of this write for write_timeout: a slow consumer. A close
   // frame could not get past the bytes it left unread, so the connection is cut at once.
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   m.limit_hit(limit_kind::write_timeout);
   m.drop(drop_reason::slow_consumer, outbox_.queued_frames() + writer_.inflight_frames());
   finish(disconnect_reason::slow_consumer);
@@ -579,7 +579,7 @@ void ws_session::write_timed_out() {
 std::shared_ptr<void> ws_session::keep_alive() { return shared_from_this(); }
 
 void ws_session::arm_timer() {
-  const auto& cfg = server_.config();
+  const auto& cfg = ctx_.config();
   if (sse_) {  // a keep-alive comment every sse_keepalive; a dead peer shows as a write error
     timer_.expires_after(cfg.sse_keepalive);
     timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
@@ -607,10 +607,10 @@ void ws_session::on_timer(boost::system::error_code) {
     finish(close_reason_);
     return;
   }
-  const auto& cfg = server_.config();
+  const auto& cfg = ctx_.config();
   const auto silent = std::chrono::steady_clock::now() - last_heard_;
   if (cfg.idle_timeout.count() > 0 && silent >= cfg.idle_timeout) {
-    server_.get_metrics().limit_hit(limit_kind::idle_timeout);
+    ctx_.get_metrics().limit_hit(limit_kind::idle_timeout);
     begin_close(close_code::idle_timeout, "idle timeout", disconnect_reason::idle_timeout, true);
     return;
   }
@@ -654,7 +654,7 @@ void ws_session::begin_close(std::uint16_t code, std::string_view reason, discon
   final_frames_.clear();
   if (!drop_queued) outbox_.take(final_frames_);
   if (why == disconnect_reason::slow_consumer)
-    server_.get_metrics().drop(drop_reason::slow_consumer, outbox_.queued_frames());
+    ctx_.get_metrics().drop(drop_reason::slow_consumer, outbox_.queued_frames());
   outbox_.close();
   close_frame_ = sse_ ? std::string("0\r\n\r\n") : ws::encode_close(code, reason);
   timer_.expires_after(close_wait);
@@ -676,10 +676,10 @@ void ws_session::finish(disconnect_reason why) {
   else
     socket_.close();
   outbox_.close();
-  server_.unregister_session(sid());
-  if (!has_handler_) server_.get_hub().remove(sid());
+  ctx_.sessions().remove(sid());
+  if (!has_handler_) ctx_.get_hub().remove(sid());
   if (!opened_) return;
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   m.add(m.local().connections_closed);
   if (has_handler_) {
     // An Engine.IO transport: its Socket.IO sockets count their own disconnects.
@@ -687,10 +687,10 @@ void ws_session::finish(disconnect_reason why) {
     return;
   }
   m.disconnect(why);
-  if (server_.hooks().on_disconnect) {
-    server* srv = &server_;
-    server_.get_dispatcher().post_always(
-        [srv, sid = sid(), why, id = identity_] { srv->hooks().on_disconnect(sid, why, id); });
+  if (ctx_.hooks().on_disconnect) {
+    const session_context* ctx = &ctx_;
+    ctx_.get_dispatcher().post_always(
+        [ctx, sid = sid(), why, id = identity_] { ctx->hooks().on_disconnect(sid, why, id); });
   }
 }
 

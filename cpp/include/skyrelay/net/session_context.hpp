@@ -7,6 +7,8 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <string>
 
 #include "skyrelay/core/config.hpp"
 #include "skyrelay/hub/dispatcher.hpp"
@@ -23,6 +25,15 @@ class context;
 namespace skyrelay {
 
 class sio_server;
+class ws_session;
+
+// How a JSON-protocol or SSE session enters and leaves the server's table by sid (where
+// server::accept, respond, disconnect... find it). Two functions, not the server: a session
+// sees nothing else of that table. Both are thread-safe and run no callback under their lock.
+struct session_registry {
+  std::function<void(const std::shared_ptr<ws_session>&)> add;
+  std::function<void(const std::string&)> remove;
+};
 
 class session_context {
  public:
@@ -56,6 +67,10 @@ class session_context {
   // The TLS context shared by every connection, or null for plain TCP.
   boost::asio::ssl::context* tls_context() const noexcept { return tls_; }
   asio::io_context& next_context() const { return next_context_(); }
+  // The sid table of JSON-protocol and SSE sessions; set once by the server before it
+  // accepts any connection.
+  const session_registry& sessions() const noexcept { return sessions_; }
+  void set_sessions(session_registry r) { sessions_ = std::move(r); }
 
  private:
   const server_config& cfg_;
@@ -67,6 +82,7 @@ class session_context {
   sio_server& sio_;
   boost::asio::ssl::context* tls_;
   context_picker next_context_;
+  session_registry sessions_;
 };
 
 }  // namespace skyrelay

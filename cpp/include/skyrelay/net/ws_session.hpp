@@ -31,7 +31,7 @@
 
 namespace skyrelay {
 
-class server;
+class session_context;
 class ws_session;
 
 // Takes over a ws_session's messages for another protocol on top of WebSocket (Engine.IO).
@@ -53,12 +53,12 @@ class ws_session : public subscriber,
  public:
   // `handshake_response` is the 101 response to write first; `leftover` holds bytes the client
   // sent after its request; `topic` (may be empty) is joined on acceptance.
-  ws_session(net::stream socket, server& srv, std::string sid, std::string handshake_response,
+  ws_session(net::stream socket, session_context& ctx, std::string sid, std::string handshake_response,
              std::string leftover, std::string topic,
              wire_format format = wire_format::json_ws);
   // A Server-Sent Events stream: `response_head` is the HTTP response header block; it joins
   // `topics` on acceptance and replays what came after `last_event_id` (may be empty).
-  static std::shared_ptr<ws_session> make_sse(net::stream socket, server& srv, std::string sid,
+  static std::shared_ptr<ws_session> make_sse(net::stream socket, session_context& ctx, std::string sid,
                                               std::string response_head,
                                               std::vector<std::string> topics,
                                               std::string last_event_id);
@@ -150,7 +150,7 @@ class ws_session : public subscriber,
   // TLS only: decrypted bytes land here (a TLS read cannot wait for readiness first, so it
   // needs a buffer of its own); plain TCP reads use the per-thread buffer.
   std::unique_ptr<std::array<char, 8 * 1024>> tls_buffer_;
-  server& server_;
+  session_context& ctx_;
   outbox outbox_;
   ws::parser parser_;
   asio::steady_timer timer_;
