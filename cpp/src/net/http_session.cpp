@@ -17,6 +17,7 @@
 #include "skyrelay/net/stream.hpp"
 #include "skyrelay/proto/http_fields.hpp"
 #include "skyrelay/proto/publish_api.hpp"
+#include "skyrelay/net/sse_session.hpp"
 #include "skyrelay/net/ws_session.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 
@@ -521,8 +522,9 @@ class http_session : public std::enable_shared_from_this<http_session> {
     boost::system::error_code ec;
     net::stream socket = std::move(stream_);
     socket.socket().set_option(tcp::no_delay(true), ec);
-    auto session = ws_session::make_sse(std::move(socket), server_.context(), new_sid(), std::move(head),
-                                        std::move(topics), std::move(last_id));
+    auto session = std::make_shared<sse_session>(std::move(socket), server_.context(), new_sid(),
+                                                 std::move(head), std::move(topics),
+                                                 std::move(last_id));
     session->hold(std::move(slot_));
     session->set_identity(std::move(identity));
     session->start(std::string(path), std::string(query), std::move(headers));

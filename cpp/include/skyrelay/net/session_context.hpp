@@ -25,13 +25,13 @@ class context;
 namespace skyrelay {
 
 class sio_server;
-class ws_session;
+class push_session;
 
 // How a JSON-protocol or SSE session enters and leaves the server's table by sid (where
 // server::accept, respond, disconnect... find it). Two functions, not the server: a session
 // sees nothing else of that table. Both are thread-safe and run no callback under their lock.
 struct session_registry {
-  std::function<void(const std::shared_ptr<ws_session>&)> add;
+  std::function<void(const std::shared_ptr<push_session>&)> add;
   std::function<void(const std::string&)> remove;
 };
 
