@@ -69,12 +69,12 @@ test: test-cpp test-cpp-asan test-fuzz test-python test-js
 
 test-cpp: deps
 	cmake -S . -B build/cpp-tests -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKYRELAY_BUILD_TESTS=ON >/dev/null
-	cmake --build build/cpp-tests -j $(JOBS) --target skyrelay_tests
+	cmake --build build/cpp-tests -j $(JOBS) --target skyrelay_tests skyrelay_net_tests
 	ctest --test-dir build/cpp-tests --output-on-failure -j $(JOBS)
 
 test-cpp-asan: deps
 	cmake -S . -B build/cpp-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSKYRELAY_BUILD_TESTS=ON -DSKYRELAY_SANITIZE=ON >/dev/null
-	cmake --build build/cpp-asan -j $(JOBS) --target skyrelay_tests
+	cmake --build build/cpp-asan -j $(JOBS) --target skyrelay_tests skyrelay_net_tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir build/cpp-asan --output-on-failure -j $(JOBS)
 

@@ -2,6 +2,8 @@
 // the public API.
 #include <pybind11/pybind11.h>
 
+#include "errors.hpp"
+
 namespace py = pybind11;
 
 namespace skyrelay::bindings {
@@ -13,6 +15,7 @@ void register_ratelimit(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "skyrelay's C++ core (private; use the skyrelay package)";
+  skyrelay::bindings::register_errors(m);
   skyrelay::bindings::register_config(m);
   skyrelay::bindings::register_server(m);
   skyrelay::bindings::register_orbit(m);

@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "errors.hpp"
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/config.hpp"
@@ -185,7 +186,7 @@ std::shared_ptr<const auth::auth_config> jwt_config(const py::dict& o) {
     auto key = type == "hmac" ? auth::jwt_key::hmac(id, material, algorithms)
                               : auth::jwt_key::public_pem(id, material, algorithms);
     if (auto* error = std::get_if<std::string>(&key))
-      throw py::value_error("JWT key \"" + id + "\": " + *error);
+      raise_value_error("JWT key \"" + id + "\": " + *error);
     cfg->verifier.add_key(std::get<auth::jwt_key>(std::move(key)));
   }
   return cfg;

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "errors.hpp"
 #include "skyrelay/orbit/elements.hpp"
 #include "skyrelay/orbit/frames.hpp"
 #include "skyrelay/orbit/passes.hpp"
@@ -274,16 +275,13 @@ py::dict pass_columns(const std::vector<std::shared_ptr<py_sgp4>>& sats, const s
   return d;
 }
 
-}  // namespace
-
-void register_orbit(py::module_& m) {
-  auto o = m.def_submodule("orbit", "SGP4/SDP4, frames and pass prediction");
-
+// Element sets from TLE lines, TLE files and OMM JSON, and sidereal time.
+void def_parsers(py::module_& o) {
   o.def("parse_tle",
         [](const std::string& l1, const std::string& l2, const std::string& name) {
           auto r = parse_tle(l1, l2, name);
-          if (!r.value) throw py::value_error(r.error);
-          return py::make_tuple(elements_dict(*r.value), r.checksum_ok[0], r.checksum_ok[1]);
+          const bool line1_ok = r.checksum_ok[0], line2_ok = r.checksum_ok[1];
+          return py::make_tuple(elements_dict(value_or_raise(std::move(r))), line1_ok, line2_ok);
         },
         py::arg("line1"), py::arg("line2"), py::arg("name") = "");
   o.def("parse_tle_text",
@@ -312,9 +310,7 @@ void register_orbit(py::module_& m) {
         py::arg("text"), py::arg("gravity") = "wgs72", py::arg("opsmode") = "i");
   o.def("parse_omm",
         [](const std::string& json) {
-          auto r = parse_omm(json);
-          if (!r.value) throw py::value_error(r.error);
-          return elements_dict(*r.value);
+          return elements_dict(value_or_raise(parse_omm(json)));
         },
         py::arg("json"));
   o.def("gmst82", [](const darray& jd) {
@@ -324,21 +320,22 @@ void register_orbit(py::module_& m) {
     for (py::ssize_t i = 0; i < jd.size(); ++i) q[i] = gmst82(p[i]);
     return out;
   });
+}
 
+// The propagator of one satellite.
+void def_sgp4(py::module_& o) {
   py::class_<py_sgp4, std::shared_ptr<py_sgp4>>(o, "Sgp4")
       .def(py::init([](const std::string& l1, const std::string& l2, const std::string& name,
                        const std::string& gravity, const std::string& mode) {
-             auto r = parse_tle(l1, l2, name);
-             if (!r.value) throw py::value_error(r.error);
-             return std::make_shared<py_sgp4>(*r.value, gravity, mode);
+             return std::make_shared<py_sgp4>(value_or_raise(parse_tle(l1, l2, name)), gravity,
+                                              mode);
            }),
            py::arg("line1"), py::arg("line2"), py::arg("name") = "", py::arg("gravity") = "wgs72",
            py::arg("opsmode") = "i")
       .def_static("from_omm",
                   [](const std::string& json, const std::string& gravity, const std::string& mode) {
-                    auto r = parse_omm(json);
-                    if (!r.value) throw py::value_error(r.error);
-                    return std::make_shared<py_sgp4>(*r.value, gravity, mode);
+                    return std::make_shared<py_sgp4>(value_or_raise(parse_omm(json)), gravity,
+                                                     mode);
                   },
                   py::arg("json"), py::arg("gravity") = "wgs72", py::arg("opsmode") = "i")
       .def_property_readonly("elements", [](const py_sgp4& s) { return elements_dict(s.el); })
@@ -363,7 +360,10 @@ void register_orbit(py::module_& m) {
              return py::make_tuple(r.reshape({m, py::ssize_t{3}}), v.reshape({m, py::ssize_t{3}}), e.reshape({m}));
            },
            py::arg("jd"), py::arg("fr"));
+}
 
+// Array functions over many satellites and times.
+void def_arrays(py::module_& o) {
   o.def("propagate_many", &propagate_many, py::arg("satellites"), py::arg("jd"), py::arg("fr"),
         py::arg("threads") = 0);
   o.def("teme_to_geodetic", &teme_to_geodetic, py::arg("r"), py::arg("jd"), py::arg("fr"), py::arg("dut1") = 0.0);
@@ -376,6 +376,15 @@ void register_orbit(py::module_& m) {
   o.def("find_pass_columns", &pass_columns, py::arg("satellites"), py::arg("stations"), py::arg("start"),
         py::arg("end"), py::arg("dut1") = 0.0, py::arg("threads") = 0);
   o.def("describe_error", [](int code) { return std::string(describe(static_cast<sgp4_error>(code))); });
+}
+
+}  // namespace
+
+void register_orbit(py::module_& m) {
+  auto o = m.def_submodule("orbit", "SGP4/SDP4, frames and pass prediction");
+  def_parsers(o);
+  def_sgp4(o);
+  def_arrays(o);
 }
 
 }  // namespace skyrelay::bindings

@@ -9,8 +9,6 @@
 #include <optional>
 #include <tuple>
 
-#include <boost/system/system_error.hpp>
-
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/errors.hpp"
@@ -152,17 +150,6 @@ std::optional<overflow_policy> to_policy(int p) {
 }  // namespace
 
 void register_server(py::module_& m) {
-  // Socket errors (an address in use, a bad host) surface as OSError with the errno set.
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const boost::system::system_error& e) {
-      py::object err = py::module_::import("builtins").attr("OSError")(e.code().value(),
-                                                                      e.code().message());
-      PyErr_SetObject(PyExc_OSError, err.ptr());
-    }
-  });
-
   m.def("is_valid_json", [](const std::string& s) {
     return proto::is_valid_utf8(s) && nlohmann::json::accept(s);
   }, "True when the bytes are one valid UTF-8 JSON text.");

@@ -14,6 +14,7 @@
 #include <cctype>
 #include <climits>
 #include <cmath>
+#include <optional>
 
 namespace skyrelay::auth {
 
@@ -42,62 +43,6 @@ const char* describe(jwt_error e) {
 }
 
 void evp_pkey_free::operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-
-// ---- base64url --------------------------------------------------------------------------
-
-namespace {
-
-constexpr char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-int b64_value(unsigned char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '-') return 62;
-  if (c == '_') return 63;
-  return -1;
-}
-
-}  // namespace
-
-std::string base64url_encode(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : bytes) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(b64_alphabet[(acc >> bits) & 0x3f]);
-    }
-    acc &= (1u << bits) - 1;
-  }
-  if (bits > 0) out.push_back(b64_alphabet[(acc << (6 - bits)) & 0x3f]);
-  return out;
-}
-
-bool base64url_decode(std::string_view text, std::string& out) {
-  out.clear();
-  if (text.size() % 4 == 1) return false;  // 6 bits cannot end a byte
-  out.reserve(text.size() / 4 * 3 + 2);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char ch : text) {
-    const int v = b64_value(static_cast<unsigned char>(ch));
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-      acc &= (1u << bits) - 1;
-    }
-  }
-  return acc == 0;  // the 2 or 4 leftover bits of a canonical encoding are zero
-}
 
 // ---- keys -------------------------------------------------------------------------------
 
@@ -349,11 +294,16 @@ jwt_verifier::jwt_verifier(jwt_policy policy) : policy_(std::move(policy)) {}
 
 void jwt_verifier::add_key(jwt_key key) { keys_.push_back(std::move(key)); }
 
-jwt_result jwt_verifier::verify(std::string_view token, std::int64_t now_unix) const {
-  if (token.size() > max_jwt_size)
-    return fail(jwt_error::too_large, "token is over " + std::to_string(max_jwt_size) + " bytes");
+namespace {
 
-  // Compact serialisation: header.payload.signature, nothing else.
+// The three segments of a compact token, decoded; `signing_input` is header.payload as sent.
+struct token_parts {
+  std::string_view signing_input;
+  std::string header, payload, signature;
+};
+
+// Splits and decodes a token (compact serialisation: header.payload.signature, nothing else).
+std::optional<jwt_failure> split_token(std::string_view token, token_parts& out) {
   const auto dot1 = token.find('.');
   const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
   if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
@@ -364,24 +314,26 @@ jwt_result jwt_verifier::verify(std::string_view token, std::int64_t now_unix) c
   if (header_b64.empty() || payload_b64.empty())
     return fail(jwt_error::malformed, "empty header or payload segment");
 
-  std::string header_raw, payload_raw, sig;
-  if (!base64url_decode(header_b64, header_raw))
+  if (!base64url_decode(header_b64, out.header))
     return fail(jwt_error::bad_base64, "header is not unpadded base64url");
-  if (!base64url_decode(payload_b64, payload_raw))
+  if (!base64url_decode(payload_b64, out.payload))
     return fail(jwt_error::bad_base64, "payload is not unpadded base64url");
-  if (!base64url_decode(sig_b64, sig))
+  if (!base64url_decode(sig_b64, out.signature))
     return fail(jwt_error::bad_base64, "signature is not unpadded base64url");
+  out.signing_input = token.substr(0, dot2);
+  return std::nullopt;
+}
 
-  json header;
-  if (!parse_object(header_raw, header))
-    return fail(jwt_error::bad_json, "header is not a JSON object");
-
-  // The header: alg decides everything, kid narrows the keys; jku, x5u, jwk and x5c are
-  // never read (RFC 8725 3.10: keys come only from configuration).
+// The header: alg decides everything, kid narrows the keys; jku, x5u, jwk and x5c are
+// never read (RFC 8725 3.10: keys come only from configuration). Sets `alg` and the keys
+// that may verify the signature (at least one, unless a failure is returned).
+std::optional<jwt_failure> select_keys(const json& header, const std::vector<jwt_key>& keys,
+                                       std::string& alg,
+                                       std::vector<const jwt_key*>& candidates) {
   const auto alg_it = header.find("alg");
   if (alg_it == header.end() || !alg_it->is_string())
     return fail(jwt_error::malformed, "header has no \"alg\" string");
-  const std::string& alg = alg_it->get_ref<const std::string&>();
+  alg = alg_it->get_ref<const std::string&>();
   std::string alg_lower = alg;
   std::transform(alg_lower.begin(), alg_lower.end(), alg_lower.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -394,9 +346,8 @@ jwt_result jwt_verifier::verify(std::string_view token, std::int64_t now_unix) c
     kid = &kid_it->get_ref<const std::string&>();
   }
 
-  std::vector<const jwt_key*> candidates;
   bool kid_known = false;
-  for (const auto& key : keys_) {
+  for (const auto& key : keys) {
     if (kid != nullptr && key.id != *kid) continue;
     kid_known = true;
     if (allows(key, alg)) candidates.push_back(&key);
@@ -407,22 +358,12 @@ jwt_result jwt_verifier::verify(std::string_view token, std::int64_t now_unix) c
                : fail(jwt_error::unknown_key, "no keys are configured");
   if (candidates.empty())
     return fail(jwt_error::alg_not_allowed, "alg \"" + printable(alg) + "\" is not allowed");
+  return std::nullopt;
+}
 
-  if (sig.empty()) return fail(jwt_error::bad_signature, "empty signature");
-  const std::string_view signing_input = token.substr(0, dot2);
-  const bool verified = std::any_of(candidates.begin(), candidates.end(), [&](const jwt_key* k) {
-    return check_signature(*k, alg, signing_input, sig);
-  });
-  if (!verified) return fail(jwt_error::bad_signature, "signature does not verify");
-
-  // The payload is parsed only once its signature holds.
-  jwt_claims claims;
-  if (!parse_object(payload_raw, claims.payload))
-    return fail(jwt_error::bad_json, "payload is not a JSON object");
-  const json& p = claims.payload;
-
-  const long long leeway = std::max<long long>(0, policy_.leeway_s);
-  const long long now = now_unix;
+// exp (required), nbf and iat against `now`, with `leeway` seconds either way.
+std::optional<jwt_failure> check_dates(const json& p, long long now, long long leeway,
+                                       jwt_claims& claims) {
   long long t = 0;
   switch (read_date(p, "exp", false, t)) {
     case date_state::absent: return fail(jwt_error::bad_claim, "\"exp\" is required");
@@ -445,41 +386,49 @@ jwt_result jwt_verifier::verify(std::string_view token, std::int64_t now_unix) c
       if (t > saturating_add(now, leeway))
         return fail(jwt_error::issued_in_future, "token was issued in the future");
   }
+  return std::nullopt;
+}
 
+// iss and aud against the trusted lists, and the kind claim when one is required.
+std::optional<jwt_failure> check_audience(const json& p, const jwt_policy& policy) {
   if (const auto it = p.find("iss"); it != p.end()) {
     if (!it->is_string()) return fail(jwt_error::bad_claim, "\"iss\" is not a string");
     const std::string& iss = it->get_ref<const std::string&>();
-    if (!policy_.issuers.empty() && !contains(policy_.issuers, iss))
+    if (!policy.issuers.empty() && !contains(policy.issuers, iss))
       return fail(jwt_error::wrong_issuer, "issuer \"" + printable(iss) + "\" is not trusted");
-  } else if (!policy_.issuers.empty()) {
+  } else if (!policy.issuers.empty()) {
     return fail(jwt_error::wrong_issuer, "token has no \"iss\"");
   }
 
   if (const auto it = p.find("aud"); it != p.end()) {
     bool ours = false;
     if (it->is_string()) {
-      ours = contains(policy_.audiences, it->get_ref<const std::string&>());
+      ours = contains(policy.audiences, it->get_ref<const std::string&>());
     } else if (it->is_array()) {
       for (const auto& a : *it) {
         if (!a.is_string()) return fail(jwt_error::bad_claim, "\"aud\" holds a non-string");
-        ours = ours || contains(policy_.audiences, a.get_ref<const std::string&>());
+        ours = ours || contains(policy.audiences, a.get_ref<const std::string&>());
       }
     } else {
       return fail(jwt_error::bad_claim, "\"aud\" is neither a string nor an array");
     }
     if (!ours) return fail(jwt_error::wrong_audience, "token is not meant for this audience");
-  } else if (!policy_.audiences.empty()) {
+  } else if (!policy.audiences.empty()) {
     return fail(jwt_error::wrong_audience, "token has no \"aud\"");
   }
 
-  if (!policy_.required_kind.empty()) {
-    const auto it = p.find(policy_.kind_claim);
+  if (!policy.required_kind.empty()) {
+    const auto it = p.find(policy.kind_claim);
     if (it == p.end() || !it->is_string() ||
-        it->get_ref<const std::string&>() != policy_.required_kind)
-      return fail(jwt_error::wrong_kind, "\"" + policy_.kind_claim + "\" must be \"" +
-                                             policy_.required_kind + "\"");
+        it->get_ref<const std::string&>() != policy.required_kind)
+      return fail(jwt_error::wrong_kind, "\"" + policy.kind_claim + "\" must be \"" +
+                                             policy.required_kind + "\"");
   }
+  return std::nullopt;
+}
 
+// sub and roles, into `claims`.
+std::optional<jwt_failure> read_subject(const json& p, jwt_claims& claims) {
   if (const auto it = p.find("sub"); it != p.end()) {
     if (!it->is_string()) return fail(jwt_error::bad_claim, "\"sub\" is not a string");
     claims.subject = it->get<std::string>();
@@ -491,6 +440,39 @@ jwt_result jwt_verifier::verify(std::string_view token, std::int64_t now_unix) c
       claims.roles.push_back(r.get<std::string>());
     }
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+jwt_result jwt_verifier::verify(std::string_view token, std::int64_t now_unix) const {
+  if (token.size() > max_jwt_size)
+    return fail(jwt_error::too_large, "token is over " + std::to_string(max_jwt_size) + " bytes");
+  token_parts parts;
+  if (auto f = split_token(token, parts)) return std::move(*f);
+
+  json header;
+  if (!parse_object(parts.header, header))
+    return fail(jwt_error::bad_json, "header is not a JSON object");
+  std::string alg;
+  std::vector<const jwt_key*> candidates;
+  if (auto f = select_keys(header, keys_, alg, candidates)) return std::move(*f);
+
+  if (parts.signature.empty()) return fail(jwt_error::bad_signature, "empty signature");
+  const bool verified = std::any_of(candidates.begin(), candidates.end(), [&](const jwt_key* k) {
+    return check_signature(*k, alg, parts.signing_input, parts.signature);
+  });
+  if (!verified) return fail(jwt_error::bad_signature, "signature does not verify");
+
+  // The payload is parsed only once its signature holds.
+  jwt_claims claims;
+  if (!parse_object(parts.payload, claims.payload))
+    return fail(jwt_error::bad_json, "payload is not a JSON object");
+  const json& p = claims.payload;
+  const long long leeway = std::max<long long>(0, policy_.leeway_s);
+  if (auto f = check_dates(p, now_unix, leeway, claims)) return std::move(*f);
+  if (auto f = check_audience(p, policy_)) return std::move(*f);
+  if (auto f = read_subject(p, claims)) return std::move(*f);
   return claims;
 }
 

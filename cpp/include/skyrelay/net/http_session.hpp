@@ -1,5 +1,6 @@
-// One HTTP/1.1 connection: serves /health, /metrics and static files with keep-alive, and hands
-// WebSocket upgrades on /ws and /ws/<topic> to a ws_session.
+// One HTTP/1.1 connection: serves /health, /metrics, static files, the publish API and the
+// application's routes with keep-alive, and hands WebSocket and SSE handshakes (/ws, /sse,
+// Engine.IO) to the sessions that take the connection over.
 #pragma once
 
 #include <memory>
@@ -10,8 +11,8 @@ namespace skyrelay {
 
 class server;
 
-// Starts serving an accepted socket. Defined in http_session.cpp, the only translation unit that
-// includes Beast's HTTP headers.
+// Starts serving an accepted socket, on the socket's executor. The session's class is private to
+// cpp/src/net (http_session_impl.hpp), so only its files include Beast's HTTP headers.
 // `slot` is the connection's admission (server::admit); it is held for as long as the
 // connection lives, whatever it becomes.
 void start_http_session(tcp::socket socket, server& srv, std::shared_ptr<void> slot);

@@ -1,0 +1,177 @@
+// The class behind start_http_session (private to cpp/src/net): one HTTP/1.1 connection, split
+// by route over several files, all members of one class:
+//
+//   http_session.cpp          reading requests, routing them, writing responses, deadlines
+//   http_session_upgrade.cpp  /ws and /sse handshakes, and the checks every handshake shares
+//                             (token, client topics, roles, Origin and CORS)
+//   http_session_eio.cpp      Engine.IO (/socket.io/): handshake, long-polling, WebSocket
+//   http_session_publish.cpp  POST /api/publish
+//   http_session_app.cpp      requests handed to the application (WSGI) and its answers
+//   http_session_static.cpp   /health, /metrics, the browser client and the static directory
+//
+// Threads: every member runs on the connection's executor (one io_context, one thread; the
+// asserts say so in debug builds). The session lives by shared_from_this: each pending
+// operation holds it. It ends when a response is written with keep-alive off, when the peer
+// goes, or when the socket is handed to a ws_session or an eio_session (an upgrade), after
+// which the stream is moved out and the session only finishes the handler it is in.
+#pragma once
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cassert>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "skyrelay/auth/connection_auth.hpp"
+#include "skyrelay/net/metrics.hpp"
+#include "skyrelay/net/server.hpp"
+#include "skyrelay/net/stream.hpp"
+#include "skyrelay/proto/engineio.hpp"
+
+namespace skyrelay {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+namespace http_detail {
+
+// {"error":<code>,"message":<message>}
+std::string error_body(std::string_view code, std::string_view message);
+
+// The raw (still percent-encoded) value of `key` in a query string, or nullopt.
+std::optional<std::string_view> raw_query_param(std::string_view query, std::string_view key);
+
+// The value of `key` in a query string (percent-decoded), or nullopt.
+std::optional<std::string> query_param(std::string_view query, std::string_view key);
+
+// The Sec-WebSocket-Accept value for a client's Sec-WebSocket-Key (RFC 6455 4.2.2).
+std::string websocket_accept_key(std::string_view key);
+
+// Sec-WebSocket-Key must be the base64 form of 16 bytes (RFC 6455 4.2.1).
+bool valid_client_key(std::string_view key);
+
+}  // namespace http_detail
+
+class http_session : public std::enable_shared_from_this<http_session> {
+ public:
+  // `slot` is the connection's admission (server::admit): never null.
+  http_session(tcp::socket socket, server& srv, std::shared_ptr<void> slot);
+
+  // Starts the TLS handshake, if any, then reads the first request. Call once, on the
+  // socket's executor.
+  void run();
+
+ private:
+  using request = http::request<http::string_body>;
+  using header_pairs = std::vector<std::pair<std::string, std::string>>;
+  using cors_list = std::vector<std::pair<http::field, std::string>>;
+
+  // Where the connection is. Only the transitions below happen (the asserts check them):
+  //   handshaking -> reading            (TLS done; plain TCP starts reading)
+  //   reading     -> routing            (a request was read)
+  //   routing     -> writing | parked | handed_off
+  //   parked      -> writing            (the application or a poll answered)
+  //   writing     -> idle               (keep-alive) and idle -> reading
+  //   any         -> closed
+  enum class state { handshaking, reading, routing, writing, idle, parked, handed_off, closed };
+
+  // http_session.cpp: the connection.
+  void do_read();
+  void await_request();
+  void on_read(beast::error_code ec);
+  void route(request req);
+  void send_json(const request& req, http::status status, std::string body);
+  void send_error(http::status status, std::string_view code, std::string_view message,
+                  bool keep_alive);
+  void close();
+  void expires_after(std::chrono::milliseconds limit,
+                     limit_kind kind = limit_kind::handshake_timeout);
+  void expires_never();
+  // Moves the stream out for a session that takes the connection over (an upgrade).
+  net::stream hand_off();
+  void set_state(state next);
+  bool on_own_executor();
+  static header_pairs header_list(const request& req);
+  static std::string remote_of(const tcp::socket& socket);
+  static std::string remote_ip(const tcp::socket& socket);
+
+  // http_session_upgrade.cpp: /ws, /sse and the checks of every handshake.
+  void upgrade(request req, std::string_view path, std::string_view query);
+  void sse(request req, std::string_view path, std::string_view query);
+  bool check_token(const request& req, std::string_view query, auth::identity_ptr& id);
+  bool check_client_topics(const request& req, const auth::identity_ptr& id,
+                           const std::vector<std::string>& topics);
+  bool check_access(const request& req, const auth::identity_ptr& id,
+                    const std::vector<std::string>& rooms);
+  void forbidden(const request& req, const std::string& message);
+  void unauthorized(const request& req, const auth::auth_refusal& f, bool keep);
+  bool origin_allowed(const request& req) const;
+  cors_list cors_headers(const request& req) const;
+
+  // http_session_eio.cpp: Engine.IO v4.
+  void engineio(request req, std::string_view query, bool echo = false);
+  void engineio_websocket(const request& req, std::string_view query, bool echo,
+                          const std::optional<std::string>& sid, const cors_list& cors);
+  void engineio_polling(const request& req, std::string_view query, bool echo,
+                        const std::optional<std::string>& sid, const cors_list& cors);
+  void eio_error(const request& req, const cors_list& cors, eio::error_code code,
+                 http::status status = http::status::bad_request);
+  void eio_preflight(const request& req, const cors_list& cors);
+  void polling_answer(unsigned version, bool keep, const cors_list& cors, unsigned status,
+                      std::string body);
+  void refuse_session(const request& req, connection_refusal why, const cors_list& cors);
+  header_pairs session_headers(const request& req) const;
+
+  // http_session_publish.cpp: POST /api/publish.
+  void publish_api(const request& req);
+  std::optional<std::string> publisher_of(const request& req, bool keep);
+  void publish_events(const request& req, const std::string& publisher);
+
+  // http_session_app.cpp: the application (WSGI).
+  void to_application(const request& req);
+  void app_answer(bool keep, unsigned version, bool head, unsigned status, header_pairs headers,
+                  std::string body);
+
+  // http_session_static.cpp: /health, /metrics and files.
+  void serve_static(const request& req, std::string_view path);
+  void send_text(const request& req, std::string_view type, std::string body);
+
+  // Every response of this connection goes out here: built-in ones and the WSGI app's.
+  template <class Body>
+  void write(http::response<Body> res, bool keep_alive);
+
+  net::stream stream_;
+  asio::steady_timer deadline_;
+  std::uint64_t deadline_generation_{0};
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  server& server_;
+  std::shared_ptr<void> slot_;  // the connection's admission, passed on when it upgrades
+  state state_{state::handshaking};
+};
+
+template <class Body>
+void http_session::write(http::response<Body> res, bool keep_alive) {
+  static constexpr std::string_view nosniff_field = "X-Content-Type-Options";
+  assert(on_own_executor());
+  set_state(state::writing);
+  auto sp = std::make_shared<http::response<Body>>(std::move(res));
+  if (!keep_alive) sp->keep_alive(false);
+  // Browsers must take Content-Type as given: an upload or a JSON error never runs as script.
+  if (sp->find(nosniff_field) == sp->end()) sp->set(nosniff_field, "nosniff");
+  expires_after(server_.config().handshake_timeout);
+  http::async_write(stream_, *sp,
+                    [self = shared_from_this(), sp, keep_alive](beast::error_code ec,
+                                                                std::size_t) {
+                      if (ec || !keep_alive) return self->close();
+                      self->set_state(state::idle);
+                      self->await_request();
+                    });
+}
+
+}  // namespace skyrelay

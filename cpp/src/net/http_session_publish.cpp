@@ -1,0 +1,135 @@
+// http_session's publish API: POST /api/publish, one event or a batch, token-protected (the
+// static publish_token or a JWT publish token), with optional idempotency keys.
+#include <openssl/crypto.h>
+
+#include "http_session_impl.hpp"
+#include "skyrelay/net/idempotency_store.hpp"
+#include "skyrelay/proto/publish_api.hpp"
+
+namespace skyrelay {
+
+using http_detail::error_body;
+
+// POST /api/publish: one event or a batch, token-protected, with optional idempotency.
+void http_session::publish_api(const request& req) {
+  const bool keep = req.keep_alive();
+  const auto& cfg = server_.config();
+  server_.get_metrics().add(server_.get_metrics().local().publish_api_requests);
+  auto fail = [&](http::status status, std::string_view code, std::string_view message) {
+    server_.get_metrics().add(server_.get_metrics().local().publish_api_refused);
+    send_error(status, code, message, keep);
+  };
+  if (req.method() != http::verb::post)
+    return fail(http::status::method_not_allowed, "method_not_allowed",
+                "publish with POST and a JSON body");
+  if (cfg.publish_token.empty() && !cfg.jwt)
+    return fail(http::status::forbidden, "publish_disabled",
+                "the publish API is off: start the server with a publish_token or jwt");
+  const auto publisher = publisher_of(req, keep);
+  if (!publisher) return;  // the 401 is written
+  std::string_view type = req[http::field::content_type];
+  if (!type.starts_with("application/json"))
+    return fail(http::status::unsupported_media_type, "unsupported_media_type",
+                "the body must be application/json");
+  publish_events(req, *publisher);
+}
+
+// Who publishes, for the scope of idempotency keys: the static token, else the JWT's sub,
+// else (a token without sub) that very token. Nullopt when the bearer is neither; the 401 is
+// then written.
+std::optional<std::string> http_session::publisher_of(const request& req, bool keep) {
+  const auto& cfg = server_.config();
+  // The static publish_token is compared first: when it matches, no JWT is verified.
+  // Otherwise, with JWT on, the bearer must be a publish token.
+  std::string_view auth = req[http::field::authorization];
+  constexpr std::string_view bearer = "Bearer ";
+  bool token_ok = !cfg.publish_token.empty() &&
+                  auth.size() == bearer.size() + cfg.publish_token.size() &&
+                  auth.starts_with(bearer) &&
+                  CRYPTO_memcmp(auth.data() + bearer.size(), cfg.publish_token.data(),
+                                cfg.publish_token.size()) == 0;
+  std::string publisher = "publish_token";
+  if (!token_ok && cfg.jwt) {
+    const auto token = auth::bearer_token(auth);
+    auto r = auth::authenticate(*cfg.jwt, token.value_or(std::string_view()),
+                                auth::token_use::publish, auth::unix_now());
+    if (auto* f = std::get_if<auth::auth_refusal>(&r)) {
+      server_.get_metrics().add(server_.get_metrics().local().publish_api_refused);
+      unauthorized(req, *f, keep);
+      return std::nullopt;
+    }
+    const auto& sub = std::get<auth::identity_ptr>(r)->subject;
+    if (!sub.empty()) {
+      publisher = "sub:" + sub;
+    } else {
+      const auto d = idempotency_store::digest_of(*token);
+      publisher = "token:" + std::string(d.begin(), d.end());
+    }
+    token_ok = true;
+  }
+  if (!token_ok) {
+    http::response<http::string_body> res{http::status::unauthorized, req.version()};
+    res.set(http::field::www_authenticate, "Bearer");
+    res.set(http::field::content_type, "application/json");
+    res.body() = error_body("unauthorized", auth.empty()
+                                                ? "an Authorization: Bearer <token> header is required"
+                                                : "the token is not valid");
+    res.keep_alive(keep);
+    res.prepare_payload();
+    server_.get_metrics().add(server_.get_metrics().local().publish_api_refused);
+    write(std::move(res), keep);
+    return std::nullopt;
+  }
+  return publisher;
+}
+
+// Decodes the body, answers a repeated idempotency key from the store, else publishes every
+// event and answers with their receipts.
+void http_session::publish_events(const request& req, const std::string& publisher) {
+  const bool keep = req.keep_alive();
+  auto fail = [&](http::status status, std::string_view code, std::string_view message) {
+    server_.get_metrics().add(server_.get_metrics().local().publish_api_refused);
+    send_error(status, code, message, keep);
+  };
+  auto decoded = proto::decode_publish(req.body(), req["Idempotency-Key"]);
+  if (auto* err = std::get_if<proto::publish_error>(&decoded))
+    return fail(http::status::bad_request, err->code, err->message);
+  auto& pr = std::get<proto::publish_request>(decoded);
+  // Held until the answer is stored: a publish that ends any other way frees its key.
+  idempotency_store::reservation reserved;
+  if (!pr.idempotency_key.empty()) {
+    auto r = server_.idempotency().begin(
+        publisher, pr.idempotency_key,
+        idempotency_store::digest_of(proto::publish_fingerprint(pr)));
+    using status = idempotency_store::status;
+    if (r.what == status::conflict)
+      return fail(http::status::conflict, "idempotency_key_reused",
+                  "this idempotency key was used with a different body; a new request "
+                  "needs a new key");
+    if (r.what == status::in_progress)
+      return fail(http::status::conflict, "in_progress",
+                  "a request with this idempotency key is being handled; retry later");
+    if (r.what == status::replay) {
+      // A repeat: publish nothing, answer as the first time, marked as a duplicate.
+      constexpr std::string_view first = ",\"duplicate\":false}";
+      std::string body = std::move(r.answer);
+      body.resize(body.size() - first.size());
+      body += ",\"duplicate\":true}";
+      return send_json(req, http::status::ok, std::move(body));
+    }
+    reserved = std::move(r.hold);
+  }
+  std::vector<proto::publish_receipt_view> receipts;
+  receipts.reserve(pr.events.size());
+  auto& hub = server_.get_hub();
+  for (const auto& p : pr.events) {
+    publish_meta meta;
+    const std::size_t n = server_.publish(p, &meta);
+    receipts.push_back({hub.event_id(meta.id), meta.topic, meta.seq, n});
+  }
+  std::string body = proto::encode_published(receipts, pr.batch, false);
+  reserved.finish(body);
+  send_json(req, http::status::ok, std::move(body));
+}
+
+}  // namespace skyrelay

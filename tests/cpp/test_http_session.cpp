@@ -1,0 +1,183 @@
+// http_session through a real server on 127.0.0.1: one request per route file (the publish
+// API, Engine.IO polling, the WebSocket and SSE handshakes, the application bridge, health,
+// metrics, static files and the read limits), over plain blocking sockets. In the Debug and
+// ASan builds (no NDEBUG) the session's asserts run on every step: its state machine, the
+// executor it runs on and its admission slot.
+#include <gtest/gtest.h>
+
+#include <boost/asio.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "skyrelay/auth/access_policy.hpp"
+#include "skyrelay/net/server.hpp"
+
+namespace skyrelay {
+namespace {
+
+using tcp = boost::asio::ip::tcp;
+
+// One client connection with a receive timeout, so no test can hang.
+class client {
+ public:
+  explicit client(std::uint16_t port) : socket_(ioc_) {
+    socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+    timeval tv{5, 0};
+    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+
+  void send(const std::string& request) {
+    boost::asio::write(socket_, boost::asio::buffer(request));
+  }
+
+  // The next response: its head, then as many body bytes as Content-Length says (none for a
+  // 101 or an event stream, whose bodies do not end).
+  std::string response() {
+    while (buffer_.find("\r\n\r\n") == std::string::npos)
+      if (!read_more()) return buffer_;
+    const auto head_end = buffer_.find("\r\n\r\n") + 4;
+    std::size_t length = 0;
+    if (auto at = lower(buffer_.substr(0, head_end)).find("content-length: ");
+        at != std::string::npos)
+      length = std::stoul(buffer_.substr(at + 16));
+    while (buffer_.size() < head_end + length)
+      if (!read_more()) break;
+    std::string out = buffer_.substr(0, head_end + length);
+    buffer_.erase(0, out.size());
+    return out;
+  }
+
+ private:
+  bool read_more() {
+    char data[4096];
+    boost::system::error_code ec;
+    const auto n = socket_.read_some(boost::asio::buffer(data), ec);
+    if (ec) return false;
+    buffer_.append(data, n);
+    return true;
+  }
+
+  static std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  }
+
+  boost::asio::io_context ioc_;
+  tcp::socket socket_;
+  std::string buffer_;
+};
+
+std::string status_line(const std::string& response) {
+  return response.substr(0, response.find("\r\n"));
+}
+
+class HttpSession : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_config cfg;
+    cfg.host = "127.0.0.1";
+    cfg.port = 0;
+    cfg.io_threads = 2;
+    cfg.publish_token = "secret";
+    cfg.max_header_size = 2048;
+    cfg.client_topics = std::make_shared<const auth::client_topic_policy>(
+        std::vector<std::string>{"news"});
+    app_hooks hooks;
+    hooks.on_http = [this](const http_request_info& info) {
+      app_calls_.fetch_add(1);
+      srv_->http_reply(info.id, 201, {{"Content-Type", "text/plain"}},
+                       info.method + " " + info.target);
+    };
+    srv_ = std::make_unique<server>(cfg, hooks);
+    srv_->start();
+  }
+  void TearDown() override { srv_->stop(); }
+
+  client connect() { return client(srv_->port()); }
+
+  std::unique_ptr<server> srv_;
+  std::atomic<int> app_calls_{0};
+};
+
+TEST_F(HttpSession, KeepAliveServesHealthThenMetrics) {
+  auto c = connect();
+  c.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto health = c.response();
+  EXPECT_EQ(status_line(health), "HTTP/1.1 200 OK");
+  EXPECT_NE(health.find("\"status\":\"ok\""), std::string::npos);
+  c.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto metrics = c.response();
+  EXPECT_EQ(status_line(metrics), "HTTP/1.1 200 OK");
+  EXPECT_NE(metrics.find("skyrelay_"), std::string::npos);
+}
+
+TEST_F(HttpSession, PublishApiChecksTheTokenThenPublishes) {
+  auto c = connect();
+  const std::string body = R"({"event":"e","data":{"n":1},"to":"news"})";
+  c.send("POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_EQ(status_line(c.response()), "HTTP/1.1 401 Unauthorized");
+  c.send("POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+         "Authorization: Bearer secret\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + body);
+  auto ok = c.response();
+  EXPECT_EQ(status_line(ok), "HTTP/1.1 200 OK");
+  EXPECT_NE(ok.find("\"published\":{\"id\":"), std::string::npos);
+  EXPECT_NE(ok.find("\"delivered\":0"), std::string::npos);  // nobody is subscribed
+}
+
+TEST_F(HttpSession, WebSocketAndSseHandshakesHandTheConnectionOver) {
+  auto ws = connect();
+  ws.send("GET /ws/news HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+  auto upgraded = ws.response();
+  EXPECT_EQ(status_line(upgraded), "HTTP/1.1 101 Switching Protocols");
+  EXPECT_NE(upgraded.find("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), std::string::npos);
+  auto sse = connect();
+  sse.send("GET /sse/news HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto stream = sse.response();
+  EXPECT_EQ(status_line(stream), "HTTP/1.1 200 OK");
+  EXPECT_NE(stream.find("text/event-stream"), std::string::npos);
+}
+
+TEST_F(HttpSession, BadHandshakesAreRefusedWithTheirCodes) {
+  auto c = connect();
+  c.send("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n");
+  auto refused = c.response();
+  EXPECT_EQ(status_line(refused), "HTTP/1.1 400 Bad Request");
+  EXPECT_NE(refused.find("\"bad_handshake\""), std::string::npos);
+  auto big = connect();
+  big.send("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(4096, 'a') + "\r\n\r\n");
+  EXPECT_EQ(status_line(big.response()), "HTTP/1.1 431 Request Header Fields Too Large");
+}
+
+TEST_F(HttpSession, EngineIoPollingHandshakeOpensASession) {
+  auto c = connect();
+  c.send("OPTIONS /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(status_line(c.response()), "HTTP/1.1 204 No Content");
+  c.send("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto open = c.response();
+  EXPECT_EQ(status_line(open), "HTTP/1.1 200 OK");
+  EXPECT_NE(open.find("\r\n\r\n0{\"sid\":"), std::string::npos);
+  c.send("GET /socket.io/?EIO=3&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(status_line(c.response()), "HTTP/1.1 400 Bad Request");
+}
+
+TEST_F(HttpSession, UnservedRequestsGoToTheApplication) {
+  auto c = connect();
+  c.send("POST /form?a=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  auto answer = c.response();
+  EXPECT_EQ(status_line(answer), "HTTP/1.1 201 Created");
+  EXPECT_NE(answer.find("POST /form?a=1"), std::string::npos);
+  c.send("GET /no/such/file HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(status_line(c.response()), "HTTP/1.1 201 Created");
+  EXPECT_EQ(app_calls_.load(), 2);
+}
+
+}  // namespace
+}  // namespace skyrelay
