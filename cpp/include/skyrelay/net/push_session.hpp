@@ -55,7 +55,8 @@ class push_session : public subscriber,
   // comes between its frames. Any thread.
   void deliver_group(const std::vector<frame_ptr>& group, overflow_policy policy);
   // The verified token of the handshake; set before start(). Once the session is open, a timer
-  // ends it when the token expires (identity::ends_at; see expiry_notice).
+  // ends it when the token expires (identity::ends_at): close code 4003 "token expired", or
+  // for SSE a `token_expired` event and the end of the stream.
   void set_identity(auth::identity_ptr id) { identity_ = std::move(id); }
   const auth::identity_ptr& identity() const noexcept { return identity_; }
   // Roles the application's connect hook gave the connection (server::accept), in place of
