@@ -183,20 +183,19 @@ void register_server(py::module_& m) {
       .def("emit",
            [](py_server& s, std::string event, std::string data, std::vector<std::string> to,
               std::vector<std::string> skip, int policy, std::string nsp,
-              std::optional<std::string> sio_args, std::vector<std::string> attachments,
+              std::optional<std::string> args, std::vector<std::string> binary,
               std::vector<std::string> to_conns) {
-             publication p{std::move(event), std::move(data), std::move(to),
-                           std::move(to_conns), std::move(skip), to_policy(policy),
-                           std::move(nsp), std::move(sio_args), nullptr};
-             if (!attachments.empty())
-               p.attachments =
-                   std::make_shared<const std::vector<std::string>>(std::move(attachments));
+             publication p{std::move(event), std::move(data), std::move(args), nullptr,
+                           std::move(to), std::move(to_conns), std::move(skip),
+                           to_policy(policy), std::move(nsp)};
+             if (!binary.empty())
+               p.binary = std::make_shared<const std::vector<std::string>>(std::move(binary));
              py::gil_scoped_release release;
              return s.get().publish(p);
            },
            py::arg("event"), py::arg("data"), py::arg("to"), py::arg("skip"), py::arg("policy"),
-           py::arg("nsp") = "/", py::arg("sio_args") = py::none(),
-           py::arg("attachments") = std::vector<std::string>{},
+           py::arg("nsp") = "/", py::arg("args") = py::none(),
+           py::arg("binary") = std::vector<std::string>{},
            py::arg("to_conns") = std::vector<std::string>{})
       .def("sio_accept",
            [](py_server& s, const std::string& sid, std::optional<std::vector<std::string>> roles) {

@@ -23,15 +23,15 @@ using skyrelay::overflow_policy;
 using skyrelay::publication;
 using skyrelay::publish_meta;
 using skyrelay::subscriber;
-using skyrelay::wire_format;
+using skyrelay::encoder_id;
 
 namespace {
 
 // Keeps the bytes of every frame it is handed.
 class collector : public subscriber {
  public:
-  explicit collector(std::string sid, std::string nsp = "/")
-      : subscriber(std::move(sid), wire_format::json_ws, std::move(nsp)) {}
+  collector(std::string sid, encoder_id enc, std::string nsp = "/")
+      : subscriber(std::move(sid), enc, std::move(nsp)) {}
   void deliver(const frame_ptr& f, overflow_policy) override {
     std::lock_guard lock(mu_);
     got_.push_back(f->bytes);
@@ -77,15 +77,13 @@ class counting_broker final : public broker {
 
 struct fixture {
   hub h;
-  fixture() {
-    h.set_encoder(wire_format::json_ws, [](const publication& p, const publish_meta& m) {
-      return std::make_shared<const skyrelay::frame>(skyrelay::frame{
-          p.event + ":" + p.data + ":" + std::to_string(m.seq) + ":" + std::to_string(m.id),
-          m.publish_ns, true, 0, m.id});
-    });
-  }
+  encoder_id enc = h.add_encoder([](const publication& p, const publish_meta& m) {
+    return std::make_shared<const skyrelay::frame>(skyrelay::frame{
+        p.event + ":" + p.data + ":" + std::to_string(m.seq) + ":" + std::to_string(m.id),
+        m.publish_ns, true, 0, m.id});
+  });
   std::shared_ptr<collector> conn(const std::string& sid, const std::string& nsp = "/") {
-    auto c = std::make_shared<collector>(sid, nsp);
+    auto c = std::make_shared<collector>(sid, enc, nsp);
     EXPECT_TRUE(h.add(c));
     return c;
   }

@@ -26,7 +26,7 @@ using skyrelay::overflow_policy;
 using skyrelay::publication;
 using skyrelay::publish_meta;
 using skyrelay::subscriber;
-using skyrelay::wire_format;
+using skyrelay::encoder_id;
 
 namespace {
 
@@ -46,8 +46,9 @@ struct decoded {
 // A subscriber that records every delivery; deliver() may be called from many threads at once.
 class recorder : public subscriber {
  public:
-  explicit recorder(std::string sid, wire_format fmt = wire_format::json_ws, std::string nsp = "/")
-      : subscriber(std::move(sid), fmt, std::move(nsp)) {}
+  // Encoder 0 is the first one a hub registers (the fixture's "json").
+  explicit recorder(std::string sid, encoder_id enc = 0, std::string nsp = "/")
+      : subscriber(std::move(sid), enc, std::move(nsp)) {}
 
   void deliver(const frame_ptr& f, overflow_policy policy) override {
     std::lock_guard lock(mu_);
@@ -96,22 +97,23 @@ std::vector<decoded> recorder::got() const {
   return out;
 }
 
-// A hub with an encoder per wire format that counts its calls.
+// A hub with two registered encoders, standing for two transports, that count their calls.
 struct fixture {
   hub h;
   std::atomic<int> json_encodes{0};
   std::atomic<int> sio_encodes{0};
+  encoder_id json;
+  encoder_id sio;
 
-  fixture() {
-    h.set_encoder(wire_format::json_ws, [this](const publication& p, const publish_meta& m) {
-      json_encodes.fetch_add(1);
-      return encode("json", p, m);
-    });
-    h.set_encoder(wire_format::socketio, [this](const publication& p, const publish_meta& m) {
-      sio_encodes.fetch_add(1);
-      return encode("sio", p, m);
-    });
-  }
+  fixture()
+      : json(h.add_encoder([this](const publication& p, const publish_meta& m) {
+          json_encodes.fetch_add(1);
+          return encode("json", p, m);
+        })),
+        sio(h.add_encoder([this](const publication& p, const publish_meta& m) {
+          sio_encodes.fetch_add(1);
+          return encode("sio", p, m);
+        })) {}
   static frame_ptr encode(const std::string& fmt, const publication& p, const publish_meta& m) {
     // The publication id rides in frame::offset, as the Socket.IO encoder puts it there.
     return std::make_shared<const skyrelay::frame>(
@@ -121,9 +123,10 @@ struct fixture {
   }
   int encodes() const { return json_encodes.load() + sio_encodes.load(); }
 
-  std::shared_ptr<recorder> add(const std::string& sid, wire_format fmt = wire_format::json_ws,
+  std::shared_ptr<recorder> add(const std::string& sid) { return add(sid, json); }
+  std::shared_ptr<recorder> add(const std::string& sid, encoder_id enc,
                                 const std::string& nsp = "/") {
-    auto r = std::make_shared<recorder>(sid, fmt, nsp);
+    auto r = std::make_shared<recorder>(sid, enc, nsp);
     EXPECT_TRUE(h.add(r)) << sid;
     return r;
   }
@@ -270,8 +273,8 @@ TEST(Hub, EncodedOncePerFormatAmongRecipients) {
   fixture t;
   std::vector<std::shared_ptr<recorder>> js, io;
   for (int i = 0; i < 10; ++i) {
-    js.push_back(t.add("j" + std::to_string(i), wire_format::json_ws));
-    io.push_back(t.add("i" + std::to_string(i), wire_format::socketio));
+    js.push_back(t.add("j" + std::to_string(i), t.json));
+    io.push_back(t.add("i" + std::to_string(i), t.sio));
     t.h.join("j" + std::to_string(i), ch("mixed"));
     t.h.join("i" + std::to_string(i), ch("mixed"));
     t.h.join("j" + std::to_string(i), ch("json-only"));
@@ -387,9 +390,9 @@ publication to_room(std::string nsp, std::vector<std::string> to, std::string ev
 
 TEST(HubAddresses, SameRoomNameInTwoNamespacesIsTwoRooms) {
   fixture t;
-  auto admin = t.add("adm", wire_format::socketio, "/admin");
-  auto plain = t.add("pln", wire_format::json_ws, "/");
-  auto spelled = t.add("spl", wire_format::json_ws, "/");
+  auto admin = t.add("adm", t.sio, "/admin");
+  auto plain = t.add("pln", t.json, "/");
+  auto spelled = t.add("spl", t.json, "/");
   ASSERT_TRUE(t.h.join("adm", ch("alerts", "/admin")));
   ASSERT_TRUE(t.h.join("pln", ch("alerts")));
   ASSERT_TRUE(t.h.join("spl", ch("/admin#alerts")));  // what a client could spell
@@ -420,7 +423,7 @@ TEST(HubAddresses, SameRoomNameInTwoNamespacesIsTwoRooms) {
   }));
   EXPECT_TRUE(replay.empty());
   std::vector<frame_ptr> sse;
-  t.add("sse", wire_format::json_ws);
+  t.add("sse", t.json);
   ASSERT_TRUE(t.h.subscribe_after("sse", {"/admin#alerts"}, t.h.event_id(0),
                                   [&](std::vector<frame_ptr>& f, std::string_view, std::uint64_t) {
                                     sse = f;
@@ -433,7 +436,7 @@ TEST(HubAddresses, RoomNamedLikeALiveSidTakesNoneOfItsDirectMessages) {
   fixture t;
   auto victim = t.add("victim");
   auto thief = t.add("thief");
-  auto sio = t.add("sio-victim", wire_format::socketio, "/chat");
+  auto sio = t.add("sio-victim", t.sio, "/chat");
   t.h.subscribe("thief", {"victim", "sio-victim"}, std::nullopt, "",
                 [](skyrelay::subscribe_outcome&) {});
   ASSERT_EQ(t.h.room_size(ch("victim")), 1u);
@@ -539,8 +542,8 @@ TEST(Hub, SkipList) {
 
 TEST(Hub, BroadcastStaysInItsNamespace) {
   fixture t;
-  auto root = t.add("root", wire_format::json_ws, "/");
-  auto chat = t.add("chat", wire_format::socketio, "/chat");
+  auto root = t.add("root", t.json, "/");
+  auto chat = t.add("chat", t.sio, "/chat");
   EXPECT_EQ(t.emit("hi"), 1u);
   EXPECT_EQ(root->count(), 1u);
   EXPECT_EQ(chat->count(), 0u);
@@ -598,9 +601,10 @@ TEST(Hub, RoomPolicyOutlivesMembersUntilCleared) {
 
 TEST(Hub, EncoderReturningNothingDeliversNothing) {
   hub h;
-  h.set_encoder(wire_format::json_ws, [](const publication&, const publish_meta&) { return frame_ptr{}; });
-  auto a = std::make_shared<recorder>("a");
-  auto s = std::make_shared<recorder>("s", wire_format::socketio);  // no encoder at all
+  const encoder_id nothing =
+      h.add_encoder([](const publication&, const publish_meta&) { return frame_ptr{}; });
+  auto a = std::make_shared<recorder>("a", nothing);
+  auto s = std::make_shared<recorder>("s", encoder_id{5});  // no encoder registered as 5
   h.add(a);
   h.add(s);
   EXPECT_EQ(h.publish(publication{"e", "{}"}), 0u);
@@ -611,7 +615,7 @@ TEST(Hub, EncoderReturningNothingDeliversNothing) {
 TEST(Hub, MetaHasTimestamps) {
   hub h;
   std::vector<std::pair<std::string, std::int64_t>> seen;  // ts, publish_ns
-  h.set_encoder(wire_format::json_ws, [&](const publication&, const publish_meta& m) {
+  h.add_encoder([&](const publication&, const publish_meta& m) {
     seen.emplace_back(m.ts, m.publish_ns);
     return skyrelay::make_frame("x");
   });
@@ -933,9 +937,9 @@ TEST(History, EveryConnectionGetsPublicationsInIdOrder) {
 
 TEST(History, ResumeReplaysRoomsBroadcastsInIdOrderOnce) {
   fixture t;
-  auto a = t.add("a", wire_format::socketio, "/chat");
-  auto b = t.add("b", wire_format::socketio, "/chat");
-  auto other = t.add("o", wire_format::socketio, "/");
+  auto a = t.add("a", t.sio, "/chat");
+  auto b = t.add("b", t.sio, "/chat");
+  auto other = t.add("o", t.sio, "/");
   t.h.join("a", ch("r1", "/chat"));
   t.h.join("a", ch("r2", "/chat"));
   t.h.join("b", ch("r1", "/chat"));
@@ -977,12 +981,12 @@ TEST(History, ResumeReplaysRoomsBroadcastsInIdOrderOnce) {
 
 TEST(History, ResumeSkipsWhatCameBeforeAJoinOrTheConnection) {
   fixture t;
-  t.add("a", wire_format::socketio);
+  t.add("a", t.sio);
   t.emit("before-connect", {});
   t.emit("before-join", {"r"});
   t.emit("before-join", {"r"});
   // a joins r now; its client has seen nothing yet (offset 0).
-  auto late = t.add("late", wire_format::socketio);
+  auto late = t.add("late", t.sio);
   t.h.join("late", ch("r"));
   t.emit("after", {"r"});
   auto got = resume(t.h, "late", 0);
@@ -993,7 +997,7 @@ TEST(History, ResumeSkipsWhatCameBeforeAJoinOrTheConnection) {
 TEST(History, ResumeRefusedWhenHistoryLostSomething) {
   fixture t;
   t.h.set_history(2, std::chrono::minutes(2));
-  auto a = t.add("a", wire_format::socketio);
+  auto a = t.add("a", t.sio);
   t.h.join("a", ch("r"));
   t.emit("seen", {"r"});
   const auto offset = last_offset(*a);
@@ -1004,7 +1008,7 @@ TEST(History, ResumeRefusedWhenHistoryLostSomething) {
   EXPECT_FALSE(resume(t.h, "a", offset));
   EXPECT_TRUE(resume(t.h, "a", offset + 1));  // a client that saw m1 can still come back
   // Broadcasts count too.
-  auto b = t.add("b", wire_format::socketio);
+  auto b = t.add("b", t.sio);
   t.emit("seen-b", {});
   const auto boff = last_offset(*b);
   t.emit("x", {});

@@ -1,6 +1,7 @@
 #include "skyrelay/hub/hub.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/core/random.hpp"
@@ -11,8 +12,18 @@ hub::hub() : epoch_prefix_(new_sid().substr(0, 8)) {
   for (auto& s : conn_shards_) s.all = std::make_shared<const member_list>();
 }
 
-void hub::set_encoder(wire_format fmt, encoder_fn fn) {
-  encoders_[static_cast<std::size_t>(fmt)] = std::move(fn);
+encoder_id hub::add_encoder(encoder_fn fn) {
+  std::lock_guard lock(encoders_mu_);
+  const std::size_t n = encoder_count_.load(std::memory_order_relaxed);
+  if (n == max_encoders) throw std::length_error("hub: too many encoders");
+  encoders_[n] = std::move(fn);
+  encoder_count_.store(n + 1, std::memory_order_release);
+  return static_cast<encoder_id>(n);
+}
+
+const encoder_fn* hub::encoder_of(encoder_id id) const noexcept {
+  if (id >= encoder_count_.load(std::memory_order_acquire) || !encoders_[id]) return nullptr;
+  return &encoders_[id];
 }
 
 void hub::set_history(std::size_t max_events, std::chrono::milliseconds max_age) {
@@ -215,15 +226,15 @@ hub::topic_log& hub::topic_locked(const channel& key) {
   return it->second;
 }
 
-frame_ptr hub::replay_frame(const history_entry& e, wire_format fmt) const {
-  const auto& encode = encoders_[static_cast<std::size_t>(fmt)];
+frame_ptr hub::replay_frame(const history_entry& e, encoder_id id) const {
+  const encoder_fn* encode = encoder_of(id);
   if (!encode) return nullptr;
   publish_meta meta;  // publish_ns stays 0: a replay is not a latency sample
   meta.topic = e.topic;
   meta.seq = e.seq;
   meta.ts = e.ts;
   meta.id = e.id;
-  return encode(e.pub, meta);
+  return (*encode)(e.pub, meta);
 }
 
 void hub::expire_locked(topic_log& log, std::int64_t now_ns) {
@@ -322,11 +333,19 @@ std::size_t hub::publish(const publication& p, publish_meta* meta_out) {
   if (meta_out) *meta_out = meta;
   const overflow_policy policy = p.policy.value_or(room_policy.value_or(overflow_policy::disconnect));
 
-  std::array<frame_ptr, static_cast<std::size_t>(wire_format::count_)> frames;
+  // One frame per encoder, made when its first recipient comes up.
+  std::array<frame_ptr, max_encoders> frames;
+  std::array<bool, max_encoders> encoded{};
+  const std::size_t encoders = encoder_count_.load(std::memory_order_acquire);
+  static const frame_ptr none;
   auto frame_for = [&](const subscriber& s) -> const frame_ptr& {
-    auto idx = static_cast<std::size_t>(s.format());
-    if (!frames[idx] && encoders_[idx]) frames[idx] = encoders_[idx](p, meta);
-    return frames[idx];
+    const std::size_t id = s.encoder();
+    if (id >= encoders) return none;
+    if (!encoded[id]) {
+      encoded[id] = true;
+      if (encoders_[id]) frames[id] = encoders_[id](p, meta);
+    }
+    return frames[id];
   };
   auto skipped = [&](const subscriber& s) {
     if (everyone && s.nsp() != p.nsp) return true;
@@ -416,7 +435,7 @@ bool hub::subscribe(const std::string& sid, const std::vector<std::string>& topi
       out.recovered = true;
       for (const auto& e : log.entries) {
         if (e->seq <= *since || skips(*e, sid)) continue;
-        if (auto f = replay_frame(*e, sub->format())) out.replay.push_back(std::move(f));
+        if (auto f = replay_frame(*e, sub->encoder())) out.replay.push_back(std::move(f));
       }
     }
   }
@@ -460,7 +479,7 @@ bool hub::resume(const std::string& sid, std::uint64_t offset,
   std::vector<frame_ptr> frames;
   frames.reserve(missed.size());
   for (const auto& e : missed)
-    if (auto f = replay_frame(*e, sub->format())) frames.push_back(std::move(f));
+    if (auto f = replay_frame(*e, sub->encoder())) frames.push_back(std::move(f));
   return send(frames);
 }
 
@@ -519,7 +538,7 @@ bool hub::subscribe_after(const std::string& sid, const std::vector<std::string>
     std::sort(missed.begin(), missed.end(), [](const auto& a, const auto& b) { return a->id < b->id; });
     missed.erase(std::unique(missed.begin(), missed.end()), missed.end());
     for (const auto& e : missed)
-      if (auto f = replay_frame(*e, sub->format())) frames.push_back(std::move(f));
+      if (auto f = replay_frame(*e, sub->encoder())) frames.push_back(std::move(f));
   }
   send(frames, reset, last);
   return true;

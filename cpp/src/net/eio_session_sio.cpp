@@ -238,6 +238,7 @@ void eio_session::open_socket(const std::string& nsp, std::string auth,
     std::lock_guard lock(mu_);
     if (closed_ || sockets_.count(nsp)) return;  // already connected to that namespace
     sock = std::make_shared<sio_socket>(new_sid(), nsp, weak_from_this(),
+                                        context_.encoders().socketio,
                                         recovery ? context_.config().outbox_max_frames : 0);
     sockets_[nsp] = sock;
   }

@@ -87,7 +87,7 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
   net::stream socket = hand_off();
   auto session = std::make_shared<ws_session>(std::move(socket), server_.context(), new_sid(),
                                               std::move(response), std::move(leftover),
-                                              std::move(topic));
+                                              std::move(topic), server_.encoders().json_ws);
   session->hold(std::move(slot_));
   session->set_identity(std::move(identity));
   session->start(std::string(path), std::string(query), std::move(headers));

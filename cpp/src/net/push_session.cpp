@@ -35,8 +35,8 @@ std::string http_refusal(unsigned status, const std::string& message,
 }  // namespace
 
 push_session::push_session(net::stream socket, session_context& ctx, std::string sid,
-                           std::string prefix, wire_format format)
-    : subscriber(std::move(sid), format),
+                           std::string prefix, encoder_id encoder)
+    : subscriber(std::move(sid), encoder),
       socket_(std::move(socket)),
       ctx_(ctx),
       outbox_(outbox::limits{ctx.config().outbox_max_bytes, ctx.config().outbox_max_frames}),

@@ -94,29 +94,32 @@ server::server(server_config cfg, app_hooks hooks)
   });
   hub_.set_history(cfg_.history_max_events, cfg_.history_max_age);
   hub_.set_max_rooms(cfg_.max_rooms_per_connection);
-  hub_.set_encoder(wire_format::json_ws, encode_json_ws);
-  hub_.set_encoder(wire_format::sse, [this](const publication& p, const publish_meta& meta) {
+  // The hub knows no wire format: each transport's encoder is registered here, and its
+  // connections name it by the id they find in encoders(). The JSON protocol and SSE carry
+  // `data`; Socket.IO carries `args` (else `data` as the one argument) and the binary parts.
+  encoders_.json_ws = hub_.add_encoder(encode_json_ws);
+  encoders_.sse = hub_.add_encoder([this](const publication& p, const publish_meta& meta) {
     return encode_sse(hub_.event_id(meta.id), p, meta);
   });
-  // The Engine.IO message carrying a Socket.IO EVENT with the publication as its one argument
-  // (and, with recovery on, the publication id as the offset argument).
-  hub_.set_encoder(wire_format::socketio, [this](const publication& p, const publish_meta& meta) {
-    std::string args = p.sio_args ? *p.sio_args : p.data;
+  // The Engine.IO message carrying a Socket.IO EVENT with the publication's arguments (and,
+  // with recovery on, the publication id as the offset argument); binary parts follow it.
+  encoders_.socketio = hub_.add_encoder([this](const publication& p, const publish_meta& meta) {
+    std::string args = p.args ? *p.args : p.data;
     const bool recovery = cfg_.sio_recovery_window.count() > 0;
     if (recovery) args += (args.empty() ? "\"" : ",\"") + std::to_string(meta.id) + "\"";
-    const std::size_t n = p.attachments ? p.attachments->size() : 0;
+    const std::size_t n = p.binary ? p.binary->size() : 0;
     frame f = message_frame("4" + sio::event(p.nsp, p.event, args, n), 1, meta.publish_ns, true,
                             recovery ? meta.id : 0);
     if (n) {
       f.followers.reserve(n);
-      for (const auto& a : *p.attachments) f.followers.push_back(make_message(a, 2, 0, true));
+      for (const auto& a : *p.binary) f.followers.push_back(make_message(a, 2, 0, true));
     }
     return std::make_shared<const frame>(std::move(f));
   });
   ctx_ = std::make_unique<session_context>(cfg_, hooks_, metrics_, hub_, dispatcher_, admission_,
                                            sio_, tls_.get(), [this]() -> asio::io_context& {
                                              return next_context();
-                                           });
+                                           }, encoders_);
   ctx_->set_sessions({[this](const std::shared_ptr<push_session>& s) { register_session(s); },
                       [this](const std::string& sid) { unregister_session(sid); }});
 }

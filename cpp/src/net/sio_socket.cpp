@@ -21,8 +21,8 @@ void append_group(std::vector<frame_ptr>& out, const frame_ptr& f) {
 }  // namespace
 
 sio_socket::sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_session> session,
-                       std::size_t recovery_frames)
-    : subscriber(std::move(sid), wire_format::socketio, std::move(nsp)),
+                       encoder_id encoder, std::size_t recovery_frames)
+    : subscriber(std::move(sid), encoder, std::move(nsp)),
       session_(std::move(session)),
       recovery_frames_(recovery_frames),
       pid_(recovery_frames ? new_sid() : std::string()) {}

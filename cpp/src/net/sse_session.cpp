@@ -10,7 +10,7 @@ namespace skyrelay {
 sse_session::sse_session(net::stream socket, session_context& ctx, std::string sid,
                          std::string response_head, std::vector<std::string> topics,
                          std::string last_event_id)
-    : push_session(std::move(socket), ctx, std::move(sid), std::string(), wire_format::sse),
+    : push_session(std::move(socket), ctx, std::move(sid), std::string(), ctx.encoders().sse),
       topics_(std::move(topics)),
       last_id_(std::move(last_event_id)),
       head_(std::move(response_head)) {}

@@ -10,8 +10,9 @@ namespace skyrelay {
 
 ws_session::ws_session(net::stream socket, session_context& ctx, std::string sid,
                        std::string handshake_response, std::string leftover, std::string topic,
-                       wire_format format)
-    : push_session(std::move(socket), ctx, std::move(sid), std::move(handshake_response), format),
+                       encoder_id encoder)
+    : push_session(std::move(socket), ctx, std::move(sid), std::move(handshake_response),
+                   encoder),
       parser_(ctx.config().max_message_size),
       limit_(ctx.config().inbound_limit, &ctx.config().event_limits, steady_ns()),
       topic_(std::move(topic)) {

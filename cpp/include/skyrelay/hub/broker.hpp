@@ -10,9 +10,9 @@
 #include <utility>
 #include <vector>
 
+#include "skyrelay/core/publication.hpp"
 #include "skyrelay/hub/channel.hpp"
 #include "skyrelay/hub/hub.hpp"
-#include "skyrelay/hub/publication.hpp"
 
 namespace skyrelay {
 

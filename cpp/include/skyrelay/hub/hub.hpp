@@ -18,15 +18,13 @@
 #include <utility>
 #include <vector>
 
+#include "skyrelay/core/encoder.hpp"
+#include "skyrelay/core/publication.hpp"
 #include "skyrelay/hub/channel.hpp"
 #include "skyrelay/hub/closed_sids.hpp"
-#include "skyrelay/hub/publication.hpp"
 #include "skyrelay/hub/subscriber.hpp"
 
 namespace skyrelay {
-
-// Turns a publication into the frame of one wire format.
-using encoder_fn = std::function<frame_ptr(const publication&, const publish_meta&)>;
 
 // A publication as the history keeps it, for replay.
 struct history_entry {
@@ -91,18 +89,31 @@ struct subscribe_outcome {
 // last. Subscribers' deliver() must not call publish, join, subscribe, resume, ordered or sweep
 // (they may call remove and leave).
 //
+// Encoders: the hub knows no wire format. Each transport registers its encoder (add_encoder) and
+// its connections name it by id (subscriber::encoder). A publication is encoded at most once per
+// encoder, only for encoders that have a recipient, and that frame is shared by all of them; a
+// replay encodes the history entry again for the resuming subscriber's encoder.
+//
 // History: each room keeps its latest publications (bounded by count and age) for replay by
 // seq (JSON protocol `since`, SSE) or by id (Socket.IO connection state recovery); so does
 // each namespace for its broadcasts to everyone. All methods are thread-safe.
 class hub {
  public:
   static constexpr std::size_t shard_count = 16;
+  static constexpr std::size_t max_encoders = 8;
   using member_list = std::vector<std::shared_ptr<subscriber>>;
 
   hub();
 
-  // Installs the encoder of a wire format. Call before any publish.
-  void set_encoder(wire_format fmt, encoder_fn fn);
+  // Registers a transport's encoder and returns the id its subscribers name it by (0, 1, ... in
+  // registration order). Throws std::length_error past max_encoders. Meant for setup, before
+  // connections of that transport are added, but thread-safe, also alongside publish (a
+  // publication that started before does not use the new encoder). A subscriber whose encoder
+  // id is not registered receives nothing.
+  encoder_id add_encoder(encoder_fn fn);
+  std::size_t encoder_count() const noexcept {
+    return encoder_count_.load(std::memory_order_acquire);
+  }
   // History bounds per room: `max_events` 0 turns history off. Call before any publish.
   void set_history(std::size_t max_events, std::chrono::milliseconds max_age);
   // Rooms one connection may be in (0: no limit); a join past it fails.
@@ -141,7 +152,7 @@ class hub {
   // connection of another namespace or of one closed recently (such a name is never taken for
   // a room); else the room (p.nsp, name). Both lists empty: every connection of `p.nsp`.
   // Every recipient gets it once, even when it is in several targets. Encodes at most once
-  // per wire format. Returns the number of deliveries queued.
+  // per encoder. Returns the number of deliveries queued.
   // `meta`, when given, receives what the publication was given (id, topic, seq, ts).
   std::size_t publish(const publication& p, publish_meta* meta_out = nullptr);
 
@@ -230,13 +241,19 @@ class hub {
   bool join_locked(const std::string& sid, const channel& room);
   std::shared_ptr<const member_list> members_of(const channel& room) const;
   topic_log& topic_locked(const channel& room);
-  // A history entry encoded again for one wire format (nullptr without an encoder).
-  frame_ptr replay_frame(const history_entry& e, wire_format fmt) const;
+  // The encoder registered as `id`, or null.
+  const encoder_fn* encoder_of(encoder_id id) const noexcept;
+  // A history entry encoded again for one encoder (nullptr without one).
+  frame_ptr replay_frame(const history_entry& e, encoder_id id) const;
   void record_locked(topic_log& log, const std::shared_ptr<const history_entry>& e);
   void expire_locked(topic_log& log, std::int64_t now_ns);
 
   channel_listener channel_listener_;
-  std::array<encoder_fn, static_cast<std::size_t>(wire_format::count_)> encoders_;
+  // Slots below encoder_count_ are written once, before the count is raised (release), so
+  // readers take no lock; encoders_mu_ only orders registrations.
+  std::mutex encoders_mu_;
+  std::array<encoder_fn, max_encoders> encoders_;
+  std::atomic<std::size_t> encoder_count_{0};
   std::atomic<std::uint64_t> last_id_{0};
   std::atomic<std::size_t> max_rooms_{0};
 

@@ -1,40 +1,30 @@
 // What the hub delivers to: one connection of any transport.
 #pragma once
 
-#include <cstdint>
 #include <string>
 
+#include "skyrelay/core/encoder.hpp"
 #include "skyrelay/core/frame.hpp"
+#include "skyrelay/core/overflow_policy.hpp"
 
 namespace skyrelay {
 
-// Overflow policy of a bounded outbox; see net/outbox.hpp.
-enum class overflow_policy : std::uint8_t {
-  disconnect,   // close the connection with close_code::slow_consumer (the default)
-  drop_oldest,  // drop the oldest droppable queued frames; for volatile streams
-};
-
-// Wire formats the hub can encode a publication into. Each publication is encoded at most once
-// per format, and only for formats that have a subscriber among its recipients.
-enum class wire_format : std::uint8_t {
-  json_ws = 0,   // a complete WebSocket frame of the JSON protocol's event message
-  socketio = 1,  // a bare Engine.IO message carrying a Socket.IO EVENT (see frame::ws_opcode)
-  sse = 2,       // a Server-Sent Events block: id, event and data lines
-  count_
-};
-
+// The hub's narrow face of a connection: who it is (sid), which namespace it is in, which
+// encoder makes its frames, and where frames go. The hub knows no wire format: it hands each
+// subscriber the frame its encoder made (see hub::add_encoder).
 class subscriber {
  public:
-  // `nsp` is the Socket.IO namespace; JSON-protocol connections are in "/". Broadcasts to
-  // every connection reach only the subscribers of the publication's namespace.
-  subscriber(std::string sid, wire_format fmt, std::string nsp = "/")
-      : sid_(std::move(sid)), format_(fmt), nsp_(std::move(nsp)) {}
+  // `encoder` is the id hub::add_encoder gave the transport's encoder. `nsp` is the namespace
+  // the connection is in (Socket.IO's; JSON-protocol and SSE connections are in "/").
+  // Broadcasts to every connection reach only the subscribers of the publication's namespace.
+  subscriber(std::string sid, encoder_id encoder, std::string nsp = "/")
+      : sid_(std::move(sid)), encoder_(encoder), nsp_(std::move(nsp)) {}
   virtual ~subscriber() = default;
   subscriber(const subscriber&) = delete;
   subscriber& operator=(const subscriber&) = delete;
 
   const std::string& sid() const noexcept { return sid_; }
-  wire_format format() const noexcept { return format_; }
+  encoder_id encoder() const noexcept { return encoder_; }
   const std::string& nsp() const noexcept { return nsp_; }
 
   // Queue a frame for sending. Called from any thread, possibly many at once; must not block on
@@ -48,7 +38,7 @@ class subscriber {
 
  private:
   const std::string sid_;
-  const wire_format format_;
+  const encoder_id encoder_;
   const std::string nsp_;
 };
 

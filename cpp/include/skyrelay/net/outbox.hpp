@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "skyrelay/core/frame.hpp"
-#include "skyrelay/hub/subscriber.hpp"
+#include "skyrelay/core/overflow_policy.hpp"
 
 namespace skyrelay {
 

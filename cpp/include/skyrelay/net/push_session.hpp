@@ -84,8 +84,9 @@ class push_session : public subscriber,
   enum class state : std::uint8_t { pending, open, closing, closed };
 
   // `prefix` is written first once the session is accepted (the 101 response; empty for SSE).
+  // `encoder` is the hub's id of its transport's encoder (session_context::encoders).
   push_session(net::stream socket, session_context& ctx, std::string sid, std::string prefix,
-               wire_format format);
+               encoder_id encoder);
 
   template <class Derived>
   std::shared_ptr<Derived> self_as() {

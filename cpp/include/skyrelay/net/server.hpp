@@ -40,6 +40,7 @@ class listener;
 class push_session;
 class eio_session;
 
+
 class server {
  public:
   server(server_config cfg, app_hooks hooks);
@@ -60,6 +61,7 @@ class server {
   const server_config& config() const noexcept { return cfg_; }
   hub& get_hub() noexcept { return hub_; }
   broker& get_broker() noexcept { return *broker_; }
+  const transport_encoders& encoders() const noexcept { return encoders_; }
   metrics& get_metrics() noexcept { return metrics_; }
   dispatcher& get_dispatcher() noexcept { return dispatcher_; }
   const app_hooks& hooks() const noexcept { return hooks_; }
@@ -134,6 +136,7 @@ class server {
   server_config cfg_;
   app_hooks hooks_;
   hub hub_;
+  transport_encoders encoders_;  // set in the constructor, before any connection
   metrics metrics_;
   std::unique_ptr<broker> broker_;  // delivers to hub_; told of hub_'s channel transitions
   dispatcher dispatcher_;

@@ -1,6 +1,6 @@
 // What a connection needs of the server, and nothing more: the configuration, the application's
-// hooks, metrics, the hub, the dispatcher, admission, the Socket.IO server, the TLS context and
-// the I/O contexts. The server owns every part and outlives every session; a session holds a
+// hooks, metrics, the hub and its transports' encoder ids, the dispatcher, admission, the
+// Socket.IO server, the TLS context and the I/O contexts. The server owns every part and outlives every session; a session holds a
 // session_context& instead of the whole server (Beast's chat-multi `shared_state`).
 //
 // Thread-safe as its parts are: it only hands out references.
@@ -11,6 +11,7 @@
 #include <string>
 
 #include "skyrelay/core/config.hpp"
+#include "skyrelay/core/encoder.hpp"
 #include "skyrelay/hub/dispatcher.hpp"
 #include "skyrelay/hub/hub.hpp"
 #include "skyrelay/limits/admission.hpp"
@@ -35,6 +36,14 @@ struct session_registry {
   std::function<void(const std::string&)> remove;
 };
 
+// The hub's ids of the server's encoders, one per transport, registered when the server is
+// made (hub::add_encoder): each connection names its transport's (subscriber::encoder).
+struct transport_encoders {
+  encoder_id json_ws{0};   // a complete WebSocket frame of the JSON protocol's event message
+  encoder_id socketio{0};  // a bare Engine.IO message carrying a Socket.IO EVENT (frame::ws_opcode)
+  encoder_id sse{0};       // a Server-Sent Events block: id, event and data lines
+};
+
 class session_context {
  public:
   // The I/O context for the next connection or timer (round-robin).
@@ -44,7 +53,7 @@ class session_context {
   // outlive the context.
   session_context(const server_config& cfg, const app_hooks& hooks, metrics& m, hub& h,
                   dispatcher& d, admission& a, sio_server& sio, boost::asio::ssl::context* tls,
-                  context_picker next_context)
+                  context_picker next_context, const transport_encoders& encoders)
       : cfg_(cfg),
         hooks_(hooks),
         metrics_(m),
@@ -53,7 +62,8 @@ class session_context {
         admission_(a),
         sio_(sio),
         tls_(tls),
-        next_context_(std::move(next_context)) {}
+        next_context_(std::move(next_context)),
+        encoders_(encoders) {}
   session_context(const session_context&) = delete;
   session_context& operator=(const session_context&) = delete;
 
@@ -67,6 +77,7 @@ class session_context {
   // The TLS context shared by every connection, or null for plain TCP.
   boost::asio::ssl::context* tls_context() const noexcept { return tls_; }
   asio::io_context& next_context() const { return next_context_(); }
+  const transport_encoders& encoders() const noexcept { return encoders_; }
   // The sid table of JSON-protocol and SSE sessions; set once by the server before it
   // accepts any connection.
   const session_registry& sessions() const noexcept { return sessions_; }
@@ -82,6 +93,7 @@ class session_context {
   sio_server& sio_;
   boost::asio::ssl::context* tls_;
   context_picker next_context_;
+  const transport_encoders& encoders_;
   session_registry sessions_;
 };
 

@@ -31,9 +31,10 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
  public:
   // `recovery_frames` > 0 turns on connection state recovery for this socket: it gets a pid,
   // can outlive its session (detach), and keeps up to that many of the latest events sent to it
-  // alone; events to its rooms and namespace are replayed from the hub's history.
+  // alone; events to its rooms and namespace are replayed from the hub's history. `encoder` is
+  // the hub's id of the Socket.IO encoder (session_context::encoders).
   sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_session> session,
-             std::size_t recovery_frames = 0);
+             encoder_id encoder, std::size_t recovery_frames = 0);
 
   // Queues frames until the socket is accepted, then passes them to the session.
   void deliver(const frame_ptr& f, overflow_policy policy) override;

@@ -38,10 +38,11 @@ class ws_handler {
 class ws_session : public push_session {
  public:
   // `handshake_response` is the 101 response to write first; `leftover` holds bytes the client
-  // sent after its request; `topic` (may be empty) is joined on acceptance.
+  // sent after its request; `topic` (may be empty) is joined on acceptance. `encoder` is the
+  // hub's id of its transport's encoder (session_context::encoders).
   ws_session(net::stream socket, session_context& ctx, std::string sid,
              std::string handshake_response, std::string leftover, std::string topic,
-             wire_format format = wire_format::json_ws);
+             encoder_id encoder);
   ~ws_session() override;
 
   // Starts the session for another protocol: no JSON-protocol welcome, not in the hub, and

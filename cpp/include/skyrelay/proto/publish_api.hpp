@@ -9,7 +9,7 @@
 #include <variant>
 #include <vector>
 
-#include "skyrelay/hub/publication.hpp"
+#include "skyrelay/core/publication.hpp"
 
 namespace skyrelay::proto {
 
