@@ -93,7 +93,7 @@ void http_session::engineio_websocket(const request& req, std::string_view query
   net::stream socket = hand_off();
   auto& ctx = static_cast<asio::io_context&>(socket.get_executor().context());
   const std::string remote = remote_of(socket.socket());
-  auto ws = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
+  auto ws = std::make_shared<ws_session>(std::move(socket), server_.context(), new_sid(),
                                          std::move(response), std::move(leftover), "",
                                          server_.encoders().json_ws);
   ws->hold(std::move(slot_));

@@ -9,6 +9,7 @@
 #include "http_session_impl.hpp"
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/core/random.hpp"
+#include "skyrelay/net/sse_session.hpp"
 #include "skyrelay/net/static_files.hpp"
 #include "skyrelay/net/ws_session.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
@@ -84,7 +85,7 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
   std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
 
   net::stream socket = hand_off();
-  auto session = std::make_shared<ws_session>(std::move(socket), server_, new_sid(),
+  auto session = std::make_shared<ws_session>(std::move(socket), server_.context(), new_sid(),
                                               std::move(response), std::move(leftover),
                                               std::move(topic), server_.encoders().json_ws);
   session->hold(std::move(slot_));
@@ -147,8 +148,9 @@ void http_session::sse(request req, std::string_view path, std::string_view quer
   head += "\r\n";
   header_pairs headers = header_list(req);
   net::stream socket = hand_off();
-  auto session = ws_session::make_sse(std::move(socket), server_, new_sid(), std::move(head),
-                                      std::move(topics), std::move(last_id));
+  auto session = std::make_shared<sse_session>(std::move(socket), server_.context(), new_sid(),
+                                               std::move(head), std::move(topics),
+                                               std::move(last_id));
   session->hold(std::move(slot_));
   session->set_identity(std::move(identity));
   session->start(std::string(path), std::string(query), std::move(headers));

@@ -7,9 +7,9 @@
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/net/http_session.hpp"
 #include "skyrelay/net/listener.hpp"
+#include "skyrelay/net/push_session.hpp"
 #include "skyrelay/net/sio_socket.hpp"
 #include "skyrelay/net/tls_context.hpp"
-#include "skyrelay/net/ws_session.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/socketio.hpp"
 #include "skyrelay/proto/ws_frame.hpp"
@@ -120,6 +120,8 @@ server::server(server_config cfg, app_hooks hooks)
                                            sio_, tls_.get(), [this]() -> asio::io_context& {
                                              return next_context();
                                            }, encoders_);
+  ctx_->set_sessions({[this](const std::shared_ptr<push_session>& s) { register_session(s); },
+                      [this](const std::string& sid) { unregister_session(sid); }});
 }
 
 server::~server() { stop(); }
@@ -173,7 +175,7 @@ void server::stop() {
   if (!running_.exchange(false)) return;
   listener_->close();
   asio::post(*contexts_[0], [this] { sweep_timer_->cancel(); });
-  std::vector<std::shared_ptr<ws_session>> open;
+  std::vector<std::shared_ptr<push_session>> open;
   {
     std::lock_guard lock(sessions_mu_);
     for (auto& [sid, weak] : sessions_)
@@ -194,7 +196,7 @@ void server::stop() {
   {
     // No I/O thread runs now, so sessions can be ended from here. They must be gone (out of the
     // hub, sockets closed) before their contexts are destroyed.
-    std::vector<std::shared_ptr<ws_session>> left;
+    std::vector<std::shared_ptr<push_session>> left;
     {
       std::lock_guard lock(sessions_mu_);
       for (auto& [sid, weak] : sessions_)
@@ -347,7 +349,7 @@ std::string server::metrics_text() const {
                              uptime_seconds(), hub_.history_entries(), hub_.closed_sid_count());
 }
 
-void server::register_session(const std::shared_ptr<ws_session>& s) {
+void server::register_session(const std::shared_ptr<push_session>& s) {
   std::lock_guard lock(sessions_mu_);
   sessions_[s->sid()] = s;
 }
@@ -357,7 +359,7 @@ void server::unregister_session(const std::string& sid) {
   sessions_.erase(sid);
 }
 
-std::shared_ptr<ws_session> server::find_session(const std::string& sid) const {
+std::shared_ptr<push_session> server::find_session(const std::string& sid) const {
   std::lock_guard lock(sessions_mu_);
   auto it = sessions_.find(sid);
   return it == sessions_.end() ? nullptr : it->second.lock();

@@ -37,7 +37,7 @@ class context;
 namespace skyrelay {
 
 class listener;
-class ws_session;
+class push_session;
 class eio_session;
 
 
@@ -103,9 +103,9 @@ class server {
   double uptime_seconds() const;
 
   // Session registry (used by sessions themselves).
-  void register_session(const std::shared_ptr<ws_session>& s);
+  void register_session(const std::shared_ptr<push_session>& s);
   void unregister_session(const std::string& sid);
-  std::shared_ptr<ws_session> find_session(const std::string& sid) const;
+  std::shared_ptr<push_session> find_session(const std::string& sid) const;
   std::size_t session_count() const;
 
   // What sessions share (session_context.hpp); valid for the server's lifetime.
@@ -154,7 +154,7 @@ class server {
   std::chrono::steady_clock::time_point started_at_;
 
   mutable std::mutex sessions_mu_;
-  std::unordered_map<std::string, std::weak_ptr<ws_session>> sessions_;
+  std::unordered_map<std::string, std::weak_ptr<push_session>> sessions_;
   std::unordered_map<std::uint64_t, http_reply_fn> http_waiting_;
   std::uint64_t next_http_id_{1};
   // After the I/O contexts, like the registries it holds (stop() clears them).

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <string>
 
 #include "skyrelay/core/config.hpp"
 #include "skyrelay/core/encoder.hpp"
@@ -24,6 +26,15 @@ class context;
 namespace skyrelay {
 
 class sio_server;
+class push_session;
+
+// How a JSON-protocol or SSE session enters and leaves the server's table by sid (where
+// server::accept, respond, disconnect... find it). Two functions, not the server: a session
+// sees nothing else of that table. Both are thread-safe and run no callback under their lock.
+struct session_registry {
+  std::function<void(const std::shared_ptr<push_session>&)> add;
+  std::function<void(const std::string&)> remove;
+};
 
 // The hub's ids of the server's encoders, one per transport, registered when the server is
 // made (hub::add_encoder): each connection names its transport's (subscriber::encoder).
@@ -67,6 +78,10 @@ class session_context {
   boost::asio::ssl::context* tls_context() const noexcept { return tls_; }
   asio::io_context& next_context() const { return next_context_(); }
   const transport_encoders& encoders() const noexcept { return encoders_; }
+  // The sid table of JSON-protocol and SSE sessions; set once by the server before it
+  // accepts any connection.
+  const session_registry& sessions() const noexcept { return sessions_; }
+  void set_sessions(session_registry r) { sessions_ = std::move(r); }
 
  private:
   const server_config& cfg_;
@@ -79,6 +94,7 @@ class session_context {
   boost::asio::ssl::context* tls_;
   context_picker next_context_;
   const transport_encoders& encoders_;
+  session_registry sessions_;
 };
 
 }  // namespace skyrelay

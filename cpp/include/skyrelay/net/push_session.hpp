@@ -1,0 +1,173 @@
+// What a JSON-protocol WebSocket (ws_session) and a Server-Sent Events stream (sse_session)
+// share: one client connection after its HTTP handshake, in the hub and in the server's sid
+// table, held pending while the application's connect hook decides, then fed from its outbox
+// through one write loop (net::write_loop) until it closes. A derived class says how its
+// frames go on the wire, what it writes on acceptance and how it keeps the connection alive.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "skyrelay/auth/access_policy.hpp"
+#include "skyrelay/auth/connection_auth.hpp"
+#include "skyrelay/core/errors.hpp"
+#include "skyrelay/hub/subscriber.hpp"
+#include "skyrelay/net/aliases.hpp"
+#include "skyrelay/net/outbox.hpp"
+#include "skyrelay/net/stream.hpp"
+#include "skyrelay/net/write_loop.hpp"
+
+namespace skyrelay {
+
+class session_context;
+
+class push_session : public subscriber,
+                     public std::enable_shared_from_this<push_session>,
+                     private net::write_loop::owner {
+ public:
+  ~push_session() override;
+
+  // Registers the session with the hub and the server. Accepts at once unless the application
+  // has a connect hook, in which case it waits for accept() or refuse().
+  void start(const std::string& path, const std::string& query,
+             std::vector<std::pair<std::string, std::string>> headers);
+
+  // Thread-safe; each posts to the session's executor.
+  void accept();
+  void refuse(unsigned status, std::string message);
+  void close(std::uint16_t code, std::string reason, disconnect_reason why);
+  // Queues a text payload (a response or an error) as a WebSocket text frame; must not be
+  // dropped.
+  void send_text(std::string_view payload);
+  // Whether a replay this big can be queued at once without overflowing the outbox.
+  bool replay_fits(const std::vector<frame_ptr>& frames) const;
+
+  void deliver(const frame_ptr& f, overflow_policy policy) override;
+  // Delivers `group` as one (outbox::push_group): nothing another thread delivers meanwhile
+  // comes between its frames. Any thread.
+  void deliver_group(const std::vector<frame_ptr>& group, overflow_policy policy);
+  // The verified token of the handshake; set before start(). Once the session is open, a timer
+  // ends it when the token expires (identity::ends_at): close code 4003 "token expired", or
+  // for SSE a `token_expired` event and the end of the stream.
+  void set_identity(auth::identity_ptr id) { identity_ = std::move(id); }
+  const auth::identity_ptr& identity() const noexcept { return identity_; }
+  // Roles the application's connect hook gave the connection (server::accept), in place of
+  // its token's. Thread-safe; call before accept().
+  void grant_roles(std::vector<std::string> roles);
+  // The roles role requirements are checked against: the granted ones, else the token's.
+  // Thread-safe.
+  std::shared_ptr<const std::vector<std::string>> roles() const;
+  // Whether the handshake's role requirements (the "/" namespace, and its topics) refuse the
+  // connection's roles; counted in skyrelay_forbidden_total. Thread-safe.
+  std::optional<auth::access_denial> role_refusal() const;
+  // Refuses the pending handshake with 403 {"error":"forbidden","message":...}. Thread-safe.
+  void refuse_forbidden(std::string message);
+  // Keeps the connection's admission slot (server::admit) for as long as the session lives.
+  void hold(std::shared_ptr<void> slot) { slot_ = std::move(slot); }
+  // Runs `fn` on the session's executor, after the work already posted there (such as the
+  // flush of what was just delivered).
+  void post(std::function<void()> fn) { asio::post(socket_.get_executor(), std::move(fn)); }
+
+  // Ends the session at once, without a close handshake. Only for server::stop() once the I/O
+  // threads have been joined.
+  void terminate() { finish(disconnect_reason::server_shutdown); }
+
+ protected:
+  enum class state : std::uint8_t { pending, open, closing, closed };
+
+  // `prefix` is written first once the session is accepted (the 101 response; empty for SSE).
+  // `encoder` is the hub's id of its transport's encoder (session_context::encoders).
+  push_session(net::stream socket, session_context& ctx, std::string sid, std::string prefix,
+               encoder_id encoder);
+
+  template <class Derived>
+  std::shared_ptr<Derived> self_as() {
+    return std::static_pointer_cast<Derived>(shared_from_this());
+  }
+
+  // What a derived session says. Each runs on the session's executor.
+  // On acceptance, before the first read: queue the welcome (into prefix_ or the outbox).
+  virtual void open() = 0;
+  // Starts (or restarts) the timer that keeps an open connection alive.
+  virtual void arm_timer() = 0;
+  // Wraps the batch for the wire: prefix_ and the taken frames. By default prefix_ goes first.
+  virtual void frame(net::write_batch& b) { b.before(prefix_); }
+  // The bytes that end the stream (a close frame, the last chunk).
+  virtual std::string close_bytes(std::uint16_t code, std::string_view reason) = 0;
+  // Bytes the peer sent; false when the session finished meanwhile. By default ignored.
+  virtual bool consume(char* data, std::size_t n);
+  // The peer spoke (any bytes).
+  virtual void heard() {}
+  // Whether an end of stream from the peer is its goodbye rather than a transport error.
+  virtual bool eof_is_goodbye() const { return false; }
+  // Once the close bytes are out: whether the connection ends now (else it waits for the peer).
+  virtual bool ends_when_close_sent() const = 0;
+  // Queued before the close when the token expires.
+  virtual void expiry_notice() {}
+  // The topics the handshake asked for, for role_refusal.
+  virtual std::vector<std::string> handshake_topics() const = 0;
+  // A transport for another protocol (Engine.IO): not a client of the hub, no role checks, no
+  // token expiry, no disconnect hook; told of its end through transport_closed.
+  virtual bool transport_only() const { return false; }
+  virtual void transport_closed(disconnect_reason) {}
+
+  void on_accept();
+  void push_control(std::string bytes);
+  void flush();  // runs the write loop
+  void begin_close(std::uint16_t code, std::string_view reason, disconnect_reason why,
+                   bool drop_queued);
+  void finish(disconnect_reason why);
+
+  net::stream socket_;
+  session_context& ctx_;
+  outbox outbox_;
+  asio::steady_timer timer_;
+  net::write_loop writer_;
+  std::string prefix_;  // bytes to write before the outbox (the 101 response, welcome, close)
+  std::string early_bytes_;  // sent by the client before we accepted
+  state state_{state::pending};
+  bool close_sent_{false};
+  bool finished_{false};
+  disconnect_reason close_reason_{disconnect_reason::transport_error};
+  auth::identity_ptr identity_;
+
+ private:
+  void do_read();
+  void on_readable(boost::system::error_code ec);
+  void on_tls_read(boost::system::error_code ec, std::size_t n);  // TLS: one decrypted read
+  void on_read_error(boost::system::error_code ec);
+  void refuse_with(unsigned status, std::string message, std::string_view error);
+
+  void schedule_flush();
+  // Counts a push's drops, closes on overflow, starts the writer when asked.
+  void on_pushed(const outbox::push_result& r);
+  // net::write_loop::owner
+  void fill(net::write_batch& b) override;
+  void written(boost::system::error_code ec) override;
+  void write_timed_out() override;  // a write pending for write_timeout: cut as a slow consumer
+  std::shared_ptr<void> keep_alive() override;
+
+  void arm_expiry();  // on acceptance, when the handshake carried a token
+  void on_expired();
+
+  // TLS only: decrypted bytes land here (a TLS read cannot wait for readiness first, so it
+  // needs a buffer of its own); plain TCP reads use the per-thread buffer.
+  std::unique_ptr<std::array<char, 8 * 1024>> tls_buffer_;
+  asio::steady_timer expiry_timer_;  // the token's end (identity_->ends_at)
+  std::atomic<std::shared_ptr<const std::vector<std::string>>> granted_roles_;
+  std::vector<frame_ptr> final_frames_;  // queued frames still to send before the close bytes
+  std::string close_frame_;
+  bool opened_{false};   // accepted: on_disconnect is due when it ends
+  bool refused_{false};  // the handshake was refused with an HTTP response
+  std::shared_ptr<void> slot_;
+};
+
+}  // namespace skyrelay

@@ -1,0 +1,44 @@
+// A Server-Sent Events stream (/sse/<topics>): a chunked HTTP response whose frames are SSE
+// blocks, fed by the same write loop as the JSON-protocol WebSocket (push_session). It sends
+// keep-alive comments instead of pings, reads nothing after its request but its end, and says
+// `token_expired` before it ends on its token's expiry.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "skyrelay/net/push_session.hpp"
+
+namespace skyrelay {
+
+class sse_session : public push_session {
+ public:
+  // `response_head` is the HTTP response header block; the stream joins `topics` on acceptance
+  // and replays what came after `last_event_id` (may be empty).
+  sse_session(net::stream socket, session_context& ctx, std::string sid,
+              std::string response_head, std::vector<std::string> topics,
+              std::string last_event_id);
+  ~sse_session() override;
+
+ private:
+  // push_session
+  void open() override;  // the retry, welcome and topics, then the replay or a reset
+  void arm_timer() override;  // a keep-alive comment every sse_keepalive
+  // One HTTP chunk per write; the response header goes first, once, outside any chunk.
+  void frame(net::write_batch& b) override;
+  std::string close_bytes(std::uint16_t code, std::string_view reason) override;
+  // A client leaves by closing its connection (over TLS with or without a close_notify).
+  bool eof_is_goodbye() const override { return true; }
+  bool ends_when_close_sent() const override { return true; }
+  void expiry_notice() override;
+  std::vector<std::string> handshake_topics() const override { return topics_; }
+
+  std::vector<std::string> topics_;
+  std::string last_id_;
+  std::string head_;        // the HTTP response header, written once before the first chunk
+  std::string chunk_head_;  // "<size>\r\n" of the next chunk
+};
+
+}  // namespace skyrelay

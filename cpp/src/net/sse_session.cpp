@@ -1,0 +1,86 @@
+#include "skyrelay/net/sse_session.hpp"
+
+#include <cstdio>
+
+#include "skyrelay/net/session_context.hpp"
+#include "skyrelay/proto/json_protocol.hpp"
+
+namespace skyrelay {
+
+sse_session::sse_session(net::stream socket, session_context& ctx, std::string sid,
+                         std::string response_head, std::vector<std::string> topics,
+                         std::string last_event_id)
+    : push_session(std::move(socket), ctx, std::move(sid), std::string(), ctx.encoders().sse),
+      topics_(std::move(topics)),
+      last_id_(std::move(last_event_id)),
+      head_(std::move(response_head)) {}
+
+sse_session::~sse_session() = default;
+
+void sse_session::open() {
+  auto& hub = ctx_.get_hub();
+  const auto& cfg = ctx_.config();
+  prefix_ += "retry: " + std::to_string(cfg.sse_retry.count()) + "\n\n";
+  std::string welcome = "{\"sid\":";
+  proto::append_json_string(welcome, sid());
+  welcome += ",\"topics\":[";
+  for (std::size_t i = 0; i < topics_.size(); ++i) {
+    if (i) welcome += ',';
+    proto::append_json_string(welcome, topics_[i]);
+  }
+  welcome += "],\"keepalive_ms\":" + std::to_string(cfg.sse_keepalive.count()) + "}";
+  // Under the publish lock: the welcome (or reset) and the replay come before any live event.
+  hub.subscribe_after(sid(), topics_, last_id_,
+                      [&](std::vector<frame_ptr>& replay, std::string_view reset,
+                          std::uint64_t last) {
+    // A fresh stream (or one whose history is gone) starts from here, so the welcome or the
+    // reset carries the current position as its id: the browser resumes from it. A stream
+    // that resumes keeps its own id until the replayed events move it on.
+    const bool resumed = !last_id_.empty() && reset.empty();
+    if (!resumed) prefix_ += "id: " + hub.event_id(last) + "\n";
+    prefix_ += "event: welcome\ndata: " + welcome + "\n\n";
+    if (!reset.empty()) {
+      prefix_ += "event: reset\ndata: {\"reason\":";
+      proto::append_json_string(prefix_, reset);
+      prefix_ += "}\n\n";
+    }
+    for (const auto& f : replay) deliver(f, overflow_policy::disconnect);
+  });
+}
+
+void sse_session::arm_timer() {
+  // A dead peer shows as a write error.
+  timer_.expires_after(ctx_.config().sse_keepalive);
+  timer_.async_wait([self = self_as<sse_session>()](boost::system::error_code ec) {
+    if (ec || self->state_ != state::open) {
+      if (!ec && self->state_ == state::closing) self->finish(self->close_reason_);
+      return;
+    }
+    self->push_control(": keep-alive\n\n");
+    self->arm_timer();
+  });
+}
+
+void sse_session::frame(net::write_batch& b) {
+  b.before(head_);
+  const std::size_t size = prefix_.size() + b.frame_bytes();
+  if (size) {
+    char hex[24];
+    chunk_head_.assign(hex, static_cast<std::size_t>(std::snprintf(hex, sizeof hex, "%zx\r\n", size)));
+    b.before(chunk_head_);
+    b.before(prefix_);
+    b.after_view("\r\n");
+  }
+}
+
+std::string sse_session::close_bytes(std::uint16_t, std::string_view) {
+  return "0\r\n\r\n";  // the last chunk
+}
+
+void sse_session::expiry_notice() {
+  // The stream says why before it ends, so a client can tell this end from a failure.
+  push_control("event: token_expired\ndata: {\"code\":\"token_expired\",\"message\":"
+               "\"token expired\"}\n\n");
+}
+
+}  // namespace skyrelay
