@@ -48,7 +48,8 @@ def totals() -> dict[str, dict]:
             t = out[run["target"]]
             t["cpu"] += run["cpu"]
             t["execs"] += run["execs"] or 0
-            t["last"] = run
+            if run["cov"] is not None:  # a failed run reports no coverage
+                t["last"] = run
     return out
 
 
