@@ -139,6 +139,7 @@ def test_json_protocol_answers_as_before_over_websockets(skyrelay_server_factory
     client message's answer and error, binary refused, the connection kept after each error."""
     server = skyrelay_server_factory(heartbeat_interval=12.5, inbound_rate=1000.0,
                                      inbound_burst=1000.0)
+    server.on("add")(lambda conn, data: data["a"] + data["b"])
     url = f"ws://127.0.0.1:{server.port}/ws/news"
     with connect(url, open_timeout=5, close_timeout=5) as ws:
         def frame_json():
@@ -168,6 +169,8 @@ def test_json_protocol_answers_as_before_over_websockets(skyrelay_server_factory
         response = frame_json()
         assert (response["type"], response["id"], response["ok"]) == ("response", "r1", False)
         assert response["error"]["code"] == "unknown_event"
+        ws.send(json.dumps({"type": "request", "id": 5, "event": "add", "data": {"a": 2, "b": 3}}))
+        assert frame_json() == {"type": "response", "id": 5, "ok": True, "data": 5}
         server.emit("tick", {"n": 1}, to="b")
         event = frame_json()
         assert (event["type"], event["event"], event["topic"], event["data"]) == (
