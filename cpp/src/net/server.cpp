@@ -122,6 +122,12 @@ server::server(server_config cfg, app_hooks hooks)
                                            }, encoders_);
   ctx_->set_sessions({[this](const std::shared_ptr<push_session>& s) { register_session(s); },
                       [this](const std::string& sid) { unregister_session(sid); }});
+  ctx_->set_http_faces({[this](const publication& p, publish_meta* meta) {
+                          return publish(p, meta);
+                        },
+                        &idem_},
+                       parking_,
+                       {[this] { return health_json(); }, [this] { return metrics_text(); }});
 }
 
 server::~server() { stop(); }
@@ -145,7 +151,7 @@ void server::start() {
   }
   listener_ = std::make_shared<listener>(
       *contexts_[0], endpoint, *ctx_, [this](tcp::socket socket, admission::slot slot) {
-        start_http_session(std::move(socket), *this, std::move(slot));
+        start_http_session(std::move(socket), *ctx_, std::move(slot));
       });
   port_ = listener_->port();
   dispatcher_.start();
@@ -205,8 +211,7 @@ void server::stop() {
     for (auto& s : left) s->terminate();
     // Engine.IO sessions hold timers of these contexts: drop them before the contexts go.
     sio_.clear();
-    std::lock_guard lock(sessions_mu_);
-    http_waiting_.clear();
+    parking_.clear();
   }
   listener_.reset();
   sweep_timer_.reset();
@@ -294,28 +299,6 @@ std::vector<std::string> server::roles_of(const std::string& sid) const {
   if (auto s = find_session(sid)) return *s->roles();
   if (auto s = sio_.find_socket(sid)) return *s->roles();
   return {};
-}
-
-std::uint64_t server::park_http(http_reply_fn reply) {
-  std::lock_guard lock(sessions_mu_);
-  const std::uint64_t id = next_http_id_++;
-  http_waiting_.emplace(id, std::move(reply));
-  return id;
-}
-
-bool server::http_reply(std::uint64_t id, unsigned status,
-                        std::vector<std::pair<std::string, std::string>> headers,
-                        std::string body) {
-  http_reply_fn reply;
-  {
-    std::lock_guard lock(sessions_mu_);
-    auto it = http_waiting_.find(id);
-    if (it == http_waiting_.end()) return false;
-    reply = std::move(it->second);
-    http_waiting_.erase(it);
-  }
-  reply(status, std::move(headers), std::move(body));
-  return true;
 }
 
 double server::uptime_seconds() const {
