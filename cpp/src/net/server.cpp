@@ -301,6 +301,16 @@ std::vector<std::string> server::roles_of(const std::string& sid) const {
   return {};
 }
 
+server::join_result server::join_checked(const std::string& sid, const channel& room) {
+  if (const auto& policy = cfg_.access; policy && policy->has_room_rules()) {
+    if (auto refusal = policy->check_room(room.nsp, room.room, roles_of(sid))) {
+      metrics_.add(metrics_.local().forbidden_room);
+      return {false, std::move(refusal->message)};
+    }
+  }
+  return {hub_.join(sid, room), std::nullopt};
+}
+
 double server::uptime_seconds() const {
   if (!running_) return 0.0;
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();

@@ -90,6 +90,16 @@ class server {
   auth::identity_ptr identity_of(const std::string& sid) const;
   // The roles a connection's role requirements are checked against (empty when it is gone).
   std::vector<std::string> roles_of(const std::string& sid) const;
+  // A join the application makes for a connection (JSON protocol, SSE or Socket.IO), held to
+  // the role requirements of the room (server_config::access): when the connection's roles
+  // (roles_of) do not meet them, nothing is joined, skyrelay_forbidden_total{scope="room"} is
+  // counted and `refusal` holds the policy's message; otherwise `joined` is hub::join's answer
+  // (false when the sid is gone). Thread-safe.
+  struct join_result {
+    bool joined{false};
+    std::optional<std::string> refusal;
+  };
+  join_result join_checked(const std::string& sid, const channel& room);
   // HTTP requests waiting for the application (on_http; app_parking.hpp): thread-safe.
   using http_reply_fn = app_parking::reply_fn;
   std::uint64_t park_http(http_reply_fn reply) { return parking_.park(std::move(reply)); }
