@@ -1,7 +1,9 @@
 // The application's control of connections, through a real server on 127.0.0.1:
-// server::join_checked (Python's Server.join): the room's role requirement is checked on the
-// roles the connect hook granted, a refusal joins nothing and is counted, and a join without
-// a requirement is hub::join's answer.
+// - server::join_checked (Python's Server.join): the room's role requirement is checked on the
+//   roles the connect hook granted, a refusal joins nothing and is counted, and a join without
+//   a requirement is hub::join's answer;
+// - server::respond and send_error go to JSON-protocol WebSockets only: an SSE stream's sid is
+//   refused and its stream carries nothing but SSE.
 #include <gtest/gtest.h>
 
 #include <boost/asio.hpp>
@@ -152,6 +154,36 @@ TEST_F(ServerControl, AnUnknownSidJoinsNothing) {
   EXPECT_FALSE(guarded.joined);
   EXPECT_TRUE(guarded.refusal);
   EXPECT_EQ(srv_->get_hub().room_size(channel{"/", "ops:2"}), 0u);
+}
+
+TEST_F(ServerControl, AnswersGoToJsonProtocolConnectionsNotToStreams) {
+  raw_client ws(srv_->port());
+  const std::string ws_sid = next_sid();
+  ASSERT_TRUE(srv_->accept(ws_sid));
+  raw_client sse(srv_->port(), "GET /sse/lobby HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  const std::string sse_sid = next_sid();
+  ASSERT_FALSE(sse_sid.empty());
+  ASSERT_TRUE(srv_->accept(sse_sid));
+  ASSERT_NE(sse.read_until("event: welcome").find("event: welcome"), std::string::npos);
+
+  EXPECT_FALSE(srv_->respond(sse_sid, "7", true, "{}", ""));
+  EXPECT_FALSE(srv_->respond(sse_sid, "7", false, "bad_request", "no"));
+  EXPECT_FALSE(srv_->send_error(sse_sid, "bad_request", "no"));
+  EXPECT_TRUE(srv_->respond(ws_sid, "7", true, "{}", ""));
+  EXPECT_TRUE(srv_->send_error(ws_sid, "bad_request", "no"));
+
+  publication p;
+  p.event = "after";
+  p.data = "1";
+  p.to = {"lobby"};
+  EXPECT_EQ(srv_->publish(p), 1u);
+  const std::string& stream = sse.read_until("event: after");
+  ASSERT_NE(stream.find("event: after\ndata: 1\n\n"), std::string::npos);
+  // Nothing but SSE text: no WebSocket frame header (0x81, a final text frame) and none of
+  // the answers' JSON.
+  EXPECT_EQ(stream.find('\x81'), std::string::npos);
+  EXPECT_EQ(stream.find("bad_request"), std::string::npos);
+  EXPECT_EQ(stream.find("\"type\":\"response\""), std::string::npos);
 }
 
 }  // namespace

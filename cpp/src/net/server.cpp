@@ -9,6 +9,7 @@
 #include "skyrelay/net/listener.hpp"
 #include "skyrelay/net/push_session.hpp"
 #include "skyrelay/net/sio_socket.hpp"
+#include "skyrelay/net/sse_session.hpp"
 #include "skyrelay/net/tls_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/socketio.hpp"
@@ -30,6 +31,14 @@ void count_error(metrics& m, std::string_view code) {
     if (to_string(static_cast<error_code>(i)) == code) return m.error(static_cast<error_code>(i));
 }
 
+
+// Whether a session takes the application's answers (respond, send_error): a JSON-protocol
+// WebSocket does. An SSE stream sends no requests, and its wire has no frame for an answer:
+// push_session::send_text would put WebSocket bytes into the event stream, and an SSE event
+// named "error" would reach the browser as the EventSource's own connection-error event.
+bool takes_answers(const push_session& s) {
+  return dynamic_cast<const sse_session*>(&s) == nullptr;
+}
 
 // A Server-Sent Events block. Line breaks cannot appear inside a field, so the event name's are
 // replaced by spaces and the data's (JSON allows them as whitespace) start new data lines,
@@ -263,7 +272,7 @@ bool server::refuse(const std::string& sid, unsigned status, std::string message
 bool server::respond(const std::string& sid, const std::string& request_id, bool ok,
                      const std::string& data_or_code, const std::string& message) {
   auto s = find_session(sid);
-  if (!s) return false;
+  if (!s || !takes_answers(*s)) return false;
   if (ok) {
     s->send_text(proto::response_ok(request_id, data_or_code));
   } else {
@@ -283,7 +292,7 @@ bool server::disconnect(const std::string& sid, std::uint16_t code, std::string 
 bool server::send_error(const std::string& sid, const std::string& code,
                         const std::string& message) {
   auto s = find_session(sid);
-  if (!s) return false;
+  if (!s || !takes_answers(*s)) return false;
   count_error(metrics_, code);
   s->send_text(proto::error(code, message, ""));
   return true;

@@ -79,10 +79,14 @@ class server {
   bool accept(const std::string& sid,
               std::optional<std::vector<std::string>> roles = std::nullopt);
   bool refuse(const std::string& sid, unsigned status, std::string message);
+  // Answers a JSON-protocol request (a response frame). False, and nothing is written, when the
+  // sid is gone or is an SSE stream's: a stream sends no requests and has no frame for an
+  // answer (docs/api.md "Handlers").
   bool respond(const std::string& sid, const std::string& request_id, bool ok,
                const std::string& data_or_code, const std::string& message);
   bool disconnect(const std::string& sid, std::uint16_t code, std::string reason);
-  // Sends an error frame ({"type":"error",...}, ref null) to one connection.
+  // Sends an error frame ({"type":"error",...}, ref null) to one JSON-protocol connection;
+  // false, like respond, for a gone sid or an SSE stream's.
   bool send_error(const std::string& sid, const std::string& code, const std::string& message);
 
   // The identity of a connection's token (JSON protocol, SSE or Socket.IO); null when the
