@@ -48,8 +48,9 @@ class server {
   server(const server&) = delete;
   server& operator=(const server&) = delete;
 
-  // Binds, listens and starts the I/O threads and the dispatcher. Throws std::system_error when
-  // the address cannot be bound.
+  // Binds, listens and starts the I/O threads and the dispatcher. Throws
+  // boost::system::system_error when the host does not resolve or the address cannot be bound
+  // (the bindings raise it as OSError).
   void start();
   // Graceful stop: no new connections, close frames with 1001 to every connection, wait up to
   // drain_timeout for them to finish, then cut what is left and join every thread. Must not be
