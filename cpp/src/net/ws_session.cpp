@@ -183,7 +183,7 @@ void ws_session::on_text(std::string_view text) {
   auto& hub = ctx_.get_hub();
   switch (msg.type) {
     case proto::client_type::subscribe:
-      // The reply and any replay are queued under the hub's publish lock, so they come before
+      // The reply and any replay are queued under the topics' order locks, so they come before
       // every live event of these topics and nothing falls between the two.
       hub.subscribe(sid(), msg.topics, msg.since, msg.epoch, [&](subscribe_outcome& o) {
         if (o.refused) {
