@@ -891,7 +891,9 @@ TEST(History, AnIdleTopicIsForgottenAndComesBackWithANewEpoch) {
   EXPECT_EQ(back.outcome.positions[0].seq, 0u);
 }
 
-TEST(History, EveryConnectionGetsPublicationsInIdOrder) {
+// Ids no longer say delivery order across channels (order is per channel since 2026-12-06):
+// within each channel, positions and ids grow at every connection.
+TEST(History, EveryConnectionGetsEachChannelInOrder) {
   fixture t;
   constexpr int rooms = 4, per_thread = 400;
   std::vector<std::shared_ptr<recorder>> subs;
@@ -908,10 +910,16 @@ TEST(History, EveryConnectionGetsPublicationsInIdOrder) {
     });
   for (auto& p : publishers) p.join();
   for (const auto& s : subs) {
-    std::uint64_t last = 0;
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> last;  // -> position, id
     for (const auto& f : s->frames()) {
-      ASSERT_GT(f->offset, last) << s->sid();
-      last = f->offset;
+      ASSERT_TRUE(f->positions);
+      ASSERT_EQ(f->positions->size(), 1u);
+      const auto& p = f->positions->front();
+      auto& [pos, id] = last[p.broadcast ? "" : p.room];
+      ASSERT_EQ(p.pos, pos + 1) << s->sid() << " " << p.room;  // present throughout
+      ASSERT_GT(f->offset, id) << s->sid();
+      pos = p.pos;
+      id = f->offset;
     }
   }
   EXPECT_EQ(subs[0]->count(), static_cast<std::size_t>(rooms * per_thread));

@@ -154,6 +154,19 @@ TEST(HubOrder, AMemberThatJoinsMidwayGetsEverythingAfterItsJoinInOrder) {
   std::vector<std::thread> threads;
   for (int w = 0; w < publishers; ++w)
     threads.emplace_back([&, w] { publish_mix(t.h, w, directs[w]); });
+  // Sweeps while rooms nobody is in are published to, so logs are retired and made again
+  // under the publishers' feet (history lasts 1 ms here; bounded: 300 rounds).
+  t.h.set_history(64, std::chrono::milliseconds(1));
+  std::thread sweeper([&] {
+    for (int i = 0; i < 300 && !done.load(); ++i) {
+      publication p;
+      p.event = "9:0";
+      p.data = "1";
+      p.to = {"lonely-" + std::to_string(i % 7), room_name(i % rooms)};
+      t.h.publish(p);
+      t.h.sweep();
+    }
+  });
   // Joins, leaves and joins again while the publishers run (bounded: 200 rounds).
   std::thread joiner([&] {
     for (int i = 0; i < 200 && !done.load(); ++i) {
@@ -166,6 +179,7 @@ TEST(HubOrder, AMemberThatJoinsMidwayGetsEverythingAfterItsJoinInOrder) {
   for (auto& th : threads) th.join();
   done = true;
   joiner.join();
+  sweeper.join();
   // Within one membership, positions of a room only grow; no publication comes twice.
   std::map<std::string, std::uint64_t> seen;
   std::set<const frame*> distinct;
@@ -173,6 +187,8 @@ TEST(HubOrder, AMemberThatJoinsMidwayGetsEverythingAfterItsJoinInOrder) {
     EXPECT_TRUE(distinct.insert(f.get()).second);
     ASSERT_TRUE(f->positions);
     for (const auto& p : *f->positions) {
+      // The lonely rooms' logs are retired and made again (new epochs, positions from 1).
+      if (p.room.rfind("room-", 0) != 0) continue;
       auto& last = seen[p.room];
       if (last) EXPECT_GT(p.pos, last) << p.room;
       last = p.pos;

@@ -81,7 +81,7 @@ void hub::remove(const std::string& sid) {
     auto it = shard.conns.find(sid);
     if (it == shard.conns.end()) return;
     // Recorded as closed before it leaves the registry: publish always finds it in one of them.
-    closed_.add(sid, steady_ns());
+    shard.closed.add(sid, steady_ns());
     sub = std::move(it->second.sub);
     rooms = std::move(it->second.rooms);
     shard.conns.erase(it);

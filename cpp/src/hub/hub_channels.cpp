@@ -95,14 +95,12 @@ void hub::expire_locked(channel_log& log, std::int64_t now_ns) {
     if (item.entry->seq) log.evicted_seq = item.entry->seq;
     log.evicted_pos = item.pos;
     log.items.pop_front();
-    history_count_.fetch_sub(1, std::memory_order_relaxed);
   }
 }
 
 void hub::record_locked(channel_log& log, std::uint64_t pos,
                         const std::shared_ptr<const history_entry>& e) {
   log.items.push_back({pos, e});
-  history_count_.fetch_add(1, std::memory_order_relaxed);
   const std::size_t max = history_max_.load(std::memory_order_relaxed);
   while (log.items.size() > max) {
     const auto& old = log.items.front();
@@ -110,7 +108,6 @@ void hub::record_locked(channel_log& log, std::uint64_t pos,
     if (old.entry->seq) log.evicted_seq = old.entry->seq;
     log.evicted_pos = old.pos;
     log.items.pop_front();
-    history_count_.fetch_sub(1, std::memory_order_relaxed);
   }
   expire_locked(log, e->publish_ns);
 }
@@ -164,7 +161,31 @@ void hub::sweep() {
     std::lock_guard order(log->mu);
     expire_locked(*log, now);
   }
-  closed_.expire(now);
+  for (auto& cs : conn_shards_) cs.closed.expire(now);
+}
+
+std::size_t hub::closed_sid_count() const {
+  std::size_t n = 0;
+  for (const auto& cs : conn_shards_) n += cs.closed.size();
+  return n;
+}
+
+std::size_t hub::history_entries() const {
+  std::size_t n = 0;
+  std::vector<log_ptr> logs;
+  for (const auto& rs : room_shards_) {
+    std::lock_guard lock(rs.mu);
+    for (const auto& [room, log] : rs.logs) logs.push_back(log);
+  }
+  {
+    std::lock_guard lock(broadcasts_mu_);
+    for (const auto& [nsp, log] : broadcasts_) logs.push_back(log);
+  }
+  for (const auto& log : logs) {
+    std::lock_guard order(log->mu);
+    if (!log->retired) n += log->items.size();
+  }
+  return n;
 }
 
 topic_position hub::position(const channel& room) const {

@@ -31,7 +31,7 @@ void hub::resolve(const publication& p, route& r) {
   for (const auto& name : p.to) {
     // A live connection's sid is that connection, whatever room shares the name; a closed
     // one's is nobody's (not a room someone could have subscribed to meanwhile).
-    if (direct(name) || closed_.contains(name)) continue;
+    if (direct(name) || conn_shards_[shard_of(name)].closed.contains(name)) continue;
     channel room{p.nsp, name};
     if (std::find(r.rooms.begin(), r.rooms.end(), room) == r.rooms.end())
       r.rooms.push_back(std::move(room));

@@ -100,7 +100,8 @@ struct subscribe_outcome {
 //   1. log order locks, several at once only in increasing address order (lock_logs);
 //   2. a connection shard;
 //   3. a room shard (the channel listener runs here);
-//   4. leaves, taken alone: the tombstones' mutex, the broadcast table's, closed_sids.
+//   4. leaves, taken alone: the tombstones' mutex, the broadcast table's, a shard's closed
+//      sids.
 // A log is looked up (and made) under its room shard alone, then locked once the shard is
 // released; a log that sweep() retired meanwhile is looked up again. Subscribers' deliver()
 // and encoders run under order locks: they must only queue, and must not call publish, join,
@@ -177,7 +178,7 @@ class hub {
   std::size_t publish(const publication& p, publish_meta* meta_out = nullptr);
 
   // Sids of connections removed recently (kept as closed_sids::ttl and max_count say).
-  std::size_t closed_sid_count() const { return closed_.size(); }
+  std::size_t closed_sid_count() const;
 
   // The topics of subscribe() and subscribe_after() are chosen by clients: they are always
   // rooms of namespace "/" (the JSON protocol's and SSE's connections are in "/").
@@ -229,9 +230,7 @@ class hub {
   // history: the memory broker's history read. Takes the channel's order lock.
   history_result read_history(const history_request& q);
   // Entries held in history, over every room and namespace.
-  std::size_t history_entries() const noexcept {
-    return history_count_.load(std::memory_order_relaxed);
-  }
+  std::size_t history_entries() const;
   topic_position position(const channel& room) const;
 
  private:
@@ -240,7 +239,7 @@ class hub {
     std::shared_ptr<const history_entry> entry;
   };
   // One channel's order and history. Made by log_of (rooms) or broadcast_log, never moved.
-  struct channel_log {
+  struct alignas(64) channel_log {
     std::mutex mu;  // the order lock; the fields below are guarded by it
     bool retired{false};  // forgotten by sweep(): no longer in its table, look it up again
     std::string epoch;
@@ -280,7 +279,8 @@ class hub {
     std::shared_ptr<const member_list> members;
     std::optional<overflow_policy> policy;
   };
-  struct room_shard {
+  // Shards sit on cache lines of their own, so threads on different shards do not share one.
+  struct alignas(64) room_shard {
     mutable std::mutex mu;
     std::unordered_map<channel, room_entry, channel_hash> rooms;
     std::unordered_map<channel, log_ptr, channel_hash> logs;  // outlive members until swept
@@ -290,10 +290,13 @@ class hub {
     std::unordered_map<channel, std::uint64_t, channel_hash> rooms;  // -> last id before the join
     std::uint64_t added_id{0};  // last id before the connection was registered
   };
-  struct conn_shard {
+  struct alignas(64) conn_shard {
     mutable std::mutex mu;
     std::unordered_map<std::string, conn_entry> conns;
     std::shared_ptr<const member_list> all;  // snapshot of this shard's connections
+    // Sids of this shard's connections removed recently (a leaf: its own mutex). Sharded
+    // like the connections, so publications to rooms check names without a shared lock.
+    closed_sids closed{closed_sids::max_count / shard_count};
   };
   // A publication's targets, resolved (hub_publish.cpp).
   struct route;
@@ -340,15 +343,16 @@ class hub {
   std::mutex encoders_mu_;
   std::array<encoder_fn, max_encoders> encoders_;
   std::atomic<std::size_t> encoder_count_{0};
-  std::atomic<std::uint64_t> last_id_{0};
+  // Read on every publication, written at setup: kept off the line last_id_ is on.
   std::atomic<std::size_t> max_rooms_{0};
   std::atomic<std::size_t> history_max_{1000};
   std::atomic<std::int64_t> history_age_ns_{120'000'000'000};
-  std::atomic<std::size_t> history_count_{0};
-  std::atomic<std::uint64_t> epochs_made_{0};
   const std::string epoch_prefix_;
+  // Written by every publication, from every publishing thread: a cache line of its own.
+  alignas(64) std::atomic<std::uint64_t> last_id_{0};
+  alignas(64) std::atomic<std::uint64_t> epochs_made_{0};
 
-  std::mutex broadcasts_mu_;  // a leaf
+  mutable std::mutex broadcasts_mu_;  // a leaf
   std::unordered_map<std::string, log_ptr> broadcasts_;  // by namespace; never retired
 
   // Channels forgotten by sweep(), with where their sequence ended, so that a resume knows
@@ -361,7 +365,6 @@ class hub {
   static constexpr std::size_t max_forgotten = 100'000;
 
   std::array<room_shard, shard_count> room_shards_;
-  closed_sids closed_;  // sids of connections removed recently
   std::array<conn_shard, shard_count> conn_shards_;
 };
 
