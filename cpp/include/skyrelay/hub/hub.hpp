@@ -97,7 +97,7 @@ struct subscribe_outcome {
 // them. Ids are unique, and increase in a channel's order, but say nothing across channels.
 //
 // Lock order (a thread holding one may take only those after it):
-//   1. log order locks, several at once only in increasing address order (lock_logs);
+//   1. log order locks, several at once only in increasing address order (log_locks);
 //   2. a connection shard;
 //   3. a room shard (the channel listener runs here);
 //   4. leaves, taken alone: the tombstones' mutex, the broadcast table's, a shard's closed
