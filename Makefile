@@ -20,7 +20,7 @@ PY_BENCH_DEPS := "flask-socketio>=5.3" "simple-websocket"
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps node-deps venv install demo test gpredict-data test-cpp test-cpp-asan test-python test-js bench clean \
+.PHONY: help deps node-deps venv install demo test gpredict-data test-cpp test-cpp-asan test-hub-tsan test-python test-js bench clean \
 	fuzz fuzz-build test-fuzz
 
 help:
@@ -77,6 +77,17 @@ test-cpp-asan: deps
 	cmake --build build/cpp-asan -j $(JOBS) --target skyrelay_tests skyrelay_net_tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir build/cpp-asan --output-on-failure -j $(JOBS)
+
+# The hub's order test under ThreadSanitizer (g++ -fsanitize=thread; the hub, its few core
+# files and the test, outside CMake so nothing else needs a TSan build).
+TSAN_SOURCES := cpp/src/hub/hub.cpp cpp/src/hub/hub_channels.cpp cpp/src/hub/hub_history.cpp \
+	cpp/src/hub/hub_publish.cpp cpp/src/hub/closed_sids.cpp cpp/src/core/clock.cpp \
+	cpp/src/core/random.cpp tests/cpp/test_hub_order.cpp
+test-hub-tsan:
+	mkdir -p build/tsan
+	g++ -std=c++20 -O1 -g -fsanitize=thread -Icpp/include -Itests/cpp $(TSAN_SOURCES) \
+	  -lgtest -lgtest_main -lcrypto -lpthread -o build/tsan/test_hub_order
+	TSAN_OPTIONS=halt_on_error=1 build/tsan/test_hub_order
 
 test-python: install node_modules/.stamp gpredict-data
 	$(VPY) -m pytest -q -p no:cacheprovider tests/python

@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::vector<proto::publish_receipt_view> receipts;
     for (const auto& p : r->events) {
       const std::string_view topic = p.to.empty() ? std::string_view() : std::string_view(p.to[0]);
-      receipts.push_back({"E-1", topic, 1, 0});
+      receipts.push_back({"E:1", topic, 1, "E.1", 0});
     }
     (void)proto::encode_published(receipts, r->batch, false);
     auto again = proto::decode_publish(body, key);

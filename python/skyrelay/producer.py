@@ -46,14 +46,17 @@ class PublishError(Exception):
 
 @dataclass(frozen=True)
 class Published:
-    """What one publication was given: its id (as SSE ids are written), its topic and seq when
-    it went to exactly one room, and how many connections it was queued for."""
+    """What one publication was given: its unique id (``"<process>:<n>"``, for logs; not a
+    resume point), how many connections it was queued for, and when it went to exactly one
+    room, that room's ``topic``, ``seq`` and ``epoch`` (what a JSON-protocol client resumes
+    from with ``since``)."""
 
     id: str
     delivered: int
     topic: str | None = None
     seq: int | None = None
     duplicate: bool = False  # an earlier request with the same key already published it
+    epoch: str | None = None
 
 
 class Producer:
@@ -160,8 +163,8 @@ class Producer:
             if status == 200:
                 result = json.loads(answer)
                 dup = bool(result.get("duplicate"))
-                return [Published(p["id"], p["delivered"], p.get("topic"), p.get("seq"), dup)
-                        for p in result["published"]]
+                return [Published(p["id"], p["delivered"], p.get("topic"), p.get("seq"), dup,
+                                  p.get("epoch")) for p in result["published"]]
             retryable = status is None or status in _RETRY_STATUSES
             if status == 409 and b"idempotency_key_reused" in answer:
                 retryable = False  # the key went with another body: retrying cannot help

@@ -11,6 +11,7 @@
 #include "skyrelay/hub/broker.hpp"
 #include "skyrelay/hub/hub.hpp"
 #include "skyrelay/hub/memory_broker.hpp"
+#include "hub_test_sink.hpp"
 
 using skyrelay::broker;
 using skyrelay::channel;
@@ -27,24 +28,7 @@ using skyrelay::encoder_id;
 
 namespace {
 
-// Keeps the bytes of every frame it is handed.
-class collector : public subscriber {
- public:
-  collector(std::string sid, encoder_id enc, std::string nsp = "/")
-      : subscriber(std::move(sid), enc, std::move(nsp)) {}
-  void deliver(const frame_ptr& f, overflow_policy) override {
-    std::lock_guard lock(mu_);
-    got_.push_back(f->bytes);
-  }
-  std::vector<std::string> got() const {
-    std::lock_guard lock(mu_);
-    return got_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<std::string> got_;
-};
+using collector = skyrelay::testing::sink;
 
 // The test fake: the memory broker, counting what goes through it.
 class counting_broker final : public broker {
@@ -113,13 +97,13 @@ TEST(MemoryBroker, DeliversThroughTheHubInPublishOrder) {
     EXPECT_GT(meta.id, last_id);
     last_id = meta.id;
   }
-  const auto got = a->got();
+  const auto got = a->bytes();
   ASSERT_EQ(got.size(), 5u);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(got[i].substr(0, 6), "e:" + std::to_string(i + 1) + ":" + std::to_string(i + 1) + ":");
   // Not a member: nothing.
   auto other = f.conn("o");
   EXPECT_EQ(b.publish(fixture::to_room("elsewhere", "x"), nullptr), 0u);
-  EXPECT_TRUE(other->got().empty());
+  EXPECT_TRUE(other->bytes().empty());
 }
 
 TEST(MemoryBroker, HandsTheSamePublicationToTheDeliveryFunction) {

@@ -18,6 +18,7 @@
 
 #include "skyrelay/hub/dispatcher.hpp"
 #include "skyrelay/hub/hub.hpp"
+#include "hub_test_sink.hpp"
 
 using skyrelay::dispatcher;
 using skyrelay::frame_ptr;
@@ -43,37 +44,11 @@ struct decoded {
   }
 };
 
-// A subscriber that records every delivery; deliver() may be called from many threads at once.
-class recorder : public subscriber {
+// The shared sink, reading back what the fixture's encoders wrote (encoder 0 is "json").
+class recorder : public skyrelay::testing::sink {
  public:
-  // Encoder 0 is the first one a hub registers (the fixture's "json").
-  explicit recorder(std::string sid, encoder_id enc = 0, std::string nsp = "/")
-      : subscriber(std::move(sid), enc, std::move(nsp)) {}
-
-  void deliver(const frame_ptr& f, overflow_policy policy) override {
-    std::lock_guard lock(mu_);
-    frames_.push_back(f);
-    policies_.push_back(policy);
-  }
-
-  std::vector<frame_ptr> frames() const {
-    std::lock_guard lock(mu_);
-    return frames_;
-  }
-  std::vector<overflow_policy> policies() const {
-    std::lock_guard lock(mu_);
-    return policies_;
-  }
-  std::size_t count() const {
-    std::lock_guard lock(mu_);
-    return frames_.size();
-  }
+  using sink::sink;
   std::vector<decoded> got() const;
-
- private:
-  mutable std::mutex mu_;
-  std::vector<frame_ptr> frames_;
-  std::vector<overflow_policy> policies_;
 };
 
 // Frame bytes: format|event|topic|seq|data. Fields in these tests contain no '|'.
@@ -119,7 +94,7 @@ struct fixture {
     return std::make_shared<const skyrelay::frame>(
         skyrelay::frame{fmt + "|" + p.event + "|" + std::string(m.topic) + "|" +
                             std::to_string(m.seq) + "|" + p.data,
-                        m.publish_ns, true, 0, m.id});
+                        m.publish_ns, true, 0, m.id, {}, 0, m.positions});
   }
   int encodes() const { return json_encodes.load() + sio_encodes.load(); }
 
@@ -424,8 +399,15 @@ TEST(HubAddresses, SameRoomNameInTwoNamespacesIsTwoRooms) {
   EXPECT_TRUE(replay.empty());
   std::vector<frame_ptr> sse;
   t.add("sse", t.json);
-  ASSERT_TRUE(t.h.subscribe_after("sse", {"/admin#alerts"}, t.h.event_id(0),
-                                  [&](std::vector<frame_ptr>& f, std::string_view, std::uint64_t) {
+  // An SSE cursor from the start of every channel it reads.
+  std::vector<skyrelay::stream_point> start;
+  ASSERT_TRUE(t.h.subscribe_after("sse", {"/admin#alerts"}, std::nullopt,
+                                  [&](auto&, std::string_view, const auto& now) { start = now; }));
+  for (auto& p : start) p.pos = 0;
+  ASSERT_TRUE(t.h.subscribe_after("sse", {"/admin#alerts"}, start,
+                                  [&](std::vector<frame_ptr>& f, std::string_view reset,
+                                      const auto&) {
+                                    EXPECT_EQ(reset, "");
                                     sse = f;
                                   }));
   EXPECT_TRUE(sse.empty());
@@ -909,7 +891,9 @@ TEST(History, AnIdleTopicIsForgottenAndComesBackWithANewEpoch) {
   EXPECT_EQ(back.outcome.positions[0].seq, 0u);
 }
 
-TEST(History, EveryConnectionGetsPublicationsInIdOrder) {
+// Ids no longer say delivery order across channels (order is per channel since 2026-12-06):
+// within each channel, positions and ids grow at every connection.
+TEST(History, EveryConnectionGetsEachChannelInOrder) {
   fixture t;
   constexpr int rooms = 4, per_thread = 400;
   std::vector<std::shared_ptr<recorder>> subs;
@@ -926,10 +910,16 @@ TEST(History, EveryConnectionGetsPublicationsInIdOrder) {
     });
   for (auto& p : publishers) p.join();
   for (const auto& s : subs) {
-    std::uint64_t last = 0;
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> last;  // -> position, id
     for (const auto& f : s->frames()) {
-      ASSERT_GT(f->offset, last) << s->sid();
-      last = f->offset;
+      ASSERT_TRUE(f->positions);
+      ASSERT_EQ(f->positions->size(), 1u);
+      const auto& p = f->positions->front();
+      auto& [pos, id] = last[p.broadcast ? "" : p.room];
+      ASSERT_EQ(p.pos, pos + 1) << s->sid() << " " << p.room;  // present throughout
+      ASSERT_GT(f->offset, id) << s->sid();
+      pos = p.pos;
+      id = f->offset;
     }
   }
   EXPECT_EQ(subs[0]->count(), static_cast<std::size_t>(rooms * per_thread));
@@ -1021,94 +1011,159 @@ TEST(History, ResumeRefusedWhenHistoryLostSomething) {
 
 namespace {
 
-// An SSE-style resume: the events replayed after `last_event_id`, or the reset reason.
+using cursor = std::vector<skyrelay::stream_point>;
+
+// An SSE-style subscribe: the events replayed after `from`, or the reset reason, and the cursor
+// the stream starts from.
 struct after_result {
   std::vector<std::string> events;
+  std::vector<frame_ptr> frames;
   std::string reset;
-  std::uint64_t last{0};
+  cursor at;
 };
 
 after_result subscribe_after(hub& h, const std::string& sid, std::vector<std::string> topics,
-                             const std::string& last_event_id) {
+                             std::optional<cursor> from) {
   after_result r;
-  EXPECT_TRUE(h.subscribe_after(sid, topics, last_event_id,
+  EXPECT_TRUE(h.subscribe_after(sid, topics, from,
                                 [&](std::vector<frame_ptr>& frames, std::string_view reset,
-                                    std::uint64_t last) {
+                                    const cursor& at) {
                                   for (const auto& f : frames) r.events.push_back(parse(f->bytes).event);
+                                  r.frames = frames;
                                   r.reset = std::string(reset);
-                                  r.last = last;
+                                  r.at = at;
                                 }));
   return r;
 }
 
+// The cursor moved on by what a stream on `topics` was handed, as its writer does.
+cursor advanced(cursor c, const std::vector<std::string>& topics,
+                const std::vector<frame_ptr>& frames) {
+  for (const auto& f : frames) {
+    if (!f->positions) continue;
+    for (const auto& p : *f->positions) {
+      std::size_t i = 0;
+      if (!p.broadcast) {
+        auto it = std::find(topics.begin(), topics.end(), p.room);
+        if (it == topics.end()) continue;
+        i = 1 + static_cast<std::size_t>(it - topics.begin());
+      }
+      EXPECT_GT(p.pos, c[i].pos);
+      c[i].pos = p.pos;
+    }
+  }
+  return c;
+}
+
 }  // namespace
 
-TEST(History, SubscribeAfterAnEventIdReplaysTopicsAndBroadcasts) {
+TEST(History, SubscribeAfterACursorReplaysTopicsAndBroadcasts) {
   fixture t;
   auto a = t.add("a");
-  auto first = subscribe_after(t.h, "a", {"w", "v"}, "");
+  const std::vector<std::string> topics{"w", "v"};
+  auto first = subscribe_after(t.h, "a", topics, std::nullopt);
   EXPECT_TRUE(first.events.empty());
   EXPECT_EQ(first.reset, "");
+  ASSERT_EQ(first.at.size(), 3u);  // the broadcasts, w, v
   EXPECT_EQ(t.h.room_size(ch("w")), 1u);
   t.emit("seen", {"w"});
-  const std::string from = t.h.event_id(last_offset(*a));
+  const cursor from = advanced(first.at, topics, a->frames());
+  EXPECT_EQ(from[1].pos, 1u);
   t.h.remove("a");  // the stream dropped
   t.emit("m1", {"v"});
   t.emit("m2", {});
   t.emit("not-mine", {"z"});
   t.emit("m3", {"w", "z"});
+  t.emit("m4", {"v", "w"});  // one entry in both: replayed once
   t.add("b");
-  auto r = subscribe_after(t.h, "b", {"w", "v"}, from);
+  auto r = subscribe_after(t.h, "b", topics, from);
   EXPECT_EQ(r.reset, "");
-  EXPECT_EQ(r.events, (std::vector<std::string>{"m1", "m2", "m3"}));
-  EXPECT_EQ(t.h.event_id(r.last), t.h.event_id(last_offset(*a) + 4));
+  EXPECT_EQ(r.at, from);
+  EXPECT_EQ(r.events, (std::vector<std::string>{"m1", "m2", "m3", "m4"}));
+  const cursor now = advanced(r.at, topics, r.frames);
+  EXPECT_EQ(now[0].pos, 1u);  // m2
+  EXPECT_EQ(now[1].pos, 3u);  // seen, m3, m4
+  EXPECT_EQ(now[2].pos, 2u);  // m1, m4
+  // From there, nothing is missing.
+  t.add("c");
+  auto again = subscribe_after(t.h, "c", topics, now);
+  EXPECT_EQ(again.reset, "");
+  EXPECT_TRUE(again.events.empty());
 }
 
 TEST(History, SubscribeAfterResetsWithAReason) {
   fixture t;
   t.h.set_history(2, std::chrono::minutes(2));
-  auto a = t.add("a");
-  subscribe_after(t.h, "a", {"w"}, "");
-  t.emit("e", {"w"});
-  const std::uint64_t seen = last_offset(*a);
-  for (int i = 0; i < 3; ++i) t.emit("e", {"w"});
+  t.add("a");
+  const cursor start = subscribe_after(t.h, "a", {"w"}, std::nullopt).at;
+  for (int i = 0; i < 4; ++i) t.emit("e", {"w"});
   t.add("b");
-  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, t.h.event_id(seen)).reset, "history_gap");
-  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, t.h.event_id(seen + 2)).reset, "");
-  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, t.h.event_id(seen + 99)).reset, "ahead");
-  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, "another-" + std::to_string(seen)).reset,
-            "epoch_changed");
-  for (const char* bad : {"nonsense", "x-", "x-1y", "-", "x-123456789012345678901"})
-    EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, bad).reset, "bad_id") << bad;
-  auto gap = subscribe_after(t.h, "b", {"w"}, t.h.event_id(seen));
+  auto at = [&](std::uint64_t pos) {
+    cursor c = start;
+    c[1].pos = pos;
+    return c;
+  };
+  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, at(1)).reset, "history_gap");
+  auto ok = subscribe_after(t.h, "b", {"w"}, at(2));
+  EXPECT_EQ(ok.reset, "");
+  EXPECT_EQ(ok.events.size(), 2u);
+  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, at(99)).reset, "ahead");
+  cursor other = at(2);
+  other[1].epoch = "another.1";
+  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, other).reset, "epoch_changed");
+  // A cursor of other topics (one point per channel, in order) is not this stream's.
+  EXPECT_EQ(subscribe_after(t.h, "b", {"w", "v"}, at(2)).reset, "bad_id");
+  auto gap = subscribe_after(t.h, "b", {"w"}, at(1));
   EXPECT_TRUE(gap.events.empty());
-  EXPECT_EQ(gap.last, seen + 3);
+  EXPECT_EQ(gap.at[1].pos, 4u);  // where it stands now
+  EXPECT_EQ(gap.at[1].epoch, start[1].epoch);
 }
 
 TEST(History, ATopicForgottenWhileNobodyListenedIsAGap) {
   fixture t;
   t.h.set_history(10, std::chrono::milliseconds(30));
   auto a = t.add("a");
-  subscribe_after(t.h, "a", {"w"}, "");
+  const cursor first = subscribe_after(t.h, "a", {"w"}, std::nullopt).at;
   t.emit("seen", {"w"});
-  const std::string from = t.h.event_id(last_offset(*a));
+  const cursor from = advanced(first, {"w"}, a->frames());
   t.h.remove("a");
   t.emit("missed", {"w"});
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
   t.h.sweep();  // w expired and had no member: forgotten
   EXPECT_EQ(t.h.position(ch("w")).epoch, "");
   t.add("b");
-  EXPECT_EQ(subscribe_after(t.h, "b", {"w"}, from).reset, "history_gap");
-  // Used again, the topic still remembers that it lost events.
+  auto gap = subscribe_after(t.h, "b", {"w"}, from);
+  EXPECT_EQ(gap.reset, "history_gap");
+  // Used again, the topic has a new epoch; the old cursor is still a gap.
+  EXPECT_NE(gap.at[1].epoch, from[1].epoch);
   t.emit("new", {"w"});
   t.add("c");
   EXPECT_EQ(subscribe_after(t.h, "c", {"w"}, from).reset, "history_gap");
   // A stream that saw the latest event is fine.
   auto b = t.h.find("b");
   ASSERT_TRUE(b);
-  const auto latest = static_cast<recorder&>(*b).frames().back()->offset;
+  const cursor latest = advanced(gap.at, {"w"}, static_cast<recorder&>(*b).frames());
   t.add("d");
-  EXPECT_EQ(subscribe_after(t.h, "d", {"w"}, t.h.event_id(latest)).reset, "");
+  EXPECT_EQ(subscribe_after(t.h, "d", {"w"}, latest).reset, "");
+}
+
+TEST(History, ACursorAtTheEndOfAForgottenSequenceGoesOnIntoTheNext) {
+  fixture t;
+  t.h.set_history(10, std::chrono::milliseconds(30));
+  auto a = t.add("a");
+  const cursor first = subscribe_after(t.h, "a", {"w"}, std::nullopt).at;
+  t.emit("seen", {"w"});
+  const cursor from = advanced(first, {"w"}, a->frames());
+  t.h.remove("a");
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  t.h.sweep();  // forgotten, with nothing missed by `from`
+  t.emit("next", {"w"});  // a new sequence
+  t.add("b");
+  auto r = subscribe_after(t.h, "b", {"w"}, from);
+  EXPECT_EQ(r.reset, "");
+  EXPECT_EQ(r.events, (std::vector<std::string>{"next"}));
+  EXPECT_NE(r.at[1].epoch, from[1].epoch);  // it starts at the new epoch's 0
+  EXPECT_EQ(r.at[1].pos, 0u);
 }
 
 TEST(Dispatcher, RunsJobsInPostingOrderOnOneThread) {

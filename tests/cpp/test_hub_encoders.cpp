@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "skyrelay/hub/hub.hpp"
+#include "hub_test_sink.hpp"
 
 using skyrelay::encoder_id;
 using skyrelay::frame;
@@ -28,24 +29,7 @@ using skyrelay::subscriber;
 
 namespace {
 
-// Keeps every frame it is handed, live or direct.
-class sink : public subscriber {
- public:
-  sink(std::string sid, encoder_id enc, std::string nsp = "/")
-      : subscriber(std::move(sid), enc, std::move(nsp)) {}
-  void deliver(const frame_ptr& f, overflow_policy) override {
-    std::lock_guard lock(mu_);
-    frames_.push_back(f);
-  }
-  std::vector<frame_ptr> frames() const {
-    std::lock_guard lock(mu_);
-    return frames_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<frame_ptr> frames_;
-};
+using skyrelay::testing::sink;  // keeps every frame it is handed, live or direct
 
 // A hub with three encoders standing for three transports ("a", "b", "c"). Each counts its
 // calls and writes "<name>:<event>:<id>:<args or data>:<binary parts>" with the publication id
@@ -222,13 +206,17 @@ TEST(HubEncoders, ReplaysEncodeForTheResumingSubscribersEncoder) {
   EXPECT_EQ(bytes_of(since[1]).substr(0, 5), "a:m2:");
   EXPECT_EQ(t.counts(), (std::array<int, 3>{5, 5, 0}));
 
-  // By event id (SSE Last-Event-ID): a subscriber of c, an encoder that never had a live
-  // recipient, gets every entry encoded by c.
+  // By an SSE cursor from the start of r and of the broadcasts: a subscriber of c, an encoder
+  // that never had a live recipient, gets every entry encoded by c.
   auto c = t.add("c", 2);
+  std::vector<skyrelay::stream_point> start;
+  ASSERT_TRUE(t.h.subscribe_after("c", {"r"}, std::nullopt,
+                                  [&](auto&, std::string_view, const auto& now) { start = now; }));
+  for (auto& p : start) p.pos = 0;
   std::vector<frame_ptr> after;
-  ASSERT_TRUE(t.h.subscribe_after("c", {"r"}, t.h.event_id(first - 1),
+  ASSERT_TRUE(t.h.subscribe_after("c", {"r"}, start,
                                   [&](std::vector<frame_ptr>& frames, std::string_view reset,
-                                      std::uint64_t) {
+                                      const auto&) {
                                     EXPECT_EQ(reset, "");
                                     after = frames;
                                   }));

@@ -83,13 +83,15 @@ TEST(PublishApi, RefusesWhatItCannotPublish) {
 }
 
 TEST(PublishApi, AnswersOneOrAList) {
-  std::vector<proto::publish_receipt_view> receipts{{"E-7", "room", 3, 2}, {"E-8", {}, 0, 5}};
+  std::vector<proto::publish_receipt_view> receipts{{"E:7", "room", 3, "E.4", 2},
+                                                    {"E:8", {}, 0, {}, 5}};
   EXPECT_EQ(json::parse(proto::encode_published({receipts[0]}, false, false)),
-            json::parse(R"({"published":{"id":"E-7","topic":"room","seq":3,"delivered":2},
-                            "duplicate":false})"));
+            json::parse(R"({"published":{"id":"E:7","topic":"room","seq":3,"epoch":"E.4",
+                                         "delivered":2},"duplicate":false})"));
   EXPECT_EQ(json::parse(proto::encode_published(receipts, true, true)),
-            json::parse(R"({"published":[{"id":"E-7","topic":"room","seq":3,"delivered":2},
-                                         {"id":"E-8","delivered":5}],"duplicate":true})"));
+            json::parse(R"({"published":[{"id":"E:7","topic":"room","seq":3,"epoch":"E.4",
+                                          "delivered":2},
+                                         {"id":"E:8","delivered":5}],"duplicate":true})"));
 }
 
 TEST(PublishApi, FingerprintIgnoresSpellingButNotMeaning) {

@@ -45,7 +45,9 @@ def test_one_event_reaches_subscribers_with_its_id_and_seq(server, skyrelay_clie
     assert body["duplicate"] is False
     published = body["published"]
     assert (published["topic"], published["seq"], published["delivered"]) == ("WELL-001", 1, 1)
-    assert published["id"].rsplit("-", 1)[1].isdigit()
+    assert published["id"].rsplit(":", 1)[1].isdigit()
+    # The topic's epoch: with the seq, what a JSON-protocol subscribe resumes from (`since`).
+    assert published["epoch"] == c.subscribe("WELL-001")["epoch"]
     frame = c.expect_event("telemetry_update")
     assert (frame["data"], frame["seq"]) == ({"flow": 41.7}, 1)
     # Without "to", everyone; "skip" leaves connections out.
@@ -66,7 +68,7 @@ def test_a_batch_publishes_in_order_and_answers_each(server, skyrelay_client):
     published = r.json()["published"]
     assert [p["topic"] for p in published] == ["b", "a"] * 5
     assert [p["seq"] for p in published] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
-    ids = [int(p["id"].rsplit("-", 1)[1]) for p in published]
+    ids = [int(p["id"].rsplit(":", 1)[1]) for p in published]
     assert ids == sorted(ids) and len(set(ids)) == 10
     assert [c.expect("e") for _ in range(10)] == list(range(10))
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import queue
+import random
 import socket
+import threading
 import time
 
 import httpx
@@ -29,6 +31,17 @@ def streams():
     yield open_stream
     for s in opened:
         s.close()
+
+
+def cursor(event_id: str) -> tuple[str, list[list[int]]]:
+    """An SSE id read back: the process prefix and, per channel (the "/" broadcasts, then each
+    topic in the stream's order), [epoch number, position] (docs/protocol.md)."""
+    prefix, *parts = event_id.split("~")
+    return prefix, [[int(x) for x in part.split(".")] for part in parts]
+
+
+def cursor_id(prefix: str, points: list[list[int]]) -> str:
+    return prefix + "".join(f"~{n}.{pos}" for n, pos in points)
 
 
 def raw_get(port: int, target: str, headers: str = "") -> bytes:
@@ -73,6 +86,8 @@ def test_events_of_the_streams_topics_and_broadcasts(skyrelay_server, streams):
     s = streams(skyrelay_server, "/sse/a?topics=b,c%2Cd")
     welcome = s.next_event("welcome")
     assert json.loads(welcome.data)["topics"] == ["a", "b", "c,d"]
+    prefix, start = cursor(welcome.id)
+    assert len(start) == 4  # the broadcasts, a, b, c,d
     wait_until(lambda: skyrelay_server.room_size("c,d") == 1)
     skyrelay_server.emit("tick", {"n": 1}, to="a")
     skyrelay_server.emit("tick", {"n": 2}, to="c,d")
@@ -82,8 +97,11 @@ def test_events_of_the_streams_topics_and_broadcasts(skyrelay_server, streams):
     got = [s.next() for _ in range(3)]
     assert [(e.event, json.loads(e.data)) for e in got] == [
         ("tick", {"n": 1}), ("tick", {"n": 2}), ("everyone", [1, 2])]
-    epoch, first = got[0].id.rsplit("-", 1)
-    assert [e.id for e in got[1:]] == [f"{epoch}-{int(first) + 1}", f"{epoch}-{int(first) + 3}"]
+    # Each event moves its own channel's position by one, and only that one.
+    expect = [list(p) for p in start]
+    for e, channel in zip(got, [1, 3, 0]):
+        expect[channel][1] += 1
+        assert e.id == cursor_id(prefix, expect)
     with pytest.raises(queue.Empty):
         s.next(timeout=0.3)
 
@@ -131,8 +149,11 @@ def test_resume_after_last_event_id_replays_exactly_the_missed(skyrelay_server, 
     assert welcome.id == ""  # a resumed stream keeps the id it had
     replay = [back.next() for _ in range(5)]
     assert [json.loads(e.data) for e in replay] == [3, 4, 5, 6, "broadcast"]
-    ids = [int(e.id.rsplit("-", 1)[1]) for e in replay]
-    assert ids == sorted(ids) and ids[0] > int(seen[-1].id.rsplit("-", 1)[1])
+    # The cursor: broadcasts, w, v; each replayed event moves its channel on by one.
+    prefix, before = cursor(seen[-1].id)
+    moved = [cursor(e.id)[1] for e in replay]
+    assert [[p[1] - b[1] for p, b in zip(m, before)] for m in moved] == [
+        [0, 1, 0], [0, 1, 1], [0, 2, 1], [0, 2, 2], [1, 2, 2]]
     skyrelay_server.emit("t", 7, to="w")
     assert json.loads(back.next().data) == 7  # live follows the replay, nothing repeated
     # The query parameter works as the header does (EventSource cannot set headers).
@@ -154,27 +175,107 @@ def test_the_welcome_id_covers_a_drop_before_the_first_event(skyrelay_server, st
 
 @pytest.mark.parametrize("last_id, reason", [
     ("gap", "history_gap"), ("other-epoch", "epoch_changed"), ("future", "ahead"),
-    ("garbage", "bad_id")])
+    ("garbage", "bad_id"), ("old-form", "epoch_changed"), ("other-topics", "bad_id")])
 def test_a_resume_that_cannot_be_honoured_is_a_reset(skyrelay_server_factory, streams,
                                                      last_id, reason):
     server = skyrelay_server_factory(history_size=3)
     s = streams(server, "/sse/w")
     welcome = s.next_event("welcome")
-    epoch, start = welcome.id.rsplit("-", 1)
+    prefix, start = cursor(welcome.id)
     s.close()
     for i in range(10):
         server.emit("t", i, to="w")
-    header = {"gap": welcome.id, "other-epoch": f"zzzzzzzz-{start}",
-              "future": f"{epoch}-{int(start) + 1000}", "garbage": "not an id"}[last_id]
+    ahead = [start[0], [start[1][0], start[1][1] + 1000]]
+    header = {"gap": welcome.id, "other-epoch": cursor_id("zzzzzzzz", start),
+              "future": cursor_id(prefix, ahead), "garbage": "not an id",
+              # What servers before per-channel cursors wrote: "<epoch>-<n>".
+              "old-form": f"{prefix}-1207",
+              # A cursor of another stream (broadcasts and two topics) for this one-topic URL.
+              "other-topics": cursor_id(prefix, start + [[1, 0]])}[last_id]
     back = streams(server, "/sse/w", headers={"Last-Event-ID": header})
     w = back.next_event("welcome")
     reset = back.next()
     assert reset.event == "reset" and json.loads(reset.data) == {"reason": reason}
-    current = f"{epoch}-{int(start) + 10}"
+    current = cursor_id(prefix, [start[0], [start[1][0], start[1][1] + 10]])
     assert w.id == current  # the position to go on from, after reloading
     server.emit("t", 10, to="w")
     live = back.next()
-    assert json.loads(live.data) == 10 and live.id == f"{epoch}-{int(start) + 11}"
+    after = cursor_id(prefix, [start[0], [start[1][0], start[1][1] + 11]])
+    assert json.loads(live.data) == 10 and live.id == after
+
+
+def test_a_two_topic_stream_resumes_with_exactly_what_it_missed_on_each(
+        skyrelay_server_factory):
+    """Two publishers send to a, to b and to both at once while a stream on a and b drops
+    and comes back with Last-Event-ID: it ends with every event once, each topic in order."""
+    server = skyrelay_server_factory(history_size=5000)
+    per_publisher = 300
+    topics_of = [["a"], ["b"], ["a", "b"]]
+
+    def publish(k: int) -> None:
+        for i in range(per_publisher):
+            to = topics_of[i % 3]
+            server.emit("e", {"k": k, "i": i}, to=to if len(to) > 1 else to[0])
+            if i % 20 == 0:
+                time.sleep(0.005)
+
+    got: list[tuple[int, int]] = []
+    last_id = None
+    rng = random.Random(3)
+    first = Stream(f"http://127.0.0.1:{server.port}/sse/a?topics=b")
+    last_id = first.next_event("welcome").id
+    wait_until(lambda: server.room_size("b") == 1)
+    threads = [threading.Thread(target=publish, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    stream = first
+    deadline = time.monotonic() + 60
+    try:
+        while len(got) < 2 * per_publisher and time.monotonic() < deadline:
+            for _ in range(rng.randint(20, 120)):
+                try:
+                    e = stream.next(timeout=2)
+                except queue.Empty:
+                    break
+                assert e.event != "reset", e.data
+                if e.event == "e":
+                    data = json.loads(e.data)
+                    got.append((data["k"], data["i"]))
+                    last_id = e.id
+            stream.close()
+            stream = Stream(f"http://127.0.0.1:{server.port}/sse/a?topics=b",
+                            {"Last-Event-ID": last_id})
+            assert stream.next_event("welcome").id == ""  # resumed: no reset, no new id
+    finally:
+        stream.close()
+        for t in threads:
+            t.join(30)
+    assert sorted(got) == [(k, i) for k in range(2) for i in range(per_publisher)]
+    for k in range(2):
+        for topic in ("a", "b"):
+            seq = [i for kk, i in got if kk == k and topic in topics_of[i % 3]]
+            assert seq == sorted(seq), (k, topic)
+
+
+def test_a_reset_when_one_topics_history_lost_some(skyrelay_server_factory, streams):
+    server = skyrelay_server_factory(history_size=3)
+    s = streams(server, "/sse/a?topics=b")
+    welcome = s.next_event("welcome")
+    wait_until(lambda: server.room_size("b") == 1)
+    server.emit("t", 0, to="b")
+    seen = s.next()
+    s.close()
+    wait_until(lambda: server.room_size("b") == 0)
+    server.emit("t", 1, to="b")  # b still holds everything after `seen`
+    for i in range(5):
+        server.emit("t", i, to="a")  # a keeps 3 of 5
+    back = streams(server, "/sse/a?topics=b", headers={"Last-Event-ID": seen.id})
+    w = back.next_event("welcome")
+    reset = back.next()
+    assert reset.event == "reset" and json.loads(reset.data) == {"reason": "history_gap"}
+    prefix, now = cursor(w.id)
+    _, before = cursor(welcome.id)
+    assert [p[1] - b[1] for p, b in zip(now, before)] == [0, 5, 2]  # where it goes on from
 
 
 def test_bad_requests_get_4xx_with_a_message(skyrelay_server_factory):
@@ -188,7 +289,7 @@ def test_bad_requests_get_4xx_with_a_message(skyrelay_server_factory):
          "too_many_topics"),
         ("GET", "/sse/a", {"Origin": "https://evil.example"}, 403, "origin_not_allowed"),
         ("GET", "/sse/a", {"Origin": "null"}, 403, "origin_not_allowed"),
-        ("GET", "/sse/a", {"Last-Event-ID": "x" * 65}, 400, "bad_last_event_id"),
+        ("GET", "/sse/a", {"Last-Event-ID": "x" * 4097}, 400, "bad_last_event_id"),
     ]
     for method, path, headers, status, code in cases:
         r = httpx.request(method, base + path, headers=headers, timeout=5)

@@ -6,7 +6,7 @@ void closed_sids::add(const std::string& sid, std::int64_t now_ns) {
   std::lock_guard lock(mu_);
   expire_locked(now_ns);
   if (sids_.insert(sid).second) order_.emplace_back(sid, now_ns);
-  while (order_.size() > max_count) {
+  while (order_.size() > max_) {
     sids_.erase(order_.front().first);
     order_.pop_front();
   }

@@ -1,19 +1,44 @@
-// The hub's history read (the memory broker's answer to broker::history).
-#include "skyrelay/hub/hub.hpp"
+// The hub's replays: the history read (the memory broker's answer to broker::history), the
+// JSON protocol's subscribe with `since`, SSE cursors and Socket.IO resumes.
+#include <algorithm>
+#include <unordered_set>
 
 #include "skyrelay/core/clock.hpp"
+#include "skyrelay/hub/hub.hpp"
 
 namespace skyrelay {
 
+namespace {
+bool skips(const history_entry& e, const std::string& sid) {
+  return std::find(e.pub.skip.begin(), e.pub.skip.end(), sid) != e.pub.skip.end();
+}
+
+using entry_ptr = std::shared_ptr<const history_entry>;
+
+// In id order, each entry once (an entry recorded in several channels is one object).
+void merge(std::vector<entry_ptr>& missed) {
+  std::sort(missed.begin(), missed.end(), [](const auto& a, const auto& b) { return a->id < b->id; });
+  missed.erase(std::unique(missed.begin(), missed.end()), missed.end());
+}
+}  // namespace
+
+frame_ptr hub::replay_frame(const history_entry& e, encoder_id id) const {
+  const encoder_fn* encode = encoder_of(id);
+  if (!encode) return nullptr;
+  publish_meta meta;  // publish_ns stays 0: a replay is not a latency sample
+  meta.topic = e.topic;
+  meta.seq = e.seq;
+  meta.ts = e.ts;
+  meta.id = e.id;
+  meta.positions = e.positions;
+  return (*encode)(e.pub, meta);
+}
+
 history_result hub::read_history(const history_request& q) {
-  std::lock_guard order(publish_mu_);
   history_result out;
-  topic_log* log = nullptr;
-  if (q.broadcasts) {
-    if (auto it = broadcasts_.find(q.ch.nsp); it != broadcasts_.end()) log = &it->second;
-  } else if (auto it = topics_.find(q.ch); it != topics_.end()) {
-    log = &it->second;
-  }
+  log_ptr log = q.broadcasts ? broadcast_log(q.ch.nsp) : log_of(q.ch, false);
+  log_locks locks;
+  while (log && !locks.lock({log})) log = log_of(q.ch, false);  // retired meanwhile
   if (log) {
     expire_locked(*log, steady_ns());
     out.position = {log->seq, log->epoch};
@@ -29,15 +54,187 @@ history_result hub::read_history(const history_request& q) {
     out.reset = "history_gap";
   } else if (!log && !q.broadcasts) {
     // A room forgotten by sweep() lost what it held; a resume from before that is a gap.
+    std::lock_guard dead(forgotten_mu_);
     auto f = forgotten_.find(q.ch);
-    if (f != forgotten_.end() ? f->second > q.after_id : q.after_id < forgotten_floor_)
+    if (f != forgotten_.end() ? f->second.last_id > q.after_id : q.after_id < forgotten_floor_)
       out.reset = "history_gap";
   }
   out.complete = out.reset.empty();
   if (!out.complete || !log) return out;
-  for (const auto& e : log->entries)
+  for (const auto& item : log->items) {
+    const auto& e = item.entry;
     if (q.since_seq ? e->seq > *q.since_seq : e->id > q.after_id) out.entries.push_back(e);
+  }
   return out;
+}
+
+bool hub::subscribe(const std::string& sid, const std::vector<std::string>& topics,
+                    std::optional<std::uint64_t> since, std::string_view epoch,
+                    const std::function<void(subscribe_outcome&)>& send) {
+  auto sub = find(sid);
+  if (!sub) return false;
+  std::vector<channel> rooms;
+  rooms.reserve(topics.size());
+  for (const auto& t : topics) rooms.push_back({"/", t});  // a client's topic is a room of "/"
+  std::vector<log_ptr> logs;
+  auto locks = lock_channels(rooms, nullptr, logs);
+  subscribe_outcome out;
+  if (const std::size_t limit = max_rooms_.load(std::memory_order_relaxed)) {
+    // All or nothing: count the topics that would be new for this connection.
+    std::size_t have = 0, fresh = 0;
+    {
+      auto& cs = conn_shards_[shard_of(sid)];
+      std::lock_guard lock(cs.mu);
+      if (auto it = cs.conns.find(sid); it != cs.conns.end()) {
+        have = it->second.rooms.size();
+        std::unordered_set<std::string_view> distinct;
+        for (const auto& t : topics)
+          if (!it->second.rooms.count(channel{"/", t}) && distinct.insert(t).second) ++fresh;
+      }
+    }
+    if (have + fresh > limit) {
+      out.refused = true;
+      send(out);
+      return true;
+    }
+  }
+  out.positions.reserve(topics.size());
+  for (std::size_t i = 0; i < rooms.size(); ++i) {
+    if (!join_locked(sid, rooms[i])) return false;
+    out.positions.push_back({logs[i]->seq, logs[i]->epoch});
+  }
+  if (since && topics.size() == 1) {
+    auto& log = *logs.front();
+    expire_locked(log, steady_ns());
+    out.resumed = true;
+    if (epoch != log.epoch) {
+      out.reset = "epoch_changed";
+    } else if (*since > log.seq) {
+      out.reset = "ahead";
+    } else if (log.evicted_seq > *since) {
+      out.reset = "history_gap";
+    } else {
+      // Only the topic's own publications (with a seq) are replayed, as the JSON protocol
+      // documents: those to several rooms or to everyone are live only.
+      out.recovered = true;
+      for (const auto& item : log.items) {
+        const auto& e = *item.entry;
+        if (e.seq <= *since || e.topic.empty() || skips(e, sid)) continue;
+        if (auto f = replay_frame(e, sub->encoder())) out.replay.push_back(std::move(f));
+      }
+    }
+  }
+  send(out);
+  return true;
+}
+
+namespace {
+// What a cursor point misses in one channel (appended to `missed`), or why it cannot be had.
+// `start` becomes where the replay starts: the point, or a restarted channel's 0.
+template <class Log>
+std::string_view take_after(Log& log, const stream_point& point, stream_point& start,
+                            const std::string& sid, std::vector<entry_ptr>& missed) {
+  std::uint64_t after = point.pos;
+  if (point.epoch != log.epoch) {
+    if (log.prev_epoch.empty() || point.epoch != log.prev_epoch) return "epoch_changed";
+    if (point.pos < log.prev_pos) return "history_gap";  // the old sequence's end is gone
+    if (point.pos > log.prev_pos) return "ahead";
+    after = 0;  // it saw all of the old sequence: the new one from its start
+    start = {log.epoch, 0};
+  }
+  if (after > log.pos) return "ahead";
+  if (log.evicted_pos > after) return "history_gap";
+  for (const auto& item : log.items)
+    if (item.pos > after && !skips(*item.entry, sid)) missed.push_back(item.entry);
+  return {};
+}
+}  // namespace
+
+bool hub::subscribe_after(const std::string& sid, const std::vector<std::string>& topics,
+                          const std::optional<std::vector<stream_point>>& from,
+                          const replay_fn& send) {
+  auto sub = find(sid);
+  if (!sub) return false;
+  std::vector<channel> rooms;
+  rooms.reserve(topics.size());
+  for (const auto& t : topics) rooms.push_back({"/", t});  // a client's topic is a room of "/"
+  const std::string nsp = "/";
+  std::vector<log_ptr> logs;  // the rooms', then the broadcasts'
+  auto locks = lock_channels(rooms, &nsp, logs);
+  for (const auto& room : rooms)
+    if (!join_locked(sid, room)) return false;
+  // The cursor's order: the broadcasts first, then the topics.
+  std::rotate(logs.begin(), logs.end() - 1, logs.end());
+  const std::int64_t now_ns = steady_ns();
+  std::vector<stream_point> now;
+  now.reserve(logs.size());
+  for (const auto& log : logs) {
+    expire_locked(*log, now_ns);
+    now.push_back({log->epoch, log->pos});
+  }
+  std::vector<frame_ptr> frames;
+  if (!from) {
+    send(frames, {}, now);
+    return true;
+  }
+  std::string_view reset;
+  std::vector<stream_point> start = *from;
+  std::vector<entry_ptr> missed;
+  if (from->size() != logs.size()) reset = "bad_id";  // not a cursor of these topics
+  for (std::size_t i = 0; i < logs.size() && reset.empty(); ++i)
+    reset = take_after(*logs[i], (*from)[i], start[i], sid, missed);
+  if (!reset.empty()) {
+    send(frames, reset, now);
+    return true;
+  }
+  merge(missed);
+  frames.reserve(missed.size());
+  for (const auto& e : missed)
+    if (auto f = replay_frame(*e, sub->encoder())) frames.push_back(std::move(f));
+  send(frames, {}, start);
+  return true;
+}
+
+bool hub::resume(const std::string& sid, std::uint64_t offset,
+                 const std::function<bool(std::vector<frame_ptr>&)>& send) {
+  std::shared_ptr<subscriber> sub;
+  std::vector<std::pair<channel, std::uint64_t>> rooms;
+  std::uint64_t added_id = 0;
+  {
+    auto& cs = conn_shards_[shard_of(sid)];
+    std::lock_guard lock(cs.mu);
+    auto it = cs.conns.find(sid);
+    if (it == cs.conns.end()) return false;
+    sub = it->second.sub;
+    rooms.assign(it->second.rooms.begin(), it->second.rooms.end());
+    added_id = it->second.added_id;
+  }
+  std::vector<channel> names;
+  for (const auto& [room, joined] : rooms) names.push_back(room);
+  std::vector<log_ptr> logs;  // the rooms', then the broadcasts'
+  auto locks = lock_channels(names, &sub->nsp(), logs);
+  const std::int64_t now = steady_ns();
+  std::vector<entry_ptr> missed;
+  auto take = [&](channel_log& log, std::uint64_t after) {
+    expire_locked(log, now);
+    if (log.evicted_id > after) return false;
+    for (const auto& item : log.items)
+      if (item.entry->id > after && !skips(*item.entry, sid)) missed.push_back(item.entry);
+    return true;
+  };
+  for (std::size_t i = 0; i < rooms.size(); ++i)
+    if (!take(*logs[i], std::max(offset, rooms[i].second))) return false;
+  if (!take(*logs.back(), std::max(offset, added_id))) return false;
+  merge(missed);
+  std::vector<frame_ptr> frames;
+  frames.reserve(missed.size());
+  for (const auto& e : missed)
+    if (auto f = replay_frame(*e, sub->encoder())) frames.push_back(std::move(f));
+  return send(frames);
+}
+
+void hub::ordered(const std::function<void(std::uint64_t id)>& fn) {
+  fn(last_id_.fetch_add(1, std::memory_order_relaxed) + 1);
 }
 
 }  // namespace skyrelay

@@ -119,13 +119,18 @@ void http_session::publish_events(const request& req, const std::string& publish
     }
     reserved = std::move(r.hold);
   }
+  std::vector<publish_meta> metas(pr.events.size());
+  std::vector<std::size_t> delivered(pr.events.size());
+  for (std::size_t i = 0; i < pr.events.size(); ++i)
+    delivered[i] = ctx_.get_publisher().publish(pr.events[i], &metas[i]);
+  const std::string& process = ctx_.get_hub().epoch_prefix();
   std::vector<proto::publish_receipt_view> receipts;
   receipts.reserve(pr.events.size());
-  auto& hub = ctx_.get_hub();
-  for (const auto& p : pr.events) {
-    publish_meta meta;
-    const std::size_t n = ctx_.get_publisher().publish(p, &meta);
-    receipts.push_back({hub.event_id(meta.id), meta.topic, meta.seq, n});
+  for (std::size_t i = 0; i < metas.size(); ++i) {
+    const auto& meta = metas[i];
+    const std::string_view epoch = meta.seq ? std::string_view(meta.epochs.front()) : "";
+    receipts.push_back(
+        {process + ":" + std::to_string(meta.id), meta.topic, meta.seq, epoch, delivered[i]});
   }
   std::string body = proto::encode_published(receipts, pr.batch, false);
   reserved.finish(body);

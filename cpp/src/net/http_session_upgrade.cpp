@@ -14,6 +14,7 @@
 #include "skyrelay/net/static_files.hpp"
 #include "skyrelay/net/ws_session.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
+#include "skyrelay/proto/sse_cursor.hpp"
 
 namespace skyrelay {
 
@@ -131,7 +132,7 @@ void http_session::sse(request req, std::string_view path, std::string_view quer
     return reject(http::status::bad_request, "too_many_topics", "at most 64 topics per stream");
   std::string last_id(req["Last-Event-ID"]);
   if (last_id.empty()) last_id = query_param(query, "last_event_id").value_or("");
-  if (last_id.size() > 64)
+  if (last_id.size() > proto::max_sse_cursor_length)
     return reject(http::status::bad_request, "bad_last_event_id", "Last-Event-ID is too long");
   auth::identity_ptr identity;
   if (!check_token(req, query, identity)) return;

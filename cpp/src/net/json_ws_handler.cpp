@@ -110,7 +110,7 @@ bool json_ws_handler::authorized(ws_session& s, const proto::client_message& msg
 }
 
 void json_ws_handler::subscribe(ws_session& s, const proto::client_message& msg) {
-  // The reply and any replay are queued under the hub's publish lock, so they come before
+  // The reply and any replay are queued under the topics' order locks, so they come before
   // every live event of these topics and nothing falls between the two.
   ctx_.get_hub().subscribe(s.sid(), msg.topics, msg.since, msg.epoch, [&](subscribe_outcome& o) {
     if (o.refused) {

@@ -40,15 +40,15 @@ bool takes_answers(const push_session& s) {
   return dynamic_cast<const sse_session*>(&s) == nullptr;
 }
 
-// A Server-Sent Events block. Line breaks cannot appear inside a field, so the event name's are
+// A Server-Sent Events block, shared by every stream: its `id:` line is each stream's own (its
+// cursor, see sse_session), written in front of it by the stream's writer from the positions
+// the frame carries. Line breaks cannot appear inside a field, so the event name's are
 // replaced by spaces and the data's (JSON allows them as whitespace) start new data lines,
 // which the browser joins back with "\n".
-frame_ptr encode_sse(const std::string& id, const publication& p, const publish_meta& meta) {
+frame_ptr encode_sse(const publication& p, const publish_meta& meta) {
   std::string out;
-  out.reserve(p.data.size() + p.event.size() + id.size() + 24);
-  out += "id: ";
-  out += id;
-  out += "\nevent: ";
+  out.reserve(p.data.size() + p.event.size() + 24);
+  out += "event: ";
   for (char c : p.event) out += (c == '\n' || c == '\r') ? ' ' : c;
   out += "\ndata: ";
   for (std::size_t i = 0; i < p.data.size(); ++i) {
@@ -61,7 +61,8 @@ frame_ptr encode_sse(const std::string& id, const publication& p, const publish_
     }
   }
   out += "\n\n";
-  return make_frame(std::move(out), meta.publish_ns, true);
+  frame f{std::move(out), meta.publish_ns, true, 0, 0, {}, 0, meta.positions};
+  return std::make_shared<const frame>(std::move(f));
 }
 
 frame_ptr encode_json_ws(const publication& p, const publish_meta& meta) {
@@ -107,9 +108,7 @@ server::server(server_config cfg, app_hooks hooks)
   // connections name it by the id they find in encoders(). The JSON protocol and SSE carry
   // `data`; Socket.IO carries `args` (else `data` as the one argument) and the binary parts.
   encoders_.json_ws = hub_.add_encoder(encode_json_ws);
-  encoders_.sse = hub_.add_encoder([this](const publication& p, const publish_meta& meta) {
-    return encode_sse(hub_.event_id(meta.id), p, meta);
-  });
+  encoders_.sse = hub_.add_encoder(encode_sse);
   // The Engine.IO message carrying a Socket.IO EVENT with the publication's arguments (and,
   // with recovery on, the publication id as the offset argument); binary parts follow it.
   encoders_.socketio = hub_.add_encoder([this](const publication& p, const publish_meta& meta) {

@@ -1,9 +1,11 @@
 #include "skyrelay/net/sse_session.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
+#include "skyrelay/proto/sse_cursor.hpp"
 
 namespace skyrelay {
 
@@ -29,23 +31,77 @@ void sse_session::open() {
     proto::append_json_string(welcome, topics_[i]);
   }
   welcome += "],\"keepalive_ms\":" + std::to_string(cfg.sse_keepalive.count()) + "}";
-  // Under the publish lock: the welcome (or reset) and the replay come before any live event.
-  hub.subscribe_after(sid(), topics_, last_id_,
+  // A Last-Event-ID that is no cursor opens the stream afresh, after a reset saying why.
+  std::optional<std::vector<stream_point>> from;
+  std::string_view refused;
+  if (!last_id_.empty()) {
+    auto read = proto::parse_sse_cursor(last_id_);
+    from = std::move(read.points);
+    refused = read.error;
+  }
+  // Under the channels' order locks: the welcome (or reset) and the replay come before any
+  // live event.
+  hub.subscribe_after(sid(), topics_, from,
                       [&](std::vector<frame_ptr>& replay, std::string_view reset,
-                          std::uint64_t last) {
+                          const std::vector<stream_point>& cursor) {
+    if (reset.empty()) reset = refused;
+    cursor_ = cursor;
+    joined_.store(true, std::memory_order_release);
     // A fresh stream (or one whose history is gone) starts from here, so the welcome or the
     // reset carries the current position as its id: the browser resumes from it. A stream
     // that resumes keeps its own id until the replayed events move it on.
-    const bool resumed = !last_id_.empty() && reset.empty();
-    if (!resumed) prefix_ += "id: " + hub.event_id(last) + "\n";
+    const bool resumed = from && reset.empty();
+    if (!resumed) prefix_ += "id: " + proto::format_sse_cursor(hub.epoch_prefix(), cursor_) + "\n";
     prefix_ += "event: welcome\ndata: " + welcome + "\n\n";
     if (!reset.empty()) {
       prefix_ += "event: reset\ndata: {\"reason\":";
       proto::append_json_string(prefix_, reset);
       prefix_ += "}\n\n";
     }
-    for (const auto& f : replay) deliver(f, overflow_policy::disconnect);
+    for (const auto& f : replay) push_session::deliver(f, overflow_policy::disconnect);
   });
+}
+
+void sse_session::deliver(const frame_ptr& f, overflow_policy policy) {
+  if (f->positions && !joined_.load(std::memory_order_acquire))
+    for (const auto& p : *f->positions)
+      if (index_of(p) != std::string::npos) return;
+  push_session::deliver(f, policy);
+}
+
+std::size_t sse_session::index_of(const channel_pos& p) const noexcept {
+  if (p.broadcast) return 0;  // a stream is in "/", and gets only its broadcasts
+  for (std::size_t i = 0; i < topics_.size(); ++i)
+    if (topics_[i] == p.room) return i + 1;
+  return std::string::npos;
+}
+
+void sse_session::stamp(std::vector<frame_ptr>& frames) {
+  if (std::none_of(frames.begin(), frames.end(), [](const auto& f) { return f->positions; }))
+    return;
+  std::vector<frame_ptr> out;
+  out.reserve(frames.size() * 2);
+  for (auto& f : frames) {
+    bool mine = false, moved = false;
+    if (f->positions)
+      for (const auto& p : *f->positions) {
+        const std::size_t i = index_of(p);
+        if (i == std::string::npos || i >= cursor_.size()) continue;
+        mine = true;
+        if (p.pos > cursor_[i].pos) {
+          cursor_[i].pos = p.pos;
+          moved = true;
+        }
+      }
+    if (mine && !moved) continue;  // sent already
+    if (moved) {
+      const auto& prefix = ctx_.get_hub().epoch_prefix();
+      out.push_back(make_frame("id: " + proto::format_sse_cursor(prefix, cursor_) + "\n",
+                               0, false));
+    }
+    out.push_back(std::move(f));
+  }
+  frames.swap(out);
 }
 
 void sse_session::arm_timer() {
@@ -62,6 +118,7 @@ void sse_session::arm_timer() {
 }
 
 void sse_session::frame(net::write_batch& b) {
+  stamp(b.frames());
   b.before(head_);
   const std::size_t size = prefix_.size() + b.frame_bytes();
   if (size) {

@@ -143,6 +143,8 @@ std::string encode_published(const std::vector<publish_receipt_view>& receipts, 
       out += ",\"topic\":";
       append_json_string(out, r.topic);
       out += ",\"seq\":" + std::to_string(r.seq);
+      out += ",\"epoch\":";
+      append_json_string(out, r.epoch);
     }
     out += ",\"delivered\":" + std::to_string(r.delivered) + "}";
   };

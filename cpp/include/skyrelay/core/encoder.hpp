@@ -10,9 +10,9 @@
 namespace skyrelay {
 
 // Turns a publication, with what the hub fixed for it, into the frame that every connection of
-// one transport sends. Called from any thread, under the hub's publish lock: it must not block
-// and must not call into the hub. May return null (then that transport's connections do not
-// get the publication).
+// one transport sends. Called from any thread, under the order locks of the publication's
+// channels (or, for a replay, of the resumed ones): it must not block and must not call into
+// the hub. May return null (then that transport's connections do not get the publication).
 using encoder_fn = std::function<frame_ptr(const publication&, const publish_meta&)>;
 
 // The id the hub gives a registered encoder (hub::add_encoder); a subscriber names its

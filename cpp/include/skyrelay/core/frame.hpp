@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "skyrelay/core/channel_pos.hpp"
+
 namespace skyrelay {
 
 // A frame is built once (for example, the WebSocket frame of one publication) and shared by every
@@ -30,6 +32,10 @@ struct frame {
   // Where the bare message starts in `bytes`: the size of the WebSocket header in front of it
   // (2 to 10 bytes; 0 when ws_opcode is 0).
   std::uint8_t payload_at{0};
+  // The channels the publication was recorded in and its position in each (null for frames
+  // that are not a publication's, or when the encoder does not keep them). An SSE stream's
+  // writer advances its cursor with them (see sse_session).
+  channel_positions positions;
 
   // The bare message (see ws_opcode); `bytes` whole when there is no header in front.
   std::string_view payload() const noexcept {
@@ -40,7 +46,7 @@ struct frame {
 using frame_ptr = std::shared_ptr<const frame>;
 
 inline frame_ptr make_frame(std::string bytes, std::int64_t publish_ns = 0, bool is_data = true) {
-  return std::make_shared<const frame>(frame{std::move(bytes), publish_ns, is_data, 0, 0, {}, 0});
+  return std::make_shared<const frame>(frame{std::move(bytes), publish_ns, is_data, 0, 0, {}, 0, {}});
 }
 
 // A message (see frame::ws_opcode; 1 for text, 2 for binary): `payload` is copied once behind

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "skyrelay/core/channel_pos.hpp"
 #include "skyrelay/core/overflow_policy.hpp"
 
 namespace skyrelay {
@@ -52,12 +53,20 @@ struct publication {
 // What the hub fixes when it routes a publication, handed to each encoder with it.
 struct publish_meta {
   std::string_view topic;  // the room when the publication targets exactly one room, else empty
-  std::uint64_t seq{0};    // that room's sequence number (from 1), 0 when there is no topic
+  // That room's sequence number (from 1), 0 when there is no topic. It counts the
+  // publications to that room alone (the JSON protocol's `seq`).
+  std::uint64_t seq{0};
   std::string ts;          // ISO-8601 UTC publication time
   std::int64_t publish_ns{0};  // steady-clock time of publication; 0 for a replay
-  // Unique publication id, increasing in delivery order: what a client resumes from
-  // (Socket.IO offsets, SSE event ids).
+  // Unique publication id. It is taken under the locks of the channels the publication goes
+  // to, so it increases in delivery order within a channel, but says nothing about the order
+  // of publications to different channels.
   std::uint64_t id{0};
+  // Its position in every channel it was recorded in (rooms, or the namespace's broadcasts);
+  // null when it went to connections only.
+  channel_positions positions;
+  // The epoch of each channel in `positions`, in the same order (for receipts).
+  std::vector<std::string> epochs;
 };
 
 }  // namespace skyrelay

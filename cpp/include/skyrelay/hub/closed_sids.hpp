@@ -21,6 +21,9 @@ class closed_sids {
   static constexpr std::chrono::minutes ttl{10};
   static constexpr std::size_t max_count = 100'000;
 
+  // `max` bounds this set (a hub keeps one per connection shard, each a share of max_count).
+  explicit closed_sids(std::size_t max = max_count) : max_(max) {}
+
   // Records `sid` as closed at `now_ns` (steady clock). A sid recorded twice keeps its first
   // time.
   void add(const std::string& sid, std::int64_t now_ns);
@@ -32,6 +35,7 @@ class closed_sids {
  private:
   void expire_locked(std::int64_t now_ns);
 
+  const std::size_t max_;
   mutable std::mutex mu_;
   std::deque<std::pair<std::string, std::int64_t>> order_;  // oldest first
   std::unordered_set<std::string> sids_;

@@ -26,7 +26,8 @@
 
 namespace skyrelay {
 
-// A publication as the history keeps it, for replay.
+// A publication as the history keeps it, for replay. One entry is shared by every channel it
+// was recorded in.
 struct history_entry {
   publication pub;
   std::string topic;     // the room when it targeted exactly one room, else empty
@@ -34,6 +35,7 @@ struct history_entry {
   std::uint64_t id{0};   // publication id
   std::string ts;
   std::int64_t publish_ns{0};
+  channel_positions positions;  // its position in each channel it was recorded in
 };
 
 // Where a topic stands: its last seq and the epoch of its sequence. A topic's epoch changes
@@ -46,8 +48,9 @@ struct topic_position {
 
 // A history read for recovery: what a channel published after a point the reader names.
 // The point is either a seq of the channel with its epoch (the JSON protocol's `since`) or a
-// publication id (SSE Last-Event-ID, Socket.IO offsets). A stream store (a Redis stream,
-// later) answers both: by entry position, and by the id carried in each entry.
+// publication id. Ids increase in a channel's order, so an id names a point in one channel
+// (never compare ids across channels). A stream store (a Redis stream, later) answers both:
+// by entry position, and by the id carried in each entry.
 struct history_request {
   channel ch;
   bool broadcasts{false};  // the namespace ch.nsp's broadcasts to everyone instead of ch.room
@@ -67,8 +70,8 @@ struct history_result {
   std::vector<std::shared_ptr<const history_entry>> entries;  // oldest first
 };
 
-// The outcome of a subscribe, handed to the caller under the publish lock so that its reply and
-// replay go out before any live publication to the topic.
+// The outcome of a subscribe, handed to the caller under the topics' order locks so that its
+// reply and replay go out before any live publication to them.
 struct subscribe_outcome {
   std::vector<topic_position> positions;  // one per requested topic
   bool refused{false};  // over the room limit: nothing was joined (positions empty)
@@ -81,13 +84,28 @@ struct subscribe_outcome {
 // Rooms and connections are split over shards by hash, each with its own mutex. Member lists are
 // copy-on-write snapshots, so a publish takes one shared_ptr copy under a shard lock.
 //
-// Publications are totally ordered: the publish lock is held while a publication gets its id
-// and seq, is recorded in history and is handed to every recipient, so each connection receives
-// publications in increasing id order (and each room's in seq order). Joins, subscribes and
-// resumes take the same lock, which makes "what was sent before I joined" exact. Lock order:
-// publish lock, then a connection shard, then a room shard; the closed-sid set is a leaf, taken
-// last. Subscribers' deliver() must not call publish, join, subscribe, resume, ordered or sweep
-// (they may call remove and leave).
+// Ordering, per channel. Each channel (a room, or a namespace's broadcasts to everyone) has
+// a log: its order lock, its seq and position counters, its epoch and its history. A
+// publication locks the logs of the channels it goes to (several rooms: in one canonical
+// order, by the log's address, so two publications cannot deadlock), takes its id, its seq
+// and position in each, records one shared history entry in each and hands the frame to the
+// union of their members before it unlocks. So every member receives a channel's
+// publications in the channel's order, whatever the number of publishing threads, and
+// publications to disjoint channels run in parallel. Joins, subscribes and resumes lock the
+// logs of the channels they touch, which makes "what was sent before I joined" exact.
+// Publications to connections only (by sid) take no log lock: the connection's outbox orders
+// them. Ids are unique, and increase in a channel's order, but say nothing across channels.
+//
+// Lock order (a thread holding one may take only those after it):
+//   1. log order locks, several at once only in increasing address order (log_locks);
+//   2. a connection shard;
+//   3. a room shard (the channel listener runs here);
+//   4. leaves, taken alone: the tombstones' mutex, the broadcast table's, a shard's closed
+//      sids.
+// A log is looked up (and made) under its room shard alone, then locked once the shard is
+// released; a log that sweep() retired meanwhile is looked up again. Subscribers' deliver()
+// and encoders run under order locks: they must only queue, and must not call publish, join,
+// subscribe, subscribe_after, resume or sweep (they may call remove and leave).
 //
 // Encoders: the hub knows no wire format. Each transport registers its encoder (add_encoder) and
 // its connections name it by id (subscriber::encoder). A publication is encoded at most once per
@@ -95,8 +113,9 @@ struct subscribe_outcome {
 // replay encodes the history entry again for the resuming subscriber's encoder.
 //
 // History: each room keeps its latest publications (bounded by count and age) for replay by
-// seq (JSON protocol `since`, SSE) or by id (Socket.IO connection state recovery); so does
-// each namespace for its broadcasts to everyone. All methods are thread-safe.
+// seq (JSON protocol `since`), by position (SSE cursors) or by id (Socket.IO connection state
+// recovery); so does each namespace for its broadcasts to everyone. All methods are
+// thread-safe.
 class hub {
  public:
   static constexpr std::size_t shard_count = 16;
@@ -114,7 +133,8 @@ class hub {
   std::size_t encoder_count() const noexcept {
     return encoder_count_.load(std::memory_order_acquire);
   }
-  // History bounds per room: `max_events` 0 turns history off. Call before any publish.
+  // History bounds per room: `max_events` 0 turns history off. Call before any publish (a
+  // publication running meanwhile may use either bound).
   void set_history(std::size_t max_events, std::chrono::milliseconds max_age);
   // Rooms one connection may be in (0: no limit); a join past it fails.
   void set_max_rooms(std::size_t n) { max_rooms_ = n; }
@@ -132,7 +152,7 @@ class hub {
   void remove(const std::string& sid);
 
   // Room membership by sid; false when the sid is unknown (or, for leave, not a member).
-  // A member receives the room's publications with ids after its join.
+  // A member receives the room's publications that take the room's order lock after its join.
   bool join(const std::string& sid, const channel& room);
   bool leave(const std::string& sid, const channel& room);
   std::vector<channel> rooms_of(const std::string& sid) const;  // sorted
@@ -153,19 +173,20 @@ class hub {
   // a room); else the room (p.nsp, name). Both lists empty: every connection of `p.nsp`.
   // Every recipient gets it once, even when it is in several targets. Encodes at most once
   // per encoder. Returns the number of deliveries queued.
-  // `meta`, when given, receives what the publication was given (id, topic, seq, ts).
+  // `meta`, when given, receives what the publication was given (id, topic, seq, ts, its
+  // position in each channel and their epochs).
   std::size_t publish(const publication& p, publish_meta* meta_out = nullptr);
 
   // Sids of connections removed recently (kept as closed_sids::ttl and max_count say).
-  std::size_t closed_sid_count() const { return closed_.size(); }
+  std::size_t closed_sid_count() const;
 
   // The topics of subscribe() and subscribe_after() are chosen by clients: they are always
   // rooms of namespace "/" (the JSON protocol's and SSE's connections are in "/").
   // Joins `sid` to each topic (JSON protocol subscribe) and reports each topic's position.
   // With `since` (one topic only), also works out the replay: the events after seq `since`, or
   // a reset when history no longer holds them all or `epoch` (when not empty) is not the
-  // topic's. `send` runs under the publish lock; it must only queue frames. False when the
-  // sid is unknown (and `send` is not called).
+  // topic's. `send` runs under the topics' order locks; it must only queue frames. False when
+  // the sid is unknown (and `send` is not called).
   bool subscribe(const std::string& sid, const std::vector<std::string>& topics,
                  std::optional<std::uint64_t> since, std::string_view epoch,
                  const std::function<void(subscribe_outcome&)>& send);
@@ -173,63 +194,112 @@ class hub {
   // Socket.IO connection state recovery: `sid` (still registered, in its rooms) saw everything
   // up to publication id `offset`. Collects the publications it missed since then (those to its
   // rooms after it joined and its namespace's broadcasts), in id order, and passes them to
-  // `send` under the publish lock. False (and `send` not called) when history lost some of
-  // them; otherwise what `send` returns.
+  // `send` under the order locks of those channels. False (and `send` not called) when history
+  // lost some of them; otherwise what `send` returns. Exact only while ids follow delivery
+  // order, which they do within one channel only: a socket in several channels may get a
+  // publication twice or miss one. (Socket.IO offsets become per socket; this goes then.)
   bool resume(const std::string& sid, std::uint64_t offset,
               const std::function<bool(std::vector<frame_ptr>&)>& send);
 
-  // Server-Sent Events: joins `sid` to `topics` and, when `last_event_id` (as sent in an SSE
-  // `id:` line, see event_id) is not empty, collects what it missed after that id: the topics'
-  // publications and the namespace "/" broadcasts, in id order. `send` gets those (encoded for
-  // the subscriber) and, when they cannot all be had, an empty list and the reason
-  // (history_gap, epoch_changed, ahead, bad_id), and the id of the last publication so far.
-  // `send` runs under the publish lock. False when the sid is unknown.
-  using replay_fn = std::function<void(std::vector<frame_ptr>&, std::string_view, std::uint64_t)>;
+  // Server-Sent Events: joins `sid` to `topics` (rooms of "/") and, with `from` (a cursor: one
+  // stream_point for the "/" broadcasts, then one per topic, in order), collects what it
+  // missed after it: each channel's history after its point, the entries merged in id order
+  // and each given once. `send` gets those (encoded for the subscriber, each frame carrying
+  // its positions), the reset reason when they cannot all be had (then no frames: history_gap,
+  // epoch_changed, ahead, or bad_id when `from` does not have one point per channel), and the
+  // cursor the stream stands at before the frames: `from` (a topic whose sequence was
+  // restarted right after `from`'s end starts at its new epoch's 0), or where each channel is
+  // now when there is no `from` or a reset. `send` runs under the channels' order locks and
+  // must only queue. False when the sid is unknown.
+  using replay_fn = std::function<void(std::vector<frame_ptr>& frames, std::string_view reset,
+                                       const std::vector<stream_point>& cursor)>;
   bool subscribe_after(const std::string& sid, const std::vector<std::string>& topics,
-                       std::string_view last_event_id, const replay_fn& send);
-  // The SSE event id of publication `id`: "<epoch>-<id>", unique across server restarts.
-  std::string event_id(std::uint64_t id) const { return epoch_prefix_ + "-" + std::to_string(id); }
+                       const std::optional<std::vector<stream_point>>& from,
+                       const replay_fn& send);
+  // The prefix every epoch of this hub starts with ("<prefix>.<n>"), unique across restarts.
+  const std::string& epoch_prefix() const noexcept { return epoch_prefix_; }
 
-  // Runs `fn` under the publish lock with a fresh publication id: for frames sent to one
-  // connection outside publish() that must be ordered with publications (they carry the id).
+  // Runs `fn` with a fresh publication id, for frames sent to one connection outside publish()
+  // that carry one. Takes no lock: the id is unique, and in no order with channels.
   void ordered(const std::function<void(std::uint64_t id)>& fn);
 
   // Drops history entries older than the age bound and forgets idle topics. The server calls
   // this every second.
   void sweep();
   // What a room (or a namespace's broadcasts) published after the request's point, from
-  // history: the memory broker's history read. Takes the publish lock.
+  // history: the memory broker's history read. Takes the channel's order lock.
   history_result read_history(const history_request& q);
   // Entries held in history, over every room and namespace.
   std::size_t history_entries() const;
   topic_position position(const channel& room) const;
 
  private:
-  struct topic_log {
+  struct log_item {
+    std::uint64_t pos{0};  // the entry's position in this channel
+    std::shared_ptr<const history_entry> entry;
+  };
+  // One channel's order and history. Made by log_of (rooms) or broadcast_log, never moved.
+  struct alignas(64) channel_log {
+    std::mutex mu;  // the order lock; the fields below are guarded by it
+    bool retired{false};  // forgotten by sweep(): no longer in its table, look it up again
     std::string epoch;
-    std::uint64_t seq{0};  // last seq assigned
-    std::deque<std::shared_ptr<const history_entry>> entries;
-    std::uint64_t evicted_id{0};   // highest publication id dropped from `entries`
-    std::uint64_t evicted_seq{0};  // highest seq dropped from `entries`
+    std::uint64_t seq{0};  // last seq given (publications to this room alone)
+    std::uint64_t pos{0};  // last position given (every publication recorded here)
+    std::deque<log_item> items;
+    std::uint64_t evicted_id{0};   // highest publication id dropped from `items`
+    std::uint64_t evicted_seq{0};  // highest seq dropped
+    std::uint64_t evicted_pos{0};  // highest position dropped
+    // The sequence this one follows (the channel was forgotten and used again): a cursor at its
+    // very end continues at this epoch's start.
+    std::string prev_epoch;
+    std::uint64_t prev_pos{0};
+  };
+  using log_ptr = std::shared_ptr<channel_log>;
+  // A forgotten channel's last sequence.
+  struct tombstone {
+    std::string epoch;
+    std::uint64_t pos{0};
+    std::uint64_t last_id{0};  // highest publication id it held
+  };
+  // Order locks held on a set of logs, taken in address order, released on destruction.
+  class log_locks {
+   public:
+    log_locks() = default;
+    log_locks(log_locks&&) = default;
+    log_locks& operator=(log_locks&&) = default;
+    ~log_locks();
+    // Sorts and deduplicates `logs` and locks them; false (nothing held) when one was retired.
+    bool lock(std::vector<log_ptr> logs);
+    void unlock() noexcept;
+
+   private:
+    std::vector<log_ptr> held_;
   };
   struct room_entry {
     std::shared_ptr<const member_list> members;
     std::optional<overflow_policy> policy;
   };
-  struct room_shard {
+  // Shards sit on cache lines of their own, so threads on different shards do not share one.
+  struct alignas(64) room_shard {
     mutable std::mutex mu;
     std::unordered_map<channel, room_entry, channel_hash> rooms;
+    std::unordered_map<channel, log_ptr, channel_hash> logs;  // outlive members until swept
   };
   struct conn_entry {
     std::shared_ptr<subscriber> sub;
     std::unordered_map<channel, std::uint64_t, channel_hash> rooms;  // -> last id before the join
     std::uint64_t added_id{0};  // last id before the connection was registered
   };
-  struct conn_shard {
+  struct alignas(64) conn_shard {
     mutable std::mutex mu;
     std::unordered_map<std::string, conn_entry> conns;
     std::shared_ptr<const member_list> all;  // snapshot of this shard's connections
+    // Sids of this shard's connections removed recently (a leaf: its own mutex). Sharded
+    // like the connections, so publications to rooms check names without a shared lock.
+    closed_sids closed{closed_sids::max_count / shard_count};
   };
+  // A publication's targets, resolved (hub_publish.cpp).
+  struct route;
 
   static std::size_t shard_of(std::string_view sid) noexcept;
   static std::size_t shard_of(const channel& room) noexcept;
@@ -238,15 +308,34 @@ class hub {
   static std::shared_ptr<const member_list> without(const std::shared_ptr<const member_list>& list,
                                                     const subscriber* s);
   bool room_remove(const channel& room, const subscriber* s);
+  // Needs the room's log locked.
   bool join_locked(const std::string& sid, const channel& room);
   std::shared_ptr<const member_list> members_of(const channel& room) const;
-  topic_log& topic_locked(const channel& room);
+
+  // hub_channels.cpp: the logs.
+  std::string new_epoch();
+  // The room's log; made when missing if `make`, or when the room has members (every room
+  // with members has one). Null otherwise. Takes the room shard (and the tombstones) only.
+  log_ptr log_of(const channel& room, bool make);
+  log_ptr broadcast_log(const std::string& nsp);
+  // Looks up (making them) the logs of `rooms` (and of nsp's broadcasts when `broadcasts`),
+  // locks them, and retries while sweep() retires one meanwhile.
+  log_locks lock_channels(const std::vector<channel>& rooms, const std::string* broadcasts_nsp,
+                          std::vector<log_ptr>& logs);
+  void record_locked(channel_log& log, std::uint64_t pos,
+                     const std::shared_ptr<const history_entry>& e);
+  void expire_locked(channel_log& log, std::int64_t now_ns);
+  // Retires `log` when it holds nothing and the room has no members (sweep; log locked).
+  bool retire_locked(const channel& room, channel_log& log, room_shard& rs);
+
   // The encoder registered as `id`, or null.
   const encoder_fn* encoder_of(encoder_id id) const noexcept;
   // A history entry encoded again for one encoder (nullptr without one).
   frame_ptr replay_frame(const history_entry& e, encoder_id id) const;
-  void record_locked(topic_log& log, const std::shared_ptr<const history_entry>& e);
-  void expire_locked(topic_log& log, std::int64_t now_ns);
+
+  // hub_publish.cpp: publish's steps.
+  void resolve(const publication& p, route& r);
+  std::size_t fan_out(const publication& p, const publish_meta& meta, route& r);
 
   channel_listener channel_listener_;
   // Slots below encoder_count_ are written once, before the count is raised (release), so
@@ -254,26 +343,28 @@ class hub {
   std::mutex encoders_mu_;
   std::array<encoder_fn, max_encoders> encoders_;
   std::atomic<std::size_t> encoder_count_{0};
-  std::atomic<std::uint64_t> last_id_{0};
+  // Read on every publication, written at setup: kept off the line last_id_ is on.
   std::atomic<std::size_t> max_rooms_{0};
+  std::atomic<std::size_t> history_max_{1000};
+  std::atomic<std::int64_t> history_age_ns_{120'000'000'000};
+  const std::string epoch_prefix_;
+  // Written by every publication, from every publishing thread: a cache line of its own.
+  alignas(64) std::atomic<std::uint64_t> last_id_{0};
+  alignas(64) std::atomic<std::uint64_t> epochs_made_{0};
 
-  // Guarded by publish_mu_.
-  mutable std::mutex publish_mu_;
-  std::size_t history_max_{1000};
-  std::int64_t history_age_ns_{120'000'000'000};
-  std::string epoch_prefix_;
-  std::uint64_t epochs_made_{0};
-  std::unordered_map<channel, topic_log, channel_hash> topics_;
-  std::unordered_map<std::string, topic_log> broadcasts_;  // by namespace
-  // Topics forgotten by sweep(), with the last publication id they held, so that a resume
-  // by id knows it missed their events. Bounded; `forgotten_floor_` is the highest id among
-  // the tombstones dropped to keep the bound (a resume from before it is refused).
-  std::unordered_map<channel, std::uint64_t, channel_hash> forgotten_;
+  mutable std::mutex broadcasts_mu_;  // a leaf
+  std::unordered_map<std::string, log_ptr> broadcasts_;  // by namespace; never retired
+
+  // Channels forgotten by sweep(), with where their sequence ended, so that a resume knows
+  // what it missed. Bounded; `forgotten_floor_` is the highest id among the tombstones dropped
+  // to keep the bound (a resume by id from before it is refused). A leaf lock.
+  mutable std::mutex forgotten_mu_;
+  std::unordered_map<channel, tombstone, channel_hash> forgotten_;
   std::deque<channel> forgotten_order_;
   std::uint64_t forgotten_floor_{0};
   static constexpr std::size_t max_forgotten = 100'000;
+
   std::array<room_shard, shard_count> room_shards_;
-  closed_sids closed_;  // sids of connections removed recently
   std::array<conn_shard, shard_count> conn_shards_;
 };
 

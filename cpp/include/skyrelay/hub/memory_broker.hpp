@@ -7,8 +7,8 @@ namespace skyrelay {
 
 // The default broker, and the one the tests build on. publish() delivers synchronously through
 // the delivery function (hub::publish unless replaced with set_delivery), without copying the
-// publication, so its order is the hub's: publications are totally ordered by the hub's
-// publish lock. subscribe() and unsubscribe() do nothing: every channel lives in this process.
+// publication, so its order is the hub's: each channel's publications are ordered by its
+// order lock (see hub.hpp). subscribe() and unsubscribe() do nothing: every channel lives in this process.
 // history() reads the hub's history. Thread-safe as the hub is.
 class memory_broker final : public broker {
  public:

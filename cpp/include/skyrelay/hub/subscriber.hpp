@@ -27,9 +27,10 @@ class subscriber {
   encoder_id encoder() const noexcept { return encoder_; }
   const std::string& nsp() const noexcept { return nsp_; }
 
-  // Queue a frame for sending. Called from any thread, possibly many at once; must not block on
-  // I/O and must not call back into the hub (the hub may hold no lock here, but the caller may be
-  // in the middle of a fan-out loop).
+  // Queue a frame for sending. Called from any thread, possibly many at once, under the order
+  // locks of the publication's channels (none for a publication to connections only), so a
+  // channel's frames arrive in the channel's order; must not block on I/O and must not call
+  // back into the hub, except remove() and leave() (see hub.hpp's lock order).
   virtual void deliver(const frame_ptr& f, overflow_policy policy) = 0;
   // A publication addressed to this connection itself (by sid) rather than to a room or to
   // everyone. Same contract as deliver(); the hub's history does not keep these, so a

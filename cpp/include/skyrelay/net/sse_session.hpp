@@ -2,8 +2,15 @@
 // blocks, fed by the same write loop as the JSON-protocol WebSocket (push_session). It sends
 // keep-alive comments instead of pings, reads nothing after its request but its end, and says
 // `token_expired` before it ends on its token's expiry.
+//
+// Event ids: the stream's cursor (proto/sse_cursor.hpp), one position per channel it reads:
+// the "/" broadcasts, then each of its topics. Event bodies are shared by every stream; the
+// writer (frame()) advances the cursor from the positions each frame carries and writes it as
+// the event's `id:` line in front of the body. A frame at or behind the cursor in every
+// channel it shares with the stream was already sent and is not written again.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -22,6 +29,10 @@ class sse_session : public push_session {
               std::string last_event_id);
   ~sse_session() override;
 
+  // Until the stream has joined its channels (open()), frames of those channels are dropped:
+  // they are at or before the position its welcome or replay starts from. Any thread.
+  void deliver(const frame_ptr& f, overflow_policy policy) override;
+
  private:
   // push_session
   void open() override;  // the retry, welcome and topics, then the replay or a reset
@@ -35,8 +46,16 @@ class sse_session : public push_session {
   void expiry_notice() override;
   std::vector<std::string> handshake_topics() const override { return topics_; }
 
-  std::vector<std::string> topics_;
+  // The cursor's index for a position (0: the broadcasts, 1 + i: topics_[i]), or npos when
+  // the stream does not read that channel (a room the server joined it to). Any thread.
+  std::size_t index_of(const channel_pos& p) const noexcept;
+  // Puts each event's `id:` line in front of it and leaves out what was sent already.
+  void stamp(std::vector<frame_ptr>& frames);
+
+  const std::vector<std::string> topics_;  // fixed by the URL
   std::string last_id_;
+  std::atomic<bool> joined_{false};
+  std::vector<stream_point> cursor_;  // on the session's executor
   std::string head_;        // the HTTP response header, written once before the first chunk
   std::string chunk_head_;  // "<size>\r\n" of the next chunk
 };

@@ -36,12 +36,14 @@ std::variant<publish_request, publish_error> decode_publish(std::string_view bod
 // Idempotency keys are bound to a digest of it.
 std::string publish_fingerprint(const publish_request& req);
 
-// What one publication got: its id (as SSE writes it), its topic's seq (0: none) and the
-// number of connections it was queued for.
+// What one publication got: its unique id ("<process>:<n>", not a resume point), its topic,
+// seq and the topic's epoch when it went to exactly one room (seq 0: none), and the number of
+// connections it was queued for.
 struct publish_receipt_view {
   std::string id;
   std::string_view topic;
   std::uint64_t seq{0};
+  std::string_view epoch;
   std::size_t delivered{0};
 };
 std::string encode_published(const std::vector<publish_receipt_view>& receipts, bool batch,
