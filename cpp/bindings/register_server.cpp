@@ -9,7 +9,6 @@
 #include <optional>
 #include <tuple>
 
-#include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/errors.hpp"
 #include "skyrelay/net/server.hpp"
@@ -257,19 +256,11 @@ void def_rooms(server_class& cls) {
              return s.get().get_hub().join(sid, channel{std::move(nsp), std::move(room)});
            }, py::call_guard<py::gil_scoped_release>())
       // A join the application makes for a connection, held to the role requirement of `room`
-      // of namespace `nsp`: (joined, refusal message).
-      .def("join_checked", [](py_server& s, const std::string& sid, const std::string& nsp,
-                              const std::string& room) {
-             server& srv = s.get();
-             if (const auto& policy = srv.config().access; policy && policy->has_room_rules()) {
-               if (auto refusal = policy->check_room(nsp, room, srv.roles_of(sid))) {
-                 auto& m = srv.get_metrics();
-                 m.add(m.local().forbidden_room);
-                 return std::pair<bool, std::optional<std::string>>(false, std::move(refusal->message));
-               }
-             }
-             return std::pair<bool, std::optional<std::string>>(
-                 srv.get_hub().join(sid, channel{nsp, room}), std::nullopt);
+      // of namespace `nsp` (server::join_checked): (joined, refusal message).
+      .def("join_checked", [](py_server& s, const std::string& sid, std::string nsp,
+                              std::string room) {
+             auto r = s.get().join_checked(sid, channel{std::move(nsp), std::move(room)});
+             return std::make_pair(r.joined, std::move(r.refusal));
            }, py::call_guard<py::gil_scoped_release>())
       .def("leave", [](py_server& s, const std::string& sid, std::string nsp, std::string room) {
              return s.get().get_hub().leave(sid, channel{std::move(nsp), std::move(room)});

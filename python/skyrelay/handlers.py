@@ -1,7 +1,7 @@
 """The handlers of one Server and the helpers that dispatch to them.
 
-:class:`HandlerRegistry` is what the JSON-protocol hooks (server.py) and the Socket.IO bridge
-(socketio.py) share: the handlers by namespace and event, the namespaces served, the
+:class:`HandlerRegistry` is what the JSON-protocol bridge (json_bridge.py) and the Socket.IO
+bridge (socketio.py) share: the handlers by namespace and event, the namespaces served, the
 per-event rate limits, the role requirements, the connection table, and running a handler
 (sync or async) with its outcome reported to a callback. It knows nothing of the C++ core.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .server import Connection
+    from .connection import Connection
 
 log = logging.getLogger("skyrelay")
 

@@ -1,9 +1,11 @@
-"""The public server API: configuration, handlers, connections and emit."""
+"""The public server API: :class:`Server` (configuration, handlers, lifecycle, emit and
+rooms). Its parts live beside it: the keyword handling in ``options.py``, the
+:class:`Connection` in ``connection.py``, the handler registry in ``handlers.py``, and the
+core's callbacks in ``json_bridge.py`` (JSON protocol and SSE) and ``socketio.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import json
 import logging
@@ -12,24 +14,25 @@ import re
 import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from . import _core
 from .auth import JWTAuth
+from .connection import Connection as Connection  # re-exported: skyrelay.server.Connection
+from .connection import Target, split_targets, target_names
 from .encoding import NestedBytes, encode_args, encode_base64
 from .encoding import encode_json as _encode_json
-from .errors import ConnectionRefused, Forbidden, RequestError
+from .errors import Forbidden
 from .handlers import HANDLER_ERROR_MESSAGE as HANDLER_ERROR_MESSAGE  # re-exported
 from .handlers import Handler, HandlerRegistry
+from .json_bridge import JSONProtocolBridge
+from .options import namespace_specs, server_config, server_options
 from .socketio import SocketIOBridge
 
 if TYPE_CHECKING:
     from .wsgi import WSGIBridge
 
 log = logging.getLogger("skyrelay")
-
-Target = Union[str, "Connection", Iterable[Union[str, "Connection"]], None]
 
 _POLICIES = {None: -1, "disconnect": 0, "drop_oldest": 1}
 
@@ -45,123 +48,6 @@ def encode_json(data: Any, default: Callable[[Any], Any] | None = None) -> bytes
     """Serializes a payload once, as the server sends it: :func:`skyrelay.encoding.encode_json`
     with the C++ core's check of a ``bytes`` payload (one valid UTF-8 JSON text)."""
     return _encode_json(data, default, check=_core.is_valid_json)
-
-
-def _server_config(options: Mapping[str, Any]) -> _core.ServerConfig:
-    """The C++ server_config, set field by field from the options (they have its names)."""
-    config = _core.ServerConfig()
-    for key, value in options.items():
-        setattr(config, key, value)
-    return config
-
-
-def _topic_patterns(spec: str | Iterable[str] | None) -> list[str] | None:
-    """The ``client_topics`` option as a list of patterns (None: no topic is open)."""
-    if spec is None:
-        return None
-    if callable(spec):
-        raise TypeError("client_topics takes patterns, not a function (it would run Python on "
-                        "the I/O threads): let a handler check and call conn.join(room)")
-    patterns = [spec] if isinstance(spec, str) else list(spec)
-    for pattern in patterns:
-        if not isinstance(pattern, str) or not pattern:
-            raise ValueError(f"a client_topics pattern is a non-empty string, not {pattern!r}")
-    return patterns
-
-
-def _targets(target: Target) -> tuple[list[str], list[str]]:
-    """Splits ``to`` into names (rooms or sids, resolved by the hub) and the sids of
-    :class:`Connection` objects (delivered through the connection registry only)."""
-    if target is None:
-        return [], []
-    if isinstance(target, (str, Connection)):
-        target = [target]
-    names: list[str] = []
-    conns: list[str] = []
-    for t in target:
-        if isinstance(t, Connection):
-            conns.append(t.sid)
-        else:
-            names.append(str(t))
-    return names, conns
-
-
-def _names(target: Target) -> list[str]:
-    names, conns = _targets(target)
-    return names + conns
-
-
-class Connection:
-    """One client connection, as handlers see it.
-
-    ``transport`` is ``"websocket"`` for the JSON protocol, ``"sse"`` for an event stream and
-    ``"socket.io"`` for Socket.IO, where the connection is one namespace of the client
-    (``namespace``, with the CONNECT payload in ``auth``). ``path``, ``query``, ``remote`` and ``headers`` describe the handshake; for the
-    JSON protocol they are filled in when the server has a connect handler. ``state`` is a dict
-    for the application's own per-connection data.
-
-    With ``Server(jwt=...)``, ``claims`` is the payload of the token the connection was opened
-    with (verified in C++ before any handler ran), ``user`` its ``sub`` and ``roles`` its
-    ``roles``; without a token they are ``{}``, ``None`` and ``[]``.
-
-    ``recovered`` is True in the connect handler of a Socket.IO connection state recovery: the
-    socket (same ``sid``, its rooms and ``state``) comes back only if the handler accepts it.
-    """
-
-    __slots__ = ("_server", "sid", "path", "query", "remote", "headers", "state", "namespace",
-                 "auth", "transport", "claims", "user", "roles", "recovered")
-
-    def __init__(self, server: Server, sid: str, path: str = "", query: str = "",
-                 remote: str = "", headers: Iterable[tuple[str, str]] = (), *,
-                 namespace: str = "/", auth: Any = None, transport: str = "websocket",
-                 claims: str | dict[str, Any] | None = None) -> None:
-        self._server = server
-        self.sid = sid
-        self.path = path
-        self.query = query
-        self.remote = remote
-        self.headers = {k.lower(): v for k, v in headers}
-        self.state: dict[str, Any] = {}
-        self.namespace = namespace
-        self.auth = auth
-        self.transport = transport
-        parsed = json.loads(claims) if isinstance(claims, str) else claims
-        self.claims: dict[str, Any] = parsed or {}
-        sub = self.claims.get("sub")
-        self.user: str | None = sub if isinstance(sub, str) else None
-        self.roles: list[str] = list(self.claims.get("roles") or [])
-        self.recovered = False
-
-    def __repr__(self) -> str:
-        return f"<skyrelay.Connection sid={self.sid!r} {self.transport} {self.namespace}>"
-
-    @property
-    def rooms(self) -> list[str]:
-        """The rooms this connection is in, sorted."""
-        return self._server.rooms(self.sid, namespace=self.namespace)
-
-    def join(self, room: str) -> bool:
-        return self._server.join(self.sid, room, namespace=self.namespace)
-
-    def leave(self, room: str) -> bool:
-        return self._server.leave(self.sid, room, namespace=self.namespace)
-
-    def emit(self, event: str, data: Any = None, *,
-             default: Callable[[Any], Any] | None = None) -> int:
-        """Sends an event to this connection only. For Socket.IO, ``bytes`` anywhere in
-        ``data`` travel as binary attachments."""
-        if self.transport == "socket.io":
-            args = () if data is None else (data,)
-            return int(self._server._socketio.emit(self.sid, event, args))
-        return self._server.emit(event, data, to=self, namespace=self.namespace,
-                                 default=default)
-
-    def disconnect(self, reason: str = "disconnected by the server") -> bool:
-        return self._server.disconnect(self.sid, reason)
-
-    @property
-    def connected(self) -> bool:
-        return self._server._has_connection(self.sid)
 
 
 class Server:
@@ -249,120 +135,15 @@ class Server:
         broker: str | None = None,
         debug: bool = False,
     ) -> None:
-        def ms(seconds: float) -> int:
-            return max(1, int(round(seconds * 1000)))
-
+        # Every argument by its name, taken before any other local exists.
+        settings = dict(locals())
+        del settings["self"]
         self.host = host
-        self._options: dict[str, Any] = {
-            "host": host,
-            "port": int(port),
-            "io_threads": int(io_threads),
-            "static_dir": str(static_dir) if static_dir else "",
-            # The browser client (skyrelay.js) ships in the package and is served built in.
-            "client_dir": str(Path(__file__).with_name("web")),
-            "max_message_size": int(max_message_size),
-            "max_header_size": int(max_header_size),
-            "max_body_size": int(max_body_size),
-            "handshake_timeout_ms": ms(handshake_timeout),
-            # Inbound silence: keep-alive HTTP between requests, WebSockets (close 4004); 0: none.
-            "idle_timeout_ms": ms(idle_timeout) if idle_timeout > 0 else 0,
-            "heartbeat_interval_ms": ms(heartbeat_interval),
-            "heartbeat_timeout_ms": ms(heartbeat_timeout),
-            "drain_timeout_ms": ms(drain_timeout),
-            # A WebSocket or SSE write pending this long cuts the connection (slow consumer).
-            "write_timeout_ms": ms(write_timeout) if write_timeout > 0 else 0,
-            "outbox_max_bytes": int(outbox_max_bytes),
-            "outbox_max_frames": int(outbox_max_frames),
-            "dispatch_queue_max": int(dispatch_queue_max),
-            "socketio_path": socketio_path if socketio_path.endswith("/") else socketio_path + "/",
-            "eio_ping_interval_ms": ms(ping_interval),
-            "eio_ping_timeout_ms": ms(ping_timeout),
-            "sio_connect_timeout_ms": ms(connect_timeout),
-            # Origins besides the server's own for /ws, /sse and /socket.io (docs/api.md).
-            "cors_allowed_origins": [cors_allowed_origins]
-            if isinstance(cors_allowed_origins, str) else list(cors_allowed_origins or []),
-            # Credentialed CORS for listed origins only: never with "*" (checked below).
-            "cors_credentials": cors_credentials is not False,
-            "eio_cookie": "io" if cookie is True else (cookie or ""),
-            # Test-only: a raw Engine.IO echo endpoint for the official conformance suite.
-            "engineio_echo_path": engineio_echo_path,
-            # Socket.IO connection state recovery (seconds a dropped socket waits; 0: off).
-            "sio_recovery_window_ms": int(round(recovery_window * 1000)),
-            # Replay history per topic (and per namespace for broadcasts to everyone).
-            "history_max_events": int(history_size),
-            "history_max_age_ms": ms(history_ttl),
-            # Server-Sent Events: keep-alive comment period and the browser's retry delay.
-            "sse_keepalive_ms": ms(sse_keepalive),
-            "sse_retry_ms": ms(sse_retry),
-            # POST /api/publish takes "Authorization: Bearer <publish_token>"; None: API off.
-            "publish_token": publish_token or "",
-            # Limits (0: none): TCP connections in total and per IP, rooms per connection.
-            "max_connections": int(max_connections),
-            "max_connections_per_ip": int(max_connections_per_ip),
-            "max_rooms_per_connection": int(max_rooms_per_connection),
-            # Inbound messages per connection (token bucket; rate 0: no limit).
-            "inbound_rate": float(inbound_rate),
-            "inbound_burst": float(inbound_burst),
-            # New TCP connections per second from one IP (rate, burst); rate 0: no limit.
-            "new_connections_per_ip": (float(new_connections_per_ip[0]),
-                                       float(new_connections_per_ip[1])),
-            # New Engine.IO polling sessions per second from one IP (rate, burst); 0: no limit.
-            "new_sessions_per_ip": (float(new_sessions_per_ip[0]),
-                                    float(new_sessions_per_ip[1])),
-            # Binary attachments of one Socket.IO packet: how many, and their bytes in all.
-            "max_attachments": int(max_attachments),
-            "max_attachment_bytes": int(max_attachment_bytes),
-            # Per-IP limits skip 127.0.0.0/8 and ::1 unless set (a proxy on the same host).
-            "limit_loopback": bool(limit_loopback),
-            # JWT verification at every handshake and for the publish API (docs/api.md).
-            "jwt": jwt._options() if isinstance(jwt, JWTAuth) else None,
-            # Topics of "/" that clients may subscribe to by name (docs/api.md "Client
-            # topics"): glob patterns, `{sub}` for the token's subject; None: none.
-            "client_topics": _topic_patterns(client_topics),
-            # Transports: False turns the endpoint off (an unknown path, 404).
-            "json_protocol": bool(json_protocol),
-            "sse": bool(sse),
-            "socketio": bool(socketio),
-            # TLS on the same port (https, wss): PEM certificate (chain) and key files.
-            "tls_cert_file": os.fspath(ssl_certfile) if ssl_certfile else "",
-            "tls_key_file": os.fspath(ssl_keyfile) if ssl_keyfile else "",
-            # The broker publications pass through: "" (None) or "memory" is this process
-            # only; C++ refuses any other URL when the server is built, at start().
-            "broker": broker or "",
-        }
-        if broker is not None and not isinstance(broker, str):
-            raise TypeError(f"broker must be a URL string, not {type(broker).__name__}")
-        if "*" in self._options["cors_allowed_origins"] and cors_credentials:
-            raise ValueError("cors_credentials=True cannot be combined with "
-                             "cors_allowed_origins='*': any site could then read what a "
-                             "user's cookies unlock; list the origins that may send them")
-        if bool(ssl_certfile) != bool(ssl_keyfile):
-            raise ValueError("TLS needs both ssl_certfile and ssl_keyfile")
-        for what, path in (("certificate", ssl_certfile), ("key", ssl_keyfile)):
-            if path and not os.path.isfile(path):
-                raise FileNotFoundError(errno.ENOENT, f"TLS {what} file not found",
-                                        os.fspath(path))
+        self._options: dict[str, Any] = server_options(settings)
         self.tls = bool(ssl_certfile)
-        if jwt is not None and not isinstance(jwt, JWTAuth):
-            raise TypeError(f"jwt must be a skyrelay.JWTAuth, not {type(jwt).__name__}")
-        if jwt is not None:
-            _core.check_jwt(self._options["jwt"])  # a key that does not fit: ValueError now
         self.jwt = jwt
-        if history_size < 0 or history_ttl <= 0:
-            raise ValueError("history_size must be >= 0 and history_ttl > 0")
-        if recovery_window > 0 and (history_size == 0 or recovery_window > history_ttl):
-            raise ValueError(
-                f"recovery_window={recovery_window} needs history that lasts at least as long: "
-                f"history_size > 0 and history_ttl >= recovery_window (history_size="
-                f"{history_size}, history_ttl={history_ttl})")
         self.socketio_path = self._options["socketio_path"]
-        specs: list[str | re.Pattern[str]] | None = \
-            [namespaces] if isinstance(namespaces, (str, re.Pattern)) else \
-            list(namespaces) if namespaces is not None else None
-        for spec in specs or []:
-            if not isinstance(spec, re.Pattern) and not (spec == "*" or spec.startswith("/")):
-                raise ValueError(f"a namespace is '*', a path starting with '/' or a compiled "
-                                 f"regular expression, not {spec!r}")
+        specs = namespace_specs(namespaces)
         # Handlers, namespaces, role requirements (docs/api.md "Authorization", passed to C++
         # at start()) and the connection table; the Socket.IO bridge reaches them through it.
         # With roles_from_connect, a connect handler's conn.roles replace the token's, and the
@@ -376,6 +157,8 @@ class Server:
         self._core: _core.Server | None = None
         self._socketio = SocketIOBridge(self._registry, lambda: self._core,
                                         functools.partial(Connection, self), self.socketio_path)
+        self._json = JSONProtocolBridge(self._registry, lambda: self._core,
+                                        functools.partial(Connection, self), self._socketio)
         self._wsgi: WSGIBridge | None = None
         if wsgi_app is not None:
             self.mount_wsgi(wsgi_app)
@@ -510,10 +293,10 @@ class Server:
                            access=registry.access_options())
             bridge = self._socketio
             self._core = _core.Server(
-                _server_config(options),
-                self._hook_connect if "/" in self._connect_handlers else None,
-                self._hook_message,
-                self._hook_disconnect,
+                server_config(options),
+                self._json.on_connect if "/" in self._connect_handlers else None,
+                self._json.on_message,
+                self._json.on_disconnect,
                 bridge.on_connect,
                 bridge.on_event,
                 bridge.on_ack,
@@ -633,8 +416,8 @@ class Server:
         core = self._require_core()
         if namespace is None:
             namespace = to.namespace if isinstance(to, Connection) else "/"
-        names, conns = _targets(to)
-        return core.emit(event, payload, names, _names(skip), _POLICIES[policy],
+        names, conns = split_targets(to)
+        return core.emit(event, payload, names, target_names(skip), _POLICIES[policy],
                          namespace, sio_args, attachments, conns)
 
     def call(self, event: str, data: Any = None, *, to: str | Connection,
@@ -729,91 +512,3 @@ class Server:
         claims = self._core.claims(sid) \
             if self.jwt is not None and self._core is not None else None
         return Connection(self, sid, claims=claims)
-
-    def _hook_connect(self, sid: str, path: str, query: str, remote: str,
-                      headers: list[tuple[str, str]], claims: str | None = None) -> None:
-        self._registry.entered()
-        sse = path == "/sse" or path.startswith("/sse/")
-        conn = Connection(self, sid, path, query, remote, headers,
-                          transport="sse" if sse else "websocket", claims=claims)
-        self._connections[sid] = conn
-        core = self._core
-        handler = self._connect_handlers.get("/")
-        assert core is not None and handler is not None
-
-        def done(result: Any, exc: BaseException | None) -> None:
-            if exc is None and result is not False:
-                if not core.accept(sid, self._registry.granted_roles(conn)):
-                    self._connections.pop(sid, None)  # gone, or refused for its roles
-                return
-            self._connections.pop(sid, None)
-            if isinstance(exc, ConnectionRefused):
-                core.refuse(sid, exc.status, exc.message)
-            elif exc is not None:
-                self._log_error("connect handler failed", exc)
-                core.refuse(sid, 500, "connect handler failed")
-            else:
-                core.refuse(sid, 403, "connection refused")
-
-        self._registry.call(handler, (conn,), done)
-
-    def _hook_message(self, sid: str, event: str, data: str, request_id: str) -> None:
-        self._registry.entered()
-        core = self._core
-        assert core is not None
-        handler = self._registry.handlers.get(("/", event))
-        if handler is None:
-            message = f'no handler for event "{event}"'
-            if request_id:
-                core.respond(sid, request_id, False, "unknown_event", message)
-            else:
-                core.send_error(sid, "unknown_event", message)
-            return
-        conn = self._registry.connection(sid)
-
-        def done(result: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                if isinstance(exc, RequestError):
-                    if request_id:
-                        core.respond(sid, request_id, False, exc.code, exc.message)
-                    else:
-                        core.send_error(sid, exc.code, exc.message)
-                    return
-                # A plain event has no answer to carry the error: only the log hears of it.
-                message = self._registry.handler_error(f"handler for {event!r} failed", exc)
-                if request_id:
-                    core.respond(sid, request_id, False, "handler_error", message)
-                return
-            if request_id:
-                try:
-                    body = encode_json(result, self._registry.json_default).decode("utf-8")
-                except (TypeError, ValueError) as err:
-                    message = self._registry.handler_error(
-                        f"response of {event!r} is not JSON serializable", err)
-                    core.respond(sid, request_id, False, "handler_error", message)
-                    return
-                core.respond(sid, request_id, True, body, "")
-
-        value = json.loads(data)
-        if getattr(handler, "_skyrelay_args", False):  # facade handlers take an argument list
-            value = [] if value is None else [value]
-        self._registry.call(handler, (conn, value), done)
-
-    def _hook_disconnect(self, sid: str, reason: str, claims: str | None = None) -> None:
-        self._registry.entered()
-        conn = self._connections.pop(sid, None)
-        if conn is not None and conn.transport == "socket.io":
-            self._socketio.forget_connection(sid)
-        registry = self._registry
-        handler = registry.namespace_handler(registry.disconnect_handlers,
-                                             conn.namespace if conn is not None else "/")
-        if handler is None:
-            return
-        if conn is None:
-            conn = Connection(self, sid, claims=claims)
-
-        def done(result: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                log.error("disconnect handler failed", exc_info=exc)
-
-        self._registry.call(handler, (conn, reason), done)

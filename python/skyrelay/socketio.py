@@ -19,7 +19,7 @@ from .errors import ConnectionRefused, Forbidden, RequestError
 if TYPE_CHECKING:
     from . import _core
     from .handlers import HandlerRegistry
-    from .server import Connection
+    from .connection import Connection
 
 
 def handler_args(args: list[Any]) -> Any:

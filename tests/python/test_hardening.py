@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
 
 import httpx
 import pytest
-import socketio as sio_client
 
 import skyrelay
 from skyrelay.testing import metric, wait_until

@@ -30,11 +30,19 @@ def test_importing_the_producer_loads_no_extension():
 
 
 @pytest.mark.parametrize("module", ["skyrelay.encoding", "skyrelay.handlers",
-                                    "skyrelay.socketio"])
+                                    "skyrelay.socketio", "skyrelay.connection"])
 def test_the_shared_modules_import_neither_the_extension_nor_the_server(module):
     # socketio.py no longer imports server.py (server.py imports it): no cycle.
     done = run_python(f"import {module}, sys; "
                       f"assert 'skyrelay._core' not in sys.modules, 'core'; "
+                      f"assert 'skyrelay.server' not in sys.modules, 'server'")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("module", ["skyrelay.options", "skyrelay.json_bridge"])
+def test_the_servers_parts_do_not_import_the_server(module):
+    # server.py imports them (its configuration and its JSON-protocol bridge): no cycle.
+    done = run_python(f"import {module}, sys; "
                       f"assert 'skyrelay.server' not in sys.modules, 'server'")
     assert done.returncode == 0, done.stderr
 
@@ -102,7 +110,8 @@ def test_one_encoding_for_both_wire_forms():
 
 
 def test_every_server_option_lands_in_the_typed_config():
-    from skyrelay.server import Server, _server_config
+    from skyrelay.options import server_config as _server_config
+    from skyrelay.server import Server
 
     server = Server(port=0, idle_timeout=7.5, inbound_rate=3, inbound_burst=4,
                     new_connections_per_ip=(5, 6), publish_token="p", history_size=9,

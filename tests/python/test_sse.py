@@ -261,3 +261,38 @@ def test_server_stop_ends_streams_cleanly(skyrelay_server_factory):
         while chunk := sock.recv(65536):
             rest += chunk
         assert (first + rest).endswith(b"0\r\n\r\n")  # the terminating chunk, then close
+
+
+def test_answers_to_a_stream_are_refused_and_the_stream_stays_sse(skyrelay_server_factory):
+    # respond and send_error are the JSON protocol's answers (a response or an error frame). A
+    # stream sends no requests and has no frame for them: the core refuses them for an SSE sid
+    # (False, nothing written) rather than putting WebSocket frame bytes into the event stream.
+    server = skyrelay_server_factory(client_topics=["a"])
+    core = server._core
+    url = f"http://127.0.0.1:{server.port}/sse/a"
+    with httpx.Client(timeout=httpx.Timeout(5.0)) as client, \
+            client.stream("GET", url) as response:
+        assert response.status_code == 200
+        chunks = response.iter_bytes()
+        body = b""
+        for _ in range(50):  # bounded: each read waits at most the 5 s timeout
+            if b"event: welcome" in body and body.endswith(b"\n\n"):
+                break
+            body += next(chunks)
+        welcome = body.split(b"event: welcome\n", 1)[1].split(b"\n", 1)[0]
+        sid = json.loads(welcome.removeprefix(b"data: "))["sid"]
+        assert core.respond(sid, "7", True, "{}", "") is False
+        assert core.respond(sid, "7", False, "bad_request", "no") is False
+        assert core.send_error(sid, "bad_request", "no") is False
+        assert server.emit("after", {"n": 1}, to="a") == 1
+        for _ in range(50):
+            if b"event: after" in body and body.endswith(b"\n\n"):
+                break
+            body += next(chunks)
+    # Only SSE fields and comments, in UTF-8 text: no frame header (0x81), no answer's JSON.
+    text = body.decode("utf-8")
+    assert "\x81" not in text and "bad_request" not in text and '"response"' not in text
+    for block in filter(None, text.split("\n\n")):
+        for line in block.split("\n"):
+            assert line.startswith(("id: ", "event: ", "data: ", "retry: ", ":")), line
+    assert 'event: after\ndata: {"n":1}\n\n' in text

@@ -73,11 +73,11 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
 
 using http_detail::error_body;
 
-http_session::http_session(tcp::socket socket, server& srv, std::shared_ptr<void> slot)
-    : stream_(srv.tls_context() ? net::stream(std::move(socket), *srv.tls_context())
+http_session::http_session(tcp::socket socket, session_context& ctx, std::shared_ptr<void> slot)
+    : stream_(ctx.tls_context() ? net::stream(std::move(socket), *ctx.tls_context())
                                 : net::stream(std::move(socket))),
       deadline_(stream_.get_executor()),
-      server_(srv),
+      ctx_(ctx),
       slot_(std::move(slot)) {
   assert(slot_ && "a connection is admitted before its session starts");
 }
@@ -87,10 +87,10 @@ void http_session::run() {
   if (!stream_.is_tls()) return do_read();
   // TLS first, bounded like the request that follows: a client that connects and never
   // completes the handshake (or speaks plain HTTP) is dropped and counted.
-  expires_after(server_.config().handshake_timeout);
+  expires_after(ctx_.config().handshake_timeout);
   stream_.async_handshake([self = shared_from_this()](boost::system::error_code ec) {
     if (ec) {
-      auto& m = self->server_.get_metrics();
+      auto& m = self->ctx_.get_metrics();
       m.add(m.local().tls_handshakes_failed);
       self->expires_never();
       self->set_state(state::closed);
@@ -103,7 +103,7 @@ void http_session::run() {
 
 void http_session::do_read() {
   set_state(state::reading);
-  const auto& cfg = server_.config();
+  const auto& cfg = ctx_.config();
   parser_.emplace();
   parser_->header_limit(static_cast<std::uint32_t>(cfg.max_header_size));
   parser_->body_limit(cfg.max_body_size);
@@ -119,7 +119,7 @@ void http_session::do_read() {
 void http_session::await_request() {
   assert(state_ == state::idle);
   if (buffer_.size() > 0) return do_read();  // a pipelined request is already here
-  const auto idle = server_.config().idle_timeout;
+  const auto idle = ctx_.config().idle_timeout;
   if (idle.count() > 0)
     expires_after(idle, limit_kind::idle_timeout);
   else
@@ -141,12 +141,12 @@ void http_session::on_read(beast::error_code ec) {
     return close();
   }
   if (ec == http::error::header_limit) {
-    server_.get_metrics().limit_hit(limit_kind::header_size);
+    ctx_.get_metrics().limit_hit(limit_kind::header_size);
     return send_error(http::status::request_header_fields_too_large, "header_too_large",
                       "the request header is larger than the limit", false);
   }
   if (ec == http::error::body_limit) {
-    server_.get_metrics().limit_hit(limit_kind::body_size);
+    ctx_.get_metrics().limit_hit(limit_kind::body_size);
     return send_error(http::status::payload_too_large, "body_too_large",
                       "the request body is larger than the limit", false);
   }
@@ -156,7 +156,7 @@ void http_session::on_read(beast::error_code ec) {
 }
 
 void http_session::route(request req) {
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   std::string_view target = req.target();
   std::string_view path = target.substr(0, target.find('?'));
   std::string_view query =
@@ -164,17 +164,17 @@ void http_session::route(request req) {
 
   // A transport that is turned off is an unknown path: its requests go on to the routes
   // below (a 404, or the WSGI app), and no connection is made.
-  const auto& cfg = server_.config();
+  const auto& cfg = ctx_.config();
   if (cfg.json_protocol && (path == "/ws" || path.starts_with("/ws/")))
     return upgrade(std::move(req), path, query);
   if (cfg.socketio && (path == cfg.socketio_path ||
                        path == std::string_view(cfg.socketio_path)
                                    .substr(0, cfg.socketio_path.size() - 1)))
     return engineio(std::move(req), query);
-  if (!server_.config().engineio_echo_path.empty() &&
-      (path == server_.config().engineio_echo_path ||
-       path == std::string_view(server_.config().engineio_echo_path)
-                   .substr(0, server_.config().engineio_echo_path.size() - 1)))
+  if (!ctx_.config().engineio_echo_path.empty() &&
+      (path == ctx_.config().engineio_echo_path ||
+       path == std::string_view(ctx_.config().engineio_echo_path)
+                   .substr(0, ctx_.config().engineio_echo_path.size() - 1)))
     return engineio(std::move(req), query, true);
   m.add(m.local().http_requests);
   if (path == "/api/publish") return publish_api(req);
@@ -182,15 +182,15 @@ void http_session::route(request req) {
     return send_error(http::status::not_found, "not_found", "no WebSocket endpoint here",
                       req.keep_alive());
   if (req.method() != http::verb::get && req.method() != http::verb::head) {
-    if (server_.hooks().on_http) return to_application(req);
+    if (ctx_.hooks().on_http) return to_application(req);
     return send_error(http::status::method_not_allowed, "method_not_allowed",
                       "only GET and HEAD are served here", req.keep_alive());
   }
   if (cfg.sse && (path == "/sse" || path.starts_with("/sse/")))
     return sse(std::move(req), path, query);
-  if (path == "/health") return send_text(req, "application/json", server_.health_json());
+  if (path == "/health") return send_text(req, "application/json", ctx_.status().health_json());
   if (path == "/metrics")
-    return send_text(req, "text/plain; version=0.0.4; charset=utf-8", server_.metrics_text());
+    return send_text(req, "text/plain; version=0.0.4; charset=utf-8", ctx_.status().metrics_text());
   return serve_static(req, path);
 }
 
@@ -231,7 +231,7 @@ void http_session::expires_after(std::chrono::milliseconds limit, limit_kind kin
   deadline_.expires_after(limit);
   deadline_.async_wait([self = shared_from_this(), generation, kind](boost::system::error_code ec) {
     if (ec || generation != self->deadline_generation_) return;
-    self->server_.get_metrics().limit_hit(kind);
+    self->ctx_.get_metrics().limit_hit(kind);
     self->stream_.close();
   });
 }
@@ -295,8 +295,8 @@ std::string http_session::remote_ip(const tcp::socket& socket) {
   return ec ? std::string() : ep.address().to_string();
 }
 
-void start_http_session(tcp::socket socket, server& srv, std::shared_ptr<void> slot) {
-  std::make_shared<http_session>(std::move(socket), srv, std::move(slot))->run();
+void start_http_session(tcp::socket socket, session_context& ctx, std::shared_ptr<void> slot) {
+  std::make_shared<http_session>(std::move(socket), ctx, std::move(slot))->run();
 }
 
 }  // namespace skyrelay

@@ -1,5 +1,5 @@
 // http_session's bridge to the application (a WSGI app, through app_hooks::on_http): a request
-// no built-in route serves is parked in the server (server::park_http), handed to the
+// no built-in route serves is parked (app_parking, the context's parking()), handed to the
 // dispatcher, and answered when the application replies (server::http_reply), from any thread.
 #include "http_session_impl.hpp"
 #include "skyrelay/proto/http_fields.hpp"
@@ -29,8 +29,8 @@ void http_session::to_application(const request& req) {
   const bool head = req.method() == http::verb::head;
   expires_never();  // the application decides how long it takes
   set_state(state::parked);
-  auto id = server_.park_http([self = shared_from_this(), keep, version, head](
-                                  unsigned status, header_pairs headers, std::string body) {
+  auto id = ctx_.parking().park([self = shared_from_this(), keep, version, head](
+                                    unsigned status, header_pairs headers, std::string body) {
     asio::post(self->stream_.get_executor(), [self, keep, version, head, status,
                                               headers = std::move(headers),
                                               body = std::move(body)]() mutable {
@@ -39,10 +39,10 @@ void http_session::to_application(const request& req) {
   });
   http_request_info info{id, std::string(req.method_string()), std::string(req.target()),
                          remote_of(stream_.socket()), header_list(req), req.body()};
-  server* srv = &server_;
-  if (!server_.get_dispatcher().post([srv, info = std::move(info)] { srv->hooks().on_http(info); }))
-    server_.http_reply(id, 503, {{"Content-Type", "application/json"}},
-                       error_body("overloaded", "the server is busy"));
+  const app_hooks* hooks = &ctx_.hooks();
+  if (!ctx_.get_dispatcher().post([hooks, info = std::move(info)] { hooks->on_http(info); }))
+    ctx_.parking().reply(id, 503, {{"Content-Type", "application/json"}},
+                         error_body("overloaded", "the server is busy"));
 }
 
 // Writes the application's answer, on the connection's executor.

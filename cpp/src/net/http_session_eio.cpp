@@ -6,6 +6,7 @@
 #include "http_session_impl.hpp"
 #include "skyrelay/core/random.hpp"
 #include "skyrelay/net/eio_session.hpp"
+#include "skyrelay/net/sio_server.hpp"
 #include "skyrelay/net/ws_session.hpp"
 
 namespace skyrelay {
@@ -49,7 +50,7 @@ void http_session::engineio(request req, std::string_view query, bool echo) {
 // An Engine.IO error answer ({"code":...,"message":...}); the connection stays open.
 void http_session::eio_error(const request& req, const cors_list& cors, eio::error_code code,
                              http::status status) {
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   const bool keep = req.keep_alive();
   m.add(m.local().handshakes_rejected);
   http::response<http::string_body> res{status, req.version()};
@@ -83,7 +84,7 @@ void http_session::engineio_websocket(const request& req, std::string_view query
     return eio_error(req, cors, eio::error_code::bad_request);
   std::shared_ptr<eio_session> session;
   if (sid) {
-    session = server_.find_eio(*sid);
+    session = ctx_.sio().find_eio(*sid);
     if (!session) return eio_error(req, cors, eio::error_code::unknown_sid);
   }
   std::string response =
@@ -91,11 +92,11 @@ void http_session::engineio_websocket(const request& req, std::string_view query
       "Sec-WebSocket-Accept: " + http_detail::websocket_accept_key(key) + "\r\n\r\n";
   std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
   net::stream socket = hand_off();
-  auto& ctx = static_cast<asio::io_context&>(socket.get_executor().context());
+  auto& ioc = static_cast<asio::io_context&>(socket.get_executor().context());
   const std::string remote = remote_of(socket.socket());
-  auto ws = std::make_shared<ws_session>(std::move(socket), server_.context(), new_sid(),
+  auto ws = std::make_shared<ws_session>(std::move(socket), ctx_, new_sid(),
                                          std::move(response), std::move(leftover), "",
-                                         server_.encoders().json_ws);
+                                         ctx_.encoders().json_ws);
   ws->hold(std::move(slot_));
   if (session) {
     ws->start_with(session, "");
@@ -103,10 +104,10 @@ void http_session::engineio_websocket(const request& req, std::string_view query
     return;
   }
   // A session opened over WebSocket is counted by its connection's slot (held by `ws`).
-  session = std::make_shared<eio_session>(server_.context(), ctx, new_sid(),
+  session = std::make_shared<eio_session>(ctx_, ioc, new_sid(),
                                           eio_session::transport::websocket, remote,
                                           session_headers(req), std::string(query), echo);
-  server_.register_eio(session);
+  ctx_.sio().register_eio(session);
   session->attach_websocket(ws);
   ws->start_with(session, session->open_packet());
   session->start();
@@ -131,20 +132,20 @@ void http_session::engineio_polling(const request& req, std::string_view query, 
     // The session outlives this request (and this connection): it takes its own admission
     // slot, which it gives back when it ends.
     connection_refusal why = connection_refusal::none;
-    auto slot = server_.admit(remote_ip(stream_.socket()), why, true);
+    auto slot = ctx_.get_admission().admit(remote_ip(stream_.socket()), why, true);
     if (!slot) return refuse_session(req, why, cors);
-    auto& ctx = static_cast<asio::io_context&>(stream_.socket().get_executor().context());
-    auto session = std::make_shared<eio_session>(server_.context(), ctx, new_sid(),
+    auto& ioc = static_cast<asio::io_context&>(stream_.socket().get_executor().context());
+    auto session = std::make_shared<eio_session>(ctx_, ioc, new_sid(),
                                                  eio_session::transport::polling,
                                                  remote_of(stream_.socket()),
                                                  session_headers(req), std::string(query), echo);
     session->hold(std::move(slot));
-    server_.register_eio(session);
+    ctx_.sio().register_eio(session);
     session->start();
     set_state(state::parked);
     return reply(200, session->open_packet());
   }
-  auto session = server_.find_eio(*sid);
+  auto session = ctx_.sio().find_eio(*sid);
   if (!session) return eio_error(req, cors, eio::error_code::unknown_sid);
   if (req.method() == http::verb::get) {
     expires_never();  // a poll may wait up to a ping interval
@@ -167,11 +168,11 @@ void http_session::polling_answer(unsigned version, bool keep, const cors_list& 
           status == 200 ? "text/plain; charset=UTF-8" : "application/json");
   for (const auto& [k, v] : cors) res.set(k, v);
   if (body.size() > 1 && body[0] == '0' && body[1] == '{' &&
-      !server_.config().eio_cookie.empty()) {
+      !ctx_.config().eio_cookie.empty()) {
     // The handshake: the sticky-session cookie carries the Engine.IO sid.
     auto sid = open_packet_sid(body);
     res.set(http::field::set_cookie,
-            server_.config().eio_cookie + "=" + sid + "; Path=/; HttpOnly; SameSite=Lax");
+            ctx_.config().eio_cookie + "=" + sid + "; Path=/; HttpOnly; SameSite=Lax");
   }
   res.keep_alive(keep);
   res.body() = std::move(body);
@@ -179,11 +180,11 @@ void http_session::polling_answer(unsigned version, bool keep, const cors_list& 
   write(std::move(res), keep);
 }
 
-// An Engine.IO handshake over an admission limit (server::admit): 503 for the connection
+// An Engine.IO handshake over an admission limit (admission::admit): 503 for the connection
 // limits, 429 for the new-session rate, with a JSON message; the connection stays open.
 void http_session::refuse_session(const request& req, connection_refusal why,
                                   const cors_list& cors) {
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   m.add(m.local().handshakes_rejected);
   const bool rate = why == connection_refusal::rate;
   m.limit_hit(rate ? limit_kind::new_sessions_per_ip
@@ -208,7 +209,7 @@ void http_session::refuse_session(const request& req, connection_refusal why,
 // Socket.IO connect hook will be shown them, else only Authorization (a CONNECT's token may
 // come from it). At most max_header_size bytes either way.
 http_session::header_pairs http_session::session_headers(const request& req) const {
-  if (server_.hooks().on_sio_connect) return header_list(req);
+  if (ctx_.hooks().on_sio_connect) return header_list(req);
   header_pairs out;
   if (auto it = req.find(http::field::authorization); it != req.end())
     out.emplace_back(std::string(it->name_string()), std::string(it->value()));

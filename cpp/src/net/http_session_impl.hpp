@@ -29,7 +29,7 @@
 
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/net/metrics.hpp"
-#include "skyrelay/net/server.hpp"
+#include "skyrelay/net/session_context.hpp"
 #include "skyrelay/net/stream.hpp"
 #include "skyrelay/proto/engineio.hpp"
 
@@ -59,8 +59,8 @@ bool valid_client_key(std::string_view key);
 
 class http_session : public std::enable_shared_from_this<http_session> {
  public:
-  // `slot` is the connection's admission (server::admit): never null.
-  http_session(tcp::socket socket, server& srv, std::shared_ptr<void> slot);
+  // `slot` is the connection's admission (admission::admit): never null.
+  http_session(tcp::socket socket, session_context& ctx, std::shared_ptr<void> slot);
 
   // Starts the TLS handshake, if any, then reads the first request. Call once, on the
   // socket's executor.
@@ -150,7 +150,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
   std::uint64_t deadline_generation_{0};
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  server& server_;
+  session_context& ctx_;
   std::shared_ptr<void> slot_;  // the connection's admission, passed on when it upgrades
   state state_{state::handshaking};
 };
@@ -164,7 +164,7 @@ void http_session::write(http::response<Body> res, bool keep_alive) {
   if (!keep_alive) sp->keep_alive(false);
   // Browsers must take Content-Type as given: an upload or a JSON error never runs as script.
   if (sp->find(nosniff_field) == sp->end()) sp->set(nosniff_field, "nosniff");
-  expires_after(server_.config().handshake_timeout);
+  expires_after(ctx_.config().handshake_timeout);
   http::async_write(stream_, *sp,
                     [self = shared_from_this(), sp, keep_alive](beast::error_code ec,
                                                                 std::size_t) {

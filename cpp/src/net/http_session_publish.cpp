@@ -13,10 +13,10 @@ using http_detail::error_body;
 // POST /api/publish: one event or a batch, token-protected, with optional idempotency.
 void http_session::publish_api(const request& req) {
   const bool keep = req.keep_alive();
-  const auto& cfg = server_.config();
-  server_.get_metrics().add(server_.get_metrics().local().publish_api_requests);
+  const auto& cfg = ctx_.config();
+  ctx_.get_metrics().add(ctx_.get_metrics().local().publish_api_requests);
   auto fail = [&](http::status status, std::string_view code, std::string_view message) {
-    server_.get_metrics().add(server_.get_metrics().local().publish_api_refused);
+    ctx_.get_metrics().add(ctx_.get_metrics().local().publish_api_refused);
     send_error(status, code, message, keep);
   };
   if (req.method() != http::verb::post)
@@ -38,7 +38,7 @@ void http_session::publish_api(const request& req) {
 // else (a token without sub) that very token. Nullopt when the bearer is neither; the 401 is
 // then written.
 std::optional<std::string> http_session::publisher_of(const request& req, bool keep) {
-  const auto& cfg = server_.config();
+  const auto& cfg = ctx_.config();
   // The static publish_token is compared first: when it matches, no JWT is verified.
   // Otherwise, with JWT on, the bearer must be a publish token.
   std::string_view auth = req[http::field::authorization];
@@ -54,7 +54,7 @@ std::optional<std::string> http_session::publisher_of(const request& req, bool k
     auto r = auth::authenticate(*cfg.jwt, token.value_or(std::string_view()),
                                 auth::token_use::publish, auth::unix_now());
     if (auto* f = std::get_if<auth::auth_refusal>(&r)) {
-      server_.get_metrics().add(server_.get_metrics().local().publish_api_refused);
+      ctx_.get_metrics().add(ctx_.get_metrics().local().publish_api_refused);
       unauthorized(req, *f, keep);
       return std::nullopt;
     }
@@ -76,7 +76,7 @@ std::optional<std::string> http_session::publisher_of(const request& req, bool k
                                                 : "the token is not valid");
     res.keep_alive(keep);
     res.prepare_payload();
-    server_.get_metrics().add(server_.get_metrics().local().publish_api_refused);
+    ctx_.get_metrics().add(ctx_.get_metrics().local().publish_api_refused);
     write(std::move(res), keep);
     return std::nullopt;
   }
@@ -88,7 +88,7 @@ std::optional<std::string> http_session::publisher_of(const request& req, bool k
 void http_session::publish_events(const request& req, const std::string& publisher) {
   const bool keep = req.keep_alive();
   auto fail = [&](http::status status, std::string_view code, std::string_view message) {
-    server_.get_metrics().add(server_.get_metrics().local().publish_api_refused);
+    ctx_.get_metrics().add(ctx_.get_metrics().local().publish_api_refused);
     send_error(status, code, message, keep);
   };
   auto decoded = proto::decode_publish(req.body(), req["Idempotency-Key"]);
@@ -98,7 +98,7 @@ void http_session::publish_events(const request& req, const std::string& publish
   // Held until the answer is stored: a publish that ends any other way frees its key.
   idempotency_store::reservation reserved;
   if (!pr.idempotency_key.empty()) {
-    auto r = server_.idempotency().begin(
+    auto r = ctx_.get_publisher().idempotency->begin(
         publisher, pr.idempotency_key,
         idempotency_store::digest_of(proto::publish_fingerprint(pr)));
     using status = idempotency_store::status;
@@ -121,10 +121,10 @@ void http_session::publish_events(const request& req, const std::string& publish
   }
   std::vector<proto::publish_receipt_view> receipts;
   receipts.reserve(pr.events.size());
-  auto& hub = server_.get_hub();
+  auto& hub = ctx_.get_hub();
   for (const auto& p : pr.events) {
     publish_meta meta;
-    const std::size_t n = server_.publish(p, &meta);
+    const std::size_t n = ctx_.get_publisher().publish(p, &meta);
     receipts.push_back({hub.event_id(meta.id), meta.topic, meta.seq, n});
   }
   std::string body = proto::encode_published(receipts, pr.batch, false);

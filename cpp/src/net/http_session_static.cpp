@@ -7,14 +7,14 @@
 namespace skyrelay {
 
 void http_session::serve_static(const request& req, std::string_view path) {
-  const auto& cfg = server_.config();
+  const auto& cfg = ctx_.config();
   std::optional<std::string> file;
   // The browser client, built in: /skyrelay.js and its type declarations.
   if (!cfg.client_dir.empty() && (path == "/skyrelay.js" || path == "/skyrelay.d.ts"))
     file = resolve_static(cfg.client_dir, path);
   if (!file && !cfg.static_dir.empty()) file = resolve_static(cfg.static_dir, path);
   if (!file) {
-    if (server_.hooks().on_http) return to_application(req);
+    if (ctx_.hooks().on_http) return to_application(req);
     return send_error(http::status::not_found, "not_found", "no such resource",
                       req.keep_alive());
   }

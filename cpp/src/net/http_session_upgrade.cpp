@@ -40,7 +40,7 @@ bool same_origin(std::string_view origin, std::string_view host) {
 }  // namespace
 
 void http_session::upgrade(request req, std::string_view path, std::string_view query) {
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   auto reject = [&](http::status status, std::string_view code, std::string_view msg) {
     m.add(m.local().handshakes_rejected);
     send_error(status, code, msg, false);
@@ -85,9 +85,9 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
   std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
 
   net::stream socket = hand_off();
-  auto session = std::make_shared<ws_session>(std::move(socket), server_.context(), new_sid(),
+  auto session = std::make_shared<ws_session>(std::move(socket), ctx_, new_sid(),
                                               std::move(response), std::move(leftover),
-                                              std::move(topic), server_.encoders().json_ws);
+                                              std::move(topic), ctx_.encoders().json_ws);
   session->hold(std::move(slot_));
   session->set_identity(std::move(identity));
   session->start(std::string(path), std::string(query), std::move(headers));
@@ -96,7 +96,7 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
 // Server-Sent Events: GET /sse/<topic> and/or ?topics=a,b (each percent-decoded); resumes
 // after the Last-Event-ID header or the last_event_id query parameter.
 void http_session::sse(request req, std::string_view path, std::string_view query) {
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   auto reject = [&](http::status status, std::string_view code, std::string_view msg) {
     m.add(m.local().handshakes_rejected);
     send_error(status, code, msg, false);
@@ -148,7 +148,7 @@ void http_session::sse(request req, std::string_view path, std::string_view quer
   head += "\r\n";
   header_pairs headers = header_list(req);
   net::stream socket = hand_off();
-  auto session = std::make_shared<sse_session>(std::move(socket), server_.context(), new_sid(),
+  auto session = std::make_shared<sse_session>(std::move(socket), ctx_, new_sid(),
                                                std::move(head), std::move(topics),
                                                std::move(last_id));
   session->hold(std::move(slot_));
@@ -161,7 +161,7 @@ void http_session::sse(request req, std::string_view path, std::string_view quer
 // may go on, with `id` set (null: no token, and none is required); else the 401 is written.
 bool http_session::check_token(const request& req, std::string_view query,
                                auth::identity_ptr& id) {
-  const auto& jwt = server_.config().jwt;
+  const auto& jwt = ctx_.config().jwt;
   if (!jwt) return true;
   std::string token;
   if (auto bearer = auth::bearer_token(req[http::field::authorization]))
@@ -171,7 +171,7 @@ bool http_session::check_token(const request& req, std::string_view query,
   if (token.empty() && !jwt->required) return true;
   auto r = auth::authenticate(*jwt, token, auth::token_use::connect, auth::unix_now());
   if (auto* f = std::get_if<auth::auth_refusal>(&r)) {
-    auto& m = server_.get_metrics();
+    auto& m = ctx_.get_metrics();
     m.add(m.local().handshakes_rejected);
     unauthorized(req, *f, false);
     return false;
@@ -185,9 +185,9 @@ bool http_session::check_token(const request& req, std::string_view query,
 bool http_session::check_client_topics(const request& req, const auth::identity_ptr& id,
                                        const std::vector<std::string>& topics) {
   auto refusal =
-      auth::check_client_topics(server_.config().client_topics.get(), topics, id.get());
+      auth::check_client_topics(ctx_.config().client_topics.get(), topics, id.get());
   if (!refusal) return true;
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   m.add(m.local().forbidden_client_topic);
   m.add(m.local().handshakes_rejected);
   forbidden(req, refusal->message);
@@ -211,12 +211,12 @@ void http_session::forbidden(const request& req, const std::string& message) {
 // session checks again on acceptance).
 bool http_session::check_access(const request& req, const auth::identity_ptr& id,
                                 const std::vector<std::string>& rooms) {
-  const auto& policy = server_.config().access;
+  const auto& policy = ctx_.config().access;
   if (!policy) return true;
   auto refusal = policy->check_connect("/", rooms, auth::connection_roles(id.get()));
-  if (!refusal || (server_.config().roles_from_connect && server_.hooks().on_connect))
+  if (!refusal || (ctx_.config().roles_from_connect && ctx_.hooks().on_connect))
     return true;
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   m.add(refusal->scope == auth::access_scope::namespace_ ? m.local().forbidden_namespace
                                                          : m.local().forbidden_room);
   m.add(m.local().handshakes_rejected);
@@ -226,7 +226,7 @@ bool http_session::check_access(const request& req, const auth::identity_ptr& id
 
 // 401 with WWW-Authenticate (RFC 6750 3) and {"error":"unauthorized","code":...}.
 void http_session::unauthorized(const request& req, const auth::auth_refusal& f, bool keep) {
-  auto& m = server_.get_metrics();
+  auto& m = ctx_.get_metrics();
   m.add(m.local().auth_refused);
   http::response<http::string_body> res{http::status::unauthorized, req.version()};
   res.set(http::field::www_authenticate, f.code == auth::token_required
@@ -243,7 +243,7 @@ void http_session::unauthorized(const request& req, const auth::auth_refusal& f,
 bool http_session::origin_allowed(const request& req) const {
   std::string_view origin = req[http::field::origin];
   if (origin.empty() || same_origin(origin, req[http::field::host])) return true;
-  for (const auto& o : server_.config().cors_allowed_origins)
+  for (const auto& o : ctx_.config().cors_allowed_origins)
     if (o == "*" || o == origin) return true;  // exact match only: no suffix tricks
   return false;
 }
@@ -254,7 +254,7 @@ bool http_session::origin_allowed(const request& req) const {
 http_session::cors_list http_session::cors_headers(const request& req) const {
   cors_list out;
   std::string_view origin = req[http::field::origin];
-  const auto& cfg = server_.config();
+  const auto& cfg = ctx_.config();
   if (origin.empty() || cfg.cors_allowed_origins.empty() || !origin_allowed(req)) return out;
   const bool any = std::find(cfg.cors_allowed_origins.begin(), cfg.cors_allowed_origins.end(),
                              "*") != cfg.cors_allowed_origins.end();

@@ -9,6 +9,7 @@
 #include "skyrelay/net/listener.hpp"
 #include "skyrelay/net/push_session.hpp"
 #include "skyrelay/net/sio_socket.hpp"
+#include "skyrelay/net/sse_session.hpp"
 #include "skyrelay/net/tls_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/socketio.hpp"
@@ -30,6 +31,14 @@ void count_error(metrics& m, std::string_view code) {
     if (to_string(static_cast<error_code>(i)) == code) return m.error(static_cast<error_code>(i));
 }
 
+
+// Whether a session takes the application's answers (respond, send_error): a JSON-protocol
+// WebSocket does. An SSE stream sends no requests, and its wire has no frame for an answer:
+// push_session::send_text would put WebSocket bytes into the event stream, and an SSE event
+// named "error" would reach the browser as the EventSource's own connection-error event.
+bool takes_answers(const push_session& s) {
+  return dynamic_cast<const sse_session*>(&s) == nullptr;
+}
 
 // A Server-Sent Events block. Line breaks cannot appear inside a field, so the event name's are
 // replaced by spaces and the data's (JSON allows them as whitespace) start new data lines,
@@ -128,6 +137,12 @@ server::server(server_config cfg, app_hooks hooks)
                                            }, encoders_);
   ctx_->set_sessions({[this](const std::shared_ptr<push_session>& s) { register_session(s); },
                       [this](const std::string& sid) { unregister_session(sid); }});
+  ctx_->set_http_faces({[this](const publication& p, publish_meta* meta) {
+                          return publish(p, meta);
+                        },
+                        &idem_},
+                       parking_,
+                       {[this] { return health_json(); }, [this] { return metrics_text(); }});
 }
 
 server::~server() { stop(); }
@@ -151,7 +166,7 @@ void server::start() {
   }
   listener_ = std::make_shared<listener>(
       *contexts_[0], endpoint, *ctx_, [this](tcp::socket socket, admission::slot slot) {
-        start_http_session(std::move(socket), *this, std::move(slot));
+        start_http_session(std::move(socket), *ctx_, std::move(slot));
       });
   port_ = listener_->port();
   dispatcher_.start();
@@ -211,8 +226,7 @@ void server::stop() {
     for (auto& s : left) s->terminate();
     // Engine.IO sessions hold timers of these contexts: drop them before the contexts go.
     sio_.clear();
-    std::lock_guard lock(sessions_mu_);
-    http_waiting_.clear();
+    parking_.clear();
   }
   listener_.reset();
   sweep_timer_.reset();
@@ -264,7 +278,7 @@ bool server::refuse(const std::string& sid, unsigned status, std::string message
 bool server::respond(const std::string& sid, const std::string& request_id, bool ok,
                      const std::string& data_or_code, const std::string& message) {
   auto s = find_session(sid);
-  if (!s) return false;
+  if (!s || !takes_answers(*s)) return false;
   if (ok) {
     s->send_text(proto::response_ok(request_id, data_or_code));
   } else {
@@ -284,7 +298,7 @@ bool server::disconnect(const std::string& sid, std::uint16_t code, std::string 
 bool server::send_error(const std::string& sid, const std::string& code,
                         const std::string& message) {
   auto s = find_session(sid);
-  if (!s) return false;
+  if (!s || !takes_answers(*s)) return false;
   count_error(metrics_, code);
   s->send_text(proto::error(code, message, ""));
   return true;
@@ -302,26 +316,14 @@ std::vector<std::string> server::roles_of(const std::string& sid) const {
   return {};
 }
 
-std::uint64_t server::park_http(http_reply_fn reply) {
-  std::lock_guard lock(sessions_mu_);
-  const std::uint64_t id = next_http_id_++;
-  http_waiting_.emplace(id, std::move(reply));
-  return id;
-}
-
-bool server::http_reply(std::uint64_t id, unsigned status,
-                        std::vector<std::pair<std::string, std::string>> headers,
-                        std::string body) {
-  http_reply_fn reply;
-  {
-    std::lock_guard lock(sessions_mu_);
-    auto it = http_waiting_.find(id);
-    if (it == http_waiting_.end()) return false;
-    reply = std::move(it->second);
-    http_waiting_.erase(it);
+server::join_result server::join_checked(const std::string& sid, const channel& room) {
+  if (const auto& policy = cfg_.access; policy && policy->has_room_rules()) {
+    if (auto refusal = policy->check_room(room.nsp, room.room, roles_of(sid))) {
+      metrics_.add(metrics_.local().forbidden_room);
+      return {false, std::move(refusal->message)};
+    }
   }
-  reply(status, std::move(headers), std::move(body));
-  return true;
+  return {hub_.join(sid, room), std::nullopt};
 }
 
 double server::uptime_seconds() const {

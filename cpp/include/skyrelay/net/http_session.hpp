@@ -9,12 +9,12 @@
 
 namespace skyrelay {
 
-class server;
+class session_context;
 
 // Starts serving an accepted socket, on the socket's executor. The session's class is private to
 // cpp/src/net (http_session_impl.hpp), so only its files include Beast's HTTP headers.
-// `slot` is the connection's admission (server::admit); it is held for as long as the
+// `slot` is the connection's admission (admission::admit); it is held for as long as the
 // connection lives, whatever it becomes.
-void start_http_session(tcp::socket socket, server& srv, std::shared_ptr<void> slot);
+void start_http_session(tcp::socket socket, session_context& ctx, std::shared_ptr<void> slot);
 
 }  // namespace skyrelay

@@ -18,8 +18,8 @@ class listener : public std::enable_shared_from_this<listener> {
   // Takes an admitted connection, on the connection's own I/O context.
   using handoff_fn = std::function<void(tcp::socket socket, admission::slot slot)>;
 
-  // Binds and listens; throws std::system_error on failure. Accepted connections go to
-  // ctx.next_context(), are admitted by ctx.get_admission(), then handed to `handoff`.
+  // Binds and listens; throws boost::system::system_error on failure. Accepted connections go
+  // to ctx.next_context(), are admitted by ctx.get_admission(), then handed to `handoff`.
   listener(asio::io_context& ioc, tcp::endpoint ep, session_context& ctx, handoff_fn handoff);
   void run();
   void close();  // thread-safe

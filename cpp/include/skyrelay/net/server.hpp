@@ -25,6 +25,7 @@
 #include "skyrelay/limits/admission.hpp"
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/app_hooks.hpp"
+#include "skyrelay/net/app_parking.hpp"
 #include "skyrelay/net/idempotency_store.hpp"
 #include "skyrelay/net/metrics.hpp"
 #include "skyrelay/net/session_context.hpp"
@@ -38,7 +39,6 @@ namespace skyrelay {
 
 class listener;
 class push_session;
-class eio_session;
 
 
 class server {
@@ -48,8 +48,9 @@ class server {
   server(const server&) = delete;
   server& operator=(const server&) = delete;
 
-  // Binds, listens and starts the I/O threads and the dispatcher. Throws std::system_error when
-  // the address cannot be bound.
+  // Binds, listens and starts the I/O threads and the dispatcher. Throws
+  // boost::system::system_error when the host does not resolve or the address cannot be bound
+  // (the bindings raise it as OSError).
   void start();
   // Graceful stop: no new connections, close frames with 1001 to every connection, wait up to
   // drain_timeout for them to finish, then cut what is left and join every thread. Must not be
@@ -79,10 +80,14 @@ class server {
   bool accept(const std::string& sid,
               std::optional<std::vector<std::string>> roles = std::nullopt);
   bool refuse(const std::string& sid, unsigned status, std::string message);
+  // Answers a JSON-protocol request (a response frame). False, and nothing is written, when the
+  // sid is gone or is an SSE stream's: a stream sends no requests and has no frame for an
+  // answer (docs/api.md "Handlers").
   bool respond(const std::string& sid, const std::string& request_id, bool ok,
                const std::string& data_or_code, const std::string& message);
   bool disconnect(const std::string& sid, std::uint16_t code, std::string reason);
-  // Sends an error frame ({"type":"error",...}, ref null) to one connection.
+  // Sends an error frame ({"type":"error",...}, ref null) to one JSON-protocol connection;
+  // false, like respond, for a gone sid or an SSE stream's.
   bool send_error(const std::string& sid, const std::string& code, const std::string& message);
 
   // The identity of a connection's token (JSON protocol, SSE or Socket.IO); null when the
@@ -90,13 +95,23 @@ class server {
   auth::identity_ptr identity_of(const std::string& sid) const;
   // The roles a connection's role requirements are checked against (empty when it is gone).
   std::vector<std::string> roles_of(const std::string& sid) const;
-  // HTTP requests waiting for the application (on_http): thread-safe.
-  using http_reply_fn = std::function<void(unsigned status,
-                                           std::vector<std::pair<std::string, std::string>> headers,
-                                           std::string body)>;
-  std::uint64_t park_http(http_reply_fn reply);
+  // A join the application makes for a connection (JSON protocol, SSE or Socket.IO), held to
+  // the role requirements of the room (server_config::access): when the connection's roles
+  // (roles_of) do not meet them, nothing is joined, skyrelay_forbidden_total{scope="room"} is
+  // counted and `refusal` holds the policy's message; otherwise `joined` is hub::join's answer
+  // (false when the sid is gone). Thread-safe.
+  struct join_result {
+    bool joined{false};
+    std::optional<std::string> refusal;
+  };
+  join_result join_checked(const std::string& sid, const channel& room);
+  // HTTP requests waiting for the application (on_http; app_parking.hpp): thread-safe.
+  using http_reply_fn = app_parking::reply_fn;
+  std::uint64_t park_http(http_reply_fn reply) { return parking_.park(std::move(reply)); }
   bool http_reply(std::uint64_t id, unsigned status,
-                  std::vector<std::pair<std::string, std::string>> headers, std::string body);
+                  std::vector<std::pair<std::string, std::string>> headers, std::string body) {
+    return parking_.reply(id, status, std::move(headers), std::move(body));
+  }
 
   std::string health_json() const;
   std::string metrics_text() const;
@@ -112,17 +127,6 @@ class server {
   session_context& context() noexcept { return *ctx_; }
   // The Socket.IO server: the application's control of sockets (thread-safe).
   sio_server& sio() noexcept { return sio_; }
-
-  // For http_session, until it holds a session_context: admission (admission::admit) and the
-  // Engine.IO session registry (sio_server).
-  using connection_slot = admission::slot;
-  connection_slot admit(const std::string& ip, connection_refusal& why, bool session = false) {
-    return admission_.admit(ip, why, session);
-  }
-  void register_eio(const std::shared_ptr<eio_session>& s) { sio_.register_eio(s); }
-  std::shared_ptr<eio_session> find_eio(const std::string& sid) const {
-    return sio_.find_eio(sid);
-  }
 
   // The TLS context shared by every connection, or null for plain TCP (no tls_cert_file).
   boost::asio::ssl::context* tls_context() noexcept { return tls_.get(); }
@@ -155,8 +159,7 @@ class server {
 
   mutable std::mutex sessions_mu_;
   std::unordered_map<std::string, std::weak_ptr<push_session>> sessions_;
-  std::unordered_map<std::uint64_t, http_reply_fn> http_waiting_;
-  std::uint64_t next_http_id_{1};
+  app_parking parking_;
   // After the I/O contexts, like the registries it holds (stop() clears them).
   sio_server sio_;
   std::unique_ptr<session_context> ctx_;  // made once tls_ is

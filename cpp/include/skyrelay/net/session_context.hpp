@@ -1,7 +1,9 @@
 // What a connection needs of the server, and nothing more: the configuration, the application's
 // hooks, metrics, the hub and its transports' encoder ids, the dispatcher, admission, the
-// Socket.IO server, the TLS context and the I/O contexts. The server owns every part and outlives every session; a session holds a
-// session_context& instead of the whole server (Beast's chat-multi `shared_state`).
+// Socket.IO server, the TLS context and the I/O contexts; and for the HTTP session, the
+// publisher, the parked application requests and the /health and /metrics text. The server
+// owns every part and outlives every session; a session holds a session_context& instead of
+// the whole server (Beast's chat-multi `shared_state`).
 //
 // Thread-safe as its parts are: it only hands out references.
 #pragma once
@@ -17,6 +19,8 @@
 #include "skyrelay/limits/admission.hpp"
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/app_hooks.hpp"
+#include "skyrelay/net/app_parking.hpp"
+#include "skyrelay/net/idempotency_store.hpp"
 #include "skyrelay/net/metrics.hpp"
 
 namespace boost::asio::ssl {
@@ -34,6 +38,19 @@ class push_session;
 struct session_registry {
   std::function<void(const std::shared_ptr<push_session>&)> add;
   std::function<void(const std::string&)> remove;
+};
+
+// How the publish API publishes: as every publication does (server::publish: through the
+// broker, counted on /metrics), with the idempotency keys of its requests. Both thread-safe.
+struct publisher {
+  std::function<std::size_t(const publication&, publish_meta*)> publish;
+  idempotency_store* idempotency{nullptr};
+};
+
+// The text of GET /health (JSON) and GET /metrics (Prometheus), made when asked. Thread-safe.
+struct status_text {
+  std::function<std::string()> health_json;
+  std::function<std::string()> metrics_text;
 };
 
 // The hub's ids of the server's encoders, one per transport, registered when the server is
@@ -82,6 +99,16 @@ class session_context {
   // accepts any connection.
   const session_registry& sessions() const noexcept { return sessions_; }
   void set_sessions(session_registry r) { sessions_ = std::move(r); }
+  // The HTTP session's faces of the server (the publish API, requests parked for the
+  // application, the status pages); set once by the server before it accepts any connection.
+  const publisher& get_publisher() const noexcept { return publisher_; }
+  app_parking& parking() const noexcept { return *parking_; }
+  const status_text& status() const noexcept { return status_; }
+  void set_http_faces(publisher p, app_parking& parking, status_text s) {
+    publisher_ = std::move(p);
+    parking_ = &parking;
+    status_ = std::move(s);
+  }
 
  private:
   const server_config& cfg_;
@@ -95,6 +122,9 @@ class session_context {
   context_picker next_context_;
   const transport_encoders& encoders_;
   session_registry sessions_;
+  publisher publisher_;
+  app_parking* parking_{nullptr};
+  status_text status_;
 };
 
 }  // namespace skyrelay

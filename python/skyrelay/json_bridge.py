@@ -1,0 +1,133 @@
+"""The JSON protocol and SSE on the skyrelay server: the Python half.
+
+The C++ core speaks the protocol, keeps the rooms and answers the built-in messages
+(subscribe, unsubscribe, ping). This module turns its callbacks for ``/ws`` and ``/sse``
+connections into handler calls: the connect handler's decision, events and requests (with the
+handler's return value or :class:`RequestError` as the answer), and the disconnect handler.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from .encoding import encode_json
+from .errors import ConnectionRefused, RequestError
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .handlers import HandlerRegistry
+    from .socketio import SocketIOBridge
+
+log = logging.getLogger("skyrelay")
+
+
+class JSONProtocolBridge:
+    """Receives the core's JSON-protocol and SSE callbacks (on the dispatcher thread) for one
+    Server.
+
+    It reaches the handlers and the connection table through ``registry``, the running core
+    through ``core`` (None before start), the Socket.IO bridge through ``socketio`` (a sid
+    whose connection was a Socket.IO socket is forgotten there), and makes each connection's
+    :class:`Connection` with ``make_connection(sid, path, query, remote, headers,
+    transport=, claims=)``.
+    """
+
+    def __init__(self, registry: HandlerRegistry, core: Callable[[], _core.Server | None],
+                 make_connection: Callable[..., Connection], socketio: SocketIOBridge) -> None:
+        self._registry = registry
+        self._core = core
+        self._make_connection = make_connection
+        self._socketio = socketio
+
+    def on_connect(self, sid: str, path: str, query: str, remote: str,
+                   headers: list[tuple[str, str]], claims: str | None = None) -> None:
+        self._registry.entered()
+        sse = path == "/sse" or path.startswith("/sse/")
+        conn = self._make_connection(sid, path, query, remote, headers,
+                                     transport="sse" if sse else "websocket", claims=claims)
+        self._registry.connections[sid] = conn
+        core = self._core()
+        handler = self._registry.connect_handlers.get("/")
+        assert core is not None and handler is not None
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is None and result is not False:
+                if not core.accept(sid, self._registry.granted_roles(conn)):
+                    self._registry.connections.pop(sid, None)  # gone, or refused for its roles
+                return
+            self._registry.connections.pop(sid, None)
+            if isinstance(exc, ConnectionRefused):
+                core.refuse(sid, exc.status, exc.message)
+            elif exc is not None:
+                self._registry.log_error("connect handler failed", exc)
+                core.refuse(sid, 500, "connect handler failed")
+            else:
+                core.refuse(sid, 403, "connection refused")
+
+        self._registry.call(handler, (conn,), done)
+
+    def on_message(self, sid: str, event: str, data: str, request_id: str) -> None:
+        self._registry.entered()
+        core = self._core()
+        assert core is not None
+        handler = self._registry.handlers.get(("/", event))
+        if handler is None:
+            message = f'no handler for event "{event}"'
+            if request_id:
+                core.respond(sid, request_id, False, "unknown_event", message)
+            else:
+                core.send_error(sid, "unknown_event", message)
+            return
+        conn = self._registry.connection(sid)
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                if isinstance(exc, RequestError):
+                    if request_id:
+                        core.respond(sid, request_id, False, exc.code, exc.message)
+                    else:
+                        core.send_error(sid, exc.code, exc.message)
+                    return
+                # A plain event has no answer to carry the error: only the log hears of it.
+                message = self._registry.handler_error(f"handler for {event!r} failed", exc)
+                if request_id:
+                    core.respond(sid, request_id, False, "handler_error", message)
+                return
+            if request_id:
+                try:
+                    body = encode_json(result, self._registry.json_default,
+                                       check=_core.is_valid_json).decode("utf-8")
+                except (TypeError, ValueError) as err:
+                    message = self._registry.handler_error(
+                        f"response of {event!r} is not JSON serializable", err)
+                    core.respond(sid, request_id, False, "handler_error", message)
+                    return
+                core.respond(sid, request_id, True, body, "")
+
+        value = json.loads(data)
+        if getattr(handler, "_skyrelay_args", False):  # facade handlers take an argument list
+            value = [] if value is None else [value]
+        self._registry.call(handler, (conn, value), done)
+
+    def on_disconnect(self, sid: str, reason: str, claims: str | None = None) -> None:
+        self._registry.entered()
+        conn = self._registry.connections.pop(sid, None)
+        if conn is not None and conn.transport == "socket.io":
+            self._socketio.forget_connection(sid)
+        registry = self._registry
+        handler = registry.namespace_handler(registry.disconnect_handlers,
+                                             conn.namespace if conn is not None else "/")
+        if handler is None:
+            return
+        if conn is None:
+            conn = self._make_connection(sid, claims=claims)
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                log.error("disconnect handler failed", exc_info=exc)
+
+        self._registry.call(handler, (conn, reason), done)
