@@ -25,7 +25,7 @@ const char* const all_limits[] = {
     "write_timeout",
     "connections_total", "connections_per_ip", "new_connections_per_ip",
     "rooms_per_connection", "inbound_rate", "sessions_total", "sessions_per_ip",
-    "new_sessions_per_ip", "attachments", "attachment_bytes"};
+    "new_sessions_per_ip", "attachments", "attachment_bytes", "recovery"};
 
 TEST(Metrics, EveryLimitHasASeriesFromZero) {
   metrics m(1);

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "skyrelay/core/frame.hpp"
 #include "skyrelay/proto/socketio.hpp"
 
 namespace sio = skyrelay::sio;
@@ -102,4 +103,23 @@ TEST(SocketIo, DeeplyNestedPayloadIsRefused) {
   EXPECT_TRUE(bad(deep_ack));
   const std::string fine = "2[\"e\"," + std::string(100, '[') + std::string(100, ']') + "]";
   EXPECT_FALSE(bad(fine));
+}
+
+// The one-copy event frame is the WebSocket frame of "4" + event(...), for payloads whose
+// header takes each of its three sizes (7-bit, 16-bit and 64-bit lengths).
+TEST(SocketIo, EventFrameBytesMatchTheMessageFrame) {
+  for (std::size_t n : {0, 10, 200, 70'000}) {
+    const std::string args = n ? "\"" + std::string(n, 'x') + "\"" : "";
+    for (std::size_t attachments : {0, 2}) {
+      std::uint8_t at = 0;
+      const std::string bytes =
+          sio::event_frame_bytes("/ns", "tick\"", args, attachments, std::nullopt, at);
+      const auto want = skyrelay::message_frame(
+          "4" + sio::event("/ns", "tick\"", args, attachments), 1);
+      EXPECT_EQ(bytes, want.bytes) << n;
+      EXPECT_EQ(at, want.payload_at) << n;
+    }
+  }
+  std::uint8_t at = 0;
+  EXPECT_EQ(sio::event_frame_bytes("/", "e", "1", 0, 7, at).substr(at), "427[\"e\",1]");
 }

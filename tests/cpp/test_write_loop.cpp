@@ -146,6 +146,41 @@ TEST(WriteLoop, PartialWritesOfMoreThanIovMaxFramesArriveWholeAndInOrder) {
   EXPECT_EQ(m.total(&metrics::shard::bytes_out), expected.size());
 }
 
+// A frame written around a shared one (frame::base: a Socket.IO event with its socket's offset)
+// goes out as its header, the shared text and its tail, between frames written whole; the
+// outbox and the batch count its wire size.
+TEST(WriteLoop, AFrameAroundASharedOneIsWrittenAsItsThreeParts) {
+  connection c;
+  metrics m(1);
+  auto w = std::make_shared<writer>(std::move(c.server), m, 0ms);
+  const auto shared = make_message("42[\"e\",{\"n\":1}]", 1);
+  frame own;
+  own.middle = shared->payload().substr(0, shared->payload().size() - 1);
+  own.tail = ",\"7\"]";
+  ws::append_header(own.bytes, ws::opcode::text, own.middle.size() + own.tail.size());
+  own.payload_at = static_cast<std::uint8_t>(own.bytes.size());
+  own.ws_opcode = 1;
+  own.base = shared;
+  const auto around = std::make_shared<const frame>(std::move(own));
+  const std::string whole = ws::encode(ws::opcode::text, "42[\"e\",{\"n\":1},\"7\"]");
+  EXPECT_EQ(around->wire_size(), whole.size());
+  std::string text;
+  around->append_payload(text);
+  EXPECT_EQ(text, "42[\"e\",{\"n\":1},\"7\"]");
+  planned_batch b;
+  b.frames = {shared, around, shared};
+  w->plan_.push_back(std::move(b));
+  const std::string expected = shared->bytes + whole + shared->bytes;
+  w->loop_.run();
+  std::string got;
+  std::thread reader([&] { got = read_all(c.client, expected.size()); });
+  c.ioc.run_for(10s);
+  reader.join();
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(m.total(&metrics::shard::bytes_out), expected.size());
+  EXPECT_EQ(m.total(&metrics::shard::messages_out), 3u);
+}
+
 TEST(WriteLoop, NothingToWriteWritesNothing) {
   connection c;
   metrics m(1);

@@ -67,6 +67,30 @@ def join_mixed(conn, count):
     return "started"
 
 
+@server.on("join_rooms")
+def join_rooms(conn, count):
+    """Joins "r1", "r2" and "r3" and publishes `count` numbered "tick"s, one per 20 ms, to one
+    of its rooms, to two of them at once, to the connection alone, and (not numbered, never
+    received) to a room it is not in."""
+    for room in ("r1", "r2", "r3"):
+        conn.join(room)
+
+    def publish():
+        for n in range(count):
+            kind = n % 3
+            if kind == 0:
+                server.emit("tick", {"n": n}, to=["r1", "r3"])
+            elif kind == 1:
+                server.emit("tick", {"n": n}, to="r2")
+            else:
+                conn.emit("tick", {"n": n})
+            server.emit("tick", {"n": -1}, to="not-joined")
+            time.sleep(0.02)
+
+    threading.Thread(target=publish, daemon=True).start()
+    return "started"
+
+
 @server.on("connect")
 def on_connect(conn):
     if (conn.auth or {}).get("token") == "bad":

@@ -22,7 +22,8 @@ from skyrelay.testing import ResponseError, connect, metric, wait_until
 LIMITS = ("message_size", "header_size", "body_size", "handshake_timeout", "idle_timeout",
           "outbox", "connections_total", "connections_per_ip", "new_connections_per_ip",
           "rooms_per_connection", "inbound_rate", "sessions_total", "sessions_per_ip",
-          "new_sessions_per_ip", "attachments", "attachment_bytes", "write_timeout")
+          "new_sessions_per_ip", "attachments", "attachment_bytes", "write_timeout",
+          "recovery")
 
 
 def scrape(port: int) -> dict[str, float]:

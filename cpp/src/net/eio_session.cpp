@@ -102,7 +102,7 @@ std::optional<std::string> eio_session::take_polling_body_locked() {
       body += 'b';  // binary goes over polling as base64
       body += eio::base64_encode(f->payload());
     } else {
-      body += f->payload();  // a text packet, type character included
+      f->append_payload(body);  // a text packet, type character included
     }
   }
   queue_.clear();
@@ -206,6 +206,14 @@ void eio_session::post(std::string_view body, reply_fn reply) {
 void eio_session::attach_websocket(std::shared_ptr<ws_session> ws) {
   std::lock_guard lock(mu_);
   ws_ = std::move(ws);
+  set_wire_locked(ws_);
+}
+
+void eio_session::set_wire_locked(const std::shared_ptr<ws_session>& ws) {
+  // Once only: a sender may still hold the pointer it read, so the first stays alive.
+  if (closed_ || wire_keep_ || !ws) return;
+  wire_keep_ = ws;
+  wire_.store(ws.get(), std::memory_order_release);
 }
 
 void eio_session::attach_probe(std::shared_ptr<ws_session> ws) {
@@ -262,63 +270,10 @@ void eio_session::on_packet(const eio::packet& p, ws_session*) {
       awaiting_pong_ = false;
       return;
     }
-    case eio::packet_type::ping: {
-      // "2probe" on an upgrade candidate: answer on that socket and release the poll.
-      std::shared_ptr<ws_session> probe;
-      reply_fn waiting;  // a poll parked before the upgrade began; a held one waits for "5"
-      {
-        std::lock_guard lock(mu_);
-        if (p.data == "probe" && probe_) {
-          probe = probe_;
-          upgrading_ = true;
-          if (!held_) {
-            waiting = std::move(parked_);
-            parked_ = nullptr;
-          }
-        }
-      }
-      if (probe) {
-        probe->deliver(text_packet("3probe"), overflow_policy::disconnect);
-        if (waiting) waiting(200, "6");
-      } else {
-        send(text_packet("3" + p.data));
-      }
-      return;
-    }
-    case eio::packet_type::upgrade: {
-      std::vector<frame_ptr> rest;
-      std::shared_ptr<ws_session> ws;
-      std::shared_ptr<void> slot;
-      {
-        std::lock_guard lock(mu_);
-        if (!probe_) return;
-        ws_ = std::move(probe_);
-        probe_.reset();
-        transport_ = transport::websocket;
-        upgrading_ = false;
-        rest.assign(queue_.begin(), queue_.end());
-        queue_.clear();
-        queue_bytes_ = 0;
-        ws = ws_;
-        slot = std::move(slot_);  // the WebSocket's connection slot counts the session now
-      }
-      slot.reset();
-      {
-        // A poll held during the upgrade is now a poll after it. Answer it after the
-        // WebSocket's pending flush, so the client has "3probe" before this answer.
-        reply_fn held;
-        {
-          std::lock_guard lock(mu_);
-          held = std::move(parked_);
-          parked_ = nullptr;
-          held_ = false;
-        }
-        if (held)
-          ws->post([held = std::move(held)] { held(400, eio::error_body(eio::error_code::unknown_sid)); });
-      }
-      for (auto& f : rest) ws->deliver(f, overflow_policy::disconnect);
-      return;
-    }
+    case eio::packet_type::ping:
+      return on_ping(p);
+    case eio::packet_type::upgrade:
+      return on_upgrade();
     case eio::packet_type::message:
       if (echo_) {
         send(p.binary ? make_message(p.data, 2) : text_packet("4" + p.data));
@@ -330,31 +285,8 @@ void eio_session::on_packet(const eio::packet& p, ws_session*) {
         on_sio_text(p.data);
       }
       return;
-    case eio::packet_type::close: {
-      // Over polling, a client closes with a POST while its GET is (or is about to be)
-      // pending. That GET must be answered with a noop, so when it has not arrived yet, the
-      // session lingers briefly for it instead of vanishing under it.
-      bool linger = false;
-      {
-        std::lock_guard lock(mu_);
-        if (transport_ == transport::polling && !parked_ && !closed_) {
-          lingering_ = true;
-          linger = true;
-        }
-      }
-      if (!linger) {
-        close(disconnect_reason::client_close);
-        return;
-      }
-      // Timers are touched only on their own executor (requests arrive on any I/O thread).
-      asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
-        self->ping_timer_.expires_after(std::chrono::milliseconds(100));
-        self->ping_timer_.async_wait([self](boost::system::error_code ec) {
-          if (!ec) self->close(disconnect_reason::client_close);
-        });
-      });
-      return;
-    }
+    case eio::packet_type::close:
+      return on_close_packet();
     case eio::packet_type::noop:
       return;
     case eio::packet_type::open:
@@ -363,11 +295,91 @@ void eio_session::on_packet(const eio::packet& p, ws_session*) {
   }
 }
 
+void eio_session::on_ping(const eio::packet& p) {
+  // "2probe" on an upgrade candidate: answer on that socket and release the poll.
+  std::shared_ptr<ws_session> probe;
+  reply_fn waiting;  // a poll parked before the upgrade began; a held one waits for "5"
+  {
+    std::lock_guard lock(mu_);
+    if (p.data == "probe" && probe_) {
+      probe = probe_;
+      upgrading_ = true;
+      if (!held_) {
+        waiting = std::move(parked_);
+        parked_ = nullptr;
+      }
+    }
+  }
+  if (probe) {
+    probe->deliver(text_packet("3probe"), overflow_policy::disconnect);
+    if (waiting) waiting(200, "6");
+  } else {
+    send(text_packet("3" + p.data));
+  }
+}
+
+void eio_session::on_upgrade() {
+  std::shared_ptr<ws_session> ws;
+  std::shared_ptr<void> slot;
+  reply_fn held;
+  {
+    std::lock_guard lock(mu_);
+    if (!probe_) return;
+    ws_ = std::move(probe_);
+    probe_.reset();
+    transport_ = transport::websocket;
+    upgrading_ = false;
+    ws = ws_;
+    // What polling had not sent yet goes first: pushed (no I/O) before any sender can reach
+    // the WebSocket.
+    for (auto& f : queue_) ws->deliver(f, overflow_policy::disconnect);
+    queue_.clear();
+    queue_bytes_ = 0;
+    set_wire_locked(ws_);
+    slot = std::move(slot_);  // the WebSocket's connection slot counts the session now
+    held = std::move(parked_);
+    parked_ = nullptr;
+    held_ = false;
+  }
+  slot.reset();
+  // A poll held during the upgrade is now a poll after it. Answer it after the WebSocket's
+  // pending flush, so the client has "3probe" before this answer.
+  if (held)
+    ws->post([held = std::move(held)] { held(400, eio::error_body(eio::error_code::unknown_sid)); });
+}
+
+void eio_session::on_close_packet() {
+  // Over polling, a client closes with a POST while its GET is (or is about to be) pending.
+  // That GET must be answered with a noop, so when it has not arrived yet, the session
+  // lingers briefly for it instead of vanishing under it.
+  bool linger = false;
+  {
+    std::lock_guard lock(mu_);
+    if (transport_ == transport::polling && !parked_ && !closed_) {
+      lingering_ = true;
+      linger = true;
+    }
+  }
+  if (!linger) {
+    close(disconnect_reason::client_close);
+    return;
+  }
+  // Timers are touched only on their own executor (requests arrive on any I/O thread).
+  asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
+    self->ping_timer_.expires_after(std::chrono::milliseconds(100));
+    self->ping_timer_.async_wait([self](boost::system::error_code ec) {
+      if (!ec) self->close(disconnect_reason::client_close);
+    });
+  });
+}
+
 // Sending --------------------------------------------------------------------------------
 
 void eio_session::send_packet_text(std::string text) { send(text_packet(std::move(text))); }
 
 void eio_session::send(const frame_ptr& f, overflow_policy policy) {
+  // Over WebSocket: straight into its outbox, which keeps the order and the bounds.
+  if (auto* ws = wire_.load(std::memory_order_acquire)) return ws->deliver(f, policy);
   if (policy == overflow_policy::drop_oldest) {
     // Volatile frames take the WebSocket outbox's drop_oldest path; polling queues keep the
     // session-level bound.
@@ -383,6 +395,10 @@ void eio_session::send(const frame_ptr& f, overflow_policy policy) {
 }
 
 void eio_session::send_all(const std::vector<frame_ptr>& frames) {
+  // One push: a binary event's attachments must follow it with nothing between them (a
+  // reply or another event sent by another thread meanwhile breaks the client's decoder).
+  if (auto* w = wire_.load(std::memory_order_acquire))
+    return w->deliver_group(frames, overflow_policy::disconnect);
   std::shared_ptr<ws_session> ws;
   reply_fn parked;
   std::string body;
@@ -396,7 +412,7 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
       const auto& cfg = context_.config();
       for (const auto& f : frames) {
         queue_.push_back(f);
-        queue_bytes_ += f->bytes.size();
+        queue_bytes_ += f->wire_size();
       }
       overflow = queue_.size() > cfg.outbox_max_frames || queue_bytes_ > cfg.outbox_max_bytes;
       overflowed_ = overflow;
@@ -435,6 +451,7 @@ void eio_session::close(disconnect_reason why) {
     std::lock_guard lock(mu_);
     if (closed_) return;
     closed_ = true;
+    wire_.store(nullptr, std::memory_order_release);
     sockets.swap(sockets_);
     ws = std::move(ws_);
     probe = std::move(probe_);

@@ -232,14 +232,18 @@ bool eio_session::try_resume(const sio::packet& p, const auth::identity_ptr& ide
 
 void eio_session::open_socket(const std::string& nsp, std::string auth,
                               auth::identity_ptr identity) {
-  const bool recovery = context_.config().sio_recovery_window.count() > 0;
+  const auto& cfg = context_.config();
+  // With recovery, a socket keeps what may still be in flight (its outbox and the kernel's
+  // send buffer) and, detached, as much as a room's history would (docs/architecture.md).
+  sio_socket::keep_limits keep;
+  if (cfg.sio_recovery_window.count() > 0)
+    keep = {cfg.outbox_max_frames + cfg.history_max_events, 4 * cfg.outbox_max_bytes};
   std::shared_ptr<sio_socket> sock;
   {
     std::lock_guard lock(mu_);
     if (closed_ || sockets_.count(nsp)) return;  // already connected to that namespace
-    sock = std::make_shared<sio_socket>(new_sid(), nsp, weak_from_this(),
-                                        context_.encoders().socketio,
-                                        recovery ? context_.config().outbox_max_frames : 0);
+    sock = std::make_shared<sio_socket>(new_sid(), nsp, shared_from_this(),
+                                        context_.encoders().socketio, keep);
     sockets_[nsp] = sock;
   }
   asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {

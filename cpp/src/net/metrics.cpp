@@ -31,6 +31,7 @@ const char* limit_name(std::size_t i) {
     case limit_kind::new_sessions_per_ip: return "new_sessions_per_ip";
     case limit_kind::attachments: return "attachments";
     case limit_kind::attachment_bytes: return "attachment_bytes";
+    case limit_kind::recovery: return "recovery";
     default: return "unknown";
   }
 }

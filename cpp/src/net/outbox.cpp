@@ -16,7 +16,7 @@ outbox::push_result outbox::push_range(const frame_ptr* first, std::size_t count
   push_result r;
   if (count == 0) return r;
   std::size_t size = 0;
-  for (std::size_t i = 0; i < count; ++i) size += first[i]->bytes.size();
+  for (std::size_t i = 0; i < count; ++i) size += first[i]->wire_size();
   std::lock_guard lock(mu_);
   if (closed_) return r;
   auto over = [&] {
@@ -28,7 +28,7 @@ outbox::push_result outbox::push_range(const frame_ptr* first, std::size_t count
     // subscriber costs stale frames rather than the connection.
     for (auto it = q_.begin(); it != q_.end() && over();) {
       if (it->droppable) {
-        bytes_ -= it->f->bytes.size();
+        bytes_ -= it->f->wire_size();
         it = q_.erase(it);
         ++r.dropped;
       } else {

@@ -109,15 +109,21 @@ server::server(server_config cfg, app_hooks hooks)
   // `data`; Socket.IO carries `args` (else `data` as the one argument) and the binary parts.
   encoders_.json_ws = hub_.add_encoder(encode_json_ws);
   encoders_.sse = hub_.add_encoder(encode_sse);
-  // The Engine.IO message carrying a Socket.IO EVENT with the publication's arguments (and,
-  // with recovery on, the publication id as the offset argument); binary parts follow it.
+  // The Engine.IO message carrying a Socket.IO EVENT with the publication's arguments, built
+  // in one copy; binary parts follow it. A socket with recovery on writes its own frame around
+  // it, with its offset (frame::numbered), and keeps the addresses for its resume.
   encoders_.socketio = hub_.add_encoder([this](const publication& p, const publish_meta& meta) {
-    std::string args = p.args ? *p.args : p.data;
-    const bool recovery = cfg_.sio_recovery_window.count() > 0;
-    if (recovery) args += (args.empty() ? "\"" : ",\"") + std::to_string(meta.id) + "\"";
+    const std::string_view args = p.args ? std::string_view(*p.args) : std::string_view(p.data);
     const std::size_t n = p.binary ? p.binary->size() : 0;
-    frame f = message_frame("4" + sio::event(p.nsp, p.event, args, n), 1, meta.publish_ns, true,
-                            recovery ? meta.id : 0);
+    frame f;
+    f.bytes = sio::event_frame_bytes(p.nsp, p.event, args, n, std::nullopt, f.payload_at);
+    f.publish_ns = meta.publish_ns;
+    f.ws_opcode = 1;
+    f.numbered = true;
+    if (cfg_.sio_recovery_window.count() > 0) {
+      f.to = p.to;
+      f.to_conns = p.to_conns;
+    }
     if (n) {
       f.followers.reserve(n);
       for (const auto& a : *p.binary) f.followers.push_back(make_message(a, 2, 0, true));

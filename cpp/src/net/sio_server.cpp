@@ -41,30 +41,33 @@ bool sio_server::resume_socket(const std::shared_ptr<sio_socket>& s, std::uint64
     end_socket(s, disconnect_reason::transport_error);
     return false;
   }
-  recheck_rooms(*s);  // before the replay, so that nothing of a room it left is replayed
-  const bool resumed = hub_.resume(s->sid(), offset, [&](std::vector<frame_ptr>& missed) {
-    return s->reattach(session, offset, missed);
-  });
-  if (resumed) {
+  // Before the replay, so that nothing that came only through a room it left is replayed.
+  const auto left = recheck_rooms(*s);
+  if (s->reattach(session, offset, left)) {
     s->arm_expiry(session->executor(), *this);
     return true;
   }
-  // Too late: history lost some of what it missed. It ends, and the client gets a new socket
-  // for the same CONNECT (the hook runs again, for that one).
+  // Too late: the socket no longer keeps all it missed (or the offset is not one it sent).
+  // It ends, and the client gets a new socket for the same CONNECT (the hook runs again, for
+  // that one).
+  metrics_.limit_hit(limit_kind::recovery);
   session->forget_socket(s->nsp());
   end_socket(s, disconnect_reason::transport_error);
   session->open_socket(s->nsp(), std::move(auth), s->identity());
   return false;
 }
 
-void sio_server::recheck_rooms(const sio_socket& s) {
-  if (!cfg_.access || !cfg_.access->has_room_rules()) return;
+std::vector<std::string> sio_server::recheck_rooms(const sio_socket& s) {
+  std::vector<std::string> left;
+  if (!cfg_.access || !cfg_.access->has_room_rules()) return left;
   const auto roles = s.roles();
   for (const auto& room : hub_.rooms_of(s.sid())) {
     if (!cfg_.access->check_room(room.nsp, room.room, *roles)) continue;
     hub_.leave(s.sid(), room);
+    left.push_back(room.room);
     metrics_.add(metrics_.local().forbidden_room);
   }
+  return left;
 }
 
 bool sio_server::refuse(const std::string& sid, const std::string& message,
@@ -99,22 +102,17 @@ bool sio_server::emit(const std::string& sid, const std::string& event, const st
   if (!s) return false;
   std::optional<std::uint64_t> id;
   if (ack_id >= 0) id = static_cast<std::uint64_t>(ack_id);
-  auto send = [&](std::uint64_t offset) {
-    std::string full = args;
-    if (offset) full += (full.empty() ? "\"" : ",\"") + std::to_string(offset) + "\"";
-    std::string packet = sio::event(s->nsp(), event, full, attachments.size(), id);
-    std::vector<frame_ptr> frames;
-    frames.reserve(attachments.size() + 1);
-    frames.push_back(make_message("4" + packet, 1, steady_ns(), true, offset));
-    for (auto& a : attachments) frames.push_back(make_message(std::move(a), 2, 0, true));
-    s->deliver_all(std::move(frames));
-  };
-  // With recovery, the event carries a publication id as its offset, taken in order with
-  // publications so that the client's last offset tells exactly what it has seen.
-  if (cfg_.sio_recovery_window.count() > 0 && !s->pid().empty())
-    hub_.ordered(send);
-  else
-    send(0);
+  // An event like the hub's: with recovery, the socket numbers it (frame::numbered).
+  frame f;
+  f.bytes = sio::event_frame_bytes(s->nsp(), event, args, attachments.size(), id, f.payload_at);
+  f.publish_ns = steady_ns();
+  f.ws_opcode = 1;
+  f.numbered = true;
+  std::vector<frame_ptr> frames;
+  frames.reserve(attachments.size() + 1);
+  frames.push_back(std::make_shared<const frame>(std::move(f)));
+  for (auto& a : attachments) frames.push_back(make_message(std::move(a), 2, 0, true));
+  s->deliver_all(std::move(frames));
   return true;
 }
 

@@ -1,12 +1,15 @@
 // sio_socket: a Socket.IO socket (see sio_socket.hpp).
 #include "skyrelay/net/sio_socket.hpp"
 
+#include <algorithm>
+
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/core/random.hpp"
 #include "skyrelay/net/eio_session.hpp"
 #include "skyrelay/net/sio_server.hpp"
 #include "skyrelay/proto/socketio.hpp"
+#include "skyrelay/proto/ws_frame.hpp"
 
 namespace skyrelay {
 
@@ -18,22 +21,85 @@ void append_group(std::vector<frame_ptr>& out, const frame_ptr& f) {
   out.push_back(f);
   out.insert(out.end(), f->followers.begin(), f->followers.end());
 }
+
+// The event `shared` ("42[...]", shared by every socket it goes to) as this socket writes it:
+// its own WebSocket header, the shared text up to the closing bracket, then the offset as the
+// last argument (a string, as Socket.IO clients expect) and the bracket.
+frame_ptr with_offset(const frame_ptr& shared, std::uint64_t offset) {
+  frame f;
+  const std::string_view text = shared->payload();
+  f.middle = text.substr(0, text.size() - 1);  // an event always ends with ']'
+  f.tail = ",\"";
+  f.tail += std::to_string(offset);
+  f.tail += "\"]";
+  ws::append_header(f.bytes, ws::opcode::text, f.middle.size() + f.tail.size());
+  f.payload_at = static_cast<std::uint8_t>(f.bytes.size());
+  f.publish_ns = shared->publish_ns;
+  f.is_data = shared->is_data;
+  f.ws_opcode = 1;
+  f.base = shared;
+  return std::make_shared<const frame>(std::move(f));
+}
+
+// Whether a kept event came only through rooms the socket has left (`left`).
+bool only_through(const frame& f, const std::string& sid, const std::vector<std::string>& left) {
+  if (f.to.empty()) return false;  // to everyone in the namespace, or direct
+  for (const auto& c : f.to_conns)
+    if (c == sid) return false;
+  for (const auto& name : f.to)
+    if (name == sid || std::find(left.begin(), left.end(), name) == left.end()) return false;
+  return true;
+}
 }  // namespace
 
-sio_socket::sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_session> session,
-                       encoder_id encoder, std::size_t recovery_frames)
+sio_socket::sio_socket(std::string sid, std::string nsp,
+                       const std::shared_ptr<eio_session>& session, encoder_id encoder,
+                       keep_limits keep)
     : subscriber(std::move(sid), encoder, std::move(nsp)),
-      session_(std::move(session)),
-      recovery_frames_(recovery_frames),
-      pid_(recovery_frames ? new_sid() : std::string()) {}
+      session_(session),
+      owner_(keep.frames ? nullptr : session),
+      keep_(keep),
+      pid_(keep.frames ? new_sid() : std::string()) {}
 
-void sio_socket::remember_locked(const frame_ptr* first, std::size_t n) {
-  if (!recovery_frames_ || n == 0 || !first[0]->offset) return;  // only events carry offsets
-  direct_.emplace_back(first, first + n);
-  if (direct_.size() > recovery_frames_) {
-    evicted_offset_ = direct_.front().front()->offset;
-    direct_.pop_front();
+void sio_socket::append_sent(std::vector<frame_ptr>& out, const std::vector<frame_ptr>& group,
+                             std::uint64_t offset) {
+  out.push_back(offset ? with_offset(group.front(), offset) : group.front());
+  out.insert(out.end(), group.begin() + 1, group.end());
+}
+
+void sio_socket::keep_locked(std::uint64_t offset, std::vector<frame_ptr> group) {
+  std::size_t bytes = 0;
+  for (const auto& f : group) bytes += f->wire_size();
+  kept_.push_back(kept_event{offset, std::move(group), bytes});
+  kept_bytes_ += bytes;
+  while (kept_.size() > keep_.frames || (kept_bytes_ > keep_.bytes && kept_.size() > 1)) {
+    forgotten_ = kept_.front().offset;
+    kept_bytes_ -= kept_.front().bytes;
+    kept_.pop_front();
   }
+}
+
+void sio_socket::send_locked(eio_session* s, const frame_ptr* first, std::size_t n,
+                             overflow_policy policy) {
+  if (keep_.frames && first[0]->numbered) {
+    std::vector<frame_ptr> group(first, first + n);
+    const std::uint64_t offset = ++sent_;
+    if (s) {
+      std::vector<frame_ptr> out;
+      out.reserve(n);
+      append_sent(out, group, offset);
+      if (n == 1) {
+        s->send(out.front(), policy);
+      } else {
+        s->send_all(out);
+      }
+    }
+    keep_locked(offset, std::move(group));
+    return;
+  }
+  if (!s) return;  // detached: only events are kept
+  if (n == 1) return s->send(first[0], policy);
+  s->send_all(std::vector<frame_ptr>(first, first + n));
 }
 
 bool sio_socket::take_token(std::string_view event, std::int64_t& wait_ns) {
@@ -55,24 +121,21 @@ void sio_socket::detach() {
 }
 
 bool sio_socket::reattach(std::weak_ptr<eio_session> session, std::uint64_t offset,
-                          std::vector<frame_ptr>& missed) {
+                          const std::vector<std::string>& left) {
   std::lock_guard lock(mu_);
-  if (!detached_ || closed_ || evicted_offset_ > offset) return false;
+  if (!detached_ || closed_ || offset < forgotten_ || offset > sent_) return false;
+  auto s = session.lock();
+  if (!s) return false;
   detached_ = false;
   session_ = std::move(session);
-  // Merge the two id-ordered lists; a direct group stays together.
   std::vector<frame_ptr> frames;
-  frames.reserve(missed.size() + 1);
-  frames.push_back(make_message("4" + sio::connect_ok(nsp(), sid(), pid_), 1, 0, false));
-  auto next = missed.begin();
-  for (const auto& group : direct_) {
-    const std::uint64_t id = group.front()->offset;
-    if (id <= offset) continue;
-    for (; next != missed.end() && (*next)->offset < id; ++next) append_group(frames, *next);
-    frames.insert(frames.end(), group.begin(), group.end());
+  frames.push_back(text_packet("4" + sio::connect_ok(nsp(), sid(), pid_)));
+  for (const auto& e : kept_) {
+    if (e.offset <= offset) continue;
+    if (!left.empty() && only_through(*e.group.front(), sid(), left)) continue;
+    append_sent(frames, e.group, e.offset);
   }
-  for (; next != missed.end(); ++next) append_group(frames, *next);
-  if (auto s = session_.lock()) s->send_all(frames);
+  s->send_all(frames);
   return true;
 }
 
@@ -92,46 +155,51 @@ std::optional<sio_socket::resume_request> sio_socket::take_resume() {
   return r;
 }
 
-void sio_socket::deliver(const frame_ptr& f, overflow_policy policy) { pass_on(f, policy, false); }
+void sio_socket::deliver(const frame_ptr& f, overflow_policy policy) { pass_on(f, policy); }
 
 void sio_socket::deliver_direct(const frame_ptr& f, overflow_policy policy) {
-  pass_on(f, policy, true);
+  pass_on(f, policy);
 }
 
-void sio_socket::pass_on(const frame_ptr& f, overflow_policy policy, bool direct) {
-  std::shared_ptr<eio_session> s;
-  // The frame and its attachments; a frame without any (the fan-out's case) needs no copy.
+void sio_socket::pass_on(const frame_ptr& f, overflow_policy policy) {
+  // The fan-out's path: an accepted socket without recovery, a frame without attachments.
+  if (straight_.load(std::memory_order_acquire) && f->followers.empty())
+    return owner_->send(f, policy);
+  // The frame and its attachments; a frame without any needs no copy.
   std::vector<frame_ptr> group;
   if (!f->followers.empty()) append_group(group, f);
   const frame_ptr* first = group.empty() ? &f : group.data();
   const std::size_t n = group.empty() ? 1 : group.size();
-  {
-    std::lock_guard lock(mu_);
-    if (closed_) return;
-    if (!connected_) {
-      pending_.push_back(f);
-      return;
-    }
-    // Events to this socket alone are kept for its return; the hub's history has the rest.
-    if (direct) remember_locked(first, n);
-    if (detached_) return;
-    s = session_.lock();
+  std::lock_guard lock(mu_);  // keeps the group together, and the offsets in sending order
+  if (closed_) return;
+  if (!connected_) {
+    pending_.push_back(f);
+    return;
   }
-  if (!s) return;
-  if (n == 1) return s->send(f, policy);
-  s->send_all(group);
+  if (owner_) return send_locked(owner_.get(), first, n, policy);
+  auto s = detached_ ? nullptr : session_.lock();
+  send_locked(s.get(), first, n, policy);
 }
 
 void sio_socket::deliver_all(std::vector<frame_ptr> frames) {
+  if (frames.empty()) return;
   std::lock_guard lock(mu_);  // keeps the group together against concurrent deliveries
   if (closed_) return;
   if (!connected_) {
-    pending_.insert(pending_.end(), frames.begin(), frames.end());
+    // Queued as one frame with its attachments as followers, as the hub's frames are.
+    if (frames.size() == 1) {
+      pending_.push_back(std::move(frames.front()));
+    } else {
+      frame head = *frames.front();
+      head.followers.assign(frames.begin() + 1, frames.end());
+      pending_.push_back(std::make_shared<const frame>(std::move(head)));
+    }
     return;
   }
-  remember_locked(frames.data(), frames.size());
-  if (detached_) return;
-  if (auto s = session_.lock()) s->send_all(frames);
+  if (owner_) return send_locked(owner_.get(), frames.data(), frames.size(),
+                                 overflow_policy::disconnect);
+  auto s = detached_ ? nullptr : session_.lock();
+  send_locked(s.get(), frames.data(), frames.size(), overflow_policy::disconnect);
 }
 
 bool sio_socket::accept() {
@@ -141,9 +209,22 @@ bool sio_socket::accept() {
   std::vector<frame_ptr> frames;
   frames.reserve(pending_.size() + 1);
   frames.push_back(text_packet("4" + sio::connect_ok(nsp(), sid(), pid_)));
-  for (const auto& f : pending_) append_group(frames, f);
+  std::vector<frame_ptr> group;
+  for (const auto& f : pending_) {
+    group.clear();
+    append_group(group, f);
+    if (keep_.frames && f->numbered) {
+      const std::uint64_t offset = ++sent_;
+      append_sent(frames, group, offset);
+      keep_locked(offset, group);
+    } else {
+      frames.insert(frames.end(), group.begin(), group.end());
+    }
+  }
   pending_.clear();
   if (auto s = session_.lock()) s->send_all(frames);
+  // From now on deliveries pass mu_ by (they were queued behind it until here).
+  if (owner_) straight_.store(true, std::memory_order_release);
   return true;
 }
 
@@ -162,6 +243,7 @@ void sio_socket::mark_closed() {
   {
     std::lock_guard lock(mu_);
     closed_ = true;
+    straight_.store(false, std::memory_order_release);
     pending_.clear();
     expiry = std::move(expiry_);
   }

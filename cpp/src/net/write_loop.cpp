@@ -49,7 +49,7 @@ void write_batch::after_view(std::string_view bytes) {
 
 std::size_t write_batch::frame_bytes() const noexcept {
   std::size_t n = 0;
-  for (const auto& f : frames_) n += f->bytes.size();
+  for (const auto& f : frames_) n += f->wire_size();
   return n;
 }
 
@@ -91,12 +91,18 @@ void write_loop::run() {
 void write_loop::gather() {
   iov_.clear();
   next_ = 0;
-  iov_.reserve(batch_.n_before_ + batch_.frames_.size() + batch_.n_after_);
+  iov_.reserve(batch_.n_before_ + 3 * batch_.frames_.size() + batch_.n_after_);
   auto add = [this](std::string_view b) {
     if (!b.empty()) iov_.push_back(iovec{const_cast<char*>(b.data()), b.size()});
   };
   for (std::size_t i = 0; i < batch_.n_before_; ++i) add(batch_.before_[i]);
-  for (const auto& f : batch_.frames_) add(f->bytes);
+  for (const auto& f : batch_.frames_) {
+    add(f->bytes);
+    if (f->base) {  // a frame of its own around a shared message (frame::base)
+      add(f->middle);
+      add(f->tail);
+    }
+  }
   for (std::size_t i = 0; i < batch_.n_after_; ++i) add(batch_.after_[i]);
 }
 

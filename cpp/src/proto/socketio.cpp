@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "skyrelay/proto/json_protocol.hpp"
+#include "skyrelay/proto/ws_frame.hpp"
 
 namespace skyrelay::sio {
 
@@ -139,6 +140,29 @@ std::string event(std::string_view nsp, std::string_view name, std::string_view 
                 nsp, id);
   out += '[';
   proto::append_json_string(out, name);
+  if (!args.empty()) {
+    out += ',';
+    out += args;
+  }
+  out += ']';
+  return out;
+}
+
+std::string event_frame_bytes(std::string_view nsp, std::string_view name, std::string_view args,
+                              std::size_t attachments, std::optional<std::uint64_t> id,
+                              std::uint8_t& payload_at) {
+  // The short parts first, so that the header's length is known before `args` is copied.
+  std::string head = "4";
+  append_header(head, attachments ? packet_type::binary_event : packet_type::event, attachments,
+                nsp, id);
+  head += '[';
+  proto::append_json_string(head, name);
+  const std::size_t size = head.size() + (args.empty() ? 0 : 1 + args.size()) + 1;
+  std::string out;
+  out.reserve(10 + size);
+  ws::append_header(out, ws::opcode::text, size);
+  payload_at = static_cast<std::uint8_t>(out.size());
+  out += head;
   if (!args.empty()) {
     out += ',';
     out += args;

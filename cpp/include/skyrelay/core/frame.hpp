@@ -23,8 +23,8 @@ struct frame {
   // then the message), which a WebSocket transport writes as it is, and payload() is the bare
   // message, which the Engine.IO long-polling transport sends.
   std::uint8_t ws_opcode{0};
-  // Socket.IO connection state recovery: the publication id carried as the event's offset
-  // (0 when the frame has none).
+  // The publication id a hub test encoder carries here (hub::resume's tests; no transport
+  // reads it any more: Socket.IO offsets are per socket, see `numbered`).
   std::uint64_t offset{0};
   // Frames that must follow this one, with nothing in between: the binary attachments of a
   // Socket.IO BINARY_EVENT published through the hub.
@@ -36,17 +36,47 @@ struct frame {
   // that are not a publication's, or when the encoder does not keep them). An SSE stream's
   // writer advances its cursor with them (see sse_session).
   channel_positions positions;
+  // Socket.IO: an EVENT whose last argument a socket with connection state recovery writes
+  // itself (its offset, see sio_socket): it sends a frame of its own around this one's text.
+  bool numbered{false};
+  // A frame written for one connection around another's message (a Socket.IO event with its
+  // socket's offset): on the wire, `bytes` (its own WebSocket header, payload_at long), then
+  // `middle` (the shared text, inside `base`, which keeps it alive), then `tail`. Null `base`:
+  // `bytes` is the whole frame.
+  std::shared_ptr<const frame> base;
+  std::string_view middle;
+  std::string tail;
+  // A Socket.IO event's addresses (publication::to and ::to_conns), kept only with recovery
+  // on: a resumed socket that lost a room to its role checks leaves out what came through it.
+  std::vector<std::string> to, to_conns;
 
-  // The bare message (see ws_opcode); `bytes` whole when there is no header in front.
+  // The bare message (see ws_opcode); `bytes` whole when there is no header in front. Only
+  // for a frame without `base` (see append_payload).
   std::string_view payload() const noexcept {
     return std::string_view(bytes).substr(payload_at);
+  }
+  // Appends the bare message, whatever the frame's shape.
+  void append_payload(std::string& out) const {
+    out += payload();
+    if (base) {
+      out += middle;
+      out += tail;
+    }
+  }
+  // The bytes it puts on a WebSocket.
+  std::size_t wire_size() const noexcept {
+    return base ? bytes.size() + middle.size() + tail.size() : bytes.size();
   }
 };
 
 using frame_ptr = std::shared_ptr<const frame>;
 
 inline frame_ptr make_frame(std::string bytes, std::int64_t publish_ns = 0, bool is_data = true) {
-  return std::make_shared<const frame>(frame{std::move(bytes), publish_ns, is_data, 0, 0, {}, 0, {}});
+  frame f;
+  f.bytes = std::move(bytes);
+  f.publish_ns = publish_ns;
+  f.is_data = is_data;
+  return std::make_shared<const frame>(std::move(f));
 }
 
 // A message (see frame::ws_opcode; 1 for text, 2 for binary): `payload` is copied once behind

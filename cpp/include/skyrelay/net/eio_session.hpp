@@ -4,9 +4,11 @@
 // A session lives across HTTP requests and transports: long-polling (GET waits for packets,
 // POST delivers them) and WebSocket, with the upgrade from one to the other. Its state is
 // guarded by one mutex, because its requests may arrive on different connections and so on
-// different I/O threads; no I/O and no callback runs under that mutex.
+// different I/O threads; no I/O and no callback runs under that mutex. Sending over the
+// WebSocket transport does not take it: the transport is published once in an atomic.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -66,7 +68,8 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   void attach_websocket(std::shared_ptr<ws_session> ws);  // a session opened over WebSocket
   void attach_probe(std::shared_ptr<ws_session> ws);      // an upgrade attempt from polling
 
-  // Sends frames (bare messages, see frame::ws_opcode) in order; thread-safe.
+  // Sends frames (bare messages, see frame::ws_opcode) in order; thread-safe. Over WebSocket,
+  // without taking the session's mutex.
   void send(const frame_ptr& f, overflow_policy policy = overflow_policy::disconnect);
   void send_all(const std::vector<frame_ptr>& frames);
 
@@ -90,6 +93,11 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
 
  private:
   void on_packet(const eio::packet& p, ws_session* via);
+  void on_ping(const eio::packet& p);     // a ping, or the upgrade's "2probe"
+  void on_upgrade();                      // the upgrade's "5": the probe becomes the transport
+  void on_close_packet();                 // the client's goodbye
+  // Makes `ws` the transport that send() reaches without mu_; with mu_ held.
+  void set_wire_locked(const std::shared_ptr<ws_session>& ws);
   // Whether `ws` is this session's transport or its upgrade probe (not a refused duplicate).
   bool ours(const ws_session& ws) const;
   void on_sio_text(std::string_view text);
@@ -126,6 +134,11 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   transport transport_;
   std::shared_ptr<ws_session> ws_;     // the active WebSocket transport
   std::shared_ptr<ws_session> probe_;  // an upgrade in progress
+  // The WebSocket transport for send(), read without mu_: set once (with wire_keep_, which
+  // keeps it alive for the session's whole life, so a sender never holds a dangling pointer),
+  // null again once the session closes.
+  std::atomic<ws_session*> wire_{nullptr};
+  std::shared_ptr<ws_session> wire_keep_;
   bool upgrading_{false};
   std::deque<frame_ptr> queue_;  // polling: packets waiting for a GET
   std::size_t queue_bytes_{0};

@@ -36,6 +36,7 @@ enum class limit_kind : std::uint8_t {
   new_sessions_per_ip,  // an Engine.IO handshake over new_sessions_per_ip (429)
   attachments,        // a Socket.IO packet announcing more than max_attachments (closed)
   attachment_bytes,   // a packet's attachments over max_attachment_bytes (closed)
+  recovery,           // a Socket.IO resume from an offset its socket no longer keeps: new socket
   count_
 };
 

@@ -89,8 +89,8 @@ class sio_server {
   // accept() for a socket that asked to resume from `offset` (see accept).
   bool resume_socket(const std::shared_ptr<sio_socket>& s, std::uint64_t offset, std::string auth);
   // Leaves the rooms whose role requirement (access_policy room rules) the socket's roles no
-  // longer meet.
-  void recheck_rooms(const sio_socket& s);
+  // longer meet; their names.
+  std::vector<std::string> recheck_rooms(const sio_socket& s);
 
   const server_config& cfg_;
   const app_hooks& hooks_;

@@ -1,11 +1,16 @@
 // A Socket.IO v5 socket: one namespace of one Engine.IO session (see eio_session.hpp).
 //
-// It is what the hub delivers to; it queues frames until the socket is accepted, keeps the
-// events sent to it alone for connection state recovery, and can outlive its session (detach).
-// Its state is guarded by its own mutex; no I/O and no callback runs under it.
+// It is what the hub delivers to; it queues frames until the socket is accepted and, with
+// connection state recovery, numbers the events it sends (their offsets), keeps the latest
+// ones and can outlive its session (detach).
+//
+// Its state is guarded by its own mutex; no I/O and no callback runs under it. A socket
+// without recovery, once accepted, passes deliveries on without it: an atomic flag and the
+// session it holds for its whole life.
 #pragma once
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -29,12 +34,19 @@ class eio_session;
 // A Socket.IO socket: one namespace of one Engine.IO session; what the hub delivers to.
 class sio_socket : public subscriber, public std::enable_shared_from_this<sio_socket> {
  public:
-  // `recovery_frames` > 0 turns on connection state recovery for this socket: it gets a pid,
-  // can outlive its session (detach), and keeps up to that many of the latest events sent to it
-  // alone; events to its rooms and namespace are replayed from the hub's history. `encoder` is
-  // the hub's id of the Socket.IO encoder (session_context::encoders).
-  sio_socket(std::string sid, std::string nsp, std::weak_ptr<eio_session> session,
-             encoder_id encoder, std::size_t recovery_frames = 0);
+  // What a socket with recovery keeps of the events it was sent (the latest ones, from every
+  // source): at most `frames` events and `bytes` bytes of their frames. frames 0: recovery off.
+  struct keep_limits {
+    std::size_t frames{0};
+    std::size_t bytes{0};
+  };
+  // With `keep.frames` > 0, connection state recovery is on for this socket: it gets a pid,
+  // numbers each event it sends (frame::numbered) with its offset, 1, 2, 3..., written as the
+  // event's last argument, keeps the latest events within `keep`, and can outlive its session
+  // (detach). `encoder` is the hub's id of the Socket.IO encoder (session_context::encoders).
+  // `session` is alive.
+  sio_socket(std::string sid, std::string nsp, const std::shared_ptr<eio_session>& session,
+             encoder_id encoder, keep_limits keep);
 
   // Queues frames until the socket is accepted, then passes them to the session.
   void deliver(const frame_ptr& f, overflow_policy policy) override;
@@ -57,12 +69,13 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   const std::string& pid() const noexcept { return pid_; }
   // The transport dropped: stay in the rooms, send nothing; history keeps what comes.
   void detach();
-  // The client came back on `session` having seen events up to `offset`; `missed` are the
-  // publications after it from the hub's history (see hub::resume). Sends CONNECT, then those
-  // and the events sent to this socket alone since `offset`, in id order. False (and nothing
-  // sent) when the latter are no longer all here.
+  // The client came back on `session` having seen the events up to `offset` (its last
+  // event's offset). Sends CONNECT, then the kept events after `offset`, in order and with
+  // their offsets, except those that came only through a room in `left` (rooms its roles no
+  // longer allow). False (and nothing sent) when some of them are no longer kept, or `offset`
+  // is one this socket never sent.
   bool reattach(std::weak_ptr<eio_session> session, std::uint64_t offset,
-                std::vector<frame_ptr>& missed);
+                const std::vector<std::string>& left);
   // A recovery CONNECT for this detached socket arrived on `session`: it stays detached (sends
   // nothing) and loses the roles a connect hook granted it, until sio_server::accept resumes
   // it (take_resume) or sio_server::refuse ends it. False when it was closed meanwhile.
@@ -88,22 +101,41 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   void arm_expiry(asio::any_io_executor ex, sio_server& sio);
 
  private:
-  // deliver and deliver_direct: queue before acceptance, keep direct events for recovery,
-  // send nothing while detached.
-  void pass_on(const frame_ptr& f, overflow_policy policy, bool direct);
-  // Keeps a group of frames to this socket alone (an event and its binary attachments).
-  void remember_locked(const frame_ptr* first, std::size_t n);
+  // An event this socket sent (or, detached, was given): its frames as delivered (the shared
+  // ones, attachments after the event) and its offset.
+  struct kept_event {
+    std::uint64_t offset;
+    std::vector<frame_ptr> group;
+    std::size_t bytes;
+  };
+
+  // deliver and deliver_direct: queue before acceptance, then pass on.
+  void pass_on(const frame_ptr& f, overflow_policy policy);
+  // Sends a group (an event and its binary attachments) to `s` (null: detached), numbering
+  // and keeping an event when recovery is on. With mu_ held.
+  void send_locked(eio_session* s, const frame_ptr* first, std::size_t n,
+                   overflow_policy policy);
+  // Adds the group to `out` as this socket writes it, the event with `offset` if numbered.
+  static void append_sent(std::vector<frame_ptr>& out, const std::vector<frame_ptr>& group,
+                          std::uint64_t offset);
+  void keep_locked(std::uint64_t offset, std::vector<frame_ptr> group);
 
   mutable std::mutex mu_;
   std::weak_ptr<eio_session> session_;
+  // Without recovery: the session, for the socket's whole life (it cannot detach), and
+  // whether deliveries go straight to it (accepted and not closed), read without mu_.
+  const std::shared_ptr<eio_session> owner_;
+  std::atomic<bool> straight_{false};
   std::vector<frame_ptr> pending_;
   bool connected_{false};
   bool closed_{false};
   bool detached_{false};
-  const std::size_t recovery_frames_;
+  const keep_limits keep_;
   std::string pid_;
-  std::deque<std::vector<frame_ptr>> direct_;  // latest events to this socket alone
-  std::uint64_t evicted_offset_{0};  // highest offset that fell out of direct_
+  std::uint64_t sent_{0};       // the last offset given
+  std::uint64_t forgotten_{0};  // the highest offset dropped from kept_
+  std::deque<kept_event> kept_;
+  std::size_t kept_bytes_{0};
   std::optional<inbound_limit> limit_;  // made on first use, from the server's config
   auth::identity_ptr identity_;
   std::shared_ptr<const std::vector<std::string>> granted_roles_;

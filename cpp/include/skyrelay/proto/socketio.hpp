@@ -46,5 +46,11 @@ std::string connect_error(std::string_view nsp, std::string_view message,
 // arguments given as the text between the brackets (may be empty).
 std::string event(std::string_view nsp, std::string_view name, std::string_view args,
                   std::size_t attachments = 0, std::optional<std::uint64_t> id = std::nullopt);
+// The same EVENT as the Engine.IO message "4<event>" behind its WebSocket text-frame header,
+// built in one string that copies `args` once (frame::bytes of a Socket.IO event); sets
+// `payload_at` to the header's size (frame::payload_at).
+std::string event_frame_bytes(std::string_view nsp, std::string_view name, std::string_view args,
+                              std::size_t attachments, std::optional<std::uint64_t> id,
+                              std::uint8_t& payload_at);
 
 }  // namespace skyrelay::sio
