@@ -95,7 +95,7 @@ void http_session::engineio_websocket(const request& req, std::string_view query
   auto& ioc = static_cast<asio::io_context&>(socket.get_executor().context());
   const std::string remote = remote_of(socket.socket());
   auto ws = std::make_shared<ws_session>(std::move(socket), ctx_, new_sid(),
-                                         std::move(response), std::move(leftover), "",
+                                         std::move(response), std::move(leftover),
                                          ctx_.encoders().json_ws);
   ws->hold(std::move(slot_));
   if (session) {

@@ -9,6 +9,7 @@
 #include "http_session_impl.hpp"
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/core/random.hpp"
+#include "skyrelay/net/json_ws_handler.hpp"
 #include "skyrelay/net/sse_session.hpp"
 #include "skyrelay/net/static_files.hpp"
 #include "skyrelay/net/ws_session.hpp"
@@ -85,9 +86,9 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
   std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
 
   net::stream socket = hand_off();
-  auto session = std::make_shared<ws_session>(std::move(socket), ctx_, new_sid(),
-                                              std::move(response), std::move(leftover),
-                                              std::move(topic), ctx_.encoders().json_ws);
+  auto session = std::make_shared<ws_session>(
+      std::move(socket), ctx_, new_sid(), std::move(response), std::move(leftover),
+      ctx_.encoders().json_ws, std::make_unique<json_ws_handler>(ctx_, std::move(topic)));
   session->hold(std::move(slot_));
   session->set_identity(std::move(identity));
   session->start(std::string(path), std::string(query), std::move(headers));

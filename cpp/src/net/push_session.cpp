@@ -347,11 +347,9 @@ void push_session::finish(disconnect_reason why) {
   if (!opened_) return;
   auto& m = ctx_.get_metrics();
   m.add(m.local().connections_closed);
-  if (transport_only()) {
-    // An Engine.IO transport: its Socket.IO sockets count their own disconnects.
-    transport_closed(why);
-    return;
-  }
+  transport_closed(why);
+  // An Engine.IO transport: its Socket.IO sockets count their own disconnects.
+  if (transport_only()) return;
   m.disconnect(why);
   if (ctx_.hooks().on_disconnect) {
     const session_context* ctx = &ctx_;

@@ -1,8 +1,9 @@
-// What a JSON-protocol WebSocket (ws_session) and a Server-Sent Events stream (sse_session)
-// share: one client connection after its HTTP handshake, in the hub and in the server's sid
-// table, held pending while the application's connect hook decides, then fed from its outbox
-// through one write loop (net::write_loop) until it closes. A derived class says how its
-// frames go on the wire, what it writes on acceptance and how it keeps the connection alive.
+// What a WebSocket (ws_session, the transport of the JSON protocol and of Engine.IO) and a
+// Server-Sent Events stream (sse_session) share: one client connection after its HTTP
+// handshake, in the hub (as its subscriber: the hub delivers into this outbox) and in the
+// server's sid table, held pending while the application's connect hook decides, then fed from
+// its outbox through one write loop (net::write_loop) until it closes. A derived class says how
+// its frames go on the wire, what it writes on acceptance and how it keeps the connection alive.
 #pragma once
 
 #include <array>
@@ -115,8 +116,9 @@ class push_session : public subscriber,
   // The topics the handshake asked for, for role_refusal.
   virtual std::vector<std::string> handshake_topics() const = 0;
   // A transport for another protocol (Engine.IO): not a client of the hub, no role checks, no
-  // token expiry, no disconnect hook; told of its end through transport_closed.
+  // token expiry, no disconnect hook.
   virtual bool transport_only() const { return false; }
+  // The session ended, once, if it ever opened; before the disconnect hook is posted.
   virtual void transport_closed(disconnect_reason) {}
 
   void on_accept();

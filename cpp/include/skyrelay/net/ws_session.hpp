@@ -1,58 +1,76 @@
-// One WebSocket connection speaking the skyrelay JSON protocol, after Beast parsed its HTTP
-// upgrade request. It frames its own output (ws_frame.hpp) so that every byte it writes, data
-// and control frames alike, goes through one write loop (net::write_loop, run by push_session)
-// that gathers all queued frames into a single write. A Server-Sent Events stream is an
-// sse_session, on the same push_session.
+// One WebSocket connection after Beast parsed its HTTP upgrade request: the transport, which
+// knows no protocol on top of it. It frames its own output (ws_frame.hpp) so that every byte it
+// writes, data and control frames alike, goes through one write loop (net::write_loop, run by
+// push_session) that gathers all queued frames into a single write. It owns what every
+// WebSocket shares: the RFC 6455 parser and its inbound limits (max_message_size, UTF-8,
+// framing), ping/pong heartbeats and the idle timeout, and the close handshake. Each message
+// goes to a ws_handler: the JSON protocol (json_ws_handler.hpp) or Engine.IO (eio_session.hpp).
+// A Server-Sent Events stream is an sse_session, on the same push_session.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "skyrelay/core/errors.hpp"
-#include "skyrelay/limits/inbound_limit.hpp"
 #include "skyrelay/net/push_session.hpp"
-#include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/ws_frame.hpp"
 
 namespace skyrelay {
 
 class ws_session;
 
-// Takes over a ws_session's messages for another protocol on top of WebSocket (Engine.IO).
-// Every call comes from the session's own executor.
+// A protocol on top of a WebSocket. The transport calls it, always on the session's own
+// executor, with one virtual call per message and the message's bytes in place (valid only
+// during the call). `from` tells which session spoke: one handler may see several (Engine.IO's
+// upgrade probe, a refused duplicate).
 class ws_handler {
  public:
   virtual ~ws_handler() = default;
-  // `from` tells which session spoke: one handler may see several (an upgrade probe, a
-  // refused duplicate).
+  // A complete text message (valid UTF-8), or a binary one, while the session is open. The
+  // transport has counted it (messages_in); a handler may send, close or do nothing.
   virtual void on_ws_text(ws_session& from, std::string_view text) = 0;
   virtual void on_ws_binary(ws_session& from, std::string_view bytes) = 0;
-  // The session ended (after its close handshake, or abruptly).
+  // The session ended (after its close handshake, or abruptly), once, if it ever opened.
   virtual void on_ws_closed(ws_session& from, disconnect_reason why) = 0;
+  // The session was accepted; nothing is written or read yet. The handler may queue its
+  // first messages with ws_session::send_first.
+  virtual void on_ws_open(ws_session&) {}
+  // The topics the handshake asked for (role checks at accept time). Any thread: answer from
+  // state fixed at construction.
+  virtual std::vector<std::string> handshake_topics() const { return {}; }
 };
 
-class ws_session : public push_session {
+class ws_session final : public push_session {
  public:
-  // `handshake_response` is the 101 response to write first; `leftover` holds bytes the client
-  // sent after its request; `topic` (may be empty) is joined on acceptance. `encoder` is the
-  // hub's id of its transport's encoder (session_context::encoders).
+  // A hub client whose messages go to `handler` (the JSON protocol), which lives as long as
+  // the session. Start it with start(). `handshake_response` is the 101 response to write
+  // first; `leftover` holds bytes the client sent after its request. `encoder` is the hub's id
+  // of the protocol's encoder (session_context::encoders).
   ws_session(net::stream socket, session_context& ctx, std::string sid,
-             std::string handshake_response, std::string leftover, std::string topic,
-             encoder_id encoder);
+             std::string handshake_response, std::string leftover, encoder_id encoder,
+             std::unique_ptr<ws_handler> handler);
+  // A transport for a handler that owns the session (Engine.IO); start it with start_with().
+  ws_session(net::stream socket, session_context& ctx, std::string sid,
+             std::string handshake_response, std::string leftover, encoder_id encoder);
   ~ws_session() override;
 
-  // Starts the session for another protocol: no JSON-protocol welcome, not in the hub, and
-  // every message goes to `handler` (held weakly; the handler owns the session's lifetime
-  // in its protocol). `first` (may be empty) is written right after the 101 response.
+  // Starts the transport for a handler with subscribers of its own (Engine.IO): not in the
+  // hub, no connect hook, no role checks, no token expiry, no disconnect hook; every message
+  // goes to `handler` (held weakly: the handler owns the session's lifetime in its protocol).
+  // `first` (may be empty) is written right after the 101 response.
   void start_with(std::weak_ptr<ws_handler> handler, std::string first);
+
+  // Only from ws_handler::on_ws_open: queues `text` as a text frame ahead of everything in
+  // the outbox, right after the 101 response and what was queued first before it.
+  void send_first(std::string_view text);
 
  private:
   // push_session
-  void open() override;  // the welcome, and the topic of /ws/<topic>
+  void open() override;  // the handler's first messages
   void arm_timer() override;  // heartbeat pings and the idle timeout
   std::string close_bytes(std::uint16_t code, std::string_view reason) override;
   bool consume(char* data, std::size_t n) override;
@@ -61,19 +79,21 @@ class ws_session : public push_session {
   // the connection ends as soon as our close frame is out (RFC 6455 7.1.7).
   bool ends_when_close_sent() const override { return close_received_ || read_broken_; }
   std::vector<std::string> handshake_topics() const override;
-  bool transport_only() const override { return has_handler_; }
+  bool transport_only() const override { return transport_only_; }
   void transport_closed(disconnect_reason why) override;
 
   bool on_frame(const ws::inbound& in);
-  void on_text(std::string_view text);
-  void reply_error(error_code code, std::string_view message, std::string_view ref);
+  bool on_message(const ws::inbound& in);  // a text or binary message, to the handler
+  bool on_close_frame(const ws::inbound& in);
   void on_timer(boost::system::error_code ec);
+  // Calls `fn(handler)` when there is one: the owned handler, else the weak one if alive.
+  template <class Fn>
+  void with_handler(Fn&& fn);
 
   ws::parser parser_;
-  inbound_limit limit_;
-  std::string topic_;  // subscribed on acceptance (/ws/<topic>)
-  std::weak_ptr<ws_handler> handler_;
-  bool has_handler_{false};
+  std::unique_ptr<ws_handler> owned_handler_;  // the JSON protocol: lives with the session
+  std::weak_ptr<ws_handler> handler_;          // Engine.IO: owns the session
+  bool transport_only_{false};
   bool close_received_{false};
   bool read_broken_{false};  // a framing error: further input is discarded
   std::chrono::steady_clock::time_point last_heard_;

@@ -1,0 +1,60 @@
+// The skyrelay JSON protocol on a WebSocket (docs/protocol.md): the ws_handler that turns a
+// connection's text messages into subscribes, unsubscribes, pings, events and requests, and
+// writes the welcome. The wire format itself (decoding client messages, encoding replies) is in
+// proto/json_protocol.hpp; the framing, outbox, heartbeats and close in ws_session.
+//
+// One handler per connection, owned by its ws_session (a hub client: the session is what the
+// hub delivers to). Every call comes from that session's executor, so the handler's state
+// (the connection's inbound rate limit) needs no lock.
+//
+// Adding a client message: its type, decoding and reply in proto/json_protocol.*, its
+// handling in on_message here. Nothing in the transport changes.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "skyrelay/core/errors.hpp"
+#include "skyrelay/limits/inbound_limit.hpp"
+#include "skyrelay/net/ws_session.hpp"
+#include "skyrelay/proto/json_protocol.hpp"
+
+namespace skyrelay {
+
+class session_context;
+
+class json_ws_handler final : public ws_handler {
+ public:
+  // `context` outlives the handler; `topic` (may be empty) is the one of /ws/<topic>, joined
+  // when the session opens.
+  json_ws_handler(session_context& context, std::string topic);
+
+  // ws_handler
+  void on_ws_open(ws_session& s) override;  // the welcome, and the topic of /ws/<topic>
+  void on_ws_text(ws_session& s, std::string_view text) override;
+  void on_ws_binary(ws_session& s, std::string_view bytes) override;  // an error frame
+  void on_ws_closed(ws_session&, disconnect_reason) override {}  // the server's hook says it
+  std::vector<std::string> handshake_topics() const override;
+
+ private:
+  void on_message(ws_session& s, proto::client_message& msg);
+  // The connection's message rate (all but pings); false: refused and answered.
+  bool within_rate(ws_session& s, const proto::client_message& msg);
+  // Client topics and role requirements; false: refused and answered.
+  bool authorized(ws_session& s, const proto::client_message& msg);
+  void subscribe(ws_session& s, const proto::client_message& msg);
+  // An event or request, to the application's on_message hook on the dispatcher.
+  void dispatch(ws_session& s, proto::client_message& msg);
+  // A refusal: a `response` with ok=false to a request, else an `error` frame with `ref`.
+  void refuse(ws_session& s, const proto::client_message& msg, error_code code,
+              std::string_view message, std::string_view ref);
+  void reply_error(ws_session& s, error_code code, std::string_view message,
+                   std::string_view ref);
+
+  session_context& ctx_;
+  inbound_limit limit_;
+  const std::string topic_;  // subscribed on acceptance (/ws/<topic>)
+};
+
+}  // namespace skyrelay
