@@ -11,7 +11,7 @@ JOBS ?= $(shell nproc)
 
 APT_PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev \
 	nlohmann-json3-dev libssl-dev libgtest-dev python3 python3-venv python3-dev \
-	util-linux procps clang libclang-rt-14-dev chromium
+	util-linux procps clang libclang-rt-14-dev chromium redis-server libhiredis-dev
 PY_BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.13"
 PY_TEST_DEPS := "pytest>=7" "pytest-timeout" "websockets>=13" "python-socketio[client]>=5.11" "requests" "websocket-client" "flask>=2.3" "fastapi" "uvicorn" "httpx" "httpx-sse" "numpy" "pandas" \
 	"sgp4" "skyfield" "sse-starlette" "uvloop" "httptools" "pyjwt[crypto]" "mypy"
@@ -69,12 +69,12 @@ test: test-cpp test-cpp-asan test-fuzz test-python test-js
 
 test-cpp: deps
 	cmake -S . -B build/cpp-tests -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKYRELAY_BUILD_TESTS=ON >/dev/null
-	cmake --build build/cpp-tests -j $(JOBS) --target skyrelay_tests skyrelay_net_tests
+	cmake --build build/cpp-tests -j $(JOBS) --target skyrelay_tests skyrelay_net_tests skyrelay_broker_tests
 	ctest --test-dir build/cpp-tests --output-on-failure -j $(JOBS)
 
 test-cpp-asan: deps
 	cmake -S . -B build/cpp-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSKYRELAY_BUILD_TESTS=ON -DSKYRELAY_SANITIZE=ON >/dev/null
-	cmake --build build/cpp-asan -j $(JOBS) --target skyrelay_tests skyrelay_net_tests
+	cmake --build build/cpp-asan -j $(JOBS) --target skyrelay_tests skyrelay_net_tests skyrelay_broker_tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir build/cpp-asan --output-on-failure -j $(JOBS)
 

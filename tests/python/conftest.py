@@ -10,6 +10,8 @@ import pytest
 # Let tests import helper modules that live next to them (wsraw.py).
 sys.path.insert(0, str(Path(__file__).parent))
 
+from redis_fixture import redis_server, redis_server_factory  # noqa: E402,F401  (fixtures)
+
 
 @pytest.fixture
 def skyrelay_server_factory(skyrelay_server_factory):

@@ -1,0 +1,41 @@
+// A real redis-server for tests: Debian's binary started on a free port of 127.0.0.1 in a
+// temporary directory (no persistence), waited for until it answers, stopped by its process id.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace skyrelay::testing {
+
+class redis_process {
+ public:
+  // Starts `redis-server` with `extra` arguments (e.g. {"--requirepass", "pw"}); throws
+  // std::runtime_error when it does not answer PING (or NOAUTH) within a few seconds.
+  explicit redis_process(std::vector<std::string> extra = {});
+  ~redis_process();  // stop()
+
+  std::uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
+
+  // SIGTERM, then SIGKILL if it has not exited after five seconds; reaps it; idempotent.
+  void stop();
+  // SIGKILL at once (a crash), and reaps it.
+  void kill_now();
+
+  redis_process(const redis_process&) = delete;
+  redis_process& operator=(const redis_process&) = delete;
+
+ private:
+  bool spawn(const std::vector<std::string>& extra);
+  bool answers() const;
+  void reap(int first_signal);
+
+  std::string dir_;
+  std::uint16_t port_ = 0;
+  pid_t pid_ = -1;
+};
+
+}  // namespace skyrelay::testing

@@ -1,0 +1,113 @@
+"""A real redis-server for tests: Debian's binary on a free port of 127.0.0.1, in a temporary
+directory, with no persistence; stopped by its process id when the test ends, failed or not.
+
+conftest.py imports the fixtures from here: ``redis_server`` (one server per test) and
+``redis_server_factory`` (several, or with options such as ``"--requirepass", "pw"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+START_SECONDS = 5.0  # how long a starting server may take to answer before the test fails
+
+
+@dataclasses.dataclass
+class RedisServer:
+    host: str
+    port: int
+    pid: int
+    password: str | None
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    """True when the server answers an inline PING with a RESP line (+PONG, or -NOAUTH)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(1)[:1] in (b"+", b"-")
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to this process id, SIGKILL after five seconds; always reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _start(directory: Path, extra: list[str]) -> tuple[subprocess.Popen, int]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is missing (make deps installs Debian's redis-server)")
+    for _attempt in range(3):  # the free port may be taken before redis-server binds it
+        port = _free_port()
+        log = open(directory / "redis.log", "ab")
+        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(directory), *extra]
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + START_SECONDS
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _answers(port):
+                return proc, port
+            time.sleep(0.025)
+        _stop(proc)
+    log_text = (directory / "redis.log").read_text(errors="replace")[-2000:]
+    pytest.fail(f"redis-server did not start:\n{log_text}")
+
+
+@pytest.fixture
+def redis_server_factory():
+    """Starts redis-servers: ``factory(*extra_args, password=None)`` returns a RedisServer.
+    Every server started is stopped by its pid after the test, even when the test fails."""
+    started: list[tuple[subprocess.Popen, Path]] = []
+
+    def factory(*extra: str, password: str | None = None) -> RedisServer:
+        directory = Path(tempfile.mkdtemp(prefix="skyrelay-redis-"))
+        args = list(extra) + (["--requirepass", password] if password else [])
+        try:
+            proc, port = _start(directory, args)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        started.append((proc, directory))
+        return RedisServer("127.0.0.1", port, proc.pid, password, directory)
+
+    try:
+        yield factory
+    finally:
+        for proc, directory in started:
+            _stop(proc)
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_server(redis_server_factory) -> RedisServer:
+    """One redis-server for this test, with no password."""
+    return redis_server_factory()
