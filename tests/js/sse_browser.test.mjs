@@ -66,9 +66,24 @@ async function waitForEvents(page, name, type, count, timeout = 10000) {
 }
 
 /** `<epoch>-<n>` -> [epoch, n]. */
-function splitId(id) {
-  const i = id.lastIndexOf("-");
-  return [id.slice(0, i), Number(id.slice(i + 1))];
+/** An SSE event id, the stream's cursor "<prefix>~<n>.<pos>~...": one point per channel (the
+ * "/" broadcasts, then each topic in URL order), each with its epoch ("<prefix>.<n>", as a
+ * publish receipt gives it) and the last position the stream has (docs/protocol.md). */
+function parseCursor(id) {
+  const [prefix, ...parts] = id.split("~");
+  return {
+    prefix,
+    points: parts.map((part) => {
+      const [n, pos] = part.split(".");
+      return { epoch: `${prefix}.${n}`, pos: Number(pos) };
+    }),
+  };
+}
+
+/** The cursor's point for a topic published to alone agrees with the publish receipt. */
+function assertAtReceipt(id, index, receipt) {
+  const point = parseCursor(id).points[index];
+  assert.deepEqual(point, { epoch: receipt.epoch, pos: receipt.seq }, `${id} vs ${JSON.stringify(receipt)}`);
 }
 
 /** A TCP proxy in front of a port that notes the head of every request passing through it,
@@ -161,19 +176,28 @@ test("EventSource gets names, ids and data in publication order", { timeout: 300
     published.push(...await publish({ event: "headline", data: { title: "last" }, to: "news" }));
     sent.push({ event: "headline", data: { title: "last" }, to: "news" });
 
-    const expected = sent.map((e, i) => ({ ...e, id: published[i].id }))
+    const expected = sent.map((e, i) => ({ ...e, receipt: published[i] }))
       .filter((e) => e.to !== "weather");
     await waitForEvents(page, "news", "headline", 2);
     const { events, readyState } = await snapshot(page, "news");
     assert.equal(readyState, 1);  // OPEN
-    assert.deepEqual(events.slice(1).map((e) => ({ type: e.type, id: e.id, data: JSON.parse(e.data) })),
-                     expected.map((e) => ({ type: e.event, id: e.id, data: e.data })));
-    // Ids are the publications' ids: one epoch, numbers growing in order after the welcome's.
-    const [epoch, start] = splitId(welcome.id);
-    const numbers = events.slice(1).map((e) => splitId(e.id));
-    assert.ok(numbers.every(([ep]) => ep === epoch));
-    for (let i = 0; i < numbers.length; i++)
-      assert.ok(numbers[i][1] > (i ? numbers[i - 1][1] : start), `id ${events[i + 1].id}`);
+    assert.deepEqual(events.slice(1).map((e) => ({ type: e.type, data: JSON.parse(e.data) })),
+                     expected.map((e) => ({ type: e.event, data: e.data })));
+    // Ids are the stream's cursor: the broadcasts, news and sports, in that order. Each event
+    // moves exactly its own channel's position on by one, and a topic's point is where its
+    // publish receipt says the topic is.
+    const cursors = [welcome, ...events.slice(1)].map((e) => parseCursor(e.id));
+    assert.ok(cursors.every((c) => c.prefix === cursors[0].prefix && c.points.length === 3),
+              JSON.stringify(cursors));
+    const channelOf = { news: 1, sports: 2, undefined: 0 };
+    for (let i = 1; i < cursors.length; i++) {
+      const moved = expected[i - 1].to === undefined ? 0 : channelOf[expected[i - 1].to];
+      cursors[i].points.forEach((pt, c) => {
+        assert.equal(pt.epoch, cursors[i - 1].points[c].epoch);
+        assert.equal(pt.pos, cursors[i - 1].points[c].pos + (c === moved ? 1 : 0), events[i].id);
+      });
+      if (moved) assertAtReceipt(events[i].id, moved, expected[i - 1].receipt);
+    }
     await page.screenshot({ path: path.join(artifacts, "sse-browser-events.png") });
   } finally {
     await close();
@@ -195,7 +219,7 @@ test("a cut stream reconnects by itself with Last-Event-ID and misses nothing",
     for (let n = 0; n < 20; n++) await publishTick(n);
     await waitForEvents(page, "feed", "tick", 20);
     const beforeCut = (await snapshot(page, "feed")).events.filter((e) => e.type === "tick");
-    assert.equal(beforeCut.at(-1).id, published[19].id);
+    assertAtReceipt(beforeCut.at(-1).id, 1, published[19]);
 
     // The network fails under the browser for 1.2 s while ticks go on being published every
     // 20 ms; they stop once the stream is back and 20 more went out live (bounded: 400 ticks,
@@ -222,14 +246,14 @@ test("a cut stream reconnects by itself with Last-Event-ID and misses nothing",
 
     // Every tick exactly once, in order, each with the id its publication was given.
     assert.deepEqual(ticks.map((e) => JSON.parse(e.data).n), published.map((_, n) => n));
-    assert.deepEqual(ticks.map((e) => e.id), published.map((p) => p.id));
+    ticks.forEach((e, n) => assertAtReceipt(e.id, 1, published[n]));
     assert.equal(snap.events.filter((e) => e.type === "reset").length, 0);
     assert.equal(snap.readyState, 1);
     // The browser noticed (an error), came back by itself (a second open), and its first
     // request after the cut carried the id of the last event it had.
     assert.ok(snap.errors >= 1 && snap.opens >= 2, JSON.stringify({ errors: snap.errors, opens: snap.opens }));
     const resumed = streamRequests(proxy, "/sse/feed").filter((r) => r.at > cutAt);
-    assert.equal(resumed[0].fields["last-event-id"], published[19].id);
+    assert.equal(resumed[0].fields["last-event-id"], beforeCut.at(-1).id);
     assert.equal(streamRequests(proxy, "/sse/feed").filter((r) => r.at < cutAt).length, 1);
     assert.equal(streamRequests(proxy, "/sse/feed")[0].fields["last-event-id"], undefined);
     // Ticks were published while the browser had no stream (queued for nobody), and ticks
@@ -263,8 +287,9 @@ test("a private stream needs its token in the query", { timeout: 30000 }, async 
     const [p] = await publish({ event: "secret", data: { code: 42 }, to: "private-room" });
     await waitForEvents(page, "allowed", "secret", 1);
     const allowed = await snapshot(page, "allowed");
-    assert.deepEqual({ ...allowed.events[1], data: JSON.parse(allowed.events[1].data) },
-                     { type: "secret", id: p.id, data: { code: 42 } });
+    assert.deepEqual({ type: allowed.events[1].type, data: JSON.parse(allowed.events[1].data) },
+                     { type: "secret", data: { code: 42 } });
+    assertAtReceipt(allowed.events[1].id, 1, p);
     // A refused stream fails for good: closed after one error, no reconnection, no events.
     await page.waitForFunction(() => ["denied", "none"].every((n) => window.streams[n].source.readyState === 2));
     await sleep(1200);  // over two retry delays: a retry would show as another error
