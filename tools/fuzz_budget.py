@@ -86,10 +86,11 @@ def run_once(target: str, chunk: int) -> dict:
 def report() -> None:
     print("| target | CPU minutes | executions | coverage (edges / features) |")
     print("| --- | ---: | ---: | ---: |")
-    for name, t in sorted(totals().items()):
-        last = t["last"]
-        print(f"| `{name}` | {t['cpu'] / 60:.1f} | {t['execs'] / 1e6:.1f} M "
-              f"| {last['cov']} / {last['ft']} |")
+    done = totals()
+    for name in targets():  # every target, also one that has not run yet
+        t, last = done[name], done[name]["last"]
+        cov = f"{last['cov']} / {last['ft']}" if last else "none yet"
+        print(f"| `{name}` | {t['cpu'] / 60:.1f} | {t['execs'] / 1e6:.1f} M | {cov} |")
 
 
 def merge() -> None:
