@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from skyrelay.testing import stop_process
+
 START_SECONDS = 5.0  # how long a starting server may take to answer before the test fails
 
 
@@ -50,17 +52,6 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to this process id, SIGKILL after five seconds; always reaped."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 def _start(directory: Path, extra: list[str]) -> tuple[subprocess.Popen, int]:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is missing (make deps installs Debian's redis-server)")
@@ -77,7 +68,7 @@ def _start(directory: Path, extra: list[str]) -> tuple[subprocess.Popen, int]:
             if _answers(port):
                 return proc, port
             time.sleep(0.025)
-        _stop(proc)
+        stop_process(proc)
     log_text = (directory / "redis.log").read_text(errors="replace")[-2000:]
     pytest.fail(f"redis-server did not start:\n{log_text}")
 
@@ -103,7 +94,7 @@ def redis_server_factory():
         yield factory
     finally:
         for proc, directory in started:
-            _stop(proc)
+            stop_process(proc)
             shutil.rmtree(directory, ignore_errors=True)
 
 

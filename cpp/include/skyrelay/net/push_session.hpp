@@ -48,6 +48,10 @@ class push_session : public subscriber,
   // Queues a text payload (a response or an error) as a WebSocket text frame; must not be
   // dropped.
   void send_text(std::string_view payload);
+  // Whether the session takes the application's answers (server::respond, send_error), which
+  // go out through send_text. A WebSocket does; a transport whose wire has no frame for them
+  // says no (SSE). Any thread; constant for the session's life.
+  virtual bool takes_answers() const noexcept { return true; }
   // Whether a replay this big can be queued at once without overflowing the outbox.
   bool replay_fits(const std::vector<frame_ptr>& frames) const;
 
