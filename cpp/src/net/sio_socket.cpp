@@ -162,7 +162,9 @@ void sio_socket::deliver_direct(const frame_ptr& f, overflow_policy policy) {
 }
 
 void sio_socket::set_wire(ws_session* ws) noexcept {
-  if (owner_) wire_.store(ws, std::memory_order_release);
+  if (!owner_) return;
+  wire_.store(ws, std::memory_order_release);
+  set_write_target(ws ? ws->write_target() : nullptr);  // the transport's outbox
 }
 
 void sio_socket::pass_on(const frame_ptr& f, overflow_policy policy) {
