@@ -22,6 +22,7 @@
 #include "skyrelay/core/errors.hpp"
 #include "skyrelay/hub/subscriber.hpp"
 #include "skyrelay/net/aliases.hpp"
+#include "skyrelay/net/flush_queue.hpp"
 #include "skyrelay/net/outbox.hpp"
 #include "skyrelay/net/stream.hpp"
 #include "skyrelay/net/write_loop.hpp"
@@ -174,6 +175,7 @@ class push_session : public subscriber,
   bool opened_{false};   // accepted: on_disconnect is due when it ends
   bool refused_{false};  // the handshake was refused with an HTTP response
   std::shared_ptr<void> slot_;
+  net::flush_queue& flushes_;  // of the I/O context the session's socket is on
 };
 
 }  // namespace skyrelay
