@@ -98,7 +98,7 @@ class JsonClient:
     """A JSON-protocol WebSocket client collecting `event` frames on a thread."""
 
     def __init__(self, port: int) -> None:
-        self.ws = ws_connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10)
+        self.ws = ws_connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10).__enter__()
         assert json.loads(self.ws.recv(timeout=10))["type"] == "welcome"
         self.frames: queue.Queue = queue.Queue()
         self.events: list[dict] = []
@@ -227,7 +227,9 @@ def test_redis_restarted_mid_stream_every_event_once_in_order_or_an_explicit_res
     json_clients = [JsonClient(n.port) for n in cluster]
     for c in json_clients:
         c.subscribe("r")
-    warm_up(cluster[0], "r", json_clients, [], [])
+    streams = [Stream(f"{n.http}/sse/r") for n in cluster]
+    sios = [sio_client(n.port, "r") for n in cluster]
+    warm_up(cluster[0], "r", json_clients, streams, [client for client, _ in sios])
     total = 60
     refused = []
     published = []
@@ -258,8 +260,63 @@ def test_redis_restarted_mid_stream_every_event_once_in_order_or_an_explicit_res
         drops = [i for i in range(1, len(seqs)) if seqs[i] != seqs[i - 1] + 1]
         assert all(seqs[i] == 1 for i in drops), seqs  # only a restart, never a jump ahead
     assert max(n.metric("skyrelay_broker_redis_reconnects_total") for n in cluster) >= 1
+    for stream in streams:
+        got = sse_collect(stream, lambda g: any(
+            e.event == "tick" and json.loads(e.data)["n"] == total - 1 for e in g))
+        ns = [json.loads(e.data)["n"] for e in got if e.event == "tick"]
+        assert [n for n in ns if n >= 0] == list(range(total))
+    for client, q in sios:
+        ns = []
+        deadline = time.monotonic() + WAIT
+        while total - 1 not in ns:
+            ns.append(q.get(timeout=max(0.01, deadline - time.monotonic()))["n"])
+        assert [n for n in ns if n >= 0] == list(range(total))
+        client.disconnect()
     for c in json_clients:
         c.close()
+    for stream in streams:
+        stream.close()
+
+
+def test_a_node_started_while_redis_is_unreachable_serves_once_it_is_back(nodes, redis_server):
+    redis_server.stop()
+    (node,) = nodes(1)
+    health = node.health()
+    assert health["status"] == "degraded"
+    assert "cannot connect to redis" in health["broker"]["reason"]
+    assert node.publish("x", 1, to="room").status_code == 503
+    c = JsonClient(node.port)
+    redis_server.restart()
+    deadline = time.monotonic() + WAIT
+    while node.health()["status"] != "ok" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert node.health()["status"] == "ok"
+    epoch = c.subscribe("late")["epoch"]
+    r = node.publish("tick", {"n": 1}, to="late")
+    assert r.status_code == 200
+    assert r.json()["published"]["epoch"] == epoch  # the subscriber was told Redis's epoch
+    assert c.collect(lambda ev: len(ev) >= 1)[0]["data"] == {"n": 1}
+    c.close()
+
+
+def test_a_node_killed_with_sigkill_does_not_disturb_the_others(nodes):
+    a, b, c = nodes(3)
+    clients = [JsonClient(n.port) for n in (a, c)]
+    for cl in clients:
+        cl.subscribe("k")
+    doomed = JsonClient(b.port)
+    doomed.subscribe("k")
+    warm_up(a, "k", clients + [doomed], [], [])
+    for i in range(10):
+        assert (a, b, c)[i % 3].publish("tick", {"n": i}, to="k").status_code == 200
+    b.proc.send_signal(signal.SIGKILL)
+    b.proc.wait(timeout=10)
+    for i in range(10, 20):
+        assert (a, c)[i % 2].publish("tick", {"n": i}, to="k").status_code == 200
+    for cl in clients:
+        events = cl.collect(lambda ev: sum(e["event"] == "tick" for e in ev) >= 20)
+        assert [e["data"]["n"] for e in events if e["event"] == "tick"] == list(range(20))
+        cl.close()
 
 
 def test_health_is_degraded_while_redis_is_down_and_publish_refused(nodes, redis_server):
