@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skyrelay.testing import stop_process
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
@@ -116,16 +118,8 @@ def wait_line(proc: subprocess.Popen, prefix: str, timeout: float) -> str:
     raise TimeoutError(f"no {prefix!r} within {timeout}s")
 
 
-def stop(proc: subprocess.Popen | None) -> None:
-    """Stops a process this harness started, by its pid: SIGTERM, then SIGKILL after 5 s."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
+# Stops a process this harness started, by its pid: SIGTERM, then SIGKILL after 5 s.
+stop = stop_process
 
 
 class QuietWaiter:

@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+
+def stop_process(proc: subprocess.Popen | None, grace: float = 5.0) -> None:
+    """Stops a process the caller started, by its pid: SIGTERM, then SIGKILL when it is still
+    running after ``grace`` seconds; always reaped. Nothing for None or an ended process."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=grace)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0,

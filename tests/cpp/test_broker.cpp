@@ -64,7 +64,7 @@ struct fixture {
   encoder_id enc = h.add_encoder([](const publication& p, const publish_meta& m) {
     return std::make_shared<const skyrelay::frame>(skyrelay::frame{
         p.event + ":" + p.data + ":" + std::to_string(m.seq) + ":" + std::to_string(m.id),
-        m.publish_ns, true, 0, m.id});
+        m.publish_ns, true, 0});
   });
   std::shared_ptr<collector> conn(const std::string& sid, const std::string& nsp = "/") {
     auto c = std::make_shared<collector>(sid, enc, nsp);

@@ -15,60 +15,37 @@
 
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/net/server.hpp"
+#include "blocking_client.hpp"
 
 namespace skyrelay {
 namespace {
 
-using tcp = boost::asio::ip::tcp;
-
 // One client connection with a receive timeout, so no test can hang.
-class client {
+class client : public testing::blocking_client {
  public:
-  explicit client(std::uint16_t port) : socket_(ioc_) {
-    socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
-    timeval tv{5, 0};
-    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-
-  void send(const std::string& request) {
-    boost::asio::write(socket_, boost::asio::buffer(request));
-  }
+  using blocking_client::blocking_client;
 
   // The next response: its head, then as many body bytes as Content-Length says (none for a
   // 101 or an event stream, whose bodies do not end).
   std::string response() {
-    while (buffer_.find("\r\n\r\n") == std::string::npos)
-      if (!read_more()) return buffer_;
-    const auto head_end = buffer_.find("\r\n\r\n") + 4;
+    auto& got = buffer();
+    if (read_until("\r\n\r\n").find("\r\n\r\n") == std::string::npos) return got;
+    const auto head_end = got.find("\r\n\r\n") + 4;
     std::size_t length = 0;
-    if (auto at = lower(buffer_.substr(0, head_end)).find("content-length: ");
+    if (auto at = lower(got.substr(0, head_end)).find("content-length: ");
         at != std::string::npos)
-      length = std::stoul(buffer_.substr(at + 16));
-    while (buffer_.size() < head_end + length)
-      if (!read_more()) break;
-    std::string out = buffer_.substr(0, head_end + length);
-    buffer_.erase(0, out.size());
+      length = std::stoul(got.substr(at + 16));
+    fill(head_end + length);
+    std::string out = got.substr(0, head_end + length);
+    got.erase(0, out.size());
     return out;
   }
 
  private:
-  bool read_more() {
-    char data[4096];
-    boost::system::error_code ec;
-    const auto n = socket_.read_some(boost::asio::buffer(data), ec);
-    if (ec) return false;
-    buffer_.append(data, n);
-    return true;
-  }
-
   static std::string lower(std::string s) {
     for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return s;
   }
-
-  boost::asio::io_context ioc_;
-  tcp::socket socket_;
-  std::string buffer_;
 };
 
 std::string status_line(const std::string& response) {

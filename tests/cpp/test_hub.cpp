@@ -51,8 +51,8 @@ class recorder : public skyrelay::testing::sink {
   std::vector<decoded> got() const;
 };
 
-// Frame bytes: format|event|topic|seq|data. Fields in these tests contain no '|'.
-decoded parse(const std::string& bytes) {
+// Frame bytes: format|event|topic|seq|data|id. Fields in these tests contain no '|'.
+std::vector<std::string> fields(const std::string& bytes) {
   std::vector<std::string> parts;
   std::size_t start = 0;
   for (;;) {
@@ -61,10 +61,18 @@ decoded parse(const std::string& bytes) {
     if (bar == std::string::npos) break;
     start = bar + 1;
   }
-  EXPECT_EQ(parts.size(), 5u) << bytes;
-  parts.resize(5);
+  EXPECT_EQ(parts.size(), 6u) << bytes;
+  parts.resize(6);
+  return parts;
+}
+
+decoded parse(const std::string& bytes) {
+  const auto parts = fields(bytes);
   return decoded{parts[0], parts[1], parts[2], parts[3].empty() ? 0 : std::stoull(parts[3]), parts[4]};
 }
+
+// The publication id the fixture's encoders write last.
+std::uint64_t id_of(const frame_ptr& f) { return std::stoull(fields(f->bytes)[5]); }
 
 std::vector<decoded> recorder::got() const {
   std::vector<decoded> out;
@@ -90,11 +98,10 @@ struct fixture {
           return encode("sio", p, m);
         })) {}
   static frame_ptr encode(const std::string& fmt, const publication& p, const publish_meta& m) {
-    // The publication id rides in frame::offset, as the Socket.IO encoder puts it there.
     return std::make_shared<const skyrelay::frame>(
         skyrelay::frame{fmt + "|" + p.event + "|" + std::string(m.topic) + "|" +
-                            std::to_string(m.seq) + "|" + p.data,
-                        m.publish_ns, true, 0, m.id, {}, 0, m.positions});
+                            std::to_string(m.seq) + "|" + p.data + "|" + std::to_string(m.id),
+                        m.publish_ns, true, 0, {}, 0, m.positions});
   }
   int encodes() const { return json_encodes.load() + sio_encodes.load(); }
 
@@ -741,31 +748,17 @@ subscribed_result subscribe(hub& h, const std::string& sid, std::vector<std::str
   return r;
 }
 
+// Sets the history bounds, adds connection "a" and subscribes it to topic "w"; w's epoch.
+std::string a_on_w(fixture& t, std::size_t max_events, std::chrono::milliseconds max_age) {
+  t.h.set_history(max_events, max_age);
+  t.add("a");
+  return subscribe(t.h, "a", {"w"}).outcome.positions[0].epoch;
+}
+
 std::vector<std::uint64_t> seqs_of(const std::vector<decoded>& ds) {
   std::vector<std::uint64_t> out;
   for (const auto& d : ds) out.push_back(d.seq);
   return out;
-}
-
-// Resumes `sid` after `offset`; the replayed frames' events, or nullopt when refused.
-std::optional<std::vector<std::string>> resume(hub& h, const std::string& sid,
-                                               std::uint64_t offset,
-                                               std::vector<std::uint64_t>* ids = nullptr) {
-  std::vector<std::string> events;
-  bool ok = h.resume(sid, offset, [&](std::vector<frame_ptr>& frames) {
-    for (const auto& f : frames) {
-      events.push_back(parse(f->bytes).event);
-      if (ids) ids->push_back(f->offset);
-    }
-    return true;
-  });
-  if (!ok) return std::nullopt;
-  return events;
-}
-
-std::uint64_t last_offset(const recorder& r) {
-  auto frames = r.frames();
-  return frames.empty() ? 0 : frames.back()->offset;
 }
 
 }  // namespace
@@ -819,9 +812,7 @@ TEST(History, SinceReplaysExactlyTheMissedEventsInOrder) {
 
 TEST(History, SinceThatCannotBeHonouredIsAResetWithAReason) {
   fixture t;
-  t.h.set_history(3, std::chrono::minutes(2));
-  t.add("a");
-  const std::string epoch = subscribe(t.h, "a", {"w"}).outcome.positions[0].epoch;
+  const std::string epoch = a_on_w(t, 3, std::chrono::minutes(2));
   for (int i = 0; i < 5; ++i) t.emit("e", {"w"});  // 1, 2 fall out; 3, 4, 5 kept
 
   auto gap = subscribe(t.h, "a", {"w"}, 1, epoch);
@@ -840,9 +831,7 @@ TEST(History, SinceThatCannotBeHonouredIsAResetWithAReason) {
 
 TEST(History, EntriesExpireByAge) {
   fixture t;
-  t.h.set_history(100, std::chrono::milliseconds(40));
-  t.add("a");
-  const std::string epoch = subscribe(t.h, "a", {"w"}).outcome.positions[0].epoch;
+  const std::string epoch = a_on_w(t, 100, std::chrono::milliseconds(40));
   t.emit("old", {"w"});
   std::this_thread::sleep_for(std::chrono::milliseconds(80));
   t.emit("new", {"w"});  // the old one is past the age bound
@@ -859,9 +848,7 @@ TEST(History, EntriesExpireByAge) {
 
 TEST(History, OffDropsEverythingButKeepsTheSequence) {
   fixture t;
-  t.h.set_history(0, std::chrono::minutes(2));
-  t.add("a");
-  const std::string epoch = subscribe(t.h, "a", {"w"}).outcome.positions[0].epoch;
+  const std::string epoch = a_on_w(t, 0, std::chrono::minutes(2));
   t.emit("e", {"w"});
   t.emit("e", {"w"});
   EXPECT_EQ(t.h.history_entries(), 0u);
@@ -874,9 +861,7 @@ TEST(History, OffDropsEverythingButKeepsTheSequence) {
 
 TEST(History, AnIdleTopicIsForgottenAndComesBackWithANewEpoch) {
   fixture t;
-  t.h.set_history(10, std::chrono::milliseconds(30));
-  t.add("a");
-  const std::string epoch = subscribe(t.h, "a", {"w"}).outcome.positions[0].epoch;
+  const std::string epoch = a_on_w(t, 10, std::chrono::milliseconds(30));
   t.emit("e", {"w"});
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
   t.h.sweep();
@@ -917,94 +902,12 @@ TEST(History, EveryConnectionGetsEachChannelInOrder) {
       const auto& p = f->positions->front();
       auto& [pos, id] = last[p.broadcast ? "" : p.room];
       ASSERT_EQ(p.pos, pos + 1) << s->sid() << " " << p.room;  // present throughout
-      ASSERT_GT(f->offset, id) << s->sid();
+      ASSERT_GT(id_of(f), id) << s->sid();
       pos = p.pos;
-      id = f->offset;
+      id = id_of(f);
     }
   }
   EXPECT_EQ(subs[0]->count(), static_cast<std::size_t>(rooms * per_thread));
-}
-
-TEST(History, ResumeReplaysRoomsBroadcastsInIdOrderOnce) {
-  fixture t;
-  auto a = t.add("a", t.sio, "/chat");
-  auto b = t.add("b", t.sio, "/chat");
-  auto other = t.add("o", t.sio, "/");
-  t.h.join("a", ch("r1", "/chat"));
-  t.h.join("a", ch("r2", "/chat"));
-  t.h.join("b", ch("r1", "/chat"));
-  auto emit = [&](const std::string& ev, sids to, const std::string& nsp = "/chat",
-                  sids skip = {}) {
-    publication p;
-    p.event = ev;
-    p.data = "{}";
-    p.to = std::move(to);
-    p.skip = std::move(skip);
-    p.nsp = nsp;
-    t.h.publish(p);
-  };
-  emit("seen", {"r1"});
-  const std::uint64_t offset = last_offset(*a);  // a's client saw up to here, then dropped
-  emit("m1", {"r1"});
-  emit("m2", {"r2"});
-  emit("m3", {"r1", "r2"});                // both of a's rooms: once
-  emit("m4", {});                          // everyone in /chat
-  emit("not-mine", {"r3"});                // a room a is not in
-  emit("other-nsp", {}, "/");              // everyone in "/"
-  emit("skipped", {"r1"}, "/chat", {"a"});  // a is skipped
-  emit("to-b", {"b"});                      // b alone
-  std::vector<std::uint64_t> ids;
-  auto got = resume(t.h, "a", offset, &ids);
-  ASSERT_TRUE(got);
-  EXPECT_EQ(*got, (std::vector<std::string>{"m1", "m2", "m3", "m4"}));
-  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
-  // What a received live is exactly what the replay holds (the hub still delivered to it).
-  std::vector<std::string> live;
-  for (const auto& d : a->got())
-    if (d.event != "seen") live.push_back(d.event);
-  EXPECT_EQ(live, *got);
-  EXPECT_EQ(other->count(), 1u);
-  EXPECT_FALSE(resume(t.h, "nobody", 0));
-  // The callback's answer is resume's answer.
-  EXPECT_FALSE(t.h.resume("a", offset, [](std::vector<frame_ptr>&) { return false; }));
-}
-
-TEST(History, ResumeSkipsWhatCameBeforeAJoinOrTheConnection) {
-  fixture t;
-  t.add("a", t.sio);
-  t.emit("before-connect", {});
-  t.emit("before-join", {"r"});
-  t.emit("before-join", {"r"});
-  // a joins r now; its client has seen nothing yet (offset 0).
-  auto late = t.add("late", t.sio);
-  t.h.join("late", ch("r"));
-  t.emit("after", {"r"});
-  auto got = resume(t.h, "late", 0);
-  ASSERT_TRUE(got);
-  EXPECT_EQ(*got, (std::vector<std::string>{"after"}));
-}
-
-TEST(History, ResumeRefusedWhenHistoryLostSomething) {
-  fixture t;
-  t.h.set_history(2, std::chrono::minutes(2));
-  auto a = t.add("a", t.sio);
-  t.h.join("a", ch("r"));
-  t.emit("seen", {"r"});
-  const auto offset = last_offset(*a);
-  t.emit("m1", {"r"});
-  t.emit("m2", {"r"});
-  ASSERT_TRUE(resume(t.h, "a", offset));  // two kept, two missed
-  t.emit("m3", {"r"});                    // m1 falls out
-  EXPECT_FALSE(resume(t.h, "a", offset));
-  EXPECT_TRUE(resume(t.h, "a", offset + 1));  // a client that saw m1 can still come back
-  // Broadcasts count too.
-  auto b = t.add("b", t.sio);
-  t.emit("seen-b", {});
-  const auto boff = last_offset(*b);
-  t.emit("x", {});
-  t.emit("y", {});
-  t.emit("z", {});
-  EXPECT_FALSE(resume(t.h, "b", boff));
 }
 
 // ---- dispatcher -----------------------------------------------------------------------------
@@ -1119,18 +1022,29 @@ TEST(History, SubscribeAfterResetsWithAReason) {
   EXPECT_EQ(gap.at[1].epoch, start[1].epoch);
 }
 
-TEST(History, ATopicForgottenWhileNobodyListenedIsAGap) {
-  fixture t;
+namespace {
+
+// A stream on w sees one event and drops; `missed` is published after it left (or nothing),
+// then w expires with no member and sweep() forgets it. The cursor the stream had.
+cursor forgotten_after_seen(fixture& t, const char* missed) {
   t.h.set_history(10, std::chrono::milliseconds(30));
   auto a = t.add("a");
   const cursor first = subscribe_after(t.h, "a", {"w"}, std::nullopt).at;
   t.emit("seen", {"w"});
   const cursor from = advanced(first, {"w"}, a->frames());
   t.h.remove("a");
-  t.emit("missed", {"w"});
+  if (missed) t.emit(missed, {"w"});
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
-  t.h.sweep();  // w expired and had no member: forgotten
-  EXPECT_EQ(t.h.position(ch("w")).epoch, "");
+  t.h.sweep();
+  EXPECT_EQ(t.h.position(ch("w")).epoch, "");  // forgotten
+  return from;
+}
+
+}  // namespace
+
+TEST(History, ATopicForgottenWhileNobodyListenedIsAGap) {
+  fixture t;
+  const cursor from = forgotten_after_seen(t, "missed");
   t.add("b");
   auto gap = subscribe_after(t.h, "b", {"w"}, from);
   EXPECT_EQ(gap.reset, "history_gap");
@@ -1149,14 +1063,7 @@ TEST(History, ATopicForgottenWhileNobodyListenedIsAGap) {
 
 TEST(History, ACursorAtTheEndOfAForgottenSequenceGoesOnIntoTheNext) {
   fixture t;
-  t.h.set_history(10, std::chrono::milliseconds(30));
-  auto a = t.add("a");
-  const cursor first = subscribe_after(t.h, "a", {"w"}, std::nullopt).at;
-  t.emit("seen", {"w"});
-  const cursor from = advanced(first, {"w"}, a->frames());
-  t.h.remove("a");
-  std::this_thread::sleep_for(std::chrono::milliseconds(60));
-  t.h.sweep();  // forgotten, with nothing missed by `from`
+  const cursor from = forgotten_after_seen(t, nullptr);  // nothing missed by `from`
   t.emit("next", {"w"});  // a new sequence
   t.add("b");
   auto r = subscribe_after(t.h, "b", {"w"}, from);
@@ -1164,6 +1071,83 @@ TEST(History, ACursorAtTheEndOfAForgottenSequenceGoesOnIntoTheNext) {
   EXPECT_EQ(r.events, (std::vector<std::string>{"next"}));
   EXPECT_NE(r.at[1].epoch, from[1].epoch);  // it starts at the new epoch's 0
   EXPECT_EQ(r.at[1].pos, 0u);
+}
+
+// What hub::resume (Socket.IO's former recovery by id) checked, through the SSE cursor: a
+// stream on two rooms comes back and gets each room's and the broadcasts' events it missed,
+// merged in id order, each once, without the skipped, other rooms', other namespaces' or
+// other connections' events; and that is exactly what it was delivered live meanwhile.
+TEST(History, ACursorReplaysRoomsAndBroadcastsInIdOrderOnce) {
+  fixture t;
+  auto a = t.add("a");
+  t.add("b");
+  auto o = t.add("o", t.sio, "/chat");
+  const std::vector<std::string> topics{"r1", "r2"};
+  const cursor first = subscribe_after(t.h, "a", topics, std::nullopt).at;
+  t.emit("seen", {"r1"});
+  const cursor from = advanced(first, topics, a->frames());  // a's client saw up to here
+  t.emit("m1", {"r1"});
+  t.emit("m2", {"r2"});
+  t.emit("m3", {"r1", "r2"});  // both of a's rooms: once
+  t.emit("m4", {});            // everyone in "/"
+  t.emit("not-mine", {"r3"});  // a room a is not in
+  publication other;
+  other.event = "other-nsp";
+  other.nsp = "/chat";
+  t.h.publish(other);  // everyone in /chat
+  t.emit("skipped", {"r1"}, {"a"});
+  t.emit("to-b", {"b"});  // b alone
+  std::vector<std::string> live;
+  for (const auto& d : a->got())
+    if (d.event != "seen") live.push_back(d.event);
+  auto r = subscribe_after(t.h, "a", topics, from);
+  EXPECT_EQ(r.reset, "");
+  EXPECT_EQ(r.events, (std::vector<std::string>{"m1", "m2", "m3", "m4"}));
+  std::vector<std::uint64_t> ids;
+  for (const auto& f : r.frames) ids.push_back(id_of(f));
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  EXPECT_EQ(live, r.events);  // the hub kept delivering to it meanwhile
+  EXPECT_EQ(o->count(), 1u);
+}
+
+// A stream that joins late, from the cursor it was given then, gets only what came after.
+TEST(History, ACursorFromAJoinSkipsWhatCameBefore) {
+  fixture t;
+  t.add("a");
+  t.emit("before-connect", {});
+  t.emit("before-join", {"r"});
+  t.emit("before-join", {"r"});
+  t.add("late");
+  auto joined = subscribe_after(t.h, "late", {"r"}, std::nullopt);
+  EXPECT_TRUE(joined.events.empty());
+  t.emit("after", {"r"});
+  t.add("late2");
+  EXPECT_EQ(subscribe_after(t.h, "late2", {"r"}, joined.at).events,
+            (std::vector<std::string>{"after"}));
+}
+
+// A cursor whose events history lost, in a room or in the broadcasts, is a gap.
+TEST(History, ACursorIsAGapWhenHistoryLostSomething) {
+  fixture t;
+  t.h.set_history(2, std::chrono::minutes(2));
+  auto a = t.add("a");
+  const cursor first = subscribe_after(t.h, "a", {"r"}, std::nullopt).at;
+  t.emit("seen", {"r"});
+  const cursor from = advanced(first, {"r"}, a->frames());
+  t.emit("m1", {"r"});
+  t.emit("m2", {"r"});
+  EXPECT_EQ(subscribe_after(t.h, "a", {"r"}, from).reset, "");  // two kept, two missed
+  t.emit("m3", {"r"});  // m1 falls out
+  EXPECT_EQ(subscribe_after(t.h, "a", {"r"}, from).reset, "history_gap");
+  cursor saw_m1 = from;
+  ++saw_m1[1].pos;  // a client that saw m1 can still come back
+  EXPECT_EQ(subscribe_after(t.h, "a", {"r"}, saw_m1).events,
+            (std::vector<std::string>{"m2", "m3"}));
+  // Broadcasts count too.
+  t.emit("seen-b", {});
+  const cursor bfrom = subscribe_after(t.h, "a", {"r"}, std::nullopt).at;  // after seen-b
+  for (const char* e : {"x", "y", "z"}) t.emit(e, {});
+  EXPECT_EQ(subscribe_after(t.h, "a", {"r"}, bfrom).reset, "history_gap");
 }
 
 TEST(Dispatcher, RunsJobsInPostingOrderOnOneThread) {

@@ -32,8 +32,7 @@ namespace {
 using skyrelay::testing::sink;  // keeps every frame it is handed, live or direct
 
 // A hub with three encoders standing for three transports ("a", "b", "c"). Each counts its
-// calls and writes "<name>:<event>:<id>:<args or data>:<binary parts>" with the publication id
-// as the frame's offset.
+// calls and writes "<name>:<event>:<id>:<args or data>:<binary parts>".
 struct three_transports {
   static constexpr std::size_t n = 3;
   hub h;
@@ -50,7 +49,7 @@ struct three_transports {
                             (p.args ? *p.args : p.data) + ":";
         if (p.binary)
           for (const auto& part : *p.binary) bytes += "[" + part + "]";
-        return std::make_shared<const frame>(frame{bytes, m.publish_ns, true, 0, m.id, {}});
+        return std::make_shared<const frame>(frame{bytes, m.publish_ns, true, 0, {}});
       });
     }
   }
@@ -72,6 +71,29 @@ struct three_transports {
 };
 
 std::string bytes_of(const frame_ptr& f) { return f ? f->bytes : std::string("(null)"); }
+
+using cursor = std::vector<skyrelay::stream_point>;
+
+// Where `sid`'s stream on room r stands now (an SSE subscribe without a cursor, which joins it).
+cursor cursor_now(hub& h, const std::string& sid) {
+  cursor at;
+  EXPECT_TRUE(h.subscribe_after(sid, {"r"}, std::nullopt,
+                                [&](auto&, std::string_view, const cursor& now) { at = now; }));
+  EXPECT_EQ(at.size(), 2u);  // the broadcasts, r
+  return at;
+}
+
+// What `sid`'s stream on room r is replayed after `from`, which must be complete.
+std::vector<frame_ptr> replay_after(hub& h, const std::string& sid, const cursor& from) {
+  std::vector<frame_ptr> got;
+  EXPECT_TRUE(h.subscribe_after(sid, {"r"}, from,
+                                [&](std::vector<frame_ptr>& frames, std::string_view reset,
+                                    const cursor&) {
+                                  EXPECT_EQ(reset, "");
+                                  got = frames;
+                                }));
+  return got;
+}
 
 }  // namespace
 
@@ -162,11 +184,12 @@ TEST(HubEncoders, ArgsAndBinaryPassThroughToTheEncoderAndThroughHistory) {
   const std::string live = bytes_of(a->frames().at(0));
   EXPECT_NE(live.find(R"(:1,{"_placeholder":true,"num":0}:[)" "\x01\x02" "]"), std::string::npos)
       << live;
-  // A resume from before it gets the same fields again, for its own encoder.
+  // A subscribe from before it gets the same fields again, for its own encoder.
   std::vector<frame_ptr> replay;
-  ASSERT_TRUE(t.h.resume("a", 0, [&](std::vector<frame_ptr>& frames) {
-    replay = frames;
-    return true;
+  const std::string epoch = t.h.position({"/", "r"}).epoch;
+  ASSERT_TRUE(t.h.subscribe("a", {"r"}, 0, epoch, [&](skyrelay::subscribe_outcome& o) {
+    EXPECT_TRUE(o.recovered);
+    replay = o.replay;
   }));
   ASSERT_EQ(replay.size(), 1u);
   EXPECT_EQ(bytes_of(replay[0]), live);
@@ -182,14 +205,11 @@ TEST(HubEncoders, ReplaysEncodeForTheResumingSubscribersEncoder) {
   for (int i = 0; i < 3; ++i) t.emit("m" + std::to_string(i), {"r"});
   ASSERT_EQ(t.counts(), (std::array<int, 3>{3, 3, 0}));
 
-  // By publication id (Socket.IO recovery): b resumes after its first event, only b's
-  // encoder runs, once per missed entry.
-  const std::uint64_t first = b->frames().at(0)->offset;
-  std::vector<frame_ptr> got;
-  ASSERT_TRUE(t.h.resume("b", first, [&](std::vector<frame_ptr>& frames) {
-    got = frames;
-    return true;
-  }));
+  // By an SSE cursor: b resumes after its first event of r, only b's encoder runs, once per
+  // missed entry.
+  cursor after_first = cursor_now(t.h, "b");
+  after_first.at(1).pos = 1;
+  const auto got = replay_after(t.h, "b", after_first);
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(bytes_of(got[0]).substr(0, 5), "b:m1:");
   EXPECT_EQ(bytes_of(got[1]).substr(0, 5), "b:m2:");
@@ -209,17 +229,9 @@ TEST(HubEncoders, ReplaysEncodeForTheResumingSubscribersEncoder) {
   // By an SSE cursor from the start of r and of the broadcasts: a subscriber of c, an encoder
   // that never had a live recipient, gets every entry encoded by c.
   auto c = t.add("c", 2);
-  std::vector<skyrelay::stream_point> start;
-  ASSERT_TRUE(t.h.subscribe_after("c", {"r"}, std::nullopt,
-                                  [&](auto&, std::string_view, const auto& now) { start = now; }));
+  cursor start = cursor_now(t.h, "c");
   for (auto& p : start) p.pos = 0;
-  std::vector<frame_ptr> after;
-  ASSERT_TRUE(t.h.subscribe_after("c", {"r"}, start,
-                                  [&](std::vector<frame_ptr>& frames, std::string_view reset,
-                                      const auto&) {
-                                    EXPECT_EQ(reset, "");
-                                    after = frames;
-                                  }));
+  const auto after = replay_after(t.h, "c", start);
   ASSERT_EQ(after.size(), 3u);
   EXPECT_EQ(bytes_of(after[0]).substr(0, 5), "c:m0:");
   EXPECT_EQ(t.counts(), (std::array<int, 3>{5, 5, 3}));
@@ -243,7 +255,7 @@ TEST(HubEncoders, AnEncoderAddedWhilePublishingServesLaterSubscribers) {
   std::atomic<int> late_calls{0};
   const encoder_id late = t.h.add_encoder([&](const publication& p, const publish_meta& m) {
     late_calls.fetch_add(1);
-    return std::make_shared<const frame>(frame{"late:" + p.event, m.publish_ns, true, 0, m.id, {}});
+    return std::make_shared<const frame>(frame{"late:" + p.event, m.publish_ns, true, 0, {}});
   });
   EXPECT_EQ(late, encoder_id{3});
   auto d = std::make_shared<sink>("d", late);

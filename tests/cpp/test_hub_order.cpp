@@ -55,7 +55,7 @@ struct order_fixture {
     // The frame is the event name with the positions the hub gave (what SSE's writer reads).
     h.add_encoder([](const publication& p, const publish_meta& m) {
       return std::make_shared<const frame>(
-          frame{p.event, m.publish_ns, true, 0, m.id, {}, 0, m.positions});
+          frame{p.event, m.publish_ns, true, 0, {}, 0, m.positions});
     });
     std::mt19937 rng(11);
     for (int c = 0; c < members; ++c) {
@@ -203,7 +203,7 @@ TEST(HubOrder, PublicationsToOneRoomKeepTheirSeqUnderConcurrency) {
   hub h;
   h.add_encoder([](const publication& p, const publish_meta& m) {
     return std::make_shared<const frame>(
-        frame{std::to_string(m.seq), m.publish_ns, true, 0, m.id, {}, 0, m.positions});
+        frame{std::to_string(m.seq), m.publish_ns, true, 0, {}, 0, m.positions});
   });
   auto a = std::make_shared<sink>("a");
   ASSERT_TRUE(h.add(a));

@@ -18,11 +18,10 @@
 
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/net/server.hpp"
+#include "blocking_client.hpp"
 
 namespace skyrelay {
 namespace {
-
-using tcp = boost::asio::ip::tcp;
 
 constexpr const char* ws_handshake =
     "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -30,38 +29,18 @@ constexpr const char* ws_handshake =
 
 // A JSON-protocol WebSocket (or, with another request, an SSE stream) whose handshake waits for
 // the connect hook; reads time out after 5 s, so no test can hang.
-class raw_client {
+class raw_client : public testing::blocking_client {
  public:
   explicit raw_client(std::uint16_t port, const std::string& request = ws_handshake)
-      : socket_(ioc_) {
-    socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
-    timeval tv{5, 0};
-    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    boost::asio::write(socket_, boost::asio::buffer(request));
+      : blocking_client(port) {
+    send(request);
   }
 
   // The status line of the handshake's answer (empty when none came).
   std::string status_line() {
-    read_until("\r\n");
-    return got_.substr(0, got_.find("\r\n"));
+    const auto& got = read_until("\r\n");
+    return got.substr(0, got.find("\r\n"));
   }
-
-  // Reads until `text` has arrived (at most until a 5 s read timeout); returns all so far.
-  const std::string& read_until(const std::string& text) {
-    char data[4096];
-    while (got_.find(text) == std::string::npos) {
-      boost::system::error_code ec;
-      const auto n = socket_.read_some(boost::asio::buffer(data), ec);
-      if (ec) break;
-      got_.append(data, n);
-    }
-    return got_;
-  }
-
- private:
-  boost::asio::io_context ioc_;
-  tcp::socket socket_;
-  std::string got_;
 };
 
 class ServerControl : public ::testing::Test {

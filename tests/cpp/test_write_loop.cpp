@@ -1,7 +1,8 @@
 // net::write_loop over real loopback TCP connections: batches of more frames than one sendmsg
 // takes (IOV_MAX), written through a small send buffer so that writes stop part-way through a
 // buffer, arrive whole and in order; the write timeout and a peer that leaves end a write with
-// an error; messages carry their WebSocket header in front and their bare payload behind it.
+// an error; messages carry their WebSocket header in front and their bare payload behind it;
+// the flush queue starts many loops with one post, in the order of the executor's other work.
 #include <gtest/gtest.h>
 
 #include <poll.h>
@@ -15,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "skyrelay/net/flush_queue.hpp"
 #include "skyrelay/net/metrics.hpp"
 #include "skyrelay/net/write_loop.hpp"
 #include "skyrelay/proto/ws_frame.hpp"
@@ -223,15 +225,56 @@ TEST(WriteLoop, APeerThatLeavesEndsTheWriteWithAnError) {
   EXPECT_FALSE(w->loop_.busy());
 }
 
+// Loops queued on one I/O context's flush queue run in one handler, in the order they were
+// queued, after what was posted before and before what is posted after; each writes its batch.
+TEST(FlushQueue, StartsManyLoopsWithOnePostInTheExecutorsOrder) {
+  asio::io_context ioc;
+  tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  metrics m(1);
+  constexpr int count = 3;
+  std::vector<std::string> log;
+  std::vector<tcp::socket> clients;
+  std::vector<std::shared_ptr<writer>> writers;
+  for (int i = 0; i < count; ++i) {
+    tcp::socket client(ioc), server(ioc);
+    client.connect(acceptor.local_endpoint());
+    acceptor.accept(server);
+    clients.push_back(std::move(client));
+    writers.push_back(std::make_shared<writer>(std::move(server), m, 0ms));
+    planned_batch b;
+    b.before = "loop" + std::to_string(i);
+    writers.back()->plan_.push_back(std::move(b));
+  }
+  auto& queue = asio::use_service<net::flush_queue>(ioc);
+  const auto ex = ioc.get_executor();
+  asio::post(ex, [&] { log.push_back("before"); });
+  // Added in reverse, from another thread (as the publisher does): run in that order.
+  std::thread publisher([&] {
+    for (int i = count - 1; i >= 0; --i) queue.add(writers[i], writers[i]->loop_, ex);
+  });
+  publisher.join();
+  asio::post(ex, [&] { log.push_back("after"); });
+  EXPECT_EQ(ioc.poll_one(), 1u);
+  EXPECT_EQ(log, std::vector<std::string>{"before"});
+  EXPECT_EQ(ioc.poll_one(), 1u);  // one handler: every loop
+  for (const auto& w : writers) EXPECT_EQ(w->written_, 1);
+  EXPECT_EQ(ioc.poll_one(), 1u);
+  EXPECT_EQ(log, (std::vector<std::string>{"before", "after"}));
+  ioc.poll();
+  for (int i = 0; i < count; ++i) {
+    const std::string want = "loop" + std::to_string(i);
+    EXPECT_EQ(read_all(clients[i], want.size()), want);
+  }
+}
+
 TEST(MessageFrame, CarriesItsWebSocketHeaderInFrontOfTheBarePayload) {
   for (std::size_t size : {0, 1, 125, 126, 65535, 65536}) {
     const std::string payload = pattern(size, size);
-    const auto text = make_message(payload, 1, 5, true, 9);
+    const auto text = make_message(payload, 1, 5, true);
     EXPECT_EQ(text->bytes, ws::encode(ws::opcode::text, payload)) << size;
     EXPECT_EQ(text->payload(), payload) << size;
     EXPECT_EQ(text->ws_opcode, 1);
     EXPECT_EQ(text->publish_ns, 5);
-    EXPECT_EQ(text->offset, 9u);
     const auto binary = make_message(payload, 2);
     EXPECT_EQ(binary->bytes, ws::encode(ws::opcode::binary, payload)) << size;
     EXPECT_EQ(binary->payload(), payload) << size;

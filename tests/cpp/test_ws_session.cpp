@@ -21,6 +21,7 @@
 #include "skyrelay/net/server.hpp"
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/net/ws_session.hpp"
+#include "blocking_client.hpp"
 
 namespace skyrelay {
 namespace {
@@ -67,44 +68,13 @@ class echo_handler : public ws_handler {
 };
 
 // A blocking client that writes masked frames and reads the server's unmasked ones.
-class ws_client {
+class ws_client : public testing::blocking_client {
  public:
-  explicit ws_client(tcp::socket socket) : socket_(std::move(socket)) {
-    timeval tv{5, 0};
-    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
+  using blocking_client::blocking_client;
 
-  void send(std::uint8_t op, const std::string& payload) {
-    std::string out(1, static_cast<char>(0x80 | op));
-    const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
-    if (payload.size() < 126) {
-      out += static_cast<char>(0x80 | payload.size());
-    } else {
-      out += static_cast<char>(0x80 | 126);
-      out += static_cast<char>(payload.size() >> 8);
-      out += static_cast<char>(payload.size() & 0xFF);
-    }
-    out.append(reinterpret_cast<const char*>(mask), 4);
-    for (std::size_t i = 0; i < payload.size(); ++i)
-      out += static_cast<char>(payload[i] ^ mask[i % 4]);
-    boost::asio::write(socket_, boost::asio::buffer(out));
-  }
-
+  void send(std::uint8_t op, const std::string& payload) { send_frame(op, payload); }
   // The next frame (opcode, payload), or nothing when the connection ends or stays silent.
-  std::optional<std::pair<std::uint8_t, std::string>> frame() {
-    if (!fill(2)) return std::nullopt;
-    const auto op = static_cast<std::uint8_t>(buffer_[0] & 0x0F);
-    std::size_t n = static_cast<unsigned char>(buffer_[1]) & 0x7F, at = 2;
-    if (n == 126) {
-      if (!fill(4)) return std::nullopt;
-      n = (static_cast<unsigned char>(buffer_[2]) << 8) | static_cast<unsigned char>(buffer_[3]);
-      at = 4;
-    }
-    if (!fill(at + n)) return std::nullopt;
-    std::string payload = buffer_.substr(at, n);
-    buffer_.erase(0, at + n);
-    return std::pair{op, std::move(payload)};
-  }
+  std::optional<std::pair<std::uint8_t, std::string>> frame() { return read_frame(); }
 
   // The code of the close frame that comes next, or 0.
   std::uint16_t close_code() {
@@ -113,21 +83,6 @@ class ws_client {
     return static_cast<std::uint16_t>((static_cast<unsigned char>(f->second[0]) << 8) |
                                       static_cast<unsigned char>(f->second[1]));
   }
-
- private:
-  bool fill(std::size_t n) {
-    while (buffer_.size() < n) {
-      char data[4096];
-      boost::system::error_code ec;
-      const auto got = socket_.read_some(boost::asio::buffer(data), ec);
-      if (ec) return false;
-      buffer_.append(data, got);
-    }
-    return true;
-  }
-
-  tcp::socket socket_;
-  std::string buffer_;
 };
 
 class WsSession : public ::testing::Test {

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from skyrelay.testing import stop_process
+
 START_SECONDS = 5.0  # how long a starting server may take to answer before the test fails
 
 
@@ -60,17 +62,6 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to this process id, SIGKILL after five seconds; always reaped."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 def _start(directory: Path, extra: list[str],
            port: int | None = None) -> tuple[subprocess.Popen, int]:
     if shutil.which("redis-server") is None:
@@ -91,7 +82,7 @@ def _start(directory: Path, extra: list[str],
             if _answers(port):
                 return proc, port
             time.sleep(0.025)
-        _stop(proc)
+        stop_process(proc)
     log_text = (directory / "redis.log").read_text(errors="replace")[-2000:]
     pytest.fail(f"redis-server did not start:\n{log_text}")
 
@@ -116,7 +107,7 @@ def redis_server_factory():
     def restart(server: RedisServer, start: bool = True) -> None:
         index = next(i for i, (p, _) in enumerate(started) if p.pid == server.pid)
         proc, directory = started[index]
-        _stop(proc)
+        stop_process(proc)
         if not start:
             return
         args = ["--requirepass", server.password] if server.password else []
@@ -128,7 +119,7 @@ def redis_server_factory():
         yield factory
     finally:
         for proc, directory in started:
-            _stop(proc)
+            stop_process(proc)
             shutil.rmtree(directory, ignore_errors=True)
 
 

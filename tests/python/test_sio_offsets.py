@@ -103,16 +103,23 @@ def test_a_dropped_socket_in_several_rooms_gets_exactly_what_it_missed(skyrelay_
     c.close()
 
 
-def test_a_resume_from_an_offset_no_longer_kept_opens_a_new_socket(skyrelay_server_factory):
-    # A socket keeps outbox_max_frames + history_size events: 16 + 8 here.
+def sent_31_kept_24(skyrelay_server_factory):
+    """A socket that saw offset 1, dropped, and was sent 30 more (offsets 2..31). A socket keeps
+    outbox_max_frames + history_size events, 16 + 8 here: 8..31. The server and the socket's
+    CONNECT answer."""
     server = skyrelay_server_factory(recovery_window=30, history_size=8, outbox_max_frames=16)
     c, hello = sio_ws(server.port)
     info = json.loads(hello[2:])
     server.emit("e", 0)
     assert read_event(c) == ["e", 0, "1"]
     drop(server, c)
-    for n in range(1, 31):  # 30 more: offsets 2..31, of which 8..31 are kept
+    for n in range(1, 31):
         server.emit("e", n)
+    return server, info
+
+
+def test_a_resume_from_an_offset_no_longer_kept_opens_a_new_socket(skyrelay_server_factory):
+    server, info = sent_31_kept_24(skyrelay_server_factory)
     hits = limit_hits(server, "recovery")
     c, answer = sio_ws(server.port, {"pid": info["pid"], "offset": "1"})
     fresh = json.loads(answer[2:])
@@ -125,14 +132,7 @@ def test_a_resume_from_an_offset_no_longer_kept_opens_a_new_socket(skyrelay_serv
 
 
 def test_a_resume_from_the_oldest_kept_offset_recovers(skyrelay_server_factory):
-    server = skyrelay_server_factory(recovery_window=30, history_size=8, outbox_max_frames=16)
-    c, hello = sio_ws(server.port)
-    info = json.loads(hello[2:])
-    server.emit("e", 0)
-    assert read_event(c) == ["e", 0, "1"]
-    drop(server, c)
-    for n in range(1, 31):
-        server.emit("e", n)
+    server, info = sent_31_kept_24(skyrelay_server_factory)
     # Offsets 8..31 are kept: a client that saw up to 7 misses nothing that was dropped.
     c, answer = sio_ws(server.port, {"pid": info["pid"], "offset": "7"})
     assert json.loads(answer[2:])["sid"] == info["sid"]

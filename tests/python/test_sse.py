@@ -397,3 +397,42 @@ def test_answers_to_a_stream_are_refused_and_the_stream_stays_sse(skyrelay_serve
         for line in block.split("\n"):
             assert line.startswith(("id: ", "event: ", "data: ", "retry: ", ":")), line
     assert 'event: after\ndata: {"n":1}\n\n' in text
+
+
+def scraped(port: int, name: str) -> float:
+    """One sample of /metrics, read over HTTP as Prometheus does."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split(" ", 1)[1])
+    raise AssertionError(f"{name} missing from /metrics")
+
+
+def test_frames_out_counts_one_frame_per_sse_event(skyrelay_server_factory, streams):
+    # Each stream writes its own `id:` line in front of the shared event block; the two go out
+    # as one frame, so skyrelay_frames_out_total counts events, live and replayed alike.
+    server = skyrelay_server_factory(sse_keepalive=60.0)  # no keep-alive comment meanwhile
+    port = server.port
+    live = streams(server, "/sse/a")
+    start = live.next_event("welcome").id
+    wait_until(lambda: server.room_size("a") == 1)
+    frames0 = scraped(port, "skyrelay_frames_out_total")
+    messages0 = scraped(port, "skyrelay_messages_out_total")
+    n = 20
+    for i in range(n):
+        server.emit("tick", {"i": i}, to="a")
+    server.emit("everyone", 1)
+    got = [live.next() for _ in range(n + 1)]
+    assert [e.event for e in got] == ["tick"] * n + ["everyone"]
+    assert len({e.id for e in got}) == n + 1  # each event its own id line
+    wait_until(lambda: scraped(port, "skyrelay_frames_out_total") - frames0 >= n + 1)
+    assert scraped(port, "skyrelay_frames_out_total") - frames0 == n + 1
+    assert scraped(port, "skyrelay_messages_out_total") - messages0 == n + 1
+    # A stream that resumes from the welcome's id is replayed all of them, one frame each.
+    frames1 = scraped(port, "skyrelay_frames_out_total")
+    again = streams(server, "/sse/a", {"Last-Event-ID": start})
+    again.next_event("welcome")
+    replayed = [again.next() for _ in range(n + 1)]
+    assert [(e.event, e.data, e.id) for e in replayed] == [(e.event, e.data, e.id) for e in got]
+    wait_until(lambda: scraped(port, "skyrelay_frames_out_total") - frames1 >= n + 1)
+    assert scraped(port, "skyrelay_frames_out_total") - frames1 == n + 1

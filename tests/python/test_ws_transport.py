@@ -7,8 +7,10 @@ socket client (wsraw.py) for what well-behaved clients never send. Every read is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
+from collections.abc import Iterator
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -20,17 +22,21 @@ from skyrelay.testing import metric, wait_until
 ENDPOINTS = {"json": "/ws", "engineio": "/socket.io/?EIO=4&transport=websocket"}
 
 
-def opened(server, kind: str) -> RawClient:
-    """A raw client on `kind`'s endpoint, past the protocol's first message."""
+@contextlib.contextmanager
+def opened(server, kind: str) -> Iterator[RawClient]:
+    """A raw client on `kind`'s endpoint, past the protocol's first message; closed on exit."""
     raw = RawClient(server.port, ENDPOINTS[kind])
-    assert raw.status == 101
-    op, first = raw.read_frame()
-    assert op == 0x1
-    if kind == "json":
-        assert json.loads(first)["type"] == "welcome"
-    else:
-        assert first.startswith(b"0{"), first  # the Engine.IO open packet
-    return raw
+    try:
+        assert raw.status == 101
+        op, first = raw.read_frame()
+        assert op == 0x1
+        if kind == "json":
+            assert json.loads(first)["type"] == "welcome"
+        else:
+            assert first.startswith(b"0{"), first  # the Engine.IO open packet
+        yield raw
+    finally:
+        raw.close()
 
 
 def echo_of_size(kind: str, n: int) -> tuple[bytes, bytes]:
@@ -49,8 +55,7 @@ def limit_hits(server, limit: str) -> float:
 @pytest.mark.parametrize("kind", ENDPOINTS)
 def test_max_message_size_is_the_transports_for_both_handlers(skyrelay_server_factory, kind):
     server = skyrelay_server_factory(max_message_size=1024)
-    raw = opened(server, kind)
-    try:
+    with opened(server, kind) as raw:
         message, answer = echo_of_size(kind, 1024)
         raw.send(frame(0x1, message))
         op, reply = raw.read_frame()
@@ -62,8 +67,6 @@ def test_max_message_size_is_the_transports_for_both_handlers(skyrelay_server_fa
         assert code == 1009, frames  # docs/protocol.md: over max_message_size
         assert frames == []  # the handler never saw it
         assert wait_until(lambda: limit_hits(server, "message_size") == before + 1, 5)
-    finally:
-        raw.close()
 
 
 @pytest.mark.parametrize("kind", ENDPOINTS)
@@ -79,47 +82,37 @@ def test_max_message_size_is_the_transports_for_both_handlers(skyrelay_server_fa
 ])
 def test_framing_violations_close_alike(skyrelay_server_factory, kind, name, data, code):
     server = skyrelay_server_factory(max_message_size=1024)
-    raw = opened(server, kind)
-    try:
+    with opened(server, kind) as raw:
         raw.send(data)
         got, frames = raw.read_until_close()
         assert got == code, (name, frames)
-    finally:
-        raw.close()
 
 
 @pytest.mark.parametrize("kind", ENDPOINTS)
 def test_pings_and_close_are_answered_by_the_transport(skyrelay_server, kind):
-    raw = opened(skyrelay_server, kind)
-    try:
+    with opened(skyrelay_server, kind) as raw:
         raw.send(frame(0x9, b"are you there"))
         assert raw.read_frame() == (0xA, b"are you there")
         raw.send_close(1000, "bye")
         code, frames = raw.read_until_close()
         assert code == 1000, frames
         assert raw.read_frame(timeout=5) is None  # then the server hangs up
-    finally:
-        raw.close()
 
 
 @pytest.mark.parametrize("kind", ENDPOINTS)
 def test_heartbeat_ping_then_4000_for_both_handlers(skyrelay_server_factory, kind):
     server = skyrelay_server_factory(heartbeat_interval=0.3, heartbeat_timeout=0.3)
-    raw = opened(server, kind)
-    try:
+    with opened(server, kind) as raw:
         first = raw.read_frame(timeout=5)
         assert first == (0x9, b""), first  # the transport's ping when the peer is quiet
         code, frames = raw.read_until_close(timeout=5)  # no pong: the peer is taken for dead
         assert code == 4000, frames
-    finally:
-        raw.close()
 
 
 @pytest.mark.parametrize("kind", ENDPOINTS)
 def test_a_pong_keeps_the_connection(skyrelay_server_factory, kind):
     server = skyrelay_server_factory(heartbeat_interval=0.3, heartbeat_timeout=0.3)
-    raw = opened(server, kind)
-    try:
+    with opened(server, kind) as raw:
         for _ in range(3):  # three rounds, each past what the timeout alone would allow
             assert raw.read_frame(timeout=5) == (0x9, b"")
             raw.send_pong()
@@ -130,8 +123,6 @@ def test_a_pong_keeps_the_connection(skyrelay_server_factory, kind):
             raw.send_pong()
             op, reply = raw.read_frame()
         assert op == 0x1 and reply.startswith(answer)
-    finally:
-        raw.close()
 
 
 def test_json_protocol_answers_as_before_over_websockets(skyrelay_server_factory):

@@ -69,7 +69,6 @@ bool hub::add(std::shared_ptr<subscriber> s) {
     auto [it, inserted] = shard.conns.try_emplace(sid);
     if (!inserted) return false;
     it->second.sub = s;
-    it->second.added_id = last_id_.load();
     shard.all = with(shard.all, std::move(s));
   }
   if (connection_listener_) connection_listener_(sid, true);  // no lock held (see hub.hpp)
@@ -78,7 +77,7 @@ bool hub::add(std::shared_ptr<subscriber> s) {
 
 void hub::remove(const std::string& sid) {
   std::shared_ptr<subscriber> sub;
-  std::unordered_map<channel, std::uint64_t, channel_hash> rooms;
+  std::unordered_set<channel, channel_hash> rooms;
   {
     auto& shard = conn_shards_[shard_of(sid)];
     std::lock_guard lock(shard.mu);
@@ -91,7 +90,7 @@ void hub::remove(const std::string& sid) {
     shard.conns.erase(it);
     shard.all = without(shard.all, sub.get());
   }
-  for (const auto& [room, since] : rooms) room_remove(room, sub.get());
+  for (const auto& room : rooms) room_remove(room, sub.get());
   if (connection_listener_) connection_listener_(sid, false);
 }
 
@@ -109,7 +108,7 @@ bool hub::join_locked(const std::string& sid, const channel& room) {
   if (it->second.rooms.count(room)) return true;  // already a member
   const std::size_t limit = max_rooms_.load(std::memory_order_relaxed);
   if (limit && it->second.rooms.size() >= limit) return false;
-  it->second.rooms.emplace(room, last_id_.load());
+  it->second.rooms.insert(room);
   auto& rs = room_shards_[shard_of(room)];
   std::lock_guard room_lock(rs.mu);
   auto& entry = rs.rooms[room];
@@ -151,9 +150,7 @@ std::vector<channel> hub::rooms_of(const std::string& sid) const {
   std::lock_guard lock(cs.mu);
   auto it = cs.conns.find(sid);
   if (it == cs.conns.end()) return {};
-  std::vector<channel> out;
-  out.reserve(it->second.rooms.size());
-  for (const auto& [room, since] : it->second.rooms) out.push_back(room);
+  std::vector<channel> out(it->second.rooms.begin(), it->second.rooms.end());
   std::sort(out.begin(), out.end());
   return out;
 }

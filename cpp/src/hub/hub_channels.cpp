@@ -8,19 +8,32 @@
 
 namespace skyrelay {
 
+hub::log_locks::log_locks(log_locks&& o) noexcept : held_(std::move(o.held_)) {
+  o.held_.clear();  // a moved-from small_vector may keep its elements: they are ours now
+}
+
+hub::log_locks& hub::log_locks::operator=(log_locks&& o) noexcept {
+  if (this != &o) {
+    unlock();
+    held_ = std::move(o.held_);
+    o.held_.clear();
+  }
+  return *this;
+}
+
 hub::log_locks::~log_locks() { unlock(); }
 
-bool hub::log_locks::lock(std::vector<log_ptr> logs) {
+bool hub::log_locks::lock(std::span<const log_ptr> logs) {
   unlock();
+  for (const auto& log : logs) held_.push_back(log.get());
   // One canonical order (addresses) for every thread, so two lockers of overlapping sets
   // never wait on each other in a cycle.
-  std::sort(logs.begin(), logs.end(), std::less<>{});
-  logs.erase(std::unique(logs.begin(), logs.end()), logs.end());
-  held_.reserve(logs.size());
-  for (auto& log : logs) {
-    log->mu.lock();
-    held_.push_back(std::move(log));
-    if (held_.back()->retired) {
+  std::sort(held_.begin(), held_.end(), std::less<>{});
+  held_.erase(std::unique(held_.begin(), held_.end()), held_.end());
+  for (std::size_t i = 0; i < held_.size(); ++i) {
+    held_[i]->mu.lock();
+    if (held_[i]->retired) {
+      held_.resize(i + 1);  // unlock what is locked, this one included
       unlock();
       return false;
     }

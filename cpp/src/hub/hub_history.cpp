@@ -1,5 +1,5 @@
 // The hub's replays: the history read (the memory broker's answer to broker::history), the
-// JSON protocol's subscribe with `since`, SSE cursors and Socket.IO resumes.
+// JSON protocol's subscribe with `since`, and SSE cursors.
 #include <algorithm>
 #include <unordered_set>
 
@@ -38,7 +38,7 @@ history_result hub::read_history(const history_request& q) {
   history_result out;
   log_ptr log = q.broadcasts ? broadcast_log(q.ch.nsp) : log_of(q.ch, false);
   log_locks locks;
-  while (log && !locks.lock({log})) log = log_of(q.ch, false);  // retired meanwhile
+  while (log && !locks.lock({&log, 1})) log = log_of(q.ch, false);  // retired meanwhile
   if (log) {
     expire_locked(*log, steady_ns());
     out.position = {log->seq, log->epoch};
@@ -53,7 +53,7 @@ history_result hub::read_history(const history_request& q) {
   } else if (log ? log->evicted_id > q.after_id : false) {
     out.reset = "history_gap";
   } else if (!log && !q.broadcasts) {
-    // A room forgotten by sweep() lost what it held; a resume from before that is a gap.
+    // A room forgotten by sweep() lost what it held; a read from before that is a gap.
     std::lock_guard dead(forgotten_mu_);
     auto f = forgotten_.find(q.ch);
     if (f != forgotten_.end() ? f->second.last_id > q.after_id : q.after_id < forgotten_floor_)
@@ -193,48 +193,6 @@ bool hub::subscribe_after(const std::string& sid, const std::vector<std::string>
     if (auto f = replay_frame(*e, sub->encoder())) frames.push_back(std::move(f));
   send(frames, {}, start);
   return true;
-}
-
-bool hub::resume(const std::string& sid, std::uint64_t offset,
-                 const std::function<bool(std::vector<frame_ptr>&)>& send) {
-  std::shared_ptr<subscriber> sub;
-  std::vector<std::pair<channel, std::uint64_t>> rooms;
-  std::uint64_t added_id = 0;
-  {
-    auto& cs = conn_shards_[shard_of(sid)];
-    std::lock_guard lock(cs.mu);
-    auto it = cs.conns.find(sid);
-    if (it == cs.conns.end()) return false;
-    sub = it->second.sub;
-    rooms.assign(it->second.rooms.begin(), it->second.rooms.end());
-    added_id = it->second.added_id;
-  }
-  std::vector<channel> names;
-  for (const auto& [room, joined] : rooms) names.push_back(room);
-  std::vector<log_ptr> logs;  // the rooms', then the broadcasts'
-  auto locks = lock_channels(names, &sub->nsp(), logs);
-  const std::int64_t now = steady_ns();
-  std::vector<entry_ptr> missed;
-  auto take = [&](channel_log& log, std::uint64_t after) {
-    expire_locked(log, now);
-    if (log.evicted_id > after) return false;
-    for (const auto& item : log.items)
-      if (item.entry->id > after && !skips(*item.entry, sid)) missed.push_back(item.entry);
-    return true;
-  };
-  for (std::size_t i = 0; i < rooms.size(); ++i)
-    if (!take(*logs[i], std::max(offset, rooms[i].second))) return false;
-  if (!take(*logs.back(), std::max(offset, added_id))) return false;
-  merge(missed);
-  std::vector<frame_ptr> frames;
-  frames.reserve(missed.size());
-  for (const auto& e : missed)
-    if (auto f = replay_frame(*e, sub->encoder())) frames.push_back(std::move(f));
-  return send(frames);
-}
-
-void hub::ordered(const std::function<void(std::uint64_t id)>& fn) {
-  fn(last_id_.fetch_add(1, std::memory_order_relaxed) + 1);
 }
 
 }  // namespace skyrelay

@@ -94,7 +94,7 @@ void hub::load_history(const channel& ch, bool broadcasts, const std::string& ep
   log_locks locks;
   do {
     log = broadcasts ? broadcast_log(ch.nsp) : log_of(ch, true);
-  } while (!locks.lock({log}));
+  } while (!locks.lock({&log, 1}));
   if (log->epoch == epoch && log->pos >= seq) return;  // it stands there already (or later)
   const bool keep = history_max_.load(std::memory_order_relaxed) > 0;
   const std::int64_t now = steady_ns();

@@ -110,6 +110,23 @@ void hub::snapshot(route& r) const {
   }
 }
 
+namespace {
+// Calls `send` for every subscriber of `list` in order, fetching ahead what the next ones'
+// deliveries touch: their object, then the queue they write into (see
+// subscriber::prefetch_write_target). Cache misses, not instructions, are most of a
+// delivery's cost on the publishing thread when a publication goes to many connections.
+template <class Send>
+void send_each(const std::vector<std::shared_ptr<subscriber>>& list, Send&& send) {
+  constexpr std::size_t ahead = 4;  // objects; their queues are fetched half as far ahead
+  const std::size_t n = list.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i + ahead < n) __builtin_prefetch(list[i + ahead].get());
+    if (i + ahead / 2 < n) list[i + ahead / 2]->prefetch_write_target();
+    send(list[i]);
+  }
+}
+}  // namespace
+
 std::size_t hub::fan_out(const publication& p, const publish_meta& meta, route& r) {
   const overflow_policy policy =
       p.policy.value_or(r.room_policy.value_or(overflow_policy::disconnect));
@@ -145,7 +162,7 @@ std::size_t hub::fan_out(const publication& p, const publish_meta& meta, route& 
   const bool may_overlap = r.lists.size() + r.singles.size() > 1 && !r.everyone;
   if (!may_overlap) {
     for (const auto& list : r.lists)
-      for (const auto& s : *list) send(s, false);
+      send_each(*list, [&](const std::shared_ptr<subscriber>& s) { send(s, false); });
     for (const auto& s : r.singles) send(s, true);
     return delivered;
   }
@@ -154,7 +171,7 @@ std::size_t hub::fan_out(const publication& p, const publish_meta& meta, route& 
   for (const auto& list : r.lists) all.insert(all.end(), list->begin(), list->end());
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
-  for (const auto& s : all) send(s, false);
+  send_each(all, [&](const std::shared_ptr<subscriber>& s) { send(s, false); });
   std::sort(r.singles.begin(), r.singles.end());
   r.singles.erase(std::unique(r.singles.begin(), r.singles.end()), r.singles.end());
   for (const auto& s : r.singles)

@@ -3,6 +3,8 @@
 // CONNECT checks, namespace sockets, dispatch) is in eio_session_sio.cpp.
 #include "skyrelay/net/eio_session.hpp"
 
+#include <cassert>
+
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/net/sio_server.hpp"
 
@@ -214,6 +216,23 @@ void eio_session::set_wire_locked(const std::shared_ptr<ws_session>& ws) {
   if (closed_ || wire_keep_ || !ws) return;
   wire_keep_ = ws;
   wire_.store(ws.get(), std::memory_order_release);
+  // Its sockets deliver into it from now on without this session (sio_socket::set_wire).
+  for (auto& [nsp, sock] : sockets_) sock->set_wire(ws.get());
+}
+
+void eio_session::place_socket_locked(const std::string& nsp,
+                                      const std::shared_ptr<sio_socket>& sock) {
+  assert(!closed_ && !sockets_.count(nsp));
+  sockets_[nsp] = sock;
+  sock->set_wire(wire_.load(std::memory_order_relaxed));  // written only under mu_
+}
+
+std::shared_ptr<sio_socket> eio_session::erase_socket_locked(
+    std::map<std::string, std::shared_ptr<sio_socket>>::iterator it) {
+  auto sock = std::move(it->second);
+  sockets_.erase(it);
+  sock->set_wire(nullptr);  // a socket out of the session sends only through it, if at all
+  return sock;
 }
 
 void eio_session::attach_probe(std::shared_ptr<ws_session> ws) {
@@ -452,6 +471,7 @@ void eio_session::close(disconnect_reason why) {
     if (closed_) return;
     closed_ = true;
     wire_.store(nullptr, std::memory_order_release);
+    for (auto& [nsp, sock] : sockets_) sock->set_wire(nullptr);
     sockets.swap(sockets_);
     ws = std::move(ws_);
     probe = std::move(probe_);

@@ -202,7 +202,7 @@ bool eio_session::try_resume(const sio::packet& p, const auth::identity_ptr& ide
   {
     std::lock_guard lock(mu_);
     if (!closed_ && !sockets_.count(p.nsp)) {
-      sockets_[p.nsp] = sock;
+      place_socket_locked(p.nsp, sock);
       placed = true;
     }
   }
@@ -244,7 +244,7 @@ void eio_session::open_socket(const std::string& nsp, std::string auth,
     if (closed_ || sockets_.count(nsp)) return;  // already connected to that namespace
     sock = std::make_shared<sio_socket>(new_sid(), nsp, shared_from_this(),
                                         context_.encoders().socketio, keep);
-    sockets_[nsp] = sock;
+    place_socket_locked(nsp, sock);
   }
   asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
     self->connect_timer_.cancel();
@@ -281,7 +281,7 @@ void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attach
     case sio::packet_type::disconnect: {
       {
         std::lock_guard lock(mu_);
-        sockets_.erase(p.nsp);
+        if (auto it = sockets_.find(p.nsp); it != sockets_.end()) erase_socket_locked(it);
       }
       context_.sio().end_socket(sock, disconnect_reason::client_close);
       return;
@@ -349,9 +349,7 @@ std::shared_ptr<sio_socket> eio_session::forget_socket(const std::string& nsp) {
   std::lock_guard lock(mu_);
   auto it = sockets_.find(nsp);
   if (it == sockets_.end()) return nullptr;
-  auto sock = it->second;
-  sockets_.erase(it);
-  return sock;
+  return erase_socket_locked(it);
 }
 
 void eio_session::disconnect_socket(const std::string& nsp, disconnect_reason why,
@@ -361,8 +359,7 @@ void eio_session::disconnect_socket(const std::string& nsp, disconnect_reason wh
     std::lock_guard lock(mu_);
     auto it = sockets_.find(nsp);
     if (it == sockets_.end() || (only && it->second.get() != only)) return;
-    sock = it->second;
-    sockets_.erase(it);
+    sock = erase_socket_locked(it);
   }
   send_packet_text("4" + sio::encode(sio::packet{sio::packet_type::disconnect, nsp, 0, {}, {}}));
   context_.sio().end_socket(sock, why);

@@ -43,7 +43,10 @@ push_session::push_session(net::stream socket, session_context& ctx, std::string
       timer_(socket_.get_executor()),
       writer_(socket_, *this, ctx.get_metrics(), ctx.config().write_timeout),
       prefix_(std::move(prefix)),
-      expiry_timer_(socket_.get_executor()) {}
+      expiry_timer_(socket_.get_executor()),
+      flushes_(asio::use_service<net::flush_queue>(socket_.get_executor().context())) {
+  set_write_target(outbox_.hot());
+}
 
 push_session::~push_session() = default;
 
@@ -171,7 +174,7 @@ void push_session::on_pushed(const outbox::push_result& r) {
 }
 
 void push_session::schedule_flush() {
-  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->flush(); });
+  flushes_.add(shared_from_this(), writer_, socket_.get_executor());  // see flush()
 }
 
 void push_session::on_accept() {

@@ -11,7 +11,6 @@
 #include "skyrelay/net/listener.hpp"
 #include "skyrelay/net/push_session.hpp"
 #include "skyrelay/net/sio_socket.hpp"
-#include "skyrelay/net/sse_session.hpp"
 #include "skyrelay/net/tls_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/socketio.hpp"
@@ -31,15 +30,6 @@ unsigned thread_count(unsigned configured) {
 void count_error(metrics& m, std::string_view code) {
   for (std::size_t i = 0; i < static_cast<std::size_t>(error_code::count_); ++i)
     if (to_string(static_cast<error_code>(i)) == code) return m.error(static_cast<error_code>(i));
-}
-
-
-// Whether a session takes the application's answers (respond, send_error): a JSON-protocol
-// WebSocket does. An SSE stream sends no requests, and its wire has no frame for an answer:
-// push_session::send_text would put WebSocket bytes into the event stream, and an SSE event
-// named "error" would reach the browser as the EventSource's own connection-error event.
-bool takes_answers(const push_session& s) {
-  return dynamic_cast<const sse_session*>(&s) == nullptr;
 }
 
 // A Server-Sent Events block, shared by every stream: its `id:` line is each stream's own (its
@@ -63,7 +53,7 @@ frame_ptr encode_sse(const publication& p, const publish_meta& meta) {
     }
   }
   out += "\n\n";
-  frame f{std::move(out), meta.publish_ns, true, 0, 0, {}, 0, meta.positions};
+  frame f{std::move(out), meta.publish_ns, true, 0, {}, 0, meta.positions};
   return std::make_shared<const frame>(std::move(f));
 }
 
@@ -117,8 +107,13 @@ server::server(server_config cfg, app_hooks hooks)
   encoders_.sse = hub_.add_encoder(encode_sse);
   // The Engine.IO message carrying a Socket.IO EVENT with the publication's arguments, built
   // in one copy; binary parts follow it. A socket with recovery on writes its own frame around
-  // it, with its offset (frame::numbered), and keeps the addresses for its resume.
-  encoders_.socketio = hub_.add_encoder([this](const publication& p, const publish_meta& meta) {
+  // it, with its offset (frame::numbered). The addresses matter only to a socket that resumes
+  // after the role checks took a room from it (sio_server::recheck_rooms, which needs room
+  // rules), and only for an event to rooms: the frame keeps a copy of them then alone.
+  const bool keep_addresses = cfg_.sio_recovery_window.count() > 0 && cfg_.access &&
+                              cfg_.access->has_room_rules();
+  encoders_.socketio = hub_.add_encoder([keep_addresses](const publication& p,
+                                                         const publish_meta& meta) {
     const std::string_view args = p.args ? std::string_view(*p.args) : std::string_view(p.data);
     const std::size_t n = p.binary ? p.binary->size() : 0;
     frame f;
@@ -126,7 +121,7 @@ server::server(server_config cfg, app_hooks hooks)
     f.publish_ns = meta.publish_ns;
     f.ws_opcode = 1;
     f.numbered = true;
-    if (cfg_.sio_recovery_window.count() > 0) {
+    if (keep_addresses && !p.to.empty()) {
       f.to = p.to;
       f.to_conns = p.to_conns;
     }
@@ -289,7 +284,7 @@ bool server::refuse(const std::string& sid, unsigned status, std::string message
 bool server::respond(const std::string& sid, const std::string& request_id, bool ok,
                      const std::string& data_or_code, const std::string& message) {
   auto s = find_session(sid);
-  if (!s || !takes_answers(*s)) return false;
+  if (!s || !s->takes_answers()) return false;
   if (ok) {
     s->send_text(proto::response_ok(request_id, data_or_code));
   } else {
@@ -309,7 +304,7 @@ bool server::disconnect(const std::string& sid, std::uint16_t code, std::string 
 bool server::send_error(const std::string& sid, const std::string& code,
                         const std::string& message) {
   auto s = find_session(sid);
-  if (!s || !takes_answers(*s)) return false;
+  if (!s || !s->takes_answers()) return false;
   count_error(metrics_, code);
   s->send_text(proto::error(code, message, ""));
   return true;

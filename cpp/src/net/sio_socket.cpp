@@ -161,10 +161,19 @@ void sio_socket::deliver_direct(const frame_ptr& f, overflow_policy policy) {
   pass_on(f, policy);
 }
 
+void sio_socket::set_wire(ws_session* ws) noexcept {
+  if (!owner_) return;
+  wire_.store(ws, std::memory_order_release);
+  set_write_target(ws ? ws->write_target() : nullptr);  // the transport's outbox
+}
+
 void sio_socket::pass_on(const frame_ptr& f, overflow_policy policy) {
-  // The fan-out's path: an accepted socket without recovery, a frame without attachments.
-  if (straight_.load(std::memory_order_acquire) && f->followers.empty())
+  // The fan-out's path: an accepted socket without recovery, a frame without attachments;
+  // over WebSocket straight into the transport's outbox, as the session would send it.
+  if (straight_.load(std::memory_order_acquire) && f->followers.empty()) {
+    if (auto* ws = wire_.load(std::memory_order_acquire)) return ws->deliver(f, policy);
     return owner_->send(f, policy);
+  }
   // The frame and its attachments; a frame without any needs no copy.
   std::vector<frame_ptr> group;
   if (!f->followers.empty()) append_group(group, f);

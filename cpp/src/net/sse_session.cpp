@@ -76,11 +76,24 @@ std::size_t sse_session::index_of(const channel_pos& p) const noexcept {
   return std::string::npos;
 }
 
+namespace {
+// The shared SSE block `body` as one stream writes it: its own `id:` line (the stream's
+// cursor), then the block (frame::base). One frame per event, so frames_out counts events.
+frame_ptr with_id(const frame_ptr& body, std::string id_line) {
+  frame f;
+  f.bytes = std::move(id_line);
+  f.publish_ns = body->publish_ns;
+  f.is_data = body->is_data;
+  f.middle = body->bytes;
+  f.base = body;
+  return std::make_shared<const frame>(std::move(f));
+}
+}  // namespace
+
 void sse_session::stamp(std::vector<frame_ptr>& frames) {
   if (std::none_of(frames.begin(), frames.end(), [](const auto& f) { return f->positions; }))
     return;
-  std::vector<frame_ptr> out;
-  out.reserve(frames.size() * 2);
+  std::size_t kept = 0;  // frames[0, kept) go out
   for (auto& f : frames) {
     bool mine = false, moved = false;
     if (f->positions)
@@ -106,12 +119,12 @@ void sse_session::stamp(std::vector<frame_ptr>& frames) {
     if (mine && !moved) continue;  // sent already
     if (moved) {
       const auto& prefix = ctx_.get_hub().epoch_prefix();
-      out.push_back(make_frame("id: " + proto::format_sse_cursor(prefix, cursor_) + "\n",
-                               0, false));
+      f = with_id(f, "id: " + proto::format_sse_cursor(prefix, cursor_) + "\n");
     }
-    out.push_back(std::move(f));
+    if (&frames[kept] != &f) frames[kept] = std::move(f);
+    ++kept;
   }
-  frames.swap(out);
+  frames.resize(kept);
 }
 
 void sse_session::arm_timer() {

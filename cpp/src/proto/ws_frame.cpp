@@ -7,7 +7,7 @@
 namespace skyrelay {
 
 frame message_frame(std::string_view payload, std::uint8_t ws_opcode, std::int64_t publish_ns,
-                    bool is_data, std::uint64_t offset) {
+                    bool is_data) {
   frame f;
   f.bytes.reserve(payload.size() + 10);
   ws::append_header(f.bytes, static_cast<ws::opcode>(ws_opcode), payload.size());
@@ -16,7 +16,6 @@ frame message_frame(std::string_view payload, std::uint8_t ws_opcode, std::int64
   f.publish_ns = publish_ns;
   f.is_data = is_data;
   f.ws_opcode = ws_opcode;
-  f.offset = offset;
   return f;
 }
 

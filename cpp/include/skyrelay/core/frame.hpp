@@ -23,9 +23,6 @@ struct frame {
   // then the message), which a WebSocket transport writes as it is, and payload() is the bare
   // message, which the Engine.IO long-polling transport sends.
   std::uint8_t ws_opcode{0};
-  // The publication id a hub test encoder carries here (hub::resume's tests; no transport
-  // reads it any more: Socket.IO offsets are per socket, see `numbered`).
-  std::uint64_t offset{0};
   // Frames that must follow this one, with nothing in between: the binary attachments of a
   // Socket.IO BINARY_EVENT published through the hub.
   std::vector<std::shared_ptr<const frame>> followers;
@@ -40,14 +37,15 @@ struct frame {
   // itself (its offset, see sio_socket): it sends a frame of its own around this one's text.
   bool numbered{false};
   // A frame written for one connection around another's message (a Socket.IO event with its
-  // socket's offset): on the wire, `bytes` (its own WebSocket header, payload_at long), then
-  // `middle` (the shared text, inside `base`, which keeps it alive), then `tail`. Null `base`:
-  // `bytes` is the whole frame.
+  // socket's offset; an SSE block behind its stream's `id:` line): on the wire, `bytes` (its
+  // own WebSocket header, payload_at long, or the `id:` line), then `middle` (the shared text,
+  // inside `base`, which keeps it alive), then `tail`. Null `base`: `bytes` is the whole frame.
   std::shared_ptr<const frame> base;
   std::string_view middle;
   std::string tail;
-  // A Socket.IO event's addresses (publication::to and ::to_conns), kept only with recovery
-  // on: a resumed socket that lost a room to its role checks leaves out what came through it.
+  // A Socket.IO event's addresses (publication::to and ::to_conns), kept only for an event to
+  // rooms with recovery on and room rules configured: a resumed socket that lost a room to its
+  // role checks leaves out what came through it. Empty otherwise (nothing to leave out).
   std::vector<std::string> to, to_conns;
 
   // The bare message (see ws_opcode); `bytes` whole when there is no header in front. Only
@@ -82,13 +80,11 @@ inline frame_ptr make_frame(std::string bytes, std::int64_t publish_ns = 0, bool
 // A message (see frame::ws_opcode; 1 for text, 2 for binary): `payload` is copied once behind
 // its WebSocket header. Defined with the RFC 6455 framing, in proto/ws_frame.cpp.
 frame message_frame(std::string_view payload, std::uint8_t ws_opcode, std::int64_t publish_ns = 0,
-                    bool is_data = true, std::uint64_t offset = 0);
+                    bool is_data = true);
 
 inline frame_ptr make_message(std::string_view payload, std::uint8_t ws_opcode,
-                              std::int64_t publish_ns = 0, bool is_data = true,
-                              std::uint64_t offset = 0) {
-  return std::make_shared<const frame>(
-      message_frame(payload, ws_opcode, publish_ns, is_data, offset));
+                              std::int64_t publish_ns = 0, bool is_data = true) {
+  return std::make_shared<const frame>(message_frame(payload, ws_opcode, publish_ns, is_data));
 }
 
 }  // namespace skyrelay

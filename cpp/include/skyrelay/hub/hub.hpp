@@ -11,12 +11,15 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
+
+#include <boost/container/small_vector.hpp>
 
 #include "skyrelay/core/encoder.hpp"
 #include "skyrelay/core/publication.hpp"
@@ -117,7 +120,7 @@ struct subscribe_outcome {
 // and position in each, records one shared history entry in each and hands the frame to the
 // union of their members before it unlocks. So every member receives a channel's
 // publications in the channel's order, whatever the number of publishing threads, and
-// publications to disjoint channels run in parallel. Joins, subscribes and resumes lock the
+// publications to disjoint channels run in parallel. Joins, subscribes and history reads lock the
 // logs of the channels they touch, which makes "what was sent before I joined" exact.
 // Publications to connections only (by sid) take no log lock: the connection's outbox orders
 // them. Ids are unique, and increase in a channel's order, but say nothing across channels.
@@ -131,7 +134,7 @@ struct subscribe_outcome {
 // A log is looked up (and made) under its room shard alone, then locked once the shard is
 // released; a log that sweep() retired meanwhile is looked up again. Subscribers' deliver()
 // and encoders run under order locks: they must only queue, and must not call publish, join,
-// subscribe, subscribe_after, resume or sweep (they may call remove and leave).
+// subscribe, subscribe_after or sweep (they may call remove and leave).
 //
 // Encoders: the hub knows no wire format. Each transport registers its encoder (add_encoder) and
 // its connections name it by id (subscriber::encoder). A publication is encoded at most once per
@@ -139,8 +142,8 @@ struct subscribe_outcome {
 // replay encodes the history entry again for the resuming subscriber's encoder.
 //
 // History: each room keeps its latest publications (bounded by count and age) for replay by
-// seq (JSON protocol `since`), by position (SSE cursors) or by id (Socket.IO connection state
-// recovery); so does each namespace for its broadcasts to everyone. All methods are
+// seq (JSON protocol `since`), by position (SSE cursors) or by id (the broker's history read,
+// read_history); so does each namespace for its broadcasts to everyone. All methods are
 // thread-safe.
 class hub {
  public:
@@ -237,16 +240,6 @@ class hub {
                  std::optional<std::uint64_t> since, std::string_view epoch,
                  const std::function<void(subscribe_outcome&)>& send);
 
-  // Socket.IO connection state recovery: `sid` (still registered, in its rooms) saw everything
-  // up to publication id `offset`. Collects the publications it missed since then (those to its
-  // rooms after it joined and its namespace's broadcasts), in id order, and passes them to
-  // `send` under the order locks of those channels. False (and `send` not called) when history
-  // lost some of them; otherwise what `send` returns. Exact only while ids follow delivery
-  // order, which they do within one channel only: a socket in several channels may get a
-  // publication twice or miss one. (Socket.IO offsets become per socket; this goes then.)
-  bool resume(const std::string& sid, std::uint64_t offset,
-              const std::function<bool(std::vector<frame_ptr>&)>& send);
-
   // Server-Sent Events: joins `sid` to `topics` (rooms of "/") and, with `from` (a cursor: one
   // stream_point for the "/" broadcasts, then one per topic, in order), collects what it
   // missed after it: each channel's history after its point, the entries merged in id order
@@ -272,10 +265,6 @@ class hub {
     epoch_prefix_ = std::move(prefix);
     epochs_made_.store(first);
   }
-
-  // Runs `fn` with a fresh publication id, for frames sent to one connection outside publish()
-  // that carry one. Takes no lock: the id is unique, and in no order with channels.
-  void ordered(const std::function<void(std::uint64_t id)>& fn);
 
   // Drops history entries older than the age bound and forgets idle topics. The server calls
   // this every second.
@@ -316,18 +305,20 @@ class hub {
     std::uint64_t last_id{0};  // highest publication id it held
   };
   // Order locks held on a set of logs, taken in address order, released on destruction.
+  // Holds plain pointers, in place for a few channels: a publication allocates nothing here.
   class log_locks {
    public:
     log_locks() = default;
-    log_locks(log_locks&&) = default;
-    log_locks& operator=(log_locks&&) = default;
+    log_locks(log_locks&& o) noexcept;
+    log_locks& operator=(log_locks&& o) noexcept;
     ~log_locks();
-    // Sorts and deduplicates `logs` and locks them; false (nothing held) when one was retired.
-    bool lock(std::vector<log_ptr> logs);
+    // Locks `logs` (any order, repeats allowed) in address order; false (nothing held) when
+    // one was retired. The caller keeps the logs alive (it holds their log_ptr) while held.
+    bool lock(std::span<const log_ptr> logs);
     void unlock() noexcept;
 
    private:
-    std::vector<log_ptr> held_;
+    boost::container::small_vector<channel_log*, 4> held_;
   };
   struct room_entry {
     std::shared_ptr<const member_list> members;
@@ -341,8 +332,7 @@ class hub {
   };
   struct conn_entry {
     std::shared_ptr<subscriber> sub;
-    std::unordered_map<channel, std::uint64_t, channel_hash> rooms;  // -> last id before the join
-    std::uint64_t added_id{0};  // last id before the connection was registered
+    std::unordered_set<channel, channel_hash> rooms;
   };
   struct alignas(64) conn_shard {
     mutable std::mutex mu;
@@ -414,9 +404,9 @@ class hub {
   mutable std::mutex broadcasts_mu_;  // a leaf
   std::unordered_map<std::string, log_ptr> broadcasts_;  // by namespace; never retired
 
-  // Channels forgotten by sweep(), with where their sequence ended, so that a resume knows
-  // what it missed. Bounded; `forgotten_floor_` is the highest id among the tombstones dropped
-  // to keep the bound (a resume by id from before it is refused). A leaf lock.
+  // Channels forgotten by sweep(), with where their sequence ended, so that a history read
+  // knows what was lost. Bounded; `forgotten_floor_` is the highest id among the tombstones
+  // dropped to keep the bound (a read by id from before it is a gap). A leaf lock.
   mutable std::mutex forgotten_mu_;
   std::unordered_map<channel, tombstone, channel_hash> forgotten_;
   std::deque<channel> forgotten_order_;

@@ -96,8 +96,13 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   void on_ping(const eio::packet& p);     // a ping, or the upgrade's "2probe"
   void on_upgrade();                      // the upgrade's "5": the probe becomes the transport
   void on_close_packet();                 // the client's goodbye
-  // Makes `ws` the transport that send() reaches without mu_; with mu_ held.
+  // Makes `ws` the transport that send() and the sockets reach without mu_; with mu_ held.
   void set_wire_locked(const std::shared_ptr<ws_session>& ws);
+  // Adds a socket to sockets_ / takes one out, keeping its wire (sio_socket::set_wire) the
+  // session's while it is in, null once out. With mu_ held.
+  void place_socket_locked(const std::string& nsp, const std::shared_ptr<sio_socket>& sock);
+  std::shared_ptr<sio_socket> erase_socket_locked(
+      std::map<std::string, std::shared_ptr<sio_socket>>::iterator it);
   // Whether `ws` is this session's transport or its upgrade probe (not a refused duplicate).
   bool ours(const ws_session& ws) const;
   void on_sio_text(std::string_view text);

@@ -55,6 +55,8 @@ class outbox {
 
   std::size_t queued_bytes() const;
   std::size_t queued_frames() const;
+  // What a push touches first (its mutex, then the queue), for a prefetch.
+  const void* hot() const noexcept { return &mu_; }
 
  private:
   push_result push_range(const frame_ptr* first, std::size_t count, overflow_policy policy);

@@ -22,6 +22,7 @@
 #include "skyrelay/core/errors.hpp"
 #include "skyrelay/hub/subscriber.hpp"
 #include "skyrelay/net/aliases.hpp"
+#include "skyrelay/net/flush_queue.hpp"
 #include "skyrelay/net/outbox.hpp"
 #include "skyrelay/net/stream.hpp"
 #include "skyrelay/net/write_loop.hpp"
@@ -48,6 +49,10 @@ class push_session : public subscriber,
   // Queues a text payload (a response or an error) as a WebSocket text frame; must not be
   // dropped.
   void send_text(std::string_view payload);
+  // Whether the session takes the application's answers (server::respond, send_error), which
+  // go out through send_text. A WebSocket does; a transport whose wire has no frame for them
+  // says no (SSE). Any thread; constant for the session's life.
+  virtual bool takes_answers() const noexcept { return true; }
   // Whether a replay this big can be queued at once without overflowing the outbox.
   bool replay_fits(const std::vector<frame_ptr>& frames) const;
 
@@ -170,6 +175,7 @@ class push_session : public subscriber,
   bool opened_{false};   // accepted: on_disconnect is due when it ends
   bool refused_{false};  // the handshake was refused with an HTTP response
   std::shared_ptr<void> slot_;
+  net::flush_queue& flushes_;  // of the I/O context the session's socket is on
 };
 
 }  // namespace skyrelay

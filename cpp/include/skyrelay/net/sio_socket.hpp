@@ -6,7 +6,8 @@
 //
 // Its state is guarded by its own mutex; no I/O and no callback runs under it. A socket
 // without recovery, once accepted, passes deliveries on without it: an atomic flag and the
-// session it holds for its whole life.
+// session it holds for its whole life; over WebSocket, straight into the transport's outbox
+// (see set_wire), without touching the session.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +31,7 @@ namespace skyrelay {
 
 class sio_server;
 class eio_session;
+class ws_session;
 
 // A Socket.IO socket: one namespace of one Engine.IO session; what the hub delivers to.
 class sio_socket : public subscriber, public std::enable_shared_from_this<sio_socket> {
@@ -60,6 +62,12 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   bool accepted() const;   // accepted (detached or not), and not closed
   void mark_closed();
   std::shared_ptr<eio_session> session() const { return session_.lock(); }
+  // The session's WebSocket transport (null: none, polling, or the session closed), which
+  // deliveries reach without the session. Called by the session under its mutex while the
+  // socket is in it, so a socket's wire is always its session's, or null. Kept only by a
+  // socket without recovery: its session, held for its whole life, keeps the transport alive
+  // (eio_session's wire_keep_), so the pointer never dangles; a socket with recovery ignores it.
+  void set_wire(ws_session* ws) noexcept;
 
   // The socket's inbound limit (server_config::inbound_limit, event_limits): false when the
   // event is over it, with the wait until a token is back. Thread-safe.
@@ -120,12 +128,15 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
                           std::uint64_t offset);
   void keep_locked(std::uint64_t offset, std::vector<frame_ptr> group);
 
+  // First, next to the subscriber's fields that the hub's fan-out reads anyway (one cache
+  // line per delivery): whether deliveries pass mu_ by (without recovery: accepted and not
+  // closed), and the WebSocket transport they then go into (set_wire).
+  std::atomic<bool> straight_{false};
+  std::atomic<ws_session*> wire_{nullptr};
   mutable std::mutex mu_;
   std::weak_ptr<eio_session> session_;
-  // Without recovery: the session, for the socket's whole life (it cannot detach), and
-  // whether deliveries go straight to it (accepted and not closed), read without mu_.
+  // Without recovery: the session, for the socket's whole life (it cannot detach).
   const std::shared_ptr<eio_session> owner_;
-  std::atomic<bool> straight_{false};
   std::vector<frame_ptr> pending_;
   bool connected_{false};
   bool closed_{false};

@@ -32,6 +32,10 @@ class sse_session : public push_session {
   // Until the stream has joined its channels (open()), frames of those channels are dropped:
   // they are at or before the position its welcome or replay starts from. Any thread.
   void deliver(const frame_ptr& f, overflow_policy policy) override;
+  // A stream sends no requests, and its wire has no frame for an answer: send_text would put
+  // WebSocket bytes into the event stream, and an event named "error" would reach the browser
+  // as the EventSource's own connection-error event.
+  bool takes_answers() const noexcept override { return false; }
 
  private:
   // push_session
@@ -49,7 +53,8 @@ class sse_session : public push_session {
   // The cursor's index for a position (0: the broadcasts, 1 + i: topics_[i]), or npos when
   // the stream does not read that channel (a room the server joined it to). Any thread.
   std::size_t index_of(const channel_pos& p) const noexcept;
-  // Puts each event's `id:` line in front of it and leaves out what was sent already.
+  // Puts each event's `id:` line in front of it, in one frame per event (frame::base: the
+  // line, then the shared block), and leaves out what was sent already.
   void stamp(std::vector<frame_ptr>& frames);
 
   const std::vector<std::string> topics_;  // fixed by the URL

@@ -1,0 +1,47 @@
+// The write loops of one I/O context that deliveries have to start: one post per batch of them
+// instead of one per connection.
+//
+// A publication delivered to many connections starts each idle connection's write loop. One
+// asio::post per connection costs the publishing thread an allocation and the scheduler's
+// lock each time, and the I/O thread a handler each; queued here, the connections are
+// started by a single handler that this queue posts when it goes from empty to non-empty.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "skyrelay/net/aliases.hpp"
+
+namespace skyrelay::net {
+
+class write_loop;
+
+// An Asio service: one per I/O context (asio::use_service), living as long as the context.
+// Thread-safe. Contract of add(): `loop` runs (write_loop::run) on `ex`, after whatever was
+// posted to `ex` before the call and before whatever is posted after it returns, as with an
+// asio::post of its own; `keep` (its owner) is held until then.
+class flush_queue : public asio::execution_context::service {
+ public:
+  static asio::execution_context::id id;
+
+  explicit flush_queue(asio::execution_context& ctx) : asio::execution_context::service(ctx) {}
+
+  // `ex` is the executor of this queue's context (the loop's, one thread per context).
+  void add(std::shared_ptr<void> keep, write_loop& loop, const asio::any_io_executor& ex);
+
+ private:
+  void shutdown() override;  // drops what is queued (the context is going away)
+  void drain();              // on the context's thread
+
+  struct entry {
+    std::shared_ptr<void> keep;
+    write_loop* loop;
+  };
+  std::mutex mu_;
+  std::vector<entry> queued_;  // guarded by mu_
+  bool posted_{false};         // a drain is posted and has not taken queued_ yet; under mu_
+  std::vector<entry> draining_;  // the drain's own (capacity kept), on the context's thread
+};
+
+}  // namespace skyrelay::net
