@@ -6,6 +6,8 @@
 #include <exception>
 #include <stdexcept>
 
+#include "skyrelay/hub/broker.hpp"
+
 namespace py = pybind11;
 
 namespace skyrelay::bindings {
@@ -25,6 +27,10 @@ void set_os_error(const boost::system::error_code& code) {
 void translate(std::exception_ptr p) {
   try {
     if (p) std::rethrow_exception(p);
+  } catch (const broker_unavailable& e) {
+    // The Python layer owns the class (skyrelay.errors.BrokerUnavailable, a ConnectionError).
+    py::object cls = py::module_::import("skyrelay.errors").attr("BrokerUnavailable");
+    PyErr_SetObject(cls.ptr(), cls(e.what()).ptr());
   } catch (const boost::system::system_error& e) {
     set_os_error(e.code());
   } catch (const std::invalid_argument& e) {

@@ -4,6 +4,8 @@
 // C++ exceptions that reach a binding are mapped by the translator that register_errors installs:
 //
 //   boost::system::system_error  -> OSError(errno, message)   start(): an address in use, a bad host
+//   skyrelay::broker_unavailable -> skyrelay.errors.BrokerUnavailable (a ConnectionError):
+//                                                              emit while the broker is down
 //   std::invalid_argument        -> ValueError                settings: TLS files, a broker URL,
 //                                                              limiter rates, access rules
 //   any other exception          -> pybind11's standard table: RuntimeError for std::exception

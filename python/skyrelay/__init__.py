@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AsyncProducer", "Connection", "ConnectionRefused", "Forbidden", "JWTAuth", "JWTKey",
+__all__ = ["AsyncProducer", "BrokerUnavailable", "Connection", "ConnectionRefused", "Forbidden", "JWTAuth", "JWTKey",
            "Producer", "PublishError", "Published", "RateLimiter", "RequestError", "Server",
            "__version__"]
 
@@ -30,6 +30,7 @@ _LAZY = {
     "Server": "server",
     "Connection": "server",
     "ConnectionRefused": "errors",
+    "BrokerUnavailable": "errors",
     "Forbidden": "errors",
     "JWTAuth": "auth",
     "JWTKey": "auth",
@@ -43,7 +44,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .auth import JWTAuth, JWTKey
-    from .errors import ConnectionRefused, Forbidden, RequestError
+    from .errors import BrokerUnavailable, ConnectionRefused, Forbidden, RequestError
     from .producer import AsyncProducer, Producer, PublishError, Published
     from .ratelimit import RateLimiter
     from .server import Connection, Server

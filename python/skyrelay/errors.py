@@ -34,3 +34,10 @@ class Forbidden(RequestError):
 
     def __init__(self, message: str) -> None:
         super().__init__("forbidden", message)
+
+
+class BrokerUnavailable(ConnectionError):
+    """``emit`` (and every other publish) when the server's broker cannot carry a publication
+    now: a Redis broker (``broker="redis://..."``) that lost its connection to Redis. Nothing
+    was published; the broker reconnects by itself (``/health`` says ``degraded`` meanwhile),
+    so the caller may retry later. The publish API answers 503 ``broker_unavailable``."""

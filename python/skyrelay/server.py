@@ -71,8 +71,10 @@ class Server:
     turn that transport's endpoint off.
 
     ``broker`` names the broker every publication passes through: None or ``"memory"`` (the
-    default) delivers in this process only. Any other URL raises ValueError at :meth:`start`,
-    naming the scheme (a Redis broker is planned).
+    default) delivers in this process only; ``"redis://[[user]:password@]host[:port][/db]"``
+    carries every publication through one Redis server to every skyrelay process on it
+    (docs/deployment.md). ``rediss://``, ``redis+sentinel://`` (not yet) and any other scheme
+    raise ValueError at :meth:`start`, naming it.
     """
 
     def __init__(
@@ -387,7 +389,9 @@ class Server:
         ``policy`` overrides the outbox overflow policy: ``"drop_oldest"`` for volatile
         streams or ``"disconnect"``. ``namespace`` is the Socket.IO namespace (default ``"/"``,
         which JSON-protocol and SSE clients share; when ``to`` is one :class:`Connection`, its
-        namespace). Returns the number of connections it was queued for.
+        namespace). Returns the number of connections it was queued for (0 with a Redis
+        broker: local delivery happens when Redis hands the publication back). Raises
+        :class:`~skyrelay.errors.BrokerUnavailable` while a Redis broker cannot reach Redis.
 
         ``args`` (instead of ``data``) sends several arguments: Socket.IO clients get them as
         separate arguments, JSON-protocol clients as a list. ``bytes`` inside ``data`` or

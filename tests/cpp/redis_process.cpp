@@ -45,7 +45,7 @@ std::uint16_t free_port() {
 
 }  // namespace
 
-redis_process::redis_process(std::vector<std::string> extra) {
+redis_process::redis_process(std::vector<std::string> extra) : extra_(extra) {
   char tmpl[] = "/tmp/skyrelay-redis-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
   dir_ = tmpl;
@@ -61,8 +61,8 @@ redis_process::~redis_process() {
   std::filesystem::remove_all(dir_, ignored);
 }
 
-bool redis_process::spawn(const std::vector<std::string>& extra) {
-  port_ = free_port();
+bool redis_process::spawn(const std::vector<std::string>& extra, std::uint16_t port) {
+  port_ = port ? port : free_port();
   std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_), "--bind",
                                    "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir_};
   args.insert(args.end(), extra.begin(), extra.end());
@@ -110,6 +110,15 @@ bool redis_process::answers() const {
 void redis_process::stop() { reap(SIGTERM); }
 
 void redis_process::kill_now() { reap(SIGKILL); }
+
+void redis_process::restart() {
+  reap(SIGTERM);
+  for (int attempt = 0; attempt < 40; ++attempt) {  // the old socket may linger a moment
+    if (spawn(extra_, port_)) return;
+    std::this_thread::sleep_for(50ms);
+  }
+  throw std::runtime_error("redis-server did not start again on its port");
+}
 
 void redis_process::reap(int first_signal) {
   if (pid_ <= 0) return;

@@ -24,18 +24,22 @@ class redis_process {
   void stop();
   // SIGKILL at once (a crash), and reaps it.
   void kill_now();
+  // Starts a new, empty server on the same port (after stop or kill_now); throws when it
+  // does not answer within a few seconds (the port may have been taken meanwhile).
+  void restart();
 
   redis_process(const redis_process&) = delete;
   redis_process& operator=(const redis_process&) = delete;
 
  private:
-  bool spawn(const std::vector<std::string>& extra);
+  bool spawn(const std::vector<std::string>& extra, std::uint16_t port = 0);
   bool answers() const;
   void reap(int first_signal);
 
   std::string dir_;
   std::uint16_t port_ = 0;
   pid_t pid_ = -1;
+  std::vector<std::string> extra_;
 };
 
 }  // namespace skyrelay::testing

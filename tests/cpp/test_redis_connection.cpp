@@ -1,4 +1,4 @@
-// broker::redis_connection against a real redis-server (Debian's) that each test starts on a
+// redis::redis_connection against a real redis-server (Debian's) that each test starts on a
 // free port of 127.0.0.1: pipelined commands complete in order, values are binary-safe, an error
 // reply fails only its command, AUTH (password and ACL user) and SELECT, pub/sub in order and
 // unsubscribing, a killed server fails what is pending and reports the loss, the queue bound,
@@ -16,7 +16,7 @@
 #include "redis_process.hpp"
 #include "skyrelay/broker/redis_connection.hpp"
 
-namespace skyrelay::broker {
+namespace skyrelay::redis {
 namespace {
 
 using namespace std::chrono_literals;
@@ -352,4 +352,4 @@ TEST(RedisUrl, RefusesBadUrlsWithAMessage) {
 }
 
 }  // namespace
-}  // namespace skyrelay::broker
+}  // namespace skyrelay::redis

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,11 +30,20 @@ class RedisServer:
     pid: int
     password: str | None
     directory: Path
+    _restart: Any = dataclasses.field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.port}/0"
+
+    def stop(self) -> None:
+        """Stops this server (SIGTERM, by pid); :meth:`restart` starts it again."""
+        self._restart(self, start=False)
+
+    def restart(self) -> None:
+        """Stops this server (when running) and starts a new, empty one on the same port."""
+        self._restart(self)
 
 
 def _free_port() -> int:
@@ -52,11 +62,15 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _start(directory: Path, extra: list[str]) -> tuple[subprocess.Popen, int]:
+def _start(directory: Path, extra: list[str],
+           port: int | None = None) -> tuple[subprocess.Popen, int]:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is missing (make deps installs Debian's redis-server)")
-    for _attempt in range(3):  # the free port may be taken before redis-server binds it
-        port = _free_port()
+    fixed = port
+    for _attempt in range(3 if fixed is None else 40):  # the port may be taken meanwhile
+        if fixed is not None and _attempt:
+            time.sleep(0.05)  # the old server's socket may linger a moment
+        port = fixed if fixed is not None else _free_port()
         log = open(directory / "redis.log", "ab")
         args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(directory), *extra]
@@ -88,7 +102,18 @@ def redis_server_factory():
             shutil.rmtree(directory, ignore_errors=True)
             raise
         started.append((proc, directory))
-        return RedisServer("127.0.0.1", port, proc.pid, password, directory)
+        return RedisServer("127.0.0.1", port, proc.pid, password, directory, restart)
+
+    def restart(server: RedisServer, start: bool = True) -> None:
+        index = next(i for i, (p, _) in enumerate(started) if p.pid == server.pid)
+        proc, directory = started[index]
+        stop_process(proc)
+        if not start:
+            return
+        args = ["--requirepass", server.password] if server.password else []
+        new, _port = _start(directory, args, server.port)
+        started[index] = (new, directory)
+        server.pid = new.pid
 
     try:
         yield factory

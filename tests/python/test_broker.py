@@ -121,8 +121,8 @@ def test_the_memory_broker_can_be_named(skyrelay_server_factory, skyrelay_client
 
 
 def test_an_unknown_broker_url_is_refused_with_its_scheme():
-    server = skyrelay.Server(port=0, broker="redis://127.0.0.1:1/0")
-    with pytest.raises(ValueError, match=r'unknown broker URL scheme in broker="redis://'):
+    server = skyrelay.Server(port=0, broker="kafka://127.0.0.1:1/0")
+    with pytest.raises(ValueError, match=r'unknown broker URL scheme in broker="kafka://'):
         server.start()
     assert not server.running
     server.stop()  # nothing to stop: it never started

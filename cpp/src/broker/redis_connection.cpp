@@ -6,7 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
-namespace skyrelay::broker {
+namespace skyrelay::redis {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
@@ -318,4 +318,4 @@ void redis_connection::fail(std::error_code why) {
   if (was == state::ready && why != redis_errc::closed && on_error_) on_error_(why);
 }
 
-}  // namespace skyrelay::broker
+}  // namespace skyrelay::redis

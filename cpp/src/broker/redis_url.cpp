@@ -3,7 +3,7 @@
 #include <charconv>
 #include <climits>
 
-namespace skyrelay::broker {
+namespace skyrelay::redis {
 namespace {
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -143,4 +143,4 @@ std::optional<redis_url> parse_redis_url(std::string_view text, std::string& err
   return url;
 }
 
-}  // namespace skyrelay::broker
+}  // namespace skyrelay::redis

@@ -1,6 +1,6 @@
 #include "skyrelay/broker/redis_value.hpp"
 
-namespace skyrelay::broker {
+namespace skyrelay::redis {
 namespace {
 
 class category : public std::error_category {
@@ -31,4 +31,4 @@ const std::error_category& redis_category() {
 
 std::error_code make_error_code(redis_errc e) { return {static_cast<int>(e), redis_category()}; }
 
-}  // namespace skyrelay::broker
+}  // namespace skyrelay::redis

@@ -62,12 +62,16 @@ std::shared_ptr<const hub::member_list> hub::without(
 }
 
 bool hub::add(std::shared_ptr<subscriber> s) {
-  auto& shard = conn_shards_[shard_of(s->sid())];
-  std::lock_guard lock(shard.mu);
-  auto [it, inserted] = shard.conns.try_emplace(s->sid());
-  if (!inserted) return false;
-  it->second.sub = s;
-  shard.all = with(shard.all, std::move(s));
+  const std::string sid = s->sid();
+  {
+    auto& shard = conn_shards_[shard_of(sid)];
+    std::lock_guard lock(shard.mu);
+    auto [it, inserted] = shard.conns.try_emplace(sid);
+    if (!inserted) return false;
+    it->second.sub = s;
+    shard.all = with(shard.all, std::move(s));
+  }
+  if (connection_listener_) connection_listener_(sid, true);  // no lock held (see hub.hpp)
   return true;
 }
 
@@ -87,6 +91,7 @@ void hub::remove(const std::string& sid) {
     shard.all = without(shard.all, sub.get());
   }
   for (const auto& room : rooms) room_remove(room, sub.get());
+  if (connection_listener_) connection_listener_(sid, false);
 }
 
 bool hub::join(const std::string& sid, const channel& room) {

@@ -3,19 +3,9 @@
 #include <algorithm>
 
 #include "skyrelay/core/clock.hpp"
-#include "skyrelay/hub/hub.hpp"
+#include "hub_route.hpp"
 
 namespace skyrelay {
-
-struct hub::route {
-  bool everyone{false};
-  bool single{false};  // exactly one room named, nothing else: the room gets a seq
-  std::vector<channel> rooms;  // named rooms (each once), with a log each in `logs`
-  std::vector<log_ptr> logs;   // rooms' logs in `rooms` order, or the broadcasts' log
-  std::vector<std::shared_ptr<subscriber>> singles;  // direct targets
-  std::vector<std::shared_ptr<const member_list>> lists;
-  std::optional<overflow_policy> room_policy;
-};
 
 void hub::resolve(const publication& p, route& r) {
   r.everyone = p.to.empty() && p.to_conns.empty();
@@ -65,23 +55,7 @@ std::size_t hub::publish(const publication& p, publish_meta* meta_out) {
   meta.publish_ns = steady_ns();
   meta.id = last_id_.fetch_add(1, std::memory_order_relaxed) + 1;
   meta.ts = utc_now_iso8601();
-  // Snapshot recipients: one shared_ptr copy per target under its shard's lock.
-  if (r.everyone) {
-    r.lists.reserve(shard_count);
-    for (auto& cs : conn_shards_) {
-      std::lock_guard lock(cs.mu);
-      r.lists.push_back(cs.all);
-    }
-  }
-  for (const auto& room : r.rooms) {
-    auto& rs = room_shards_[shard_of(room)];
-    std::lock_guard lock(rs.mu);
-    if (auto it = rs.rooms.find(room); it != rs.rooms.end()) {
-      if (it->second.members && !it->second.members->empty())
-        r.lists.push_back(it->second.members);
-      r.room_policy = it->second.policy;
-    }
-  }
+  snapshot(r);
   if (!r.logs.empty()) {
     auto positions = std::make_shared<std::vector<channel_pos>>();
     positions->reserve(r.logs.size());
@@ -114,6 +88,26 @@ std::size_t hub::publish(const publication& p, publish_meta* meta_out) {
   if (!r.single) r.room_policy.reset();  // a room's policy applies to its own publications
   if (meta_out) *meta_out = meta;
   return fan_out(p, meta, r);  // before `locks` go: the channels' order is the delivery order
+}
+
+void hub::snapshot(route& r) const {
+  // One shared_ptr copy per target under its shard's lock.
+  if (r.everyone) {
+    r.lists.reserve(shard_count);
+    for (auto& cs : conn_shards_) {
+      std::lock_guard lock(cs.mu);
+      r.lists.push_back(cs.all);
+    }
+  }
+  for (const auto& room : r.rooms) {
+    auto& rs = room_shards_[shard_of(room)];
+    std::lock_guard lock(rs.mu);
+    if (auto it = rs.rooms.find(room); it != rs.rooms.end()) {
+      if (it->second.members && !it->second.members->empty())
+        r.lists.push_back(it->second.members);
+      r.room_policy = it->second.policy;
+    }
+  }
 }
 
 namespace {

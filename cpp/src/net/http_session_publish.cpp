@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include "http_session_impl.hpp"
+#include "skyrelay/hub/broker.hpp"
 #include "skyrelay/net/idempotency_store.hpp"
 #include "skyrelay/proto/publish_api.hpp"
 
@@ -121,8 +122,17 @@ void http_session::publish_events(const request& req, const std::string& publish
   }
   std::vector<publish_meta> metas(pr.events.size());
   std::vector<std::size_t> delivered(pr.events.size());
-  for (std::size_t i = 0; i < pr.events.size(); ++i)
-    delivered[i] = ctx_.get_publisher().publish(pr.events[i], &metas[i]);
+  for (std::size_t i = 0; i < pr.events.size(); ++i) {
+    try {
+      delivered[i] = ctx_.get_publisher().publish(pr.events[i], &metas[i]);
+    } catch (const broker_unavailable& e) {
+      // A network broker without its server: the events before this one were published (a
+      // batch is not atomic), this one and those after were not. The key is freed, not kept.
+      return fail(http::status::service_unavailable, "broker_unavailable",
+                  std::to_string(i) + " of " + std::to_string(pr.events.size()) +
+                      " events were published; " + e.what());
+    }
+  }
   const std::string& process = ctx_.get_hub().epoch_prefix();
   std::vector<proto::publish_receipt_view> receipts;
   receipts.reserve(pr.events.size());

@@ -3,6 +3,7 @@
 // every handshake shares: the token, the client topics, the roles, the Origin, and the CORS
 // headers of an allowed cross-origin request.
 #include <algorithm>
+#include <thread>
 
 #include <boost/beast/websocket/rfc6455.hpp>
 
@@ -148,14 +149,42 @@ void http_session::sse(request req, std::string_view path, std::string_view quer
     head += ": " + v + "\r\n";
   }
   head += "\r\n";
-  header_pairs headers = header_list(req);
-  net::stream socket = hand_off();
-  auto session = std::make_shared<sse_session>(std::move(socket), ctx_, new_sid(),
-                                               std::move(head), std::move(topics),
-                                               std::move(last_id));
-  session->hold(std::move(slot_));
-  session->set_identity(std::move(identity));
-  session->start(std::string(path), std::string(query), std::move(headers));
+  std::vector<channel> rooms;
+  rooms.reserve(topics.size());
+  for (const auto& t : topics) rooms.push_back({"/", t});
+  // The stream opens once the broker has warmed its topics (a cluster broker loads where
+  // they stand, so a Last-Event-ID from another node resumes exactly); the memory broker
+  // answers inline, and the stream opens right here as before.
+  struct pending {
+    net::stream socket;
+    std::string head, last_id, path, query;
+    std::vector<std::string> topics;
+    std::shared_ptr<void> slot;
+    auth::identity_ptr identity;
+    header_pairs headers;
+  };
+  auto p = std::make_shared<pending>(pending{hand_off(), std::move(head), std::move(last_id),
+                                             std::string(path), std::string(query),
+                                             std::move(topics), std::move(slot_),
+                                             std::move(identity), header_list(req)});
+  auto open = [&ctx = ctx_, p] {
+    auto session = std::make_shared<sse_session>(std::move(p->socket), ctx, new_sid(),
+                                                 std::move(p->head), std::move(p->topics),
+                                                 std::move(p->last_id));
+    session->hold(std::move(p->slot));
+    session->set_identity(std::move(p->identity));
+    session->start(p->path, p->query, std::move(p->headers));
+  };
+  const auto& warm = ctx_.get_publisher().warm;
+  if (!warm) return open();
+  const auto caller = std::this_thread::get_id();
+  auto ex = p->socket.get_executor();
+  // Warmed or not (a timeout, Redis down), the stream opens: the hub then answers the cursor
+  // with its replay or an explicit reset.
+  warm(rooms, [open, caller, ex](bool) {
+    if (std::this_thread::get_id() == caller) open();
+    else asio::post(ex, open);
+  });
 }
 
 // The token of a WebSocket or SSE handshake, when the server checks tokens: the

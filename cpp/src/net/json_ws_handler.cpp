@@ -1,6 +1,7 @@
 #include "skyrelay/net/json_ws_handler.hpp"
 
 #include <optional>
+#include <thread>
 #include <variant>
 
 #include "skyrelay/auth/access_policy.hpp"
@@ -110,6 +111,24 @@ bool json_ws_handler::authorized(ws_session& s, const proto::client_message& msg
 }
 
 void json_ws_handler::subscribe(ws_session& s, const proto::client_message& msg) {
+  // The broker warms the topics first (a cluster broker loads where they stand, so `since`
+  // from another node resumes exactly); the memory broker answers inline, and the subscribe
+  // runs right here as before. A warm that fails (timeout, Redis down) still subscribes: the
+  // hub then answers `since` with its replay or an explicit reset.
+  const auto& warm = ctx_.get_publisher().warm;
+  if (!warm) return subscribe_now(s, msg);
+  std::vector<channel> rooms;
+  rooms.reserve(msg.topics.size());
+  for (const auto& t : msg.topics) rooms.push_back({"/", t});
+  const auto caller = std::this_thread::get_id();
+  auto self = s.shared_from_this();  // keeps the session, and this handler it owns
+  warm(rooms, [this, self, &s, msg, caller](bool) {
+    if (std::this_thread::get_id() == caller) return subscribe_now(s, msg);
+    self->post([this, self, &s, msg] { subscribe_now(s, msg); });
+  });
+}
+
+void json_ws_handler::subscribe_now(ws_session& s, const proto::client_message& msg) {
   // The reply and any replay are queued under the topics' order locks, so they come before
   // every live event of these topics and nothing falls between the two.
   ctx_.get_hub().subscribe(s.sid(), msg.topics, msg.since, msg.epoch, [&](subscribe_outcome& o) {

@@ -3,8 +3,10 @@
 #include <stdexcept>
 
 #include <boost/asio/ssl/context.hpp>
+#include <nlohmann/json.hpp>
 
 #include "skyrelay/auth/access_policy.hpp"
+#include "skyrelay/broker/redis_broker.hpp"
 #include "skyrelay/net/http_session.hpp"
 #include "skyrelay/net/listener.hpp"
 #include "skyrelay/net/push_session.hpp"
@@ -80,7 +82,11 @@ server::server(server_config cfg, app_hooks hooks)
         "the Socket.IO recovery window needs history that lasts at least as long "
         "(history_max_events > 0 and history_max_age >= the recovery window)");
   tls_ = make_tls_context(cfg_);
-  broker_ = make_broker(cfg_.broker, hub_);
+  broker_ = redis::make_any_broker(cfg_.broker, hub_, cfg_.history_max_events,
+                                  cfg_.history_max_age);
+  // A network broker keeps a registry of which node holds each connection (direct emits).
+  hub_.set_connection_listener(
+      [this](const std::string& sid, bool added) { broker_->connection_changed(sid, added); });
   // Under the hub's room lock: count and pass on, nothing else (see broker.hpp).
   hub_.set_channel_listener([this](const channel& room, bool has_members) {
     auto& shard = metrics_.local();
@@ -134,7 +140,11 @@ server::server(server_config cfg, app_hooks hooks)
   ctx_->set_http_faces({[this](const publication& p, publish_meta* meta) {
                           return publish(p, meta);
                         },
-                        &idem_},
+                        &idem_,
+                        [this](const std::vector<channel>& rooms,
+                               std::function<void(bool)> done) {
+                          broker_->warm(rooms, std::move(done));
+                        }},
                        parking_,
                        {[this] { return health_json(); }, [this] { return metrics_text(); }});
 }
@@ -203,6 +213,8 @@ void server::stop() {
   const auto deadline = std::chrono::steady_clock::now() + cfg_.drain_timeout;
   while (session_count() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // No warm answer may post to the contexts from here on (a network broker's thread).
+  broker_->quiesce();
   // Whatever did not finish its close handshake in time is cut when its context stops.
   guards_.clear();
   for (auto& c : contexts_) c->stop();
@@ -326,10 +338,13 @@ double server::uptime_seconds() const {
 }
 
 std::string server::health_json() const {
+  // `degraded` while the broker cannot carry publications (a Redis broker without Redis).
+  const broker_status bs = broker_->status();
   char buf[160];
   std::snprintf(buf, sizeof buf,
-                "{\"status\":\"ok\",\"uptime_s\":%.3f,\"connections\":%zu,\"rooms\":%zu",
-                uptime_seconds(), hub_.connection_count(), hub_.room_count());
+                "{\"status\":\"%s\",\"uptime_s\":%.3f,\"connections\":%zu,\"rooms\":%zu",
+                bs.ok ? "ok" : "degraded", uptime_seconds(), hub_.connection_count(),
+                hub_.room_count());
   // The transports whose endpoints are on, by their option names.
   std::string out = buf;
   out += ",\"transports\":[";
@@ -342,13 +357,38 @@ std::string server::health_json() const {
     out += name;
     sep = ",";
   }
-  out += "]}";
+  out += "],\"broker\":{\"kind\":";
+  out += cfg_.broker.empty() || cfg_.broker == "memory" ? "\"memory\"" : "\"redis\"";
+  out += bs.ok ? ",\"status\":\"ok\"" : ",\"status\":\"degraded\"";
+  if (!bs.ok) out += ",\"reason\":" + nlohmann::json(bs.reason).dump();
+  out += "}}";
   return out;
 }
 
 std::string server::metrics_text() const {
-  return metrics_.prometheus(hub_.connection_count(), hub_.room_count(), dispatcher_.queued(),
-                             uptime_seconds(), hub_.history_entries(), hub_.closed_sid_count());
+  std::string out =
+      metrics_.prometheus(hub_.connection_count(), hub_.room_count(), dispatcher_.queued(),
+                          uptime_seconds(), hub_.history_entries(), hub_.closed_sid_count());
+  // The broker's own counters (a network broker's; the memory broker's stay 0).
+  const broker_counters c = broker_->counters();
+  auto add = [&out](const char* name, const char* help, const char* type, std::uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + " " + std::to_string(v) + "\n";
+  };
+  add("skyrelay_broker_up", "1 while the broker carries publications, 0 while degraded.",
+      "gauge", broker_->status().ok ? 1 : 0);
+  add("skyrelay_broker_redis_publishes_total", "Publications the Redis broker carried.",
+      "counter", c.publishes);
+  add("skyrelay_broker_redis_messages_total", "Messages received from Redis.", "counter",
+      c.received);
+  add("skyrelay_broker_redis_gaps_caught_up_total",
+      "Gaps in a channel's sequence filled from its Redis stream.", "counter", c.gaps_caught_up);
+  add("skyrelay_broker_redis_resets_total",
+      "Gaps the stream could no longer fill: the channel's log was reset (resumes get "
+      "history_gap).", "counter", c.resets);
+  add("skyrelay_broker_redis_reconnects_total", "Connections to Redis made again after a loss.",
+      "counter", c.reconnects);
+  return out;
 }
 
 void server::register_session(const std::shared_ptr<push_session>& s) {

@@ -104,6 +104,16 @@ void sse_session::stamp(std::vector<frame_ptr>& frames) {
         if (p.pos > cursor_[i].pos) {
           cursor_[i].pos = p.pos;
           moved = true;
+        } else if (!p.broadcast) {
+          // Not past the cursor: sent already, unless the topic's sequence restarted under
+          // the stream (a cluster broker whose Redis came back empty): then it is the new
+          // sequence's, and the cursor moves to it. (A memory hub never restarts a topic
+          // that has members.) Looked up only for such frames, which are rare.
+          auto now = ctx_.get_hub().position(channel{"/", p.room});
+          if (!now.epoch.empty() && now.epoch != cursor_[i].epoch) {
+            cursor_[i] = {std::move(now.epoch), p.pos};
+            moved = true;
+          }
         }
       }
     if (mine && !moved) continue;  // sent already

@@ -39,7 +39,7 @@
 
 struct redisReader;
 
-namespace skyrelay::broker {
+namespace skyrelay::redis {
 
 // A message pushed to a subscriber connection (`pattern` empty unless from PSUBSCRIBE).
 struct redis_message {
@@ -142,4 +142,4 @@ class redis_connection : public std::enable_shared_from_this<redis_connection> {
   error_handler on_error_;
 };
 
-}  // namespace skyrelay::broker
+}  // namespace skyrelay::redis

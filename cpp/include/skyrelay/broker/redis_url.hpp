@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace skyrelay::broker {
+namespace skyrelay::redis {
 
 struct redis_url {
   std::string host;          // a name, an IPv4 address, or an IPv6 address without brackets
@@ -25,4 +25,4 @@ struct redis_url {
 // characters or spaces anywhere. Returns std::nullopt exactly when `error` was set.
 std::optional<redis_url> parse_redis_url(std::string_view text, std::string& error);
 
-}  // namespace skyrelay::broker
+}  // namespace skyrelay::redis

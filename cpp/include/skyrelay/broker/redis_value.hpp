@@ -7,7 +7,7 @@
 #include <system_error>
 #include <vector>
 
-namespace skyrelay::broker {
+namespace skyrelay::redis {
 
 struct redis_value {
   enum class kind { nil, string, status, error, integer, array };
@@ -36,7 +36,7 @@ enum class redis_errc {
 const std::error_category& redis_category();
 std::error_code make_error_code(redis_errc e);
 
-}  // namespace skyrelay::broker
+}  // namespace skyrelay::redis
 
 template <>
-struct std::is_error_code_enum<skyrelay::broker::redis_errc> : std::true_type {};
+struct std::is_error_code_enum<skyrelay::redis::redis_errc> : std::true_type {};

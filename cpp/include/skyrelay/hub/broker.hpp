@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +16,29 @@
 #include "skyrelay/hub/hub.hpp"
 
 namespace skyrelay {
+
+// Thrown by broker::publish when the broker cannot carry a publication now (a network
+// broker that lost its server): nothing was published. The publish API answers 503
+// `broker_unavailable`; Python raises skyrelay.BrokerUnavailable.
+class broker_unavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Whether the broker carries publications now; `reason` says why not (for /health).
+struct broker_status {
+  bool ok{true};
+  std::string reason;
+};
+
+// A network broker's counters since it started, for /metrics (the memory broker's are 0).
+struct broker_counters {
+  std::uint64_t publishes{0};      // publications it carried (scripts that ran)
+  std::uint64_t received{0};       // messages received from the server
+  std::uint64_t gaps_caught_up{0}; // gaps filled from the stored stream
+  std::uint64_t resets{0};         // gaps it could not fill: the channel's log was reset
+  std::uint64_t reconnects{0};     // connections to the server made again after a loss
+};
 
 // The contract between the engine and where publications go. The engine makes one broker per
 // server (server_config::broker) and calls it for every publication, whatever its source
@@ -55,6 +79,26 @@ class broker {
   // What the channel published after the request's point, for recovery.
   virtual history_result history(const history_request& q) = 0;
 
+  // A connection was registered (`added`) or unregistered in the local hub: a network broker
+  // records which node owns the sid. No lock is held; must not block.
+  virtual void connection_changed(const std::string& sid, bool added) {}
+
+  // Makes the local hub's logs of `rooms` hold where the cluster's channels stand (their
+  // epoch, seq and stored tail) before a client resumes on them, then calls `done` (true:
+  // warmed; false: it could not, the caller answers with a reset) on some thread, at most
+  // once. The memory broker calls done(true) inline. Must not be called under a hub lock.
+  virtual void warm(const std::vector<channel>& rooms, std::function<void(bool)> done) {
+    done(true);
+  }
+
+  // After this returns, the broker calls no `done` of warm() any more (they would post to
+  // I/O contexts being destroyed). server::stop() calls it before it ends its I/O contexts.
+  // Must not be called from the broker's own thread.
+  virtual void quiesce() {}
+
+  virtual broker_status status() const { return {}; }
+  virtual broker_counters counters() const { return {}; }
+
  protected:
   std::size_t deliver(const publication& p, publish_meta* meta) const {
     return delivery_ ? delivery_(p, meta) : 0;
@@ -65,7 +109,8 @@ class broker {
 };
 
 // Makes the broker that `url` names: empty or "memory" is the in-memory broker over `local`.
-// Throws std::invalid_argument for anything else ("unknown broker URL scheme").
+// Throws std::invalid_argument for anything else ("unknown broker URL scheme"). The Redis
+// broker is made by broker::make_network_broker (cpp/src/broker/, it needs Asio and hiredis).
 std::unique_ptr<broker> make_broker(const std::string& url, hub& local);
 
 }  // namespace skyrelay

@@ -73,6 +73,32 @@ struct history_result {
   std::vector<std::shared_ptr<const history_entry>> entries;  // oldest first
 };
 
+// A publication's place in one channel as a cluster broker numbered it (hub::publish_ordered).
+struct ordered_channel {
+  channel ch;               // the room; with `broadcasts`, ch.nsp's broadcasts (room empty)
+  bool broadcasts{false};
+  std::string epoch;        // the broker's epoch of the channel's sequence
+  std::uint64_t seq{0};     // the broker's position of the publication in it (from 1)
+};
+
+// Where a publication numbered by a cluster broker goes on this node: the channels this node
+// follows that had not seen it yet, and the sids of this node it names directly.
+struct ordered_route {
+  std::vector<ordered_channel> channels;
+  std::vector<std::string> direct;  // sids on this node (looked up in the registry only)
+  bool everyone{false};             // channels holds the broadcasts of p.nsp
+  bool single{false};  // exactly one room was named: its seq is the topic's seq
+  std::string ts;      // the publication time (ISO-8601 UTC); empty: now
+};
+
+// A channel's stored tail, as a cluster broker holds it (hub::load_history).
+struct stored_entry {
+  std::uint64_t seq{0};
+  publication pub;
+  std::string ts;
+  bool single{false};  // published to this room alone (replayed to JSON `since` resumes)
+};
+
 // The outcome of a subscribe, handed to the caller under the topics' order locks so that its
 // reply and replay go out before any live publication to them.
 struct subscribe_outcome {
@@ -147,6 +173,10 @@ class hub {
   // into the hub. Call before any join.
   using channel_listener = std::function<void(const channel& room, bool has_members)>;
   void set_channel_listener(channel_listener fn) { channel_listener_ = std::move(fn); }
+  // Called after a connection was registered (`added` true) or unregistered (false), with no
+  // lock held, for a cluster broker's sid registry. It must not block. Call before any add.
+  using connection_listener = std::function<void(const std::string& sid, bool added)>;
+  void set_connection_listener(connection_listener fn) { connection_listener_ = std::move(fn); }
 
   // Registers a connection; false if its sid is taken.
   bool add(std::shared_ptr<subscriber> s);
@@ -180,6 +210,22 @@ class hub {
   // position in each channel and their epochs).
   std::size_t publish(const publication& p, publish_meta* meta_out = nullptr);
 
+  // hub_ordered.cpp: a cluster broker's delivery. `p` was numbered by the broker: each channel
+  // of `r` gets the broker's epoch and seq (its log switches to that epoch when it had
+  // another; a seq past the log's next one leaves an explicit hole: resumes from before it get
+  // history_gap), the publication is recorded in their history and handed to the union of
+  // their local members and of r.direct, once each, under the channels' order locks, exactly
+  // as publish() does after its numbering. `p.to` is not resolved again. In this mode a
+  // room's seq equals its position. Returns the deliveries queued. Callers must hand one
+  // channel's publications in increasing seq (the broker's single thread does).
+  std::size_t publish_ordered(const publication& p, const ordered_route& r,
+                              publish_meta* meta_out = nullptr);
+  // Sets a channel's log to the broker's epoch and last seq `seq` and its history to
+  // `entries` (oldest first, seqs increasing and <= seq), unless the log already stands at
+  // that epoch and seq or later. What is before the first entry is a hole (history_gap).
+  void load_history(const channel& ch, bool broadcasts, const std::string& epoch,
+                    std::uint64_t seq, std::vector<stored_entry> entries);
+
   // Sids of connections removed recently (kept as closed_sids::ttl and max_count say).
   std::size_t closed_sid_count() const;
 
@@ -211,6 +257,14 @@ class hub {
                        const replay_fn& send);
   // The prefix every epoch of this hub starts with ("<prefix>.<n>"), unique across restarts.
   const std::string& epoch_prefix() const noexcept { return epoch_prefix_; }
+  // A cluster broker's: every node's epochs start with one `prefix` (the epochs Redis makes,
+  // "<prefix>.<unix µs>", and this hub's own, "<prefix>.<first + n>"), so an SSE cursor made
+  // on one node reads on another. `prefix` holds neither '.' nor '~'. Call before any
+  // channel is used (the broker's constructor does).
+  void set_epoch_prefix(std::string prefix, std::uint64_t first) {
+    epoch_prefix_ = std::move(prefix);
+    epochs_made_.store(first);
+  }
 
   // Drops history entries older than the age bound and forgets idle topics. The server calls
   // this every second.
@@ -325,9 +379,14 @@ class hub {
 
   // hub_publish.cpp: publish's steps.
   void resolve(const publication& p, route& r);
+  // The recipients of r's rooms (or of everyone) and the room's policy; logs locked.
+  void snapshot(route& r) const;
+  // hub_ordered.cpp: a log moved to the broker's epoch and seq (see publish_ordered).
+  void follow_locked(channel_log& log, const std::string& epoch, std::uint64_t seq);
   std::size_t fan_out(const publication& p, const publish_meta& meta, route& r);
 
   channel_listener channel_listener_;
+  connection_listener connection_listener_;
   // Slots below encoder_count_ are written once, before the count is raised (release), so
   // readers take no lock; encoders_mu_ only orders registrations.
   std::mutex encoders_mu_;
@@ -337,7 +396,7 @@ class hub {
   std::atomic<std::size_t> max_rooms_{0};
   std::atomic<std::size_t> history_max_{1000};
   std::atomic<std::int64_t> history_age_ns_{120'000'000'000};
-  const std::string epoch_prefix_;
+  std::string epoch_prefix_;  // set at construction (or by set_epoch_prefix, before use)
   // Written by every publication, from every publishing thread: a cache line of its own.
   alignas(64) std::atomic<std::uint64_t> last_id_{0};
   alignas(64) std::atomic<std::uint64_t> epochs_made_{0};

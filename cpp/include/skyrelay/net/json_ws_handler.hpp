@@ -43,7 +43,8 @@ class json_ws_handler final : public ws_handler {
   bool within_rate(ws_session& s, const proto::client_message& msg);
   // Client topics and role requirements; false: refused and answered.
   bool authorized(ws_session& s, const proto::client_message& msg);
-  void subscribe(ws_session& s, const proto::client_message& msg);
+  void subscribe(ws_session& s, const proto::client_message& msg);  // warms, then:
+  void subscribe_now(ws_session& s, const proto::client_message& msg);
   // An event or request, to the application's on_message hook on the dispatcher.
   void dispatch(ws_session& s, proto::client_message& msg);
   // A refusal: a `response` with ok=false to a request, else an `error` frame with `ref`.

@@ -45,6 +45,10 @@ struct session_registry {
 struct publisher {
   std::function<std::size_t(const publication&, publish_meta*)> publish;
   idempotency_store* idempotency{nullptr};
+  // broker::warm: makes the hub's logs of these rooms hold where the cluster stands before a
+  // client subscribes or resumes on them; `done` runs inline (memory broker) or on the
+  // broker's thread (post back to the session). Null: nothing to warm.
+  std::function<void(const std::vector<channel>&, std::function<void(bool)>)> warm;
 };
 
 // The text of GET /health (JSON) and GET /metrics (Prometheus), made when asked. Thread-safe.

@@ -1,0 +1,372 @@
+// The Redis broker's connections, publishing, sid registry and timers (the receiving side is
+// in redis_broker_receive.cpp).
+#include <boost/asio/post.hpp>
+
+#include <future>
+#include <random>
+#include <stdexcept>
+
+#include "redis_broker_impl.hpp"
+#include "skyrelay/core/clock.hpp"
+#include "skyrelay/core/random.hpp"
+
+namespace skyrelay::redis {
+
+namespace {
+constexpr std::chrono::milliseconds max_backoff{5'000};
+constexpr std::chrono::milliseconds alive_ttl{10'000};
+constexpr std::chrono::seconds unwarm_after{10};
+
+// A Redis glob matching `text` literally.
+std::string glob_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
+}  // namespace
+
+redis_broker_options parse_broker_url(const std::string& url) {
+  const auto scheme_end = url.find("://");
+  const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+  if (scheme == "rediss" || scheme == "redis+sentinel")
+    throw std::invalid_argument("broker=\"" + scheme + "://...\" is not supported yet: this step "
+                                "of issue 15 runs on one Redis server over plain TCP (redis://)");
+  redis_broker_options o;
+  std::string base = url;
+  if (const auto q = url.find('?'); q != std::string::npos) {
+    base = url.substr(0, q);
+    const std::string query = url.substr(q + 1);
+    if (query.rfind("prefix=", 0) != 0 || query.size() == 7 ||
+        query.find_first_of("&=#", 7) != std::string::npos)
+      throw std::invalid_argument("broker URL: the only query parameter is prefix=<text>, in \"" +
+                                  url + "\"");
+    o.prefix = query.substr(7);
+  }
+  std::string error;
+  auto parsed = parse_redis_url(base, error);
+  if (!parsed) throw std::invalid_argument("broker URL \"" + url + "\": " + error);
+  o.url = std::move(*parsed);
+  return o;
+}
+
+redis_broker::impl::impl(hub& local, redis_broker_options o)
+    : hub_(local),
+      opts(std::move(o)),
+      node_channel(opts.prefix + "node:" + opts.node_id),
+      heartbeat_payload("heartbeat:" + opts.node_id),
+      guard(io.get_executor()),
+      reconnect_timer(io),
+      tick_timer(io) {
+  // The "/" broadcasts are followed from the start, with Redis's epoch: they are the first
+  // channel of every SSE cursor, which must read the same on every node.
+  auto& f = chans[broadcast_tag("/")];
+  f.ch = {"/", ""};
+  f.broadcasts = f.wanted = true;
+}
+
+void redis_broker::impl::set_status(bool ok, std::string reason) {
+  std::lock_guard lock(mu);
+  status = {ok, std::move(reason)};
+  if (!ok) publisher.reset();
+}
+
+void redis_broker::impl::connect() {
+  const unsigned g = ++gen;
+  ready = false;
+  redis_connection::options co;
+  co.url = opts.url;
+  co.mode = redis_connection::role::commands;
+  cmd = redis_connection::create(io.get_executor(), co);
+  co.mode = redis_connection::role::subscriber;
+  sub = redis_connection::create(io.get_executor(), co);
+  cmd->set_error_handler([this, g](std::error_code ec) {
+    lost(g, "the connection to redis was lost: " + ec.message());
+  });
+  sub->set_error_handler([this, g](std::error_code ec) {
+    lost(g, "the subscriber connection to redis was lost: " + ec.message());
+  });
+  sub->set_message_handler([this, g](redis_message m) { on_message(g, std::move(m)); });
+  auto up = std::make_shared<int>(0);
+  auto started = [this, g, up](std::error_code ec) {
+    if (g != gen) return;
+    if (ec) return lost(g, "cannot connect to redis at " + opts.url.host + ":" +
+                               std::to_string(opts.url.port) + ": " + ec.message());
+    if (++*up == 2) on_ready(g);
+  };
+  cmd->start(started);
+  sub->start(started);
+}
+
+void redis_broker::impl::on_ready(unsigned g) {
+  cmd->execute({"SCRIPT", "LOAD", publish_script()}, [this, g](std::error_code ec, redis_value v) {
+    if (g != gen) return;
+    if (ec) return lost(g, "SCRIPT LOAD failed: " + (v.str.empty() ? ec.message() : v.str));
+    {
+      std::lock_guard lock(mu);
+      sha = v.str;
+    }
+    cmd->execute({"SET", node_channel + ":alive", opts.node_id, "PX", ms(alive_ttl)}, nullptr);
+    // A restarted server lost the registry: this node's connections are registered again.
+    for (const auto& sid : sids) cmd->execute({"SET", opts.prefix + "sid:" + sid, opts.node_id}, nullptr);
+    sub->psubscribe({glob_escape(opts.prefix) + "{b*"}, nullptr);
+    sub->subscribe({node_channel}, [this, g](std::error_code ec, redis_value) {
+      if (g != gen) return;
+      if (ec) return lost(g, "SUBSCRIBE failed: " + ec.message());
+      ready = true;
+      last_heard = clock_type::now();
+      backoff = std::chrono::milliseconds{100};
+      if (ever_connected) ++reconnects;
+      ever_connected = true;
+      {
+        std::lock_guard lock(mu);
+        publisher = cmd;
+        status = {true, {}};
+      }
+      // Every channel followed before is followed again and caught up from its stream.
+      std::vector<std::string> tags;
+      for (auto& [tag, f] : chans) {
+        f.subscribed = f.syncing = false;
+        tags.push_back(tag);
+      }
+      for (const auto& tag : tags) {
+        auto& f = chans.at(tag);
+        if (f.known && f.broadcasts) sync(tag);
+        else if (f.wanted) start_follow(tag, nullptr);
+      }
+    });
+  });
+}
+
+void redis_broker::impl::lost(unsigned g, std::string reason) {
+  if (g != gen || stopping) return;
+  ++gen;
+  ready = false;
+  set_status(false, std::move(reason));
+  if (cmd) cmd->close();
+  if (sub) sub->close();
+  syncing = 0;
+  buffer.clear();
+  for (auto& [tag, f] : chans) f.subscribed = f.syncing = false;
+  reconnect_timer.expires_after(backoff);
+  backoff = std::min(backoff * 2, max_backoff);
+  reconnect_timer.async_wait([this](boost::system::error_code ec) {
+    if (!ec && !stopping) connect();
+  });
+}
+
+void redis_broker::impl::tick() {
+  const auto now = clock_type::now();
+  if (ready) {
+    cmd->execute({"SET", node_channel + ":alive", opts.node_id, "PX", ms(alive_ttl)}, nullptr);
+    // Comes back on the subscriber connection; if it stops coming, the node is deaf.
+    cmd->execute({"PUBLISH", node_channel, heartbeat_payload}, nullptr);
+    if (now - last_heard > opts.deaf_after)
+      lost(gen, "no message from redis for " + ms(opts.deaf_after) +
+                    " ms on the subscriber connection (deaf); reconnecting");
+    else if (now - last_refresh > std::max(opts.history_ttl, std::chrono::milliseconds{60'000}) / 3)
+      refresh();
+  }
+  tick_timer.expires_after(opts.heartbeat);
+  tick_timer.async_wait([this](boost::system::error_code ec) {
+    if (!ec && !stopping) tick();
+  });
+}
+
+void redis_broker::impl::refresh() {
+  const auto now = clock_type::now();
+  last_refresh = now;
+  const std::string ttl = ms(std::max(opts.history_ttl, std::chrono::milliseconds{60'000}));
+  std::vector<std::string> drop;
+  for (auto& [tag, f] : chans) {
+    if (f.broadcasts && !f.wanted) continue;  // another namespace's: followed by pattern only
+    if (!f.broadcasts && !f.wanted && now - f.warmed > unwarm_after) {
+      drop.push_back(tag);  // warmed for a resume that never joined
+      continue;
+    }
+    // A followed channel's keys do not expire: its epoch stays while it has members.
+    cmd->execute({"PEXPIRE", key(tag, ":m"), ttl}, nullptr);
+    cmd->execute({"PEXPIRE", key(tag, ":s"), ttl}, nullptr);
+  }
+  for (const auto& tag : drop) {
+    if (chans.at(tag).subscribed) sub->unsubscribe({opts.prefix + tag}, nullptr);
+    chans.erase(tag);
+  }
+}
+
+std::size_t redis_broker::impl::publish(const publication& p, publish_meta* out) {
+  std::shared_ptr<redis_connection> c;
+  std::string script_sha;
+  {
+    std::lock_guard lock(mu);
+    if (!status.ok || !publisher)
+      throw broker_unavailable("the Redis broker cannot publish: " + status.reason);
+    c = publisher;
+    script_sha = sha;
+  }
+  const std::string ts = utc_now_iso8601();
+  const std::uint64_t n = ++uids;
+  std::vector<std::string> args{
+      "EVALSHA", script_sha, "0", opts.prefix, encode_body(p, ts, opts.node_id),
+      opts.node_id + ":" + std::to_string(n), p.nsp,
+      std::to_string(std::max<std::size_t>(opts.history_max, 100)),
+      ms(std::max(opts.history_ttl, std::chrono::milliseconds{60'000})), hub_.epoch_prefix(),
+      std::to_string(p.to.size())};
+  args.insert(args.end(), p.to.begin(), p.to.end());
+  args.push_back(std::to_string(p.to_conns.size()));
+  args.insert(args.end(), p.to_conns.begin(), p.to_conns.end());
+
+  auto call = [&] {
+    auto done = std::make_shared<std::promise<std::pair<std::error_code, redis_value>>>();
+    auto answer = done->get_future();
+    c->execute(args, [done](std::error_code ec, redis_value v) {
+      done->set_value({ec, std::move(v)});
+    });
+    if (answer.wait_for(opts.publish_timeout) != std::future_status::ready)
+      throw broker_unavailable("the Redis broker cannot publish: no answer from redis within " +
+                               ms(opts.publish_timeout) + " ms");
+    return answer.get();
+  };
+  auto [ec, v] = call();
+  if (ec == redis_errc::server_error && v.str.rfind("NOSCRIPT", 0) == 0) {
+    args[0] = "EVAL";  // the server forgot the script (SCRIPT FLUSH): send it whole
+    args[1] = publish_script();
+    std::tie(ec, v) = call();
+  }
+  if (ec == redis_errc::server_error)
+    throw std::runtime_error("redis refused the publish script: " + v.str);
+  if (ec) throw broker_unavailable("the Redis broker cannot publish: " + ec.message());
+  ++publishes;
+  if (!out) return 0;
+  publish_meta meta;
+  meta.id = id_base + n;
+  meta.ts = ts;
+  auto positions = std::make_shared<std::vector<channel_pos>>();
+  for (std::size_t i = 0; i + 2 < v.elements.size(); i += 3) {
+    auto t = parse_tag(v.elements[i].str);
+    if (!t) continue;
+    positions->push_back({t->broadcasts ? std::string() : t->ch.room, t->broadcasts,
+                          static_cast<std::uint64_t>(v.elements[i + 2].integer)});
+    meta.epochs.push_back(v.elements[i + 1].str);
+  }
+  if (p.to.size() == 1 && p.to_conns.empty() && positions->size() == 1 &&
+      !positions->front().broadcast) {
+    meta.topic = p.to.front();
+    meta.seq = positions->front().pos;
+  }
+  if (!positions->empty()) meta.positions = std::move(positions);
+  *out = std::move(meta);
+  return 0;
+}
+
+void redis_broker::impl::sid_changed(const std::string& sid, bool added) {
+  if (added) sids.insert(sid);
+  else sids.erase(sid);
+  if (!ready) return;  // registered again on connect
+  if (added) cmd->execute({"SET", opts.prefix + "sid:" + sid, opts.node_id}, nullptr);
+  else cmd->execute({"SET", opts.prefix + "sid:" + sid, "-", "PX", ms(opts.closed_sid_ttl)}, nullptr);
+}
+
+// ---- the public face: posts to the broker's thread ----
+
+redis_broker::redis_broker(hub& local, redis_broker_options opts) {
+  if (opts.node_id.empty()) opts.node_id = new_sid().substr(0, 12);
+  std::random_device rd;
+  const std::uint64_t r = (static_cast<std::uint64_t>(rd()) << 20) ^ rd();
+  // Local epochs (a channel before it is followed) far above Redis's µs-based ones.
+  local.set_epoch_prefix(cluster_epoch_prefix, (std::uint64_t{1} << 62) + ((r & 0xfffff) << 40));
+  impl_ = std::make_shared<impl>(local, std::move(opts));
+  impl_->id_base = (r >> 20 & 0xffffff) << 40;
+  impl* i = impl_.get();
+  asio::post(i->io, [i] {
+    i->connect();
+    i->tick();
+  });
+  i->thread = std::thread([i] { i->io.run(); });
+}
+
+redis_broker::~redis_broker() {
+  impl* i = impl_.get();
+  asio::post(i->io, [i] {
+    i->stopping = true;
+    ++i->gen;
+    i->reconnect_timer.cancel();
+    i->tick_timer.cancel();
+    if (i->cmd) i->cmd->close();
+    if (i->sub) i->sub->close();
+  });
+  i->guard.reset();
+  i->thread.join();
+  i->cmd.reset();
+  i->sub.reset();
+}
+
+std::size_t redis_broker::publish(const publication& p, publish_meta* out) {
+  return impl_->publish(p, out);
+}
+
+void redis_broker::subscribe(const channel& ch) {
+  impl* i = impl_.get();
+  asio::post(i->io, [i, ch] { i->want(ch); });
+}
+
+void redis_broker::unsubscribe(const channel& ch) {
+  impl* i = impl_.get();
+  asio::post(i->io, [i, ch] { i->unwant(ch); });
+}
+
+history_result redis_broker::history(const history_request& q) {
+  // The hub's log of a followed channel is a cache of its stream (warm() fills it first).
+  return impl_->hub_.read_history(q);
+}
+
+void redis_broker::connection_changed(const std::string& sid, bool added) {
+  impl* i = impl_.get();
+  asio::post(i->io, [i, sid, added] { i->sid_changed(sid, added); });
+}
+
+void redis_broker::warm(const std::vector<channel>& rooms, std::function<void(bool)> done) {
+  impl* i = impl_.get();
+  asio::post(i->io, [i, rooms, done = std::move(done)]() mutable { i->warm(rooms, std::move(done)); });
+}
+
+void redis_broker::quiesce() {
+  impl* i = impl_.get();
+  auto barrier = std::make_shared<std::promise<void>>();
+  auto passed = barrier->get_future();
+  asio::post(i->io, [i, barrier] {
+    i->quiet = true;
+    barrier->set_value();
+  });
+  passed.wait_for(std::chrono::seconds(5));  // the thread only ever runs short steps
+}
+
+broker_status redis_broker::status() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->status;
+}
+
+broker_counters redis_broker::counters() const {
+  return {impl_->publishes.load(), impl_->received.load(), impl_->gaps.load(),
+          impl_->resets.load(), impl_->reconnects.load()};
+}
+
+const std::string& redis_broker::node_id() const noexcept { return impl_->opts.node_id; }
+
+std::unique_ptr<skyrelay::broker> make_any_broker(const std::string& url, hub& local,
+                                                  std::size_t history_max,
+                                                  std::chrono::milliseconds history_ttl) {
+  const auto scheme = url.substr(0, url.find("://"));
+  if (scheme != "redis" && scheme != "rediss" && scheme != "redis+sentinel")
+    return skyrelay::make_broker(url, local);  // memory, or its refusal of the scheme
+  auto opts = parse_broker_url(url);
+  opts.history_max = history_max;
+  opts.history_ttl = history_ttl;
+  return std::make_unique<redis_broker>(local, std::move(opts));
+}
+
+}  // namespace skyrelay::redis
