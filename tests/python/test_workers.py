@@ -287,6 +287,26 @@ def test_one_process_run_and_version():
     assert out.returncode == 0 and out.stdout.strip() == f"skyrelay {skyrelay.__version__}"
 
 
+def test_run_finds_the_server_of_flask_and_fastapi_apps():
+    run = Run("flask_chat_app:app", "--port", "0").serving()
+    try:
+        # The Flask app's own routes are served on the port too (its WSGI app).
+        conn = http.client.HTTPConnection("127.0.0.1", run.port, timeout=10)
+        conn.request("GET", "/prices")
+        assert json.loads(conn.getresponse().read()) == {"AAPL": 189.5, "MSFT": 411.0}
+        conn.close()
+        assert health(run.port)["status"] == "ok"
+    finally:
+        run.stop()
+    run = Run("workers_fastapi_app:app", "--port", "0").serving()
+    try:
+        assert health(run.port)["status"] == "ok"
+        # Honest about what it runs: the ASGI routes are not served here.
+        assert "skyrelay server only" in run.stderr.get(timeout=10)
+    finally:
+        run.stop()
+
+
 @pytest.mark.parametrize("args, message", [
     (["nope_module:server"], "no module named 'nope_module'"),
     (["workers_app:missing"], "module 'workers_app' has no attribute 'missing'"),
