@@ -123,6 +123,11 @@ def main() -> None:
         hh, mm = map(int, args.until.split(":"))
         now = datetime.datetime.now()
         deadline = now.replace(hour=hh, minute=mm, second=0).timestamp()
+    # A target without its binary would be recorded as a failed run (rc 127) with no time:
+    # refuse before anything runs instead.
+    missing = [t for t in targets() if not (BUILD / f"fuzz_{t}").exists()]
+    if missing:
+        raise SystemExit(f"no fuzz_{missing[0]} in {BUILD}: run `make fuzz-build` first")
     lock = threading.Lock()
     running: set[str] = set()
     failed: list[str] = []
