@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     """The ``run`` command: a single process, one worker of a supervisor, or the supervisor."""
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    worker = os.environ.get(WORKER_ENV)
+    worker = os.environ.pop(WORKER_ENV, None)  # not passed on to what the app may start
     if worker:
         return _serve_worker(args, worker)
     server = server_of(load_app(args.app), args.app, args.host, args.port)
