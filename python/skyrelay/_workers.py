@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any
 
 from ._run_cli import WORKER_ENV, UsageError
 from .server import Server
@@ -142,8 +141,8 @@ class Supervisor:
         while not self.stopping.wait(0.2):
             self.read_ready()
             for index, proc in enumerate(self.procs):
-                code = proc.poll() if proc else None
-                if code is None:
+                code = proc.poll() if proc is not None else None
+                if proc is None or code is None:
                     continue
                 now = time.monotonic()
                 while self.restarts and now - self.restarts[0] > RESTART_WINDOW_S:
