@@ -86,6 +86,7 @@ http_session::http_session(tcp::socket socket, session_context& ctx, std::shared
 
 void http_session::take_received(std::string_view bytes) {
   assert(state_ == state::handshaking && !stream_.is_tls());
+  if (bytes.empty()) return;  // prepare(0) may give no storage at all (memcpy from null: UB)
   auto room = buffer_.prepare(bytes.size());
   std::memcpy(room.data(), bytes.data(), bytes.size());
   buffer_.commit(bytes.size());
