@@ -15,6 +15,10 @@ class ServerConfig:
     tls_cert_file: str
     tls_key_file: str
     broker: str
+    reuse_port: bool
+    worker_index: int
+    worker_handoff_fds: list[int]
+    worker_inbox_fd: int
     publish_token: str
     max_connections: int
     max_connections_per_ip: int

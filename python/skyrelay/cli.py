@@ -7,8 +7,13 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import __version__
+    from . import _run_cli
+
     parser = argparse.ArgumentParser(prog="skyrelay", description="skyrelay real-time push engine")
+    parser.add_argument("--version", action="version", version=f"skyrelay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _run_cli.add_parser(sub)
     demo = sub.add_parser("demo", help="run the live satellite tracker demo")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
@@ -45,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
                       help="only satellites whose name or number contains this (repeatable)")
 
     args = parser.parse_args(argv)
+    if args.command == "run":
+        try:
+            return _run_cli.run(args)
+        except _run_cli.UsageError as exc:
+            print(f"skyrelay run: error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "demo":
         from .demo import run_demo
         from .tracker import parse_station

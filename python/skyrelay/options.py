@@ -134,6 +134,8 @@ def _fields(o: SimpleNamespace) -> dict[str, Any]:
         # The broker publications pass through: "" (None) or "memory" is this process
         # only; C++ refuses any other URL when the server is built, at start().
         "broker": o.broker or "",
+        # SO_REUSEPORT: several processes serve the port (skyrelay run --workers N).
+        "reuse_port": bool(o.reuse_port),
     }
 
 

@@ -75,6 +75,9 @@ class Server:
     carries every publication through one Redis server to every skyrelay process on it
     (docs/deployment.md). ``rediss://``, ``redis+sentinel://`` (not yet) and any other scheme
     raise ValueError at :meth:`start`, naming it.
+
+    ``reuse_port=True`` sets ``SO_REUSEPORT`` on the listening socket, so that several
+    processes can serve one port (``skyrelay run --workers N`` sets it; docs/deployment.md).
     """
 
     def __init__(
@@ -135,6 +138,7 @@ class Server:
         ssl_certfile: str | os.PathLike[str] | None = None,
         ssl_keyfile: str | os.PathLike[str] | None = None,
         broker: str | None = None,
+        reuse_port: bool = False,
         debug: bool = False,
     ) -> None:
         # Every argument by its name, taken before any other local exists.
@@ -309,6 +313,33 @@ class Server:
             self._core.start()
         log.info("skyrelay listening on %s", self.http_url)
         return self
+
+    def _configure_run(self, host: str | None = None, port: int | None = None, *,
+                       broker: str | None = None, reuse_port: bool | None = None,
+                       worker: tuple[int, list[int], int] | None = None) -> None:
+        """For ``skyrelay run`` (cli.py), before :meth:`start`: the command line's host, port
+        and broker over the app's own, and for one of several worker processes its index,
+        the handoff socket of every worker and its own inbox (docs/deployment.md)."""
+        if self._core is not None:
+            raise RuntimeError("the server has already started")
+        if host is not None:
+            self.host = host
+            self._options["host"] = host
+        if port is not None:
+            self._options["port"] = int(port)
+        if broker is not None:
+            self._options["broker"] = broker
+        if reuse_port is not None:
+            self._options["reuse_port"] = bool(reuse_port)
+        if worker is not None:
+            index, handoff_fds, inbox_fd = worker
+            self._options.update(worker_index=int(index), worker_inbox_fd=int(inbox_fd),
+                                 worker_handoff_fds=[int(fd) for fd in handoff_fds])
+
+    @property
+    def broker(self) -> str:
+        """The broker URL publications pass through ("" or ``"memory"``: this process only)."""
+        return str(self._options["broker"])
 
     def stop(self) -> None:
         """Graceful stop: close frames (1001) to every client, a bounded drain, then exit."""

@@ -5,6 +5,8 @@
 
 #include <openssl/evp.h>
 
+#include <cstring>
+
 #include <boost/beast/websocket/rfc6455.hpp>
 
 #include "http_session_impl.hpp"
@@ -80,6 +82,14 @@ http_session::http_session(tcp::socket socket, session_context& ctx, std::shared
       ctx_(ctx),
       slot_(std::move(slot)) {
   assert(slot_ && "a connection is admitted before its session starts");
+}
+
+void http_session::take_received(std::string_view bytes) {
+  assert(state_ == state::handshaking && !stream_.is_tls());
+  if (bytes.empty()) return;  // prepare(0) may give no storage at all (memcpy from null: UB)
+  auto room = buffer_.prepare(bytes.size());
+  std::memcpy(room.data(), bytes.data(), bytes.size());
+  buffer_.commit(bytes.size());
 }
 
 void http_session::run() {
@@ -260,7 +270,8 @@ void http_session::set_state(state next) {
       case state::reading: return to == state::routing || to == state::writing;
       case state::routing:
         return to == state::writing || to == state::parked || to == state::handed_off;
-      case state::parked: return to == state::writing;
+      // A request for another worker's session waits while that worker's inbox is full.
+      case state::parked: return to == state::writing || to == state::handed_off;
       case state::writing: return to == state::idle;
       case state::idle: return to == state::reading;
       default: return false;
@@ -295,8 +306,11 @@ std::string http_session::remote_ip(const tcp::socket& socket) {
   return ec ? std::string() : ep.address().to_string();
 }
 
-void start_http_session(tcp::socket socket, session_context& ctx, std::shared_ptr<void> slot) {
-  std::make_shared<http_session>(std::move(socket), ctx, std::move(slot))->run();
+void start_http_session(tcp::socket socket, session_context& ctx, std::shared_ptr<void> slot,
+                        std::string received) {
+  auto session = std::make_shared<http_session>(std::move(socket), ctx, std::move(slot));
+  session->take_received(received);
+  session->run();
 }
 
 }  // namespace skyrelay

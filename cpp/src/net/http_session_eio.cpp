@@ -7,6 +7,7 @@
 #include "skyrelay/core/random.hpp"
 #include "skyrelay/net/eio_session.hpp"
 #include "skyrelay/net/sio_server.hpp"
+#include "skyrelay/net/worker_handoff.hpp"
 #include "skyrelay/net/ws_session.hpp"
 
 namespace skyrelay {
@@ -39,6 +40,11 @@ void http_session::engineio(request req, std::string_view query, bool echo) {
   if (!transport || (*transport != "polling" && *transport != "websocket"))
     return eio_error(req, cors, eio::error_code::unknown_transport);
   auto sid = query_param(query, "sid");
+  if (auto* workers = ctx_.workers(); sid && workers) {
+    // Another worker's session (several processes on one port): that worker answers.
+    const int owner = workers->owner_of(*sid);
+    if (owner >= 0 && owner != workers->index()) return forward(req, owner, cors);
+  }
   if (beast::websocket::is_upgrade(req)) {
     if (*transport != "websocket") return eio_error(req, cors, eio::error_code::bad_request);
     return engineio_websocket(req, query, echo, sid, cors);
@@ -104,7 +110,7 @@ void http_session::engineio_websocket(const request& req, std::string_view query
     return;
   }
   // A session opened over WebSocket is counted by its connection's slot (held by `ws`).
-  session = std::make_shared<eio_session>(ctx_, ioc, new_sid(),
+  session = std::make_shared<eio_session>(ctx_, ioc, new_eio_sid(),
                                           eio_session::transport::websocket, remote,
                                           session_headers(req), std::string(query), echo);
   ctx_.sio().register_eio(session);
@@ -135,7 +141,7 @@ void http_session::engineio_polling(const request& req, std::string_view query, 
     auto slot = ctx_.get_admission().admit(remote_ip(stream_.socket()), why, true);
     if (!slot) return refuse_session(req, why, cors);
     auto& ioc = static_cast<asio::io_context&>(stream_.socket().get_executor().context());
-    auto session = std::make_shared<eio_session>(ctx_, ioc, new_sid(),
+    auto session = std::make_shared<eio_session>(ctx_, ioc, new_eio_sid(),
                                                  eio_session::transport::polling,
                                                  remote_of(stream_.socket()),
                                                  session_headers(req), std::string(query), echo);
@@ -203,6 +209,10 @@ void http_session::refuse_session(const request& req, connection_refusal why,
                    : error_body("too_many_connections", "the server is at its connection limit");
   res.prepare_payload();
   write(std::move(res), req.keep_alive());
+}
+
+std::string http_session::new_eio_sid() const {
+  return ctx_.workers() ? ctx_.workers()->new_sid() : new_sid();
 }
 
 // What an Engine.IO session keeps of its handshake's headers: all of them when the app's

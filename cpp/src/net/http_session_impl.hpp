@@ -8,6 +8,7 @@
 //   http_session_publish.cpp  POST /api/publish
 //   http_session_app.cpp      requests handed to the application (WSGI) and its answers
 //   http_session_static.cpp   /health, /metrics, the browser client and the static directory
+//   http_session_forward.cpp  a request for another worker's Engine.IO session, handed to it
 //
 // Threads: every member runs on the connection's executor (one io_context, one thread; the
 // asserts say so in debug builds). The session lives by shared_from_this: each pending
@@ -62,6 +63,9 @@ class http_session : public std::enable_shared_from_this<http_session> {
   // `slot` is the connection's admission (admission::admit): never null.
   http_session(tcp::socket socket, session_context& ctx, std::shared_ptr<void> slot);
 
+  // Bytes already read from the socket (by another worker, net/worker_handoff.hpp): the
+  // first request is parsed from them. Before run(); plain TCP only.
+  void take_received(std::string_view bytes);
   // Starts the TLS handshake, if any, then reads the first request. Call once, on the
   // socket's executor.
   void run();
@@ -125,6 +129,12 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void polling_answer(unsigned version, bool keep, const cors_list& cors, unsigned status,
                       std::string body);
   void refuse_session(const request& req, connection_refusal why, const cors_list& cors);
+  // A new Engine.IO sid (with this worker's index when there are several: worker_handoff).
+  std::string new_eio_sid() const;
+  // http_session_forward.cpp: a request for another worker's session goes to that worker.
+  void forward(const request& req, int owner, const cors_list& cors);
+  void try_forward(std::shared_ptr<std::string> bytes, int owner, int attempts_left,
+                   std::shared_ptr<request> req, cors_list cors);
   header_pairs session_headers(const request& req) const;
 
   // http_session_publish.cpp: POST /api/publish.

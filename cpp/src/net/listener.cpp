@@ -11,6 +11,10 @@ listener::listener(asio::io_context& ioc, tcp::endpoint ep, session_context& ctx
     : ioc_(ioc), acceptor_(ioc), ctx_(ctx), handoff_(std::move(handoff)) {
   acceptor_.open(ep.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
+  if (ctx.config().reuse_port) {
+    // Several processes listen on the port; the kernel spreads new connections over them.
+    acceptor_.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true));
+  }
   acceptor_.bind(ep);
   acceptor_.listen(asio::socket_base::max_listen_connections);
 }

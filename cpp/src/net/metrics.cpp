@@ -185,6 +185,15 @@ void metrics::write_refusals(std::string& out) const {
         static_cast<double>(total(&shard::refused_ip_limit)));
   value(out, "skyrelay_connections_refused_total{limit=\"new_per_ip\"}",
         static_cast<double>(total(&shard::refused_rate_limit)));
+  line(out, "skyrelay_worker_handoffs_total",
+       "Connections handed between the worker processes of one port (skyrelay run --workers).",
+       "counter");
+  value(out, "skyrelay_worker_handoffs_total{result=\"sent\"}",
+        static_cast<double>(total(&shard::handoffs_sent)));
+  value(out, "skyrelay_worker_handoffs_total{result=\"received\"}",
+        static_cast<double>(total(&shard::handoffs_received)));
+  value(out, "skyrelay_worker_handoffs_total{result=\"failed\"}",
+        static_cast<double>(total(&shard::handoffs_failed)));
 }
 
 void metrics::write_by_reason(std::string& out) const {

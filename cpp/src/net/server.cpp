@@ -1,5 +1,7 @@
 #include "skyrelay/net/server.hpp"
 
+#include <unistd.h>
+
 #include <stdexcept>
 
 #include <boost/asio/ssl/context.hpp>
@@ -9,6 +11,7 @@
 #include "skyrelay/broker/redis_broker.hpp"
 #include "skyrelay/net/http_session.hpp"
 #include "skyrelay/net/listener.hpp"
+#include "skyrelay/net/worker_handoff.hpp"
 #include "skyrelay/net/push_session.hpp"
 #include "skyrelay/net/sio_socket.hpp"
 #include "skyrelay/net/tls_context.hpp"
@@ -173,6 +176,12 @@ void server::start() {
         start_http_session(std::move(socket), *ctx_, std::move(slot));
       });
   port_ = listener_->port();
+  if (cfg_.worker_index >= 0 && !cfg_.worker_handoff_fds.empty()) {
+    workers_ = std::make_unique<worker_handoff>(*contexts_[0], *ctx_, cfg_.worker_index,
+                                                cfg_.worker_handoff_fds, cfg_.worker_inbox_fd);
+    ctx_->set_workers(workers_.get());
+    workers_->start();
+  }
   dispatcher_.start();
   started_at_ = std::chrono::steady_clock::now();
   for (unsigned i = 0; i < n; ++i) {
@@ -199,6 +208,7 @@ void server::sweep_later() {
 void server::stop() {
   if (!running_.exchange(false)) return;
   listener_->close();
+  if (workers_) workers_->stop();
   asio::post(*contexts_[0], [this] { sweep_timer_->cancel(); });
   std::vector<std::shared_ptr<push_session>> open;
   {
@@ -235,6 +245,8 @@ void server::stop() {
     parking_.clear();
   }
   listener_.reset();
+  ctx_->set_workers(nullptr);
+  workers_.reset();  // before its io_context goes
   sweep_timer_.reset();
   contexts_.clear();  // destroys pending handlers, and with them the remaining sessions
   dispatcher_.stop();
@@ -361,7 +373,11 @@ std::string server::health_json() const {
   out += cfg_.broker.empty() || cfg_.broker == "memory" ? "\"memory\"" : "\"redis\"";
   out += bs.ok ? ",\"status\":\"ok\"" : ",\"status\":\"degraded\"";
   if (!bs.ok) out += ",\"reason\":" + nlohmann::json(bs.reason).dump();
-  out += "}}";
+  out += "}";
+  // Which process answered: several workers share one port (skyrelay run --workers).
+  out += ",\"pid\":" + std::to_string(::getpid());
+  if (cfg_.worker_index >= 0) out += ",\"worker\":" + std::to_string(cfg_.worker_index);
+  out += "}";
   return out;
 }
 

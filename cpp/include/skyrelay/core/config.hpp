@@ -32,6 +32,19 @@ struct server_config {
   // Where publications travel (hub/broker.hpp): empty or "memory" is the in-memory broker of
   // one process. Any other value is refused at construction ("unknown broker URL scheme").
   std::string broker;
+  // SO_REUSEPORT on the listening socket: several processes (`skyrelay run --workers N`) bind
+  // the same port and the kernel spreads new TCP connections over them. Off by default: a
+  // second process on the port should fail to bind, not silently share it.
+  bool reuse_port{false};
+  // One worker of `skyrelay run --workers N` (net/worker_handoff.hpp; docs/deployment.md):
+  // its index (< 0: not a worker), the handoff socket of every worker by index (AF_UNIX
+  // datagram sockets set up by the parent: a connection sent on fd i reaches worker i) and its
+  // own inbox (the other end of its socket). Engine.IO sids then carry the index, and a
+  // request for another worker's session is handed to it with its socket (SCM_RIGHTS).
+  // The descriptors belong to the process; the server neither closes nor duplicates them away.
+  int worker_index{-1};
+  std::vector<int> worker_handoff_fds;
+  int worker_inbox_fd{-1};
 
   std::size_t max_message_size{64 * 1024};  // inbound WebSocket message; larger closes with 1009
   std::size_t max_header_size{16 * 1024};   // HTTP request header bytes

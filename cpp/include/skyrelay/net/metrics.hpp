@@ -66,6 +66,10 @@ class metrics {
     std::atomic<std::uint64_t> forbidden_client_topic{0};
     std::atomic<std::uint64_t> refused_total_limit{0}, refused_ip_limit{0}, refused_rate_limit{0};
     std::atomic<std::uint64_t> tls_handshakes_failed{0};  // bad, plain-text or too slow
+    // Connections handed between the worker processes of one port (net/worker_handoff.hpp):
+    // sent to the worker owning a session, received from another, or not sent (answered
+    // unknown_sid: the owner is gone or its inbox stays full, or the connection is TLS).
+    std::atomic<std::uint64_t> handoffs_sent{0}, handoffs_received{0}, handoffs_failed{0};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(drop_reason::count_)> drops{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(limit_kind::count_)> limits{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(error_code::count_)> errors{};

@@ -38,6 +38,7 @@ class context;
 namespace skyrelay {
 
 class listener;
+class worker_handoff;
 class push_session;
 
 
@@ -151,6 +152,7 @@ class server {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
   std::shared_ptr<listener> listener_;
+  std::unique_ptr<worker_handoff> workers_;  // one of several workers on the port, else null
   std::atomic<std::size_t> next_context_{0};
   std::atomic<bool> running_{false};
   std::uint16_t port_{0};

@@ -31,6 +31,7 @@ namespace skyrelay {
 
 class sio_server;
 class push_session;
+class worker_handoff;
 
 // How a JSON-protocol or SSE session enters and leaves the server's table by sid (where
 // server::accept, respond, disconnect... find it). Two functions, not the server: a session
@@ -108,6 +109,11 @@ class session_context {
   const publisher& get_publisher() const noexcept { return publisher_; }
   app_parking& parking() const noexcept { return *parking_; }
   const status_text& status() const noexcept { return status_; }
+  // This process's side of the handoff between worker processes on one port, or null when it
+  // is not one of several workers (net/worker_handoff.hpp). Set by the server at start(),
+  // before it accepts any connection; cleared at stop(), after the last I/O thread ended.
+  worker_handoff* workers() const noexcept { return workers_; }
+  void set_workers(worker_handoff* w) noexcept { workers_ = w; }
   void set_http_faces(publisher p, app_parking& parking, status_text s) {
     publisher_ = std::move(p);
     parking_ = &parking;
@@ -129,6 +135,7 @@ class session_context {
   publisher publisher_;
   app_parking* parking_{nullptr};
   status_text status_;
+  worker_handoff* workers_{nullptr};
 };
 
 }  // namespace skyrelay

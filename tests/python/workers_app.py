@@ -1,0 +1,25 @@
+"""The app that test_workers.py serves with ``skyrelay run workers_app:server --workers N``:
+every answer names the worker process that gave it."""
+
+from __future__ import annotations
+
+import os
+
+import skyrelay
+
+server = skyrelay.Server("127.0.0.1", 0, drain_timeout=1.0)
+
+
+@server.on("echo")
+def echo(conn, data):
+    # An event back to this client, then the ack: both from the worker holding the session.
+    conn.emit("echoed", {"pid": os.getpid(), "data": data})
+    return {"pid": os.getpid(), "data": data}
+
+
+@server.on("size")
+def size(conn, data):
+    return {"pid": os.getpid(), "size": len(data)}
+
+
+not_a_server = object()
