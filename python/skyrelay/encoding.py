@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["NestedBytes", "base64_bytes", "encode_args", "encode_base64", "encode_json",
+__all__ = ["NestedBytes", "base64_bytes", "encode_args", "encode_base64", "encode_event", "encode_json",
            "is_json_text", "json_fallback", "pack_binary", "unpack_binary"]
 
 _BYTES = (bytes, bytearray, memoryview)
@@ -165,3 +165,27 @@ def encode_args(args: list[Any] | tuple[Any, ...], default: Callable[[Any], Any]
     attachments: list[bytes] = []
     packed = [pack_binary(a, attachments) for a in args]
     return encode_json(packed, default).decode("utf-8"), attachments
+
+
+def encode_event(data: Any, args: list[Any] | None, default: Callable[[Any], Any] | None, *,
+                 check: Callable[[bytes], bool] = is_json_text
+                 ) -> tuple[bytes, str | None, list[bytes]]:
+    """An emit's payload in every form the transports take: the one JSON value (nested bytes
+    as base64, for the JSON protocol and SSE), and, when there are several arguments or
+    bytes inside, the Socket.IO arguments (a JSON array's text without its brackets, with
+    placeholders) and their binary attachments. ``args`` (a list) replaces ``data``."""
+    values = args if args is not None else None
+    sio_args: str | None = None
+    attachments: list[bytes] = []
+    try:
+        payload: bytes | None = encode_json(values if values is not None else data, default,
+                                            check=check)
+    except NestedBytes:
+        payload = None
+    if values is not None or payload is None:
+        text, attachments = encode_args(values if values is not None else [data], default)
+        sio_args = text[1:-1]  # the arguments without the array's brackets
+        if payload is None:
+            payload = encode_base64(values if values is not None else data, default,
+                                    check=check)
+    return payload, sio_args, attachments

@@ -179,3 +179,22 @@ def namespace_specs(
             raise ValueError(f"a namespace is '*', a path starting with '/' or a compiled "
                              f"regular expression, not {spec!r}")
     return specs
+
+
+def run_overrides(options: dict[str, Any], *, host: str | None = None, port: int | None = None,
+                  broker: str | None = None, reuse_port: bool | None = None,
+                  worker: tuple[int, list[int], int] | None = None) -> None:
+    """``skyrelay run``'s command line over an app's own options (each one given), and for
+    one of several worker processes its index, every worker's handoff socket and its inbox."""
+    if host is not None:
+        options["host"] = host
+    if port is not None:
+        options["port"] = int(port)
+    if broker is not None:
+        options["broker"] = broker
+    if reuse_port is not None:
+        options["reuse_port"] = bool(reuse_port)
+    if worker is not None:
+        index, handoff_fds, inbox_fd = worker
+        options.update(worker_index=int(index), worker_inbox_fd=int(inbox_fd),
+                       worker_handoff_fds=[int(fd) for fd in handoff_fds])

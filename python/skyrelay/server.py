@@ -20,13 +20,13 @@ from . import _core
 from .auth import JWTAuth
 from .connection import Connection as Connection  # re-exported: skyrelay.server.Connection
 from .connection import Target, split_targets, target_names
-from .encoding import NestedBytes, encode_args, encode_base64
+from .encoding import encode_event
 from .encoding import encode_json as _encode_json
 from .errors import Forbidden
 from .handlers import HANDLER_ERROR_MESSAGE as HANDLER_ERROR_MESSAGE  # re-exported
 from .handlers import Handler, HandlerRegistry
 from .json_bridge import JSONProtocolBridge
-from .options import namespace_specs, server_config, server_options
+from .options import namespace_specs, run_overrides, server_config, server_options
 from .socketio import SocketIOBridge
 
 if TYPE_CHECKING:
@@ -324,17 +324,8 @@ class Server:
             raise RuntimeError("the server has already started")
         if host is not None:
             self.host = host
-            self._options["host"] = host
-        if port is not None:
-            self._options["port"] = int(port)
-        if broker is not None:
-            self._options["broker"] = broker
-        if reuse_port is not None:
-            self._options["reuse_port"] = bool(reuse_port)
-        if worker is not None:
-            index, handoff_fds, inbox_fd = worker
-            self._options.update(worker_index=int(index), worker_inbox_fd=int(inbox_fd),
-                                 worker_handoff_fds=[int(fd) for fd in handoff_fds])
+        run_overrides(self._options, host=host, port=port, broker=broker,
+                      reuse_port=reuse_port, worker=worker)
 
     @property
     def broker(self) -> str:
@@ -433,21 +424,10 @@ class Server:
             raise ValueError(f"policy must be 'drop_oldest' or 'disconnect', not {policy!r}")
         if args is not None and data is not None:
             raise ValueError("pass either data or args, not both")
-        hook = default or self._registry.json_default
-        values = list(args) if args is not None else None
-        sio_args: str | None = None
-        attachments: list[bytes] = []
-        try:
-            payload = encode_json(values if values is not None else data, hook)
-        except NestedBytes:
-            payload = None
-        if values is not None or payload is None:
-            # Socket.IO clients get the bytes as attachments, JSON-protocol clients as base64.
-            text, attachments = encode_args(values if values is not None else [data], hook)
-            sio_args = text[1:-1]  # the arguments without the array's brackets
-            if payload is None:
-                payload = encode_base64(values if values is not None else data, hook,
-                                        check=_core.is_valid_json)
+        # Socket.IO clients get the bytes as attachments, JSON-protocol clients as base64.
+        payload, sio_args, attachments = encode_event(
+            data, list(args) if args is not None else None,
+            default or self._registry.json_default, check=_core.is_valid_json)
         core = self._require_core()
         if namespace is None:
             namespace = to.namespace if isinstance(to, Connection) else "/"

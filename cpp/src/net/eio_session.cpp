@@ -220,21 +220,6 @@ void eio_session::set_wire_locked(const std::shared_ptr<ws_session>& ws) {
   for (auto& [nsp, sock] : sockets_) sock->set_wire(ws.get());
 }
 
-void eio_session::place_socket_locked(const std::string& nsp,
-                                      const std::shared_ptr<sio_socket>& sock) {
-  assert(!closed_ && !sockets_.count(nsp));
-  sockets_[nsp] = sock;
-  sock->set_wire(wire_.load(std::memory_order_relaxed));  // written only under mu_
-}
-
-std::shared_ptr<sio_socket> eio_session::erase_socket_locked(
-    std::map<std::string, std::shared_ptr<sio_socket>>::iterator it) {
-  auto sock = std::move(it->second);
-  sockets_.erase(it);
-  sock->set_wire(nullptr);  // a socket out of the session sends only through it, if at all
-  return sock;
-}
-
 void eio_session::attach_probe(std::shared_ptr<ws_session> ws) {
   bool refuse = false;
   {

@@ -5,6 +5,8 @@
 // transport (polling, WebSocket, heartbeats, sending, close) is in eio_session.cpp.
 #include "skyrelay/net/eio_session.hpp"
 
+#include <cassert>
+
 #include <nlohmann/json.hpp>
 #include <boost/beast/core/string.hpp>
 
@@ -363,6 +365,23 @@ void eio_session::disconnect_socket(const std::string& nsp, disconnect_reason wh
   }
   send_packet_text("4" + sio::encode(sio::packet{sio::packet_type::disconnect, nsp, 0, {}, {}}));
   context_.sio().end_socket(sock, why);
+}
+
+// The session's sockets (its mutex held) ------------------------------------------------
+
+void eio_session::place_socket_locked(const std::string& nsp,
+                                      const std::shared_ptr<sio_socket>& sock) {
+  assert(!closed_ && !sockets_.count(nsp));
+  sockets_[nsp] = sock;
+  sock->set_wire(wire_.load(std::memory_order_relaxed));  // written only under mu_
+}
+
+std::shared_ptr<sio_socket> eio_session::erase_socket_locked(
+    std::map<std::string, std::shared_ptr<sio_socket>>::iterator it) {
+  auto sock = std::move(it->second);
+  sockets_.erase(it);
+  sock->set_wire(nullptr);  // a socket out of the session sends only through it, if at all
+  return sock;
 }
 
 }  // namespace skyrelay

@@ -107,6 +107,9 @@ class http_session : public std::enable_shared_from_this<http_session> {
   // http_session_upgrade.cpp: /ws, /sse and the checks of every handshake.
   void upgrade(request req, std::string_view path, std::string_view query);
   void sse(request req, std::string_view path, std::string_view query);
+  void open_sse(const request& req, std::string_view path, std::string_view query,
+                std::string head, std::vector<std::string> topics, std::string last_id,
+                auth::identity_ptr identity);
   bool check_token(const request& req, std::string_view query, auth::identity_ptr& id);
   bool check_client_topics(const request& req, const auth::identity_ptr& id,
                            const std::vector<std::string>& topics);

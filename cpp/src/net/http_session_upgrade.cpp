@@ -40,6 +40,30 @@ bool same_origin(std::string_view origin, std::string_view host) {
   return pos != std::string_view::npos && origin.substr(pos + 3) == host;
 }
 
+// The topics an SSE request names: the path's (/sse/<topic>), then the `topics=` list's, each
+// percent-decoded and kept once. Null, or the 400's message when one is empty or too long.
+const char* sse_topics(std::string_view path, std::string_view query,
+                       std::vector<std::string>& topics) {
+  auto add_topic = [&](std::optional<std::string> t) {
+    if (!t || t->empty() || t->size() > proto::max_topic_length) return false;
+    if (std::find(topics.begin(), topics.end(), *t) == topics.end())
+      topics.push_back(std::move(*t));
+    return true;
+  };
+  if (path.size() > 5 && !add_topic(url_decode(path.substr(5))))
+    return "invalid topic in the path";
+  if (auto list = http_detail::raw_query_param(query, "topics")) {
+    for (std::string_view rest = *list; !rest.empty();) {
+      auto comma = rest.find(',');
+      if (!add_topic(url_decode(rest.substr(0, comma))))
+        return "topics must be a comma-separated list of 1 to 256-byte names";
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 void http_session::upgrade(request req, std::string_view path, std::string_view query) {
@@ -111,24 +135,8 @@ void http_session::sse(request req, std::string_view path, std::string_view quer
     return reject(http::status::forbidden, "origin_not_allowed",
                   "this origin may not open an event stream here");
   std::vector<std::string> topics;
-  auto add_topic = [&](std::optional<std::string> t) {
-    if (!t || t->empty() || t->size() > proto::max_topic_length) return false;
-    if (std::find(topics.begin(), topics.end(), *t) == topics.end())
-      topics.push_back(std::move(*t));
-    return true;
-  };
-  if (path.size() > 5 && !add_topic(url_decode(path.substr(5))))
-    return reject(http::status::bad_request, "bad_topic", "invalid topic in the path");
-  if (auto list = http_detail::raw_query_param(query, "topics")) {
-    for (std::string_view rest = *list; !rest.empty();) {
-      auto comma = rest.find(',');
-      if (!add_topic(url_decode(rest.substr(0, comma))))
-        return reject(http::status::bad_request, "bad_topic",
-                      "topics must be a comma-separated list of 1 to 256-byte names");
-      if (comma == std::string_view::npos) break;
-      rest.remove_prefix(comma + 1);
-    }
-  }
+  if (const char* bad = sse_topics(path, query, topics))
+    return reject(http::status::bad_request, "bad_topic", bad);
   if (topics.size() > proto::max_topics_per_message)
     return reject(http::status::bad_request, "too_many_topics", "at most 64 topics per stream");
   std::string last_id(req["Last-Event-ID"]);
@@ -149,6 +157,14 @@ void http_session::sse(request req, std::string_view path, std::string_view quer
     head += ": " + v + "\r\n";
   }
   head += "\r\n";
+  open_sse(req, path, query, std::move(head), std::move(topics), std::move(last_id),
+           std::move(identity));
+}
+
+// Hands the connection to a new SSE stream, once the broker has warmed its topics.
+void http_session::open_sse(const request& req, std::string_view path, std::string_view query,
+                            std::string head, std::vector<std::string> topics,
+                            std::string last_id, auth::identity_ptr identity) {
   std::vector<channel> rooms;
   rooms.reserve(topics.size());
   for (const auto& t : topics) rooms.push_back({"/", t});

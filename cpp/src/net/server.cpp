@@ -103,9 +103,32 @@ server::server(server_config cfg, app_hooks hooks)
   });
   hub_.set_history(cfg_.history_max_events, cfg_.history_max_age);
   hub_.set_max_rooms(cfg_.max_rooms_per_connection);
-  // The hub knows no wire format: each transport's encoder is registered here, and its
-  // connections name it by the id they find in encoders(). The JSON protocol and SSE carry
-  // `data`; Socket.IO carries `args` (else `data` as the one argument) and the binary parts.
+  register_encoders();
+  ctx_ = std::make_unique<session_context>(cfg_, hooks_, metrics_, hub_, dispatcher_, admission_,
+                                           sio_, tls_.get(), [this]() -> asio::io_context& {
+                                             return next_context();
+                                           }, encoders_);
+  ctx_->set_sessions({[this](const std::shared_ptr<push_session>& s) { register_session(s); },
+                      [this](const std::string& sid) { unregister_session(sid); }});
+  ctx_->set_http_faces({[this](const publication& p, publish_meta* meta) {
+                          return publish(p, meta);
+                        },
+                        &idem_,
+                        [this](const std::vector<channel>& rooms,
+                               std::function<void(bool)> done) {
+                          broker_->warm(rooms, std::move(done));
+                        }},
+                       parking_,
+                       {[this] { return health_json(); }, [this] { return metrics_text(); }});
+}
+
+server::~server() { stop(); }
+
+// The hub knows no wire format: each transport's encoder is registered here, and its
+// connections name it by the id they find in encoders().
+void server::register_encoders() {
+  // The JSON protocol and SSE carry `data`; Socket.IO carries `args` (else `data` as the one
+  // argument) and the binary parts.
   encoders_.json_ws = hub_.add_encoder(encode_json_ws);
   encoders_.sse = hub_.add_encoder(encode_sse);
   // The Engine.IO message carrying a Socket.IO EVENT with the publication's arguments, built
@@ -134,25 +157,7 @@ server::server(server_config cfg, app_hooks hooks)
     }
     return std::make_shared<const frame>(std::move(f));
   });
-  ctx_ = std::make_unique<session_context>(cfg_, hooks_, metrics_, hub_, dispatcher_, admission_,
-                                           sio_, tls_.get(), [this]() -> asio::io_context& {
-                                             return next_context();
-                                           }, encoders_);
-  ctx_->set_sessions({[this](const std::shared_ptr<push_session>& s) { register_session(s); },
-                      [this](const std::string& sid) { unregister_session(sid); }});
-  ctx_->set_http_faces({[this](const publication& p, publish_meta* meta) {
-                          return publish(p, meta);
-                        },
-                        &idem_,
-                        [this](const std::vector<channel>& rooms,
-                               std::function<void(bool)> done) {
-                          broker_->warm(rooms, std::move(done));
-                        }},
-                       parking_,
-                       {[this] { return health_json(); }, [this] { return metrics_text(); }});
 }
-
-server::~server() { stop(); }
 
 void server::start() {
   if (running_) return;

@@ -133,6 +133,7 @@ class server {
   boost::asio::ssl::context* tls_context() noexcept { return tls_.get(); }
 
  private:
+  void register_encoders();  // the transports' encoders, into the hub (encoders_)
   void sweep_later();  // runs hub::sweep every second on the first I/O context
   // The I/O context for the next connection or timer (round-robin; session_context and
   // sio_server pick through it).
