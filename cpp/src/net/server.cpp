@@ -56,7 +56,10 @@ frame_ptr encode_sse(const publication& p, const publish_meta& meta) {
     }
   }
   out += "\n\n";
-  frame f{std::move(out), meta.publish_ns, true, 0, {}, 0, meta.positions};
+  frame f;  // a data frame (is_data)
+  f.bytes = std::move(out);
+  f.publish_ns = meta.publish_ns;
+  f.positions = meta.positions;
   return std::make_shared<const frame>(std::move(f));
 }
 
