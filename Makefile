@@ -65,7 +65,7 @@ install: venv
 demo: install node_modules/.stamp
 	$(VENV)/bin/skyrelay demo --host 127.0.0.1 --port 8000
 
-test: test-cpp test-cpp-asan test-fuzz test-python test-js
+test: test-cpp test-cpp-asan test-hub-tsan test-fuzz test-python test-js
 
 test-cpp: deps
 	cmake -S . -B build/cpp-tests -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKYRELAY_BUILD_TESTS=ON >/dev/null
@@ -83,7 +83,7 @@ test-cpp-asan: deps
 TSAN_SOURCES := cpp/src/hub/hub.cpp cpp/src/hub/hub_channels.cpp cpp/src/hub/hub_history.cpp \
 	cpp/src/hub/hub_publish.cpp cpp/src/hub/closed_sids.cpp cpp/src/core/clock.cpp \
 	cpp/src/core/random.cpp tests/cpp/test_hub_order.cpp
-test-hub-tsan:
+test-hub-tsan: deps
 	mkdir -p build/tsan
 	g++ -std=c++20 -O1 -g -fsanitize=thread -Icpp/include -Itests/cpp $(TSAN_SOURCES) \
 	  -lgtest -lgtest_main -lcrypto -lpthread -o build/tsan/test_hub_order
