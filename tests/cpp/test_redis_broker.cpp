@@ -90,7 +90,8 @@ struct node {
   }
 
   // Publishes, retrying while the broker is unavailable (a refused publish published nothing).
-  publish_meta publish(publication p) {
+  // The receipt's topic views `p`'s name, so `p` must outlive the receipt's use.
+  publish_meta publish(const publication& p) {
     publish_meta meta;
     for (int i = 0; i < 1500; ++i) {
       try {
@@ -183,8 +184,10 @@ TEST_F(RedisBroker, OneRoomOneOrderOnBothNodesWithRedisSeq) {
 }
 
 TEST_F(RedisBroker, ReceiptCarriesRedisSeqAndEpoch) {
-  auto m1 = a_.publish(to_rooms("e", {"r"}));
-  auto m2 = b_.publish(to_rooms("e", {"r"}));
+  // A receipt's topic views the publication's own name: the publication outlives it here.
+  const publication p = to_rooms("e", {"r"});
+  auto m1 = a_.publish(p);
+  auto m2 = b_.publish(p);
   EXPECT_EQ(m1.topic, "r");
   EXPECT_EQ(m1.seq, 1u);
   EXPECT_EQ(m2.seq, 2u);
