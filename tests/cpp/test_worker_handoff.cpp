@@ -5,6 +5,9 @@
 // worker 1: its polls and posts, small and over the datagram's inline limit, are answered by
 // worker 0, and a sid that names no worker is unknown on whichever worker reads it.
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -112,6 +115,10 @@ TEST_F(WorkerHandoff, TheOwnerAnswersWhatAnotherWorkerReads) {
   EXPECT_EQ(body_of(exchange(workers_[1]->port(), "POST", target, big)), "ok");
   EXPECT_EQ(body_of(exchange(workers_[1]->port(), "GET", target)), big);
 
+  // The sender counts a handoff just after it went, so the answer can arrive first: wait
+  // (bounded) for the count.
+  for (int i = 0; i < 200 && metric(*workers_[1], "skyrelay_worker_handoffs_total{result=\"sent\"}") < 4; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(metric(*workers_[1], "skyrelay_worker_handoffs_total{result=\"sent\"}"), 4);
   EXPECT_EQ(metric(*workers_[0], "skyrelay_worker_handoffs_total{result=\"received\"}"), 4);
   EXPECT_EQ(metric(*workers_[0], "skyrelay_worker_handoffs_total{result=\"failed\"}"), 0);

@@ -256,8 +256,11 @@ void server::stop() {
   ctx_->set_workers(nullptr);
   workers_.reset();  // before its io_context goes
   sweep_timer_.reset();
-  contexts_.clear();  // destroys pending handlers, and with them the remaining sessions
+  // The dispatcher may hold the last reference to a session (an application's reply to a
+  // parked request, a handler's closure): it stops before the contexts those sessions' timers
+  // live in are destroyed.
   dispatcher_.stop();
+  contexts_.clear();  // destroys pending handlers, and with them the remaining sessions
   sio_.clear();
   std::lock_guard lock(sessions_mu_);
   sessions_.clear();
