@@ -412,8 +412,11 @@ class Server:
         streams or ``"disconnect"``. ``namespace`` is the Socket.IO namespace (default ``"/"``,
         which JSON-protocol and SSE clients share; when ``to`` is one :class:`Connection`, its
         namespace). Returns the number of connections it was queued for (0 with a Redis
-        broker: local delivery happens when Redis hands the publication back). Raises
-        :class:`~skyrelay.errors.BrokerUnavailable` while a Redis broker cannot reach Redis.
+        broker: it returns once the publication is queued to the broker, without waiting for
+        Redis, and local delivery happens when Redis hands it back). Raises
+        :class:`~skyrelay.errors.BrokerUnavailable` while a Redis broker cannot reach Redis or
+        while its queue of publications waiting for Redis is full (``publish_queue``); one
+        that was queued and then failed is counted on /metrics, not raised.
 
         ``args`` (instead of ``data``) sends several arguments: Socket.IO clients get them as
         separate arguments, JSON-protocol clients as a list. ``bytes`` inside ``data`` or

@@ -7,6 +7,8 @@
 // that never followed the room; a broker without Redis refuses to publish.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <boost/asio/io_context.hpp>
 
 #include <atomic>
@@ -52,9 +54,11 @@ struct node {
   hub h;
   std::unique_ptr<redis_broker> b;
 
-  node(std::uint16_t port, const std::string& prefix) {
+  explicit node(std::uint16_t port, const std::string& prefix,
+                std::size_t max_queued = redis_broker_options{}.max_queued_publishes) {
     h.add_encoder(encode);
     redis_broker_options o;
+    o.max_queued_publishes = max_queued;
     o.url.host = "127.0.0.1";
     o.url.port = port;
     o.prefix = prefix;
@@ -319,6 +323,84 @@ TEST_F(RedisBroker, WithoutRedisPublishFailsAtOnceAndStatusSaysWhy) {
   EXPECT_NO_THROW(a_.b->publish(to_rooms("e", {"r"}), nullptr));
 }
 
+// Publications are pipelined: a thread's publications land in its order, whatever the other
+// threads do, and each completion carries Redis's seq (1 .. N over all publishers).
+TEST_F(RedisBroker, PublishAsyncPipelinesAndKeepsEachPublishersOrder) {
+  auto mb = b_.member("mb", {"p"});
+  ASSERT_TRUE(b_.follows({"p"}));
+  constexpr int per_thread = 400;
+  std::vector<std::vector<std::uint64_t>> seqs(2);
+  std::atomic<int> errors{0}, done{0};
+  auto run = [&](int t) {
+    for (int i = 0; i < per_thread; ++i) {
+      const publication p = to_rooms("e", {"p"}, std::to_string(t) + ":" + std::to_string(i));
+      a_.b->publish_async(p, [&, t](publish_outcome r) {
+        if (r.error || !r.meta.topic.empty()) ++errors;
+        seqs[t].push_back(r.meta.seq);  // completions come on the broker's one thread
+        ++done;
+      });
+    }
+  };
+  std::thread t0(run, 0), t1(run, 1);
+  t0.join();
+  t1.join();
+  ASSERT_TRUE(eventually([&] { return done == 2 * per_thread; })) << done;
+  EXPECT_EQ(errors, 0);
+  std::vector<bool> seen(2 * per_thread + 1);
+  for (const auto& mine : seqs) {
+    for (std::size_t i = 1; i < mine.size(); ++i) EXPECT_LT(mine[i - 1], mine[i]);
+    for (auto q : mine) {
+      ASSERT_TRUE(q >= 1 && q <= 2 * per_thread) << q;
+      EXPECT_FALSE(seen[q]) << q;
+      seen[q] = true;
+    }
+  }
+  ASSERT_TRUE(eventually([&] { return mb->count() == 2 * per_thread; })) << mb->count();
+  int next[2] = {0, 0};
+  for (const auto& f : mb->bytes()) {
+    const std::string data = f.substr(f.rfind('|') + 1);
+    const int t = data[0] - '0';
+    EXPECT_EQ(data, std::to_string(t) + ":" + std::to_string(next[t]++));
+  }
+  EXPECT_EQ(a_.b->counters().publish_queued, 0u);
+}
+
+// A stalled Redis (SIGSTOP): at most max_queued_publishes wait, the next is refused at once
+// with broker_busy; when Redis goes on they land; when it dies they fail, each once.
+TEST(RedisBrokerQueue, FullQueueRefusesAndLostConnectionFailsWhatWasInFlight) {
+  redis_process redis;
+  node a{redis.port(), "q:", 3};
+  ASSERT_TRUE(a.up());
+  std::atomic<int> ok{0}, failed{0};
+  auto count = [&](publish_outcome r) { ++(r.error ? failed : ok); };
+  ASSERT_EQ(::kill(redis.pid(), SIGSTOP), 0);
+  for (int i = 0; i < 3; ++i) a.b->publish_async(to_rooms("e", {"q"}), count);
+  bool busy = false;
+  a.b->publish_async(to_rooms("e", {"q"}), [&](publish_outcome r) {
+    try {
+      if (r.error) std::rethrow_exception(r.error);
+    } catch (const broker_busy&) {
+      busy = true;
+    }
+  });
+  EXPECT_TRUE(busy) << "refused inline, before anything waits";
+  EXPECT_THROW(a.b->publish(to_rooms("e", {"q"}), nullptr), broker_busy);
+  EXPECT_EQ(a.b->counters().publish_refused, 2u);
+  EXPECT_EQ(a.b->counters().publish_queued, 3u);
+  ASSERT_EQ(::kill(redis.pid(), SIGCONT), 0);
+  ASSERT_TRUE(eventually([&] { return ok == 3; }));
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(a.b->counters().publish_queued, 0u);
+
+  ASSERT_EQ(::kill(redis.pid(), SIGSTOP), 0);
+  for (int i = 0; i < 2; ++i) a.b->publish_async(to_rooms("e", {"q"}), count);
+  redis.kill_now();
+  ASSERT_TRUE(eventually([&] { return failed == 2; }));
+  EXPECT_EQ(ok, 3);
+  EXPECT_EQ(a.b->counters().publish_failed, 2u);
+  EXPECT_EQ(a.b->counters().publish_queued, 0u);
+}
+
 TEST(RedisBrokerUrl, SchemesAndPrefix) {
   auto o = parse_broker_url("redis://:pw@127.0.0.1:6380/2?prefix=app1:");
   EXPECT_EQ(o.url.port, 6380);
@@ -334,6 +416,13 @@ TEST(RedisBrokerUrl, SchemesAndPrefix) {
     }
   }
   EXPECT_THROW(parse_broker_url("redis://h:1/0?db=3"), std::invalid_argument);
+  auto q = parse_broker_url("redis://h:1/0?publish_queue=50&prefix=x:");
+  EXPECT_EQ(q.max_queued_publishes, 50u);
+  EXPECT_EQ(q.prefix, "x:");
+  for (const char* bad : {"redis://h:1/0?publish_queue=0", "redis://h:1/0?publish_queue=2x",
+                          "redis://h:1/0?prefix=a&prefix=b", "redis://h:1/0?prefix=",
+                          "redis://h:1/0?prefix=a&"})
+    EXPECT_THROW(parse_broker_url(bad), std::invalid_argument) << bad;
 }
 
 TEST(RedisWire, TagsKeepNamespaceAndRoomApart) {

@@ -28,6 +28,38 @@ std::string glob_escape(const std::string& text) {
 }
 
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
+
+// The broker URL's query: `prefix=<text>` and `publish_queue=<n>` (1 .. 1,000,000), each at
+// most once, joined by `&`.
+void parse_query(const std::string& url, const std::string& query, redis_broker_options& o) {
+  auto bad = [&](const std::string& why) {
+    throw std::invalid_argument("broker URL \"" + url + "\": " + why +
+                                " (the query takes prefix=<text> and publish_queue=<n>)");
+  };
+  bool seen_prefix = false, seen_queue = false;
+  std::size_t at = 0;
+  while (at <= query.size()) {
+    const auto end = std::min(query.find('&', at), query.size());
+    const std::string item = query.substr(at, end - at);
+    const auto eq = item.find('=');
+    const std::string name = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    if (eq == std::string::npos || value.empty() || value.find_first_of("=#") != std::string::npos)
+      bad("\"" + item + "\" is not name=value");
+    if (name == "prefix" && !seen_prefix) {
+      seen_prefix = true;
+      o.prefix = value;
+    } else if (name == "publish_queue" && !seen_queue) {
+      seen_queue = true;
+      if (value.size() > 7 || value.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoul(value) < 1 || std::stoul(value) > 1'000'000)
+        bad("publish_queue must be a whole number from 1 to 1000000");
+      o.max_queued_publishes = std::stoul(value);
+    } else {
+      bad("unknown or repeated parameter \"" + name + "\"");
+    }
+    at = end + 1;
+  }
+}
 }  // namespace
 
 redis_broker_options parse_broker_url(const std::string& url) {
@@ -40,12 +72,7 @@ redis_broker_options parse_broker_url(const std::string& url) {
   std::string base = url;
   if (const auto q = url.find('?'); q != std::string::npos) {
     base = url.substr(0, q);
-    const std::string query = url.substr(q + 1);
-    if (query.rfind("prefix=", 0) != 0 || query.size() == 7 ||
-        query.find_first_of("&=#", 7) != std::string::npos)
-      throw std::invalid_argument("broker URL: the only query parameter is prefix=<text>, in \"" +
-                                  url + "\"");
-    o.prefix = query.substr(7);
+    parse_query(url, url.substr(q + 1), o);
   }
   std::string error;
   auto parsed = parse_redis_url(base, error);
@@ -198,69 +225,114 @@ void redis_broker::impl::refresh() {
   }
 }
 
-std::size_t redis_broker::impl::publish(const publication& p, publish_meta* out) {
-  std::shared_ptr<redis_connection> c;
-  std::string script_sha;
+void redis_broker::impl::publish_async(const publication& p, publish_done done) {
+  auto refuse = [&](std::exception_ptr e) {
+    if (!done) std::rethrow_exception(e);
+    publish_outcome r;
+    r.error = std::move(e);
+    done(std::move(r));
+  };
   {
     std::lock_guard lock(mu);
     if (!status.ok || !publisher)
-      throw broker_unavailable("the Redis broker cannot publish: " + status.reason);
-    c = publisher;
-    script_sha = sha;
+      return refuse(std::make_exception_ptr(
+          broker_unavailable("the Redis broker cannot publish: " + status.reason)));
   }
-  const std::string ts = utc_now_iso8601();
-  const std::uint64_t n = ++uids;
-  std::vector<std::string> args{
-      "EVALSHA", script_sha, "0", opts.prefix, encode_body(p, ts, opts.node_id),
-      opts.node_id + ":" + std::to_string(n), p.nsp,
-      std::to_string(std::max<std::size_t>(opts.history_max, 100)),
-      ms(std::max(opts.history_ttl, std::chrono::milliseconds{60'000})), hub_.epoch_prefix(),
-      std::to_string(p.to.size())};
-  args.insert(args.end(), p.to.begin(), p.to.end());
-  args.push_back(std::to_string(p.to_conns.size()));
-  args.insert(args.end(), p.to_conns.begin(), p.to_conns.end());
+  if (queued.fetch_add(1) >= opts.max_queued_publishes) {
+    --queued;
+    ++refused;
+    return refuse(std::make_exception_ptr(broker_busy(
+        "the Redis broker cannot publish now: " + std::to_string(opts.max_queued_publishes) +
+        " publications are waiting for redis already; retry later")));
+  }
+  auto o = std::make_shared<outgoing>();
+  o->ts = utc_now_iso8601();
+  o->n = ++uids;
+  o->single_room = p.to.size() == 1 && p.to_conns.empty();
+  o->args = {"EVALSHA", "", "0", opts.prefix, encode_body(p, o->ts, opts.node_id),
+             opts.node_id + ":" + std::to_string(o->n), p.nsp,
+             std::to_string(std::max<std::size_t>(opts.history_max, 100)),
+             ms(std::max(opts.history_ttl, std::chrono::milliseconds{60'000})),
+             hub_.epoch_prefix(), std::to_string(p.to.size())};
+  o->args.insert(o->args.end(), p.to.begin(), p.to.end());
+  o->args.push_back(std::to_string(p.to_conns.size()));
+  o->args.insert(o->args.end(), p.to_conns.begin(), p.to_conns.end());
+  // One FIFO queue (the io_context's) from every thread to the command connection: what one
+  // thread publishes is sent, and so numbered by Redis, in the order it published.
+  asio::post(io, [this, o, done = std::move(done)]() mutable {
+    if (done && !quiet) {
+      o->key = ++next_key;
+      completions.emplace(o->key, std::move(done));
+    }
+    done = nullptr;  // dropped here after quiesce(), never called
+    send(std::move(o));
+  });
+}
 
-  auto call = [&] {
-    auto done = std::make_shared<std::promise<std::pair<std::error_code, redis_value>>>();
-    auto answer = done->get_future();
-    c->execute(args, [done](std::error_code ec, redis_value v) {
-      done->set_value({ec, std::move(v)});
-    });
-    if (answer.wait_for(opts.publish_timeout) != std::future_status::ready)
-      throw broker_unavailable("the Redis broker cannot publish: no answer from redis within " +
-                               ms(opts.publish_timeout) + " ms");
-    return answer.get();
-  };
-  auto [ec, v] = call();
-  if (ec == redis_errc::server_error && v.str.rfind("NOSCRIPT", 0) == 0) {
-    args[0] = "EVAL";  // the server forgot the script (SCRIPT FLUSH): send it whole
-    args[1] = publish_script();
-    std::tie(ec, v) = call();
+void redis_broker::impl::send(std::shared_ptr<outgoing> o) {
+  if (!ready) {  // lost since publish_async() looked
+    --queued;
+    ++failed;
+    publish_outcome r;
+    r.error = std::make_exception_ptr(broker_unavailable(
+        "the Redis broker lost its connection to redis; the publication was not sent"));
+    return complete(o->key, std::move(r));
   }
-  if (ec == redis_errc::server_error)
-    throw std::runtime_error("redis refused the publish script: " + v.str);
-  if (ec) throw broker_unavailable("the Redis broker cannot publish: " + ec.message());
+  if (!o->retried) o->args[1] = sha;
+  cmd->execute(o->args, [this, o](std::error_code ec, redis_value v) {
+    answered(o, ec, std::move(v));
+  });
+}
+
+// On the broker's thread, in the order the publications were sent.
+void redis_broker::impl::answered(const std::shared_ptr<outgoing>& o, std::error_code ec,
+                                  redis_value v) {
+  if (ec == redis_errc::server_error && v.str.rfind("NOSCRIPT", 0) == 0 && !o->retried) {
+    // The server forgot the script (SCRIPT FLUSH): sent again whole, which loads it. Only
+    // publications already in flight then can land out of their publisher's order.
+    o->retried = true;
+    o->args[0] = "EVAL";
+    o->args[1] = publish_script();
+    return send(o);
+  }
+  publish_outcome r;
+  if (ec == redis_errc::server_error) {
+    r.error = std::make_exception_ptr(
+        std::runtime_error("redis refused the publish script: " + v.str));
+  } else if (ec) {
+    r.error = std::make_exception_ptr(broker_unavailable(
+        "the Redis broker lost its connection before redis answered (" + ec.message() +
+        "); the publication may or may not have been carried"));
+  }
+  --queued;
+  if (r.error) {
+    ++failed;
+    return complete(o->key, std::move(r));
+  }
   ++publishes;
-  if (!out) return 0;
-  publish_meta meta;
-  meta.id = id_base + n;
-  meta.ts = ts;
+  if (!o->key) return;
+  r.meta.id = id_base + o->n;
+  r.meta.ts = o->ts;
   auto positions = std::make_shared<std::vector<channel_pos>>();
   for (std::size_t i = 0; i + 2 < v.elements.size(); i += 3) {
     auto t = parse_tag(v.elements[i].str);
     if (!t) continue;
     positions->push_back({t->broadcasts ? std::string() : t->ch.room, t->broadcasts,
                           static_cast<std::uint64_t>(v.elements[i + 2].integer)});
-    meta.epochs.push_back(v.elements[i + 1].str);
+    r.meta.epochs.push_back(v.elements[i + 1].str);
   }
-  if (p.to.size() == 1 && p.to_conns.empty() && positions->size() == 1 &&
-      !positions->front().broadcast) {
-    meta.topic = p.to.front();
-    meta.seq = positions->front().pos;
-  }
-  if (!positions->empty()) meta.positions = std::move(positions);
-  *out = std::move(meta);
-  return 0;
+  if (o->single_room && positions->size() == 1 && !positions->front().broadcast)
+    r.meta.seq = positions->front().pos;
+  if (!positions->empty()) r.meta.positions = std::move(positions);
+  complete(o->key, std::move(r));
+}
+
+void redis_broker::impl::complete(std::uint64_t key, publish_outcome r) {
+  auto it = key ? completions.find(key) : completions.end();
+  if (it == completions.end()) return;  // nobody waits, or quiesce() dropped it
+  auto done = std::move(it->second);
+  completions.erase(it);
+  done(std::move(r));
 }
 
 void redis_broker::impl::sid_changed(const std::string& sid, bool added) {
@@ -306,7 +378,26 @@ redis_broker::~redis_broker() {
 }
 
 std::size_t redis_broker::publish(const publication& p, publish_meta* out) {
-  return impl_->publish(p, out);
+  if (!out) {
+    impl_->publish_async(p, nullptr);  // refusals throw; later failures are counted
+    return 0;
+  }
+  auto answer = std::make_shared<std::promise<publish_outcome>>();
+  auto outcome = answer->get_future();
+  impl_->publish_async(p, [answer](publish_outcome r) { answer->set_value(std::move(r)); });
+  if (outcome.wait_for(impl_->opts.publish_timeout) != std::future_status::ready)
+    throw broker_unavailable("the Redis broker cannot publish: no answer from redis within " +
+                             ms(impl_->opts.publish_timeout) +
+                             " ms; the publication may still be carried");
+  auto r = outcome.get();
+  if (r.error) std::rethrow_exception(r.error);
+  if (r.meta.seq) r.meta.topic = p.to.front();
+  *out = std::move(r.meta);
+  return 0;
+}
+
+void redis_broker::publish_async(const publication& p, publish_done done) {
+  impl_->publish_async(p, std::move(done));
 }
 
 void redis_broker::subscribe(const channel& ch) {
@@ -340,6 +431,7 @@ void redis_broker::quiesce() {
   auto passed = barrier->get_future();
   asio::post(i->io, [i, barrier] {
     i->quiet = true;
+    i->completions.clear();
     barrier->set_value();
   });
   passed.wait_for(std::chrono::seconds(5));  // the thread only ever runs short steps
@@ -352,7 +444,8 @@ broker_status redis_broker::status() const {
 
 broker_counters redis_broker::counters() const {
   return {impl_->publishes.load(), impl_->received.load(), impl_->gaps.load(),
-          impl_->resets.load(), impl_->reconnects.load()};
+          impl_->resets.load(),    impl_->reconnects.load(), impl_->queued.load(),
+          impl_->refused.load(),   impl_->failed.load()};
 }
 
 const std::string& redis_broker::node_id() const noexcept { return impl_->opts.node_id; }

@@ -45,6 +45,17 @@ struct redis_broker::impl {
     clock_type::time_point warmed{};  // warmed without members: unfollowed if none come
   };
 
+  // One publication on its way: the EVALSHA arguments (the script's sha is filled in on the
+  // broker's thread), what its receipt needs, and its completion's key in `completions`.
+  struct outgoing {
+    std::vector<std::string> args;
+    std::string ts;
+    std::uint64_t n{0};
+    bool single_room{false};  // to one room only: the receipt names its topic and seq
+    bool retried{false};      // sent again whole after NOSCRIPT
+    std::uint64_t key{0};     // 0: nobody waits for the outcome
+  };
+
   impl(hub& local, redis_broker_options o);
 
   // ---- redis_broker.cpp: connections, publishing, registry, timers ----
@@ -54,7 +65,12 @@ struct redis_broker::impl {
   void set_status(bool ok, std::string reason);
   void tick();
   void refresh();
-  std::size_t publish(const publication& p, publish_meta* out);
+  // Queues `p` (any thread): refusals go to `done` inline; else send() runs on the broker's
+  // thread and `done` (may be null) when Redis answered.
+  void publish_async(const publication& p, publish_done done);
+  void send(std::shared_ptr<outgoing> o);
+  void answered(const std::shared_ptr<outgoing>& o, std::error_code ec, redis_value v);
+  void complete(std::uint64_t key, publish_outcome r);
   void sid_changed(const std::string& sid, bool added);
 
   // ---- redis_broker_receive.cpp: following, messages, gaps ----
@@ -95,6 +111,8 @@ struct redis_broker::impl {
 
   std::atomic<std::uint64_t> publishes{0}, received{0}, gaps{0}, resets{0}, reconnects{0};
   std::atomic<std::uint64_t> uids{0};
+  // Publications queued or sent and not answered yet (bounded by opts.max_queued_publishes).
+  std::atomic<std::uint64_t> queued{0}, refused{0}, failed{0};
   std::uint64_t id_base{0};  // receipts' ids: random high bits, so nodes' ids differ
 
   // The broker thread's.
@@ -111,6 +129,10 @@ struct redis_broker::impl {
   bool quiet{false};  // quiesce() was called: warm's `done` is no longer called
   std::deque<std::string> recent_order;           // uids delivered lately (direct dedup)
   std::unordered_set<std::string> recent;
+  // Completions of publish_async waiting for Redis, by outgoing::key. Dropped at quiesce():
+  // after it they are never called (they may post to I/O contexts being destroyed).
+  std::unordered_map<std::uint64_t, publish_done> completions;
+  std::uint64_t next_key{0};
   std::thread thread;
 };
 

@@ -58,6 +58,8 @@ bool valid_client_key(std::string_view key);
 
 }  // namespace http_detail
 
+struct pending_batch;  // http_session_publish.cpp: a publish request's events in flight
+
 class http_session : public std::enable_shared_from_this<http_session> {
  public:
   // `slot` is the connection's admission (admission::admit): never null.
@@ -144,6 +146,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void publish_api(const request& req);
   std::optional<std::string> publisher_of(const request& req, bool keep);
   void publish_events(const request& req, const std::string& publisher);
+  void publish_batch(std::shared_ptr<pending_batch> b);
+  void publish_answer(pending_batch& b);
 
   // http_session_app.cpp: the application (WSGI).
   void to_application(const request& req);

@@ -2,6 +2,9 @@
 // static publish_token or a JWT publish token), with optional idempotency keys.
 #include <openssl/crypto.h>
 
+#include <atomic>
+#include <exception>
+
 #include "http_session_impl.hpp"
 #include "skyrelay/hub/broker.hpp"
 #include "skyrelay/net/idempotency_store.hpp"
@@ -10,6 +13,18 @@
 namespace skyrelay {
 
 using http_detail::error_body;
+
+// One publish API request's events on their way through the broker. The completions fill
+// `outcomes` (each index once, from whichever thread) and the last one posts the answer.
+struct pending_batch {
+  proto::publish_request pr;  // kept: the receipts' topics view its events' names
+  idempotency_store::reservation reserved;
+  std::vector<publish_outcome> outcomes;
+  std::unique_ptr<std::atomic<bool>[]> finished;  // outcomes[i] is written
+  std::atomic<std::size_t> left;                  // completions to come, +1 for the sender
+  unsigned version{11};
+  bool keep{false};
+};
 
 // POST /api/publish: one event or a batch, token-protected, with optional idempotency.
 void http_session::publish_api(const request& req) {
@@ -120,31 +135,102 @@ void http_session::publish_events(const request& req, const std::string& publish
     }
     reserved = std::move(r.hold);
   }
-  std::vector<publish_meta> metas(pr.events.size());
-  std::vector<std::size_t> delivered(pr.events.size());
-  for (std::size_t i = 0; i < pr.events.size(); ++i) {
+  auto b = std::make_shared<pending_batch>();
+  b->version = req.version();
+  b->keep = keep;
+  b->reserved = std::move(reserved);
+  b->pr = std::move(pr);
+  publish_batch(std::move(b));
+}
+
+
+// Hands every event to the broker without waiting for it (a Redis broker answers on its own
+// thread; the memory broker inline) and answers once every event has its outcome. After a
+// refusal the events that follow are not sent.
+void http_session::publish_batch(std::shared_ptr<pending_batch> b) {
+  const std::size_t n = b->pr.events.size();
+  b->outcomes.resize(n);
+  b->finished = std::make_unique<std::atomic<bool>[]>(n);
+  b->left = n + 1;
+  expires_never();  // the broker answers or gives up (connection lost, deaf) by itself
+  set_state(state::parked);
+  auto self = shared_from_this();
+  auto finish = [self, b] { self->publish_answer(*b); };
+  const auto& publish = ctx_.get_publisher().publish_async;
+  std::size_t sent = 0;
+  for (; sent < n; ++sent) {
+    publish(b->pr.events[sent], [self, b, i = sent, finish](publish_outcome r) {
+      b->outcomes[i] = std::move(r);
+      b->finished[i].store(true, std::memory_order_release);
+      if (b->left.fetch_sub(1, std::memory_order_acq_rel) == 1)
+        asio::post(self->stream_.get_executor(), finish);
+    });
+    if (b->finished[sent].load(std::memory_order_acquire) && b->outcomes[sent].error) {
+      ++sent;
+      break;  // refused (or failed already): the rest stay unpublished
+    }
+  }
+  // The events never handed to the broker, and the sender's own count.
+  if (b->left.fetch_sub(n - sent + 1, std::memory_order_acq_rel) == n - sent + 1) finish();
+}
+
+// The answer, once every event sent has its outcome: the receipts, or the first failure.
+void http_session::publish_answer(pending_batch& b) {
+  assert(on_own_executor());
+  assert(state_ == state::parked);
+  const std::size_t n = b.outcomes.size();
+  std::size_t published = 0;
+  std::exception_ptr error;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!b.finished[i].load(std::memory_order_acquire)) continue;  // never sent
+    if (b.outcomes[i].error) {
+      if (!error) error = b.outcomes[i].error;
+    } else {
+      ++published;
+    }
+  }
+  auto& m = ctx_.get_metrics();
+  auto fail = [&](http::status status, std::string_view code, const char* why) {
+    // A batch is not atomic: what was published stays published. The key is freed, not kept.
+    m.add(m.local().publish_api_refused);
+    send_error(status, code,
+               std::to_string(published) + " of " + std::to_string(n) +
+                   " events were published; " + why,
+               b.keep);
+  };
+  if (error) {
     try {
-      delivered[i] = ctx_.get_publisher().publish(pr.events[i], &metas[i]);
+      std::rethrow_exception(error);
+    } catch (const broker_busy& e) {
+      return fail(http::status::service_unavailable, "broker_busy", e.what());
     } catch (const broker_unavailable& e) {
-      // A network broker without its server: the events before this one were published (a
-      // batch is not atomic), this one and those after were not. The key is freed, not kept.
-      return fail(http::status::service_unavailable, "broker_unavailable",
-                  std::to_string(i) + " of " + std::to_string(pr.events.size()) +
-                      " events were published; " + e.what());
+      return fail(http::status::service_unavailable, "broker_unavailable", e.what());
+    } catch (const std::exception& e) {
+      return fail(http::status::internal_server_error, "publish_failed", e.what());
     }
   }
   const std::string& process = ctx_.get_hub().epoch_prefix();
   std::vector<proto::publish_receipt_view> receipts;
-  receipts.reserve(pr.events.size());
-  for (std::size_t i = 0; i < metas.size(); ++i) {
-    const auto& meta = metas[i];
+  receipts.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& meta = b.outcomes[i].meta;
+    const auto& ev = b.pr.events[i];
+    // A network broker leaves the topic to us: the event's one room, when it has a seq.
+    const std::string_view topic =
+        !meta.topic.empty() || !meta.seq || ev.to.empty() ? meta.topic : ev.to.front();
     const std::string_view epoch = meta.seq ? std::string_view(meta.epochs.front()) : "";
-    receipts.push_back(
-        {process + ":" + std::to_string(meta.id), meta.topic, meta.seq, epoch, delivered[i]});
+    receipts.push_back({process + ":" + std::to_string(meta.id), topic, meta.seq, epoch,
+                        b.outcomes[i].delivered});
   }
-  std::string body = proto::encode_published(receipts, pr.batch, false);
-  reserved.finish(body);
-  send_json(req, http::status::ok, std::move(body));
+  std::string body = proto::encode_published(receipts, b.pr.batch, false);
+  b.reserved.finish(body);
+  http::response<http::string_body> res{http::status::ok, b.version};
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  res.keep_alive(b.keep);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  write(std::move(res), b.keep);
 }
 
 }  // namespace skyrelay

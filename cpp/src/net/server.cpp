@@ -116,6 +116,9 @@ server::server(server_config cfg, app_hooks hooks)
   ctx_->set_http_faces({[this](const publication& p, publish_meta* meta) {
                           return publish(p, meta);
                         },
+                        [this](const publication& p, std::function<void(publish_outcome)> done) {
+                          publish_async(p, std::move(done));
+                        },
                         &idem_,
                         [this](const std::vector<channel>& rooms,
                                std::function<void(bool)> done) {
@@ -281,6 +284,18 @@ std::size_t server::publish(const publication& p, publish_meta* meta) {
   return n;
 }
 
+void server::publish_async(const publication& p, std::function<void(publish_outcome)> done) {
+  broker_->publish_async(p, [this, done = std::move(done)](publish_outcome r) {
+    if (!r.error) {
+      auto& shard = metrics_.local();
+      metrics_.add(shard.broker_publications);
+      metrics_.add(shard.publications);
+      metrics_.add(shard.deliveries, r.delivered);
+    }
+    done(std::move(r));
+  });
+}
+
 bool server::accept(const std::string& sid, std::optional<std::vector<std::string>> roles) {
   auto s = find_session(sid);
   if (!s) return false;
@@ -415,6 +430,15 @@ std::string server::metrics_text() const {
       "history_gap).", "counter", c.resets);
   add("skyrelay_broker_redis_reconnects_total", "Connections to Redis made again after a loss.",
       "counter", c.reconnects);
+  add("skyrelay_broker_redis_publish_queued",
+      "Publications sent to Redis (or waiting to be) and not answered yet.", "gauge",
+      c.publish_queued);
+  add("skyrelay_broker_redis_publish_refused_total",
+      "Publications refused because that queue was full (broker_busy).", "counter",
+      c.publish_refused);
+  add("skyrelay_broker_redis_publish_failed_total",
+      "Publications queued that then failed (connection lost, script refused).", "counter",
+      c.publish_failed);
   return out;
 }
 

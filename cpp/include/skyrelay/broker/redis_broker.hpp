@@ -8,11 +8,15 @@
 // status and the command connection handed to publishers take a small one). It calls into the
 // hub (publish_ordered, load_history) from that thread only, never under a lock of its own.
 //
-// Publishing blocks the calling thread until Redis answered the script (the receipt carries
-// Redis's seq and epoch), at most options::publish_timeout; while the broker has no
-// connection it throws broker_unavailable at once. Local delivery happens when the message
-// comes back on the subscriber connection, like every other node's, so publish() returns 0
-// deliveries.
+// Publishing never waits for Redis unless the caller asks for the receipt. Each publication
+// is encoded on the caller's thread and queued to the broker's thread, which pipelines them on
+// the command connection (many EVALSHA in flight; one FIFO from each publishing thread, so
+// what one thread publishes is numbered by Redis in that order). publish_async() hands the
+// receipt (Redis's seq and epoch) to a completion; publish() with `out` waits for it (at most
+// options::publish_timeout), without `out` it returns once queued. While the broker has no
+// connection it refuses at once (broker_unavailable); while max_queued_publishes wait for
+// Redis it refuses with broker_busy. Local delivery happens when the message comes back on
+// the subscriber connection, like every other node's, so publish() returns 0 deliveries.
 #pragma once
 
 #include <atomic>
@@ -34,14 +38,18 @@ struct redis_broker_options {
   std::size_t history_max{1000};                  // stream MAXLEN ~ (at least 100)
   std::chrono::milliseconds history_ttl{120'000};  // keys' PEXPIRE (at least 60 s)
   std::chrono::milliseconds closed_sid_ttl{600'000};
-  std::chrono::milliseconds publish_timeout{5'000};
+  std::chrono::milliseconds publish_timeout{5'000};  // publish() with a receipt only
+  // Publications sent or waiting to be sent and not answered yet (`?publish_queue=`): one more
+  // is refused with broker_busy. 10,000 is ~1 s of a busy node's publishes at one Redis's
+  // script rate, and bounds the memory a stalled Redis can take (~10,000 bodies).
+  std::size_t max_queued_publishes{10'000};
   std::chrono::milliseconds heartbeat{1'000};  // self-published on the node channel
   std::chrono::milliseconds deaf_after{5'000};  // no heartbeat back for this long: reconnect
   std::chrono::milliseconds warm_timeout{3'000};
   std::size_t buffer_max{100'000};  // live messages held while a gap is caught up
 };
 
-// Parses `redis://[[user]:password@]host[:port][/db][?prefix=xyz]` into options (the other
+// Parses `redis://[[user]:password@]host[:port][/db][?prefix=xyz&publish_queue=n]` into options (the other
 // fields keep their defaults); throws std::invalid_argument naming what is wrong. `rediss://`
 // and `redis+sentinel://` are refused until issue 15's next step.
 redis_broker_options parse_broker_url(const std::string& url);
@@ -53,6 +61,9 @@ class redis_broker final : public skyrelay::broker {
   ~redis_broker() override;  // closes both connections and joins the thread
 
   std::size_t publish(const publication& p, publish_meta* out) override;
+  // `done` runs inline for a refusal, else on the broker's thread; the outcome's meta.topic
+  // is left empty (meta.seq is set when `p` went to one room: that room's seq).
+  void publish_async(const publication& p, publish_done done) override;
   void subscribe(const channel& ch) override;
   void unsubscribe(const channel& ch) override;
   history_result history(const history_request& q) override;

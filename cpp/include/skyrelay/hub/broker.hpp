@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -25,6 +26,24 @@ class broker_unavailable : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Thrown (or handed to a publish completion) when a network broker's queue of publications
+// waiting for their server is full: nothing was published; retry later. A broker_unavailable,
+// so callers that only know that one answer it alike; the publish API answers 503
+// `broker_busy`.
+class broker_busy : public broker_unavailable {
+ public:
+  using broker_unavailable::broker_unavailable;
+};
+
+// What became of one publication handed to broker::publish_async: the deliveries queued on
+// this node and the receipt's facts (as publish() fills them), or `error` (a broker_busy or
+// broker_unavailable, or what the server refused) and nothing else.
+struct publish_outcome {
+  std::size_t delivered{0};
+  publish_meta meta;
+  std::exception_ptr error;
+};
+
 // Whether the broker carries publications now; `reason` says why not (for /health).
 struct broker_status {
   bool ok{true};
@@ -38,6 +57,9 @@ struct broker_counters {
   std::uint64_t gaps_caught_up{0}; // gaps filled from the stored stream
   std::uint64_t resets{0};         // gaps it could not fill: the channel's log was reset
   std::uint64_t reconnects{0};     // connections to the server made again after a loss
+  std::uint64_t publish_queued{0};  // publications sent and not answered yet (now)
+  std::uint64_t publish_refused{0}; // refused because that queue was full (broker_busy)
+  std::uint64_t publish_failed{0};  // queued, then failed (connection lost, server error)
 };
 
 // The contract between the engine and where publications go. The engine makes one broker per
@@ -70,6 +92,23 @@ class broker {
   // deliveries queued on this node. `p` is not copied by the memory broker; a network broker
   // serializes it.
   virtual std::size_t publish(const publication& p, publish_meta* out) = 0;
+
+  // The same, for callers that need the receipt and must not wait for it (an I/O thread):
+  // `done` runs exactly once, either inline before this returns (the memory broker, or a
+  // refusal: broker_unavailable, broker_busy) or later on the broker's own thread, where it
+  // must only post elsewhere and return. Publications given by one thread, through either
+  // function, are carried in the order given. `p` is not used after this returns. Never throws.
+  // The default calls publish().
+  using publish_done = std::function<void(publish_outcome)>;
+  virtual void publish_async(const publication& p, publish_done done) {
+    publish_outcome r;
+    try {
+      r.delivered = publish(p, &r.meta);
+    } catch (...) {
+      r.error = std::current_exception();
+    }
+    done(std::move(r));
+  }
 
   // This node has local members of `ch` (its first one joined) / no longer has any (its last
   // one left). See the thread-safety note above.

@@ -71,6 +71,8 @@ class server {
   // Publishes through the broker (server_config::broker; the memory broker hands it straight
   // to the hub). Every publication takes this path. Thread-safe; never blocks on I/O.
   std::size_t publish(const publication& p, publish_meta* meta = nullptr);
+  // The same through broker::publish_async: `done` runs inline or on the broker's thread.
+  void publish_async(const publication& p, std::function<void(publish_outcome)> done);
 
   // Idempotency keys of the publish API (kept 5 minutes, at most 100,000). Thread-safe.
   idempotency_store& idempotency() noexcept { return idem_; }

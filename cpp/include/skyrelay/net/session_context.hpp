@@ -14,6 +14,7 @@
 
 #include "skyrelay/core/config.hpp"
 #include "skyrelay/core/encoder.hpp"
+#include "skyrelay/hub/broker.hpp"
 #include "skyrelay/hub/dispatcher.hpp"
 #include "skyrelay/hub/hub.hpp"
 #include "skyrelay/limits/admission.hpp"
@@ -45,6 +46,8 @@ struct session_registry {
 // broker, counted on /metrics), with the idempotency keys of its requests. Both thread-safe.
 struct publisher {
   std::function<std::size_t(const publication&, publish_meta*)> publish;
+  // broker::publish_async, counted: `done` runs inline or on the broker's thread (post back).
+  std::function<void(const publication&, std::function<void(publish_outcome)>)> publish_async;
   idempotency_store* idempotency{nullptr};
   // broker::warm: makes the hub's logs of these rooms hold where the cluster stands before a
   // client subscribes or resumes on them; `done` runs inline (memory broker) or on the
