@@ -120,6 +120,69 @@ void redis_process::restart() {
   throw std::runtime_error("redis-server did not start again on its port");
 }
 
+namespace {
+
+// True when the node on `port` answers CLUSTER INFO with cluster_state:ok.
+bool cluster_ok(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  auto a = loopback(port);
+  timeval tv{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string got;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::send(fd, "CLUSTER INFO\r\n", 14, MSG_NOSIGNAL) == 14) {
+    char buf[4096];
+    for (int i = 0; i < 8 && got.find("cluster_size") == std::string::npos; ++i) {
+      const auto n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return got.find("cluster_state:ok") != std::string::npos;
+}
+
+}  // namespace
+
+redis_cluster::redis_cluster(int masters) {
+  std::vector<std::string> args{"redis-cli", "--cluster", "create"};
+  for (int i = 0; i < masters; ++i) {
+    nodes_.push_back(std::make_unique<redis_process>(std::vector<std::string>{
+        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+        "--cluster-node-timeout", "2000", "--cluster-port", std::to_string(free_port())}));
+    args.push_back("127.0.0.1:" + std::to_string(nodes_.back()->port()));
+  }
+  for (const char* a : {"--cluster-replicas", "0", "--cluster-yes"}) args.push_back(a);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, "redis-cli", &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot run redis-cli (apt-get install redis-server)");
+  int status = 0;
+  for (int i = 0; i < 1200 && ::waitpid(pid, &status, WNOHANG) != pid; ++i)  // up to ~30 s
+    std::this_thread::sleep_for(25ms);
+  if (::waitpid(pid, &status, WNOHANG) == 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw std::runtime_error("redis-cli --cluster create failed");
+  for (int i = 0; i < 400; ++i) {  // up to ~10 s
+    bool all = true;
+    for (auto& n : nodes_) all = all && cluster_ok(n->port());
+    if (all) return;
+    std::this_thread::sleep_for(25ms);
+  }
+  throw std::runtime_error("the cluster did not reach cluster_state:ok");
+}
+
 void redis_process::reap(int first_signal) {
   if (pid_ <= 0) return;
   ::kill(pid_, first_signal);

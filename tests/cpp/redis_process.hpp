@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,18 @@ class redis_process {
   std::uint16_t port_ = 0;
   pid_t pid_ = -1;
   std::vector<std::string> extra_;
+};
+
+// A Redis Cluster of `masters` cluster-enabled servers (each its own port, bus port and
+// temporary directory), joined by `redis-cli --cluster create ... --cluster-replicas 0`; the
+// constructor returns once every node says cluster_state:ok, else throws. Stopped by pid.
+class redis_cluster {
+ public:
+  explicit redis_cluster(int masters = 3);
+  const std::vector<std::unique_ptr<redis_process>>& nodes() const { return nodes_; }
+
+ private:
+  std::vector<std::unique_ptr<redis_process>> nodes_;
 };
 
 }  // namespace skyrelay::testing

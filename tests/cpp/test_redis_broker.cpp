@@ -407,7 +407,7 @@ TEST(RedisBrokerUrl, SchemesAndPrefix) {
   EXPECT_EQ(o.url.password, "pw");
   EXPECT_EQ(o.url.db, 2);
   EXPECT_EQ(o.prefix, "app1:");
-  for (const char* bad : {"rediss://h:1/0", "redis+sentinel://h:1/m"}) {
+  for (const char* bad : {"rediss://h:1/0", "redis+sentinel://h:1/m", "redis+cluster://h:1,h:2"}) {
     try {
       parse_broker_url(bad);
       ADD_FAILURE() << bad;

@@ -15,6 +15,7 @@
 
 #include "redis_process.hpp"
 #include "skyrelay/broker/redis_connection.hpp"
+#include "skyrelay/broker/redis_wire.hpp"
 
 namespace skyrelay::redis {
 namespace {
@@ -236,6 +237,76 @@ TEST_F(RedisConnection, SubscriberReceivesPublishesInOrderUntilUnsubscribed) {
   EXPECT_EQ(got.back().pattern, "room:*");
   EXPECT_EQ(got.back().channel, "room:7");
   EXPECT_EQ(got.back().payload, "hi");
+}
+
+// A 3-master cluster built on 127.0.0.1: our tags' slots are Redis's (CLUSTER KEYSLOT), every
+// key and channel of one tag shares it, and sharded pub/sub (SSUBSCRIBE on the slot's master,
+// SPUBLISH) delivers in order on each shard; the wrong master answers MOVED.
+TEST_F(RedisConnection, ClusterSlotsAndShardedPubSub) {
+  testing::redis_cluster cluster;
+  const auto& nodes = cluster.nodes();
+  auto any = connect(url_for(*nodes[0]));
+  // slot -> index of the master serving it, from CLUSTER SLOTS.
+  std::vector<int> owner(16384, -1);
+  auto slots = exec_wait(*any, {"CLUSTER", "SLOTS"});
+  ASSERT_FALSE(slots.ec);
+  for (const auto& range : slots.value.elements) {
+    ASSERT_GE(range.elements.size(), 3u);
+    const auto port = range.elements[2].elements.at(1).integer;
+    int index = -1;
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+      if (nodes[i]->port() == port) index = static_cast<int>(i);
+    ASSERT_GE(index, 0);
+    for (auto s = range.elements[0].integer; s <= range.elements[1].integer; ++s)
+      owner[static_cast<std::size_t>(s)] = index;
+  }
+  // One room per master (the first room names whose slots fall on each).
+  std::vector<std::string> tag_of(nodes.size());
+  for (int i = 0; i < 200; ++i) {
+    const std::string tag = room_tag({"/", "room" + std::to_string(i)});
+    const std::string key = "sr:" + tag + ":m";
+    const auto slot = key_slot(key);
+    ASSERT_EQ(exec_wait(*any, {"CLUSTER", "KEYSLOT", key}).value.integer, slot) << key;
+    ASSERT_EQ(key_slot("sr:" + tag), slot);
+    ASSERT_EQ(key_slot("sr:" + tag + ":s"), slot);
+    if (tag_of[owner[slot]].empty()) tag_of[owner[slot]] = tag;
+  }
+  for (const auto& t : tag_of) ASSERT_FALSE(t.empty()) << "a master without a room";
+
+  std::vector<redis_message> got;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    redis_connection::options so;
+    so.url = url_for(*nodes[i]);
+    so.mode = redis_connection::role::subscriber;
+    auto sub = redis_connection::create(ioc_.get_executor(), so);
+    sub->set_message_handler([&](redis_message m) { got.push_back(std::move(m)); });
+    sub->start([](std::error_code) {});
+    connections_.push_back(sub);
+    std::optional<std::error_code> ok, moved;
+    sub->ssubscribe({"sr:" + tag_of[i]}, [&](std::error_code ec, redis_value) { ok = ec; });
+    // The next master's channel is not served here.
+    sub->ssubscribe({"sr:" + tag_of[(i + 1) % nodes.size()]},
+                    [&](std::error_code ec, redis_value v) {
+                      moved = ec;
+                      EXPECT_EQ(v.str.rfind("MOVED", 0), 0u) << v.str;
+                    });
+    ASSERT_TRUE(run_until(ioc_, [&] { return ok && moved; }));
+    EXPECT_FALSE(*ok);
+    EXPECT_EQ(*moved, redis_errc::server_error);
+  }
+  constexpr int per_shard = 50;
+  std::vector<std::shared_ptr<redis_connection>> pubs;
+  for (const auto& n : nodes) pubs.push_back(connect(url_for(*n)));
+  for (int k = 0; k < per_shard; ++k)
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+      exec(*pubs[i], {"SPUBLISH", "sr:" + tag_of[i], std::to_string(k)});
+  ASSERT_TRUE(run_until(ioc_, [&] { return got.size() == per_shard * nodes.size(); }));
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    int next = 0;
+    for (const auto& m : got)
+      if (m.channel == "sr:" + tag_of[i]) EXPECT_EQ(m.payload, std::to_string(next++));
+    EXPECT_EQ(next, per_shard);
+  }
 }
 
 TEST_F(RedisConnection, KilledServerFailsPendingAndReportsLoss) {

@@ -127,3 +127,55 @@ def redis_server_factory():
 def redis_server(redis_server_factory) -> RedisServer:
     """One redis-server for this test, with no password."""
     return redis_server_factory()
+
+
+@dataclasses.dataclass
+class RedisCluster:
+    """A Redis Cluster of masters on 127.0.0.1 (no replicas), built by ``redis-cli --cluster
+    create``; ``url`` names every master as a seed."""
+    masters: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        seeds = ",".join(f"{m.host}:{m.port}" for m in self.masters)
+        return f"redis+cluster://{seeds}"
+
+
+def _cluster_ok(port: int) -> bool:
+    """True when the node says ``cluster_state:ok`` (every slot is served)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"CLUSTER INFO\r\n")
+            data = b""
+            while b"cluster_state" not in data or not data.endswith(b"\r\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return b"cluster_state:ok" in data
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_cluster(redis_server_factory) -> RedisCluster:
+    """Three cluster-enabled redis-servers (each its own free port and bus port, temp directory)
+    joined into one cluster of 3 masters, 0 replicas; stopped by pid after the test."""
+    if shutil.which("redis-cli") is None:
+        pytest.fail("redis-cli is missing (make deps installs Debian's redis-server)")
+    masters = [redis_server_factory("--cluster-enabled", "yes", "--cluster-config-file",
+                                    "nodes.conf", "--cluster-node-timeout", "2000",
+                                    "--cluster-port", str(_free_port()))
+               for _ in range(3)]
+    create = subprocess.run(
+        ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{m.port}" for m in masters),
+         "--cluster-replicas", "0", "--cluster-yes"],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    if create.returncode != 0:
+        pytest.fail(f"redis-cli --cluster create failed:\n{create.stdout}\n{create.stderr}")
+    deadline = time.monotonic() + 10
+    while not all(_cluster_ok(m.port) for m in masters):
+        if time.monotonic() > deadline:
+            pytest.fail("the cluster did not reach cluster_state:ok")
+        time.sleep(0.05)
+    return RedisCluster(masters)

@@ -127,3 +127,11 @@ def test_full_publish_queue_is_answered_503_broker_busy(stalled_node):
     assert _publish(server.port, "e4", "room").json()["seq"] == 3
     _wait(lambda: _metric(server.port, "skyrelay_broker_redis_publish_queued") == 0,
           "the queue to empty")
+
+
+def test_redis_cluster_url_is_refused_with_a_message(redis_cluster):
+    """Redis Cluster is not supported yet (issue 15, item 7): a real 3-master cluster's URL is
+    refused at construction, naming what works instead, rather than failing on first publish."""
+    assert len(redis_cluster.masters) == 3  # cluster_state:ok on each (the fixture checks)
+    with pytest.raises(ValueError, match="Redis Cluster is not supported yet"):
+        skyrelay.Server(port=0, broker=redis_cluster.url)

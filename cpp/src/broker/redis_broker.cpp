@@ -68,6 +68,12 @@ redis_broker_options parse_broker_url(const std::string& url) {
   if (scheme == "rediss" || scheme == "redis+sentinel")
     throw std::invalid_argument("broker=\"" + scheme + "://...\" is not supported yet: this step "
                                 "of issue 15 runs on one Redis server over plain TCP (redis://)");
+  if (scheme == "redis+cluster")
+    throw std::invalid_argument(
+        "broker=\"redis+cluster://...\": Redis Cluster is not supported yet (issue 15, item 7; "
+        "the design is in docs/architecture.md). Use one Redis server (redis://host:port/db); "
+        "a cluster node's address does not work in its place, since a publication's keys "
+        "span several hash slots");
   redis_broker_options o;
   std::string base = url;
   if (const auto q = url.find('?'); q != std::string::npos) {
@@ -454,7 +460,8 @@ std::unique_ptr<skyrelay::broker> make_any_broker(const std::string& url, hub& l
                                                   std::size_t history_max,
                                                   std::chrono::milliseconds history_ttl) {
   const auto scheme = url.substr(0, url.find("://"));
-  if (scheme != "redis" && scheme != "rediss" && scheme != "redis+sentinel")
+  if (scheme != "redis" && scheme != "rediss" && scheme != "redis+sentinel" &&
+      scheme != "redis+cluster")
     return skyrelay::make_broker(url, local);  // memory, or its refusal of the scheme
   auto opts = parse_broker_url(url);
   opts.history_max = history_max;

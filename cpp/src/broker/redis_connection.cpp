@@ -113,6 +113,16 @@ void redis_connection::punsubscribe(std::vector<std::string> patterns, reply_han
   enqueue(std::move(patterns), 0, role::subscriber, std::move(done));
 }
 
+void redis_connection::ssubscribe(std::vector<std::string> channels, reply_handler done) {
+  channels.insert(channels.begin(), "SSUBSCRIBE");
+  enqueue(std::move(channels), 0, role::subscriber, std::move(done));
+}
+
+void redis_connection::sunsubscribe(std::vector<std::string> channels, reply_handler done) {
+  channels.insert(channels.begin(), "SUNSUBSCRIBE");
+  enqueue(std::move(channels), 0, role::subscriber, std::move(done));
+}
+
 void redis_connection::close() {
   asio::post(strand_, [self = shared_from_this()] { self->fail(redis_errc::closed); });
 }
@@ -272,13 +282,14 @@ void redis_connection::on_read(std::error_code ec, std::size_t n) {
 
 void redis_connection::dispatch(redis_value v) {
   if (opts_.mode == role::subscriber && on_message_) {
-    if (is_push(v, "message", 3))
+    if (is_push(v, "message", 3) || is_push(v, "smessage", 3))
       return on_message_({{}, std::move(v.elements[1].str), std::move(v.elements[2].str)});
     if (is_push(v, "pmessage", 4))
       return on_message_({std::move(v.elements[1].str), std::move(v.elements[2].str),
                           std::move(v.elements[3].str)});
   } else if (opts_.mode == role::subscriber &&
-             (is_push(v, "message", 3) || is_push(v, "pmessage", 4))) {
+             (is_push(v, "message", 3) || is_push(v, "smessage", 3) ||
+              is_push(v, "pmessage", 4))) {
     return;  // no handler: the owner chose to ignore messages
   }
   if (sent_.empty()) return fail(redis_errc::protocol_error);  // a reply nobody asked for

@@ -207,4 +207,21 @@ return redis.call('HMGET', KEYS[1], 'epoch', 'seq')
   return script;
 }
 
+// CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0, no reflection), bit by bit: a slot is
+// computed once per publication and per followed channel, so a table buys nothing here.
+std::uint16_t key_slot(std::string_view key) {
+  if (const auto open = key.find('{'); open != std::string_view::npos) {
+    const auto close = key.find('}', open + 1);
+    if (close != std::string_view::npos && close > open + 1)
+      key = key.substr(open + 1, close - open - 1);
+  }
+  std::uint16_t crc = 0;
+  for (unsigned char c : key) {
+    crc ^= static_cast<std::uint16_t>(c << 8);
+    for (int bit = 0; bit < 8; ++bit)
+      crc = static_cast<std::uint16_t>(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
+  }
+  return crc & 16383;
+}
+
 }  // namespace skyrelay::redis

@@ -90,6 +90,14 @@ class redis_connection : public std::enable_shared_from_this<redis_connection> {
   void unsubscribe(std::vector<std::string> channels, reply_handler done);
   void psubscribe(std::vector<std::string> patterns, reply_handler done);
   void punsubscribe(std::vector<std::string> patterns, reply_handler done);
+  // Redis 7's sharded pub/sub (Cluster): the channels must be in one hash slot, served by the
+  // server this connection is on (else the server refuses with MOVED: `done` gets
+  // redis_errc::server_error and the reply). Messages from SPUBLISH reach the message handler
+  // like PUBLISH's. A server that stops serving the slot (resharding) unsubscribes the
+  // connection by itself; that unasked reply closes the connection as a protocol error, so
+  // the owner reconnects and looks up the slots again.
+  void ssubscribe(std::vector<std::string> channels, reply_handler done);
+  void sunsubscribe(std::vector<std::string> channels, reply_handler done);
 
   // Closes the socket; pending commands complete with redis_errc::closed; no error handler.
   // Commands given after a close or a loss complete with the code that closed it.

@@ -52,6 +52,11 @@ const std::string& publish_script();
 // The script that starts a channel's sequence when it has none (EVAL, 2 keys; redis_wire.cpp).
 const std::string& start_script();
 
+// The Redis Cluster hash slot of `key` (0 .. 16383): CRC16 of the key, or of the text between
+// its first `{` and the first `}` after it when that text is not empty (the hash tag). Every
+// key and channel of one tag is in one slot: `<prefix>{r1:/room}:m` and `<prefix>{r1:/room}`.
+std::uint16_t key_slot(std::string_view key);
+
 // Every node's epoch prefix on the Redis broker (hub::set_epoch_prefix).
 inline constexpr const char* cluster_epoch_prefix = "r";
 
