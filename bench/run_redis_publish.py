@@ -8,16 +8,18 @@ Two measures, each from a fresh Redis:
 - ``http``: C client threads each POST /api/publish one event at a time (keep-alive), to the
   node with ONE I/O thread; publications/s over all answers.
 
-``--python`` runs the node under another interpreter, e.g. one whose skyrelay blocks on each
-publish (the build before the pipelined publish), so both can be measured in one run:
+``--before DIR`` also runs the node with DIR first on PYTHONPATH: a copy of an earlier build's
+``skyrelay`` package (e.g. one whose publish blocks for each Redis round trip), so both are
+measured in one run, side by side:
 
-    .venv/bin/python bench/run_redis_publish.py [--python OTHER/python] [-n 20000] [-c 8]
+    .venv/bin/python bench/run_redis_publish.py [--before /tmp/old] [-n 20000] [-c 8]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -76,7 +78,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_once(python: str, n: int, clients: int, per_client: int) -> dict:
+def run_once(python_path: str | None, n: int, clients: int, per_client: int) -> dict:
     directory = tempfile.mkdtemp(prefix="skyrelay-bench-redis-")
     port = free_port()
     redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
@@ -89,11 +91,14 @@ def run_once(python: str, n: int, clients: int, per_client: int) -> dict:
                 break
             except OSError:
                 time.sleep(0.025)
-        out = subprocess.run([python, "-c", NODE, f"redis://127.0.0.1:{port}/0", str(n),
+        env = dict(os.environ)
+        if python_path:
+            env["PYTHONPATH"] = python_path
+        out = subprocess.run([sys.executable, "-c", NODE, f"redis://127.0.0.1:{port}/0", str(n),
                               str(clients), str(per_client)], capture_output=True, text=True,
-                             timeout=300, cwd=directory)
+                             timeout=300, cwd=directory, env=env)
         if out.returncode != 0:
-            raise SystemExit(f"{python}: {out.stderr[-2000:]}")
+            raise SystemExit(f"{python_path or 'this build'}: {out.stderr[-2000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         redis.terminate()
@@ -103,17 +108,19 @@ def run_once(python: str, n: int, clients: int, per_client: int) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--python", action="append", default=[],
-                   help="an interpreter to run the node under (repeatable); default this one")
+    p.add_argument("--before", help="a directory holding an earlier build's skyrelay package")
     p.add_argument("-n", type=int, default=20000, help="emits")
     p.add_argument("-c", type=int, default=8, help="HTTP client threads")
     p.add_argument("--per-client", type=int, default=500)
     args = p.parse_args()
-    pythons = args.python or [sys.executable]
-    print(f"{'interpreter':50} {'emit/s':>10} {'emit returns (s)':>17} {'HTTP publishes/s':>17}")
-    for py in pythons:
-        r = run_once(py, args.n, args.c, args.per_client)
-        print(f"{py:50} {r['emit_per_s']:10.0f} {r['emit_return_s']:17.3f} "
+    builds = ([("before: " + args.before, args.before)] if args.before else []) + [
+        ("this build", None)]
+    print(f"n={args.n} emits; {args.c} HTTP clients x {args.per_client} publishes; "
+          "one node, one I/O thread, redis-server on 127.0.0.1")
+    print(f"{'build':40} {'emit/s':>10} {'emit loop (s)':>14} {'HTTP publishes/s':>17}")
+    for name, path in builds:
+        r = run_once(path, args.n, args.c, args.per_client)
+        print(f"{name:40} {r['emit_per_s']:10.0f} {r['emit_return_s']:14.3f} "
               f"{r['http_per_s']:17.0f}")
     return 0
 

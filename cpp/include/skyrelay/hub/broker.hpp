@@ -90,7 +90,9 @@ class broker {
 
   // Carries `p` to every node that has members for its targets, this one included. Returns the
   // deliveries queued on this node. `p` is not copied by the memory broker; a network broker
-  // serializes it.
+  // serializes it. Without `out`, a network broker may return once `p` is queued (a failure
+  // after that is counted, not thrown); with `out` it waits for the receipt. Throws
+  // broker_unavailable (or broker_busy) when it cannot take `p`: nothing was published.
   virtual std::size_t publish(const publication& p, publish_meta* out) = 0;
 
   // The same, for callers that need the receipt and must not wait for it (an I/O thread):
