@@ -73,8 +73,8 @@ class Server:
     ``broker`` names the broker every publication passes through: None or ``"memory"`` (the
     default) delivers in this process only; ``"redis://[[user]:password@]host[:port][/db]"``
     carries every publication through one Redis server to every skyrelay process on it
-    (docs/deployment.md). ``rediss://``, ``redis+sentinel://`` (not yet) and any other scheme
-    raise ValueError at :meth:`start`, naming it.
+    (docs/deployment.md). ``rediss://``, ``redis+sentinel://``, ``redis+cluster://`` (not yet)
+    and any other scheme raise ValueError at :meth:`start`, naming it.
 
     ``reuse_port=True`` sets ``SO_REUSEPORT`` on the listening socket, so that several
     processes can serve one port (``skyrelay run --workers N`` sets it; docs/deployment.md).
@@ -414,9 +414,10 @@ class Server:
         namespace). Returns the number of connections it was queued for (0 with a Redis
         broker: it returns once the publication is queued to the broker, without waiting for
         Redis, and local delivery happens when Redis hands it back). Raises
-        :class:`~skyrelay.errors.BrokerUnavailable` while a Redis broker cannot reach Redis or
-        while its queue of publications waiting for Redis is full (``publish_queue``); one
-        that was queued and then failed is counted on /metrics, not raised.
+        :class:`~skyrelay.errors.BrokerUnavailable` while a Redis broker cannot reach Redis.
+        While its queue of publications waiting for Redis is full (``publish_queue``), it waits
+        for a place, up to 5 s, then raises that. One that was queued and then failed is
+        counted on /metrics, not raised.
 
         ``args`` (instead of ``data``) sends several arguments: Socket.IO clients get them as
         separate arguments, JSON-protocol clients as a list. ``bytes`` inside ``data`` or

@@ -244,12 +244,14 @@ void redis_broker::impl::publish_async(const publication& p, publish_done done) 
       return refuse(std::make_exception_ptr(
           broker_unavailable("the Redis broker cannot publish: " + status.reason)));
   }
-  if (queued.fetch_add(1) >= opts.max_queued_publishes) {
-    --queued;
+  // A caller without a completion (emit) waits for a place; one with (the publish API's I/O
+  // thread) must never wait, and is refused at once.
+  if (!take_slot(!done)) {
     ++refused;
     return refuse(std::make_exception_ptr(broker_busy(
         "the Redis broker cannot publish now: " + std::to_string(opts.max_queued_publishes) +
-        " publications are waiting for redis already; retry later")));
+        " publications are waiting for redis already (redis is slower than the publishers, "
+        "or stalled); retry later")));
   }
   auto o = std::make_shared<outgoing>();
   o->ts = utc_now_iso8601();
@@ -275,9 +277,32 @@ void redis_broker::impl::publish_async(const publication& p, publish_done done) 
   });
 }
 
+bool redis_broker::impl::take_slot(bool may_wait) {
+  auto fits = [this] {
+    auto q = queued.load();
+    while (q < opts.max_queued_publishes)
+      if (queued.compare_exchange_weak(q, q + 1)) return true;
+    return false;
+  };
+  if (fits()) return true;
+  if (!may_wait) return false;
+  std::unique_lock lock(slot_mu);
+  ++slot_waiters;  // before fits() looks again: release_slot() then sees a waiter
+  const bool ok = slot_freed.wait_for(lock, opts.publish_timeout, fits);
+  --slot_waiters;
+  return ok;
+}
+
+void redis_broker::impl::release_slot() {
+  --queued;
+  if (slot_waiters.load() == 0) return;
+  std::lock_guard lock(slot_mu);
+  slot_freed.notify_all();
+}
+
 void redis_broker::impl::send(std::shared_ptr<outgoing> o) {
   if (!ready) {  // lost since publish_async() looked
-    --queued;
+    release_slot();
     ++failed;
     publish_outcome r;
     r.error = std::make_exception_ptr(broker_unavailable(
@@ -310,7 +335,7 @@ void redis_broker::impl::answered(const std::shared_ptr<outgoing>& o, std::error
         "the Redis broker lost its connection before redis answered (" + ec.message() +
         "); the publication may or may not have been carried"));
   }
-  --queued;
+  release_slot();
   if (r.error) {
     ++failed;
     return complete(o->key, std::move(r));

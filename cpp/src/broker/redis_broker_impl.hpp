@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -68,6 +69,10 @@ struct redis_broker::impl {
   // Queues `p` (any thread): refusals go to `done` inline; else send() runs on the broker's
   // thread and `done` (may be null) when Redis answered.
   void publish_async(const publication& p, publish_done done);
+  // A place in the publish queue: taken at once, or (`may_wait`) once one frees within
+  // opts.publish_timeout; false: none. release_slot() frees one and wakes the waiters.
+  bool take_slot(bool may_wait);
+  void release_slot();
   void send(std::shared_ptr<outgoing> o);
   void answered(const std::shared_ptr<outgoing>& o, std::error_code ec, redis_value v);
   void complete(std::uint64_t key, publish_outcome r);
@@ -113,6 +118,9 @@ struct redis_broker::impl {
   std::atomic<std::uint64_t> uids{0};
   // Publications queued or sent and not answered yet (bounded by opts.max_queued_publishes).
   std::atomic<std::uint64_t> queued{0}, refused{0}, failed{0};
+  std::atomic<unsigned> slot_waiters{0};
+  std::mutex slot_mu;  // only for slot_freed (no state of its own)
+  std::condition_variable slot_freed;
   std::uint64_t id_base{0};  // receipts' ids: random high bits, so nodes' ids differ
 
   // The broker thread's.

@@ -15,7 +15,8 @@
 // receipt (Redis's seq and epoch) to a completion; publish() with `out` waits for it (at most
 // options::publish_timeout), without `out` it returns once queued. While the broker has no
 // connection it refuses at once (broker_unavailable); while max_queued_publishes wait for
-// Redis it refuses with broker_busy. Local delivery happens when the message comes back on
+// Redis, publish_async refuses at once with broker_busy and publish() without `out` waits for
+// a place (at most publish_timeout) before it does. Local delivery happens when the message comes back on
 // the subscriber connection, like every other node's, so publish() returns 0 deliveries.
 #pragma once
 
