@@ -144,3 +144,25 @@ def test_redis_cluster_url_is_refused_with_a_message(redis_cluster):
             server.start()
     finally:
         server.stop()
+
+
+def test_batch_past_the_queue_bound_says_how_many_were_published(stalled_node):
+    """A batch is not atomic: with 2 places, a batch of 3 sends 2, is refused the third, and
+    answers once the 2 have their outcome, saying so; nothing after the refusal is sent."""
+    server, stall, resume = stalled_node
+    stall()
+    answers: list[httpx.Response] = []
+    body = {"events": [{"event": f"b{i}", "to": "room"} for i in range(3)]}
+    sender = threading.Thread(target=lambda: answers.append(httpx.post(
+        f"http://127.0.0.1:{server.port}/api/publish", json=body, timeout=WAIT,
+        headers={"Authorization": f"Bearer {TOKEN}"})))
+    sender.start()
+    _wait(lambda: _metric(server.port, "skyrelay_broker_redis_publish_refused_total") == 1,
+          "the third event to be refused")
+    assert not answers  # the two sent wait for Redis
+    resume()
+    sender.join(WAIT)
+    assert answers[0].status_code == 503
+    assert answers[0].json()["error"] == "broker_busy"
+    assert answers[0].json()["message"].startswith("2 of 3 events were published")
+    assert _publish(server.port, "after", "room").json()["published"]["seq"] == 3
