@@ -1,8 +1,9 @@
 """A real redis-server for tests: Debian's binary on a free port of 127.0.0.1, in a temporary
 directory, with no persistence; stopped by its process id when the test ends, failed or not.
 
-conftest.py imports the fixtures from here: ``redis_server`` (one server per test) and
-``redis_server_factory`` (several, or with options such as ``"--requirepass", "pw"``).
+conftest.py imports the fixtures from here: ``redis_server`` (one server per test),
+``redis_server_factory`` (several, or with options such as ``"--requirepass", "pw"``) and
+``redis_cluster`` (three cluster-enabled servers joined into a 3-master Redis Cluster).
 """
 
 from __future__ import annotations
