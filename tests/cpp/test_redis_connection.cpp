@@ -246,20 +246,22 @@ TEST_F(RedisConnection, ClusterSlotsAndShardedPubSub) {
   testing::redis_cluster cluster;
   const auto& nodes = cluster.nodes();
   auto any = connect(url_for(*nodes[0]));
-  // slot -> index of the master serving it, from CLUSTER SLOTS.
-  std::vector<int> owner(16384, -1);
+  // slot -> index of the master serving it, from CLUSTER SLOTS (in our nodes' order).
   auto slots = exec_wait(*any, {"CLUSTER", "SLOTS"});
   ASSERT_FALSE(slots.ec);
-  for (const auto& range : slots.value.elements) {
-    ASSERT_GE(range.elements.size(), 3u);
-    const auto port = range.elements[2].elements.at(1).integer;
-    int index = -1;
+  auto map = parse_cluster_slots(slots.value);
+  ASSERT_TRUE(map);
+  ASSERT_EQ(map->masters.size(), nodes.size());
+  std::vector<int> owner(16384, -1);
+  for (std::size_t s = 0; s < owner.size(); ++s) {
+    ASSERT_GE(map->owner[s], 0) << "slot " << s << " is served";
+    const auto& [host, port] = map->masters[static_cast<std::size_t>(map->owner[s])];
+    EXPECT_EQ(host, "127.0.0.1");
     for (std::size_t i = 0; i < nodes.size(); ++i)
-      if (nodes[i]->port() == port) index = static_cast<int>(i);
-    ASSERT_GE(index, 0);
-    for (auto s = range.elements[0].integer; s <= range.elements[1].integer; ++s)
-      owner[static_cast<std::size_t>(s)] = index;
+      if (nodes[i]->port() == port) owner[s] = static_cast<int>(i);
+    ASSERT_GE(owner[s], 0);
   }
+  EXPECT_FALSE(parse_cluster_slots(exec_wait(*any, {"GET", "x"}).value));
   // One room per master (the first room names whose slots fall on each).
   std::vector<std::string> tag_of(nodes.size());
   std::vector<std::shared_ptr<result>> asked;  // CLUSTER KEYSLOT of each, pipelined

@@ -42,7 +42,8 @@ void parse_query(const std::string& url, const std::string& query, redis_broker_
     const auto end = std::min(query.find('&', at), query.size());
     const std::string item = query.substr(at, end - at);
     const auto eq = item.find('=');
-    const std::string name = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    const std::string name = item.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
     if (eq == std::string::npos || value.empty() || value.find_first_of("=#") != std::string::npos)
       bad("\"" + item + "\" is not name=value");
     if (name == "prefix" && !seen_prefix) {

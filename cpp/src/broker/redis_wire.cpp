@@ -1,5 +1,7 @@
 #include "skyrelay/broker/redis_wire.hpp"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 namespace skyrelay::redis {
@@ -222,6 +224,27 @@ std::uint16_t key_slot(std::string_view key) {
       crc = static_cast<std::uint16_t>(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
   }
   return crc & 16383;
+}
+
+// Each range is [start, end, [host, port, id, ...], replicas...]: the first node is the master.
+std::optional<cluster_map> parse_cluster_slots(const redis_value& reply) {
+  if (reply.type != redis_value::kind::array) return std::nullopt;
+  cluster_map map;
+  for (const auto& range : reply.elements) {
+    if (range.elements.size() < 3 || range.elements[2].elements.size() < 2) return std::nullopt;
+    const auto first = range.elements[0].integer, last = range.elements[1].integer;
+    const auto& node = range.elements[2].elements;
+    if (first < 0 || last < first || last > 16383 || node[1].integer <= 0 ||
+        node[1].integer > 65535)
+      return std::nullopt;
+    const std::pair<std::string, std::uint16_t> master{
+        node[0].str, static_cast<std::uint16_t>(node[1].integer)};
+    auto it = std::find(map.masters.begin(), map.masters.end(), master);
+    const int index = static_cast<int>(it - map.masters.begin());
+    if (it == map.masters.end()) map.masters.push_back(master);
+    for (auto slot = first; slot <= last; ++slot) map.owner[static_cast<std::size_t>(slot)] = index;
+  }
+  return map;
 }
 
 }  // namespace skyrelay::redis

@@ -15,9 +15,10 @@
 // receipt (Redis's seq and epoch) to a completion; publish() with `out` waits for it (at most
 // options::publish_timeout), without `out` it returns once queued. While the broker has no
 // connection it refuses at once (broker_unavailable); while max_queued_publishes wait for
-// Redis, publish_async refuses at once with broker_busy and publish() without `out` waits for
-// a place (at most publish_timeout) before it does. Local delivery happens when the message comes back on
-// the subscriber connection, like every other node's, so publish() returns 0 deliveries.
+// Redis, publish_async refuses at once with broker_busy, and publish() without `out` waits
+// for a place (at most publish_timeout) before it does. Local delivery happens when the
+// message comes back on the subscriber connection, like every other node's, so publish()
+// returns 0 deliveries.
 #pragma once
 
 #include <atomic>
@@ -50,9 +51,10 @@ struct redis_broker_options {
   std::size_t buffer_max{100'000};  // live messages held while a gap is caught up
 };
 
-// Parses `redis://[[user]:password@]host[:port][/db][?prefix=xyz&publish_queue=n]` into options (the other
-// fields keep their defaults); throws std::invalid_argument naming what is wrong. `rediss://`
-// and `redis+sentinel://` are refused until issue 15's next step.
+// Parses `redis://[[user]:password@]host[:port][/db][?prefix=xyz&publish_queue=n]` into
+// options (the other fields keep their defaults); throws std::invalid_argument naming what
+// is wrong. `rediss://`, `redis+sentinel://` and `redis+cluster://` are refused until issue
+// 15's next steps.
 redis_broker_options parse_broker_url(const std::string& url);
 
 class redis_broker final : public skyrelay::broker {

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "skyrelay/broker/redis_value.hpp"
 #include "skyrelay/core/publication.hpp"
 #include "skyrelay/hub/channel.hpp"
 
@@ -56,6 +57,15 @@ const std::string& start_script();
 // its first `{` and the first `}` after it when that text is not empty (the hash tag). Every
 // key and channel of one tag is in one slot: `<prefix>{r1:/room}:m` and `<prefix>{r1:/room}`.
 std::uint16_t key_slot(std::string_view key);
+
+// Who serves which slots of a Redis Cluster, from a CLUSTER SLOTS reply: each master once
+// (host, port), and for each slot the index of its master in `masters` (-1: not served).
+struct cluster_map {
+  std::vector<std::pair<std::string, std::uint16_t>> masters;
+  std::vector<int> owner = std::vector<int>(16384, -1);
+};
+// Nullopt when `reply` is not a CLUSTER SLOTS answer (an error, or a malformed range).
+std::optional<cluster_map> parse_cluster_slots(const redis_value& reply);
 
 // Every node's epoch prefix on the Redis broker (hub::set_epoch_prefix).
 inline constexpr const char* cluster_epoch_prefix = "r";
