@@ -30,30 +30,6 @@ std::string glob_escape(const std::string& text) {
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
 }  // namespace
 
-redis_broker_options parse_broker_url(const std::string& url) {
-  const auto scheme_end = url.find("://");
-  const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
-  if (scheme == "rediss" || scheme == "redis+sentinel")
-    throw std::invalid_argument("broker=\"" + scheme + "://...\" is not supported yet: this step "
-                                "of issue 15 runs on one Redis server over plain TCP (redis://)");
-  redis_broker_options o;
-  std::string base = url;
-  if (const auto q = url.find('?'); q != std::string::npos) {
-    base = url.substr(0, q);
-    const std::string query = url.substr(q + 1);
-    if (query.rfind("prefix=", 0) != 0 || query.size() == 7 ||
-        query.find_first_of("&=#", 7) != std::string::npos)
-      throw std::invalid_argument("broker URL: the only query parameter is prefix=<text>, in \"" +
-                                  url + "\"");
-    o.prefix = query.substr(7);
-  }
-  std::string error;
-  auto parsed = parse_redis_url(base, error);
-  if (!parsed) throw std::invalid_argument("broker URL \"" + url + "\": " + error);
-  o.url = std::move(*parsed);
-  return o;
-}
-
 redis_broker::impl::impl(hub& local, redis_broker_options o)
     : hub_(local),
       opts(std::move(o)),
@@ -78,6 +54,8 @@ void redis_broker::impl::set_status(bool ok, std::string reason) {
 void redis_broker::impl::connect() {
   const unsigned g = ++gen;
   ready = false;
+  if (opts.url.uses_sentinel() && !located) return locate(g);  // redis_broker_sentinel.cpp
+  located = false;
   redis_connection::options co;
   co.url = opts.url;
   co.mode = redis_connection::role::commands;

@@ -70,11 +70,25 @@ std::shared_ptr<redis_connection> redis_connection::create(asio::any_io_executor
   return std::shared_ptr<redis_connection>(new redis_connection(std::move(ex), std::move(opts)));
 }
 
+namespace {
+// The TLS context for `url` (null for plain TCP); `broken` when its files cannot be loaded (a
+// broker checked them when it parsed the URL, so only a file changed since gets here).
+std::shared_ptr<asio::ssl::context> tls_context(const redis_url& url, bool& broken) {
+  if (!url.tls.enabled) return nullptr;
+  try {
+    return make_tls_context(url.tls);
+  } catch (const std::exception&) {
+    broken = true;
+    return nullptr;
+  }
+}
+}  // namespace
+
 redis_connection::redis_connection(asio::any_io_executor ex, options opts)
     : strand_(asio::make_strand(ex)),
       opts_(std::move(opts)),
       resolver_(strand_),
-      socket_(strand_),
+      stream_(strand_, tls_context(opts_.url, tls_broken_)),
       connect_timer_(strand_),
       reader_(redisReaderCreate()),
       read_buf_(read_chunk) {
@@ -147,6 +161,7 @@ void redis_connection::do_start(std::function<void(std::error_code)> on_ready) {
   }
   on_ready_ = std::move(on_ready);
   state_ = state::connecting;
+  if (tls_broken_) return fail(redis_errc::tls_setup_failed);
   connect_timer_.expires_after(opts_.connect_timeout);
   connect_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
     if (!ec && (self->state_ == state::connecting || self->state_ == state::handshake))
@@ -161,7 +176,7 @@ void redis_connection::do_start(std::function<void(std::error_code)> on_ready) {
 void redis_connection::on_resolve(std::error_code ec, tcp::resolver::results_type results) {
   if (state_ != state::connecting) return;
   if (ec) return fail(redis_errc::connect_failed);
-  asio::async_connect(socket_, results,
+  asio::async_connect(stream_.socket(), results,
                       [self = shared_from_this()](std::error_code ec, const tcp::endpoint&) {
                         self->on_connect(ec);
                       });
@@ -171,11 +186,29 @@ void redis_connection::on_connect(std::error_code ec) {
   if (state_ != state::connecting) return;
   if (ec) return fail(redis_errc::connect_failed);
   boost::system::error_code ignored;  // the connection works without either option
-  socket_.set_option(tcp::no_delay(true), ignored);
-  socket_.set_option(asio::socket_base::keep_alive(true), ignored);
+  stream_.socket().set_option(tcp::no_delay(true), ignored);
+  stream_.socket().set_option(asio::socket_base::keep_alive(true), ignored);
+  stream_.async_handshake(opts_.url.tls, opts_.url.host,
+                          [self = shared_from_this()](std::error_code ec) { self->on_tls(ec); });
+}
+
+// After the TLS handshake (at once for plain TCP). A TLS error is passed on as OpenSSL gave it:
+// its message says why (an unknown CA, a name mismatch, a plaintext server).
+void redis_connection::on_tls(std::error_code ec) {
+  if (state_ != state::connecting) return;
+  if (ec) return fail(ec);
   state_ = state::handshake;
   do_read();
   do_handshake();
+}
+
+// What a read or write error `ec` means: a plaintext connection the server closed before
+// saying anything is most likely a TLS port (it drops the bytes it cannot decrypt); a TLS one
+// that fails before the first reply was refused by the server (OpenSSL's reason says why, e.g.
+// "certificate required" from a server that wants a client certificate).
+std::error_code redis_connection::loss_code(std::error_code ec) const {
+  if (!heard_) return stream_.is_tls() ? ec : std::error_code(redis_errc::no_answer);
+  return state_ == state::ready ? redis_errc::connection_lost : redis_errc::connect_failed;
 }
 
 // AUTH and SELECT go in front of any queued command; do_write() writes nothing else until
@@ -232,21 +265,21 @@ void redis_connection::do_write() {
   }
   if (write_buf_.empty()) return;
   writing_ = true;
-  asio::async_write(socket_, asio::buffer(write_buf_),
-                    [self = shared_from_this()](std::error_code ec, std::size_t) {
-                      self->on_write(ec);
-                    });
+  stream_.async_write(asio::buffer(write_buf_),
+                      [self = shared_from_this()](std::error_code ec, std::size_t) {
+                        self->on_write(ec);
+                      });
 }
 
 void redis_connection::on_write(std::error_code ec) {
   writing_ = false;
   if (state_ == state::closed) return;
-  if (ec) return fail(redis_errc::connection_lost);
+  if (ec) return fail(loss_code(ec));
   do_write();
 }
 
 void redis_connection::do_read() {
-  socket_.async_read_some(asio::buffer(read_buf_),
+  stream_.async_read_some(asio::buffer(read_buf_),
                           [self = shared_from_this()](std::error_code ec, std::size_t n) {
                             self->on_read(ec, n);
                           });
@@ -254,8 +287,8 @@ void redis_connection::do_read() {
 
 void redis_connection::on_read(std::error_code ec, std::size_t n) {
   if (state_ == state::closed) return;
-  if (ec) return fail(state_ == state::ready ? redis_errc::connection_lost
-                                             : redis_errc::connect_failed);
+  if (ec) return fail(loss_code(ec));
+  heard_ = true;
   if (redisReaderFeed(reader_, read_buf_.data(), n) != REDIS_OK)
     return fail(redis_errc::protocol_error);
   // Each reply is handed on before the next is parsed; a handler may close the connection.
@@ -299,11 +332,9 @@ void redis_connection::fail(std::error_code why) {
   auto was = state_;
   state_ = state::closed;
   closed_code_ = why;
-  boost::system::error_code ignored;
   connect_timer_.cancel();
   resolver_.cancel();
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  stream_.close();
   auto sent = std::move(sent_);
   auto unsent = std::move(unsent_);
   sent_.clear();

@@ -41,9 +41,9 @@ struct redis_broker_options {
   std::size_t buffer_max{100'000};  // live messages held while a gap is caught up
 };
 
-// Parses `redis://[[user]:password@]host[:port][/db][?prefix=xyz]` into options (the other
-// fields keep their defaults); throws std::invalid_argument naming what is wrong. `rediss://`
-// and `redis+sentinel://` are refused until issue 15's next step.
+// Parses a Redis URL (redis_url.hpp: `redis://`, `rediss://` with TLS, `redis+sentinel://`)
+// with the broker's own query name `prefix=` into options (the other fields keep their
+// defaults); reads the TLS files it names; throws std::invalid_argument naming what is wrong.
 redis_broker_options parse_broker_url(const std::string& url);
 
 class redis_broker final : public skyrelay::broker {
