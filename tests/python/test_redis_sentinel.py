@@ -15,7 +15,7 @@ import time
 import pytest
 
 from redis_fixture import _free_port
-from test_redis_broker import WAIT, JsonClient, Node
+from test_redis_broker import WAIT, JsonClient, Node, follow
 
 FAILOVER_WAIT = 30.0  # bound on the failover and the nodes' return (not a speed assertion)
 
@@ -64,10 +64,7 @@ def test_nodes_follow_the_master_through_a_failover(redis_server_factory,
         _wait_for(lambda: node.health()["status"] == "ok", "the node to find the master")
     client = JsonClient(b.port)
     client.subscribe("fo")
-    deadline = time.monotonic() + WAIT
-    while not client.events and time.monotonic() < deadline:  # b follows the room then
-        assert a.publish("probe", 0, to="fo").status_code == 200
-        client.collect(lambda ev: True)
+    follow(a, client, "fo")
     accepted = []
     for i in range(10):
         assert a.publish("tick", i, to="fo").status_code == 200

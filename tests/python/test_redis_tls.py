@@ -11,7 +11,7 @@ import time
 import pytest
 
 import skyrelay
-from test_redis_broker import WAIT, JsonClient, Node
+from test_redis_broker import WAIT, JsonClient, Node, follow
 
 
 @pytest.fixture
@@ -61,11 +61,7 @@ def test_two_nodes_publish_and_deliver_over_tls(redis_server_factory, started):
     assert _settled(a)["status"] == "ok" and _settled(b)["status"] == "ok"
     client = JsonClient(b.port)
     client.subscribe("tls-room")
-    deadline = time.monotonic() + WAIT
-    while not client.events and time.monotonic() < deadline:  # b follows the room then
-        assert a.publish("probe", 0, to="tls-room").status_code == 200
-        client.collect(lambda ev: True)
-    client.events.clear()
+    follow(a, client, "tls-room")
     for i in range(20):
         assert a.publish("tick", i, to="tls-room").status_code == 200
     got = client.collect(lambda ev: sum(e["event"] == "tick" for e in ev) == 20)
@@ -81,7 +77,7 @@ def test_mutual_tls_needs_the_client_certificate(redis_server_factory, started):
     assert good.publish("x", 1, to="room").status_code == 200
     without = _node(started, f"rediss://127.0.0.1:{server.port}/0?ca={server.pki.ca}")
     reason = _refused(without)
-    assert "redis" in reason and str(server.port) in reason
+    assert "certificate required" in reason
 
 
 def test_a_wrong_ca_is_refused_with_a_clear_reason(redis_server_factory, started):
