@@ -2,6 +2,7 @@
 // in redis_broker_receive.cpp).
 #include <boost/asio/post.hpp>
 
+#include <cctype>
 #include <future>
 #include <random>
 #include <stdexcept>
@@ -338,8 +339,9 @@ const std::string& redis_broker::node_id() const noexcept { return impl_->opts.n
 std::unique_ptr<skyrelay::broker> make_any_broker(const std::string& url, hub& local,
                                                   std::size_t history_max,
                                                   std::chrono::milliseconds history_ttl) {
-  const auto scheme = url.substr(0, url.find("://"));
-  if (scheme != "redis" && scheme != "rediss" && scheme != "redis+sentinel")
+  std::string scheme = url.substr(0, url.find("://"));
+  for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (url.find("://") == std::string::npos || scheme.rfind("redis", 0) != 0)
     return skyrelay::make_broker(url, local);  // memory, or its refusal of the scheme
   auto opts = parse_broker_url(url);
   opts.history_max = history_max;
