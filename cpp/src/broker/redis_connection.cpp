@@ -211,8 +211,8 @@ std::error_code redis_connection::loss_code(std::error_code ec) const {
   return state_ == state::ready ? redis_errc::connection_lost : redis_errc::connect_failed;
 }
 
-// AUTH and SELECT go in front of any queued command; do_write() writes nothing else until
-// both are answered.
+// AUTH and SELECT (or a PING) go in front of any queued command; do_write() writes nothing
+// else until they are answered.
 void redis_connection::do_handshake() {
   std::vector<std::vector<std::string>> cmds;
   const auto& url = opts_.url;
@@ -223,13 +223,19 @@ void redis_connection::do_handshake() {
       cmds.push_back({"AUTH", url.user, url.password});
   }
   if (url.db != 0) cmds.push_back({"SELECT", std::to_string(url.db)});
-  if (cmds.empty()) return finish_start({});
+  // Without either, a PING: the start ends once the server answered, so a server that closes
+  // without a word (a TLS port spoken to in plaintext) fails the start with no_answer. Its
+  // error reply (NOAUTH) is no refusal: the commands get it themselves, as without the PING.
+  const bool ping = cmds.empty();
+  if (ping) cmds.push_back({"PING"});
   for (std::size_t i = cmds.size(); i-- > 0;) {
     entry e;
     e.bytes = encode(cmds[i]);
     e.internal = true;
     bool last = i + 1 == cmds.size();
-    e.done = [this, last](std::error_code ec, redis_value) { on_handshake_reply(ec, last); };
+    e.done = [this, last, ping](std::error_code ec, redis_value) {
+      on_handshake_reply(ping && ec == redis_errc::server_error ? std::error_code() : ec, last);
+    };
     unsent_.push_front(std::move(e));
   }
   do_write();

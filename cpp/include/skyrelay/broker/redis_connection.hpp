@@ -76,8 +76,9 @@ class redis_connection : public std::enable_shared_from_this<redis_connection> {
   void set_error_handler(error_handler h) { on_error_ = std::move(h); }
 
   // Resolves, connects (TCP_NODELAY), runs the TLS handshake for `rediss://` (see
-  // redis_stream.hpp), sends AUTH (when the URL has a password) and SELECT (db not 0), then
-  // calls `on_ready` with no error; or with connect_failed / auth_failed / tls_setup_failed /
+  // redis_stream.hpp), sends AUTH (when the URL has a password) and SELECT (db not 0), or
+  // PING when neither (its error reply, NOAUTH, is not a refusal), then calls `on_ready`
+  // with no error once they were answered; or with connect_failed / auth_failed / tls_setup_failed /
   // no_answer, or the TLS handshake's own error (OpenSSL's reason, e.g. "certificate verify
   // failed"), after which the connection is closed (the error handler is not called). Commands given before
   // ready wait in the queue and are written after SELECT. Call once.
