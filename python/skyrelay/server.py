@@ -73,7 +73,10 @@ class Server:
     ``broker`` names the broker every publication passes through: None or ``"memory"`` (the
     default) delivers in this process only; ``"redis://[[user]:password@]host[:port][/db]"``
     carries every publication through one Redis server to every skyrelay process on it
-    (docs/deployment.md). ``rediss://``, ``redis+sentinel://``, ``redis+cluster://`` (not yet)
+    (docs/deployment.md); ``rediss://`` the same over TLS (``?ca=``, ``cert=``/``key=``,
+    ``sni=``; verified by default), ``redis+sentinel://h1:p1,h2:p2/<master>[/db]`` to the master
+    that Sentinel names (grammar: docs/api.md "Broker URLs"); ``redis+cluster://`` is not
+    supported yet. A bad URL, an unreadable TLS file
     and any other scheme raise ValueError at :meth:`start`, naming it.
 
     ``reuse_port=True`` sets ``SO_REUSEPORT`` on the listening socket, so that several

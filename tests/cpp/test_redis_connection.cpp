@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -396,13 +397,69 @@ TEST(RedisUrl, ParsesTheParts) {
   u = parse_redis_url("redis://127.0.0.1/", error);
   ASSERT_TRUE(u) << error;
   EXPECT_EQ(u->db, 0);
+  EXPECT_FALSE(u->tls.enabled);
+}
+
+TEST(RedisUrl, ParsesTlsOptions) {
+  std::string error;
+  auto u = parse_redis_url("rediss://h:6380/1", error);
+  ASSERT_TRUE(u) << error;
+  EXPECT_TRUE(u->tls.enabled);
+  EXPECT_TRUE(u->tls.verify);
+  EXPECT_TRUE(u->tls.ca_file.empty());  // the system's CA store
+  u = parse_redis_url("RediSS://h?ca=/etc/a%20b.pem&cert=/c.pem&key=/k.pem&sni=cache.internal",
+                      error);
+  ASSERT_TRUE(u) << error;
+  EXPECT_EQ(u->tls.ca_file, "/etc/a b.pem");
+  EXPECT_EQ(u->tls.cert_file, "/c.pem");
+  EXPECT_EQ(u->tls.key_file, "/k.pem");
+  EXPECT_EQ(u->tls.server_name, "cache.internal");
+  u = parse_redis_url("rediss://h?verify=none", error);
+  ASSERT_TRUE(u) << error;
+  EXPECT_FALSE(u->tls.verify);
+  std::map<std::string, std::string> extra;
+  u = parse_redis_url("rediss://h?prefix=x&verify=full", error, &extra);
+  ASSERT_TRUE(u) << error;
+  EXPECT_TRUE(u->tls.verify);
+  EXPECT_EQ(extra, (std::map<std::string, std::string>{{"prefix", "x"}}));
+}
+
+TEST(RedisUrl, ParsesSentinelUrls) {
+  std::string error;
+  auto u = parse_redis_url("redis+sentinel://:pw@10.0.0.1,10.0.0.2:5000,[::1]:26380/mymaster/3",
+                           error);
+  ASSERT_TRUE(u) << error;
+  ASSERT_EQ(u->sentinels.size(), 3u);
+  EXPECT_EQ(u->sentinels[0].host, "10.0.0.1");
+  EXPECT_EQ(u->sentinels[0].port, 26379);
+  EXPECT_EQ(u->sentinels[1].port, 5000);
+  EXPECT_EQ(u->sentinels[2].host, "::1");
+  EXPECT_EQ(u->sentinels[2].port, 26380);
+  EXPECT_EQ(u->master_name, "mymaster");
+  EXPECT_EQ(u->db, 3);
+  EXPECT_EQ(u->password, "pw");
+  EXPECT_TRUE(u->host.empty());  // where the master is: the sentinels say
+  EXPECT_TRUE(u->uses_sentinel());
+  u = parse_redis_url("redis+sentinel://s1/m", error);
+  ASSERT_TRUE(u) << error;
+  EXPECT_EQ(u->db, 0);
 }
 
 TEST(RedisUrl, RefusesBadUrlsWithAMessage) {
   const std::pair<const char*, const char*> cases[] = {
       {"http://h:1", "scheme"},
-      {"rediss://h", "TLS"},
-      {"redis+sentinel://h", "sentinel"},
+      {"rediss+sentinel://h/m", "not supported"},
+      {"redis+sentinel://h", "master name"},
+      {"redis+sentinel://h/", "master name"},
+      {"redis+sentinel://h,/m", "no host"},
+      {"redis+sentinel://h/m/x", "database"},
+      {"redis://h?ca=/x.pem", "rediss://"},
+      {"rediss://h?cert=/c.pem", "go together"},
+      {"rediss://h?verify=maybe", "verify="},
+      {"rediss://h?ca=", "empty"},
+      {"rediss://h?ca=/a&ca=/b", "twice"},
+      {"rediss://h?ca", "name=value"},
+      {"redis://h#f", "fragment"},
       {"h:6379", "redis://"},
       {"redis://", "no host"},
       {"redis://:6379", "no host"},
@@ -413,7 +470,7 @@ TEST(RedisUrl, RefusesBadUrlsWithAMessage) {
       {"redis://h/db", "database"},
       {"redis://h/-1", "database"},
       {"redis://h/99999999999", "database"},
-      {"redis://h/1?x=1", "query"},
+      {"redis://h/1?x=1", "unknown query name x"},
       {"redis://user@h", "password"},
       {"redis://u:%zz@h", "percent"},
       {"redis://u:pw%4@h", "percent"},

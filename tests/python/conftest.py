@@ -10,7 +10,8 @@ import pytest
 # Let tests import helper modules that live next to them (wsraw.py).
 sys.path.insert(0, str(Path(__file__).parent))
 
-from redis_fixture import redis_cluster, redis_server, redis_server_factory  # noqa: E402,F401
+from redis_fixture import (  # noqa: E402,F401  (fixtures)
+    redis_cluster, redis_sentinel_factory, redis_server, redis_server_factory)
 
 
 @pytest.fixture

@@ -2,8 +2,14 @@
 directory, with no persistence; stopped by its process id when the test ends, failed or not.
 
 conftest.py imports the fixtures from here: ``redis_server`` (one server per test),
-``redis_server_factory`` (several, or with options such as ``"--requirepass", "pw"``) and
-``redis_cluster`` (three cluster-enabled servers joined into a 3-master Redis Cluster).
+``redis_server_factory`` (several, or with options such as ``"--requirepass", "pw"``),
+``redis_cluster`` (three cluster-enabled servers joined into a 3-master Redis Cluster) and
+``redis_sentinel_factory`` (sentinels watching a master).
+``redis_server_factory(tls=True)`` starts a server that speaks TLS only (``--port 0
+--tls-port P``) with a throwaway CA and certificate for 127.0.0.1 (tlscerts.PKI, in the
+server's directory); its ``url`` is ``rediss://127.0.0.1:P/0?ca=<that CA>``.
+``tls="mutual"`` also requires a client certificate (``--tls-auth-clients yes``), the
+PKI's ``client_cert``/``client_key``; ``url`` then names them too.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -20,6 +27,7 @@ from typing import Any
 import pytest
 
 from skyrelay.testing import stop_process
+from tlscerts import PKI
 
 START_SECONDS = 5.0  # how long a starting server may take to answer before the test fails
 
@@ -32,11 +40,18 @@ class RedisServer:
     password: str | None
     directory: Path
     _restart: Any = dataclasses.field(default=None, repr=False)
+    pki: PKI | None = None  # a TLS server's certificates
+    mutual: bool = False    # a TLS server that requires a client certificate
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}{self.host}:{self.port}/0"
+        if self.pki is None:
+            return f"redis://{auth}{self.host}:{self.port}/0"
+        query = f"ca={self.pki.ca}"
+        if self.mutual:
+            query += f"&cert={self.pki.client_cert}&key={self.pki.client_key}"
+        return f"rediss://{auth}{self.host}:{self.port}/0?{query}"
 
     def stop(self) -> None:
         """Stops this server (SIGTERM, by pid); :meth:`restart` starts it again."""
@@ -53,18 +68,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _answers(port: int) -> bool:
-    """True when the server answers an inline PING with a RESP line (+PONG, or -NOAUTH)."""
+def _answers(port: int, pki: PKI | None = None) -> bool:
+    """True when the server answers an inline PING with a RESP line (+PONG, or -NOAUTH); over
+    TLS (with the PKI's client certificate) for a TLS server."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(1)[:1] in (b"+", b"-")
-    except OSError:
+            if pki is None:
+                s.sendall(b"PING\r\n")
+                return s.recv(1)[:1] in (b"+", b"-")
+            context = pki.client_context()
+            context.load_cert_chain(pki.client_cert, pki.client_key)
+            with context.wrap_socket(s, server_hostname="127.0.0.1") as t:
+                t.sendall(b"PING\r\n")
+                return t.recv(1)[:1] in (b"+", b"-")
+    except (OSError, ssl.SSLError):
         return False
 
 
-def _start(directory: Path, extra: list[str],
-           port: int | None = None) -> tuple[subprocess.Popen, int]:
+def _tls_args(pki: PKI, port: int, mutual: bool) -> list[str]:
+    return ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(pki.cert),
+            "--tls-key-file", str(pki.key), "--tls-ca-cert-file", str(pki.ca),
+            "--tls-auth-clients", "yes" if mutual else "no"]
+
+
+def _start(directory: Path, extra: list[str], port: int | None = None,
+           tls: tuple[PKI, bool] | None = None) -> tuple[subprocess.Popen, int]:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is missing (make deps installs Debian's redis-server)")
     fixed = port
@@ -75,12 +103,14 @@ def _start(directory: Path, extra: list[str],
         log = open(directory / "redis.log", "ab")
         args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(directory), *extra]
+        if tls is not None:  # the later --port 0 wins: TLS only
+            args += _tls_args(tls[0], port, tls[1])
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + START_SECONDS
         while proc.poll() is None and time.monotonic() < deadline:
-            if _answers(port):
+            if _answers(port, tls[0] if tls else None):
                 return proc, port
             time.sleep(0.025)
         stop_process(proc)
@@ -94,16 +124,20 @@ def redis_server_factory():
     Every server started is stopped by its pid after the test, even when the test fails."""
     started: list[tuple[subprocess.Popen, Path]] = []
 
-    def factory(*extra: str, password: str | None = None) -> RedisServer:
+    def factory(*extra: str, password: str | None = None,
+                tls: bool | str = False) -> RedisServer:
         directory = Path(tempfile.mkdtemp(prefix="skyrelay-redis-"))
         args = list(extra) + (["--requirepass", password] if password else [])
         try:
-            proc, port = _start(directory, args)
+            pki = PKI(directory) if tls else None
+            mutual = tls == "mutual"
+            proc, port = _start(directory, args, tls=(pki, mutual) if pki else None)
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
         started.append((proc, directory))
-        return RedisServer("127.0.0.1", port, proc.pid, password, directory, restart)
+        return RedisServer("127.0.0.1", port, proc.pid, password, directory, restart, pki,
+                           mutual)
 
     def restart(server: RedisServer, start: bool = True) -> None:
         index = next(i for i, (p, _) in enumerate(started) if p.pid == server.pid)
@@ -112,7 +146,8 @@ def redis_server_factory():
         if not start:
             return
         args = ["--requirepass", server.password] if server.password else []
-        new, _port = _start(directory, args, server.port)
+        tls = (server.pki, server.mutual) if server.pki else None
+        new, _port = _start(directory, args, server.port, tls)
         started[index] = (new, directory)
         server.pid = new.pid
 
@@ -180,3 +215,55 @@ def redis_cluster(redis_server_factory) -> RedisCluster:
             pytest.fail("the cluster did not reach cluster_state:ok")
         time.sleep(0.05)
     return RedisCluster(masters)
+
+
+@dataclasses.dataclass
+class RedisSentinel:
+    host: str
+    port: int
+    pid: int
+    master_name: str
+
+
+@pytest.fixture
+def redis_sentinel_factory():
+    """Starts `redis-server --sentinel` processes: ``factory(master, name="mymaster")`` returns
+    a RedisSentinel monitoring `master` (a RedisServer) with quorum 1, down-after 1000 ms and
+    failover-timeout 5000 ms, so a killed master is failed over within seconds. Every sentinel
+    is stopped by its pid after the test."""
+    started: list[tuple[subprocess.Popen, Path]] = []
+
+    def factory(master: RedisServer, name: str = "mymaster") -> RedisSentinel:
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is missing (make deps installs Debian's redis-server)")
+        directory = Path(tempfile.mkdtemp(prefix="skyrelay-sentinel-"))
+        for _attempt in range(3):  # the port may be taken meanwhile
+            port = _free_port()
+            conf = directory / "sentinel.conf"  # sentinel rewrites it: in the temp dir
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+                f"sentinel monitor {name} {master.host} {master.port} 1\n"
+                f"sentinel down-after-milliseconds {name} 1000\n"
+                f"sentinel failover-timeout {name} 5000\n"
+                f"sentinel parallel-syncs {name} 1\n"
+                + (f"sentinel auth-pass {name} {master.password}\n" if master.password else ""))
+            log = open(directory / "sentinel.log", "ab")
+            proc = subprocess.Popen(["redis-server", str(conf), "--sentinel"], stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            log.close()
+            started.append((proc, directory))
+            deadline = time.monotonic() + START_SECONDS
+            while proc.poll() is None and time.monotonic() < deadline:
+                if _answers(port):
+                    return RedisSentinel("127.0.0.1", port, proc.pid, name)
+                time.sleep(0.025)
+            stop_process(proc)
+        log_text = (directory / "sentinel.log").read_text(errors="replace")[-2000:]
+        pytest.fail(f"redis-server --sentinel did not start:\n{log_text}")
+
+    try:
+        yield factory
+    finally:
+        for proc, directory in started:
+            stop_process(proc)
+            shutil.rmtree(directory, ignore_errors=True)

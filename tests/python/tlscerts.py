@@ -1,6 +1,7 @@
 """Test certificates made on the fly with `cryptography`: a CA, a server certificate for
-127.0.0.1 and localhost that it signed, and a second CA that signed nothing of ours. Used by
-test_tls.py and by tests/js/sio_server.py --tls."""
+127.0.0.1 and localhost that it signed, a client certificate it signed (mutual TLS), and a
+second CA that signed nothing of ours. Used by test_tls.py, by redis_fixture.py's TLS servers
+and by tests/js/sio_server.py --tls."""
 
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ class PKI:
         self.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                                serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
+        self._client_certificate(root, ca_key, ca_cert)
         _, other_cert = _make_ca("some other CA")
         self.other_ca = root / "other-ca.pem"
         self.other_ca.write_bytes(_pem(other_cert))
@@ -81,6 +83,25 @@ class PKI:
         self.wrong_key.write_bytes(wrong_key.private_bytes(serialization.Encoding.PEM,
                                                            serialization.PrivateFormat.PKCS8,
                                                            serialization.NoEncryption()))
+
+    def _client_certificate(self, root: Path, ca_key, ca_cert: x509.Certificate) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder()
+                .subject_name(_name("skyrelay test client")).issuer_name(ca_cert.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                               critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        self.client_cert = root / "client.pem"
+        self.client_cert.write_bytes(_pem(cert))
+        self.client_key = root / "client-key.pem"
+        self.client_key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                      serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))
 
     def client_context(self, ca: Path | None = None) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(ca or self.ca))

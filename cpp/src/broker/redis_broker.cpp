@@ -2,6 +2,7 @@
 // in redis_broker_receive.cpp).
 #include <boost/asio/post.hpp>
 
+#include <cctype>
 #include <future>
 #include <random>
 #include <stdexcept>
@@ -28,65 +29,7 @@ std::string glob_escape(const std::string& text) {
 }
 
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
-
-// The broker URL's query: `prefix=<text>` and `publish_queue=<n>` (1 .. 1,000,000), each at
-// most once, joined by `&`.
-void parse_query(const std::string& url, const std::string& query, redis_broker_options& o) {
-  auto bad = [&](const std::string& why) {
-    throw std::invalid_argument("broker URL \"" + url + "\": " + why +
-                                " (the query takes prefix=<text> and publish_queue=<n>)");
-  };
-  bool seen_prefix = false, seen_queue = false;
-  std::size_t at = 0;
-  while (at <= query.size()) {
-    const auto end = std::min(query.find('&', at), query.size());
-    const std::string item = query.substr(at, end - at);
-    const auto eq = item.find('=');
-    const std::string name = item.substr(0, eq);
-    const std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
-    if (eq == std::string::npos || value.empty() || value.find_first_of("=#") != std::string::npos)
-      bad("\"" + item + "\" is not name=value");
-    if (name == "prefix" && !seen_prefix) {
-      seen_prefix = true;
-      o.prefix = value;
-    } else if (name == "publish_queue" && !seen_queue) {
-      seen_queue = true;
-      if (value.size() > 7 || value.find_first_not_of("0123456789") != std::string::npos ||
-          std::stoul(value) < 1 || std::stoul(value) > 1'000'000)
-        bad("publish_queue must be a whole number from 1 to 1000000");
-      o.max_queued_publishes = std::stoul(value);
-    } else {
-      bad("unknown or repeated parameter \"" + name + "\"");
-    }
-    at = end + 1;
-  }
-}
 }  // namespace
-
-redis_broker_options parse_broker_url(const std::string& url) {
-  const auto scheme_end = url.find("://");
-  const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
-  if (scheme == "rediss" || scheme == "redis+sentinel")
-    throw std::invalid_argument("broker=\"" + scheme + "://...\" is not supported yet: this step "
-                                "of issue 15 runs on one Redis server over plain TCP (redis://)");
-  if (scheme == "redis+cluster")
-    throw std::invalid_argument(
-        "broker=\"redis+cluster://...\": Redis Cluster is not supported yet (issue 15, item 7; "
-        "the design is in docs/architecture.md). Use one Redis server (redis://host:port/db); "
-        "a cluster node's address does not work in its place, since a publication's keys "
-        "span several hash slots");
-  redis_broker_options o;
-  std::string base = url;
-  if (const auto q = url.find('?'); q != std::string::npos) {
-    base = url.substr(0, q);
-    parse_query(url, url.substr(q + 1), o);
-  }
-  std::string error;
-  auto parsed = parse_redis_url(base, error);
-  if (!parsed) throw std::invalid_argument("broker URL \"" + url + "\": " + error);
-  o.url = std::move(*parsed);
-  return o;
-}
 
 redis_broker::impl::impl(hub& local, redis_broker_options o)
     : hub_(local),
@@ -112,6 +55,8 @@ void redis_broker::impl::set_status(bool ok, std::string reason) {
 void redis_broker::impl::connect() {
   const unsigned g = ++gen;
   ready = false;
+  if (opts.url.uses_sentinel() && !located) return locate(g);  // redis_broker_sentinel.cpp
+  located = false;
   redis_connection::options co;
   co.url = opts.url;
   co.mode = redis_connection::role::commands;
@@ -485,9 +430,9 @@ const std::string& redis_broker::node_id() const noexcept { return impl_->opts.n
 std::unique_ptr<skyrelay::broker> make_any_broker(const std::string& url, hub& local,
                                                   std::size_t history_max,
                                                   std::chrono::milliseconds history_ttl) {
-  const auto scheme = url.substr(0, url.find("://"));
-  if (scheme != "redis" && scheme != "rediss" && scheme != "redis+sentinel" &&
-      scheme != "redis+cluster")
+  std::string scheme = url.substr(0, url.find("://"));
+  for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (url.find("://") == std::string::npos || scheme.rfind("redis", 0) != 0)
     return skyrelay::make_broker(url, local);  // memory, or its refusal of the scheme
   auto opts = parse_broker_url(url);
   opts.history_max = history_max;

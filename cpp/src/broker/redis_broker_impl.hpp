@@ -61,6 +61,9 @@ struct redis_broker::impl {
 
   // ---- redis_broker.cpp: connections, publishing, registry, timers ----
   void connect();
+  // redis+sentinel (redis_broker_sentinel.cpp): asks the sentinels where the master is, sets
+  // opts.url's host and port to it and connects; or lost() with every sentinel's answer.
+  void locate(unsigned g);
   void on_ready(unsigned gen);
   void lost(unsigned gen, std::string reason);
   void set_status(bool ok, std::string reason);
@@ -127,6 +130,7 @@ struct redis_broker::impl {
   std::shared_ptr<redis_connection> cmd, sub;
   unsigned gen{0};
   bool ready{false}, stopping{false}, ever_connected{false};
+  bool located{false};  // redis+sentinel: opts.url names the master just found
   std::chrono::milliseconds backoff{100};
   clock_type::time_point last_heard{}, last_refresh{};
   std::unordered_map<std::string, follow> chans;  // by tag

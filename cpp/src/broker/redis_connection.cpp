@@ -70,11 +70,25 @@ std::shared_ptr<redis_connection> redis_connection::create(asio::any_io_executor
   return std::shared_ptr<redis_connection>(new redis_connection(std::move(ex), std::move(opts)));
 }
 
+namespace {
+// The TLS context for `url` (null for plain TCP); `broken` when its files cannot be loaded (a
+// broker checked them when it parsed the URL, so only a file changed since gets here).
+std::shared_ptr<asio::ssl::context> tls_context(const redis_url& url, bool& broken) {
+  if (!url.tls.enabled) return nullptr;
+  try {
+    return make_tls_context(url.tls);
+  } catch (const std::exception&) {
+    broken = true;
+    return nullptr;
+  }
+}
+}  // namespace
+
 redis_connection::redis_connection(asio::any_io_executor ex, options opts)
     : strand_(asio::make_strand(ex)),
       opts_(std::move(opts)),
       resolver_(strand_),
-      socket_(strand_),
+      stream_(strand_, tls_context(opts_.url, tls_broken_)),
       connect_timer_(strand_),
       reader_(redisReaderCreate()),
       read_buf_(read_chunk) {
@@ -157,6 +171,7 @@ void redis_connection::do_start(std::function<void(std::error_code)> on_ready) {
   }
   on_ready_ = std::move(on_ready);
   state_ = state::connecting;
+  if (tls_broken_) return fail(redis_errc::tls_setup_failed);
   connect_timer_.expires_after(opts_.connect_timeout);
   connect_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
     if (!ec && (self->state_ == state::connecting || self->state_ == state::handshake))
@@ -171,7 +186,7 @@ void redis_connection::do_start(std::function<void(std::error_code)> on_ready) {
 void redis_connection::on_resolve(std::error_code ec, tcp::resolver::results_type results) {
   if (state_ != state::connecting) return;
   if (ec) return fail(redis_errc::connect_failed);
-  asio::async_connect(socket_, results,
+  asio::async_connect(stream_.socket(), results,
                       [self = shared_from_this()](std::error_code ec, const tcp::endpoint&) {
                         self->on_connect(ec);
                       });
@@ -181,15 +196,33 @@ void redis_connection::on_connect(std::error_code ec) {
   if (state_ != state::connecting) return;
   if (ec) return fail(redis_errc::connect_failed);
   boost::system::error_code ignored;  // the connection works without either option
-  socket_.set_option(tcp::no_delay(true), ignored);
-  socket_.set_option(asio::socket_base::keep_alive(true), ignored);
+  stream_.socket().set_option(tcp::no_delay(true), ignored);
+  stream_.socket().set_option(asio::socket_base::keep_alive(true), ignored);
+  stream_.async_handshake(opts_.url.tls, opts_.url.host,
+                          [self = shared_from_this()](std::error_code ec) { self->on_tls(ec); });
+}
+
+// After the TLS handshake (at once for plain TCP). A TLS error is passed on as OpenSSL gave it:
+// its message says why (an unknown CA, a name mismatch, a plaintext server).
+void redis_connection::on_tls(std::error_code ec) {
+  if (state_ != state::connecting) return;
+  if (ec) return fail(ec);
   state_ = state::handshake;
   do_read();
   do_handshake();
 }
 
-// AUTH and SELECT go in front of any queued command; do_write() writes nothing else until
-// both are answered.
+// What a read or write error `ec` means: a plaintext connection the server closed before
+// saying anything is most likely a TLS port (it drops the bytes it cannot decrypt); a TLS one
+// that fails before the first reply was refused by the server (OpenSSL's reason says why, e.g.
+// "certificate required" from a server that wants a client certificate).
+std::error_code redis_connection::loss_code(std::error_code ec) const {
+  if (!heard_) return stream_.is_tls() ? ec : std::error_code(redis_errc::no_answer);
+  return state_ == state::ready ? redis_errc::connection_lost : redis_errc::connect_failed;
+}
+
+// AUTH and SELECT (or a PING) go in front of any queued command; do_write() writes nothing
+// else until they are answered.
 void redis_connection::do_handshake() {
   std::vector<std::vector<std::string>> cmds;
   const auto& url = opts_.url;
@@ -200,13 +233,19 @@ void redis_connection::do_handshake() {
       cmds.push_back({"AUTH", url.user, url.password});
   }
   if (url.db != 0) cmds.push_back({"SELECT", std::to_string(url.db)});
-  if (cmds.empty()) return finish_start({});
+  // Without either, a PING: the start ends once the server answered, so a server that closes
+  // without a word (a TLS port spoken to in plaintext) fails the start with no_answer. Its
+  // error reply (NOAUTH) is no refusal: the commands get it themselves, as without the PING.
+  const bool ping = cmds.empty();
+  if (ping) cmds.push_back({"PING"});
   for (std::size_t i = cmds.size(); i-- > 0;) {
     entry e;
     e.bytes = encode(cmds[i]);
     e.internal = true;
     bool last = i + 1 == cmds.size();
-    e.done = [this, last](std::error_code ec, redis_value) { on_handshake_reply(ec, last); };
+    e.done = [this, last, ping](std::error_code ec, redis_value) {
+      on_handshake_reply(ping && ec == redis_errc::server_error ? std::error_code() : ec, last);
+    };
     unsent_.push_front(std::move(e));
   }
   do_write();
@@ -242,21 +281,21 @@ void redis_connection::do_write() {
   }
   if (write_buf_.empty()) return;
   writing_ = true;
-  asio::async_write(socket_, asio::buffer(write_buf_),
-                    [self = shared_from_this()](std::error_code ec, std::size_t) {
-                      self->on_write(ec);
-                    });
+  stream_.async_write(asio::buffer(write_buf_),
+                      [self = shared_from_this()](std::error_code ec, std::size_t) {
+                        self->on_write(ec);
+                      });
 }
 
 void redis_connection::on_write(std::error_code ec) {
   writing_ = false;
   if (state_ == state::closed) return;
-  if (ec) return fail(redis_errc::connection_lost);
+  if (ec) return fail(loss_code(ec));
   do_write();
 }
 
 void redis_connection::do_read() {
-  socket_.async_read_some(asio::buffer(read_buf_),
+  stream_.async_read_some(asio::buffer(read_buf_),
                           [self = shared_from_this()](std::error_code ec, std::size_t n) {
                             self->on_read(ec, n);
                           });
@@ -264,8 +303,8 @@ void redis_connection::do_read() {
 
 void redis_connection::on_read(std::error_code ec, std::size_t n) {
   if (state_ == state::closed) return;
-  if (ec) return fail(state_ == state::ready ? redis_errc::connection_lost
-                                             : redis_errc::connect_failed);
+  if (ec) return fail(loss_code(ec));
+  heard_ = true;
   if (redisReaderFeed(reader_, read_buf_.data(), n) != REDIS_OK)
     return fail(redis_errc::protocol_error);
   // Each reply is handed on before the next is parsed; a handler may close the connection.
@@ -310,11 +349,9 @@ void redis_connection::fail(std::error_code why) {
   auto was = state_;
   state_ = state::closed;
   closed_code_ = why;
-  boost::system::error_code ignored;
   connect_timer_.cancel();
   resolver_.cancel();
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  stream_.close();
   auto sent = std::move(sent_);
   auto unsent = std::move(unsent_);
   sent_.clear();

@@ -17,6 +17,11 @@ class category : public std::error_category {
       case redis_errc::protocol_error: return "the Redis server sent bytes that are not RESP";
       case redis_errc::wrong_mode: return "command not allowed in this connection's role";
       case redis_errc::bad_command: return "empty Redis command or channel list";
+      case redis_errc::tls_setup_failed:
+        return "cannot load the TLS CA file, client certificate or key of the Redis URL";
+      case redis_errc::no_answer:
+        return "the Redis server closed the connection without answering (a TLS port? then "
+               "use rediss://)";
     }
     return "unknown Redis connection error";
   }

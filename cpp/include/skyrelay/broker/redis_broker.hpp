@@ -51,10 +51,11 @@ struct redis_broker_options {
   std::size_t buffer_max{100'000};  // live messages held while a gap is caught up
 };
 
-// Parses `redis://[[user]:password@]host[:port][/db][?prefix=xyz&publish_queue=n]` into
-// options (the other fields keep their defaults); throws std::invalid_argument naming what
-// is wrong. `rediss://`, `redis+sentinel://` and `redis+cluster://` are refused until issue
-// 15's next steps.
+// Parses a Redis URL (redis_url.hpp: `redis://`, `rediss://` with TLS, `redis+sentinel://`)
+// with the broker's own query names `prefix=<text>` and `publish_queue=<n>` (1 .. 1,000,000)
+// into options (the other fields keep their defaults); reads the TLS files it names; throws
+// std::invalid_argument naming what is wrong. `redis+cluster://` is refused until issue 15's
+// next step.
 redis_broker_options parse_broker_url(const std::string& url);
 
 class redis_broker final : public skyrelay::broker {

@@ -34,6 +34,7 @@
 #include <system_error>
 #include <vector>
 
+#include "skyrelay/broker/redis_stream.hpp"
 #include "skyrelay/broker/redis_url.hpp"
 #include "skyrelay/broker/redis_value.hpp"
 
@@ -74,9 +75,12 @@ class redis_connection : public std::enable_shared_from_this<redis_connection> {
   void set_message_handler(message_handler h) { on_message_ = std::move(h); }
   void set_error_handler(error_handler h) { on_error_ = std::move(h); }
 
-  // Resolves, connects (TCP_NODELAY), sends AUTH (when the URL has a password) and SELECT (db
-  // not 0), then calls `on_ready` with no error; or with connect_failed / auth_failed, after
-  // which the connection is closed (the error handler is not called). Commands given before
+  // Resolves, connects (TCP_NODELAY), runs the TLS handshake for `rediss://` (see
+  // redis_stream.hpp), sends AUTH (when the URL has a password) and SELECT (db not 0), or
+  // PING when neither (its error reply, NOAUTH, is not a refusal), then calls `on_ready`
+  // with no error once they were answered; or with connect_failed / auth_failed / tls_setup_failed /
+  // no_answer, or the TLS handshake's own error (OpenSSL's reason, e.g. "certificate verify
+  // failed"), after which the connection is closed (the error handler is not called). Commands given before
   // ready wait in the queue and are written after SELECT. Call once.
   void start(std::function<void(std::error_code)> on_ready);
 
@@ -120,6 +124,8 @@ class redis_connection : public std::enable_shared_from_this<redis_connection> {
   void do_start(std::function<void(std::error_code)> on_ready);
   void on_resolve(std::error_code ec, boost::asio::ip::tcp::resolver::results_type results);
   void on_connect(std::error_code ec);
+  void on_tls(std::error_code ec);
+  std::error_code loss_code(std::error_code ec) const;
   void do_handshake();
   void on_handshake_reply(std::error_code ec, bool last);
   void finish_start(std::error_code ec);
@@ -134,7 +140,9 @@ class redis_connection : public std::enable_shared_from_this<redis_connection> {
   boost::asio::strand<boost::asio::any_io_executor> strand_;
   options opts_;
   boost::asio::ip::tcp::resolver resolver_;
-  boost::asio::ip::tcp::socket socket_;
+  redis_stream stream_;
+  bool tls_broken_ = false;  // the URL's TLS files could not be loaded: start() fails
+  bool heard_ = false;       // a byte came from the server
   boost::asio::steady_timer connect_timer_;
   redisReader* reader_;
   state state_ = state::idle;

@@ -31,6 +31,9 @@ enum class redis_errc {
   protocol_error = 7,    // the bytes from the server are not RESP (hiredis's reader refused them)
   wrong_mode = 8,        // a command on a subscriber connection, or SUBSCRIBE on a command one
   bad_command = 9,       // an empty command or channel list
+  tls_setup_failed = 10, // the URL's CA file, client certificate or key cannot be loaded
+  no_answer = 11,        // a plaintext connection closed before the server's first byte
+                         // (a TLS port does that: use rediss://)
 };
 
 const std::error_category& redis_category();
