@@ -8,8 +8,8 @@ turns Socket.IO connection state recovery on.
 
 A JSON-protocol client may send ``{"type":"event","event":"burst","data":{"topic": t,
 "first": i, "count": n}}``: the node then emits ``tick`` ``{"n": i}`` .. ``{"n": i+n-1}`` to
-``t`` from a thread of its own, as fast as the broker takes them (a publish refused while
-Redis is away is tried again), and prints ``burst done <i>`` when the last one is accepted.
+``t`` from a thread of its own, as fast as the broker takes them or at most ``"rate"`` a
+second when the data has one (a publish refused while Redis is away is tried again), and prints ``burst done <i>`` when the last one is accepted.
 The faults tests publish their 100,000 events this way, not as 100,000 HTTP requests."""
 
 from __future__ import annotations
@@ -25,8 +25,13 @@ TOKEN = "node-t0ken"
 RETRY_SECONDS = 30.0  # how long a burst keeps trying one refused event
 
 
-def burst(server: skyrelay.Server, topic: str, first: int, count: int) -> None:
+def burst(server: skyrelay.Server, topic: str, first: int, count: int, rate: float) -> None:
+    started = time.monotonic()
     for n in range(first, first + count):
+        if rate and (n - first) % 100 == 0:  # paced: at most `rate` events a second
+            ahead = started + (n - first) / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
         deadline = time.monotonic() + RETRY_SECONDS
         while True:
             try:
@@ -59,7 +64,7 @@ def main() -> None:
     def start_burst(conn, data):
         threading.Thread(target=burst, daemon=True,
                          args=(server, str(data["topic"]), int(data["first"]),
-                               int(data["count"]))).start()
+                               int(data["count"]), float(data.get("rate", 0)))).start()
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

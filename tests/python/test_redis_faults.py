@@ -17,30 +17,40 @@ from __future__ import annotations
 
 import json
 import queue
+import subprocess
 import threading
 import time
 
+import httpx
 import pytest
 import socketio
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
+from skyrelay.testing import stop_process
 from sse_client import Stream
 from tcpproxy import Proxy
-from test_redis_broker import WAIT, JsonClient, nodes, sio_client, warm_up  # noqa: F401
+from test_redis_broker import HERE, WAIT, JsonClient, nodes, warm_up  # noqa: F401
 
 RECOVERY = ("--recovery", "30")
 
 
-def all_frames(c: JsonClient, until) -> list[dict]:
-    """Every frame of `c` (events and resets) until `until(frames)` holds (bounded)."""
+def all_frames(c: JsonClient, last: int, also=None) -> list[dict]:
+    """Every frame of `c` (events and resets) until the tick `last` (and, with `also`, the
+    event named also[0] with data n == also[1]) arrived (bounded)."""
     got: list[dict] = list(c.events)
     c.events.clear()
+    want = {("tick", last)} | ({tuple(also)} if also else set())
+    for f in got:
+        if f["type"] == "event" and isinstance(f.get("data"), dict):
+            want.discard((f["event"], f["data"].get("n")))
     deadline = time.monotonic() + WAIT
-    while not until(got):
+    while want:
         frame = c.frames.get(timeout=max(0.01, deadline - time.monotonic()))
         assert frame is not None, "the connection closed"
         got.append(frame)
+        if frame["type"] == "event" and isinstance(frame.get("data"), dict):
+            want.discard((frame["event"], frame["data"].get("n")))
     return got
 
 
@@ -106,7 +116,7 @@ def test_redis_restarted_empty_every_member_gets_an_explicit_reset(nodes, redis_
         for i in range(10):
             publish_retrying((a, b)[i % 2], "tick", {"n": i}, to="z")
             publish_retrying((a, b)[i % 2], "bc", {"n": i})  # to everyone: the "/" broadcasts
-        early = [all_frames(c, lambda f: 9 in ticks_of(f)) for c in (ja, jb)]
+        early = [all_frames(c, 9) for c in (ja, jb)]
         redis_server.restart()  # an empty Redis: every sequence starts again
         for n in (a, b):
             wait_health(n, "ok")
@@ -118,8 +128,7 @@ def test_redis_restarted_empty_every_member_gets_an_explicit_reset(nodes, redis_
         assert new_epoch != old_epoch
 
         for c, first in zip((ja, jb), early):
-            frames = first + all_frames(c, lambda f: 19 in ticks_of(f) and any(
-                x["type"] == "event" and x["event"] == "bc" and x["data"]["n"] == 19 for x in f))
+            frames = first + all_frames(c, 19, also=("bc", 19))
             # The topic's reset comes between the old sequence's last event and the new one's
             # first, with where the topic stands now.
             resets = [i for i, f in enumerate(frames) if f["type"] == "reset" and "topic" in f]
@@ -220,15 +229,15 @@ def test_a_node_partitioned_from_redis_is_degraded_then_catches_up(nodes, redis_
             warm_up(a, "p", [jb], [stream], [])
             for i in range(10):
                 publish_retrying(a, "tick", {"n": i}, to="p")
-            all_frames(jb, lambda f: 9 in ticks_of(f))
+            first = all_frames(jb, 9)
             proxy.cut(refuse_for=3.0)  # the partition: connections dropped, new ones refused
             wait_health(b, "degraded")
-            assert "redis" in b.health()["broker"]["reason"]
+            assert "redis" in b.health()["broker"]["reason"].lower()
             assert b.publish("tick", {"n": -1}, to="p").status_code == 503
             for i in range(10, 40):  # published on a while b cannot hear
                 publish_retrying(a, "tick", {"n": i}, to="p")
             wait_health(b, "ok")  # healed: it reconnects by itself
-            frames = all_frames(jb, lambda f: 39 in ticks_of(f))
+            frames = first + all_frames(jb, 39)
             assert [n for n in ticks_of(frames) if n >= 0] == list(range(40))
             assert not any(f["type"] == "reset" for f in frames)  # caught up, not reset
             got = []
@@ -259,14 +268,17 @@ def test_a_deaf_node_notices_by_itself_and_catches_up(nodes, redis_server):
             proxy.stall_subscribers()  # commands flow; the subscriber connection hears nothing
             for i in range(20):
                 publish_retrying(a, "tick", {"n": i}, to="d")
+            # It notices by itself (its own heartbeat stops coming back): degraded, saying so.
+            reasons = []
             deadline = time.monotonic() + WAIT
-            while (b.metric("skyrelay_broker_redis_reconnects_total") == before and
-                   time.monotonic() < deadline):
-                time.sleep(0.1)
-            assert b.metric("skyrelay_broker_redis_reconnects_total") > before
+            while not any("deaf" in r for r in reasons) and time.monotonic() < deadline:
+                reasons.append(b.health()["broker"].get("reason", ""))
+                time.sleep(0.05)
+            assert any("deaf" in r for r in reasons), reasons[-5:]
             proxy.stall_subscribers(False)
             wait_health(b, "ok")
-            frames = all_frames(jb, lambda f: 19 in ticks_of(f))
+            assert b.metric("skyrelay_broker_redis_reconnects_total") > before
+            frames = all_frames(jb, 19)
             assert [n for n in ticks_of(frames) if n >= 0] == list(range(20))
         finally:
             jb.close()
@@ -274,9 +286,9 @@ def test_a_deaf_node_notices_by_itself_and_catches_up(nodes, redis_server):
         proxy.close()
 
 
-def burst(client: JsonClient, topic: str, first: int, count: int) -> None:
-    client.ws.send(json.dumps({"type": "event", "event": "burst",
-                               "data": {"topic": topic, "first": first, "count": count}}))
+def burst(client: JsonClient, topic: str, first: int, count: int, rate: float = 0) -> None:
+    client.ws.send(json.dumps({"type": "event", "event": "burst", "data": {
+        "topic": topic, "first": first, "count": count, "rate": rate}}))
 
 
 def wait_bursts(node_list, firsts: list[int], timeout: float) -> None:
@@ -296,14 +308,14 @@ def test_a_slow_client_ends_in_order_or_explicitly_and_the_others_are_unaffected
     for c in fast:
         c.subscribe("s")
     slow = ws_connect(f"ws://127.0.0.1:{b.port}/ws/s", open_timeout=10,
-                      max_queue=1).__enter__()
+                      max_queue=1, ping_interval=None).__enter__()
     try:
         warm_up(a, "s", fast, [], [])
         total = 20_000
         burst(fast[0], "s", 0, total)  # node a emits them from inside its process
         wait_bursts([a], [0], 120)
         for c in fast:  # the others: every event, once, in order
-            frames = all_frames(c, lambda f: total - 1 in ticks_of(f))
+            frames = all_frames(c, total - 1)
             assert [n for n in ticks_of(frames) if n >= 0] == list(range(total))
         # The client that did not read: a prefix in order, then either the rest or an
         # explicit end: the outbox overflowed (close code 4001, slow consumer), or a write
@@ -344,6 +356,13 @@ def contiguous_segments(got: list[int], order: list[int], ends_explicitly: bool,
         assert got and got[-1] == order[-1], "ended silently before the last event"
 
 
+# Events a second each node emits in the 100,000-event test: the Python clients of this test
+# (nine in one process, on a 2-core machine shared with the nodes and Redis) must keep up, or
+# their nodes end them as slow consumers (an explicit end, which the test accepts but which
+# proves less). About 20 s for the 100,000.
+PACE = 2000
+
+
 def test_100k_events_across_3_nodes_every_client_exactly_once_in_order_or_reset(nodes):
     cluster = nodes(3)
     total = 100_000
@@ -352,8 +371,13 @@ def test_100k_events_across_3_nodes_every_client_exactly_once_in_order_or_reset(
     for c in jsons:
         c.subscribe("c")
     streams = [Stream(f"{n.http}/sse/c") for n in cluster]
-    sios = [sio_client(n.port, "c") for n in cluster]
-    warm_up(cluster[0], "c", jsons, streams, [client for client, _ in sios])
+    # The Socket.IO clients are socket.io-client's, in node (python-socketio's client falls
+    # behind here and is ended as a slow consumer).
+    sio = subprocess.Popen(["node", str(HERE / "sio_counter.mjs"), "c", str(total),
+                            *(str(n.port) for n in cluster)],
+                           stdout=subprocess.PIPE, text=True, cwd=HERE)
+    assert sio.stdout.readline().strip() == "ready"
+    warm_up(cluster[0], "c", jsons, streams, [])
     # What each client got: ticks, and where an explicit reset or end came.
     results = {}
 
@@ -392,27 +416,21 @@ def test_100k_events_across_3_nodes_every_client_exactly_once_in_order_or_reset(
                 got.append(json.loads(e.data)["n"])
         results[("sse", i)] = (got, resets, ended, None)
 
-    def read_sio(i: int, client, q: queue.Queue) -> None:
-        got = []
-        deadline = time.monotonic() + 120
-        while len(got) < total and time.monotonic() < deadline:
-            try:
-                got.append(q.get(timeout=min(1.0, max(0.01, deadline - time.monotonic())))["n"])
-            except queue.Empty:
-                if not client.connected:
-                    break
-        results[("sio", i)] = (got, [], not client.connected, None)
+    def read_sio() -> None:
+        index = {n.port: i for i, n in enumerate(cluster)}
+        for line in sio.stdout:
+            r = json.loads(line)
+            results[("sio", index[r["port"]])] = (r["ns"], [], r["ended"], None)
 
     readers = [threading.Thread(target=read_json, args=(i, c)) for i, c in enumerate(jsons)]
     readers += [threading.Thread(target=read_sse, args=(i, s)) for i, s in enumerate(streams)]
-    readers += [threading.Thread(target=read_sio, args=(i, client, q))
-                for i, (client, q) in enumerate(sios)]
+    readers.append(threading.Thread(target=read_sio))
     try:
         for t in readers:
             t.start()
         firsts = [k * share for k in range(3)]
         for k, node in enumerate(cluster):  # each node emits its share from inside itself
-            burst(jsons[k], "c", firsts[k], min(share, total - firsts[k]))
+            burst(jsons[k], "c", firsts[k], min(share, total - firsts[k]), rate=PACE)
         wait_bursts(cluster, firsts, 120)
         for t in readers:
             t.join(timeout=130)
@@ -430,11 +448,14 @@ def test_100k_events_across_3_nodes_every_client_exactly_once_in_order_or_reset(
         for key, (got, resets, ended, _) in results.items():
             contiguous_segments(got, order, ended, resets)
         for kind in ("json", "sse", "sio"):  # the promise held in full for each transport
-            assert any(key[0] == kind and r[0] == order for key, r in results.items()), kind
+            assert any(key[0] == kind and r[0] == order for key, r in results.items()), (
+                kind, {k: (len(r[0]), len(r[1]), r[2]) for k, r in results.items()},
+                [line for n in cluster for line in httpx.get(f"{n.http}/metrics").text.split("\n")
+                 if ("disconnect" in line or "drops" in line or "limit_hits" in line)
+                 and not line.endswith(" 0") and not line.startswith("#")])
     finally:
         for c in jsons:
             c.close()
         for s in streams:
             s.close()
-        for client, _ in sios:
-            client.disconnect()
+        stop_process(sio)
