@@ -18,6 +18,8 @@ class Proxy:
         self._open: set[socket.socket] = set()
         self._refuse_until = 0.0
         self._stopped = threading.Event()
+        self._stalled = threading.Event()  # see stall_subscribers
+        self._subscribers: set[socket.socket] = set()  # upstream ends of (P)SUBSCRIBE clients
         self._threads: list[threading.Thread] = []
         self._accept_thread = threading.Thread(target=self._accept, daemon=True)
         self._accept_thread.start()
@@ -30,6 +32,15 @@ class Proxy:
             self._open.clear()
         for s in victims:
             _abort(s)
+
+    def stall_subscribers(self, stalled: bool = True) -> None:
+        """Redis only: while stalled, nothing the server sends to a connection that has sent a
+        SUBSCRIBE or PSUBSCRIBE is passed on (it stays open and silent: a deaf subscriber);
+        every other connection flows. Unstalled, what was held flows again."""
+        if stalled:
+            self._stalled.set()
+        else:
+            self._stalled.clear()
 
     def close(self) -> None:
         self._stopped.set()
@@ -57,24 +68,31 @@ class Proxy:
                 continue
             with self._lock:
                 self._open.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                t = threading.Thread(target=self._pipe, args=(a, b), daemon=True)
+            for a, b, up in ((client, upstream, upstream), (upstream, client, upstream)):
+                t = threading.Thread(target=self._pipe, args=(a, b, up), daemon=True)
                 t.start()
                 self._threads.append(t)
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, upstream: socket.socket) -> None:
         try:
             src.settimeout(None)
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                if dst is upstream and b"SUBSCRIBE" in data.upper():
+                    with self._lock:
+                        self._subscribers.add(upstream)
+                while (src is upstream and self._stalled.is_set() and upstream in self._subscribers
+                       and not self._stopped.is_set()):
+                    time.sleep(0.02)  # held, not dropped: bounded by the test's unstall
                 dst.sendall(data)
         except OSError:
             pass
         with self._lock:
             self._open.discard(src)
             self._open.discard(dst)
+            self._subscribers.discard(upstream)
         _abort(src)
         _abort(dst)
 

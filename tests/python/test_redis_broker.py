@@ -38,10 +38,12 @@ WAIT = 15.0  # bound on every wait (not a speed assertion)
 class Node:
     """A skyrelay process (tests/python/redis_node.py) on the Redis broker."""
 
-    def __init__(self, redis_url: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "redis_node.py"), redis_url],
+    def __init__(self, redis_url: str, *extra: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "redis_node.py"), redis_url,
+                                      *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        lines: queue.Queue = queue.Queue()
+        self.lines: queue.Queue = queue.Queue()  # what the node prints, after its port
+        lines = self.lines
         threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout],
                          daemon=True).start()
         deadline = time.monotonic() + WAIT
@@ -82,9 +84,9 @@ class Node:
 def nodes(redis_server):
     started: list[Node] = []
 
-    def start(n: int) -> list[Node]:
+    def start(n: int, *extra: str, url: str | None = None) -> list[Node]:
         for _ in range(n):
-            started.append(Node(redis_server.url))
+            started.append(Node(url or redis_server.url, *extra))
         return started[-n:]
 
     try:

@@ -111,13 +111,39 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
   header_pairs headers = header_list(req);
   std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
 
-  net::stream socket = hand_off();
-  auto session = std::make_shared<ws_session>(
-      std::move(socket), ctx_, new_sid(), std::move(response), std::move(leftover),
-      ctx_.encoders().json_ws, std::make_unique<json_ws_handler>(ctx_, std::move(topic)));
-  session->hold(std::move(slot_));
-  session->set_identity(std::move(identity));
-  session->start(std::string(path), std::string(query), std::move(headers));
+  // A /ws/<topic> session subscribes as it opens: like an SSE stream, it opens once the
+  // broker has warmed its topic (a cluster broker follows it first, so nothing published
+  // meanwhile falls between the join and the node's subscription). The memory broker answers
+  // inline, and the session opens right here as before.
+  struct pending {
+    net::stream socket;
+    std::string response, leftover, topic, path, query;
+    std::shared_ptr<void> slot;
+    auth::identity_ptr identity;
+    header_pairs headers;
+  };
+  auto p = std::make_shared<pending>(pending{hand_off(), std::move(response), std::move(leftover),
+                                             topic, std::string(path), std::string(query),
+                                             std::move(slot_), std::move(identity),
+                                             std::move(headers)});
+  auto open = [&ctx = ctx_, p] {
+    auto session = std::make_shared<ws_session>(
+        std::move(p->socket), ctx, new_sid(), std::move(p->response), std::move(p->leftover),
+        ctx.encoders().json_ws, std::make_unique<json_ws_handler>(ctx, std::move(p->topic)));
+    session->hold(std::move(p->slot));
+    session->set_identity(std::move(p->identity));
+    session->start(p->path, p->query, std::move(p->headers));
+  };
+  const auto& warm = ctx_.get_publisher().warm;
+  if (!warm || topic.empty()) return open();
+  const auto caller = std::this_thread::get_id();
+  auto ex = p->socket.get_executor();
+  // Warmed or not (a timeout, Redis down), the session opens; a room the broker could not
+  // load yet is loaded when it follows it, and its members then get an explicit reset.
+  warm({channel{"/", topic}}, [open, caller, ex](bool) {
+    if (std::this_thread::get_id() == caller) open();
+    else asio::post(ex, open);
+  });
 }
 
 // Server-Sent Events: GET /sse/<topic> and/or ?topics=a,b (each percent-decoded); resumes

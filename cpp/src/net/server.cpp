@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <future>
 #include <stdexcept>
 
 #include <boost/asio/ssl/context.hpp>
@@ -367,6 +368,12 @@ server::join_result server::join_checked(const std::string& sid, const channel& 
       return {false, std::move(refusal->message)};
     }
   }
+  // Warmed or not (a timeout, Redis down), the join goes on: a room the broker could not
+  // load yet is loaded when it follows it, and its members then get an explicit reset.
+  auto warmed = std::make_shared<std::promise<void>>();
+  auto done = warmed->get_future();
+  broker_->warm({room}, [warmed](bool) { warmed->set_value(); });
+  done.wait_for(std::chrono::seconds(5));  // warm() may never answer once quiesced
   return {hub_.join(sid, room), std::nullopt};
 }
 

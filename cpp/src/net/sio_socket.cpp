@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include <boost/asio/post.hpp>
+
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/core/random.hpp"
@@ -81,6 +83,7 @@ void sio_socket::keep_locked(std::uint64_t offset, std::vector<frame_ptr> group)
 
 void sio_socket::send_locked(eio_session* s, const frame_ptr* first, std::size_t n,
                              overflow_policy policy) {
+  if (lost_) return;  // its client must not resume past the hole: see reset()
   if (keep_.frames && first[0]->numbered) {
     std::vector<frame_ptr> group(first, first + n);
     const std::uint64_t offset = ++sent_;
@@ -100,6 +103,20 @@ void sio_socket::send_locked(eio_session* s, const frame_ptr* first, std::size_t
   if (!s) return;  // detached: only events are kept
   if (n == 1) return s->send(first[0], policy);
   s->send_all(std::vector<frame_ptr>(first, first + n));
+}
+
+void sio_socket::reset(const sequence_reset& r) {
+  if (r.reason.empty() || !keep_.frames) return;
+  std::shared_ptr<eio_session> s;
+  {
+    std::lock_guard lock(mu_);
+    if (lost_ || closed_) return;
+    lost_ = true;
+    s = session_.lock();
+  }
+  // Not under the hub's order lock: ending a session calls back into the hub.
+  if (s)
+    asio::post(s->executor(), [s] { s->close(disconnect_reason::transport_error); });
 }
 
 bool sio_socket::take_token(std::string_view event, std::int64_t& wait_ns) {
@@ -123,7 +140,7 @@ void sio_socket::detach() {
 bool sio_socket::reattach(std::weak_ptr<eio_session> session, std::uint64_t offset,
                           const std::vector<std::string>& left) {
   std::lock_guard lock(mu_);
-  if (!detached_ || closed_ || offset < forgotten_ || offset > sent_) return false;
+  if (!detached_ || closed_ || lost_ || offset < forgotten_ || offset > sent_) return false;
   auto s = session.lock();
   if (!s) return false;
   detached_ = false;

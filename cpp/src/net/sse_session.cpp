@@ -69,6 +69,41 @@ void sse_session::deliver(const frame_ptr& f, overflow_policy policy) {
   push_session::deliver(f, policy);
 }
 
+void sse_session::reset(const sequence_reset& r) {
+  if (!joined_.load(std::memory_order_acquire)) return;  // open() reads where it stands
+  const std::size_t i = index_of(channel_pos{r.broadcasts ? std::string() : r.ch.room,
+                                             r.broadcasts, 0});
+  if (i == std::string::npos) return;
+  std::string block;
+  if (!r.reason.empty()) {
+    block = "event: reset\ndata: {\"reason\":";
+    proto::append_json_string(block, r.reason);
+    if (!r.broadcasts) {
+      block += ",\"topic\":";
+      proto::append_json_string(block, r.ch.room);
+    }
+    block += "}\n\n";
+  }
+  auto f = make_frame(std::move(block), 0, false);
+  {
+    std::lock_guard lock(resets_mu_);
+    resets_.push_back({f.get(), i, stream_point{r.epoch, r.seq}});
+    has_resets_.store(true, std::memory_order_release);
+  }
+  push_session::deliver(f, overflow_policy::disconnect);
+}
+
+bool sse_session::apply_reset(const frame_ptr& f) {
+  std::lock_guard lock(resets_mu_);
+  auto it = std::find_if(resets_.begin(), resets_.end(),
+                         [&](const pending_reset& r) { return r.marker == f.get(); });
+  if (it == resets_.end()) return false;
+  if (it->index < cursor_.size()) cursor_[it->index] = std::move(it->point);
+  resets_.erase(it);
+  has_resets_.store(!resets_.empty(), std::memory_order_release);
+  return true;
+}
+
 std::size_t sse_session::index_of(const channel_pos& p) const noexcept {
   if (p.broadcast) return 0;  // a stream is in "/", and gets only its broadcasts
   for (std::size_t i = 0; i < topics_.size(); ++i)
@@ -91,10 +126,22 @@ frame_ptr with_id(const frame_ptr& body, std::string id_line) {
 }  // namespace
 
 void sse_session::stamp(std::vector<frame_ptr>& frames) {
-  if (std::none_of(frames.begin(), frames.end(), [](const auto& f) { return f->positions; }))
+  const bool resets = has_resets_.load(std::memory_order_acquire);
+  if (!resets &&
+      std::none_of(frames.begin(), frames.end(), [](const auto& f) { return f->positions; }))
     return;
+  const auto& prefix = ctx_.get_hub().epoch_prefix();
   std::size_t kept = 0;  // frames[0, kept) go out
   for (auto& f : frames) {
+    if (resets && !f->positions && apply_reset(f)) {
+      // The cursor stands where the channel's new sequence does; a reset block says so (a
+      // mere change of name writes nothing: the next event carries the new cursor).
+      if (f->bytes.empty()) continue;
+      f = with_id(f, "id: " + proto::format_sse_cursor(prefix, cursor_) + "\n");
+      if (&frames[kept] != &f) frames[kept] = std::move(f);
+      ++kept;
+      continue;
+    }
     bool mine = false, moved = false;
     if (f->positions)
       for (const auto& p : *f->positions) {
@@ -104,23 +151,10 @@ void sse_session::stamp(std::vector<frame_ptr>& frames) {
         if (p.pos > cursor_[i].pos) {
           cursor_[i].pos = p.pos;
           moved = true;
-        } else if (!p.broadcast) {
-          // Not past the cursor: sent already, unless the topic's sequence restarted under
-          // the stream (a cluster broker whose Redis came back empty): then it is the new
-          // sequence's, and the cursor moves to it. (A memory hub never restarts a topic
-          // that has members.) Looked up only for such frames, which are rare.
-          auto now = ctx_.get_hub().position(channel{"/", p.room});
-          if (!now.epoch.empty() && now.epoch != cursor_[i].epoch) {
-            cursor_[i] = {std::move(now.epoch), p.pos};
-            moved = true;
-          }
         }
       }
     if (mine && !moved) continue;  // sent already
-    if (moved) {
-      const auto& prefix = ctx_.get_hub().epoch_prefix();
-      f = with_id(f, "id: " + proto::format_sse_cursor(prefix, cursor_) + "\n");
-    }
+    if (moved) f = with_id(f, "id: " + proto::format_sse_cursor(prefix, cursor_) + "\n");
     if (&frames[kept] != &f) frames[kept] = std::move(f);
     ++kept;
   }

@@ -4,6 +4,7 @@
 #include <cassert>
 
 #include "skyrelay/net/session_context.hpp"
+#include "skyrelay/proto/json_protocol.hpp"
 
 namespace skyrelay {
 
@@ -50,6 +51,12 @@ void ws_session::with_handler(Fn&& fn) {
 void ws_session::send_first(std::string_view text) {
   assert(state_ == state::open && !writer_.busy());
   prefix_ += ws::encode(ws::opcode::text, text);
+}
+
+void ws_session::reset(const sequence_reset& r) {
+  if (r.reason.empty()) return;
+  send_text(proto::reset(r.broadcasts ? std::string_view() : r.ch.room, r.reason, r.seq,
+                         r.epoch));
 }
 
 void ws_session::open() {

@@ -216,6 +216,23 @@ std::string pong(std::string_view ts, std::string_view id) {
   return out;
 }
 
+std::string reset(std::string_view topic, std::string_view reason, std::uint64_t seq,
+                  std::string_view epoch) {
+  std::string out = "{\"type\":\"reset\"";
+  if (!topic.empty()) {
+    out += ",\"topic\":";
+    append_json_string(out, topic);
+  }
+  out += ",\"reason\":";
+  append_json_string(out, reason);
+  if (!topic.empty()) {
+    out += ",\"seq\":" + std::to_string(seq) + ",\"epoch\":";
+    append_json_string(out, epoch);
+  }
+  out += '}';
+  return out;
+}
+
 std::string event(std::string_view name, std::string_view topic, std::uint64_t seq,
                   std::string_view ts, std::string_view data) {
   std::string out;

@@ -218,11 +218,22 @@ class hub {
   // as publish() does after its numbering. `p.to` is not resolved again. In this mode a
   // room's seq equals its position. Returns the deliveries queued. Callers must hand one
   // channel's publications in increasing seq (the broker's single thread does).
+  // When a channel's sequence changes under its members (another epoch, or a hole), each
+  // member's subscriber::reset is called first, before the publication's frame: the hub
+  // itself makes the change explicit to every local member, whatever its transport.
+  // "epoch_changed" when the old sequence had recorded something, "history_gap" for a hole;
+  // a sequence that had recorded nothing moves to the new one with an empty reason, except a
+  // room's that is also past seq 1 (its members joined before the node knew where the room
+  // stood): "history_gap". The broadcasts' first sequence this node sees is never a reset
+  // (what a namespace broadcast before this node followed it is nobody's here).
   std::size_t publish_ordered(const publication& p, const ordered_route& r,
                               publish_meta* meta_out = nullptr);
   // Sets a channel's log to the broker's epoch and last seq `seq` and its history to
   // `entries` (oldest first, seqs increasing and <= seq), unless the log already stands at
   // that epoch and seq or later. What is before the first entry is a hole (history_gap).
+  // Members of the channel get subscriber::reset as in publish_ordered: the entries loaded
+  // are history only, never delivered, so a member that the log moves past gets at least
+  // "history_gap".
   void load_history(const channel& ch, bool broadcasts, const std::string& epoch,
                     std::uint64_t seq, std::vector<stored_entry> entries);
 
@@ -381,8 +392,16 @@ class hub {
   void resolve(const publication& p, route& r);
   // The recipients of r's rooms (or of everyone) and the room's policy; logs locked.
   void snapshot(route& r) const;
-  // hub_ordered.cpp: a log moved to the broker's epoch and seq (see publish_ordered).
-  void follow_locked(channel_log& log, const std::string& epoch, std::uint64_t seq);
+  // hub_ordered.cpp: a log moved to the broker's epoch and seq (see publish_ordered), and
+  // what that means to its members, mildest first (see sequence_reset).
+  enum class seq_change : std::uint8_t { none, renamed, gap, restarted };
+  seq_change follow_locked(channel_log& log, const std::string& epoch, std::uint64_t seq,
+                           bool broadcasts);
+  // Tells the members of a channel (every connection of ch.nsp for its broadcasts) that its
+  // sequence changed; log locked, before the channel's next frame.
+  // The channel stands at `seq` of `epoch` (its next publication has seq + 1 or more).
+  void announce_locked(const channel& ch, bool broadcasts, seq_change c,
+                       const std::string& epoch, std::uint64_t seq);
   std::size_t fan_out(const publication& p, const publish_meta& meta, route& r);
 
   channel_listener channel_listener_;

@@ -2,13 +2,31 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "skyrelay/core/encoder.hpp"
 #include "skyrelay/core/frame.hpp"
 #include "skyrelay/core/overflow_policy.hpp"
+#include "skyrelay/hub/channel.hpp"
 
 namespace skyrelay {
+
+// A channel's sequence changed under its members (a cluster broker's delivery:
+// hub::publish_ordered, hub::load_history). `reason` is "epoch_changed" (the sequence the
+// member was following restarted: its last events may never have reached this node),
+// "history_gap" (publications between the member's last one and the next are lost to this
+// node), or empty: only the sequence's name changed, and nothing the member could have been
+// sent was lost (a sequence that had recorded nothing moved to the broker's epoch).
+// The channel now stands at `seq` in `epoch`: its next publication has seq + 1 or more.
+struct sequence_reset {
+  const channel& ch;        // the room; with `broadcasts`, ch.nsp's broadcasts (room empty)
+  bool broadcasts;
+  std::string_view reason;
+  const std::string& epoch;
+  std::uint64_t seq;
+};
 
 // The hub's narrow face of a connection: who it is (sid), which namespace it is in, which
 // encoder makes its frames, and where frames go. The hub knows no wire format: it hands each
@@ -37,6 +55,10 @@ class subscriber {
   // everyone. Same contract as deliver(); the hub's history does not keep these, so a
   // subscriber that can be resumed keeps them itself.
   virtual void deliver_direct(const frame_ptr& f, overflow_policy policy) { deliver(f, policy); }
+  // The sequence of a channel this connection is a member of changed (see sequence_reset):
+  // the transport tells its client as its protocol allows, before the channel's next frame.
+  // Same contract as deliver() (under the channel's order lock, only queue).
+  virtual void reset(const sequence_reset&) {}
 
   // Asks the CPU to fetch the memory deliver() writes first (the queue it pushes into, see
   // set_write_target), ahead of the call: the hub does it for the next subscribers while it

@@ -102,7 +102,10 @@ class server {
   // the role requirements of the room (server_config::access): when the connection's roles
   // (roles_of) do not meet them, nothing is joined, skyrelay_forbidden_total{scope="room"} is
   // counted and `refusal` holds the policy's message; otherwise `joined` is hub::join's answer
-  // (false when the sid is gone). Thread-safe.
+  // (false when the sid is gone). Before the join, the broker warms the room (a cluster
+  // broker follows it first, so nothing published meanwhile falls between the join and the
+  // node's subscription): the caller waits for it, a Redis round trip when the node does not
+  // follow the room yet, at most 5 s. Thread-safe; not from an I/O thread.
   struct join_result {
     bool joined{false};
     std::optional<std::string> refusal;

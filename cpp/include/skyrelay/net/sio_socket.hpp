@@ -53,6 +53,12 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   // Queues frames until the socket is accepted, then passes them to the session.
   void deliver(const frame_ptr& f, overflow_policy policy) override;
   void deliver_direct(const frame_ptr& f, overflow_policy policy) override;
+  // A channel's sequence changed under the socket and something was lost (a cluster
+  // broker's reset). Socket.IO has no packet for it: a socket with connection state
+  // recovery sends nothing more, ends its transport (the client reconnects) and refuses to
+  // be resumed, so the client's reconnection comes back with `recovered` false, its
+  // explicit reset. A socket without recovery promises at most once: nothing is done.
+  void reset(const sequence_reset& r) override;
   // Several frames for this socket alone that must stay together (a binary packet and its
   // attachments).
   void deliver_all(std::vector<frame_ptr> frames);
@@ -141,6 +147,7 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   bool connected_{false};
   bool closed_{false};
   bool detached_{false};
+  bool lost_{false};  // reset(): sends nothing more, cannot be resumed
   const keep_limits keep_;
   std::string pid_;
   std::uint64_t sent_{0};       // the last offset given

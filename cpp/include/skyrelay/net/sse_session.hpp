@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,10 @@ class sse_session : public push_session {
   // WebSocket bytes into the event stream, and an event named "error" would reach the browser
   // as the EventSource's own connection-error event.
   bool takes_answers() const noexcept override { return false; }
+  // A channel of the stream changed its sequence (a cluster broker's reset): the writer
+  // moves the cursor to where the channel stands now, in order with the frames, and, when
+  // something was lost, writes an `event: reset` block carrying the new cursor as its id.
+  void reset(const sequence_reset& r) override;
 
  private:
   // push_session
@@ -57,7 +62,19 @@ class sse_session : public push_session {
   // line, then the shared block), and leaves out what was sent already.
   void stamp(std::vector<frame_ptr>& frames);
 
+  // A reset queued by reset(), applied by stamp() when its frame is written.
+  struct pending_reset {
+    const skyrelay::frame* marker;  // the frame queued for it
+    std::size_t index;              // the cursor's channel
+    stream_point point;             // where that channel stands now
+  };
+  // Applies the reset `f` marks, if any (the marker is taken off the pending list).
+  bool apply_reset(const frame_ptr& f);
+
   const std::vector<std::string> topics_;  // fixed by the URL
+  std::mutex resets_mu_;  // a leaf: guards resets_
+  std::vector<pending_reset> resets_;
+  std::atomic<bool> has_resets_{false};
   std::string last_id_;
   std::atomic<bool> joined_{false};
   std::vector<stream_point> cursor_;  // on the session's executor

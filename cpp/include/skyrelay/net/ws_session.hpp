@@ -64,6 +64,10 @@ class ws_session final : public push_session {
   // `first` (may be empty) is written right after the 101 response.
   void start_with(std::weak_ptr<ws_handler> handler, std::string first);
 
+  // The JSON protocol's live reset frame (docs/protocol.md), for a reset that lost
+  // something; a mere change of the sequence's name sends nothing.
+  void reset(const sequence_reset& r) override;
+
   // Only from ws_handler::on_ws_open: queues `text` as a text frame ahead of everything in
   // the outbox, right after the 101 response and what was queued first before it.
   void send_first(std::string_view text);

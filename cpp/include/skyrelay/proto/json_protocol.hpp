@@ -56,6 +56,10 @@ std::string subscribed(const client_message& m, const std::vector<topic_state>& 
                        const resume_state* resume = nullptr);
 std::string unsubscribed(const client_message& m);
 std::string pong(std::string_view ts, std::string_view id);
+// A live reset: the sequence of `topic` changed under the client (`topic` empty: the
+// broadcasts to everyone, then without seq and epoch); it stands at `seq` in `epoch` now.
+std::string reset(std::string_view topic, std::string_view reason, std::uint64_t seq,
+                  std::string_view epoch);
 // `topic` may be empty (no topic and no seq); `data` is JSON text.
 std::string event(std::string_view name, std::string_view topic, std::uint64_t seq,
                   std::string_view ts, std::string_view data);
