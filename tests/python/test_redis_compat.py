@@ -119,7 +119,7 @@ def test_redis_manager_emits_reach_every_node_once_and_in_order(cluster, redis_s
             mgr.emit("tick", {"n": i}, room="r1")
         mgr.emit("multi", (1, "two", None), room="r1")
         mgr.emit("bin", {"blob": b"\x00\xffdata"}, room="r1")
-        mgr.emit("none", room="r1")  # data=None: no argument
+        mgr.emit("none", None, room="r1")  # data=None: no argument
         mgr.emit("everyone", "hi")  # no room: the whole namespace
         mgr.emit("end", 0, room="r1")
         expected = [("tick", [{"n": i}]) for i in range(40)] + [
@@ -215,7 +215,11 @@ def test_room_methods_and_disconnect_act_on_the_node_holding_the_sid(cluster, re
         assert without_probes(x.until("marker")) == [("marker", [1])]
         assert without_probes(y.until("marker")) == [("marker", [1])]
 
-        mgr.disconnect(y.sid, namespace="/")
+        # Through a python-socketio server whose manager is on the same Redis: y is not its
+        # client, so it publishes the disconnect for the node that holds y.
+        sio = socketio.Server(client_manager=socketio.RedisManager(redis_server.url,
+                                                                   write_only=True))
+        sio.disconnect(y.sid)
         assert y.disconnected.wait(WAIT), "disconnect did not reach the client's node"
         assert x.client.connected
     finally:
