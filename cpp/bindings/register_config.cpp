@@ -77,6 +77,7 @@ void def_plain_fields(config_class& c) {
       .def_readwrite("tls_cert_file", &server_config::tls_cert_file)
       .def_readwrite("tls_key_file", &server_config::tls_key_file)
       .def_readwrite("broker", &server_config::broker)
+      .def_readwrite("redis_manager_channels", &server_config::redis_manager_channels)
       .def_readwrite("reuse_port", &server_config::reuse_port)
       .def_readwrite("worker_index", &server_config::worker_index)
       .def_readwrite("worker_handoff_fds", &server_config::worker_handoff_fds)

@@ -16,6 +16,7 @@ class ServerConfig:
     tls_key_file: str
     broker: str
     reuse_port: bool
+    redis_manager_channels: list[str]
     worker_index: int
     worker_handoff_fds: list[int]
     worker_inbox_fd: int

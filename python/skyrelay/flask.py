@@ -16,13 +16,13 @@ import inspect
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import flask
 
 from .errors import ConnectionRefused
+from .redis_manager import RedisManagerWriter
 from .server import Connection, Server
 
 __all__ = ["SocketIO", "Namespace", "SocketIOTestClient", "ConnectionRefusedError", "emit",
@@ -34,7 +34,7 @@ _local = threading.local()  # the connection whose event is being handled on thi
 # Flask-SocketIO options that have no meaning here (the C++ core owns I/O, no eventlet/gevent).
 _IGNORED = {"async_mode", "manage_session", "json", "async_handlers", "always_connect",
             "engineio_logger", "monitor_clients", "http_compression", "compression_threshold",
-            "allow_upgrades", "transports", "serializer", "channel", "logger"}
+            "allow_upgrades", "transports", "serializer", "logger"}
 
 
 class ConnectionRefusedError(ConnectionRefused):  # noqa: A001 - the Flask-SocketIO name
@@ -80,14 +80,15 @@ class SocketIO:
         self._registrations: list[tuple[str, str, Callable[..., Any], list[str] | None]] = []
         self._error_handlers: dict[str, Callable[[Exception], Any]] = {}
         self._default_error_handler: Callable[[Exception], Any] | None = None
+        self._writer: RedisManagerWriter | None = None
         if app is not None:
             self.init_app(app, **kwargs)
+        else:
+            _check_queue(self.server_options)
 
     def init_app(self, app: flask.Flask, **kwargs: Any) -> None:
         self.server_options.update(kwargs)
-        if self.server_options.get("message_queue"):
-            warnings.warn("skyrelay.flask: message_queue is not supported yet; events stay in "
-                          "this process", stacklevel=2)
+        _check_queue(self.server_options)
         self.app = app
         app.extensions["socketio"] = self
 
@@ -155,8 +156,16 @@ class SocketIO:
             kw["cookie"] = opts.pop("cookie")
         if "namespaces" in opts and opts["namespaces"] is not None:
             kw["namespaces"] = opts.pop("namespaces")
+        # message_queue="redis://...": this node's broker, and the manager channel it takes
+        # other processes' emits from (none with write_only).
+        queue = opts.pop("message_queue", None)
+        channel = opts.pop("channel", "flask-socketio")
+        write_only = bool(opts.pop("write_only", False))
+        if queue:
+            kw["broker"] = queue
+            kw["redis_manager_channels"] = [] if write_only else [channel]
         for key in list(opts):
-            if key in _IGNORED or key in ("message_queue", "client_manager"):
+            if key in _IGNORED or key == "client_manager":
                 opts.pop(key)
         kw.update(opts)
         kw.update(overrides)
@@ -222,9 +231,15 @@ class SocketIO:
              include_self: bool = True, skip_sid: Any = None, namespace: str | None = None,
              callback: Callable[..., Any] | None = None, broadcast: bool = False,
              **kwargs: Any) -> None:
-        server = self._require_server()
         target = to if to is not None else room
         nsp = namespace or "/"
+        writer = self._queue_writer()
+        if writer is not None:
+            if callback is not None:
+                raise RuntimeError("callbacks can only be issued from the context of a server")
+            writer.emit(event, *args, to=target, namespace=nsp, skip_sid=skip_sid)
+            return
+        server = self._require_server()
         skip = [] if skip_sid is None else [skip_sid] if isinstance(skip_sid, str) \
             else list(skip_sid)
         if not include_self and getattr(_local, "conn", None) is not None:
@@ -257,8 +272,12 @@ class SocketIO:
         return server._socketio.call(target, event, args, timeout)
 
     def close_room(self, room: str, namespace: str | None = None) -> None:
-        server = self._require_server()
         nsp = namespace or "/"
+        writer = self._queue_writer()
+        if writer is not None:
+            writer.close_room(room, nsp)
+            return
+        server = self._require_server()
         for sid in server.room_members(room, namespace=nsp):
             server.leave(sid, room, namespace=nsp)
 
@@ -304,10 +323,34 @@ class SocketIO:
             server.start()
         return SocketIOTestClient(self, namespace, query_string, headers, auth)
 
+    def _queue_writer(self) -> RedisManagerWriter | None:
+        """With message_queue and no server running in this process (a Celery worker, a
+        script): the writer that publishes emits in Flask-SocketIO's manager format on the
+        queue's channel, for the skyrelay nodes on that Redis to deliver. Else None."""
+        queue = self.server_options.get("message_queue")
+        if not queue or (self.server is not None and self.server.running):
+            return None
+        if self._writer is None:
+            self._writer = RedisManagerWriter(
+                queue, self.server_options.get("channel", "flask-socketio"),
+                json_module=self.server_options.get("json"))
+        return self._writer
+
     def _require_server(self) -> Server:
         if self.server is None or not self.server.running:
             raise RuntimeError("the Socket.IO server is not running (call socketio.run(app))")
         return self.server
+
+
+def _check_queue(options: dict[str, Any]) -> None:
+    queue = options.get("message_queue")
+    if queue is None:
+        return
+    if not isinstance(queue, str) or not queue.startswith(("redis://", "rediss://")):
+        raise ValueError(f"skyrelay.flask: message_queue must be a redis:// URL (the Redis "
+                         f"broker), not {queue!r}")
+    if options.get("broker") not in (None, queue):
+        raise ValueError("skyrelay.flask: give message_queue or broker, not two different URLs")
 
 
 class Namespace:

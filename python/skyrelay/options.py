@@ -136,7 +136,21 @@ def _fields(o: SimpleNamespace) -> dict[str, Any]:
         "broker": o.broker or "",
         # SO_REUSEPORT: several processes serve the port (skyrelay run --workers N).
         "reuse_port": bool(o.reuse_port),
+        # On a Redis broker: python-socketio / Flask-SocketIO manager channels accepted.
+        "redis_manager_channels": manager_channels(o.redis_manager_channels),
     }
+
+
+def manager_channels(spec: str | Iterable[str] | None) -> list[str]:
+    """The ``redis_manager_channels`` option as a list (None: both managers' defaults)."""
+    if spec is None:
+        return ["socketio", "flask-socketio"]
+    channels = [spec] if isinstance(spec, str) else list(spec)
+    for channel in channels:
+        if not isinstance(channel, str) or not channel:
+            raise ValueError(f"a redis_manager_channels entry is a non-empty string, "
+                             f"not {channel!r}")
+    return channels
 
 
 def _check(o: SimpleNamespace, options: dict[str, Any]) -> None:

@@ -79,6 +79,12 @@ class Server:
     supported yet. A bad URL, an unreadable TLS file
     and any other scheme raise ValueError at :meth:`start`, naming it.
 
+    On a Redis broker the node also accepts what python-socketio's and Flask-SocketIO's Redis
+    managers publish (``socketio.RedisManager(url, write_only=True).emit(...)``, and
+    enter_room, leave_room, close_room, disconnect) on ``redis_manager_channels``: None (the
+    default) listens on ``"socketio"`` and ``"flask-socketio"``, the managers' defaults; a
+    string or list names others; ``[]`` turns it off (docs/deployment.md).
+
     ``reuse_port=True`` sets ``SO_REUSEPORT`` on the listening socket, so that several
     processes can serve one port (``skyrelay run --workers N`` sets it; docs/deployment.md).
     """
@@ -142,6 +148,7 @@ class Server:
         ssl_keyfile: str | os.PathLike[str] | None = None,
         broker: str | None = None,
         reuse_port: bool = False,
+        redis_manager_channels: str | Iterable[str] | None = None,
         debug: bool = False,
     ) -> None:
         # Every argument by its name, taken before any other local exists.

@@ -12,6 +12,7 @@
 #include "skyrelay/broker/redis_broker.hpp"
 #include "skyrelay/net/http_session.hpp"
 #include "skyrelay/net/listener.hpp"
+#include "skyrelay/net/manager_bridge.hpp"
 #include "skyrelay/net/worker_handoff.hpp"
 #include "skyrelay/net/push_session.hpp"
 #include "skyrelay/net/sio_socket.hpp"
@@ -108,6 +109,8 @@ server::server(server_config cfg, app_hooks hooks)
   hub_.set_history(cfg_.history_max_events, cfg_.history_max_age);
   hub_.set_max_rooms(cfg_.max_rooms_per_connection);
   register_encoders();
+  // python-socketio / Flask-SocketIO producers on the same Redis (null on other brokers).
+  manager_bridge_ = make_manager_bridge(*this);
   ctx_ = std::make_unique<session_context>(cfg_, hooks_, metrics_, hub_, dispatcher_, admission_,
                                            sio_, tls_.get(), [this]() -> asio::io_context& {
                                              return next_context();
@@ -129,7 +132,10 @@ server::server(server_config cfg, app_hooks hooks)
                        {[this] { return health_json(); }, [this] { return metrics_text(); }});
 }
 
-server::~server() { stop(); }
+server::~server() {
+  if (manager_bridge_) manager_bridge_->stop();  // it acts on the server, also when never started
+  stop();
+}
 
 // The hub knows no wire format: each transport's encoder is registered here, and its
 // connections name it by the id they find in encoders().
@@ -219,6 +225,7 @@ void server::sweep_later() {
 
 void server::stop() {
   if (!running_.exchange(false)) return;
+  if (manager_bridge_) manager_bridge_->stop();  // no manager message acts from here on
   listener_->close();
   if (workers_) workers_->stop();
   asio::post(*contexts_[0], [this] { sweep_timer_->cancel(); });
@@ -446,6 +453,7 @@ std::string server::metrics_text() const {
   add("skyrelay_broker_redis_publish_failed_total",
       "Publications queued that then failed (connection lost, script refused).", "counter",
       c.publish_failed);
+  append_manager_metrics(out, manager_bridge_.get());
   return out;
 }
 

@@ -32,6 +32,9 @@ struct server_config {
   // Where publications travel (hub/broker.hpp): empty or "memory" is the in-memory broker of
   // one process. Any other value is refused at construction ("unknown broker URL scheme").
   std::string broker;
+  // On a Redis broker: the channels of python-socketio's / Flask-SocketIO's Redis managers
+  // whose messages this node accepts (broker/redis_sio_bridge.hpp). Empty: none.
+  std::vector<std::string> redis_manager_channels{"socketio", "flask-socketio"};
   // SO_REUSEPORT on the listening socket: several processes (`skyrelay run --workers N`) bind
   // the same port and the kernel spreads new TCP connections over them. Off by default: a
   // second process on the port should fail to bind, not silently share it.

@@ -37,6 +37,10 @@ class context;
 
 namespace skyrelay {
 
+namespace redis {
+class redis_sio_bridge;
+}
+
 class listener;
 class worker_handoff;
 class push_session;
@@ -150,6 +154,8 @@ class server {
   transport_encoders encoders_;  // set in the constructor, before any connection
   metrics metrics_;
   std::unique_ptr<broker> broker_;  // delivers to hub_; told of hub_'s channel transitions
+  // Takes python-socketio's / Flask-SocketIO's manager messages (Redis broker only, else null).
+  std::unique_ptr<redis::redis_sio_bridge> manager_bridge_;
   dispatcher dispatcher_;
   std::unique_ptr<boost::asio::ssl::context> tls_;  // outlives every connection (declared first)
   admission admission_;  // outlives every slot, and so every connection
