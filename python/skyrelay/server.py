@@ -76,6 +76,14 @@ class Server:
     (docs/deployment.md). ``rediss://``, ``redis+sentinel://`` (not yet) and any other scheme
     raise ValueError at :meth:`start`, naming it.
 
+    With a Redis broker the nodes share their state (docs/api.md "Cluster state"):
+    :meth:`room_size` and ``/health`` answer for every node, each node's report living
+    ``cluster_state_ttl`` seconds (5.0; reported every fifth of it) and holding at most
+    ``cluster_rooms_max`` rooms (10,000, its largest); the publish API's idempotency keys and
+    its ``publish_rate`` budget are kept in Redis. ``publish_rate=(rate, burst)`` limits each
+    publisher of ``/api/publish`` to ``rate`` events a second with bursts of ``burst`` (429
+    ``rate_limited`` over it); None, the default, sets no limit.
+
     ``reuse_port=True`` sets ``SO_REUSEPORT`` on the listening socket, so that several
     processes can serve one port (``skyrelay run --workers N`` sets it; docs/deployment.md).
     """
@@ -138,6 +146,9 @@ class Server:
         ssl_certfile: str | os.PathLike[str] | None = None,
         ssl_keyfile: str | os.PathLike[str] | None = None,
         broker: str | None = None,
+        cluster_state_ttl: float = 5.0,
+        cluster_rooms_max: int = 10_000,
+        publish_rate: tuple[float, float] | None = None,
         reuse_port: bool = False,
         debug: bool = False,
     ) -> None:
@@ -477,6 +488,10 @@ class Server:
         return self._require_core().room_members(namespace, room)
 
     def room_size(self, room: str, *, namespace: str = "/") -> int:
+        """The members of a room. With a Redis broker, on every node: this node's members
+        now plus the other alive nodes' last reports (at most ``cluster_state_ttl / 5`` old);
+        one Redis round trip, without the GIL; raises :class:`~skyrelay.errors.BrokerUnavailable`
+        when Redis does not answer within 1 s. Else this process's members."""
         return self._require_core().room_size(namespace, room)
 
     def disconnect(self, sid: str, reason: str = "disconnected by the server") -> bool:

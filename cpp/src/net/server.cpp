@@ -9,6 +9,8 @@
 
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/broker/redis_broker.hpp"
+#include "skyrelay/broker/redis_limits.hpp"
+#include "skyrelay/broker/redis_state.hpp"
 #include "skyrelay/net/http_session.hpp"
 #include "skyrelay/net/listener.hpp"
 #include "skyrelay/net/worker_handoff.hpp"
@@ -104,6 +106,7 @@ server::server(server_config cfg, app_hooks hooks)
       broker_->unsubscribe(room);
     }
   });
+  make_shared_state();
   hub_.set_history(cfg_.history_max_events, cfg_.history_max_age);
   hub_.set_max_rooms(cfg_.max_rooms_per_connection);
   register_encoders();
@@ -120,7 +123,10 @@ server::server(server_config cfg, app_hooks hooks)
                         [this](const std::vector<channel>& rooms,
                                std::function<void(bool)> done) {
                           broker_->warm(rooms, std::move(done));
-                        }},
+                        },
+                        publish_limit_ ? [this](const std::string& publisher, std::size_t n) {
+                          return take_publish_budget(publisher, n);
+                        } : std::function<rate_decision(const std::string&, std::size_t)>()},
                        parking_,
                        {[this] { return health_json(); }, [this] { return metrics_text(); }});
 }
@@ -388,6 +394,7 @@ std::string server::health_json() const {
   // Which process answered: several workers share one port (skyrelay run --workers).
   out += ",\"pid\":" + std::to_string(::getpid());
   if (cfg_.worker_index >= 0) out += ",\"worker\":" + std::to_string(cfg_.worker_index);
+  append_cluster_health(out);
   out += "}";
   return out;
 }
@@ -415,6 +422,7 @@ std::string server::metrics_text() const {
       "history_gap).", "counter", c.resets);
   add("skyrelay_broker_redis_reconnects_total", "Connections to Redis made again after a loss.",
       "counter", c.reconnects);
+  append_cluster_metrics(out);
   return out;
 }
 

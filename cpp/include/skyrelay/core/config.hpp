@@ -32,6 +32,14 @@ struct server_config {
   // Where publications travel (hub/broker.hpp): empty or "memory" is the in-memory broker of
   // one process. Any other value is refused at construction ("unknown broker URL scheme").
   std::string broker;
+  // With a Redis broker: each node's report of its connections and rooms lives this long
+  // (a killed node's members leave room sizes within it; reports every ttl/5), and at most
+  // this many of its rooms (its largest) are reported (docs/architecture.md "Cluster state").
+  std::chrono::milliseconds cluster_state_ttl{5'000};
+  std::size_t cluster_rooms_max{10'000};
+  // The publish API's budget per publisher (token bucket over events; rate 0: no limit),
+  // shared by every node through Redis with a Redis broker. Over it: 429 rate_limited.
+  rate_spec publish_rate{0.0, 0.0};
   // SO_REUSEPORT on the listening socket: several processes (`skyrelay run --workers N`) bind
   // the same port and the kernel spreads new TCP connections over them. Off by default: a
   // second process on the port should fail to bind, not silently share it.
