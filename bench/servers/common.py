@@ -25,6 +25,14 @@ def parse_args() -> argparse.Namespace:
     # TLS (wss / https), for run_tls.py: a PEM certificate (chain) and its unencrypted key.
     p.add_argument("--certfile", help="serve TLS with this PEM certificate (chain)")
     p.add_argument("--keyfile", help="the certificate's PEM key (with --certfile)")
+    # Several nodes on one broker (run_redis.py): this node's share of --clients, whether it
+    # publishes, and the broker URL. A node with --gate says READY once its share is connected
+    # and waits for a line on stdin (the driver's GO, when every node is READY) before it
+    # publishes; a node that does not publish serves until --seconds have passed after GO.
+    p.add_argument("--broker", help="the broker URL (skyrelay) or Redis URL (python-socketio)")
+    p.add_argument("--local-clients", type=int, help="clients of this node (default --clients)")
+    p.add_argument("--publisher", type=int, default=1, help="0: this node only serves")
+    p.add_argument("--gate", action="store_true", help="READY, then wait for GO on stdin")
     args = p.parse_args()
     if bool(args.certfile) != bool(args.keyfile):
         p.error("--certfile and --keyfile go together")
@@ -86,6 +94,36 @@ async def publish_async(send, count, args: argparse.Namespace) -> int:
         await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
     announce(f"DONE {seq}")
     return seq
+
+
+def gated(send, count, args: argparse.Namespace) -> int:
+    """A node of several (--gate): waits for its share of the clients, says READY, waits for the
+    driver's GO line, then publishes like publish() (--publisher 1) or only serves for
+    --seconds; says DONE either way and returns how many it sent."""
+    wait_for_clients(count, args.local_clients or args.clients, args.connect_timeout)
+    announce("READY")
+    sys.stdin.readline()
+    if args.publisher:
+        return publish(send, lambda: args.clients, args)
+    announce("PUBLISHING")  # the driver reads it from the publisher only; harmless here
+    time.sleep(args.seconds)
+    announce("DONE 0")
+    return 0
+
+
+async def gated_async(send, count, args: argparse.Namespace) -> int:
+    """gated() on an asyncio loop (stdin is read on a thread, the loop keeps serving)."""
+    import asyncio
+
+    await await_clients(count, args.local_clients or args.clients, args.connect_timeout)
+    announce("READY")
+    await asyncio.to_thread(sys.stdin.readline)
+    if args.publisher:
+        return await publish_async(send, lambda: args.clients, args)
+    announce("PUBLISHING")
+    await asyncio.sleep(args.seconds)
+    announce("DONE 0")
+    return 0
 
 
 def wait_for_clients(count, wanted: int, timeout: float) -> None:

@@ -1,4 +1,6 @@
-"""python-socketio AsyncServer (ASGI) on uvicorn: sio.emit() to everyone."""
+"""python-socketio AsyncServer (ASGI) on uvicorn: sio.emit() to everyone. With --broker
+redis://... it is one node of several sharing that Redis through its AsyncRedisManager
+(run_redis.py, with --gate): node 0 publishes, the others deliver what the manager hands them."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ import json
 import socketio
 import uvicorn
 
-from common import parse_args, payload, publish_async
+from common import gated_async, parse_args, payload, publish_async
 
 args = parse_args()
-sio = socketio.AsyncServer(async_mode="asgi", ping_interval=25, ping_timeout=20)
+manager = socketio.AsyncRedisManager(args.broker) if args.broker else None
+sio = socketio.AsyncServer(async_mode="asgi", ping_interval=25, ping_timeout=20,
+                           client_manager=manager)
 connected = set()
 
 
@@ -29,7 +33,7 @@ async def publisher(server: uvicorn.Server):
     async def send(seq: int) -> None:
         await sio.emit("tick", json.loads(payload(seq)))
 
-    await publish_async(send, lambda: len(connected), args)
+    await (gated_async if args.gate else publish_async)(send, lambda: len(connected), args)
     server.should_exit = True
 
 

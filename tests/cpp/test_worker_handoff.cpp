@@ -72,6 +72,7 @@ class WorkerHandoff : public ::testing::Test {
       cfg.worker_index = i;
       cfg.worker_handoff_fds = {pairs_[0][0], pairs_[1][0]};
       cfg.worker_inbox_fd = pairs_[i][1];
+      if (i == 0) cfg.max_connections = first_max_connections_;
       workers_[i] = std::make_unique<server>(cfg, app_hooks{});
       workers_[i]->start();
     }
@@ -90,6 +91,7 @@ class WorkerHandoff : public ::testing::Test {
     return open.substr(start, open.find('"', start) - start);
   }
 
+  std::size_t first_max_connections_ = 100'000;  // worker 0's limit (a test may lower it first)
   std::array<std::array<int, 2>, 2> pairs_{};
   std::array<std::unique_ptr<server>, 2> workers_;
 };
@@ -134,6 +136,41 @@ TEST_F(WorkerHandoff, ASidOfNoWorkerIsUnknownWhereItArrives) {
   }
   EXPECT_EQ(metric(*workers_[0], "skyrelay_worker_handoffs_total{result=\"sent\"}"), 1);
   EXPECT_EQ(metric(*workers_[1], "skyrelay_worker_handoffs_total{result=\"received\"}"), 1);
+}
+
+// Worker 0 with room for two connections: its polling session takes one slot.
+class WorkerHandoffFull : public WorkerHandoff {
+ protected:
+  void SetUp() override {
+    first_max_connections_ = 2;
+    WorkerHandoff::SetUp();
+  }
+};
+
+TEST_F(WorkerHandoffFull, AConnectionTheOwnerRefusesIsAnswered503) {
+  const std::string sid = open_on_first();  // one slot (the session); the handshake's is free
+  boost::asio::io_context ioc;
+  tcp::socket holder(ioc);  // the second slot, held open
+  holder.connect({boost::asio::ip::make_address("127.0.0.1"), workers_[0]->port()});
+  // Worker 0 is full once its own listener refuses a connection (the holder's accept may lag).
+  std::string direct;
+  for (int i = 0; i < 200; ++i) {
+    direct = exchange(workers_[0]->port(), "GET", "/health");
+    if (direct.rfind("HTTP/1.1 503", 0) == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(direct.substr(0, 12), "HTTP/1.1 503") << direct;
+  const std::string refused = "skyrelay_limit_hits_total{limit=\"connections_total\"}";
+  const double before = metric(*workers_[0], refused);
+
+  // Worker 1 reads the poll and hands it to worker 0, which is full: a 503 with the reason, as
+  // its own listener answers, not a silent close.
+  const auto answer = exchange(workers_[1]->port(), "GET",
+                               "/echo/?EIO=4&transport=polling&sid=" + sid);
+  EXPECT_EQ(answer.substr(0, 32), "HTTP/1.1 503 Service Unavailable") << answer;
+  EXPECT_NE(body_of(answer).find("\"too_many_connections\""), std::string::npos) << answer;
+  EXPECT_EQ(metric(*workers_[0], refused), before + 1);
+  EXPECT_EQ(metric(*workers_[0], "skyrelay_worker_handoffs_total{result=\"received\"}"), 0);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@ server writes (status line, header block, a close) without a client library in b
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import time
 
@@ -33,3 +35,36 @@ def read_to_close(port: int, request: bytes, timeout: float = 5.0) -> bytes:
                 break
             data += chunk
     return data
+
+
+class EioPolling:
+    """One Engine.IO v4 long-polling session, opened in the constructor (`sid`), its requests
+    made with http.client on a new connection each: `post(text)` and `get()` (the records of
+    one GET, split at the record separator). Every answer must be 200."""
+
+    RECORD_SEPARATOR = "\x1e"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        body = self.request("GET", "/socket.io/?EIO=4&transport=polling")
+        assert body.startswith("0"), body
+        self.sid = json.loads(body[1:])["sid"]
+        self.path = f"/socket.io/?EIO=4&transport=polling&sid={self.sid}"
+
+    def request(self, method: str, path: str, body: str | None = None) -> str:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, body=body,
+                         headers={"Content-Type": "text/plain;charset=UTF-8"} if body else {})
+            res = conn.getresponse()
+            text = res.read().decode()
+            assert res.status == 200, (res.status, text)
+            return text
+        finally:
+            conn.close()
+
+    def post(self, text: str) -> None:
+        assert self.request("POST", self.path, text) == "ok"
+
+    def get(self) -> list[str]:
+        return self.request("GET", self.path).split(self.RECORD_SEPARATOR)

@@ -8,7 +8,6 @@ sockets on a session ends, and check that each event arrives exactly once and in
 
 from __future__ import annotations
 
-import http.client
 import json
 import queue
 import threading
@@ -17,9 +16,9 @@ import time
 import socketio
 
 from skyrelay.testing import wait_until
+from httpraw import EioPolling
 from wsraw import RawClient
 
-RECORD_SEPARATOR = "\x1e"
 MAX_EVENTS = 20_000  # bounds the publishing loop, whatever the client does
 AFTER_UPGRADE = 300  # events still published once the upgrade is done
 
@@ -31,23 +30,10 @@ class UpgradingClient:
     def __init__(self, port: int) -> None:
         self.port = port
         self.ticks: list[int] = []
-        body = self._request("GET", "/socket.io/?EIO=4&transport=polling")
-        assert body.startswith("0")
-        self.sid = json.loads(body[1:])["sid"]
-        self.path = f"/socket.io/?EIO=4&transport=polling&sid={self.sid}"
-        assert self._request("POST", self.path, "40") == "ok"
+        self.polling = EioPolling(port)
+        self.sid = self.polling.sid
+        self.polling.post("40")
         self.ws: RawClient | None = None
-
-    def _request(self, method: str, path: str, body: str | None = None) -> str:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request(method, path, body=body)
-            res = conn.getresponse()
-            text = res.read().decode()
-            assert res.status == 200, (res.status, text)
-            return text
-        finally:
-            conn.close()
 
     def _packet(self, text: str) -> None:
         if text.startswith("42"):
@@ -63,10 +49,10 @@ class UpgradingClient:
         if self.ws:
             self.ws.send_text(text)
         else:
-            assert self._request("POST", self.path, text) == "ok"
+            self.polling.post(text)
 
     def poll(self) -> None:
-        for record in self._request("GET", self.path).split(RECORD_SEPARATOR):
+        for record in self.polling.get():
             self._packet(record)
 
     def upgrade(self) -> None:

@@ -9,41 +9,17 @@ a binary event's attachments.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import time
 
 import pytest
 
+from httpraw import EioPolling
 from wsraw import RawClient
 
-RECORD_SEPARATOR = "\x1e"
 
-
-class Polling:
+class Polling(EioPolling):
     """A minimal Engine.IO v4 long-polling client."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        body = self._request("GET", "/socket.io/?EIO=4&transport=polling")
-        assert body.startswith("0")
-        self.sid = json.loads(body[1:])["sid"]
-
-    def _request(self, method: str, path: str, body: str | None = None) -> str:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request(method, path, body=body,
-                         headers={"Content-Type": "text/plain;charset=UTF-8"} if body else {})
-            res = conn.getresponse()
-            text = res.read().decode()
-            assert res.status == 200, (res.status, text)
-            return text
-        finally:
-            conn.close()
-
-    def post(self, payload: str) -> None:
-        assert self._request("POST", f"/socket.io/?EIO=4&transport=polling&sid={self.sid}",
-                             payload) == "ok"
 
     def records(self, count: int, timeout: float = 10.0) -> list[str]:
         """The next `count` packets (pings answered and left out), over as many GETs as it
@@ -51,8 +27,7 @@ class Polling:
         got: list[str] = []
         deadline = time.monotonic() + timeout
         while len(got) < count and time.monotonic() < deadline:
-            body = self._request("GET", f"/socket.io/?EIO=4&transport=polling&sid={self.sid}")
-            for record in body.split(RECORD_SEPARATOR):
+            for record in self.get():
                 if record == "2":
                     self.post("3")
                 elif record != "6":

@@ -172,6 +172,44 @@ def polling_client() -> tuple[socketio.Client, queue.Queue]:
     return client, events
 
 
+def test_workers_on_redis_deliver_each_emit_to_every_worker_s_clients(redis_server):
+    """--workers 2 --broker redis://: an emit made by a handler on one worker reaches the room's
+    members on both workers, once each and in one order (Redis's), WebSocket and long-polling
+    alike."""
+    run = Run("workers_app:server", "--port", "0", "--workers", "2",
+              "--broker", redis_server.url).serving()
+    clients: list[tuple[socketio.Client, queue.Queue, int]] = []
+    try:
+        for i in range(40):  # SO_REUSEPORT spreads new connections: until both workers hold some
+            got: queue.Queue = queue.Queue()
+            client = socketio.Client(reconnection=False)
+            client.on("shouted", got.put)
+            client.connect(f"http://127.0.0.1:{run.port}",
+                           transports=["polling"] if i % 2 else ["websocket"], wait_timeout=10)
+            pid = client.call("join", "crowd", timeout=10)["pid"]
+            clients.append((client, got, pid))
+            if len(clients) >= 4 and {p for _, _, p in clients} == set(run.pids):
+                break
+        assert {p for _, _, p in clients} == set(run.pids), "one worker held every client"
+        total = max(20, len(clients))
+        for n in range(total):  # every client shouts in turn, so both workers publish
+            client = clients[n % len(clients)][0]
+            client.call("shout", {"room": "crowd", "n": n}, timeout=10)
+        orders = []
+        for _, got, pid in clients:
+            events = [got.get(timeout=10) for _ in range(total)]
+            assert sorted(e["n"] for e in events) == list(range(total)), pid
+            assert {e["pid"] for e in events} == set(run.pids), "both workers published"
+            orders.append([e["n"] for e in events])
+        assert all(order == orders[0] for order in orders), "one order on both workers"
+        time.sleep(0.3)  # a duplicate would have arrived by now
+        assert all(got.empty() for _, got, _ in clients)
+    finally:
+        for client, _, _ in clients:
+            client.disconnect()
+        run.stop()
+
+
 def test_fifty_polling_clients_across_workers(two_workers):
     url = f"http://127.0.0.1:{two_workers.port}"
 

@@ -23,3 +23,16 @@ def size(conn, data):
 
 
 not_a_server = object()
+
+
+@server.on("join")
+def join(conn, room):
+    conn.join(room)
+    return {"pid": os.getpid()}
+
+
+@server.on("shout")
+def shout(conn, data):
+    # To a room whose members may sit on any worker: only a shared broker reaches them all.
+    server.emit("shouted", {"pid": os.getpid(), "n": data["n"]}, to=data["room"])
+    return {"pid": os.getpid()}

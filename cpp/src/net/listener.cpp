@@ -40,12 +40,12 @@ void listener::do_accept() {
                          });
 }
 
-void listener::refuse(tcp::socket socket, connection_refusal why) {
-  auto& m = ctx_.get_metrics();
+void refuse_connection(session_context& ctx, tcp::socket socket, connection_refusal why) {
+  auto& m = ctx.get_metrics();
   m.add(why == connection_refusal::per_ip ? m.local().refused_ip_limit
         : why == connection_refusal::rate ? m.local().refused_rate_limit
                                        : m.local().refused_total_limit);
-  if (ctx_.tls_context()) {
+  if (ctx.tls_context()) {
     // A TLS client cannot read a plain answer, and a handshake is what the limit saves: close.
     boost::system::error_code ignored;
     socket.close(ignored);
@@ -111,7 +111,7 @@ void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
     connection_refusal why = connection_refusal::total;
     auto slot = ep_ec ? nullptr : ctx_.get_admission().admit(ep.address().to_string(), why);
     if (!slot) {
-      refuse(std::move(socket), why);
+      refuse_connection(ctx_, std::move(socket), why);
     } else {
       // Hand off on the socket's own context.
       auto& ctx = static_cast<asio::io_context&>(socket.get_executor().context());

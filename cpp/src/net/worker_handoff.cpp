@@ -12,6 +12,7 @@
 
 #include "skyrelay/core/random.hpp"
 #include "skyrelay/net/http_session.hpp"
+#include "skyrelay/net/listener.hpp"
 #include "skyrelay/net/session_context.hpp"
 
 namespace skyrelay {
@@ -207,13 +208,19 @@ void worker_handoff::serve(int fd, std::string bytes) {
   }
   // The connection is admitted here as if accepted here; the sender gave its slot back.
   const auto remote = socket.remote_endpoint(ec);
-  connection_refusal why = connection_refusal::total;
-  auto slot = ec ? nullptr : ctx_.get_admission().admit(remote.address().to_string(), why);
-  if (!slot) {
-    m.add(why == connection_refusal::per_ip ? m.local().refused_ip_limit
-          : why == connection_refusal::rate ? m.local().refused_rate_limit
-                                            : m.local().refused_total_limit);
+  if (ec) {  // the client has gone already
+    m.add(m.local().handoffs_failed);
     socket.close(ec);
+    return;
+  }
+  connection_refusal why = connection_refusal::total;
+  auto slot = ctx_.get_admission().admit(remote.address().to_string(), why);
+  if (!slot) {
+    // Refused as the listener refuses: counted, and answered 503 on the connection's own
+    // context (the request the sender read is dropped; the answer does not depend on it).
+    asio::post(ioc, [socket = std::move(socket), &ctx = ctx_, why]() mutable {
+      refuse_connection(ctx, std::move(socket), why);
+    });
     return;
   }
   m.add(m.local().handoffs_received);

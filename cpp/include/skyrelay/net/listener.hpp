@@ -28,13 +28,17 @@ class listener : public std::enable_shared_from_this<listener> {
  private:
   void do_accept();
   void on_accept(boost::system::error_code ec, tcp::socket socket);
-  // Answers 503 and closes: a connection limit is reached.
-  void refuse(tcp::socket socket, connection_refusal why);
-
   asio::io_context& ioc_;
   tcp::acceptor acceptor_;
   session_context& ctx_;
   handoff_fn handoff_;
 };
+
+// Counts a refused connection on ctx's metrics (by `why`) and answers it: a plain connection
+// gets 503 `too_many_connections` (JSON, Retry-After: 1) and a lingering close, a TLS one is
+// closed (it could not read a plain answer). The answer runs on the socket's executor. The listener
+// calls it for a connection over a limit, and so does a worker that a connection was handed to
+// (net/worker_handoff.hpp) when its own limits refuse it.
+void refuse_connection(session_context& ctx, tcp::socket socket, connection_refusal why);
 
 }  // namespace skyrelay
