@@ -505,7 +505,14 @@ class Server:
 
     @property
     def connection_count(self) -> int:
+        """This process's connections (:meth:`cluster` has every node's)."""
         return self._core.connection_count if self._core is not None else 0
+
+    def cluster(self) -> dict[str, Any] | None:
+        """With a Redis broker, the cluster as of this node's last report (never blocks):
+        ``{"status", "nodes", "connections", "age_ms", "node"}``, as in ``/health``; None with
+        the memory broker."""
+        return self.health().get("cluster")
 
     def health(self) -> dict[str, Any]:
         return json.loads(self._require_core().health_json())

@@ -57,6 +57,7 @@ def test_no_budget_by_default_and_bad_settings_are_refused():
     try:
         for _ in range(30):
             assert publish(srv, {"event": "e"}).status_code == 200
+        assert srv.cluster() is None and "cluster" not in srv.health()  # one process
     finally:
         srv.stop()
     with pytest.raises(ValueError):
