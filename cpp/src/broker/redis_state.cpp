@@ -71,13 +71,14 @@ redis_state::redis_state(hub& local, redis_url url, redis_state_options opts)
 }
 
 redis_state::~redis_state() {
-  std::promise<void> stopped;
-  boost::asio::post(client_->context(), [this, &stopped] {
+  auto stopped = std::make_shared<std::promise<void>>();
+  auto done = stopped->get_future();
+  boost::asio::post(client_->context(), [this, stopped] {
     stopping_ = true;
     timer_->cancel();
-    stopped.set_value();
+    stopped->set_value();
   });
-  stopped.get_future().wait();
+  done.wait();
   client_.reset();  // joins its thread: no handler of ours runs after this
   timer_.reset();
 }
