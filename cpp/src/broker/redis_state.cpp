@@ -75,12 +75,11 @@ redis_state::~redis_state() {
   auto done = stopped->get_future();
   boost::asio::post(client_->context(), [this, stopped] {
     stopping_ = true;
-    timer_->cancel();
+    timer_.reset();  // on its thread, before the io_context it belongs to goes
     stopped->set_value();
   });
   done.wait();
   client_.reset();  // joins its thread: no handler of ours runs after this
-  timer_.reset();
 }
 
 std::string redis_state::state_key(const std::string& node) const {
