@@ -78,6 +78,7 @@ void def_plain_fields(config_class& c) {
       .def_readwrite("tls_key_file", &server_config::tls_key_file)
       .def_readwrite("broker", &server_config::broker)
       .def_readwrite("redis_manager_channels", &server_config::redis_manager_channels)
+      .def_readwrite("cluster_rooms_max", &server_config::cluster_rooms_max)
       .def_readwrite("reuse_port", &server_config::reuse_port)
       .def_readwrite("worker_index", &server_config::worker_index)
       .def_readwrite("worker_handoff_fds", &server_config::worker_handoff_fds)
@@ -122,6 +123,7 @@ void def_durations(config_class& c) {
   def_ms(c, "sse_keepalive_ms", &server_config::sse_keepalive);
   def_ms(c, "sse_retry_ms", &server_config::sse_retry);
   def_ms(c, "history_max_age_ms", &server_config::history_max_age);
+  def_ms(c, "cluster_state_ttl_ms", &server_config::cluster_state_ttl);
 }
 
 // The fields whose Python form is not the C++ one: rates, and the policies built from the
@@ -129,6 +131,7 @@ void def_durations(config_class& c) {
 void def_converted_fields(config_class& c) {
   def_rate(c, "new_connections_per_ip", &server_config::new_connections_per_ip);
   def_rate(c, "new_sessions_per_ip", &server_config::new_sessions_per_ip);
+  def_rate(c, "publish_rate", &server_config::publish_rate);
   c.def_property(
        "inbound_rate", [](const server_config& cfg) { return cfg.inbound_limit.rate; },
        [](server_config& cfg, double v) { cfg.inbound_limit.rate = v; })

@@ -279,9 +279,11 @@ void def_rooms(server_class& cls) {
       .def("room_members", [](py_server& s, std::string nsp, std::string room) {
              return s.get().get_hub().room_members(channel{std::move(nsp), std::move(room)});
            })
+      // With a Redis broker, every node's members (one round trip, without the GIL; raises
+      // BrokerUnavailable when Redis does not answer).
       .def("room_size", [](py_server& s, std::string nsp, std::string room) {
-             return s.get().get_hub().room_size(channel{std::move(nsp), std::move(room)});
-           });
+             return s.get().room_size(channel{std::move(nsp), std::move(room)});
+           }, py::call_guard<py::gil_scoped_release>());
 }
 
 // What the application may read of connections and of the server.

@@ -15,6 +15,8 @@ class ServerConfig:
     tls_cert_file: str
     tls_key_file: str
     broker: str
+    cluster_rooms_max: int
+    cluster_state_ttl_ms: int
     reuse_port: bool
     redis_manager_channels: list[str]
     worker_index: int
@@ -61,6 +63,7 @@ class ServerConfig:
     # Rates as (tokens per second, burst).
     new_connections_per_ip: tuple[float, float]
     new_sessions_per_ip: tuple[float, float]
+    publish_rate: tuple[float, float]
     inbound_rate: float
     inbound_burst: float
     event_limits: dict[str, tuple[float, float]]
@@ -148,6 +151,15 @@ class RateLimiter:
     def burst(self) -> float: ...
     @property
     def max_keys(self) -> int: ...
+
+
+class RedisRateLimiter:
+    def __init__(self, url: str, name: str, rate: float, burst: float,
+                 timeout_ms: int = 1000) -> None: ...
+    def acquire(self, key: str, cost: float = 1.0) -> tuple[bool, float, float]: ...
+    def reset(self, key: str) -> bool: ...
+    @property
+    def connected(self) -> bool: ...
 
 
 class _Orbit:

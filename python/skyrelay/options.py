@@ -134,6 +134,12 @@ def _fields(o: SimpleNamespace) -> dict[str, Any]:
         # The broker publications pass through: "" (None) or "memory" is this process
         # only; C++ refuses any other URL when the server is built, at start().
         "broker": o.broker or "",
+        # Cluster state on a Redis broker: a node's report lives this long (reported every
+        # fifth of it), with at most this many of its rooms (docs/api.md "Cluster state").
+        "cluster_state_ttl_ms": _ms(o.cluster_state_ttl),
+        "cluster_rooms_max": int(o.cluster_rooms_max),
+        # The publish API's budget per publisher (events/s, burst); (0, 0): no limit.
+        "publish_rate": _publish_rate(o.publish_rate),
         # SO_REUSEPORT: several processes serve the port (skyrelay run --workers N).
         "reuse_port": bool(o.reuse_port),
         # On a Redis broker: python-socketio / Flask-SocketIO manager channels accepted.
@@ -151,6 +157,19 @@ def manager_channels(spec: str | Iterable[str] | None) -> list[str]:
             raise ValueError(f"a redis_manager_channels entry is a non-empty string, "
                              f"not {channel!r}")
     return channels
+
+
+def _publish_rate(spec: tuple[float, float] | None) -> tuple[float, float]:
+    """``publish_rate`` as (rate, burst); None is no limit, (0.0, 0.0)."""
+    if spec is None:
+        return (0.0, 0.0)
+    try:
+        rate, burst = (float(v) for v in spec)
+    except (TypeError, ValueError):
+        raise TypeError(f"publish_rate is (rate, burst) or None, not {spec!r}") from None
+    if not (rate > 0 and burst >= 1) or rate == float("inf") or burst == float("inf"):
+        raise ValueError(f"publish_rate needs rate > 0 and burst >= 1, not {spec!r}")
+    return (rate, burst)
 
 
 def _check(o: SimpleNamespace, options: dict[str, Any]) -> None:
@@ -171,6 +190,8 @@ def _check(o: SimpleNamespace, options: dict[str, Any]) -> None:
         raise TypeError(f"jwt must be a skyrelay.JWTAuth, not {type(o.jwt).__name__}")
     if o.jwt is not None:
         _core.check_jwt(options["jwt"])  # a key that does not fit: ValueError now
+    if not o.cluster_state_ttl >= 0.5 or int(o.cluster_rooms_max) < 1:
+        raise ValueError("cluster_state_ttl must be >= 0.5 s and cluster_rooms_max >= 1")
     if o.history_size < 0 or o.history_ttl <= 0:
         raise ValueError("history_size must be >= 0 and history_ttl > 0")
     if o.recovery_window > 0 and (o.history_size == 0 or o.recovery_window > o.history_ttl):

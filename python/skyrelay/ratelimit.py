@@ -18,6 +18,12 @@
 The buckets live in C++, sharded over 16 mutexes, and ``acquire`` runs without the GIL, so
 threads of a WSGI server or a thread pool do not queue on each other. Memory is bounded by
 ``max_keys``: see docs/api.md for how buckets are dropped.
+
+With ``redis="redis://host:port/db"`` the buckets live in Redis instead, shared by every
+process (worker) that makes a limiter with the same ``rate``, ``burst`` and ``name``: one
+script per call on Redis's clock, over a connection of the C++ core (its own thread; the call
+waits without the GIL). While Redis does not answer, each process limits with its own buckets
+(the same rate and burst) and counts that in ``stats()["redis_fallbacks"]``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import _core
+from .errors import BrokerUnavailable
 
 __all__ = ["Decision", "RateLimiter"]
 
@@ -58,12 +65,28 @@ def _rejection(decision: Decision) -> dict[str, Any]:
 
 class RateLimiter:
     """Token buckets by key: each key may spend ``burst`` tokens at once and gets ``rate``
-    tokens back a second. Thread-safe; one limiter can serve a whole app."""
+    tokens back a second. Thread-safe; one limiter can serve a whole app.
 
-    def __init__(self, rate: float, burst: float, *, max_keys: int = 100_000) -> None:
+    ``redis`` (a ``redis://`` URL, optionally ``?prefix=...``) shares the buckets with every
+    process whose limiter has the same rate, burst and ``name`` (default: the rate and burst);
+    see docs/api.md for what happens while Redis is unreachable."""
+
+    def __init__(self, rate: float, burst: float, *, max_keys: int = 100_000,
+                 redis: str | None = None, name: str | None = None) -> None:
         if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
             raise ValueError("max_keys must be a positive integer")
         self._limiter = _core.RateLimiter(float(rate), float(burst), max_keys)
+        self._shared: _core.RedisRateLimiter | None = None
+        self._fallbacks = 0
+        if redis is not None:
+            if not isinstance(redis, str):
+                raise TypeError(f"redis must be a URL string, not {type(redis).__name__}")
+            if name is not None and (not isinstance(name, str) or not name):
+                raise ValueError("name must be a non-empty string")
+            label = name if name is not None else f"{float(rate)!r}/{float(burst)!r}"
+            self._shared = _core.RedisRateLimiter(redis, label, float(rate), float(burst))
+        elif name is not None:
+            raise ValueError("name is for limiters shared through redis=")
 
     @property
     def rate(self) -> float:
@@ -83,14 +106,24 @@ class RateLimiter:
         ``burst``; more raises ``ValueError``, as such a call could never pass."""
         if not isinstance(key, str):
             raise TypeError(f"a rate limit key is a str, not {type(key).__name__}")
+        if self._shared is not None:
+            try:
+                allowed, retry_after, remaining = self._shared.acquire(key, cost)
+                return Decision(allowed, retry_after, remaining)
+            except BrokerUnavailable:
+                self._fallbacks += 1  # this process's own buckets until Redis answers
         allowed, retry_after, remaining = self._limiter.acquire(key, cost)
         return Decision(allowed, retry_after, remaining)
 
     def reset(self, key: str) -> bool:
-        """Forgets ``key``: its next call finds a full bucket. Whether it was known."""
+        """Forgets ``key``: its next call finds a full bucket. Whether it was known. With
+        ``redis=``, in Redis too (raises BrokerUnavailable when Redis does not answer)."""
         if not isinstance(key, str):
             raise TypeError(f"a rate limit key is a str, not {type(key).__name__}")
-        return self._limiter.reset(key)
+        local = self._limiter.reset(key)
+        if self._shared is not None:
+            return self._shared.reset(key) or local
+        return local
 
     def sweep(self) -> int:
         """Drops the buckets that have refilled to full (they are the same as new ones); the
@@ -99,15 +132,26 @@ class RateLimiter:
 
     def stats(self) -> dict[str, int]:
         """``keys`` held now; ``expired``: full buckets dropped (nothing lost); ``evicted``:
-        buckets dropped before they refilled, to stay within ``max_keys``."""
-        return self._limiter.stats()
+        buckets dropped before they refilled, to stay within ``max_keys`` (all three about
+        this process's buckets). With ``redis=``: ``redis_fallbacks``, calls this process
+        answered with its own buckets because Redis did not."""
+        stats = self._limiter.stats()
+        if self._shared is not None:
+            stats["redis_fallbacks"] = self._fallbacks
+        return stats
 
     def __len__(self) -> int:
         return len(self._limiter)
 
+    @property
+    def shared(self) -> bool:
+        """Whether the buckets are shared through Redis (``redis=``)."""
+        return self._shared is not None
+
     def __repr__(self) -> str:
+        shared = ", redis=..." if self._shared is not None else ""
         return (f"RateLimiter(rate={self.rate:g}, burst={self.burst:g}, "
-                f"max_keys={self.max_keys})")
+                f"max_keys={self.max_keys}{shared})")
 
     # ---- Flask ---------------------------------------------------------------------------------
 

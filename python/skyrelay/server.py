@@ -85,6 +85,14 @@ class Server:
     default) listens on ``"socketio"`` and ``"flask-socketio"``, the managers' defaults; a
     string or list names others; ``[]`` turns it off (docs/deployment.md).
 
+    With a Redis broker the nodes share their state (docs/api.md "Cluster state"):
+    :meth:`room_size` and ``/health`` answer for every node, each node's report living
+    ``cluster_state_ttl`` seconds (5.0; reported every fifth of it) and holding at most
+    ``cluster_rooms_max`` rooms (10,000, its largest); the publish API's idempotency keys and
+    its ``publish_rate`` budget are kept in Redis. ``publish_rate=(rate, burst)`` limits each
+    publisher of ``/api/publish`` to ``rate`` events a second with bursts of ``burst`` (429
+    ``rate_limited`` over it); None, the default, sets no limit.
+
     ``reuse_port=True`` sets ``SO_REUSEPORT`` on the listening socket, so that several
     processes can serve one port (``skyrelay run --workers N`` sets it; docs/deployment.md).
     """
@@ -147,6 +155,9 @@ class Server:
         ssl_certfile: str | os.PathLike[str] | None = None,
         ssl_keyfile: str | os.PathLike[str] | None = None,
         broker: str | None = None,
+        cluster_state_ttl: float = 5.0,
+        cluster_rooms_max: int = 10_000,
+        publish_rate: tuple[float, float] | None = None,
         reuse_port: bool = False,
         redis_manager_channels: str | Iterable[str] | None = None,
         debug: bool = False,
@@ -491,6 +502,10 @@ class Server:
         return self._require_core().room_members(namespace, room)
 
     def room_size(self, room: str, *, namespace: str = "/") -> int:
+        """The members of a room. With a Redis broker, on every node: this node's members
+        now plus the other alive nodes' last reports (at most ``cluster_state_ttl / 5`` old);
+        one Redis round trip, without the GIL; raises :class:`~skyrelay.errors.BrokerUnavailable`
+        when Redis does not answer within 1 s. Else this process's members."""
         return self._require_core().room_size(namespace, room)
 
     def disconnect(self, sid: str, reason: str = "disconnected by the server") -> bool:
@@ -504,7 +519,14 @@ class Server:
 
     @property
     def connection_count(self) -> int:
+        """This process's connections (:meth:`cluster` has every node's)."""
         return self._core.connection_count if self._core is not None else 0
+
+    def cluster(self) -> dict[str, Any] | None:
+        """With a Redis broker, the cluster as of this node's last report (never blocks):
+        ``{"status", "nodes", "connections", "age_ms", "node"}``, as in ``/health``; None with
+        the memory broker."""
+        return self.health().get("cluster")
 
     def health(self) -> dict[str, Any]:
         return json.loads(self._require_core().health_json())

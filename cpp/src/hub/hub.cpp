@@ -181,6 +181,16 @@ std::size_t hub::room_count() const {
   return n;
 }
 
+std::vector<std::pair<channel, std::size_t>> hub::room_sizes() const {
+  std::vector<std::pair<channel, std::size_t>> out;
+  for (const auto& rs : room_shards_) {
+    std::lock_guard lock(rs.mu);
+    for (const auto& [name, entry] : rs.rooms)
+      if (entry.members && !entry.members->empty()) out.emplace_back(name, entry.members->size());
+  }
+  return out;
+}
+
 std::size_t hub::room_size(const channel& room) const {
   const auto& rs = room_shards_[shard_of(room)];
   std::lock_guard lock(rs.mu);

@@ -148,6 +148,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void publish_events(const request& req, const std::string& publisher);
   void publish_batch(std::shared_ptr<pending_batch> b);
   void publish_answer(pending_batch& b);
+  void publish_rate_limited(const request& req, double retry_after);
 
   // http_session_app.cpp: the application (WSGI).
   void to_application(const request& req);

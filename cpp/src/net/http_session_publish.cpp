@@ -3,7 +3,10 @@
 #include <openssl/crypto.h>
 
 #include <atomic>
+#include <cmath>
 #include <exception>
+
+#include <nlohmann/json.hpp>
 
 #include "http_session_impl.hpp"
 #include "skyrelay/hub/broker.hpp"
@@ -111,12 +114,30 @@ void http_session::publish_events(const request& req, const std::string& publish
   if (auto* err = std::get_if<proto::publish_error>(&decoded))
     return fail(http::status::bad_request, err->code, err->message);
   auto& pr = std::get<proto::publish_request>(decoded);
+  if (const auto& limit = ctx_.get_publisher().limit) {
+    rate_decision d;
+    try {
+      d = limit(publisher, pr.events.size());
+    } catch (const broker_unavailable& e) {
+      return fail(http::status::service_unavailable, "broker_unavailable",
+                  std::string("nothing was published: the shared rate limit cannot be read; ") +
+                      e.what());
+    }
+    if (!d.allowed) return publish_rate_limited(req, d.retry_after());
+  }
   // Held until the answer is stored: a publish that ends any other way frees its key.
   idempotency_store::reservation reserved;
   if (!pr.idempotency_key.empty()) {
-    auto r = ctx_.get_publisher().idempotency->begin(
-        publisher, pr.idempotency_key,
-        idempotency_store::digest_of(proto::publish_fingerprint(pr)));
+    idempotency_store::result r;
+    try {
+      r = ctx_.get_publisher().idempotency->begin(
+          publisher, pr.idempotency_key,
+          idempotency_store::digest_of(proto::publish_fingerprint(pr)));
+    } catch (const broker_unavailable& e) {
+      return fail(http::status::service_unavailable, "broker_unavailable",
+                  std::string("nothing was published: the shared idempotency keys cannot be "
+                              "read; ") + e.what());
+    }
     using status = idempotency_store::status;
     if (r.what == status::conflict)
       return fail(http::status::conflict, "idempotency_key_reused",
@@ -231,6 +252,21 @@ void http_session::publish_answer(pending_batch& b) {
   res.body() = std::move(body);
   res.prepare_payload();
   write(std::move(res), b.keep);
+}
+
+// 429 over the publisher's budget (server_config::publish_rate): nothing was published.
+void http_session::publish_rate_limited(const request& req, double retry_after) {
+  ctx_.get_metrics().add(ctx_.get_metrics().local().publish_api_refused);
+  http::response<http::string_body> res{http::status::too_many_requests, req.version()};
+  res.set(http::field::retry_after, std::to_string(static_cast<long long>(std::ceil(retry_after))));
+  res.set(http::field::content_type, "application/json");
+  nlohmann::json body{{"error", "rate_limited"},
+                      {"message", "over this publisher's publish rate; nothing was published"},
+                      {"retry_after", retry_after}};
+  res.body() = body.dump();
+  res.keep_alive(req.keep_alive());
+  res.prepare_payload();
+  write(std::move(res), req.keep_alive());
 }
 
 }  // namespace skyrelay

@@ -42,6 +42,7 @@ idempotency_store::result idempotency_store::begin(std::string_view scope, std::
   std::string id = std::to_string(scope.size()) + ':';
   id += scope;
   id += key;
+  if (backend_) return begin_shared(std::move(id), body);
   std::lock_guard lock(mu_);
   forget_old(now);
   auto [it, fresh] = entries_.try_emplace(std::move(id));
@@ -68,7 +69,25 @@ std::size_t idempotency_store::size() const {
   return entries_.size();
 }
 
+idempotency_store::result idempotency_store::begin_shared(std::string id, const digest& body) {
+  std::uint64_t token;
+  {
+    std::lock_guard lock(mu_);
+    token = next_token_++;
+  }
+  std::string answer;
+  const status what = backend_->begin(id, body, token, answer);  // no lock held: it blocks
+  result r{what, std::move(answer), {}};
+  if (r.what == status::fresh) {
+    r.hold.store_ = this;
+    r.hold.id_ = std::move(id);
+    r.hold.token_ = token;
+  }
+  return r;
+}
+
 void idempotency_store::finish(const std::string& id, std::uint64_t token, std::string answer) {
+  if (backend_) return backend_->finish(id, token, std::move(answer));
   std::lock_guard lock(mu_);
   // The entry may be gone (expired or evicted) or belong to a newer request with that key.
   auto it = entries_.find(id);
@@ -78,6 +97,7 @@ void idempotency_store::finish(const std::string& id, std::uint64_t token, std::
 }
 
 void idempotency_store::release(const std::string& id, std::uint64_t token) {
+  if (backend_) return backend_->release(id, token);
   std::lock_guard lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end() || it->second.token != token || it->second.done) return;

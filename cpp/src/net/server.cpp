@@ -10,6 +10,8 @@
 
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/broker/redis_broker.hpp"
+#include "skyrelay/broker/redis_limits.hpp"
+#include "skyrelay/broker/redis_state.hpp"
 #include "skyrelay/net/http_session.hpp"
 #include "skyrelay/net/listener.hpp"
 #include "skyrelay/net/manager_bridge.hpp"
@@ -106,6 +108,7 @@ server::server(server_config cfg, app_hooks hooks)
       broker_->unsubscribe(room);
     }
   });
+  make_shared_state();
   hub_.set_history(cfg_.history_max_events, cfg_.history_max_age);
   hub_.set_max_rooms(cfg_.max_rooms_per_connection);
   register_encoders();
@@ -127,7 +130,10 @@ server::server(server_config cfg, app_hooks hooks)
                         [this](const std::vector<channel>& rooms,
                                std::function<void(bool)> done) {
                           broker_->warm(rooms, std::move(done));
-                        }},
+                        },
+                        publish_limit_ ? [this](const std::string& publisher, std::size_t n) {
+                          return take_publish_budget(publisher, n);
+                        } : std::function<rate_decision(const std::string&, std::size_t)>()},
                        parking_,
                        {[this] { return health_json(); }, [this] { return metrics_text(); }});
 }
@@ -417,6 +423,7 @@ std::string server::health_json() const {
   // Which process answered: several workers share one port (skyrelay run --workers).
   out += ",\"pid\":" + std::to_string(::getpid());
   if (cfg_.worker_index >= 0) out += ",\"worker\":" + std::to_string(cfg_.worker_index);
+  append_cluster_health(out);
   out += "}";
   return out;
 }
@@ -454,6 +461,7 @@ std::string server::metrics_text() const {
       "Publications queued that then failed (connection lost, script refused).", "counter",
       c.publish_failed);
   append_manager_metrics(out, manager_bridge_.get());
+  append_cluster_metrics(out);
   return out;
 }
 

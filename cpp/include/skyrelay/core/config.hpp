@@ -35,6 +35,14 @@ struct server_config {
   // On a Redis broker: the channels of python-socketio's / Flask-SocketIO's Redis managers
   // whose messages this node accepts (broker/redis_sio_bridge.hpp). Empty: none.
   std::vector<std::string> redis_manager_channels{"socketio", "flask-socketio"};
+  // With a Redis broker: each node's report of its connections and rooms lives this long
+  // (a killed node's members leave room sizes within it; reports every ttl/5), and at most
+  // this many of its rooms (its largest) are reported (docs/architecture.md "Cluster state").
+  std::chrono::milliseconds cluster_state_ttl{5'000};
+  std::size_t cluster_rooms_max{10'000};
+  // The publish API's budget per publisher (token bucket over events; rate 0: no limit),
+  // shared by every node through Redis with a Redis broker. Over it: 429 rate_limited.
+  rate_spec publish_rate{0.0, 0.0};
   // SO_REUSEPORT on the listening socket: several processes (`skyrelay run --workers N`) bind
   // the same port and the kernel spreads new TCP connections over them. Off by default: a
   // second process on the port should fail to bind, not silently share it.

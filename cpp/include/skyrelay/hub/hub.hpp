@@ -194,6 +194,9 @@ class hub {
   std::size_t connection_count() const;
   std::size_t room_count() const;
   std::size_t room_size(const channel& room) const;
+  // Every room with members and its member count, unordered (one shard lock at a time, so a
+  // snapshot, not one instant): a cluster node's report of its rooms (redis_state).
+  std::vector<std::pair<channel, std::size_t>> room_sizes() const;
   std::vector<std::string> room_members(const channel& room) const;  // sids, unordered
 
   // Sets (or with nullopt, clears) a room's default overflow policy.

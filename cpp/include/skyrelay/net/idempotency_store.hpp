@@ -58,9 +58,29 @@ class idempotency_store {
     reservation hold;    // fresh only
   };
 
+  // Where the keys are kept when several nodes share them (a Redis one: redis_limits.hpp).
+  // Each call may block for a round trip and throws broker_unavailable when the shared store
+  // cannot answer; `id` is the scope and key (length-prefixed), `token` the reservation's.
+  class backend {
+   public:
+    virtual ~backend() = default;
+    // As begin(): fresh (reserved under `token`), replay (`answer` set), in_progress, conflict.
+    virtual status begin(const std::string& id, const digest& body, std::uint64_t token,
+                         std::string& answer) = 0;
+    // Stores the answer of the reservation `token` (nothing if the key is no longer its).
+    virtual void finish(const std::string& id, std::uint64_t token, std::string answer) = 0;
+    // Frees the key when it is still reserved under `token` and unfinished. Must not throw.
+    virtual void release(const std::string& id, std::uint64_t token) noexcept = 0;
+  };
+
+  // Keys go to `shared` from now on (null: this store's memory again); it must outlive the
+  // store's use. Call before the first begin().
+  void set_backend(backend* shared) noexcept { backend_ = shared; }
+
+  // Throws broker_unavailable when a shared backend cannot answer (nothing was reserved).
   result begin(std::string_view scope, std::string_view key, const digest& body,
                clock::time_point now = clock::now());
-  std::size_t size() const;
+  std::size_t size() const;  // keys held in this process's memory
 
  private:
   struct entry {
@@ -72,6 +92,7 @@ class idempotency_store {
     std::list<const std::string*>::iterator order;
   };
 
+  result begin_shared(std::string id, const digest& body);
   void finish(const std::string& id, std::uint64_t token, std::string answer);
   void release(const std::string& id, std::uint64_t token);
   void forget_old(clock::time_point now);  // with mu_ held
@@ -82,6 +103,7 @@ class idempotency_store {
   std::unordered_map<std::string, entry> entries_;  // by scope and key
   std::list<const std::string*> order_;             // the map's keys, oldest first
   std::uint64_t next_token_{1};
+  backend* backend_{nullptr};
 };
 
 }  // namespace skyrelay

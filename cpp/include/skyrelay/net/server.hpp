@@ -23,6 +23,7 @@
 #include "skyrelay/hub/dispatcher.hpp"
 #include "skyrelay/hub/hub.hpp"
 #include "skyrelay/limits/admission.hpp"
+#include "skyrelay/limits/rate_limiter.hpp"
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/app_hooks.hpp"
 #include "skyrelay/net/app_parking.hpp"
@@ -34,6 +35,12 @@
 namespace boost::asio::ssl {
 class context;
 }
+
+namespace skyrelay::redis {
+class redis_state;
+class redis_idempotency;
+class redis_rate_limiter;
+}  // namespace skyrelay::redis
 
 namespace skyrelay {
 
@@ -123,6 +130,11 @@ class server {
     return parking_.reply(id, status, std::move(headers), std::move(body));
   }
 
+  // Members of `room` in the cluster: with a Redis broker, every alive node's (cluster
+  // state, docs/architecture.md; one Redis round trip, throws broker_unavailable when Redis
+  // does not answer); else this process's. Thread-safe; not from an I/O thread.
+  std::size_t room_size(const channel& room);
+
   std::string health_json() const;
   std::string metrics_text() const;
   double uptime_seconds() const;
@@ -180,6 +192,17 @@ class server {
 
 
   idempotency_store idem_{std::chrono::minutes(5), 100'000};
+  // With a Redis broker (cluster state, shared idempotency keys and publish budget); the
+  // state's connection outlives the two that use it.
+  std::unique_ptr<redis::redis_state> state_;
+  std::unique_ptr<redis::redis_idempotency> shared_idem_;
+  std::unique_ptr<redis::redis_rate_limiter> shared_publish_limit_;
+  std::unique_ptr<rate_limiter> publish_limit_;  // server_config::publish_rate, one process
+  std::atomic<std::uint64_t> publish_rate_limited_{0};
+  void make_shared_state();  // server_shared_state.cpp
+  rate_decision take_publish_budget(const std::string& publisher, std::size_t events);
+  void append_cluster_health(std::string& out) const;
+  void append_cluster_metrics(std::string& out) const;
 };
 
 }  // namespace skyrelay

@@ -18,6 +18,7 @@
 #include "skyrelay/hub/dispatcher.hpp"
 #include "skyrelay/hub/hub.hpp"
 #include "skyrelay/limits/admission.hpp"
+#include "skyrelay/limits/rate_limiter.hpp"
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/app_hooks.hpp"
 #include "skyrelay/net/app_parking.hpp"
@@ -53,6 +54,10 @@ struct publisher {
   // client subscribes or resumes on them; `done` runs inline (memory broker) or on the
   // broker's thread (post back to the session). Null: nothing to warm.
   std::function<void(const std::vector<channel>&, std::function<void(bool)>)> warm;
+  // The publish API's budget (server_config::publish_rate): takes `events` from the
+  // publisher's bucket (capped at its burst); throws broker_unavailable when the shared
+  // budget (Redis) cannot answer. Null: no limit.
+  std::function<rate_decision(const std::string& publisher, std::size_t events)> limit;
 };
 
 // The text of GET /health (JSON) and GET /metrics (Prometheus), made when asked. Thread-safe.

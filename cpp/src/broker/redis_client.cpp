@@ -1,0 +1,204 @@
+// redis_client: one command connection on a thread of its own, made again after a loss, with
+// blocking calls for the threads that need an answer (redis_client.hpp).
+#include "skyrelay/broker/redis_client.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <openssl/sha.h>
+
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "skyrelay/broker/redis_connection.hpp"
+#include "skyrelay/hub/broker.hpp"
+
+namespace skyrelay::redis {
+
+namespace asio = boost::asio;
+
+namespace {
+constexpr std::chrono::milliseconds first_backoff{100}, max_backoff{5'000};
+
+std::string sha1_hex(const std::string& text) {
+  unsigned char d[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), d);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : d) {
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out;
+}
+
+std::vector<std::string> eval_args(const char* verb, const std::string& script_or_sha,
+                                   const std::vector<std::string>& keys,
+                                   const std::vector<std::string>& args) {
+  std::vector<std::string> out{verb, script_or_sha, std::to_string(keys.size())};
+  out.insert(out.end(), keys.begin(), keys.end());
+  out.insert(out.end(), args.begin(), args.end());
+  return out;
+}
+}  // namespace
+
+redis_script::redis_script(std::string t) : text(std::move(t)), sha(sha1_hex(text)) {}
+
+struct redis_client::impl {
+  explicit impl(redis_url u) : url(std::move(u)), guard(io.get_executor()), retry(io) {}
+
+  // On the client's thread.
+  void connect() {
+    const unsigned g = ++gen;
+    redis_connection::options o;
+    o.url = url;
+    o.mode = redis_connection::role::commands;
+    auto c = redis_connection::create(io.get_executor(), o);
+    c->set_error_handler([this, g](std::error_code ec) { lost(g, "lost: " + ec.message()); });
+    c->start([this, g, w = std::weak_ptr<redis_connection>(c)](std::error_code ec) {
+      auto c = w.lock();
+      if (g != gen || !c) return;
+      if (ec) return lost(g, "cannot connect to redis at " + url.host + ":" +
+                                 std::to_string(url.port) + ": " + ec.message());
+      backoff = first_backoff;
+      std::lock_guard lock(mu);
+      conn = c;
+      why.clear();
+      connected = true;
+    });
+    pending = c;
+  }
+
+  void lost(unsigned g, std::string reason) {
+    if (g != gen || stopping) return;
+    ++gen;
+    {
+      std::lock_guard lock(mu);
+      conn.reset();
+      why = "redis connection " + std::move(reason);
+      connected = false;
+    }
+    if (pending) pending->close();
+    pending.reset();
+    retry.expires_after(backoff);
+    backoff = std::min(backoff * 2, max_backoff);
+    retry.async_wait([this](boost::system::error_code ec) {
+      if (!ec && !stopping) connect();
+    });
+  }
+
+  std::shared_ptr<redis_connection> current() {
+    std::lock_guard lock(mu);
+    return conn;
+  }
+
+  redis_url url;
+  asio::io_context io{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard;
+  asio::steady_timer retry;
+  std::thread thread;
+  // The thread's.
+  unsigned gen{0};
+  bool stopping{false};
+  std::chrono::milliseconds backoff{first_backoff};
+  std::shared_ptr<redis_connection> pending;  // the connection being made or in use
+  // Shared with callers.
+  mutable std::mutex mu;
+  std::shared_ptr<redis_connection> conn;  // while connected
+  std::string why{"connecting to redis"};
+  std::atomic<bool> connected{false};
+};
+
+redis_client::redis_client(redis_url url) : impl_(std::make_shared<impl>(std::move(url))) {
+  impl* i = impl_.get();
+  asio::post(i->io, [i] { i->connect(); });
+  i->thread = std::thread([i] { i->io.run(); });
+}
+
+redis_client::~redis_client() {
+  impl* i = impl_.get();
+  asio::post(i->io, [i] {
+    i->stopping = true;
+    ++i->gen;
+    i->retry.cancel();
+    if (i->pending) i->pending->close();
+  });
+  i->guard.reset();
+  i->thread.join();
+  i->pending.reset();
+  i->conn.reset();
+}
+
+bool redis_client::connected() const noexcept { return impl_->connected.load(); }
+
+bool redis_client::wait_connected(std::chrono::milliseconds timeout) const {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!connected() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return connected();
+}
+
+std::string redis_client::reason() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->why;
+}
+
+asio::io_context& redis_client::context() noexcept { return impl_->io; }
+
+redis_value redis_client::call(std::vector<std::string> args, std::chrono::milliseconds timeout) {
+  auto c = impl_->current();
+  if (!c) throw broker_unavailable(reason());
+  auto done = std::make_shared<std::promise<std::pair<std::error_code, redis_value>>>();
+  auto answer = done->get_future();
+  c->execute(std::move(args), [done](std::error_code ec, redis_value v) {
+    done->set_value({ec, std::move(v)});
+  });
+  if (answer.wait_for(timeout) != std::future_status::ready)
+    throw broker_unavailable("no answer from redis within " + std::to_string(timeout.count()) +
+                             " ms");
+  auto [ec, v] = answer.get();
+  if (ec == redis_errc::server_error) throw std::runtime_error("redis: " + v.str);
+  if (ec) throw broker_unavailable("redis: " + ec.message());
+  return std::move(v);
+}
+
+redis_value redis_client::eval(const redis_script& s, const std::vector<std::string>& keys,
+                               const std::vector<std::string>& args,
+                               std::chrono::milliseconds timeout) {
+  try {
+    return call(eval_args("EVALSHA", s.sha, keys, args), timeout);
+  } catch (const std::runtime_error& e) {
+    if (dynamic_cast<const broker_unavailable*>(&e) ||
+        std::string_view(e.what()).find("NOSCRIPT") == std::string_view::npos)
+      throw;
+  }
+  return call(eval_args("EVAL", s.text, keys, args), timeout);  // caches it on the server
+}
+
+void redis_client::send(std::vector<std::string> args) {
+  if (auto c = impl_->current()) c->execute(std::move(args), nullptr);
+}
+
+void redis_client::async_eval(const redis_script& s, const std::vector<std::string>& keys,
+                              const std::vector<std::string>& args, reply_fn done) {
+  if (!done) done = [](std::error_code, redis_value) {};
+  auto c = impl_->current();
+  if (!c) {
+    asio::post(impl_->io, [done = std::move(done)] {
+      done(make_error_code(redis_errc::connection_lost), {});
+    });
+    return;
+  }
+  // The script text rides along for a NOSCRIPT retry on the same connection.
+  auto full = std::make_shared<std::vector<std::string>>(eval_args("EVAL", s.text, keys, args));
+  c->execute(eval_args("EVALSHA", s.sha, keys, args),
+             [c, full, done = std::move(done)](std::error_code ec, redis_value v) mutable {
+               if (ec == redis_errc::server_error && v.str.rfind("NOSCRIPT", 0) == 0)
+                 return c->execute(std::move(*full), std::move(done));
+               done(ec, std::move(v));
+             });
+}
+
+}  // namespace skyrelay::redis

@@ -1,0 +1,91 @@
+// The server's cluster-wide state (issue 15 item 4): with a Redis broker, room sizes and
+// /health answer for every node, and the publish API's idempotency keys and budget are shared
+// through Redis (broker/redis_state.hpp, broker/redis_limits.hpp); else all of it is this
+// process's.
+#include <algorithm>
+#include <cstdio>
+
+#include "skyrelay/broker/redis_broker.hpp"
+#include "skyrelay/broker/redis_limits.hpp"
+#include "skyrelay/broker/redis_state.hpp"
+#include "skyrelay/net/server.hpp"
+
+namespace skyrelay {
+
+void server::make_shared_state() {
+  if (cfg_.publish_rate.rate > 0)
+    publish_limit_ = std::make_unique<rate_limiter>(cfg_.publish_rate.rate,
+                                                    std::max(cfg_.publish_rate.burst, 1.0),
+                                                    10'000);
+  auto* network = dynamic_cast<redis::redis_broker*>(broker_.get());
+  if (!network) return;
+  auto opts = redis::parse_broker_url(cfg_.broker);
+  redis::redis_state_options so;
+  so.prefix = opts.prefix;
+  so.node_id = network->node_id();
+  so.ttl = cfg_.cluster_state_ttl;
+  so.rooms_max = cfg_.cluster_rooms_max;
+  state_ = std::make_unique<redis::redis_state>(hub_, opts.url, so);
+  shared_idem_ = std::make_unique<redis::redis_idempotency>(state_->client(), opts.prefix,
+                                                            std::chrono::minutes(5));
+  idem_.set_backend(shared_idem_.get());
+  if (publish_limit_)
+    shared_publish_limit_ = std::make_unique<redis::redis_rate_limiter>(
+        state_->client(), opts.prefix + "publish_rate:", publish_limit_->rate(),
+        publish_limit_->burst());
+}
+
+rate_decision server::take_publish_budget(const std::string& publisher, std::size_t events) {
+  const double cost = std::min(static_cast<double>(events), publish_limit_->burst());
+  // The publisher's scope may hold a token digest's raw bytes: Redis keys are binary-safe.
+  const rate_decision d = shared_publish_limit_ ? shared_publish_limit_->acquire(publisher, cost)
+                                                : publish_limit_->acquire(publisher, cost);
+  if (!d.allowed) ++publish_rate_limited_;
+  return d;
+}
+
+std::size_t server::room_size(const channel& room) {
+  return state_ ? state_->room_size(room) : hub_.room_size(room);
+}
+
+void server::append_cluster_health(std::string& out) const {
+  if (!state_) return;
+  const auto v = state_->view();
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                ",\"cluster\":{\"status\":\"%s\",\"nodes\":%zu,\"connections\":%zu,\"age_ms\":%lld",
+                v.known ? "ok" : "unknown", v.nodes, v.connections,
+                static_cast<long long>(v.age.count()));
+  out += buf;
+  out += ",\"node\":\"" + state_->node_id() + "\"}";  // a random id of [A-Za-z0-9_-]
+}
+
+void server::append_cluster_metrics(std::string& out) const {
+  auto add = [&out](const char* name, const char* help, const char* type, std::uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + " " + std::to_string(v) + "\n";
+  };
+  add("skyrelay_publish_api_rate_limited_total",
+      "Publish API requests refused with 429 over the publisher's publish_rate.", "counter",
+      publish_rate_limited_.load());
+  if (!state_) return;
+  const auto v = state_->view();
+  const auto c = state_->counters();
+  add("skyrelay_cluster_nodes", "Nodes whose cluster-state report is alive (this one included).",
+      "gauge", v.nodes);
+  add("skyrelay_cluster_connections", "Connections on every alive node.", "gauge",
+      v.connections);
+  add("skyrelay_cluster_rooms_reported", "This node's rooms in its last cluster-state report.",
+      "gauge", c.rooms_reported);
+  add("skyrelay_cluster_rooms_unreported",
+      "This node's rooms left out of its report (over cluster_rooms_max; its smallest).", "gauge",
+      c.rooms_unreported);
+  add("skyrelay_cluster_reports_total", "Cluster-state reports written to Redis.", "counter",
+      c.reports);
+  add("skyrelay_cluster_report_errors_total", "Cluster-state reports that failed.", "counter",
+      c.report_errors);
+  add("skyrelay_cluster_shared_key_errors_total",
+      "Shared idempotency-key calls to Redis that failed.", "counter", shared_idem_->errors());
+}
+
+}  // namespace skyrelay
