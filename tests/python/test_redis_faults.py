@@ -27,7 +27,7 @@ import socketio
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from skyrelay.testing import stop_process
+from skyrelay.testing import stop_process, wait_until
 from sse_client import Stream
 from tcpproxy import Proxy
 from test_redis_broker import HERE, WAIT, JsonClient, nodes, warm_up  # noqa: F401
@@ -180,7 +180,8 @@ def test_redis_restarted_empty_every_member_gets_an_explicit_reset(nodes, redis_
         log = sio.until(back_after_drop)
         ticks = [n for kind, n in log if kind == "tick"]
         assert ticks == sorted(set(ticks))  # in order, nothing twice, up to the drop
-        assert sio.client.connected
+        # python-socketio calls the connect handler before its reconnect sets `connected`.
+        assert wait_until(lambda: sio.client.connected, timeout=WAIT)
     finally:
         for c in (ja, jb):
             c.close()
