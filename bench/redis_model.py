@@ -124,9 +124,14 @@ def main() -> int:
     p.add_argument("result", nargs="?", type=Path, help="a run_redis.py JSON (default: latest)")
     p.add_argument("--cores", type=float, default=1.0, help="cores per node for delivery")
     p.add_argument("--masters", type=int, default=3, help="masters of the cluster")
+    p.add_argument("--redis-node-us", type=float,
+                   help="Redis's CPU per following node and publication, in us, instead of the "
+                        "fitted one (a run of 1, 2 and 4 nodes may not resolve it: then 0)")
     args = p.parse_args()
     path = args.result or latest()
     k = constants(json.loads(path.read_text()))
+    if args.redis_node_us is not None:
+        k["c_node"] = args.redis_node_us * 1e-6
     print(f"constants from {path.name} at {k['scenario']}: Redis per publication "
           f"{k['c_script'] * 1e6:.1f} us + {k['c_node'] * 1e6:.1f} us per following node; "
           f"a node per delivery {k['c_delivery'] * 1e9:.0f} ns, per publication received "
