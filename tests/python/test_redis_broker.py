@@ -35,23 +35,37 @@ TOKEN = "node-t0ken"
 WAIT = 15.0  # bound on every wait (not a speed assertion)
 
 
+def start_node_process(script: str, *args: str) -> tuple[subprocess.Popen, queue.Queue, int]:
+    """Starts a node script of tests/python that prints "port N" once it serves: the process,
+    the queue of its output lines after that one (read by a thread), and the port."""
+    proc = subprocess.Popen([sys.executable, str(HERE / script), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    deadline = time.monotonic() + WAIT
+    while True:
+        line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        if line.startswith("port "):
+            return proc, lines, int(line.split()[1])
+
+
+@pytest.fixture
+def started():
+    """The nodes a test appends here are stopped after it."""
+    nodes: list = []
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
 class Node:
     """A skyrelay process (tests/python/redis_node.py) on the Redis broker."""
 
     def __init__(self, redis_url: str, *extra: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "redis_node.py"), redis_url,
-                                      *extra],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: queue.Queue = queue.Queue()  # what the node prints, after its port
-        lines = self.lines
-        threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout],
-                         daemon=True).start()
-        deadline = time.monotonic() + WAIT
-        while True:
-            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            if line.startswith("port "):
-                self.port = int(line.split()[1])
-                break
+        # `lines`: what the node prints, after its port.
+        self.proc, self.lines, self.port = start_node_process("redis_node.py", redis_url, *extra)
         self.http = f"http://127.0.0.1:{self.port}"
 
     def publish(self, event: str, data, to: str | None = None) -> httpx.Response:

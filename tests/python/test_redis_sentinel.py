@@ -15,7 +15,7 @@ import time
 import pytest
 
 from redis_fixture import _free_port
-from test_redis_broker import WAIT, JsonClient, Node, follow
+from test_redis_broker import WAIT, JsonClient, Node, follow, started  # noqa: F401
 
 FAILOVER_WAIT = 30.0  # bound on the failover and the nodes' return (not a speed assertion)
 
@@ -34,16 +34,6 @@ def _wait_for(predicate, what: str, timeout: float = WAIT) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
-
-
-@pytest.fixture
-def started():
-    nodes: list[Node] = []
-    try:
-        yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def test_nodes_follow_the_master_through_a_failover(redis_server_factory,

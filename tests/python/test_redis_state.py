@@ -29,6 +29,7 @@ from websockets.sync.client import connect as ws_connect
 
 from skyrelay import RateLimiter
 from skyrelay.testing import stop_process, wait_until
+from test_redis_broker import start_node_process
 
 HERE = Path(__file__).parent
 TOKEN = "node-t0ken"
@@ -39,18 +40,8 @@ class Node:
     """A skyrelay process on the Redis broker (redis_state_node.py)."""
 
     def __init__(self, redis_url: str, **options) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "redis_state_node.py"), redis_url, json.dumps(options)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout],
-                         daemon=True).start()
-        deadline = time.monotonic() + WAIT
-        while True:
-            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            if line.startswith("port "):
-                self.port = int(line.split()[1])
-                break
+        self.proc, _, self.port = start_node_process("redis_state_node.py", redis_url,
+                                                     json.dumps(options))
         self.http = f"http://127.0.0.1:{self.port}"
         self.clients: list = []
 

@@ -11,17 +11,7 @@ import time
 import pytest
 
 import skyrelay
-from test_redis_broker import WAIT, JsonClient, Node, follow
-
-
-@pytest.fixture
-def started():
-    nodes: list[Node] = []
-    try:
-        yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
+from test_redis_broker import WAIT, JsonClient, Node, follow, started  # noqa: F401
 
 
 def _node(started: list[Node], url: str) -> Node:
