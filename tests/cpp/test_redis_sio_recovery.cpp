@@ -8,7 +8,9 @@
 #include <thread>
 #include <vector>
 
+#include "hub_test_sink.hpp"
 #include "redis_process.hpp"
+#include "skyrelay/broker/redis_broker.hpp"
 #include "skyrelay/broker/redis_client.hpp"
 #include "skyrelay/broker/redis_sio_recovery.hpp"
 
@@ -189,6 +191,57 @@ TEST_F(SioRecoveryTwoNodes, ARecordThisVersionCannotReadIsCorrupt) {
   // A record naming another sid than its key's is not taken either.
   b.call({"HSET", key, "nsp", "/chat", "r", redis::encode_record(record_of("sidB"))}, 2s);
   EXPECT_EQ(on_b.claim(pid, "/chat", 2s).result, sio_claim_result::corrupt);
+}
+
+// The publish script counts direct publications to a sid that has a counter (a socket with
+// recovery), once per publication whatever the number of times it is named, and whether its
+// node is alive or dead: the proof a resuming node needs that no direct emit was missed.
+TEST_F(SioRecoveryTwoNodes, ThePublishScriptCountsDirectPublicationsToASidWithACounter) {
+  hub h;
+  h.add_encoder([](const publication& p, const publish_meta&) { return make_frame(p.event); });
+  redis::redis_broker_options o;
+  o.url = url_of(server);
+  o.prefix = "sr:";
+  auto broker = std::make_unique<redis::redis_broker>(h, o);
+  h.set_connection_listener(
+      [&broker](const std::string& sid, bool added) { broker->connection_changed(sid, added); });
+  ASSERT_TRUE(eventually([&] { return broker->status().ok; }));
+  redis::sio_recovery_store store(a, "sr:", 60s);
+  auto member = std::make_shared<testing::sink>("sidA");
+  ASSERT_TRUE(h.add(member));
+  ASSERT_TRUE(eventually([&] { return b.call({"GET", "sr:sid:sidA"}, 2s).str == broker->node_id(); }));
+  ASSERT_TRUE(store.save(redis::make_pid("sidA"), record_of("sidA")));
+  // A sid on a dead node (its alive key gone), with a counter: counted, delivered to nobody.
+  b.call({"SET", "sr:sid:ghost", "dead-node"}, 2s);
+  ASSERT_TRUE(store.save(redis::make_pid("ghost"), record_of("ghost")));
+  const auto counter = [&](const std::string& sid) {
+    return b.call({"GET", store.direct_key(sid)}, 2s).str;
+  };
+  ASSERT_TRUE(eventually([&] { return counter("sidA") == "0" && counter("ghost") == "0"; }));
+
+  auto publish = [&](std::vector<std::string> to, std::vector<std::string> conns) {
+    publication p;
+    p.event = "e";
+    p.to = std::move(to);
+    p.to_conns = std::move(conns);
+    publish_meta meta;
+    broker->publish(p, &meta);
+  };
+  publish({"sidA"}, {});
+  publish({"sidA", "sidA"}, {"sidA"});  // named three times: one publication
+  publish({}, {"sidA"});
+  publish({"ghost"}, {});
+  publish({"some-room"}, {});  // a room: nobody's counter
+  EXPECT_EQ(counter("sidA"), "3");
+  EXPECT_EQ(counter("ghost"), "1");
+  EXPECT_TRUE(eventually([&] { return member->count() == 3; }));
+  // A sid without a counter (no socket with recovery) gets none.
+  auto plain = std::make_shared<testing::sink>("plain");
+  ASSERT_TRUE(h.add(plain));
+  ASSERT_TRUE(eventually([&] { return b.call({"GET", "sr:sid:plain"}, 2s).str == broker->node_id(); }));
+  publish({"plain"}, {});
+  EXPECT_FALSE(exists(store.direct_key("plain")));
+  broker.reset();  // its thread ends before the hub goes
 }
 
 TEST(SioRecoveryStore, RedisDownIsUnavailable) {

@@ -111,7 +111,9 @@ bool split_message(std::string_view payload, message_header& h, std::string_view
 // of the publishing node, 8 count of `to` names, then the names, then the count of `to_conns`
 // sids, then the sids. Returns {tag, epoch, seq, ...} for every channel it was numbered in.
 // A name is a sid when `sid:<name>` exists: its node's when that node is alive, nobody's when
-// the key holds "-" (closed) or the node is dead; else the room (nsp, name). The header is
+// the key holds "-" (closed) or the node is dead; else the room (nsp, name). A sid with a
+// Socket.IO recovery counter (`sio:{<sid>}:d`, redis_sio_recovery.hpp) has it incremented
+// once per publication naming it, whether its node is alive or not. The header is
 // built once every channel has its seq, so every copy (and every stream entry) is the same.
 const std::string& publish_script() {
   static const std::string script = R"LUA(
@@ -125,9 +127,15 @@ local function alive(node)
   end
   return alive_cache[node]
 end
+local counted = {}
 local function owner(sid)
   local node = redis.call('GET', prefix .. 'sid:' .. sid)
   if not node then return nil end
+  if not counted[sid] then
+    counted[sid] = true
+    local d = prefix .. 'sio:{' .. sid .. '}:d'
+    if redis.call('EXISTS', d) == 1 then redis.call('INCR', d) end
+  end
   if node ~= '-' and alive(node) then return node end
   return false
 end
