@@ -1,0 +1,165 @@
+"""Socket.IO connection state recovery across nodes on the Redis broker (issue 15 item 2), with
+the official client (socket.io-client, tests/js/sio_recovery_client.mjs) and two skyrelay
+processes (tests/python/redis_node.py) on a real redis-server.
+
+What these tests pin down is the promise that holds today and must keep holding once a
+reconnection can resume on another node (docs/architecture.md, "Socket.IO recovery across
+nodes"): a client whose node was SIGKILLed and who comes back on another node, and a client
+that presents a pid it was never given, get ``socket.recovered`` false, the explicit reset,
+never a silent hole and never anyone else's events. When the cross-node resume is wired in,
+the first test's reconnection gets the missed events with ``recovered`` true instead.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from test_redis_broker import WAIT, Node, started  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT = ROOT / "tests/js/sio_recovery_client.mjs"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or not (ROOT / "node_modules/socket.io-client").is_dir(),
+    reason="needs node and socket.io-client (make node_modules/.stamp)")
+
+
+class SioClient:
+    """A socket.io-client socket in a node process: what it prints, line by line."""
+
+    def __init__(self, port: int, room: str, pid: str | None = None,
+                 offset: str | None = None) -> None:
+        args = ["node", str(CLIENT), f"http://127.0.0.1:{port}", room]
+        if pid is not None:
+            args += [pid, offset or "1"]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [self.lines.put(x) for x in self.proc.stdout],
+                         daemon=True).start()
+        self.seen: list[dict] = []
+
+    def next(self, key: str) -> dict:
+        """The next happening of kind `key` ("connect", "event", ...), at most WAIT away;
+        every happening read on the way is kept in `seen`."""
+        deadline = time.monotonic() + WAIT
+        while True:
+            line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                raise AssertionError(f"client said: {line!r}") from None
+            self.seen.append(item)
+            if key in item:
+                return item[key]
+
+    def ticks(self) -> list[int]:
+        """The `n` of every "tick" event seen so far."""
+        return [x["event"]["args"][0]["n"] for x in self.seen
+                if "event" in x and x["event"]["name"] == "tick"]
+
+    def command(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.command("quit")
+                self.proc.wait(timeout=5)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+@pytest.fixture
+def clients():
+    made: list[SioClient] = []
+    try:
+        yield made
+    finally:
+        for c in made:
+            c.stop()
+
+
+def publish(node: Node, n: int, room: str) -> None:
+    r = node.publish("tick", {"n": n}, to=room)
+    assert r.status_code == 200, r.text
+
+
+def event_args(client: SioClient) -> list:
+    """The arguments of the next "tick" event."""
+    while True:
+        e = client.next("event")
+        if e["name"] == "tick":
+            return e["args"]
+
+
+def test_a_killed_nodes_socket_comes_back_on_another_node_explicitly(started, clients,
+                                                                     redis_server):
+    a = Node(redis_server.url, "--recovery", "30")
+    started.append(a)
+    b = Node(redis_server.url, "--recovery", "30")
+    started.append(b)
+    client = SioClient(a.port, "r")
+    clients.append(client)
+    first = client.next("connect")
+    assert first["recovered"] is False and first["pid"]
+    for n in (1, 2, 3):
+        publish(b, n, "r")  # from the other node, through Redis
+    for n in (1, 2, 3):
+        assert event_args(client) == [{"n": n}, str(n)]  # the offset, last
+    a.proc.kill()  # SIGKILL: the node says nothing to anyone
+    a.proc.wait(timeout=WAIT)
+    assert client.next("disconnect") in ("transport close", "transport error")
+    for n in (4, 5):  # missed: published while the client has no node
+        publish(b, n, "r")
+    client.command(f"move http://127.0.0.1:{b.port}")
+    back = client.next("connect")
+    # The explicit reset: a new socket (new pid), so the client knows it must reload.
+    assert back["recovered"] is False
+    assert back["pid"] and back["pid"] != first["pid"]
+    publish(b, 6, "r")
+    assert event_args(client) == [{"n": 6}, "1"]  # the new socket's first event
+    assert client.ticks() == [1, 2, 3, 6]  # 4 and 5 only behind the explicit reset
+
+
+def test_a_forged_pid_gets_a_new_socket_and_nobody_elses_events(started, clients,
+                                                                redis_server):
+    a = Node(redis_server.url, "--recovery", "30")
+    started.append(a)
+    b = Node(redis_server.url, "--recovery", "30")
+    started.append(b)
+    victim = SioClient(a.port, "secret")
+    clients.append(victim)
+    v = victim.next("connect")
+    publish(b, 1, "secret")
+    assert event_args(victim) == [{"n": 1}, "1"]
+    # Claims with what another user might know or guess: the victim's sid, a pid of the right
+    # length, the victim's pid with one more character; on the victim's node and the other.
+    forged = [v["id"], "A" * len(v["pid"]), v["pid"] + "x"]
+    thieves = []
+    for i, pid in enumerate(forged):
+        node = a if i % 2 == 0 else b
+        thief = SioClient(node.port, "lobby", pid=pid, offset="0")
+        clients.append(thief)
+        got = thief.next("connect")
+        assert got["recovered"] is False, pid
+        assert got["pid"] != pid and got["id"] != v["id"]
+        thieves.append(thief)
+    publish(b, 2, "secret")
+    publish(b, 100, "lobby")
+    assert event_args(victim) == [{"n": 2}, "2"]
+    for thief in thieves:
+        # Its own room's event, as a new socket's first; the victim's room's never.
+        assert event_args(thief) == [{"n": 100}, "1"]
+        assert thief.ticks() == [100]
+    assert victim.ticks() == [1, 2]
