@@ -123,6 +123,7 @@ def redis_server_factory():
     """Starts redis-servers: ``factory(*extra_args, password=None)`` returns a RedisServer.
     Every server started is stopped by its pid after the test, even when the test fails."""
     started: list[tuple[subprocess.Popen, Path]] = []
+    arguments: dict[Path, list[str]] = {}  # each server's, so a restart keeps them (cluster)
 
     def factory(*extra: str, password: str | None = None,
                 tls: bool | str = False) -> RedisServer:
@@ -136,6 +137,7 @@ def redis_server_factory():
             shutil.rmtree(directory, ignore_errors=True)
             raise
         started.append((proc, directory))
+        arguments[directory] = args
         return RedisServer("127.0.0.1", port, proc.pid, password, directory, restart, pki,
                            mutual)
 
@@ -145,7 +147,7 @@ def redis_server_factory():
         stop_process(proc)
         if not start:
             return
-        args = ["--requirepass", server.password] if server.password else []
+        args = arguments[directory]
         tls = (server.pki, server.mutual) if server.pki else None
         new, _port = _start(directory, args, server.port, tls)
         started[index] = (new, directory)

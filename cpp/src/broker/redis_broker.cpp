@@ -56,6 +56,7 @@ void redis_broker::impl::connect() {
   const unsigned g = ++gen;
   ready = false;
   if (opts.url.uses_sentinel() && !located) return locate(g);  // redis_broker_sentinel.cpp
+  if (clustered()) return discover(g, 0);                      // redis_cluster_topology.cpp
   located = false;
   redis_connection::options co;
   co.url = opts.url;
@@ -82,6 +83,7 @@ void redis_broker::impl::connect() {
 }
 
 void redis_broker::impl::on_ready(unsigned g) {
+  if (clustered()) return load_scripts(g, [this, g] { on_loaded(g); });
   cmd->execute({"SCRIPT", "LOAD", publish_script()}, [this, g](std::error_code ec, redis_value v) {
     if (g != gen) return;
     if (ec) return lost(g, "SCRIPT LOAD failed: " + (v.str.empty() ? ec.message() : v.str));
@@ -89,35 +91,43 @@ void redis_broker::impl::on_ready(unsigned g) {
       std::lock_guard lock(mu);
       sha = v.str;
     }
-    cmd->execute({"SET", node_channel + ":alive", opts.node_id, "PX", ms(alive_ttl)}, nullptr);
-    // A restarted server lost the registry: this node's connections are registered again.
-    for (const auto& sid : sids) cmd->execute({"SET", opts.prefix + "sid:" + sid, opts.node_id}, nullptr);
-    sub->psubscribe({glob_escape(opts.prefix) + "{b*"}, nullptr);
-    sub->subscribe({node_channel}, [this, g](std::error_code ec, redis_value) {
-      if (g != gen) return;
-      if (ec) return lost(g, "SUBSCRIBE failed: " + ec.message());
-      ready = true;
-      last_heard = clock_type::now();
-      backoff = std::chrono::milliseconds{100};
-      if (ever_connected) ++reconnects;
-      ever_connected = true;
-      {
-        std::lock_guard lock(mu);
-        publisher = cmd;
-        status = {true, {}};
-      }
-      // Every channel followed before is followed again and caught up from its stream.
-      std::vector<std::string> tags;
-      for (auto& [tag, f] : chans) {
-        f.subscribed = f.syncing = false;
-        tags.push_back(tag);
-      }
-      for (const auto& tag : tags) {
-        auto& f = chans.at(tag);
-        if (f.known && f.broadcasts) sync(tag);
-        else if (f.wanted) start_follow(tag, nullptr);
-      }
-    });
+    on_loaded(g);
+  });
+}
+
+void redis_broker::impl::on_loaded(unsigned g) {
+  const std::string alive = node_channel + ":alive";
+  exec(alive, {"SET", alive, opts.node_id, "PX", ms(alive_ttl)}, nullptr);
+  // A restarted server lost the registry: this node's connections are registered again.
+  for (const auto& sid : sids) {
+    const std::string k = opts.prefix + "sid:" + sid;
+    exec(k, {"SET", k, opts.node_id}, nullptr);
+  }
+  sub->psubscribe({glob_escape(opts.prefix) + "{b*"}, nullptr);
+  sub->subscribe({node_channel}, [this, g](std::error_code ec, redis_value) {
+    if (g != gen) return;
+    if (ec) return lost(g, "SUBSCRIBE failed: " + ec.message());
+    ready = true;
+    last_heard = clock_type::now();
+    backoff = std::chrono::milliseconds{100};
+    if (ever_connected) ++reconnects;
+    ever_connected = true;
+    {
+      std::lock_guard lock(mu);
+      publisher = cmd;
+      status = {true, {}};
+    }
+    // Every channel followed before is followed again and caught up from its stream.
+    std::vector<std::string> tags;
+    for (auto& [tag, f] : chans) {
+      f.subscribed = f.syncing = false;
+      tags.push_back(tag);
+    }
+    for (const auto& tag : tags) {
+      auto& f = chans.at(tag);
+      if (f.known && f.broadcasts) sync(tag);
+      else if (f.wanted) start_follow(tag, nullptr);
+    }
   });
 }
 
@@ -128,6 +138,10 @@ void redis_broker::impl::lost(unsigned g, std::string reason) {
   set_status(false, std::move(reason));
   if (cmd) cmd->close();
   if (sub) sub->close();
+  for (auto& s : shards) {
+    s.cmd->close();
+    s.sub->close();
+  }
   syncing = 0;
   buffer.clear();
   for (auto& [tag, f] : chans) f.subscribed = f.syncing = false;
@@ -141,7 +155,8 @@ void redis_broker::impl::lost(unsigned g, std::string reason) {
 void redis_broker::impl::tick() {
   const auto now = clock_type::now();
   if (ready) {
-    cmd->execute({"SET", node_channel + ":alive", opts.node_id, "PX", ms(alive_ttl)}, nullptr);
+    exec(node_channel + ":alive", {"SET", node_channel + ":alive", opts.node_id, "PX", ms(alive_ttl)},
+         nullptr);
     // Comes back on the subscriber connection; if it stops coming, the node is deaf.
     cmd->execute({"PUBLISH", node_channel, heartbeat_payload}, nullptr);
     if (now - last_heard > opts.deaf_after)
@@ -168,11 +183,11 @@ void redis_broker::impl::refresh() {
       continue;
     }
     // A followed channel's keys do not expire: its epoch stays while it has members.
-    cmd->execute({"PEXPIRE", key(tag, ":m"), ttl}, nullptr);
-    cmd->execute({"PEXPIRE", key(tag, ":s"), ttl}, nullptr);
+    exec(tag, {"PEXPIRE", key(tag, ":m"), ttl}, nullptr);
+    exec(tag, {"PEXPIRE", key(tag, ":s"), ttl}, nullptr);
   }
   for (const auto& tag : drop) {
-    if (chans.at(tag).subscribed) sub->unsubscribe({opts.prefix + tag}, nullptr);
+    if (chans.at(tag).subscribed) unfollow_channel(tag);
     chans.erase(tag);
   }
 }
@@ -255,6 +270,7 @@ void redis_broker::impl::send(std::shared_ptr<outgoing> o) {
         "the Redis broker lost its connection to redis; the publication was not sent"));
     return complete(o->key, std::move(r));
   }
+  if (clustered()) return cluster_send(std::move(o));  // redis_broker_cluster.cpp
   if (!o->retried) o->args[1] = sha;
   cmd->execute(o->args, [this, o](std::error_code ec, redis_value v) {
     answered(o, ec, std::move(v));
@@ -316,8 +332,9 @@ void redis_broker::impl::sid_changed(const std::string& sid, bool added) {
   if (added) sids.insert(sid);
   else sids.erase(sid);
   if (!ready) return;  // registered again on connect
-  if (added) cmd->execute({"SET", opts.prefix + "sid:" + sid, opts.node_id}, nullptr);
-  else cmd->execute({"SET", opts.prefix + "sid:" + sid, "-", "PX", ms(opts.closed_sid_ttl)}, nullptr);
+  const std::string k = opts.prefix + "sid:" + sid;
+  if (added) exec(k, {"SET", k, opts.node_id}, nullptr);
+  else exec(k, {"SET", k, "-", "PX", ms(opts.closed_sid_ttl)}, nullptr);
 }
 
 // ---- the public face: posts to the broker's thread ----
@@ -347,11 +364,16 @@ redis_broker::~redis_broker() {
     i->tick_timer.cancel();
     if (i->cmd) i->cmd->close();
     if (i->sub) i->sub->close();
+    for (auto& s : i->shards) {
+      s.cmd->close();
+      s.sub->close();
+    }
   });
   i->guard.reset();
   i->thread.join();
   i->cmd.reset();
   i->sub.reset();
+  i->shards.clear();
 }
 
 std::size_t redis_broker::publish(const publication& p, publish_meta* out) {

@@ -28,6 +28,9 @@ namespace skyrelay::redis {
 namespace asio = boost::asio;
 using clock_type = std::chrono::steady_clock;
 
+// The publish script of a cluster: one hash slot's rooms (redis_broker_cluster.cpp).
+const std::string& cluster_publish_script();
+
 struct redis_broker::impl {
   // One channel this node follows (a room with local members, or a namespace's broadcasts,
   // followed by pattern), and where it stands: the last seq delivered in `epoch`.
@@ -65,6 +68,7 @@ struct redis_broker::impl {
   // opts.url's host and port to it and connects; or lost() with every sentinel's answer.
   void locate(unsigned g);
   void on_ready(unsigned gen);
+  void on_loaded(unsigned gen);  // the script is loaded: registry, subscriptions, catch-ups
   void lost(unsigned gen, std::string reason);
   void set_status(bool ok, std::string reason);
   void tick();
@@ -94,6 +98,48 @@ struct redis_broker::impl {
   void sync(const std::string& tag);
   void drain();
   void warm(const std::vector<channel>& rooms, std::function<void(bool)> done);
+
+  // ---- Redis Cluster (redis_cluster_topology.cpp: the masters; redis_broker_cluster.cpp:
+  // publishing). Every command of a tag goes to the master of key_slot(tag); the node
+  // channel, the heartbeat and the broadcasts' pattern use shard 0 (classic pub/sub is
+  // forwarded by the cluster bus to every node). On one server these give `cmd` and `sub`.
+  struct shard {
+    std::string host;
+    std::uint16_t port{0};
+    std::shared_ptr<redis_connection> cmd, sub;
+  };
+  // One publication being resolved (its `to` names' sid:<name> keys, then their nodes'
+  // alive keys); its scripts are sent once it and every one before it are resolved.
+  struct resolving {
+    std::shared_ptr<outgoing> o;
+    std::vector<std::string> names, conns;           // from o->args
+    std::unordered_map<std::string, std::string> owner;  // sid -> node ("-": nobody)
+    std::unordered_set<std::string> alive;
+    std::size_t waiting{0};
+    bool failed{false}, resolved{false};
+  };
+  bool clustered() const { return !opts.seeds.empty(); }
+  void discover(unsigned g, std::size_t seed);
+  void open_shards(unsigned g, const cluster_map& map);
+  const std::shared_ptr<redis_connection>& cmd_of(const std::string& key_or_tag) const;
+  const std::shared_ptr<redis_connection>& sub_of(const std::string& tag) const;
+  // cmd_of(key)->execute, where a MOVED or ASK answer (the slot moved) drops the topology
+  // and discovers it again (lost()); `done` still gets the answer.
+  void exec(const std::string& key, std::vector<std::string> args, redis_connection::reply_handler done);
+  bool moved(unsigned g, std::error_code ec, const redis_value& v);
+  // (S)SUBSCRIBE / (S)UNSUBSCRIBE of a room's channel on its slot's subscriber connection.
+  void follow_channel(const std::string& tag, redis_connection::reply_handler done);
+  void unfollow_channel(const std::string& tag);
+  // After the connections are up: the script loaded on every master, then `then`.
+  void load_scripts(unsigned g, std::function<void()> then);
+  void cluster_send(std::shared_ptr<outgoing> o);
+  void resolve(const std::shared_ptr<resolving>& r);
+  void resolve_alive(const std::shared_ptr<resolving>& r);
+  void pump();
+  void dispatch(const std::shared_ptr<resolving>& r);
+  // EVALSHA of one slot's script (EVAL again on NOSCRIPT); `done` gets the answer.
+  void send_slot(std::vector<std::string> args,
+                 std::function<void(std::error_code, redis_value)> done);
 
   std::string key(const std::string& tag, const char* suffix) const {
     return opts.prefix + tag + suffix;
@@ -127,7 +173,11 @@ struct redis_broker::impl {
   std::uint64_t id_base{0};  // receipts' ids: random high bits, so nodes' ids differ
 
   // The broker thread's.
-  std::shared_ptr<redis_connection> cmd, sub;
+  std::shared_ptr<redis_connection> cmd, sub;  // one server's; on a cluster, shard 0's
+  std::vector<shard> shards;                   // redis+cluster: one per master
+  std::vector<int> slot_owner;                 // redis+cluster: slot -> index in shards
+  std::deque<std::shared_ptr<resolving>> resolving_fifo;
+  std::string seed_errors;                     // redis+cluster: why each seed failed, for /health
   unsigned gen{0};
   bool ready{false}, stopping{false}, ever_connected{false};
   bool located{false};  // redis+sentinel: opts.url names the master just found

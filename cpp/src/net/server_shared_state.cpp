@@ -20,6 +20,9 @@ void server::make_shared_state() {
   auto* network = dynamic_cast<redis::redis_broker*>(broker_.get());
   if (!network) return;
   auto opts = redis::parse_broker_url(cfg_.broker);
+  // redis+cluster: not shared yet (docs/architecture.md, "Redis Cluster"): room sizes,
+  // /health's cluster block, idempotency keys and the publish budget stay this node's.
+  if (!opts.seeds.empty()) return;
   redis::redis_state_options so;
   so.prefix = opts.prefix;
   so.node_id = network->node_id();
