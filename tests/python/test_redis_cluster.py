@@ -13,6 +13,7 @@ real JSON-protocol clients.
 
 from __future__ import annotations
 
+import queue
 import time
 
 import httpx
@@ -179,7 +180,10 @@ def test_a_restarted_master_ends_in_a_reset_and_delivery_goes_on(redis_cluster, 
     frames = []
     deadline = time.monotonic() + WAIT
     while sum(f.get("event") == "fence" for f in frames) < 2:
-        frame = client.frames.get(timeout=max(0.01, deadline - time.monotonic()))
+        try:
+            frame = client.frames.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"not every fence came: {frames} {[x.health() for x in nodes]} {[x.metric('skyrelay_broker_redis_messages_total') for x in nodes]} {[x.metric('skyrelay_broker_redis_reconnects_total') for x in nodes]} n={n}") from None
         assert frame is not None, "the connection closed"
         frames.append(frame)
     ticks = [f for f in frames if f.get("event") == "tick"]

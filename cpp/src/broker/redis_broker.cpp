@@ -16,7 +16,6 @@ namespace skyrelay::redis {
 namespace {
 constexpr std::chrono::milliseconds max_backoff{5'000};
 constexpr std::chrono::milliseconds alive_ttl{10'000};
-constexpr std::chrono::seconds unwarm_after{10};
 
 // A Redis glob matching `text` literally.
 std::string glob_escape(const std::string& text) {
@@ -144,12 +143,20 @@ void redis_broker::impl::lost(unsigned g, std::string reason) {
   }
   syncing = 0;
   buffer.clear();
-  for (auto& [tag, f] : chans) f.subscribed = f.syncing = false;
+  // A start_follow in flight never finishes (its answers are dropped): its waiters hear it
+  // failed, and the next connection starts it again.
+  std::vector<std::function<void(bool)>> waiters;
+  for (auto& [tag, f] : chans) {
+    f.subscribed = f.syncing = f.starting = false;
+    for (auto& w : f.waiters) waiters.push_back(std::move(w));
+    f.waiters.clear();
+  }
   reconnect_timer.expires_after(backoff);
   backoff = std::min(backoff * 2, max_backoff);
   reconnect_timer.async_wait([this](boost::system::error_code ec) {
     if (!ec && !stopping) connect();
   });
+  for (auto& w : waiters) w(false);
 }
 
 void redis_broker::impl::tick() {
@@ -169,27 +176,6 @@ void redis_broker::impl::tick() {
   tick_timer.async_wait([this](boost::system::error_code ec) {
     if (!ec && !stopping) tick();
   });
-}
-
-void redis_broker::impl::refresh() {
-  const auto now = clock_type::now();
-  last_refresh = now;
-  const std::string ttl = ms(std::max(opts.history_ttl, std::chrono::milliseconds{60'000}));
-  std::vector<std::string> drop;
-  for (auto& [tag, f] : chans) {
-    if (f.broadcasts && !f.wanted) continue;  // another namespace's: followed by pattern only
-    if (!f.broadcasts && !f.wanted && now - f.warmed > unwarm_after) {
-      drop.push_back(tag);  // warmed for a resume that never joined
-      continue;
-    }
-    // A followed channel's keys do not expire: its epoch stays while it has members.
-    exec(tag, {"PEXPIRE", key(tag, ":m"), ttl}, nullptr);
-    exec(tag, {"PEXPIRE", key(tag, ":s"), ttl}, nullptr);
-  }
-  for (const auto& tag : drop) {
-    if (chans.at(tag).subscribed) unfollow_channel(tag);
-    chans.erase(tag);
-  }
 }
 
 void redis_broker::impl::publish_async(const publication& p, publish_done done) {

@@ -72,7 +72,6 @@ struct redis_broker::impl {
   void lost(unsigned gen, std::string reason);
   void set_status(bool ok, std::string reason);
   void tick();
-  void refresh();
   // Queues `p` (any thread): refusals go to `done` inline; else send() runs on the broker's
   // thread and `done` (may be null) when Redis answered.
   void publish_async(const publication& p, publish_done done);
@@ -88,6 +87,8 @@ struct redis_broker::impl {
   // ---- redis_broker_receive.cpp: following, messages, gaps ----
   void want(const channel& ch);
   void unwant(const channel& ch);
+  // Keeps the followed channels' keys from expiring; drops rooms warmed for nobody.
+  void refresh();
   // Loads where the channel stands (its epoch, seq and stored tail) into the hub when the node
   // does not know it, subscribes, catches up; then `done(true)` (false: connection lost).
   void start_follow(const std::string& tag, std::function<void(bool)> done);

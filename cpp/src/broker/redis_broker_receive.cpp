@@ -16,6 +16,7 @@ namespace skyrelay::redis {
 namespace {
 // uids remembered to deliver direct targets once (on a cluster: every publication once, its
 // copies from several slots arriving apart)
+constexpr std::chrono::seconds unwarm_after{10};
 constexpr std::size_t recent_max = 4096, cluster_recent_max = 65536;
 
 std::uint64_t entry_seq(const std::string& id) {
@@ -62,6 +63,27 @@ void redis_broker::impl::unwant(const channel& ch) {
   if (it->second.subscribed && ready) unfollow_channel(it->first);
   for (auto& w : it->second.waiters) w(false);
   chans.erase(it);  // followed again later: it starts from where the channel stands then
+}
+
+void redis_broker::impl::refresh() {
+  const auto now = clock_type::now();
+  last_refresh = now;
+  const std::string ttl = ms_ttl();
+  std::vector<std::string> drop;
+  for (auto& [tag, f] : chans) {
+    if (f.broadcasts && !f.wanted) continue;  // another namespace's: followed by pattern only
+    if (!f.broadcasts && !f.wanted && now - f.warmed > unwarm_after) {
+      drop.push_back(tag);  // warmed for a resume that never joined
+      continue;
+    }
+    // A followed channel's keys do not expire: its epoch stays while it has members.
+    exec(tag, {"PEXPIRE", key(tag, ":m"), ttl}, nullptr);
+    exec(tag, {"PEXPIRE", key(tag, ":s"), ttl}, nullptr);
+  }
+  for (const auto& tag : drop) {
+    if (chans.at(tag).subscribed) unfollow_channel(tag);
+    chans.erase(tag);
+  }
 }
 
 void redis_broker::impl::start_follow(const std::string& tag, std::function<void(bool)> done) {

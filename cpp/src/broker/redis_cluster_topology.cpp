@@ -97,8 +97,9 @@ const std::shared_ptr<redis_connection>& redis_broker::impl::sub_of(const std::s
 
 bool redis_broker::impl::moved(unsigned g, std::error_code ec, const redis_value& v) {
   if (ec != redis_errc::server_error || !clustered()) return false;
+  // CLUSTERDOWN: a master is down or has just come back; asked again after a backoff.
   if (!starts_with(v.str, "MOVED") && !starts_with(v.str, "ASK") &&
-      !starts_with(v.str, "TRYAGAIN"))
+      !starts_with(v.str, "TRYAGAIN") && !starts_with(v.str, "CLUSTERDOWN"))
     return false;
   lost(g, "redis+cluster: the cluster answered " + v.str + "; discovering its slots again");
   return true;
