@@ -20,6 +20,8 @@ import httpx
 import pytest
 import redis
 
+import skyrelay
+
 from test_redis_broker import TOKEN, WAIT, JsonClient, Node, started  # noqa: F401
 
 
@@ -196,3 +198,17 @@ def test_a_restarted_master_ends_in_a_reset_and_delivery_goes_on(redis_cluster, 
     assert resets[0] < first_new
     assert max(x.metric("skyrelay_broker_redis_reconnects_total") for x in nodes) >= 1
     client.close()
+
+
+@pytest.mark.parametrize("url, words", [
+    ("redis+cluster://127.0.0.1:1/2", "no database number"),
+    ("redis+cluster://127.0.0.1:1?prefix=a{b}", "no { or }"),
+    ("rediss+cluster://127.0.0.1:1", "scheme"),
+])
+def test_a_bad_cluster_url_is_refused_at_start(url, words):
+    server = skyrelay.Server(port=0, broker=url)
+    try:
+        with pytest.raises(ValueError, match=words):
+            server.start()
+    finally:
+        server.stop()
