@@ -18,29 +18,33 @@ namespace skyrelay::redis {
 namespace {
 // The outgoing's EVALSHA arguments (redis_broker.cpp's publish_async) by position.
 enum arg : std::size_t { a_body = 4, a_uid = 5, a_nsp = 6, a_maxlen = 7, a_ttl = 8, a_epoch = 9,
-                         a_nto = 10 };
+                         a_nto = 11 };
 }  // namespace
 
 // KEYS: `:m` and `:s` of each channel of one slot, in pairs. ARGV: 1 key prefix, 2 body,
-// 3 uid, 4 stream MAXLEN, 5 TTL (ms), 6 epoch prefix, 7 the verb (SPUBLISH for rooms, PUBLISH
-// for broadcasts), 8 the direct targets as header JSON ([[node,[sids]],...]), 9 every room
-// tag of the publication as a JSON array, 10 count of nodes whose node channel gets the
-// message too, then their ids. Returns {tag, epoch, seq, ...} as the one-server script.
+// 3 uid, 4 stream MAXLEN, 5 TTL (ms), 6 epoch prefix, 7 the master's replication ID (empty:
+// unknown; another one than a channel was numbered under starts a new epoch, as the
+// one-server script does), 8 the verb (SPUBLISH for rooms, PUBLISH for broadcasts), 9 the
+// direct targets as header JSON ([[node,[sids]],...]), 10 every room tag of the publication
+// as a JSON array, 11 count of nodes whose node channel gets the message too, then their
+// ids. Returns {tag, epoch, seq, ...} as the one-server script.
 const std::string& cluster_publish_script() {
   static const std::string script = R"LUA(
 local prefix, body, uid = ARGV[1], ARGV[2], ARGV[3]
-local maxlen, ttl, epoch_prefix, verb = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
-local direct, all = ARGV[8], ARGV[9]
+local maxlen, ttl, epoch_prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local replid, verb, direct, all = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local pos = {}
 for k = 1, #KEYS / 2 do
   local mkey = KEYS[2 * k - 1]
-  local epoch = redis.call('HGET', mkey, 'epoch')
-  if not epoch then
+  local m = redis.call('HMGET', mkey, 'epoch', 'replid')
+  local epoch = m[1]
+  if not epoch or (replid ~= '' and m[2] and m[2] ~= replid) then
     local t = redis.call('TIME')
     epoch = epoch_prefix .. '.' .. t[1] .. string.format('%06d', tonumber(t[2]))
     redis.call('DEL', KEYS[2 * k])
     redis.call('HSET', mkey, 'epoch', epoch, 'seq', 0)
   end
+  if replid ~= '' and m[2] ~= replid then redis.call('HSET', mkey, 'replid', replid) end
   pos[k] = {string.sub(mkey, #prefix + 1, -3), epoch, redis.call('HINCRBY', mkey, 'seq', 1)}
 end
 local cs = {}
@@ -57,7 +61,7 @@ for k, p in ipairs(pos) do
   out[#out + 1] = p[1]; out[#out + 1] = p[2]; out[#out + 1] = p[3]
 end
 for _, p in ipairs(pos) do redis.call(verb, prefix .. p[1], msg) end
-for i = 11, 10 + tonumber(ARGV[10]) do redis.call('PUBLISH', prefix .. 'node:' .. ARGV[i], msg) end
+for i = 12, 11 + tonumber(ARGV[11]) do redis.call('PUBLISH', prefix .. 'node:' .. ARGV[i], msg) end
 return out
 )LUA";
   return script;
@@ -187,7 +191,8 @@ void redis_broker::impl::dispatch(const std::shared_ptr<resolving>& r) {
       args.push_back(key(tag, ":s"));
     }
     args.insert(args.end(), {opts.prefix, o->args[a_body], o->args[a_uid], o->args[a_maxlen],
-                             o->args[a_ttl], o->args[a_epoch], everyone ? "PUBLISH" : "SPUBLISH",
+                             o->args[a_ttl], o->args[a_epoch], replid_of(slot_tags.front()),
+                             everyone ? "PUBLISH" : "SPUBLISH",
                              direct_json, all, std::to_string(k == 0 ? nodes.size() : 0)});
     if (k == 0) args.insert(args.end(), nodes.begin(), nodes.end());
     send_slot(std::move(args), [this, o, m](std::error_code ec, redis_value v) {

@@ -28,6 +28,9 @@ namespace skyrelay::redis {
 namespace asio = boost::asio;
 using clock_type = std::chrono::steady_clock;
 
+// `master_replid:<id>` of an INFO replication answer; empty when absent (redis_broker.cpp).
+std::string replication_id(const std::string& info);
+
 // The publish script of a cluster: one hash slot's rooms (redis_broker_cluster.cpp).
 const std::string& cluster_publish_script();
 
@@ -67,8 +70,9 @@ struct redis_broker::impl {
   // redis+sentinel (redis_broker_sentinel.cpp): asks the sentinels where the master is, sets
   // opts.url's host and port to it and connects; or lost() with every sentinel's answer.
   void locate(unsigned g);
-  void on_ready(unsigned gen);
-  void on_loaded(unsigned gen);  // the script is loaded: registry, subscriptions, catch-ups
+  void on_ready(unsigned gen);     // reads the replication ID, then load_script
+  void load_script(unsigned gen);  // SCRIPT LOAD, then on_loaded
+  void on_loaded(unsigned gen);    // registry, subscriptions, catch-ups: then ready
   void lost(unsigned gen, std::string reason);
   void set_status(bool ok, std::string reason);
   void tick();
@@ -108,6 +112,7 @@ struct redis_broker::impl {
     std::string host;
     std::uint16_t port{0};
     std::shared_ptr<redis_connection> cmd, sub;
+    std::string replid;  // the master's replication ID (as `replid` below, for its slots)
   };
   // One publication being resolved (its `to` names' sid:<name> keys, then their nodes'
   // alive keys); its scripts are sent once it and every one before it are resolved.
@@ -124,6 +129,7 @@ struct redis_broker::impl {
   void open_shards(unsigned g, const cluster_map& map);
   const std::shared_ptr<redis_connection>& cmd_of(const std::string& key_or_tag) const;
   const std::shared_ptr<redis_connection>& sub_of(const std::string& tag) const;
+  const std::string& replid_of(const std::string& tag) const;
   // cmd_of(key)->execute, where a MOVED or ASK answer (the slot moved) drops the topology
   // and discovers it again (lost()); `done` still gets the answer.
   void exec(const std::string& key, std::vector<std::string> args, redis_connection::reply_handler done);
@@ -182,6 +188,11 @@ struct redis_broker::impl {
   unsigned gen{0};
   bool ready{false}, stopping{false}, ever_connected{false};
   bool located{false};  // redis+sentinel: opts.url names the master just found
+  // The server's replication ID (INFO replication's master_replid), read at each connect and
+  // given to the scripts, which start a new epoch for a channel numbered under another one
+  // (a failover). Empty when the server does not say (no INFO): no such check.
+  // On a cluster each master has its own (shard::replid); this one is unused there.
+  std::string replid;
   std::chrono::milliseconds backoff{100};
   clock_type::time_point last_heard{}, last_refresh{};
   std::unordered_map<std::string, follow> chans;  // by tag

@@ -132,8 +132,19 @@ void redis_broker::impl::unfollow_channel(const std::string& tag) {
   sub_of(tag)->sunsubscribe({opts.prefix + tag}, nullptr);
 }
 
+const std::string& redis_broker::impl::replid_of(const std::string& tag) const {
+  if (!clustered() || shards.empty()) return replid;
+  return shards[static_cast<std::size_t>(slot_owner[key_slot(tag)])].replid;
+}
+
+// Each master's replication ID (its slots' channels start a new epoch under another one, as
+// on one server), then the script.
 void redis_broker::impl::load_scripts(unsigned g, std::function<void()> then) {
   auto left = std::make_shared<std::size_t>(shards.size());
+  for (std::size_t i = 0; i < shards.size(); ++i)
+    shards[i].cmd->execute({"INFO", "replication"}, [this, g, i](std::error_code ec, redis_value v) {
+      if (g == gen) shards[i].replid = ec ? std::string() : replication_id(v.str);
+    });
   for (const auto& s : shards)
     s.cmd->execute({"SCRIPT", "LOAD", cluster_publish_script()},
                    [this, g, left, then](std::error_code ec, redis_value v) {
