@@ -14,9 +14,9 @@
 namespace skyrelay::redis {
 
 namespace {
+constexpr std::chrono::seconds unwarm_after{10};  // a room warmed for nobody is dropped then
 // uids remembered to deliver direct targets once (on a cluster: every publication once, its
 // copies from several slots arriving apart)
-constexpr std::chrono::seconds unwarm_after{10};
 constexpr std::size_t recent_max = 4096, cluster_recent_max = 65536;
 
 std::uint64_t entry_seq(const std::string& id) {
