@@ -187,8 +187,8 @@ void redis_broker::impl::lost(unsigned g, std::string reason) {
 void redis_broker::impl::tick() {
   const auto now = clock_type::now();
   if (ready) {
-    exec(node_channel + ":alive", {"SET", node_channel + ":alive", opts.node_id, "PX", ms(alive_ttl)},
-         nullptr);
+    const std::string alive = node_channel + ":alive";
+    exec(alive, {"SET", alive, opts.node_id, "PX", ms(alive_ttl)}, nullptr);
     // Comes back on the subscriber connection; if it stops coming, the node is deaf.
     cmd->execute({"PUBLISH", node_channel, heartbeat_payload}, nullptr);
     if (now - last_heard > opts.deaf_after)

@@ -9,6 +9,8 @@
 // one thread's publications keep their order per room. Each slot's message names the whole
 // publication's rooms (`"a"` in the header): the first copy a node sees goes to the members
 // of all of them, later copies only advance their rooms' logs (redis_broker_receive.cpp).
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "redis_broker_impl.hpp"
@@ -146,9 +148,12 @@ void redis_broker::impl::dispatch(const std::shared_ptr<resolving>& r) {
   };
   std::vector<std::string> tags;
   for (const auto& name : r->names) {
-    if (r->owner.count(name)) add_direct(name);
-    else if (auto tag = room_tag({nsp, name}); std::find(tags.begin(), tags.end(), tag) == tags.end())
-      tags.push_back(std::move(tag));
+    if (r->owner.count(name)) {
+      add_direct(name);
+      continue;
+    }
+    auto tag = room_tag({nsp, name});
+    if (std::find(tags.begin(), tags.end(), tag) == tags.end()) tags.push_back(std::move(tag));
   }
   for (const auto& sid : r->conns) add_direct(sid);
   const bool everyone = r->names.empty() && r->conns.empty();
@@ -160,7 +165,8 @@ void redis_broker::impl::dispatch(const std::shared_ptr<resolving>& r) {
     if (!nodes.empty()) {
       const std::string msg = "{\"u\":" + nlohmann::json(o->args[a_uid]).dump() +
                               ",\"c\":[],\"d\":" + direct_json + ",\"a\":[]}\n" + o->args[a_body];
-      for (const auto& node : nodes) cmd->execute({"PUBLISH", opts.prefix + "node:" + node, msg}, nullptr);
+      for (const auto& node : nodes)
+        cmd->execute({"PUBLISH", opts.prefix + "node:" + node, msg}, nullptr);
     }
     redis_value none;
     none.type = redis_value::kind::array;
@@ -213,7 +219,8 @@ void redis_broker::impl::send_slot(std::vector<std::string> args,
                                    std::function<void(std::error_code, redis_value)> done) {
   const std::string first_key = args[3];
   auto again = std::make_shared<std::vector<std::string>>(args);
-  exec(first_key, std::move(args), [this, first_key, again, done](std::error_code ec, redis_value v) {
+  exec(first_key, std::move(args), [this, first_key, again, done](std::error_code ec,
+                                                                  redis_value v) {
     if (ec == redis_errc::server_error && v.str.rfind("NOSCRIPT", 0) == 0) {
       // The master forgot the script (SCRIPT FLUSH, or a restart): sent again whole.
       (*again)[0] = "EVAL";

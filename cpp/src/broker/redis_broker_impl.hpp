@@ -132,7 +132,8 @@ struct redis_broker::impl {
   const std::string& replid_of(const std::string& tag) const;
   // cmd_of(key)->execute, where a MOVED or ASK answer (the slot moved) drops the topology
   // and discovers it again (lost()); `done` still gets the answer.
-  void exec(const std::string& key, std::vector<std::string> args, redis_connection::reply_handler done);
+  void exec(const std::string& key, std::vector<std::string> args,
+            redis_connection::reply_handler done);
   bool moved(unsigned g, std::error_code ec, const redis_value& v);
   // (S)SUBSCRIBE / (S)UNSUBSCRIBE of a room's channel on its slot's subscriber connection.
   void follow_channel(const std::string& tag, redis_connection::reply_handler done);

@@ -21,8 +21,8 @@ void redis_broker::impl::discover(unsigned g, std::size_t seed) {
   if (seed >= opts.seeds.size())
     return lost(g, "redis+cluster: no seed gave the slot map (" + seed_errors + ")");
   auto next = [this, g, seed](std::string why) {
-    seed_errors += (seed_errors.empty() ? "" : "; ") + where(opts.seeds[seed].host, opts.seeds[seed].port) +
-               ": " + why;
+    const auto& s = opts.seeds[seed];
+    seed_errors += (seed_errors.empty() ? "" : "; ") + where(s.host, s.port) + ": " + why;
     discover(g, seed + 1);
   };
   redis_connection::options co;
@@ -74,7 +74,8 @@ void redis_broker::impl::open_shards(unsigned g, const cluster_map& map) {
     s.sub->set_message_handler([this, g](redis_message m) { on_message(g, std::move(m)); });
     auto started = [this, g, up, want_up, at](std::error_code ec) {
       if (g != gen) return;
-      if (ec) return lost(g, "cannot connect to the redis cluster master " + at + ": " + ec.message());
+      if (ec)
+        return lost(g, "cannot connect to the redis cluster master " + at + ": " + ec.message());
       if (++*up == want_up) on_ready(g);
     };
     s.cmd->start(started);
@@ -142,9 +143,10 @@ const std::string& redis_broker::impl::replid_of(const std::string& tag) const {
 void redis_broker::impl::load_scripts(unsigned g, std::function<void()> then) {
   auto left = std::make_shared<std::size_t>(shards.size());
   for (std::size_t i = 0; i < shards.size(); ++i)
-    shards[i].cmd->execute({"INFO", "replication"}, [this, g, i](std::error_code ec, redis_value v) {
-      if (g == gen) shards[i].replid = ec ? std::string() : replication_id(v.str);
-    });
+    shards[i].cmd->execute({"INFO", "replication"},
+                           [this, g, i](std::error_code ec, redis_value v) {
+                             if (g == gen) shards[i].replid = ec ? "" : replication_id(v.str);
+                           });
   for (const auto& s : shards)
     s.cmd->execute({"SCRIPT", "LOAD", cluster_publish_script()},
                    [this, g, left, then](std::error_code ec, redis_value v) {
