@@ -170,8 +170,7 @@ export class SkyRelay {
     this._autoConnect = false;
     this._wanted = false;
     this._watchNetwork(false);
-    this._stopFallback();
-    this._mode = "ws";
+    this._leaveFallback();
     this._wsFailures = this._sseFailures = 0;
     this._generation++;
     clearTimeout(this._retryTimer);
@@ -200,7 +199,7 @@ export class SkyRelay {
     this._wanted = true;
     this._watchNetwork(true);
     if (this.state === "connected") return this;
-    this._stopFallback();
+    this._leaveFallback();
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
     const socket = this._socket;
@@ -208,7 +207,6 @@ export class SkyRelay {
       this._teardown();
       socket.close();
     }
-    this._mode = "ws";
     this._attempt = this._wsFailures = this._sseFailures = 0;
     if (this.state !== "disconnected" && this.state !== "connecting")
       this._setState("reconnecting", { code: 1006, reason: "reconnect" });
@@ -290,7 +288,7 @@ export class SkyRelay {
     const info = { code, reason };
     if (code === CLOSE_BY_APPLICATION) this._wanted = false;
     if (!this._wanted) {
-      this._stopFallback();
+      this._leaveFallback();
       this._setState("disconnected", info);
       return;
     }
@@ -342,8 +340,9 @@ export class SkyRelay {
   _giveUp(info) {
     this._wanted = false;
     this._watchNetwork(false);
-    this._stopFallback();
+    this._leaveFallback();
     const attempts = this._attempt;
+    this._attempt = this._wsFailures = this._sseFailures = 0;  // open() starts a new count
     this._setState("disconnected", { code: info.code, reason: "reconnect attempts exhausted" });
     this._emitLocal("failed", { attempts, code: info.code, reason: info.reason });
   }
@@ -368,9 +367,11 @@ export class SkyRelay {
     this._armProbe();
   }
 
-  // Back on WebSocket: the stream stops before the subscriptions go out, so nothing comes twice.
+  // Back on WebSocket (or stopped): the stream stops before the subscriptions go out, so
+  // nothing comes twice; each confirmed topic gets its `transport_changed` reset now.
   _leaveFallback() {
     this._stopFallback();
+    if (this._mode === "ws") return;
     this._mode = "ws";
     this._sseFailures = 0;
     this._cursor = null;
