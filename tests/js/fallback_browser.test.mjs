@@ -270,3 +270,50 @@ test("once(): off() with the same listener removes it (before the fix it still f
     c.close();
   }
 });
+
+test("subscribing while on SSE opens a new stream with the topic at once; the others are reset", async () => {
+  const proxy = await startProxy();
+  proxy.block.ws = true;
+  const { page, context } = await openPage(proxy, { ...FAST, probeInterval: 60000 }, ["old"]);
+  try {
+    await waitState(page, "fallback-sse");
+    await page.waitForFunction(() => window.seen.subscribed.length === 1);
+    const streams = proxy.seen.sse;
+    const info = await page.evaluate(() => window.client.subscribe(
+      "new", (data, meta) => window.seen.events.push({ n: data.n, topic: meta.topic })));
+    assert.deepEqual(info, { topic: "new", seq: null, epoch: null, recovered: false });
+    assert.equal(proxy.seen.sse, streams + 1);
+    await publish("new", [1]);
+    await publish("old", [2]);
+    await waitEvents(page, 2);
+    const s = await seen(page);
+    assert.deepEqual(s.events.map((e) => [e.n, e.topic]), [[1, "new"], [2, "old"]]);
+    // "old" went on in a stream without the last one's cursor: events in between may be lost.
+    assert.deepEqual(s.resets, [{ topic: "old", reason: "transport_changed", seq: null, epoch: null }]);
+  } finally {
+    await context.close();
+    proxy.close();
+  }
+});
+
+test("reconnectAttempts counts across transports: WebSocket, SSE and polls all refused", async () => {
+  const proxy = await startProxy();
+  proxy.block.ws = proxy.block.sse = proxy.block.poll = true;
+  const { page, context } = await openPage(
+    proxy, { ...FAST, reconnectAttempts: 6, pollInterval: 50, probeInterval: 60000 }, ["x"]);
+  try {
+    await page.waitForFunction(() => window.seen.failed.length === 1);
+    const s = await seen(page);
+    assert.equal(s.failed[0].attempts, 6);
+    // Two WebSocket attempts, two SSE attempts, then polls: seven attempts in all (the proxy
+    // may count more HTTP requests: Chromium sends a request again, once, when a kept-alive
+    // connection closes before answering).
+    assert.equal(proxy.seen.ws, 2);
+    assert.ok(proxy.seen.sse >= 2 && proxy.seen.poll >= 3, JSON.stringify(proxy.seen));
+    assert.deepEqual(s.states, ["connecting", "reconnecting", "disconnected"]);
+    assert.equal(await page.evaluate(() => window.client.state), "disconnected");
+  } finally {
+    await context.close();
+    proxy.close();
+  }
+});
