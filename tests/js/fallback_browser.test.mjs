@@ -317,3 +317,26 @@ test("reconnectAttempts counts across transports: WebSocket, SSE and polls all r
     proxy.close();
   }
 });
+
+test("a server that was down (everything refused) comes back: WebSocket at once, not after probeInterval", async () => {
+  const proxy = await startProxy();
+  proxy.block.ws = proxy.block.sse = proxy.block.poll = true;
+  // Only the probe made when a poll gets through can bring WebSocket back within the test.
+  const { page, context } = await openPage(
+    proxy, { ...FAST, pollInterval: 100, probeInterval: 120000 }, ["back"]);
+  try {
+    await until(() => proxy.seen.poll >= 1, "a poll");
+    const probes = proxy.seen.ws;
+    Object.assign(proxy.block, { ws: false, sse: false, poll: false });
+    await waitState(page, "connected");
+    assert.equal(proxy.seen.ws, probes + 1);
+    const s = await seen(page);
+    assert.deepEqual(s.states.slice(-2), ["polling", "connected"]);
+    await page.waitForFunction(() => window.seen.subscribed.length >= 2);
+    await publish("back", [1]);
+    await waitEvents(page, 1);
+  } finally {
+    await context.close();
+    proxy.close();
+  }
+});

@@ -567,7 +567,13 @@ export class SkyRelay {
       this._emitLocal("subscribed", info);
       if (info.reset) this._emitLocal("reset", { topic, reason: info.reset, seq: null, epoch: null });
     }
-    this._setState(stream.poll ? "polling" : "fallback-sse", { sid: welcome.sid ?? null });
+    const state = stream.poll ? "polling" : "fallback-sse";
+    const recovered = this.state !== state;  // after a failure: perhaps the server was down
+    this._setState(state, { sid: welcome.sid ?? null });
+    // The server answers again: if WebSocket failed only because it was down (a restart), it
+    // works now too, so try it at once rather than after probeInterval.
+    if (recovered && this._wanted && !this._socket && !this._offline &&
+        this.options.probeInterval > 0) this._connect(true);
   }
 
   // -- network -------------------------------------------------------------------------------
