@@ -167,14 +167,14 @@ redis_value redis_client::call(std::vector<std::string> args, std::chrono::milli
 redis_value redis_client::eval(const redis_script& s, const std::vector<std::string>& keys,
                                const std::vector<std::string>& args,
                                std::chrono::milliseconds timeout) {
-  try {
-    return call(eval_args("EVALSHA", s.sha, keys, args), timeout);
-  } catch (const std::runtime_error& e) {
-    if (dynamic_cast<const broker_unavailable*>(&e) ||
-        std::string_view(e.what()).find("NOSCRIPT") == std::string_view::npos)
-      throw;
-  }
-  return call(eval_args("EVAL", s.text, keys, args), timeout);  // caches it on the server
+  // async_eval's own timeout always answers; the wait is only for that answer.
+  auto done = std::make_shared<std::promise<redis_value>>();
+  auto answer = done->get_future();
+  async_eval(s, keys, args, timeout, [done](std::exception_ptr error, redis_value v) {
+    if (error) return done->set_exception(error);
+    done->set_value(std::move(v));
+  });
+  return answer.get();
 }
 
 void redis_client::send(std::vector<std::string> args) {
@@ -199,6 +199,47 @@ void redis_client::async_eval(const redis_script& s, const std::vector<std::stri
                  return c->execute(std::move(*full), std::move(done));
                done(ec, std::move(v));
              });
+}
+
+// One call's end: the first of its answer and its timer wins; both run on the client's thread.
+struct redis_client::timed_call {
+  timed_call(asio::io_context& io, result_fn f) : done(std::move(f)), timer(io) {}
+  void finish(std::exception_ptr error, redis_value v) {
+    if (over) return;
+    over = true;
+    timer.cancel();
+    done(std::move(error), std::move(v));
+  }
+  result_fn done;
+  asio::steady_timer timer;
+  bool over{false};
+};
+
+void redis_client::async_eval(const redis_script& s, std::vector<std::string> keys,
+                              std::vector<std::string> args, std::chrono::milliseconds timeout,
+                              result_fn done) {
+  auto call = std::make_shared<timed_call>(impl_->io, std::move(done));
+  asio::post(impl_->io, [this, &s, keys = std::move(keys), args = std::move(args), timeout,
+                         call, i = impl_] {
+    if (!i->current()) {
+      return call->finish(std::make_exception_ptr(broker_unavailable(reason())), {});
+    }
+    call->timer.expires_after(timeout);
+    call->timer.async_wait([call, timeout](boost::system::error_code ec) {
+      if (ec) return;  // answered first
+      call->finish(std::make_exception_ptr(broker_unavailable(
+                       "no answer from redis within " + std::to_string(timeout.count()) + " ms")),
+                   {});
+    });
+    async_eval(s, keys, args, [call](std::error_code ec, redis_value v) {
+      if (ec == redis_errc::server_error)
+        return call->finish(std::make_exception_ptr(std::runtime_error("redis: " + v.str)), {});
+      if (ec)
+        return call->finish(std::make_exception_ptr(broker_unavailable("redis: " + ec.message())),
+                            {});
+      call->finish(nullptr, std::move(v));
+    });
+  });
 }
 
 }  // namespace skyrelay::redis
