@@ -14,7 +14,6 @@
 namespace skyrelay::redis {
 
 namespace {
-constexpr std::chrono::milliseconds max_backoff{5'000};
 constexpr std::chrono::milliseconds alive_ttl{10'000};
 constexpr std::chrono::seconds unwarm_after{10};
 
@@ -98,7 +97,7 @@ void redis_broker::impl::on_ready(unsigned g) {
       if (ec) return lost(g, "SUBSCRIBE failed: " + ec.message());
       ready = true;
       last_heard = clock_type::now();
-      backoff = std::chrono::milliseconds{100};
+      backoff.reset();
       if (ever_connected) ++reconnects;
       ever_connected = true;
       {
@@ -131,10 +130,8 @@ void redis_broker::impl::lost(unsigned g, std::string reason) {
   syncing = 0;
   buffer.clear();
   for (auto& [tag, f] : chans) f.subscribed = f.syncing = false;
-  reconnect_timer.expires_after(backoff);
-  backoff = std::min(backoff * 2, max_backoff);
-  reconnect_timer.async_wait([this](boost::system::error_code ec) {
-    if (!ec && !stopping) connect();
+  backoff.schedule(reconnect_timer, [this] {
+    if (!stopping) connect();
   });
 }
 

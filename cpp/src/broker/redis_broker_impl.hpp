@@ -19,6 +19,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "skyrelay/broker/redis_backoff.hpp"
 #include "skyrelay/broker/redis_broker.hpp"
 #include "skyrelay/broker/redis_connection.hpp"
 #include "skyrelay/broker/redis_wire.hpp"
@@ -131,7 +132,7 @@ struct redis_broker::impl {
   unsigned gen{0};
   bool ready{false}, stopping{false}, ever_connected{false};
   bool located{false};  // redis+sentinel: opts.url names the master just found
-  std::chrono::milliseconds backoff{100};
+  redis_backoff backoff;
   clock_type::time_point last_heard{}, last_refresh{};
   std::unordered_map<std::string, follow> chans;  // by tag
   std::unordered_set<std::string> sids;           // this node's connections

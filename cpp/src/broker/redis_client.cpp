@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "skyrelay/broker/redis_backoff.hpp"
 #include "skyrelay/broker/redis_connection.hpp"
 #include "skyrelay/hub/broker.hpp"
 
@@ -20,7 +21,6 @@ namespace skyrelay::redis {
 namespace asio = boost::asio;
 
 namespace {
-constexpr std::chrono::milliseconds first_backoff{100}, max_backoff{5'000};
 
 std::string sha1_hex(const std::string& text) {
   unsigned char d[SHA_DIGEST_LENGTH];
@@ -62,7 +62,7 @@ struct redis_client::impl {
       if (g != gen || !c) return;
       if (ec) return lost(g, "cannot connect to redis at " + url.host + ":" +
                                  std::to_string(url.port) + ": " + ec.message());
-      backoff = first_backoff;
+      backoff.reset();
       std::lock_guard lock(mu);
       conn = c;
       why.clear();
@@ -82,10 +82,8 @@ struct redis_client::impl {
     }
     if (pending) pending->close();
     pending.reset();
-    retry.expires_after(backoff);
-    backoff = std::min(backoff * 2, max_backoff);
-    retry.async_wait([this](boost::system::error_code ec) {
-      if (!ec && !stopping) connect();
+    backoff.schedule(retry, [this] {
+      if (!stopping) connect();
     });
   }
 
@@ -102,7 +100,7 @@ struct redis_client::impl {
   // The thread's.
   unsigned gen{0};
   bool stopping{false};
-  std::chrono::milliseconds backoff{first_backoff};
+  redis_backoff backoff;
   std::shared_ptr<redis_connection> pending;  // the connection being made or in use
   // Shared with callers.
   mutable std::mutex mu;

@@ -11,7 +11,6 @@
 namespace skyrelay::redis {
 
 namespace {
-constexpr std::chrono::milliseconds max_backoff{5'000};
 
 // Takes the lease when nobody holds it, extends it for its holder; 1 when ARGV[1] holds it.
 constexpr const char* lease_script = R"lua(
@@ -57,7 +56,7 @@ void redis_sio_bridge::impl::connect() {
       if (g != gen) return;
       if (ec) return lost(g);
       ready = true;
-      backoff = std::chrono::milliseconds{100};
+      backoff.reset();
       tick_timer.cancel();  // ask for the lease now rather than at the next tick
     });
   };
@@ -74,10 +73,8 @@ void redis_sio_bridge::impl::lost(unsigned g) {
   clear_order();
   if (cmd) cmd->close();
   if (sub) sub->close();
-  reconnect_timer.expires_after(backoff);
-  backoff = std::min(backoff * 2, max_backoff);
-  reconnect_timer.async_wait([this](boost::system::error_code ec) {
-    if (!ec && !stopping) connect();
+  backoff.schedule(reconnect_timer, [this] {
+    if (!stopping) connect();
   });
 }
 

@@ -15,6 +15,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "skyrelay/broker/redis_backoff.hpp"
 #include "skyrelay/broker/redis_connection.hpp"
 #include "skyrelay/broker/redis_sio_bridge.hpp"
 #include "skyrelay/broker/sio_manager_message.hpp"
@@ -104,7 +105,7 @@ struct redis_sio_bridge::impl {
   std::shared_ptr<redis_connection> cmd, sub;
   unsigned gen{0};
   bool ready{false}, stopping{false};
-  std::chrono::milliseconds backoff{100};
+  redis_backoff backoff;
   std::weak_ptr<impl> self;  // for completions from other threads (broker::warm)
   // Ordering (redis_sio_bridge_order.cpp). By ack channel: the manager channel.
   std::unordered_map<std::string, std::string> applied_channels;
