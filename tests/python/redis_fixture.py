@@ -107,6 +107,13 @@ def _launch(args: list[str], log_path: Path, port: int,
     return None
 
 
+def _stop_all(started: list[tuple[subprocess.Popen, Path]]) -> None:
+    """Stops every started process by its pid and removes its directory."""
+    for proc, directory in started:
+        stop_process(proc)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _start(directory: Path, extra: list[str], port: int | None = None,
            tls: tuple[PKI, bool] | None = None) -> tuple[subprocess.Popen, int]:
     if shutil.which("redis-server") is None:
@@ -163,9 +170,7 @@ def redis_server_factory():
     try:
         yield factory
     finally:
-        for proc, directory in started:
-            stop_process(proc)
-            shutil.rmtree(directory, ignore_errors=True)
+        _stop_all(started)
 
 
 @pytest.fixture
@@ -268,6 +273,4 @@ def redis_sentinel_factory():
     try:
         yield factory
     finally:
-        for proc, directory in started:
-            stop_process(proc)
-            shutil.rmtree(directory, ignore_errors=True)
+        _stop_all(started)
