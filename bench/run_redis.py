@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Several nodes on one Redis: skyrelay's Redis broker at 1, 2 and 4 nodes against its
 in-memory broker (one node), and python-socketio's AsyncRedisManager at 1, 2 and 4 nodes on the
-same kind of Redis, side by side in one run.
+same kind of Redis, side by side in one run; and skyrelay at 2 nodes on a 3-master Redis
+Cluster (`redis+cluster://`, three cluster-enabled redis-servers built by the run).
 
 One run: a fresh redis-server (no persistence) and the nodes, all pinned to CPU 1; the
 clients (--clients in all, split evenly over the nodes) are one C++ load client per node,
@@ -9,7 +10,8 @@ pinned to CPU 0. Every node waits for its share of the clients, the driver then 
 publish ~100-byte events at the offered rate to all of them; the others only deliver what
 their broker hands them. "Server CPU" is every node's CPU plus redis-server's over the
 measured window, so deliveries per server-CPU-second is what a delivery costs the whole
-deployment, Redis included; the Redis column is redis-server's share. Latency is
+deployment, Redis included; the Redis column is redis-server's share (the three masters'
+together on a cluster). Latency is
 publish-to-receive (CLOCK_MONOTONIC stamped by the publisher), the worst node's p50 and p99.
 
 Every node shares one core here, so 2 and 4 nodes measure the cost of the broker (more
@@ -39,6 +41,7 @@ SETUPS = {
     "skyrelay, redis, 1 node": ("skyrelay_node.py", "redis", 1, "/ws/bench", "ws"),
     "skyrelay, redis, 2 nodes": ("skyrelay_node.py", "redis", 2, "/ws/bench", "ws"),
     "skyrelay, redis, 4 nodes": ("skyrelay_node.py", "redis", 4, "/ws/bench", "ws"),
+    "skyrelay, cluster, 2 nodes": ("skyrelay_node.py", "cluster", 2, "/ws/bench", "ws"),
     "python-socketio, redis, 1 node": ("sio_python_socketio.py", "redis", 1,
                                        "/socket.io/?EIO=4&transport=websocket", "socketio"),
     "python-socketio, redis, 2 nodes": ("sio_python_socketio.py", "redis", 2,
@@ -52,16 +55,58 @@ COLUMNS = [("published msg/s", "published_per_s"), ("deliveries/s", "deliveries_
            ("Redis CPU", "redis_cpu_util"), ("disturbed runs", "disturbed_runs")]
 
 
-def start_redis(directory: Path) -> tuple[subprocess.Popen, int]:
+def redis_command(directory: Path, port: int, *extra: str) -> list[str]:
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is missing (make deps installs Debian's redis-server)")
+    return ["taskset", "-c", "1", "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(directory), *extra]
+
+
+def start_redis(directory: Path) -> tuple[list[subprocess.Popen], str]:
+    """One redis-server: its process and the broker URL."""
     port = free_port()
-    proc = subprocess.Popen(
-        ["taskset", "-c", "1", "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", str(directory)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(redis_command(directory, port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     harness.wait_port(port, proc, timeout=10)
-    return proc, port
+    return [proc], f"redis://127.0.0.1:{port}/0"
+
+
+def cluster_ok(port: int) -> bool:
+    out = subprocess.run(["redis-cli", "-p", str(port), "CLUSTER", "INFO"],
+                         capture_output=True, text=True, timeout=5).stdout
+    return "cluster_state:ok" in out
+
+
+def start_cluster(directory: Path) -> tuple[list[subprocess.Popen], str]:
+    """Three cluster-enabled redis-servers joined into a 3-master Redis Cluster (no replicas):
+    their processes (every one is stopped by the caller) and the broker URL."""
+    procs: list[subprocess.Popen] = []
+    ports = []
+    for i in range(3):
+        port, bus = free_port(), free_port()
+        folder = directory / f"master{i}"
+        folder.mkdir()
+        procs.append(subprocess.Popen(
+            redis_command(folder, port, "--cluster-enabled", "yes", "--cluster-config-file",
+                          "nodes.conf", "--cluster-port", str(bus)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
+        ports.append(port)
+    try:
+        for port, proc in zip(ports, procs):
+            harness.wait_port(port, proc, timeout=10)
+        subprocess.run(["redis-cli", "--cluster", "create",
+                        *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "0",
+                        "--cluster-yes"], check=True, capture_output=True, timeout=30)
+        deadline = time.monotonic() + 30
+        while not all(cluster_ok(p) for p in ports):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+    except BaseException:
+        for proc in procs:
+            stop(proc)
+        raise
+    return procs, "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
 
 
 def read_line(proc: subprocess.Popen, prefix: str, timeout: float) -> None:
@@ -75,15 +120,14 @@ def run_once(name: str, rate: float, args) -> dict:
     total = share * count
     env = dict(os.environ, PYTHONPATH=str(HERE / "servers"))
     seconds = args.warmup + args.duration + 1.5
-    redis = None
+    redis: list[subprocess.Popen] = []
     nodes: list[subprocess.Popen] = []
     clients: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="skyrelay-bench-redis-") as tmp:
         try:
             broker = None
-            if kind == "redis":
-                redis, redis_port = start_redis(Path(tmp))
-                broker = f"redis://127.0.0.1:{redis_port}/0"
+            if kind != "memory":
+                redis, broker = (start_cluster if kind == "cluster" else start_redis)(Path(tmp))
             ports = [free_port() for _ in range(count)]
             for i, port in enumerate(ports):
                 log = open(harness.RESULTS / f"redis-{name}-node{i}.log", "w")
@@ -113,7 +157,7 @@ def run_once(name: str, rate: float, args) -> dict:
                 node.stdin.flush()
             read_line(nodes[0], "PUBLISHING", 30)
             time.sleep(args.warmup)
-            pids = [n.pid for n in nodes] + ([redis.pid] if redis else [])
+            pids = [n.pid for n in nodes] + [r.pid for r in redis]
             cpu0 = [cpu_seconds(p) for p in pids]
             t0, busy0 = time.monotonic(), busy_seconds()
             time.sleep(args.duration)
@@ -126,10 +170,11 @@ def run_once(name: str, rate: float, args) -> dict:
                 stop(c)
             for n in nodes:
                 stop(n)
-            stop(redis)
+            for r in redis:
+                stop(r)
     used = [b - a for a, b in zip(cpu0, cpu1)]
     server_cpu = sum(used)
-    redis_cpu = used[-1] if redis else 0.0
+    redis_cpu = sum(used[len(nodes):])
     client_cpu = sum(o["client_cpu_s"] for o in outs)
     window = t1 - t0
     other = busy1[0] - busy0[0] - server_cpu - client_cpu
@@ -145,7 +190,7 @@ def run_once(name: str, rate: float, args) -> dict:
         "p50_us": max(o["p50_us"] for o in outs), "p99_us": max(o["p99_us"] for o in outs),
         "server_cpu_s": round(server_cpu, 3), "server_cpu_util": round(server_cpu / window, 3),
         "redis_cpu_s": round(redis_cpu, 3), "redis_cpu_util": round(redis_cpu / window, 3),
-        "node_cpu_s": [round(u, 3) for u in (used[:-1] if redis else used)],
+        "node_cpu_s": [round(u, 3) for u in used[:len(nodes)]],
         "client_cpu_s": round(client_cpu, 3), "client_bound": False,
         "other_cpu_s": round(other, 3), "disturbed": other > 0.15 * window,
         "duration_s": round(window, 3), "clients_out": outs,
@@ -193,6 +238,11 @@ def summarize(results: harness.Results) -> tuple[list[str], dict]:
         if got:
             lines.append(harness.ratio_line("skyrelay redis", "skyrelay memory",
                                             f"one node, {scenario}", *got, 2))
+        got = harness.ratio(results, scenario, "skyrelay, cluster, 2 nodes",
+                            "skyrelay, redis, 2 nodes")
+        if got:
+            lines.append(harness.ratio_line("skyrelay on a 3-master cluster", "on one Redis",
+                                            f"two nodes, {scenario}", *got, 2))
     return lines, summary
 
 

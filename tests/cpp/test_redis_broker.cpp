@@ -258,7 +258,7 @@ TEST_F(RedisBroker, GapIsCaughtUpFromTheStream) {
   for (int i = 4; i <= 6; ++i) {
     publication p = to_rooms("e", {"g"}, std::to_string(i));
     cmds.push_back({"EVAL", publish_script(), "0", "t:", encode_body(p, "ts", "test"),
-                    "test:" + std::to_string(i), "/", "1000", "60000", "test", "1", "g", "0"});
+                    "test:" + std::to_string(i), "/", "1000", "60000", "test", "", "1", "g", "0"});
   }
   command(redis_.port(), cmds);
   ASSERT_TRUE(eventually([&] { return b_.b->status().ok && b_.b->counters().reconnects >= 1; }));
@@ -268,6 +268,31 @@ TEST_F(RedisBroker, GapIsCaughtUpFromTheStream) {
   for (int i = 1; i <= 7; ++i)
     EXPECT_EQ(got[i - 1], "e|g|" + std::to_string(i) + "|" + std::to_string(i));
   EXPECT_GE(b_.b->counters().gaps_caught_up, 1u);
+}
+
+// A failover: the promoted replica lacks what the old master numbered last (here: its copy of
+// the channel stands at seq 1 and was numbered under another replication ID). Its next seq is
+// one the nodes delivered already; a new epoch makes that an explicit reset, never a skip.
+TEST_F(RedisBroker, AChannelNumberedUnderAnotherServerStartsANewEpoch) {
+  auto mb = b_.member("mb", {"x"});
+  ASSERT_TRUE(b_.follows({"x"}));
+  const auto first = a_.publish(to_rooms("e", {"x"}, "1"));
+  a_.publish(to_rooms("e", {"x"}, "2"));
+  ASSERT_TRUE(eventually([&] { return mb->count() == 2; }));
+  command(redis_.port(), {{"HSET", "t:{r1:/x}:m", "replid", "the-old-master", "seq", "1"}});
+  const auto after = a_.publish(to_rooms("e", {"x"}, "3"));
+  EXPECT_EQ(after.seq, 1u) << "a new sequence, not seq 2 again";
+  ASSERT_EQ(after.epochs.size(), 1u);
+  EXPECT_NE(after.epochs[0], first.epochs[0]);
+  ASSERT_TRUE(eventually([&] { return mb->count() == 3; })) << "delivered, not taken for seen";
+  EXPECT_EQ(mb->bytes()[2], "e|x|1|3");
+  history_request q;
+  q.ch = {"/", "x"};
+  q.since_seq = 2;
+  q.epoch = first.epochs[0];
+  EXPECT_EQ(b_.h.read_history(q).reset, "epoch_changed");
+  // The server's own ID is kept with the channel: the next publication continues it.
+  EXPECT_EQ(a_.publish(to_rooms("e", {"x"}, "4")).seq, 2u);
 }
 
 TEST_F(RedisBroker, RestartedRedisIsAnExplicitEpochChangeNeverASilentHole) {

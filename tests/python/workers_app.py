@@ -7,7 +7,12 @@ import os
 
 import skyrelay
 
-server = skyrelay.Server("127.0.0.1", 0, drain_timeout=1.0)
+# A short ping interval: python-engineio's polling client drops its Engine.IO close packet when
+# disconnect() comes while its write loop is still posting (the loop sees the state change and
+# leaves), and its pending poll then ends only at the server's next ping. With one new TCP
+# connection per request (test_workers' polling clients) that race is common; at the default
+# 25 s it cost a test 25 s now and then.
+server = skyrelay.Server("127.0.0.1", 0, drain_timeout=1.0, ping_interval=3.0)
 
 
 @server.on("echo")

@@ -6,6 +6,7 @@
 #include <future>
 #include <random>
 #include <stdexcept>
+#include <string_view>
 
 #include "redis_broker_impl.hpp"
 #include "skyrelay/core/clock.hpp"
@@ -28,6 +29,20 @@ std::string glob_escape(const std::string& text) {
 }
 
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
+
+// The publish script's arguments (after EVALSHA, sha, numkeys): ARGV[8] is the replication ID,
+// filled in when the publication is sent (redis_wire.cpp, publish_script).
+constexpr std::size_t replid_arg = 3 + 7;
+
+// `master_replid:<id>` of an INFO replication answer; empty when absent.
+std::string replication_id(const std::string& info) {
+  constexpr std::string_view key = "master_replid:";
+  const auto at = info.find(key);
+  if (at == std::string::npos) return {};
+  const auto start = at + key.size();
+  const auto end = info.find_first_of("\r\n", start);
+  return info.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
 }  // namespace
 
 redis_broker::impl::impl(hub& local, redis_broker_options o)
@@ -81,6 +96,15 @@ void redis_broker::impl::connect() {
 }
 
 void redis_broker::impl::on_ready(unsigned g) {
+  // Which server this is, as replication knows it: a failover shows as another ID.
+  cmd->execute({"INFO", "replication"}, [this, g](std::error_code ec, redis_value v) {
+    if (g != gen) return;
+    replid = ec ? std::string() : replication_id(v.str);
+    load_script(g);
+  });
+}
+
+void redis_broker::impl::load_script(unsigned g) {
   cmd->execute({"SCRIPT", "LOAD", publish_script()}, [this, g](std::error_code ec, redis_value v) {
     if (g != gen) return;
     if (ec) return lost(g, "SCRIPT LOAD failed: " + (v.str.empty() ? ec.message() : v.str));
@@ -204,7 +228,7 @@ void redis_broker::impl::publish_async(const publication& p, publish_done done) 
              opts.node_id + ":" + std::to_string(o->n), p.nsp,
              std::to_string(std::max<std::size_t>(opts.history_max, 100)),
              ms(std::max(opts.history_ttl, std::chrono::milliseconds{60'000})),
-             hub_.epoch_prefix(), std::to_string(p.to.size())};
+             hub_.epoch_prefix(), "", std::to_string(p.to.size())};
   o->args.insert(o->args.end(), p.to.begin(), p.to.end());
   o->args.push_back(std::to_string(p.to_conns.size()));
   o->args.insert(o->args.end(), p.to_conns.begin(), p.to_conns.end());
@@ -253,6 +277,7 @@ void redis_broker::impl::send(std::shared_ptr<outgoing> o) {
     return complete(o->key, std::move(r));
   }
   if (!o->retried) o->args[1] = sha;
+  o->args[replid_arg] = replid;  // the server's, as read at this connect
   cmd->execute(o->args, [this, o](std::error_code ec, redis_value v) {
     answered(o, ec, std::move(v));
   });

@@ -65,7 +65,8 @@ struct redis_broker::impl {
   // redis+sentinel (redis_broker_sentinel.cpp): asks the sentinels where the master is, sets
   // opts.url's host and port to it and connects; or lost() with every sentinel's answer.
   void locate(unsigned g);
-  void on_ready(unsigned gen);
+  void on_ready(unsigned gen);    // reads the replication ID, then load_script
+  void load_script(unsigned gen);  // SCRIPT LOAD, registry, subscriptions: then ready
   void lost(unsigned gen, std::string reason);
   void set_status(bool ok, std::string reason);
   void tick();
@@ -131,7 +132,11 @@ struct redis_broker::impl {
   std::shared_ptr<redis_connection> cmd, sub;
   unsigned gen{0};
   bool ready{false}, stopping{false}, ever_connected{false};
-  bool located{false};  // redis+sentinel: opts.url names the master just found
+  bool located{false};
+  // The server's replication ID (INFO replication's master_replid), read at each connect and
+  // given to the scripts, which start a new epoch for a channel numbered under another one
+  // (a failover). Empty when the server does not say (no INFO): no such check.
+  std::string replid;  // redis+sentinel: opts.url names the master just found
   redis_backoff backoff;
   clock_type::time_point last_heard{}, last_refresh{};
   std::unordered_map<std::string, follow> chans;  // by tag

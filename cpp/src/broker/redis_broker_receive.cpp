@@ -95,7 +95,7 @@ void redis_broker::impl::start_follow(const std::string& tag, std::function<void
   // position and replay are Redis's, then live messages continue from there.
   // A channel with no sequence yet gets one now, so its members are told Redis's epoch.
   cmd->execute({"EVAL", start_script(), "2", key(tag, ":m"), key(tag, ":s"),
-                hub_.epoch_prefix(), ms_ttl()},
+                hub_.epoch_prefix(), ms_ttl(), replid},
                [this, g, tag, finish, subscribe](std::error_code ec, redis_value v) {
     if (g != gen) return;
     if (ec || v.elements.size() != 2 || v.elements[0].type == redis_value::kind::nil)

@@ -108,16 +108,21 @@ bool split_message(std::string_view payload, message_header& h, std::string_view
 // SSE cursors need; see hub::set_epoch_prefix).
 //
 // ARGV: 1 key prefix, 2 body, 3 uid, 4 namespace, 5 stream MAXLEN, 6 TTL (ms), 7 epoch prefix
-// of the publishing node, 8 count of `to` names, then the names, then the count of `to_conns`
-// sids, then the sids. Returns {tag, epoch, seq, ...} for every channel it was numbered in.
+// of the publishing node, 8 the server's replication ID as the node read it at connect (empty:
+// unknown), 9 count of `to` names, then the names, then the count of `to_conns` sids, then the
+// sids. Returns {tag, epoch, seq, ...} for every channel it was numbered in.
 // A name is a sid when `sid:<name>` exists: its node's when that node is alive, nobody's when
 // the key holds "-" (closed) or the node is dead; else the room (nsp, name). The header is
 // built once every channel has its seq, so every copy (and every stream entry) is the same.
+// A channel's `:m` also keeps the replication ID it was last numbered under: a different one
+// means another server took over (a Sentinel failover promotes a replica, which may lack what
+// the old master numbered and the nodes delivered), so the channel starts a new epoch, which
+// every node turns into an explicit reset, instead of handing out seqs the nodes already saw.
 const std::string& publish_script() {
   static const std::string script = R"LUA(
 local prefix, body, uid, nsp = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local maxlen, ttl, epoch_prefix = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
-local i = 8
+local maxlen, ttl, epoch_prefix, replid = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local i = 9
 local alive_cache, direct, nodes, rooms, seen = {}, {}, {}, {}, {}
 local function alive(node)
   if alive_cache[node] == nil then
@@ -157,13 +162,15 @@ end
 local pos = {}
 for k, tag in ipairs(tags) do
   local mkey = prefix .. tag .. ':m'
-  local epoch = redis.call('HGET', mkey, 'epoch')
-  if not epoch then
+  local m = redis.call('HMGET', mkey, 'epoch', 'replid')
+  local epoch = m[1]
+  if not epoch or (replid ~= '' and m[2] and m[2] ~= replid) then
     local t = redis.call('TIME')
     epoch = epoch_prefix .. '.' .. t[1] .. string.format('%06d', tonumber(t[2]))
     redis.call('DEL', prefix .. tag .. ':s')
     redis.call('HSET', mkey, 'epoch', epoch, 'seq', 0)
   end
+  if replid ~= '' and m[2] ~= replid then redis.call('HSET', mkey, 'replid', replid) end
   pos[k] = {tag, epoch, redis.call('HINCRBY', mkey, 'seq', 1)}
 end
 local cs = {}
@@ -193,17 +200,20 @@ return out
   return script;
 }
 
-// KEYS: the channel's `:m` and `:s`; ARGV: epoch prefix, TTL (ms). Starts the channel's
-// sequence when it has none (as the publish script would), so a subscriber is told Redis's
-// epoch even before the first publication; returns {epoch, seq}.
+// KEYS: the channel's `:m` and `:s`; ARGV: epoch prefix, TTL (ms), replication ID (empty:
+// unknown). Starts the channel's sequence when it has none, or a new epoch when it was
+// numbered under another replication ID (as the publish script would), so a subscriber is
+// told Redis's epoch even before the first publication; returns {epoch, seq}.
 const std::string& start_script() {
   static const std::string script = R"LUA(
-if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'replid')
+if not m[1] or (ARGV[3] ~= '' and m[2] and m[2] ~= ARGV[3]) then
   local t = redis.call('TIME')
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', ARGV[1] .. '.' .. t[1] .. string.format('%06d', tonumber(t[2])), 'seq', 0)
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
+if ARGV[3] ~= '' and m[2] ~= ARGV[3] then redis.call('HSET', KEYS[1], 'replid', ARGV[3]) end
 return redis.call('HMGET', KEYS[1], 'epoch', 'seq')
 )LUA";
   return script;

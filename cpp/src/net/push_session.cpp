@@ -268,10 +268,18 @@ void push_session::fill(net::write_batch& b) {
   }
   if (state_ == state::closing) {
     b.frames().swap(final_frames_);
+    frame(b);
   } else {
-    outbox_.take(b.frames());
+    // frame() may leave nothing of what it was given (an SSE stream drops an event it sent
+    // already and the marker of a reset that writes nothing). The outbox counts as being
+    // written while it has handed frames out, so such a batch takes again until it has bytes
+    // or the outbox is empty: returning empty-handed would leave the stream silent for good.
+    while (outbox_.take(b.frames())) {
+      frame(b);
+      if (!b.empty()) break;
+    }
+    if (b.empty()) frame(b);  // what a session writes with no frame (an SSE head, a prefix)
   }
-  frame(b);
   if (state_ == state::closing && !close_sent_) {
     close_sent_ = true;
     b.after_view(close_frame_);  // set once by begin_close, untouched since
