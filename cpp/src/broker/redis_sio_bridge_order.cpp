@@ -48,9 +48,12 @@ void redis_sio_bridge::impl::run_applies() {
         if (!actions.here(m.sid, m.room.nsp)) break;  // another node's connection
         applying = true;
         const unsigned g = ++apply_gen;
+        // Weak both ways: a warm that ends after stop() must not keep the bridge alive.
         auto done = [w = self, g, channel, m] {
           if (auto i = w.lock())
-            asio::post(i->io, [i, g, channel, m] { i->applied_here(g, channel, m); });
+            asio::post(i->io, [w, g, channel, m] {
+              if (auto i = w.lock()) i->applied_here(g, channel, m);
+            });
         };
         apply_timer.expires_after(opts.order_timeout);
         apply_timer.async_wait([this, g, channel, m](boost::system::error_code ec) {
