@@ -15,7 +15,6 @@
 namespace skyrelay::redis {
 
 namespace {
-constexpr std::chrono::milliseconds max_backoff{5'000};
 constexpr std::chrono::milliseconds alive_ttl{10'000};
 
 // A Redis glob matching `text` literally.
@@ -133,7 +132,7 @@ void redis_broker::impl::on_loaded(unsigned g) {
     if (ec) return lost(g, "SUBSCRIBE failed: " + ec.message());
     ready = true;
     last_heard = clock_type::now();
-    backoff = std::chrono::milliseconds{100};
+    backoff.reset();
     if (ever_connected) ++reconnects;
     ever_connected = true;
     {
@@ -176,10 +175,8 @@ void redis_broker::impl::lost(unsigned g, std::string reason) {
     for (auto& w : f.waiters) waiters.push_back(std::move(w));
     f.waiters.clear();
   }
-  reconnect_timer.expires_after(backoff);
-  backoff = std::min(backoff * 2, max_backoff);
-  reconnect_timer.async_wait([this](boost::system::error_code ec) {
-    if (!ec && !stopping) connect();
+  backoff.schedule(reconnect_timer, [this] {
+    if (!stopping) connect();
   });
   for (auto& w : waiters) w(false);
 }

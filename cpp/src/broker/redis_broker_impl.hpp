@@ -19,6 +19,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "skyrelay/broker/redis_backoff.hpp"
 #include "skyrelay/broker/redis_broker.hpp"
 #include "skyrelay/broker/redis_connection.hpp"
 #include "skyrelay/broker/redis_wire.hpp"
@@ -194,7 +195,7 @@ struct redis_broker::impl {
   // (a failover). Empty when the server does not say (no INFO): no such check.
   // On a cluster each master has its own (shard::replid); this one is unused there.
   std::string replid;
-  std::chrono::milliseconds backoff{100};
+  redis_backoff backoff;
   clock_type::time_point last_heard{}, last_refresh{};
   std::unordered_map<std::string, follow> chans;  // by tag
   std::unordered_set<std::string> sids;           // this node's connections
