@@ -104,6 +104,8 @@ def test_rooms_on_every_master_reach_every_node_once_in_order(redis_cluster, clu
         health = node.health()
         assert health["status"] == "ok", health
         assert health["broker"]["kind"] == "redis"
+        # No Socket.IO manager bridge on a cluster by default (it would cross hash slots).
+        assert "skyrelay_manager_messages_total" not in httpx.get(f"{node.http}/metrics").text
     clients = [JsonClient(n.port) for n in nodes]
     for c in clients:
         for room in rooms:
@@ -221,3 +223,13 @@ def test_a_bad_cluster_url_is_refused_at_start(url, words):
             server.start()
     finally:
         server.stop()
+
+
+def test_the_manager_bridge_is_refused_on_a_cluster_by_name():
+    with pytest.raises(ValueError, match="manager bridge does not work on a Redis Cluster"):
+        server = skyrelay.Server(port=0, broker="redis+cluster://127.0.0.1:1",
+                                 redis_manager_channels=["socketio"])
+        try:
+            server.start()
+        finally:
+            server.stop()
