@@ -97,7 +97,7 @@ test-hub-tsan: deps
 test-python: install node_modules/.stamp gpredict-data
 	$(VPY) -m pytest -q -p no:cacheprovider tests/python
 
-test-js: install node_modules/.stamp
+test-js: install node_modules/.stamp gpredict-data
 	node --test tests/js/
 
 # The 979-satellite catalogue that Debian's gpredict package ships (the orbit tests, the

@@ -17,7 +17,14 @@ namespace py = pybind11;
 namespace skyrelay::bindings {
 namespace {
 
-py::tuple decision_tuple(const rate_decision& d) {
+// acquire() of either limiter: the key is copied with the GIL, the bucket work runs without.
+template <class Limiter>
+py::tuple acquire_without_gil(Limiter& rl, const std::string& key, double cost) {
+  rate_decision d;
+  {
+    py::gil_scoped_release nogil;
+    d = rl.acquire(key, cost);
+  }
   return py::make_tuple(d.allowed, d.retry_after(), d.remaining);
 }
 
@@ -50,19 +57,10 @@ void register_ratelimit(py::module_& m) {
       .def(py::init<const std::string&, const std::string&, double, double, long long>(),
            py::arg("url"), py::arg("name"), py::arg("rate"), py::arg("burst"),
            py::arg("timeout_ms") = 1000, py::call_guard<py::gil_scoped_release>())
-      .def(
-          "acquire",
-          [](shared_limiter& rl, const std::string& key, double cost) {
-            rate_decision d;
-            {
-              py::gil_scoped_release nogil;
-              d = rl.acquire(key, cost);
-            }
-            return decision_tuple(d);
-          },
-          py::arg("key"), py::arg("cost") = 1.0,
-          "(allowed, retry_after seconds, remaining tokens) on Redis's clock; raises "
-          "BrokerUnavailable when Redis does not answer")
+      .def("acquire", &acquire_without_gil<shared_limiter>, py::arg("key"),
+           py::arg("cost") = 1.0,
+           "(allowed, retry_after seconds, remaining tokens) on Redis's clock; raises "
+           "BrokerUnavailable when Redis does not answer")
       .def("reset", &shared_limiter::reset, py::arg("key"),
            py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("connected", &shared_limiter::connected);
@@ -70,18 +68,9 @@ void register_ratelimit(py::module_& m) {
   py::class_<rate_limiter>(m, "RateLimiter")
       .def(py::init<double, double, std::size_t>(), py::arg("rate"), py::arg("burst"),
            py::arg("max_keys") = 100'000)
-      .def(
-          "acquire",
-          [](rate_limiter& rl, const std::string& key, double cost) {
-            rate_decision d;
-            {
-              py::gil_scoped_release nogil;
-              d = rl.acquire(key, cost);
-            }
-            return decision_tuple(d);
-          },
-          py::arg("key"), py::arg("cost") = 1.0,
-          "(allowed, retry_after seconds, remaining tokens) on the monotonic clock")
+      .def("acquire", &acquire_without_gil<rate_limiter>, py::arg("key"),
+           py::arg("cost") = 1.0,
+           "(allowed, retry_after seconds, remaining tokens) on the monotonic clock")
       .def(
           "acquire_at",
           [](rate_limiter& rl, const std::string& key, double cost, std::int64_t now_ns) {

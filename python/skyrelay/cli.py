@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--windows-every", type=float, default=60.0, help="seconds between window updates")
     demo.add_argument("--lookahead-hours", type=float, default=6.0, help="window search horizon")
     demo.add_argument("--status-every", type=float, default=30.0, help="seconds between server_status")
+    demo.add_argument("--elements-every", type=float, default=0.0,
+                      help="seconds between reloads of --tle (file or URL; default 0: loaded once)")
     demo.add_argument("--ssl-certfile", help="PEM certificate (chain): serve https and wss")
     demo.add_argument("--ssl-keyfile", help="PEM private key of --ssl-certfile")
 
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(args.host, args.port, tle=args.tle, rebase=args.rebase, stations=stations,
                             position_interval=args.positions_every, window_interval=args.windows_every,
                             lookahead_hours=args.lookahead_hours, status_interval=args.status_every,
+                            elements_every=args.elements_every,
                             ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
         except (ValueError, FileNotFoundError) as exc:
             print(f"skyrelay demo: error: {exc}", file=sys.stderr)

@@ -16,9 +16,11 @@ from importlib import resources
 from typing import Any
 
 from .server import Connection, Server
-from .tracker import DEFAULT_STATIONS, Tracker
+from .tracker import DEFAULT_STATIONS, ROOM_METRICS, ElementsSource, Tracker
+from .tracker import load_elements  # noqa: F401 (moved to the tracker; kept importable here)
 
-TOPIC = "metrics"
+#: the room the metrics page (/ws/metrics) and the tracker's subscribe_metrics share
+TOPIC = ROOM_METRICS
 _COUNTERS = (
     "skyrelay_messages_in_total",
     "skyrelay_messages_out_total",
@@ -164,9 +166,11 @@ def build_demo(host: str = "127.0.0.1", port: int = 8000, *, satellites: Any = N
                position_interval: float = 10.0, window_interval: float = 60.0,
                lookahead_hours: float = 6.0, status_interval: float = 30.0,
                metrics_interval: float = 1.0, socketio_client: str | None = None,
+               elements: ElementsSource | None = None, elements_interval: float | None = None,
                **options: Any) -> Demo:
     """The demo, not yet started (tests start it on port 0). Without ``satellites`` it uses the
-    bundled element sets moved forward to now. ``socketio_client`` is the path of
+    bundled element sets moved forward to now; with ``elements`` and ``elements_interval`` the
+    tracker reloads them from there on that interval. ``socketio_client`` is the path of
     socket.io-client's ``socket.io.min.js`` for the Socket.IO page (default: found in
     ``node_modules``)."""
     from .tracker import bundled_satellites
@@ -183,7 +187,9 @@ def build_demo(host: str = "127.0.0.1", port: int = 8000, *, satellites: Any = N
     tracker = Tracker(server, satellites, stations, position_interval=position_interval,
                       window_interval=window_interval, lookahead_hours=lookahead_hours,
                       status_interval=status_interval, elements_note=elements_note,
-                      metrics=lambda: metrics.latest).install()
+                      # The publisher feeds the metrics room every metrics_interval seconds.
+                      metrics=lambda: metrics.latest, metrics_interval=None,
+                      elements=elements, elements_interval=elements_interval).install()
 
     @server.on("say")
     def say(conn: Connection, data: Any) -> dict[str, Any]:
@@ -198,43 +204,28 @@ def build_demo(host: str = "127.0.0.1", port: int = 8000, *, satellites: Any = N
     return Demo(server, tracker, metrics)
 
 
-def load_elements(source: str) -> Any:
-    """A TLE file, gpredict .dat file or http(s) URL of TLE text."""
-    from . import orbit
-
-    if source.startswith(("http://", "https://")):
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(source, timeout=20) as reply:  # the user's own network
-                text = reply.read().decode("utf-8", errors="replace")
-        except OSError as exc:
-            raise ValueError(f"could not fetch {source}: {exc}") from None
-        sats = orbit.load_tle(text)
-    else:
-        if not os.path.exists(source):
-            raise ValueError(f"no such file: {source}")
-        sats = orbit.load_tle(source)
-    usable = [s for s in sats if s.error == 0]
-    if not usable:
-        raise ValueError(f"no usable element sets in {source}" + (f" ({sats.errors[0]})" if sats.errors else ""))
-    return usable
-
-
 def run_demo(host: str = "127.0.0.1", port: int = 8000, *, tle: str | None = None, rebase: bool | None = None,
-             stations: Any = None, **intervals: Any) -> int:
-    from .tracker import bundled_satellites, rebase_by_days
+             stations: Any = None, elements_every: float | None = None, **intervals: Any) -> int:
+    """``tle``: a file or http(s) URL, loaded at start and again every ``elements_every``
+    seconds (None or 0: never)."""
+    from .tracker import bundled_satellites
 
+    if elements_every and not tle:
+        raise ValueError("--elements-every reloads --tle: give a file or URL")
+    source = None
     if tle:
-        satellites = load_elements(tle)
+        source = ElementsSource(tle, rebase=bool(rebase))
+        satellites = source.load()
         note = f"elements from {tle}"
         if rebase:
-            satellites = list(rebase_by_days(satellites))
             note += ", their epochs moved forward by whole days to the day before now"
+        if elements_every:
+            note += f", reloaded every {elements_every:g} s"
     else:
         satellites, note = bundled_satellites(rebase=rebase is not False)
     demo = build_demo(host, port, satellites=satellites, stations=stations or DEFAULT_STATIONS,
-                      elements_note=note, **intervals)
+                      elements_note=note, elements=source,
+                      elements_interval=(elements_every or None) if source else None, **intervals)
     demo.start()
     print(f"skyrelay demo: the satellite tracker is at {demo.server.http_url}/ "
           f"({len(demo.tracker.satellites)} satellites, {len(demo.tracker.stations)} ground stations; "

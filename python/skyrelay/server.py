@@ -75,8 +75,9 @@ class Server:
     carries every publication through one Redis server to every skyrelay process on it
     (docs/deployment.md); ``rediss://`` the same over TLS (``?ca=``, ``cert=``/``key=``,
     ``sni=``; verified by default), ``redis+sentinel://h1:p1,h2:p2/<master>[/db]`` to the master
-    that Sentinel names (grammar: docs/api.md "Broker URLs"); ``redis+cluster://`` is not
-    supported yet. A bad URL, an unreadable TLS file
+    that Sentinel names (grammar: docs/api.md "Broker URLs"); ``redis+cluster://h1:p1,h2:p2``
+    spreads the rooms over a Redis Cluster's masters (7.0+; cluster state, idempotency keys
+    and the publish budget are then per node). A bad URL, an unreadable TLS file
     and any other scheme raise ValueError at :meth:`start`, naming it.
 
     On a Redis broker the node also accepts what python-socketio's and Flask-SocketIO's Redis

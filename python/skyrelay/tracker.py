@@ -1,23 +1,31 @@
-"""The live satellite tracker: positions, communication windows and server status, pushed to
-browsers and scripts over the JSON protocol and Socket.IO alike.
+"""The live satellite tracker: positions, communication windows, server status and metrics,
+pushed to browsers and scripts over the JSON protocol and Socket.IO alike, with the event names
+and payloads of the Flask-SocketIO tracker it replaces (docs/tracker.md maps them one by one).
 
 Events (all times ISO-8601 UTC, angles in degrees on WGS-84, distances in kilometres):
 
-* ``satellite_positions`` to the room ``satellites`` every ``position_interval`` seconds:
-  ``{satellites: [{name, position: {latitude, longitude, altitude_km}, timestamp}], count,
-  timestamp}``;
-* ``communication_windows`` to the room ``windows`` every ``window_interval`` seconds, the
-  passes over the ground stations in the next ``lookahead_hours``: ``{windows: [{satellite,
+* ``satellite_positions`` every ``position_interval`` seconds, to every client (``broadcast``,
+  the default) or to the subscribers only: ``{satellites: [{name, catalog_number, position:
+  {latitude, longitude, altitude_km}, timestamp}], count, timestamp}``;
+* ``communication_windows`` every ``window_interval`` seconds, same audience: the passes over the
+  ground stations in the next ``lookahead_hours``: ``{windows: [{satellite, catalog_number,
   ground_station, start_time, end_time, duration_minutes, max_elevation, quality_score}], count,
-  total, timestamp}`` (the soonest ``max_windows`` of ``total``);
+  total, lookahead_hours, timestamp}`` (the soonest ``max_windows`` of ``total``);
 * ``server_status`` to everyone every ``status_interval`` seconds and to each client when it
-  connects: connected clients, subscriber counts, available subscriptions, server metrics.
+  connects: ``message``, connected clients, ``available_subscriptions`` (``satellite_positions``,
+  ``communication_windows``, ``server_metrics``), subscriber counts, server metrics;
+* ``server_metrics`` to the subscribers of the room ``metrics`` every ``metrics_interval``
+  seconds (None: another publisher feeds that room, as the demo's does every second).
 
-Requests (JSON protocol) or events (Socket.IO, with or without an ack): ``subscribe_satellites``,
-``unsubscribe_satellites``, ``subscribe_windows``, ``unsubscribe_windows``, and
-``get_ground_tracks`` (``{names?}``: paths over the ground from 45 minutes back to 90 ahead). A subscribe joins the
-room and answers at once with the current snapshot (``{subscribed, snapshot}``); the snapshot
-also arrives as the ordinary event, so clients that only listen to events need no special case.
+Requests (JSON protocol) or events (Socket.IO, with or without an ack): ``subscribe_satellites``
+(answered by the event ``satellite_update`` with the current positions), ``subscribe_windows``
+(``window_update``), ``subscribe_metrics`` (``server_metrics``), their ``unsubscribe_*``, and
+``get_ground_tracks`` (``{names?}``: paths over the ground from 45 minutes back to 90 ahead). A
+subscribe joins the room and its ack carries the same snapshot: ``{subscribed, snapshot}``.
+
+Elements are reloaded every ``elements_interval`` seconds from ``elements`` (an
+:class:`ElementsSource`: a file path or an http(s) URL) on a thread of their own; a failed
+reload keeps the elements in use and is reported in ``server_status.elements_error``.
 """
 
 from __future__ import annotations
@@ -32,10 +40,18 @@ import numpy as np
 
 from . import orbit
 from .server import Connection, Server
+from .tracker_elements import ElementsSource, bundled_satellites, load_elements, rebase_by_days
+
+__all__ = ["Tracker", "ElementsSource", "bundled_satellites", "load_elements", "rebase_by_days",
+           "catalog_number", "parse_station", "iso", "DEFAULT_STATIONS", "SUBSCRIPTIONS"]
 
 ROOM_SATELLITES = "satellites"
 ROOM_WINDOWS = "windows"
-SUBSCRIPTIONS = (ROOM_SATELLITES, ROOM_WINDOWS)
+ROOM_METRICS = "metrics"
+#: subscription name (as ``available_subscriptions`` lists it) -> the room its subscribers join
+SUBSCRIPTIONS = {"satellite_positions": ROOM_SATELLITES, "communication_windows": ROOM_WINDOWS,
+                 "server_metrics": ROOM_METRICS}
+GREETING = "Connected to the skyrelay satellite tracker"
 
 #: Ground stations of the demo: polar, mid-latitude and southern sites on every continent.
 DEFAULT_STATIONS = (
@@ -82,17 +98,20 @@ class Tracker:
                  lookahead_hours: float = 6.0, status_interval: float = 30.0,
                  max_windows: int = 500, elements_note: str = "",
                  metrics: Callable[[], dict[str, Any]] | None = None,
+                 metrics_interval: float | None = 30.0, broadcast: bool = True,
+                 elements: ElementsSource | None = None, elements_interval: float | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         for name, value in (("position_interval", position_interval), ("window_interval", window_interval),
-                            ("status_interval", status_interval)):
-            if not 0.05 <= value <= 86400:
+                            ("status_interval", status_interval), ("metrics_interval", metrics_interval),
+                            ("elements_interval", elements_interval)):
+            if value is not None and not 0.05 <= value <= 86400:
                 raise ValueError(f"{name} must be within [0.05, 86400] seconds, not {value}")
         if not 0 < lookahead_hours <= 7 * 24:
             raise ValueError(f"lookahead_hours must be within (0, 168], not {lookahead_hours}")
+        if elements_interval is not None and elements is None:
+            raise ValueError("elements_interval needs an elements source")
         self.server = server
-        self.satellites = orbit.SatelliteArray(satellites)
-        if len(self.satellites) == 0:
-            raise ValueError("the tracker needs at least one satellite")
+        self._set_catalogue(satellites)
         self.stations = list(stations)
         self.position_interval = float(position_interval)
         self.window_interval = float(window_interval)
@@ -100,9 +119,15 @@ class Tracker:
         self.status_interval = float(status_interval)
         self.max_windows = int(max_windows)
         self.elements_note = elements_note
+        self.metrics_interval = metrics_interval
+        self.broadcast = bool(broadcast)
+        self.elements = elements
+        self.elements_interval = elements_interval
+        #: when the elements were last (re)loaded from ``elements``, and the last reload's error
+        self.elements_loaded_at: float | None = None
+        self.elements_error: str | None = None
         self._metrics = metrics
         self._clock = clock
-        self._names = self.satellites.names
         self._lock = threading.Lock()
         self._positions: dict[str, Any] | None = None
         self._windows: dict[str, Any] | None = None
@@ -110,25 +135,57 @@ class Tracker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loader: threading.Thread | None = None
         #: seconds spent computing and encoding the last positions tick (for docs/benchmarks.md)
         self.last_position_cost: dict[str, float] = {}
+
+    # -- the catalogue -----------------------------------------------------------------------
+
+    def _set_catalogue(self, satellites: Sequence[orbit.Satellite] | orbit.SatelliteArray) -> None:
+        """Replaces the satellites in one assignment: a tick reads the old set or the new one,
+        never half of each."""
+        sats = orbit.SatelliteArray(satellites)
+        if len(sats) == 0:
+            raise ValueError("the tracker needs at least one satellite")
+        self._catalogue = (sats, sats.names, [catalog_number(s) for s in sats])
+
+    @property
+    def satellites(self) -> orbit.SatelliteArray:
+        return self._catalogue[0]
+
+    def reload_elements(self) -> bool:
+        """Loads the elements again from ``elements``; on failure keeps the ones in use and
+        records why in ``elements_error``. True when the catalogue was replaced."""
+        if self.elements is None:
+            return False
+        try:
+            self._set_catalogue(self.elements.load())
+        except (ValueError, OSError) as exc:
+            self.elements_error = f"{self.elements.source}: {exc}"
+            self.server._log_error("tracker elements", exc)
+            return False
+        self.elements_loaded_at = self._clock()
+        self.elements_error = None
+        return True
 
     # -- snapshots ---------------------------------------------------------------------------
 
     def positions_snapshot(self, now: float | None = None) -> dict[str, Any]:
         """Where every satellite is at ``now`` (default: the clock)."""
         t = self._clock() if now is None else now
+        sats, names, numbers = self._catalogue
         started = time.perf_counter()
         stamp = np.array([int(round(t * 1e9))], dtype="datetime64[ns]")
-        geo = self.satellites.subpoints(stamp)
+        geo = sats.subpoints(stamp)
         computed = time.perf_counter()
         when = iso(t)
         lat = np.round(geo.latitude[:, 0], 4).tolist()
         lon = np.round(geo.longitude[:, 0], 4).tolist()
         alt = np.round(geo.altitude_km[:, 0], 2).tolist()
-        sats = [{"name": n, "position": {"latitude": a, "longitude": o, "altitude_km": h}, "timestamp": when}
-                for n, a, o, h in zip(self._names, lat, lon, alt) if a == a]  # NaN: failed propagation
-        snapshot = {"satellites": sats, "count": len(sats), "timestamp": when}
+        records = [{"name": n, "catalog_number": c,
+                    "position": {"latitude": a, "longitude": o, "altitude_km": h}, "timestamp": when}
+                   for n, c, a, o, h in zip(names, numbers, lat, lon, alt) if a == a]  # NaN: failed propagation
+        snapshot = {"satellites": records, "count": len(records), "timestamp": when}
         self.last_position_cost = {"compute_s": computed - started, "build_s": time.perf_counter() - computed}
         return snapshot
 
@@ -137,14 +194,15 @@ class Tracker:
         t = self._clock() if now is None else now
         # Search from an hour back so that a pass in progress reports its real start.
         since = dt.datetime.fromtimestamp(t - 3600.0, dt.timezone.utc)
-        table = orbit.pass_table(self.satellites, self.stations, since, hours=self.lookahead_hours + 1.0)
-        aos = table["aos"].astype("datetime64[ms]").astype(np.int64) / 1000.0
-        los = table["los"].astype("datetime64[ms]").astype(np.int64) / 1000.0
+        sats, names, numbers = self._catalogue
+        table = _pass_columns(sats, self.stations, since, self.lookahead_hours + 1.0)
+        aos, los = table["aos"], table["los"]
         current = np.flatnonzero(los > t)
         order = current[np.argsort(aos[current], kind="stable")][: self.max_windows]
         windows = [{
-            "satellite": table["satellite"][i],
-            "ground_station": table["ground_station"][i],
+            "satellite": names[table["satellite"][i]],
+            "catalog_number": numbers[table["satellite"][i]],
+            "ground_station": self.stations[table["ground_station"][i]].name,
             "start_time": iso(aos[i]),
             "end_time": iso(los[i]),
             "duration_minutes": round(float(table["duration_s"][i]) / 60.0, 2),
@@ -173,28 +231,48 @@ class Tracker:
             lon = np.round(geo.longitude, 3)
             for i, sat in enumerate(chosen):
                 ok = ~np.isnan(lat[i])
-                tracks.append({"name": sat.name,
+                tracks.append({"name": sat.name, "catalog_number": catalog_number(sat),
                                "points": np.stack([lat[i][ok], lon[i][ok]], axis=1).tolist()})
         return {"tracks": tracks, "start": iso(start), "step_s": step_s, "timestamp": iso(t)}
 
-    def status_snapshot(self) -> dict[str, Any]:
+    def status_snapshot(self, message: str = GREETING) -> dict[str, Any]:
         srv = self.server
         status = {
+            "message": message,
             "connected_clients": srv.connection_count,
-            "subscribers": {room: srv.room_size(room) for room in SUBSCRIPTIONS},
             "available_subscriptions": list(SUBSCRIPTIONS),
+            "subscribers": {name: srv.room_size(room) for name, room in SUBSCRIPTIONS.items()},
             "satellites": len(self.satellites),
             "ground_stations": [{"name": g.name, "latitude": g.latitude, "longitude": g.longitude,
                                  "altitude_km": g.altitude_km, "min_elevation": g.min_elevation}
                                 for g in self.stations],
             "intervals": {"positions_s": self.position_interval, "windows_s": self.window_interval,
-                          "status_s": self.status_interval, "lookahead_hours": self.lookahead_hours},
+                          "status_s": self.status_interval, "metrics_s": self.metrics_interval,
+                          "elements_s": self.elements_interval, "lookahead_hours": self.lookahead_hours},
+            "broadcast": self.broadcast,
             "elements": self.elements_note,
+            "elements_loaded_at": iso(self.elements_loaded_at) if self.elements_loaded_at else None,
+            "elements_error": self.elements_error,
             "timestamp": iso(self._clock()),
         }
         if self._metrics is not None:
             status["metrics"] = self._metrics()
         return status
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """The ``server_metrics`` payload: the ``metrics`` callable's dict when it has one, else
+        client and subscriber counts and the cost of the last positions tick."""
+        if self._metrics is not None:
+            found = self._metrics()
+            if found:
+                return found
+        srv = self.server
+        cost = self.last_position_cost
+        return {"connected_clients": srv.connection_count,
+                "subscribers": {name: srv.room_size(room) for name, room in SUBSCRIPTIONS.items()},
+                "satellites": len(self.satellites),
+                "positions_tick_ms": round(1000.0 * sum(cost.values()), 2),
+                "timestamp": iso(self._clock())}
 
     def current_positions(self) -> dict[str, Any]:
         with self._lock:
@@ -213,7 +291,8 @@ class Tracker:
         with self._lock:
             self._positions = snap
         if emit:
-            self.server.emit("satellite_positions", snap, to=ROOM_SATELLITES, policy="drop_oldest")
+            self.server.emit("satellite_positions", snap, to=None if self.broadcast else ROOM_SATELLITES,
+                             policy="drop_oldest")
         return snap
 
     def _publish_windows(self, emit: bool = True) -> dict[str, Any]:
@@ -221,11 +300,15 @@ class Tracker:
         with self._lock:
             self._windows = snap
         if emit:
-            self.server.emit("communication_windows", snap, to=ROOM_WINDOWS, policy="drop_oldest")
+            self.server.emit("communication_windows", snap, to=None if self.broadcast else ROOM_WINDOWS,
+                             policy="drop_oldest")
         return snap
 
     def publish_status(self) -> None:
         self.server.emit("server_status", self.status_snapshot(), policy="drop_oldest")
+
+    def publish_metrics(self) -> None:
+        self.server.emit("server_metrics", self.metrics_snapshot(), to=ROOM_METRICS, policy="drop_oldest")
 
     # -- handlers ----------------------------------------------------------------------------
 
@@ -244,16 +327,16 @@ class Tracker:
 
         srv.on_connect(connected)
 
-        def subscriber(room: str, event: str, current: Callable[[], dict[str, Any]]):
+        def subscriber(name: str, room: str, reply: str, current: Callable[[], dict[str, Any]]):
             def subscribe(conn: Connection, data: Any = None) -> dict[str, Any]:
                 conn.join(room)
                 snap = current()
-                conn.emit(event, snap)
-                return {"subscribed": room, "snapshot": snap}
+                conn.emit(reply, snap)
+                return {"subscribed": name, "snapshot": snap}
 
             def unsubscribe(conn: Connection, data: Any = None) -> dict[str, Any]:
                 conn.leave(room)
-                return {"unsubscribed": room}
+                return {"unsubscribed": name}
 
             return subscribe, unsubscribe
 
@@ -266,11 +349,13 @@ class Tracker:
                 raise RequestError("bad_request", "names must be a list of satellite names")
             return self.ground_tracks(names=names)
 
-        for room, event, current in ((ROOM_SATELLITES, "satellite_positions", self.current_positions),
-                                     (ROOM_WINDOWS, "communication_windows", self.current_windows)):
-            subscribe, unsubscribe = subscriber(room, event, current)
-            srv.on(f"subscribe_{room}", subscribe)
-            srv.on(f"unsubscribe_{room}", unsubscribe)
+        for verb, name, reply, current in (
+                ("satellites", "satellite_positions", "satellite_update", self.current_positions),
+                ("windows", "communication_windows", "window_update", self.current_windows),
+                ("metrics", "server_metrics", "server_metrics", self.metrics_snapshot)):
+            subscribe, unsubscribe = subscriber(name, SUBSCRIPTIONS[name], reply, current)
+            srv.on(f"subscribe_{verb}", subscribe)
+            srv.on(f"unsubscribe_{verb}", unsubscribe)
         return self
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -280,14 +365,25 @@ class Tracker:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="skyrelay-tracker", daemon=True)
             self._thread.start()
+            if self.elements_interval is not None:
+                # Its own thread: a slow URL must not hold up the positions.
+                self._loader = threading.Thread(target=self._reload_loop, name="skyrelay-tracker-elements",
+                                                daemon=True)
+                self._loader.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        for thread in (self._thread, self._loader):
+            if thread is not None:
+                thread.join(timeout=30)
+        self._thread = self._loader = None
+
+    def _reload_loop(self) -> None:
+        assert self.elements_interval is not None
+        while not self._stop.wait(self.elements_interval):
+            self.reload_elements()
 
     def _greet_pending(self) -> None:
         now = time.monotonic()
@@ -307,11 +403,15 @@ class Tracker:
                 self._greet.extend(keep)
 
     def _run(self) -> None:
-        due = {"positions": 0.0, "windows": 0.0, "status": time.monotonic() + self.status_interval}
+        later = time.monotonic() + self.status_interval
         tasks: dict[str, tuple[float, Callable[[], object]]] = {
             "positions": (self.position_interval, self._publish_positions),
             "windows": (self.window_interval, self._publish_windows),
             "status": (self.status_interval, self.publish_status)}
+        due = {"positions": 0.0, "windows": 0.0, "status": later}
+        if self.metrics_interval is not None:
+            tasks["metrics"] = (self.metrics_interval, self.publish_metrics)
+            due["metrics"] = time.monotonic() + self.metrics_interval
         while not self._stop.is_set():
             now = time.monotonic()
             for name, (interval, action) in tasks.items():
@@ -330,29 +430,16 @@ class Tracker:
             self._wake.clear()
 
 
-def bundled_satellites(now: float | None = None, *, rebase: bool = True) -> tuple[orbit.SatelliteArray, str]:
-    """The demo's element sets, re-based to ``now`` unless ``rebase`` is false; with a note
-    saying which for the page."""
-    from importlib import resources
-
-    text = (resources.files("skyrelay") / "data" / "demo.tle").read_text(encoding="utf-8")
-    sats = orbit.load_tle(text)
-    if not rebase:
-        return sats, "bundled elements of January 2018, not re-based (positions are far off today)"
-    return rebase_by_days(sats, now), (
-        "bundled elements of January 2018, their epochs moved forward by whole days to the day "
-        "before now: the orbits are real shapes, the satellites are not where the real ones are")
+def catalog_number(sat: orbit.Satellite) -> int | str:
+    """The satellite's catalogue (NORAD) number: an int, or the text as read when it is not
+    all digits (Alpha-5 numbers such as ``A0001``)."""
+    number = str(sat.satnum).strip()
+    return int(number) if number.isdigit() else number
 
 
-def rebase_by_days(satellites: Iterable[orbit.Satellite], now: float | None = None) -> orbit.SatelliteArray:
-    """Each satellite's elements with the epoch moved forward by whole days to within the day
-    before ``now``. Each keeps the phase its elements had at their epoch's time of day (element
-    sets are often dated at a node crossing: moving them all to one instant would line them up on
-    the equator)."""
-    t = time.time() if now is None else now
-    rebased = []
-    for s in satellites:
-        epoch = s.epoch.timestamp()
-        days = (t - epoch) // 86400.0
-        rebased.append(s.with_epoch(dt.datetime.fromtimestamp(epoch + days * 86400.0, dt.timezone.utc)))
-    return orbit.SatelliteArray(rebased)
+def _pass_columns(sats: orbit.SatelliteArray, stations: Sequence[orbit.GroundStation],
+                  since: dt.datetime, hours: float) -> dict[str, np.ndarray]:
+    """orbit.pass_table's search with satellites and stations left as indices (names repeat
+    in a catalogue: gpredict's has 19 "SL-16 R/B") and times as Unix seconds."""
+    _, _, cores, masks, t0, t1 = orbit._pass_arguments(sats, stations, since, None, hours, None)
+    return orbit._orbit.find_pass_columns(cores, masks, t0, t1, 0.0, 0)

@@ -1,7 +1,9 @@
 // A cluster broker's sequence changes reach every local member as subscriber::reset, from the
 // hub itself, in order with the channel's frames (hub::publish_ordered, hub::load_history).
+// Also a Redis Cluster copy's fan-out to its other rooms and a later copy that only records.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -140,6 +142,47 @@ TEST_F(resets_fixture, NoChangeNoReset) {
   const auto log = a->log();
   EXPECT_EQ(std::vector<std::string>(log.begin() + before, log.end()),
             (std::vector<std::string>{"e3", "e4"}));
+}
+
+// Redis Cluster: one publication to rooms r and s on two shards comes as two copies. The first
+// (numbered in r) also reaches s's members (`also`); the later one (numbered in s) only
+// records it in s's log (`record_only`): every member gets it once, and s's log moves on.
+TEST_F(resets_fixture, AClusterCopyReachesItsOtherRoomsAndALaterCopyOnlyRecords) {
+  h.join("a", channel{"/", "s"});
+  h.join("b", channel{"/", "s"});
+  publication p;
+  p.event = "m";
+  p.to = {"r", "s"};
+  ordered_route first;
+  first.channels.push_back(ordered_channel{channel{"/", "r"}, false, "r.1", 1});
+  first.also = {channel{"/", "r"}, channel{"/", "s"}};
+  EXPECT_EQ(h.publish_ordered(p, first), 2u);  // a once (in both rooms), b once
+  ordered_route later;
+  later.channels.push_back(ordered_channel{channel{"/", "s"}, false, "r.1", 1});
+  later.record_only = true;
+  EXPECT_EQ(h.publish_ordered(p, later), 0u);
+  for (const auto& member : {a, b}) {
+    const auto log = member->log();
+    EXPECT_EQ(std::count(log.begin(), log.end(), "m"), 1) << member->sid();
+  }
+  // s's log took Redis's epoch and stands at the later copy's seq: the next publication
+  // numbered in s continues from there, without a reset.
+  skyrelay::history_request q;
+  q.ch = channel{"/", "s"};
+  const auto got = h.read_history(q);
+  EXPECT_EQ(got.position.seq, 1u);
+  EXPECT_EQ(got.position.epoch, "r.1");
+  const auto before = b->log().size();
+  publication next;
+  next.event = "n";
+  next.to = {"s"};
+  ordered_route r;
+  r.single = true;
+  r.channels.push_back(ordered_channel{channel{"/", "s"}, false, "r.1", 2});
+  h.publish_ordered(next, r);
+  const auto log = b->log();
+  EXPECT_EQ(std::vector<std::string>(log.begin() + static_cast<long>(before), log.end()),
+            std::vector<std::string>{"n"});
 }
 
 }  // namespace

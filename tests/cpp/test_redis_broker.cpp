@@ -451,7 +451,7 @@ TEST(RedisBrokerUrl, SchemesAndPrefix) {
       {"redis://h:1/0?db=3", "unknown query name db"},
       {"redis://h:1/0?prefix=", "prefix= needs a value"},
       {"rediss+sentinel://h:1/m", "not supported"},
-      {"redis+cluster://h:1,h:2", "Redis Cluster is not supported yet"},
+      {"redis+cluster://h:1/3", "no database number"},
   };
   for (auto [text, words] : bad) {
     try {

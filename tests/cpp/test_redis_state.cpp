@@ -1,8 +1,12 @@
 // Cluster state on a real redis-server (redis_process): two "nodes" in one process, each a hub
-// with its own redis_state / redis_client. Shared idempotency keys and token buckets.
+// with its own redis_state / redis_client. Shared idempotency keys and token buckets, and
+// the client's non-blocking calls against a silent (stopped) server.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
+#include <future>
 #include <memory>
 #include <thread>
 
@@ -102,6 +106,39 @@ TEST(RedisIdempotency, TwoNodesShareKeysAndAnswers) {
     auto r = b.begin("pub", "k2", body);
     return r.what == status::fresh;
   }));
+}
+
+// The publish API's calls from an I/O thread: async_eval answers once, on the client's thread,
+// also when Redis is connected but silent (stopped), and a limiter's decision arrives the same
+// way.
+TEST(RedisClient, AsyncEvalAnswersOnceWhenRedisIsSilent) {
+  testing::redis_process server;
+  redis::redis_client client(url_of(server));
+  ASSERT_TRUE(client.wait_connected(5s));
+  redis::redis_rate_limiter limiter(client, "rl:", 1, 2, 200ms);
+  std::promise<rate_decision> first;
+  limiter.async_acquire("k", 1, [&first](std::exception_ptr e, rate_decision d) {
+    if (e) return first.set_exception(e);
+    first.set_value(d);
+  });
+  auto f = first.get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_TRUE(f.get().allowed);
+
+  ASSERT_EQ(::kill(server.pid(), SIGSTOP), 0);
+  std::promise<void> silent;
+  std::atomic<int> calls{0};
+  limiter.async_acquire("k", 1, [&](std::exception_ptr e, rate_decision) {
+    if (++calls == 1) e ? silent.set_exception(e) : silent.set_value();
+  });
+  auto g = silent.get_future();
+  const bool answered = g.wait_for(5s) == std::future_status::ready;
+  ::kill(server.pid(), SIGCONT);
+  ASSERT_TRUE(answered);
+  EXPECT_THROW(g.get(), broker_unavailable);
+  EXPECT_TRUE(client.wait_connected(5s));
+  std::this_thread::sleep_for(300ms);  // the late reply, if any, must not call again
+  EXPECT_EQ(calls.load(), 1);
 }
 
 TEST(RedisRateLimiter, OneBudgetAcrossClientsOnRedisClock) {

@@ -195,7 +195,8 @@ describe("connection", () => {
     await closed;
     await sleep(300);  // no retry follows a close()
     assert.deepEqual(log, ["connecting", "connected", "disconnected"]);
-    assert.deepEqual(STATES, ["disconnected", "connecting", "connected", "reconnecting"]);
+    assert.deepEqual(STATES, ["disconnected", "connecting", "connected", "reconnecting",
+                             "fallback-sse", "polling"]);
   });
 
   test("connect() helper, http:// URLs and autoConnect: false", async () => {

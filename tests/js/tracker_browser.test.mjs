@@ -30,8 +30,9 @@ after(async () => {
   await stopServer();
 });
 
+// Satellites are keyed by catalogue number: the ISS is 25544.
 const issPosition = () => {
-  const s = window.__tracker.satellites.get("ISS (ZARYA)");
+  const s = window.__tracker.satellites.get(25544);
   return s ? [s.lat, s.lon] : null;
 };
 
@@ -47,7 +48,7 @@ test("the dashboard moves satellites, fills the windows table and reconnects aft
       await page.waitForFunction(() => window.__tracker.satellites.size >= 20, null, { timeout: 15000 });
       const first = await page.evaluate(issPosition);
       await page.waitForFunction((p) => {
-        const s = window.__tracker.satellites.get("ISS (ZARYA)");
+        const s = window.__tracker.satellites.get(25544);
         return s && (s.lat !== p[0] || s.lon !== p[1]);
       }, first, { timeout: 10000 });
       const second = await page.evaluate(issPosition);
@@ -94,6 +95,11 @@ test("the Socket.IO page shows the same data through socket.io-client", { timeou
                                null, { timeout: 15000 });
     await page.waitForFunction(() => document.querySelectorAll("#windows tbody tr").length > 0,
                                null, { timeout: 10000 });
+    // server_metrics through subscribe_metrics, the seed's third subscription, over Socket.IO.
+    await page.waitForFunction(() => window.__tracker.metrics && window.__tracker.metrics.uptime_s >= 0,
+                               null, { timeout: 10000 });
+    assert.deepEqual(await page.evaluate(() => window.__tracker.status.available_subscriptions),
+                     ["satellite_positions", "communication_windows", "server_metrics"]);
     await page.screenshot({ path: path.join(artifacts, "tracker-socketio.png") });
   } finally {
     await context.close();

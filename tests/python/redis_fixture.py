@@ -91,6 +91,29 @@ def _tls_args(pki: PKI, port: int, mutual: bool) -> list[str]:
             "--tls-auth-clients", "yes" if mutual else "no"]
 
 
+def _launch(args: list[str], log_path: Path, port: int,
+            pki: PKI | None = None) -> subprocess.Popen | None:
+    """Starts ``args`` with its output appended to ``log_path``: the process once it answers
+    on ``port`` (within START_SECONDS), else None (it was stopped by its pid)."""
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    deadline = time.monotonic() + START_SECONDS
+    while proc.poll() is None and time.monotonic() < deadline:
+        if _answers(port, pki):
+            return proc
+        time.sleep(0.025)
+    stop_process(proc)
+    return None
+
+
+def _stop_all(started: list[tuple[subprocess.Popen, Path]]) -> None:
+    """Stops every started process by its pid and removes its directory."""
+    for proc, directory in started:
+        stop_process(proc)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _start(directory: Path, extra: list[str], port: int | None = None,
            tls: tuple[PKI, bool] | None = None) -> tuple[subprocess.Popen, int]:
     if shutil.which("redis-server") is None:
@@ -100,20 +123,13 @@ def _start(directory: Path, extra: list[str], port: int | None = None,
         if fixed is not None and _attempt:
             time.sleep(0.05)  # the old server's socket may linger a moment
         port = fixed if fixed is not None else _free_port()
-        log = open(directory / "redis.log", "ab")
         args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(directory), *extra]
         if tls is not None:  # the later --port 0 wins: TLS only
             args += _tls_args(tls[0], port, tls[1])
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        log.close()
-        deadline = time.monotonic() + START_SECONDS
-        while proc.poll() is None and time.monotonic() < deadline:
-            if _answers(port, tls[0] if tls else None):
-                return proc, port
-            time.sleep(0.025)
-        stop_process(proc)
+        proc = _launch(args, directory / "redis.log", port, tls[0] if tls else None)
+        if proc is not None:
+            return proc, port
     log_text = (directory / "redis.log").read_text(errors="replace")[-2000:]
     pytest.fail(f"redis-server did not start:\n{log_text}")
 
@@ -123,6 +139,7 @@ def redis_server_factory():
     """Starts redis-servers: ``factory(*extra_args, password=None)`` returns a RedisServer.
     Every server started is stopped by its pid after the test, even when the test fails."""
     started: list[tuple[subprocess.Popen, Path]] = []
+    arguments: dict[Path, list[str]] = {}  # each server's, so a restart keeps them (cluster)
 
     def factory(*extra: str, password: str | None = None,
                 tls: bool | str = False) -> RedisServer:
@@ -136,6 +153,7 @@ def redis_server_factory():
             shutil.rmtree(directory, ignore_errors=True)
             raise
         started.append((proc, directory))
+        arguments[directory] = args
         return RedisServer("127.0.0.1", port, proc.pid, password, directory, restart, pki,
                            mutual)
 
@@ -145,7 +163,7 @@ def redis_server_factory():
         stop_process(proc)
         if not start:
             return
-        args = ["--requirepass", server.password] if server.password else []
+        args = arguments[directory]
         tls = (server.pki, server.mutual) if server.pki else None
         new, _port = _start(directory, args, server.port, tls)
         started[index] = (new, directory)
@@ -154,9 +172,7 @@ def redis_server_factory():
     try:
         yield factory
     finally:
-        for proc, directory in started:
-            stop_process(proc)
-            shutil.rmtree(directory, ignore_errors=True)
+        _stop_all(started)
 
 
 @pytest.fixture
@@ -247,23 +263,16 @@ def redis_sentinel_factory():
                 f"sentinel failover-timeout {name} 5000\n"
                 f"sentinel parallel-syncs {name} 1\n"
                 + (f"sentinel auth-pass {name} {master.password}\n" if master.password else ""))
-            log = open(directory / "sentinel.log", "ab")
-            proc = subprocess.Popen(["redis-server", str(conf), "--sentinel"], stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            log.close()
-            started.append((proc, directory))
-            deadline = time.monotonic() + START_SECONDS
-            while proc.poll() is None and time.monotonic() < deadline:
-                if _answers(port):
-                    return RedisSentinel("127.0.0.1", port, proc.pid, name)
-                time.sleep(0.025)
-            stop_process(proc)
+            proc = _launch(["redis-server", str(conf), "--sentinel"],
+                           directory / "sentinel.log", port)
+            if proc is not None:
+                started.append((proc, directory))
+                return RedisSentinel("127.0.0.1", port, proc.pid, name)
         log_text = (directory / "sentinel.log").read_text(errors="replace")[-2000:]
+        shutil.rmtree(directory, ignore_errors=True)
         pytest.fail(f"redis-server --sentinel did not start:\n{log_text}")
 
     try:
         yield factory
     finally:
-        for proc, directory in started:
-            stop_process(proc)
-            shutil.rmtree(directory, ignore_errors=True)
+        _stop_all(started)

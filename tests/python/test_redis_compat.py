@@ -8,7 +8,9 @@ python-socketio and JSON-protocol clients.
   in order, with several arguments and binary intact.
 - Names are hostile: a room named like a sid reaches that connection only, names shaped like
   the broker's own tags reach only a room of that exact name.
-- enter_room, leave_room, close_room and disconnect act on the node that holds the sid.
+- enter_room, leave_room, close_room and disconnect act on the node that holds the sid; an
+  emit sent right after an enter_room reaches the new member, and one sent right after a
+  leave_room does not reach the old one, on either node, without probing first.
 - Malformed messages are counted on /metrics and dropped; the nodes go on.
 - ``skyrelay.flask.SocketIO(message_queue=...)``: with an app it is a node on the broker (and
   its ``channel``); without one it publishes in the manager format.
@@ -17,7 +19,9 @@ python-socketio and JSON-protocol clients.
 from __future__ import annotations
 
 import json
+import os
 import queue
+import signal
 import threading
 import time
 
@@ -224,6 +228,49 @@ def test_room_methods_and_disconnect_act_on_the_node_holding_the_sid(cluster, re
         assert x.client.connected
     finally:
         for c in (x, y):
+            c.close()
+
+
+def test_an_emit_right_after_a_room_method_sees_it(cluster, redis_server):
+    leader, other = sorted(cluster, key=lambda n: -n.metric("skyrelay_manager_leader"))
+    assert leader.metric("skyrelay_manager_leader") == 2  # the cluster fixture waited for it
+    x, z = SioClient(other.port), SioClient(leader.port)  # one on each node, in no room
+    mgr = socketio.RedisManager(redis_server.url, write_only=True)
+    try:
+        # Rooms no node follows yet: the join must also make the node follow the room.
+        for i in range(4):
+            for c in (x, z):
+                room = f"fresh-{c.sid}-{i}"
+                mgr.enter_room(c.sid, "/", room)
+                mgr.emit("hello", i, room=room)
+        for c in (x, z):
+            mgr.emit("marker", 0, room=c.sid)
+            assert c.until("marker") == [("hello", [i]) for i in range(4)] + [("marker", [0])]
+
+        # x's node is stopped while the leader reads the enter_room and the emit: the emit
+        # waits until x's node, resumed, applied the join (with no wait it would be published
+        # before that node follows the room, and missed).
+        os.kill(other.proc.pid, signal.SIGSTOP)
+        try:
+            mgr.enter_room(x.sid, "/", "late")
+            mgr.emit("hello", "late", room="late")
+            time.sleep(0.3)  # the leader has read both meanwhile (not an assertion)
+        finally:
+            os.kill(other.proc.pid, signal.SIGCONT)
+        mgr.emit("marker", 1, room=x.sid)
+        assert x.until("marker") == [("hello", ["late"]), ("marker", [1])]
+
+        for c in (x, z):
+            mgr.leave_room(c.sid, "/", f"fresh-{c.sid}-0")
+            mgr.emit("after-leave", 0, room=f"fresh-{c.sid}-0")
+            mgr.emit("marker", 2, room=c.sid)
+        for c in (x, z):
+            assert c.until("marker") == [("marker", [2])]
+        # The leader waited for every method (9 enters, 2 leaves) and never gave up.
+        assert leader.metric("skyrelay_manager_order_waits_total") == 11
+        assert leader.metric("skyrelay_manager_order_timeouts_total") == 0
+    finally:
+        for c in (x, z):
             c.close()
 
 

@@ -134,18 +134,6 @@ def test_full_publish_queue_is_answered_503_broker_busy(stalled_node):
           "the queue to empty")
 
 
-def test_redis_cluster_url_is_refused_with_a_message(redis_cluster):
-    """Redis Cluster is not supported yet (issue 15, item 7): a real 3-master cluster's URL is
-    refused at start, naming what works instead, rather than failing on the first publish."""
-    assert len(redis_cluster.masters) == 3  # cluster_state:ok on each (the fixture checks)
-    server = skyrelay.Server(port=0, broker=redis_cluster.url)
-    try:
-        with pytest.raises(ValueError, match="Redis Cluster is not supported yet"):
-            server.start()
-    finally:
-        server.stop()
-
-
 def test_batch_past_the_queue_bound_says_how_many_were_published(stalled_node):
     """A batch is not atomic: with 2 places, a batch of 3 sends 2, is refused the third, and
     answers once the 2 have their outcome, saying so; nothing after the refusal is sent."""

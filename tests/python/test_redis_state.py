@@ -8,6 +8,9 @@ real skyrelay node processes (tests/python/redis_state_node.py):
   first node's receipt; the same key with another body is refused there too.
 - The publish API's ``publish_rate`` budget is one budget across nodes (429 ``rate_limited``);
   with Redis unreachable the API answers 503 ``broker_unavailable`` (nothing published).
+- The publish API never holds its I/O thread on Redis: while a stopped (SIGSTOP) Redis leaves
+  a request with a shared budget or an idempotency key parked, a WebSocket ping and /health on
+  the same I/O thread are answered; the request then gets 503 ``broker_unavailable``.
 - ``RateLimiter(redis=...)`` shares its buckets between processes, and falls back to its own
   buckets while Redis does not answer.
 """
@@ -15,6 +18,7 @@ real skyrelay node processes (tests/python/redis_state_node.py):
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -193,6 +197,40 @@ def test_the_publish_rate_is_one_budget_across_nodes(nodes, redis_server):
     redis_server.stop()  # the shared budget cannot be read: nothing is published
     down = a.publish({"event": "e", "to": "r"})
     assert down.status_code == 503 and down.json()["error"] == "broker_unavailable"
+
+
+@pytest.mark.parametrize("options, key", [({"publish_rate": [1000, 1000]}, None), ({}, "k-stall")],
+                         ids=["shared-budget", "idempotency-key"])
+def test_a_publish_waiting_on_a_stopped_redis_stalls_no_other_client(nodes, redis_server,
+                                                                     options, key):
+    (node,) = nodes(1, io_threads=1, **options)  # one I/O thread: every client shares it
+    assert node.publish({"event": "warm", "to": "r"}, key=None if key is None else "k-warm"
+                        ).status_code == 200  # Redis is there, its scripts are loaded
+    ws = node.client()
+    answers: queue.Queue = queue.Queue()
+    before = node.metric("skyrelay_publish_api_requests_total")
+    os.kill(redis_server.pid, signal.SIGSTOP)  # connected but silent: each call waits its timeout
+    try:
+        sender = threading.Thread(target=lambda: answers.put(
+            node.publish({"event": "e", "to": "r"}, key=key)))
+        sender.start()
+        # The request is in the server (counted) before the others ask; with a blocked I/O
+        # thread this read itself would wait for the publish's answer.
+        assert wait_until(lambda: node.metric("skyrelay_publish_api_requests_total") > before,
+                          timeout=WAIT)
+        ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(ws.recv(timeout=WAIT))["type"] == "pong"
+        assert node.health()["status"] in ("ok", "degraded")
+        # Answered while the publish still waits on Redis (its call gives up after 1 s).
+        assert answers.empty(), "the publish answered before the other clients were served"
+        sender.join(timeout=WAIT)
+        stalled = answers.get(timeout=WAIT)
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    assert stalled.status_code == 503 and stalled.json()["error"] == "broker_unavailable"
+    # Redis back: the same request (key included) is published.
+    assert wait_until(lambda: node.publish({"event": "e", "to": "r"}, key=key).status_code
+                      == 200, timeout=WAIT)
 
 
 def test_rate_limiter_shares_buckets_between_processes(redis_server):

@@ -15,30 +15,54 @@ from websockets.sync.client import connect
 from skyrelay import Server, orbit
 from skyrelay.tracker import DEFAULT_STATIONS, Tracker, bundled_satellites, parse_station
 
+#: the subscriptions the seed's server_status lists, in its order
+SEED_SUBSCRIPTIONS = ["satellite_positions", "communication_windows", "server_metrics"]
+
 
 def _t(stamp: str) -> float:
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-@pytest.fixture
-def tracker():
+def _start_tracker(**options):
     sats, note = bundled_satellites()
     server = Server(port=0)
-    trk = Tracker(server, sats, position_interval=0.5, window_interval=2.0, status_interval=1.0,
-                  elements_note=note).install()
+    options = {"position_interval": 0.5, "window_interval": 2.0, "status_interval": 1.0,
+               "elements_note": note, **options}
+    trk = Tracker(server, options.pop("satellites", sats), **options).install()
     server.start()
     trk.start()
+    return trk
+
+
+@pytest.fixture
+def tracker():
+    trk = _start_tracker()
     yield trk
     trk.stop()
-    server.stop()
+    trk.server.stop()
+
+
+@pytest.fixture
+def subscribers_only():
+    """A tracker that sends positions and windows to their subscribers only (broadcast=False)."""
+    trk = _start_tracker(broadcast=False)
+    yield trk
+    trk.stop()
+    trk.server.stop()
 
 
 class JsonClient:
     def __init__(self, ws) -> None:
         self.ws = ws
         self.next_id = 0
+        self.held: list = []  # frames that arrived while a request waited for its answer
 
     def recv_until(self, pred, timeout: float = 10.0):
+        for i, msg in enumerate(self.held):
+            if pred(msg):
+                del self.held[: i + 1]
+                return msg
+        self.held.clear()
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -55,21 +79,33 @@ class JsonClient:
         self.next_id += 1
         rid = str(self.next_id)
         self.ws.send(json.dumps({"type": "request", "id": rid, "event": event, "data": data}))
-        return self.recv_until(lambda m: m.get("type") == "response" and m.get("id") == rid)
+        skipped: list = []
+
+        def answer(m):
+            if m.get("type") == "response" and m.get("id") == rid:
+                return True
+            skipped.append(m)
+            return False
+
+        found = self.recv_until(answer)
+        self.held = skipped
+        return found
 
 
-def test_json_client_gets_status_then_positions_that_move(tracker):
+def test_json_client_gets_status_then_positions_that_move(subscribers_only):
+    tracker = subscribers_only
     with connect(tracker.server.url, open_timeout=5) as ws:
         client = JsonClient(ws)
         status = client.event("server_status")["data"]
-        assert status["available_subscriptions"] == ["satellites", "windows"]
+        assert status["available_subscriptions"] == SEED_SUBSCRIPTIONS
         assert status["connected_clients"] >= 1 and status["satellites"] == 26
         assert "moved forward by whole days" in status["elements"]
         answer = client.request("subscribe_satellites")
-        assert answer["ok"] and answer["data"]["subscribed"] == "satellites"
+        assert answer["ok"] and answer["data"]["subscribed"] == "satellite_positions"
         snap = answer["data"]["snapshot"]
         assert snap["count"] == len(snap["satellites"]) == 26
-        first = client.event("satellite_positions")["data"]  # the snapshot, also as an event
+        assert client.event("satellite_update")["data"] == snap  # the snapshot, also as the seed's reply
+        first = client.event("satellite_positions")["data"]
         later = client.event("satellite_positions")["data"]
         while later["timestamp"] == first["timestamp"]:
             later = client.event("satellite_positions")["data"]
@@ -86,9 +122,9 @@ def test_json_client_gets_status_then_positions_that_move(tracker):
         assert abs(geo.altitude_km[0] - iss_b["altitude_km"]) < 0.01
         # A status after the subscription counts the subscriber.
         status = client.event("server_status")["data"]
-        assert status["subscribers"]["satellites"] == 1
+        assert status["subscribers"]["satellite_positions"] == 1 and status["broadcast"] is False
         # Unsubscribed, no more positions: none computed after the answer arrives.
-        assert client.request("unsubscribe_satellites")["data"] == {"unsubscribed": "satellites"}
+        assert client.request("unsubscribe_satellites")["data"] == {"unsubscribed": "satellite_positions"}
         left = time.time()
         with pytest.raises(TimeoutError):
             client.recv_until(lambda m: m.get("event") == "satellite_positions" and
@@ -115,7 +151,8 @@ def test_windows_are_future_passes_over_the_stations(tracker):
         assert pushed["count"] > 10
 
 
-def test_socketio_client_gets_the_same_events(tracker):
+def test_socketio_client_gets_the_same_events(subscribers_only):
+    tracker = subscribers_only
     sio = socketio.Client(reconnection=False)
     statuses: list = []
     positions: list = []
@@ -138,7 +175,7 @@ def test_socketio_client_gets_the_same_events(tracker):
         assert got_status.wait(5)
         assert statuses[0]["satellites"] == 26
         answer = sio.call("subscribe_satellites", timeout=5)
-        assert answer["subscribed"] == "satellites" and answer["snapshot"]["count"] == 26
+        assert answer["subscribed"] == "satellite_positions" and answer["snapshot"]["count"] == 26
         assert got_positions.wait(5)
         windows = sio.call("subscribe_windows", timeout=5)
         assert windows["snapshot"]["count"] > 10
@@ -187,6 +224,11 @@ def test_whole_gpredict_catalogue_at_one_update_per_second():
             first = client.request("subscribe_satellites")["data"]["snapshot"]
             # (a satellite whose elements fail at this time, decayed say, is left out)
             assert len(sats) - 5 <= first["count"] <= len(sats)
+            # Names repeat in the catalogue (19 "SL-16 R/B"); catalogue numbers do not.
+            numbers = [s["catalog_number"] for s in first["satellites"]]
+            assert len(set(numbers)) == len(numbers)
+            assert sum(s["name"] == "SL-16 R/B" for s in first["satellites"]) >= 15
+            assert {s.satnum for s in sats} >= {str(n) for n in numbers}
             stamps = []
             deadline = time.monotonic() + 6.5
             while time.monotonic() < deadline:
@@ -266,7 +308,8 @@ def test_demo_elements_from_a_file_or_url_and_clear_errors(tmp_path):
     bad.write_text("nothing here\n")
     for args, message in [(["--tle", str(tmp_path / "none.tle")], "no such file"),
                           (["--tle", str(bad)], "no usable element sets"),
-                          (["--station", "Nowhere=95,0"], "latitude")]:
+                          (["--station", "Nowhere=95,0"], "latitude"),
+                          (["--elements-every", "60"], "--elements-every reloads --tle")]:
         done = subprocess.run([sys.executable, "-m", "skyrelay.cli", "demo", "--port", "0", *args],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)

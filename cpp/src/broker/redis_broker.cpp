@@ -15,9 +15,7 @@
 namespace skyrelay::redis {
 
 namespace {
-constexpr std::chrono::milliseconds max_backoff{5'000};
 constexpr std::chrono::milliseconds alive_ttl{10'000};
-constexpr std::chrono::seconds unwarm_after{10};
 
 // A Redis glob matching `text` literally.
 std::string glob_escape(const std::string& text) {
@@ -35,6 +33,8 @@ std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()); 
 // filled in when the publication is sent (redis_wire.cpp, publish_script).
 constexpr std::size_t replid_arg = 3 + 7;
 
+}  // namespace
+
 // `master_replid:<id>` of an INFO replication answer; empty when absent.
 std::string replication_id(const std::string& info) {
   constexpr std::string_view key = "master_replid:";
@@ -44,7 +44,6 @@ std::string replication_id(const std::string& info) {
   const auto end = info.find_first_of("\r\n", start);
   return info.substr(start, end == std::string::npos ? std::string::npos : end - start);
 }
-}  // namespace
 
 redis_broker::impl::impl(hub& local, redis_broker_options o)
     : hub_(local),
@@ -71,6 +70,7 @@ void redis_broker::impl::connect() {
   const unsigned g = ++gen;
   ready = false;
   if (opts.url.uses_sentinel() && !located) return locate(g);  // redis_broker_sentinel.cpp
+  if (clustered()) return discover(g, 0);                      // redis_cluster_topology.cpp
   located = false;
   redis_connection::options co;
   co.url = opts.url;
@@ -97,6 +97,7 @@ void redis_broker::impl::connect() {
 }
 
 void redis_broker::impl::on_ready(unsigned g) {
+  if (clustered()) return load_scripts(g, [this, g] { on_loaded(g); });  // each master's
   // Which server this is, as replication knows it: a failover shows as another ID.
   cmd->execute({"INFO", "replication"}, [this, g](std::error_code ec, redis_value v) {
     if (g != gen) return;
@@ -113,35 +114,43 @@ void redis_broker::impl::load_script(unsigned g) {
       std::lock_guard lock(mu);
       sha = v.str;
     }
-    cmd->execute({"SET", node_channel + ":alive", opts.node_id, "PX", ms(alive_ttl)}, nullptr);
-    // A restarted server lost the registry: this node's connections are registered again.
-    for (const auto& sid : sids) cmd->execute({"SET", opts.prefix + "sid:" + sid, opts.node_id}, nullptr);
-    sub->psubscribe({glob_escape(opts.prefix) + "{b*"}, nullptr);
-    sub->subscribe({node_channel}, [this, g](std::error_code ec, redis_value) {
-      if (g != gen) return;
-      if (ec) return lost(g, "SUBSCRIBE failed: " + ec.message());
-      ready = true;
-      last_heard = clock_type::now();
-      backoff = std::chrono::milliseconds{100};
-      if (ever_connected) ++reconnects;
-      ever_connected = true;
-      {
-        std::lock_guard lock(mu);
-        publisher = cmd;
-        status = {true, {}};
-      }
-      // Every channel followed before is followed again and caught up from its stream.
-      std::vector<std::string> tags;
-      for (auto& [tag, f] : chans) {
-        f.subscribed = f.syncing = false;
-        tags.push_back(tag);
-      }
-      for (const auto& tag : tags) {
-        auto& f = chans.at(tag);
-        if (f.known && f.broadcasts) sync(tag);
-        else if (f.wanted) start_follow(tag, nullptr);
-      }
-    });
+    on_loaded(g);
+  });
+}
+
+void redis_broker::impl::on_loaded(unsigned g) {
+  const std::string alive = node_channel + ":alive";
+  exec(alive, {"SET", alive, opts.node_id, "PX", ms(alive_ttl)}, nullptr);
+  // A restarted server lost the registry: this node's connections are registered again.
+  for (const auto& sid : sids) {
+    const std::string k = opts.prefix + "sid:" + sid;
+    exec(k, {"SET", k, opts.node_id}, nullptr);
+  }
+  sub->psubscribe({glob_escape(opts.prefix) + "{b*"}, nullptr);
+  sub->subscribe({node_channel}, [this, g](std::error_code ec, redis_value) {
+    if (g != gen) return;
+    if (ec) return lost(g, "SUBSCRIBE failed: " + ec.message());
+    ready = true;
+    last_heard = clock_type::now();
+    backoff.reset();
+    if (ever_connected) ++reconnects;
+    ever_connected = true;
+    {
+      std::lock_guard lock(mu);
+      publisher = cmd;
+      status = {true, {}};
+    }
+    // Every channel followed before is followed again and caught up from its stream.
+    std::vector<std::string> tags;
+    for (auto& [tag, f] : chans) {
+      f.subscribed = f.syncing = false;
+      tags.push_back(tag);
+    }
+    for (const auto& tag : tags) {
+      auto& f = chans.at(tag);
+      if (f.known && f.broadcasts) sync(tag);
+      else if (f.wanted) start_follow(tag, nullptr);
+    }
   });
 }
 
@@ -152,20 +161,31 @@ void redis_broker::impl::lost(unsigned g, std::string reason) {
   set_status(false, std::move(reason));
   if (cmd) cmd->close();
   if (sub) sub->close();
+  for (auto& s : shards) {
+    s.cmd->close();
+    s.sub->close();
+  }
   syncing = 0;
   buffer.clear();
-  for (auto& [tag, f] : chans) f.subscribed = f.syncing = false;
-  reconnect_timer.expires_after(backoff);
-  backoff = std::min(backoff * 2, max_backoff);
-  reconnect_timer.async_wait([this](boost::system::error_code ec) {
-    if (!ec && !stopping) connect();
+  // A start_follow in flight never finishes (its answers are dropped): its waiters hear it
+  // failed, and the next connection starts it again.
+  std::vector<std::function<void(bool)>> waiters;
+  for (auto& [tag, f] : chans) {
+    f.subscribed = f.syncing = f.starting = false;
+    for (auto& w : f.waiters) waiters.push_back(std::move(w));
+    f.waiters.clear();
+  }
+  backoff.schedule(reconnect_timer, [this] {
+    if (!stopping) connect();
   });
+  for (auto& w : waiters) w(false);
 }
 
 void redis_broker::impl::tick() {
   const auto now = clock_type::now();
   if (ready) {
-    cmd->execute({"SET", node_channel + ":alive", opts.node_id, "PX", ms(alive_ttl)}, nullptr);
+    const std::string alive = node_channel + ":alive";
+    exec(alive, {"SET", alive, opts.node_id, "PX", ms(alive_ttl)}, nullptr);
     // Comes back on the subscriber connection; if it stops coming, the node is deaf.
     cmd->execute({"PUBLISH", node_channel, heartbeat_payload}, nullptr);
     if (now - last_heard > opts.deaf_after)
@@ -178,27 +198,6 @@ void redis_broker::impl::tick() {
   tick_timer.async_wait([this](boost::system::error_code ec) {
     if (!ec && !stopping) tick();
   });
-}
-
-void redis_broker::impl::refresh() {
-  const auto now = clock_type::now();
-  last_refresh = now;
-  const std::string ttl = ms(std::max(opts.history_ttl, std::chrono::milliseconds{60'000}));
-  std::vector<std::string> drop;
-  for (auto& [tag, f] : chans) {
-    if (f.broadcasts && !f.wanted) continue;  // another namespace's: followed by pattern only
-    if (!f.broadcasts && !f.wanted && now - f.warmed > unwarm_after) {
-      drop.push_back(tag);  // warmed for a resume that never joined
-      continue;
-    }
-    // A followed channel's keys do not expire: its epoch stays while it has members.
-    cmd->execute({"PEXPIRE", key(tag, ":m"), ttl}, nullptr);
-    cmd->execute({"PEXPIRE", key(tag, ":s"), ttl}, nullptr);
-  }
-  for (const auto& tag : drop) {
-    if (chans.at(tag).subscribed) sub->unsubscribe({opts.prefix + tag}, nullptr);
-    chans.erase(tag);
-  }
 }
 
 void redis_broker::impl::publish_async(const publication& p, publish_done done) {
@@ -279,6 +278,7 @@ void redis_broker::impl::send(std::shared_ptr<outgoing> o) {
         "the Redis broker lost its connection to redis; the publication was not sent"));
     return complete(o->key, std::move(r));
   }
+  if (clustered()) return cluster_send(std::move(o));  // redis_broker_cluster.cpp
   if (!o->retried) o->args[1] = sha;
   o->args[replid_arg] = replid;  // the server's, as read at this connect
   cmd->execute(o->args, [this, o](std::error_code ec, redis_value v) {
@@ -341,8 +341,9 @@ void redis_broker::impl::sid_changed(const std::string& sid, bool added) {
   if (added) sids.insert(sid);
   else sids.erase(sid);
   if (!ready) return;  // registered again on connect
-  if (added) cmd->execute({"SET", opts.prefix + "sid:" + sid, opts.node_id}, nullptr);
-  else cmd->execute({"SET", opts.prefix + "sid:" + sid, "-", "PX", ms(opts.closed_sid_ttl)}, nullptr);
+  const std::string k = opts.prefix + "sid:" + sid;
+  if (added) exec(k, {"SET", k, opts.node_id}, nullptr);
+  else exec(k, {"SET", k, "-", "PX", ms(opts.closed_sid_ttl)}, nullptr);
 }
 
 // ---- the public face: posts to the broker's thread ----
@@ -372,11 +373,16 @@ redis_broker::~redis_broker() {
     i->tick_timer.cancel();
     if (i->cmd) i->cmd->close();
     if (i->sub) i->sub->close();
+    for (auto& s : i->shards) {
+      s.cmd->close();
+      s.sub->close();
+    }
   });
   i->guard.reset();
   i->thread.join();
   i->cmd.reset();
   i->sub.reset();
+  i->shards.clear();
 }
 
 std::size_t redis_broker::publish(const publication& p, publish_meta* out) {

@@ -19,6 +19,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "skyrelay/broker/redis_backoff.hpp"
 #include "skyrelay/broker/redis_broker.hpp"
 #include "skyrelay/broker/redis_connection.hpp"
 #include "skyrelay/broker/redis_wire.hpp"
@@ -27,6 +28,12 @@ namespace skyrelay::redis {
 
 namespace asio = boost::asio;
 using clock_type = std::chrono::steady_clock;
+
+// `master_replid:<id>` of an INFO replication answer; empty when absent (redis_broker.cpp).
+std::string replication_id(const std::string& info);
+
+// The publish script of a cluster: one hash slot's rooms (redis_broker_cluster.cpp).
+const std::string& cluster_publish_script();
 
 struct redis_broker::impl {
   // One channel this node follows (a room with local members, or a namespace's broadcasts,
@@ -64,12 +71,12 @@ struct redis_broker::impl {
   // redis+sentinel (redis_broker_sentinel.cpp): asks the sentinels where the master is, sets
   // opts.url's host and port to it and connects; or lost() with every sentinel's answer.
   void locate(unsigned g);
-  void on_ready(unsigned gen);    // reads the replication ID, then load_script
-  void load_script(unsigned gen);  // SCRIPT LOAD, registry, subscriptions: then ready
+  void on_ready(unsigned gen);     // reads the replication ID, then load_script
+  void load_script(unsigned gen);  // SCRIPT LOAD, then on_loaded
+  void on_loaded(unsigned gen);    // registry, subscriptions, catch-ups: then ready
   void lost(unsigned gen, std::string reason);
   void set_status(bool ok, std::string reason);
   void tick();
-  void refresh();
   // Queues `p` (any thread): refusals go to `done` inline; else send() runs on the broker's
   // thread and `done` (may be null) when Redis answered.
   void publish_async(const publication& p, publish_done done);
@@ -85,6 +92,8 @@ struct redis_broker::impl {
   // ---- redis_broker_receive.cpp: following, messages, gaps ----
   void want(const channel& ch);
   void unwant(const channel& ch);
+  // Keeps the followed channels' keys from expiring; drops rooms warmed for nobody.
+  void refresh();
   // Loads where the channel stands (its epoch, seq and stored tail) into the hub when the node
   // does not know it, subscribes, catches up; then `done(true)` (false: connection lost).
   void start_follow(const std::string& tag, std::function<void(bool)> done);
@@ -95,6 +104,51 @@ struct redis_broker::impl {
   void sync(const std::string& tag);
   void drain();
   void warm(const std::vector<channel>& rooms, std::function<void(bool)> done);
+
+  // ---- Redis Cluster (redis_cluster_topology.cpp: the masters; redis_broker_cluster.cpp:
+  // publishing). Every command of a tag goes to the master of key_slot(tag); the node
+  // channel, the heartbeat and the broadcasts' pattern use shard 0 (classic pub/sub is
+  // forwarded by the cluster bus to every node). On one server these give `cmd` and `sub`.
+  struct shard {
+    std::string host;
+    std::uint16_t port{0};
+    std::shared_ptr<redis_connection> cmd, sub;
+    std::string replid;  // the master's replication ID (as `replid` below, for its slots)
+  };
+  // One publication being resolved (its `to` names' sid:<name> keys, then their nodes'
+  // alive keys); its scripts are sent once it and every one before it are resolved.
+  struct resolving {
+    std::shared_ptr<outgoing> o;
+    std::vector<std::string> names, conns;           // from o->args
+    std::unordered_map<std::string, std::string> owner;  // sid -> node ("-": nobody)
+    std::unordered_set<std::string> alive;
+    std::size_t waiting{0};
+    bool failed{false}, resolved{false};
+  };
+  bool clustered() const { return !opts.seeds.empty(); }
+  void discover(unsigned g, std::size_t seed);
+  void open_shards(unsigned g, const cluster_map& map);
+  const std::shared_ptr<redis_connection>& cmd_of(const std::string& key_or_tag) const;
+  const std::shared_ptr<redis_connection>& sub_of(const std::string& tag) const;
+  const std::string& replid_of(const std::string& tag) const;
+  // cmd_of(key)->execute, where a MOVED or ASK answer (the slot moved) drops the topology
+  // and discovers it again (lost()); `done` still gets the answer.
+  void exec(const std::string& key, std::vector<std::string> args,
+            redis_connection::reply_handler done);
+  bool moved(unsigned g, std::error_code ec, const redis_value& v);
+  // (S)SUBSCRIBE / (S)UNSUBSCRIBE of a room's channel on its slot's subscriber connection.
+  void follow_channel(const std::string& tag, redis_connection::reply_handler done);
+  void unfollow_channel(const std::string& tag);
+  // After the connections are up: the script loaded on every master, then `then`.
+  void load_scripts(unsigned g, std::function<void()> then);
+  void cluster_send(std::shared_ptr<outgoing> o);
+  void resolve(const std::shared_ptr<resolving>& r);
+  void resolve_alive(const std::shared_ptr<resolving>& r);
+  void pump();
+  void dispatch(const std::shared_ptr<resolving>& r);
+  // EVALSHA of one slot's script (EVAL again on NOSCRIPT); `done` gets the answer.
+  void send_slot(std::vector<std::string> args,
+                 std::function<void(std::error_code, redis_value)> done);
 
   std::string key(const std::string& tag, const char* suffix) const {
     return opts.prefix + tag + suffix;
@@ -128,15 +182,20 @@ struct redis_broker::impl {
   std::uint64_t id_base{0};  // receipts' ids: random high bits, so nodes' ids differ
 
   // The broker thread's.
-  std::shared_ptr<redis_connection> cmd, sub;
+  std::shared_ptr<redis_connection> cmd, sub;  // one server's; on a cluster, shard 0's
+  std::vector<shard> shards;                   // redis+cluster: one per master
+  std::vector<int> slot_owner;                 // redis+cluster: slot -> index in shards
+  std::deque<std::shared_ptr<resolving>> resolving_fifo;
+  std::string seed_errors;                     // redis+cluster: why each seed failed, for /health
   unsigned gen{0};
   bool ready{false}, stopping{false}, ever_connected{false};
-  bool located{false};
+  bool located{false};  // redis+sentinel: opts.url names the master just found
   // The server's replication ID (INFO replication's master_replid), read at each connect and
   // given to the scripts, which start a new epoch for a channel numbered under another one
   // (a failover). Empty when the server does not say (no INFO): no such check.
-  std::string replid;  // redis+sentinel: opts.url names the master just found
-  std::chrono::milliseconds backoff{100};
+  // On a cluster each master has its own (shard::replid); this one is unused there.
+  std::string replid;
+  redis_backoff backoff;
   clock_type::time_point last_heard{}, last_refresh{};
   std::unordered_map<std::string, follow> chans;  // by tag
   std::unordered_set<std::string> sids;           // this node's connections

@@ -14,7 +14,10 @@
 namespace skyrelay::redis {
 
 namespace {
-constexpr std::size_t recent_max = 4096;  // uids remembered to deliver direct targets once
+constexpr std::chrono::seconds unwarm_after{10};  // a room warmed for nobody is dropped then
+// uids remembered to deliver direct targets once (on a cluster: every publication once, its
+// copies from several slots arriving apart)
+constexpr std::size_t recent_max = 4096, cluster_recent_max = 65536;
 
 std::uint64_t entry_seq(const std::string& id) {
   std::uint64_t n = 0;
@@ -57,9 +60,30 @@ void redis_broker::impl::want(const channel& ch) {
 void redis_broker::impl::unwant(const channel& ch) {
   auto it = chans.find(room_tag(ch));
   if (it == chans.end()) return;
-  if (it->second.subscribed && ready) sub->unsubscribe({opts.prefix + it->first}, nullptr);
+  if (it->second.subscribed && ready) unfollow_channel(it->first);
   for (auto& w : it->second.waiters) w(false);
   chans.erase(it);  // followed again later: it starts from where the channel stands then
+}
+
+void redis_broker::impl::refresh() {
+  const auto now = clock_type::now();
+  last_refresh = now;
+  const std::string ttl = ms_ttl();
+  std::vector<std::string> drop;
+  for (auto& [tag, f] : chans) {
+    if (f.broadcasts && !f.wanted) continue;  // another namespace's: followed by pattern only
+    if (!f.broadcasts && !f.wanted && now - f.warmed > unwarm_after) {
+      drop.push_back(tag);  // warmed for a resume that never joined
+      continue;
+    }
+    // A followed channel's keys do not expire: its epoch stays while it has members.
+    exec(tag, {"PEXPIRE", key(tag, ":m"), ttl}, nullptr);
+    exec(tag, {"PEXPIRE", key(tag, ":s"), ttl}, nullptr);
+  }
+  for (const auto& tag : drop) {
+    if (chans.at(tag).subscribed) unfollow_channel(tag);
+    chans.erase(tag);
+  }
 }
 
 void redis_broker::impl::start_follow(const std::string& tag, std::function<void(bool)> done) {
@@ -83,7 +107,7 @@ void redis_broker::impl::start_follow(const std::string& tag, std::function<void
       it->second.subscribed = true;  // broadcasts come by the pattern subscription
       return finish(true);
     }
-    sub->subscribe({opts.prefix + tag}, [this, g, tag, finish](std::error_code ec, redis_value) {
+    follow_channel(tag, [this, g, tag, finish](std::error_code ec, redis_value) {
       if (g != gen) return;
       auto it = chans.find(tag);
       if (it != chans.end() && !ec) it->second.subscribed = true;
@@ -94,17 +118,17 @@ void redis_broker::impl::start_follow(const std::string& tag, std::function<void
   // Where the channel stands and its stored tail go into the hub's log first, so a member's
   // position and replay are Redis's, then live messages continue from there.
   // A channel with no sequence yet gets one now, so its members are told Redis's epoch.
-  cmd->execute({"EVAL", start_script(), "2", key(tag, ":m"), key(tag, ":s"),
-                hub_.epoch_prefix(), ms_ttl(), replid},
-               [this, g, tag, finish, subscribe](std::error_code ec, redis_value v) {
+  exec(tag, {"EVAL", start_script(), "2", key(tag, ":m"), key(tag, ":s"),
+             hub_.epoch_prefix(), ms_ttl(), replid_of(tag)},
+       [this, g, tag, finish, subscribe](std::error_code ec, redis_value v) {
     if (g != gen) return;
     if (ec || v.elements.size() != 2 || v.elements[0].type == redis_value::kind::nil)
       return finish(false);
     const std::string epoch = v.elements[0].str;
     const std::uint64_t seq = entry_seq(v.elements[1].str);
-    cmd->execute({"XREVRANGE", key(tag, ":s"), "+", "-", "COUNT",
-                  std::to_string(std::max<std::size_t>(opts.history_max, 1))},
-                 [this, g, tag, epoch, seq, finish, subscribe](std::error_code ec, redis_value v) {
+    exec(tag, {"XREVRANGE", key(tag, ":s"), "+", "-", "COUNT",
+               std::to_string(std::max<std::size_t>(opts.history_max, 1))},
+         [this, g, tag, epoch, seq, finish, subscribe](std::error_code ec, redis_value v) {
       if (g != gen) return;
       auto it = chans.find(tag);
       if (ec || it == chans.end()) return finish(false);
@@ -179,6 +203,12 @@ bool redis_broker::impl::handle(const std::string& payload) {
   if (!seen)
     for (auto& [node, sids] : h.direct)
       if (node == opts.node_id) r.direct = sids;
+  // A cluster's copies of one publication (one per hash slot): the first goes to the members
+  // of every room it names, the later ones only advance their rooms' logs.
+  if (!seen)
+    for (const auto& tag : h.all)
+      if (auto t = parse_tag(tag); t && !t->broadcasts) r.also.push_back(std::move(t->ch));
+  r.record_only = seen && clustered();
   if (r.channels.empty() && r.direct.empty()) return true;
   publication p;
   if (!decode_body(body, p, r.ts)) return true;
@@ -192,7 +222,7 @@ bool redis_broker::impl::handle(const std::string& payload) {
   if (!seen) {
     recent.insert(h.uid);
     recent_order.push_back(h.uid);
-    if (recent_order.size() > recent_max) {
+    if (recent_order.size() > (clustered() ? cluster_recent_max : recent_max)) {
       recent.erase(recent_order.front());
       recent_order.pop_front();
     }
@@ -217,8 +247,8 @@ void redis_broker::impl::sync(const std::string& tag) {
     --syncing;
     drain();
   };
-  cmd->execute({"HMGET", key(tag, ":m"), "epoch", "seq"},
-               [this, g, tag, finish](std::error_code ec, redis_value v) {
+  exec(tag, {"HMGET", key(tag, ":m"), "epoch", "seq"},
+       [this, g, tag, finish](std::error_code ec, redis_value v) {
     if (g != gen || ec) return;  // a loss: the next connection syncs again
     auto it = chans.find(tag);
     if (it == chans.end() || v.elements.size() != 2 ||
@@ -229,9 +259,9 @@ void redis_broker::impl::sync(const std::string& tag) {
     const auto& f = it->second;
     const std::uint64_t from = f.known && f.epoch == epoch ? f.last : 0;
     if (seq <= from) return finish({});
-    cmd->execute({"XRANGE", key(tag, ":s"), std::to_string(from + 1) + "-1", "+", "COUNT",
-                  std::to_string(seq - from)},
-                 [this, g, tag, finish, epoch, seq, from](std::error_code ec, redis_value v) {
+    exec(tag, {"XRANGE", key(tag, ":s"), std::to_string(from + 1) + "-1", "+", "COUNT",
+               std::to_string(seq - from)},
+         [this, g, tag, finish, epoch, seq, from](std::error_code ec, redis_value v) {
       if (g != gen || ec) return;
       auto it = chans.find(tag);
       if (it == chans.end()) return finish({});

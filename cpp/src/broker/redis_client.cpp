@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "skyrelay/broker/redis_backoff.hpp"
 #include "skyrelay/broker/redis_connection.hpp"
 #include "skyrelay/hub/broker.hpp"
 
@@ -20,7 +21,6 @@ namespace skyrelay::redis {
 namespace asio = boost::asio;
 
 namespace {
-constexpr std::chrono::milliseconds first_backoff{100}, max_backoff{5'000};
 
 std::string sha1_hex(const std::string& text) {
   unsigned char d[SHA_DIGEST_LENGTH];
@@ -62,7 +62,7 @@ struct redis_client::impl {
       if (g != gen || !c) return;
       if (ec) return lost(g, "cannot connect to redis at " + url.host + ":" +
                                  std::to_string(url.port) + ": " + ec.message());
-      backoff = first_backoff;
+      backoff.reset();
       std::lock_guard lock(mu);
       conn = c;
       why.clear();
@@ -82,10 +82,8 @@ struct redis_client::impl {
     }
     if (pending) pending->close();
     pending.reset();
-    retry.expires_after(backoff);
-    backoff = std::min(backoff * 2, max_backoff);
-    retry.async_wait([this](boost::system::error_code ec) {
-      if (!ec && !stopping) connect();
+    backoff.schedule(retry, [this] {
+      if (!stopping) connect();
     });
   }
 
@@ -102,7 +100,7 @@ struct redis_client::impl {
   // The thread's.
   unsigned gen{0};
   bool stopping{false};
-  std::chrono::milliseconds backoff{first_backoff};
+  redis_backoff backoff;
   std::shared_ptr<redis_connection> pending;  // the connection being made or in use
   // Shared with callers.
   mutable std::mutex mu;
@@ -167,14 +165,14 @@ redis_value redis_client::call(std::vector<std::string> args, std::chrono::milli
 redis_value redis_client::eval(const redis_script& s, const std::vector<std::string>& keys,
                                const std::vector<std::string>& args,
                                std::chrono::milliseconds timeout) {
-  try {
-    return call(eval_args("EVALSHA", s.sha, keys, args), timeout);
-  } catch (const std::runtime_error& e) {
-    if (dynamic_cast<const broker_unavailable*>(&e) ||
-        std::string_view(e.what()).find("NOSCRIPT") == std::string_view::npos)
-      throw;
-  }
-  return call(eval_args("EVAL", s.text, keys, args), timeout);  // caches it on the server
+  // async_eval's own timeout always answers; the wait is only for that answer.
+  auto done = std::make_shared<std::promise<redis_value>>();
+  auto answer = done->get_future();
+  async_eval(s, keys, args, timeout, [done](std::exception_ptr error, redis_value v) {
+    if (error) return done->set_exception(error);
+    done->set_value(std::move(v));
+  });
+  return answer.get();
 }
 
 void redis_client::send(std::vector<std::string> args) {
@@ -199,6 +197,47 @@ void redis_client::async_eval(const redis_script& s, const std::vector<std::stri
                  return c->execute(std::move(*full), std::move(done));
                done(ec, std::move(v));
              });
+}
+
+// One call's end: the first of its answer and its timer wins; both run on the client's thread.
+struct redis_client::timed_call {
+  timed_call(asio::io_context& io, result_fn f) : done(std::move(f)), timer(io) {}
+  void finish(std::exception_ptr error, redis_value v) {
+    if (over) return;
+    over = true;
+    timer.cancel();
+    done(std::move(error), std::move(v));
+  }
+  result_fn done;
+  asio::steady_timer timer;
+  bool over{false};
+};
+
+void redis_client::async_eval(const redis_script& s, std::vector<std::string> keys,
+                              std::vector<std::string> args, std::chrono::milliseconds timeout,
+                              result_fn done) {
+  auto call = std::make_shared<timed_call>(impl_->io, std::move(done));
+  asio::post(impl_->io, [this, &s, keys = std::move(keys), args = std::move(args), timeout,
+                         call, i = impl_] {
+    if (!i->current()) {
+      return call->finish(std::make_exception_ptr(broker_unavailable(reason())), {});
+    }
+    call->timer.expires_after(timeout);
+    call->timer.async_wait([call, timeout](boost::system::error_code ec) {
+      if (ec) return;  // answered first
+      call->finish(std::make_exception_ptr(broker_unavailable(
+                       "no answer from redis within " + std::to_string(timeout.count()) + " ms")),
+                   {});
+    });
+    async_eval(s, keys, args, [call](std::error_code ec, redis_value v) {
+      if (ec == redis_errc::server_error)
+        return call->finish(std::make_exception_ptr(std::runtime_error("redis: " + v.str)), {});
+      if (ec)
+        return call->finish(std::make_exception_ptr(broker_unavailable("redis: " + ec.message())),
+                            {});
+      call->finish(nullptr, std::move(v));
+    });
+  });
 }
 
 }  // namespace skyrelay::redis

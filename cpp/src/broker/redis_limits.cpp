@@ -2,6 +2,8 @@
 #include "skyrelay/broker/redis_limits.hpp"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 
 #include "skyrelay/core/random.hpp"
@@ -63,6 +65,27 @@ end
 return {0, math.max(1, math.ceil((cost - tokens) / rate * 1e6)), string.format('%.17g', tokens)}
 )lua"};
 
+// An error of redis_client as the callers of this file see it: always broker_unavailable (a
+// refused script leaves the outcome unknown).
+std::exception_ptr as_unavailable(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const broker_unavailable&) {
+    return error;
+  } catch (const std::exception& e) {
+    return std::make_exception_ptr(broker_unavailable(e.what()));
+  }
+}
+
+rate_decision decision_of(const redis_value& v) {
+  if (v.elements.size() < 3) throw broker_unavailable("redis: unexpected rate limit answer");
+  rate_decision d;
+  d.allowed = v.elements[0].integer == 1;
+  d.retry_after_ns = d.allowed ? 0 : v.elements[1].integer * 1000;
+  d.remaining = std::strtod(v.elements[2].str.c_str(), nullptr);
+  return d;
+}
+
 std::string hex(const idempotency_store::digest& d) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string out;
@@ -87,32 +110,40 @@ std::string redis_idempotency::token_text(std::uint64_t token) const {
   return node_ + ":" + std::to_string(token);
 }
 
-idempotency_store::status redis_idempotency::begin(const std::string& id,
-                                                   const idempotency_store::digest& body,
-                                                   std::uint64_t token, std::string& answer) {
-  redis_value v;
-  try {
-    v = client_.eval(begin_script, {prefix_ + id}, {hex(body), token_text(token), window_ms_},
-                     timeout_);
-  } catch (const broker_unavailable&) {
-    ++errors_;
-    throw;
-  } catch (const std::runtime_error& e) {
-    ++errors_;
-    throw broker_unavailable(e.what());  // a refused script: the key's fate is unknown
-  }
-  const long long what = v.elements.empty() ? -1 : v.elements[0].integer;
-  if (what < 0 || what > 3) throw broker_unavailable("redis: unexpected idempotency answer");
-  if (what == 1 && v.elements.size() > 1) answer = std::move(v.elements[1].str);
-  return static_cast<idempotency_store::status>(what);
+void redis_idempotency::async_begin(const std::string& id, const idempotency_store::digest& body,
+                                    std::uint64_t token, begin_fn done) {
+  client_.async_eval(
+      begin_script, {prefix_ + id}, {hex(body), token_text(token), window_ms_}, timeout_,
+      [this, id, token, done = std::move(done)](std::exception_ptr error, redis_value v) {
+        using status = idempotency_store::status;
+        if (error) {
+          ++errors_;
+          // The script may still run (a late or lost answer): undo its reservation after it,
+          // on the same connection, so that a retry can succeed.
+          release(id, token);
+          return done(as_unavailable(error), status::fresh, {});
+        }
+        const long long what = v.elements.empty() ? -1 : v.elements[0].integer;
+        if (what < 0 || what > 3) {
+          ++errors_;
+          return done(std::make_exception_ptr(
+                           broker_unavailable("redis: unexpected idempotency answer")),
+                       status::fresh, {});
+        }
+        std::string answer;
+        if (what == 1 && v.elements.size() > 1) answer = std::move(v.elements[1].str);
+        done(nullptr, static_cast<status>(what), std::move(answer));
+      });
 }
 
-void redis_idempotency::finish(const std::string& id, std::uint64_t token, std::string answer) {
-  try {
-    client_.eval(finish_script, {prefix_ + id}, {token_text(token), std::move(answer)}, timeout_);
-  } catch (const std::exception&) {
-    ++errors_;  // repeats get in_progress (409, retry) until the window ends
-  }
+void redis_idempotency::async_finish(const std::string& id, std::uint64_t token,
+                                     std::string answer, std::function<void()> done) {
+  client_.async_eval(finish_script, {prefix_ + id}, {token_text(token), std::move(answer)},
+                     timeout_, [this, done = std::move(done)](std::exception_ptr error, redis_value) {
+                       if (error) ++errors_;  // repeats get in_progress (409, retry) until
+                                              // the window ends
+                       done();
+                     });
 }
 
 void redis_idempotency::release(const std::string& id, std::uint64_t token) noexcept {
@@ -130,28 +161,42 @@ redis_rate_limiter::redis_rate_limiter(redis_client& client, std::string prefix,
     throw std::invalid_argument("rate and burst must be positive and finite");
 }
 
-rate_decision redis_rate_limiter::acquire(std::string_view key, double cost) {
+std::vector<std::string> redis_rate_limiter::bucket_args(double cost) const {
   if (!std::isfinite(cost) || cost < 0 || cost > burst_)
     throw std::invalid_argument("cost must be between 0 and burst");
-  char buf[3][32];
-  std::snprintf(buf[0], sizeof buf[0], "%.17g", rate_);
-  std::snprintf(buf[1], sizeof buf[1], "%.17g", burst_);
-  std::snprintf(buf[2], sizeof buf[2], "%.17g", cost);
+  std::vector<std::string> out;
+  char buf[32];
+  for (double x : {rate_, burst_, cost}) {
+    std::snprintf(buf, sizeof buf, "%.17g", x);
+    out.emplace_back(buf);
+  }
+  return out;
+}
+
+rate_decision redis_rate_limiter::acquire(std::string_view key, double cost) {
   redis_value v;
   try {
-    v = client_.eval(bucket_script, {prefix_ + std::string(key)}, {buf[0], buf[1], buf[2]},
-                     timeout_);
+    v = client_.eval(bucket_script, {prefix_ + std::string(key)}, bucket_args(cost), timeout_);
   } catch (const broker_unavailable&) {
     throw;
   } catch (const std::runtime_error& e) {
     throw broker_unavailable(e.what());
   }
-  if (v.elements.size() < 3) throw broker_unavailable("redis: unexpected rate limit answer");
-  rate_decision d;
-  d.allowed = v.elements[0].integer == 1;
-  d.retry_after_ns = d.allowed ? 0 : v.elements[1].integer * 1000;
-  d.remaining = std::strtod(v.elements[2].str.c_str(), nullptr);
-  return d;
+  return decision_of(v);
+}
+
+void redis_rate_limiter::async_acquire(std::string_view key, double cost, decision_fn done) {
+  client_.async_eval(bucket_script, {prefix_ + std::string(key)}, bucket_args(cost), timeout_,
+                     [done = std::move(done)](std::exception_ptr error, redis_value v) {
+                       if (error) return done(as_unavailable(error), {});
+                       rate_decision d;
+                       try {
+                         d = decision_of(v);
+                       } catch (const broker_unavailable&) {
+                         return done(std::current_exception(), {});
+                       }
+                       done(nullptr, d);
+                     });
 }
 
 bool redis_rate_limiter::reset(std::string_view key) {

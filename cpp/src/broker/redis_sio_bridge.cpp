@@ -2,25 +2,15 @@
 // holds (or waits for) the leader lease, and hands each message to the node (see the header).
 #include "skyrelay/broker/redis_sio_bridge.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <exception>
-#include <thread>
-#include <unordered_map>
 
-#include "skyrelay/broker/redis_connection.hpp"
-#include "skyrelay/broker/sio_manager_message.hpp"
+#include "redis_sio_bridge_impl.hpp"
 
 namespace skyrelay::redis {
 
-namespace asio = boost::asio;
-using clock_type = std::chrono::steady_clock;
-
 namespace {
-constexpr std::chrono::milliseconds max_backoff{5'000};
 
 // Takes the lease when nobody holds it, extends it for its holder; 1 when ARGV[1] holds it.
 constexpr const char* lease_script = R"lua(
@@ -43,58 +33,6 @@ return 0
 )lua";
 }  // namespace
 
-struct redis_sio_bridge::impl {
-  // One lease per channel: nodes may listen on different channels, and each channel's
-  // emits need one republisher among the nodes that hear it.
-  struct lease {
-    std::string key;  // <prefix>manager:leader:<channel>
-    bool held{false};
-    clock_type::time_point until{};
-  };
-
-  impl(redis_sio_bridge_options o, manager_actions a)
-      : opts(std::move(o)),
-        actions(std::move(a)),
-        guard(io.get_executor()),
-        reconnect_timer(io),
-        tick_timer(io),
-        stop_timer(io) {
-    for (const auto& c : opts.channels) leases[c].key = opts.prefix + "manager:leader:" + c;
-  }
-
-  void connect();
-  void lost(unsigned g);
-  void tick();
-  void on_message(unsigned g, const redis_message& m);
-  void handle_emit(manager_message& m, const lease& l);
-  void stop();
-  void count_leases() {
-    unsigned n = 0;
-    for (const auto& [c, l] : leases) n += l.held;
-    leading = n;
-  }
-
-  static bool holds(const lease& l) { return l.held && clock_type::now() < l.until; }
-
-  redis_sio_bridge_options opts;
-  manager_actions actions;
-  std::unordered_map<std::string, lease> leases;  // by channel; the thread's
-  asio::io_context io{1};
-  asio::executor_work_guard<asio::io_context::executor_type> guard;
-  asio::steady_timer reconnect_timer, tick_timer, stop_timer;
-  std::thread thread;
-
-  std::atomic<std::uint64_t> received{0}, republished{0}, applied{0}, malformed{0},
-      acks_dropped{0}, failed{0};
-  std::atomic<unsigned> leading{0};  // channels whose lease this node holds
-
-  // The thread's.
-  std::shared_ptr<redis_connection> cmd, sub;
-  unsigned gen{0};
-  bool ready{false}, stopping{false};
-  std::chrono::milliseconds backoff{100};
-};
-
 void redis_sio_bridge::impl::connect() {
   const unsigned g = ++gen;
   ready = false;
@@ -112,11 +50,13 @@ void redis_sio_bridge::impl::connect() {
     if (g != gen) return;
     if (ec) return lost(g);
     if (++*up < 2) return;
-    sub->subscribe(opts.channels, [this, g](std::error_code ec, redis_value) {
+    auto channels = opts.channels;
+    for (const auto& [ack, c] : applied_channels) channels.push_back(ack);
+    sub->subscribe(channels, [this, g](std::error_code ec, redis_value) {
       if (g != gen) return;
       if (ec) return lost(g);
       ready = true;
-      backoff = std::chrono::milliseconds{100};
+      backoff.reset();
       tick_timer.cancel();  // ask for the lease now rather than at the next tick
     });
   };
@@ -130,12 +70,11 @@ void redis_sio_bridge::impl::lost(unsigned g) {
   ready = false;
   for (auto& [c, l] : leases) l.held = false;
   count_leases();
+  clear_order();
   if (cmd) cmd->close();
   if (sub) sub->close();
-  reconnect_timer.expires_after(backoff);
-  backoff = std::min(backoff * 2, max_backoff);
-  reconnect_timer.async_wait([this](boost::system::error_code ec) {
-    if (!ec && !stopping) connect();
+  backoff.schedule(reconnect_timer, [this] {
+    if (!stopping) connect();
   });
 }
 
@@ -166,6 +105,7 @@ void redis_sio_bridge::impl::tick() {
 
 void redis_sio_bridge::impl::on_message(unsigned g, const redis_message& msg) {
   if (g != gen || stopping) return;
+  if (applied_channels.count(msg.channel)) return on_applied(msg.payload);
   auto l = leases.find(msg.channel);
   if (l == leases.end()) return;  // not a channel of ours (cannot happen: SUBSCRIBE only)
   ++received;
@@ -177,14 +117,17 @@ void redis_sio_bridge::impl::on_message(unsigned g, const redis_message& msg) {
   }
   using kind = manager_message::kind;
   switch (m->what) {
-    case kind::emit: return handle_emit(*m, l->second);
-    case kind::enter_room: actions.enter(m->sid, m->room); break;
-    case kind::leave_room: actions.leave(m->sid, m->room); break;
-    case kind::close_room: actions.close_room(m->room); break;
-    case kind::disconnect: actions.disconnect(m->sid, m->room.nsp); break;
+    case kind::emit:
+      if (!holds(l->second)) return;  // the leader republishes it; every node gets it there
+      if (!order.empty()) {  // held behind a room method (redis_sio_bridge_order.cpp)
+        order.push_back({msg.channel, std::move(*m), nullptr});
+        if (order.size() > opts.order_max) drain();
+        return;
+      }
+      return handle_emit(*m, l->second);
     case kind::other: return;  // acks going back to python-socketio servers, unknown methods
+    default: return on_room_method(msg.channel, std::move(*m));
   }
-  ++applied;
 }
 
 void redis_sio_bridge::impl::handle_emit(manager_message& m, const lease& l) {
@@ -203,6 +146,9 @@ void redis_sio_bridge::impl::stop() {
   ++gen;
   reconnect_timer.cancel();
   tick_timer.cancel();
+  clear_order();
+  applies.clear();
+  apply_timer.cancel();
   auto close = [this] {
     stop_timer.cancel();
     if (cmd) cmd->close();
@@ -228,6 +174,7 @@ void redis_sio_bridge::impl::stop() {
 redis_sio_bridge::redis_sio_bridge(redis_sio_bridge_options opts, manager_actions actions)
     : impl_(std::make_shared<impl>(std::move(opts), std::move(actions))) {
   impl* i = impl_.get();
+  i->self = impl_;
   asio::post(i->io, [i] {
     i->connect();
     i->tick();
@@ -250,7 +197,7 @@ redis_sio_bridge::~redis_sio_bridge() { stop(); }
 manager_counters redis_sio_bridge::counters() const {
   return {impl_->received.load(), impl_->republished.load(), impl_->applied.load(),
           impl_->malformed.load(), impl_->acks_dropped.load(), impl_->failed.load(),
-          impl_->leading.load()};
+          impl_->order_waits.load(), impl_->order_timeouts.load(), impl_->leading.load()};
 }
 
 }  // namespace skyrelay::redis

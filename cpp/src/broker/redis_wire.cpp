@@ -97,6 +97,8 @@ bool split_message(std::string_view payload, message_header& h, std::string_view
     h.direct.clear();
     for (const auto& d : j.at("d"))
       h.direct.emplace_back(d.at(0).get<std::string>(), d.at(1).get<std::vector<std::string>>());
+    h.all.clear();
+    if (auto a = j.find("a"); a != j.end()) h.all = a->get<std::vector<std::string>>();
   } catch (const json::exception&) {
     return false;
   }

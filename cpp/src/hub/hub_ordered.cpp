@@ -88,7 +88,15 @@ std::size_t hub::publish_ordered(const publication& p, const ordered_route& in,
   meta.publish_ns = steady_ns();
   meta.id = last_id_.fetch_add(1, std::memory_order_relaxed) + 1;
   meta.ts = in.ts.empty() ? utc_now_iso8601() : in.ts;
-  snapshot(r);
+  if (in.record_only) {
+    r.singles.clear();
+  } else {
+    const auto recorded = r.rooms.size();
+    for (const auto& room : in.also)
+      if (std::find(r.rooms.begin(), r.rooms.end(), room) == r.rooms.end()) r.rooms.push_back(room);
+    snapshot(r);
+    r.rooms.resize(recorded);
+  }
   if (!r.logs.empty()) {
     auto positions = std::make_shared<std::vector<channel_pos>>();
     positions->reserve(r.logs.size());

@@ -20,6 +20,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cassert>
+#include <exception>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -146,9 +147,18 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void publish_api(const request& req);
   std::optional<std::string> publisher_of(const request& req, bool keep);
   void publish_events(const request& req, const std::string& publisher);
+  template <class Step>
+  void resume(Step step);
+  void publish_take_budget(std::shared_ptr<pending_batch> b);
+  void publish_reserve_key(std::shared_ptr<pending_batch> b);
+  void publish_keyed(std::shared_ptr<pending_batch> b, std::exception_ptr error,
+                     idempotency_store::result& r);
   void publish_batch(std::shared_ptr<pending_batch> b);
   void publish_answer(pending_batch& b);
-  void publish_rate_limited(const request& req, double retry_after);
+  void publish_ok(unsigned version, bool keep, std::string body);
+  void publish_refused(const pending_batch& b, http::status status, std::string_view code,
+                       std::string_view message);
+  void publish_rate_limited(const pending_batch& b, double retry_after);
 
   // http_session_app.cpp: the application (WSGI).
   void to_application(const request& req);

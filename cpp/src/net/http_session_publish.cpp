@@ -1,10 +1,13 @@
 // http_session's publish API: POST /api/publish, one event or a batch, token-protected (the
 // static publish_token or a JWT publish token), with optional idempotency keys.
+#include <boost/asio/dispatch.hpp>
 #include <openssl/crypto.h>
 
 #include <atomic>
 #include <cmath>
 #include <exception>
+#include <memory>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -17,9 +20,12 @@ namespace skyrelay {
 
 using http_detail::error_body;
 
-// One publish API request's events on their way through the broker. The completions fill
-// `outcomes` (each index once, from whichever thread) and the last one posts the answer.
+// One publish API request on its way: its budget and key (Redis, when shared), then its events
+// through the broker. The parked session holds it; every step resumes on the session's
+// executor. The completions fill `outcomes` (each index once, from whichever thread) and the
+// last one posts the answer.
 struct pending_batch {
+  std::string publisher;
   proto::publish_request pr;  // kept: the receipts' topics view its events' names
   idempotency_store::reservation reserved;
   std::vector<publish_outcome> outcomes;
@@ -28,6 +34,18 @@ struct pending_batch {
   unsigned version{11};
   bool keep{false};
 };
+
+namespace {
+std::string message_of(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown error";
+  }
+}
+}  // namespace
 
 // POST /api/publish: one event or a batch, token-protected, with optional idempotency.
 void http_session::publish_api(const request& req) {
@@ -102,68 +120,93 @@ std::optional<std::string> http_session::publisher_of(const request& req, bool k
   return publisher;
 }
 
-// Decodes the body, answers a repeated idempotency key from the store, else publishes every
-// event and answers with their receipts.
+// Decodes the body and parks the connection for the checks that may ask Redis (the budget,
+// the key), then the publish: the I/O thread never waits on Redis.
 void http_session::publish_events(const request& req, const std::string& publisher) {
-  const bool keep = req.keep_alive();
-  auto fail = [&](http::status status, std::string_view code, std::string_view message) {
-    ctx_.get_metrics().add(ctx_.get_metrics().local().publish_api_refused);
-    send_error(status, code, message, keep);
-  };
   auto decoded = proto::decode_publish(req.body(), req["Idempotency-Key"]);
-  if (auto* err = std::get_if<proto::publish_error>(&decoded))
-    return fail(http::status::bad_request, err->code, err->message);
-  auto& pr = std::get<proto::publish_request>(decoded);
-  if (const auto& limit = ctx_.get_publisher().limit) {
-    rate_decision d;
-    try {
-      d = limit(publisher, pr.events.size());
-    } catch (const broker_unavailable& e) {
-      return fail(http::status::service_unavailable, "broker_unavailable",
-                  std::string("nothing was published: the shared rate limit cannot be read; ") +
-                      e.what());
-    }
-    if (!d.allowed) return publish_rate_limited(req, d.retry_after());
-  }
-  // Held until the answer is stored: a publish that ends any other way frees its key.
-  idempotency_store::reservation reserved;
-  if (!pr.idempotency_key.empty()) {
-    idempotency_store::result r;
-    try {
-      r = ctx_.get_publisher().idempotency->begin(
-          publisher, pr.idempotency_key,
-          idempotency_store::digest_of(proto::publish_fingerprint(pr)));
-    } catch (const broker_unavailable& e) {
-      return fail(http::status::service_unavailable, "broker_unavailable",
-                  std::string("nothing was published: the shared idempotency keys cannot be "
-                              "read; ") + e.what());
-    }
-    using status = idempotency_store::status;
-    if (r.what == status::conflict)
-      return fail(http::status::conflict, "idempotency_key_reused",
-                  "this idempotency key was used with a different body; a new request "
-                  "needs a new key");
-    if (r.what == status::in_progress)
-      return fail(http::status::conflict, "in_progress",
-                  "a request with this idempotency key is being handled; retry later");
-    if (r.what == status::replay) {
-      // A repeat: publish nothing, answer as the first time, marked as a duplicate.
-      constexpr std::string_view first = ",\"duplicate\":false}";
-      std::string body = std::move(r.answer);
-      body.resize(body.size() - first.size());
-      body += ",\"duplicate\":true}";
-      return send_json(req, http::status::ok, std::move(body));
-    }
-    reserved = std::move(r.hold);
+  if (auto* err = std::get_if<proto::publish_error>(&decoded)) {
+    ctx_.get_metrics().add(ctx_.get_metrics().local().publish_api_refused);
+    return send_error(http::status::bad_request, err->code, err->message, req.keep_alive());
   }
   auto b = std::make_shared<pending_batch>();
+  b->publisher = publisher;
+  b->pr = std::move(std::get<proto::publish_request>(decoded));
   b->version = req.version();
-  b->keep = keep;
-  b->reserved = std::move(reserved);
-  b->pr = std::move(pr);
-  publish_batch(std::move(b));
+  b->keep = req.keep_alive();
+  expires_never();  // every step answers or fails by itself (Redis calls have a timeout)
+  set_state(state::parked);
+  publish_take_budget(std::move(b));
 }
 
+// Runs `step` on this connection's executor: inline when already there (an in-process
+// answer), else posted (an answer on the Redis client's thread).
+template <class Step>
+void http_session::resume(Step step) {
+  asio::dispatch(stream_.get_executor(), std::move(step));
+}
+
+void http_session::publish_refused(const pending_batch& b, http::status status,
+                                   std::string_view code, std::string_view message) {
+  ctx_.get_metrics().add(ctx_.get_metrics().local().publish_api_refused);
+  send_error(status, code, message, b.keep);
+}
+
+// The publisher's budget (server_config::publish_rate): 429 over it, 503 when unreadable.
+void http_session::publish_take_budget(std::shared_ptr<pending_batch> b) {
+  const auto& limit = ctx_.get_publisher().limit;
+  if (!limit) return publish_reserve_key(std::move(b));
+  auto self = shared_from_this();
+  limit(b->publisher, b->pr.events.size(), [self, b](std::exception_ptr error, rate_decision d) {
+    self->resume([self, b, error, d] {
+      if (error)
+        return self->publish_refused(
+            *b, http::status::service_unavailable, "broker_unavailable",
+            "nothing was published: the shared rate limit cannot be read; " + message_of(error));
+      if (!d.allowed) return self->publish_rate_limited(*b, d.retry_after());
+      self->publish_reserve_key(b);
+    });
+  });
+}
+
+// Answers a repeated idempotency key from the store, else reserves it and publishes.
+void http_session::publish_reserve_key(std::shared_ptr<pending_batch> b) {
+  if (b->pr.idempotency_key.empty()) return publish_batch(std::move(b));
+  auto self = shared_from_this();
+  ctx_.get_publisher().idempotency->async_begin(
+      b->publisher, b->pr.idempotency_key,
+      idempotency_store::digest_of(proto::publish_fingerprint(b->pr)),
+      [self, b](std::exception_ptr error, idempotency_store::result r) {
+        auto held = std::make_shared<idempotency_store::result>(std::move(r));
+        self->resume([self, b, error, held] { self->publish_keyed(std::move(b), error, *held); });
+      });
+}
+
+void http_session::publish_keyed(std::shared_ptr<pending_batch> b, std::exception_ptr error,
+                                 idempotency_store::result& r) {
+  if (error)
+    return publish_refused(*b, http::status::service_unavailable, "broker_unavailable",
+                           "nothing was published: the shared idempotency keys cannot be "
+                           "read; " + message_of(error));
+  using status = idempotency_store::status;
+  if (r.what == status::conflict)
+    return publish_refused(*b, http::status::conflict, "idempotency_key_reused",
+                           "this idempotency key was used with a different body; a new "
+                           "request needs a new key");
+  if (r.what == status::in_progress)
+    return publish_refused(*b, http::status::conflict, "in_progress",
+                           "a request with this idempotency key is being handled; retry later");
+  if (r.what == status::replay) {
+    // A repeat: publish nothing, answer as the first time, marked as a duplicate.
+    constexpr std::string_view first = ",\"duplicate\":false}";
+    std::string body = std::move(r.answer);
+    body.resize(body.size() - first.size());
+    body += ",\"duplicate\":true}";
+    return publish_ok(b->version, b->keep, std::move(body));
+  }
+  // Held until the answer is stored: a publish that ends any other way frees its key.
+  b->reserved = std::move(r.hold);
+  publish_batch(std::move(b));
+}
 
 // Hands every event to the broker without waiting for it (a Redis broker answers on its own
 // thread; the memory broker inline) and answers once every event has its outcome. After a
@@ -173,8 +216,7 @@ void http_session::publish_batch(std::shared_ptr<pending_batch> b) {
   b->outcomes.resize(n);
   b->finished = std::make_unique<std::atomic<bool>[]>(n);
   b->left = n + 1;
-  expires_never();  // the broker answers or gives up (connection lost, deaf) by itself
-  set_state(state::parked);
+  assert(state_ == state::parked);  // the broker answers or gives up (lost, deaf) by itself
   auto self = shared_from_this();
   auto finish = [self, b] { self->publish_answer(*b); };
   const auto& publish = ctx_.get_publisher().publish_async;
@@ -244,29 +286,41 @@ void http_session::publish_answer(pending_batch& b) {
                         b.outcomes[i].delivered});
   }
   std::string body = proto::encode_published(receipts, b.pr.batch, false);
-  b.reserved.finish(body);
-  http::response<http::string_body> res{http::status::ok, b.version};
+  if (!b.reserved) return publish_ok(b.version, b.keep, std::move(body));
+  // The key's answer is stored before the client has it, so that a repeat on any node finds
+  // it; with Redis that is a round trip the connection waits for, parked.
+  auto self = shared_from_this();
+  auto answer = std::make_shared<std::string>(body);
+  b.reserved.async_finish(std::move(body), [self, answer, version = b.version, keep = b.keep] {
+    self->resume([self, answer, version, keep] {
+      self->publish_ok(version, keep, std::move(*answer));
+    });
+  });
+}
+
+void http_session::publish_ok(unsigned version, bool keep, std::string body) {
+  http::response<http::string_body> res{http::status::ok, version};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
-  res.keep_alive(b.keep);
+  res.keep_alive(keep);
   res.body() = std::move(body);
   res.prepare_payload();
-  write(std::move(res), b.keep);
+  write(std::move(res), keep);
 }
 
 // 429 over the publisher's budget (server_config::publish_rate): nothing was published.
-void http_session::publish_rate_limited(const request& req, double retry_after) {
+void http_session::publish_rate_limited(const pending_batch& b, double retry_after) {
   ctx_.get_metrics().add(ctx_.get_metrics().local().publish_api_refused);
-  http::response<http::string_body> res{http::status::too_many_requests, req.version()};
+  http::response<http::string_body> res{http::status::too_many_requests, b.version};
   res.set(http::field::retry_after, std::to_string(static_cast<long long>(std::ceil(retry_after))));
   res.set(http::field::content_type, "application/json");
   nlohmann::json body{{"error", "rate_limited"},
                       {"message", "over this publisher's publish rate; nothing was published"},
                       {"retry_after", retry_after}};
   res.body() = body.dump();
-  res.keep_alive(req.keep_alive());
+  res.keep_alive(b.keep);
   res.prepare_payload();
-  write(std::move(res), req.keep_alive());
+  write(std::move(res), b.keep);
 }
 
 }  // namespace skyrelay

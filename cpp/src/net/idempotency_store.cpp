@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <future>
 #include <utility>
 
 namespace skyrelay {
@@ -32,17 +33,46 @@ idempotency_store::reservation::~reservation() {
 }
 
 void idempotency_store::reservation::finish(std::string answer) {
-  if (!store_) return;
-  std::exchange(store_, nullptr)->finish(id_, token_, std::move(answer));
+  std::promise<void> stored;
+  auto wait = stored.get_future();
+  async_finish(std::move(answer), [&stored] { stored.set_value(); });
+  wait.get();
 }
 
-idempotency_store::result idempotency_store::begin(std::string_view scope, std::string_view key,
-                                                   const digest& body, clock::time_point now) {
+void idempotency_store::reservation::async_finish(std::string answer,
+                                                  std::function<void()> done) {
+  if (!store_) return done();
+  std::exchange(store_, nullptr)->finish(id_, token_, std::move(answer), std::move(done));
+}
+
+std::string idempotency_store::id_of(std::string_view scope, std::string_view key) {
   // Length-prefixed, so that no scope and key pair can spell another one.
   std::string id = std::to_string(scope.size()) + ':';
   id += scope;
   id += key;
-  if (backend_) return begin_shared(std::move(id), body);
+  return id;
+}
+
+void idempotency_store::async_begin(std::string_view scope, std::string_view key,
+                                    const digest& body, begin_fn done, clock::time_point now) {
+  if (backend_) return begin_shared(id_of(scope, key), body, std::move(done));
+  done(nullptr, begin_local(id_of(scope, key), body, now));
+}
+
+idempotency_store::result idempotency_store::begin(std::string_view scope, std::string_view key,
+                                                   const digest& body, clock::time_point now) {
+  if (!backend_) return begin_local(id_of(scope, key), body, now);
+  std::promise<result> answered;
+  auto wait = answered.get_future();
+  begin_shared(id_of(scope, key), body, [&answered](std::exception_ptr error, result r) {
+    if (error) return answered.set_exception(error);
+    answered.set_value(std::move(r));
+  });
+  return wait.get();
+}
+
+idempotency_store::result idempotency_store::begin_local(std::string id, const digest& body,
+                                                         clock::time_point now) {
   std::lock_guard lock(mu_);
   forget_old(now);
   auto [it, fresh] = entries_.try_emplace(std::move(id));
@@ -69,31 +99,39 @@ std::size_t idempotency_store::size() const {
   return entries_.size();
 }
 
-idempotency_store::result idempotency_store::begin_shared(std::string id, const digest& body) {
+void idempotency_store::begin_shared(std::string id, const digest& body, begin_fn done) {
   std::uint64_t token;
   {
     std::lock_guard lock(mu_);
     token = next_token_++;
   }
-  std::string answer;
-  const status what = backend_->begin(id, body, token, answer);  // no lock held: it blocks
-  result r{what, std::move(answer), {}};
-  if (r.what == status::fresh) {
-    r.hold.store_ = this;
-    r.hold.id_ = std::move(id);
-    r.hold.token_ = token;
-  }
-  return r;
+  auto answered = [this, id, token, done = std::move(done)](std::exception_ptr error,
+                                                           status what, std::string answer) {
+    if (error) return done(error, result{});
+    result r{what, std::move(answer), {}};
+    if (r.what == status::fresh) {
+      r.hold.store_ = this;
+      r.hold.id_ = id;
+      r.hold.token_ = token;
+    }
+    done(nullptr, std::move(r));
+  };
+  backend_->async_begin(id, body, token, std::move(answered));
 }
 
-void idempotency_store::finish(const std::string& id, std::uint64_t token, std::string answer) {
-  if (backend_) return backend_->finish(id, token, std::move(answer));
-  std::lock_guard lock(mu_);
-  // The entry may be gone (expired or evicted) or belong to a newer request with that key.
-  auto it = entries_.find(id);
-  if (it == entries_.end() || it->second.token != token) return;
-  it->second.answer = std::move(answer);
-  it->second.done = true;
+void idempotency_store::finish(const std::string& id, std::uint64_t token, std::string answer,
+                               std::function<void()> done) {
+  if (backend_) return backend_->async_finish(id, token, std::move(answer), std::move(done));
+  {
+    std::lock_guard lock(mu_);
+    // The entry may be gone (expired or evicted) or belong to a newer request with that key.
+    auto it = entries_.find(id);
+    if (it != entries_.end() && it->second.token == token) {
+      it->second.answer = std::move(answer);
+      it->second.done = true;
+    }
+  }
+  done();  // outside the lock
 }
 
 void idempotency_store::release(const std::string& id, std::uint64_t token) {

@@ -25,6 +25,10 @@ std::unique_ptr<redis::redis_sio_bridge> make_manager_bridge(server& s) {
   o.channels = cfg.redis_manager_channels;
   redis::manager_actions a;
   a.publish = [&s](const publication& p) { s.publish(p); };
+  a.here = [&s](const std::string& sid, const std::string& nsp) { return local_in(s, sid, nsp); };
+  a.warm = [&s](const channel& room, std::function<void()> done) {
+    s.get_broker().warm({room}, [done = std::move(done)](bool) { done(); });
+  };
   // An application's join: the room's role requirement holds for it too.
   a.enter = [&s](const std::string& sid, const channel& room) {
     if (local_in(s, sid, room.nsp)) s.join_checked(sid, room);
@@ -65,6 +69,12 @@ void append_manager_metrics(std::string& out, const redis::redis_sio_bridge* bri
       c.acks_dropped);
   add("skyrelay_manager_publish_failures_total",
       "Manager emits the broker could not publish (Redis unreachable).", "counter", c.failed);
+  add("skyrelay_manager_order_waits_total",
+      "Manager room methods this leader waited for before republishing later emits.",
+      "counter", c.order_waits);
+  add("skyrelay_manager_order_timeouts_total",
+      "Of those, waits given up (the sid's node did not confirm in time).", "counter",
+      c.order_timeouts);
   add("skyrelay_manager_leader",
       "Manager channels whose lease this node holds (it republishes their emits).", "gauge",
       c.leading);

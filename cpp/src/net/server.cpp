@@ -131,9 +131,10 @@ server::server(server_config cfg, app_hooks hooks)
                                std::function<void(bool)> done) {
                           broker_->warm(rooms, std::move(done));
                         },
-                        publish_limit_ ? [this](const std::string& publisher, std::size_t n) {
-                          return take_publish_budget(publisher, n);
-                        } : std::function<rate_decision(const std::string&, std::size_t)>()},
+                        publish_limit_ ? [this](const std::string& publisher, std::size_t n,
+                                                publisher::budget_fn done) {
+                          take_publish_budget(publisher, n, std::move(done));
+                        } : decltype(publisher::limit)()},
                        parking_,
                        {[this] { return health_json(); }, [this] { return metrics_text(); }});
 }

@@ -20,6 +20,9 @@ void server::make_shared_state() {
   auto* network = dynamic_cast<redis::redis_broker*>(broker_.get());
   if (!network) return;
   auto opts = redis::parse_broker_url(cfg_.broker);
+  // redis+cluster: not shared yet (docs/architecture.md, "Redis Cluster"): room sizes,
+  // /health's cluster block, idempotency keys and the publish budget stay this node's.
+  if (!opts.seeds.empty()) return;
   redis::redis_state_options so;
   so.prefix = opts.prefix;
   so.node_id = network->node_id();
@@ -35,13 +38,20 @@ void server::make_shared_state() {
         publish_limit_->burst());
 }
 
-rate_decision server::take_publish_budget(const std::string& publisher, std::size_t events) {
+void server::take_publish_budget(const std::string& publisher, std::size_t events,
+                                 publisher::budget_fn done) {
   const double cost = std::min(static_cast<double>(events), publish_limit_->burst());
+  if (!shared_publish_limit_) {
+    const rate_decision d = publish_limit_->acquire(publisher, cost);
+    if (!d.allowed) ++publish_rate_limited_;
+    return done(nullptr, d);
+  }
   // The publisher's scope may hold a token digest's raw bytes: Redis keys are binary-safe.
-  const rate_decision d = shared_publish_limit_ ? shared_publish_limit_->acquire(publisher, cost)
-                                                : publish_limit_->acquire(publisher, cost);
-  if (!d.allowed) ++publish_rate_limited_;
-  return d;
+  shared_publish_limit_->async_acquire(
+      publisher, cost, [this, done = std::move(done)](std::exception_ptr error, rate_decision d) {
+        if (!error && !d.allowed) ++publish_rate_limited_;
+        done(error, d);
+      });
 }
 
 std::size_t server::room_size(const channel& room) {

@@ -1,23 +1,30 @@
 // Types of skyrelay.js, the client of skyrelay's JSON protocol (docs/client.md).
 
-/** Connection states. */
-export type State = "disconnected" | "connecting" | "connected" | "reconnecting";
+/** Connection states: `fallback-sse` and `polling` carry the events when WebSocket cannot
+ * connect (docs/client.md, "Fallback"). */
+export type State =
+  | "disconnected" | "connecting" | "connected" | "reconnecting" | "fallback-sse" | "polling";
 
-export declare const STATES: readonly ["disconnected", "connecting", "connected", "reconnecting"];
+export declare const STATES: readonly ["disconnected", "connecting", "connected", "reconnecting",
+                                       "fallback-sse", "polling"];
 
 /** Names that `on()` takes as the client's own events (server events with these names reach
  * `onAny()` listeners only). */
 export declare const CLIENT_EVENTS: readonly (keyof ClientEventMap)[];
 
-/** Why a resumed subscription could not replay what was missed. The first three come from the
- * server; `not_recovered` is the client's name for a reply that did not say (an older server). */
-export type ResetReason = "history_gap" | "epoch_changed" | "ahead" | "not_recovered";
+/** Why a resumed subscription could not replay what was missed. `history_gap`,
+ * `epoch_changed`, `ahead` and (on a fallback stream) `bad_id` come from the server;
+ * `not_recovered` is the client's name for a reply that did not say (an older server);
+ * `transport_changed`: the client switched between WebSocket and its fallback, or reopened
+ * its fallback stream with other topics, and positions do not carry over. */
+export type ResetReason =
+  | "history_gap" | "epoch_changed" | "ahead" | "bad_id" | "not_recovered" | "transport_changed";
 
 /** Codes of SkyRelayError: the server's, an application's own, or the client's. */
 export type ErrorCode =
   | "handler_error" | "unknown_event" | "overloaded" | "bad_message" | "bad_json" | "unknown_type"
   | "timeout" | "disconnected" | "closed" | "queue_full" | "unsubscribed"
-  | "token_failed" | "connect_failed"
+  | "token_failed" | "connect_failed" | "token_expired"
   | (string & {});
 
 export declare class SkyRelayError extends Error {
@@ -72,6 +79,27 @@ export interface SkyRelayOptions {
   maxQueue?: number;
   /** Connect right after construction (in a microtask); default true. */
   autoConnect?: boolean;
+  /** Failed attempts in a row (any transport) after which the client gives up: state
+   * `disconnected`, then a `failed` event; default null (never). 0: no retry at all. */
+  reconnectAttempts?: number | null;
+  /** Fall back to SSE, then polling, when WebSocket cannot connect; default true in a page
+   * (where `document` exists), false elsewhere. Needs fetch(). */
+  fallback?: boolean;
+  /** Attempts in a row without a welcome before the next transport (WebSocket -> SSE ->
+   * polling); default 3. */
+  fallbackAfter?: number;
+  /** The SSE endpoint; default `/sse` on the WebSocket URL's host. */
+  sseUrl?: string;
+  /** ms between polls; default 30000. */
+  pollInterval?: number;
+  /** A poll reads until the stream has been quiet this many ms; default 1000. */
+  pollWindow?: number;
+  /** ms between WebSocket attempts while on a fallback; default 30000; 0: never (stay). */
+  probeInterval?: number;
+  /** Listen to the window's `online` (retry at once) and `offline` (pause) events; default true. */
+  network?: boolean;
+  /** The fetch() the fallback uses; default globalThis.fetch. */
+  fetch?: typeof globalThis.fetch;
 }
 
 /** What comes with each server event besides its data. */
@@ -107,6 +135,19 @@ export interface CloseInfo {
   code: number;
   /** The close reason, or the client's: "heartbeat timeout", "connect timeout"... */
   reason: string;
+}
+
+export interface FailedInfo {
+  /** Failed attempts in a row when the client gave up. */
+  attempts: number;
+  /** The last failure's close code (1006 for a failed stream) and reason. */
+  code: number;
+  reason: string;
+}
+
+export interface FallbackInfo {
+  /** The stream's id from its welcome. */
+  sid: string | null;
 }
 
 export interface RetryInfo {
@@ -146,7 +187,10 @@ export interface ClientEventMap {
   connected: [info: ConnectedInfo];
   reconnecting: [info: CloseInfo];
   disconnected: [info: CloseInfo];
+  "fallback-sse": [info: FallbackInfo];
+  polling: [info: FallbackInfo];
   retry: [info: RetryInfo];
+  failed: [info: FailedInfo];
   subscribed: [info: Subscription];
   reset: [info: ResetInfo];
   gap: [info: GapInfo];
@@ -169,8 +213,10 @@ export declare class SkyRelay {
 
   /** The normalized ws:// or wss:// URL. */
   readonly url: string;
-  readonly options: Readonly<Required<Omit<SkyRelayOptions, "token" | "WebSocket">>> &
-    Pick<SkyRelayOptions, "token" | "WebSocket">;
+  /** The normalized http:// or https:// URL of the SSE endpoint the fallback reads. */
+  readonly sseUrl: string;
+  readonly options: Readonly<Required<Omit<SkyRelayOptions, "token" | "WebSocket" | "sseUrl" | "fetch">>> &
+    Pick<SkyRelayOptions, "token" | "WebSocket" | "sseUrl" | "fetch">;
   readonly state: State;
   /** The connection's id from the server's welcome; null while not connected. */
   readonly sid: string | null;
@@ -181,6 +227,9 @@ export declare class SkyRelay {
 
   /** Connects; while waiting to retry, retries now. No-op when connected or connecting. */
   open(): this;
+  /** Starts over with WebSocket now, from any state but `connected` (after `failed` too); the
+   * failure counts start again. */
+  reconnect(): this;
   /** Closes and stops reconnecting. Pending and queued requests reject with `closed`; the
    * queue is emptied; subscriptions and positions stay for a later open(). */
   close(code?: number, reason?: string): this;
@@ -200,7 +249,7 @@ export declare class SkyRelay {
   /** Listens to a client event (a name in ClientEventMap) or to a server event by name (`T`:
    * its data); returns a function that removes the listener. */
   on<T = any, N extends string = string>(name: N, fn: Listener<N, T>): () => void;
-  /** Like on(), for one call. */
+  /** Like on(), for one call; `off(name, fn)` with the same `fn` removes it too. */
   once<T = any, N extends string = string>(name: N, fn: Listener<N, T>): () => void;
   off(name: string, fn: (...args: any[]) => void): void;
   /** Listens to every server event, reserved names included. */

@@ -1,15 +1,18 @@
 // skyrelay.js: the client of skyrelay's JSON protocol over WebSocket (docs/protocol.md).
 // An ES module with no dependencies and no build step. Browsers use their own WebSocket; Node
-// passes one in (`new SkyRelay(url, {WebSocket})`, e.g. from the `ws` package). Usage, options,
-// states, events and resume semantics: docs/client.md.
+// passes one in (`new SkyRelay(url, {WebSocket})`, e.g. from the `ws` package). When WebSocket
+// cannot connect, it falls back to the server's SSE stream read with fetch(), then to polling
+// that stream, and probes WebSocket to come back to it. Usage, options, states, events, resume
+// semantics and the fallback rules: docs/client.md.
 
 /** The connection states, in the order a first connection goes through them. */
-export const STATES = Object.freeze(["disconnected", "connecting", "connected", "reconnecting"]);
+export const STATES = Object.freeze(["disconnected", "connecting", "connected", "reconnecting",
+                                     "fallback-sse", "polling"]);
 
 /** Names `on()` reserves for the client's own events; server events with these names reach
  * `onAny()` listeners only. */
 export const CLIENT_EVENTS = Object.freeze([
-  "state", ...STATES, "retry", "subscribed", "reset", "gap", "dropped", "error",
+  "state", ...STATES, "retry", "failed", "subscribed", "reset", "gap", "dropped", "error",
 ]);
 
 const DEFAULTS = Object.freeze({
@@ -21,6 +24,14 @@ const DEFAULTS = Object.freeze({
   heartbeatTimeout: 10000,
   maxQueue: 1000,
   autoConnect: true,
+  reconnectAttempts: null,  // failed attempts in a row before giving up; null: never give up
+  // SSE, then polling, when WebSocket cannot connect; default: in a page (see docs/client.md)
+  fallback: typeof globalThis.document !== "undefined",
+  fallbackAfter: 3,         // attempts in a row without a welcome before the next transport
+  pollInterval: 30000,      // ms between polls (S1's dashboard polls every 30 s)
+  pollWindow: 1000,         // a poll reads until the stream is quiet this long (ms)
+  probeInterval: 30000,     // ms between WebSocket attempts while on a fallback
+  network: true,            // listen to the window's online/offline events
 });
 
 // The close code of an application's server.disconnect(): a deliberate "go away", so no retry.
@@ -49,6 +60,35 @@ function quiet(promise) {
   return promise;
 }
 
+// The SSE endpoint on the WebSocket's host: options.sseUrl, resolved against the page (or the
+// WebSocket URL turned into http(s)), else /sse there.
+function sseUrl(ws, option) {
+  const http = new URL(ws);
+  http.protocol = http.protocol === "wss:" ? "https:" : "http:";
+  const parsed = new URL(option ?? "/sse", globalThis.location ? globalThis.location.href : http);
+  if (option == null) {
+    parsed.protocol = http.protocol;
+    parsed.host = http.host;
+  }
+  parsed.search = "";
+  return parsed.href;
+}
+
+// "<prefix>~<n>.<pos>~..." -> ["<n>.<pos>", ...] (the broadcasts first, then each topic), or
+// null for anything else.
+function cursorPoints(id) {
+  if (typeof id !== "string") return null;
+  const parts = id.split("~");
+  return parts.length > 1 ? parts : null;
+}
+
+// The topics of `topics` (a stream's, in its URL order) whose channel moved between two ids.
+function movedTopics(before, after, topics) {
+  const a = cursorPoints(before), b = cursorPoints(after);
+  if (!a || !b || a.length !== b.length || a[0] !== b[0]) return [];
+  return topics.filter((_, i) => a[i + 2] !== b[i + 2]);
+}
+
 function wsUrl(url) {
   const base = globalThis.location ? globalThis.location.href : undefined;
   const parsed = new URL(url ?? "/ws", base);  // throws on a relative URL without a page
@@ -71,6 +111,8 @@ export class SkyRelay {
       throw new TypeError("skyrelay: no WebSocket here; pass options.WebSocket");
     const o = { ...DEFAULTS, ...options, backoff: { ...DEFAULTS.backoff, ...options.backoff } };
     this.options = o;
+    this.sseUrl = sseUrl(this.url, o.sseUrl);
+    this._fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
     this.state = "disconnected";
     this.sid = null;
     this._listeners = new Map();  // name -> Set of functions
@@ -88,6 +130,20 @@ export class SkyRelay {
     this._lastInbound = 0;
     this._pingSentAt = null;
     this._nextId = 0;
+    // The transport: "ws", or a fallback ("sse", "polling") with WebSocket probed on the side.
+    this._mode = "ws";
+    this._wsFailures = 0;         // WebSocket attempts in a row that got no welcome
+    this._sseFailures = 0;        // SSE attempts in a row that got no welcome
+    this._probing = false;        // the current socket is a probe made while on a fallback
+    this._welcomed = false;       // the current socket got its welcome
+    this._stream = null;          // the fallback request in flight: {abort(), ...}
+    this._streamGeneration = 0;   // bumped by each fallback request and by _stopFallback()
+    this._streamTimer = null;     // the next SSE attempt or poll
+    this._probeTimer = null;
+    this._cursor = null;          // the SSE stream's last id, valid for _cursorTopics
+    this._cursorTopics = null;
+    this._offline = false;
+    this._network = null;         // the window listeners while wanted
     // Deferred so listeners attached right after the constructor see "connecting"; open() or
     // close() called before then take its place.
     this._autoConnect = Boolean(o.autoConnect);
@@ -100,6 +156,7 @@ export class SkyRelay {
   open() {
     this._autoConnect = false;
     this._wanted = true;
+    this._watchNetwork(true);
     if (this.state !== "disconnected" && this._retryTimer === null) return this;
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
@@ -112,6 +169,9 @@ export class SkyRelay {
   close(code = 1000, reason = "") {
     this._autoConnect = false;
     this._wanted = false;
+    this._watchNetwork(false);
+    this._leaveFallback();
+    this._wsFailures = this._sseFailures = 0;
     this._generation++;
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
@@ -132,10 +192,36 @@ export class SkyRelay {
     return this;
   }
 
-  async _connect() {
+  /** Starts over with WebSocket now: from any state but `connected`, after giving up too (a
+   * "reconnect" button). The failure counts start again. */
+  reconnect() {
+    this._autoConnect = false;
+    this._wanted = true;
+    this._watchNetwork(true);
+    if (this.state === "connected") return this;
+    this._leaveFallback();
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    const socket = this._socket;
+    if (socket) {
+      this._teardown();
+      socket.close();
+    }
+    this._attempt = this._wsFailures = this._sseFailures = 0;
+    if (this.state !== "disconnected" && this.state !== "connecting")
+      this._setState("reconnecting", { code: 1006, reason: "reconnect" });
+    this._connect();
+    return this;
+  }
+
+  // `probe`: a WebSocket attempt made while a fallback carries the events; it changes no state
+  // and, failing, only plans the next probe.
+  async _connect(probe = false) {
     const generation = ++this._generation;
+    this._probing = probe;
+    this._welcomed = false;
     // A first attempt is "connecting"; retries after a loss or a failure stay "reconnecting".
-    if (this.state === "disconnected") this._setState("connecting");
+    if (!probe && this.state === "disconnected") this._setState("connecting");
     const url = new URL(this.url);
     const token = this.options.token;
     if (token != null) {
@@ -197,12 +283,22 @@ export class SkyRelay {
 
   _lost(socket, code, reason) {
     if (socket !== this._socket) return;
+    const { _probing: probe, _welcomed: welcomed } = this;
     this._teardown();
     const info = { code, reason };
     if (code === CLOSE_BY_APPLICATION) this._wanted = false;
     if (!this._wanted) {
+      this._leaveFallback();
       this._setState("disconnected", info);
       return;
+    }
+    if (probe) return this._armProbe();  // the fallback goes on
+    if (!welcomed) this._wsFailures++;
+    if (this._offline) return this._setState("reconnecting", info);  // "online" resumes
+    if (this._exhausted()) return this._giveUp(info);
+    if (this._fallbackDue(this._wsFailures)) {
+      this._attempt++;
+      return this._startFallback("sse", info);
     }
     const delay = this._backoffDelay(this._attempt++);
     this._setState("reconnecting", info);
@@ -226,6 +322,303 @@ export class SkyRelay {
     this.state = state;
     this._emitLocal("state", state, previous, info);
     this._emitLocal(state, info);
+  }
+
+  // -- fallback: SSE, then polling ------------------------------------------------------------
+  //
+  // Rule: `fallbackAfter` attempts in a row that get no welcome (refused, cut before it, or
+  // timed out) move to the next transport: WebSocket -> SSE -> polling. A connection that once
+  // got its welcome and is lost starts the count again, so a blip never leaves WebSocket. While
+  // on a fallback, WebSocket is tried every `probeInterval`; its welcome ends the fallback.
+
+  _exhausted() {
+    const max = this.options.reconnectAttempts;
+    return max != null && this._attempt >= max;
+  }
+
+  // Stops for good (until open() or reconnect()): "disconnected", then "failed".
+  _giveUp(info) {
+    this._wanted = false;
+    this._watchNetwork(false);
+    this._leaveFallback();
+    const attempts = this._attempt;
+    this._attempt = this._wsFailures = this._sseFailures = 0;  // open() starts a new count
+    this._setState("disconnected", { code: info.code, reason: "reconnect attempts exhausted" });
+    this._emitLocal("failed", { attempts, code: info.code, reason: info.reason });
+  }
+
+  _fallbackDue(failures) {
+    return Boolean(this.options.fallback) && typeof this._fetch === "function" &&
+      failures >= Math.max(1, this.options.fallbackAfter);
+  }
+
+  // Leaves WebSocket (mode "sse") or SSE (mode "polling"). Positions do not carry over between
+  // the protocol's seq and the stream's cursor: each confirmed topic gets a reset
+  // (`transport_changed`) with the stream's welcome.
+  _startFallback(mode, info) {
+    if (this._mode === "ws") {
+      this._cursor = null;
+      for (const sub of this._topics.values()) Object.assign(sub, { seq: null, epoch: null, streamed: false });
+    }
+    this._mode = mode;
+    this._sseFailures = 0;
+    this._setState("reconnecting", info);
+    this._openStream();
+    this._armProbe();
+  }
+
+  // Back on WebSocket (or stopped): the stream stops before the subscriptions go out, so
+  // nothing comes twice; each confirmed topic gets its `transport_changed` reset now.
+  _leaveFallback() {
+    this._stopFallback();
+    if (this._mode === "ws") return;
+    this._mode = "ws";
+    this._sseFailures = 0;
+    this._cursor = null;
+    for (const [topic, sub] of this._topics) {
+      const confirmed = sub.info !== null;
+      Object.assign(sub, { seq: null, epoch: null, streamed: false });
+      if (confirmed) this._emitLocal("reset", { topic, reason: "transport_changed", seq: null, epoch: null });
+    }
+  }
+
+  _stopFallback() {
+    this._streamGeneration++;
+    if (this._stream) this._stream.abort();
+    this._stream = null;
+    clearTimeout(this._streamTimer);
+    clearTimeout(this._probeTimer);
+    this._streamTimer = this._probeTimer = null;
+  }
+
+  _armProbe() {
+    clearTimeout(this._probeTimer);
+    this._probeTimer = null;
+    if (!(this.options.probeInterval > 0)) return;
+    this._probeTimer = setTimeout(() => {
+      this._probeTimer = null;
+      if (this._wanted && this._mode !== "ws" && !this._socket && !this._offline) this._connect(true);
+    }, this.options.probeInterval);
+  }
+
+  // The topics changed while on a fallback: a new stream at once (the old cursor does not fit it).
+  _reopenStream() {
+    this._streamGeneration++;
+    if (this._stream) this._stream.abort();
+    this._stream = null;
+    clearTimeout(this._streamTimer);
+    this._streamTimer = null;
+    for (const sub of this._topics.values()) sub.streamed = false;
+    this._openStream();
+  }
+
+  async _streamUrl(topics) {
+    const url = new URL(this.sseUrl);
+    const query = [];
+    if (topics.length) query.push(`topics=${topics.map(encodeURIComponent).join(",")}`);
+    const same = this._cursorTopics && this._cursorTopics.join("\n") === topics.join("\n");
+    if (this._cursor && same) query.push(`last_event_id=${encodeURIComponent(this._cursor)}`);
+    else this._cursor = null;
+    const token = this.options.token;
+    const value = typeof token === "function" ? await token() : token;
+    if (value != null) query.push(`token=${encodeURIComponent(String(value))}`);
+    if (this._mode === "polling") query.push("transport=polling");  // for the app and the logs
+    url.search = query.join("&");
+    return url.href;
+  }
+
+  // One request on /sse read with fetch() (EventSource passes on only the event names it was
+  // told about). SSE keeps it open; a poll reads the welcome and what history replays after
+  // the cursor, until `pollWindow` passes without bytes, then ends it.
+  async _openStream() {
+    const generation = ++this._streamGeneration;
+    const poll = this._mode === "polling";
+    const controller = new AbortController();
+    const stream = { topics: [...this._topics.keys()], poll, welcomed: false, resumed: false,
+                     silence: 0, abort: () => controller.abort() };
+    this._stream = stream;
+    let timer = null;
+    const arm = (ms) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => controller.abort(), ms);
+    };
+    let failure = null;
+    try {
+      const url = await this._streamUrl(stream.topics);
+      if (generation !== this._streamGeneration) return;
+      stream.resumed = this._cursor !== null;
+      arm(this.options.connectTimeout);
+      const res = await this._fetch(url, { signal: controller.signal, cache: "no-store",
+                                           headers: { Accept: "text/event-stream" } });
+      if (!res.ok || !res.body) throw new SkyRelayError("connect_failed", `HTTP ${res.status}`);
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || generation !== this._streamGeneration) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0 && generation === this._streamGeneration) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          this._onBlock(block, stream);
+        }
+        if (stream.welcomed) arm(poll ? this.options.pollWindow : stream.silence);
+      }
+    } catch (err) {
+      failure = err;
+    } finally {
+      clearTimeout(timer);
+      if (generation === this._streamGeneration) controller.abort();
+    }
+    if (generation !== this._streamGeneration) return;  // stopped, or replaced
+    this._stream = null;
+    this._streamEnded(stream, failure);
+  }
+
+  _streamEnded(stream, failure) {
+    if (!this._wanted) return;
+    const reason = failure && failure.name !== "AbortError" ? String(failure.message ?? failure)
+      : stream.welcomed ? "stream ended" : "connect timeout";
+    const info = { code: 1006, reason };
+    if (stream.poll && stream.welcomed) return this._nextStream(this.options.pollInterval);
+    if (!stream.welcomed && !stream.poll) this._sseFailures++;
+    if (this._offline) return this._setState("reconnecting", info);
+    if (!stream.welcomed && this._exhausted()) return this._giveUp(info);
+    if (!stream.poll && this._fallbackDue(this._sseFailures)) {
+      this._attempt++;
+      return this._startFallback("polling", info);
+    }
+    const delay = stream.poll ? this.options.pollInterval : this._backoffDelay(this._attempt);
+    this._attempt++;
+    this._setState("reconnecting", info);
+    this._emitLocal("retry", { attempt: this._attempt, delay });
+    this._nextStream(delay);
+  }
+
+  _nextStream(delay) {
+    clearTimeout(this._streamTimer);
+    this._streamTimer = setTimeout(() => {
+      this._streamTimer = null;
+      if (this._wanted && this._mode !== "ws" && !this._offline) this._openStream();
+    }, delay);
+  }
+
+  // One SSE block: `id:`, `event:` and `data:` lines (comments, such as keep-alives, are life).
+  _onBlock(block, stream) {
+    let id, event = "message", data = null;
+    for (const raw of block.split("\n")) {
+      const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+      if (line === "" || line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "id") id = value;
+      else if (field === "event") event = value;
+      else if (field === "data") data = data === null ? value : `${data}\n${value}`;
+    }
+    if (data === null) return;  // the retry block
+    let parsed;
+    try {
+      parsed = JSON.parse(data);
+    } catch {
+      return this._emitLocal("error", new SkyRelayError("bad_json", "the server sent invalid JSON"));
+    }
+    const before = this._cursor;
+    if (id !== undefined) {
+      this._cursor = id;
+      this._cursorTopics = stream.topics;
+    }
+    if (event === "welcome") return this._onStreamWelcome(stream, parsed ?? {});
+    if (!stream.welcomed) return;
+    if (event === "reset") {
+      const topics = parsed?.topic != null ? [parsed.topic] : stream.topics;
+      for (const topic of topics)
+        this._emitLocal("reset", { topic, reason: parsed?.reason ?? "history_gap", seq: null, epoch: null });
+      return;
+    }
+    if (event === "token_expired") {
+      return this._emitLocal("error", new SkyRelayError("token_expired", parsed?.message));
+    }
+    // The one topic whose channel the event moved names it; none for a broadcast, an event
+    // to several of the stream's topics, or one addressed to this stream (no id).
+    const moved = id === undefined ? [] : movedTopics(before, id, stream.topics);
+    const topic = moved.length === 1 ? moved[0] : undefined;
+    this._deliver({ event, data: parsed, topic }, topic === undefined ? undefined : this._topics.get(topic));
+  }
+
+  _onStreamWelcome(stream, welcome) {
+    stream.welcomed = true;
+    const keepalive = Number(welcome.keepalive_ms) > 0 ? Number(welcome.keepalive_ms) : 15000;
+    stream.silence = 2 * keepalive + this.options.heartbeatTimeout;  // no keep-alive: dead
+    this._attempt = 0;
+    this._sseFailures = 0;
+    for (const topic of stream.topics) {
+      const sub = this._topics.get(topic);
+      if (!sub || sub.streamed) continue;
+      sub.streamed = true;
+      const info = { topic, seq: null, epoch: null, recovered: stream.resumed };
+      // A topic confirmed before, on another transport or another stream, may have missed events.
+      if (!stream.resumed && sub.info !== null) info.reset = "transport_changed";
+      sub.info = info;
+      this._settleWaiters(sub, info, null);
+      this._emitLocal("subscribed", info);
+      if (info.reset) this._emitLocal("reset", { topic, reason: info.reset, seq: null, epoch: null });
+    }
+    const state = stream.poll ? "polling" : "fallback-sse";
+    const recovered = this.state !== state;  // after a failure: perhaps the server was down
+    this._setState(state, { sid: welcome.sid ?? null });
+    // The server answers again: if WebSocket failed only because it was down (a restart), it
+    // works now too, so try it at once rather than after probeInterval.
+    if (recovered && this._wanted && !this._socket && !this._offline &&
+        this.options.probeInterval > 0) this._connect(true);
+  }
+
+  // -- network -------------------------------------------------------------------------------
+
+  // The window's online/offline events, while the client wants a connection.
+  _watchNetwork(on) {
+    const target = globalThis;
+    if (!this.options.network || typeof target.addEventListener !== "function") return;
+    if (on && !this._network) {
+      this._network = { online: () => this._online(), offline: () => this._goOffline() };
+      for (const [name, fn] of Object.entries(this._network)) target.addEventListener(name, fn);
+    } else if (!on && this._network) {
+      for (const [name, fn] of Object.entries(this._network)) target.removeEventListener(name, fn);
+      this._network = null;
+    }
+  }
+
+  // Offline: no attempt, poll or probe until "online"; a connection that is open stays open
+  // (the heartbeat or the stream's silence finds out if it is dead).
+  _goOffline() {
+    this._offline = true;
+    clearTimeout(this._retryTimer);
+    clearTimeout(this._streamTimer);
+    clearTimeout(this._probeTimer);
+    this._retryTimer = this._streamTimer = this._probeTimer = null;
+  }
+
+  // Online: what was waiting goes now.
+  _online() {
+    this._offline = false;
+    if (!this._wanted || this.state === "connected") return;
+    if (this._mode === "ws") {
+      if (!this._socket) {
+        clearTimeout(this._retryTimer);
+        this._retryTimer = null;
+        this._connect();
+      }
+      return;
+    }
+    if (!this._socket) this._connect(true);
+    if (!this._stream) {
+      clearTimeout(this._streamTimer);
+      this._streamTimer = null;
+      this._openStream();
+    }
   }
 
   // -- inbound -------------------------------------------------------------------------------
@@ -253,6 +646,10 @@ export class SkyRelay {
   _onWelcome(msg) {
     clearTimeout(this._connectTimer);
     this._connectTimer = null;
+    this._welcomed = true;
+    this._probing = false;  // a probe that got here is the connection now
+    this._wsFailures = 0;
+    if (this._mode !== "ws") this._leaveFallback();
     this.sid = msg.sid ?? null;
     this._attempt = 0;
     this._startHeartbeat();
@@ -393,8 +790,9 @@ export class SkyRelay {
     if (!sub) {
       // seq/epoch: the position of the last event seen (what a resume starts from); since: the
       // seq a resume in flight asked from; held: events that arrived before the reply.
+      // streamed: confirmed by the fallback stream now carrying it.
       sub = { handlers: new Set(), seq: null, epoch: null, since: null, inFlight: false,
-              held: [], id: null, info: null, waiters: [] };
+              held: [], id: null, info: null, waiters: [], streamed: false };
       this._topics.set(topic, sub);
     }
     return sub;
@@ -411,6 +809,7 @@ export class SkyRelay {
     if (known && sub.info && !sub.inFlight) return Promise.resolve(sub.info);
     const promise = quiet(new Promise((resolve, reject) => sub.waiters.push({ resolve, reject })));
     if (!known && this.state === "connected") this._sendSubscribe([topic]);
+    else if (!known && this._mode !== "ws" && this._wanted) this._reopenStream();
     return promise;
   }
 
@@ -421,6 +820,7 @@ export class SkyRelay {
     this._topics.delete(topic);
     this._settleWaiters(sub, null, new SkyRelayError("unsubscribed", `unsubscribed from ${topic}`));
     if (this.state === "connected") this._send({ text: JSON.stringify({ type: "unsubscribe", topic }) });
+    else if (this._mode !== "ws" && this._wanted) this._reopenStream();
   }
 
   /** The position of the last event seen on a subscribed topic: {seq, epoch}, or undefined. */
@@ -533,18 +933,21 @@ export class SkyRelay {
     return () => this.off(name, fn);
   }
 
-  /** Like on(), for one call. */
+  /** Like on(), for one call; off(name, fn) with the same fn removes it too. */
   once(name, fn) {
-    const off = this.on(name, (...args) => {
-      off();
+    const wrapper = (...args) => {
+      this.off(name, wrapper);
       fn(...args);
-    });
-    return off;
+    };
+    wrapper.listener = fn;  // what off() recognizes it by
+    return this.on(name, wrapper);
   }
 
+  /** Removes a listener added with on() or once() (one of them, if added several times). */
   off(name, fn) {
     const set = this._listeners.get(name);
-    if (set) set.delete(fn);
+    if (!set || set.delete(fn)) return;
+    for (const f of set) if (f.listener === fn) return void set.delete(f);
   }
 
   /** Listens to every server event: fn(event, data, meta). */

@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "skyrelay/broker/redis_url.hpp"
 #include "skyrelay/hub/broker.hpp"
@@ -49,13 +50,17 @@ struct redis_broker_options {
   std::chrono::milliseconds deaf_after{5'000};  // no heartbeat back for this long: reconnect
   std::chrono::milliseconds warm_timeout{3'000};
   std::size_t buffer_max{100'000};  // live messages held while a gap is caught up
+  // redis+cluster: the seeds asked for the slot map, in the URL's order (`url` is the first,
+  // and holds the credentials every master is logged in with). Empty: one server.
+  std::vector<redis_endpoint> seeds;
 };
 
 // Parses a Redis URL (redis_url.hpp: `redis://`, `rediss://` with TLS, `redis+sentinel://`)
 // with the broker's own query names `prefix=<text>` and `publish_queue=<n>` (1 .. 1,000,000)
 // into options (the other fields keep their defaults); reads the TLS files it names; throws
-// std::invalid_argument naming what is wrong. `redis+cluster://` is refused until issue 15's
-// next step.
+// std::invalid_argument naming what is wrong. `redis+cluster://[auth@]host:port[,host:port...]
+// [?query]` (Redis Cluster, 7.0+) fills `seeds`; it takes no /db and no TLS, and its prefix
+// holds no braces.
 redis_broker_options parse_broker_url(const std::string& url);
 
 class redis_broker final : public skyrelay::broker {

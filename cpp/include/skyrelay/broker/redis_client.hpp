@@ -17,6 +17,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -36,6 +37,8 @@ struct redis_script {
 class redis_client {
  public:
   using reply_fn = std::function<void(std::error_code, redis_value)>;
+  // The answer, or (non-null) what eval() would have thrown instead.
+  using result_fn = std::function<void(std::exception_ptr, redis_value)>;
 
   explicit redis_client(redis_url url);
   ~redis_client();  // closes the connection and joins the thread
@@ -51,6 +54,14 @@ class redis_client {
   // `done` gets redis_errc::connection_lost at once (on that thread too).
   void async_eval(const redis_script& s, const std::vector<std::string>& keys,
                   const std::vector<std::string>& args, reply_fn done);
+  // eval() without blocking: `done` runs exactly once, on the client's thread, with the
+  // answer or with the error eval() would throw (broker_unavailable: no connection, no answer
+  // within `timeout`, the connection lost; std::runtime_error: an error reply). `done` must
+  // not block; a caller on an I/O thread posts the result back to its own executor. `s`
+  // must outlive the call (scripts are statics).
+  void async_eval(const redis_script& s, std::vector<std::string> keys,
+                  std::vector<std::string> args, std::chrono::milliseconds timeout,
+                  result_fn done);
 
   bool connected() const noexcept;
   // Waits until connected, at most `timeout`; whether it is. Not from the client's thread.
@@ -62,6 +73,7 @@ class redis_client {
 
  private:
   struct impl;
+  struct timed_call;
   std::shared_ptr<impl> impl_;
 };
 

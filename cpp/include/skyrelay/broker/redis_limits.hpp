@@ -2,16 +2,22 @@
 // keys (redis_idempotency) and keyed token buckets (redis_rate_limiter: the publish API's
 // rate limit and skyrelay.RateLimiter(redis=...)). docs/architecture.md ("Cluster state").
 //
-// Both make blocking calls on a redis_client (one round trip, at most `timeout`) and throw
+// Both call Redis through a redis_client (one round trip, at most `timeout`) and fail with
 // broker_unavailable when Redis cannot answer; what that means for a caller (503, or the
-// local fallback of RateLimiter) is the caller's decision, written in docs/api.md.
+// local fallback of RateLimiter) is the caller's decision, written in docs/api.md. The
+// idempotency keys never block; the rate limiter has a blocking acquire() (for
+// RateLimiter(redis=...), called off the I/O threads) and async_acquire() (the publish API,
+// on an I/O thread).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "skyrelay/broker/redis_client.hpp"
 #include "skyrelay/limits/rate_limiter.hpp"
@@ -27,11 +33,13 @@ class redis_idempotency final : public idempotency_store::backend {
   redis_idempotency(redis_client& client, std::string prefix, std::chrono::milliseconds window,
                     std::chrono::milliseconds timeout = std::chrono::milliseconds{1'000});
 
-  idempotency_store::status begin(const std::string& id, const idempotency_store::digest& body,
-                                  std::uint64_t token, std::string& answer) override;
-  // Waits for Redis (a repeat on another node must find the answer once the client has it);
-  // a failure leaves the key pending until the window ends (counted in errors()).
-  void finish(const std::string& id, std::uint64_t token, std::string answer) override;
+  void async_begin(const std::string& id, const idempotency_store::digest& body,
+                   std::uint64_t token, begin_fn done) override;
+  // `done` once Redis stored the answer (a repeat on another node must find it once the
+  // client has it); a failure leaves the key pending until the window ends (counted in
+  // errors()).
+  void async_finish(const std::string& id, std::uint64_t token, std::string answer,
+                    std::function<void()> done) override;
   void release(const std::string& id, std::uint64_t token) noexcept override;
 
   std::uint64_t errors() const noexcept { return errors_.load(); }
@@ -59,12 +67,18 @@ class redis_rate_limiter {
   // As rate_limiter::acquire; throws broker_unavailable when Redis cannot answer and
   // std::invalid_argument for a cost outside [0, burst].
   rate_decision acquire(std::string_view key, double cost = 1);
+  // As acquire, without blocking: `done` runs once on the client's thread with the decision
+  // or (non-null) the broker_unavailable; invalid_argument is still thrown at once.
+  using decision_fn = std::function<void(std::exception_ptr, rate_decision)>;
+  void async_acquire(std::string_view key, double cost, decision_fn done);
   bool reset(std::string_view key);  // throws broker_unavailable
 
   double rate() const noexcept { return rate_; }
   double burst() const noexcept { return burst_; }
 
  private:
+  std::vector<std::string> bucket_args(double cost) const;
+
   redis_client& client_;
   std::string prefix_;
   double rate_, burst_;

@@ -13,6 +13,12 @@
 //   drops the emits it receives. A leader acts only while its lease, counted from when it
 //   asked for it, has not run out locally (with a margin), so two nodes never republish the
 //   same emit.
+// - Order between a room method and the emits after it (enter_room then emit reaches the new
+//   member; leave_room then emit does not reach the old one): the sid's node applies
+//   enter_room once it follows the room (broker::warm), then says so on
+//   `<prefix>manager:applied:<channel>`; the leader, which looked up the sid's node
+//   (`<prefix>sid:<sid>`, the broker's registry), republishes nothing that came after the
+//   method until that word came, the sid is on no live node, or `order_timeout` passed.
 //
 // Threads. The bridge has one thread and io_context of its own with two Redis connections
 // (a subscriber for the channels, a command one for the lease). Messages are handled on that
@@ -38,6 +44,11 @@ namespace skyrelay::redis {
 struct manager_actions {
   // Publishes through the node's broker; throws when it cannot (the bridge counts it).
   std::function<void(const publication&)> publish;
+  // Whether `sid` is a connection of this node in namespace `nsp`.
+  std::function<bool(const std::string& sid, const std::string& nsp)> here;
+  // Makes this node follow `room` where the cluster stands (broker::warm); `done` runs at
+  // most once, on any thread (the bridge bounds the wait).
+  std::function<void(const channel& room, std::function<void()> done)> warm;
   // The room methods, for connections of this node only (a sid elsewhere: nothing).
   std::function<void(const std::string& sid, const channel& room)> enter, leave;
   std::function<void(const channel& room)> close_room;
@@ -51,6 +62,9 @@ struct redis_sio_bridge_options {
   std::vector<std::string> channels;  // the managers' channels (not prefixed: theirs)
   std::chrono::milliseconds lease_ttl{5'000};
   std::chrono::milliseconds renew_every{1'000};
+  // How long the leader holds the emits after a room method for the sid's node to apply it.
+  std::chrono::milliseconds order_timeout{2'000};
+  std::size_t order_max{10'000};  // emits held meanwhile; past it the oldest wait ends
 };
 
 struct manager_counters {
@@ -60,6 +74,8 @@ struct manager_counters {
   std::uint64_t malformed{0};     // dropped: not a well-formed manager message
   std::uint64_t acks_dropped{0};  // republished emits whose ack request cannot be honoured
   std::uint64_t failed{0};        // emits the broker refused (Redis unreachable)
+  std::uint64_t order_waits{0};   // room methods the leader waited for before later emits
+  std::uint64_t order_timeouts{0};  // of those, given up (order_timeout or order_max)
   unsigned leading{0};            // channels whose lease this node holds
 };
 

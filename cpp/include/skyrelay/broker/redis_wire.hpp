@@ -44,6 +44,9 @@ struct message_header {
   std::vector<position> channels;    // every channel it was numbered in
   // Direct targets, per node: (node id, sids on that node).
   std::vector<std::pair<std::string, std::vector<std::string>>> direct;
+  // Redis Cluster: every room tag of the publication, over all hash slots (`"a"`; empty on
+  // one server, whose message lists them all in `channels`).
+  std::vector<std::string> all;
 };
 // Splits and parses a message; false when it is not one (the body is left unparsed).
 bool split_message(std::string_view payload, message_header& h, std::string_view& body);

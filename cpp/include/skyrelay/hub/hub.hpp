@@ -89,6 +89,12 @@ struct ordered_route {
   bool everyone{false};             // channels holds the broadcasts of p.nsp
   bool single{false};  // exactly one room was named: its seq is the topic's seq
   std::string ts;      // the publication time (ISO-8601 UTC); empty: now
+  // Redis Cluster: a multi-room publication is numbered by one script per hash slot, and each
+  // slot's copy comes on its own. The first copy a node sees is delivered to the members of
+  // `also` too (the rooms numbered by the other slots; not recorded here), later copies set
+  // `record_only`: their channels' logs advance (history, seq, resets) and nobody gets it.
+  std::vector<channel> also;
+  bool record_only{false};
 };
 
 // A channel's stored tail, as a cluster broker holds it (hub::load_history).

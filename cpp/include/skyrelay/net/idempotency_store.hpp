@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <list>
 #include <mutex>
 #include <string>
@@ -41,8 +43,12 @@ class idempotency_store {
     reservation(reservation&& o) noexcept { *this = std::move(o); }
     reservation& operator=(reservation&& o) noexcept;
     ~reservation();
-    // Stores the answer that repeats of this key with the same body get.
+    // Stores the answer that repeats of this key with the same body get. With a shared
+    // backend it blocks until stored: not on an I/O thread (use async_finish there).
     void finish(std::string answer);
+    // As finish(); `done` runs once the answer is stored (or storing it failed: repeats then
+    // get in_progress until the window ends), inline in memory, else on the backend's thread.
+    void async_finish(std::string answer, std::function<void()> done);
     explicit operator bool() const noexcept { return store_ != nullptr; }
 
    private:
@@ -53,22 +59,27 @@ class idempotency_store {
   };
 
   struct result {
-    status what;
+    status what{status::fresh};
     std::string answer;  // replay only
     reservation hold;    // fresh only
   };
 
   // Where the keys are kept when several nodes share them (a Redis one: redis_limits.hpp).
-  // Each call may block for a round trip and throws broker_unavailable when the shared store
-  // cannot answer; `id` is the scope and key (length-prefixed), `token` the reservation's.
+  // No call blocks: each `done` runs once, on the backend's own thread (it must not block);
+  // `id` is the scope and key (length-prefixed), `token` the reservation's.
   class backend {
    public:
+    // A non-null error (broker_unavailable: the shared store cannot answer, nothing was
+    // reserved), else the status and, for a replay, the answer.
+    using begin_fn = std::function<void(std::exception_ptr, status, std::string answer)>;
     virtual ~backend() = default;
     // As begin(): fresh (reserved under `token`), replay (`answer` set), in_progress, conflict.
-    virtual status begin(const std::string& id, const digest& body, std::uint64_t token,
-                         std::string& answer) = 0;
-    // Stores the answer of the reservation `token` (nothing if the key is no longer its).
-    virtual void finish(const std::string& id, std::uint64_t token, std::string answer) = 0;
+    virtual void async_begin(const std::string& id, const digest& body, std::uint64_t token,
+                             begin_fn done) = 0;
+    // Stores the answer of the reservation `token` (nothing if the key is no longer its);
+    // `done` runs once Redis answered or the call failed (counted by the backend).
+    virtual void async_finish(const std::string& id, std::uint64_t token, std::string answer,
+                              std::function<void()> done) = 0;
     // Frees the key when it is still reserved under `token` and unfinished. Must not throw.
     virtual void release(const std::string& id, std::uint64_t token) noexcept = 0;
   };
@@ -77,6 +88,14 @@ class idempotency_store {
   // store's use. Call before the first begin().
   void set_backend(backend* shared) noexcept { backend_ = shared; }
 
+  // A non-null error is broker_unavailable: the shared backend cannot answer (nothing was
+  // reserved); the result is then empty.
+  using begin_fn = std::function<void(std::exception_ptr, result)>;
+  // Looks the key up without blocking: `done` runs once, inline in memory, else on the
+  // backend's thread (it must not block; post back to the caller's executor).
+  void async_begin(std::string_view scope, std::string_view key, const digest& body,
+                   begin_fn done, clock::time_point now = clock::now());
+  // As async_begin, waiting for the answer (not on an I/O thread with a shared backend).
   // Throws broker_unavailable when a shared backend cannot answer (nothing was reserved).
   result begin(std::string_view scope, std::string_view key, const digest& body,
                clock::time_point now = clock::now());
@@ -92,8 +111,11 @@ class idempotency_store {
     std::list<const std::string*>::iterator order;
   };
 
-  result begin_shared(std::string id, const digest& body);
-  void finish(const std::string& id, std::uint64_t token, std::string answer);
+  static std::string id_of(std::string_view scope, std::string_view key);
+  result begin_local(std::string id, const digest& body, clock::time_point now);
+  void begin_shared(std::string id, const digest& body, begin_fn done);
+  void finish(const std::string& id, std::uint64_t token, std::string answer,
+              std::function<void()> done);
   void release(const std::string& id, std::uint64_t token);
   void forget_old(clock::time_point now);  // with mu_ held
 

@@ -200,7 +200,8 @@ class server {
   std::unique_ptr<rate_limiter> publish_limit_;  // server_config::publish_rate, one process
   std::atomic<std::uint64_t> publish_rate_limited_{0};
   void make_shared_state();  // server_shared_state.cpp
-  rate_decision take_publish_budget(const std::string& publisher, std::size_t events);
+  void take_publish_budget(const std::string& publisher, std::size_t events,
+                           publisher::budget_fn done);
   void append_cluster_health(std::string& out) const;
   void append_cluster_metrics(std::string& out) const;
 };

@@ -55,9 +55,11 @@ struct publisher {
   // broker's thread (post back to the session). Null: nothing to warm.
   std::function<void(const std::vector<channel>&, std::function<void(bool)>)> warm;
   // The publish API's budget (server_config::publish_rate): takes `events` from the
-  // publisher's bucket (capped at its burst); throws broker_unavailable when the shared
-  // budget (Redis) cannot answer. Null: no limit.
-  std::function<rate_decision(const std::string& publisher, std::size_t events)> limit;
+  // publisher's bucket (capped at its burst), without blocking. `done` runs once, inline (this
+  // process's budget) or on the Redis client's thread (post back to the session), with the
+  // decision or a broker_unavailable (the shared budget cannot answer). Null: no limit.
+  using budget_fn = std::function<void(std::exception_ptr, rate_decision)>;
+  std::function<void(const std::string& publisher, std::size_t events, budget_fn done)> limit;
 };
 
 // The text of GET /health (JSON) and GET /metrics (Prometheus), made when asked. Thread-safe.

@@ -1,6 +1,6 @@
 // The tracker dashboard over skyrelay's JSON protocol (skyrelay.js).
 import { SkyRelay } from "/skyrelay.js";
-import { applyPositions, applyStatus, applyTracks, applyWindows, mount, onReconnect, setState, view } from "./dashboard.js";
+import { applyMetrics, applyPositions, applyStatus, applyTracks, applyWindows, mount, onReconnect, setState, view } from "./dashboard.js";
 
 mount({ footer: `Positions, windows and status arrive over the skyrelay JSON protocol (<code>/skyrelay.js</code>); the same events over Socket.IO: <a href="sio.html">sio.html</a>.` });
 
@@ -16,6 +16,7 @@ client.on("connected", async () => {
     applyPositions(positions.snapshot);
     const windows = await client.request("subscribe_windows", null, { timeout: 10000 });
     applyWindows(windows.snapshot);
+    applyMetrics((await client.request("subscribe_metrics", null, { timeout: 10000 })).snapshot);
     if (view.satellites.size <= 200) applyTracks(await client.request("get_ground_tracks", null, { timeout: 10000 }));
   } catch (err) {
     console.warn("subscribe failed", err);
@@ -27,9 +28,13 @@ onReconnect(() => {
   client.open();
 });
 
+// The seed's events: broadcasts, the replies to a subscribe, status and metrics.
 client.on("satellite_positions", (data) => applyPositions(data));
+client.on("satellite_update", (data) => applyPositions(data));
 client.on("communication_windows", (data) => applyWindows(data));
+client.on("window_update", (data) => applyWindows(data));
 client.on("server_status", (data) => applyStatus(data));
+client.on("server_metrics", (data) => applyMetrics(data));
 
 // Ground tracks: 45 minutes back, 90 ahead; refreshed every 10 minutes.
 setInterval(async () => {

@@ -1,14 +1,23 @@
 // The tracker dashboard's view: applies the tracker's events and draws the map and panels.
 // The transport (app.js: skyrelay.js; sio.js: the official socket.io-client) feeds it.
+// Satellites are keyed by catalogue number: names repeat in real catalogues (gpredict's has 19
+// "SL-16 R/B"), and a trail keyed by name would join different objects across the map.
+import { MAX_GAP_TICKS, trailPieces } from "./trail.js";
+
 const TRAIL = 120;            // positions kept per satellite for its ground track
+const TRAIL_STYLE = "rgba(255, 209, 102, 0.45)";
 const $ = (id) => document.getElementById(id);
+const keyOf = (s) => s.catalog_number ?? s.name;
 
 export const view = {
   state: "disconnected",
   transport: "",
   updates: 0,
   positionsAt: null,          // timestamp of the last satellite_positions
-  satellites: new Map(),      // name -> {lat, lon, alt, trail: [[lon, lat], ...]}
+  satellites: new Map(),      // catalog_number -> {name, lat, lon, alt, t, trail: [[lon, lat, tMs], ...]}
+  tickMs: 10000,              // the positions interval (server_status.intervals), 10 s until known
+  trailStyle: TRAIL_STYLE,    // the stroke of the trails (the browser test tells them apart by it)
+  metrics: null,              // the last server_metrics
   windows: [],
   tracks: [],                 // [{name, points: [[lat, lon], ...]}]: 45 min back to 90 ahead
   stations: [],
@@ -37,15 +46,24 @@ export function applyPositions(snapshot) {
   if (!snapshot || snapshot.timestamp === view.positionsAt) return;
   view.positionsAt = snapshot.timestamp;
   view.updates += 1;
+  const t = Date.parse(snapshot.timestamp);
+  const maxGap = MAX_GAP_TICKS * view.tickMs;
   for (const s of snapshot.satellites) {
-    let sat = view.satellites.get(s.name);
-    if (!sat) view.satellites.set(s.name, (sat = { trail: [] }));
+    const key = keyOf(s);
+    let sat = view.satellites.get(key);
+    if (!sat) view.satellites.set(key, (sat = { trail: [] }));
+    // A late or older position (a reconnect, a missed tick) starts the trail again.
+    if (sat.t != null && !(t > sat.t && t - sat.t <= maxGap)) sat.trail = [];
+    sat.name = s.name;
+    sat.t = t;
     sat.lat = s.position.latitude;
     sat.lon = s.position.longitude;
     sat.alt = s.position.altitude_km;
-    sat.trail.push([sat.lon, sat.lat]);
+    sat.trail.push([sat.lon, sat.lat, t]);
     if (sat.trail.length > TRAIL) sat.trail.shift();
   }
+  // Satellites gone from the catalogue (new elements) leave the map after a few ticks.
+  for (const [key, sat] of view.satellites) if (t - sat.t > 3 * view.tickMs) view.satellites.delete(key);
   $("st-updates").textContent = String(view.updates);
   $("st-sats").textContent = String(snapshot.count);
   scheduleDraw();
@@ -70,16 +88,23 @@ export function applyTracks(answer) {
 export function applyStatus(status) {
   view.status = status;
   view.stations = status.ground_stations || [];
+  if (status.intervals && status.intervals.positions_s > 0) view.tickMs = status.intervals.positions_s * 1000;
   $("st-clients").textContent = String(status.connected_clients);
   const subs = status.subscribers || {};
   $("st-subs").textContent = Object.entries(subs).map(([k, v]) => `${k} ${v}`).join(" · ");
-  const m = status.metrics || {};
+  if (status.metrics) applyMetrics(status.metrics);
+  $("elements").textContent = [status.elements, status.elements_error].filter(Boolean).join(" · ");
+  scheduleDraw();
+}
+
+/** server_metrics (subscribe_metrics), also carried by server_status. */
+export function applyMetrics(m) {
+  if (!m) return;
+  view.metrics = m;
   $("st-rate").textContent = m.messages_out_per_s ?? "–";
   $("st-cpu").textContent = m.cpu_percent ?? "–";
   $("st-rss").textContent = m.rss_mib ?? "–";
   $("st-uptime").textContent = m.uptime_s != null ? `${Math.round(m.uptime_s)} s` : "–";
-  $("elements").textContent = status.elements || "";
-  scheduleDraw();
 }
 
 // -- windows table --------------------------------------------------------------------------
@@ -161,23 +186,23 @@ function draw() {
     ctx.stroke();
   }
   const now = Date.now();
-  const inView = new Set(view.windows.filter((x) => x.start <= now && now <= x.end).map((x) => x.satellite));
+  const inView = new Set(view.windows.filter((x) => x.start <= now && now <= x.end).map((x) => x.catalog_number ?? x.satellite));
   ctx.lineWidth = 1.5;
+  const maxGap = MAX_GAP_TICKS * view.tickMs;
   for (const [, sat] of view.satellites) {
-    ctx.strokeStyle = "rgba(255, 209, 102, 0.45)";
+    ctx.strokeStyle = TRAIL_STYLE;
     ctx.beginPath();
-    sat.trail.forEach(([lon, lat], i) => {
-      const jump = i && Math.abs(lon - sat.trail[i - 1][0]) > 180;  // wrapped at the antimeridian
-      (i === 0 || jump ? ctx.moveTo : ctx.lineTo).call(ctx, X(lon), Y(lat));
-    });
+    for (const piece of trailPieces(sat.trail, maxGap)) {
+      piece.forEach(([lon, lat], i) => (i === 0 ? ctx.moveTo : ctx.lineTo).call(ctx, X(lon), Y(lat)));
+    }
     ctx.stroke();
   }
   ctx.font = "12px system-ui, sans-serif";
-  for (const [name, sat] of view.satellites) {
+  for (const [key, sat] of view.satellites) {
     const x = X(sat.lon), y = Y(sat.lat);
-    ctx.fillStyle = inView.has(name) ? "#3fb950" : "#ffd166";
+    ctx.fillStyle = inView.has(key) ? "#3fb950" : "#ffd166";
     ctx.beginPath(); ctx.arc(x, y, 4, 0, 2 * Math.PI); ctx.fill();
-    if (view.satellites.size <= 60) { ctx.fillStyle = "#c9d4e0"; ctx.fillText(name, x + 6, y - 4); }
+    if (view.satellites.size <= 60) { ctx.fillStyle = "#c9d4e0"; ctx.fillText(sat.name, x + 6, y - 4); }
   }
   for (const g of view.stations) {
     const x = X(g.longitude), y = Y(g.latitude);
