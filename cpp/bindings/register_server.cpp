@@ -263,7 +263,7 @@ void def_rooms(server_class& cls) {
              return std::make_pair(r.joined, std::move(r.refusal));
            }, py::call_guard<py::gil_scoped_release>())
       .def("leave", [](py_server& s, const std::string& sid, std::string nsp, std::string room) {
-             return s.get().get_hub().leave(sid, channel{std::move(nsp), std::move(room)});
+             return s.get().leave(sid, channel{std::move(nsp), std::move(room)});
            }, py::call_guard<py::gil_scoped_release>())
       // The rooms of namespace `nsp` that the connection is in, sorted.
       .def("rooms", [](py_server& s, const std::string& sid, const std::string& nsp) {

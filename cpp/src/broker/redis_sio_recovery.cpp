@@ -1,6 +1,8 @@
 // Socket.IO recovery across nodes, the Redis side (redis_sio_recovery.hpp).
 #include "skyrelay/broker/redis_sio_recovery.hpp"
 
+#include "skyrelay/broker/redis_wire.hpp"
+
 #include <openssl/rand.h>
 
 #include <array>
@@ -36,7 +38,8 @@ redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[3]))
 return 1
 )lua"};
 
-// KEYS: the record, the sid's direct counter. ARGV: namespace. {0} none, {2} another
+// KEYS: the record, the sid's direct counter, the sid's registry entry. ARGV: namespace, the
+// claiming node (empty: the registry is left alone). {0} none, {2} another
 // namespace's (left in place), {1, record, direct or -1} taken (deleted).
 const redis_script claim_script{R"lua(
 local nsp = redis.call('HGET', KEYS[1], 'nsp')
@@ -44,6 +47,7 @@ if not nsp then return {0} end
 if nsp ~= ARGV[1] then return {2} end
 local r = redis.call('HGET', KEYS[1], 'r')
 redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2]) end
 return {1, r or '', tonumber(redis.call('GET', KEYS[2]) or '-1')}
 )lua"};
 
@@ -51,6 +55,16 @@ return {1, r or '', tonumber(redis.call('GET', KEYS[2]) or '-1')}
 const redis_script count_script{R"lua(
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCR', KEYS[1]) end
 return 0
+)lua"};
+
+// KEYS: the sid's direct counter. Its value as a string, "" when it is gone.
+const redis_script read_script{R"lua(
+return redis.call('GET', KEYS[1]) or ''
+)lua"};
+
+// KEYS: a channel's `:m`. Its seq as a string, "0" when it has no sequence.
+const redis_script seq_script{R"lua(
+return redis.call('HGET', KEYS[1], 'seq') or '0'
 )lua"};
 
 bool parse_number(std::string_view s, std::uint64_t& out) {
@@ -196,7 +210,8 @@ void sio_recovery_store::count_direct(const std::string& sid) {
 }
 
 sio_claim sio_recovery_store::claim(std::string_view pid, const std::string& nsp,
-                                    std::chrono::milliseconds timeout) {
+                                    std::chrono::milliseconds timeout,
+                                    const std::string& node_id) {
   sio_claim out;
   const auto parts = parse_pid(pid);
   if (!parts) {
@@ -205,8 +220,10 @@ sio_claim sio_recovery_store::claim(std::string_view pid, const std::string& nsp
   }
   redis_value v;
   try {
-    v = client_.eval(claim_script, {record_key(parts->sid, parts->secret), direct_key(parts->sid)},
-                     {nsp}, timeout);
+    v = client_.eval(claim_script,
+                     {record_key(parts->sid, parts->secret), direct_key(parts->sid),
+                      prefix_ + "sid:" + std::string(parts->sid)},
+                     {nsp, node_id}, timeout);
   } catch (const std::exception&) {  // broker_unavailable, or an error reply
     ++errors_;
     out.result = sio_claim_result::unavailable;
@@ -229,6 +246,34 @@ sio_claim sio_recovery_store::claim(std::string_view pid, const std::string& nsp
   out.record = std::move(*record);
   if (e[2].integer >= 0) out.direct = static_cast<std::uint64_t>(e[2].integer);
   return out;
+}
+
+std::optional<std::uint64_t> sio_recovery_store::direct_now(std::string_view sid,
+                                                            std::chrono::milliseconds timeout) {
+  try {
+    auto v = client_.eval(read_script, {direct_key(sid)}, {}, timeout);
+    std::uint64_t n = 0;
+    if (v.is_error() || !parse_number(v.str, n)) return std::nullopt;
+    return n;
+  } catch (const std::exception&) {
+    ++errors_;
+    return std::nullopt;
+  }
+}
+
+bool sio_recovery_store::never_numbered(const std::string& nsp, const std::string& room,
+                                        bool broadcasts, std::chrono::milliseconds timeout) {
+  // The channel's `:m`, as redis_wire.cpp's publish script names it.
+  const std::string key =
+      prefix_ + (broadcasts ? broadcast_tag(nsp) : room_tag(channel{nsp, room})) + ":m";
+  try {
+    auto v = client_.eval(seq_script, {key}, {}, timeout);
+    std::uint64_t n = 0;
+    return !v.is_error() && parse_number(v.str, n) && n == 0;
+  } catch (const std::exception&) {
+    ++errors_;
+    return false;
+  }
 }
 
 sio_recovery_counters sio_recovery_store::counters() const {

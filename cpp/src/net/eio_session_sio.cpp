@@ -11,6 +11,7 @@
 #include <boost/beast/core/string.hpp>
 
 #include "skyrelay/auth/access_policy.hpp"
+#include "skyrelay/broker/redis_sio_recovery.hpp"
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/core/random.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
@@ -185,11 +186,23 @@ bool eio_session::try_resume(const sio::packet& p, const auth::identity_ptr& ide
   if (!auth.is_object() || !auth.contains("pid") || !auth["pid"].is_string() ||
       !auth.contains("offset") || !auth["offset"].is_string())
     return false;
-  const auto& text = auth["offset"].get_ref<const std::string&>();
+  const auto& full = auth["offset"].get_ref<const std::string&>();
+  // With cross-node recovery an offset is "<n>.<version>...": this node reads its n.
+  auto* store = context_.sio().recovery_store();
+  const std::string text = store ? full.substr(0, full.find('.')) : full;
   bool numeric = !text.empty() && text.size() < 20;
   for (char c : text) numeric = numeric && c >= '0' && c <= '9';
   if (!numeric) return false;
-  auto sock = context_.sio().take_detached(auth["pid"].get<std::string>(), p.nsp);
+  const auto& pid = auth["pid"].get_ref<const std::string&>();
+  auto sock = context_.sio().take_detached(pid, p.nsp);
+  if (!sock && store && redis::parse_pid(pid)) {
+    // Perhaps another node's socket: the claim waits for Redis, so it runs on the dispatcher.
+    asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
+      self->connect_timer_.cancel();
+    });
+    context_.sio().resume_elsewhere(shared_from_this(), p.nsp, pid, full, p.data, identity);
+    return true;
+  }
   if (!sock) return false;
   if (context_.config().jwt) {
     // Only the same user takes a socket back; its new token replaces the old one.
@@ -219,17 +232,35 @@ bool eio_session::try_resume(const sio::packet& p, const auth::identity_ptr& ide
   });
   // Like a new connection (and as the reference server re-runs its middleware), a recovery
   // goes through the connect hook and the role checks; only their acceptance resumes it.
+  run_connect_hook(sock, p.data, identity, true);
+  return true;
+}
+
+void eio_session::run_connect_hook(const std::shared_ptr<sio_socket>& sock, std::string auth,
+                                   auth::identity_ptr identity, bool recovered) {
   if (!context_.hooks().on_sio_connect) {
     context_.sio().accept(sock->sid());
-    return true;
+    return;
   }
-  sio_connect_info info{sock->sid(), p.nsp, p.data, sid_, remote_, query_, headers_, identity,
-                        true};
+  sio_connect_info info{sock->sid(), sock->nsp(), std::move(auth), sid_, remote_, query_,
+                        headers_, std::move(identity), recovered};
   const app_hooks* app = &context_.hooks();
   if (!context_.get_dispatcher().post(
           [app, info = std::move(info)] { app->on_sio_connect(info); }))
     context_.sio().refuse(sock->sid(), "server busy", "");
-  return true;
+}
+
+std::shared_ptr<sio_socket> eio_session::place_new_socket(const std::string& nsp,
+                                                          std::string sid) {
+  const auto& cfg = context_.config();
+  const sio_socket::keep_limits keep{cfg.outbox_max_frames + cfg.history_max_events,
+                                     4 * cfg.outbox_max_bytes};
+  std::lock_guard lock(mu_);
+  if (closed_ || sockets_.count(nsp)) return nullptr;
+  auto sock = std::make_shared<sio_socket>(std::move(sid), nsp, shared_from_this(),
+                                           context_.encoders().socketio, keep);
+  place_socket_locked(nsp, sock);
+  return sock;
 }
 
 void eio_session::open_socket(const std::string& nsp, std::string auth,
@@ -253,19 +284,11 @@ void eio_session::open_socket(const std::string& nsp, std::string auth,
   });
   sock->set_identity(identity);
   context_.sio().register_socket(sock);
-  context_.get_hub().add(sock);
+  // With cross-node recovery on, the socket's place in its namespace's broadcasts is read
+  // around its add (sio_server::track_new).
+  context_.sio().track_new(sock, [&] { return context_.get_hub().add(sock); });
   sock->arm_expiry(connect_timer_.get_executor(), context_.sio());
-  const auto& hooks = context_.hooks();
-  if (!hooks.on_sio_connect) {
-    context_.sio().accept(sock->sid());
-    return;
-  }
-  sio_connect_info info{sock->sid(), nsp, std::move(auth), sid_, remote_, query_, headers_,
-                        std::move(identity), false};
-  const app_hooks* app = &context_.hooks();
-  if (!context_.get_dispatcher().post(
-          [app, info = std::move(info)] { app->on_sio_connect(info); }))
-    context_.sio().refuse(sock->sid(), "server busy", "");
+  run_connect_hook(sock, std::move(auth), std::move(identity), false);
 }
 
 void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attachments) {

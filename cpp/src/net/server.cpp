@@ -156,9 +156,12 @@ void server::register_encoders() {
   // it, with its offset (frame::numbered). The addresses matter only to a socket that resumes
   // after the role checks took a room from it (sio_server::recheck_rooms, which needs room
   // rules), and only for an event to rooms: the frame keeps a copy of them then alone.
-  const bool keep_addresses = cfg_.sio_recovery_window.count() > 0 && cfg_.access &&
-                              cfg_.access->has_room_rules();
-  encoders_.socketio = hub_.add_encoder([keep_addresses](const publication& p,
+  // Cross-node recovery (a Redis broker's, sio_server::set_recovery_store) needs both too:
+  // the positions to advance each socket's offset, the addresses to count emits by sid.
+  const bool tracked = sio_recovery_ != nullptr;
+  const bool keep_addresses = tracked || (cfg_.sio_recovery_window.count() > 0 && cfg_.access &&
+                                          cfg_.access->has_room_rules());
+  encoders_.socketio = hub_.add_encoder([keep_addresses, tracked](const publication& p,
                                                          const publish_meta& meta) {
     const std::string_view args = p.args ? std::string_view(*p.args) : std::string_view(p.data);
     const std::size_t n = p.binary ? p.binary->size() : 0;
@@ -167,7 +170,8 @@ void server::register_encoders() {
     f.publish_ns = meta.publish_ns;
     f.ws_opcode = 1;
     f.numbered = true;
-    if (keep_addresses && !p.to.empty()) {
+    if (tracked) f.positions = meta.positions;
+    if (keep_addresses && (!p.to.empty() || (tracked && !p.to_conns.empty()))) {
       f.to = p.to;
       f.to_conns = p.to_conns;
     }
@@ -388,7 +392,15 @@ server::join_result server::join_checked(const std::string& sid, const channel& 
   auto done = warmed->get_future();
   broker_->warm({room}, [warmed](bool) { warmed->set_value(); });
   done.wait_for(std::chrono::seconds(5));  // warm() may never answer once quiesced
+  if (auto s = sio_.find_socket(sid); s && s->tracked())
+    return {sio_.join_tracked(s, room, [&] { return hub_.join(sid, room); }), std::nullopt};
   return {hub_.join(sid, room), std::nullopt};
+}
+
+bool server::leave(const std::string& sid, const channel& room) {
+  if (!hub_.leave(sid, room)) return false;
+  if (auto s = sio_.find_socket(sid); s && s->tracked()) sio_.left_tracked(s, room.room);
+  return true;
 }
 
 double server::uptime_seconds() const {
@@ -463,6 +475,7 @@ std::string server::metrics_text() const {
       c.publish_failed);
   append_manager_metrics(out, manager_bridge_.get());
   append_cluster_metrics(out);
+  sio_.append_recovery_metrics(out);
   return out;
 }
 

@@ -7,6 +7,7 @@
 
 #include "skyrelay/broker/redis_broker.hpp"
 #include "skyrelay/broker/redis_limits.hpp"
+#include "skyrelay/broker/redis_sio_recovery.hpp"
 #include "skyrelay/broker/redis_state.hpp"
 #include "skyrelay/net/server.hpp"
 
@@ -22,6 +23,9 @@ void server::make_shared_state() {
   auto opts = redis::parse_broker_url(cfg_.broker);
   // redis+cluster: not shared yet (docs/architecture.md, "Redis Cluster"): room sizes,
   // /health's cluster block, idempotency keys and the publish budget stay this node's.
+  // Nor is Socket.IO recovery across nodes: the publish script's direct counter cannot be
+  // kept atomically on a cluster, so a reconnection that lands on another node gets a new
+  // socket (recovered false), as before.
   if (!opts.seeds.empty()) return;
   redis::redis_state_options so;
   so.prefix = opts.prefix;
@@ -32,6 +36,15 @@ void server::make_shared_state() {
   shared_idem_ = std::make_unique<redis::redis_idempotency>(state_->client(), opts.prefix,
                                                             std::chrono::minutes(5));
   idem_.set_backend(shared_idem_.get());
+  if (cfg_.sio_recovery_window.count() > 0 && cfg_.socketio) {
+    sio_recovery_ = std::make_unique<redis::sio_recovery_store>(
+        state_->client(), opts.prefix, cfg_.sio_recovery_window);
+    sio_.set_recovery_store(sio_recovery_.get(), network->node_id(),
+                            [b = broker_.get()](const std::vector<channel>& rooms,
+                                                std::function<void(bool)> done) {
+                              b->warm(rooms, std::move(done));
+                            });
+  }
   if (publish_limit_)
     shared_publish_limit_ = std::make_unique<redis::redis_rate_limiter>(
         state_->client(), opts.prefix + "publish_rate:", publish_limit_->rate(),

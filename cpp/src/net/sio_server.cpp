@@ -1,5 +1,7 @@
 #include "skyrelay/net/sio_server.hpp"
 
+#include "skyrelay/broker/redis_sio_recovery.hpp"
+
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/net/eio_session.hpp"
@@ -43,6 +45,7 @@ bool sio_server::resume_socket(const std::shared_ptr<sio_socket>& s, std::uint64
   }
   // Before the replay, so that nothing that came only through a room it left is replayed.
   const auto left = recheck_rooms(*s);
+  for (const auto& room : left) left_tracked(s, room);
   if (s->reattach(session, offset, left)) {
     s->arm_expiry(session->executor(), *this);
     return true;
@@ -108,10 +111,14 @@ bool sio_server::emit(const std::string& sid, const std::string& event, const st
   f.publish_ns = steady_ns();
   f.ws_opcode = 1;
   f.numbered = true;
+  if (store_) f.to_conns = {sid};
   std::vector<frame_ptr> frames;
   frames.reserve(attachments.size() + 1);
   frames.push_back(std::make_shared<const frame>(std::move(f)));
   for (auto& a : attachments) frames.push_back(make_message(std::move(a), 2, 0, true));
+  // Counted as the publish script counts emits by sid (cross-node recovery's proof that
+  // none was missed); the socket counts it too (to_conns names it).
+  if (store_ && s->tracked()) store_->count_direct(sid);
   s->deliver_all(std::move(frames));
   return true;
 }
@@ -167,6 +174,7 @@ void sio_server::expire_socket(const std::shared_ptr<sio_socket>& s) {
 void sio_server::end_socket(const std::shared_ptr<sio_socket>& s, disconnect_reason why) {
   const bool was_connected = s->accepted();
   s->mark_closed();
+  if (store_ && s->tracked()) store_->drop(s->pid());  // ended for good: no resume elsewhere
   hub_.remove(s->sid());
   {
     std::lock_guard lock(mu_);
@@ -249,10 +257,14 @@ void sio_server::shut_down() {
   for (auto& s : eio_open) s->close(disconnect_reason::server_shutdown);
   eio_open.clear();
   std::unordered_map<std::string, std::shared_ptr<sio_socket>> waiting;
+  std::shared_ptr<asio::steady_timer> refresh;
   {
     std::lock_guard lock(mu_);
     waiting.swap(detached_);
+    stopping_ = true;
+    refresh = std::move(refresh_timer_);
   }
+  if (refresh) asio::post(refresh->get_executor(), [refresh] { refresh->cancel(); });
   for (auto& [pid, s] : waiting) end_socket(s, disconnect_reason::server_shutdown);
 }
 

@@ -27,12 +27,12 @@ void append_group(std::vector<frame_ptr>& out, const frame_ptr& f) {
 // The event `shared` ("42[...]", shared by every socket it goes to) as this socket writes it:
 // its own WebSocket header, the shared text up to the closing bracket, then the offset as the
 // last argument (a string, as Socket.IO clients expect) and the bracket.
-frame_ptr with_offset(const frame_ptr& shared, std::uint64_t offset) {
+frame_ptr with_offset(const frame_ptr& shared, const std::string& offset) {
   frame f;
   const std::string_view text = shared->payload();
   f.middle = text.substr(0, text.size() - 1);  // an event always ends with ']'
   f.tail = ",\"";
-  f.tail += std::to_string(offset);
+  f.tail += offset;
   f.tail += "\"]";
   ws::append_header(f.bytes, ws::opcode::text, f.middle.size() + f.tail.size());
   f.payload_at = static_cast<std::uint8_t>(f.bytes.size());
@@ -64,15 +64,16 @@ sio_socket::sio_socket(std::string sid, std::string nsp,
       pid_(keep.frames ? new_sid() : std::string()) {}
 
 void sio_socket::append_sent(std::vector<frame_ptr>& out, const std::vector<frame_ptr>& group,
-                             std::uint64_t offset) {
-  out.push_back(offset ? with_offset(group.front(), offset) : group.front());
+                             const std::string& text) {
+  out.push_back(text.empty() ? group.front() : with_offset(group.front(), text));
   out.insert(out.end(), group.begin() + 1, group.end());
 }
 
-void sio_socket::keep_locked(std::uint64_t offset, std::vector<frame_ptr> group) {
+void sio_socket::keep_locked(std::uint64_t offset, std::string text,
+                             std::vector<frame_ptr> group) {
   std::size_t bytes = 0;
   for (const auto& f : group) bytes += f->wire_size();
-  kept_.push_back(kept_event{offset, std::move(group), bytes});
+  kept_.push_back(kept_event{offset, std::move(text), std::move(group), bytes});
   kept_bytes_ += bytes;
   while (kept_.size() > keep_.frames || (kept_bytes_ > keep_.bytes && kept_.size() > 1)) {
     forgotten_ = kept_.front().offset;
@@ -86,18 +87,19 @@ void sio_socket::send_locked(eio_session* s, const frame_ptr* first, std::size_t
   if (lost_) return;  // its client must not resume past the hole: see reset()
   if (keep_.frames && first[0]->numbered) {
     std::vector<frame_ptr> group(first, first + n);
-    const std::uint64_t offset = ++sent_;
+    std::uint64_t offset = 0;
+    std::string text = number_locked(*first[0], offset);
     if (s) {
       std::vector<frame_ptr> out;
       out.reserve(n);
-      append_sent(out, group, offset);
+      append_sent(out, group, text);
       if (n == 1) {
         s->send(out.front(), policy);
       } else {
         s->send_all(out);
       }
     }
-    keep_locked(offset, std::move(group));
+    keep_locked(offset, std::move(text), std::move(group));
     return;
   }
   if (!s) return;  // detached: only events are kept
@@ -106,6 +108,15 @@ void sio_socket::send_locked(eio_session* s, const frame_ptr* first, std::size_t
 }
 
 void sio_socket::reset(const sequence_reset& r) {
+  if (r.reason.empty() && keep_.frames) {
+    // A sequence that had recorded nothing moved to the broker's: a followed channel's point
+    // moves with it (the socket missed nothing of either).
+    std::lock_guard lock(mu_);
+    for (auto& p : points_)
+      if (p.broadcasts == r.broadcasts && (r.broadcasts || p.room == r.ch.room))
+        p = {p.room, p.broadcasts, r.epoch, r.seq};
+    return;
+  }
   if (r.reason.empty() || !keep_.frames) return;
   std::shared_ptr<eio_session> s;
   {
@@ -150,7 +161,7 @@ bool sio_socket::reattach(std::weak_ptr<eio_session> session, std::uint64_t offs
   for (const auto& e : kept_) {
     if (e.offset <= offset) continue;
     if (!left.empty() && only_through(*e.group.front(), sid(), left)) continue;
-    append_sent(frames, e.group, e.offset);
+    append_sent(frames, e.group, e.text);
   }
   s->send_all(frames);
   return true;
@@ -197,7 +208,7 @@ void sio_socket::pass_on(const frame_ptr& f, overflow_policy policy) {
   const frame_ptr* first = group.empty() ? &f : group.data();
   const std::size_t n = group.empty() ? 1 : group.size();
   std::lock_guard lock(mu_);  // keeps the group together, and the offsets in sending order
-  if (closed_) return;
+  if (closed_ || (replaying_ && replayed_locked(*f))) return;
   if (!connected_) {
     pending_.push_back(f);
     return;
@@ -240,9 +251,10 @@ bool sio_socket::accept() {
     group.clear();
     append_group(group, f);
     if (keep_.frames && f->numbered) {
-      const std::uint64_t offset = ++sent_;
-      append_sent(frames, group, offset);
-      keep_locked(offset, group);
+      std::uint64_t offset = 0;
+      std::string text = number_locked(*f, offset);
+      append_sent(frames, group, text);
+      keep_locked(offset, std::move(text), group);
     } else {
       frames.insert(frames.end(), group.begin(), group.end());
     }

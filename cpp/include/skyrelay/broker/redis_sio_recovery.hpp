@@ -127,8 +127,19 @@ class sio_recovery_store {
   // the sid's counter exists. Does not wait.
   void count_direct(const std::string& sid);
   // Takes the record of `pid` for namespace `nsp`, atomically (at most one caller gets it).
+  // With `node_id`, the same script makes the sid's registry entry (`sid:<sid>`, the
+  // broker's) name that node, so that every emit by sid counted after the claim is routed
+  // to it.
   sio_claim claim(std::string_view pid, const std::string& nsp,
-                  std::chrono::milliseconds timeout);
+                  std::chrono::milliseconds timeout, const std::string& node_id = {});
+  // The sid's direct counter now (nullopt: gone, or Redis did not answer). Blocks.
+  std::optional<std::uint64_t> direct_now(std::string_view sid,
+                                          std::chrono::milliseconds timeout);
+  // Whether the channel (a room of `nsp`, or with `broadcasts` its broadcasts) has numbered
+  // no publication in its current sequence in Redis (no sequence, or seq 0). False when
+  // Redis did not answer. Blocks.
+  bool never_numbered(const std::string& nsp, const std::string& room, bool broadcasts,
+                      std::chrono::milliseconds timeout);
 
   sio_recovery_counters counters() const;
   const sio_recovery_limits& limits() const noexcept { return limits_; }

@@ -85,6 +85,14 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   // A new socket in `nsp` for a CONNECT that passed every check: registered, then accepted at
   // once or handed to the connect hook. `auth` is the JSON text of the CONNECT payload.
   void open_socket(const std::string& nsp, std::string auth, auth::identity_ptr identity);
+  // Cross-node recovery (sio_server::resume_elsewhere): a socket `sid` with this session's
+  // recovery limits, placed in namespace `nsp`; null when the session closed or the
+  // namespace is taken.
+  std::shared_ptr<sio_socket> place_new_socket(const std::string& nsp, std::string sid);
+  // Runs the connect hook for `sock` (or accepts it when there is none); `recovered` as
+  // sio_connect_info says.
+  void run_connect_hook(const std::shared_ptr<sio_socket>& sock, std::string auth,
+                        auth::identity_ptr identity, bool recovered);
 
   // ws_handler
   void on_ws_text(ws_session& from, std::string_view text) override;

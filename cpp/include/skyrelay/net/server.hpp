@@ -40,6 +40,7 @@ namespace skyrelay::redis {
 class redis_state;
 class redis_idempotency;
 class redis_rate_limiter;
+class sio_recovery_store;
 }  // namespace skyrelay::redis
 
 namespace skyrelay {
@@ -122,6 +123,9 @@ class server {
     std::optional<std::string> refusal;
   };
   join_result join_checked(const std::string& sid, const channel& room);
+  // A leave the application makes for a connection (a Socket.IO socket with cross-node
+  // recovery rewrites its record). False when it was not in the room.
+  bool leave(const std::string& sid, const channel& room);
   // HTTP requests waiting for the application (on_http; app_parking.hpp): thread-safe.
   using http_reply_fn = app_parking::reply_fn;
   std::uint64_t park_http(http_reply_fn reply) { return parking_.park(std::move(reply)); }
@@ -197,6 +201,8 @@ class server {
   std::unique_ptr<redis::redis_state> state_;
   std::unique_ptr<redis::redis_idempotency> shared_idem_;
   std::unique_ptr<redis::redis_rate_limiter> shared_publish_limit_;
+  // Socket.IO recovery across nodes (sio_server::set_recovery_store); on state_'s client.
+  std::unique_ptr<redis::sio_recovery_store> sio_recovery_;
   std::unique_ptr<rate_limiter> publish_limit_;  // server_config::publish_rate, one process
   std::atomic<std::uint64_t> publish_rate_limited_{0};
   void make_shared_state();  // server_shared_state.cpp

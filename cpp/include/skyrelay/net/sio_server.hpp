@@ -6,6 +6,8 @@
 // registries sit under one mutex; no I/O and no callback runs under it.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,6 +27,11 @@
 
 namespace skyrelay {
 
+namespace redis {
+class sio_recovery_store;
+struct sio_channel_point;
+struct sio_offset;
+}
 class eio_session;
 class sio_socket;
 
@@ -78,6 +85,39 @@ class sio_server {
   // refused) with disconnect_reason::token_expired.
   void expire_socket(const std::shared_ptr<sio_socket>& s);
 
+  // Cross-node recovery (docs/architecture.md, "Socket.IO recovery across nodes"): on with a
+  // Redis broker on one server or Sentinel (server_shared_state.cpp), off without (null).
+  // `store` outlives this server; `node_id` is the broker's; `warm` is the broker's warm
+  // (broker::warm). Call before any connection.
+  using warm_fn =
+      std::function<void(const std::vector<channel>& rooms, std::function<void(bool)> done)>;
+  void set_recovery_store(redis::sio_recovery_store* store, std::string node_id, warm_fn warm);
+  redis::sio_recovery_store* recovery_store() const noexcept { return store_; }
+  // A new socket: `add` runs hub::add; with cross-node recovery on and the socket's recovery
+  // on, the socket gets its pid and first record (its namespace's broadcasts, whose point is
+  // read before and after the add).
+  void track_new(const std::shared_ptr<sio_socket>& s, const std::function<bool()>& add);
+  // A join of a tracked socket (server::join_checked): `join` runs hub::join; the room's
+  // point is read before and after it. Its result.
+  bool join_tracked(const std::shared_ptr<sio_socket>& s, const channel& room,
+                    const std::function<bool()>& join);
+  // A leave of a tracked socket, after hub::leave.
+  void left_tracked(const std::shared_ptr<sio_socket>& s, const std::string& room);
+  // Writes the socket's record (or drops it when it has none now). Does not wait.
+  void save_record(const std::shared_ptr<sio_socket>& s);
+  // The cross-node resume (sio_server_remote.cpp): a CONNECT on `session` presented a pid
+  // and offset that no socket of this node has. Runs on the dispatcher (the claim waits for
+  // Redis): the socket comes back with what it missed and `recovered` true, or a new socket
+  // is opened (`recovered` false), the refusal counted by reason.
+  void resume_elsewhere(const std::shared_ptr<eio_session>& session, std::string nsp,
+                        std::string pid, std::string offset, std::string auth,
+                        auth::identity_ptr identity);
+  // /metrics lines of cross-node recovery (nothing when it is off).
+  void append_recovery_metrics(std::string& out) const;
+  enum class refusal : std::size_t {
+    unknown, namespace_, subject, version, direct, epoch, trimmed, unavailable, count
+  };
+
   // server::stop, before the drain: closes every Engine.IO session and ends the detached
   // sockets, with disconnect_reason::server_shutdown.
   void shut_down();
@@ -91,6 +131,22 @@ class sio_server {
   // Leaves the rooms whose role requirement (access_policy room rules) the socket's roles no
   // longer meet; their names.
   std::vector<std::string> recheck_rooms(const sio_socket& s);
+  // resume_elsewhere's steps (sio_server_remote.cpp), on the dispatcher.
+  std::optional<refusal> resume_claimed(const std::shared_ptr<eio_session>& session,
+                                        const std::string& nsp, const std::string& pid,
+                                        const std::string& offset, const std::string& auth,
+                                        const auth::identity_ptr& identity);
+  std::optional<refusal> replay_on(const std::shared_ptr<eio_session>& session,
+                                   const std::string& nsp, const std::string& pid,
+                                   const std::string& sid,
+                                   std::vector<redis::sio_channel_point> points,
+                                   const std::vector<std::string>& topics, std::uint64_t version,
+                                   const redis::sio_offset& off, const std::string& auth,
+                                   const auth::identity_ptr& identity);
+  void refused(refusal why);
+  // Rewrites every tracked socket's record each window / 3 (started with the first record).
+  void start_refresh();
+  void refresh();
 
   const server_config& cfg_;
   const app_hooks& hooks_;
@@ -103,6 +159,14 @@ class sio_server {
   std::unordered_map<std::string, std::shared_ptr<eio_session>> eio_sessions_;
   std::unordered_map<std::string, std::weak_ptr<sio_socket>> sockets_;
   std::unordered_map<std::string, std::shared_ptr<sio_socket>> detached_;  // by pid
+
+  redis::sio_recovery_store* store_{nullptr};
+  std::string node_id_;
+  warm_fn warm_;
+  std::shared_ptr<asio::steady_timer> refresh_timer_;  // guarded by mu_
+  bool stopping_{false};                                // guarded by mu_
+  std::atomic<std::uint64_t> resumes_{0};
+  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(refusal::count)> refusals_{};
 };
 
 }  // namespace skyrelay

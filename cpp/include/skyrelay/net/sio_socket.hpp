@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "skyrelay/auth/connection_auth.hpp"
+#include "skyrelay/broker/redis_sio_recovery.hpp"
 #include "skyrelay/core/frame.hpp"
 #include "skyrelay/limits/inbound_limit.hpp"
 #include "skyrelay/hub/subscriber.hpp"
@@ -81,6 +82,37 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
 
   // Recovery. The pid the client presents to resume ("" when recovery is off).
   const std::string& pid() const noexcept { return pid_; }
+
+  // Cross-node recovery (a Redis broker's; docs/architecture.md, "Socket.IO recovery across
+  // nodes"). Before the socket is accepted: it takes `pid` (redis::make_pid's) and follows its
+  // place in each channel of `channels` (its namespace's broadcasts first, then its rooms):
+  // each event's offset becomes redis::format_offset's "<n>.<version>.<direct>.<pos>...",
+  // numbered from `sent` + 1, counting `direct` on from the given value.
+  void track(std::string pid, std::vector<redis::sio_channel_point> channels,
+             std::uint64_t version, std::uint64_t sent, std::uint64_t direct);
+  bool tracked() const;
+  // A room joined: its point (the room's position read before the join) is followed from
+  // now; call it before hub::join. untrack_room: left, or the join failed. Each is a new
+  // version of the record. mark_inexact: the join point could not be read exactly (a
+  // publication landed during the join): the socket has no record from now on.
+  // track_room is false (and changes nothing) when the room is followed already.
+  bool track_room(const std::string& room, std::string epoch, std::uint64_t pos);
+  void untrack_room(const std::string& room);
+  // After the join (or, for the broadcasts, the add): `before` is the point given to
+  // track_room (or track), `after` the channel's point read now. A publication in between
+  // (another position) makes the socket inexact: it has no record from now on. Else the
+  // point takes the epoch read now, unless the channel moved it meanwhile.
+  void settle(const redis::sio_channel_point& before, const redis::sio_channel_point& after);
+  void mark_inexact();
+  // The record to save now (nullopt: not tracked, inexact, or lost after a reset).
+  std::optional<redis::sio_recovery_record> record() const;
+  // Resuming on this node: until end_replay, deliveries of a followed channel are dropped
+  // (the replay holds them); end_replay queues `frames` first (runs under the channels'
+  // order locks, as hub::subscribe_after's callback).
+  void begin_replay();
+  void end_replay(const std::vector<frame_ptr>& frames);
+  // Direct events this socket was given (emits by sid), for the counter check.
+  std::uint64_t direct_count() const;
   // The transport dropped: stay in the rooms, send nothing; history keeps what comes.
   void detach();
   // The client came back on `session` having seen the events up to `offset` (its last
@@ -119,6 +151,7 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   // ones, attachments after the event) and its offset.
   struct kept_event {
     std::uint64_t offset;
+    std::string text;  // the offset as written (tracked sockets: format_offset's)
     std::vector<frame_ptr> group;
     std::size_t bytes;
   };
@@ -131,8 +164,13 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
                    overflow_policy policy);
   // Adds the group to `out` as this socket writes it, the event with `offset` if numbered.
   static void append_sent(std::vector<frame_ptr>& out, const std::vector<frame_ptr>& group,
-                          std::uint64_t offset);
-  void keep_locked(std::uint64_t offset, std::vector<frame_ptr> group);
+                          const std::string& text);
+  void keep_locked(std::uint64_t offset, std::string text, std::vector<frame_ptr> group);
+  // Numbers an event: the next offset, and its text (tracked: the channels' points advanced
+  // by the frame's positions first). With mu_ held.
+  std::string number_locked(const frame& f, std::uint64_t& offset);
+  // Tracked, replaying: whether `f` is of a followed channel (then the replay has it).
+  bool replayed_locked(const frame& f) const;
 
   // First, next to the subscriber's fields that the hub's fan-out reads anyway (one cache
   // line per delivery): whether deliveries pass mu_ by (without recovery: accepted and not
@@ -159,6 +197,13 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   std::shared_ptr<const std::vector<std::string>> granted_roles_;
   std::shared_ptr<asio::steady_timer> expiry_;  // cancelled on its own executor
   std::optional<resume_request> resume_;        // a recovery waiting for its connect decision
+  // Cross-node recovery (track): the record's channels and where the socket stands in them.
+  bool tracked_{false};
+  bool inexact_{false};
+  bool replaying_{false};
+  std::uint64_t version_{0};
+  std::uint64_t direct_{0};
+  std::vector<redis::sio_channel_point> points_;
 };
 
 }  // namespace skyrelay
