@@ -196,6 +196,65 @@ TEST_F(SioRecoveryTwoNodes, ARecordThisVersionCannotReadIsCorrupt) {
 // The publish script counts direct publications to a sid that has a counter (a socket with
 // recovery), once per publication whatever the number of times it is named, and whether its
 // node is alive or dead: the proof a resuming node needs that no direct emit was missed.
+TEST_F(SioRecoveryTwoNodes, AClaimRoutesTheSidToTheClaimingNodeAndTheCounterReadsOn) {
+  redis::sio_recovery_store on_a(a, "sr:", 60s), on_b(b, "sr:", 60s);
+  const auto pid = redis::make_pid("sidA");
+  b.call({"SET", "sr:sid:sidA", "node-a"}, 2s);
+  ASSERT_TRUE(on_a.save(pid, record_of("sidA")));
+  ASSERT_TRUE(eventually([&] { return on_b.direct_now("sidA", 2s) == 0u; }));
+  // A claim that names no node leaves the registry; one that names a node moves the sid.
+  EXPECT_EQ(on_b.claim(redis::make_pid("sidA"), "/chat", 2s, "node-b").result,
+            sio_claim_result::unknown);
+  EXPECT_EQ(b.call({"GET", "sr:sid:sidA"}, 2s).str, "node-a");
+  ASSERT_EQ(on_b.claim(pid, "/chat", 2s, "node-b").result, sio_claim_result::resumable);
+  EXPECT_EQ(b.call({"GET", "sr:sid:sidA"}, 2s).str, "node-b");
+  on_a.count_direct("sidA");
+  EXPECT_TRUE(eventually([&] { return on_b.direct_now("sidA", 2s) == 1u; }));
+  EXPECT_FALSE(on_b.direct_now("nobody", 2s));
+}
+
+TEST_F(SioRecoveryTwoNodes, TheOldNodeLeavesARecordAnotherNodeResumed) {
+  redis::sio_recovery_store on_a(a, "sr:", 60s), on_b(b, "sr:", 60s);
+  on_a.set_node_id("node-a");
+  on_b.set_node_id("node-b");
+  const auto pid = redis::make_pid("sidA");
+  const auto parts = redis::parse_pid(pid);
+  const auto key = on_b.record_key(parts->sid, parts->secret);
+  ASSERT_TRUE(on_a.save(pid, record_of("sidA")));  // no registry entry yet: written
+  ASSERT_TRUE(eventually([&] { return exists(key); }));
+  b.call({"SET", "sr:sid:sidA", "node-a"}, 2s);
+  ASSERT_EQ(on_b.claim(pid, "/chat", 2s, "node-b").result, sio_claim_result::resumable);
+  ASSERT_TRUE(on_b.save(pid, record_of("sidA")));
+  ASSERT_TRUE(eventually([&] { return exists(key); }));
+  // The old node's refresh and its drop at the window's end change nothing now.
+  auto stale = record_of("sidA");
+  stale.version = 99;
+  on_a.save(pid, stale);
+  on_a.drop(pid);
+  on_a.count_direct("sidA");  // behind both, on the same connection: a barrier
+  ASSERT_TRUE(eventually([&] { return on_b.direct_now("sidA", 2s) == 1u; }));
+  EXPECT_TRUE(exists(key));
+  auto c = on_b.claim(pid, "/chat", 2s, "node-b");
+  ASSERT_EQ(c.result, sio_claim_result::resumable);
+  EXPECT_EQ(c.record, record_of("sidA"));
+  // Its own node drops it.
+  ASSERT_TRUE(on_b.save(pid, record_of("sidA")));
+  on_b.drop(pid);
+  EXPECT_TRUE(eventually([&] { return !exists(key); }));
+}
+
+TEST_F(SioRecoveryTwoNodes, NeverNumberedReadsTheChannelsSequence) {
+  redis::sio_recovery_store store(b, "sr:", 60s);
+  EXPECT_TRUE(store.never_numbered("/", "room", false, 2s));  // no sequence
+  b.call({"HSET", "sr:{r1:/room}:m", "epoch", "e", "seq", "0"}, 2s);
+  EXPECT_TRUE(store.never_numbered("/", "room", false, 2s));
+  b.call({"HSET", "sr:{r1:/room}:m", "seq", "3"}, 2s);
+  EXPECT_FALSE(store.never_numbered("/", "room", false, 2s));
+  b.call({"HSET", "sr:{b5:/chat}:m", "epoch", "e", "seq", "1"}, 2s);
+  EXPECT_FALSE(store.never_numbered("/chat", "", true, 2s));
+  EXPECT_TRUE(store.never_numbered("/", "", true, 2s));
+}
+
 TEST_F(SioRecoveryTwoNodes, ThePublishScriptCountsDirectPublicationsToASidWithACounter) {
   hub h;
   h.add_encoder([](const publication& p, const publish_meta&) { return make_frame(p.event); });

@@ -167,6 +167,31 @@ def test_a_socket_whose_window_passed_gets_a_new_socket(started, clients, redis_
     assert client.ticks() == [1, 3]  # 2 only behind the explicit reset
 
 
+def test_an_emit_by_sid_missed_while_its_node_was_dead_refuses_the_resume(started, clients,
+                                                                         redis_server):
+    a = Node(redis_server.url, "--recovery", "30")
+    started.append(a)
+    b = Node(redis_server.url, "--recovery", "30")
+    started.append(b)
+    client = SioClient(a.port, "d")
+    clients.append(client)
+    first = client.next("connect")
+    publish(b, 1, "d")
+    assert event_args(client) == [{"n": 1}, "1"]
+    a.proc.kill()
+    a.proc.wait(timeout=WAIT)
+    assert client.next("disconnect") in ("transport close", "transport error")
+    # To the socket itself: node channels have no stream, the counter says it was missed.
+    publish(b, 2, first["id"])
+    client.command(f"move http://127.0.0.1:{b.port}")
+    back = client.next("connect")
+    assert back["recovered"] is False and back["pid"] != first["pid"]
+    publish(b, 3, "d")
+    assert event_args(client) == [{"n": 3}, "1"]
+    assert client.ticks() == [1, 3]
+    assert b.metric('skyrelay_sio_cross_node_refusals_total{reason="direct"}') == 1
+
+
 def test_a_forged_pid_gets_a_new_socket_and_nobody_elses_events(started, clients,
                                                                 redis_server):
     a = Node(redis_server.url, "--recovery", "30")

@@ -343,7 +343,13 @@ void redis_broker::impl::sid_changed(const std::string& sid, bool added) {
   if (!ready) return;  // registered again on connect
   const std::string k = opts.prefix + "sid:" + sid;
   if (added) exec(k, {"SET", k, opts.node_id}, nullptr);
-  else exec(k, {"SET", k, "-", "PX", ms(opts.closed_sid_ttl)}, nullptr);
+  // Closed, unless another node took the sid meanwhile (a Socket.IO socket resumed there,
+  // redis_sio_recovery.hpp): its entry is that node's.
+  else exec(k, {"EVAL", R"lua(
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= '-' and owner ~= ARGV[1] then return 0 end
+return redis.call('SET', KEYS[1], '-', 'PX', ARGV[2])
+)lua", "1", k, opts.node_id, ms(opts.closed_sid_ttl)}, nullptr);
 }
 
 // ---- the public face: posts to the broker's thread ----

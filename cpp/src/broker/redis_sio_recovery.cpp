@@ -29,13 +29,25 @@ bool base64url(std::string_view s) {
   return true;
 }
 
-// KEYS: the record, the sid's direct counter. ARGV: namespace, record JSON, window ms.
+// KEYS: the record, the sid's direct counter, the sid's registry entry. ARGV: namespace,
+// record JSON, window ms, this node (empty: any). Writes nothing (0) once the registry names
+// another node: the socket was resumed there.
 const redis_script save_script{R"lua(
+local owner = redis.call('GET', KEYS[3])
+if ARGV[4] ~= '' and owner and owner ~= '-' and owner ~= ARGV[4] then return 0 end
 redis.call('HSET', KEYS[1], 'nsp', ARGV[1], 'r', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[2], 0, 'NX')
 redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[3]))
 return 1
+)lua"};
+
+// KEYS: the record, the sid's registry entry. ARGV: this node (empty: any). Deletes the
+// record unless the sid is another node's now.
+const redis_script drop_script{R"lua(
+local owner = redis.call('GET', KEYS[2])
+if ARGV[1] ~= '' and owner and owner ~= '-' and owner ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
 )lua"};
 
 // KEYS: the record, the sid's direct counter, the sid's registry entry. ARGV: namespace, the
@@ -189,8 +201,10 @@ bool sio_recovery_store::save(const std::string& pid, const sio_recovery_record&
     drop(pid);
     return false;
   }
-  client_.async_eval(save_script, {record_key(parts->sid, parts->secret), direct_key(r.sid)},
-                     {r.nsp, std::move(json), std::to_string(window_.count())},
+  client_.async_eval(save_script,
+                     {record_key(parts->sid, parts->secret), direct_key(r.sid),
+                      prefix_ + "sid:" + r.sid},
+                     {r.nsp, std::move(json), std::to_string(window_.count()), node_id_},
                      [this](std::error_code ec, const redis_value& v) {
                        if (ec || v.is_error()) ++errors_;
                      });
@@ -199,7 +213,14 @@ bool sio_recovery_store::save(const std::string& pid, const sio_recovery_record&
 }
 
 void sio_recovery_store::drop(const std::string& pid) {
-  if (auto parts = parse_pid(pid)) client_.send({"DEL", record_key(parts->sid, parts->secret)});
+  const auto parts = parse_pid(pid);
+  if (!parts) return;
+  client_.async_eval(drop_script,
+                     {record_key(parts->sid, parts->secret),
+                      prefix_ + "sid:" + std::string(parts->sid)},
+                     {node_id_}, [this](std::error_code ec, const redis_value& v) {
+                       if (ec || v.is_error()) ++errors_;
+                     });
 }
 
 void sio_recovery_store::count_direct(const std::string& sid) {

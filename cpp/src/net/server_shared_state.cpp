@@ -39,6 +39,7 @@ void server::make_shared_state() {
   if (cfg_.sio_recovery_window.count() > 0 && cfg_.socketio) {
     sio_recovery_ = std::make_unique<redis::sio_recovery_store>(
         state_->client(), opts.prefix, cfg_.sio_recovery_window);
+    sio_recovery_->set_node_id(network->node_id());
     sio_.set_recovery_store(sio_recovery_.get(), network->node_id(),
                             [b = broker_.get()](const std::vector<channel>& rooms,
                                                 std::function<void(bool)> done) {

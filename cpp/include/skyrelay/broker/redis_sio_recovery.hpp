@@ -116,6 +116,11 @@ class sio_recovery_store {
   sio_recovery_store(redis_client& client, std::string prefix, std::chrono::milliseconds window,
                      sio_recovery_limits limits = {});
 
+  // The node this store writes for (the broker's node id). With it, save() and drop() leave
+  // the record alone once the sid's registry entry (`sid:<sid>`) names another node: a
+  // socket another node resumed is that node's. Call before any save.
+  void set_node_id(std::string id) { node_id_ = std::move(id); }
+
   // Writes the record of `pid` (made by make_pid for r.sid) and makes sure the sid's direct
   // counter exists; both live from now. Does not wait. False (nothing written, and the older
   // record dropped, so the socket cannot be resumed elsewhere from a stale state) when the
@@ -151,6 +156,7 @@ class sio_recovery_store {
  private:
   redis_client& client_;
   const std::string prefix_;
+  std::string node_id_;
   const std::chrono::milliseconds window_;
   const sio_recovery_limits limits_;
   std::atomic<std::uint64_t> saved_{0}, save_refused_{0}, claimed_{0}, claim_refused_{0},
