@@ -308,6 +308,45 @@ def test_flask_facade_typed_handler():
         socketio.stop()
 
 
+# -- the FastAPI facade -------------------------------------------------------------------------
+
+def test_fastapi_facade_typed_async_handler_and_emitted_model():
+    pytest.importorskip("fastapi")
+    import asyncio
+
+    from fastapi import Depends, FastAPI
+    from fastapi.testclient import TestClient
+
+    from skyrelay.fastapi import SkyRelay
+    from skyrelay.testing import connect
+
+    app = FastAPI()
+    relay = SkyRelay(app, port=0)
+    loops: list[object] = []
+
+    @relay.server.on("move")
+    async def move(conn, data: Move) -> Status:
+        loops.append(asyncio.get_running_loop())
+        conn.join(data.telescope_id)
+        return Status(telescope_id=data.telescope_id, battery=70)
+
+    @app.post("/status")
+    async def post_status(status: Status, server=Depends(relay.dependency)):
+        return {"delivered": server.emit("status_update", status, to=status.telescope_id)}
+
+    with TestClient(app) as http:
+        with connect(relay.server.url) as ws:
+            assert ws.request("move", GOOD) == {"telescope_id": "seestar-001", "battery": 70,
+                                                "changes": []}
+            with pytest.raises(ResponseError) as caught:
+                ws.request("move", {**GOOD, "target": None})
+            assert caught.value.code == "invalid_payload" and "target: " in caught.value.message
+            assert len(loops) == 1
+            body = {"telescope_id": "seestar-001", "battery": 69, "changes": ["battery"]}
+            assert http.post("/status", json=body).json() == {"delivered": 1}
+            assert ws.expect("status_update") == body
+
+
 # -- without pydantic ---------------------------------------------------------------------------
 
 def test_skyrelay_runs_without_pydantic(tmp_path):
