@@ -119,6 +119,9 @@ class JSONProtocolBridge:
             except InvalidPayload as exc:
                 refuse(exc)  # the handler never sees it
                 return
+            except Exception as exc:  # an app validator's error that pydantic does not wrap
+                done(None, exc)
+                return
             self._registry.call(handler, (conn, value), done)
             return
         value = json.loads(data)

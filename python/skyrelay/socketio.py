@@ -150,6 +150,9 @@ class SocketIOBridge:
             except InvalidPayload as exc:
                 self.refuse(sid, ack_id, event, exc)  # the handler never sees it
                 return
+            except Exception as exc:  # an app validator's error that pydantic does not wrap
+                done(None, exc)
+                return
         registry.call(handler, (conn, data), done)
 
     def refuse(self, sid: str, ack_id: int, event: str, exc: RequestError) -> None:
