@@ -301,6 +301,13 @@ def test_socketio_ack_and_error_event(skyrelay_server_factory, sio_clients):
     assert len(counter.calls) == 1
     assert client.call("status_please", timeout=5) == [
         {"telescope_id": "c", "battery": 3, "changes": []}]
+    # A model among several arguments, next to binary: each argument in its own form.
+    pairs: queue.Queue = queue.Queue()
+    client.on("pair", lambda *args: pairs.put(args))
+    assert server.emit("pair", args=[Status(telescope_id="e", battery=5),
+                                     {"frame": b"\x00\x01"}]) == 1
+    assert pairs.get(timeout=5) == ({"telescope_id": "e", "battery": 5, "changes": []},
+                                    {"frame": b"\x00\x01"})
 
 
 # -- the Flask facade ---------------------------------------------------------------------------
