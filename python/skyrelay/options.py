@@ -151,7 +151,7 @@ def manager_channels(spec: str | Iterable[str] | None, broker: str | None = None
     """The ``redis_manager_channels`` option as a list (None: both managers' defaults; none on
     a Redis Cluster, where the bridge's lease and sid-registry reads would cross hash slots,
     so naming channels there is refused rather than half working)."""
-    cluster = (broker or "").lower().startswith("redis+cluster:")
+    cluster = isinstance(broker, str) and broker.lower().startswith("redis+cluster:")
     if spec is None:
         return [] if cluster else ["socketio", "flask-socketio"]
     channels = [spec] if isinstance(spec, str) else list(spec)
