@@ -167,6 +167,41 @@ def test_a_socket_whose_window_passed_gets_a_new_socket(started, clients, redis_
     assert client.ticks() == [1, 3]  # 2 only behind the explicit reset
 
 
+def test_a_socket_whose_history_is_gone_gets_a_new_socket(started, clients, redis_server):
+    import redis  # redis-py, only to remove the room's stream as its TTL would
+
+    a = Node(redis_server.url, "--recovery", "30")
+    started.append(a)
+    b = Node(redis_server.url, "--recovery", "30")
+    started.append(b)
+    c = Node(redis_server.url, "--recovery", "30")  # never saw the room: it reads Redis
+    started.append(c)
+    client = SioClient(a.port, "t")
+    clients.append(client)
+    first = client.next("connect")
+    publish(b, 1, "t")
+    assert event_args(client) == [{"n": 1}, "1"]
+    a.proc.kill()
+    a.proc.wait(timeout=WAIT)
+    assert client.next("disconnect") in ("transport close", "transport error")
+    for n in (2, 3):
+        publish(b, n, "t")
+    r = redis.Redis(host=redis_server.host, port=redis_server.port)
+    try:
+        streams = [k for k in r.scan_iter(match="*{r1:/t}:s", count=1000)]
+        assert len(streams) == 1, streams
+        r.delete(streams[0])
+    finally:
+        r.close()
+    client.command(f"move http://127.0.0.1:{c.port}")
+    back = client.next("connect")
+    assert back["recovered"] is False and back["pid"] != first["pid"]
+    publish(b, 4, "t")
+    assert event_args(client) == [{"n": 4}, "1"]
+    assert client.ticks() == [1, 4]
+    assert c.metric('skyrelay_sio_cross_node_refusals_total{reason="trimmed"}') == 1
+
+
 def test_an_emit_by_sid_missed_while_its_node_was_dead_refuses_the_resume(started, clients,
                                                                          redis_server):
     a = Node(redis_server.url, "--recovery", "30")
