@@ -34,10 +34,10 @@ std::unique_ptr<redis::redis_sio_bridge> make_manager_bridge(server& s) {
     if (local_in(s, sid, room.nsp)) s.join_checked(sid, room);
   };
   a.leave = [&s](const std::string& sid, const channel& room) {
-    if (local_in(s, sid, room.nsp)) s.get_hub().leave(sid, room);
+    if (local_in(s, sid, room.nsp)) s.leave(sid, room);
   };
   a.close_room = [&s](const channel& room) {
-    for (const auto& sid : s.get_hub().room_members(room)) s.get_hub().leave(sid, room);
+    for (const auto& sid : s.get_hub().room_members(room)) s.leave(sid, room);
   };
   a.disconnect = [&s](const std::string& sid, const std::string& nsp) {
     if (!local_in(s, sid, nsp)) return;
