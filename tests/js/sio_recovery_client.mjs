@@ -7,7 +7,8 @@
 // one JSON line per happening: {"connect": {"id", "pid", "recovered"}}, {"disconnect": reason},
 // {"connect_error": message}, {"event": {"name", "args"}}. With PID and OFFSET it presents
 // them from its first CONNECT, as a client that claims a session would. Commands, one per
-// line on stdin: "move URL" (its next reconnection goes to URL), "quit".
+// line on stdin: "move URL" (its next reconnection goes to URL), "cut" (its WebSocket's TCP
+// connection destroyed, no goodbye), "quit".
 import readline from "node:readline";
 import { io } from "socket.io-client";
 
@@ -34,6 +35,8 @@ const lines = readline.createInterface({ input: process.stdin });
 lines.on("line", (line) => {
   const [command, arg] = line.trim().split(" ");
   if (command === "move") socket.io.uri = arg;
+  // The WebSocket's TCP connection destroyed under it: no goodbye, the server keeps the socket.
+  if (command === "cut") socket.io.engine.transport.ws._socket.destroy();
   if (command === "quit") {
     socket.disconnect();
     process.exit(0);

@@ -142,6 +142,27 @@ def test_a_killed_nodes_socket_resumes_on_another_node(started, clients, redis_s
     assert got["recovered"] is False and got["pid"] != first["pid"]
 
 
+def test_a_cut_socket_resumes_on_its_own_node_with_the_new_offsets(started, clients,
+                                                                   redis_server):
+    a = Node(redis_server.url, "--recovery", "30")
+    started.append(a)
+    client = SioClient(a.port, "own")
+    clients.append(client)
+    first = client.next("connect")
+    publish(a, 1, "own")
+    assert event_args(client) == [{"n": 1}, "1"]
+    client.command("cut")
+    assert client.next("disconnect") == "transport close"
+    publish(a, 2, "own")  # before or after the resume: once either way
+    back = client.next("connect")
+    assert back["recovered"] is True and back["pid"] == first["pid"]
+    publish(a, 3, "own")
+    assert event_args(client) == [{"n": 2}, "2"]
+    assert event_args(client) == [{"n": 3}, "3"]
+    assert client.ticks() == [1, 2, 3]
+    assert a.metric("skyrelay_sio_cross_node_resumes_total") == 0
+
+
 def test_a_socket_whose_window_passed_gets_a_new_socket(started, clients, redis_server):
     # A window of 1 s: the record of A's socket is gone from Redis once it has passed.
     a = Node(redis_server.url, "--recovery", "1")
