@@ -13,6 +13,10 @@ real JSON-protocol clients.
   idempotent publish retried on another node gets the first answer, also after the key's
   slot moved to another master (MOVED followed); the publish_rate budget is one across nodes.
   The keys are on a master other than the first seed.
+- The Socket.IO manager bridge, opt-in on a cluster: python-socketio's RedisManager pointed at
+  one master (not the first seed, where the nodes subscribe) reaches both nodes' members once
+  and in order; the lease lives on its slot's master; an enter_room then an emit reaches the
+  new member.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 import httpx
 import pytest
 import redis
+import socketio
 
 import skyrelay
 
@@ -232,14 +237,11 @@ def test_a_bad_cluster_url_is_refused_at_start(url, words):
         server.stop()
 
 
-def test_the_manager_bridge_is_refused_on_a_cluster_by_name():
-    with pytest.raises(ValueError, match="manager bridge does not work on a Redis Cluster"):
-        server = skyrelay.Server(port=0, broker="redis+cluster://127.0.0.1:1",
-                                 redis_manager_channels=["socketio"])
-        try:
-            server.start()
-        finally:
-            server.stop()
+def test_the_manager_bridge_is_opt_in_on_a_cluster():
+    from skyrelay.options import manager_channels
+    assert manager_channels(None, "redis+cluster://127.0.0.1:1") == []
+    assert manager_channels(["socketio"], "redis+cluster://127.0.0.1:1") == ["socketio"]
+    assert manager_channels(None, "redis://127.0.0.1:1") == ["socketio", "flask-socketio"]
 
 
 # Cluster-wide state on a cluster (issue 15 item 4 on redis+cluster://): the nodes'
@@ -375,3 +377,60 @@ def test_the_publish_rate_is_one_budget_across_nodes_on_a_cluster(redis_cluster,
     assert published == 3
     with redis.Redis(host=owner.host, port=owner.port) as r:
         assert r.exists("sr:publish_rate:publish_token") == 1
+
+
+def ws_events_until(ws, last: str, skip: str = "probe") -> list[dict]:
+    """The event frames of `ws` (`skip` left out) up to and including the first named `last`."""
+    return [e for e in events_of(ws, last) if e["event"] != skip]
+
+
+def test_a_redis_manager_on_one_master_reaches_every_node_on_a_cluster(redis_cluster,
+                                                                       state_nodes):
+    # The lease key's master is not the first seed: the nodes reach it through the slot map;
+    # the manager publishes on that master, the nodes subscribe on the first seed (the
+    # cluster bus forwards classic PUBLISH to every node).
+    owner = slot_owner(redis_cluster, "sr:manager:leader:socketio")
+    a, b = state_nodes(url_without_first(redis_cluster, owner), 2,
+                       redis_manager_channels=["socketio"])
+    assert wait_until(lambda: sum(n.metric("skyrelay_manager_leader") for n in (a, b)) == 1,
+                      timeout=WAIT)
+    with redis.Redis(host=owner.host, port=owner.port) as r:
+        assert r.get("sr:manager:leader:socketio")  # the lease, on its slot's master
+    wa, wb = a.client("r1"), b.client("r1")
+    sio = socketio.Client(reconnection=False)
+    got: queue.Queue = queue.Queue()
+    sio.on("*", lambda event, *args: got.put((event, list(args))))
+    sio.connect(f"http://127.0.0.1:{a.port}", transports=["websocket"], wait_timeout=10)
+    mgr = socketio.RedisManager(f"redis://{owner.host}:{owner.port}", write_only=True)
+    try:
+        for ws in (wa, wb):  # both nodes follow r1: a probe reached each member
+            deadline = time.monotonic() + WAIT
+            while True:
+                assert time.monotonic() < deadline, "no probe came"
+                mgr.emit("probe", 0, room="r1")
+                try:
+                    frame = json.loads(ws.recv(timeout=0.2))
+                except TimeoutError:
+                    continue
+                if frame.get("event") == "probe":
+                    break
+        for i in range(20):
+            mgr.emit("tick", {"n": i}, room="r1")
+        mgr.emit("end", 0, room="r1")
+        for ws in (wa, wb):
+            events = ws_events_until(ws, "end")
+            assert [e["data"] for e in events] == [{"n": i} for i in range(20)] + [0]
+        # enter_room for a Socket.IO sid of node a, then an emit: the leader looks the sid up
+        # (its registry key on its own slot's master) and waits for a to apply the join.
+        mgr.enter_room(sio.get_sid(), "/", "r2")
+        mgr.emit("after", 1, room="r2")
+        deadline = time.monotonic() + WAIT
+        while True:
+            event = got.get(timeout=max(0.01, deadline - time.monotonic()))
+            if event[0] != "probe":
+                break
+        assert event == ("after", [1])
+        received = [n.metric("skyrelay_manager_messages_total") for n in (a, b)]
+        assert received[0] == received[1] > 0
+    finally:
+        sio.disconnect()

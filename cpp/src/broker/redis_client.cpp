@@ -201,6 +201,12 @@ void redis_client::send(std::vector<std::string> args) {
   impl_->exec(key, std::move(args), nullptr);
 }
 
+void redis_client::async_call(std::vector<std::string> args, reply_fn done) {
+  if (!done) done = [](std::error_code, redis_value) {};
+  const std::string key = args.size() > 1 ? args[1] : std::string();
+  impl_->exec(key, std::move(args), std::move(done));
+}
+
 void redis_client::async_eval(const redis_script& s, const std::vector<std::string>& keys,
                               const std::vector<std::string>& args, reply_fn done) {
   if (!done) done = [](std::error_code, redis_value) {};

@@ -62,6 +62,10 @@ class redis_client {
                    const std::vector<std::string>& args, std::chrono::milliseconds timeout);
   // Sends a command and does not wait; its reply (or failure) is dropped.
   void send(std::vector<std::string> args);
+  // Sends a command (routed as call()) without waiting: `done` runs once, on the client's
+  // thread, with the reply; on no connection with redis_errc::connection_lost at once (on
+  // that thread too).
+  void async_call(std::vector<std::string> args, reply_fn done);
   // EVALSHA (then EVAL on NOSCRIPT) with `done` on the client's thread; on no connection,
   // `done` gets redis_errc::connection_lost at once (on that thread too).
   void async_eval(const redis_script& s, const std::vector<std::string>& keys,
