@@ -22,7 +22,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AsyncProducer", "BrokerUnavailable", "Connection", "ConnectionRefused", "Forbidden", "JWTAuth", "JWTKey",
+__all__ = ["AsyncProducer", "BrokerUnavailable", "Connection", "ConnectionRefused", "Forbidden",
+           "InvalidPayload", "JWTAuth", "JWTKey",
            "Producer", "PublishError", "Published", "RateLimiter", "RequestError", "Server",
            "__version__"]
 
@@ -32,6 +33,7 @@ _LAZY = {
     "ConnectionRefused": "errors",
     "BrokerUnavailable": "errors",
     "Forbidden": "errors",
+    "InvalidPayload": "typed",
     "JWTAuth": "auth",
     "JWTKey": "auth",
     "RequestError": "errors",
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from .producer import AsyncProducer, Producer, PublishError, Published
     from .ratelimit import RateLimiter
     from .server import Connection, Server
+    from .typed import InvalidPayload
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = ["NestedBytes", "base64_bytes", "encode_args", "encode_base64", "encode_event", "encode_json",
-           "is_json_text", "json_fallback", "pack_binary", "unpack_binary"]
+           "is_json_text", "json_fallback", "model_json", "pack_binary", "unpack_binary"]
 
 _BYTES = (bytes, bytearray, memoryview)
 
@@ -44,9 +44,42 @@ def base64_bytes(value: Any) -> Any:
     return value
 
 
+# Types that are never a pydantic model: encode_json looks no further at these.
+_PLAIN = frozenset({dict, str, int, float, bool, type(None)})
+
+
+def _is_model(value: Any) -> bool:
+    """A pydantic model instance, told without importing pydantic (a model class's own type
+    is its metaclass, which has no serializer)."""
+    return hasattr(type(value), "__pydantic_serializer__") and hasattr(value, "model_dump_json")
+
+
+def model_json(value: Any) -> str | None:
+    """The JSON text of a pydantic model, or of a list or tuple of models, written by
+    pydantic's own serializer (``model_dump_json()``, the model's defaults: no dict on the
+    way); None for anything else."""
+    kind = type(value)
+    if kind is list or kind is tuple:
+        if not value or not _is_model(value[0]) or not all(_is_model(v) for v in value):
+            return None
+        text = "[" + ",".join(v.model_dump_json() for v in value) + "]"
+    elif kind in _PLAIN or not _is_model(value):
+        return None
+    else:
+        text = str(value.model_dump_json())
+    # A model configured with ser_json_inf_nan="constants" writes NaN and Infinity, which are
+    # not JSON: looked for (a substring search), then parsed only when one may be there.
+    if ("NaN" in text or "Infinity" in text) and not is_json_text(text.encode("utf-8")):
+        raise ValueError("a pydantic model wrote NaN or Infinity, which are not JSON "
+                         "(ser_json_inf_nan='constants'?)")
+    return text
+
+
 def json_fallback(obj: Any) -> Any:
     """Turns the usual non-JSON types into JSON ones; raises NestedBytes for bytes and
     TypeError for the rest."""
+    if _is_model(obj):  # a pydantic model inside a dict or list of other things
+        return obj.model_dump(mode="json")
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
@@ -100,17 +133,23 @@ def encode_json(data: Any, default: Callable[[Any], Any] | None = None, *,
                 check: Callable[[bytes], bool] = is_json_text) -> bytes:
     """Serializes a payload once, as the server sends it.
 
-    ``bytes``-like data is taken as already-encoded JSON (and checked with ``check``);
-    everything else goes through :func:`json.dumps` with ``default`` (then the built-in
-    fallbacks for dataclasses, datetimes, enums, sets, UUIDs and numpy values). NaN and
-    infinities are refused because they are not JSON; bytes nested in the payload raise
-    :class:`NestedBytes` (a TypeError).
+    ``bytes``-like data is taken as already-encoded JSON (and checked with ``check``); a
+    pydantic model, or a list or tuple of models, is written by pydantic
+    (:func:`model_json`); everything else goes through :func:`json.dumps` with ``default``
+    (then the built-in fallbacks for pydantic models inside the payload, dataclasses,
+    datetimes, enums, sets, UUIDs and numpy values).
+    NaN and infinities are refused because they are not JSON; bytes nested in the payload
+    raise :class:`NestedBytes` (a TypeError).
     """
     if isinstance(data, _BYTES):
         raw = bytes(data)
         if not check(raw):
             raise ValueError("a bytes payload must be one valid UTF-8 JSON text")
         return raw
+    if type(data) not in _PLAIN:
+        dumped = model_json(data)
+        if dumped is not None:
+            return dumped.encode("utf-8")
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
         data = dataclasses.asdict(data)
     if default is None:
@@ -163,6 +202,12 @@ def encode_args(args: list[Any] | tuple[Any, ...], default: Callable[[Any], Any]
                 ) -> tuple[str, list[bytes]]:
     """A list of arguments as JSON text (with placeholders) and its binary attachments."""
     attachments: list[bytes] = []
+    dumped = [model_json(a) for a in args]
+    if any(d is not None for d in dumped):  # pydantic writes the models' own arguments
+        parts = [d if d is not None else
+                 encode_json(pack_binary(a, attachments), default).decode("utf-8")
+                 for a, d in zip(args, dumped)]
+        return "[" + ",".join(parts) + "]", attachments
     packed = [pack_binary(a, attachments) for a in args]
     return encode_json(packed, default).decode("utf-8"), attachments
 

@@ -24,6 +24,7 @@ import flask
 from .errors import ConnectionRefused
 from .redis_manager import RedisManagerWriter
 from .server import Connection, Server
+from .typed import payload_type
 
 __all__ = ["SocketIO", "Namespace", "SocketIOTestClient", "ConnectionRefusedError", "emit",
            "send", "call", "join_room", "leave_room", "close_room", "rooms", "disconnect"]
@@ -192,10 +193,14 @@ class SocketIO:
 
     def _wrap(self, fn: Callable[..., Any], kind: str, nsp: str, message: str):
         takes_arg = _accepts_argument(fn)
+        # A first parameter typed with a pydantic model (docs/api.md "Typed handlers").
+        spec = payload_type(fn, 0) if kind == "event" else None
 
         def native(conn: Connection, data: Any = None) -> Any:
             app = self.app
             assert app is not None
+            if spec is not None:  # raises InvalidPayload before any handler or error handler
+                data = [spec.from_python(data[0] if data else None, message), *data[1:]]
             with app.app_context(), app.test_request_context(self._path()):
                 req = flask.request._get_current_object()  # type: ignore[attr-defined]
                 req.sid = conn.sid  # type: ignore[attr-defined]

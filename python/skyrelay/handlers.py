@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .typed import PayloadType, payload_type
+
 if TYPE_CHECKING:
     from .connection import Connection
 
@@ -47,6 +49,8 @@ class HandlerRegistry:
         self.loop = loop
         self.new_connection = new_connection
         self.handlers: dict[tuple[Any, str], Handler] = {}  # by (namespace, event)
+        # The validators of the handlers typed with a pydantic model (typed.py), by handler.
+        self.payload_types: dict[Handler, PayloadType] = {}
         self.connect_handlers: dict[Any, Handler] = {}      # by namespace
         self.disconnect_handlers: dict[Any, Handler] = {}
         self.event_limits: dict[str, tuple[float, float]] = {}
@@ -68,7 +72,20 @@ class HandlerRegistry:
             self.disconnect_handlers[nsp] = fn
         else:
             self.handlers[(nsp, event)] = fn
+            spec = payload_type(fn, 1) if event != "*" else None
+            if spec is not None:
+                self.payload_types[fn] = spec  # a typed callable must be hashable
         return fn
+
+    def payload_type(self, fn: Handler) -> PayloadType | None:
+        """The validator of a typed handler, None for any other (one falsy check when the
+        server has no typed handler)."""
+        if not self.payload_types:
+            return None
+        try:
+            return self.payload_types.get(fn)
+        except TypeError:  # an unhashable callable object: never typed
+            return None
 
     def add_roles(self, roles: list[str], namespace: str, room: str | None,
                   event: str | None) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import _core
 from .encoding import encode_json
 from .errors import ConnectionRefused, RequestError
+from .typed import InvalidPayload
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -84,13 +85,16 @@ class JSONProtocolBridge:
             return
         conn = self._registry.connection(sid)
 
+        def refuse(exc: RequestError) -> None:
+            if request_id:
+                core.respond(sid, request_id, False, exc.code, exc.message)
+            else:
+                core.send_error(sid, exc.code, exc.message)
+
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is not None:
                 if isinstance(exc, RequestError):
-                    if request_id:
-                        core.respond(sid, request_id, False, exc.code, exc.message)
-                    else:
-                        core.send_error(sid, exc.code, exc.message)
+                    refuse(exc)
                     return
                 # A plain event has no answer to carry the error: only the log hears of it.
                 message = self._registry.handler_error(f"handler for {event!r} failed", exc)
@@ -108,6 +112,18 @@ class JSONProtocolBridge:
                     return
                 core.respond(sid, request_id, True, body, "")
 
+        spec = self._registry.payload_type(handler)
+        if spec is not None:  # a typed handler: pydantic parses the JSON text itself
+            try:
+                value = spec.from_json(data, event)
+            except InvalidPayload as exc:
+                refuse(exc)  # the handler never sees it
+                return
+            except Exception as exc:  # an app validator's error that pydantic does not wrap
+                done(None, exc)
+                return
+            self._registry.call(handler, (conn, value), done)
+            return
         value = json.loads(data)
         if getattr(handler, "_skyrelay_args", False):  # facade handlers take an argument list
             value = [] if value is None else [value]

@@ -150,7 +150,7 @@ def _fields(o: SimpleNamespace) -> dict[str, Any]:
 def manager_channels(spec: str | Iterable[str] | None, broker: str | None = None) -> list[str]:
     """The ``redis_manager_channels`` option as a list (None: both managers' defaults; none on
     a Redis Cluster, where the bridge is opt-in: name the channels to turn it on)."""
-    cluster = (broker or "").lower().startswith("redis+cluster:")
+    cluster = isinstance(broker, str) and broker.lower().startswith("redis+cluster:")
     if spec is None:
         return [] if cluster else ["socketio", "flask-socketio"]
     channels = [spec] if isinstance(spec, str) else list(spec)

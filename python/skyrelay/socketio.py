@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .encoding import encode_args, unpack_binary
 from .errors import ConnectionRefused, Forbidden, RequestError
+from .typed import InvalidPayload
 
 if TYPE_CHECKING:
     from . import _core
@@ -110,6 +111,7 @@ class SocketIOBridge:
         conn = registry.connection(sid)
         args = unpack_binary(json.loads(args_json), attachments)
         handler = registry.namespace_handler(registry.handlers, conn.namespace, event)
+        spec = registry.payload_type(handler) if handler is not None else None
         if handler is None:
             handler = registry.namespace_handler(registry.handlers, conn.namespace, "*")
             if handler is not None:
@@ -119,13 +121,7 @@ class SocketIOBridge:
 
         def done(result: Any, exc: BaseException | None) -> None:
             if isinstance(exc, RequestError):
-                # The same answer the server gives for a refused event: the ack when the client
-                # asked for one, else (for Forbidden) a "forbidden" event.
-                error = {"error": {"code": exc.code, "message": exc.message, "event": event}}
-                if ack_id >= 0:
-                    self.ack(sid, ack_id, [error])
-                elif isinstance(exc, Forbidden):
-                    self.emit(sid, "forbidden", [error])
+                self.refuse(sid, ack_id, event, exc)
                 return
             if exc is not None:
                 # The client that asked for an ack gets handler_error (generic unless debug),
@@ -148,7 +144,32 @@ class SocketIOBridge:
 
         # Handlers marked with `_skyrelay_args` (the Flask-SocketIO facade) get the raw list.
         data = args if getattr(handler, "_skyrelay_args", False) else handler_args(args)
+        if spec is not None:  # a typed handler: the arguments are decoded already
+            try:
+                data = spec.from_python(data, event)
+            except InvalidPayload as exc:
+                self.refuse(sid, ack_id, event, exc)  # the handler never sees it
+                return
+            except Exception as exc:  # an app validator's error that pydantic does not wrap
+                done(None, exc)
+                return
         registry.call(handler, (conn, data), done)
+
+    def refuse(self, sid: str, ack_id: int, event: str, exc: RequestError) -> None:
+        """Answers an event refused with a RequestError as the server answers a refused event:
+        the ack when the client asked for one, else a ``forbidden`` event for
+        :class:`Forbidden` and an ``error`` event for :class:`InvalidPayload` (other codes
+        have no answer without an ack)."""
+        if isinstance(exc, InvalidPayload):
+            error = exc.answer()
+        else:
+            error = {"error": {"code": exc.code, "message": exc.message, "event": event}}
+        if ack_id >= 0:
+            self.ack(sid, ack_id, [error])
+        elif isinstance(exc, Forbidden):
+            self.emit(sid, "forbidden", [error])
+        elif isinstance(exc, InvalidPayload):
+            self.emit(sid, "error", [error])
 
     def on_ack(self, sid: str, ack_id: int, args_json: str, attachments: list[bytes]) -> None:
         with self._lock:
