@@ -149,17 +149,11 @@ def _fields(o: SimpleNamespace) -> dict[str, Any]:
 
 def manager_channels(spec: str | Iterable[str] | None, broker: str | None = None) -> list[str]:
     """The ``redis_manager_channels`` option as a list (None: both managers' defaults; none on
-    a Redis Cluster, where the bridge's lease and sid-registry reads would cross hash slots,
-    so naming channels there is refused rather than half working)."""
+    a Redis Cluster, where the bridge is opt-in: name the channels to turn it on)."""
     cluster = isinstance(broker, str) and broker.lower().startswith("redis+cluster:")
     if spec is None:
         return [] if cluster else ["socketio", "flask-socketio"]
     channels = [spec] if isinstance(spec, str) else list(spec)
-    if cluster and channels:
-        raise ValueError("redis_manager_channels: the Socket.IO manager bridge does not work on "
-                         "a Redis Cluster yet (docs/architecture.md, \"Redis Cluster\"); point "
-                         "python-socketio's RedisManager and the nodes at one Redis server, or "
-                         "pass redis_manager_channels=[]")
     for channel in channels:
         if not isinstance(channel, str) or not channel:
             raise ValueError(f"a redis_manager_channels entry is a non-empty string, "

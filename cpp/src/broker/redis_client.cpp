@@ -2,18 +2,13 @@
 // blocking calls for the threads that need an answer (redis_client.hpp).
 #include "skyrelay/broker/redis_client.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <openssl/sha.h>
 
 #include <future>
-#include <mutex>
 #include <stdexcept>
-#include <thread>
 
-#include "skyrelay/broker/redis_backoff.hpp"
-#include "skyrelay/broker/redis_connection.hpp"
+#include "redis_client_impl.hpp"
 #include "skyrelay/hub/broker.hpp"
 
 namespace skyrelay::redis {
@@ -46,70 +41,90 @@ std::vector<std::string> eval_args(const char* verb, const std::string& script_o
 
 redis_script::redis_script(std::string t) : text(std::move(t)), sha(sha1_hex(text)) {}
 
-struct redis_client::impl {
-  explicit impl(redis_url u) : url(std::move(u)), guard(io.get_executor()), retry(io) {}
+void redis_client::impl::connect() {
+  const unsigned g = ++gen;
+  if (clustered()) return discover(g, 0);
+  redis_connection::options o;
+  o.url = url;
+  o.mode = redis_connection::role::commands;
+  auto c = redis_connection::create(io.get_executor(), o);
+  c->set_error_handler([this, g](std::error_code ec) { lost(g, "lost: " + ec.message()); });
+  c->start([this, g, w = std::weak_ptr<redis_connection>(c)](std::error_code ec) {
+    auto c = w.lock();
+    if (g != gen || !c) return;
+    if (ec) return lost(g, "cannot connect to redis at " + url.host + ":" +
+                               std::to_string(url.port) + ": " + ec.message());
+    ready(g, c);
+  });
+  std::lock_guard lock(mu);
+  opened = {c};
+}
 
-  // On the client's thread.
-  void connect() {
-    const unsigned g = ++gen;
-    redis_connection::options o;
-    o.url = url;
-    o.mode = redis_connection::role::commands;
-    auto c = redis_connection::create(io.get_executor(), o);
-    c->set_error_handler([this, g](std::error_code ec) { lost(g, "lost: " + ec.message()); });
-    c->start([this, g, w = std::weak_ptr<redis_connection>(c)](std::error_code ec) {
-      auto c = w.lock();
-      if (g != gen || !c) return;
-      if (ec) return lost(g, "cannot connect to redis at " + url.host + ":" +
-                                 std::to_string(url.port) + ": " + ec.message());
-      backoff.reset();
-      std::lock_guard lock(mu);
-      conn = c;
-      why.clear();
-      connected = true;
-    });
-    pending = c;
-  }
+void redis_client::impl::ready(unsigned g, std::shared_ptr<redis_connection> c) {
+  if (g != gen) return;
+  backoff.reset();
+  std::lock_guard lock(mu);
+  conn = std::move(c);
+  why.clear();
+  connected = true;
+}
 
-  void lost(unsigned g, std::string reason) {
-    if (g != gen || stopping) return;
-    ++gen;
-    {
-      std::lock_guard lock(mu);
-      conn.reset();
-      why = "redis connection " + std::move(reason);
-      connected = false;
-    }
-    if (pending) pending->close();
-    pending.reset();
-    backoff.schedule(retry, [this] {
-      if (!stopping) connect();
-    });
-  }
-
-  std::shared_ptr<redis_connection> current() {
+void redis_client::impl::lost(unsigned g, std::string reason) {
+  if (g != gen || stopping) return;
+  ++gen;
+  std::vector<std::shared_ptr<redis_connection>> old;
+  {
     std::lock_guard lock(mu);
+    old.swap(opened);
+    conn.reset();
+    masters.clear();
+    owner.clear();
+    why = "redis connection " + std::move(reason);
+    connected = false;
+  }
+  for (auto& c : old) c->close();
+  backoff.schedule(retry, [this] {
+    if (!stopping) connect();
+  });
+}
+
+std::shared_ptr<redis_connection> redis_client::impl::route(const std::string& key,
+                                                           std::string* host) {
+  std::lock_guard lock(mu);
+  if (!connected) return nullptr;
+  if (masters.empty() || owner.empty()) {
+    if (host) *host = url.host;
     return conn;
   }
+  const int i = owner[key_slot(key)];
+  const auto& m = masters[static_cast<std::size_t>(i < 0 ? 0 : i)];
+  if (host) *host = m.first.substr(0, m.first.rfind(':'));
+  return m.second;
+}
 
-  redis_url url;
-  asio::io_context io{1};
-  asio::executor_work_guard<asio::io_context::executor_type> guard;
-  asio::steady_timer retry;
-  std::thread thread;
-  // The thread's.
-  unsigned gen{0};
-  bool stopping{false};
-  redis_backoff backoff;
-  std::shared_ptr<redis_connection> pending;  // the connection being made or in use
-  // Shared with callers.
-  mutable std::mutex mu;
-  std::shared_ptr<redis_connection> conn;  // while connected
-  std::string why{"connecting to redis"};
-  std::atomic<bool> connected{false};
-};
+void redis_client::impl::exec(const std::string& key, std::vector<std::string> args,
+                              reply_fn done) {
+  std::string host;
+  auto c = route(key, &host);
+  if (!c) {
+    if (done)
+      asio::post(io, [done = std::move(done)] {
+        done(make_error_code(redis_errc::connection_lost), {});
+      });
+    return;
+  }
+  if (!clustered()) return c->execute(std::move(args), std::move(done));
+  // A cluster: the slot may have moved since the map was read (MOVED, ASK): followed once.
+  auto kept = std::make_shared<std::vector<std::string>>(args);
+  c->execute(std::move(args), [this, host, kept, done = std::move(done)](
+                                  std::error_code ec, redis_value v) mutable {
+    if (ec == redis_errc::server_error && follow(v.str, host, kept, done)) return;
+    if (done) done(ec, std::move(v));
+  });
+}
 
-redis_client::redis_client(redis_url url) : impl_(std::make_shared<impl>(std::move(url))) {
+redis_client::redis_client(redis_url url, std::vector<redis_endpoint> cluster_seeds)
+    : impl_(std::make_shared<impl>(std::move(url), std::move(cluster_seeds))) {
   impl* i = impl_.get();
   asio::post(i->io, [i] { i->connect(); });
   i->thread = std::thread([i] { i->io.run(); });
@@ -121,12 +136,18 @@ redis_client::~redis_client() {
     i->stopping = true;
     ++i->gen;
     i->retry.cancel();
-    if (i->pending) i->pending->close();
+    std::vector<std::shared_ptr<redis_connection>> old;
+    {
+      std::lock_guard lock(i->mu);
+      old.swap(i->opened);
+      i->connected = false;
+    }
+    for (auto& c : old) c->close();
   });
   i->guard.reset();
   i->thread.join();
-  i->pending.reset();
   i->conn.reset();
+  i->masters.clear();
 }
 
 bool redis_client::connected() const noexcept { return impl_->connected.load(); }
@@ -146,11 +167,11 @@ std::string redis_client::reason() const {
 asio::io_context& redis_client::context() noexcept { return impl_->io; }
 
 redis_value redis_client::call(std::vector<std::string> args, std::chrono::milliseconds timeout) {
-  auto c = impl_->current();
-  if (!c) throw broker_unavailable(reason());
+  if (!connected()) throw broker_unavailable(reason());
   auto done = std::make_shared<std::promise<std::pair<std::error_code, redis_value>>>();
   auto answer = done->get_future();
-  c->execute(std::move(args), [done](std::error_code ec, redis_value v) {
+  const std::string key = args.size() > 1 ? args[1] : std::string();
+  impl_->exec(key, std::move(args), [done](std::error_code ec, redis_value v) {
     done->set_value({ec, std::move(v)});
   });
   if (answer.wait_for(timeout) != std::future_status::ready)
@@ -176,27 +197,30 @@ redis_value redis_client::eval(const redis_script& s, const std::vector<std::str
 }
 
 void redis_client::send(std::vector<std::string> args) {
-  if (auto c = impl_->current()) c->execute(std::move(args), nullptr);
+  const std::string key = args.size() > 1 ? args[1] : std::string();
+  impl_->exec(key, std::move(args), nullptr);
+}
+
+void redis_client::async_call(std::vector<std::string> args, reply_fn done) {
+  if (!done) done = [](std::error_code, redis_value) {};
+  const std::string key = args.size() > 1 ? args[1] : std::string();
+  impl_->exec(key, std::move(args), std::move(done));
 }
 
 void redis_client::async_eval(const redis_script& s, const std::vector<std::string>& keys,
                               const std::vector<std::string>& args, reply_fn done) {
   if (!done) done = [](std::error_code, redis_value) {};
-  auto c = impl_->current();
-  if (!c) {
-    asio::post(impl_->io, [done = std::move(done)] {
-      done(make_error_code(redis_errc::connection_lost), {});
-    });
-    return;
-  }
-  // The script text rides along for a NOSCRIPT retry on the same connection.
+  // The script text rides along for a NOSCRIPT retry where the key lives (on a cluster, every
+  // key of a script is in one slot: the first one routes it).
+  const std::string key = keys.empty() ? std::string() : keys.front();
   auto full = std::make_shared<std::vector<std::string>>(eval_args("EVAL", s.text, keys, args));
-  c->execute(eval_args("EVALSHA", s.sha, keys, args),
-             [c, full, done = std::move(done)](std::error_code ec, redis_value v) mutable {
-               if (ec == redis_errc::server_error && v.str.rfind("NOSCRIPT", 0) == 0)
-                 return c->execute(std::move(*full), std::move(done));
-               done(ec, std::move(v));
-             });
+  impl* i = impl_.get();  // the handler runs on the client's thread, which impl outlives
+  i->exec(key, eval_args("EVALSHA", s.sha, keys, args),
+          [i, key, full, done = std::move(done)](std::error_code ec, redis_value v) mutable {
+            if (ec == redis_errc::server_error && v.str.rfind("NOSCRIPT", 0) == 0)
+              return i->exec(key, std::move(*full), std::move(done));
+            done(ec, std::move(v));
+          });
 }
 
 // One call's end: the first of its answer and its timer wins; both run on the client's thread.
@@ -219,7 +243,7 @@ void redis_client::async_eval(const redis_script& s, std::vector<std::string> ke
   auto call = std::make_shared<timed_call>(impl_->io, std::move(done));
   asio::post(impl_->io, [this, &s, keys = std::move(keys), args = std::move(args), timeout,
                          call, i = impl_] {
-    if (!i->current()) {
+    if (!i->connected) {
       return call->finish(std::make_exception_ptr(broker_unavailable(reason())), {});
     }
     call->timer.expires_after(timeout);

@@ -13,7 +13,7 @@ namespace skyrelay::redis {
 namespace {
 
 // Takes the lease when nobody holds it, extends it for its holder; 1 when ARGV[1] holds it.
-constexpr const char* lease_script = R"lua(
+const redis_script lease_script{R"lua(
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -24,14 +24,40 @@ if not holder then
   return 1
 end
 return 0
-)lua";
+)lua"};
 
 // Gives the lease up, only when ARGV[1] holds it.
-constexpr const char* release_script = R"lua(
+const redis_script release_script{R"lua(
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-)lua";
+)lua"};
 }  // namespace
+
+redis_connection::reply_handler redis_sio_bridge::impl::on_thread(
+    redis_connection::reply_handler done) {
+  // From the client's thread to the bridge's; nothing once the bridge is gone.
+  return [w = self, done = std::move(done)](std::error_code ec, redis_value v) mutable {
+    if (auto i = w.lock())
+      asio::post(i->io, [done = std::move(done), ec, v = std::move(v)]() mutable {
+        done(ec, std::move(v));
+      });
+  };
+}
+
+void redis_sio_bridge::impl::keyed_eval(const redis_script& s, const std::string& key,
+                                        std::vector<std::string> args,
+                                        redis_connection::reply_handler done) {
+  if (keyed) return keyed->async_eval(s, {key}, args, on_thread(std::move(done)));
+  std::vector<std::string> full{"EVAL", s.text, "1", key};
+  full.insert(full.end(), args.begin(), args.end());
+  cmd->execute(std::move(full), std::move(done));
+}
+
+void redis_sio_bridge::impl::keyed_get(const std::string& key,
+                                       redis_connection::reply_handler done) {
+  if (keyed) return keyed->async_call({"GET", key}, on_thread(std::move(done)));
+  cmd->execute({"GET", key}, std::move(done));
+}
 
 void redis_sio_bridge::impl::connect() {
   const unsigned g = ++gen;
@@ -86,9 +112,8 @@ void redis_sio_bridge::impl::tick() {
     const auto asked = clock_type::now();
     const unsigned g = gen;
     for (auto& [channel, l] : leases) {
-      cmd->execute({"EVAL", lease_script, "1", l.key, opts.node_id,
-                    std::to_string(opts.lease_ttl.count())},
-                   [this, g, asked, c = channel](std::error_code ec, redis_value v) {
+      keyed_eval(lease_script, l.key, {opts.node_id, std::to_string(opts.lease_ttl.count())},
+                 [this, g, asked, c = channel](std::error_code ec, redis_value v) {
         if (g != gen || stopping) return;
         auto& l = leases.at(c);
         l.held = !ec && v.integer == 1;
@@ -161,10 +186,9 @@ void redis_sio_bridge::impl::stop() {
   // Hand the leases over at once rather than after their TTL; bounded if Redis is silent.
   auto left = std::make_shared<std::size_t>(held.size());
   for (const auto& key : held)
-    cmd->execute({"EVAL", release_script, "1", key, opts.node_id},
-                 [close, left](std::error_code, redis_value) {
-                   if (--*left == 0) close();
-                 });
+    keyed_eval(release_script, key, {opts.node_id}, [close, left](std::error_code, redis_value) {
+      if (--*left == 0) close();
+    });
   stop_timer.expires_after(std::chrono::milliseconds{500});
   stop_timer.async_wait([close](boost::system::error_code ec) {
     if (!ec) close();
@@ -188,6 +212,7 @@ void redis_sio_bridge::stop() {
   asio::post(i->io, [i] { i->stop(); });
   i->guard.reset();
   i->thread.join();
+  i->keyed.reset();  // joins its thread: none of its answers is posted after this
   i->cmd.reset();
   i->sub.reset();
 }

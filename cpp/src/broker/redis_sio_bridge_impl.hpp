@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "skyrelay/broker/redis_backoff.hpp"
+#include "skyrelay/broker/redis_client.hpp"
 #include "skyrelay/broker/redis_connection.hpp"
 #include "skyrelay/broker/redis_sio_bridge.hpp"
 #include "skyrelay/broker/sio_manager_message.hpp"
@@ -58,6 +59,7 @@ struct redis_sio_bridge::impl {
         stop_timer(io),
         order_timer(io),
         apply_timer(io) {
+    if (!opts.seeds.empty()) keyed = std::make_unique<redis_client>(opts.url, opts.seeds);
     for (const auto& c : opts.channels) {
       leases[c].key = opts.prefix + "manager:leader:" + c;
       applied_channels[opts.prefix + "manager:applied:" + c] = c;
@@ -66,6 +68,12 @@ struct redis_sio_bridge::impl {
 
   void connect();
   void lost(unsigned g);
+  // A command on one key (a one-key script, GET): on `cmd`, or on a cluster through `keyed`
+  // to the key's master; `done` runs on the bridge's thread either way.
+  void keyed_eval(const redis_script& s, const std::string& key, std::vector<std::string> args,
+                  redis_connection::reply_handler done);
+  void keyed_get(const std::string& key, redis_connection::reply_handler done);
+  redis_connection::reply_handler on_thread(redis_connection::reply_handler done);
   void tick();
   void on_message(unsigned g, const redis_message& m);
   void handle_emit(manager_message& m, const lease& l);
@@ -103,6 +111,7 @@ struct redis_sio_bridge::impl {
 
   // The thread's.
   std::shared_ptr<redis_connection> cmd, sub;
+  std::unique_ptr<redis_client> keyed;  // redis+cluster only; reset by stop() after the join
   unsigned gen{0};
   bool ready{false}, stopping{false};
   redis_backoff backoff;

@@ -100,8 +100,7 @@ void redis_sio_bridge::impl::await_method(const std::string& channel, const mana
   order.push_back({channel, std::nullopt, b});
   ++order_waits;
   const unsigned g = gen;
-  cmd->execute({"GET", opts.prefix + "sid:" + m.sid},
-               [this, g, b](std::error_code ec, redis_value v) {
+  keyed_get(opts.prefix + "sid:" + m.sid, [this, g, b](std::error_code ec, redis_value v) {
                  if (g != gen || stopping) return;
                  b->looked_up = true;
                  // A live sid names its node; "-" (closed) or nothing: no one will apply it.

@@ -65,7 +65,7 @@ redis_state::redis_state(hub& local, redis_url url, redis_state_options opts)
     : hub_(local), opts_(std::move(opts)) {
   if (opts_.node_id.empty()) opts_.node_id = new_sid().substr(0, 12);
   opts_.ttl = std::max(opts_.ttl, std::chrono::milliseconds{500});
-  client_ = std::make_unique<redis_client>(std::move(url));
+  client_ = std::make_unique<redis_client>(std::move(url), opts_.seeds);
   timer_ = std::make_unique<boost::asio::steady_timer>(client_->context());
   boost::asio::post(client_->context(), [this] { schedule(); });
 }

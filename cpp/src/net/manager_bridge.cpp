@@ -20,6 +20,7 @@ std::unique_ptr<redis::redis_sio_bridge> make_manager_bridge(server& s) {
   const auto parsed = redis::parse_broker_url(cfg.broker);
   redis::redis_sio_bridge_options o;
   o.url = parsed.url;
+  o.seeds = parsed.seeds;  // redis+cluster: keyed commands by slot (redis_sio_bridge.hpp)
   o.prefix = parsed.prefix;
   o.node_id = broker->node_id();
   o.channels = cfg.redis_manager_channels;

@@ -21,22 +21,23 @@ void server::make_shared_state() {
   auto* network = dynamic_cast<redis::redis_broker*>(broker_.get());
   if (!network) return;
   auto opts = redis::parse_broker_url(cfg_.broker);
-  // redis+cluster: not shared yet (docs/architecture.md, "Redis Cluster"): room sizes,
-  // /health's cluster block, idempotency keys and the publish budget stay this node's.
-  // Nor is Socket.IO recovery across nodes: the publish script's direct counter cannot be
-  // kept atomically on a cluster, so a reconnection that lands on another node gets a new
-  // socket (recovered false), as before.
-  if (!opts.seeds.empty()) return;
+  // redis+cluster: the client routes each call to its key's master (redis_client.hpp): the
+  // state's keys share the tag `{state}`; each idempotency key and budget is one key.
   redis::redis_state_options so;
   so.prefix = opts.prefix;
   so.node_id = network->node_id();
   so.ttl = cfg_.cluster_state_ttl;
   so.rooms_max = cfg_.cluster_rooms_max;
+  so.seeds = opts.seeds;
   state_ = std::make_unique<redis::redis_state>(hub_, opts.url, so);
   shared_idem_ = std::make_unique<redis::redis_idempotency>(state_->client(), opts.prefix,
                                                             std::chrono::minutes(5));
   idem_.set_backend(shared_idem_.get());
-  if (cfg_.sio_recovery_window.count() > 0 && cfg_.socketio) {
+  // Socket.IO recovery across nodes, on one server or Sentinel only: on a cluster the
+  // publish's sid reads are not atomic with its numbering, so the direct counter cannot be
+  // kept (docs/architecture.md): a reconnection that lands on another node gets a new
+  // socket (recovered false), as before.
+  if (cfg_.sio_recovery_window.count() > 0 && cfg_.socketio && opts.seeds.empty()) {
     sio_recovery_ = std::make_unique<redis::sio_recovery_store>(
         state_->client(), opts.prefix, cfg_.sio_recovery_window);
     sio_recovery_->set_node_id(network->node_id());
@@ -110,6 +111,9 @@ void server::append_cluster_metrics(std::string& out) const {
       c.report_errors);
   add("skyrelay_cluster_shared_key_errors_total",
       "Shared idempotency-key calls to Redis that failed.", "counter", shared_idem_->errors());
+  add("skyrelay_cluster_redirects_total",
+      "MOVED and ASK answers followed by the shared-state connection (redis+cluster).",
+      "counter", state_->client().redirects());
 }
 
 }  // namespace skyrelay

@@ -21,7 +21,8 @@
 //   method until that word came, the sid is on no live node, or `order_timeout` passed.
 //
 // Threads. The bridge has one thread and io_context of its own with two Redis connections
-// (a subscriber for the channels, a command one for the lease). Messages are handled on that
+// (a subscriber for the channels, a command one for the lease); on a cluster the keyed
+// commands use a redis_client of its own (its thread; answers posted back to the bridge's). Messages are handled on that
 // thread one at a time, in the order Redis sent them; `actions` are called there, with no lock
 // held (a publish blocks the thread until the broker answered). Counters are atomics.
 #pragma once
@@ -65,6 +66,11 @@ struct redis_sio_bridge_options {
   // How long the leader holds the emits after a room method for the sid's node to apply it.
   std::chrono::milliseconds order_timeout{2'000};
   std::size_t order_max{10'000};  // emits held meanwhile; past it the oldest wait ends
+  // redis+cluster: the seeds. The lease scripts and the sid-registry reads then go through a
+  // cluster-aware redis_client (each to the master of its key's slot, redis_client.hpp); the
+  // channels' SUBSCRIBE and the applied PUBLISH stay on `url`'s node (classic pub/sub: the
+  // cluster bus forwards every PUBLISH to every node).
+  std::vector<redis_endpoint> seeds;
 };
 
 struct manager_counters {

@@ -24,6 +24,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "skyrelay/broker/redis_client.hpp"
 #include "skyrelay/hub/channel.hpp"
@@ -37,6 +38,9 @@ struct redis_state_options {
   std::chrono::milliseconds ttl{5'000};      // a report's life; reports every ttl/5
   std::size_t rooms_max{10'000};             // rooms reported per node (its largest)
   std::chrono::milliseconds call_timeout{1'000};
+  // redis+cluster: the seeds (redis_client.hpp); every key here has the hash tag `{state}`,
+  // so all of them are in one slot, on one master.
+  std::vector<redis_endpoint> seeds;
 };
 
 // The cluster as of this node's last report.
