@@ -69,20 +69,8 @@ void redis_client::impl::discover(unsigned g, std::size_t seed) {
     std::lock_guard lock(mu);
     opened = {c};  // lost() and the destructor close it while it asks
   }
-  c->start([this, g, c, next](std::error_code ec) {
-    if (g != gen || stopping) return;
-    if (ec) return next(ec.message());
-    c->execute({"CLUSTER", "SLOTS"}, [this, g, c, next](std::error_code ec, redis_value v) {
-      if (g != gen || stopping) return;
-      c->close();
-      if (ec) return next(v.str.empty() ? ec.message() : v.str);
-      auto map = parse_cluster_slots(v);
-      if (!map || map->masters.empty()) return next("no slot map in its CLUSTER SLOTS answer");
-      for (int o : map->owner)
-        if (o < 0) return next("it does not know a master for every slot");
-      open_masters(g, *map);
-    });
-  });
+  ask_slot_map(c, [this, g] { return g == gen && !stopping; }, next,
+               [this, g](const cluster_map& map) { open_masters(g, map); });
 }
 
 void redis_client::impl::open_masters(unsigned g, const cluster_map& map) {

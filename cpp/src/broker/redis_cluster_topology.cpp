@@ -32,20 +32,8 @@ void redis_broker::impl::discover(unsigned g, std::size_t seed) {
   co.mode = redis_connection::role::commands;
   auto c = redis_connection::create(io.get_executor(), co);
   cmd = c;  // lost() and the destructor close it while it asks
-  c->start([this, g, c, next](std::error_code ec) {
-    if (g != gen || stopping) return;
-    if (ec) return next(ec.message());
-    c->execute({"CLUSTER", "SLOTS"}, [this, g, c, next](std::error_code ec, redis_value v) {
-      if (g != gen || stopping) return;
-      c->close();
-      if (ec) return next(v.str.empty() ? ec.message() : v.str);
-      auto map = parse_cluster_slots(v);
-      if (!map || map->masters.empty()) return next("no slot map in its CLUSTER SLOTS answer");
-      for (int owner : map->owner)
-        if (owner < 0) return next("it does not know a master for every slot");
-      open_shards(g, *map);
-    });
-  });
+  ask_slot_map(c, [this, g] { return g == gen && !stopping; }, next,
+               [this, g](const cluster_map& map) { open_shards(g, map); });
 }
 
 void redis_broker::impl::open_shards(unsigned g, const cluster_map& map) {

@@ -366,4 +366,23 @@ void redis_connection::fail(std::error_code why) {
   if (was == state::ready && why != redis_errc::closed && on_error_) on_error_(why);
 }
 
+void ask_slot_map(const std::shared_ptr<redis_connection>& c, std::function<bool()> current,
+                  std::function<void(std::string)> fail,
+                  std::function<void(const cluster_map&)> found) {
+  c->start([c, current, fail, found](std::error_code ec) {
+    if (!current()) return;
+    if (ec) return fail(ec.message());
+    c->execute({"CLUSTER", "SLOTS"}, [c, current, fail, found](std::error_code ec, redis_value v) {
+      if (!current()) return;
+      c->close();
+      if (ec) return fail(v.str.empty() ? ec.message() : v.str);
+      auto map = parse_cluster_slots(v);
+      if (!map || map->masters.empty()) return fail("no slot map in its CLUSTER SLOTS answer");
+      for (int owner : map->owner)
+        if (owner < 0) return fail("it does not know a master for every slot");
+      found(*map);
+    });
+  });
+}
+
 }  // namespace skyrelay::redis

@@ -37,6 +37,7 @@
 #include "skyrelay/broker/redis_stream.hpp"
 #include "skyrelay/broker/redis_url.hpp"
 #include "skyrelay/broker/redis_value.hpp"
+#include "skyrelay/broker/redis_wire.hpp"
 
 struct redisReader;
 
@@ -157,5 +158,13 @@ class redis_connection : public std::enable_shared_from_this<redis_connection> {
   message_handler on_message_;
   error_handler on_error_;
 };
+
+// Starts `c` (a commands connection to one cluster seed) and asks it for CLUSTER SLOTS, then
+// closes it. `current()` is asked before each step acts (false: the caller has moved on, and
+// nothing more is done); `fail(why)` gets a failure to connect or ask, or an answer without a
+// master for every slot; `found(map)` gets a full slot map. On `c`'s executor.
+void ask_slot_map(const std::shared_ptr<redis_connection>& c, std::function<bool()> current,
+                  std::function<void(std::string)> fail,
+                  std::function<void(const cluster_map&)> found);
 
 }  // namespace skyrelay::redis
