@@ -51,15 +51,17 @@ def token(role: str, sub: str, secret: str = SECRET) -> str:
 class Client:
     """A python-socketio client on one namespace that records every event as (name, data)."""
 
-    def __init__(self, port: int, namespace: str, tok: str | None) -> None:
+    def __init__(self, port: int, namespace: str, tok: str | None,
+                 header: bool = False) -> None:
         self.namespace = namespace
         self.events: queue.Queue = queue.Queue()
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("*", lambda event, *args: self.events.put((event, args[0] if args else None)),
                     namespace=namespace)
         self.sio.connect(f"http://127.0.0.1:{port}", namespaces=[namespace],
-                         auth={"token": tok} if tok else None, transports=["websocket"],
-                         wait_timeout=WAIT)
+                         auth={"token": tok} if tok and not header else None,
+                         headers={"Authorization": f"Bearer {tok}"} if header else None,
+                         transports=["websocket"], wait_timeout=WAIT)
 
     def expect(self, event: str) -> dict:
         """The data of the next `event`; other events before it are dropped."""
@@ -144,6 +146,11 @@ def test_namespaces_and_roles(service):
     admin = service.connect("/admin", token("admin", "alice"))
     welcome = admin.expect("admin_connected")
     assert welcome["user"] == "alice" and welcome["can_broadcast"] is True
+    # The token in a header (non-browser clients) identifies the client just the same.
+    by_header = Client(service.port, "/client", token("client", "globex"), header=True)
+    assert by_header.expect("client_connected")["client"] == "globex"
+    assert by_header.call("config_check")["package"]["key"] == "basic"
+    by_header.close()
     support = service.connect("/admin", token("support", "bob"))
     assert support.expect("admin_connected")["can_broadcast"] is False
     answer = support.call("broadcast_announcement", {"message": "hello"})
@@ -388,17 +395,35 @@ def test_socket_io_client_from_node(service):
         stop_process(node)
 
 
-def start_instance(db: Path, redis_url: str) -> tuple[subprocess.Popen, int]:
+def start_instance(db: Path, *options: str) -> tuple[subprocess.Popen, int, list[str]]:
+    """Runs app.py as the README does; returns the process, its port and what it printed."""
+    env = {k: v for k, v in os.environ.items() if k != "CONFIG_ADMIN_SECRET"}
     proc = subprocess.Popen([sys.executable, str(APP_DIR / "app.py"), "--port", "0",
-                             "--db", str(db), "--redis", redis_url, "--jwt-secret", SECRET],
-                            stdout=subprocess.PIPE, text=True, cwd=db.parent,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                             "--db", str(db), *options], stdout=subprocess.PIPE, text=True,
+                            cwd=db.parent, env={**env, "PYTHONUNBUFFERED": "1"})
+    printed = []
     for line in iter(proc.stdout.readline, ""):
+        printed.append(line)
         found = re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)
         if found:
-            return proc, int(found.group(1))
+            return proc, int(found.group(1)), printed
     stop_process(proc)
     raise AssertionError("the instance did not start")
+
+
+def test_the_readme_command_prints_tokens_that_work(tmp_path):
+    proc, port, printed = start_instance(tmp_path / "demo.sqlite3")
+    try:
+        tokens = {parts[1]: parts[2] for parts in (line.split() for line in printed)
+                  if len(parts) == 3 and parts[0] in ("admin", "support", "client")}
+        assert set(tokens) == {"alice", "bob", "acme", "globex", "initech"}
+        admin = Client(port, "/admin", tokens["alice"])
+        assert admin.expect("admin_connected")["user"] == "alice"
+        assert refusal(port, "/admin", tokens["acme"])["data"]["code"] == "forbidden"
+        admin.close()
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0  # SIGTERM stops it gracefully
 
 
 def test_two_instances_on_one_redis(tmp_path, redis_server):
@@ -406,9 +431,10 @@ def test_two_instances_on_one_redis(tmp_path, redis_server):
     db = tmp_path / "shared.sqlite3"
     procs = []
     try:
-        a, port_a = start_instance(db, redis_server.url)
+        options = ("--redis", redis_server.url, "--jwt-secret", SECRET)
+        a, port_a, _ = start_instance(db, *options)
         procs.append(a)
-        b, port_b = start_instance(db, redis_server.url)
+        b, port_b, _ = start_instance(db, *options)
         procs.append(b)
         admin_b = Client(port_b, "/admin", token("admin", "carol"))
         initech_b = Client(port_b, "/client", token("client", "initech"))
