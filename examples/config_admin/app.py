@@ -152,10 +152,11 @@ def _routes(app: Flask, store: Store, notifier: Notifier, secret: str) -> None:
         return jsonify(store.activity(limit, request.args.get("before_id", type=int)))
 
     def change(entity_type: str, entity_id: int, fields: dict[str, Any], action: str):
-        entity, changes, clients = store.change(entity_type, entity_id, fields, g.actor,
-                                                action)
+        entity, changes, clients, version = store.change(entity_type, entity_id, fields,
+                                                         g.actor, action)
         if changes:  # nothing changed, nothing broadcast
-            notifier.entity_changed(entity_type, action, entity, changes, clients, g.actor)
+            notifier.entity_changed(entity_type, action, entity, changes, clients, g.actor,
+                                    version)
         return jsonify({"data": entity, "changes": changes, "clients_notified": len(clients)
                         if changes else 0})
 

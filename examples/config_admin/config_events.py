@@ -102,18 +102,21 @@ class Notifier:
                                            "timestamp": now_iso()})
 
     def entity_changed(self, entity_type: str, action: str, entity: dict, changes: dict,
-                       clients: list[str], actor: str) -> None:
+                       clients: list[str], actor: str, version: int) -> None:
         """`platform_update`, `feature_update` or `package_update` to every admin and to the
         affected clients; `entity_update` (with the changes and who made them) to the admins
-        that follow the entity; an `admin_notification`."""
+        that follow the entity; an `admin_notification`. `version` (the store's after the
+        change) orders them: two changes committed on two threads or instances may be sent
+        in the other order."""
         stamp = now_iso()
         payload = {"type": action, f"{entity_type}_id": entity["id"], "data": entity,
-                   "timestamp": stamp}
+                   "timestamp": stamp, "config_version": version}
         self.admins(f"{entity_type}_update", payload)
         self.to_clients(f"{entity_type}_update", payload, clients)
         self.socketio.emit("entity_update", {
             "entity_type": entity_type, "entity_id": entity["id"], "action": action,
-            "changes": changes, "actor": actor, "data": entity, "timestamp": stamp},
+            "changes": changes, "actor": actor, "data": entity, "timestamp": stamp,
+            "config_version": version},
             to=entity_room(entity_type, entity["id"]), namespace=ADMIN_NS)
         verb = {"toggle": "toggled"}.get(action, "updated")
         self.notify_admins("info", f"{actor} {verb} {entity_type} {entity['key']}",

@@ -173,10 +173,11 @@ class Store:
     # -- changes ---------------------------------------------------------------------------
 
     def change(self, entity_type: str, entity_id: int, fields: dict[str, Any],
-               actor: str, action: str = "update") -> tuple[dict, dict, list[str]]:
+               actor: str, action: str = "update") -> tuple[dict, dict, list[str], int]:
         """Applies `fields` to a platform, feature or package (a package's `platforms` and
         `features` are lists of keys); `action` "toggle" flips `enabled` instead. Returns
-        (entity after, changes, keys of the clients whose package has the entity)."""
+        (entity after, changes, keys of the clients whose package has the entity, the config
+        version after it)."""
         with self._db(write=True) as db:
             before = _entity(db, entity_type, entity_id)
             if action == "toggle":
@@ -189,7 +190,7 @@ class Store:
                 _log(db, actor, f"{entity_type}.{action}", entity_type, entity_id,
                      {"changes": changes})
                 _bump(db)
-            return after, changes, _affected(db, entity_type, entity_id)
+            return after, changes, _affected(db, entity_type, entity_id), _version(db)
 
     def assign_package(self, client_id: int, package_id: int, actor: str) -> dict[str, Any]:
         """Moves a client to another package; returns the client row with the old package."""
