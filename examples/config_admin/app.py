@@ -17,7 +17,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt  # PyJWT: the REST API checks the same tokens the Socket.IO handshake does
 from flask import Flask, g, jsonify, request
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import skyrelay  # noqa: E402
 from skyrelay.flask import SocketIO  # noqa: E402
 
-from config_events import ADMIN_NS, CLIENT_NS, Notifier, register  # noqa: E402
+from config_events import ADMIN_NS, CLIENT_NS, Notifier, register, status_loop  # noqa: E402
 from config_store import NotFound, Store  # noqa: E402
 
 # Who may connect where (checked in C++ at the handshake, docs/api.md "Authorization"):
@@ -74,6 +74,11 @@ class Assignment(_Patch):
     package_id: int = Field(ge=1)
 
 
+class ClientNotice(_Patch):
+    message: str = Field(min_length=1, max_length=1000)
+    level: Literal["info", "warning", "critical"] = "info"
+
+
 class SyncRequest(_Patch):
     client: str | None = None  # one client's key; none: every client
 
@@ -87,8 +92,10 @@ def _body(model: type[BaseModel]) -> BaseModel:
 
 
 def create_app(db_path: str, secret: str, *, message_queue: str | None = None,
-               demo: bool = True, **socketio_options: Any) -> tuple[Flask, SocketIO]:
-    """The Flask app and its SocketIO (not started: `socketio.run(app)` serves both)."""
+               demo: bool = True, status_interval: float = 30.0,
+               **socketio_options: Any) -> tuple[Flask, SocketIO]:
+    """The Flask app and its SocketIO (not started: `socketio.run(app)` serves both). Admins
+    get `system_status` every `status_interval` seconds (0: never)."""
     store = Store(db_path)
     store.init(demo=demo)
     app = Flask(__name__)
@@ -104,6 +111,8 @@ def create_app(db_path: str, secret: str, *, message_queue: str | None = None,
     notifier = Notifier(socketio, store)
     register(socketio, store, notifier)
     _routes(app, store, notifier, secret)
+    if status_interval > 0:
+        socketio.start_background_task(status_loop, socketio, store, status_interval)
     app.extensions["config_admin"] = store
     return app, socketio
 
@@ -182,6 +191,20 @@ def _routes(app: Flask, store: Store, notifier: Notifier, secret: str) -> None:
                                package_id=body.package_id,
                                old_package_id=client["old_package_id"])
         return jsonify(client)
+
+    @app.post("/api/clients/<int:client_id>/notify")
+    @require(WRITE_ROLES)
+    def notify_client(client_id: int):
+        body = _body(ClientNotice)
+        key = next((c["key"] for c in store.clients() if c["id"] == client_id), None)
+        if key is None:
+            raise NotFound("client", client_id)
+        entry = store.log(g.actor, "client.notify", {"client": key, **body.model_dump()},
+                          "client", client_id)
+        notifier.to_clients("client_notification", {
+            "id": entry["id"], **body.model_dump(), "from": g.actor,
+            "timestamp": entry["timestamp"]}, [key])
+        return jsonify({"id": entry["id"], "client": key})
 
     @app.post("/api/config-sync")
     @require(WRITE_ROLES)

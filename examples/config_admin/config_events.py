@@ -130,6 +130,31 @@ class Notifier:
                                             **self.store.client_view(key)}, [key])
 
 
+def status_loop(socketio: SocketIO, store: Store, interval: float) -> None:
+    """Sends `system_status` to every admin every `interval` seconds while the server runs
+    (with several instances each reports itself, `node`); returns once it has stopped."""
+    served = False
+    while True:
+        time.sleep(interval)
+        server = socketio.server
+        if server is None or not server.running:
+            if served:
+                return
+            continue
+        served = True
+        health = server.health()
+        cluster = server.cluster()
+        try:
+            socketio.emit("system_status", {
+                "status": health.get("status"), "node": os.getpid(),
+                "connections": server.connection_count,
+                "cluster_connections": cluster.get("connections") if cluster else None,
+                "config_version": store.summary()["config_version"], "timestamp": now_iso()},
+                namespace=ADMIN_NS)
+        except BrokerUnavailable:
+            pass  # Redis away: /health says degraded; the next report tries again
+
+
 def register(socketio: SocketIO, store: Store, notifier: Notifier) -> None:
     """Registers every handler of both namespaces on `socketio`."""
     started = time.time()

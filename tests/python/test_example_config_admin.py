@@ -359,6 +359,35 @@ def test_announcements_reach_their_audience_only(service):
     assert [e["details"]["message"] for e in log] == ["basic users", "admins only",
                                                       "maintenance at 2am"]
 
+    # One client's notification: that client's sockets only.
+    acme_id = ids(service, "clients")["acme"]
+    sent = service.rest("POST", f"/api/clients/{acme_id}/notify",
+                        {"message": "invoice due", "level": "warning"})
+    assert sent.status_code == 200 and sent.json()["client"] == "acme"
+    note = acme.expect("client_notification")
+    assert note["message"] == "invoice due" and note["from"] == "alice"
+    assert not [e for c in (admin, support, globex) for e in c.drain()
+                if e[0] == "client_notification"]
+    assert service.rest("POST", "/api/clients/99/notify", {"message": "x"}).status_code == 404
+
+
+def test_admins_get_system_status_on_an_interval(tmp_path):
+    app, sio = mod.create_app(str(tmp_path / "store.sqlite3"), SECRET, status_interval=0.2)
+    sio.test_client(app, namespace="/admin", auth={"token": token("admin", "x")}).disconnect()
+    admin = Client(sio.server.port, "/admin", token("support", "bob"))
+    client = Client(sio.server.port, "/client", token("client", "acme"))
+    try:
+        status = admin.expect("system_status")
+        assert status["status"] == "ok" and status["node"] == os.getpid()
+        assert status["cluster_connections"] is None  # one process, no Redis
+        later = admin.expect("system_status")
+        assert later["timestamp"] > status["timestamp"]
+        assert not [e for e in client.drain() if e[0] == "system_status"]
+    finally:
+        admin.close()
+        client.close()
+        sio.stop()
+
 
 def test_rest_api_answers_bad_input(service):
     bad = service.rest("PATCH", "/api/features/1", {"enabled": "maybe", "colour": "red"})
