@@ -130,7 +130,10 @@ def _routes(app: Flask, store: Store, notifier: Notifier, secret: str) -> None:
                                         options={"require": ["exp", "sub"]})
                 except jwt.InvalidTokenError as exc:
                     return _error(401, "unauthorized", str(exc))
-                if not set(claims.get("roles") or []) & set(roles):
+                held = claims.get("roles", [])
+                if not isinstance(claims["sub"], str) or not isinstance(held, list):
+                    return _error(401, "unauthorized", "sub must be a string, roles a list")
+                if not set(map(str, held)) & set(roles):
                     return _error(403, "forbidden", f"needs one of the roles {list(roles)}")
                 g.actor = claims["sub"]
                 try:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 import socketio
 
@@ -162,6 +163,12 @@ def test_namespaces_and_roles(service):
     assert denied.status_code == 403 and denied.json()["error"] == "forbidden"
     assert service.rest("GET", "/api/platforms", tok=token("client", "acme")).status_code == 403
     assert service.rest("GET", "/api/platforms", tok="garbage").status_code == 401
+    odd = jwt.encode({"sub": "alice", "roles": "admin", "exp": int(time.time()) + 60}, SECRET)
+    assert service.rest("GET", "/api/platforms", tok=odd).status_code == 401
+    expired = jwt.encode({"sub": "alice", "roles": ["admin"], "exp": int(time.time()) - 120},
+                         SECRET)
+    assert service.rest("GET", "/api/platforms", tok=expired).status_code == 401
+    assert refusal(service.port, "/admin", expired)["data"]["code"] == "expired"
     assert httpx.get(service.url + "/api/platforms").json()["error"] == "unauthorized"
 
 
