@@ -17,7 +17,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import jwt  # PyJWT: the REST API checks the same tokens the Socket.IO handshake does
 from flask import Flask, g, jsonify, request
@@ -87,7 +87,10 @@ def _error(status: int, code: str, message: str):
     return jsonify({"error": code, "message": message}), status
 
 
-def _body(model: type[BaseModel]) -> BaseModel:
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def _body(model: type[Body]) -> Body:
     return model.model_validate(request.get_json(silent=True) or {})
 
 
@@ -150,7 +153,8 @@ def _routes(app: Flask, store: Store, notifier: Notifier, secret: str) -> None:
 
     lists = {"platforms": store.platforms, "features": store.features,
              "packages": store.packages, "clients": store.clients}
-    patches = {"platform": PlatformPatch, "feature": FeaturePatch, "package": PackagePatch}
+    patches: dict[str, type[_Patch]] = {"platform": PlatformPatch, "feature": FeaturePatch,
+                                       "package": PackagePatch}
 
     @app.get("/api/<any(platforms, features, packages, clients):kind>")
     @require(READ_ROLES)
