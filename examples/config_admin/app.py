@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import skyrelay  # noqa: E402
 from skyrelay.flask import SocketIO  # noqa: E402
 
-from config_events import ADMIN_NS, CLIENT_NS, Notifier, register, status_loop  # noqa: E402
+from config_events import ADMIN_NS, CLIENT_NS, Notifier, register  # noqa: E402
 from config_store import NotFound, Store  # noqa: E402
 
 # Who may connect where (checked in C++ at the handshake, docs/api.md "Authorization"):
@@ -112,10 +112,8 @@ def create_app(db_path: str, secret: str, *, message_queue: str | None = None,
     options.update(socketio_options)
     socketio = SocketIO(app, **options)
     notifier = Notifier(socketio, store)
-    register(socketio, store, notifier)
+    register(socketio, store, notifier, status_interval)
     _routes(app, store, notifier, secret)
-    if status_interval > 0:
-        socketio.start_background_task(status_loop, socketio, store, status_interval)
     app.extensions["config_admin"] = store
     return app, socketio
 

@@ -131,22 +131,19 @@ class Notifier:
 
 
 def status_loop(socketio: SocketIO, store: Store, interval: float) -> None:
-    """Sends `system_status` to every admin every `interval` seconds while the server runs
-    (with several instances each reports itself, `node`); returns once it has stopped."""
-    served = False
-    while True:
-        time.sleep(interval)
-        server = socketio.server
-        if server is None or not server.running:
-            if served:
-                return
+    """Sends `system_status` to every admin every `interval` seconds (with several instances
+    each reports itself, `node`); returns within half a second once the server stops. The
+    first admin connection starts it (`register`)."""
+    due = time.monotonic() + interval
+    while (server := socketio.server) is not None and server.running:
+        time.sleep(min(0.5, max(0.0, due - time.monotonic())))
+        if time.monotonic() < due or not server.running:
             continue
-        served = True
-        health = server.health()
+        due += interval
         cluster = server.cluster()
         try:
             socketio.emit("system_status", {
-                "status": health.get("status"), "node": os.getpid(),
+                "status": server.health().get("status"), "node": os.getpid(),
                 "connections": server.connection_count,
                 "cluster_connections": cluster.get("connections") if cluster else None,
                 "config_version": store.summary()["config_version"], "timestamp": now_iso()},
@@ -155,9 +152,12 @@ def status_loop(socketio: SocketIO, store: Store, interval: float) -> None:
             pass  # Redis away: /health says degraded; the next report tries again
 
 
-def register(socketio: SocketIO, store: Store, notifier: Notifier) -> None:
-    """Registers every handler of both namespaces on `socketio`."""
+def register(socketio: SocketIO, store: Store, notifier: Notifier,
+             status_interval: float = 30.0) -> None:
+    """Registers every handler of both namespaces on `socketio`; the first admin to connect
+    starts `status_loop` (none with `status_interval` 0)."""
     started = time.time()
+    status_task: list[Any] = []  # the status thread, once started (handlers run one at a time)
 
     def rooms_size(room: str, namespace: str) -> int | None:
         server = socketio.server
@@ -192,6 +192,9 @@ def register(socketio: SocketIO, store: Store, notifier: Notifier) -> None:
     @socketio.on("connect", namespace=ADMIN_NS)
     def on_admin_connect(auth=None):  # the namespace's roles were checked before this runs
         admin_welcome()
+        if status_interval > 0 and not (status_task and status_task[0].is_alive()):
+            status_task[:] = [socketio.start_background_task(status_loop, socketio, store,
+                                                             status_interval)]
 
     @socketio.on("admin_connect", namespace=ADMIN_NS)
     def admin_connect(data=None):
