@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .wsgi import WSGIBridge
 
+_log = logging.getLogger("skyrelay.flask")
+
 # Engine.IO's own query parameters: not the app's (the test client hides them, see below).
 ENGINEIO_PARAMS = frozenset({"EIO", "transport", "t", "sid", "j", "b64"})
 # The handshake header by which a SocketIOTestClient's connection names itself (in-process).
@@ -171,8 +173,25 @@ class OrderedPool:
                 task = queue.popleft()
             try:
                 task()
-            finally:
+            except Exception:  # a task's own report failed (the server stopped meanwhile):
+                _log.exception("a Socket.IO handler's outcome could not be reported")
+            finally:  # the key's later tasks still run
                 self._slots.release()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=False)
+
+
+def protocol_logger(option: Any, name: str) -> logging.Logger | None:
+    """Flask-SocketIO's ``logger``/``engineio_logger``: False (off), True (the named logger,
+    at INFO unless configured, to stderr when logging is not configured), or a Logger."""
+    if isinstance(option, logging.Logger):
+        return option
+    if not option:
+        return None
+    logger = logging.getLogger(name)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not logging.root.handlers and not logger.handlers:
+        logger.addHandler(logging.StreamHandler())
+    return logger

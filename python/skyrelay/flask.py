@@ -22,7 +22,7 @@ from typing import Any
 
 import flask
 
-from ._flask_context import HandshakeEnvirons, OrderedPool
+from ._flask_context import HandshakeEnvirons, OrderedPool, protocol_logger
 from ._flask_handlers import current, is_test_header, make_handler
 from ._flask_test_client import SocketIOTestClient
 from .errors import ConnectionRefused
@@ -72,21 +72,6 @@ class FlaskServer(Server):
     by its sid, with the managed Flask session under ``"saved_session"``."""
 
     environ: dict[str, dict[str, Any]]
-
-
-def _protocol_logger(option: Any, name: str) -> logging.Logger | None:
-    """Flask-SocketIO's ``logger``/``engineio_logger``: False (off), True (the named logger,
-    at INFO unless configured, to stderr when logging is not configured), or a Logger."""
-    if isinstance(option, logging.Logger):
-        return option
-    if not option:
-        return None
-    logger = logging.getLogger(name)
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
-    if not logging.root.handlers and not logger.handlers:
-        logger.addHandler(logging.StreamHandler())
-    return logger
 
 
 class SocketIO:
@@ -225,8 +210,8 @@ class SocketIO:
     def _make_server(self) -> None:
         assert self.app is not None
         opts = self.server_options
-        self._log = _protocol_logger(opts.get("logger", False), "skyrelay.socketio")
-        eio_log = _protocol_logger(opts.get("engineio_logger", False), "skyrelay.engineio")
+        self._log = protocol_logger(opts.get("logger", False), "skyrelay.socketio")
+        eio_log = protocol_logger(opts.get("engineio_logger", False), "skyrelay.engineio")
         server = FlaskServer("127.0.0.1", 5000, wsgi_app=self.app.wsgi_app,
                              **self._server_kwargs())
         self._environs = HandshakeEnvirons(self.app, lambda: server._wsgi, eio_log)
