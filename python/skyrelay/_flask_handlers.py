@@ -83,8 +83,11 @@ def make_handler(socketio: SocketIO, fn: Callable[..., Any] | None, kind: str, n
                 result = call(conn, data)
             except Exception as exc:  # reported through `done`, never lost
                 done(None, exc)
-                return
-            done(result, None)
+                result = False
+            else:
+                done(result, None)
+            if kind == "connect" and (result is False or not _connected(socketio, conn)):
+                socketio._socket_ended(conn)  # refused: no disconnect handler will run
 
         pool = socketio._pool
         if pool is None:
@@ -96,6 +99,11 @@ def make_handler(socketio: SocketIO, fn: Callable[..., Any] | None, kind: str, n
     native._skyrelay_submit = submit  # type: ignore[attr-defined]
     native.__name__ = getattr(fn, "__name__", f"skyrelay_{kind}")
     return native
+
+
+def _connected(socketio: SocketIO, conn: Connection) -> bool:
+    server = socketio.server
+    return server is not None and conn.sid in server._connections
 
 
 def _in_request(socketio: SocketIO, conn: Connection, fn: Callable[..., Any] | None,

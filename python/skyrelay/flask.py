@@ -92,6 +92,7 @@ class SocketIO:
         self._lock = threading.Lock()
         self._test_errors: dict[str, tuple[BaseException, bool]] = {}  # a test client's
         self._end_waiters: dict[str, threading.Event] = {}
+        self._served: set[str] = set()  # namespaces with the facade's own handlers
         if app is not None or "message_queue" in kwargs:
             self.init_app(app, **kwargs)
         else:
@@ -222,7 +223,7 @@ class SocketIO:
                                  int(opts.get("handler_queue_max", 1024))) \
             if opts.get("async_handlers", True) else None
         self.server = server
-        self._served: set[str] = set()
+        self._served = set()
         for message, nsp, handler, roles in self._registrations:
             self._register(server, message, nsp, handler, roles)
 

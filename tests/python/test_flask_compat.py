@@ -13,6 +13,7 @@ flask = pytest.importorskip("flask")
 
 from skyrelay.flask import (  # noqa: E402
     ConnectionRefusedError, SocketIO, disconnect, emit, send)
+from skyrelay.testing import wait_until  # noqa: E402
 
 
 @pytest.fixture
@@ -280,6 +281,8 @@ def test_eio_sid_refusals_and_disconnects(make):
     assert {one.eio_sid, two.eio_sid} <= set(socketio.server.environ)
     for auth in ({"no": 1}, {"false": 1}):
         assert not socketio.test_client(app, auth=auth).is_connected()
+    # A refused client's environ does not stay behind (no disconnect handler runs for it).
+    assert wait_until(lambda: set(socketio.server.environ) == {one.eio_sid, two.eio_sid}, 10)
     sid = one.sids["/"]
     one.disconnect()
     assert gone == [sid]  # the disconnect handler ran before disconnect() returned
