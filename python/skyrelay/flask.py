@@ -224,21 +224,25 @@ class SocketIO:
             if opts.get("async_handlers", True) else None
         self.server = server
         self._served = set()
+        self._serve(server, "/")  # always served, as by every Socket.IO server
         for message, nsp, handler, roles in self._registrations:
             self._register(server, message, nsp, handler, roles)
+
+    def _serve(self, server: Server, nsp: str) -> None:
+        """The facade's own handlers in a namespace the app serves: the test client's round
+        trip, and the disconnect bookkeeping (the handshake's environ is dropped with the
+        client's last socket); with logger=True, a connect handler that logs connections the
+        app has no handler for. The app's own handlers replace the last two."""
+        self._served.add(nsp)
+        server.on("__skyrelay_sync__", make_handler(self, None, "sync", nsp, ""), namespace=nsp)
+        for kind in ("disconnect", "connect") if self._log is not None else ("disconnect",):
+            if not any(m == kind and n == nsp for m, n, _, _ in self._registrations):
+                server.on(kind, make_handler(self, None, kind, nsp, kind), namespace=nsp)
 
     def _register(self, server: Server, message: str, nsp: str,
                   handler: Callable[..., Any], roles: list[str] | None = None) -> None:
         if nsp not in self._served:
-            # Per namespace the app serves: the test client's round trip, and the disconnect
-            # bookkeeping (the handshake's environ is dropped with the client's last socket).
-            self._served.add(nsp)
-            server.on("__skyrelay_sync__", make_handler(self, None, "sync", nsp, ""),
-                      namespace=nsp)
-            # With logger=True, a connect handler logs connections the app has no handler for.
-            for kind in ("disconnect", "connect") if self._log is not None else ("disconnect",):
-                if not any(m == kind and n == nsp for m, n, _, _ in self._registrations):
-                    server.on(kind, make_handler(self, None, kind, nsp, kind), namespace=nsp)
+            self._serve(server, nsp)
         kind = message if message in ("connect", "disconnect") else "event"
         server.on(message, make_handler(self, handler, kind, nsp, message), namespace=nsp,
                   roles=roles)
