@@ -258,3 +258,63 @@ def test_logger_and_engineio_logger_log_the_protocol(stop_after, caplog):
     assert any("connect to namespace /" in m for m in sio)
     assert any("disconnect from namespace /" in m for m in sio)
     assert any(m.startswith(eio_sid) and "opened from 127.0.0.1" in m for m in eio)
+
+
+class _StoredSession(dict, flask.sessions.SessionMixin):
+    def __init__(self, sid: str, data: dict) -> None:
+        super().__init__(data)
+        self.sid = sid
+        self.modified = False
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.modified = True
+
+
+class _ServerSideSessions(flask.sessions.SessionInterface):
+    """A server-side session store (as Flask-Session keeps one), in a dict."""
+
+    def __init__(self) -> None:
+        self.store: dict[str, dict] = {}
+        self.lock = threading.Lock()
+
+    def open_session(self, app, request):
+        sid = request.cookies.get("sid") or f"s{len(self.store) + 1}"
+        with self.lock:
+            return _StoredSession(sid, self.store.get(sid, {}))
+
+    def save_session(self, app, session, response):
+        with self.lock:
+            self.store[session.sid] = dict(session)
+        response.set_cookie("sid", session.sid)
+
+
+def test_unmanaged_server_side_session_is_shared_with_http_views(stop_after):
+    started, clients = stop_after
+    app = flask.Flask(__name__)
+    app.session_interface = _ServerSideSessions()
+    socketio = SocketIO(app, manage_session=False)
+
+    @app.get("/visit")
+    def visit():
+        flask.session["via"] = "http"
+        return "ok"
+
+    @app.get("/read")
+    def read():
+        return dict(flask.session)
+
+    @socketio.on("note")
+    def note(value):
+        seen = dict(flask.session)
+        flask.session["note"] = value  # saved to the store after the handler
+        return seen
+
+    started.append(socketio)
+    url = serve(socketio, app)
+    http = requests.Session()
+    assert http.get(url + "/visit", timeout=10).text == "ok"
+    client = client_for(clients, url, headers={"Cookie": f"sid={http.cookies['sid']}"})
+    assert client.call("note", "from socket", timeout=10) == {"via": "http"}
+    assert http.get(url + "/read", timeout=10).json() == {"via": "http", "note": "from socket"}
+    assert client.call("note", "again", timeout=10) == {"via": "http", "note": "from socket"}
