@@ -123,14 +123,16 @@ class SocketIOTestClient:
         self.sids[nsp] = self.client.get_sid(nsp)
 
     def disconnect(self, namespace: str | None = None) -> None:
-        nsp = namespace or "/"
-        if not self.is_connected(nsp):
-            raise RuntimeError("not connected")
-        gone = self.socketio._watch_end(self.sids.get(nsp, ""), nsp)
+        """Ends the connection (every namespace of it: python-socketio connects them
+        together) and returns once the server's disconnect handlers ran."""
+        open_now = [nsp for nsp, up in self.connected.items() if up]
+        watches = [self.socketio._watch_end(self.sids.get(nsp, ""), nsp) for nsp in open_now]
         self.client.disconnect()
-        self.connected[nsp] = False
-        if gone is not None:
-            gone.wait(WAIT)
+        for nsp in open_now:
+            self.connected[nsp] = False
+        for gone in watches:
+            if gone is not None:
+                gone.wait(WAIT)
 
     def is_connected(self, namespace: str | None = None) -> bool:
         return self.client.connected and self.connected.get(namespace or "/", False)
