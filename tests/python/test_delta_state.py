@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import queue
 import random
+import socket
 import threading
 
 import engineio
@@ -18,7 +19,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 import skyrelay
+from skyrelay.testing import metric, wait_until
 from sse_client import Stream
+from wsraw import RawClient
 
 ROOM = "telescopes"
 EVENT = "status_update"
@@ -382,3 +385,76 @@ def test_a_redis_broker_is_refused():
     server = skyrelay.Server(port=0, broker="redis://127.0.0.1:6379")
     with pytest.raises(ValueError, match="memory broker"):
         server.state(ROOM)
+
+
+def _sio_raw(port: int, auth: dict | None = None) -> tuple[RawClient, dict]:
+    """A Socket.IO socket in "/" over a raw WebSocket (to choose the offset it resumes from):
+    the client and the CONNECT answer's data."""
+    c = RawClient(port, "/socket.io/?EIO=4&transport=websocket")
+    assert c.read_frame()[1].startswith(b"0{")
+    c.send_text("40" + (json.dumps(auth) if auth is not None else ""))
+    answer = c.read_frame()[1]
+    assert answer.startswith(b"40{"), answer
+    return c, json.loads(answer[2:])
+
+
+def _sio_events(c: RawClient, copy: Copy, until: str = "done") -> str:
+    """Applies status_update events until `until`; returns the last offset seen."""
+    offset = ""
+    for _ in range(10_000):
+        frame = c.read_frame(timeout=5)
+        assert frame is not None, "no event"
+        if frame[1] == b"2":
+            c.send_text("3")
+            continue
+        name, *args = json.loads(frame[1][2:])
+        offset = args[-1]
+        if name == EVENT:
+            copy.apply(args[0])
+        elif name == until:
+            return offset
+    raise AssertionError("no done event")
+
+
+def test_socketio_recovery_replays_deltas_and_a_failed_one_gets_the_full_update(
+        skyrelay_server_factory):
+    def configure(s: skyrelay.Server) -> None:
+        make_state(s)
+        s.on("connect", lambda conn: conn.join(ROOM))
+
+    server = skyrelay_server_factory(configure, recovery_window=30, history_size=8,
+                                     outbox_max_frames=16)
+    state = make_state(server)
+    state.update("a", {"x": 1})
+    c, info = _sio_raw(server.port)
+    copy = Copy()
+    server.emit("done", {}, to=ROOM)
+    offset = _sio_events(c, copy)
+    assert copy.fulls == 1 and copy.state == {"a": {"x": 1}}
+    c.sock.shutdown(socket.SHUT_RDWR)  # cut without a goodbye: the socket is kept
+    c.close()
+    assert wait_until(lambda: metric(server, "skyrelay_connections_closed_total") >= 1)
+    # Recovered: the socket's own buffer replays the deltas it missed, no full update.
+    state.update("a", {"x": 2})
+    state.update("b", {"y": 1})
+    server.emit("done", {}, to=ROOM)
+    c, back = _sio_raw(server.port, {"pid": info["pid"], "offset": offset})
+    assert back["sid"] == info["sid"]
+    offset = _sio_events(c, copy)
+    assert copy.fulls == 1 and copy.deltas == 2 and copy.state == state.get()
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.close()
+    assert wait_until(lambda: metric(server, "skyrelay_connections_closed_total") >= 2)
+    # Failed (more missed than the socket keeps): a new socket, joined again by the connect
+    # handler, gets the full update.
+    state.remove("b")
+    for i in range(30):
+        state.update("a", {"x": 10 + i})
+    c, fresh = _sio_raw(server.port, {"pid": info["pid"], "offset": offset})
+    assert fresh["sid"] != info["sid"]
+    server.emit("done", {}, to=ROOM)
+    again = Copy()
+    _sio_events(c, again)
+    assert again.fulls == 1 and again.deltas == 0
+    assert again.state == state.get() == {"a": {"x": 39}}
+    c.close()
