@@ -86,8 +86,9 @@ test-cpp-asan: deps
 # The hub's order test under ThreadSanitizer (g++ -fsanitize=thread; the hub, its few core
 # files and the test, outside CMake so nothing else needs a TSan build).
 TSAN_SOURCES := cpp/src/hub/hub.cpp cpp/src/hub/hub_channels.cpp cpp/src/hub/hub_history.cpp \
-	cpp/src/hub/hub_publish.cpp cpp/src/hub/closed_sids.cpp cpp/src/core/clock.cpp \
-	cpp/src/core/random.cpp tests/cpp/test_hub_order.cpp
+	cpp/src/hub/hub_publish.cpp cpp/src/hub/hub_state.cpp cpp/src/hub/keyed_state.cpp \
+	cpp/src/hub/closed_sids.cpp cpp/src/core/clock.cpp \
+	cpp/src/core/random.cpp tests/cpp/test_hub_order.cpp tests/cpp/test_hub_state.cpp
 test-hub-tsan: deps
 	mkdir -p build/tsan
 	g++ -std=c++20 -O1 -g -fsanitize=thread -Icpp/include -Itests/cpp $(TSAN_SOURCES) \
