@@ -27,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import skyrelay  # noqa: E402
 
 from esp.alerts import AlertRules  # noqa: E402
-from esp.http_api import ApiError, build_flask  # noqa: E402
+from esp.http_api import build_flask  # noqa: E402
 from esp.metrics import AppMetrics  # noqa: E402
-from esp.realtime import Realtime, now, room, well_id_of  # noqa: E402
-from esp.store import FIELDS, Store  # noqa: E402
+from esp.readings import Reading, parse  # noqa: E402
+from esp.realtime import Realtime, now, room  # noqa: E402
+from esp.store import Store  # noqa: E402
 from esp.tokens import Tokens  # noqa: E402
 
 RATE_PER_CLIENT = 10  # the seed's limit: 10 messages a second per client
@@ -68,10 +69,14 @@ class EspTelemetry:
         self.server.stop()
         self.store.close()
 
-    def ingest(self, reading: Any) -> dict[str, Any]:
+    def ingest(self, raw: Any) -> dict[str, Any]:
         """Stores one reading, checks it against the rules and publishes it (and its alerts).
-        Raises ApiError for a reading that is not valid."""
-        well_id, timestamp, values = validate(reading)
+        Raises InvalidReading (nothing stored) for one that is not valid."""
+        return self.record(parse(raw))
+
+    def record(self, reading: Reading) -> dict[str, Any]:
+        """`ingest` for a reading already parsed."""
+        well_id, timestamp, values = reading
         telemetry_id = self.store.add_reading(well_id, timestamp, values)
         alerts = self.rules.check(well_id, values)
         for alert in alerts:
@@ -90,34 +95,6 @@ class EspTelemetry:
         self.server.emit(event, payload, to=room(well_id),
                          policy="drop_oldest" if event == "telemetry_update" else None)
         self.metrics.published(event, time.perf_counter() - started)
-
-
-def validate(reading: Any) -> tuple[str, str, dict[str, float]]:
-    """(well_id, timestamp, values) of an ingested reading, or ApiError naming the problem."""
-    if not isinstance(reading, dict):
-        raise ApiError(400, "ValidationError", "a reading is a JSON object")
-    well_id = well_id_of(reading)
-    if well_id is None:
-        raise ApiError(400, "ValidationError",
-                       "well_id is required (1-64 letters, digits, '.', '_' or '-')")
-    timestamp = reading.get("timestamp", now())
-    if not isinstance(timestamp, str) or not 0 < len(timestamp) <= 40:
-        raise ApiError(400, "ValidationError", "timestamp must be an ISO-8601 string")
-    unknown = sorted(set(reading) - {"well_id", "timestamp", *FIELDS})
-    if unknown:
-        raise ApiError(400, "ValidationError", f"unknown fields: {', '.join(unknown)[:200]}")
-    values = {}
-    for name in FIELDS:
-        if name not in reading:
-            continue
-        value = reading[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
-            raise ApiError(400, "ValidationError", f"{name} must be a number")
-        values[name] = float(value)
-    if not values:
-        raise ApiError(400, "ValidationError", f"a reading needs one of: {', '.join(FIELDS)}")
-    return well_id, timestamp, values
 
 
 def simulate(app: EspTelemetry, wells: int, stop: threading.Event, period: float = 1.0) -> None:

@@ -159,6 +159,7 @@ def test_ingest_stores_readings_and_refuses_bad_ones(app):
            ({"well_id": "WELL-001", "pip": "high"}, "pip must be a number"),
            ({"well_id": "WELL-001", "pip": True}, "pip must be a number"),
            ({"well_id": "WELL-001"}, "a reading needs one of"),
+           ({"well_id": "WELL-001", "timestamp": "yesterday", "pip": 1.0}, "timestamp must be"),
            ([], "send 1 to 500 readings"),
            ([{"well_id": "W", "pip": 1.0}] * 501, "send 1 to 500 readings"),
            ([{"well_id": "W", "pip": 1.0}, {"pip": 1.0}], "reading 1: well_id is required"),
@@ -168,6 +169,10 @@ def test_ingest_stores_readings_and_refuses_bad_ones(app):
         assert answer.status_code == 400, body
         assert answer.json()["error"] == "ValidationError"
         assert message in answer.json()["message"], (body, answer.json())
+    # A batch is all or nothing: the good reading before the bad one was not stored.
+    stored = app.http.get("/api/v1/wells/W/telemetry",
+                          headers={"Authorization": f"Bearer {login(app, 'viewer')}"})
+    assert stored.status_code == 200 and stored.json()["readings"] == []
     nan = app.http.post("/api/v1/telemetry/ingest", content=b'{"well_id":"W","pip":NaN}',
                         headers={"Authorization": f"Bearer {login(app, 'gateway')}",
                                  "Content-Type": "application/json"})

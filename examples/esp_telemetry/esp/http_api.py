@@ -1,14 +1,13 @@
 """The HTTP API of the ESP telemetry example: a Flask app that skyrelay serves on its port
 (``Server(wsgi_app=...)``) for every path its built-in routes do not take.
 
-| route | who | what |
-| --- | --- | --- |
-| POST /api/v1/auth/login | anyone | `{username, password}` -> `{access_token, token_type, expires_in}` |
-| POST /api/v1/telemetry/ingest | roles device, operator, admin | one reading or a list of them -> 201 |
-| GET /api/v1/wells/<well_id>/telemetry | any token | the latest stored readings (`?limit=`, at most 1000) |
-| GET /api/v1/wells/<well_id>/alerts | any token | the latest alerts |
-| GET /api/v1/metrics | anyone (as /metrics) | the seed's Prometheus metrics, then skyrelay's |
-| GET /api/v1/sse/stream/<well_id> | token in `?token=` | the well's event stream (see README) |
+- POST /api/v1/auth/login (anyone): {username, password} -> {access_token, token_type,
+  expires_in}
+- POST /api/v1/telemetry/ingest (roles device, operator, admin): one reading or a list -> 201
+- GET /api/v1/wells/<well_id>/telemetry and .../alerts (any token): the latest stored rows
+  (?limit=, at most 1000)
+- GET /api/v1/metrics (anyone, as skyrelay's /metrics): the seed's metrics, then skyrelay's
+- GET /api/v1/sse/stream/<well_id> (token in ?token=): the well's event stream (README)
 
 Errors are JSON: ``{"error": <kind>, "message": <text>}`` with a 4xx status.
 """
@@ -20,6 +19,7 @@ from urllib.parse import quote
 
 import flask
 
+from .readings import InvalidReading, parse
 from .realtime import WELL_ID, room
 from .tokens import TokenError
 
@@ -62,14 +62,14 @@ def build_flask(app: EspTelemetry) -> flask.Flask:
         readings = body if isinstance(body, list) else [body]
         if not 0 < len(readings) <= MAX_BATCH:
             raise ApiError(400, "ValidationError", f"send 1 to {MAX_BATCH} readings")
-        results = []
-        for index, reading in enumerate(readings):
+        parsed = []
+        for index, raw in enumerate(readings):  # all or nothing: check them all first
             try:
-                results.append(app.ingest(reading))
-            except ApiError as exc:
-                # The readings before this one are stored and published: say which failed.
+                parsed.append(parse(raw))
+            except InvalidReading as exc:
                 prefix = f"reading {index}: " if isinstance(body, list) else ""
-                raise ApiError(exc.status, exc.error, prefix + exc.message) from None
+                raise ApiError(400, "ValidationError", prefix + str(exc)) from None
+        results = [app.record(reading) for reading in parsed]
         return ({"ingested": results} if isinstance(body, list) else results[0]), 201
 
     @web.get("/api/v1/wells/<well_id>/telemetry")

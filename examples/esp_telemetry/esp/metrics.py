@@ -1,14 +1,8 @@
 """The seed's Prometheus metrics, built from the app's counters and skyrelay's /metrics.
 
-| seed metric | type | where it comes from |
-| --- | --- | --- |
-| websocket_connections | gauge | the app: Socket.IO sockets open on this instance |
-| sse_connections | gauge | the app: SSE streams open on this instance |
-| websocket_messages_total | counter | skyrelay_messages_out_total (data messages written to clients, every transport) |
-| websocket_errors_total | counter | the app's `error` events, plus skyrelay_drops_total{reason="rate_limited"} (messages refused over the 10/s limit) |
-| realtime_publishes_total{event} | counter | the app: telemetry_update and alert publications |
-| realtime_publish_duration_seconds | histogram | the app: the time one publication takes to hand to skyrelay (serialize, then the broker) |
-
+The app counts connections by transport, its `error` events and its publications (with how
+long each took to hand to skyrelay); messages written and messages refused over the rate
+come from skyrelay's own series. README.md ("Metrics") maps each name to its source.
 skyrelay's own series follow, unchanged, so that one scrape gets both.
 """
 
@@ -40,6 +34,11 @@ class AppMetrics:
         self._count = 0
         self._sum = 0.0
 
+    def snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Copies of (open connections by transport, publications by event)."""
+        with self._lock:
+            return dict(self.connections), dict(self.publishes)
+
     def connected(self, transport: str, delta: int) -> None:
         with self._lock:
             if transport in self.connections:
@@ -63,7 +62,8 @@ class AppMetrics:
         refused = sample(core, 'skyrelay_drops_total{reason="rate_limited"}')
         with self._lock:
             lines = [
-                *_head("websocket_connections", "gauge", "Active WebSocket (Socket.IO) connections."),
+                *_head("websocket_connections", "gauge",
+                       "Active WebSocket (Socket.IO) connections."),
                 f"websocket_connections {self.connections['socket.io']}",
                 *_head("sse_connections", "gauge", "Active SSE connections."),
                 f"sse_connections {self.connections['sse']}",

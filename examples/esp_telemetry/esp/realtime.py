@@ -167,10 +167,11 @@ class Realtime:
         subscribers (on every instance, with a Redis broker)."""
         with self._lock:
             wells = sorted(self._followed)
-        return {"websocket_connections": self.metrics.connections["socket.io"],
-                "sse_connections": self.metrics.connections["sse"],
+        connections, publishes = self.metrics.snapshot()
+        return {"websocket_connections": connections["socket.io"],
+                "sse_connections": connections["sse"],
                 "wells": {w: self.server.room_size(room(w)) for w in wells},
-                "publishes": dict(self.metrics.publishes)}
+                "publishes": publishes}
 
     def _follow(self, well_id: str, delta: int) -> None:
         with self._lock:

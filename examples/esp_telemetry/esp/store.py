@@ -53,7 +53,8 @@ class Store:
                f"VALUES (?, ?{', ?' * len(names)})")
         with self._lock:
             cursor = self._db.execute(sql, [well_id, timestamp, *(values[n] for n in names)])
-            return int(cursor.lastrowid)
+        assert cursor.lastrowid is not None  # an INSERT into a rowid table always has one
+        return cursor.lastrowid
 
     def add_alert(self, telemetry_id: int, well_id: str, timestamp: str, alert: dict) -> None:
         with self._lock:
