@@ -131,13 +131,15 @@ def main() -> None:
     parser.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD:ROLE",
                         help="a user who may log in (repeatable; roles: admin, operator, "
                              "viewer, device)")
+    parser.add_argument("--cors-origin", action="append", default=None, metavar="ORIGIN",
+                        help="another origin whose pages may connect (repeatable)")
     parser.add_argument("--simulate", type=int, default=0, metavar="N",
                         help="simulate N wells, one reading each a second")
     args = parser.parse_args()
     # Every instance behind one load balancer needs the same secret.
     secret = os.environ.get("ESP_JWT_SECRET", "").encode() or secrets.token_bytes(32)
     app = EspTelemetry(host=args.host, port=args.port, secret=secret, db=args.db,
-                       redis=args.redis)
+                       redis=args.redis, cors_allowed_origins=args.cors_origin)
     users = []
     for spec in args.user:
         name, _, rest = spec.partition(":")

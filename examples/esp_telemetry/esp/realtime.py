@@ -26,6 +26,7 @@ WELCOME = "Connected to Alkhorayef ESP IoT Platform"
 SSE_WELCOME = "Connected to Alkhorayef ESP IoT Platform SSE stream"
 WELL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_SUBSCRIPTIONS = 100  # wells one socket may follow at once
+MAX_STATS_WELLS = 100  # wells an admin's stats list (each may cost a Redis round trip)
 ADMIN_ROLE = "admin"
 SSE_PATH = re.compile(r"/sse/well:([^/?]+)")
 
@@ -163,10 +164,10 @@ class Realtime:
         conn.emit("error", {"error": error, "message": message})
 
     def _server_stats(self) -> dict[str, Any]:
-        """What an admin's get_stats adds: connections here, and each followed well's
-        subscribers (on every instance, with a Redis broker)."""
+        """What an admin's get_stats adds: connections here, and the subscribers of the
+        first MAX_STATS_WELLS wells followed here (on every instance, with a Redis broker)."""
         with self._lock:
-            wells = sorted(self._followed)
+            wells = sorted(self._followed)[:MAX_STATS_WELLS]
         connections, publishes = self.metrics.snapshot()
         return {"websocket_connections": connections["socket.io"],
                 "sse_connections": connections["sse"],
