@@ -481,13 +481,14 @@ def test_the_seeds_metric_names(app, sio):
 # -- the seed's JavaScript client ----------------------------------------------------------
 
 class Node:
-    """tests/js/esp_telemetry_client.mjs: the seed's complete example with socket.io-client."""
+    """A node script of tests/js that prints one JSON line per event and stops when its
+    stdin closes: esp_telemetry_client.mjs (the seed's complete Socket.IO example on
+    socket.io-client) or esp_telemetry_browser.mjs (its SSE example in Chromium)."""
 
-    def __init__(self, app, token: str, heartbeat_ms: int, *wells: str) -> None:
-        self.proc = subprocess.Popen(
-            ["node", str(ROOT / "tests/js/esp_telemetry_client.mjs"), app.server.http_url,
-             token, str(heartbeat_ms), *wells],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    def __init__(self, script: str, *args: str) -> None:
+        self.proc = subprocess.Popen(["node", str(ROOT / "tests/js" / script), *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     cwd=ROOT)
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -505,6 +506,16 @@ class Node:
             if line["on"] == name:
                 return line["args"]
 
+    def collect(self, done, timeout: float = 10.0) -> list:
+        """Every line from now until `done(lines)` holds."""
+        lines: list = []
+        deadline = time.monotonic() + timeout
+        while not done(lines):
+            line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            assert line is not None, f"the client exited after {lines}"
+            lines.append(line)
+        return lines
+
     def emit(self, event: str, data) -> None:
         self.proc.stdin.write(json.dumps([event, data]) + "\n")
         self.proc.stdin.flush()
@@ -519,7 +530,8 @@ class Node:
 
 
 def test_the_seeds_javascript_client_flow(app):
-    node = Node(app, login(app, "viewer"), 200, "WELL-001", "WELL-002")
+    node = Node("esp_telemetry_client.mjs", app.server.http_url, login(app, "viewer"), "200",
+                "WELL-001", "WELL-002")
     try:
         node.next("connect")
         assert node.next("connected")[0]["username"] == "viewer"
@@ -543,12 +555,50 @@ def test_the_seeds_javascript_client_flow(app):
 
 
 def test_the_seeds_javascript_client_is_refused_without_a_valid_token(app):
-    node = Node(app, "not-a-token", 1000)
+    node = Node("esp_telemetry_client.mjs", app.server.http_url, "not-a-token", "1000")
     try:
         message, data = node.next("connect_error")
         assert data["code"] == "malformed"
     finally:
         node.close()
+
+
+def test_the_seeds_sse_example_in_chromium_resumes_after_a_cut():
+    """The browser's own EventSource: it follows the stream path, and when the server cuts
+    the stream it comes back by itself with Last-Event-ID and gets what it missed, once."""
+    app = esp.EspTelemetry(port=0, secret=SECRET, heartbeat_s=60, sse_retry=1.0)
+    app.tokens.add_user("gateway", "gateway-pw", ["device"])
+    app.start()
+    app.http = httpx.Client(base_url=app.server.http_url, timeout=10)
+    browser = Node("esp_telemetry_browser.mjs", app.server.http_url,
+                   app.tokens.issue("u", "viewer", ["viewer"]), "WELL-001")
+    try:
+        assert browser.next("connected", timeout=30)[0]["data"]["well_id"] == "WELL-001"
+        ingest(app, {"well_id": "WELL-001", "flow_rate": 1.0})
+        first = browser.next("telemetry_update")[0]
+        assert first["id"] and first["data"]["data"]["flow_rate"] == 1.0
+        # The server ends the stream; while the browser waits to reconnect, two readings.
+        for sid in app.server.room_members("well:WELL-001"):
+            app.server.disconnect(sid)
+        wait_until(lambda: app.metrics.connections["sse"] == 0, timeout=10)
+        ingest(app, {"well_id": "WELL-001", "flow_rate": 2.0, "vibration": 8.0})
+        ingest(app, {"well_id": "WELL-001", "flow_rate": 3.0})
+        def updates(lines):
+            return [x["args"][0]["data"] for x in lines if x["on"] == "telemetry_update"]
+
+        # It comes back by itself (a new connected event; the replay may come before it).
+        lines = browser.collect(lambda got: len(updates(got)) == 2 and
+                                any(x["on"] == "connected" for x in got))
+        assert [u["data"]["flow_rate"] for u in updates(lines)] == [2.0, 3.0]
+        assert [x["args"][0]["data"]["alert"]["value"] for x in lines if x["on"] == "alert"] \
+            == [8.0]
+        ingest(app, {"well_id": "WELL-001", "flow_rate": 4.0})
+        assert browser.next("telemetry_update")[0]["data"]["data"]["flow_rate"] == 4.0
+    finally:
+        rest = browser.close()
+        app.http.close()
+        app.stop()
+    assert not [line for line in rest if line["on"] == "telemetry_update"]
 
 
 # -- the README's command, and several instances -------------------------------------------
