@@ -141,6 +141,19 @@ def test_login_gives_a_bearer_token_and_refuses_bad_credentials(app):
     assert empty.status_code == 400 and empty.json()["error"] == "ValidationError"
 
 
+def test_failed_logins_are_rate_limited_per_username(app):
+    statuses = [app.http.post("/api/v1/auth/login",
+                              json={"username": "viewer", "password": "guess"}).status_code
+                for _ in range(7)]
+    assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
+    refused = app.http.post("/api/v1/auth/login",
+                            json={"username": "viewer", "password": "viewer-pw"})
+    assert refused.status_code == 429 and refused.json()["error"] == "RateLimitError"
+    assert int(refused.headers["Retry-After"]) >= 1
+    # Another user is not held back by it.
+    assert login(app, "admin")
+
+
 def test_ingest_stores_readings_and_refuses_bad_ones(app):
     first = ingest(app, {"well_id": "WELL-001", "timestamp": "2025-11-20T10:30:00Z",
                          "flow_rate": 1000.5, "pip": 2000, "vibration": 3.2})

@@ -2,7 +2,7 @@
 (``Server(wsgi_app=...)``) for every path its built-in routes do not take.
 
 - POST /api/v1/auth/login (anyone): {username, password} -> {access_token, token_type,
-  expires_in}
+  expires_in}; after 5 failures for a username, one try every 5 s (429)
 - POST /api/v1/telemetry/ingest (roles device, operator, admin): one reading or a list -> 201
 - GET /api/v1/wells/<well_id>/telemetry and .../alerts (any token): the latest stored rows
   (?limit=, at most 1000)
@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import flask
+import skyrelay
+from skyrelay.ratelimit import Decision
 
 from .readings import InvalidReading, parse
 from .realtime import WELL_ID, room
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 INGEST_ROLES = {"device", "operator", "admin"}
 MAX_BATCH = 500  # readings in one ingest request
 MAX_LIMIT = 1000  # rows one read returns
+# Failed logins per username: 5 in a row, then one try every 5 s (429 meanwhile, for the
+# right password too), so guessing a password stays slow. Successful logins cost nothing.
+FAILED_LOGINS = (0.2, 5)
 
 
 class ApiError(Exception):
@@ -39,6 +44,7 @@ class ApiError(Exception):
 
 def build_flask(app: EspTelemetry) -> flask.Flask:
     web = flask.Flask("esp_telemetry")
+    failures = skyrelay.RateLimiter(*FAILED_LOGINS, max_keys=10_000)
 
     @web.errorhandler(ApiError)
     def api_error(exc: ApiError):
@@ -50,8 +56,12 @@ def build_flask(app: EspTelemetry) -> flask.Flask:
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise ApiError(400, "ValidationError", "username and password are required")
+        key = username[:128]
+        if failures.acquire(key, cost=0).remaining < 1:
+            return _too_many(failures.acquire(key))
         token = app.tokens.login(username, password)
         if token is None:
+            failures.acquire(key)
             raise ApiError(401, "AuthenticationError", "invalid username or password")
         return {"access_token": token, "token_type": "Bearer", "expires_in": app.tokens.ttl_s}
 
@@ -98,6 +108,12 @@ def build_flask(app: EspTelemetry) -> flask.Flask:
         return flask.redirect(target + ("?" + query if query else ""), code=307)
 
     return web
+
+
+def _too_many(decision: Decision):
+    body = {"error": "RateLimitError",
+            "message": f"too many failed logins; retry in {decision.retry_after:.1f} s"}
+    return body, 429, {"Retry-After": decision.retry_after_header}
 
 
 def _json(allow_list: bool = False) -> Any:
