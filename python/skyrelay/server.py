@@ -368,7 +368,13 @@ class Server:
             # Called from a handler: the dispatcher cannot join itself, so stop from elsewhere.
             threading.Thread(target=core.stop, name="skyrelay-stop").start()
             return
-        core.stop()
+        if self._wsgi is not None:
+            self._wsgi.pause()  # no WSGI answer in flight while the core tears down
+        try:
+            core.stop()
+        finally:
+            if self._wsgi is not None:
+                self._wsgi.resume()
         self._connections.clear()
         self._registry.stop_loop()
 

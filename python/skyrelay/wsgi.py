@@ -11,6 +11,7 @@ import io
 import logging
 import re
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 from urllib.parse import unquote
@@ -53,6 +54,26 @@ class WSGIBridge:
         self.port_fn = port_fn
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skyrelay-wsgi")
         self.reply: Callable[..., Any] | None = None  # core.http_reply, set at start
+        # Answers being handed to the core, and whether the server is stopping (see pause).
+        self._replying = 0
+        self._paused = False
+        self._cond = threading.Condition()
+
+    def pause(self, timeout: float = 5.0) -> None:
+        """Before the core stops: waits (at most `timeout`) for the answers being handed to
+        it, and holds back new ones until :meth:`resume`. A thread inside ``http_reply`` may
+        hold the last reference to a connection, and must not drop it after the core has
+        destroyed that connection's I/O context (which ``stop`` does)."""
+        with self._cond:
+            self._paused = True
+            self._cond.wait_for(lambda: self._replying == 0, timeout)
+
+    def resume(self) -> None:
+        """After the core stopped: held answers go on (the core drops those of a stopped
+        server, whose requests are gone)."""
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
 
     def handle(self, request_id: int, method: str, target: str, remote: str,
                headers: list[tuple[str, str]], body: bytes) -> None:
@@ -125,4 +146,12 @@ class WSGIBridge:
             status, out_headers, payload = 500, [("Content-Type", "text/plain")], \
                 b"Internal Server Error"
         assert self.reply is not None
-        self.reply(request_id, status, out_headers, payload)
+        with self._cond:
+            self._cond.wait_for(lambda: not self._paused)
+            self._replying += 1
+        try:
+            self.reply(request_id, status, out_headers, payload)
+        finally:
+            with self._cond:
+                self._replying -= 1
+                self._cond.notify_all()
