@@ -2,8 +2,13 @@
 // publications encoded by concatenation, inbound frames read by the spec, bad input coded.
 #include <gtest/gtest.h>
 
+#include <array>
+#include <atomic>
+
 #include <nlohmann/json.hpp>
 
+#include "hub_test_sink.hpp"
+#include "skyrelay/hub/hub.hpp"
 #include "skyrelay/proto/envelope.hpp"
 
 namespace proto = skyrelay::proto;
@@ -197,4 +202,39 @@ TEST(Envelope, StreamTemplateAndIsoMilliseconds) {
   EXPECT_EQ(proto::iso8601_ms("1970-01-01T00:00:01.250Z"), 1250);
   EXPECT_EQ(proto::iso8601_ms("2022-01-01T00:00:00.000Z"), 1640995200000LL);
   EXPECT_EQ(proto::iso8601_ms("garbage"), 0);
+}
+
+// Fan-out stays in the hub: with one encoder per envelope, a publication to N clients of two
+// envelopes is encoded once per envelope, and each envelope's clients share one frame.
+TEST(Envelope, HubEncodesOncePerEnvelope) {
+  skyrelay::hub h;
+  auto s1 = compile(s1_spec);
+  auto s2 = compile(s2_spec);
+  std::array<std::atomic<int>, 2> calls{};
+  std::array<skyrelay::encoder_id, 2> ids{};
+  std::array<std::shared_ptr<const proto::envelope>, 2> envs{s1, s2};
+  for (std::size_t i = 0; i < 2; ++i)
+    ids[i] = h.add_encoder([&, i](const skyrelay::publication& p, const skyrelay::publish_meta& m) {
+      calls[i].fetch_add(1);
+      return std::make_shared<const skyrelay::frame>(skyrelay::frame{
+          envs[i]->encode(p.event, p.data, m.topic, m.seq, m.id, m.ts), m.publish_ns, true, 0, {}});
+    });
+  std::vector<std::shared_ptr<skyrelay::testing::sink>> sinks;
+  for (int i = 0; i < 10; ++i) {
+    sinks.push_back(std::make_shared<skyrelay::testing::sink>("c" + std::to_string(i),
+                                                              ids[i % 2]));
+    ASSERT_TRUE(h.add(sinks.back()));
+  }
+  skyrelay::publication p;
+  p.event = "status_update";
+  p.data = R"({"status":{"temp":1}})";
+  EXPECT_EQ(h.publish(p), 10u);
+  EXPECT_EQ(calls[0].load(), 1);
+  EXPECT_EQ(calls[1].load(), 1);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(sinks[i]->count(), 1u);
+    EXPECT_EQ(sinks[i]->frames()[0].get(), sinks[i % 2]->frames()[0].get());  // shared
+  }
+  EXPECT_EQ(json::parse(sinks[0]->bytes()[0])["event"], "status_update");
+  EXPECT_EQ(json::parse(sinks[1]->bytes()[0])["type"], "status_update");
 }

@@ -154,7 +154,7 @@ struct subscribe_outcome {
 class hub {
  public:
   static constexpr std::size_t shard_count = 16;
-  static constexpr std::size_t max_encoders = 8;
+  static constexpr std::size_t max_encoders = 16;
   using member_list = std::vector<std::shared_ptr<subscriber>>;
 
   hub();
