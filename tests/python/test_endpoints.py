@@ -14,6 +14,7 @@ import socket
 
 import httpx
 import pytest
+from pydantic import BaseModel
 import websockets.sync.client as wsc
 from sse_client import Stream
 
@@ -259,6 +260,20 @@ def test_a_skyrelay_protocol_endpoint(skyrelay_server_factory, ws):
     assert got["type"] == "event" and got["topic"] == "room:lobby" and got["data"] == {"x": 1}
 
 
+def test_envelope_welcome_uses_params(skyrelay_server_factory, ws):
+    env = Envelope({"type": "$event", "payload": "$data"}, kind="type", data="payload",
+                   welcome={"type": "connected", "sid": "$sid", "telescope": "$param.tid",
+                            "at": "$ts_ms"})
+    server = skyrelay_server_factory(
+        lambda s: s.endpoint("/w/{tid}", topics=["scope:{tid}"], envelope=env))
+    c = ws(server, "/w/seestar-001")
+    hello = recv(c)
+    assert hello["type"] == "connected" and hello["telescope"] == "seestar-001"
+    assert isinstance(hello["at"], int) and hello["sid"]
+    wait_until(lambda: server.room_members("scope:seestar-001") == [hello["sid"]])
+    assert server.room_members("scope:seestar-001") == [hello["sid"]]
+
+
 # -- hostile parameters ---------------------------------------------------------------------
 
 def handshake_status(port: int, target: str) -> int:
@@ -291,6 +306,56 @@ def test_another_connections_sid_as_param_reaches_nothing(skyrelay_server_factor
     assert recv(victim)["event"] == "secret"
     server.emit("marker", None)
     assert recv(thief)["type"] == "marker"
+
+
+def test_param_topics_meet_room_roles(skyrelay_server_factory):
+    def configure(server):
+        telescope_handlers(server)
+        server.require_roles(["operator"], room="secure-*")
+
+    server = skyrelay_server_factory(configure)
+    assert handshake_status(server.port, "/api/ws/secure-1") == 403
+    assert handshake_status(server.port, "/api/ws/open-1") == 101
+
+
+def test_connect_handler_decides_per_param(skyrelay_server_factory):
+    def configure(server):
+        telescope_handlers(server)
+        server.on_connect(lambda conn: conn.params.get("telescope_id") != "blocked")
+
+    server = skyrelay_server_factory(configure)
+    assert handshake_status(server.port, "/api/ws/blocked") == 403
+    assert handshake_status(server.port, "/api/ws/seestar-001") == 101
+
+
+class Move(BaseModel):
+    action: str
+    parameters: dict[str, int]
+
+
+def test_typed_command_refused_before_the_handler(skyrelay_server_factory, ws):
+    calls = []
+
+    def configure(server):
+        declare(server)
+
+        @server.on("control_command")
+        def command(conn, payload: Move) -> dict:
+            calls.append(payload)
+            return {"ok": payload.action}
+
+    server = skyrelay_server_factory(configure)
+    c = ws(server, "/api/ws/t-7")
+    c.send(json.dumps({"id": "bad-1", "type": "control_command", "telescope_id": "t-7",
+                       "payload": {"action": "move", "parameters": {"duration": "long"}}}))
+    r = recv(c)
+    assert r["type"] == "error" and r["payload"]["command_id"] == "bad-1"
+    assert r["payload"]["code"] == "invalid_payload" and "duration" in r["payload"]["message"]
+    c.send(json.dumps({"id": "ok-1", "type": "control_command", "telescope_id": "t-7",
+                       "payload": {"action": "move", "parameters": {"duration": 5}}}))
+    r = recv(c)
+    assert r["type"] == "command_response" and r["payload"]["result"] == {"ok": "move"}
+    assert len(calls) == 1 and calls[0].parameters == {"duration": 5}
 
 
 # -- S4: SSE at /api/v1/sse/stream/<well_id> ------------------------------------------------
