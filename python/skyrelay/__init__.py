@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 __all__ = ["AsyncProducer", "BrokerUnavailable", "Connection", "ConnectionRefused", "Envelope",
            "Forbidden", "InvalidPayload", "JWTAuth", "JWTKey",
            "Producer", "PublishError", "Published", "RateLimiter", "RequestError", "Server",
-           "__version__"]
+           "State", "StateLimitExceeded", "__version__"]
 
 _LAZY = {
     "Server": "server",
@@ -38,6 +38,8 @@ _LAZY = {
     "JWTAuth": "auth",
     "JWTKey": "auth",
     "RequestError": "errors",
+    "StateLimitExceeded": "errors",
+    "State": "state",
     "Producer": "producer",
     "AsyncProducer": "producer",
     "PublishError": "producer",
@@ -48,10 +50,12 @@ _LAZY = {
 if TYPE_CHECKING:
     from .auth import JWTAuth, JWTKey
     from .endpoints import Envelope
-    from .errors import BrokerUnavailable, ConnectionRefused, Forbidden, RequestError
+    from .errors import (BrokerUnavailable, ConnectionRefused, Forbidden, RequestError,
+                         StateLimitExceeded)
     from .producer import AsyncProducer, Producer, PublishError, Published
     from .ratelimit import RateLimiter
     from .server import Connection, Server
+    from .state import State
     from .typed import InvalidPayload
 
 

@@ -52,12 +52,16 @@ class Connection:
     ``params`` holds the path parameters of a declared endpoint (``Server.endpoint``), such as
     ``{"telescope_id": "seestar-001"}``; filled in with the handshake (a connect handler).
 
+    ``eio_sid`` is the Engine.IO session of a Socket.IO socket (shared by the namespaces one
+    client opened on it), ``""`` for other transports.
+
     ``recovered`` is True in the connect handler of a Socket.IO connection state recovery: the
     socket (same ``sid``, its rooms and ``state``) comes back only if the handler accepts it.
     """
 
     __slots__ = ("_server", "sid", "path", "query", "remote", "headers", "state", "namespace",
-                 "auth", "transport", "claims", "user", "roles", "recovered", "params")
+                 "auth", "transport", "claims", "user", "roles", "recovered", "eio_sid",
+                 "params")
 
     def __init__(self, server: Server, sid: str, path: str = "", query: str = "",
                  remote: str = "", headers: Iterable[tuple[str, str]] = (), *,
@@ -80,6 +84,7 @@ class Connection:
         self.roles: list[str] = list(self.claims.get("roles") or [])
         self.recovered = False
         self.params: dict[str, str] = {}
+        self.eio_sid = ""
 
     def __repr__(self) -> str:
         return f"<skyrelay.Connection sid={self.sid!r} {self.transport} {self.namespace}>"
