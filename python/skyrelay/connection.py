@@ -49,6 +49,9 @@ class Connection:
     with (verified in C++ before any handler ran), ``user`` its ``sub`` and ``roles`` its
     ``roles``; without a token they are ``{}``, ``None`` and ``[]``.
 
+    ``params`` holds the path parameters of a declared endpoint (``Server.endpoint``), such as
+    ``{"telescope_id": "seestar-001"}``; filled in with the handshake (a connect handler).
+
     ``eio_sid`` is the Engine.IO session of a Socket.IO socket (shared by the namespaces one
     client opened on it), ``""`` for other transports.
 
@@ -57,7 +60,8 @@ class Connection:
     """
 
     __slots__ = ("_server", "sid", "path", "query", "remote", "headers", "state", "namespace",
-                 "auth", "transport", "claims", "user", "roles", "recovered", "eio_sid")
+                 "auth", "transport", "claims", "user", "roles", "recovered", "eio_sid",
+                 "params")
 
     def __init__(self, server: Server, sid: str, path: str = "", query: str = "",
                  remote: str = "", headers: Iterable[tuple[str, str]] = (), *,
@@ -79,6 +83,7 @@ class Connection:
         self.user: str | None = sub if isinstance(sub, str) else None
         self.roles: list[str] = list(self.claims.get("roles") or [])
         self.recovered = False
+        self.params: dict[str, str] = {}
         self.eio_sid = ""
 
     def __repr__(self) -> str:
