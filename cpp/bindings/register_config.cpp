@@ -15,6 +15,7 @@
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/config.hpp"
+#include "skyrelay/proto/envelope.hpp"
 
 namespace py = pybind11;
 
@@ -106,7 +107,13 @@ void def_plain_fields(config_class& c) {
       .def_readwrite("roles_from_connect", &server_config::roles_from_connect)
       .def_readwrite("json_protocol", &server_config::json_protocol)
       .def_readwrite("sse", &server_config::sse)
-      .def_readwrite("socketio", &server_config::socketio);
+      .def_readwrite("socketio", &server_config::socketio)
+      .def_readwrite("json_ws_path", &server_config::json_ws_path)
+      .def_readwrite("sse_path", &server_config::sse_path)
+      .def_readwrite("health_path", &server_config::health_path)
+      .def_readwrite("metrics_path", &server_config::metrics_path)
+      .def_readwrite("publish_path", &server_config::publish_path)
+      .def_readwrite("client_js_path", &server_config::client_js_path);
 }
 
 void def_durations(config_class& c) {
@@ -173,6 +180,30 @@ void def_converted_fields(config_class& c) {
           });
 }
 
+// The application's endpoints from skyrelay.endpoints.Endpoint.config() dicts (write-only;
+// reads back how many there are). The server compiles them and refuses one that does not fit.
+void def_endpoints(config_class& c) {
+  c.def_property(
+      "endpoints", [](const server_config& cfg) { return cfg.endpoints.size(); },
+      [](server_config& cfg, const py::list& list) {
+        cfg.endpoints.clear();
+        for (auto item : list) {
+          auto o = item.cast<py::dict>();
+          endpoint_config e;
+          e.path = o["path"].cast<std::string>();
+          e.sse = o["sse"].cast<bool>();
+          e.topics = o["topics"].cast<std::vector<std::string>>();
+          e.envelope = o["envelope"].cast<std::string>();
+          e.welcome_event = o["welcome_event"].cast<std::string>();
+          e.welcome_data = o["welcome_data"].cast<std::string>();
+          e.heartbeat_event = o["heartbeat_event"].cast<std::string>();
+          e.heartbeat_data = o["heartbeat_data"].cast<std::string>();
+          e.heartbeat_interval = ms(o["heartbeat_interval_ms"].cast<long long>());
+          cfg.endpoints.push_back(std::move(e));
+        }
+      });
+}
+
 }  // namespace
 
 // The server's JWT settings from skyrelay.JWTAuth._options(). Raises ValueError for a key
@@ -210,6 +241,18 @@ void register_config(py::module_& m) {
   def_plain_fields(c);
   def_durations(c);
   def_converted_fields(c);
+  def_endpoints(c);
+  // Early checks for skyrelay.Envelope and SSE event templates: "" when it compiles, else why.
+  m.def("check_envelope", [](const std::string& spec) {
+    auto e = proto::envelope::compile(spec);
+    auto* err = std::get_if<std::string>(&e);
+    return err ? *err : std::string();
+  });
+  m.def("check_stream_template", [](const std::string& text) {
+    auto t = proto::json_template::compile(text, proto::template_use::stream);
+    auto* err = std::get_if<std::string>(&t);
+    return err ? *err : std::string();
+  });
 }
 
 }  // namespace skyrelay::bindings

@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AsyncProducer", "BrokerUnavailable", "Connection", "ConnectionRefused", "Forbidden",
-           "InvalidPayload", "JWTAuth", "JWTKey",
+__all__ = ["AsyncProducer", "BrokerUnavailable", "Connection", "ConnectionRefused", "Envelope",
+           "Forbidden", "InvalidPayload", "JWTAuth", "JWTKey",
            "Producer", "PublishError", "Published", "RateLimiter", "RequestError", "Server",
            "__version__"]
 
@@ -32,6 +32,7 @@ _LAZY = {
     "Connection": "server",
     "ConnectionRefused": "errors",
     "BrokerUnavailable": "errors",
+    "Envelope": "endpoints",
     "Forbidden": "errors",
     "InvalidPayload": "typed",
     "JWTAuth": "auth",
@@ -46,6 +47,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .auth import JWTAuth, JWTKey
+    from .endpoints import Envelope
     from .errors import BrokerUnavailable, ConnectionRefused, Forbidden, RequestError
     from .producer import AsyncProducer, Producer, PublishError, Published
     from .ratelimit import RateLimiter

@@ -3,6 +3,9 @@ from typing import Any, Callable
 
 def is_valid_json(data: bytes | str, /) -> bool: ...
 def check_jwt(options: dict[str, Any], /) -> None: ...
+# "" when an envelope spec (skyrelay.Envelope.spec) or an SSE event template compiles, else why.
+def check_envelope(spec: str, /) -> str: ...
+def check_stream_template(text: str, /) -> str: ...
 
 class ServerConfig:
     """The C++ server_config; skyrelay.Server fills it from its keyword arguments."""
@@ -46,6 +49,13 @@ class ServerConfig:
     json_protocol: bool
     sse: bool
     socketio: bool
+    # Built-in routes' paths ("": off).
+    json_ws_path: str
+    sse_path: str
+    health_path: str
+    metrics_path: str
+    publish_path: str
+    client_js_path: str
     # Durations in integer milliseconds.
     handshake_timeout_ms: int
     idle_timeout_ms: int
@@ -81,6 +91,11 @@ class ServerConfig:
     def client_topics(self) -> bool: ...
     @client_topics.setter
     def client_topics(self, value: list[str] | None) -> None: ...
+    # Set from skyrelay.endpoints.Endpoint.config() dicts; read back as how many.
+    @property
+    def endpoints(self) -> int: ...
+    @endpoints.setter
+    def endpoints(self, value: list[dict[str, Any]]) -> None: ...
 
 class Server:
     def __init__(

@@ -49,12 +49,15 @@ class Connection:
     with (verified in C++ before any handler ran), ``user`` its ``sub`` and ``roles`` its
     ``roles``; without a token they are ``{}``, ``None`` and ``[]``.
 
+    ``params`` holds the path parameters of a declared endpoint (``Server.endpoint``), such as
+    ``{"telescope_id": "seestar-001"}``; filled in with the handshake (a connect handler).
+
     ``recovered`` is True in the connect handler of a Socket.IO connection state recovery: the
     socket (same ``sid``, its rooms and ``state``) comes back only if the handler accepts it.
     """
 
     __slots__ = ("_server", "sid", "path", "query", "remote", "headers", "state", "namespace",
-                 "auth", "transport", "claims", "user", "roles", "recovered")
+                 "auth", "transport", "claims", "user", "roles", "recovered", "params")
 
     def __init__(self, server: Server, sid: str, path: str = "", query: str = "",
                  remote: str = "", headers: Iterable[tuple[str, str]] = (), *,
@@ -76,6 +79,7 @@ class Connection:
         self.user: str | None = sub if isinstance(sub, str) else None
         self.roles: list[str] = list(self.claims.get("roles") or [])
         self.recovered = False
+        self.params: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<skyrelay.Connection sid={self.sid!r} {self.transport} {self.namespace}>"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core
 from .encoding import encode_json
+from .endpoints import Endpoint, match_endpoint
 from .errors import ConnectionRefused, RequestError
 from .typed import InvalidPayload
 
@@ -43,13 +44,21 @@ class JSONProtocolBridge:
         self._core = core
         self._make_connection = make_connection
         self._socketio = socketio
+        self.endpoints: list[Endpoint] = []  # declared with Server.endpoint, matched first
+        self.sse_path = "/sse"
 
     def on_connect(self, sid: str, path: str, query: str, remote: str,
                    headers: list[tuple[str, str]], claims: str | None = None) -> None:
         self._registry.entered()
-        sse = path == "/sse" or path.startswith("/sse/")
+        found = match_endpoint(self.endpoints, path)
+        if found is not None:
+            sse = found[0].transport == "sse"
+        else:
+            sse = bool(self.sse_path) and (path == self.sse_path or
+                                           path.startswith(self.sse_path + "/"))
         conn = self._make_connection(sid, path, query, remote, headers,
                                      transport="sse" if sse else "websocket", claims=claims)
+        conn.params = found[1] if found is not None else {}
         self._registry.connections[sid] = conn
         core = self._core()
         handler = self._registry.connect_handlers.get("/")

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import _core
 from .auth import JWTAuth
+from .endpoints import builtin_path
 
 
 def server_config(options: Mapping[str, Any]) -> _core.ServerConfig:
@@ -124,6 +125,13 @@ def _fields(o: SimpleNamespace) -> dict[str, Any]:
         # Topics of "/" that clients may subscribe to by name (docs/api.md "Client
         # topics"): glob patterns, `{sub}` for the token's subject; None: none.
         "client_topics": topic_patterns(o.client_topics),
+        # Built-in routes' paths; None turns one off (an unknown path, 404).
+        "json_ws_path": builtin_path("json_ws_path", o.json_ws_path),
+        "sse_path": builtin_path("sse_path", o.sse_path),
+        "health_path": builtin_path("health_path", o.health_path),
+        "metrics_path": builtin_path("metrics_path", o.metrics_path),
+        "publish_path": builtin_path("publish_path", o.publish_path),
+        "client_js_path": builtin_path("client_js_path", o.client_js_path),
         # Transports: False turns the endpoint off (an unknown path, 404).
         "json_protocol": bool(o.json_protocol),
         "sse": bool(o.sse),

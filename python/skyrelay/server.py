@@ -21,6 +21,7 @@ from .auth import JWTAuth
 from .connection import Connection as Connection  # re-exported: skyrelay.server.Connection
 from .connection import Target, split_targets, target_names
 from .encoding import encode_event
+from .endpoints import Envelope, make_endpoint
 from .encoding import encode_json as _encode_json
 from .errors import Forbidden
 from .handlers import HANDLER_ERROR_MESSAGE as HANDLER_ERROR_MESSAGE  # re-exported
@@ -96,6 +97,11 @@ class Server:
 
     ``reuse_port=True`` sets ``SO_REUSEPORT`` on the listening socket, so that several
     processes can serve one port (``skyrelay run --workers N`` sets it; docs/deployment.md).
+
+    ``json_ws_path``, ``sse_path`` (each also ``<path>/<topic>``), ``health_path``,
+    ``metrics_path``, ``publish_path`` and ``client_js_path`` move the built-in routes; None
+    turns one off. :meth:`endpoint` declares the application's own (docs/api.md "Endpoints and
+    envelopes").
     """
 
     def __init__(
@@ -161,6 +167,12 @@ class Server:
         publish_rate: tuple[float, float] | None = None,
         reuse_port: bool = False,
         redis_manager_channels: str | Iterable[str] | None = None,
+        json_ws_path: str | None = "/ws",
+        sse_path: str | None = "/sse",
+        health_path: str | None = "/health",
+        metrics_path: str | None = "/metrics",
+        publish_path: str | None = "/api/publish",
+        client_js_path: str | None = "/skyrelay.js",
         debug: bool = False,
     ) -> None:
         # Every argument by its name, taken before any other local exists.
@@ -188,6 +200,7 @@ class Server:
         self._json = JSONProtocolBridge(self._registry, lambda: self._core,
                                         functools.partial(Connection, self), self._socketio)
         self._wsgi: WSGIBridge | None = None
+        self._json.sse_path = self._options["sse_path"]
         if wsgi_app is not None:
             self.mount_wsgi(wsgi_app)
         self._lock = threading.Lock()
@@ -242,6 +255,32 @@ class Server:
             return self._registry.register(event, nsp, fn)
 
         return register(handler) if handler is not None else register
+
+    def endpoint(self, path: str, *, transport: str = "websocket",
+                 topics: str | Iterable[str] | None = None, envelope: Envelope | None = None,
+                 welcome: tuple[str, Any] | None = None,
+                 heartbeat: tuple[str, Any, float] | None = None) -> None:
+        """Declares a WebSocket or SSE endpoint at ``path``, matched before the built-in routes.
+
+        ``{name}`` segments are path parameters: each matches one non-empty segment
+        (percent-decoded, at most 256 bytes; else 400 ``bad_param``) and reaches the connect
+        handler as ``conn.params[name]``. ``topics`` are templates over them
+        (``"{telescope_id}"``, ``"well:{well_id}"``) joined as the connection opens, after the
+        same checks as ``/ws/<topic>`` (``client_topics``, room roles: 403 otherwise).
+
+        A WebSocket speaks the skyrelay protocol, or with ``envelope=`` an :class:`Envelope`
+        of the application's own. An SSE endpoint (``transport="sse"``) takes
+        ``welcome=(event, data_template)`` in place of its ``welcome`` event and
+        ``heartbeat=(event, data_template, seconds)`` in place of its keep-alive comment;
+        templates may use ``"$param.<name>"``, ``"$topic"``, ``"$ts"``, ``"$ts_ms"``,
+        ``"$sid"``. Call before :meth:`start`; a bad declaration raises ValueError here.
+        """
+        if self._core is not None:
+            raise RuntimeError("declare endpoints before start()")
+        ep = make_endpoint(path, transport, topics, envelope, welcome, heartbeat)
+        if any(e.path == ep.path for e in self._json.endpoints):
+            raise ValueError(f"endpoint {path!r} is declared twice")
+        self._json.endpoints.append(ep)
 
     def require_roles(self, roles: Iterable[str], *, namespace: str = "/",
                       room: str | None = None, event: str | None = None) -> None:
@@ -318,7 +357,8 @@ class Server:
             options = dict(self._options,
                            sio_namespaces=registry.namespace_specs(),
                            event_limits=dict(registry.event_limits),
-                           access=registry.access_options())
+                           access=registry.access_options(),
+                           endpoints=[e.config() for e in self._json.endpoints])
             bridge = self._socketio
             self._core = _core.Server(
                 server_config(options),
@@ -417,7 +457,8 @@ class Server:
     @property
     def url(self) -> str:
         """The WebSocket URL of the JSON protocol endpoint."""
-        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}/ws"
+        path = self._options["json_ws_path"] or "/ws"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}{path}"
 
     @property
     def http_url(self) -> str:

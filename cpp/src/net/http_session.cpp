@@ -65,6 +65,11 @@ std::optional<std::string_view> raw_query_param(std::string_view query, std::str
   return std::nullopt;
 }
 
+bool under(std::string_view path, std::string_view base) {
+  return !base.empty() &&
+         (path == base || (path.starts_with(base) && path.substr(base.size()).starts_with('/')));
+}
+
 std::optional<std::string> query_param(std::string_view query, std::string_view key) {
   auto raw = raw_query_param(query, key);
   if (!raw) return std::nullopt;
@@ -74,6 +79,7 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
 }  // namespace http_detail
 
 using http_detail::error_body;
+using http_detail::under;
 
 http_session::http_session(tcp::socket socket, session_context& ctx, std::shared_ptr<void> slot)
     : stream_(ctx.tls_context() ? net::stream(std::move(socket), *ctx.tls_context())
@@ -172,10 +178,13 @@ void http_session::route(request req) {
   std::string_view query =
       target.find('?') == std::string_view::npos ? "" : target.substr(target.find('?') + 1);
 
-  // A transport that is turned off is an unknown path: its requests go on to the routes
-  // below (a 404, or the WSGI app), and no connection is made.
+  // The application's endpoints come first: /ws/updates declared is that endpoint, not the
+  // topic "updates". A transport that is turned off is an unknown path: its requests go on
+  // to the routes below (a 404, or the WSGI app), and no connection is made.
   const auto& cfg = ctx_.config();
-  if (cfg.json_protocol && (path == "/ws" || path.starts_with("/ws/")))
+  if (const auto* table = ctx_.endpoints())
+    if (auto ep = table->match(path)) return endpoint_route(std::move(req), path, query, *ep);
+  if (cfg.json_protocol && under(path, cfg.json_ws_path))
     return upgrade(std::move(req), path, query);
   if (cfg.socketio && (path == cfg.socketio_path ||
                        path == std::string_view(cfg.socketio_path)
@@ -187,7 +196,7 @@ void http_session::route(request req) {
                    .substr(0, ctx_.config().engineio_echo_path.size() - 1)))
     return engineio(std::move(req), query, true);
   m.add(m.local().http_requests);
-  if (path == "/api/publish") return publish_api(req);
+  if (!cfg.publish_path.empty() && path == cfg.publish_path) return publish_api(req);
   if (beast::websocket::is_upgrade(req))
     return send_error(http::status::not_found, "not_found", "no WebSocket endpoint here",
                       req.keep_alive());
@@ -196,10 +205,10 @@ void http_session::route(request req) {
     return send_error(http::status::method_not_allowed, "method_not_allowed",
                       "only GET and HEAD are served here", req.keep_alive());
   }
-  if (cfg.sse && (path == "/sse" || path.starts_with("/sse/")))
-    return sse(std::move(req), path, query);
-  if (path == "/health") return send_text(req, "application/json", ctx_.status().health_json());
-  if (path == "/metrics")
+  if (cfg.sse && under(path, cfg.sse_path)) return sse(std::move(req), path, query);
+  if (!cfg.health_path.empty() && path == cfg.health_path)
+    return send_text(req, "application/json", ctx_.status().health_json());
+  if (!cfg.metrics_path.empty() && path == cfg.metrics_path)
     return send_text(req, "text/plain; version=0.0.4; charset=utf-8", ctx_.status().metrics_text());
   return serve_static(req, path);
 }

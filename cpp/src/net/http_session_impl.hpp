@@ -2,8 +2,9 @@
 // by route over several files, all members of one class:
 //
 //   http_session.cpp          reading requests, routing them, writing responses, deadlines
-//   http_session_upgrade.cpp  /ws and /sse handshakes, and the checks every handshake shares
-//                             (token, client topics, roles, Origin and CORS)
+//   http_session_upgrade.cpp  /ws, /sse and declared endpoints' handshakes
+//   http_session_checks.cpp   the checks every handshake shares (token, client topics, roles,
+//                             Origin and CORS)
 //   http_session_eio.cpp      Engine.IO (/socket.io/): handshake, long-polling, WebSocket
 //   http_session_publish.cpp  POST /api/publish
 //   http_session_app.cpp      requests handed to the application (WSGI) and its answers
@@ -30,6 +31,7 @@
 #include <vector>
 
 #include "skyrelay/auth/connection_auth.hpp"
+#include "skyrelay/net/endpoint_table.hpp"
 #include "skyrelay/net/metrics.hpp"
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/net/stream.hpp"
@@ -50,6 +52,10 @@ std::optional<std::string_view> raw_query_param(std::string_view query, std::str
 
 // The value of `key` in a query string (percent-decoded), or nullopt.
 std::optional<std::string> query_param(std::string_view query, std::string_view key);
+
+// Whether `path` is `base` or below it (`base`/...); never for an empty base (a route that is
+// off).
+bool under(std::string_view path, std::string_view base);
 
 // The Sec-WebSocket-Accept value for a client's Sec-WebSocket-Key (RFC 6455 4.2.2).
 std::string websocket_accept_key(std::string_view key);
@@ -107,12 +113,17 @@ class http_session : public std::enable_shared_from_this<http_session> {
   static std::string remote_of(const tcp::socket& socket);
   static std::string remote_ip(const tcp::socket& socket);
 
-  // http_session_upgrade.cpp: /ws, /sse and the checks of every handshake.
-  void upgrade(request req, std::string_view path, std::string_view query);
-  void sse(request req, std::string_view path, std::string_view query);
+  // http_session_upgrade.cpp: /ws, /sse and the application's endpoints (`ep`: the match,
+  // whose topics the connection joins), and the checks of every handshake.
+  void endpoint_route(request req, std::string_view path, std::string_view query,
+                      endpoint_match& ep);
+  void upgrade(request req, std::string_view path, std::string_view query,
+               endpoint_match* ep = nullptr);
+  void sse(request req, std::string_view path, std::string_view query,
+           endpoint_match* ep = nullptr);
   void open_sse(const request& req, std::string_view path, std::string_view query,
                 std::string head, std::vector<std::string> topics, std::string last_id,
-                auth::identity_ptr identity);
+                auth::identity_ptr identity, endpoint_match* ep);
   bool check_token(const request& req, std::string_view query, auth::identity_ptr& id);
   bool check_client_topics(const request& req, const auth::identity_ptr& id,
                            const std::vector<std::string>& topics);

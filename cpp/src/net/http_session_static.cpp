@@ -10,8 +10,13 @@ void http_session::serve_static(const request& req, std::string_view path) {
   const auto& cfg = ctx_.config();
   std::optional<std::string> file;
   // The browser client, built in: /skyrelay.js and its type declarations.
-  if (!cfg.client_dir.empty() && (path == "/skyrelay.js" || path == "/skyrelay.d.ts"))
-    file = resolve_static(cfg.client_dir, path);
+  const std::string_view js = cfg.client_js_path;
+  if (!cfg.client_dir.empty() && !js.empty()) {
+    if (path == js) file = resolve_static(cfg.client_dir, "/skyrelay.js");
+    else if (js.ends_with(".js") && path.starts_with(js.substr(0, js.size() - 3)) &&
+             path.substr(js.size() - 3) == ".d.ts")
+      file = resolve_static(cfg.client_dir, "/skyrelay.d.ts");
+  }
   if (!file && !cfg.static_dir.empty()) file = resolve_static(cfg.static_dir, path);
   if (!file) {
     if (ctx_.hooks().on_http) return to_application(req);

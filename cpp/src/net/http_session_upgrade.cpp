@@ -1,7 +1,7 @@
 // http_session's handshakes of the sessions that take a connection over: the JSON protocol's
-// WebSocket (/ws, /ws/<topic>) and Server-Sent Events (/sse/<topic>, ?topics=), with the checks
-// every handshake shares: the token, the client topics, the roles, the Origin, and the CORS
-// headers of an allowed cross-origin request.
+// WebSocket (/ws, /ws/<topic>), Server-Sent Events (/sse/<topic>, ?topics=) and the endpoints
+// the application declares (their topics from the path's parameters, their envelope). The
+// checks every handshake shares are in http_session_checks.cpp.
 #include <algorithm>
 #include <thread>
 
@@ -24,25 +24,9 @@ using http_detail::query_param;
 
 namespace {
 
-// The body of a 401 for a token: {"error":"unauthorized","code":...,"message":...}.
-std::string auth_error_body(const auth::auth_refusal& f) {
-  std::string body = "{\"error\":\"unauthorized\",\"code\":";
-  proto::append_json_string(body, f.code);
-  body += ",\"message\":";
-  proto::append_json_string(body, f.message);
-  body += "}";
-  return body;
-}
-
-// The Origin a request came from, unless it is the server's own (scheme-less compare).
-bool same_origin(std::string_view origin, std::string_view host) {
-  auto pos = origin.find("://");
-  return pos != std::string_view::npos && origin.substr(pos + 3) == host;
-}
-
 // The topics an SSE request names: the path's (/sse/<topic>), then the `topics=` list's, each
 // percent-decoded and kept once. Null, or the 400's message when one is empty or too long.
-const char* sse_topics(std::string_view path, std::string_view query,
+const char* sse_topics(std::string_view path, std::size_t base, std::string_view query,
                        std::vector<std::string>& topics) {
   auto add_topic = [&](std::optional<std::string> t) {
     if (!t || t->empty() || t->size() > proto::max_topic_length) return false;
@@ -50,7 +34,7 @@ const char* sse_topics(std::string_view path, std::string_view query,
       topics.push_back(std::move(*t));
     return true;
   };
-  if (path.size() > 5 && !add_topic(url_decode(path.substr(5))))
+  if (path.size() > base + 1 && !add_topic(url_decode(path.substr(base + 1))))
     return "invalid topic in the path";
   if (auto list = http_detail::raw_query_param(query, "topics")) {
     for (std::string_view rest = *list; !rest.empty();) {
@@ -64,9 +48,31 @@ const char* sse_topics(std::string_view path, std::string_view query,
   return nullptr;
 }
 
+// Topics made from path parameters must still fit a topic's bounds.
+bool topics_fit(const std::vector<std::string>& topics) {
+  for (const auto& t : topics)
+    if (t.empty() || t.size() > proto::max_topic_length) return false;
+  return true;
+}
+
 }  // namespace
 
-void http_session::upgrade(request req, std::string_view path, std::string_view query) {
+// A declared endpoint: its parameters were read (a bad one is a 400), then the handshake of
+// its transport runs with the endpoint's topics.
+void http_session::endpoint_route(request req, std::string_view path, std::string_view query,
+                                  endpoint_match& ep) {
+  if (ep.error || !topics_fit(ep.topics)) {
+    auto& m = ctx_.get_metrics();
+    m.add(m.local().handshakes_rejected);
+    return send_error(http::status::bad_request, "bad_param",
+                      ep.error ? ep.error : "a topic made from the path is too long", false);
+  }
+  if (ep.ep->cfg.sse) return sse(std::move(req), path, query, &ep);
+  upgrade(std::move(req), path, query, &ep);
+}
+
+void http_session::upgrade(request req, std::string_view path, std::string_view query,
+                           endpoint_match* ep) {
   auto& m = ctx_.get_metrics();
   auto reject = [&](http::status status, std::string_view code, std::string_view msg) {
     m.add(m.local().handshakes_rejected);
@@ -91,17 +97,18 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
   if (!origin_allowed(req))
     return reject(http::status::forbidden, "origin_not_allowed",
                   "this origin may not open a WebSocket here");
-  std::string topic;
-  if (path.size() > 4) {
-    auto decoded = url_decode(path.substr(4));
+  std::vector<std::string> topics;
+  const std::size_t base = ctx_.config().json_ws_path.size();
+  if (ep) {
+    topics = ep->topics;
+  } else if (path.size() > base + 1) {
+    auto decoded = url_decode(path.substr(base + 1));
     if (!decoded || decoded->empty() || decoded->size() > proto::max_topic_length)
       return reject(http::status::bad_request, "bad_topic", "invalid topic in the path");
-    topic = std::move(*decoded);
+    topics.push_back(std::move(*decoded));
   }
   auth::identity_ptr identity;
   if (!check_token(req, query, identity)) return;
-  std::vector<std::string> topics;
-  if (!topic.empty()) topics.push_back(topic);
   if (!check_client_topics(req, identity, topics)) return;
   if (!check_access(req, identity, topics)) return;
 
@@ -117,30 +124,40 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
   // inline, and the session opens right here as before.
   struct pending {
     net::stream socket;
-    std::string response, leftover, topic, path, query;
+    std::string response, leftover;
+    std::vector<std::string> topics;
+    std::string path, query;
     std::shared_ptr<void> slot;
     auth::identity_ptr identity;
     header_pairs headers;
+    const endpoint* ep;
+    path_params params;
   };
-  auto p = std::make_shared<pending>(pending{hand_off(), std::move(response), std::move(leftover),
-                                             topic, std::string(path), std::string(query),
-                                             std::move(slot_), std::move(identity),
-                                             std::move(headers)});
+  std::vector<channel> rooms;
+  for (const auto& t : topics) rooms.push_back({"/", t});
+  auto p = std::make_shared<pending>(pending{
+      hand_off(), std::move(response), std::move(leftover), std::move(topics), std::string(path),
+      std::string(query), std::move(slot_), std::move(identity), std::move(headers),
+      ep ? ep->ep : nullptr, ep ? std::move(ep->params) : path_params{}});
   auto open = [&ctx = ctx_, p] {
+    // An envelope's connections share its encoder: each publication is encoded once for all.
+    const encoder_id encoder = p->ep && p->ep->env ? p->ep->encoder : ctx.encoders().json_ws;
     auto session = std::make_shared<ws_session>(
         std::move(p->socket), ctx, new_sid(), std::move(p->response), std::move(p->leftover),
-        ctx.encoders().json_ws, std::make_unique<json_ws_handler>(ctx, std::move(p->topic)));
+        encoder,
+        std::make_unique<json_ws_handler>(ctx, std::move(p->topics), p->ep,
+                                          std::move(p->params)));
     session->hold(std::move(p->slot));
     session->set_identity(std::move(p->identity));
     session->start(p->path, p->query, std::move(p->headers));
   };
   const auto& warm = ctx_.get_publisher().warm;
-  if (!warm || topic.empty()) return open();
+  if (!warm || rooms.empty()) return open();
   const auto caller = std::this_thread::get_id();
   auto ex = p->socket.get_executor();
   // Warmed or not (a timeout, Redis down), the session opens; a room the broker could not
   // load yet is loaded when it follows it, and its members then get an explicit reset.
-  warm({channel{"/", topic}}, [open, caller, ex](bool) {
+  warm(rooms, [open, caller, ex](bool) {
     if (std::this_thread::get_id() == caller) open();
     else asio::post(ex, open);
   });
@@ -148,7 +165,9 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
 
 // Server-Sent Events: GET /sse/<topic> and/or ?topics=a,b (each percent-decoded); resumes
 // after the Last-Event-ID header or the last_event_id query parameter.
-void http_session::sse(request req, std::string_view path, std::string_view query) {
+// A declared SSE endpoint's topics are its templates' alone (no ?topics=).
+void http_session::sse(request req, std::string_view path, std::string_view query,
+                       endpoint_match* ep) {
   auto& m = ctx_.get_metrics();
   auto reject = [&](http::status status, std::string_view code, std::string_view msg) {
     m.add(m.local().handshakes_rejected);
@@ -161,7 +180,8 @@ void http_session::sse(request req, std::string_view path, std::string_view quer
     return reject(http::status::forbidden, "origin_not_allowed",
                   "this origin may not open an event stream here");
   std::vector<std::string> topics;
-  if (const char* bad = sse_topics(path, query, topics))
+  if (ep) topics = ep->topics;
+  else if (const char* bad = sse_topics(path, ctx_.config().sse_path.size(), query, topics))
     return reject(http::status::bad_request, "bad_topic", bad);
   if (topics.size() > proto::max_topics_per_message)
     return reject(http::status::bad_request, "too_many_topics", "at most 64 topics per stream");
@@ -184,13 +204,14 @@ void http_session::sse(request req, std::string_view path, std::string_view quer
   }
   head += "\r\n";
   open_sse(req, path, query, std::move(head), std::move(topics), std::move(last_id),
-           std::move(identity));
+           std::move(identity), ep);
 }
 
 // Hands the connection to a new SSE stream, once the broker has warmed its topics.
 void http_session::open_sse(const request& req, std::string_view path, std::string_view query,
                             std::string head, std::vector<std::string> topics,
-                            std::string last_id, auth::identity_ptr identity) {
+                            std::string last_id, auth::identity_ptr identity,
+                            endpoint_match* ep) {
   std::vector<channel> rooms;
   rooms.reserve(topics.size());
   for (const auto& t : topics) rooms.push_back({"/", t});
@@ -204,15 +225,20 @@ void http_session::open_sse(const request& req, std::string_view path, std::stri
     std::shared_ptr<void> slot;
     auth::identity_ptr identity;
     header_pairs headers;
+    const endpoint* ep;
+    path_params params;
   };
   auto p = std::make_shared<pending>(pending{hand_off(), std::move(head), std::move(last_id),
                                              std::string(path), std::string(query),
                                              std::move(topics), std::move(slot_),
-                                             std::move(identity), header_list(req)});
+                                             std::move(identity), header_list(req),
+                                             ep ? ep->ep : nullptr,
+                                             ep ? std::move(ep->params) : path_params{}});
   auto open = [&ctx = ctx_, p] {
     auto session = std::make_shared<sse_session>(std::move(p->socket), ctx, new_sid(),
                                                  std::move(p->head), std::move(p->topics),
-                                                 std::move(p->last_id));
+                                                 std::move(p->last_id), p->ep,
+                                                 std::move(p->params));
     session->hold(std::move(p->slot));
     session->set_identity(std::move(p->identity));
     session->start(p->path, p->query, std::move(p->headers));
@@ -227,119 +253,6 @@ void http_session::open_sse(const request& req, std::string_view path, std::stri
     if (std::this_thread::get_id() == caller) open();
     else asio::post(ex, open);
   });
-}
-
-// The token of a WebSocket or SSE handshake, when the server checks tokens: the
-// "Authorization: Bearer" header, else the `token` query parameter. True when the handshake
-// may go on, with `id` set (null: no token, and none is required); else the 401 is written.
-bool http_session::check_token(const request& req, std::string_view query,
-                               auth::identity_ptr& id) {
-  const auto& jwt = ctx_.config().jwt;
-  if (!jwt) return true;
-  std::string token;
-  if (auto bearer = auth::bearer_token(req[http::field::authorization]))
-    token = std::string(*bearer);
-  else if (auto param = query_param(query, "token"))
-    token = std::move(*param);
-  if (token.empty() && !jwt->required) return true;
-  auto r = auth::authenticate(*jwt, token, auth::token_use::connect, auth::unix_now());
-  if (auto* f = std::get_if<auth::auth_refusal>(&r)) {
-    auto& m = ctx_.get_metrics();
-    m.add(m.local().handshakes_rejected);
-    unauthorized(req, *f, false);
-    return false;
-  }
-  id = std::get<auth::identity_ptr>(std::move(r));
-  return true;
-}
-
-// The topics a JSON-protocol or SSE handshake subscribes to by name must be open to clients
-// (client_topics). True when they are; else a 403 {"error":"forbidden",...} is written.
-bool http_session::check_client_topics(const request& req, const auth::identity_ptr& id,
-                                       const std::vector<std::string>& topics) {
-  auto refusal =
-      auth::check_client_topics(ctx_.config().client_topics.get(), topics, id.get());
-  if (!refusal) return true;
-  auto& m = ctx_.get_metrics();
-  m.add(m.local().forbidden_client_topic);
-  m.add(m.local().handshakes_rejected);
-  forbidden(req, refusal->message);
-  return false;
-}
-
-// 403 {"error":"forbidden","message":...}; the connection closes after it.
-void http_session::forbidden(const request& req, const std::string& message) {
-  http::response<http::string_body> res{http::status::forbidden, req.version()};
-  res.set(http::field::content_type, "application/json");
-  res.set(http::field::cache_control, "no-store");
-  res.body() = error_body("forbidden", message);
-  res.keep_alive(false);
-  res.prepare_payload();
-  write(std::move(res), false);
-}
-
-// The role requirements of a JSON-protocol or SSE handshake: the "/" namespace's, and each
-// room's in `rooms`. True when they are met; else a 403 {"error":"forbidden",...} is written.
-// With a connect hook, which may grant roles, a refusal waits for its decision instead (the
-// session checks again on acceptance).
-bool http_session::check_access(const request& req, const auth::identity_ptr& id,
-                                const std::vector<std::string>& rooms) {
-  const auto& policy = ctx_.config().access;
-  if (!policy) return true;
-  auto refusal = policy->check_connect("/", rooms, auth::connection_roles(id.get()));
-  if (!refusal || (ctx_.config().roles_from_connect && ctx_.hooks().on_connect))
-    return true;
-  auto& m = ctx_.get_metrics();
-  m.add(refusal->scope == auth::access_scope::namespace_ ? m.local().forbidden_namespace
-                                                         : m.local().forbidden_room);
-  m.add(m.local().handshakes_rejected);
-  forbidden(req, refusal->message);
-  return false;
-}
-
-// 401 with WWW-Authenticate (RFC 6750 3) and {"error":"unauthorized","code":...}.
-void http_session::unauthorized(const request& req, const auth::auth_refusal& f, bool keep) {
-  auto& m = ctx_.get_metrics();
-  m.add(m.local().auth_refused);
-  http::response<http::string_body> res{http::status::unauthorized, req.version()};
-  res.set(http::field::www_authenticate, f.code == auth::token_required
-                                             ? R"(Bearer realm="skyrelay")"
-                                             : R"(Bearer realm="skyrelay", error="invalid_token")");
-  res.set(http::field::content_type, "application/json");
-  res.set(http::field::cache_control, "no-store");
-  res.body() = auth_error_body(f);
-  res.keep_alive(keep);
-  res.prepare_payload();
-  write(std::move(res), keep);
-}
-
-bool http_session::origin_allowed(const request& req) const {
-  std::string_view origin = req[http::field::origin];
-  if (origin.empty() || same_origin(origin, req[http::field::host])) return true;
-  for (const auto& o : ctx_.config().cors_allowed_origins)
-    if (o == "*" || o == origin) return true;  // exact match only: no suffix tricks
-  return false;
-}
-
-// CORS response headers for an allowed cross-origin request (none for same-origin ones).
-// "*" answers "*" and never allows credentials, whatever cors_credentials says: echoing any
-// origin with credentials would let every site read the user's cookie-authenticated stream.
-http_session::cors_list http_session::cors_headers(const request& req) const {
-  cors_list out;
-  std::string_view origin = req[http::field::origin];
-  const auto& cfg = ctx_.config();
-  if (origin.empty() || cfg.cors_allowed_origins.empty() || !origin_allowed(req)) return out;
-  const bool any = std::find(cfg.cors_allowed_origins.begin(), cfg.cors_allowed_origins.end(),
-                             "*") != cfg.cors_allowed_origins.end();
-  if (any) {
-    out.emplace_back(http::field::access_control_allow_origin, "*");
-    return out;
-  }
-  out.emplace_back(http::field::access_control_allow_origin, std::string(origin));
-  out.emplace_back(http::field::vary, "Origin");
-  if (cfg.cors_credentials)
-    out.emplace_back(http::field::access_control_allow_credentials, "true");
-  return out;
 }
 
 }  // namespace skyrelay

@@ -369,4 +369,16 @@ void push_session::finish(disconnect_reason why) {
   }
 }
 
+std::optional<std::string> push_session::answer_text(std::string_view request_id, bool ok,
+                                                     std::string_view data_or_code,
+                                                     std::string_view message) const {
+  return ok ? proto::response_ok(request_id, data_or_code)
+            : proto::response_error(request_id, data_or_code, message);
+}
+
+std::optional<std::string> push_session::error_text(std::string_view code,
+                                                    std::string_view message) const {
+  return proto::error(code, message, "");
+}
+
 }  // namespace skyrelay

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <future>
 #include <stdexcept>
 
@@ -111,6 +112,7 @@ server::server(server_config cfg, app_hooks hooks)
   make_shared_state();
   hub_.set_history(cfg_.history_max_events, cfg_.history_max_age);
   hub_.set_max_rooms(cfg_.max_rooms_per_connection);
+  if (!cfg_.endpoints.empty()) endpoints_ = std::make_unique<endpoint_table>(cfg_.endpoints);
   register_encoders();
   // python-socketio / Flask-SocketIO producers on the same Redis (null on other brokers).
   manager_bridge_ = make_manager_bridge(*this);
@@ -137,6 +139,7 @@ server::server(server_config cfg, app_hooks hooks)
                         } : decltype(publisher::limit)()},
                        parking_,
                        {[this] { return health_json(); }, [this] { return metrics_text(); }});
+  ctx_->set_endpoints(endpoints_.get());
 }
 
 server::~server() {
@@ -151,6 +154,7 @@ void server::register_encoders() {
   // argument) and the binary parts.
   encoders_.json_ws = hub_.add_encoder(encode_json_ws);
   encoders_.sse = hub_.add_encoder(encode_sse);
+  register_envelope_encoders();
   // The Engine.IO message carrying a Socket.IO EVENT with the publication's arguments, built
   // in one copy; binary parts follow it. A socket with recovery on writes its own frame around
   // it, with its offset (frame::numbered). The addresses matter only to a socket that resumes
@@ -181,6 +185,34 @@ void server::register_encoders() {
     }
     return std::make_shared<const frame>(std::move(f));
   });
+}
+
+// One encoder per distinct envelope: endpoints that share an envelope (the same spec) share its
+// frame, so a publication is encoded once per envelope, whatever the number of its clients.
+void server::register_envelope_encoders() {
+  if (!endpoints_) return;
+  std::vector<std::pair<std::string, encoder_id>> known;
+  for (auto& e : endpoints_->entries()) {
+    if (!e.env) continue;
+    auto same = std::find_if(known.begin(), known.end(),
+                             [&](const auto& k) { return k.first == e.cfg.envelope; });
+    if (same != known.end()) {
+      e.encoder = same->second;
+      continue;
+    }
+    if (hub_.encoder_count() == hub::max_encoders)
+      throw std::invalid_argument("at most " + std::to_string(hub::max_encoders - 3) +
+                                  " distinct envelopes per server");
+    e.encoder = hub_.add_encoder([env = e.env](const publication& p, const publish_meta& meta) {
+      std::string payload = env->encode(p.event, p.data, meta.topic, meta.seq, meta.id, meta.ts);
+      std::string bytes;
+      bytes.reserve(payload.size() + 10);
+      ws::append_header(bytes, ws::opcode::text, payload.size());
+      bytes += payload;
+      return make_frame(std::move(bytes), meta.publish_ns, true);
+    });
+    known.emplace_back(e.cfg.envelope, e.encoder);
+  }
 }
 
 void server::start() {
@@ -342,12 +374,8 @@ bool server::respond(const std::string& sid, const std::string& request_id, bool
                      const std::string& data_or_code, const std::string& message) {
   auto s = find_session(sid);
   if (!s || !s->takes_answers()) return false;
-  if (ok) {
-    s->send_text(proto::response_ok(request_id, data_or_code));
-  } else {
-    count_error(metrics_, data_or_code);
-    s->send_text(proto::response_error(request_id, data_or_code, message));
-  }
+  if (!ok) count_error(metrics_, data_or_code);
+  if (auto text = s->answer_text(request_id, ok, data_or_code, message)) s->send_text(*text);
   return true;
 }
 
@@ -363,7 +391,7 @@ bool server::send_error(const std::string& sid, const std::string& code,
   auto s = find_session(sid);
   if (!s || !s->takes_answers()) return false;
   count_error(metrics_, code);
-  s->send_text(proto::error(code, message, ""));
+  if (auto text = s->error_text(code, message)) s->send_text(*text);
   return true;
 }
 

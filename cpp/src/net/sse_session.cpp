@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "skyrelay/core/clock.hpp"
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/sse_cursor.hpp"
@@ -11,9 +12,11 @@ namespace skyrelay {
 
 sse_session::sse_session(net::stream socket, session_context& ctx, std::string sid,
                          std::string response_head, std::vector<std::string> topics,
-                         std::string last_event_id)
+                         std::string last_event_id, const endpoint* ep, path_params params)
     : push_session(std::move(socket), ctx, std::move(sid), std::string(), ctx.encoders().sse),
       topics_(std::move(topics)),
+      ep_(ep),
+      params_(std::move(params)),
       last_id_(std::move(last_event_id)),
       head_(std::move(response_head)) {}
 
@@ -52,7 +55,10 @@ void sse_session::open() {
     // that resumes keeps its own id until the replayed events move it on.
     const bool resumed = from && reset.empty();
     if (!resumed) prefix_ += "id: " + proto::format_sse_cursor(hub.epoch_prefix(), cursor_) + "\n";
-    prefix_ += "event: welcome\ndata: " + welcome + "\n\n";
+    if (ep_ && ep_->welcome_data && !ep_->cfg.welcome_event.empty())
+      prefix_ += endpoint_event(ep_->cfg.welcome_event, *ep_->welcome_data);
+    else
+      prefix_ += "event: welcome\ndata: " + welcome + "\n\n";
     if (!reset.empty()) {
       prefix_ += "event: reset\ndata: {\"reason\":";
       proto::append_json_string(prefix_, reset);
@@ -161,15 +167,37 @@ void sse_session::stamp(std::vector<frame_ptr>& frames) {
   frames.resize(kept);
 }
 
+std::string sse_session::endpoint_event(const std::string& name,
+                                       const proto::json_template& data) const {
+  const std::string ts = utc_now_iso8601();
+  proto::reply_values v;
+  v.ts = ts;
+  v.ts_ms = proto::iso8601_ms(ts);
+  v.sid = sid();
+  v.params = &params_;
+  if (!topics_.empty()) v.topic = topics_.front();
+  std::string block = "event: ";
+  for (char c : name) block += (c == '\n' || c == '\r') ? ' ' : c;
+  // The template's JSON has no raw line breaks (strings escape them): one data line.
+  block += "\ndata: " + proto::render_stream(data, v) + "\n\n";
+  return block;
+}
+
 void sse_session::arm_timer() {
-  // A dead peer shows as a write error.
-  timer_.expires_after(ctx_.config().sse_keepalive);
+  // A dead peer shows as a write error. An endpoint's heartbeat event takes the place of the
+  // keep-alive comment, at its own interval.
+  const bool beat = ep_ && ep_->heartbeat_data && ep_->cfg.heartbeat_interval.count() > 0;
+  timer_.expires_after(beat ? ep_->cfg.heartbeat_interval : ctx_.config().sse_keepalive);
   timer_.async_wait([self = self_as<sse_session>()](boost::system::error_code ec) {
     if (ec || self->state_ != state::open) {
       if (!ec && self->state_ == state::closing) self->finish(self->close_reason_);
       return;
     }
-    self->push_control(": keep-alive\n\n");
+    const auto* ep = self->ep_;
+    if (ep && ep->heartbeat_data && ep->cfg.heartbeat_interval.count() > 0)
+      self->push_control(self->endpoint_event(ep->cfg.heartbeat_event, *ep->heartbeat_data));
+    else
+      self->push_control(": keep-alive\n\n");
     self->arm_timer();
   });
 }

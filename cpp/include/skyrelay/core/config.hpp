@@ -19,6 +19,28 @@ class access_policy;   // skyrelay/auth/access_policy.hpp
 class client_topic_policy;  // skyrelay/auth/access_policy.hpp
 }
 
+// An endpoint the application declares (docs/api.md "Endpoints and envelopes"): a WebSocket or
+// an SSE stream at a path template whose `{name}` segments are path parameters. Matched before
+// the built-in routes; checked and compiled when the server is made (net/endpoint_table.hpp).
+struct endpoint_config {
+  std::string path;   // "/api/ws/{telescope_id}": literal segments and whole-segment {params}
+  bool sse{false};    // else a WebSocket
+  // Topics the connection joins as it opens, each a template over the parameters
+  // ("{telescope_id}", "well:{well_id}"); checked like /ws/<topic> (client_topics, roles).
+  std::vector<std::string> topics;
+  // A WebSocket's envelope (proto/envelope.hpp, its JSON spec); empty: the skyrelay protocol.
+  std::string envelope;
+  // SSE: the first event (name and a data template over $param.<name>, $topic, $ts, $sid),
+  // in place of the `welcome` event; empty name: the welcome event.
+  std::string welcome_event;
+  std::string welcome_data;
+  // SSE: an event (name and data template, $ts) this often in place of the keep-alive
+  // comment; 0: the comment every sse_keepalive.
+  std::string heartbeat_event;
+  std::string heartbeat_data;
+  std::chrono::milliseconds heartbeat_interval{0};
+};
+
 struct server_config {
   std::string host{"127.0.0.1"};
   std::uint16_t port{8000};      // 0 picks a free port; server::port() reports it
@@ -155,6 +177,18 @@ struct server_config {
   bool json_protocol{true};
   bool sse{true};
   bool socketio{true};
+
+  // The built-in routes' paths; empty turns one off (an unknown path). /ws and /sse also
+  // serve <path>/<topic>; the browser client's type declarations sit beside client_js_path
+  // (".d.ts" for ".js").
+  std::string json_ws_path{"/ws"};
+  std::string sse_path{"/sse"};
+  std::string health_path{"/health"};
+  std::string metrics_path{"/metrics"};
+  std::string publish_path{"/api/publish"};
+  std::string client_js_path{"/skyrelay.js"};
+  // The application's endpoints, matched in order before every built-in route.
+  std::vector<endpoint_config> endpoints;
 
   // Server-Sent Events: a keep-alive comment this often, and the reconnection delay the
   // browser is told to use (the `retry:` field).

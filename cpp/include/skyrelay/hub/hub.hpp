@@ -154,7 +154,10 @@ struct subscribe_outcome {
 class hub {
  public:
   static constexpr std::size_t shard_count = 16;
-  static constexpr std::size_t max_encoders = 8;
+  // Three transports (JSON protocol, Socket.IO, SSE) and the application's envelopes (one per
+  // distinct envelope, server::register_envelope_encoders); the per-publication arrays of
+  // hub_publish are this long, on the stack.
+  static constexpr std::size_t max_encoders = 16;
   using member_list = std::vector<std::shared_ptr<subscriber>>;
 
   hub();

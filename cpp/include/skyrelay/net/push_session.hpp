@@ -53,6 +53,15 @@ class push_session : public subscriber,
   // go out through send_text. A WebSocket does; a transport whose wire has no frame for them
   // says no (SSE). Any thread; constant for the session's life.
   virtual bool takes_answers() const noexcept { return true; }
+  // The application's answer to request `request_id` (server::respond: ok with JSON text
+  // `data_or_code`, else its error code and message), and an error frame it sends
+  // (server::send_error), as this session's protocol writes them; null: nothing is sent. By
+  // default the JSON protocol's response and error. Any thread.
+  virtual std::optional<std::string> answer_text(std::string_view request_id, bool ok,
+                                                 std::string_view data_or_code,
+                                                 std::string_view message) const;
+  virtual std::optional<std::string> error_text(std::string_view code,
+                                                std::string_view message) const;
   // Whether a replay this big can be queued at once without overflowing the outbox.
   bool replay_fits(const std::vector<frame_ptr>& frames) const;
 

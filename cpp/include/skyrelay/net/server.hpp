@@ -24,6 +24,7 @@
 #include "skyrelay/hub/hub.hpp"
 #include "skyrelay/limits/admission.hpp"
 #include "skyrelay/limits/rate_limiter.hpp"
+#include "skyrelay/net/endpoint_table.hpp"
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/app_hooks.hpp"
 #include "skyrelay/net/app_parking.hpp"
@@ -159,6 +160,7 @@ class server {
 
  private:
   void register_encoders();  // the transports' encoders, into the hub (encoders_)
+  void register_envelope_encoders();  // one per distinct envelope of endpoints_
   void sweep_later();  // runs hub::sweep every second on the first I/O context
   // The I/O context for the next connection or timer (round-robin; session_context and
   // sio_server pick through it).
@@ -168,6 +170,8 @@ class server {
   app_hooks hooks_;
   hub hub_;
   transport_encoders encoders_;  // set in the constructor, before any connection
+  // The application's endpoints (null: none), with their envelopes' encoders.
+  std::unique_ptr<endpoint_table> endpoints_;
   metrics metrics_;
   std::unique_ptr<broker> broker_;  // delivers to hub_; told of hub_'s channel transitions
   // Takes python-socketio's / Flask-SocketIO's manager messages (Redis broker only, else null).

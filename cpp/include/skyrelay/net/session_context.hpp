@@ -34,6 +34,7 @@ namespace skyrelay {
 class sio_server;
 class push_session;
 class worker_handoff;
+class endpoint_table;
 
 // How a JSON-protocol or SSE session enters and leaves the server's table by sid (where
 // server::accept, respond, disconnect... find it). Two functions, not the server: a session
@@ -124,6 +125,10 @@ class session_context {
   // before it accepts any connection; cleared at stop(), after the last I/O thread ended.
   worker_handoff* workers() const noexcept { return workers_; }
   void set_workers(worker_handoff* w) noexcept { workers_ = w; }
+  // The application's declared endpoints (net/endpoint_table.hpp), or null when it declares
+  // none. Set once by the server before it accepts any connection.
+  const endpoint_table* endpoints() const noexcept { return endpoints_; }
+  void set_endpoints(const endpoint_table* t) noexcept { endpoints_ = t; }
   void set_http_faces(publisher p, app_parking& parking, status_text s) {
     publisher_ = std::move(p);
     parking_ = &parking;
@@ -146,6 +151,7 @@ class session_context {
   app_parking* parking_{nullptr};
   status_text status_;
   worker_handoff* workers_{nullptr};
+  const endpoint_table* endpoints_{nullptr};
 };
 
 }  // namespace skyrelay

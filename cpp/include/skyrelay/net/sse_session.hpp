@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "skyrelay/net/endpoint_table.hpp"
 #include "skyrelay/net/push_session.hpp"
 
 namespace skyrelay {
@@ -24,10 +25,12 @@ namespace skyrelay {
 class sse_session : public push_session {
  public:
   // `response_head` is the HTTP response header block; the stream joins `topics` on acceptance
-  // and replays what came after `last_event_id` (may be empty).
+  // and replays what came after `last_event_id` (may be empty). `ep` (null: /sse) is the
+  // declared endpoint, which outlives the session: its first event replaces the welcome, its
+  // heartbeat event the keep-alive comment; `params` are its path parameters.
   sse_session(net::stream socket, session_context& ctx, std::string sid,
               std::string response_head, std::vector<std::string> topics,
-              std::string last_event_id);
+              std::string last_event_id, const endpoint* ep = nullptr, path_params params = {});
   ~sse_session() override;
 
   // Until the stream has joined its channels (open()), frames of those channels are dropped:
@@ -71,7 +74,12 @@ class sse_session : public push_session {
   // Applies the reset `f` marks, if any (the marker is taken off the pending list).
   bool apply_reset(const frame_ptr& f);
 
+  // An endpoint's event block: `event: <name>` and its data template rendered now.
+  std::string endpoint_event(const std::string& name, const proto::json_template& data) const;
+
   const std::vector<std::string> topics_;  // fixed by the URL
+  const endpoint* ep_;
+  const path_params params_;
   std::mutex resets_mu_;  // a leaf: guards resets_
   std::vector<pending_reset> resets_;
   std::atomic<bool> has_resets_{false};

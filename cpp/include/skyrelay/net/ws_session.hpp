@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,17 @@ class ws_handler {
   // The topics the handshake asked for (role checks at accept time). Any thread: answer from
   // state fixed at construction.
   virtual std::vector<std::string> handshake_topics() const { return {}; }
+  // The application's answers in the handler's protocol (push_session::answer_text,
+  // error_text); null: the JSON protocol's. Any thread: read only state fixed at construction.
+  virtual std::optional<std::optional<std::string>> answer_text(std::string_view, bool,
+                                                                std::string_view,
+                                                                std::string_view) const {
+    return std::nullopt;
+  }
+  virtual std::optional<std::optional<std::string>> error_text(std::string_view,
+                                                               std::string_view) const {
+    return std::nullopt;
+  }
 };
 
 class ws_session final : public push_session {
@@ -67,6 +79,22 @@ class ws_session final : public push_session {
   // The JSON protocol's live reset frame (docs/protocol.md), for a reset that lost
   // something; a mere change of the sequence's name sends nothing.
   void reset(const sequence_reset& r) override;
+  // The application's answers in its handler's protocol (an envelope's), else the JSON
+  // protocol's.
+  std::optional<std::string> answer_text(std::string_view request_id, bool ok,
+                                         std::string_view data_or_code,
+                                         std::string_view message) const override {
+    if (owned_handler_)
+      if (auto own = owned_handler_->answer_text(request_id, ok, data_or_code, message))
+        return *own;
+    return push_session::answer_text(request_id, ok, data_or_code, message);
+  }
+  std::optional<std::string> error_text(std::string_view code,
+                                        std::string_view message) const override {
+    if (owned_handler_)
+      if (auto own = owned_handler_->error_text(code, message)) return *own;
+    return push_session::error_text(code, message);
+  }
 
   // Only from ws_handler::on_ws_open: queues `text` as a text frame ahead of everything in
   // the outbox, right after the 101 response and what was queued first before it.
