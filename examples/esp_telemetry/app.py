@@ -30,7 +30,7 @@ from esp.alerts import AlertRules  # noqa: E402
 from esp.http_api import build_flask  # noqa: E402
 from esp.metrics import AppMetrics  # noqa: E402
 from esp.readings import Reading, parse  # noqa: E402
-from esp.realtime import Realtime, now, room  # noqa: E402
+from esp.realtime import SSE_WELCOME, Realtime, now, room  # noqa: E402
 from esp.store import Store  # noqa: E402
 from esp.tokens import Tokens  # noqa: E402
 
@@ -56,16 +56,21 @@ class EspTelemetry:
             inbound_rate=RATE_PER_CLIENT, inbound_burst=RATE_PER_CLIENT,
             broker=redis,
             wsgi_app=build_flask(self),
+            sse_path=None,  # the wells' streams are at the seed's path only (below)
+            metrics_path="/skyrelay/metrics",  # /metrics has the seed's names (and these)
             **server_options)
-        self.realtime = Realtime(self.server, self.metrics, heartbeat_s)
+        self.server.endpoint(
+            "/api/v1/sse/stream/{well_id}", transport="sse", topics=["well:{well_id}"],
+            welcome=("connected", {"message": SSE_WELCOME, "well_id": "$param.well_id",
+                                   "timestamp": "$ts"}),
+            heartbeat=("heartbeat", {"timestamp": "$ts"}, heartbeat_s))
+        self.realtime = Realtime(self.server, self.metrics)
 
     def start(self) -> EspTelemetry:
         self.server.start()
-        self.realtime.start()
         return self
 
     def stop(self) -> None:
-        self.realtime.stop()
         self.server.stop()
         self.store.close()
 
@@ -161,7 +166,6 @@ def main() -> None:
         app.server.run()
     finally:
         stop.set()
-        app.realtime.stop()
         app.store.close()
 
 

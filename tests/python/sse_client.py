@@ -15,14 +15,12 @@ from httpx_sse import connect_sse
 class Stream:
     """An SSE client on a thread (httpx + httpx-sse), collecting events into a queue."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None, *,
-                 follow_redirects: bool = False) -> None:
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
         self.url = url
         self.events: queue.Queue = queue.Queue()
         self.status: int | None = None
         self.headers: httpx.Headers | None = None
-        self._client = httpx.Client(timeout=httpx.Timeout(10.0, read=30.0),
-                                    follow_redirects=follow_redirects)
+        self._client = httpx.Client(timeout=httpx.Timeout(10.0, read=30.0))
         self._socket: socket.socket | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(headers or {},), daemon=True)

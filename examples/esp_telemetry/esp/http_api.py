@@ -6,8 +6,10 @@
 - POST /api/v1/telemetry/ingest (roles device, operator, admin): one reading or a list -> 201
 - GET /api/v1/wells/<well_id>/telemetry and .../alerts (any token): the latest stored rows
   (?limit=, at most 1000)
-- GET /api/v1/metrics (anyone, as skyrelay's /metrics): the seed's metrics, then skyrelay's
-- GET /api/v1/sse/stream/<well_id> (token in ?token=): the well's event stream (README)
+- GET /metrics (anyone): the seed's metrics, then skyrelay's (whose own path app.py moves
+  to /skyrelay/metrics)
+
+The wells' SSE streams (/api/v1/sse/stream/<well_id>) are skyrelay's, declared in app.py.
 
 Errors are JSON: ``{"error": <kind>, "message": <text>}`` with a 4xx status.
 """
@@ -15,14 +17,13 @@ Errors are JSON: ``{"error": <kind>, "message": <text>}`` with a 4xx status.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import flask
 import skyrelay
 from skyrelay.ratelimit import Decision
 
 from .readings import InvalidReading, parse
-from .realtime import WELL_ID, room
+from .realtime import WELL_ID
 from .tokens import TokenError
 
 if TYPE_CHECKING:
@@ -93,19 +94,10 @@ def build_flask(app: EspTelemetry) -> flask.Flask:
         _claims(app)
         return {"well_id": _well(well_id), "alerts": app.store.alerts(well_id, _limit())}
 
-    @web.get("/api/v1/metrics")
+    @web.get("/metrics")
     def metrics():
         text = app.metrics.exposition(app.server.metrics_text)
         return flask.Response(text, mimetype="text/plain; version=0.0.4")
-
-    @web.get("/api/v1/sse/stream/<well_id>")
-    def sse_stream(well_id: str):
-        # Until skyrelay serves app-declared stream paths, the well's stream is skyrelay's
-        # built-in one; the query (token, last_event_id) goes along, and clients resend
-        # Last-Event-ID themselves when they follow the redirect.
-        target = "/sse/" + quote(room(_well(well_id)), safe=":")
-        query = flask.request.query_string.decode("latin-1")
-        return flask.redirect(target + ("?" + query if query else ""), code=307)
 
     return web
 

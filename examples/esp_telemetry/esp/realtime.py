@@ -7,13 +7,13 @@ Socket.IO (client → server): ``subscribe``/``unsubscribe`` ``{well_id}``, ``pi
 count against skyrelay's per-connection limit (10 a second); over it, skyrelay drops the
 event before any handler runs and sends ``rate_limited``.
 
-SSE streams get a ``connected`` event when they open and a ``heartbeat`` every 30 s.
+SSE streams (the endpoint app.py declares) count as connections here; skyrelay itself
+sends their ``connected`` event and their heartbeats.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 import threading
 from datetime import datetime, timezone
 from typing import Any
@@ -28,7 +28,6 @@ WELL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_SUBSCRIPTIONS = 100  # wells one socket may follow at once
 MAX_STATS_WELLS = 100  # wells an admin's stats list (each may cost a Redis round trip)
 ADMIN_ROLE = "admin"
-SSE_PATH = re.compile(r"/sse/well:([^/?]+)")
 
 
 def now() -> str:
@@ -48,20 +47,13 @@ def well_id_of(data: Any) -> str | None:
 
 
 class Realtime:
-    """Registers the contract's handlers on `server`; `start()` begins the SSE heartbeats."""
+    """Registers the contract's handlers on `server`."""
 
-    def __init__(self, server: skyrelay.Server, metrics: AppMetrics,
-                 heartbeat_s: float = 30.0) -> None:
+    def __init__(self, server: skyrelay.Server, metrics: AppMetrics) -> None:
         self.server = server
         self.metrics = metrics
-        self.heartbeat_s = heartbeat_s
-        # SSE streams of this instance join this room, which no client can name (only
-        # well:* topics are open): one publication per beat reaches every stream here.
-        self.heartbeat_room = f"sse-heartbeat:{secrets.token_hex(6)}"
         self._followed: dict[str, int] = {}  # well -> sockets here subscribed to it
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="sse-heartbeat", daemon=True)
         server.on_connect(self.connect)
         server.on_disconnect(self.disconnect)
         server.on("subscribe", self.subscribe)
@@ -70,38 +62,23 @@ class Realtime:
         server.on("get_stats", self.get_stats)
         server.on("*", self.unknown)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
     # -- connections ------------------------------------------------------------------------
 
     def connect(self, conn: skyrelay.Connection) -> None:
+        if conn.transport == "sse" and not WELL_ID.fullmatch(conn.params.get("well_id", "")):
+            raise skyrelay.ConnectionRefused(
+                "well_id must be 1-64 letters, digits, '.', '_' or '-'", status=400)
         conn.state.update(connected_at=now(), message_count=0, subscriptions=[])
         self.metrics.connected(conn.transport, +1)
         if conn.transport == "socket.io":
             conn.emit("connected", {"message": WELCOME, "user_id": conn.user,
                                     "username": conn.claims.get("username"),
                                     "timestamp": now()})
-        elif conn.transport == "sse":
-            match = SSE_PATH.match(conn.path)
-            conn.emit("connected", {"message": SSE_WELCOME,
-                                    "well_id": match.group(1) if match else None,
-                                    "timestamp": now()})
-            conn.join(self.heartbeat_room)
 
     def disconnect(self, conn: skyrelay.Connection, reason: str) -> None:
         self.metrics.connected(conn.transport, -1)
         for well_id in conn.state.get("subscriptions", ()):
             self._follow(well_id, -1)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
-            self.server.emit("heartbeat", {"timestamp": now()}, to=self.heartbeat_room)
 
     # -- Socket.IO events -------------------------------------------------------------------
 
