@@ -106,7 +106,10 @@ void def_plain_fields(config_class& c) {
       .def_readwrite("roles_from_connect", &server_config::roles_from_connect)
       .def_readwrite("json_protocol", &server_config::json_protocol)
       .def_readwrite("sse", &server_config::sse)
-      .def_readwrite("socketio", &server_config::socketio);
+      .def_readwrite("socketio", &server_config::socketio)
+      .def_readwrite("compress_json_ws", &server_config::compress_json_ws)
+      .def_readwrite("compress_socketio", &server_config::compress_socketio)
+      .def_readwrite("compression_threshold", &server_config::compression_threshold);
 }
 
 void def_durations(config_class& c) {

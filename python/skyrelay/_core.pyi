@@ -46,6 +46,9 @@ class ServerConfig:
     json_protocol: bool
     sse: bool
     socketio: bool
+    compress_json_ws: bool
+    compress_socketio: bool
+    compression_threshold: int
     # Durations in integer milliseconds.
     handshake_timeout_ms: int
     idle_timeout_ms: int

@@ -94,6 +94,12 @@ class Server:
     publisher of ``/api/publish`` to ``rate`` events a second with bursts of ``burst`` (429
     ``rate_limited`` over it); None, the default, sets no limit.
 
+    ``compression=True`` accepts permessage-deflate (RFC 7692) on every WebSocket transport
+    when the client offers it; ``"json"`` or ``"socketio"`` (or a list of them) turns it on for
+    those transports only. Off by default. Each publication is compressed once and the same
+    bytes go to every compressed connection; messages under ``compression_threshold`` bytes
+    (128) go uncompressed (docs/protocol.md "Compression").
+
     ``reuse_port=True`` sets ``SO_REUSEPORT`` on the listening socket, so that several
     processes can serve one port (``skyrelay run --workers N`` sets it; docs/deployment.md).
     """
@@ -153,6 +159,8 @@ class Server:
         json_protocol: bool = True,
         sse: bool = True,
         socketio: bool = True,
+        compression: bool | str | Iterable[str] = False,
+        compression_threshold: int = 128,
         ssl_certfile: str | os.PathLike[str] | None = None,
         ssl_keyfile: str | os.PathLike[str] | None = None,
         broker: str | None = None,

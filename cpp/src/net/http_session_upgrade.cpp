@@ -108,6 +108,8 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
   std::string response =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: " + http_detail::websocket_accept_key(key) + "\r\n\r\n";
+  const bool deflate =
+      http_detail::accept_deflate(req, ctx_.config().compress_json_ws, response);
   header_pairs headers = header_list(req);
   std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
 
@@ -121,17 +123,19 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
     std::shared_ptr<void> slot;
     auth::identity_ptr identity;
     header_pairs headers;
+    bool deflate;
   };
   auto p = std::make_shared<pending>(pending{hand_off(), std::move(response), std::move(leftover),
                                              topic, std::string(path), std::string(query),
                                              std::move(slot_), std::move(identity),
-                                             std::move(headers)});
+                                             std::move(headers), deflate});
   auto open = [&ctx = ctx_, p] {
     auto session = std::make_shared<ws_session>(
         std::move(p->socket), ctx, new_sid(), std::move(p->response), std::move(p->leftover),
         ctx.encoders().json_ws, std::make_unique<json_ws_handler>(ctx, std::move(p->topic)));
     session->hold(std::move(p->slot));
     session->set_identity(std::move(p->identity));
+    if (p->deflate) session->enable_deflate();
     session->start(p->path, p->query, std::move(p->headers));
   };
   const auto& warm = ctx_.get_publisher().warm;

@@ -156,6 +156,17 @@ struct server_config {
   bool sse{true};
   bool socketio{true};
 
+  // permessage-deflate (RFC 7692; proto/permessage_deflate.hpp) on a transport's WebSocket,
+  // accepted when the client offers it: the JSON protocol's /ws, Socket.IO's WebSocket
+  // transport. Off by default: compression costs CPU that small or already-compressed
+  // payloads do not pay back. A handshake decides with one flag (ws_session::enable_deflate),
+  // so any endpoint can carry its own.
+  bool compress_json_ws{false};
+  bool compress_socketio{false};
+  // Messages under this many bytes go uncompressed even on a compressed connection (RFC 7692
+  // allows it per message): below ~128 bytes DEFLATE saves little and costs a call into zlib.
+  std::size_t compression_threshold{128};
+
   // Server-Sent Events: a keep-alive comment this often, and the reconnection delay the
   // browser is told to use (the `retry:` field).
   std::chrono::milliseconds sse_keepalive{15'000};
