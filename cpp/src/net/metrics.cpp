@@ -207,10 +207,10 @@ void metrics::write_compression(std::string& out) const {
           "Messages written compressed (permessage-deflate), one per connection.",
           &shard::deflate_messages_out);
   counter("skyrelay_deflate_bytes_before_total",
-          "Payload bytes of the messages written compressed, before compression.",
+          "Frame bytes of the messages written compressed, as they were before compression.",
           &shard::deflate_bytes_before);
   counter("skyrelay_deflate_bytes_after_total",
-          "Payload bytes of the messages written compressed, after compression.",
+          "Frame bytes of the messages written compressed, as written (header included).",
           &shard::deflate_bytes_after);
   counter("skyrelay_deflate_compressions_total",
           "Messages compressed: once per frame, whatever number of connections writes it.",

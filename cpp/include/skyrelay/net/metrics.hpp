@@ -70,8 +70,8 @@ class metrics {
     // sent to the worker owning a session, received from another, or not sent (answered
     // unknown_sid: the owner is gone or its inbox stays full, or the connection is TLS).
     std::atomic<std::uint64_t> handoffs_sent{0}, handoffs_received{0}, handoffs_failed{0};
-    // permessage-deflate: messages written compressed (one per connection) and their payload
-    // bytes before and after; messages compressed (once per frame, whatever number of
+    // permessage-deflate: messages written compressed (one per connection) and their frame
+    // bytes (header included) before and after; messages compressed (once per frame, whatever number of
     // connections writes it); inbound messages inflated, and refused: past max_message_size
     // once inflated (closed 1009), or not valid DEFLATE data (closed 1007).
     std::atomic<std::uint64_t> deflate_messages_out{0}, deflate_bytes_before{0},
