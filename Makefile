@@ -127,7 +127,7 @@ FUZZ_TEST_SECONDS ?= 10
 
 fuzz-build: deps
 	CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKYRELAY_FUZZ=ON >/dev/null
-	cmake --build build/fuzz -j $(JOBS)
+	cmake --build build/fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
 
 define run_fuzzers
 	@mkdir -p build/fuzz/artifacts

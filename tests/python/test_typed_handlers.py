@@ -171,6 +171,8 @@ def test_an_invalid_event_gets_an_error_frame(skyrelay_server_factory, skyrelay_
     client.emit("moves", [GOOD, {**GOOD, "duration_ms": "long"}])
     assert "1.duration_ms: " in client.expect_frame("error")["message"]
     assert counter.calls == []
+    # Both refusals are counted on /metrics with the other error codes.
+    assert 'skyrelay_errors_total{code="invalid_payload"} 2' in server.metrics_text()
 
 
 def test_a_hostile_payload_gets_a_bounded_answer(skyrelay_server_factory, skyrelay_client):

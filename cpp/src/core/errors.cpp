@@ -14,6 +14,7 @@ std::string_view to_string(error_code c) noexcept {
     case error_code::too_many_rooms: return "too_many_rooms";
     case error_code::rate_limited: return "rate_limited";
     case error_code::forbidden: return "forbidden";
+    case error_code::invalid_payload: return "invalid_payload";
     case error_code::not_found: return "not_found";
     case error_code::count_: break;
   }

@@ -20,6 +20,7 @@ enum class error_code : std::uint8_t {
   too_many_rooms,       // a subscribe would take the connection past max_rooms_per_connection
   rate_limited,         // over the connection's inbound message rate; the message was dropped
   forbidden,            // the connection lacks a role the topic or event requires
+  invalid_payload,      // a typed handler's data does not validate (the app's answer)
   count_
 };
 
