@@ -27,7 +27,8 @@ from .server import Connection, Server
 from .typed import payload_type
 
 __all__ = ["SocketIO", "Namespace", "SocketIOTestClient", "ConnectionRefusedError", "emit",
-           "send", "call", "join_room", "leave_room", "close_room", "rooms", "disconnect"]
+           "send", "call", "join_room", "leave_room", "close_room", "rooms", "disconnect",
+           "connection"]
 
 log = logging.getLogger("skyrelay.flask")
 _local = threading.local()  # the connection whose event is being handled on this thread
@@ -390,6 +391,14 @@ def _context() -> tuple[SocketIO, Connection]:
     if conn is None:
         raise RuntimeError("this helper works inside a Socket.IO event handler")
     return _local.socketio, conn
+
+
+def connection() -> Connection:
+    """skyrelay's own (Flask-SocketIO has no such helper): the :class:`~skyrelay.Connection`
+    whose event is being handled. Its ``user``, ``roles`` and ``claims`` are what the server
+    verified at the handshake (``jwt=``), whether the token came in ``auth`` or in an
+    ``Authorization`` header; its ``state`` is a dict kept for the connection's life."""
+    return _context()[1]
 
 
 def emit(event: str, *args: Any, to: Any = None, room: Any = None, broadcast: bool = False,
