@@ -13,9 +13,9 @@ APT_PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev \
 	nlohmann-json3-dev libssl-dev libgtest-dev python3 python3-venv python3-dev \
 	util-linux procps clang libclang-rt-14-dev chromium redis-server libhiredis-dev zlib1g-dev
 PY_BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.13"
-PY_TEST_DEPS := "pytest>=7" "pytest-timeout" "websockets>=13" "python-socketio[client]>=5.11" "requests" "websocket-client" "flask>=2.3" "fastapi" "uvicorn" "httpx" "httpx-sse" "numpy" "pandas" \
+PY_TEST_DEPS := "pytest>=7" "pytest-timeout" "websockets>=13" "python-socketio[client]>=5.11" "requests" "websocket-client" "flask>=2.3" "flask-login" "fastapi" "uvicorn" "httpx" "httpx-sse" "numpy" "pandas" \
 	"sgp4" "skyfield" "sse-starlette" "uvloop" "httptools" "pyjwt[crypto]" "mypy" \
-	"redis" "flask-socketio>=5.3" "pydantic>=2"
+	"redis" "flask-socketio>=5.3" "pydantic>=2" "a2wsgi"
 # Peers that only the benchmarks run (bench/servers/sio_flask_socketio.py).
 PY_BENCH_DEPS := "flask-socketio>=5.3" "simple-websocket" "redis>=5"
 
@@ -86,8 +86,9 @@ test-cpp-asan: deps
 # The hub's order test under ThreadSanitizer (g++ -fsanitize=thread; the hub, its few core
 # files and the test, outside CMake so nothing else needs a TSan build).
 TSAN_SOURCES := cpp/src/hub/hub.cpp cpp/src/hub/hub_channels.cpp cpp/src/hub/hub_history.cpp \
-	cpp/src/hub/hub_publish.cpp cpp/src/hub/closed_sids.cpp cpp/src/core/clock.cpp \
-	cpp/src/core/random.cpp tests/cpp/test_hub_order.cpp
+	cpp/src/hub/hub_publish.cpp cpp/src/hub/hub_state.cpp cpp/src/hub/keyed_state.cpp \
+	cpp/src/hub/closed_sids.cpp cpp/src/core/clock.cpp \
+	cpp/src/core/random.cpp tests/cpp/test_hub_order.cpp tests/cpp/test_hub_state.cpp
 test-hub-tsan: deps
 	mkdir -p build/tsan
 	g++ -std=c++20 -O1 -g -fsanitize=thread -Icpp/include -Itests/cpp $(TSAN_SOURCES) \

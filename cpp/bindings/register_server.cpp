@@ -11,6 +11,7 @@
 
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/errors.hpp"
+#include "skyrelay/hub/keyed_state.hpp"
 #include "skyrelay/net/server.hpp"
 #include "skyrelay/net/sio_server.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
@@ -286,6 +287,45 @@ void def_rooms(server_class& cls) {
            }, py::call_guard<py::gil_scoped_release>());
 }
 
+// Keyed states (docs/api.md "Delta updates"): the fields arrive as JSON text, and the diff,
+// the delta and the full updates run in the hub without the GIL. A change answers
+// (result, deliveries), result as keyed_state's state_result (0 changed, 1 unchanged,
+// 2 too_many_keys, 3 too_large, 4 bad_fields); skyrelay/state.py raises for the refusals.
+void def_state(server_class& cls) {
+  cls.def("state_define", [](py_server& s, std::string nsp, std::string room, std::string event,
+                             std::string key_name, std::string fields_name, std::size_t max_keys,
+                             std::size_t max_key_bytes) {
+             state_options o{std::move(event), std::move(key_name), std::move(fields_name),
+                             max_keys, max_key_bytes};
+             return s.get().get_hub().define_state(channel{std::move(nsp), std::move(room)}, o);
+           }, py::call_guard<py::gil_scoped_release>())
+      .def("state_update", [](py_server& s, std::string nsp, std::string room,
+                              const std::string& event, const std::string& key,
+                              const std::string& fields_json) {
+             auto r = s.get().get_hub().update_state(channel{std::move(nsp), std::move(room)},
+                                                      event, key, fields_json);
+             return std::make_pair(static_cast<int>(r.result), r.delivered);
+           }, py::call_guard<py::gil_scoped_release>())
+      .def("state_remove", [](py_server& s, std::string nsp, std::string room,
+                              const std::string& event, const std::string& key) {
+             auto r = s.get().get_hub().remove_state_key(channel{std::move(nsp), std::move(room)},
+                                                         event, key);
+             return std::make_pair(static_cast<int>(r.result), r.delivered);
+           }, py::call_guard<py::gil_scoped_release>())
+      // A key's fields, or every key's when `key` is None, as JSON text (None: not held).
+      .def("state_get", [](py_server& s, std::string nsp, std::string room,
+                           const std::string& event, std::optional<std::string> key) {
+             return s.get().get_hub().state_fields(channel{std::move(nsp), std::move(room)}, event,
+                                                   key ? &*key : nullptr);
+           }, py::call_guard<py::gil_scoped_release>())
+      // The payloads queued, or None when `sid` is not a member of the room.
+      .def("state_send_full", [](py_server& s, std::string nsp, std::string room,
+                                 const std::string& event, const std::string& sid) {
+             return s.get().get_hub().send_full_state(channel{std::move(nsp), std::move(room)},
+                                                      event, sid);
+           }, py::call_guard<py::gil_scoped_release>());
+}
+
 // What the application may read of connections and of the server.
 void def_introspection(server_class& cls) {
   cls.def("claims", [](py_server& s, const std::string& sid) {
@@ -327,6 +367,7 @@ void register_server(py::module_& m) {
   def_socketio(cls);
   def_connections(cls);
   def_rooms(cls);
+  def_state(cls);
   def_introspection(cls);
 }
 

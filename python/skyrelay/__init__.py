@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 __all__ = ["AsyncProducer", "BrokerUnavailable", "Connection", "ConnectionRefused", "Forbidden",
            "InvalidPayload", "JWTAuth", "JWTKey",
            "Producer", "PublishError", "Published", "RateLimiter", "RequestError", "Server",
-           "__version__"]
+           "State", "StateLimitExceeded", "__version__"]
 
 _LAZY = {
     "Server": "server",
@@ -37,6 +37,8 @@ _LAZY = {
     "JWTAuth": "auth",
     "JWTKey": "auth",
     "RequestError": "errors",
+    "StateLimitExceeded": "errors",
+    "State": "state",
     "Producer": "producer",
     "AsyncProducer": "producer",
     "PublishError": "producer",
@@ -46,10 +48,12 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .auth import JWTAuth, JWTKey
-    from .errors import BrokerUnavailable, ConnectionRefused, Forbidden, RequestError
+    from .errors import (BrokerUnavailable, ConnectionRefused, Forbidden, RequestError,
+                         StateLimitExceeded)
     from .producer import AsyncProducer, Producer, PublishError, Published
     from .ratelimit import RateLimiter
     from .server import Connection, Server
+    from .state import State
     from .typed import InvalidPayload
 
 

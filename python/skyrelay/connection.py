@@ -49,12 +49,15 @@ class Connection:
     with (verified in C++ before any handler ran), ``user`` its ``sub`` and ``roles`` its
     ``roles``; without a token they are ``{}``, ``None`` and ``[]``.
 
+    ``eio_sid`` is the Engine.IO session of a Socket.IO socket (shared by the namespaces one
+    client opened on it), ``""`` for other transports.
+
     ``recovered`` is True in the connect handler of a Socket.IO connection state recovery: the
     socket (same ``sid``, its rooms and ``state``) comes back only if the handler accepts it.
     """
 
     __slots__ = ("_server", "sid", "path", "query", "remote", "headers", "state", "namespace",
-                 "auth", "transport", "claims", "user", "roles", "recovered")
+                 "auth", "transport", "claims", "user", "roles", "recovered", "eio_sid")
 
     def __init__(self, server: Server, sid: str, path: str = "", query: str = "",
                  remote: str = "", headers: Iterable[tuple[str, str]] = (), *,
@@ -76,6 +79,7 @@ class Connection:
         self.user: str | None = sub if isinstance(sub, str) else None
         self.roles: list[str] = list(self.claims.get("roles") or [])
         self.recovered = False
+        self.eio_sid = ""
 
     def __repr__(self) -> str:
         return f"<skyrelay.Connection sid={self.sid!r} {self.transport} {self.namespace}>"

@@ -41,3 +41,13 @@ class BrokerUnavailable(ConnectionError):
     now: a Redis broker (``broker="redis://..."``) that lost its connection to Redis. Nothing
     was published; the broker reconnects by itself (``/health`` says ``degraded`` meanwhile),
     so the caller may retry later. The publish API answers 503 ``broker_unavailable``."""
+
+
+class StateLimitExceeded(ValueError):
+    """A keyed state's update (``State.update``) past one of its bounds: ``limit`` is
+    ``"max_keys"`` (a new key in a full state) or ``"max_key_bytes"`` (a key's fields too
+    large). The state is left as it was; /metrics counts it in ``skyrelay_state_refused_total``."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit

@@ -2,41 +2,43 @@
 
     from skyrelay.flask import SocketIO, emit, join_room, leave_room   # was: flask_socketio
 
-Handlers, the context helpers (``emit``, ``send``, ``join_room``...), ``request.sid`` and
-``request.namespace``, background tasks, ``socketio.run(app)`` (Flask routes keep working on the
-same port) and ``socketio.test_client(app)`` behave as in Flask-SocketIO. Underneath, the C++
-core does the sockets, Engine.IO/Socket.IO, rooms and fan-out; handlers run with a Flask app
-context and a request context pushed, as Flask-SocketIO does. See docs/flask.md for what
-differs.
+Handlers, the context helpers (``emit``, ``send``, ``join_room``...), background tasks,
+``socketio.run(app)`` (Flask routes keep working on the same port) and
+``socketio.test_client(app)`` behave as in Flask-SocketIO. Underneath, the C++ core does the
+sockets, Engine.IO/Socket.IO, rooms and fan-out. Handlers run inside a Flask request context
+made from the client's handshake (``request.args``, ``request.headers``, ``request.cookies``,
+``session``, Flask-Login's ``current_user``), plus ``request.sid``, ``request.namespace`` and
+``request.event``. See docs/socketio.md, "Flask-SocketIO facade".
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import flask
 
+from ._flask_context import HandshakeEnvirons, OrderedPool, protocol_logger
+from ._flask_handlers import current, is_test_header, make_handler
+from ._flask_test_client import SocketIOTestClient
 from .errors import ConnectionRefused
 from .redis_manager import RedisManagerWriter
 from .server import Connection, Server
-from .typed import payload_type
 
 __all__ = ["SocketIO", "Namespace", "SocketIOTestClient", "ConnectionRefusedError", "emit",
            "send", "call", "join_room", "leave_room", "close_room", "rooms", "disconnect",
            "connection"]
 
 log = logging.getLogger("skyrelay.flask")
-_local = threading.local()  # the connection whose event is being handled on this thread
 
-# Flask-SocketIO options that have no meaning here (the C++ core owns I/O, no eventlet/gevent).
-_IGNORED = {"async_mode", "manage_session", "json", "async_handlers", "always_connect",
-            "engineio_logger", "monitor_clients", "http_compression", "compression_threshold",
-            "allow_upgrades", "transports", "serializer", "logger"}
+# Flask-SocketIO options that have no meaning here (the C++ core owns I/O, no eventlet/gevent;
+# Engine.IO's upgrade and compression settings are the core's).
+_IGNORED = {"async_mode", "json", "always_connect", "monitor_clients", "http_compression",
+            "compression_threshold", "allow_upgrades", "transports", "serializer"}
 
 
 class ConnectionRefusedError(ConnectionRefused):  # noqa: A001 - the Flask-SocketIO name
@@ -55,21 +57,22 @@ class _Reasons:
     TRANSPORT_ERROR = "transport error"
 
 
-_REASONS = {"client_close": _Reasons.CLIENT_DISCONNECT,
-            "server_disconnect": _Reasons.SERVER_DISCONNECT,
-            "heartbeat_timeout": _Reasons.PING_TIMEOUT,
-            "server_shutdown": _Reasons.TRANSPORT_CLOSE,
-            "token_expired": _Reasons.SERVER_DISCONNECT,
-            "idle_timeout": _Reasons.PING_TIMEOUT}
+@dataclass(frozen=True)
+class MessageQueue:
+    """``server_options['client_manager']`` with ``message_queue=``: where the queue is and
+    whether this process only writes to it (no app: a Celery worker, a script)."""
+
+    url: str
+    channel: str
+    write_only: bool
 
 
-def _accepts_argument(fn: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-               for p in params)
+class FlaskServer(Server):
+    """The facade's :class:`skyrelay.Server`. ``environ`` is what Flask-SocketIO code reads
+    off ``socketio.server.environ``: the WSGI environ of each Engine.IO session's handshake,
+    by its sid, with the managed Flask session under ``"saved_session"``."""
+
+    environ: dict[str, dict[str, Any]]
 
 
 class SocketIO:
@@ -77,22 +80,43 @@ class SocketIO:
 
     def __init__(self, app: flask.Flask | None = None, **kwargs: Any) -> None:
         self.app: flask.Flask | None = None
-        self.server: Server | None = None
-        self.server_options: dict[str, Any] = dict(kwargs)
+        self.server: FlaskServer | None = None
+        self.server_options: dict[str, Any] = {}
+        self.manage_session = True
         self._registrations: list[tuple[str, str, Callable[..., Any], list[str] | None]] = []
         self._error_handlers: dict[str, Callable[[Exception], Any]] = {}
         self._default_error_handler: Callable[[Exception], Any] | None = None
         self._writer: RedisManagerWriter | None = None
-        if app is not None:
+        self._environs: HandshakeEnvirons | None = None
+        self._pool: OrderedPool | None = None
+        self._log: logging.Logger | None = None
+        self._lock = threading.Lock()
+        self._test_errors: dict[str, tuple[BaseException, bool]] = {}  # a test client's
+        self._end_waiters: dict[str, threading.Event] = {}
+        self._served: set[str] = set()  # namespaces with the facade's own handlers
+        if app is not None or "message_queue" in kwargs:
             self.init_app(app, **kwargs)
         else:
-            _check_queue(self.server_options)
+            self.server_options.update(kwargs)
 
-    def init_app(self, app: flask.Flask, **kwargs: Any) -> None:
+    def init_app(self, app: flask.Flask | None, **kwargs: Any) -> None:
+        """As Flask-SocketIO's: takes more options and builds the server (not started). With
+        ``app=None`` and a ``message_queue``, this process only writes to the queue."""
         self.server_options.update(kwargs)
+        self.manage_session = bool(self.server_options.pop("manage_session",
+                                                           self.manage_session))
         _check_queue(self.server_options)
+        queue = self.server_options.get("message_queue")
+        if queue and "client_manager" not in kwargs:
+            self.server_options["client_manager"] = MessageQueue(
+                queue, self.server_options.get("channel", "flask-socketio"),
+                write_only=app is None or bool(self.server_options.get("write_only")))
+        if app is None:
+            return
         self.app = app
         app.extensions["socketio"] = self
+        self.server = None
+        self._build()
 
     # -- registration ---------------------------------------------------------------------
 
@@ -142,7 +166,7 @@ class SocketIO:
 
     # -- the server -----------------------------------------------------------------------
 
-    def _server_kwargs(self, **overrides: Any) -> dict[str, Any]:
+    def _server_kwargs(self) -> dict[str, Any]:
         opts = dict(self.server_options)
         kw: dict[str, Any] = {}
         interval = opts.pop("ping_interval", 25)
@@ -160,76 +184,110 @@ class SocketIO:
             kw["namespaces"] = opts.pop("namespaces")
         # message_queue="redis://...": this node's broker, and the manager channel it takes
         # other processes' emits from (none with write_only).
-        queue = opts.pop("message_queue", None)
-        channel = opts.pop("channel", "flask-socketio")
-        write_only = bool(opts.pop("write_only", False))
-        if queue:
-            kw["broker"] = queue
-            kw["redis_manager_channels"] = [] if write_only else [channel]
+        queue = opts.pop("client_manager", None)
+        for key in ("message_queue", "channel", "write_only", "async_handlers", "logger",
+                    "engineio_logger", "handler_workers", "handler_queue_max"):
+            opts.pop(key, None)
+        if isinstance(queue, MessageQueue):
+            kw["broker"] = queue.url
+            kw["redis_manager_channels"] = [] if queue.write_only else [queue.channel]
         for key in list(opts):
-            if key in _IGNORED or key == "client_manager":
+            if key in _IGNORED:
                 opts.pop(key)
         kw.update(opts)
-        kw.update(overrides)
         return kw
 
-    def _build(self, host: str, port: int) -> Server:
-        if self.server is not None:
-            return self.server
-        if self.app is None:
-            raise RuntimeError("call init_app(app) or pass the app to SocketIO() first")
-        server = Server(host, port, wsgi_app=self.app.wsgi_app, **self._server_kwargs())
-        # Internal: lets the test client wait until everything sent before has arrived.
-        for nsp in {"/"} | {n for _, n, _, _ in self._registrations}:
-            server.on("__skyrelay_sync__", lambda conn, data: True, namespace=nsp)
+    def _build(self, host: str | None = None, port: int | None = None) -> Server:
+        """The server (built once per app; ``host``/``port`` apply until it starts)."""
+        if self.server is None:
+            if self.app is None:
+                raise RuntimeError("call init_app(app) or pass the app to SocketIO() first")
+            self._make_server()
+        server = self.server
+        assert server is not None
+        if not server.running and (host is not None or port is not None):
+            server._configure_run(host, port)
+        return server
+
+    def _make_server(self) -> None:
+        assert self.app is not None
+        opts = self.server_options
+        self._log = protocol_logger(opts.get("logger", False), "skyrelay.socketio")
+        eio_log = protocol_logger(opts.get("engineio_logger", False), "skyrelay.engineio")
+        server = FlaskServer("127.0.0.1", 5000, wsgi_app=self.app.wsgi_app,
+                             **self._server_kwargs())
+        self._environs = HandshakeEnvirons(self.app, lambda: server._wsgi, eio_log)
+        server.environ = self._environs.environ
+        if self._pool is not None:
+            self._pool.close()
+        self._pool = OrderedPool(int(opts.get("handler_workers", 8)),
+                                 int(opts.get("handler_queue_max", 1024))) \
+            if opts.get("async_handlers", True) else None
+        self.server = server
+        self._served = set()
+        self._serve(server, "/")  # always served, as by every Socket.IO server
         for message, nsp, handler, roles in self._registrations:
             self._register(server, message, nsp, handler, roles)
-        self.server = server
-        return server
+
+    def _serve(self, server: Server, nsp: str) -> None:
+        """The facade's own handlers in a namespace the app serves: the test client's round
+        trip, and the disconnect bookkeeping (the handshake's environ is dropped with the
+        client's last socket); with logger=True, a connect handler that logs connections the
+        app has no handler for. The app's own handlers replace the last two."""
+        self._served.add(nsp)
+        server.on("__skyrelay_sync__", make_handler(self, None, "sync", nsp, ""), namespace=nsp)
+        for kind in ("disconnect", "connect") if self._log is not None else ("disconnect",):
+            if not any(m == kind and n == nsp for m, n, _, _ in self._registrations):
+                server.on(kind, make_handler(self, None, kind, nsp, kind), namespace=nsp)
 
     def _register(self, server: Server, message: str, nsp: str,
                   handler: Callable[..., Any], roles: list[str] | None = None) -> None:
+        if nsp not in self._served:
+            self._serve(server, nsp)
         kind = message if message in ("connect", "disconnect") else "event"
-        server.on(message, self._wrap(handler, kind, nsp, message), namespace=nsp, roles=roles)
-
-    def _wrap(self, fn: Callable[..., Any], kind: str, nsp: str, message: str):
-        takes_arg = _accepts_argument(fn)
-        # A first parameter typed with a pydantic model (docs/api.md "Typed handlers").
-        spec = payload_type(fn, 0) if kind == "event" else None
-
-        def native(conn: Connection, data: Any = None) -> Any:
-            app = self.app
-            assert app is not None
-            if spec is not None:  # raises InvalidPayload before any handler or error handler
-                data = [spec.from_python(data[0] if data else None, message), *data[1:]]
-            with app.app_context(), app.test_request_context(self._path()):
-                req = flask.request._get_current_object()  # type: ignore[attr-defined]
-                req.sid = conn.sid  # type: ignore[attr-defined]
-                req.namespace = conn.namespace  # type: ignore[attr-defined]
-                req.event = {"message": message, "args": data}  # type: ignore[attr-defined]
-                _local.conn, _local.socketio = conn, self
-                try:
-                    if kind == "connect":
-                        return fn(conn.auth) if takes_arg else fn()
-                    if kind == "disconnect":
-                        return fn(_REASONS.get(data, data)) if takes_arg else fn()
-                    return fn(*data)
-                except ConnectionRefused:
-                    raise
-                except Exception as exc:
-                    handler = self._error_handlers.get(nsp, self._default_error_handler)
-                    if handler is None:
-                        raise
-                    return handler(exc)
-                finally:
-                    _local.conn = None
-
-        native._skyrelay_args = kind == "event"  # type: ignore[attr-defined]
-        native.__name__ = getattr(fn, "__name__", "handler")
-        return native
+        server.on(message, make_handler(self, handler, kind, nsp, message), namespace=nsp,
+                  roles=roles)
 
     def _path(self) -> str:
         return self._server_kwargs()["socketio_path"]
+
+    # -- what the handler runner and the test client ask (in this process) ---------------
+
+    def _socket_ended(self, conn: Connection) -> None:
+        """After a socket's disconnect handler (or the bookkeeping in its place)."""
+        if self._environs is not None:
+            self._environs.forget(conn)
+        with self._lock:
+            waiter = self._end_waiters.pop(conn.sid, None)
+            self._test_errors.pop(conn.sid, None)
+        if waiter is not None:
+            waiter.set()
+
+    def _watch_end(self, sid: str, nsp: str) -> threading.Event | None:
+        """An event set once ``sid``'s disconnect handler ran; None when the namespace has
+        none (nothing to wait for)."""
+        server = self.server
+        if server is None or not sid:
+            return None
+        registry = server._registry
+        if registry.namespace_handler(registry.disconnect_handlers, nsp) is None:
+            return None
+        event = threading.Event()
+        with self._lock:
+            self._end_waiters[sid] = event
+        return event
+
+    def _is_test_connection(self, conn: Connection) -> bool:
+        environs = self._environs
+        return environs is not None and is_test_header(conn, environs.test_clients)
+
+    def _note_test_error(self, conn: Connection, exc: BaseException,
+                         in_ack: bool = False) -> None:
+        """Keeps what a test client's handler raised (``in_ack``: its return value could not
+        be sent as the ack) for the test client to raise in its caller."""
+        if self._is_test_connection(conn):
+            with self._lock:
+                self._test_errors[conn.sid] = (exc, in_ack)
 
     # -- server-level API -----------------------------------------------------------------
 
@@ -239,6 +297,8 @@ class SocketIO:
              **kwargs: Any) -> None:
         target = to if to is not None else room
         nsp = namespace or "/"
+        if len(args) == 1 and isinstance(args[0], tuple):
+            args = args[0]  # python-socketio: a tuple is several arguments
         writer = self._queue_writer()
         if writer is not None:
             if callback is not None:
@@ -248,8 +308,12 @@ class SocketIO:
         server = self._require_server()
         skip = [] if skip_sid is None else [skip_sid] if isinstance(skip_sid, str) \
             else list(skip_sid)
-        if not include_self and getattr(_local, "conn", None) is not None:
-            skip.append(_local.conn.sid)
+        running = current()
+        if not include_self and running is not None:
+            skip.append(running[1].sid)
+        if self._log is not None:
+            self._log.info("emitting event %r to %s [%s]", event, "all" if target is None
+                           else target.sid if isinstance(target, Connection) else target, nsp)
         if callback is not None:
             sid = target.sid if isinstance(target, Connection) else target
             single_socket = isinstance(sid, str) and sid in server._connections and \
@@ -268,8 +332,9 @@ class SocketIO:
     def send(self, data: Any, json: bool = False, namespace: str | None = None,
              to: Any = None, callback: Callable[..., Any] | None = None,
              include_self: bool = True, skip_sid: Any = None, **kwargs: Any) -> None:
-        self.emit("message", data, to=to, namespace=namespace, callback=callback,
-                  include_self=include_self, skip_sid=skip_sid, **kwargs)
+        """Emits ``message`` (``json`` with ``json=True``, as Flask-SocketIO names it)."""
+        self.emit("json" if json else "message", data, to=to, namespace=namespace,
+                  callback=callback, include_self=include_self, skip_sid=skip_sid, **kwargs)
 
     def call(self, event: str, *args: Any, to: Any = None, sid: Any = None,
              namespace: str | None = None, timeout: float = 60, **kwargs: Any) -> Any:
@@ -305,14 +370,18 @@ class SocketIO:
         said otherwise. ``certfile`` and ``keyfile`` serve TLS."""
         if app is not None and self.app is None:
             self.init_app(app)
-        if "debug" in kwargs:
-            self.server_options.setdefault("debug", bool(kwargs["debug"]))
+        rebuild = False
         # TLS: Flask-SocketIO's certfile/keyfile, or skyrelay's own ssl_certfile/ssl_keyfile.
         for key, option in (("certfile", "ssl_certfile"), ("keyfile", "ssl_keyfile"),
                             ("ssl_certfile", "ssl_certfile"), ("ssl_keyfile", "ssl_keyfile")):
             if kwargs.get(key):
                 self.server_options[option] = kwargs[key]
+                rebuild = True
+        if rebuild and self.server is not None and not self.server.running:
+            self.server = None  # the TLS settings are the server's construction arguments
         server = self._build(host or "127.0.0.1", 5000 if port is None else port)
+        if "debug" in kwargs and "debug" not in self.server_options:
+            server.debug = bool(kwargs["debug"])
         server.run()
 
     def stop(self) -> None:
@@ -324,10 +393,12 @@ class SocketIO:
                     auth: Any = None, flask_test_client: Any = None) -> SocketIOTestClient:
         if self.app is None:
             self.init_app(app)
-        server = self._build("127.0.0.1", 0)
+        server = self._build()
         if not server.running:
+            server._configure_run("127.0.0.1", 0)
             server.start()
-        return SocketIOTestClient(self, namespace, query_string, headers, auth)
+        return SocketIOTestClient(self, namespace, query_string, headers, auth,
+                                  flask_test_client)
 
     def _queue_writer(self) -> RedisManagerWriter | None:
         """With message_queue and no server running in this process (a Celery worker, a
@@ -387,10 +458,10 @@ class Namespace:
 # -- context-bound helpers (inside a handler) ----------------------------------------------
 
 def _context() -> tuple[SocketIO, Connection]:
-    conn = getattr(_local, "conn", None)
-    if conn is None:
+    running = current()
+    if running is None:
         raise RuntimeError("this helper works inside a Socket.IO event handler")
-    return _local.socketio, conn
+    return running
 
 
 def connection() -> Connection:
@@ -413,7 +484,8 @@ def emit(event: str, *args: Any, to: Any = None, room: Any = None, broadcast: bo
 
 
 def send(message: Any, json: bool = False, **kwargs: Any) -> None:
-    emit("message", message, **kwargs)
+    """Sends ``message`` (``json`` with ``json=True``) as :func:`emit` would."""
+    emit("json" if json else "message", message, **kwargs)
 
 
 def call(event: str, *args: Any, to: Any = None, timeout: float = 60, **kwargs: Any) -> Any:
@@ -448,74 +520,3 @@ def disconnect(sid: str | None = None, namespace: str | None = None, silent: boo
     socketio._require_server().disconnect(sid or conn.sid)
 
 
-# -- test client ----------------------------------------------------------------------------
-
-class SocketIOTestClient:
-    """Flask-SocketIO's test client API over a real Socket.IO connection (python-socketio)."""
-
-    def __init__(self, socketio: SocketIO, namespace: str | None, query_string: str | None,
-                 headers: dict[str, str] | None, auth: Any) -> None:
-        import socketio as sio_client  # type: ignore[import-untyped]
-
-        self.socketio = socketio
-        self.queue: dict[str, list[dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-        # With TLS the test client talks to its own server over loopback: no certificate check
-        # (a test certificate is rarely one the client could verify).
-        tls = socketio.server is not None and socketio.server.tls
-        self.client = sio_client.Client(reconnection=False, ssl_verify=not tls)
-        self.connected: dict[str, bool] = {}
-        self._query = query_string
-        self._headers = headers or {}
-        self.connect(namespace, query_string, headers, auth)
-
-    def _record(self, namespace: str):
-        def handler(event: str, *args: Any) -> None:
-            with self._lock:
-                self.queue.setdefault(namespace, []).append(
-                    {"name": event, "args": list(args), "namespace": namespace})
-
-        return handler
-
-    def connect(self, namespace: str | None = None, query_string: str | None = None,
-                headers: dict[str, str] | None = None, auth: Any = None) -> None:
-        nsp = namespace or "/"
-        server = self.socketio._require_server()
-        self.client.on("*", self._record(nsp), namespace=nsp)
-        url = f"{'https' if server.tls else 'http'}://127.0.0.1:{server.port}"
-        qs = query_string or self._query
-        if qs:
-            url += "?" + qs.lstrip("?")
-        self.client.connect(url, namespaces=[nsp], auth=auth, headers=headers or self._headers,
-                            transports=["websocket"], wait_timeout=10,
-                            socketio_path=self.socketio._path())
-        self.connected[nsp] = True
-
-    def disconnect(self, namespace: str | None = None) -> None:
-        self.client.disconnect()
-        self.connected[namespace or "/"] = False
-
-    def is_connected(self, namespace: str | None = None) -> bool:
-        return self.client.connected and self.connected.get(namespace or "/", False)
-
-    def emit(self, event: str, *args: Any, callback: bool = False,
-             namespace: str | None = None) -> Any:
-        nsp = namespace or "/"
-        if callback:
-            return self.client.call(event, args[0] if len(args) == 1 else args or None,
-                                    namespace=nsp, timeout=10)
-        self.client.emit(event, args[0] if len(args) == 1 else args or None, namespace=nsp)
-        return None
-
-    def send(self, data: Any, json: bool = False, callback: bool = False,
-             namespace: str | None = None) -> Any:
-        return self.emit("message", data, callback=callback, namespace=namespace)
-
-    def get_received(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        """Returns and clears what arrived; waits first for everything the server sent before
-        this call (a round trip on the same connection)."""
-        nsp = namespace or "/"
-        if self.client.connected:
-            self.client.call("__skyrelay_sync__", namespace=nsp, timeout=10)
-        with self._lock:
-            return self.queue.pop(nsp, [])

@@ -160,7 +160,15 @@ class HandlerRegistry:
         return threading.get_ident() == self.dispatch_ident
 
     def call(self, fn: Handler, args: tuple[Any, ...], done: Done) -> None:
-        """Runs a handler, sync or async, and passes (result, exception) to ``done``."""
+        """Runs a handler, sync or async, and passes (result, exception) to ``done``.
+
+        A handler with a ``_skyrelay_submit`` attribute runs itself: ``fn._skyrelay_submit(
+        args, done)`` must call ``done`` exactly once, from any thread (the Flask facade's
+        ordered pool, ``async_handlers=True``)."""
+        submit = getattr(fn, "_skyrelay_submit", None)
+        if submit is not None:
+            submit(args, done)
+            return
         if inspect.iscoroutinefunction(fn):
             future = asyncio.run_coroutine_threadsafe(fn(*args), self.async_loop())
 

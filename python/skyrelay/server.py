@@ -28,6 +28,7 @@ from .handlers import Handler, HandlerRegistry
 from .json_bridge import JSONProtocolBridge
 from .options import namespace_specs, run_overrides, server_config, server_options
 from .socketio import SocketIOBridge
+from . import state as state_mod
 
 if TYPE_CHECKING:
     from .wsgi import WSGIBridge
@@ -189,6 +190,7 @@ class Server:
                                          bool(roles_from_connect), loop, self._new_connection)
         # The same objects under the names the facades and tests use.
         self._connections = self._registry.connections
+        self._states: dict[tuple[str, str, str], state_mod.State] = {}
         self._connect_handlers = self._registry.connect_handlers
         self._core: _core.Server | None = None
         self._socketio = SocketIOBridge(self._registry, lambda: self._core,
@@ -341,6 +343,8 @@ class Server:
             if self._wsgi is not None:
                 self._wsgi.reply = self._core.http_reply
             self._core.start()
+            for state in self._states.values():
+                state._core()  # made in C++ now, so the first member gets its full update
         log.info("skyrelay listening on %s", self.http_url)
         return self
 
@@ -516,6 +520,40 @@ class Server:
         one Redis round trip, without the GIL; raises :class:`~skyrelay.errors.BrokerUnavailable`
         when Redis does not answer within 1 s. Else this process's members."""
         return self._require_core().room_size(namespace, room)
+
+    def state(self, room: str, *, event: str = "state", namespace: str = "/",
+              key_name: str = "key", fields_name: str = "fields", max_keys: int = 1000,
+              max_key_bytes: int = 16384,
+              request_event: str | None = state_mod.REQUEST_EVENT) -> state_mod.State:
+        """The keyed state of ``room`` for ``event`` (docs/api.md "Delta updates"): the same
+        object for the same arguments; ValueError for other options, bad names, or a Redis
+        broker (a state lives in one process). Clients get its deltas and full updates as
+        ``event`` publications to the room. Unless ``request_event`` is None (or the app
+        handles that event itself), a client that sends it with ``{"room": room}`` gets the
+        full update again. Usable before :meth:`start` (made in C++ when it starts)."""
+        state_mod._check_broker(self)
+        reserved = {"changes", "full_update", "removed", "index", "count"}
+        if not event or not key_name or not fields_name or key_name == fields_name or \
+                {key_name, fields_name} & reserved or max_keys < 1 or max_key_bytes < 1:
+            raise ValueError("state needs an event name, two different non-empty names for "
+                             f"the key and the fields, none of {sorted(reserved)}, and "
+                             "max_keys, max_key_bytes >= 1")
+        options = (key_name, fields_name, max_keys, max_key_bytes)
+        with self._lock:
+            state = self._states.get((namespace, room, event))
+            if state is None:
+                state = state_mod.State(self, room, event, namespace, *options)
+                self._states[(namespace, room, event)] = state
+            elif (state.key_name, state.fields_name, state.max_keys, state.max_key_bytes) \
+                    != options:
+                raise ValueError(f"room {room!r} already has a state for {event!r} with "
+                                 f"other options")
+            if request_event and (namespace, request_event) not in self._registry.handlers:
+                self._registry.register(request_event, namespace,
+                                        state_mod.full_update_handler(self))
+        if self.running:
+            state._core()
+        return state
 
     def disconnect(self, sid: str, reason: str = "disconnected by the server") -> bool:
         """Closes a JSON-protocol connection with close code 4002 and ``reason``, or disconnects

@@ -65,6 +65,7 @@ class SocketIOBridge:
                                      namespace=nsp, auth=json.loads(auth), transport="socket.io",
                                      claims=claims)
         conn.recovered = recovered
+        conn.eio_sid = eio_sid
         connections = registry.connections
         previous = connections.get(sid) if recovered else None
         if previous is not None:

@@ -97,18 +97,25 @@ void hub::remove(const std::string& sid) {
 bool hub::join(const std::string& sid, const channel& room) {
   std::vector<log_ptr> logs;
   auto locks = lock_channels({room}, nullptr, logs);
-  return join_locked(sid, room);
+  bool added = false;
+  if (!join_locked(sid, room, &added)) return false;
+  // A new member gets the room's states before anything published after its join.
+  if (added && !logs.front()->states.empty())
+    if (auto sub = find(sid)) send_full_locked(room, *logs.front(), *sub, nullptr);
+  return true;
 }
 
-bool hub::join_locked(const std::string& sid, const channel& room) {
+bool hub::join_locked(const std::string& sid, const channel& room, bool* added) {
   auto& cs = conn_shards_[shard_of(sid)];
   std::lock_guard lock(cs.mu);
   auto it = cs.conns.find(sid);
   if (it == cs.conns.end()) return false;
+  if (added) *added = false;
   if (it->second.rooms.count(room)) return true;  // already a member
   const std::size_t limit = max_rooms_.load(std::memory_order_relaxed);
   if (limit && it->second.rooms.size() >= limit) return false;
   it->second.rooms.insert(room);
+  if (added) *added = true;
   auto& rs = room_shards_[shard_of(room)];
   std::lock_guard room_lock(rs.mu);
   auto& entry = rs.rooms[room];

@@ -162,7 +162,7 @@ void hub::sweep() {
       expire_locked(*log, now);
       // An idle channel is forgotten (a later use starts a new epoch), so rooms made per
       // request do not pile up.
-      if (log->items.empty()) retire_locked(room, *log, rs);
+      if (log->items.empty() && log->states.empty()) retire_locked(room, *log, rs);
     }
   }
   std::vector<log_ptr> broadcasts;

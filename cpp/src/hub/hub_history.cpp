@@ -125,6 +125,11 @@ bool hub::subscribe(const std::string& sid, const std::vector<std::string>& topi
     }
   }
   send(out);
+  // After the reply (and replay), before any live event: the topics' states, unless the
+  // client resumed with every event it missed (its copy is whole then).
+  if (!out.recovered)
+    for (std::size_t i = 0; i < rooms.size(); ++i)
+      if (!logs[i]->states.empty()) send_full_locked(rooms[i], *logs[i], *sub, nullptr);
   return true;
 }
 
@@ -173,8 +178,15 @@ bool hub::subscribe_after(const std::string& sid, const std::vector<std::string>
     now.push_back({log->epoch, log->pos});
   }
   std::vector<frame_ptr> frames;
+  // The topics' states follow the welcome (or reset) unless every missed event is replayed.
+  auto send_states = [&] {
+    for (std::size_t i = 0; i < rooms.size(); ++i)
+      if (auto& log = *logs[i + 1]; !log.states.empty())
+        send_full_locked(rooms[i], log, *sub, nullptr);
+  };
   if (!from) {
     send(frames, {}, now);
+    send_states();
     return true;
   }
   std::string_view reset;
@@ -185,6 +197,7 @@ bool hub::subscribe_after(const std::string& sid, const std::vector<std::string>
     reset = take_after(*logs[i], (*from)[i], start[i], sid, missed);
   if (!reset.empty()) {
     send(frames, reset, now);
+    send_states();
     return true;
   }
   merge(missed);

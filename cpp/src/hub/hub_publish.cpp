@@ -50,7 +50,12 @@ std::size_t hub::publish(const publication& p, publish_meta* meta_out) {
       }
     r.rooms.swap(live);
   } while (!locks.lock(r.logs));
+  return publish_locked(p, r, meta_out);  // before `locks` go: the channels' order is the
+                                          // delivery order
+}
 
+std::size_t hub::publish_locked(const publication& p, route& r, publish_meta* meta_out) {
+  const bool keep = history_max_.load(std::memory_order_relaxed) > 0;
   publish_meta meta;
   meta.publish_ns = steady_ns();
   meta.id = last_id_.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -87,7 +92,7 @@ std::size_t hub::publish(const publication& p, publish_meta* meta_out) {
   }
   if (!r.single) r.room_policy.reset();  // a room's policy applies to its own publications
   if (meta_out) *meta_out = meta;
-  return fan_out(p, meta, r);  // before `locks` go: the channels' order is the delivery order
+  return fan_out(p, meta, r);
 }
 
 void hub::snapshot(route& r) const {

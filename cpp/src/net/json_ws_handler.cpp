@@ -146,6 +146,7 @@ void json_ws_handler::subscribe_now(ws_session& s, const proto::client_message& 
     if (o.recovered && !s.replay_fits(o.replay)) {
       resume = {false, "history_gap"};  // more than the outbox could hold at once
       o.replay.clear();
+      o.recovered = false;  // the hub then sends the topic's states in full
     }
     s.send_text(proto::subscribed(msg, states, o.resumed ? &resume : nullptr));
     for (const auto& f : o.replay) s.deliver(f, overflow_policy::disconnect);

@@ -473,6 +473,20 @@ std::string server::metrics_text() const {
   add("skyrelay_broker_redis_publish_failed_total",
       "Publications queued that then failed (connection lost, script refused).", "counter",
       c.publish_failed);
+  // Keyed states (docs/api.md "Delta updates").
+  const hub::state_counters st = hub_.state_stats();
+  add("skyrelay_state_keys", "Keys held by the rooms' keyed states.", "gauge", st.keys);
+  add("skyrelay_state_deltas_total", "Delta updates published (a change to a keyed state).",
+      "counter", st.deltas);
+  add("skyrelay_state_unchanged_total", "State updates that changed nothing (nothing sent).",
+      "counter", st.unchanged);
+  add("skyrelay_state_full_payloads_total",
+      "Full-update payloads (one per key) queued to members.", "counter", st.full_payloads);
+  out += "# HELP skyrelay_state_refused_total State updates refused by a bound, by limit.\n"
+         "# TYPE skyrelay_state_refused_total counter\n"
+         "skyrelay_state_refused_total{limit=\"max_keys\"} " + std::to_string(st.refused_keys) +
+         "\nskyrelay_state_refused_total{limit=\"max_key_bytes\"} " +
+         std::to_string(st.refused_bytes) + "\n";
   append_manager_metrics(out, manager_bridge_.get());
   append_cluster_metrics(out);
   sio_.append_recovery_metrics(out);

@@ -29,6 +29,10 @@
 
 namespace skyrelay {
 
+class keyed_state;
+struct state_options;
+enum class state_result : std::uint8_t;
+
 // A publication as the history keeps it, for replay. One entry is shared by every channel it
 // was recorded in.
 struct history_entry {
@@ -111,7 +115,9 @@ struct subscribe_outcome {
   std::vector<topic_position> positions;  // one per requested topic
   bool refused{false};  // over the room limit: nothing was joined (positions empty)
   bool resumed{false};                    // `since` was given
-  bool recovered{false};                  // ... and every event after it is replayed below
+  // ... and every event after it is replayed below. `send` sets it false when it could not
+  // send the replay after all (the topic's states then follow in full).
+  bool recovered{false};
   std::string reset;  // when not recovered: history_gap, epoch_changed or ahead
   std::vector<frame_ptr> replay;  // the missed events, in seq order (recovered only)
 };
@@ -296,6 +302,49 @@ class hub {
   std::size_t history_entries() const;
   topic_position position(const channel& room) const;
 
+  // ---- Keyed states (hub_state.cpp; docs/api.md "Delta updates") ----
+  // A room may hold one keyed state per event name. Its changes are publications to the room
+  // (numbered, recorded in history, encoded once per encoder, like publish()), made under the
+  // room's order lock together with the change, so every member's copy follows the state.
+  // A member gets the state's full update (keyed_state::full, each payload one event to the
+  // room, encoded for its encoder, not recorded in history) under that same lock: at join()
+  // when it was not a member yet, at subscribe() unless `since` was recovered, at
+  // subscribe_after() unless the cursor was, and on send_full_state(). So a member never gets
+  // a delta before its full update, nor misses one after it. The full update is queued with
+  // the disconnect policy: it must fit the member's outbox (see keyed_state's bounds).
+  struct state_change {
+    state_result result;
+    std::size_t delivered{0};  // deliveries of the delta
+  };
+  // Makes (room, opts.event)'s state. False (nothing made) when the room has one for that
+  // event already with other options; true when it has one with the same. Throws
+  // std::invalid_argument when check_state_options refuses `opts`.
+  bool define_state(const channel& room, const state_options& opts);
+  // Changes a state (keyed_state::update / remove) and publishes the delta when something
+  // changed. Throws std::invalid_argument when the room has no state for `event`.
+  state_change update_state(const channel& room, const std::string& event,
+                            const std::string& key, std::string_view fields_json);
+  state_change remove_state_key(const channel& room, const std::string& event,
+                                const std::string& key);
+  // A key's fields (JSON text), or every key's ({"key": {...}}) when `key` is null; nothing
+  // when the state (or the key) is not there.
+  std::optional<std::string> state_fields(const channel& room, const std::string& event,
+                                          const std::string* key);
+  // Queues the full update of the room's state for `event` (every state of the room when
+  // `event` is empty) to the member `sid`: the payloads queued, or nothing when `sid` is not
+  // a member of the room.
+  std::optional<std::size_t> send_full_state(const channel& room, const std::string& event,
+                                             const std::string& sid);
+  struct state_counters {
+    std::uint64_t keys{0};           // keys held now, over every state
+    std::uint64_t deltas{0};         // delta publications
+    std::uint64_t unchanged{0};      // updates that changed nothing (nothing sent)
+    std::uint64_t full_payloads{0};  // full-update payloads queued to members
+    std::uint64_t refused_keys{0};   // updates refused: a new key past max_keys
+    std::uint64_t refused_bytes{0};  // updates refused: a key's fields past max_key_bytes
+  };
+  state_counters state_stats() const noexcept;
+
  private:
   struct log_item {
     std::uint64_t pos{0};  // the entry's position in this channel
@@ -316,6 +365,8 @@ class hub {
     // very end continues at this epoch's start.
     std::string prev_epoch;
     std::uint64_t prev_pos{0};
+    // Its keyed states, one per event (hub_state.cpp). A log with a state is never retired.
+    std::vector<std::shared_ptr<keyed_state>> states;
   };
   using log_ptr = std::shared_ptr<channel_log>;
   // A forgotten channel's last sequence.
@@ -372,8 +423,8 @@ class hub {
   static std::shared_ptr<const member_list> without(const std::shared_ptr<const member_list>& list,
                                                     const subscriber* s);
   bool room_remove(const channel& room, const subscriber* s);
-  // Needs the room's log locked.
-  bool join_locked(const std::string& sid, const channel& room);
+  // Needs the room's log locked. `added` (when given) says whether it was not a member yet.
+  bool join_locked(const std::string& sid, const channel& room, bool* added = nullptr);
   std::shared_ptr<const member_list> members_of(const channel& room) const;
 
   // hub_channels.cpp: the logs.
@@ -399,6 +450,8 @@ class hub {
 
   // hub_publish.cpp: publish's steps.
   void resolve(const publication& p, route& r);
+  // Numbers `p` in r's logs (locked by the caller), records it and fans it out.
+  std::size_t publish_locked(const publication& p, route& r, publish_meta* meta_out);
   // The recipients of r's rooms (or of everyone) and the room's policy; logs locked.
   void snapshot(route& r) const;
   // hub_ordered.cpp: a log moved to the broker's epoch and seq (see publish_ordered), and
@@ -412,6 +465,15 @@ class hub {
   void announce_locked(const channel& ch, bool broadcasts, seq_change c,
                        const std::string& epoch, std::uint64_t seq);
   std::size_t fan_out(const publication& p, const publish_meta& meta, route& r);
+
+  // hub_state.cpp, with `log` locked: the state of `event` in it (null when none); the full
+  // update of its states (one event, or all when `event` is null) queued to `sub`.
+  static keyed_state* state_locked(channel_log& log, const std::string& event);
+  std::size_t send_full_locked(const channel& room, channel_log& log, subscriber& sub,
+                               const std::string* event);
+  // A change made: the delta published to the room (log locked).
+  std::size_t publish_delta_locked(const channel& room, const log_ptr& log,
+                                   const std::string& event, std::string delta);
 
   channel_listener channel_listener_;
   connection_listener connection_listener_;
@@ -428,6 +490,9 @@ class hub {
   // Written by every publication, from every publishing thread: a cache line of its own.
   alignas(64) std::atomic<std::uint64_t> last_id_{0};
   alignas(64) std::atomic<std::uint64_t> epochs_made_{0};
+  // Keyed states' counters (state_counters).
+  std::atomic<std::uint64_t> state_keys_{0}, state_deltas_{0}, state_unchanged_{0},
+      state_full_payloads_{0}, state_refused_keys_{0}, state_refused_bytes_{0};
 
   mutable std::mutex broadcasts_mu_;  // a leaf
   std::unordered_map<std::string, log_ptr> broadcasts_;  // by namespace; never retired
