@@ -11,6 +11,7 @@
 //                   [--tls 1]      (wss / https; the certificate is not verified...)
 //                   [--ca FILE]    (...unless a CA file is given: implies --tls, verifies the
 //                                   chain and that the certificate names 127.0.0.1)
+//                   [--deflate 1]  (offer permessage-deflate; inflate RSV1 messages with zlib)
 // Prints one JSON line with the results.
 
 #include <arpa/inet.h>
@@ -25,6 +26,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -127,6 +129,7 @@ struct options {
   bool sse = false;       // Server-Sent Events: GET with Accept: text/event-stream
   bool tls = false;       // wss / https
   std::string ca;         // with TLS: verify against this CA file (else no verification)
+  bool deflate = false;   // offer permessage-deflate (the server must accept it)
 };
 
 options parse(int argc, char** argv) {
@@ -141,6 +144,7 @@ options parse(int argc, char** argv) {
     else if (k == "--expect") o.expect = std::strtoull(v.c_str(), nullptr, 10);
     else if (k == "--tls") o.tls = v != "0";
     else if (k == "--ca") { o.ca = v; o.tls = true; }
+    else if (k == "--deflate") o.deflate = v != "0";
     else if (k == "--protocol") {
       if (v != "ws" && v != "socketio" && v != "sse") {
         std::fprintf(stderr, "--protocol is ws, socketio or sse\n");
@@ -244,7 +248,9 @@ bool open_conn(const options& o, SSL_CTX* tls, conn& c, std::string& leftover, b
                                 "Cache-Control: no-cache\r\n\r\n"
             : "GET " + o.path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                                "Sec-WebSocket-Version: 13\r\n\r\n";
+                                "Sec-WebSocket-Version: 13\r\n" +
+                                (o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+                                           : "") + "\r\n";
   if (!blocking_send(c, req)) { close_conn(c); return false; }
   std::string resp;
   char buf[4096];
@@ -262,7 +268,8 @@ bool open_conn(const options& o, SSL_CTX* tls, conn& c, std::string& leftover, b
       return false;
     }
     chunked = header_has(head, "transfer-encoding", "chunked");
-  } else if (resp.compare(0, 12, "HTTP/1.1 101") != 0) {
+  } else if (resp.compare(0, 12, "HTTP/1.1 101") != 0 ||
+             (o.deflate && !header_has(head, "sec-websocket-extensions", "permessage-deflate"))) {
     close_conn(c);
     return false;
   }
@@ -384,7 +391,36 @@ struct stats {
   int complete = 0;  // connections that have received `expect` messages
   std::int64_t seq_lo = INT64_MAX, seq_hi = -1;  // publication numbers seen in the window
   std::int64_t read_ns = 0;  // when the read being parsed returned: the receipt time
+  std::uint64_t wire_bytes = 0;  // bytes read in the measured window (plain TCP)
+  std::uint64_t compressed = 0;  // messages that came compressed (RSV1), in the window
 };
+
+// A permessage-deflate message inflated (the server compresses each one on its own, so the
+// state is reset every time); empty on an error.
+std::string_view inflate_message(std::string_view payload) {
+  static z_stream z{};
+  static bool ready = false;
+  static std::string out;
+  if (!ready) ready = inflateInit2(&z, -15) == Z_OK;
+  else inflateReset(&z);
+  static const unsigned char tail[4] = {0, 0, 0xff, 0xff};
+  std::string in(payload);
+  in.append(reinterpret_cast<const char*>(tail), 4);
+  out.resize(std::max<std::size_t>(out.size(), in.size() * 8 + 1024));
+  z.next_in = reinterpret_cast<Bytef*>(in.data());
+  z.avail_in = uInt(in.size());
+  std::size_t produced = 0;
+  for (;;) {
+    z.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
+    z.avail_out = uInt(out.size() - produced);
+    const int rc = inflate(&z, Z_SYNC_FLUSH);
+    produced = out.size() - z.avail_out;
+    if (rc != Z_OK && rc != Z_BUF_ERROR) return {};
+    if (z.avail_in == 0 && z.avail_out != 0) break;
+    out.resize(out.size() * 2);
+  }
+  return std::string_view(out.data(), produced);
+}
 
 // Counts one message if it carries the timestamp token: a delivery, its latency, and the span
 // of publication numbers. Returns whether it did.
@@ -429,6 +465,10 @@ std::size_t consume(conn& c, const char* data, std::size_t n, stats& st) {
     if (n - used < head + len) break;
     const unsigned op = p[0] & 0x0F;
     std::string_view payload(data + used + head, std::size_t(len));
+    if (p[0] & 0x40) {  // RSV1: permessage-deflate
+      payload = inflate_message(payload);
+      if (st.measuring) ++st.compressed;
+    }
     if (op == 0x1) {
       if (!count_message(c, payload, st) && payload == "2")
         send_masked(c, 0x1, "3");  // Engine.IO ping -> pong
@@ -729,6 +769,7 @@ int main(int argc, char** argv) {
         }
         if (r < 0) break;
         st.read_ns = now_ns();
+        if (st.measuring) st.wire_bytes += std::size_t(r);
         if (o.sse) {
           if (!sse_body(c, buf.data(), std::size_t(r), st)) {
             epoll_ctl(epfd, EPOLL_CTL_DEL, c.fd, nullptr);
@@ -771,6 +812,8 @@ int main(int argc, char** argv) {
       cpu_at_end - cpu_at_start, cpu_seconds() - cpu_start_total,
       (unsigned long long)o.expect, st.complete, (long long)published,
       window > 0 ? published / window : 0.0);
+  std::printf(",\"wire_bytes\":%llu,\"compressed_messages\":%llu",
+              (unsigned long long)st.wire_bytes, (unsigned long long)st.compressed);
   if (o.tls)
     std::printf(",\"tls\":true,\"tls_version\":\"%s\",\"tls_cipher\":\"%s\",\"tls_verified\":%s",
                 tls_version.c_str(), tls_cipher.c_str(), o.ca.empty() ? "false" : "true");

@@ -114,6 +114,9 @@ void def_plain_fields(config_class& c) {
       .def_readwrite("metrics_path", &server_config::metrics_path)
       .def_readwrite("publish_path", &server_config::publish_path)
       .def_readwrite("client_js_path", &server_config::client_js_path);
+      .def_readwrite("compress_json_ws", &server_config::compress_json_ws)
+      .def_readwrite("compress_socketio", &server_config::compress_socketio)
+      .def_readwrite("compression_threshold", &server_config::compression_threshold);
 }
 
 void def_durations(config_class& c) {
@@ -199,6 +202,7 @@ void def_endpoints(config_class& c) {
           e.heartbeat_event = o["heartbeat_event"].cast<std::string>();
           e.heartbeat_data = o["heartbeat_data"].cast<std::string>();
           e.heartbeat_interval = ms(o["heartbeat_interval_ms"].cast<long long>());
+          e.compress = o["compress"].cast<bool>();
           cfg.endpoints.push_back(std::move(e));
         }
       });

@@ -56,6 +56,9 @@ class ServerConfig:
     metrics_path: str
     publish_path: str
     client_js_path: str
+    compress_json_ws: bool
+    compress_socketio: bool
+    compression_threshold: int
     # Durations in integer milliseconds.
     handshake_timeout_ms: int
     idle_timeout_ms: int

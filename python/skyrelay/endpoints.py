@@ -96,10 +96,14 @@ class Endpoint:
     welcome: tuple[str, Any] | None = None
     heartbeat: tuple[str, Any, float] | None = None
     params: list[str] = field(default_factory=list)
+    # permessage-deflate on a WebSocket endpoint; None: as the server's compression option
+    # says for the JSON protocol.
+    compression: bool | None = None
     _pattern: re.Pattern[str] | None = None
 
-    def config(self) -> dict[str, Any]:
-        """The core's endpoint_config fields."""
+    def config(self, compress_default: bool = False) -> dict[str, Any]:
+        """The core's endpoint_config fields (``compress_default``: the JSON protocol's
+        compression, for an endpoint that does not say)."""
         welcome = self.welcome or ("", None)
         beat = self.heartbeat or ("", None, 0.0)
         return {
@@ -110,6 +114,8 @@ class Endpoint:
             "heartbeat_event": beat[0],
             "heartbeat_data": json.dumps(beat[1]) if beat[0] else "",
             "heartbeat_interval_ms": max(1, round(beat[2] * 1000)) if beat[0] else 0,
+            "compress": self.transport == "websocket" and (
+                compress_default if self.compression is None else self.compression),
         }
 
     def match(self, path: str) -> dict[str, str] | None:
@@ -123,7 +129,8 @@ class Endpoint:
 
 def make_endpoint(path: str, transport: str, topics: str | Iterable[str] | None,
                   envelope: Envelope | None, welcome: tuple[str, Any] | None,
-                  heartbeat: tuple[str, Any, float] | None) -> Endpoint:
+                  heartbeat: tuple[str, Any, float] | None,
+                  compression: bool | None = None) -> Endpoint:
     """Checks a declaration (ValueError, TypeError) and returns its Endpoint."""
     if transport not in ("websocket", "sse"):
         raise ValueError(f"transport is 'websocket' or 'sse', not {transport!r}")
@@ -157,6 +164,10 @@ def make_endpoint(path: str, transport: str, topics: str | Iterable[str] | None,
     if transport == "websocket" and (welcome is not None or heartbeat is not None):
         raise ValueError("welcome= and heartbeat= are SSE options; a WebSocket envelope has "
                          "its own welcome template and the server's heartbeat_interval")
+    if transport == "sse" and compression:
+        raise ValueError("compression= is a WebSocket option (permessage-deflate)")
+    if compression is not None and not isinstance(compression, bool):
+        raise TypeError("compression is True, False or None")
     if welcome is not None:
         name, data = welcome
         _check_stream_template(name, data)
@@ -167,7 +178,7 @@ def make_endpoint(path: str, transport: str, topics: str | Iterable[str] | None,
         if not every > 0:
             raise ValueError("a heartbeat interval is > 0 seconds")
         heartbeat = (name, data, float(every))
-    ep = Endpoint(path, transport, topic_list, envelope, welcome, heartbeat, names)
+    ep = Endpoint(path, transport, topic_list, envelope, welcome, heartbeat, names, compression)
     ep._pattern = re.compile(regex)
     return ep
 

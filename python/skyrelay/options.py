@@ -136,6 +136,11 @@ def _fields(o: SimpleNamespace) -> dict[str, Any]:
         "json_protocol": bool(o.json_protocol),
         "sse": bool(o.sse),
         "socketio": bool(o.socketio),
+        # permessage-deflate (RFC 7692), accepted when a client offers it: per transport.
+        "compress_json_ws": "json" in compression_transports(o.compression),
+        "compress_socketio": "socketio" in compression_transports(o.compression),
+        # Messages under this many bytes go uncompressed (RFC 7692 allows it per message).
+        "compression_threshold": int(o.compression_threshold),
         # TLS on the same port (https, wss): PEM certificate (chain) and key files.
         "tls_cert_file": os.fspath(o.ssl_certfile) if o.ssl_certfile else "",
         "tls_key_file": os.fspath(o.ssl_keyfile) if o.ssl_keyfile else "",
@@ -167,6 +172,25 @@ def manager_channels(spec: str | Iterable[str] | None, broker: str | None = None
             raise ValueError(f"a redis_manager_channels entry is a non-empty string, "
                              f"not {channel!r}")
     return channels
+
+
+COMPRESSIBLE = ("json", "socketio")
+
+
+def compression_transports(spec: bool | str | Iterable[str] | None) -> set[str]:
+    """The ``compression`` option as the set of transports that accept permessage-deflate:
+    True is every WebSocket transport (``"json"``, the JSON protocol's ``/ws``, and
+    ``"socketio"``, Socket.IO's WebSocket transport); False or None, none."""
+    if spec is None or spec is False:
+        return set()
+    if spec is True:
+        return set(COMPRESSIBLE)
+    names = {spec} if isinstance(spec, str) else set(spec)
+    unknown = names - set(COMPRESSIBLE)
+    if unknown:
+        raise ValueError(f"compression takes True, False or transports among "
+                         f"{', '.join(COMPRESSIBLE)}, not {sorted(unknown)!r}")
+    return names
 
 
 def _publish_rate(spec: tuple[float, float] | None) -> tuple[float, float]:
@@ -202,6 +226,8 @@ def _check(o: SimpleNamespace, options: dict[str, Any]) -> None:
         _core.check_jwt(options["jwt"])  # a key that does not fit: ValueError now
     if not o.cluster_state_ttl >= 0.5 or int(o.cluster_rooms_max) < 1:
         raise ValueError("cluster_state_ttl must be >= 0.5 s and cluster_rooms_max >= 1")
+    if int(o.compression_threshold) < 0:
+        raise ValueError("compression_threshold must be >= 0 bytes")
     if o.history_size < 0 or o.history_ttl <= 0:
         raise ValueError("history_size must be >= 0 and history_ttl > 0")
     if o.recovery_window > 0 and (o.history_size == 0 or o.recovery_window > o.history_ttl):

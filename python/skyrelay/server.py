@@ -96,6 +96,12 @@ class Server:
     publisher of ``/api/publish`` to ``rate`` events a second with bursts of ``burst`` (429
     ``rate_limited`` over it); None, the default, sets no limit.
 
+    ``compression=True`` accepts permessage-deflate (RFC 7692) on every WebSocket transport
+    when the client offers it; ``"json"`` or ``"socketio"`` (or a list of them) turns it on for
+    those transports only. Off by default. Each publication is compressed once and the same
+    bytes go to every compressed connection; messages under ``compression_threshold`` bytes
+    (128) go uncompressed (docs/protocol.md "Compression").
+
     ``reuse_port=True`` sets ``SO_REUSEPORT`` on the listening socket, so that several
     processes can serve one port (``skyrelay run --workers N`` sets it; docs/deployment.md).
 
@@ -160,6 +166,8 @@ class Server:
         json_protocol: bool = True,
         sse: bool = True,
         socketio: bool = True,
+        compression: bool | str | Iterable[str] = False,
+        compression_threshold: int = 128,
         ssl_certfile: str | os.PathLike[str] | None = None,
         ssl_keyfile: str | os.PathLike[str] | None = None,
         broker: str | None = None,
@@ -261,7 +269,8 @@ class Server:
     def endpoint(self, path: str, *, transport: str = "websocket",
                  topics: str | Iterable[str] | None = None, envelope: Envelope | None = None,
                  welcome: tuple[str, Any] | None = None,
-                 heartbeat: tuple[str, Any, float] | None = None) -> None:
+                 heartbeat: tuple[str, Any, float] | None = None,
+                 compression: bool | None = None) -> None:
         """Declares a WebSocket or SSE endpoint at ``path``, matched before the built-in routes.
 
         ``{name}`` segments are path parameters: each matches one non-empty segment
@@ -275,11 +284,13 @@ class Server:
         ``welcome=(event, data_template)`` in place of its ``welcome`` event and
         ``heartbeat=(event, data_template, seconds)`` in place of its keep-alive comment;
         templates may use ``"$param.<name>"``, ``"$topic"``, ``"$ts"``, ``"$ts_ms"``,
-        ``"$sid"``. Call before :meth:`start`; a bad declaration raises ValueError here.
+        ``"$sid"``. ``compression`` turns permessage-deflate on or off for a WebSocket
+        endpoint (None: as ``compression=`` says for the JSON protocol). Call before
+        :meth:`start`; a bad declaration raises ValueError here.
         """
         if self._core is not None:
             raise RuntimeError("declare endpoints before start()")
-        ep = make_endpoint(path, transport, topics, envelope, welcome, heartbeat)
+        ep = make_endpoint(path, transport, topics, envelope, welcome, heartbeat, compression)
         if any(e.path == ep.path for e in self._json.endpoints):
             raise ValueError(f"endpoint {path!r} is declared twice")
         self._json.endpoints.append(ep)
@@ -360,7 +371,8 @@ class Server:
                            sio_namespaces=registry.namespace_specs(),
                            event_limits=dict(registry.event_limits),
                            access=registry.access_options(),
-                           endpoints=[e.config() for e in self._json.endpoints])
+                           endpoints=[e.config(self._options["compress_json_ws"])
+                                      for e in self._json.endpoints])
             bridge = self._socketio
             self._core = _core.Server(
                 server_config(options),

@@ -9,6 +9,7 @@ outlives the test process that started it. Options:
   --token T         refuse handshakes whose `token` query parameter is not T (HTTP 401)
   --jwt-secret S    verify HS256 tokens signed with S; rooms `well:*` need the role operator,
                     and the event `purge` the role admin
+  --compression     accept permessage-deflate on /ws (Server's compression=True)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ parser.add_argument("--history", type=int, default=1000)
 parser.add_argument("--outbox-frames", type=int, default=1024)
 parser.add_argument("--token", default=None)
 parser.add_argument("--jwt-secret", default=None)
+parser.add_argument("--compression", action="store_true")
 args = parser.parse_args()
 
 # The "fail" handler raises on purpose; the test asserts what the client gets, so the server's
@@ -46,7 +48,7 @@ if args.jwt_secret is not None:
 # in tests/python/test_client_topics.py).
 server = skyrelay.Server("127.0.0.1", args.port, history_size=args.history,
                          outbox_max_frames=args.outbox_frames, inbound_burst=1000,
-                         client_topics="*", **roles)
+                         client_topics="*", compression=args.compression, **roles)
 if args.jwt_secret is not None:
     @server.on("purge", roles=["admin"])
     def purge(conn, data):

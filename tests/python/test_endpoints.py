@@ -465,3 +465,33 @@ def test_all_transports_get_the_same_publication(skyrelay_server_factory, ws, si
         assert wait_until(lambda: got_sio == [signal])
     finally:
         sse.close()
+
+
+def test_endpoint_compression_and_plain_http_to_the_app(skyrelay_server_factory, ws):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode()]
+
+    def setup(server):
+        server.endpoint("/api/ws", envelope=S2, compression=True)
+        server.endpoint("/api/ws/{telescope_id}", topics=["{telescope_id}"], envelope=S2)
+        server.mount_wsgi(app)
+
+    server = skyrelay_server_factory(setup)
+    # The websockets client offers permessage-deflate: only the endpoint that turns it on
+    # accepts it (the server's own compression option is off).
+    on = ws(server, "/api/ws")
+    assert "permessage-deflate" in on.response.headers.get("Sec-WebSocket-Extensions", "")
+    off = ws(server, "/api/ws/seestar-001")
+    assert "Sec-WebSocket-Extensions" not in off.response.headers
+    assert server.emit("status_update", {"gain": 1}, to="seestar-001") == 1
+    assert recv(off)["payload"] == {"gain": 1}
+    # A plain GET under a WebSocket endpoint's path is the app's (S2's /api/ws/health)...
+    r = httpx.get(f"{server.http_url}/api/ws/health")
+    assert r.status_code == 200 and r.text == "/api/ws/health"
+    # ... and, without an app, still a 426.
+    bare = skyrelay_server_factory(declare)
+    r = httpx.get(f"{bare.http_url}/api/ws/health")
+    assert r.status_code == 426 and r.json()["error"] == "upgrade_required"
+    with pytest.raises(ValueError, match="WebSocket option"):
+        skyrelay.Server(port=0).endpoint("/s/{x}", transport="sse", compression=True)

@@ -31,17 +31,18 @@ def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0,
 
 class RawClient:
     def __init__(self, port: int, path: str = "/ws", *, rcvbuf: int | None = None,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, headers: dict[str, str] | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
         key = base64.b64encode(os.urandom(16)).decode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self.sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n".encode())
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
             chunk = self.sock.recv(4096)
@@ -50,6 +51,8 @@ class RawClient:
             self.buf += chunk
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
         self.status = int(head.split(b" ")[1])
+        self.head = head.decode("latin-1")  # the response head, for its header fields
+        self.last_rsv = 0  # the RSV bits of the last frame read (0x40: RSV1)
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -99,6 +102,7 @@ class RawClient:
             return None
         payload = self.buf[pos:pos + n]
         self.buf = self.buf[pos + n:]
+        self.last_rsv = b0 & 0x70
         return b0 & 0x0F, payload
 
     def read_until_close(self, timeout: float = 5.0) -> tuple[int | None, list[tuple[int, bytes]]]:

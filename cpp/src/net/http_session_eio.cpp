@@ -96,6 +96,8 @@ void http_session::engineio_websocket(const request& req, std::string_view query
   std::string response =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: " + http_detail::websocket_accept_key(key) + "\r\n\r\n";
+  const bool deflate =
+      http_detail::accept_deflate(req, ctx_.config().compress_socketio, response);
   std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
   net::stream socket = hand_off();
   auto& ioc = static_cast<asio::io_context&>(socket.get_executor().context());
@@ -104,6 +106,7 @@ void http_session::engineio_websocket(const request& req, std::string_view query
                                          std::move(response), std::move(leftover),
                                          ctx_.encoders().json_ws);
   ws->hold(std::move(slot_));
+  if (deflate) ws->enable_deflate();
   if (session) {
     ws->start_with(session, "");
     session->attach_probe(ws);

@@ -63,6 +63,13 @@ std::string websocket_accept_key(std::string_view key);
 // Sec-WebSocket-Key must be the base64 form of 16 bytes (RFC 6455 4.2.1).
 bool valid_client_key(std::string_view key);
 
+// permessage-deflate for a WebSocket handshake whose endpoint has compression `on`: true when
+// one of the client's offers (every Sec-WebSocket-Extensions field, in order) is accepted,
+// with the Sec-WebSocket-Extensions line added to the 101 `response` (a complete head, its
+// blank line last); the session then needs ws_session::enable_deflate. False (nothing added)
+// when off, when nothing is offered, or when no offer can be honoured.
+bool accept_deflate(const http::request<http::string_body>& req, bool on, std::string& response);
+
 }  // namespace http_detail
 
 struct pending_batch;  // http_session_publish.cpp: a publish request's events in flight

@@ -61,6 +61,13 @@ bool topics_fit(const std::vector<std::string>& topics) {
 // its transport runs with the endpoint's topics.
 void http_session::endpoint_route(request req, std::string_view path, std::string_view query,
                                   endpoint_match& ep) {
+  // A plain HTTP request to a WebSocket endpoint's path is the application's when it serves
+  // HTTP (a FastAPI route such as /api/ws/health under /api/ws/{telescope_id}); else 426.
+  if (!ep.ep->cfg.sse && !beast::websocket::is_upgrade(req) && ctx_.hooks().on_http) {
+    auto& m = ctx_.get_metrics();
+    m.add(m.local().http_requests);
+    return to_application(req);
+  }
   if (ep.error || !topics_fit(ep.topics)) {
     auto& m = ctx_.get_metrics();
     m.add(m.local().handshakes_rejected);
@@ -115,6 +122,9 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
   std::string response =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: " + http_detail::websocket_accept_key(key) + "\r\n\r\n";
+  // A declared endpoint compresses by its own flag, /ws by the transport's.
+  const bool deflate = http_detail::accept_deflate(
+      req, ep ? ep->ep->cfg.compress : ctx_.config().compress_json_ws, response);
   header_pairs headers = header_list(req);
   std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
 
@@ -132,13 +142,14 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
     header_pairs headers;
     const endpoint* ep;
     path_params params;
+    bool deflate;
   };
   std::vector<channel> rooms;
   for (const auto& t : topics) rooms.push_back({"/", t});
   auto p = std::make_shared<pending>(pending{
       hand_off(), std::move(response), std::move(leftover), std::move(topics), std::string(path),
       std::string(query), std::move(slot_), std::move(identity), std::move(headers),
-      ep ? ep->ep : nullptr, ep ? std::move(ep->params) : path_params{}});
+      ep ? ep->ep : nullptr, ep ? std::move(ep->params) : path_params{}, deflate});
   auto open = [&ctx = ctx_, p] {
     // An envelope's connections share its encoder: each publication is encoded once for all.
     const encoder_id encoder = p->ep && p->ep->env ? p->ep->encoder : ctx.encoders().json_ws;
@@ -149,6 +160,7 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
                                           std::move(p->params)));
     session->hold(std::move(p->slot));
     session->set_identity(std::move(p->identity));
+    if (p->deflate) session->enable_deflate();
     session->start(p->path, p->query, std::move(p->headers));
   };
   const auto& warm = ctx_.get_publisher().warm;
@@ -227,6 +239,7 @@ void http_session::open_sse(const request& req, std::string_view path, std::stri
     header_pairs headers;
     const endpoint* ep;
     path_params params;
+    bool deflate;
   };
   auto p = std::make_shared<pending>(pending{hand_off(), std::move(head), std::move(last_id),
                                              std::string(path), std::string(query),

@@ -113,6 +113,7 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
         static_cast<double>(closed_sids));
   write_counters(out);
   write_refusals(out);
+  write_compression(out);
   write_by_reason(out);
   write_limit_hits(out);
   write_latency(out);
@@ -194,6 +195,35 @@ void metrics::write_refusals(std::string& out) const {
         static_cast<double>(total(&shard::handoffs_received)));
   value(out, "skyrelay_worker_handoffs_total{result=\"failed\"}",
         static_cast<double>(total(&shard::handoffs_failed)));
+}
+
+// permessage-deflate (docs/protocol.md "Compression").
+void metrics::write_compression(std::string& out) const {
+  auto counter = [&](const char* name, const char* help, std::atomic<std::uint64_t> shard::*f) {
+    line(out, name, help, "counter");
+    value(out, name, static_cast<double>(total(f)));
+  };
+  counter("skyrelay_deflate_messages_out_total",
+          "Messages written compressed (permessage-deflate), one per connection.",
+          &shard::deflate_messages_out);
+  counter("skyrelay_deflate_bytes_before_total",
+          "Frame bytes of the messages written compressed, as they were before compression.",
+          &shard::deflate_bytes_before);
+  counter("skyrelay_deflate_bytes_after_total",
+          "Frame bytes of the messages written compressed, as written (header included).",
+          &shard::deflate_bytes_after);
+  counter("skyrelay_deflate_compressions_total",
+          "Messages compressed: once per frame, whatever number of connections writes it.",
+          &shard::deflate_compressions);
+  counter("skyrelay_inflate_messages_total", "Compressed messages received and inflated.",
+          &shard::inflate_messages);
+  line(out, "skyrelay_inflate_refused_total",
+       "Compressed messages refused: too_big inflated past max_message_size (closed 1009), "
+       "bad_data was not valid DEFLATE (closed 1007).", "counter");
+  value(out, "skyrelay_inflate_refused_total{reason=\"too_big\"}",
+        static_cast<double>(total(&shard::inflate_too_big)));
+  value(out, "skyrelay_inflate_refused_total{reason=\"bad_data\"}",
+        static_cast<double>(total(&shard::inflate_bad_data)));
 }
 
 void metrics::write_by_reason(std::string& out) const {

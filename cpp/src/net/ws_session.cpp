@@ -5,6 +5,7 @@
 
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
+#include "skyrelay/proto/permessage_deflate.hpp"
 
 namespace skyrelay {
 
@@ -45,6 +46,29 @@ void ws_session::with_handler(Fn&& fn) {
     fn(*owned_handler_);
   } else if (auto h = handler_.lock()) {
     fn(*h);
+  }
+}
+
+void ws_session::enable_deflate() {
+  deflate_ = true;
+  parser_.allow_compressed();
+}
+
+void ws_session::frame(net::write_batch& b) {
+  b.before(prefix_);
+  if (!deflate_) return;
+  auto& m = ctx_.get_metrics();
+  auto& shard = m.local();
+  const std::size_t threshold = ctx_.config().compression_threshold;
+  for (auto& f : b.frames()) {
+    bool made = false;
+    frame_ptr twin = ws::deflated(f, threshold, made);
+    if (made) m.add(shard.deflate_compressions);
+    if (twin == f) continue;
+    m.add(shard.deflate_messages_out);
+    m.add(shard.deflate_bytes_before, f->wire_size());
+    m.add(shard.deflate_bytes_after, twin->bytes.size());
+    f = std::move(twin);
   }
 }
 
@@ -109,6 +133,7 @@ bool ws_session::on_frame(const ws::inbound& in) {
 
 bool ws_session::on_message(const ws::inbound& in) {
   if (state_ != state::open) return true;
+  if (in.compressed) return on_compressed(in);
   auto& m = ctx_.get_metrics();
   m.add(m.local().messages_in);
   if (in.op == ws::opcode::text)
@@ -116,6 +141,38 @@ bool ws_session::on_message(const ws::inbound& in) {
   else
     with_handler([&](ws_handler& h) { h.on_ws_binary(*this, in.payload); });
   return state_ != state::closed;
+}
+
+bool ws_session::on_compressed(const ws::inbound& in) {
+  // Every connection asked for client_no_context_takeover: each message inflates afresh, so
+  // one inflater per I/O thread serves all of them, and an idle connection holds no zlib
+  // state. Its output buffer is the thread's too, and never grows past max_message_size + 1.
+  thread_local ws::inflater inflater;
+  thread_local std::string text;
+  auto& m = ctx_.get_metrics();
+  const auto r = inflater.inflate(in.payload, ctx_.config().max_message_size, text);
+  const bool utf8_ok = r != ws::inflater::result::ok || in.op != ws::opcode::text ||
+                       proto::is_valid_utf8(text);
+  if (r != ws::inflater::result::ok || !utf8_ok) {
+    read_broken_ = true;
+    if (r == ws::inflater::result::too_big) {
+      m.add(m.local().inflate_too_big);
+      m.limit_hit(limit_kind::message_size);
+      begin_close(close_code::message_too_big, "message too big",
+                  disconnect_reason::message_too_big, true);
+    } else {
+      if (r == ws::inflater::result::bad_data) m.add(m.local().inflate_bad_data);
+      begin_close(close_code::invalid_payload, utf8_ok ? "invalid compressed data" : "invalid UTF-8",
+                  disconnect_reason::protocol_error, true);
+    }
+    if (text.capacity() > 64 * 1024) std::string().swap(text);
+    return false;
+  }
+  m.add(m.local().inflate_messages);
+  const bool open = on_message(ws::inbound{in.op, text, false});
+  // A large message's buffer is not kept for the thread's life.
+  if (text.capacity() > 64 * 1024) std::string().swap(text);
+  return open;
 }
 
 bool ws_session::on_close_frame(const ws::inbound& in) {

@@ -87,9 +87,13 @@ std::uint16_t validate_close_payload(std::string_view payload) noexcept {
 int parser::parse_header(const unsigned char* p, std::size_t n, header& h) const noexcept {
   if (n < 2) return 0;
   const unsigned char b0 = p[0], b1 = p[1];
-  if (b0 & 0x70) return -1;  // RSV bits: no extension is negotiated
+  // RSV2 and RSV3: no extension uses them. RSV1: permessage-deflate, when negotiated, on the
+  // first frame of a data message only (RFC 7692 6.1).
+  if (b0 & 0x30) return -1;
   h.fin = (b0 & 0x80) != 0;
+  h.rsv1 = (b0 & 0x40) != 0;
   const unsigned op = b0 & 0x0F;
+  if (h.rsv1 && (!allow_rsv1_ || op == 0x0 || op >= 0x8)) return -1;
   switch (op) {
     case 0x0: case 0x1: case 0x2: case 0x8: case 0x9: case 0xA: break;
     default: return -1;

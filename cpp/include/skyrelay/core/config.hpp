@@ -39,6 +39,9 @@ struct endpoint_config {
   std::string heartbeat_event;
   std::string heartbeat_data;
   std::chrono::milliseconds heartbeat_interval{0};
+  // A WebSocket: accept permessage-deflate when the client offers it (as compress_json_ws
+  // does for /ws; docs/protocol.md "Compression").
+  bool compress{false};
 };
 
 struct server_config {
@@ -189,6 +192,16 @@ struct server_config {
   std::string client_js_path{"/skyrelay.js"};
   // The application's endpoints, matched in order before every built-in route.
   std::vector<endpoint_config> endpoints;
+  // permessage-deflate (RFC 7692; proto/permessage_deflate.hpp) on a transport's WebSocket,
+  // accepted when the client offers it: the JSON protocol's /ws, Socket.IO's WebSocket
+  // transport. Off by default: compression costs CPU that small or already-compressed
+  // payloads do not pay back. A handshake decides with one flag (ws_session::enable_deflate),
+  // so any endpoint can carry its own.
+  bool compress_json_ws{false};
+  bool compress_socketio{false};
+  // Messages under this many bytes go uncompressed even on a compressed connection (RFC 7692
+  // allows it per message): below ~128 bytes DEFLATE saves little and costs a call into zlib.
+  std::size_t compression_threshold{128};
 
   // Server-Sent Events: a keep-alive comment this often, and the reconnection delay the
   // browser is told to use (the `retry:` field).

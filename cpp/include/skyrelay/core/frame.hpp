@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -10,6 +11,19 @@
 #include "skyrelay/core/channel_pos.hpp"
 
 namespace skyrelay {
+
+struct frame;
+
+// A frame's compressed twin for permessage-deflate connections (ws::deflated in
+// proto/permessage_deflate.hpp): made once, by the first connection that writes the frame
+// compressed, then shared. A copy of a frame is another message: it starts without a twin.
+struct deflate_slot {
+  deflate_slot() = default;
+  deflate_slot(const deflate_slot&) noexcept {}
+  deflate_slot& operator=(const deflate_slot&) = delete;
+  mutable std::once_flag once;
+  mutable std::shared_ptr<const frame> twin;  // null once made: sent as it is
+};
 
 // A frame is built once (for example, the WebSocket frame of one publication) and shared by every
 // connection that sends it; nobody mutates it after construction.
@@ -47,6 +61,8 @@ struct frame {
   // rooms with recovery on and room rules configured: a resumed socket that lost a room to its
   // role checks leaves out what came through it. Empty otherwise (nothing to leave out).
   std::vector<std::string> to, to_conns;
+  // Its compressed twin (permessage-deflate), made on first use.
+  deflate_slot deflated;
 
   // The bare message (see ws_opcode); `bytes` whole when there is no header in front. Only
   // for a frame without `base` (see append_payload).

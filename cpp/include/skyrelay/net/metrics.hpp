@@ -70,6 +70,13 @@ class metrics {
     // sent to the worker owning a session, received from another, or not sent (answered
     // unknown_sid: the owner is gone or its inbox stays full, or the connection is TLS).
     std::atomic<std::uint64_t> handoffs_sent{0}, handoffs_received{0}, handoffs_failed{0};
+    // permessage-deflate: messages written compressed (one per connection) and their frame
+    // bytes (header included) before and after; messages compressed (once per frame, whatever number of
+    // connections writes it); inbound messages inflated, and refused: past max_message_size
+    // once inflated (closed 1009), or not valid DEFLATE data (closed 1007).
+    std::atomic<std::uint64_t> deflate_messages_out{0}, deflate_bytes_before{0},
+        deflate_bytes_after{0}, deflate_compressions{0};
+    std::atomic<std::uint64_t> inflate_messages{0}, inflate_too_big{0}, inflate_bad_data{0};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(drop_reason::count_)> drops{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(limit_kind::count_)> limits{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(error_code::count_)> errors{};
@@ -105,6 +112,7 @@ class metrics {
   // The parts of prometheus(), in the order they appear.
   void write_counters(std::string& out) const;
   void write_refusals(std::string& out) const;
+  void write_compression(std::string& out) const;
   void write_by_reason(std::string& out) const;
   void write_limit_hits(std::string& out) const;
   void write_latency(std::string& out) const;

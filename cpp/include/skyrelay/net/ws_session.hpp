@@ -96,6 +96,12 @@ class ws_session final : public push_session {
     return push_session::error_text(code, message);
   }
 
+  // permessage-deflate was negotiated in the handshake (proto/permessage_deflate.hpp): RSV1
+  // marks compressed inbound messages, inflated within max_message_size (past it: 1009), and
+  // outbound data messages of compression_threshold bytes or more go compressed, each frame
+  // compressed once for every connection that writes it. Before start() or start_with().
+  void enable_deflate();
+
   // Only from ws_handler::on_ws_open: queues `text` as a text frame ahead of everything in
   // the outbox, right after the 101 response and what was queued first before it.
   void send_first(std::string_view text);
@@ -106,6 +112,7 @@ class ws_session final : public push_session {
   void arm_timer() override;  // heartbeat pings and the idle timeout
   std::string close_bytes(std::uint16_t code, std::string_view reason) override;
   bool consume(char* data, std::size_t n) override;
+  void frame(net::write_batch& b) override;  // compressed twins, when deflate_
   void heard() override;
   // After a framing error nothing the peer sends can be trusted, its close frame included:
   // the connection ends as soon as our close frame is out (RFC 6455 7.1.7).
@@ -117,6 +124,8 @@ class ws_session final : public push_session {
   bool on_frame(const ws::inbound& in);
   bool on_message(const ws::inbound& in);  // a text or binary message, to the handler
   bool on_close_frame(const ws::inbound& in);
+  // A compressed message, inflated; false when the session closed for it.
+  bool on_compressed(const ws::inbound& in);
   void on_timer(boost::system::error_code ec);
   // Calls `fn(handler)` when there is one: the owned handler, else the weak one if alive.
   template <class Fn>
@@ -128,6 +137,7 @@ class ws_session final : public push_session {
   bool transport_only_{false};
   bool close_received_{false};
   bool read_broken_{false};  // a framing error: further input is discarded
+  bool deflate_{false};      // permessage-deflate negotiated
   std::chrono::steady_clock::time_point last_heard_;
   bool pinged_{false};
 };

@@ -24,10 +24,13 @@ std::string encode(opcode op, std::string_view payload);
 std::string encode_close(std::uint16_t code, std::string_view reason);
 
 // What the parser hands back: a complete data message (text or binary, fragments joined) or one
-// control frame. `payload` is valid only during the callback.
+// control frame. `payload` is valid only during the callback. `compressed`: the message's first
+// frame had RSV1 (permessage-deflate): `payload` is DEFLATE data still to inflate, and a text
+// message's UTF-8 is checked after inflation, by the receiver.
 struct inbound {
   opcode op;
   std::string_view payload;
+  bool compressed{false};
 };
 
 // Parses client-to-server frames: each must be masked. Validates framing (RSV bits, opcodes,
@@ -36,6 +39,10 @@ struct inbound {
 class parser {
  public:
   explicit parser(std::size_t max_message) : max_message_(max_message) {}
+
+  // permessage-deflate was negotiated: RSV1 on a message's first frame marks it compressed.
+  // Without it, RSV1 is a protocol error (1002), as every other RSV bit always is.
+  void allow_compressed() noexcept { allow_rsv1_ = true; }
 
   // Consumes `n` bytes (which it may unmask in place) and calls `on_frame(const inbound&)` for
   // each complete message or control frame; `on_frame` returns false to stop early. Returns 0, or
@@ -49,6 +56,7 @@ class parser {
  private:
   struct header {
     bool fin;
+    bool rsv1;
     opcode op;
     std::size_t header_len;
     std::uint64_t payload_len;
@@ -65,6 +73,8 @@ class parser {
   std::string message_;   // fragments of a message in progress
   opcode message_op_{opcode::continuation};
   bool in_message_{false};
+  bool message_compressed_{false};
+  bool allow_rsv1_{false};
 };
 
 // Out-of-line helpers used by the template.

@@ -21,12 +21,13 @@ std::uint16_t parser::on_complete(const header& h, char* payload, bool& stop, F&
     case opcode::binary:
       if (in_message_) return 1002;  // a new message before the last one finished
       if (h.fin) {
-        if (h.op == opcode::text && !proto::is_valid_utf8(body)) return 1007;
-        stop = !on_frame(inbound{h.op, body});
+        if (h.op == opcode::text && !h.rsv1 && !proto::is_valid_utf8(body)) return 1007;
+        stop = !on_frame(inbound{h.op, body, h.rsv1});
         return 0;
       }
       in_message_ = true;
       message_op_ = h.op;
+      message_compressed_ = h.rsv1;
       message_.assign(body);
       return 0;
     case opcode::continuation: {
@@ -34,10 +35,12 @@ std::uint16_t parser::on_complete(const header& h, char* payload, bool& stop, F&
       message_.append(body);
       if (!h.fin) return 0;
       in_message_ = false;
-      if (message_op_ == opcode::text && !proto::is_valid_utf8(message_)) return 1007;
+      if (message_op_ == opcode::text && !message_compressed_ &&
+          !proto::is_valid_utf8(message_))
+        return 1007;
       std::string whole;
       whole.swap(message_);
-      stop = !on_frame(inbound{message_op_, whole});
+      stop = !on_frame(inbound{message_op_, whole, message_compressed_});
       return 0;
     }
   }
