@@ -113,7 +113,7 @@ void def_plain_fields(config_class& c) {
       .def_readwrite("health_path", &server_config::health_path)
       .def_readwrite("metrics_path", &server_config::metrics_path)
       .def_readwrite("publish_path", &server_config::publish_path)
-      .def_readwrite("client_js_path", &server_config::client_js_path);
+      .def_readwrite("client_js_path", &server_config::client_js_path)
       .def_readwrite("compress_json_ws", &server_config::compress_json_ws)
       .def_readwrite("compress_socketio", &server_config::compress_socketio)
       .def_readwrite("compression_threshold", &server_config::compression_threshold);
