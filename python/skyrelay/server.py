@@ -388,7 +388,9 @@ class Server:
                 self._wsgi.reply = self._core.http_reply
             self._core.start()
             for state in self._states.values():
-                state._core()  # made in C++ now, so the first member gets its full update
+                # Made in C++ now, with what was updated before the start, so the first
+                # member gets its full update.
+                state._apply_seed()
         log.info("skyrelay listening on %s", self.http_url)
         return self
 
@@ -581,7 +583,8 @@ class Server:
         broker (a state lives in one process). Clients get its deltas and full updates as
         ``event`` publications to the room. Unless ``request_event`` is None (or the app
         handles that event itself), a client that sends it with ``{"room": room}`` gets the
-        full update again. Usable before :meth:`start` (made in C++ when it starts)."""
+        full update again. Usable before :meth:`start`: updates made then are the initial
+        state, applied in C++ as it starts (limits are checked then)."""
         state_mod._check_broker(self)
         reserved = {"changes", "full_update", "removed", "index", "count"}
         if not event or not key_name or not fields_name or key_name == fields_name or \

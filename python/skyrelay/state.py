@@ -57,6 +57,19 @@ class State:
         self.max_keys = max_keys
         self.max_key_bytes = max_key_bytes
         self._defined: object = None  # the core the state was made in
+        # Updates made before the server starts (the app's initial state), merged per key:
+        # applied in C++ when it starts, before any client can join.
+        self._seed: dict[str, dict[str, Any]] = {}
+
+    def _started(self) -> bool:
+        return self._server._core is not None
+
+    def _apply_seed(self) -> None:
+        """Makes the state in the started core, with what was updated before the start."""
+        self._core()
+        seed, self._seed = self._seed, {}
+        for key, fields in seed.items():
+            self.update(key, fields)
 
     def _core(self) -> Any:
         core = self._server._require_core()
@@ -77,6 +90,12 @@ class State:
         :class:`~skyrelay.errors.StateLimitExceeded` when a new key would pass ``max_keys`` or
         the key's fields ``max_key_bytes`` (the state is left as it was), ValueError when
         ``fields`` is not one JSON object."""
+        if not self._started():
+            value = json.loads(fields) if isinstance(fields, (bytes, str)) else dict(fields)
+            if not isinstance(value, dict):
+                raise ValueError("fields must be one JSON object")
+            self._seed.setdefault(key, {}).update(value)
+            return 0
         if isinstance(fields, (bytes, str)):
             text = fields.encode() if isinstance(fields, str) else fields
         else:
@@ -95,12 +114,17 @@ class State:
 
     def remove(self, key: str) -> bool:
         """Removes ``key`` and sends its removal; False when it was not held."""
+        if not self._started():
+            return self._seed.pop(key, None) is not None
         result, _ = self._core().state_remove(self.namespace, self.room, self.event, key)
         return bool(result == _CHANGED)
 
     def get(self, key: str | None = None) -> Any:
         """``key``'s fields (None when it is not held), or every key's as
         ``{key: fields}`` when ``key`` is None."""
+        if not self._started():
+            seed = json.loads(json.dumps(self._seed))
+            return seed.get(key) if key is not None else seed
         text = self._core().state_get(self.namespace, self.room, self.event, key)
         return None if text is None else json.loads(text)
 

@@ -458,3 +458,20 @@ def test_socketio_recovery_replays_deltas_and_a_failed_one_gets_the_full_update(
     assert again.fulls == 1 and again.deltas == 0
     assert again.state == state.get() == {"a": {"x": 39}}
     c.close()
+
+
+def test_updates_before_start_are_the_initial_state(skyrelay_server_factory):
+    def setup(server):
+        state = server.state("fleet", event="status_update")
+        assert state.update("a", {"x": 1}) == 0
+        state.update("a", {"y": 2})
+        state.update("b", '{"z": 3}')
+        assert state.remove("b") and not state.remove("c")
+        assert state.get() == {"a": {"x": 1, "y": 2}}
+        with pytest.raises(ValueError):
+            state.update("c", "[1]")
+
+    server = skyrelay_server_factory(setup)
+    state = server.state("fleet", event="status_update")
+    assert state.get() == {"a": {"x": 1, "y": 2}}
+    assert state.update("a", {"x": 1}) == 0  # already so in C++
