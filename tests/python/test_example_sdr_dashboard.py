@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
+from example_process import readme_command
 
 APP = Path(__file__).parents[2] / "examples" / "sdr_dashboard" / "app.py"
 
@@ -166,22 +167,7 @@ def test_rest_api_validates_and_serves_the_page(dashboard):
 
 
 def test_the_readme_command_serves_the_simulated_network():
-    import re
-    import signal
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, str(APP), "--port", "0", "--interval", "0.1"],
-                            stdout=subprocess.PIPE, text=True, env={"PYTHONUNBUFFERED": "1",
-                                                                   "PATH": "/usr/bin:/bin"})
-    try:
-        port = None
-        for line in iter(proc.stdout.readline, ""):
-            if (found := re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)):
-                port = int(found.group(1))
-                break
-        assert port, "the app did not start"
-
+    with readme_command(APP, "--interval", "0.1") as port:
         async def run():
             async with websockets.connect(f"ws://127.0.0.1:{port}/ws/updates") as ws:
                 await ws.send(frame("subscribe", {"events": ["signals:detected"]}))
@@ -191,11 +177,3 @@ def test_the_readme_command_serves_the_simulated_network():
 
         asyncio.run(run())
         assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0

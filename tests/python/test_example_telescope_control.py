@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
+from example_process import readme_command
 
 APP = Path(__file__).parents[2] / "examples" / "telescope_control" / "app.py"
 
@@ -247,21 +248,7 @@ def test_an_unknown_telescope_url_is_refused(control):
 
 
 def test_the_readme_command_serves_drifting_telescopes():
-    import re
-    import signal
-    import subprocess
-
-    proc = subprocess.Popen([sys.executable, str(APP), "--port", "0", "--tick", "0.1"],
-                            stdout=subprocess.PIPE, text=True, env={"PYTHONUNBUFFERED": "1",
-                                                                   "PATH": "/usr/bin:/bin"})
-    try:
-        port = None
-        for line in iter(proc.stdout.readline, ""):
-            if (found := re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)):
-                port = int(found.group(1))
-                break
-        assert port, "the app did not start"
-
+    with readme_command(APP, "--tick", "0.1") as port:
         async def run():
             async with websockets.connect(f"ws://127.0.0.1:{port}/api/ws/seestar-001") as ws:
                 c = Client(ws)
@@ -271,11 +258,3 @@ def test_the_readme_command_serves_drifting_telescopes():
 
         asyncio.run(run())
         assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0

@@ -139,16 +139,7 @@ void json_ws_handler::on_message(ws_session& s, proto::client_message& msg, cons
     case proto::client_type::unsubscribe:
       for (const auto& t : msg.topics) hub.leave(s.sid(), channel{"/", t});  // rooms of "/"
       if (!env_) return s.send_text(proto::unsubscribed(msg));
-      for (const auto& t : msg.topics) {
-        std::string ts, id;
-        auto v = envelope_values(ts, id);
-        v.ref = msg.id;
-        v.kind = msg.event;
-        v.topic = t;
-        v.captured = &in;
-        send_reply(s, env_->unsubscribed(v));
-      }
-      return;
+      return reply_per_topic(s, msg, in, false);
     case proto::client_type::ping: {
       if (!env_) return s.send_text(proto::pong(utc_now_iso8601(), msg.id));
       std::string ts, id;
@@ -241,18 +232,8 @@ void json_ws_handler::subscribe_now(ws_session& s, const proto::client_message& 
                   msg.id, in);
       return;
     }
-    if (env_) {  // one reply per topic, if the envelope has one; no resume (no `since`)
-      for (const auto& t : msg.topics) {
-        std::string ts, id;
-        auto v = envelope_values(ts, id);
-        v.ref = msg.id;
-        v.kind = msg.event;
-        v.topic = t;
-        v.captured = &in;
-        send_reply(s, env_->subscribed(v));
-      }
-      return;
-    }
+    // One reply per topic, if the envelope has one; no resume (no `since`).
+    if (env_) return reply_per_topic(s, msg, in, true);
     std::vector<proto::topic_state> states;
     states.reserve(o.positions.size());
     for (const auto& p : o.positions) states.push_back({p.seq, p.epoch});
@@ -315,6 +296,19 @@ void json_ws_handler::reply_error(ws_session& s, error_code code, std::string_vi
   v.ref = ref;
   v.captured = &in;
   send_reply(s, env_->error(v));
+}
+
+void json_ws_handler::reply_per_topic(ws_session& s, const proto::client_message& msg,
+                                      const captured& in, bool subscribed) {
+  for (const auto& t : msg.topics) {
+    std::string ts, id;
+    auto v = envelope_values(ts, id);
+    v.ref = msg.id;
+    v.kind = msg.event;
+    v.topic = t;
+    v.captured = &in;
+    send_reply(s, subscribed ? env_->subscribed(v) : env_->unsubscribed(v));
+  }
 }
 
 }  // namespace skyrelay

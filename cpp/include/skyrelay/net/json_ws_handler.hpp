@@ -70,6 +70,9 @@ class json_ws_handler final : public ws_handler {
   // The envelope's reply values that do not depend on the message: time, fresh id, params.
   proto::reply_values envelope_values(std::string& ts, std::string& id) const;
   void send_reply(ws_session& s, std::optional<std::string> text);
+  // An envelope's subscribed (or unsubscribed) reply, once per topic of the message.
+  void reply_per_topic(ws_session& s, const proto::client_message& msg, const captured& in,
+                       bool subscribed);
 
   session_context& ctx_;
   inbound_limit limit_;
