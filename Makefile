@@ -12,21 +12,21 @@ JOBS ?= $(shell nproc)
 APT_PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev \
 	nlohmann-json3-dev libssl-dev libgtest-dev python3 python3-venv python3-dev \
 	util-linux procps clang libclang-rt-14-dev chromium redis-server libhiredis-dev zlib1g-dev
-PY_BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.13"
-PY_TEST_DEPS := "pytest>=7" "pytest-timeout" "websockets>=13" "python-socketio[client]>=5.11" "requests" "websocket-client" "flask>=2.3" "flask-login" "fastapi" "uvicorn" "httpx" "httpx-sse" "numpy" "pandas" \
-	"sgp4" "skyfield" "sse-starlette" "uvloop" "httptools" "pyjwt[crypto]" "mypy" \
-	"redis" "flask-socketio>=5.3" "pydantic>=2" "a2wsgi"
-# Peers that only the benchmarks run (bench/servers/sio_flask_socketio.py).
-PY_BENCH_DEPS := "flask-socketio>=5.3" "simple-websocket" "redis>=5"
+# pyproject.toml's [build-system] requires (pip cannot install those by themselves).
+PY_BUILD_DEPS := "scikit-build-core>=0.11" "pybind11>=2.13"
+# The Python packages of the tests, the benchmarks and `make wheel` are listed once, as the
+# dependency groups (PEP 735) of pyproject.toml; pip >= 25.1 installs one with --group NAME.
+PIP_MIN := "pip>=25.1"
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps node-deps venv install demo test gpredict-data test-cpp test-cpp-asan test-hub-tsan test-python test-js bench clean \
+.PHONY: help deps node-deps venv install wheel test-wheel demo test gpredict-data test-cpp test-cpp-asan test-hub-tsan test-python test-js bench clean \
 	fuzz fuzz-build test-fuzz
 
 help:
 	@echo "make demo   - build and run the live demo on http://127.0.0.1:8000/"
-	@echo "make test   - build and run every test (C++ under ASan+UBSan and TSan, fuzzers, Python, Node)"
+	@echo "make test   - build and run every test (C++ under ASan+UBSan and TSan, fuzzers, Python, Node, the wheel)"
+	@echo "make wheel  - build the wheel into dist/, with the shared libraries it links vendored (auditwheel)"
 	@echo "make bench  - run the fan-out benchmark against python websockets"
 
 # Debian packages, installed only when missing.
@@ -51,10 +51,10 @@ node_modules/.stamp: package.json package-lock.json | node-deps
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(VENV)/.stamp: Makefile | deps
+$(VENV)/.stamp: Makefile pyproject.toml | deps
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q $(PY_BUILD_DEPS) $(PY_TEST_DEPS)
+	$(VPY) -m pip install -q --upgrade $(PIP_MIN)
+	$(VPY) -m pip install -q $(PY_BUILD_DEPS) --group test
 	touch $@
 
 venv: $(VENV)/.stamp
@@ -63,6 +63,26 @@ venv: $(VENV)/.stamp
 install: venv
 	flock $(BUILD_LOCK) $(VPY) -m pip install -q --no-build-isolation .
 
+# The wheel of that same build (pip reuses build/<wheel tag>, so only what changed compiles),
+# repaired by auditwheel: the shared libraries outside the manylinux set that the extension
+# links (OpenSSL, hiredis, zlib) are copied into skyrelay.libs/ and the extension points at
+# them, so the wheel installs where they are not. docs/install.md.
+WHEEL_TOOLS := $(VENV)/.wheel-tools.stamp
+$(WHEEL_TOOLS): $(VENV)/.stamp pyproject.toml
+	$(VPY) -m pip install -q --group wheel
+	touch $@
+
+wheel: $(WHEEL_TOOLS)
+	rm -rf build/wheel-unrepaired
+	flock $(BUILD_LOCK) $(VPY) -m pip wheel -q --no-build-isolation --no-deps -w build/wheel-unrepaired .
+	rm -f dist/skyrelay-*.whl
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel -q repair -w dist build/wheel-unrepaired/skyrelay-*.whl
+	@ls dist/skyrelay-*.whl
+
+# The wheel in a fresh venv with no compiler and no headers reachable: tests/wheel/.
+test-wheel: wheel
+	$(VPY) -m pytest -q -p no:cacheprovider tests/wheel
+
 demo: install node_modules/.stamp
 	$(VENV)/bin/skyrelay demo --host 127.0.0.1 --port 8000
 
@@ -70,7 +90,7 @@ demo: install node_modules/.stamp
 # the same suites in RelWithDebInfo for a quick local run. A fourth full build of the core in
 # `make test` cost CI about 4 minutes and caught nothing the sanitized run does not (the wheel's
 # Release build already compiles every source with optimization).
-test: test-cpp-asan test-hub-tsan test-fuzz test-python test-js
+test: test-cpp-asan test-hub-tsan test-fuzz test-python test-js test-wheel
 
 test-cpp: deps
 	cmake -S . -B build/cpp-tests -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKYRELAY_BUILD_TESTS=ON >/dev/null
@@ -115,7 +135,7 @@ $(GPREDICT_DATA): | deps
 gpredict-data: $(GPREDICT_DATA)
 
 bench: install
-	$(VPY) -m pip install -q $(PY_BENCH_DEPS)
+	$(VPY) -m pip install -q --group bench
 	$(VPY) bench/run_fanout.py
 
 # libFuzzer targets (fuzz/*.cpp) built with clang, ASan and UBSan. `make fuzz` runs each for

@@ -36,7 +36,10 @@ class SocketIOTestClient:
     def __init__(self, socketio: SocketIO, namespace: str | None, query_string: str | None,
                  headers: dict[str, str] | None, auth: Any,
                  flask_test_client: Any = None) -> None:
-        import socketio as sio_client  # type: ignore[import-untyped]
+        from ._extras import requires_extra
+
+        with requires_extra("testing", "SocketIO.test_client"):
+            import socketio as sio_client  # type: ignore[import-untyped]
 
         self.socketio = socketio
         self.flask_test_client = flask_test_client

@@ -7,7 +7,10 @@ import datetime as dt
 import math
 import os
 
-import numpy as np
+from ._extras import requires_extra
+
+with requires_extra("orbit", "skyrelay passes and propagate"):
+    import numpy as np
 
 
 class UsageError(Exception):

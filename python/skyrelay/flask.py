@@ -20,7 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import flask
+from ._extras import requires_extra
+
+with requires_extra("flask", "skyrelay.flask"):
+    import flask
 
 from ._flask_context import HandshakeEnvirons, OrderedPool, protocol_logger
 from ._flask_handlers import current, is_test_header, make_handler

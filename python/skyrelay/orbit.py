@@ -28,7 +28,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, overload
 
-import numpy as np
+from ._extras import requires_extra
+
+with requires_extra("orbit", "skyrelay.orbit"):
+    import numpy as np
 
 from ._core import orbit as _orbit
 

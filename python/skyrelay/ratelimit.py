@@ -164,7 +164,10 @@ class RateLimiter:
         ``key(request)`` names the bucket (default: the client address, ``remote_addr``);
         returning None lets the request through unlimited. Put it below ``@app.route``."""
 
-        import flask
+        from ._extras import requires_extra
+
+        with requires_extra("flask", "RateLimiter.flask"):
+            import flask
 
         def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
             def check() -> Any:
@@ -208,7 +211,10 @@ class RateLimiter:
 
         ``key(request)`` (sync or async) names the bucket (default: the client host);
         returning None lets the request through unlimited (the dependency then gives None)."""
-        from fastapi import HTTPException, Request
+        from ._extras import requires_extra
+
+        with requires_extra("fastapi", "RateLimiter.fastapi"):
+            from fastapi import HTTPException, Request
 
         async def rate_limit(request: Request) -> Decision | None:
             if key is None:

@@ -224,7 +224,10 @@ class Client:
 def connect(url: str, *, headers: Mapping[str, str] | None = None,
             timeout: float = 5.0, **kwargs: Any) -> Client:
     """Opens a JSON-protocol connection and waits for the welcome frame."""
-    from websockets.sync.client import connect as ws_connect
+    from ._extras import requires_extra
+
+    with requires_extra("testing", "skyrelay.testing.connect"):
+        from websockets.sync.client import connect as ws_connect
 
     # Entering the context gives the connection on every websockets version (17 made the
     # plain call a context-manager factory); Client.close() ends it.

@@ -36,7 +36,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import numpy as np
+from ._extras import requires_extra
+
+with requires_extra("orbit", "skyrelay.tracker"):
+    import numpy as np
 
 from . import orbit
 from .server import Connection, Server
