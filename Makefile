@@ -65,8 +65,8 @@ install: venv
 
 # The wheel of that same build (pip reuses build/<wheel tag>, so only what changed compiles),
 # repaired by auditwheel: the shared libraries outside the manylinux set that the extension
-# links (OpenSSL, hiredis, zlib) are copied into skyrelay.libs/ and the extension points at
-# them, so the wheel installs where they are not. docs/install.md.
+# links (OpenSSL's libssl and libcrypto, hiredis) are copied into skyrelay.libs/ and the
+# extension points at them, so the wheel installs where they are not. docs/install.md.
 WHEEL_TOOLS := $(VENV)/.wheel-tools.stamp
 $(WHEEL_TOOLS): $(VENV)/.stamp pyproject.toml
 	$(VPY) -m pip install -q --group wheel
@@ -76,7 +76,7 @@ wheel: $(WHEEL_TOOLS)
 	rm -rf build/wheel-unrepaired
 	flock $(BUILD_LOCK) $(VPY) -m pip wheel -q --no-build-isolation --no-deps -w build/wheel-unrepaired .
 	rm -f dist/skyrelay-*.whl
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel -q repair -w dist build/wheel-unrepaired/skyrelay-*.whl
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel repair -w dist build/wheel-unrepaired/skyrelay-*.whl
 	@ls dist/skyrelay-*.whl
 
 # The wheel in a fresh venv with no compiler and no headers reachable: tests/wheel/.

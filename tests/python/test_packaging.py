@@ -58,22 +58,22 @@ def _run_hiding(hidden: str, snippet: str) -> dict | None:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-# (hidden module, what the user runs, the extra the message must name)
-MISSING = [
-    ("flask", "import skyrelay.flask", "flask"),
-    ("numpy", "import skyrelay.orbit", "orbit"),
-    ("numpy", "import skyrelay.tracker", "orbit"),
-    ("numpy", "import skyrelay._orbit_cli", "orbit"),
-    ("websockets", "from skyrelay.testing import connect\nconnect('ws://127.0.0.1:9/ws')",
-     "testing"),
-    ("flask", "from skyrelay import RateLimiter\nRateLimiter(rate=1, burst=1).flask()", "flask"),
-    ("fastapi", "from skyrelay import RateLimiter\nRateLimiter(rate=1, burst=1).fastapi()",
-     "fastapi"),
-]
+# id: (hidden module, what the user runs, the extra the message must name)
+MISSING = {
+    "skyrelay.flask": ("flask", "import skyrelay.flask", "flask"),
+    "skyrelay.orbit": ("numpy", "import skyrelay.orbit", "orbit"),
+    "skyrelay.tracker": ("numpy", "import skyrelay.tracker", "orbit"),
+    "orbit-cli": ("numpy", "import skyrelay._orbit_cli", "orbit"),
+    "testing.connect": ("websockets", "from skyrelay.testing import connect\n"
+                        "connect('ws://127.0.0.1:9/ws')", "testing"),
+    "RateLimiter.flask": ("flask", "from skyrelay import RateLimiter\n"
+                          "RateLimiter(rate=1, burst=1).flask()", "flask"),
+    "RateLimiter.fastapi": ("fastapi", "from skyrelay import RateLimiter\n"
+                            "RateLimiter(rate=1, burst=1).fastapi()", "fastapi"),
+}
 
 
-@pytest.mark.parametrize(("hidden", "snippet", "extra"), MISSING,
-                         ids=[f"{m[0]}-{m[1].split()[1]}" for m in MISSING])
+@pytest.mark.parametrize(("hidden", "snippet", "extra"), MISSING.values(), ids=MISSING.keys())
 def test_a_missing_extra_names_the_pip_command(hidden: str, snippet: str, extra: str) -> None:
     error = _run_hiding(hidden, snippet)
     assert error is not None, f"{snippet!r} imported with {hidden} hidden"
