@@ -37,15 +37,27 @@ class AsyncClientSet:
         self.clients.append(client)
 
     def close_all(self, timeout: float = 5.0) -> None:
+        """Closes every client still open, even when one fails to; then raises the first
+        failure."""
+        errors = []
         for client in self.clients:
-            loop = client.loop
-            if client.closed or loop.is_closed():
-                continue  # closed by the test, or aborted when its loop shut down
-            coro = asyncio.wait_for(client.close(), timeout)
-            if loop.is_running():  # a loop on another thread
-                asyncio.run_coroutine_threadsafe(coro, loop).result(timeout + 1)
-            else:
-                loop.run_until_complete(coro)
+            try:
+                self._close(client, timeout)
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the others closed
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    @staticmethod
+    def _close(client: AsyncTestClient, timeout: float) -> None:
+        loop = client.loop
+        if client.closed or loop.is_closed():
+            return  # closed by the test, or aborted when its loop shut down
+        coro = asyncio.wait_for(client.close(), timeout)
+        if loop.is_running():  # a loop on another thread
+            asyncio.run_coroutine_threadsafe(coro, loop).result(timeout + 1)
+        else:
+            loop.run_until_complete(coro)
 
 
 class AsyncClient:

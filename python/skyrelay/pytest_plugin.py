@@ -77,8 +77,19 @@ def skyrelay_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., An
         return client
 
     yield factory
+    _close_all(clients)
+
+
+def _close_all(clients: list[Any]) -> None:
+    """Closes every client, even when one fails to close; then raises the first failure."""
+    errors = []
     for client in clients:
-        client.close()
+        try:
+            client.close()
+        except Exception as e:  # noqa: BLE001 - re-raised below, after the others closed
+            errors.append(e)
+    if errors:
+        raise errors[0]
 
 
 def _base_url(request: pytest.FixtureRequest, server: Any, scheme: str) -> str:
@@ -106,8 +117,7 @@ def skyrelay_sio_client(request: pytest.FixtureRequest) -> Iterator[Callable[...
         return client
 
     yield factory
-    for client in clients:
-        client.close()
+    _close_all(clients)
 
 
 @pytest.fixture
@@ -132,8 +142,7 @@ def skyrelay_sse_client(request: pytest.FixtureRequest) -> Iterator[Callable[...
         return client
 
     yield factory
-    for client in clients:
-        client.close()
+    _close_all(clients)
 
 
 @pytest.fixture
