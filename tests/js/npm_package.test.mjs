@@ -84,6 +84,13 @@ test("package.json's version is the Python package's skyrelay.__version__", asyn
                "bump clients/js/package.json's version with the Python package's");
   assert.equal(pkg.name, "skyrelay");
   assert.equal(pkg.repository.directory, "clients/js");
+  // Once pyproject.toml names the repository ([project.urls]), npm must name the same one.
+  const pyproject = await readFile(path.join(root, "pyproject.toml"), "utf8");
+  const declared = pyproject.match(/^(?:Repository|Source|Source Code)\s*=\s*"([^"]+)"/mi);
+  if (declared) {
+    const bare = (url) => url.replace(/^git\+/, "").replace(/\.git$/, "").replace(/\/$/, "");
+    assert.equal(bare(pkg.repository.url), bare(declared[1]));
+  }
 });
 
 test("the tarball holds the client, its types, the readme and nothing else", async () => {
