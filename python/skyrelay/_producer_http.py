@@ -96,7 +96,9 @@ def proxy_for(scheme: str, host: str, proxy: str | None, trust_env: bool) -> str
     if not trust_env:
         return None
     settings = urllib.request.getproxies_environment()
-    if urllib.request.proxy_bypass_environment(host, settings):
+    # The environment only, as getproxies_environment: proxy_bypass() would also read the
+    # macOS/Windows system settings, which getproxies_environment does not.
+    if urllib.request.proxy_bypass_environment(host, settings):  # type: ignore[attr-defined]
         return None
     return settings.get(scheme) or settings.get("all") or None
 

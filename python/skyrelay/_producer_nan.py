@@ -75,7 +75,8 @@ def _clean(value: Any, path: str, nan: str, convert: Callable[[Any], Any]
     if isinstance(value, float):  # numpy's float64 is a float too
         if math.isfinite(value):
             return value, False
-        return _found(path, repr(float(value)), nan), True
+        _found(path, repr(float(value)), nan)
+        return None, True
     if value is None or isinstance(value, (str, int)) or isinstance(value, _BYTES):
         return value, False
     if isinstance(value, dict):
@@ -94,7 +95,8 @@ def _clean(value: Any, path: str, nan: str, convert: Callable[[Any], Any]
             found = found or hit
         return items, found
     if _is_pandas_missing(value):
-        return _found(path, "pandas." + type(value).__name__[:-4], nan), True
+        _found(path, "pandas." + type(value).__name__[:-4], nan)
+        return None, True
     converted = convert(value)  # numpy values, frames, dataclasses... as encode_json does
     if converted is value:
         return value, False
@@ -106,7 +108,7 @@ def _key_text(key: Any) -> str:
 
 
 def _found(path: str, what: str, nan: str) -> None:
+    """Raises under nan="error"; under "null" the caller puts None in its place."""
     if nan == "error":
         raise ValueError(f"{path} is {what}, which is not JSON (nan='error'; the default "
                          "nan='null' sends it as null)")
-    return None

@@ -17,7 +17,7 @@ import io
 import socket
 import ssl
 import threading
-from typing import BinaryIO
+from typing import Protocol
 
 from ._producer_http import (LINE, MAX_LINE, TO_EOF, Parser, ProtocolError, ProxyRefused,
                              Response, Route, connect_bytes, read_response)
@@ -26,7 +26,12 @@ from ._producer_http import (LINE, MAX_LINE, TO_EOF, Parser, ProtocolError, Prox
 NETWORK_ERRORS = (OSError, ProtocolError, EOFError, asyncio.TimeoutError)
 
 
-def _drive(parser: Parser, stream: BinaryIO) -> Response:
+class _Readable(Protocol):
+    def readline(self, size: int = ..., /) -> bytes: ...
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+def _drive(parser: Parser, stream: _Readable) -> Response:
     need = next(parser)
     try:
         while True:

@@ -14,8 +14,8 @@ enums, sets and UUIDs are turned into JSON; ``bytes`` become base64 strings; NaN
 and pandas' NA/NaT become null unless ``nan="error"``.
 
 Standard library only, and no compiled code: this module and its ``_producer_*`` parts run
-from a copy of the package's ``.py`` files. The parts: ``_producer_core`` (settings, encoding,
-the retry rule), ``_producer_http`` (requests, proxies, the response parser),
+from a copy of the package's ``.py`` files. The parts: ``_producer_publisher`` (settings,
+encoding, the retry rule), ``_producer_http`` (requests, proxies, the response parser),
 ``_producer_pool`` (blocking and asyncio keep-alive connections), ``_producer_nan``.
 """
 
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._producer_core import Names, Publisher, PublishError, Published
+from ._producer_publisher import Names, Publisher, PublishError, Published
 from ._producer_http import ProxyRefused
 from ._producer_pool import NETWORK_ERRORS, AsyncPool, Pool
 

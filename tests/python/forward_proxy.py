@@ -102,7 +102,8 @@ class ForwardProxy:
                 upstream.close()
             client.close()
 
-    def _forward(self, client, upstreams, line, headers, body) -> bool:  # type: ignore[no-untyped-def]
+    def _forward(self, client: socket.socket, upstreams: dict, line: str,
+                 headers: dict[str, str], body: bytes) -> bool:
         method, target, version = line.split(" ", 2)
         parts = urlsplit(target)
         key = (parts.hostname, parts.port or 80)
