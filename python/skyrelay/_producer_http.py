@@ -157,7 +157,14 @@ Parser = Generator[int, bytes, Response]
 def read_response(head_only: bool = False) -> Parser:
     """Parses one response. Yields what it needs next (LINE, TO_EOF or a byte count) and is
     sent the bytes read; returns the Response. ``head_only`` for a CONNECT answer, which has
-    no body (the tunnel's bytes follow it)."""
+    no body (the tunnel's bytes follow it). Interim 1xx answers are read and skipped."""
+    while True:
+        answer = yield from _one_response(head_only)
+        if not 100 <= answer.status < 200 or answer.status == 101:
+            return answer
+
+
+def _one_response(head_only: bool) -> Parser:
     status_line = _text((yield LINE))
     version, _, rest = status_line.partition(" ")
     code, _, reason = rest.partition(" ")

@@ -153,7 +153,10 @@ class AsyncConnection:
         return await asyncio.wait_for(_drive_async(read_response(), self._reader), timeout)
 
     def close(self) -> None:
-        self._writer.close()
+        try:
+            self._writer.close()
+        except RuntimeError:  # its event loop is closed: the socket goes with the transport
+            pass
 
 
 class Pool:
@@ -210,10 +213,19 @@ class AsyncPool:
     def __init__(self, route: Route, size: int, timeout: float,
                  context: ssl.SSLContext | None) -> None:
         self._route, self._timeout, self._context = route, timeout, context
+        self._size = size
         self._slots = asyncio.Semaphore(size)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[AsyncConnection] = []
 
     async def exchange(self, request: bytes) -> Response:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # Another event loop (a second asyncio.run): the old loop's connections and
+            # waiters cannot be used from this one.
+            self._loop = loop
+            self.close()
+            self._slots = asyncio.Semaphore(self._size)
         async with self._slots:
             conn = self._idle.pop() if self._idle else None
             if conn is not None:

@@ -33,6 +33,9 @@ from ._producer_pool import NETWORK_ERRORS, AsyncPool, Pool
 
 __all__ = ["AsyncBatch", "AsyncProducer", "Batch", "Producer", "PublishError", "Published"]
 
+# Defined beside the rules that make them; named here, where users import them from.
+PublishError.__module__ = Published.__module__ = __name__
+
 
 # A request that got no answer: judged (retried or raised) by Publisher.outcome.
 _FAILURES = (*NETWORK_ERRORS, ProxyRefused)

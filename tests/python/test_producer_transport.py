@@ -242,3 +242,16 @@ def test_bad_settings_fail_early(server):
         with pytest.raises(ValueError, match="control characters"):
             producer.emit("e", 1, idempotency_key="k\nX: y")
     assert metric(server, "skyrelay_publish_api_requests_total") == 0
+
+
+def test_an_async_producer_outlives_its_event_loop(server, skyrelay_client):
+    """Notebooks and scripts call asyncio.run more than once with one producer: the second
+    loop gets fresh connections instead of the first loop's dead ones."""
+    client = skyrelay_client(server)
+    client.subscribe("t")
+    producer = AsyncProducer(server.http_url, token=TOKEN, retries=0)
+    first = asyncio.run(producer.emit("e", 1, to="t"))
+    second = asyncio.run(producer.emit("e", 2, to="t"))
+    asyncio.run(producer.close())
+    assert (first.seq, second.seq) == (1, 2)
+    assert [client.expect("e") for _ in range(2)] == [1, 2]
