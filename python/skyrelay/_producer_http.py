@@ -13,6 +13,7 @@ through :func:`urllib.request.getproxies_environment`, ``NO_PROXY`` through
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 import urllib.request
 from collections.abc import Generator
@@ -96,11 +97,30 @@ def proxy_for(scheme: str, host: str, proxy: str | None, trust_env: bool) -> str
     if not trust_env:
         return None
     settings = urllib.request.getproxies_environment()
+    if _bypassed(host, settings):
+        return None
+    return settings.get(scheme) or settings.get("all") or None
+
+
+def _bypassed(host: str, settings: dict[str, str]) -> bool:
+    """NO_PROXY's verdict: the standard library's (names, domain suffixes, ``*``), plus
+    address ranges such as ``10.0.0.0/8``, which requests honours and it does not."""
     # The environment only, as getproxies_environment: proxy_bypass() would also read the
     # macOS/Windows system settings, which getproxies_environment does not.
     if urllib.request.proxy_bypass_environment(host, settings):  # type: ignore[attr-defined]
-        return None
-    return settings.get(scheme) or settings.get("all") or None
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for entry in settings.get("no", "").replace(" ", "").split(","):
+        if "/" in entry:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+    return False
 
 
 def make_route(host: str, port: int, tls: bool, proxy_url: str | None) -> Route:

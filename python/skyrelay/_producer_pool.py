@@ -19,11 +19,14 @@ import ssl
 import threading
 from typing import Protocol
 
-from ._producer_http import (LINE, MAX_LINE, TO_EOF, Parser, ProtocolError, ProxyRefused,
+from ._producer_http import (LINE, MAX_BODY, MAX_LINE, TO_EOF, Parser, ProtocolError, ProxyRefused,
                              Response, Route, connect_bytes, read_response)
 
 # What a failed exchange raises: retried (with a fresh connection) by the producer.
 NETWORK_ERRORS = (OSError, ProtocolError, EOFError, asyncio.TimeoutError)
+# A timeout on a kept-alive connection is a slow server, not a stale connection: not tried
+# again at once (the producer's backoff applies).
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
 
 
 class _Readable(Protocol):
@@ -38,7 +41,9 @@ def _drive(parser: Parser, stream: _Readable) -> Response:
             if need == LINE:
                 data = stream.readline(MAX_LINE + 1)
             elif need == TO_EOF:
-                data = stream.read()
+                data = stream.read(MAX_BODY + 1)
+                if len(data) > MAX_BODY:
+                    raise ProtocolError("an answer too large")
             else:
                 data = stream.read(need)
                 if len(data) < need:
@@ -60,7 +65,14 @@ async def _drive_async(parser: Parser, reader: asyncio.StreamReader) -> Response
                 except asyncio.LimitOverrunError:
                     raise ProtocolError("a line too long") from None
             elif need == TO_EOF:
-                data = await reader.read()
+                chunks: list[bytes] = []
+                size = 0
+                while chunk := await reader.read(65536):
+                    size += len(chunk)
+                    if size > MAX_BODY:
+                        raise ProtocolError("an answer too large")
+                    chunks.append(chunk)
+                data = b"".join(chunks)
             else:
                 data = await reader.readexactly(need)  # IncompleteReadError is an EOFError
             need = parser.send(data)
@@ -82,8 +94,8 @@ class Connection:
             if route.tunnel:
                 sock.sendall(connect_bytes(route))
                 # Unbuffered: the TLS handshake must find the socket right after the answer.
-                _check_tunnel(_drive(read_response(head_only=True),
-                                     sock.makefile("rb", buffering=0)))
+                with sock.makefile("rb", buffering=0) as raw:
+                    _check_tunnel(_drive(read_response(head_only=True), raw))
             if route.tls:
                 assert context is not None
                 sock = context.wrap_socket(sock, server_hostname=route.host)
@@ -176,6 +188,9 @@ class Pool:
             if conn is not None:
                 try:
                     answer = conn.exchange(request)
+                except _TIMEOUTS:
+                    conn.close()
+                    raise
                 except NETWORK_ERRORS:
                     # A kept-alive connection the server closed while idle: once more on a
                     # fresh one (safe: the request carries its idempotency key).
@@ -231,6 +246,9 @@ class AsyncPool:
             if conn is not None:
                 try:
                     answer = await conn.exchange(request, self._timeout)
+                except _TIMEOUTS:
+                    conn.close()
+                    raise
                 except NETWORK_ERRORS:
                     conn.close()  # stale: once more on a fresh one, as in Pool.exchange
                 except BaseException:  # cancelled: the answer may still come, so drop it

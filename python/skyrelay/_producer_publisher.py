@@ -49,6 +49,21 @@ class Published:
     epoch: str | None = None
 
 
+def _results(body: bytes) -> list[Published]:
+    """The ``published`` list of a 200 (one object for a single event)."""
+    try:
+        result = json.loads(body)
+        published = result["published"]
+        dup = bool(result.get("duplicate"))
+        return [Published(p["id"], p["delivered"], p.get("topic"), p.get("seq"), dup,
+                          p.get("epoch"))
+                for p in (published if isinstance(published, list) else [published])]
+    except (ValueError, TypeError, KeyError) as error:
+        # Something else answered 200 (a captive portal, a misrouted proxy): not ours.
+        raise PublishError(f"a 200 that is not the publish API's answer: {body[:80]!r}",
+                           200) from error
+
+
 def _ssl_context(verify: bool | str | ssl.SSLContext) -> ssl.SSLContext:
     """As httpx's ``verify``: True (the system's CAs), a CA file, a context, or False."""
     if isinstance(verify, ssl.SSLContext):
@@ -131,10 +146,7 @@ class Publisher:
                 attempt: int) -> list[Published] | float:
         """The results of a 200; else the delay before the next attempt; else PublishError."""
         if answer is not None and answer.status == 200:
-            result = json.loads(answer.body)
-            dup = bool(result.get("duplicate"))
-            return [Published(p["id"], p["delivered"], p.get("topic"), p.get("seq"), dup,
-                              p.get("epoch")) for p in result["published"]]
+            return _results(answer.body)
         status = answer.status if answer is not None else None
         if isinstance(error, ProxyRefused):
             status = error.status

@@ -5,7 +5,8 @@ required when asked (407 otherwise).
 
 It records what it saw (request lines, credentials, client connections), counts requests in
 flight, and can hold the first ones until ``hold`` are in flight at once (a concurrency check
-that needs no clock), or drop the first answer on the way back (a lost answer).
+that needs no clock), drop the first answer on the way back (a lost answer), or close each
+client connection after its answer without saying so (a kept-alive connection gone stale).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ HOLD_LIMIT = 15.0
 
 class ForwardProxy:
     def __init__(self, *, user: str | None = None, password: str = "", hold: int = 0,
-                 cut_first_answer: bool = False) -> None:
+                 cut_first_answer: bool = False, close_after_answer: bool = False) -> None:
         self._expected = None if user is None else "Basic " + base64.b64encode(
             f"{user}:{password}".encode()).decode()
         self._hold = hold
         self._gate = threading.Event()
         self._cut = cut_first_answer
+        self._close_after = close_after_answer  # as a server that drops idle connections
         self._lock = threading.Lock()
         self.request_lines: list[str] = []
         self.credentials: list[str | None] = []
@@ -93,7 +95,8 @@ class ForwardProxy:
                     self._tunnel(client, target)
                     return
                 body = reader.read(int(headers.get("content-length", "0")))
-                if not self._forward(client, upstreams, line, headers, body):
+                if not self._forward(client, upstreams, line, headers, body) or \
+                        self._close_after:
                     return
         except OSError:
             pass

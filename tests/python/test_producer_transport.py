@@ -71,6 +71,10 @@ def test_no_proxy_and_trust_env_false_go_direct(server, skyrelay_client, proxy, 
     with Producer(server.http_url, token=TOKEN) as producer:
         producer.emit("e", "bypassed", to="t")
     monkeypatch.delenv("no_proxy")
+    monkeypatch.setenv("no_proxy", "10.0.0.0/8, 127.0.0.0/24")  # ranges, as requests reads them
+    with Producer(server.http_url, token=TOKEN) as producer:
+        producer.emit("e", "in range", to="t")
+    monkeypatch.delenv("no_proxy")
     with Producer(server.http_url, token=TOKEN, trust_env=False) as producer:
         producer.emit("e", "untrusted", to="t")
     with Producer(server.http_url, token=TOKEN, proxy="") as producer:
@@ -82,7 +86,8 @@ def test_no_proxy_and_trust_env_false_go_direct(server, skyrelay_client, proxy, 
     with Producer(server.http_url, token=TOKEN) as producer:
         producer.emit("e", "all", to="t")
     assert len(proxy.request_lines) == 1
-    assert [client.expect("e") for _ in range(4)] == ["bypassed", "untrusted", "no proxy", "all"]
+    assert [client.expect("e") for _ in range(5)] == ["bypassed", "in range", "untrusted",
+                                                      "no proxy", "all"]
 
 
 def test_an_explicit_proxy_wins_over_the_environment(server, skyrelay_client, proxy,
@@ -255,3 +260,22 @@ def test_an_async_producer_outlives_its_event_loop(server, skyrelay_client):
     asyncio.run(producer.close())
     assert (first.seq, second.seq) == (1, 2)
     assert [client.expect("e") for _ in range(2)] == [1, 2]
+
+
+def test_a_stale_kept_alive_connection_is_replaced_without_a_retry(server, skyrelay_client):
+    """The peer closed the idle connection without a `Connection: close`: the next request
+    finds it dead and goes again at once on a new one, even with retries=0."""
+    client = skyrelay_client(server)
+    client.subscribe("t")
+    with ForwardProxy(close_after_answer=True) as proxy:
+        with Producer(server.http_url, token=TOKEN, proxy=proxy.url, retries=0) as producer:
+            assert [producer.emit("e", i, to="t").seq for i in range(3)] == [1, 2, 3]
+
+        async def publish():
+            async with AsyncProducer(server.http_url, token=TOKEN, proxy=proxy.url,
+                                     retries=0, max_connections=1) as producer:
+                return [(await producer.emit("e", i, to="t")).seq for i in range(3, 6)]
+
+        assert asyncio.run(publish()) == [4, 5, 6]
+    assert proxy.connections == 6
+    assert [client.expect("e") for _ in range(6)] == list(range(6))
