@@ -22,13 +22,15 @@ HOLD_LIMIT = 15.0
 
 class ForwardProxy:
     def __init__(self, *, user: str | None = None, password: str = "", hold: int = 0,
-                 cut_first_answer: bool = False, close_after_answer: bool = False) -> None:
+                 cut_first_answer: bool = False, close_after_answer: bool = False,
+                 chunked: bool = False) -> None:
         self._expected = None if user is None else "Basic " + base64.b64encode(
             f"{user}:{password}".encode()).decode()
         self._hold = hold
         self._gate = threading.Event()
         self._cut = cut_first_answer
         self._close_after = close_after_answer  # as a server that drops idle connections
+        self._chunked = chunked  # answers re-sent in chunks, as nginx may send them
         self._lock = threading.Lock()
         self.request_lines: list[str] = []
         self.credentials: list[str | None] = []
@@ -131,6 +133,13 @@ class ForwardProxy:
             cut, self._cut = self._cut, False
         if cut:
             return False  # the answer is lost: the client sees its connection close
+        if self._chunked:
+            answer_headers.pop("content-length", None)
+            answer_headers["transfer-encoding"] = "chunked"
+            half = len(answer_body) // 2
+            answer_body = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(part), part)
+                                   for part in (answer_body[:half], answer_body[half:])
+                                   if part) + b"0\r\nX-Trailer: 1\r\n\r\n"
         out = [status_line] + [f"{n}: {v}" for n, v in answer_headers.items()]
         client.sendall(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + answer_body)
         return True

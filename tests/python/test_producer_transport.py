@@ -279,3 +279,20 @@ def test_a_stale_kept_alive_connection_is_replaced_without_a_retry(server, skyre
         assert asyncio.run(publish()) == [4, 5, 6]
     assert proxy.connections == 6
     assert [client.expect("e") for _ in range(6)] == list(range(6))
+
+
+def test_chunked_answers_are_read(server, skyrelay_client):
+    client = skyrelay_client(server)
+    client.subscribe("t")
+    with ForwardProxy(chunked=True) as proxy:
+        with Producer(server.http_url, token=TOKEN, proxy=proxy.url, retries=0) as producer:
+            assert [producer.emit("e", i, to="t").seq for i in range(2)] == [1, 2]
+
+        async def publish():
+            async with AsyncProducer(server.http_url, token=TOKEN, proxy=proxy.url,
+                                     retries=0) as producer:
+                return (await producer.emit("e", 2, to="t")).seq
+
+        assert asyncio.run(publish()) == 3
+    assert proxy.connections == 2  # kept alive after chunked answers
+    assert [client.expect("e") for _ in range(3)] == [0, 1, 2]
