@@ -184,6 +184,18 @@ def test_a_lost_answer_through_the_proxy_is_retried_and_published_once(server,
     assert client.expect("once") == 1
     client.expect_nothing(0.3, "event")
 
+    async def publish():
+        async with AsyncProducer(server.http_url, token=TOKEN, proxy=proxy.url,
+                                 backoff=0.01) as producer:
+            return await producer.emit("twice?", 2, to="t")
+
+    with ForwardProxy(cut_first_answer=True) as proxy:
+        result = asyncio.run(publish())
+    assert len(proxy.request_lines) == 2
+    assert result.duplicate is True and result.seq == 2
+    assert client.expect("twice?") == 2
+    client.expect_nothing(0.3, "event")
+
 
 def test_async_emits_are_in_flight_at_once_up_to_max_connections(server, skyrelay_client):
     client = skyrelay_client(server)
