@@ -155,15 +155,28 @@ def _call(socketio: SocketIO, conn: Connection, fn: Callable[..., Any], kind: st
     except ConnectionRefused:
         raise
     except Exception as exc:
-        handler = socketio._error_handlers.get(nsp, socketio._default_error_handler)
-        if handler is None:
-            socketio._note_test_error(conn, exc)
-            raise
         try:
-            return handler(exc)
-        except Exception as again:
-            socketio._note_test_error(conn, again)
+            return _handle_error(socketio, nsp, fn, exc)
+        except Exception as failed:
+            socketio._note_test_error(conn, failed)
             raise
+
+
+def _handle_error(socketio: SocketIO, nsp: str, fn: Callable[..., Any], exc: Exception) -> Any:
+    """Flask-SocketIO's order: the namespace's ``on_error`` handler (or ``on_error_default``);
+    then, when there is none or it raises, the ``error(exc)`` method of a class-based Namespace
+    whose ``on_<event>`` method failed. What none of them handles propagates."""
+    handler = socketio._error_handlers.get(nsp, socketio._default_error_handler)
+    owner = getattr(fn, "__self__", None)
+    ns_error = getattr(owner, "error", None) if hasattr(owner, "_set_socketio") else None
+    try:
+        if handler is None:
+            raise exc
+        return handler(exc)
+    except Exception as failed:
+        if not callable(ns_error):
+            raise
+        return ns_error(failed)
 
 
 def _check_ack(socketio: SocketIO, conn: Connection, result: Any) -> None:

@@ -1,10 +1,10 @@
-"""``skyrelay passes`` and ``skyrelay propagate``: readable tables from the orbit module."""
+"""``skyrelay passes`` and ``skyrelay propagate``: the orbit module on the command line, as a
+table, CSV or JSON (_cli_output.py)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
 import os
 
 from ._extras import requires_extra
@@ -12,26 +12,18 @@ from ._extras import requires_extra
 with requires_extra("orbit", "skyrelay passes and propagate"):
     import numpy as np
 
-
-class UsageError(Exception):
-    """A bad argument; the message says which and why."""
+from ._cli_output import Column, UsageError, iso, warn, write
 
 
-def _station(text: str):
+def _stations(texts: list[str], min_elevation: float):
+    """``--station`` (repeatable) in the one station syntax, ``[NAME=]LAT,LON[,ALT_M[,MASK_DEG]]``;
+    ``--min-elevation`` is the mask of stations that give none."""
     from .orbit import GroundStation
 
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) not in (2, 3):
-        raise UsageError(f"--station must be LAT,LON or LAT,LON,ALT (metres), not {text!r}")
+    if not -10 <= min_elevation < 90:
+        raise UsageError(f"--min-elevation must be within [-10, 90), not {min_elevation}")
     try:
-        lat, lon = float(parts[0]), float(parts[1])
-        alt_m = float(parts[2]) if len(parts) == 3 else 0.0
-    except ValueError:
-        raise UsageError(f"--station needs numbers: {text!r}") from None
-    if not all(math.isfinite(v) for v in (lat, lon, alt_m)):
-        raise UsageError(f"--station needs finite numbers: {text!r}")
-    try:
-        return GroundStation(f"{lat:.4f},{lon:.4f}", lat, lon, alt_m / 1000.0)
+        return [GroundStation.parse(t, min_elevation=min_elevation) for t in texts]
     except ValueError as exc:
         raise UsageError(f"--station: {exc}") from None
 
@@ -51,14 +43,14 @@ def _start(text: str | None) -> dt.datetime:
     return parsed.astimezone(dt.timezone.utc)
 
 
-def _satellites(path: str, wanted: list[str]):
+def _satellites(command: str, path: str, wanted: list[str]):
     from .orbit import load_tle
 
     if not os.path.exists(path):
         raise UsageError(f"--tle: no such file: {path}")
     sats = load_tle(path)
     for err in sats.errors:
-        print(f"warning: {path}: {err}")
+        warn(command, f"{path}: {err}")
     if len(sats) == 0:
         raise UsageError(f"--tle: no valid element sets in {path}"
                          + (f" ({sats.errors[0]})" if sats.errors else ""))
@@ -69,44 +61,60 @@ def _satellites(path: str, wanted: list[str]):
     for s in unusable:
         from .orbit import describe_error
 
-        print(f"warning: {s.name}: {describe_error(s.error)} (skipped)")
+        warn(command, f"{s.name}: {describe_error(s.error)} (skipped)")
     return [s for s in chosen if not s.error]
 
 
-def _fmt(t: dt.datetime) -> str:
+def _clock(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{secs:02d}"
 
 
 def passes(args: argparse.Namespace) -> int:
     from .orbit import passes as find
 
-    station = _station(args.station)
+    stations = _stations(args.station, args.min_elevation)
     start = _start(args.start)
     if not 0 < args.hours <= 24 * 366:
         raise UsageError(f"--hours must be within (0, 8784], not {args.hours}")
-    if not -10 <= args.min_elevation < 90:
-        raise UsageError(f"--min-elevation must be within [-10, 90), not {args.min_elevation}")
-    sats = _satellites(args.tle, args.satellite)
-    found = find(sats, [station], start, hours=args.hours, min_elevation=args.min_elevation)
+    sats = _satellites("passes", args.tle, args.satellite)
+    found = find(sats, stations, start, hours=args.hours)
     end = start + dt.timedelta(hours=args.hours)
-    print(f"Passes over {station.latitude:.4f}, {station.longitude:.4f} ({station.altitude_km * 1000:.0f} m), "
-          f"mask {args.min_elevation:g} deg, {_fmt(start)} to {_fmt(end)} UTC: {len(found)}")
-    if not found:
-        return 0
-    width = max(9, *(len(p.satellite) for p in found))
-    print(f"{'satellite':<{width}}  {'AOS (UTC)':<19}  {'max el':>6}  {'at (UTC)':<19}  {'LOS (UTC)':<19}  "
-          f"{'duration':>8}  {'quality':>7}")
-    for p in found:
-        mark = ("<" if p.starts_before else " ") + (">" if p.ends_after else " ")
-        minutes, seconds = divmod(int(round(p.duration_s)), 60)
-        print(f"{p.satellite:<{width}}  {_fmt(p.aos)}  {p.max_elevation:6.1f}  {_fmt(p.culmination)}  "
-              f"{_fmt(p.los)}  {minutes:5d}:{seconds:02d}  {p.quality:7.2f}{mark.rstrip()}")
-    if any(p.starts_before or p.ends_after for p in found):
-        print("< already in view at the start, > still in view at the end")
+    rows = [{**p._asdict(), "duration_s": round(p.duration_s, 3)} for p in found]
+    for row, p in zip(rows, found):
+        row["cut"] = ("<" if p.starts_before else "") + (">" if p.ends_after else "")
+    columns = [Column("satellite", "satellite")]
+    if len(stations) > 1 or args.format != "table":
+        columns.append(Column("ground_station", "station"))
+    columns += [Column("aos", "AOS (UTC)", _clock), Column("max_elevation", "max el", "{:.1f}".format, ">"),
+                Column("culmination", "at (UTC)", _clock), Column("los", "LOS (UTC)", _clock),
+                Column("duration_s", "duration", _duration, ">"),
+                Column("quality", "quality", "{:.2f}".format, ">")]
+    if args.format == "table":
+        columns.append(Column("cut", ""))
+    else:
+        columns += [Column(k, k) for k in ("aos_azimuth", "culmination_azimuth", "los_azimuth",
+                                            "culmination_range_km", "starts_before", "ends_after")]
+    where = "; ".join(f"{g.name} ({g.latitude:.4f}, {g.longitude:.4f}, {g.altitude_km * 1000:.0f} m, "
+                      f"mask {g.min_elevation:g} deg)" for g in stations)
+    about = {"stations": [{"name": g.name, "latitude": g.latitude, "longitude": g.longitude,
+                           "altitude_m": g.altitude_km * 1000.0, "min_elevation": g.min_elevation}
+                          for g in stations],
+             "start": iso(start), "end": iso(end)}
+    notes = ["< already in view at the start, > still in view at the end"] \
+        if any(p.starts_before or p.ends_after for p in found) else []
+    write(args.format, columns, rows, about=about, notes=notes,
+          title=f"Passes over {where}, {_clock(start)} to {_clock(end)} UTC: {len(found)}")
     return 0
 
 
 def propagate(args: argparse.Namespace) -> int:
+    from .orbit import describe_error
+
     start = _start(args.start)
     if not 0 <= args.minutes <= 525_600:
         raise UsageError(f"--minutes must be within [0, 525600], not {args.minutes}")
@@ -114,22 +122,43 @@ def propagate(args: argparse.Namespace) -> int:
         raise UsageError(f"--step must be positive, not {args.step}")
     if args.minutes / args.step > 100_000:
         raise UsageError("more than 100,000 rows; use a larger --step")
-    sats = _satellites(args.tle, args.satellite)
+    sats = _satellites("propagate", args.tle, args.satellite)
     offsets = np.arange(0.0, args.minutes + 1e-9, args.step)
     base = np.datetime64(start.replace(tzinfo=None), "ns")
     times = base + (offsets * 60e9).astype("timedelta64[ns]")
-    print(f"{'satellite':<24} {'time (UTC)':<19} {'latitude':>9} {'longitude':>10} {'alt km':>9} "
-          f"{'x km':>11} {'y km':>11} {'z km':>11}  (TEME)")
-    from .orbit import describe_error
-
+    stamps = [dt.datetime.fromtimestamp(int(t.astype("datetime64[ms]").astype(np.int64)) / 1000.0,
+                                        dt.timezone.utc) for t in times]
+    rows = []
     for sat in sats:
         r, _, err = sat.propagate(times)
         geo = sat.subpoint(times)
-        for k, t in enumerate(times):
-            stamp = str(t.astype("datetime64[s]")).replace("T", " ")
+        for k, stamp in enumerate(stamps):
+            row: dict[str, object] = {"satellite": sat.name, "satnum": sat.satnum, "time": stamp}
             if err[k]:
-                print(f"{sat.name[:24]:<24} {stamp:<19} error {int(err[k])}: {describe_error(err[k])}")
-                continue
-            print(f"{sat.name[:24]:<24} {stamp:<19} {geo.latitude[k]:9.4f} {geo.longitude[k]:10.4f} "
-                  f"{geo.altitude_km[k]:9.3f} {r[k, 0]:11.3f} {r[k, 1]:11.3f} {r[k, 2]:11.3f}")
+                row.update(error=int(err[k]), message=describe_error(err[k]))
+            else:
+                row.update(latitude=round(float(geo.latitude[k]), 6),
+                           longitude=round(float(geo.longitude[k]), 6),
+                           altitude_km=round(float(geo.altitude_km[k]), 4),
+                           x_km=round(float(r[k, 0]), 4), y_km=round(float(r[k, 1]), 4),
+                           z_km=round(float(r[k, 2]), 4), error=0)
+            rows.append(row)
+
+    def number(fmt: str):
+        return lambda v: "" if v is None else fmt.format(v)
+
+    columns = [Column("satellite", "satellite", lambda v: v[:24]), Column("time", "time (UTC)", _clock),
+               Column("latitude", "latitude", number("{:.4f}"), ">"),
+               Column("longitude", "longitude", number("{:.4f}"), ">"),
+               Column("altitude_km", "alt km", number("{:.3f}"), ">"),
+               Column("x_km", "x km", number("{:.3f}"), ">"), Column("y_km", "y km", number("{:.3f}"), ">"),
+               Column("z_km", "z km", number("{:.3f}"), ">")]
+    if args.format == "table":
+        columns.append(Column("message", "", lambda v: f"error: {v}" if v else ""))
+    else:
+        columns[1:1] = [Column("satnum", "satnum")]
+        columns += [Column("error", "error"), Column("message", "message")]
+    write(args.format, columns, rows, about={"frame": "TEME", "start": iso(start)},
+          title=f"Positions (latitude/longitude/altitude geodetic WGS-84; x, y, z TEME) from "
+                f"{_clock(start)} UTC every {args.step:g} min: {len(rows)} rows")
     return 0

@@ -10,8 +10,10 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from typing import Any
 
+from ._cli_output import UsageError, served_routes
 from .server import Server
 
 # The environment variable that makes ``skyrelay run`` one worker of a supervisor (_workers.py):
@@ -19,8 +21,26 @@ from .server import Server
 WORKER_ENV = "SKYRELAY_WORKER"
 
 
-class UsageError(Exception):
-    """A mistake in the command line or the app's name: one line on stderr, exit code 2."""
+
+
+class AppError(Exception):
+    """The app's own code failed while loading: the command shows that code's frames (not
+    skyrelay's nor importlib's) and exits 1."""
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+    def report(self) -> str:
+        hidden = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+                       for m in (sys.modules[__package__], importlib))
+        frames = [f for f in traceback.extract_tb(self.cause.__traceback__)
+                  if not f.filename.startswith("<frozen ")
+                  and not os.path.abspath(f.filename).startswith(hidden)]
+        lines = [f"{self}:\n", "Traceback (most recent call last):\n"]
+        lines += traceback.format_list(frames)
+        lines += traceback.format_exception_only(type(self.cause), self.cause)
+        return "".join(lines)
 
 
 def add_parser(sub: Any) -> None:
@@ -56,6 +76,8 @@ def load_app(target: str) -> Any:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise UsageError(f"no module named {module_name!r}") from None
         raise UsageError(f"importing {module_name!r} failed: {exc}") from None
+    except Exception as exc:  # the app's own code raised: its traceback is what helps
+        raise AppError(f"importing {module_name!r} raised {type(exc).__name__}", exc) from None
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -120,7 +142,8 @@ def _serve(server: Server, worker_index: int | None, ready: Any) -> int:
         raise UsageError(str(exc)) from None
     ready()
     if worker_index is None:
-        print(f"skyrelay serving on {server.http_url}; press Ctrl+C to stop", flush=True)
+        print(f"skyrelay serving on {server.http_url} ({served_routes(server)}); no reloading; "
+              f"press Ctrl+C to stop", flush=True)
     parent = os.getppid()
     try:
         while not done.wait(0.25) and server.running:

@@ -1,12 +1,25 @@
-"""The ``skyrelay`` command."""
+"""The ``skyrelay`` command.
+
+Results go to stdout; warnings and errors go to stderr, one line each, as
+``skyrelay <command>: error: ...``. Exit codes: 0 done, 1 the app's own code failed while
+loading (its traceback, without skyrelay's frames, is shown), 2 a user error (a bad argument, a
+missing module or file, a port in use, a missing optional dependency), 130 interrupted
+(docs/cli.md).
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
+from ._cli_output import FORMATS, UsageError
 
-def main(argv: list[str] | None = None) -> int:
+# The optional dependencies a command may need, and the extra that installs each.
+_EXTRA_OF = {"numpy": "orbit", "flask": "flask", "fastapi": "fastapi", "pandas": "pandas"}
+
+
+def _parser() -> argparse.ArgumentParser:
     from . import __version__
     from . import _run_cli
 
@@ -14,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"skyrelay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_cli.add_parser(sub)
+    station_help = ("[NAME=]LAT,LON[,ALT_M[,MASK_DEG]]: degrees north, degrees east, metres above "
+                    "the ellipsoid, elevation mask in degrees (repeatable)")
     demo = sub.add_parser("demo", help="run the live satellite tracker demo")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
@@ -22,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="move the elements' epochs to now (default for the bundled set)")
     demo.add_argument("--no-rebase", dest="rebase", action="store_false",
                       help="keep the elements' own epochs")
-    demo.add_argument("--station", action="append", default=[], metavar="NAME=LAT,LON[,ALT_M[,MASK]]",
-                      help="a ground station (repeatable; default: eight sites on every continent)")
+    demo.add_argument("--station", action="append", default=[], metavar="STATION",
+                      help=station_help + "; the mask defaults to 5 (default: eight sites on "
+                                          "every continent)")
     demo.add_argument("--positions-every", type=float, default=10.0, help="seconds between positions")
     demo.add_argument("--windows-every", type=float, default=60.0, help="seconds between window updates")
     demo.add_argument("--lookahead-hours", type=float, default=6.0, help="window search horizon")
@@ -35,13 +51,17 @@ def main(argv: list[str] | None = None) -> int:
 
     passes = sub.add_parser("passes", help="predict satellite passes over a ground station")
     passes.add_argument("--tle", required=True, help="TLE file (two- or three-line sets, or gpredict .dat)")
-    passes.add_argument("--station", required=True, metavar="LAT,LON[,ALT]",
-                        help="degrees north, degrees east, metres above the ellipsoid")
+    passes.add_argument("--station", action="append", required=True, metavar="STATION",
+                        help=station_help)
     passes.add_argument("--start", help="ISO-8601 UTC start (default: now)")
     passes.add_argument("--hours", type=float, default=24.0)
-    passes.add_argument("--min-elevation", type=float, default=0.0, help="mask in degrees")
+    passes.add_argument("--min-elevation", type=float, default=0.0,
+                        help="mask in degrees of the stations that give none (default 0)")
     passes.add_argument("--satellite", action="append", default=[],
                         help="only satellites whose name or number contains this (repeatable)")
+
+    passes.add_argument("--format", choices=FORMATS, default="table",
+                        help="table (default), csv or json, on stdout")
 
     prop = sub.add_parser("propagate", help="print satellite positions")
     prop.add_argument("--tle", required=True, help="TLE file (two- or three-line sets, or gpredict .dat)")
@@ -51,38 +71,67 @@ def main(argv: list[str] | None = None) -> int:
     prop.add_argument("--satellite", action="append", default=[],
                       help="only satellites whose name or number contains this (repeatable)")
 
-    args = parser.parse_args(argv)
+    prop.add_argument("--format", choices=FORMATS, default="table",
+                      help="table (default), csv or json, on stdout")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UsageError as exc:
+        print(f"skyrelay {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except ModuleNotFoundError as exc:
+        extra = _EXTRA_OF.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(f"skyrelay {args.command}: error: this command needs {exc.name}: "
+              f"pip install 'skyrelay[{extra}]'", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from . import _run_cli
+
     if args.command == "run":
         try:
             return _run_cli.run(args)
-        except _run_cli.UsageError as exc:
-            print(f"skyrelay run: error: {exc}", file=sys.stderr)
-            return 2
+        except _run_cli.AppError as exc:
+            print(f"skyrelay run: error: {exc.report()}", file=sys.stderr, end="")
+            return 1
     if args.command == "demo":
-        from .demo import run_demo
-        from .tracker import parse_station
+        return _demo(args)
+    from . import _orbit_cli
 
-        try:
-            stations = [parse_station(s) for s in args.station] or None
-            return run_demo(args.host, args.port, tle=args.tle, rebase=args.rebase, stations=stations,
-                            position_interval=args.positions_every, window_interval=args.windows_every,
-                            lookahead_hours=args.lookahead_hours, status_interval=args.status_every,
-                            elements_every=args.elements_every,
-                            ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
-        except (ValueError, FileNotFoundError) as exc:
-            print(f"skyrelay demo: error: {exc}", file=sys.stderr)
-            return 2
-    if args.command in ("passes", "propagate"):
-        from . import _orbit_cli
+    if args.command == "passes":
+        return _orbit_cli.passes(args)
+    return _orbit_cli.propagate(args)
 
-        try:
-            if args.command == "passes":
-                return _orbit_cli.passes(args)
-            return _orbit_cli.propagate(args)
-        except _orbit_cli.UsageError as exc:
-            print(f"skyrelay {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-    return 2
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    from .tracker import parse_station
+
+    try:
+        stations = [parse_station(s) for s in args.station] or None
+        return run_demo(args.host, args.port, tle=args.tle, rebase=args.rebase, stations=stations,
+                        position_interval=args.positions_every, window_interval=args.windows_every,
+                        lookahead_hours=args.lookahead_hours, status_interval=args.status_every,
+                        elements_every=args.elements_every,
+                        ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+    except FileNotFoundError as exc:
+        raise UsageError(f"no such file: {exc.filename or exc}") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {args.port} on {args.host} is in use") from None
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") \
+            from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 if __name__ == "__main__":

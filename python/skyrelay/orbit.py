@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import configparser
 import datetime as _dt
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -155,6 +156,29 @@ class GroundStation:
             raise ValueError(f"altitude_km must be within [-1, 100], not {self.altitude_km}")
         if not -10.0 <= self.min_elevation < 90.0:
             raise ValueError(f"min_elevation must be within [-10, 90), not {self.min_elevation}")
+
+    @classmethod
+    def parse(cls, text: str, *, min_elevation: float = 0.0) -> GroundStation:
+        """The one station syntax of the command line: ``[NAME=]LAT,LON[,ALT_M[,MASK_DEG]]``
+        (degrees north, degrees east, metres above the ellipsoid, the mask in degrees;
+        ``min_elevation`` when the mask is left out). Without a name the station is called
+        after its coordinates. ValueError says what is wrong."""
+        name, sep, rest = text.partition("=")
+        if not sep:
+            name, rest = "", text
+        parts = [p.strip() for p in rest.split(",")]
+        if (sep and not name.strip()) or len(parts) not in (2, 3, 4):
+            raise ValueError(f"a station is [NAME=]LAT,LON[,ALT_M[,MASK_DEG]], not {text!r}")
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"a station needs numbers: {text!r}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"a station needs finite numbers: {text!r}")
+        lat, lon = values[0], values[1]
+        alt_m = values[2] if len(values) > 2 else 0.0
+        mask = values[3] if len(values) > 3 else min_elevation
+        return cls(name.strip() or f"{lat:.4f},{lon:.4f}", lat, lon, alt_m / 1000.0, mask)
 
 
 class Satellite:

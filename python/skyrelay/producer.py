@@ -10,95 +10,73 @@
 
 Every request carries an idempotency key, so a retry after a timeout or a dropped connection
 never publishes twice. numpy arrays and scalars, pandas rows and frames, dataclasses, datetimes,
-enums, sets and UUIDs are turned into JSON; ``bytes`` become base64 strings.
+enums, sets and UUIDs are turned into JSON; ``bytes`` become base64 strings; NaN, infinities
+and pandas' NA/NaT become null unless ``nan="error"``.
+
+Standard library only, and no compiled code: this module and its ``_producer_*`` parts run
+from a copy of the package's ``.py`` files. The parts: ``_producer_publisher`` (settings,
+encoding, the retry rule), ``_producer_http`` (requests, proxies, the response parser),
+``_producer_pool`` (blocking and asyncio keep-alive connections), ``_producer_nan``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
-import json
-import os
-import random
-import threading
+import ssl
 import time
-import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from .encoding import encode_base64
+from ._producer_publisher import Names, Publisher, PublishError, Published
+from ._producer_http import ProxyRefused
+from ._producer_pool import NETWORK_ERRORS, AsyncPool, Pool
 
 __all__ = ["AsyncBatch", "AsyncProducer", "Batch", "Producer", "PublishError", "Published"]
 
-_RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
+# Defined beside the rules that make them; named here, where users import them from.
+PublishError.__module__ = Published.__module__ = __name__
 
 
-class PublishError(Exception):
-    """The server refused a publication (a 4xx), or it could not be reached after retries."""
-
-    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-@dataclass(frozen=True)
-class Published:
-    """What one publication was given: its unique id (``"<process>:<n>"``, for logs; not a
-    resume point), how many connections it was queued for, and when it went to exactly one
-    room, that room's ``topic``, ``seq`` and ``epoch`` (what a JSON-protocol client resumes
-    from with ``since``)."""
-
-    id: str
-    delivered: int
-    topic: str | None = None
-    seq: int | None = None
-    duplicate: bool = False  # an earlier request with the same key already published it
-    epoch: str | None = None
+# A request that got no answer: judged (retried or raised) by Publisher.outcome.
+_FAILURES = (*NETWORK_ERRORS, ProxyRefused)
 
 
 class Producer:
-    """A client of ``POST /api/publish``; thread-safe, one keep-alive connection.
+    """A client of ``POST /api/publish``; thread-safe, with up to ``max_connections``
+    keep-alive connections (one per thread publishing at the same time).
 
     ``url`` is the server's base URL (``http://host:port``); ``token`` defaults to the
     ``SKYRELAY_TOKEN`` environment variable. Failed requests (connection errors, 5xx, 429, 409)
     are retried up to ``retries`` times with exponential backoff and the same idempotency key.
+    ``nan="null"`` sends NaN, infinities and pandas' NA/NaT as null; ``nan="error"`` raises
+    ValueError naming the field. ``proxy`` (``http://[user:password@]host:port``, ``""`` for
+    none) overrides HTTP_PROXY/HTTPS_PROXY/ALL_PROXY/NO_PROXY, which are read when
+    ``trust_env`` is true. ``verify``: True, a CA file, an ``ssl.SSLContext``, or False.
     """
 
     def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, *,
                  timeout: float = 10.0, retries: int = 5, backoff: float = 0.2,
                  max_backoff: float = 5.0, batch_size: int = 500,
-                 default: Callable[[Any], Any] | None = None) -> None:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url must be http(s)://host[:port], not {url!r}")
-        if not 1 <= batch_size <= 1000:
-            raise ValueError("batch_size must be 1 to 1000 (the server's batch limit)")
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
-        base = parts.path.rstrip("/")
-        self._path = base if base.endswith("/api/publish") else base + "/api/publish"
-        self._token = token if token is not None else os.environ.get("SKYRELAY_TOKEN")
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.batch_size = batch_size
-        self._default = default
-        self._conn: http.client.HTTPConnection | None = None
-        self._lock = threading.Lock()
+                 default: Callable[[Any], Any] | None = None, nan: str = "null",
+                 proxy: str | None = None, trust_env: bool = True,
+                 verify: bool | str | ssl.SSLContext = True, max_connections: int = 4) -> None:
+        self._core = Publisher(url, token, timeout=timeout, retries=retries, backoff=backoff,
+                               max_backoff=max_backoff, batch_size=batch_size, default=default,
+                               nan=nan, proxy=proxy, trust_env=trust_env, verify=verify,
+                               max_connections=max_connections)
+        core = self._core
+        self._pool = Pool(core.route, core.max_connections, core.timeout, core.context)
 
-    # -- publishing ---------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self._core.batch_size
 
-    def emit(self, event: str, data: Any = None, *, to: str | Iterable[str] | None = None,
-             skip: str | Iterable[str] | None = None, namespace: str | None = None,
-             policy: str | None = None, idempotency_key: str | None = None) -> Published:
+    def emit(self, event: str, data: Any = None, *, to: Names = None, skip: Names = None,
+             namespace: str | None = None, policy: str | None = None,
+             idempotency_key: str | None = None) -> Published:
         """Publishes one event and returns what the server gave it."""
-        body = '{"events":[' + self._event_json(event, data, to, skip, namespace, policy) + "]"
-        return self._post(body, idempotency_key)[0]
+        event_json = self._core.event_json(event, data, to, skip, namespace, policy)
+        return self._post(self._core.chunks([event_json])[0], idempotency_key)[0]
 
     def emit_many(self, events: Iterable[dict[str, Any]]) -> list[Published]:
         """Publishes dicts with the keys of :meth:`emit` (``event``, ``data``, ``to``...), in
@@ -110,14 +88,11 @@ class Producer:
 
     def batch(self) -> Batch:
         """A context manager collecting events; they go out in requests of ``batch_size`` (as
-        the batch fills, and at the end of the block)."""
+        the batch fills, and at the end of the block), one after another."""
         return Batch(self)
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._pool.close()
 
     def __enter__(self) -> Producer:
         return self
@@ -125,99 +100,53 @@ class Producer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- internals ----------------------------------------------------------------------------
-
-    def _event_json(self, event: str, data: Any, to: Any, skip: Any, namespace: str | None,
-                    policy: str | None) -> str:
-        if not isinstance(event, str) or not event:
-            raise ValueError("event must be a non-empty string")
-        payload = encode_base64(data, self._default)
-        parts = ['{"event":', json.dumps(event), ',"data":', payload.decode("utf-8")]
-        for name, value in (("to", to), ("skip", skip)):
-            if value is not None:
-                names = [value] if isinstance(value, str) else [str(v) for v in value]
-                parts += [',"', name, '":', json.dumps(names)]
-        if namespace is not None:
-            parts += [',"namespace":', json.dumps(namespace)]
-        if policy is not None:
-            parts += [',"policy":', json.dumps(policy)]
-        parts.append("}")
-        return "".join(parts)
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self.timeout)
-        return self._conn
-
-    def _post(self, events_body: str, key: str | None) -> list[Published]:
-        """Sends `events_body` (a batch object without its closing brace) and retries."""
-        key = key or uuid.uuid4().hex
-        body = (events_body + "}").encode("utf-8")
-        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
+    def _post(self, body: str, key: str | None) -> list[Published]:
+        request = self._core.request(body, key)
         attempt = 0
         while True:
-            status, answer, error = self._request(body, headers)
-            if status == 200:
-                result = json.loads(answer)
-                dup = bool(result.get("duplicate"))
-                return [Published(p["id"], p["delivered"], p.get("topic"), p.get("seq"), dup,
-                                  p.get("epoch")) for p in result["published"]]
-            retryable = status is None or status in _RETRY_STATUSES
-            if status == 409 and b"idempotency_key_reused" in answer:
-                retryable = False  # the key went with another body: retrying cannot help
-            if not retryable or attempt >= self.retries:
-                if status is None:
-                    raise PublishError(f"cannot reach the server: {error}")
-                try:
-                    detail = json.loads(answer)
-                except ValueError:
-                    detail = {}
-                raise PublishError(detail.get("message") or f"HTTP {status}", status,
-                                   detail.get("error"))
-            delay = min(self.max_backoff, self.backoff * 2 ** attempt)
-            time.sleep(delay * random.uniform(0.5, 1.0))
+            try:
+                step = self._core.outcome(self._pool.exchange(request), None, attempt)
+            except _FAILURES as error:
+                step = self._core.outcome(None, error, attempt)
+            if isinstance(step, list):
+                return step
+            time.sleep(step)
             attempt += 1
 
-    def _request(self, body: bytes, headers: dict[str, str]
-                 ) -> tuple[int | None, bytes, BaseException | None]:
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.request("POST", self._path, body=body, headers=headers)
-                response = conn.getresponse()
-                answer = response.read()
-                if response.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    self._conn = None
-                return response.status, answer, None
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                self._conn = None
-                return None, b"", exc
 
+class _Collector:
+    """The pending events of a batch, serialized as they are added."""
 
-class Batch:
-    """Collects events for :meth:`Producer.batch`; ``results`` holds what each one got."""
-
-    def __init__(self, producer: Producer) -> None:
-        self._producer = producer
+    def __init__(self, core: Publisher) -> None:
+        self._core = core
         self._pending: list[str] = []
         self.results: list[Published] = []
 
-    def emit(self, event: str, data: Any = None, *, to: str | Iterable[str] | None = None,
-             skip: str | Iterable[str] | None = None, namespace: str | None = None,
-             policy: str | None = None) -> None:
-        self._pending.append(self._producer._event_json(event, data, to, skip, namespace, policy))
-        if len(self._pending) >= self._producer.batch_size:
+    def _add(self, event: str, data: Any, to: Names, skip: Names, namespace: str | None,
+             policy: str | None) -> None:
+        self._pending.append(self._core.event_json(event, data, to, skip, namespace, policy))
+
+    def _take(self) -> list[str]:
+        bodies = self._core.chunks(self._pending)
+        self._pending = []
+        return bodies
+
+
+class Batch(_Collector):
+    """Collects events for :meth:`Producer.batch`; ``results`` holds what each one got."""
+
+    def __init__(self, producer: Producer) -> None:
+        super().__init__(producer._core)
+        self._producer = producer
+
+    def emit(self, event: str, data: Any = None, *, to: Names = None, skip: Names = None,
+             namespace: str | None = None, policy: str | None = None) -> None:
+        self._add(event, data, to, skip, namespace, policy)
+        if len(self._pending) >= self._core.batch_size:
             self.flush()
 
     def flush(self) -> None:
-        if self._pending:
-            body = '{"events":[' + ",".join(self._pending) + "]"
-            self._pending = []
+        for body in self._take():
             self.results += self._producer._post(body, None)
 
     def __enter__(self) -> Batch:
@@ -228,28 +157,72 @@ class Batch:
             self.flush()
 
 
-class AsyncBatch:
+class AsyncProducer:
+    """The asyncio form of :class:`Producer`: the same arguments and methods, awaitable, on
+    asyncio's own sockets. Up to ``max_connections`` requests are in flight at once (the
+    emits of concurrent tasks); more wait for a free connection. Use it from one event loop.
+    """
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None,
+                 **options: Any) -> None:
+        self._core = Publisher(url, token, **options)
+        core = self._core
+        self._pool = AsyncPool(core.route, core.max_connections, core.timeout, core.context)
+
+    async def emit(self, event: str, data: Any = None, *, to: Names = None,
+                   skip: Names = None, namespace: str | None = None, policy: str | None = None,
+                   idempotency_key: str | None = None) -> Published:
+        event_json = self._core.event_json(event, data, to, skip, namespace, policy)
+        return (await self._post(self._core.chunks([event_json])[0], idempotency_key))[0]
+
+    async def emit_many(self, events: Iterable[dict[str, Any]]) -> list[Published]:
+        async with self.batch() as batch:
+            for e in events:
+                batch.emit(**e)
+        return batch.results
+
+    def batch(self) -> AsyncBatch:
+        """``async with producer.batch() as batch:``; ``batch.emit(...)`` only queues (it
+        serializes at once); the requests go out one after another at the end."""
+        return AsyncBatch(self)
+
+    async def close(self) -> None:
+        self._pool.close()
+
+    async def __aenter__(self) -> AsyncProducer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _post(self, body: str, key: str | None) -> list[Published]:
+        request = self._core.request(body, key)
+        attempt = 0
+        while True:
+            try:
+                step = self._core.outcome(await self._pool.exchange(request), None, attempt)
+            except _FAILURES as error:
+                step = self._core.outcome(None, error, attempt)
+            if isinstance(step, list):
+                return step
+            await asyncio.sleep(step)
+            attempt += 1
+
+
+class AsyncBatch(_Collector):
     """The collector of :meth:`AsyncProducer.batch`; ``results`` as in :class:`Batch`."""
 
-    def __init__(self, producer: Producer) -> None:
-        self._batch = Batch(producer)
+    def __init__(self, producer: AsyncProducer) -> None:
+        super().__init__(producer._core)
         self._producer = producer
 
-    @property
-    def results(self) -> list[Published]:
-        return self._batch.results
-
-    def emit(self, event: str, data: Any = None, **kwargs: Any) -> None:
-        self._batch._pending.append(self._producer._event_json(
-            event, data, kwargs.get("to"), kwargs.get("skip"), kwargs.get("namespace"),
-            kwargs.get("policy")))
+    def emit(self, event: str, data: Any = None, *, to: Names = None, skip: Names = None,
+             namespace: str | None = None, policy: str | None = None) -> None:
+        self._add(event, data, to, skip, namespace, policy)
 
     async def flush(self) -> None:
-        pending, self._batch._pending = self._batch._pending, []
-        size = self._producer.batch_size
-        for i in range(0, len(pending), size):
-            body = '{"events":[' + ",".join(pending[i:i + size]) + "]"
-            self._batch.results += await asyncio.to_thread(self._producer._post, body, None)
+        for body in self._take():
+            self.results += await self._producer._post(body, None)
 
     async def __aenter__(self) -> AsyncBatch:
         return self
@@ -257,33 +230,3 @@ class AsyncBatch:
     async def __aexit__(self, exc_type: object, *exc: object) -> None:
         if exc_type is None:
             await self.flush()
-
-
-class AsyncProducer:
-    """The asyncio form of :class:`Producer`: the same arguments and methods, awaitable.
-    Requests run in a worker thread, so the event loop never blocks on the network."""
-
-    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None,
-                 **options: Any) -> None:
-        self._sync = Producer(url, token, **options)
-
-    async def emit(self, event: str, data: Any = None, **kwargs: Any) -> Published:
-        return await asyncio.to_thread(self._sync.emit, event, data, **kwargs)
-
-    async def emit_many(self, events: Iterable[dict[str, Any]]) -> list[Published]:
-        events = list(events)
-        return await asyncio.to_thread(self._sync.emit_many, events)
-
-    def batch(self) -> AsyncBatch:
-        """``async with producer.batch() as batch:``; ``batch.emit(...)`` only queues (it
-        serializes at once), the requests go out from a worker thread."""
-        return AsyncBatch(self._sync)
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self._sync.close)
-
-    async def __aenter__(self) -> AsyncProducer:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

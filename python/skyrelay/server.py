@@ -443,7 +443,9 @@ class Server:
                 previous[sig] = signal.signal(sig, lambda *_: done.set())
         try:
             self.start()
-            print(f"skyrelay serving on {self.http_url} (WebSocket at {self.url}); "
+            from ._cli_output import served_routes
+
+            print(f"skyrelay serving on {self.http_url} ({served_routes(self)}); "
                   f"press Ctrl+C to stop", flush=True)
             # Also returns when stop() is called elsewhere (another thread, a handler).
             while not done.wait(0.5) and self.running:

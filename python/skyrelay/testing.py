@@ -1,19 +1,29 @@
-"""Test helpers: a synchronous client for the skyrelay JSON protocol.
+"""Test helpers: clients for the skyrelay JSON protocol, Socket.IO and SSE, sync and async.
 
-Built on the ``websockets`` package (a test dependency, imported on first use). The client reads
-frames on a background thread and keeps them until a test asks, so nothing is missed between
-two calls, and every wait has a timeout that fails with a message instead of hanging.
+:class:`Client` is built on the ``websockets`` package (a test dependency, imported on first
+use). It reads frames on a background thread and keeps them until a test asks, so nothing is
+missed between two calls, and every wait has a timeout that fails with a message instead of
+hanging. The other clients share that: :class:`SioClient` (python-socketio),
+:class:`SseClient` (httpx + httpx-sse), and on asyncio :class:`AsyncClient` (websockets) and
+:class:`AsyncSioClient` (``socketio.AsyncClient``), each with ``expect(event, timeout=)``.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from ._testing_inbox import ExpectationTimeout
+from ._testing_json import ResponseError, decode, encode, response_data, topics_message
+
+# The other test clients (docs/api.md, "Testing"); each imports its library on first use.
+from ._testing_async import AsyncClient, connect_async  # noqa: F401
+from ._testing_sio import AsyncSioClient, SioClient, connect_async_sio, connect_sio  # noqa: F401
+from ._testing_sse import SseClient, SseEvent, connect_sse  # noqa: F401
 
 
 def stop_process(proc: subprocess.Popen | None, grace: float = 5.0) -> None:
@@ -50,19 +60,6 @@ def metric(server: Any, sample: str) -> float:
     return 0.0
 
 
-class ExpectationTimeout(AssertionError):
-    """Raised when an expected frame did not arrive in time."""
-
-
-class ResponseError(Exception):
-    """A request answered with ``ok: false``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
 class Client:
     """A connected JSON-protocol client. Use :func:`connect` to make one."""
 
@@ -86,7 +83,7 @@ class Client:
 
         try:
             for raw in self._ws:
-                frame = json.loads(raw) if isinstance(raw, str) else {"type": "binary", "data": raw}
+                frame = decode(raw)
                 with self._cond:
                     self._frames.append(frame)
                     self._cond.notify_all()
@@ -161,31 +158,17 @@ class Client:
 
     def send(self, message: Mapping[str, Any] | str | bytes) -> None:
         """Sends a frame: a dict as JSON text, a str as text, bytes as a binary frame."""
-        self._ws.send(json.dumps(message) if isinstance(message, Mapping) else message)
+        self._ws.send(encode(message))
 
     def subscribe(self, *topics: str, since: int | None = None,
                   epoch: str | None = None) -> dict[str, Any]:
         """Subscribes and returns the ``subscribed`` reply. To resume one topic, pass the
         ``seq`` you last saw as ``since`` and the ``epoch`` of an earlier reply."""
-        msg: dict[str, Any] = {"type": "subscribe"}
-        if len(topics) == 1:
-            msg["topic"] = topics[0]
-        else:
-            msg["topics"] = list(topics)
-        if since is not None:
-            msg["since"] = since
-        if epoch is not None:
-            msg["epoch"] = epoch
-        self.send(msg)
+        self.send(topics_message("subscribe", topics, since, epoch))
         return self.expect_frame("subscribed")
 
     def unsubscribe(self, *topics: str) -> dict[str, Any]:
-        msg: dict[str, Any] = {"type": "unsubscribe"}
-        if len(topics) == 1:
-            msg["topic"] = topics[0]
-        else:
-            msg["topics"] = list(topics)
-        self.send(msg)
+        self.send(topics_message("unsubscribe", topics))
         return self.expect_frame("unsubscribed")
 
     def ping(self) -> dict[str, Any]:
@@ -200,9 +183,7 @@ class Client:
         rid = str(next(self._ids))
         self.send({"type": "request", "id": rid, "event": event, "data": data})
         frame = self.expect_frame("response", timeout, lambda f: f.get("id") == rid)
-        if not frame["ok"]:
-            raise ResponseError(frame["error"]["code"], frame["error"]["message"])
-        return frame.get("data")
+        return response_data(frame)
 
     def close(self) -> None:
         try:

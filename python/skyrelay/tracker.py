@@ -77,18 +77,9 @@ def iso(t: float | dt.datetime) -> str:
 
 
 def parse_station(text: str) -> orbit.GroundStation:
-    """``NAME=LAT,LON[,ALT_M[,MASK_DEG]]`` (degrees, metres, degrees)."""
-    name, sep, rest = text.partition("=")
-    parts = [p.strip() for p in rest.split(",")] if sep else []
-    if not sep or not name.strip() or len(parts) not in (2, 3, 4):
-        raise ValueError(f"a station is NAME=LAT,LON[,ALT_M[,MASK_DEG]], not {text!r}")
-    try:
-        lat, lon = float(parts[0]), float(parts[1])
-        alt_m = float(parts[2]) if len(parts) > 2 else 0.0
-        mask = float(parts[3]) if len(parts) > 3 else 5.0
-    except ValueError:
-        raise ValueError(f"a station needs numbers: {text!r}") from None
-    return orbit.GroundStation(name.strip(), lat, lon, alt_m / 1000.0, mask)
+    """``[NAME=]LAT,LON[,ALT_M[,MASK_DEG]]`` (degrees, metres, degrees; the tracker's default
+    mask is 5 degrees): :meth:`skyrelay.orbit.GroundStation.parse`."""
+    return orbit.GroundStation.parse(text, min_elevation=5.0)
 
 
 class Tracker:

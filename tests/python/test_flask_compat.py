@@ -290,3 +290,49 @@ def test_eio_sid_refusals_and_disconnects(make):
     assert not two.is_connected()
     with pytest.raises(RuntimeError):
         two.emit("leave")
+
+
+def test_a_class_based_namespace_error_method_handles_what_the_error_handlers_do_not(make):
+    from skyrelay.flask import Namespace
+
+    app, socketio = make()
+    seen = []
+
+    @socketio.on_error_default
+    def default(exc):
+        seen.append(("default", type(exc).__name__))
+        if isinstance(exc, KeyError):
+            return "default-handled"
+        raise exc
+
+    class Orders(Namespace):
+        def on_divide(self, data):
+            return 1 / data
+
+        def on_lookup(self, data):
+            return {}[data]
+
+        def error(self, exc):
+            seen.append(("namespace", type(exc).__name__))
+            return f"namespace-handled {type(exc).__name__}"
+
+    class Plain(Namespace):
+        def on_divide(self, data):
+            return 1 / data
+
+    socketio.on_namespace(Orders("/orders"))
+    socketio.on_namespace(Plain("/plain"))
+    client = socketio.test_client(app, namespace="/orders")
+    # The default handler re-raises a ZeroDivisionError: the namespace's error() answers.
+    assert client.emit("divide", 0, namespace="/orders", callback=True) == \
+        "namespace-handled ZeroDivisionError"
+    # The default handler answers a KeyError itself: error() is not called.
+    assert client.emit("lookup", "x", namespace="/orders", callback=True) == "default-handled"
+    assert seen == [("default", "ZeroDivisionError"), ("namespace", "ZeroDivisionError"),
+                    ("default", "KeyError")]
+    # Without an error() method what no handler takes reaches the test client, as there.
+    plain = socketio.test_client(app, namespace="/plain")
+    with pytest.raises(ZeroDivisionError):
+        plain.emit("divide", 0, namespace="/plain")
+    assert plain.emit("divide", 0, namespace="/plain", callback=True)["error"]["code"] == \
+        "handler_error"

@@ -66,6 +66,17 @@ MISSING = {
     "orbit-cli": ("numpy", "import skyrelay._orbit_cli", "orbit"),
     "testing.connect": ("websockets", "from skyrelay.testing import connect\n"
                         "connect('ws://127.0.0.1:9/ws')", "testing"),
+    "testing.connect_sio": ("socketio", "from skyrelay.testing import connect_sio\n"
+                            "connect_sio('http://127.0.0.1:9')", "testing"),
+    "testing.connect_sse": ("httpx_sse", "from skyrelay.testing import connect_sse\n"
+                            "connect_sse('http://127.0.0.1:9/sse')", "testing"),
+    "testing.connect_async": ("websockets", "import asyncio\n"
+                              "from skyrelay.testing import connect_async\n"
+                              "asyncio.run(connect_async('ws://127.0.0.1:9/ws'))", "testing"),
+    "testing.connect_async_sio": ("aiohttp", "import asyncio\n"
+                                  "from skyrelay.testing import connect_async_sio\n"
+                                  "asyncio.run(connect_async_sio('http://127.0.0.1:9'))",
+                                  "testing"),
     "RateLimiter.flask": ("flask", "from skyrelay import RateLimiter\n"
                           "RateLimiter(rate=1, burst=1).flask()", "flask"),
     "RateLimiter.fastapi": ("fastapi", "from skyrelay import RateLimiter\n"
@@ -104,7 +115,8 @@ def test_flask_test_client_without_python_socketio_names_the_testing_extra() -> 
 
 def test_the_engine_and_the_producer_need_no_extra() -> None:
     # Every optional package hidden at once: the core imports, and so does the producer.
-    hidden = "flask,fastapi,starlette,numpy,pandas,websockets,socketio,jwt,pydantic,redis"
+    hidden = ("flask,fastapi,starlette,numpy,pandas,websockets,socketio,jwt,pydantic,redis,"
+              "httpx,httpx_sse,aiohttp")
     assert _run_hiding(hidden, """
         import skyrelay
         skyrelay.Server(host="127.0.0.1", port=0)

@@ -251,9 +251,11 @@ def test_producer_serializes_scientific_types(server, skyrelay_client):
         {"colour": "red", "id": "00000000-0000-0000-0000-000000000001", "tags": ["a"]},
         {"blob": "AAE="},
     ]
-    with Producer(f"http://127.0.0.1:{server.port}", token=TOKEN) as producer:
-        with pytest.raises(ValueError, match="JSON"):
-            producer.emit("bad", float("nan"))
+    # NaN is null by default; nan="error" refuses it, naming where it was, before sending.
+    with Producer(f"http://127.0.0.1:{server.port}", token=TOKEN, nan="error") as producer:
+        with pytest.raises(ValueError, match=r"data\[1\] is nan, which is not JSON"):
+            producer.emit("bad", [1.0, float("nan")], to="lab")
+    c.expect_nothing(0.2, "event")
 
 
 def test_producer_batches_in_requests_of_batch_size(server, skyrelay_client):
