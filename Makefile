@@ -122,7 +122,7 @@ bench: install
 # FUZZ_SECONDS on a working corpus in build/fuzz-corpus (seeded from fuzz/corpus, which is
 # committed); `make test` runs each briefly. A crash fails the run and leaves its input in
 # build/fuzz/artifacts/.
-FUZZ_TARGETS := json_protocol envelope engineio socketio publish_api ws_frame tle jwt access_policy sse_cursor permessage_deflate
+FUZZ_TARGETS := json_protocol envelope engineio socketio publish_api ws_frame tle jwt access_policy sse_cursor permessage_deflate client_address
 FUZZ_SECONDS ?= 300
 FUZZ_TEST_SECONDS ?= 10
 
