@@ -11,7 +11,7 @@ JOBS ?= $(shell nproc)
 
 APT_PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev \
 	nlohmann-json3-dev libssl-dev libgtest-dev python3 python3-venv python3-dev \
-	util-linux procps clang libclang-rt-14-dev chromium redis-server libhiredis-dev zlib1g-dev
+	util-linux procps clang libclang-rt-14-dev chromium redis-server libhiredis-dev zlib1g-dev nginx
 PY_BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.13"
 PY_TEST_DEPS := "pytest>=7" "pytest-timeout" "websockets>=13" "python-socketio[client]>=5.11" "requests" "websocket-client" "flask>=2.3" "flask-login" "fastapi" "uvicorn" "httpx" "httpx-sse" "numpy" "pandas" \
 	"sgp4" "skyfield" "sse-starlette" "uvloop" "httptools" "pyjwt[crypto]" "mypy" \
