@@ -57,6 +57,7 @@ TEST(ClientAddress, ParsesAddressesStrictly) {
                                "fe80::1%eth0", "[::1]", "::g", "localhost", "0x7f.0.0.1",
                                "1:2:3:4:5:6:7:8:9"})
     EXPECT_FALSE(ip_address::parse(bad)) << bad;
+  EXPECT_FALSE(ip_address::parse(std::string_view("1.2.3.4\0junk", 12)));
 }
 
 TEST(ClientAddress, ProxySpecsAreAddressesOrNetworks) {

@@ -177,8 +177,10 @@ node forwarded_node(std::string_view element) {
 }  // namespace
 
 std::optional<ip_address> ip_address::parse(std::string_view text) {
-  // inet_pton wants a terminated string; the longest IPv6 text is 45 characters.
-  if (text.empty() || text.size() > 45) return std::nullopt;
+  // inet_pton wants a terminated string (so no NUL inside, where it would stop reading); the
+  // longest IPv6 text is 45 characters.
+  if (text.empty() || text.size() > 45 || text.find('\0') != std::string_view::npos)
+    return std::nullopt;
   char buf[46];
   std::memcpy(buf, text.data(), text.size());
   buf[text.size()] = '\0';
