@@ -8,81 +8,20 @@ Both sides run on loopback: the server trusts 127.0.0.1 only, and raw sockets bo
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import socket
 import threading
 
 import pytest
 import socketio
 
+from fromaddr import open_from, request, ws_open, xff
+
 import skyrelay
 from skyrelay.testing import metric, wait_until
 
 TRUSTED = "127.0.0.1"
 UNTRUSTED = "127.0.0.2"
-
-
-# -- raw HTTP from a chosen source address ----------------------------------------------------
-
-def open_from(source: str, port: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.bind((source, 0))
-    s.connect(("127.0.0.1", port))
-    return s
-
-
-def read_response(s: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One response: status, header fields (lower-cased names) and its Content-Length body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed after {data!r}")
-        data += chunk
-    head, rest = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    size = int(fields.get("content-length", "0"))
-    while len(rest) < size:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        rest += chunk
-    return int(lines[0].split(" ")[1]), fields, rest[:size]
-
-
-def request(s: socket.socket, method: str, target: str, headers: dict[str, str] | None = None,
-            body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    s.sendall(f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}"
-              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    return read_response(s)
-
-
-def ws_open(port: int, source: str, headers: dict[str, str] | None = None,
-            path: str = "/ws") -> tuple[socket.socket, int, bytes]:
-    """A WebSocket handshake from `source`; the socket stays open (the connection counts)."""
-    s = open_from(source, port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-              f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-              f"{extra}\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    status = int(data.split(b" ", 2)[1]) if data else 0
-    return s, status, data
-
-
-def xff(address: str) -> dict[str, str]:
-    return {"X-Forwarded-For": address}
 
 
 @pytest.fixture
@@ -311,103 +250,4 @@ def test_handshakes_from_many_threads_keep_their_own_clients(make_server):
     assert wait_until(lambda: len(seen) == 8)
     assert sorted(r for _, r in seen) == sorted(f"203.0.113.{100 + i}:0" for i in range(8))
     for s in sockets:
-        s.close()
-
-
-# -- through a real nginx, configured as docs/deployment.md shows -------------------------------
-
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    upstream realtime {{ server 127.0.0.1:{upstream}; keepalive 32; }}
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location ~ ^/(ws|sse|socket\\.io)(/|$) {{
-            proxy_pass http://realtime;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_buffering off;
-            proxy_read_timeout 120s;
-        }}
-    }}
-}}
-"""
-
-
-def nginx_binary() -> str | None:
-    import shutil
-    return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
-
-
-@pytest.fixture
-def nginx(tmp_path):
-    """Starts nginx in front of `upstream` (a port); yields nginx's port; stops it by its pid."""
-    import subprocess
-    binary = nginx_binary()
-    if binary is None:
-        pytest.skip("nginx is not installed (make deps installs it)")
-    processes = []
-
-    def start(upstream: int) -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        conf = tmp_path / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=tmp_path, upstream=upstream, port=port))
-        proc = subprocess.Popen([binary, "-p", str(tmp_path), "-c", str(conf)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        processes.append(proc)
-
-        def listening() -> bool:
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", port)) == 0
-
-        assert wait_until(listening, timeout=10), proc.stderr.read1() if proc.poll() else ""
-        return port
-
-    yield start
-    for proc in processes:
-        proc.terminate()  # SIGTERM to the master: a fast shutdown of it and its worker
-        proc.wait(10)
-
-
-def test_through_nginx_as_documented(make_server, nginx):
-    # Clients reach nginx from 127.0.0.2 and 127.0.0.3; nginx reaches skyrelay from 127.0.0.1.
-    # limit_loopback makes those client addresses count, as public ones would.
-    server, seen = make_server(max_connections_per_ip=2, limit_loopback=True)
-    port = nginx(server.port)
-    # A client's own X-Forwarded-For goes through nginx with its real address appended.
-    a, status, _ = ws_open(port, "127.0.0.2", xff("203.0.113.77"))
-    assert status == 101
-    assert wait_until(lambda: len(seen) == 1)
-    assert seen[0] == ("websocket", "127.0.0.2:0")
-    b, status, _ = ws_open(port, "127.0.0.2")
-    assert status == 101
-    # The per-IP limit is the client's, through the proxy.
-    c, status, raw = ws_open(port, "127.0.0.2")
-    assert status == 503 and b"too many connections from this address" in raw
-    c.close()
-    d, status, _ = ws_open(port, "127.0.0.3")
-    assert status == 101
-    # An event stream through nginx.
-    e = open_from("127.0.0.4", port)
-    e.sendall(b"GET /sse/news HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    assert e.recv(65536).startswith(b"HTTP/1.1 200")
-    assert wait_until(lambda: ("sse", "127.0.0.4:0") in seen), seen
-    for s in (a, b, d, e):
         s.close()
