@@ -11,7 +11,7 @@ JOBS ?= $(shell nproc)
 
 APT_PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev \
 	nlohmann-json3-dev libssl-dev libgtest-dev python3 python3-venv python3-dev \
-	util-linux procps clang libclang-rt-14-dev chromium redis-server libhiredis-dev zlib1g-dev
+	util-linux procps clang libclang-rt-14-dev chromium redis-server libhiredis-dev zlib1g-dev nginx
 # pyproject.toml's [build-system] requires (pip cannot install those by themselves).
 PY_BUILD_DEPS := "scikit-build-core>=0.11" "pybind11>=2.13"
 # The Python packages of the tests, the benchmarks and `make wheel` are listed once, as the
@@ -142,7 +142,7 @@ bench: install
 # FUZZ_SECONDS on a working corpus in build/fuzz-corpus (seeded from fuzz/corpus, which is
 # committed); `make test` runs each briefly. A crash fails the run and leaves its input in
 # build/fuzz/artifacts/.
-FUZZ_TARGETS := json_protocol envelope engineio socketio publish_api ws_frame tle jwt access_policy sse_cursor permessage_deflate
+FUZZ_TARGETS := json_protocol envelope engineio socketio publish_api ws_frame tle jwt access_policy sse_cursor permessage_deflate client_address
 FUZZ_SECONDS ?= 300
 FUZZ_TEST_SECONDS ?= 10
 

@@ -15,6 +15,7 @@
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/config.hpp"
+#include "skyrelay/net/client_address.hpp"
 #include "skyrelay/proto/envelope.hpp"
 
 namespace py = pybind11;
@@ -208,6 +209,38 @@ void def_endpoints(config_class& c) {
       });
 }
 
+// The trusted proxies from options.py: (specs, header) with header "x-forwarded-for" or
+// "forwarded"; ValueError names a spec that does not parse. An empty list is none (null).
+std::shared_ptr<const proxy_set> proxy_config(const std::vector<std::string>& specs,
+                                              const std::string& header) {
+  if (header != "x-forwarded-for" && header != "forwarded")
+    raise_value_error("proxy_header is \"x-forwarded-for\" or \"forwarded\", not \"" + header +
+                      "\"");
+  auto r = proxy_set::parse(specs, header == "forwarded" ? proxy_header::forwarded
+                                                          : proxy_header::x_forwarded_for);
+  if (auto* error = std::get_if<std::string>(&r)) raise_value_error(*error);
+  if (specs.empty()) return nullptr;
+  return std::make_shared<const proxy_set>(std::get<proxy_set>(std::move(r)));
+}
+
+// trusted_proxies: written as (specs, header) or None; reads back how many networks are set
+// ("*" is two: every IPv4 and every IPv6 address).
+void def_proxies(config_class& c) {
+  c.def_property(
+      "trusted_proxies",
+      [](const server_config& cfg) {
+        return cfg.trusted_proxies ? cfg.trusted_proxies->size() : std::size_t{0};
+      },
+      [](server_config& cfg, const py::object& o) {
+        if (o.is_none()) {
+          cfg.trusted_proxies = nullptr;
+          return;
+        }
+        auto [specs, header] = o.cast<std::pair<std::vector<std::string>, std::string>>();
+        cfg.trusted_proxies = proxy_config(specs, header);
+      });
+}
+
 }  // namespace
 
 // The server's JWT settings from skyrelay.JWTAuth._options(). Raises ValueError for a key
@@ -246,12 +279,16 @@ void register_config(py::module_& m) {
   def_durations(c);
   def_converted_fields(c);
   def_endpoints(c);
+  def_proxies(c);
   // Early checks for skyrelay.Envelope and SSE event templates: "" when it compiles, else why.
   m.def("check_envelope", [](const std::string& spec) {
     auto e = proto::envelope::compile(spec);
     auto* err = std::get_if<std::string>(&e);
     return err ? *err : std::string();
   });
+  // Server(trusted_proxies=...) checked when the server is made: ValueError for a bad spec.
+  m.def("check_trusted_proxies", [](const std::vector<std::string>& specs,
+                                    const std::string& header) { proxy_config(specs, header); });
   m.def("check_stream_template", [](const std::string& text) {
     auto t = proto::json_template::compile(text, proto::template_use::stream);
     auto* err = std::get_if<std::string>(&t);

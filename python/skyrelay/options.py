@@ -6,6 +6,7 @@ hands its arguments here by name."""
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -157,7 +158,28 @@ def _fields(o: SimpleNamespace) -> dict[str, Any]:
         "reuse_port": bool(o.reuse_port),
         # On a Redis broker: python-socketio / Flask-SocketIO manager channels accepted.
         "redis_manager_channels": manager_channels(o.redis_manager_channels, o.broker),
+        # Reverse proxies whose header names the client (docs/deployment.md): (specs, header).
+        "trusted_proxies": trusted_proxies(o.trusted_proxies, o.proxy_header),
     }
+
+
+def trusted_proxies(spec: Any, header: str) -> tuple[list[str], str] | None:
+    """The ``trusted_proxies`` and ``proxy_header`` options as (specs, header), None for no
+    proxy. A spec is an address or a CIDR network, as text or an ``ipaddress`` object; C++
+    parses them (ValueError from :func:`_check` for one that does not)."""
+    if not isinstance(header, str):
+        raise TypeError(f"proxy_header is 'x-forwarded-for' or 'forwarded', not {header!r}")
+    if spec is None:
+        return None
+    specs = [spec] if isinstance(spec, (str, ipaddress.IPv4Address, ipaddress.IPv6Address,
+                                        ipaddress.IPv4Network, ipaddress.IPv6Network)) \
+        else list(spec)
+    for item in specs:
+        if not isinstance(item, (str, ipaddress.IPv4Address, ipaddress.IPv6Address,
+                                 ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            raise TypeError(f"a trusted_proxies entry is an address or network (a string or an "
+                            f"ipaddress object), not {item!r}")
+    return ([str(item) for item in specs], header.lower()) if specs else None
 
 
 def manager_channels(spec: str | Iterable[str] | None, broker: str | None = None) -> list[str]:
@@ -226,6 +248,9 @@ def _check(o: SimpleNamespace, options: dict[str, Any]) -> None:
         _core.check_jwt(options["jwt"])  # a key that does not fit: ValueError now
     if not o.cluster_state_ttl >= 0.5 or int(o.cluster_rooms_max) < 1:
         raise ValueError("cluster_state_ttl must be >= 0.5 s and cluster_rooms_max >= 1")
+    if options["trusted_proxies"] is not None or o.proxy_header.lower() != "x-forwarded-for":
+        specs, header = options["trusted_proxies"] or ([], o.proxy_header.lower())
+        _core.check_trusted_proxies(specs, header)  # ValueError names a bad spec
     if int(o.compression_threshold) < 0:
         raise ValueError("compression_threshold must be >= 0 bytes")
     if o.history_size < 0 or o.history_ttl <= 0:

@@ -109,6 +109,15 @@ class Server:
     ``metrics_path``, ``publish_path`` and ``client_js_path`` move the built-in routes; None
     turns one off. :meth:`endpoint` declares the application's own (docs/api.md "Endpoints and
     envelopes").
+
+    ``trusted_proxies`` lists the reverse proxies in front of the server: addresses or CIDR
+    networks (``["127.0.0.1", "10.0.0.0/8", "fd00::/8"]``; ``"*"`` trusts every peer). From
+    them, the client's address is read from ``proxy_header``: ``"x-forwarded-for"`` (the
+    default; what nginx, Caddy, Traefik and cloud load balancers write) walked from the right,
+    skipping trusted hops, or ``"forwarded"`` (RFC 7239). That address is what per-IP limits
+    count (the loopback exemption included), ``conn.remote`` shows and a WSGI app reads in
+    ``REMOTE_ADDR``; from any other peer the header is ignored. A spec that does not parse
+    raises ValueError here (docs/deployment.md "Client addresses behind a proxy").
     """
 
     def __init__(
@@ -183,6 +192,8 @@ class Server:
         publish_path: str | None = "/api/publish",
         client_js_path: str | None = "/skyrelay.js",
         debug: bool = False,
+        trusted_proxies: Iterable[str] | str | None = None,
+        proxy_header: str = "x-forwarded-for",
     ) -> None:
         # Every argument by its name, taken before any other local exists.
         settings = dict(locals())

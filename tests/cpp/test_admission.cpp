@@ -173,3 +173,32 @@ TEST(Admission, ManyAddressesKeepTheBucketTableSmall) {
   EXPECT_EQ(why, connection_refusal::rate);
   EXPECT_EQ(a.total(), 0u);  // every slot above was dropped at once
 }
+
+// A trusted proxy's connection (server_config::trusted_proxies): counted in the total only,
+// never against the proxy's address, until its requests name their clients.
+TEST(Admission, UnattributedSlotsCountTheTotalOnly) {
+  server_config cfg = open_config();
+  cfg.max_connections = 3;
+  cfg.max_connections_per_ip = 1;
+  cfg.new_connections_per_ip = {1.0, 1.0};
+  admission a(cfg);
+  connection_refusal why = connection_refusal::none;
+  std::vector<admission::slot> held;
+  for (int i = 0; i < 2; ++i) {
+    held.push_back(a.admit_unattributed(why));
+    ASSERT_TRUE(held.back());
+    EXPECT_EQ(why, connection_refusal::none);
+  }
+  EXPECT_EQ(a.total(), 2u);
+  EXPECT_EQ(a.held_by("10.0.0.1"), 0u);
+  EXPECT_EQ(a.buckets(), 0u);  // no rate bucket taken for anyone
+  // The client its header names is admitted by address, within the same total.
+  held.push_back(a.admit("203.0.113.9", why, false, t0));
+  ASSERT_TRUE(held.back());
+  EXPECT_FALSE(a.admit_unattributed(why));
+  EXPECT_EQ(why, connection_refusal::total);
+  held.pop_back();
+  EXPECT_EQ(a.total(), 2u);
+  held.clear();
+  EXPECT_EQ(a.total(), 0u);
+}

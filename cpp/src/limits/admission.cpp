@@ -58,6 +58,16 @@ admission::slot admission::admit(const std::string& ip, connection_refusal& why,
   });
 }
 
+admission::slot admission::admit_unattributed(connection_refusal& why) {
+  why = connection_refusal::none;
+  if (cfg_.max_connections && total_.load() >= cfg_.max_connections) {
+    why = connection_refusal::total;
+    return nullptr;
+  }
+  ++total_;
+  return slot(static_cast<void*>(this), [this](void*) { --total_; });
+}
+
 std::size_t admission::held_by(const std::string& ip) const {
   std::lock_guard lock(ip_mu_);
   auto it = per_ip_.find(ip);

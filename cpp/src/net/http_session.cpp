@@ -88,6 +88,20 @@ http_session::http_session(tcp::socket socket, session_context& ctx, std::shared
       ctx_(ctx),
       slot_(std::move(slot)) {
   assert(slot_ && "a connection is admitted before its session starts");
+  boost::system::error_code ec;
+  const auto ep = stream_.socket().remote_endpoint(ec);
+  if (!ec) {
+    peer_ip_ = ep.address().to_string();
+    peer_remote_ = peer_ip_ + ":" + std::to_string(ep.port());
+  }
+  client_ip_ = peer_ip_;
+  client_remote_ = peer_remote_;
+  // A trusted proxy's connection was admitted unattributed (admit_peer); each request then
+  // names its client.
+  if (const auto& proxies = ctx.config().trusted_proxies; proxies && !ec) {
+    if (auto ip = ip_address::parse(peer_ip_); ip && proxies->contains(*ip))
+      proxy_peer_ = client_address{*ip, ep.port()};
+  }
 }
 
 void http_session::take_received(std::string_view bytes) {
@@ -172,6 +186,7 @@ void http_session::on_read(beast::error_code ec) {
 }
 
 void http_session::route(request req) {
+  if (!attribute(req)) return;
   auto& m = ctx_.get_metrics();
   std::string_view target = req.target();
   std::string_view path = target.substr(0, target.find('?'));
@@ -301,18 +316,6 @@ http_session::header_pairs http_session::header_list(const request& req) {
   for (const auto& field : req)
     out.emplace_back(std::string(field.name_string()), std::string(field.value()));
   return out;
-}
-
-std::string http_session::remote_of(const tcp::socket& socket) {
-  boost::system::error_code ec;
-  auto ep = socket.remote_endpoint(ec);
-  return ec ? std::string() : ep.address().to_string() + ":" + std::to_string(ep.port());
-}
-
-std::string http_session::remote_ip(const tcp::socket& socket) {
-  boost::system::error_code ec;
-  auto ep = socket.remote_endpoint(ec);
-  return ec ? std::string() : ep.address().to_string();
 }
 
 void start_http_session(tcp::socket socket, session_context& ctx, std::shared_ptr<void> slot,

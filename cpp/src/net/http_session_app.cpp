@@ -38,7 +38,7 @@ void http_session::to_application(const request& req) {
     });
   });
   http_request_info info{id, std::string(req.method_string()), std::string(req.target()),
-                         remote_of(stream_.socket()), header_list(req), req.body()};
+                         client_remote_, header_list(req), req.body()};
   const app_hooks* hooks = &ctx_.hooks();
   if (!ctx_.get_dispatcher().post([hooks, info = std::move(info)] { hooks->on_http(info); }))
     ctx_.parking().reply(id, 503, {{"Content-Type", "application/json"}},

@@ -101,7 +101,7 @@ void http_session::engineio_websocket(const request& req, std::string_view query
   std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
   net::stream socket = hand_off();
   auto& ioc = static_cast<asio::io_context&>(socket.get_executor().context());
-  const std::string remote = remote_of(socket.socket());
+  const std::string remote = client_remote_;
   auto ws = std::make_shared<ws_session>(std::move(socket), ctx_, new_sid(),
                                          std::move(response), std::move(leftover),
                                          ctx_.encoders().json_ws);
@@ -141,12 +141,12 @@ void http_session::engineio_polling(const request& req, std::string_view query, 
     // The session outlives this request (and this connection): it takes its own admission
     // slot, which it gives back when it ends.
     connection_refusal why = connection_refusal::none;
-    auto slot = ctx_.get_admission().admit(remote_ip(stream_.socket()), why, true);
+    auto slot = ctx_.get_admission().admit(client_ip_, why, true);
     if (!slot) return refuse_session(req, why, cors);
     auto& ioc = static_cast<asio::io_context&>(stream_.socket().get_executor().context());
     auto session = std::make_shared<eio_session>(ctx_, ioc, new_eio_sid(),
                                                  eio_session::transport::polling,
-                                                 remote_of(stream_.socket()),
+                                                 client_remote_,
                                                  session_headers(req), std::string(query), echo);
     session->hold(std::move(slot));
     ctx_.sio().register_eio(session);

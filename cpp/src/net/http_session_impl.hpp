@@ -10,6 +10,7 @@
 //   http_session_app.cpp      requests handed to the application (WSGI) and its answers
 //   http_session_static.cpp   /health, /metrics, the browser client and the static directory
 //   http_session_forward.cpp  a request for another worker's Engine.IO session, handed to it
+//   http_session_client.cpp   the client behind a trusted proxy, admitted per request
 //
 // Threads: every member runs on the connection's executor (one io_context, one thread; the
 // asserts say so in debug builds). The session lives by shared_from_this: each pending
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "skyrelay/auth/connection_auth.hpp"
+#include "skyrelay/net/client_address.hpp"
 #include "skyrelay/net/endpoint_table.hpp"
 #include "skyrelay/net/metrics.hpp"
 #include "skyrelay/net/session_context.hpp"
@@ -117,8 +119,13 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void set_state(state next);
   bool on_own_executor();
   static header_pairs header_list(const request& req);
-  static std::string remote_of(const tcp::socket& socket);
-  static std::string remote_ip(const tcp::socket& socket);
+
+  // http_session_client.cpp: who the request is from. Behind a trusted proxy, the client its
+  // header names (net/client_address.hpp) is admitted by address when it differs from the
+  // previous request's, its slot replacing the connection's; false when it is refused (the
+  // 503 is written and the connection ends).
+  bool attribute(const request& req);
+  void refuse_client(connection_refusal why);
 
   // http_session_upgrade.cpp: /ws, /sse and the application's endpoints (`ep`: the match,
   // whose topics the connection joins), and the checks of every handshake.
@@ -198,6 +205,16 @@ class http_session : public std::enable_shared_from_this<http_session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   session_context& ctx_;
   std::shared_ptr<void> slot_;  // the connection's admission, passed on when it upgrades
+  // The client of the current request: the TCP peer, or behind a trusted proxy the address
+  // its header names. client_ip_ is what admission counts, client_remote_ ("ip:port") what
+  // the application sees (conn.remote, REMOTE_ADDR).
+  std::string client_ip_;
+  std::string client_remote_;
+  // The peer, when it is a trusted proxy (else null), and whose address slot_ counts
+  // (empty: the connection's unattributed slot, admission::admit_unattributed).
+  std::optional<client_address> proxy_peer_;
+  std::string peer_ip_, peer_remote_;
+  std::string slot_ip_;
   state state_{state::handshaking};
 };
 

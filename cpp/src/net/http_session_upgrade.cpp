@@ -143,13 +143,15 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
     const endpoint* ep;
     path_params params;
     bool deflate;
+    std::string remote;
   };
   std::vector<channel> rooms;
   for (const auto& t : topics) rooms.push_back({"/", t});
   auto p = std::make_shared<pending>(pending{
       hand_off(), std::move(response), std::move(leftover), std::move(topics), std::string(path),
       std::string(query), std::move(slot_), std::move(identity), std::move(headers),
-      ep ? ep->ep : nullptr, ep ? std::move(ep->params) : path_params{}, deflate});
+      ep ? ep->ep : nullptr, ep ? std::move(ep->params) : path_params{}, deflate,
+      client_remote_});
   auto open = [&ctx = ctx_, p] {
     // An envelope's connections share its encoder: each publication is encoded once for all.
     const encoder_id encoder = p->ep && p->ep->env ? p->ep->encoder : ctx.encoders().json_ws;
@@ -160,6 +162,7 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
                                           std::move(p->params)));
     session->hold(std::move(p->slot));
     session->set_identity(std::move(p->identity));
+    session->set_remote(std::move(p->remote));
     if (p->deflate) session->enable_deflate();
     session->start(p->path, p->query, std::move(p->headers));
   };
@@ -239,14 +242,15 @@ void http_session::open_sse(const request& req, std::string_view path, std::stri
     header_pairs headers;
     const endpoint* ep;
     path_params params;
-    bool deflate;
+    std::string remote;
   };
   auto p = std::make_shared<pending>(pending{hand_off(), std::move(head), std::move(last_id),
                                              std::string(path), std::string(query),
                                              std::move(topics), std::move(slot_),
                                              std::move(identity), header_list(req),
                                              ep ? ep->ep : nullptr,
-                                             ep ? std::move(ep->params) : path_params{}});
+                                             ep ? std::move(ep->params) : path_params{},
+                                             client_remote_});
   auto open = [&ctx = ctx_, p] {
     auto session = std::make_shared<sse_session>(std::move(p->socket), ctx, new_sid(),
                                                  std::move(p->head), std::move(p->topics),
@@ -254,6 +258,7 @@ void http_session::open_sse(const request& req, std::string_view path, std::stri
                                                  std::move(p->params));
     session->hold(std::move(p->slot));
     session->set_identity(std::move(p->identity));
+    session->set_remote(std::move(p->remote));
     session->start(p->path, p->query, std::move(p->headers));
   };
   const auto& warm = ctx_.get_publisher().warm;

@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include "skyrelay/net/client_address.hpp"
 #include "skyrelay/net/session_context.hpp"
 
 namespace skyrelay {
@@ -40,11 +41,34 @@ void listener::do_accept() {
                          });
 }
 
-void refuse_connection(session_context& ctx, tcp::socket socket, connection_refusal why) {
+admission::slot admit_peer(session_context& ctx, const std::string& peer_ip,
+                           connection_refusal& why) {
+  const auto& proxies = ctx.config().trusted_proxies;
+  if (proxies && proxies->contains(peer_ip)) return ctx.get_admission().admit_unattributed(why);
+  return ctx.get_admission().admit(peer_ip, why);
+}
+
+void count_refusal(session_context& ctx, connection_refusal why) {
   auto& m = ctx.get_metrics();
   m.add(why == connection_refusal::per_ip ? m.local().refused_ip_limit
         : why == connection_refusal::rate ? m.local().refused_rate_limit
                                        : m.local().refused_total_limit);
+}
+
+const std::string& refusal_body(connection_refusal why) {
+  static const std::string total_body =
+      R"({"error":"too_many_connections","message":"the server is at its connection limit"})";
+  static const std::string ip_body =
+      R"({"error":"too_many_connections","message":"too many connections from this address"})";
+  static const std::string rate_body =
+      R"({"error":"too_many_connections","message":"too many new connections from this address; slow down"})";
+  return why == connection_refusal::per_ip ? ip_body
+         : why == connection_refusal::rate ? rate_body
+                                           : total_body;
+}
+
+void refuse_connection(session_context& ctx, tcp::socket socket, connection_refusal why) {
+  count_refusal(ctx, why);
   if (ctx.tls_context()) {
     // A TLS client cannot read a plain answer, and a handshake is what the limit saves: close.
     boost::system::error_code ignored;
@@ -52,15 +76,7 @@ void refuse_connection(session_context& ctx, tcp::socket socket, connection_refu
     return;
   }
   // A short HTTP answer, written without reading the request, then the connection is closed.
-  static const std::string total_body =
-      R"({"error":"too_many_connections","message":"the server is at its connection limit"})";
-  static const std::string ip_body =
-      R"({"error":"too_many_connections","message":"too many connections from this address"})";
-  static const std::string rate_body =
-      R"({"error":"too_many_connections","message":"too many new connections from this address; slow down"})";
-  const std::string& body = why == connection_refusal::per_ip ? ip_body
-                            : why == connection_refusal::rate ? rate_body
-                                                           : total_body;
+  const std::string& body = refusal_body(why);
   auto text = std::make_shared<std::string>(
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1"
       "\r\nX-Content-Type-Options: nosniff"
@@ -109,7 +125,7 @@ void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
     boost::system::error_code ep_ec;
     const auto ep = socket.remote_endpoint(ep_ec);
     connection_refusal why = connection_refusal::total;
-    auto slot = ep_ec ? nullptr : ctx_.get_admission().admit(ep.address().to_string(), why);
+    auto slot = ep_ec ? nullptr : admit_peer(ctx_, ep.address().to_string(), why);
     if (!slot) {
       refuse_connection(ctx_, std::move(socket), why);
     } else {

@@ -162,6 +162,10 @@ void metrics::write_counters(std::string& out) const {
   counter("skyrelay_broker_unsubscribes_total",
           "Channels that lost their last local member (the broker was told to unsubscribe).",
           &shard::broker_unsubscribes);
+  counter("skyrelay_forwarded_header_invalid_total",
+          "Requests from a trusted proxy whose X-Forwarded-For or Forwarded header could not be "
+          "read; the proxy's own address was used.",
+          &shard::forwarded_invalid);
 }
 
 // The labelled families of refusals: by the role's scope, and by the connection limit.

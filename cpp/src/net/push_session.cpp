@@ -64,9 +64,12 @@ void push_session::start(const std::string& path, const std::string& query,
   info.sid = sid();
   info.path = path;
   info.query = query;
-  boost::system::error_code ec;
-  auto ep = socket_.remote_endpoint(ec);
-  if (!ec) info.remote = ep.address().to_string() + ":" + std::to_string(ep.port());
+  info.remote = remote_;
+  if (info.remote.empty()) {
+    boost::system::error_code ec;
+    auto ep = socket_.remote_endpoint(ec);
+    if (!ec) info.remote = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
   info.headers = std::move(headers);
   info.identity = identity_;
   // Hold the handshake until the application decides; bound the wait like any handshake.

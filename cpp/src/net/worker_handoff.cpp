@@ -214,7 +214,7 @@ void worker_handoff::serve(int fd, std::string bytes) {
     return;
   }
   connection_refusal why = connection_refusal::total;
-  auto slot = ctx_.get_admission().admit(remote.address().to_string(), why);
+  auto slot = admit_peer(ctx_, remote.address().to_string(), why);
   if (!slot) {
     // Refused as the listener refuses: counted, and answered 503 on the connection's own
     // context (the request the sender read is dropped; the answer does not depend on it).

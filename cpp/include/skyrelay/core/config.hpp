@@ -18,6 +18,7 @@ struct auth_config;    // skyrelay/auth/connection_auth.hpp
 class access_policy;   // skyrelay/auth/access_policy.hpp
 class client_topic_policy;  // skyrelay/auth/access_policy.hpp
 }
+class proxy_set;  // skyrelay/net/client_address.hpp
 
 // An endpoint the application declares (docs/api.md "Endpoints and envelopes"): a WebSocket or
 // an SSE stream at a path template whose `{name}` segments are path parameters. Matched before
@@ -211,6 +212,12 @@ struct server_config {
   // History per room (and per namespace for broadcasts), for replay on reconnect.
   std::size_t history_max_events{1000};            // 0: no history
   std::chrono::milliseconds history_max_age{120'000};
+
+  // Reverse proxies whose header (X-Forwarded-For, or Forwarded: the set says which) names the
+  // client (net/client_address.hpp; docs/deployment.md). From them, the client's address is
+  // what per-IP limits count, conn.remote shows and the WSGI app sees; a proxy's connection
+  // counts against max_connections only. Null: none, every peer is its own client.
+  std::shared_ptr<const proxy_set> trusted_proxies;
 };
 
 }  // namespace skyrelay

@@ -40,6 +40,11 @@ class admission {
   // limit_loopback. `now_ns` is the monotonic clock (steady_ns) unless a test drives it.
   slot admit(const std::string& ip, connection_refusal& why, bool session = false);
   slot admit(const std::string& ip, connection_refusal& why, bool session, std::int64_t now_ns);
+  // Admits a connection whose client is not known yet: a trusted proxy's
+  // (server_config::trusted_proxies), which carries many clients. It counts against
+  // max_connections only; each request's client is admitted by address once its header is
+  // read (admit), and that slot replaces this one.
+  slot admit_unattributed(connection_refusal& why);
 
   // Slots held now, all addresses together.
   std::size_t total() const noexcept { return total_.load(); }

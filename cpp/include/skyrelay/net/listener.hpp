@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "skyrelay/limits/admission.hpp"
 #include "skyrelay/net/aliases.hpp"
@@ -40,5 +41,16 @@ class listener : public std::enable_shared_from_this<listener> {
 // calls it for a connection over a limit, and so does a worker that a connection was handed to
 // (net/worker_handoff.hpp) when its own limits refuse it.
 void refuse_connection(session_context& ctx, tcp::socket socket, connection_refusal why);
+
+// Admits a new TCP connection from `peer_ip`: by its address, or, from a trusted proxy
+// (server_config::trusted_proxies), unattributed until its requests name their clients
+// (admission::admit_unattributed). The listener and a worker a connection was handed to call it.
+admission::slot admit_peer(session_context& ctx, const std::string& peer_ip,
+                           connection_refusal& why);
+
+// The parts of refuse_connection's answer, for a session that refuses a request's client
+// behind a trusted proxy: the count on ctx's metrics, and the JSON body of the 503.
+void count_refusal(session_context& ctx, connection_refusal why);
+const std::string& refusal_body(connection_refusal why);
 
 }  // namespace skyrelay

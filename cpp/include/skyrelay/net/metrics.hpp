@@ -70,6 +70,9 @@ class metrics {
     // sent to the worker owning a session, received from another, or not sent (answered
     // unknown_sid: the owner is gone or its inbox stays full, or the connection is TLS).
     std::atomic<std::uint64_t> handoffs_sent{0}, handoffs_received{0}, handoffs_failed{0};
+    // Requests from a trusted proxy whose forwarded header could not be read (malformed, or
+    // more than max_forwarded_hops values): the proxy's own address was used.
+    std::atomic<std::uint64_t> forwarded_invalid{0};
     // permessage-deflate: messages written compressed (one per connection) and their frame
     // bytes (header included) before and after; messages compressed (once per frame, whatever number of
     // connections writes it); inbound messages inflated, and refused: past max_message_size

@@ -85,6 +85,10 @@ class push_session : public subscriber,
   std::optional<auth::access_denial> role_refusal() const;
   // Refuses the pending handshake with 403 {"error":"forbidden","message":...}. Thread-safe.
   void refuse_forbidden(std::string message);
+  // The client's "ip:port" the connect hook shows (conn.remote): behind a trusted proxy, the
+  // one its header named (net/client_address.hpp). Set before start(); empty: the socket's
+  // peer.
+  void set_remote(std::string remote) { remote_ = std::move(remote); }
   // Keeps the connection's admission slot (server::admit) for as long as the session lives.
   void hold(std::shared_ptr<void> slot) { slot_ = std::move(slot); }
   // Runs `fn` on the session's executor, after the work already posted there (such as the
@@ -184,6 +188,7 @@ class push_session : public subscriber,
   bool opened_{false};   // accepted: on_disconnect is due when it ends
   bool refused_{false};  // the handshake was refused with an HTTP response
   std::shared_ptr<void> slot_;
+  std::string remote_;  // set_remote: the client a trusted proxy named; empty: the peer
   net::flush_queue& flushes_;  // of the I/O context the session's socket is on
 };
 
