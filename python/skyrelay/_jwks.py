@@ -12,6 +12,7 @@ and counted (``skyrelay_jwks_refresh_failures_total``). docs/security.md has the
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import json
 import logging
@@ -21,6 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +31,17 @@ log = logging.getLogger("skyrelay.jwks")
 
 MAX_DOCUMENT_BYTES = 1024 * 1024  # a JWKS holds a handful of keys; a bigger one is refused
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
+
+
+# Sources whose refresher runs; stopped at exit, before the interpreter finalizes, so that no
+# thread is waiting in C++ with the GIL released when the runtime goes away.
+_running: weakref.WeakSet[JWKSSource] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for source in list(_running):
+        source._end_thread()
 
 
 class JWKSError(ConnectionError):
@@ -139,6 +152,7 @@ class JWKSSource:
             self._thread = threading.Thread(target=self._run, args=(next_in,),
                                             name="skyrelay-jwks", daemon=True)
             self._thread.start()
+            _running.add(self)
 
     def stop(self) -> None:
         """Last user gone: the refresher ends (within a fetch's timeout)."""
@@ -148,9 +162,15 @@ class JWKSSource:
             self._users -= 1
             if self._users > 0:
                 return
+        self._end_thread()
+
+    def _end_thread(self) -> None:
+        with self._lock:
             thread, self._thread = self._thread, None
             self._stopping.set()
-            self.key_set.wake()
+            _running.discard(self)
+            if self._key_set is not None:
+                self._key_set.wake()
         if thread is not None and thread is not threading.current_thread():
             thread.join(self.timeout + 5)
 

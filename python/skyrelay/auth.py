@@ -15,6 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._jwks import JWKSError, JWKSSource
+
+__all__ = ["JWKSError", "JWTAuth", "JWTKey"]
+
 _HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 _PUBLIC_ALGORITHMS = ("RS256", "ES256")
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
@@ -225,7 +229,6 @@ class JWTAuth:
                 raise ValueError("jwks_refresh and jwks_timeout must be > 0, "
                                  "jwks_refresh_bounds (low, high) with 0 < low <= high, and "
                                  "jwks_refetch_interval >= 0")
-            from ._jwks import JWKSSource
             set_(self, "_jwks", JWKSSource(
                 jwks_url, static_keys=keys, refresh=jwks_refresh,
                 refresh_bounds=(low, high), refetch_interval=jwks_refetch_interval,

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 import skyrelay
-from skyrelay._jwks import JWKSError, max_age
+from skyrelay._jwks import max_age
+from skyrelay.auth import JWKSError
 from skyrelay.testing import connect, metric, wait_until
 
 AUDIENCE = "skyrelay-jwks-tests"
