@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,6 +28,7 @@ import skyrelay
 from skyrelay._jwks import max_age
 from skyrelay.auth import JWKSError
 from skyrelay.testing import connect, metric, wait_until
+from tlscerts import PKI
 
 AUDIENCE = "skyrelay-jwks-tests"
 ISSUER = "https://idp.test/"
@@ -57,7 +61,7 @@ class JWKSHost:
     """A JWK Set on http://127.0.0.1:<port>/jwks.json: the document, its Cache-Control and
     status can be changed while it runs; ``requests`` counts the GETs it answered."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: PKI | None = None) -> None:
         self.document: dict[str, Any] = {"keys": []}
         self.cache_control: str | None = None
         self.status = 200
@@ -84,10 +88,20 @@ class JWKSHost:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that refused our certificate: expected in the TLS test
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert, tls.key)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/jwks.json"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}/jwks.json"
         self.running = True
 
     def serve(self, *jwks: dict[str, Any]) -> None:
@@ -382,3 +396,35 @@ def test_socketio_refuses_unknown_kid_with_the_documented_code(jwks_host,
         client.connect(f"http://127.0.0.1:{server.port}", auth={"token": token(K2, "nope")},
                        transports=["websocket"], wait_timeout=5)
     assert errors and errors[0]["data"] == {"code": "unknown_key"}
+
+
+def test_https_jwks_uses_the_system_cas_unless_given_a_context(tmp_path):
+    pki = PKI(tmp_path)
+    host = JWKSHost(tls=pki)
+    host.serve(public_jwk(K1, "k1", alg="RS256"))
+    try:
+        # urllib's defaults: our test CA is not among the system's, so the first fetch fails.
+        untrusting = skyrelay.Server(port=0, jwt=jwks_auth(host))
+        with pytest.raises(JWKSError, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+            untrusting.start()
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        server = skyrelay.Server(port=0, jwt=jwks_auth(host, jwks_ssl_context=context)).start()
+        try:
+            assert accepted(server, token(K1, "k1"))
+        finally:
+            server.stop()
+    finally:
+        host.stop()
+
+
+def test_from_jwk_without_pyjwt_names_the_extra_to_install():
+    # A fresh interpreter where PyJWT cannot be imported (sys.modules entry None).
+    code = ("import sys; sys.modules['jwt'] = None\n"
+            "import skyrelay\n"
+            "try:\n"
+            "    skyrelay.JWTKey.from_jwk({'kty': 'oct', 'k': 'c2VjcmV0'})\n"
+            "except ImportError as exc:\n"
+            "    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert "pip install skyrelay[jwt]" in out.stdout, out.stderr
