@@ -69,7 +69,7 @@ void register_auth(py::module_& m) {
       .def_property_readonly("kids",
                              [](const auth::jwt_key_set& set) {
                                std::vector<std::string> out;
-                               for (const auto& k : *set.current()) out.push_back(k->id);
+                               for (const auto& k : set.keys()) out.push_back(k->id);
                                return out;
                              })
       .def(

@@ -745,25 +745,33 @@ TEST(JwtKeySet, ReplaceSwapsTheKeysOfEveryVerifierSharingTheSet) {
   set->replace({shared_hmac("b", other_secret64)});
   EXPECT_JWT_ERROR(same, token_a, jwt_error::unknown_key);
   accepted(v, token_b);
-  EXPECT_EQ(set->current()->size(), 1u);
+  EXPECT_EQ(set->size(), 1u);
 
   // add_key on a verifier goes through the same set (copy, then swap).
   v.add_key(must(auth::jwt_key::hmac("a", secret64, {"HS256"})));
   accepted(same, token_a);
-  EXPECT_EQ(set->current()->size(), 2u);
+  EXPECT_EQ(set->size(), 2u);
 }
 
-TEST(JwtKeySet, ASnapshotOutlivesTheReplaceThatDropsIt) {
+TEST(JwtKeySet, AReaderKeepsItsListThroughAReplace) {
   auto set = std::make_shared<auth::jwt_key_set>();
   set->replace({shared_hmac("a", secret64)});
-  auto old = set->current();
-  const auth::jwt_key* key = old->front().get();
+  {
+    const auth::jwt_key_set::reader hold(*set);
+    set->replace({});  // writes the other slot: no wait for this reader
+    EXPECT_EQ(set->size(), 0u);
+    // The held list and its key are still whole for the reader.
+    ASSERT_EQ(hold.keys().size(), 1u);
+    EXPECT_EQ(hold.keys().front()->id, "a");
+    EXPECT_EQ(hold.keys().front()->secret, secret64);
+  }
+  // A copy of the keys outlives any number of replaces.
+  set->replace({shared_hmac("b", other_secret64)});
+  const auth::jwt_key_list copy = set->keys();
   set->replace({});
-  EXPECT_TRUE(set->current()->empty());
-  // The old list and its key are still whole for whoever holds the snapshot.
-  ASSERT_EQ(old->size(), 1u);
-  EXPECT_EQ(key->id, "a");
-  EXPECT_EQ(key->secret, secret64);
+  set->replace({});
+  ASSERT_EQ(copy.size(), 1u);
+  EXPECT_EQ(copy.front()->id, "b");
 }
 
 // Verifications on several threads while another swaps the list: each token is either
@@ -774,24 +782,26 @@ TEST(JwtKeySet, VerifyingWhileTheSetIsSwappedSeesWholeLists) {
   set->replace({shared_hmac("a", secret64)});
   const auth::jwt_verifier v({}, set);
   const std::string tokens[] = {hs256_kid("a", secret64), hs256_kid("b", other_secret64)};
-  std::atomic<bool> done{false};
-  std::atomic<int> odd{0}, accepted_count{0};
+  std::atomic<int> odd{0}, accepted_count{0}, finished{0};
   std::vector<std::thread> readers;
   for (int t = 0; t < 2; ++t)
     readers.emplace_back([&, t] {
-      for (int i = 0; i < 1500 && !done.load(); ++i) {
+      for (int i = 0; i < 1500; ++i) {
         auto r = v.verify(tokens[(i + t) % 2], now);
         if (std::holds_alternative<auth::jwt_claims>(r)) ++accepted_count;
         else if (std::get<auth::jwt_failure>(r).code != jwt_error::unknown_key) ++odd;
       }
+      ++finished;
     });
+  // Every list holds a or b, so some tokens verify whatever the interleaving.
   const auth::jwt_key_list lists[] = {
       {shared_hmac("a", secret64)},
       {shared_hmac("b", other_secret64)},
       {shared_hmac("a", secret64), shared_hmac("b", other_secret64)}};
-  for (int i = 0; i < 600; ++i) set->replace(lists[i % 3]);
-  done = true;
+  int swaps = 0;
+  for (; swaps < 200000 && finished.load() < 2; ++swaps) set->replace(lists[swaps % 3]);
   for (auto& r : readers) r.join();
+  EXPECT_GT(swaps, 0);
   EXPECT_EQ(odd.load(), 0);
   EXPECT_GT(accepted_count.load(), 0);
 }

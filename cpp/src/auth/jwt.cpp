@@ -295,7 +295,7 @@ jwt_verifier::jwt_verifier(jwt_policy policy, std::shared_ptr<jwt_key_set> keys)
       keys_(keys ? std::move(keys) : std::make_shared<jwt_key_set>()) {}
 
 void jwt_verifier::add_key(jwt_key key) {
-  jwt_key_list next = *keys_->current();
+  jwt_key_list next = keys_->keys();
   next.push_back(std::make_shared<const jwt_key>(std::move(key)));
   keys_->replace(std::move(next));
 }
@@ -461,10 +461,11 @@ jwt_result jwt_verifier::verify(std::string_view token, std::int64_t now_unix) c
   if (!parse_object(parts.header, header))
     return fail(jwt_error::bad_json, "header is not a JSON object");
   std::string alg;
-  // One snapshot for the whole check: a key set replaced meanwhile is seen by the next token.
-  const jwt_key_snapshot keys = keys_->current();
+  // One hold on the list for the whole check (the candidates point into it): a key set
+  // replaced meanwhile is seen by the next token.
+  const jwt_key_set::reader hold(*keys_);
   std::vector<const jwt_key*> candidates;
-  if (auto f = select_keys(header, *keys, alg, candidates)) {
+  if (auto f = select_keys(header, hold.keys(), alg, candidates)) {
     if (f->code == jwt_error::unknown_key) keys_->note_unknown_key();
     return std::move(*f);
   }

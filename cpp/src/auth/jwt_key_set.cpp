@@ -1,13 +1,52 @@
 #include "skyrelay/auth/jwt_key_set.hpp"
 
+#include <thread>
+
 #include "skyrelay/auth/jwt.hpp"
 
 namespace skyrelay::auth {
 
-jwt_key_set::jwt_key_set() : keys_(std::make_shared<const jwt_key_list>()) {}
+// All of the slot protocol is sequentially consistent: it runs once per handshake, next to a
+// signature check that costs thousands of times more.
+jwt_key_set::reader::reader(const jwt_key_set& set) noexcept : set_(set) {
+  for (;;) {
+    const unsigned g = set.generation_.load();
+    slot_ = g & 1;
+    set.readers_[slot_].fetch_add(1);
+    // Still current after we entered: a replace that reuses this slot now waits for us.
+    if (set.generation_.load() == g) break;
+    set.readers_[slot_].fetch_sub(1);
+  }
+  list_ = set.lists_[slot_].load();
+}
+
+jwt_key_set::reader::~reader() { set_.readers_[slot_].fetch_sub(1); }
+
+jwt_key_set::jwt_key_set() {
+  owned_[0] = std::make_unique<const jwt_key_list>();
+  lists_[0].store(owned_[0].get());
+}
+
+jwt_key_list jwt_key_set::keys() const {
+  const reader hold(*this);
+  return hold.keys();
+}
+
+std::size_t jwt_key_set::size() const {
+  const reader hold(*this);
+  return hold.keys().size();
+}
 
 void jwt_key_set::replace(jwt_key_list keys) {
-  keys_.store(std::make_shared<const jwt_key_list>(std::move(keys)), std::memory_order_release);
+  auto next = std::make_unique<const jwt_key_list>(std::move(keys));
+  std::lock_guard<std::mutex> lock(replace_mutex_);
+  const unsigned g = generation_.load();
+  const unsigned slot = (g + 1) & 1;  // the slot that is not current
+  // Readers that entered it two generations ago leave within one verification.
+  while (readers_[slot].load() != 0) std::this_thread::yield();
+  owned_[slot] = std::move(next);  // frees that old list: nobody can be reading it
+  lists_[slot].store(owned_[slot].get());
+  generation_.store(g + 1);
 }
 
 void jwt_key_set::note_unknown_key() noexcept {
@@ -50,7 +89,7 @@ void jwt_key_set::write_metrics(std::string& out) const {
            name + " " + std::to_string(v) + "\n";
   };
   add("skyrelay_jwks_keys", "Keys the JWT verifier holds (from the JWKS document and jwt keys=).",
-      "gauge", current()->size());
+      "gauge", size());
   add("skyrelay_jwks_refreshes_total", "JWKS documents fetched and installed.", "counter",
       refreshes());
   add("skyrelay_jwks_refresh_failures_total",

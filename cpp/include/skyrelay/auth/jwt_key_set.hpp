@@ -1,11 +1,15 @@
 // The keys a jwt_verifier trusts, replaceable while the server runs (JWKS key rotation,
 // docs/security.md "Keys from a JWKS URL").
 //
-// The keys are an immutable list behind an atomically swapped shared_ptr: verify() takes a
-// snapshot (one atomic load and a reference count) and works on it without any lock, and
-// replace() publishes a new list whole. A verification that began on the old list finishes
-// on it; the next one sees the new list. Nothing here fetches anything: the Python layer
-// (skyrelay/_jwks.py) fetches the document on its own thread and calls replace().
+// The keys are an immutable list published whole by replace(). Readers (verify() on the I/O
+// threads) take no lock: a `reader` enters one of two slots with an atomic increment, reads
+// that slot's list, and leaves with a decrement. replace() writes the slot that is not
+// current, after waiting for the readers still in it from two generations ago, then flips the
+// generation; so a verification that began on the old list finishes on it, and the next one
+// sees the new list. (std::atomic<std::shared_ptr> would do the same, but libstdc++ 12 makes
+// it a spinlock whose load unlocks with a relaxed store, which ThreadSanitizer rightly reports
+// as a race.) Nothing here fetches anything: the Python layer (skyrelay/_jwks.py) fetches the
+// document on its own thread and calls replace().
 //
 // The set also carries the two things that refresher needs from the I/O threads without
 // calling into Python there: a flag raised when a token names a kid the set does not hold
@@ -22,19 +26,36 @@
 #include <string>
 #include <vector>
 
+
 namespace skyrelay::auth {
 
 struct jwt_key;
 using jwt_key_list = std::vector<std::shared_ptr<const jwt_key>>;
-using jwt_key_snapshot = std::shared_ptr<const jwt_key_list>;
 
 class jwt_key_set {
  public:
+  // A hold on the current list: it stays alive and unchanged while the reader lives. Lock-free;
+  // keep it for one verification only (a replace waits for readers two generations old).
+  class reader {
+   public:
+    explicit reader(const jwt_key_set& set) noexcept;
+    ~reader();
+    reader(const reader&) = delete;
+    reader& operator=(const reader&) = delete;
+    const jwt_key_list& keys() const noexcept { return *list_; }
+
+   private:
+    const jwt_key_set& set_;
+    unsigned slot_ = 0;
+    const jwt_key_list* list_ = nullptr;
+  };
+
   jwt_key_set();
 
-  // The current keys; never null (an empty list before the first replace). Any thread.
-  jwt_key_snapshot current() const noexcept { return keys_.load(std::memory_order_acquire); }
-  // Publishes `keys` as the whole set. Any thread; verifications in flight keep the old list.
+  // A copy of the current list (empty before the first replace). Any thread.
+  jwt_key_list keys() const;
+  std::size_t size() const;
+  // Publishes `keys` as the whole set. Any thread, but not one that holds a reader.
   void replace(jwt_key_list keys);
 
   // Called by verify() on an I/O thread when a token's kid names no key. Lock-free while the
@@ -62,7 +83,11 @@ class jwt_key_set {
   void write_metrics(std::string& out) const;
 
  private:
-  std::atomic<jwt_key_snapshot> keys_;
+  mutable std::atomic<unsigned> readers_[2] = {0, 0};  // readers in each slot
+  std::atomic<unsigned> generation_{0};                // the current slot is generation_ & 1
+  std::atomic<const jwt_key_list*> lists_[2] = {nullptr, nullptr};
+  std::unique_ptr<const jwt_key_list> owned_[2];  // what lists_ point to; under replace_mutex_
+  std::mutex replace_mutex_;                       // one replace at a time; never taken by readers
   std::atomic<bool> unknown_flag_{false};
   std::atomic<bool> jwks_{false};
   std::atomic<std::uint64_t> unknown_tokens_{0};
