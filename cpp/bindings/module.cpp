@@ -11,6 +11,7 @@ void register_config(py::module_& m);
 void register_server(py::module_& m);
 void register_orbit(py::module_& m);
 void register_ratelimit(py::module_& m);
+void register_auth(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -20,4 +21,5 @@ PYBIND11_MODULE(_core, m) {
   skyrelay::bindings::register_server(m);
   skyrelay::bindings::register_orbit(m);
   skyrelay::bindings::register_ratelimit(m);
+  skyrelay::bindings::register_auth(m);
 }

@@ -23,6 +23,8 @@ namespace py = pybind11;
 namespace skyrelay::bindings {
 
 std::shared_ptr<const auth::auth_config> jwt_config(const py::dict& o);
+using key_tuple = std::tuple<std::string, std::string, std::string, std::vector<std::string>>;
+std::variant<auth::jwt_key, std::string> make_key(const key_tuple& t);  // register_auth.cpp
 
 namespace {
 
@@ -244,26 +246,29 @@ void def_proxies(config_class& c) {
 }  // namespace
 
 // The server's JWT settings from skyrelay.JWTAuth._options(). Raises ValueError for a key
-// that does not fit its algorithms.
+// that does not fit its algorithms. With a key_set (a JWKS URL), the verifier reads that set,
+// whose keys skyrelay/_jwks.py installs; the static keys are only checked here.
 std::shared_ptr<const auth::auth_config> jwt_config(const py::dict& o) {
   auth::jwt_policy policy;
   policy.issuers = o["issuers"].cast<std::vector<std::string>>();
   policy.audiences = o["audiences"].cast<std::vector<std::string>>();
   policy.leeway_s = o["leeway_s"].cast<long>();
-  auto cfg = std::make_shared<auth::auth_config>(auth::auth_config{auth::jwt_verifier(policy)});
+  std::shared_ptr<auth::jwt_key_set> key_set;
+  if (o.contains("key_set") && !o["key_set"].is_none())
+    key_set = o["key_set"].cast<std::shared_ptr<auth::jwt_key_set>>();
+  auto cfg = std::make_shared<auth::auth_config>(
+      auth::auth_config{auth::jwt_verifier(policy, key_set)});
   cfg->kind_claim = o["kind_claim"].cast<std::string>();
   cfg->connect_kind = o["connect_kind"].cast<std::string>();
   cfg->publish_kind = o["publish_kind"].cast<std::string>();
   cfg->required = o["required"].cast<bool>();
   cfg->require_kind = o["require_kind"].cast<bool>();
   for (auto item : o["keys"].cast<py::list>()) {
-    auto [type, id, material, algorithms] =
-        item.cast<std::tuple<std::string, std::string, std::string, std::vector<std::string>>>();
-    auto key = type == "hmac" ? auth::jwt_key::hmac(id, material, algorithms)
-                              : auth::jwt_key::public_pem(id, material, algorithms);
+    auto t = item.cast<key_tuple>();
+    auto key = make_key(t);
     if (auto* error = std::get_if<std::string>(&key))
-      raise_value_error("JWT key \"" + id + "\": " + *error);
-    cfg->verifier.add_key(std::get<auth::jwt_key>(std::move(key)));
+      raise_value_error("JWT key \"" + std::get<1>(t) + "\": " + *error);
+    if (!key_set) cfg->verifier.add_key(std::get<auth::jwt_key>(std::move(key)));
   }
   return cfg;
 }

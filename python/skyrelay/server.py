@@ -216,6 +216,7 @@ class Server:
         self._states: dict[tuple[str, str, str], state_mod.State] = {}
         self._connect_handlers = self._registry.connect_handlers
         self._core: _core.Server | None = None
+        self._jwt_started = False  # this server holds its JWTAuth's JWKS refresher
         self._socketio = SocketIOBridge(self._registry, lambda: self._core,
                                         functools.partial(Connection, self), self.socketio_path)
         self._json = JSONProtocolBridge(self._registry, lambda: self._core,
@@ -385,25 +386,37 @@ class Server:
                            endpoints=[e.config(self._options["compress_json_ws"])
                                       for e in self._json.endpoints])
             bridge = self._socketio
-            self._core = _core.Server(
-                server_config(options),
-                self._json.on_connect if "/" in self._connect_handlers else None,
-                self._json.on_message,
-                self._json.on_disconnect,
-                bridge.on_connect,
-                bridge.on_event,
-                bridge.on_ack,
-                self._wsgi.handle if self._wsgi is not None else None,
-            )
-            if self._wsgi is not None:
-                self._wsgi.reply = self._core.http_reply
-            self._core.start()
+            if self.jwt is not None and not self._jwt_started:
+                self.jwt._start()  # a jwks_url: fetched now (JWKSError fails the start)
+                self._jwt_started = True
+            try:
+                self._core = _core.Server(
+                    server_config(options),
+                    self._json.on_connect if "/" in self._connect_handlers else None,
+                    self._json.on_message,
+                    self._json.on_disconnect,
+                    bridge.on_connect,
+                    bridge.on_event,
+                    bridge.on_ack,
+                    self._wsgi.handle if self._wsgi is not None else None,
+                )
+                if self._wsgi is not None:
+                    self._wsgi.reply = self._core.http_reply
+                self._core.start()
+            except BaseException:
+                self._stop_jwt()  # the refresher goes with the failed start
+                raise
             for state in self._states.values():
                 # Made in C++ now, with what was updated before the start, so the first
                 # member gets its full update.
                 state._apply_seed()
         log.info("skyrelay listening on %s", self.http_url)
         return self
+
+    def _stop_jwt(self) -> None:
+        if self.jwt is not None and self._jwt_started:
+            self._jwt_started = False
+            self.jwt._stop()
 
     def _configure_run(self, host: str | None = None, port: int | None = None, *,
                        broker: str | None = None, reuse_port: bool | None = None,
@@ -431,7 +444,10 @@ class Server:
             return
         if self._registry.on_dispatcher():
             # Called from a handler: the dispatcher cannot join itself, so stop from elsewhere.
-            threading.Thread(target=core.stop, name="skyrelay-stop").start()
+            def stop_then_jwt() -> None:
+                core.stop()
+                self._stop_jwt()
+            threading.Thread(target=stop_then_jwt, name="skyrelay-stop").start()
             return
         if self._wsgi is not None:
             self._wsgi.pause()  # no WSGI answer in flight while the core tears down
@@ -440,6 +456,7 @@ class Server:
         finally:
             if self._wsgi is not None:
                 self._wsgi.resume()
+            self._stop_jwt()
         self._connections.clear()
         self._registry.stop_loop()
 

@@ -11,9 +11,12 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "skyrelay/auth/jwt.hpp"
 
@@ -707,4 +710,152 @@ TEST(Jwt, DescribeNamesEveryError) {
     names.insert(auth::describe(static_cast<jwt_error>(i)));
   EXPECT_EQ(names.size(), static_cast<std::size_t>(jwt_error::bad_claim) + 1);
   EXPECT_EQ(std::string(auth::describe(jwt_error::wrong_kind)), "wrong_kind");
+}
+
+// ---- the replaceable key set (JWKS rotation) --------------------------------------------
+
+namespace {
+
+std::shared_ptr<const auth::jwt_key> shared_hmac(const std::string& kid, const std::string& s) {
+  return std::make_shared<const auth::jwt_key>(must(auth::jwt_key::hmac(kid, s, {"HS256"})));
+}
+
+std::string hs256_kid(const std::string& kid, const std::string& s) {
+  return make_token({{"alg", "HS256"}, {"kid", kid}}, claims(), hmac_signer(EVP_sha256(), s));
+}
+
+}  // namespace
+
+TEST(JwtKeySet, ReplaceSwapsTheKeysOfEveryVerifierSharingTheSet) {
+  auto set = std::make_shared<auth::jwt_key_set>();
+  auth::jwt_verifier v({}, set);
+  auth::jwt_verifier same(v);  // a copy (auth_config is copied around) shares the set too
+  const std::string token_a = hs256_kid("a", secret64);
+  const std::string token_b = hs256_kid("b", other_secret64);
+  EXPECT_JWT_ERROR(v, token_a, jwt_error::unknown_key);  // empty until the first replace
+
+  set->replace({shared_hmac("a", secret64)});
+  accepted(v, token_a);
+  EXPECT_JWT_ERROR(v, token_b, jwt_error::unknown_key);
+
+  // Rotation: b added, then a removed; a token of the removed key stops verifying.
+  set->replace({shared_hmac("a", secret64), shared_hmac("b", other_secret64)});
+  accepted(v, token_a);
+  accepted(same, token_b);
+  set->replace({shared_hmac("b", other_secret64)});
+  EXPECT_JWT_ERROR(same, token_a, jwt_error::unknown_key);
+  accepted(v, token_b);
+  EXPECT_EQ(set->size(), 1u);
+
+  // add_key on a verifier goes through the same set (copy, then swap).
+  v.add_key(must(auth::jwt_key::hmac("a", secret64, {"HS256"})));
+  accepted(same, token_a);
+  EXPECT_EQ(set->size(), 2u);
+}
+
+TEST(JwtKeySet, AReaderKeepsItsListThroughAReplace) {
+  auto set = std::make_shared<auth::jwt_key_set>();
+  set->replace({shared_hmac("a", secret64)});
+  {
+    const auth::jwt_key_set::reader hold(*set);
+    set->replace({});  // writes the other slot: no wait for this reader
+    EXPECT_EQ(set->size(), 0u);
+    // The held list and its key are still whole for the reader.
+    ASSERT_EQ(hold.keys().size(), 1u);
+    EXPECT_EQ(hold.keys().front()->id, "a");
+    EXPECT_EQ(hold.keys().front()->secret, secret64);
+  }
+  // A copy of the keys outlives any number of replaces.
+  set->replace({shared_hmac("b", other_secret64)});
+  const auth::jwt_key_list copy = set->keys();
+  set->replace({});
+  set->replace({});
+  ASSERT_EQ(copy.size(), 1u);
+  EXPECT_EQ(copy.front()->id, "b");
+}
+
+// Verifications on several threads while another swaps the list: each token is either
+// accepted or refused as unknown_key (its key is out at that instant), never anything else.
+// Bounded in count; run under ASan/UBSan and TSan with the rest of the unit tests.
+TEST(JwtKeySet, VerifyingWhileTheSetIsSwappedSeesWholeLists) {
+  auto set = std::make_shared<auth::jwt_key_set>();
+  set->replace({shared_hmac("a", secret64)});
+  const auth::jwt_verifier v({}, set);
+  const std::string tokens[] = {hs256_kid("a", secret64), hs256_kid("b", other_secret64)};
+  std::atomic<int> odd{0}, accepted_count{0}, finished{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t)
+    readers.emplace_back([&, t] {
+      for (int i = 0; i < 1500; ++i) {
+        auto r = v.verify(tokens[(i + t) % 2], now);
+        if (std::holds_alternative<auth::jwt_claims>(r)) ++accepted_count;
+        else if (std::get<auth::jwt_failure>(r).code != jwt_error::unknown_key) ++odd;
+      }
+      ++finished;
+    });
+  // Every list holds a or b, so some tokens verify whatever the interleaving.
+  const auth::jwt_key_list lists[] = {
+      {shared_hmac("a", secret64)},
+      {shared_hmac("b", other_secret64)},
+      {shared_hmac("a", secret64), shared_hmac("b", other_secret64)}};
+  int swaps = 0;
+  for (; swaps < 200000 && finished.load() < 2; ++swaps) set->replace(lists[swaps % 3]);
+  for (auto& r : readers) r.join();
+  EXPECT_GT(swaps, 0);
+  EXPECT_EQ(odd.load(), 0);
+  EXPECT_GT(accepted_count.load(), 0);
+}
+
+TEST(JwtKeySet, UnknownKidRaisesTheFlagOnceAndCountsEveryToken) {
+  auto set = std::make_shared<auth::jwt_key_set>();
+  set->replace({shared_hmac("a", secret64)});
+  const auth::jwt_verifier v({}, set);
+  EXPECT_FALSE(set->wait_unknown_key(std::chrono::milliseconds(0)));
+  for (int i = 0; i < 5; ++i)
+    EXPECT_JWT_ERROR(v, hs256_kid("made-up-" + std::to_string(i), secret64),
+                     jwt_error::unknown_key);
+  accepted(v, hs256_kid("a", secret64));  // a known kid raises nothing
+  EXPECT_JWT_ERROR(v, hs256_kid("a", other_secret64), jwt_error::bad_signature);
+  EXPECT_EQ(set->unknown_key_tokens(), 5u);
+  EXPECT_TRUE(set->wait_unknown_key(std::chrono::milliseconds(0)));   // raised, now lowered
+  EXPECT_FALSE(set->wait_unknown_key(std::chrono::milliseconds(0)));
+
+  // A waiter is woken by a token from another thread, long before its timeout.
+  std::thread io([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    v.verify(hs256_kid("zz", secret64), now);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(set->wait_unknown_key(std::chrono::seconds(30)));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  io.join();
+
+  // wake() ends a wait without a token: the answer is false.
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    set->wake();
+  });
+  EXPECT_FALSE(set->wait_unknown_key(std::chrono::seconds(30)));
+  stopper.join();
+}
+
+TEST(JwtKeySet, MetricsOnlyForAJwksFedSet) {
+  auth::jwt_key_set set;
+  std::string out;
+  set.write_metrics(out);
+  EXPECT_TRUE(out.empty());
+  set.set_jwks(true);
+  set.replace({shared_hmac("a", secret64)});
+  set.count_refresh(true, now);
+  set.count_refresh(false, now + 5);
+  set.count_unknown_kid_refetch();
+  set.write_metrics(out);
+  EXPECT_NE(out.find("\nskyrelay_jwks_keys 1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("\nskyrelay_jwks_refreshes_total 1\n"), std::string::npos);
+  EXPECT_NE(out.find("\nskyrelay_jwks_refresh_failures_total 1\n"), std::string::npos);
+  EXPECT_NE(out.find("\nskyrelay_jwks_unknown_kid_refetches_total 1\n"), std::string::npos);
+  EXPECT_NE(out.find("\nskyrelay_jwks_last_success_timestamp_seconds 1700000000\n"),
+            std::string::npos);
+  EXPECT_NE(out.find("# TYPE skyrelay_jwks_refresh_failures_total counter\n"),
+            std::string::npos);
 }

@@ -290,9 +290,15 @@ jwt_failure fail(jwt_error code, std::string message) { return {code, std::move(
 
 // ---- the verifier -----------------------------------------------------------------------
 
-jwt_verifier::jwt_verifier(jwt_policy policy) : policy_(std::move(policy)) {}
+jwt_verifier::jwt_verifier(jwt_policy policy, std::shared_ptr<jwt_key_set> keys)
+    : policy_(std::move(policy)),
+      keys_(keys ? std::move(keys) : std::make_shared<jwt_key_set>()) {}
 
-void jwt_verifier::add_key(jwt_key key) { keys_.push_back(std::move(key)); }
+void jwt_verifier::add_key(jwt_key key) {
+  jwt_key_list next = keys_->keys();
+  next.push_back(std::make_shared<const jwt_key>(std::move(key)));
+  keys_->replace(std::move(next));
+}
 
 namespace {
 
@@ -327,7 +333,7 @@ std::optional<jwt_failure> split_token(std::string_view token, token_parts& out)
 // The header: alg decides everything, kid narrows the keys; jku, x5u, jwk and x5c are
 // never read (RFC 8725 3.10: keys come only from configuration). Sets `alg` and the keys
 // that may verify the signature (at least one, unless a failure is returned).
-std::optional<jwt_failure> select_keys(const json& header, const std::vector<jwt_key>& keys,
+std::optional<jwt_failure> select_keys(const json& header, const jwt_key_list& keys,
                                        std::string& alg,
                                        std::vector<const jwt_key*>& candidates) {
   const auto alg_it = header.find("alg");
@@ -348,9 +354,9 @@ std::optional<jwt_failure> select_keys(const json& header, const std::vector<jwt
 
   bool kid_known = false;
   for (const auto& key : keys) {
-    if (kid != nullptr && key.id != *kid) continue;
+    if (kid != nullptr && key->id != *kid) continue;
     kid_known = true;
-    if (allows(key, alg)) candidates.push_back(&key);
+    if (allows(*key, alg)) candidates.push_back(key.get());
   }
   if (!kid_known)
     return kid != nullptr
@@ -455,8 +461,14 @@ jwt_result jwt_verifier::verify(std::string_view token, std::int64_t now_unix) c
   if (!parse_object(parts.header, header))
     return fail(jwt_error::bad_json, "header is not a JSON object");
   std::string alg;
+  // One hold on the list for the whole check (the candidates point into it): a key set
+  // replaced meanwhile is seen by the next token.
+  const jwt_key_set::reader hold(*keys_);
   std::vector<const jwt_key*> candidates;
-  if (auto f = select_keys(header, keys_, alg, candidates)) return std::move(*f);
+  if (auto f = select_keys(header, hold.keys(), alg, candidates)) {
+    if (f->code == jwt_error::unknown_key) keys_->note_unknown_key();
+    return std::move(*f);
+  }
 
   if (parts.signature.empty()) return fail(jwt_error::bad_signature, "empty signature");
   const bool verified = std::any_of(candidates.begin(), candidates.end(), [&](const jwt_key* k) {

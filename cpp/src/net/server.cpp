@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "skyrelay/auth/access_policy.hpp"
+#include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/broker/redis_broker.hpp"
 #include "skyrelay/broker/redis_limits.hpp"
 #include "skyrelay/broker/redis_state.hpp"
@@ -518,6 +519,7 @@ std::string server::metrics_text() const {
   append_manager_metrics(out, manager_bridge_.get());
   append_cluster_metrics(out);
   sio_.append_recovery_metrics(out);
+  if (cfg_.jwt) cfg_.jwt->verifier.key_set().write_metrics(out);  // with a JWKS URL only
   return out;
 }
 

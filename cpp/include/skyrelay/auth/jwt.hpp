@@ -6,7 +6,8 @@
 // dot-separated segments, base64url with padding or characters outside the URL alphabet,
 // headers and payloads that are not JSON objects, `alg: none` in any case, a missing `alg`,
 // a `crit` header (no extension is understood). The `jku`, `x5u`, `jwk` and `x5c` headers
-// are never read: keys come only from add_key. A key lists the algorithms it may verify, and
+// are never read: keys come only from add_key or
+// the key set (jwt_key_set.hpp), whose list can be replaced while tokens are verified. A key lists the algorithms it may verify, and
 // a header's `alg` outside that list is refused before any cryptography, so an RSA public key
 // cannot be used as an HMAC secret.
 //
@@ -25,6 +26,8 @@
 
 #include <nlohmann/json.hpp>
 #include <openssl/types.h>
+
+#include "skyrelay/auth/jwt_key_set.hpp"
 
 namespace skyrelay::auth {
 
@@ -97,17 +100,20 @@ using jwt_result = std::variant<jwt_claims, jwt_failure>;
 
 class jwt_verifier {
  public:
-  explicit jwt_verifier(jwt_policy policy = {});
+  // Keys in a set of the verifier's own, or in `keys` (shared with whoever replaces them).
+  explicit jwt_verifier(jwt_policy policy = {}, std::shared_ptr<jwt_key_set> keys = nullptr);
 
+  // Adds a key to the set (copies the list and swaps it in): for configuration, not per token.
   void add_key(jwt_key key);
   const jwt_policy& policy() const { return policy_; }
+  jwt_key_set& key_set() const { return *keys_; }
 
   // Never throws for any token (it may throw std::bad_alloc).
   jwt_result verify(std::string_view token, std::int64_t now_unix) const;
 
  private:
   jwt_policy policy_;
-  std::vector<jwt_key> keys_;
+  std::shared_ptr<jwt_key_set> keys_;  // never null
 };
 
 // Strict base64url (RFC 4648 section 5) without padding; decoding refuses '=', '+', '/',
