@@ -15,7 +15,7 @@ APT_PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev \
 PY_BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.13"
 PY_TEST_DEPS := "pytest>=7" "pytest-timeout" "websockets>=13" "python-socketio[client]>=5.11" "requests" "websocket-client" "flask>=2.3" "flask-login" "fastapi" "uvicorn" "httpx" "httpx-sse" "numpy" "pandas" \
 	"sgp4" "skyfield" "sse-starlette" "uvloop" "httptools" "pyjwt[crypto]" "mypy" \
-	"redis" "flask-socketio>=5.3" "pydantic>=2" "a2wsgi"
+	"redis" "flask-socketio>=5.3" "pydantic>=2" "a2wsgi" "prometheus-client"
 # Peers that only the benchmarks run (bench/servers/sio_flask_socketio.py).
 PY_BENCH_DEPS := "flask-socketio>=5.3" "simple-websocket" "redis>=5"
 

@@ -211,6 +211,10 @@ struct server_config {
   // History per room (and per namespace for broadcasts), for replay on reconnect.
   std::size_t history_max_events{1000};            // 0: no history
   std::chrono::milliseconds history_max_age{120'000};
+
+  // The version skyrelay_build_info shows on /metrics: the Python package's (skyrelay.__version__,
+  // set by Server); empty shows "unknown".
+  std::string version;
 };
 
 }  // namespace skyrelay
