@@ -119,7 +119,8 @@ void def_plain_fields(config_class& c) {
       .def_readwrite("client_js_path", &server_config::client_js_path)
       .def_readwrite("compress_json_ws", &server_config::compress_json_ws)
       .def_readwrite("compress_socketio", &server_config::compress_socketio)
-      .def_readwrite("compression_threshold", &server_config::compression_threshold);
+      .def_readwrite("compression_threshold", &server_config::compression_threshold)
+      .def_readwrite("version", &server_config::version);
 }
 
 void def_durations(config_class& c) {

@@ -61,6 +61,7 @@ class ServerConfig:
     compress_json_ws: bool
     compress_socketio: bool
     compression_threshold: int
+    version: str  # skyrelay_build_info's version label
     # Durations in integer milliseconds.
     handshake_timeout_ms: int
     idle_timeout_ms: int

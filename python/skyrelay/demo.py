@@ -22,24 +22,28 @@ from .tracker import load_elements  # noqa: F401 (moved to the tracker; kept imp
 #: the room the metrics page (/ws/metrics) and the tracker's subscribe_metrics share
 TOPIC = ROOM_METRICS
 _COUNTERS = (
-    "skyrelay_messages_in_total",
-    "skyrelay_messages_out_total",
-    "skyrelay_bytes_out_total",
+    "skyrelay_received_messages_total",
+    "skyrelay_sent_messages_total",
+    "skyrelay_sent_bytes_total",
     "skyrelay_write_calls_total",
-    "skyrelay_frames_out_total",
+    "skyrelay_sent_frames_total",
     "skyrelay_publications_total",
 )
 
 
 def parse_prometheus(text: str) -> dict[str, float]:
-    """Reads unlabelled samples from Prometheus text into a dict."""
+    """Reads Prometheus text into a dict: unlabelled samples by name, and the samples labelled
+    by transport only summed under their family's name (the page shows all transports)."""
     values: dict[str, float] = {}
     for line in text.splitlines():
-        if not line or line.startswith("#") or "{" in line:
+        if not line or line.startswith("#"):
             continue
-        name, _, value = line.partition(" ")
+        series, _, value = line.rpartition(" ")
+        name, brace, labels = series.partition("{")
+        if brace and not (labels.startswith('transport="') and labels.count("=") == 1):
+            continue
         try:
-            values[name] = float(value)
+            values[name] = values.get(name, 0.0) + float(value)
         except ValueError:
             continue
     return values
@@ -90,17 +94,17 @@ class MetricsPublisher:
             rates = {k: (counters.get(k, 0.0) - before.get(k, 0.0)) / dt for k in _COUNTERS}
             cpu_percent = 100.0 * (proc["cpu_s"] - cpu_before) / dt
         self._last = (now, counters, proc["cpu_s"])
-        frames = counters.get("skyrelay_frames_out_total", 0.0)
+        frames = counters.get("skyrelay_sent_frames_total", 0.0)
         writes = counters.get("skyrelay_write_calls_total", 0.0)
         return {
             "uptime_s": round(counters.get("skyrelay_uptime_seconds", 0.0), 1),
-            "connections": int(counters.get("skyrelay_connections", 0)),
+            "connections": int(counters.get("skyrelay_open_connections", 0)),
             "rooms": int(counters.get("skyrelay_rooms", 0)),
-            "messages_in": int(counters.get("skyrelay_messages_in_total", 0)),
-            "messages_out": int(counters.get("skyrelay_messages_out_total", 0)),
-            "bytes_out": int(counters.get("skyrelay_bytes_out_total", 0)),
+            "messages_in": int(counters.get("skyrelay_received_messages_total", 0)),
+            "messages_out": int(counters.get("skyrelay_sent_messages_total", 0)),
+            "bytes_out": int(counters.get("skyrelay_sent_bytes_total", 0)),
             "frames_per_write": round(frames / writes, 2) if writes else 0.0,
-            "messages_out_per_s": round(rates.get("skyrelay_messages_out_total", 0.0), 1),
+            "messages_out_per_s": round(rates.get("skyrelay_sent_messages_total", 0.0), 1),
             "rss_mib": round(proc["rss_mib"], 1),
             "cpu_percent": round(cpu_percent, 1),
             "load_avg": list(os.getloadavg()),

@@ -379,7 +379,9 @@ class Server:
                     pass
             # Static names are checked in C++. With patterns, C++ lets every name through and
             # the connect callback checks them with Python's own regular expressions.
+            from . import __version__  # here: the package imports this module first
             options = dict(self._options,
+                           version=__version__,
                            sio_namespaces=registry.namespace_specs(),
                            event_limits=dict(registry.event_limits),
                            access=registry.access_options(),

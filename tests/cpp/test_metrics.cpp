@@ -2,6 +2,7 @@
 // limit's counter (own or shared with another family) moves its own series only.
 #include <gtest/gtest.h>
 
+#include <sstream>
 #include <string>
 
 #include "skyrelay/core/errors.hpp"
@@ -61,6 +62,55 @@ TEST(Metrics, IdleTimeoutIsADisconnectReason) {
   EXPECT_EQ(sample(m.prometheus(0, 0, 0, 0), "skyrelay_disconnects_total{reason=\"idle_timeout\"}"),
             1);
   EXPECT_EQ(close_code::idle_timeout, 4004);
+}
+
+TEST(Metrics, TrafficIsLabelledByTransport) {
+  metrics m(1);
+  metrics::add(m.local().of(transport_kind::sse).connections_opened, 3);
+  metrics::add(m.local().of(transport_kind::sse).connections_closed);
+  metrics::add(m.local().of(transport_kind::polling).bytes_in, 42);
+  metrics::add(m.local().of(transport_kind::publish).messages_in);
+  const std::string text = m.prometheus(0, 0, 0);
+  EXPECT_EQ(sample(text, "skyrelay_open_connections{transport=\"sse\"}"), 2);
+  EXPECT_EQ(sample(text, "skyrelay_open_connections{transport=\"json\"}"), 0);
+  EXPECT_EQ(sample(text, "skyrelay_connections_opened_total{transport=\"sse\"}"), 3);
+  EXPECT_EQ(sample(text, "skyrelay_received_bytes_total{transport=\"polling\"}"), 42);
+  EXPECT_EQ(sample(text, "skyrelay_received_messages_total{transport=\"publish\"}"), 1);
+  EXPECT_EQ(sample(text, "skyrelay_received_messages_total{transport=\"socketio\"}"), 0);
+  // Nothing is received on an SSE stream: no series claims to count it.
+  EXPECT_EQ(sample(text, "skyrelay_received_messages_total{transport=\"sse\"}"), -1);
+}
+
+// Every sample belongs to a family announced by HELP and TYPE, and every counter ends in _total
+// (the Prometheus naming conventions; tests/python/test_metrics_format.py parses the server's).
+TEST(Metrics, EveryFamilyHasHelpAndTypeAndCountersEndInTotal) {
+  metrics m(2);
+  std::istringstream in(m.prometheus(0, 0, 0));
+  std::string line, helped, typed, type;
+  int samples = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("# HELP ", 0) == 0) {
+      helped = line.substr(7, line.find(' ', 7) - 7);
+      continue;
+    }
+    if (line.rfind("# TYPE ", 0) == 0) {
+      const auto sp = line.find(' ', 7);
+      typed = line.substr(7, sp - 7);
+      type = line.substr(sp + 1);
+      EXPECT_EQ(typed, helped) << line;
+      if (type == "counter") EXPECT_TRUE(typed.ends_with("_total")) << typed;
+      else EXPECT_FALSE(typed.ends_with("_total")) << typed;
+      continue;
+    }
+    const std::string name = line.substr(0, line.find_first_of("{ "));
+    ++samples;
+    if (type == "histogram")
+      EXPECT_TRUE(name == typed + "_bucket" || name == typed + "_sum" || name == typed + "_count")
+          << name;
+    else
+      EXPECT_EQ(name, typed) << line;
+  }
+  EXPECT_GT(samples, 50);
 }
 
 }  // namespace

@@ -54,6 +54,8 @@ class writer : public net::write_loop::owner, public std::enable_shared_from_thi
     stream_.close();  // completes the pending write with an error
   }
   std::shared_ptr<void> keep_alive() override { return shared_from_this(); }
+  // Not the first transport, so that counting under the owner's label is what is tested.
+  transport_kind metric_transport() const noexcept override { return transport_kind::sse; }
 
   std::deque<planned_batch> plan_;
   net::stream stream_;
@@ -142,10 +144,12 @@ TEST(WriteLoop, PartialWritesOfMoreThanIovMaxFramesArriveWholeAndInOrder) {
   EXPECT_FALSE(w->loop_.busy());
   ASSERT_EQ(got.size(), expected.size());
   EXPECT_TRUE(got == expected) << "bytes out of order or damaged";
-  EXPECT_EQ(m.total(&metrics::shard::writes), 2u);
-  EXPECT_EQ(m.total(&metrics::shard::frames_out), frames);
-  EXPECT_EQ(m.total(&metrics::shard::messages_out), frames);
-  EXPECT_EQ(m.total(&metrics::shard::bytes_out), expected.size());
+  constexpr auto sse = transport_kind::sse;
+  EXPECT_EQ(m.total(sse, &metrics::traffic::writes), 2u);
+  EXPECT_EQ(m.total(sse, &metrics::traffic::frames_out), frames);
+  EXPECT_EQ(m.total(sse, &metrics::traffic::messages_out), frames);
+  EXPECT_EQ(m.total(sse, &metrics::traffic::bytes_out), expected.size());
+  EXPECT_EQ(m.total(transport_kind::json, &metrics::traffic::bytes_out), 0u);
 }
 
 // A frame written around a shared one (frame::base: a Socket.IO event with its socket's offset)
@@ -179,8 +183,8 @@ TEST(WriteLoop, AFrameAroundASharedOneIsWrittenAsItsThreeParts) {
   c.ioc.run_for(10s);
   reader.join();
   EXPECT_EQ(got, expected);
-  EXPECT_EQ(m.total(&metrics::shard::bytes_out), expected.size());
-  EXPECT_EQ(m.total(&metrics::shard::messages_out), 3u);
+  EXPECT_EQ(m.total(transport_kind::sse, &metrics::traffic::bytes_out), expected.size());
+  EXPECT_EQ(m.total(transport_kind::sse, &metrics::traffic::messages_out), 3u);
 }
 
 TEST(WriteLoop, NothingToWriteWritesNothing) {
@@ -191,7 +195,7 @@ TEST(WriteLoop, NothingToWriteWritesNothing) {
   EXPECT_FALSE(w->loop_.busy());
   c.ioc.run_for(50ms);
   EXPECT_EQ(w->written_, 0);
-  EXPECT_EQ(m.total(&metrics::shard::writes), 0u);
+  EXPECT_EQ(m.total(transport_kind::sse, &metrics::traffic::writes), 0u);
 }
 
 TEST(WriteLoop, AWriteThePeerDoesNotReadTimesOut) {

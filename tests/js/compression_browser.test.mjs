@@ -67,8 +67,8 @@ test("Chromium negotiates permessage-deflate and both directions go compressed",
     assert.deepEqual(result.events.map((d) => d.n), [0, 1, 2]);
     for (const d of result.events) assert.equal(d.pad, "x".repeat(600));
     assert.deepEqual(result.echo, { text: "q".repeat(4000) });
-    assert.ok(await metric("skyrelay_deflate_messages_out_total") >= 3);
-    assert.ok(await metric("skyrelay_inflate_messages_total") >= 1);
+    assert.ok(await metric("skyrelay_deflate_sent_messages_total") >= 3);
+    assert.ok(await metric("skyrelay_inflated_messages_total") >= 1);
   } finally {
     await page.close();
   }

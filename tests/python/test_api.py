@@ -24,6 +24,13 @@ from httpraw import read_head
 import skyrelay
 from skyrelay.testing import connect, metric, wait_until
 
+# /metrics series this module reads (docs/deployment.md, Metrics).
+BYTES_RECEIVED_JSON = 'skyrelay_received_bytes_total{transport="json"}'
+BYTES_SENT_JSON = 'skyrelay_sent_bytes_total{transport="json"}'
+MESSAGES_RECEIVED_JSON = 'skyrelay_received_messages_total{transport="json"}'
+MESSAGES_SENT_JSON = 'skyrelay_sent_messages_total{transport="json"}'
+OPEN_JSON = 'skyrelay_open_connections{transport="json"}'
+
 
 def get(url: str) -> tuple[int, str, bytes]:
     try:
@@ -258,8 +265,11 @@ def test_health_and_metrics_endpoints(skyrelay_server, skyrelay_client):
     status, ctype, body = get(f"{skyrelay_server.http_url}/metrics")
     assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
     text = body.decode()
-    for name in ("skyrelay_connections 1", "skyrelay_messages_in_total", "skyrelay_bytes_in_total",
-                 "skyrelay_messages_out_total", "skyrelay_bytes_out_total",
+    for name in ('skyrelay_open_connections{transport="json"} 1',
+                 MESSAGES_RECEIVED_JSON,
+                 BYTES_RECEIVED_JSON,
+                 MESSAGES_SENT_JSON,
+                 BYTES_SENT_JSON,
                  'skyrelay_drops_total{reason="drop_oldest"}',
                  'skyrelay_drops_total{reason="slow_consumer"}',
                  'skyrelay_errors_total{code="bad_json"} 1',
@@ -548,13 +558,13 @@ def test_counters_move(skyrelay_server, skyrelay_client):
         raise RuntimeError("boom")
 
     c = skyrelay_client()
-    in0, out0 = value("skyrelay_messages_in_total"), value("skyrelay_messages_out_total")
-    bytes_in0 = value("skyrelay_bytes_in_total")
+    in0, out0 = value(MESSAGES_RECEIVED_JSON), value(MESSAGES_SENT_JSON)
+    bytes_in0 = value(BYTES_RECEIVED_JSON)
     for _ in range(5):
         c.ping()
-    assert value("skyrelay_messages_in_total") == in0 + 5
-    assert wait_until(lambda: value("skyrelay_messages_out_total") >= out0 + 5)
-    assert value("skyrelay_bytes_in_total") > bytes_in0
+    assert value(MESSAGES_RECEIVED_JSON) == in0 + 5
+    assert wait_until(lambda: value(MESSAGES_SENT_JSON) >= out0 + 5)
+    assert value(BYTES_RECEIVED_JSON) > bytes_in0
     assert value('skyrelay_errors_total{code="bad_json"}') == 0
     c.send("{oops")
     c.expect_frame("error")
@@ -567,7 +577,7 @@ def test_counters_move(skyrelay_server, skyrelay_client):
     assert value('skyrelay_errors_total{code="handler_error"}') == 1
     c.close()
     assert wait_until(lambda: value('skyrelay_disconnects_total{reason="client_close"}') == 1)
-    assert value("skyrelay_connections") == 0
+    assert value(OPEN_JSON) == 0
 
 
 def test_health_tracks_connections(skyrelay_server, skyrelay_client):

@@ -23,6 +23,9 @@ from wsraw import RawClient
 import skyrelay
 from skyrelay.testing import connect, metric, wait_until
 
+# /metrics series this module reads (docs/deployment.md, Metrics).
+CLOSED_SOCKETIO = 'skyrelay_connections_closed_total{transport="socketio"}'
+
 SECRET = b"s3cret-" * 6  # 42 bytes: enough for HS256
 ISSUER = "https://issuer.test"
 AUDIENCE = "skyrelay-tests"
@@ -384,10 +387,10 @@ def test_socketio_recovery_gives_a_socket_back_only_to_the_same_user(skyrelay_se
         op, data = c.read_frame()
         assert data.startswith(b'42["tick",1,'), data
         offset = json.loads(data[2:])[2]
-        closed = metric(server, "skyrelay_connections_closed_total")
+        closed = metric(server, CLOSED_SOCKETIO)
         c.sock.shutdown(2)  # no goodbye: the transport is lost, the socket kept for recovery
         c.close()
-        assert wait_until(lambda: metric(server, "skyrelay_connections_closed_total") > closed)
+        assert wait_until(lambda: metric(server, CLOSED_SOCKETIO) > closed)
         time.sleep(0.2)
         return hello["sid"], hello["pid"], offset
 

@@ -19,6 +19,10 @@ from websockets.exceptions import InvalidStatus
 import skyrelay
 from skyrelay.testing import connect, metric, wait_until
 
+# /metrics series this module reads (docs/deployment.md, Metrics).
+OPENED_JSON = 'skyrelay_connections_opened_total{transport="json"}'
+OPENED_SSE = 'skyrelay_connections_opened_total{transport="sse"}'
+
 SECRET = b"client-topics-secret" * 2
 
 
@@ -89,7 +93,7 @@ def test_by_default_no_transport_subscribes_by_name(skyrelay_server_factory):
     assert refused_topics(server) == 5
     assert metric(server, 'skyrelay_errors_total{code="forbidden"}') == 1
     assert metric(server, "skyrelay_handshakes_rejected_total") == 4
-    assert metric(server, "skyrelay_connections_opened_total") == 1  # the refused never opened
+    assert metric(server, OPENED_JSON) == 1  # the refused never opened
 
 
 def test_by_default_clients_still_get_what_the_server_addresses_to_them(skyrelay_server_factory):
@@ -261,7 +265,7 @@ def test_json_protocol_off(skyrelay_server_factory, sio_clients):
     for path in ("/ws", "/ws/news"):
         status, body = ws_refusal(server, path)
         assert status == 404 and body["error"] == "not_found"
-    assert metric(server, "skyrelay_connections_opened_total") == 0
+    assert metric(server, OPENED_JSON) == 0
     with Stream(f"http://127.0.0.1:{server.port}/sse/news") as stream:
         assert stream.status == 200
     assert sio_connects(sio_clients, server)
@@ -273,7 +277,7 @@ def test_sse_off(skyrelay_server_factory, sio_clients):
     for path in ("/sse", "/sse/news", "/sse?topics=news"):
         r = httpx.get(f"http://127.0.0.1:{server.port}{path}", timeout=5)
         assert (r.status_code, r.json()["error"]) == (404, "not_found")
-    assert metric(server, "skyrelay_connections_opened_total") == 0
+    assert metric(server, OPENED_SSE) == 0
     assert server.connection_count == 0
     with ws(server, "/ws/news") as client:
         assert client.expect_frame("subscribed")["topic"] == "news"

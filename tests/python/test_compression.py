@@ -81,10 +81,10 @@ def test_websockets_negotiates_and_reads_compressed_publications(skyrelay_server
         # the server inflates it and answers.
         ws.send(json.dumps({"type": "ping", "id": "x" * 200}))
         assert json.loads(ws.recv(timeout=5))["type"] == "pong"
-    assert counter(server, "deflate_messages_out_total") >= 3
-    assert counter(server, "inflate_messages_total") >= 1
-    before = counter(server, "deflate_bytes_before_total")
-    assert 0 < counter(server, "deflate_bytes_after_total") < before / 2
+    assert counter(server, "deflate_sent_messages_total") >= 3
+    assert counter(server, "inflated_messages_total") >= 1
+    before = counter(server, "deflate_uncompressed_bytes_total")
+    assert 0 < counter(server, "deflate_compressed_bytes_total") < before / 2
 
 
 def test_a_publication_is_compressed_once_for_every_compressed_client(skyrelay_server_factory):
@@ -107,7 +107,7 @@ def test_a_publication_is_compressed_once_for_every_compressed_client(skyrelay_s
         # The same bytes for everyone, compressed or not, and one compression for three.
         assert texts == [payload] * 3
         assert json.loads(payload)["data"] == telemetry()
-        wait_until(lambda: counter(server, "deflate_messages_out_total") == 3, timeout=5)
+        wait_until(lambda: counter(server, "deflate_sent_messages_total") == 3, timeout=5)
         assert counter(server, "deflate_compressions_total") == 1
         # A small frame goes as it is, even on a compressed connection (under the threshold).
         server.emit("tiny", 1, to="t")
@@ -253,5 +253,5 @@ def test_socket_io_client_over_compressed_websocket(skyrelay_server_factory):
     assert result["echoed"] == {"text": "z" * 4000}
     assert result["blob"] == list(range(256)) * 8
     # Both ways compressed: the status and echo out, the client's 4 KB echo in.
-    assert counter(server, "deflate_messages_out_total") >= 2
-    assert counter(server, "inflate_messages_total") >= 1
+    assert counter(server, "deflate_sent_messages_total") >= 2
+    assert counter(server, "inflated_messages_total") >= 1

@@ -23,6 +23,9 @@ from skyrelay.testing import metric, wait_until
 from sse_client import Stream
 from wsraw import RawClient
 
+# /metrics series this module reads (docs/deployment.md, Metrics).
+CLOSED_SOCKETIO = 'skyrelay_connections_closed_total{transport="socketio"}'
+
 ROOM = "telescopes"
 EVENT = "status_update"
 
@@ -433,7 +436,7 @@ def test_socketio_recovery_replays_deltas_and_a_failed_one_gets_the_full_update(
     assert copy.fulls == 1 and copy.state == {"a": {"x": 1}}
     c.sock.shutdown(socket.SHUT_RDWR)  # cut without a goodbye: the socket is kept
     c.close()
-    assert wait_until(lambda: metric(server, "skyrelay_connections_closed_total") >= 1)
+    assert wait_until(lambda: metric(server, CLOSED_SOCKETIO) >= 1)
     # Recovered: the socket's own buffer replays the deltas it missed, no full update.
     state.update("a", {"x": 2})
     state.update("b", {"y": 1})
@@ -444,7 +447,7 @@ def test_socketio_recovery_replays_deltas_and_a_failed_one_gets_the_full_update(
     assert copy.fulls == 1 and copy.deltas == 2 and copy.state == state.get()
     c.sock.shutdown(socket.SHUT_RDWR)
     c.close()
-    assert wait_until(lambda: metric(server, "skyrelay_connections_closed_total") >= 2)
+    assert wait_until(lambda: metric(server, CLOSED_SOCKETIO) >= 2)
     # Failed (more missed than the socket keeps): a new socket, joined again by the connect
     # handler, gets the full update.
     state.remove("b")

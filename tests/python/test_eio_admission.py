@@ -21,6 +21,9 @@ from wsraw import RawClient
 
 from skyrelay.testing import metric, wait_until
 
+# /metrics series this module reads (docs/deployment.md, Metrics).
+CLOSED_SOCKETIO = 'skyrelay_connections_closed_total{transport="socketio"}'
+
 HANDSHAKE = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
@@ -338,10 +341,10 @@ def dropped(server: Any, payload: dict[str, Any]) -> tuple[str, str, str]:
 
 def drop(server: Any, c: RawClient) -> None:
     """Cuts the TCP connection without a goodbye: the socket is kept for recovery."""
-    closed = metric(server, "skyrelay_connections_closed_total")
+    closed = metric(server, CLOSED_SOCKETIO)
     c.sock.shutdown(socket.SHUT_RDWR)
     c.close()
-    assert wait_until(lambda: metric(server, "skyrelay_connections_closed_total") > closed)
+    assert wait_until(lambda: metric(server, CLOSED_SOCKETIO) > closed)
 
 
 def test_recovery_runs_the_connect_handler_again(skyrelay_server_factory):

@@ -468,9 +468,9 @@ def test_the_seeds_metric_names(app, sio):
                        ("realtime_publishes_total", "counter"),
                        ("realtime_publish_duration_seconds", "histogram")):
         assert f"# TYPE {name} {kind}\n" in before
-    assert "skyrelay_messages_out_total" in before  # skyrelay's own series follow
+    assert "# TYPE skyrelay_sent_messages_total counter" in before  # skyrelay's own follow
     own = app.http.get("/skyrelay/metrics").text  # and skyrelay's alone, on its moved path
-    assert "skyrelay_messages_out_total" in own and "websocket_connections" not in own
+    assert "skyrelay_sent_messages_total" in own and "websocket_connections" not in own
     assert sample(before, "websocket_connections") == "0"
 
     client = sio()
@@ -494,8 +494,9 @@ def test_the_seeds_metric_names(app, sio):
     assert sample(text, "realtime_publish_duration_seconds_count") == "2"
     assert int(sample(text, "websocket_errors_total")) == 1
     # Messages written: what skyrelay counts, at least the 5 the socket and the stream got.
-    assert int(sample(text, "websocket_messages_total")) == \
-        int(float(sample(text, "skyrelay_messages_out_total")))
+    sent = sum(int(float(sample(text, f'skyrelay_sent_messages_total{{transport="{t}"}}')))
+               for t in ("json", "socketio", "polling", "sse"))
+    assert int(sample(text, "websocket_messages_total")) == sent
     assert int(sample(text, "websocket_messages_total")) >= \
         int(sample(before, "websocket_messages_total")) + 5
     wait_until(lambda: sample(scrape(), "sse_connections") == "0", timeout=10)

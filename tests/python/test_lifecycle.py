@@ -12,6 +12,14 @@ import skyrelay
 from skyrelay.testing import connect, metric, wait_until
 from wsraw import RawClient, frame
 
+# /metrics series this module reads (docs/deployment.md, Metrics).
+CLOSED_JSON = 'skyrelay_connections_closed_total{transport="json"}'
+FRAMES_SENT_JSON = 'skyrelay_sent_frames_total{transport="json"}'
+MESSAGES_SENT_JSON = 'skyrelay_sent_messages_total{transport="json"}'
+OPENED_JSON = 'skyrelay_connections_opened_total{transport="json"}'
+OPEN_JSON = 'skyrelay_open_connections{transport="json"}'
+WRITE_CALLS_JSON = 'skyrelay_write_calls_total{transport="json"}'
+
 
 class Reasons:
     """Collects on_disconnect calls: sid -> reason."""
@@ -73,9 +81,9 @@ def test_client_close_cleans_up(tracked, skyrelay_client):
     assert server.health()["rooms"] == 0
     assert server.emit("x", 1, to="a") == 0
     assert metric(server, 'skyrelay_disconnects_total{reason="client_close"}') == 1
-    assert metric(server, "skyrelay_connections_opened_total") == 1
-    assert metric(server, "skyrelay_connections_closed_total") == 1
-    assert metric(server, "skyrelay_connections") == 0
+    assert metric(server, OPENED_JSON) == 1
+    assert metric(server, CLOSED_JSON) == 1
+    assert metric(server, OPEN_JSON) == 0
 
 
 def test_close_frame_from_raw_client_is_answered(tracked):
@@ -157,7 +165,7 @@ def test_websockets_client_answers_pings_and_stays(tracked):
     with connect(server.url) as c:  # websockets answers pings by itself
         # Nothing is published, so every frame counted is one of the server's pings. Three of
         # them mean the client answered at least two (a silent one sees one, then 4000).
-        assert wait_until(lambda: metric(server, "skyrelay_frames_out_total") >= 3, timeout=30)
+        assert wait_until(lambda: metric(server, FRAMES_SENT_JSON) >= 3, timeout=30)
         assert not c.closed
         assert c.ping()["type"] == "pong"
         assert server.connection_count == 1
@@ -295,9 +303,9 @@ def test_connection_and_disconnect_counters(tracked, skyrelay_client):
     broken = RawClient(server.port)
     big = RawClient(server.port)
     assert wait_until(lambda: server.connection_count == 6)
-    assert metric(server, "skyrelay_connections") == 6
-    assert metric(server, "skyrelay_connections_opened_total") == 6
-    assert metric(server, "skyrelay_connections_closed_total") == 0
+    assert metric(server, OPEN_JSON) == 6
+    assert metric(server, OPENED_JSON) == 6
+    assert metric(server, CLOSED_JSON) == 0
 
     for c in polite:
         c.close()
@@ -320,9 +328,9 @@ def test_connection_and_disconnect_counters(tracked, skyrelay_client):
         assert metric(server, f'skyrelay_disconnects_total{{reason="{reason}"}}') == n, reason
     for reason in ("heartbeat_timeout", "slow_consumer", "server_shutdown"):
         assert metric(server, f'skyrelay_disconnects_total{{reason="{reason}"}}') == 0, reason
-    assert metric(server, "skyrelay_connections_opened_total") == 6
-    assert metric(server, "skyrelay_connections_closed_total") == 6
-    assert metric(server, "skyrelay_connections") == 0
+    assert metric(server, OPENED_JSON) == 6
+    assert metric(server, CLOSED_JSON) == 6
+    assert metric(server, OPEN_JSON) == 0
 
 
 def test_gathered_writes_visible_in_metrics(skyrelay_server, skyrelay_client):
@@ -330,17 +338,17 @@ def test_gathered_writes_visible_in_metrics(skyrelay_server, skyrelay_client):
     c.subscribe("burst")
     assert c.ping()["type"] == "pong"
     # One reply, one write: frames and write calls both count it.
-    assert metric(skyrelay_server, "skyrelay_frames_out_total") >= 1
-    assert metric(skyrelay_server, "skyrelay_write_calls_total") >= 1
-    frames_before = metric(skyrelay_server, "skyrelay_frames_out_total")
-    writes_before = metric(skyrelay_server, "skyrelay_write_calls_total")
+    assert metric(skyrelay_server, FRAMES_SENT_JSON) >= 1
+    assert metric(skyrelay_server, WRITE_CALLS_JSON) >= 1
+    frames_before = metric(skyrelay_server, FRAMES_SENT_JSON)
+    writes_before = metric(skyrelay_server, WRITE_CALLS_JSON)
     n = 500
     for i in range(n):
         skyrelay_server.emit("b", i, to="burst")
     assert [c.expect("b") for _ in range(n)] == list(range(n))
-    frames = metric(skyrelay_server, "skyrelay_frames_out_total") - frames_before
-    writes = metric(skyrelay_server, "skyrelay_write_calls_total") - writes_before
+    frames = metric(skyrelay_server, FRAMES_SENT_JSON) - frames_before
+    writes = metric(skyrelay_server, WRITE_CALLS_JSON) - writes_before
     assert frames >= n
     assert 0 < writes < frames  # several frames per write under a burst
-    assert metric(skyrelay_server, "skyrelay_messages_out_total") >= n
+    assert metric(skyrelay_server, MESSAGES_SENT_JSON) >= n
     assert metric(skyrelay_server, "skyrelay_publish_to_write_seconds_count") >= n

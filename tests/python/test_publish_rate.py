@@ -37,12 +37,12 @@ def test_a_publisher_over_its_budget_gets_429_and_publishes_nothing(server):
     assert body["error"] == "rate_limited" and body["retry_after"] > 900  # 1 event at 0.001/s
     assert int(refused.headers["Retry-After"]) >= 900
     assert metric(server, "skyrelay_publications_total") == before
-    assert metric(server, "skyrelay_publish_api_rate_limited_total") == 1
+    assert metric(server, "skyrelay_publish_rate_limited_total") == 1
     # A refused request with a bad token is a 401, not counted against the budget.
     bad = httpx.post(f"http://127.0.0.1:{server.port}/api/publish", json={"event": "x"},
                      headers={"Authorization": "Bearer nope"}, timeout=10)
     assert bad.status_code == 401
-    assert metric(server, "skyrelay_publish_api_rate_limited_total") == 1
+    assert metric(server, "skyrelay_publish_rate_limited_total") == 1
 
 
 def test_a_batch_larger_than_the_burst_needs_a_full_bucket(server):

@@ -117,7 +117,7 @@ def test_rooms_on_every_master_reach_every_node_once_in_order(redis_cluster, clu
         assert health["status"] == "ok", health
         assert health["broker"]["kind"] == "redis"
         # No Socket.IO manager bridge on a cluster by default (it would cross hash slots).
-        assert "skyrelay_manager_messages_total" not in httpx.get(f"{node.http}/metrics").text
+        assert "skyrelay_manager_received_messages_total" not in httpx.get(f"{node.http}/metrics").text
     clients = [JsonClient(n.port) for n in nodes]
     for c in clients:
         for room in rooms:
@@ -372,7 +372,7 @@ def test_the_publish_rate_is_one_budget_across_nodes_on_a_cluster(redis_cluster,
     for r in refused:
         assert r.status_code == 429, r.text
         assert r.json()["error"] == "rate_limited" and r.json()["retry_after"] > 0
-    assert a.metric("skyrelay_publish_api_rate_limited_total") == 1
+    assert a.metric("skyrelay_publish_rate_limited_total") == 1
     published = sum(n.metric("skyrelay_broker_redis_publishes_total") for n in (a, b))
     assert published == 3
     with redis.Redis(host=owner.host, port=owner.port) as r:
@@ -392,7 +392,7 @@ def test_a_redis_manager_on_one_master_reaches_every_node_on_a_cluster(redis_clu
     owner = slot_owner(redis_cluster, "sr:manager:leader:socketio")
     a, b = state_nodes(url_without_first(redis_cluster, owner), 2,
                        redis_manager_channels=["socketio"])
-    assert wait_until(lambda: sum(n.metric("skyrelay_manager_leader") for n in (a, b)) == 1,
+    assert wait_until(lambda: sum(n.metric("skyrelay_manager_leased_channels") for n in (a, b)) == 1,
                       timeout=WAIT)
     with redis.Redis(host=owner.host, port=owner.port) as r:
         assert r.get("sr:manager:leader:socketio")  # the lease, on its slot's master
@@ -430,7 +430,7 @@ def test_a_redis_manager_on_one_master_reaches_every_node_on_a_cluster(redis_clu
             if event[0] != "probe":
                 break
         assert event == ("after", [1])
-        received = [n.metric("skyrelay_manager_messages_total") for n in (a, b)]
+        received = [n.metric("skyrelay_manager_received_messages_total") for n in (a, b)]
         assert received[0] == received[1] > 0
     finally:
         sio.disconnect()

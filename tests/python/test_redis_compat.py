@@ -44,7 +44,7 @@ def cluster(redis_server):
     started = [Node(redis_server.url), Node(redis_server.url)]
     try:
         deadline = time.monotonic() + WAIT
-        while sum(n.metric("skyrelay_manager_leader") for n in started) != 2:
+        while sum(n.metric("skyrelay_manager_leased_channels") for n in started) != 2:
             assert time.monotonic() < deadline, "no node took the manager lease"
             time.sleep(0.05)
         yield started
@@ -139,7 +139,7 @@ def test_redis_manager_emits_reach_every_node_once_and_in_order(cluster, redis_s
         assert seqs == list(range(seqs[0], seqs[0] + 40)), "Redis-numbered, one order"
         # One node republished each emit (the lease holder), never both: the sum reaches
         # the count of messages each node received, and stays there.
-        received = [n.metric("skyrelay_manager_messages_total") for n in cluster]
+        received = [n.metric("skyrelay_manager_received_messages_total") for n in cluster]
         assert received[0] == received[1]
         deadline = time.monotonic() + WAIT
         while sum(n.metric("skyrelay_manager_republished_total") for n in cluster) < received[0]:
@@ -232,8 +232,8 @@ def test_room_methods_and_disconnect_act_on_the_node_holding_the_sid(cluster, re
 
 
 def test_an_emit_right_after_a_room_method_sees_it(cluster, redis_server):
-    leader, other = sorted(cluster, key=lambda n: -n.metric("skyrelay_manager_leader"))
-    assert leader.metric("skyrelay_manager_leader") == 2  # the cluster fixture waited for it
+    leader, other = sorted(cluster, key=lambda n: -n.metric("skyrelay_manager_leased_channels"))
+    assert leader.metric("skyrelay_manager_leased_channels") == 2  # the cluster fixture waited for it
     x, z = SioClient(other.port), SioClient(leader.port)  # one on each node, in no room
     mgr = socketio.RedisManager(redis_server.url, write_only=True)
     try:

@@ -86,7 +86,7 @@ def test_io_thread_answers_while_a_publish_waits_for_redis(stalled_node):
     answers: list[httpx.Response] = []
     waiting = threading.Thread(target=lambda: answers.append(_publish(server.port, "e", "room")))
     waiting.start()
-    _wait(lambda: _metric(server.port, "skyrelay_broker_redis_publish_queued") == 1,
+    _wait(lambda: _metric(server.port, "skyrelay_broker_redis_pending_publications") == 1,
           "the publication to be queued")
     # The one I/O thread is free: it serves /health while the publish waits for Redis.
     health = httpx.get(f"http://127.0.0.1:{server.port}/health", timeout=5)
@@ -111,7 +111,7 @@ def test_full_publish_queue_is_answered_503_broker_busy(stalled_node):
         t.start()
         threads.append(t)
         # One at a time, so their order is known.
-        _wait(lambda: _metric(server.port, "skyrelay_broker_redis_publish_queued") == i + 1,
+        _wait(lambda: _metric(server.port, "skyrelay_broker_redis_pending_publications") == i + 1,
               "the publication to be queued")
     refused = _publish(server.port, "e2", "room")
     assert refused.status_code == 503
@@ -130,7 +130,7 @@ def test_full_publish_queue_is_answered_503_broker_busy(stalled_node):
     assert emitted.is_set()
     assert [answers[i].json()["published"]["seq"] for i in range(2)] == [1, 2]
     assert _publish(server.port, "e4", "room").json()["published"]["seq"] == 4
-    _wait(lambda: _metric(server.port, "skyrelay_broker_redis_publish_queued") == 0,
+    _wait(lambda: _metric(server.port, "skyrelay_broker_redis_pending_publications") == 0,
           "the queue to empty")
 
 

@@ -35,6 +35,9 @@ from skyrelay import RateLimiter
 from skyrelay.testing import stop_process, wait_until
 from test_redis_broker import start_node_process
 
+# /metrics series this module reads (docs/deployment.md, Metrics).
+MESSAGES_RECEIVED_PUBLISH = 'skyrelay_received_messages_total{transport="publish"}'
+
 HERE = Path(__file__).parent
 TOKEN = "node-t0ken"
 WAIT = 15.0  # bound on every wait (not a speed assertion)
@@ -190,7 +193,7 @@ def test_the_publish_rate_is_one_budget_across_nodes(nodes, redis_server):
         assert r.status_code == 429, r.text
         assert r.json()["error"] == "rate_limited" and r.json()["retry_after"] > 0
         assert int(r.headers["Retry-After"]) >= 1
-    assert a.metric("skyrelay_publish_api_rate_limited_total") == 1
+    assert a.metric("skyrelay_publish_rate_limited_total") == 1
     published = sum(n.metric("skyrelay_broker_redis_publishes_total") for n in (a, b))
     assert published == 3  # the refused ones published nothing
 
@@ -208,7 +211,7 @@ def test_a_publish_waiting_on_a_stopped_redis_stalls_no_other_client(nodes, redi
                         ).status_code == 200  # Redis is there, its scripts are loaded
     ws = node.client()
     answers: queue.Queue = queue.Queue()
-    before = node.metric("skyrelay_publish_api_requests_total")
+    before = node.metric(MESSAGES_RECEIVED_PUBLISH)
     os.kill(redis_server.pid, signal.SIGSTOP)  # connected but silent: each call waits its timeout
     try:
         sender = threading.Thread(target=lambda: answers.put(
@@ -216,7 +219,7 @@ def test_a_publish_waiting_on_a_stopped_redis_stalls_no_other_client(nodes, redi
         sender.start()
         # The request is in the server (counted) before the others ask; with a blocked I/O
         # thread this read itself would wait for the publish's answer.
-        assert wait_until(lambda: node.metric("skyrelay_publish_api_requests_total") > before,
+        assert wait_until(lambda: node.metric(MESSAGES_RECEIVED_PUBLISH) > before,
                           timeout=WAIT)
         ws.send(json.dumps({"type": "ping"}))
         assert json.loads(ws.recv(timeout=WAIT))["type"] == "pong"

@@ -17,6 +17,9 @@ from wsraw import RawClient
 
 from skyrelay.testing import metric, wait_until
 
+# /metrics series this module reads (docs/deployment.md, Metrics).
+CLOSED_SOCKETIO = 'skyrelay_connections_closed_total{transport="socketio"}'
+
 
 def sio_ws(port: int, payload: dict[str, Any] | None = None) -> tuple[RawClient, bytes]:
     """A Socket.IO socket in "/" over a raw WebSocket: the client and the CONNECT answer."""
@@ -42,10 +45,10 @@ def read_event(c: RawClient) -> list[Any]:
 
 def drop(server: Any, c: RawClient) -> None:
     """Cuts the TCP connection without a goodbye: the socket is kept for recovery."""
-    closed = metric(server, "skyrelay_connections_closed_total")
+    closed = metric(server, CLOSED_SOCKETIO)
     c.sock.shutdown(socket.SHUT_RDWR)
     c.close()
-    assert wait_until(lambda: metric(server, "skyrelay_connections_closed_total") > closed)
+    assert wait_until(lambda: metric(server, CLOSED_SOCKETIO) > closed)
 
 
 def limit_hits(server: Any, limit: str) -> float:

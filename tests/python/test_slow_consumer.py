@@ -18,6 +18,9 @@ import pytest
 from skyrelay.testing import metric, wait_until
 from wsraw import RawClient
 
+# /metrics series this module reads (docs/deployment.md, Metrics).
+MESSAGES_RECEIVED_JSON = 'skyrelay_received_messages_total{transport="json"}'
+
 OUTBOX_FRAMES = 64
 OUTBOX_BYTES = 64 * 1024
 BATCH = 32  # events per batch: half the outbox
@@ -178,9 +181,9 @@ def test_drop_oldest_keeps_slow_consumer_and_drops_visibly(server, stalled, skyr
     assert server.disconnect_reasons == {}
 
     # A ping now finds the outbox full: its pong must make room, not end the connection.
-    messages_in = metric(server, "skyrelay_messages_in_total")
+    messages_in = metric(server, MESSAGES_RECEIVED_JSON)
     slow.send_json({"type": "ping", "id": "p1"})
-    assert wait_until(lambda: metric(server, "skyrelay_messages_in_total") > messages_in)
+    assert wait_until(lambda: metric(server, MESSAGES_RECEIVED_JSON) > messages_in)
     total = publish_until(server, fast, "positions", lambda: True, policy=policy,
                           extra_batches=0, start=sent)
     assert metric(server, DROPS_SLOW) == 0

@@ -18,6 +18,10 @@ from sse_client import Stream
 import skyrelay
 from skyrelay.testing import wait_until
 
+# /metrics series this module reads (docs/deployment.md, Metrics).
+FRAMES_SENT_SSE = 'skyrelay_sent_frames_total{transport="sse"}'
+MESSAGES_SENT_SSE = 'skyrelay_sent_messages_total{transport="sse"}'
+
 
 @pytest.fixture
 def streams():
@@ -410,14 +414,14 @@ def scraped(port: int, name: str) -> float:
 
 def test_frames_out_counts_one_frame_per_sse_event(skyrelay_server_factory, streams):
     # Each stream writes its own `id:` line in front of the shared event block; the two go out
-    # as one frame, so skyrelay_frames_out_total counts events, live and replayed alike.
+    # as one frame, so skyrelay_sent_frames_total{transport="sse"} counts events, live and replayed alike.
     server = skyrelay_server_factory(sse_keepalive=60.0)  # no keep-alive comment meanwhile
     port = server.port
     live = streams(server, "/sse/a")
     start = live.next_event("welcome").id
     wait_until(lambda: server.room_size("a") == 1)
-    frames0 = scraped(port, "skyrelay_frames_out_total")
-    messages0 = scraped(port, "skyrelay_messages_out_total")
+    frames0 = scraped(port, FRAMES_SENT_SSE)
+    messages0 = scraped(port, MESSAGES_SENT_SSE)
     n = 20
     for i in range(n):
         server.emit("tick", {"i": i}, to="a")
@@ -425,14 +429,14 @@ def test_frames_out_counts_one_frame_per_sse_event(skyrelay_server_factory, stre
     got = [live.next() for _ in range(n + 1)]
     assert [e.event for e in got] == ["tick"] * n + ["everyone"]
     assert len({e.id for e in got}) == n + 1  # each event its own id line
-    wait_until(lambda: scraped(port, "skyrelay_frames_out_total") - frames0 >= n + 1)
-    assert scraped(port, "skyrelay_frames_out_total") - frames0 == n + 1
-    assert scraped(port, "skyrelay_messages_out_total") - messages0 == n + 1
+    wait_until(lambda: scraped(port, FRAMES_SENT_SSE) - frames0 >= n + 1)
+    assert scraped(port, FRAMES_SENT_SSE) - frames0 == n + 1
+    assert scraped(port, MESSAGES_SENT_SSE) - messages0 == n + 1
     # A stream that resumes from the welcome's id is replayed all of them, one frame each.
-    frames1 = scraped(port, "skyrelay_frames_out_total")
+    frames1 = scraped(port, FRAMES_SENT_SSE)
     again = streams(server, "/sse/a", {"Last-Event-ID": start})
     again.next_event("welcome")
     replayed = [again.next() for _ in range(n + 1)]
     assert [(e.event, e.data, e.id) for e in replayed] == [(e.event, e.data, e.id) for e in got]
-    wait_until(lambda: scraped(port, "skyrelay_frames_out_total") - frames1 >= n + 1)
-    assert scraped(port, "skyrelay_frames_out_total") - frames1 == n + 1
+    wait_until(lambda: scraped(port, FRAMES_SENT_SSE) - frames1 >= n + 1)
+    assert scraped(port, FRAMES_SENT_SSE) - frames1 == n + 1

@@ -25,6 +25,12 @@ from websockets.asyncio.client import connect as async_connect
 import skyrelay
 from skyrelay.testing import metric, wait_until
 
+# /metrics series this module reads (docs/deployment.md, Metrics).
+CLOSED_JSON = 'skyrelay_connections_closed_total{transport="json"}'
+CLOSED_SSE = 'skyrelay_connections_closed_total{transport="sse"}'
+FRAMES_SENT_JSON = 'skyrelay_sent_frames_total{transport="json"}'
+WRITE_CALLS_JSON = 'skyrelay_write_calls_total{transport="json"}'
+
 PUBLISH_TOKEN = "tls-publish-token"
 HS_SECRET = b"tls-secret-" * 4
 
@@ -121,7 +127,7 @@ def test_wss_welcome_subscribe_and_event(server, pki):
         assert [json.loads(ws.recv(timeout=5))["data"] for _ in range(200)] == list(range(200))
         ws.send(json.dumps({"type": "ping"}))
         assert json.loads(ws.recv(timeout=5))["type"] == "pong"
-    assert wait_until(lambda: metric(server, "skyrelay_connections_closed_total") == 1)
+    assert wait_until(lambda: metric(server, CLOSED_JSON) == 1)
 
 
 def test_wss_topic_path_and_large_frames(server, pki):
@@ -174,7 +180,7 @@ def test_https_sse_receives_events(server, pki):
                     events.put(json.loads(sse.data))
                     break
     assert events.get_nowait() == {"flow": 7}
-    assert wait_until(lambda: metric(server, "skyrelay_connections_closed_total") == 1)
+    assert wait_until(lambda: metric(server, CLOSED_SSE) == 1)
 
 
 @pytest.mark.parametrize("transports", [["polling"], ["websocket"], ["polling", "websocket"]])
@@ -324,8 +330,8 @@ def test_fan_out_to_many_wss_clients_and_graceful_stop(skyrelay_server_factory, 
             assert [json.loads(ws.recv(timeout=10))["data"]["i"] for _ in range(300)] == \
                 list(range(300))
         # Batching survives TLS: far fewer writes than frames.
-        frames = metric(server, "skyrelay_frames_out_total")
-        writes = metric(server, "skyrelay_write_calls_total")
+        frames = metric(server, FRAMES_SENT_JSON)
+        writes = metric(server, WRITE_CALLS_JSON)
         assert frames >= 30 * 300 and writes < frames
         start = time.monotonic()
         server.stop()

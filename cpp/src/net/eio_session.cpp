@@ -34,8 +34,17 @@ eio_session::eio_session(session_context& context, asio::io_context& ioc, std::s
 eio_session::~eio_session() = default;
 
 void eio_session::hold(std::shared_ptr<void> slot) {
+  auto& m = context_.get_metrics();
+  m.add(m.local().of(transport_kind::polling).connections_opened);
   std::lock_guard lock(mu_);
   slot_ = std::move(slot);
+}
+
+// Only a polling session holds a slot of its own, and it gives it back once: when it upgrades
+// or when it ends, whichever comes first. That is when its polling connection closes.
+void eio_session::polling_ended() {
+  auto& m = context_.get_metrics();
+  m.add(m.local().of(transport_kind::polling).connections_closed);
 }
 
 const server_config& eio_session::config() const noexcept { return context_.config(); }
@@ -190,6 +199,9 @@ void eio_session::post(std::string_view body, reply_fn reply) {
       return reply(400, eio::error_body(eio::error_code::unknown_sid));
   }
   auto packets = eio::decode_payload(body);
+  auto& traffic = context_.get_metrics().local().of(transport_kind::polling);
+  metrics::add(traffic.bytes_in, body.size());
+  if (packets) metrics::add(traffic.messages_in, packets->size());
   if (!packets) {
     reply(400, eio::error_body(eio::error_code::bad_request));
     close(disconnect_reason::protocol_error);
@@ -345,6 +357,7 @@ void eio_session::on_upgrade() {
     parked_ = nullptr;
     held_ = false;
   }
+  if (slot) polling_ended();
   slot.reset();
   // A poll held during the upgrade is now a poll after it. Answer it after the WebSocket's
   // pending flush, so the client has "3probe" before this answer.
@@ -467,6 +480,7 @@ void eio_session::close(disconnect_reason why) {
     attachments_.clear();
     slot = std::move(slot_);
   }
+  if (slot) polling_ended();
   slot.reset();  // the admission slot is free from now on
   asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
     self->ping_timer_.cancel();

@@ -1,6 +1,8 @@
 // http_session's Engine.IO v4 route (Socket.IO's transport, and the echo endpoint of the
 // protocol tests): the handshake, long-polling GET and POST (answered later, from any thread,
 // through polling_answer), the WebSocket transport and the upgrade of a polling session to it.
+#include <algorithm>
+
 #include <boost/beast/websocket/rfc6455.hpp>
 
 #include "http_session_impl.hpp"
@@ -172,6 +174,7 @@ void http_session::engineio_polling(const request& req, std::string_view query, 
 void http_session::polling_answer(unsigned version, bool keep, const cors_list& cors,
                                   unsigned status, std::string body) {
   assert(state_ == state::parked);
+  count_polling_answer(status, body);
   http::response<http::string_body> res{static_cast<http::status>(status), version};
   res.set(http::field::content_type,
           status == 200 ? "text/plain; charset=UTF-8" : "application/json");
@@ -187,6 +190,16 @@ void http_session::polling_answer(unsigned version, bool keep, const cors_list& 
   res.body() = std::move(body);
   res.prepare_payload();
   write(std::move(res), keep);
+}
+
+// A polling answer on /metrics: its body's bytes, and the Engine.IO packets a 200 carries
+// (separated by \x1e, which JSON text and base64 never contain raw); a POST's "ok" is none.
+void http_session::count_polling_answer(unsigned status, const std::string& body) {
+  auto& m = ctx_.get_metrics();
+  auto& traffic = m.local().of(transport_kind::polling);
+  m.add(traffic.bytes_out, body.size());
+  if (status != 200 || body.empty() || body == "ok") return;
+  m.add(traffic.messages_out, 1 + static_cast<std::uint64_t>(std::count(body.begin(), body.end(), '\x1e')));
 }
 
 // An Engine.IO handshake over an admission limit (admission::admit): 503 for the connection

@@ -159,6 +159,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void eio_preflight(const request& req, const cors_list& cors);
   void polling_answer(unsigned version, bool keep, const cors_list& cors, unsigned status,
                       std::string body);
+  void count_polling_answer(unsigned status, const std::string& body);  // on /metrics
   void refuse_session(const request& req, connection_refusal why, const cors_list& cors);
   // A new Engine.IO sid (with this worker's index when there are several: worker_handoff).
   std::string new_eio_sid() const;

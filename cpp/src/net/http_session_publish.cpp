@@ -51,7 +51,9 @@ std::string message_of(const std::exception_ptr& error) {
 void http_session::publish_api(const request& req) {
   const bool keep = req.keep_alive();
   const auto& cfg = ctx_.config();
-  ctx_.get_metrics().add(ctx_.get_metrics().local().publish_api_requests);
+  auto& publish_traffic = ctx_.get_metrics().local().of(transport_kind::publish);
+  ctx_.get_metrics().add(publish_traffic.messages_in);
+  ctx_.get_metrics().add(publish_traffic.bytes_in, req.body().size());
   auto fail = [&](http::status status, std::string_view code, std::string_view message) {
     ctx_.get_metrics().add(ctx_.get_metrics().local().publish_api_refused);
     send_error(status, code, message, keep);

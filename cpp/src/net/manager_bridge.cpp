@@ -55,7 +55,7 @@ void append_manager_metrics(std::string& out, const redis::redis_sio_bridge* bri
     out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
            name + " " + std::to_string(v) + "\n";
   };
-  add("skyrelay_manager_messages_total",
+  add("skyrelay_manager_received_messages_total",
       "Messages received on the python-socketio / Flask-SocketIO manager channels.", "counter",
       c.received);
   add("skyrelay_manager_republished_total",
@@ -76,7 +76,7 @@ void append_manager_metrics(std::string& out, const redis::redis_sio_bridge* bri
   add("skyrelay_manager_order_timeouts_total",
       "Of those, waits given up (the sid's node did not confirm in time).", "counter",
       c.order_timeouts);
-  add("skyrelay_manager_leader",
+  add("skyrelay_manager_leased_channels",
       "Manager channels whose lease this node holds (it republishes their emits).", "gauge",
       c.leading);
 }

@@ -93,24 +93,41 @@ std::uint64_t metrics::total(std::atomic<std::uint64_t> shard::*field) const noe
   return n;
 }
 
-std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
-                                std::size_t dispatch_queue, double uptime_s,
+std::uint64_t metrics::total(transport_kind t,
+                             std::atomic<std::uint64_t> traffic::*field) const noexcept {
+  std::uint64_t n = 0;
+  for (const auto& s : shards_) n += (s->of(t).*field).load(std::memory_order_relaxed);
+  return n;
+}
+
+const char* to_string(transport_kind t) noexcept {
+  switch (t) {
+    case transport_kind::json: return "json";
+    case transport_kind::socketio: return "socketio";
+    case transport_kind::polling: return "polling";
+    case transport_kind::sse: return "sse";
+    case transport_kind::publish: return "publish";
+    default: return "unknown";
+  }
+}
+
+std::string metrics::prometheus(std::size_t rooms, std::size_t dispatch_queue, double uptime_s,
                                 std::size_t history_entries, std::size_t closed_sids) const {
   std::string out;
-  out.reserve(4096);
+  out.reserve(8192);
   auto gauge = [&](const char* name, const char* help, double v) {
     line(out, name, help, "gauge");
     value(out, name, v);
   };
   gauge("skyrelay_uptime_seconds", "Seconds since the server started.", uptime_s);
-  gauge("skyrelay_connections", "Open WebSocket connections.", static_cast<double>(connections));
   gauge("skyrelay_rooms", "Rooms with at least one member.", static_cast<double>(rooms));
-  gauge("skyrelay_dispatch_queue", "Inbound events waiting for the application.",
+  gauge("skyrelay_dispatch_queue_length", "Inbound events waiting for the application.",
         static_cast<double>(dispatch_queue));
   gauge("skyrelay_history_entries", "Publications held for replay, summed over rooms.",
         static_cast<double>(history_entries));
   gauge("skyrelay_closed_sids", "Sids of recently closed connections, kept unaddressable.",
         static_cast<double>(closed_sids));
+  write_traffic(out);
   write_counters(out);
   write_refusals(out);
   write_compression(out);
@@ -120,16 +137,66 @@ std::string metrics::prometheus(std::size_t connections, std::size_t rooms,
   return out;
 }
 
+// The families labelled by transport (transport_kind). A transport appears in a family only
+// where it can count: nothing is received on an SSE stream after its request, nothing but the
+// HTTP answer is sent to a publisher.
+void metrics::write_traffic(std::string& out) const {
+  using tk = transport_kind;
+  constexpr tk all[] = {tk::json, tk::socketio, tk::polling, tk::sse, tk::publish};
+  constexpr tk streams[] = {tk::json, tk::socketio, tk::polling, tk::sse};
+  constexpr tk websockets_and_sse[] = {tk::json, tk::socketio, tk::sse};
+  constexpr tk receiving[] = {tk::json, tk::socketio, tk::polling, tk::publish};
+  auto family = [&](const char* name, const char* help, const char* type, const auto& which,
+                    auto sample) {
+    line(out, name, help, type);
+    for (tk t : which)
+      value(out, std::string(name) + "{transport=\"" + to_string(t) + "\"}", sample(t));
+  };
+  auto counter = [&](const char* name, const char* help, const auto& which,
+                     std::atomic<std::uint64_t> traffic::*f) {
+    family(name, help, "counter", which,
+           [&](tk t) { return static_cast<double>(total(t, f)); });
+  };
+  family("skyrelay_open_connections",
+         "Open connections by transport (a polling connection is an Engine.IO session while it "
+         "polls; once upgraded it is a socketio connection).",
+         "gauge", streams, [&](tk t) {
+           // Read closed first: a connection that opens and closes between the two reads
+           // then shows as open for one scrape rather than as a negative count.
+           const std::uint64_t closed = total(t, &traffic::connections_closed);
+           const std::uint64_t opened = total(t, &traffic::connections_opened);
+           return static_cast<double>(opened > closed ? opened - closed : 0);
+         });
+  counter("skyrelay_connections_opened_total", "Connections accepted, by transport.", streams,
+          &traffic::connections_opened);
+  counter("skyrelay_connections_closed_total", "Connections closed, by transport.", streams,
+          &traffic::connections_closed);
+  counter("skyrelay_received_messages_total",
+          "Messages received from clients: WebSocket data messages, Engine.IO packets posted "
+          "by polling, publish API requests.", receiving, &traffic::messages_in);
+  counter("skyrelay_received_bytes_total",
+          "Bytes received: on WebSocket and SSE connections after the handshake, in polling "
+          "and publish request bodies.", all, &traffic::bytes_in);
+  counter("skyrelay_sent_messages_total",
+          "Data messages written to clients (Engine.IO packets in polling answers).", streams,
+          &traffic::messages_out);
+  counter("skyrelay_sent_frames_total",
+          "Frames written to clients, control frames included.", websockets_and_sse,
+          &traffic::frames_out);
+  counter("skyrelay_sent_bytes_total",
+          "Bytes written: on WebSocket and SSE connections, in polling answer bodies.", streams,
+          &traffic::bytes_out);
+  counter("skyrelay_write_calls_total",
+          "Gathered socket writes; sent_frames / write_calls is the batching factor.",
+          websockets_and_sse, &traffic::writes);
+}
+
 void metrics::write_counters(std::string& out) const {
   auto counter = [&](const char* name, const char* help, std::atomic<std::uint64_t> shard::*f) {
     line(out, name, help, "counter");
     value(out, name, static_cast<double>(total(f)));
   };
-  counter("skyrelay_connections_opened_total", "WebSocket connections accepted.",
-          &shard::connections_opened);
-  counter("skyrelay_connections_closed_total", "WebSocket connections closed.",
-          &shard::connections_closed);
-  counter("skyrelay_handshakes_rejected_total", "WebSocket handshakes refused.",
+  counter("skyrelay_handshakes_rejected_total", "Connection and session handshakes refused.",
           &shard::handshakes_rejected);
   counter("skyrelay_auth_refused_total",
           "Handshakes and publish requests refused for their token (missing or not valid).",
@@ -138,19 +205,8 @@ void metrics::write_counters(std::string& out) const {
   counter("skyrelay_tls_handshakes_failed_total",
           "TLS handshakes that failed or did not finish within the handshake timeout.",
           &shard::tls_handshakes_failed);
-  counter("skyrelay_publish_api_requests_total", "POST /api/publish requests.",
-          &shard::publish_api_requests);
-  counter("skyrelay_publish_api_refused_total",
+  counter("skyrelay_publish_refused_total",
           "POST /api/publish requests answered with an error status.", &shard::publish_api_refused);
-  counter("skyrelay_messages_in_total", "Data messages received from clients.", &shard::messages_in);
-  counter("skyrelay_bytes_in_total", "Bytes received on WebSocket connections.", &shard::bytes_in);
-  counter("skyrelay_messages_out_total", "Data messages written to clients.", &shard::messages_out);
-  counter("skyrelay_frames_out_total", "Frames written to clients, control frames included.",
-          &shard::frames_out);
-  counter("skyrelay_bytes_out_total", "Bytes written on WebSocket connections.", &shard::bytes_out);
-  counter("skyrelay_write_calls_total",
-          "Gathered socket writes; frames_out / write_calls is the batching factor.",
-          &shard::writes);
   counter("skyrelay_publications_total", "Publications routed by the hub.", &shard::publications);
   counter("skyrelay_deliveries_total", "Frames queued to connections by publications.",
           &shard::deliveries);
@@ -207,19 +263,19 @@ void metrics::write_compression(std::string& out) const {
     line(out, name, help, "counter");
     value(out, name, static_cast<double>(total(f)));
   };
-  counter("skyrelay_deflate_messages_out_total",
+  counter("skyrelay_deflate_sent_messages_total",
           "Messages written compressed (permessage-deflate), one per connection.",
           &shard::deflate_messages_out);
-  counter("skyrelay_deflate_bytes_before_total",
+  counter("skyrelay_deflate_uncompressed_bytes_total",
           "Frame bytes of the messages written compressed, as they were before compression.",
           &shard::deflate_bytes_before);
-  counter("skyrelay_deflate_bytes_after_total",
+  counter("skyrelay_deflate_compressed_bytes_total",
           "Frame bytes of the messages written compressed, as written (header included).",
           &shard::deflate_bytes_after);
   counter("skyrelay_deflate_compressions_total",
           "Messages compressed: once per frame, whatever number of connections writes it.",
           &shard::deflate_compressions);
-  counter("skyrelay_inflate_messages_total", "Compressed messages received and inflated.",
+  counter("skyrelay_inflated_messages_total", "Compressed messages received and inflated.",
           &shard::inflate_messages);
   line(out, "skyrelay_inflate_refused_total",
        "Compressed messages refused: too_big inflated past max_message_size (closed 1009), "

@@ -185,7 +185,7 @@ void push_session::on_accept() {
   state_ = state::open;
   opened_ = true;
   auto& m = ctx_.get_metrics();
-  m.add(m.local().connections_opened);
+  m.add(m.local().of(metric_transport()).connections_opened);
   open();
   boost::system::error_code ec;
   if (auto* plain = socket_.plain()) plain->non_blocking(true, ec);
@@ -227,7 +227,7 @@ void push_session::on_readable(boost::system::error_code ec) {
     if (ec == asio::error::would_block || ec == asio::error::try_again) break;
     if (ec) return on_read_error(ec);
     auto& m = ctx_.get_metrics();
-    m.add(m.local().bytes_in, n);
+    m.add(m.local().of(metric_transport()).bytes_in, n);
     heard();
     if (!consume(tls_read_buffer.data(), n)) return;
     if (n < tls_read_buffer.size()) break;  // drained for now
@@ -249,7 +249,7 @@ void push_session::on_tls_read(boost::system::error_code ec, std::size_t n) {
   if (state_ == state::closed) return;
   if (ec) return on_read_error(ec);
   auto& m = ctx_.get_metrics();
-  m.add(m.local().bytes_in, n);
+  m.add(m.local().of(metric_transport()).bytes_in, n);
   heard();
   if (!consume(tls_buffer_->data(), n)) return;
   do_read();
@@ -360,7 +360,7 @@ void push_session::finish(disconnect_reason why) {
   if (!transport_only()) ctx_.get_hub().remove(sid());
   if (!opened_) return;
   auto& m = ctx_.get_metrics();
-  m.add(m.local().connections_closed);
+  m.add(m.local().of(metric_transport()).connections_closed);
   transport_closed(why);
   // An Engine.IO transport: its Socket.IO sockets count their own disconnects.
   if (transport_only()) return;

@@ -17,6 +17,7 @@
 #include "skyrelay/net/http_session.hpp"
 #include "skyrelay/net/listener.hpp"
 #include "skyrelay/net/manager_bridge.hpp"
+#include "skyrelay/net/process_metrics.hpp"
 #include "skyrelay/net/worker_handoff.hpp"
 #include "skyrelay/net/push_session.hpp"
 #include "skyrelay/net/sio_socket.hpp"
@@ -472,7 +473,7 @@ std::string server::health_json() const {
 
 std::string server::metrics_text() const {
   std::string out =
-      metrics_.prometheus(hub_.connection_count(), hub_.room_count(), dispatcher_.queued(),
+      metrics_.prometheus(hub_.room_count(), dispatcher_.queued(),
                           uptime_seconds(), hub_.history_entries(), hub_.closed_sid_count());
   // The broker's own counters (a network broker's; the memory broker's stay 0).
   const broker_counters c = broker_->counters();
@@ -484,7 +485,7 @@ std::string server::metrics_text() const {
       "gauge", broker_->status().ok ? 1 : 0);
   add("skyrelay_broker_redis_publishes_total", "Publications the Redis broker carried.",
       "counter", c.publishes);
-  add("skyrelay_broker_redis_messages_total", "Messages received from Redis.", "counter",
+  add("skyrelay_broker_redis_received_messages_total", "Messages received from Redis.", "counter",
       c.received);
   add("skyrelay_broker_redis_gaps_caught_up_total",
       "Gaps in a channel's sequence filled from its Redis stream.", "counter", c.gaps_caught_up);
@@ -493,7 +494,7 @@ std::string server::metrics_text() const {
       "history_gap).", "counter", c.resets);
   add("skyrelay_broker_redis_reconnects_total", "Connections to Redis made again after a loss.",
       "counter", c.reconnects);
-  add("skyrelay_broker_redis_publish_queued",
+  add("skyrelay_broker_redis_pending_publications",
       "Publications sent to Redis (or waiting to be) and not answered yet.", "gauge",
       c.publish_queued);
   add("skyrelay_broker_redis_publish_refused_total",
@@ -520,6 +521,8 @@ std::string server::metrics_text() const {
   append_cluster_metrics(out);
   sio_.append_recovery_metrics(out);
   if (cfg_.jwt) cfg_.jwt->verifier.key_set().write_metrics(out);  // with a JWKS URL only
+  append_build_info(out, cfg_.version);
+  append_process_metrics(out);
   return out;
 }
 

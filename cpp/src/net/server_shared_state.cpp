@@ -90,7 +90,7 @@ void server::append_cluster_metrics(std::string& out) const {
     out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
            name + " " + std::to_string(v) + "\n";
   };
-  add("skyrelay_publish_api_rate_limited_total",
+  add("skyrelay_publish_rate_limited_total",
       "Publish API requests refused with 429 over the publisher's publish_rate.", "counter",
       publish_rate_limited_.load());
   if (!state_) return;

@@ -175,8 +175,9 @@ void write_loop::complete() {
   busy_ = false;
   auto& m = metrics_;
   auto& shard = m.local();
-  m.add(shard.writes);
-  m.add(shard.bytes_out, written_);
+  auto& traffic = shard.of(owner_.metric_transport());
+  m.add(traffic.writes);
+  m.add(traffic.bytes_out, written_);
   const auto& frames = batch_.frames_;
   if (!frames.empty()) {
     const std::int64_t now = steady_ns();
@@ -185,8 +186,8 @@ void write_loop::complete() {
       if (f->is_data) ++data_frames;
       if (f->publish_ns) m.observe_latency(shard, now - f->publish_ns);
     }
-    m.add(shard.frames_out, frames.size());
-    m.add(shard.messages_out, data_frames);
+    m.add(traffic.frames_out, frames.size());
+    m.add(traffic.messages_out, data_frames);
   }
   batch_.frames_.clear();
   owner_.written(ec_);

@@ -135,7 +135,7 @@ bool ws_session::on_message(const ws::inbound& in) {
   if (state_ != state::open) return true;
   if (in.compressed) return on_compressed(in);
   auto& m = ctx_.get_metrics();
-  m.add(m.local().messages_in);
+  m.add(m.local().of(metric_transport()).messages_in);
   if (in.op == ws::opcode::text)
     with_handler([&](ws_handler& h) { h.on_ws_text(*this, in.payload); });
   else

@@ -22,6 +22,12 @@ def sample(text: str, series: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def summed(text: str, family: str) -> float:
+    """The sum of a family's series over its labels (PromQL's sum(family))."""
+    pattern = r"^" + re.escape(family) + r"(?:\{[^}]*\})? (\S+)$"
+    return sum(float(v) for v in re.findall(pattern, text, re.M))
+
+
 class AppMetrics:
     """The app's own counters; every method is safe from any thread."""
 
@@ -68,8 +74,8 @@ class AppMetrics:
                 *_head("sse_connections", "gauge", "Active SSE connections."),
                 f"sse_connections {self.connections['sse']}",
                 *_head("websocket_messages_total", "counter",
-                       "Total messages sent (skyrelay_messages_out_total)."),
-                f"websocket_messages_total {sample(core, 'skyrelay_messages_out_total'):.0f}",
+                       "Total messages sent (skyrelay_sent_messages_total, all transports)."),
+                f"websocket_messages_total {summed(core, 'skyrelay_sent_messages_total'):.0f}",
                 *_head("websocket_errors_total", "counter",
                        "Total errors: error events sent and messages refused over the rate."),
                 f"websocket_errors_total {self.errors + refused:.0f}",

@@ -218,6 +218,10 @@ struct server_config {
   // what per-IP limits count, conn.remote shows and the WSGI app sees; a proxy's connection
   // counts against max_connections only. Null: none, every peer is its own client.
   std::shared_ptr<const proxy_set> trusted_proxies;
+
+  // The version skyrelay_build_info shows on /metrics: the Python package's (skyrelay.__version__,
+  // set by Server); empty shows "unknown".
+  std::string version;
 };
 
 }  // namespace skyrelay

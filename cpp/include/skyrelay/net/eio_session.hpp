@@ -54,7 +54,8 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   // The executor of the session's timers (where its sockets' expiry timers run).
   asio::any_io_executor executor() { return connect_timer_.get_executor(); }
   // A polling session's admission slot (admission::admit); given back when the session ends or
-  // upgrades to WebSocket (whose connection holds its own slot).
+  // upgrades to WebSocket (whose connection holds its own slot). While held, the session counts
+  // as an open polling connection on /metrics.
   void hold(std::shared_ptr<void> slot);
   // The open packet ("0{...}"); the caller sends it as the first packet of the transport.
   std::string open_packet() const;
@@ -100,6 +101,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   void on_ws_closed(ws_session& from, disconnect_reason why) override;
 
  private:
+  void polling_ended();  // the slot of hold() given back: counted on /metrics
   void on_packet(const eio::packet& p, ws_session* via);
   void on_ping(const eio::packet& p);     // a ping, or the upgrade's "2probe"
   void on_upgrade();                      // the upgrade's "5": the probe becomes the transport

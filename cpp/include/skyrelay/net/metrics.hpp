@@ -21,6 +21,14 @@ enum class drop_reason : std::uint8_t {
   count_
 };
 
+// The `transport` label of the traffic families (received/sent messages and bytes, connections):
+// json the JSON-protocol WebSocket, socketio Engine.IO's WebSocket transport, polling its HTTP
+// long-polling (a connection is a session while it polls), sse a Server-Sent Events stream,
+// publish POST /api/publish (a message is a request).
+enum class transport_kind : std::uint8_t { json, socketio, polling, sse, publish, count_ };
+
+const char* to_string(transport_kind t) noexcept;
+
 // Limits hit that have no counter elsewhere (skyrelay_limit_hits_total{limit} also shows the
 // connection refusals, rate_limited drops and too_many_rooms errors counted by other families).
 enum class limit_kind : std::uint8_t {
@@ -50,15 +58,21 @@ class metrics {
       50'000, 100'000, 250'000, 500'000, 1'000'000, 2'500'000, 5'000'000, 10'000'000,
       25'000'000, 50'000'000, 100'000'000, 250'000'000, 500'000'000, 1'000'000'000};
 
-  struct alignas(64) shard {
+  // One transport's traffic (see transport_kind).
+  struct traffic {
     std::atomic<std::uint64_t> connections_opened{0}, connections_closed{0};
-    std::atomic<std::uint64_t> handshakes_rejected{0}, http_requests{0};
     std::atomic<std::uint64_t> messages_in{0}, bytes_in{0};
     std::atomic<std::uint64_t> messages_out{0}, frames_out{0}, bytes_out{0}, writes{0};
+  };
+
+  struct alignas(64) shard {
+    std::array<traffic, static_cast<std::size_t>(transport_kind::count_)> by_transport{};
+    traffic& of(transport_kind t) noexcept { return by_transport[static_cast<std::size_t>(t)]; }
+    std::atomic<std::uint64_t> handshakes_rejected{0}, http_requests{0};
     std::atomic<std::uint64_t> publications{0}, deliveries{0};
     // Publications handed to the broker; channels it was told of (first member in / last out).
     std::atomic<std::uint64_t> broker_publications{0}, broker_subscribes{0}, broker_unsubscribes{0};
-    std::atomic<std::uint64_t> publish_api_requests{0}, publish_api_refused{0};
+    std::atomic<std::uint64_t> publish_api_refused{0};  // requests: traffic of publish
     std::atomic<std::uint64_t> auth_refused{0};  // handshakes and publishes refused for a token
     // Refused for a missing role (auth::access_policy), by what required it, or for a topic
     // that the server does not open to clients (auth::client_topic_policy).
@@ -105,15 +119,18 @@ class metrics {
   void observe_latency(shard& s, std::int64_t ns) noexcept;
 
   std::uint64_t total(std::atomic<std::uint64_t> shard::*field) const noexcept;
+  // The sum over shards of one transport's counter.
+  std::uint64_t total(transport_kind t, std::atomic<std::uint64_t> traffic::*field) const noexcept;
 
-  // Prometheus text exposition (version 0.0.4). `gauges` are extra name/value pairs.
-  std::string prometheus(std::size_t connections, std::size_t rooms, std::size_t dispatch_queue,
-                         double uptime_s, std::size_t history_entries = 0,
-                         std::size_t closed_sids = 0) const;
+  // Prometheus text exposition (version 0.0.4): the families of these counters, with the
+  // server's gauges. Names follow the Prometheus conventions (docs/deployment.md, Metrics).
+  std::string prometheus(std::size_t rooms, std::size_t dispatch_queue, double uptime_s,
+                         std::size_t history_entries = 0, std::size_t closed_sids = 0) const;
 
  private:
   // The parts of prometheus(), in the order they appear.
   void write_counters(std::string& out) const;
+  void write_traffic(std::string& out) const;
   void write_refusals(std::string& out) const;
   void write_compression(std::string& out) const;
   void write_by_reason(std::string& out) const;

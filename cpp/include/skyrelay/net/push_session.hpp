@@ -136,6 +136,8 @@ class push_session : public subscriber,
   // A transport for another protocol (Engine.IO): not a client of the hub, no role checks, no
   // token expiry, no disconnect hook.
   virtual bool transport_only() const { return false; }
+  // The `transport` label of this connection's traffic on /metrics (write_loop::owner).
+  transport_kind metric_transport() const noexcept override = 0;
   // The session ended, once, if it ever opened; before the disconnect hook is posted.
   virtual void transport_closed(disconnect_reason) {}
 

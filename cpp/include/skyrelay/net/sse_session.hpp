@@ -54,6 +54,7 @@ class sse_session : public push_session {
   std::string close_bytes(std::uint16_t code, std::string_view reason) override;
   // A client leaves by closing its connection (over TLS with or without a close_notify).
   bool eof_is_goodbye() const override { return true; }
+  transport_kind metric_transport() const noexcept override { return transport_kind::sse; }
   bool ends_when_close_sent() const override { return true; }
   void expiry_notice() override;
   std::vector<std::string> handshake_topics() const override { return topics_; }

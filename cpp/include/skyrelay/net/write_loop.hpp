@@ -23,11 +23,10 @@
 
 #include "skyrelay/core/frame.hpp"
 #include "skyrelay/net/aliases.hpp"
+#include "skyrelay/net/metrics.hpp"
 #include "skyrelay/net/stream.hpp"
 
 namespace skyrelay {
-
-class metrics;
 
 namespace net {
 
@@ -80,6 +79,8 @@ class write_loop {
     virtual void write_timed_out() = 0;
     // Keeps the owner (and so the loop it holds) alive while a step is pending.
     virtual std::shared_ptr<void> keep_alive() = 0;
+    // The `transport` label its writes are counted under on /metrics. Constant once writing.
+    virtual transport_kind metric_transport() const noexcept = 0;
 
    protected:
     ~owner() = default;

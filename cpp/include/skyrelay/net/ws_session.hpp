@@ -119,6 +119,9 @@ class ws_session final : public push_session {
   bool ends_when_close_sent() const override { return close_received_ || read_broken_; }
   std::vector<std::string> handshake_topics() const override;
   bool transport_only() const override { return transport_only_; }
+  transport_kind metric_transport() const noexcept override {
+    return transport_only_ ? transport_kind::socketio : transport_kind::json;
+  }
   void transport_closed(disconnect_reason why) override;
 
   bool on_frame(const ws::inbound& in);
