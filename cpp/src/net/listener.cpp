@@ -45,6 +45,15 @@ void refuse_connection(session_context& ctx, tcp::socket socket, connection_refu
   m.add(why == connection_refusal::per_ip ? m.local().refused_ip_limit
         : why == connection_refusal::rate ? m.local().refused_rate_limit
                                        : m.local().refused_total_limit);
+  log_event(ctx.log(), log_source::limits, log_level::warning, "connection_refused", [&] {
+    boost::system::error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    return std::vector<log_field>{
+        {"remote", ec ? std::string() : ep.address().to_string() + ":" + std::to_string(ep.port())},
+        {"limit", std::string(why == connection_refusal::per_ip ? "connections_per_ip"
+                              : why == connection_refusal::rate ? "new_connections_per_ip"
+                                                                : "connections_total")}};
+  });
   if (ctx.tls_context()) {
     // A TLS client cannot read a plain answer, and a handshake is what the limit saves: close.
     boost::system::error_code ignored;
