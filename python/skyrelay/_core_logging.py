@@ -13,10 +13,12 @@ time. Records the queue cannot hold are dropped and counted on ``/metrics``
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 from . import _core
@@ -70,8 +72,20 @@ def make_record(name: str, level: int, event: str, created: float,
     return record
 
 
+# Pumps whose thread runs: stopped at exit, so that no daemon thread is waiting inside the
+# core (without the GIL) when the interpreter finalizes, which would abort the process.
+_running: weakref.WeakSet[CoreLogPump] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for pump in list(_running):
+        pump.stop(timeout=1.0)
+
+
 class CoreLogPump:
-    """Drains one server's :class:`skyrelay._core.LogQueue` on a daemon thread."""
+    """Drains one server's :class:`skyrelay._core.LogQueue` on a daemon thread (a server left
+    running at exit must not keep the process alive)."""
 
     def __init__(self, queue: _core.LogQueue) -> None:
         self._queue = queue
@@ -95,6 +109,7 @@ class CoreLogPump:
         self.sync_levels()
         self._thread = threading.Thread(target=self._run, name="skyrelay-core-log", daemon=True)
         self._thread.start()
+        _running.add(self)
 
     def stop(self, timeout: float = 5.0) -> None:
         """After the core stopped: what is queued is logged, then the thread ends (a handler
@@ -102,6 +117,7 @@ class CoreLogPump:
         thread = self._thread
         if thread is None:
             return
+        _running.discard(self)
         self._stopping.set()
         self._queue.close()
         if thread is not threading.current_thread():
