@@ -120,7 +120,10 @@ void def_plain_fields(config_class& c) {
       .def_readwrite("compress_json_ws", &server_config::compress_json_ws)
       .def_readwrite("compress_socketio", &server_config::compress_socketio)
       .def_readwrite("compression_threshold", &server_config::compression_threshold)
-      .def_readwrite("version", &server_config::version);
+      .def_readwrite("version", &server_config::version)
+      .def_readwrite("liveness_path", &server_config::liveness_path)
+      .def_readwrite("readiness_path", &server_config::readiness_path)
+      .def_readwrite("log_queue_max", &server_config::log_queue_max);
 }
 
 void def_durations(config_class& c) {
@@ -138,6 +141,8 @@ void def_durations(config_class& c) {
   def_ms(c, "sse_retry_ms", &server_config::sse_retry);
   def_ms(c, "history_max_age_ms", &server_config::history_max_age);
   def_ms(c, "cluster_state_ttl_ms", &server_config::cluster_state_ttl);
+  def_ms(c, "io_stall_timeout_ms", &server_config::io_stall_timeout);
+  def_ms(c, "dispatcher_stall_timeout_ms", &server_config::dispatcher_stall_timeout);
 }
 
 // The fields whose Python form is not the C++ one: rates, and the policies built from the

@@ -344,7 +344,19 @@ void def_introspection(server_class& cls) {
       .def_property_readonly("room_count",
                              [](py_server& s) { return s.get().get_hub().room_count(); })
       .def("health_json", [](py_server& s) { return s.get().health_json(); })
-      .def("metrics_text", [](py_server& s) { return s.get().metrics_text(); });
+      .def("metrics_text", [](py_server& s) { return s.get().metrics_text(); })
+      // The probes (net/health.hpp): (ok, JSON text), as /health/ready and /health/live.
+      .def("readiness", [](py_server& s) {
+        auto r = s.get().readiness();
+        return py::make_tuple(r.ok, r.json);
+      })
+      .def("liveness", [](py_server& s) {
+        auto r = s.get().liveness();
+        return py::make_tuple(r.ok, r.json);
+      })
+      .def_property_readonly("log_queue", [](py_server& s) -> log_queue& {
+        return s.get().get_log();
+      }, py::return_value_policy::reference_internal);
 }
 
 void register_server(py::module_& m) {

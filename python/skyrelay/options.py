@@ -47,6 +47,7 @@ def server_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     :class:`skyrelay.Server` documents, for the first argument that does not fit."""
     o = SimpleNamespace(**settings)
     options = _fields(o)
+    options.update(probe_fields(o))
     _check(o, options)
     return options
 
@@ -294,3 +295,22 @@ def run_overrides(options: dict[str, Any], *, host: str | None = None, port: int
         index, handoff_fds, inbox_fd = worker
         options.update(worker_index=int(index), worker_inbox_fd=int(inbox_fd),
                        worker_handoff_fds=[int(fd) for fd in handoff_fds])
+
+
+def probe_fields(o: SimpleNamespace) -> dict[str, Any]:
+    """The probes' and the core log queue's options (docs/deployment.md "Probes", "Logs")."""
+    for name in ("io_stall_timeout", "dispatcher_stall_timeout"):
+        if not getattr(o, name) > 0:
+            raise ValueError(f"{name} must be > 0 seconds, not {getattr(o, name)!r}")
+    if int(o.log_queue_max) < 1:
+        raise ValueError(f"log_queue_max must be >= 1 record, not {o.log_queue_max!r}")
+    return {
+        # GET /health/live (the I/O threads answer) and /health/ready (dispatcher moving,
+        # broker reachable, not stopping): 200 or 503; None turns one off.
+        "liveness_path": builtin_path("liveness_path", o.liveness_path),
+        "readiness_path": builtin_path("readiness_path", o.readiness_path),
+        "io_stall_timeout_ms": _ms(o.io_stall_timeout),
+        "dispatcher_stall_timeout_ms": _ms(o.dispatcher_stall_timeout),
+        # Log records of the C++ core waiting for Python's logging; past it, dropped.
+        "log_queue_max": int(o.log_queue_max),
+    }

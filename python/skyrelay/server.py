@@ -27,6 +27,7 @@ from .errors import Forbidden
 from .handlers import HANDLER_ERROR_MESSAGE as HANDLER_ERROR_MESSAGE  # re-exported
 from .handlers import Handler, HandlerRegistry
 from .json_bridge import JSONProtocolBridge
+from ._core_logging import CoreLogPump
 from .options import namespace_specs, run_overrides, server_config, server_options
 from .socketio import SocketIOBridge
 from . import state as state_mod
@@ -194,6 +195,11 @@ class Server:
         debug: bool = False,
         trusted_proxies: Iterable[str] | str | None = None,
         proxy_header: str = "x-forwarded-for",
+        liveness_path: str | None = "/health/live",
+        readiness_path: str | None = "/health/ready",
+        io_stall_timeout: float = 10.0,
+        dispatcher_stall_timeout: float = 10.0,
+        log_queue_max: int = 10_000,
     ) -> None:
         # Every argument by its name, taken before any other local exists.
         settings = dict(locals())
@@ -217,6 +223,7 @@ class Server:
         self._connect_handlers = self._registry.connect_handlers
         self._core: _core.Server | None = None
         self._jwt_started = False  # this server holds its JWTAuth's JWKS refresher
+        self._log_pump: CoreLogPump | None = None
         self._socketio = SocketIOBridge(self._registry, lambda: self._core,
                                         functools.partial(Connection, self), self.socketio_path)
         self._json = JSONProtocolBridge(self._registry, lambda: self._core,
@@ -404,9 +411,15 @@ class Server:
                 )
                 if self._wsgi is not None:
                     self._wsgi.reply = self._core.http_reply
+                # The core's log records, into logging (levels set before the first one is made).
+                self._log_pump = CoreLogPump(self._core.log_queue)
+                self._log_pump.start()
                 self._core.start()
             except BaseException:
                 self._stop_jwt()  # the refresher goes with the failed start
+                if self._log_pump is not None:
+                    self._log_pump.stop()
+                    self._log_pump = None
                 raise
             for state in self._states.values():
                 # Made in C++ now, with what was updated before the start, so the first
@@ -447,20 +460,25 @@ class Server:
         if self._registry.on_dispatcher():
             # Called from a handler: the dispatcher cannot join itself, so stop from elsewhere.
             def stop_then_jwt() -> None:
-                core.stop()
+                self._stop_core(core)
                 self._stop_jwt()
             threading.Thread(target=stop_then_jwt, name="skyrelay-stop").start()
             return
         if self._wsgi is not None:
             self._wsgi.pause()  # no WSGI answer in flight while the core tears down
         try:
-            core.stop()
+            self._stop_core(core)
         finally:
             if self._wsgi is not None:
                 self._wsgi.resume()
             self._stop_jwt()
         self._connections.clear()
         self._registry.stop_loop()
+
+    def _stop_core(self, core: _core.Server) -> None:
+        core.stop()
+        if self._log_pump is not None:
+            self._log_pump.stop()  # after the core: its last records are logged too
 
     def run(self) -> None:
         """Starts and blocks until SIGINT or SIGTERM, then stops gracefully."""
@@ -663,6 +681,16 @@ class Server:
 
     def health(self) -> dict[str, Any]:
         return json.loads(self._require_core().health_json())
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """What ``GET /health/ready`` answers: (ready, its JSON with each check)."""
+        ok, text = self._require_core().readiness()
+        return ok, json.loads(text)
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """What ``GET /health/live`` answers: (alive, its JSON with each check)."""
+        ok, text = self._require_core().liveness()
+        return ok, json.loads(text)
 
     def metrics_text(self) -> str:
         return self._require_core().metrics_text()

@@ -30,6 +30,7 @@ bool dispatcher::post(job j) {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || !started_ || jobs_.size() >= max_jobs_) return false;
+    if (jobs_.empty()) progress_at_ = std::chrono::steady_clock::now();
     jobs_.push_back(std::move(j));
   }
   cv_.notify_one();
@@ -40,6 +41,7 @@ bool dispatcher::post_always(job j) {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || !started_) return false;
+    if (jobs_.empty()) progress_at_ = std::chrono::steady_clock::now();
     jobs_.push_back(std::move(j));
   }
   cv_.notify_one();
@@ -51,6 +53,12 @@ std::size_t dispatcher::queued() const {
   return jobs_.size();
 }
 
+dispatcher::progress_report dispatcher::progress() const {
+  std::lock_guard lock(mu_);
+  if (jobs_.empty()) return {};
+  return {jobs_.size(), std::chrono::steady_clock::now() - progress_at_};
+}
+
 void dispatcher::run() {
   for (;;) {
     job j;
@@ -60,6 +68,7 @@ void dispatcher::run() {
       if (jobs_.empty()) return;  // stopping, and everything queued has run
       j = std::move(jobs_.front());
       jobs_.pop_front();
+      progress_at_ = std::chrono::steady_clock::now();
     }
     j();
   }

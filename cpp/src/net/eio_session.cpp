@@ -58,6 +58,13 @@ std::string eio_session::open_packet() const {
 
 void eio_session::start() {
   arm_ping(context_.config().eio_ping_interval);
+  log_event(context_.log(), log_source::conn, log_level::info, "connection_open", [&] {
+    return std::vector<log_field>{
+        {"sid", sid_},
+        {"transport", std::string(echo_ ? "engineio" : "socketio")},
+        {"remote", remote_},
+        {"via", std::string(transport_ == transport::polling ? "polling" : "websocket")}};
+  });
   if (echo_) return;  // no Socket.IO CONNECT is expected
   connect_timer_.expires_after(context_.config().sio_connect_timeout);
   connect_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
@@ -482,6 +489,15 @@ void eio_session::close(disconnect_reason why) {
   }
   if (slot) polling_ended();
   slot.reset();  // the admission slot is free from now on
+  log_event(context_.log(), log_source::conn, log_level::info, "connection_close", [&] {
+    return std::vector<log_field>{{"sid", sid_},
+                                  {"transport", std::string(echo_ ? "engineio" : "socketio")},
+                                  {"reason", std::string(to_string(why))}};
+  });
+  if (why == disconnect_reason::slow_consumer)
+    log_event(context_.log(), log_source::limits, log_level::warning, "slow_consumer", [&] {
+      return std::vector<log_field>{{"sid", sid_}, {"limit", std::string("outbox_full")}};
+    });
   asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
     self->ping_timer_.cancel();
     self->connect_timer_.cancel();

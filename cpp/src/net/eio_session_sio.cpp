@@ -172,6 +172,13 @@ bool eio_session::verify_connect(const sio::packet& p, auth::identity_ptr& ident
   auto& m = context_.get_metrics();
   m.add(m.local().auth_refused);
   m.add(m.local().handshakes_rejected);
+  log_event(context_.log(), log_source::auth, log_level::info, "auth_refused", [&] {
+    return std::vector<log_field>{{"sid", sid_},
+                                  {"remote", remote_},
+                                  {"namespace", p.nsp},
+                                  {"code", refusal->code},
+                                  {"message", refusal->message}};
+  });
   std::string data = "{\"code\":";
   proto::append_json_string(data, refusal->code);
   data += '}';
@@ -322,6 +329,14 @@ void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attach
         // Over the socket's inbound rate: the event is dropped (its ack never comes) and the
         // client is told with a "rate_limited" event.
         context_.get_metrics().drop(drop_reason::rate_limited);
+        // One record per run of refused events (take_token counts the run), not per event.
+        if (sock->rate_streak() == 1)
+          log_event(context_.log(), log_source::limits, log_level::warning, "rate_limited", [&] {
+            return std::vector<log_field>{{"sid", sock->sid()},
+                                          {"transport", std::string("socketio")},
+                                          {"event", name},
+                                          {"retry_after_ms", std::int64_t(wait_ns / 1'000'000 + 1)}};
+          });
         std::string info = "{\"event\":";
         proto::append_json_string(info, name);
         info += ",\"retry_after_ms\":" + std::to_string(wait_ns / 1'000'000 + 1) + "}";

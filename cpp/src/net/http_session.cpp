@@ -221,6 +221,14 @@ void http_session::route(request req) {
                       "only GET and HEAD are served here", req.keep_alive());
   }
   if (cfg.sse && under(path, cfg.sse_path)) return sse(std::move(req), path, query);
+  // The probes come before /health: their default paths sit under it.
+  for (auto [probe_path, probe] : {std::pair{&cfg.readiness_path, &status_text::readiness},
+                                   std::pair{&cfg.liveness_path, &status_text::liveness}}) {
+    if (probe_path->empty() || path != *probe_path || !(ctx_.status().*probe)) continue;
+    auto r = (ctx_.status().*probe)();
+    return send_text(req, "application/json", std::move(r.json),
+                     r.ok ? http::status::ok : http::status::service_unavailable);
+  }
   if (!cfg.health_path.empty() && path == cfg.health_path)
     return send_text(req, "application/json", ctx_.status().health_json());
   if (!cfg.metrics_path.empty() && path == cfg.metrics_path)

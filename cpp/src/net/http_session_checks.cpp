@@ -70,8 +70,24 @@ bool http_session::check_client_topics(const request& req, const auth::identity_
   return false;
 }
 
+void http_session::log_refusal(const request& req, unsigned status, std::string_view code,
+                               std::string_view message) {
+  const bool auth = status == 401 || status == 403;
+  // The path without its query string: a token may ride in ?token= and must not reach a log.
+  const std::string_view target = req.target();
+  log_event(ctx_.log(), auth ? log_source::auth : log_source::conn, log_level::info,
+            auth ? "auth_refused" : "handshake_refused", [&] {
+              return std::vector<log_field>{{"remote", remote_of(stream_.socket())},
+                                            {"path", std::string(target.substr(0, target.find('?')))},
+                                            {"status", std::int64_t{status}},
+                                            {"code", std::string(code)},
+                                            {"message", std::string(message)}};
+            });
+}
+
 // 403 {"error":"forbidden","message":...}; the connection closes after it.
 void http_session::forbidden(const request& req, const std::string& message) {
+  log_refusal(req, 403, "forbidden", message);
   http::response<http::string_body> res{http::status::forbidden, req.version()};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
@@ -104,6 +120,7 @@ bool http_session::check_access(const request& req, const auth::identity_ptr& id
 void http_session::unauthorized(const request& req, const auth::auth_refusal& f, bool keep) {
   auto& m = ctx_.get_metrics();
   m.add(m.local().auth_refused);
+  log_refusal(req, 401, f.code, f.message);
   http::response<http::string_body> res{http::status::unauthorized, req.version()};
   res.set(http::field::www_authenticate, f.code == auth::token_required
                                              ? R"(Bearer realm="skyrelay")"

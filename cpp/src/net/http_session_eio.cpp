@@ -209,6 +209,14 @@ void http_session::refuse_session(const request& req, connection_refusal why,
   auto& m = ctx_.get_metrics();
   m.add(m.local().handshakes_rejected);
   const bool rate = why == connection_refusal::rate;
+  log_event(ctx_.log(), log_source::limits, log_level::warning, "connection_refused", [&] {
+    return std::vector<log_field>{
+        {"remote", remote_of(stream_.socket())},
+        {"transport", std::string("socketio")},
+        {"limit", std::string(rate ? "new_sessions_per_ip"
+                              : why == connection_refusal::per_ip ? "sessions_per_ip"
+                                                                  : "sessions_total")}};
+  });
   m.limit_hit(rate ? limit_kind::new_sessions_per_ip
               : why == connection_refusal::per_ip ? limit_kind::sessions_per_ip
                                                   : limit_kind::sessions_total);

@@ -193,7 +193,13 @@ class http_session : public std::enable_shared_from_this<http_session> {
 
   // http_session_static.cpp: /health, /metrics and files.
   void serve_static(const request& req, std::string_view path);
-  void send_text(const request& req, std::string_view type, std::string body);
+  // A handshake or request refused (skyrelay.core.auth for tokens, roles and origins, else
+  // skyrelay.core.connection), built only when that logger logs info; http_session_checks.cpp.
+  void log_refusal(const request& req, unsigned status, std::string_view code,
+                   std::string_view message);
+  // `status` other than 200: a probe that fails (503, /health/ready and /health/live).
+  void send_text(const request& req, std::string_view type, std::string body,
+                 http::status status = http::status::ok);
 
   // Every response of this connection goes out here: built-in ones and the WSGI app's.
   template <class Body>

@@ -1,4 +1,4 @@
-// http_session's plain GET routes: /health and /metrics (their text comes from the server),
+// http_session's plain GET routes: /health (and its probes) and /metrics (their text comes from the server),
 // the built-in browser client (/skyrelay.js, /skyrelay.d.ts) and the static directory; what
 // none of them has goes to the application when there is one, else it is a 404.
 #include "http_session_impl.hpp"
@@ -46,8 +46,9 @@ void http_session::serve_static(const request& req, std::string_view path) {
   write(std::move(res), req.keep_alive());
 }
 
-void http_session::send_text(const request& req, std::string_view type, std::string body) {
-  http::response<http::string_body> res{http::status::ok, req.version()};
+void http_session::send_text(const request& req, std::string_view type, std::string body,
+                             http::status status) {
+  http::response<http::string_body> res{status, req.version()};
   res.set(http::field::content_type, type);
   res.set(http::field::cache_control, "no-store");
   res.keep_alive(req.keep_alive());

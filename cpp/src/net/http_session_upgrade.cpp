@@ -83,6 +83,7 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
   auto& m = ctx_.get_metrics();
   auto reject = [&](http::status status, std::string_view code, std::string_view msg) {
     m.add(m.local().handshakes_rejected);
+    log_refusal(req, static_cast<unsigned>(status), code, msg);
     send_error(status, code, msg, false);
   };
   if (!beast::websocket::is_upgrade(req))
@@ -186,6 +187,7 @@ void http_session::sse(request req, std::string_view path, std::string_view quer
   auto& m = ctx_.get_metrics();
   auto reject = [&](http::status status, std::string_view code, std::string_view msg) {
     m.add(m.local().handshakes_rejected);
+    log_refusal(req, static_cast<unsigned>(status), code, msg);
     send_error(status, code, msg, false);
   };
   if (req.method() != http::verb::get)

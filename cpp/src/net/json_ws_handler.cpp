@@ -4,6 +4,7 @@
 #include <chrono>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <variant>
 
 #include "skyrelay/auth/access_policy.hpp"
@@ -160,8 +161,19 @@ void json_ws_handler::on_message(ws_session& s, proto::client_message& msg, cons
 bool json_ws_handler::within_rate(ws_session& s, const proto::client_message& msg) {
   if (msg.type == proto::client_type::ping) return true;
   std::int64_t wait_ns = 0;
-  if (limit_.take(msg.event, steady_ns(), wait_ns)) return true;
+  if (limit_.take(msg.event, steady_ns(), wait_ns)) {
+    rate_logged_ = false;
+    return true;
+  }
   ctx_.get_metrics().drop(drop_reason::rate_limited);
+  // One record per run of refused messages, not one per message: a flood logs once.
+  if (!std::exchange(rate_logged_, true))
+    log_event(ctx_.log(), log_source::limits, log_level::warning, "rate_limited", [&] {
+      return std::vector<log_field>{{"sid", s.sid()},
+                                    {"transport", std::string("websocket")},
+                                    {"event", std::string(msg.event)},
+                                    {"retry_after_ms", std::int64_t(wait_ns / 1'000'000 + 1)}};
+    });
   const std::string text = "over the connection's message rate; retry in " +
                            std::to_string(wait_ns / 1'000'000 + 1) + " ms";
   refuse(s, msg, error_code::rate_limited, text, msg.id);

@@ -69,6 +69,15 @@ const std::string& refusal_body(connection_refusal why) {
 
 void refuse_connection(session_context& ctx, tcp::socket socket, connection_refusal why) {
   count_refusal(ctx, why);
+  log_event(ctx.log(), log_source::limits, log_level::warning, "connection_refused", [&] {
+    boost::system::error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    return std::vector<log_field>{
+        {"remote", ec ? std::string() : ep.address().to_string() + ":" + std::to_string(ep.port())},
+        {"limit", std::string(why == connection_refusal::per_ip ? "connections_per_ip"
+                              : why == connection_refusal::rate ? "new_connections_per_ip"
+                                                                : "connections_total")}};
+  });
   if (ctx.tls_context()) {
     // A TLS client cannot read a plain answer, and a handshake is what the limit saves: close.
     boost::system::error_code ignored;

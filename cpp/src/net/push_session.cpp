@@ -170,6 +170,7 @@ void push_session::on_pushed(const outbox::push_result& r) {
   }
   if (r.overflow) {
     ctx_.get_metrics().drop(drop_reason::slow_consumer);
+    log_slow_consumer("outbox_full");
     close(close_code::slow_consumer, "slow consumer: outbox full", disconnect_reason::slow_consumer);
     return;
   }
@@ -186,6 +187,19 @@ void push_session::on_accept() {
   opened_ = true;
   auto& m = ctx_.get_metrics();
   m.add(m.local().of(metric_transport()).connections_opened);
+  if (!transport_only())  // an Engine.IO transport: its session logs (eio_session.cpp)
+    log_event(ctx_.log(), log_source::conn, log_level::info, "connection_open", [&] {
+      std::string remote = remote_;  // the client a trusted proxy named, else the peer
+      if (remote.empty()) {
+        boost::system::error_code ec;
+        auto ep = socket_.remote_endpoint(ec);
+        if (!ec) remote = ep.address().to_string() + ":" + std::to_string(ep.port());
+      }
+      return std::vector<log_field>{
+          {"sid", sid()},
+          {"transport", std::string(takes_answers() ? "websocket" : "sse")},
+          {"remote", std::move(remote)}};
+    });
   open();
   boost::system::error_code ec;
   if (auto* plain = socket_.plain()) plain->non_blocking(true, ec);
@@ -304,8 +318,17 @@ void push_session::write_timed_out() {
   // frame could not get past the bytes it left unread, so the connection is cut at once.
   auto& m = ctx_.get_metrics();
   m.limit_hit(limit_kind::write_timeout);
+  log_slow_consumer("write_timeout");
   m.drop(drop_reason::slow_consumer, outbox_.queued_frames() + writer_.inflight_frames());
   finish(disconnect_reason::slow_consumer);
+}
+
+// A connection closed as a slow consumer (skyrelay.core.limits, warning): `why` is the bound.
+void push_session::log_slow_consumer(std::string_view why) {
+  log_event(ctx_.log(), log_source::limits, log_level::warning, "slow_consumer", [&] {
+    return std::vector<log_field>{{"sid", sid()}, {"limit", std::string(why)},
+                                  {"queued_frames", std::int64_t(outbox_.queued_frames())}};
+  });
 }
 
 std::shared_ptr<void> push_session::keep_alive() { return shared_from_this(); }
@@ -331,6 +354,8 @@ void push_session::begin_close(std::uint16_t code, std::string_view reason,
   if (state_ == state::closing || state_ == state::closed) return;
   state_ = state::closing;
   close_reason_ = why;
+  close_code_ = code;
+  close_text_ = std::string(reason);
   final_frames_.clear();
   if (!drop_queued) outbox_.take(final_frames_);
   if (why == disconnect_reason::slow_consumer)
@@ -365,6 +390,15 @@ void push_session::finish(disconnect_reason why) {
   // An Engine.IO transport: its Socket.IO sockets count their own disconnects.
   if (transport_only()) return;
   m.disconnect(why);
+  log_event(ctx_.log(), log_source::conn, log_level::info, "connection_close", [&] {
+    std::vector<log_field> f{{"sid", sid()},
+                             {"transport", std::string(takes_answers() ? "websocket" : "sse")},
+                             {"reason", std::string(to_string(why))}};
+    // A WebSocket's close code (1006: none was exchanged, the connection was cut).
+    if (takes_answers()) f.push_back({"code", std::int64_t{close_code_ ? close_code_ : 1006}});
+    if (!close_text_.empty()) f.push_back({"message", close_text_});
+    return f;
+  });
   if (ctx_.hooks().on_disconnect) {
     const session_context* ctx = &ctx_;
     ctx_.get_dispatcher().post_always(

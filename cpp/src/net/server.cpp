@@ -83,6 +83,7 @@ frame_ptr encode_json_ws(const publication& p, const publish_meta& meta) {
 server::server(server_config cfg, app_hooks hooks)
     : cfg_(std::move(cfg)),
       hooks_(std::move(hooks)),
+      log_(cfg_.log_queue_max),
       metrics_(thread_count(cfg_.io_threads)),
       dispatcher_(cfg_.dispatch_queue_max),
       admission_(cfg_),
@@ -111,6 +112,7 @@ server::server(server_config cfg, app_hooks hooks)
       broker_->unsubscribe(room);
     }
   });
+  health_ = std::make_unique<health_monitor>(cfg_, dispatcher_, *broker_, log_);
   make_shared_state();
   hub_.set_history(cfg_.history_max_events, cfg_.history_max_age);
   hub_.set_max_rooms(cfg_.max_rooms_per_connection);
@@ -140,7 +142,10 @@ server::server(server_config cfg, app_hooks hooks)
                           take_publish_budget(publisher, n, std::move(done));
                         } : decltype(publisher::limit)()},
                        parking_,
-                       {[this] { return health_json(); }, [this] { return metrics_text(); }});
+                       {[this] { return health_json(); }, [this] { return metrics_text(); },
+                        [this] { return health_->readiness(); },
+                        [this] { return health_->liveness(); }});
+  ctx_->set_log(log_);
   ctx_->set_endpoints(endpoints_.get());
 }
 
@@ -246,6 +251,7 @@ void server::start() {
     workers_->start();
   }
   dispatcher_.start();
+  health_->start(contexts_);
   started_at_ = std::chrono::steady_clock::now();
   for (unsigned i = 0; i < n; ++i) {
     threads_.emplace_back([this, i] {
@@ -270,6 +276,7 @@ void server::sweep_later() {
 
 void server::stop() {
   if (!running_.exchange(false)) return;
+  health_->set_draining(true);  // readiness fails from here on
   if (manager_bridge_) manager_bridge_->stop();  // no manager message acts from here on
   listener_->close();
   if (workers_) workers_->stop();
@@ -294,6 +301,7 @@ void server::stop() {
   for (auto& c : contexts_) c->stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
+  health_->stop();
   {
     // No I/O thread runs now, so sessions can be ended from here. They must be gone (out of the
     // hub, sockets closed) before their contexts are destroyed.
@@ -440,12 +448,17 @@ double server::uptime_seconds() const {
 
 std::string server::health_json() const {
   // `degraded` while the broker cannot carry publications (a Redis broker without Redis).
+  // Also `degraded` while not ready or not alive (net/health.hpp), which "ready" and "live"
+  // say apart; the probes' own routes answer 503 for those, /health stays 200.
   const broker_status bs = broker_->status();
-  char buf[160];
+  const bool ready = health_->readiness().ok, live = health_->liveness().ok;
+  char buf[200];
   std::snprintf(buf, sizeof buf,
-                "{\"status\":\"%s\",\"uptime_s\":%.3f,\"connections\":%zu,\"rooms\":%zu",
-                bs.ok ? "ok" : "degraded", uptime_seconds(), hub_.connection_count(),
-                hub_.room_count());
+                "{\"status\":\"%s\",\"uptime_s\":%.3f,\"connections\":%zu,\"rooms\":%zu,"
+                "\"ready\":%s,\"live\":%s",
+                bs.ok && ready && live ? "ok" : "degraded", uptime_seconds(),
+                hub_.connection_count(), hub_.room_count(), ready ? "true" : "false",
+                live ? "true" : "false");
   // The transports whose endpoints are on, by their option names.
   std::string out = buf;
   out += ",\"transports\":[";
@@ -517,6 +530,7 @@ std::string server::metrics_text() const {
          "skyrelay_state_refused_total{limit=\"max_keys\"} " + std::to_string(st.refused_keys) +
          "\nskyrelay_state_refused_total{limit=\"max_key_bytes\"} " +
          std::to_string(st.refused_bytes) + "\n";
+  append_log_metrics(out, log_);  // core/log_queue.cpp
   append_manager_metrics(out, manager_bridge_.get());
   append_cluster_metrics(out);
   sio_.append_recovery_metrics(out);

@@ -139,7 +139,10 @@ bool sio_socket::take_token(std::string_view event, std::int64_t& wait_ns) {
     const auto& cfg = s->config();
     limit_.emplace(cfg.inbound_limit, &cfg.event_limits, now);
   }
-  return limit_->take(event, now, wait_ns);
+  const bool ok = limit_->take(event, now, wait_ns);
+  rate_streak_.store(ok ? 0 : rate_streak_.load(std::memory_order_relaxed) + 1,
+                     std::memory_order_relaxed);
+  return ok;
 }
 
 void sio_socket::detach() {

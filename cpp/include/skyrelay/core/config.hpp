@@ -222,6 +222,18 @@ struct server_config {
   // The version skyrelay_build_info shows on /metrics: the Python package's (skyrelay.__version__,
   // set by Server); empty shows "unknown".
   std::string version;
+
+  // Probes (net/health.hpp, docs/deployment.md "Probes"): the liveness and readiness routes
+  // (empty turns one off), how long an I/O thread may miss its heartbeat before liveness fails,
+  // and how long jobs may wait on the dispatcher with none taken before readiness fails (a
+  // sync handler blocked that long is wedged: 10 s is far above any sane handler's run time).
+  std::string liveness_path{"/health/live"};
+  std::string readiness_path{"/health/ready"};
+  std::chrono::milliseconds io_stall_timeout{10'000};
+  std::chrono::milliseconds dispatcher_stall_timeout{10'000};
+  // Log records of the C++ core waiting for Python's logging (core/log_queue.hpp): a burst of
+  // 10,000 connection events is a few MB at most; past it records are dropped and counted.
+  std::size_t log_queue_max{10'000};
 };
 
 }  // namespace skyrelay

@@ -2,6 +2,7 @@
 // no I/O thread ever waits for the application.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -33,6 +34,15 @@ class dispatcher {
 
   std::size_t queued() const;
 
+  // Whether the worker is making progress (readiness, net/health.hpp): the jobs waiting, and
+  // for how long none was taken while some waited (zero when none waits). A job that never
+  // returns (a sync handler blocked forever) shows as `stalled` growing with `queued` > 0.
+  struct progress_report {
+    std::size_t queued{0};
+    std::chrono::steady_clock::duration stalled{};
+  };
+  progress_report progress() const;
+
  private:
   void run();
 
@@ -42,6 +52,8 @@ class dispatcher {
   std::deque<job> jobs_;
   bool stopping_{false};
   bool started_{false};
+  // When the worker last took a job, or when the queue last became non-empty if later.
+  std::chrono::steady_clock::time_point progress_at_{};
   std::thread worker_;
 };
 

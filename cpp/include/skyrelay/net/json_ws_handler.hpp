@@ -76,6 +76,7 @@ class json_ws_handler final : public ws_handler {
 
   session_context& ctx_;
   inbound_limit limit_;
+  bool rate_logged_{false};  // a rate_limited record was logged since the last message let in
   const std::vector<std::string> topics_;  // subscribed on acceptance
   const endpoint* ep_;                     // null: /ws
   const proto::envelope* env_;             // the endpoint's envelope; null: the JSON protocol

@@ -159,6 +159,9 @@ class push_session : public subscriber,
   bool close_sent_{false};
   bool finished_{false};
   disconnect_reason close_reason_{disconnect_reason::transport_error};
+  std::uint16_t close_code_{0};  // begin_close's, for the connection_close log record
+  std::string close_text_;
+  void log_slow_consumer(std::string_view why);
   auth::identity_ptr identity_;
 
  private:

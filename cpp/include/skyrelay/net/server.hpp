@@ -19,12 +19,14 @@
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/config.hpp"
 #include "skyrelay/core/errors.hpp"
+#include "skyrelay/core/log_queue.hpp"
 #include "skyrelay/hub/broker.hpp"
 #include "skyrelay/hub/dispatcher.hpp"
 #include "skyrelay/hub/hub.hpp"
 #include "skyrelay/limits/admission.hpp"
 #include "skyrelay/limits/rate_limiter.hpp"
 #include "skyrelay/net/endpoint_table.hpp"
+#include "skyrelay/net/health.hpp"
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/app_hooks.hpp"
 #include "skyrelay/net/app_parking.hpp"
@@ -142,6 +144,11 @@ class server {
 
   std::string health_json() const;
   std::string metrics_text() const;
+  // The C++ core's log records, drained into Python's logging (core/log_queue.hpp).
+  log_queue& get_log() noexcept { return log_; }
+  // GET /health/ready and /health/live (net/health.hpp).
+  health_monitor::report readiness() const { return health_->readiness(); }
+  health_monitor::report liveness() const { return health_->liveness(); }
   double uptime_seconds() const;
 
   // Session registry (used by sessions themselves).
@@ -168,6 +175,7 @@ class server {
 
   server_config cfg_;
   app_hooks hooks_;
+  log_queue log_;  // before every part that logs
   hub hub_;
   transport_encoders encoders_;  // set in the constructor, before any connection
   // The application's endpoints (null: none), with their envelopes' encoders.
@@ -177,6 +185,7 @@ class server {
   // Takes python-socketio's / Flask-SocketIO's manager messages (Redis broker only, else null).
   std::unique_ptr<redis::redis_sio_bridge> manager_bridge_;
   dispatcher dispatcher_;
+  std::unique_ptr<health_monitor> health_;  // reads dispatcher_ and broker_
   std::unique_ptr<boost::asio::ssl::context> tls_;  // outlives every connection (declared first)
   admission admission_;  // outlives every slot, and so every connection
 

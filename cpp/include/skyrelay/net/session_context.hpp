@@ -14,6 +14,7 @@
 
 #include "skyrelay/core/config.hpp"
 #include "skyrelay/core/encoder.hpp"
+#include "skyrelay/core/log_queue.hpp"
 #include "skyrelay/hub/broker.hpp"
 #include "skyrelay/hub/dispatcher.hpp"
 #include "skyrelay/hub/hub.hpp"
@@ -22,6 +23,7 @@
 #include "skyrelay/net/aliases.hpp"
 #include "skyrelay/net/app_hooks.hpp"
 #include "skyrelay/net/app_parking.hpp"
+#include "skyrelay/net/health.hpp"
 #include "skyrelay/net/idempotency_store.hpp"
 #include "skyrelay/net/metrics.hpp"
 
@@ -67,6 +69,9 @@ struct publisher {
 struct status_text {
   std::function<std::string()> health_json;
   std::function<std::string()> metrics_text;
+  // GET /health/ready and /health/live (net/health.hpp): 200 when ok, else 503.
+  std::function<health_monitor::report()> readiness;
+  std::function<health_monitor::report()> liveness;
 };
 
 // The hub's ids of the server's encoders, one per transport, registered when the server is
@@ -129,6 +134,10 @@ class session_context {
   // none. Set once by the server before it accepts any connection.
   const endpoint_table* endpoints() const noexcept { return endpoints_; }
   void set_endpoints(const endpoint_table* t) noexcept { endpoints_ = t; }
+  // The C++ core's log records (core/log_queue.hpp): a call site asks enabled() before it
+  // builds one. Set once by the server before it accepts any connection.
+  log_queue& log() const noexcept { return *log_; }
+  void set_log(log_queue& q) noexcept { log_ = &q; }
   void set_http_faces(publisher p, app_parking& parking, status_text s) {
     publisher_ = std::move(p);
     parking_ = &parking;
@@ -152,6 +161,7 @@ class session_context {
   status_text status_;
   worker_handoff* workers_{nullptr};
   const endpoint_table* endpoints_{nullptr};
+  log_queue* log_{&disabled_log_queue()};
 };
 
 }  // namespace skyrelay

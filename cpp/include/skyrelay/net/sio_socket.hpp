@@ -79,6 +79,10 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   // The socket's inbound limit (server_config::inbound_limit, event_limits): false when the
   // event is over it, with the wait until a token is back. Thread-safe.
   bool take_token(std::string_view event, std::int64_t& wait_ns);
+  // Events refused in a row by take_token (0 after one let in): 1 marks a run's first.
+  std::uint64_t rate_streak() const noexcept {
+    return rate_streak_.load(std::memory_order_relaxed);
+  }
 
   // Recovery. The pid the client presents to resume ("" when recovery is off).
   const std::string& pid() const noexcept { return pid_; }
@@ -193,6 +197,7 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   std::deque<kept_event> kept_;
   std::size_t kept_bytes_{0};
   std::optional<inbound_limit> limit_;  // made on first use, from the server's config
+  std::atomic<std::uint64_t> rate_streak_{0};  // written under mu_ (take_token)
   auth::identity_ptr identity_;
   std::shared_ptr<const std::vector<std::string>> granted_roles_;
   std::shared_ptr<asio::steady_timer> expiry_;  // cancelled on its own executor
