@@ -77,7 +77,7 @@ void http_session::log_refusal(const request& req, unsigned status, std::string_
   const std::string_view target = req.target();
   log_event(ctx_.log(), auth ? log_source::auth : log_source::conn, log_level::info,
             auth ? "auth_refused" : "handshake_refused", [&] {
-              return std::vector<log_field>{{"remote", remote_of(stream_.socket())},
+              return std::vector<log_field>{{"remote", client_remote_},
                                             {"path", std::string(target.substr(0, target.find('?')))},
                                             {"status", std::int64_t{status}},
                                             {"code", std::string(code)},

@@ -211,7 +211,7 @@ void http_session::refuse_session(const request& req, connection_refusal why,
   const bool rate = why == connection_refusal::rate;
   log_event(ctx_.log(), log_source::limits, log_level::warning, "connection_refused", [&] {
     return std::vector<log_field>{
-        {"remote", remote_of(stream_.socket())},
+        {"remote", client_remote_},
         {"transport", std::string("socketio")},
         {"limit", std::string(rate ? "new_sessions_per_ip"
                               : why == connection_refusal::per_ip ? "sessions_per_ip"
