@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import _core
+from ._rate_text import parse_rate
 from .errors import BrokerUnavailable
 
 __all__ = ["Decision", "RateLimiter"]
@@ -71,8 +72,15 @@ class RateLimiter:
     process whose limiter has the same rate, burst and ``name`` (default: the rate and burst);
     see docs/api.md for what happens while Redis is unreachable."""
 
-    def __init__(self, rate: float, burst: float, *, max_keys: int = 100_000,
+    def __init__(self, rate: float | str, burst: float | None = None, *, max_keys: int = 100_000,
                  redis: str | None = None, name: str | None = None) -> None:
+        if isinstance(rate, str):
+            # The limits package's notation ("100/minute"): N per period is a bucket of N
+            # refilled over the period; burst= may still set its own size.
+            rate, counted = parse_rate(rate)
+            burst = counted if burst is None else burst
+        elif burst is None:
+            raise TypeError("burst is needed with a numeric rate (or give rate as '100/minute')")
         if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
             raise ValueError("max_keys must be a positive integer")
         self._limiter = _core.RateLimiter(float(rate), float(burst), max_keys)

@@ -28,6 +28,7 @@ from .handlers import HANDLER_ERROR_MESSAGE as HANDLER_ERROR_MESSAGE  # re-expor
 from .handlers import Handler, HandlerRegistry
 from .json_bridge import JSONProtocolBridge
 from ._core_logging import CoreLogPump
+from ._rate_text import parse_rate
 from .options import namespace_specs, run_overrides, server_config, server_options
 from .socketio import SocketIOBridge
 from . import state as state_mod
@@ -242,7 +243,7 @@ class Server:
 
     def on(self, event: str, handler: Handler | None = None, *,
            namespace: str | re.Pattern[str] | None = None,
-           rate: tuple[float, float] | None = None,
+           rate: tuple[float, float] | str | None = None,
            roles: Iterable[str] | None = None) -> Any:
         """Registers ``handler(conn, data)`` for an event; usable as a decorator.
 
@@ -257,7 +258,9 @@ class Server:
         serves every namespace it matches (the whole name, ``re.fullmatch``) that has no handler
         of its own for the event; ``conn.namespace`` tells which one.
 
-        ``rate=(per_second, burst)`` gives the event its own inbound limit per connection,
+        ``rate=(per_second, burst)``, or text such as ``"10/second"`` (the ``limits``
+        package's notation: N per period is a burst of N refilled over the period), gives the
+        event its own inbound limit per connection,
         instead of the server's ``inbound_rate``/``inbound_burst`` (JSON protocol and Socket.IO;
         set it before :meth:`start`).
 
@@ -274,7 +277,7 @@ class Server:
                                  f"require_roles(roles, namespace=...) for a namespace")
             self.require_roles(roles, event=event, namespace=namespace or "/")
         if rate is not None:
-            per_second, burst = rate
+            per_second, burst = parse_rate(rate) if isinstance(rate, str) else rate
             if per_second < 0 or burst < 1:
                 raise ValueError("rate is (messages per second >= 0, burst >= 1)")
             self._registry.event_limits[event] = (float(per_second), float(burst))

@@ -397,3 +397,19 @@ def test_a_connect_decision_that_takes_too_long_is_a_handshake_timeout(skyrelay_
     with pytest.raises(ConnectionError):
         RawClient(server.port)  # closed during the handshake, without an answer
     wait_until(lambda: hits(server.port, "handshake_timeout") == 1)
+
+
+def test_an_event_rate_in_the_limits_packages_notation(skyrelay_server_factory, skyrelay_client):
+    def configure(server):
+        server.on("vote", lambda conn, data: data, rate="3/hour")  # a burst of 3, then 1/20 min
+
+    server = skyrelay_server_factory(configure)
+    c = skyrelay_client(server)
+    assert [c.request("vote", i) for i in range(3)] == [0, 1, 2]
+    with pytest.raises(ResponseError) as refused:
+        c.request("vote", 3)
+    assert refused.value.code == "rate_limited"
+    assert skyrelay_client(server).request("vote", "other") == "other"  # per connection
+    for bad in ("3/fortnight", "3 per", "0/second", "10/second;100/minute"):
+        with pytest.raises(ValueError):
+            server.on("x", lambda conn, data: None, rate=bad)

@@ -357,3 +357,28 @@ def test_fastapi_custom_keys_decision_and_exemption(fastapi_site):
         assert http.get("/report", params={"tenant": "acme"}).json() == {"allowed": True}
         assert http.get("/report", params={"tenant": "acme"}).status_code == 429
         assert http.get("/report", params={"tenant": "initech"}).status_code == 200
+
+
+@pytest.mark.parametrize("text, rate, burst", [
+    ("100/minute", 100 / 60, 100), ("10 per second", 10, 10), ("1000 per 2 hours", 1000 / 7200, 1000),
+    ("5/Day", 5 / 86400, 5), ("2 per 10 seconds", 0.2, 2), ("  7 / minutes ", 7 / 60, 7),
+])
+def test_limits_package_notation(text, rate, burst):
+    from skyrelay._rate_text import parse_rate
+
+    assert parse_rate(text) == (pytest.approx(rate), burst)
+    limiter = RateLimiter(text)
+    assert (limiter.rate, limiter.burst) == (pytest.approx(rate), burst)
+
+
+def test_limits_notation_as_a_bucket():
+    limiter = RateLimiter("3/minute")              # 3 at once, then one every 20 s
+    assert all(limiter.acquire("k") for _ in range(3))
+    denied = limiter.acquire("k")
+    assert not denied and 19.9 < denied.retry_after <= 20.0
+    assert RateLimiter("3/minute", burst=1).burst == 1   # burst= still sets the size
+    for bad in ("3/fortnight", "per minute", "3 minute", "0/second", "10/second;100/minute", "-1/s"):
+        with pytest.raises(ValueError):
+            RateLimiter(bad)
+    with pytest.raises(TypeError):
+        RateLimiter(5)                              # a numeric rate needs its burst
