@@ -57,14 +57,17 @@ class Inbox:
                 found, item = _pop_first(self._items, match)
                 if found:
                     return item
-                if self.ended is not None:
-                    raise ExpectationTimeout(f"{self.ended} before {what} arrived; "
-                                             f"queued: {self._items[:5]!r}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ExpectationTimeout(f"no {what} within {timeout}s; "
-                                             f"queued: {self._items[:5]!r}")
+                left = _time_left(self._items, self.ended, deadline - time.monotonic(),
+                                  timeout, what)
                 self._cond.wait(left)
+
+    def expect_nothing(self, within: float) -> None:
+        """Asserts that nothing arrives within ``within`` seconds."""
+        try:
+            item = self.take(lambda _: True, within, "an event")
+        except AssertionError:
+            return
+        raise AssertionError(f"unexpected event: {item!r}")
 
     def wait_ended(self, timeout: float) -> bool:
         with self._cond:
@@ -101,13 +104,7 @@ class AsyncInbox:
             found, item = _pop_first(self._items, match)
             if found:
                 return item
-            if self.ended is not None:
-                raise ExpectationTimeout(f"{self.ended} before {what} arrived; "
-                                         f"queued: {self._items[:5]!r}")
-            left = deadline - loop.time()
-            if left <= 0:
-                raise ExpectationTimeout(f"no {what} within {timeout}s; "
-                                         f"queued: {self._items[:5]!r}")
+            left = _time_left(self._items, self.ended, deadline - loop.time(), timeout, what)
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), left)
@@ -117,3 +114,13 @@ class AsyncInbox:
     def drain(self) -> list[Any]:
         items, self._items = self._items, []
         return items
+
+
+def _time_left(items: list[Any], ended: str | None, left: float, timeout: float,
+               what: str) -> float:
+    """``left`` when waiting may go on; else the ExpectationTimeout that says why not."""
+    if ended is not None:
+        raise ExpectationTimeout(f"{ended} before {what} arrived; queued: {items[:5]!r}")
+    if left <= 0:
+        raise ExpectationTimeout(f"no {what} within {timeout}s; queued: {items[:5]!r}")
+    return left
