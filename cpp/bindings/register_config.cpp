@@ -105,6 +105,7 @@ void def_plain_fields(config_class& c) {
       .def_readwrite("cors_allowed_origins", &server_config::cors_allowed_origins)
       .def_readwrite("cors_credentials", &server_config::cors_credentials)
       .def_readwrite("eio_cookie", &server_config::eio_cookie)
+      .def_readwrite("eio_allow_upgrades", &server_config::eio_allow_upgrades)
       .def_readwrite("engineio_echo_path", &server_config::engineio_echo_path)
       .def_readwrite("history_max_events", &server_config::history_max_events)
       .def_readwrite("roles_from_connect", &server_config::roles_from_connect)

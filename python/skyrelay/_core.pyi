@@ -45,6 +45,7 @@ class ServerConfig:
     cors_allowed_origins: list[str]
     cors_credentials: bool
     eio_cookie: str
+    eio_allow_upgrades: bool
     engineio_echo_path: str
     history_max_events: int
     roles_from_connect: bool

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from ._extras import requires_extra
@@ -41,7 +42,7 @@ log = logging.getLogger("skyrelay.flask")
 # Flask-SocketIO options that have no meaning here (the C++ core owns I/O, no eventlet/gevent;
 # Engine.IO's upgrade and compression settings are the core's).
 _IGNORED = {"async_mode", "json", "always_connect", "monitor_clients", "http_compression",
-            "compression_threshold", "allow_upgrades", "transports", "serializer"}
+            "compression_threshold", "transports", "serializer"}
 
 
 class ConnectionRefusedError(ConnectionRefused):  # noqa: A001 - the Flask-SocketIO name
@@ -76,6 +77,17 @@ class FlaskServer(Server):
     by its sid, with the managed Flask session under ``"saved_session"``."""
 
     environ: dict[str, dict[str, Any]]
+
+    @property
+    def eio(self) -> SimpleNamespace:
+        """What Flask-SocketIO code reads off ``socketio.server.eio`` (python-engineio's server
+        there): this server's Engine.IO settings, as a read-only snapshot."""
+        o = self._options
+        return SimpleNamespace(allow_upgrades=bool(o["eio_allow_upgrades"]),
+                               cookie=o["eio_cookie"] or None,
+                               ping_interval=o["eio_ping_interval_ms"] / 1000.0,
+                               ping_timeout=o["eio_ping_timeout_ms"] / 1000.0,
+                               max_http_buffer_size=int(o["max_body_size"]))
 
 
 class SocketIO:

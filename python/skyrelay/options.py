@@ -92,6 +92,8 @@ def _fields(o: SimpleNamespace) -> dict[str, Any]:
         # Credentialed CORS for listed origins only: never with "*" (checked below).
         "cors_credentials": o.cors_credentials is not False,
         "eio_cookie": "io" if o.cookie is True else (o.cookie or ""),
+        # False: polling sessions stay on polling (python-engineio's allow_upgrades=False).
+        "eio_allow_upgrades": bool(o.allow_upgrades),
         # Test-only: a raw Engine.IO echo endpoint for the official conformance suite.
         "engineio_echo_path": o.engineio_echo_path,
         # Socket.IO connection state recovery (seconds a dropped socket waits; 0: off).

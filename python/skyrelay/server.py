@@ -104,6 +104,10 @@ class Server:
     bytes go to every compressed connection; messages under ``compression_threshold`` bytes
     (128) go uncompressed (docs/protocol.md "Compression").
 
+    ``allow_upgrades=False`` keeps Engine.IO polling sessions on polling: their open packet offers
+    no upgrade and a WebSocket probe for one is refused, as python-engineio does (a client may
+    still open a session over WebSocket directly).
+
     ``reuse_port=True`` sets ``SO_REUSEPORT`` on the listening socket, so that several
     processes can serve one port (``skyrelay run --workers N`` sets it; docs/deployment.md).
 
@@ -151,6 +155,7 @@ class Server:
         cors_allowed_origins: Iterable[str] | str | None = None,
         cors_credentials: bool | None = None,
         cookie: str | bool | None = None,
+        allow_upgrades: bool = True,
         wsgi_app: Callable[..., Any] | None = None,
         engineio_echo_path: str = "",
         recovery_window: float = 0.0,

@@ -221,7 +221,7 @@ def test_managed_session_lives_in_the_environ_and_unmanaged_stays_the_cookies(ma
 
 def test_delayed_init_app_takes_the_options_and_builds_the_server():
     app = flask.Flask(__name__)
-    socketio = SocketIO(ping_timeout=7)
+    socketio = SocketIO(ping_timeout=7, allow_upgrades=False)
     assert socketio.server is None
 
     @socketio.on("connect")
@@ -230,6 +230,8 @@ def test_delayed_init_app_takes_the_options_and_builds_the_server():
 
     socketio.init_app(app, cookie="foo")
     assert socketio.server is not None and not socketio.server.running
+    eio = socketio.server.eio  # python-engineio's settings, as Flask-SocketIO code reads them
+    assert (eio.allow_upgrades, eio.cookie, eio.ping_timeout) == (False, "foo", 7.0)
     client = socketio.test_client(app)
     try:
         assert client.get_received() == [{"name": "json", "args": {"connected": "foo"},
@@ -238,6 +240,7 @@ def test_delayed_init_app_takes_the_options_and_builds_the_server():
         handshake = requests.get(url, timeout=10)
         assert handshake.cookies.get("foo") == json.loads(handshake.text[1:])["sid"]
         assert json.loads(handshake.text[1:])["pingTimeout"] == 7000
+        assert json.loads(handshake.text[1:])["upgrades"] == []
     finally:
         socketio.stop()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 import time
 
@@ -157,3 +158,64 @@ def test_a_socket_ended_on_a_shared_session_gets_nothing_more(skyrelay_server_fa
         assert client.connected  # the session and its "/" socket go on
     finally:
         client.disconnect()
+
+
+def _upgrade_status(port: int, sid: str) -> tuple[int, str]:
+    """The status line and body of a WebSocket probe for polling session ``sid``."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall((f"GET /socket.io/?EIO=4&transport=websocket&sid={sid} HTTP/1.1\r\n"
+                      f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length: *(\d+)", head)
+        while length and len(rest) < int(length.group(1)):
+            rest += sock.recv(4096)
+    head, body = head.decode(), rest.decode()
+    return int(head.split()[1]), body
+
+
+def test_allow_upgrades_false_keeps_polling_sessions_on_polling(skyrelay_server_factory):
+    server = skyrelay_server_factory(allow_upgrades=False)
+    server.on("echo", lambda conn, data: data)
+    # The open packet offers no upgrade, and a probe that asks anyway is refused.
+    polling = EioPolling(server.port)
+    body = polling.request("GET", "/socket.io/?EIO=4&transport=polling")
+    assert json.loads(body[1:])["upgrades"] == []
+    status, answer = _upgrade_status(server.port, polling.sid)
+    assert status == 400 and json.loads(answer) == {"code": 3, "message": "Bad request"}
+    # The session is still whole on polling after the refused probe.
+    polling.post("40")
+    assert any(r.startswith("40{") for r in polling.get())
+    # python-socketio offered both transports stays on polling and works.
+    client = socketio.Client(reconnection=False)
+    client.connect(f"http://127.0.0.1:{server.port}", transports=["polling", "websocket"],
+                   wait_timeout=10)
+    try:
+        assert client.call("echo", {"n": 1}, timeout=10) == {"n": 1}
+        time.sleep(0.3)  # the client would have probed by now
+        assert client.transport() == "polling"
+    finally:
+        client.disconnect()
+    # A session opened over WebSocket directly is unaffected.
+    ws = socketio.Client(reconnection=False)
+    ws.connect(f"http://127.0.0.1:{server.port}", transports=["websocket"], wait_timeout=10)
+    try:
+        assert ws.transport() == "websocket" and ws.call("echo", 2, timeout=10) == 2
+    finally:
+        ws.disconnect()
+
+
+def test_upgrades_are_offered_by_default(skyrelay_server_factory):
+    server = skyrelay_server_factory()
+    polling = EioPolling(server.port)
+    body = polling.request("GET", "/socket.io/?EIO=4&transport=polling")
+    assert json.loads(body[1:])["upgrades"] == ["websocket"]
+    assert _upgrade_status(server.port, polling.sid)[0] == 101

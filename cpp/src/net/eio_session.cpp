@@ -51,7 +51,7 @@ const server_config& eio_session::config() const noexcept { return context_.conf
 
 std::string eio_session::open_packet() const {
   const auto& cfg = context_.config();
-  return "0" + eio::open_packet(sid_, transport_ == transport::polling,
+  return "0" + eio::open_packet(sid_, transport_ == transport::polling && cfg.eio_allow_upgrades,
                                 cfg.eio_ping_interval.count(), cfg.eio_ping_timeout.count(),
                                 cfg.max_body_size);
 }

@@ -92,6 +92,10 @@ void http_session::engineio_websocket(const request& req, std::string_view query
     return eio_error(req, cors, eio::error_code::bad_request);
   std::shared_ptr<eio_session> session;
   if (sid) {
+    // A probe that upgrades a polling session: refused when upgrades are off, as the open
+    // packet offered none (a client that asks anyway is not following the handshake).
+    if (!ctx_.config().eio_allow_upgrades)
+      return eio_error(req, cors, eio::error_code::bad_request);
     session = ctx_.sio().find_eio(*sid);
     if (!session) return eio_error(req, cors, eio::error_code::unknown_sid);
   }

@@ -142,6 +142,10 @@ struct server_config {
   // For listed origins: echo the exact origin and allow credentials. Never with "*".
   bool cors_credentials{true};
   std::string eio_cookie;       // name of the sticky-session cookie ("io"); empty: none
+  // False: a polling session is offered no upgrade ("upgrades":[] in its open packet) and a
+  // WebSocket probe for one is refused (400 "Bad request"), as python-engineio's
+  // allow_upgrades=False; a session opened over WebSocket is unaffected.
+  bool eio_allow_upgrades{true};
   // Test-only: a raw Engine.IO endpoint that echoes every message (the official Engine.IO
   // conformance suite needs one). Empty: none.
   std::string engineio_echo_path;
