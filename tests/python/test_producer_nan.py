@@ -90,7 +90,7 @@ def test_nan_error_names_the_field_and_sends_nothing(server, skyrelay_client):
                 batch.emit("bad", {"flow": float("inf")}, to="lab")
         # Finite data goes out as usual under nan="error".
         assert producer.emit("fine", {"flow": 2.5}, to="lab").seq == 1
-    assert metric(server, "skyrelay_publish_api_requests_total") == 1
+    assert metric(server, 'skyrelay_received_messages_total{transport="publish"}') == 1
     assert client.expect("fine") == {"flow": 2.5}
     client.expect_nothing(0.2, "event")
 
@@ -128,4 +128,4 @@ def test_the_policy_is_checked_and_bytes_are_not_rewritten(server):
         # A user's default= hook still runs, and its NaN follows the policy.
         with Producer(server.http_url, token=TOKEN, default=complex_parts) as other:
             assert other.emit("c", {"z": 1j}).delivered == 0
-    assert metric(server, "skyrelay_publish_api_requests_total") == 1
+    assert metric(server, 'skyrelay_received_messages_total{transport="publish"}') == 1

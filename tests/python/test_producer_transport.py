@@ -169,7 +169,7 @@ def test_a_proxy_that_wants_credentials_answers_407_without_retries(server, monk
                 producer.emit("e", 1)
         assert (err.value.status, err.value.code) == (407, "proxy_refused")
         assert len(proxy.request_lines) == 2  # one try each
-    assert metric(server, "skyrelay_publish_api_requests_total") == 0
+    assert metric(server, 'skyrelay_received_messages_total{transport="publish"}') == 0
 
 
 def test_a_lost_answer_through_the_proxy_is_retried_and_published_once(server,
@@ -247,7 +247,7 @@ def test_a_batch_keeps_its_order_across_requests(server, skyrelay_client):
     results = asyncio.run(publish())
     assert [p.seq for p in results] == list(range(1, 24))
     assert [client.expect("e") for _ in range(23)] == list(range(23))
-    assert metric(server, "skyrelay_publish_api_requests_total") == 5
+    assert metric(server, 'skyrelay_received_messages_total{transport="publish"}') == 5
 
 
 def test_bad_settings_fail_early(server):
@@ -258,7 +258,7 @@ def test_bad_settings_fail_early(server):
     with Producer(server.http_url, token=TOKEN) as producer:
         with pytest.raises(ValueError, match="control characters"):
             producer.emit("e", 1, idempotency_key="k\nX: y")
-    assert metric(server, "skyrelay_publish_api_requests_total") == 0
+    assert metric(server, 'skyrelay_received_messages_total{transport="publish"}') == 0
 
 
 def test_an_async_producer_outlives_its_event_loop(server, skyrelay_client):

@@ -124,6 +124,8 @@ def test_every_server_option_lands_in_the_typed_config():
         got = getattr(config, key)
         if key in ("jwt", "access", "client_topics"):
             assert got is (value is not None), key  # policies read back as "is set"
+        elif key == "trusted_proxies":  # (specs, header) or None; reads back the network count
+            assert got == (0 if value is None else len(value[0])), key
         elif isinstance(value, (tuple, list)) and key.endswith("_per_ip"):
             assert got == tuple(value), key
         else:
