@@ -14,8 +14,10 @@ WebSocket, SSE at /sse/bench; Node `ws`; Node socket.io), one run:
    load client processes, each with its own addresses, started together.
 3. Accepts per second: N over the wall time until every load client has its connections open.
 4. After --settle seconds the server's RSS is read again: memory per idle connection is that
-   growth over N (user-space memory only; the kernel's socket buffers are not in RSS and are
-   reported apart, for both ends together, from /proc/net/sockstat).
+   growth over N. Before each reading the server runs a full garbage collection (Python's
+   gc.collect(); Node's gc() under --expose-gc) so handshake garbage is not counted. This is
+   user-space memory only: the kernel's socket buffers are not in RSS; they are reported
+   apart, for both ends together, from /proc/net/sockstat.
 5. The connections are held --hold seconds; the load client answers pings (WebSocket and
    Engine.IO) on the way. The server's CPU over the hold is the heartbeat cost.
 6. The driver writes PUBLISH to the server: one ~100-byte message to every connection. The
@@ -54,8 +56,9 @@ RUNS = {
     "skyrelay-socketio": (harness.server("scale_skyrelay.py", "--protocol", "socketio"),
                           SIO_PATH, "socketio"),
     "skyrelay-sse": (harness.server("scale_skyrelay.py", "--protocol", "sse"), "/sse/bench", "sse"),
-    "node-ws": (["node", NODE_SCRIPT, "--protocol", "ws"], "/ws/bench", "ws"),
-    "node-socketio": (["node", NODE_SCRIPT, "--protocol", "socketio"], SIO_PATH, "socketio"),
+    "node-ws": (["node", "--expose-gc", NODE_SCRIPT, "--protocol", "ws"], "/ws/bench", "ws"),
+    "node-socketio": (["node", "--expose-gc", NODE_SCRIPT, "--protocol", "socketio"], SIO_PATH,
+                      "socketio"),
 }
 TLS_CAPABLE = {"skyrelay-json", "skyrelay-socketio", "skyrelay-sse"}
 
@@ -153,6 +156,7 @@ def run_one(name: str, args: argparse.Namespace, tls: tuple[Path, Path] | None) 
     try:
         wait_port(port, server)
         time.sleep(1.0)
+        server_line(server, "GC", "GCED")
         rss0, kernel0, cpu0 = rss_bytes(server.pid), tcp_kernel_bytes(), cpu_seconds(server.pid)
         start = time.monotonic()
         clients = [Client(c) for c in client_commands(port, path, protocol, args,
@@ -170,11 +174,13 @@ def run_one(name: str, args: argparse.Namespace, tls: tuple[Path, Path] | None) 
         connect_wall = max(opened) - start
         cpu_connect = cpu_seconds(server.pid) - cpu0
         time.sleep(args.settle)
+        server_line(server, "GC", "GCED")
         rss1, kernel1 = rss_bytes(server.pid), tcp_kernel_bytes()
         held = int(server_line(server, "COUNT", "COUNT").split()[1])
         t1, cpu1 = time.monotonic(), cpu_seconds(server.pid)
         time.sleep(args.hold)
         t2, cpu2 = time.monotonic(), cpu_seconds(server.pid)
+        server_line(server, "GC", "GCED")
         rss2 = rss_bytes(server.pid)
         held_after = int(server_line(server, "COUNT", "COUNT").split()[1])
         server_line(server, "PUBLISH", "PUBLISHED")

@@ -1,6 +1,8 @@
 // Node peers for the connection-scale run (run_scale.py): `ws` (plain frames at /ws/bench) or
 // socket.io 4.8 (namespace "/"), holding every connection idle through heartbeats and
-// publishing one message to all per PUBLISH line on stdin; says PUBLISHED after each.
+// publishing one message to all per PUBLISH line on stdin; says PUBLISHED after each. COUNT
+// answers with the connections held; GC runs a full collection (with --expose-gc) before the
+// driver reads the RSS, so garbage from the handshakes is not counted as held memory.
 // Args: --port P --protocol ws|socketio [--heartbeat S] [--max-seconds S]
 import { createServer } from "node:http";
 import { createInterface } from "node:readline";
@@ -44,6 +46,7 @@ lines.on("line", (line) => {
   const cmd = line.trim();
   if (cmd === "PUBLISH") { publish(seq++); console.log("PUBLISHED"); }
   else if (cmd === "COUNT") console.log(`COUNT ${count()}`);
+  else if (cmd === "GC") { globalThis.gc?.(); console.log("GCED"); }  // run with --expose-gc
   else if (cmd === "QUIT") process.exit(0);
 });
 lines.on("close", () => process.exit(0));

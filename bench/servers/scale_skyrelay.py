@@ -5,12 +5,14 @@ idle, through its heartbeats, and publishes one message per PUBLISH line on stdi
 
 The JSON protocol (/ws/bench) and SSE (/sse/bench) subscribe to the "bench" topic by name; a
 Socket.IO connection joins "/" and is reached by a broadcast to the namespace. Says PUBLISHED
-after each publication; stops on QUIT, end of input, or after --max-seconds.
+after each publication, COUNT <n> on COUNT, and GCED after a full collection on GC;
+stops on QUIT, end of input, or after --max-seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import threading
@@ -55,6 +57,9 @@ def main() -> None:
                 server.emit("tick", payload(seq).encode(), to="bench")
             seq += 1
             print("PUBLISHED", flush=True)
+        elif cmd == "GC":  # before an RSS reading, as the Node peers do
+            gc.collect()
+            print("GCED", flush=True)
         elif cmd == "COUNT":
             n = (server.connection_count if args.protocol == "socketio"
                  else server.room_size("bench"))
