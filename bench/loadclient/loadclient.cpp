@@ -12,6 +12,11 @@
 //                   [--ca FILE]    (...unless a CA file is given: implies --tls, verifies the
 //                                   chain and that the certificate names 127.0.0.1)
 //                   [--deflate 1]  (offer permessage-deflate; inflate RSV1 messages with zlib)
+//                   [--bind-base 127.1.0.1 --bind-count K]  (connection i binds its socket to
+//                                   the base address + i % K before connecting, so the
+//                                   ephemeral ports of one source address do not run out)
+//                   [--hold S]     (keep the connections S seconds longer before the hard stop:
+//                                   a connection-scale run holds them idle, then one message)
 // Prints one JSON line with the results.
 
 #include <arpa/inet.h>
@@ -130,6 +135,9 @@ struct options {
   bool tls = false;       // wss / https
   std::string ca;         // with TLS: verify against this CA file (else no verification)
   bool deflate = false;   // offer permessage-deflate (the server must accept it)
+  std::uint32_t bind_base = 0;  // host order; 0: let the kernel pick the source address
+  std::uint32_t bind_count = 1;
+  double hold = 0;              // seconds added to the hard stop (capped at 3600)
 };
 
 options parse(int argc, char** argv) {
@@ -145,6 +153,16 @@ options parse(int argc, char** argv) {
     else if (k == "--tls") o.tls = v != "0";
     else if (k == "--ca") { o.ca = v; o.tls = true; }
     else if (k == "--deflate") o.deflate = v != "0";
+    else if (k == "--bind-base") {
+      in_addr a{};
+      if (inet_pton(AF_INET, v.c_str(), &a) != 1) {
+        std::fprintf(stderr, "--bind-base wants an IPv4 address\n");
+        std::exit(2);
+      }
+      o.bind_base = ntohl(a.s_addr);
+    }
+    else if (k == "--bind-count") o.bind_count = std::uint32_t(std::max(1, std::atoi(v.c_str())));
+    else if (k == "--hold") o.hold = std::clamp(std::atof(v.c_str()), 0.0, 3600.0);
     else if (k == "--protocol") {
       if (v != "ws" && v != "socketio" && v != "sse") {
         std::fprintf(stderr, "--protocol is ws, socketio or sse\n");
@@ -160,6 +178,8 @@ options parse(int argc, char** argv) {
   return o;
 }
 
+// Raises the soft descriptor limit toward `need`, up to the hard limit (raising the hard
+// limit needs CAP_SYS_RESOURCE); says so when even that is too few.
 void raise_fd_limit(int need) {
   rlimit rl{};
   getrlimit(RLIMIT_NOFILE, &rl);
@@ -167,6 +187,9 @@ void raise_fd_limit(int need) {
     rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, need);
     setrlimit(RLIMIT_NOFILE, &rl);
   }
+  if (rl.rlim_cur < rlim_t(need))
+    std::fprintf(stderr, "loadclient: RLIMIT_NOFILE hard limit %llu < %d needed\n",
+                 (unsigned long long)rl.rlim_max, need);
 }
 
 void send_masked(conn& c, unsigned char opcode, std::string_view payload);
@@ -227,6 +250,16 @@ bool open_conn(const options& o, SSL_CTX* tls, conn& c, std::string& leftover, b
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (o.bind_base) {
+    // IP_BIND_ADDRESS_NO_PORT: the port is chosen at connect, per (source, destination), not
+    // reserved at bind, so each source address offers its whole ephemeral range.
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    static std::uint32_t next = 0;
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(o.bind_base + next++ % o.bind_count);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) { close_conn(c); return false; }
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(std::uint16_t(o.port));
@@ -684,6 +717,7 @@ int main(int argc, char** argv) {
   st.expect = o.expect;
   int connected = 0;
   std::vector<char> buf(1 << 20);
+  const std::int64_t connect_start = now_ns();
   for (int i = 0; i < o.clients; ++i) {
     std::string leftover;
     bool chunked = false;
@@ -707,7 +741,8 @@ int main(int argc, char** argv) {
     }
     ++connected;
   }
-  std::fprintf(stderr, "loadclient: %d/%d connected\n", connected, o.clients);
+  const double connect_s = (now_ns() - connect_start) / 1e9;
+  std::fprintf(stderr, "loadclient: %d/%d connected in %.3f s\n", connected, o.clients, connect_s);
   // TLS connections whose records OpenSSL holds already decrypted or read ahead: epoll will
   // not report them, so they are served without waiting. At first: every TLS connection.
   std::vector<std::uint32_t> tls_more, tls_next;
@@ -732,7 +767,8 @@ int main(int argc, char** argv) {
   };
 
   const double cpu_start_total = cpu_seconds();
-  const std::int64_t hard_stop = now_ns() + std::int64_t((o.warmup + o.duration + 60) * 1e9);
+  const std::int64_t hard_stop =
+      now_ns() + std::int64_t((o.warmup + o.duration + o.hold + 60) * 1e9);
   std::int64_t measure_start = 0, measure_end = 0;
   double cpu_at_start = 0, cpu_at_end = 0;
   std::vector<epoll_event> events(1024);
@@ -812,8 +848,8 @@ int main(int argc, char** argv) {
       cpu_at_end - cpu_at_start, cpu_seconds() - cpu_start_total,
       (unsigned long long)o.expect, st.complete, (long long)published,
       window > 0 ? published / window : 0.0);
-  std::printf(",\"wire_bytes\":%llu,\"compressed_messages\":%llu",
-              (unsigned long long)st.wire_bytes, (unsigned long long)st.compressed);
+  std::printf(",\"wire_bytes\":%llu,\"compressed_messages\":%llu,\"connect_s\":%.3f",
+              (unsigned long long)st.wire_bytes, (unsigned long long)st.compressed, connect_s);
   if (o.tls)
     std::printf(",\"tls\":true,\"tls_version\":\"%s\",\"tls_cipher\":\"%s\",\"tls_verified\":%s",
                 tls_version.c_str(), tls_cipher.c_str(), o.ca.empty() ? "false" : "true");

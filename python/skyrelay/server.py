@@ -28,6 +28,7 @@ from .handlers import HANDLER_ERROR_MESSAGE as HANDLER_ERROR_MESSAGE  # re-expor
 from .handlers import Handler, HandlerRegistry
 from .json_bridge import JSONProtocolBridge
 from ._core_logging import CoreLogPump
+from ._fd_limit import raise_nofile
 from ._rate_text import parse_rate
 from .options import namespace_specs, run_overrides, server_config, server_options
 from .socketio import SocketIOBridge
@@ -406,6 +407,7 @@ class Server:
             if self.jwt is not None and not self._jwt_started:
                 self.jwt._start()  # a jwks_url: fetched now (JWKSError fails the start)
                 self._jwt_started = True
+            raise_nofile(int(self._options["max_connections"]))  # every connection is an fd
             try:
                 self._core = _core.Server(
                     server_config(options),
