@@ -14,9 +14,7 @@ import errno
 import sys
 
 from ._cli_output import FORMATS, UsageError
-
-# The optional dependencies a command may need, and the extra that installs each.
-_EXTRA_OF = {"numpy": "orbit", "flask": "flask", "fastapi": "fastapi", "pandas": "pandas"}
+from ._extras import MissingExtraError, install_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,12 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except ModuleNotFoundError as exc:
-        extra = _EXTRA_OF.get((exc.name or "").partition(".")[0])
-        if extra is None:
-            raise
+    except MissingExtraError as exc:  # the module that needs it names the extra
         print(f"skyrelay {args.command}: error: this command needs {exc.name}: "
-              f"pip install 'skyrelay[{extra}]'", file=sys.stderr)
+              f"{install_command(exc.extra)}", file=sys.stderr)
         return 2
 
 
