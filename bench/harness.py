@@ -37,6 +37,8 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 PYTHON = sys.executable
 LOADCLIENT = HERE / "build" / "loadclient" / "loadclient"
+# The trivial server (loadclient/trivial_server.cpp), built with the load client.
+TRIVIAL_SERVER = HERE / "build" / "loadclient" / "trivial_server"
 TICK = os.sysconf("SC_CLK_TCK")
 
 # A scenario: its name in the table, and the offered messages/s of each server it runs.
@@ -57,6 +59,12 @@ class Peer:
 def server(script: str, *extra: str) -> list[str]:
     """The command line of a Python benchmark server in bench/servers/."""
     return [PYTHON, str(HERE / "servers" / script), *extra]
+
+
+def trivial(protocol: str = "ws") -> Peer:
+    """The trivial server for `protocol` (ws or socketio): pre-encoded frames to every
+    connection as fast as it can, so that its run shows the load client's own ceiling."""
+    return Peer([str(TRIVIAL_SERVER), "--protocol", protocol])
 
 
 def build_loadclient() -> None:
@@ -232,6 +240,7 @@ class Fanout:
                 deliveries_per_cpu_s=(round(result["deliveries"] / server_cpu, 1)
                                       if server_cpu else None),
                 client_bound=result["client_cpu_s"] >= 0.9 * result["duration_s"],
+                client_cpu_util=round(result["client_cpu_s"] / result["duration_s"], 3),
                 # CPU used by anything else on the machine during the window (the client's window
                 # is its own, so this is approximate): above 15% of a core the run was disturbed.
                 other_cpu_s=round(other_cpu, 3),
@@ -313,7 +322,7 @@ COLUMNS = [("published msg/s", "published_per_s"), ("deliveries/s", "deliveries_
            ("p99", "p99_us"), ("server CPU", "server_cpu_util"),
            ("client-bound runs", "client_bound_runs"), ("disturbed runs", "disturbed_runs")]
 MEDIANS = ("published_per_s", "deliveries_per_s", "deliveries_per_cpu_s", "p50_us", "p99_us",
-           "server_cpu_util")
+           "server_cpu_util", "client_cpu_util")
 
 
 def cell(key: str, row: dict, runs: int) -> str:
@@ -322,7 +331,7 @@ def cell(key: str, row: dict, runs: int) -> str:
         return f"{value / 1000:.2f} ms"
     if key.endswith("_runs"):
         return f"{value}/{runs}"
-    if key == "server_cpu_util":
+    if key in ("server_cpu_util", "client_cpu_util"):
         return f"{value:.0%}"
     return f"{value:,.0f}"
 

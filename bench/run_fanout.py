@@ -21,6 +21,7 @@ from harness import HERE, PYTHON, Peer, build_loadclient, median, server  # noqa
 SERVERS = {
     "skyrelay": Peer(server("skyrelay_server.py")),
     "websockets": Peer(server("websockets_server.py")),
+    "trivial server": harness.trivial("ws"),  # the load client's ceiling (saturation only)
 }
 
 
@@ -49,7 +50,8 @@ def main() -> int:
     # subscribers). Latency: the same moderate load for both.
     all_scenarios = {
         "saturation": ("saturation",
-                       {"skyrelay": args.skyrelay_rate, "websockets": args.websockets_rate}),
+                       {"skyrelay": args.skyrelay_rate, "websockets": args.websockets_rate,
+                        "trivial server": args.skyrelay_rate}),
         "10k": ("latency at 10k deliveries/s", {"skyrelay": 10.0, "websockets": 10.0}),
         # ~70% of what websockets sustains on one core here: the highest common load.
         "50k": ("latency at 50k deliveries/s", {"skyrelay": 50.0, "websockets": 50.0}),

@@ -28,9 +28,10 @@ PROTOCOLS = {
     "Socket.IO": ("sio_skyrelay.py", "/socket.io/?EIO=4&transport=websocket", "socketio"),
 }
 COLUMNS = [c for c in harness.COLUMNS if c[1] != "client_bound_runs"]
+COLUMNS.insert(-1, ("client CPU", "client_cpu_util"))
 
 
-def benches(args, before: Path | None) -> dict[str, Fanout]:
+def benches(args, before: Path | None, trivial: bool = True) -> dict[str, Fanout]:
     """One Fanout per server (each protocol has its own load client path), by name."""
     builds = {"after": (PYTHON, HERE / "servers")}
     if before is not None:
@@ -44,16 +45,24 @@ def benches(args, before: Path | None) -> dict[str, Fanout]:
             name = f"{proto}, {build}"
             out[name] = Fanout({name: Peer([python, str(scripts / script)])}, args,
                                path=path, protocol=client)
+    if trivial:  # the load client's ceiling, measured in the same rounds
+        for proto, (_, path, client) in PROTOCOLS.items():
+            name = f"{proto}, trivial server"
+            out[name] = Fanout({name: harness.trivial(client)}, args, path=path,
+                               protocol=client)
     return out
 
 
 def main() -> int:
     p = harness.argument_parser(__doc__)
     p.add_argument("--before", type=Path, help="another checkout to compare with (its .venv)")
-    p.add_argument("--rates", default="1000,50",
+    p.add_argument("--no-trivial", action="store_true",
+                   help="leave out the trivial server (the load client's ceiling)")
+    p.add_argument("--rates", default="3000,50",
                    help="offered loads, messages/s (x clients = demand), comma-separated")
     args = harness.parse_args(p)
-    named = benches(args, args.before.resolve() if args.before else None)
+    named = benches(args, args.before.resolve() if args.before else None,
+                    trivial=not args.no_trivial)
     harness.prepare()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results: harness.Results = {}
@@ -78,6 +87,14 @@ def main() -> int:
             got = harness.ratio(results, load, a, b)
             if got:
                 lines.append("- " + harness.ratio_line(a, b, f"at {load}", *got, digits=2))
+    for load, by_server in summary.items():  # how close each came to the client's ceiling
+        for proto in PROTOCOLS:
+            ceiling = by_server.get(f"{proto}, trivial server", {}).get("deliveries_per_s")
+            for build in ("after", "before"):
+                got = by_server.get(f"{proto}, {build}", {}).get("deliveries_per_s")
+                if ceiling and got:
+                    lines.append(f"- {proto}, {build} at {load}: {got / ceiling:.0%} of the "
+                                 f"trivial server's deliveries/s (the load client's ceiling)")
     print(f"\n{started}, {args.rounds} rounds of {args.duration:g} s, {args.clients} clients")
     harness.report("protocols", lines, {"started": started, "args": {
         k: str(v) for k, v in vars(args).items()}, "summary": summary, "runs": results})

@@ -23,14 +23,15 @@ SERVERS = {
     "flask-socketio": Peer(server("sio_flask_socketio.py")),
     "node socket.io": Peer([shutil.which("node") or "node",
                             str(harness.HERE / "servers" / "sio_node.mjs")]),
+    "trivial server": harness.trivial("socketio"),  # the load client's ceiling
 }
 # Offered load per server in the saturation scenario (messages/s x subscribers): above what
 # each one sustains, so each is measured at saturation.
 SATURATION = {"skyrelay": 1000.0, "python-socketio": 50.0, "flask-socketio": 50.0,
-              "node socket.io": 200.0}
+              "node socket.io": 200.0, "trivial server": 1000.0}
 PATH = "/socket.io/?EIO=4&transport=websocket"
 # The table's columns (fewer than run_fanout.py's, as docs/benchmarks.md shows them).
-COLUMNS = [("deliveries/s", "deliveries_per_s"), ("per server-CPU-s", "deliveries_per_cpu_s"),
+COLUMNS = [("deliveries/s", "deliveries_per_s"), ("client CPU", "client_cpu_util"), ("per server-CPU-s", "deliveries_per_cpu_s"),
            ("p50", "p50_us"), ("p99", "p99_us"), ("server CPU", "server_cpu_util")]
 
 
@@ -42,7 +43,8 @@ def main() -> int:
         sys.exit("run `npm ci` first (node_modules/socket.io is missing)")
     harness.prepare()
     scenarios = [("saturation", SATURATION),
-                 (f"{args.latency_rate:g} msg/s", {n: args.latency_rate for n in SERVERS})]
+                 (f"{args.latency_rate:g} msg/s",
+                  {n: args.latency_rate for n in SERVERS if n != "trivial server"})]
     results = harness.Fanout(SERVERS, args, path=PATH, protocol="socketio").measure(scenarios)
     lines, _ = harness.summarize(results, [], COLUMNS)
     harness.report("socketio", lines, results)

@@ -404,3 +404,47 @@ TEST(Outbox, GroupCountsAsItsTotalAgainstTheBounds) {
   EXPECT_FALSE(empty.push_group({}, keep).accepted);
   EXPECT_EQ(empty.queued_frames(), 2u);
 }
+
+// ---- the vector queue (issue 18): evictions from the front and behind kept frames -----------
+
+TEST(Outbox, AStreamThatOnlyEvictsKeepsItsNewestFramesInOrder) {
+  // Nobody takes (the writer waits on a full socket): every push past the bound evicts the
+  // oldest. The count of drops and the frames left are those of a plain FIFO.
+  outbox o({1 << 20, 8});
+  std::size_t dropped = 0;
+  for (int i = 0; i < 10000; ++i) {
+    const auto r = o.push(f(std::to_string(i)), drop);
+    EXPECT_TRUE(r.accepted);
+    dropped += r.dropped;
+  }
+  EXPECT_EQ(dropped, 10000u - 8u);
+  EXPECT_EQ(o.queued_frames(), 8u);
+  EXPECT_EQ(drain(o), (strings{"9992", "9993", "9994", "9995", "9996", "9997", "9998", "9999"}));
+  EXPECT_EQ(o.queued_bytes(), 0u);
+}
+
+TEST(Outbox, EvictionBehindAFrameThatStaysKeepsTheOrder) {
+  outbox o({1024, 3});
+  o.push(f("reply"), keep);
+  o.push(f("a"), drop);
+  o.push(f("b"), drop);
+  const auto r = o.push(f("c"), drop);  // "a", behind the reply, makes room
+  EXPECT_TRUE(r.accepted);
+  EXPECT_EQ(r.dropped, 1u);
+  EXPECT_EQ(o.queued_bytes(), 7u);
+  // Taken behind what the caller already holds (no swap then).
+  std::vector<frame_ptr> out{f("held")};
+  ASSERT_TRUE(o.take(out));
+  std::vector<std::string> got;
+  for (const auto& fr : out) got.push_back(fr->bytes);
+  EXPECT_EQ(got, (strings{"held", "reply", "b", "c"}));
+}
+
+TEST(Outbox, TakesAfterFrontEvictionsStartAtTheOldestLiveFrame) {
+  outbox o({1024, 2});
+  for (const char* s : {"1", "2", "3", "4"}) o.push(f(s), drop);  // "1" and "2" evicted
+  EXPECT_EQ(drain(o), (strings{"3", "4"}));
+  o.push(f("5"), drop);  // the queue starts over at the front
+  EXPECT_EQ(drain(o), (strings{"5"}));
+  EXPECT_TRUE(drain(o).empty());
+}

@@ -1,5 +1,7 @@
 #include "skyrelay/net/outbox.hpp"
 
+#include <utility>
+
 namespace skyrelay {
 
 outbox::push_result outbox::push(frame_ptr f, overflow_policy policy) {
@@ -11,6 +13,32 @@ outbox::push_result outbox::push_group(const std::vector<frame_ptr>& group,
   return push_range(group.data(), group.size(), policy);
 }
 
+template <class Over>
+std::size_t outbox::evict_locked(Over&& over) {
+  std::size_t dropped = 0;
+  // The front first: advancing head_ costs nothing per eviction.
+  while (head_ < q_.size() && droppable_[head_] && over()) {
+    bytes_ -= q_[head_]->wire_size();
+    q_[head_].reset();
+    ++head_;
+    --droppable_count_;
+    ++dropped;
+  }
+  // Droppable frames behind one that must stay (a reply, a control frame): rare.
+  for (std::size_t i = head_; i < q_.size() && droppable_count_ && over();) {
+    if (!droppable_[i]) {
+      ++i;
+      continue;
+    }
+    bytes_ -= q_[i]->wire_size();
+    q_.erase(q_.begin() + static_cast<std::ptrdiff_t>(i));
+    droppable_.erase(droppable_.begin() + static_cast<std::ptrdiff_t>(i));
+    --droppable_count_;
+    ++dropped;
+  }
+  return dropped;
+}
+
 outbox::push_result outbox::push_range(const frame_ptr* first, std::size_t count,
                                        overflow_policy policy) {
   push_result r;
@@ -20,21 +48,13 @@ outbox::push_result outbox::push_range(const frame_ptr* first, std::size_t count
   std::lock_guard lock(mu_);
   if (closed_) return r;
   auto over = [&] {
-    return !q_.empty() &&
-           (bytes_ + size > limits_.max_bytes || q_.size() + count > limits_.max_frames);
+    return size_locked() != 0 &&
+           (bytes_ + size > limits_.max_bytes || size_locked() + count > limits_.max_frames);
   };
   if (over()) {
     // Droppable frames make room for any frame, so that a reply or a ping to a drop_oldest
     // subscriber costs stale frames rather than the connection.
-    for (auto it = q_.begin(); it != q_.end() && over();) {
-      if (it->droppable) {
-        bytes_ -= it->f->wire_size();
-        it = q_.erase(it);
-        ++r.dropped;
-      } else {
-        ++it;
-      }
-    }
+    r.dropped = evict_locked(over);
     if (over()) {
       if (policy == overflow_policy::disconnect) {
         r.overflow = true;
@@ -44,9 +64,22 @@ outbox::push_result outbox::push_range(const frame_ptr* first, std::size_t count
       return r;
     }
   }
+  if (size_locked() == 0) {
+    clear_locked();  // evicted to empty: start at the front again
+  } else if (head_ >= 64 && head_ >= size_locked()) {
+    // A stream that only ever evicts (its writer waits on a full socket) must not grow the
+    // vectors by its dead front: dropped once it outnumbers the live frames (amortized O(1)).
+    q_.erase(q_.begin(), q_.begin() + static_cast<std::ptrdiff_t>(head_));
+    droppable_.erase(droppable_.begin(), droppable_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
   bytes_ += size;
-  for (std::size_t i = 0; i < count; ++i)
-    q_.push_back(entry{first[i], policy == overflow_policy::drop_oldest});
+  const bool droppable = policy == overflow_policy::drop_oldest;
+  for (std::size_t i = 0; i < count; ++i) {
+    q_.push_back(first[i]);
+    droppable_.push_back(droppable);
+  }
+  if (droppable) droppable_count_ += count;
   r.accepted = true;
   if (!writer_active_) {
     writer_active_ = true;
@@ -55,24 +88,36 @@ outbox::push_result outbox::push_range(const frame_ptr* first, std::size_t count
   return r;
 }
 
+void outbox::clear_locked() noexcept {
+  q_.clear();  // the vectors keep their capacity
+  droppable_.clear();
+  head_ = 0;
+  droppable_count_ = 0;
+  bytes_ = 0;
+}
+
 bool outbox::take(std::vector<frame_ptr>& out) {
   std::lock_guard lock(mu_);
-  if (q_.empty()) {
+  if (size_locked() == 0) {
+    clear_locked();
     writer_active_ = false;
     return false;
   }
   writer_active_ = true;
-  for (auto& e : q_) out.push_back(std::move(e.f));
-  q_.clear();
-  bytes_ = 0;
+  if (out.empty() && head_ == 0) {
+    out.swap(q_);  // q_ is now out's emptied vector, capacity and all
+  } else {
+    out.insert(out.end(), std::make_move_iterator(q_.begin() + static_cast<std::ptrdiff_t>(head_)),
+               std::make_move_iterator(q_.end()));
+  }
+  clear_locked();
   return true;
 }
 
 void outbox::close() {
   std::lock_guard lock(mu_);
   closed_ = true;
-  q_.clear();
-  bytes_ = 0;
+  clear_locked();
 }
 
 std::size_t outbox::queued_bytes() const {
@@ -82,7 +127,7 @@ std::size_t outbox::queued_bytes() const {
 
 std::size_t outbox::queued_frames() const {
   std::lock_guard lock(mu_);
-  return q_.size();
+  return size_locked();
 }
 
 }  // namespace skyrelay

@@ -2,7 +2,7 @@
 #pragma once
 
 #include <cstddef>
-#include <deque>
+#include <cstdint>
 #include <mutex>
 #include <vector>
 
@@ -47,7 +47,10 @@ class outbox {
   push_result push_group(const std::vector<frame_ptr>& group, overflow_policy policy);
 
   // Moves every queued frame into `out` (appending). Returns false, and marks the write loop
-  // idle, when nothing is queued; the next push will then ask for a new start.
+  // idle, when nothing is queued; the next push will then ask for a new start. Into an empty
+  // `out` this is a swap of two vectors under the lock, whatever the count: the caller's
+  // emptied vector (with its capacity) becomes the queue, so a busy connection allocates
+  // nothing per frame and the pushers wait for no per-frame copy.
   bool take(std::vector<frame_ptr>& out);
 
   // Refuses all further pushes and drops what is queued (the connection is closing).
@@ -61,13 +64,21 @@ class outbox {
  private:
   push_result push_range(const frame_ptr* first, std::size_t count, overflow_policy policy);
 
-  struct entry {
-    frame_ptr f;
-    bool droppable;
-  };
+  std::size_t size_locked() const noexcept { return q_.size() - head_; }
+  // Evicts droppable frames, oldest first, while `over` says the queue is over its bounds.
+  template <class Over>
+  std::size_t evict_locked(Over&& over);
+  void clear_locked() noexcept;
+
   const limits limits_;
   mutable std::mutex mu_;
-  std::deque<entry> q_;
+  // The queue: q_[head_..] in order; droppable_[i] says whether q_[i] was pushed with
+  // drop_oldest. Evictions from the front advance head_ (the usual case: a drop_oldest
+  // stream's oldest frame); one behind a frame that must stay is erased in place.
+  std::vector<frame_ptr> q_;
+  std::vector<std::uint8_t> droppable_;
+  std::size_t head_{0};
+  std::size_t droppable_count_{0};  // of q_[head_..]
   std::size_t bytes_{0};
   bool writer_active_{false};
   bool closed_{false};
