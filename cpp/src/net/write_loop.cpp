@@ -1,6 +1,7 @@
 #include "skyrelay/net/write_loop.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cerrno>
 #include <climits>
@@ -8,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "skyrelay/core/clock.hpp"
+#include "skyrelay/net/flush_queue.hpp"
 #include "skyrelay/net/metrics.hpp"
 
 namespace skyrelay::net {
@@ -62,9 +64,15 @@ void write_batch::clear() noexcept {
 // write_loop ----------------------------------------------------------------------------------
 
 write_loop::write_loop(stream& s, owner& o, metrics& m, std::chrono::milliseconds timeout)
-    : stream_(s), owner_(o), metrics_(m), timeout_(timeout), timer_(s.get_executor()) {}
+    : stream_(s),
+      owner_(o),
+      metrics_(m),
+      flushes_(asio::use_service<flush_queue>(s.get_executor().context())),
+      timeout_(timeout),
+      timer_(s.get_executor()) {}
 
 void write_loop::run() {
+  continuing_ = false;  // this is the turn a continuation asked for, or a sooner one
   if (busy_) return;
   batch_.clear();
   owner_.fill(batch_);
@@ -79,13 +87,12 @@ void write_loop::run() {
   complete();
   // Written at once. The next batch waits for a turn of the event loop, as it does after a
   // write that had to wait: what other connections on this thread have to do runs first, and
-  // frames that arrive meanwhile join the batch, which keeps batches large under load.
+  // frames that arrive meanwhile join the batch, which keeps batches large under load. The
+  // turn comes from the context's flush queue, which starts every connection that wrote at
+  // once with one posted handler, not one post (an allocation and the scheduler's lock) each.
   if (busy_ || continuing_) return;  // written() may have run the loop again
   continuing_ = true;
-  asio::post(stream_.get_executor(), [this, keep = owner_.keep_alive()] {
-    continuing_ = false;
-    run();
-  });
+  flushes_.add(owner_.keep_alive(), *this, stream_.get_executor());
 }
 
 void write_loop::gather() {
@@ -180,11 +187,28 @@ void write_loop::complete() {
   m.add(traffic.bytes_out, written_);
   const auto& frames = batch_.frames_;
   if (!frames.empty()) {
+    // The publish-to-write histogram, counted here and added once per bucket: a write of
+    // many frames costs two atomic additions per bucket it touches, not two per frame.
+    constexpr auto& bounds = metrics::latency_bounds_ns;
+    std::array<std::uint64_t, bounds.size() + 1> counts{};
+    std::uint64_t sum_ns = 0;
+    bool timed = false;
     const std::int64_t now = steady_ns();
     std::uint64_t data_frames = 0;
     for (const auto& f : frames) {
       if (f->is_data) ++data_frames;
-      if (f->publish_ns) m.observe_latency(shard, now - f->publish_ns);
+      if (!f->publish_ns) continue;
+      const std::int64_t ns = std::max<std::int64_t>(now - f->publish_ns, 0);
+      std::size_t b = 0;
+      while (b < bounds.size() && ns > bounds[b]) ++b;
+      ++counts[b];
+      sum_ns += static_cast<std::uint64_t>(ns);
+      timed = true;
+    }
+    if (timed) {
+      for (std::size_t b = 0; b < counts.size(); ++b)
+        if (counts[b]) m.add(shard.latency_buckets[b], counts[b]);
+      m.add(shard.latency_sum_ns, sum_ns);
     }
     m.add(traffic.frames_out, frames.size());
     m.add(traffic.messages_out, data_frames);

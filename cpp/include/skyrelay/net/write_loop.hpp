@@ -63,6 +63,8 @@ class write_batch {
   std::vector<frame_ptr> frames_;
 };
 
+class flush_queue;
+
 class write_loop {
  public:
   // The session the loop writes for. Every call comes from the stream's executor.
@@ -121,6 +123,7 @@ class write_loop {
   stream& stream_;
   owner& owner_;
   metrics& metrics_;
+  flush_queue& flushes_;  // of the stream's I/O context: the next turn after a write at once
   std::chrono::milliseconds timeout_;
   asio::steady_timer timer_;
   write_batch batch_;
@@ -132,7 +135,7 @@ class write_loop {
   std::chrono::steady_clock::time_point started_;
   bool busy_{false};
   bool timer_armed_{false};
-  bool continuing_{false};  // a run() is posted
+  bool continuing_{false};  // a run() is queued on the flush queue
 };
 
 }  // namespace net
