@@ -4,7 +4,7 @@
 
 namespace skyrelay {
 
-outbox::push_result outbox::push(frame_ptr f, overflow_policy policy) {
+outbox::push_result outbox::push(const frame_ptr& f, overflow_policy policy) {
   return push_range(&f, 1, policy);  // no vector on the one-frame path (every fan-out)
 }
 

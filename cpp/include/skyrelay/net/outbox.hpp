@@ -38,7 +38,8 @@ class outbox {
 
   explicit outbox(limits l) : limits_(l) {}
 
-  push_result push(frame_ptr f, overflow_policy policy);
+  // By reference: the queue takes the one copy (a fan-out delivery costs one reference count).
+  push_result push(const frame_ptr& f, overflow_policy policy);
 
   // Pushes `group` (a Socket.IO binary event and its attachments) as one: every frame queued
   // back to back, with no frame of a concurrent push between them, or none queued. The bounds
