@@ -4,6 +4,10 @@
 
 namespace skyrelay {
 
+namespace {
+constexpr std::size_t max_kept_capacity = 1024;  // frames kept allocated between bursts
+}  // namespace
+
 outbox::push_result outbox::push(const frame_ptr& f, overflow_policy policy) {
   return push_range(&f, 1, policy);  // no vector on the one-frame path (every fan-out)
 }
@@ -106,11 +110,14 @@ bool outbox::take(std::vector<frame_ptr>& out) {
   writer_active_ = true;
   if (out.empty() && head_ == 0) {
     out.swap(q_);  // q_ is now out's emptied vector, capacity and all
+    // A burst's capacity is not kept for good: an idle connection holds no large queue.
+    if (q_.capacity() > max_kept_capacity) std::vector<frame_ptr>().swap(q_);
   } else {
     out.insert(out.end(), std::make_move_iterator(q_.begin() + static_cast<std::ptrdiff_t>(head_)),
                std::make_move_iterator(q_.end()));
   }
   clear_locked();
+  if (droppable_.capacity() > max_kept_capacity) std::vector<std::uint8_t>().swap(droppable_);
   return true;
 }
 
