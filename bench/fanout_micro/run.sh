@@ -1,4 +1,5 @@
 #!/bin/sh
+# TIMED_ONLY=1 skips callgrind.
 # Builds outbox_bench against this tree's outbox and (with REF=<git revision>) that revision's,
 # then counts each one's instructions per delivery with callgrind, for a backlog that is
 # taken whole (no bound) and for one that overflows (--bound 8: drop_oldest evictions).
@@ -19,6 +20,7 @@ if [ -n "${REF:-}" ]; then
   build before "$out/ref/cpp/include" "$out/ref/cpp/src/net/outbox.cpp"
   names="before after"
 fi
+if [ -z "${TIMED_ONLY:-}" ]; then
 for args in "--per-round 4" "--per-round 16 --bound 8"; do
   for n in $names; do
     valgrind --tool=callgrind --callgrind-out-file="$out/$n.cg" "$out/$n" --conns 1000 \
@@ -29,8 +31,9 @@ for args in "--per-round 4" "--per-round 16 --bound 8"; do
     echo "$n ($args): $ir instructions, $((ir / (1000 * 50 * per))) per push; $(cat "$out/$n.json")"
   done
 done
-# Native time per push, interleaved (noisy on a shared machine: read the ratio within a round).
-for round in 1 2 3; do
+fi
+# Native CPU time per push, interleaved (noisy on a shared machine: read the ratio within a round).
+for round in 1 2 3 4 5; do
   for n in $names; do
     echo "timed round $round $n (--per-round 16 --bound 8): $("$out/$n" --conns 1000 --rounds 300 --per-round 16 --bound 8)"
   done
