@@ -9,8 +9,9 @@
 // envelope; socketio: a Socket.IO EVENT `42["tick",{...}]`), with the same ~100-byte payload
 // `{"t":<CLOCK_MONOTONIC ns>,"seq":n,"pad":"x"*60}`, and appended to every connection's
 // pending bytes; each connection then gets one send() per tick with all it has pending. A
-// connection whose pending bytes pass --max-pending (1 MiB) has the tick's messages dropped
-// (the load client counts only what arrives, as with a drop_oldest server).
+// connection whose pending bytes pass --max-pending (128 KiB; the socket buffer holds more) has
+// the tick's messages dropped (the load client counts only what arrives, as with a
+// drop_oldest server).
 //
 // Usage: trivial_server --port P --clients N --rate R --seconds S [--protocol ws|socketio]
 // Prints PUBLISHING once N clients have connected (after their upgrade) and DONE <published>
@@ -47,7 +48,7 @@ struct options {
   double rate = 1000;
   double seconds = 10;
   bool socketio = false;
-  std::size_t max_pending = 1 << 20;
+  std::size_t max_pending = 128 << 10;  // per connection: enough to keep its socket full
 };
 
 struct conn {
