@@ -22,6 +22,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rate", type=float, required=True, help="messages per second")
     p.add_argument("--seconds", type=float, required=True, help="publishing time (bounded)")
     p.add_argument("--connect-timeout", type=float, default=60.0)
+    # I/O threads of a server that has them (skyrelay_server.py; run_model_check.py sets 2).
+    p.add_argument("--io-threads", type=int, default=1)
     # TLS (wss / https), for run_tls.py: a PEM certificate (chain) and its unencrypted key.
     p.add_argument("--certfile", help="serve TLS with this PEM certificate (chain)")
     p.add_argument("--keyfile", help="the certificate's PEM key (with --certfile)")

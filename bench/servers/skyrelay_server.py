@@ -1,4 +1,4 @@
-"""skyrelay under test: one I/O thread, publisher in the main Python thread."""
+"""skyrelay under test: one I/O thread (--io-threads), publisher in the main Python thread."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from common import parse_args, payload, publish
 args = parse_args()
 # With --certfile/--keyfile the one port serves TLS only (wss, https), terminated by skyrelay.
 # The load clients subscribe by name (/ws/bench, /sse/bench): that one topic is open to them.
-server = skyrelay.Server("127.0.0.1", args.port, io_threads=1, client_topics=["bench"],
+server = skyrelay.Server("127.0.0.1", args.port, io_threads=args.io_threads, client_topics=["bench"],
                          ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
 server.start()
 # A benchmark topic is a volatile stream: under overload drop stale frames (counted) rather than
