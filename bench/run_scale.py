@@ -6,13 +6,15 @@ WebSocket, SSE at /sse/bench; Node `ws`; Node socket.io), one run:
 
 1. The server starts pinned to CPU 1 (servers/scale_skyrelay.py, servers/scale_node.mjs), with
    the given heartbeat interval; its RSS is read from /proc/<pid>/status once it listens.
-2. The load client (bench/loadclient, pinned to CPU 0) opens N connections, one after another,
+2. The load client (bench/loadclient, pinned to CPU 0) opens N connections, --connect-concurrency
+   at a time (non-blocking, in its event loop, answering pings on the open ones meanwhile),
    each with its handshake (WebSocket upgrade and the Socket.IO CONNECT, or the SSE GET). It
    binds each socket to one of many loopback source addresses (127.k.0.1 onwards, at most
    --per-address connections each) so neither the ephemeral ports of one address nor the
    server's per-address limit bind. More than --per-process connections are split over several
    load client processes, each with its own addresses, started together.
-3. Accepts per second: N over the wall time until every load client has its connections open.
+3. Accepts per second: N over the wall time until every load client has its connections open
+   (the server's rate once --connect-concurrency keeps it busy; handshakes per second over TLS).
 4. After --settle seconds the server's RSS is read again: memory per idle connection is that
    growth over N. Before each reading the server runs a full garbage collection (Python's
    gc.collect(); Node's gc() under --expose-gc) so handshake garbage is not counted. This is
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -60,7 +63,7 @@ RUNS = {
     "node-socketio": (["node", "--expose-gc", NODE_SCRIPT, "--protocol", "socketio"], SIO_PATH,
                       "socketio"),
 }
-TLS_CAPABLE = {"skyrelay-json", "skyrelay-socketio", "skyrelay-sse"}
+TLS_CAPABLE = {"skyrelay-json", "skyrelay-socketio", "skyrelay-sse", "node-ws", "node-socketio"}
 
 
 def rss_bytes(pid: int) -> int:
@@ -135,7 +138,8 @@ def client_commands(port: int, path: str, protocol: str, args: argparse.Namespac
         cmd = ["taskset", "-c", "0", str(LOADCLIENT), "--port", str(port), "--path", path,
                "--protocol", protocol, "--clients", str(share), "--expect", "1",
                "--warmup", "0", "--duration", "30", "--hold", str(args.hold + 600),
-               "--bind-base", f"127.{k + 1}.0.1", "--bind-count", str(addresses)]
+               "--bind-base", f"127.{k + 1}.0.1", "--bind-count", str(addresses),
+               "--connect-concurrency", str(args.connect_concurrency)]
         if ca:
             cmd += ["--ca", str(ca)]
         cmds.append(cmd)
@@ -149,11 +153,16 @@ def server_line(proc: subprocess.Popen, send: str, prefix: str, timeout: float =
 
 
 def run_one(name: str, args: argparse.Namespace, tls: tuple[Path, Path] | None) -> dict:
-    server_cmd, path, protocol = RUNS[name]
+    # "<run>/nogrid": a skyrelay run with its heartbeat deadlines exact, one wake-up per
+    # connection (SKYRELAY_HEARTBEAT_GRID=0, see cpp/include/skyrelay/net/heartbeat_grid.hpp):
+    # the before/after of the heartbeat batching in one build.
+    base, _, variant = name.partition("/")
+    server_cmd, path, protocol = RUNS[base]
+    env = dict(os.environ, SKYRELAY_HEARTBEAT_GRID="0") if variant == "nogrid" else None
     port = free_port()
-    log = open(RESULTS / f"scale-{name}-server.log", "w")
+    log = open(RESULTS / f"scale-{base}-server.log", "w")
     server = subprocess.Popen(command(server_cmd, port, args, tls), stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=log, text=True)
+                              stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     clients: list[Client] = []
     try:
         wait_port(port, server)
@@ -201,6 +210,7 @@ def run_one(name: str, args: argparse.Namespace, tls: tuple[Path, Path] | None) 
         "name": name, "tls": bool(tls), "clients": args.clients, "connected": connected,
         "held": held, "held_after_hold": held_after,
         "closed_by_server": sum(o.get("closed_by_server", 0) for o in outs),
+        "failed_to_open": sum(o.get("failed_to_open", 0) for o in outs),
         "received": sum(o.get("complete_clients", 0) for o in outs),
         "load_processes": len(outs),
         "connect_wall_s": round(connect_wall, 3),
@@ -250,6 +260,8 @@ def main() -> int:
     p.add_argument("--tls", action="store_true", help="also each skyrelay run over TLS")
     p.add_argument("--per-process", type=int, default=0,
                    help="connections per load client process (default: the fd limit less 100)")
+    p.add_argument("--connect-concurrency", type=int, default=64,
+                   help="connections each load client opens at once")
     p.add_argument("--per-address", type=int, default=500,
                    help="connections per loopback source address (skyrelay allows 1,000)")
     args = p.parse_args()
@@ -268,7 +280,7 @@ def main() -> int:
             from run_tls import make_cert
             certs = make_cert(Path(tmp))
         plan = [(n, None) for n in names] + [(n, certs) for n in names
-                                             if certs and n in TLS_CAPABLE]
+                                             if certs and n.partition("/")[0] in TLS_CAPABLE]
         for name, tls in plan:
             print(f"{name}{' tls' if tls else ''}: {args.clients} connections ...", flush=True)
             try:
