@@ -74,6 +74,22 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary context switches of all the process's threads: each is a thread going to sleep
+    (epoll_wait, a lock), so over an idle hold it counts the wake-ups that the heartbeats cost.
+    Unlike CPU time it does not shrink when a busy machine makes timers pile up between runs."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            with open(task / "status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
+    return total
+
+
 def kernel_slab_bytes() -> int:
     """The kernel's slab memory, machine-wide (/proc/meminfo): sockets, files, epoll items and
     the rest. Its growth over a run is both ends' kernel memory per connection, give or take
@@ -192,9 +208,9 @@ def run_one(name: str, args: argparse.Namespace, tls: tuple[Path, Path] | None) 
         server_line(server, "GC", "GCED")
         rss1, kernel1 = rss_bytes(server.pid), kernel_slab_bytes()
         held = int(server_line(server, "COUNT", "COUNT").split()[1])
-        t1, cpu1 = time.monotonic(), cpu_seconds(server.pid)
+        t1, cpu1, cs1 = time.monotonic(), cpu_seconds(server.pid), context_switches(server.pid)
         time.sleep(args.hold)
-        t2, cpu2 = time.monotonic(), cpu_seconds(server.pid)
+        t2, cpu2, cs2 = time.monotonic(), cpu_seconds(server.pid), context_switches(server.pid)
         server_line(server, "GC", "GCED")
         rss2 = rss_bytes(server.pid)
         held_after = int(server_line(server, "COUNT", "COUNT").split()[1])
@@ -223,6 +239,7 @@ def run_one(name: str, args: argparse.Namespace, tls: tuple[Path, Path] | None) 
         "kernel_slab_bytes_per_conn_both_ends": round((kernel1 - kernel0) / max(connected, 1)),
         "hold_s": round(t2 - t1, 2),
         "hold_cpu_pct": round((cpu2 - cpu1) / (t2 - t1) * 100, 2),
+        "hold_wakeups_per_s": round((cs2 - cs1) / (t2 - t1), 1),
         "empty_cpu_pct": round(empty_cpu_pct, 2),
         "fanout_ms": round(max(o.get("max_us", 0) for o in outs) / 1000, 2),
         "fanout_p50_ms": round(max(o.get("p50_us", 0) for o in outs) / 1000, 2),
@@ -235,8 +252,8 @@ def table(rows: list[dict], args: argparse.Namespace, fd_limit: int) -> list[str
              f"{args.heartbeat:g} s, RLIMIT_NOFILE {fd_limit}", "",
              "| run | connected / held | accepts/s (TLS: handshakes/s) | server CPU per accept | RSS per conn "
              "(after hold) | kernel slab per conn, both ends | CPU while holding "
-             "(empty server) | fan-out to all (p50) | closed by server |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "(empty server) | wake-ups/s while holding | fan-out to all (p50) | closed by server |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         name = r["name"] + (" (TLS)" if r["tls"] else "")
         lines.append(
@@ -244,7 +261,8 @@ def table(rows: list[dict], args: argparse.Namespace, fd_limit: int) -> list[str
             f"{r['server_cpu_per_accept_us']:.0f} µs | {r['bytes_per_conn'] / 1024:.1f} KB "
             f"({r['bytes_per_conn_after_hold'] / 1024:.1f} KB) | "
             f"{r['kernel_slab_bytes_per_conn_both_ends'] / 1024:.1f} KB | "
-            f"{r['hold_cpu_pct']:.2f} % ({r['empty_cpu_pct']:.2f} %) | {r['fanout_ms']:.1f} ms ({r['fanout_p50_ms']:.1f} ms) | "
+            f"{r['hold_cpu_pct']:.2f} % ({r['empty_cpu_pct']:.2f} %) | {r['hold_wakeups_per_s']:.0f} | "
+            f"{r['fanout_ms']:.1f} ms ({r['fanout_p50_ms']:.1f} ms) | "
             f"{r['closed_by_server']} |")
     return lines
 
