@@ -108,7 +108,8 @@ test-cpp-asan: deps
 TSAN_SOURCES := cpp/src/hub/hub.cpp cpp/src/hub/hub_channels.cpp cpp/src/hub/hub_history.cpp \
 	cpp/src/hub/hub_publish.cpp cpp/src/hub/hub_state.cpp cpp/src/hub/keyed_state.cpp \
 	cpp/src/hub/closed_sids.cpp cpp/src/core/clock.cpp \
-	cpp/src/core/random.cpp tests/cpp/test_hub_order.cpp tests/cpp/test_hub_state.cpp
+	cpp/src/core/random.cpp tests/cpp/test_hub_order.cpp tests/cpp/test_hub_state.cpp \
+	tests/cpp/test_member_list.cpp
 test-hub-tsan: deps
 	mkdir -p build/tsan
 	g++ -std=c++20 -O1 -g -fsanitize=thread -Icpp/include -Itests/cpp $(TSAN_SOURCES) \

@@ -6,13 +6,15 @@ WebSocket, SSE at /sse/bench; Node `ws`; Node socket.io), one run:
 
 1. The server starts pinned to CPU 1 (servers/scale_skyrelay.py, servers/scale_node.mjs), with
    the given heartbeat interval; its RSS is read from /proc/<pid>/status once it listens.
-2. The load client (bench/loadclient, pinned to CPU 0) opens N connections, one after another,
+2. The load client (bench/loadclient, pinned to CPU 0) opens N connections, --connect-concurrency
+   at a time (non-blocking, in its event loop, answering pings on the open ones meanwhile),
    each with its handshake (WebSocket upgrade and the Socket.IO CONNECT, or the SSE GET). It
    binds each socket to one of many loopback source addresses (127.k.0.1 onwards, at most
    --per-address connections each) so neither the ephemeral ports of one address nor the
    server's per-address limit bind. More than --per-process connections are split over several
    load client processes, each with its own addresses, started together.
-3. Accepts per second: N over the wall time until every load client has its connections open.
+3. Accepts per second: N over the wall time until every load client has its connections open
+   (the server's rate once --connect-concurrency keeps it busy; handshakes per second over TLS).
 4. After --settle seconds the server's RSS is read again: memory per idle connection is that
    growth over N. Before each reading the server runs a full garbage collection (Python's
    gc.collect(); Node's gc() under --expose-gc) so handshake garbage is not counted. This is
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -60,7 +63,7 @@ RUNS = {
     "node-socketio": (["node", "--expose-gc", NODE_SCRIPT, "--protocol", "socketio"], SIO_PATH,
                       "socketio"),
 }
-TLS_CAPABLE = {"skyrelay-json", "skyrelay-socketio", "skyrelay-sse"}
+TLS_CAPABLE = {"skyrelay-json", "skyrelay-socketio", "skyrelay-sse", "node-ws", "node-socketio"}
 
 
 def rss_bytes(pid: int) -> int:
@@ -69,6 +72,22 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary context switches of all the process's threads: each is a thread going to sleep
+    (epoll_wait, a lock), so over an idle hold it counts the wake-ups that the heartbeats cost.
+    Unlike CPU time it does not shrink when a busy machine makes timers pile up between runs."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            with open(task / "status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
+    return total
 
 
 def kernel_slab_bytes() -> int:
@@ -135,7 +154,8 @@ def client_commands(port: int, path: str, protocol: str, args: argparse.Namespac
         cmd = ["taskset", "-c", "0", str(LOADCLIENT), "--port", str(port), "--path", path,
                "--protocol", protocol, "--clients", str(share), "--expect", "1",
                "--warmup", "0", "--duration", "30", "--hold", str(args.hold + 600),
-               "--bind-base", f"127.{k + 1}.0.1", "--bind-count", str(addresses)]
+               "--bind-base", f"127.{k + 1}.0.1", "--bind-count", str(addresses),
+               "--connect-concurrency", str(args.connect_concurrency)]
         if ca:
             cmd += ["--ca", str(ca)]
         cmds.append(cmd)
@@ -149,11 +169,16 @@ def server_line(proc: subprocess.Popen, send: str, prefix: str, timeout: float =
 
 
 def run_one(name: str, args: argparse.Namespace, tls: tuple[Path, Path] | None) -> dict:
-    server_cmd, path, protocol = RUNS[name]
+    # "<run>/nogrid": a skyrelay run with its heartbeat deadlines exact, one wake-up per
+    # connection (SKYRELAY_HEARTBEAT_GRID=0, see cpp/include/skyrelay/net/heartbeat_grid.hpp):
+    # the before/after of the heartbeat batching in one build.
+    base, _, variant = name.partition("/")
+    server_cmd, path, protocol = RUNS[base]
+    env = dict(os.environ, SKYRELAY_HEARTBEAT_GRID="0") if variant == "nogrid" else None
     port = free_port()
-    log = open(RESULTS / f"scale-{name}-server.log", "w")
+    log = open(RESULTS / f"scale-{base}-server.log", "w")
     server = subprocess.Popen(command(server_cmd, port, args, tls), stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=log, text=True)
+                              stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     clients: list[Client] = []
     try:
         wait_port(port, server)
@@ -167,8 +192,8 @@ def run_one(name: str, args: argparse.Namespace, tls: tuple[Path, Path] | None) 
         start = time.monotonic()
         clients = [Client(c) for c in client_commands(port, path, protocol, args,
                                                       tls[0] if tls else None)]
-        # Bounded: a generous 2 ms per connection, at least a minute.
-        deadline = start + max(60.0, args.clients * 0.002 * (5 if tls else 1))
+        # Bounded: a generous 4 ms per connection (20 ms over TLS), at least a minute.
+        deadline = start + max(60.0, args.clients * (0.02 if tls else 0.004))
         while any(c.connected_at is None for c in clients) and time.monotonic() < deadline:
             if any(c.proc.poll() is not None and c.connected_at is None for c in clients):
                 break
@@ -183,9 +208,9 @@ def run_one(name: str, args: argparse.Namespace, tls: tuple[Path, Path] | None) 
         server_line(server, "GC", "GCED")
         rss1, kernel1 = rss_bytes(server.pid), kernel_slab_bytes()
         held = int(server_line(server, "COUNT", "COUNT").split()[1])
-        t1, cpu1 = time.monotonic(), cpu_seconds(server.pid)
+        t1, cpu1, cs1 = time.monotonic(), cpu_seconds(server.pid), context_switches(server.pid)
         time.sleep(args.hold)
-        t2, cpu2 = time.monotonic(), cpu_seconds(server.pid)
+        t2, cpu2, cs2 = time.monotonic(), cpu_seconds(server.pid), context_switches(server.pid)
         server_line(server, "GC", "GCED")
         rss2 = rss_bytes(server.pid)
         held_after = int(server_line(server, "COUNT", "COUNT").split()[1])
@@ -201,6 +226,7 @@ def run_one(name: str, args: argparse.Namespace, tls: tuple[Path, Path] | None) 
         "name": name, "tls": bool(tls), "clients": args.clients, "connected": connected,
         "held": held, "held_after_hold": held_after,
         "closed_by_server": sum(o.get("closed_by_server", 0) for o in outs),
+        "failed_to_open": sum(o.get("failed_to_open", 0) for o in outs),
         "received": sum(o.get("complete_clients", 0) for o in outs),
         "load_processes": len(outs),
         "connect_wall_s": round(connect_wall, 3),
@@ -213,6 +239,7 @@ def run_one(name: str, args: argparse.Namespace, tls: tuple[Path, Path] | None) 
         "kernel_slab_bytes_per_conn_both_ends": round((kernel1 - kernel0) / max(connected, 1)),
         "hold_s": round(t2 - t1, 2),
         "hold_cpu_pct": round((cpu2 - cpu1) / (t2 - t1) * 100, 2),
+        "hold_wakeups_per_s": round((cs2 - cs1) / (t2 - t1), 1),
         "empty_cpu_pct": round(empty_cpu_pct, 2),
         "fanout_ms": round(max(o.get("max_us", 0) for o in outs) / 1000, 2),
         "fanout_p50_ms": round(max(o.get("p50_us", 0) for o in outs) / 1000, 2),
@@ -223,10 +250,10 @@ def run_one(name: str, args: argparse.Namespace, tls: tuple[Path, Path] | None) 
 def table(rows: list[dict], args: argparse.Namespace, fd_limit: int) -> list[str]:
     lines = [f"N = {args.clients} connections, held {args.hold:g} s, heartbeat every "
              f"{args.heartbeat:g} s, RLIMIT_NOFILE {fd_limit}", "",
-             "| run | connected / held | accepts/s | server CPU per accept | RSS per conn "
+             "| run | connected / held | accepts/s (TLS: handshakes/s) | server CPU per accept | RSS per conn "
              "(after hold) | kernel slab per conn, both ends | CPU while holding "
-             "(empty server) | fan-out to all (p50) | closed by server |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "(empty server) | wake-ups/s while holding | fan-out to all (p50) | closed by server |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         name = r["name"] + (" (TLS)" if r["tls"] else "")
         lines.append(
@@ -234,7 +261,8 @@ def table(rows: list[dict], args: argparse.Namespace, fd_limit: int) -> list[str
             f"{r['server_cpu_per_accept_us']:.0f} µs | {r['bytes_per_conn'] / 1024:.1f} KB "
             f"({r['bytes_per_conn_after_hold'] / 1024:.1f} KB) | "
             f"{r['kernel_slab_bytes_per_conn_both_ends'] / 1024:.1f} KB | "
-            f"{r['hold_cpu_pct']:.2f} % ({r['empty_cpu_pct']:.2f} %) | {r['fanout_ms']:.1f} ms ({r['fanout_p50_ms']:.1f} ms) | "
+            f"{r['hold_cpu_pct']:.2f} % ({r['empty_cpu_pct']:.2f} %) | {r['hold_wakeups_per_s']:.0f} | "
+            f"{r['fanout_ms']:.1f} ms ({r['fanout_p50_ms']:.1f} ms) | "
             f"{r['closed_by_server']} |")
     return lines
 
@@ -247,9 +275,12 @@ def main() -> int:
     p.add_argument("--heartbeat", type=float, default=25.0, help="ping / keep-alive interval, s")
     p.add_argument("--settle", type=float, default=3.0)
     p.add_argument("--runs", default=",".join(RUNS), help=f"a subset of {','.join(RUNS)}")
-    p.add_argument("--tls", action="store_true", help="also each skyrelay run over TLS")
+    p.add_argument("--tls", action="store_true", help="also each run over TLS")
+    p.add_argument("--tls-only", action="store_true", help="each run over TLS only")
     p.add_argument("--per-process", type=int, default=0,
                    help="connections per load client process (default: the fd limit less 100)")
+    p.add_argument("--connect-concurrency", type=int, default=64,
+                   help="connections each load client opens at once")
     p.add_argument("--per-address", type=int, default=500,
                    help="connections per loopback source address (skyrelay allows 1,000)")
     args = p.parse_args()
@@ -264,11 +295,12 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         certs = None
+        args.tls = args.tls or args.tls_only
         if args.tls:
             from run_tls import make_cert
             certs = make_cert(Path(tmp))
-        plan = [(n, None) for n in names] + [(n, certs) for n in names
-                                             if certs and n in TLS_CAPABLE]
+        plan = [] if args.tls_only else [(n, None) for n in names]
+        plan += [(n, certs) for n in names if certs and n.partition("/")[0] in TLS_CAPABLE]
         for name, tls in plan:
             print(f"{name}{' tls' if tls else ''}: {args.clients} connections ...", flush=True)
             try:

@@ -17,6 +17,9 @@
 //                                   ephemeral ports of one source address do not run out)
 //                   [--hold S]     (keep the connections S seconds longer before the hard stop:
 //                                   a connection-scale run holds them idle, then one message)
+//                   [--connect-concurrency 64]  (connections being opened at once; each is
+//                                   non-blocking in the event loop, which meanwhile serves the
+//                                   open ones: pings are answered while thousands more open)
 // Prints one JSON line with the results.
 
 #include <arpa/inet.h>
@@ -121,6 +124,12 @@ struct conn {
   std::uint64_t received = 0;
   bool closed = false;
   sse_state sse;
+  // Opening (non-blocking, in the event loop): TCP connect, TLS handshake, request, head.
+  enum class phase : std::uint8_t { idle, connecting, handshaking, heading, open, failed };
+  phase step = phase::idle;
+  std::string head;              // the response head read so far (then freed)
+  std::size_t request_sent = 0;  // plain: bytes of the request already sent
+  std::int64_t started_ns = 0;   // when its connect began (for the open timeout)
 };
 
 struct options {
@@ -138,6 +147,7 @@ struct options {
   std::uint32_t bind_base = 0;  // host order; 0: let the kernel pick the source address
   std::uint32_t bind_count = 1;
   double hold = 0;              // seconds added to the hard stop (capped at 3600)
+  int connect_concurrency = 64; // connections being opened at once (connect to head)
 };
 
 options parse(int argc, char** argv) {
@@ -163,6 +173,8 @@ options parse(int argc, char** argv) {
     }
     else if (k == "--bind-count") o.bind_count = std::uint32_t(std::max(1, std::atoi(v.c_str())));
     else if (k == "--hold") o.hold = std::clamp(std::atof(v.c_str()), 0.0, 3600.0);
+    else if (k == "--connect-concurrency")
+      o.connect_concurrency = std::clamp(std::atoi(v.c_str()), 1, 100000);
     else if (k == "--protocol") {
       if (v != "ws" && v != "socketio" && v != "sse") {
         std::fprintf(stderr, "--protocol is ws, socketio or sse\n");
@@ -222,98 +234,11 @@ SSL_CTX* make_tls_context(const options& o) {
   return ctx;
 }
 
-// Blocking send and receive on a connection being opened, plain or TLS.
-bool blocking_send(conn& c, const std::string& data) {
-  if (c.ssl) return SSL_write(c.ssl, data.data(), int(data.size())) == int(data.size());
-  return send(c.fd, data.data(), data.size(), MSG_NOSIGNAL) == ssize_t(data.size());
-}
-ssize_t blocking_recv(conn& c, char* buf, std::size_t n) {
-  if (c.ssl) return SSL_read(c.ssl, buf, int(n));
-  return recv(c.fd, buf, n, 0);
-}
-
 void close_conn(conn& c) {
   if (c.ssl) SSL_free(c.ssl);
   c.ssl = nullptr;
   if (c.fd >= 0) close(c.fd);
   c.fd = -1;
-}
-
-// Blocking connect, TLS handshake when configured, and WebSocket handshake (or, for SSE, the
-// GET and its response head); fills c.fd (and c.ssl) and any bytes after the response head.
-// Returns false (and leaves c closed) when any step fails.
-bool open_conn(const options& o, SSL_CTX* tls, conn& c, std::string& leftover, bool& chunked) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return false;
-  c.fd = fd;
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (o.bind_base) {
-    // IP_BIND_ADDRESS_NO_PORT: the port is chosen at connect, per (source, destination), not
-    // reserved at bind, so each source address offers its whole ephemeral range.
-    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-    static std::uint32_t next = 0;
-    sockaddr_in src{};
-    src.sin_family = AF_INET;
-    src.sin_addr.s_addr = htonl(o.bind_base + next++ % o.bind_count);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) { close_conn(c); return false; }
-  }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(std::uint16_t(o.port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) { close_conn(c); return false; }
-  if (tls) {
-    c.ssl = SSL_new(tls);
-    if (!c.ssl || SSL_set_fd(c.ssl, fd) != 1 || SSL_connect(c.ssl) != 1) {
-      static bool told = false;  // the first failure says why; the count comes at the end
-      if (!told) ERR_print_errors_fp(stderr);
-      ERR_clear_error();
-      told = true;
-      close_conn(c);
-      return false;
-    }
-  }
-  std::string req =
-      o.sse ? "GET " + o.path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
-                                "Cache-Control: no-cache\r\n\r\n"
-            : "GET " + o.path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                                "Sec-WebSocket-Version: 13\r\n" +
-                                (o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n"
-                                           : "") + "\r\n";
-  if (!blocking_send(c, req)) { close_conn(c); return false; }
-  std::string resp;
-  char buf[4096];
-  while (resp.find("\r\n\r\n") == std::string::npos) {
-    ssize_t n = blocking_recv(c, buf, sizeof buf);
-    if (n <= 0) { close_conn(c); return false; }
-    resp.append(buf, std::size_t(n));
-  }
-  const std::size_t head_end = resp.find("\r\n\r\n");
-  const std::string_view head(resp.data(), head_end);
-  if (o.sse) {
-    if (resp.compare(0, 12, "HTTP/1.1 200") != 0 ||
-        !header_has(head, "content-type", "text/event-stream")) {
-      close_conn(c);
-      return false;
-    }
-    chunked = header_has(head, "transfer-encoding", "chunked");
-  } else if (resp.compare(0, 12, "HTTP/1.1 101") != 0 ||
-             (o.deflate && !header_has(head, "sec-websocket-extensions", "permessage-deflate"))) {
-    close_conn(c);
-    return false;
-  }
-  leftover = resp.substr(head_end + 4);
-  if (o.socketio && !blocking_send(c, masked_frame(0x1, "40"))) {  // Socket.IO CONNECT to "/"
-    close_conn(c);
-    return false;
-  }
-  tv = {0, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return true;
 }
 
 char lower(char ch) { return ch >= 'A' && ch <= 'Z' ? char(ch - 'A' + 'a') : ch; }
@@ -695,6 +620,170 @@ tls_result tls_ready(conn& c, std::uint32_t index, char* buf, std::size_t cap, s
   return SSL_has_pending(c.ssl) ? tls_result::more : tls_result::idle;
 }
 
+
+// ---- Opening connections, non-blocking, inside the event loop ----------------------------
+
+std::string request_text(const options& o) {
+  if (o.sse)
+    return "GET " + o.path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+                             "Cache-Control: no-cache\r\n\r\n";
+  return "GET " + o.path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                           "Sec-WebSocket-Version: 13\r\n" +
+         std::string(o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "") + "\r\n";
+}
+
+void set_events(conn& c, std::uint32_t index, std::uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u32 = index;
+  epoll_ctl(g_epfd, EPOLL_CTL_MOD, c.fd, &ev);
+  c.in_epoll_out = (events & EPOLLOUT) != 0;
+}
+
+// Starts opening connection `index`: a non-blocking socket bound to its source address,
+// connecting. Returns false when that already failed.
+bool start_open(const options& o, conn& c, std::uint32_t index) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  if (fd < 0) return false;
+  c.fd = fd;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (o.bind_base) {
+    // IP_BIND_ADDRESS_NO_PORT: the port is chosen at connect, per (source, destination), not
+    // reserved at bind, so each source address offers its whole ephemeral range.
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(o.bind_base + index % o.bind_count);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) return false;
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(std::uint16_t(o.port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS)
+    return false;
+  c.step = conn::phase::connecting;
+  c.started_ns = now_ns();
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT;
+  ev.data.u32 = index;
+  c.in_epoll_out = true;
+  return epoll_ctl(g_epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+enum class open_result : std::uint8_t { pending, open, failed };
+
+bool head_complete(const conn& c) { return c.head.find("\r\n\r\n") != std::string::npos; }
+
+// Reads the response head: false on a failure, true with c.step still `heading` while it waits.
+bool read_head(conn& c, std::uint32_t index, const std::string& request) {
+  char buf[4096];
+  if (!c.ssl) {
+    while (c.request_sent < request.size()) {
+      const ssize_t n = send(c.fd, request.data() + c.request_sent,
+                             request.size() - c.request_sent, MSG_NOSIGNAL);
+      if (n > 0) { c.request_sent += std::size_t(n); continue; }
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        set_events(c, index, EPOLLIN | EPOLLOUT);
+        return true;
+      }
+      return false;
+    }
+    while (!head_complete(c)) {
+      const ssize_t n = recv(c.fd, buf, sizeof buf, 0);
+      if (n > 0) { c.head.append(buf, std::size_t(n)); continue; }
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        if (c.in_epoll_out) set_events(c, index, EPOLLIN);
+        return true;
+      }
+      return false;
+    }
+    return true;
+  }
+  if (!c.out.empty() && !tls_flush(c)) return false;
+  while (!head_complete(c)) {
+    ERR_clear_error();
+    const int n = SSL_read(c.ssl, buf, int(sizeof buf));
+    if (n > 0) { c.head.append(buf, std::size_t(n)); continue; }
+    const int e = SSL_get_error(c.ssl, n);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return false;
+    const bool want_out = e == SSL_ERROR_WANT_WRITE || !c.out.empty();
+    if (want_out != c.in_epoll_out) set_events(c, index, EPOLLIN | (want_out ? EPOLLOUT : 0u));
+    return true;
+  }
+  return true;
+}
+
+// Moves connection `index` on when its socket is ready: connect done, TLS handshake, request,
+// response head (checked: 101 with the offered extension, or 200 text/event-stream), and the
+// Socket.IO CONNECT. Bytes after the head are fed as the stream's first.
+open_result advance_open(const options& o, SSL_CTX* tls, conn& c, std::uint32_t index,
+                         const std::string& request, stats& st) {
+  using phase = conn::phase;
+  if (c.step == phase::connecting) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
+      return open_result::failed;
+    sockaddr_in peer{};
+    socklen_t plen = sizeof peer;
+    if (getpeername(c.fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0)
+      return open_result::pending;  // not connected yet
+    if (tls) {
+      c.ssl = SSL_new(tls);
+      if (!c.ssl || SSL_set_fd(c.ssl, c.fd) != 1) return open_result::failed;
+      c.step = phase::handshaking;
+    } else {
+      c.step = phase::heading;
+    }
+  }
+  if (c.step == phase::handshaking) {
+    ERR_clear_error();
+    const int r = SSL_connect(c.ssl);
+    if (r != 1) {
+      const int e = SSL_get_error(c.ssl, r);
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        const bool want_out = e == SSL_ERROR_WANT_WRITE;
+        if (want_out != c.in_epoll_out) set_events(c, index, EPOLLIN | (want_out ? EPOLLOUT : 0u));
+        return open_result::pending;
+      }
+      static bool told = false;  // the first failure says why; the count comes at the end
+      if (!told) ERR_print_errors_fp(stderr);
+      told = true;
+      ERR_clear_error();
+      return open_result::failed;
+    }
+    c.out = request;  // written by tls_flush in read_head
+    c.step = phase::heading;
+  }
+  if (!read_head(c, index, request)) return open_result::failed;
+  if (!head_complete(c)) return open_result::pending;
+  const std::size_t head_end = c.head.find("\r\n\r\n");
+  const std::string_view head(c.head.data(), head_end);
+  if (o.sse) {
+    if (c.head.compare(0, 12, "HTTP/1.1 200") != 0 ||
+        !header_has(head, "content-type", "text/event-stream"))
+      return open_result::failed;
+    c.sse.chunked = header_has(head, "transfer-encoding", "chunked");
+  } else if (c.head.compare(0, 12, "HTTP/1.1 101") != 0 ||
+             (o.deflate && !header_has(head, "sec-websocket-extensions", "permessage-deflate"))) {
+    return open_result::failed;
+  }
+  const std::string leftover = c.head.substr(head_end + 4);
+  std::string().swap(c.head);
+  c.step = phase::open;
+  if (o.socketio) send_masked(c, 0x1, "40");  // Socket.IO CONNECT to "/"
+  if (c.closed) return open_result::failed;
+  const bool want_out = c.ssl && !c.out.empty();
+  if (want_out != c.in_epoll_out) set_events(c, index, EPOLLIN | (want_out ? EPOLLOUT : 0u));
+  c.read_wants_write = false;
+  st.read_ns = now_ns();
+  if (!leftover.empty() && !feed(c, leftover.data(), leftover.size(), st, o))
+    return open_result::failed;
+  return open_result::open;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -715,40 +804,12 @@ int main(int argc, char** argv) {
   if (tls) std::signal(SIGPIPE, SIG_IGN);
   stats st;
   st.expect = o.expect;
-  int connected = 0;
+  int connected = 0, failed = 0, in_flight = 0;
   std::vector<char> buf(1 << 20);
-  const std::int64_t connect_start = now_ns();
-  for (int i = 0; i < o.clients; ++i) {
-    std::string leftover;
-    bool chunked = false;
-    if (!open_conn(o, tls, conns[i], leftover, chunked)) continue;
-    const int fd = conns[i].fd;
-    conns[i].sse.chunked = chunked;
-    if (conns[i].ssl && tls_version.empty()) {
-      tls_version = SSL_get_version(conns[i].ssl);
-      tls_cipher = SSL_get_cipher_name(conns[i].ssl);
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u32 = std::uint32_t(i);
-    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
-    st.read_ns = now_ns();
-    if (o.sse) {
-      if (!sse_body(conns[i], leftover.data(), leftover.size(), st)) conns[i].closed = true;
-    } else if (!leftover.empty()) {
-      conns[i].pending = leftover;
-    }
-    ++connected;
-  }
-  const double connect_s = (now_ns() - connect_start) / 1e9;
-  std::fprintf(stderr, "loadclient: %d/%d connected in %.3f s\n", connected, o.clients, connect_s);
+  const std::string request = request_text(o);
   // TLS connections whose records OpenSSL holds already decrypted or read ahead: epoll will
-  // not report them, so they are served without waiting. At first: every TLS connection.
+  // not report them, so they are served without waiting (each one as it opens, at first).
   std::vector<std::uint32_t> tls_more, tls_next;
-  if (tls)
-    for (std::uint32_t i = 0; i < conns.size(); ++i)
-      if (conns[i].ssl && !conns[i].closed) tls_more.push_back(i);
   const auto tls_turn = [&](std::uint32_t i) {
     conn& c = conns[i];
     if (c.closed && c.fd < 0) return;
@@ -766,9 +827,83 @@ int main(int argc, char** argv) {
     }
   };
 
+  // Opening: at most --connect-concurrency connections between connect() and their handshake's
+  // end at a time, each moved on by its socket's events in the loop below, which meanwhile
+  // serves the connections already open (pings, Engine.IO pings). One that has not opened
+  // within 10 s fails.
+  constexpr std::int64_t open_timeout_ns = 10'000'000'000;
+  std::uint32_t next_open = 0;
+  std::vector<std::uint32_t> opening;  // in start order: the oldest first, for the timeout
+  std::size_t opening_head = 0;
+  const std::int64_t connect_start = now_ns();
+  double connect_s = -1;
+  const auto fail_open = [&](std::uint32_t i) {
+    conn& c = conns[i];
+    if (c.fd >= 0) epoll_ctl(epfd, EPOLL_CTL_DEL, c.fd, nullptr);
+    close_conn(c);
+    c.step = conn::phase::failed;
+    c.closed = true;
+    ++failed;
+  };
+  const auto opened = [&](std::uint32_t i, open_result r) {
+    if (r == open_result::pending) return;
+    --in_flight;
+    if (r == open_result::failed) return fail_open(i);
+    ++connected;
+    if (conns[i].ssl) {
+      if (tls_version.empty()) {
+        tls_version = SSL_get_version(conns[i].ssl);
+        tls_cipher = SSL_get_cipher_name(conns[i].ssl);
+      }
+      tls_next.push_back(i);  // OpenSSL may hold records read ahead with the head
+    }
+  };
+  const auto open_more = [&](std::int64_t now) {
+    while (opening_head < opening.size()) {  // time out the oldest that are still opening
+      conn& c = conns[opening[opening_head]];
+      const bool busy = c.step == conn::phase::connecting ||
+                        c.step == conn::phase::handshaking || c.step == conn::phase::heading;
+      if (busy && now - c.started_ns < open_timeout_ns) break;
+      if (busy) {
+        --in_flight;
+        fail_open(opening[opening_head]);
+      }
+      ++opening_head;
+    }
+    if (opening_head > 4096 && opening_head * 2 > opening.size()) {
+      opening.erase(opening.begin(), opening.begin() + std::ptrdiff_t(opening_head));
+      opening_head = 0;
+    }
+    while (in_flight < o.connect_concurrency && next_open < conns.size()) {
+      const std::uint32_t i = next_open++;
+      if (!start_open(o, conns[i], i)) {
+        fail_open(i);
+        continue;
+      }
+      ++in_flight;
+      opening.push_back(i);
+    }
+    if (connect_s < 0 && connected + failed == o.clients) {
+      connect_s = (now_ns() - connect_start) / 1e9;
+      std::fprintf(stderr, "loadclient: %d/%d connected in %.3f s (%d failed)\n", connected,
+                   o.clients, connect_s, failed);
+    }
+  };
+  // Events of a connection not open yet move its opening on; true when it took the event.
+  const auto opening_event = [&](std::uint32_t i) {
+    conn& c = conns[i];
+    if (c.step == conn::phase::open) return false;
+    if (c.step == conn::phase::connecting || c.step == conn::phase::handshaking ||
+        c.step == conn::phase::heading)
+      opened(i, advance_open(o, tls, c, i, request, st));
+    return true;
+  };
+
   const double cpu_start_total = cpu_seconds();
+  // Bounded: the opening gets 60 s plus 10 ms per connection (at most an hour) on top.
+  const double open_budget = std::min(3600.0, 60.0 + o.clients * 0.01);
   const std::int64_t hard_stop =
-      now_ns() + std::int64_t((o.warmup + o.duration + o.hold + 60) * 1e9);
+      now_ns() + std::int64_t((o.warmup + o.duration + o.hold + 60 + open_budget) * 1e9);
   std::int64_t measure_start = 0, measure_end = 0;
   double cpu_at_start = 0, cpu_at_end = 0;
   std::vector<epoll_event> events(1024);
@@ -780,7 +915,8 @@ int main(int argc, char** argv) {
       cpu_at_start = cpu_seconds();
       st.measuring = true;
     }
-    const bool all_done = st.expect && connected && st.complete >= connected;
+    open_more(now);
+    const bool all_done = st.expect && connect_s >= 0 && connected && st.complete >= connected;
     if (all_done || (measure_start && now >= measure_start + std::int64_t(o.duration * 1e9))) {
       measure_end = now;
       cpu_at_end = cpu_seconds();
@@ -789,13 +925,16 @@ int main(int argc, char** argv) {
     int n = epoll_wait(epfd, events.data(), int(events.size()), tls_more.empty() ? 50 : 0);
     if (tls) {
       tls_next.clear();
-      for (int k = 0; k < n; ++k) tls_turn(events[k].data.u32);
+      for (int k = 0; k < n; ++k)
+        if (!opening_event(events[k].data.u32)) tls_turn(events[k].data.u32);
       for (const std::uint32_t i : tls_more) tls_turn(i);  // may serve one twice: harmless
       std::swap(tls_more, tls_next);
       continue;
     }
     for (int k = 0; k < n; ++k) {
+      if (opening_event(events[k].data.u32)) continue;
       conn& c = conns[events[k].data.u32];
+      if (c.fd < 0 || c.closed) continue;
       for (int reads = 0; reads < 4; ++reads) {
         ssize_t r = recv(c.fd, buf.data(), buf.size(), 0);
         if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -842,14 +981,16 @@ int main(int argc, char** argv) {
       "\"p999_us\":%.0f,\"max_us\":%lld,\"client_cpu_s\":%.3f,\"client_cpu_total_s\":%.3f,"
       "\"expect\":%llu,\"complete_clients\":%d,\"published_in_window\":%lld,"
       "\"published_per_s\":%.1f",
-      o.clients, connected, closed, (unsigned long long)st.deliveries, window,
+      o.clients, connected, closed - failed, (unsigned long long)st.deliveries, window,
       window > 0 ? st.deliveries / window : 0.0, st.latency.percentile(0.50),
       st.latency.percentile(0.99), st.latency.percentile(0.999), (long long)st.latency.max_us,
       cpu_at_end - cpu_at_start, cpu_seconds() - cpu_start_total,
       (unsigned long long)o.expect, st.complete, (long long)published,
       window > 0 ? published / window : 0.0);
-  std::printf(",\"wire_bytes\":%llu,\"compressed_messages\":%llu,\"connect_s\":%.3f",
-              (unsigned long long)st.wire_bytes, (unsigned long long)st.compressed, connect_s);
+  std::printf(",\"wire_bytes\":%llu,\"compressed_messages\":%llu,\"connect_s\":%.3f,"
+              "\"failed_to_open\":%d,\"connect_concurrency\":%d",
+              (unsigned long long)st.wire_bytes, (unsigned long long)st.compressed, connect_s,
+              failed, o.connect_concurrency);
   if (o.tls)
     std::printf(",\"tls\":true,\"tls_version\":\"%s\",\"tls_cipher\":\"%s\",\"tls_verified\":%s",
                 tls_version.c_str(), tls_cipher.c_str(), o.ca.empty() ? "false" : "true");

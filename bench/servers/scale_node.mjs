@@ -4,7 +4,10 @@
 // answers with the connections held; GC runs a full collection (with --expose-gc) before the
 // driver reads the RSS, so garbage from the handshakes is not counted as held memory.
 // Args: --port P --protocol ws|socketio [--heartbeat S] [--max-seconds S]
+//       [--certfile F --keyfile F]  (https / wss: node:https with Node's TLS defaults)
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import { createInterface } from "node:readline";
 import { WebSocketServer } from "ws";
 import { Server } from "socket.io";
@@ -15,7 +18,10 @@ const heartbeatMs = Number(arg("--heartbeat", 25)) * 1000;
 const maxSeconds = Number(arg("--max-seconds", 4000));
 const pad = "x".repeat(60);
 const message = (seq) => `{"t":${process.hrtime.bigint()},"seq":${seq},"pad":"${pad}"}`;
-const http = createServer();
+const certfile = arg("--certfile"), keyfile = arg("--keyfile");
+const http = certfile
+  ? createTlsServer({ cert: readFileSync(certfile), key: readFileSync(keyfile) })
+  : createServer();
 let publish, count;
 
 if (protocol === "ws") {

@@ -43,22 +43,17 @@ std::size_t hub::shard_of(const channel& room) noexcept {
   return channel_hash{}(room) % shard_count;
 }
 
+// Amortized O(1) per join (member_list shares its slots with the snapshot it extends), so a
+// room of n members costs O(n) to fill, not O(n^2). Callers hold the owner's lock.
 std::shared_ptr<const hub::member_list> hub::with(const std::shared_ptr<const member_list>& list,
                                                   std::shared_ptr<subscriber> s) {
-  auto next = std::make_shared<member_list>();
-  next->reserve((list ? list->size() : 0) + 1);
-  if (list) next->assign(list->begin(), list->end());
-  next->push_back(std::move(s));
-  return next;
+  return std::make_shared<const member_list>(list ? list->with(std::move(s))
+                                                  : member_list{}.with(std::move(s)));
 }
 
 std::shared_ptr<const hub::member_list> hub::without(
     const std::shared_ptr<const member_list>& list, const subscriber* s) {
-  auto next = std::make_shared<member_list>();
-  next->reserve(list->size());
-  for (const auto& m : *list)
-    if (m.get() != s) next->push_back(m);
-  return next;
+  return std::make_shared<const member_list>(list->without(s));
 }
 
 bool hub::add(std::shared_ptr<subscriber> s) {

@@ -40,7 +40,7 @@ void hub::announce_locked(const channel& ch, bool broadcasts, seq_change c,
   if (c == seq_change::none) return;
   std::vector<std::shared_ptr<subscriber>> members;
   if (!broadcasts) {
-    if (auto list = members_of(ch)) members = *list;
+    if (auto list = members_of(ch)) members.assign(list->begin(), list->end());
   } else {
     for (auto& cs : conn_shards_) {
       std::shared_ptr<const member_list> all;

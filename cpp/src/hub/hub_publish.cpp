@@ -120,8 +120,8 @@ namespace {
 // deliveries touch: their object, then the queue they write into (see
 // subscriber::prefetch_write_target). Cache misses, not instructions, are most of a
 // delivery's cost on the publishing thread when a publication goes to many connections.
-template <class Send>
-void send_each(const std::vector<std::shared_ptr<subscriber>>& list, Send&& send) {
+template <class List, class Send>  // a member_list snapshot or a vector of subscribers
+void send_each(const List& list, Send&& send) {
   constexpr std::size_t ahead = 4;  // objects; their queues are fetched half as far ahead
   const std::size_t n = list.size();
   for (std::size_t i = 0; i < n; ++i) {

@@ -5,6 +5,7 @@
 
 #include <cassert>
 
+#include "skyrelay/net/heartbeat_grid.hpp"
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/net/sio_server.hpp"
 
@@ -79,7 +80,9 @@ void eio_session::start() {
 }
 
 void eio_session::arm_ping(std::chrono::milliseconds after) {
-  ping_timer_.expires_after(after);
+  // On the shared grid (heartbeat_grid.hpp): sessions due in one tick are pinged together.
+  ping_timer_.expires_at(net::heartbeat_due(std::chrono::steady_clock::now() + after,
+                                            context_.config().eio_ping_interval));
   ping_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (!ec) self->on_ping_timer();
   });

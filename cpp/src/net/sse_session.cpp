@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "skyrelay/core/clock.hpp"
+#include "skyrelay/net/heartbeat_grid.hpp"
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/sse_cursor.hpp"
@@ -187,7 +188,8 @@ void sse_session::arm_timer() {
   // A dead peer shows as a write error. An endpoint's heartbeat event takes the place of the
   // keep-alive comment, at its own interval.
   const bool beat = ep_ && ep_->heartbeat_data && ep_->cfg.heartbeat_interval.count() > 0;
-  timer_.expires_after(beat ? ep_->cfg.heartbeat_interval : ctx_.config().sse_keepalive);
+  const auto period = beat ? ep_->cfg.heartbeat_interval : ctx_.config().sse_keepalive;
+  timer_.expires_at(net::heartbeat_due(std::chrono::steady_clock::now() + period, period));
   timer_.async_wait([self = self_as<sse_session>()](boost::system::error_code ec) {
     if (ec || self->state_ != state::open) {
       if (!ec && self->state_ == state::closing) self->finish(self->close_reason_);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 
+#include "skyrelay/net/heartbeat_grid.hpp"
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/permessage_deflate.hpp"
@@ -194,7 +195,7 @@ void ws_session::arm_timer() {
   auto deadline = last_heard_ + cfg.heartbeat_interval + (pinged_ ? cfg.heartbeat_timeout
                                                                   : std::chrono::milliseconds(0));
   if (cfg.idle_timeout.count() > 0) deadline = std::min(deadline, last_heard_ + cfg.idle_timeout);
-  timer_.expires_at(deadline);
+  timer_.expires_at(net::heartbeat_due(deadline, cfg.heartbeat_interval));  // batched
   timer_.async_wait([self = self_as<ws_session>()](boost::system::error_code ec) {
     if (!ec) self->on_timer(ec);
   });

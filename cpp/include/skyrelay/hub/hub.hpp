@@ -25,6 +25,7 @@
 #include "skyrelay/core/publication.hpp"
 #include "skyrelay/hub/channel.hpp"
 #include "skyrelay/hub/closed_sids.hpp"
+#include "skyrelay/hub/member_list.hpp"
 #include "skyrelay/hub/subscriber.hpp"
 
 namespace skyrelay {
@@ -164,7 +165,7 @@ class hub {
   // distinct envelope, server::register_envelope_encoders); the per-publication arrays of
   // hub_publish are this long, on the stack.
   static constexpr std::size_t max_encoders = 16;
-  using member_list = std::vector<std::shared_ptr<subscriber>>;
+  using member_list = skyrelay::member_list;  // snapshots; appending does not copy
 
   hub();
 
