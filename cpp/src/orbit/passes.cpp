@@ -256,12 +256,26 @@ void pair_search::monotone(const sample& a, const sample& b) {
   if ((a.f < 0) == (b.f < 0)) return;
   double lo = a.t, hi = b.t;
   const bool rising = a.f < 0;
-  double t = a.t + (b.t - a.t) * a.f / (a.f - b.f);
+  // First guess: the chord's zero, moved by two Newton steps on the cubic through both samples'
+  // values and rates (no propagation; usually within a few milliseconds of the crossing).
+  const double w = b.t - a.t;
+  double z = a.f / (a.f - b.f);
+  for (int k = 0; k < 2; ++k) {
+    const double z2 = z * z, z3 = z2 * z;
+    const double v = (2 * z3 - 3 * z2 + 1) * a.f + (z3 - 2 * z2 + z) * w * a.g + (-2 * z3 + 3 * z2) * b.f +
+                     (z3 - z2) * w * b.g;
+    const double dv = (6 * z2 - 6 * z) * a.f + (3 * z2 - 4 * z + 1) * w * a.g + (-6 * z2 + 6 * z) * b.f +
+                      (3 * z2 - 2 * z) * w * b.g;
+    const double next = dv != 0.0 ? z - v / dv : z;
+    if (!(next > 0.0 && next < 1.0)) break;
+    z = next;
+  }
+  double t = a.t + w * z;
   sample x = at(t);
   for (int i = 0; i < 40 && x.f != 0.0; ++i) {
     if ((x.f < 0) == rising) lo = t; else hi = t;
     double next = x.g != 0.0 ? t - x.f / x.g : 0.5 * (lo + hi);
-    if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+    if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);  // inclusive: see culmination()
     // Newton converges quadratically here: once a step is under the tolerance, the sample just
     // taken is already within it.
     if (std::fabs(next - t) < root_tolerance_s) break;
