@@ -88,4 +88,5 @@ def test_tracker_message_is_the_python_text(which):
                                 iso(t))
         assert raw == expected
         snap = tracker.positions_snapshot(t)
-        assert snap == json.loads(expected) and snap["count"] == len(sats)
+        assert snap == json.loads(expected)
+        assert snap["count"] == int(np.isfinite(geo.latitude[:, 0]).sum()) > 0.9 * len(sats)
