@@ -18,6 +18,7 @@
 #include "skyrelay/orbit/elements.hpp"
 #include "skyrelay/orbit/frames.hpp"
 #include "skyrelay/orbit/passes.hpp"
+#include "skyrelay/orbit/positions_json.hpp"
 #include "skyrelay/orbit/sgp4.hpp"
 
 namespace py = pybind11;
@@ -376,6 +377,23 @@ void def_arrays(py::module_& o) {
   o.def("find_pass_columns", &pass_columns, py::arg("satellites"), py::arg("stations"), py::arg("start"),
         py::arg("end"), py::arg("dut1") = 0.0, py::arg("threads") = 0);
   o.def("describe_error", [](int code) { return std::string(describe(static_cast<sgp4_error>(code))); });
+  // The tracker's satellite_positions message (docs/tracker.md), written without the GIL.
+  py::class_<positions_encoder>(o, "PositionsEncoder")
+      .def(py::init<std::vector<std::string>>(), py::arg("heads"))
+      .def("__len__", &positions_encoder::size)
+      .def("encode", [](const positions_encoder& enc, const darray& lat, const darray& lon, const darray& alt,
+                        const std::string& timestamp_json) {
+        const std::size_t n = enc.size();
+        for (const darray* a : {&lat, &lon, &alt})
+          if (a->ndim() != 1 || static_cast<std::size_t>(a->shape(0)) != n)
+            throw py::value_error("latitude, longitude and altitude must be 1-d with one value per satellite");
+        std::string text;
+        {
+          py::gil_scoped_release nogil;
+          text = enc.encode(lat.data(), lon.data(), alt.data(), n, timestamp_json);
+        }
+        return py::bytes(text);
+      }, py::arg("latitude"), py::arg("longitude"), py::arg("altitude_km"), py::arg("timestamp_json"));
 }
 
 }  // namespace

@@ -31,6 +31,7 @@ reload keeps the elements in use and is reported in ``server_status.elements_err
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -124,6 +125,7 @@ class Tracker:
         self._clock = clock
         self._lock = threading.Lock()
         self._positions: dict[str, Any] | None = None
+        self._positions_raw: bytes | None = None
         self._windows: dict[str, Any] | None = None
         self._greet: list[tuple[Connection, float]] = []
         self._stop = threading.Event()
@@ -141,7 +143,8 @@ class Tracker:
         sats = orbit.SatelliteArray(satellites)
         if len(sats) == 0:
             raise ValueError("the tracker needs at least one satellite")
-        self._catalogue = (sats, sats.names, [catalog_number(s) for s in sats])
+        names, numbers = sats.names, [catalog_number(s) for s in sats]
+        self._catalogue = (sats, names, numbers, _positions_encoder(names, numbers))
 
     @property
     def satellites(self) -> orbit.SatelliteArray:
@@ -164,31 +167,32 @@ class Tracker:
 
     # -- snapshots ---------------------------------------------------------------------------
 
-    def positions_snapshot(self, now: float | None = None) -> dict[str, Any]:
-        """Where every satellite is at ``now`` (default: the clock)."""
+    def positions_message(self, now: float | None = None) -> bytes:
+        """The ``satellite_positions`` payload at ``now`` (default: the clock) as JSON text,
+        written in C++ (``_orbit.PositionsEncoder``): the same text Python's json.dumps wrote
+        for :meth:`positions_snapshot`'s dict."""
         t = self._clock() if now is None else now
-        sats, names, numbers = self._catalogue
+        sats, _, _, encoder = self._catalogue
         started = time.perf_counter()
         stamp = np.array([int(round(t * 1e9))], dtype="datetime64[ns]")
         geo = sats.subpoints(stamp)
         computed = time.perf_counter()
-        when = iso(t)
-        lat = np.round(geo.latitude[:, 0], 4).tolist()
-        lon = np.round(geo.longitude[:, 0], 4).tolist()
-        alt = np.round(geo.altitude_km[:, 0], 2).tolist()
-        records = [{"name": n, "catalog_number": c,
-                    "position": {"latitude": a, "longitude": o, "altitude_km": h}, "timestamp": when}
-                   for n, c, a, o, h in zip(names, numbers, lat, lon, alt) if a == a]  # NaN: failed propagation
-        snapshot = {"satellites": records, "count": len(records), "timestamp": when}
+        raw = encoder.encode(geo.latitude[:, 0], geo.longitude[:, 0], geo.altitude_km[:, 0],
+                             json.dumps(iso(t)))
         self.last_position_cost = {"compute_s": computed - started, "build_s": time.perf_counter() - computed}
-        return snapshot
+        return raw
+
+    def positions_snapshot(self, now: float | None = None) -> dict[str, Any]:
+        """Where every satellite is at ``now`` (default: the clock): :meth:`positions_message`
+        read back into a dict."""
+        return json.loads(self.positions_message(now))
 
     def windows_snapshot(self, now: float | None = None) -> dict[str, Any]:
         """Passes over the ground stations from ``now`` to ``now + lookahead_hours``."""
         t = self._clock() if now is None else now
         # Search from an hour back so that a pass in progress reports its real start.
         since = dt.datetime.fromtimestamp(t - 3600.0, dt.timezone.utc)
-        sats, names, numbers = self._catalogue
+        sats, names, numbers, _ = self._catalogue
         table = _pass_columns(sats, self.stations, since, self.lookahead_hours + 1.0)
         aos, los = table["aos"], table["los"]
         current = np.flatnonzero(los > t)
@@ -269,9 +273,15 @@ class Tracker:
                 "timestamp": iso(self._clock())}
 
     def current_positions(self) -> dict[str, Any]:
+        """The last positions published, as a dict (read back from their JSON text once)."""
         with self._lock:
-            snap = self._positions
-        return snap if snap is not None else self._publish_positions(emit=False)
+            snap, raw = self._positions, self._positions_raw
+        if snap is None and raw is not None:
+            snap = json.loads(raw)
+            with self._lock:
+                if self._positions_raw is raw:
+                    self._positions = snap
+        return snap if snap is not None else json.loads(self._publish_positions(emit=False))
 
     def current_windows(self) -> dict[str, Any]:
         with self._lock:
@@ -280,14 +290,15 @@ class Tracker:
 
     # -- publishing --------------------------------------------------------------------------
 
-    def _publish_positions(self, emit: bool = True) -> dict[str, Any]:
-        snap = self.positions_snapshot()
+    def _publish_positions(self, emit: bool = True) -> bytes:
+        raw = self.positions_message()
         with self._lock:
-            self._positions = snap
+            self._positions_raw, self._positions = raw, None
         if emit:
-            self.server.emit("satellite_positions", snap, to=None if self.broadcast else ROOM_SATELLITES,
+            # bytes: already-encoded JSON, sent as it is to every transport
+            self.server.emit("satellite_positions", raw, to=None if self.broadcast else ROOM_SATELLITES,
                              policy="drop_oldest")
-        return snap
+        return raw
 
     def _publish_windows(self, emit: bool = True) -> dict[str, Any]:
         snap = self.windows_snapshot()
@@ -429,6 +440,14 @@ def catalog_number(sat: orbit.Satellite) -> int | str:
     all digits (Alpha-5 numbers such as ``A0001``)."""
     number = str(sat.satnum).strip()
     return int(number) if number.isdigit() else number
+
+
+def _positions_encoder(names: Sequence[str], numbers: Sequence[int | str]) -> Any:
+    """The C++ writer of satellite_positions for this catalogue: each record's text up to its
+    latitude, written here once by json.dumps (so names are escaped exactly as before)."""
+    heads = ['{"name":' + json.dumps(name, ensure_ascii=False) + ',"catalog_number":' + json.dumps(number)
+             + ',"position":{"latitude":' for name, number in zip(names, numbers)]
+    return orbit._orbit.PositionsEncoder([h.encode("utf-8") for h in heads])
 
 
 def _pass_columns(sats: orbit.SatelliteArray, stations: Sequence[orbit.GroundStation],

@@ -4,11 +4,14 @@
 
 #include <cmath>
 #include <numbers>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "skyrelay/orbit/elements.hpp"
 #include "skyrelay/orbit/frames.hpp"
 #include "skyrelay/orbit/passes.hpp"
+#include "skyrelay/orbit/positions_json.hpp"
 #include "skyrelay/orbit/sgp4.hpp"
 
 using namespace skyrelay::orbit;
@@ -220,4 +223,26 @@ TEST(Sgp4, BatchPathMatchesScalarNearAndDeep) {
       }
     }
   }
+}
+
+TEST(PositionsJson, FloatsAsPythonReprWritesThem) {
+  const std::pair<double, const char*> cases[] = {
+      {0.0, "0.0"}, {-0.0, "-0.0"}, {12.0, "12.0"}, {0.0001, "0.0001"}, {1e-05, "1e-05"},
+      {-4.5e-07, "-4.5e-07"}, {0.1, "0.1"}, {1.0 / 3.0, "0.3333333333333333"},
+      {1e15, "1000000000000000.0"}, {1e16, "1e+16"}, {1.5e300, "1.5e+300"}, {-179.9999, "-179.9999"}};
+  for (const auto& [value, text] : cases) {
+    std::string out;
+    skyrelay::orbit::append_python_float(out, value);
+    EXPECT_EQ(out, text) << value;
+  }
+}
+
+TEST(PositionsJson, RoundsLikeNumpyAndLeavesOutFailedSatellites) {
+  const skyrelay::orbit::positions_encoder enc({"{\"name\":\"A\",\"position\":{\"latitude\":",
+                                                "{\"name\":\"B\",\"position\":{\"latitude\":"});
+  const double lat[] = {51.123456, std::nan("")}, lon[] = {-0.00005, 1.0}, alt[] = {420.125, 1.0};
+  // 0.00005 * 1e4 rounds half to even (to 0, negative: -0.0); 420.125 * 100 is 42012.5 -> 42012.
+  EXPECT_EQ(enc.encode(lat, lon, alt, 2, "\"T\""),
+            "{\"satellites\":[{\"name\":\"A\",\"position\":{\"latitude\":51.1235,\"longitude\":-0.0,"
+            "\"altitude_km\":420.12},\"timestamp\":\"T\"}],\"count\":1,\"timestamp\":\"T\"}");
 }

@@ -93,31 +93,36 @@ struct sample {
   double t{0};
   double f{0};     // sin(elevation) - sin(mask)
   double g{0};     // d sin(elevation) / dt, 1/s
-  double e{0}, n{0}, u{0}, range{0};  // east, north, up (km): azimuth and elevation when reported
+  double gdot{0};  // d g / dt, 1/s^2 (interpolated samples only: Newton's derivative at a culmination)
+  double dx{0}, dy{0}, dz{0};  // earth-fixed offset from the station (km): azimuth when reported
+  double u{0}, range{0};       // up component and range (km): elevation when reported
 };
 
 // One satellite's track over one station.
 class pair_search {
  public:
   pair_search(const track& tr, const site& st, double end)
-      : tr_(tr), st_(st), end_(end), sin_mask_(std::sin(st.min_elevation_rad)) {}
+      : tr_(tr), st_(st), end_(end), sin_mask_(std::sin(st.min_elevation_rad)),
+        up_{st.cos_lat * st.cos_lon, st.cos_lat * st.sin_lon, st.sin_lat} {}
   void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out);
 
  private:
   sample at_point(std::size_t i) const;
   sample at(double t) const;
-  double refine(double ta, double va, double tb, double vb, bool on_rate) const;
+  double culmination(const sample& a, const sample& b) const;
   void interval(const sample& a, const sample& b);
   void monotone(const sample& a, const sample& b);
   void open_at(const sample& s, bool clipped);
   void close_at(const sample& s, bool clipped);
   void consider_max(const sample& s);
-  sample from_state(double t, const state_vector& sv) const;
+  sample from_state(double t, const double r[3], const double v[3], const double* acc) const;
+  double azimuth_deg(const sample& s) const;
 
   const track& tr_;
   const site& st_;
   double end_;
   double sin_mask_;
+  double up_[3];
   double best_f_{-2.0};
   bool open_{false};
   pass_window cur_{};
@@ -125,81 +130,90 @@ class pair_search {
   std::size_t si_{0}, gi_{0};
 };
 
-// The sine of the elevation, its rate and the range; azimuth and elevation themselves are
-// computed only for the samples a pass reports.
-sample pair_search::from_state(double t, const state_vector& sv) const {
-  const double dx = sv.r[0] - st_.ecef[0], dy = sv.r[1] - st_.ecef[1], dz = sv.r[2] - st_.ecef[2];
+// The sine of the elevation s = u / rho (u the offset's up component, rho its length), its rate
+// g = u' / rho - u rho' / rho^2, and, given the acceleration, the rate's rate
+// g' = u'' / rho - 2 u' rho' / rho^2 - u rho'' / rho^2 + 2 u rho'^2 / rho^3. Azimuth and
+// elevation themselves are computed only for the samples a pass reports.
+sample pair_search::from_state(double t, const double r[3], const double v[3], const double* acc) const {
   sample s;
-  s.e = -st_.sin_lon * dx + st_.cos_lon * dy;
-  s.n = -st_.sin_lat * st_.cos_lon * dx - st_.sin_lat * st_.sin_lon * dy + st_.cos_lat * dz;
-  s.u = st_.cos_lat * st_.cos_lon * dx + st_.cos_lat * st_.sin_lon * dy + st_.sin_lat * dz;
-  const double ve = -st_.sin_lon * sv.v[0] + st_.cos_lon * sv.v[1];
-  const double vn = -st_.sin_lat * st_.cos_lon * sv.v[0] - st_.sin_lat * st_.sin_lon * sv.v[1] + st_.cos_lat * sv.v[2];
-  const double vu = st_.cos_lat * st_.cos_lon * sv.v[0] + st_.cos_lat * st_.sin_lon * sv.v[1] + st_.sin_lat * sv.v[2];
-  const double rho = std::sqrt(s.e * s.e + s.n * s.n + s.u * s.u);
-  const double rate = (s.e * ve + s.n * vn + s.u * vu) / rho;
   s.t = t;
-  s.f = s.u / rho - sin_mask_;
-  s.g = (vu * rho - s.u * rate) / (rho * rho);
+  s.dx = r[0] - st_.ecef[0];
+  s.dy = r[1] - st_.ecef[1];
+  s.dz = r[2] - st_.ecef[2];
+  s.u = up_[0] * s.dx + up_[1] * s.dy + up_[2] * s.dz;
+  const double vu = up_[0] * v[0] + up_[1] * v[1] + up_[2] * v[2];
+  const double dv = s.dx * v[0] + s.dy * v[1] + s.dz * v[2];
+  const double rho = std::sqrt(s.dx * s.dx + s.dy * s.dy + s.dz * s.dz);
+  const double w = 1.0 / rho;
+  const double rhodot = dv * w;
   s.range = rho;
+  s.f = s.u * w - sin_mask_;
+  s.g = (vu - s.u * rhodot * w) * w;
+  if (acc) {
+    const double au = up_[0] * acc[0] + up_[1] * acc[1] + up_[2] * acc[2];
+    const double vv = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+    const double da = s.dx * acc[0] + s.dy * acc[1] + s.dz * acc[2];
+    const double rhoddot = (vv + da - rhodot * rhodot) * w;
+    s.gdot = (au - (2.0 * vu * rhodot + s.u * rhoddot) * w + 2.0 * s.u * rhodot * rhodot * w * w) * w;
+  }
   return s;
 }
 
 double elevation_deg(const sample& s) { return std::asin(std::clamp(s.u / s.range, -1.0, 1.0)) / deg; }
 
-double azimuth_deg(const sample& s) {
-  const double a = std::atan2(s.e, s.n) / deg;
+double pair_search::azimuth_deg(const sample& s) const {
+  const double e = -st_.sin_lon * s.dx + st_.cos_lon * s.dy;
+  const double n = -st_.sin_lat * st_.cos_lon * s.dx - st_.sin_lat * st_.sin_lon * s.dy + st_.cos_lat * s.dz;
+  const double a = std::atan2(e, n) / deg;
   return a < 0 ? a + 360.0 : a;
 }
 
 sample pair_search::at_point(std::size_t i) const {
-  state_vector sv{{tr_.x[i], tr_.y[i], tr_.z[i]}, {tr_.vx[i], tr_.vy[i], tr_.vz[i]}};
-  return from_state(tr_.t0 + static_cast<double>(i) * tr_.h, sv);
+  const double r[3] = {tr_.x[i], tr_.y[i], tr_.z[i]}, v[3] = {tr_.vx[i], tr_.vy[i], tr_.vz[i]};
+  return from_state(tr_.t0 + static_cast<double>(i) * tr_.h, r, v, nullptr);
 }
 
 sample pair_search::at(double t) const {
   const double x = (t - tr_.t0) / tr_.h;
   std::size_t i = static_cast<std::size_t>(std::clamp(std::floor(x), 0.0, static_cast<double>(tr_.n - 2)));
   const double s = x - static_cast<double>(i), h = tr_.h;
-  // Cubic Hermite basis and its derivative.
+  // Cubic Hermite basis and its first and second derivatives.
   const double s2 = s * s, s3 = s2 * s;
   const double h00 = 2 * s3 - 3 * s2 + 1, h10 = s3 - 2 * s2 + s, h01 = -2 * s3 + 3 * s2, h11 = s3 - s2;
   const double d00 = 6 * s2 - 6 * s, d10 = 3 * s2 - 4 * s + 1, d01 = -6 * s2 + 6 * s, d11 = 3 * s2 - 2 * s;
+  const double e00 = 12 * s - 6, e10 = 6 * s - 4, e01 = 6 - 12 * s, e11 = 6 * s - 2;
   const double* cols[6] = {tr_.x.get(), tr_.y.get(), tr_.z.get(), tr_.vx.get(), tr_.vy.get(), tr_.vz.get()};
-  state_vector sv;
+  double r[3], v[3], a[3];
   for (int c = 0; c < 3; ++c) {
     const double p0 = cols[c][i], p1 = cols[c][i + 1], v0 = cols[c + 3][i], v1 = cols[c + 3][i + 1];
-    sv.r[c] = h00 * p0 + h10 * h * v0 + h01 * p1 + h11 * h * v1;
-    sv.v[c] = (d00 * p0 + d01 * p1) / h + d10 * v0 + d11 * v1;
+    r[c] = h00 * p0 + h10 * h * v0 + h01 * p1 + h11 * h * v1;
+    v[c] = (d00 * p0 + d01 * p1) / h + d10 * v0 + d11 * v1;
+    a[c] = ((e00 * p0 + e01 * p1) / h + e10 * v0 + e11 * v1) / h;
   }
-  return from_state(t, sv);
+  return from_state(t, r, v, a);
 }
 
-// Illinois (modified regula falsi) on elevation-above-mask or on elevation rate; the bracket
-// [ta, tb] has values of opposite sign.
-double pair_search::refine(double ta, double va, double tb, double vb, bool on_rate) const {
-  int side = 0;
-  // A culmination's time matters to within a second; its elevation is flat there.
-  const double tolerance = on_rate ? 10 * root_tolerance_s : root_tolerance_s;
-  for (int i = 0; i < 60 && tb - ta > tolerance; ++i) {
-    double t = (ta * vb - tb * va) / (vb - va);
-    const double w = tb - ta;
-    t = std::clamp(t, ta + 0.01 * w, tb - 0.01 * w);  // a flat side cannot stall the bracket
-    const sample s = at(t);
-    const double v = on_rate ? s.g : s.f;
-    if ((v < 0) == (va < 0)) {
-      ta = t;
-      va = v;
-      if (side == -1) vb *= 0.5;
-      side = -1;
-    } else {
-      tb = t;
-      vb = v;
-      if (side == 1) va *= 0.5;
-      side = 1;
-    }
+// The culmination between two samples whose elevation rates have opposite signs: Newton's method
+// on the rate with its own derivative (from the interpolant's acceleration), kept inside the
+// bracket (a step that would leave it bisects instead), to a hundredth of a second: the elevation
+// is flat there. Starts from where the rate's chord crosses zero.
+double pair_search::culmination(const sample& a, const sample& b) const {
+  constexpr double tolerance = 10 * root_tolerance_s;
+  double lo = a.t, hi = b.t;
+  const bool rising_at_lo = a.g > 0;
+  double t = (a.t * b.g - b.t * a.g) / (b.g - a.g);
+  t = std::clamp(t, lo, hi);
+  for (int i = 0; i < 40; ++i) {
+    const sample x = at(t);
+    if (x.g == 0.0) return t;
+    if ((x.g > 0) == rising_at_lo) lo = t; else hi = t;
+    double next = x.gdot != 0.0 ? t - x.g / x.gdot : 0.5 * (lo + hi);
+    // (>= and <=: a converged step rounds to t itself, an ulp of a Unix time being 2e-7 s)
+    if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);
+    if (std::fabs(next - t) < tolerance || hi - lo < tolerance) return next;
+    t = next;
   }
-  return 0.5 * (ta + tb);
+  return t;
 }
 
 void pair_search::open_at(const sample& s, bool clipped) {
@@ -242,12 +256,26 @@ void pair_search::monotone(const sample& a, const sample& b) {
   if ((a.f < 0) == (b.f < 0)) return;
   double lo = a.t, hi = b.t;
   const bool rising = a.f < 0;
-  double t = a.t + (b.t - a.t) * a.f / (a.f - b.f);
+  // First guess: the chord's zero, moved by two Newton steps on the cubic through both samples'
+  // values and rates (no propagation; usually within a few milliseconds of the crossing).
+  const double w = b.t - a.t;
+  double z = a.f / (a.f - b.f);
+  for (int k = 0; k < 2; ++k) {
+    const double z2 = z * z, z3 = z2 * z;
+    const double v = (2 * z3 - 3 * z2 + 1) * a.f + (z3 - 2 * z2 + z) * w * a.g + (-2 * z3 + 3 * z2) * b.f +
+                     (z3 - z2) * w * b.g;
+    const double dv = (6 * z2 - 6 * z) * a.f + (3 * z2 - 4 * z + 1) * w * a.g + (-6 * z2 + 6 * z) * b.f +
+                      (3 * z2 - 2 * z) * w * b.g;
+    const double next = dv != 0.0 ? z - v / dv : z;
+    if (!(next > 0.0 && next < 1.0)) break;
+    z = next;
+  }
+  double t = a.t + w * z;
   sample x = at(t);
   for (int i = 0; i < 40 && x.f != 0.0; ++i) {
     if ((x.f < 0) == rising) lo = t; else hi = t;
     double next = x.g != 0.0 ? t - x.f / x.g : 0.5 * (lo + hi);
-    if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+    if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);  // inclusive: see culmination()
     // Newton converges quadratically here: once a step is under the tolerance, the sample just
     // taken is already within it.
     if (std::fabs(next - t) < root_tolerance_s) break;
@@ -279,7 +307,7 @@ void pair_search::interval(const sample& a, const sample& b) {
       }
       if (top < -0.05) return;
     }
-    const sample x = at(refine(a.t, a.g, b.t, b.g, true));
+    const sample x = at(culmination(a, b));
     // A maximum below the mask, between two samples below it, cannot matter.
     if (is_max && x.f < 0 && a.f < 0 && b.f < 0) return;
     monotone(a, x);

@@ -37,13 +37,13 @@ constexpr double twopi = 2.0 * pi;
 
 // Per-lane values handed from the mean-element stage to Kepler's equation and the output.
 struct lanes {
-  alignas(64) double am[block], nm[block], axnl[block], aynl[block], u[block], nodep[block];
+  alignas(64) double am[block], rtam[block], nm[block], axnl[block], aynl[block], u[block], nodep[block];
   alignas(64) double sinip[block], cosip[block], code[block], eo1[block];
 };
 
 template <bool Simple>
 void near_front(const batch_coefficients& k, const double* ts, std::size_t n, lanes& L) {
-  const double sinio = k.sinio, cosio = k.cosio;
+  const double sinio = k.sinio, cosio = k.cosio, rta0 = std::sqrt(k.a0);
   for (std::size_t l = 0; l < n; ++l) {
     const double t = ts[l];
     const double xmdf = k.mo + k.mdot * t;
@@ -55,26 +55,28 @@ void near_front(const batch_coefficients& k, const double* ts, std::size_t n, la
     double templ = k.t2cof * t2;
     double mm = xmdf, argpm = argpdf;
     if constexpr (!Simple) {
-      double sx, cx;
-      fast::sincos(xmdf, sx, cx);
-      const double delmtemp = 1.0 + k.eta * cx;
+      const double delmtemp = 1.0 + k.eta * fast::cos(xmdf);
       const double delm = k.xmcof * (delmtemp * delmtemp * delmtemp - k.delmo);
       const double temp = k.omgcof * t + delm;
       mm = xmdf + temp;
       argpm = argpdf - temp;
       const double t3 = t2 * t, t4 = t3 * t;
       tempa = tempa - k.d2 * t2 - k.d3 * t3 - k.d4 * t4;
-      double sm, cm;
-      fast::sincos(mm, sm, cm);
-      tempe += k.bstar * k.cc5 * (sm - k.sinmao);
+      tempe += k.bstar * k.cc5 * (fast::sin(mm) - k.sinmao);
       templ += k.t3cof * t3 + t4 * (k.t4cof + t * k.t5cof);
     }
     const double a = k.a0 * tempa * tempa;
+    const double rta = rta0 * std::fabs(tempa);  // sqrt(a) without a square root
     L.am[l] = a;
-    L.nm[l] = k.xke / (a * std::sqrt(a));
+    L.rtam[l] = rta;
     double em = k.ecco - tempe;
     L.code[l] = (em >= 1.0 || em < -0.001) ? 1.0 : 0.0;
     em = em < 1.0e-6 ? 1.0e-6 : em;
+    // One division for both xke / a^1.5 and 1 / (a (1 - e^2)).
+    const double p = a * (1.0 - em * em), a32 = a * rta;
+    const double inv = 1.0 / (p * a32);
+    L.nm[l] = k.xke * p * inv;
+    const double temp = a32 * inv;
     mm += k.no * templ;
     const double xlm = fast::wrap(mm + argpm + nodem);
     nodem = fast::wrap(nodem);
@@ -83,7 +85,6 @@ void near_front(const batch_coefficients& k, const double* ts, std::size_t n, la
     double sa, ca;
     fast::sincos(argpm, sa, ca);
     L.axnl[l] = em * ca;
-    const double temp = 1.0 / (a * (1.0 - em * em));
     L.aynl[l] = em * sa + temp * k.aycof;
     const double xl = mm + argpm + nodem + temp * k.xlcof * L.axnl[l];
     L.u[l] = fast::wrap(xl - nodem);
@@ -186,8 +187,9 @@ void deep_front(const batch_coefficients& kr, const sgp4::deep_terms& dr,
     }
     double code = nm <= 0.0 ? 2.0 : 0.0;
     const double a = cube * cube * tempa * tempa;
+    const double rta = std::fabs(cube * tempa);  // sqrt(a) without a square root
     L.am[l] = a;
-    L.nm[l] = k.xke / (a * std::sqrt(a));
+    L.rtam[l] = rta;
     em -= tempe;
     code = code != 0.0 ? code : ((em >= 1.0 || em < -0.001) ? 1.0 : 0.0);
     em = em < 1.0e-6 ? 1.0e-6 : em;
@@ -198,14 +200,13 @@ void deep_front(const batch_coefficients& kr, const sgp4::deep_terms& dr,
     mm = fast::wrap(xlm - argpm - nodem);
 
     // Lunar-solar periodics (lunar_solar_periodics in deep_space.cpp).
-    double szm, czm, szf, czf;
-    fast::sincos(d.zmos + zns * t, szm, czm);
+    double szm = fast::sin(d.zmos + zns * t), szf, czf;
     fast::sincos(d.zmos + zns * t + 2.0 * zes * szm, szf, czf);
     double f2 = 0.5 * szf * szf - 0.25, f3 = -0.5 * szf * czf;
     const double ses = d.se2 * f2 + d.se3 * f3, sis = d.si2 * f2 + d.si3 * f3;
     const double sls = d.sl2 * f2 + d.sl3 * f3 + d.sl4 * szf, sghs = d.sgh2 * f2 + d.sgh3 * f3 + d.sgh4 * szf;
     const double shs = d.sh2 * f2 + d.sh3 * f3;
-    fast::sincos(d.zmol + znl * t, szm, czm);
+    szm = fast::sin(d.zmol + znl * t);
     fast::sincos(d.zmol + znl * t + 2.0 * zel * szm, szf, czf);
     f2 = 0.5 * szf * szf - 0.25;
     f3 = -0.5 * szf * czf;
@@ -254,7 +255,11 @@ void deep_front(const batch_coefficients& kr, const sgp4::deep_terms& dr,
     double sa, ca;
     fast::sincos(argpp, sa, ca);
     L.axnl[l] = ep * ca;
-    const double temp = 1.0 / (a * (1.0 - ep * ep));
+    // One division for both xke / a^1.5 and 1 / (a (1 - e^2)).
+    const double p = a * (1.0 - ep * ep), a32 = a * rta;
+    const double inv = 1.0 / (p * a32);
+    L.nm[l] = k.xke * p * inv;
+    const double temp = a32 * inv;
     L.aynl[l] = ep * sa + temp * aycof;
     const double xl = mp + argpp + nodep + temp * xlcof * L.axnl[l];
     L.u[l] = fast::wrap(xl - nodep);
@@ -266,44 +271,74 @@ void deep_front(const batch_coefficients& kr, const sgp4::deep_terms& dr,
   }
 }
 
-void kepler_and_output(const batch_coefficients& k, std::size_t n, lanes& L, double* r,
-                                            double* v, std::int8_t* err) {
-  // Newton steps as the scalar loop takes them: a lane stops once its correction is below
-  // 1e-12, and keeps the sine and cosine it last evaluated (those of the step before it).
-  alignas(64) double sl[block], cl[block], moving[block];
-  for (std::size_t l = 0; l < n; ++l) moving[l] = 1.0;
+// Newton's method on Kepler's equation as the scalar loop takes its steps: a lane stops once its
+// correction is below 1e-12 and keeps the sine and cosine it last evaluated (those of the step
+// before). Only the first step evaluates a full sine and cosine; while every correction still
+// moving is under 0.1 rad (always, below an eccentricity of about 0.09), the next step's come
+// from turning the last ones by the correction (angle addition with a short series). A stopped
+// lane turns by zero, which leaves its sine and cosine as they were. Every store is
+// unconditional: a conditional one becomes a masked store, which is slow on some CPUs.
+void kepler(const batch_coefficients& k, std::size_t n, lanes& L, double* s, double* c) {
+  alignas(64) double turn[block];
+  for (std::size_t l = 0; l < n; ++l) {
+    fast::sincos(L.eo1[l], s[l], c[l]);
+    turn[l] = 1.0;  // every lane moves at first
+  }
   for (int step = 0; step < k.kepler_steps; ++step) {
+    // Counted in integers: a floating-point max or sum would not vectorise without reassociation.
+    std::int64_t live = 0, far = 0;
     for (std::size_t l = 0; l < n; ++l) {
-      double s, c;
-      fast::sincos(L.eo1[l], s, c);
-      double d = (L.u[l] - L.aynl[l] * c + L.axnl[l] * s - L.eo1[l]) / (1.0 - c * L.axnl[l] - s * L.aynl[l]);
+      const double ax = L.axnl[l], ay = L.aynl[l];
+      double d = (L.u[l] - ay * c[l] + ax * s[l] - L.eo1[l]) / (1.0 - c[l] * ax - s[l] * ay);
       d = d > 0.95 ? 0.95 : (d < -0.95 ? -0.95 : d);
-      const bool go = moving[l] != 0.0;
-      L.eo1[l] = go ? L.eo1[l] + d : L.eo1[l];
-      sl[l] = go ? s : sl[l];
-      cl[l] = go ? c : cl[l];
-      moving[l] = (go && std::fabs(d) >= 1.0e-12) ? 1.0 : 0.0;
+      const bool on = turn[l] != 0.0 && std::fabs(d) >= 1.0e-12;  // a stopped lane stays stopped
+      turn[l] = on ? d : 0.0;
+      L.eo1[l] += turn[l];
+      live |= on ? 1 : 0;
+      far |= std::fabs(turn[l]) > 0.1 ? 1 : 0;
+    }
+    if (live == 0 || step + 1 == k.kepler_steps) break;
+    if (far == 0) {
+      for (std::size_t l = 0; l < n; ++l) {
+        double ds, dc;
+        fast::sincos_step(turn[l], ds, dc);
+        const double s2 = s[l] * dc + c[l] * ds;
+        c[l] = c[l] * dc - s[l] * ds;
+        s[l] = s2;
+      }
+    } else {
+      for (std::size_t l = 0; l < n; ++l) fast::sincos(L.eo1[l], s[l], c[l]);
     }
   }
+}
+
+void kepler_and_output(const batch_coefficients& k, std::size_t n, lanes& L, double* r,
+                       double* v, std::int8_t* err) {
+  alignas(64) double sl[block], cl[block];
+  kepler(k, n, L, sl, cl);
   alignas(64) double ox[block], oy[block], oz[block], ovx[block], ovy[block], ovz[block];
-  const double radius = k.radius, vkmpersec = k.vkmpersec, j2 = k.j2, xke = k.xke;
+  const double radius = k.radius, vkmpersec = k.vkmpersec, j2 = k.j2, inv_xke = 1.0 / k.xke;
   for (std::size_t l = 0; l < n; ++l) {
     const double s = sl[l], c = cl[l];
     const double a = L.am[l], ax = L.axnl[l], ay = L.aynl[l];
     const double ecose = ax * c + ay * s;
     const double esine = ax * s - ay * c;
     const double el2 = ax * ax + ay * ay;
+    const double betal = std::sqrt(1.0 - el2);
     const double pl = a * (1.0 - el2);
     const double rl = a * (1.0 - ecose);
-    const double rdotl = std::sqrt(a) * esine / rl;
-    const double rvdotl = std::sqrt(pl) / rl;
-    const double betal = std::sqrt(1.0 - el2);
-    double temp = esine / (1.0 + betal);
-    const double sinu = a / rl * (s - ay - ax * temp);
-    const double cosu = a / rl * (c - ax + ay * temp);
+    // One division for 1 / rl, 1 / pl and 1 / (1 + betal).
+    const double onepb = 1.0 + betal;
+    const double inv = 1.0 / (rl * pl * onepb);
+    const double inv_rl = inv * pl * onepb, inv_pl = inv * rl * onepb;
+    const double rdotl = L.rtam[l] * esine * inv_rl;
+    const double rvdotl = L.rtam[l] * betal * inv_rl;  // sqrt(pl) / rl
+    double temp = esine * inv * rl * pl;                  // esine / (1 + betal)
+    const double sinu = a * inv_rl * (s - ay - ax * temp);
+    const double cosu = a * inv_rl * (c - ax + ay * temp);
     const double sin2u = (cosu + cosu) * sinu;
     const double cos2u = 1.0 - 2.0 * sinu * sinu;
-    temp = 1.0 / pl;
+    temp = inv_pl;
     const double temp1 = 0.5 * j2 * temp;
     const double temp2 = temp1 * temp;
     const double sinip = L.sinip[l], cosip = L.cosip[l];
@@ -313,10 +348,14 @@ void kepler_and_output(const batch_coefficients& k, std::size_t n, lanes& L, dou
     const double dsu = -0.25 * temp2 * x7thm1 * sin2u;
     const double dnode = 1.5 * temp2 * cosip * sin2u;
     const double dinc = 1.5 * temp2 * cosip * sinip * cos2u;
-    const double mvt = rdotl - L.nm[l] * temp1 * x1mth2 * sin2u / xke;
-    const double rvdot = rvdotl + L.nm[l] * temp1 * (x1mth2 * cos2u + 1.5 * con41) / xke;
+    const double mvt = rdotl - L.nm[l] * temp1 * x1mth2 * sin2u * inv_xke;
+    const double rvdot = rvdotl + L.nm[l] * temp1 * (x1mth2 * cos2u + 1.5 * con41) * inv_xke;
 
-    const double norm = 1.0 / std::sqrt(sinu * sinu + cosu * cosu);
+    // (sinu, cosu) has unit length up to Kepler's last correction (below 1e-12); two Newton
+    // steps of 1 / sqrt from 1 take off what remains.
+    const double q = sinu * sinu + cosu * cosu;
+    double norm = 1.5 - 0.5 * q;
+    norm = norm * (1.5 - 0.5 * q * norm * norm);
     double ds, dc;
     fast::sincos_small(dsu, ds, dc);
     const double sinsu = sinu * norm * dc + cosu * norm * ds;
