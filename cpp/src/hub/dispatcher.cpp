@@ -39,11 +39,11 @@ bool dispatcher::push(job j, job_kind kind, bool bounded) {
   bool was_idle = false;
   {
     std::lock_guard lock(mu_);
-    if (stopping_ || !started_ || (bounded && jobs_.size() >= max_jobs_)) return false;
-    if (jobs_.empty()) {
-      if (in_batch_ == 0) progress_at_ = std::chrono::steady_clock::now();
-      was_idle = true;
-    }
+    // The bound counts every job not yet started, the batch in hand's included.
+    const std::size_t waiting = jobs_.size() + in_batch_;
+    if (stopping_ || !started_ || (bounded && waiting >= max_jobs_)) return false;
+    if (waiting == 0) progress_at_ = std::chrono::steady_clock::now();
+    was_idle = jobs_.empty();
     jobs_.push_back({std::move(j), kind});
   }
   // The worker waits only on an empty queue, so only the first job needs to wake it: the
@@ -68,7 +68,7 @@ dispatcher::progress_report dispatcher::progress() const {
   return {waiting, std::chrono::steady_clock::now() - progress_at_};
 }
 
-void dispatcher::job_done() {
+void dispatcher::job_taken() {
   std::lock_guard lock(mu_);
   --in_batch_;
   progress_at_ = std::chrono::steady_clock::now();
@@ -77,8 +77,8 @@ void dispatcher::job_done() {
 void dispatcher::run_span(std::size_t from, std::size_t to, bool scoped) {
   auto run_jobs = [this, from, to] {
     for (std::size_t i = from; i < to; ++i) {
+      job_taken();  // as when jobs were taken one at a time: no longer waiting once started
       batch_[i].fn();
-      job_done();
     }
   };
   if (scoped)
@@ -98,7 +98,6 @@ void dispatcher::run() {
         jobs_.pop_front();
       }
       in_batch_ = batch_.size();
-      progress_at_ = std::chrono::steady_clock::now();
     }
     // In posting order: runs of app jobs inside the scope, each blocking job bare.
     const bool have_scope = static_cast<bool>(scope_);

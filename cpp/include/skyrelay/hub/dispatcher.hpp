@@ -44,13 +44,14 @@ class dispatcher {
   // Runs the jobs already queued, then joins the worker. Posting afterwards fails.
   void stop();
 
-  // Thread-safe. False when the queue is full or stopped; the job is then not run.
+  // Thread-safe. False when the queue is full (max_jobs not yet started, a batch in hand
+  // included) or stopped; the job is then not run.
   bool post(job j, job_kind kind = job_kind::app);
   // Like post, but ignores the bound: for jobs that must not be lost (disconnect notices),
   // whose number is bounded by the number of connections.
   bool post_always(job j, job_kind kind = job_kind::app);
 
-  // The jobs not yet run: those waiting, and those of the batch in hand.
+  // The jobs not yet started: those waiting, and those of the batch in hand.
   std::size_t queued() const;
 
   // Whether the worker is making progress (readiness, net/health.hpp): the jobs waiting, and
@@ -69,9 +70,9 @@ class dispatcher {
   };
   bool push(job j, job_kind kind, bool bounded);
   void run();
-  // Runs batch_[from, to) inside the scope (or bare), counting each job done.
+  // Runs batch_[from, to) inside the scope (or bare), counting each job as it starts.
   void run_span(std::size_t from, std::size_t to, bool scoped);
-  void job_done();
+  void job_taken();
 
   const std::size_t max_jobs_;
   batch_scope scope_;
@@ -79,10 +80,10 @@ class dispatcher {
   std::condition_variable cv_;
   std::deque<entry> jobs_;
   std::vector<entry> batch_;    // the worker's batch in hand (worker thread only)
-  std::size_t in_batch_{0};     // jobs of batch_ not yet run (under mu_)
+  std::size_t in_batch_{0};     // jobs of batch_ not yet started (under mu_)
   bool stopping_{false};
   bool started_{false};
-  // When the worker last finished a job, or when the queue last became non-empty if later.
+  // When the worker last started a job, or when the queue last became non-empty if later.
   std::chrono::steady_clock::time_point progress_at_{};
   std::thread worker_;
 };
