@@ -16,6 +16,7 @@
 #include "skyrelay/net/sio_server.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/utf8.hpp"
+#include "py_json.hpp"
 
 namespace py = pybind11;
 
@@ -49,6 +50,19 @@ struct gil_object {
   }
 };
 
+// Gives the calling thread a Python thread state that lives as long as the thread, then leaves
+// the GIL released. Without one, every gil_scoped_acquire on the dispatcher thread made a new
+// thread state and deleted it again (an allocation and a clear per batch). The state is left
+// behind when the thread ends (a few hundred bytes per server started): deleting it then
+// would need the GIL while the interpreter may be finalizing.
+void keep_thread_state() {
+  thread_local bool kept = false;
+  if (kept) return;
+  kept = true;
+  PyGILState_Ensure();  // a new state, counted once: never dropped to zero by later scopes
+  PyEval_SaveThread();
+}
+
 // The claims of a connection's token as Python sees them: the payload's JSON text, or None.
 py::object claims_of(const auth::identity_ptr& id) {
   if (!id) return py::none();
@@ -59,7 +73,7 @@ class py_server {
  public:
   py_server(server_config cfg, py::object on_connect, py::object on_message,
             py::object on_disconnect, py::object on_sio_connect, py::object on_sio_event,
-            py::object on_sio_ack, py::object on_http) {
+            py::object on_sio_ack, py::object on_http, py::object on_batch_end) {
     app_hooks hooks;
     if (!on_connect.is_none()) {
       auto fn = std::make_shared<gil_object>(std::move(on_connect));
@@ -129,6 +143,17 @@ class py_server {
       };
     }
     server_ = std::make_unique<server>(std::move(cfg), std::move(hooks));
+    // One GIL acquisition per batch of dispatcher jobs (the hooks above then find it held),
+    // and `on_batch_end()` after each batch: where the batch's async handlers are handed to
+    // their event loop at once.
+    std::shared_ptr<gil_object> end;
+    if (!on_batch_end.is_none()) end = std::make_shared<gil_object>(std::move(on_batch_end));
+    server_->get_dispatcher().set_batch_scope([end](const std::function<void()>& run_jobs) {
+      keep_thread_state();
+      py::gil_scoped_acquire gil;
+      run_jobs();
+      if (end) call_hook(end->obj);
+    });
   }
 
   ~py_server() {
@@ -215,6 +240,15 @@ void def_socketio(server_class& cls) {
              return s.get().sio().ack(sid, id, args, std::move(attachments));
            },
            py::call_guard<py::gil_scoped_release>())
+      // The ack of a handler's return value, encoded here when `values` (a list) is plain
+      // (py_json.hpp): 1 sent, 0 not (the socket is gone), -1 not plain (encode in Python).
+      .def("sio_ack_plain",
+           [](py_server& s, const std::string& sid, std::uint64_t id, py::handle values) {
+             std::string text;
+             if (!append_plain_json(text, values)) return -1;
+             py::gil_scoped_release release;
+             return s.get().sio().ack(sid, id, text, {}) ? 1 : 0;
+           })
       .def("sio_disconnect",
            [](py_server& s, const std::string& sid) { return s.get().sio().disconnect(sid); },
            py::call_guard<py::gil_scoped_release>());
@@ -238,6 +272,15 @@ void def_connections(server_class& cls) {
              return s.get().respond(sid, id, ok, data_or_code, message);
            },
            py::call_guard<py::gil_scoped_release>())
+      // A request's successful answer, encoded here when `value` is plain (py_json.hpp):
+      // 1 sent, 0 not (the connection is gone), -1 not plain (encode in Python).
+      .def("respond_plain",
+           [](py_server& s, const std::string& sid, const std::string& id, py::handle value) {
+             std::string text;
+             if (!append_plain_json(text, value)) return -1;
+             py::gil_scoped_release release;
+             return s.get().respond(sid, id, true, text, "") ? 1 : 0;
+           })
       .def("send_error",
            [](py_server& s, const std::string& sid, const std::string& code,
               const std::string& message) {
@@ -369,11 +412,11 @@ void register_server(py::module_& m) {
 
   server_class cls(m, "Server");
   cls.def(py::init<server_config, py::object, py::object, py::object, py::object, py::object,
-                   py::object, py::object>(),
+                   py::object, py::object, py::object>(),
           py::arg("config"), py::arg("on_connect"), py::arg("on_message"),
           py::arg("on_disconnect"), py::arg("on_sio_connect") = py::none(),
           py::arg("on_sio_event") = py::none(), py::arg("on_sio_ack") = py::none(),
-          py::arg("on_http") = py::none());
+          py::arg("on_http") = py::none(), py::arg("on_batch_end") = py::none());
   def_lifecycle(cls);
   def_emit(cls);
   def_socketio(cls);

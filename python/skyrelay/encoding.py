@@ -129,6 +129,47 @@ def is_json_text(raw: bytes) -> bool:
     return True
 
 
+# The types written by one cached encoder without a look at their contents (exact types: a
+# subclass may be an enum or a model and takes the general path).
+_FAST = frozenset({dict, list, str, int, float, bool, type(None)})
+_encoders: dict[tuple[Any, bool], Callable[[Any], str]] = {}
+
+
+def _refuse_bytes(obj: Any) -> Any:
+    if isinstance(obj, _BYTES):
+        raise NestedBytes("bytes inside a payload are not JSON")
+    return json_fallback(obj)
+
+
+def _encoder(default: Callable[[Any], Any] | None, bytes_first: bool) -> Callable[[Any], str]:
+    """The ``encode`` of one JSONEncoder per (default, bytes_first), made once: what
+    :func:`json.dumps` with these options builds on every call. With ``bytes_first``, nested
+    bytes raise NestedBytes before ``default`` sees them (encode_args packs them instead)."""
+    try:
+        return _encoders[(default, bytes_first)]
+    except (KeyError, TypeError):
+        pass
+    if default is None:
+        hook = _refuse_bytes if bytes_first else json_fallback
+    else:
+        def hook(obj: Any) -> Any:
+            if bytes_first and isinstance(obj, _BYTES):
+                raise NestedBytes("bytes inside a payload are not JSON")
+            try:
+                return default(obj)
+            except TypeError:
+                return json_fallback(obj)
+    encode = json.JSONEncoder(default=hook, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode
+    try:
+        if len(_encoders) >= 64:  # one per json_default in use: a bound all the same
+            _encoders.clear()
+        _encoders[(default, bytes_first)] = encode
+    except TypeError:  # an unhashable default: not cached
+        pass
+    return encode
+
+
 def encode_json(data: Any, default: Callable[[Any], Any] | None = None, *,
                 check: Callable[[bytes], bool] = is_json_text) -> bytes:
     """Serializes a payload once, as the server sends it.
@@ -141,6 +182,8 @@ def encode_json(data: Any, default: Callable[[Any], Any] | None = None, *,
     NaN and infinities are refused because they are not JSON; bytes nested in the payload
     raise :class:`NestedBytes` (a TypeError).
     """
+    if type(data) in _FAST:
+        return _encoder(default, False)(data).encode("utf-8")
     if isinstance(data, _BYTES):
         raw = bytes(data)
         if not check(raw):
@@ -201,6 +244,11 @@ def pack_binary(value: Any, attachments: list[bytes]) -> Any:
 def encode_args(args: list[Any] | tuple[Any, ...], default: Callable[[Any], Any] | None
                 ) -> tuple[str, list[bytes]]:
     """A list of arguments as JSON text (with placeholders) and its binary attachments."""
+    if all(type(a) in _FAST for a in args):  # no model at the top: one encoder call
+        try:
+            return _encoder(default, True)(list(args)), []
+        except NestedBytes:
+            pass  # bytes inside: packed as attachments below
     attachments: list[bytes] = []
     dumped = [model_json(a) for a in args]
     if any(d is not None for d in dumped):  # pydantic writes the models' own arguments

@@ -9,6 +9,7 @@ per-event rate limits, the role requirements, the connection table, and running 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import re
@@ -28,6 +29,31 @@ Done = Callable[[Any, "BaseException | None"], None]
 
 # What a client is told when a handler raises (unless Server(debug=True)).
 HANDLER_ERROR_MESSAGE = "the handler failed; the server log has the details"
+
+
+_SYNC, _ASYNC, _SUBMIT = object(), object(), object()
+
+
+def _kind_of(fn: Handler) -> tuple[object, Any]:
+    submit = getattr(fn, "_skyrelay_submit", None)
+    if submit is not None:
+        return _SUBMIT, submit
+    return (_ASYNC if inspect.iscoroutinefunction(fn) else _SYNC), None
+
+
+def _start_tasks(pending: list[tuple[Any, Done]]) -> None:
+    """On the loop: one task per coroutine, in order, each reporting to its ``done``."""
+    loop = asyncio.get_running_loop()
+    for coro, done in pending:
+        loop.create_task(coro).add_done_callback(functools.partial(_finished, done))
+
+
+def _finished(done: Done, task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        done(None, asyncio.CancelledError())
+        return
+    exc = task.exception()
+    done(None if exc is not None else task.result(), exc)
 
 
 class HandlerRegistry:
@@ -60,6 +86,10 @@ class HandlerRegistry:
         self.ns_patterns: list[re.Pattern[str]] = []  # set by namespace_specs() at start
         self.connections: dict[str, Connection] = {}
         self.dispatch_ident: int | None = None  # the thread that delivers core callbacks
+        # Set by the Server when the core calls flush_async after each dispatcher batch.
+        self.batching = False
+        self._pending: list[tuple[Any, Done]] = []  # async handlers of the batch in hand
+        self._kinds: dict[Any, tuple[object, Any]] = {}
         self._own_loop: asyncio.AbstractEventLoop | None = None
         self._own_loop_thread: threading.Thread | None = None
 
@@ -164,19 +194,22 @@ class HandlerRegistry:
 
         A handler with a ``_skyrelay_submit`` attribute runs itself: ``fn._skyrelay_submit(
         args, done)`` must call ``done`` exactly once, from any thread (the Flask facade's
-        ordered pool, ``async_handlers=True``)."""
-        submit = getattr(fn, "_skyrelay_submit", None)
-        if submit is not None:
+        ordered pool, ``async_handlers=True``).
+
+        An async handler called on the dispatcher thread waits for the end of the dispatcher's
+        batch (:meth:`flush_async`): the batch's coroutines then go to the loop with one
+        wake-up, and start there in the order their events arrived. ``done`` runs on the loop.
+        """
+        kind, submit = self._kind(fn)
+        if kind is _SUBMIT:
             submit(args, done)
             return
-        if inspect.iscoroutinefunction(fn):
-            future = asyncio.run_coroutine_threadsafe(fn(*args), self.async_loop())
-
-            def finished(f: Any) -> None:
-                exc = f.exception()
-                done(None if exc else f.result(), exc)
-
-            future.add_done_callback(finished)
+        if kind is _ASYNC:
+            coro = fn(*args)
+            if self.batching and threading.get_ident() == self.dispatch_ident:
+                self._pending.append((coro, done))
+            else:
+                self._hand_to_loop([(coro, done)])
             return
         try:
             result = fn(*args)
@@ -184,6 +217,36 @@ class HandlerRegistry:
             done(None, exc)
             return
         done(result, None)
+
+    def _kind(self, fn: Handler) -> tuple[object, Any]:
+        """How :meth:`call` runs ``fn`` (remembered per handler: inspect is slow)."""
+        try:
+            return self._kinds[fn]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable callable object
+            return _kind_of(fn)
+        found = _kind_of(fn)
+        if len(self._kinds) >= 4096:  # handlers are few; a bound all the same
+            self._kinds.clear()
+        self._kinds[fn] = found
+        return found
+
+    def flush_async(self) -> None:
+        """The end of a dispatcher batch (the core calls it, with the GIL, on the dispatcher
+        thread): hands the batch's async handlers to their loop at once."""
+        pending = self._pending
+        if pending:
+            self._pending = []
+            self._hand_to_loop(pending)
+
+    def _hand_to_loop(self, pending: list[tuple[Any, Done]]) -> None:
+        try:
+            self.async_loop().call_soon_threadsafe(_start_tasks, pending)
+        except RuntimeError as exc:  # the loop closed under us: each handler hears of it
+            for coro, done in pending:
+                coro.close()
+                done(None, exc)
 
     def async_loop(self) -> asyncio.AbstractEventLoop:
         """The loop async handlers run on: ``loop`` if open, else one of our own thread."""

@@ -111,6 +111,8 @@ class JSONProtocolBridge:
                     core.respond(sid, request_id, False, "handler_error", message)
                 return
             if request_id:
+                if core.respond_plain(sid, request_id, result) >= 0:  # plain: written in C++
+                    return
                 try:
                     body = encode_json(result, self._registry.json_default,
                                        check=_core.is_valid_json).decode("utf-8")

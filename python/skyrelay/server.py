@@ -418,7 +418,9 @@ class Server:
                     bridge.on_event,
                     bridge.on_ack,
                     self._wsgi.handle if self._wsgi is not None else None,
+                    registry.flush_async,  # after each dispatcher batch (handlers.py)
                 )
+                registry.batching = True
                 if self._wsgi is not None:
                     self._wsgi.reply = self._core.http_reply
                 # The core's log records, into logging (levels set before the first one is made).

@@ -108,10 +108,16 @@ class SocketIOBridge:
     def on_event(self, sid: str, event: str, args_json: str, ack_id: int,
                  attachments: list[bytes]) -> None:
         registry = self.registry
-        registry.entered()
-        conn = registry.connection(sid)
-        args = unpack_binary(json.loads(args_json), attachments)
-        handler = registry.namespace_handler(registry.handlers, conn.namespace, event)
+        registry.dispatch_ident = threading.get_ident()  # registry.entered(), inlined: per event
+        conn = registry.connections.get(sid)
+        if conn is None:
+            conn = registry.connection(sid)
+        args = json.loads(args_json)
+        if attachments:
+            args = unpack_binary(args, attachments)
+        handler = registry.handlers.get((conn.namespace, event))
+        if handler is None:  # a pattern's, or the "*" namespace's
+            handler = registry.namespace_handler(registry.handlers, conn.namespace, event)
         spec = registry.payload_type(handler) if handler is not None else None
         if handler is None:
             handler = registry.namespace_handler(registry.handlers, conn.namespace, "*")
@@ -135,13 +141,16 @@ class SocketIOBridge:
                 return
             values = [] if result is None else list(result) if isinstance(result, tuple) \
                 else [result]
+            core = self._require_core()
+            if core.sio_ack_plain(sid, ack_id, values) >= 0:  # plain values: written in C++
+                return
             try:
                 text, attachments = encode_args(values, registry.json_default)
             except (TypeError, ValueError) as err:
                 message = registry.handler_error(f"ack of {event!r} is not JSON serializable", err)
                 self.ack(sid, ack_id, [handler_error(message, event)])
                 return
-            self._require_core().sio_ack(sid, ack_id, text, attachments)
+            core.sio_ack(sid, ack_id, text, attachments)
 
         # Handlers marked with `_skyrelay_args` (the Flask-SocketIO facade) get the raw list.
         data = args if getattr(handler, "_skyrelay_args", False) else handler_args(args)

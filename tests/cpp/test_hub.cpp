@@ -1256,3 +1256,47 @@ TEST(Dispatcher, ManyPostersLoseNothingWithinTheBound) {
   d.stop();
   EXPECT_EQ(ran.load(), 20000);
 }
+
+// Batches: the scope runs around each batch (at most max_batch jobs), jobs keep their posting
+// order across batches, and a blocking job runs outside any scope.
+TEST(Dispatcher, RunsBatchesInsideTheScopeAndBlockingJobsOutside) {
+  dispatcher d(10000);
+  bool in_scope = false;  // worker only
+  std::vector<std::size_t> batches;
+  std::vector<int> order;
+  std::vector<bool> scoped;
+  d.set_batch_scope([&](const std::function<void()>& run_jobs) {
+    in_scope = true;
+    const auto before = order.size();
+    run_jobs();
+    batches.push_back(order.size() - before);
+    in_scope = false;
+  });
+  d.start();
+  std::promise<void> running;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  ASSERT_TRUE(d.post([&running, released] {  // the rest piles up behind it
+    running.set_value();
+    released.wait();
+  }));
+  running.get_future().wait();
+  for (int i = 0; i < 300; ++i) {
+    const auto kind = i == 100 ? dispatcher::job_kind::blocking : dispatcher::job_kind::app;
+    ASSERT_TRUE(d.post([&, i] {
+      order.push_back(i);
+      scoped.push_back(in_scope);
+    }, kind));
+  }
+  EXPECT_EQ(d.queued(), 300u);
+  release.set_value();
+  d.stop();
+  ASSERT_EQ(order.size(), 300u);
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(order[i], i);
+    EXPECT_EQ(scoped[i], i != 100) << i;
+  }
+  EXPECT_LE(*std::max_element(batches.begin(), batches.end()), dispatcher::max_batch);
+  EXPECT_LT(batches.size(), 300u);  // jobs that waited together ran in shared batches
+}
+

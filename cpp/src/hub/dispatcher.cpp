@@ -1,10 +1,19 @@
 #include "skyrelay/hub/dispatcher.hpp"
 
+#include <utility>
+
 namespace skyrelay {
 
-dispatcher::dispatcher(std::size_t max_jobs) : max_jobs_(max_jobs) {}
+dispatcher::dispatcher(std::size_t max_jobs) : max_jobs_(max_jobs) {
+  batch_.reserve(max_batch);
+}
 
 dispatcher::~dispatcher() { stop(); }
+
+void dispatcher::set_batch_scope(batch_scope scope) {
+  std::lock_guard lock(mu_);
+  scope_ = std::move(scope);
+}
 
 void dispatcher::start() {
   std::lock_guard lock(mu_);
@@ -26,51 +35,80 @@ void dispatcher::stop() {
   started_ = false;
 }
 
-bool dispatcher::post(job j) {
+bool dispatcher::push(job j, job_kind kind, bool bounded) {
+  bool was_idle = false;
   {
     std::lock_guard lock(mu_);
-    if (stopping_ || !started_ || jobs_.size() >= max_jobs_) return false;
-    if (jobs_.empty()) progress_at_ = std::chrono::steady_clock::now();
-    jobs_.push_back(std::move(j));
+    // The bound counts every job not yet started, the batch in hand's included.
+    const std::size_t waiting = jobs_.size() + in_batch_;
+    if (stopping_ || !started_ || (bounded && waiting >= max_jobs_)) return false;
+    if (waiting == 0) progress_at_ = std::chrono::steady_clock::now();
+    was_idle = jobs_.empty();
+    jobs_.push_back({std::move(j), kind});
   }
-  cv_.notify_one();
+  // The worker waits only on an empty queue, so only the first job needs to wake it: the
+  // others it takes with that one, in the same batch (no system call per job under load).
+  if (was_idle) cv_.notify_one();
   return true;
 }
 
-bool dispatcher::post_always(job j) {
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_ || !started_) return false;
-    if (jobs_.empty()) progress_at_ = std::chrono::steady_clock::now();
-    jobs_.push_back(std::move(j));
-  }
-  cv_.notify_one();
-  return true;
-}
+bool dispatcher::post(job j, job_kind kind) { return push(std::move(j), kind, true); }
+
+bool dispatcher::post_always(job j, job_kind kind) { return push(std::move(j), kind, false); }
 
 std::size_t dispatcher::queued() const {
   std::lock_guard lock(mu_);
-  return jobs_.size();
+  return jobs_.size() + in_batch_;
 }
 
 dispatcher::progress_report dispatcher::progress() const {
   std::lock_guard lock(mu_);
-  if (jobs_.empty()) return {};
-  return {jobs_.size(), std::chrono::steady_clock::now() - progress_at_};
+  const std::size_t waiting = jobs_.size() + in_batch_;
+  if (waiting == 0) return {};
+  return {waiting, std::chrono::steady_clock::now() - progress_at_};
+}
+
+void dispatcher::job_taken() {
+  std::lock_guard lock(mu_);
+  --in_batch_;
+  progress_at_ = std::chrono::steady_clock::now();
+}
+
+void dispatcher::run_span(std::size_t from, std::size_t to, bool scoped) {
+  auto run_jobs = [this, from, to] {
+    for (std::size_t i = from; i < to; ++i) {
+      job_taken();  // as when jobs were taken one at a time: no longer waiting once started
+      batch_[i].fn();
+    }
+  };
+  if (scoped)
+    scope_(run_jobs);
+  else
+    run_jobs();
 }
 
 void dispatcher::run() {
   for (;;) {
-    job j;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
       if (jobs_.empty()) return;  // stopping, and everything queued has run
-      j = std::move(jobs_.front());
-      jobs_.pop_front();
-      progress_at_ = std::chrono::steady_clock::now();
+      while (!jobs_.empty() && batch_.size() < max_batch) {
+        batch_.push_back(std::move(jobs_.front()));
+        jobs_.pop_front();
+      }
+      in_batch_ = batch_.size();
     }
-    j();
+    // In posting order: runs of app jobs inside the scope, each blocking job bare.
+    const bool have_scope = static_cast<bool>(scope_);
+    std::size_t from = 0;
+    for (std::size_t i = 0; i <= batch_.size(); ++i) {
+      if (i < batch_.size() && batch_[i].kind == job_kind::app) continue;
+      if (from < i) run_span(from, i, have_scope);
+      if (i < batch_.size()) run_span(i, i + 1, false);
+      from = i + 1;
+    }
+    batch_.clear();  // the jobs' captures are released here, outside the lock
   }
 }
 

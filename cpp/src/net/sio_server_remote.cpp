@@ -46,7 +46,8 @@ void sio_server::resume_elsewhere(const std::shared_ptr<eio_session>& session, s
       session->open_socket(nsp, std::move(auth), std::move(identity));
     }
   };
-  if (!dispatcher_.post(job)) {
+  // It waits for Redis: never inside the batch scope that holds the GIL.
+  if (!dispatcher_.post(job, dispatcher::job_kind::blocking)) {
     refused(refusal::unavailable);
     session->open_socket(nsp, auth, identity);
   }
