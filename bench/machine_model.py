@@ -54,7 +54,7 @@ def parse() -> tuple[argparse.Namespace, Costs]:
     p.add_argument("--heartbeat-share", type=float, default=0.1,
                    help="share of the cores heartbeats may use")
     d = Costs(user_kib=4.6, kernel_kib=4.9, heartbeat_us=80.0, heartbeat_s=25.0,
-              accept_us=250.0, accept_tls_us=1100.0, delivery_us=0.59, enqueue_ns=45.0,
+              accept_us=250.0, accept_tls_us=900.0, delivery_us=0.59, enqueue_ns=45.0,
               handler_events_per_s=17_200.0, redis_publications_per_s=13_866.0,
               fd_limit=1_048_576)
     for name, value in vars(d).items():
