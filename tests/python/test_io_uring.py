@@ -1,0 +1,77 @@
+"""The io_uring write path (Server(io_uring="auto"), the default): a publication to many
+WebSocket clients goes out through one io_uring submission per flush of an I/O thread, and
+every client receives every message once and in order; io_uring="off" writes through epoll
+only; a bad value is refused. Where the kernel (or a seccomp filter) refuses io_uring, the
+"auto" server silently writes through epoll: the tests that need the ring skip, saying so.
+The fan-out and slow-consumer suites (test_fanout.py, test_slow_consumer.py) run under the
+default, so with the ring wherever it is available.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import websockets
+
+import skyrelay
+from skyrelay.testing import metric, wait_until
+
+THREADS = "skyrelay_io_uring_threads"
+SUBMISSIONS = "skyrelay_io_uring_submissions_total"
+SENDS = "skyrelay_io_uring_sends_total"
+CLIENTS = 200
+MESSAGES = 20
+
+
+async def _fan_out(server: skyrelay.Server, clients: int, messages: int) -> list[list[int]]:
+    """`clients` WebSocket subscribers of room "r"; `messages` publications, one at a time
+    (each waits for every client: one flush per publication); what each client received."""
+    url = f"ws://127.0.0.1:{server.port}/ws/r"
+    conns = [await websockets.connect(url, compression=None) for _ in range(clients)]
+    try:
+        for ws in conns:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+        assert wait_until(lambda: server.room_size("r") == clients, timeout=10)
+        got: list[list[int]] = [[] for _ in conns]
+        for n in range(messages):
+            server.emit("tick", {"n": n}, to="r")
+            async with asyncio.timeout(20):
+                for i, ws in enumerate(conns):
+                    frame = json.loads(await ws.recv())
+                    got[i].append(frame["data"]["n"])
+        return got
+    finally:
+        await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
+
+
+def test_publications_go_out_through_the_ring_whole_and_in_order(skyrelay_server_factory):
+    server = skyrelay_server_factory(io_threads=1)
+    sends0, subs0 = metric(server, SENDS), metric(server, SUBMISSIONS)
+    got = asyncio.run(_fan_out(server, CLIENTS, MESSAGES))
+    assert got == [list(range(MESSAGES))] * CLIENTS
+    if metric(server, THREADS) == 0:
+        pytest.skip("io_uring is unavailable here (no liburing in the build, or the kernel or "
+                    "a seccomp filter refuses it): the server wrote through epoll")
+    sends = metric(server, SENDS) - sends0
+    submissions = metric(server, SUBMISSIONS) - subs0
+    # Every publication's writes to its 200 recipients: most go in one submission (a client
+    # still reading the previous one is written on the epoll path).
+    assert sends >= CLIENTS * MESSAGES * 0.9, sends
+    assert submissions <= sends / 50, (submissions, sends)
+
+
+def test_off_writes_through_epoll_only(skyrelay_server_factory):
+    server = skyrelay_server_factory(io_threads=1, io_uring="off")
+    got = asyncio.run(_fan_out(server, 20, 5))
+    assert got == [list(range(5))] * 20
+    assert metric(server, THREADS) == 0
+    text = server.metrics_text()
+    assert f"\n{THREADS} 0\n" in text  # exposed, at 0, when off
+
+
+@pytest.mark.parametrize("bad", ["on", "", "AUTO", None, 1])
+def test_a_bad_value_is_refused(bad):
+    with pytest.raises(ValueError, match="io_uring must be 'auto' or 'off'"):
+        skyrelay.Server(port=0, io_uring=bad)
