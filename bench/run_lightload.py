@@ -26,7 +26,6 @@ SERVERS = {
     "skyrelay io_uring": Peer(server("skyrelay_server.py", "--io-uring", "auto")),
     "node ws": Peer(["node", str(HERE / "servers" / "ws_node.mjs")]),
 }
-SKYRELAY = ("skyrelay epoll", "skyrelay io_uring")
 COLUMNS = [("deliveries/s", "deliveries_per_s"),
            ("CPU per delivery", "cpu_ns_per_delivery"),
            ("deliveries per server-CPU-s", "deliveries_per_cpu_s"), ("p50", "p50_us"),
@@ -49,12 +48,24 @@ def main() -> int:
     p.add_argument("--scenarios", default="10,50,saturation",
                    help="comma-separated: message rates (all three servers) and/or saturation "
                         "(1,000 msg/s, skyrelay's two paths)")
+    p.add_argument("--servers", default=",".join(SERVERS),
+                   help="comma-separated subset of: " + ", ".join(SERVERS))
+    p.add_argument("--python", help="run the skyrelay servers with this interpreter (another "
+                   "checkout's .venv/bin/python; without io_uring there, use --servers "
+                   "'skyrelay,node ws')")
     args = harness.parse_args(p)
+    if args.python:  # a build without the option: one skyrelay server, its default path
+        SERVERS["skyrelay"] = Peer([args.python, str(HERE / "servers" / "skyrelay_server.py")])
+    names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    for name in list(SERVERS):
+        if name not in names:
+            del SERVERS[name]
     harness.prepare()
     scenarios = []
     for s in (x.strip() for x in args.scenarios.split(",") if x.strip()):
         if s == "saturation":
-            scenarios.append(("saturation (1000 msg/s)", {n: 1000.0 for n in SKYRELAY}))
+            scenarios.append(("saturation (1000 msg/s)",
+                              {n: 1000.0 for n in SERVERS if n.startswith("skyrelay")}))
         else:
             scenarios.append((f"{float(s):g} msg/s", {n: float(s) for n in SERVERS}))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -73,7 +84,7 @@ def main() -> int:
     for scenario, runs in results.items():
         lines.append("")
         lines.append(f"{scenario}:")
-        for name in SKYRELAY:
+        for name in (n for n in runs if n.startswith("skyrelay")):
             if "node ws" in runs:
                 lines.append(f"- {name} / node ws, CPU per delivery: "
                              + per_round(runs, name, "node ws", "cpu_ns_per_delivery")
