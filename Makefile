@@ -11,7 +11,8 @@ JOBS ?= $(shell nproc)
 
 APT_PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev \
 	nlohmann-json3-dev libssl-dev libgtest-dev python3 python3-venv python3-dev \
-	util-linux procps clang libclang-rt-14-dev chromium redis-server libhiredis-dev zlib1g-dev nginx
+	util-linux procps clang libclang-rt-14-dev chromium redis-server libhiredis-dev zlib1g-dev nginx \
+	liburing-dev
 # pyproject.toml's [build-system] requires (pip cannot install those by themselves).
 PY_BUILD_DEPS := "scikit-build-core>=0.11" "pybind11>=2.13"
 # The Python packages of the tests, the benchmarks and `make wheel` are listed once, as the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -35,6 +36,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--local-clients", type=int, help="clients of this node (default --clients)")
     p.add_argument("--publisher", type=int, default=1, help="0: this node only serves")
     p.add_argument("--gate", action="store_true", help="READY, then wait for GO on stdin")
+    # skyrelay's write path (run_lightload.py): Server(io_uring=...), "auto" or "off".
+    p.add_argument("--io-uring", choices=("auto", "off"), help="skyrelay: the io_uring option")
     args = p.parse_args()
     if bool(args.certfile) != bool(args.keyfile):
         p.error("--certfile and --keyfile go together")
@@ -51,12 +54,16 @@ def announce(what: str) -> None:
 
 
 def ticks(rate: float, seconds: float):
-    """For `seconds`, at each 1 ms tick: yields how many messages are due in all by then (at
-    `rate` per second) and the monotonic time of the next tick (when behind, one goes straight
-    on)."""
+    """For `seconds`, on a 1 ms grid: yields how many messages are due in all by then (at
+    `rate` per second) and the monotonic time to wake up next (when behind, one goes straight
+    on): the first 1 ms tick at which another message is due, so that below 1,000 msg/s the
+    publisher wakes once per message rather than every millisecond (each wake-up is CPU of the
+    server under test, the same rule as bench/servers/ws_node.mjs)."""
     start = time.monotonic()
     while (elapsed := time.monotonic() - start) < seconds:
-        yield int(rate * elapsed) + 1, start + (int(elapsed * 1000) + 1) / 1000
+        due = int(rate * elapsed) + 1
+        next_ms = max(int(elapsed * 1000) + 1, math.ceil(due * 1000 / rate))
+        yield due, start + next_ms / 1000
 
 
 def publish(send, count, args: argparse.Namespace) -> int:

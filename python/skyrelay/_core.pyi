@@ -66,6 +66,7 @@ class ServerConfig:
     liveness_path: str
     readiness_path: str
     log_queue_max: int
+    io_uring: str  # "auto" | "off"
     # Durations in integer milliseconds.
     handshake_timeout_ms: int
     idle_timeout_ms: int

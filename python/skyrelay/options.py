@@ -306,6 +306,8 @@ def probe_fields(o: SimpleNamespace) -> dict[str, Any]:
             raise ValueError(f"{name} must be > 0 seconds, not {getattr(o, name)!r}")
     if int(o.log_queue_max) < 1:
         raise ValueError(f"log_queue_max must be >= 1 record, not {o.log_queue_max!r}")
+    if o.io_uring not in ("auto", "off"):
+        raise ValueError(f"io_uring must be 'auto' or 'off', not {o.io_uring!r}")
     return {
         # GET /health/live (the I/O threads answer) and /health/ready (dispatcher moving,
         # broker reachable, not stopping): 200 or 503; None turns one off.
@@ -315,4 +317,6 @@ def probe_fields(o: SimpleNamespace) -> dict[str, Any]:
         "dispatcher_stall_timeout_ms": _ms(o.dispatcher_stall_timeout),
         # Log records of the C++ core waiting for Python's logging; past it, dropped.
         "log_queue_max": int(o.log_queue_max),
+        # The io_uring write path where the kernel allows it ("auto"), or epoll only ("off").
+        "io_uring": o.io_uring,
     }

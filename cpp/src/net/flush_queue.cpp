@@ -2,6 +2,7 @@
 
 #include <cassert>
 
+#include "skyrelay/net/uring_writer.hpp"
 #include "skyrelay/net/write_loop.hpp"
 
 namespace skyrelay::net {
@@ -29,7 +30,10 @@ void flush_queue::drain() {
     draining_.swap(queued_);
     posted_ = false;
   }
-  for (auto& e : draining_) e.loop->run();  // no lock held: a run may add again
+  {
+    uring_writer::batch sends(context());  // the runs' sends in one submission, if enabled
+    for (auto& e : draining_) e.loop->run();  // no lock held: a run may add again
+  }
   draining_.clear();
 }
 

@@ -22,6 +22,7 @@
 #include "skyrelay/net/push_session.hpp"
 #include "skyrelay/net/sio_socket.hpp"
 #include "skyrelay/net/tls_context.hpp"
+#include "skyrelay/net/uring_writer.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/socketio.hpp"
 #include "skyrelay/proto/ws_frame.hpp"
@@ -230,6 +231,7 @@ void server::start() {
   for (unsigned i = 0; i < n; ++i) {
     contexts_.push_back(std::make_unique<asio::io_context>(1));
     guards_.push_back(asio::make_work_guard(*contexts_.back()));
+    asio::use_service<net::uring_writer>(*contexts_.back()).enable(cfg_.io_uring != "off");
   }
   // An IP literal, else a host name such as "localhost" (its first address).
   boost::system::error_code ec;
@@ -537,7 +539,29 @@ std::string server::metrics_text() const {
   if (cfg_.jwt) cfg_.jwt->verifier.key_set().write_metrics(out);  // with a JWKS URL only
   append_build_info(out, cfg_.version);
   append_process_metrics(out);
+  append_uring_metrics(out);
   return out;
+}
+
+// Which write path the I/O threads use (docs/api.md `io_uring`): rings set up, and the
+// submissions and sends they made in this process.
+void server::append_uring_metrics(std::string& out) const {
+  std::uint64_t rings = 0;
+  for (const auto& ctx : contexts_)
+    if (asio::has_service<net::uring_writer>(*ctx) &&
+        asio::use_service<net::uring_writer>(*ctx).active())
+      ++rings;
+  auto add = [&out](const char* name, const char* help, const char* type, std::uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + " " + std::to_string(v) + "\n";
+  };
+  add("skyrelay_io_uring_threads", "I/O threads writing plain TCP through io_uring (0: epoll).",
+      "gauge", rings);
+  add("skyrelay_io_uring_submissions_total",
+      "io_uring submissions of flushed writes (one per flush of an I/O thread).", "counter",
+      net::uring_stats::submissions.load(std::memory_order_relaxed));
+  add("skyrelay_io_uring_sends_total", "Sends those submissions carried.", "counter",
+      net::uring_stats::sends.load(std::memory_order_relaxed));
 }
 
 void server::register_session(const std::shared_ptr<push_session>& s) {

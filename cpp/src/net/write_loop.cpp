@@ -11,6 +11,7 @@
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/net/flush_queue.hpp"
 #include "skyrelay/net/metrics.hpp"
+#include "skyrelay/net/uring_writer.hpp"
 
 namespace skyrelay::net {
 
@@ -83,7 +84,28 @@ void write_loop::run() {
   ec_.clear();
   started_ = std::chrono::steady_clock::now();
   if (stream_.is_tls()) return write_tls();
+  if (auto* u = uring_writer::current();  // the flush's io_uring batch: goes on in sent()
+      u && u->add(stream_.socket().native_handle(), iov_.data(), std::min(iov_.size(), iov_max),
+                  *this, owner_.keep_alive()))
+    return;
   if (!send_now()) return wait_writable();
+  sent_at_once();
+}
+
+// The result of the first send of run()'s batch, made by the flush's io_uring submission
+// (uring_writer): what sendmsg would have returned, as -errno. Goes on as run() does.
+void write_loop::sent(int res) {
+  if (res == -EAGAIN || res == -EWOULDBLOCK) return wait_writable();
+  if (res > 0) advance(static_cast<std::size_t>(res));
+  if (res < 0 && res != -EINTR) {
+    ec_.assign(-res, boost::system::system_category());
+  } else if (!send_now()) {
+    return wait_writable();
+  }
+  sent_at_once();
+}
+
+void write_loop::sent_at_once() {
   complete();
   // Written at once. The next batch waits for a turn of the event loop, as it does after a
   // write that had to wait: what other connections on this thread have to do runs first, and

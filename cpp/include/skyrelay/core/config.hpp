@@ -238,6 +238,10 @@ struct server_config {
   // Log records of the C++ core waiting for Python's logging (core/log_queue.hpp): a burst of
   // 10,000 connection events is a few MB at most; past it records are dropped and counted.
   std::size_t log_queue_max{10'000};
+  // The io_uring write path (net/uring_writer.hpp): "auto" uses it where the build has liburing
+  // and the kernel allows io_uring (else epoll, silently); "off" (the default: it did not win
+  // in bench/run_lightload.py and bench/uring_sweep, docs/benchmarks.md) never tries it.
+  std::string io_uring{"off"};
 };
 
 }  // namespace skyrelay

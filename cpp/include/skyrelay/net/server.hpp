@@ -166,6 +166,7 @@ class server {
   boost::asio::ssl::context* tls_context() noexcept { return tls_.get(); }
 
  private:
+  void append_uring_metrics(std::string& out) const;  // skyrelay_io_uring_*
   void register_encoders();  // the transports' encoders, into the hub (encoders_)
   void register_envelope_encoders();  // one per distinct envelope of endpoints_
   void sweep_later();  // runs hub::sweep every second on the first I/O context

@@ -103,6 +103,9 @@ class write_loop {
   // closed.
   void stop();
 
+  // The result of the send that run() handed to the flush's io_uring batch (uring_writer).
+  void sent(int res);
+
   bool busy() const noexcept { return busy_; }
   // Frames of the write in flight (0 when idle).
   std::size_t inflight_frames() const noexcept { return busy_ ? batch_.frames_.size() : 0; }
@@ -115,6 +118,7 @@ class write_loop {
   // false when the rest must wait for writability.
   bool send_now();
   void advance(std::size_t n);
+  void sent_at_once();  // the batch went out without waiting: complete, continue next turn
   void wait_writable();
   void write_tls();
   void complete();
