@@ -2,9 +2,10 @@
 #pragma once
 
 #include <cstddef>
-#include <deque>
 #include <mutex>
 #include <vector>
+
+#include <boost/container/deque.hpp>
 
 #include "skyrelay/core/frame.hpp"
 #include "skyrelay/core/overflow_policy.hpp"
@@ -65,9 +66,15 @@ class outbox {
     frame_ptr f;
     bool droppable;
   };
+  // Boost's deque, not std::deque: libstdc++'s allocates its map and a 512-byte block even
+  // when empty, about 600 bytes on every idle connection; this one allocates on the first push
+  // (blocks of 16 frames, 384 bytes). docs/benchmarks.md, "Where an idle connection's memory
+  // goes".
+  using queue = boost::container::deque<
+      entry, void, boost::container::deque_options_t<boost::container::block_size<16u>>>;
   const limits limits_;
   mutable std::mutex mu_;
-  std::deque<entry> q_;
+  queue q_;
   std::size_t bytes_{0};
   bool writer_active_{false};
   bool closed_{false};
