@@ -41,6 +41,7 @@ class writer : public net::write_loop::owner, public std::enable_shared_from_thi
     if (plan_.empty()) return;
     auto& next = plan_.front();
     b.before(next.before);
+    returned_.push_back(next.before.capacity());  // what the batch gave back for it
     b.frames() = std::move(next.frames);
     b.after(next.after);
     plan_.pop_front();
@@ -61,6 +62,7 @@ class writer : public net::write_loop::owner, public std::enable_shared_from_thi
   net::stream stream_;
   net::write_loop loop_;
   int written_{0};
+  std::vector<std::size_t> returned_;  // capacity of the string each fill got back
   boost::system::error_code error_;
   bool timed_out_{false};
 };
@@ -185,6 +187,37 @@ TEST(WriteLoop, AFrameAroundASharedOneIsWrittenAsItsThreeParts) {
   EXPECT_EQ(got, expected);
   EXPECT_EQ(m.total(transport_kind::sse, &metrics::traffic::bytes_out), expected.size());
   EXPECT_EQ(m.total(transport_kind::sse, &metrics::traffic::messages_out), 3u);
+}
+
+// A written batch gives its pieces' buffers back (an idle connection keeps none of its 101
+// response or welcome): the next batch's big piece gets no used buffer in return, and it is
+// written whole, as is every later one.
+TEST(WriteLoop, AWrittenBatchGivesItsPiecesBuffersBack) {
+  connection c;
+  metrics m(1);
+  auto w = std::make_shared<writer>(std::move(c.server), m, 0ms);
+  std::string expected;
+  for (std::size_t batch = 0; batch < 3; ++batch) {
+    planned_batch b;
+    b.before = pattern(batch, 5000);
+    b.after = pattern(batch + 10, 3000);
+    auto bytes = pattern(batch + 20, 100);
+    expected += b.before + bytes + b.after;
+    b.frames.push_back(make_frame(std::move(bytes)));
+    w->plan_.push_back(std::move(b));
+  }
+  std::string got;
+  std::thread reader([&] { got = read_all(c.client, expected.size()); });
+  w->loop_.run();
+  c.ioc.run_for(5s);
+  reader.join();
+  EXPECT_EQ(w->written_, 3);
+  EXPECT_FALSE(w->error_) << w->error_.message();
+  ASSERT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected) << "bytes out of order or damaged";
+  // Each fill got back an empty string with no heap buffer (a 5,000-byte one before).
+  ASSERT_EQ(w->returned_.size(), 3u);
+  for (auto cap : w->returned_) EXPECT_LT(cap, 64u);
 }
 
 TEST(WriteLoop, NothingToWriteWritesNothing) {

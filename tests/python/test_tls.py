@@ -143,6 +143,25 @@ def test_wss_topic_path_and_large_frames(server, pki):
         assert json.loads(ws.recv(timeout=5))["type"] == "pong"
 
 
+def test_wss_reads_while_it_writes_and_after_idling(server, pki):
+    # OpenSSL reads and writes the socket itself (net::tls_socket): a client message that
+    # spans several records arrives while a burst of events is being written on the same TLS
+    # session, and both come through whole, also after the connection went idle (its record
+    # buffers given back) and again.
+    with ws_connect(f"wss://127.0.0.1:{server.port}/ws/duplex", ssl=pki.client_context(),
+                    open_timeout=5) as ws:
+        assert sorted(json.loads(ws.recv(timeout=5))["type"] for _ in range(3)) == [
+            "event", "subscribed", "welcome"]
+        for round_ in range(3):
+            time.sleep(0.2)
+            for i in range(300):
+                server.emit("n", {"i": i, "pad": "p" * 100}, to="duplex")
+            ws.send(json.dumps({"type": "ping", "id": "z" * 40_000}))
+            got = [json.loads(ws.recv(timeout=5)) for _ in range(301)]
+            assert [g["data"]["i"] for g in got if g["type"] == "event"] == list(range(300))
+            assert [g["type"] for g in got].count("pong") == 1
+
+
 def test_https_health_metrics_and_publish_api(server, pki):
     with httpx.Client(verify=pki.client_context(), timeout=5) as client:
         health = client.get(https(server) + "/health")

@@ -15,6 +15,19 @@ namespace {
 constexpr char record_separator = '\x1e';
 
 frame_ptr text_packet(std::string text) { return make_message(std::move(text), 1, 0, false); }
+
+// Header names and values never hold a NUL (Beast's parser refuses one), so it can end each.
+std::string pack(const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::size_t n = 0;
+  for (const auto& [name, value] : headers) n += name.size() + value.size() + 2;
+  std::string out;
+  out.reserve(n);
+  for (const auto& [name, value] : headers) {
+    out.append(name).push_back('\0');
+    out.append(value).push_back('\0');
+  }
+  return out;
+}
 }  // namespace
 
 eio_session::eio_session(session_context& context, asio::io_context& ioc, std::string sid,
@@ -24,15 +37,29 @@ eio_session::eio_session(session_context& context, asio::io_context& ioc, std::s
     : context_(context),
       sid_(std::move(sid)),
       remote_(std::move(remote)),
-      headers_(std::move(headers)),
-      query_(std::move(query)),
+      headers_(pack(headers)),
+      // Only the Socket.IO connect hook reads the query (sio_connect_info::query).
+      query_(context.hooks().on_sio_connect ? std::move(query) : std::string()),
       echo_(echo),
       ping_timer_(ioc),
-      connect_timer_(ioc),
-      upgrade_timer_(ioc),
+      ex_(ioc.get_executor()),
       transport_(t) {}
 
 eio_session::~eio_session() = default;
+
+std::vector<std::pair<std::string, std::string>> eio_session::headers() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::string_view rest = headers_;
+  while (!rest.empty()) {
+    const auto name_end = rest.find('\0');
+    const auto value_end = name_end == rest.npos ? rest.npos : rest.find('\0', name_end + 1);
+    if (value_end == rest.npos) break;  // not as pack() wrote it
+    out.emplace_back(std::string(rest.substr(0, name_end)),
+                     std::string(rest.substr(name_end + 1, value_end - name_end - 1)));
+    rest.remove_prefix(value_end + 1);
+  }
+  return out;
+}
 
 void eio_session::hold(std::shared_ptr<void> slot) {
   auto& m = context_.get_metrics();
@@ -67,8 +94,9 @@ void eio_session::start() {
         {"via", std::string(transport_ == transport::polling ? "polling" : "websocket")}};
   });
   if (echo_) return;  // no Socket.IO CONNECT is expected
-  connect_timer_.expires_after(context_.config().sio_connect_timeout);
-  connect_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+  connect_timer_ = std::make_unique<asio::steady_timer>(ex_);
+  connect_timer_->expires_after(context_.config().sio_connect_timeout);
+  connect_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (ec) return;
     bool any;
     {
@@ -174,9 +202,11 @@ void eio_session::poll(reply_fn reply) {
     return;
   }
   if (hold) {
-    asio::post(upgrade_timer_.get_executor(), [self = shared_from_this()] {
-      self->upgrade_timer_.expires_after(std::chrono::milliseconds(50));
-      self->upgrade_timer_.async_wait([self](boost::system::error_code ec) {
+    asio::post(ex_, [self = shared_from_this()] {
+      if (!self->upgrade_timer_)
+        self->upgrade_timer_ = std::make_unique<asio::steady_timer>(self->ex_);
+      self->upgrade_timer_->expires_after(std::chrono::milliseconds(50));
+      self->upgrade_timer_->async_wait([self](boost::system::error_code ec) {
         if (!ec) self->release_parked("6");
       });
     });
@@ -461,7 +491,7 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
     // (a Socket.IO socket sends under its own mutex), and closing ends its sockets.
     context_.get_metrics().limit_hit(limit_kind::outbox);
     context_.get_metrics().drop(drop_reason::slow_consumer);
-    asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
+    asio::post(ex_, [self = shared_from_this()] {
       self->close(disconnect_reason::slow_consumer);
     });
     return;
@@ -503,8 +533,8 @@ void eio_session::close(disconnect_reason why) {
     });
   asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
     self->ping_timer_.cancel();
-    self->connect_timer_.cancel();
-    self->upgrade_timer_.cancel();
+    self->connect_timer_.reset();  // a pending wait completes with operation_aborted
+    self->upgrade_timer_.reset();
   });
   if (parked) parked(200, "6");  // release a waiting poll; its next request gets 400
   const bool by_client = why == disconnect_reason::client_close;

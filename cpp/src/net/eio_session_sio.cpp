@@ -30,7 +30,7 @@ void eio_session::on_sio_text(std::string_view text) {
   bool interrupted = false;
   {
     std::lock_guard lock(mu_);
-    interrupted = partial_.has_value();  // a text packet while attachments were expected
+    interrupted = partial_ != nullptr;  // a text packet while attachments were expected
   }
   auto decoded = sio::decode(text);
   if (interrupted || std::holds_alternative<std::string>(decoded)) {
@@ -45,7 +45,7 @@ void eio_session::on_sio_text(std::string_view text) {
       return;
     }
     std::lock_guard lock(mu_);
-    partial_ = std::move(p);
+    partial_ = std::make_unique<sio::packet>(std::move(p));
     attachments_.clear();
     attachment_bytes_ = 0;
     return;
@@ -54,7 +54,7 @@ void eio_session::on_sio_text(std::string_view text) {
 }
 
 void eio_session::on_sio_binary(std::string_view bytes) {
-  std::optional<sio::packet> complete;
+  std::unique_ptr<sio::packet> complete;
   std::vector<std::string> parts;
   bool unexpected = false, too_big = false;
   {
@@ -69,7 +69,6 @@ void eio_session::on_sio_binary(std::string_view bytes) {
       attachments_.emplace_back(bytes);
       if (attachments_.size() == partial_->attachments) {
         complete = std::move(partial_);
-        partial_.reset();
         parts = std::move(attachments_);
         attachments_.clear();
       }
@@ -155,7 +154,7 @@ bool eio_session::verify_connect(const sio::packet& p, auth::identity_ptr& ident
   // Non-browser clients may send the token as a header of the Engine.IO handshake instead
   // (python-socketio's headers=, socket.io-client's extraHeaders); the payload's wins.
   if (token.empty() && !refusal) {
-    for (const auto& [name, value] : headers_) {
+    for (const auto& [name, value] : headers()) {
       if (!boost::beast::iequals(name, "authorization")) continue;
       if (auto bearer = auth::bearer_token(value)) token = std::string(*bearer);
       break;
@@ -204,9 +203,7 @@ bool eio_session::try_resume(const sio::packet& p, const auth::identity_ptr& ide
   auto sock = context_.sio().take_detached(pid, p.nsp);
   if (!sock && store && redis::parse_pid(pid)) {
     // Perhaps another node's socket: the claim waits for Redis, so it runs on the dispatcher.
-    asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
-      self->connect_timer_.cancel();
-    });
+    asio::post(ex_, [self = shared_from_this()] { self->connect_timer_.reset(); });
     context_.sio().resume_elsewhere(shared_from_this(), p.nsp, pid, full, p.data, identity);
     return true;
   }
@@ -234,9 +231,7 @@ bool eio_session::try_resume(const sio::packet& p, const auth::identity_ptr& ide
     return false;  // a new socket, then (unless the session is gone)
   }
   sock->set_identity(identity);
-  asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
-    self->connect_timer_.cancel();
-  });
+  asio::post(ex_, [self = shared_from_this()] { self->connect_timer_.reset(); });
   // Like a new connection (and as the reference server re-runs its middleware), a recovery
   // goes through the connect hook and the role checks; only their acceptance resumes it.
   run_connect_hook(sock, p.data, identity, true);
@@ -250,7 +245,7 @@ void eio_session::run_connect_hook(const std::shared_ptr<sio_socket>& sock, std:
     return;
   }
   sio_connect_info info{sock->sid(), sock->nsp(), std::move(auth), sid_, remote_, query_,
-                        headers_, std::move(identity), recovered};
+                        headers(), std::move(identity), recovered};
   const app_hooks* app = &context_.hooks();
   if (!context_.get_dispatcher().post(
           [app, info = std::move(info)] { app->on_sio_connect(info); }))
@@ -286,15 +281,13 @@ void eio_session::open_socket(const std::string& nsp, std::string auth,
                                         context_.encoders().socketio, keep);
     place_socket_locked(nsp, sock);
   }
-  asio::post(connect_timer_.get_executor(), [self = shared_from_this()] {
-    self->connect_timer_.cancel();
-  });
+  asio::post(ex_, [self = shared_from_this()] { self->connect_timer_.reset(); });
   sock->set_identity(identity);
   context_.sio().register_socket(sock);
   // With cross-node recovery on, the socket's place in its namespace's broadcasts is read
   // around its add (sio_server::track_new).
   context_.sio().track_new(sock, [&] { return context_.get_hub().add(sock); });
-  sock->arm_expiry(connect_timer_.get_executor(), context_.sio());
+  sock->arm_expiry(executor(), context_.sio());
   run_connect_hook(sock, std::move(auth), std::move(identity), false);
 }
 

@@ -204,6 +204,12 @@ class http_session : public std::enable_shared_from_this<http_session> {
   // Every response of this connection goes out here: built-in ones and the WSGI app's.
   template <class Body>
   void write(http::response<Body> res, bool keep_alive);
+  // What a WebSocket or SSE session keeps as its client (push_session::set_remote): only an
+  // address a trusted proxy named; the TCP peer it finds on its socket when asked, so an idle
+  // connection keeps no copy of it.
+  std::string session_remote() const {
+    return client_remote_ == peer_remote_ ? std::string() : client_remote_;
+  }
 
   net::stream stream_;
   asio::steady_timer deadline_;

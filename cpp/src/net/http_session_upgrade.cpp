@@ -152,7 +152,7 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
       hand_off(), std::move(response), std::move(leftover), std::move(topics), std::string(path),
       std::string(query), std::move(slot_), std::move(identity), std::move(headers),
       ep ? ep->ep : nullptr, ep ? std::move(ep->params) : path_params{}, deflate,
-      client_remote_});
+      session_remote()});
   auto open = [&ctx = ctx_, p] {
     // An envelope's connections share its encoder: each publication is encoded once for all.
     const encoder_id encoder = p->ep && p->ep->env ? p->ep->encoder : ctx.encoders().json_ws;
@@ -252,7 +252,7 @@ void http_session::open_sse(const request& req, std::string_view path, std::stri
                                              std::move(identity), header_list(req),
                                              ep ? ep->ep : nullptr,
                                              ep ? std::move(ep->params) : path_params{},
-                                             client_remote_});
+                                             session_remote()});
   auto open = [&ctx = ctx_, p] {
     auto session = std::make_shared<sse_session>(std::move(p->socket), ctx, new_sid(),
                                                  std::move(p->head), std::move(p->topics),

@@ -1,5 +1,7 @@
 #include "skyrelay/net/push_session.hpp"
 
+#include <boost/asio/bind_allocator.hpp>
+
 #include <boost/beast/http/status.hpp>
 
 #include "skyrelay/core/clock.hpp"
@@ -43,7 +45,6 @@ push_session::push_session(net::stream socket, session_context& ctx, std::string
       timer_(socket_.get_executor()),
       writer_(socket_, *this, ctx.get_metrics(), ctx.config().write_timeout),
       prefix_(std::move(prefix)),
-      expiry_timer_(socket_.get_executor()),
       flushes_(asio::use_service<net::flush_queue>(socket_.get_executor().context())) {
   set_write_target(outbox_.hot());
 }
@@ -210,24 +211,53 @@ void push_session::on_accept() {
     std::string bytes = std::move(early_bytes_);
     if (!consume(bytes.data(), bytes.size())) return;
   }
-  do_read();
+  if (socket_.is_tls()) {
+    // The handshake's reads may have left decrypted bytes in OpenSSL that no readiness of the
+    // socket will announce: the first read asks OpenSSL before it waits.
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->on_readable({}); });
+  } else {
+    do_read();
+  }
   flush();
 }
 
+namespace {
+// The read an idle connection keeps pending for its whole life: its operation is allocated at
+// its own size. Asio's default (a per-thread cache of recycled blocks) would hand it the block
+// an earlier, bigger operation left, such as the HTTP request's read (~460 bytes instead of
+// ~100, on every idle connection; docs/benchmarks.md). Not std::allocator: Asio takes that
+// one for "no allocator" and recycles as before.
+template <class T>
+struct exact_allocator {
+  using value_type = T;
+  exact_allocator() noexcept = default;
+  template <class U>
+  exact_allocator(const exact_allocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
+  template <class U>
+  bool operator==(const exact_allocator<U>&) const noexcept { return true; }
+};
+
+template <class Handler>
+auto idle_alloc(Handler&& h) {
+  return asio::bind_allocator(exact_allocator<void>(), std::forward<Handler>(h));
+}
+}  // namespace
+
+// Plain TCP and TLS alike: wait until the socket is readable, then read what there is into the
+// I/O thread's buffer. An idle connection lends no buffer to a pending read (over TLS, ~8 KB).
 void push_session::do_read() {
-  if (socket_.is_tls()) {
-    if (!tls_buffer_) tls_buffer_ = std::make_unique<std::array<char, 8 * 1024>>();
-    socket_.async_read_some(asio::buffer(*tls_buffer_),
-                            [self = shared_from_this()](boost::system::error_code ec,
-                                                        std::size_t n) {
-                              self->on_tls_read(ec, n);
-                            });
-    return;
-  }
-  socket_.plain()->async_wait(tcp::socket::wait_read,
-                     [self = shared_from_this()](boost::system::error_code ec) {
-                       self->on_readable(ec);
-                     });
+  auto* tls = socket_.tls();
+  socket_.socket().async_wait(tls ? tls->read_wait() : tcp::socket::wait_read,
+                              idle_alloc([self = shared_from_this()](boost::system::error_code ec) {
+                                self->on_readable(ec);
+                              }));
+}
+
+std::size_t push_session::read_now(boost::system::error_code& ec) {
+  if (auto* tls = socket_.tls()) return tls->read_some(asio::buffer(tls_read_buffer), ec);
+  return socket_.plain()->read_some(asio::buffer(tls_read_buffer), ec);
 }
 
 void push_session::on_readable(boost::system::error_code ec) {
@@ -236,17 +266,23 @@ void push_session::on_readable(boost::system::error_code ec) {
     finish(state_ == state::closing ? close_reason_ : disconnect_reason::transport_error);
     return;
   }
+  const bool tls = socket_.is_tls();
   for (int i = 0; i < max_reads_per_turn; ++i) {
-    std::size_t n = socket_.plain()->read_some(asio::buffer(tls_read_buffer), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+    std::size_t n = read_now(ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return do_read();
     if (ec) return on_read_error(ec);
     auto& m = ctx_.get_metrics();
     m.add(m.local().of(metric_transport()).bytes_in, n);
     heard();
     if (!consume(tls_read_buffer.data(), n)) return;
-    if (n < tls_read_buffer.size()) break;  // drained for now
+    // A short plain read drained the socket. Over TLS OpenSSL hands out one record at a time
+    // and may hold more already: only would_block says it needs the socket.
+    if (!tls && n < tls_read_buffer.size()) return do_read();
   }
-  do_read();
+  // Yield to the other connections on this thread. OpenSSL may hold bytes the socket's
+  // readiness would never announce: a TLS session reads again in a posted turn.
+  if (!tls) return do_read();
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->on_readable({}); });
 }
 
 void push_session::on_read_error(boost::system::error_code ec) {
@@ -257,16 +293,6 @@ void push_session::on_read_error(boost::system::error_code ec) {
   finish(state_ == state::closing ? close_reason_
          : goodbye               ? disconnect_reason::client_close
                                  : disconnect_reason::transport_error);
-}
-
-void push_session::on_tls_read(boost::system::error_code ec, std::size_t n) {
-  if (state_ == state::closed) return;
-  if (ec) return on_read_error(ec);
-  auto& m = ctx_.get_metrics();
-  m.add(m.local().of(metric_transport()).bytes_in, n);
-  heard();
-  if (!consume(tls_buffer_->data(), n)) return;
-  do_read();
 }
 
 bool push_session::consume(char*, std::size_t) { return true; }
@@ -335,8 +361,10 @@ std::shared_ptr<void> push_session::keep_alive() { return shared_from_this(); }
 
 void push_session::arm_expiry() {
   if (!identity_ || transport_only()) return;
-  expiry_timer_.expires_after(auth::time_left(*identity_));
-  expiry_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+  // Made only for a connection with a token: most idle connections carry none.
+  expiry_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
+  expiry_timer_->expires_after(auth::time_left(*identity_));
+  expiry_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
     if (ec) return;
     if (auto self = weak.lock()) self->on_expired();
   });
@@ -374,7 +402,7 @@ void push_session::finish(disconnect_reason why) {
   finished_ = true;
   state_ = state::closed;
   timer_.cancel();
-  expiry_timer_.cancel();
+  if (expiry_timer_) expiry_timer_->cancel();
   writer_.stop();
   if (socket_.is_tls())
     socket_.close_gracefully(weak_from_this().lock(), tls_close_wait);

@@ -137,7 +137,7 @@ bool sio_socket::take_token(std::string_view event, std::int64_t& wait_ns) {
     auto s = session_.lock();
     if (!s) return true;
     const auto& cfg = s->config();
-    limit_.emplace(cfg.inbound_limit, &cfg.event_limits, now);
+    limit_ = std::make_unique<inbound_limit>(cfg.inbound_limit, &cfg.event_limits, now);
   }
   const bool ok = limit_->take(event, now, wait_ns);
   rate_streak_.store(ok ? 0 : rate_streak_.load(std::memory_order_relaxed) + 1,

@@ -57,7 +57,11 @@ std::size_t write_batch::frame_bytes() const noexcept {
 }
 
 void write_batch::clear() noexcept {
-  for (std::size_t i = 0; i < n_owned_; ++i) owned_[i].clear();  // keeps the capacity
+  // Gives the pieces' heap buffers back: what comes back to the session (before/after) is
+  // then empty. The pieces of a busy connection (chunk sizes, control frames) fit in a
+  // string's inline buffer and cost nothing either way; the big ones (an HTTP response, a
+  // welcome) are written once, and kept they would stay on every idle connection.
+  for (std::size_t i = 0; i < n_owned_; ++i) std::string().swap(owned_[i]);
   n_owned_ = n_before_ = n_after_ = 0;
   frames_.clear();
 }
@@ -69,8 +73,7 @@ write_loop::write_loop(stream& s, owner& o, metrics& m, std::chrono::millisecond
       owner_(o),
       metrics_(m),
       flushes_(asio::use_service<flush_queue>(s.get_executor().context())),
-      timeout_(timeout),
-      timer_(s.get_executor()) {}
+      timeout_(timeout) {}
 
 void write_loop::run() {
   continuing_ = false;  // this is the turn a continuation asked for, or a sooner one
@@ -244,8 +247,9 @@ void write_loop::complete() {
 // its own deadline. So a busy connection arms it at most once per timeout, not once per write.
 void write_loop::arm_timer(std::chrono::steady_clock::time_point deadline) {
   timer_armed_ = true;
-  timer_.expires_at(deadline);
-  timer_.async_wait([this, keep = owner_.keep_alive()](boost::system::error_code ec) {
+  if (!timer_) timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor());
+  timer_->expires_at(deadline);
+  timer_->async_wait([this, keep = owner_.keep_alive()](boost::system::error_code ec) {
     timer_armed_ = false;
     if (ec || !busy_) return;
     const auto due = started_ + timeout_;
@@ -254,6 +258,8 @@ void write_loop::arm_timer(std::chrono::steady_clock::time_point deadline) {
   });
 }
 
-void write_loop::stop() { timer_.cancel(); }
+void write_loop::stop() {
+  if (timer_) timer_->cancel();
+}
 
 }  // namespace skyrelay::net

@@ -11,7 +11,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -19,6 +18,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <boost/container/deque.hpp>
 
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/config.hpp"
@@ -52,7 +53,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   const std::string& sid() const noexcept { return sid_; }
   const server_config& config() const noexcept;
   // The executor of the session's timers (where its sockets' expiry timers run).
-  asio::any_io_executor executor() { return connect_timer_.get_executor(); }
+  asio::any_io_executor executor() { return ex_; }
   // A polling session's admission slot (admission::admit); given back when the session ends or
   // upgrades to WebSocket (whose connection holds its own slot). While held, the session counts
   // as an open polling connection on /metrics.
@@ -138,12 +139,20 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   session_context& context_;
   const std::string sid_;
   const std::string remote_;
-  const std::vector<std::pair<std::string, std::string>> headers_;
+  // The handshake's headers for the connect hook, packed into one string (each name and value
+  // followed by a NUL): one allocation rather than a vector of string pairs, ~4 times the
+  // bytes. headers() unpacks them.
+  const std::string headers_;
+  std::vector<std::pair<std::string, std::string>> headers() const;
   const std::string query_;
   const bool echo_;  // a raw Engine.IO echo session (conformance testing), no Socket.IO
   asio::steady_timer ping_timer_;
-  asio::steady_timer connect_timer_;
-  asio::steady_timer upgrade_timer_;  // holds a poll that arrives mid-upgrade
+  // The executor of the session's timers, which the two below are made on when needed (an
+  // idle session keeps neither: about 240 bytes; docs/benchmarks.md).
+  asio::io_context::executor_type ex_;
+  // Until the first CONNECT (sio_connect_timeout); reset once one arrives. On ex_ only.
+  std::unique_ptr<asio::steady_timer> connect_timer_;
+  std::unique_ptr<asio::steady_timer> upgrade_timer_;  // holds a poll that arrives mid-upgrade
 
   mutable std::mutex mu_;
   transport transport_;
@@ -155,7 +164,9 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   std::atomic<ws_session*> wire_{nullptr};
   std::shared_ptr<ws_session> wire_keep_;
   bool upgrading_{false};
-  std::deque<frame_ptr> queue_;  // polling: packets waiting for a GET
+  // polling: packets waiting for a GET. Boost's deque allocates nothing until the first
+  // packet (libstdc++'s ~600 bytes on every session, a WebSocket one too).
+  boost::container::deque<frame_ptr> queue_;
   std::size_t queue_bytes_{0};
   reply_fn parked_;              // polling: a GET waiting for packets
   bool held_{false};             // ... held for an upgrade in progress (see poll())
@@ -165,7 +176,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   bool lingering_{false};  // polling: closed by a POSTed close packet, waiting for a GET
   std::chrono::steady_clock::time_point pong_deadline_{};  // while awaiting_pong_
   std::map<std::string, std::shared_ptr<sio_socket>> sockets_;  // by namespace
-  std::optional<sio::packet> partial_;  // a binary packet waiting for its attachments
+  std::unique_ptr<sio::packet> partial_;  // a binary packet waiting for its attachments
   std::vector<std::string> attachments_;
   std::size_t attachment_bytes_{0};     // in attachments_ (max_attachment_bytes)
   std::optional<token_bucket> connect_limit_;  // CONNECT packets (server_config::inbound_limit)

@@ -167,7 +167,9 @@ class push_session : public subscriber,
  private:
   void do_read();
   void on_readable(boost::system::error_code ec);
-  void on_tls_read(boost::system::error_code ec, std::size_t n);  // TLS: one decrypted read
+  // Reads what there is now into the I/O thread's buffer (TLS: decrypted); would_block when
+  // nothing is.
+  std::size_t read_now(boost::system::error_code& ec);
   void on_read_error(boost::system::error_code ec);
   void refuse_with(unsigned status, std::string message, std::string_view error);
 
@@ -183,10 +185,8 @@ class push_session : public subscriber,
   void arm_expiry();  // on acceptance, when the handshake carried a token
   void on_expired();
 
-  // TLS only: decrypted bytes land here (a TLS read cannot wait for readiness first, so it
-  // needs a buffer of its own); plain TCP reads use the per-thread buffer.
-  std::unique_ptr<std::array<char, 8 * 1024>> tls_buffer_;
-  asio::steady_timer expiry_timer_;  // the token's end (identity_->ends_at)
+  // The token's end (identity_->ends_at); made by arm_expiry, null without a token.
+  std::unique_ptr<asio::steady_timer> expiry_timer_;
   std::atomic<std::shared_ptr<const std::vector<std::string>>> granted_roles_;
   std::vector<frame_ptr> final_frames_;  // queued frames still to send before the close bytes
   std::string close_frame_;

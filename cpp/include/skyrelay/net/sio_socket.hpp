@@ -13,13 +13,14 @@
 #include <cstddef>
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <boost/container/deque.hpp>
 
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/broker/redis_sio_recovery.hpp"
@@ -194,9 +195,9 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   std::string pid_;
   std::uint64_t sent_{0};       // the last offset given
   std::uint64_t forgotten_{0};  // the highest offset dropped from kept_
-  std::deque<kept_event> kept_;
+  boost::container::deque<kept_event> kept_;  // allocates nothing until recovery keeps one
   std::size_t kept_bytes_{0};
-  std::optional<inbound_limit> limit_;  // made on first use, from the server's config
+  std::unique_ptr<inbound_limit> limit_;  // made on first use, from the server's config
   std::atomic<std::uint64_t> rate_streak_{0};  // written under mu_ (take_token)
   auth::identity_ptr identity_;
   std::shared_ptr<const std::vector<std::string>> granted_roles_;

@@ -3,9 +3,9 @@
 // (ws_session's readiness-based reads, and write_loop's sendmsg straight on the socket).
 //
 // It meets Asio's AsyncReadStream and AsyncWriteStream requirements, so Beast's HTTP reader and
-// writer and asio::async_write take it as they take a socket. TLS uses Beast's ssl_stream, whose
-// flat_stream layer copies a gathered buffer sequence (up to 16 KiB) into one TLS record instead
-// of encrypting each small buffer separately.
+// writer and asio::async_write take it as they take a socket. TLS is net::tls_socket (OpenSSL on
+// the socket itself, no buffers of its own while idle), which packs a gathered buffer sequence
+// (up to 16 KiB) into one TLS record instead of encrypting each small buffer separately.
 #pragma once
 
 #include <chrono>
@@ -15,9 +15,9 @@
 #include <variant>
 
 #include <boost/asio/ssl.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "skyrelay/net/aliases.hpp"
+#include "skyrelay/net/tls_socket.hpp"
 
 namespace skyrelay {
 namespace ssl = boost::asio::ssl;
@@ -26,7 +26,7 @@ namespace net {
 
 class stream {
  public:
-  using tls_stream = boost::beast::ssl_stream<tcp::socket>;
+  using tls_stream = tls_socket;
   using executor_type = tcp::socket::executor_type;
   using lowest_layer_type = tcp::socket;
 
@@ -92,7 +92,7 @@ class stream {
     return asio::async_initiate<HandshakeToken, void(boost::system::error_code)>(
         [this](auto handler) {
           if (auto* t = tls()) {
-            t->async_handshake(ssl::stream_base::server, std::move(handler));
+            t->async_handshake(std::move(handler));
           } else {
             auto ex = asio::get_associated_executor(handler, get_executor());
             asio::post(ex, [h = std::move(handler)]() mutable { h(boost::system::error_code{}); });

@@ -39,8 +39,9 @@ class write_batch {
   // The frames to write, in order; the owner appends to it (outbox::take does).
   std::vector<frame_ptr>& frames() noexcept { return frames_; }
   // Moves `bytes` into the batch, after the `before` pieces added so far. `bytes` comes back
-  // empty (with the capacity of an earlier batch's piece, so a session's buffers are reused).
-  // Empty bytes add nothing. At most max_pieces on each side, owned and viewed together.
+  // empty, holding no heap buffer (a written batch gives its pieces' buffers back, so an idle
+  // connection keeps none). Empty bytes add nothing. At most max_pieces on each side, owned
+  // and viewed together.
   void before(std::string& bytes);
   void after(std::string& bytes);
   // Bytes the batch only points to: a literal, or a member the owner leaves untouched until
@@ -129,7 +130,9 @@ class write_loop {
   metrics& metrics_;
   flush_queue& flushes_;  // of the stream's I/O context: the next turn after a write at once
   std::chrono::milliseconds timeout_;
-  asio::steady_timer timer_;
+  // Made by the first write that has to wait: a connection whose writes all went out at once
+  // (every idle one) has none.
+  std::unique_ptr<asio::steady_timer> timer_;
   write_batch batch_;
   std::vector<iovec> iov_;  // the batch's buffers; the first `next_` are written
   std::size_t next_{0};
