@@ -29,8 +29,11 @@ class Costs:
     # Server CPU per accepted connection (accept, handshake, session), µs: plain and TLS.
     accept_us: float
     accept_tls_us: float
-    # Server CPU per delivery at saturation, µs (bench/run_protocols.py, 1,000 subscribers).
+    # Server CPU per delivery at saturation, µs (bench/run_protocols.py, 1,000 subscribers),
+    # and how much more it costs once several I/O threads share the machine
+    # (bench/run_model_check.py: two threads against one).
     delivery_us: float
+    thread_cost: float
     # The serial part of one publication in one channel: the hub's per-member enqueue under the
     # channel's order (ns per member), which no number of threads splits.
     enqueue_ns: float
@@ -53,8 +56,9 @@ def parse() -> tuple[argparse.Namespace, Costs]:
                    help="share of memory the connections may use")
     p.add_argument("--heartbeat-share", type=float, default=0.1,
                    help="share of the cores heartbeats may use")
-    d = Costs(user_kib=4.6, kernel_kib=4.9, heartbeat_us=80.0, heartbeat_s=25.0,
-              accept_us=250.0, accept_tls_us=900.0, delivery_us=0.59, enqueue_ns=45.0,
+    d = Costs(user_kib=3.3, kernel_kib=4.7, heartbeat_us=10.0, heartbeat_s=25.0,
+              accept_us=76.0, accept_tls_us=572.0, delivery_us=0.25, thread_cost=1.25,
+              enqueue_ns=45.0,
               handler_events_per_s=17_200.0, redis_publications_per_s=13_866.0,
               fd_limit=1_048_576)
     for name, value in vars(d).items():
@@ -72,7 +76,8 @@ def machine(cores: int, memory_gib: float, c: Costs, args: argparse.Namespace) -
     by_heartbeat = cores * args.heartbeat_share * c.heartbeat_s / (c.heartbeat_us * 1e-6)
     connections = min(by_memory, by_heartbeat)
     heartbeat_cores = connections * c.heartbeat_us * 1e-6 / c.heartbeat_s
-    deliveries = (cores - heartbeat_cores) / (c.delivery_us * 1e-6)
+    per_delivery = c.delivery_us * (c.thread_cost if cores > 1 else 1.0)
+    deliveries = (cores - heartbeat_cores) / (per_delivery * 1e-6)
     one_channel = 1 / (c.enqueue_ns * 1e-9)
     return {
         "cores": cores, "memory_gib": memory_gib,
