@@ -1,6 +1,9 @@
 #include "py_json.hpp"
 
 #include <charconv>
+#include <string_view>
+
+#include "skyrelay/proto/json_protocol.hpp"
 
 namespace skyrelay::bindings {
 
@@ -15,29 +18,8 @@ bool append_string(std::string& out, PyObject* s) {
     PyErr_Clear();
     return false;
   }
-  static constexpr char hex[] = "0123456789abcdef";
-  out += '"';
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(p[i]);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 0xf];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
+  // The JSON protocol's string writer: escapes exactly what json.dumps(ensure_ascii=False) does.
+  proto::append_json_string(out, std::string_view(p, static_cast<std::size_t>(n)));
   return true;
 }
 
