@@ -262,12 +262,17 @@ class HandlerRegistry:
 
     def stop_loop(self) -> None:
         """Stops the loop of our own thread, if one was started."""
-        if self._own_loop is not None:
-            self._own_loop.call_soon_threadsafe(self._own_loop.stop)
-            if self._own_loop_thread is not None:
-                self._own_loop_thread.join(timeout=5)
-            self._own_loop = None
-            self._own_loop_thread = None
+        loop, thread = self._own_loop, self._own_loop_thread
+        if loop is None:
+            return
+        self._own_loop = None
+        self._own_loop_thread = None
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=5)
+            if thread.is_alive():
+                return  # a handler that never yields holds it: leave the loop to the thread
+        loop.close()  # its self-pipe too; an unclosed loop warns when it is collected
 
     def log_error(self, what: str, exc: BaseException) -> None:
         log.error(what, exc_info=exc)
