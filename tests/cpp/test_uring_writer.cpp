@@ -19,6 +19,7 @@
 #include "skyrelay/net/metrics.hpp"
 #include "skyrelay/net/uring_writer.hpp"
 #include "skyrelay/net/write_loop.hpp"
+#include "socket_bytes.hpp"
 
 namespace skyrelay {
 namespace {
@@ -62,29 +63,8 @@ class writer : public net::write_loop::owner, public std::enable_shared_from_thi
   bool timed_out_{false};
 };
 
-std::string pattern(std::size_t index, std::size_t size) {
-  std::string s(size, '\0');
-  for (std::size_t j = 0; j < size; ++j) s[j] = static_cast<char>((index * 131 + j * 7) % 251);
-  return s;
-}
-
-std::string read_all(tcp::socket& s, std::size_t want) {
-  std::string got;
-  std::array<char, 4096> buf;
-  const int fd = s.native_handle();
-  for (int idle_polls = 0; got.size() < want && idle_polls < 200;) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) {
-      ++idle_polls;
-      continue;
-    }
-    const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
-    if (n <= 0) break;
-    idle_polls = 0;
-    got.append(buf.data(), static_cast<std::size_t>(n));
-  }
-  return got;
-}
+using test::pattern;
+using test::read_all;
 
 // An I/O context with io_uring enabled, its flush queue, and `count` connected pairs.
 struct rig {

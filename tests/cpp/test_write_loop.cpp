@@ -19,6 +19,7 @@
 #include "skyrelay/net/flush_queue.hpp"
 #include "skyrelay/net/metrics.hpp"
 #include "skyrelay/net/write_loop.hpp"
+#include "socket_bytes.hpp"
 #include "skyrelay/proto/ws_frame.hpp"
 
 namespace skyrelay {
@@ -87,30 +88,8 @@ struct connection {
   }
 };
 
-std::string pattern(std::size_t index, std::size_t size) {
-  std::string s(size, '\0');
-  for (std::size_t j = 0; j < size; ++j) s[j] = static_cast<char>((index * 131 + j * 7) % 251);
-  return s;
-}
-
-// Reads until `want` bytes, end of stream or 20 s without a byte, in small reads.
-std::string read_all(tcp::socket& s, std::size_t want) {
-  std::string got;
-  std::array<char, 1500> buf;
-  const int fd = s.native_handle();
-  for (int idle_polls = 0; got.size() < want && idle_polls < 200;) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) {
-      ++idle_polls;
-      continue;
-    }
-    const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
-    if (n <= 0) break;
-    idle_polls = 0;
-    got.append(buf.data(), static_cast<std::size_t>(n));
-  }
-  return got;
-}
+using test::pattern;
+using test::read_all;
 
 TEST(WriteLoop, PartialWritesOfMoreThanIovMaxFramesArriveWholeAndInOrder) {
   connection c(true);
