@@ -42,8 +42,11 @@ async function openPage(origin, query = "") {
   return { page, context };
 }
 
+// The page's HTML starts with the badge at "disconnected", before the client's first attempt,
+// so a state counts only once the client has reported it (the store's last transition).
 const waitBadge = (page, state) => page.waitForFunction(
-  (s) => document.getElementById("state-badge").dataset.state === s, state);
+  (s) => window.dashboardStore.states.at(-1) === s &&
+    document.getElementById("state-badge").dataset.state === s, state);
 const store = (page) => page.evaluate(() => window.dashboardStore);
 
 test("live: a green badge, and each REST change reaches the page over /ws/updates", async () => {

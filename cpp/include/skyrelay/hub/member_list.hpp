@@ -2,6 +2,7 @@
 // iterate without a lock, and that the writer extends in amortized constant time.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -31,7 +32,7 @@ class member_list {
 
   member_list() = default;
 
-  const_iterator begin() const noexcept { return slots_ ? slots_->data() : nullptr; }
+  const_iterator begin() const noexcept { return slots_ ? slots_->slot.data() : nullptr; }
   const_iterator end() const noexcept { return begin() + size_; }
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
@@ -40,16 +41,15 @@ class member_list {
   // This snapshot with `s` appended (see above for when the slots are shared).
   member_list with(value_type s) const {
     member_list next;
-    if (slots_ && slots_->size() == size_ && size_ < slots_->capacity()) {
+    if (slots_ && slots_->used == size_ && size_ < slots_->slot.size()) {
       next.slots_ = slots_;  // the new slot lies past every snapshot's end
     } else {
-      next.slots_ = std::make_shared<std::vector<value_type>>();
-      next.slots_->reserve(size_ < 4 ? 4 : size_ * 2);
-      next.slots_->assign(begin(), end());
+      next.slots_ = std::make_shared<slot_array>(size_ < 4 ? 4 : size_ * 2);
+      std::copy(begin(), end(), next.slots_->slot.begin());
+      next.slots_->used = size_;
     }
-    // Within capacity: push_back writes the new slot and the vector's end, never the array's
-    // start that readers use (begin() reads data() only).
-    next.slots_->push_back(std::move(s));
+    next.slots_->slot[size_] = std::move(s);
+    next.slots_->used = size_ + 1;
     next.size_ = size_ + 1;
     return next;
   }
@@ -58,18 +58,26 @@ class member_list {
   // is kept.
   member_list without(const subscriber* s) const {
     member_list next;
-    next.slots_ = std::make_shared<std::vector<value_type>>();
-    next.slots_->reserve(size_ < 4 ? 4 : size_);
+    next.slots_ = std::make_shared<slot_array>(size_ < 4 ? 4 : size_);
+    std::size_t n = 0;
     for (const auto& m : *this)
-      if (m.get() != s) next.slots_->push_back(m);
-    next.size_ = next.slots_->size();
+      if (m.get() != s) next.slots_->slot[n++] = m;
+    next.slots_->used = n;
+    next.size_ = n;
     return next;
   }
 
  private:
-  // A vector reserved ahead: the writer appends within its capacity (never reallocating it
-  // while shared) and readers only read data() and their own size_.
-  std::shared_ptr<std::vector<value_type>> slots_;
+  // Slots made at their final count up front (empty pointers past `used`), so the array never
+  // moves: readers read slot.data() and their own size_, and the writer assigns slot[used]
+  // and bumps `used`, two locations no reader touches.
+  struct slot_array {
+    explicit slot_array(std::size_t capacity) : slot(capacity) {}
+    std::vector<value_type> slot;
+    std::size_t used = 0;  // slots written so far; read and written only under the owner's lock
+  };
+
+  std::shared_ptr<slot_array> slots_;
   std::size_t size_ = 0;
 };
 
