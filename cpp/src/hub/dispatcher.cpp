@@ -4,6 +4,12 @@
 
 namespace skyrelay {
 
+namespace {
+thread_local dispatcher::wake_deferral* this_thread_deferral = nullptr;
+}  // namespace
+
+void dispatcher::defer_wakes_on_this_thread(wake_deferral* w) noexcept { this_thread_deferral = w; }
+
 dispatcher::dispatcher(std::size_t max_jobs) : max_jobs_(max_jobs) {
   batch_.reserve(max_batch);
 }
@@ -48,7 +54,7 @@ bool dispatcher::push(job j, job_kind kind, bool bounded) {
   }
   // The worker waits only on an empty queue, so only the first job needs to wake it: the
   // others it takes with that one, in the same batch (no system call per job under load).
-  if (was_idle) cv_.notify_one();
+  if (was_idle && !(this_thread_deferral && this_thread_deferral->defer(*this))) cv_.notify_one();
   return true;
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <future>
 #include <stdexcept>
+#include <utility>
 
 #include <boost/asio/ssl/context.hpp>
 #include <nlohmann/json.hpp>
@@ -22,6 +23,7 @@
 #include "skyrelay/net/push_session.hpp"
 #include "skyrelay/net/sio_socket.hpp"
 #include "skyrelay/net/tls_context.hpp"
+#include "skyrelay/net/turn_end_wake.hpp"
 #include "skyrelay/net/uring_writer.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/socketio.hpp"
@@ -255,10 +257,15 @@ void server::start() {
   dispatcher_.start();
   health_->start(contexts_);
   started_at_ = std::chrono::steady_clock::now();
+  wake_deferrals_.clear();
+  for (unsigned i = 0; i < n; ++i)
+    wake_deferrals_.push_back(std::make_unique<net::turn_end_wake>(*contexts_[i]));
   for (unsigned i = 0; i < n; ++i) {
     threads_.emplace_back([this, i] {
       metrics::bind_thread(i);
+      dispatcher::defer_wakes_on_this_thread(wake_deferrals_[i].get());
       contexts_[i]->run();
+      dispatcher::defer_wakes_on_this_thread(nullptr);
     });
   }
   listener_->run();

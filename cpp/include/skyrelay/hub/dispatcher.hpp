@@ -51,6 +51,24 @@ class dispatcher {
   // whose number is bounded by the number of connections.
   bool post_always(job j, job_kind kind = job_kind::app);
 
+  // Holding wake-ups on a posting thread. A thread that runs many short handlers in a row (an
+  // I/O thread reading requests from many connections) can install a wake_deferral: then a
+  // post from that thread that finds the queue empty does not wake the worker itself but hands
+  // the wake-up to the deferral, which calls wake() later (an I/O thread: once the handlers
+  // ready in its current turn have run). The worker then takes that turn's jobs as one batch
+  // (one GIL acquisition, one switch to it) instead of being woken by the first and taking
+  // them one at a time. Jobs are queued at once either way, so order and bounds are unchanged.
+  class wake_deferral {
+   public:
+    virtual ~wake_deferral() = default;
+    // Takes the duty to call d.wake() soon; false: the caller wakes the worker now.
+    virtual bool defer(dispatcher& d) noexcept = 0;
+  };
+  // Installs `w` for the calling thread (nullptr: none); it must outlive its use there.
+  static void defer_wakes_on_this_thread(wake_deferral* w) noexcept;
+  // Wakes the worker if it waits (a deferred wake-up; harmless when nothing is queued).
+  void wake() noexcept { cv_.notify_one(); }
+
   // The jobs not yet started: those waiting, and those of the batch in hand.
   std::size_t queued() const;
 

@@ -190,6 +190,9 @@ class server {
   std::unique_ptr<boost::asio::ssl::context> tls_;  // outlives every connection (declared first)
   admission admission_;  // outlives every slot, and so every connection
 
+  // One per I/O thread: holds its posts' dispatcher wake-ups to the end of its turn (declared
+  // before contexts_, so a wake-up still queued on a context never outlives its deferral).
+  std::vector<std::unique_ptr<dispatcher::wake_deferral>> wake_deferrals_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
