@@ -55,6 +55,20 @@ RATIOS = [("skyrelay sio sync", "node socket.io"),
           ("skyrelay json async", "node ws (json)")]
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary and involuntary context switches of every thread of a process so far."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.split(":")[0].endswith("ctxt_switches"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
+    return total
+
+
 def run_once(name: str, args: argparse.Namespace) -> dict:
     baseline = name.startswith(BASELINE)
     command, proto = PEERS[name[len(BASELINE):] if baseline else name]
@@ -77,8 +91,10 @@ def run_once(name: str, args: argparse.Namespace) -> dict:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=harness.ROOT)
         time.sleep(args.warmup + 0.5)  # connections and warm-up; the window starts after it
         cpu0, ccpu0, t0 = cpu_seconds(server.pid), cpu_seconds(client.pid), time.monotonic()
+        sw0 = context_switches(server.pid)
         time.sleep(args.seconds - 1.0)
         cpu1, ccpu1, t1 = cpu_seconds(server.pid), cpu_seconds(client.pid), time.monotonic()
+        sw1 = context_switches(server.pid)
         out, err = client.communicate(timeout=args.seconds + 60)
         if client.returncode != 0 or not out.strip():
             raise RuntimeError(f"{name}: load generator failed: {err.strip()[-300:]}")
@@ -87,7 +103,10 @@ def run_once(name: str, args: argparse.Namespace) -> dict:
         util = (cpu1 - cpu0) / (t1 - t0)
         return {"peer": name, "answers_per_s": round(rate), "errors": r["errors"],
                 "server_cpu": round(util, 3), "client_cpu": round((ccpu1 - ccpu0) / (t1 - t0), 3),
-                "per_cpu_s": round(rate / util) if util > 0 else None}
+                "per_cpu_s": round(rate / util) if util > 0 else None,
+                # the server's thread switches per answer over the window (the rate is the
+                # load generator's whole run, close enough for a ratio of this kind)
+                "switches_per_answer": round((sw1 - sw0) / (rate * (t1 - t0)), 3) if rate else None}
     finally:
         stop(client)
         stop(server)
@@ -120,15 +139,16 @@ def main() -> int:
             print(f"round {rnd + 1} {name}: {r['answers_per_s']:,}/s, server CPU "
                   f"{r['server_cpu']:.0%}, client CPU {r['client_cpu']:.0%}, "
                   f"{r['errors']} errors", flush=True)
-    keys = ["answers_per_s", "server_cpu", "client_cpu", "per_cpu_s"]
+    keys = ["answers_per_s", "server_cpu", "client_cpu", "per_cpu_s", "switches_per_answer"]
     med = {n: {k: statistics.median(r[k] or 0 for r in rs) for k in keys}
            for n, rs in runs.items()}
     lines = [f"load average before: {' '.join(load)}; {args.rounds} rounds, medians",
-             "| peer | answers/s | per server-CPU-s | server CPU | client CPU |",
-             "|---|---:|---:|---:|---:|"]
+             "| peer | answers/s | per server-CPU-s | server CPU | client CPU | server switches per answer |",
+             "|---|---:|---:|---:|---:|---:|"]
     for n, m in med.items():
         lines.append(f"| {n} | {m['answers_per_s']:,.0f} | {m['per_cpu_s']:,.0f} | "
-                     f"{m['server_cpu']:.0%} | {m['client_cpu']:.0%} |")
+                     f"{m['server_cpu']:.0%} | {m['client_cpu']:.0%} | "
+                     f"{m['switches_per_answer']:.2f} |")
     for a, b in RATIOS:
         if a in med and b in med:
             per_round = [x["answers_per_s"] / y["answers_per_s"]
