@@ -15,19 +15,30 @@ namespace {
 constexpr double pi = std::numbers::pi;
 constexpr double deg = pi / 180.0;
 constexpr double margin = 1.0 * deg;       // the ellipsoid's tilt of "up" (< 0.2 deg) and more
-constexpr double grid_angle = 0.12;        // rad the satellite may turn between grid points
+// The most the satellite may turn (rad, earth-fixed) between grid points. SGP4's velocities are
+// not exactly the derivatives of its positions (they leave out part of the short-period terms:
+// 0.03 m/s at eccentricity 0.001, 0.1 m/s at 0.009, 1.4 m/s at 0.19), and any Hermite interpolant
+// inherits that mismatch times the step; near-circular orbits, most of any catalogue, take the
+// long step, the others the short one.
+constexpr double grid_angle_circular = 0.24;
+constexpr double grid_angle_eccentric = 0.12;
+constexpr double circular_below = 0.02;
 constexpr double root_tolerance_s = 1e-3;
+constexpr double accept_step_s = 20 * root_tolerance_s;
 
 // One satellite's earth-fixed states on an even grid of times, shared by every station. Between
-// grid points the state is a cubic Hermite interpolant of positions and velocities: with at most
-// 0.06 rad of motion per step its error is below a metre (about 1e-4 s along track), so rises,
-// sets and culminations found on it agree with exact propagation to a millisecond.
+// grid points the state is a quintic Hermite interpolant of positions, velocities and
+// accelerations (the accelerations from the central field and J2, which is what SGP4's own
+// curvature is to a few parts in a million): with at most 0.24 rad of motion per step its error
+// is a few centimetres in low orbits (r (h w)^6 / 46080 for a circle), so rises, sets and
+// culminations found on it agree with exact propagation to a millisecond.
 struct track {
-  double t0{0}, h{0};
+  double t0{0}, h{0}, inv_h{0};
+  double angle{0};       // the step's largest turn (rad)
   std::size_t n{0};      // usable points: up to the first propagation error
   // Structure of arrays (the station scan vectorises over them), left uninitialised on purpose:
   // every element is written before it is read.
-  std::unique_ptr<double[]> x, y, z, vx, vy, vz, rn;
+  std::unique_ptr<double[]> x, y, z, vx, vy, vz, ax, ay, az, rn;
   double r_max{0};
 };
 
@@ -37,7 +48,9 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
   const double e = std::min(sat.eccentricity() + 0.03, 0.99);
   // Fastest angular motion in the earth-fixed frame (at perigee), with room for perturbations.
   const double omega = 1.1 * n * std::sqrt(1.0 + e) / std::pow(1.0 - e, 1.5) + earth_rotation_rad_s;
-  tr.h = std::clamp(grid_angle / omega, 1.0, 900.0);
+  tr.angle = sat.eccentricity() < circular_below ? grid_angle_circular : grid_angle_eccentric;
+  tr.h = std::clamp(tr.angle / omega, 1.0, 900.0);
+  tr.inv_h = 1.0 / tr.h;
   tr.t0 = start;
   const std::size_t count = static_cast<std::size_t>(std::ceil((end - start) / tr.h)) + 1;
   std::unique_ptr<double[]> ts(new double[count]);
@@ -58,7 +71,10 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
   const double tut1 = (ut1_jd(jd0, fr0, dut1) - 2451545.0) / 36525.0;
   const double dsec_dcentury = 876600.0 * 3600.0 + 8640184.812866 + 2.0 * 0.093104 * tut1 - 3.0 * 6.2e-6 * tut1 * tut1;
   const double omega_gmst = dsec_dcentury / (36525.0 * 86400.0) * (deg / 240.0);
-  for (auto* a : {&tr.x, &tr.y, &tr.z, &tr.vx, &tr.vy, &tr.vz, &tr.rn}) a->reset(new double[valid + 1]);
+  for (auto* a : {&tr.x, &tr.y, &tr.z, &tr.vx, &tr.vy, &tr.vz, &tr.ax, &tr.ay, &tr.az, &tr.rn})
+    a->reset(new double[valid + 1]);
+  const gravity_constants& k = sat.constants();
+  const double mu = k.mu, j2re2 = 1.5 * k.j2 * k.radius_km * k.radius_km, w = earth_rotation_rad_s;
   double c = 0, s = 0;
   const double dc = std::cos(omega_gmst * tr.h), ds = std::sin(omega_gmst * tr.h);
   for (std::size_t i = 0; i < valid; ++i) {
@@ -80,8 +96,16 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
     tr.vx[i] = c * teme.v[0] + s * teme.v[1] + earth_rotation_rad_s * y;
     tr.vy[i] = -s * teme.v[0] + c * teme.v[1] - earth_rotation_rad_s * x;
     tr.vz[i] = teme.v[2];
-    tr.rn[i] = std::sqrt(x * x + y * y + teme.r[2] * teme.r[2]);
-    tr.r_max = std::max(tr.r_max, tr.rn[i]);
+    const double zz = teme.r[2] * teme.r[2], r2 = x * x + y * y + zz, rn = std::sqrt(r2);
+    tr.rn[i] = rn;
+    tr.r_max = std::max(tr.r_max, rn);
+    // Gravity with J2 (the same in TEME and earth-fixed axes: it is symmetric about z), then
+    // the rotating frame's Coriolis and centrifugal terms.
+    const double inv_r2 = 1.0 / r2, g = -mu * inv_r2 / rn, j = j2re2 * inv_r2, q = 5.0 * zz * inv_r2;
+    const double gxy = g * (1.0 + j * (1.0 - q)), gz = g * (1.0 + j * (3.0 - q));
+    tr.ax[i] = gxy * x + 2.0 * w * tr.vy[i] + w * w * x;
+    tr.ay[i] = gxy * y - 2.0 * w * tr.vx[i] + w * w * y;
+    tr.az[i] = gz * teme.r[2];
   }
   return tr;
 }
@@ -95,8 +119,30 @@ struct sample {
   double g{0};     // d sin(elevation) / dt, 1/s
   double gdot{0};  // d g / dt, 1/s^2 (interpolated samples only: Newton's derivative at a culmination)
   double dx{0}, dy{0}, dz{0};  // earth-fixed offset from the station (km): azimuth when reported
+  double vx{0}, vy{0}, vz{0};  // earth-fixed velocity (km/s)
   double u{0}, range{0};       // up component and range (km): elevation when reported
 };
+
+// The extremum between two samples whose rates have opposite signs, on the cubic through both
+// samples' values and rates: where it lies (0 at a, 1 at b) and its value. The cubic's derivative,
+// a quadratic with opposite signs at the ends, has exactly one root between them.
+struct peak {
+  double z, value;
+};
+peak cubic_peak(const sample& a, const sample& b) {
+  const double w = b.t - a.t;
+  const double m0 = w * a.g, m1 = w * b.g, d = b.f - a.f;
+  const double bq = 3.0 * d - 2.0 * m0 - m1, cq = m0 + m1 - 2.0 * d;  // f = f0 + m0 z + bq z^2 + cq z^3
+  // m0 + 2 bq z + 3 cq z^2 = 0, by the form that loses no digits: q = -(bq + sign(bq) sqrt(...)),
+  // roots q / (3 cq) and m0 / q.
+  const double disc = std::max(bq * bq - 3.0 * cq * m0, 0.0);
+  const double q = -(bq + std::copysign(std::sqrt(disc), bq));
+  double z = q != 0.0 ? m0 / q : -1.0;
+  if (!(z >= 0.0 && z <= 1.0) && cq != 0.0) z = q / (3.0 * cq);
+  if (!(z >= 0.0 && z <= 1.0)) z = m0 / (m0 - m1);  // the rate's chord, if rounding left no root
+  z = std::clamp(z, 0.0, 1.0);
+  return {z, a.f + z * (m0 + z * (bq + z * cq))};
+}
 
 // One satellite's track over one station.
 class pair_search {
@@ -109,13 +155,14 @@ class pair_search {
  private:
   sample at_point(std::size_t i) const;
   sample at(double t) const;
-  double culmination(const sample& a, const sample& b) const;
+  sample culmination(const sample& a, const sample& b) const;
   void interval(const sample& a, const sample& b);
   void monotone(const sample& a, const sample& b);
   void open_at(const sample& s, bool clipped);
   void close_at(const sample& s, bool clipped);
   void consider_max(const sample& s);
   sample from_state(double t, const double r[3], const double v[3], const double* acc) const;
+  sample advance(const sample& s, double dt) const;
   double azimuth_deg(const sample& s) const;
 
   const track& tr_;
@@ -123,7 +170,7 @@ class pair_search {
   double end_;
   double sin_mask_;
   double up_[3];
-  double best_f_{-2.0};
+  sample best_{};          // the highest sample of the open pass: its angles are computed at close
   bool open_{false};
   pass_window cur_{};
   std::vector<pass_window>* out_{nullptr};
@@ -140,6 +187,9 @@ sample pair_search::from_state(double t, const double r[3], const double v[3], c
   s.dx = r[0] - st_.ecef[0];
   s.dy = r[1] - st_.ecef[1];
   s.dz = r[2] - st_.ecef[2];
+  s.vx = v[0];
+  s.vy = v[1];
+  s.vz = v[2];
   s.u = up_[0] * s.dx + up_[1] * s.dy + up_[2] * s.dz;
   const double vu = up_[0] * v[0] + up_[1] * v[1] + up_[2] * v[2];
   const double dv = s.dx * v[0] + s.dy * v[1] + s.dz * v[2];
@@ -159,6 +209,21 @@ sample pair_search::from_state(double t, const double r[3], const double v[3], c
   return s;
 }
 
+// A sample moved by dt along its velocity: for the last few milliseconds of a root, where the
+// position's curvature (half the acceleration times dt squared) is below a micrometre.
+sample pair_search::advance(const sample& s, double dt) const {
+  sample x = s;
+  x.t = s.t + dt;
+  x.dx += s.vx * dt;
+  x.dy += s.vy * dt;
+  x.dz += s.vz * dt;
+  x.u = up_[0] * x.dx + up_[1] * x.dy + up_[2] * x.dz;
+  x.range = std::sqrt(x.dx * x.dx + x.dy * x.dy + x.dz * x.dz);
+  x.f = x.u / x.range - sin_mask_;
+  x.g = s.g + s.gdot * dt;
+  return x;
+}
+
 double elevation_deg(const sample& s) { return std::asin(std::clamp(s.u / s.range, -1.0, 1.0)) / deg; }
 
 double pair_search::azimuth_deg(const sample& s) const {
@@ -174,21 +239,24 @@ sample pair_search::at_point(std::size_t i) const {
 }
 
 sample pair_search::at(double t) const {
-  const double x = (t - tr_.t0) / tr_.h;
+  const double x = (t - tr_.t0) * tr_.inv_h;
   std::size_t i = static_cast<std::size_t>(std::clamp(std::floor(x), 0.0, static_cast<double>(tr_.n - 2)));
-  const double s = x - static_cast<double>(i), h = tr_.h;
-  // Cubic Hermite basis and its first and second derivatives.
-  const double s2 = s * s, s3 = s2 * s;
-  const double h00 = 2 * s3 - 3 * s2 + 1, h10 = s3 - 2 * s2 + s, h01 = -2 * s3 + 3 * s2, h11 = s3 - s2;
-  const double d00 = 6 * s2 - 6 * s, d10 = 3 * s2 - 4 * s + 1, d01 = -6 * s2 + 6 * s, d11 = 3 * s2 - 2 * s;
-  const double e00 = 12 * s - 6, e10 = 6 * s - 4, e01 = 6 - 12 * s, e11 = 6 * s - 2;
-  const double* cols[6] = {tr_.x.get(), tr_.y.get(), tr_.z.get(), tr_.vx.get(), tr_.vy.get(), tr_.vz.get()};
+  const double s = x - static_cast<double>(i), h = tr_.h, inv_h = tr_.inv_h;
+  const double* cols[9] = {tr_.x.get(),  tr_.y.get(),  tr_.z.get(),  tr_.vx.get(), tr_.vy.get(),
+                           tr_.vz.get(), tr_.ax.get(), tr_.ay.get(), tr_.az.get()};
   double r[3], v[3], a[3];
   for (int c = 0; c < 3; ++c) {
-    const double p0 = cols[c][i], p1 = cols[c][i + 1], v0 = cols[c + 3][i], v1 = cols[c + 3][i + 1];
-    r[c] = h00 * p0 + h10 * h * v0 + h01 * p1 + h11 * h * v1;
-    v[c] = (d00 * p0 + d01 * p1) / h + d10 * v0 + d11 * v1;
-    a[c] = ((e00 * p0 + e01 * p1) / h + e10 * v0 + e11 * v1) / h;
+    // The quintic p0 + m0 s + q0 s^2 / 2 + c3 s^3 + c4 s^4 + c5 s^5 on s in [0, 1] that matches
+    // position, velocity (m = h v) and acceleration (q = h^2 a) at both ends.
+    const double p0 = cols[c][i], d = cols[c][i + 1] - p0;
+    const double m0 = h * cols[c + 3][i], m1 = h * cols[c + 3][i + 1];
+    const double q0 = h * h * cols[c + 6][i], q1 = h * h * cols[c + 6][i + 1];
+    const double c3 = 10.0 * d - 6.0 * m0 - 4.0 * m1 - 1.5 * q0 + 0.5 * q1;
+    const double c4 = -15.0 * d + 8.0 * m0 + 7.0 * m1 + 1.5 * q0 - q1;
+    const double c5 = 6.0 * d - 3.0 * (m0 + m1) + 0.5 * (q1 - q0);
+    r[c] = p0 + s * (m0 + s * (0.5 * q0 + s * (c3 + s * (c4 + s * c5))));
+    v[c] = (m0 + s * (q0 + s * (3.0 * c3 + s * (4.0 * c4 + s * (5.0 * c5))))) * inv_h;
+    a[c] = (q0 + s * (6.0 * c3 + s * (12.0 * c4 + s * (20.0 * c5)))) * inv_h * inv_h;
   }
   return from_state(t, r, v, a);
 }
@@ -196,24 +264,25 @@ sample pair_search::at(double t) const {
 // The culmination between two samples whose elevation rates have opposite signs: Newton's method
 // on the rate with its own derivative (from the interpolant's acceleration), kept inside the
 // bracket (a step that would leave it bisects instead), to a hundredth of a second: the elevation
-// is flat there. Starts from where the rate's chord crosses zero.
-double pair_search::culmination(const sample& a, const sample& b) const {
+// is flat there. Starts from the peak of the cubic through both samples; the last Newton step is
+// taken by moving the sample, not by evaluating the interpolant again.
+sample pair_search::culmination(const sample& a, const sample& b) const {
   constexpr double tolerance = 10 * root_tolerance_s;
   double lo = a.t, hi = b.t;
   const bool rising_at_lo = a.g > 0;
-  double t = (a.t * b.g - b.t * a.g) / (b.g - a.g);
-  t = std::clamp(t, lo, hi);
+  double t = a.t + (b.t - a.t) * cubic_peak(a, b).z;
+  sample x;
   for (int i = 0; i < 40; ++i) {
-    const sample x = at(t);
-    if (x.g == 0.0) return t;
+    x = at(t);
+    if (x.g == 0.0) return x;
     if ((x.g > 0) == rising_at_lo) lo = t; else hi = t;
     double next = x.gdot != 0.0 ? t - x.g / x.gdot : 0.5 * (lo + hi);
     // (>= and <=: a converged step rounds to t itself, an ulp of a Unix time being 2e-7 s)
     if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);
-    if (std::fabs(next - t) < tolerance || hi - lo < tolerance) return next;
+    if (std::fabs(next - t) < tolerance || hi - lo < tolerance) return advance(x, next - t);
     t = next;
   }
-  return t;
+  return x;
 }
 
 void pair_search::open_at(const sample& s, bool clipped) {
@@ -224,23 +293,21 @@ void pair_search::open_at(const sample& s, bool clipped) {
   cur_.aos = s.t;
   cur_.aos_azimuth_deg = azimuth_deg(s);
   cur_.starts_before = clipped;
-  best_f_ = -2.0;
-  consider_max(s);
+  best_ = s;
 }
 
 void pair_search::consider_max(const sample& s) {
-  if (!open_ || s.f <= best_f_) return;
-  best_f_ = s.f;
-  cur_.max_elevation_deg = elevation_deg(s);
-  cur_.culmination = s.t;
-  cur_.culmination_azimuth_deg = azimuth_deg(s);
-  cur_.culmination_range_km = s.range;
+  if (open_ && s.f > best_.f) best_ = s;
 }
 
 void pair_search::close_at(const sample& s, bool clipped) {
   if (!open_) return;
   consider_max(s);
   open_ = false;
+  cur_.max_elevation_deg = elevation_deg(best_);
+  cur_.culmination = best_.t;
+  cur_.culmination_azimuth_deg = azimuth_deg(best_);
+  cur_.culmination_range_km = best_.range;
   cur_.los = s.t;
   cur_.los_azimuth_deg = azimuth_deg(s);
   cur_.ends_after = clipped;
@@ -276,9 +343,13 @@ void pair_search::monotone(const sample& a, const sample& b) {
     if ((x.f < 0) == rising) lo = t; else hi = t;
     double next = x.g != 0.0 ? t - x.f / x.g : 0.5 * (lo + hi);
     if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);  // inclusive: see culmination()
-    // Newton converges quadratically here: once a step is under the tolerance, the sample just
-    // taken is already within it.
-    if (std::fabs(next - t) < root_tolerance_s) break;
+    // Newton converges quadratically here: a step under 20 ms lands within a few microseconds
+    // of the crossing (the error is about f'' / 2f' times the step squared), so it is taken by
+    // moving the sample rather than evaluating the interpolant again.
+    if (std::fabs(next - t) < accept_step_s) {
+      x = advance(x, next - t);
+      break;
+    }
     t = next;
     x = at(t);
   }
@@ -297,17 +368,8 @@ void pair_search::interval(const sample& a, const sample& b) {
     // A high point between two samples below the mask matters only if it could reach the mask.
     // The cubic through both samples' values and rates estimates it to well under 0.01 in the
     // sine of the elevation over one step; a deficit of 0.05 (about 3 degrees) rules it out.
-    if (is_max && a.f < 0 && b.f < 0) {
-      const double w = b.t - a.t;
-      double top = std::max(a.f, b.f);
-      for (int k = 1; k < 16; ++k) {
-        const double s1 = k / 16.0, s2 = s1 * s1, s3 = s2 * s1;
-        top = std::max(top, (2 * s3 - 3 * s2 + 1) * a.f + (s3 - 2 * s2 + s1) * w * a.g +
-                                (-2 * s3 + 3 * s2) * b.f + (s3 - s2) * w * b.g);
-      }
-      if (top < -0.05) return;
-    }
-    const sample x = at(culmination(a, b));
+    if (is_max && a.f < 0 && b.f < 0 && cubic_peak(a, b).value < -0.05) return;
+    const sample x = culmination(a, b);
     // A maximum below the mask, between two samples below it, cannot matter.
     if (is_max && x.f < 0 && a.f < 0 && b.f < 0) return;
     monotone(a, x);
@@ -330,7 +392,7 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
   const double rs = std::sqrt(st_.ecef[0] * st_.ecef[0] + st_.ecef[1] * st_.ecef[1] + st_.ecef[2] * st_.ecef[2]);
   const double m = st_.min_elevation_rad - margin;
   const double lambda = std::acos(std::clamp(rs / (tr_.r_max + 1.0) * std::cos(m), -1.0, 1.0)) - m + margin;
-  const double threshold = std::cos(std::min(lambda + grid_angle * 0.6, pi));
+  const double threshold = std::cos(std::min(lambda + tr_.angle * 0.6, pi));
   const double sx = st_.ecef[0] / rs, sy = st_.ecef[1] / rs, sz = st_.ecef[2] / rs;
   const std::size_t n = tr_.n;
   std::unique_ptr<unsigned char[]> near(new unsigned char[n + 1]);

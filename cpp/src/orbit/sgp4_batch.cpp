@@ -278,7 +278,43 @@ void deep_front(const batch_coefficients& kr, const sgp4::deep_terms& dr,
 // from turning the last ones by the correction (angle addition with a short series). A stopped
 // lane turns by zero, which leaves its sine and cosine as they were. Every store is
 // unconditional: a conditional one becomes a masked store, which is slow on some CPUs.
+//
+// Near-circular blocks (every lane's eccentricity below 0.02, most of any catalogue) take two
+// Newton steps and no bookkeeping: from a start within e / (1 - e) of the root, the error after
+// one step is below (e / 2) times its square (4.3e-6 rad at e = 0.02) and after the second below
+// 2e-13 rad, a nanometre along the orbit. Both steps turn the sine and cosine, so they belong to
+// the final angle (the general loop's belong to the one before its last, sub-1e-12 step).
+constexpr double near_circular_e2 = 0.02 * 0.02;
+
+void kepler_near_circular(std::size_t n, lanes& L, double* s, double* c) {
+  for (std::size_t l = 0; l < n; ++l) {
+    const double ax = L.axnl[l], ay = L.aynl[l], u = L.u[l];
+    double sl, cl;
+    fast::sincos(u, sl, cl);
+    // First step from E = u: the residual is ax sin E - ay cos E.
+    const double d1 = (ax * sl - ay * cl) / (1.0 - cl * ax - sl * ay);
+    double ds, dc;
+    fast::sincos_small(d1, ds, dc);
+    double s1 = sl * dc + cl * ds, c1 = cl * dc - sl * ds;
+    const double e1 = u + d1;
+    const double d2 = (u - ay * c1 + ax * s1 - e1) / (1.0 - c1 * ax - s1 * ay);
+    // |d2| < 5e-6: sine and cosine to second order (the third is below 3e-17).
+    const double h2 = 0.5 * d2 * d2;
+    s[l] = s1 + c1 * d2 - s1 * h2;
+    c[l] = c1 - s1 * d2 - c1 * h2;
+  }
+}
+
 void kepler(const batch_coefficients& k, std::size_t n, lanes& L, double* s, double* c) {
+  {
+    std::int64_t wide = 0;  // integers: see below
+    for (std::size_t l = 0; l < n; ++l)
+      wide |= L.axnl[l] * L.axnl[l] + L.aynl[l] * L.aynl[l] >= near_circular_e2 ? 1 : 0;
+    if (wide == 0) {
+      kepler_near_circular(n, L, s, c);
+      return;
+    }
+  }
   alignas(64) double turn[block];
   for (std::size_t l = 0; l < n; ++l) {
     fast::sincos(L.eo1[l], s[l], c[l]);
