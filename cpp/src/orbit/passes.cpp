@@ -110,6 +110,53 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
   return tr;
 }
 
+// Built once per instruction set where the compiler can pick one at load time (GCC on x86-64
+// Linux, through an ifunc), so the station scan runs in AVX-512 or AVX2 lanes where the CPU has
+// them; elsewhere the plain build.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define SKYRELAY_SCAN_CLONES [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
+#else
+#define SKYRELAY_SCAN_CLONES
+#endif
+
+// One station's view of one track, in vectorised passes over the grid points: whether each point
+// is near enough to matter (the satellite's direction from the earth's centre within the widened
+// visibility circle, cos_near being the cosine of its radius), and, for the points the search
+// reaches, the sine of the elevation less the mask's (f) and its rate (g), as from_state computes
+// them below.
+struct station_geometry {
+  double ecef[3], up[3], dir[3];  // position (km), local vertical, unit position
+  double cos_near, sin_mask;
+};
+
+SKYRELAY_SCAN_CLONES
+void scan_near(const track& tr, const station_geometry& gs, unsigned char* __restrict near) {
+  const double *__restrict x = tr.x.get(), *__restrict y = tr.y.get(), *__restrict z = tr.z.get();
+  const double* __restrict rn = tr.rn.get();
+  const double nx = gs.dir[0], ny = gs.dir[1], nz = gs.dir[2], cos_near = gs.cos_near;
+  for (std::size_t i = 0; i < tr.n; ++i)
+    near[i] = static_cast<unsigned char>(x[i] * nx + y[i] * ny + z[i] * nz - cos_near * rn[i] >= 0.0);
+}
+
+SKYRELAY_SCAN_CLONES
+void scan_values(const track& tr, const station_geometry& gs, std::size_t begin, std::size_t end,
+                 double* __restrict f, double* __restrict g) {
+  const double *__restrict x = tr.x.get(), *__restrict y = tr.y.get(), *__restrict z = tr.z.get();
+  const double *__restrict vx = tr.vx.get(), *__restrict vy = tr.vy.get(), *__restrict vz = tr.vz.get();
+  const double ex = gs.ecef[0], ey = gs.ecef[1], ez = gs.ecef[2];
+  const double ux = gs.up[0], uy = gs.up[1], uz = gs.up[2], sin_mask = gs.sin_mask;
+  for (std::size_t i = begin; i < end; ++i) {
+    const double dx = x[i] - ex, dy = y[i] - ey, dz = z[i] - ez;
+    const double u = ux * dx + uy * dy + uz * dz;
+    const double vu = ux * vx[i] + uy * vy[i] + uz * vz[i];
+    const double dv = dx * vx[i] + dy * vy[i] + dz * vz[i];
+    const double w = 1.0 / std::sqrt(dx * dx + dy * dy + dz * dz);
+    const double rhodot = dv * w;
+    f[i] = u * w - sin_mask;
+    g[i] = (vu - u * rhodot * w) * w;
+  }
+}
+
 // Root finding works on the sine of the elevation (u / range, no atan2): it crosses the sine of
 // the mask exactly when the elevation crosses the mask, and its rate vanishes exactly where the
 // elevation's does.
@@ -123,13 +170,19 @@ struct sample {
   double u{0}, range{0};       // up component and range (km): elevation when reported
 };
 
+// What the search itself needs of a sample: a grid point's is only this.
+struct point {
+  double t, f, g;
+};
+point point_of(const sample& s) { return {s.t, s.f, s.g}; }
+
 // The extremum between two samples whose rates have opposite signs, on the cubic through both
 // samples' values and rates: where it lies (0 at a, 1 at b) and its value. The cubic's derivative,
 // a quadratic with opposite signs at the ends, has exactly one root between them.
 struct peak {
   double z, value;
 };
-peak cubic_peak(const sample& a, const sample& b) {
+peak cubic_peak(const point& a, const point& b) {
   const double w = b.t - a.t;
   const double m0 = w * a.g, m1 = w * b.g, d = b.f - a.f;
   const double bq = 3.0 * d - 2.0 * m0 - m1, cq = m0 + m1 - 2.0 * d;  // f = f0 + m0 z + bq z^2 + cq z^3
@@ -150,14 +203,16 @@ class pair_search {
   pair_search(const track& tr, const site& st, double end)
       : tr_(tr), st_(st), end_(end), sin_mask_(std::sin(st.min_elevation_rad)),
         up_{st.cos_lat * st.cos_lon, st.cos_lat * st.sin_lon, st.sin_lat} {}
-  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out);
+  // f, g and near have room for the track's points and one more; the caller reuses them. for the track's points and one more (f, g, near), the caller's to reuse.
+  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, double* f, double* g,
+           unsigned char* near);
 
  private:
   sample at_point(std::size_t i) const;
   sample at(double t) const;
-  sample culmination(const sample& a, const sample& b) const;
-  void interval(const sample& a, const sample& b);
-  void monotone(const sample& a, const sample& b);
+  sample culmination(const point& a, const point& b) const;
+  void interval(const point& a, const point& b);
+  void monotone(const point& a, const point& b);
   void open_at(const sample& s, bool clipped);
   void close_at(const sample& s, bool clipped);
   void consider_max(const sample& s);
@@ -266,7 +321,7 @@ sample pair_search::at(double t) const {
 // bracket (a step that would leave it bisects instead), to a hundredth of a second: the elevation
 // is flat there. Starts from the peak of the cubic through both samples; the last Newton step is
 // taken by moving the sample, not by evaluating the interpolant again.
-sample pair_search::culmination(const sample& a, const sample& b) const {
+sample pair_search::culmination(const point& a, const point& b) const {
   constexpr double tolerance = 10 * root_tolerance_s;
   double lo = a.t, hi = b.t;
   const bool rising_at_lo = a.g > 0;
@@ -319,7 +374,7 @@ void pair_search::close_at(const sample& s, bool clipped) {
 // Between two samples where the elevation is monotone: at most one crossing of the mask, found
 // by Newton's method on the elevation with its rate as the derivative, kept inside the bracket
 // (a step that would leave it bisects instead).
-void pair_search::monotone(const sample& a, const sample& b) {
+void pair_search::monotone(const point& a, const point& b) {
   if ((a.f < 0) == (b.f < 0)) return;
   double lo = a.t, hi = b.t;
   const bool rising = a.f < 0;
@@ -360,7 +415,7 @@ void pair_search::monotone(const sample& a, const sample& b) {
 }
 
 // Two consecutive samples; a grid step is short enough that at most one extremum lies between.
-void pair_search::interval(const sample& a, const sample& b) {
+void pair_search::interval(const point& a, const point& b) {
   if ((a.g > 0 && b.g <= 0) || (a.g < 0 && b.g >= 0)) {
     const bool is_max = a.g > 0;
     // A low point between two samples below the mask stays below it.
@@ -372,15 +427,16 @@ void pair_search::interval(const sample& a, const sample& b) {
     const sample x = culmination(a, b);
     // A maximum below the mask, between two samples below it, cannot matter.
     if (is_max && x.f < 0 && a.f < 0 && b.f < 0) return;
-    monotone(a, x);
+    monotone(a, point_of(x));
     if (is_max) consider_max(x);
-    monotone(x, b);
+    monotone(point_of(x), b);
   } else {
     monotone(a, b);
   }
 }
 
-void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out) {
+void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, double* f, double* g,
+                      unsigned char* near) {
   out_ = &out;
   si_ = si;
   gi_ = gi;
@@ -392,35 +448,45 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
   const double rs = std::sqrt(st_.ecef[0] * st_.ecef[0] + st_.ecef[1] * st_.ecef[1] + st_.ecef[2] * st_.ecef[2]);
   const double m = st_.min_elevation_rad - margin;
   const double lambda = std::acos(std::clamp(rs / (tr_.r_max + 1.0) * std::cos(m), -1.0, 1.0)) - m + margin;
-  const double threshold = std::cos(std::min(lambda + tr_.angle * 0.6, pi));
-  const double sx = st_.ecef[0] / rs, sy = st_.ecef[1] / rs, sz = st_.ecef[2] / rs;
+  const station_geometry gs{{st_.ecef[0], st_.ecef[1], st_.ecef[2]},
+                            {up_[0], up_[1], up_[2]},
+                            {st_.ecef[0] / rs, st_.ecef[1] / rs, st_.ecef[2] / rs},
+                            std::cos(std::min(lambda + tr_.angle * 0.6, pi)),
+                            sin_mask_};
   const std::size_t n = tr_.n;
-  std::unique_ptr<unsigned char[]> near(new unsigned char[n + 1]);
-  {
-    const double *x = tr_.x.get(), *y = tr_.y.get(), *z = tr_.z.get(), *rn = tr_.rn.get();
-    unsigned char* out = near.get();
-    for (std::size_t i = 0; i < n; ++i)
-      out[i] = static_cast<unsigned char>((x[i] * sx + y[i] * sy + z[i] * sz - threshold * rn[i]) >= 0.0);
-    out[n] = 0;
-  }
+  scan_near(tr_, gs, near);
+  near[n] = 0;
+  // A grid point for the search. Its f and g are computed a block at a time as the search
+  // reaches them (most points are never near a station: computing them all costs more).
+  constexpr std::size_t values_block = 16;
+  std::size_t valid_begin = 0, valid_end = 0;
+  auto grid_point = [&](std::size_t k) {
+    if (k < valid_begin || k >= valid_end) {
+      valid_begin = k;
+      valid_end = std::min(n, k + values_block);
+      scan_values(tr_, gs, valid_begin, valid_end, f, g);
+    }
+    return point{tr_.t0 + static_cast<double>(k) * tr_.h, f[k], g[k]};
+  };
   // Intervals [i, i + 1] that start before the window's end.
   const std::size_t last = std::min(n - 1, static_cast<std::size_t>(std::ceil((end_ - tr_.t0) / tr_.h)));
-  sample prev = at_point(0);
+  const sample first = at_point(0);
+  point prev = point_of(first);
   bool have_prev = true;
-  if (prev.f >= 0) open_at(prev, true);
+  if (first.f >= 0) open_at(first, true);
   std::size_t i = 0;
   while (i < last) {
     if (!near[i] && !near[i + 1]) {
       // Out of sight for the whole step (so no pass can be open): jump to the next near point.
-      const void* hit = std::memchr(near.get() + i + 1, 1, last - i);
+      const void* hit = std::memchr(near + i + 1, 1, last - i);
       if (!hit) break;
-      i = static_cast<std::size_t>(static_cast<const unsigned char*>(hit) - near.get()) - 1;
+      i = static_cast<std::size_t>(static_cast<const unsigned char*>(hit) - near) - 1;
       have_prev = false;
       continue;
     }
     const double tb = tr_.t0 + static_cast<double>(i + 1) * tr_.h;
-    const sample a = have_prev ? prev : at_point(i);
-    const sample b = tb <= end_ ? at_point(i + 1) : at(end_);
+    const point a = have_prev ? prev : grid_point(i);
+    const point b = tb <= end_ ? grid_point(i + 1) : point_of(at(end_));
     interval(a, b);
     prev = b;
     have_prev = true;
@@ -429,7 +495,7 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
   if (open_) {
     // Still in view at the window's end, or at the last good state before a propagation error.
     const double t_last = std::min(end_, tr_.t0 + static_cast<double>(n - 1) * tr_.h);
-    close_at(t_last == prev.t ? prev : at(t_last), true);
+    close_at(at(t_last), true);
   }
 }
 
@@ -451,15 +517,25 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
   std::vector<std::vector<pass_window>> parts(threads);
   std::atomic<std::size_t> next{0};
   auto work = [&](unsigned id) {
+    // One station's view of the current track, reused from station to station.
+    std::size_t room = 0;
+    std::unique_ptr<double[]> f, g;
+    std::unique_ptr<unsigned char[]> near;
     for (;;) {
       const std::size_t si = next.fetch_add(1, std::memory_order_relaxed);
       if (si >= satellites.size()) break;
       const sgp4* sat = satellites[si];
       if (!sat || sat->init_error() != sgp4_error::none) continue;
       const track tr = build_track(*sat, start, end, options.dut1_s);
+      if (tr.n + 1 > room) {
+        room = tr.n + 1;
+        f.reset(new double[room]);
+        g.reset(new double[room]);
+        near.reset(new unsigned char[room]);
+      }
       for (std::size_t gi = 0; gi < stations.size(); ++gi) {
         pair_search search(tr, stations[gi], end);
-        search.run(si, gi, parts[id]);
+        search.run(si, gi, parts[id], f.get(), g.get(), near.get());
       }
     }
   };
