@@ -1,5 +1,7 @@
 #include "skyrelay/orbit/passes.hpp"
 
+#include "fast_math.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -24,7 +26,12 @@ constexpr double grid_angle_circular = 0.24;
 constexpr double grid_angle_eccentric = 0.12;
 constexpr double circular_below = 0.02;
 constexpr double root_tolerance_s = 1e-3;
-constexpr double accept_step_s = 20 * root_tolerance_s;
+// Newton's last step, taken by advance() rather than by evaluating the interpolant again, when it
+// is this short: from an error e it lands within about (f'' / 2f') e^2 of the root (a few
+// microseconds at rises and sets, where f'' / f' is of the order of 1 / 100 s; a few tenths of a
+// millisecond at culminations).
+constexpr double accept_rise_set_s = 0.1;
+constexpr double accept_culmination_s = 0.25;
 
 // One satellite's earth-fixed states on an even grid of times, shared by every station. Between
 // grid points the state is a quintic Hermite interpolant of positions, velocities and
@@ -167,6 +174,7 @@ struct sample {
   double gdot{0};  // d g / dt, 1/s^2 (interpolated samples only: Newton's derivative at a culmination)
   double dx{0}, dy{0}, dz{0};  // earth-fixed offset from the station (km): azimuth when reported
   double vx{0}, vy{0}, vz{0};  // earth-fixed velocity (km/s)
+  double ax{0}, ay{0}, az{0};  // and acceleration (km/s^2; interpolated samples only)
   double u{0}, range{0};       // up component and range (km): elevation when reported
 };
 
@@ -255,6 +263,9 @@ sample pair_search::from_state(double t, const double r[3], const double v[3], c
   s.f = s.u * w - sin_mask_;
   s.g = (vu - s.u * rhodot * w) * w;
   if (acc) {
+    s.ax = acc[0];
+    s.ay = acc[1];
+    s.az = acc[2];
     const double au = up_[0] * acc[0] + up_[1] * acc[1] + up_[2] * acc[2];
     const double vv = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
     const double da = s.dx * acc[0] + s.dy * acc[1] + s.dz * acc[2];
@@ -264,14 +275,19 @@ sample pair_search::from_state(double t, const double r[3], const double v[3], c
   return s;
 }
 
-// A sample moved by dt along its velocity: for the last few milliseconds of a root, where the
-// position's curvature (half the acceleration times dt squared) is below a micrometre.
+// A sample moved by dt along its velocity and acceleration: for the last step of a root, under a
+// second, where what that leaves out (a sixth of the jerk times dt cubed, 1e-5 km/s^3 in a low
+// orbit) is below a micrometre.
 sample pair_search::advance(const sample& s, double dt) const {
   sample x = s;
+  const double h = 0.5 * dt * dt;
   x.t = s.t + dt;
-  x.dx += s.vx * dt;
-  x.dy += s.vy * dt;
-  x.dz += s.vz * dt;
+  x.dx += s.vx * dt + s.ax * h;
+  x.dy += s.vy * dt + s.ay * h;
+  x.dz += s.vz * dt + s.az * h;
+  x.vx += s.ax * dt;
+  x.vy += s.ay * dt;
+  x.vz += s.az * dt;
   x.u = up_[0] * x.dx + up_[1] * x.dy + up_[2] * x.dz;
   x.range = std::sqrt(x.dx * x.dx + x.dy * x.dy + x.dz * x.dz);
   x.f = x.u / x.range - sin_mask_;
@@ -284,7 +300,7 @@ double elevation_deg(const sample& s) { return std::asin(std::clamp(s.u / s.rang
 double pair_search::azimuth_deg(const sample& s) const {
   const double e = -st_.sin_lon * s.dx + st_.cos_lon * s.dy;
   const double n = -st_.sin_lat * st_.cos_lon * s.dx - st_.sin_lat * st_.sin_lon * s.dy + st_.cos_lat * s.dz;
-  const double a = std::atan2(e, n) / deg;
+  const double a = fast::atan2(e, n) / deg;  // (libm's to within an ulp or two, without its branches)
   return a < 0 ? a + 360.0 : a;
 }
 
@@ -334,7 +350,7 @@ sample pair_search::culmination(const point& a, const point& b) const {
     double next = x.gdot != 0.0 ? t - x.g / x.gdot : 0.5 * (lo + hi);
     // (>= and <=: a converged step rounds to t itself, an ulp of a Unix time being 2e-7 s)
     if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);
-    if (std::fabs(next - t) < tolerance || hi - lo < tolerance) return advance(x, next - t);
+    if (std::fabs(next - t) < accept_culmination_s || hi - lo < tolerance) return advance(x, next - t);
     t = next;
   }
   return x;
@@ -398,10 +414,7 @@ void pair_search::monotone(const point& a, const point& b) {
     if ((x.f < 0) == rising) lo = t; else hi = t;
     double next = x.g != 0.0 ? t - x.f / x.g : 0.5 * (lo + hi);
     if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);  // inclusive: see culmination()
-    // Newton converges quadratically here: a step under 20 ms lands within a few microseconds
-    // of the crossing (the error is about f'' / 2f' times the step squared), so it is taken by
-    // moving the sample rather than evaluating the interpolant again.
-    if (std::fabs(next - t) < accept_step_s) {
+    if (std::fabs(next - t) < accept_rise_set_s) {
       x = advance(x, next - t);
       break;
     }
@@ -430,7 +443,7 @@ void pair_search::interval(const point& a, const point& b) {
     monotone(a, point_of(x));
     if (is_max) consider_max(x);
     monotone(point_of(x), b);
-  } else {
+  } else if ((a.f < 0) != (b.f < 0)) {
     monotone(a, b);
   }
 }
@@ -547,12 +560,23 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
     for (auto& th : pool) th.join();
   }
   for (auto& p : parts) all.insert(all.end(), p.begin(), p.end());
-  std::sort(all.begin(), all.end(), [](const pass_window& a, const pass_window& b) {
+  // Sorted by (AOS, satellite, station) through small keys: moving the 112-byte windows about
+  // cost more than the comparisons.
+  struct key {
+    double aos;
+    std::size_t satellite, station, index;
+  };
+  std::vector<key> keys(all.size());
+  for (std::size_t i = 0; i < all.size(); ++i) keys[i] = {all[i].aos, all[i].satellite, all[i].station, i};
+  std::sort(keys.begin(), keys.end(), [](const key& a, const key& b) {
     if (a.aos != b.aos) return a.aos < b.aos;
     if (a.satellite != b.satellite) return a.satellite < b.satellite;
     return a.station < b.station;
   });
-  return all;
+  std::vector<pass_window> sorted;
+  sorted.reserve(all.size());
+  for (const key& k : keys) sorted.push_back(all[k.index]);
+  return sorted;
 }
 
 }  // namespace skyrelay::orbit
