@@ -76,6 +76,14 @@ inline void sincos_small(double d, double& s, double& c) {
   c = 1.0 - d2 * (0.5 - d2 * (1.0 / 24.0 - d2 * (1.0 / 720.0)));
 }
 
+// sin and cos of a tiny angle (|d| < 2e-3, as SGP4's short-period corrections to the argument of
+// latitude, node and inclination are): errors below d^5 / 120 and d^6 / 720, 3e-16 and 1e-19.
+inline void sincos_tiny(double d, double& s, double& c) {
+  const double d2 = d * d;
+  s = d - d * d2 * (1.0 / 6.0);
+  c = 1.0 - d2 * (0.5 - d2 * (1.0 / 24.0));
+}
+
 // sin and cos of an angle up to 0.1 rad (Taylor terms to d^9 and d^10; error below 1e-18), for
 // turning a known sine and cosine by a Newton step.
 inline void sincos_step(double d, double& s, double& c) {

@@ -78,16 +78,15 @@ void near_front(const batch_coefficients& k, const double* ts, std::size_t n, la
     L.nm[l] = k.xke * p * inv;
     const double temp = a32 * inv;
     mm += k.no * templ;
-    const double xlm = fast::wrap(mm + argpm + nodem);
-    nodem = fast::wrap(nodem);
-    argpm = fast::wrap(argpm);
-    mm = fast::wrap(xlm - argpm - nodem);
+    // The scalar path reduces mm + argpm + nodem, nodem, argpm and mm modulo 2 pi one after
+    // another; all that matters downstream is u = mm + argpm + ... modulo 2 pi and the sines and
+    // cosines of argpm and nodem (the polynomials reduce their own arguments), so one reduction
+    // does, to within roundings of the angles' size (below 1e-12 rad over a year).
     double sa, ca;
     fast::sincos(argpm, sa, ca);
     L.axnl[l] = em * ca;
     L.aynl[l] = em * sa + temp * k.aycof;
-    const double xl = mm + argpm + nodem + temp * k.xlcof * L.axnl[l];
-    L.u[l] = fast::wrap(xl - nodem);
+    L.u[l] = fast::wrap(mm + argpm + temp * k.xlcof * L.axnl[l]);
     L.eo1[l] = L.u[l];
     L.nodep[l] = nodem;
     L.sinip[l] = sinio;
@@ -387,21 +386,18 @@ void kepler_and_output(const batch_coefficients& k, std::size_t n, lanes& L, dou
     const double mvt = rdotl - L.nm[l] * temp1 * x1mth2 * sin2u * inv_xke;
     const double rvdot = rvdotl + L.nm[l] * temp1 * (x1mth2 * cos2u + 1.5 * con41) * inv_xke;
 
-    // (sinu, cosu) has unit length up to Kepler's last correction (below 1e-12); two Newton
-    // steps of 1 / sqrt from 1 take off what remains.
-    const double q = sinu * sinu + cosu * cosu;
-    double norm = 1.5 - 0.5 * q;
-    norm = norm * (1.5 - 0.5 * q * norm * norm);
+    // (sinu, cosu) has unit length up to the eccentricity times Kepler's last correction (below
+    // 1e-12), a few nanometres along the orbit: no normalisation.
     double ds, dc;
-    fast::sincos_small(dsu, ds, dc);
-    const double sinsu = sinu * norm * dc + cosu * norm * ds;
-    const double cossu = cosu * norm * dc - sinu * norm * ds;
+    fast::sincos_tiny(dsu, ds, dc);
+    const double sinsu = sinu * dc + cosu * ds;
+    const double cossu = cosu * dc - sinu * ds;
     double sn0, cn0;
     fast::sincos(L.nodep[l], sn0, cn0);
-    fast::sincos_small(dnode, ds, dc);
+    fast::sincos_tiny(dnode, ds, dc);
     const double snod = sn0 * dc + cn0 * ds;
     const double cnod = cn0 * dc - sn0 * ds;
-    fast::sincos_small(dinc, ds, dc);
+    fast::sincos_tiny(dinc, ds, dc);
     const double sini = sinip * dc + cosip * ds;
     const double cosi = cosip * dc - sinip * ds;
 
