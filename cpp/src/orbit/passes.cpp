@@ -1,7 +1,5 @@
 #include "skyrelay/orbit/passes.hpp"
 
-#include "fast_math.hpp"
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -217,7 +215,9 @@ class pair_search {
 
  private:
   sample at_point(std::size_t i) const;
-  sample at(double t) const;
+  // The interpolated sample at t; with `curvature`, also the acceleration and g's rate (what a
+  // culmination's Newton step and a second-order advance() need, and rises and sets do not).
+  sample at(double t, bool curvature = true) const;
   sample culmination(const point& a, const point& b) const;
   void interval(const point& a, const point& b);
   void monotone(const point& a, const point& b);
@@ -300,7 +300,7 @@ double elevation_deg(const sample& s) { return std::asin(std::clamp(s.u / s.rang
 double pair_search::azimuth_deg(const sample& s) const {
   const double e = -st_.sin_lon * s.dx + st_.cos_lon * s.dy;
   const double n = -st_.sin_lat * st_.cos_lon * s.dx - st_.sin_lat * st_.sin_lon * s.dy + st_.cos_lat * s.dz;
-  const double a = fast::atan2(e, n) / deg;  // (libm's to within an ulp or two, without its branches)
+  const double a = std::atan2(e, n) / deg;
   return a < 0 ? a + 360.0 : a;
 }
 
@@ -309,7 +309,7 @@ sample pair_search::at_point(std::size_t i) const {
   return from_state(tr_.t0 + static_cast<double>(i) * tr_.h, r, v, nullptr);
 }
 
-sample pair_search::at(double t) const {
+sample pair_search::at(double t, bool curvature) const {
   const double x = (t - tr_.t0) * tr_.inv_h;
   std::size_t i = static_cast<std::size_t>(std::clamp(std::floor(x), 0.0, static_cast<double>(tr_.n - 2)));
   const double s = x - static_cast<double>(i), h = tr_.h, inv_h = tr_.inv_h;
@@ -327,9 +327,9 @@ sample pair_search::at(double t) const {
     const double c5 = 6.0 * d - 3.0 * (m0 + m1) + 0.5 * (q1 - q0);
     r[c] = p0 + s * (m0 + s * (0.5 * q0 + s * (c3 + s * (c4 + s * c5))));
     v[c] = (m0 + s * (q0 + s * (3.0 * c3 + s * (4.0 * c4 + s * (5.0 * c5))))) * inv_h;
-    a[c] = (q0 + s * (6.0 * c3 + s * (12.0 * c4 + s * (20.0 * c5)))) * inv_h * inv_h;
+    a[c] = curvature ? (q0 + s * (6.0 * c3 + s * (12.0 * c4 + s * (20.0 * c5)))) * inv_h * inv_h : 0.0;
   }
-  return from_state(t, r, v, a);
+  return from_state(t, r, v, curvature ? a : nullptr);
 }
 
 // The culmination between two samples whose elevation rates have opposite signs: Newton's method
@@ -409,7 +409,9 @@ void pair_search::monotone(const point& a, const point& b) {
     z = next;
   }
   double t = a.t + w * z;
-  sample x = at(t);
+  // (No curvature: the last step, under 0.1 s, moves the sample along its velocity, which leaves
+  // out half the acceleration times dt squared, 5 cm; a few microseconds of time at a crossing.)
+  sample x = at(t, false);
   for (int i = 0; i < 40 && x.f != 0.0; ++i) {
     if ((x.f < 0) == rising) lo = t; else hi = t;
     double next = x.g != 0.0 ? t - x.f / x.g : 0.5 * (lo + hi);
@@ -419,7 +421,7 @@ void pair_search::monotone(const point& a, const point& b) {
       break;
     }
     t = next;
-    x = at(t);
+    x = at(t, false);
   }
   if (rising)
     open_at(x, false);
