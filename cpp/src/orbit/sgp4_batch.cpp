@@ -43,7 +43,7 @@ struct lanes {
 
 template <bool Simple>
 void near_front(const batch_coefficients& k, const double* ts, std::size_t n, lanes& L) {
-  const double sinio = k.sinio, cosio = k.cosio, rta0 = std::sqrt(k.a0);
+  const double rta0 = std::sqrt(k.a0);
   for (std::size_t l = 0; l < n; ++l) {
     const double t = ts[l];
     const double xmdf = k.mo + k.mdot * t;
@@ -89,8 +89,6 @@ void near_front(const batch_coefficients& k, const double* ts, std::size_t n, la
     L.u[l] = fast::wrap(mm + argpm + temp * k.xlcof * L.axnl[l]);
     L.eo1[l] = L.u[l];
     L.nodep[l] = nodem;
-    L.sinip[l] = sinio;
-    L.cosip[l] = cosio;
   }
 }
 
@@ -347,6 +345,9 @@ void kepler(const batch_coefficients& k, std::size_t n, lanes& L, double* s, dou
   }
 }
 
+// Deep: the inclination varies from lane to lane (lunar-solar terms); near the earth it is the
+// epoch's, and what depends on it alone is computed once per block.
+template <bool Deep>
 void kepler_and_output(const batch_coefficients& k, std::size_t n, lanes& L, double* r,
                        double* v, std::int8_t* err) {
   alignas(64) double sl[block], cl[block];
@@ -376,7 +377,7 @@ void kepler_and_output(const batch_coefficients& k, std::size_t n, lanes& L, dou
     temp = inv_pl;
     const double temp1 = 0.5 * j2 * temp;
     const double temp2 = temp1 * temp;
-    const double sinip = L.sinip[l], cosip = L.cosip[l];
+    const double sinip = Deep ? L.sinip[l] : k.sinio, cosip = Deep ? L.cosip[l] : k.cosio;
     const double cosisq = cosip * cosip;
     const double con41 = 3.0 * cosisq - 1.0, x1mth2 = 1.0 - cosisq, x7thm1 = 7.0 * cosisq - 1.0;
     const double mrt = rl * (1.0 - 1.5 * temp2 * betal * con41) + 0.5 * temp1 * x1mth2 * cos2u;
@@ -455,7 +456,10 @@ void run_batch(const batch_coefficients& k, const sgp4::deep_terms& ds, const ba
     } else {
       near_front<false>(k, tsince + i, m, L);
     }
-    kepler_and_output(k, m, L, r + 3 * i, v + 3 * i, err + i);
+    if (kind.deep)
+      kepler_and_output<true>(k, m, L, r + 3 * i, v + 3 * i, err + i);
+    else
+      kepler_and_output<false>(k, m, L, r + 3 * i, v + 3 * i, err + i);
   }
 }
 
