@@ -352,7 +352,6 @@ void kepler_and_output(const batch_coefficients& k, std::size_t n, lanes& L, dou
                        double* v, std::int8_t* err) {
   alignas(64) double sl[block], cl[block];
   kepler(k, n, L, sl, cl);
-  alignas(64) double ox[block], oy[block], oz[block], ovx[block], ovy[block], ovz[block];
   const double radius = k.radius, vkmpersec = k.vkmpersec, j2 = k.j2, inv_xke = 1.0 / k.xke;
   for (std::size_t l = 0; l < n; ++l) {
     const double s = sl[l], c = cl[l];
@@ -414,24 +413,19 @@ void kepler_and_output(const batch_coefficients& k, std::size_t n, lanes& L, dou
     const double nan = std::numeric_limits<double>::quiet_NaN();
     const double mr = code == 0.0 ? mrt * radius : nan;
     const double vs = code == 0.0 ? vkmpersec : nan;
-    ox[l] = mr * ux;
-    oy[l] = mr * uy;
-    oz[l] = mr * uz;
-    ovx[l] = (mvt * ux + rvdot * vx) * vs;
-    ovy[l] = (mvt * uy + rvdot * vy) * vs;
-    ovz[l] = (mvt * uz + rvdot * vz) * vs;
+    // Straight into the caller's (n, 3) rows: a store with a stride of three vectorises (as
+    // permutes), and saves the pass that interleaved six lane arrays afterwards (a tenth of
+    // the time).
+    r[3 * l] = mr * ux;
+    r[3 * l + 1] = mr * uy;
+    r[3 * l + 2] = mr * uz;
+    v[3 * l] = (mvt * ux + rvdot * vx) * vs;
+    v[3 * l + 1] = (mvt * uy + rvdot * vy) * vs;
+    v[3 * l + 2] = (mvt * uz + rvdot * vz) * vs;
     L.code[l] = code;
   }
   // Interleave into the caller's (n, 3) rows outside the vector loops.
-  for (std::size_t l = 0; l < n; ++l) {
-    r[3 * l] = ox[l];
-    r[3 * l + 1] = oy[l];
-    r[3 * l + 2] = oz[l];
-    v[3 * l] = ovx[l];
-    v[3 * l + 1] = ovy[l];
-    v[3 * l + 2] = ovz[l];
-    err[l] = static_cast<std::int8_t>(L.code[l]);
-  }
+  for (std::size_t l = 0; l < n; ++l) err[l] = static_cast<std::int8_t>(L.code[l]);
 }
 
 }  // namespace
