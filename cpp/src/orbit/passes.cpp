@@ -234,7 +234,8 @@ class pair_search {
   pair_search(const track& tr, const site& st, double end)
       : tr_(tr), st_(st), end_(end), sin_mask_(std::sin(st.min_elevation_rad)),
         up_{st.cos_lat * st.cos_lon, st.cos_lat * st.sin_lon, st.sin_lat} {}
-  // f, g and near have room for the track's points and one more; the caller reuses them. for the track's points and one more (f, g, near), the caller's to reuse.
+  // f, g and near have room for the track's points and one more; the caller reuses them from
+  // station to station.
   void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, double* f, double* g,
            unsigned char* near);
 
