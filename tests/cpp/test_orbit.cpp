@@ -258,7 +258,9 @@ TEST(Passes, AgreeWithExactStatesSampledDensely) {
         }
         EXPECT_NEAR(p.max_elevation_deg, elevation_deg(si, gi, p.culmination), 2e-3) << si << " " << gi;
         EXPECT_NEAR(p.max_elevation_deg, top, 2e-3) << si << " " << gi << " " << p.culmination - start;
-        if (si < 2) EXPECT_NEAR(p.culmination, top_t, 0.25) << si << " " << gi;  // low orbits: sharp
+        if (si < 2) {  // low orbits: a sharp maximum, timed too
+          EXPECT_NEAR(p.culmination, top_t, 0.25) << si << " " << gi;
+        }
         if (p.max_elevation_deg < mask + 0.2) continue;  // grazing: the crossings are ill-conditioned
         if (!p.starts_before) {
           EXPECT_LT(elevation_deg(si, gi, p.aos - 0.1), mask) << si << " " << gi << " " << p.aos - start;
