@@ -587,24 +587,28 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
     for (unsigned i = 0; i < threads; ++i) pool.emplace_back(work, i);
     for (auto& th : pool) th.join();
   }
-  for (auto& p : parts) all.insert(all.end(), p.begin(), p.end());
-  // Sorted by (AOS, satellite, station) through small keys: moving the 112-byte windows about
-  // cost more than the comparisons.
+  // Sorted by (AOS, satellite, station) through small keys that point into the threads' parts:
+  // moving the 112-byte windows about cost more than the comparisons, and copying them into one
+  // vector first cost a pass over them.
   struct key {
     double aos;
-    std::size_t satellite, station, index;
+    std::size_t satellite, station, part, index;
   };
-  std::vector<key> keys(all.size());
-  for (std::size_t i = 0; i < all.size(); ++i) keys[i] = {all[i].aos, all[i].satellite, all[i].station, i};
+  std::size_t total = 0;
+  for (const auto& p : parts) total += p.size();
+  std::vector<key> keys;
+  keys.reserve(total);
+  for (std::size_t p = 0; p < parts.size(); ++p)
+    for (std::size_t i = 0; i < parts[p].size(); ++i)
+      keys.push_back({parts[p][i].aos, parts[p][i].satellite, parts[p][i].station, p, i});
   std::sort(keys.begin(), keys.end(), [](const key& a, const key& b) {
     if (a.aos != b.aos) return a.aos < b.aos;
     if (a.satellite != b.satellite) return a.satellite < b.satellite;
     return a.station < b.station;
   });
-  std::vector<pass_window> sorted;
-  sorted.reserve(all.size());
-  for (const key& k : keys) sorted.push_back(all[k.index]);
-  return sorted;
+  all.reserve(total);
+  for (const key& k : keys) all.push_back(parts[k.part][k.index]);
+  return all;
 }
 
 }  // namespace skyrelay::orbit
