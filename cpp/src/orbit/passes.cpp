@@ -301,9 +301,10 @@ sample pair_search::from_state(double t, const double r[3], const double v[3], c
   return s;
 }
 
-// A sample moved by dt along its velocity and acceleration: for the last step of a root, under a
-// second, where what that leaves out (a sixth of the jerk times dt cubed, 1e-5 km/s^3 in a low
-// orbit) is below a micrometre.
+// A sample moved by dt along its velocity and acceleration: for the last step of a root, where
+// what that leaves out (a sixth of the jerk, 1e-5 km/s^3 in a low orbit, times dt cubed) is
+// below 0.03 mm for the quarter second a culmination's step may take. A sample without
+// acceleration (rises and sets, steps under 0.1 s) moves along its velocity only: 5 cm at most.
 sample pair_search::advance(const sample& s, double dt) const {
   sample x = s;
   const double h = 0.5 * dt * dt;
