@@ -7,7 +7,10 @@
   stations from gpredict's locations.dat (mask 5 degrees), one day.
 
 Each number is the median of --rounds runs. Accuracy is checked in the same run (largest
-position difference from python-sgp4; pass count agreement with Skyfield).
+position difference from python-sgp4; pass count agreement with Skyfield). With --clock cpu the
+one-thread figures, of both sides, are the calling thread's CPU time instead of elapsed time:
+on a shared machine, where other work takes the core away now and then, that is the steadier
+measure (the all-cores figures stay elapsed time).
 
     make gpredict-data && .venv/bin/python bench/run_orbit.py
 """
@@ -32,13 +35,13 @@ from orbit_data import GPREDICT, gpredict_catalogue  # noqa: E402
 from skyrelay import orbit  # noqa: E402
 
 
-def median_time(fn, rounds: int) -> float:
+def median_time(fn, rounds: int, clock=time.perf_counter) -> float:
     fn()  # warm-up: first-call costs (imports, page faults of a first allocation) are not measured
     times = []
     for _ in range(rounds):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return statistics.median(times)
 
 
@@ -48,7 +51,10 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=1440, help="one-minute steps per satellite")
     ap.add_argument("--pass-sample", type=int, default=20, help="every Nth satellite for Skyfield")
     ap.add_argument("--stations", type=int, default=20, help="ground stations from gpredict's locations.dat")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="one-thread figures by elapsed time or by the thread's CPU time")
     args = ap.parse_args()
+    one = time.thread_time if args.clock == "cpu" else time.perf_counter
 
     from sgp4.api import SatrecArray, Satrec, accelerated
     from skyfield.api import EarthSatellite, load, wgs84
@@ -63,11 +69,12 @@ def main() -> int:
     n_props = len(cat) * args.steps
     cores = os.cpu_count() or 1
 
-    results: dict = {"satellites": len(cat), "steps": args.steps, "cores": cores,
+    results: dict = {"satellites": len(cat), "steps": args.steps, "cores": cores, "clock": args.clock,
+                     "load_average": os.getloadavg(),
                      "python_sgp4_accelerated": bool(accelerated), "machine": platform.processor()}
-    t_ours_1 = median_time(lambda: ours.propagate((jd, fr), threads=1), args.rounds)
+    t_ours_1 = median_time(lambda: ours.propagate((jd, fr), threads=1), args.rounds, one)
     t_ours_n = median_time(lambda: ours.propagate((jd, fr), threads=cores), args.rounds)
-    t_theirs = median_time(lambda: theirs.sgp4(jd, fr), args.rounds)
+    t_theirs = median_time(lambda: theirs.sgp4(jd, fr), args.rounds, one)
     r1 = ours.propagate((jd, fr)).position
     e2, r2, _ = theirs.sgp4(jd, fr)
     ok = ~np.isnan(r1).any(axis=2) & (e2 == 0)
@@ -89,9 +96,10 @@ def main() -> int:
     sample = cat[:: args.pass_sample]
     start, hours = "2018-01-22T00:00:00Z", 24
     pairs_all = len(cat) * len(stations)
-    t_table_1 = median_time(lambda: orbit.pass_table(ours, stations, start, hours=hours, threads=1), args.rounds)
+    t_table_1 = median_time(lambda: orbit.pass_table(ours, stations, start, hours=hours, threads=1), args.rounds, one)
     t_table_n = median_time(lambda: orbit.pass_table(ours, stations, start, hours=hours, threads=cores), args.rounds)
-    t_list_1 = median_time(lambda: orbit.passes(ours, stations, start, hours=hours, threads=1), max(1, args.rounds - 2))
+    t_list_1 = median_time(lambda: orbit.passes(ours, stations, start, hours=hours, threads=1), max(1, args.rounds - 2),
+                           one)
     sample_sats = [orbit.Satellite.from_tle(l1, l2, n) for n, l1, l2 in sample]
     found = orbit.passes(sample_sats, stations, start, hours=hours, threads=1)
 
@@ -109,7 +117,7 @@ def main() -> int:
         return count
 
     pairs_sample = len(sample) * len(stations)
-    t_sky = median_time(skyfield_all, 1)
+    t_sky = median_time(skyfield_all, 1, one)
     sky_rises = skyfield_all()
     ours_rises = sum(not p.starts_before for p in found)
     sky_per = t_sky / pairs_sample
@@ -128,6 +136,8 @@ def main() -> int:
     }
     harness.save("orbit", results)
     p, q = results["propagation"], results["passes"]
+    print(f"clock for one-thread figures: {args.clock}; load average before {results['load_average'][0]:.2f}, "
+          f"after {os.getloadavg()[0]:.2f}")
     print(f"propagation, {len(cat)} satellites x {args.steps} steps (medians of {args.rounds}):")
     print(f"  skyrelay   1 thread {p['skyrelay_1_thread_per_s'] / 1e6:6.2f} M/s   {cores} threads "
           f"{p['skyrelay_all_cores_per_s'] / 1e6:6.2f} M/s")

@@ -15,21 +15,84 @@ namespace {
 constexpr double pi = std::numbers::pi;
 constexpr double deg = pi / 180.0;
 constexpr double margin = 1.0 * deg;       // the ellipsoid's tilt of "up" (< 0.2 deg) and more
-constexpr double grid_angle = 0.12;        // rad the satellite may turn between grid points
+// The most the satellite may turn (rad, earth-fixed) between grid points. SGP4's velocities are
+// not exactly the derivatives of its positions (they leave out part of the short-period terms:
+// 0.03 m/s at eccentricity 0.001, 0.1 m/s at 0.009, 1.4 m/s at 0.19), and any Hermite interpolant
+// inherits that mismatch times the step; near-circular orbits, most of any catalogue, take the
+// long step, the others the short one.
+constexpr double grid_angle_circular = 0.24;
+constexpr double grid_angle_eccentric = 0.12;
+constexpr double circular_below = 0.02;
 constexpr double root_tolerance_s = 1e-3;
+// Newton's last step, taken by advance() rather than by evaluating the interpolant again, when it
+// is this short: from an error e it lands within about (f'' / 2f') e^2 of the root (a few
+// microseconds at rises and sets, where f'' / f' is of the order of 1 / 100 s; a few tenths of a
+// millisecond at culminations).
+constexpr double accept_rise_set_s = 0.1;
+constexpr double accept_culmination_s = 0.25;
 
 // One satellite's earth-fixed states on an even grid of times, shared by every station. Between
-// grid points the state is a cubic Hermite interpolant of positions and velocities: with at most
-// 0.06 rad of motion per step its error is below a metre (about 1e-4 s along track), so rises,
-// sets and culminations found on it agree with exact propagation to a millisecond.
+// grid points the state is a quintic Hermite interpolant of positions, velocities and
+// accelerations (the accelerations from the central field and J2, which is what SGP4's own
+// curvature is to a few parts in a million). With at most 0.24 rad of motion per step the
+// polynomial itself is good to centimetres (r (h w)^6 / 46080 on a circle); what remains is
+// SGP4's own velocity mismatch times the step: 0.6 m at the median over gpredict's near-circular
+// satellites, 9 m at most (a geostationary one, at the 900 s cap), about a third of the cubic
+// interpolant's error on half the step. Rises, sets and culminations found on it agree with
+// exact propagation to a millisecond.
 struct track {
-  double t0{0}, h{0};
+  double t0{0}, h{0}, inv_h{0};
+  double angle{0};       // the step's largest turn (rad)
   std::size_t n{0};      // usable points: up to the first propagation error
   // Structure of arrays (the station scan vectorises over them), left uninitialised on purpose:
   // every element is written before it is read.
-  std::unique_ptr<double[]> x, y, z, vx, vy, vz, rn;
+  std::unique_ptr<double[]> x, y, z, vx, vy, vz, ax, ay, az, rn;
   double r_max{0};
 };
+
+// Built once per instruction set where the compiler can pick one at load time (GCC on x86-64
+// Linux, through an ifunc), so the station scan runs in AVX-512 or AVX2 lanes where the CPU has
+// them; elsewhere the plain build.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define SKYRELAY_SCAN_CLONES [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
+#else
+#define SKYRELAY_SCAN_CLONES
+#endif
+
+// TEME states (rows of three) to the track's earth-fixed arrays, given the rotation's cosine and
+// sine at each point: positions, velocities, radii, and accelerations from
+// gravity with J2 (the same in TEME and earth-fixed axes: it is symmetric about z) plus the
+// rotating frame's Coriolis and centrifugal terms. (GCC does not vectorise this loop; the
+// clones still buy it FMA, 3 % of the search's instructions.)
+SKYRELAY_SCAN_CLONES
+void earth_fixed_states(track& tr, const double* __restrict r, const double* __restrict v,
+                        const double* __restrict rot_c, const double* __restrict rot_s, double mu, double j2re2) {
+  double *__restrict x = tr.x.get(), *__restrict y = tr.y.get(), *__restrict z = tr.z.get();
+  double *__restrict vx = tr.vx.get(), *__restrict vy = tr.vy.get(), *__restrict vz = tr.vz.get();
+  double *__restrict ax = tr.ax.get(), *__restrict ay = tr.ay.get(), *__restrict az = tr.az.get();
+  double* __restrict rn = tr.rn.get();
+  constexpr double w = earth_rotation_rad_s;
+  const std::size_t n = tr.n;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double c = rot_c[i], s = rot_s[i];
+    const double px = c * r[3 * i] + s * r[3 * i + 1], py = -s * r[3 * i] + c * r[3 * i + 1], pz = r[3 * i + 2];
+    const double ux = c * v[3 * i] + s * v[3 * i + 1] + w * py, uy = -s * v[3 * i] + c * v[3 * i + 1] - w * px;
+    x[i] = px;
+    y[i] = py;
+    z[i] = pz;
+    vx[i] = ux;
+    vy[i] = uy;
+    vz[i] = v[3 * i + 2];
+    const double zz = pz * pz, r2 = px * px + py * py + zz, norm = std::sqrt(r2);
+    rn[i] = norm;
+    const double inv = 1.0 / (r2 * norm), inv_r2 = inv * norm;  // one division for 1/r^3 and 1/r^2
+    const double g = -mu * inv, j = j2re2 * inv_r2, q = 5.0 * zz * inv_r2;
+    const double gxy = g * (1.0 + j * (1.0 - q)), gz = g * (1.0 + j * (3.0 - q));
+    ax[i] = gxy * px + 2.0 * w * uy + w * w * px;
+    ay[i] = gxy * py - 2.0 * w * ux + w * w * py;
+    az[i] = gz * pz;
+  }
+}
 
 track build_track(const sgp4& sat, double start, double end, double dut1) {
   track tr;
@@ -37,7 +100,9 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
   const double e = std::min(sat.eccentricity() + 0.03, 0.99);
   // Fastest angular motion in the earth-fixed frame (at perigee), with room for perturbations.
   const double omega = 1.1 * n * std::sqrt(1.0 + e) / std::pow(1.0 - e, 1.5) + earth_rotation_rad_s;
-  tr.h = std::clamp(grid_angle / omega, 1.0, 900.0);
+  tr.angle = sat.eccentricity() < circular_below ? grid_angle_circular : grid_angle_eccentric;
+  tr.h = std::clamp(tr.angle / omega, 1.0, 900.0);
+  tr.inv_h = 1.0 / tr.h;
   tr.t0 = start;
   const std::size_t count = static_cast<std::size_t>(std::ceil((end - start) / tr.h)) + 1;
   std::unique_ptr<double[]> ts(new double[count]);
@@ -58,7 +123,11 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
   const double tut1 = (ut1_jd(jd0, fr0, dut1) - 2451545.0) / 36525.0;
   const double dsec_dcentury = 876600.0 * 3600.0 + 8640184.812866 + 2.0 * 0.093104 * tut1 - 3.0 * 6.2e-6 * tut1 * tut1;
   const double omega_gmst = dsec_dcentury / (36525.0 * 86400.0) * (deg / 240.0);
-  for (auto* a : {&tr.x, &tr.y, &tr.z, &tr.vx, &tr.vy, &tr.vz, &tr.rn}) a->reset(new double[valid + 1]);
+  for (auto* a : {&tr.x, &tr.y, &tr.z, &tr.vx, &tr.vy, &tr.vz, &tr.ax, &tr.ay, &tr.az, &tr.rn})
+    a->reset(new double[valid + 1]);
+  std::unique_ptr<double[]> rot(new double[2 * valid + 2]);
+  double* rot_c = rot.get();
+  double* rot_s = rot.get() + valid + 1;
   double c = 0, s = 0;
   const double dc = std::cos(omega_gmst * tr.h), ds = std::sin(omega_gmst * tr.h);
   for (std::size_t i = 0; i < valid; ++i) {
@@ -71,19 +140,51 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
       s = s * dc + c * ds;
       c = c2;
     }
-    state_vector teme{{r[3 * i], r[3 * i + 1], r[3 * i + 2]}, {v[3 * i], v[3 * i + 1], v[3 * i + 2]}};
-    // teme_to_ecef with the rotation's sine and cosine given
-    const double x = c * teme.r[0] + s * teme.r[1], y = -s * teme.r[0] + c * teme.r[1];
-    tr.x[i] = x;
-    tr.y[i] = y;
-    tr.z[i] = teme.r[2];
-    tr.vx[i] = c * teme.v[0] + s * teme.v[1] + earth_rotation_rad_s * y;
-    tr.vy[i] = -s * teme.v[0] + c * teme.v[1] - earth_rotation_rad_s * x;
-    tr.vz[i] = teme.v[2];
-    tr.rn[i] = std::sqrt(x * x + y * y + teme.r[2] * teme.r[2]);
-    tr.r_max = std::max(tr.r_max, tr.rn[i]);
+    rot_c[i] = c;
+    rot_s[i] = s;
   }
+  const gravity_constants& k = sat.constants();
+  earth_fixed_states(tr, r.get(), v.get(), rot_c, rot_s, k.mu, 1.5 * k.j2 * k.radius_km * k.radius_km);
+  for (std::size_t i = 0; i < valid; ++i) tr.r_max = std::max(tr.r_max, tr.rn[i]);
   return tr;
+}
+
+// One station's view of one track, in vectorised passes over the grid points: whether each point
+// is near enough to matter (the satellite's direction from the earth's centre within the widened
+// visibility circle, cos_near being the cosine of its radius), and, for the points the search
+// reaches, the sine of the elevation less the mask's (f) and its rate (g), as from_state computes
+// them below.
+struct station_geometry {
+  double ecef[3], up[3], dir[3];  // position (km), local vertical, unit position
+  double cos_near, sin_mask;
+};
+
+SKYRELAY_SCAN_CLONES
+void scan_near(const track& tr, const station_geometry& gs, unsigned char* __restrict near) {
+  const double *__restrict x = tr.x.get(), *__restrict y = tr.y.get(), *__restrict z = tr.z.get();
+  const double* __restrict rn = tr.rn.get();
+  const double nx = gs.dir[0], ny = gs.dir[1], nz = gs.dir[2], cos_near = gs.cos_near;
+  for (std::size_t i = 0; i < tr.n; ++i)
+    near[i] = static_cast<unsigned char>(x[i] * nx + y[i] * ny + z[i] * nz - cos_near * rn[i] >= 0.0);
+}
+
+SKYRELAY_SCAN_CLONES
+void scan_values(const track& tr, const station_geometry& gs, std::size_t begin, std::size_t end,
+                 double* __restrict f, double* __restrict g) {
+  const double *__restrict x = tr.x.get(), *__restrict y = tr.y.get(), *__restrict z = tr.z.get();
+  const double *__restrict vx = tr.vx.get(), *__restrict vy = tr.vy.get(), *__restrict vz = tr.vz.get();
+  const double ex = gs.ecef[0], ey = gs.ecef[1], ez = gs.ecef[2];
+  const double ux = gs.up[0], uy = gs.up[1], uz = gs.up[2], sin_mask = gs.sin_mask;
+  for (std::size_t i = begin; i < end; ++i) {
+    const double dx = x[i] - ex, dy = y[i] - ey, dz = z[i] - ez;
+    const double u = ux * dx + uy * dy + uz * dz;
+    const double vu = ux * vx[i] + uy * vy[i] + uz * vz[i];
+    const double dv = dx * vx[i] + dy * vy[i] + dz * vz[i];
+    const double w = 1.0 / std::sqrt(dx * dx + dy * dy + dz * dz);
+    const double rhodot = dv * w;
+    f[i] = u * w - sin_mask;
+    g[i] = (vu - u * rhodot * w) * w;
+  }
 }
 
 // Root finding works on the sine of the elevation (u / range, no atan2): it crosses the sine of
@@ -95,8 +196,37 @@ struct sample {
   double g{0};     // d sin(elevation) / dt, 1/s
   double gdot{0};  // d g / dt, 1/s^2 (interpolated samples only: Newton's derivative at a culmination)
   double dx{0}, dy{0}, dz{0};  // earth-fixed offset from the station (km): azimuth when reported
+  double vx{0}, vy{0}, vz{0};  // earth-fixed velocity (km/s)
+  double ax{0}, ay{0}, az{0};  // and acceleration (km/s^2; interpolated samples only)
   double u{0}, range{0};       // up component and range (km): elevation when reported
 };
+
+// What the search itself needs of a sample: a grid point's is only this.
+struct point {
+  double t, f, g;
+};
+point point_of(const sample& s) { return {s.t, s.f, s.g}; }
+
+// The extremum between two samples whose rates have opposite signs, on the cubic through both
+// samples' values and rates: where it lies (0 at a, 1 at b) and its value. The cubic's derivative,
+// a quadratic with opposite signs at the ends, has exactly one root between them.
+struct peak {
+  double z, value;
+};
+peak cubic_peak(const point& a, const point& b) {
+  const double w = b.t - a.t;
+  const double m0 = w * a.g, m1 = w * b.g, d = b.f - a.f;
+  const double bq = 3.0 * d - 2.0 * m0 - m1, cq = m0 + m1 - 2.0 * d;  // f = f0 + m0 z + bq z^2 + cq z^3
+  // m0 + 2 bq z + 3 cq z^2 = 0, by the form that loses no digits: q = -(bq + sign(bq) sqrt(...)),
+  // roots q / (3 cq) and m0 / q.
+  const double disc = std::max(bq * bq - 3.0 * cq * m0, 0.0);
+  const double q = -(bq + std::copysign(std::sqrt(disc), bq));
+  double z = q != 0.0 ? m0 / q : -1.0;
+  if (!(z >= 0.0 && z <= 1.0) && cq != 0.0) z = q / (3.0 * cq);
+  if (!(z >= 0.0 && z <= 1.0)) z = m0 / (m0 - m1);  // the rate's chord, if rounding left no root
+  z = std::clamp(z, 0.0, 1.0);
+  return {z, a.f + z * (m0 + z * (bq + z * cq))};
+}
 
 // One satellite's track over one station.
 class pair_search {
@@ -104,18 +234,24 @@ class pair_search {
   pair_search(const track& tr, const site& st, double end)
       : tr_(tr), st_(st), end_(end), sin_mask_(std::sin(st.min_elevation_rad)),
         up_{st.cos_lat * st.cos_lon, st.cos_lat * st.sin_lon, st.sin_lat} {}
-  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out);
+  // f, g and near have room for the track's points and one more; the caller reuses them from
+  // station to station.
+  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, double* f, double* g,
+           unsigned char* near);
 
  private:
   sample at_point(std::size_t i) const;
-  sample at(double t) const;
-  double culmination(const sample& a, const sample& b) const;
-  void interval(const sample& a, const sample& b);
-  void monotone(const sample& a, const sample& b);
+  // The interpolated sample at t; with `curvature`, also the acceleration and g's rate (what a
+  // culmination's Newton step and a second-order advance() need, and rises and sets do not).
+  sample at(double t, bool curvature = true) const;
+  sample culmination(const point& a, const point& b) const;
+  void interval(const point& a, const point& b);
+  void monotone(const point& a, const point& b);
   void open_at(const sample& s, bool clipped);
   void close_at(const sample& s, bool clipped);
   void consider_max(const sample& s);
   sample from_state(double t, const double r[3], const double v[3], const double* acc) const;
+  sample advance(const sample& s, double dt) const;
   double azimuth_deg(const sample& s) const;
 
   const track& tr_;
@@ -123,7 +259,7 @@ class pair_search {
   double end_;
   double sin_mask_;
   double up_[3];
-  double best_f_{-2.0};
+  sample best_{};          // the highest sample of the open pass: its angles are computed at close
   bool open_{false};
   pass_window cur_{};
   std::vector<pass_window>* out_{nullptr};
@@ -140,6 +276,9 @@ sample pair_search::from_state(double t, const double r[3], const double v[3], c
   s.dx = r[0] - st_.ecef[0];
   s.dy = r[1] - st_.ecef[1];
   s.dz = r[2] - st_.ecef[2];
+  s.vx = v[0];
+  s.vy = v[1];
+  s.vz = v[2];
   s.u = up_[0] * s.dx + up_[1] * s.dy + up_[2] * s.dz;
   const double vu = up_[0] * v[0] + up_[1] * v[1] + up_[2] * v[2];
   const double dv = s.dx * v[0] + s.dy * v[1] + s.dz * v[2];
@@ -150,6 +289,9 @@ sample pair_search::from_state(double t, const double r[3], const double v[3], c
   s.f = s.u * w - sin_mask_;
   s.g = (vu - s.u * rhodot * w) * w;
   if (acc) {
+    s.ax = acc[0];
+    s.ay = acc[1];
+    s.az = acc[2];
     const double au = up_[0] * acc[0] + up_[1] * acc[1] + up_[2] * acc[2];
     const double vv = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
     const double da = s.dx * acc[0] + s.dy * acc[1] + s.dz * acc[2];
@@ -157,6 +299,27 @@ sample pair_search::from_state(double t, const double r[3], const double v[3], c
     s.gdot = (au - (2.0 * vu * rhodot + s.u * rhoddot) * w + 2.0 * s.u * rhodot * rhodot * w * w) * w;
   }
   return s;
+}
+
+// A sample moved by dt along its velocity and acceleration: for the last step of a root, where
+// what that leaves out (a sixth of the jerk, 1e-5 km/s^3 in a low orbit, times dt cubed) is
+// below 0.03 mm for the quarter second a culmination's step may take. A sample without
+// acceleration (rises and sets, steps under 0.1 s) moves along its velocity only: 5 cm at most.
+sample pair_search::advance(const sample& s, double dt) const {
+  sample x = s;
+  const double h = 0.5 * dt * dt;
+  x.t = s.t + dt;
+  x.dx += s.vx * dt + s.ax * h;
+  x.dy += s.vy * dt + s.ay * h;
+  x.dz += s.vz * dt + s.az * h;
+  x.vx += s.ax * dt;
+  x.vy += s.ay * dt;
+  x.vz += s.az * dt;
+  x.u = up_[0] * x.dx + up_[1] * x.dy + up_[2] * x.dz;
+  x.range = std::sqrt(x.dx * x.dx + x.dy * x.dy + x.dz * x.dz);
+  x.f = x.u / x.range - sin_mask_;
+  x.g = s.g + s.gdot * dt;
+  return x;
 }
 
 double elevation_deg(const sample& s) { return std::asin(std::clamp(s.u / s.range, -1.0, 1.0)) / deg; }
@@ -173,47 +336,51 @@ sample pair_search::at_point(std::size_t i) const {
   return from_state(tr_.t0 + static_cast<double>(i) * tr_.h, r, v, nullptr);
 }
 
-sample pair_search::at(double t) const {
-  const double x = (t - tr_.t0) / tr_.h;
+sample pair_search::at(double t, bool curvature) const {
+  const double x = (t - tr_.t0) * tr_.inv_h;
   std::size_t i = static_cast<std::size_t>(std::clamp(std::floor(x), 0.0, static_cast<double>(tr_.n - 2)));
-  const double s = x - static_cast<double>(i), h = tr_.h;
-  // Cubic Hermite basis and its first and second derivatives.
-  const double s2 = s * s, s3 = s2 * s;
-  const double h00 = 2 * s3 - 3 * s2 + 1, h10 = s3 - 2 * s2 + s, h01 = -2 * s3 + 3 * s2, h11 = s3 - s2;
-  const double d00 = 6 * s2 - 6 * s, d10 = 3 * s2 - 4 * s + 1, d01 = -6 * s2 + 6 * s, d11 = 3 * s2 - 2 * s;
-  const double e00 = 12 * s - 6, e10 = 6 * s - 4, e01 = 6 - 12 * s, e11 = 6 * s - 2;
-  const double* cols[6] = {tr_.x.get(), tr_.y.get(), tr_.z.get(), tr_.vx.get(), tr_.vy.get(), tr_.vz.get()};
+  const double s = x - static_cast<double>(i), h = tr_.h, inv_h = tr_.inv_h;
+  const double* cols[9] = {tr_.x.get(),  tr_.y.get(),  tr_.z.get(),  tr_.vx.get(), tr_.vy.get(),
+                           tr_.vz.get(), tr_.ax.get(), tr_.ay.get(), tr_.az.get()};
   double r[3], v[3], a[3];
   for (int c = 0; c < 3; ++c) {
-    const double p0 = cols[c][i], p1 = cols[c][i + 1], v0 = cols[c + 3][i], v1 = cols[c + 3][i + 1];
-    r[c] = h00 * p0 + h10 * h * v0 + h01 * p1 + h11 * h * v1;
-    v[c] = (d00 * p0 + d01 * p1) / h + d10 * v0 + d11 * v1;
-    a[c] = ((e00 * p0 + e01 * p1) / h + e10 * v0 + e11 * v1) / h;
+    // The quintic p0 + m0 s + q0 s^2 / 2 + c3 s^3 + c4 s^4 + c5 s^5 on s in [0, 1] that matches
+    // position, velocity (m = h v) and acceleration (q = h^2 a) at both ends.
+    const double p0 = cols[c][i], d = cols[c][i + 1] - p0;
+    const double m0 = h * cols[c + 3][i], m1 = h * cols[c + 3][i + 1];
+    const double q0 = h * h * cols[c + 6][i], q1 = h * h * cols[c + 6][i + 1];
+    const double c3 = 10.0 * d - 6.0 * m0 - 4.0 * m1 - 1.5 * q0 + 0.5 * q1;
+    const double c4 = -15.0 * d + 8.0 * m0 + 7.0 * m1 + 1.5 * q0 - q1;
+    const double c5 = 6.0 * d - 3.0 * (m0 + m1) + 0.5 * (q1 - q0);
+    r[c] = p0 + s * (m0 + s * (0.5 * q0 + s * (c3 + s * (c4 + s * c5))));
+    v[c] = (m0 + s * (q0 + s * (3.0 * c3 + s * (4.0 * c4 + s * (5.0 * c5))))) * inv_h;
+    a[c] = curvature ? (q0 + s * (6.0 * c3 + s * (12.0 * c4 + s * (20.0 * c5)))) * inv_h * inv_h : 0.0;
   }
-  return from_state(t, r, v, a);
+  return from_state(t, r, v, curvature ? a : nullptr);
 }
 
 // The culmination between two samples whose elevation rates have opposite signs: Newton's method
 // on the rate with its own derivative (from the interpolant's acceleration), kept inside the
 // bracket (a step that would leave it bisects instead), to a hundredth of a second: the elevation
-// is flat there. Starts from where the rate's chord crosses zero.
-double pair_search::culmination(const sample& a, const sample& b) const {
+// is flat there. Starts from the peak of the cubic through both samples; the last Newton step is
+// taken by moving the sample, not by evaluating the interpolant again.
+sample pair_search::culmination(const point& a, const point& b) const {
   constexpr double tolerance = 10 * root_tolerance_s;
   double lo = a.t, hi = b.t;
   const bool rising_at_lo = a.g > 0;
-  double t = (a.t * b.g - b.t * a.g) / (b.g - a.g);
-  t = std::clamp(t, lo, hi);
+  double t = a.t + (b.t - a.t) * cubic_peak(a, b).z;
+  sample x;
   for (int i = 0; i < 40; ++i) {
-    const sample x = at(t);
-    if (x.g == 0.0) return t;
+    x = at(t);
+    if (x.g == 0.0) return x;
     if ((x.g > 0) == rising_at_lo) lo = t; else hi = t;
     double next = x.gdot != 0.0 ? t - x.g / x.gdot : 0.5 * (lo + hi);
     // (>= and <=: a converged step rounds to t itself, an ulp of a Unix time being 2e-7 s)
     if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);
-    if (std::fabs(next - t) < tolerance || hi - lo < tolerance) return next;
+    if (std::fabs(next - t) < accept_culmination_s || hi - lo < tolerance) return advance(x, next - t);
     t = next;
   }
-  return t;
+  return x;
 }
 
 void pair_search::open_at(const sample& s, bool clipped) {
@@ -224,23 +391,21 @@ void pair_search::open_at(const sample& s, bool clipped) {
   cur_.aos = s.t;
   cur_.aos_azimuth_deg = azimuth_deg(s);
   cur_.starts_before = clipped;
-  best_f_ = -2.0;
-  consider_max(s);
+  best_ = s;
 }
 
 void pair_search::consider_max(const sample& s) {
-  if (!open_ || s.f <= best_f_) return;
-  best_f_ = s.f;
-  cur_.max_elevation_deg = elevation_deg(s);
-  cur_.culmination = s.t;
-  cur_.culmination_azimuth_deg = azimuth_deg(s);
-  cur_.culmination_range_km = s.range;
+  if (open_ && s.f > best_.f) best_ = s;
 }
 
 void pair_search::close_at(const sample& s, bool clipped) {
   if (!open_) return;
   consider_max(s);
   open_ = false;
+  cur_.max_elevation_deg = elevation_deg(best_);
+  cur_.culmination = best_.t;
+  cur_.culmination_azimuth_deg = azimuth_deg(best_);
+  cur_.culmination_range_km = best_.range;
   cur_.los = s.t;
   cur_.los_azimuth_deg = azimuth_deg(s);
   cur_.ends_after = clipped;
@@ -252,7 +417,7 @@ void pair_search::close_at(const sample& s, bool clipped) {
 // Between two samples where the elevation is monotone: at most one crossing of the mask, found
 // by Newton's method on the elevation with its rate as the derivative, kept inside the bracket
 // (a step that would leave it bisects instead).
-void pair_search::monotone(const sample& a, const sample& b) {
+void pair_search::monotone(const point& a, const point& b) {
   if ((a.f < 0) == (b.f < 0)) return;
   double lo = a.t, hi = b.t;
   const bool rising = a.f < 0;
@@ -271,16 +436,19 @@ void pair_search::monotone(const sample& a, const sample& b) {
     z = next;
   }
   double t = a.t + w * z;
-  sample x = at(t);
+  // (No curvature: the last step, under 0.1 s, moves the sample along its velocity, which leaves
+  // out half the acceleration times dt squared, 5 cm; a few microseconds of time at a crossing.)
+  sample x = at(t, false);
   for (int i = 0; i < 40 && x.f != 0.0; ++i) {
     if ((x.f < 0) == rising) lo = t; else hi = t;
     double next = x.g != 0.0 ? t - x.f / x.g : 0.5 * (lo + hi);
     if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);  // inclusive: see culmination()
-    // Newton converges quadratically here: once a step is under the tolerance, the sample just
-    // taken is already within it.
-    if (std::fabs(next - t) < root_tolerance_s) break;
+    if (std::fabs(next - t) < accept_rise_set_s) {
+      x = advance(x, next - t);
+      break;
+    }
     t = next;
-    x = at(t);
+    x = at(t, false);
   }
   if (rising)
     open_at(x, false);
@@ -289,7 +457,7 @@ void pair_search::monotone(const sample& a, const sample& b) {
 }
 
 // Two consecutive samples; a grid step is short enough that at most one extremum lies between.
-void pair_search::interval(const sample& a, const sample& b) {
+void pair_search::interval(const point& a, const point& b) {
   if ((a.g > 0 && b.g <= 0) || (a.g < 0 && b.g >= 0)) {
     const bool is_max = a.g > 0;
     // A low point between two samples below the mask stays below it.
@@ -297,28 +465,20 @@ void pair_search::interval(const sample& a, const sample& b) {
     // A high point between two samples below the mask matters only if it could reach the mask.
     // The cubic through both samples' values and rates estimates it to well under 0.01 in the
     // sine of the elevation over one step; a deficit of 0.05 (about 3 degrees) rules it out.
-    if (is_max && a.f < 0 && b.f < 0) {
-      const double w = b.t - a.t;
-      double top = std::max(a.f, b.f);
-      for (int k = 1; k < 16; ++k) {
-        const double s1 = k / 16.0, s2 = s1 * s1, s3 = s2 * s1;
-        top = std::max(top, (2 * s3 - 3 * s2 + 1) * a.f + (s3 - 2 * s2 + s1) * w * a.g +
-                                (-2 * s3 + 3 * s2) * b.f + (s3 - s2) * w * b.g);
-      }
-      if (top < -0.05) return;
-    }
-    const sample x = at(culmination(a, b));
+    if (is_max && a.f < 0 && b.f < 0 && cubic_peak(a, b).value < -0.05) return;
+    const sample x = culmination(a, b);
     // A maximum below the mask, between two samples below it, cannot matter.
     if (is_max && x.f < 0 && a.f < 0 && b.f < 0) return;
-    monotone(a, x);
+    monotone(a, point_of(x));
     if (is_max) consider_max(x);
-    monotone(x, b);
-  } else {
+    monotone(point_of(x), b);
+  } else if ((a.f < 0) != (b.f < 0)) {
     monotone(a, b);
   }
 }
 
-void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out) {
+void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, double* f, double* g,
+                      unsigned char* near) {
   out_ = &out;
   si_ = si;
   gi_ = gi;
@@ -330,35 +490,45 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
   const double rs = std::sqrt(st_.ecef[0] * st_.ecef[0] + st_.ecef[1] * st_.ecef[1] + st_.ecef[2] * st_.ecef[2]);
   const double m = st_.min_elevation_rad - margin;
   const double lambda = std::acos(std::clamp(rs / (tr_.r_max + 1.0) * std::cos(m), -1.0, 1.0)) - m + margin;
-  const double threshold = std::cos(std::min(lambda + grid_angle * 0.6, pi));
-  const double sx = st_.ecef[0] / rs, sy = st_.ecef[1] / rs, sz = st_.ecef[2] / rs;
+  const station_geometry gs{{st_.ecef[0], st_.ecef[1], st_.ecef[2]},
+                            {up_[0], up_[1], up_[2]},
+                            {st_.ecef[0] / rs, st_.ecef[1] / rs, st_.ecef[2] / rs},
+                            std::cos(std::min(lambda + tr_.angle * 0.6, pi)),
+                            sin_mask_};
   const std::size_t n = tr_.n;
-  std::unique_ptr<unsigned char[]> near(new unsigned char[n + 1]);
-  {
-    const double *x = tr_.x.get(), *y = tr_.y.get(), *z = tr_.z.get(), *rn = tr_.rn.get();
-    unsigned char* out = near.get();
-    for (std::size_t i = 0; i < n; ++i)
-      out[i] = static_cast<unsigned char>((x[i] * sx + y[i] * sy + z[i] * sz - threshold * rn[i]) >= 0.0);
-    out[n] = 0;
-  }
+  scan_near(tr_, gs, near);
+  near[n] = 0;
+  // A grid point for the search. Its f and g are computed a block at a time as the search
+  // reaches them (most points are never near a station: computing them all costs more).
+  constexpr std::size_t values_block = 16;
+  std::size_t valid_begin = 0, valid_end = 0;
+  auto grid_point = [&](std::size_t k) {
+    if (k < valid_begin || k >= valid_end) {
+      valid_begin = k;
+      valid_end = std::min(n, k + values_block);
+      scan_values(tr_, gs, valid_begin, valid_end, f, g);
+    }
+    return point{tr_.t0 + static_cast<double>(k) * tr_.h, f[k], g[k]};
+  };
   // Intervals [i, i + 1] that start before the window's end.
   const std::size_t last = std::min(n - 1, static_cast<std::size_t>(std::ceil((end_ - tr_.t0) / tr_.h)));
-  sample prev = at_point(0);
+  const sample first = at_point(0);
+  point prev = point_of(first);
   bool have_prev = true;
-  if (prev.f >= 0) open_at(prev, true);
+  if (first.f >= 0) open_at(first, true);
   std::size_t i = 0;
   while (i < last) {
     if (!near[i] && !near[i + 1]) {
       // Out of sight for the whole step (so no pass can be open): jump to the next near point.
-      const void* hit = std::memchr(near.get() + i + 1, 1, last - i);
+      const void* hit = std::memchr(near + i + 1, 1, last - i);
       if (!hit) break;
-      i = static_cast<std::size_t>(static_cast<const unsigned char*>(hit) - near.get()) - 1;
+      i = static_cast<std::size_t>(static_cast<const unsigned char*>(hit) - near) - 1;
       have_prev = false;
       continue;
     }
     const double tb = tr_.t0 + static_cast<double>(i + 1) * tr_.h;
-    const sample a = have_prev ? prev : at_point(i);
-    const sample b = tb <= end_ ? at_point(i + 1) : at(end_);
+    const point a = have_prev ? prev : grid_point(i);
+    const point b = tb <= end_ ? grid_point(i + 1) : point_of(at(end_));
     interval(a, b);
     prev = b;
     have_prev = true;
@@ -367,7 +537,7 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
   if (open_) {
     // Still in view at the window's end, or at the last good state before a propagation error.
     const double t_last = std::min(end_, tr_.t0 + static_cast<double>(n - 1) * tr_.h);
-    close_at(t_last == prev.t ? prev : at(t_last), true);
+    close_at(at(t_last), true);
   }
 }
 
@@ -389,15 +559,25 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
   std::vector<std::vector<pass_window>> parts(threads);
   std::atomic<std::size_t> next{0};
   auto work = [&](unsigned id) {
+    // One station's view of the current track, reused from station to station.
+    std::size_t room = 0;
+    std::unique_ptr<double[]> f, g;
+    std::unique_ptr<unsigned char[]> near;
     for (;;) {
       const std::size_t si = next.fetch_add(1, std::memory_order_relaxed);
       if (si >= satellites.size()) break;
       const sgp4* sat = satellites[si];
       if (!sat || sat->init_error() != sgp4_error::none) continue;
       const track tr = build_track(*sat, start, end, options.dut1_s);
+      if (tr.n + 1 > room) {
+        room = tr.n + 1;
+        f.reset(new double[room]);
+        g.reset(new double[room]);
+        near.reset(new unsigned char[room]);
+      }
       for (std::size_t gi = 0; gi < stations.size(); ++gi) {
         pair_search search(tr, stations[gi], end);
-        search.run(si, gi, parts[id]);
+        search.run(si, gi, parts[id], f.get(), g.get(), near.get());
       }
     }
   };
@@ -408,12 +588,27 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
     for (unsigned i = 0; i < threads; ++i) pool.emplace_back(work, i);
     for (auto& th : pool) th.join();
   }
-  for (auto& p : parts) all.insert(all.end(), p.begin(), p.end());
-  std::sort(all.begin(), all.end(), [](const pass_window& a, const pass_window& b) {
+  // Sorted by (AOS, satellite, station) through small keys that point into the threads' parts:
+  // moving the 112-byte windows about cost more than the comparisons, and copying them into one
+  // vector first cost a pass over them.
+  struct key {
+    double aos;
+    std::size_t satellite, station, part, index;
+  };
+  std::size_t total = 0;
+  for (const auto& p : parts) total += p.size();
+  std::vector<key> keys;
+  keys.reserve(total);
+  for (std::size_t p = 0; p < parts.size(); ++p)
+    for (std::size_t i = 0; i < parts[p].size(); ++i)
+      keys.push_back({parts[p][i].aos, parts[p][i].satellite, parts[p][i].station, p, i});
+  std::sort(keys.begin(), keys.end(), [](const key& a, const key& b) {
     if (a.aos != b.aos) return a.aos < b.aos;
     if (a.satellite != b.satellite) return a.satellite < b.satellite;
     return a.station < b.station;
   });
+  all.reserve(total);
+  for (const key& k : keys) all.push_back(parts[k.part][k.index]);
   return all;
 }
 

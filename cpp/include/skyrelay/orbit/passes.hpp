@@ -1,12 +1,14 @@
 // Pass prediction: when each satellite rises above and sets below each ground station's
 // elevation mask in a time window, with the time and value of maximum elevation.
 //
-// Each satellite is propagated once (the batch path) on an even grid with at most 0.12 rad of
-// motion per step, and every station searches that track: a dot product per grid point rules out
-// the steps where the satellite cannot be within the station's visibility circle; in the others
-// the elevation and its rate, on a cubic Hermite interpolant of the track (error of a few metres),
-// locate culminations (sign changes of the rate) and rises and sets (Newton on the sine of the
-// elevation), to a millisecond. Times are Unix seconds (UTC, leap seconds not counted, as time_t).
+// Each satellite is propagated once (the batch path) on an even grid with at most 0.24 rad of
+// motion per step (0.12 rad for eccentricities of 0.02 and above), and every station searches that
+// track: a dot product per grid point, in SIMD lanes, rules out the steps where the satellite
+// cannot be within the station's visibility circle; in the others the elevation and its rate, on
+// a quintic Hermite interpolant of the track's positions, velocities and accelerations (0.6 m
+// of error at the median over gpredict's near-circular satellites, 9 m at most), locate culminations (sign changes of the rate) and rises
+// and sets (Newton on the sine of the elevation), to a millisecond. Times are Unix seconds (UTC,
+// leap seconds not counted, as time_t).
 #pragma once
 
 #include <cstddef>
