@@ -1,10 +1,10 @@
 #include "skyrelay/net/push_session.hpp"
 
-#include <boost/asio/bind_allocator.hpp>
 
 #include <boost/beast/http/status.hpp>
 
 #include "skyrelay/core/clock.hpp"
+#include "skyrelay/net/idle_alloc.hpp"
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/ws_frame.hpp"
@@ -221,36 +221,12 @@ void push_session::on_accept() {
   flush();
 }
 
-namespace {
-// The read an idle connection keeps pending for its whole life: its operation is allocated at
-// its own size. Asio's default (a per-thread cache of recycled blocks) would hand it the block
-// an earlier, bigger operation left, such as the HTTP request's read (~460 bytes instead of
-// ~100, on every idle connection; docs/benchmarks.md). Not std::allocator: Asio takes that
-// one for "no allocator" and recycles as before.
-template <class T>
-struct exact_allocator {
-  using value_type = T;
-  exact_allocator() noexcept = default;
-  template <class U>
-  exact_allocator(const exact_allocator<U>&) noexcept {}
-  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
-  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
-  template <class U>
-  bool operator==(const exact_allocator<U>&) const noexcept { return true; }
-};
-
-template <class Handler>
-auto idle_alloc(Handler&& h) {
-  return asio::bind_allocator(exact_allocator<void>(), std::forward<Handler>(h));
-}
-}  // namespace
-
 // Plain TCP and TLS alike: wait until the socket is readable, then read what there is into the
 // I/O thread's buffer. An idle connection lends no buffer to a pending read (over TLS, ~8 KB).
 void push_session::do_read() {
   auto* tls = socket_.tls();
   socket_.socket().async_wait(tls ? tls->read_wait() : tcp::socket::wait_read,
-                              idle_alloc([self = shared_from_this()](boost::system::error_code ec) {
+                              net::idle_alloc([self = shared_from_this()](boost::system::error_code ec) {
                                 self->on_readable(ec);
                               }));
 }
