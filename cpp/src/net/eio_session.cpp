@@ -41,9 +41,9 @@ eio_session::eio_session(session_context& context, asio::io_context& ioc, std::s
       // Only the Socket.IO connect hook reads the query (sio_connect_info::query).
       query_(context.hooks().on_sio_connect ? std::move(query) : std::string()),
       echo_(echo),
-      ping_timer_(ioc),
       ex_(ioc.get_executor()),
-      transport_(t) {}
+      transport_(t),
+      next_ping_(std::chrono::steady_clock::now() + context.config().eio_ping_interval) {}
 
 eio_session::~eio_session() = default;
 
@@ -85,7 +85,8 @@ std::string eio_session::open_packet() const {
 }
 
 void eio_session::start() {
-  arm_ping(context_.config().eio_ping_interval);
+  // Over WebSocket the transport's timer times the pings (ws_heartbeat_due).
+  if (transport_ == transport::polling) arm_ping();
   log_event(context_.log(), log_source::conn, log_level::info, "connection_open", [&] {
     return std::vector<log_field>{
         {"sid", sid_},
@@ -107,36 +108,73 @@ void eio_session::start() {
   });
 }
 
-void eio_session::arm_ping(std::chrono::milliseconds after) {
+std::chrono::steady_clock::time_point eio_session::heartbeat_due_locked() const {
+  if (closed_ || lingering_) return std::chrono::steady_clock::time_point::max();
   // On the shared grid (heartbeat_grid.hpp): sessions due in one tick are pinged together.
-  ping_timer_.expires_at(net::heartbeat_due(std::chrono::steady_clock::now() + after,
-                                            context_.config().eio_ping_interval));
-  ping_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-    if (!ec) self->on_ping_timer();
-  });
+  return net::heartbeat_due(awaiting_pong_ ? pong_deadline_ : next_ping_,
+                            context_.config().eio_ping_interval);
 }
 
-void eio_session::on_ping_timer() {
-  bool timed_out = false;
+void eio_session::heartbeat() {
+  const auto& cfg = context_.config();
+  bool ping = false;
   {
     std::lock_guard lock(mu_);
     if (closed_ || lingering_) return;
+    const auto now = std::chrono::steady_clock::now();
     if (awaiting_pong_) {
-      timed_out = true;
+      if (now < pong_deadline_) return;
     } else {
+      if (now < next_ping_) return;
+      ping = true;
       awaiting_pong_ = true;
+      pong_deadline_ = now + cfg.eio_ping_timeout;
+      // Every ping_interval from the first, whatever the grid's lateness; a ping that came
+      // later than one interval (its pong was late) starts the count again.
+      next_ping_ += cfg.eio_ping_interval;
+      if (next_ping_ <= now) next_ping_ = now + cfg.eio_ping_interval;
     }
   }
-  if (timed_out) {
-    close(disconnect_reason::heartbeat_timeout);
-    return;
-  }
+  if (!ping) return close(disconnect_reason::heartbeat_timeout);
+  send(text_packet("2"));
+}
+
+void eio_session::arm_ping() {
+  std::chrono::steady_clock::time_point due;
   {
     std::lock_guard lock(mu_);
-    pong_deadline_ = std::chrono::steady_clock::now() + context_.config().eio_ping_timeout;
+    // Once upgraded, the WebSocket's timer times the pings (on_upgrade told it).
+    if (transport_ != transport::polling) return;
+    due = heartbeat_due_locked();
   }
-  send(text_packet("2"));
-  arm_ping(context_.config().eio_ping_timeout);
+  if (due == std::chrono::steady_clock::time_point::max()) return;
+  if (!ping_timer_) ping_timer_ = std::make_unique<asio::steady_timer>(ex_);
+  ping_timer_->expires_at(due);
+  ping_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    bool polling;
+    {
+      std::lock_guard lock(self->mu_);
+      polling = self->transport_ == transport::polling;
+    }
+    if (!polling) return;
+    self->heartbeat();
+    self->arm_ping();
+  });
+}
+
+std::chrono::steady_clock::time_point eio_session::ws_heartbeat_due(const ws_session& from) {
+  std::lock_guard lock(mu_);
+  if (ws_.get() != &from) return std::chrono::steady_clock::time_point::max();
+  return heartbeat_due_locked();
+}
+
+void eio_session::on_ws_heartbeat(ws_session& from) {
+  {
+    std::lock_guard lock(mu_);
+    if (ws_.get() != &from) return;
+  }
+  heartbeat();
 }
 
 // Polling --------------------------------------------------------------------------------
@@ -399,6 +437,7 @@ void eio_session::on_upgrade() {
   }
   if (slot) polling_ended();
   slot.reset();
+  ws->heartbeat_changed();  // its timer times the pings from now on
   // A poll held during the upgrade is now a poll after it. Answer it after the WebSocket's
   // pending flush, so the client has "3probe" before this answer.
   if (held)
@@ -422,9 +461,10 @@ void eio_session::on_close_packet() {
     return;
   }
   // Timers are touched only on their own executor (requests arrive on any I/O thread).
-  asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
-    self->ping_timer_.expires_after(std::chrono::milliseconds(100));
-    self->ping_timer_.async_wait([self](boost::system::error_code ec) {
+  asio::post(ex_, [self = shared_from_this()] {
+    if (!self->ping_timer_) self->ping_timer_ = std::make_unique<asio::steady_timer>(self->ex_);
+    self->ping_timer_->expires_after(std::chrono::milliseconds(100));
+    self->ping_timer_->async_wait([self](boost::system::error_code ec) {
       if (!ec) self->close(disconnect_reason::client_close);
     });
   });
@@ -531,8 +571,8 @@ void eio_session::close(disconnect_reason why) {
     log_event(context_.log(), log_source::limits, log_level::warning, "slow_consumer", [&] {
       return std::vector<log_field>{{"sid", sid_}, {"limit", std::string("outbox_full")}};
     });
-  asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
-    self->ping_timer_.cancel();
+  asio::post(ex_, [self = shared_from_this()] {
+    if (self->ping_timer_) self->ping_timer_->cancel();
     self->connect_timer_.reset();  // a pending wait completes with operation_aborted
     self->upgrade_timer_.reset();
   });

@@ -4,6 +4,7 @@
 #include <cassert>
 
 #include "skyrelay/net/heartbeat_grid.hpp"
+#include "skyrelay/net/idle_alloc.hpp"
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/permessage_deflate.hpp"
@@ -195,9 +196,21 @@ void ws_session::arm_timer() {
   auto deadline = last_heard_ + cfg.heartbeat_interval + (pinged_ ? cfg.heartbeat_timeout
                                                                   : std::chrono::milliseconds(0));
   if (cfg.idle_timeout.count() > 0) deadline = std::min(deadline, last_heard_ + cfg.idle_timeout);
-  timer_.expires_at(net::heartbeat_due(deadline, cfg.heartbeat_interval));  // batched
-  timer_.async_wait([self = self_as<ws_session>()](boost::system::error_code ec) {
+  auto due = net::heartbeat_due(deadline, cfg.heartbeat_interval);  // batched
+  // Engine.IO's pings ride on this timer (one timer and one pending wait per connection,
+  // not two).
+  if (transport_only_)
+    with_handler([&](ws_handler& h) { due = std::min(due, h.ws_heartbeat_due(*this)); });
+  timer_.expires_at(due);
+  // Pending for as long as the connection is idle: at its own size (idle_alloc.hpp).
+  timer_.async_wait(net::idle_alloc([self = self_as<ws_session>()](boost::system::error_code ec) {
     if (!ec) self->on_timer(ec);
+  }));
+}
+
+void ws_session::heartbeat_changed() {
+  asio::post(socket_.get_executor(), [self = self_as<ws_session>()] {
+    if (self->state_ == state::open) self->arm_timer();
   });
 }
 
@@ -206,6 +219,10 @@ void ws_session::on_timer(boost::system::error_code) {
   if (state_ == state::closing) {
     finish(close_reason_);
     return;
+  }
+  if (transport_only_) {
+    with_handler([this](ws_handler& h) { h.on_ws_heartbeat(*this); });
+    if (state_ != state::open) return;
   }
   const auto& cfg = ctx_.config();
   const auto silent = std::chrono::steady_clock::now() - last_heard_;

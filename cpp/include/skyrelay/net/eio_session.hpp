@@ -100,6 +100,10 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   void on_ws_text(ws_session& from, std::string_view text) override;
   void on_ws_binary(ws_session& from, std::string_view bytes) override;
   void on_ws_closed(ws_session& from, disconnect_reason why) override;
+  // Over WebSocket the transport's heartbeat timer times the pings (no timer of the
+  // session's own): the next ping or pong deadline when `from` is the transport.
+  std::chrono::steady_clock::time_point ws_heartbeat_due(const ws_session& from) override;
+  void on_ws_heartbeat(ws_session& from) override;
 
  private:
   void polling_ended();  // the slot of hold() given back: counted on /metrics
@@ -130,8 +134,13 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   bool try_resume(const sio::packet& p, const auth::identity_ptr& identity);
   bool namespace_allowed(const std::string& nsp) const;
   void send_packet_text(std::string text);
-  void arm_ping(std::chrono::milliseconds after);
-  void on_ping_timer();
+  // Pings: one every eio_ping_interval (next_ping_), and the session ends when a ping's pong
+  // has not come within eio_ping_timeout (pong_deadline_). heartbeat() does what is due now;
+  // heartbeat_due_locked() says when that is next, on the grid (heartbeat_grid.hpp). Polling
+  // times them with ping_timer_ (arm_ping), WebSocket with the transport's timer.
+  void heartbeat();
+  std::chrono::steady_clock::time_point heartbeat_due_locked() const;
+  void arm_ping();
   // Called with mu_ held: takes what a parked GET should answer with, if anything.
   std::optional<std::string> take_polling_body_locked();
   void release_parked(std::string body);
@@ -146,10 +155,13 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   std::vector<std::pair<std::string, std::string>> headers() const;
   const std::string query_;
   const bool echo_;  // a raw Engine.IO echo session (conformance testing), no Socket.IO
-  asio::steady_timer ping_timer_;
-  // The executor of the session's timers, which the two below are made on when needed (an
-  // idle session keeps neither: about 240 bytes; docs/benchmarks.md).
+  // The executor of the session's timers, which the three below are made on when needed (an
+  // idle WebSocket session keeps none: about 400 bytes with their pending waits;
+  // docs/benchmarks.md).
   asio::io_context::executor_type ex_;
+  // Polling's pings (the WebSocket transport's timer times them once upgraded), and the
+  // lingering of a polling close. On ex_ only.
+  std::unique_ptr<asio::steady_timer> ping_timer_;
   // Until the first CONNECT (sio_connect_timeout); reset once one arrives. On ex_ only.
   std::unique_ptr<asio::steady_timer> connect_timer_;
   std::unique_ptr<asio::steady_timer> upgrade_timer_;  // holds a poll that arrives mid-upgrade
@@ -175,6 +187,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   bool awaiting_pong_{false};
   bool lingering_{false};  // polling: closed by a POSTed close packet, waiting for a GET
   std::chrono::steady_clock::time_point pong_deadline_{};  // while awaiting_pong_
+  std::chrono::steady_clock::time_point next_ping_{};
   std::map<std::string, std::shared_ptr<sio_socket>> sockets_;  // by namespace
   std::unique_ptr<sio::packet> partial_;  // a binary packet waiting for its attachments
   std::vector<std::string> attachments_;
