@@ -16,12 +16,16 @@ constexpr char record_separator = '\x1e';
 
 frame_ptr text_packet(std::string text) { return make_message(std::move(text), 1, 0, false); }
 
-// Header names and values never hold a NUL (Beast's parser refuses one), so it can end each.
-std::string pack(const std::vector<std::pair<std::string, std::string>>& headers) {
-  std::size_t n = 0;
+// Header names and values never hold a NUL (Beast's parser refuses one), nor do an address
+// and a query string (the request target's parser stops at one), so it can end each.
+std::string pack(std::string_view remote, std::string_view query,
+                 const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::size_t n = remote.size() + query.size() + 2;
   for (const auto& [name, value] : headers) n += name.size() + value.size() + 2;
   std::string out;
   out.reserve(n);
+  out.append(remote).push_back('\0');
+  out.append(query).push_back('\0');
   for (const auto& [name, value] : headers) {
     out.append(name).push_back('\0');
     out.append(value).push_back('\0');
@@ -36,10 +40,9 @@ eio_session::eio_session(session_context& context, asio::io_context& ioc, std::s
                          std::string query, bool echo)
     : context_(context),
       sid_(std::move(sid)),
-      remote_(std::move(remote)),
-      headers_(pack(headers)),
       // Only the Socket.IO connect hook reads the query (sio_connect_info::query).
-      query_(context.hooks().on_sio_connect ? std::move(query) : std::string()),
+      handshake_(pack(remote, context.hooks().on_sio_connect ? query : std::string_view(),
+                      headers)),
       echo_(echo),
       ex_(ioc.get_executor()),
       transport_(t),
@@ -47,9 +50,21 @@ eio_session::eio_session(session_context& context, asio::io_context& ioc, std::s
 
 eio_session::~eio_session() = default;
 
+std::string_view eio_session::remote() const {
+  const std::string_view all = handshake_;
+  return all.substr(0, all.find('\0'));
+}
+
+std::string_view eio_session::query() const {
+  const std::string_view all = handshake_;
+  const auto start = all.find('\0') + 1;
+  return all.substr(start, all.find('\0', start) - start);
+}
+
 std::vector<std::pair<std::string, std::string>> eio_session::headers() const {
   std::vector<std::pair<std::string, std::string>> out;
-  std::string_view rest = headers_;
+  std::string_view rest = handshake_;
+  for (int i = 0; i < 2 && !rest.empty(); ++i) rest.remove_prefix(rest.find('\0') + 1);
   while (!rest.empty()) {
     const auto name_end = rest.find('\0');
     const auto value_end = name_end == rest.npos ? rest.npos : rest.find('\0', name_end + 1);
@@ -91,11 +106,11 @@ void eio_session::start() {
     return std::vector<log_field>{
         {"sid", sid_},
         {"transport", std::string(echo_ ? "engineio" : "socketio")},
-        {"remote", remote_},
+        {"remote", std::string(remote())},
         {"via", std::string(transport_ == transport::polling ? "polling" : "websocket")}};
   });
   if (echo_) return;  // no Socket.IO CONNECT is expected
-  connect_timer_ = std::make_unique<asio::steady_timer>(ex_);
+  connect_timer_ = std::make_unique<net::context_timer>(ex_);
   connect_timer_->expires_after(context_.config().sio_connect_timeout);
   connect_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (ec) return;
@@ -148,7 +163,7 @@ void eio_session::arm_ping() {
     due = heartbeat_due_locked();
   }
   if (due == std::chrono::steady_clock::time_point::max()) return;
-  if (!ping_timer_) ping_timer_ = std::make_unique<asio::steady_timer>(ex_);
+  if (!ping_timer_) ping_timer_ = std::make_unique<net::context_timer>(ex_);
   ping_timer_->expires_at(due);
   ping_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (ec) return;
@@ -242,7 +257,7 @@ void eio_session::poll(reply_fn reply) {
   if (hold) {
     asio::post(ex_, [self = shared_from_this()] {
       if (!self->upgrade_timer_)
-        self->upgrade_timer_ = std::make_unique<asio::steady_timer>(self->ex_);
+        self->upgrade_timer_ = std::make_unique<net::context_timer>(self->ex_);
       self->upgrade_timer_->expires_after(std::chrono::milliseconds(50));
       self->upgrade_timer_->async_wait([self](boost::system::error_code ec) {
         if (!ec) self->release_parked("6");
@@ -462,7 +477,7 @@ void eio_session::on_close_packet() {
   }
   // Timers are touched only on their own executor (requests arrive on any I/O thread).
   asio::post(ex_, [self = shared_from_this()] {
-    if (!self->ping_timer_) self->ping_timer_ = std::make_unique<asio::steady_timer>(self->ex_);
+    if (!self->ping_timer_) self->ping_timer_ = std::make_unique<net::context_timer>(self->ex_);
     self->ping_timer_->expires_after(std::chrono::milliseconds(100));
     self->ping_timer_->async_wait([self](boost::system::error_code ec) {
       if (!ec) self->close(disconnect_reason::client_close);
@@ -540,7 +555,7 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
 }
 
 void eio_session::close(disconnect_reason why) {
-  std::map<std::string, std::shared_ptr<sio_socket>> sockets;
+  socket_list sockets;
   std::shared_ptr<ws_session> ws, probe;
   std::shared_ptr<void> slot;
   reply_fn parked;
@@ -557,7 +572,6 @@ void eio_session::close(disconnect_reason why) {
     parked_ = nullptr;
     queue_.clear();
     partial_.reset();
-    attachments_.clear();
     slot = std::move(slot_);
   }
   if (slot) polling_ended();

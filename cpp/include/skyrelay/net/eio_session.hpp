@@ -8,18 +8,16 @@
 // WebSocket transport does not take it: the transport is published once in an atomic.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <boost/container/deque.hpp>
 
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/config.hpp"
@@ -36,6 +34,34 @@
 namespace skyrelay {
 
 class session_context;
+
+// An Engine.IO session's sockets by namespace. A client opens one or a few, so a vector
+// searched in order, which holds them in one allocation, rather than a std::map's node each
+// (80 bytes; docs/benchmarks.md). Kept in the order they were placed.
+class socket_list {
+ public:
+  using value_type = std::pair<std::string, std::shared_ptr<sio_socket>>;
+  using iterator = std::vector<value_type>::iterator;
+
+  iterator begin() noexcept { return v_.begin(); }
+  iterator end() noexcept { return v_.end(); }
+  bool empty() const noexcept { return v_.empty(); }
+  iterator find(const std::string& nsp) {
+    return std::find_if(v_.begin(), v_.end(), [&](const value_type& e) { return e.first == nsp; });
+  }
+  std::size_t count(const std::string& nsp) const {
+    return std::any_of(v_.begin(), v_.end(), [&](const value_type& e) { return e.first == nsp; });
+  }
+  // `nsp` must not be in the list.
+  void emplace(const std::string& nsp, std::shared_ptr<sio_socket> sock) {
+    v_.emplace_back(nsp, std::move(sock));
+  }
+  void erase(iterator it) { v_.erase(it); }
+  void swap(socket_list& o) noexcept { v_.swap(o.v_); }
+
+ private:
+  std::vector<value_type> v_;
+};
 
 class eio_session : public ws_handler, public std::enable_shared_from_this<eio_session> {
  public:
@@ -116,8 +142,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   // Adds a socket to sockets_ / takes one out, keeping its wire (sio_socket::set_wire) the
   // session's while it is in, null once out. With mu_ held.
   void place_socket_locked(const std::string& nsp, const std::shared_ptr<sio_socket>& sock);
-  std::shared_ptr<sio_socket> erase_socket_locked(
-      std::map<std::string, std::shared_ptr<sio_socket>>::iterator it);
+  std::shared_ptr<sio_socket> erase_socket_locked(socket_list::iterator it);
   // Whether `ws` is this session's transport or its upgrade probe (not a refused duplicate).
   bool ours(const ws_session& ws) const;
   void on_sio_text(std::string_view text);
@@ -147,13 +172,14 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
 
   session_context& context_;
   const std::string sid_;
-  const std::string remote_;
-  // The handshake's headers for the connect hook, packed into one string (each name and value
-  // followed by a NUL): one allocation rather than a vector of string pairs, ~4 times the
-  // bytes. headers() unpacks them.
-  const std::string headers_;
+  // The client's address, the query (kept only for a Socket.IO connect hook) and the
+  // handshake's headers for the connect hook, packed into one string: remote, NUL, query,
+  // NUL, then each header name and value followed by a NUL. One allocation rather than three
+  // strings and a vector of string pairs. remote(), query() and headers() unpack it.
+  const std::string handshake_;
+  std::string_view remote() const;
+  std::string_view query() const;
   std::vector<std::pair<std::string, std::string>> headers() const;
-  const std::string query_;
   const bool echo_;  // a raw Engine.IO echo session (conformance testing), no Socket.IO
   // The executor of the session's timers, which the three below are made on when needed (an
   // idle WebSocket session keeps none: about 400 bytes with their pending waits;
@@ -161,10 +187,10 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   asio::io_context::executor_type ex_;
   // Polling's pings (the WebSocket transport's timer times them once upgraded), and the
   // lingering of a polling close. On ex_ only.
-  std::unique_ptr<asio::steady_timer> ping_timer_;
+  std::unique_ptr<net::context_timer> ping_timer_;
   // Until the first CONNECT (sio_connect_timeout); reset once one arrives. On ex_ only.
-  std::unique_ptr<asio::steady_timer> connect_timer_;
-  std::unique_ptr<asio::steady_timer> upgrade_timer_;  // holds a poll that arrives mid-upgrade
+  std::unique_ptr<net::context_timer> connect_timer_;
+  std::unique_ptr<net::context_timer> upgrade_timer_;  // holds a poll that arrives mid-upgrade
 
   mutable std::mutex mu_;
   transport transport_;
@@ -176,9 +202,9 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   std::atomic<ws_session*> wire_{nullptr};
   std::shared_ptr<ws_session> wire_keep_;
   bool upgrading_{false};
-  // polling: packets waiting for a GET. Boost's deque allocates nothing until the first
-  // packet (libstdc++'s ~600 bytes on every session, a WebSocket one too).
-  boost::container::deque<frame_ptr> queue_;
+  // polling: packets waiting for a GET, taken all at once (a vector: nothing allocated until
+  // the first packet, and 24 bytes in every session, a WebSocket one too).
+  std::vector<frame_ptr> queue_;
   std::size_t queue_bytes_{0};
   reply_fn parked_;              // polling: a GET waiting for packets
   bool held_{false};             // ... held for an upgrade in progress (see poll())
@@ -188,10 +214,15 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   bool lingering_{false};  // polling: closed by a POSTed close packet, waiting for a GET
   std::chrono::steady_clock::time_point pong_deadline_{};  // while awaiting_pong_
   std::chrono::steady_clock::time_point next_ping_{};
-  std::map<std::string, std::shared_ptr<sio_socket>> sockets_;  // by namespace
-  std::unique_ptr<sio::packet> partial_;  // a binary packet waiting for its attachments
-  std::vector<std::string> attachments_;
-  std::size_t attachment_bytes_{0};     // in attachments_ (max_attachment_bytes)
+  socket_list sockets_;  // by namespace
+  // A binary packet waiting for its attachments, with those come so far (their bytes count
+  // against max_attachment_bytes); made by the packet, gone once complete.
+  struct partial_packet {
+    sio::packet packet;
+    std::vector<std::string> attachments;
+    std::size_t bytes{0};
+  };
+  std::unique_ptr<partial_packet> partial_;
   std::optional<token_bucket> connect_limit_;  // CONNECT packets (server_config::inbound_limit)
   std::shared_ptr<void> slot_;          // the admission slot of a polling session
 };
