@@ -53,6 +53,7 @@ class SocketIOBridge:
         self._calls: dict[tuple[str, int], Callable[[list[Any]], None]] = {}
         self._lock = threading.Lock()
         self._next_id = 0
+        self._query = ""  # the last socket's query (on the dispatcher thread only)
 
     # -- callbacks from the core ----------------------------------------------------------
 
@@ -61,6 +62,12 @@ class SocketIOBridge:
                    recovered: bool = False) -> None:
         registry = self.registry
         registry.entered()
+        # Clients of one application mostly send one query ("EIO=4&transport=websocket"):
+        # consecutive sockets share the string instead of keeping a copy each.
+        if query == self._query:
+            query = self._query
+        else:
+            self._query = query
         conn = self._make_connection(sid, self.path, query, remote, headers,
                                      namespace=nsp, auth=json.loads(auth), transport="socket.io",
                                      claims=claims)
