@@ -25,7 +25,7 @@ ws_session::ws_session(net::stream socket, session_context& ctx, std::string sid
     : push_session(std::move(socket), ctx, std::move(sid), std::move(handshake_response),
                    encoder),
       parser_(ctx.config().max_message_size) {
-  if (!leftover.empty()) early_bytes_ = std::move(leftover);
+  if (!leftover.empty()) early_bytes_ = std::make_unique<std::string>(std::move(leftover));
 }
 
 ws_session::~ws_session() = default;
