@@ -213,7 +213,7 @@ void sse_session::frame(net::write_batch& b) {
   if (size) {
     char hex[24];
     chunk_head_.assign(hex, static_cast<std::size_t>(std::snprintf(hex, sizeof hex, "%zx\r\n", size)));
-    b.before(chunk_head_);
+    b.before_view(chunk_head_);  // rewritten only by the next fill, after this write
     b.before(prefix_);
     b.after_view("\r\n");
   }

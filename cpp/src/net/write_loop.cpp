@@ -51,6 +51,11 @@ void write_batch::after(std::string& bytes) {
   add(own(bytes), false);
 }
 
+void write_batch::before_view(std::string_view bytes) {
+  if (bytes.empty()) return;
+  add(bytes, true);
+}
+
 void write_batch::after_view(std::string_view bytes) {
   if (bytes.empty()) return;
   add(bytes, false);
@@ -196,10 +201,12 @@ void write_loop::wait_writable() {
 
 void write_loop::write_tls() {
   if (!timer_armed_ && timeout_.count() > 0) arm_timer(started_ + timeout_);
-  tls_buffers_.clear();
-  tls_buffers_.reserve(iov_.size());
-  for (const auto& v : iov_) tls_buffers_.emplace_back(v.iov_base, v.iov_len);
-  asio::async_write(stream_, tls_buffers_,
+  if (!tls_buffers_) tls_buffers_ = std::make_unique<std::vector<asio::const_buffer>>();
+  auto& buffers = *tls_buffers_;
+  buffers.clear();
+  buffers.reserve(iov_.size());
+  for (const auto& v : iov_) buffers.emplace_back(v.iov_base, v.iov_len);
+  asio::async_write(stream_, buffers,
                     [this, keep = owner_.keep_alive()](boost::system::error_code ec,
                                                        std::size_t n) {
                       written_ = n;

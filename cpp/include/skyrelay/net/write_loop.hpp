@@ -37,9 +37,10 @@ class write_batch {
  public:
   // Pieces around the frames, both sides together: an SSE stream's first write is the most
   // (its head, a chunk size and a prefix before, "\r\n" after), and at most max_owned of them
-  // owned. Sized to what the transports use, as every connection keeps one batch.
+  // owned (the head and the prefix). Sized to what the transports use, as every connection
+  // keeps one batch.
   static constexpr std::size_t max_pieces = 4;
-  static constexpr std::size_t max_owned = 3;
+  static constexpr std::size_t max_owned = 2;
 
   // The frames to write, in order; the owner appends to it (outbox::take does).
   std::vector<frame_ptr>& frames() noexcept { return frames_; }
@@ -50,7 +51,8 @@ class write_batch {
   void before(std::string& bytes);
   void after(std::string& bytes);
   // Bytes the batch only points to: a literal, or a member the owner leaves untouched until
-  // the write completes.
+  // the write completes (fill() runs only once the write before has completed).
+  void before_view(std::string_view bytes);
   void after_view(std::string_view bytes);
 
   bool empty() const noexcept { return n_pieces_ == 0 && frames_.empty(); }
@@ -144,7 +146,8 @@ class write_loop {
   write_batch batch_;
   std::vector<iovec> iov_;  // the batch's buffers; the first `next_` are written
   std::size_t next_{0};
-  std::vector<asio::const_buffer> tls_buffers_;
+  // TLS: the batch's buffers as Asio's, made by the first TLS write (none on plain TCP).
+  std::unique_ptr<std::vector<asio::const_buffer>> tls_buffers_;
   std::size_t written_{0};  // bytes of the batch written so far
   boost::system::error_code ec_;
   std::chrono::steady_clock::time_point started_;
