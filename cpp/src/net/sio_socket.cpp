@@ -191,7 +191,8 @@ bool sio_socket::begin_resume(std::weak_ptr<eio_session> session, resume_request
   if (!detached_ || closed_) return false;
   session_ = std::move(session);  // for sio_refuse's answer; nothing is sent while detached
   rec_locked().resume = std::move(r);
-  granted_roles_.reset();  // the connect hook grants them anew, or the new token's apply
+  // The connect hook grants them anew, or the new token's apply.
+  if (access_) access_->granted_roles.reset();
   return true;
 }
 
@@ -303,33 +304,35 @@ void sio_socket::mark_closed() {
     closed_ = true;
     straight_.store(false, std::memory_order_release);
     pending_.clear();
-    expiry = std::move(expiry_);
+    if (access_) expiry = std::move(access_->expiry);
   }
   if (expiry) asio::post(expiry->get_executor(), [expiry] { expiry->cancel(); });
 }
 
 void sio_socket::set_identity(auth::identity_ptr id) {
   std::lock_guard lock(mu_);
-  identity_ = std::move(id);
+  if (id || access_) access_locked().identity = std::move(id);
 }
 
 auth::identity_ptr sio_socket::identity() const {
   std::lock_guard lock(mu_);
-  return identity_;
+  return access_ ? access_->identity : nullptr;
 }
 
 void sio_socket::grant_roles(std::vector<std::string> roles) {
   auto granted = std::make_shared<const std::vector<std::string>>(std::move(roles));
   std::lock_guard lock(mu_);
-  granted_roles_ = std::move(granted);
+  access_locked().granted_roles = std::move(granted);
 }
 
 std::shared_ptr<const std::vector<std::string>> sio_socket::roles() const {
   static const std::vector<std::string> none;
   std::lock_guard lock(mu_);
-  if (granted_roles_) return granted_roles_;
-  if (!identity_) return {std::shared_ptr<void>(), &none};
-  return {identity_, &identity_->roles};
+  if (!access_) return {std::shared_ptr<void>(), &none};
+  if (access_->granted_roles) return access_->granted_roles;
+  const auto& id = access_->identity;
+  if (!id) return {std::shared_ptr<void>(), &none};
+  return {id, &id->roles};
 }
 
 void sio_socket::arm_expiry(asio::any_io_executor ex, sio_server& sio) {
@@ -341,10 +344,11 @@ void sio_socket::arm_expiry(asio::any_io_executor ex, sio_server& sio) {
     std::shared_ptr<asio::steady_timer> timer, old;
     {
       std::lock_guard lock(self->mu_);
-      if (self->closed_ || !self->identity_) return;
-      old = std::move(self->expiry_);
-      timer = std::make_shared<asio::steady_timer>(ex, auth::time_left(*self->identity_));
-      self->expiry_ = timer;
+      if (self->closed_ || !self->access_ || !self->access_->identity) return;
+      auto& a = *self->access_;
+      old = std::move(a.expiry);
+      timer = std::make_shared<asio::steady_timer>(ex, auth::time_left(*a.identity));
+      a.expiry = timer;
     }
     if (old) asio::post(old->get_executor(), [old] { old->cancel(); });
     timer->async_wait([timer, weak, sio](boost::system::error_code ec) {
@@ -353,7 +357,7 @@ void sio_socket::arm_expiry(asio::any_io_executor ex, sio_server& sio) {
       if (!s) return;
       {
         std::lock_guard lock(s->mu_);
-        if (s->expiry_ != timer) return;  // replaced by a later token
+        if (!s->access_ || s->access_->expiry != timer) return;  // replaced by a later token
       }
       sio->expire_socket(s);
     });

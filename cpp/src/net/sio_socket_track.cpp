@@ -76,7 +76,8 @@ void sio_socket::mark_inexact() {
 std::optional<redis::sio_recovery_record> sio_socket::record() const {
   std::lock_guard lock(mu_);
   if (!rec_ || !rec_->tracked || rec_->inexact || lost_ || closed_) return std::nullopt;
-  return redis::sio_recovery_record{nsp(), sid(), identity_ ? identity_->subject : std::string(),
+  const auto* id = access_ ? access_->identity.get() : nullptr;
+  return redis::sio_recovery_record{nsp(), sid(), id ? id->subject : std::string(),
                                     rec_->version, rec_->points};
 }
 

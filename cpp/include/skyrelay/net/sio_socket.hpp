@@ -193,9 +193,18 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   bool lost_{false};  // reset(): sends nothing more, cannot be resumed
   std::unique_ptr<inbound_limit> limit_;  // made on first use, from the server's config
   std::atomic<std::uint64_t> rate_streak_{0};  // written under mu_ (take_token)
-  auth::identity_ptr identity_;
-  std::shared_ptr<const std::vector<std::string>> granted_roles_;
-  std::shared_ptr<asio::steady_timer> expiry_;  // cancelled on its own executor
+  // The socket's token, the roles a connect hook granted, and the timer of the token's
+  // expiry: made by the first of them (a socket with none, without a token, keeps 8 bytes).
+  struct access {
+    auth::identity_ptr identity;
+    std::shared_ptr<const std::vector<std::string>> granted_roles;
+    std::shared_ptr<asio::steady_timer> expiry;  // cancelled on its own executor
+  };
+  std::unique_ptr<access> access_;  // with mu_ held
+  access& access_locked() {
+    if (!access_) access_ = std::make_unique<access>();
+    return *access_;
+  }
   // Connection state recovery's state, made only for a socket with recovery on (or tracked):
   // ~230 bytes that a socket without it does not keep (docs/benchmarks.md).
   struct recovery {
