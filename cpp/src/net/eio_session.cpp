@@ -46,6 +46,7 @@ eio_session::eio_session(session_context& context, asio::io_context& ioc, std::s
       echo_(echo),
       ex_(ioc.get_executor()),
       transport_(t),
+      polling_(t == transport::polling ? std::make_unique<polling_state>() : nullptr),
       next_ping_(std::chrono::steady_clock::now() + context.config().eio_ping_interval) {}
 
 eio_session::~eio_session() = default;
@@ -195,11 +196,12 @@ void eio_session::on_ws_heartbeat(ws_session& from) {
 // Polling --------------------------------------------------------------------------------
 
 std::optional<std::string> eio_session::take_polling_body_locked() {
-  if (queue_.empty()) return std::nullopt;
+  auto& queue = polling_->queue;
+  if (queue.empty()) return std::nullopt;
   std::string body;
-  for (std::size_t i = 0; i < queue_.size(); ++i) {
+  for (std::size_t i = 0; i < queue.size(); ++i) {
     if (i) body += record_separator;
-    const auto& f = queue_[i];
+    const auto& f = queue[i];
     if (f->ws_opcode == 2) {
       body += 'b';  // binary goes over polling as base64
       body += eio::base64_encode(f->payload());
@@ -207,8 +209,8 @@ std::optional<std::string> eio_session::take_polling_body_locked() {
       f->append_payload(body);  // a text packet, type character included
     }
   }
-  queue_.clear();
-  queue_bytes_ = 0;
+  queue.clear();
+  polling_->queue_bytes = 0;
   return body;
 }
 
@@ -225,21 +227,21 @@ void eio_session::poll(reply_fn reply) {
       dead = true;
     } else if (lingering_) {
       body = "6";  // the session is closing: release this poll, then end it
-    } else if (parked_) {
+    } else if (polling_->parked) {
       duplicate = true;
-      previous = std::move(parked_);
-      parked_ = nullptr;
+      previous = std::move(polling_->parked);
+      polling_->parked = nullptr;
     } else if (upgrading_ || probe_) {
       // Mid-upgrade: the client's "2probe" and "5" may be in flight on the WebSocket (another
       // connection, maybe another thread, so this poll can overtake them). Hold the poll
       // briefly: if the upgrade completes it gets 400 like any poll after an upgrade, else a
       // noop.
-      parked_ = std::move(reply);
+      polling_->parked = std::move(reply);
       held_ = true;
       hold = true;
     } else {
       body = take_polling_body_locked();
-      if (!body) parked_ = std::move(reply);
+      if (!body) polling_->parked = std::move(reply);
     }
   }
   if (dead) {
@@ -278,8 +280,10 @@ void eio_session::release_parked(std::string body) {
   reply_fn r;
   {
     std::lock_guard lock(mu_);
-    r = std::move(parked_);
-    parked_ = nullptr;
+    if (polling_) {
+      r = std::move(polling_->parked);
+      polling_->parked = nullptr;
+    }
     held_ = false;
   }
   if (r) r(200, std::move(body));
@@ -414,8 +418,8 @@ void eio_session::on_ping(const eio::packet& p) {
       probe = probe_;
       upgrading_ = true;
       if (!held_) {
-        waiting = std::move(parked_);
-        parked_ = nullptr;
+        waiting = std::move(polling_->parked);
+        polling_->parked = nullptr;
       }
     }
   }
@@ -441,13 +445,13 @@ void eio_session::on_upgrade() {
     ws = ws_;
     // What polling had not sent yet goes first: pushed (no I/O) before any sender can reach
     // the WebSocket.
-    for (auto& f : queue_) ws->deliver(f, overflow_policy::disconnect);
-    queue_.clear();
-    queue_bytes_ = 0;
+    for (auto& f : polling_->queue) ws->deliver(f, overflow_policy::disconnect);
+    polling_->queue.clear();
+    polling_->queue_bytes = 0;
     set_wire_locked(ws_);
     slot = std::move(slot_);  // the WebSocket's connection slot counts the session now
-    held = std::move(parked_);
-    parked_ = nullptr;
+    held = std::move(polling_->parked);
+    polling_->parked = nullptr;
     held_ = false;
   }
   if (slot) polling_ended();
@@ -466,7 +470,7 @@ void eio_session::on_close_packet() {
   bool linger = false;
   {
     std::lock_guard lock(mu_);
-    if (transport_ == transport::polling && !parked_ && !closed_) {
+    if (transport_ == transport::polling && !polling_->parked && !closed_) {
       lingering_ = true;
       linger = true;
     }
@@ -522,15 +526,16 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
       ws = ws_;
     } else {
       const auto& cfg = context_.config();
+      auto& pl = *polling_;
       for (const auto& f : frames) {
-        queue_.push_back(f);
-        queue_bytes_ += f->wire_size();
+        pl.queue.push_back(f);
+        pl.queue_bytes += f->wire_size();
       }
-      overflow = queue_.size() > cfg.outbox_max_frames || queue_bytes_ > cfg.outbox_max_bytes;
+      overflow = pl.queue.size() > cfg.outbox_max_frames || pl.queue_bytes > cfg.outbox_max_bytes;
       overflowed_ = overflow;
-      if (!overflow && parked_ && !upgrading_) {
-        parked = std::move(parked_);
-        parked_ = nullptr;
+      if (!overflow && pl.parked && !upgrading_) {
+        parked = std::move(pl.parked);
+        pl.parked = nullptr;
         body = *take_polling_body_locked();
       }
     }
@@ -568,9 +573,11 @@ void eio_session::close(disconnect_reason why) {
     sockets.swap(sockets_);
     ws = std::move(ws_);
     probe = std::move(probe_);
-    parked = std::move(parked_);
-    parked_ = nullptr;
-    queue_.clear();
+    if (polling_) {
+      parked = std::move(polling_->parked);
+      polling_->parked = nullptr;
+      polling_->queue.clear();
+    }
     partial_.reset();
     slot = std::move(slot_);
   }

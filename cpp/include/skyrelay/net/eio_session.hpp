@@ -202,11 +202,14 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   std::atomic<ws_session*> wire_{nullptr};
   std::shared_ptr<ws_session> wire_keep_;
   bool upgrading_{false};
-  // polling: packets waiting for a GET, taken all at once (a vector: nothing allocated until
-  // the first packet, and 24 bytes in every session, a WebSocket one too).
-  std::vector<frame_ptr> queue_;
-  std::size_t queue_bytes_{0};
-  reply_fn parked_;              // polling: a GET waiting for packets
+  // What only a session opened by polling keeps (null for one opened over WebSocket): the
+  // packets waiting for a GET, taken all at once, and a GET waiting for packets.
+  struct polling_state {
+    std::vector<frame_ptr> queue;
+    std::size_t queue_bytes{0};
+    reply_fn parked;
+  };
+  std::unique_ptr<polling_state> polling_;  // with mu_ held
   bool held_{false};             // ... held for an upgrade in progress (see poll())
   bool overflowed_{false};       // the polling queue overflowed; the session is being closed
   bool closed_{false};
