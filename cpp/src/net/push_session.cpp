@@ -191,7 +191,8 @@ void push_session::on_accept() {
   m.add(m.local().of(metric_transport()).connections_opened);
   if (!transport_only())  // an Engine.IO transport: its session logs (eio_session.cpp)
     log_event(ctx_.log(), log_source::conn, log_level::info, "connection_open", [&] {
-      std::string remote = remote_ ? *remote_ : std::string();  // a trusted proxy's, else the peer
+      // The client a trusted proxy named, else the peer.
+      std::string remote = remote_ ? *remote_ : std::string();
       if (!remote_) {
         boost::system::error_code ec;
         auto ep = socket_.remote_endpoint(ec);
@@ -227,10 +228,11 @@ void push_session::on_accept() {
 // I/O thread's buffer. An idle connection lends no buffer to a pending read (over TLS, ~8 KB).
 void push_session::do_read() {
   auto* tls = socket_.tls();
-  socket_.socket().async_wait(tls ? tls->read_wait() : tcp::socket::wait_read,
-                              net::idle_alloc([self = shared_from_this()](boost::system::error_code ec) {
-                                self->on_readable(ec);
-                              }));
+  socket_.socket().async_wait(
+      tls ? tls->read_wait() : tcp::socket::wait_read,
+      net::idle_alloc([self = shared_from_this()](boost::system::error_code ec) {
+        self->on_readable(ec);
+      }));
 }
 
 std::size_t push_session::read_now(boost::system::error_code& ec) {
