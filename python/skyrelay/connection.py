@@ -30,6 +30,11 @@ def split_targets(target: Target) -> tuple[list[str], list[str]]:
     return names, conns
 
 
+# Given as `auth` for a CONNECT without a payload: read as a fresh empty dict, made on first
+# use (most sockets never read it).
+EMPTY_AUTH: Any = object()
+
+
 def _pack_headers(headers: Iterable[tuple[str, str]]) -> str | dict[str, str]:
     """Header pairs as one string, each lower-cased name and value followed by a NUL (a dict
     when some name or value holds a NUL itself, which an HTTP parser never lets through)."""
@@ -70,11 +75,11 @@ class Connection:
     """
 
     # Every open connection has one, so what most never use is made on first use: ``state``,
-    # ``claims``, ``roles`` and ``params`` are empty until read or set, and ``headers`` waits as
-    # one packed string (name NUL value NUL ...) until read (docs/benchmarks.md: ~0.8 KB less
+    # ``claims``, ``roles``, ``params`` and an empty ``auth`` are made when read or set, and
+    # ``headers`` waits as one packed string (name NUL value NUL ...) until read (docs/benchmarks.md: ~0.8 KB less
     # per idle Socket.IO socket).
     __slots__ = ("_server", "sid", "path", "query", "remote", "_headers", "_state", "namespace",
-                 "auth", "transport", "_claims", "user", "_roles", "recovered", "eio_sid",
+                 "_auth", "transport", "_claims", "user", "_roles", "recovered", "eio_sid",
                  "_params")
 
     def __init__(self, server: Server, sid: str, path: str = "", query: str = "",
@@ -89,7 +94,7 @@ class Connection:
         self._headers: str | dict[str, str] = _pack_headers(headers)
         self._state: dict[str, Any] | None = None
         self.namespace = namespace
-        self.auth = auth
+        self._auth = auth
         self.transport = transport
         parsed = json.loads(claims) if isinstance(claims, str) else claims
         self._claims: dict[str, Any] | None = parsed or None
@@ -112,6 +117,17 @@ class Connection:
     @headers.setter
     def headers(self, value: dict[str, str]) -> None:
         self._headers = value
+
+    @property
+    def auth(self) -> Any:
+        """The CONNECT payload (Socket.IO), else None."""
+        if self._auth is EMPTY_AUTH:
+            self._auth = {}
+        return self._auth
+
+    @auth.setter
+    def auth(self, value: Any) -> None:
+        self._auth = value
 
     @property
     def state(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .connection import EMPTY_AUTH
 from .encoding import encode_args, unpack_binary
 from .errors import ConnectionRefused, Forbidden, RequestError
 from .typed import InvalidPayload
@@ -69,7 +70,9 @@ class SocketIOBridge:
         else:
             self._query = query
         conn = self._make_connection(sid, self.path, query, remote, headers,
-                                     namespace=nsp, auth=json.loads(auth), transport="socket.io",
+                                     namespace=nsp,
+                                     auth=EMPTY_AUTH if auth == "{}" else json.loads(auth),
+                                     transport="socket.io",
                                      claims=claims)
         conn.recovered = recovered
         conn.eio_sid = eio_sid

@@ -54,3 +54,14 @@ def test_claims_give_user_and_roles():
         assert conn.roles == ["ops", "viewer"]
     conn = Connection(None, "sid", claims={"sub": 7})
     assert conn.user is None and conn.roles == []
+
+
+def test_an_empty_connect_payload_reads_as_a_fresh_dict():
+    from skyrelay.connection import EMPTY_AUTH
+
+    a, b = Connection(None, "a", auth=EMPTY_AUTH), Connection(None, "b", auth=EMPTY_AUTH)
+    assert a.auth == {} and a.auth is a.auth
+    a.auth["k"] = 1
+    assert b.auth == {}
+    assert Connection(None, "c").auth is None
+    assert Connection(None, "d", auth={"token": "t"}).auth == {"token": "t"}
