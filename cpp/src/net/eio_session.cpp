@@ -152,7 +152,9 @@ void eio_session::heartbeat() {
     }
   }
   if (!ping) return close(disconnect_reason::heartbeat_timeout);
-  send(text_packet("2"));
+  // One immutable ping packet for every session, made once (see ws_session.cpp's ping).
+  static const frame_ptr ping_packet = text_packet("2");
+  send(ping_packet);
 }
 
 void eio_session::arm_ping() {
