@@ -30,6 +30,21 @@ def split_targets(target: Target) -> tuple[list[str], list[str]]:
     return names, conns
 
 
+# Given as `auth` for a CONNECT without a payload: read as a fresh empty dict, made on first
+# use (most sockets never read it).
+EMPTY_AUTH: Any = object()
+
+
+def _pack_headers(headers: Iterable[tuple[str, str]]) -> str | dict[str, str]:
+    """Header pairs as one string, each lower-cased name and value followed by a NUL (a dict
+    when some name or value holds a NUL itself, which an HTTP parser never lets through)."""
+    pairs = headers if isinstance(headers, (list, tuple)) else list(headers)
+    packed = "".join(f"{k.lower()}\0{v}\0" for k, v in pairs)
+    if packed.count("\0") != 2 * len(pairs):
+        return {k.lower(): v for k, v in pairs}
+    return packed
+
+
 def target_names(target: Target) -> list[str]:
     """Every name and sid of ``target`` (for ``skip``)."""
     names, conns = split_targets(target)
@@ -59,9 +74,13 @@ class Connection:
     socket (same ``sid``, its rooms and ``state``) comes back only if the handler accepts it.
     """
 
-    __slots__ = ("_server", "sid", "path", "query", "remote", "headers", "state", "namespace",
-                 "auth", "transport", "claims", "user", "roles", "recovered", "eio_sid",
-                 "params")
+    # Every open connection has one, so what most never use is made on first use: ``state``,
+    # ``claims``, ``roles``, ``params`` and an empty ``auth`` are made when read or set, and
+    # ``headers`` waits as one packed string (name NUL value NUL ...) until read (docs/benchmarks.md: ~0.8 KB less
+    # per idle Socket.IO socket).
+    __slots__ = ("_server", "sid", "path", "query", "remote", "_headers", "_state", "namespace",
+                 "_auth", "transport", "_claims", "user", "_roles", "recovered", "eio_sid",
+                 "_params")
 
     def __init__(self, server: Server, sid: str, path: str = "", query: str = "",
                  remote: str = "", headers: Iterable[tuple[str, str]] = (), *,
@@ -72,19 +91,83 @@ class Connection:
         self.path = path
         self.query = query
         self.remote = remote
-        self.headers = {k.lower(): v for k, v in headers}
-        self.state: dict[str, Any] = {}
+        self._headers: str | dict[str, str] = _pack_headers(headers)
+        self._state: dict[str, Any] | None = None
         self.namespace = namespace
-        self.auth = auth
+        self._auth = auth
         self.transport = transport
         parsed = json.loads(claims) if isinstance(claims, str) else claims
-        self.claims: dict[str, Any] = parsed or {}
-        sub = self.claims.get("sub")
+        self._claims: dict[str, Any] | None = parsed or None
+        sub = parsed.get("sub") if parsed else None
         self.user: str | None = sub if isinstance(sub, str) else None
-        self.roles: list[str] = list(self.claims.get("roles") or [])
+        self._roles: list[str] | None = None
         self.recovered = False
-        self.params: dict[str, str] = {}
+        self._params: dict[str, str] | None = None
         self.eio_sid = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The handshake's headers, names in lower case."""
+        h = self._headers
+        if isinstance(h, str):
+            parts = h.split("\0")
+            h = self._headers = dict(zip(parts[0:-1:2], parts[1::2]))
+        return h
+
+    @headers.setter
+    def headers(self, value: dict[str, str]) -> None:
+        self._headers = value
+
+    @property
+    def auth(self) -> Any:
+        """The CONNECT payload (Socket.IO), else None."""
+        if self._auth is EMPTY_AUTH:
+            self._auth = {}
+        return self._auth
+
+    @auth.setter
+    def auth(self, value: Any) -> None:
+        self._auth = value
+
+    @property
+    def state(self) -> dict[str, Any]:
+        if self._state is None:
+            self._state = {}
+        return self._state
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        self._state = value
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        if self._claims is None:
+            self._claims = {}
+        return self._claims
+
+    @claims.setter
+    def claims(self, value: dict[str, Any]) -> None:
+        self._claims = value
+
+    @property
+    def roles(self) -> list[str]:
+        if self._roles is None:
+            self._roles = list(self._claims.get("roles") or []) if self._claims else []
+        return self._roles
+
+    @roles.setter
+    def roles(self, value: list[str]) -> None:
+        self._roles = value
+
+    @property
+    def params(self) -> dict[str, str]:
+        if self._params is None:
+            self._params = {}
+        return self._params
+
+    @params.setter
+    def params(self, value: dict[str, str]) -> None:
+        self._params = value
 
     def __repr__(self) -> str:
         return f"<skyrelay.Connection sid={self.sid!r} {self.transport} {self.namespace}>"

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .connection import EMPTY_AUTH
 from .encoding import encode_args, unpack_binary
 from .errors import ConnectionRefused, Forbidden, RequestError
 from .typed import InvalidPayload
@@ -53,6 +54,7 @@ class SocketIOBridge:
         self._calls: dict[tuple[str, int], Callable[[list[Any]], None]] = {}
         self._lock = threading.Lock()
         self._next_id = 0
+        self._query = ""  # the last socket's query (on the dispatcher thread only)
 
     # -- callbacks from the core ----------------------------------------------------------
 
@@ -61,8 +63,16 @@ class SocketIOBridge:
                    recovered: bool = False) -> None:
         registry = self.registry
         registry.entered()
+        # Clients of one application mostly send one query ("EIO=4&transport=websocket"):
+        # consecutive sockets share the string instead of keeping a copy each.
+        if query == self._query:
+            query = self._query
+        else:
+            self._query = query
         conn = self._make_connection(sid, self.path, query, remote, headers,
-                                     namespace=nsp, auth=json.loads(auth), transport="socket.io",
+                                     namespace=nsp,
+                                     auth=EMPTY_AUTH if auth == "{}" else json.loads(auth),
+                                     transport="socket.io",
                                      claims=claims)
         conn.recovered = recovered
         conn.eio_sid = eio_sid

@@ -16,12 +16,16 @@ constexpr char record_separator = '\x1e';
 
 frame_ptr text_packet(std::string text) { return make_message(std::move(text), 1, 0, false); }
 
-// Header names and values never hold a NUL (Beast's parser refuses one), so it can end each.
-std::string pack(const std::vector<std::pair<std::string, std::string>>& headers) {
-  std::size_t n = 0;
+// Header names and values never hold a NUL (Beast's parser refuses one), nor do an address
+// and a query string (the request target's parser stops at one), so it can end each.
+std::string pack(std::string_view remote, std::string_view query,
+                 const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::size_t n = remote.size() + query.size() + 2;
   for (const auto& [name, value] : headers) n += name.size() + value.size() + 2;
   std::string out;
   out.reserve(n);
+  out.append(remote).push_back('\0');
+  out.append(query).push_back('\0');
   for (const auto& [name, value] : headers) {
     out.append(name).push_back('\0');
     out.append(value).push_back('\0');
@@ -36,20 +40,32 @@ eio_session::eio_session(session_context& context, asio::io_context& ioc, std::s
                          std::string query, bool echo)
     : context_(context),
       sid_(std::move(sid)),
-      remote_(std::move(remote)),
-      headers_(pack(headers)),
       // Only the Socket.IO connect hook reads the query (sio_connect_info::query).
-      query_(context.hooks().on_sio_connect ? std::move(query) : std::string()),
+      handshake_(pack(remote, context.hooks().on_sio_connect ? query : std::string_view(),
+                      headers)),
       echo_(echo),
-      ping_timer_(ioc),
       ex_(ioc.get_executor()),
-      transport_(t) {}
+      transport_(t),
+      polling_(t == transport::polling ? std::make_unique<polling_state>() : nullptr),
+      next_ping_(std::chrono::steady_clock::now() + context.config().eio_ping_interval) {}
 
 eio_session::~eio_session() = default;
 
+std::string_view eio_session::remote() const {
+  const std::string_view all = handshake_;
+  return all.substr(0, all.find('\0'));
+}
+
+std::string_view eio_session::query() const {
+  const std::string_view all = handshake_;
+  const auto start = all.find('\0') + 1;
+  return all.substr(start, all.find('\0', start) - start);
+}
+
 std::vector<std::pair<std::string, std::string>> eio_session::headers() const {
   std::vector<std::pair<std::string, std::string>> out;
-  std::string_view rest = headers_;
+  std::string_view rest = handshake_;
+  for (int i = 0; i < 2 && !rest.empty(); ++i) rest.remove_prefix(rest.find('\0') + 1);
   while (!rest.empty()) {
     const auto name_end = rest.find('\0');
     const auto value_end = name_end == rest.npos ? rest.npos : rest.find('\0', name_end + 1);
@@ -85,16 +101,17 @@ std::string eio_session::open_packet() const {
 }
 
 void eio_session::start() {
-  arm_ping(context_.config().eio_ping_interval);
+  // Over WebSocket the transport's timer times the pings (ws_heartbeat_due).
+  if (transport_ == transport::polling) arm_ping();
   log_event(context_.log(), log_source::conn, log_level::info, "connection_open", [&] {
     return std::vector<log_field>{
         {"sid", sid_},
         {"transport", std::string(echo_ ? "engineio" : "socketio")},
-        {"remote", remote_},
+        {"remote", std::string(remote())},
         {"via", std::string(transport_ == transport::polling ? "polling" : "websocket")}};
   });
   if (echo_) return;  // no Socket.IO CONNECT is expected
-  connect_timer_ = std::make_unique<asio::steady_timer>(ex_);
+  connect_timer_ = std::make_unique<net::context_timer>(ex_);
   connect_timer_->expires_after(context_.config().sio_connect_timeout);
   connect_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (ec) return;
@@ -107,46 +124,86 @@ void eio_session::start() {
   });
 }
 
-void eio_session::arm_ping(std::chrono::milliseconds after) {
+std::chrono::steady_clock::time_point eio_session::heartbeat_due_locked() const {
+  if (closed_ || lingering_) return std::chrono::steady_clock::time_point::max();
   // On the shared grid (heartbeat_grid.hpp): sessions due in one tick are pinged together.
-  ping_timer_.expires_at(net::heartbeat_due(std::chrono::steady_clock::now() + after,
-                                            context_.config().eio_ping_interval));
-  ping_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-    if (!ec) self->on_ping_timer();
-  });
+  return net::heartbeat_due(awaiting_pong_ ? pong_deadline_ : next_ping_,
+                            context_.config().eio_ping_interval);
 }
 
-void eio_session::on_ping_timer() {
-  bool timed_out = false;
+void eio_session::heartbeat() {
+  const auto& cfg = context_.config();
+  bool ping = false;
   {
     std::lock_guard lock(mu_);
     if (closed_ || lingering_) return;
+    const auto now = std::chrono::steady_clock::now();
     if (awaiting_pong_) {
-      timed_out = true;
+      if (now < pong_deadline_) return;
     } else {
+      if (now < next_ping_) return;
+      ping = true;
       awaiting_pong_ = true;
+      pong_deadline_ = now + cfg.eio_ping_timeout;
+      // Every ping_interval from the first, whatever the grid's lateness; a ping that came
+      // later than one interval (its pong was late) starts the count again.
+      next_ping_ += cfg.eio_ping_interval;
+      if (next_ping_ <= now) next_ping_ = now + cfg.eio_ping_interval;
     }
   }
-  if (timed_out) {
-    close(disconnect_reason::heartbeat_timeout);
-    return;
-  }
+  if (!ping) return close(disconnect_reason::heartbeat_timeout);
+  // One immutable ping packet for every session, made once (see ws_session.cpp's ping).
+  static const frame_ptr ping_packet = text_packet("2");
+  send(ping_packet);
+}
+
+void eio_session::arm_ping() {
+  std::chrono::steady_clock::time_point due;
   {
     std::lock_guard lock(mu_);
-    pong_deadline_ = std::chrono::steady_clock::now() + context_.config().eio_ping_timeout;
+    // Once upgraded, the WebSocket's timer times the pings (on_upgrade told it).
+    if (transport_ != transport::polling) return;
+    due = heartbeat_due_locked();
   }
-  send(text_packet("2"));
-  arm_ping(context_.config().eio_ping_timeout);
+  if (due == std::chrono::steady_clock::time_point::max()) return;
+  if (!ping_timer_) ping_timer_ = std::make_unique<net::context_timer>(ex_);
+  ping_timer_->expires_at(due);
+  ping_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    bool polling;
+    {
+      std::lock_guard lock(self->mu_);
+      polling = self->transport_ == transport::polling;
+    }
+    if (!polling) return;
+    self->heartbeat();
+    self->arm_ping();
+  });
+}
+
+std::chrono::steady_clock::time_point eio_session::ws_heartbeat_due(const ws_session& from) {
+  std::lock_guard lock(mu_);
+  if (ws_.get() != &from) return std::chrono::steady_clock::time_point::max();
+  return heartbeat_due_locked();
+}
+
+void eio_session::on_ws_heartbeat(ws_session& from) {
+  {
+    std::lock_guard lock(mu_);
+    if (ws_.get() != &from) return;
+  }
+  heartbeat();
 }
 
 // Polling --------------------------------------------------------------------------------
 
 std::optional<std::string> eio_session::take_polling_body_locked() {
-  if (queue_.empty()) return std::nullopt;
+  auto& queue = polling_->queue;
+  if (queue.empty()) return std::nullopt;
   std::string body;
-  for (std::size_t i = 0; i < queue_.size(); ++i) {
+  for (std::size_t i = 0; i < queue.size(); ++i) {
     if (i) body += record_separator;
-    const auto& f = queue_[i];
+    const auto& f = queue[i];
     if (f->ws_opcode == 2) {
       body += 'b';  // binary goes over polling as base64
       body += eio::base64_encode(f->payload());
@@ -154,8 +211,8 @@ std::optional<std::string> eio_session::take_polling_body_locked() {
       f->append_payload(body);  // a text packet, type character included
     }
   }
-  queue_.clear();
-  queue_bytes_ = 0;
+  queue.clear();
+  polling_->queue_bytes = 0;
   return body;
 }
 
@@ -172,21 +229,21 @@ void eio_session::poll(reply_fn reply) {
       dead = true;
     } else if (lingering_) {
       body = "6";  // the session is closing: release this poll, then end it
-    } else if (parked_) {
+    } else if (polling_->parked) {
       duplicate = true;
-      previous = std::move(parked_);
-      parked_ = nullptr;
+      previous = std::move(polling_->parked);
+      polling_->parked = nullptr;
     } else if (upgrading_ || probe_) {
       // Mid-upgrade: the client's "2probe" and "5" may be in flight on the WebSocket (another
       // connection, maybe another thread, so this poll can overtake them). Hold the poll
       // briefly: if the upgrade completes it gets 400 like any poll after an upgrade, else a
       // noop.
-      parked_ = std::move(reply);
+      polling_->parked = std::move(reply);
       held_ = true;
       hold = true;
     } else {
       body = take_polling_body_locked();
-      if (!body) parked_ = std::move(reply);
+      if (!body) polling_->parked = std::move(reply);
     }
   }
   if (dead) {
@@ -204,7 +261,7 @@ void eio_session::poll(reply_fn reply) {
   if (hold) {
     asio::post(ex_, [self = shared_from_this()] {
       if (!self->upgrade_timer_)
-        self->upgrade_timer_ = std::make_unique<asio::steady_timer>(self->ex_);
+        self->upgrade_timer_ = std::make_unique<net::context_timer>(self->ex_);
       self->upgrade_timer_->expires_after(std::chrono::milliseconds(50));
       self->upgrade_timer_->async_wait([self](boost::system::error_code ec) {
         if (!ec) self->release_parked("6");
@@ -225,8 +282,10 @@ void eio_session::release_parked(std::string body) {
   reply_fn r;
   {
     std::lock_guard lock(mu_);
-    r = std::move(parked_);
-    parked_ = nullptr;
+    if (polling_) {
+      r = std::move(polling_->parked);
+      polling_->parked = nullptr;
+    }
     held_ = false;
   }
   if (r) r(200, std::move(body));
@@ -361,8 +420,8 @@ void eio_session::on_ping(const eio::packet& p) {
       probe = probe_;
       upgrading_ = true;
       if (!held_) {
-        waiting = std::move(parked_);
-        parked_ = nullptr;
+        waiting = std::move(polling_->parked);
+        polling_->parked = nullptr;
       }
     }
   }
@@ -388,17 +447,18 @@ void eio_session::on_upgrade() {
     ws = ws_;
     // What polling had not sent yet goes first: pushed (no I/O) before any sender can reach
     // the WebSocket.
-    for (auto& f : queue_) ws->deliver(f, overflow_policy::disconnect);
-    queue_.clear();
-    queue_bytes_ = 0;
+    for (auto& f : polling_->queue) ws->deliver(f, overflow_policy::disconnect);
+    polling_->queue.clear();
+    polling_->queue_bytes = 0;
     set_wire_locked(ws_);
     slot = std::move(slot_);  // the WebSocket's connection slot counts the session now
-    held = std::move(parked_);
-    parked_ = nullptr;
+    held = std::move(polling_->parked);
+    polling_->parked = nullptr;
     held_ = false;
   }
   if (slot) polling_ended();
   slot.reset();
+  ws->heartbeat_changed();  // its timer times the pings from now on
   // A poll held during the upgrade is now a poll after it. Answer it after the WebSocket's
   // pending flush, so the client has "3probe" before this answer.
   if (held)
@@ -412,7 +472,7 @@ void eio_session::on_close_packet() {
   bool linger = false;
   {
     std::lock_guard lock(mu_);
-    if (transport_ == transport::polling && !parked_ && !closed_) {
+    if (transport_ == transport::polling && !polling_->parked && !closed_) {
       lingering_ = true;
       linger = true;
     }
@@ -422,9 +482,10 @@ void eio_session::on_close_packet() {
     return;
   }
   // Timers are touched only on their own executor (requests arrive on any I/O thread).
-  asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
-    self->ping_timer_.expires_after(std::chrono::milliseconds(100));
-    self->ping_timer_.async_wait([self](boost::system::error_code ec) {
+  asio::post(ex_, [self = shared_from_this()] {
+    if (!self->ping_timer_) self->ping_timer_ = std::make_unique<net::context_timer>(self->ex_);
+    self->ping_timer_->expires_after(std::chrono::milliseconds(100));
+    self->ping_timer_->async_wait([self](boost::system::error_code ec) {
       if (!ec) self->close(disconnect_reason::client_close);
     });
   });
@@ -467,15 +528,16 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
       ws = ws_;
     } else {
       const auto& cfg = context_.config();
+      auto& pl = *polling_;
       for (const auto& f : frames) {
-        queue_.push_back(f);
-        queue_bytes_ += f->wire_size();
+        pl.queue.push_back(f);
+        pl.queue_bytes += f->wire_size();
       }
-      overflow = queue_.size() > cfg.outbox_max_frames || queue_bytes_ > cfg.outbox_max_bytes;
+      overflow = pl.queue.size() > cfg.outbox_max_frames || pl.queue_bytes > cfg.outbox_max_bytes;
       overflowed_ = overflow;
-      if (!overflow && parked_ && !upgrading_) {
-        parked = std::move(parked_);
-        parked_ = nullptr;
+      if (!overflow && pl.parked && !upgrading_) {
+        parked = std::move(pl.parked);
+        pl.parked = nullptr;
         body = *take_polling_body_locked();
       }
     }
@@ -500,7 +562,7 @@ void eio_session::send_all(const std::vector<frame_ptr>& frames) {
 }
 
 void eio_session::close(disconnect_reason why) {
-  std::map<std::string, std::shared_ptr<sio_socket>> sockets;
+  socket_list sockets;
   std::shared_ptr<ws_session> ws, probe;
   std::shared_ptr<void> slot;
   reply_fn parked;
@@ -513,11 +575,12 @@ void eio_session::close(disconnect_reason why) {
     sockets.swap(sockets_);
     ws = std::move(ws_);
     probe = std::move(probe_);
-    parked = std::move(parked_);
-    parked_ = nullptr;
-    queue_.clear();
+    if (polling_) {
+      parked = std::move(polling_->parked);
+      polling_->parked = nullptr;
+      polling_->queue.clear();
+    }
     partial_.reset();
-    attachments_.clear();
     slot = std::move(slot_);
   }
   if (slot) polling_ended();
@@ -531,8 +594,8 @@ void eio_session::close(disconnect_reason why) {
     log_event(context_.log(), log_source::limits, log_level::warning, "slow_consumer", [&] {
       return std::vector<log_field>{{"sid", sid_}, {"limit", std::string("outbox_full")}};
     });
-  asio::post(ping_timer_.get_executor(), [self = shared_from_this()] {
-    self->ping_timer_.cancel();
+  asio::post(ex_, [self = shared_from_this()] {
+    if (self->ping_timer_) self->ping_timer_->cancel();
     self->connect_timer_.reset();  // a pending wait completes with operation_aborted
     self->upgrade_timer_.reset();
   });

@@ -45,33 +45,28 @@ void eio_session::on_sio_text(std::string_view text) {
       return;
     }
     std::lock_guard lock(mu_);
-    partial_ = std::make_unique<sio::packet>(std::move(p));
-    attachments_.clear();
-    attachment_bytes_ = 0;
+    partial_ = std::make_unique<partial_packet>();
+    partial_->packet = std::move(p);
     return;
   }
   dispatch(p, {});
 }
 
 void eio_session::on_sio_binary(std::string_view bytes) {
-  std::unique_ptr<sio::packet> complete;
-  std::vector<std::string> parts;
+  std::unique_ptr<partial_packet> complete;
   bool unexpected = false, too_big = false;
   {
     std::lock_guard lock(mu_);
     if (closed_) return;
     if (!partial_) {
       unexpected = true;
-    } else if (attachment_bytes_ + bytes.size() > context_.config().max_attachment_bytes) {
+    } else if (partial_->bytes + bytes.size() > context_.config().max_attachment_bytes) {
       too_big = true;  // refused before it is copied
     } else {
-      attachment_bytes_ += bytes.size();
-      attachments_.emplace_back(bytes);
-      if (attachments_.size() == partial_->attachments) {
+      partial_->bytes += bytes.size();
+      partial_->attachments.emplace_back(bytes);
+      if (partial_->attachments.size() == partial_->packet.attachments)
         complete = std::move(partial_);
-        parts = std::move(attachments_);
-        attachments_.clear();
-      }
     }
   }
   if (unexpected) return close(disconnect_reason::protocol_error);
@@ -79,7 +74,7 @@ void eio_session::on_sio_binary(std::string_view bytes) {
     context_.get_metrics().limit_hit(limit_kind::attachment_bytes);
     return close(disconnect_reason::message_too_big);
   }
-  if (complete) dispatch(*complete, std::move(parts));
+  if (complete) dispatch(complete->packet, std::move(complete->attachments));
 }
 
 void eio_session::on_connect_packet(const sio::packet& p) {
@@ -173,7 +168,7 @@ bool eio_session::verify_connect(const sio::packet& p, auth::identity_ptr& ident
   m.add(m.local().handshakes_rejected);
   log_event(context_.log(), log_source::auth, log_level::info, "auth_refused", [&] {
     return std::vector<log_field>{{"sid", sid_},
-                                  {"remote", remote_},
+                                  {"remote", std::string(remote())},
                                   {"namespace", p.nsp},
                                   {"code", refusal->code},
                                   {"message", refusal->message}};
@@ -244,8 +239,9 @@ void eio_session::run_connect_hook(const std::shared_ptr<sio_socket>& sock, std:
     context_.sio().accept(sock->sid());
     return;
   }
-  sio_connect_info info{sock->sid(), sock->nsp(), std::move(auth), sid_, remote_, query_,
-                        headers(), std::move(identity), recovered};
+  sio_connect_info info{sock->sid(), sock->nsp(),          std::move(auth),
+                        sid_,         std::string(remote()), std::string(query()),
+                        headers(),    std::move(identity),   recovered};
   const app_hooks* app = &context_.hooks();
   if (!context_.get_dispatcher().post(
           [app, info = std::move(info)] { app->on_sio_connect(info); }))
@@ -403,12 +399,11 @@ void eio_session::disconnect_socket(const std::string& nsp, disconnect_reason wh
 void eio_session::place_socket_locked(const std::string& nsp,
                                       const std::shared_ptr<sio_socket>& sock) {
   assert(!closed_ && !sockets_.count(nsp));
-  sockets_[nsp] = sock;
+  sockets_.emplace(nsp, sock);
   sock->set_wire(wire_.load(std::memory_order_relaxed));  // written only under mu_
 }
 
-std::shared_ptr<sio_socket> eio_session::erase_socket_locked(
-    std::map<std::string, std::shared_ptr<sio_socket>>::iterator it) {
+std::shared_ptr<sio_socket> eio_session::erase_socket_locked(socket_list::iterator it) {
   auto sock = std::move(it->second);
   sockets_.erase(it);
   sock->set_wire(nullptr);  // a socket out of the session sends only through it, if at all

@@ -108,7 +108,7 @@ void http_session::engineio_websocket(const request& req, std::string_view query
   net::stream socket = hand_off();
   auto& ioc = static_cast<asio::io_context&>(socket.get_executor().context());
   const std::string remote = client_remote_;
-  auto ws = std::make_shared<ws_session>(std::move(socket), ctx_, new_sid(),
+  auto ws = std::make_shared<ws_session>(std::move(socket), ctx_, new_transport_id(),
                                          std::move(response), std::move(leftover),
                                          ctx_.encoders().json_ws);
   ws->hold(std::move(slot_));

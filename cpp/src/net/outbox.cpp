@@ -20,6 +20,7 @@ outbox::push_result outbox::push_group(const std::vector<frame_ptr>& group,
 template <class Over>
 std::size_t outbox::evict_locked(Over&& over) {
   std::size_t dropped = 0;
+  if (droppable_count_ == 0) return 0;  // droppable_ may be empty: nothing to evict
   // The front first: advancing head_ costs nothing per eviction.
   while (head_ < q_.size() && droppable_[head_] && over()) {
     bytes_ -= q_[head_]->wire_size();
@@ -74,14 +75,19 @@ outbox::push_result outbox::push_range(const frame_ptr* first, std::size_t count
     // A stream that only ever evicts (its writer waits on a full socket) must not grow the
     // vectors by its dead front: dropped once it outnumbers the live frames (amortized O(1)).
     q_.erase(q_.begin(), q_.begin() + static_cast<std::ptrdiff_t>(head_));
-    droppable_.erase(droppable_.begin(), droppable_.begin() + static_cast<std::ptrdiff_t>(head_));
+    if (!droppable_.empty())
+      droppable_.erase(droppable_.begin(),
+                       droppable_.begin() + static_cast<std::ptrdiff_t>(head_));
     head_ = 0;
   }
   bytes_ += size;
   const bool droppable = policy == overflow_policy::drop_oldest;
+  // droppable_ stays empty while no queued frame is droppable (a connection that only ever
+  // gets frames it must not drop keeps no second vector), else it has a flag per frame.
+  if (droppable && droppable_.empty()) droppable_.assign(q_.size(), 0);
   for (std::size_t i = 0; i < count; ++i) {
     q_.push_back(first[i]);
-    droppable_.push_back(droppable);
+    if (!droppable_.empty() || droppable) droppable_.push_back(droppable);
   }
   if (droppable) droppable_count_ += count;
   r.accepted = true;

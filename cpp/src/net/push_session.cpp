@@ -1,10 +1,10 @@
 #include "skyrelay/net/push_session.hpp"
 
-#include <boost/asio/bind_allocator.hpp>
 
 #include <boost/beast/http/status.hpp>
 
 #include "skyrelay/core/clock.hpp"
+#include "skyrelay/net/idle_alloc.hpp"
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/ws_frame.hpp"
@@ -42,7 +42,7 @@ push_session::push_session(net::stream socket, session_context& ctx, std::string
       socket_(std::move(socket)),
       ctx_(ctx),
       outbox_(outbox::limits{ctx.config().outbox_max_bytes, ctx.config().outbox_max_frames}),
-      timer_(socket_.get_executor()),
+      timer_(static_cast<asio::io_context&>(socket_.get_executor().context()).get_executor()),
       writer_(socket_, *this, ctx.get_metrics(), ctx.config().write_timeout),
       prefix_(std::move(prefix)),
       flushes_(asio::use_service<net::flush_queue>(socket_.get_executor().context())) {
@@ -65,8 +65,9 @@ void push_session::start(const std::string& path, const std::string& query,
   info.sid = sid();
   info.path = path;
   info.query = query;
-  info.remote = remote_;
-  if (info.remote.empty()) {
+  if (remote_) {
+    info.remote = *remote_;
+  } else {
     boost::system::error_code ec;
     auto ep = socket_.remote_endpoint(ec);
     if (!ec) info.remote = ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -190,8 +191,9 @@ void push_session::on_accept() {
   m.add(m.local().of(metric_transport()).connections_opened);
   if (!transport_only())  // an Engine.IO transport: its session logs (eio_session.cpp)
     log_event(ctx_.log(), log_source::conn, log_level::info, "connection_open", [&] {
-      std::string remote = remote_;  // the client a trusted proxy named, else the peer
-      if (remote.empty()) {
+      // The client a trusted proxy named, else the peer.
+      std::string remote = remote_ ? *remote_ : std::string();
+      if (!remote_) {
         boost::system::error_code ec;
         auto ep = socket_.remote_endpoint(ec);
         if (!ec) remote = ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -207,8 +209,9 @@ void push_session::on_accept() {
   timer_.cancel();
   arm_timer();
   arm_expiry();
-  if (!early_bytes_.empty()) {
-    std::string bytes = std::move(early_bytes_);
+  if (early_bytes_) {
+    std::string bytes = std::move(*early_bytes_);
+    early_bytes_.reset();
     if (!consume(bytes.data(), bytes.size())) return;
   }
   if (socket_.is_tls()) {
@@ -221,38 +224,15 @@ void push_session::on_accept() {
   flush();
 }
 
-namespace {
-// The read an idle connection keeps pending for its whole life: its operation is allocated at
-// its own size. Asio's default (a per-thread cache of recycled blocks) would hand it the block
-// an earlier, bigger operation left, such as the HTTP request's read (~460 bytes instead of
-// ~100, on every idle connection; docs/benchmarks.md). Not std::allocator: Asio takes that
-// one for "no allocator" and recycles as before.
-template <class T>
-struct exact_allocator {
-  using value_type = T;
-  exact_allocator() noexcept = default;
-  template <class U>
-  exact_allocator(const exact_allocator<U>&) noexcept {}
-  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
-  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
-  template <class U>
-  bool operator==(const exact_allocator<U>&) const noexcept { return true; }
-};
-
-template <class Handler>
-auto idle_alloc(Handler&& h) {
-  return asio::bind_allocator(exact_allocator<void>(), std::forward<Handler>(h));
-}
-}  // namespace
-
 // Plain TCP and TLS alike: wait until the socket is readable, then read what there is into the
 // I/O thread's buffer. An idle connection lends no buffer to a pending read (over TLS, ~8 KB).
 void push_session::do_read() {
   auto* tls = socket_.tls();
-  socket_.socket().async_wait(tls ? tls->read_wait() : tcp::socket::wait_read,
-                              idle_alloc([self = shared_from_this()](boost::system::error_code ec) {
-                                self->on_readable(ec);
-                              }));
+  socket_.socket().async_wait(
+      tls ? tls->read_wait() : tcp::socket::wait_read,
+      net::idle_alloc([self = shared_from_this()](boost::system::error_code ec) {
+        self->on_readable(ec);
+      }));
 }
 
 std::size_t push_session::read_now(boost::system::error_code& ec) {
@@ -310,7 +290,7 @@ void push_session::fill(net::write_batch& b) {
     return;
   }
   if (state_ == state::closing) {
-    b.frames().swap(final_frames_);
+    b.frames().swap(closing_->final_frames);
     frame(b);
   } else {
     // frame() may leave nothing of what it was given (an SSE stream drops an event it sent
@@ -325,7 +305,7 @@ void push_session::fill(net::write_batch& b) {
   }
   if (state_ == state::closing && !close_sent_) {
     close_sent_ = true;
-    b.after_view(close_frame_);  // set once by begin_close, untouched since
+    b.after_view(closing_->frame);  // set once by begin_close, untouched since
   }
 }
 
@@ -383,13 +363,13 @@ void push_session::begin_close(std::uint16_t code, std::string_view reason,
   state_ = state::closing;
   close_reason_ = why;
   close_code_ = code;
-  close_text_ = std::string(reason);
-  final_frames_.clear();
-  if (!drop_queued) outbox_.take(final_frames_);
+  closing_ = std::make_unique<closing>();
+  closing_->text = std::string(reason);
+  if (!drop_queued) outbox_.take(closing_->final_frames);
   if (why == disconnect_reason::slow_consumer)
     ctx_.get_metrics().drop(drop_reason::slow_consumer, outbox_.queued_frames());
   outbox_.close();
-  close_frame_ = close_bytes(code, reason);
+  closing_->frame = close_bytes(code, reason);
   timer_.expires_after(close_wait);
   timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (!ec && self->state_ == state::closing) self->finish(self->close_reason_);
@@ -424,7 +404,7 @@ void push_session::finish(disconnect_reason why) {
                              {"reason", std::string(to_string(why))}};
     // A WebSocket's close code (1006: none was exchanged, the connection was cut).
     if (takes_answers()) f.push_back({"code", std::int64_t{close_code_ ? close_code_ : 1006}});
-    if (!close_text_.empty()) f.push_back({"message", close_text_});
+    if (closing_ && !closing_->text.empty()) f.push_back({"message", closing_->text});
     return f;
   });
   if (ctx_.hooks().on_disconnect) {

@@ -59,9 +59,22 @@ sio_socket::sio_socket(std::string sid, std::string nsp,
                        keep_limits keep)
     : subscriber(std::move(sid), encoder, std::move(nsp)),
       session_(session),
-      owner_(keep.frames ? nullptr : session),
-      keep_(keep),
-      pid_(keep.frames ? new_sid() : std::string()) {}
+      owner_(keep.frames ? nullptr : session) {
+  if (keep.frames) {
+    rec_ = std::make_unique<recovery>(keep);
+    rec_->pid = new_sid();
+  }
+}
+
+const std::string& sio_socket::pid() const noexcept {
+  static const std::string none;
+  return rec_ ? rec_->pid : none;
+}
+
+sio_socket::recovery& sio_socket::rec_locked() {
+  if (!rec_) rec_ = std::make_unique<recovery>(keep_limits{});
+  return *rec_;
+}
 
 void sio_socket::append_sent(std::vector<frame_ptr>& out, const std::vector<frame_ptr>& group,
                              const std::string& text) {
@@ -71,21 +84,22 @@ void sio_socket::append_sent(std::vector<frame_ptr>& out, const std::vector<fram
 
 void sio_socket::keep_locked(std::uint64_t offset, std::string text,
                              std::vector<frame_ptr> group) {
+  auto& r = *rec_;
   std::size_t bytes = 0;
   for (const auto& f : group) bytes += f->wire_size();
-  kept_.push_back(kept_event{offset, std::move(text), std::move(group), bytes});
-  kept_bytes_ += bytes;
-  while (kept_.size() > keep_.frames || (kept_bytes_ > keep_.bytes && kept_.size() > 1)) {
-    forgotten_ = kept_.front().offset;
-    kept_bytes_ -= kept_.front().bytes;
-    kept_.pop_front();
+  r.kept.push_back(kept_event{offset, std::move(text), std::move(group), bytes});
+  r.kept_bytes += bytes;
+  while (r.kept.size() > r.keep.frames || (r.kept_bytes > r.keep.bytes && r.kept.size() > 1)) {
+    r.forgotten = r.kept.front().offset;
+    r.kept_bytes -= r.kept.front().bytes;
+    r.kept.pop_front();
   }
 }
 
 void sio_socket::send_locked(eio_session* s, const frame_ptr* first, std::size_t n,
                              overflow_policy policy) {
   if (lost_) return;  // its client must not resume past the hole: see reset()
-  if (keep_.frames && first[0]->numbered) {
+  if (recovering() && first[0]->numbered) {
     std::vector<frame_ptr> group(first, first + n);
     std::uint64_t offset = 0;
     std::string text = number_locked(*first[0], offset);
@@ -108,16 +122,16 @@ void sio_socket::send_locked(eio_session* s, const frame_ptr* first, std::size_t
 }
 
 void sio_socket::reset(const sequence_reset& r) {
-  if (r.reason.empty() && keep_.frames) {
+  if (r.reason.empty() && recovering()) {
     // A sequence that had recorded nothing moved to the broker's: a followed channel's point
     // moves with it (the socket missed nothing of either).
     std::lock_guard lock(mu_);
-    for (auto& p : points_)
+    for (auto& p : rec_->points)
       if (p.broadcasts == r.broadcasts && (r.broadcasts || p.room == r.ch.room))
         p = {p.room, p.broadcasts, r.epoch, r.seq};
     return;
   }
-  if (r.reason.empty() || !keep_.frames) return;
+  if (r.reason.empty() || !recovering()) return;
   std::shared_ptr<eio_session> s;
   {
     std::lock_guard lock(mu_);
@@ -154,14 +168,16 @@ void sio_socket::detach() {
 bool sio_socket::reattach(std::weak_ptr<eio_session> session, std::uint64_t offset,
                           const std::vector<std::string>& left) {
   std::lock_guard lock(mu_);
-  if (!detached_ || closed_ || lost_ || offset < forgotten_ || offset > sent_) return false;
+  if (!detached_ || closed_ || lost_ || !rec_ || offset < rec_->forgotten ||
+      offset > rec_->sent)
+    return false;
   auto s = session.lock();
   if (!s) return false;
   detached_ = false;
   session_ = std::move(session);
   std::vector<frame_ptr> frames;
-  frames.push_back(text_packet("4" + sio::connect_ok(nsp(), sid(), pid_)));
-  for (const auto& e : kept_) {
+  frames.push_back(text_packet("4" + sio::connect_ok(nsp(), sid(), rec_->pid)));
+  for (const auto& e : rec_->kept) {
     if (e.offset <= offset) continue;
     if (!left.empty() && only_through(*e.group.front(), sid(), left)) continue;
     append_sent(frames, e.group, e.text);
@@ -174,15 +190,17 @@ bool sio_socket::begin_resume(std::weak_ptr<eio_session> session, resume_request
   std::lock_guard lock(mu_);
   if (!detached_ || closed_) return false;
   session_ = std::move(session);  // for sio_refuse's answer; nothing is sent while detached
-  resume_ = std::move(r);
-  granted_roles_.reset();  // the connect hook grants them anew, or the new token's apply
+  rec_locked().resume = std::move(r);
+  // The connect hook grants them anew, or the new token's apply.
+  if (access_) access_->granted_roles.reset();
   return true;
 }
 
 std::optional<sio_socket::resume_request> sio_socket::take_resume() {
   std::lock_guard lock(mu_);
-  auto r = std::move(resume_);
-  resume_.reset();
+  if (!rec_) return std::nullopt;
+  auto r = std::move(rec_->resume);
+  rec_->resume.reset();
   return r;
 }
 
@@ -211,7 +229,7 @@ void sio_socket::pass_on(const frame_ptr& f, overflow_policy policy) {
   const frame_ptr* first = group.empty() ? &f : group.data();
   const std::size_t n = group.empty() ? 1 : group.size();
   std::lock_guard lock(mu_);  // keeps the group together, and the offsets in sending order
-  if (closed_ || (replaying_ && replayed_locked(*f))) return;
+  if (closed_ || (rec_ && rec_->replaying && replayed_locked(*f))) return;
   if (!connected_) {
     pending_.push_back(f);
     return;
@@ -248,12 +266,12 @@ bool sio_socket::accept() {
   connected_ = true;
   std::vector<frame_ptr> frames;
   frames.reserve(pending_.size() + 1);
-  frames.push_back(text_packet("4" + sio::connect_ok(nsp(), sid(), pid_)));
+  frames.push_back(text_packet("4" + sio::connect_ok(nsp(), sid(), pid())));
   std::vector<frame_ptr> group;
   for (const auto& f : pending_) {
     group.clear();
     append_group(group, f);
-    if (keep_.frames && f->numbered) {
+    if (recovering() && f->numbered) {
       std::uint64_t offset = 0;
       std::string text = number_locked(*f, offset);
       append_sent(frames, group, text);
@@ -286,33 +304,35 @@ void sio_socket::mark_closed() {
     closed_ = true;
     straight_.store(false, std::memory_order_release);
     pending_.clear();
-    expiry = std::move(expiry_);
+    if (access_) expiry = std::move(access_->expiry);
   }
   if (expiry) asio::post(expiry->get_executor(), [expiry] { expiry->cancel(); });
 }
 
 void sio_socket::set_identity(auth::identity_ptr id) {
   std::lock_guard lock(mu_);
-  identity_ = std::move(id);
+  if (id || access_) access_locked().identity = std::move(id);
 }
 
 auth::identity_ptr sio_socket::identity() const {
   std::lock_guard lock(mu_);
-  return identity_;
+  return access_ ? access_->identity : nullptr;
 }
 
 void sio_socket::grant_roles(std::vector<std::string> roles) {
   auto granted = std::make_shared<const std::vector<std::string>>(std::move(roles));
   std::lock_guard lock(mu_);
-  granted_roles_ = std::move(granted);
+  access_locked().granted_roles = std::move(granted);
 }
 
 std::shared_ptr<const std::vector<std::string>> sio_socket::roles() const {
   static const std::vector<std::string> none;
   std::lock_guard lock(mu_);
-  if (granted_roles_) return granted_roles_;
-  if (!identity_) return {std::shared_ptr<void>(), &none};
-  return {identity_, &identity_->roles};
+  if (!access_) return {std::shared_ptr<void>(), &none};
+  if (access_->granted_roles) return access_->granted_roles;
+  const auto& id = access_->identity;
+  if (!id) return {std::shared_ptr<void>(), &none};
+  return {id, &id->roles};
 }
 
 void sio_socket::arm_expiry(asio::any_io_executor ex, sio_server& sio) {
@@ -324,10 +344,11 @@ void sio_socket::arm_expiry(asio::any_io_executor ex, sio_server& sio) {
     std::shared_ptr<asio::steady_timer> timer, old;
     {
       std::lock_guard lock(self->mu_);
-      if (self->closed_ || !self->identity_) return;
-      old = std::move(self->expiry_);
-      timer = std::make_shared<asio::steady_timer>(ex, auth::time_left(*self->identity_));
-      self->expiry_ = timer;
+      if (self->closed_ || !self->access_ || !self->access_->identity) return;
+      auto& a = *self->access_;
+      old = std::move(a.expiry);
+      timer = std::make_shared<asio::steady_timer>(ex, auth::time_left(*a.identity));
+      a.expiry = timer;
     }
     if (old) asio::post(old->get_executor(), [old] { old->cancel(); });
     timer->async_wait([timer, weak, sio](boost::system::error_code ec) {
@@ -336,7 +357,7 @@ void sio_socket::arm_expiry(asio::any_io_executor ex, sio_server& sio) {
       if (!s) return;
       {
         std::lock_guard lock(s->mu_);
-        if (s->expiry_ != timer) return;  // replaced by a later token
+        if (!s->access_ || s->access_->expiry != timer) return;  // replaced by a later token
       }
       sio->expire_socket(s);
     });

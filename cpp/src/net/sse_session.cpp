@@ -5,6 +5,7 @@
 
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/net/heartbeat_grid.hpp"
+#include "skyrelay/net/idle_alloc.hpp"
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/sse_cursor.hpp"
@@ -190,7 +191,8 @@ void sse_session::arm_timer() {
   const bool beat = ep_ && ep_->heartbeat_data && ep_->cfg.heartbeat_interval.count() > 0;
   const auto period = beat ? ep_->cfg.heartbeat_interval : ctx_.config().sse_keepalive;
   timer_.expires_at(net::heartbeat_due(std::chrono::steady_clock::now() + period, period));
-  timer_.async_wait([self = self_as<sse_session>()](boost::system::error_code ec) {
+  // Pending for as long as the stream is idle: at its own size (idle_alloc.hpp).
+  timer_.async_wait(net::idle_alloc([self = self_as<sse_session>()](boost::system::error_code ec) {
     if (ec || self->state_ != state::open) {
       if (!ec && self->state_ == state::closing) self->finish(self->close_reason_);
       return;
@@ -201,7 +203,7 @@ void sse_session::arm_timer() {
     else
       self->push_control(": keep-alive\n\n");
     self->arm_timer();
-  });
+  }));
 }
 
 void sse_session::frame(net::write_batch& b) {
@@ -211,7 +213,7 @@ void sse_session::frame(net::write_batch& b) {
   if (size) {
     char hex[24];
     chunk_head_.assign(hex, static_cast<std::size_t>(std::snprintf(hex, sizeof hex, "%zx\r\n", size)));
-    b.before(chunk_head_);
+    b.before_view(chunk_head_);  // rewritten only by the next fill, after this write
     b.before(prefix_);
     b.after_view("\r\n");
   }

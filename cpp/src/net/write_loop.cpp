@@ -32,22 +32,33 @@ std::string& write_batch::own(std::string& bytes) {
   return slot;
 }
 
+void write_batch::add(std::string_view bytes, bool is_before) {
+  assert(n_pieces_ < max_pieces);
+  if (is_before) {
+    assert(n_before_ == n_pieces_);  // no `before` piece after an `after` one
+    ++n_before_;
+  }
+  pieces_[n_pieces_++] = bytes;
+}
+
 void write_batch::before(std::string& bytes) {
   if (bytes.empty()) return;
-  assert(n_before_ < max_pieces);
-  before_[n_before_++] = own(bytes);
+  add(own(bytes), true);
 }
 
 void write_batch::after(std::string& bytes) {
   if (bytes.empty()) return;
-  assert(n_after_ < max_pieces);
-  after_[n_after_++] = own(bytes);
+  add(own(bytes), false);
+}
+
+void write_batch::before_view(std::string_view bytes) {
+  if (bytes.empty()) return;
+  add(bytes, true);
 }
 
 void write_batch::after_view(std::string_view bytes) {
   if (bytes.empty()) return;
-  assert(n_after_ < max_pieces);
-  after_[n_after_++] = bytes;
+  add(bytes, false);
 }
 
 std::size_t write_batch::frame_bytes() const noexcept {
@@ -62,7 +73,7 @@ void write_batch::clear() noexcept {
   // string's inline buffer and cost nothing either way; the big ones (an HTTP response, a
   // welcome) are written once, and kept they would stay on every idle connection.
   for (std::size_t i = 0; i < n_owned_; ++i) std::string().swap(owned_[i]);
-  n_owned_ = n_before_ = n_after_ = 0;
+  n_owned_ = n_before_ = n_pieces_ = 0;
   frames_.clear();
 }
 
@@ -123,11 +134,11 @@ void write_loop::sent_at_once() {
 void write_loop::gather() {
   iov_.clear();
   next_ = 0;
-  iov_.reserve(batch_.n_before_ + 3 * batch_.frames_.size() + batch_.n_after_);
+  iov_.reserve(batch_.n_pieces_ + 3 * batch_.frames_.size());
   auto add = [this](std::string_view b) {
     if (!b.empty()) iov_.push_back(iovec{const_cast<char*>(b.data()), b.size()});
   };
-  for (std::size_t i = 0; i < batch_.n_before_; ++i) add(batch_.before_[i]);
+  for (std::size_t i = 0; i < batch_.n_before_; ++i) add(batch_.pieces_[i]);
   for (const auto& f : batch_.frames_) {
     add(f->bytes);
     if (f->base) {  // a frame of its own around a shared message (frame::base)
@@ -135,7 +146,7 @@ void write_loop::gather() {
       add(f->tail);
     }
   }
-  for (std::size_t i = 0; i < batch_.n_after_; ++i) add(batch_.after_[i]);
+  for (std::size_t i = batch_.n_before_; i < batch_.n_pieces_; ++i) add(batch_.pieces_[i]);
 }
 
 bool write_loop::send_now() {
@@ -190,10 +201,12 @@ void write_loop::wait_writable() {
 
 void write_loop::write_tls() {
   if (!timer_armed_ && timeout_.count() > 0) arm_timer(started_ + timeout_);
-  tls_buffers_.clear();
-  tls_buffers_.reserve(iov_.size());
-  for (const auto& v : iov_) tls_buffers_.emplace_back(v.iov_base, v.iov_len);
-  asio::async_write(stream_, tls_buffers_,
+  if (!tls_buffers_) tls_buffers_ = std::make_unique<std::vector<asio::const_buffer>>();
+  auto& buffers = *tls_buffers_;
+  buffers.clear();
+  buffers.reserve(iov_.size());
+  for (const auto& v : iov_) buffers.emplace_back(v.iov_base, v.iov_len);
+  asio::async_write(stream_, buffers,
                     [this, keep = owner_.keep_alive()](boost::system::error_code ec,
                                                        std::size_t n) {
                       written_ = n;

@@ -4,11 +4,22 @@
 #include <cassert>
 
 #include "skyrelay/net/heartbeat_grid.hpp"
+#include "skyrelay/net/idle_alloc.hpp"
 #include "skyrelay/net/session_context.hpp"
 #include "skyrelay/proto/json_protocol.hpp"
 #include "skyrelay/proto/permessage_deflate.hpp"
 
 namespace skyrelay {
+
+namespace {
+// Every connection's ping is the same immutable frame, made once: a heartbeat tick that pings
+// thousands of connections allocates nothing for them (allocated and freed together, their
+// frames left the heap that much bigger for good).
+const frame_ptr& ping_frame() {
+  static const frame_ptr f = make_frame(ws::encode(ws::opcode::ping, {}), 0, false);
+  return f;
+}
+}  // namespace
 
 ws_session::ws_session(net::stream socket, session_context& ctx, std::string sid,
                        std::string handshake_response, std::string leftover, encoder_id encoder,
@@ -24,7 +35,7 @@ ws_session::ws_session(net::stream socket, session_context& ctx, std::string sid
     : push_session(std::move(socket), ctx, std::move(sid), std::move(handshake_response),
                    encoder),
       parser_(ctx.config().max_message_size) {
-  if (!leftover.empty()) early_bytes_ = std::move(leftover);
+  if (!leftover.empty()) early_bytes_ = std::make_unique<std::string>(std::move(leftover));
 }
 
 ws_session::~ws_session() = default;
@@ -195,9 +206,21 @@ void ws_session::arm_timer() {
   auto deadline = last_heard_ + cfg.heartbeat_interval + (pinged_ ? cfg.heartbeat_timeout
                                                                   : std::chrono::milliseconds(0));
   if (cfg.idle_timeout.count() > 0) deadline = std::min(deadline, last_heard_ + cfg.idle_timeout);
-  timer_.expires_at(net::heartbeat_due(deadline, cfg.heartbeat_interval));  // batched
-  timer_.async_wait([self = self_as<ws_session>()](boost::system::error_code ec) {
+  auto due = net::heartbeat_due(deadline, cfg.heartbeat_interval);  // batched
+  // Engine.IO's pings ride on this timer (one timer and one pending wait per connection,
+  // not two).
+  if (transport_only_)
+    with_handler([&](ws_handler& h) { due = std::min(due, h.ws_heartbeat_due(*this)); });
+  timer_.expires_at(due);
+  // Pending for as long as the connection is idle: at its own size (idle_alloc.hpp).
+  timer_.async_wait(net::idle_alloc([self = self_as<ws_session>()](boost::system::error_code ec) {
     if (!ec) self->on_timer(ec);
+  }));
+}
+
+void ws_session::heartbeat_changed() {
+  asio::post(socket_.get_executor(), [self = self_as<ws_session>()] {
+    if (self->state_ == state::open) self->arm_timer();
   });
 }
 
@@ -206,6 +229,10 @@ void ws_session::on_timer(boost::system::error_code) {
   if (state_ == state::closing) {
     finish(close_reason_);
     return;
+  }
+  if (transport_only_) {
+    with_handler([this](ws_handler& h) { h.on_ws_heartbeat(*this); });
+    if (state_ != state::open) return;
   }
   const auto& cfg = ctx_.config();
   const auto silent = std::chrono::steady_clock::now() - last_heard_;
@@ -221,7 +248,7 @@ void ws_session::on_timer(boost::system::error_code) {
   }
   if (silent >= cfg.heartbeat_interval && !pinged_) {
     pinged_ = true;
-    push_control(ws::encode(ws::opcode::ping, {}));
+    deliver(ping_frame(), overflow_policy::disconnect);
   }
   arm_timer();
 }

@@ -8,18 +8,16 @@
 // WebSocket transport does not take it: the transport is published once in an atomic.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <boost/container/deque.hpp>
 
 #include "skyrelay/auth/connection_auth.hpp"
 #include "skyrelay/core/config.hpp"
@@ -36,6 +34,34 @@
 namespace skyrelay {
 
 class session_context;
+
+// An Engine.IO session's sockets by namespace. A client opens one or a few, so a vector
+// searched in order, which holds them in one allocation, rather than a std::map's node each
+// (80 bytes; docs/benchmarks.md). Kept in the order they were placed.
+class socket_list {
+ public:
+  using value_type = std::pair<std::string, std::shared_ptr<sio_socket>>;
+  using iterator = std::vector<value_type>::iterator;
+
+  iterator begin() noexcept { return v_.begin(); }
+  iterator end() noexcept { return v_.end(); }
+  bool empty() const noexcept { return v_.empty(); }
+  iterator find(const std::string& nsp) {
+    return std::find_if(v_.begin(), v_.end(), [&](const value_type& e) { return e.first == nsp; });
+  }
+  std::size_t count(const std::string& nsp) const {
+    return std::any_of(v_.begin(), v_.end(), [&](const value_type& e) { return e.first == nsp; });
+  }
+  // `nsp` must not be in the list.
+  void emplace(const std::string& nsp, std::shared_ptr<sio_socket> sock) {
+    v_.emplace_back(nsp, std::move(sock));
+  }
+  void erase(iterator it) { v_.erase(it); }
+  void swap(socket_list& o) noexcept { v_.swap(o.v_); }
+
+ private:
+  std::vector<value_type> v_;
+};
 
 class eio_session : public ws_handler, public std::enable_shared_from_this<eio_session> {
  public:
@@ -100,6 +126,10 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   void on_ws_text(ws_session& from, std::string_view text) override;
   void on_ws_binary(ws_session& from, std::string_view bytes) override;
   void on_ws_closed(ws_session& from, disconnect_reason why) override;
+  // Over WebSocket the transport's heartbeat timer times the pings (no timer of the
+  // session's own): the next ping or pong deadline when `from` is the transport.
+  std::chrono::steady_clock::time_point ws_heartbeat_due(const ws_session& from) override;
+  void on_ws_heartbeat(ws_session& from) override;
 
  private:
   void polling_ended();  // the slot of hold() given back: counted on /metrics
@@ -112,8 +142,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   // Adds a socket to sockets_ / takes one out, keeping its wire (sio_socket::set_wire) the
   // session's while it is in, null once out. With mu_ held.
   void place_socket_locked(const std::string& nsp, const std::shared_ptr<sio_socket>& sock);
-  std::shared_ptr<sio_socket> erase_socket_locked(
-      std::map<std::string, std::shared_ptr<sio_socket>>::iterator it);
+  std::shared_ptr<sio_socket> erase_socket_locked(socket_list::iterator it);
   // Whether `ws` is this session's transport or its upgrade probe (not a refused duplicate).
   bool ours(const ws_session& ws) const;
   void on_sio_text(std::string_view text);
@@ -130,29 +159,38 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   bool try_resume(const sio::packet& p, const auth::identity_ptr& identity);
   bool namespace_allowed(const std::string& nsp) const;
   void send_packet_text(std::string text);
-  void arm_ping(std::chrono::milliseconds after);
-  void on_ping_timer();
+  // Pings: one every eio_ping_interval (next_ping_), and the session ends when a ping's pong
+  // has not come within eio_ping_timeout (pong_deadline_). heartbeat() does what is due now;
+  // heartbeat_due_locked() says when that is next, on the grid (heartbeat_grid.hpp). Polling
+  // times them with ping_timer_ (arm_ping), WebSocket with the transport's timer.
+  void heartbeat();
+  std::chrono::steady_clock::time_point heartbeat_due_locked() const;
+  void arm_ping();
   // Called with mu_ held: takes what a parked GET should answer with, if anything.
   std::optional<std::string> take_polling_body_locked();
   void release_parked(std::string body);
 
   session_context& context_;
   const std::string sid_;
-  const std::string remote_;
-  // The handshake's headers for the connect hook, packed into one string (each name and value
-  // followed by a NUL): one allocation rather than a vector of string pairs, ~4 times the
-  // bytes. headers() unpacks them.
-  const std::string headers_;
+  // The client's address, the query (kept only for a Socket.IO connect hook) and the
+  // handshake's headers for the connect hook, packed into one string: remote, NUL, query,
+  // NUL, then each header name and value followed by a NUL. One allocation rather than three
+  // strings and a vector of string pairs. remote(), query() and headers() unpack it.
+  const std::string handshake_;
+  std::string_view remote() const;
+  std::string_view query() const;
   std::vector<std::pair<std::string, std::string>> headers() const;
-  const std::string query_;
   const bool echo_;  // a raw Engine.IO echo session (conformance testing), no Socket.IO
-  asio::steady_timer ping_timer_;
-  // The executor of the session's timers, which the two below are made on when needed (an
-  // idle session keeps neither: about 240 bytes; docs/benchmarks.md).
+  // The executor of the session's timers, which the three below are made on when needed (an
+  // idle WebSocket session keeps none: about 400 bytes with their pending waits;
+  // docs/benchmarks.md).
   asio::io_context::executor_type ex_;
+  // Polling's pings (the WebSocket transport's timer times them once upgraded), and the
+  // lingering of a polling close. On ex_ only.
+  std::unique_ptr<net::context_timer> ping_timer_;
   // Until the first CONNECT (sio_connect_timeout); reset once one arrives. On ex_ only.
-  std::unique_ptr<asio::steady_timer> connect_timer_;
-  std::unique_ptr<asio::steady_timer> upgrade_timer_;  // holds a poll that arrives mid-upgrade
+  std::unique_ptr<net::context_timer> connect_timer_;
+  std::unique_ptr<net::context_timer> upgrade_timer_;  // holds a poll that arrives mid-upgrade
 
   mutable std::mutex mu_;
   transport transport_;
@@ -164,21 +202,30 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   std::atomic<ws_session*> wire_{nullptr};
   std::shared_ptr<ws_session> wire_keep_;
   bool upgrading_{false};
-  // polling: packets waiting for a GET. Boost's deque allocates nothing until the first
-  // packet (libstdc++'s ~600 bytes on every session, a WebSocket one too).
-  boost::container::deque<frame_ptr> queue_;
-  std::size_t queue_bytes_{0};
-  reply_fn parked_;              // polling: a GET waiting for packets
+  // What only a session opened by polling keeps (null for one opened over WebSocket): the
+  // packets waiting for a GET, taken all at once, and a GET waiting for packets.
+  struct polling_state {
+    std::vector<frame_ptr> queue;
+    std::size_t queue_bytes{0};
+    reply_fn parked;
+  };
+  std::unique_ptr<polling_state> polling_;  // with mu_ held
   bool held_{false};             // ... held for an upgrade in progress (see poll())
   bool overflowed_{false};       // the polling queue overflowed; the session is being closed
   bool closed_{false};
   bool awaiting_pong_{false};
   bool lingering_{false};  // polling: closed by a POSTed close packet, waiting for a GET
   std::chrono::steady_clock::time_point pong_deadline_{};  // while awaiting_pong_
-  std::map<std::string, std::shared_ptr<sio_socket>> sockets_;  // by namespace
-  std::unique_ptr<sio::packet> partial_;  // a binary packet waiting for its attachments
-  std::vector<std::string> attachments_;
-  std::size_t attachment_bytes_{0};     // in attachments_ (max_attachment_bytes)
+  std::chrono::steady_clock::time_point next_ping_{};
+  socket_list sockets_;  // by namespace
+  // A binary packet waiting for its attachments, with those come so far (their bytes count
+  // against max_attachment_bytes); made by the packet, gone once complete.
+  struct partial_packet {
+    sio::packet packet;
+    std::vector<std::string> attachments;
+    std::size_t bytes{0};
+  };
+  std::unique_ptr<partial_packet> partial_;
   std::optional<token_bucket> connect_limit_;  // CONNECT packets (server_config::inbound_limit)
   std::shared_ptr<void> slot_;          // the admission slot of a polling session
 };

@@ -88,7 +88,9 @@ class push_session : public subscriber,
   // The client's "ip:port" the connect hook shows (conn.remote): behind a trusted proxy, the
   // one its header named (net/client_address.hpp). Set before start(); empty: the socket's
   // peer.
-  void set_remote(std::string remote) { remote_ = std::move(remote); }
+  void set_remote(std::string remote) {
+    if (!remote.empty()) remote_ = std::make_unique<std::string>(std::move(remote));
+  }
   // Keeps the connection's admission slot (server::admit) for as long as the session lives.
   void hold(std::shared_ptr<void> slot) { slot_ = std::move(slot); }
   // Runs `fn` on the session's executor, after the work already posted there (such as the
@@ -151,16 +153,16 @@ class push_session : public subscriber,
   net::stream socket_;
   session_context& ctx_;
   outbox outbox_;
-  asio::steady_timer timer_;
+  net::context_timer timer_;  // on the socket's io_context
   net::write_loop writer_;
   std::string prefix_;  // bytes to write before the outbox (the 101 response, welcome, close)
-  std::string early_bytes_;  // sent by the client before we accepted
+  // Sent by the client before we accepted (null: nothing), consumed on acceptance.
+  std::unique_ptr<std::string> early_bytes_;
   state state_{state::pending};
   bool close_sent_{false};
   bool finished_{false};
   disconnect_reason close_reason_{disconnect_reason::transport_error};
   std::uint16_t close_code_{0};  // begin_close's, for the connection_close log record
-  std::string close_text_;
   void log_slow_consumer(std::string_view why);
   auth::identity_ptr identity_;
 
@@ -188,12 +190,19 @@ class push_session : public subscriber,
   // The token's end (identity_->ends_at); made by arm_expiry, null without a token.
   std::unique_ptr<asio::steady_timer> expiry_timer_;
   std::atomic<std::shared_ptr<const std::vector<std::string>>> granted_roles_;
-  std::vector<frame_ptr> final_frames_;  // queued frames still to send before the close bytes
-  std::string close_frame_;
+  // What begin_close keeps for the close, made only then (~90 bytes an open connection does
+  // not keep).
+  struct closing {
+    std::string text;                   // the reason, for the connection_close log record
+    std::vector<frame_ptr> final_frames;  // queued frames still to send before the close bytes
+    std::string frame;                  // the close bytes, untouched once made
+  };
+  std::unique_ptr<closing> closing_;
   bool opened_{false};   // accepted: on_disconnect is due when it ends
   bool refused_{false};  // the handshake was refused with an HTTP response
   std::shared_ptr<void> slot_;
-  std::string remote_;  // set_remote: the client a trusted proxy named; empty: the peer
+  // set_remote: the client a trusted proxy named; null (most connections): the peer.
+  std::unique_ptr<std::string> remote_;
   net::flush_queue& flushes_;  // of the I/O context the session's socket is on
 };
 

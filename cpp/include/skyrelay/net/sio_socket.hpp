@@ -86,7 +86,7 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   }
 
   // Recovery. The pid the client presents to resume ("" when recovery is off).
-  const std::string& pid() const noexcept { return pid_; }
+  const std::string& pid() const noexcept;
 
   // Cross-node recovery (a Redis broker's; docs/architecture.md, "Socket.IO recovery across
   // nodes"). Before the socket is accepted: it takes `pid` (redis::make_pid's) and follows its
@@ -191,25 +191,45 @@ class sio_socket : public subscriber, public std::enable_shared_from_this<sio_so
   bool closed_{false};
   bool detached_{false};
   bool lost_{false};  // reset(): sends nothing more, cannot be resumed
-  const keep_limits keep_;
-  std::string pid_;
-  std::uint64_t sent_{0};       // the last offset given
-  std::uint64_t forgotten_{0};  // the highest offset dropped from kept_
-  boost::container::deque<kept_event> kept_;  // allocates nothing until recovery keeps one
-  std::size_t kept_bytes_{0};
   std::unique_ptr<inbound_limit> limit_;  // made on first use, from the server's config
   std::atomic<std::uint64_t> rate_streak_{0};  // written under mu_ (take_token)
-  auth::identity_ptr identity_;
-  std::shared_ptr<const std::vector<std::string>> granted_roles_;
-  std::shared_ptr<asio::steady_timer> expiry_;  // cancelled on its own executor
-  std::optional<resume_request> resume_;        // a recovery waiting for its connect decision
-  // Cross-node recovery (track): the record's channels and where the socket stands in them.
-  bool tracked_{false};
-  bool inexact_{false};
-  bool replaying_{false};
-  std::uint64_t version_{0};
-  std::uint64_t direct_{0};
-  std::vector<redis::sio_channel_point> points_;
+  // The socket's token, the roles a connect hook granted, and the timer of the token's
+  // expiry: made by the first of them (a socket with none, without a token, keeps 8 bytes).
+  struct access {
+    auth::identity_ptr identity;
+    std::shared_ptr<const std::vector<std::string>> granted_roles;
+    std::shared_ptr<asio::steady_timer> expiry;  // cancelled on its own executor
+  };
+  std::unique_ptr<access> access_;  // with mu_ held
+  access& access_locked() {
+    if (!access_) access_ = std::make_unique<access>();
+    return *access_;
+  }
+  // Connection state recovery's state, made only for a socket with recovery on (or tracked):
+  // ~230 bytes that a socket without it does not keep (docs/benchmarks.md).
+  struct recovery {
+    explicit recovery(keep_limits k) : keep(k) {}
+    const keep_limits keep;
+    std::string pid;
+    std::uint64_t sent{0};       // the last offset given
+    std::uint64_t forgotten{0};  // the highest offset dropped from kept
+    boost::container::deque<kept_event> kept;
+    std::size_t kept_bytes{0};
+    std::optional<resume_request> resume;  // a recovery waiting for its connect decision
+    // Cross-node recovery (track): the record's channels and where the socket stands in them.
+    bool tracked{false};
+    bool inexact{false};
+    bool replaying{false};
+    std::uint64_t version{0};
+    std::uint64_t direct{0};
+    std::vector<redis::sio_channel_point> points;
+  };
+  // Whether events are numbered and kept (recovery on). With mu_ held, or from a constant
+  // socket (keep never changes once made).
+  bool recovering() const noexcept { return rec_ && rec_->keep.frames; }
+  recovery& rec_locked();  // rec_, made when missing; with mu_ held
+
+  std::unique_ptr<recovery> rec_;
 };
 
 }  // namespace skyrelay

@@ -14,6 +14,7 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -34,33 +35,42 @@ namespace net {
 // Only the write loop makes and clears it; its owner fills it in write_loop::owner::fill.
 class write_batch {
  public:
-  static constexpr std::size_t max_pieces = 4;  // on each side of the frames
+  // Pieces around the frames, both sides together: an SSE stream's first write is the most
+  // (its head, a chunk size and a prefix before, "\r\n" after), and at most max_owned of them
+  // owned (the head and the prefix). Sized to what the transports use, as every connection
+  // keeps one batch.
+  static constexpr std::size_t max_pieces = 4;
+  static constexpr std::size_t max_owned = 2;
 
   // The frames to write, in order; the owner appends to it (outbox::take does).
   std::vector<frame_ptr>& frames() noexcept { return frames_; }
   // Moves `bytes` into the batch, after the `before` pieces added so far. `bytes` comes back
   // empty, holding no heap buffer (a written batch gives its pieces' buffers back, so an idle
-  // connection keeps none). Empty bytes add nothing. At most max_pieces on each side, owned
-  // and viewed together.
+  // connection keeps none). Empty bytes add nothing. At most max_pieces in all, of which at
+  // most max_owned owned; every `before` piece is added ahead of every `after` one.
   void before(std::string& bytes);
   void after(std::string& bytes);
   // Bytes the batch only points to: a literal, or a member the owner leaves untouched until
-  // the write completes.
+  // the write completes (fill() runs only once the write before has completed).
+  void before_view(std::string_view bytes);
   void after_view(std::string_view bytes);
 
-  bool empty() const noexcept { return n_before_ == 0 && n_after_ == 0 && frames_.empty(); }
+  bool empty() const noexcept { return n_pieces_ == 0 && frames_.empty(); }
   // The bytes of the frames alone.
   std::size_t frame_bytes() const noexcept;
 
  private:
   friend class write_loop;
   std::string& own(std::string& bytes);
+  void add(std::string_view bytes, bool is_before);
   void clear() noexcept;
 
-  std::array<std::string, 2 * max_pieces> owned_;
-  std::size_t n_owned_{0};
-  std::array<std::string_view, max_pieces> before_{}, after_{};
-  std::size_t n_before_{0}, n_after_{0};
+  std::array<std::string, max_owned> owned_;
+  // pieces_[0, n_before_) go before the frames, pieces_[n_before_, n_pieces_) after them.
+  std::array<std::string_view, max_pieces> pieces_{};
+  std::uint8_t n_owned_{0};
+  std::uint8_t n_before_{0};
+  std::uint8_t n_pieces_{0};
   std::vector<frame_ptr> frames_;
 };
 
@@ -136,7 +146,8 @@ class write_loop {
   write_batch batch_;
   std::vector<iovec> iov_;  // the batch's buffers; the first `next_` are written
   std::size_t next_{0};
-  std::vector<asio::const_buffer> tls_buffers_;
+  // TLS: the batch's buffers as Asio's, made by the first TLS write (none on plain TCP).
+  std::unique_ptr<std::vector<asio::const_buffer>> tls_buffers_;
   std::size_t written_{0};  // bytes of the batch written so far
   boost::system::error_code ec_;
   std::chrono::steady_clock::time_point started_;

@@ -54,6 +54,17 @@ class ws_handler {
                                                                std::string_view) const {
     return std::nullopt;
   }
+  // A handler with heartbeats of its own (Engine.IO's pings) times them with the transport's
+  // heartbeat timer instead of a timer of its own: the transport calls on_ws_heartbeat at the
+  // instant ws_heartbeat_due gives (already on the handler's grid, heartbeat_grid.hpp; the
+  // latest of the two when its own is sooner) and asks again after each of its timer's
+  // wake-ups; time_point::max() for none. On the session's executor; `from` may be a session
+  // the handler does not time by (an upgrade probe), which it then answers max() for. When
+  // the instant moves earlier, the handler calls ws_session::heartbeat_changed.
+  virtual std::chrono::steady_clock::time_point ws_heartbeat_due(const ws_session&) {
+    return std::chrono::steady_clock::time_point::max();
+  }
+  virtual void on_ws_heartbeat(ws_session&) {}
 };
 
 class ws_session final : public push_session {
@@ -101,6 +112,10 @@ class ws_session final : public push_session {
   // outbound data messages of compression_threshold bytes or more go compressed, each frame
   // compressed once for every connection that writes it. Before start() or start_with().
   void enable_deflate();
+
+  // The handler's heartbeat instant (ws_handler::ws_heartbeat_due) may have moved earlier:
+  // re-arms the session's timer, in a turn posted to its executor. Thread-safe.
+  void heartbeat_changed();
 
   // Only from ws_handler::on_ws_open: queues `text` as a text frame ahead of everything in
   // the outbox, right after the 101 response and what was queued first before it.
