@@ -240,7 +240,7 @@ struct server_config {
   std::size_t log_queue_max{10'000};
   // The io_uring write path (net/uring_writer.hpp): "auto" uses it where the build has liburing
   // and the kernel allows io_uring (else epoll, silently); "off" never tries it. The Python
-  // Server passes it always and defaults to "auto" (docs/api.md: 15-20 % less CPU per delivery
+  // Server passes it always and defaults to "auto" (docs/api.md: 12-35 % less CPU per delivery
   // at light load, docs/benchmarks.md); this struct keeps "off" so that the core's own tests
   // exercise the epoll path unless they ask for the ring.
   std::string io_uring{"off"};
