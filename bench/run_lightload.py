@@ -10,6 +10,9 @@ p50 and p99 publish-to-receive latency; then each skyrelay path's ratio to Node 
 delivery and p99: below 0.5 is the aim) and io_uring's to epoll.
 
     .venv/bin/python bench/run_lightload.py [--rounds 3] [--duration 6] [--scenarios 10,50,saturation]
+
+With --before PY (another checkout's .venv/bin/python, e.g. a build of main) its two paths run
+too, as "before epoll" and "before io_uring", interleaved with this build's in every round.
 """
 
 from __future__ import annotations
@@ -53,10 +56,18 @@ def main() -> int:
     p.add_argument("--python", help="run the skyrelay servers with this interpreter (another "
                    "checkout's .venv/bin/python; without io_uring there, use --servers "
                    "'skyrelay,node ws')")
+    p.add_argument("--before", metavar="PY", help="also run this interpreter's skyrelay (another "
+                   "checkout's .venv/bin/python) on both paths, as 'before epoll' and 'before "
+                   "io_uring'")
     args = harness.parse_args(p)
+    if args.before:
+        for path, option in (("epoll", "off"), ("io_uring", "auto")):
+            SERVERS[f"before {path}"] = Peer(
+                [args.before, str(HERE / "servers" / "skyrelay_server.py"), "--io-uring", option])
     if args.python:  # a build without the option: one skyrelay server, its default path
         SERVERS["skyrelay"] = Peer([args.python, str(HERE / "servers" / "skyrelay_server.py")])
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    names += [n for n in SERVERS if n.startswith("before ")]
     for name in list(SERVERS):
         if name not in names:
             del SERVERS[name]
@@ -65,7 +76,7 @@ def main() -> int:
     for s in (x.strip() for x in args.scenarios.split(",") if x.strip()):
         if s == "saturation":
             scenarios.append(("saturation (1000 msg/s)",
-                              {n: 1000.0 for n in SERVERS if n.startswith("skyrelay")}))
+                              {n: 1000.0 for n in SERVERS if n != "node ws"}))
         else:
             scenarios.append((f"{float(s):g} msg/s", {n: float(s) for n in SERVERS}))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -84,16 +95,25 @@ def main() -> int:
     for scenario, runs in results.items():
         lines.append("")
         lines.append(f"{scenario}:")
-        for name in (n for n in runs if n.startswith("skyrelay")):
+        for name in (n for n in runs if n != "node ws"):
             if "node ws" in runs:
                 lines.append(f"- {name} / node ws, CPU per delivery: "
                              + per_round(runs, name, "node ws", "cpu_ns_per_delivery")
                              + "; p99: " + per_round(runs, name, "node ws", "p99_us"))
-        lines.append("- io_uring / epoll, deliveries per server-CPU-second: "
-                     + per_round(runs, "skyrelay io_uring", "skyrelay epoll",
-                                 "deliveries_per_cpu_s")
-                     + "; p99: " + per_round(runs, "skyrelay io_uring", "skyrelay epoll",
-                                             "p99_us"))
+        for prefix in ("skyrelay", "before"):
+            if f"{prefix} io_uring" in runs:
+                lines.append(f"- {prefix} io_uring / epoll, deliveries per server-CPU-second: "
+                             + per_round(runs, f"{prefix} io_uring", f"{prefix} epoll",
+                                         "deliveries_per_cpu_s")
+                             + "; p99: " + per_round(runs, f"{prefix} io_uring",
+                                                     f"{prefix} epoll", "p99_us"))
+        for path in ("epoll", "io_uring"):
+            if f"before {path}" in runs and f"skyrelay {path}" in runs:
+                lines.append(f"- {path}, this build / before, CPU per delivery: "
+                             + per_round(runs, f"skyrelay {path}", f"before {path}",
+                                         "cpu_ns_per_delivery")
+                             + "; p99: " + per_round(runs, f"skyrelay {path}",
+                                                     f"before {path}", "p99_us"))
     lines.append("")
     lines.append(f"Started {started}, load average before: {' '.join(load_before)}")
     harness.report("lightload", lines, {"args": vars(args), "summary": summary, "runs": results})

@@ -207,7 +207,7 @@ class Server:
         io_stall_timeout: float = 10.0,
         dispatcher_stall_timeout: float = 10.0,
         log_queue_max: int = 10_000,
-        io_uring: str = "off",
+        io_uring: str = "auto",
     ) -> None:
         # Every argument by its name, taken before any other local exists.
         settings = dict(locals())

@@ -1,8 +1,9 @@
-"""The io_uring write path (Server(io_uring="auto"); the default is "off"): a publication to many
-WebSocket clients goes out through one io_uring submission per flush of an I/O thread, and
-every client receives every message once and in order; io_uring="off" writes through epoll
-only; a bad value is refused. Where the kernel (or a seccomp filter) refuses io_uring, the
-"auto" server silently writes through epoll: the tests that need the ring skip, saying so.
+"""The io_uring write path (Server(io_uring="auto"), the default): a publication to many
+WebSocket clients goes out through io_uring submissions of up to 64 sends per flush of an I/O
+thread, and every client receives every message once and in order; io_uring="off" (the escape
+hatch) writes through epoll only; a bad value is refused. Where the kernel (or a seccomp
+filter) refuses io_uring, the "auto" server silently writes through epoll: the tests that need
+the ring skip, saying so.
 """
 
 from __future__ import annotations
@@ -71,13 +72,28 @@ def test_publications_go_out_through_the_ring_whole_and_in_order(skyrelay_server
     assert 1 <= submissions <= sends, (submissions, sends)
 
 
-def test_off_the_default_writes_through_epoll_only(skyrelay_server_factory):
-    server = skyrelay_server_factory(io_threads=1)
+def test_off_writes_through_epoll_only(skyrelay_server_factory):
+    server = skyrelay_server_factory(io_threads=1, io_uring="off")
+    sends0 = metric(server, SENDS)  # process-wide: other servers of this run count there too
     got = asyncio.run(_fan_out(server, 20, 5))
     assert got == [list(range(5))] * 20
     assert metric(server, THREADS) == 0
+    assert metric(server, SENDS) == sends0
     text = server.metrics_text()
     assert f"\n{THREADS} 0\n" in text  # exposed, at 0, when off
+
+
+def test_the_default_is_auto(skyrelay_server_factory):
+    probe = skyrelay_server_factory(io_threads=1, io_uring="auto")
+    asyncio.run(_fan_out(probe, 2, 1))
+    if metric(probe, THREADS) == 0:
+        pytest.skip("io_uring is unavailable here: an \"auto\" server writes through epoll")
+    server = skyrelay_server_factory(io_threads=1)  # no io_uring argument
+    sends0 = metric(server, SENDS)
+    got = asyncio.run(_fan_out(server, 20, 5))
+    assert got == [list(range(5))] * 20
+    assert metric(server, THREADS) == 1  # this server's one I/O thread writes through a ring
+    assert metric(server, SENDS) - sends0 >= 20 * 5
 
 
 @pytest.mark.parametrize("bad", ["on", "", "AUTO", None, 1])

@@ -565,7 +565,7 @@ void server::append_uring_metrics(std::string& out) const {
   add("skyrelay_io_uring_threads", "I/O threads writing plain TCP through io_uring (0: epoll).",
       "gauge", rings);
   add("skyrelay_io_uring_submissions_total",
-      "io_uring submissions of flushed writes (one per flush of an I/O thread).", "counter",
+      "io_uring_enter calls of flushed writes (one per 64 sends of a flush at most).", "counter",
       net::uring_stats::submissions.load(std::memory_order_relaxed));
   add("skyrelay_io_uring_sends_total", "Sends those submissions carried.", "counter",
       net::uring_stats::sends.load(std::memory_order_relaxed));

@@ -96,11 +96,18 @@ void write_loop::run() {
   busy_ = true;
   written_ = 0;
   ec_.clear();
-  started_ = std::chrono::steady_clock::now();
+  // The write's start, for the write timeout: a drain's writes share its start (one clock
+  // read per drain, not per write; a drain lasts milliseconds, the timeout seconds).
+  if (const std::int64_t t = flush_queue::drain_started_ns())
+    started_ = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(t));
+  else
+    started_ = std::chrono::steady_clock::now();
   if (stream_.is_tls()) return write_tls();
-  if (auto* u = uring_writer::current();  // the flush's io_uring batch: goes on in sent()
+  // The flush's io_uring batch: goes on in sent(). Run by that flush, whose queue entry keeps
+  // the owner alive until the batch hands the result out.
+  if (auto* u = uring_writer::current();
       u && u->add(stream_.socket().native_handle(), iov_.data(), std::min(iov_.size(), iov_max),
-                  *this, owner_.keep_alive()))
+                  *this))
     return;
   if (!send_now()) return wait_writable();
   sent_at_once();
@@ -108,19 +115,20 @@ void write_loop::run() {
 
 // The result of the first send of run()'s batch, made by the flush's io_uring submission
 // (uring_writer): what sendmsg would have returned, as -errno. Goes on as run() does.
-void write_loop::sent(int res) {
+void write_loop::sent(int res, std::int64_t now_ns) {
   if (res == -EAGAIN || res == -EWOULDBLOCK) return wait_writable();
   if (res > 0) advance(static_cast<std::size_t>(res));
   if (res < 0 && res != -EINTR) {
     ec_.assign(-res, boost::system::system_category());
-  } else if (!send_now()) {
-    return wait_writable();
+  } else if (next_ < iov_.size()) {  // written in part: the rest by sendmsg, as on epoll
+    if (!send_now()) return wait_writable();
+    now_ns = 0;  // done later than the batch
   }
-  sent_at_once();
+  sent_at_once(now_ns);
 }
 
-void write_loop::sent_at_once() {
-  complete();
+void write_loop::sent_at_once(std::int64_t now_ns) {
+  complete(now_ns);
   // Written at once. The next batch waits for a turn of the event loop, as it does after a
   // write that had to wait: what other connections on this thread have to do runs first, and
   // frames that arrive meanwhile join the batch, which keeps batches large under load. The
@@ -128,7 +136,9 @@ void write_loop::sent_at_once() {
   // once with one posted handler, not one post (an allocation and the scheduler's lock) each.
   if (busy_ || continuing_) return;  // written() may have run the loop again
   continuing_ = true;
-  flushes_.add(owner_.keep_alive(), *this, stream_.get_executor());
+  // Run by a drain (every write a publication starts): its entry keeps the owner for the
+  // next turn. Else (the next batch of a loop that waited) a shared_ptr of its own.
+  if (!flushes_.again(*this)) flushes_.add(owner_.keep_alive(), *this, stream_.get_executor());
 }
 
 void write_loop::gather() {
@@ -216,7 +226,7 @@ void write_loop::write_tls() {
                     });
 }
 
-void write_loop::complete() {
+void write_loop::complete(std::int64_t now_ns) {
   busy_ = false;
   auto& m = metrics_;
   auto& shard = m.local();
@@ -231,7 +241,7 @@ void write_loop::complete() {
     std::array<std::uint64_t, bounds.size() + 1> counts{};
     std::uint64_t sum_ns = 0;
     bool timed = false;
-    const std::int64_t now = steady_ns();
+    const std::int64_t now = now_ns ? now_ns : steady_ns();
     std::uint64_t data_frames = 0;
     for (const auto& f : frames) {
       if (f->is_data) ++data_frames;

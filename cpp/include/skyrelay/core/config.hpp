@@ -239,8 +239,10 @@ struct server_config {
   // 10,000 connection events is a few MB at most; past it records are dropped and counted.
   std::size_t log_queue_max{10'000};
   // The io_uring write path (net/uring_writer.hpp): "auto" uses it where the build has liburing
-  // and the kernel allows io_uring (else epoll, silently); "off" (the default: it did not win
-  // in bench/run_lightload.py and bench/uring_sweep, docs/benchmarks.md) never tries it.
+  // and the kernel allows io_uring (else epoll, silently); "off" never tries it. The Python
+  // Server passes it always and defaults to "auto" (docs/api.md: 12-35 % less CPU per delivery
+  // at light load, docs/benchmarks.md); this struct keeps "off" so that the core's own tests
+  // exercise the epoll path unless they ask for the ring.
   std::string io_uring{"off"};
 };
 

@@ -7,6 +7,7 @@
 // started by a single handler that this queue posts when it goes from empty to non-empty.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -30,6 +31,17 @@ class flush_queue : public asio::execution_context::service {
   // `ex` is the executor of this queue's context (the loop's, one thread per context).
   void add(std::shared_ptr<void> keep, write_loop& loop, const asio::any_io_executor& ex);
 
+  // The next turn of a loop that this queue's drain is running now (write_loop's continuation
+  // after a write that went out at once): `loop` runs again in a later drain, kept alive by
+  // its entry in this one. One lock per drain instead of one per loop, and no copy of the
+  // owner's shared_ptr. False when no drain of this queue is running `loop` (the caller
+  // add()s instead). On the context's thread.
+  bool again(write_loop& loop);
+
+  // When the drain running on this thread began (steady_ns), or 0 outside one: the loops it
+  // runs take their writes' start time from it instead of reading the clock each.
+  static std::int64_t drain_started_ns() noexcept;
+
  private:
   void shutdown() override;  // drops what is queued (the context is going away)
   void drain();              // on the context's thread
@@ -42,6 +54,10 @@ class flush_queue : public asio::execution_context::service {
   std::vector<entry> queued_;  // guarded by mu_
   bool posted_{false};         // a drain is posted and has not taken queued_ yet; under mu_
   std::vector<entry> draining_;  // the drain's own (capacity kept), on the context's thread
+  std::vector<entry> again_;     // the entries of loops that asked again(), moved at its end
+  bool draining_now_{false};     // a drain is running (on the context's thread)
+  asio::any_io_executor ex_;     // the context's, from the first add(); under mu_
+  bool have_ex_{false};          // under mu_
 };
 
 }  // namespace skyrelay::net

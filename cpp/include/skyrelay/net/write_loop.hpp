@@ -114,8 +114,9 @@ class write_loop {
   // closed.
   void stop();
 
-  // The result of the send that run() handed to the flush's io_uring batch (uring_writer).
-  void sent(int res);
+  // The result of the send that run() handed to the flush's io_uring batch (uring_writer),
+  // and when the batch's sends were done (steady_ns, read once for all of them).
+  void sent(int res, std::int64_t now_ns);
 
   bool busy() const noexcept { return busy_; }
   // Frames of the write in flight (0 when idle).
@@ -129,10 +130,12 @@ class write_loop {
   // false when the rest must wait for writability.
   bool send_now();
   void advance(std::size_t n);
-  void sent_at_once();  // the batch went out without waiting: complete, continue next turn
+  // The batch went out without waiting (at `now_ns`, or 0: read the clock): complete,
+  // continue next turn.
+  void sent_at_once(std::int64_t now_ns = 0);
   void wait_writable();
   void write_tls();
-  void complete();
+  void complete(std::int64_t now_ns = 0);
   void arm_timer(std::chrono::steady_clock::time_point deadline);
 
   stream& stream_;
@@ -154,6 +157,11 @@ class write_loop {
   bool busy_{false};
   bool timer_armed_{false};
   bool continuing_{false};  // a run() is queued on the flush queue
+  // Set by flush_queue (a friend) while its drain runs this loop, and when the loop asked it
+  // for its next turn (flush_queue::again).
+  bool in_drain_{false};
+  bool again_{false};
+  friend class flush_queue;
 };
 
 }  // namespace net
