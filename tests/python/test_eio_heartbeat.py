@@ -34,6 +34,18 @@ def server_with_log(factory, **options) -> tuple[skyrelay.Server, queue.Queue]:
     return server, disconnects
 
 
+def answer_pings(ws: RawClient, n: int, since: float) -> list[float]:
+    """Reads until `n` pings have come over `ws`, answering each; their times after `since`."""
+    pings: list[float] = []
+    while len(pings) < n:
+        frame = ws.read_frame(timeout=10)
+        assert frame is not None, "no ping within 10 s"
+        if frame[1] == b"2":
+            pings.append(time.monotonic() - since)
+            ws.send_text("3")
+    return pings
+
+
 def open_ws(port: int) -> tuple[RawClient, float, str]:
     started = time.monotonic()
     ws = RawClient(port, "/socket.io/?EIO=4&transport=websocket")
@@ -54,13 +66,7 @@ def test_websocket_pings_come_every_interval_and_answered_keep_the_session(
     server, disconnects = server_with_log(skyrelay_server_factory)
     ws, started, _ = open_ws(server.port)
     try:
-        pings = []
-        while len(pings) < 4:
-            frame = ws.read_frame(timeout=10)
-            assert frame is not None, "no ping within 10 s"
-            if frame[1] == b"2":
-                pings.append(time.monotonic() - started)
-                ws.send_text("3")
+        pings = answer_pings(ws, 4, started)
         # The k-th ping cannot leave before k intervals since the session opened.
         for k, at in enumerate(pings, 1):
             assert at >= k * INTERVAL, pings
@@ -143,13 +149,7 @@ def test_an_upgraded_session_is_pinged_over_its_websocket(skyrelay_server_factor
         ws.send_text("5")
         upgraded = time.monotonic()
         polling.close()
-        pings = []
-        while len(pings) < 3:
-            frame = ws.read_frame(timeout=10)
-            assert frame is not None, "no ping over the upgraded WebSocket"
-            if frame[1] == b"2":
-                pings.append(time.monotonic() - upgraded)
-                ws.send_text("3")
+        pings = answer_pings(ws, 3, upgraded)
         assert disconnects.empty()
         # Then silent: ended by the heartbeat.
         while True:
