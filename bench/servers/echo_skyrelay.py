@@ -14,9 +14,11 @@ import skyrelay
 p = argparse.ArgumentParser()
 p.add_argument("--port", type=int, required=True)
 p.add_argument("--mode", choices=["sync", "async"], default="sync")
+p.add_argument("--io-uring", choices=["auto", "off"], help="the write path (default: the Server's)")
 args = p.parse_args()
+options = {"io_uring": args.io_uring} if args.io_uring else {}
 server = skyrelay.Server("127.0.0.1", args.port, io_threads=1, inbound_rate=1e9,
-                         inbound_burst=1e9)
+                         inbound_burst=1e9, **options)
 
 if args.mode == "sync":
     @server.on("echo")
