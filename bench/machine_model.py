@@ -56,10 +56,10 @@ def parse() -> tuple[argparse.Namespace, Costs]:
                    help="share of memory the connections may use")
     p.add_argument("--heartbeat-share", type=float, default=0.1,
                    help="share of the cores heartbeats may use")
-    d = Costs(user_kib=3.3, kernel_kib=4.7, heartbeat_us=10.0, heartbeat_s=25.0,
+    d = Costs(user_kib=2.5, kernel_kib=4.7, heartbeat_us=10.0, heartbeat_s=25.0,
               accept_us=76.0, accept_tls_us=572.0, delivery_us=0.25, thread_cost=1.25,
               enqueue_ns=45.0,
-              handler_events_per_s=17_200.0, redis_publications_per_s=13_866.0,
+              handler_events_per_s=50_000.0, redis_publications_per_s=13_866.0,
               fd_limit=1_048_576)
     for name, value in vars(d).items():
         p.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
