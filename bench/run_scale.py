@@ -288,8 +288,9 @@ def main() -> int:
     fd_limit = raise_fd_limit()
     args.per_process = args.per_process or fd_limit - 100
     if args.clients > fd_limit - 100:
-        print(f"note: one server process cannot hold {args.clients} connections with "
-              f"RLIMIT_NOFILE {fd_limit}; expect a shortfall", file=sys.stderr)
+        print(f"note: past RLIMIT_NOFILE {fd_limit}, skyrelay runs one descriptor table per I/O "
+              f"thread (servers/scale_skyrelay.py); the Node peers hold at most ~{fd_limit} "
+              "each", file=sys.stderr)
     harness.prepare()
     names = [n for n in args.runs.split(",") if n]
     rows = []

@@ -125,7 +125,8 @@ void def_plain_fields(config_class& c) {
       .def_readwrite("liveness_path", &server_config::liveness_path)
       .def_readwrite("readiness_path", &server_config::readiness_path)
       .def_readwrite("log_queue_max", &server_config::log_queue_max)
-      .def_readwrite("io_uring", &server_config::io_uring);
+      .def_readwrite("io_uring", &server_config::io_uring)
+      .def_readwrite("descriptor_tables", &server_config::descriptor_tables);
 }
 
 void def_durations(config_class& c) {

@@ -67,6 +67,7 @@ class ServerConfig:
     readiness_path: str
     log_queue_max: int
     io_uring: str  # "auto" | "off"
+    descriptor_tables: str  # "shared" | "per_thread"
     # Durations in integer milliseconds.
     handshake_timeout_ms: int
     idle_timeout_ms: int

@@ -308,6 +308,10 @@ def probe_fields(o: SimpleNamespace) -> dict[str, Any]:
         raise ValueError(f"log_queue_max must be >= 1 record, not {o.log_queue_max!r}")
     if o.io_uring not in ("auto", "off"):
         raise ValueError(f"io_uring must be 'auto' or 'off', not {o.io_uring!r}")
+    tables = {"shared": "shared", "per-thread": "per_thread", "per_thread": "per_thread"}
+    if o.descriptor_tables not in tables:
+        raise ValueError("descriptor_tables must be 'shared' or 'per-thread', not "
+                         f"{o.descriptor_tables!r}")
     return {
         # GET /health/live (the I/O threads answer) and /health/ready (dispatcher moving,
         # broker reachable, not stopping): 200 or 503; None turns one off.
@@ -319,4 +323,6 @@ def probe_fields(o: SimpleNamespace) -> dict[str, Any]:
         "log_queue_max": int(o.log_queue_max),
         # The io_uring write path where the kernel allows it ("auto"), or epoll only ("off").
         "io_uring": o.io_uring,
+        # One file descriptor table per I/O thread ("per_thread"): past the open-file limit.
+        "descriptor_tables": tables[o.descriptor_tables],
     }

@@ -208,6 +208,7 @@ class Server:
         dispatcher_stall_timeout: float = 10.0,
         log_queue_max: int = 10_000,
         io_uring: str = "auto",
+        descriptor_tables: str = "shared",
     ) -> None:
         # Every argument by its name, taken before any other local exists.
         settings = dict(locals())
@@ -408,7 +409,10 @@ class Server:
             if self.jwt is not None and not self._jwt_started:
                 self.jwt._start()  # a jwks_url: fetched now (JWKSError fails the start)
                 self._jwt_started = True
-            raise_nofile(int(self._options["max_connections"]))  # every connection is an fd
+            # Every connection is an fd. With a table per I/O thread the limit bounds each
+            # table's numbers, so all of it is taken (0: up to the hard limit).
+            per_thread = self._options["descriptor_tables"] == "per_thread"
+            raise_nofile(0 if per_thread else int(self._options["max_connections"]))
             try:
                 self._core = _core.Server(
                     server_config(options),

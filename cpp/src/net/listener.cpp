@@ -1,5 +1,7 @@
 #include "skyrelay/net/listener.hpp"
 
+#include <sys/socket.h>
+
 #include <array>
 
 #include "skyrelay/net/client_address.hpp"
@@ -20,6 +22,19 @@ listener::listener(asio::io_context& ioc, tcp::endpoint ep, session_context& ctx
   acceptor_.listen(asio::socket_base::max_listen_connections);
 }
 
+listener::listener(asio::io_context& ioc, int listening, session_context& ctx, handoff_fn handoff)
+    : ioc_(ioc), acceptor_(ioc), ctx_(ctx), handoff_(std::move(handoff)), own_context_(true) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  ::getsockname(listening, reinterpret_cast<sockaddr*>(&addr), &len);
+  acceptor_.assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), listening);
+}
+
+void listener::close_here() {
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+}
+
 unsigned short listener::port() const { return acceptor_.local_endpoint().port(); }
 
 void listener::run() { do_accept(); }
@@ -34,7 +49,7 @@ void listener::close() {
 void listener::do_accept() {
   // Each connection lives on the next I/O context; a context is run by one thread, so a
   // connection's handlers never run concurrently.
-  acceptor_.async_accept(ctx_.next_context(),
+  acceptor_.async_accept(own_context_ ? ioc_ : ctx_.next_context(),
                          [self = shared_from_this()](boost::system::error_code ec,
                                                      tcp::socket socket) {
                            self->on_accept(ec, std::move(socket));

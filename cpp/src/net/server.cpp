@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <future>
+#include <latch>
 #include <stdexcept>
 #include <utility>
 
@@ -15,6 +16,7 @@
 #include "skyrelay/broker/redis_broker.hpp"
 #include "skyrelay/broker/redis_limits.hpp"
 #include "skyrelay/broker/redis_state.hpp"
+#include "skyrelay/net/descriptor_tables.hpp"
 #include "skyrelay/net/http_session.hpp"
 #include "skyrelay/net/listener.hpp"
 #include "skyrelay/net/manager_bridge.hpp"
@@ -228,6 +230,14 @@ void server::register_envelope_encoders() {
 void server::start() {
   if (running_) return;
   const unsigned n = thread_count(cfg_.io_threads);
+  const bool own_tables = cfg_.descriptor_tables == "per_thread";
+  if (!own_tables && cfg_.descriptor_tables != "shared")
+    throw std::invalid_argument("descriptor_tables must be \"shared\" or \"per_thread\"");
+  if (own_tables && cfg_.worker_index >= 0 && !cfg_.worker_handoff_fds.empty())
+    throw std::invalid_argument("per-thread descriptor tables do not go with worker hand-off");
+  // Read before the server opens anything: what is open now is the application's.
+  net::descriptor_tables::plan tables;
+  if (own_tables) tables = net::descriptor_tables::prepare();
   contexts_.clear();
   guards_.clear();
   for (unsigned i = 0; i < n; ++i) {
@@ -243,10 +253,10 @@ void server::start() {
     auto results = resolver.resolve(cfg_.host, std::to_string(cfg_.port));
     endpoint = results.begin()->endpoint();
   }
-  listener_ = std::make_shared<listener>(
-      *contexts_[0], endpoint, *ctx_, [this](tcp::socket socket, admission::slot slot) {
-        start_http_session(std::move(socket), *ctx_, std::move(slot));
-      });
+  auto handoff = [this](tcp::socket socket, admission::slot slot) {
+    start_http_session(std::move(socket), *ctx_, std::move(slot));
+  };
+  listener_ = std::make_shared<listener>(*contexts_[0], endpoint, *ctx_, handoff);
   port_ = listener_->port();
   if (cfg_.worker_index >= 0 && !cfg_.worker_handoff_fds.empty()) {
     workers_ = std::make_unique<worker_handoff>(*contexts_[0], *ctx_, cfg_.worker_index,
@@ -260,15 +270,54 @@ void server::start() {
   wake_deferrals_.clear();
   for (unsigned i = 0; i < n; ++i)
     wake_deferrals_.push_back(std::make_unique<net::turn_end_wake>(*contexts_[i]));
+  // With tables of their own, each I/O thread unshares its table and starts its own acceptor
+  // before it runs; start() waits for all of them, and fails as a whole if one could not.
+  thread_listeners_.assign(own_tables ? n : 0, nullptr);
+  std::vector<std::string> table_errors(n);
+  std::latch tables_ready(own_tables ? n : 0);
+  const int listening = listener_->native_handle();
   for (unsigned i = 0; i < n; ++i) {
-    threads_.emplace_back([this, i] {
+    threads_.emplace_back([this, i, own_tables, &tables, &table_errors, &tables_ready, listening,
+                           handoff] {
       metrics::bind_thread(i);
+      if (own_tables) {
+        const int own =
+            net::descriptor_tables::enter_own_table(tables, *contexts_[i], listening, table_errors[i]);
+        if (own >= 0) {
+          try {
+            thread_listeners_[i] = std::make_shared<listener>(*contexts_[i], own, *ctx_, handoff);
+            thread_listeners_[i]->run();
+          } catch (const std::exception& e) {
+            table_errors[i] = e.what();
+          }
+        }
+        tables_ready.count_down();  // `tables` and the rest are not touched after this
+      }
       dispatcher::defer_wakes_on_this_thread(wake_deferrals_[i].get());
       contexts_[i]->run();
       dispatcher::defer_wakes_on_this_thread(nullptr);
     });
   }
-  listener_->run();
+  if (own_tables) {
+    tables_ready.wait();
+    std::string failed;
+    for (const auto& e : table_errors)
+      if (!e.empty()) failed = e;
+    if (!failed.empty()) {
+      running_ = true;
+      stop();
+      throw std::runtime_error("per-thread descriptor tables: " + failed);
+    }
+    if (cfg_.max_connections > 0 && tables.per_table * n < cfg_.max_connections)
+      log_event(log_, log_source::core, log_level::warning, "descriptor_tables_short", [&] {
+        return std::vector<log_field>{
+            {"io_threads", std::to_string(n)},
+            {"per_thread", std::to_string(tables.per_table)},
+            {"max_connections", std::to_string(cfg_.max_connections)}};
+      });
+  } else {
+    listener_->run();
+  }
   sweep_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
   sweep_later();
   running_ = true;
@@ -287,7 +336,14 @@ void server::stop() {
   if (!running_.exchange(false)) return;
   health_->set_draining(true);  // readiness fails from here on
   if (manager_bridge_) manager_bridge_->stop();  // no manager message acts from here on
-  listener_->close();
+  if (thread_listeners_.empty()) {
+    listener_->close();
+  } else {
+    // The process's copy here (the I/O threads dropped theirs), each thread's on its thread.
+    listener_->close_here();
+    for (auto& l : thread_listeners_)
+      if (l) l->close();
+  }
   if (workers_) workers_->stop();
   asio::post(*contexts_[0], [this] { sweep_timer_->cancel(); });
   std::vector<std::shared_ptr<push_session>> open;
@@ -326,6 +382,7 @@ void server::stop() {
     parking_.clear();
   }
   listener_.reset();
+  thread_listeners_.clear();
   ctx_->set_workers(nullptr);
   workers_.reset();  // before its io_context goes
   sweep_timer_.reset();
@@ -547,6 +604,17 @@ std::string server::metrics_text() const {
   append_build_info(out, cfg_.version);
   append_process_metrics(out);
   append_uring_metrics(out);
+  // Per-thread descriptor tables (net/descriptor_tables.hpp): the I/O threads' tables (0 when
+  // they share the process's; process_open_fds counts the process's table alone then), and
+  // sockets an I/O thread found in another's table at close (a bug if ever above 0).
+  out += "# HELP skyrelay_descriptor_tables I/O threads with a file descriptor table of their "
+         "own.\n# TYPE skyrelay_descriptor_tables gauge\nskyrelay_descriptor_tables " +
+         std::to_string(thread_listeners_.size()) +
+         "\n# HELP skyrelay_descriptor_table_misses_total Sockets an I/O thread was asked to "
+         "close that another thread's table holds (closed there instead).\n"
+         "# TYPE skyrelay_descriptor_table_misses_total counter\n"
+         "skyrelay_descriptor_table_misses_total " +
+         std::to_string(net::descriptor_tables::misses()) + "\n";
   return out;
 }
 

@@ -244,6 +244,11 @@ struct server_config {
   // at light load, docs/benchmarks.md); this struct keeps "off" so that the core's own tests
   // exercise the epoll path unless they ask for the ring.
   std::string io_uring{"off"};
+  // "per_thread": each I/O thread has a file descriptor table of its own and accepts its own
+  // connections (net/descriptor_tables.hpp), so that one process holds (open-file limit - a
+  // floor) connections per I/O thread instead of the limit in all. "shared": one table, the
+  // usual. Not with worker hand-off (its descriptors are the process's).
+  std::string descriptor_tables{"shared"};
 };
 
 }  // namespace skyrelay

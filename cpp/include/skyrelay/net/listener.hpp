@@ -22,9 +22,18 @@ class listener : public std::enable_shared_from_this<listener> {
   // Binds and listens; throws boost::system::system_error on failure. Accepted connections go
   // to ctx.next_context(), are admitted by ctx.get_admission(), then handed to `handoff`.
   listener(asio::io_context& ioc, tcp::endpoint ep, session_context& ctx, handoff_fn handoff);
+  // Accepts on `listening` (a listening socket it takes over), each connection onto `ioc`
+  // itself: one of the I/O threads that have descriptor tables of their own
+  // (net/descriptor_tables.hpp), where a socket accepted on one thread is in that thread's
+  // table only. Constructed on that thread.
+  listener(asio::io_context& ioc, int listening, session_context& ctx, handoff_fn handoff);
   void run();
   void close();  // thread-safe
+  // Closes the listening socket on the calling thread, at once (the process's own copy, when
+  // the I/O threads accept on copies of their own).
+  void close_here();
   unsigned short port() const;
+  int native_handle() { return acceptor_.native_handle(); }
 
  private:
   void do_accept();
@@ -33,6 +42,7 @@ class listener : public std::enable_shared_from_this<listener> {
   tcp::acceptor acceptor_;
   session_context& ctx_;
   handoff_fn handoff_;
+  bool own_context_ = false;  // each connection onto ioc_, else onto ctx_.next_context()
 };
 
 // Counts a refused connection on ctx's metrics (by `why`) and answers it: a plain connection

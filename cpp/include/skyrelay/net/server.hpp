@@ -197,6 +197,9 @@ class server {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
   std::shared_ptr<listener> listener_;
+  // With per-thread descriptor tables: each I/O thread's own acceptor (on a copy of
+  // listener_'s socket in its table), by thread; else empty.
+  std::vector<std::shared_ptr<listener>> thread_listeners_;
   std::unique_ptr<worker_handoff> workers_;  // one of several workers on the port, else null
   std::atomic<std::size_t> next_context_{0};
   std::atomic<bool> running_{false};

@@ -17,6 +17,7 @@
 #include <boost/asio/ssl.hpp>
 
 #include "skyrelay/net/aliases.hpp"
+#include "skyrelay/net/descriptor_tables.hpp"
 #include "skyrelay/net/tls_socket.hpp"
 
 namespace skyrelay {
@@ -35,6 +36,12 @@ class stream {
   // TLS (server side) with the shared context; call async_handshake before anything else.
   stream(tcp::socket socket, ssl::context& ctx)
       : s_(std::in_place_type<tls_stream>, std::move(socket), ctx) {}
+
+  // With per-thread descriptor tables, a socket is closed only on its own thread
+  // (net/descriptor_tables.hpp): destroyed elsewhere, it is handed to its context.
+  ~stream() {
+    if (net::descriptor_tables::per_thread()) net::descriptor_tables::settle(socket());
+  }
 
   stream(stream&&) noexcept = default;
   stream& operator=(stream&&) noexcept = default;
@@ -106,6 +113,7 @@ class stream {
     boost::system::error_code ec;
     auto& s = socket();
     if (!s.is_open()) return;
+    if (net::descriptor_tables::per_thread() && net::descriptor_tables::settle(s)) return;
     s.shutdown(tcp::socket::shutdown_both, ec);
     s.close(ec);
   }

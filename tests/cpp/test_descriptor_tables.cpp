@@ -1,0 +1,139 @@
+// Per-thread descriptor tables (net/descriptor_tables.hpp) on a real server on 127.0.0.1: each
+// accepted socket is in exactly one I/O thread's own table, numbered at or above the floor,
+// never in the process's table; closed connections leave every table; stopping the server
+// closes the port.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "skyrelay/net/descriptor_tables.hpp"
+#include "skyrelay/net/server.hpp"
+#include "blocking_client.hpp"
+
+namespace skyrelay {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Sockets in the descriptor table of each thread of this process, at or above `floor`, keyed
+// by the table: threads sharing a table (the process's) count once, under the main thread's id.
+struct table_counts {
+  std::size_t process = 0;        // in the process's table
+  std::vector<std::size_t> own;   // in each table of its own that holds any
+};
+
+table_counts count_sockets(int floor) {
+  table_counts out;
+  const std::string self_fd = "/proc/self/fd";
+  auto sockets_in = [floor](const fs::path& dir) {
+    std::size_t n = 0;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const int fd = std::atoi(it->path().filename().c_str());
+      if (fd < floor) continue;
+      std::error_code lec;
+      const auto target = fs::read_symlink(it->path(), lec).string();
+      if (!lec && target.rfind("socket:", 0) == 0) ++n;
+    }
+    return n;
+  };
+  out.process = sockets_in(self_fd);
+  const auto main_tid = std::to_string(::getpid());
+  std::error_code ec;
+  for (fs::directory_iterator it("/proc/self/task", ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().filename() == main_tid) continue;
+    // A table of its own has every number below the floor taken (by /dev/null); the
+    // process's has the number just below the floor free.
+    std::error_code lec;
+    const auto below = std::to_string(floor - 1);
+    const auto theirs = fs::read_symlink(it->path() / "fd" / below, lec);
+    if (lec || theirs != "/dev/null") continue;
+    out.own.push_back(sockets_in(it->path() / "fd"));
+  }
+  return out;
+}
+
+class DescriptorTables : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_config cfg;
+    cfg.host = "127.0.0.1";
+    cfg.port = 0;
+    cfg.io_threads = 3;
+    cfg.descriptor_tables = "per_thread";
+    server_ = std::make_unique<server>(cfg, app_hooks{});
+    server_->start();
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+  }
+  std::unique_ptr<server> server_;
+};
+
+TEST_F(DescriptorTables, EachSocketIsInOneThreadsOwnTableAndLeavesItWhenClosed) {
+  constexpr int floor = 1024;  // the least floor: this process holds few descriptors
+  std::vector<std::unique_ptr<testing::blocking_client>> clients;
+  for (int i = 0; i < 30; ++i) {
+    clients.push_back(std::make_unique<testing::blocking_client>(server_->port()));
+    clients.back()->send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  }
+  for (auto& c : clients) ASSERT_NE(c->read_until("\r\n\r\n").find("HTTP/1.1 200"), std::string::npos);
+  auto counts = count_sockets(floor);
+  std::size_t held = 0;
+  for (auto n : counts.own) held += n;
+  EXPECT_EQ(counts.own.size(), 3u);  // three I/O threads with tables of their own
+  EXPECT_EQ(held, 30u);              // every accepted socket in exactly one of them
+  EXPECT_EQ(counts.process, 0u);     // none in the process's table, none numbered above its floor
+
+  clients.clear();  // the server's ends see the close and close on their own threads
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    counts = count_sockets(floor);
+    held = 0;
+    for (auto n : counts.own) held += n;
+    if (held == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(held, 0u);
+  EXPECT_EQ(net::descriptor_tables::misses(), 0u);
+  EXPECT_NE(server_->metrics_text().find("skyrelay_descriptor_tables 3\n"), std::string::npos);
+
+  const auto port = server_->port();
+  server_->stop();
+  server_.reset();
+  // Every copy of the listening socket is closed: nothing answers on the port.
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket s(ioc);
+  boost::system::error_code ec;
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), port}, ec);
+  EXPECT_EQ(ec, boost::asio::error::connection_refused);
+}
+
+TEST(DescriptorTablesConfig, RefusesAnUnknownModeAndWorkerHandOff) {
+  server_config cfg;
+  cfg.host = "127.0.0.1";
+  cfg.port = 0;
+  cfg.io_threads = 1;
+  cfg.descriptor_tables = "many";
+  {
+    server s(cfg, app_hooks{});
+    EXPECT_THROW(s.start(), std::invalid_argument);
+  }
+  cfg.descriptor_tables = "per_thread";
+  cfg.worker_index = 0;
+  cfg.worker_handoff_fds = {0};
+  server s(cfg, app_hooks{});
+  EXPECT_THROW(s.start(), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace skyrelay
