@@ -10,6 +10,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <utility>
 #include <memory>
 #include <string>
 #include <thread>
@@ -24,29 +26,28 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Sockets in the descriptor table of each thread of this process, at or above `floor`, keyed
-// by the table: threads sharing a table (the process's) count once, under the main thread's id.
-struct table_counts {
-  std::size_t process = 0;        // in the process's table
-  std::vector<std::size_t> own;   // in each table of its own that holds any
+// The sockets (by inode) numbered at or above `floor` in the process's descriptor table and in
+// each thread's table of its own.
+struct table_sockets {
+  std::vector<std::string> process;
+  std::vector<std::vector<std::string>> own;
 };
 
-table_counts count_sockets(int floor) {
-  table_counts out;
-  const std::string self_fd = "/proc/self/fd";
+table_sockets list_sockets(int floor) {
+  table_sockets out;
   auto sockets_in = [floor](const fs::path& dir) {
-    std::size_t n = 0;
+    std::vector<std::string> found;
     std::error_code ec;
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
       const int fd = std::atoi(it->path().filename().c_str());
       if (fd < floor) continue;
       std::error_code lec;
       const auto target = fs::read_symlink(it->path(), lec).string();
-      if (!lec && target.rfind("socket:", 0) == 0) ++n;
+      if (!lec && target.rfind("socket:", 0) == 0) found.push_back(target);
     }
-    return n;
+    return found;
   };
-  out.process = sockets_in(self_fd);
+  out.process = sockets_in("/proc/self/fd");
   const auto main_tid = std::to_string(::getpid());
   std::error_code ec;
   for (fs::directory_iterator it("/proc/self/task", ec), end; !ec && it != end; it.increment(ec)) {
@@ -54,12 +55,28 @@ table_counts count_sockets(int floor) {
     // A table of its own has every number below the floor taken (by /dev/null); the
     // process's has the number just below the floor free.
     std::error_code lec;
-    const auto below = std::to_string(floor - 1);
-    const auto theirs = fs::read_symlink(it->path() / "fd" / below, lec);
+    const auto theirs = fs::read_symlink(it->path() / "fd" / std::to_string(floor - 1), lec);
     if (lec || theirs != "/dev/null") continue;
     out.own.push_back(sockets_in(it->path() / "fd"));
   }
   return out;
+}
+
+// The connections' sockets across the tables of their own: each table also holds a copy of
+// the listening socket (one inode in every table), which is left out. Returns the count, and
+// whether every connection is in exactly one table.
+std::pair<std::size_t, bool> connections_in_own_tables(const table_sockets& t) {
+  std::map<std::string, std::size_t> seen;
+  for (const auto& table : t.own)
+    for (const auto& inode : table) ++seen[inode];
+  std::size_t n = 0;
+  bool once = true;
+  for (const auto& [inode, tables] : seen) {
+    if (tables == t.own.size() && t.own.size() > 1) continue;  // the listening socket
+    ++n;
+    once = once && tables == 1;
+  }
+  return {n, once};
 }
 
 class DescriptorTables : public ::testing::Test {
@@ -87,19 +104,17 @@ TEST_F(DescriptorTables, EachSocketIsInOneThreadsOwnTableAndLeavesItWhenClosed) 
     clients.back()->send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
   }
   for (auto& c : clients) ASSERT_NE(c->read_until("\r\n\r\n").find("HTTP/1.1 200"), std::string::npos);
-  auto counts = count_sockets(floor);
-  std::size_t held = 0;
-  for (auto n : counts.own) held += n;
-  EXPECT_EQ(counts.own.size(), 3u);  // three I/O threads with tables of their own
-  EXPECT_EQ(held, 30u);              // every accepted socket in exactly one of them
-  EXPECT_EQ(counts.process, 0u);     // none in the process's table, none numbered above its floor
+  auto tables = list_sockets(floor);
+  EXPECT_EQ(tables.own.size(), 3u);  // three I/O threads with tables of their own
+  auto [held, once] = connections_in_own_tables(tables);
+  EXPECT_EQ(held, 30u);                 // every accepted socket in their tables,
+  EXPECT_TRUE(once);                    // each in exactly one,
+  EXPECT_TRUE(tables.process.empty());  // none in the process's table above its floor
 
   clients.clear();  // the server's ends see the close and close on their own threads
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   do {
-    counts = count_sockets(floor);
-    held = 0;
-    for (auto n : counts.own) held += n;
+    held = connections_in_own_tables(list_sockets(floor)).first;
     if (held == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   } while (std::chrono::steady_clock::now() < deadline);
