@@ -43,6 +43,7 @@ and a warning at every start would be noise) when the limit stays below what it 
             log.warning("skyrelay: cannot raise the open-file limit to %d: %s", want, exc)
     if soft != resource.RLIM_INFINITY and need != resource.RLIM_INFINITY and soft < need:
         log.info("skyrelay: the open-file limit is %d (hard %s): fewer than max_connections "
-                    "(%d) can be open at once", soft,
-                    "unlimited" if hard == resource.RLIM_INFINITY else hard, max_connections)
+                 "(%d) can be open at once (descriptor_tables='per-thread' holds about that "
+                 "many per I/O thread: docs/api.md)", soft,
+                 "unlimited" if hard == resource.RLIM_INFINITY else hard, max_connections)
     return soft, hard
