@@ -1,7 +1,10 @@
 #include "skyrelay/orbit/passes.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <bit>
+#include <cstdint>
 #include <cmath>
 #include <limits>
 #include <cstring>
@@ -541,6 +544,60 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
   }
 }
 
+// The threads' results in one vector sorted by (AOS, satellite, station). Each part is already in
+// (satellite, station, AOS) order (a thread takes satellites in increasing order and searches
+// the stations in turn), so merging the parts by satellite and then sorting by AOS alone with a
+// stable sort gives that order. The sort is a least-significant-digit radix sort of the AOS's
+// bits on small keys that point into the parts: a comparison sort of the 112-byte windows, or
+// of keys with three fields, cost 4 % of the whole search.
+std::vector<pass_window> sorted_by_aos(const std::vector<std::vector<pass_window>>& parts) {
+  struct key {
+    std::uint64_t bits;  // the AOS as an unsigned integer in the same order as the double
+    std::uint32_t part, index;
+  };
+  std::size_t total = 0;
+  for (const auto& p : parts) total += p.size();
+  std::vector<key> keys(total), spare(total);
+  auto ordered_bits = [](double t) {
+    const auto b = std::bit_cast<std::uint64_t>(t);
+    return (b >> 63) ? ~b : b | (std::uint64_t{1} << 63);
+  };
+  // Merge by satellite: every satellite's passes are in one part, contiguous.
+  std::vector<std::size_t> at(parts.size(), 0);
+  for (std::size_t k = 0; k < total;) {
+    std::size_t best = parts.size();
+    for (std::size_t p = 0; p < parts.size(); ++p)
+      if (at[p] < parts[p].size() && (best == parts.size() || parts[p][at[p]].satellite < parts[best][at[best]].satellite))
+        best = p;
+    const std::size_t sat = parts[best][at[best]].satellite;
+    for (; at[best] < parts[best].size() && parts[best][at[best]].satellite == sat; ++at[best], ++k)
+      keys[k] = {ordered_bits(parts[best][at[best]].aos), static_cast<std::uint32_t>(best),
+                 static_cast<std::uint32_t>(at[best])};
+  }
+  // One histogram per byte in one pass; bytes that all keys share (the high ones: the times lie
+  // within days of each other) are skipped.
+  std::vector<std::array<std::size_t, 256>> counts(8);
+  for (auto& c : counts) c.fill(0);
+  for (const key& k : keys)
+    for (int d = 0; d < 8; ++d) ++counts[d][(k.bits >> (8 * d)) & 0xff];
+  for (int d = 0; d < 8; ++d) {
+    auto& c = counts[d];
+    if (total == 0 || c[(keys[0].bits >> (8 * d)) & 0xff] == total) continue;
+    std::size_t sum = 0;
+    for (auto& n : c) {
+      const std::size_t here = n;
+      n = sum;
+      sum += here;
+    }
+    for (const key& k : keys) spare[c[(k.bits >> (8 * d)) & 0xff]++] = k;
+    keys.swap(spare);
+  }
+  std::vector<pass_window> all;
+  all.reserve(total);
+  for (const key& k : keys) all.push_back(parts[k.part][k.index]);
+  return all;
+}
+
 }  // namespace
 
 double pass_quality(double max_elevation_rad, double min_elevation_rad, double duration_s) {
@@ -588,28 +645,7 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
     for (unsigned i = 0; i < threads; ++i) pool.emplace_back(work, i);
     for (auto& th : pool) th.join();
   }
-  // Sorted by (AOS, satellite, station) through small keys that point into the threads' parts:
-  // moving the 112-byte windows about cost more than the comparisons, and copying them into one
-  // vector first cost a pass over them.
-  struct key {
-    double aos;
-    std::size_t satellite, station, part, index;
-  };
-  std::size_t total = 0;
-  for (const auto& p : parts) total += p.size();
-  std::vector<key> keys;
-  keys.reserve(total);
-  for (std::size_t p = 0; p < parts.size(); ++p)
-    for (std::size_t i = 0; i < parts[p].size(); ++i)
-      keys.push_back({parts[p][i].aos, parts[p][i].satellite, parts[p][i].station, p, i});
-  std::sort(keys.begin(), keys.end(), [](const key& a, const key& b) {
-    if (a.aos != b.aos) return a.aos < b.aos;
-    if (a.satellite != b.satellite) return a.satellite < b.satellite;
-    return a.station < b.station;
-  });
-  all.reserve(total);
-  for (const key& k : keys) all.push_back(parts[k.part][k.index]);
-  return all;
+  return sorted_by_aos(parts);
 }
 
 }  // namespace skyrelay::orbit
