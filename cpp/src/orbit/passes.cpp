@@ -31,8 +31,8 @@ constexpr double root_tolerance_s = 1e-3;
 // is this short: from an error e it lands within about (f'' / 2f') e^2 of the root (a few
 // microseconds at rises and sets, where f'' / f' is of the order of 1 / 100 s; a few tenths of a
 // millisecond at culminations).
-constexpr double accept_rise_set_s = 0.1;
-constexpr double accept_culmination_s = 0.25;
+constexpr double accept_rise_set_s = 0.5;
+constexpr double accept_culmination_s = 2.0;
 
 // One satellite's earth-fixed states on an even grid of times, shared by every station. Between
 // grid points the state is a quintic Hermite interpolant of positions, velocities and
@@ -173,9 +173,10 @@ void scan_near(const track& tr, const station_geometry& gs, unsigned char* __res
 
 SKYRELAY_SCAN_CLONES
 void scan_values(const track& tr, const station_geometry& gs, std::size_t begin, std::size_t end,
-                 double* __restrict f, double* __restrict g) {
+                 double* __restrict f, double* __restrict g, double* __restrict gd) {
   const double *__restrict x = tr.x.get(), *__restrict y = tr.y.get(), *__restrict z = tr.z.get();
   const double *__restrict vx = tr.vx.get(), *__restrict vy = tr.vy.get(), *__restrict vz = tr.vz.get();
+  const double *__restrict ax = tr.ax.get(), *__restrict ay = tr.ay.get(), *__restrict az = tr.az.get();
   const double ex = gs.ecef[0], ey = gs.ecef[1], ez = gs.ecef[2];
   const double ux = gs.up[0], uy = gs.up[1], uz = gs.up[2], sin_mask = gs.sin_mask;
   for (std::size_t i = begin; i < end; ++i) {
@@ -187,6 +188,11 @@ void scan_values(const track& tr, const station_geometry& gs, std::size_t begin,
     const double rhodot = dv * w;
     f[i] = u * w - sin_mask;
     g[i] = (vu - u * rhodot * w) * w;
+    const double au = ux * ax[i] + uy * ay[i] + uz * az[i];
+    const double vv = vx[i] * vx[i] + vy[i] * vy[i] + vz[i] * vz[i];
+    const double da = dx * ax[i] + dy * ay[i] + dz * az[i];
+    const double rhoddot = (vv + da - rhodot * rhodot) * w;
+    gd[i] = (au - (2.0 * vu * rhodot + u * rhoddot) * w + 2.0 * u * rhodot * rhodot * w * w) * w;
   }
 }
 
@@ -206,9 +212,32 @@ struct sample {
 
 // What the search itself needs of a sample: a grid point's is only this.
 struct point {
-  double t, f, g;
+  double t, f, g, gdot;
 };
-point point_of(const sample& s) { return {s.t, s.f, s.g}; }
+point point_of(const sample& s) { return {s.t, s.f, s.g, s.gdot}; }
+
+// The quintic through two points' values, rates and rates' rates, on z in [0, 1] (z = 0 at a):
+// f = f0 + m0 z + q0 z^2 / 2 + c3 z^3 + c4 z^4 + c5 z^5 with m = w g and q = w^2 gdot. Over a
+// grid step it follows the sine of the elevation to about 5e-4 (its sixth derivative), a
+// fraction of a second at a rise or a culmination: a first guess that leaves the interpolated
+// evaluation one Newton step, where the cubic through values and rates left two.
+struct quintic {
+  double f0, m0, q0, c3, c4, c5;
+  quintic(const point& a, const point& b) {
+    const double w = b.t - a.t, d = b.f - a.f;
+    const double m1 = w * b.g, q1 = w * w * b.gdot;
+    f0 = a.f;
+    m0 = w * a.g;
+    q0 = w * w * a.gdot;
+    c3 = 10.0 * d - 6.0 * m0 - 4.0 * m1 - 1.5 * q0 + 0.5 * q1;
+    c4 = -15.0 * d + 8.0 * m0 + 7.0 * m1 + 1.5 * q0 - q1;
+    c5 = 6.0 * d - 3.0 * (m0 + m1) + 0.5 * (q1 - q0);
+  }
+  double value(double z) const { return f0 + z * (m0 + z * (0.5 * q0 + z * (c3 + z * (c4 + z * c5)))); }
+  double rate(double z) const { return m0 + z * (q0 + z * (3.0 * c3 + z * (4.0 * c4 + z * 5.0 * c5))); }
+  double curvature(double z) const { return q0 + z * (6.0 * c3 + z * (12.0 * c4 + z * 20.0 * c5)); }
+  double jerk(double z) const { return 6.0 * c3 + z * (24.0 * c4 + z * 60.0 * c5); }
+};
 
 // The extremum between two samples whose rates have opposite signs, on the cubic through both
 // samples' values and rates: where it lies (0 at a, 1 at b) and its value. The cubic's derivative,
@@ -237,9 +266,9 @@ class pair_search {
   pair_search(const track& tr, const site& st, double end)
       : tr_(tr), st_(st), end_(end), sin_mask_(std::sin(st.min_elevation_rad)),
         up_{st.cos_lat * st.cos_lon, st.cos_lat * st.sin_lon, st.sin_lat} {}
-  // f, g and near have room for the track's points and one more; the caller reuses them from
-  // station to station.
-  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, double* f, double* g,
+  // f, g, gd and near have room for the track's points and one more; the caller reuses them
+  // from station to station.
+  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, double* f, double* g, double* gd,
            unsigned char* near);
 
  private:
@@ -336,7 +365,8 @@ double pair_search::azimuth_deg(const sample& s) const {
 
 sample pair_search::at_point(std::size_t i) const {
   const double r[3] = {tr_.x[i], tr_.y[i], tr_.z[i]}, v[3] = {tr_.vx[i], tr_.vy[i], tr_.vz[i]};
-  return from_state(tr_.t0 + static_cast<double>(i) * tr_.h, r, v, nullptr);
+  const double a[3] = {tr_.ax[i], tr_.ay[i], tr_.az[i]};
+  return from_state(tr_.t0 + static_cast<double>(i) * tr_.h, r, v, a);
 }
 
 sample pair_search::at(double t, bool curvature) const {
@@ -371,13 +401,28 @@ sample pair_search::culmination(const point& a, const point& b) const {
   constexpr double tolerance = 10 * root_tolerance_s;
   double lo = a.t, hi = b.t;
   const bool rising_at_lo = a.g > 0;
-  double t = a.t + (b.t - a.t) * cubic_peak(a, b).z;
+  const double w = b.t - a.t;
+  const quintic p(a, b);
+  double z = cubic_peak(a, b).z;
+  for (int k = 0; k < 2; ++k) {
+    const double c = p.curvature(z), next = c != 0.0 ? z - p.rate(z) / c : z;
+    if (!(next > 0.0 && next < 1.0)) break;
+    z = next;
+  }
+  double t = a.t + w * z;
   sample x;
   for (int i = 0; i < 40; ++i) {
     x = at(t);
     if (x.g == 0.0) return x;
     if ((x.g > 0) == rising_at_lo) lo = t; else hi = t;
-    double next = x.gdot != 0.0 ? t - x.g / x.gdot : 0.5 * (lo + hi);
+    double next = 0.5 * (lo + hi);
+    if (x.gdot != 0.0) {
+      // Newton's step, then once more with the rate's second derivative (the quintic's, near
+      // enough for a correction) over that step.
+      const double dt = -x.g / x.gdot, jerk = p.jerk((t - a.t) / w) / (w * w * w);
+      const double slope = x.gdot + 0.5 * jerk * dt;
+      next = t + (slope * x.gdot > 0.0 ? -x.g / slope : dt);
+    }
     // (>= and <=: a converged step rounds to t itself, an ulp of a Unix time being 2e-7 s)
     if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);
     if (std::fabs(next - t) < accept_culmination_s || hi - lo < tolerance) return advance(x, next - t);
@@ -438,20 +483,32 @@ void pair_search::monotone(const point& a, const point& b) {
     if (!(next > 0.0 && next < 1.0)) break;
     z = next;
   }
+  // Then on the quintic through values, rates and their rates.
+  const quintic p(a, b);
+  for (int k = 0; k < 2; ++k) {
+    const double dv = p.rate(z), next = dv != 0.0 ? z - p.value(z) / dv : z;
+    if (!(next > 0.0 && next < 1.0)) break;
+    z = next;
+  }
   double t = a.t + w * z;
-  // (No curvature: the last step, under 0.1 s, moves the sample along its velocity, which leaves
-  // out half the acceleration times dt squared, 5 cm; a few microseconds of time at a crossing.)
-  sample x = at(t, false);
+  sample x = at(t);
   for (int i = 0; i < 40 && x.f != 0.0; ++i) {
     if ((x.f < 0) == rising) lo = t; else hi = t;
-    double next = x.g != 0.0 ? t - x.f / x.g : 0.5 * (lo + hi);
+    double next = 0.5 * (lo + hi);
+    if (x.g != 0.0) {
+      // Newton's step, then once more with the rate's change over that step (second order: from
+      // an error e it lands within about f''' e^3 / 6 f' of the crossing, microseconds for the
+      // seconds it may take).
+      const double dt = -x.f / x.g, slope = x.g + 0.5 * x.gdot * dt;
+      next = t + (slope * x.g > 0.0 ? -x.f / slope : dt);
+    }
     if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);  // inclusive: see culmination()
     if (std::fabs(next - t) < accept_rise_set_s) {
       x = advance(x, next - t);
       break;
     }
     t = next;
-    x = at(t, false);
+    x = at(t);
   }
   if (rising)
     open_at(x, false);
@@ -481,7 +538,7 @@ void pair_search::interval(const point& a, const point& b) {
 }
 
 void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, double* f, double* g,
-                      unsigned char* near) {
+                      double* gd, unsigned char* near) {
   out_ = &out;
   si_ = si;
   gi_ = gi;
@@ -501,24 +558,13 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
   const std::size_t n = tr_.n;
   scan_near(tr_, gs, near);
   near[n] = 0;
-  // A grid point for the search. Its f and g are computed a block at a time as the search
-  // reaches them (most points are never near a station: computing them all costs more).
-  constexpr std::size_t values_block = 16;
-  std::size_t valid_begin = 0, valid_end = 0;
-  auto grid_point = [&](std::size_t k) {
-    if (k < valid_begin || k >= valid_end) {
-      valid_begin = k;
-      valid_end = std::min(n, k + values_block);
-      scan_values(tr_, gs, valid_begin, valid_end, f, g);
-    }
-    return point{tr_.t0 + static_cast<double>(k) * tr_.h, f[k], g[k]};
-  };
   // Intervals [i, i + 1] that start before the window's end.
   const std::size_t last = std::min(n - 1, static_cast<std::size_t>(std::ceil((end_ - tr_.t0) / tr_.h)));
   const sample first = at_point(0);
-  point prev = point_of(first);
-  bool have_prev = true;
   if (first.f >= 0) open_at(first, true);
+  auto grid_point = [&](std::size_t k) {
+    return k == 0 ? point_of(first) : point{tr_.t0 + static_cast<double>(k) * tr_.h, f[k], g[k], gd[k]};
+  };
   std::size_t i = 0;
   while (i < last) {
     if (!near[i] && !near[i + 1]) {
@@ -526,16 +572,27 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
       const void* hit = std::memchr(near + i + 1, 1, last - i);
       if (!hit) break;
       i = static_cast<std::size_t>(static_cast<const unsigned char*>(hit) - near) - 1;
-      have_prev = false;
       continue;
     }
-    const double tb = tr_.t0 + static_cast<double>(i + 1) * tr_.h;
-    const point a = have_prev ? prev : grid_point(i);
-    const point b = tb <= end_ ? grid_point(i + 1) : point_of(at(end_));
-    interval(a, b);
-    prev = b;
-    have_prev = true;
-    ++i;
+    // A stretch of steps [i, e) each with a near end. Their grid points' values are computed in
+    // one vectorised pass, and only the steps where something can happen (the sine of the
+    // elevation crosses the mask, or its rate changes sign other than at a low point below the
+    // mask) go to interval(): most near steps are neither, and skipping them without building
+    // their points is what makes the walk cheap.
+    std::size_t e = i + 1;
+    while (e < last && (near[e] || near[e + 1])) ++e;
+    const bool clipped = tr_.t0 + static_cast<double>(e) * tr_.h > end_;  // the last point is past the end
+    const std::size_t grid_end = clipped ? e - 1 : e;                    // steps with both ends on the grid
+    scan_values(tr_, gs, i, grid_end + 1, f, g, gd);
+    for (std::size_t k = i; k < grid_end; ++k) {
+      const double fa = f[k], fb = f[k + 1], ga = g[k], gb = g[k + 1];
+      const bool turns = (ga > 0 && gb <= 0) || (ga < 0 && gb >= 0);
+      const bool crosses = (fa < 0) != (fb < 0);
+      if (crosses || (turns && !(ga < 0 && fa < 0 && fb < 0)) || k == 0)
+        interval(grid_point(k), grid_point(k + 1));
+    }
+    if (clipped) interval(grid_point(grid_end), point_of(at(end_)));
+    i = e;
   }
   if (open_) {
     // Still in view at the window's end, or at the last good state before a propagation error.
@@ -618,7 +675,7 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
   auto work = [&](unsigned id) {
     // One station's view of the current track, reused from station to station.
     std::size_t room = 0;
-    std::unique_ptr<double[]> f, g;
+    std::unique_ptr<double[]> f, g, gd;
     std::unique_ptr<unsigned char[]> near;
     for (;;) {
       const std::size_t si = next.fetch_add(1, std::memory_order_relaxed);
@@ -630,11 +687,12 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
         room = tr.n + 1;
         f.reset(new double[room]);
         g.reset(new double[room]);
+        gd.reset(new double[room]);
         near.reset(new unsigned char[room]);
       }
       for (std::size_t gi = 0; gi < stations.size(); ++gi) {
         pair_search search(tr, stations[gi], end);
-        search.run(si, gi, parts[id], f.get(), g.get(), near.get());
+        search.run(si, gi, parts[id], f.get(), g.get(), gd.get(), near.get());
       }
     }
   };
