@@ -655,6 +655,18 @@ std::vector<pass_window> sorted_by_aos(const std::vector<std::vector<pass_window
   return all;
 }
 
+// Every station's search of one track, built once per instruction set like the scans, with
+// everything it calls inlined into it (flatten): the root finding and the walk, scalar code, then
+// use fused multiply-adds where the CPU has them.
+SKYRELAY_SCAN_CLONES [[gnu::flatten]]
+void search_track(const track& tr, std::span<const site> stations, double end, std::size_t si,
+                  std::vector<pass_window>& out, double* f, double* g, double* gd, unsigned char* near) {
+  for (std::size_t gi = 0; gi < stations.size(); ++gi) {
+    pair_search search(tr, stations[gi], end);
+    search.run(si, gi, out, f, g, gd, near);
+  }
+}
+
 }  // namespace
 
 double pass_quality(double max_elevation_rad, double min_elevation_rad, double duration_s) {
@@ -690,10 +702,7 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
         gd.reset(new double[room]);
         near.reset(new unsigned char[room]);
       }
-      for (std::size_t gi = 0; gi < stations.size(); ++gi) {
-        pair_search search(tr, stations[gi], end);
-        search.run(si, gi, parts[id], f.get(), g.get(), gd.get(), near.get());
-      }
+      search_track(tr, stations, end, si, parts[id], f.get(), g.get(), gd.get(), near.get());
     }
   };
   if (threads <= 1) {
