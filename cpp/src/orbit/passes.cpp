@@ -47,11 +47,21 @@ struct track {
   double t0{0}, h{0}, inv_h{0};
   double angle{0};       // the step's largest turn (rad)
   std::size_t n{0};      // usable points: up to the first propagation error
-  // Structure of arrays (the station scan vectorises over them), left uninitialised on purpose:
-  // every element is written before it is read.
-  std::unique_ptr<double[]> x, y, z, vx, vy, vz, ax, ay, az, rn;
+  // Structure of arrays (the station scan vectorises over them), in `storage`.
+  double *x{nullptr}, *y{nullptr}, *z{nullptr}, *vx{nullptr}, *vy{nullptr}, *vz{nullptr};
+  double *ax{nullptr}, *ay{nullptr}, *az{nullptr}, *rn{nullptr};
   double r_max{0};
+  // One thread's track is rebuilt for each satellite in the same buffers, which only grow: fresh
+  // ones for every satellite cost a tenth of the search in malloc and the kernel's page faults.
+  std::vector<double> storage, times, r, v, rot;
+  std::vector<std::int8_t> err;
 };
+
+template <class T>
+T* at_least(std::vector<T>& buffer, std::size_t n) {
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
 
 // Built once per instruction set where the compiler can pick one at load time (GCC on x86-64
 // Linux, through an ifunc), so the station scan runs in AVX-512 or AVX2 lanes where the CPU has
@@ -70,10 +80,10 @@ struct track {
 SKYRELAY_SCAN_CLONES
 void earth_fixed_states(track& tr, const double* __restrict r, const double* __restrict v,
                         const double* __restrict rot_c, const double* __restrict rot_s, double mu, double j2re2) {
-  double *__restrict x = tr.x.get(), *__restrict y = tr.y.get(), *__restrict z = tr.z.get();
-  double *__restrict vx = tr.vx.get(), *__restrict vy = tr.vy.get(), *__restrict vz = tr.vz.get();
-  double *__restrict ax = tr.ax.get(), *__restrict ay = tr.ay.get(), *__restrict az = tr.az.get();
-  double* __restrict rn = tr.rn.get();
+  double *__restrict x = tr.x, *__restrict y = tr.y, *__restrict z = tr.z;
+  double *__restrict vx = tr.vx, *__restrict vy = tr.vy, *__restrict vz = tr.vz;
+  double *__restrict ax = tr.ax, *__restrict ay = tr.ay, *__restrict az = tr.az;
+  double* __restrict rn = tr.rn;
   constexpr double w = earth_rotation_rad_s;
   const std::size_t n = tr.n;
   for (std::size_t i = 0; i < n; ++i) {
@@ -97,8 +107,8 @@ void earth_fixed_states(track& tr, const double* __restrict r, const double* __r
   }
 }
 
-track build_track(const sgp4& sat, double start, double end, double dut1) {
-  track tr;
+void build_track(track& tr, const sgp4& sat, double start, double end, double dut1) {
+  tr.r_max = 0;
   const double n = sat.mean_motion_rad_min() / 60.0;  // rad/s
   const double e = std::min(sat.eccentricity() + 0.03, 0.99);
   // Fastest angular motion in the earth-fixed frame (at perigee), with room for perturbations.
@@ -108,14 +118,15 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
   tr.inv_h = 1.0 / tr.h;
   tr.t0 = start;
   const std::size_t count = static_cast<std::size_t>(std::ceil((end - start) / tr.h)) + 1;
-  std::unique_ptr<double[]> ts(new double[count]);
+  double* ts = at_least(tr.times, count);
   double jd0, fr0;
   unix_to_jd(start, jd0, fr0);
   const double base = sat.minutes_since_epoch(jd0, fr0);
   for (std::size_t i = 0; i < count; ++i) ts[i] = base + static_cast<double>(i) * tr.h / 60.0;
-  std::unique_ptr<double[]> r(new double[3 * count]), v(new double[3 * count]);
-  std::unique_ptr<std::int8_t[]> err(new std::int8_t[count]);
-  sat.propagate_batch(ts.get(), count, r.get(), v.get(), err.get());
+  double* r = at_least(tr.r, 3 * count);
+  double* v = at_least(tr.v, 3 * count);
+  std::int8_t* err = at_least(tr.err, count);
+  sat.propagate_batch(ts, count, r, v, err);
   std::size_t valid = 0;
   while (valid < count && err[valid] == 0) ++valid;
   tr.n = valid;
@@ -126,11 +137,11 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
   const double tut1 = (ut1_jd(jd0, fr0, dut1) - 2451545.0) / 36525.0;
   const double dsec_dcentury = 876600.0 * 3600.0 + 8640184.812866 + 2.0 * 0.093104 * tut1 - 3.0 * 6.2e-6 * tut1 * tut1;
   const double omega_gmst = dsec_dcentury / (36525.0 * 86400.0) * (deg / 240.0);
-  for (auto* a : {&tr.x, &tr.y, &tr.z, &tr.vx, &tr.vy, &tr.vz, &tr.ax, &tr.ay, &tr.az, &tr.rn})
-    a->reset(new double[valid + 1]);
-  std::unique_ptr<double[]> rot(new double[2 * valid + 2]);
-  double* rot_c = rot.get();
-  double* rot_s = rot.get() + valid + 1;
+  double* columns = at_least(tr.storage, 10 * (valid + 1));
+  double** heads[] = {&tr.x, &tr.y, &tr.z, &tr.vx, &tr.vy, &tr.vz, &tr.ax, &tr.ay, &tr.az, &tr.rn};
+  for (std::size_t c = 0; c < 10; ++c) *heads[c] = columns + c * (valid + 1);
+  double* rot_c = at_least(tr.rot, 2 * valid + 2);
+  double* rot_s = rot_c + valid + 1;
   double c = 0, s = 0;
   const double dc = std::cos(omega_gmst * tr.h), ds = std::sin(omega_gmst * tr.h);
   for (std::size_t i = 0; i < valid; ++i) {
@@ -147,9 +158,8 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
     rot_s[i] = s;
   }
   const gravity_constants& k = sat.constants();
-  earth_fixed_states(tr, r.get(), v.get(), rot_c, rot_s, k.mu, 1.5 * k.j2 * k.radius_km * k.radius_km);
+  earth_fixed_states(tr, r, v, rot_c, rot_s, k.mu, 1.5 * k.j2 * k.radius_km * k.radius_km);
   for (std::size_t i = 0; i < valid; ++i) tr.r_max = std::max(tr.r_max, tr.rn[i]);
-  return tr;
 }
 
 // One station's view of one track, in vectorised passes over the grid points: whether each point
@@ -164,8 +174,8 @@ struct station_geometry {
 
 SKYRELAY_SCAN_CLONES
 void scan_near(const track& tr, const station_geometry& gs, unsigned char* __restrict near) {
-  const double *__restrict x = tr.x.get(), *__restrict y = tr.y.get(), *__restrict z = tr.z.get();
-  const double* __restrict rn = tr.rn.get();
+  const double *__restrict x = tr.x, *__restrict y = tr.y, *__restrict z = tr.z;
+  const double* __restrict rn = tr.rn;
   const double nx = gs.dir[0], ny = gs.dir[1], nz = gs.dir[2], cos_near = gs.cos_near;
   for (std::size_t i = 0; i < tr.n; ++i)
     near[i] = static_cast<unsigned char>(x[i] * nx + y[i] * ny + z[i] * nz - cos_near * rn[i] >= 0.0);
@@ -174,9 +184,9 @@ void scan_near(const track& tr, const station_geometry& gs, unsigned char* __res
 SKYRELAY_SCAN_CLONES
 void scan_values(const track& tr, const station_geometry& gs, std::size_t begin, std::size_t end,
                  double* __restrict f, double* __restrict g, double* __restrict gd) {
-  const double *__restrict x = tr.x.get(), *__restrict y = tr.y.get(), *__restrict z = tr.z.get();
-  const double *__restrict vx = tr.vx.get(), *__restrict vy = tr.vy.get(), *__restrict vz = tr.vz.get();
-  const double *__restrict ax = tr.ax.get(), *__restrict ay = tr.ay.get(), *__restrict az = tr.az.get();
+  const double *__restrict x = tr.x, *__restrict y = tr.y, *__restrict z = tr.z;
+  const double *__restrict vx = tr.vx, *__restrict vy = tr.vy, *__restrict vz = tr.vz;
+  const double *__restrict ax = tr.ax, *__restrict ay = tr.ay, *__restrict az = tr.az;
   const double ex = gs.ecef[0], ey = gs.ecef[1], ez = gs.ecef[2];
   const double ux = gs.up[0], uy = gs.up[1], uz = gs.up[2], sin_mask = gs.sin_mask;
   for (std::size_t i = begin; i < end; ++i) {
@@ -398,8 +408,7 @@ sample pair_search::at(double t, bool curvature) const {
   const double x = (t - tr_.t0) * tr_.inv_h;
   std::size_t i = static_cast<std::size_t>(std::clamp(std::floor(x), 0.0, static_cast<double>(tr_.n - 2)));
   const double s = x - static_cast<double>(i), h = tr_.h, inv_h = tr_.inv_h;
-  const double* cols[9] = {tr_.x.get(),  tr_.y.get(),  tr_.z.get(),  tr_.vx.get(), tr_.vy.get(),
-                           tr_.vz.get(), tr_.ax.get(), tr_.ay.get(), tr_.az.get()};
+  const double* cols[9] = {tr_.x, tr_.y, tr_.z, tr_.vx, tr_.vy, tr_.vz, tr_.ax, tr_.ay, tr_.az};
   double r[3], v[3], a[3];
   for (int c = 0; c < 3; ++c) {
     // The quintic p0 + m0 s + q0 s^2 / 2 + c3 s^3 + c4 s^4 + c5 s^5 on s in [0, 1] that matches
@@ -714,12 +723,13 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
     std::size_t room = 0;
     std::unique_ptr<double[]> f, g, gd;
     std::unique_ptr<unsigned char[]> near;
+    track tr;
     for (;;) {
       const std::size_t si = next.fetch_add(1, std::memory_order_relaxed);
       if (si >= satellites.size()) break;
       const sgp4* sat = satellites[si];
       if (!sat || sat->init_error() != sgp4_error::none) continue;
-      const track tr = build_track(*sat, start, end, options.dut1_s);
+      build_track(tr, *sat, start, end, options.dut1_s);
       if (tr.n + 1 > room) {
         room = tr.n + 1;
         f.reset(new double[room]);
