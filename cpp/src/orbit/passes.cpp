@@ -183,7 +183,7 @@ void scan_near(const track& tr, const station_geometry& gs, unsigned char* __res
 
 SKYRELAY_SCAN_CLONES
 void scan_values(const track& tr, const station_geometry& gs, std::size_t begin, std::size_t end,
-                 double* __restrict f, double* __restrict g, double* __restrict gd) {
+                 double* __restrict f, double* __restrict g, double* __restrict gd, unsigned char* __restrict signs) {
   const double *__restrict x = tr.x, *__restrict y = tr.y, *__restrict z = tr.z;
   const double *__restrict vx = tr.vx, *__restrict vy = tr.vy, *__restrict vz = tr.vz;
   const double *__restrict ax = tr.ax, *__restrict ay = tr.ay, *__restrict az = tr.az;
@@ -204,6 +204,53 @@ void scan_values(const track& tr, const station_geometry& gs, std::size_t begin,
     const double rhoddot = (vv + da - rhodot * rhodot) * w;
     gd[i] = (au - (2.0 * vu * rhodot + u * rhoddot) * w + 2.0 * u * rhodot * rhodot * w * w) * w;
   }
+  // (A loop of its own: byte stores in the loop above kept GCC from vectorising it.)
+  for (std::size_t i = begin; i < end; ++i)
+    signs[i] = static_cast<unsigned char>((f[i] < 0) | ((g[i] > 0) << 1) | ((g[i] < 0) << 2));
+}
+
+// One station's view of the current track: the grid points' values (f), rates (g) and rates'
+// rates (gd), the signs of f and g as bits (signs), and which points are near. Room for the
+// track's points and 16 more (the walk reads 8 bytes at a time), reused from station to station
+// and satellite to satellite.
+struct scratch {
+  std::size_t room{0};
+  std::unique_ptr<double[]> f, g, gd;
+  std::unique_ptr<unsigned char[]> near, signs;
+  void reserve(std::size_t points) {
+    if (points + 16 <= room) return;
+    room = points + 16;
+    f.reset(new double[room]);
+    g.reset(new double[room]);
+    gd.reset(new double[room]);
+    near.reset(new unsigned char[room]());
+    signs.reset(new unsigned char[room]());
+  }
+};
+
+// The first k in [begin, end) where bytes[k] != bytes[k + 1], or end; eight bytes at a time
+// (bytes has room for end + 8).
+std::size_t first_change(const unsigned char* bytes, std::size_t begin, std::size_t end) {
+  for (std::size_t k = begin; k < end; k += 8) {
+    std::uint64_t a, b;
+    std::memcpy(&a, bytes + k, 8);
+    std::memcpy(&b, bytes + k + 1, 8);
+    if (const std::uint64_t d = a ^ b) return std::min(end, k + static_cast<std::size_t>(std::countr_zero(d)) / 8);
+  }
+  return end;
+}
+
+// The first k in [begin, end) where bytes[k] and bytes[k + 1] are both 0 (bytes holding 0 or 1),
+// or end; eight at a time (bytes has room for end + 8).
+std::size_t first_pair_of_zeros(const unsigned char* bytes, std::size_t begin, std::size_t end) {
+  for (std::size_t k = begin; k < end; k += 8) {
+    std::uint64_t a, b;
+    std::memcpy(&a, bytes + k, 8);
+    std::memcpy(&b, bytes + k + 1, 8);
+    if (const std::uint64_t m = ~(a | b) & 0x0101010101010101ull)
+      return std::min(end, k + static_cast<std::size_t>(std::countr_zero(m)) / 8);
+  }
+  return end;
 }
 
 // Root finding works on the sine of the elevation (u / range, no atan2): it crosses the sine of
@@ -276,10 +323,7 @@ class pair_search {
   pair_search(const track& tr, const site& st, double end)
       : tr_(tr), st_(st), end_(end), sin_mask_(std::sin(st.min_elevation_rad)),
         up_{st.cos_lat * st.cos_lon, st.cos_lat * st.sin_lon, st.sin_lat} {}
-  // f, g, gd and near have room for the track's points and one more; the caller reuses them
-  // from station to station.
-  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, double* f, double* g, double* gd,
-           unsigned char* near);
+  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, scratch& buffers);
 
  private:
   sample at_point(std::size_t i) const;
@@ -571,8 +615,9 @@ void pair_search::interval(const point& a, const point& b) {
   }
 }
 
-void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, double* f, double* g,
-                      double* gd, unsigned char* near) {
+void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, scratch& buffers) {
+  double *f = buffers.f.get(), *g = buffers.g.get(), *gd = buffers.gd.get();
+  unsigned char *near = buffers.near.get(), *signs = buffers.signs.get();
   out_ = &out;
   si_ = si;
   gi_ = gi;
@@ -591,7 +636,7 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
                             sin_mask_};
   const std::size_t n = tr_.n;
   scan_near(tr_, gs, near);
-  near[n] = 0;
+  std::memset(near + n, 0, 9);
   // Intervals [i, i + 1] that start before the window's end.
   const std::size_t last = std::min(n - 1, static_cast<std::size_t>(std::ceil((end_ - tr_.t0) / tr_.h)));
   const sample first = at_point(0);
@@ -613,17 +658,18 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
     // elevation crosses the mask, or its rate changes sign other than at a low point below the
     // mask) go to interval(): most near steps are neither, and skipping them without building
     // their points is what makes the walk cheap.
-    std::size_t e = i + 1;
-    while (e < last && (near[e] || near[e + 1])) ++e;
+    const std::size_t e = first_pair_of_zeros(near, i + 1, last);
     const bool clipped = tr_.t0 + static_cast<double>(e) * tr_.h > end_;  // the last point is past the end
     const std::size_t grid_end = clipped ? e - 1 : e;                    // steps with both ends on the grid
-    scan_values(tr_, gs, i, grid_end + 1, f, g, gd);
-    for (std::size_t k = i; k < grid_end; ++k) {
+    scan_values(tr_, gs, i, grid_end + 1, f, g, gd, signs);
+    if (i == 0 && grid_end > 0) interval(grid_point(0), grid_point(1));  // starts at `first`
+    // Only where the signs of f or g change between grid points can a step hold an event.
+    for (std::size_t k = first_change(signs, i == 0 ? 1 : i, grid_end); k < grid_end;
+         k = first_change(signs, k + 1, grid_end)) {
       const double fa = f[k], fb = f[k + 1], ga = g[k], gb = g[k + 1];
       const bool turns = (ga > 0 && gb <= 0) || (ga < 0 && gb >= 0);
       const bool crosses = (fa < 0) != (fb < 0);
-      if (crosses || (turns && !(ga < 0 && fa < 0 && fb < 0)) || k == 0)
-        interval(grid_point(k), grid_point(k + 1));
+      if (crosses || (turns && !(ga < 0 && fa < 0 && fb < 0))) interval(grid_point(k), grid_point(k + 1));
     }
     if (clipped) interval(grid_point(grid_end), point_of(at(end_)));
     i = e;
@@ -694,10 +740,10 @@ std::vector<pass_window> sorted_by_aos(const std::vector<std::vector<pass_window
 // use fused multiply-adds where the CPU has them.
 SKYRELAY_SCAN_CLONES [[gnu::flatten]]
 void search_track(const track& tr, std::span<const site> stations, double end, std::size_t si,
-                  std::vector<pass_window>& out, double* f, double* g, double* gd, unsigned char* near) {
+                  std::vector<pass_window>& out, scratch& buffers) {
   for (std::size_t gi = 0; gi < stations.size(); ++gi) {
     pair_search search(tr, stations[gi], end);
-    search.run(si, gi, out, f, g, gd, near);
+    search.run(si, gi, out, buffers);
   }
 }
 
@@ -720,9 +766,7 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
   std::atomic<std::size_t> next{0};
   auto work = [&](unsigned id) {
     // One station's view of the current track, reused from station to station.
-    std::size_t room = 0;
-    std::unique_ptr<double[]> f, g, gd;
-    std::unique_ptr<unsigned char[]> near;
+    scratch buffers;
     track tr;
     for (;;) {
       const std::size_t si = next.fetch_add(1, std::memory_order_relaxed);
@@ -730,14 +774,8 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
       const sgp4* sat = satellites[si];
       if (!sat || sat->init_error() != sgp4_error::none) continue;
       build_track(tr, *sat, start, end, options.dut1_s);
-      if (tr.n + 1 > room) {
-        room = tr.n + 1;
-        f.reset(new double[room]);
-        g.reset(new double[room]);
-        gd.reset(new double[room]);
-        near.reset(new unsigned char[room]);
-      }
-      search_track(tr, stations, end, si, parts[id], f.get(), g.get(), gd.get(), near.get());
+      buffers.reserve(tr.n);
+      search_track(tr, stations, end, si, parts[id], buffers);
     }
   };
   if (threads <= 1) {
