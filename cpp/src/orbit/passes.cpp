@@ -122,7 +122,8 @@ void build_track(track& tr, const sgp4& sat, double start, double end, double du
   double jd0, fr0;
   unix_to_jd(start, jd0, fr0);
   const double base = sat.minutes_since_epoch(jd0, fr0);
-  for (std::size_t i = 0; i < count; ++i) ts[i] = base + static_cast<double>(i) * tr.h / 60.0;
+  const double step_min = tr.h / 60.0;
+  for (std::size_t i = 0; i < count; ++i) ts[i] = base + static_cast<double>(i) * step_min;
   double* r = at_least(tr.r, 3 * count);
   double* v = at_least(tr.v, 3 * count);
   std::int8_t* err = at_least(tr.err, count);
@@ -160,6 +161,14 @@ void build_track(track& tr, const sgp4& sat, double start, double end, double du
   const gravity_constants& k = sat.constants();
   earth_fixed_states(tr, r, v, rot_c, rot_s, k.mu, 1.5 * k.j2 * k.radius_km * k.radius_km);
   for (std::size_t i = 0; i < valid; ++i) tr.r_max = std::max(tr.r_max, tr.rn[i]);
+}
+
+// pass_quality from the sines of the maximum elevation and of the mask clamped at the horizon
+// (the search has both; the sines of the angles cost 2 % of it).
+double quality_of(double sin_max, double sin_floor, double duration_s) {
+  const double e = std::clamp((sin_max - sin_floor) / (1.0 - sin_floor), 0.0, 1.0);
+  const double d = std::clamp(duration_s / 900.0, 0.0, 1.0);
+  return 0.6 * e + 0.4 * d;
 }
 
 // One station's view of one track, in vectorised passes over the grid points: whether each point
@@ -322,6 +331,7 @@ class pair_search {
  public:
   pair_search(const track& tr, const site& st, double end)
       : tr_(tr), st_(st), end_(end), sin_mask_(std::sin(st.min_elevation_rad)),
+        sin_floor_(st.min_elevation_rad > 0 ? sin_mask_ : 0.0),
         up_{st.cos_lat * st.cos_lon, st.cos_lat * st.sin_lon, st.sin_lat} {}
   void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, scratch& buffers);
 
@@ -344,6 +354,7 @@ class pair_search {
   const site& st_;
   double end_;
   double sin_mask_;
+  double sin_floor_;  // the sine of the mask, or 0 below the horizon: quality_of's lower end
   double up_[3];
   sample best_{};          // the highest sample of the open pass: its angles are computed at close
   bool open_{false};
@@ -536,7 +547,7 @@ void pair_search::close_at(const sample& s, bool clipped) {
   cur_.los_azimuth_deg = azimuth_deg(s);
   cur_.ends_after = clipped;
   cur_.duration_s = cur_.los - cur_.aos;
-  cur_.quality = pass_quality(cur_.max_elevation_deg * deg, st_.min_elevation_rad, cur_.duration_s);
+  cur_.quality = quality_of(std::clamp(best_.u / best_.range, -1.0, 1.0), sin_floor_, cur_.duration_s);
   out_->push_back(cur_);
 }
 
@@ -750,10 +761,7 @@ void search_track(const track& tr, std::span<const site> stations, double end, s
 }  // namespace
 
 double pass_quality(double max_elevation_rad, double min_elevation_rad, double duration_s) {
-  const double lo = std::sin(std::max(min_elevation_rad, 0.0));
-  const double e = std::clamp((std::sin(max_elevation_rad) - lo) / (1.0 - lo), 0.0, 1.0);
-  const double d = std::clamp(duration_s / 900.0, 0.0, 1.0);
-  return 0.6 * e + 0.4 * d;
+  return quality_of(std::sin(max_elevation_rad), std::sin(std::max(min_elevation_rad, 0.0)), duration_s);
 }
 
 std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, std::span<const site> stations,
