@@ -194,7 +194,7 @@ void scan_near(const track& tr, const station_geometry& gs, unsigned char* __res
 
 SKYRELAY_SCAN_CLONES
 void scan_values(const track& tr, const station_geometry& gs, std::size_t begin, std::size_t end,
-                 double* __restrict f, double* __restrict g, double* __restrict gd, unsigned char* __restrict signs) {
+                 double* __restrict f, double* __restrict g, double* __restrict gd, std::int64_t* __restrict signs) {
   const double *__restrict x = tr.x, *__restrict y = tr.y, *__restrict z = tr.z;
   const double *__restrict vx = tr.vx, *__restrict vy = tr.vy, *__restrict vz = tr.vz;
   const double *__restrict ax = tr.ax, *__restrict ay = tr.ay, *__restrict az = tr.az;
@@ -207,27 +207,30 @@ void scan_values(const track& tr, const station_geometry& gs, std::size_t begin,
     const double dv = dx * vx[i] + dy * vy[i] + dz * vz[i];
     const double w = 1.0 / std::sqrt(dx * dx + dy * dy + dz * dz);
     const double rhodot = dv * w;
-    f[i] = u * w - sin_mask;
-    g[i] = (vu - u * rhodot * w) * w;
+    const double fi = u * w - sin_mask, gi = (vu - u * rhodot * w) * w;
+    f[i] = fi;
+    g[i] = gi;
+    // (As 64-bit integers, the width of the doubles: as bytes they kept GCC from vectorising.)
+    signs[i] = static_cast<std::int64_t>(fi < 0) | (static_cast<std::int64_t>(gi > 0) << 1) |
+               (static_cast<std::int64_t>(gi < 0) << 2);
     const double au = ux * ax[i] + uy * ay[i] + uz * az[i];
     const double vv = vx[i] * vx[i] + vy[i] * vy[i] + vz[i] * vz[i];
     const double da = dx * ax[i] + dy * ay[i] + dz * az[i];
     const double rhoddot = (vv + da - rhodot * rhodot) * w;
     gd[i] = (au - (2.0 * vu * rhodot + u * rhoddot) * w + 2.0 * u * rhodot * rhodot * w * w) * w;
   }
-  // (A loop of its own: byte stores in the loop above kept GCC from vectorising it.)
-  for (std::size_t i = begin; i < end; ++i)
-    signs[i] = static_cast<unsigned char>((f[i] < 0) | ((g[i] > 0) << 1) | ((g[i] < 0) << 2));
 }
 
 // One station's view of the current track: the grid points' values (f), rates (g) and rates'
-// rates (gd), the signs of f and g as bits (signs), and which points are near. Room for the
+// rates (gd), the signs of f and g as bits of an integer the width of a double (signs), and which
+// points are near. Room for the
 // track's points and 16 more (the walk reads 8 bytes at a time), reused from station to station
 // and satellite to satellite.
 struct scratch {
   std::size_t room{0};
   std::unique_ptr<double[]> f, g, gd;
-  std::unique_ptr<unsigned char[]> near, signs;
+  std::unique_ptr<unsigned char[]> near;
+  std::unique_ptr<std::int64_t[]> signs;
   void reserve(std::size_t points) {
     if (points + 16 <= room) return;
     room = points + 16;
@@ -235,21 +238,9 @@ struct scratch {
     g.reset(new double[room]);
     gd.reset(new double[room]);
     near.reset(new unsigned char[room]());
-    signs.reset(new unsigned char[room]());
+    signs.reset(new std::int64_t[room]());
   }
 };
-
-// The first k in [begin, end) where bytes[k] != bytes[k + 1], or end; eight bytes at a time
-// (bytes has room for end + 8).
-std::size_t first_change(const unsigned char* bytes, std::size_t begin, std::size_t end) {
-  for (std::size_t k = begin; k < end; k += 8) {
-    std::uint64_t a, b;
-    std::memcpy(&a, bytes + k, 8);
-    std::memcpy(&b, bytes + k + 1, 8);
-    if (const std::uint64_t d = a ^ b) return std::min(end, k + static_cast<std::size_t>(std::countr_zero(d)) / 8);
-  }
-  return end;
-}
 
 // The first k in [begin, end) where bytes[k] and bytes[k + 1] are both 0 (bytes holding 0 or 1),
 // or end; eight at a time (bytes has room for end + 8).
@@ -619,7 +610,8 @@ void pair_search::interval(const point& a, const point& b) {
 
 void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, scratch& buffers) {
   double *f = buffers.f.get(), *g = buffers.g.get(), *gd = buffers.gd.get();
-  unsigned char *near = buffers.near.get(), *signs = buffers.signs.get();
+  unsigned char* near = buffers.near.get();
+  std::int64_t* signs = buffers.signs.get();
   out_ = &out;
   si_ = si;
   gi_ = gi;
@@ -666,8 +658,8 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
     scan_values(tr_, gs, i, grid_end + 1, f, g, gd, signs);
     if (i == 0 && grid_end > 0) interval(grid_point(0), grid_point(1));  // starts at `first`
     // Only where the signs of f or g change between grid points can a step hold an event.
-    for (std::size_t k = first_change(signs, i == 0 ? 1 : i, grid_end); k < grid_end;
-         k = first_change(signs, k + 1, grid_end)) {
+    for (std::size_t k = i == 0 ? 1 : i; k < grid_end; ++k) {
+      if (signs[k] == signs[k + 1]) continue;
       const double fa = f[k], fb = f[k + 1], ga = g[k], gb = g[k + 1];
       const bool turns = (ga > 0 && gb <= 0) || (ga < 0 && gb >= 0);
       const bool crosses = (fa < 0) != (fb < 0);
