@@ -183,7 +183,6 @@ struct station_geometry {
   double cos_near, sin_mask;
 };
 
-SKYRELAY_SCAN_CLONES
 void scan_near(const track& tr, const station_geometry& gs, unsigned char* __restrict near) {
   const double *__restrict x = tr.x, *__restrict y = tr.y, *__restrict z = tr.z;
   const double* __restrict rn = tr.rn;
@@ -192,7 +191,6 @@ void scan_near(const track& tr, const station_geometry& gs, unsigned char* __res
     near[i] = static_cast<unsigned char>(x[i] * nx + y[i] * ny + z[i] * nz - cos_near * rn[i] >= 0.0);
 }
 
-SKYRELAY_SCAN_CLONES
 void scan_values(const track& tr, const station_geometry& gs, std::size_t begin, std::size_t end,
                  double* __restrict f, double* __restrict g, double* __restrict gd, std::int64_t* __restrict signs) {
   const double *__restrict x = tr.x, *__restrict y = tr.y, *__restrict z = tr.z;
