@@ -221,9 +221,8 @@ void scan_values(const track& tr, const station_geometry& gs, std::size_t begin,
 
 // One station's view of the current track: the grid points' values (f), rates (g) and rates'
 // rates (gd), the signs of f and g as bits of an integer the width of a double (signs), and which
-// points are near. Room for the
-// track's points and 16 more (the walk reads 8 bytes at a time), reused from station to station
-// and satellite to satellite.
+// points are near. Room for the track's points and 16 more (the walk reads the near flags 8 at a
+// time), reused from station to station and satellite to satellite.
 struct scratch {
   std::size_t room{0};
   std::unique_ptr<double[]> f, g, gd;
@@ -260,10 +259,10 @@ struct sample {
   double t{0};
   double f{0};     // sin(elevation) - sin(mask)
   double g{0};     // d sin(elevation) / dt, 1/s
-  double gdot{0};  // d g / dt, 1/s^2 (interpolated samples only: Newton's derivative at a culmination)
+  double gdot{0};  // d g / dt, 1/s^2 (Newton's derivative at culminations, second order elsewhere)
   double dx{0}, dy{0}, dz{0};  // earth-fixed offset from the station (km): azimuth when reported
   double vx{0}, vy{0}, vz{0};  // earth-fixed velocity (km/s)
-  double ax{0}, ay{0}, az{0};  // and acceleration (km/s^2; interpolated samples only)
+  double ax{0}, ay{0}, az{0};  // and acceleration (km/s^2)
   double u{0}, range{0};       // up component and range (km): elevation when reported
 };
 
@@ -328,9 +327,9 @@ class pair_search {
 
  private:
   sample at_point(std::size_t i) const;
-  // The interpolated sample at t; with `curvature`, also the acceleration and g's rate (what a
-  // culmination's Newton step and a second-order advance() need, and rises and sets do not).
-  sample at(double t, bool curvature = true) const;
+  // The interpolated sample at t, with the acceleration and g's rate (what the second-order
+  // Newton steps and advance() need).
+  sample at(double t) const;
   sample culmination(const point& a, const point& b) const;
   void interval(const point& a, const point& b);
   void monotone(const point& a, const point& b);
@@ -449,7 +448,7 @@ sample pair_search::at_point(std::size_t i) const {
   return from_state(tr_.t0 + static_cast<double>(i) * tr_.h, r, v, a);
 }
 
-sample pair_search::at(double t, bool curvature) const {
+sample pair_search::at(double t) const {
   const double x = (t - tr_.t0) * tr_.inv_h;
   std::size_t i = static_cast<std::size_t>(std::clamp(std::floor(x), 0.0, static_cast<double>(tr_.n - 2)));
   const double s = x - static_cast<double>(i), h = tr_.h, inv_h = tr_.inv_h;
@@ -466,9 +465,9 @@ sample pair_search::at(double t, bool curvature) const {
     const double c5 = 6.0 * d - 3.0 * (m0 + m1) + 0.5 * (q1 - q0);
     r[c] = p0 + s * (m0 + s * (0.5 * q0 + s * (c3 + s * (c4 + s * c5))));
     v[c] = (m0 + s * (q0 + s * (3.0 * c3 + s * (4.0 * c4 + s * (5.0 * c5))))) * inv_h;
-    a[c] = curvature ? (q0 + s * (6.0 * c3 + s * (12.0 * c4 + s * (20.0 * c5)))) * inv_h * inv_h : 0.0;
+    a[c] = (q0 + s * (6.0 * c3 + s * (12.0 * c4 + s * (20.0 * c5)))) * inv_h * inv_h;
   }
-  return from_state(t, r, v, curvature ? a : nullptr);
+  return from_state(t, r, v, a);
 }
 
 // The culmination between two samples whose elevation rates have opposite signs: Newton's method
