@@ -694,9 +694,10 @@ std::vector<pass_window> sorted_by_aos(const std::vector<std::vector<pass_window
   std::vector<std::size_t> at(parts.size(), 0);
   for (std::size_t k = 0; k < total;) {
     std::size_t best = parts.size();
-    for (std::size_t p = 0; p < parts.size(); ++p)
-      if (at[p] < parts[p].size() && (best == parts.size() || parts[p][at[p]].satellite < parts[best][at[best]].satellite))
-        best = p;
+    for (std::size_t p = 0; p < parts.size(); ++p) {
+      if (at[p] == parts[p].size()) continue;
+      if (best == parts.size() || parts[p][at[p]].satellite < parts[best][at[best]].satellite) best = p;
+    }
     const std::size_t sat = parts[best][at[best]].satellite;
     for (; at[best] < parts[best].size() && parts[best][at[best]].satellite == sat; ++at[best], ++k)
       keys[k] = {ordered_bits(parts[best][at[best]].aos), static_cast<std::uint32_t>(best),
@@ -756,8 +757,8 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
   // about twice (3 % of the search). Pages never written are never touched.
   const double pairs_days = static_cast<double>(satellites.size()) * static_cast<double>(stations.size()) *
                             std::ceil((end - start) / 86400.0) / threads;
-  for (auto& part : parts)
-    part.reserve(static_cast<std::size_t>(std::min(4.0 * pairs_days, (32 << 20) / static_cast<double>(sizeof(pass_window)))));
+  const double most = (32 << 20) / static_cast<double>(sizeof(pass_window));
+  for (auto& part : parts) part.reserve(static_cast<std::size_t>(std::min(4.0 * pairs_days, most)));
   std::atomic<std::size_t> next{0};
   auto work = [&](unsigned id) {
     // One station's view of the current track, reused from station to station.
