@@ -678,7 +678,7 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
 // stable sort gives that order. The sort is a least-significant-digit radix sort of the AOS's
 // bits on small keys that point into the parts: a comparison sort of the 112-byte windows, or
 // of keys with three fields, cost 4 % of the whole search.
-std::vector<pass_window> sorted_by_aos(const std::vector<std::vector<pass_window>>& parts) {
+std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& parts) {
   struct key {
     std::uint64_t bits;  // the AOS as an unsigned integer in the same order as the double
     std::uint32_t part, index;
@@ -721,6 +721,26 @@ std::vector<pass_window> sorted_by_aos(const std::vector<std::vector<pass_window
     for (const key& k : keys) spare[c[(k.bits >> (8 * d)) & 0xff]++] = k;
     keys.swap(spare);
   }
+  if (parts.size() == 1) {
+    // One thread's part is put in order where it is (following each cycle of the permutation):
+    // a second 8 MB vector for a day of gpredict's catalogue over 20 stations cost its page
+    // faults anew on every call, 5 % of a search.
+    std::vector<pass_window>& only = parts[0];
+    for (std::size_t start = 0; start < total; ++start) {
+      if (keys[start].part != 0) continue;  // already placed (marked)
+      const pass_window held = only[start];
+      std::size_t to = start;
+      while (keys[to].index != start) {
+        const std::size_t from = keys[to].index;
+        only[to] = only[from];
+        keys[to].part = 1;
+        to = from;
+      }
+      only[to] = held;
+      keys[to].part = 1;
+    }
+    return std::move(only);
+  }
   std::vector<pass_window> all;
   all.reserve(total);
   for (const key& k : keys) all.push_back(parts[k.part][k.index]);
@@ -752,13 +772,13 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
   unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, satellites.size()));
   std::vector<std::vector<pass_window>> parts(threads);
-  // Room for about four passes per satellite, station and day (a low orbit's usual count) in
+  // Room for about six passes per satellite, station and day (a low orbit has four or five) in
   // each thread's part, at most 32 MB each: growing the parts by doubling copied every window
   // about twice (3 % of the search). Pages never written are never touched.
   const double pairs_days = static_cast<double>(satellites.size()) * static_cast<double>(stations.size()) *
                             std::ceil((end - start) / 86400.0) / threads;
   const double most = (32 << 20) / static_cast<double>(sizeof(pass_window));
-  for (auto& part : parts) part.reserve(static_cast<std::size_t>(std::min(4.0 * pairs_days, most)));
+  for (auto& part : parts) part.reserve(static_cast<std::size_t>(std::min(6.0 * pairs_days, most)));
   std::atomic<std::size_t> next{0};
   auto work = [&](unsigned id) {
     // One station's view of the current track, reused from station to station.
