@@ -13,14 +13,20 @@ on a shared machine, where other work takes the core away now and then, that is 
 measure (the all-cores figures stay elapsed time).
 
     make gpredict-data && .venv/bin/python bench/run_orbit.py
+
+--baseline DIR (a copy of another build's site-packages/skyrelay, in DIR/skyrelay) times that
+build's one-thread pass_table too, in a child process with DIR first on its path, right after
+ours in the same run and by the same clock, and reports both against the same Skyfield figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -45,6 +51,27 @@ def median_time(fn, rounds: int, clock=time.perf_counter) -> float:
     return statistics.median(times)
 
 
+def pick_stations(count: int) -> list:
+    """Every len/N-th place of gpredict's locations.dat (airports on every continent), mask 5 degrees."""
+    places = [line.split(";") for line in (GPREDICT.parents[1] / "locations.dat").read_text(
+        encoding="utf-8", errors="replace").splitlines() if line.count(";") >= 6]
+    picks = places[:: max(1, len(places) // count)][:count]
+    return [orbit.GroundStation(p[2].strip() or p[3], float(p[4]), float(p[5]), float(p[6] or 0) / 1000.0, 5.0)
+            for p in picks]
+
+
+PASS_START, PASS_HOURS = "2018-01-22T00:00:00Z", 24
+
+
+def table_only(args, one) -> int:
+    """The child of --baseline: this build's one-thread pass_table, microseconds per satellite-station-day."""
+    ours = orbit.SatelliteArray(orbit.Satellite.from_tle(l1, l2, n) for n, l1, l2 in gpredict_catalogue())
+    stations = pick_stations(args.stations)
+    t = median_time(lambda: orbit.pass_table(ours, stations, PASS_START, hours=PASS_HOURS, threads=1), args.rounds, one)
+    print(json.dumps({"us": t / (len(ours) * len(stations)) * 1e6, "module": orbit.__file__}))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
@@ -53,15 +80,17 @@ def main() -> int:
     ap.add_argument("--stations", type=int, default=20, help="ground stations from gpredict's locations.dat")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="one-thread figures by elapsed time or by the thread's CPU time")
+    ap.add_argument("--baseline", help="DIR holding another build's skyrelay package (see above)")
+    ap.add_argument("--table-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     one = time.thread_time if args.clock == "cpu" else time.perf_counter
+    if args.table_only:
+        return table_only(args, one)
 
     from sgp4.api import SatrecArray, Satrec, accelerated
     from skyfield.api import EarthSatellite, load, wgs84
 
     cat = gpredict_catalogue()
-    global GPREDICT_DATA
-    GPREDICT_DATA = GPREDICT.parents[1]
     ours = orbit.SatelliteArray(orbit.Satellite.from_tle(l1, l2, n) for n, l1, l2 in cat)
     theirs = SatrecArray([Satrec.twoline2rv(l1, l2) for _, l1, l2 in cat])
     times = np.datetime64("2018-01-22") + np.arange(args.steps) * np.timedelta64(1, "m")
@@ -87,16 +116,20 @@ def main() -> int:
         "max_position_difference_km": float(np.abs(r1[ok] - r2[ok]).max()),
     }
 
-    # Stations: every len/N-th place of gpredict's locations.dat (airports on every continent).
-    places = [line.split(";") for line in (GPREDICT_DATA / "locations.dat").read_text(
-        encoding="utf-8", errors="replace").splitlines() if line.count(";") >= 6]
-    picks = places[:: max(1, len(places) // args.stations)][: args.stations]
-    stations = [orbit.GroundStation(p[2].strip() or p[3], float(p[4]), float(p[5]), float(p[6] or 0) / 1000.0, 5.0)
-                for p in picks]
+    stations = pick_stations(args.stations)
     sample = cat[:: args.pass_sample]
-    start, hours = "2018-01-22T00:00:00Z", 24
+    start, hours = PASS_START, PASS_HOURS
     pairs_all = len(cat) * len(stations)
     t_table_1 = median_time(lambda: orbit.pass_table(ours, stations, start, hours=hours, threads=1), args.rounds, one)
+    baseline_us = None
+    if args.baseline:
+        child = subprocess.run(
+            [sys.executable, __file__, "--table-only", "--rounds", str(args.rounds), "--stations", str(args.stations),
+             "--clock", args.clock], env={**os.environ, "PYTHONPATH": os.path.abspath(args.baseline)},
+            capture_output=True, text=True, check=True, timeout=600)
+        reply = json.loads(child.stdout.strip().splitlines()[-1])
+        assert reply["module"].startswith(os.path.abspath(args.baseline)), reply
+        baseline_us = reply["us"]
     t_table_n = median_time(lambda: orbit.pass_table(ours, stations, start, hours=hours, threads=cores), args.rounds)
     t_list_1 = median_time(lambda: orbit.passes(ours, stations, start, hours=hours, threads=1), max(1, args.rounds - 2),
                            one)
@@ -134,6 +167,10 @@ def main() -> int:
         "rises_skyrelay": ours_rises,
         "rises_skyfield": sky_rises,
     }
+    if baseline_us is not None:
+        results["passes"]["baseline_dir"] = os.path.abspath(args.baseline)
+        results["passes"]["baseline_table_1_thread_us_per_sat_station_day"] = baseline_us
+        results["passes"]["baseline_ratio_table_1_thread"] = sky_per / (baseline_us * 1e-6)
     harness.save("orbit", results)
     p, q = results["propagation"], results["passes"]
     print(f"clock for one-thread figures: {args.clock}; load average before {results['load_average'][0]:.2f}, "
@@ -154,6 +191,10 @@ def main() -> int:
     print(f"  ratio 1 thread {q['ratio_table_1_thread']:.0f}x (records {q['ratio_records_1_thread']:.0f}x), "
           f"all cores {q['ratio_table_all_cores']:.0f}x; rises found on the sample: skyrelay {ours_rises}, "
           f"Skyfield {sky_rises}")
+    if baseline_us is not None:
+        print(f"  baseline ({args.baseline}) pass_table 1 thread {baseline_us:.1f} us per sat-station-day: "
+              f"ratio {q['baseline_ratio_table_1_thread']:.0f}x; this build is "
+              f"{baseline_us / q['skyrelay_table_1_thread_us_per_sat_station_day']:.2f}x the baseline")
     return 0
 
 

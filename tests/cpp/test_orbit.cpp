@@ -195,6 +195,45 @@ TEST(Passes, FindsTheIssOverCopenhagenInOrder) {
   EXPECT_TRUE(find_passes(sats, stations, start, start, {}).empty());
 }
 
+// The result's order, (AOS, satellite, station), whatever the number of threads: the same windows
+// in the same order from one thread and from three, ties on the AOS (passes already under way at
+// the window's start, all at its first second) broken by satellite and then station.
+TEST(Passes, SortedByAosThenSatelliteThenStationOnAnyThreads) {
+  auto iss = parse_tle(l1, l2);
+  std::vector<sgp4> props;
+  for (int k = 0; k < 12; ++k) {
+    elements e = *iss.value;
+    e.mean_anomaly_deg = std::fmod(e.mean_anomaly_deg + 30.0 * k, 360.0);
+    e.raan_deg = std::fmod(e.raan_deg + 17.0 * k, 360.0);
+    props.emplace_back(e);
+  }
+  std::vector<const sgp4*> sats;
+  for (const auto& p : props) sats.push_back(&p);
+  std::vector<site> stations;
+  for (int k = 0; k < 6; ++k) stations.push_back(make_site(-50.0 + 20.0 * k, -150.0 + 55.0 * k, 0.0, 0.0));
+  const double start = 1516492800.0;
+  const auto one = find_passes(sats, stations, start, start + 86400.0, {0.0, 1});
+  const auto three = find_passes(sats, stations, start, start + 86400.0, {0.0, 3});
+  ASSERT_GT(one.size(), 100u);
+  ASSERT_EQ(one.size(), three.size());
+  std::size_t under_way = 0;
+  for (std::size_t i = 0; i < one.size(); ++i) {
+    EXPECT_EQ(one[i].satellite, three[i].satellite);
+    EXPECT_EQ(one[i].station, three[i].station);
+    EXPECT_EQ(one[i].aos, three[i].aos);
+    EXPECT_EQ(one[i].los, three[i].los);
+    under_way += one[i].starts_before;
+    if (i) {
+      const auto& a = one[i - 1];
+      const auto& b = one[i];
+      EXPECT_TRUE(a.aos < b.aos || (a.aos == b.aos && (a.satellite < b.satellite ||
+                                                       (a.satellite == b.satellite && a.station < b.station))))
+          << i;
+    }
+  }
+  EXPECT_GE(under_way, 2u);  // the ties the order must break
+}
+
 // The pass search against the scalar propagator sampled densely: every moment above a mask lies in
 // a reported pass; each reported rise and set brackets the mask within 0.1 s and each culmination
 // is the exact elevation's maximum to 2e-3 degree. Orbits on both of the search's grid steps:

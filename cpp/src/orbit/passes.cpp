@@ -1,7 +1,10 @@
 #include "skyrelay/orbit/passes.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <bit>
+#include <cstdint>
 #include <cmath>
 #include <limits>
 #include <cstring>
@@ -25,11 +28,13 @@ constexpr double grid_angle_eccentric = 0.12;
 constexpr double circular_below = 0.02;
 constexpr double root_tolerance_s = 1e-3;
 // Newton's last step, taken by advance() rather than by evaluating the interpolant again, when it
-// is this short: from an error e it lands within about (f'' / 2f') e^2 of the root (a few
-// microseconds at rises and sets, where f'' / f' is of the order of 1 / 100 s; a few tenths of a
-// millisecond at culminations).
-constexpr double accept_rise_set_s = 0.1;
-constexpr double accept_culmination_s = 0.25;
+// is this short. The steps are of second order (with the rate's rate at rises and sets, the
+// quintic's third derivative at culminations): from an error e they land within about
+// (f''' / 6f') e^3 of the root, microseconds for half a second. (At 2 s, culminations near the
+// zenith moved by up to 2e-4 degree; at 0.5 s by 2e-5 at most from the first-order search with
+// its 0.25 s.) advance() moves the sample along its velocity and acceleration.
+constexpr double accept_rise_set_s = 0.5;
+constexpr double accept_culmination_s = 0.5;
 
 // One satellite's earth-fixed states on an even grid of times, shared by every station. Between
 // grid points the state is a quintic Hermite interpolant of positions, velocities and
@@ -44,11 +49,21 @@ struct track {
   double t0{0}, h{0}, inv_h{0};
   double angle{0};       // the step's largest turn (rad)
   std::size_t n{0};      // usable points: up to the first propagation error
-  // Structure of arrays (the station scan vectorises over them), left uninitialised on purpose:
-  // every element is written before it is read.
-  std::unique_ptr<double[]> x, y, z, vx, vy, vz, ax, ay, az, rn;
+  // Structure of arrays (the station scan vectorises over them), in `storage`.
+  double *x{nullptr}, *y{nullptr}, *z{nullptr}, *vx{nullptr}, *vy{nullptr}, *vz{nullptr};
+  double *ax{nullptr}, *ay{nullptr}, *az{nullptr}, *rn{nullptr};
   double r_max{0};
+  // One thread's track is rebuilt for each satellite in the same buffers, which only grow: fresh
+  // ones for every satellite cost a tenth of the search in malloc and the kernel's page faults.
+  std::vector<double> storage, times, r, v, rot;
+  std::vector<std::int8_t> err;
 };
+
+template <class T>
+T* at_least(std::vector<T>& buffer, std::size_t n) {
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
 
 // Built once per instruction set where the compiler can pick one at load time (GCC on x86-64
 // Linux, through an ifunc), so the station scan runs in AVX-512 or AVX2 lanes where the CPU has
@@ -67,10 +82,10 @@ struct track {
 SKYRELAY_SCAN_CLONES
 void earth_fixed_states(track& tr, const double* __restrict r, const double* __restrict v,
                         const double* __restrict rot_c, const double* __restrict rot_s, double mu, double j2re2) {
-  double *__restrict x = tr.x.get(), *__restrict y = tr.y.get(), *__restrict z = tr.z.get();
-  double *__restrict vx = tr.vx.get(), *__restrict vy = tr.vy.get(), *__restrict vz = tr.vz.get();
-  double *__restrict ax = tr.ax.get(), *__restrict ay = tr.ay.get(), *__restrict az = tr.az.get();
-  double* __restrict rn = tr.rn.get();
+  double *__restrict x = tr.x, *__restrict y = tr.y, *__restrict z = tr.z;
+  double *__restrict vx = tr.vx, *__restrict vy = tr.vy, *__restrict vz = tr.vz;
+  double *__restrict ax = tr.ax, *__restrict ay = tr.ay, *__restrict az = tr.az;
+  double* __restrict rn = tr.rn;
   constexpr double w = earth_rotation_rad_s;
   const std::size_t n = tr.n;
   for (std::size_t i = 0; i < n; ++i) {
@@ -94,8 +109,8 @@ void earth_fixed_states(track& tr, const double* __restrict r, const double* __r
   }
 }
 
-track build_track(const sgp4& sat, double start, double end, double dut1) {
-  track tr;
+void build_track(track& tr, const sgp4& sat, double start, double end, double dut1) {
+  tr.r_max = 0;
   const double n = sat.mean_motion_rad_min() / 60.0;  // rad/s
   const double e = std::min(sat.eccentricity() + 0.03, 0.99);
   // Fastest angular motion in the earth-fixed frame (at perigee), with room for perturbations.
@@ -105,14 +120,16 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
   tr.inv_h = 1.0 / tr.h;
   tr.t0 = start;
   const std::size_t count = static_cast<std::size_t>(std::ceil((end - start) / tr.h)) + 1;
-  std::unique_ptr<double[]> ts(new double[count]);
+  double* ts = at_least(tr.times, count);
   double jd0, fr0;
   unix_to_jd(start, jd0, fr0);
   const double base = sat.minutes_since_epoch(jd0, fr0);
-  for (std::size_t i = 0; i < count; ++i) ts[i] = base + static_cast<double>(i) * tr.h / 60.0;
-  std::unique_ptr<double[]> r(new double[3 * count]), v(new double[3 * count]);
-  std::unique_ptr<std::int8_t[]> err(new std::int8_t[count]);
-  sat.propagate_batch(ts.get(), count, r.get(), v.get(), err.get());
+  const double step_min = tr.h / 60.0;
+  for (std::size_t i = 0; i < count; ++i) ts[i] = base + static_cast<double>(i) * step_min;
+  double* r = at_least(tr.r, 3 * count);
+  double* v = at_least(tr.v, 3 * count);
+  std::int8_t* err = at_least(tr.err, count);
+  sat.propagate_batch(ts, count, r, v, err);
   std::size_t valid = 0;
   while (valid < count && err[valid] == 0) ++valid;
   tr.n = valid;
@@ -123,11 +140,11 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
   const double tut1 = (ut1_jd(jd0, fr0, dut1) - 2451545.0) / 36525.0;
   const double dsec_dcentury = 876600.0 * 3600.0 + 8640184.812866 + 2.0 * 0.093104 * tut1 - 3.0 * 6.2e-6 * tut1 * tut1;
   const double omega_gmst = dsec_dcentury / (36525.0 * 86400.0) * (deg / 240.0);
-  for (auto* a : {&tr.x, &tr.y, &tr.z, &tr.vx, &tr.vy, &tr.vz, &tr.ax, &tr.ay, &tr.az, &tr.rn})
-    a->reset(new double[valid + 1]);
-  std::unique_ptr<double[]> rot(new double[2 * valid + 2]);
-  double* rot_c = rot.get();
-  double* rot_s = rot.get() + valid + 1;
+  double* columns = at_least(tr.storage, 10 * (valid + 1));
+  double** heads[] = {&tr.x, &tr.y, &tr.z, &tr.vx, &tr.vy, &tr.vz, &tr.ax, &tr.ay, &tr.az, &tr.rn};
+  for (std::size_t c = 0; c < 10; ++c) *heads[c] = columns + c * (valid + 1);
+  double* rot_c = at_least(tr.rot, 2 * valid + 2);
+  double* rot_s = rot_c + valid + 1;
   double c = 0, s = 0;
   const double dc = std::cos(omega_gmst * tr.h), ds = std::sin(omega_gmst * tr.h);
   for (std::size_t i = 0; i < valid; ++i) {
@@ -144,9 +161,16 @@ track build_track(const sgp4& sat, double start, double end, double dut1) {
     rot_s[i] = s;
   }
   const gravity_constants& k = sat.constants();
-  earth_fixed_states(tr, r.get(), v.get(), rot_c, rot_s, k.mu, 1.5 * k.j2 * k.radius_km * k.radius_km);
+  earth_fixed_states(tr, r, v, rot_c, rot_s, k.mu, 1.5 * k.j2 * k.radius_km * k.radius_km);
   for (std::size_t i = 0; i < valid; ++i) tr.r_max = std::max(tr.r_max, tr.rn[i]);
-  return tr;
+}
+
+// pass_quality from the sines of the maximum elevation and of the mask clamped at the horizon
+// (the search has both; the sines of the angles cost 2 % of it).
+double quality_of(double sin_max, double sin_floor, double duration_s) {
+  const double e = std::clamp((sin_max - sin_floor) / (1.0 - sin_floor), 0.0, 1.0);
+  const double d = std::clamp(duration_s / 900.0, 0.0, 1.0);
+  return 0.6 * e + 0.4 * d;
 }
 
 // One station's view of one track, in vectorised passes over the grid points: whether each point
@@ -159,20 +183,19 @@ struct station_geometry {
   double cos_near, sin_mask;
 };
 
-SKYRELAY_SCAN_CLONES
 void scan_near(const track& tr, const station_geometry& gs, unsigned char* __restrict near) {
-  const double *__restrict x = tr.x.get(), *__restrict y = tr.y.get(), *__restrict z = tr.z.get();
-  const double* __restrict rn = tr.rn.get();
+  const double *__restrict x = tr.x, *__restrict y = tr.y, *__restrict z = tr.z;
+  const double* __restrict rn = tr.rn;
   const double nx = gs.dir[0], ny = gs.dir[1], nz = gs.dir[2], cos_near = gs.cos_near;
   for (std::size_t i = 0; i < tr.n; ++i)
     near[i] = static_cast<unsigned char>(x[i] * nx + y[i] * ny + z[i] * nz - cos_near * rn[i] >= 0.0);
 }
 
-SKYRELAY_SCAN_CLONES
 void scan_values(const track& tr, const station_geometry& gs, std::size_t begin, std::size_t end,
-                 double* __restrict f, double* __restrict g) {
-  const double *__restrict x = tr.x.get(), *__restrict y = tr.y.get(), *__restrict z = tr.z.get();
-  const double *__restrict vx = tr.vx.get(), *__restrict vy = tr.vy.get(), *__restrict vz = tr.vz.get();
+                 double* __restrict f, double* __restrict g, double* __restrict gd, std::int64_t* __restrict signs) {
+  const double *__restrict x = tr.x, *__restrict y = tr.y, *__restrict z = tr.z;
+  const double *__restrict vx = tr.vx, *__restrict vy = tr.vy, *__restrict vz = tr.vz;
+  const double *__restrict ax = tr.ax, *__restrict ay = tr.ay, *__restrict az = tr.az;
   const double ex = gs.ecef[0], ey = gs.ecef[1], ez = gs.ecef[2];
   const double ux = gs.up[0], uy = gs.up[1], uz = gs.up[2], sin_mask = gs.sin_mask;
   for (std::size_t i = begin; i < end; ++i) {
@@ -182,9 +205,51 @@ void scan_values(const track& tr, const station_geometry& gs, std::size_t begin,
     const double dv = dx * vx[i] + dy * vy[i] + dz * vz[i];
     const double w = 1.0 / std::sqrt(dx * dx + dy * dy + dz * dz);
     const double rhodot = dv * w;
-    f[i] = u * w - sin_mask;
-    g[i] = (vu - u * rhodot * w) * w;
+    const double fi = u * w - sin_mask, gi = (vu - u * rhodot * w) * w;
+    f[i] = fi;
+    g[i] = gi;
+    // (As 64-bit integers, the width of the doubles: as bytes they kept GCC from vectorising.)
+    signs[i] = static_cast<std::int64_t>(fi < 0) | (static_cast<std::int64_t>(gi > 0) << 1) |
+               (static_cast<std::int64_t>(gi < 0) << 2);
+    const double au = ux * ax[i] + uy * ay[i] + uz * az[i];
+    const double vv = vx[i] * vx[i] + vy[i] * vy[i] + vz[i] * vz[i];
+    const double da = dx * ax[i] + dy * ay[i] + dz * az[i];
+    const double rhoddot = (vv + da - rhodot * rhodot) * w;
+    gd[i] = (au - (2.0 * vu * rhodot + u * rhoddot) * w + 2.0 * u * rhodot * rhodot * w * w) * w;
   }
+}
+
+// One station's view of the current track: the grid points' values (f), rates (g) and rates'
+// rates (gd), the signs of f and g as bits of an integer the width of a double (signs), and which
+// points are near. Room for the track's points and 16 more (the walk reads the near flags 8 at a
+// time), reused from station to station and satellite to satellite.
+struct scratch {
+  std::size_t room{0};
+  std::unique_ptr<double[]> f, g, gd;
+  std::unique_ptr<unsigned char[]> near;
+  std::unique_ptr<std::int64_t[]> signs;
+  void reserve(std::size_t points) {
+    if (points + 16 <= room) return;
+    room = points + 16;
+    f.reset(new double[room]);
+    g.reset(new double[room]);
+    gd.reset(new double[room]);
+    near.reset(new unsigned char[room]());
+    signs.reset(new std::int64_t[room]());
+  }
+};
+
+// The first k in [begin, end) where bytes[k] and bytes[k + 1] are both 0 (bytes holding 0 or 1),
+// or end; eight at a time (bytes has room for end + 8).
+std::size_t first_pair_of_zeros(const unsigned char* bytes, std::size_t begin, std::size_t end) {
+  for (std::size_t k = begin; k < end; k += 8) {
+    std::uint64_t a, b;
+    std::memcpy(&a, bytes + k, 8);
+    std::memcpy(&b, bytes + k + 1, 8);
+    if (const std::uint64_t m = ~(a | b) & 0x0101010101010101ull)
+      return std::min(end, k + static_cast<std::size_t>(std::countr_zero(m)) / 8);
+  }
+  return end;
 }
 
 // Root finding works on the sine of the elevation (u / range, no atan2): it crosses the sine of
@@ -194,18 +259,41 @@ struct sample {
   double t{0};
   double f{0};     // sin(elevation) - sin(mask)
   double g{0};     // d sin(elevation) / dt, 1/s
-  double gdot{0};  // d g / dt, 1/s^2 (interpolated samples only: Newton's derivative at a culmination)
+  double gdot{0};  // d g / dt, 1/s^2 (Newton's derivative at culminations, second order elsewhere)
   double dx{0}, dy{0}, dz{0};  // earth-fixed offset from the station (km): azimuth when reported
   double vx{0}, vy{0}, vz{0};  // earth-fixed velocity (km/s)
-  double ax{0}, ay{0}, az{0};  // and acceleration (km/s^2; interpolated samples only)
+  double ax{0}, ay{0}, az{0};  // and acceleration (km/s^2)
   double u{0}, range{0};       // up component and range (km): elevation when reported
 };
 
 // What the search itself needs of a sample: a grid point's is only this.
 struct point {
-  double t, f, g;
+  double t, f, g, gdot;
 };
-point point_of(const sample& s) { return {s.t, s.f, s.g}; }
+point point_of(const sample& s) { return {s.t, s.f, s.g, s.gdot}; }
+
+// The quintic through two points' values, rates and rates' rates, on z in [0, 1] (z = 0 at a):
+// f = f0 + m0 z + q0 z^2 / 2 + c3 z^3 + c4 z^4 + c5 z^5 with m = w g and q = w^2 gdot. Over a
+// grid step it follows the sine of the elevation to about 5e-4 (its sixth derivative), a
+// fraction of a second at a rise or a culmination: a first guess that leaves the interpolated
+// evaluation one Newton step, where the cubic through values and rates left two.
+struct quintic {
+  double f0, m0, q0, c3, c4, c5;
+  quintic(const point& a, const point& b) {
+    const double w = b.t - a.t, d = b.f - a.f;
+    const double m1 = w * b.g, q1 = w * w * b.gdot;
+    f0 = a.f;
+    m0 = w * a.g;
+    q0 = w * w * a.gdot;
+    c3 = 10.0 * d - 6.0 * m0 - 4.0 * m1 - 1.5 * q0 + 0.5 * q1;
+    c4 = -15.0 * d + 8.0 * m0 + 7.0 * m1 + 1.5 * q0 - q1;
+    c5 = 6.0 * d - 3.0 * (m0 + m1) + 0.5 * (q1 - q0);
+  }
+  double value(double z) const { return f0 + z * (m0 + z * (0.5 * q0 + z * (c3 + z * (c4 + z * c5)))); }
+  double rate(double z) const { return m0 + z * (q0 + z * (3.0 * c3 + z * (4.0 * c4 + z * 5.0 * c5))); }
+  double curvature(double z) const { return q0 + z * (6.0 * c3 + z * (12.0 * c4 + z * 20.0 * c5)); }
+  double jerk(double z) const { return 6.0 * c3 + z * (24.0 * c4 + z * 60.0 * c5); }
+};
 
 // The extremum between two samples whose rates have opposite signs, on the cubic through both
 // samples' values and rates: where it lies (0 at a, 1 at b) and its value. The cubic's derivative,
@@ -233,17 +321,15 @@ class pair_search {
  public:
   pair_search(const track& tr, const site& st, double end)
       : tr_(tr), st_(st), end_(end), sin_mask_(std::sin(st.min_elevation_rad)),
+        sin_floor_(st.min_elevation_rad > 0 ? sin_mask_ : 0.0),
         up_{st.cos_lat * st.cos_lon, st.cos_lat * st.sin_lon, st.sin_lat} {}
-  // f, g and near have room for the track's points and one more; the caller reuses them from
-  // station to station.
-  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, double* f, double* g,
-           unsigned char* near);
+  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, scratch& buffers);
 
  private:
   sample at_point(std::size_t i) const;
-  // The interpolated sample at t; with `curvature`, also the acceleration and g's rate (what a
-  // culmination's Newton step and a second-order advance() need, and rises and sets do not).
-  sample at(double t, bool curvature = true) const;
+  // The interpolated sample at t, with the acceleration and g's rate (what the second-order
+  // Newton steps and advance() need).
+  sample at(double t) const;
   sample culmination(const point& a, const point& b) const;
   void interval(const point& a, const point& b);
   void monotone(const point& a, const point& b);
@@ -258,6 +344,7 @@ class pair_search {
   const site& st_;
   double end_;
   double sin_mask_;
+  double sin_floor_;  // the sine of the mask, or 0 below the horizon: quality_of's lower end
   double up_[3];
   sample best_{};          // the highest sample of the open pass: its angles are computed at close
   bool open_{false};
@@ -303,8 +390,7 @@ sample pair_search::from_state(double t, const double r[3], const double v[3], c
 
 // A sample moved by dt along its velocity and acceleration: for the last step of a root, where
 // what that leaves out (a sixth of the jerk, 1e-5 km/s^3 in a low orbit, times dt cubed) is
-// below 0.03 mm for the quarter second a culmination's step may take. A sample without
-// acceleration (rises and sets, steps under 0.1 s) moves along its velocity only: 5 cm at most.
+// below 0.2 mm for the half second a last step may take.
 sample pair_search::advance(const sample& s, double dt) const {
   sample x = s;
   const double h = 0.5 * dt * dt;
@@ -322,26 +408,51 @@ sample pair_search::advance(const sample& s, double dt) const {
   return x;
 }
 
+// atan2 to a few ulps in a third of libm's time (three azimuths a pass made it 5 % of the search):
+// the smaller of |y| and |x| over the larger, r in [0, 1], is reduced to d = (r - c) / (1 + r c)
+// with c the nearest sixteenth, |d| <= 1/32, and atan r = atan c + atan d, atan d by its series to
+// d^11 (the first term left out is below 1e-19).
+const std::array<double, 17> atan_sixteenths = [] {
+  std::array<double, 17> t{};
+  for (int j = 0; j <= 16; ++j) t[j] = std::atan(j / 16.0);
+  return t;
+}();
+
+double fast_atan2(double y, double x) {
+  const double ax = std::fabs(x), ay = std::fabs(y);
+  const bool steep = ay > ax;
+  const double num = steep ? ax : ay, den = steep ? ay : ax;
+  if (den == 0.0) return 0.0;
+  const double r = num / den;
+  const int j = static_cast<int>(r * 16.0 + 0.5);
+  const double c = j / 16.0, d = (r - c) / (1.0 + r * c), d2 = d * d;
+  double a = atan_sixteenths[j] +
+             d * (1.0 + d2 * (-1.0 / 3 + d2 * (1.0 / 5 + d2 * (-1.0 / 7 + d2 * (1.0 / 9 - d2 * (1.0 / 11))))));
+  if (steep) a = 0.5 * pi - a;
+  if (x < 0) a = pi - a;
+  return y < 0 ? -a : a;
+}
+
 double elevation_deg(const sample& s) { return std::asin(std::clamp(s.u / s.range, -1.0, 1.0)) / deg; }
 
 double pair_search::azimuth_deg(const sample& s) const {
   const double e = -st_.sin_lon * s.dx + st_.cos_lon * s.dy;
   const double n = -st_.sin_lat * st_.cos_lon * s.dx - st_.sin_lat * st_.sin_lon * s.dy + st_.cos_lat * s.dz;
-  const double a = std::atan2(e, n) / deg;
+  const double a = fast_atan2(e, n) / deg;
   return a < 0 ? a + 360.0 : a;
 }
 
 sample pair_search::at_point(std::size_t i) const {
   const double r[3] = {tr_.x[i], tr_.y[i], tr_.z[i]}, v[3] = {tr_.vx[i], tr_.vy[i], tr_.vz[i]};
-  return from_state(tr_.t0 + static_cast<double>(i) * tr_.h, r, v, nullptr);
+  const double a[3] = {tr_.ax[i], tr_.ay[i], tr_.az[i]};
+  return from_state(tr_.t0 + static_cast<double>(i) * tr_.h, r, v, a);
 }
 
-sample pair_search::at(double t, bool curvature) const {
+sample pair_search::at(double t) const {
   const double x = (t - tr_.t0) * tr_.inv_h;
   std::size_t i = static_cast<std::size_t>(std::clamp(std::floor(x), 0.0, static_cast<double>(tr_.n - 2)));
   const double s = x - static_cast<double>(i), h = tr_.h, inv_h = tr_.inv_h;
-  const double* cols[9] = {tr_.x.get(),  tr_.y.get(),  tr_.z.get(),  tr_.vx.get(), tr_.vy.get(),
-                           tr_.vz.get(), tr_.ax.get(), tr_.ay.get(), tr_.az.get()};
+  const double* cols[9] = {tr_.x, tr_.y, tr_.z, tr_.vx, tr_.vy, tr_.vz, tr_.ax, tr_.ay, tr_.az};
   double r[3], v[3], a[3];
   for (int c = 0; c < 3; ++c) {
     // The quintic p0 + m0 s + q0 s^2 / 2 + c3 s^3 + c4 s^4 + c5 s^5 on s in [0, 1] that matches
@@ -354,9 +465,9 @@ sample pair_search::at(double t, bool curvature) const {
     const double c5 = 6.0 * d - 3.0 * (m0 + m1) + 0.5 * (q1 - q0);
     r[c] = p0 + s * (m0 + s * (0.5 * q0 + s * (c3 + s * (c4 + s * c5))));
     v[c] = (m0 + s * (q0 + s * (3.0 * c3 + s * (4.0 * c4 + s * (5.0 * c5))))) * inv_h;
-    a[c] = curvature ? (q0 + s * (6.0 * c3 + s * (12.0 * c4 + s * (20.0 * c5)))) * inv_h * inv_h : 0.0;
+    a[c] = (q0 + s * (6.0 * c3 + s * (12.0 * c4 + s * (20.0 * c5)))) * inv_h * inv_h;
   }
-  return from_state(t, r, v, curvature ? a : nullptr);
+  return from_state(t, r, v, a);
 }
 
 // The culmination between two samples whose elevation rates have opposite signs: Newton's method
@@ -368,13 +479,28 @@ sample pair_search::culmination(const point& a, const point& b) const {
   constexpr double tolerance = 10 * root_tolerance_s;
   double lo = a.t, hi = b.t;
   const bool rising_at_lo = a.g > 0;
-  double t = a.t + (b.t - a.t) * cubic_peak(a, b).z;
+  const double w = b.t - a.t;
+  const quintic p(a, b);
+  double z = cubic_peak(a, b).z;
+  for (int k = 0; k < 2; ++k) {
+    const double c = p.curvature(z), next = c != 0.0 ? z - p.rate(z) / c : z;
+    if (!(next > 0.0 && next < 1.0)) break;
+    z = next;
+  }
+  double t = a.t + w * z;
   sample x;
   for (int i = 0; i < 40; ++i) {
     x = at(t);
     if (x.g == 0.0) return x;
     if ((x.g > 0) == rising_at_lo) lo = t; else hi = t;
-    double next = x.gdot != 0.0 ? t - x.g / x.gdot : 0.5 * (lo + hi);
+    double next = 0.5 * (lo + hi);
+    if (x.gdot != 0.0) {
+      // Newton's step, then once more with the rate's second derivative (the quintic's, near
+      // enough for a correction) over that step.
+      const double dt = -x.g / x.gdot, jerk = p.jerk((t - a.t) / w) / (w * w * w);
+      const double slope = x.gdot + 0.5 * jerk * dt;
+      next = t + (slope * x.gdot > 0.0 ? -x.g / slope : dt);
+    }
     // (>= and <=: a converged step rounds to t itself, an ulp of a Unix time being 2e-7 s)
     if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);
     if (std::fabs(next - t) < accept_culmination_s || hi - lo < tolerance) return advance(x, next - t);
@@ -410,7 +536,7 @@ void pair_search::close_at(const sample& s, bool clipped) {
   cur_.los_azimuth_deg = azimuth_deg(s);
   cur_.ends_after = clipped;
   cur_.duration_s = cur_.los - cur_.aos;
-  cur_.quality = pass_quality(cur_.max_elevation_deg * deg, st_.min_elevation_rad, cur_.duration_s);
+  cur_.quality = quality_of(std::clamp(best_.u / best_.range, -1.0, 1.0), sin_floor_, cur_.duration_s);
   out_->push_back(cur_);
 }
 
@@ -421,34 +547,36 @@ void pair_search::monotone(const point& a, const point& b) {
   if ((a.f < 0) == (b.f < 0)) return;
   double lo = a.t, hi = b.t;
   const bool rising = a.f < 0;
-  // First guess: the chord's zero, moved by two Newton steps on the cubic through both samples'
-  // values and rates (no propagation; usually within a few milliseconds of the crossing).
+  // First guess: the chord's zero, moved by Newton steps on the quintic through both samples'
+  // values, rates and rates' rates (no propagation; usually within a few hundredths of a second
+  // of the crossing).
   const double w = b.t - a.t;
   double z = a.f / (a.f - b.f);
-  for (int k = 0; k < 2; ++k) {
-    const double z2 = z * z, z3 = z2 * z;
-    const double v = (2 * z3 - 3 * z2 + 1) * a.f + (z3 - 2 * z2 + z) * w * a.g + (-2 * z3 + 3 * z2) * b.f +
-                     (z3 - z2) * w * b.g;
-    const double dv = (6 * z2 - 6 * z) * a.f + (3 * z2 - 4 * z + 1) * w * a.g + (-6 * z2 + 6 * z) * b.f +
-                      (3 * z2 - 2 * z) * w * b.g;
-    const double next = dv != 0.0 ? z - v / dv : z;
+  const quintic p(a, b);
+  for (int k = 0; k < 3; ++k) {
+    const double dv = p.rate(z), next = dv != 0.0 ? z - p.value(z) / dv : z;
     if (!(next > 0.0 && next < 1.0)) break;
     z = next;
   }
   double t = a.t + w * z;
-  // (No curvature: the last step, under 0.1 s, moves the sample along its velocity, which leaves
-  // out half the acceleration times dt squared, 5 cm; a few microseconds of time at a crossing.)
-  sample x = at(t, false);
+  sample x = at(t);
   for (int i = 0; i < 40 && x.f != 0.0; ++i) {
     if ((x.f < 0) == rising) lo = t; else hi = t;
-    double next = x.g != 0.0 ? t - x.f / x.g : 0.5 * (lo + hi);
+    double next = 0.5 * (lo + hi);
+    if (x.g != 0.0) {
+      // Newton's step, then once more with the rate's change over that step (second order: from
+      // an error e it lands within about f''' e^3 / 6 f' of the crossing, microseconds for the
+      // seconds it may take).
+      const double dt = -x.f / x.g, slope = x.g + 0.5 * x.gdot * dt;
+      next = t + (slope * x.g > 0.0 ? -x.f / slope : dt);
+    }
     if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);  // inclusive: see culmination()
     if (std::fabs(next - t) < accept_rise_set_s) {
       x = advance(x, next - t);
       break;
     }
     t = next;
-    x = at(t, false);
+    x = at(t);
   }
   if (rising)
     open_at(x, false);
@@ -477,8 +605,10 @@ void pair_search::interval(const point& a, const point& b) {
   }
 }
 
-void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, double* f, double* g,
-                      unsigned char* near) {
+void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, scratch& buffers) {
+  double *f = buffers.f.get(), *g = buffers.g.get(), *gd = buffers.gd.get();
+  unsigned char* near = buffers.near.get();
+  std::int64_t* signs = buffers.signs.get();
   out_ = &out;
   si_ = si;
   gi_ = gi;
@@ -497,25 +627,14 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
                             sin_mask_};
   const std::size_t n = tr_.n;
   scan_near(tr_, gs, near);
-  near[n] = 0;
-  // A grid point for the search. Its f and g are computed a block at a time as the search
-  // reaches them (most points are never near a station: computing them all costs more).
-  constexpr std::size_t values_block = 16;
-  std::size_t valid_begin = 0, valid_end = 0;
-  auto grid_point = [&](std::size_t k) {
-    if (k < valid_begin || k >= valid_end) {
-      valid_begin = k;
-      valid_end = std::min(n, k + values_block);
-      scan_values(tr_, gs, valid_begin, valid_end, f, g);
-    }
-    return point{tr_.t0 + static_cast<double>(k) * tr_.h, f[k], g[k]};
-  };
+  std::memset(near + n, 0, 9);
   // Intervals [i, i + 1] that start before the window's end.
   const std::size_t last = std::min(n - 1, static_cast<std::size_t>(std::ceil((end_ - tr_.t0) / tr_.h)));
   const sample first = at_point(0);
-  point prev = point_of(first);
-  bool have_prev = true;
   if (first.f >= 0) open_at(first, true);
+  auto grid_point = [&](std::size_t k) {
+    return k == 0 ? point_of(first) : point{tr_.t0 + static_cast<double>(k) * tr_.h, f[k], g[k], gd[k]};
+  };
   std::size_t i = 0;
   while (i < last) {
     if (!near[i] && !near[i + 1]) {
@@ -523,16 +642,28 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
       const void* hit = std::memchr(near + i + 1, 1, last - i);
       if (!hit) break;
       i = static_cast<std::size_t>(static_cast<const unsigned char*>(hit) - near) - 1;
-      have_prev = false;
       continue;
     }
-    const double tb = tr_.t0 + static_cast<double>(i + 1) * tr_.h;
-    const point a = have_prev ? prev : grid_point(i);
-    const point b = tb <= end_ ? grid_point(i + 1) : point_of(at(end_));
-    interval(a, b);
-    prev = b;
-    have_prev = true;
-    ++i;
+    // A stretch of steps [i, e) each with a near end. Their grid points' values are computed in
+    // one vectorised pass, and only the steps where something can happen (the sine of the
+    // elevation crosses the mask, or its rate changes sign other than at a low point below the
+    // mask) go to interval(): most near steps are neither, and skipping them without building
+    // their points is what makes the walk cheap.
+    const std::size_t e = first_pair_of_zeros(near, i + 1, last);
+    const bool clipped = tr_.t0 + static_cast<double>(e) * tr_.h > end_;  // the last point is past the end
+    const std::size_t grid_end = clipped ? e - 1 : e;                    // steps with both ends on the grid
+    scan_values(tr_, gs, i, grid_end + 1, f, g, gd, signs);
+    if (i == 0 && grid_end > 0) interval(grid_point(0), grid_point(1));  // starts at `first`
+    // Only where the signs of f or g change between grid points can a step hold an event.
+    for (std::size_t k = i == 0 ? 1 : i; k < grid_end; ++k) {
+      if (signs[k] == signs[k + 1]) continue;
+      const double fa = f[k], fb = f[k + 1], ga = g[k], gb = g[k + 1];
+      const bool turns = (ga > 0 && gb <= 0) || (ga < 0 && gb >= 0);
+      const bool crosses = (fa < 0) != (fb < 0);
+      if (crosses || (turns && !(ga < 0 && fa < 0 && fb < 0))) interval(grid_point(k), grid_point(k + 1));
+    }
+    if (clipped) interval(grid_point(grid_end), point_of(at(end_)));
+    i = e;
   }
   if (open_) {
     // Still in view at the window's end, or at the last good state before a propagation error.
@@ -541,13 +672,97 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
   }
 }
 
+// The threads' results in one vector sorted by (AOS, satellite, station). Each part is already in
+// (satellite, station, AOS) order (a thread takes satellites in increasing order and searches
+// the stations in turn), so merging the parts by satellite and then sorting by AOS alone with a
+// stable sort gives that order. The sort is a least-significant-digit radix sort of the AOS's
+// bits on small keys that point into the parts: a comparison sort of the 112-byte windows, or
+// of keys with three fields, cost 4 % of the whole search.
+std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& parts) {
+  struct key {
+    std::uint64_t bits;  // the AOS as an unsigned integer in the same order as the double
+    std::uint32_t part, index;
+  };
+  std::size_t total = 0;
+  for (const auto& p : parts) total += p.size();
+  std::vector<key> keys(total), spare(total);
+  auto ordered_bits = [](double t) {
+    const auto b = std::bit_cast<std::uint64_t>(t);
+    return (b >> 63) ? ~b : b | (std::uint64_t{1} << 63);
+  };
+  // Merge by satellite: every satellite's passes are in one part, contiguous.
+  std::vector<std::size_t> at(parts.size(), 0);
+  for (std::size_t k = 0; k < total;) {
+    std::size_t best = parts.size();
+    for (std::size_t p = 0; p < parts.size(); ++p) {
+      if (at[p] == parts[p].size()) continue;
+      if (best == parts.size() || parts[p][at[p]].satellite < parts[best][at[best]].satellite) best = p;
+    }
+    const std::size_t sat = parts[best][at[best]].satellite;
+    for (; at[best] < parts[best].size() && parts[best][at[best]].satellite == sat; ++at[best], ++k)
+      keys[k] = {ordered_bits(parts[best][at[best]].aos), static_cast<std::uint32_t>(best),
+                 static_cast<std::uint32_t>(at[best])};
+  }
+  // One histogram per byte in one pass; bytes that all keys share (the high ones: the times lie
+  // within days of each other) are skipped.
+  std::vector<std::array<std::size_t, 256>> counts(8);
+  for (auto& c : counts) c.fill(0);
+  for (const key& k : keys)
+    for (int d = 0; d < 8; ++d) ++counts[d][(k.bits >> (8 * d)) & 0xff];
+  for (int d = 0; d < 8; ++d) {
+    auto& c = counts[d];
+    if (total == 0 || c[(keys[0].bits >> (8 * d)) & 0xff] == total) continue;
+    std::size_t sum = 0;
+    for (auto& n : c) {
+      const std::size_t here = n;
+      n = sum;
+      sum += here;
+    }
+    for (const key& k : keys) spare[c[(k.bits >> (8 * d)) & 0xff]++] = k;
+    keys.swap(spare);
+  }
+  if (parts.size() == 1) {
+    // One thread's part is put in order where it is (following each cycle of the permutation):
+    // a second 8 MB vector for a day of gpredict's catalogue over 20 stations cost its page
+    // faults anew on every call, 5 % of a search.
+    std::vector<pass_window>& only = parts[0];
+    for (std::size_t start = 0; start < total; ++start) {
+      if (keys[start].part != 0) continue;  // already placed (marked)
+      const pass_window held = only[start];
+      std::size_t to = start;
+      while (keys[to].index != start) {
+        const std::size_t from = keys[to].index;
+        only[to] = only[from];
+        keys[to].part = 1;
+        to = from;
+      }
+      only[to] = held;
+      keys[to].part = 1;
+    }
+    return std::move(only);
+  }
+  std::vector<pass_window> all;
+  all.reserve(total);
+  for (const key& k : keys) all.push_back(parts[k.part][k.index]);
+  return all;
+}
+
+// Every station's search of one track, built once per instruction set like the scans, with
+// everything it calls inlined into it (flatten): the root finding and the walk, scalar code, then
+// use fused multiply-adds where the CPU has them.
+SKYRELAY_SCAN_CLONES [[gnu::flatten]]
+void search_track(const track& tr, std::span<const site> stations, double end, std::size_t si,
+                  std::vector<pass_window>& out, scratch& buffers) {
+  for (std::size_t gi = 0; gi < stations.size(); ++gi) {
+    pair_search search(tr, stations[gi], end);
+    search.run(si, gi, out, buffers);
+  }
+}
+
 }  // namespace
 
 double pass_quality(double max_elevation_rad, double min_elevation_rad, double duration_s) {
-  const double lo = std::sin(std::max(min_elevation_rad, 0.0));
-  const double e = std::clamp((std::sin(max_elevation_rad) - lo) / (1.0 - lo), 0.0, 1.0);
-  const double d = std::clamp(duration_s / 900.0, 0.0, 1.0);
-  return 0.6 * e + 0.4 * d;
+  return quality_of(std::sin(max_elevation_rad), std::sin(std::max(min_elevation_rad, 0.0)), duration_s);
 }
 
 std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, std::span<const site> stations,
@@ -557,28 +772,26 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
   unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, satellites.size()));
   std::vector<std::vector<pass_window>> parts(threads);
+  // Room for about six passes per satellite, station and day (a low orbit has four or five) in
+  // each thread's part, at most 32 MB each: growing the parts by doubling copied every window
+  // about twice (3 % of the search). Pages never written are never touched.
+  const double pairs_days = static_cast<double>(satellites.size()) * static_cast<double>(stations.size()) *
+                            std::ceil((end - start) / 86400.0) / threads;
+  const double most = (32 << 20) / static_cast<double>(sizeof(pass_window));
+  for (auto& part : parts) part.reserve(static_cast<std::size_t>(std::min(6.0 * pairs_days, most)));
   std::atomic<std::size_t> next{0};
   auto work = [&](unsigned id) {
     // One station's view of the current track, reused from station to station.
-    std::size_t room = 0;
-    std::unique_ptr<double[]> f, g;
-    std::unique_ptr<unsigned char[]> near;
+    scratch buffers;
+    track tr;
     for (;;) {
       const std::size_t si = next.fetch_add(1, std::memory_order_relaxed);
       if (si >= satellites.size()) break;
       const sgp4* sat = satellites[si];
       if (!sat || sat->init_error() != sgp4_error::none) continue;
-      const track tr = build_track(*sat, start, end, options.dut1_s);
-      if (tr.n + 1 > room) {
-        room = tr.n + 1;
-        f.reset(new double[room]);
-        g.reset(new double[room]);
-        near.reset(new unsigned char[room]);
-      }
-      for (std::size_t gi = 0; gi < stations.size(); ++gi) {
-        pair_search search(tr, stations[gi], end);
-        search.run(si, gi, parts[id], f.get(), g.get(), near.get());
-      }
+      build_track(tr, *sat, start, end, options.dut1_s);
+      buffers.reserve(tr.n);
+      search_track(tr, stations, end, si, parts[id], buffers);
     }
   };
   if (threads <= 1) {
@@ -588,28 +801,7 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
     for (unsigned i = 0; i < threads; ++i) pool.emplace_back(work, i);
     for (auto& th : pool) th.join();
   }
-  // Sorted by (AOS, satellite, station) through small keys that point into the threads' parts:
-  // moving the 112-byte windows about cost more than the comparisons, and copying them into one
-  // vector first cost a pass over them.
-  struct key {
-    double aos;
-    std::size_t satellite, station, part, index;
-  };
-  std::size_t total = 0;
-  for (const auto& p : parts) total += p.size();
-  std::vector<key> keys;
-  keys.reserve(total);
-  for (std::size_t p = 0; p < parts.size(); ++p)
-    for (std::size_t i = 0; i < parts[p].size(); ++i)
-      keys.push_back({parts[p][i].aos, parts[p][i].satellite, parts[p][i].station, p, i});
-  std::sort(keys.begin(), keys.end(), [](const key& a, const key& b) {
-    if (a.aos != b.aos) return a.aos < b.aos;
-    if (a.satellite != b.satellite) return a.satellite < b.satellite;
-    return a.station < b.station;
-  });
-  all.reserve(total);
-  for (const key& k : keys) all.push_back(parts[k.part][k.index]);
-  return all;
+  return sorted_by_aos(parts);
 }
 
 }  // namespace skyrelay::orbit
