@@ -862,8 +862,17 @@ std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& pa
       if (keys[start].part != 0) continue;  // already placed (marked)
       const pass_window held = only[start];
       std::size_t to = start;
+      // A second walk along the cycle, a few windows ahead, asks for the windows to be moved
+      // next: the moves themselves are a chain of dependent loads from all over the vector.
+      std::size_t ahead = start;
+      for (int d = 0; d < 8 && keys[ahead].index != start; ++d) ahead = keys[ahead].index;
       while (keys[to].index != start) {
         const std::size_t from = keys[to].index;
+        if (keys[ahead].index != start) {
+          ahead = keys[ahead].index;
+          __builtin_prefetch(&only[ahead]);
+          __builtin_prefetch(reinterpret_cast<const char*>(&only[ahead]) + sizeof(pass_window) - 1);
+        }
         only[to] = only[from];
         keys[to].part = 1;
         to = from;
