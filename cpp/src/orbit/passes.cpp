@@ -778,7 +778,7 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
     // A stretch of steps [i, e) each with a near end. Their grid points' values are computed in
     // one vectorised pass, and only the steps where something can happen (the sine of the
     // elevation crosses the mask, or its rate changes sign other than at a low point below the
-    // mask) go to interval(): most near steps are neither, and skipping them without building
+    // mask) are listed for solve(): most near steps are neither, and skipping them without building
     // their points is what makes the walk cheap.
     const std::size_t e = first_pair_of_zeros(near, i + 1, last);
     const bool clipped = tr_.t0 + static_cast<double>(e) * tr_.h > end_;  // the last point is past the end
