@@ -279,6 +279,7 @@ point point_of(const sample& s) { return {s.t, s.f, s.g, s.gdot}; }
 // evaluation one Newton step, where the cubic through values and rates left two.
 struct quintic {
   double f0, m0, q0, c3, c4, c5;
+  quintic() = default;
   quintic(const point& a, const point& b) {
     const double w = b.t - a.t, d = b.f - a.f;
     const double m1 = w * b.g, q1 = w * w * b.gdot;
@@ -316,6 +317,34 @@ peak cubic_peak(const point& a, const point& b) {
   return {z, a.f + z * (m0 + z * (bq + z * cq))};
 }
 
+// A step between two grid points (or a grid point and the window's end) where something can
+// happen, as the walk finds it; what it holds is worked out afterwards, for all of a station's
+// steps at once.
+struct step_job {
+  point a, b;
+  bool extremum{false};  // the rate changes sign: a culmination or a low point between a and b
+  bool is_max{false};
+  bool peak{false};      // its extremum is among the peaks solved
+  bool skip{false};      // nothing in it can matter
+};
+
+// A bracket of the root finding and its root.
+struct bracket {
+  point a, b;
+  sample x;
+};
+
+// One thread's lists of them, reused from station to station.
+struct step_buffers {
+  std::vector<step_job> steps;
+  std::vector<bracket> peaks, crossings;
+};
+
+// How many brackets the root finding works on in lock-step: each one's Newton steps are a chain
+// of dependent divisions and square roots, and independent chains side by side let the CPU
+// overlap them.
+constexpr std::size_t lanes = 4;
+
 // One satellite's track over one station.
 class pair_search {
  public:
@@ -323,16 +352,16 @@ class pair_search {
       : tr_(tr), st_(st), end_(end), sin_mask_(std::sin(st.min_elevation_rad)),
         sin_floor_(st.min_elevation_rad > 0 ? sin_mask_ : 0.0),
         up_{st.cos_lat * st.cos_lon, st.cos_lat * st.sin_lon, st.sin_lat} {}
-  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, scratch& buffers);
+  void run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, scratch& buffers, step_buffers& work);
 
  private:
   sample at_point(std::size_t i) const;
   // The interpolated sample at t, with the acceleration and g's rate (what the second-order
   // Newton steps and advance() need).
   sample at(double t) const;
-  sample culmination(const point& a, const point& b) const;
-  void interval(const point& a, const point& b);
-  void monotone(const point& a, const point& b);
+  void culminations(bracket* jobs, std::size_t count) const;
+  void crossings(bracket* jobs, std::size_t count) const;
+  void solve(step_buffers& work);
   void open_at(const sample& s, bool clipped);
   void close_at(const sample& s, bool clipped);
   void consider_max(const sample& s);
@@ -470,43 +499,71 @@ sample pair_search::at(double t) const {
   return from_state(t, r, v, a);
 }
 
-// The culmination between two samples whose elevation rates have opposite signs: Newton's method
-// on the rate with its own derivative (from the interpolant's acceleration), kept inside the
-// bracket (a step that would leave it bisects instead), to a hundredth of a second: the elevation
-// is flat there. Starts from the peak of the cubic through both samples; the last Newton step is
-// taken by moving the sample, not by evaluating the interpolant again.
-sample pair_search::culmination(const point& a, const point& b) const {
+// The culminations (or low points) in brackets whose elevation rates have opposite signs:
+// Newton's method on the rate with its own derivative (from the interpolant's acceleration), kept
+// inside the bracket (a step that would leave it bisects instead), to a hundredth of a second:
+// the elevation is flat there. Each starts from the peak of the cubic through both samples; the
+// last Newton step is taken by moving the sample, not by evaluating the interpolant again.
+// `lanes` brackets at a time, in lock-step; each one's arithmetic is what it was alone.
+void pair_search::culminations(bracket* jobs, std::size_t count) const {
   constexpr double tolerance = 10 * root_tolerance_s;
-  double lo = a.t, hi = b.t;
-  const bool rising_at_lo = a.g > 0;
-  const double w = b.t - a.t;
-  const quintic p(a, b);
-  double z = cubic_peak(a, b).z;
-  for (int k = 0; k < 2; ++k) {
-    const double c = p.curvature(z), next = c != 0.0 ? z - p.rate(z) / c : z;
-    if (!(next > 0.0 && next < 1.0)) break;
-    z = next;
-  }
-  double t = a.t + w * z;
-  sample x;
-  for (int i = 0; i < 40; ++i) {
-    x = at(t);
-    if (x.g == 0.0) return x;
-    if ((x.g > 0) == rising_at_lo) lo = t; else hi = t;
-    double next = 0.5 * (lo + hi);
-    if (x.gdot != 0.0) {
-      // Newton's step, then once more with the rate's second derivative (the quintic's, near
-      // enough for a correction) over that step.
-      const double dt = -x.g / x.gdot, jerk = p.jerk((t - a.t) / w) / (w * w * w);
-      const double slope = x.gdot + 0.5 * jerk * dt;
-      next = t + (slope * x.gdot > 0.0 ? -x.g / slope : dt);
+  for (std::size_t first = 0; first < count; first += lanes) {
+    bracket* job = jobs + first;
+    const std::size_t m = std::min(lanes, count - first);
+    double lo[lanes], hi[lanes], t[lanes], w[lanes];
+    bool rising_at_lo[lanes], active[lanes];
+    quintic p[lanes];
+    sample x[lanes];
+    for (std::size_t l = 0; l < m; ++l) {
+      const point &a = job[l].a, &b = job[l].b;
+      lo[l] = a.t;
+      hi[l] = b.t;
+      rising_at_lo[l] = a.g > 0;
+      w[l] = b.t - a.t;
+      p[l] = quintic(a, b);
+      double z = cubic_peak(a, b).z;
+      for (int k = 0; k < 2; ++k) {
+        const double c = p[l].curvature(z), next = c != 0.0 ? z - p[l].rate(z) / c : z;
+        if (!(next > 0.0 && next < 1.0)) break;
+        z = next;
+      }
+      t[l] = a.t + w[l] * z;
+      active[l] = true;
     }
-    // (>= and <=: a converged step rounds to t itself, an ulp of a Unix time being 2e-7 s)
-    if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);
-    if (std::fabs(next - t) < accept_culmination_s || hi - lo < tolerance) return advance(x, next - t);
-    t = next;
+    for (int i = 0; i < 40; ++i) {
+      for (std::size_t l = 0; l < m; ++l)
+        if (active[l]) x[l] = at(t[l]);
+      bool any = false;
+      for (std::size_t l = 0; l < m; ++l) {
+        if (!active[l]) continue;
+        if (x[l].g == 0.0) {
+          active[l] = false;
+          continue;
+        }
+        if ((x[l].g > 0) == rising_at_lo[l]) lo[l] = t[l]; else hi[l] = t[l];
+        double next = 0.5 * (lo[l] + hi[l]);
+        if (x[l].gdot != 0.0) {
+          // Newton's step, then once more with the rate's second derivative (the quintic's, near
+          // enough for a correction) over that step.
+          const double ww = w[l];
+          const double dt = -x[l].g / x[l].gdot, jerk = p[l].jerk((t[l] - job[l].a.t) / ww) / (ww * ww * ww);
+          const double slope = x[l].gdot + 0.5 * jerk * dt;
+          next = t[l] + (slope * x[l].gdot > 0.0 ? -x[l].g / slope : dt);
+        }
+        // (>= and <=: a converged step rounds to t itself, an ulp of a Unix time being 2e-7 s)
+        if (!(next >= lo[l] && next <= hi[l])) next = 0.5 * (lo[l] + hi[l]);
+        if (std::fabs(next - t[l]) < accept_culmination_s || hi[l] - lo[l] < tolerance) {
+          x[l] = advance(x[l], next - t[l]);
+          active[l] = false;
+          continue;
+        }
+        t[l] = next;
+        any = true;
+      }
+      if (!any) break;
+    }
+    for (std::size_t l = 0; l < m; ++l) job[l].x = x[l];
   }
-  return x;
 }
 
 void pair_search::open_at(const sample& s, bool clipped) {
@@ -540,72 +597,146 @@ void pair_search::close_at(const sample& s, bool clipped) {
   out_->push_back(cur_);
 }
 
-// Between two samples where the elevation is monotone: at most one crossing of the mask, found
-// by Newton's method on the elevation with its rate as the derivative, kept inside the bracket
-// (a step that would leave it bisects instead).
-void pair_search::monotone(const point& a, const point& b) {
-  if ((a.f < 0) == (b.f < 0)) return;
-  double lo = a.t, hi = b.t;
-  const bool rising = a.f < 0;
-  // First guess: the chord's zero, moved by Newton steps on the quintic through both samples'
-  // values, rates and rates' rates (no propagation; usually within a few hundredths of a second
-  // of the crossing).
-  const double w = b.t - a.t;
-  double z = a.f / (a.f - b.f);
-  const quintic p(a, b);
-  for (int k = 0; k < 3; ++k) {
-    const double dv = p.rate(z), next = dv != 0.0 ? z - p.value(z) / dv : z;
-    if (!(next > 0.0 && next < 1.0)) break;
-    z = next;
-  }
-  double t = a.t + w * z;
-  sample x = at(t);
-  for (int i = 0; i < 40 && x.f != 0.0; ++i) {
-    if ((x.f < 0) == rising) lo = t; else hi = t;
-    double next = 0.5 * (lo + hi);
-    if (x.g != 0.0) {
-      // Newton's step, then once more with the rate's change over that step (second order: from
-      // an error e it lands within about f''' e^3 / 6 f' of the crossing, microseconds for the
-      // seconds it may take).
-      const double dt = -x.f / x.g, slope = x.g + 0.5 * x.gdot * dt;
-      next = t + (slope * x.g > 0.0 ? -x.f / slope : dt);
+// Brackets between two samples where the elevation is monotone and crosses the mask: the
+// crossing, found by Newton's method on the elevation with its rate as the derivative, kept
+// inside the bracket (a step that would leave it bisects instead). `lanes` brackets at a time,
+// in lock-step; each one's arithmetic is what it was alone.
+void pair_search::crossings(bracket* jobs, std::size_t count) const {
+  for (std::size_t first = 0; first < count; first += lanes) {
+    bracket* job = jobs + first;
+    const std::size_t m = std::min(lanes, count - first);
+    double lo[lanes], hi[lanes], t[lanes];
+    bool rising[lanes], active[lanes];
+    sample x[lanes];
+    for (std::size_t l = 0; l < m; ++l) {
+      const point &a = job[l].a, &b = job[l].b;
+      lo[l] = a.t;
+      hi[l] = b.t;
+      rising[l] = a.f < 0;
+      // First guess: the chord's zero, moved by Newton steps on the quintic through both
+      // samples' values, rates and rates' rates (no propagation; usually within a few hundredths
+      // of a second of the crossing).
+      const double w = b.t - a.t;
+      double z = a.f / (a.f - b.f);
+      const quintic p(a, b);
+      for (int k = 0; k < 3; ++k) {
+        const double dv = p.rate(z), next = dv != 0.0 ? z - p.value(z) / dv : z;
+        if (!(next > 0.0 && next < 1.0)) break;
+        z = next;
+      }
+      t[l] = a.t + w * z;
     }
-    if (!(next >= lo && next <= hi)) next = 0.5 * (lo + hi);  // inclusive: see culmination()
-    if (std::fabs(next - t) < accept_rise_set_s) {
-      x = advance(x, next - t);
-      break;
+    for (std::size_t l = 0; l < m; ++l) {
+      x[l] = at(t[l]);
+      active[l] = true;
     }
-    t = next;
-    x = at(t);
+    for (int i = 0; i < 40; ++i) {
+      bool any = false;
+      for (std::size_t l = 0; l < m; ++l) {
+        if (!active[l]) continue;
+        if (x[l].f == 0.0) {
+          active[l] = false;
+          continue;
+        }
+        if ((x[l].f < 0) == rising[l]) lo[l] = t[l]; else hi[l] = t[l];
+        double next = 0.5 * (lo[l] + hi[l]);
+        if (x[l].g != 0.0) {
+          // Newton's step, then once more with the rate's change over that step (second order:
+          // from an error e it lands within about f''' e^3 / 6 f' of the crossing, microseconds
+          // for the seconds it may take).
+          const double dt = -x[l].f / x[l].g, slope = x[l].g + 0.5 * x[l].gdot * dt;
+          next = t[l] + (slope * x[l].g > 0.0 ? -x[l].f / slope : dt);
+        }
+        if (!(next >= lo[l] && next <= hi[l])) next = 0.5 * (lo[l] + hi[l]);  // inclusive: see culminations()
+        if (std::fabs(next - t[l]) < accept_rise_set_s) {
+          x[l] = advance(x[l], next - t[l]);
+          active[l] = false;
+          continue;
+        }
+        t[l] = next;
+        any = true;
+      }
+      if (!any) break;
+      for (std::size_t l = 0; l < m; ++l)
+        if (active[l]) x[l] = at(t[l]);
+    }
+    for (std::size_t l = 0; l < m; ++l) job[l].x = x[l];
   }
-  if (rising)
-    open_at(x, false);
-  else
-    close_at(x, false);
 }
 
-// Two consecutive samples; a grid step is short enough that at most one extremum lies between.
-void pair_search::interval(const point& a, const point& b) {
-  if ((a.g > 0 && b.g <= 0) || (a.g < 0 && b.g >= 0)) {
-    const bool is_max = a.g > 0;
-    // A low point between two samples below the mask stays below it.
-    if (!is_max && a.f < 0 && b.f < 0) return;
-    // A high point between two samples below the mask matters only if it could reach the mask.
-    // The cubic through both samples' values and rates estimates it to well under 0.01 in the
-    // sine of the elevation over one step; a deficit of 0.05 (about 3 degrees) rules it out.
-    if (is_max && a.f < 0 && b.f < 0 && cubic_peak(a, b).value < -0.05) return;
-    const sample x = culmination(a, b);
+// What a station's steps hold, in three rounds over all of them: the culminations (and low
+// points) where the rate changes sign, then the crossings of the mask on either side of them and
+// in the steps without one, then the passes, opened and closed in the order of the steps. A grid
+// step is short enough that at most one extremum lies in it.
+void pair_search::solve(step_buffers& work) {
+  std::vector<step_job>& steps = work.steps;
+  std::vector<bracket>& peaks = work.peaks;
+  std::vector<bracket>& cross = work.crossings;
+  peaks.clear();
+  cross.clear();
+  for (step_job& s : steps) {
+    const point &a = s.a, &b = s.b;
+    s.extremum = (a.g > 0 && b.g <= 0) || (a.g < 0 && b.g >= 0);
+    s.is_max = a.g > 0;
+    s.skip = false;
+    s.peak = false;
+    if (s.extremum) {
+      // A low point between two samples below the mask stays below it. A high point between two
+      // samples below the mask matters only if it could reach the mask: the cubic through both
+      // samples' values and rates estimates it to well under 0.01 in the sine of the elevation
+      // over one step; a deficit of 0.05 (about 3 degrees) rules it out.
+      if (a.f < 0 && b.f < 0 && (!s.is_max || cubic_peak(a, b).value < -0.05))
+        s.skip = true;
+      else {
+        peaks.push_back({a, b, {}});
+        s.peak = true;
+      }
+    } else if ((a.f < 0) == (b.f < 0)) {
+      s.skip = true;
+    }
+  }
+  culminations(peaks.data(), peaks.size());
+  std::size_t pk = 0;
+  for (step_job& s : steps) {
+    if (s.skip) continue;
+    if (!s.peak) {
+      cross.push_back({s.a, s.b, {}});
+      continue;
+    }
+    const sample& x = peaks[pk++].x;
     // A maximum below the mask, between two samples below it, cannot matter.
-    if (is_max && x.f < 0 && a.f < 0 && b.f < 0) return;
-    monotone(a, point_of(x));
-    if (is_max) consider_max(x);
-    monotone(point_of(x), b);
-  } else if ((a.f < 0) != (b.f < 0)) {
-    monotone(a, b);
+    if (s.is_max && x.f < 0 && s.a.f < 0 && s.b.f < 0) {
+      s.skip = true;
+      continue;
+    }
+    if ((s.a.f < 0) != (x.f < 0)) cross.push_back({s.a, point_of(x), {}});
+    if ((x.f < 0) != (s.b.f < 0)) cross.push_back({point_of(x), s.b, {}});
   }
+  crossings(cross.data(), cross.size());
+  std::size_t cr = 0;
+  pk = 0;
+  auto crossing = [&](const bracket& c) {
+    if (c.a.f < 0)
+      open_at(c.x, false);
+    else
+      close_at(c.x, false);
+  };
+  for (const step_job& s : steps) {
+    const sample* x = s.peak ? &peaks[pk++].x : nullptr;
+    if (s.skip) continue;
+    if (!x) {
+      crossing(cross[cr++]);
+      continue;
+    }
+    if ((s.a.f < 0) != (x->f < 0)) crossing(cross[cr++]);
+    if (s.is_max) consider_max(*x);
+    if ((x->f < 0) != (s.b.f < 0)) crossing(cross[cr++]);
+  }
+  steps.clear();
 }
 
-void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, scratch& buffers) {
+void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& out, scratch& buffers,
+                      step_buffers& work) {
   double *f = buffers.f.get(), *g = buffers.g.get(), *gd = buffers.gd.get();
   unsigned char* near = buffers.near.get();
   std::int64_t* signs = buffers.signs.get();
@@ -647,24 +778,25 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
     // A stretch of steps [i, e) each with a near end. Their grid points' values are computed in
     // one vectorised pass, and only the steps where something can happen (the sine of the
     // elevation crosses the mask, or its rate changes sign other than at a low point below the
-    // mask) go to interval(): most near steps are neither, and skipping them without building
+    // mask) are listed for solve(): most near steps are neither, and skipping them without building
     // their points is what makes the walk cheap.
     const std::size_t e = first_pair_of_zeros(near, i + 1, last);
     const bool clipped = tr_.t0 + static_cast<double>(e) * tr_.h > end_;  // the last point is past the end
     const std::size_t grid_end = clipped ? e - 1 : e;                    // steps with both ends on the grid
     scan_values(tr_, gs, i, grid_end + 1, f, g, gd, signs);
-    if (i == 0 && grid_end > 0) interval(grid_point(0), grid_point(1));  // starts at `first`
+    if (i == 0 && grid_end > 0) work.steps.push_back({grid_point(0), grid_point(1)});  // starts at `first`
     // Only where the signs of f or g change between grid points can a step hold an event.
     for (std::size_t k = i == 0 ? 1 : i; k < grid_end; ++k) {
       if (signs[k] == signs[k + 1]) continue;
       const double fa = f[k], fb = f[k + 1], ga = g[k], gb = g[k + 1];
       const bool turns = (ga > 0 && gb <= 0) || (ga < 0 && gb >= 0);
       const bool crosses = (fa < 0) != (fb < 0);
-      if (crosses || (turns && !(ga < 0 && fa < 0 && fb < 0))) interval(grid_point(k), grid_point(k + 1));
+      if (crosses || (turns && !(ga < 0 && fa < 0 && fb < 0))) work.steps.push_back({grid_point(k), grid_point(k + 1)});
     }
-    if (clipped) interval(grid_point(grid_end), point_of(at(end_)));
+    if (clipped) work.steps.push_back({grid_point(grid_end), point_of(at(end_))});
     i = e;
   }
+  solve(work);
   if (open_) {
     // Still in view at the window's end, or at the last good state before a propagation error.
     const double t_last = std::min(end_, tr_.t0 + static_cast<double>(n - 1) * tr_.h);
@@ -730,8 +862,17 @@ std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& pa
       if (keys[start].part != 0) continue;  // already placed (marked)
       const pass_window held = only[start];
       std::size_t to = start;
+      // A second walk along the cycle, a few windows ahead, asks for the windows to be moved
+      // next: the moves themselves are a chain of dependent loads from all over the vector.
+      std::size_t ahead = start;
+      for (int d = 0; d < 8 && keys[ahead].index != start; ++d) ahead = keys[ahead].index;
       while (keys[to].index != start) {
         const std::size_t from = keys[to].index;
+        if (keys[ahead].index != start) {
+          ahead = keys[ahead].index;
+          __builtin_prefetch(&only[ahead]);
+          __builtin_prefetch(reinterpret_cast<const char*>(&only[ahead]) + sizeof(pass_window) - 1);
+        }
         only[to] = only[from];
         keys[to].part = 1;
         to = from;
@@ -753,9 +894,10 @@ std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& pa
 SKYRELAY_SCAN_CLONES [[gnu::flatten]]
 void search_track(const track& tr, std::span<const site> stations, double end, std::size_t si,
                   std::vector<pass_window>& out, scratch& buffers) {
+  step_buffers steps;
   for (std::size_t gi = 0; gi < stations.size(); ++gi) {
     pair_search search(tr, stations[gi], end);
-    search.run(si, gi, out, buffers);
+    search.run(si, gi, out, buffers, steps);
   }
 }
 
