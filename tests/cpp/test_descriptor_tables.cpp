@@ -4,10 +4,12 @@
 // closes the port.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <boost/asio.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -131,6 +133,35 @@ TEST_F(DescriptorTables, EachSocketIsInOneThreadsOwnTableAndLeavesItWhenClosed) 
   boost::system::error_code ec;
   s.connect({boost::asio::ip::make_address("127.0.0.1"), port}, ec);
   EXPECT_EQ(ec, boost::asio::error::connection_refused);
+}
+
+TEST(DescriptorTablesConfig, IoThreadsLeftAtZeroAreAsManyAsMaxConnectionsNeed) {
+  // A low soft limit (restored after): 1,500 descriptors leave each table ~686 above a floor
+  // of 750, so 5,000 connections need 8 tables, more than this machine's cores.
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 1500;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  const std::size_t room = net::descriptor_tables::room_per_table();
+  ASSERT_GT(room, 0u);
+  const std::size_t want =
+      std::max<std::size_t>((5000 + room - 1) / room, std::thread::hardware_concurrency());
+  EXPECT_GE(want, 8u);
+  {
+    server_config cfg;
+    cfg.host = "127.0.0.1";
+    cfg.port = 0;
+    cfg.io_threads = 0;
+    cfg.max_connections = 5000;
+    cfg.descriptor_tables = "per_thread";
+    server s(cfg, app_hooks{});
+    s.start();
+    EXPECT_NE(s.metrics_text().find("skyrelay_descriptor_tables " + std::to_string(want) + "\n"),
+              std::string::npos);
+    s.stop();
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
 TEST(DescriptorTablesConfig, RefusesAnUnknownModeAndWorkerHandOff) {

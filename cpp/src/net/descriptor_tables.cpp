@@ -42,30 +42,49 @@ bool per_thread() noexcept { return g_per_thread.load(std::memory_order_relaxed)
 
 const asio::io_context* own_context() noexcept { return t_own; }
 
-plan prepare() {
-  plan p;
+namespace {
+// The descriptors open in this thread's table now.
+std::vector<int> open_descriptors() {
+  std::vector<int> out;
   std::error_code ec;
   for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end;
        it.increment(ec)) {
     const std::string name = it->path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    p.foreign.push_back(std::atoi(name.c_str()));
+    out.push_back(std::atoi(name.c_str()));
   }
   if (ec) throw std::runtime_error("per-thread descriptor tables: cannot list /proc/self/fd: " +
                                    ec.message());
+  return out;
+}
+
+long soft_limit() {
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
     throw std::runtime_error(errno_text("per-thread descriptor tables: getrlimit"));
-  // Each table's numbers are below the soft limit. The process's table takes the lowest free
-  // number for each new descriptor, so its numbers stay below the floor while it holds fewer
-  // descriptors than that; four times what it holds now leaves the application room to grow.
-  // (A number above the floor open now, inherited say, is filled in every I/O thread's table:
-  // no socket of theirs takes it.)
-  const long soft = rl.rlim_cur == RLIM_INFINITY ? (1L << 20) : static_cast<long>(rl.rlim_cur);
-  const long held = static_cast<long>(p.foreign.size());
+  return rl.rlim_cur == RLIM_INFINITY ? (1L << 20) : static_cast<long>(rl.rlim_cur);
+}
+
+// Each table's numbers are below the soft limit. The process's table takes the lowest free
+// number for each new descriptor, so its numbers stay below the floor while it holds fewer
+// descriptors than that; four times what it holds now leaves the application room to grow.
+// (A number above the floor open now, inherited say, is filled in every I/O thread's table:
+// no socket of theirs takes it.) Returns the floor, or 0 when the limit leaves no room.
+long floor_for(long held, long soft) {
   long floor = std::max<long>(min_floor, 4L * held);
   if (floor > soft / 2) floor = soft / 2;
-  if (floor <= 2 * held || soft - floor <= own_reserve)
+  if (floor <= 2 * held || soft - floor <= own_reserve) return 0;
+  return floor;
+}
+}  // namespace
+
+plan prepare() {
+  plan p;
+  p.foreign = open_descriptors();
+  const long soft = soft_limit();
+  const long held = static_cast<long>(p.foreign.size());
+  const long floor = floor_for(held, soft);
+  if (floor == 0)
     throw std::runtime_error(
         "per-thread descriptor tables: the open-file limit (" + std::to_string(soft) +
         ") leaves too little room above the " + std::to_string(held) +
@@ -74,6 +93,12 @@ plan prepare() {
   p.per_table = static_cast<std::size_t>(soft - floor - own_reserve);
   g_per_thread.store(true, std::memory_order_relaxed);
   return p;
+}
+
+std::size_t room_per_table() {
+  const long soft = soft_limit();
+  const long floor = floor_for(static_cast<long>(open_descriptors().size()), soft);
+  return floor == 0 ? 0 : static_cast<std::size_t>(soft - floor - own_reserve);
 }
 
 int enter_own_table(const plan& p, asio::io_context& ctx, int listen_fd, std::string& error) {

@@ -40,6 +40,23 @@ unsigned thread_count(unsigned configured) {
   return n ? n : 1;
 }
 
+// The I/O threads: io_threads, else one per core; with per-thread descriptor tables and
+// io_threads left at 0, as many tables as max_connections needs (at least one per core, at
+// most 256).
+unsigned io_thread_count(const server_config& cfg) {
+  const unsigned n = thread_count(cfg.io_threads);
+  if (cfg.io_threads != 0 || cfg.descriptor_tables != "per_thread" || cfg.max_connections == 0)
+    return n;
+  std::size_t room = 0;
+  try {
+    room = net::descriptor_tables::room_per_table();
+  } catch (const std::exception&) {
+  }
+  if (room == 0) return n;  // start() says why
+  const std::size_t need = (cfg.max_connections + room - 1) / room;
+  return static_cast<unsigned>(std::clamp<std::size_t>(need, n, 256));
+}
+
 // Counts an error frame or failed response sent on the application's behalf, when its code is
 // one of ours (an application's own RequestError codes are not).
 void count_error(metrics& m, std::string_view code) {
@@ -89,7 +106,7 @@ server::server(server_config cfg, app_hooks hooks)
     : cfg_(std::move(cfg)),
       hooks_(std::move(hooks)),
       log_(cfg_.log_queue_max),
-      metrics_(thread_count(cfg_.io_threads)),
+      metrics_(io_thread_count(cfg_)),
       dispatcher_(cfg_.dispatch_queue_max),
       admission_(cfg_),
       sio_(cfg_, hooks_, hub_, metrics_, dispatcher_, [this]() -> asio::io_context& {
@@ -229,7 +246,7 @@ void server::register_envelope_encoders() {
 
 void server::start() {
   if (running_) return;
-  const unsigned n = thread_count(cfg_.io_threads);
+  const unsigned n = io_thread_count(cfg_);
   const bool own_tables = cfg_.descriptor_tables == "per_thread";
   if (!own_tables && cfg_.descriptor_tables != "shared")
     throw std::invalid_argument("descriptor_tables must be \"shared\" or \"per_thread\"");

@@ -56,6 +56,10 @@ struct plan {
 // std::runtime_error when the soft limit leaves no room above the floor.
 plan prepare();
 
+// What prepare() would give as plan::per_table now (0: no room); for sizing the I/O threads
+// before the server starts. Throws as prepare() does.
+std::size_t room_per_table();
+
 // On an I/O thread, before its io_context runs: unshares the table, replaces the foreign
 // descriptors by /dev/null, fills the free numbers below the floor, takes a copy of
 // `listen_fd` at or above the floor for this thread's own acceptor and drops the table's copy
