@@ -47,8 +47,9 @@ void listener::close() {
 }
 
 void listener::do_accept() {
-  // Each connection lives on the next I/O context; a context is run by one thread, so a
-  // connection's handlers never run concurrently.
+  // Each connection lives on the next I/O context (with per-thread descriptor tables, on this
+  // listener's own: the socket is in its thread's table only); a context is run by one
+  // thread, so a connection's handlers never run concurrently.
   acceptor_.async_accept(own_context_ ? ioc_ : ctx_.next_context(),
                          [self = shared_from_this()](boost::system::error_code ec,
                                                      tcp::socket socket) {
