@@ -86,7 +86,7 @@ void append_common(const template_slot& s, const reply_values& v, std::string& o
   }
 }
 
-decode_error fail(error_code code, std::string message, std::string ref = {}) {
+decode_error envelope_error(error_code code, std::string message, std::string ref = {}) {
   return decode_error{code, std::move(message), std::move(ref)};
 }
 
@@ -277,22 +277,22 @@ std::string envelope::encode(std::string_view event, std::string_view data,
 
 std::variant<envelope_message, decode_error> envelope::decode(std::string_view text) const {
   json obj = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (obj.is_discarded()) return fail(error_code::bad_json, "the message is not valid JSON");
-  if (!obj.is_object()) return fail(error_code::bad_message, "the message must be a JSON object");
+  if (obj.is_discarded()) return envelope_error(error_code::bad_json, "the message is not valid JSON");
+  if (!obj.is_object()) return envelope_error(error_code::bad_message, "the message must be a JSON object");
   envelope_message out;
   client_message& m = out.msg;
   if (!id_path_.empty()) {
     if (const json* id = at_path(obj, id_path_); id && !id->is_null()) {
       if (!id->is_string() && !id->is_number_integer())
-        return fail(error_code::bad_message, "\"" + id_path_ + "\" must be a string or an integer");
+        return envelope_error(error_code::bad_message, "\"" + id_path_ + "\" must be a string or an integer");
       m.id = id->dump();
     }
   }
   if (!json_depth_within(text, max_json_depth))
-    return fail(error_code::bad_message, "the message nests deeper than 128 levels", m.id);
+    return envelope_error(error_code::bad_message, "the message nests deeper than 128 levels", m.id);
   const json* kind = at_path(obj, kind_path_);
   if (!kind || !kind->is_string() || kind->get_ref<const std::string&>().empty())
-    return fail(error_code::unknown_type, "\"" + kind_path_ + "\" is required and must be a string",
+    return envelope_error(error_code::unknown_type, "\"" + kind_path_ + "\" is required and must be a string",
                 m.id);
   m.event = kind->get<std::string>();
   for (const auto& p : in_paths_) {
@@ -320,13 +320,13 @@ std::variant<envelope_message, decode_error> envelope::decode(std::string_view t
       if (v->is_array())
         for (const auto& t : *v) ok = ok && add(t);
       if (!ok)
-        return fail(error_code::bad_message,
+        return envelope_error(error_code::bad_message,
                     "\"" + p + "\" must be a topic (1 to 256 bytes) or a list of them", m.id);
     }
     if (m.topics.empty())
-      return fail(error_code::bad_message, "\"" + m.event + "\" names no topic", m.id);
+      return envelope_error(error_code::bad_message, "\"" + m.event + "\" names no topic", m.id);
     if (m.topics.size() > max_topics_per_message)
-      return fail(error_code::bad_message, "at most 64 topics per message", m.id);
+      return envelope_error(error_code::bad_message, "at most 64 topics per message", m.id);
     return out;
   }
   const json* data = data_path_ ? at_path(obj, *data_path_) : &obj;
