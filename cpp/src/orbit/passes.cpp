@@ -359,6 +359,8 @@ class pair_search {
   // The interpolated sample at t, with the acceleration and g's rate (what the second-order
   // Newton steps and advance() need).
   sample at(double t) const;
+  // at() for the active ones of `lanes` times at once, in SIMD lanes.
+  void at_lanes(const double* t, const bool* active, sample* x) const;
   void culminations(bracket* jobs, std::size_t count) const;
   void crossings(bracket* jobs, std::size_t count) const;
   void solve(step_buffers& work);
@@ -499,6 +501,86 @@ sample pair_search::at(double t) const {
   return from_state(t, r, v, a);
 }
 
+// Four doubles in one SIMD register where the instruction set has one (AVX2, AVX-512: the
+// search's clones), two halves of SSE2 otherwise. GCC's vector extension.
+using lane_vec = double __attribute__((vector_size(4 * sizeof(double))));
+static_assert(lanes == 4, "at_lanes() works on four lanes");
+
+// at() and from_state() for every active lane at once: the interpolant's three quintics and the
+// topocentric geometry in SIMD lanes (inactive lanes compute an active one's time and are
+// dropped). The same arithmetic as at() lane by lane, but for how the compiler fuses
+// multiply-adds: within an ulp or so of it.
+void pair_search::at_lanes(const double* t, const bool* active, sample* out) const {
+  std::size_t fill = 0;
+  while (fill < lanes && !active[fill]) ++fill;
+  if (fill == lanes) return;
+  std::size_t idx[lanes];
+  lane_vec sv, tv;
+  const double last = static_cast<double>(tr_.n - 2);
+  for (std::size_t l = 0; l < lanes; ++l) {
+    const double tl = active[l] ? t[l] : t[fill];
+    const double xl = (tl - tr_.t0) * tr_.inv_h;
+    idx[l] = static_cast<std::size_t>(std::clamp(std::floor(xl), 0.0, last));
+    sv[l] = xl - static_cast<double>(idx[l]);
+    tv[l] = tl;
+  }
+  const std::size_t i0 = idx[0], i1 = idx[1], i2 = idx[2], i3 = idx[3];
+  const double h = tr_.h, hh = tr_.h * tr_.h, inv_h = tr_.inv_h, inv_h2 = inv_h * inv_h;
+  const double* cols[9] = {tr_.x, tr_.y, tr_.z, tr_.vx, tr_.vy, tr_.vz, tr_.ax, tr_.ay, tr_.az};
+  lane_vec r[3], v[3], a[3];
+  for (int c = 0; c < 3; ++c) {
+    const double *P = cols[c], *V = cols[c + 3], *A = cols[c + 6];
+    const lane_vec p0 = {P[i0], P[i1], P[i2], P[i3]}, p1 = {P[i0 + 1], P[i1 + 1], P[i2 + 1], P[i3 + 1]};
+    const lane_vec m0 = h * lane_vec{V[i0], V[i1], V[i2], V[i3]};
+    const lane_vec m1 = h * lane_vec{V[i0 + 1], V[i1 + 1], V[i2 + 1], V[i3 + 1]};
+    const lane_vec q0 = hh * lane_vec{A[i0], A[i1], A[i2], A[i3]};
+    const lane_vec q1 = hh * lane_vec{A[i0 + 1], A[i1 + 1], A[i2 + 1], A[i3 + 1]};
+    const lane_vec d = p1 - p0;
+    const lane_vec c3 = 10.0 * d - 6.0 * m0 - 4.0 * m1 - 1.5 * q0 + 0.5 * q1;
+    const lane_vec c4 = -15.0 * d + 8.0 * m0 + 7.0 * m1 + 1.5 * q0 - q1;
+    const lane_vec c5 = 6.0 * d - 3.0 * (m0 + m1) + 0.5 * (q1 - q0);
+    r[c] = p0 + sv * (m0 + sv * (0.5 * q0 + sv * (c3 + sv * (c4 + sv * c5))));
+    v[c] = (m0 + sv * (q0 + sv * (3.0 * c3 + sv * (4.0 * c4 + sv * (5.0 * c5))))) * inv_h;
+    a[c] = (q0 + sv * (6.0 * c3 + sv * (12.0 * c4 + sv * (20.0 * c5)))) * inv_h2;
+  }
+  // from_state(), lane by lane in SIMD.
+  const lane_vec dx = r[0] - st_.ecef[0], dy = r[1] - st_.ecef[1], dz = r[2] - st_.ecef[2];
+  const lane_vec u = up_[0] * dx + up_[1] * dy + up_[2] * dz;
+  const lane_vec vu = up_[0] * v[0] + up_[1] * v[1] + up_[2] * v[2];
+  const lane_vec dv = dx * v[0] + dy * v[1] + dz * v[2];
+  const lane_vec rho2 = dx * dx + dy * dy + dz * dz;
+  lane_vec rho;
+  for (std::size_t l = 0; l < lanes; ++l) rho[l] = std::sqrt(rho2[l]);
+  const lane_vec w = 1.0 / rho;
+  const lane_vec rhodot = dv * w;
+  const lane_vec f = u * w - sin_mask_;
+  const lane_vec g = (vu - u * rhodot * w) * w;
+  const lane_vec au = up_[0] * a[0] + up_[1] * a[1] + up_[2] * a[2];
+  const lane_vec vv = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+  const lane_vec da = dx * a[0] + dy * a[1] + dz * a[2];
+  const lane_vec rhoddot = (vv + da - rhodot * rhodot) * w;
+  const lane_vec gdot = (au - (2.0 * vu * rhodot + u * rhoddot) * w + 2.0 * u * rhodot * rhodot * w * w) * w;
+  for (std::size_t l = 0; l < lanes; ++l) {
+    if (!active[l]) continue;
+    sample& s = out[l];
+    s.t = tv[l];
+    s.f = f[l];
+    s.g = g[l];
+    s.gdot = gdot[l];
+    s.dx = dx[l];
+    s.dy = dy[l];
+    s.dz = dz[l];
+    s.vx = v[0][l];
+    s.vy = v[1][l];
+    s.vz = v[2][l];
+    s.ax = a[0][l];
+    s.ay = a[1][l];
+    s.az = a[2][l];
+    s.u = u[l];
+    s.range = rho[l];
+  }
+}
+
 // The culminations (or low points) in brackets whose elevation rates have opposite signs:
 // Newton's method on the rate with its own derivative (from the interpolant's acceleration), kept
 // inside the bracket (a step that would leave it bisects instead), to a hundredth of a second:
@@ -511,7 +593,7 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
     bracket* job = jobs + first;
     const std::size_t m = std::min(lanes, count - first);
     double lo[lanes], hi[lanes], t[lanes], w[lanes];
-    bool rising_at_lo[lanes], active[lanes];
+    bool rising_at_lo[lanes], active[lanes] = {};
     quintic p[lanes];
     sample x[lanes];
     for (std::size_t l = 0; l < m; ++l) {
@@ -531,8 +613,7 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
       active[l] = true;
     }
     for (int i = 0; i < 40; ++i) {
-      for (std::size_t l = 0; l < m; ++l)
-        if (active[l]) x[l] = at(t[l]);
+      at_lanes(t, active, x);
       bool any = false;
       for (std::size_t l = 0; l < m; ++l) {
         if (!active[l]) continue;
@@ -606,7 +687,7 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
     bracket* job = jobs + first;
     const std::size_t m = std::min(lanes, count - first);
     double lo[lanes], hi[lanes], t[lanes];
-    bool rising[lanes], active[lanes];
+    bool rising[lanes], active[lanes] = {};
     sample x[lanes];
     for (std::size_t l = 0; l < m; ++l) {
       const point &a = job[l].a, &b = job[l].b;
@@ -626,10 +707,8 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
       }
       t[l] = a.t + w * z;
     }
-    for (std::size_t l = 0; l < m; ++l) {
-      x[l] = at(t[l]);
-      active[l] = true;
-    }
+    for (std::size_t l = 0; l < lanes; ++l) active[l] = l < m;
+    at_lanes(t, active, x);
     for (int i = 0; i < 40; ++i) {
       bool any = false;
       for (std::size_t l = 0; l < m; ++l) {
@@ -657,8 +736,7 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
         any = true;
       }
       if (!any) break;
-      for (std::size_t l = 0; l < m; ++l)
-        if (active[l]) x[l] = at(t[l]);
+      at_lanes(t, active, x);
     }
     for (std::size_t l = 0; l < m; ++l) job[l].x = x[l];
   }
