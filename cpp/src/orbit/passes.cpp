@@ -59,6 +59,10 @@ struct track {
   std::vector<std::int8_t> err;
 };
 
+// Four doubles in one SIMD register where the instruction set has one (AVX2, AVX-512: the
+// search's clones), two halves of SSE2 otherwise. GCC's vector extension.
+using lane_vec = double __attribute__((vector_size(4 * sizeof(double))));
+
 template <class T>
 T* at_least(std::vector<T>& buffer, std::size_t n) {
   if (buffer.size() < n) buffer.resize(n);
@@ -77,8 +81,9 @@ T* at_least(std::vector<T>& buffer, std::size_t n) {
 // TEME states (rows of three) to the track's earth-fixed arrays, given the rotation's cosine and
 // sine at each point: positions, velocities, radii, and accelerations from
 // gravity with J2 (the same in TEME and earth-fixed axes: it is symmetric about z) plus the
-// rotating frame's Coriolis and centrifugal terms. (GCC does not vectorise this loop; the
-// clones still buy it FMA, 3 % of the search's instructions.)
+// rotating frame's Coriolis and centrifugal terms; and the greatest radius. Four points at a time
+// in SIMD lanes (GCC does not vectorise the loop by itself: the rows of three), the rest one by
+// one.
 SKYRELAY_SCAN_CLONES
 void earth_fixed_states(track& tr, const double* __restrict r, const double* __restrict v,
                         const double* __restrict rot_c, const double* __restrict rot_s, double mu, double j2re2) {
@@ -88,7 +93,45 @@ void earth_fixed_states(track& tr, const double* __restrict r, const double* __r
   double* __restrict rn = tr.rn;
   constexpr double w = earth_rotation_rad_s;
   const std::size_t n = tr.n;
-  for (std::size_t i = 0; i < n; ++i) {
+  auto store = [](double* to, const lane_vec& from) { std::memcpy(to, &from, sizeof from); };
+  auto rows = [](lane_vec& to, const double* a, std::size_t i, int c) {
+    to = lane_vec{a[3 * i + c], a[3 * i + 3 + c], a[3 * i + 6 + c], a[3 * i + 9 + c]};
+  };
+  lane_vec most = {0.0, 0.0, 0.0, 0.0};
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    lane_vec c, s;
+    std::memcpy(&c, rot_c + i, sizeof c);
+    std::memcpy(&s, rot_s + i, sizeof s);
+    lane_vec rx, ry, pz, wx, wy, wz;
+    rows(rx, r, i, 0);
+    rows(ry, r, i, 1);
+    rows(pz, r, i, 2);
+    rows(wx, v, i, 0);
+    rows(wy, v, i, 1);
+    rows(wz, v, i, 2);
+    const lane_vec px = c * rx + s * ry, py = -s * rx + c * ry;
+    const lane_vec ux = c * wx + s * wy + w * py, uy = -s * wx + c * wy - w * px;
+    store(x + i, px);
+    store(y + i, py);
+    store(z + i, pz);
+    store(vx + i, ux);
+    store(vy + i, uy);
+    store(vz + i, wz);
+    const lane_vec zz = pz * pz, r2 = px * px + py * py + zz;
+    lane_vec norm;
+    for (int l = 0; l < 4; ++l) norm[l] = std::sqrt(r2[l]);
+    store(rn + i, norm);
+    most = norm > most ? norm : most;
+    const lane_vec inv = 1.0 / (r2 * norm), inv_r2 = inv * norm;
+    const lane_vec g = -mu * inv, j = j2re2 * inv_r2, q = 5.0 * zz * inv_r2;
+    const lane_vec gxy = g * (1.0 + j * (1.0 - q)), gz = g * (1.0 + j * (3.0 - q));
+    store(ax + i, gxy * px + 2.0 * w * uy + w * w * px);
+    store(ay + i, gxy * py - 2.0 * w * ux + w * w * py);
+    store(az + i, gz * pz);
+  }
+  double r_max = std::max(std::max(most[0], most[1]), std::max(most[2], most[3]));
+  for (; i < n; ++i) {
     const double c = rot_c[i], s = rot_s[i];
     const double px = c * r[3 * i] + s * r[3 * i + 1], py = -s * r[3 * i] + c * r[3 * i + 1], pz = r[3 * i + 2];
     const double ux = c * v[3 * i] + s * v[3 * i + 1] + w * py, uy = -s * v[3 * i] + c * v[3 * i + 1] - w * px;
@@ -100,6 +143,7 @@ void earth_fixed_states(track& tr, const double* __restrict r, const double* __r
     vz[i] = v[3 * i + 2];
     const double zz = pz * pz, r2 = px * px + py * py + zz, norm = std::sqrt(r2);
     rn[i] = norm;
+    r_max = std::max(r_max, norm);
     const double inv = 1.0 / (r2 * norm), inv_r2 = inv * norm;  // one division for 1/r^3 and 1/r^2
     const double g = -mu * inv, j = j2re2 * inv_r2, q = 5.0 * zz * inv_r2;
     const double gxy = g * (1.0 + j * (1.0 - q)), gz = g * (1.0 + j * (3.0 - q));
@@ -107,6 +151,7 @@ void earth_fixed_states(track& tr, const double* __restrict r, const double* __r
     ay[i] = gxy * py - 2.0 * w * ux + w * w * py;
     az[i] = gz * pz;
   }
+  tr.r_max = r_max;
 }
 
 void build_track(track& tr, const sgp4& sat, double start, double end, double dut1) {
@@ -162,7 +207,6 @@ void build_track(track& tr, const sgp4& sat, double start, double end, double du
   }
   const gravity_constants& k = sat.constants();
   earth_fixed_states(tr, r, v, rot_c, rot_s, k.mu, 1.5 * k.j2 * k.radius_km * k.radius_km);
-  for (std::size_t i = 0; i < valid; ++i) tr.r_max = std::max(tr.r_max, tr.rn[i]);
 }
 
 // pass_quality from the sines of the maximum elevation and of the mask clamped at the horizon
@@ -501,9 +545,6 @@ sample pair_search::at(double t) const {
   return from_state(t, r, v, a);
 }
 
-// Four doubles in one SIMD register where the instruction set has one (AVX2, AVX-512: the
-// search's clones), two halves of SSE2 otherwise. GCC's vector extension.
-using lane_vec = double __attribute__((vector_size(4 * sizeof(double))));
 static_assert(lanes == 4, "at_lanes() works on four lanes");
 
 // at() and from_state() for every active lane at once: the interpolant's three quintics and the
