@@ -300,14 +300,17 @@ std::size_t first_pair_of_zeros(const unsigned char* bytes, std::size_t begin, s
 // the mask exactly when the elevation crosses the mask, and its rate vanishes exactly where the
 // elevation's does.
 struct sample {
-  double t{0};
-  double f{0};     // sin(elevation) - sin(mask)
-  double g{0};     // d sin(elevation) / dt, 1/s
-  double gdot{0};  // d g / dt, 1/s^2 (Newton's derivative at culminations, second order elsewhere)
-  double dx{0}, dy{0}, dz{0};  // earth-fixed offset from the station (km): azimuth when reported
-  double vx{0}, vy{0}, vz{0};  // earth-fixed velocity (km/s)
-  double ax{0}, ay{0}, az{0};  // and acceleration (km/s^2)
-  double u{0}, range{0};       // up component and range (km): elevation when reported
+  // No initialisers: the lanes' and brackets' samples are written before they are read, and
+  // zeroing them first cost more than the search's own writes (a value-initialised sample{} is
+  // still all zeros).
+  double t;
+  double f;     // sin(elevation) - sin(mask)
+  double g;     // d sin(elevation) / dt, 1/s
+  double gdot;  // d g / dt, 1/s^2 (Newton's derivative at culminations, second order elsewhere)
+  double dx, dy, dz;  // earth-fixed offset from the station (km): azimuth when reported
+  double vx, vy, vz;  // earth-fixed velocity (km/s)
+  double ax, ay, az;  // and acceleration (km/s^2)
+  double u, range;    // up component and range (km): elevation when reported
 };
 
 // What the search itself needs of a sample: a grid point's is only this.
@@ -374,8 +377,9 @@ struct step_job {
 
 // A bracket of the root finding and its root.
 struct bracket {
+  bracket(const point& from, const point& to) : a(from), b(to) {}
   point a, b;
-  sample x;
+  sample x;  // written by the root finding
 };
 
 // One thread's lists of them, reused from station to station.
@@ -435,7 +439,7 @@ class pair_search {
 // g' = u'' / rho - 2 u' rho' / rho^2 - u rho'' / rho^2 + 2 u rho'^2 / rho^3. Azimuth and
 // elevation themselves are computed only for the samples a pass reports.
 sample pair_search::from_state(double t, const double r[3], const double v[3], const double* acc) const {
-  sample s;
+  sample s{};
   s.t = t;
   s.dx = r[0] - st_.ecef[0];
   s.dy = r[1] - st_.ecef[1];
@@ -814,7 +818,7 @@ void pair_search::solve(step_buffers& work) {
       if (a.f < 0 && b.f < 0 && (!s.is_max || cubic_peak(a, b).value < -0.05))
         s.skip = true;
       else {
-        peaks.push_back({a, b, {}});
+        peaks.emplace_back(a, b);
         s.peak = true;
       }
     } else if ((a.f < 0) == (b.f < 0)) {
@@ -826,7 +830,7 @@ void pair_search::solve(step_buffers& work) {
   for (step_job& s : steps) {
     if (s.skip) continue;
     if (!s.peak) {
-      cross.push_back({s.a, s.b, {}});
+      cross.emplace_back(s.a, s.b);
       continue;
     }
     const sample& x = peaks[pk++].x;
@@ -835,8 +839,8 @@ void pair_search::solve(step_buffers& work) {
       s.skip = true;
       continue;
     }
-    if ((s.a.f < 0) != (x.f < 0)) cross.push_back({s.a, point_of(x), {}});
-    if ((x.f < 0) != (s.b.f < 0)) cross.push_back({point_of(x), s.b, {}});
+    if ((s.a.f < 0) != (x.f < 0)) cross.emplace_back(s.a, point_of(x));
+    if ((x.f < 0) != (s.b.f < 0)) cross.emplace_back(point_of(x), s.b);
   }
   crossings(cross.data(), cross.size());
   std::size_t cr = 0;
@@ -1019,8 +1023,7 @@ std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& pa
 // use fused multiply-adds where the CPU has them.
 SKYRELAY_SCAN_CLONES [[gnu::flatten]]
 void search_track(const track& tr, std::span<const site> stations, double end, std::size_t si,
-                  std::vector<pass_window>& out, scratch& buffers) {
-  step_buffers steps;
+                  std::vector<pass_window>& out, scratch& buffers, step_buffers& steps) {
   for (std::size_t gi = 0; gi < stations.size(); ++gi) {
     pair_search search(tr, stations[gi], end);
     search.run(si, gi, out, buffers, steps);
@@ -1051,6 +1054,9 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
   auto work = [&](unsigned id) {
     // One station's view of the current track, reused from station to station.
     scratch buffers;
+    // The steps and brackets of one station's search, reused by every search of the thread (as
+    // fresh vectors for each satellite they were grown again 979 times for gpredict's catalogue).
+    step_buffers steps;
     track tr;
     for (;;) {
       const std::size_t si = next.fetch_add(1, std::memory_order_relaxed);
@@ -1059,7 +1065,7 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
       if (!sat || sat->init_error() != sgp4_error::none) continue;
       build_track(tr, *sat, start, end, options.dut1_s);
       buffers.reserve(tr.n);
-      search_track(tr, stations, end, si, parts[id], buffers);
+      search_track(tr, stations, end, si, parts[id], buffers, steps);
     }
   };
   if (threads <= 1) {
