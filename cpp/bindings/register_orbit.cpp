@@ -241,8 +241,10 @@ py::dict pass_columns(const std::vector<std::shared_ptr<py_sgp4>>& sats, const s
   const std::vector<pass_window> found = search(sats, stations, start, end, dut1, threads);
   const std::size_t n = found.size();
   py::array_t<std::int64_t> sat(n), sta(n);
-  auto time_column = [&] {
-    return times_ns ? py::array(py::dtype("M8[ns]"), {static_cast<py::ssize_t>(n)}) : py::array(py::array_t<double>(n));
+  // Nanoseconds as int64, viewed as datetime64[ns] once written (below).
+  auto time_column = [&]() -> py::array {
+    if (times_ns) return py::array_t<std::int64_t>(n);
+    return py::array_t<double>(n);
   };
   py::array aos = time_column(), tca = time_column(), los = time_column();
   py::array_t<double> el(n), aaz(n), taz(n), laz(n), rng(n), dur(n), q(n);
@@ -271,6 +273,8 @@ py::dict pass_columns(const std::vector<std::shared_ptr<py_sgp4>>& sats, const s
     p_before[i] = p.starts_before;
     p_after[i] = p.ends_after;
   }
+  if (times_ns)
+    for (py::array* c : {&aos, &tca, &los}) *c = c->attr("view")("datetime64[ns]");
   py::dict d;
   d["satellite"] = sat;
   d["ground_station"] = sta;
