@@ -170,12 +170,20 @@ void build_track(track& tr, const sgp4& sat, double start, double end, double du
   unix_to_jd(start, jd0, fr0);
   const double base = sat.minutes_since_epoch(jd0, fr0);
   const double step_min = tr.h / 60.0;
-  for (std::size_t i = 0; i < count; ++i) ts[i] = base + static_cast<double>(i) * step_min;
+  // (A signed index: AVX2 converts only signed 64-bit integers to doubles, and GCC left the
+  // unsigned loop scalar.)
+  for (std::int64_t i = 0; i < static_cast<std::int64_t>(count); ++i) ts[i] = base + static_cast<double>(i) * step_min;
   double* r = at_least(tr.r, 3 * count);
   double* v = at_least(tr.v, 3 * count);
   std::int8_t* err = at_least(tr.err, count);
   sat.propagate_batch(ts, count, r, v, err);
   std::size_t valid = 0;
+  while (valid + 8 <= count) {  // eight flags at a time: almost every track has no error
+    std::uint64_t word;
+    std::memcpy(&word, err + valid, 8);
+    if (word) break;
+    valid += 8;
+  }
   while (valid < count && err[valid] == 0) ++valid;
   tr.n = valid;
   // GMST advances linearly to far better than a microradian over any window a pass search
