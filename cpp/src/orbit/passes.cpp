@@ -62,6 +62,7 @@ struct track {
 // Four doubles in one SIMD register where the instruction set has one (AVX2, AVX-512: the
 // search's clones), two halves of SSE2 otherwise. GCC's vector extension.
 using lane_vec = double __attribute__((vector_size(4 * sizeof(double))));
+using lane_mask = long long __attribute__((vector_size(4 * sizeof(long long))));  // comparisons' lanes
 
 template <class T>
 T* at_least(std::vector<T>& buffer, std::size_t n) {
@@ -653,7 +654,7 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
   for (std::size_t first = 0; first < count; first += lanes) {
     bracket* job = jobs + first;
     const std::size_t m = std::min(lanes, count - first);
-    double lo[lanes], hi[lanes], t[lanes], w[lanes];
+    double lo[lanes], hi[lanes], t[lanes], w[lanes], z0[lanes];
     bool rising_at_lo[lanes], active[lanes] = {};
     quintic p[lanes];
     sample x[lanes];
@@ -664,15 +665,30 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
       rising_at_lo[l] = a.g > 0;
       w[l] = b.t - a.t;
       p[l] = quintic(a, b);
-      double z = cubic_peak(a, b).z;
-      for (int k = 0; k < 2; ++k) {
-        const double c = p[l].curvature(z), next = c != 0.0 ? z - p[l].rate(z) / c : z;
-        if (!(next > 0.0 && next < 1.0)) break;
-        z = next;
-      }
-      t[l] = a.t + w[l] * z;
+      z0[l] = cubic_peak(a, b).z;
       active[l] = true;
     }
+    // Two Newton steps on the quintics' rates, in SIMD lanes: a lane whose step would leave
+    // (0, 1) keeps its z and takes no further step, as it did alone.
+    lane_vec z, q0, c3, c4, c5, m0;
+    for (std::size_t l = 0; l < lanes; ++l) {
+      const std::size_t k = l < m ? l : 0;
+      z[l] = z0[k];
+      m0[l] = p[k].m0;
+      q0[l] = p[k].q0;
+      c3[l] = p[k].c3;
+      c4[l] = p[k].c4;
+      c5[l] = p[k].c5;
+    }
+    lane_mask live = z == z;
+    for (int k = 0; k < 2; ++k) {
+      const lane_vec c = q0 + z * (6.0 * c3 + z * (12.0 * c4 + z * 20.0 * c5));
+      const lane_vec r = m0 + z * (q0 + z * (3.0 * c3 + z * (4.0 * c4 + z * 5.0 * c5)));
+      const lane_vec next = c != 0.0 ? z - r / c : z;
+      live = live & (next > 0.0) & (next < 1.0);
+      z = live ? next : z;
+    }
+    for (std::size_t l = 0; l < m; ++l) t[l] = job[l].a.t + w[l] * z[l];
     for (int i = 0; i < 40; ++i) {
       at_lanes(t, active, x);
       bool any = false;
@@ -746,7 +762,8 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
   for (std::size_t first = 0; first < count; first += lanes) {
     bracket* job = jobs + first;
     const std::size_t m = std::min(lanes, count - first);
-    double lo[lanes], hi[lanes], t[lanes];
+    double lo[lanes], hi[lanes], t[lanes], w[lanes], z0[lanes];
+    quintic p[lanes];
     bool rising[lanes], active[lanes] = {};
     sample x[lanes];
     for (std::size_t l = 0; l < m; ++l) {
@@ -757,16 +774,32 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
       // First guess: the chord's zero, moved by Newton steps on the quintic through both
       // samples' values, rates and rates' rates (no propagation; usually within a few hundredths
       // of a second of the crossing).
-      const double w = b.t - a.t;
-      double z = a.f / (a.f - b.f);
-      const quintic p(a, b);
-      for (int k = 0; k < 3; ++k) {
-        const double dv = p.rate(z), next = dv != 0.0 ? z - p.value(z) / dv : z;
-        if (!(next > 0.0 && next < 1.0)) break;
-        z = next;
-      }
-      t[l] = a.t + w * z;
+      w[l] = b.t - a.t;
+      z0[l] = a.f / (a.f - b.f);
+      p[l] = quintic(a, b);
     }
+    // Three Newton steps on the quintics, in SIMD lanes: a lane whose step would leave (0, 1)
+    // keeps its z and takes no further step, as it did alone.
+    lane_vec z, f0, m0, q0, c3, c4, c5;
+    for (std::size_t l = 0; l < lanes; ++l) {
+      const std::size_t k = l < m ? l : 0;
+      z[l] = z0[k];
+      f0[l] = p[k].f0;
+      m0[l] = p[k].m0;
+      q0[l] = p[k].q0;
+      c3[l] = p[k].c3;
+      c4[l] = p[k].c4;
+      c5[l] = p[k].c5;
+    }
+    lane_mask live = z == z;
+    for (int k = 0; k < 3; ++k) {
+      const lane_vec dv = m0 + z * (q0 + z * (3.0 * c3 + z * (4.0 * c4 + z * 5.0 * c5)));
+      const lane_vec v = f0 + z * (m0 + z * (0.5 * q0 + z * (c3 + z * (c4 + z * c5))));
+      const lane_vec next = dv != 0.0 ? z - v / dv : z;
+      live = live & (next > 0.0) & (next < 1.0);
+      z = live ? next : z;
+    }
+    for (std::size_t l = 0; l < m; ++l) t[l] = job[l].a.t + w[l] * z[l];
     for (std::size_t l = 0; l < lanes; ++l) active[l] = l < m;
     at_lanes(t, active, x);
     for (int i = 0; i < 40; ++i) {
