@@ -981,7 +981,8 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
 // stable sort gives that order. The sort is a least-significant-digit radix sort of the AOS's
 // bits on small keys that point into the parts: a comparison sort of the 112-byte windows, or
 // of keys with three fields, cost 4 % of the whole search.
-std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& parts) {
+std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& parts,
+                                       std::vector<std::uint32_t>* order = nullptr) {
   struct key {
     std::uint64_t bits;  // the AOS as an unsigned integer in the same order as the double
     std::uint32_t part, index;
@@ -1023,6 +1024,20 @@ std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& pa
     }
     for (const key& k : keys) spare[c[(k.bits >> (8 * d)) & 0xff]++] = k;
     keys.swap(spare);
+  }
+  if (order) {
+    // The windows stay where they are (the parts one after the other); `order` says where each
+    // one of the sorted sequence is.
+    std::vector<std::size_t> offset(parts.size(), 0);
+    for (std::size_t p = 1; p < parts.size(); ++p) offset[p] = offset[p - 1] + parts[p - 1].size();
+    order->resize(total);
+    for (std::size_t k = 0; k < total; ++k)
+      (*order)[k] = static_cast<std::uint32_t>(offset[keys[k].part] + keys[k].index);
+    if (parts.size() == 1) return std::move(parts[0]);
+    std::vector<pass_window> all;
+    all.reserve(total);
+    for (auto& p : parts) all.insert(all.end(), p.begin(), p.end());
+    return all;
   }
   if (parts.size() == 1) {
     // One thread's part is put in order where it is (following each cycle of the permutation):
@@ -1077,9 +1092,13 @@ double pass_quality(double max_elevation_rad, double min_elevation_rad, double d
   return quality_of(std::sin(max_elevation_rad), std::sin(std::max(min_elevation_rad, 0.0)), duration_s);
 }
 
-std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, std::span<const site> stations,
-                                     double start, double end, const pass_options& options) {
+namespace {
+
+std::vector<pass_window> search_all(std::span<const sgp4* const> satellites, std::span<const site> stations,
+                                    double start, double end, const pass_options& options,
+                                    std::vector<std::uint32_t>* order) {
   std::vector<pass_window> all;
+  if (order) order->clear();
   if (!(end > start) || satellites.empty() || stations.empty()) return all;
   unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, satellites.size()));
@@ -1116,7 +1135,20 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
     for (unsigned i = 0; i < threads; ++i) pool.emplace_back(work, i);
     for (auto& th : pool) th.join();
   }
-  return sorted_by_aos(parts);
+  return sorted_by_aos(parts, order);
+}
+
+}  // namespace
+
+std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, std::span<const site> stations,
+                                     double start, double end, const pass_options& options) {
+  return search_all(satellites, stations, start, end, options, nullptr);
+}
+
+std::vector<pass_window> find_passes_unordered(std::span<const sgp4* const> satellites,
+                                               std::span<const site> stations, double start, double end,
+                                               const pass_options& options, std::vector<std::uint32_t>& order) {
+  return search_all(satellites, stations, start, end, options, &order);
 }
 
 }  // namespace skyrelay::orbit
