@@ -221,6 +221,18 @@ std::vector<pass_window> search(const std::vector<std::shared_ptr<py_sgp4>>& sat
   return find_passes(props, sites, start, end, {dut1, threads});
 }
 
+// The same, unordered, with the order (find_passes_unordered).
+std::vector<pass_window> search_unordered(const std::vector<std::shared_ptr<py_sgp4>>& sats,
+                                          const std::vector<station_spec>& stations, double start, double end,
+                                          double dut1, unsigned threads, std::vector<std::uint32_t>& order) {
+  std::vector<const sgp4*> props;
+  for (const auto& s : sats) props.push_back(&s->prop);
+  std::vector<site> sites;
+  for (const auto& [lat, lon, alt, mask] : stations) sites.push_back(make_site(lat, lon, alt, mask));
+  py::gil_scoped_release nogil;
+  return find_passes_unordered(props, sites, start, end, {dut1, threads}, order);
+}
+
 py::list passes(const std::vector<std::shared_ptr<py_sgp4>>& sats, const std::vector<station_spec>& stations,
                 double start, double end, double dut1, unsigned threads) {
   const std::vector<pass_window> found = search(sats, stations, start, end, dut1, threads);
@@ -232,32 +244,57 @@ py::list passes(const std::vector<std::shared_ptr<py_sgp4>>& sats, const std::ve
   return out;
 }
 
-// The same passes as columns (numpy arrays), for many satellites and stations at once.
+// The same passes as columns (numpy arrays), for many satellites and stations at once. With
+// times_ns the AOS, culmination and LOS columns are datetime64[ns] (the seconds times 1e9, rounded
+// half to even as numpy's round does), which is what pass_table wants: converting them in Python
+// cost three temporaries per column.
 py::dict pass_columns(const std::vector<std::shared_ptr<py_sgp4>>& sats, const std::vector<station_spec>& stations,
-                      double start, double end, double dut1, unsigned threads) {
-  const std::vector<pass_window> found = search(sats, stations, start, end, dut1, threads);
+                      double start, double end, double dut1, unsigned threads, bool times_ns) {
+  // The windows are read in AOS order through `order` (independent loads, prefetched a few
+  // ahead), not put in order first.
+  std::vector<std::uint32_t> order;
+  const std::vector<pass_window> found = search_unordered(sats, stations, start, end, dut1, threads, order);
   const std::size_t n = found.size();
   py::array_t<std::int64_t> sat(n), sta(n);
-  py::array_t<double> aos(n), tca(n), los(n), el(n), aaz(n), taz(n), laz(n), rng(n), dur(n), q(n);
+  // Nanoseconds as int64, viewed as datetime64[ns] once written (below).
+  auto time_column = [&]() -> py::array {
+    if (times_ns) return py::array_t<std::int64_t>(n);
+    return py::array_t<double>(n);
+  };
+  py::array aos = time_column(), tca = time_column(), los = time_column();
+  py::array_t<double> el(n), aaz(n), taz(n), laz(n), rng(n), dur(n), q(n);
   py::array_t<bool> before(n), after(n);
   auto* p_sat = sat.mutable_data();
   auto* p_sta = sta.mutable_data();
-  double* cols[] = {aos.mutable_data(), tca.mutable_data(), los.mutable_data(), el.mutable_data(),
-                    aaz.mutable_data(), taz.mutable_data(), laz.mutable_data(), rng.mutable_data(),
-                    dur.mutable_data(), q.mutable_data()};
+  double* cols[] = {el.mutable_data(), aaz.mutable_data(), taz.mutable_data(), laz.mutable_data(),
+                    rng.mutable_data(), dur.mutable_data(), q.mutable_data()};
+  void* times[] = {aos.mutable_data(), tca.mutable_data(), los.mutable_data()};
   bool* p_before = before.mutable_data();
   bool* p_after = after.mutable_data();
   for (std::size_t i = 0; i < n; ++i) {
-    const auto& p = found[i];
+    if (i + 8 < n) {
+      const char* ahead = reinterpret_cast<const char*>(&found[order[i + 8]]);
+      __builtin_prefetch(ahead);
+      __builtin_prefetch(ahead + sizeof(pass_window) - 1);
+    }
+    const auto& p = found[order[i]];
     p_sat[i] = static_cast<std::int64_t>(p.satellite);
     p_sta[i] = static_cast<std::int64_t>(p.station);
-    const double values[] = {p.aos, p.culmination, p.los, p.max_elevation_deg, p.aos_azimuth_deg,
-                             p.culmination_azimuth_deg, p.los_azimuth_deg, p.culmination_range_km, p.duration_s,
-                             p.quality};
-    for (int c = 0; c < 10; ++c) cols[c][i] = values[c];
+    const double seconds[] = {p.aos, p.culmination, p.los};
+    for (int c = 0; c < 3; ++c) {
+      if (times_ns)
+        static_cast<std::int64_t*>(times[c])[i] = static_cast<std::int64_t>(std::nearbyint(seconds[c] * 1e9));
+      else
+        static_cast<double*>(times[c])[i] = seconds[c];
+    }
+    const double values[] = {p.max_elevation_deg, p.aos_azimuth_deg, p.culmination_azimuth_deg, p.los_azimuth_deg,
+                             p.culmination_range_km, p.duration_s, p.quality};
+    for (int c = 0; c < 7; ++c) cols[c][i] = values[c];
     p_before[i] = p.starts_before;
     p_after[i] = p.ends_after;
   }
+  if (times_ns)
+    for (py::array* c : {&aos, &tca, &los}) *c = c->attr("view")("datetime64[ns]");
   py::dict d;
   d["satellite"] = sat;
   d["ground_station"] = sta;
@@ -375,7 +412,7 @@ void def_arrays(py::module_& o) {
   o.def("find_passes", &passes, py::arg("satellites"), py::arg("stations"), py::arg("start"), py::arg("end"),
         py::arg("dut1") = 0.0, py::arg("threads") = 0);
   o.def("find_pass_columns", &pass_columns, py::arg("satellites"), py::arg("stations"), py::arg("start"),
-        py::arg("end"), py::arg("dut1") = 0.0, py::arg("threads") = 0);
+        py::arg("end"), py::arg("dut1") = 0.0, py::arg("threads") = 0, py::arg("times_ns") = false);
   o.def("describe_error", [](int code) { return std::string(describe(static_cast<sgp4_error>(code))); });
   // The tracker's satellite_positions message (docs/tracker.md), written without the GIL.
   py::class_<positions_encoder>(o, "PositionsEncoder")

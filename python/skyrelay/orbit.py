@@ -438,9 +438,8 @@ def pass_table(satellites: Iterable[Satellite], stations: Iterable[GroundStation
     """``passes`` as columns: a dict of numpy arrays with the fields of ``Pass`` (times as
     ``datetime64[ns]`` UTC, names as object arrays), ready for ``pandas.DataFrame(...)``."""
     sats, sites, cores, masks, t0, t1 = _pass_arguments(satellites, stations, start, end, hours, min_elevation)
-    cols = _orbit.find_pass_columns(cores, masks, t0, t1, dut1, threads or 0)
+    # (AOS, culmination and LOS come as datetime64[ns], rounded in C++ as np.round would.)
+    cols = _orbit.find_pass_columns(cores, masks, t0, t1, dut1, threads or 0, True)
     cols["satellite"] = np.array([s.name for s in sats], dtype=object)[cols["satellite"]]
     cols["ground_station"] = np.array([g.name for g in sites], dtype=object)[cols["ground_station"]]
-    for key in ("aos", "culmination", "los"):
-        cols[key] = (np.round(cols[key] * 1e9).astype(np.int64)).astype("datetime64[ns]")
     return {field: cols[field] for field in Pass._fields}

@@ -232,6 +232,25 @@ TEST(Passes, SortedByAosThenSatelliteThenStationOnAnyThreads) {
     }
   }
   EXPECT_GE(under_way, 2u);  // the ties the order must break
+  // find_passes_unordered's windows read through its order are find_passes' own, on any threads.
+  for (unsigned threads : {1u, 3u}) {
+    std::vector<std::uint32_t> order;
+    const auto found = find_passes_unordered(sats, stations, start, start + 86400.0, {0.0, threads}, order);
+    ASSERT_EQ(order.size(), one.size());
+    ASSERT_EQ(found.size(), one.size());
+    std::vector<bool> seen(found.size(), false);
+    for (std::size_t i = 0; i < one.size(); ++i) {
+      ASSERT_LT(order[i], found.size());
+      EXPECT_FALSE(seen[order[i]]) << i;
+      seen[order[i]] = true;
+      const auto& p = found[order[i]];
+      EXPECT_EQ(p.satellite, one[i].satellite) << threads << " " << i;
+      EXPECT_EQ(p.station, one[i].station) << threads << " " << i;
+      EXPECT_EQ(p.aos, one[i].aos) << threads << " " << i;
+      EXPECT_EQ(p.los, one[i].los) << threads << " " << i;
+      EXPECT_EQ(p.max_elevation_deg, one[i].max_elevation_deg) << threads << " " << i;
+    }
+  }
 }
 
 // The pass search against the scalar propagator sampled densely: every moment above a mask lies in

@@ -59,6 +59,11 @@ struct track {
   std::vector<std::int8_t> err;
 };
 
+// Four doubles in one SIMD register where the instruction set has one (AVX2, AVX-512: the
+// search's clones), two halves of SSE2 otherwise. GCC's vector extension.
+using lane_vec = double __attribute__((vector_size(4 * sizeof(double))));
+using lane_mask = long long __attribute__((vector_size(4 * sizeof(long long))));  // comparisons' lanes
+
 template <class T>
 T* at_least(std::vector<T>& buffer, std::size_t n) {
   if (buffer.size() < n) buffer.resize(n);
@@ -77,8 +82,9 @@ T* at_least(std::vector<T>& buffer, std::size_t n) {
 // TEME states (rows of three) to the track's earth-fixed arrays, given the rotation's cosine and
 // sine at each point: positions, velocities, radii, and accelerations from
 // gravity with J2 (the same in TEME and earth-fixed axes: it is symmetric about z) plus the
-// rotating frame's Coriolis and centrifugal terms. (GCC does not vectorise this loop; the
-// clones still buy it FMA, 3 % of the search's instructions.)
+// rotating frame's Coriolis and centrifugal terms; and the greatest radius. Four points at a time
+// in SIMD lanes (GCC does not vectorise the loop by itself: the rows of three), the rest one by
+// one.
 SKYRELAY_SCAN_CLONES
 void earth_fixed_states(track& tr, const double* __restrict r, const double* __restrict v,
                         const double* __restrict rot_c, const double* __restrict rot_s, double mu, double j2re2) {
@@ -88,7 +94,45 @@ void earth_fixed_states(track& tr, const double* __restrict r, const double* __r
   double* __restrict rn = tr.rn;
   constexpr double w = earth_rotation_rad_s;
   const std::size_t n = tr.n;
-  for (std::size_t i = 0; i < n; ++i) {
+  auto store = [](double* to, const lane_vec& from) { std::memcpy(to, &from, sizeof from); };
+  auto rows = [](lane_vec& to, const double* a, std::size_t i, int c) {
+    to = lane_vec{a[3 * i + c], a[3 * i + 3 + c], a[3 * i + 6 + c], a[3 * i + 9 + c]};
+  };
+  lane_vec most = {0.0, 0.0, 0.0, 0.0};
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    lane_vec c, s;
+    std::memcpy(&c, rot_c + i, sizeof c);
+    std::memcpy(&s, rot_s + i, sizeof s);
+    lane_vec rx, ry, pz, wx, wy, wz;
+    rows(rx, r, i, 0);
+    rows(ry, r, i, 1);
+    rows(pz, r, i, 2);
+    rows(wx, v, i, 0);
+    rows(wy, v, i, 1);
+    rows(wz, v, i, 2);
+    const lane_vec px = c * rx + s * ry, py = -s * rx + c * ry;
+    const lane_vec ux = c * wx + s * wy + w * py, uy = -s * wx + c * wy - w * px;
+    store(x + i, px);
+    store(y + i, py);
+    store(z + i, pz);
+    store(vx + i, ux);
+    store(vy + i, uy);
+    store(vz + i, wz);
+    const lane_vec zz = pz * pz, r2 = px * px + py * py + zz;
+    lane_vec norm;
+    for (int l = 0; l < 4; ++l) norm[l] = std::sqrt(r2[l]);
+    store(rn + i, norm);
+    most = norm > most ? norm : most;
+    const lane_vec inv = 1.0 / (r2 * norm), inv_r2 = inv * norm;
+    const lane_vec g = -mu * inv, j = j2re2 * inv_r2, q = 5.0 * zz * inv_r2;
+    const lane_vec gxy = g * (1.0 + j * (1.0 - q)), gz = g * (1.0 + j * (3.0 - q));
+    store(ax + i, gxy * px + 2.0 * w * uy + w * w * px);
+    store(ay + i, gxy * py - 2.0 * w * ux + w * w * py);
+    store(az + i, gz * pz);
+  }
+  double r_max = std::max(std::max(most[0], most[1]), std::max(most[2], most[3]));
+  for (; i < n; ++i) {
     const double c = rot_c[i], s = rot_s[i];
     const double px = c * r[3 * i] + s * r[3 * i + 1], py = -s * r[3 * i] + c * r[3 * i + 1], pz = r[3 * i + 2];
     const double ux = c * v[3 * i] + s * v[3 * i + 1] + w * py, uy = -s * v[3 * i] + c * v[3 * i + 1] - w * px;
@@ -100,6 +144,7 @@ void earth_fixed_states(track& tr, const double* __restrict r, const double* __r
     vz[i] = v[3 * i + 2];
     const double zz = pz * pz, r2 = px * px + py * py + zz, norm = std::sqrt(r2);
     rn[i] = norm;
+    r_max = std::max(r_max, norm);
     const double inv = 1.0 / (r2 * norm), inv_r2 = inv * norm;  // one division for 1/r^3 and 1/r^2
     const double g = -mu * inv, j = j2re2 * inv_r2, q = 5.0 * zz * inv_r2;
     const double gxy = g * (1.0 + j * (1.0 - q)), gz = g * (1.0 + j * (3.0 - q));
@@ -107,6 +152,7 @@ void earth_fixed_states(track& tr, const double* __restrict r, const double* __r
     ay[i] = gxy * py - 2.0 * w * ux + w * w * py;
     az[i] = gz * pz;
   }
+  tr.r_max = r_max;
 }
 
 void build_track(track& tr, const sgp4& sat, double start, double end, double dut1) {
@@ -125,12 +171,20 @@ void build_track(track& tr, const sgp4& sat, double start, double end, double du
   unix_to_jd(start, jd0, fr0);
   const double base = sat.minutes_since_epoch(jd0, fr0);
   const double step_min = tr.h / 60.0;
-  for (std::size_t i = 0; i < count; ++i) ts[i] = base + static_cast<double>(i) * step_min;
+  // (A signed index: AVX2 converts only signed 64-bit integers to doubles, and GCC left the
+  // unsigned loop scalar.)
+  for (std::int64_t i = 0; i < static_cast<std::int64_t>(count); ++i) ts[i] = base + static_cast<double>(i) * step_min;
   double* r = at_least(tr.r, 3 * count);
   double* v = at_least(tr.v, 3 * count);
   std::int8_t* err = at_least(tr.err, count);
   sat.propagate_batch(ts, count, r, v, err);
   std::size_t valid = 0;
+  while (valid + 8 <= count) {  // eight flags at a time: almost every track has no error
+    std::uint64_t word;
+    std::memcpy(&word, err + valid, 8);
+    if (word) break;
+    valid += 8;
+  }
   while (valid < count && err[valid] == 0) ++valid;
   tr.n = valid;
   // GMST advances linearly to far better than a microradian over any window a pass search
@@ -162,7 +216,6 @@ void build_track(track& tr, const sgp4& sat, double start, double end, double du
   }
   const gravity_constants& k = sat.constants();
   earth_fixed_states(tr, r, v, rot_c, rot_s, k.mu, 1.5 * k.j2 * k.radius_km * k.radius_km);
-  for (std::size_t i = 0; i < valid; ++i) tr.r_max = std::max(tr.r_max, tr.rn[i]);
 }
 
 // pass_quality from the sines of the maximum elevation and of the mask clamped at the horizon
@@ -256,14 +309,17 @@ std::size_t first_pair_of_zeros(const unsigned char* bytes, std::size_t begin, s
 // the mask exactly when the elevation crosses the mask, and its rate vanishes exactly where the
 // elevation's does.
 struct sample {
-  double t{0};
-  double f{0};     // sin(elevation) - sin(mask)
-  double g{0};     // d sin(elevation) / dt, 1/s
-  double gdot{0};  // d g / dt, 1/s^2 (Newton's derivative at culminations, second order elsewhere)
-  double dx{0}, dy{0}, dz{0};  // earth-fixed offset from the station (km): azimuth when reported
-  double vx{0}, vy{0}, vz{0};  // earth-fixed velocity (km/s)
-  double ax{0}, ay{0}, az{0};  // and acceleration (km/s^2)
-  double u{0}, range{0};       // up component and range (km): elevation when reported
+  // No initialisers: the lanes' and brackets' samples are written before they are read, and
+  // zeroing them first cost more than the search's own writes (a value-initialised sample{} is
+  // still all zeros).
+  double t;
+  double f;     // sin(elevation) - sin(mask)
+  double g;     // d sin(elevation) / dt, 1/s
+  double gdot;  // d g / dt, 1/s^2 (Newton's derivative at culminations, second order elsewhere)
+  double dx, dy, dz;  // earth-fixed offset from the station (km): azimuth when reported
+  double vx, vy, vz;  // earth-fixed velocity (km/s)
+  double ax, ay, az;  // and acceleration (km/s^2)
+  double u, range;    // up component and range (km): elevation when reported
 };
 
 // What the search itself needs of a sample: a grid point's is only this.
@@ -330,8 +386,9 @@ struct step_job {
 
 // A bracket of the root finding and its root.
 struct bracket {
+  bracket(const point& from, const point& to) : a(from), b(to) {}
   point a, b;
-  sample x;
+  sample x;  // written by the root finding
 };
 
 // One thread's lists of them, reused from station to station.
@@ -359,6 +416,8 @@ class pair_search {
   // The interpolated sample at t, with the acceleration and g's rate (what the second-order
   // Newton steps and advance() need).
   sample at(double t) const;
+  // at() for the active ones of `lanes` times at once, in SIMD lanes.
+  void at_lanes(const double* t, const bool* active, sample* x) const;
   void culminations(bracket* jobs, std::size_t count) const;
   void crossings(bracket* jobs, std::size_t count) const;
   void solve(step_buffers& work);
@@ -368,6 +427,8 @@ class pair_search {
   sample from_state(double t, const double r[3], const double v[3], const double* acc) const;
   sample advance(const sample& s, double dt) const;
   double azimuth_deg(const sample& s) const;
+  // The azimuth, and the elevation from the same east and north components.
+  double azimuth_deg(const sample& s, double& elevation) const;
 
   const track& tr_;
   const site& st_;
@@ -387,7 +448,7 @@ class pair_search {
 // g' = u'' / rho - 2 u' rho' / rho^2 - u rho'' / rho^2 + 2 u rho'^2 / rho^3. Azimuth and
 // elevation themselves are computed only for the samples a pass reports.
 sample pair_search::from_state(double t, const double r[3], const double v[3], const double* acc) const {
-  sample s;
+  sample s{};
   s.t = t;
   s.dx = r[0] - st_.ecef[0];
   s.dy = r[1] - st_.ecef[1];
@@ -462,11 +523,17 @@ double fast_atan2(double y, double x) {
   return y < 0 ? -a : a;
 }
 
-double elevation_deg(const sample& s) { return std::asin(std::clamp(s.u / s.range, -1.0, 1.0)) / deg; }
-
 double pair_search::azimuth_deg(const sample& s) const {
+  double elevation;
+  return azimuth_deg(s, elevation);
+}
+
+// The elevation as the angle of the up component over the horizontal one (atan2, better
+// conditioned near the zenith than asin of u / range, and a fifth of libm's asin's time).
+double pair_search::azimuth_deg(const sample& s, double& elevation) const {
   const double e = -st_.sin_lon * s.dx + st_.cos_lon * s.dy;
   const double n = -st_.sin_lat * st_.cos_lon * s.dx - st_.sin_lat * st_.sin_lon * s.dy + st_.cos_lat * s.dz;
+  elevation = fast_atan2(s.u, std::sqrt(e * e + n * n)) / deg;
   const double a = fast_atan2(e, n) / deg;
   return a < 0 ? a + 360.0 : a;
 }
@@ -499,6 +566,83 @@ sample pair_search::at(double t) const {
   return from_state(t, r, v, a);
 }
 
+static_assert(lanes == 4, "at_lanes() works on four lanes");
+
+// at() and from_state() for every active lane at once: the interpolant's three quintics and the
+// topocentric geometry in SIMD lanes (inactive lanes compute an active one's time and are
+// dropped). The same arithmetic as at() lane by lane, but for how the compiler fuses
+// multiply-adds: within an ulp or so of it.
+void pair_search::at_lanes(const double* t, const bool* active, sample* out) const {
+  std::size_t fill = 0;
+  while (fill < lanes && !active[fill]) ++fill;
+  if (fill == lanes) return;
+  std::size_t idx[lanes];
+  lane_vec sv, tv;
+  const double last = static_cast<double>(tr_.n - 2);
+  for (std::size_t l = 0; l < lanes; ++l) {
+    const double tl = active[l] ? t[l] : t[fill];
+    const double xl = (tl - tr_.t0) * tr_.inv_h;
+    idx[l] = static_cast<std::size_t>(std::clamp(std::floor(xl), 0.0, last));
+    sv[l] = xl - static_cast<double>(idx[l]);
+    tv[l] = tl;
+  }
+  const std::size_t i0 = idx[0], i1 = idx[1], i2 = idx[2], i3 = idx[3];
+  const double h = tr_.h, hh = tr_.h * tr_.h, inv_h = tr_.inv_h, inv_h2 = inv_h * inv_h;
+  const double* cols[9] = {tr_.x, tr_.y, tr_.z, tr_.vx, tr_.vy, tr_.vz, tr_.ax, tr_.ay, tr_.az};
+  lane_vec r[3], v[3], a[3];
+  for (int c = 0; c < 3; ++c) {
+    const double *P = cols[c], *V = cols[c + 3], *A = cols[c + 6];
+    const lane_vec p0 = {P[i0], P[i1], P[i2], P[i3]}, p1 = {P[i0 + 1], P[i1 + 1], P[i2 + 1], P[i3 + 1]};
+    const lane_vec m0 = h * lane_vec{V[i0], V[i1], V[i2], V[i3]};
+    const lane_vec m1 = h * lane_vec{V[i0 + 1], V[i1 + 1], V[i2 + 1], V[i3 + 1]};
+    const lane_vec q0 = hh * lane_vec{A[i0], A[i1], A[i2], A[i3]};
+    const lane_vec q1 = hh * lane_vec{A[i0 + 1], A[i1 + 1], A[i2 + 1], A[i3 + 1]};
+    const lane_vec d = p1 - p0;
+    const lane_vec c3 = 10.0 * d - 6.0 * m0 - 4.0 * m1 - 1.5 * q0 + 0.5 * q1;
+    const lane_vec c4 = -15.0 * d + 8.0 * m0 + 7.0 * m1 + 1.5 * q0 - q1;
+    const lane_vec c5 = 6.0 * d - 3.0 * (m0 + m1) + 0.5 * (q1 - q0);
+    r[c] = p0 + sv * (m0 + sv * (0.5 * q0 + sv * (c3 + sv * (c4 + sv * c5))));
+    v[c] = (m0 + sv * (q0 + sv * (3.0 * c3 + sv * (4.0 * c4 + sv * (5.0 * c5))))) * inv_h;
+    a[c] = (q0 + sv * (6.0 * c3 + sv * (12.0 * c4 + sv * (20.0 * c5)))) * inv_h2;
+  }
+  // from_state(), lane by lane in SIMD.
+  const lane_vec dx = r[0] - st_.ecef[0], dy = r[1] - st_.ecef[1], dz = r[2] - st_.ecef[2];
+  const lane_vec u = up_[0] * dx + up_[1] * dy + up_[2] * dz;
+  const lane_vec vu = up_[0] * v[0] + up_[1] * v[1] + up_[2] * v[2];
+  const lane_vec dv = dx * v[0] + dy * v[1] + dz * v[2];
+  const lane_vec rho2 = dx * dx + dy * dy + dz * dz;
+  lane_vec rho;
+  for (std::size_t l = 0; l < lanes; ++l) rho[l] = std::sqrt(rho2[l]);
+  const lane_vec w = 1.0 / rho;
+  const lane_vec rhodot = dv * w;
+  const lane_vec f = u * w - sin_mask_;
+  const lane_vec g = (vu - u * rhodot * w) * w;
+  const lane_vec au = up_[0] * a[0] + up_[1] * a[1] + up_[2] * a[2];
+  const lane_vec vv = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+  const lane_vec da = dx * a[0] + dy * a[1] + dz * a[2];
+  const lane_vec rhoddot = (vv + da - rhodot * rhodot) * w;
+  const lane_vec gdot = (au - (2.0 * vu * rhodot + u * rhoddot) * w + 2.0 * u * rhodot * rhodot * w * w) * w;
+  for (std::size_t l = 0; l < lanes; ++l) {
+    if (!active[l]) continue;
+    sample& s = out[l];
+    s.t = tv[l];
+    s.f = f[l];
+    s.g = g[l];
+    s.gdot = gdot[l];
+    s.dx = dx[l];
+    s.dy = dy[l];
+    s.dz = dz[l];
+    s.vx = v[0][l];
+    s.vy = v[1][l];
+    s.vz = v[2][l];
+    s.ax = a[0][l];
+    s.ay = a[1][l];
+    s.az = a[2][l];
+    s.u = u[l];
+    s.range = rho[l];
+  }
+}
+
 // The culminations (or low points) in brackets whose elevation rates have opposite signs:
 // Newton's method on the rate with its own derivative (from the interpolant's acceleration), kept
 // inside the bracket (a step that would leave it bisects instead), to a hundredth of a second:
@@ -510,8 +654,8 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
   for (std::size_t first = 0; first < count; first += lanes) {
     bracket* job = jobs + first;
     const std::size_t m = std::min(lanes, count - first);
-    double lo[lanes], hi[lanes], t[lanes], w[lanes];
-    bool rising_at_lo[lanes], active[lanes];
+    double lo[lanes], hi[lanes], t[lanes], w[lanes], z0[lanes];
+    bool rising_at_lo[lanes], active[lanes] = {};
     quintic p[lanes];
     sample x[lanes];
     for (std::size_t l = 0; l < m; ++l) {
@@ -521,18 +665,32 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
       rising_at_lo[l] = a.g > 0;
       w[l] = b.t - a.t;
       p[l] = quintic(a, b);
-      double z = cubic_peak(a, b).z;
-      for (int k = 0; k < 2; ++k) {
-        const double c = p[l].curvature(z), next = c != 0.0 ? z - p[l].rate(z) / c : z;
-        if (!(next > 0.0 && next < 1.0)) break;
-        z = next;
-      }
-      t[l] = a.t + w[l] * z;
+      z0[l] = cubic_peak(a, b).z;
       active[l] = true;
     }
+    // Two Newton steps on the quintics' rates, in SIMD lanes: a lane whose step would leave
+    // (0, 1) keeps its z and takes no further step, as it did alone.
+    lane_vec z, q0, c3, c4, c5, m0;
+    for (std::size_t l = 0; l < lanes; ++l) {
+      const std::size_t k = l < m ? l : 0;
+      z[l] = z0[k];
+      m0[l] = p[k].m0;
+      q0[l] = p[k].q0;
+      c3[l] = p[k].c3;
+      c4[l] = p[k].c4;
+      c5[l] = p[k].c5;
+    }
+    lane_mask live = z == z;
+    for (int k = 0; k < 2; ++k) {
+      const lane_vec c = q0 + z * (6.0 * c3 + z * (12.0 * c4 + z * 20.0 * c5));
+      const lane_vec r = m0 + z * (q0 + z * (3.0 * c3 + z * (4.0 * c4 + z * 5.0 * c5)));
+      const lane_vec next = c != 0.0 ? z - r / c : z;
+      live = live & (next > 0.0) & (next < 1.0);
+      z = live ? next : z;
+    }
+    for (std::size_t l = 0; l < m; ++l) t[l] = job[l].a.t + w[l] * z[l];
     for (int i = 0; i < 40; ++i) {
-      for (std::size_t l = 0; l < m; ++l)
-        if (active[l]) x[l] = at(t[l]);
+      at_lanes(t, active, x);
       bool any = false;
       for (std::size_t l = 0; l < m; ++l) {
         if (!active[l]) continue;
@@ -585,9 +743,8 @@ void pair_search::close_at(const sample& s, bool clipped) {
   if (!open_) return;
   consider_max(s);
   open_ = false;
-  cur_.max_elevation_deg = elevation_deg(best_);
   cur_.culmination = best_.t;
-  cur_.culmination_azimuth_deg = azimuth_deg(best_);
+  cur_.culmination_azimuth_deg = azimuth_deg(best_, cur_.max_elevation_deg);
   cur_.culmination_range_km = best_.range;
   cur_.los = s.t;
   cur_.los_azimuth_deg = azimuth_deg(s);
@@ -605,8 +762,9 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
   for (std::size_t first = 0; first < count; first += lanes) {
     bracket* job = jobs + first;
     const std::size_t m = std::min(lanes, count - first);
-    double lo[lanes], hi[lanes], t[lanes];
-    bool rising[lanes], active[lanes];
+    double lo[lanes], hi[lanes], t[lanes], w[lanes], z0[lanes];
+    quintic p[lanes];
+    bool rising[lanes], active[lanes] = {};
     sample x[lanes];
     for (std::size_t l = 0; l < m; ++l) {
       const point &a = job[l].a, &b = job[l].b;
@@ -616,20 +774,34 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
       // First guess: the chord's zero, moved by Newton steps on the quintic through both
       // samples' values, rates and rates' rates (no propagation; usually within a few hundredths
       // of a second of the crossing).
-      const double w = b.t - a.t;
-      double z = a.f / (a.f - b.f);
-      const quintic p(a, b);
-      for (int k = 0; k < 3; ++k) {
-        const double dv = p.rate(z), next = dv != 0.0 ? z - p.value(z) / dv : z;
-        if (!(next > 0.0 && next < 1.0)) break;
-        z = next;
-      }
-      t[l] = a.t + w * z;
+      w[l] = b.t - a.t;
+      z0[l] = a.f / (a.f - b.f);
+      p[l] = quintic(a, b);
     }
-    for (std::size_t l = 0; l < m; ++l) {
-      x[l] = at(t[l]);
-      active[l] = true;
+    // Three Newton steps on the quintics, in SIMD lanes: a lane whose step would leave (0, 1)
+    // keeps its z and takes no further step, as it did alone.
+    lane_vec z, f0, m0, q0, c3, c4, c5;
+    for (std::size_t l = 0; l < lanes; ++l) {
+      const std::size_t k = l < m ? l : 0;
+      z[l] = z0[k];
+      f0[l] = p[k].f0;
+      m0[l] = p[k].m0;
+      q0[l] = p[k].q0;
+      c3[l] = p[k].c3;
+      c4[l] = p[k].c4;
+      c5[l] = p[k].c5;
     }
+    lane_mask live = z == z;
+    for (int k = 0; k < 3; ++k) {
+      const lane_vec dv = m0 + z * (q0 + z * (3.0 * c3 + z * (4.0 * c4 + z * 5.0 * c5)));
+      const lane_vec v = f0 + z * (m0 + z * (0.5 * q0 + z * (c3 + z * (c4 + z * c5))));
+      const lane_vec next = dv != 0.0 ? z - v / dv : z;
+      live = live & (next > 0.0) & (next < 1.0);
+      z = live ? next : z;
+    }
+    for (std::size_t l = 0; l < m; ++l) t[l] = job[l].a.t + w[l] * z[l];
+    for (std::size_t l = 0; l < lanes; ++l) active[l] = l < m;
+    at_lanes(t, active, x);
     for (int i = 0; i < 40; ++i) {
       bool any = false;
       for (std::size_t l = 0; l < m; ++l) {
@@ -657,8 +829,7 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
         any = true;
       }
       if (!any) break;
-      for (std::size_t l = 0; l < m; ++l)
-        if (active[l]) x[l] = at(t[l]);
+      at_lanes(t, active, x);
     }
     for (std::size_t l = 0; l < m; ++l) job[l].x = x[l];
   }
@@ -688,7 +859,7 @@ void pair_search::solve(step_buffers& work) {
       if (a.f < 0 && b.f < 0 && (!s.is_max || cubic_peak(a, b).value < -0.05))
         s.skip = true;
       else {
-        peaks.push_back({a, b, {}});
+        peaks.emplace_back(a, b);
         s.peak = true;
       }
     } else if ((a.f < 0) == (b.f < 0)) {
@@ -700,7 +871,7 @@ void pair_search::solve(step_buffers& work) {
   for (step_job& s : steps) {
     if (s.skip) continue;
     if (!s.peak) {
-      cross.push_back({s.a, s.b, {}});
+      cross.emplace_back(s.a, s.b);
       continue;
     }
     const sample& x = peaks[pk++].x;
@@ -709,8 +880,8 @@ void pair_search::solve(step_buffers& work) {
       s.skip = true;
       continue;
     }
-    if ((s.a.f < 0) != (x.f < 0)) cross.push_back({s.a, point_of(x), {}});
-    if ((x.f < 0) != (s.b.f < 0)) cross.push_back({point_of(x), s.b, {}});
+    if ((s.a.f < 0) != (x.f < 0)) cross.emplace_back(s.a, point_of(x));
+    if ((x.f < 0) != (s.b.f < 0)) cross.emplace_back(point_of(x), s.b);
   }
   crossings(cross.data(), cross.size());
   std::size_t cr = 0;
@@ -810,7 +981,8 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
 // stable sort gives that order. The sort is a least-significant-digit radix sort of the AOS's
 // bits on small keys that point into the parts: a comparison sort of the 112-byte windows, or
 // of keys with three fields, cost 4 % of the whole search.
-std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& parts) {
+std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& parts,
+                                       std::vector<std::uint32_t>* order = nullptr) {
   struct key {
     std::uint64_t bits;  // the AOS as an unsigned integer in the same order as the double
     std::uint32_t part, index;
@@ -853,6 +1025,20 @@ std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& pa
     for (const key& k : keys) spare[c[(k.bits >> (8 * d)) & 0xff]++] = k;
     keys.swap(spare);
   }
+  if (order) {
+    // The windows stay where they are (the parts one after the other); `order` says where each
+    // one of the sorted sequence is.
+    std::vector<std::size_t> offset(parts.size(), 0);
+    for (std::size_t p = 1; p < parts.size(); ++p) offset[p] = offset[p - 1] + parts[p - 1].size();
+    order->resize(total);
+    for (std::size_t k = 0; k < total; ++k)
+      (*order)[k] = static_cast<std::uint32_t>(offset[keys[k].part] + keys[k].index);
+    if (parts.size() == 1) return std::move(parts[0]);
+    std::vector<pass_window> all;
+    all.reserve(total);
+    for (auto& p : parts) all.insert(all.end(), p.begin(), p.end());
+    return all;
+  }
   if (parts.size() == 1) {
     // One thread's part is put in order where it is (following each cycle of the permutation):
     // a second 8 MB vector for a day of gpredict's catalogue over 20 stations cost its page
@@ -893,8 +1079,7 @@ std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& pa
 // use fused multiply-adds where the CPU has them.
 SKYRELAY_SCAN_CLONES [[gnu::flatten]]
 void search_track(const track& tr, std::span<const site> stations, double end, std::size_t si,
-                  std::vector<pass_window>& out, scratch& buffers) {
-  step_buffers steps;
+                  std::vector<pass_window>& out, scratch& buffers, step_buffers& steps) {
   for (std::size_t gi = 0; gi < stations.size(); ++gi) {
     pair_search search(tr, stations[gi], end);
     search.run(si, gi, out, buffers, steps);
@@ -907,9 +1092,13 @@ double pass_quality(double max_elevation_rad, double min_elevation_rad, double d
   return quality_of(std::sin(max_elevation_rad), std::sin(std::max(min_elevation_rad, 0.0)), duration_s);
 }
 
-std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, std::span<const site> stations,
-                                     double start, double end, const pass_options& options) {
+namespace {
+
+std::vector<pass_window> search_all(std::span<const sgp4* const> satellites, std::span<const site> stations,
+                                    double start, double end, const pass_options& options,
+                                    std::vector<std::uint32_t>* order) {
   std::vector<pass_window> all;
+  if (order) order->clear();
   if (!(end > start) || satellites.empty() || stations.empty()) return all;
   unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, satellites.size()));
@@ -925,6 +1114,9 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
   auto work = [&](unsigned id) {
     // One station's view of the current track, reused from station to station.
     scratch buffers;
+    // The steps and brackets of one station's search, reused by every search of the thread (as
+    // fresh vectors for each satellite they were grown again 979 times for gpredict's catalogue).
+    step_buffers steps;
     track tr;
     for (;;) {
       const std::size_t si = next.fetch_add(1, std::memory_order_relaxed);
@@ -933,7 +1125,7 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
       if (!sat || sat->init_error() != sgp4_error::none) continue;
       build_track(tr, *sat, start, end, options.dut1_s);
       buffers.reserve(tr.n);
-      search_track(tr, stations, end, si, parts[id], buffers);
+      search_track(tr, stations, end, si, parts[id], buffers, steps);
     }
   };
   if (threads <= 1) {
@@ -943,7 +1135,20 @@ std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, st
     for (unsigned i = 0; i < threads; ++i) pool.emplace_back(work, i);
     for (auto& th : pool) th.join();
   }
-  return sorted_by_aos(parts);
+  return sorted_by_aos(parts, order);
+}
+
+}  // namespace
+
+std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites, std::span<const site> stations,
+                                     double start, double end, const pass_options& options) {
+  return search_all(satellites, stations, start, end, options, nullptr);
+}
+
+std::vector<pass_window> find_passes_unordered(std::span<const sgp4* const> satellites,
+                                               std::span<const site> stations, double start, double end,
+                                               const pass_options& options, std::vector<std::uint32_t>& order) {
+  return search_all(satellites, stations, start, end, options, &order);
 }
 
 }  // namespace skyrelay::orbit

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <span>
+#include <cstdint>
 #include <vector>
 
 #include "skyrelay/orbit/frames.hpp"
@@ -50,6 +51,14 @@ double pass_quality(double max_elevation_rad, double min_elevation_rad, double d
 std::vector<pass_window> find_passes(std::span<const sgp4* const> satellites,
                                      std::span<const site> stations, double start, double end,
                                      const pass_options& options = {});
+
+// The same windows, left in the order the search found them (each satellite's, by station, then
+// AOS), with `order`: windows[order[k]] is find_passes' k-th. For callers that copy the windows
+// out anyway (the Python columns), which then skip find_passes' reordering in place, a chain of
+// dependent moves all over the vector.
+std::vector<pass_window> find_passes_unordered(std::span<const sgp4* const> satellites,
+                                               std::span<const site> stations, double start, double end,
+                                               const pass_options& options, std::vector<std::uint32_t>& order);
 
 // Unix seconds to a two-part Julian date.
 inline void unix_to_jd(double t, double& jd, double& fr) {
