@@ -35,6 +35,12 @@ inline constexpr std::size_t max_attachments = 64;
 // message for anything else.
 std::variant<packet, std::string> decode(std::string_view text);
 
+// Splits the payload of an EVENT that decode() accepted, `["name", args...]`, into the event
+// name (unescaped) and the JSON array of the other arguments as they were sent (`[args...]`,
+// white space included; `[]` when there are none), without building a JSON document. False
+// when the payload is not of that shape.
+bool split_event(std::string_view data, std::string& name, std::string& args);
+
 // Encodes a packet; the namespace is written only when it is not "/".
 std::string encode(const packet& p);
 
