@@ -139,6 +139,10 @@ TEST(SocketIo, EncodeServerPackets) {
   EXPECT_EQ(sio::encode(ack), "3456[1,\"2\"]");
   sio::packet back{sio::packet_type::binary_ack, "/x", 2, 789, "[]"};
   EXPECT_EQ(sio::encode(back), "62-/x,789[]");
+  // The ack's Engine.IO message is "4" and the encoded ACK packet.
+  EXPECT_EQ(sio::ack_message("/", 456, "[1,\"2\"]"), "4" + sio::encode(ack));
+  EXPECT_EQ(sio::ack_message("/x", 789, "[]", 2), "4" + sio::encode(back));
+  EXPECT_EQ(sio::ack_message("/", 0, "[]"), "430[]");
   // Encoding then decoding gives the same packet.
   auto round = std::get<sio::packet>(sio::decode(sio::event("/chat", "n\"q", "1,2", 0, 3)));
   EXPECT_EQ(round.nsp, "/chat");

@@ -161,6 +161,17 @@ std::string encode(const packet& p) {
   return out;
 }
 
+std::string ack_message(std::string_view nsp, std::uint64_t id, std::string_view args,
+                        std::size_t attachments) {
+  std::string out;
+  out.reserve(28 + nsp.size() + args.size());
+  out += '4';
+  append_header(out, attachments ? packet_type::binary_ack : packet_type::ack, attachments, nsp,
+                id);
+  out += args;
+  return out;
+}
+
 std::string connect_ok(std::string_view nsp, std::string_view sid, std::string_view pid) {
   std::string out;
   append_header(out, packet_type::connect, 0, nsp, std::nullopt);

@@ -44,6 +44,11 @@ bool split_event(std::string_view data, std::string& name, std::string& args);
 // Encodes a packet; the namespace is written only when it is not "/".
 std::string encode(const packet& p);
 
+// The Engine.IO message of an ACK (BINARY_ACK when attachments > 0) in one string: "4" and
+// encode() of that packet, `args` being its JSON array.
+std::string ack_message(std::string_view nsp, std::uint64_t id, std::string_view args,
+                        std::size_t attachments = 0);
+
 // Common server packets.
 std::string connect_ok(std::string_view nsp, std::string_view sid, std::string_view pid = {});
 std::string connect_error(std::string_view nsp, std::string_view message,
