@@ -3,7 +3,7 @@
 // test (as trivial_server.cpp does for the fan-out client).
 //
 // One thread, raw epoll, no library, no JSON parsing. It answers any HTTP request with `101
-// Switching Protocols` (the client checks nothing else), unmasks the client's frames, and
+// Switching Protocols` (with the Sec-WebSocket-Accept that client libraries check), unmasks the client's frames, and
 // answers each text message by slicing it:
 //   --proto sio:  "40" -> `40{"sid":"trivial"}`; `42<id>["echo",<data>]` -> `43<id>[<data>]`
 //                 (the text between the first comma and the closing bracket); "3" (pong) and
@@ -21,6 +21,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -129,6 +132,32 @@ bool flush(conn& c) {
   return true;
 }
 
+// The Sec-WebSocket-Accept for the request head's Sec-WebSocket-Key (RFC 6455 4.2.2): client
+// libraries such as `ws` (under socket.io-client) check it.
+std::string accept_key(const std::string& head) {
+  std::string key;
+  for (std::size_t at = head.find("\r\n"); at != std::string::npos;) {
+    const std::size_t end = head.find("\r\n", at + 2);
+    const std::string line = head.substr(at + 2, end == std::string::npos ? std::string::npos
+                                                                           : end - at - 2);
+    constexpr std::string_view name = "sec-websocket-key:";
+    if (line.size() > name.size() &&
+        std::equal(name.begin(), name.end(), line.begin(),
+                   [](char a, char b) { return a == (b >= 'A' && b <= 'Z' ? b - 'A' + 'a' : b); })) {
+      key = line.substr(name.size());
+      key.erase(0, key.find_first_not_of(' '));
+      key.erase(key.find_last_not_of(' ') + 1);
+    }
+    at = end;
+  }
+  key += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(key.data()), key.size(), digest);
+  unsigned char out[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
+  const int n = EVP_EncodeBlock(out, digest, SHA_DIGEST_LENGTH);
+  return std::string(reinterpret_cast<char*>(out), std::size_t(n));
+}
+
 // Reads what there is; false when the peer is gone.
 bool on_readable(bool sio, conn& c) {
   char buf[65536];
@@ -146,10 +175,11 @@ bool on_readable(bool sio, conn& c) {
   if (!c.upgraded) {
     const std::size_t end = c.in.find("\r\n\r\n");
     if (end == std::string::npos) return true;
+    const std::string accept = accept_key(c.in.substr(0, end + 2));
     c.in.erase(0, end + 4);
     c.upgraded = true;
     c.out += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-             "Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n";
+             "Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n\r\n";
     if (sio)  // the Engine.IO open packet, as a real server sends it first
       append_text(c.out, "0{\"sid\":\"trivial\",\"upgrades\":[],\"pingInterval\":25000,"
                          "\"pingTimeout\":20000,\"maxPayload\":1000000}");
