@@ -8,13 +8,12 @@ handler's return value or :class:`RequestError` as the answer), and the disconne
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _core
-from .encoding import encode_json
+from .encoding import encode_json, loads_json
 from .endpoints import Endpoint, match_endpoint
 from .errors import ConnectionRefused, RequestError
 from .typed import InvalidPayload
@@ -135,7 +134,7 @@ class JSONProtocolBridge:
                 return
             self._registry.call(handler, (conn, value), done)
             return
-        value = json.loads(data)
+        value = loads_json(data)
         if getattr(handler, "_skyrelay_args", False):  # facade handlers take an argument list
             value = [] if value is None else [value]
         self._registry.call(handler, (conn, value), done)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .connection import EMPTY_AUTH
-from .encoding import encode_args, unpack_binary
+from .encoding import encode_args, loads_json, unpack_binary
 from .errors import ConnectionRefused, Forbidden, RequestError
 from .typed import InvalidPayload
 
@@ -22,12 +22,6 @@ if TYPE_CHECKING:
     from . import _core
     from .handlers import HandlerRegistry
     from .connection import Connection
-
-
-# The C decoder of the json module, called without json.loads's wrapper (its type checks and two
-# regular-expression matches for white space). The core hands over an event's arguments as a
-# JSON array it has validated, starting at its "[" (only white space may follow its "]").
-_scan_json = json.JSONDecoder().scan_once
 
 
 def handler_args(args: list[Any]) -> Any:
@@ -128,7 +122,7 @@ class SocketIOBridge:
         conn = registry.connections.get(sid)
         if conn is None:
             conn = registry.connection(sid)
-        args = _scan_json(args_json, 0)[0]
+        args = loads_json(args_json)
         if attachments:
             args = unpack_binary(args, attachments)
         handler = registry.handlers.get((conn.namespace, event))
