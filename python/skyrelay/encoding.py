@@ -284,7 +284,10 @@ def encode_event(data: Any, args: list[Any] | None, default: Callable[[Any], Any
     return payload, sio_args, attachments
 
 
-_scan_json = json.JSONDecoder().scan_once
+# The C scanner (json.scanner.c_make_scanner) that JSONDecoder sets up; typeshed does not
+# declare the attribute.
+_scan_json: Callable[[str, int], tuple[Any, int]] = \
+    json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def loads_json(text: str) -> Any:
