@@ -2,8 +2,13 @@
 """Handler benchmark: inbound events answered by an in-process handler, side by side in one run.
 
 100 connections (--clients), each sending its next request as soon as the answer to the previous
-one arrives (bench/echo_load.mjs, Node: socket.io-client, or `ws` for the JSON protocol), ~64
-bytes each way. The server under test is pinned to CPU 1, the load generator to CPU 0; rounds
+one arrives, ~64 bytes each way. The load generator (--client) is either bench/loadclient's
+echo_client (C++, one thread, raw epoll, speaking Engine.IO/Socket.IO and the JSON protocol over
+WebSocket itself: the default, whose ceiling is far above the servers') or bench/echo_load.mjs
+(Node: socket.io-client, or `ws` for the JSON protocol: the view of a real client library, which
+is itself the limit near 50 k answers/s). Each protocol also runs the trivial echo server
+(bench/loadclient/echo_trivial_server.cpp: slices each request into its answer, no parsing),
+whose rate is the load generator's own ceiling in the same run. The server under test is pinned to CPU 1, the load generator to CPU 0; rounds
 are interleaved (each round runs every peer once) and the table shows medians:
 
 - sio: a Socket.IO event with an ack. Peers: Node socket.io 4.8 (socket.on + ack callback),
@@ -35,11 +40,15 @@ from harness import PYTHON, HERE, cpu_seconds, free_port, stop, wait_line
 NODE = shutil.which("node") or "node"
 SERVERS = HERE / "servers"
 # name: (command, protocol)
+TRIVIAL = HERE / "build" / "loadclient" / "echo_trivial_server"
+ECHO_CLIENT = HERE / "build" / "loadclient" / "echo_client"
 PEERS: dict[str, tuple[list[str], str]] = {
+    "trivial echo (sio)": ([str(TRIVIAL), "--proto", "sio"], "sio"),
     "node socket.io": ([NODE, str(SERVERS / "echo_node.mjs"), "--proto", "sio"], "sio"),
     "python-socketio (aiohttp)": ([PYTHON, str(SERVERS / "echo_python_socketio.py")], "sio"),
     "skyrelay sio sync": ([PYTHON, str(SERVERS / "echo_skyrelay.py"), "--mode", "sync"], "sio"),
     "skyrelay sio async": ([PYTHON, str(SERVERS / "echo_skyrelay.py"), "--mode", "async"], "sio"),
+    "trivial echo (json)": ([str(TRIVIAL), "--proto", "json"], "json"),
     "node ws (json)": ([NODE, str(SERVERS / "echo_node.mjs"), "--proto", "json"], "json"),
     "skyrelay json sync": ([PYTHON, str(SERVERS / "echo_skyrelay.py"), "--mode", "sync"], "json"),
     "skyrelay json async": ([PYTHON, str(SERVERS / "echo_skyrelay.py"), "--mode", "async"],
@@ -84,9 +93,10 @@ def run_once(name: str, args: argparse.Namespace) -> dict:
                                   stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         wait_line(server, "READY", 30)
         harness.wait_port(port, server)
+        generator = ([str(ECHO_CLIENT)] if args.client == "cpp"
+                     else [NODE, str(HERE / "echo_load.mjs")])
         client = subprocess.Popen(
-            ["taskset", "-c", "0", NODE, str(HERE / "echo_load.mjs"), "--proto", proto,
-             "--port", str(port), "--clients", str(args.clients), "--warmup", str(args.warmup),
+            ["taskset", "-c", "0", *generator, "--proto", proto, "--port", str(port), "--clients", str(args.clients), "--warmup", str(args.warmup),
              "--seconds", str(args.seconds)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=harness.ROOT)
         time.sleep(args.warmup + 0.5)  # connections and warm-up; the window starts after it
@@ -122,8 +132,12 @@ def main() -> int:
     p.add_argument("--only", choices=["sio", "json"], help="one protocol's peers only")
     p.add_argument("--baseline", help="a directory holding another skyrelay build (see above)")
     p.add_argument("--label", default="", help="a tag for the result file (before/after)")
+    p.add_argument("--client", choices=["cpp", "node"], default="cpp",
+                   help="the load generator: bench/loadclient/echo_client (C++, default) or "
+                        "bench/echo_load.mjs (socket.io-client / ws)")
     args = p.parse_args()
     args.seconds = min(max(args.seconds, 2.0), 60.0)
+    harness.build_loadclient()  # the echo client and the trivial echo server
     if not (harness.ROOT / "node_modules" / "socket.io-client").is_dir():
         sys.exit("run `npm ci` first (node_modules/socket.io-client is missing)")
     names = [n for n, (_, proto) in PEERS.items() if args.only in (None, proto)]
@@ -142,7 +156,8 @@ def main() -> int:
     keys = ["answers_per_s", "server_cpu", "client_cpu", "per_cpu_s", "switches_per_answer"]
     med = {n: {k: statistics.median(r[k] or 0 for r in rs) for k in keys}
            for n, rs in runs.items()}
-    lines = [f"load average before: {' '.join(load)}; {args.rounds} rounds, medians",
+    lines = [f"load average before: {' '.join(load)}; {args.rounds} rounds, medians; "
+             f"load generator: {args.client}",
              "| peer | answers/s | per server-CPU-s | server CPU | client CPU | server switches per answer |",
              "|---|---:|---:|---:|---:|---:|"]
     for n, m in med.items():

@@ -90,6 +90,7 @@ class HandlerRegistry:
         self.batching = False
         self._pending: list[tuple[Any, Done]] = []  # async handlers of the batch in hand
         self._kinds: dict[Any, tuple[object, Any]] = {}
+        self._plain: dict[Any, bool] = {}  # plain_sync's answers (cleared on a typed handler)
         self._own_loop: asyncio.AbstractEventLoop | None = None
         self._own_loop_thread: threading.Thread | None = None
 
@@ -105,6 +106,7 @@ class HandlerRegistry:
             spec = payload_type(fn, 1) if event != "*" else None
             if spec is not None:
                 self.payload_types[fn] = spec  # a typed callable must be hashable
+                self._plain.clear()
         return fn
 
     def payload_type(self, fn: Handler) -> PayloadType | None:
@@ -217,6 +219,24 @@ class HandlerRegistry:
             done(None, exc)
             return
         done(result, None)
+
+    def plain_sync(self, fn: Handler) -> bool:
+        """Whether ``fn`` is a plain function for :meth:`call`: neither async nor with a
+        submit hook, not typed, not marked ``_skyrelay_args``, so that a caller may run it
+        directly and skip ``call``'s closure (the sync Socket.IO event path). Remembered per
+        handler."""
+        try:
+            return self._plain[fn]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable callable object
+            return False
+        plain = (self._kind(fn)[0] is _SYNC and self.payload_type(fn) is None
+                 and not getattr(fn, "_skyrelay_args", False))
+        if len(self._plain) >= 4096:  # handlers are few; a bound all the same
+            self._plain.clear()
+        self._plain[fn] = plain
+        return plain
 
     def _kind(self, fn: Handler) -> tuple[object, Any]:
         """How :meth:`call` runs ``fn`` (remembered per handler: inspect is slow)."""

@@ -8,13 +8,12 @@ handler's return value or :class:`RequestError` as the answer), and the disconne
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _core
-from .encoding import encode_json
+from .encoding import encode_json, loads_json
 from .endpoints import Endpoint, match_endpoint
 from .errors import ConnectionRefused, RequestError
 from .typed import InvalidPayload
@@ -93,6 +92,17 @@ class JSONProtocolBridge:
                 core.send_error(sid, "unknown_event", message)
             return
         conn = self._registry.connection(sid)
+        if self._registry.plain_sync(handler):
+            # A plain function (not async, not typed, no submit hook, not the Flask facade's):
+            # called here, without the closures and the dispatch of registry.call.
+            try:
+                result = handler(conn, loads_json(data))
+            except Exception as exc:  # reported as registry.call reports it
+                self._answer(core, sid, event, request_id, None, exc)
+                return
+            if request_id:
+                self._answer(core, sid, event, request_id, result, None)
+            return
 
         def refuse(exc: RequestError) -> None:
             if request_id:
@@ -101,27 +111,7 @@ class JSONProtocolBridge:
                 core.send_error(sid, exc.code, exc.message)
 
         def done(result: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                if isinstance(exc, RequestError):
-                    refuse(exc)
-                    return
-                # A plain event has no answer to carry the error: only the log hears of it.
-                message = self._registry.handler_error(f"handler for {event!r} failed", exc)
-                if request_id:
-                    core.respond(sid, request_id, False, "handler_error", message)
-                return
-            if request_id:
-                if core.respond_plain(sid, request_id, result) >= 0:  # plain: written in C++
-                    return
-                try:
-                    body = encode_json(result, self._registry.json_default,
-                                       check=_core.is_valid_json).decode("utf-8")
-                except (TypeError, ValueError) as err:
-                    message = self._registry.handler_error(
-                        f"response of {event!r} is not JSON serializable", err)
-                    core.respond(sid, request_id, False, "handler_error", message)
-                    return
-                core.respond(sid, request_id, True, body, "")
+            self._answer(core, sid, event, request_id, result, exc)
 
         spec = self._registry.payload_type(handler)
         if spec is not None:  # a typed handler: pydantic parses the JSON text itself
@@ -135,10 +125,40 @@ class JSONProtocolBridge:
                 return
             self._registry.call(handler, (conn, value), done)
             return
-        value = json.loads(data)
+        value = loads_json(data)
         if getattr(handler, "_skyrelay_args", False):  # facade handlers take an argument list
             value = [] if value is None else [value]
         self._registry.call(handler, (conn, value), done)
+
+    def _answer(self, core: Any, sid: str, event: str, request_id: str, result: Any,
+                exc: BaseException | None) -> None:
+        """What a handler's outcome sends: for a request, its return value as the response, a
+        RequestError's refusal or handler_error; for a plain event, a RequestError's error
+        and nothing else."""
+        if exc is not None:
+            if isinstance(exc, RequestError):
+                if request_id:
+                    core.respond(sid, request_id, False, exc.code, exc.message)
+                else:
+                    core.send_error(sid, exc.code, exc.message)
+                return
+            # A plain event has no answer to carry the error: only the log hears of it.
+            message = self._registry.handler_error(f"handler for {event!r} failed", exc)
+            if request_id:
+                core.respond(sid, request_id, False, "handler_error", message)
+            return
+        if request_id:
+            if core.respond_plain(sid, request_id, result) >= 0:  # plain: written in C++
+                return
+            try:
+                body = encode_json(result, self._registry.json_default,
+                                   check=_core.is_valid_json).decode("utf-8")
+            except (TypeError, ValueError) as err:
+                message = self._registry.handler_error(
+                    f"response of {event!r} is not JSON serializable", err)
+                core.respond(sid, request_id, False, "handler_error", message)
+                return
+            core.respond(sid, request_id, True, body, "")
 
     def on_disconnect(self, sid: str, reason: str, claims: str | None = None) -> None:
         self._registry.entered()

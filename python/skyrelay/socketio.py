@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .connection import EMPTY_AUTH
-from .encoding import encode_args, unpack_binary
+from .encoding import encode_args, loads_json, unpack_binary
 from .errors import ConnectionRefused, Forbidden, RequestError
 from .typed import InvalidPayload
 
@@ -122,10 +122,21 @@ class SocketIOBridge:
         conn = registry.connections.get(sid)
         if conn is None:
             conn = registry.connection(sid)
-        args = json.loads(args_json)
+        args = loads_json(args_json)
         if attachments:
             args = unpack_binary(args, attachments)
         handler = registry.handlers.get((conn.namespace, event))
+        if handler is not None and registry.plain_sync(handler):
+            # A plain function (not async, not typed, no submit hook, not the Flask facade's
+            # raw list): called here, without the closure and the dispatch of registry.call.
+            try:
+                result = handler(conn, args[0] if len(args) == 1 else (args or None))
+            except Exception as exc:  # reported as registry.call reports it
+                self._answer(sid, event, ack_id, None, exc)
+                return
+            if ack_id >= 0:
+                self._answer(sid, event, ack_id, result, None)
+            return
         if handler is None:  # a pattern's, or the "*" namespace's
             handler = registry.namespace_handler(registry.handlers, conn.namespace, event)
         spec = registry.payload_type(handler) if handler is not None else None
@@ -137,30 +148,7 @@ class SocketIOBridge:
             return  # Socket.IO has no error reply for unknown events
 
         def done(result: Any, exc: BaseException | None) -> None:
-            if isinstance(exc, RequestError):
-                self.refuse(sid, ack_id, event, exc)
-                return
-            if exc is not None:
-                # The client that asked for an ack gets handler_error (generic unless debug),
-                # shaped like a RequestError's, instead of waiting for nothing.
-                message = registry.handler_error(f"handler for {event!r} failed", exc)
-                if ack_id >= 0:
-                    self.ack(sid, ack_id, [handler_error(message, event)])
-                return
-            if ack_id < 0:
-                return
-            values = [] if result is None else list(result) if isinstance(result, tuple) \
-                else [result]
-            core = self._require_core()
-            if core.sio_ack_plain(sid, ack_id, values) >= 0:  # plain values: written in C++
-                return
-            try:
-                text, attachments = encode_args(values, registry.json_default)
-            except (TypeError, ValueError) as err:
-                message = registry.handler_error(f"ack of {event!r} is not JSON serializable", err)
-                self.ack(sid, ack_id, [handler_error(message, event)])
-                return
-            core.sio_ack(sid, ack_id, text, attachments)
+            self._answer(sid, event, ack_id, result, exc)
 
         # Handlers marked with `_skyrelay_args` (the Flask-SocketIO facade) get the raw list.
         data = args if getattr(handler, "_skyrelay_args", False) else handler_args(args)
@@ -174,6 +162,36 @@ class SocketIOBridge:
                 done(None, exc)
                 return
         registry.call(handler, (conn, data), done)
+
+    def _answer(self, sid: str, event: str, ack_id: int, result: Any,
+                exc: BaseException | None) -> None:
+        """What a handler's outcome sends: its return value as the ack (when the client asked
+        for one), a refusal for a RequestError, handler_error for any other exception."""
+        registry = self.registry
+        if isinstance(exc, RequestError):
+            self.refuse(sid, ack_id, event, exc)
+            return
+        if exc is not None:
+            # The client that asked for an ack gets handler_error (generic unless debug),
+            # shaped like a RequestError's, instead of waiting for nothing.
+            message = registry.handler_error(f"handler for {event!r} failed", exc)
+            if ack_id >= 0:
+                self.ack(sid, ack_id, [handler_error(message, event)])
+            return
+        if ack_id < 0:
+            return
+        values = [] if result is None else list(result) if isinstance(result, tuple) \
+            else [result]
+        core = self._require_core()
+        if core.sio_ack_plain(sid, ack_id, values) >= 0:  # plain values: written in C++
+            return
+        try:
+            text, attachments = encode_args(values, registry.json_default)
+        except (TypeError, ValueError) as err:
+            message = registry.handler_error(f"ack of {event!r} is not JSON serializable", err)
+            self.ack(sid, ack_id, [handler_error(message, event)])
+            return
+        core.sio_ack(sid, ack_id, text, attachments)
 
     def refuse(self, sid: str, ack_id: int, event: str, exc: RequestError) -> None:
         """Answers an event refused with a RequestError as the server answers a refused event:

@@ -70,6 +70,58 @@ TEST(SocketIo, RejectsInvalidPackets) {
   EXPECT_TRUE(bad("299999999999999999999[\"x\"]"));  // id overflow
 }
 
+// White space around the payload's values is JSON; the shape checks see past it.
+TEST(SocketIo, DecodeChecksTheShapeBehindWhiteSpace) {
+  EXPECT_EQ(ok("2 [ \"e\" , 1 ]").type, sio::packet_type::event);
+  EXPECT_EQ(ok("0 {\"token\":\"x\"}").type, sio::packet_type::connect);
+  EXPECT_EQ(ok("31\n[1]").type, sio::packet_type::ack);
+  EXPECT_TRUE(bad("2 [ 1 ]"));
+  EXPECT_TRUE(bad("2 [ ]"));
+  EXPECT_TRUE(bad("0 [1]"));
+  EXPECT_TRUE(bad("31 {}"));
+  EXPECT_TRUE(bad("2[\"e\",1]x"));          // trailing garbage
+  EXPECT_TRUE(bad("2[\"\\ud800\"]"));      // a lone surrogate in the name
+  EXPECT_TRUE(bad("2[\"e\",\"\xff\"]"));   // not UTF-8
+}
+
+// An accepted EVENT payload splits into its name and the JSON array of the other arguments,
+// as sent, without a JSON document in between.
+TEST(SocketIo, SplitEvent) {
+  std::string name, args;
+  ASSERT_TRUE(sio::split_event("[\"echo\",{\"seq\":1,\"pad\":\"xx\"}]", name, args));
+  EXPECT_EQ(name, "echo");
+  EXPECT_EQ(args, "[{\"seq\":1,\"pad\":\"xx\"}]");
+  ASSERT_TRUE(sio::split_event("[\"ping\"]", name, args));
+  EXPECT_EQ(name, "ping");
+  EXPECT_EQ(args, "[]");
+  ASSERT_TRUE(sio::split_event(" [ \"a b\" ,1, \"2\" ] ", name, args));
+  EXPECT_EQ(name, "a b");
+  EXPECT_EQ(args, "[1, \"2\" ] ");
+  ASSERT_TRUE(sio::split_event("[ \"p\" ]", name, args));
+  EXPECT_EQ(args, "[]");
+  // Escapes in the name are decoded; a quote or backslash inside does not end it early.
+  ASSERT_TRUE(sio::split_event(R"(["n\"q\\",[1]])", name, args));
+  EXPECT_EQ(name, "n\"q\\");
+  EXPECT_EQ(args, "[[1]]");
+  ASSERT_TRUE(sio::split_event(R"(["\u00e9t\u00e9",true])", name, args));
+  EXPECT_EQ(name, "\xc3\xa9t\xc3\xa9");
+  EXPECT_EQ(args, "[true]");
+  // Numbers reach the handler as written (a document would have made this one a double).
+  ASSERT_TRUE(sio::split_event("[\"big\",123456789012345678901234567890]", name, args));
+  EXPECT_EQ(args, "[123456789012345678901234567890]");
+  // The packet decoded and split again: what dispatch does with a client's EVENT.
+  auto p = ok("2/chat,7[\"m\",{\"a\":[1,2]},null]");
+  ASSERT_TRUE(sio::split_event(p.data, name, args));
+  EXPECT_EQ(name, "m");
+  EXPECT_EQ(args, "[{\"a\":[1,2]},null]");
+  // Not that shape.
+  EXPECT_FALSE(sio::split_event("[1]", name, args));
+  EXPECT_FALSE(sio::split_event("[]", name, args));
+  EXPECT_FALSE(sio::split_event("{}", name, args));
+  EXPECT_FALSE(sio::split_event("", name, args));
+  EXPECT_FALSE(sio::split_event("[\"unterminated", name, args));
+}
+
 TEST(SocketIo, EncodeServerPackets) {
   EXPECT_EQ(sio::connect_ok("/", "abc"), "0{\"sid\":\"abc\"}");
   EXPECT_EQ(sio::connect_ok("/custom", "abc"), "0/custom,{\"sid\":\"abc\"}");
@@ -87,6 +139,10 @@ TEST(SocketIo, EncodeServerPackets) {
   EXPECT_EQ(sio::encode(ack), "3456[1,\"2\"]");
   sio::packet back{sio::packet_type::binary_ack, "/x", 2, 789, "[]"};
   EXPECT_EQ(sio::encode(back), "62-/x,789[]");
+  // The ack's Engine.IO message is "4" and the encoded ACK packet.
+  EXPECT_EQ(sio::ack_message("/", 456, "[1,\"2\"]"), "4" + sio::encode(ack));
+  EXPECT_EQ(sio::ack_message("/x", 789, "[]", 2), "4" + sio::encode(back));
+  EXPECT_EQ(sio::ack_message("/", 0, "[]"), "430[]");
   // Encoding then decoding gives the same packet.
   auto round = std::get<sio::packet>(sio::decode(sio::event("/chat", "n\"q", "1,2", 0, 3)));
   EXPECT_EQ(round.nsp, "/chat");

@@ -311,8 +311,8 @@ void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attach
     case sio::packet_type::binary_event: {
       if (!hooks.on_sio_event) return;
       // Split ["name", args...] into the name and the JSON text of the args array.
-      auto j = nlohmann::json::parse(p.data, nullptr, false);
-      std::string name = j[0].get<std::string>();
+      std::string name, args;
+      if (!sio::split_event(p.data, name, args)) return;  // decode() accepted only this shape
       std::int64_t wait_ns = 0;
       if (!sock->take_token(name, wait_ns)) {
         // Over the socket's inbound rate: the event is dropped (its ack never comes) and the
@@ -351,9 +351,8 @@ void eio_session::dispatch(const sio::packet& p, std::vector<std::string> attach
           return;
         }
       }
-      j.erase(j.begin());
       bool queued = context_.get_dispatcher().post(
-          [app, sid = sock->sid(), name = std::move(name), args = j.dump(), id,
+          [app, sid = sock->sid(), name = std::move(name), args = std::move(args), id,
            attachments = std::move(attachments)] {
             app->on_sio_event(sid, name, args, id, attachments);
           });

@@ -87,15 +87,26 @@ bool sio_server::refuse(const std::string& sid, const std::string& message,
   return true;
 }
 
+namespace {
+
+// The Engine.IO message `message` ("4" and a Socket.IO packet) and its binary attachments, to
+// one socket.
+void deliver_message(sio_socket& s, std::string_view message,
+                     std::vector<std::string> attachments) {
+  std::vector<frame_ptr> frames;
+  frames.reserve(attachments.size() + 1);
+  frames.push_back(make_message(message, 1, steady_ns(), true));
+  for (auto& a : attachments) frames.push_back(make_message(std::move(a), 2, 0, true));
+  s.deliver_all(std::move(frames));
+}
+
+}  // namespace
+
 bool sio_server::send(const std::string& sid, std::string packet,
                       std::vector<std::string> attachments) {
   auto s = find_socket(sid);
   if (!s) return false;
-  std::vector<frame_ptr> frames;
-  frames.reserve(attachments.size() + 1);
-  frames.push_back(make_message("4" + packet, 1, steady_ns(), true));
-  for (auto& a : attachments) frames.push_back(make_message(std::move(a), 2, 0, true));
-  s->deliver_all(std::move(frames));
+  deliver_message(*s, "4" + packet, std::move(attachments));
   return true;
 }
 
@@ -125,12 +136,12 @@ bool sio_server::emit(const std::string& sid, const std::string& event, const st
 
 bool sio_server::ack(const std::string& sid, std::uint64_t id, const std::string& args,
                      std::vector<std::string> attachments) {
+  // One look-up, and the message built in one string (an answer per event on the handler path).
   auto s = find_socket(sid);
   if (!s) return false;
-  sio::packet p{attachments.empty() ? sio::packet_type::ack : sio::packet_type::binary_ack,
-                s->nsp(), attachments.size(), id, args};
-  std::string packet = sio::encode(p);
-  return send(sid, std::move(packet), std::move(attachments));
+  deliver_message(*s, sio::ack_message(s->nsp(), id, args, attachments.size()),
+                  std::move(attachments));
+  return true;
 }
 
 bool sio_server::disconnect(const std::string& sid) {

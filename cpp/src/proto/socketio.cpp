@@ -37,6 +37,14 @@ void append_header(std::string& out, packet_type type, std::size_t attachments,
   if (id) out += std::to_string(*id);
 }
 
+// The position of the first byte at or after `pos` that is not JSON white space (the text's
+// size when there is none).
+std::size_t skip_space(std::string_view s, std::size_t pos) {
+  while (pos < s.size() && (s[pos] == ' ' || s[pos] == '\t' || s[pos] == '\n' || s[pos] == '\r'))
+    ++pos;
+  return pos;
+}
+
 }  // namespace
 
 std::variant<packet, std::string> decode(std::string_view s) {
@@ -66,30 +74,38 @@ std::variant<packet, std::string> decode(std::string_view s) {
     p.id = id;
   }
   p.data = std::string(s.substr(pos));
+  bool array_starts_with_string = false;
 
-  nlohmann::json j;
+  // Validated without building a document (nlohmann's accept: the same grammar and UTF-8 checks
+  // as parse, no allocation per value); the shape checks below look only at the first bytes.
+  char first = 0;
   if (!p.data.empty()) {
-    j = nlohmann::json::parse(p.data, nullptr, false);
-    if (j.is_discarded()) return std::string("invalid payload");
-    // The server re-serializes event arguments, which recurses once per level.
+    if (!nlohmann::json::accept(p.data)) return std::string("invalid payload");
+    // Bounded nesting: decoders of the arguments (Python's json, nlohmann) recurse per level.
     if (!proto::json_depth_within(p.data, proto::max_json_depth))
       return std::string("payload nested too deeply");
+    std::size_t at = skip_space(p.data, 0);
+    first = p.data[at];
+    if (first == '[') {
+      at = skip_space(p.data, at + 1);
+      array_starts_with_string = p.data[at] == '"';
+    }
   }
   switch (p.type) {
     case packet_type::connect:
-      if (p.id || (!p.data.empty() && !j.is_object())) return std::string("invalid CONNECT payload");
+      if (p.id || (!p.data.empty() && first != '{')) return std::string("invalid CONNECT payload");
       break;
     case packet_type::disconnect:
       if (p.id || !p.data.empty()) return std::string("invalid DISCONNECT packet");
       break;
     case packet_type::event:
     case packet_type::binary_event:
-      if (!j.is_array() || j.empty() || !j[0].is_string())
+      if (!array_starts_with_string)
         return std::string("an event payload must be an array starting with the event name");
       break;
     case packet_type::ack:
     case packet_type::binary_ack:
-      if (!p.id || !j.is_array()) return std::string("an ack needs an id and an array payload");
+      if (!p.id || first != '[') return std::string("an ack needs an id and an array payload");
       break;
     case packet_type::connect_error:
       return std::string("CONNECT_ERROR is sent by servers only");
@@ -97,11 +113,62 @@ std::variant<packet, std::string> decode(std::string_view s) {
   return p;
 }
 
+bool split_event(std::string_view data, std::string& name, std::string& args) {
+  std::size_t at = skip_space(data, 0);
+  if (at >= data.size() || data[at] != '[') return false;
+  at = skip_space(data, at + 1);
+  if (at >= data.size() || data[at] != '"') return false;
+  // The name's closing quote: the text is valid JSON, so a backslash always has a byte after it.
+  const std::size_t open = at;
+  bool escaped = false;
+  std::size_t i = open + 1;
+  while (i < data.size() && data[i] != '"') {
+    if (data[i] == '\\') {
+      escaped = true;
+      i += 2;
+    } else {
+      ++i;
+    }
+  }
+  if (i >= data.size()) return false;
+  if (!escaped) {
+    name.assign(data.substr(open + 1, i - open - 1));
+  } else {  // escapes: decoded by the JSON parser (the rare case)
+    auto decoded = nlohmann::json::parse(data.substr(open, i - open + 1), nullptr, false);
+    if (!decoded.is_string()) return false;
+    name = decoded.get<std::string>();
+  }
+  at = skip_space(data, i + 1);
+  if (at >= data.size()) return false;
+  if (data[at] == ']') {
+    args.assign("[]");
+    return true;
+  }
+  if (data[at] != ',') return false;
+  // The other arguments as sent: "[" and the text after the comma, up to the closing bracket
+  // (and any white space after it).
+  args.reserve(data.size() - at);
+  args.assign(1, '[');
+  args.append(data.substr(at + 1));
+  return true;
+}
+
 std::string encode(const packet& p) {
   std::string out;
   out.reserve(16 + p.nsp.size() + p.data.size());
   append_header(out, p.type, p.attachments, p.nsp, p.id);
   out += p.data;
+  return out;
+}
+
+std::string ack_message(std::string_view nsp, std::uint64_t id, std::string_view args,
+                        std::size_t attachments) {
+  std::string out;
+  out.reserve(28 + nsp.size() + args.size());
+  out += '4';
+  append_header(out, attachments ? packet_type::binary_ack : packet_type::ack, attachments, nsp,
+                id);
+  out += args;
   return out;
 }
 

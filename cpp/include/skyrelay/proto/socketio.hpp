@@ -35,8 +35,19 @@ inline constexpr std::size_t max_attachments = 64;
 // message for anything else.
 std::variant<packet, std::string> decode(std::string_view text);
 
+// Splits the payload of an EVENT that decode() accepted, `["name", args...]`, into the event
+// name (unescaped) and the JSON array of the other arguments as they were sent (`[args...]`,
+// white space included; `[]` when there are none), without building a JSON document. False
+// when the payload is not of that shape.
+bool split_event(std::string_view data, std::string& name, std::string& args);
+
 // Encodes a packet; the namespace is written only when it is not "/".
 std::string encode(const packet& p);
+
+// The Engine.IO message of an ACK (BINARY_ACK when attachments > 0) in one string: "4" and
+// encode() of that packet, `args` being its JSON array.
+std::string ack_message(std::string_view nsp, std::uint64_t id, std::string_view args,
+                        std::size_t attachments = 0);
 
 // Common server packets.
 std::string connect_ok(std::string_view nsp, std::string_view sid, std::string_view pid = {});
