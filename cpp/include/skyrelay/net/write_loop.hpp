@@ -113,9 +113,10 @@ class write_loop {
   write_loop& operator=(const write_loop&) = delete;
 
   // Writes the next batch if the loop is idle and fill() adds anything. A batch the socket
-  // takes at once is done before run() returns, and the loop goes on in a turn posted to the
-  // executor; one that must wait goes on from its completion. Either way the loop keeps going
-  // until fill() adds nothing. On the stream's executor.
+  // takes at once is done before run() returns (or when the flush's io_uring batch hands its
+  // result out), and the loop goes on in a turn posted to the executor, unless the owner says
+  // it is idle (owner::idle_after_write); one that must wait goes on from its completion.
+  // Either way the loop keeps going until fill() adds nothing. On the stream's executor.
   void run();
   // Cancels the write timer (the owner is finishing); a pending write ends when the stream is
   // closed.
