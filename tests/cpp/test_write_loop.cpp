@@ -2,7 +2,9 @@
 // takes (IOV_MAX), written through a small send buffer so that writes stop part-way through a
 // buffer, arrive whole and in order; the write timeout and a peer that leaves end a write with
 // an error; messages carry their WebSocket header in front and their bare payload behind it;
-// the flush queue starts many loops with one post, in the order of the executor's other work.
+// the flush queue starts many loops with one post, in the order of the executor's other work;
+// a loop whose write took all its owner had takes no further turn, and frames pushed by
+// another thread while it writes all arrive, in order.
 #include <gtest/gtest.h>
 
 #include <poll.h>
@@ -18,6 +20,7 @@
 
 #include "skyrelay/net/flush_queue.hpp"
 #include "skyrelay/net/metrics.hpp"
+#include "skyrelay/net/outbox.hpp"
 #include "skyrelay/net/write_loop.hpp"
 #include "socket_bytes.hpp"
 #include "skyrelay/proto/ws_frame.hpp"
@@ -281,6 +284,105 @@ TEST(FlushQueue, StartsManyLoopsWithOnePostInTheExecutorsOrder) {
     const std::string want = "loop" + std::to_string(i);
     EXPECT_EQ(read_all(clients[i], want.size()), want);
   }
+}
+
+// An owner fed as a session is: frames pushed into an outbox by any thread, the loop started
+// through the flush queue when a push finds it idle. `idle_after_write` off leaves the
+// default (a turn after every write at once).
+class outbox_writer : public net::write_loop::owner,
+                      public std::enable_shared_from_this<outbox_writer> {
+ public:
+  outbox_writer(tcp::socket s, metrics& m, bool idle_after_write)
+      : stream_(std::move(s)),
+        loop_(stream_, *this, m, 0ms),
+        box_(outbox::limits{std::size_t{1} << 30, std::size_t{1} << 24}),
+        idle_after_write_(idle_after_write) {}
+
+  void push(const frame_ptr& f) {  // any thread
+    const auto r = box_.push(f, overflow_policy::disconnect);
+    ASSERT_TRUE(r.accepted);
+    if (r.start_writer)
+      asio::use_service<net::flush_queue>(
+          static_cast<asio::io_context&>(stream_.get_executor().context()))
+          .add(shared_from_this(), loop_);
+  }
+  void fill(net::write_batch& b) override {
+    ++fills_;
+    box_.take(b.frames());
+  }
+  void written(boost::system::error_code ec) override {
+    if (ec) error_ = ec;
+  }
+  void write_timed_out() override {}
+  std::shared_ptr<void> keep_alive() override { return shared_from_this(); }
+  transport_kind metric_transport() const noexcept override { return transport_kind::json; }
+  bool idle_after_write() override { return idle_after_write_ && box_.idle_if_empty(); }
+
+  net::stream stream_;
+  net::write_loop loop_;
+  outbox box_;
+  const bool idle_after_write_;
+  int fills_{0};  // on the executor
+  boost::system::error_code error_;
+};
+
+// At light load every write takes the whole outbox. The loop goes idle after it without a
+// second turn (one fill per write, not two), and the next push starts it again.
+TEST(WriteLoop, AWriteThatTookEverythingTakesNoFurtherTurn) {
+  for (const bool idle_after_write : {false, true}) {
+    connection c;
+    metrics m(1);
+    auto w = std::make_shared<outbox_writer>(std::move(c.server), m, idle_after_write);
+    std::string expected;
+    for (std::size_t i = 0; i < 3; ++i) {
+      const std::string bytes = pattern(i, 100);
+      w->push(make_frame(bytes));
+      expected += bytes;
+      c.ioc.poll();
+      c.ioc.restart();
+      EXPECT_EQ(read_all(c.client, bytes.size()), bytes);
+      EXPECT_FALSE(w->loop_.busy());
+    }
+    // The default: each write's turn after it found the outbox empty.
+    EXPECT_EQ(w->fills_, idle_after_write ? 3 : 6) << idle_after_write;
+    EXPECT_EQ(m.total(transport_kind::json, &metrics::traffic::writes), 3u);
+    EXPECT_EQ(m.total(transport_kind::json, &metrics::traffic::frames_out), 3u);
+    EXPECT_FALSE(w->error_);
+  }
+}
+
+// Frames pushed by another thread while the loop writes: whether a push comes before a write
+// takes the outbox, between the take and the write's end, or after the loop went idle, it
+// arrives, once and in order (a push whose start were lost would stall the stream here).
+TEST(WriteLoop, FramesPushedWhileItWritesAllArriveInOrder) {
+  connection c;
+  metrics m(1);
+  auto w = std::make_shared<outbox_writer>(std::move(c.server), m, true);
+  constexpr std::size_t count = 20'000;
+  std::string expected;
+  std::vector<frame_ptr> frames;
+  for (std::size_t i = 0; i < count; ++i) {
+    frames.push_back(make_frame(pattern(i, 1 + i % 61)));
+    expected += frames.back()->bytes;
+  }
+  auto guard = asio::make_work_guard(c.ioc);
+  std::thread io([&] { c.ioc.run_for(30s); });
+  std::thread publisher([&] {
+    for (std::size_t i = 0; i < count; ++i) {
+      w->push(frames[i]);
+      if (i % 97 == 0) std::this_thread::yield();  // let the loop go idle now and then
+    }
+  });
+  const std::string got = read_all(c.client, expected.size());
+  publisher.join();
+  guard.reset();
+  c.ioc.stop();
+  io.join();
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected);
+  EXPECT_FALSE(w->error_);
+  EXPECT_EQ(m.total(transport_kind::json, &metrics::traffic::frames_out), count);
+  EXPECT_EQ(m.total(transport_kind::json, &metrics::traffic::bytes_out), expected.size());
 }
 
 TEST(MessageFrame, CarriesItsWebSocketHeaderInFrontOfTheBarePayload) {

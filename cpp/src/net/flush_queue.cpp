@@ -16,23 +16,26 @@ thread_local std::int64_t drain_started = 0;
 
 std::int64_t flush_queue::drain_started_ns() noexcept { return drain_started; }
 
+flush_queue::flush_queue(asio::io_context& ioc)
+    : asio::execution_context::service(ioc), ex_(ioc.get_executor()) {}
+
 void flush_queue::add(std::shared_ptr<void> keep, write_loop& loop,
                       const asio::any_io_executor& ex) {
   assert(&ex.context() == &context());
+  add(std::move(keep), loop);
+}
+
+void flush_queue::add(std::shared_ptr<void> keep, write_loop& loop) {
   bool post = false;
   {
     std::lock_guard lock(mu_);
-    if (!have_ex_) {
-      ex_ = ex;
-      have_ex_ = true;
-    }
     queued_.push_back(entry{std::move(keep), &loop});
     post = !posted_;
     posted_ = true;
   }
   // Queued behind a drain already posted (and not started), or with a new one posted now:
   // either way before anything the caller posts next.
-  if (post) asio::post(ex, [this] { drain(); });
+  if (post) asio::post(ex_, [this] { drain(); });
 }
 
 void flush_queue::drain() {
@@ -44,6 +47,9 @@ void flush_queue::drain() {
   drain_started = steady_ns();  // one clock read for every write this drain starts
   draining_now_ = true;
   {
+    // The writes' counters once for the flush; opened first, so that it closes after the
+    // io_uring batch has handed out its results (the loops complete their writes then).
+    write_loop::metrics_tally counted;
     uring_writer::batch sends(context());  // the runs' sends to the kernel together, if enabled
     for (auto& e : draining_) {  // no lock held: a run may add again
       e.loop->in_drain_ = true;
@@ -64,10 +70,8 @@ void flush_queue::drain() {
   draining_.clear();
   if (again_.empty()) return;
   bool post = false;
-  asio::any_io_executor ex;
   {
     std::lock_guard lock(mu_);
-    ex = ex_;  // set: the entries came from add()
     if (queued_.empty()) {
       queued_.swap(again_);
     } else {
@@ -77,7 +81,7 @@ void flush_queue::drain() {
     posted_ = true;
   }
   again_.clear();
-  if (post) asio::post(ex, [this] { drain(); });
+  if (post) asio::post(ex_, [this] { drain(); });
 }
 
 bool flush_queue::again(write_loop& loop) {

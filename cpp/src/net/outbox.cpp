@@ -127,6 +127,13 @@ bool outbox::take(std::vector<frame_ptr>& out) {
   return true;
 }
 
+bool outbox::idle_if_empty() {
+  std::lock_guard lock(mu_);
+  if (size_locked() != 0) return false;
+  writer_active_ = false;
+  return true;
+}
+
 void outbox::close() {
   std::lock_guard lock(mu_);
   closed_ = true;

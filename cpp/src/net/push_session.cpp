@@ -45,7 +45,8 @@ push_session::push_session(net::stream socket, session_context& ctx, std::string
       timer_(static_cast<asio::io_context&>(socket_.get_executor().context()).get_executor()),
       writer_(socket_, *this, ctx.get_metrics(), ctx.config().write_timeout),
       prefix_(std::move(prefix)),
-      flushes_(asio::use_service<net::flush_queue>(socket_.get_executor().context())) {
+      flushes_(asio::use_service<net::flush_queue>(
+          static_cast<asio::io_context&>(socket_.get_executor().context()))) {
   set_write_target(outbox_.hot());
 }
 
@@ -180,7 +181,7 @@ void push_session::on_pushed(const outbox::push_result& r) {
 }
 
 void push_session::schedule_flush() {
-  flushes_.add(shared_from_this(), writer_, socket_.get_executor());  // see flush()
+  flushes_.add(shared_from_this(), writer_);  // on the socket's context; see flush()
 }
 
 void push_session::on_accept() {
@@ -338,6 +339,13 @@ void push_session::log_slow_consumer(std::string_view why) {
 }
 
 std::shared_ptr<void> push_session::keep_alive() { return shared_from_this(); }
+
+bool push_session::idle_after_write() {
+  // What fill() does in any other state (a refusal, a close, a session that ended) goes on
+  // through the loop's own next turn.
+  if (state_ != state::open || refused_ || has_own_bytes()) return false;
+  return outbox_.idle_if_empty();
+}
 
 void push_session::arm_expiry() {
   if (!identity_ || transport_only()) return;

@@ -21,6 +21,45 @@ constexpr std::size_t iov_max = IOV_MAX;
 #else
 constexpr std::size_t iov_max = 1024;  // Linux's value; POSIX guarantees at least 16
 #endif
+
+// The counts of one thread's open metrics_tally: one shard's (the first write's; a write
+// counted in another shard, which one server never has, goes to its shard at once).
+struct write_tally {
+  struct traffic_counts {
+    std::uint64_t writes, bytes_out, frames_out, messages_out;
+  };
+  metrics::shard* shard{nullptr};
+  std::array<traffic_counts, static_cast<std::size_t>(transport_kind::count_)> traffic{};
+  std::array<std::uint64_t, metrics::latency_bounds_ns.size() + 1> latency{};
+  std::uint64_t latency_sum_ns{0};
+  unsigned transports{0};  // bit t: traffic[t] has counts
+  bool timed{false};       // latency has counts
+};
+thread_local write_tally* open_tally = nullptr;
+thread_local write_tally tally_storage;  // the open tally's, reused flush after flush
+
+// Adds a tally's counts to its shard: one atomic addition per counter it touched. The
+// histogram first and the messages last, as a single write counts them, so that a reader who
+// sees the messages sent also sees their latencies.
+void publish(const write_tally& w) noexcept {
+  if (!w.shard) return;
+  auto& shard = *w.shard;
+  if (w.timed) {
+    for (std::size_t b = 0; b < w.latency.size(); ++b)
+      if (w.latency[b]) metrics::add(shard.latency_buckets[b], w.latency[b]);
+    metrics::add(shard.latency_sum_ns, w.latency_sum_ns);
+  }
+  for (unsigned bits = w.transports; bits;) {
+    const auto t = static_cast<std::size_t>(__builtin_ctz(bits));
+    bits &= bits - 1;
+    const auto& c = w.traffic[t];
+    auto& traffic = shard.by_transport[t];
+    metrics::add(traffic.writes, c.writes);
+    if (c.bytes_out) metrics::add(traffic.bytes_out, c.bytes_out);
+    if (c.frames_out) metrics::add(traffic.frames_out, c.frames_out);
+    if (c.messages_out) metrics::add(traffic.messages_out, c.messages_out);
+  }
+}
 }  // namespace
 
 // write_batch ---------------------------------------------------------------------------------
@@ -83,7 +122,8 @@ write_loop::write_loop(stream& s, owner& o, metrics& m, std::chrono::millisecond
     : stream_(s),
       owner_(o),
       metrics_(m),
-      flushes_(asio::use_service<flush_queue>(s.get_executor().context())),
+      flushes_(asio::use_service<flush_queue>(
+          static_cast<asio::io_context&>(s.get_executor().context()))),
       timeout_(timeout) {}
 
 void write_loop::run() {
@@ -135,6 +175,9 @@ void write_loop::sent_at_once(std::int64_t now_ns) {
   // turn comes from the context's flush queue, which starts every connection that wrote at
   // once with one posted handler, not one post (an allocation and the scheduler's lock) each.
   if (busy_ || continuing_) return;  // written() may have run the loop again
+  // The write took all there was (every write at light load): the next push starts the loop
+  // through the flush queue, so no turn is needed to find the outbox empty.
+  if (owner_.idle_after_write()) return;
   continuing_ = true;
   // Run by a drain (every write a publication starts): its entry keeps the owner for the
   // next turn. Else (the next batch of a loop that waited) a shared_ptr of its own.
@@ -228,19 +271,24 @@ void write_loop::write_tls() {
 
 void write_loop::complete(std::int64_t now_ns) {
   busy_ = false;
-  auto& m = metrics_;
-  auto& shard = m.local();
-  auto& traffic = shard.of(owner_.metric_transport());
-  m.add(traffic.writes);
-  m.add(traffic.bytes_out, written_);
+  auto& shard = metrics_.local();
+  const auto t = static_cast<std::size_t>(owner_.metric_transport());
+  write_tally* tally = open_tally;
+  if (tally && tally->shard != &shard) {
+    if (tally->shard) tally = nullptr;  // another server's metrics: counted at once
+    else tally->shard = &shard;
+  }
+  write_tally here;  // without an open tally: this write's counts, added below
+  write_tally& to = tally ? *tally : here;
+  auto& traffic = to.traffic[t];
+  to.transports |= 1u << t;
+  ++traffic.writes;
+  traffic.bytes_out += written_;
   const auto& frames = batch_.frames_;
   if (!frames.empty()) {
-    // The publish-to-write histogram, counted here and added once per bucket: a write of
-    // many frames costs two atomic additions per bucket it touches, not two per frame.
+    // The publish-to-write histogram, counted per bucket: however many frames a write has,
+    // its atomic additions are two per bucket it touches (one per flush with a tally).
     constexpr auto& bounds = metrics::latency_bounds_ns;
-    std::array<std::uint64_t, bounds.size() + 1> counts{};
-    std::uint64_t sum_ns = 0;
-    bool timed = false;
     const std::int64_t now = now_ns ? now_ns : steady_ns();
     std::uint64_t data_frames = 0;
     for (const auto& f : frames) {
@@ -249,20 +297,32 @@ void write_loop::complete(std::int64_t now_ns) {
       const std::int64_t ns = std::max<std::int64_t>(now - f->publish_ns, 0);
       std::size_t b = 0;
       while (b < bounds.size() && ns > bounds[b]) ++b;
-      ++counts[b];
-      sum_ns += static_cast<std::uint64_t>(ns);
-      timed = true;
+      ++to.latency[b];
+      to.latency_sum_ns += static_cast<std::uint64_t>(ns);
+      to.timed = true;
     }
-    if (timed) {
-      for (std::size_t b = 0; b < counts.size(); ++b)
-        if (counts[b]) m.add(shard.latency_buckets[b], counts[b]);
-      m.add(shard.latency_sum_ns, sum_ns);
-    }
-    m.add(traffic.frames_out, frames.size());
-    m.add(traffic.messages_out, data_frames);
+    traffic.frames_out += frames.size();
+    traffic.messages_out += data_frames;
+  }
+  if (!tally) {
+    here.shard = &shard;
+    publish(here);
   }
   batch_.frames_.clear();
   owner_.written(ec_);
+}
+
+write_loop::metrics_tally::metrics_tally() noexcept {
+  if (open_tally) return;
+  tally_storage = write_tally{};
+  open_tally = &tally_storage;
+  opened_ = true;
+}
+
+write_loop::metrics_tally::~metrics_tally() {
+  if (!opened_) return;
+  open_tally = nullptr;
+  publish(tally_storage);
 }
 
 // One timer watches every write: armed by the first write that has to wait, it fires at that

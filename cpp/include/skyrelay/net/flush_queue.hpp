@@ -26,10 +26,15 @@ class flush_queue : public asio::execution_context::service {
  public:
   static asio::execution_context::id id;
 
-  explicit flush_queue(asio::execution_context& ctx) : asio::execution_context::service(ctx) {}
+  // Made by asio::use_service with the io_context (every I/O thread's is one; pass it as
+  // asio::io_context&, not as its execution_context), whose executor add() then posts to.
+  explicit flush_queue(asio::io_context& ioc);
 
   // `ex` is the executor of this queue's context (the loop's, one thread per context).
   void add(std::shared_ptr<void> keep, write_loop& loop, const asio::any_io_executor& ex);
+  // The same on the context's own executor: the fan-out's path (one call per recipient),
+  // which then copies no executor.
+  void add(std::shared_ptr<void> keep, write_loop& loop);
 
   // The next turn of a loop that this queue's drain is running now (write_loop's continuation
   // after a write that went out at once): `loop` runs again in a later drain, kept alive by
@@ -56,8 +61,7 @@ class flush_queue : public asio::execution_context::service {
   std::vector<entry> draining_;  // the drain's own (capacity kept), on the context's thread
   std::vector<entry> again_;     // the entries of loops that asked again(), moved at its end
   bool draining_now_{false};     // a drain is running (on the context's thread)
-  asio::any_io_executor ex_;     // the context's, from the first add(); under mu_
-  bool have_ex_{false};          // under mu_
+  const asio::any_io_executor ex_;  // the context's
 };
 
 }  // namespace skyrelay::net

@@ -54,6 +54,11 @@ class outbox {
   // nothing per frame and the pushers wait for no per-frame copy.
   bool take(std::vector<frame_ptr>& out);
 
+  // After a write: when nothing is queued, marks the write loop idle (the next push asks for
+  // a new start, as after a take() that finds the queue empty) and returns true; false, with
+  // nothing changed, when frames are waiting.
+  bool idle_if_empty();
+
   // Refuses all further pushes and drops what is queued (the connection is closing).
   void close();
 

@@ -142,6 +142,9 @@ class push_session : public subscriber,
   transport_kind metric_transport() const noexcept override = 0;
   // The session ended, once, if it ever opened; before the disconnect hook is posted.
   virtual void transport_closed(disconnect_reason) {}
+  // Whether frame() would add bytes of the session's own to a batch without frames (a
+  // prefix, an SSE head). By default prefix_.
+  virtual bool has_own_bytes() const noexcept { return !prefix_.empty(); }
 
   void on_accept();
   void push_control(std::string bytes);
@@ -183,6 +186,7 @@ class push_session : public subscriber,
   void written(boost::system::error_code ec) override;
   void write_timed_out() override;  // a write pending for write_timeout: cut as a slow consumer
   std::shared_ptr<void> keep_alive() override;
+  bool idle_after_write() override;  // open, nothing of its own, and the outbox empty
 
   void arm_expiry();  // on acceptance, when the handshake carried a token
   void on_expired();

@@ -51,6 +51,7 @@ class sse_session : public push_session {
   void arm_timer() override;  // a keep-alive comment every sse_keepalive
   // One HTTP chunk per write; the response header goes first, once, outside any chunk.
   void frame(net::write_batch& b) override;
+  bool has_own_bytes() const noexcept override { return !head_.empty() || !prefix_.empty(); }
   std::string close_bytes(std::uint16_t code, std::string_view reason) override;
   // A client leaves by closing its connection (over TLS with or without a close_notify).
   bool eof_is_goodbye() const override { return true; }
