@@ -48,19 +48,12 @@
 #include <string_view>
 #include <vector>
 
+#include "bench_clock.hpp"
+
 namespace {
 
-std::int64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return std::int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-double cpu_seconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
+using bench::now_ns;
+using bench::cpu_seconds;
 
 // Latency histogram: 1 us buckets up to 200 ms, then 1 ms buckets up to 120 s (overload runs
 // queue for longer than 200 ms; their percentiles stay meaningful, only coarser).

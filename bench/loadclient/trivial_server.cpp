@@ -34,13 +34,11 @@
 #include <string>
 #include <vector>
 
+#include "bench_clock.hpp"
+
 namespace {
 
-std::int64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return std::int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
+using bench::now_ns;
 
 struct options {
   int port = 0;
