@@ -365,6 +365,31 @@ TEST(Sgp4, BatchPathMatchesScalarNearAndDeep) {
   }
 }
 
+// The same times give the same bits wherever the caller's rows lie: positions and velocities
+// written into one buffer side by side, a few doubles apart or far apart (the distances at which
+// GCC's run-time overlap check once chose a scalar copy of the output loop, a last bit off).
+TEST(Sgp4, BatchResultsDoNotDependOnWhereTheRowsLie) {
+  sgp4 p(*parse_tle(l1, l2).value);
+  for (std::size_t n : {1u, 4u, 7u, 8u, 13u, 64u, 100u}) {
+    std::vector<double> ts;
+    for (std::size_t i = 0; i < n; ++i) ts.push_back(1038.5 + 1.5 * static_cast<double>(i));
+    std::vector<double> r0(3 * n), v0(3 * n);
+    std::vector<std::int8_t> e0(n), e1(n);
+    p.propagate_batch(ts.data(), n, r0.data(), v0.data(), e0.data());
+    std::vector<double> buffer(16 * n + 4096);
+    for (std::size_t gap : {3 * n, 3 * n + 1, 3 * n + 8, 6 * n, 12 * n + 64, 3 * n + 2048}) {
+      double* r = buffer.data();
+      double* v = r + gap;
+      p.propagate_batch(ts.data(), n, r, v, e1.data());
+      for (std::size_t i = 0; i < 3 * n; ++i) {
+        ASSERT_EQ(r[i], r0[i]) << "n=" << n << " gap=" << gap << " i=" << i;
+        ASSERT_EQ(v[i], v0[i]) << "n=" << n << " gap=" << gap << " i=" << i;
+      }
+      ASSERT_EQ(e1, e0);
+    }
+  }
+}
+
 TEST(PositionsJson, FloatsAsPythonReprWritesThem) {
   const std::pair<double, const char*> cases[] = {
       {0.0, "0.0"}, {-0.0, "-0.0"}, {12.0, "12.0"}, {0.0001, "0.0001"}, {1e-05, "1e-05"},

@@ -42,7 +42,8 @@ struct lanes {
 };
 
 template <bool Simple>
-void near_front(const batch_coefficients& k, const double* ts, std::size_t n, lanes& L) {
+void near_front(const batch_coefficients& k, const double* __restrict ts, std::size_t n,
+                lanes& __restrict L) {
   const double rta0 = std::sqrt(k.a0);
   for (std::size_t l = 0; l < n; ++l) {
     const double t = ts[l];
@@ -126,7 +127,8 @@ inline void resonance_rates(const sgp4::deep_terms& d, double argpo, double argp
 
 template <int Irez, bool Lyddane>
 void deep_front(const batch_coefficients& kr, const sgp4::deep_terms& dr,
-                                     const double* __restrict ts, std::size_t n, lanes& L, resonance_state& rs) {
+                                     const double* __restrict ts, std::size_t n, lanes& __restrict L,
+                                     resonance_state& rs) {
   // Local copies: the compiler then knows the lanes written below cannot alias them.
   const batch_coefficients k = kr;
   const sgp4::deep_terms d = dr;
@@ -284,7 +286,7 @@ void deep_front(const batch_coefficients& kr, const sgp4::deep_terms& dr,
 // the final angle (the general loop's belong to the one before its last, sub-1e-12 step).
 constexpr double near_circular_e2 = 0.02 * 0.02;
 
-void kepler_near_circular(std::size_t n, lanes& L, double* s, double* c) {
+void kepler_near_circular(std::size_t n, lanes& __restrict L, double* __restrict s, double* __restrict c) {
   for (std::size_t l = 0; l < n; ++l) {
     const double ax = L.axnl[l], ay = L.aynl[l], u = L.u[l];
     double sl, cl;
@@ -303,7 +305,8 @@ void kepler_near_circular(std::size_t n, lanes& L, double* s, double* c) {
   }
 }
 
-void kepler(const batch_coefficients& k, std::size_t n, lanes& L, double* s, double* c) {
+void kepler(const batch_coefficients& k, std::size_t n, lanes& __restrict L, double* __restrict s,
+            double* __restrict c) {
   {
     std::int64_t wide = 0;  // integers: see below
     for (std::size_t l = 0; l < n; ++l)
@@ -349,8 +352,12 @@ void kepler(const batch_coefficients& k, std::size_t n, lanes& L, double* s, dou
 // Deep: the inclination varies from lane to lane (lunar-solar terms); near the earth it is the
 // epoch's, and what depends on it alone is computed once per block.
 template <bool Deep>
-void kepler_and_output(const batch_coefficients& k, std::size_t n, lanes& L, double* r,
-                       double* v, std::int8_t* err) {
+// The caller's rows (r, v, err) overlap neither each other nor the lanes. Said with __restrict:
+// else GCC checks at run time how far apart the buffers lie, and takes a scalar copy of the loop
+// when they are close, whose results differed from the vector loop's in the last bit. The same
+// times then gave positions that depended on where the output arrays happened to be allocated.
+void kepler_and_output(const batch_coefficients& k, std::size_t n, lanes& __restrict L,
+                       double* __restrict r, double* __restrict v, std::int8_t* __restrict err) {
   alignas(64) double sl[block], cl[block];
   kepler(k, n, L, sl, cl);
   const double radius = k.radius, vkmpersec = k.vkmpersec, j2 = k.j2, inv_xke = 1.0 / k.xke;

@@ -63,7 +63,8 @@ class sgp4 {
   // km), velocities (n x 3, km/s) and error codes (n). Near-earth orbits take a vectorised path
   // (SIMD lanes over times, polynomial sine and cosine, angle-addition in place of the final
   // atan2) that agrees with `propagate` to about 1e-9 km; positions and velocities at an error
-  // are NaN. Deep-space orbits use `propagate` time by time.
+  // are NaN. Deep-space orbits use `propagate` time by time. r, v and err must not overlap; the
+  // same times give the same bits wherever they lie.
   void propagate_batch(const double* tsince, std::size_t n, double* r, double* v, std::int8_t* err) const;
 
   // The same at a two-part Julian date (UTC).
