@@ -139,8 +139,9 @@ bool sio_server::ack(const std::string& sid, std::uint64_t id, const std::string
   // One look-up, and the message built in one string (an answer per event on the handler path).
   auto s = find_socket(sid);
   if (!s) return false;
-  deliver_message(*s, sio::ack_message(s->nsp(), id, args, attachments.size()),
-                  std::move(attachments));
+  // (The message first: the attachments are moved into the call after.)
+  std::string message = sio::ack_message(s->nsp(), id, args, attachments.size());
+  deliver_message(*s, message, std::move(attachments));
   return true;
 }
 
