@@ -101,6 +101,14 @@ def busy_seconds() -> tuple[float, float]:
     return (sum(v) - v[3] - v[4] - v[7]) / TICK, v[7] / TICK
 
 
+def softirq_seconds() -> list[float]:
+    """Per CPU, the time the tick found it in softirq (/proc/stat's seventh column; without
+    CONFIG_IRQ_TIME_ACCOUNTING the same time is also in the running task's system time)."""
+    with open("/proc/stat") as f:
+        return [int(line.split()[7]) / TICK for line in f
+                if line.startswith("cpu") and line[3].isdigit()]
+
+
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
     """Waits until the server under test accepts connections."""
     deadline = time.monotonic() + timeout
@@ -228,8 +236,10 @@ class Fanout:
             wait_line(server, "PUBLISHING", 60)
             time.sleep(args.warmup)
             cpu0, t0, busy0 = cpu_seconds(server.pid), time.monotonic(), busy_seconds()
+            softirq0 = softirq_seconds()
             time.sleep(args.duration)
             cpu1, t1, busy1 = cpu_seconds(server.pid), time.monotonic(), busy_seconds()
+            softirq1 = softirq_seconds()
             out, err = client.communicate(timeout=args.duration + 60)
             result = json.loads(out.strip().splitlines()[-1])
             server_cpu = cpu1 - cpu0
@@ -245,6 +255,9 @@ class Fanout:
                 # is its own, so this is approximate): above 15% of a core the run was disturbed.
                 other_cpu_s=round(other_cpu, 3),
                 steal_s=round(busy1[1] - busy0[1], 3),
+                # per CPU (0, 1, ...): seconds the tick found in softirq during the window,
+                # e.g. the loopback receive path (run_lightload.py's --rps side view moves it)
+                softirq_s=[round(b - a, 3) for a, b in zip(softirq0, softirq1)],
                 disturbed=other_cpu > 0.15 * (t1 - t0),
                 # published_per_s comes from the client (span of the payloads' "seq" in its
                 # window): a publisher that cannot keep up with the offered rate shows as

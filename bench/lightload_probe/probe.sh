@@ -5,11 +5,26 @@
 # server's CPU ticks over the window and the client's deliveries and latency.
 #   bench/lightload_probe/probe.sh PY auto|off SECONDS 'perf stat -e task-clock -p {PID} -- sleep 5'
 #   bench/lightload_probe/probe.sh PY auto 4 'perf trace -T -e io_uring_enter,clock_nanosleep -p {PID} -o /tmp/t.txt -- sleep 4'
-# (PY: a checkout's .venv/bin/python; the load client is built by any bench/run_*.py.)
+#   bench/lightload_probe/probe.sh - node 5 'perf record -g -p {PID} -- sleep 5'   # Node `ws` instead
+# (PY: a checkout's .venv/bin/python; the load client is built by any bench/run_*.py.
+# MODE node runs servers/ws_node.mjs, PY is then unused.)
+# RPS=1 in the environment steers the loopback receive to the client's CPU 0 for the probe
+# (/sys/class/net/lo/queues/rx-0/rps_cpus = 1, its old value written back on exit; root only).
 PY=$1; MODE=$2; DUR=$3; shift 3
 cd "$(dirname "$0")/.."
+if [ -n "$RPS" ]; then
+  RPS_FILE=/sys/class/net/lo/queues/rx-0/rps_cpus
+  RPS_OLD=$(cat $RPS_FILE) || exit 1
+  trap 'echo $RPS_OLD > $RPS_FILE; echo "rps_cpus restored: $(cat $RPS_FILE)"' EXIT
+  echo 1 > $RPS_FILE || exit 1
+fi
 PORT=$((20000 + RANDOM % 20000))
-PYTHONPATH=servers taskset -c 1 $PY servers/skyrelay_server.py --io-uring $MODE --port $PORT --clients 1000 --rate 10 --seconds $((DUR+8)) > ${OUT:-/tmp}/lightload-probe-srv.out 2>${OUT:-/tmp}/lightload-probe-srv.err &
+if [ "$MODE" = node ]; then
+  SERVER=(node servers/ws_node.mjs)
+else
+  SERVER=($PY servers/skyrelay_server.py --io-uring $MODE)
+fi
+PYTHONPATH=servers taskset -c 1 "${SERVER[@]}" --port $PORT --clients 1000 --rate 10 --seconds $((DUR+8)) > ${OUT:-/tmp}/lightload-probe-srv.out 2>${OUT:-/tmp}/lightload-probe-srv.err &
 SPID=$!
 for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
 taskset -c 0 build/loadclient/loadclient --port $PORT --path /ws/bench --protocol ws --clients 1000 --warmup 2 --duration $((DUR+3)) > ${OUT:-/tmp}/lightload-probe-cli.out 2>${OUT:-/tmp}/lightload-probe-cli.err &
