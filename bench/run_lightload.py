@@ -10,6 +10,7 @@ p50 and p99 publish-to-receive latency; then each skyrelay path's ratio to Node 
 delivery and p99: below 0.5 is the aim) and io_uring's to epoll.
 
     .venv/bin/python bench/run_lightload.py [--rounds 3] [--duration 6] [--scenarios 10,50,saturation]
+        [--rps] [--wait-quiet S]
 
 With --before PY (another checkout's .venv/bin/python, e.g. a build of main) its two paths run
 too, as "before epoll" and "before io_uring", interleaved with this build's in every round.
@@ -108,7 +109,7 @@ def per_round(runs: dict[str, list[dict]], a: str, b: str, key: str) -> str:
 
 
 def main() -> int:
-    p = harness.argument_parser(__doc__)
+    p = harness.argument_parser(__doc__, wait_quiet=True)
     p.add_argument("--scenarios", default="10,50,saturation",
                    help="comma-separated: message rates (all three servers) and/or saturation "
                         "(1,000 msg/s, skyrelay's two paths)")
