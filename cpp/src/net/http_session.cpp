@@ -287,10 +287,7 @@ net::stream http_session::hand_off() {
   assert(slot_ && "the admission goes with the connection");
   set_state(state::handed_off);
   expires_never();
-  boost::system::error_code ec;
-  net::stream socket = std::move(stream_);
-  socket.socket().set_option(tcp::no_delay(true), ec);
-  return socket;
+  return std::move(stream_);  // TCP_NODELAY since start_http_session
 }
 
 void http_session::set_state(state next) {
@@ -328,6 +325,13 @@ http_session::header_pairs http_session::header_list(const request& req) {
 
 void start_http_session(tcp::socket socket, session_context& ctx, std::shared_ptr<void> slot,
                         std::string received) {
+  // Every write goes out when it is made. With Nagle's algorithm on, an answer written after
+  // an unacknowledged segment waited for the client's delayed ACK: over TLS the first answer
+  // on a connection followed the session tickets and came ~40 ms late (python-socketio's
+  // asyncio client then lost its close packet: docs/deployment.md, TLS). WebSocket and SSE streams
+  // keep the option after the hand-off.
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
   auto session = std::make_shared<http_session>(std::move(socket), ctx, std::move(slot));
   session->take_received(received);
   session->run();
