@@ -186,6 +186,7 @@ void http_session::on_read(beast::error_code ec) {
 }
 
 void http_session::route(request req) {
+  head_ = req.method() == http::verb::head;
   if (!attribute(req)) return;
   auto& m = ctx_.get_metrics();
   std::string_view target = req.target();
