@@ -539,3 +539,14 @@ def test_plain_http_answers_have_nodelay_too(skyrelay_server_factory):
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         assert _get_health(s).startswith(b"HTTP/1.1 200")
         assert _server_side_nodelay(s) != 0
+
+
+def test_the_wsgi_app_sees_https(skyrelay_server_factory, pki):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["wsgi.url_scheme"].encode()]
+
+    server = skyrelay_server_factory(wsgi_app=app, ssl_certfile=pki.cert, ssl_keyfile=pki.key)
+    answer = httpx.get(https(server) + "/page", verify=pki.client_context(), timeout=5)
+    assert answer.status_code == 200
+    assert answer.text == "https"

@@ -7,12 +7,19 @@
 namespace skyrelay {
 
 bool http_session::attribute(const request& req) {
+  forwarded_scheme_ = {};
   if (!proxy_peer_) return true;  // a direct client: the peer, admitted at accept
   const auto& proxies = *ctx_.config().trusted_proxies;
-  const std::string_view name =
-      proxies.header() == proxy_header::forwarded ? "Forwarded" : "X-Forwarded-For";
-  std::vector<std::string_view> lines;
-  for (auto [it, end] = req.equal_range(name); it != end; ++it) lines.push_back(it->value());
+  const bool rfc7239 = proxies.header() == proxy_header::forwarded;
+  auto field_lines = [&req](std::string_view name) {
+    std::vector<std::string_view> lines;
+    for (auto [it, end] = req.equal_range(name); it != end; ++it) lines.push_back(it->value());
+    return lines;
+  };
+  const auto lines = field_lines(rfc7239 ? "Forwarded" : "X-Forwarded-For");
+  // The scheme the proxy's client used (the WSGI app's wsgi.url_scheme).
+  forwarded_scheme_ =
+      forwarded_scheme(proxies.header(), rfc7239 ? lines : field_lines("X-Forwarded-Proto"));
   client_address client;
   const auto status = resolve_client(*proxy_peer_, lines, proxies, client);
   if (status == forwarded_status::forwarded) {

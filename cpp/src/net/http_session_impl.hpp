@@ -228,6 +228,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
   // (empty: the connection's unattributed slot, admission::admit_unattributed).
   std::optional<client_address> proxy_peer_;
   std::string peer_ip_, peer_remote_;
+  // What a trusted proxy said its client's scheme was ("http", "https"; a literal), or empty.
+  std::string_view forwarded_scheme_;
   std::string slot_ip_;
   state state_{state::handshaking};
   // The request being answered is a HEAD: write() sends the head a GET would get, no body.
