@@ -52,7 +52,7 @@ bool http_session::attribute(const request& req) {
 // The answer refuse_connection gives at accept (503, the same JSON, Retry-After), for a client
 // refused once its proxy's header named it; the connection then ends.
 void http_session::refuse_client(connection_refusal why) {
-  count_refusal(ctx_, why);
+  count_refusal(ctx_, why, [this] { return client_remote_; });
   http::response<http::string_body> res{http::status::service_unavailable, 11};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::retry_after, "1");
