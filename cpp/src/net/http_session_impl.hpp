@@ -105,6 +105,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
 
   // http_session.cpp: the connection.
   void do_read();
+  // After the head, when a body follows: "100 Continue" first if the client waits for it.
+  void read_body();
   void await_request();
   void on_read(beast::error_code ec);
   void route(request req);
