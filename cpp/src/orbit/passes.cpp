@@ -23,10 +23,15 @@ constexpr double margin = 1.0 * deg;       // the ellipsoid's tilt of "up" (< 0.
 // The most the satellite may turn (rad, earth-fixed) between grid points. SGP4's velocities are
 // not exactly the derivatives of its positions (they leave out part of the short-period terms:
 // 0.03 m/s at eccentricity 0.001, 0.1 m/s at 0.009, 1.4 m/s at 0.19), and any Hermite interpolant
-// inherits that mismatch times the step; near-circular orbits, most of any catalogue, take the
-// long step, the others the short one.
-constexpr double grid_angle_circular = 0.24;
-constexpr double grid_angle_eccentric = 0.12;
+// inherits that mismatch times the step, so the track's velocities are the positions' own
+// derivatives (even_rates, positions_rates; SGP4's only at the grid's ends). Near-circular orbits,
+// most of any catalogue, take the longest step, those up to e = 0.1 the next (the step the
+// near-circular ones took with SGP4's velocities), the rest their uneven grid's angle. (At 0.42
+// for the near-circular ones, culminations go wrong: the search assumes at most one extremum
+// of the elevation per step and a cubic's estimate of it.)
+constexpr double grid_angle_circular = 0.30;
+constexpr double grid_angle_eccentric = 0.24;
+constexpr double grid_angle_uneven = 0.12;
 constexpr double circular_below = 0.02;
 // Orbits at least this eccentric take a grid uneven in time (see anomaly_grid): long steps at
 // apogee, short ones at perigee, each turning the satellite by about the same angle.
@@ -262,13 +267,24 @@ void positions_rates(const double* t, const double* r, double* v, std::size_t n)
   }
 }
 
+// The same on an even grid: the central difference of seven points (error h^6 x^(7) / 140), and
+// SGP4's own velocities at the three points at either end.
+SKYRELAY_SCAN_CLONES
+void even_rates(double h, const double* __restrict r, double* __restrict v, std::size_t n) {
+  // Over the rows of three as one flat array: component j of point i is r[3 i + j], and its
+  // neighbours k points away are 3 k further on.
+  const double k = 1.0 / (60.0 * h);
+  for (std::size_t j = 9; j + 9 < 3 * n; ++j)
+    v[j] = (45.0 * (r[j + 3] - r[j - 3]) - 9.0 * (r[j + 6] - r[j - 6]) + (r[j + 9] - r[j - 9])) * k;
+}
+
 // An eccentric orbit's track on its anomaly_grid: a third to a seventh of the points of an even
 // grid whose step is short enough for perigee. Each step's turn is checked afterwards on the
 // propagated states themselves (the greater of the two ends' earth-fixed angular rates times the
 // step, at most `angle`); false, and the caller builds the even grid, if any step fails that or
 // the grid cannot be made.
 bool build_uneven_track(track& tr, const sgp4& sat, double start, double end, double dut1, double even_h) {
-  tr.angle = grid_angle_eccentric;
+  tr.angle = grid_angle_uneven;
   double jd0, fr0;
   unix_to_jd(start, jd0, fr0);
   const double base = sat.minutes_since_epoch(jd0, fr0);
@@ -327,7 +343,9 @@ void build_track(track& tr, const sgp4& sat, double start, double end, double du
   const double e = std::min(sat.eccentricity() + 0.03, 0.99);
   // Fastest angular motion in the earth-fixed frame (at perigee), with room for perturbations.
   const double omega = 1.1 * n * std::sqrt(1.0 + e) / std::pow(1.0 - e, 1.5) + earth_rotation_rad_s;
-  const double angle = sat.eccentricity() < circular_below ? grid_angle_circular : grid_angle_eccentric;
+  const double angle = sat.eccentricity() < circular_below      ? grid_angle_circular
+                       : sat.eccentricity() < anomaly_grid_from ? grid_angle_eccentric
+                                                                : grid_angle_uneven;
   const double even_h = std::clamp(angle / omega, 1.0, 900.0);
   if (sat.eccentricity() >= anomaly_grid_from && build_uneven_track(tr, sat, start, end, dut1, even_h)) return;
   tr.uniform = true;
@@ -385,6 +403,7 @@ void build_track(track& tr, const sgp4& sat, double start, double end, double du
     rot_s[i] = s;
   }
   const gravity_constants& k = sat.constants();
+  even_rates(tr.h, r, v, valid);
   earth_fixed_states(tr, r, v, rot_c, rot_s, k.mu, 1.5 * k.j2 * k.radius_km * k.radius_km);
 }
 
