@@ -51,15 +51,13 @@ constexpr double root_tolerance_s = 1e-3;
 constexpr double accept_rise_set_s = 0.5;
 constexpr double accept_culmination_s = 0.5;
 
-// One satellite's earth-fixed states on an even grid of times, shared by every station. Between
-// grid points the state is a quintic Hermite interpolant of positions, velocities and
-// accelerations (the accelerations from the central field and J2, which is what SGP4's own
-// curvature is to a few parts in a million). With at most 0.24 rad of motion per step the
-// polynomial itself is good to centimetres (r (h w)^6 / 46080 on a circle); what remains is
-// SGP4's own velocity mismatch times the step: 0.6 m at the median over gpredict's near-circular
-// satellites, 9 m at most (a geostationary one, at the 900 s cap), about a third of the cubic
-// interpolant's error on half the step. Rises, sets and culminations found on it agree with
-// exact propagation to a millisecond.
+// One satellite's earth-fixed states on a grid of times (even, or for eccentric orbits uneven),
+// shared by every station. Between grid points the state is a quintic Hermite interpolant of
+// positions, velocities and accelerations (the velocities the positions' own derivatives, by
+// differences; the accelerations from the central field and J2, which is what SGP4's own
+// curvature is to a few parts in a million). With at most 0.30 rad of motion per step the
+// polynomial itself is good to a few centimetres (r (h w)^6 / 46080 on a circle). Over
+// gpredict's catalogue, rises and sets found on it are within 0.03 s of exact propagation.
 struct track {
   double t0{0}, h{0}, inv_h{0};
   double angle{0};       // the step's largest turn (rad)
