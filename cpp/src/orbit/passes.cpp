@@ -74,10 +74,14 @@ struct track {
   // Structure of arrays (the station scan vectorises over them), in `storage`.
   double *x{nullptr}, *y{nullptr}, *z{nullptr}, *vx{nullptr}, *vy{nullptr}, *vz{nullptr};
   double *ax{nullptr}, *ay{nullptr}, *az{nullptr}, *rn{nullptr};
+  // The direction from the earth's centre, in single precision (the near test's: twice the
+  // lanes, and its circle has degrees to spare against a ten-millionth).
+  float *ux{nullptr}, *uy{nullptr}, *uz{nullptr};
   double r_max{0};
   // One thread's track is rebuilt for each satellite in the same buffers, which only grow: fresh
   // ones for every satellite cost a tenth of the search in malloc and the kernel's page faults.
   std::vector<double> storage, times, r, v, rot, grid;
+  std::vector<float> unit;
   std::vector<std::int8_t> err;
 };
 
@@ -175,6 +179,24 @@ void earth_fixed_states(track& tr, const double* __restrict r, const double* __r
     az[i] = gz * pz;
   }
   tr.r_max = r_max;
+}
+
+// The track's directions from the earth's centre (track::ux, uy, uz), in `unit`.
+SKYRELAY_SCAN_CLONES
+void unit_vectors(track& tr) {
+  const std::size_t n = tr.n;
+  float* columns = at_least(tr.unit, 3 * (n + 1));
+  float *__restrict ux = columns, *__restrict uy = columns + n + 1, *__restrict uz = columns + 2 * (n + 1);
+  const double *__restrict x = tr.x, *__restrict y = tr.y, *__restrict z = tr.z, *__restrict rn = tr.rn;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double inv = 1.0 / rn[i];
+    ux[i] = static_cast<float>(x[i] * inv);
+    uy[i] = static_cast<float>(y[i] * inv);
+    uz[i] = static_cast<float>(z[i] * inv);
+  }
+  tr.ux = ux;
+  tr.uy = uy;
+  tr.uz = uz;
 }
 
 // The times of an eccentric orbit's grid, from its osculating elements at `start` (r, v in km and
@@ -323,6 +345,7 @@ bool build_uneven_track(track& tr, const sgp4& sat, double start, double end, do
     fast::sincos(theta0 + omega_gmst * (grid[i] - start), rot_s[i], rot_c[i]);
   }
   earth_fixed_states(tr, r, v, rot_c, rot_s, k.mu, 1.5 * k.j2 * k.radius_km * k.radius_km);
+  unit_vectors(tr);
   // The check on the states: |r x v| / r^2 earth-fixed at both ends of each step.
   double prev = 0.0;
   for (std::size_t i = 0; i < valid; ++i) {
@@ -403,6 +426,7 @@ void build_track(track& tr, const sgp4& sat, double start, double end, double du
   const gravity_constants& k = sat.constants();
   even_rates(tr.h, r, v, valid);
   earth_fixed_states(tr, r, v, rot_c, rot_s, k.mu, 1.5 * k.j2 * k.radius_km * k.radius_km);
+  unit_vectors(tr);
 }
 
 // pass_quality from the sines of the maximum elevation and of the mask clamped at the horizon
@@ -424,11 +448,10 @@ struct station_geometry {
 };
 
 void scan_near(const track& tr, const station_geometry& gs, unsigned char* __restrict near) {
-  const double *__restrict x = tr.x, *__restrict y = tr.y, *__restrict z = tr.z;
-  const double* __restrict rn = tr.rn;
-  const double nx = gs.dir[0], ny = gs.dir[1], nz = gs.dir[2], cos_near = gs.cos_near;
-  for (std::size_t i = 0; i < tr.n; ++i)
-    near[i] = static_cast<unsigned char>(x[i] * nx + y[i] * ny + z[i] * nz - cos_near * rn[i] >= 0.0);
+  const float *__restrict ux = tr.ux, *__restrict uy = tr.uy, *__restrict uz = tr.uz;
+  const float nx = static_cast<float>(gs.dir[0]), ny = static_cast<float>(gs.dir[1]), nz = static_cast<float>(gs.dir[2]);
+  const float cos_near = static_cast<float>(gs.cos_near);
+  for (std::size_t i = 0; i < tr.n; ++i) near[i] = static_cast<unsigned char>(ux[i] * nx + uy[i] * ny + uz[i] * nz >= cos_near);
 }
 
 void scan_values(const track& tr, const station_geometry& gs, std::size_t begin, std::size_t end,
