@@ -627,7 +627,7 @@ class pair_search {
   // Newton steps and advance() need).
   sample at(double t) const;
   // at() for the active ones of `lanes` times at once, in SIMD lanes.
-  void at_lanes(const double* t, const bool* active, sample* x) const;
+  void at_lanes(const double* t, const bool* active, sample* const* x) const;
   void culminations(bracket* jobs, std::size_t count) const;
   void crossings(bracket* jobs, std::size_t count) const;
   void solve(step_buffers& work);
@@ -793,7 +793,7 @@ static_assert(lanes == 4, "at_lanes() works on four lanes");
 // topocentric geometry in SIMD lanes (inactive lanes compute an active one's time and are
 // dropped). The same arithmetic as at() lane by lane, but for how the compiler fuses
 // multiply-adds: within an ulp or so of it.
-void pair_search::at_lanes(const double* t, const bool* active, sample* out) const {
+void pair_search::at_lanes(const double* t, const bool* active, sample* const* out) const {
   std::size_t fill = 0;
   while (fill < lanes && !active[fill]) ++fill;
   if (fill == lanes) return;
@@ -864,7 +864,7 @@ void pair_search::at_lanes(const double* t, const bool* active, sample* out) con
   const lane_vec gdot = (au - (2.0 * vu * rhodot + u * rhoddot) * w + 2.0 * u * rhodot * rhodot * w * w) * w;
   for (std::size_t l = 0; l < lanes; ++l) {
     if (!active[l]) continue;
-    sample& s = out[l];
+    sample& s = *out[l];
     s.t = tv[l];
     s.f = f[l];
     s.g = g[l];
@@ -897,7 +897,10 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
     double lo[lanes], hi[lanes], t[lanes], w[lanes], z0[lanes];
     bool rising_at_lo[lanes], active[lanes] = {};
     quintic p[lanes];
-    sample x[lanes];
+    // Each lane's sample is its bracket's own (the lanes past m, never active, point at a spare).
+    sample spare;
+    sample* x[lanes];
+    for (std::size_t l = 0; l < lanes; ++l) x[l] = l < m ? &job[l].x : &spare;
     for (std::size_t l = 0; l < m; ++l) {
       const point &a = job[l].a, &b = job[l].b;
       lo[l] = a.t;
@@ -934,24 +937,24 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
       bool any = false;
       for (std::size_t l = 0; l < m; ++l) {
         if (!active[l]) continue;
-        if (x[l].g == 0.0) {
+        if (x[l]->g == 0.0) {
           active[l] = false;
           continue;
         }
-        if ((x[l].g > 0) == rising_at_lo[l]) lo[l] = t[l]; else hi[l] = t[l];
+        if ((x[l]->g > 0) == rising_at_lo[l]) lo[l] = t[l]; else hi[l] = t[l];
         double next = 0.5 * (lo[l] + hi[l]);
-        if (x[l].gdot != 0.0) {
+        if (x[l]->gdot != 0.0) {
           // Newton's step, then once more with the rate's second derivative (the quintic's, near
           // enough for a correction) over that step.
           const double ww = w[l];
-          const double dt = -x[l].g / x[l].gdot, jerk = p[l].jerk((t[l] - job[l].a.t) / ww) / (ww * ww * ww);
-          const double slope = x[l].gdot + 0.5 * jerk * dt;
-          next = t[l] + (slope * x[l].gdot > 0.0 ? -x[l].g / slope : dt);
+          const double dt = -x[l]->g / x[l]->gdot, jerk = p[l].jerk((t[l] - job[l].a.t) / ww) / (ww * ww * ww);
+          const double slope = x[l]->gdot + 0.5 * jerk * dt;
+          next = t[l] + (slope * x[l]->gdot > 0.0 ? -x[l]->g / slope : dt);
         }
         // (>= and <=: a converged step rounds to t itself, an ulp of a Unix time being 2e-7 s)
         if (!(next >= lo[l] && next <= hi[l])) next = 0.5 * (lo[l] + hi[l]);
         if (std::fabs(next - t[l]) < accept_culmination_s || hi[l] - lo[l] < tolerance) {
-          x[l] = advance(x[l], next - t[l]);
+          *x[l] = advance(*x[l], next - t[l]);
           active[l] = false;
           continue;
         }
@@ -960,7 +963,6 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
       }
       if (!any) break;
     }
-    for (std::size_t l = 0; l < m; ++l) job[l].x = x[l];
   }
 }
 
@@ -1005,7 +1007,10 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
     double lo[lanes], hi[lanes], t[lanes], w[lanes], z0[lanes];
     quintic p[lanes];
     bool rising[lanes], active[lanes] = {};
-    sample x[lanes];
+    // Each lane's sample is its bracket's own (the lanes past m, never active, point at a spare).
+    sample spare;
+    sample* x[lanes];
+    for (std::size_t l = 0; l < lanes; ++l) x[l] = l < m ? &job[l].x : &spare;
     for (std::size_t l = 0; l < m; ++l) {
       const point &a = job[l].a, &b = job[l].b;
       lo[l] = a.t;
@@ -1046,22 +1051,22 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
       bool any = false;
       for (std::size_t l = 0; l < m; ++l) {
         if (!active[l]) continue;
-        if (x[l].f == 0.0) {
+        if (x[l]->f == 0.0) {
           active[l] = false;
           continue;
         }
-        if ((x[l].f < 0) == rising[l]) lo[l] = t[l]; else hi[l] = t[l];
+        if ((x[l]->f < 0) == rising[l]) lo[l] = t[l]; else hi[l] = t[l];
         double next = 0.5 * (lo[l] + hi[l]);
-        if (x[l].g != 0.0) {
+        if (x[l]->g != 0.0) {
           // Newton's step, then once more with the rate's change over that step (second order:
           // from an error e it lands within about f''' e^3 / 6 f' of the crossing, microseconds
           // for the seconds it may take).
-          const double dt = -x[l].f / x[l].g, slope = x[l].g + 0.5 * x[l].gdot * dt;
-          next = t[l] + (slope * x[l].g > 0.0 ? -x[l].f / slope : dt);
+          const double dt = -x[l]->f / x[l]->g, slope = x[l]->g + 0.5 * x[l]->gdot * dt;
+          next = t[l] + (slope * x[l]->g > 0.0 ? -x[l]->f / slope : dt);
         }
         if (!(next >= lo[l] && next <= hi[l])) next = 0.5 * (lo[l] + hi[l]);  // inclusive: see culminations()
         if (std::fabs(next - t[l]) < accept_rise_set_s) {
-          x[l] = advance(x[l], next - t[l]);
+          *x[l] = advance(*x[l], next - t[l]);
           active[l] = false;
           continue;
         }
@@ -1071,7 +1076,6 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
       if (!any) break;
       at_lanes(t, active, x);
     }
-    for (std::size_t l = 0; l < m; ++l) job[l].x = x[l];
   }
 }
 
