@@ -380,9 +380,13 @@ void build_track(track& tr, const sgp4& sat, double start, double end, double du
   unix_to_jd(start, jd0, fr0);
   const double base = sat.minutes_since_epoch(jd0, fr0);
   const double step_min = tr.h / 60.0;
-  // (A signed index: AVX2 converts only signed 64-bit integers to doubles, and GCC left the
-  // unsigned loop scalar.)
-  for (std::int64_t i = 0; i < static_cast<std::int64_t>(count); ++i) ts[i] = base + static_cast<double>(i) * step_min;
+  // (A 32-bit index, which SSE2 converts to doubles in its lanes: neither it nor AVX2 has a
+  // conversion of 64-bit integers, and the loop stayed scalar. A window of 2^31 steps would be
+  // 68 years, but the rest, if any, is filled one by one.)
+  const auto steps = static_cast<std::int32_t>(
+      std::min<std::size_t>(count, static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())));
+  for (std::int32_t i = 0; i < steps; ++i) ts[i] = base + static_cast<double>(i) * step_min;
+  for (std::size_t i = static_cast<std::size_t>(steps); i < count; ++i) ts[i] = base + static_cast<double>(i) * step_min;
   double* r = at_least(tr.r, 3 * count);
   double* v = at_least(tr.v, 3 * count);
   std::int8_t* err = at_least(tr.err, count);
