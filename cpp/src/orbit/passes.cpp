@@ -1256,22 +1256,24 @@ std::vector<pass_window> sorted_by_aos(std::vector<std::vector<pass_window>>& pa
       keys[k] = {ordered_bits(parts[best][at[best]].aos), static_cast<std::uint32_t>(best),
                  static_cast<std::uint32_t>(at[best])};
   }
-  // One histogram per byte in one pass; bytes that all keys share (the high ones: the times lie
-  // within days of each other) are skipped.
-  std::vector<std::array<std::size_t, 256>> counts(8);
-  for (auto& c : counts) c.fill(0);
+  // One histogram per 13-bit digit in one pass; digits that all keys share (the high ones: the
+  // times lie within days of each other) are skipped. (Thirteen bits: a day's AOS differ in their
+  // low 38 bits, three passes where bytes took five.)
+  constexpr int digit_bits = 13, digits = (64 + digit_bits - 1) / digit_bits;
+  constexpr std::uint64_t digit_mask = (std::uint64_t{1} << digit_bits) - 1;
+  std::vector<std::uint32_t> counts(static_cast<std::size_t>(digits) << digit_bits, 0);
   for (const key& k : keys)
-    for (int d = 0; d < 8; ++d) ++counts[d][(k.bits >> (8 * d)) & 0xff];
-  for (int d = 0; d < 8; ++d) {
-    auto& c = counts[d];
-    if (total == 0 || c[(keys[0].bits >> (8 * d)) & 0xff] == total) continue;
-    std::size_t sum = 0;
-    for (auto& n : c) {
-      const std::size_t here = n;
-      n = sum;
+    for (int d = 0; d < digits; ++d) ++counts[(static_cast<std::size_t>(d) << digit_bits) + ((k.bits >> (digit_bits * d)) & digit_mask)];
+  for (int d = 0; d < digits; ++d) {
+    std::uint32_t* c = counts.data() + (static_cast<std::size_t>(d) << digit_bits);
+    if (total == 0 || c[(keys[0].bits >> (digit_bits * d)) & digit_mask] == total) continue;
+    std::uint32_t sum = 0;
+    for (std::size_t j = 0; j <= digit_mask; ++j) {
+      const std::uint32_t here = c[j];
+      c[j] = sum;
       sum += here;
     }
-    for (const key& k : keys) spare[c[(k.bits >> (8 * d)) & 0xff]++] = k;
+    for (const key& k : keys) spare[c[(k.bits >> (digit_bits * d)) & digit_mask]++] = k;
     keys.swap(spare);
   }
   if (order) {
