@@ -54,6 +54,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::abort();
   }
 
+  // The scheme a proxy states is one of two words or nothing.
+  const auto scheme = forwarded_scheme(header, lines);
+  if (!scheme.empty() && scheme != "http" && scheme != "https") std::abort();
+
   std::vector<std::string> specs(lines.begin(), lines.end());
   auto parsed = proxy_set::parse(specs, header);
   if (auto* set = std::get_if<proxy_set>(&parsed)) {

@@ -139,7 +139,8 @@ class py_server {
         py::gil_scoped_acquire gil;
         py::list headers;
         for (const auto& [k, v] : r.headers) headers.append(py::make_tuple(k, v));
-        call_hook(fn->obj, r.id, r.method, r.target, r.remote, headers, py::bytes(r.body));
+        call_hook(fn->obj, r.id, r.method, r.target, r.remote, headers, py::bytes(r.body),
+                  r.scheme);
       };
     }
     server_ = std::make_unique<server>(std::move(cfg), std::move(hooks));

@@ -129,7 +129,7 @@ class Server:
         | None = None,
         on_sio_event: Callable[[str, str, str, int, list[bytes]], None] | None = None,
         on_sio_ack: Callable[[str, int, str, list[bytes]], None] | None = None,
-        on_http: Callable[[int, str, str, str, list[tuple[str, str]], bytes], None]
+        on_http: Callable[[int, str, str, str, list[tuple[str, str]], bytes, str], None]
         | None = None,
         on_batch_end: Callable[[], None] | None = None,
     ) -> None: ...

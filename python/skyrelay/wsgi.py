@@ -49,7 +49,7 @@ class WSGIBridge:
     def __init__(self, app: WSGIApp, host: str, port_fn: Callable[[], int],
                  workers: int = 8, url_scheme: str = "http") -> None:
         self.app = app
-        self.url_scheme = url_scheme
+        self.url_scheme = url_scheme  # the port's own, for environs the core did not describe
         self.host = host
         self.port_fn = port_fn
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skyrelay-wsgi")
@@ -76,14 +76,17 @@ class WSGIBridge:
             self._cond.notify_all()
 
     def handle(self, request_id: int, method: str, target: str, remote: str,
-               headers: list[tuple[str, str]], body: bytes) -> None:
-        self.pool.submit(self._run, request_id, method, target, remote, headers, body)
+               headers: list[tuple[str, str]], body: bytes, scheme: str | None = None) -> None:
+        self.pool.submit(self._run, request_id, method, target, remote, headers, body, scheme)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def environ(self, method: str, target: str, remote: str, headers: list[tuple[str, str]],
-                body: bytes) -> dict[str, Any]:
+                body: bytes, scheme: str | None = None) -> dict[str, Any]:
+        """The request's WSGI environ. `scheme` is the core's: what a trusted proxy said its
+        client used (X-Forwarded-Proto, Forwarded's proto=), else the connection's own; without
+        it (a Socket.IO connection's environ), the port's."""
         path, _, query = target.partition("?")
         addr, _, rport = remote.rpartition(":")
         env: dict[str, Any] = {
@@ -97,7 +100,7 @@ class WSGIBridge:
             "REMOTE_ADDR": addr,
             "REMOTE_PORT": rport,
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": self.url_scheme,
+            "wsgi.url_scheme": scheme or self.url_scheme,
             "wsgi.input": io.BytesIO(body),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
@@ -119,7 +122,7 @@ class WSGIBridge:
         return env
 
     def _run(self, request_id: int, method: str, target: str, remote: str,
-             headers: list[tuple[str, str]], body: bytes) -> None:
+             headers: list[tuple[str, str]], body: bytes, scheme: str | None) -> None:
         status_headers: list[Any] = []
 
         def start_response(status: str, response_headers: list[tuple[str, str]],
@@ -129,7 +132,7 @@ class WSGIBridge:
 
         chunks: list[bytes] = []
         try:
-            result = self.app(self.environ(method, target, remote, headers, body),
+            result = self.app(self.environ(method, target, remote, headers, body, scheme),
                               start_response)
             try:
                 chunks.extend(result)

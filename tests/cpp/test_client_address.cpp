@@ -215,3 +215,29 @@ TEST(ClientAddress, MalformedForwardedFallsBackToThePeer) {
   // Forwarded mode reads only Forwarded syntax: an X-Forwarded-For list is malformed here.
   EXPECT_EQ(resolve(set, {"203.0.113.9"}).status, forwarded_status::malformed);
 }
+
+TEST(ClientAddress, TheNearestProxySaysTheScheme) {
+  using lines = std::vector<std::string_view>;
+  constexpr auto xfp = proxy_header::x_forwarded_for;
+  constexpr auto fwd = proxy_header::forwarded;
+  // X-Forwarded-Proto: the last value, in any case; anything else, or nothing, says nothing.
+  EXPECT_EQ(forwarded_scheme(xfp, lines{"https"}), "https");
+  EXPECT_EQ(forwarded_scheme(xfp, lines{"HTTPS"}), "https");
+  EXPECT_EQ(forwarded_scheme(xfp, lines{" http "}), "http");
+  EXPECT_EQ(forwarded_scheme(xfp, lines{"https, http"}), "http");
+  EXPECT_EQ(forwarded_scheme(xfp, lines{"http", "https,"}), "https");
+  EXPECT_EQ(forwarded_scheme(xfp, lines{"https, wss"}), "");
+  EXPECT_EQ(forwarded_scheme(xfp, lines{"https;x"}), "");
+  EXPECT_EQ(forwarded_scheme(xfp, lines{}), "");
+  // Forwarded: the proto= of the last element only.
+  EXPECT_EQ(forwarded_scheme(fwd, lines{"for=203.0.113.9;proto=https;by=10.0.0.1"}), "https");
+  EXPECT_EQ(forwarded_scheme(fwd, lines{"for=1.2.3.4;proto=http, for=10.0.0.1;Proto=\"HTTPS\""}),
+            "https");
+  EXPECT_EQ(forwarded_scheme(fwd, lines{"for=1.2.3.4;proto=https", "for=10.0.0.1"}), "");
+  EXPECT_EQ(forwarded_scheme(fwd, lines{"for=1.2.3.4;host=\"a,proto=https\""}), "");
+  EXPECT_EQ(forwarded_scheme(fwd, lines{"proto=https;proto=http"}), "");
+  EXPECT_EQ(forwarded_scheme(fwd, lines{"proto=ftp"}), "");
+  EXPECT_EQ(forwarded_scheme(fwd, lines{"proto=\"https"}), "");
+  // X-Forwarded-Proto's syntax is not Forwarded's.
+  EXPECT_EQ(forwarded_scheme(fwd, lines{"https"}), "");
+}

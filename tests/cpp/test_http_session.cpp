@@ -15,6 +15,7 @@
 
 #include "skyrelay/auth/access_policy.hpp"
 #include "skyrelay/net/server.hpp"
+#include "skyrelay/net/sio_server.hpp"
 #include "blocking_client.hpp"
 
 namespace skyrelay {
@@ -143,6 +144,43 @@ TEST_F(HttpSession, EngineIoPollingHandshakeOpensASession) {
   EXPECT_NE(open.find("\r\n\r\n0{\"sid\":"), std::string::npos);
   c.send("GET /socket.io/?EIO=3&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(status_line(c.response()), "HTTP/1.1 400 Bad Request");
+}
+
+// The body of a polling answer (after the head).
+std::string polling_body(const std::string& response) {
+  return response.substr(response.find("\r\n\r\n") + 4);
+}
+
+TEST_F(HttpSession, SocketIoAcksCarryTheirAttachments) {
+  // sio_server::ack builds the ACK in one string: a BINARY_ACK must count its attachments
+  // before they are handed on (once they were moved first, and a binary answer went out as
+  // a plain ACK whose placeholder the client could not resolve).
+  auto c = connect();
+  c.send("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n");
+  const auto open = polling_body(c.response());
+  ASSERT_EQ(open.rfind("0{\"sid\":\"", 0), 0u) << open;
+  const auto eio_sid = open.substr(9, open.find('"', 9) - 9);
+  const std::string path = "/socket.io/?EIO=4&transport=polling&sid=" + eio_sid;
+  c.send("POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+         "Content-Length: 2\r\n\r\n40");
+  EXPECT_EQ(polling_body(c.response()), "ok");
+  c.send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  const auto connected = polling_body(c.response());
+  ASSERT_EQ(connected.rfind("40{\"sid\":\"", 0), 0u) << connected;
+  const auto sio_sid = connected.substr(10, connected.find('"', 10) - 10);
+
+  const std::string args = R"(["bin",{"_placeholder":true,"num":0}])";
+  ASSERT_TRUE(srv_->sio().ack(sio_sid, 7, args, {std::string("\x00\x01\xff", 3)}));
+  ASSERT_TRUE(srv_->sio().ack(sio_sid, 8, "[1]", {}));
+  EXPECT_FALSE(srv_->sio().ack("no-such-sid", 9, "[1]", {}));
+  std::string got;
+  for (int i = 0; i < 3 && got.find("438[1]") == std::string::npos; ++i) {
+    if (!got.empty()) got += '\x1e';
+    c.send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    got += polling_body(c.response());
+  }
+  // The BINARY_ACK with its count, its attachment (base64 over polling), then the plain ACK.
+  EXPECT_EQ(got, "461-7" + args + "\x1e" "bAAH/" "\x1e" "438[1]");
 }
 
 TEST_F(HttpSession, UnservedRequestsGoToTheApplication) {

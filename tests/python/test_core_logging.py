@@ -18,6 +18,8 @@ import socketio
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
+from fromaddr import ws_open, xff
+
 import skyrelay
 from skyrelay.testing import wait_until
 
@@ -198,3 +200,20 @@ def test_a_logger_at_warning_gets_no_info_records(capture):
         with ws_connect(server.url) as ws:
             json.loads(ws.recv())
         capture.wait_for("connection_open")
+
+
+def test_a_refusal_behind_a_trusted_proxy_is_logged_with_its_client(capture):
+    # A client refused once its proxy's header named it: the same warning as a refusal at
+    # accept, with the client's address (not the proxy's).
+    with skyrelay.Server(port=0, trusted_proxies=["127.0.0.1"], max_connections_per_ip=1,
+                         client_topics="*") as server:
+        held, status, _ = ws_open(server.port, "127.0.0.1", xff("203.0.113.9"))
+        assert status == 101
+        refused_socket, status, _ = ws_open(server.port, "127.0.0.1", xff("203.0.113.9"))
+        assert status == 503
+        refused = capture.wait_for("connection_refused")[0]
+        assert refused.name == "skyrelay.core.limits" and refused.levelno == logging.WARNING
+        assert refused.remote == "203.0.113.9:0"
+        assert refused.limit == "connections_per_ip"
+        held.close()
+        refused_socket.close()

@@ -582,3 +582,51 @@ def test_a_refused_stream_and_the_wsgi_app_say_nosniff(skyrelay_server_factory):
     assert parse(page)[1]["x-content-type-options"] == ["nosniff"]
     # The app's own header is kept, not doubled.
     assert parse(get(server.port, "/own"))[1]["x-content-type-options"] == ["nosniff"]
+
+
+
+HEAD_PATHS = [
+    "/health",                                     # served
+    "/no/such/file",                               # 404 with a JSON error
+    "/socket.io/?EIO=4&transport=polling&sid=xx",  # an unknown Engine.IO session (400)
+    "/api/publish",                                # the publish API takes POST only (405)
+    "/ws/a",                                       # a WebSocket path without Upgrade
+]
+
+
+def read_head(sock: socket.socket, data: bytes) -> tuple[bytes, bytes]:
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before the head"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+@pytest.mark.parametrize("path", HEAD_PATHS)
+def test_answers_to_head_have_no_body(skyrelay_server_factory, path):
+    # An answer to HEAD is the head a GET would get, without the body (RFC 9110, 9.3.2).
+    # Error answers used to carry their JSON body, which a keep-alive client reads as the
+    # start of its next answer.
+    server = skyrelay_server_factory(publish_token="t")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head, rest = read_head(s, b"")
+        status = int(head.split(b" ", 2)[1])
+        assert status in (200, 400, 404, 405, 426), head
+        length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))
+        assert length > 0
+        if b"connection: close" in head.lower():  # 426: nothing may follow the head
+            while chunk := s.recv(65536):
+                rest += chunk
+            assert rest == b""
+            return
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        # What follows the HEAD's head is the GET's answer, not a body.
+        head2, rest = read_head(s, rest)
+        assert head2.startswith(b"HTTP/1.1 %d " % status), (head, head2)
+        while len(rest) < length:
+            rest += s.recv(65536)
+        if path != "/health":  # its body holds the uptime, whose digits vary
+            assert len(rest) == length  # the Content-Length HEAD announced is GET's

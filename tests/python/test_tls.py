@@ -480,3 +480,73 @@ def test_flask_facade_over_tls(pki):
     finally:
         client.disconnect()
         socketio.stop()
+
+
+def _server_side_nodelay(client: socket.socket) -> int:
+    """TCP_NODELAY of the server's end of `client`'s connection: the server runs in this
+    process, so its socket is one of our descriptors (found by its two addresses)."""
+    import os
+
+    want = (client.getpeername(), client.getsockname())
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            s = socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        with s:
+            try:
+                if (s.getsockname(), s.getpeername()) != want:
+                    continue
+            except OSError:
+                continue
+            return s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    raise AssertionError("the server's end of the connection was not found")
+
+
+def _get_health(sock) -> bytes:
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, "connection closed before the answer"
+        data += chunk
+    return data
+
+
+def test_answers_are_not_held_for_a_delayed_ack(server, pki):
+    # Plain HTTP answers went out with Nagle's algorithm on. Over TLS the first answer on a
+    # connection followed the session tickets and waited for the client's delayed ACK (40 ms
+    # on Linux), which made python-socketio's asyncio polling client lose its close packet
+    # (docs/deployment.md, TLS). Every accepted connection has TCP_NODELAY from the start.
+    context = pki.client_context()
+    best = float("inf")
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                started = time.monotonic()
+                assert _get_health(tls).startswith(b"HTTP/1.1 200")
+                best = min(best, time.monotonic() - started)
+                assert _server_side_nodelay(tls) != 0
+    # A fixed 40 ms timer against a few milliseconds: the best of five is far from either edge.
+    assert best < 0.025, f"the first answer on a new TLS connection took {best * 1000:.1f} ms"
+
+
+def test_plain_http_answers_have_nodelay_too(skyrelay_server_factory):
+    server = skyrelay_server_factory()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        assert _get_health(s).startswith(b"HTTP/1.1 200")
+        assert _server_side_nodelay(s) != 0
+
+
+def test_the_wsgi_app_sees_https(skyrelay_server_factory, pki):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["wsgi.url_scheme"].encode()]
+
+    server = skyrelay_server_factory(wsgi_app=app, ssl_certfile=pki.cert, ssl_keyfile=pki.key)
+    answer = httpx.get(https(server) + "/page", verify=pki.client_context(), timeout=5)
+    assert answer.status_code == 200
+    assert answer.text == "https"

@@ -127,6 +127,36 @@ def test_wsgi_remote_addr_follows_each_request_on_a_kept_alive_connection(make_s
         assert answer == f"{UNTRUSTED} {s.getsockname()[1]}".encode()
 
 
+
+def test_wsgi_url_scheme_is_what_the_trusted_proxy_says(make_server):
+    # A proxy that ends TLS says so in X-Forwarded-Proto (or Forwarded's proto=): the app's
+    # wsgi.url_scheme, and so Flask's request.scheme and url_for(_external=True), follow it,
+    # as gunicorn's forwarded_allow_ips and uvicorn's --forwarded-allow-ips do.
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["wsgi.url_scheme"].encode()]
+
+    server, _ = make_server(wsgi_app=app)
+    with open_from(TRUSTED, server.port) as s:
+        assert request(s, "GET", "/", {"X-Forwarded-Proto": "https"})[2] == b"https"
+        # Each request on a kept-alive upstream connection says for itself.
+        assert request(s, "GET", "/")[2] == b"http"
+        assert request(s, "GET", "/", {"X-Forwarded-Proto": "HTTPS", **xff("203.0.113.4")})[2] \
+            == b"https"
+        # The nearest proxy's word is the last value; a word other than http/https is ignored.
+        assert request(s, "GET", "/", {"X-Forwarded-Proto": "https, http"})[2] == b"http"
+        assert request(s, "GET", "/", {"X-Forwarded-Proto": "javascript"})[2] == b"http"
+    with open_from(UNTRUSTED, server.port) as s:
+        # A client that connects directly cannot make itself look secure.
+        assert request(s, "GET", "/", {"X-Forwarded-Proto": "https"})[2] == b"http"
+
+    forwarded, _ = make_server(wsgi_app=app, proxy_header="forwarded")
+    with open_from(TRUSTED, forwarded.port) as s:
+        assert request(s, "GET", "/", {"Forwarded": "for=203.0.113.4;proto=https"})[2] == b"https"
+        # In Forwarded mode X-Forwarded-Proto is not read.
+        assert request(s, "GET", "/", {"X-Forwarded-Proto": "https"})[2] == b"http"
+
+
 def test_socketio_over_polling_and_websocket(make_server):
     server, seen = make_server()
     url = f"http://127.0.0.1:{server.port}"

@@ -136,42 +136,62 @@ std::string_view take_last(std::string_view& rest, char sep, bool quotes = true)
   return piece;
 }
 
-// The node of one Forwarded element ("for=...;proto=https;by=..."): its for= value, a hidden
-// node when it has none, bad when the element does not read or names for= twice.
-node forwarded_node(std::string_view element) {
-  std::optional<node> found;
+// Calls take(name, value) for each name=value pair of one Forwarded element ("for=...;
+// proto=https;by=..."), from the right, the value unquoted. False when the element does not
+// read, or when take returns false.
+template <class Take>
+bool forwarded_pairs(std::string_view element, Take take) {
   std::string_view rest = element;
   while (!rest.empty()) {
     auto pair = trim(take_last(rest, ';'));
     if (pair.empty()) continue;
     const auto eq = pair.find('=');
-    if (eq == std::string_view::npos || eq == 0) return node{};
+    if (eq == std::string_view::npos || eq == 0) return false;
     const auto name = pair.substr(0, eq);
     auto value = pair.substr(eq + 1);
-    if (!std::all_of(name.begin(), name.end(), is_tchar)) return node{};
+    if (!std::all_of(name.begin(), name.end(), is_tchar)) return false;
     std::string text;
     if (value.starts_with('"')) {
       auto inner = unquote(value);
-      if (!inner) return node{};
+      if (!inner) return false;
       text = std::move(*inner);
     } else {
       // A token; RFC 7239 quotes "[" and ":", but a proxy that does not is still read.
       if (value.empty() || !std::all_of(value.begin(), value.end(), [](char c) {
             return is_tchar(c) || c == '[' || c == ']' || c == ':';
           }))
-        return node{};
+        return false;
       text = std::string(value);
     }
-    if (!iequals(name, "for")) continue;
-    if (found) return node{};  // two for= in one element: which hop is it?
-    found = parse_node(text);
+    if (!take(name, text)) return false;
   }
+  return true;
+}
+
+// The node of one Forwarded element: its for= value, a hidden node when it has none, bad when
+// the element does not read or names for= twice.
+node forwarded_node(std::string_view element) {
+  std::optional<node> found;
+  const bool read = forwarded_pairs(element, [&](std::string_view name, const std::string& text) {
+    if (!iequals(name, "for")) return true;
+    if (found) return false;  // two for= in one element: which hop is it?
+    found = parse_node(text);
+    return true;
+  });
+  if (!read) return node{};
   if (!found) {
     node hidden;
     hidden.what = node::kind::hidden;
     return hidden;
   }
   return *found;
+}
+
+// "http" or "https" for those words in any case, else empty.
+std::string_view known_scheme(std::string_view s) {
+  if (iequals(s, "https")) return "https";
+  if (iequals(s, "http")) return "http";
+  return {};
 }
 
 }  // namespace
@@ -305,6 +325,29 @@ forwarded_status resolve_client(const client_address& peer,
   }
   // Every address was a trusted hop (or there was none): the leftmost is the client.
   return hops ? forwarded_status::forwarded : forwarded_status::peer;
+}
+
+std::string_view forwarded_scheme(proxy_header header,
+                                  const std::vector<std::string_view>& lines) {
+  const bool rfc7239 = header == proxy_header::forwarded;
+  for (auto line = lines.rbegin(); line != lines.rend(); ++line) {
+    std::string_view rest = *line;
+    while (!rest.empty()) {
+      auto value = trim(take_last(rest, ',', rfc7239));
+      if (value.empty()) continue;
+      // The last value is the nearest proxy's: what it says, or nothing.
+      if (!rfc7239) return known_scheme(value);
+      std::string_view scheme;
+      const bool read = forwarded_pairs(value, [&](std::string_view name, const std::string& text) {
+        if (!iequals(name, "proto")) return true;
+        if (!scheme.empty()) return false;  // two proto= in one element
+        scheme = known_scheme(text);
+        return !scheme.empty();
+      });
+      return read ? scheme : std::string_view();
+    }
+  }
+  return {};
 }
 
 }  // namespace skyrelay

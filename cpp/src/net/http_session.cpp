@@ -138,10 +138,32 @@ void http_session::do_read() {
   parser_->header_limit(static_cast<std::uint32_t>(cfg.max_header_size));
   parser_->body_limit(cfg.max_body_size);
   expires_after(cfg.handshake_timeout);
-  http::async_read(stream_, buffer_, *parser_,
-                   [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                     self->on_read(ec);
-                   });
+  // The head first: a client that sent "Expect: 100-continue" waits for an interim answer
+  // before it sends the body (older curl and PHP's libcurl for bodies over 1 KiB, current
+  // curl over 1 MiB), and without one it stalls a second per request.
+  http::async_read_header(stream_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                            if (ec || self->parser_->is_done()) return self->on_read(ec);
+                            self->read_body();
+                          });
+}
+
+void http_session::read_body() {
+  auto read = [self = shared_from_this()] {
+    http::async_read(self->stream_, self->buffer_, *self->parser_,
+                     [self](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  };
+  const auto& head = parser_->get();
+  if (head.version() < 11 || !beast::iequals(head[http::field::expect], "100-continue"))
+    return read();
+  // The head passed the header and body limits (a declared body over the limit is already a
+  // 413): the client may send the body.
+  static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+  asio::async_write(stream_, asio::buffer(go_on.data(), go_on.size()),
+                    [self = shared_from_this(), read](beast::error_code ec, std::size_t) {
+                      if (ec) return self->on_read(ec);
+                      read();
+                    });
 }
 
 // Between keep-alive requests: wait up to idle_timeout for the next request's first bytes,
@@ -186,6 +208,7 @@ void http_session::on_read(beast::error_code ec) {
 }
 
 void http_session::route(request req) {
+  head_ = req.method() == http::verb::head;
   if (!attribute(req)) return;
   auto& m = ctx_.get_metrics();
   std::string_view target = req.target();
@@ -287,10 +310,7 @@ net::stream http_session::hand_off() {
   assert(slot_ && "the admission goes with the connection");
   set_state(state::handed_off);
   expires_never();
-  boost::system::error_code ec;
-  net::stream socket = std::move(stream_);
-  socket.socket().set_option(tcp::no_delay(true), ec);
-  return socket;
+  return std::move(stream_);  // TCP_NODELAY since start_http_session
 }
 
 void http_session::set_state(state next) {
@@ -328,6 +348,13 @@ http_session::header_pairs http_session::header_list(const request& req) {
 
 void start_http_session(tcp::socket socket, session_context& ctx, std::shared_ptr<void> slot,
                         std::string received) {
+  // Every write goes out when it is made. With Nagle's algorithm on, an answer written after
+  // an unacknowledged segment waited for the client's delayed ACK: over TLS the first answer
+  // on a connection followed the session tickets and came ~40 ms late (python-socketio's
+  // asyncio client then lost its close packet: docs/deployment.md, TLS). WebSocket and SSE streams
+  // keep the option after the hand-off.
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
   auto session = std::make_shared<http_session>(std::move(socket), ctx, std::move(slot));
   session->take_received(received);
   session->run();

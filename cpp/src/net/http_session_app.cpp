@@ -37,8 +37,15 @@ void http_session::to_application(const request& req) {
       self->app_answer(keep, version, head, status, std::move(headers), std::move(body));
     });
   });
-  http_request_info info{id, std::string(req.method_string()), std::string(req.target()),
-                         client_remote_, header_list(req), req.body()};
+  http_request_info info{id,
+                         std::string(req.method_string()),
+                         std::string(req.target()),
+                         client_remote_,
+                         header_list(req),
+                         req.body(),
+                         std::string(!forwarded_scheme_.empty() ? forwarded_scheme_
+                                     : stream_.is_tls()         ? "https"
+                                                                : "http")};
   const app_hooks* hooks = &ctx_.hooks();
   if (!ctx_.get_dispatcher().post([hooks, info = std::move(info)] { hooks->on_http(info); }))
     ctx_.parking().reply(id, 503, {{"Content-Type", "application/json"}},

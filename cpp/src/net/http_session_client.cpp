@@ -7,12 +7,19 @@
 namespace skyrelay {
 
 bool http_session::attribute(const request& req) {
+  forwarded_scheme_ = {};
   if (!proxy_peer_) return true;  // a direct client: the peer, admitted at accept
   const auto& proxies = *ctx_.config().trusted_proxies;
-  const std::string_view name =
-      proxies.header() == proxy_header::forwarded ? "Forwarded" : "X-Forwarded-For";
-  std::vector<std::string_view> lines;
-  for (auto [it, end] = req.equal_range(name); it != end; ++it) lines.push_back(it->value());
+  const bool rfc7239 = proxies.header() == proxy_header::forwarded;
+  auto field_lines = [&req](std::string_view name) {
+    std::vector<std::string_view> lines;
+    for (auto [it, end] = req.equal_range(name); it != end; ++it) lines.push_back(it->value());
+    return lines;
+  };
+  const auto lines = field_lines(rfc7239 ? "Forwarded" : "X-Forwarded-For");
+  // The scheme the proxy's client used (the WSGI app's wsgi.url_scheme).
+  forwarded_scheme_ =
+      forwarded_scheme(proxies.header(), rfc7239 ? lines : field_lines("X-Forwarded-Proto"));
   client_address client;
   const auto status = resolve_client(*proxy_peer_, lines, proxies, client);
   if (status == forwarded_status::forwarded) {
@@ -45,7 +52,7 @@ bool http_session::attribute(const request& req) {
 // The answer refuse_connection gives at accept (503, the same JSON, Retry-After), for a client
 // refused once its proxy's header named it; the connection then ends.
 void http_session::refuse_client(connection_refusal why) {
-  count_refusal(ctx_, why);
+  count_refusal(ctx_, why, [this] { return client_remote_; });
   http::response<http::string_body> res{http::status::service_unavailable, 11};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::retry_after, "1");

@@ -28,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -104,6 +105,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
 
   // http_session.cpp: the connection.
   void do_read();
+  // After the head, when a body follows: "100 Continue" first if the client waits for it.
+  void read_body();
   void await_request();
   void on_read(beast::error_code ec);
   void route(request req);
@@ -227,8 +230,12 @@ class http_session : public std::enable_shared_from_this<http_session> {
   // (empty: the connection's unattributed slot, admission::admit_unattributed).
   std::optional<client_address> proxy_peer_;
   std::string peer_ip_, peer_remote_;
+  // What a trusted proxy said its client's scheme was ("http", "https"; a literal), or empty.
+  std::string_view forwarded_scheme_;
   std::string slot_ip_;
   state state_{state::handshaking};
+  // The request being answered is a HEAD: write() sends the head a GET would get, no body.
+  bool head_{false};
 };
 
 template <class Body>
@@ -240,11 +247,17 @@ void http_session::write(http::response<Body> res, bool keep_alive) {
   if (!keep_alive) sp->keep_alive(false);
   // Browsers must take Content-Type as given: an upload or a JSON error never runs as script.
   if (sp->find(nosniff_field) == sp->end()) sp->set(nosniff_field, "nosniff");
+  // An answer to HEAD carries no body, whichever route wrote it (RFC 9110, 9.3.2): its
+  // Content-Length stays what a GET would get, and a body here (an error's JSON) would be
+  // read by the client as the start of its next answer.
+  if constexpr (std::is_same_v<Body, http::string_body>)
+    if (head_) sp->body().clear();
   expires_after(ctx_.config().handshake_timeout);
   http::async_write(stream_, *sp,
                     [self = shared_from_this(), sp, keep_alive](beast::error_code ec,
                                                                 std::size_t) {
                       if (ec || !keep_alive) return self->close();
+                      self->head_ = false;  // the next request says for itself
                       self->set_state(state::idle);
                       self->await_request();
                     });

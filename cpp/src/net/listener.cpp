@@ -64,11 +64,19 @@ admission::slot admit_peer(session_context& ctx, const std::string& peer_ip,
   return ctx.get_admission().admit(peer_ip, why);
 }
 
-void count_refusal(session_context& ctx, connection_refusal why) {
+void count_refusal(session_context& ctx, connection_refusal why,
+                   const std::function<std::string()>& remote) {
   auto& m = ctx.get_metrics();
   m.add(why == connection_refusal::per_ip ? m.local().refused_ip_limit
         : why == connection_refusal::rate ? m.local().refused_rate_limit
                                        : m.local().refused_total_limit);
+  log_event(ctx.log(), log_source::limits, log_level::warning, "connection_refused", [&] {
+    return std::vector<log_field>{
+        {"remote", remote()},
+        {"limit", std::string(why == connection_refusal::per_ip ? "connections_per_ip"
+                              : why == connection_refusal::rate ? "new_connections_per_ip"
+                                                                : "connections_total")}};
+  });
 }
 
 const std::string& refusal_body(connection_refusal why) {
@@ -84,15 +92,10 @@ const std::string& refusal_body(connection_refusal why) {
 }
 
 void refuse_connection(session_context& ctx, tcp::socket socket, connection_refusal why) {
-  count_refusal(ctx, why);
-  log_event(ctx.log(), log_source::limits, log_level::warning, "connection_refused", [&] {
+  count_refusal(ctx, why, [&socket] {
     boost::system::error_code ec;
     auto ep = socket.remote_endpoint(ec);
-    return std::vector<log_field>{
-        {"remote", ec ? std::string() : ep.address().to_string() + ":" + std::to_string(ep.port())},
-        {"limit", std::string(why == connection_refusal::per_ip ? "connections_per_ip"
-                              : why == connection_refusal::rate ? "new_connections_per_ip"
-                                                                : "connections_total")}};
+    return ec ? std::string() : ep.address().to_string() + ":" + std::to_string(ep.port());
   });
   if (ctx.tls_context()) {
     // A TLS client cannot read a plain answer, and a handshake is what the limit saves: close.

@@ -46,6 +46,9 @@ struct http_request_info {
   std::string remote;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // "http" or "https": what a trusted proxy said its client used (X-Forwarded-Proto, or
+  // Forwarded's proto=), else this connection's own.
+  std::string scheme;
 };
 
 // Application callbacks. Each runs on the dispatcher thread, never on an I/O thread, one at a

@@ -95,4 +95,13 @@ forwarded_status resolve_client(const client_address& peer,
                                 const std::vector<std::string_view>& lines,
                                 const proxy_set& proxies, client_address& client);
 
+// The scheme the nearest trusted proxy says its client used: the last value of
+// X-Forwarded-Proto's `lines` (proxy_header::x_forwarded_for) or the proto= of the last
+// Forwarded element (proxy_header::forwarded, `lines` the Forwarded lines). "http" or "https",
+// whatever the case sent; empty when the proxy said nothing, something else, or an element
+// that does not read. Only the nearest proxy is read: in a chain it passes its own client's
+// statement on (nginx: `proxy_set_header X-Forwarded-Proto $http_x_forwarded_proto;`). For a
+// request from a trusted proxy only: the caller checks.
+std::string_view forwarded_scheme(proxy_header header, const std::vector<std::string_view>& lines);
+
 }  // namespace skyrelay

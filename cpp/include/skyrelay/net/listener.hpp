@@ -59,8 +59,11 @@ admission::slot admit_peer(session_context& ctx, const std::string& peer_ip,
                            connection_refusal& why);
 
 // The parts of refuse_connection's answer, for a session that refuses a request's client
-// behind a trusted proxy: the count on ctx's metrics, and the JSON body of the 503.
-void count_refusal(session_context& ctx, connection_refusal why);
+// behind a trusted proxy: the count on ctx's metrics with the `connection_refused` log line
+// (`remote`, the client's "ip:port", is asked for only when the line is logged), and the JSON
+// body of the 503.
+void count_refusal(session_context& ctx, connection_refusal why,
+                   const std::function<std::string()>& remote);
 const std::string& refusal_body(connection_refusal why);
 
 }  // namespace skyrelay
