@@ -71,6 +71,14 @@ struct track {
     const std::size_t k = static_cast<std::size_t>(std::upper_bound(tt, tt + n, t) - tt);
     return std::clamp<std::size_t>(k, 1, n - 1) - 1;
   }
+  // The same from a step `k` at or next to the one that holds t (a bracket's own, which its
+  // root finding never leaves by more than a rounding): the same answer as step_of(t), without
+  // the binary search's dependent loads and mispredicted branches.
+  std::size_t step_near(double t, std::size_t k) const {
+    while (k + 2 < n && tt[k + 1] <= t) ++k;
+    while (k > 0 && tt[k] > t) --k;
+    return k;
+  }
   // Structure of arrays (the station scan vectorises over them), in `storage`.
   double *x{nullptr}, *y{nullptr}, *z{nullptr}, *vx{nullptr}, *vy{nullptr}, *vz{nullptr};
   double *ax{nullptr}, *ay{nullptr}, *az{nullptr}, *rn{nullptr};
@@ -592,6 +600,7 @@ peak cubic_peak(const point& a, const point& b) {
 // steps at once.
 struct step_job {
   point a, b;
+  std::size_t k{0};      // the grid step [k, k + 1] that holds it
   bool extremum{false};  // the rate changes sign: a culmination or a low point between a and b
   bool is_max{false};
   bool peak{false};      // its extremum is among the peaks solved
@@ -600,8 +609,9 @@ struct step_job {
 
 // A bracket of the root finding and its root.
 struct bracket {
-  bracket(const point& from, const point& to) : a(from), b(to) {}
+  bracket(const point& from, const point& to, std::size_t step) : a(from), b(to), k(step) {}
   point a, b;
+  std::size_t k;  // the grid step that holds it (the uneven grid's lookups start there)
   sample x;  // written by the root finding
 };
 
@@ -631,7 +641,7 @@ class pair_search {
   // Newton steps and advance() need).
   sample at(double t) const;
   // at() for the active ones of `lanes` times at once, in SIMD lanes.
-  void at_lanes(const double* t, const bool* active, sample* const* x) const;
+  void at_lanes(const double* t, const bool* active, const bracket* job, sample* const* x) const;
   void culminations(bracket* jobs, std::size_t count) const;
   void crossings(bracket* jobs, std::size_t count) const;
   void solve(step_buffers& work);
@@ -796,7 +806,7 @@ static_assert(lanes == 4, "at_lanes() works on four lanes");
 // topocentric geometry in SIMD lanes (inactive lanes compute an active one's time and are
 // dropped). The same arithmetic as at() lane by lane, but for how the compiler fuses
 // multiply-adds: within an ulp or so of it.
-void pair_search::at_lanes(const double* t, const bool* active, sample* const* out) const {
+void pair_search::at_lanes(const double* t, const bool* active, const bracket* job, sample* const* out) const {
   std::size_t fill = 0;
   while (fill < lanes && !active[fill]) ++fill;
   if (fill == lanes) return;
@@ -818,8 +828,9 @@ void pair_search::at_lanes(const double* t, const bool* active, sample* const* o
     inv_h2 = is * is + lane_vec{};
   } else {
     for (std::size_t l = 0; l < lanes; ++l) {
-      const double tl = active[l] ? t[l] : t[fill];
-      const std::size_t k = tr_.step_of(tl);
+      const std::size_t from = active[l] ? l : fill;
+      const double tl = t[from];
+      const std::size_t k = tr_.step_near(tl, job[from].k);
       const double hl = tr_.tt[k + 1] - tr_.tt[k], il = 1.0 / hl;
       idx[l] = k;
       sv[l] = (tl - tr_.tt[k]) * il;
@@ -936,7 +947,7 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
     }
     for (std::size_t l = 0; l < m; ++l) t[l] = job[l].a.t + w[l] * z[l];
     for (int i = 0; i < 40; ++i) {
-      at_lanes(t, active, x);
+      at_lanes(t, active, job, x);
       bool any = false;
       for (std::size_t l = 0; l < m; ++l) {
         if (!active[l]) continue;
@@ -1049,7 +1060,7 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
     }
     for (std::size_t l = 0; l < m; ++l) t[l] = job[l].a.t + w[l] * z[l];
     for (std::size_t l = 0; l < lanes; ++l) active[l] = l < m;
-    at_lanes(t, active, x);
+    at_lanes(t, active, job, x);
     for (int i = 0; i < 40; ++i) {
       bool any = false;
       for (std::size_t l = 0; l < m; ++l) {
@@ -1077,7 +1088,7 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
         any = true;
       }
       if (!any) break;
-      at_lanes(t, active, x);
+      at_lanes(t, active, job, x);
     }
   }
 }
@@ -1106,7 +1117,7 @@ void pair_search::solve(step_buffers& work) {
       if (a.f < 0 && b.f < 0 && (!s.is_max || cubic_peak(a, b).value < -0.05))
         s.skip = true;
       else {
-        peaks.emplace_back(a, b);
+        peaks.emplace_back(a, b, s.k);
         s.peak = true;
       }
     } else if ((a.f < 0) == (b.f < 0)) {
@@ -1118,7 +1129,7 @@ void pair_search::solve(step_buffers& work) {
   for (step_job& s : steps) {
     if (s.skip) continue;
     if (!s.peak) {
-      cross.emplace_back(s.a, s.b);
+      cross.emplace_back(s.a, s.b, s.k);
       continue;
     }
     const sample& x = peaks[pk++].x;
@@ -1127,8 +1138,8 @@ void pair_search::solve(step_buffers& work) {
       s.skip = true;
       continue;
     }
-    if ((s.a.f < 0) != (x.f < 0)) cross.emplace_back(s.a, point_of(x));
-    if ((x.f < 0) != (s.b.f < 0)) cross.emplace_back(point_of(x), s.b);
+    if ((s.a.f < 0) != (x.f < 0)) cross.emplace_back(s.a, point_of(x), s.k);
+    if ((x.f < 0) != (s.b.f < 0)) cross.emplace_back(point_of(x), s.b, s.k);
   }
   crossings(cross.data(), cross.size());
   std::size_t cr = 0;
@@ -1204,16 +1215,16 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
     const bool clipped = tr_.time_of(e) > end_;  // the last point is past the end
     const std::size_t grid_end = clipped ? e - 1 : e;                    // steps with both ends on the grid
     scan_values(tr_, gs, i, grid_end + 1, f, g, gd, signs);
-    if (i == 0 && grid_end > 0) work.steps.push_back({grid_point(0), grid_point(1)});  // starts at `first`
+    if (i == 0 && grid_end > 0) work.steps.push_back({grid_point(0), grid_point(1), 0});  // starts at `first`
     // Only where the signs of f or g change between grid points can a step hold an event.
     for (std::size_t k = i == 0 ? 1 : i; k < grid_end; ++k) {
       if (signs[k] == signs[k + 1]) continue;
       const double fa = f[k], fb = f[k + 1], ga = g[k], gb = g[k + 1];
       const bool turns = (ga > 0 && gb <= 0) || (ga < 0 && gb >= 0);
       const bool crosses = (fa < 0) != (fb < 0);
-      if (crosses || (turns && !(ga < 0 && fa < 0 && fb < 0))) work.steps.push_back({grid_point(k), grid_point(k + 1)});
+      if (crosses || (turns && !(ga < 0 && fa < 0 && fb < 0))) work.steps.push_back({grid_point(k), grid_point(k + 1), k});
     }
-    if (clipped) work.steps.push_back({grid_point(grid_end), point_of(at(end_))});
+    if (clipped) work.steps.push_back({grid_point(grid_end), point_of(at(end_)), grid_end});
     i = e;
   }
   solve(work);
