@@ -908,7 +908,7 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
   for (std::size_t first = 0; first < count; first += lanes) {
     bracket* job = jobs + first;
     const std::size_t m = std::min(lanes, count - first);
-    double lo[lanes], hi[lanes], t[lanes], w[lanes], z0[lanes];
+    double lo[lanes], hi[lanes], t[lanes], w[lanes], z0[lanes], inv_w[lanes], inv_w3[lanes];
     bool rising_at_lo[lanes], active[lanes] = {};
     quintic p[lanes];
     // Each lane's sample is its bracket's own (the lanes past m, never active, point at a spare).
@@ -921,6 +921,8 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
       hi[l] = b.t;
       rising_at_lo[l] = a.g > 0;
       w[l] = b.t - a.t;
+      inv_w[l] = 1.0 / w[l];
+      inv_w3[l] = inv_w[l] * inv_w[l] * inv_w[l];
       p[l] = quintic(a, b);
       z0[l] = cubic_peak(a, b).z;
       active[l] = true;
@@ -959,11 +961,15 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
         double next = 0.5 * (lo[l] + hi[l]);
         if (x[l]->gdot != 0.0) {
           // Newton's step, then once more with the rate's second derivative (the quintic's, near
-          // enough for a correction) over that step.
-          const double ww = w[l];
-          const double dt = -x[l]->g / x[l]->gdot, jerk = p[l].jerk((t[l] - job[l].a.t) / ww) / (ww * ww * ww);
-          const double slope = x[l]->gdot + 0.5 * jerk * dt;
-          next = t[l] + (slope * x[l]->gdot > 0.0 ? -x[l]->g / slope : dt);
+          // enough for a correction) over that step: with dt = -g / g' and the slope
+          // s = g' + jerk dt / 2, the step -g / s is -g g' / (g' s), and g' s = g'^2 - jerk g / 2,
+          // so both are one division each, side by side (the two divisions one after the other
+          // were a tenth of a Newton step's latency).
+          const double g = x[l]->g, gd = x[l]->gdot;
+          const double jerk = p[l].jerk((t[l] - job[l].a.t) * inv_w[l]) * inv_w3[l];
+          const double den = gd * gd - 0.5 * jerk * g;
+          const double dt = -g / gd, corrected = -(g * gd) / den;
+          next = t[l] + (den > 0.0 ? corrected : dt);
         }
         // (>= and <=: a converged step rounds to t itself, an ulp of a Unix time being 2e-7 s)
         if (!(next >= lo[l] && next <= hi[l])) next = 0.5 * (lo[l] + hi[l]);
@@ -1074,9 +1080,13 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
         if (x[l]->g != 0.0) {
           // Newton's step, then once more with the rate's change over that step (second order:
           // from an error e it lands within about f''' e^3 / 6 f' of the crossing, microseconds
-          // for the seconds it may take).
-          const double dt = -x[l]->f / x[l]->g, slope = x[l]->g + 0.5 * x[l]->gdot * dt;
-          next = t[l] + (slope * x[l]->g > 0.0 ? -x[l]->f / slope : dt);
+          // for the seconds it may take). With dt = -f / g and the slope s = g + g' dt / 2, the
+          // step -f / s is -f g / (g s), and g s = g^2 - g' f / 2: one division, side by side
+          // with dt's, where the slope's took a second one after it.
+          const double f = x[l]->f, g = x[l]->g;
+          const double den = g * g - 0.5 * x[l]->gdot * f;
+          const double dt = -f / g, corrected = -(f * g) / den;
+          next = t[l] + (den > 0.0 ? corrected : dt);
         }
         if (!(next >= lo[l] && next <= hi[l])) next = 0.5 * (lo[l] + hi[l]);  // inclusive: see culminations()
         if (std::fabs(next - t[l]) < accept_rise_set_s) {
