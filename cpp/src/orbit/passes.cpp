@@ -71,6 +71,14 @@ struct track {
     const std::size_t k = static_cast<std::size_t>(std::upper_bound(tt, tt + n, t) - tt);
     return std::clamp<std::size_t>(k, 1, n - 1) - 1;
   }
+  // The same from a step `k` at or next to the one that holds t (a bracket's own, which its
+  // root finding never leaves by more than a rounding): the same answer as step_of(t), without
+  // the binary search's dependent loads and mispredicted branches.
+  std::size_t step_near(double t, std::size_t k) const {
+    while (k + 2 < n && tt[k + 1] <= t) ++k;
+    while (k > 0 && tt[k] > t) --k;
+    return k;
+  }
   // Structure of arrays (the station scan vectorises over them), in `storage`.
   double *x{nullptr}, *y{nullptr}, *z{nullptr}, *vx{nullptr}, *vy{nullptr}, *vz{nullptr};
   double *ax{nullptr}, *ay{nullptr}, *az{nullptr}, *rn{nullptr};
@@ -592,6 +600,7 @@ peak cubic_peak(const point& a, const point& b) {
 // steps at once.
 struct step_job {
   point a, b;
+  std::size_t k{0};      // the grid step [k, k + 1] that holds it
   bool extremum{false};  // the rate changes sign: a culmination or a low point between a and b
   bool is_max{false};
   bool peak{false};      // its extremum is among the peaks solved
@@ -600,8 +609,9 @@ struct step_job {
 
 // A bracket of the root finding and its root.
 struct bracket {
-  bracket(const point& from, const point& to) : a(from), b(to) {}
+  bracket(const point& from, const point& to, std::size_t step) : a(from), b(to), k(step) {}
   point a, b;
+  std::size_t k;  // the grid step that holds it (the uneven grid's lookups start there)
   sample x;  // written by the root finding
 };
 
@@ -631,7 +641,7 @@ class pair_search {
   // Newton steps and advance() need).
   sample at(double t) const;
   // at() for the active ones of `lanes` times at once, in SIMD lanes.
-  void at_lanes(const double* t, const bool* active, sample* const* x) const;
+  void at_lanes(const double* t, const bool* active, const bracket* job, sample* const* x) const;
   void culminations(bracket* jobs, std::size_t count) const;
   void crossings(bracket* jobs, std::size_t count) const;
   void solve(step_buffers& work);
@@ -640,9 +650,7 @@ class pair_search {
   void consider_max(const sample& s);
   sample from_state(double t, const double r[3], const double v[3], const double* acc) const;
   void advance(sample& s, double dt) const;
-  double azimuth_deg(const sample& s) const;
-  // The azimuth, and the elevation from the same east and north components.
-  double azimuth_deg(const sample& s, double& elevation) const;
+  void east_north(const sample& s, double& e, double& n) const;
 
   const track& tr_;
   const site& st_;
@@ -651,6 +659,7 @@ class pair_search {
   double sin_floor_;  // the sine of the mask, or 0 below the horizon: quality_of's lower end
   double up_[3];
   sample best_{};          // the highest sample of the open pass: its angles are computed at close
+  double aos_e_{0}, aos_n_{0};  // the open pass's AOS, east and north: its azimuth is computed at close
   bool open_{false};
   pass_window cur_{};
   std::vector<pass_window>* out_{nullptr};
@@ -721,34 +730,30 @@ const std::array<double, 17> atan_sixteenths = [] {
   return t;
 }();
 
-double fast_atan2(double y, double x) {
-  const double ax = std::fabs(x), ay = std::fabs(y);
-  const bool steep = ay > ax;
-  const double num = steep ? ax : ay, den = steep ? ay : ax;
-  if (den == 0.0) return 0.0;
-  const double r = num / den;
-  const int j = static_cast<int>(r * 16.0 + 0.5);
-  const double c = j / 16.0, d = (r - c) / (1.0 + r * c), d2 = d * d;
-  double a = atan_sixteenths[j] +
-             d * (1.0 + d2 * (-1.0 / 3 + d2 * (1.0 / 5 + d2 * (-1.0 / 7 + d2 * (1.0 / 9 - d2 * (1.0 / 11))))));
-  if (steep) a = 0.5 * pi - a;
-  if (x < 0) a = pi - a;
-  return y < 0 ? -a : a;
+// Four of them at once in SIMD lanes, without branches (a pass's three azimuths and its
+// elevation: the signs of random directions mispredicted the scalar one's branches). Where y and x
+// are both zero, 0. (Written to `out`: a returned AVX vector would change the plain build's ABI.)
+void fast_atan2(const lane_vec& y, const lane_vec& x, lane_vec& out) {
+  const lane_mask magnitude = lane_mask{} + 0x7fffffffffffffffLL;
+  const lane_vec ax = reinterpret_cast<lane_vec>(reinterpret_cast<lane_mask>(x) & magnitude);
+  const lane_vec ay = reinterpret_cast<lane_vec>(reinterpret_cast<lane_mask>(y) & magnitude);
+  const lane_vec zero{}, one = zero + 1.0;
+  const lane_mask steep = ay > ax;
+  const lane_vec num = steep ? ax : ay, den = steep ? ay : ax;
+  const lane_vec r = num / (den == zero ? one : den);
+  const lane_mask j = __builtin_convertvector(r * 16.0 + 0.5, lane_mask);
+  const lane_vec c = __builtin_convertvector(j, lane_vec) / 16.0, d = (r - c) / (1.0 + r * c), d2 = d * d;
+  const lane_vec table = {atan_sixteenths[j[0]], atan_sixteenths[j[1]], atan_sixteenths[j[2]], atan_sixteenths[j[3]]};
+  lane_vec a = table + d * (1.0 + d2 * (-1.0 / 3 + d2 * (1.0 / 5 + d2 * (-1.0 / 7 + d2 * (1.0 / 9 - d2 * (1.0 / 11))))));
+  a = steep ? 0.5 * pi - a : a;
+  a = x < zero ? pi - a : a;
+  out = y < zero ? -a : a;
 }
 
-double pair_search::azimuth_deg(const sample& s) const {
-  double elevation;
-  return azimuth_deg(s, elevation);
-}
-
-// The elevation as the angle of the up component over the horizontal one (atan2, better
-// conditioned near the zenith than asin of u / range, and a fifth of libm's asin's time).
-double pair_search::azimuth_deg(const sample& s, double& elevation) const {
-  const double e = -st_.sin_lon * s.dx + st_.cos_lon * s.dy;
-  const double n = -st_.sin_lat * st_.cos_lon * s.dx - st_.sin_lat * st_.sin_lon * s.dy + st_.cos_lat * s.dz;
-  elevation = fast_atan2(s.u, std::sqrt(e * e + n * n)) / deg;
-  const double a = fast_atan2(e, n) / deg;
-  return a < 0 ? a + 360.0 : a;
+// The horizontal components of a sample's offset from the station: east (e) and north (n).
+void pair_search::east_north(const sample& s, double& e, double& n) const {
+  e = -st_.sin_lon * s.dx + st_.cos_lon * s.dy;
+  n = -st_.sin_lat * st_.cos_lon * s.dx - st_.sin_lat * st_.sin_lon * s.dy + st_.cos_lat * s.dz;
 }
 
 sample pair_search::at_point(std::size_t i) const {
@@ -796,7 +801,7 @@ static_assert(lanes == 4, "at_lanes() works on four lanes");
 // topocentric geometry in SIMD lanes (inactive lanes compute an active one's time and are
 // dropped). The same arithmetic as at() lane by lane, but for how the compiler fuses
 // multiply-adds: within an ulp or so of it.
-void pair_search::at_lanes(const double* t, const bool* active, sample* const* out) const {
+void pair_search::at_lanes(const double* t, const bool* active, const bracket* job, sample* const* out) const {
   std::size_t fill = 0;
   while (fill < lanes && !active[fill]) ++fill;
   if (fill == lanes) return;
@@ -818,8 +823,9 @@ void pair_search::at_lanes(const double* t, const bool* active, sample* const* o
     inv_h2 = is * is + lane_vec{};
   } else {
     for (std::size_t l = 0; l < lanes; ++l) {
-      const double tl = active[l] ? t[l] : t[fill];
-      const std::size_t k = tr_.step_of(tl);
+      const std::size_t from = active[l] ? l : fill;
+      const double tl = t[from];
+      const std::size_t k = tr_.step_near(tl, job[from].k);
       const double hl = tr_.tt[k + 1] - tr_.tt[k], il = 1.0 / hl;
       idx[l] = k;
       sv[l] = (tl - tr_.tt[k]) * il;
@@ -897,7 +903,7 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
   for (std::size_t first = 0; first < count; first += lanes) {
     bracket* job = jobs + first;
     const std::size_t m = std::min(lanes, count - first);
-    double lo[lanes], hi[lanes], t[lanes], w[lanes], z0[lanes];
+    double lo[lanes], hi[lanes], t[lanes], w[lanes], z0[lanes], inv_w[lanes], inv_w3[lanes];
     bool rising_at_lo[lanes], active[lanes] = {};
     quintic p[lanes];
     // Each lane's sample is its bracket's own (the lanes past m, never active, point at a spare).
@@ -910,6 +916,8 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
       hi[l] = b.t;
       rising_at_lo[l] = a.g > 0;
       w[l] = b.t - a.t;
+      inv_w[l] = 1.0 / w[l];
+      inv_w3[l] = inv_w[l] * inv_w[l] * inv_w[l];
       p[l] = quintic(a, b);
       z0[l] = cubic_peak(a, b).z;
       active[l] = true;
@@ -936,7 +944,7 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
     }
     for (std::size_t l = 0; l < m; ++l) t[l] = job[l].a.t + w[l] * z[l];
     for (int i = 0; i < 40; ++i) {
-      at_lanes(t, active, x);
+      at_lanes(t, active, job, x);
       bool any = false;
       for (std::size_t l = 0; l < m; ++l) {
         if (!active[l]) continue;
@@ -948,11 +956,15 @@ void pair_search::culminations(bracket* jobs, std::size_t count) const {
         double next = 0.5 * (lo[l] + hi[l]);
         if (x[l]->gdot != 0.0) {
           // Newton's step, then once more with the rate's second derivative (the quintic's, near
-          // enough for a correction) over that step.
-          const double ww = w[l];
-          const double dt = -x[l]->g / x[l]->gdot, jerk = p[l].jerk((t[l] - job[l].a.t) / ww) / (ww * ww * ww);
-          const double slope = x[l]->gdot + 0.5 * jerk * dt;
-          next = t[l] + (slope * x[l]->gdot > 0.0 ? -x[l]->g / slope : dt);
+          // enough for a correction) over that step: with dt = -g / g' and the slope
+          // s = g' + jerk dt / 2, the step -g / s is -g g' / (g' s), and g' s = g'^2 - jerk g / 2,
+          // so both are one division each, side by side (the two divisions one after the other
+          // were a tenth of a Newton step's latency).
+          const double g = x[l]->g, gd = x[l]->gdot;
+          const double jerk = p[l].jerk((t[l] - job[l].a.t) * inv_w[l]) * inv_w3[l];
+          const double den = gd * gd - 0.5 * jerk * g;
+          const double dt = -g / gd, corrected = -(g * gd) / den;
+          next = t[l] + (den > 0.0 ? corrected : dt);
         }
         // (>= and <=: a converged step rounds to t itself, an ulp of a Unix time being 2e-7 s)
         if (!(next >= lo[l] && next <= hi[l])) next = 0.5 * (lo[l] + hi[l]);
@@ -975,7 +987,7 @@ void pair_search::open_at(const sample& s, bool clipped) {
   cur_.satellite = si_;
   cur_.station = gi_;
   cur_.aos = s.t;
-  cur_.aos_azimuth_deg = azimuth_deg(s);
+  east_north(s, aos_e_, aos_n_);
   cur_.starts_before = clipped;
   best_ = s;
 }
@@ -989,10 +1001,22 @@ void pair_search::close_at(const sample& s, bool clipped) {
   consider_max(s);
   open_ = false;
   cur_.culmination = best_.t;
-  cur_.culmination_azimuth_deg = azimuth_deg(best_, cur_.max_elevation_deg);
   cur_.culmination_range_km = best_.range;
   cur_.los = s.t;
-  cur_.los_azimuth_deg = azimuth_deg(s);
+  // The three azimuths and the culmination's elevation, in one call's four lanes. The elevation is
+  // the angle of the up component over the horizontal one (better conditioned near the zenith
+  // than asin of u / range, and a fifth of libm's asin's time).
+  double be, bn, se, sn;
+  east_north(best_, be, bn);
+  east_north(s, se, sn);
+  lane_vec angle;
+  fast_atan2(lane_vec{aos_e_, be, best_.u, se}, lane_vec{aos_n_, bn, std::sqrt(be * be + bn * bn), sn}, angle);
+  angle /= deg;
+  angle = (angle < 0.0) & lane_mask{-1, -1, 0, -1} ? angle + 360.0 : angle;
+  cur_.aos_azimuth_deg = angle[0];
+  cur_.culmination_azimuth_deg = angle[1];
+  cur_.max_elevation_deg = angle[2];
+  cur_.los_azimuth_deg = angle[3];
   cur_.ends_after = clipped;
   cur_.duration_s = cur_.los - cur_.aos;
   cur_.quality = quality_of(std::clamp(best_.u / best_.range, -1.0, 1.0), sin_floor_, cur_.duration_s);
@@ -1049,7 +1073,7 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
     }
     for (std::size_t l = 0; l < m; ++l) t[l] = job[l].a.t + w[l] * z[l];
     for (std::size_t l = 0; l < lanes; ++l) active[l] = l < m;
-    at_lanes(t, active, x);
+    at_lanes(t, active, job, x);
     for (int i = 0; i < 40; ++i) {
       bool any = false;
       for (std::size_t l = 0; l < m; ++l) {
@@ -1063,9 +1087,13 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
         if (x[l]->g != 0.0) {
           // Newton's step, then once more with the rate's change over that step (second order:
           // from an error e it lands within about f''' e^3 / 6 f' of the crossing, microseconds
-          // for the seconds it may take).
-          const double dt = -x[l]->f / x[l]->g, slope = x[l]->g + 0.5 * x[l]->gdot * dt;
-          next = t[l] + (slope * x[l]->g > 0.0 ? -x[l]->f / slope : dt);
+          // for the seconds it may take). With dt = -f / g and the slope s = g + g' dt / 2, the
+          // step -f / s is -f g / (g s), and g s = g^2 - g' f / 2: one division, side by side
+          // with dt's, where the slope's took a second one after it.
+          const double f = x[l]->f, g = x[l]->g;
+          const double den = g * g - 0.5 * x[l]->gdot * f;
+          const double dt = -f / g, corrected = -(f * g) / den;
+          next = t[l] + (den > 0.0 ? corrected : dt);
         }
         if (!(next >= lo[l] && next <= hi[l])) next = 0.5 * (lo[l] + hi[l]);  // inclusive: see culminations()
         if (std::fabs(next - t[l]) < accept_rise_set_s) {
@@ -1077,7 +1105,7 @@ void pair_search::crossings(bracket* jobs, std::size_t count) const {
         any = true;
       }
       if (!any) break;
-      at_lanes(t, active, x);
+      at_lanes(t, active, job, x);
     }
   }
 }
@@ -1106,7 +1134,7 @@ void pair_search::solve(step_buffers& work) {
       if (a.f < 0 && b.f < 0 && (!s.is_max || cubic_peak(a, b).value < -0.05))
         s.skip = true;
       else {
-        peaks.emplace_back(a, b);
+        peaks.emplace_back(a, b, s.k);
         s.peak = true;
       }
     } else if ((a.f < 0) == (b.f < 0)) {
@@ -1118,7 +1146,7 @@ void pair_search::solve(step_buffers& work) {
   for (step_job& s : steps) {
     if (s.skip) continue;
     if (!s.peak) {
-      cross.emplace_back(s.a, s.b);
+      cross.emplace_back(s.a, s.b, s.k);
       continue;
     }
     const sample& x = peaks[pk++].x;
@@ -1127,8 +1155,8 @@ void pair_search::solve(step_buffers& work) {
       s.skip = true;
       continue;
     }
-    if ((s.a.f < 0) != (x.f < 0)) cross.emplace_back(s.a, point_of(x));
-    if ((x.f < 0) != (s.b.f < 0)) cross.emplace_back(point_of(x), s.b);
+    if ((s.a.f < 0) != (x.f < 0)) cross.emplace_back(s.a, point_of(x), s.k);
+    if ((x.f < 0) != (s.b.f < 0)) cross.emplace_back(point_of(x), s.b, s.k);
   }
   crossings(cross.data(), cross.size());
   std::size_t cr = 0;
@@ -1204,16 +1232,16 @@ void pair_search::run(std::size_t si, std::size_t gi, std::vector<pass_window>& 
     const bool clipped = tr_.time_of(e) > end_;  // the last point is past the end
     const std::size_t grid_end = clipped ? e - 1 : e;                    // steps with both ends on the grid
     scan_values(tr_, gs, i, grid_end + 1, f, g, gd, signs);
-    if (i == 0 && grid_end > 0) work.steps.push_back({grid_point(0), grid_point(1)});  // starts at `first`
+    if (i == 0 && grid_end > 0) work.steps.push_back({grid_point(0), grid_point(1), 0});  // starts at `first`
     // Only where the signs of f or g change between grid points can a step hold an event.
     for (std::size_t k = i == 0 ? 1 : i; k < grid_end; ++k) {
       if (signs[k] == signs[k + 1]) continue;
       const double fa = f[k], fb = f[k + 1], ga = g[k], gb = g[k + 1];
       const bool turns = (ga > 0 && gb <= 0) || (ga < 0 && gb >= 0);
       const bool crosses = (fa < 0) != (fb < 0);
-      if (crosses || (turns && !(ga < 0 && fa < 0 && fb < 0))) work.steps.push_back({grid_point(k), grid_point(k + 1)});
+      if (crosses || (turns && !(ga < 0 && fa < 0 && fb < 0))) work.steps.push_back({grid_point(k), grid_point(k + 1), k});
     }
-    if (clipped) work.steps.push_back({grid_point(grid_end), point_of(at(end_))});
+    if (clipped) work.steps.push_back({grid_point(grid_end), point_of(at(end_)), grid_end});
     i = e;
   }
   solve(work);
