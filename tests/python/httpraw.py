@@ -9,10 +9,10 @@ import socket
 import time
 
 
-def read_head(s: socket.socket) -> bytes:
+def read_head(s: socket.socket, data: bytes = b"") -> bytes:
     """Reads until the end of a header block, or until the server closes; returns every byte
-    read (the head and whatever came after it in the same reads)."""
-    data = b""
+    read (the head and whatever came after it in the same reads), after `data` (bytes of this
+    answer read before)."""
     while b"\r\n\r\n" not in data:
         chunk = s.recv(65536)
         if not chunk:

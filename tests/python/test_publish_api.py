@@ -19,6 +19,8 @@ import skyrelay
 from skyrelay import AsyncProducer, Producer, PublishError
 from skyrelay.testing import metric
 
+from httpraw import read_head
+
 # /metrics series this module reads (docs/deployment.md, Metrics).
 MESSAGES_RECEIVED_PUBLISH = 'skyrelay_received_messages_total{transport="publish"}'
 
@@ -356,17 +358,6 @@ def test_token_from_the_environment(server, monkeypatch):
     assert skyrelay.Producer is Producer
 
 
-def _head_then_wait(sock: socket.socket, head: bytes) -> bytes:
-    """Sends a request head and returns the first answer the server gives before any body."""
-    sock.sendall(head)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        assert chunk, "closed before any answer"
-        data += chunk
-    return data
-
-
 def test_expect_100_continue_gets_its_interim_answer(server):
     # A client that sends "Expect: 100-continue" holds its body back until the server says go
     # (libcurl for bodies over 1 KiB in its older versions, over 1 MiB now); without the
@@ -376,9 +367,10 @@ def test_expect_100_continue_gets_its_interim_answer(server):
         head = (f"POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                 f"Expect: 100-continue\r\n\r\n").encode()
-        assert _head_then_wait(s, head) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(head)
+        assert read_head(s) == b"HTTP/1.1 100 Continue\r\n\r\n"
         s.sendall(body)
-        answer = _head_then_wait(s, b"")
+        answer = read_head(s)
         assert answer.startswith(b"HTTP/1.1 200 OK"), answer
         # The connection stays usable: a second request, without the header, gets no 100.
         small = json.dumps({"event": "e", "data": 1, "to": "news"}).encode()
@@ -386,10 +378,10 @@ def test_expect_100_continue_gets_its_interim_answer(server):
         length = int(answer.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         while len(rest) < length:
             rest += s.recv(4096)
-        second = _head_then_wait(s, (f"POST /api/publish HTTP/1.1\r\nHost: x\r\n"
-                                     f"Authorization: Bearer {TOKEN}\r\n"
-                                     f"Content-Type: application/json\r\n"
-                                     f"Content-Length: {len(small)}\r\n\r\n").encode() + small)
+        s.sendall((f"POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                   f"Content-Type: application/json\r\n"
+                   f"Content-Length: {len(small)}\r\n\r\n").encode() + small)
+        second = read_head(s)
         assert second.startswith(b"HTTP/1.1 200 OK"), second
 
 
@@ -400,5 +392,6 @@ def test_expect_100_continue_over_the_body_limit_is_413_at_once(skyrelay_server_
         head = (f"POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: 5000\r\n"
                 f"Expect: 100-continue\r\n\r\n").encode()
-        answer = _head_then_wait(s, head)
+        s.sendall(head)
+        answer = read_head(s)
         assert answer.startswith(b"HTTP/1.1 413 "), answer
