@@ -306,6 +306,28 @@ void even_rates(double h, const double* __restrict r, double* __restrict v, std:
     v[j] = (45.0 * (r[j + 3] - r[j - 3]) - 9.0 * (r[j + 6] - r[j - 6]) + (r[j + 9] - r[j - 9])) * k;
 }
 
+// GMST at a window's start and its rate there (rad/s, from the IAU-82 polynomial): GMST
+// advances linearly to far better than a microradian over any window a pass search covers.
+struct sidereal_line {
+  double theta0, omega;
+};
+sidereal_line sidereal_at(double jd0, double fr0, double dut1) {
+  const double ut1 = ut1_jd(jd0, fr0, dut1);
+  const double tut1 = (ut1 - 2451545.0) / 36525.0;
+  const double dsec_dcentury =
+      876600.0 * 3600.0 + 8640184.812866 + 2.0 * 0.093104 * tut1 - 3.0 * 6.2e-6 * tut1 * tut1;
+  return {gmst82(ut1), dsec_dcentury / (36525.0 * 86400.0) * (deg / 240.0)};
+}
+
+// The track's ten state columns, and the earth rotation's cosines and sines, for `valid` points.
+void lay_out_columns(track& tr, std::size_t valid, double*& rot_c, double*& rot_s) {
+  double* columns = at_least(tr.storage, 10 * (valid + 1));
+  double** heads[] = {&tr.x, &tr.y, &tr.z, &tr.vx, &tr.vy, &tr.vz, &tr.ax, &tr.ay, &tr.az, &tr.rn};
+  for (std::size_t c = 0; c < 10; ++c) *heads[c] = columns + c * (valid + 1);
+  rot_c = at_least(tr.rot, 2 * valid + 2);
+  rot_s = rot_c + valid + 1;
+}
+
 // An eccentric orbit's track on its anomaly_grid: a third to a seventh of the points of an even
 // grid whose step is short enough for perigee. Each step's turn is checked afterwards on the
 // propagated states themselves (the greater of the two ends' earth-fixed angular rates times the
@@ -340,15 +362,9 @@ bool build_uneven_track(track& tr, const sgp4& sat, double start, double end, do
   tr.t0 = start;
   tr.h = 0.0;  // (unused on an uneven grid)
   tr.inv_h = 0.0;
-  const double theta0 = gmst82(ut1_jd(jd0, fr0, dut1));
-  const double tut1 = (ut1_jd(jd0, fr0, dut1) - 2451545.0) / 36525.0;
-  const double dsec_dcentury = 876600.0 * 3600.0 + 8640184.812866 + 2.0 * 0.093104 * tut1 - 3.0 * 6.2e-6 * tut1 * tut1;
-  const double omega_gmst = dsec_dcentury / (36525.0 * 86400.0) * (deg / 240.0);
-  double* columns = at_least(tr.storage, 10 * (valid + 1));
-  double** heads[] = {&tr.x, &tr.y, &tr.z, &tr.vx, &tr.vy, &tr.vz, &tr.ax, &tr.ay, &tr.az, &tr.rn};
-  for (std::size_t c = 0; c < 10; ++c) *heads[c] = columns + c * (valid + 1);
-  double* rot_c = at_least(tr.rot, 2 * valid + 2);
-  double* rot_s = rot_c + valid + 1;
+  const auto [theta0, omega_gmst] = sidereal_at(jd0, fr0, dut1);
+  double *rot_c, *rot_s;
+  lay_out_columns(tr, valid, rot_c, rot_s);
   for (std::size_t i = 0; i < valid; ++i) {
     fast::sincos(theta0 + omega_gmst * (grid[i] - start), rot_s[i], rot_c[i]);
   }
@@ -408,18 +424,10 @@ void build_track(track& tr, const sgp4& sat, double start, double end, double du
   }
   while (valid < count && err[valid] == 0) ++valid;
   tr.n = valid;
-  // GMST advances linearly to far better than a microradian over any window a pass search
-  // covers; step its sine and cosine by rotation, re-anchored every 256 points.
-  const double theta0 = gmst82(ut1_jd(jd0, fr0, dut1));
-  // d(GMST)/dt from the IAU-82 polynomial at the window's start, in rad/s.
-  const double tut1 = (ut1_jd(jd0, fr0, dut1) - 2451545.0) / 36525.0;
-  const double dsec_dcentury = 876600.0 * 3600.0 + 8640184.812866 + 2.0 * 0.093104 * tut1 - 3.0 * 6.2e-6 * tut1 * tut1;
-  const double omega_gmst = dsec_dcentury / (36525.0 * 86400.0) * (deg / 240.0);
-  double* columns = at_least(tr.storage, 10 * (valid + 1));
-  double** heads[] = {&tr.x, &tr.y, &tr.z, &tr.vx, &tr.vy, &tr.vz, &tr.ax, &tr.ay, &tr.az, &tr.rn};
-  for (std::size_t c = 0; c < 10; ++c) *heads[c] = columns + c * (valid + 1);
-  double* rot_c = at_least(tr.rot, 2 * valid + 2);
-  double* rot_s = rot_c + valid + 1;
+  // GMST's sine and cosine stepped by rotation, re-anchored every 256 points.
+  const auto [theta0, omega_gmst] = sidereal_at(jd0, fr0, dut1);
+  double *rot_c, *rot_s;
+  lay_out_columns(tr, valid, rot_c, rot_s);
   double c = 0, s = 0;
   const double dc = std::cos(omega_gmst * tr.h), ds = std::sin(omega_gmst * tr.h);
   for (std::size_t i = 0; i < valid; ++i) {
