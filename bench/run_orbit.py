@@ -14,6 +14,14 @@ measure (the all-cores figures stay elapsed time).
 
     make gpredict-data && .venv/bin/python bench/run_orbit.py
 
+The one-thread ratios are taken in --pair-rounds rounds (5 by default): each times ours
+(median of --rounds), theirs (SatrecArray: median of --rounds; Skyfield: its whole sample once),
+then ours again, and gives theirs over the mean of the two of ours around it; the ratio
+reported is the median of the rounds' ratios. This machine's speed swings by up to a quarter over seconds (the
+host's, not the load average's), so a ratio is only as good as the closeness in time of its
+two sides: until 2026-12-07 Skyfield was timed once, after every skyrelay figure, and single
+runs on an idle machine gave 746x to 1,239x for one build.
+
 --baseline DIR (a copy of another build's site-packages/skyrelay, in DIR/skyrelay) times that
 build's one-thread pass_table too, in a child process with DIR first on its path, right after
 ours in the same run and by the same clock, and reports both against the same Skyfield figure.
@@ -77,6 +85,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=1440, help="one-minute steps per satellite")
     ap.add_argument("--pass-sample", type=int, default=20, help="every Nth satellite for Skyfield")
+    ap.add_argument("--pair-rounds", type=int, default=5,
+                    help="rounds of ours, theirs, ours for each one-thread ratio (see above)")
     ap.add_argument("--stations", type=int, default=20, help="ground stations from gpredict's locations.dat")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="one-thread figures by elapsed time or by the thread's CPU time")
@@ -101,9 +111,16 @@ def main() -> int:
     results: dict = {"satellites": len(cat), "steps": args.steps, "cores": cores, "clock": args.clock,
                      "load_average": os.getloadavg(),
                      "python_sgp4_accelerated": bool(accelerated), "machine": platform.processor()}
-    t_ours_1 = median_time(lambda: ours.propagate((jd, fr), threads=1), args.rounds, one)
+    prop_ratios, prop_ours, prop_theirs = [], [], []
+    for _ in range(max(1, args.pair_rounds)):
+        before = median_time(lambda: ours.propagate((jd, fr), threads=1), args.rounds, one)
+        t = median_time(lambda: theirs.sgp4(jd, fr), args.rounds, one)
+        mine = (before + median_time(lambda: ours.propagate((jd, fr), threads=1), args.rounds, one)) / 2
+        prop_ours.append(mine)
+        prop_theirs.append(t)
+        prop_ratios.append(t / mine)
+    t_ours_1, t_theirs = statistics.median(prop_ours), statistics.median(prop_theirs)
     t_ours_n = median_time(lambda: ours.propagate((jd, fr), threads=cores), args.rounds)
-    t_theirs = median_time(lambda: theirs.sgp4(jd, fr), args.rounds, one)
     r1 = ours.propagate((jd, fr)).position
     e2, r2, _ = theirs.sgp4(jd, fr)
     ok = ~np.isnan(r1).any(axis=2) & (e2 == 0)
@@ -111,7 +128,8 @@ def main() -> int:
         "skyrelay_1_thread_per_s": n_props / t_ours_1,
         "skyrelay_all_cores_per_s": n_props / t_ours_n,
         "python_sgp4_satrecarray_per_s": n_props / t_theirs,
-        "ratio_1_thread": t_theirs / t_ours_1,
+        "ratio_1_thread": statistics.median(prop_ratios),
+        "ratio_1_thread_rounds": prop_ratios,
         "ratio_all_cores": t_theirs / t_ours_n,
         "max_position_difference_km": float(np.abs(r1[ok] - r2[ok]).max()),
     }
@@ -120,7 +138,6 @@ def main() -> int:
     sample = cat[:: args.pass_sample]
     start, hours = PASS_START, PASS_HOURS
     pairs_all = len(cat) * len(stations)
-    t_table_1 = median_time(lambda: orbit.pass_table(ours, stations, start, hours=hours, threads=1), args.rounds, one)
     baseline_us = None
     if args.baseline:
         child = subprocess.run(
@@ -150,10 +167,25 @@ def main() -> int:
         return count
 
     pairs_sample = len(sample) * len(stations)
-    t_sky = median_time(skyfield_all, 1, one)
-    sky_rises = skyfield_all()
+    sky_rises = skyfield_all()  # (and Skyfield's warm-up)
     ours_rises = sum(not p.starts_before for p in found)
-    sky_per = t_sky / pairs_sample
+
+    def table_1() -> float:
+        return median_time(lambda: orbit.pass_table(ours, stations, start, hours=hours, threads=1), args.rounds,
+                           one)
+
+    round_ratios, round_tables, round_skys = [], [], []
+    for _ in range(max(1, args.pair_rounds)):
+        before = table_1()
+        t = one()
+        skyfield_all()
+        t_sky = one() - t
+        table = (before + table_1()) / 2
+        round_tables.append(table)
+        round_skys.append(t_sky)
+        round_ratios.append((t_sky / pairs_sample) / (table / pairs_all))
+    t_table_1 = statistics.median(round_tables)
+    sky_per = statistics.median(round_skys) / pairs_sample
     results["passes"] = {
         "stations": len(stations),
         "skyfield_satellites_sampled": len(sample),
@@ -161,7 +193,8 @@ def main() -> int:
         "skyrelay_table_all_cores_us_per_sat_station_day": t_table_n / pairs_all * 1e6,
         "skyrelay_records_1_thread_us_per_sat_station_day": t_list_1 / pairs_all * 1e6,
         "skyfield_ms_per_sat_station_day": sky_per * 1e3,
-        "ratio_table_1_thread": sky_per / (t_table_1 / pairs_all),
+        "ratio_table_1_thread": statistics.median(round_ratios),
+        "ratio_table_1_thread_rounds": round_ratios,
         "ratio_table_all_cores": sky_per / (t_table_n / pairs_all),
         "ratio_records_1_thread": sky_per / (t_list_1 / pairs_all),
         "rises_skyrelay": ours_rises,
@@ -180,7 +213,8 @@ def main() -> int:
           f"{p['skyrelay_all_cores_per_s'] / 1e6:6.2f} M/s")
     print(f"  python-sgp4 SatrecArray {p['python_sgp4_satrecarray_per_s'] / 1e6:6.2f} M/s "
           f"(accelerated={accelerated})")
-    print(f"  ratio 1 thread {p['ratio_1_thread']:.2f}x, all cores {p['ratio_all_cores']:.2f}x; "
+    print(f"  ratio 1 thread {p['ratio_1_thread']:.2f}x, the median of "
+          f"{', '.join(f'{r:.1f}' for r in prop_ratios)}; all cores {p['ratio_all_cores']:.2f}x; "
           f"largest position difference {p['max_position_difference_km']:.1e} km")
     print(f"pass search, {len(cat)} satellites x {len(stations)} stations x 1 day (Skyfield on every "
           f"{args.pass_sample}th satellite):")
@@ -188,7 +222,8 @@ def main() -> int:
           f"{cores} threads {q['skyrelay_table_all_cores_us_per_sat_station_day']:.1f} us; passes() records "
           f"1 thread {q['skyrelay_records_1_thread_us_per_sat_station_day']:.1f} us per sat-station-day")
     print(f"  Skyfield find_events {q['skyfield_ms_per_sat_station_day']:.2f} ms per sat-station-day")
-    print(f"  ratio 1 thread {q['ratio_table_1_thread']:.0f}x (records {q['ratio_records_1_thread']:.0f}x), "
+    print(f"  ratio 1 thread {q['ratio_table_1_thread']:.0f}x, the median of "
+          f"{', '.join(f'{r:.0f}' for r in round_ratios)} (records {q['ratio_records_1_thread']:.0f}x), "
           f"all cores {q['ratio_table_all_cores']:.0f}x; rises found on the sample: skyrelay {ours_rises}, "
           f"Skyfield {sky_rises}")
     if baseline_us is not None:
