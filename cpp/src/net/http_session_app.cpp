@@ -43,9 +43,7 @@ void http_session::to_application(const request& req) {
                          client_remote_,
                          header_list(req),
                          req.body(),
-                         std::string(!forwarded_scheme_.empty() ? forwarded_scheme_
-                                     : stream_.is_tls()         ? "https"
-                                                                : "http")};
+                         std::string(client_scheme(req))};
   const app_hooks* hooks = &ctx_.hooks();
   if (!ctx_.get_dispatcher().post([hooks, info = std::move(info)] { hooks->on_http(info); }))
     ctx_.parking().reply(id, 503, {{"Content-Type", "application/json"}},

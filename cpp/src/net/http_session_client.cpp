@@ -6,20 +6,21 @@
 
 namespace skyrelay {
 
+namespace {
+// Each line of a header field, in order.
+std::vector<std::string_view> field_lines(const http::request<http::string_body>& req,
+                                          std::string_view name) {
+  std::vector<std::string_view> lines;
+  for (auto [it, end] = req.equal_range(name); it != end; ++it) lines.push_back(it->value());
+  return lines;
+}
+}  // namespace
+
 bool http_session::attribute(const request& req) {
-  forwarded_scheme_ = {};
   if (!proxy_peer_) return true;  // a direct client: the peer, admitted at accept
   const auto& proxies = *ctx_.config().trusted_proxies;
-  const bool rfc7239 = proxies.header() == proxy_header::forwarded;
-  auto field_lines = [&req](std::string_view name) {
-    std::vector<std::string_view> lines;
-    for (auto [it, end] = req.equal_range(name); it != end; ++it) lines.push_back(it->value());
-    return lines;
-  };
-  const auto lines = field_lines(rfc7239 ? "Forwarded" : "X-Forwarded-For");
-  // The scheme the proxy's client used (the WSGI app's wsgi.url_scheme).
-  forwarded_scheme_ =
-      forwarded_scheme(proxies.header(), rfc7239 ? lines : field_lines("X-Forwarded-Proto"));
+  const auto lines =
+      field_lines(req, proxies.header() == proxy_header::forwarded ? "Forwarded" : "X-Forwarded-For");
   client_address client;
   const auto status = resolve_client(*proxy_peer_, lines, proxies, client);
   if (status == forwarded_status::forwarded) {
@@ -47,6 +48,18 @@ bool http_session::attribute(const request& req) {
   }
   slot_ip_ = client_ip_;
   return true;
+}
+
+// Read only where it is used (the WSGI app's request), not for every request from a proxy.
+std::string_view http_session::client_scheme(const request& req) const {
+  if (proxy_peer_) {
+    const auto& proxies = *ctx_.config().trusted_proxies;
+    const auto kind = proxies.header();
+    const auto said = forwarded_scheme(
+        kind, field_lines(req, kind == proxy_header::forwarded ? "Forwarded" : "X-Forwarded-Proto"));
+    if (!said.empty()) return said;
+  }
+  return stream_.is_tls() ? "https" : "http";
 }
 
 // The answer refuse_connection gives at accept (503, the same JSON, Retry-After), for a client

@@ -129,6 +129,9 @@ class http_session : public std::enable_shared_from_this<http_session> {
   // 503 is written and the connection ends).
   bool attribute(const request& req);
   void refuse_client(connection_refusal why);
+  // The scheme the request's client used ("http", "https"; a literal): what a trusted proxy
+  // says (X-Forwarded-Proto, or Forwarded's proto=), else this connection's own.
+  std::string_view client_scheme(const request& req) const;
 
   // http_session_upgrade.cpp: /ws, /sse and the application's endpoints (`ep`: the match,
   // whose topics the connection joins), and the checks of every handshake.
@@ -230,8 +233,6 @@ class http_session : public std::enable_shared_from_this<http_session> {
   // (empty: the connection's unattributed slot, admission::admit_unattributed).
   std::optional<client_address> proxy_peer_;
   std::string peer_ip_, peer_remote_;
-  // What a trusted proxy said its client's scheme was ("http", "https"; a literal), or empty.
-  std::string_view forwarded_scheme_;
   std::string slot_ip_;
   state state_{state::handshaking};
   // The request being answered is a HEAD: write() sends the head a GET would get, no body.

@@ -211,7 +211,7 @@ void unit_vectors(track& tr) {
 // km/s, TEME): Kepler's ellipse, stepped in eccentric anomaly E so that each step turns the
 // satellite, earth-fixed, by at most `angle` (1.1 times the true anomaly's advance, for the
 // perturbations, plus the earth's rotation over the step's time; both exact on the ellipse), and
-// lasts at most 900 s. Empty where the ellipse is not one (then the grid is even).
+// lasts at most `cap` s. Empty where the ellipse is not one (then the grid is even).
 void anomaly_grid(std::vector<double>& times, const double r[3], const double v[3], double mu, double n_rad_s,
                   double start, double end, double angle, double cap) {
   times.clear();
