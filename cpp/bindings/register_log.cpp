@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <cmath>
 #include <stdexcept>
 
 #include "skyrelay/core/log_queue.hpp"
@@ -52,18 +53,21 @@ void register_log(py::module_& m) {
       .def("level", [](const log_queue& q, const std::string& logger) {
         return q.level(source_named(logger));
       })
-      .def("take", [](log_queue& q, std::size_t max, double wait_s) {
+      .def("take", [](log_queue& q, std::size_t max, double wait_s, bool wake_on_push) {
         std::vector<log_record> records;
         {
           py::gil_scoped_release release;
+          // Rounded up: a wait asked to last until a deadline must not end just short of it.
           records = q.take(max, std::chrono::milliseconds(
-                                    static_cast<std::int64_t>(wait_s * 1000)));
+                                    static_cast<std::int64_t>(std::ceil(wait_s * 1000))),
+                           wake_on_push);
         }
         py::list out;
         for (const auto& r : records) out.append(to_python(r));
         return out;
-      }, py::arg("max"), py::arg("wait"),
-         "Waits up to `wait` seconds (without the GIL), then takes up to `max` records as "
+      }, py::arg("max"), py::arg("wait"), py::arg("wake_on_push") = false,
+         "Waits up to `wait` seconds (without the GIL; with `wake_on_push` the next record "
+         "ends the wait), then takes up to `max` records as "
          "(logger, level, event, unix_time, fields) tuples.")
       .def("close", &log_queue::close, "Makes take() return at once from now on.")
       .def("reopen", &log_queue::reopen)

@@ -25,7 +25,10 @@ from . import _core
 
 # Above CRITICAL: the core builds no record for a logger at this level.
 LEVEL_OFF = 1000
-# How often the loggers' levels are read again, and how long one take() waits for records.
+# How often the loggers' levels are read again, and how long one take() waits for records
+# while they flow (the I/O threads do not wake the pump then). After a take() that found none,
+# the pump sleeps until its next level sync and the next record wakes it: an idle server's pump
+# wakes twice a second, not ten times.
 LEVEL_SYNC_INTERVAL = 0.5
 TAKE_WAIT = 0.1
 TAKE_BATCH = 512
@@ -126,8 +129,13 @@ class CoreLogPump:
 
     def _run(self) -> None:
         next_sync = time.monotonic() + LEVEL_SYNC_INTERVAL
+        idle = False
         while True:
-            batch = self._queue.take(TAKE_BATCH, TAKE_WAIT)
+            if idle:
+                batch = self._queue.take(TAKE_BATCH, max(0.0, next_sync - time.monotonic()), True)
+            else:
+                batch = self._queue.take(TAKE_BATCH, TAKE_WAIT)
+            idle = not batch
             for name, level, event, created, fields in batch:
                 logger = logging.getLogger(name)
                 if logger.isEnabledFor(level):

@@ -86,6 +86,16 @@ TEST(LogQueue, TakeWaitsThenReturnsEmptyAndCloseWakesIt) {
   q.reopen();
 }
 
+TEST(LogQueue, AWaitThatAsksToBeWokenEndsAtTheFirstRecord) {
+  log_queue q(4);
+  auto waiting = std::async(std::launch::async, [&] { return q.take(4, 10s, true).size(); });
+  std::this_thread::sleep_for(20ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  q.push(info("wake", 1));
+  EXPECT_EQ(waiting.get(), 1u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+}
+
 TEST(LogQueue, ManyThreadsPushWithinTheBound) {
   log_queue q(1000);
   std::vector<std::thread> threads;

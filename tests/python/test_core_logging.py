@@ -217,3 +217,30 @@ def test_a_refusal_behind_a_trusted_proxy_is_logged_with_its_client(capture):
         assert refused.limit == "connections_per_ip"
         held.close()
         refused_socket.close()
+
+
+def _wakeups(tid: int) -> int:
+    with open(f"/proc/self/task/{tid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches")
+
+
+def test_an_idle_servers_log_pump_sleeps_until_its_level_sync(capture):
+    # It used to poll the queue every 100 ms (ten wake-ups a second on a server with nothing to
+    # log); now it sleeps until its half-second level sync unless a record wakes it.
+    with skyrelay.Server(port=0) as server:
+        pump = server._log_pump
+        assert pump is not None and pump._thread is not None
+        tid = pump._thread.native_id
+        assert tid is not None
+        time.sleep(0.3)
+        before = _wakeups(tid)
+        time.sleep(2.0)
+        woken = _wakeups(tid) - before
+        assert woken <= 7, woken  # two a second, and a margin; the 100 ms poll made ~20
+        # and a record still arrives while it sleeps: the first one wakes it
+        with ws_connect(server.url) as ws:
+            sid = json.loads(ws.recv())["sid"]
+            capture.wait_for("connection_open", sid=sid)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <utility>
 
 namespace skyrelay {
 
@@ -24,20 +25,29 @@ log_queue::log_queue(std::size_t capacity) : capacity_(std::max<std::size_t>(cap
 bool log_queue::push(log_record r) {
   r.unix_time = std::chrono::duration<double>(
                     std::chrono::system_clock::now().time_since_epoch()).count();
-  std::lock_guard lock(mu_);
-  if (records_.size() >= capacity_) {
-    dropped_.fetch_add(1, std::memory_order_relaxed);
-    return false;
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    if (records_.size() >= capacity_) {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    records_.push_back(std::move(r));
+    wake = std::exchange(wake_on_push_, false);
   }
-  records_.push_back(std::move(r));
+  if (wake) cv_.notify_one();
   return true;
 }
 
-std::vector<log_record> log_queue::take(std::size_t max, std::chrono::milliseconds wait) {
+std::vector<log_record> log_queue::take(std::size_t max, std::chrono::milliseconds wait,
+                                        bool wake_on_push) {
   std::vector<log_record> out;
   std::unique_lock lock(mu_);
-  // push() does not notify (no system call on an I/O thread): a timed wait is the poll.
-  if (records_.empty() && !closed_) cv_.wait_for(lock, wait, [this] { return closed_; });
+  if (records_.empty() && !closed_) {
+    wake_on_push_ = wake_on_push;
+    cv_.wait_for(lock, wait, [this] { return closed_ || !records_.empty(); });
+    wake_on_push_ = false;
+  }
   const std::size_t n = std::min(max, records_.size());
   if (n == 0) return out;
   out.reserve(n);

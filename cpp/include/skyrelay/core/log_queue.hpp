@@ -9,8 +9,10 @@
 //
 // Overflow: a record that finds the queue full is dropped and counted (dropped()), shown on
 // /metrics as skyrelay_log_records_dropped_total. push() never blocks beyond the queue's short
-// lock and never wakes the drainer, which polls (take() with a wait): an I/O thread makes no
-// system call for a log record.
+// lock. While records flow the drainer polls (take() with a short wait) and push() makes no
+// system call; only a drainer that found the queue empty and waits long (`wake_on_push`) is
+// woken, by the first record after it, so an idle server's drainer sleeps until its next level
+// sync and an I/O thread pays at most one wake-up per such wait.
 #pragma once
 
 #include <array>
@@ -84,8 +86,10 @@ class log_queue {
   // Any thread. Stamps the record's time and queues it; false (and counted) when full.
   bool push(log_record r);
   // The draining thread: waits up to `wait` for a record (or close()), then takes up to `max`
-  // of them, oldest first. Empty after close() once the queue is empty.
-  std::vector<log_record> take(std::size_t max, std::chrono::milliseconds wait);
+  // of them, oldest first. Empty after close() once the queue is empty. With `wake_on_push`
+  // the next push() ends the wait (one notify); without it records are seen when the wait ends.
+  std::vector<log_record> take(std::size_t max, std::chrono::milliseconds wait,
+                               bool wake_on_push = false);
   // Wakes take() and makes it return at once from now on (records queued are still taken).
   void close();
   // Undoes close(), for a server started again.
@@ -102,6 +106,7 @@ class log_queue {
   std::condition_variable cv_;
   std::vector<log_record> records_;  // oldest first; take() moves a prefix out
   bool closed_{false};
+  bool wake_on_push_{false};  // a take() waits and asked push() to wake it
   std::atomic<std::uint64_t> dropped_{0};
 };
 
