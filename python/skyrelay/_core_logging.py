@@ -128,6 +128,7 @@ class CoreLogPump:
         self._thread = None
 
     def _run(self) -> None:
+        _core.name_this_thread("skyrelay-log")
         next_sync = time.monotonic() + LEVEL_SYNC_INTERVAL
         idle = False
         while True:

@@ -11,6 +11,7 @@
 #include "redis_broker_impl.hpp"
 #include "skyrelay/core/clock.hpp"
 #include "skyrelay/core/random.hpp"
+#include "skyrelay/core/thread_name.hpp"
 
 namespace skyrelay::redis {
 
@@ -368,6 +369,7 @@ redis_broker::redis_broker(hub& local, redis_broker_options opts) {
     i->tick();
   });
   i->thread = std::thread([i] { i->io.run(); });
+  name_thread(i->thread, "skyrelay-broker");
 }
 
 redis_broker::~redis_broker() {

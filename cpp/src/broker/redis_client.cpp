@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "redis_client_impl.hpp"
+#include "skyrelay/core/thread_name.hpp"
 #include "skyrelay/hub/broker.hpp"
 
 namespace skyrelay::redis {
@@ -128,6 +129,7 @@ redis_client::redis_client(redis_url url, std::vector<redis_endpoint> cluster_se
   impl* i = impl_.get();
   asio::post(i->io, [i] { i->connect(); });
   i->thread = std::thread([i] { i->io.run(); });
+  name_thread(i->thread, "skyrelay-redis");
 }
 
 redis_client::~redis_client() {

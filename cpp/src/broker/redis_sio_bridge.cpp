@@ -7,6 +7,7 @@
 #include <exception>
 
 #include "redis_sio_bridge_impl.hpp"
+#include "skyrelay/core/thread_name.hpp"
 
 namespace skyrelay::redis {
 
@@ -204,6 +205,7 @@ redis_sio_bridge::redis_sio_bridge(redis_sio_bridge_options opts, manager_action
     i->tick();
   });
   i->thread = std::thread([i] { i->io.run(); });
+  name_thread(i->thread, "skyrelay-bridge");
 }
 
 void redis_sio_bridge::stop() {

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "skyrelay/core/thread_name.hpp"
+
 namespace skyrelay {
 
 namespace {
@@ -27,6 +29,7 @@ void dispatcher::start() {
   started_ = true;
   stopping_ = false;
   worker_ = std::thread([this] { run(); });
+  name_thread(worker_, "skyrelay-disp");
 }
 
 void dispatcher::stop() {

@@ -16,6 +16,7 @@
 #include "skyrelay/broker/redis_broker.hpp"
 #include "skyrelay/broker/redis_limits.hpp"
 #include "skyrelay/broker/redis_state.hpp"
+#include "skyrelay/core/thread_name.hpp"
 #include "skyrelay/net/descriptor_tables.hpp"
 #include "skyrelay/net/http_session.hpp"
 #include "skyrelay/net/listener.hpp"
@@ -314,6 +315,7 @@ void server::start() {
       contexts_[i]->run();
       dispatcher::defer_wakes_on_this_thread(nullptr);
     });
+    name_thread(threads_.back(), "skyrelay-io-" + std::to_string(i));
   }
   if (own_tables) {
     tables_ready.wait();

@@ -14,6 +14,8 @@
 #include <numbers>
 #include <thread>
 
+#include "skyrelay/core/thread_name.hpp"
+
 namespace skyrelay::orbit {
 namespace {
 
@@ -1419,7 +1421,10 @@ std::vector<pass_window> search_all(std::span<const sgp4* const> satellites, std
     work(0);
   } else {
     std::vector<std::thread> pool;
-    for (unsigned i = 0; i < threads; ++i) pool.emplace_back(work, i);
+    for (unsigned i = 0; i < threads; ++i) {
+      pool.emplace_back(work, i);
+      name_thread(pool.back(), "skyrelay-orbit");
+    }
     for (auto& th : pool) th.join();
   }
   return sorted_by_aos(parts, order);
