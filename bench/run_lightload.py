@@ -12,6 +12,12 @@ delivery and p99: below 0.5 is the aim) and io_uring's to epoll.
     .venv/bin/python bench/run_lightload.py [--rounds 3] [--duration 6] [--scenarios 10,50,saturation]
         [--rps] [--wait-quiet S]
 
+Beside them, the floor: the trivial server (loadclient/trivial_server.cpp, one thread, no
+library, every message encoded once) on its epoll path (one send() per connection) and its
+io_uring path (one submission per message), "trivial epoll" and "trivial io_uring". No server
+can spend less kernel time per delivery on this harness than they do, so their ratio to Node
+`ws` says how far below Node any server could go here.
+
 With --before PY (another checkout's .venv/bin/python, e.g. a build of main) its two paths run
 too, as "before epoll" and "before io_uring", interleaved with this build's in every round.
 
@@ -43,6 +49,10 @@ SERVERS = {
     "skyrelay epoll": Peer(server("skyrelay_server.py", "--io-uring", "off")),
     "skyrelay io_uring": Peer(server("skyrelay_server.py", "--io-uring", "auto")),
     "node ws": Peer(["node", str(HERE / "servers" / "ws_node.mjs")]),
+    # The floor: the least a server can do for the same deliveries (loadclient/trivial_server.cpp:
+    # pre-encoded frames, one send() each, or one io_uring submission per message).
+    "trivial epoll": harness.trivial("ws"),
+    "trivial io_uring": Peer([*harness.trivial("ws").command, "--io-uring", "1"]),
 }
 COLUMNS = [("deliveries/s", "deliveries_per_s"),
            ("CPU per delivery", "cpu_ns_per_delivery"),
@@ -168,7 +178,8 @@ def run(args, rps_original: str | None) -> int:
     for s in (x.strip() for x in args.scenarios.split(",") if x.strip()):
         if s == "saturation":
             scenarios.append(("saturation (1000 msg/s)",
-                              {n: 1000.0 for n in SERVERS if not n.startswith("node ws")}))
+                              {n: 1000.0 for n in SERVERS
+                               if not n.startswith(("node ws", "trivial"))}))
         else:
             scenarios.append((f"{float(s):g} msg/s", {n: float(s) for n in SERVERS}))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -215,6 +226,13 @@ def run(args, rps_original: str | None) -> int:
                                          "deliveries_per_cpu_s")
                              + "; p99: " + per_round(runs, f"{prefix} io_uring",
                                                      f"{prefix} epoll", "p99_us"))
+        for path in ("epoll", "io_uring"):
+            if f"trivial {path}" in runs and f"skyrelay {path}" in runs:
+                lines.append(f"- skyrelay {path} / trivial {path} (the floor), CPU per delivery: "
+                             + per_round(runs, f"skyrelay {path}", f"trivial {path}",
+                                         "cpu_ns_per_delivery")
+                             + "; p99: " + per_round(runs, f"skyrelay {path}",
+                                                     f"trivial {path}", "p99_us"))
         for path in ("epoll", "io_uring"):
             if f"before {path}" in runs and f"skyrelay {path}" in runs:
                 lines.append(f"- {path}, this build / before, CPU per delivery: "

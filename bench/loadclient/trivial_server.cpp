@@ -13,7 +13,15 @@
 // the tick's messages dropped (the load client counts only what arrives, as with a
 // drop_oldest server).
 //
+// With --io-uring 1 (a build with liburing) a tick's sends to every connection with nothing
+// pending go out in one io_uring submission (MSG_DONTWAIT, so each completes inline; what a
+// socket does not take waits in its pending bytes for the epoll path), the least skyrelay's
+// io_uring write path could do: run_lightload.py runs both modes as the floor of CPU per
+// delivery beside the servers under test. Between messages it sleeps until the next one is
+// due, so a light load costs no idle ticks.
+//
 // Usage: trivial_server --port P --clients N --rate R --seconds S [--protocol ws|socketio]
+//                       [--io-uring 0|1]
 // Prints PUBLISHING once N clients have connected (after their upgrade) and DONE <published>
 // at the end, like the Python benchmark servers; the harness passes the same arguments.
 
@@ -31,10 +39,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "bench_clock.hpp"
+
+#ifdef TRIVIAL_HAVE_LIBURING
+#include <liburing.h>
+#endif
 
 namespace {
 
@@ -46,6 +59,7 @@ struct options {
   double rate = 1000;
   double seconds = 10;
   bool socketio = false;
+  bool io_uring = false;
   std::size_t max_pending = 128 << 10;  // per connection: enough to keep its socket full
 };
 
@@ -127,6 +141,7 @@ options parse(int argc, char** argv) {
     else if (k == "--seconds") o.seconds = std::min(std::atof(v.c_str()), 120.0);
     else if (k == "--protocol") o.socketio = v == "socketio";
     else if (k == "--max-pending") o.max_pending = std::strtoull(v.c_str(), nullptr, 10);
+    else if (k == "--io-uring") o.io_uring = v == "1";
     // the Python servers' other options (--certfile, --broker, ...) do not apply here
   }
   if (o.port <= 0 || o.clients <= 0 || o.rate <= 0) {
@@ -134,8 +149,75 @@ options parse(int argc, char** argv) {
                          "[--protocol ws|socketio]\n");
     std::exit(2);
   }
+#ifndef TRIVIAL_HAVE_LIBURING
+  if (o.io_uring) {
+    std::fprintf(stderr, "trivial_server: built without liburing, --io-uring 1 unavailable\n");
+    std::exit(2);
+  }
+#endif
   return o;
 }
+
+#ifdef TRIVIAL_HAVE_LIBURING
+// One ring; send_all() puts one send per connection in it and submits them together.
+class uring_sender {
+ public:
+  uring_sender() {
+    if (const int e = io_uring_queue_init(kEntries, &ring_, 0); e < 0) {
+      std::fprintf(stderr, "io_uring_queue_init: %s\n", std::strerror(-e));
+      std::exit(1);
+    }
+  }
+  ~uring_sender() { io_uring_queue_exit(&ring_); }
+  uring_sender(const uring_sender&) = delete;
+  uring_sender& operator=(const uring_sender&) = delete;
+
+  // `frame` to each of `fds` (connections with nothing pending). A short or refused send leaves
+  // the rest in the connection's pending bytes; a failed one closes it.
+  void send_all(std::vector<conn>& conns, const std::vector<int>& fds, const std::string& frame) {
+    unsigned queued = 0;
+    for (const int fd : fds) {
+      if (queued == kEntries) {
+        reap(conns, frame, queued);
+        queued = 0;
+      }
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      io_uring_prep_send(sqe, fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      io_uring_sqe_set_data64(sqe, std::uint64_t(fd));
+      ++queued;
+    }
+    if (queued) reap(conns, frame, queued);
+  }
+
+ private:
+  static constexpr unsigned kEntries = 1024;
+
+  void reap(std::vector<conn>& conns, const std::string& frame, unsigned n) {
+    // MSG_DONTWAIT: every send completes inside the submission, so this waits for nothing.
+    if (const int e = io_uring_submit_and_wait(&ring_, n); e < 0) {
+      std::fprintf(stderr, "io_uring_submit_and_wait: %s\n", std::strerror(-e));
+      std::exit(1);
+    }
+    io_uring_cqe* cqe = nullptr;
+    for (unsigned i = 0; i < n; ++i) {
+      if (io_uring_wait_cqe(&ring_, &cqe) < 0) std::exit(1);
+      conn& c = conns[std::size_t(io_uring_cqe_get_data64(cqe))];
+      const int res = cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+      if (res == int(frame.size())) continue;
+      if (res >= 0 || res == -EAGAIN) {
+        c.pending.assign(frame, res > 0 ? std::size_t(res) : 0);
+        c.sent = 0;
+      } else {
+        ::close(c.fd);
+        c.fd = -1;
+      }
+    }
+  }
+
+  io_uring ring_{};
+};
+#endif
 
 int listen_on(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -167,6 +249,11 @@ int main(int argc, char** argv) {
   std::int64_t start = 0;
   std::uint64_t seq = 0;
   std::vector<epoll_event> events(1024);
+#ifdef TRIVIAL_HAVE_LIBURING
+  std::optional<uring_sender> uring;
+  if (o.io_uring) uring.emplace();
+  std::vector<int> ready;  // this tick's connections with nothing pending
+#endif
   while (true) {
     const std::int64_t now = now_ns();
     if (!start && upgraded >= o.clients) {
@@ -183,15 +270,34 @@ int main(int argc, char** argv) {
       const auto due = std::uint64_t(o.rate * double(now - start) / 1e9) + 1;
       std::string tick;
       for (; seq < due; ++seq) tick += message(o.socketio, seq);
-      if (!tick.empty())
+      if (!tick.empty()) {
+#ifdef TRIVIAL_HAVE_LIBURING
+        ready.clear();
+#endif
         for (auto& c : conns)
           if (c.fd >= 0 && c.upgraded && c.pending.size() < o.max_pending) {
+#ifdef TRIVIAL_HAVE_LIBURING
+            if (uring && c.pending.empty()) {
+              ready.push_back(c.fd);
+              continue;
+            }
+#endif
             c.pending += tick;
             if (!flush(c)) { ::close(c.fd); c.fd = -1; }
           }
+#ifdef TRIVIAL_HAVE_LIBURING
+        if (uring) uring->send_all(conns, ready, tick);
+#endif
+      }
     }
-    // Wait at most until the next 1 ms tick (while connecting: for the clients).
-    const int timeout = start ? 1 : 50;
+    // Wait until the next message is due, rounded up to whole milliseconds (while connecting:
+    // 50 ms, for the clients).
+    int timeout = 50;
+    if (start) {
+      const auto next_due = start + std::int64_t(double(seq) * 1e9 / o.rate);
+      const auto ahead = next_due - now_ns();
+      timeout = ahead <= 0 ? 0 : int(std::min<std::int64_t>((ahead + 999'999) / 1'000'000, 1000));
+    }
     const int n = epoll_wait(ep, events.data(), int(events.size()), timeout);
     for (int i = 0; i < n; ++i) {
       const int fd = events[i].data.fd;
