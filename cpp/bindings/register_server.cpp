@@ -82,7 +82,7 @@ class py_server {
         py::list headers;
         for (const auto& [k, v] : info.headers) headers.append(py::make_tuple(k, v));
         call_hook(fn->obj, info.sid, info.path, info.query, info.remote, headers,
-                  claims_of(info.identity));
+                  claims_of(info.identity), info.scheme);
       };
     }
     if (!on_message.is_none()) {
@@ -107,7 +107,7 @@ class py_server {
         py::list headers;
         for (const auto& [k, v] : info.headers) headers.append(py::make_tuple(k, v));
         call_hook(fn->obj, info.sid, info.nsp, info.auth, info.eio_sid, info.remote, info.query,
-                  headers, claims_of(info.identity), info.recovered);
+                  headers, claims_of(info.identity), info.recovered, info.scheme);
       };
     }
     auto as_bytes = [](const std::vector<std::string>& parts) {

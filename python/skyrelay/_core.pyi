@@ -121,12 +121,13 @@ class Server:
     def __init__(
         self,
         config: ServerConfig,
-        on_connect: Callable[[str, str, str, str, list[tuple[str, str]], str | None], None]
+        on_connect: Callable[[str, str, str, str, list[tuple[str, str]], str | None, str],
+                             None]
         | None,
         on_message: Callable[[str, str, str, str], None] | None,
         on_disconnect: Callable[[str, str, str | None], None] | None,
         on_sio_connect: Callable[[str, str, str, str, str, str, list[tuple[str, str]],
-                                  str | None, bool], None]
+                                  str | None, bool, str], None]
         | None = None,
         on_sio_event: Callable[[str, str, str, int, list[bytes]], None] | None = None,
         on_sio_ack: Callable[[str, int, str, list[bytes]], None] | None = None,

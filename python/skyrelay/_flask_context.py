@@ -116,7 +116,9 @@ class HandshakeEnvirons:
             target += "?" + query
         wsgi = self._wsgi()
         assert wsgi is not None  # the facade always mounts the app
-        env = wsgi.environ("GET", target, conn.remote, list(headers), b"")
+        # The core's scheme for the handshake (a trusted proxy's word, else the connection's);
+        # empty (a connection made without one) leaves the port's.
+        env = wsgi.environ("GET", target, conn.remote, list(headers), b"", conn.scheme or None)
         env["flask.app"] = self.app
         return env
 

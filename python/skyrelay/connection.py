@@ -4,6 +4,7 @@ targets of an emit, which name connections or rooms."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Union
 
@@ -56,9 +57,12 @@ class Connection:
 
     ``transport`` is ``"websocket"`` for the JSON protocol, ``"sse"`` for an event stream and
     ``"socket.io"`` for Socket.IO, where the connection is one namespace of the client
-    (``namespace``, with the CONNECT payload in ``auth``). ``path``, ``query``, ``remote`` and ``headers`` describe the handshake; for the
-    JSON protocol they are filled in when the server has a connect handler. ``state`` is a dict
-    for the application's own per-connection data.
+    (``namespace``, with the CONNECT payload in ``auth``). ``path``, ``query``, ``remote``,
+    ``scheme`` and ``headers`` describe the handshake; for the JSON protocol they are filled in
+    when the server has a connect handler. ``scheme`` is ``"http"`` or ``"https"``: what a
+    trusted proxy said its client used (``X-Forwarded-Proto``, or ``Forwarded``'s ``proto=``),
+    else the connection's own (``"https"`` on a TLS port), as a WSGI app's ``wsgi.url_scheme``.
+    ``state`` is a dict for the application's own per-connection data.
 
     With ``Server(jwt=...)``, ``claims`` is the payload of the token the connection was opened
     with (verified in C++ before any handler ran), ``user`` its ``sub`` and ``roles`` its
@@ -78,19 +82,20 @@ class Connection:
     # ``claims``, ``roles``, ``params`` and an empty ``auth`` are made when read or set, and
     # ``headers`` waits as one packed string (name NUL value NUL ...) until read (docs/benchmarks.md: ~0.8 KB less
     # per idle Socket.IO socket).
-    __slots__ = ("_server", "sid", "path", "query", "remote", "_headers", "_state", "namespace",
-                 "_auth", "transport", "_claims", "user", "_roles", "recovered", "eio_sid",
-                 "_params")
+    __slots__ = ("_server", "sid", "path", "query", "remote", "scheme", "_headers", "_state",
+                 "namespace", "_auth", "transport", "_claims", "user", "_roles", "recovered",
+                 "eio_sid", "_params")
 
     def __init__(self, server: Server, sid: str, path: str = "", query: str = "",
                  remote: str = "", headers: Iterable[tuple[str, str]] = (), *,
                  namespace: str = "/", auth: Any = None, transport: str = "websocket",
-                 claims: str | dict[str, Any] | None = None) -> None:
+                 claims: str | dict[str, Any] | None = None, scheme: str = "") -> None:
         self._server = server
         self.sid = sid
         self.path = path
         self.query = query
         self.remote = remote
+        self.scheme = sys.intern(scheme)  # one "http" and one "https" for every connection
         self._headers: str | dict[str, str] = _pack_headers(headers)
         self._state: dict[str, Any] | None = None
         self.namespace = namespace

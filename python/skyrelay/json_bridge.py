@@ -34,7 +34,7 @@ class JSONProtocolBridge:
     through ``core`` (None before start), the Socket.IO bridge through ``socketio`` (a sid
     whose connection was a Socket.IO socket is forgotten there), and makes each connection's
     :class:`Connection` with ``make_connection(sid, path, query, remote, headers,
-    transport=, claims=)``.
+    transport=, claims=, scheme=)``.
     """
 
     def __init__(self, registry: HandlerRegistry, core: Callable[[], _core.Server | None],
@@ -47,7 +47,8 @@ class JSONProtocolBridge:
         self.sse_path = "/sse"
 
     def on_connect(self, sid: str, path: str, query: str, remote: str,
-                   headers: list[tuple[str, str]], claims: str | None = None) -> None:
+                   headers: list[tuple[str, str]], claims: str | None = None,
+                   scheme: str = "") -> None:
         self._registry.entered()
         found = match_endpoint(self.endpoints, path)
         if found is not None:
@@ -56,7 +57,8 @@ class JSONProtocolBridge:
             sse = bool(self.sse_path) and (path == self.sse_path or
                                            path.startswith(self.sse_path + "/"))
         conn = self._make_connection(sid, path, query, remote, headers,
-                                     transport="sse" if sse else "websocket", claims=claims)
+                                     transport="sse" if sse else "websocket", claims=claims,
+                                     scheme=scheme)
         conn.params = found[1] if found is not None else {}
         self._registry.connections[sid] = conn
         core = self._core()

@@ -42,7 +42,7 @@ class SocketIOBridge:
 
     It reaches the handlers through ``registry``, the running core through ``core`` (None
     before start), and makes each socket's :class:`Connection` with ``make_connection(sid,
-    path, query, remote, headers, namespace=, auth=, transport=, claims=)``.
+    path, query, remote, headers, namespace=, auth=, transport=, claims=, scheme=)``.
     """
 
     def __init__(self, registry: HandlerRegistry, core: Callable[[], _core.Server | None],
@@ -60,7 +60,7 @@ class SocketIOBridge:
 
     def on_connect(self, sid: str, nsp: str, auth: str, eio_sid: str, remote: str, query: str,
                    headers: list[tuple[str, str]], claims: str | None = None,
-                   recovered: bool = False) -> None:
+                   recovered: bool = False, scheme: str = "") -> None:
         registry = self.registry
         registry.entered()
         # Clients of one application mostly send one query ("EIO=4&transport=websocket"):
@@ -73,7 +73,7 @@ class SocketIOBridge:
                                      namespace=nsp,
                                      auth=EMPTY_AUTH if auth == "{}" else json.loads(auth),
                                      transport="socket.io",
-                                     claims=claims)
+                                     claims=claims, scheme=scheme)
         conn.recovered = recovered
         conn.eio_sid = eio_sid
         connections = registry.connections

@@ -86,7 +86,7 @@ class WSGIBridge:
                 body: bytes, scheme: str | None = None) -> dict[str, Any]:
         """The request's WSGI environ. `scheme` is the core's: what a trusted proxy said its
         client used (X-Forwarded-Proto, Forwarded's proto=), else the connection's own; without
-        it (a Socket.IO connection's environ), the port's."""
+        it, the port's."""
         path, _, query = target.partition("?")
         addr, _, rport = remote.rpartition(":")
         env: dict[str, Any] = {

@@ -3,7 +3,9 @@
 //   roles the connect hook granted, a refusal joins nothing and is counted, and a join without
 //   a requirement is hub::join's answer;
 // - server::respond and send_error go to JSON-protocol WebSockets only: an SSE stream's sid is
-//   refused and its stream carries nothing but SSE.
+//   refused and its stream carries nothing but SSE;
+// - the connect hooks are told each handshake's scheme (connect_info::scheme,
+//   sio_connect_info::scheme).
 #include <gtest/gtest.h>
 
 #include <boost/asio.hpp>
@@ -13,10 +15,13 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "skyrelay/auth/access_policy.hpp"
+#include "skyrelay/net/client_address.hpp"
 #include "skyrelay/net/server.hpp"
 #include "blocking_client.hpp"
 
@@ -163,6 +168,67 @@ TEST_F(ServerControl, AnswersGoToJsonProtocolConnectionsNotToStreams) {
   EXPECT_EQ(stream.find('\x81'), std::string::npos);
   EXPECT_EQ(stream.find("bad_request"), std::string::npos);
   EXPECT_EQ(stream.find("\"type\":\"response\""), std::string::npos);
+}
+
+// What a trusted proxy says its client used (X-Forwarded-Proto), else the connection's own:
+// on the JSON protocol's WebSocket, SSE, and Socket.IO, whose Engine.IO session keeps its
+// handshake's for the CONNECTs that come later (here over polling, on another request).
+TEST(HandshakeScheme, TheConnectHooksAreToldWhatTheTrustedProxySays) {
+  std::mutex mu;
+  std::vector<std::string> told;
+  server_config cfg;
+  cfg.host = "127.0.0.1";
+  cfg.port = 0;
+  cfg.io_threads = 1;
+  cfg.trusted_proxies = std::make_shared<const proxy_set>(
+      std::get<proxy_set>(proxy_set::parse({"127.0.0.1"}, proxy_header::x_forwarded_for)));
+  cfg.client_topics = std::make_shared<const auth::client_topic_policy>(
+      std::vector<std::string>{"lobby"});
+  app_hooks hooks;
+  hooks.on_connect = [&](const connect_info& info) {
+    std::lock_guard lock(mu);
+    told.push_back(info.path + " " + info.scheme);
+  };
+  hooks.on_sio_connect = [&](const sio_connect_info& info) {
+    std::lock_guard lock(mu);
+    told.push_back("sio " + info.scheme);
+  };
+  server srv(cfg, hooks);
+  srv.start();
+  // What the hooks were told once `n` handshakes reached them (at most 5 s of 10 ms polls).
+  auto told_after = [&](std::size_t n) {
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard lock(mu);
+        if (told.size() >= n) return told;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::lock_guard lock(mu);
+    return told;
+  };
+  const std::string https = "X-Forwarded-Proto: https\r\n";
+  const std::string ws(ws_handshake, std::string_view(ws_handshake).size() - 2);  // open head
+  raw_client secure(srv.port(), ws + https + "\r\n");
+  EXPECT_EQ(told_after(1), std::vector<std::string>{"/ws https"});
+  raw_client plain(srv.port());
+  EXPECT_EQ(told_after(2).back(), "/ws http");
+  raw_client stream(srv.port(),
+                    "GET /sse/lobby HTTP/1.1\r\nHost: 127.0.0.1\r\n" + https + "\r\n");
+  EXPECT_EQ(told_after(3).back(), "/sse/lobby https");
+
+  raw_client sio(srv.port(), "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n"
+                             "Host: 127.0.0.1\r\n" + https + "\r\n");
+  const std::string& open = sio.read_until("\"pingInterval\"");
+  const auto at = open.find("\"sid\":\"");
+  ASSERT_NE(at, std::string::npos) << open;
+  const std::string sid = open.substr(at + 7, open.find('"', at + 7) - at - 7);
+  sio.buffer().clear();
+  sio.send("POST /socket.io/?EIO=4&transport=polling&sid=" + sid +
+           " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain;charset=UTF-8\r\n"
+           "Content-Length: 2\r\n\r\n40");
+  EXPECT_EQ(told_after(4).back(), "sio https");
+  srv.stop();
 }
 
 }  // namespace

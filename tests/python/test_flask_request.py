@@ -88,6 +88,32 @@ def test_query_headers_cookies_and_address_in_connect_and_event_handlers(stop_af
         client_for(clients, url + "?token=nope", transports=[transport])
 
 
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_the_request_scheme_is_what_a_trusted_proxy_says(stop_after, transport):
+    # Behind a proxy that ends TLS, a connect handler's request is https (is_secure, https://
+    # links from url_for) when the proxy is trusted; the same header from any other peer is
+    # the client's own word, ignored.
+    started, clients = stop_after
+    for trusted, scheme in (("127.0.0.1", "https"), ("192.0.2.1", "http")):
+        app = flask.Flask(__name__)
+        app.add_url_rule("/page", "page", lambda: "")
+        socketio = SocketIO(app, trusted_proxies=[trusted])
+        seen = {}
+
+        @socketio.on("connect")
+        def connect(auth):
+            request = flask.request
+            seen.update(scheme=request.scheme, secure=request.is_secure,
+                        link=flask.url_for("page", _external=True))
+
+        started.append(socketio)
+        url = serve(socketio, app)
+        client_for(clients, url, headers={"X-Forwarded-Proto": "https"}, transports=[transport])
+        assert wait_until(lambda: "link" in seen, 10)
+        assert seen == {"scheme": scheme, "secure": scheme == "https",
+                        "link": f"{scheme}://127.0.0.1:{socketio.server.port}/page"}
+
+
 def login_app():
     app = flask.Flask(__name__)
     app.config["SECRET_KEY"] = "test-secret"

@@ -42,6 +42,7 @@ http {{
             proxy_set_header Connection $connection_upgrade;
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
             proxy_buffering off;
             proxy_read_timeout 120s;
         }}
@@ -92,18 +93,23 @@ def test_through_nginx_as_documented(nginx):
     server = skyrelay.Server(port=0, client_topics="*", trusted_proxies=[TRUSTED],
                              max_connections_per_ip=2, limit_loopback=True)
     seen: list[tuple[str, str]] = []
+    schemes: list[str] = []
 
     @server.on_connect
     def record(conn):
         seen.append((conn.transport, conn.remote))
+        schemes.append(conn.scheme)
 
     with server:
         port = nginx(server.port)
         # A client's own X-Forwarded-For goes through nginx with its real address appended.
-        a, status, _ = ws_open(port, "127.0.0.2", xff("203.0.113.77"))
+        # Its own X-Forwarded-Proto is replaced by nginx's scheme (plain HTTP here).
+        a, status, _ = ws_open(port, "127.0.0.2",
+                               {**xff("203.0.113.77"), "X-Forwarded-Proto": "https"})
         assert status == 101
         assert wait_until(lambda: len(seen) == 1)
         assert seen[0] == ("websocket", "127.0.0.2:0")
+        assert schemes == ["http"]
         b, status, _ = ws_open(port, "127.0.0.2")
         assert status == 101
         # The per-IP limit is the client's, through the proxy.

@@ -546,3 +546,25 @@ def test_the_wsgi_app_sees_https(skyrelay_server_factory, pki):
     answer = httpx.get(https(server) + "/page", verify=pki.client_context(), timeout=5)
     assert answer.status_code == 200
     assert answer.text == "https"
+
+
+def test_connections_see_https(skyrelay_server_factory, pki):
+    # Connection.scheme (and so the Flask facade's request) on a TLS port, with no proxy.
+    schemes: queue.Queue = queue.Queue()
+
+    def configure(server: skyrelay.Server) -> None:
+        server.on_connect(lambda conn: schemes.put((conn.transport, conn.scheme)))
+
+    server = skyrelay_server_factory(configure, ssl_certfile=pki.cert, ssl_keyfile=pki.key)
+    with ws_connect(f"wss://127.0.0.1:{server.port}/ws", ssl=pki.client_context(),
+                    open_timeout=5):
+        assert schemes.get(timeout=5) == ("websocket", "https")
+    session = requests.Session()
+    session.verify = str(pki.ca)
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would replace our CA
+    client = socketio.Client(reconnection=False, http_session=session)
+    client.connect(https(server), transports=["polling"], wait_timeout=10)
+    try:
+        assert schemes.get(timeout=5) == ("socket.io", "https")
+    finally:
+        client.disconnect()

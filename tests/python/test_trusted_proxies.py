@@ -28,14 +28,14 @@ UNTRUSTED = "127.0.0.2"
 def make_server():
     servers: list[skyrelay.Server] = []
 
-    def make(**options) -> tuple[skyrelay.Server, list[tuple[str, str]]]:
+    def make(what=lambda conn: conn.remote, **options) -> tuple[skyrelay.Server, list[tuple]]:
         options.setdefault("trusted_proxies", [TRUSTED])
         server = skyrelay.Server(port=0, client_topics="*", **options)
-        seen: list[tuple[str, str]] = []
+        seen: list[tuple] = []
 
         @server.on_connect
         def record(conn):
-            seen.append((conn.transport, conn.remote))
+            seen.append((conn.transport, what(conn)))
 
         servers.append(server.start())
         return server, seen
@@ -155,6 +155,45 @@ def test_wsgi_url_scheme_is_what_the_trusted_proxy_says(make_server):
         assert request(s, "GET", "/", {"Forwarded": "for=203.0.113.4;proto=https"})[2] == b"https"
         # In Forwarded mode X-Forwarded-Proto is not read.
         assert request(s, "GET", "/", {"X-Forwarded-Proto": "https"})[2] == b"http"
+
+
+def test_conn_scheme_is_what_the_trusted_proxy_says_on_every_transport(make_server):
+    # The handshake's scheme, as the WSGI app's wsgi.url_scheme: what the trusted proxy says
+    # its client used, else the connection's own; a client's own header is ignored.
+    server, seen = make_server(what=lambda conn: conn.scheme)
+    https = {"X-Forwarded-Proto": "https"}
+    ws = [ws_open(server.port, TRUSTED, https)[0], ws_open(server.port, TRUSTED)[0],
+          ws_open(server.port, UNTRUSTED, https)[0]]
+    assert wait_until(lambda: len(seen) == 3)
+    assert sorted(seen) == [("websocket", "http"), ("websocket", "http"), ("websocket", "https")]
+    streams = []
+    for source in (TRUSTED, UNTRUSTED):
+        s = open_from(source, server.port)
+        s.sendall(b"GET /sse/news HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"X-Forwarded-Proto: https\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        streams.append(s)
+    assert wait_until(lambda: len(seen) == 5)
+    assert sorted(seen[3:]) == [("sse", "http"), ("sse", "https")]
+    # Socket.IO: the Engine.IO handshake's scheme, for every CONNECT of the session.
+    for source in (TRUSTED, UNTRUSTED):
+        with open_from(source, server.port) as s:
+            body = request(s, "GET", "/socket.io/?EIO=4&transport=polling", https)[2]
+            sid = json.loads(body[1:])["sid"]
+            assert request(s, "POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}",
+                           {"Content-Type": "text/plain;charset=UTF-8"}, b"40")[2] == b"ok"
+            assert wait_until(lambda: len(seen) == (6 if source == TRUSTED else 7))
+    assert seen[5:] == [("socket.io", "https"), ("socket.io", "http")]
+    sio = socketio.Client(reconnection=False)  # from 127.0.0.1, as a proxy would connect
+    sio.connect(f"http://127.0.0.1:{server.port}", transports=["websocket"],
+                headers=https, wait_timeout=5)
+    try:
+        assert wait_until(lambda: len(seen) == 8)
+        assert seen[7] == ("socket.io", "https")
+    finally:
+        sio.disconnect()
+    for s in ws + streams:
+        s.close()
 
 
 def test_socketio_over_polling_and_websocket(make_server):

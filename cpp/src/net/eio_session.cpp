@@ -35,7 +35,7 @@ std::string pack(std::string_view remote, std::string_view query,
 }  // namespace
 
 eio_session::eio_session(session_context& context, asio::io_context& ioc, std::string sid,
-                         transport t, std::string remote,
+                         transport t, std::string remote, std::string_view scheme,
                          std::vector<std::pair<std::string, std::string>> headers,
                          std::string query, bool echo)
     : context_(context),
@@ -44,6 +44,7 @@ eio_session::eio_session(session_context& context, asio::io_context& ioc, std::s
       handshake_(pack(remote, context.hooks().on_sio_connect ? query : std::string_view(),
                       headers)),
       echo_(echo),
+      https_(scheme == "https"),
       ex_(ioc.get_executor()),
       transport_(t),
       polling_(t == transport::polling ? std::make_unique<polling_state>() : nullptr),

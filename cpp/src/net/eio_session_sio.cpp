@@ -239,9 +239,11 @@ void eio_session::run_connect_hook(const std::shared_ptr<sio_socket>& sock, std:
     context_.sio().accept(sock->sid());
     return;
   }
-  sio_connect_info info{sock->sid(), sock->nsp(),          std::move(auth),
-                        sid_,         std::string(remote()), std::string(query()),
-                        headers(),    std::move(identity),   recovered};
+  sio_connect_info info{sock->sid(),          sock->nsp(),
+                        std::move(auth),        sid_,
+                        std::string(remote()),  https_ ? "https" : "http",
+                        std::string(query()),   headers(),
+                        std::move(identity),    recovered};
   const app_hooks* app = &context_.hooks();
   if (!context_.get_dispatcher().post(
           [app, info = std::move(info)] { app->on_sio_connect(info); }))

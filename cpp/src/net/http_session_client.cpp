@@ -50,7 +50,8 @@ bool http_session::attribute(const request& req) {
   return true;
 }
 
-// Read only where it is used (the WSGI app's request), not for every request from a proxy.
+// Read only where it is used (the WSGI app's request, a handshake the application is shown),
+// not for every request from a proxy.
 std::string_view http_session::client_scheme(const request& req) const {
   if (proxy_peer_) {
     const auto& proxies = *ctx_.config().trusted_proxies;

@@ -105,6 +105,7 @@ void http_session::engineio_websocket(const request& req, std::string_view query
   const bool deflate =
       http_detail::accept_deflate(req, ctx_.config().compress_socketio, response);
   std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+  const std::string_view scheme = client_scheme(req);  // before the stream is handed off
   net::stream socket = hand_off();
   auto& ioc = static_cast<asio::io_context&>(socket.get_executor().context());
   const std::string remote = client_remote_;
@@ -120,7 +121,7 @@ void http_session::engineio_websocket(const request& req, std::string_view query
   }
   // A session opened over WebSocket is counted by its connection's slot (held by `ws`).
   session = std::make_shared<eio_session>(ctx_, ioc, new_eio_sid(),
-                                          eio_session::transport::websocket, remote,
+                                          eio_session::transport::websocket, remote, scheme,
                                           session_headers(req), std::string(query), echo);
   ctx_.sio().register_eio(session);
   session->attach_websocket(ws);
@@ -152,7 +153,7 @@ void http_session::engineio_polling(const request& req, std::string_view query, 
     auto& ioc = static_cast<asio::io_context&>(stream_.socket().get_executor().context());
     auto session = std::make_shared<eio_session>(ctx_, ioc, new_eio_sid(),
                                                  eio_session::transport::polling,
-                                                 client_remote_,
+                                                 client_remote_, client_scheme(req),
                                                  session_headers(req), std::string(query), echo);
     session->hold(std::move(slot));
     ctx_.sio().register_eio(session);

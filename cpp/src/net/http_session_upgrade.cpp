@@ -145,14 +145,16 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
     path_params params;
     bool deflate;
     std::string remote;
+    std::string_view scheme;  // a literal (client_scheme)
   };
   std::vector<channel> rooms;
   for (const auto& t : topics) rooms.push_back({"/", t});
+  const auto scheme = client_scheme(req);  // before the stream is handed off
   auto p = std::make_shared<pending>(pending{
       hand_off(), std::move(response), std::move(leftover), std::move(topics), std::string(path),
       std::string(query), std::move(slot_), std::move(identity), std::move(headers),
       ep ? ep->ep : nullptr, ep ? std::move(ep->params) : path_params{}, deflate,
-      session_remote()});
+      session_remote(), scheme});
   auto open = [&ctx = ctx_, p] {
     // An envelope's connections share its encoder: each publication is encoded once for all.
     const encoder_id encoder = p->ep && p->ep->env ? p->ep->encoder : ctx.encoders().json_ws;
@@ -165,7 +167,7 @@ void http_session::upgrade(request req, std::string_view path, std::string_view 
     session->set_identity(std::move(p->identity));
     session->set_remote(std::move(p->remote));
     if (p->deflate) session->enable_deflate();
-    session->start(p->path, p->query, std::move(p->headers));
+    session->start(p->path, p->query, std::move(p->headers), p->scheme);
   };
   const auto& warm = ctx_.get_publisher().warm;
   if (!warm || rooms.empty()) return open();
@@ -245,14 +247,16 @@ void http_session::open_sse(const request& req, std::string_view path, std::stri
     const endpoint* ep;
     path_params params;
     std::string remote;
+    std::string_view scheme;  // a literal (client_scheme)
   };
+  const auto scheme = client_scheme(req);  // before the stream is handed off
   auto p = std::make_shared<pending>(pending{hand_off(), std::move(head), std::move(last_id),
                                              std::string(path), std::string(query),
                                              std::move(topics), std::move(slot_),
                                              std::move(identity), header_list(req),
                                              ep ? ep->ep : nullptr,
                                              ep ? std::move(ep->params) : path_params{},
-                                             session_remote()});
+                                             session_remote(), scheme});
   auto open = [&ctx = ctx_, p] {
     auto session = std::make_shared<sse_session>(std::move(p->socket), ctx, new_sid(),
                                                  std::move(p->head), std::move(p->topics),
@@ -261,7 +265,7 @@ void http_session::open_sse(const request& req, std::string_view path, std::stri
     session->hold(std::move(p->slot));
     session->set_identity(std::move(p->identity));
     session->set_remote(std::move(p->remote));
-    session->start(p->path, p->query, std::move(p->headers));
+    session->start(p->path, p->query, std::move(p->headers), p->scheme);
   };
   const auto& warm = ctx_.get_publisher().warm;
   if (!warm) return open();

@@ -53,7 +53,8 @@ push_session::push_session(net::stream socket, session_context& ctx, std::string
 push_session::~push_session() = default;
 
 void push_session::start(const std::string& path, const std::string& query,
-                         std::vector<std::pair<std::string, std::string>> headers) {
+                         std::vector<std::pair<std::string, std::string>> headers,
+                         std::string_view scheme) {
   auto self = shared_from_this();
   ctx_.sessions().add(self);
   ctx_.get_hub().add(self);
@@ -73,6 +74,7 @@ void push_session::start(const std::string& path, const std::string& query,
     auto ep = socket_.remote_endpoint(ec);
     if (!ec) info.remote = ep.address().to_string() + ":" + std::to_string(ep.port());
   }
+  info.scheme = scheme;
   info.headers = std::move(headers);
   info.identity = identity_;
   // Hold the handshake until the application decides; bound the wait like any handshake.

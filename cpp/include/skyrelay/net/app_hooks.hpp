@@ -18,6 +18,9 @@ struct connect_info {
   std::string path;
   std::string query;
   std::string remote;  // "ip:port"
+  // "http" or "https": what a trusted proxy said its client used, else the connection's own
+  // (as http_request_info::scheme).
+  std::string scheme;
   std::vector<std::pair<std::string, std::string>> headers;
   auth::identity_ptr identity;  // the verified token's identity; null without a token
 };
@@ -29,6 +32,7 @@ struct sio_connect_info {
   std::string auth;  // JSON text of the CONNECT payload ("{}" when none)
   std::string eio_sid;
   std::string remote;
+  std::string scheme;  // of the Engine.IO session's handshake, as connect_info::scheme
   std::string query;
   std::vector<std::pair<std::string, std::string>> headers;
   auth::identity_ptr identity;  // the verified token's identity; null without a token

@@ -70,10 +70,12 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   using reply_fn = std::function<void(unsigned status, std::string body)>;
 
   // `context` (the server's, see session_context.hpp) outlives the session; its timers run on
-  // `ioc`.
+  // `ioc`. `remote`, `scheme` ("http" or "https"), `headers` and `query` are the handshake's,
+  // as the Socket.IO connect hook shows them.
   eio_session(session_context& context, asio::io_context& ioc, std::string sid, transport t,
-              std::string remote, std::vector<std::pair<std::string, std::string>> headers,
-              std::string query, bool echo = false);
+              std::string remote, std::string_view scheme,
+              std::vector<std::pair<std::string, std::string>> headers, std::string query,
+              bool echo = false);
   ~eio_session() override;
 
   const std::string& sid() const noexcept { return sid_; }
@@ -181,6 +183,7 @@ class eio_session : public ws_handler, public std::enable_shared_from_this<eio_s
   std::string_view query() const;
   std::vector<std::pair<std::string, std::string>> headers() const;
   const bool echo_;  // a raw Engine.IO echo session (conformance testing), no Socket.IO
+  const bool https_;  // the handshake's scheme was https (in echo_'s padding)
   // The executor of the session's timers, which the three below are made on when needed (an
   // idle WebSocket session keeps none: about 400 bytes with their pending waits;
   // docs/benchmarks.md).

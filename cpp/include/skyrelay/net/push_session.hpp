@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -38,9 +39,10 @@ class push_session : public subscriber,
   ~push_session() override;
 
   // Registers the session with the hub and the server. Accepts at once unless the application
-  // has a connect hook, in which case it waits for accept() or refuse().
+  // has a connect hook, in which case it waits for accept() or refuse(). `scheme` is the
+  // handshake's ("http" or "https", http_session::client_scheme), for the hook only.
   void start(const std::string& path, const std::string& query,
-             std::vector<std::pair<std::string, std::string>> headers);
+             std::vector<std::pair<std::string, std::string>> headers, std::string_view scheme);
 
   // Thread-safe; each posts to the session's executor.
   void accept();
