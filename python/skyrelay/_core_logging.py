@@ -22,6 +22,7 @@ import weakref
 from typing import Any
 
 from . import _core
+from ._threads import name_os_thread
 
 # Above CRITICAL: the core builds no record for a logger at this level.
 LEVEL_OFF = 1000
@@ -128,7 +129,7 @@ class CoreLogPump:
         self._thread = None
 
     def _run(self) -> None:
-        _core.name_this_thread("skyrelay-log")
+        name_os_thread("skyrelay-log")
         next_sync = time.monotonic() + LEVEL_SYNC_INTERVAL
         idle = False
         while True:

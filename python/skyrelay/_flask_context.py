@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import flask
 from flask.sessions import SessionMixin
 
+from ._threads import name_os_thread
+
 if TYPE_CHECKING:
     from .connection import Connection
     from .wsgi import WSGIBridge
@@ -149,7 +151,8 @@ class OrderedPool:
         if workers < 1 or max_pending < 1:
             raise ValueError("handler_workers and handler_queue_max must be at least 1")
         self._pool = ThreadPoolExecutor(max_workers=workers,
-                                        thread_name_prefix="skyrelay-flask-handler")
+                                        thread_name_prefix="skyrelay-flask-handler",
+                                        initializer=name_os_thread, initargs=("skyrelay-flask",))
         self._slots = threading.BoundedSemaphore(max_pending)
         self._lock = threading.Lock()
         self._queues: dict[str, deque[Callable[[], None]]] = {}

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._threads import os_named
+
 log = logging.getLogger("skyrelay.jwks")
 
 MAX_DOCUMENT_BYTES = 1024 * 1024  # a JWKS holds a handful of keys; a bigger one is refused
@@ -149,7 +151,7 @@ class JWKSSource:
                 self._users -= 1
                 raise
             self._stopping.clear()
-            self._thread = threading.Thread(target=self._run, args=(next_in,),
+            self._thread = threading.Thread(target=os_named(self._run), args=(next_in,),
                                             name="skyrelay-jwks", daemon=True)
             self._thread.start()
             _running.add(self)

@@ -28,6 +28,7 @@ with requires_extra("flask", "skyrelay.flask"):
 
 from ._flask_context import HandshakeEnvirons, OrderedPool, protocol_logger
 from ._flask_handlers import current, is_test_header, make_handler
+from ._threads import os_named
 from ._flask_test_client import SocketIOTestClient
 from .errors import ConnectionRefused
 from .redis_manager import RedisManagerWriter
@@ -369,7 +370,8 @@ class SocketIO:
 
     def start_background_task(self, target: Callable[..., Any], *args: Any,
                               **kwargs: Any) -> threading.Thread:
-        thread = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
+        # Its OS name is its Python name, not that of the handler's thread that started it.
+        thread = threading.Thread(target=os_named(target), args=args, kwargs=kwargs, daemon=True)
         thread.start()
         return thread
 

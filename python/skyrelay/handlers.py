@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _core
+from ._threads import name_os_thread
 from .typed import PayloadType, payload_type
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ class HandlerRegistry:
             self._own_loop_thread = threading.Thread(
                 target=self._own_loop.run_forever, name="skyrelay-asyncio", daemon=True)
             self._own_loop_thread.start()
-            self._own_loop.call_soon_threadsafe(_core.name_this_thread, "skyrelay-async")
+            self._own_loop.call_soon_threadsafe(name_os_thread, "skyrelay-async")
         return self._own_loop
 
     def stop_loop(self) -> None:

@@ -30,6 +30,7 @@ from .json_bridge import JSONProtocolBridge
 from ._core_logging import CoreLogPump
 from ._fd_limit import raise_nofile
 from ._rate_text import parse_rate
+from ._threads import os_named
 from .options import namespace_specs, run_overrides, server_config, server_options
 from .socketio import SocketIOBridge
 from . import state as state_mod
@@ -479,7 +480,7 @@ class Server:
             def stop_then_jwt() -> None:
                 self._stop_core(core)
                 self._stop_jwt()
-            threading.Thread(target=stop_then_jwt, name="skyrelay-stop").start()
+            threading.Thread(target=os_named(stop_then_jwt), name="skyrelay-stop").start()
             return
         if self._wsgi is not None:
             self._wsgi.pause()  # no WSGI answer in flight while the core tears down

@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 from urllib.parse import unquote
 
+from ._threads import name_os_thread
+
 log = logging.getLogger("skyrelay")
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Any]
@@ -52,7 +54,8 @@ class WSGIBridge:
         self.url_scheme = url_scheme  # the port's own, for environs the core did not describe
         self.host = host
         self.port_fn = port_fn
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skyrelay-wsgi")
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skyrelay-wsgi",
+                                       initializer=name_os_thread, initargs=("skyrelay-wsgi",))
         self.reply: Callable[..., Any] | None = None  # core.http_reply, set at start
         # Answers being handed to the core, and whether the server is stopping (see pause).
         self._replying = 0
