@@ -7,7 +7,8 @@
 #   bench/lightload_probe/probe.sh PY auto 4 'perf trace -T -e io_uring_enter,clock_nanosleep -p {PID} -o /tmp/t.txt -- sleep 4'
 #   bench/lightload_probe/probe.sh - node 5 'perf record -g -p {PID} -- sleep 5'   # Node `ws` instead
 # (PY: a checkout's .venv/bin/python; the load client is built by any bench/run_*.py.
-# MODE node runs servers/ws_node.mjs, PY is then unused.)
+# MODE node runs servers/ws_node.mjs, MODE trivial-epoll / trivial-uring the trivial server,
+# the floor, on either path; PY is then unused.)
 # RPS=1 in the environment steers the loopback receive to the client's CPU 0 for the probe
 # (/sys/class/net/lo/queues/rx-0/rps_cpus = 1, its old value written back on exit; root only).
 PY=$1; MODE=$2; DUR=$3; shift 3
@@ -21,6 +22,8 @@ fi
 PORT=$((20000 + RANDOM % 20000))
 if [ "$MODE" = node ]; then
   SERVER=(node servers/ws_node.mjs)
+elif [ "$MODE" = trivial-epoll ] || [ "$MODE" = trivial-uring ]; then
+  SERVER=(build/loadclient/trivial_server --io-uring $([ "$MODE" = trivial-uring ] && echo 1 || echo 0))
 else
   SERVER=($PY servers/skyrelay_server.py --io-uring $MODE)
 fi
