@@ -15,8 +15,9 @@
 //
 // With --io-uring 1 (a build with liburing) a tick's sends to every connection with nothing
 // pending go out in one io_uring submission (MSG_DONTWAIT, so each completes inline; what a
-// socket does not take waits in its pending bytes for the epoll path), the least skyrelay's
-// io_uring write path could do: run_lightload.py runs both modes as the floor of CPU per
+// socket does not take waits in its pending bytes for the epoll path), on registered files (no
+// descriptor lookup per send) and a ring with one submitter: the least kernel work a send takes
+// here, and so the least any server's write path could do: run_lightload.py runs both modes as the floor of CPU per
 // delivery beside the servers under test. Between messages it sleeps until the next one is
 // due, so a light load costs no idle ticks.
 //
@@ -69,6 +70,7 @@ struct conn {
   std::string head;     // the request until its blank line
   std::string pending;  // bytes not yet taken by the socket
   std::size_t sent = 0;  // of `pending`
+  bool registered = false;  // in the ring's file table (--io-uring 1)
 };
 
 // An unmasked server-to-client text frame around `payload`.
@@ -163,10 +165,26 @@ options parse(int argc, char** argv) {
 class uring_sender {
  public:
   uring_sender() {
-    if (const int e = io_uring_queue_init(kEntries, &ring_, 0); e < 0) {
+    if (const int e = io_uring_queue_init(kEntries, &ring_, IORING_SETUP_SINGLE_ISSUER); e < 0) {
       std::fprintf(stderr, "io_uring_queue_init: %s\n", std::strerror(-e));
       std::exit(1);
     }
+    // One slot per descriptor number: a connection's slot is its fd.
+    if (const int e = io_uring_register_files_sparse(&ring_, kSlots); e < 0) {
+      std::fprintf(stderr, "io_uring_register_files_sparse: %s\n", std::strerror(-e));
+      std::exit(1);
+    }
+  }
+
+  // A new connection's descriptor into its slot (false: no slot, it stays on the epoll path),
+  // and out again before it is closed (a registered file keeps its socket open).
+  bool enter(int fd) {
+    return fd < int(kSlots) && io_uring_register_files_update(&ring_, unsigned(fd), &fd, 1) == 1;
+  }
+  void leave(int fd) {
+    if (fd < 0 || fd >= int(kSlots)) return;
+    int none = -1;
+    io_uring_register_files_update(&ring_, unsigned(fd), &none, 1);
   }
   ~uring_sender() { io_uring_queue_exit(&ring_); }
   uring_sender(const uring_sender&) = delete;
@@ -183,6 +201,7 @@ class uring_sender {
       }
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
       io_uring_prep_send(sqe, fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      sqe->flags |= IOSQE_FIXED_FILE;  // `fd` is the slot's index
       io_uring_sqe_set_data64(sqe, std::uint64_t(fd));
       ++queued;
     }
@@ -191,6 +210,7 @@ class uring_sender {
 
  private:
   static constexpr unsigned kEntries = 1024;
+  static constexpr unsigned kSlots = 8192;
 
   void reap(std::vector<conn>& conns, const std::string& frame, unsigned n) {
     // MSG_DONTWAIT: every send completes inside the submission, so this waits for nothing.
@@ -209,6 +229,7 @@ class uring_sender {
         c.pending.assign(frame, res > 0 ? std::size_t(res) : 0);
         c.sent = 0;
       } else {
+        leave(c.fd);
         ::close(c.fd);
         c.fd = -1;
       }
@@ -254,6 +275,13 @@ int main(int argc, char** argv) {
   if (o.io_uring) uring.emplace();
   std::vector<int> ready;  // this tick's connections with nothing pending
 #endif
+  auto drop = [&](conn& c) {
+#ifdef TRIVIAL_HAVE_LIBURING
+    if (uring && c.registered) uring->leave(c.fd);
+#endif
+    ::close(c.fd);
+    c.fd = -1;
+  };
   while (true) {
     const std::int64_t now = now_ns();
     if (!start && upgraded >= o.clients) {
@@ -277,13 +305,13 @@ int main(int argc, char** argv) {
         for (auto& c : conns)
           if (c.fd >= 0 && c.upgraded && c.pending.size() < o.max_pending) {
 #ifdef TRIVIAL_HAVE_LIBURING
-            if (uring && c.pending.empty()) {
+            if (uring && c.registered && c.pending.empty()) {
               ready.push_back(c.fd);
               continue;
             }
 #endif
             c.pending += tick;
-            if (!flush(c)) { ::close(c.fd); c.fd = -1; }
+            if (!flush(c)) drop(c);
           }
 #ifdef TRIVIAL_HAVE_LIBURING
         if (uring) uring->send_all(conns, ready, tick);
@@ -310,6 +338,9 @@ int main(int argc, char** argv) {
           if (conns.size() <= std::size_t(cfd)) conns.resize(std::size_t(cfd) + 1);
           conns[std::size_t(cfd)] = conn{};
           conns[std::size_t(cfd)].fd = cfd;
+#ifdef TRIVIAL_HAVE_LIBURING
+          if (uring) conns[std::size_t(cfd)].registered = uring->enter(cfd);
+#endif
           epoll_event cev{EPOLLIN | EPOLLOUT | EPOLLET, {.fd = cfd}};
           epoll_ctl(ep, EPOLL_CTL_ADD, cfd, &cev);
         }
@@ -320,12 +351,12 @@ int main(int argc, char** argv) {
       bool ok = true;
       if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ok = on_readable(c, upgraded);
       if (ok && (events[i].events & EPOLLOUT)) ok = flush(c);
-      if (!ok) { ::close(c.fd); c.fd = -1; }
+      if (!ok) drop(c);
     }
   }
   std::printf("DONE %llu\n", static_cast<unsigned long long>(seq));
   std::fflush(stdout);
   for (auto& c : conns)
-    if (c.fd >= 0) ::close(c.fd);
+    if (c.fd >= 0) drop(c);
   return 0;
 }
