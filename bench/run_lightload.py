@@ -204,42 +204,30 @@ def run(args, rps_original: str | None) -> int:
     for scenario, runs in results.items():
         lines.append("")
         lines.append(f"{scenario}:")
+
+        def ratios(label: str, a: str, b: str, key: str = "cpu_ns_per_delivery",
+                   what: str = "CPU per delivery") -> None:
+            """One line: a / b of `key` and of p99, where both ran."""
+            if a in runs and b in runs:
+                lines.append(f"- {label}, {what}: " + per_round(runs, a, b, key)
+                             + "; p99: " + per_round(runs, a, b, "p99_us"))
+
         for suffix in ("", RPS_SUFFIX):
             node = "node ws" + suffix
-            if node not in runs:
-                continue
             for name in (n for n in runs
                          if n != node and n.endswith(RPS_SUFFIX) == bool(suffix)):
-                lines.append(f"- {name} / {node}, CPU per delivery: "
-                             + per_round(runs, name, node, "cpu_ns_per_delivery")
-                             + "; p99: " + per_round(runs, name, node, "p99_us"))
+                ratios(f"{name} / {node}", name, node)
         for name in (n for n in runs if n.endswith(RPS_SUFFIX)):
             base = name[:-len(RPS_SUFFIX)]
-            if base in runs:
-                lines.append(f"- {name} / {base}, server CPU per delivery: "
-                             + per_round(runs, name, base, "cpu_ns_per_delivery")
-                             + "; p99: " + per_round(runs, name, base, "p99_us"))
+            ratios(f"{name} / {base}", name, base, what="server CPU per delivery")
         for prefix in ("skyrelay", "before"):
-            if f"{prefix} io_uring" in runs:
-                lines.append(f"- {prefix} io_uring / epoll, deliveries per server-CPU-second: "
-                             + per_round(runs, f"{prefix} io_uring", f"{prefix} epoll",
-                                         "deliveries_per_cpu_s")
-                             + "; p99: " + per_round(runs, f"{prefix} io_uring",
-                                                     f"{prefix} epoll", "p99_us"))
+            ratios(f"{prefix} io_uring / epoll", f"{prefix} io_uring", f"{prefix} epoll",
+                   "deliveries_per_cpu_s", "deliveries per server-CPU-second")
         for path in ("epoll", "io_uring"):
-            if f"trivial {path}" in runs and f"skyrelay {path}" in runs:
-                lines.append(f"- skyrelay {path} / trivial {path} (the floor), CPU per delivery: "
-                             + per_round(runs, f"skyrelay {path}", f"trivial {path}",
-                                         "cpu_ns_per_delivery")
-                             + "; p99: " + per_round(runs, f"skyrelay {path}",
-                                                     f"trivial {path}", "p99_us"))
+            ratios(f"skyrelay {path} / trivial {path} (the floor)", f"skyrelay {path}",
+                   f"trivial {path}")
         for path in ("epoll", "io_uring"):
-            if f"before {path}" in runs and f"skyrelay {path}" in runs:
-                lines.append(f"- {path}, this build / before, CPU per delivery: "
-                             + per_round(runs, f"skyrelay {path}", f"before {path}",
-                                         "cpu_ns_per_delivery")
-                             + "; p99: " + per_round(runs, f"skyrelay {path}",
-                                                     f"before {path}", "p99_us"))
+            ratios(f"{path}, this build / before", f"skyrelay {path}", f"before {path}")
     lines.append("")
     lines.append(f"Started {started}, load average before: {' '.join(load_before)}")
     if rps_original is not None:
