@@ -395,3 +395,78 @@ def test_expect_100_continue_over_the_body_limit_is_413_at_once(skyrelay_server_
         s.sendall(head)
         answer = read_head(s)
         assert answer.startswith(b"HTTP/1.1 413 "), answer
+
+
+def _answer(s: socket.socket, data: bytes = b"") -> tuple[bytes, bytes, bytes]:
+    """One answer off `s` (after `data` already read): its head, its body (Content-Length)
+    and whatever came after it."""
+    data = read_head(s, data)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(rest) < length:
+        chunk = s.recv(65536)
+        assert chunk, "closed in the middle of an answer"
+        rest += chunk
+    return head, rest[:length], rest[length:]
+
+
+def _post_head(body_length: int | None) -> bytes:
+    framing = (f"Content-Length: {body_length}" if body_length is not None
+               else "Transfer-Encoding: chunked")
+    return (f"POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\n{framing}\r\n\r\n").encode()
+
+
+def test_a_body_is_read_however_it_arrives(server, skyrelay_client):
+    # The body is parsed from what came with the head when it is all there, and read on when it
+    # is not: with its head, behind it in pieces, chunked in one write or across several, and
+    # followed in the same write by the next request.
+    c = skyrelay_client(server)
+    c.subscribe("news")
+    bodies = [json.dumps({"event": "e", "data": {"n": n, "pad": "p" * 40 * n}, "to": "news"})
+              .encode() for n in range(6)]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        # 0 and 1 pipelined in one write, each with its head.
+        s.sendall(_post_head(len(bodies[0])) + bodies[0] + _post_head(len(bodies[1])) + bodies[1])
+        head, _, rest = _answer(s)
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        head, _, rest = _answer(s, rest)
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        # 2: the head with half the body, the other half later.
+        half = len(bodies[2]) // 2
+        s.sendall(_post_head(len(bodies[2])) + bodies[2][:half])
+        threading.Event().wait(0.05)
+        s.sendall(bodies[2][half:])
+        head, _, rest = _answer(s, rest)
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        # 3: chunked, in one write.
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (bodies[3][:7], bodies[3][7:]))
+        s.sendall(_post_head(None) + chunked + b"0\r\n\r\n")
+        head, _, rest = _answer(s, rest)
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        # 4: chunked, a chunk's size line split from its data and the end coming last.
+        s.sendall(_post_head(None) + b"%x\r" % len(bodies[4]))
+        threading.Event().wait(0.05)
+        s.sendall(b"\n" + bodies[4] + b"\r\n")
+        threading.Event().wait(0.05)
+        s.sendall(b"0\r\n\r\n")
+        head, _, rest = _answer(s, rest)
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        # 5: the head alone, then the whole body.
+        s.sendall(_post_head(len(bodies[5])))
+        threading.Event().wait(0.05)
+        s.sendall(bodies[5])
+        head, _, rest = _answer(s, rest)
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        assert rest == b""
+    for n in range(6):  # each body whole, in order
+        assert c.expect("e") == {"n": n, "pad": "p" * 40 * n}
+
+
+def test_a_chunked_body_over_the_limit_is_413(skyrelay_server_factory):
+    server = skyrelay_server_factory(publish_token=TOKEN, max_body_size=1024)
+    big = b"x" * 3000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(_post_head(None) + b"%x\r\n%s\r\n0\r\n\r\n" % (len(big), big))
+        answer = read_head(s)
+        assert answer.startswith(b"HTTP/1.1 413 "), answer

@@ -154,8 +154,21 @@ void http_session::read_body() {
                      [self](beast::error_code ec, std::size_t) { self->on_read(ec); });
   };
   const auto& head = parser_->get();
-  if (head.version() < 11 || !beast::iequals(head[http::field::expect], "100-continue"))
+  if (head.version() < 11 || !beast::iequals(head[http::field::expect], "100-continue")) {
+    // Most bodies came with their head: parsed from the buffer here, since a read that finds
+    // them there would still complete through the scheduler (one more turn per request).
+    parser_->eager(true);
+    while (buffer_.size() > 0 && !parser_->is_done()) {
+      beast::error_code ec;
+      const std::size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == http::error::need_more) break;
+      if (ec) return on_read(ec);
+      if (used == 0) break;
+    }
+    if (parser_->is_done()) return on_read({});
     return read();
+  }
   // The head passed the header and body limits (a declared body over the limit is already a
   // 413): the client may send the body.
   static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
