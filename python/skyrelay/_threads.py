@@ -7,6 +7,7 @@ a ``threading.Thread`` its name in the OS; these threads do it themselves as the
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +21,10 @@ def name_os_thread(name: str | None = None) -> None:
 
 
 def os_named(target: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
-    """``target``, naming its thread (see :func:`name_os_thread`) before it runs."""
+    """``target``, naming its thread (see :func:`name_os_thread`) before it runs. Keeps the
+    target's ``__name__``, which ``threading.Thread`` puts in its default name."""
 
+    @functools.wraps(target)
     def run(*args: Any, **kwargs: Any) -> Any:
         name_os_thread(name)
         return target(*args, **kwargs)

@@ -88,3 +88,34 @@ def test_a_long_name_is_cut_to_what_the_kernel_keeps():
     t.start()
     t.join()
     assert seen == ["skyrelay-a-much"]
+
+
+def test_a_thread_started_from_a_named_one_takes_its_own_python_name():
+    # What start_background_task and skyrelay's pools rely on: without os_named the child
+    # would show the parent's name (Linux copies it), here a dispatcher's.
+    from skyrelay import _core
+    from skyrelay._threads import os_named
+
+    seen: dict[str, str] = {}
+
+    def child() -> None:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:
+            seen[threading.current_thread().name] = f.read().strip()
+
+    def parent() -> None:
+        _core.name_this_thread("skyrelay-disp")
+        plain = threading.Thread(target=child, name="plain")
+        plain.start()
+        plain.join()
+        named = threading.Thread(target=os_named(child))
+        named.start()
+        named.join()
+        seen["named's Python name"] = named.name
+
+    t = threading.Thread(target=parent)
+    t.start()
+    t.join()
+    assert seen["plain"] == "skyrelay-disp"  # inherited: the reason for os_named
+    python_name = seen.pop("named's Python name")
+    assert python_name.endswith("(child)")  # the target's name, not the wrapper's
+    assert seen[python_name] == python_name[:15]
