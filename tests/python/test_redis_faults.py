@@ -375,9 +375,14 @@ def contiguous_segments(got: list[int], order: list[int], ends_explicitly: bool,
 PACE = 2000
 ROUNDS = 10
 ROUND_OUTBOX = ("--outbox", "32768", str(16 << 20))  # frames, bytes: three rounds and more
-STREAM_DEADLINE = 180.0  # s, bound on the whole stream (a bound, not a speed assertion)
+# Bounds, not speed assertions: on the whole stream (sio_counter.mjs has the same), and after
+# the last mark (the ticks still to come then were in the nodes' publish queues), so that a
+# lost event fails with this test's message, before pytest-timeout.
+STREAM_DEADLINE = 150.0
+AFTER_LAST_MARK = WAIT
 
 
+@pytest.mark.timeout(STREAM_DEADLINE + 60)
 def test_100k_events_across_3_nodes_every_client_exactly_once_in_order_or_reset(nodes):
     cluster = nodes(3, *ROUND_OUTBOX)
     total = 100_000
@@ -401,9 +406,10 @@ def test_100k_events_across_3_nodes_every_client_exactly_once_in_order_or_reset(
 
     def read_json(i: int, c: JsonClient) -> None:
         got, resets, ended, seqs = [], [], False, []  # seqs: of the ticks and the marks
-        while len(got) < total and time.monotonic() < deadline:
+        until = deadline
+        while len(got) < total and time.monotonic() < until:
             try:
-                f = c.frames.get(timeout=max(0.01, deadline - time.monotonic()))
+                f = c.frames.get(timeout=max(0.01, until - time.monotonic()))
             except queue.Empty:
                 break
             if f is None:
@@ -417,13 +423,16 @@ def test_100k_events_across_3_nodes_every_client_exactly_once_in_order_or_reset(
             elif f["type"] == "event" and f["event"] == "mark":
                 marks[("json", i)] = f["data"]["round"]
                 seqs.append(f["seq"])
+                if f["data"]["last"]:
+                    until = min(until, time.monotonic() + AFTER_LAST_MARK)
         results[("json", i)] = (got, resets, ended, seqs)
 
     def read_sse(i: int, s: Stream) -> None:
         got, resets, ended = [], [], False
-        while len(got) < total and time.monotonic() < deadline:
+        until = deadline
+        while len(got) < total and time.monotonic() < until:
             try:
-                e = s.events.get(timeout=max(0.01, deadline - time.monotonic()))
+                e = s.events.get(timeout=max(0.01, until - time.monotonic()))
             except queue.Empty:
                 break
             if e is None:
@@ -434,7 +443,10 @@ def test_100k_events_across_3_nodes_every_client_exactly_once_in_order_or_reset(
             elif e.event == "tick":
                 got.append(json.loads(e.data)["n"])
             elif e.event == "mark":
-                marks[("sse", i)] = json.loads(e.data)["round"]
+                mark = json.loads(e.data)
+                marks[("sse", i)] = mark["round"]
+                if mark["last"]:
+                    until = min(until, time.monotonic() + AFTER_LAST_MARK)
         results[("sse", i)] = (got, resets, ended, None)
 
     def read_sio() -> None:
@@ -480,7 +492,8 @@ def test_100k_events_across_3_nodes_every_client_exactly_once_in_order_or_reset(
             for k in range(3):  # each node emits its part from inside itself, all at once
                 burst(jsons[k], "c", starts[k], min(step, ends[k] - starts[k]), rate=PACE)
             wait_bursts(cluster, starts, deadline - time.monotonic())
-            publish_retrying(cluster[r % 3], "mark", {"round": r}, to="c")
+            publish_retrying(cluster[r % 3], "mark", {"round": r, "last": r == ROUNDS - 1},
+                             to="c")
             caught_up(r)
         for t in readers:
             t.join(timeout=max(0.0, deadline - time.monotonic()) + 10)
