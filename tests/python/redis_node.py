@@ -1,10 +1,11 @@
 """One skyrelay node on a Redis broker, for test_redis_broker.py: run as a subprocess with
-``python redis_node.py REDIS_URL [--recovery SECONDS]``; prints ``port <n>`` once it serves,
-stops on SIGTERM.
+``python redis_node.py REDIS_URL [--recovery SECONDS] [--outbox FRAMES BYTES]``; prints
+``port <n>`` once it serves, stops on SIGTERM.
 
 Every client topic is open, the publish API takes the token ``node-t0ken``, and a Socket.IO
 client that connects with ``auth={"room": name}`` is joined to that room. ``--recovery``
-turns Socket.IO connection state recovery on.
+turns Socket.IO connection state recovery on; ``--outbox`` sets ``outbox_max_frames`` and
+``outbox_max_bytes`` (default: the server's).
 
 A JSON-protocol client may send ``{"type":"event","event":"burst","data":{"topic": t,
 "first": i, "count": n}}``: the node then emits ``tick`` ``{"n": i}`` .. ``{"n": i+n-1}`` to
@@ -49,9 +50,13 @@ def main() -> None:
     args = argparse.ArgumentParser()
     args.add_argument("redis_url")
     args.add_argument("--recovery", type=float, default=0.0)
+    args.add_argument("--outbox", type=int, nargs=2, metavar=("FRAMES", "BYTES"))
     opts = args.parse_args()
+    outbox = {}
+    if opts.outbox:
+        outbox = {"outbox_max_frames": opts.outbox[0], "outbox_max_bytes": opts.outbox[1]}
     server = skyrelay.Server(port=0, broker=opts.redis_url, client_topics="*",
-                             publish_token=TOKEN, recovery_window=opts.recovery)
+                             publish_token=TOKEN, recovery_window=opts.recovery, **outbox)
 
     @server.on("connect")
     def joined(conn):
