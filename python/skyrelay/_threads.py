@@ -12,11 +12,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import _core
-
 
 def name_os_thread(name: str | None = None) -> None:
     """Names the calling thread in the OS: ``name``, or its Python name (cut to 15 bytes)."""
+    # Imported here: the modules that use this one load without the extension (handlers.py,
+    # test_python_seams.py); by the time a thread starts, the server has loaded it.
+    from . import _core
+
     _core.name_this_thread(name or threading.current_thread().name)
 
 
