@@ -119,9 +119,12 @@ TEST(Outbox, ByteLimitIsInclusive) {
   EXPECT_TRUE(r.overflow);
   EXPECT_FALSE(r.accepted);
   EXPECT_EQ(o.queued_bytes(), 10u);
-  // Taking frees the room again.
-  drain(o);
-  EXPECT_TRUE(o.push(f("0123456789"), keep).accepted);
+  // Taking frees the room again (for an outbox that has not overflowed: one that has is
+  // being closed, and refuses everything after).
+  outbox t({10, 100});
+  EXPECT_TRUE(t.push(f("0123456789"), keep).accepted);
+  drain(t);
+  EXPECT_TRUE(t.push(f("0123456789"), keep).accepted);
 }
 
 TEST(Outbox, OversizedFrameAlwaysFitsAnEmptyQueue) {
@@ -133,7 +136,11 @@ TEST(Outbox, OversizedFrameAlwaysFitsAnEmptyQueue) {
   // But nothing else fits behind it.
   EXPECT_TRUE(o.push(f("a"), keep).overflow);
   ASSERT_EQ(drain(o).size(), 1u);
-  EXPECT_TRUE(o.push(f(std::string(1000, 'z')), keep).accepted);
+  // Again into an empty queue (of an outbox that has not overflowed).
+  outbox again({8, 4});
+  EXPECT_TRUE(again.push(f(std::string(1000, 'z')), keep).accepted);
+  ASSERT_EQ(drain(again).size(), 1u);
+  EXPECT_TRUE(again.push(f(std::string(1000, 'z')), keep).accepted);
   // With drop_oldest too, even when that means evicting everything queued.
   outbox d({8, 4});
   d.push(f("aaaa"), drop);
@@ -252,6 +259,27 @@ TEST(Outbox, DropCountsAddUp) {
 }
 
 // ---- close ----------------------------------------------------------------------------------
+
+TEST(Outbox, AfterAnOverflowEverythingIsRefusedAndTheOverflowReportedOnce) {
+  outbox o({1 << 20, 2});
+  EXPECT_TRUE(o.push(f("a"), keep).accepted);
+  EXPECT_TRUE(o.push(f("b"), keep).accepted);
+  EXPECT_TRUE(o.push(f("c"), keep).overflow);
+  // The writer takes what was queued (the connection is closed for the overflow later, on its
+  // own thread): the frames after "c" must not follow "b" with "c" missing.
+  EXPECT_EQ(drain(o), (strings{"a", "b"}));
+  for (auto policy : {keep, drop}) {
+    const auto r = o.push(f("d"), policy);
+    EXPECT_FALSE(r.accepted);
+    EXPECT_FALSE(r.overflow) << "reported once, by the push that overflowed";
+    EXPECT_FALSE(r.start_writer);
+    EXPECT_EQ(r.refused, 1u);
+  }
+  const std::vector<frame_ptr> group{f("e"), f("f")};
+  EXPECT_EQ(o.push_group(group, keep).refused, 2u);
+  std::vector<frame_ptr> out;
+  EXPECT_FALSE(o.take(out));
+}
 
 TEST(Outbox, CloseDropsQueuedAndRefusesMore) {
   outbox o({1024, 16});
@@ -393,11 +421,14 @@ TEST(Outbox, GroupCountsAsItsTotalAgainstTheBounds) {
   const auto refused = full.push_group({f("y"), f("z")}, keep);
   EXPECT_TRUE(refused.overflow);
   EXPECT_FALSE(refused.accepted);
+  EXPECT_EQ(drain(full), (strings{"x"}));
   // ...and drop_oldest drops the whole group, counted frame by frame.
-  const auto dropped = full.push_group({f("y"), f("z")}, drop);
+  outbox volatile_full({1024, 2});
+  volatile_full.push(f("x"), keep);
+  const auto dropped = volatile_full.push_group({f("y"), f("z")}, drop);
   EXPECT_FALSE(dropped.accepted);
   EXPECT_EQ(dropped.dropped, 2u);
-  EXPECT_EQ(drain(full), (strings{"x"}));
+  EXPECT_EQ(drain(volatile_full), (strings{"x"}));
   // A group always fits an empty queue, and an empty group does nothing.
   outbox empty({1, 1});
   EXPECT_TRUE(empty.push_group({f("big"), f("bigger")}, keep).accepted);

@@ -52,6 +52,10 @@ outbox::push_result outbox::push_range(const frame_ptr* first, std::size_t count
   for (std::size_t i = 0; i < count; ++i) size += first[i]->wire_size();
   std::lock_guard lock(mu_);
   if (closed_) return r;
+  if (overflowed_) {
+    r.refused = count;
+    return r;
+  }
   auto over = [&] {
     return size_locked() != 0 &&
            (bytes_ + size > limits_.max_bytes || size_locked() + count > limits_.max_frames);
@@ -62,6 +66,7 @@ outbox::push_result outbox::push_range(const frame_ptr* first, std::size_t count
     r.dropped = evict_locked(over);
     if (over()) {
       if (policy == overflow_policy::disconnect) {
+        overflowed_ = true;
         r.overflow = true;
         return r;
       }

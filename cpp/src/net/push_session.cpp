@@ -169,6 +169,10 @@ void push_session::deliver_group(const std::vector<frame_ptr>& group, overflow_p
 }
 
 void push_session::on_pushed(const outbox::push_result& r) {
+  if (r.refused) {  // behind an overflow whose close is under way: lost with the connection
+    ctx_.get_metrics().drop(drop_reason::slow_consumer, r.refused);
+    return;
+  }
   if (r.dropped || r.overflow) ctx_.get_metrics().limit_hit(limit_kind::outbox);
   if (r.dropped) {
     ctx_.get_metrics().drop(drop_reason::drop_oldest, r.dropped);

@@ -34,6 +34,10 @@ class outbox {
     bool overflow{false};      // refused under the disconnect policy
     bool start_writer{false};  // the caller must schedule the write loop
     std::size_t dropped{0};    // frames dropped to make room (or the new frame itself)
+    // Frames refused after an overflow (the connection is being closed for it): the stream a
+    // slow consumer gets stays a prefix with no gap, however its writer moves meanwhile, and
+    // the overflow is reported once.
+    std::size_t refused{0};
   };
 
   explicit outbox(limits l) : limits_(l) {}
@@ -88,6 +92,7 @@ class outbox {
   std::size_t bytes_{0};
   bool writer_active_{false};
   bool closed_{false};
+  bool overflowed_{false};  // a push overflowed under the disconnect policy: refuse the rest
 };
 
 }  // namespace skyrelay
