@@ -117,7 +117,6 @@ class CpuMark:
     that ended in between took its schedstat with it)."""
 
     def __init__(self, pid: int) -> None:
-        self.pid = pid
         self.threads = thread_cpu_ns(pid)
         self.ticks = cpu_seconds(pid)
 

@@ -191,8 +191,11 @@ class uring_sender {
   uring_sender& operator=(const uring_sender&) = delete;
 
   // `frame` to each of `fds` (connections with nothing pending). A short or refused send leaves
-  // the rest in the connection's pending bytes; a failed one closes it.
-  void send_all(std::vector<conn>& conns, const std::vector<int>& fds, const std::string& frame) {
+  // the rest in the connection's pending bytes; returns the connections whose send failed, for
+  // the caller to drop.
+  const std::vector<int>& send_all(std::vector<conn>& conns, const std::vector<int>& fds,
+                                   const std::string& frame) {
+    failed_.clear();
     unsigned queued = 0;
     for (const int fd : fds) {
       if (queued == kEntries) {
@@ -206,6 +209,7 @@ class uring_sender {
       ++queued;
     }
     if (queued) reap(conns, frame, queued);
+    return failed_;
   }
 
  private:
@@ -221,22 +225,22 @@ class uring_sender {
     io_uring_cqe* cqe = nullptr;
     for (unsigned i = 0; i < n; ++i) {
       if (io_uring_wait_cqe(&ring_, &cqe) < 0) std::exit(1);
-      conn& c = conns[std::size_t(io_uring_cqe_get_data64(cqe))];
+      const int fd = int(io_uring_cqe_get_data64(cqe));
       const int res = cqe->res;
       io_uring_cqe_seen(&ring_, cqe);
       if (res == int(frame.size())) continue;
       if (res >= 0 || res == -EAGAIN) {
+        conn& c = conns[std::size_t(fd)];
         c.pending.assign(frame, res > 0 ? std::size_t(res) : 0);
         c.sent = 0;
       } else {
-        leave(c.fd);
-        ::close(c.fd);
-        c.fd = -1;
+        failed_.push_back(fd);
       }
     }
   }
 
   io_uring ring_{};
+  std::vector<int> failed_;  // of the last send_all
 };
 #endif
 
@@ -314,7 +318,8 @@ int main(int argc, char** argv) {
             if (!flush(c)) drop(c);
           }
 #ifdef TRIVIAL_HAVE_LIBURING
-        if (uring) uring->send_all(conns, ready, tick);
+        if (uring)
+          for (const int fd : uring->send_all(conns, ready, tick)) drop(conns[std::size_t(fd)]);
 #endif
       }
     }

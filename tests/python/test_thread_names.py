@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 
 import httpx
+import pytest
 import websockets.sync.client
 
 import skyrelay
@@ -119,3 +120,29 @@ def test_a_thread_started_from_a_named_one_takes_its_own_python_name():
     python_name = seen.pop("named's Python name")
     assert python_name.endswith("(child)")  # the target's name, not the wrapper's
     assert seen[python_name] == python_name[:15]
+
+
+def test_a_background_task_started_from_a_handler_has_its_own_name():
+    # The facade's start_background_task, called where handlers run (a thread named
+    # skyrelay-disp here): the task's thread shows its Python name, not the dispatcher's.
+    flask = pytest.importorskip("flask")
+    from skyrelay import _core
+    from skyrelay.flask import SocketIO
+
+    socketio = SocketIO(flask.Flask(__name__))
+    seen: list[tuple[str, str]] = []
+
+    def task() -> None:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:
+            seen.append((threading.current_thread().name, f.read().strip()))
+
+    def handler() -> None:
+        _core.name_this_thread("skyrelay-disp")
+        socketio.start_background_task(task).join(5)
+
+    t = threading.Thread(target=handler)
+    t.start()
+    t.join()
+    assert len(seen) == 1, seen
+    python_name, os_name = seen[0]
+    assert python_name.endswith("(task)") and os_name == python_name[:15], seen
